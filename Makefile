@@ -1,0 +1,65 @@
+# The two commands of SPEC.md, and the pieces they are made of.
+#   make run   installs what is missing, builds, starts the server
+#   make test  the same set-up, then every test (format, unit, integration,
+#              all under ASan+UBSan; fuzz smoke runs)
+JOBS ?= $(shell nproc)
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+SOURCES = $(shell git ls-files -- 'src/*.c' 'src/*.h' 'tests/*.c' 'tests/*.h' 'bench/*.c' 2>/dev/null)
+
+.PHONY: all deps build asan fuzz run test format format-check unit \
+	integration test-asan fuzz-smoke valgrind bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+asan: deps
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSHIVNERI_ASAN=ON >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+fuzz: deps
+	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSHIVNERI_FUZZ=ON >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS)
+
+run: build
+	@echo "shivneri: HTTP http://127.0.0.1:8025  SMTP 127.0.0.1:2525  agents 127.0.0.1:8026  data ./shivneri-data"
+	exec ./$(BUILD)/shivneri serve
+
+format:
+	@clang-format -i $(SOURCES)
+
+format-check: deps
+	@clang-format --dry-run -Werror $(SOURCES)
+	@echo "format: ok"
+
+# The whole suite runs against the sanitizer build; the release build is
+# built too so that "make run" and the benchmarks are known to compile.
+test: format-check build asan fuzz-smoke
+	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		ctest --output-on-failure -j 2
+
+unit: asan
+	@cd $(ASAN_BUILD) && ctest --output-on-failure -R '^unit/'
+
+integration: asan
+	@cd $(ASAN_BUILD) && ctest --output-on-failure -R '^integration/'
+
+fuzz-smoke: fuzz
+	@scripts/fuzz-smoke.sh $(FUZZ_BUILD)
+
+valgrind: build
+	@scripts/valgrind.sh $(BUILD)
+
+bench: build
+	@bench/run.sh
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every libFuzzer target over its seed corpus and then for a bounded
+# number of fresh inputs: a smoke test that each parser survives hostile
+# input, not a replacement for long fuzzing runs.
+set -euo pipefail
+build=${1:-build-fuzz}
+root=$(cd "$(dirname "$0")/.." && pwd)
+runs=${FUZZ_RUNS:-20000}
+status=0
+shopt -s nullglob
+for bin in "$build"/fuzz_*; do
+	[ -x "$bin" ] || continue
+	name=$(basename "$bin")
+	corpus="$root/tests/fuzz/corpus/${name#fuzz_}"
+	work=$(mktemp -d)
+	[ -d "$corpus" ] && cp -r "$corpus"/. "$work"/
+	if "$bin" -runs="$runs" -max_total_time=60 -max_len=65536 "$work" >"$work.log" 2>&1; then
+		echo "fuzz: $name ok ($runs runs)"
+	else
+		echo "fuzz: $name FAILED"; tail -40 "$work.log"; status=1
+	fi
+	rm -rf "$work" "$work.log"
+done
+exit $status

@@ -1,0 +1,85 @@
+/*
+ * The connector interface: what an agent uses to hand one message to one
+ * provider.  Each provider type is one file, conn_TYPE.c, that keeps its
+ * functions static and registers one const table with CONNECTOR_REGISTER;
+ * nothing else in the tree changes when a type is added.
+ *
+ * Sends are asynchronous with many in flight: send() starts the work and
+ * returns; the connector calls done() later, on the agent's loop thread,
+ * exactly once per accepted job, never from inside send().  A connector
+ * whose work blocks (maildir's fsync) does it on a worker thread
+ * (common/workq.h); network connectors drive libcurl's multi interface
+ * from the same event_base.
+ *
+ * Outcome classes (store.h): OUTCOME_DELIVERED with the provider's message
+ * id; OUTCOME_TRANSIENT for provider-caused failures (timeouts, 5xx, 429,
+ * bad credentials, quota) that another provider may not have;
+ * OUTCOME_PERMANENT for message-caused refusals (a recipient or content
+ * refused for good).
+ */
+#ifndef SHIVNERI_CONNECTOR_H
+#define SHIVNERI_CONNECTOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct provider_config;
+
+/* One message to send; everything is borrowed until done() is called. */
+struct connector_job {
+	uint64_t job_id;
+	const char *message_id;
+	const char *mail_from;
+	const char *const *rcpt;
+	size_t nrcpt;
+	const uint8_t *mime;
+	size_t mime_len;
+	void *owner; /* the agent's; connectors leave it alone */
+};
+
+struct connector_result {
+	int outcome;			 /* enum outcome */
+	const char *provider_message_id; /* may be NULL */
+	const char *detail;		 /* may be NULL; no secrets */
+};
+
+/* Called once per accepted job; res and its strings die after it returns. */
+typedef void (*connector_done_cb)(struct connector_job *job,
+    const struct connector_result *res, void *arg);
+
+struct connector_ops {
+	const char *name; /* the provider type, "maildir" */
+	/*
+	 * Reads the provider's keys from pc (provider_config_get), checks
+	 * them and prepares.  0, or a negative error with a message in err.
+	 */
+	int (*open)(const struct provider_config *pc, struct event_base *base,
+	    connector_done_cb done, void *arg, void **state, char *err,
+	    size_t errlen);
+	/* Starts one send.  0: done() will be called later; <0: refused. */
+	int (*send)(void *state, struct connector_job *job);
+	/* LINK_HEALTH_OK | _DEGRADED | _DOWN, for heartbeats. */
+	int (*health)(void *state);
+	/*
+	 * Stops: jobs still in flight are abandoned without done() (the
+	 * server counts them lost when the link drops).  Frees state.
+	 */
+	void (*close)(void *state);
+};
+
+/* NULL when no connector has that type name. */
+const struct connector_ops *connector_lookup(const char *type);
+/* Called by CONNECTOR_REGISTER at load time. */
+void connector_register(const struct connector_ops *ops);
+/* The registered type names, for messages; n set to how many. */
+const char *const *connector_names(size_t *n);
+
+#define CONNECTOR_REGISTER(ops)                                               \
+	__attribute__((constructor)) static void connector_register_##ops(   \
+	    void)                                                             \
+	{                                                                     \
+		connector_register(&(ops));                                   \
+	}
+
+#endif

@@ -1,0 +1,108 @@
+/*
+ * The configuration: an INI file read with inih (or the embedded default),
+ * checked key by key with file:line in every error, into one struct that
+ * the server, the agents and the CLI share.  Provider sections keep every
+ * key as a raw string too, so that a connector reads its own keys without
+ * this file knowing them; the generic keys (type, spawn, weight, ...) are
+ * parsed here.  Secrets are never stored here: only where to read them
+ * (a file path or "env:VARIABLE"), resolved by config_secret_read().
+ */
+#ifndef SHIVNERI_CONFIG_H
+#define SHIVNERI_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct config_kv {
+	char *key;
+	char *value;
+	int line;
+};
+
+struct provider_config {
+	char *name; /* the NAME of [provider.NAME] */
+	char *type; /* maildir | smtp | mailgun | ... */
+	bool spawn;
+	int weight;	   /* default 1 */
+	int priority;	   /* default 100 */
+	int max_in_flight; /* default 32 */
+	int rate_per_s;	   /* 0: no limit */
+	int slow_start_s;  /* default 0 */
+	int line;	   /* line of the section header; 0 if embedded */
+	struct config_kv *kv; /* every key of the section, in file order */
+	size_t nkv;
+};
+
+struct config {
+	char *path; /* NULL for the embedded default */
+	char *data_dir;
+	char *http_listen;  /* "" or NULL: no HTTP */
+	char *smtp_listen;  /* "" or NULL: no SMTP */
+	char *agent_listen; /* host:port */
+	char *agent_secret_file;
+	char *api_keys_file; /* NULL: no API keys */
+	char *log_file;	     /* NULL: stderr */
+	char *scheduler;
+	int heartbeat_interval_ms;
+	int heartbeat_timeout_ms;
+	int max_attempts;
+	int retry_base_ms;
+	int retry_max_ms;
+	int64_t message_ttl_s;
+	int64_t max_message_bytes;
+	int breaker_threshold; /* consecutive provider-caused failures */
+	int breaker_cooldown_ms;
+	struct provider_config *providers;
+	size_t nproviders;
+};
+
+/* Collected errors, each "FILE:LINE: message". */
+struct config_errors {
+	char **msg;
+	size_t n;
+};
+
+/*
+ * Reads and checks path.  On success *out is a new config and 0 is
+ * returned; on failure -EINVAL (or -errno when the file cannot be read) and
+ * errs holds every error found.  errs may be NULL.
+ */
+int config_load(const char *path, struct config **out,
+    struct config_errors *errs) __attribute__((warn_unused_result));
+/* The embedded default of SPEC.md ("make run" without -c). */
+int config_load_default(struct config **out)
+    __attribute__((warn_unused_result));
+/* Parses INI text as if it were the file named path (for tests). */
+int config_load_string(const char *text, const char *path,
+    struct config **out, struct config_errors *errs)
+    __attribute__((warn_unused_result));
+void config_free(struct config *cfg);
+void config_errors_cleanup(struct config_errors *errs);
+
+/* NULL when there is no such provider. */
+const struct provider_config *config_provider(const struct config *cfg,
+    const char *name);
+/* The raw value of key in the provider's section, or NULL. */
+const char *provider_config_get(const struct provider_config *pc,
+    const char *key);
+/* The line of key in the provider's section, or the section's line. */
+int provider_config_line(const struct provider_config *pc, const char *key);
+
+/*
+ * Resolves a secret reference: "env:VAR" reads the environment, anything
+ * else is a file path read whole with the trailing newline stripped.
+ * Returns 0 and a new string in *out, or a negative errno with a message
+ * (never containing the secret) in err.
+ */
+int config_secret_read(const char *ref, char **out, char *err,
+    size_t errlen) __attribute__((warn_unused_result));
+
+/*
+ * The agent secret of cfg as bytes.  With create, a missing file is made
+ * (32 random bytes, hex, mode 0600, parent folders too).  0 or -errno.
+ */
+int config_agent_secret(const struct config *cfg, bool create, char **out,
+    size_t *len) __attribute__((warn_unused_result));
+
+#endif

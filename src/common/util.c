@@ -1,0 +1,367 @@
+/*
+ * Helpers with no state but the PRNG's.  The x-allocators exit on out of
+ * memory: a daemon that cannot allocate a few bytes cannot keep its promises
+ * either, and every caller would have to handle the same impossible branch.
+ */
+#include "common/util.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+void *
+xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+
+	if (p == NULL)
+		fatal("malloc");
+	return p;
+}
+
+void *
+xcalloc(size_t nmemb, size_t size)
+{
+	void *p = calloc(nmemb ? nmemb : 1, size ? size : 1);
+
+	if (p == NULL)
+		fatal("calloc");
+	return p;
+}
+
+void *
+xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+
+	if (q == NULL)
+		fatal("realloc");
+	return q;
+}
+
+void *
+xreallocarray(void *p, size_t nmemb, size_t size)
+{
+	void *q = reallocarray(p, nmemb ? nmemb : 1, size ? size : 1);
+
+	if (q == NULL)
+		fatal("reallocarray");
+	return q;
+}
+
+char *
+xstrdup(const char *s)
+{
+	char *p = strdup(s);
+
+	if (p == NULL)
+		fatal("strdup");
+	return p;
+}
+
+char *
+xstrdup_or_null(const char *s)
+{
+	return s == NULL ? NULL : xstrdup(s);
+}
+
+char *
+xstrndup(const char *s, size_t n)
+{
+	char *p = strndup(s, n);
+
+	if (p == NULL)
+		fatal("strndup");
+	return p;
+}
+
+char *
+xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	char *p;
+	int r;
+
+	va_start(ap, fmt);
+	r = vasprintf(&p, fmt, ap);
+	va_end(ap);
+	if (r < 0)
+		fatal("vasprintf");
+	return p;
+}
+
+int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t
+mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+const char *
+rfc3339(int64_t ms, char *buf, size_t bufsz)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	size_t n;
+
+	gmtime_r(&t, &tm);
+	n = strftime(buf, bufsz, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, bufsz - n, ".%03dZ", (int)(ms % 1000));
+	return buf;
+}
+
+static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+void
+id_new(char *out)
+{
+	uint8_t r[10];
+	uint64_t t = (uint64_t)now_ms();
+	uint64_t hi, lo;
+	int i;
+
+	if (random_bytes(r, sizeof(r)) != 0) {
+		uint64_t a = rand64(), b = rand64();
+		memcpy(r, &a, 8);
+		memcpy(r + 8, &b, 2);
+	}
+	/* 128 bits: 48 of time then 80 random, as two 64-bit halves. */
+	hi = (t << 16) | ((uint64_t)r[0] << 8) | r[1];
+	lo = 0;
+	for (i = 2; i < 10; i++)
+		lo = (lo << 8) | r[i];
+	/* 26 base32 digits cover 130 bits; the first digit holds 3. */
+	for (i = ID_LEN - 1; i >= 0; i--) {
+		out[i] = crockford[lo & 31];
+		lo = (lo >> 5) | ((hi & 31) << 59);
+		hi >>= 5;
+	}
+	out[ID_LEN] = '\0';
+}
+
+bool
+id_valid(const char *s)
+{
+	size_t i;
+
+	for (i = 0; i < ID_LEN; i++)
+		if (s[i] == '\0' || strchr(crockford, s[i]) == NULL)
+			return false;
+	return s[ID_LEN] == '\0';
+}
+
+int
+random_bytes(void *buf, size_t n)
+{
+	uint8_t *p = buf;
+	ssize_t r;
+
+	while (n > 0) {
+		r = getrandom(p, n, 0);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+/* xoshiro-style splitmix64: fast, seeded once from the kernel. */
+static __thread uint64_t rng_state;
+
+uint64_t
+rand64(void)
+{
+	uint64_t z;
+
+	if (rng_state == 0) {
+		if (random_bytes(&rng_state, sizeof(rng_state)) != 0)
+			rng_state = (uint64_t)mono_us() ^ (uint64_t)getpid();
+		rng_state |= 1;
+	}
+	z = (rng_state += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+int
+hostport_parse(const char *s, char **host, int *port)
+{
+	const char *colon, *h = s;
+	size_t hlen;
+	char *end;
+	long p;
+
+	if (s == NULL || *s == '\0')
+		return -EINVAL;
+	if (*s == '[') {
+		const char *close = strchr(s, ']');
+		if (close == NULL || close[1] != ':')
+			return -EINVAL;
+		h = s + 1;
+		hlen = (size_t)(close - h);
+		colon = close + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (colon == NULL)
+			return -EINVAL;
+		hlen = (size_t)(colon - s);
+	}
+	if (hlen == 0)
+		return -EINVAL;
+	errno = 0;
+	p = strtol(colon + 1, &end, 10);
+	if (errno != 0 || *end != '\0' || end == colon + 1 || p < 1 ||
+	    p > 65535)
+		return -EINVAL;
+	*host = xstrndup(h, hlen);
+	*port = (int)p;
+	return 0;
+}
+
+void
+hex_encode(const uint8_t *in, size_t n, char *out)
+{
+	static const char hx[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = hx[in[i] >> 4];
+		out[2 * i + 1] = hx[in[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int
+hex_decode(const char *in, uint8_t *out, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		int a, b;
+		if (in[2 * i] == '\0' || in[2 * i + 1] == '\0')
+			return -EINVAL;
+		a = hexval(in[2 * i]);
+		b = hexval(in[2 * i + 1]);
+		if (a < 0 || b < 0)
+			return -EINVAL;
+		out[i] = (uint8_t)(a << 4 | b);
+	}
+	return in[2 * n] == '\0' ? 0 : -EINVAL;
+}
+
+int
+file_read_all(const char *path, size_t max, char **out, size_t *len)
+{
+	char *buf = NULL;
+	size_t cap = 0, n = 0;
+	ssize_t r;
+	int fd, rc = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd == -1)
+		return -errno;
+	for (;;) {
+		if (n + 1 >= cap) {
+			if (cap > max) {
+				rc = -EFBIG;
+				goto fail;
+			}
+			cap = cap ? cap * 2 : 4096;
+			buf = xrealloc(buf, cap);
+		}
+		r = read(fd, buf + n, cap - n - 1);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			goto fail;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+		if (n > max) {
+			rc = -EFBIG;
+			goto fail;
+		}
+	}
+	if (buf == NULL)
+		buf = xmalloc(1);
+	buf[n] = '\0';
+	close(fd);
+	*out = buf;
+	if (len != NULL)
+		*len = n;
+	return 0;
+fail:
+	free(buf);
+	close(fd);
+	return rc;
+}
+
+int
+mkdir_p(const char *path, int mode)
+{
+	char *p = xstrdup(path), *s;
+	int rc = 0;
+
+	for (s = p + 1; *s != '\0'; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, (mode_t)mode) == -1 && errno != EEXIST) {
+			rc = -errno;
+			goto out;
+		}
+		*s = '/';
+	}
+	if (mkdir(p, (mode_t)mode) == -1 && errno != EEXIST)
+		rc = -errno;
+out:
+	free(p);
+	return rc;
+}

@@ -1,0 +1,71 @@
+/*
+ * Small helpers every subsystem uses: allocation that exits on out of
+ * memory (x-prefixed, only where failure is out of memory), clocks, message
+ * ids, RFC 3339 times, host:port parsing and secure random bytes.
+ */
+#ifndef SHIVNERI_UTIL_H
+#define SHIVNERI_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t nmemb, size_t size);
+void *xrealloc(void *p, size_t n);
+void *xreallocarray(void *p, size_t nmemb, size_t size);
+char *xstrdup(const char *s);
+/* NULL in, NULL out. */
+char *xstrdup_or_null(const char *s);
+char *xstrndup(const char *s, size_t n);
+/* printf into a new heap string. */
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Wall clock in milliseconds since the epoch. */
+int64_t now_ms(void);
+/* Monotonic clock in milliseconds; for timeouts and intervals. */
+int64_t mono_ms(void);
+/* Monotonic clock in microseconds; for latency measurements. */
+int64_t mono_us(void);
+
+/* "2026-11-27T20:50:20.123Z" into buf (at least 32 bytes); returns buf. */
+const char *rfc3339(int64_t ms, char *buf, size_t bufsz);
+
+#define ID_LEN 26
+/*
+ * A new message id: 26 characters of Crockford base32 (a ULID: 48 bits of
+ * milliseconds then 80 random bits), so ids sort by creation time.  out must
+ * hold ID_LEN + 1 bytes.
+ */
+void id_new(char *out);
+/* True when s is ID_LEN characters of Crockford base32. */
+bool id_valid(const char *s);
+
+/* Fills buf with n bytes from the kernel's CSPRNG; 0 or -errno. */
+int random_bytes(void *buf, size_t n) __attribute__((warn_unused_result));
+/* A uniformly distributed 64-bit value from a fast non-crypto PRNG. */
+uint64_t rand64(void);
+
+/*
+ * Splits "host:port" (or "[v6]:port") into a new host string and a port.
+ * Returns 0, or -EINVAL when malformed or the port is out of 1..65535.
+ */
+int hostport_parse(const char *s, char **host, int *port)
+    __attribute__((warn_unused_result));
+
+/* Lowercase hex of n bytes into out (2n+1 bytes). */
+void hex_encode(const uint8_t *in, size_t n, char *out);
+/* Parses exactly 2n hex characters; 0 or -EINVAL. */
+int hex_decode(const char *in, uint8_t *out, size_t n)
+    __attribute__((warn_unused_result));
+
+/* Reads a whole file (at most max bytes) into a NUL-terminated heap buffer. */
+int file_read_all(const char *path, size_t max, char **out, size_t *len)
+    __attribute__((warn_unused_result));
+
+/* mkdir -p with mode; 0 or -errno. */
+int mkdir_p(const char *path, int mode) __attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,223 @@
+/*
+ * The agent protocol (docs/agent-protocol.md): typed, length-bounded frames
+ * over TCP between an agent and the server's agent port.
+ *
+ * A frame is a 4-byte big-endian length N, then N bytes: one type byte and
+ * the payload.  Every payload but JOB's is one UTF-8 JSON object; JOB's is
+ * a 4-byte big-endian JSON length, the JSON object, then the raw message.
+ * Decoders are pure (no I/O, fuzzable) and fail on short input, on trailing
+ * bytes, on a missing or mistyped field and on any over-long string.
+ *
+ * Handshake, agent first:
+ *   agent  -> HELLO     {version, name, type, nonce, pid, weight?, priority?,
+ *                        max_in_flight?}
+ *   server -> CHALLENGE {version, nonce}
+ *   agent  -> AUTH      {mac = HMAC-SHA256(secret, "shivneri-agent-v1" 0
+ *                        server_nonce agent_nonce name)}
+ *   server -> WELCOME   {mac = HMAC-SHA256(secret, "shivneri-server-v1" 0
+ *                        agent_nonce server_nonce name), heartbeat_interval_ms}
+ *           or ERROR {code, message} and close.
+ * The secret never crosses the wire; both sides prove they hold it.  Then:
+ *   agent  -> HEARTBEAT {seq, health, in_flight, load}
+ *   server -> JOB       {job_id, message_id, mail_from, rcpt[]} + message
+ *   agent  -> RESULT    {job_id, message_id, outcome, provider_message_id,
+ *                        detail}
+ *   either -> ERROR     {code, message}, then close.
+ */
+#ifndef SHIVNERI_LINK_H
+#define SHIVNERI_LINK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define LINK_VERSION 1
+#define LINK_NONCE_LEN 32
+#define LINK_MAC_LEN 32
+#define LINK_NAME_MAX 64	/* provider names: [A-Za-z0-9._-]{1,64} */
+#define LINK_TYPE_MAX 32
+#define LINK_CTRL_MAX (64 * 1024) /* any frame but JOB */
+#define LINK_ADDR_MAX 320
+#define LINK_RCPT_MAX 1000
+#define LINK_PMID_MAX 256
+#define LINK_DETAIL_MAX 512
+#define LINK_CODE_MAX 32
+#define LINK_MSG_MAX 256
+
+enum link_type {
+	LINK_HELLO = 1,
+	LINK_CHALLENGE = 2,
+	LINK_AUTH = 3,
+	LINK_WELCOME = 4,
+	LINK_ERROR = 5,
+	LINK_HEARTBEAT = 6,
+	LINK_JOB = 7,
+	LINK_RESULT = 8,
+};
+
+enum link_health {
+	LINK_HEALTH_OK = 0,
+	LINK_HEALTH_DEGRADED = 1,
+	LINK_HEALTH_DOWN = 2,
+};
+
+enum link_err {
+	LINK_E_SHORT = -1,    /* truncated payload */
+	LINK_E_TOOBIG = -2,   /* frame over the cap */
+	LINK_E_TYPE = -3,     /* unknown frame type */
+	LINK_E_SYNTAX = -4,   /* not JSON, or trailing bytes */
+	LINK_E_FIELD = -5,    /* missing, mistyped or out-of-range field */
+	LINK_E_VERSION = -6,  /* unsupported protocol version */
+	LINK_E_AUTH = -7,     /* bad MAC */
+	LINK_E_STATE = -8,    /* frame not allowed in this state */
+};
+const char *link_strerror(int err);
+const char *link_type_name(int type);
+const char *link_health_name(int health); /* "ok" | "degraded" | "down" */
+
+struct link_hello {
+	uint32_t version;
+	char name[LINK_NAME_MAX + 1];
+	char type[LINK_TYPE_MAX + 1];
+	uint8_t nonce[LINK_NONCE_LEN];
+	int64_t pid;
+	int weight;	   /* 0: not given */
+	int priority;	   /* -1: not given */
+	int max_in_flight; /* 0: not given */
+};
+
+struct link_challenge {
+	uint32_t version;
+	uint8_t nonce[LINK_NONCE_LEN];
+};
+
+struct link_auth {
+	uint8_t mac[LINK_MAC_LEN];
+};
+
+struct link_welcome {
+	uint8_t mac[LINK_MAC_LEN];
+	uint32_t heartbeat_interval_ms;
+};
+
+struct link_error {
+	char code[LINK_CODE_MAX + 1];
+	char message[LINK_MSG_MAX + 1];
+};
+
+struct link_heartbeat {
+	uint64_t seq;
+	int health; /* enum link_health */
+	uint32_t in_flight;
+	uint32_t load; /* 0..100 */
+};
+
+/* A job as decoded: the strings are owned; mime points into the frame. */
+struct link_job {
+	uint64_t job_id;
+	char message_id[64];
+	char *mail_from;
+	char **rcpt;
+	size_t nrcpt;
+	const uint8_t *mime; /* borrowed from the decoded buffer */
+	size_t mime_len;
+};
+
+struct link_result {
+	uint64_t job_id;
+	char message_id[64];
+	int outcome; /* enum outcome of store.h */
+	char provider_message_id[LINK_PMID_MAX + 1];
+	char detail[LINK_DETAIL_MAX + 1];
+};
+
+/*
+ * Frame splitting.  Looks at len bytes of buf: returns 0 when a whole
+ * frame is not there yet, 1 with *type, *payload, *plen and *consumed set
+ * when one is, or LINK_E_TOOBIG when the announced length exceeds max
+ * (type byte included) or is 0.
+ */
+int link_frame_split(const uint8_t *buf, size_t len, size_t max, int *type,
+    const uint8_t **payload, size_t *plen, size_t *consumed);
+
+/*
+ * Encoders append one whole frame to out (an evbuffer).  0 or a negative
+ * error (a field out of range).
+ */
+struct evbuffer;
+int link_encode_hello(struct evbuffer *out, const struct link_hello *m);
+int link_encode_challenge(struct evbuffer *out, const struct link_challenge *m);
+int link_encode_auth(struct evbuffer *out, const struct link_auth *m);
+int link_encode_welcome(struct evbuffer *out, const struct link_welcome *m);
+int link_encode_error(struct evbuffer *out, const char *code,
+    const char *message);
+int link_encode_heartbeat(struct evbuffer *out,
+    const struct link_heartbeat *m);
+int link_encode_job(struct evbuffer *out, uint64_t job_id,
+    const char *message_id, const char *mail_from, const char *const *rcpt,
+    size_t nrcpt, const void *mime, size_t mime_len);
+int link_encode_result(struct evbuffer *out, const struct link_result *m);
+
+/* Decoders of one payload (as split above).  0 or a negative LINK_E_*. */
+int link_decode_hello(const uint8_t *p, size_t n, struct link_hello *m);
+int link_decode_challenge(const uint8_t *p, size_t n,
+    struct link_challenge *m);
+int link_decode_auth(const uint8_t *p, size_t n, struct link_auth *m);
+int link_decode_welcome(const uint8_t *p, size_t n, struct link_welcome *m);
+int link_decode_error(const uint8_t *p, size_t n, struct link_error *m);
+int link_decode_heartbeat(const uint8_t *p, size_t n,
+    struct link_heartbeat *m);
+/* On success job owns strings: release with link_job_cleanup(). */
+int link_decode_job(const uint8_t *p, size_t n, struct link_job *m);
+void link_job_cleanup(struct link_job *m);
+int link_decode_result(const uint8_t *p, size_t n, struct link_result *m);
+
+/* True for a valid provider name: [A-Za-z0-9._-], 1..LINK_NAME_MAX. */
+bool link_name_valid(const char *name);
+
+/* The two MACs of the handshake (see above). */
+void link_mac_agent(const void *secret, size_t secret_len,
+    const uint8_t server_nonce[LINK_NONCE_LEN],
+    const uint8_t agent_nonce[LINK_NONCE_LEN], const char *name,
+    uint8_t out[LINK_MAC_LEN]);
+void link_mac_server(const void *secret, size_t secret_len,
+    const uint8_t agent_nonce[LINK_NONCE_LEN],
+    const uint8_t server_nonce[LINK_NONCE_LEN], const char *name,
+    uint8_t out[LINK_MAC_LEN]);
+/* Constant-time comparison of two MACs. */
+bool link_mac_equal(const uint8_t a[LINK_MAC_LEN], const uint8_t b[LINK_MAC_LEN]);
+
+/*
+ * A framed connection over a bufferevent, used by both sides.  It reads
+ * frames (capped at max_frame), calls on_frame for each, and calls on_close
+ * once when the peer goes away, on a read error, or on a malformed frame
+ * (err says which: 0 for an orderly EOF, a LINK_E_* or -errno).  After
+ * on_close the connection is dead; the owner frees it with link_conn_free()
+ * (also allowed from inside on_close).  on_frame may call link_conn_close()
+ * or link_conn_free(); no callback runs after that.
+ */
+struct link_conn;
+struct bufferevent;
+typedef void (*link_frame_cb)(struct link_conn *c, int type,
+    const uint8_t *payload, size_t len, void *arg);
+typedef void (*link_close_cb)(struct link_conn *c, int err, void *arg);
+
+/* Takes bev (BEV_OPT_CLOSE_ON_FREE expected). */
+struct link_conn *link_conn_new(struct bufferevent *bev, size_t max_frame,
+    link_frame_cb on_frame, link_close_cb on_close, void *arg);
+void link_conn_set_max_frame(struct link_conn *c, size_t max_frame);
+/* The output buffer to encode into; it is flushed by the loop. */
+struct evbuffer *link_conn_output(struct link_conn *c);
+/* Bytes queued for the peer and not yet written. */
+size_t link_conn_pending(const struct link_conn *c);
+/*
+ * Sends ERROR{code,message} (when code is non-NULL) after what is queued,
+ * flushes, and frees the connection itself once written (or after one
+ * second): the owner must forget c.  No callback runs after this call.
+ */
+void link_conn_close(struct link_conn *c, const char *code,
+    const char *message);
+/* Frees at once (after on_close, or to drop without a word).  NULL ok. */
+void link_conn_free(struct link_conn *c);
+
+#endif

@@ -1,0 +1,181 @@
+/*
+ * The durable message store.
+ *
+ * Every operation is asynchronous: it is queued from the loop thread and
+ * runs on the store's own writer thread, which executes everything queued
+ * so far inside one SQLite transaction and commits it once (group commit;
+ * WAL mode, synchronous=FULL, so the commit is on disk when it returns).
+ * Only then are the callbacks posted back to the loop, in submission order.
+ * So a submit callback with err == 0 means the message is durable, and no
+ * disk flush ever runs on the loop.  Because reads go through the same
+ * queue they see every write submitted before them.
+ *
+ * Ownership: structures passed in are copied or taken as each function
+ * says; structures handed to callbacks belong to the store and die when
+ * the callback returns unless the callback says it takes them.
+ *
+ * Failure: a SQLite error fails the operations of that batch (their
+ * callbacks get a negative error) and the transaction is rolled back; the
+ * store stays usable.  The schema carries its version (PRAGMA user_version)
+ * and is migrated forward at open; a database from a newer version is
+ * refused.
+ */
+#ifndef SHIVNERI_STORE_H
+#define SHIVNERI_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct store;
+
+enum msg_status {
+	MSG_QUEUED = 0,
+	MSG_SENDING = 1,
+	MSG_DELIVERED = 2,
+	MSG_FAILED = 3,
+};
+#define MSG_NSTATUS 4
+
+enum outcome {
+	OUTCOME_DELIVERED = 0, /* the provider accepted it */
+	OUTCOME_TRANSIENT = 1, /* provider-caused failure: retry elsewhere */
+	OUTCOME_PERMANENT = 2, /* message-caused failure: do not retry */
+	OUTCOME_LOST = 3,      /* the agent went away holding it */
+};
+
+const char *msg_status_name(int status);	/* "queued", ... */
+int msg_status_parse(const char *s);		/* -1 if unknown */
+const char *outcome_name(int outcome);		/* "delivered", ... */
+int outcome_parse(const char *s);		/* -1 if unknown */
+
+/* A whole message, as built at intake and as loaded for dispatch. */
+struct store_message {
+	int64_t rowid;	   /* set by the store */
+	char id[32];	   /* public id (ULID), set by intake */
+	int status;	   /* enum msg_status */
+	char *mail_from;   /* envelope sender, addr-spec */
+	char **rcpt;	   /* envelope recipients, addr-spec */
+	size_t nrcpt;
+	char *header_from; /* the From: as given, for display */
+	char *subject;	   /* UTF-8, for display */
+	char *to_json;	   /* JSON array of the To: addresses, for display */
+	char *tags_json;   /* JSON array of tags, or NULL */
+	char *mime;	   /* the RFC 5322 message, CRLF line ends */
+	size_t mime_len;
+	int64_t created_ms;
+	int64_t updated_ms;
+	int64_t next_ms;   /* not before (backoff); 0: now */
+	int attempts;	   /* attempts made so far */
+	int round;	   /* rounds of backoff so far */
+	char *tried;	   /* providers that failed it this round, "a,b" */
+	char *provider;	   /* last provider, or NULL */
+	char *provider_message_id;
+	char *error;	   /* why it failed, or NULL */
+};
+
+struct store_attempt {
+	int n;		/* 1, 2, ... */
+	char *provider;
+	int64_t at_ms;
+	int outcome;	/* enum outcome */
+	char *detail;	/* may be NULL */
+};
+
+/* A state change of one message (see store_update). */
+struct store_update {
+	int64_t rowid;
+	int status;
+	int64_t next_ms;
+	int attempts;
+	int round;
+	const char *tried;		 /* NULL: unchanged */
+	const char *provider;		 /* NULL: unchanged */
+	const char *provider_message_id; /* NULL: unchanged */
+	const char *error;		 /* NULL: unchanged */
+	/* With has_attempt, an attempts row is added too. */
+	bool has_attempt;
+	struct store_attempt attempt;
+};
+
+void store_message_free(struct store_message *m);
+void store_attempt_cleanup(struct store_attempt *a);
+
+/*
+ * Opens (creating, migrating) DIR/shivneri.db and starts the writer
+ * thread; callbacks run on base's loop.  Messages left in "sending" by a
+ * crash are put back to "queued" with an attempt of outcome "lost" before
+ * this returns.  0 or a negative error.
+ */
+int store_open(const char *dir, struct event_base *base, struct store **out)
+    __attribute__((warn_unused_result));
+/*
+ * Finishes every queued operation (their callbacks run), stops the thread
+ * and closes the database.  Must be called from the loop thread while the
+ * loop is not needed any more (the remaining callbacks run inside).
+ */
+void store_close(struct store *st);
+const char *store_strerror(int err);
+
+/*
+ * Synchronous, for start-up only (before the loop dispatches anything):
+ * calls each() for every message still queued, in id order, and fills
+ * counts[MSG_NSTATUS] with the number of messages in each status.
+ */
+int store_scan(struct store *st,
+    void (*each)(void *arg, int64_t rowid, int64_t next_ms), void *arg,
+    int64_t counts[MSG_NSTATUS]) __attribute__((warn_unused_result));
+
+/*
+ * Stores a new message.  Takes m.  With idem_key non-NULL, a key seen in
+ * the last 24 hours stores nothing and reports duplicate with the first
+ * message's id.  cb gets err (0 when durable), the id, duplicate, and m
+ * back (NULL when duplicate or err); the callback takes m (it must free it
+ * with store_message_free or keep it).
+ */
+typedef void (*store_submit_cb)(void *arg, int err, const char *id,
+    bool duplicate, struct store_message *m);
+void store_submit(struct store *st, struct store_message *m,
+    const char *idem_key, store_submit_cb cb, void *arg);
+
+/*
+ * Applies a state change.  The strings are copied.  cb may be NULL; it gets
+ * err once the change is durable.
+ */
+typedef void (*store_done_cb)(void *arg, int err);
+void store_update(struct store *st, const struct store_update *u,
+    store_done_cb cb, void *arg);
+
+/*
+ * Loads the messages with the given rowids that are still queued (others
+ * are skipped).  The callback takes the array and each message in it.
+ */
+typedef void (*store_load_cb)(void *arg, int err, struct store_message **msgs,
+    size_t n);
+void store_load(struct store *st, const int64_t *rowids, size_t n,
+    store_load_cb cb, void *arg);
+
+/*
+ * Looks a message up by public id with its attempts, oldest first.
+ * err is -ENOENT when unknown.  m and att belong to the store.
+ */
+typedef void (*store_get_cb)(void *arg, int err,
+    const struct store_message *m, const struct store_attempt *att,
+    size_t natt);
+void store_get(struct store *st, const char *id, store_get_cb cb, void *arg);
+
+/*
+ * Housekeeping: marks "failed" (error "expired") every queued message
+ * created before ttl_cutoff_ms, and forgets idempotency keys older than
+ * idem_cutoff_ms.  cb gets the rowids it failed (to drop from memory).
+ */
+typedef void (*store_expire_cb)(void *arg, int err, const int64_t *rowids,
+    size_t n);
+void store_expire(struct store *st, int64_t ttl_cutoff_ms,
+    int64_t idem_cutoff_ms, store_expire_cb cb, void *arg);
+
+/* Operations queued and not yet completed; for /metrics and draining. */
+size_t store_pending(const struct store *st);
+
+#endif
