@@ -1,0 +1,160 @@
+/*
+ * The registry's container: a growable array of providers, in the order
+ * the configuration names them and then in order of registration.  The
+ * number of providers is small (tens), so lookups by name are linear.
+ */
+#include "dispatch/registry.h"
+#include "common/config.h"
+#include "common/util.h"
+#include "link/link.h"
+
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct registry {
+	struct event_base *base;
+	struct provider **v;
+	size_t n, cap;
+};
+
+static struct provider *
+provider_new(const char *name, const char *type)
+{
+	struct provider *p = xcalloc(1, sizeof(*p));
+
+	p->name = xstrdup(name);
+	p->type = xstrdup(type);
+	p->se.name = p->name;
+	p->se.weight = 1;
+	p->se.priority = 100;
+	p->max_in_flight = 32;
+	p->state = PROVIDER_DOWN;
+	p->health = LINK_HEALTH_DOWN;
+	return p;
+}
+
+static void
+provider_free(struct provider *p)
+{
+	if (p->breaker_timer != NULL)
+		event_free(p->breaker_timer);
+	if (p->rate_timer != NULL)
+		event_free(p->rate_timer);
+	if (p->hb_timer != NULL)
+		event_free(p->hb_timer);
+	free(p->name);
+	free(p->type);
+	free(p);
+}
+
+static void
+registry_append(struct registry *r, struct provider *p)
+{
+	if (r->n == r->cap) {
+		r->cap = r->cap ? r->cap * 2 : 8;
+		r->v = xreallocarray(r->v, r->cap, sizeof(*r->v));
+	}
+	r->v[r->n++] = p;
+}
+
+struct registry *
+registry_new(struct event_base *base, const struct config *cfg)
+{
+	struct registry *r = xcalloc(1, sizeof(*r));
+	size_t i;
+
+	r->base = base;
+	for (i = 0; i < cfg->nproviders; i++) {
+		const struct provider_config *pc = &cfg->providers[i];
+		struct provider *p = provider_new(pc->name, pc->type);
+
+		p->configured = true;
+		p->spawn = pc->spawn;
+		p->se.weight = pc->weight;
+		p->se.priority = pc->priority;
+		p->max_in_flight = pc->max_in_flight;
+		p->rate_per_s = pc->rate_per_s;
+		registry_append(r, p);
+	}
+	return r;
+}
+
+void
+registry_free(struct registry *r)
+{
+	size_t i;
+
+	if (r == NULL)
+		return;
+	for (i = 0; i < r->n; i++)
+		provider_free(r->v[i]);
+	free(r->v);
+	free(r);
+}
+
+size_t
+registry_count(const struct registry *r)
+{
+	return r->n;
+}
+
+struct provider *
+registry_at(struct registry *r, size_t i)
+{
+	return i < r->n ? r->v[i] : NULL;
+}
+
+struct provider *
+registry_find(struct registry *r, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < r->n; i++)
+		if (strcmp(r->v[i]->name, name) == 0)
+			return r->v[i];
+	return NULL;
+}
+
+struct provider *
+registry_add(struct registry *r, const char *name, const char *type,
+    int weight, int priority, int max_in_flight)
+{
+	struct provider *p = provider_new(name, type);
+
+	if (weight > 0)
+		p->se.weight = weight;
+	if (priority >= 0)
+		p->se.priority = priority;
+	if (max_in_flight > 0)
+		p->max_in_flight = max_in_flight;
+	registry_append(r, p);
+	return p;
+}
+
+const char *
+provider_state_name(const struct provider *p)
+{
+	if (p->disabled)
+		return "disabled";
+	return p->state == PROVIDER_UP ? "up" : "down";
+}
+
+const char *
+provider_health_name(const struct provider *p)
+{
+	if (p->conn == NULL)
+		return "down";
+	return link_health_name(p->health);
+}
+
+bool
+registry_any_up(const struct registry *r)
+{
+	size_t i;
+
+	for (i = 0; i < r->n; i++)
+		if (r->v[i]->state == PROVIDER_UP && !r->v[i]->disabled)
+			return true;
+	return false;
+}

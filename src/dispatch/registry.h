@@ -1,0 +1,99 @@
+/*
+ * The registry: every provider the server knows, from its configuration
+ * or registered on the fly by an agent that proved the secret, with the
+ * state the dispatcher schedules by.  The registry is the container; the
+ * dispatcher drives the transitions, because each one moves messages.
+ *
+ * State machine (one function, provider_set_state in dispatcher.c, makes
+ * every transition and logs it):
+ *
+ *   DOWN --first good heartbeat of a linked agent--> UP
+ *   UP --link dropped | heartbeat timeout | agent reports down
+ *        | circuit breaker opens--> DOWN
+ *
+ * "disabled" (an operator's drain) is a flag beside the state: a disabled
+ * provider keeps its link and heartbeats but gets no new messages.  The
+ * circuit breaker opens after breaker_threshold consecutive provider-caused
+ * failures; after breaker_cooldown_ms it lets one trial message through
+ * (half-open), and closes on its success or opens again on its failure.
+ *
+ * The registry owns the providers; each holds a non-owning pointer to its
+ * agent's link (owned by the agent port).  Providers are never removed:
+ * one that registered on the fly stays listed (down) after its agent goes.
+ */
+#ifndef SHIVNERI_REGISTRY_H
+#define SHIVNERI_REGISTRY_H
+
+#include "dispatch/scheduler.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct config;
+struct event_base;
+struct link_conn;
+struct job;
+struct dispatcher;
+
+enum provider_state {
+	PROVIDER_DOWN = 0,
+	PROVIDER_UP = 1,
+};
+
+enum breaker_state {
+	BREAKER_CLOSED = 0,
+	BREAKER_OPEN = 1,
+	BREAKER_HALF_OPEN = 2,
+};
+
+struct provider {
+	struct sched_entry se; /* se.name == name */
+	char *name;
+	char *type;
+	bool configured; /* named in the server's file */
+	bool spawn;	 /* supervised by this server */
+	bool disabled;	 /* operator's drain */
+	int state;	 /* enum provider_state */
+	int health;	 /* last reported, enum link_health */
+	int max_in_flight;
+	int rate_per_s;
+	int64_t agent_pid; /* as the agent said in HELLO; 0 unknown */
+	struct link_conn *conn; /* the agent's link, NULL when none */
+	int64_t last_heartbeat_mono; /* 0: never */
+	uint64_t delivered, failed, lost;
+	/* breaker */
+	int breaker;
+	int consecutive_failures;
+	int breaker_cooldown_ms;
+	struct event *breaker_timer;
+	/* rate limit: a token bucket refilled at rate_per_s */
+	double tokens;
+	int64_t tokens_mono_us;
+	struct event *rate_timer;
+	/* heartbeat watchdog */
+	struct event *hb_timer;
+	/* jobs in flight at this provider (the dispatcher's) */
+	struct job *jobs;
+	struct dispatcher *dispatcher; /* for its timers' callbacks */
+};
+
+struct registry;
+
+struct registry *registry_new(struct event_base *base,
+    const struct config *cfg);
+void registry_free(struct registry *r);
+size_t registry_count(const struct registry *r);
+struct provider *registry_at(struct registry *r, size_t i);
+struct provider *registry_find(struct registry *r, const char *name);
+/* Adds a provider registered on the fly (weight 1, priority 100 unless
+ * the agent said other). */
+struct provider *registry_add(struct registry *r, const char *name,
+    const char *type, int weight, int priority, int max_in_flight);
+const char *provider_state_name(const struct provider *p);
+const char *provider_health_name(const struct provider *p);
+/* Up (not counting disabled), for /readyz. */
+bool registry_any_up(const struct registry *r);
+
+#endif

@@ -1,0 +1,674 @@
+/*
+ * evhttp handlers.  One generic callback routes by path; each route is a
+ * small function that checks (method, auth, input) and replies, or hands
+ * the request to the store and replies from its callback.  JSON answers
+ * are built with jansson (json_pack: new references, freed after dumping).
+ */
+#include "intake/http_api.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "dispatch/dispatcher.h"
+#include "dispatch/registry.h"
+#include "intake/message.h"
+#include "link/link.h"
+#include "server/supervisor.h"
+#include "store/store.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <openssl/crypto.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#define IDEM_KEY_MAX 255
+
+struct http_api {
+	struct event_base *base;
+	const struct config *cfg;
+	struct store *st;
+	struct registry *reg;
+	struct dispatcher *d;
+	struct supervisor *sv;
+	struct evhttp *http;
+	struct evhttp_bound_socket *sock;
+	int port;
+	char **keys;
+	size_t nkeys;
+	unsigned pending;
+	struct message_limits lim;
+	size_t max_body;
+};
+
+struct pending {
+	struct http_api *api;
+	struct evhttp_request *req;
+};
+
+static void
+reply_text(struct evhttp_request *req, int status, const char *ctype,
+    const char *body, size_t len)
+{
+	struct evbuffer *out = evbuffer_new();
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+
+	evhttp_add_header(h, "Content-Type", ctype);
+	evhttp_add_header(h, "Cache-Control", "no-store");
+	evbuffer_add(out, body, len);
+	evhttp_send_reply(req, status, NULL, out);
+	evbuffer_free(out);
+}
+
+/* Steals obj. */
+static void
+reply_json(struct evhttp_request *req, int status, json_t *obj)
+{
+	char *s = json_dumps(obj, JSON_COMPACT);
+
+	json_decref(obj);
+	if (s == NULL)
+		fatalx("json_dumps: out of memory");
+	reply_text(req, status, "application/json", s, strlen(s));
+	free(s);
+}
+
+static void
+reply_error(struct evhttp_request *req, int status, const char *code,
+    const char *message)
+{
+	reply_json(req, status,
+	    json_pack("{s:{s:s,s:s}}", "error", "code", code, "message",
+		message));
+}
+
+static const char *
+method_name(enum evhttp_cmd_type m)
+{
+	switch (m) {
+	case EVHTTP_REQ_GET:
+		return "GET";
+	case EVHTTP_REQ_POST:
+		return "POST";
+	case EVHTTP_REQ_HEAD:
+		return "HEAD";
+	default:
+		return "other";
+	}
+}
+
+static bool
+want_method(struct evhttp_request *req, enum evhttp_cmd_type m)
+{
+	char msg[64];
+
+	if (evhttp_request_get_command(req) == m)
+		return true;
+	snprintf(msg, sizeof(msg), "use %s here", method_name(m));
+	reply_error(req, 405, "method_not_allowed", msg);
+	return false;
+}
+
+static json_t *
+rfc3339_json(int64_t ms)
+{
+	char buf[40];
+
+	if (ms <= 0)
+		return json_null();
+	return json_string(rfc3339(ms, buf, sizeof(buf)));
+}
+
+/* json_string of untrusted-but-stored text; null for NULL. */
+static json_t *
+str_or_null(const char *s)
+{
+	json_t *j;
+
+	if (s == NULL)
+		return json_null();
+	j = json_string(s);
+	return j != NULL ? j : json_string("?");
+}
+
+/* --- API keys ---------------------------------------------------------- */
+
+static void
+keys_free(char **keys, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		explicit_bzero(keys[i], strlen(keys[i]));
+		free(keys[i]);
+	}
+	free(keys);
+}
+
+int
+http_api_reload_keys(struct http_api *api)
+{
+	char *text, *line, *save = NULL;
+	char **keys = NULL;
+	size_t n = 0;
+	int rc;
+
+	if (api->cfg->api_keys_file == NULL || *api->cfg->api_keys_file == '\0')
+		return 0;
+	rc = file_read_all(api->cfg->api_keys_file, 1 << 20, &text, NULL);
+	if (rc != 0) {
+		log_warnx("- http cannot read api_keys_file %s: %s",
+		    api->cfg->api_keys_file, strerror(-rc));
+		return rc;
+	}
+	for (line = strtok_r(text, "\n", &save); line != NULL;
+	     line = strtok_r(NULL, "\n", &save)) {
+		size_t len = strlen(line);
+		while (len > 0 && (line[len - 1] == '\r' ||
+				      line[len - 1] == ' ' ||
+				      line[len - 1] == '\t'))
+			line[--len] = '\0';
+		while (*line == ' ' || *line == '\t')
+			line++;
+		if (*line == '\0' || *line == '#')
+			continue;
+		keys = xreallocarray(keys, n + 1, sizeof(*keys));
+		keys[n++] = xstrdup(line);
+	}
+	explicit_bzero(text, strlen(text));
+	free(text);
+	keys_free(api->keys, api->nkeys);
+	api->keys = keys;
+	api->nkeys = n;
+	log_info("- http api keys loaded count=%zu", n);
+	return 0;
+}
+
+static bool
+authorized(struct http_api *api, struct evhttp_request *req)
+{
+	const char *h;
+	size_t i, len;
+	bool ok = false;
+
+	if (api->cfg->api_keys_file == NULL || *api->cfg->api_keys_file == '\0')
+		return true;
+	h = evhttp_find_header(evhttp_request_get_input_headers(req),
+	    "Authorization");
+	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+		goto deny;
+	h += 7;
+	len = strlen(h);
+	for (i = 0; i < api->nkeys; i++)
+		if (strlen(api->keys[i]) == len &&
+		    CRYPTO_memcmp(api->keys[i], h, len) == 0)
+			ok = true;
+	if (ok)
+		return true;
+deny:
+	reply_error(req, 401, "unauthorized",
+	    "missing or wrong API key (Authorization: Bearer KEY)");
+	return false;
+}
+
+/* --- /v1/messages ------------------------------------------------------ */
+
+static void
+submit_cb(void *arg, int err, const char *id, bool duplicate,
+    struct store_message *m)
+{
+	struct pending *pd = arg;
+	struct http_api *api = pd->api;
+
+	api->pending--;
+	if (err != 0) {
+		char msg[128];
+		snprintf(msg, sizeof(msg), "the store failed: %s",
+		    store_strerror(err));
+		log_warnx("- http submit failed: %s", store_strerror(err));
+		reply_error(pd->req, 503, "unavailable", msg);
+	} else if (duplicate) {
+		reply_json(pd->req, 200,
+		    json_pack("{s:s,s:b}", "id", id, "duplicate", 1));
+	} else {
+		reply_json(pd->req, 202,
+		    json_pack("{s:s,s:s}", "id", id, "status", "queued"));
+		dispatcher_enqueue(api->d, m);
+		m = NULL;
+	}
+	store_message_free(m);
+	free(pd);
+}
+
+static bool
+idem_key_valid(const char *k)
+{
+	size_t i, n = strlen(k);
+
+	if (n == 0 || n > IDEM_KEY_MAX)
+		return false;
+	for (i = 0; i < n; i++)
+		if ((unsigned char)k[i] < 0x21 || (unsigned char)k[i] > 0x7e)
+			return false;
+	return true;
+}
+
+static void
+post_message(struct http_api *api, struct evhttp_request *req)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+	struct evbuffer *body = evhttp_request_get_input_buffer(req);
+	const char *ctype = evhttp_find_header(h, "Content-Type");
+	const char *idem = evhttp_find_header(h, "Idempotency-Key");
+	struct message_error merr;
+	struct store_message *m = NULL;
+	struct pending *pd;
+	size_t len = evbuffer_get_length(body);
+	const char *json;
+
+	if (ctype == NULL || strncasecmp(ctype, "application/json", 16) != 0 ||
+	    (ctype[16] != '\0' && ctype[16] != ';' && ctype[16] != ' ')) {
+		reply_error(req, 415, "unsupported_media_type",
+		    "Content-Type must be application/json");
+		return;
+	}
+	if (len > api->max_body) {
+		reply_error(req, 413, "too_large", "request body too large");
+		return;
+	}
+	if (idem != NULL && !idem_key_valid(idem)) {
+		reply_error(req, 400, "invalid_field",
+		    "Idempotency-Key: 1 to 255 printable ASCII characters");
+		return;
+	}
+	json = (const char *)evbuffer_pullup(body, -1);
+	if (message_from_json(json ? json : "", len, &api->lim, &m, &merr) !=
+	    0) {
+		reply_error(req, merr.http_status, merr.code, merr.message);
+		return;
+	}
+	pd = xmalloc(sizeof(*pd));
+	pd->api = api;
+	pd->req = req;
+	api->pending++;
+	store_submit(api->st, m, idem, submit_cb, pd);
+}
+
+static void
+get_cb(void *arg, int err, const struct store_message *m,
+    const struct store_attempt *att, size_t natt)
+{
+	struct pending *pd = arg;
+	json_t *o, *attempts, *to;
+	size_t i;
+
+	pd->api->pending--;
+	if (err == -ENOENT) {
+		reply_error(pd->req, 404, "not_found", "no message with that id");
+		goto out;
+	}
+	if (err != 0) {
+		reply_error(pd->req, 503, "unavailable", store_strerror(err));
+		goto out;
+	}
+	attempts = json_array();
+	for (i = 0; i < natt; i++)
+		json_array_append_new(attempts,
+		    json_pack("{s:i,s:o,s:o,s:s,s:o}", "n", att[i].n,
+			"provider", str_or_null(att[i].provider), "at",
+			rfc3339_json(att[i].at_ms), "outcome",
+			outcome_name(att[i].outcome), "detail",
+			str_or_null(att[i].detail)));
+	to = m->to_json ? json_loads(m->to_json, 0, NULL) : NULL;
+	if (to == NULL)
+		to = json_array();
+	o = json_pack("{s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:i,s:o}",
+	    "id", m->id, "status", msg_status_name(m->status), "from",
+	    str_or_null(m->header_from), "to", to, "subject",
+	    str_or_null(m->subject), "created_at", rfc3339_json(m->created_ms),
+	    "updated_at", rfc3339_json(m->updated_ms), "provider",
+	    str_or_null(m->provider), "provider_message_id",
+	    str_or_null(m->provider_message_id), "error", str_or_null(m->error),
+	    "attempt_count", m->attempts, "attempts", attempts);
+	if (m->tags_json != NULL) {
+		json_t *tags = json_loads(m->tags_json, 0, NULL);
+		if (tags != NULL)
+			json_object_set_new(o, "tags", tags);
+	}
+	reply_json(pd->req, 200, o);
+out:
+	free(pd);
+}
+
+static void
+get_message(struct http_api *api, struct evhttp_request *req, const char *id)
+{
+	struct pending *pd;
+
+	if (!id_valid(id)) {
+		reply_error(req, 404, "not_found", "no message with that id");
+		return;
+	}
+	pd = xmalloc(sizeof(*pd));
+	pd->api = api;
+	pd->req = req;
+	api->pending++;
+	store_get(api->st, id, get_cb, pd);
+}
+
+/* --- /v1/providers, /v1/stats ------------------------------------------ */
+
+static json_t *
+provider_json(struct http_api *api, struct provider *p)
+{
+	json_t *pid = json_null(), *hb = json_null();
+	pid_t spid;
+
+	if (p->spawn) {
+		spid = api->sv ? supervisor_pid(api->sv, p->name) : 0;
+		if (spid > 0) {
+			json_decref(pid);
+			pid = json_integer(spid);
+		}
+	} else if (p->conn != NULL && p->agent_pid > 0) {
+		json_decref(pid);
+		pid = json_integer(p->agent_pid);
+	}
+	if (p->last_heartbeat_mono > 0) {
+		json_decref(hb);
+		hb = json_integer(mono_ms() - p->last_heartbeat_mono);
+	}
+	return json_pack("{s:s,s:s,s:s,s:b,s:o,s:o,s:i,s:i,s:i,s:I,s:I,s:I,"
+			 "s:s,s:i,s:s}",
+	    "name", p->name, "type", p->type, "state", provider_state_name(p),
+	    "remote", !p->spawn, "pid", pid, "last_heartbeat_ms_ago", hb,
+	    "weight", p->se.weight, "priority", p->se.priority, "in_flight",
+	    (int)p->se.in_flight, "delivered", (json_int_t)p->delivered,
+	    "failed", (json_int_t)p->failed, "lost", (json_int_t)p->lost,
+	    "health", provider_health_name(p), "max_in_flight",
+	    p->max_in_flight, "breaker",
+	    p->breaker == BREAKER_OPEN	       ? "open"
+	    : p->breaker == BREAKER_HALF_OPEN ? "half_open"
+					      : "closed");
+}
+
+static void
+get_providers(struct http_api *api, struct evhttp_request *req)
+{
+	json_t *arr = json_array();
+	size_t i, n = registry_count(api->reg);
+
+	for (i = 0; i < n; i++)
+		json_array_append_new(arr,
+		    provider_json(api, registry_at(api->reg, i)));
+	reply_json(req, 200, json_pack("{s:o}", "providers", arr));
+}
+
+static void
+provider_action(struct http_api *api, struct evhttp_request *req,
+    const char *rest)
+{
+	char name[LINK_NAME_MAX + 1];
+	const char *slash = strchr(rest, '/');
+	struct provider *p;
+	size_t n;
+	bool disable;
+
+	if (slash == NULL || (size_t)(slash - rest) > LINK_NAME_MAX) {
+		reply_error(req, 404, "not_found", "no such provider");
+		return;
+	}
+	n = (size_t)(slash - rest);
+	memcpy(name, rest, n);
+	name[n] = '\0';
+	if (strcmp(slash + 1, "disable") == 0)
+		disable = true;
+	else if (strcmp(slash + 1, "enable") == 0)
+		disable = false;
+	else {
+		reply_error(req, 404, "not_found", "no such route");
+		return;
+	}
+	if (!want_method(req, EVHTTP_REQ_POST))
+		return;
+	p = registry_find(api->reg, name);
+	if (p == NULL) {
+		reply_error(req, 404, "not_found", "no such provider");
+		return;
+	}
+	dispatcher_set_disabled(api->d, p, disable);
+	reply_json(req, 200, provider_json(api, p));
+}
+
+static void
+get_stats(struct http_api *api, struct evhttp_request *req)
+{
+	int64_t c[MSG_NSTATUS];
+
+	dispatcher_counts(api->d, c);
+	reply_json(req, 200,
+	    json_pack("{s:I,s:I,s:I,s:I}", "queued", (json_int_t)c[MSG_QUEUED],
+		"sending", (json_int_t)c[MSG_SENDING], "delivered",
+		(json_int_t)c[MSG_DELIVERED], "failed",
+		(json_int_t)c[MSG_FAILED]));
+}
+
+/* --- /metrics, /healthz, /readyz ---------------------------------------- */
+
+static void
+get_metrics(struct http_api *api, struct evhttp_request *req)
+{
+	struct evbuffer *out = evbuffer_new();
+	int64_t c[MSG_NSTATUS];
+	uint64_t ready, loaded, delayed;
+	size_t i, n = registry_count(api->reg);
+	int s;
+
+	dispatcher_counts(api->d, c);
+	dispatcher_queue_sizes(api->d, &ready, &loaded, &delayed);
+	evbuffer_add_printf(out,
+	    "# HELP shivneri_messages Messages in the store by status.\n"
+	    "# TYPE shivneri_messages gauge\n");
+	for (s = 0; s < MSG_NSTATUS; s++)
+		evbuffer_add_printf(out,
+		    "shivneri_messages{status=\"%s\"} %" PRId64 "\n",
+		    msg_status_name(s), c[s]);
+	evbuffer_add_printf(out,
+	    "# HELP shivneri_queue_memory Queued messages held in memory, by "
+	    "where.\n# TYPE shivneri_queue_memory gauge\n"
+	    "shivneri_queue_memory{where=\"ready\"} %" PRIu64 "\n"
+	    "shivneri_queue_memory{where=\"loaded\"} %" PRIu64 "\n"
+	    "shivneri_queue_memory{where=\"delayed\"} %" PRIu64 "\n"
+	    "# HELP shivneri_store_pending Store operations not yet done.\n"
+	    "# TYPE shivneri_store_pending gauge\n"
+	    "shivneri_store_pending %zu\n",
+	    ready, loaded, delayed, store_pending(api->st));
+	evbuffer_add_printf(out,
+	    "# HELP shivneri_provider_up 1 when the provider takes messages.\n"
+	    "# TYPE shivneri_provider_up gauge\n");
+	for (i = 0; i < n; i++) {
+		struct provider *p = registry_at(api->reg, i);
+		evbuffer_add_printf(out, "shivneri_provider_up{provider=\"%s\"} %d\n",
+		    p->name, p->state == PROVIDER_UP && !p->disabled);
+	}
+	evbuffer_add_printf(out,
+	    "# HELP shivneri_provider_in_flight Messages at the provider's "
+	    "agent.\n# TYPE shivneri_provider_in_flight gauge\n");
+	for (i = 0; i < n; i++) {
+		struct provider *p = registry_at(api->reg, i);
+		evbuffer_add_printf(out,
+		    "shivneri_provider_in_flight{provider=\"%s\"} %u\n", p->name,
+		    p->se.in_flight);
+	}
+	evbuffer_add_printf(out,
+	    "# HELP shivneri_provider_attempts_total Attempts by outcome.\n"
+	    "# TYPE shivneri_provider_attempts_total counter\n");
+	for (i = 0; i < n; i++) {
+		struct provider *p = registry_at(api->reg, i);
+		evbuffer_add_printf(out,
+		    "shivneri_provider_attempts_total{provider=\"%s\","
+		    "outcome=\"delivered\"} %" PRIu64 "\n"
+		    "shivneri_provider_attempts_total{provider=\"%s\","
+		    "outcome=\"failed\"} %" PRIu64 "\n"
+		    "shivneri_provider_attempts_total{provider=\"%s\","
+		    "outcome=\"lost\"} %" PRIu64 "\n",
+		    p->name, p->delivered, p->name, p->failed, p->name,
+		    p->lost);
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "text/plain; version=0.0.4");
+	evhttp_send_reply(req, 200, NULL, out);
+	evbuffer_free(out);
+}
+
+/* --- routing ----------------------------------------------------------- */
+
+static void
+route(struct evhttp_request *req, void *arg)
+{
+	struct http_api *api = arg;
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+
+	if (path == NULL || *path == '\0')
+		path = "/";
+	if (strcmp(path, "/healthz") == 0) {
+		reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+		return;
+	}
+	if (strcmp(path, "/readyz") == 0) {
+		bool up = registry_any_up(api->reg);
+		reply_json(req, up ? 200 : 503,
+		    json_pack("{s:s,s:b,s:b}", "status",
+			up ? "ready" : "not ready", "store", 1, "provider_up",
+			up));
+		return;
+	}
+	if (strcmp(path, "/metrics") == 0) {
+		get_metrics(api, req);
+		return;
+	}
+	if (strncmp(path, "/v1/", 4) != 0) {
+		reply_error(req, 404, "not_found", "no such route");
+		return;
+	}
+	if (!authorized(api, req))
+		return;
+	if (strcmp(path, "/v1/messages") == 0) {
+		if (want_method(req, EVHTTP_REQ_POST))
+			post_message(api, req);
+	} else if (strncmp(path, "/v1/messages/", 13) == 0) {
+		if (want_method(req, EVHTTP_REQ_GET))
+			get_message(api, req, path + 13);
+	} else if (strcmp(path, "/v1/providers") == 0) {
+		if (want_method(req, EVHTTP_REQ_GET))
+			get_providers(api, req);
+	} else if (strncmp(path, "/v1/providers/", 14) == 0) {
+		provider_action(api, req, path + 14);
+	} else if (strcmp(path, "/v1/stats") == 0) {
+		if (want_method(req, EVHTTP_REQ_GET))
+			get_stats(api, req);
+	} else {
+		reply_error(req, 404, "not_found", "no such route");
+	}
+}
+
+struct http_api *
+http_api_new(struct event_base *base, const struct config *cfg,
+    struct store *st, struct registry *reg, struct dispatcher *d,
+    struct supervisor *sv, char *err, size_t errlen)
+{
+	struct http_api *api = xcalloc(1, sizeof(*api));
+	char *host = NULL;
+	int port;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	api->base = base;
+	api->cfg = cfg;
+	api->st = st;
+	api->reg = reg;
+	api->d = d;
+	api->sv = sv;
+	api->lim.max_message_bytes = (size_t)cfg->max_message_bytes;
+	api->lim.max_recipients = 1000;
+	/* JSON of a message: base64 attachments grow it by a third. */
+	api->max_body = (size_t)cfg->max_message_bytes * 2 + 65536;
+	if (http_api_reload_keys(api) != 0) {
+		snprintf(err, errlen, "cannot read api_keys_file %s",
+		    cfg->api_keys_file);
+		goto fail;
+	}
+	if (hostport_parse(cfg->http_listen, &host, &port) != 0) {
+		snprintf(err, errlen, "http_listen %s: not host:port",
+		    cfg->http_listen);
+		goto fail;
+	}
+	api->http = evhttp_new(base);
+	evhttp_set_max_body_size(api->http, (ev_ssize_t)api->max_body);
+	evhttp_set_max_headers_size(api->http, 64 * 1024);
+	evhttp_set_timeout(api->http, 60);
+	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET |
+	    EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+	    EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH);
+	evhttp_set_gencb(api->http, route, api);
+	api->sock = evhttp_bind_socket_with_handle(api->http, host,
+	    (ev_uint16_t)port);
+	if (api->sock == NULL) {
+		snprintf(err, errlen, "http_listen %s: cannot bind: %s",
+		    cfg->http_listen, strerror(errno));
+		goto fail;
+	}
+	if (getsockname(evhttp_bound_socket_get_fd(api->sock),
+		(struct sockaddr *)&ss, &sl) == 0)
+		api->port = ntohs(ss.ss_family == AF_INET6
+			? ((struct sockaddr_in6 *)&ss)->sin6_port
+			: ((struct sockaddr_in *)&ss)->sin_port);
+	free(host);
+	return api;
+fail:
+	free(host);
+	if (api->http != NULL)
+		evhttp_free(api->http);
+	keys_free(api->keys, api->nkeys);
+	free(api);
+	return NULL;
+}
+
+int
+http_api_port(const struct http_api *api)
+{
+	return api->port;
+}
+
+void
+http_api_stop_accepting(struct http_api *api)
+{
+	if (api->sock != NULL) {
+		evhttp_del_accept_socket(api->http, api->sock);
+		api->sock = NULL;
+	}
+}
+
+unsigned
+http_api_pending(const struct http_api *api)
+{
+	return api->pending;
+}
+
+void
+http_api_free(struct http_api *api)
+{
+	if (api == NULL)
+		return;
+	evhttp_free(api->http);
+	keys_free(api->keys, api->nkeys);
+	free(api);
+}

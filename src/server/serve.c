@@ -1,0 +1,328 @@
+/*
+ * "shivneri serve": wires the subsystems together on one event loop and
+ * runs it.  Start-up failures (configuration, store, listeners) are
+ * reported with what failed and exit 2 (configuration) or 1 (run time).
+ *
+ * SIGTERM/SIGINT drain: stop accepting (HTTP and new agents), stop handing
+ * out jobs, wait for every pending commit and reply, give in-flight jobs
+ * a moment to report, stop the supervised agents, exit 0.  A second signal
+ * skips the waiting.  SIGHUP reopens the log file and rereads API keys.
+ */
+#include "server/serve.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "dispatch/dispatcher.h"
+#include "dispatch/registry.h"
+#include "intake/http_api.h"
+#include "intake/message.h"
+#include "server/agent_port.h"
+#include "server/supervisor.h"
+#include "store/store.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DRAIN_TICK_MS 20
+#define DRAIN_IN_FLIGHT_MS 3000
+#define DRAIN_MAX_MS 10000
+#define AGENT_STOP_GRACE_MS 3000
+
+struct server {
+	struct config *cfg;
+	struct event_base *base;
+	struct store *st;
+	struct registry *reg;
+	struct dispatcher *d;
+	struct agent_port *ap;
+	struct supervisor *sv;
+	struct http_api *api;
+	struct event *sigterm, *sigint, *sighup, *drain_timer;
+	int64_t drain_start;
+	bool draining;
+	bool stopping;
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: shivneri serve [-c FILE] [-v]\n"
+		   "  -c FILE  configuration (default: the embedded one)\n"
+		   "  -v       verbose (debug) logging\n");
+}
+
+static void
+stopped_cb(void *arg)
+{
+	struct server *s = arg;
+
+	log_info("- server agents stopped; exiting");
+	event_base_loopexit(s->base, NULL);
+}
+
+static void
+drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+	struct timeval tv = {0, DRAIN_TICK_MS * 1000};
+	int64_t waited = mono_ms() - s->drain_start;
+	bool quiet = (s->api == NULL || http_api_pending(s->api) == 0) &&
+	    store_pending(s->st) == 0;
+
+	if (!s->stopping &&
+	    ((quiet && (dispatcher_in_flight(s->d) == 0 ||
+			   waited >= DRAIN_IN_FLIGHT_MS)) ||
+		waited >= DRAIN_MAX_MS)) {
+		s->stopping = true;
+		log_info("- server drained waited_ms=%lld in_flight=%u",
+		    (long long)waited, dispatcher_in_flight(s->d));
+		agent_port_stop_listening(s->ap);
+		supervisor_stop(s->sv, AGENT_STOP_GRACE_MS, stopped_cb, s);
+		return;
+	}
+	if (!s->stopping)
+		evtimer_add(s->drain_timer, &tv);
+}
+
+static void
+on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct server *s = arg;
+	struct timeval tv = {0, 0};
+
+	if (s->draining) {
+		log_info("- server second signal: stopping now");
+		s->drain_start = mono_ms() - DRAIN_MAX_MS;
+		evtimer_add(s->drain_timer, &tv);
+		return;
+	}
+	s->draining = true;
+	s->drain_start = mono_ms();
+	log_info("- server signal %d: draining", (int)sig);
+	if (s->api != NULL)
+		http_api_stop_accepting(s->api);
+	dispatcher_pause(s->d);
+	evtimer_add(s->drain_timer, &tv);
+}
+
+static void
+on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	struct server *s = arg;
+	int rc = log_reopen();
+
+	if (rc != 0)
+		log_warnx("- server cannot reopen log: %s", strerror(-rc));
+	if (s->api != NULL)
+		(void)http_api_reload_keys(s->api);
+	log_info("- server SIGHUP: log reopened");
+}
+
+static char *
+self_exe(void)
+{
+	char buf[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+
+	if (n <= 0)
+		return NULL;
+	buf[n] = '\0';
+	return xstrdup(buf);
+}
+
+static int
+server_start(struct server *s, const char *config_path)
+{
+	char err[256], *secret = NULL, *exe = NULL, *host = NULL, *addr = NULL;
+	size_t secret_len = 0, i;
+	int rc, port;
+
+	rc = mkdir_p(s->cfg->data_dir, 0700);
+	if (rc != 0) {
+		log_warnx("- server data_dir %s: %s", s->cfg->data_dir,
+		    strerror(-rc));
+		return 1;
+	}
+	rc = config_agent_secret(s->cfg, true, &secret, &secret_len);
+	if (rc != 0) {
+		log_warnx("- server agent secret %s: %s",
+		    s->cfg->agent_secret_file, strerror(-rc));
+		return 1;
+	}
+	s->base = event_base_new();
+	if (s->base == NULL)
+		fatalx("event_base_new failed");
+	rc = store_open(s->cfg->data_dir, s->base, &s->st);
+	if (rc != 0) {
+		log_warnx("- server store %s: %s", s->cfg->data_dir,
+		    store_strerror(rc));
+		rc = 1;
+		goto out;
+	}
+	s->reg = registry_new(s->base, s->cfg);
+	s->d = dispatcher_new(s->base, s->cfg, s->st, s->reg);
+	if (dispatcher_load(s->d) != 0) {
+		log_warnx("- server cannot load the queue");
+		rc = 1;
+		goto out;
+	}
+	s->ap = agent_port_new(s->base, s->cfg, secret, secret_len, s->reg,
+	    s->d, err, sizeof(err));
+	if (s->ap == NULL) {
+		log_warnx("- server %s", err);
+		rc = 1;
+		goto out;
+	}
+	if (hostport_parse(s->cfg->agent_listen, &host, &port) != 0)
+		fatalx("agent_listen checked by config yet unparsable");
+	addr = xasprintf(strchr(host, ':') ? "[%s]:%d" : "%s:%d", host,
+	    agent_port_port(s->ap));
+	exe = self_exe();
+	s->sv = supervisor_new(s->base, exe ? exe : "shivneri", config_path,
+	    addr);
+	if (s->cfg->http_listen != NULL && *s->cfg->http_listen != '\0') {
+		s->api = http_api_new(s->base, s->cfg, s->st, s->reg, s->d,
+		    s->sv, err, sizeof(err));
+		if (s->api == NULL) {
+			log_warnx("- server %s", err);
+			rc = 1;
+			goto out;
+		}
+	}
+	if (s->cfg->smtp_listen != NULL && *s->cfg->smtp_listen != '\0')
+		log_info("- server smtp_listen %s: SMTP intake is not part of "
+			 "this build yet; use the HTTP API",
+		    s->cfg->smtp_listen);
+	for (i = 0; i < s->cfg->nproviders; i++) {
+		if (!s->cfg->providers[i].spawn)
+			continue;
+		rc = supervisor_spawn(s->sv, s->cfg->providers[i].name);
+		if (rc != 0)
+			log_warnx("- server cannot spawn agent %s: %s",
+			    s->cfg->providers[i].name, strerror(-rc));
+	}
+	log_info("- server listening http=%s:%d agents=%s data=%s "
+		 "scheduler=%s providers=%zu",
+	    s->api ? "127.0.0.1" : "none", s->api ? http_api_port(s->api) : 0,
+	    addr, s->cfg->data_dir, s->cfg->scheduler, s->cfg->nproviders);
+	rc = 0;
+out:
+	if (secret != NULL) {
+		explicit_bzero(secret, secret_len);
+		free(secret);
+	}
+	free(exe);
+	free(host);
+	free(addr);
+	return rc;
+}
+
+static void
+server_cleanup(struct server *s)
+{
+	if (s->drain_timer)
+		event_free(s->drain_timer);
+	if (s->sigterm)
+		event_free(s->sigterm);
+	if (s->sigint)
+		event_free(s->sigint);
+	if (s->sighup)
+		event_free(s->sighup);
+	if (s->api != NULL)
+		http_api_stop_accepting(s->api);
+	agent_port_free(s->ap);
+	if (s->st != NULL)
+		store_close(s->st);
+	http_api_free(s->api);
+	supervisor_free(s->sv);
+	dispatcher_free(s->d);
+	registry_free(s->reg);
+	if (s->base != NULL)
+		event_base_free(s->base);
+}
+
+int
+serve_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"config", required_argument, NULL, 'c'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	struct config_errors errs = {0};
+	struct server s;
+	const char *path = NULL;
+	int c, verbose = 0, rc;
+	size_t i;
+
+	memset(&s, 0, sizeof(s));
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'v':
+			verbose++;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	log_init("shivneri", verbose);
+	rc = path ? config_load(path, &s.cfg, &errs)
+		  : config_load_default(&s.cfg);
+	if (rc != 0) {
+		for (i = 0; i < errs.n; i++)
+			fprintf(stderr, "%s\n", errs.msg[i]);
+		if (errs.n == 0)
+			fprintf(stderr, "shivneri: %s: %s\n",
+			    path ? path : "(default)", strerror(-rc));
+		config_errors_cleanup(&errs);
+		return 2;
+	}
+	if (log_open_file(s.cfg->log_file) != 0) {
+		fprintf(stderr, "shivneri: cannot open log_file %s\n",
+		    s.cfg->log_file);
+		config_free(s.cfg);
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	message_init();
+	rc = server_start(&s, path);
+	if (rc == 0) {
+		s.sigterm = evsignal_new(s.base, SIGTERM, on_stop_signal, &s);
+		s.sigint = evsignal_new(s.base, SIGINT, on_stop_signal, &s);
+		s.sighup = evsignal_new(s.base, SIGHUP, on_hup, &s);
+		s.drain_timer = evtimer_new(s.base, drain_tick, &s);
+		event_add(s.sigterm, NULL);
+		event_add(s.sigint, NULL);
+		event_add(s.sighup, NULL);
+		if (event_base_dispatch(s.base) < 0) {
+			log_warnx("- server event loop failed");
+			rc = 1;
+		}
+	}
+	server_cleanup(&s);
+	message_shutdown();
+	config_free(s.cfg);
+	if (rc == 0)
+		log_info("- server stopped");
+	return rc;
+}
