@@ -1,0 +1,58 @@
+/*
+ * The store's backend interface, private to src/store/ and its tests.
+ *
+ * store.c is the thin front every caller goes through: it checks
+ * arguments (a NULL store or message is our bug and fatal; bad field
+ * values are reported through the callback) and then calls one backend
+ * through this table.  A backend keeps its functions static and exports
+ * one const table; store_sqlite.c is the only one today.
+ *
+ * A backend given a non-zero preset err for an operation must not execute
+ * it but still complete it, in order, through the callback with that err,
+ * so that no callback ever runs before its submitting call returns.
+ */
+#ifndef SHIVNERI_STORE_INT_H
+#define SHIVNERI_STORE_INT_H
+
+#include "store/store.h"
+
+struct store_backend;
+
+struct store_ops {
+	const char *name;
+	int (*open)(const char *dir, struct event_base *base,
+		    struct store_backend **out);
+	void (*close)(struct store_backend *be);
+	int (*scan)(struct store_backend *be,
+		    void (*each)(void *arg, int64_t rowid, int64_t next_ms),
+		    void *arg, int64_t counts[MSG_NSTATUS]);
+	/* Takes m. */
+	void (*submit)(struct store_backend *be, int err,
+		       struct store_message *m, const char *idem_key,
+		       store_submit_cb cb, void *arg);
+	void (*update)(struct store_backend *be, int err,
+		       const struct store_update *u, store_done_cb cb,
+		       void *arg);
+	void (*load)(struct store_backend *be, int err, const int64_t *rowids,
+		     size_t n, store_load_cb cb, void *arg);
+	void (*get)(struct store_backend *be, int err, const char *id,
+		    store_get_cb cb, void *arg);
+	void (*expire)(struct store_backend *be, int err, int64_t ttl_cutoff_ms,
+		       int64_t idem_cutoff_ms, store_expire_cb cb, void *arg);
+	size_t (*pending)(const struct store_backend *be);
+	/* Transactions committed so far; a test hook for group commit. */
+	uint64_t (*commits)(const struct store_backend *be);
+};
+
+extern const struct store_ops store_sqlite_ops;
+
+/* Test hook: transactions the backend has committed since open. */
+uint64_t store__commits(const struct store *st);
+
+/* The schema version this build writes (PRAGMA user_version). */
+#define STORE_SCHEMA_VERSION 1
+
+/* Refusal of a database written by a newer build. */
+#define STORE_ENEWER (-EPROTO)
+
+#endif
