@@ -1,0 +1,534 @@
+/*
+ * Unit tests of the configuration reader: defaults, the embedded default,
+ * every kind of error with its line, all errors collected in one pass,
+ * and secrets (env:, files, the agent secret made on first use).  Fixtures
+ * live in tests/unit/data/config/ (found through $SHIVNERI_SRC); scratch
+ * files go to a fresh folder under /tmp removed at the end.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "common/config.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char *
+fixture(const char *name)
+{
+	const char *src = getenv("SHIVNERI_SRC");
+
+	return xasprintf("%s/tests/unit/data/config/%s",
+			 src != NULL ? src : ".", name);
+}
+
+/* True when some error is at line (":LINE: ") and contains text. */
+static bool
+has_error(const struct config_errors *errs, int line, const char *text)
+{
+	char tag[32];
+	size_t i;
+
+	snprintf(tag, sizeof(tag), ":%d: ", line);
+	for (i = 0; i < errs->n; i++)
+		if (strstr(errs->msg[i], tag) != NULL &&
+		    strstr(errs->msg[i], text) != NULL)
+			return true;
+	return false;
+}
+
+/* The LINE of "LINE: message". */
+static int
+atoi_line(const char *s)
+{
+	return (int)strtol(s, NULL, 10);
+}
+
+static void
+print_errors(const struct config_errors *errs)
+{
+	size_t i;
+
+	for (i = 0; i < errs->n; i++)
+		fprintf(stderr, "  %s\n", errs->msg[i]);
+}
+
+static void
+test_defaults(void **state)
+{
+	struct config *cfg = NULL;
+	char *path = fixture("minimal.ini");
+
+	assert_int_equal(config_load(path, &cfg, NULL), 0);
+	assert_non_null(cfg);
+	assert_string_equal(cfg->path, path);
+	assert_string_equal(cfg->data_dir, "./shivneri-data");
+	assert_string_equal(cfg->http_listen, "127.0.0.1:8025");
+	assert_string_equal(cfg->smtp_listen, "127.0.0.1:2525");
+	assert_string_equal(cfg->agent_listen, "127.0.0.1:8026");
+	assert_string_equal(cfg->agent_secret_file,
+			    "./shivneri-data/agent.secret");
+	assert_null(cfg->api_keys_file);
+	assert_null(cfg->log_file);
+	assert_string_equal(cfg->scheduler, "round_robin");
+	assert_int_equal(cfg->heartbeat_interval_ms, 1000);
+	assert_int_equal(cfg->heartbeat_timeout_ms, 3000);
+	assert_int_equal(cfg->max_attempts, 10);
+	assert_int_equal(cfg->retry_base_ms, 1000);
+	assert_int_equal(cfg->retry_max_ms, 300000);
+	assert_int_equal(cfg->message_ttl_s, 86400);
+	assert_int_equal(cfg->max_message_bytes, 26214400);
+	assert_int_equal(cfg->breaker_threshold, 5);
+	assert_int_equal(cfg->breaker_cooldown_ms, 10000);
+	assert_int_equal(cfg->nproviders, 0);
+	config_free(cfg);
+	free(path);
+}
+
+static void
+test_full(void **state)
+{
+	struct config_errors errs = {NULL, 0};
+	const struct provider_config *pc;
+	struct config *cfg = NULL;
+	char *path = fixture("full.ini");
+	int rc;
+
+	rc = config_load(path, &cfg, &errs);
+	if (rc != 0)
+		print_errors(&errs);
+	assert_int_equal(rc, 0);
+	assert_int_equal(errs.n, 0);
+	assert_string_equal(cfg->data_dir, "/var/lib/shivneri");
+	assert_string_equal(cfg->http_listen, "127.0.0.1:18025");
+	assert_string_equal(cfg->smtp_listen, "");
+	assert_string_equal(cfg->agent_listen, "[::1]:18026");
+	assert_string_equal(cfg->agent_secret_file,
+			    "/etc/shivneri/agent.secret");
+	assert_string_equal(cfg->api_keys_file, "/etc/shivneri/api-keys");
+	assert_string_equal(cfg->log_file, "/var/log/shivneri.log");
+	assert_string_equal(cfg->scheduler, "weighted");
+	assert_int_equal(cfg->heartbeat_interval_ms, 500);
+	assert_int_equal(cfg->heartbeat_timeout_ms, 1500);
+	assert_int_equal(cfg->max_attempts, 7);
+	assert_int_equal(cfg->retry_base_ms, 200);
+	assert_int_equal(cfg->retry_max_ms, 60000);
+	assert_int_equal(cfg->message_ttl_s, 3600);
+	assert_int_equal(cfg->max_message_bytes, 1048576);
+	assert_int_equal(cfg->breaker_threshold, 3);
+	assert_int_equal(cfg->breaker_cooldown_ms, 5000);
+	assert_int_equal(cfg->nproviders, 10);
+
+	pc = config_provider(cfg, "mailgun-eu");
+	assert_non_null(pc);
+	assert_string_equal(pc->type, "mailgun");
+	assert_true(pc->spawn);
+	assert_int_equal(pc->weight, 3);
+	assert_int_equal(pc->priority, 1);
+	assert_int_equal(pc->max_in_flight, 16);
+	assert_int_equal(pc->rate_per_s, 50);
+	assert_int_equal(pc->slow_start_s, 10);
+	assert_int_equal(pc->line, 21);
+	assert_string_equal(provider_config_get(pc, "domain"),
+			    "mg.example.com");
+	assert_string_equal(provider_config_get(pc, "api_key_file"),
+			    "env:MAILGUN_KEY");
+	/* Generic keys are in kv[] too, with their lines. */
+	assert_string_equal(provider_config_get(pc, "weight"), "3");
+	assert_int_equal(provider_config_line(pc, "domain"), 30);
+	assert_int_equal(provider_config_line(pc, "nope"), 21);
+	assert_null(provider_config_get(pc, "nope"));
+
+	/* Indented keys are keys, not continuations of the previous value. */
+	pc = config_provider(cfg, "relay");
+	assert_non_null(pc);
+	assert_string_equal(pc->type, "smtp");
+	assert_false(pc->spawn);
+	assert_int_equal(pc->weight, 1);
+	assert_int_equal(pc->priority, 100);
+	assert_int_equal(pc->max_in_flight, 32);
+	assert_string_equal(provider_config_get(pc, "host"),
+			    "smtp.example.com");
+	assert_string_equal(provider_config_get(pc, "port"), "587");
+	assert_int_equal(provider_config_line(pc, "helo"), 40);
+	assert_int_equal(pc->nkv, 7);
+
+	pc = config_provider(cfg, "box");
+	assert_non_null(pc);
+	assert_string_equal(provider_config_get(pc, "path"),
+			    "/var/lib/shivneri/maildir/box");
+	assert_int_equal(provider_config_line(pc, "path"), 42);
+
+	assert_non_null(config_provider(cfg, "ses_1"));
+	assert_non_null(config_provider(cfg, "mj"));
+	assert_null(config_provider(cfg, "mailgun"));
+	config_free(cfg);
+	free(path);
+}
+
+static void
+test_embedded_default(void **state)
+{
+	const struct provider_config *pc;
+	struct config *cfg = NULL;
+	const char *names[] = {"sandbox-a", "sandbox-b"};
+	char want[64];
+	size_t i;
+
+	assert_int_equal(config_load_default(&cfg), 0);
+	assert_null(cfg->path);
+	assert_string_equal(cfg->data_dir, "./shivneri-data");
+	assert_string_equal(cfg->http_listen, "127.0.0.1:8025");
+	assert_string_equal(cfg->smtp_listen, "127.0.0.1:2525");
+	assert_string_equal(cfg->agent_listen, "127.0.0.1:8026");
+	assert_string_equal(cfg->scheduler, "round_robin");
+	assert_string_equal(cfg->agent_secret_file,
+			    "./shivneri-data/agent.secret");
+	assert_int_equal(cfg->nproviders, 2);
+	for (i = 0; i < 2; i++) {
+		pc = config_provider(cfg, names[i]);
+		assert_non_null(pc);
+		assert_string_equal(pc->type, "maildir");
+		assert_true(pc->spawn);
+		assert_int_equal(pc->line, 0);
+		snprintf(want, sizeof(want), "./shivneri-data/maildir/%s",
+			 names[i]);
+		assert_string_equal(provider_config_get(pc, "path"), want);
+	}
+	config_free(cfg);
+}
+
+static void
+test_all_errors(void **state)
+{
+	struct config_errors errs = {NULL, 0};
+	struct config *cfg = (struct config *)1;
+	char *path = fixture("errors.ini");
+	size_t i;
+
+	assert_int_equal(config_load(path, &cfg, &errs), -EINVAL);
+	assert_null(cfg);
+	print_errors(&errs);
+	assert_true(has_error(
+	    &errs, 2,
+	    "heartbeat_interval_ms: must be an integer between 10 and 60000"));
+	assert_true(has_error(&errs, 3, "unknown key 'bogus' in [server]"));
+	assert_true(has_error(&errs, 4, "scheduler: must be one of"));
+	assert_true(has_error(&errs, 5, "http_listen: must be HOST:PORT"));
+	assert_true(has_error(&errs, 6, "max_attempts: must be an integer"));
+	assert_true(has_error(&errs, 7, "duplicate key 'max_attempts'"));
+	assert_true(has_error(&errs, 8, "expected 'key = value'"));
+	assert_true(has_error(&errs, 10, "unknown section [weird]"));
+	assert_true(has_error(&errs, 13, "invalid provider name 'bad name'"));
+	assert_true(has_error(&errs, 16, "needs key 'api_key_file'"));
+	assert_true(has_error(&errs, 16, "needs key 'domain'"));
+	assert_true(has_error(
+	    &errs, 18, "unknown key 'path' for type mailgun in [provider.a]"));
+	assert_true(has_error(&errs, 19, "weight: must be an integer"));
+	assert_true(has_error(&errs, 20, "spawn: must be"));
+	assert_true(has_error(
+	    &errs, 22, "duplicate section [provider.a] (first at line 16)"));
+	assert_true(has_error(&errs, 26, "type: must be one of"));
+	assert_true(has_error(&errs, 28, "missing required key 'type'"));
+	assert_int_equal(errs.n, 17);
+	/* Every message starts with the file name and they are in order. */
+	for (i = 0; i < errs.n; i++)
+		assert_int_equal(strncmp(errs.msg[i], path, strlen(path)), 0);
+	for (i = 1; i < errs.n; i++) {
+		int a = atoi_line(errs.msg[i - 1] + strlen(path) + 1);
+		int b = atoi_line(errs.msg[i] + strlen(path) + 1);
+		assert_true(a <= b);
+	}
+	config_errors_cleanup(&errs);
+	assert_int_equal(errs.n, 0);
+	free(path);
+}
+
+static void
+test_cross_key(void **state)
+{
+	struct config_errors errs = {NULL, 0};
+	struct config *cfg = NULL;
+	char *path = fixture("timeout.ini");
+
+	assert_int_equal(config_load(path, &cfg, &errs), -EINVAL);
+	assert_int_equal(errs.n, 2);
+	assert_true(
+	    has_error(&errs, 3, "heartbeat_timeout_ms: must be greater than"));
+	assert_true(has_error(
+	    &errs, 5, "retry_max_ms: must be at least retry_base_ms (5000)"));
+	config_errors_cleanup(&errs);
+	free(path);
+}
+
+static void
+test_strings(void **state)
+{
+	static const struct {
+		const char *text;
+		int line;
+		const char *msg;
+	} cases[] = {
+	    {"a = b\n", 1, "outside of any section"},
+	    {"[server]\nmax_message_bytes = 1023\n", 2,
+	     "max_message_bytes: must be an integer between 1024 and "
+	     "1073741824"},
+	    {"[server]\nmax_attempts = \n", 2, "max_attempts: must be"},
+	    {"[server]\nmax_attempts = 0x10\n", 2, "max_attempts: must be"},
+	    {"[server]\nmax_attempts = 99999999999999999999\n", 2,
+	     "max_attempts: must be"},
+	    {"[server]\ndata_dir =\n", 2, "data_dir: must not be empty"},
+	    {"[server]\nagent_listen =\n", 2, "agent_listen: must be"},
+	    {"[server]\nagent_listen = 127.0.0.1:0\n", 2,
+	     "agent_listen: must be"},
+	    {"\n\n[server\n", 3, "section header without ']'"},
+	    {"[server]\n[server]\n", 2, "duplicate section [server]"},
+	    {"[provider.]\ntype = maildir\n", 1, "invalid provider name"},
+	    {"[provider.x]\ntype = smtp\n", 1, "type smtp needs key 'host'"},
+	    {"[provider.x]\ntype = smtp\nhost = h\nport = 70000\n", 4,
+	     "port: must be"},
+	    {"[provider.x]\ntype = smtp\nhost = h\ntls = maybe\n", 4,
+	     "tls: must be none, starttls or implicit"},
+	    {"[provider.x]\ntype = smtp\nhost =\n", 3,
+	     "host: must not be empty"},
+	    {"[provider.x]\ntype = ses\nregion = r\naccess_key_id = a\n", 1,
+	     "needs key 'secret_access_key_file'"},
+	    {"[provider.x]\ntype = postmark\n", 1,
+	     "needs key 'server_token_file'"},
+	    {"[provider.x]\ntype = mailjet\napi_key_file = f\n", 1,
+	     "needs key 'secret_key_file'"},
+	    {"[provider.x]\ntype = maildir\npriority = -1\n", 3,
+	     "priority: must be an integer between 0 and 1000000"},
+	    {"[provider.x]\ntype = maildir\nmax_in_flight = 100001\n", 3,
+	     "max_in_flight: must be"},
+	    {"[provider.x]\ntype = maildir\nrate_per_s = -5\n", 3,
+	     "rate_per_s: must be"},
+	    {"[provider.x]\ntype = maildir\nx = 1\nx = 2\n", 4,
+	     "duplicate key 'x'"},
+	};
+	struct config_errors errs = {NULL, 0};
+	struct config *cfg;
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		cfg = NULL;
+		if (config_load_string(cases[i].text, "t.ini", &cfg, &errs) !=
+		    -EINVAL) {
+			fprintf(stderr, "case %zu loaded\n", i);
+			fail();
+		}
+		if (!has_error(&errs, cases[i].line, cases[i].msg)) {
+			fprintf(stderr, "case %zu: want %d: %s, got:\n", i,
+				cases[i].line, cases[i].msg);
+			print_errors(&errs);
+			fail();
+		}
+		assert_null(cfg);
+		config_errors_cleanup(&errs);
+	}
+}
+
+static void
+test_long_line_and_crlf(void **state)
+{
+	struct config_errors errs = {NULL, 0};
+	struct config *cfg = NULL;
+	char *text, pad[400];
+
+	memset(pad, 'x', sizeof(pad) - 1);
+	pad[sizeof(pad) - 1] = '\0';
+	text = xasprintf("[server]\r\ndata_dir = %s\r\nbogus = 1\r\n", pad);
+	assert_int_equal(config_load_string(text, "t.ini", &cfg, &errs),
+			 -EINVAL);
+	assert_true(has_error(&errs, 2, "line too long"));
+	assert_true(has_error(&errs, 3, "unknown key 'bogus'"));
+	assert_int_equal(errs.n, 2);
+	config_errors_cleanup(&errs);
+	free(text);
+
+	assert_int_equal(config_load_string("[server]\r\nscheduler = "
+					    "priority\r\n",
+					    "t.ini", &cfg, &errs),
+			 0);
+	assert_string_equal(cfg->scheduler, "priority");
+	config_free(cfg);
+}
+
+static void
+test_missing_file(void **state)
+{
+	struct config_errors errs = {NULL, 0};
+	struct config *cfg = NULL;
+
+	assert_int_equal(config_load("/nonexistent/x.ini", &cfg, &errs),
+			 -ENOENT);
+	assert_int_equal(errs.n, 1);
+	assert_non_null(strstr(errs.msg[0], "/nonexistent/x.ini"));
+	config_errors_cleanup(&errs);
+}
+
+static char *
+tmpdir_new(void)
+{
+	char tmpl[] = "/tmp/shivneri-test-config-XXXXXX";
+
+	assert_non_null(mkdtemp(tmpl));
+	return xstrdup(tmpl);
+}
+
+static void
+write_file(const char *path, const char *data, int mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, data, strlen(data)), (ssize_t)strlen(data));
+	close(fd);
+}
+
+static void
+test_secret_env(void **state)
+{
+	char err[256], *out = NULL;
+
+	setenv("SHIVNERI_TEST_SECRET", "s3cr3t-value", 1);
+	assert_int_equal(config_secret_read("env:SHIVNERI_TEST_SECRET", &out,
+					    err, sizeof(err)),
+			 0);
+	assert_string_equal(out, "s3cr3t-value");
+	free(out);
+	out = NULL;
+
+	setenv("SHIVNERI_TEST_SECRET", "", 1);
+	assert_true(config_secret_read("env:SHIVNERI_TEST_SECRET", &out, err,
+				       sizeof(err)) < 0);
+	assert_null(out);
+	assert_non_null(strstr(err, "SHIVNERI_TEST_SECRET"));
+
+	unsetenv("SHIVNERI_TEST_SECRET");
+	assert_int_equal(config_secret_read("env:SHIVNERI_TEST_SECRET", &out,
+					    err, sizeof(err)),
+			 -ENOENT);
+	assert_non_null(strstr(err, "SHIVNERI_TEST_SECRET"));
+	assert_non_null(strstr(err, "not set"));
+}
+
+static void
+test_secret_file(void **state)
+{
+	char err[256], *out = NULL, *dir = tmpdir_new(), *p;
+
+	p = xasprintf("%s/key", dir);
+	write_file(p, "abc123\r\n", 0600);
+	assert_int_equal(config_secret_read(p, &out, err, sizeof(err)), 0);
+	assert_string_equal(out, "abc123");
+	free(out);
+	out = NULL;
+
+	/* Only one newline is stripped. */
+	write_file(p, "abc\n\n", 0600);
+	assert_int_equal(config_secret_read(p, &out, err, sizeof(err)), 0);
+	assert_string_equal(out, "abc\n");
+	free(out);
+	out = NULL;
+
+	write_file(p, "\n", 0600);
+	assert_int_equal(config_secret_read(p, &out, err, sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, p));
+	assert_non_null(strstr(err, "empty"));
+	assert_null(out);
+	unlink(p);
+
+	assert_int_equal(config_secret_read(p, &out, err, sizeof(err)),
+			 -ENOENT);
+	assert_non_null(strstr(err, p));
+	assert_null(out);
+	free(p);
+	rmdir(dir);
+	free(dir);
+}
+
+static void
+test_agent_secret(void **state)
+{
+	struct config *cfg = NULL;
+	char *dir = tmpdir_new(), *text, *s1 = NULL, *s2 = NULL;
+	char *file;
+	struct stat st;
+	size_t len1 = 0, len2 = 0, i;
+
+	text = xasprintf("[server]\ndata_dir = %s/data\n", dir);
+	assert_int_equal(config_load_string(text, "t.ini", &cfg, NULL), 0);
+	free(text);
+	file = xasprintf("%s/data/agent.secret", dir);
+	assert_string_equal(cfg->agent_secret_file, file);
+
+	/* Without create, a missing file is an error and nothing is made. */
+	assert_int_equal(config_agent_secret(cfg, false, &s1, &len1), -ENOENT);
+	assert_null(s1);
+	assert_int_equal(stat(file, &st), -1);
+
+	assert_int_equal(config_agent_secret(cfg, true, &s1, &len1), 0);
+	assert_int_equal(len1, 64);
+	assert_int_equal(strlen(s1), 64);
+	for (i = 0; i < len1; i++)
+		assert_non_null(strchr("0123456789abcdef", s1[i]));
+	assert_int_equal(stat(file, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	text = xasprintf("%s/data", dir);
+	assert_int_equal(stat(text, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0700);
+	free(text);
+
+	/* A second read gives the same secret. */
+	assert_int_equal(config_agent_secret(cfg, true, &s2, &len2), 0);
+	assert_int_equal(len2, 64);
+	assert_memory_equal(s1, s2, 64);
+	free(s2);
+	s2 = NULL;
+
+	/* Too short: refused, even with create. */
+	write_file(file, "short-secret\n", 0600);
+	assert_int_equal(config_agent_secret(cfg, true, &s2, &len2), -EINVAL);
+	assert_null(s2);
+
+	unlink(file);
+	text = xasprintf("%s/data", dir);
+	rmdir(text);
+	free(text);
+	rmdir(dir);
+	free(s1);
+	free(file);
+	free(dir);
+	config_free(cfg);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_defaults),
+	    cmocka_unit_test(test_full),
+	    cmocka_unit_test(test_embedded_default),
+	    cmocka_unit_test(test_all_errors),
+	    cmocka_unit_test(test_cross_key),
+	    cmocka_unit_test(test_strings),
+	    cmocka_unit_test(test_long_line_and_crlf),
+	    cmocka_unit_test(test_missing_file),
+	    cmocka_unit_test(test_secret_env),
+	    cmocka_unit_test(test_secret_file),
+	    cmocka_unit_test(test_agent_secret),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
