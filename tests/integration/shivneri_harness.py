@@ -618,3 +618,74 @@ def check_delivery(cluster, ids, names):
             "%s says delivered by %s but no file there" % (mid, prov)
         where.setdefault(prov, set()).add(mid)
     return where
+
+
+class Burst:
+    """Submissions from several threads in the background.
+
+    n: how many to submit (None: until stop()).  Every id answered 202 is
+    in `acked`, with the time it came back; an error is recorded with its
+    time in `errors` and ends that thread (after a server kill, say), so a
+    test can tell errors before and after the moment it broke something.
+    """
+
+    def __init__(self, cluster, n=None, threads=4, start=0):
+        self.cluster = cluster
+        self.n = n
+        self.acked = []
+        self.errors = []
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.next = start
+        self.end = None if n is None else start + n
+        self.threads = [threading.Thread(target=self._run, daemon=True)
+                        for _ in range(threads)]
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def count(self):
+        with self.lock:
+            return len(self.acked)
+
+    def _take(self):
+        with self.lock:
+            if self.stopping.is_set():
+                return None
+            if self.end is not None and self.next >= self.end:
+                return None
+            i = self.next
+            self.next += 1
+            return i
+
+    def _run(self):
+        while True:
+            i = self._take()
+            if i is None:
+                return
+            try:
+                r = http(self.cluster.http_port, "POST", "/v1/messages",
+                         message(i), timeout=30)
+                if r.status != 202:
+                    raise AssertionError("submission %d: %r" % (i, r))
+                mid = r.json["id"]
+            except Exception as e:  # noqa: BLE001 - recorded
+                with self.lock:
+                    self.errors.append((time.monotonic(), e))
+                return
+            with self.lock:
+                self.acked.append(mid)
+
+    def stop(self):
+        self.stopping.set()
+
+    def join(self, timeout=120):
+        """Waits for every thread; returns the acknowledged ids."""
+        deadline = time.monotonic() + scaled(timeout)
+        for t in self.threads:
+            t.join(timeout=max(0.1, deadline - time.monotonic()))
+            if t.is_alive():
+                raise WaitTimeout("a submission thread did not finish")
+        return list(self.acked)
