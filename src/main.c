@@ -14,14 +14,14 @@ static const struct {
 	int (*main)(int argc, char **argv);
 	const char *help;
 } commands[] = {
-	{"serve", serve_main, "run the server"},
-	{"agent", agent_main, "run the agent of one provider"},
-	{"send", cli_send_main, "submit one message"},
-	{"status", cli_status_main, "show a message and its attempts"},
-	{"providers", cli_providers_main, "list providers and their state"},
-	{"queue", cli_queue_main, "count messages by status"},
-	{"check-config", cli_check_config_main, "validate a configuration"},
-	{"version", cli_version_main, "print versions"},
+    {"serve", serve_main, "run the server"},
+    {"agent", agent_main, "run the agent of one provider"},
+    {"send", cli_send_main, "submit one message"},
+    {"status", cli_status_main, "show a message and its attempts"},
+    {"providers", cli_providers_main, "list providers and their state"},
+    {"queue", cli_queue_main, "count messages by status"},
+    {"check-config", cli_check_config_main, "validate a configuration"},
+    {"version", cli_version_main, "print versions"},
 };
 
 static void

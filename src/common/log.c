@@ -85,7 +85,8 @@ vlog(const char *level, int errnum, const char *fmt, va_list ap)
 	gmtime_r(&tv.tv_sec, &tm);
 	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
 	r = snprintf(line + n, sizeof(line) - n, ".%03ldZ %s[%ld] %s ",
-	    (long)(tv.tv_usec / 1000), log_prog, (long)getpid(), level);
+		     (long)(tv.tv_usec / 1000), log_prog, (long)getpid(),
+		     level);
 	if (r > 0)
 		n += (size_t)r;
 	if (n < sizeof(line)) {
@@ -97,7 +98,7 @@ vlog(const char *level, int errnum, const char *fmt, va_list ap)
 		n = sizeof(line) - 2;
 	if (errnum != 0) {
 		r = snprintf(line + n, sizeof(line) - n, ": %s",
-		    strerror(errnum));
+			     strerror(errnum));
 		if (r > 0)
 			n += (size_t)r;
 		if (n >= sizeof(line) - 1)
@@ -107,12 +108,12 @@ vlog(const char *level, int errnum, const char *fmt, va_list ap)
 	(void)!write(log_fd, line, n);
 }
 
-#define LOG_BODY(level, errnum)                                               \
-	do {                                                                  \
-		va_list ap;                                                   \
-		va_start(ap, fmt);                                            \
-		vlog(level, errnum, fmt, ap);                                 \
-		va_end(ap);                                                   \
+#define LOG_BODY(level, errnum)                                                \
+	do {                                                                   \
+		va_list ap;                                                    \
+		va_start(ap, fmt);                                             \
+		vlog(level, errnum, fmt, ap);                                  \
+		va_end(ap);                                                    \
 	} while (0)
 
 void

@@ -35,8 +35,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LOADED_MAX 1024	   /* whole messages held waiting for a pick */
-#define LOAD_BATCH 256	   /* rowids per store_load */
+#define LOADED_MAX 1024 /* whole messages held waiting for a pick */
+#define LOAD_BATCH 256  /* rowids per store_load */
 #define BREAKER_MAX_COOLDOWN_MS (5 * 60 * 1000)
 
 struct job {
@@ -44,7 +44,7 @@ struct job {
 	int n; /* attempt number */
 	struct store_message *m;
 	struct provider *p;
-	struct job *hnext;	 /* hash chain */
+	struct job *hnext;         /* hash chain */
 	struct job *pprev, *pnext; /* the provider's list */
 };
 
@@ -75,7 +75,7 @@ struct dispatcher {
 };
 
 static void provider_set_state(struct dispatcher *d, struct provider *p,
-    int state, const char *why);
+			       int state, const char *why);
 static void refresh(struct dispatcher *d, struct provider *p);
 
 static struct provider *
@@ -198,7 +198,8 @@ heap_pop(struct dispatcher *d)
 		c = 2 * i + 1;
 		if (c >= d->nheap)
 			break;
-		if (c + 1 < d->nheap && d->heap[c + 1].due_ms < d->heap[c].due_ms)
+		if (c + 1 < d->nheap &&
+		    d->heap[c + 1].due_ms < d->heap[c].due_ms)
 			c++;
 		if (d->heap[c].due_ms >= last.due_ms)
 			break;
@@ -288,8 +289,7 @@ count_move(struct dispatcher *d, int from, int to)
 }
 
 static void
-update_init(struct store_update *u, const struct store_message *m,
-    int status)
+update_init(struct store_update *u, const struct store_message *m, int status)
 {
 	memset(u, 0, sizeof(*u));
 	u->rowid = m->rowid;
@@ -301,8 +301,8 @@ update_init(struct store_update *u, const struct store_message *m,
 }
 
 static void
-update_attempt(struct store_update *u, int n, const char *provider,
-    int outcome, const char *detail)
+update_attempt(struct store_update *u, int n, const char *provider, int outcome,
+	       const char *detail)
 {
 	u->has_attempt = true;
 	u->attempt.n = n;
@@ -315,8 +315,8 @@ update_attempt(struct store_update *u, int n, const char *provider,
 /* A final state: delivered or failed.  Frees m. */
 static void
 finish(struct dispatcher *d, struct store_message *m, int status,
-    const char *provider, const char *pmid, const char *error,
-    const struct store_update *attempt_from, int from)
+       const char *provider, const char *pmid, const char *error,
+       const struct store_update *attempt_from, int from)
 {
 	struct store_update u;
 
@@ -332,10 +332,10 @@ finish(struct dispatcher *d, struct store_message *m, int status,
 	count_move(d, from, status);
 	if (status == MSG_DELIVERED)
 		log_info("%s dispatch delivered provider=%s attempts=%d", m->id,
-		    provider ? provider : "-", m->attempts);
+			 provider ? provider : "-", m->attempts);
 	else
 		log_info("%s dispatch failed attempts=%d error=\"%s\"", m->id,
-		    m->attempts, error ? error : "");
+			 m->attempts, error ? error : "");
 	store_message_free(m);
 }
 
@@ -366,7 +366,7 @@ backoff(struct dispatcher *d, struct store_message *m)
 	update_init(&u, m, MSG_QUEUED);
 	store_update(d->st, &u, NULL, NULL);
 	log_info("%s dispatch backoff round=%d delay_ms=%" PRId64, m->id,
-	    m->round, delay);
+		 m->round, delay);
 	heap_push(d, m->next_ms, m->rowid);
 	arm_delay(d);
 	store_message_free(m);
@@ -396,8 +396,8 @@ rate_ok(struct dispatcher *d, struct provider *p)
 	if (p->tokens_mono_us == 0)
 		p->tokens = burst;
 	else
-		p->tokens += (double)(now - p->tokens_mono_us) *
-		    p->rate_per_s / 1e6;
+		p->tokens +=
+		    (double)(now - p->tokens_mono_us) * p->rate_per_s / 1e6;
 	if (p->tokens > burst)
 		p->tokens = burst;
 	p->tokens_mono_us = now;
@@ -406,7 +406,8 @@ rate_ok(struct dispatcher *d, struct provider *p)
 	if (!evtimer_pending(p->rate_timer, NULL)) {
 		double wait_us = (1.0 - p->tokens) * 1e6 / p->rate_per_s;
 		struct timeval tv = {(time_t)(wait_us / 1e6),
-		    (suseconds_t)((int64_t)wait_us % 1000000) + 1};
+				     (suseconds_t)((int64_t)wait_us % 1000000) +
+					 1};
 		evtimer_add(p->rate_timer, &tv);
 	}
 	return false;
@@ -422,8 +423,8 @@ static bool
 eligible(struct dispatcher *d, struct provider *p)
 {
 	return p->conn != NULL && p->state == PROVIDER_UP && !p->disabled &&
-	    p->breaker != BREAKER_OPEN && p->se.in_flight < limit(p) &&
-	    rate_ok(d, p);
+	       p->breaker != BREAKER_OPEN && p->se.in_flight < limit(p) &&
+	       rate_ok(d, p);
 }
 
 static void
@@ -478,16 +479,16 @@ send_job(struct dispatcher *d, struct store_message *m, struct provider *p)
 	j->m = m;
 	j->p = p;
 	rc = link_encode_job(link_conn_output(p->conn), j->id, m->id,
-	    m->mail_from, (const char *const *)m->rcpt, m->nrcpt, m->mime,
-	    m->mime_len);
+			     m->mail_from, (const char *const *)m->rcpt,
+			     m->nrcpt, m->mime, m->mime_len);
 	if (rc != 0) {
 		/* Our own message does not fit the protocol: fail it. */
 		log_warnx("%s dispatch cannot encode job: %s", m->id,
-		    link_strerror(rc));
+			  link_strerror(rc));
 		free(j);
 		finish(d, m, MSG_FAILED, NULL, NULL,
-		    "message cannot be encoded for the agent", NULL,
-		    MSG_QUEUED);
+		       "message cannot be encoded for the agent", NULL,
+		       MSG_QUEUED);
 		return;
 	}
 	job_attach(d, j);
@@ -500,12 +501,11 @@ send_job(struct dispatcher *d, struct store_message *m, struct provider *p)
 	store_update(d->st, &u, NULL, NULL);
 	count_move(d, MSG_QUEUED, MSG_SENDING);
 	log_info("%s dispatch sending provider=%s attempt=%d job=%" PRIu64,
-	    m->id, p->name, j->n, j->id);
+		 m->id, p->name, j->n, j->id);
 	refresh(d, p);
 }
 
-static void load_cb(void *arg, int err, struct store_message **msgs,
-    size_t n);
+static void load_cb(void *arg, int err, struct store_message **msgs, size_t n);
 
 static void
 refill(struct dispatcher *d)
@@ -531,7 +531,7 @@ load_cb(void *arg, int err, struct store_message **msgs, size_t n)
 	d->loading = false;
 	if (err != 0)
 		log_warnx("- dispatch store load failed: %s",
-		    store_strerror(err));
+			  store_strerror(err));
 	for (i = 0; i < n; i++)
 		ring_push_back(&d->loaded, &msgs[i]);
 	free(msgs);
@@ -548,13 +548,14 @@ pump(struct dispatcher *d)
 		return;
 	d->pumping = true;
 	while (d->loaded.len > 0 && scheduler_count(d->sched) > 0 &&
-	    spins <= d->loaded.len) {
+	       spins <= d->loaded.len) {
 		struct sched_entry *e;
 
 		ring_pop_front(&d->loaded, &m);
 		if (expired(d, m)) {
 			finish(d, m, MSG_FAILED, NULL, NULL,
-			    "expired: message_ttl_s spent", NULL, MSG_QUEUED);
+			       "expired: message_ttl_s spent", NULL,
+			       MSG_QUEUED);
 			continue;
 		}
 		e = scheduler_pick(d->sched, skip_tried, m);
@@ -600,7 +601,8 @@ requeue_all(struct dispatcher *d, struct provider *p, const char *why)
 		update_attempt(&u, j->n, p->name, OUTCOME_LOST, why);
 		store_update(d->st, &u, NULL, NULL);
 		count_move(d, MSG_SENDING, MSG_QUEUED);
-		log_info("%s dispatch lost provider=%s attempt=%d reason=\"%s\"",
+		log_info(
+		    "%s dispatch lost provider=%s attempt=%d reason=\"%s\"",
 		    m->id, p->name, j->n, why);
 		ring_push_front(&d->loaded, &m);
 		free(j);
@@ -609,12 +611,12 @@ requeue_all(struct dispatcher *d, struct provider *p, const char *why)
 
 static void
 provider_set_state(struct dispatcher *d, struct provider *p, int state,
-    const char *why)
+		   const char *why)
 {
 	if (p->state != state)
 		log_info("- registry provider %s %s -> %s reason=\"%s\"",
-		    p->name, p->state == PROVIDER_UP ? "up" : "down",
-		    state == PROVIDER_UP ? "up" : "down", why);
+			 p->name, p->state == PROVIDER_UP ? "up" : "down",
+			 state == PROVIDER_UP ? "up" : "down", why);
 	p->state = state;
 	if (state == PROVIDER_DOWN)
 		requeue_all(d, p, why);
@@ -630,7 +632,7 @@ hb_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
 	if (p->state == PROVIDER_UP)
 		provider_set_state(p->dispatcher, p, PROVIDER_DOWN,
-		    "heartbeat timeout");
+				   "heartbeat timeout");
 }
 
 static void
@@ -643,7 +645,7 @@ breaker_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	p->breaker = BREAKER_HALF_OPEN;
 	log_info("- registry provider %s breaker half-open: one trial message",
-	    p->name);
+		 p->name);
 	if (p->conn != NULL && p->health != LINK_HEALTH_DOWN)
 		provider_set_state(d, p, PROVIDER_UP, "breaker trial");
 }
@@ -673,13 +675,13 @@ breaker_failure(struct dispatcher *d, struct provider *p)
 		if (p->breaker_cooldown_ms > BREAKER_MAX_COOLDOWN_MS)
 			p->breaker_cooldown_ms = BREAKER_MAX_COOLDOWN_MS;
 	} else if (p->breaker != BREAKER_CLOSED ||
-	    p->consecutive_failures < d->cfg->breaker_threshold) {
+		   p->consecutive_failures < d->cfg->breaker_threshold) {
 		return;
 	}
 	p->breaker = BREAKER_OPEN;
 	log_info("- registry provider %s breaker open failures=%d "
 		 "cooldown_ms=%d",
-	    p->name, p->consecutive_failures, p->breaker_cooldown_ms);
+		 p->name, p->consecutive_failures, p->breaker_cooldown_ms);
 	tv.tv_sec = p->breaker_cooldown_ms / 1000;
 	tv.tv_usec = (p->breaker_cooldown_ms % 1000) * 1000;
 	evtimer_add(p->breaker_timer, &tv);
@@ -708,12 +710,12 @@ dispatcher_provider_linked(struct dispatcher *d, struct provider *p)
 	tv.tv_usec = (d->cfg->heartbeat_timeout_ms % 1000) * 1000;
 	evtimer_add(p->hb_timer, &tv);
 	log_info("- registry provider %s linked type=%s pid=%" PRId64, p->name,
-	    p->type, p->agent_pid);
+		 p->type, p->agent_pid);
 }
 
 void
 dispatcher_heartbeat(struct dispatcher *d, struct provider *p, int health,
-    unsigned agent_in_flight)
+		     unsigned agent_in_flight)
 {
 	struct timeval tv;
 
@@ -726,7 +728,7 @@ dispatcher_heartbeat(struct dispatcher *d, struct provider *p, int health,
 	if (health == LINK_HEALTH_DOWN) {
 		if (p->state == PROVIDER_UP)
 			provider_set_state(d, p, PROVIDER_DOWN,
-			    "agent reports provider down");
+					   "agent reports provider down");
 		return;
 	}
 	if (p->state == PROVIDER_DOWN && p->breaker != BREAKER_OPEN)
@@ -735,7 +737,7 @@ dispatcher_heartbeat(struct dispatcher *d, struct provider *p, int health,
 
 void
 dispatcher_provider_unlinked(struct dispatcher *d, struct provider *p,
-    const char *why)
+			     const char *why)
 {
 	if (p->hb_timer != NULL)
 		evtimer_del(p->hb_timer);
@@ -745,12 +747,11 @@ dispatcher_provider_unlinked(struct dispatcher *d, struct provider *p,
 }
 
 void
-dispatcher_set_disabled(struct dispatcher *d, struct provider *p,
-    bool disabled)
+dispatcher_set_disabled(struct dispatcher *d, struct provider *p, bool disabled)
 {
 	if (p->disabled != disabled)
 		log_info("- registry provider %s %s", p->name,
-		    disabled ? "disabled" : "enabled");
+			 disabled ? "disabled" : "enabled");
 	p->disabled = disabled;
 	refresh(d, p);
 	schedule_pump(d);
@@ -758,8 +759,8 @@ dispatcher_set_disabled(struct dispatcher *d, struct provider *p,
 
 void
 dispatcher_result(struct dispatcher *d, struct provider *p, uint64_t job_id,
-    const char *message_id, int outcome, const char *pmid,
-    const char *detail)
+		  const char *message_id, int outcome, const char *pmid,
+		  const char *detail)
 {
 	struct job *j = job_find(d, job_id);
 	struct store_message *m;
@@ -771,14 +772,14 @@ dispatcher_result(struct dispatcher *d, struct provider *p, uint64_t job_id,
 		 * declared down), or a confused agent: nothing to do. */
 		log_debug("- dispatch result for unknown job=%" PRIu64
 			  " provider=%s",
-		    job_id, p->name);
+			  job_id, p->name);
 		return;
 	}
 	m = j->m;
 	if (strcmp(m->id, message_id) != 0) {
 		log_warnx("%s dispatch agent %s answered job=%" PRIu64
 			  " with another message id",
-		    m->id, p->name, job_id);
+			  m->id, p->name, job_id);
 		return;
 	}
 	n = j->n;
@@ -792,7 +793,7 @@ dispatcher_result(struct dispatcher *d, struct provider *p, uint64_t job_id,
 		breaker_success(d, p);
 		update_attempt(&u, n, p->name, OUTCOME_DELIVERED, detail);
 		finish(d, m, MSG_DELIVERED, p->name, pmid, NULL, &u,
-		    MSG_SENDING);
+		       MSG_SENDING);
 		break;
 	case OUTCOME_PERMANENT:
 		p->failed++;
@@ -800,8 +801,8 @@ dispatcher_result(struct dispatcher *d, struct provider *p, uint64_t job_id,
 		breaker_success(d, p);
 		update_attempt(&u, n, p->name, OUTCOME_PERMANENT, detail);
 		finish(d, m, MSG_FAILED, p->name, NULL,
-		    detail && *detail ? detail : "refused by the provider", &u,
-		    MSG_SENDING);
+		       detail && *detail ? detail : "refused by the provider",
+		       &u, MSG_SENDING);
 		break;
 	default:
 		p->failed++;
@@ -809,22 +810,22 @@ dispatcher_result(struct dispatcher *d, struct provider *p, uint64_t job_id,
 		tried_add(m, p->name);
 		if (m->attempts >= d->cfg->max_attempts) {
 			char *why = xasprintf("max_attempts reached: %s",
-			    detail ? detail : "");
+					      detail ? detail : "");
 			finish(d, m, MSG_FAILED, p->name, NULL, why, &u,
-			    MSG_SENDING);
+			       MSG_SENDING);
 			free(why);
 		} else if (expired(d, m)) {
 			finish(d, m, MSG_FAILED, p->name, NULL,
-			    "expired: message_ttl_s spent", &u, MSG_SENDING);
+			       "expired: message_ttl_s spent", &u, MSG_SENDING);
 		} else {
 			update_init(&u, m, MSG_QUEUED);
 			update_attempt(&u, n, p->name, OUTCOME_TRANSIENT,
-			    detail);
+				       detail);
 			store_update(d->st, &u, NULL, NULL);
 			count_move(d, MSG_SENDING, MSG_QUEUED);
 			log_info("%s dispatch transient provider=%s attempt=%d "
 				 "detail=\"%s\"",
-			    m->id, p->name, n, detail ? detail : "");
+				 m->id, p->name, n, detail ? detail : "");
 			ring_push_front(&d->loaded, &m);
 		}
 		breaker_failure(d, p);
@@ -838,7 +839,7 @@ dispatcher_result(struct dispatcher *d, struct provider *p, uint64_t job_id,
 
 struct dispatcher *
 dispatcher_new(struct event_base *base, const struct config *cfg,
-    struct store *st, struct registry *reg)
+	       struct store *st, struct registry *reg)
 {
 	struct dispatcher *d = xcalloc(1, sizeof(*d));
 	const struct scheduler_ops *ops = scheduler_lookup(cfg->scheduler);
@@ -878,8 +879,8 @@ dispatcher_load(struct dispatcher *d)
 	arm_delay(d);
 	log_info("- dispatch loaded queued=%" PRId64 " delayed=%zu "
 		 "delivered=%" PRId64 " failed=%" PRId64,
-	    d->counts[MSG_QUEUED], d->nheap, d->counts[MSG_DELIVERED],
-	    d->counts[MSG_FAILED]);
+		 d->counts[MSG_QUEUED], d->nheap, d->counts[MSG_DELIVERED],
+		 d->counts[MSG_FAILED]);
 	return 0;
 }
 
@@ -918,7 +919,7 @@ dispatcher_enqueue(struct dispatcher *d, struct store_message *m)
 {
 	d->counts[MSG_QUEUED]++;
 	log_info("%s intake queued bytes=%zu rcpt=%zu", m->id, m->mime_len,
-	    m->nrcpt);
+		 m->nrcpt);
 	if (d->loaded.len < LOADED_MAX && d->ready.len == 0) {
 		ring_push_back(&d->loaded, &m);
 	} else {
@@ -948,7 +949,7 @@ dispatcher_counts(const struct dispatcher *d, int64_t counts[4])
 
 void
 dispatcher_queue_sizes(const struct dispatcher *d, uint64_t *ready,
-    uint64_t *loaded, uint64_t *delayed)
+		       uint64_t *loaded, uint64_t *delayed)
 {
 	*ready = d->ready.len;
 	*loaded = d->loaded.len;

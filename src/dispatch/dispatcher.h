@@ -33,7 +33,8 @@ struct store_message;
 struct dispatcher;
 
 struct dispatcher *dispatcher_new(struct event_base *base,
-    const struct config *cfg, struct store *st, struct registry *reg);
+				  const struct config *cfg, struct store *st,
+				  struct registry *reg);
 /* Start-up: loads the queue from the store (synchronous). */
 int dispatcher_load(struct dispatcher *d) __attribute__((warn_unused_result));
 void dispatcher_free(struct dispatcher *d);
@@ -43,17 +44,17 @@ void dispatcher_enqueue(struct dispatcher *d, struct store_message *m);
 
 /* Registry events. */
 void dispatcher_provider_linked(struct dispatcher *d, struct provider *p);
-void dispatcher_heartbeat(struct dispatcher *d, struct provider *p,
-    int health, unsigned agent_in_flight);
+void dispatcher_heartbeat(struct dispatcher *d, struct provider *p, int health,
+			  unsigned agent_in_flight);
 /* The link is gone (p->link already NULL). */
 void dispatcher_provider_unlinked(struct dispatcher *d, struct provider *p,
-    const char *why);
+				  const char *why);
 void dispatcher_result(struct dispatcher *d, struct provider *p,
-    uint64_t job_id, const char *message_id, int outcome,
-    const char *provider_message_id, const char *detail);
+		       uint64_t job_id, const char *message_id, int outcome,
+		       const char *provider_message_id, const char *detail);
 /* Operator's drain. */
 void dispatcher_set_disabled(struct dispatcher *d, struct provider *p,
-    bool disabled);
+			     bool disabled);
 
 /* Stop handing out jobs (shutdown); results are still taken. */
 void dispatcher_pause(struct dispatcher *d);
@@ -62,6 +63,6 @@ unsigned dispatcher_in_flight(const struct dispatcher *d);
 void dispatcher_counts(const struct dispatcher *d, int64_t counts[4]);
 /* Messages waiting in memory: ready ring, loaded window, backoff heap. */
 void dispatcher_queue_sizes(const struct dispatcher *d, uint64_t *ready,
-    uint64_t *loaded, uint64_t *delayed);
+			    uint64_t *loaded, uint64_t *delayed);
 
 #endif

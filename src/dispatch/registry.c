@@ -117,8 +117,8 @@ registry_find(struct registry *r, const char *name)
 }
 
 struct provider *
-registry_add(struct registry *r, const char *name, const char *type,
-    int weight, int priority, int max_in_flight)
+registry_add(struct registry *r, const char *name, const char *type, int weight,
+	     int priority, int max_in_flight)
 {
 	struct provider *p = provider_new(name, type);
 

@@ -53,14 +53,14 @@ struct provider {
 	char *name;
 	char *type;
 	bool configured; /* named in the server's file */
-	bool spawn;	 /* supervised by this server */
-	bool disabled;	 /* operator's drain */
-	int state;	 /* enum provider_state */
-	int health;	 /* last reported, enum link_health */
+	bool spawn;      /* supervised by this server */
+	bool disabled;   /* operator's drain */
+	int state;       /* enum provider_state */
+	int health;      /* last reported, enum link_health */
 	int max_in_flight;
 	int rate_per_s;
-	int64_t agent_pid; /* as the agent said in HELLO; 0 unknown */
-	struct link_conn *conn; /* the agent's link, NULL when none */
+	int64_t agent_pid;           /* as the agent said in HELLO; 0 unknown */
+	struct link_conn *conn;      /* the agent's link, NULL when none */
 	int64_t last_heartbeat_mono; /* 0: never */
 	uint64_t delivered, failed, lost;
 	/* breaker */
@@ -82,7 +82,7 @@ struct provider {
 struct registry;
 
 struct registry *registry_new(struct event_base *base,
-    const struct config *cfg);
+			      const struct config *cfg);
 void registry_free(struct registry *r);
 size_t registry_count(const struct registry *r);
 struct provider *registry_at(struct registry *r, size_t i);
@@ -90,7 +90,8 @@ struct provider *registry_find(struct registry *r, const char *name);
 /* Adds a provider registered on the fly (weight 1, priority 100 unless
  * the agent said other). */
 struct provider *registry_add(struct registry *r, const char *name,
-    const char *type, int weight, int priority, int max_in_flight);
+			      const char *type, int weight, int priority,
+			      int max_in_flight);
 const char *provider_state_name(const struct provider *p);
 const char *provider_health_name(const struct provider *p);
 /* Up (not counting disabled), for /readyz. */

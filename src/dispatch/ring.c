@@ -36,7 +36,7 @@ ring_grow(struct ring *r)
 		} else {
 			memcpy(nv, r->v + r->head * r->esz, first * r->esz);
 			memcpy(nv + first * r->esz, r->v,
-			    (r->len - first) * r->esz);
+			       (r->len - first) * r->esz);
 		}
 	}
 	free(r->v);

@@ -55,7 +55,7 @@ struct pending {
 
 static void
 reply_text(struct evhttp_request *req, int status, const char *ctype,
-    const char *body, size_t len)
+	   const char *body, size_t len)
 {
 	struct evbuffer *out = evbuffer_new();
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
@@ -82,11 +82,11 @@ reply_json(struct evhttp_request *req, int status, json_t *obj)
 
 static void
 reply_error(struct evhttp_request *req, int status, const char *code,
-    const char *message)
+	    const char *message)
 {
 	reply_json(req, status,
-	    json_pack("{s:{s:s,s:s}}", "error", "code", code, "message",
-		message));
+		   json_pack("{s:{s:s,s:s}}", "error", "code", code, "message",
+			     message));
 }
 
 static const char *
@@ -165,15 +165,15 @@ http_api_reload_keys(struct http_api *api)
 	rc = file_read_all(api->cfg->api_keys_file, 1 << 20, &text, NULL);
 	if (rc != 0) {
 		log_warnx("- http cannot read api_keys_file %s: %s",
-		    api->cfg->api_keys_file, strerror(-rc));
+			  api->cfg->api_keys_file, strerror(-rc));
 		return rc;
 	}
 	for (line = strtok_r(text, "\n", &save); line != NULL;
 	     line = strtok_r(NULL, "\n", &save)) {
 		size_t len = strlen(line);
-		while (len > 0 && (line[len - 1] == '\r' ||
-				      line[len - 1] == ' ' ||
-				      line[len - 1] == '\t'))
+		while (len > 0 &&
+		       (line[len - 1] == '\r' || line[len - 1] == ' ' ||
+			line[len - 1] == '\t'))
 			line[--len] = '\0';
 		while (*line == ' ' || *line == '\t')
 			line++;
@@ -201,7 +201,7 @@ authorized(struct http_api *api, struct evhttp_request *req)
 	if (api->cfg->api_keys_file == NULL || *api->cfg->api_keys_file == '\0')
 		return true;
 	h = evhttp_find_header(evhttp_request_get_input_headers(req),
-	    "Authorization");
+			       "Authorization");
 	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
 		goto deny;
 	h += 7;
@@ -214,7 +214,7 @@ authorized(struct http_api *api, struct evhttp_request *req)
 		return true;
 deny:
 	reply_error(req, 401, "unauthorized",
-	    "missing or wrong API key (Authorization: Bearer KEY)");
+		    "missing or wrong API key (Authorization: Bearer KEY)");
 	return false;
 }
 
@@ -222,7 +222,7 @@ deny:
 
 static void
 submit_cb(void *arg, int err, const char *id, bool duplicate,
-    struct store_message *m)
+	  struct store_message *m)
 {
 	struct pending *pd = arg;
 	struct http_api *api = pd->api;
@@ -231,14 +231,15 @@ submit_cb(void *arg, int err, const char *id, bool duplicate,
 	if (err != 0) {
 		char msg[128];
 		snprintf(msg, sizeof(msg), "the store failed: %s",
-		    store_strerror(err));
+			 store_strerror(err));
 		log_warnx("- http submit failed: %s", store_strerror(err));
 		reply_error(pd->req, 503, "unavailable", msg);
 	} else if (duplicate) {
 		reply_json(pd->req, 200,
-		    json_pack("{s:s,s:b}", "id", id, "duplicate", 1));
+			   json_pack("{s:s,s:b}", "id", id, "duplicate", 1));
 	} else {
-		reply_json(pd->req, 202,
+		reply_json(
+		    pd->req, 202,
 		    json_pack("{s:s,s:s}", "id", id, "status", "queued"));
 		dispatcher_enqueue(api->d, m);
 		m = NULL;
@@ -276,7 +277,7 @@ post_message(struct http_api *api, struct evhttp_request *req)
 	if (ctype == NULL || strncasecmp(ctype, "application/json", 16) != 0 ||
 	    (ctype[16] != '\0' && ctype[16] != ';' && ctype[16] != ' ')) {
 		reply_error(req, 415, "unsupported_media_type",
-		    "Content-Type must be application/json");
+			    "Content-Type must be application/json");
 		return;
 	}
 	if (len > api->max_body) {
@@ -284,7 +285,8 @@ post_message(struct http_api *api, struct evhttp_request *req)
 		return;
 	}
 	if (idem != NULL && !idem_key_valid(idem)) {
-		reply_error(req, 400, "invalid_field",
+		reply_error(
+		    req, 400, "invalid_field",
 		    "Idempotency-Key: 1 to 255 printable ASCII characters");
 		return;
 	}
@@ -303,7 +305,7 @@ post_message(struct http_api *api, struct evhttp_request *req)
 
 static void
 get_cb(void *arg, int err, const struct store_message *m,
-    const struct store_attempt *att, size_t natt)
+       const struct store_attempt *att, size_t natt)
 {
 	struct pending *pd = arg;
 	json_t *o, *attempts, *to;
@@ -311,7 +313,8 @@ get_cb(void *arg, int err, const struct store_message *m,
 
 	pd->api->pending--;
 	if (err == -ENOENT) {
-		reply_error(pd->req, 404, "not_found", "no message with that id");
+		reply_error(pd->req, 404, "not_found",
+			    "no message with that id");
 		goto out;
 	}
 	if (err != 0) {
@@ -320,17 +323,19 @@ get_cb(void *arg, int err, const struct store_message *m,
 	}
 	attempts = json_array();
 	for (i = 0; i < natt; i++)
-		json_array_append_new(attempts,
+		json_array_append_new(
+		    attempts,
 		    json_pack("{s:i,s:o,s:o,s:s,s:o}", "n", att[i].n,
-			"provider", str_or_null(att[i].provider), "at",
-			rfc3339_json(att[i].at_ms), "outcome",
-			outcome_name(att[i].outcome), "detail",
-			str_or_null(att[i].detail)));
+			      "provider", str_or_null(att[i].provider), "at",
+			      rfc3339_json(att[i].at_ms), "outcome",
+			      outcome_name(att[i].outcome), "detail",
+			      str_or_null(att[i].detail)));
 	to = m->to_json ? json_loads(m->to_json, 0, NULL) : NULL;
 	if (to == NULL)
 		to = json_array();
-	o = json_pack("{s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:i,s:o}",
-	    "id", m->id, "status", msg_status_name(m->status), "from",
+	o = json_pack(
+	    "{s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:i,s:o}", "id", m->id,
+	    "status", msg_status_name(m->status), "from",
 	    str_or_null(m->header_from), "to", to, "subject",
 	    str_or_null(m->subject), "created_at", rfc3339_json(m->created_ms),
 	    "updated_at", rfc3339_json(m->updated_ms), "provider",
@@ -385,8 +390,9 @@ provider_json(struct http_api *api, struct provider *p)
 		json_decref(hb);
 		hb = json_integer(mono_ms() - p->last_heartbeat_mono);
 	}
-	return json_pack("{s:s,s:s,s:s,s:b,s:o,s:o,s:i,s:i,s:i,s:I,s:I,s:I,"
-			 "s:s,s:i,s:s}",
+	return json_pack(
+	    "{s:s,s:s,s:s,s:b,s:o,s:o,s:i,s:i,s:i,s:I,s:I,s:I,"
+	    "s:s,s:i,s:s}",
 	    "name", p->name, "type", p->type, "state", provider_state_name(p),
 	    "remote", !p->spawn, "pid", pid, "last_heartbeat_ms_ago", hb,
 	    "weight", p->se.weight, "priority", p->se.priority, "in_flight",
@@ -394,7 +400,7 @@ provider_json(struct http_api *api, struct provider *p)
 	    "failed", (json_int_t)p->failed, "lost", (json_int_t)p->lost,
 	    "health", provider_health_name(p), "max_in_flight",
 	    p->max_in_flight, "breaker",
-	    p->breaker == BREAKER_OPEN	       ? "open"
+	    p->breaker == BREAKER_OPEN        ? "open"
 	    : p->breaker == BREAKER_HALF_OPEN ? "half_open"
 					      : "closed");
 }
@@ -406,14 +412,14 @@ get_providers(struct http_api *api, struct evhttp_request *req)
 	size_t i, n = registry_count(api->reg);
 
 	for (i = 0; i < n; i++)
-		json_array_append_new(arr,
-		    provider_json(api, registry_at(api->reg, i)));
+		json_array_append_new(
+		    arr, provider_json(api, registry_at(api->reg, i)));
 	reply_json(req, 200, json_pack("{s:o}", "providers", arr));
 }
 
 static void
 provider_action(struct http_api *api, struct evhttp_request *req,
-    const char *rest)
+		const char *rest)
 {
 	char name[LINK_NAME_MAX + 1];
 	const char *slash = strchr(rest, '/');
@@ -454,10 +460,11 @@ get_stats(struct http_api *api, struct evhttp_request *req)
 
 	dispatcher_counts(api->d, c);
 	reply_json(req, 200,
-	    json_pack("{s:I,s:I,s:I,s:I}", "queued", (json_int_t)c[MSG_QUEUED],
-		"sending", (json_int_t)c[MSG_SENDING], "delivered",
-		(json_int_t)c[MSG_DELIVERED], "failed",
-		(json_int_t)c[MSG_FAILED]));
+		   json_pack("{s:I,s:I,s:I,s:I}", "queued",
+			     (json_int_t)c[MSG_QUEUED], "sending",
+			     (json_int_t)c[MSG_SENDING], "delivered",
+			     (json_int_t)c[MSG_DELIVERED], "failed",
+			     (json_int_t)c[MSG_FAILED]));
 }
 
 /* --- /metrics, /healthz, /readyz ---------------------------------------- */
@@ -473,14 +480,15 @@ get_metrics(struct http_api *api, struct evhttp_request *req)
 
 	dispatcher_counts(api->d, c);
 	dispatcher_queue_sizes(api->d, &ready, &loaded, &delayed);
-	evbuffer_add_printf(out,
-	    "# HELP shivneri_messages Messages in the store by status.\n"
-	    "# TYPE shivneri_messages gauge\n");
+	evbuffer_add_printf(
+	    out, "# HELP shivneri_messages Messages in the store by status.\n"
+		 "# TYPE shivneri_messages gauge\n");
 	for (s = 0; s < MSG_NSTATUS; s++)
-		evbuffer_add_printf(out,
-		    "shivneri_messages{status=\"%s\"} %" PRId64 "\n",
+		evbuffer_add_printf(
+		    out, "shivneri_messages{status=\"%s\"} %" PRId64 "\n",
 		    msg_status_name(s), c[s]);
-	evbuffer_add_printf(out,
+	evbuffer_add_printf(
+	    out,
 	    "# HELP shivneri_queue_memory Queued messages held in memory, by "
 	    "where.\n# TYPE shivneri_queue_memory gauge\n"
 	    "shivneri_queue_memory{where=\"ready\"} %" PRIu64 "\n"
@@ -490,29 +498,34 @@ get_metrics(struct http_api *api, struct evhttp_request *req)
 	    "# TYPE shivneri_store_pending gauge\n"
 	    "shivneri_store_pending %zu\n",
 	    ready, loaded, delayed, store_pending(api->st));
-	evbuffer_add_printf(out,
+	evbuffer_add_printf(
+	    out,
 	    "# HELP shivneri_provider_up 1 when the provider takes messages.\n"
 	    "# TYPE shivneri_provider_up gauge\n");
 	for (i = 0; i < n; i++) {
 		struct provider *p = registry_at(api->reg, i);
-		evbuffer_add_printf(out, "shivneri_provider_up{provider=\"%s\"} %d\n",
-		    p->name, p->state == PROVIDER_UP && !p->disabled);
+		evbuffer_add_printf(
+		    out, "shivneri_provider_up{provider=\"%s\"} %d\n", p->name,
+		    p->state == PROVIDER_UP && !p->disabled);
 	}
-	evbuffer_add_printf(out,
+	evbuffer_add_printf(
+	    out,
 	    "# HELP shivneri_provider_in_flight Messages at the provider's "
 	    "agent.\n# TYPE shivneri_provider_in_flight gauge\n");
 	for (i = 0; i < n; i++) {
 		struct provider *p = registry_at(api->reg, i);
-		evbuffer_add_printf(out,
-		    "shivneri_provider_in_flight{provider=\"%s\"} %u\n", p->name,
-		    p->se.in_flight);
+		evbuffer_add_printf(
+		    out, "shivneri_provider_in_flight{provider=\"%s\"} %u\n",
+		    p->name, p->se.in_flight);
 	}
-	evbuffer_add_printf(out,
+	evbuffer_add_printf(
+	    out,
 	    "# HELP shivneri_provider_attempts_total Attempts by outcome.\n"
 	    "# TYPE shivneri_provider_attempts_total counter\n");
 	for (i = 0; i < n; i++) {
 		struct provider *p = registry_at(api->reg, i);
-		evbuffer_add_printf(out,
+		evbuffer_add_printf(
+		    out,
 		    "shivneri_provider_attempts_total{provider=\"%s\","
 		    "outcome=\"delivered\"} %" PRIu64 "\n"
 		    "shivneri_provider_attempts_total{provider=\"%s\","
@@ -523,7 +536,7 @@ get_metrics(struct http_api *api, struct evhttp_request *req)
 		    p->lost);
 	}
 	evhttp_add_header(evhttp_request_get_output_headers(req),
-	    "Content-Type", "text/plain; version=0.0.4");
+			  "Content-Type", "text/plain; version=0.0.4");
 	evhttp_send_reply(req, 200, NULL, out);
 	evbuffer_free(out);
 }
@@ -546,9 +559,9 @@ route(struct evhttp_request *req, void *arg)
 	if (strcmp(path, "/readyz") == 0) {
 		bool up = registry_any_up(api->reg);
 		reply_json(req, up ? 200 : 503,
-		    json_pack("{s:s,s:b,s:b}", "status",
-			up ? "ready" : "not ready", "store", 1, "provider_up",
-			up));
+			   json_pack("{s:s,s:b,s:b}", "status",
+				     up ? "ready" : "not ready", "store", 1,
+				     "provider_up", up));
 		return;
 	}
 	if (strcmp(path, "/metrics") == 0) {
@@ -582,8 +595,8 @@ route(struct evhttp_request *req, void *arg)
 
 struct http_api *
 http_api_new(struct event_base *base, const struct config *cfg,
-    struct store *st, struct registry *reg, struct dispatcher *d,
-    struct supervisor *sv, char *err, size_t errlen)
+	     struct store *st, struct registry *reg, struct dispatcher *d,
+	     struct supervisor *sv, char *err, size_t errlen)
 {
 	struct http_api *api = xcalloc(1, sizeof(*api));
 	char *host = NULL;
@@ -603,34 +616,35 @@ http_api_new(struct event_base *base, const struct config *cfg,
 	api->max_body = (size_t)cfg->max_message_bytes * 2 + 65536;
 	if (http_api_reload_keys(api) != 0) {
 		snprintf(err, errlen, "cannot read api_keys_file %s",
-		    cfg->api_keys_file);
+			 cfg->api_keys_file);
 		goto fail;
 	}
 	if (hostport_parse(cfg->http_listen, &host, &port) != 0) {
 		snprintf(err, errlen, "http_listen %s: not host:port",
-		    cfg->http_listen);
+			 cfg->http_listen);
 		goto fail;
 	}
 	api->http = evhttp_new(base);
 	evhttp_set_max_body_size(api->http, (ev_ssize_t)api->max_body);
 	evhttp_set_max_headers_size(api->http, 64 * 1024);
 	evhttp_set_timeout(api->http, 60);
-	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET |
-	    EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
-	    EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH);
+	evhttp_set_allowed_methods(api->http,
+				   EVHTTP_REQ_GET | EVHTTP_REQ_POST |
+				       EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+				       EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH);
 	evhttp_set_gencb(api->http, route, api);
-	api->sock = evhttp_bind_socket_with_handle(api->http, host,
-	    (ev_uint16_t)port);
+	api->sock =
+	    evhttp_bind_socket_with_handle(api->http, host, (ev_uint16_t)port);
 	if (api->sock == NULL) {
 		snprintf(err, errlen, "http_listen %s: cannot bind: %s",
-		    cfg->http_listen, strerror(errno));
+			 cfg->http_listen, strerror(errno));
 		goto fail;
 	}
 	if (getsockname(evhttp_bound_socket_get_fd(api->sock),
-		(struct sockaddr *)&ss, &sl) == 0)
+			(struct sockaddr *)&ss, &sl) == 0)
 		api->port = ntohs(ss.ss_family == AF_INET6
-			? ((struct sockaddr_in6 *)&ss)->sin6_port
-			: ((struct sockaddr_in *)&ss)->sin_port);
+				      ? ((struct sockaddr_in6 *)&ss)->sin6_port
+				      : ((struct sockaddr_in *)&ss)->sin_port);
 	free(host);
 	return api;
 fail:

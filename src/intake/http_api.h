@@ -24,9 +24,10 @@ struct store;
 struct supervisor;
 struct http_api;
 
-struct http_api *http_api_new(struct event_base *base,
-    const struct config *cfg, struct store *st, struct registry *reg,
-    struct dispatcher *d, struct supervisor *sv, char *err, size_t errlen);
+struct http_api *http_api_new(struct event_base *base, const struct config *cfg,
+			      struct store *st, struct registry *reg,
+			      struct dispatcher *d, struct supervisor *sv,
+			      char *err, size_t errlen);
 /* Reads api_keys_file again; 0 or -errno (the old keys stay). */
 int http_api_reload_keys(struct http_api *api);
 /* Stops accepting connections; requests in progress are still answered. */

@@ -31,7 +31,7 @@
 
 enum agent_state {
 	AGENT_HELLO = 0, /* waiting for HELLO */
-	AGENT_AUTH = 1,	 /* CHALLENGE sent, waiting for AUTH */
+	AGENT_AUTH = 1,  /* CHALLENGE sent, waiting for AUTH */
 	AGENT_READY = 2, /* bound to a provider */
 };
 
@@ -66,8 +66,8 @@ static void
 agent_set_state(struct agent *a, int state)
 {
 	log_debug("- agentport peer=%s name=%s %s -> %s", a->peer,
-	    a->hello.name[0] ? a->hello.name : "-",
-	    agent_state_names[a->state], agent_state_names[state]);
+		  a->hello.name[0] ? a->hello.name : "-",
+		  agent_state_names[a->state], agent_state_names[state]);
 	if (a->state != AGENT_READY && state == AGENT_READY)
 		a->ap->unauthenticated--;
 	a->state = state;
@@ -85,7 +85,7 @@ agent_drop(struct agent *a, const char *code, const char *message)
 	if (a->state == AGENT_READY && a->p != NULL) {
 		a->p->conn = NULL;
 		dispatcher_provider_unlinked(ap->d, a->p,
-		    message ? message : "link closed");
+					     message ? message : "link closed");
 	} else {
 		ap->unauthenticated--;
 	}
@@ -109,7 +109,7 @@ static void
 reject(struct agent *a, const char *code, const char *message)
 {
 	log_warnx("- agentport rejected peer=%s name=%s code=%s: %s", a->peer,
-	    a->hello.name[0] ? a->hello.name : "-", code, message);
+		  a->hello.name[0] ? a->hello.name : "-", code, message);
 	agent_drop(a, code, message);
 }
 
@@ -158,7 +158,7 @@ on_auth(struct agent *a, const uint8_t *p, size_t n)
 		return;
 	}
 	link_mac_agent(ap->secret, ap->secret_len, a->nonce, a->hello.nonce,
-	    a->hello.name, want);
+		       a->hello.name, want);
 	if (!link_mac_equal(want, auth.mac)) {
 		reject(a, "auth_failed", "wrong secret");
 		return;
@@ -170,20 +170,20 @@ on_auth(struct agent *a, const uint8_t *p, size_t n)
 	}
 	if (pr != NULL && strcmp(pr->type, a->hello.type) != 0) {
 		reject(a, "type_mismatch",
-		    "the server's file gives this provider another type");
+		       "the server's file gives this provider another type");
 		return;
 	}
 	if (pr == NULL) {
 		pr = registry_add(ap->reg, a->hello.name, a->hello.type,
-		    a->hello.weight, a->hello.priority,
-		    a->hello.max_in_flight);
+				  a->hello.weight, a->hello.priority,
+				  a->hello.max_in_flight);
 		log_info("- registry provider %s registered on the fly "
 			 "type=%s",
-		    pr->name, pr->type);
+			 pr->name, pr->type);
 	}
 	memset(&w, 0, sizeof(w));
 	link_mac_server(ap->secret, ap->secret_len, a->hello.nonce, a->nonce,
-	    a->hello.name, w.mac);
+			a->hello.name, w.mac);
 	w.heartbeat_interval_ms = (uint32_t)ap->cfg->heartbeat_interval_ms;
 	if (link_encode_welcome(link_conn_output(a->conn), &w) != 0) {
 		reject(a, "internal", "cannot encode welcome");
@@ -224,14 +224,15 @@ on_ready(struct agent *a, int type, const uint8_t *p, size_t n)
 			break;
 		}
 		dispatcher_result(a->ap->d, a->p, res.job_id, res.message_id,
-		    res.outcome, res.provider_message_id, res.detail);
+				  res.outcome, res.provider_message_id,
+				  res.detail);
 		return;
 	case LINK_ERROR:
 		if (link_decode_error(p, n, &le) == 0)
 			log_warnx("- agentport agent %s says %s: %s",
-			    a->p->name, le.code,
-			    log_sanitize(le.message, strlen(le.message), buf,
-				sizeof(buf)));
+				  a->p->name, le.code,
+				  log_sanitize(le.message, strlen(le.message),
+					       buf, sizeof(buf)));
 		agent_drop(a, NULL, "agent closed the link");
 		return;
 	default:
@@ -242,8 +243,7 @@ on_ready(struct agent *a, int type, const uint8_t *p, size_t n)
 }
 
 static void
-on_frame(struct link_conn *c, int type, const uint8_t *p, size_t n,
-    void *arg)
+on_frame(struct link_conn *c, int type, const uint8_t *p, size_t n, void *arg)
 {
 	struct agent *a = arg;
 
@@ -276,11 +276,11 @@ on_close(struct link_conn *c, int err, void *arg)
 		snprintf(why, sizeof(why), "link closed by agent");
 	else
 		snprintf(why, sizeof(why), "link lost: %s",
-		    err < 0 && err >= LINK_E_STATE ? link_strerror(err)
-						   : strerror(-err));
+			 err < 0 && err >= LINK_E_STATE ? link_strerror(err)
+							: strerror(-err));
 	if (a->state != AGENT_READY && err != 0)
 		log_warnx("- agentport peer=%s dropped during handshake: %s",
-		    a->peer, why);
+			  a->peer, why);
 	agent_drop(a, NULL, why);
 }
 
@@ -291,14 +291,14 @@ handshake_timeout(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
-    struct sockaddr *sa, int salen, void *arg)
+accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+	  int salen, void *arg)
 {
 	struct agent_port *ap = arg;
 	struct bufferevent *bev;
 	struct agent *a;
 	struct timeval tv = {HANDSHAKE_TIMEOUT_MS / 1000,
-	    (HANDSHAKE_TIMEOUT_MS % 1000) * 1000};
+			     (HANDSHAKE_TIMEOUT_MS % 1000) * 1000};
 	char host[INET6_ADDRSTRLEN] = "?";
 	int port = 0;
 
@@ -313,7 +313,7 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	}
 	if (ap->unauthenticated >= MAX_UNAUTHENTICATED) {
 		log_warnx("- agentport too many handshakes, refusing %s:%d",
-		    host, port);
+			  host, port);
 		evutil_closesocket(fd);
 		return;
 	}
@@ -347,8 +347,8 @@ accept_error_cb(struct evconnlistener *lev, void *arg)
 
 struct agent_port *
 agent_port_new(struct event_base *base, const struct config *cfg,
-    const void *secret, size_t secret_len, struct registry *reg,
-    struct dispatcher *d, char *err, size_t errlen)
+	       const void *secret, size_t secret_len, struct registry *reg,
+	       struct dispatcher *d, char *err, size_t errlen)
 {
 	struct agent_port *ap = xcalloc(1, sizeof(*ap));
 	struct sockaddr_storage ss;
@@ -363,26 +363,27 @@ agent_port_new(struct event_base *base, const struct config *cfg,
 	ap->reg = reg;
 	ap->d = d;
 	memset(&ss, 0, sizeof(ss));
-	if (evutil_parse_sockaddr_port(cfg->agent_listen, (struct sockaddr *)&ss,
-		&sslen) != 0) {
+	if (evutil_parse_sockaddr_port(cfg->agent_listen,
+				       (struct sockaddr *)&ss, &sslen) != 0) {
 		snprintf(err, errlen, "agent_listen %s: not host:port",
-		    cfg->agent_listen);
+			 cfg->agent_listen);
 		goto fail;
 	}
-	ap->lev = evconnlistener_new_bind(base, accept_cb, ap,
+	ap->lev = evconnlistener_new_bind(
+	    base, accept_cb, ap,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
 	    128, (struct sockaddr *)&ss, sslen);
 	if (ap->lev == NULL) {
 		snprintf(err, errlen, "agent_listen %s: %s", cfg->agent_listen,
-		    strerror(errno));
+			 strerror(errno));
 		goto fail;
 	}
 	evconnlistener_set_error_cb(ap->lev, accept_error_cb);
 	if (getsockname(evconnlistener_get_fd(ap->lev), (struct sockaddr *)&ss,
-		&bl) == 0)
+			&bl) == 0)
 		ap->port = ntohs(ss.ss_family == AF_INET6
-			? ((struct sockaddr_in6 *)&ss)->sin6_port
-			: ((struct sockaddr_in *)&ss)->sin_port);
+				     ? ((struct sockaddr_in6 *)&ss)->sin6_port
+				     : ((struct sockaddr_in *)&ss)->sin_port);
 	return ap;
 fail:
 	explicit_bzero(ap->secret, ap->secret_len);

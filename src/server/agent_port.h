@@ -24,8 +24,10 @@ struct agent_port;
 
 /* Listens on cfg->agent_listen.  NULL with a message in err on failure. */
 struct agent_port *agent_port_new(struct event_base *base,
-    const struct config *cfg, const void *secret, size_t secret_len,
-    struct registry *reg, struct dispatcher *d, char *err, size_t errlen);
+				  const struct config *cfg, const void *secret,
+				  size_t secret_len, struct registry *reg,
+				  struct dispatcher *d, char *err,
+				  size_t errlen);
 /* Stops accepting new agents; links stay. */
 void agent_port_stop_listening(struct agent_port *ap);
 /* Closes every link (providers go down) and frees. */

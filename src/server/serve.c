@@ -74,15 +74,14 @@ drain_tick(evutil_socket_t fd, short what, void *arg)
 	struct timeval tv = {0, DRAIN_TICK_MS * 1000};
 	int64_t waited = mono_ms() - s->drain_start;
 	bool quiet = (s->api == NULL || http_api_pending(s->api) == 0) &&
-	    store_pending(s->st) == 0;
+		     store_pending(s->st) == 0;
 
-	if (!s->stopping &&
-	    ((quiet && (dispatcher_in_flight(s->d) == 0 ||
-			   waited >= DRAIN_IN_FLIGHT_MS)) ||
-		waited >= DRAIN_MAX_MS)) {
+	if (!s->stopping && ((quiet && (dispatcher_in_flight(s->d) == 0 ||
+					waited >= DRAIN_IN_FLIGHT_MS)) ||
+			     waited >= DRAIN_MAX_MS)) {
 		s->stopping = true;
 		log_info("- server drained waited_ms=%lld in_flight=%u",
-		    (long long)waited, dispatcher_in_flight(s->d));
+			 (long long)waited, dispatcher_in_flight(s->d));
 		agent_port_stop_listening(s->ap);
 		supervisor_stop(s->sv, AGENT_STOP_GRACE_MS, stopped_cb, s);
 		return;
@@ -147,13 +146,13 @@ server_start(struct server *s, const char *config_path)
 	rc = mkdir_p(s->cfg->data_dir, 0700);
 	if (rc != 0) {
 		log_warnx("- server data_dir %s: %s", s->cfg->data_dir,
-		    strerror(-rc));
+			  strerror(-rc));
 		return 1;
 	}
 	rc = config_agent_secret(s->cfg, true, &secret, &secret_len);
 	if (rc != 0) {
 		log_warnx("- server agent secret %s: %s",
-		    s->cfg->agent_secret_file, strerror(-rc));
+			  s->cfg->agent_secret_file, strerror(-rc));
 		return 1;
 	}
 	s->base = event_base_new();
@@ -162,7 +161,7 @@ server_start(struct server *s, const char *config_path)
 	rc = store_open(s->cfg->data_dir, s->base, &s->st);
 	if (rc != 0) {
 		log_warnx("- server store %s: %s", s->cfg->data_dir,
-		    store_strerror(rc));
+			  store_strerror(rc));
 		rc = 1;
 		goto out;
 	}
@@ -174,7 +173,7 @@ server_start(struct server *s, const char *config_path)
 		goto out;
 	}
 	s->ap = agent_port_new(s->base, s->cfg, secret, secret_len, s->reg,
-	    s->d, err, sizeof(err));
+			       s->d, err, sizeof(err));
 	if (s->ap == NULL) {
 		log_warnx("- server %s", err);
 		rc = 1;
@@ -183,13 +182,13 @@ server_start(struct server *s, const char *config_path)
 	if (hostport_parse(s->cfg->agent_listen, &host, &port) != 0)
 		fatalx("agent_listen checked by config yet unparsable");
 	addr = xasprintf(strchr(host, ':') ? "[%s]:%d" : "%s:%d", host,
-	    agent_port_port(s->ap));
+			 agent_port_port(s->ap));
 	exe = self_exe();
-	s->sv = supervisor_new(s->base, exe ? exe : "shivneri", config_path,
-	    addr);
+	s->sv =
+	    supervisor_new(s->base, exe ? exe : "shivneri", config_path, addr);
 	if (s->cfg->http_listen != NULL && *s->cfg->http_listen != '\0') {
 		s->api = http_api_new(s->base, s->cfg, s->st, s->reg, s->d,
-		    s->sv, err, sizeof(err));
+				      s->sv, err, sizeof(err));
 		if (s->api == NULL) {
 			log_warnx("- server %s", err);
 			rc = 1;
@@ -199,19 +198,20 @@ server_start(struct server *s, const char *config_path)
 	if (s->cfg->smtp_listen != NULL && *s->cfg->smtp_listen != '\0')
 		log_info("- server smtp_listen %s: SMTP intake is not part of "
 			 "this build yet; use the HTTP API",
-		    s->cfg->smtp_listen);
+			 s->cfg->smtp_listen);
 	for (i = 0; i < s->cfg->nproviders; i++) {
 		if (!s->cfg->providers[i].spawn)
 			continue;
 		rc = supervisor_spawn(s->sv, s->cfg->providers[i].name);
 		if (rc != 0)
 			log_warnx("- server cannot spawn agent %s: %s",
-			    s->cfg->providers[i].name, strerror(-rc));
+				  s->cfg->providers[i].name, strerror(-rc));
 	}
 	log_info("- server listening http=%s:%d agents=%s data=%s "
 		 "scheduler=%s providers=%zu",
-	    s->api ? "127.0.0.1" : "none", s->api ? http_api_port(s->api) : 0,
-	    addr, s->cfg->data_dir, s->cfg->scheduler, s->cfg->nproviders);
+		 s->api ? "127.0.0.1" : "none",
+		 s->api ? http_api_port(s->api) : 0, addr, s->cfg->data_dir,
+		 s->cfg->scheduler, s->cfg->nproviders);
 	rc = 0;
 out:
 	if (secret != NULL) {
@@ -293,13 +293,13 @@ serve_main(int argc, char **argv)
 			fprintf(stderr, "%s\n", errs.msg[i]);
 		if (errs.n == 0)
 			fprintf(stderr, "shivneri: %s: %s\n",
-			    path ? path : "(default)", strerror(-rc));
+				path ? path : "(default)", strerror(-rc));
 		config_errors_cleanup(&errs);
 		return 2;
 	}
 	if (log_open_file(s.cfg->log_file) != 0) {
 		fprintf(stderr, "shivneri: cannot open log_file %s\n",
-		    s.cfg->log_file);
+			s.cfg->log_file);
 		config_free(s.cfg);
 		return 2;
 	}

@@ -1,0 +1,571 @@
+/*
+ * The registry's state machine and the dispatcher's policy, driven
+ * through the real store and real link connections over socketpairs: each
+ * fake agent is the other end of a socketpair that collects the JOB frames
+ * the dispatcher writes.  Heartbeats, link drops and results are injected
+ * by calling the dispatcher the way the agent port does.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "common/config.h"
+#include "common/util.h"
+#include "dispatch/dispatcher.h"
+#include "dispatch/registry.h"
+#include "link/link.h"
+#include "store/store.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define MAX_JOBS 64
+
+struct fake_agent {
+	struct link_conn *server_side; /* handed to the dispatcher */
+	struct link_conn *agent_side;  /* collects jobs */
+	uint64_t job_ids[MAX_JOBS];
+	char msg_ids[MAX_JOBS][64];
+	size_t njobs;
+};
+
+struct fixture {
+	char dir[64];
+	struct event_base *base;
+	struct config *cfg;
+	struct store *st;
+	struct registry *reg;
+	struct dispatcher *d;
+	struct fake_agent fa[2];
+	struct provider *p[2];
+	int submitted;
+	char ids[16][32];
+};
+
+static void
+agent_frame(struct link_conn *c, int type, const uint8_t *payload, size_t len,
+	    void *arg)
+{
+	struct fake_agent *fa = arg;
+	struct link_job job;
+
+	if (type != LINK_JOB)
+		return;
+	assert_int_equal(link_decode_job(payload, len, &job), 0);
+	assert_true(fa->njobs < MAX_JOBS);
+	fa->job_ids[fa->njobs] = job.job_id;
+	snprintf(fa->msg_ids[fa->njobs], sizeof(fa->msg_ids[0]), "%s",
+		 job.message_id);
+	fa->njobs++;
+	link_job_cleanup(&job);
+}
+
+static void
+ignore_frame(struct link_conn *c, int type, const uint8_t *payload, size_t len,
+	     void *arg)
+{
+}
+
+static void
+ignore_close(struct link_conn *c, int err, void *arg)
+{
+}
+
+static void
+run_until(struct fixture *f, bool (*cond)(struct fixture *, void *), void *arg,
+	  int timeout_ms)
+{
+	int64_t deadline = mono_ms() + timeout_ms;
+
+	while (!cond(f, arg)) {
+		assert_true(mono_ms() < deadline);
+		event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		usleep(1000);
+	}
+}
+
+static bool
+jobs_at_least(struct fixture *f, void *arg)
+{
+	const size_t *want = arg;
+
+	return f->fa[want[0]].njobs >= want[1];
+}
+
+static void
+wait_jobs(struct fixture *f, size_t agent, size_t n)
+{
+	size_t want[2] = {agent, n};
+
+	run_until(f, jobs_at_least, want, 3000);
+}
+
+static void
+link_agent(struct fixture *f, int i)
+{
+	int sv[2];
+	struct bufferevent *a, *b;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	a = bufferevent_socket_new(f->base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+	b = bufferevent_socket_new(f->base, sv[1], BEV_OPT_CLOSE_ON_FREE);
+	f->fa[i].server_side =
+	    link_conn_new(a, LINK_CTRL_MAX, ignore_frame, ignore_close, NULL);
+	f->fa[i].agent_side =
+	    link_conn_new(b, 64 << 20, agent_frame, ignore_close, &f->fa[i]);
+	f->p[i]->conn = f->fa[i].server_side;
+	dispatcher_provider_linked(f->d, f->p[i]);
+}
+
+static void
+unlink_agent(struct fixture *f, int i, const char *why)
+{
+	f->p[i]->conn = NULL;
+	dispatcher_provider_unlinked(f->d, f->p[i], why);
+	link_conn_free(f->fa[i].server_side);
+	link_conn_free(f->fa[i].agent_side);
+	f->fa[i].server_side = f->fa[i].agent_side = NULL;
+}
+
+static void
+submit_cb(void *arg, int err, const char *id, bool duplicate,
+	  struct store_message *m)
+{
+	struct fixture *f = arg;
+
+	assert_int_equal(err, 0);
+	snprintf(f->ids[f->submitted], sizeof(f->ids[0]), "%s", id);
+	f->submitted++;
+	dispatcher_enqueue(f->d, m);
+}
+
+static bool
+submitted_at_least(struct fixture *f, void *arg)
+{
+	return f->submitted >= *(int *)arg;
+}
+
+static void
+submit(struct fixture *f)
+{
+	struct store_message *m = xcalloc(1, sizeof(*m));
+	int want = f->submitted + 1;
+
+	id_new(m->id);
+	m->status = MSG_QUEUED;
+	m->mail_from = xstrdup("a@example.com");
+	m->rcpt = xcalloc(1, sizeof(char *));
+	m->rcpt[0] = xstrdup("b@example.net");
+	m->nrcpt = 1;
+	m->header_from = xstrdup("a@example.com");
+	m->subject = xstrdup("s");
+	m->to_json = xstrdup("[\"b@example.net\"]");
+	m->mime = xstrdup("Subject: s\r\n\r\nbody\r\n");
+	m->mime_len = strlen(m->mime);
+	m->created_ms = m->updated_ms = now_ms();
+	m->tried = xstrdup("");
+	store_submit(f->st, m, NULL, submit_cb, f);
+	run_until(f, submitted_at_least, &want, 3000);
+}
+
+static const char cfg_text[] = "[server]\n"
+			       "data_dir = %s\n"
+			       "http_listen =\n"
+			       "smtp_listen =\n"
+			       "heartbeat_interval_ms = 50\n"
+			       "heartbeat_timeout_ms = %d\n"
+			       "retry_base_ms = 100\n"
+			       "retry_max_ms = 400\n"
+			       "max_attempts = 4\n"
+			       "breaker_threshold = 3\n"
+			       "breaker_cooldown_ms = 150\n"
+			       "[provider.a]\ntype = maildir\n"
+			       "[provider.b]\ntype = maildir\n";
+
+static int
+setup_with(void **state, int hb_timeout_ms)
+{
+	struct fixture *f = xcalloc(1, sizeof(*f));
+	char text[1024];
+
+	snprintf(f->dir, sizeof(f->dir), "/tmp/shivneri-disp-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(text, sizeof(text), cfg_text, f->dir, hb_timeout_ms);
+	assert_int_equal(config_load_string(text, "test.ini", &f->cfg, NULL),
+			 0);
+	f->base = event_base_new();
+	assert_int_equal(store_open(f->dir, f->base, &f->st), 0);
+	f->reg = registry_new(f->base, f->cfg);
+	f->d = dispatcher_new(f->base, f->cfg, f->st, f->reg);
+	assert_int_equal(dispatcher_load(f->d), 0);
+	f->p[0] = registry_find(f->reg, "a");
+	f->p[1] = registry_find(f->reg, "b");
+	assert_non_null(f->p[0]);
+	assert_non_null(f->p[1]);
+	*state = f;
+	return 0;
+}
+
+/* Heartbeats are injected by hand: a long timeout keeps them optional. */
+static int
+setup(void **state)
+{
+	return setup_with(state, 10000);
+}
+
+static int
+setup_fast_hb(void **state)
+{
+	return setup_with(state, 200);
+}
+
+static int
+teardown(void **state)
+{
+	struct fixture *f = *state;
+	char cmd[128];
+	int i;
+
+	for (i = 0; i < 2; i++)
+		if (f->fa[i].server_side != NULL)
+			unlink_agent(f, i, "teardown");
+	store_close(f->st);
+	dispatcher_free(f->d);
+	registry_free(f->reg);
+	event_base_free(f->base);
+	config_free(f->cfg);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+	assert_int_equal(system(cmd), 0);
+	free(f);
+	return 0;
+}
+
+struct get_result {
+	bool done;
+	int status;
+	int natt;
+	int outcomes[8];
+	char providers[8][16];
+};
+
+static void
+get_cb(void *arg, int err, const struct store_message *m,
+       const struct store_attempt *att, size_t natt)
+{
+	struct get_result *g = arg;
+	size_t i;
+
+	assert_int_equal(err, 0);
+	g->status = m->status;
+	g->natt = (int)natt;
+	for (i = 0; i < natt && i < 8; i++) {
+		g->outcomes[i] = att[i].outcome;
+		snprintf(g->providers[i], sizeof(g->providers[0]), "%s",
+			 att[i].provider);
+	}
+	g->done = true;
+}
+
+static bool
+get_done(struct fixture *f, void *arg)
+{
+	return ((struct get_result *)arg)->done;
+}
+
+static void
+get(struct fixture *f, const char *id, struct get_result *g)
+{
+	memset(g, 0, sizeof(*g));
+	store_get(f->st, id, get_cb, g);
+	run_until(f, get_done, g, 3000);
+}
+
+static int64_t
+count(struct fixture *f, int status)
+{
+	int64_t c[MSG_NSTATUS];
+
+	dispatcher_counts(f->d, c);
+	return c[status];
+}
+
+static bool
+is_state(struct fixture *f, void *arg)
+{
+	const int *w = arg;
+
+	return f->p[w[0]]->state == w[1];
+}
+
+static void
+wait_state(struct fixture *f, int i, int state, int timeout_ms)
+{
+	int w[2] = {i, state};
+
+	run_until(f, is_state, w, timeout_ms);
+}
+
+static void
+drain_loop(struct fixture *f, int ms)
+{
+	int64_t end = mono_ms() + ms;
+
+	while (mono_ms() < end) {
+		event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		usleep(1000);
+	}
+}
+
+/* Linked is not up: a provider is up at its first good heartbeat. */
+static void
+test_up_at_first_heartbeat(void **state)
+{
+	struct fixture *f = *state;
+
+	link_agent(f, 0);
+	assert_int_equal(f->p[0]->state, PROVIDER_DOWN);
+	submit(f);
+	drain_loop(f, 50);
+	assert_int_equal(f->fa[0].njobs, 0);
+	assert_int_equal(count(f, MSG_QUEUED), 1);
+	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	assert_int_equal(f->p[0]->state, PROVIDER_UP);
+	wait_jobs(f, 0, 1);
+	assert_string_equal(f->fa[0].msg_ids[0], f->ids[0]);
+	assert_int_equal(count(f, MSG_SENDING), 1);
+	dispatcher_result(f->d, f->p[0], f->fa[0].job_ids[0], f->ids[0],
+			  OUTCOME_DELIVERED, "pm-1", NULL);
+	assert_int_equal(count(f, MSG_DELIVERED), 1);
+	assert_int_equal(f->p[0]->delivered, 1);
+	assert_int_equal(f->p[0]->se.in_flight, 0);
+}
+
+/* A dropped link requeues its in-flight message at once, to the other. */
+static void
+test_link_drop_requeues_lost(void **state)
+{
+	struct fixture *f = *state;
+	struct get_result g;
+
+	link_agent(f, 0);
+	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	submit(f);
+	wait_jobs(f, 0, 1);
+	link_agent(f, 1);
+	dispatcher_heartbeat(f->d, f->p[1], LINK_HEALTH_OK, 0);
+	unlink_agent(f, 0, "link lost");
+	assert_int_equal(f->p[0]->state, PROVIDER_DOWN);
+	wait_jobs(f, 1, 1);
+	assert_string_equal(f->fa[1].msg_ids[0], f->ids[0]);
+	dispatcher_result(f->d, f->p[1], f->fa[1].job_ids[0], f->ids[0],
+			  OUTCOME_DELIVERED, "pm-2", NULL);
+	get(f, f->ids[0], &g);
+	assert_int_equal(g.status, MSG_DELIVERED);
+	assert_int_equal(g.natt, 2);
+	assert_int_equal(g.outcomes[0], OUTCOME_LOST);
+	assert_string_equal(g.providers[0], "a");
+	assert_int_equal(g.outcomes[1], OUTCOME_DELIVERED);
+	assert_string_equal(g.providers[1], "b");
+	assert_int_equal(f->p[0]->lost, 1);
+}
+
+/* Silence for heartbeat_timeout_ms takes a provider down; a beat revives. */
+static void
+test_heartbeat_timeout(void **state)
+{
+	struct fixture *f = *state;
+	int64_t t0;
+
+	link_agent(f, 0);
+	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	t0 = mono_ms();
+	wait_state(f, 0, PROVIDER_DOWN, 2000);
+	assert_true(mono_ms() - t0 >= 190);
+	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	assert_int_equal(f->p[0]->state, PROVIDER_UP);
+	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_DOWN, 0);
+	assert_int_equal(f->p[0]->state, PROVIDER_DOWN);
+}
+
+/* A transient failure retries elsewhere; all tried: backoff, new round. */
+static void
+test_transient_retry_and_backoff(void **state)
+{
+	struct fixture *f = *state;
+	struct get_result g;
+	int64_t t0;
+
+	link_agent(f, 0);
+	link_agent(f, 1);
+	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	dispatcher_heartbeat(f->d, f->p[1], LINK_HEALTH_OK, 0);
+	submit(f);
+	run_until(f, submitted_at_least, &(int){1}, 1000);
+	drain_loop(f, 20);
+	{
+		int first = f->fa[0].njobs == 1 ? 0 : 1, second = 1 - first;
+		wait_jobs(f, (size_t)first, 1);
+		dispatcher_result(f->d, f->p[first], f->fa[first].job_ids[0],
+				  f->ids[0], OUTCOME_TRANSIENT, NULL,
+				  "503 busy");
+		wait_jobs(f, (size_t)second, 1);
+		/* Both failed it: the round ends and it waits. */
+		t0 = mono_ms();
+		dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+		dispatcher_heartbeat(f->d, f->p[1], LINK_HEALTH_OK, 0);
+		dispatcher_result(f->d, f->p[second], f->fa[second].job_ids[0],
+				  f->ids[0], OUTCOME_TRANSIENT, NULL,
+				  "503 busy");
+		assert_int_equal(count(f, MSG_QUEUED), 1);
+		while (f->fa[0].njobs + f->fa[1].njobs < 3) {
+			dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+			dispatcher_heartbeat(f->d, f->p[1], LINK_HEALTH_OK, 0);
+			assert_true(mono_ms() - t0 < 3000);
+			drain_loop(f, 5);
+		}
+		/* retry_base_ms 100 with equal jitter: at least 50 ms. */
+		assert_true(mono_ms() - t0 >= 45);
+	}
+	get(f, f->ids[0], &g);
+	assert_int_equal(g.status, MSG_SENDING);
+	assert_int_equal(g.natt, 2);
+	assert_int_equal(g.outcomes[0], OUTCOME_TRANSIENT);
+	assert_int_equal(g.outcomes[1], OUTCOME_TRANSIENT);
+	assert_string_not_equal(g.providers[0], g.providers[1]);
+}
+
+/* A permanent refusal fails the message without a retry. */
+static void
+test_permanent_fails(void **state)
+{
+	struct fixture *f = *state;
+	struct get_result g;
+
+	link_agent(f, 0);
+	link_agent(f, 1);
+	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	dispatcher_set_disabled(f->d, f->p[1], true);
+	dispatcher_heartbeat(f->d, f->p[1], LINK_HEALTH_OK, 0);
+	submit(f);
+	wait_jobs(f, 0, 1);
+	dispatcher_result(f->d, f->p[0], f->fa[0].job_ids[0], f->ids[0],
+			  OUTCOME_PERMANENT, NULL, "550 no such user");
+	drain_loop(f, 30);
+	assert_int_equal(f->fa[1].njobs, 0);
+	assert_int_equal(count(f, MSG_FAILED), 1);
+	get(f, f->ids[0], &g);
+	assert_int_equal(g.status, MSG_FAILED);
+	assert_int_equal(g.natt, 1);
+}
+
+/* Consecutive transient failures open the breaker; a trial closes it. */
+static void
+test_breaker(void **state)
+{
+	struct fixture *f = *state;
+	int i;
+
+	link_agent(f, 0);
+	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	for (i = 0; i < 3; i++) {
+		submit(f);
+		wait_jobs(f, 0, (size_t)i + 1);
+	}
+	for (i = 0; i < 3; i++)
+		dispatcher_result(f->d, f->p[0], f->fa[0].job_ids[i], f->ids[i],
+				  OUTCOME_TRANSIENT, NULL, "500");
+	assert_int_equal(f->p[0]->breaker, BREAKER_OPEN);
+	assert_int_equal(f->p[0]->state, PROVIDER_DOWN);
+	/* Heartbeats do not bring it back while open. */
+	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	assert_int_equal(f->p[0]->state, PROVIDER_DOWN);
+	wait_state(f, 0, PROVIDER_UP, 2000);
+	assert_int_equal(f->p[0]->breaker, BREAKER_HALF_OPEN);
+	/* Half-open: one trial only, even with three messages waiting. */
+	wait_jobs(f, 0, 4);
+	drain_loop(f, 30);
+	assert_int_equal(f->fa[0].njobs, 4);
+	dispatcher_result(f->d, f->p[0], f->fa[0].job_ids[3],
+			  f->fa[0].msg_ids[3], OUTCOME_DELIVERED, "ok", NULL);
+	assert_int_equal(f->p[0]->breaker, BREAKER_CLOSED);
+	wait_jobs(f, 0, 6);
+}
+
+/* max_attempts spent: failed. */
+static void
+test_max_attempts(void **state)
+{
+	struct fixture *f = *state;
+	size_t n = 0;
+	int64_t t0 = mono_ms();
+
+	link_agent(f, 0);
+	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	f->p[0]->breaker_cooldown_ms = 1; /* not under test here */
+	submit(f);
+	while (count(f, MSG_FAILED) == 0) {
+		assert_true(mono_ms() - t0 < 5000);
+		dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+		if (f->fa[0].njobs > n) {
+			dispatcher_result(f->d, f->p[0], f->fa[0].job_ids[n],
+					  f->ids[0], OUTCOME_TRANSIENT, NULL,
+					  "451");
+			n++;
+			/* Keep the breaker out of this test. */
+			f->p[0]->consecutive_failures = 0;
+		}
+		drain_loop(f, 5);
+	}
+	assert_int_equal(n, 4);
+}
+
+/* Results for unknown jobs or the wrong message id change nothing. */
+static void
+test_hostile_results(void **state)
+{
+	struct fixture *f = *state;
+
+	link_agent(f, 0);
+	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	submit(f);
+	wait_jobs(f, 0, 1);
+	dispatcher_result(f->d, f->p[0], 999999, f->ids[0], OUTCOME_DELIVERED,
+			  "x", NULL);
+	dispatcher_result(f->d, f->p[0], f->fa[0].job_ids[0],
+			  "01AAAAAAAAAAAAAAAAAAAAAAAA", OUTCOME_DELIVERED, "x",
+			  NULL);
+	assert_int_equal(count(f, MSG_SENDING), 1);
+	assert_int_equal(count(f, MSG_DELIVERED), 0);
+	assert_int_equal(f->p[0]->se.in_flight, 1);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_up_at_first_heartbeat, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_link_drop_requeues_lost, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_heartbeat_timeout,
+					    setup_fast_hb, teardown),
+	    cmocka_unit_test_setup_teardown(test_transient_retry_and_backoff,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_permanent_fails, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_breaker, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_max_attempts, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hostile_results, setup,
+					    teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
