@@ -1,0 +1,936 @@
+/*
+ * Unit tests of the durable store against a real SQLite file in a
+ * temporary folder and a real event_base: every asynchronous result is
+ * awaited by running the loop until a flag is set, with a deadline, so a
+ * lost callback fails the test instead of hanging it.  The crash test forks
+ * a child that submits, waits for durability and _exit()s without closing;
+ * the parent then reopens the same folder.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "store/store.h"
+#include "store/store_int.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <ftw.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define DEADLINE_MS 20000
+
+struct fixture {
+	char dir[64];
+	char sub[128]; /* the store's folder, created by store_open */
+	struct event_base *base;
+	struct store *st;
+};
+
+static void
+noop_cb(evutil_socket_t fd, short what, void *arg)
+{
+}
+
+/* Runs the loop until cond holds or the deadline passes. */
+#define WAIT_FOR(base, cond)                                                   \
+	do {                                                                   \
+		int64_t dl_ = mono_ms() + DEADLINE_MS;                         \
+		struct timeval tv_ = {0, 50 * 1000};                           \
+		struct event *t_ =                                             \
+		    event_new((base), -1, EV_PERSIST, noop_cb, NULL);          \
+		event_add(t_, &tv_);                                           \
+		while (!(cond) && mono_ms() < dl_)                             \
+			event_base_loop((base), EVLOOP_ONCE);                  \
+		event_free(t_);                                                \
+		assert_true(cond);                                             \
+	} while (0)
+
+static int
+rm_one(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static int
+setup(void **state)
+{
+	struct fixture *f = xcalloc(1, sizeof(*f));
+
+	snprintf(f->dir, sizeof(f->dir), "/tmp/shivneri-store-XXXXXX");
+	if (mkdtemp(f->dir) == NULL)
+		return -1;
+	/* A folder that does not exist yet: open must create it. */
+	snprintf(f->sub, sizeof(f->sub), "%s/data/q", f->dir);
+	f->base = event_base_new();
+	if (f->base == NULL)
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	store_close(f->st);
+	event_base_free(f->base);
+	nftw(f->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+	free(f);
+	return 0;
+}
+
+static void
+open_store(struct fixture *f)
+{
+	assert_int_equal(store_open(f->sub, f->base, &f->st), 0);
+	assert_non_null(f->st);
+}
+
+static struct store_message *
+make_message(const char *id, const char *subject)
+{
+	struct store_message *m = xcalloc(1, sizeof(*m));
+	static const char mime[] = "From: a@example.org\r\n\r\nhi\0there\r\n";
+
+	if (id != NULL)
+		snprintf(m->id, sizeof(m->id), "%s", id);
+	else
+		id_new(m->id);
+	m->status = MSG_QUEUED;
+	m->mail_from = xstrdup("a@example.org");
+	m->nrcpt = 2;
+	m->rcpt = xcalloc(2, sizeof(char *));
+	m->rcpt[0] = xstrdup("b@example.org");
+	m->rcpt[1] = xstrdup("\"odd\\\" q\"@example.org");
+	m->header_from = xstrdup("A <a@example.org>");
+	m->subject = xstrdup(subject);
+	m->to_json = xstrdup("[\"b@example.org\"]");
+	m->tags_json = xstrdup("[\"t1\"]");
+	m->mime_len = sizeof(mime) - 1;
+	m->mime = xmalloc(m->mime_len);
+	memcpy(m->mime, mime, m->mime_len);
+	return m;
+}
+
+struct sub_res {
+	int done;
+	int err;
+	char id[32];
+	bool dup;
+	int64_t rowid;
+};
+
+static void
+submit_cb(void *arg, int err, const char *id, bool duplicate,
+	  struct store_message *m)
+{
+	struct sub_res *r = arg;
+
+	r->done++;
+	r->err = err;
+	snprintf(r->id, sizeof(r->id), "%s", id != NULL ? id : "");
+	r->dup = duplicate;
+	r->rowid = m != NULL ? m->rowid : 0;
+	store_message_free(m);
+}
+
+static int64_t
+submit_wait(struct fixture *f, struct store_message *m, const char *key,
+	    struct sub_res *r)
+{
+	memset(r, 0, sizeof(*r));
+	store_submit(f->st, m, key, submit_cb, r);
+	assert_int_equal(r->done, 0); /* never before returning */
+	WAIT_FOR(f->base, r->done == 1);
+	return r->rowid;
+}
+
+/* A deep copy of what store_get reported, which belongs to the store. */
+struct get_res {
+	int done;
+	int err;
+	struct store_message *m;
+	struct store_attempt att[8];
+	size_t natt;
+};
+
+static void
+get_cb(void *arg, int err, const struct store_message *m,
+       const struct store_attempt *att, size_t natt)
+{
+	struct get_res *r = arg;
+	struct store_message *c;
+	size_t i;
+
+	r->done++;
+	r->err = err;
+	if (m == NULL)
+		return;
+	c = xcalloc(1, sizeof(*c));
+	*c = *m;
+	c->mail_from = xstrdup_or_null(m->mail_from);
+	c->rcpt = xcalloc(m->nrcpt + 1, sizeof(char *));
+	for (i = 0; i < m->nrcpt; i++)
+		c->rcpt[i] = xstrdup(m->rcpt[i]);
+	c->header_from = xstrdup_or_null(m->header_from);
+	c->subject = xstrdup_or_null(m->subject);
+	c->to_json = xstrdup_or_null(m->to_json);
+	c->tags_json = xstrdup_or_null(m->tags_json);
+	c->mime = xmalloc(m->mime_len + 1);
+	memcpy(c->mime, m->mime, m->mime_len);
+	c->tried = xstrdup_or_null(m->tried);
+	c->provider = xstrdup_or_null(m->provider);
+	c->provider_message_id = xstrdup_or_null(m->provider_message_id);
+	c->error = xstrdup_or_null(m->error);
+	r->m = c;
+	r->natt = natt;
+	for (i = 0; i < natt && i < 8; i++) {
+		r->att[i] = att[i];
+		r->att[i].provider = xstrdup_or_null(att[i].provider);
+		r->att[i].detail = xstrdup_or_null(att[i].detail);
+	}
+}
+
+static void
+get_res_cleanup(struct get_res *r)
+{
+	size_t i;
+
+	store_message_free(r->m);
+	for (i = 0; i < r->natt && i < 8; i++)
+		store_attempt_cleanup(&r->att[i]);
+	memset(r, 0, sizeof(*r));
+}
+
+static void
+get_wait(struct fixture *f, const char *id, struct get_res *r)
+{
+	memset(r, 0, sizeof(*r));
+	store_get(f->st, id, get_cb, r);
+	assert_int_equal(r->done, 0);
+	WAIT_FOR(f->base, r->done == 1);
+}
+
+struct done_res {
+	int done;
+	int err;
+};
+
+static void
+done_cb(void *arg, int err)
+{
+	struct done_res *r = arg;
+
+	r->done++;
+	r->err = err;
+}
+
+static int
+update_wait(struct fixture *f, const struct store_update *u)
+{
+	struct done_res r = {0, 0};
+
+	store_update(f->st, u, done_cb, &r);
+	assert_int_equal(r.done, 0);
+	WAIT_FOR(f->base, r.done == 1);
+	return r.err;
+}
+
+static void
+test_names(void **state)
+{
+	int i;
+
+	for (i = 0; i < MSG_NSTATUS; i++)
+		assert_int_equal(msg_status_parse(msg_status_name(i)), i);
+	for (i = OUTCOME_DELIVERED; i <= OUTCOME_LOST; i++)
+		assert_int_equal(outcome_parse(outcome_name(i)), i);
+	assert_string_equal(msg_status_name(MSG_SENDING), "sending");
+	assert_string_equal(outcome_name(OUTCOME_LOST), "lost");
+	assert_int_equal(msg_status_parse("bogus"), -1);
+	assert_int_equal(outcome_parse(NULL), -1);
+	assert_string_equal(msg_status_name(42), "unknown");
+	assert_non_null(store_strerror(-ENOENT));
+	store_message_free(NULL);
+	store_attempt_cleanup(NULL);
+}
+
+static void
+test_submit_get(void **state)
+{
+	struct fixture *f = *state;
+	struct store_message *m = make_message(NULL, "h\xc3\xa9llo");
+	struct sub_res r;
+	struct get_res g;
+	char id[32];
+	size_t len = m->mime_len;
+
+	open_store(f);
+	snprintf(id, sizeof(id), "%s", m->id);
+	assert_true(submit_wait(f, m, NULL, &r) > 0);
+	assert_int_equal(r.err, 0);
+	assert_false(r.dup);
+	assert_string_equal(r.id, id);
+	assert_int_equal(store_pending(f->st), 0);
+
+	get_wait(f, id, &g);
+	assert_int_equal(g.err, 0);
+	assert_non_null(g.m);
+	assert_int_equal(g.m->rowid, r.rowid);
+	assert_string_equal(g.m->id, id);
+	assert_int_equal(g.m->status, MSG_QUEUED);
+	assert_string_equal(g.m->mail_from, "a@example.org");
+	assert_int_equal(g.m->nrcpt, 2);
+	assert_string_equal(g.m->rcpt[0], "b@example.org");
+	assert_string_equal(g.m->rcpt[1], "\"odd\\\" q\"@example.org");
+	assert_string_equal(g.m->header_from, "A <a@example.org>");
+	assert_string_equal(g.m->subject, "h\xc3\xa9llo");
+	assert_string_equal(g.m->to_json, "[\"b@example.org\"]");
+	assert_string_equal(g.m->tags_json, "[\"t1\"]");
+	assert_int_equal(g.m->mime_len, len);
+	assert_memory_equal(g.m->mime,
+			    "From: a@example.org\r\n\r\nhi\0there\r\n", len);
+	assert_true(g.m->created_ms > 0);
+	assert_int_equal(g.m->attempts, 0);
+	assert_null(g.m->provider);
+	assert_null(g.m->error);
+	assert_int_equal(g.natt, 0);
+	get_res_cleanup(&g);
+}
+
+static void
+test_idempotency(void **state)
+{
+	struct fixture *f = *state;
+	struct sub_res r1, r2, r3, r4, r5;
+	struct get_res g;
+	int64_t counts[MSG_NSTATUS];
+
+	open_store(f);
+	submit_wait(f, make_message(NULL, "one"), "key-1", &r1);
+	assert_int_equal(r1.err, 0);
+	assert_false(r1.dup);
+
+	submit_wait(f, make_message(NULL, "two"), "key-1", &r2);
+	assert_int_equal(r2.err, 0);
+	assert_true(r2.dup);
+	assert_string_equal(r2.id, r1.id);
+	assert_int_equal(r2.rowid, 0);
+
+	submit_wait(f, make_message(NULL, "three"), "key-2", &r3);
+	assert_int_equal(r3.err, 0);
+	assert_false(r3.dup);
+	assert_string_not_equal(r3.id, r1.id);
+
+	/* The same new key twice, queued together: one message. */
+	memset(&r4, 0, sizeof(r4));
+	memset(&r5, 0, sizeof(r5));
+	store_submit(f->st, make_message(NULL, "four"), "key-3", submit_cb,
+		     &r4);
+	store_submit(f->st, make_message(NULL, "five"), "key-3", submit_cb,
+		     &r5);
+	WAIT_FOR(f->base, r4.done == 1 && r5.done == 1);
+	assert_int_equal(r4.err, 0);
+	assert_int_equal(r5.err, 0);
+	assert_false(r4.dup);
+	assert_true(r5.dup);
+	assert_string_equal(r5.id, r4.id);
+
+	assert_int_equal(store_scan(f->st, NULL, NULL, counts), 0);
+	assert_int_equal(counts[MSG_QUEUED], 3);
+
+	get_wait(f, r4.id, &g);
+	assert_int_equal(g.err, 0);
+	assert_string_equal(g.m->subject, "four");
+	get_res_cleanup(&g);
+}
+
+static void
+test_update(void **state)
+{
+	struct fixture *f = *state;
+	struct store_update u;
+	struct sub_res r;
+	struct get_res g;
+
+	open_store(f);
+	submit_wait(f, make_message(NULL, "u"), NULL, &r);
+	assert_int_equal(r.err, 0);
+
+	memset(&u, 0, sizeof(u));
+	u.rowid = r.rowid;
+	u.status = MSG_SENDING;
+	u.provider = "p1";
+	assert_int_equal(update_wait(f, &u), 0);
+
+	memset(&u, 0, sizeof(u));
+	u.rowid = r.rowid;
+	u.status = MSG_QUEUED;
+	u.attempts = 1;
+	u.next_ms = 12345;
+	u.tried = "p1";
+	u.has_attempt = true;
+	u.attempt.n = 1;
+	u.attempt.provider = "p1";
+	u.attempt.at_ms = 1000;
+	u.attempt.outcome = OUTCOME_TRANSIENT;
+	u.attempt.detail = "503 busy";
+	assert_int_equal(update_wait(f, &u), 0);
+
+	memset(&u, 0, sizeof(u));
+	u.rowid = r.rowid;
+	u.status = MSG_DELIVERED;
+	u.attempts = 2;
+	u.provider = "p2";
+	u.provider_message_id = "pm-7";
+	u.has_attempt = true;
+	u.attempt.n = 0; /* the store numbers it */
+	u.attempt.provider = "p2";
+	u.attempt.outcome = OUTCOME_DELIVERED;
+	assert_int_equal(update_wait(f, &u), 0);
+
+	get_wait(f, r.id, &g);
+	assert_int_equal(g.err, 0);
+	assert_int_equal(g.m->status, MSG_DELIVERED);
+	assert_int_equal(g.m->attempts, 2);
+	assert_int_equal(g.m->next_ms, 0);
+	assert_string_equal(g.m->tried, "p1");
+	assert_string_equal(g.m->provider, "p2");
+	assert_string_equal(g.m->provider_message_id, "pm-7");
+	assert_null(g.m->error);
+	assert_int_equal(g.natt, 2);
+	assert_int_equal(g.att[0].n, 1);
+	assert_string_equal(g.att[0].provider, "p1");
+	assert_int_equal(g.att[0].at_ms, 1000);
+	assert_int_equal(g.att[0].outcome, OUTCOME_TRANSIENT);
+	assert_string_equal(g.att[0].detail, "503 busy");
+	assert_int_equal(g.att[1].n, 2);
+	assert_int_equal(g.att[1].outcome, OUTCOME_DELIVERED);
+	assert_true(g.att[1].at_ms > 1000);
+	assert_null(g.att[1].detail);
+	get_res_cleanup(&g);
+
+	/* Errors: an unknown rowid, a bad status, a repeated attempt. */
+	memset(&u, 0, sizeof(u));
+	u.rowid = r.rowid + 1000;
+	u.status = MSG_QUEUED;
+	assert_int_equal(update_wait(f, &u), -ENOENT);
+	u.rowid = r.rowid;
+	u.status = 9;
+	assert_int_equal(update_wait(f, &u), -EINVAL);
+	u.status = MSG_FAILED;
+	u.error = "should not stick";
+	u.has_attempt = true;
+	u.attempt.n = 1;
+	u.attempt.outcome = OUTCOME_PERMANENT;
+	assert_int_equal(update_wait(f, &u), -EEXIST);
+	get_wait(f, r.id, &g);
+	assert_int_equal(g.m->status, MSG_DELIVERED); /* rolled back */
+	assert_null(g.m->error);
+	get_res_cleanup(&g);
+
+	/* No callback is fine too. */
+	memset(&u, 0, sizeof(u));
+	u.rowid = r.rowid;
+	u.status = MSG_DELIVERED;
+	u.attempts = 2;
+	store_update(f->st, &u, NULL, NULL);
+	WAIT_FOR(f->base, store_pending(f->st) == 0);
+}
+
+struct load_res {
+	int done;
+	int err;
+	size_t n;
+	int64_t rowids[8];
+	size_t mime_len;
+};
+
+static void
+load_cb(void *arg, int err, struct store_message **msgs, size_t n)
+{
+	struct load_res *r = arg;
+	size_t i;
+
+	r->done++;
+	r->err = err;
+	r->n = n;
+	for (i = 0; i < n; i++) {
+		if (i < 8)
+			r->rowids[i] = msgs[i]->rowid;
+		r->mime_len = msgs[i]->mime_len;
+		store_message_free(msgs[i]);
+	}
+	free(msgs);
+}
+
+static void
+test_load(void **state)
+{
+	struct fixture *f = *state;
+	struct sub_res r1, r2, r3;
+	struct store_update u;
+	struct load_res l;
+	int64_t ids[4];
+
+	open_store(f);
+	submit_wait(f, make_message(NULL, "1"), NULL, &r1);
+	submit_wait(f, make_message(NULL, "2"), NULL, &r2);
+	submit_wait(f, make_message(NULL, "3"), NULL, &r3);
+	memset(&u, 0, sizeof(u));
+	u.rowid = r2.rowid;
+	u.status = MSG_SENDING;
+	assert_int_equal(update_wait(f, &u), 0);
+
+	ids[0] = r1.rowid;
+	ids[1] = r2.rowid;
+	ids[2] = r3.rowid;
+	ids[3] = 424242;
+	memset(&l, 0, sizeof(l));
+	store_load(f->st, ids, 4, load_cb, &l);
+	WAIT_FOR(f->base, l.done == 1);
+	assert_int_equal(l.err, 0);
+	assert_int_equal(l.n, 2);
+	assert_int_equal(l.rowids[0], r1.rowid);
+	assert_int_equal(l.rowids[1], r3.rowid);
+	assert_true(l.mime_len > 0);
+
+	memset(&l, 0, sizeof(l));
+	store_load(f->st, NULL, 0, load_cb, &l);
+	WAIT_FOR(f->base, l.done == 1);
+	assert_int_equal(l.err, 0);
+	assert_int_equal(l.n, 0);
+}
+
+struct expire_res {
+	int done;
+	int err;
+	size_t n;
+	int64_t rowid;
+};
+
+static void
+expire_cb(void *arg, int err, const int64_t *rowids, size_t n)
+{
+	struct expire_res *r = arg;
+
+	r->done++;
+	r->err = err;
+	r->n = n;
+	r->rowid = n > 0 ? rowids[0] : 0;
+}
+
+static void
+test_expire(void **state)
+{
+	struct fixture *f = *state;
+	struct store_message *m;
+	struct sub_res r1, r2, r3;
+	struct expire_res e;
+	struct get_res g;
+	int64_t now = now_ms();
+
+	open_store(f);
+	m = make_message(NULL, "old");
+	m->created_ms = now - 10 * 86400000LL;
+	submit_wait(f, m, "old-key", &r1);
+	submit_wait(f, make_message(NULL, "new"), NULL, &r2);
+
+	memset(&e, 0, sizeof(e));
+	store_expire(f->st, now - 86400000LL, now + 1000, expire_cb, &e);
+	WAIT_FOR(f->base, e.done == 1);
+	assert_int_equal(e.err, 0);
+	assert_int_equal(e.n, 1);
+	assert_int_equal(e.rowid, r1.rowid);
+
+	get_wait(f, r1.id, &g);
+	assert_int_equal(g.m->status, MSG_FAILED);
+	assert_string_equal(g.m->error, "expired");
+	get_res_cleanup(&g);
+	get_wait(f, r2.id, &g);
+	assert_int_equal(g.m->status, MSG_QUEUED);
+	get_res_cleanup(&g);
+
+	/* The key was forgotten, so it stores a new message. */
+	submit_wait(f, make_message(NULL, "again"), "old-key", &r3);
+	assert_int_equal(r3.err, 0);
+	assert_false(r3.dup);
+}
+
+struct scan_res {
+	size_t n;
+	int64_t rowids[8];
+};
+
+static void
+scan_each(void *arg, int64_t rowid, int64_t next_ms)
+{
+	struct scan_res *r = arg;
+
+	if (r->n < 8)
+		r->rowids[r->n] = rowid;
+	r->n++;
+}
+
+static void
+test_scan(void **state)
+{
+	struct fixture *f = *state;
+	struct sub_res r[5];
+	struct store_update u;
+	struct scan_res s;
+	int64_t counts[MSG_NSTATUS];
+	static const int to[5] = {-1, MSG_DELIVERED, MSG_FAILED, MSG_SENDING,
+				  -1};
+	char id[32];
+	int i;
+
+	open_store(f);
+	/* Submitted in reverse id order: the scan must sort by id. */
+	for (i = 0; i < 5; i++) {
+		snprintf(id, sizeof(id), "01SCAN00000000000000000%03d", 9 - i);
+		submit_wait(f, make_message(id, "s"), NULL, &r[i]);
+		assert_int_equal(r[i].err, 0);
+	}
+	for (i = 0; i < 5; i++) {
+		if (to[i] < 0)
+			continue;
+		memset(&u, 0, sizeof(u));
+		u.rowid = r[i].rowid;
+		u.status = to[i];
+		assert_int_equal(update_wait(f, &u), 0);
+	}
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(store_scan(f->st, scan_each, &s, counts), 0);
+	assert_int_equal(counts[MSG_QUEUED], 2);
+	assert_int_equal(counts[MSG_SENDING], 1);
+	assert_int_equal(counts[MSG_DELIVERED], 1);
+	assert_int_equal(counts[MSG_FAILED], 1);
+	assert_int_equal(s.n, 2);
+	assert_int_equal(s.rowids[0], r[4].rowid);
+	assert_int_equal(s.rowids[1], r[0].rowid);
+}
+
+#define NGROUP 500
+
+struct group_res {
+	int done;
+	int failed;
+};
+
+static void
+group_cb(void *arg, int err, const char *id, bool duplicate,
+	 struct store_message *m)
+{
+	struct group_res *r = arg;
+
+	r->done++;
+	if (err != 0 || m == NULL || m->rowid <= 0)
+		r->failed++;
+	store_message_free(m);
+}
+
+static void
+test_group_commit(void **state)
+{
+	struct fixture *f = *state;
+	struct group_res r = {0, 0};
+	uint64_t before;
+	int i;
+
+	open_store(f);
+	before = store__commits(f->st);
+	for (i = 0; i < NGROUP; i++)
+		store_submit(f->st, make_message(NULL, "g"), NULL, group_cb,
+			     &r);
+	assert_true(store_pending(f->st) > 0);
+	WAIT_FOR(f->base, r.done == NGROUP);
+	assert_int_equal(r.failed, 0);
+	assert_int_equal(store_pending(f->st), 0);
+	/* Queued while a commit was in flight, they shared commits. */
+	assert_true(store__commits(f->st) - before < NGROUP / 4);
+	assert_true(store__commits(f->st) - before >= 1);
+}
+
+static void
+test_errors(void **state)
+{
+	struct fixture *f = *state;
+	struct store_message *m;
+	struct sub_res r1, r2, r3, r4;
+	struct get_res g;
+	int64_t counts[MSG_NSTATUS];
+	char id[32];
+
+	open_store(f);
+	get_wait(f, "01NOSUCHMESSAGE00000000000", &g);
+	assert_int_equal(g.err, -ENOENT);
+	assert_null(g.m);
+	get_wait(f, "this id is far too long to be an id at all", &g);
+	assert_int_equal(g.err, -ENOENT);
+
+	/* A message without recipients is refused, asynchronously. */
+	m = make_message(NULL, "bad");
+	m->nrcpt = 0;
+	submit_wait(f, m, NULL, &r1);
+	assert_int_equal(r1.err, -EINVAL);
+
+	/* A repeated id fails only itself, not its batch. */
+	memset(&r2, 0, sizeof(r2));
+	memset(&r3, 0, sizeof(r3));
+	memset(&r4, 0, sizeof(r4));
+	m = make_message(NULL, "first");
+	snprintf(id, sizeof(id), "%s", m->id);
+	store_submit(f->st, m, NULL, submit_cb, &r2);
+	store_submit(f->st, make_message(id, "again"), NULL, submit_cb, &r3);
+	store_submit(f->st, make_message(NULL, "other"), NULL, submit_cb, &r4);
+	WAIT_FOR(f->base, r2.done && r3.done && r4.done);
+	assert_int_equal(r2.err, 0);
+	assert_int_equal(r3.err, -EEXIST);
+	assert_int_equal(r4.err, 0);
+	assert_int_equal(store_scan(f->st, NULL, NULL, counts), 0);
+	assert_int_equal(counts[MSG_QUEUED], 2);
+}
+
+struct close_res {
+	struct store *st;
+	int done;
+	int shutdown;
+};
+
+static void
+close_cb(void *arg, int err, const char *id, bool duplicate,
+	 struct store_message *m)
+{
+	struct close_res *r = arg;
+
+	store_message_free(m);
+	if (err == -ESHUTDOWN) {
+		r->shutdown++;
+		return;
+	}
+	/* The first completion tries to queue more while closing. */
+	if (r->done++ == 0)
+		store_submit(r->st, make_message(NULL, "late"), NULL, close_cb,
+			     r);
+}
+
+static void
+test_close_drains(void **state)
+{
+	struct fixture *f = *state;
+	struct close_res r = {NULL, 0, 0};
+	int i;
+
+	open_store(f);
+	r.st = f->st;
+	for (i = 0; i < 50; i++)
+		store_submit(f->st, make_message(NULL, "c"), NULL, close_cb,
+			     &r);
+	store_close(f->st);
+	f->st = NULL;
+	assert_int_equal(r.done, 50);
+	assert_int_equal(r.shutdown, 1);
+
+	/* Everything acknowledged is there after reopening. */
+	int64_t counts[MSG_NSTATUS];
+	open_store(f);
+	assert_int_equal(store_scan(f->st, NULL, NULL, counts), 0);
+	assert_int_equal(counts[MSG_QUEUED], 50);
+}
+
+#define NCRASH 200
+
+struct child_res {
+	int done;
+	int failed;
+};
+
+static void
+child_cb(void *arg, int err, const char *id, bool duplicate,
+	 struct store_message *m)
+{
+	struct child_res *r = arg;
+
+	r->done++;
+	if (err != 0)
+		r->failed++;
+	store_message_free(m);
+}
+
+static void
+child_done(void *arg, int err)
+{
+	struct child_res *r = arg;
+
+	r->done++;
+	if (err != 0)
+		r->failed++;
+}
+
+/* The child: no cmocka asserts here, only an exit code. */
+static void
+crash_child(const char *dir)
+{
+	struct event_base *base = event_base_new();
+	struct child_res r = {0, 0}, ru = {0, 0};
+	struct store_update u;
+	struct store *st;
+	struct timeval tv = {0, 50 * 1000};
+	struct event *t;
+	int64_t dl = mono_ms() + DEADLINE_MS;
+	char id[32];
+	int i;
+
+	if (base == NULL || store_open(dir, base, &st) != 0)
+		_exit(2);
+	t = event_new(base, -1, EV_PERSIST, noop_cb, NULL);
+	event_add(t, &tv);
+	for (i = 0; i < NCRASH; i++) {
+		snprintf(id, sizeof(id), "01CRASH%019d", i);
+		store_submit(st, make_message(id, "crash"), NULL, child_cb, &r);
+	}
+	while (r.done < NCRASH && mono_ms() < dl)
+		event_base_loop(base, EVLOOP_ONCE);
+	if (r.done != NCRASH || r.failed != 0)
+		_exit(3);
+	/* Message 0 was handed to provider p1 when the server died. */
+	memset(&u, 0, sizeof(u));
+	u.rowid = 1;
+	u.status = MSG_SENDING;
+	u.provider = "p1";
+	u.tried = "p0";
+	store_update(st, &u, child_done, &ru);
+	while (ru.done < 1 && mono_ms() < dl)
+		event_base_loop(base, EVLOOP_ONCE);
+	if (ru.done != 1 || ru.failed != 0)
+		_exit(4);
+	/* More work in flight that nobody acknowledged. */
+	for (i = 0; i < 20; i++)
+		store_submit(st, make_message(NULL, "unacked"), NULL, child_cb,
+			     &r);
+	_exit(0);
+}
+
+struct found_res {
+	int done;
+	int found;
+};
+
+static void
+found_cb(void *arg, int err, const struct store_message *m,
+	 const struct store_attempt *att, size_t natt)
+{
+	struct found_res *r = arg;
+
+	r->done++;
+	if (err == 0 && m != NULL && strcmp(m->subject, "crash") == 0)
+		r->found++;
+}
+
+static void
+test_crash_recovery(void **state)
+{
+	struct fixture *f = *state;
+	struct found_res fr = {0, 0};
+	struct get_res g;
+	int64_t counts[MSG_NSTATUS];
+	char id[32];
+	pid_t pid;
+	int i, status;
+
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		crash_child(f->sub);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+
+	open_store(f);
+	assert_int_equal(store_scan(f->st, NULL, NULL, counts), 0);
+	assert_int_equal(counts[MSG_SENDING], 0);
+	assert_true(counts[MSG_QUEUED] >= NCRASH);
+	for (i = 0; i < NCRASH; i++) {
+		snprintf(id, sizeof(id), "01CRASH%019d", i);
+		store_get(f->st, id, found_cb, &fr);
+	}
+	WAIT_FOR(f->base, fr.done == NCRASH);
+	assert_int_equal(fr.found, NCRASH);
+
+	snprintf(id, sizeof(id), "01CRASH%019d", 0);
+	get_wait(f, id, &g);
+	assert_int_equal(g.err, 0);
+	assert_int_equal(g.m->status, MSG_QUEUED);
+	assert_int_equal(g.m->attempts, 1);
+	assert_string_equal(g.m->tried, "p0,p1");
+	assert_int_equal(g.natt, 1);
+	assert_int_equal(g.att[0].n, 1);
+	assert_int_equal(g.att[0].outcome, OUTCOME_LOST);
+	assert_string_equal(g.att[0].provider, "p1");
+	assert_string_equal(g.att[0].detail, "server restarted");
+	get_res_cleanup(&g);
+
+	/* A second restart finds nothing more to recover. */
+	store_close(f->st);
+	open_store(f);
+	get_wait(f, id, &g);
+	assert_int_equal(g.m->attempts, 1);
+	assert_int_equal(g.natt, 1);
+	get_res_cleanup(&g);
+}
+
+static void
+test_newer_schema(void **state)
+{
+	struct fixture *f = *state;
+	struct store *st = NULL;
+	sqlite3 *db;
+	char path[192];
+
+	open_store(f);
+	store_close(f->st);
+	f->st = NULL;
+	snprintf(path, sizeof(path), "%s/shivneri.db", f->sub);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+
+	assert_int_equal(store_open(f->sub, f->base, &st), STORE_ENEWER);
+	assert_null(st);
+	assert_non_null(strstr(store_strerror(STORE_ENEWER), "newer"));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_names),
+	    cmocka_unit_test_setup_teardown(test_submit_get, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_idempotency, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_update, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_load, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_expire, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_scan, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_close_drains, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_crash_recovery, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_newer_schema, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
