@@ -681,6 +681,8 @@ test_errors(void **state)
 
 	/* A message without recipients is refused, asynchronously. */
 	m = make_message(NULL, "bad");
+	free(m->rcpt[0]);
+	free(m->rcpt[1]);
 	m->nrcpt = 0;
 	submit_wait(f, m, NULL, &r1);
 	assert_int_equal(r1.err, -EINVAL);
