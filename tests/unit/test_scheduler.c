@@ -560,6 +560,31 @@ test_weighted_update(void **unused)
 	scheduler_free(s);
 }
 
+/*
+ * Raising a weight takes effect at once: an entry just picked at weight 1
+ * among ten would wait for the nine others, but at weight 10 its turn
+ * comes within a couple of picks.
+ */
+static void
+test_weighted_raise(void **unused)
+{
+	struct scheduler *s = new_sched("weighted", 0);
+	struct sched_entry *e = NULL;
+	size_t k, seen = 0;
+
+	entries_reset();
+	add_n(s, 0, 10);
+	for (k = 0; k < 25; k++)
+		e = scheduler_pick(s, NULL, NULL);
+	assert_non_null(e);
+	e->weight = 10;
+	scheduler_update(s, e);
+	for (k = 0; k < 3; k++)
+		seen += scheduler_pick(s, NULL, NULL) == e;
+	assert_true(seen >= 1);
+	scheduler_free(s);
+}
+
 /* --- priority ---------------------------------------------------------- */
 
 static void
@@ -766,6 +791,7 @@ main(void)
 	    cmocka_unit_test(test_weighted_long_run),
 	    cmocka_unit_test(test_weighted_join),
 	    cmocka_unit_test(test_weighted_update),
+	    cmocka_unit_test(test_weighted_raise),
 	    cmocka_unit_test(test_priority),
 	    cmocka_unit_test(test_least_outstanding),
 	    cmocka_unit_test(test_stress),
