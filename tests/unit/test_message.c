@@ -1,0 +1,722 @@
+/*
+ * Unit tests for the JSON-to-MIME builder: a full round trip parsed back
+ * with GMime, then one refusal per rule with its code and the field it
+ * names.  Leaks on the refusal paths are caught by the ASan build.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "intake/message.h"
+#include "store/store.h"
+#include "common/util.h"
+
+#include <gmime/gmime.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct message_limits lim = {
+    .max_message_bytes = 65536,
+    .max_recipients = 5,
+};
+
+static int
+setup(void **state)
+{
+	message_init();
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	message_shutdown();
+	return 0;
+}
+
+static struct store_message *
+build_ok(const char *json)
+{
+	struct store_message *m = NULL;
+	struct message_error err;
+
+	memset(&err, 0, sizeof(err));
+	if (message_from_json(json, strlen(json), &lim, &m, &err) != 0)
+		fail_msg("refused: %d %s %s", err.http_status, err.code,
+			 err.message);
+	assert_non_null(m);
+	return m;
+}
+
+/* Expects a refusal with code and a message starting with field. */
+static void
+expect_err_len(const char *json, size_t len, int status, const char *code,
+	       const char *field)
+{
+	struct store_message *m = (struct store_message *)(uintptr_t)1;
+	struct message_error err;
+
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(message_from_json(json, len, &lim, &m, &err), -1);
+	assert_null(m);
+	if (strcmp(err.code, code) != 0 || err.http_status != status ||
+	    strncmp(err.message, field, strlen(field)) != 0)
+		fail_msg("for %s: got %d %s \"%s\", want %d %s \"%s...\"", json,
+			 err.http_status, err.code, err.message, status, code,
+			 field);
+}
+
+static void
+expect_err(const char *json, int status, const char *code, const char *field)
+{
+	expect_err_len(json, strlen(json), status, code, field);
+}
+
+static GMimeMessage *
+parse_mime(const struct store_message *m)
+{
+	GMimeStream *stream;
+	GMimeParser *parser;
+	GMimeMessage *msg;
+
+	stream = g_mime_stream_mem_new_with_buffer(m->mime, m->mime_len);
+	parser = g_mime_parser_new_with_stream(stream);
+	msg = g_mime_parser_construct_message(parser, NULL);
+	g_object_unref(parser);
+	g_object_unref(stream);
+	assert_non_null(msg);
+	return msg;
+}
+
+/* Every line of the message ends in CRLF and none is over 998 bytes. */
+static void
+assert_crlf(const struct store_message *m)
+{
+	size_t i, line = 0;
+
+	assert_int_equal(strlen(m->mime), m->mime_len);
+	for (i = 0; i < m->mime_len; i++) {
+		if (m->mime[i] == '\n') {
+			assert_true(i > 0 && m->mime[i - 1] == '\r');
+			line = 0;
+		} else if (m->mime[i] == '\r') {
+			assert_true(i + 1 < m->mime_len &&
+				    m->mime[i + 1] == '\n');
+		} else
+			assert_true(++line <= 998);
+	}
+}
+
+static char *
+part_text(GMimeObject *o)
+{
+	assert_true(GMIME_IS_TEXT_PART(o));
+	return g_mime_text_part_get_text(GMIME_TEXT_PART(o));
+}
+
+static void
+test_round_trip(void **state)
+{
+	static const char json[] =
+	    "{\"from\": \"J\\u00fcrgen <ann@example.com>\","
+	    " \"to\": [\"bob@example.net\", \"Carol <carol@example.org>\"],"
+	    " \"cc\": [\"dan@example.net\", \"BOB@example.net\"],"
+	    " \"bcc\": [\"secret@hidden.example\"],"
+	    " \"reply_to\": \"help@example.com\","
+	    " \"subject\": \"H\\u00e9llo \\u65e5\\u672c\","
+	    " \"text\": \"Hi Bob,\\ncaf\\u00e9 at 5?\\n\","
+	    " \"html\": \"<p>Hi Bob</p>\","
+	    " \"headers\": {\"X-Campaign\": \"c1\"},"
+	    " \"attachments\": [{\"filename\": \"a.pdf\","
+	    "   \"content_type\": \"application/pdf\","
+	    "   \"content_base64\": \"JVBERi0xLjQKAAH/\"}],"
+	    " \"tags\": [\"welcome\", \"q4\"]}";
+	struct store_message *m = build_ok(json);
+	GMimeMessage *msg;
+	GMimeObject *body, *alt, *att;
+	GMimeDataWrapper *w;
+	GMimeStream *out;
+	GByteArray *bytes;
+	InternetAddressList *l;
+	const char *s;
+	char *t, want_id[64];
+
+	assert_true(id_valid(m->id));
+	assert_int_equal(m->status, MSG_QUEUED);
+	assert_string_equal(m->mail_from, "ann@example.com");
+	/* BOB@ is the same mailbox as bob@: one envelope recipient. */
+	assert_int_equal(m->nrcpt, 4);
+	assert_string_equal(m->rcpt[0], "bob@example.net");
+	assert_string_equal(m->rcpt[1], "carol@example.org");
+	assert_string_equal(m->rcpt[2], "dan@example.net");
+	assert_string_equal(m->rcpt[3], "secret@hidden.example");
+	assert_string_equal(m->header_from, "J\xc3\xbcrgen <ann@example.com>");
+	assert_string_equal(m->subject,
+			    "H\xc3\xa9llo \xe6\x97\xa5\xe6\x9c\xac");
+	assert_string_equal(
+	    m->to_json, "[\"bob@example.net\",\"Carol <carol@example.org>\"]");
+	assert_string_equal(m->tags_json, "[\"welcome\",\"q4\"]");
+	assert_true(m->created_ms > 0);
+	assert_int_equal(m->created_ms, m->updated_ms);
+	assert_crlf(m);
+	assert_null(strstr(m->mime, "secret"));
+	assert_null(strstr(m->mime, "hidden.example"));
+
+	msg = parse_mime(m);
+	l = g_mime_message_get_from(msg);
+	assert_int_equal(internet_address_list_length(l), 1);
+	assert_string_equal(
+	    internet_address_get_name(internet_address_list_get_address(l, 0)),
+	    "J\xc3\xbcrgen");
+	l = g_mime_message_get_to(msg);
+	assert_int_equal(internet_address_list_length(l), 2);
+	assert_string_equal(
+	    internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(
+		internet_address_list_get_address(l, 1))),
+	    "carol@example.org");
+	assert_int_equal(
+	    internet_address_list_length(g_mime_message_get_cc(msg)), 2);
+	assert_int_equal(
+	    internet_address_list_length(g_mime_message_get_bcc(msg)), 0);
+	assert_int_equal(
+	    internet_address_list_length(g_mime_message_get_reply_to(msg)), 1);
+	assert_string_equal(g_mime_message_get_subject(msg),
+			    "H\xc3\xa9llo \xe6\x97\xa5\xe6\x9c\xac");
+	snprintf(want_id, sizeof(want_id), "%s@example.com", m->id);
+	assert_string_equal(g_mime_message_get_message_id(msg), want_id);
+	assert_non_null(g_mime_message_get_date(msg));
+	s = g_mime_object_get_header(GMIME_OBJECT(msg), "X-Campaign");
+	assert_non_null(s);
+	assert_string_equal(s, "c1");
+
+	body = g_mime_message_get_mime_part(msg);
+	assert_true(GMIME_IS_MULTIPART(body));
+	assert_int_equal(g_mime_multipart_get_count(GMIME_MULTIPART(body)), 2);
+	alt = g_mime_multipart_get_part(GMIME_MULTIPART(body), 0);
+	assert_true(GMIME_IS_MULTIPART(alt));
+	assert_string_equal(g_mime_content_type_get_media_subtype(
+				g_mime_object_get_content_type(alt)),
+			    "alternative");
+	t = part_text(g_mime_multipart_get_part(GMIME_MULTIPART(alt), 0));
+	assert_non_null(strstr(t, "caf\xc3\xa9 at 5?"));
+	g_free(t);
+	t = part_text(g_mime_multipart_get_part(GMIME_MULTIPART(alt), 1));
+	assert_non_null(strstr(t, "<p>Hi Bob</p>"));
+	g_free(t);
+
+	att = g_mime_multipart_get_part(GMIME_MULTIPART(body), 1);
+	assert_true(GMIME_IS_PART(att));
+	assert_string_equal(g_mime_part_get_filename(GMIME_PART(att)), "a.pdf");
+	assert_int_equal(g_mime_part_get_content_encoding(GMIME_PART(att)),
+			 GMIME_CONTENT_ENCODING_BASE64);
+	w = g_mime_part_get_content(GMIME_PART(att));
+	out = g_mime_stream_mem_new();
+	g_mime_data_wrapper_write_to_stream(w, out);
+	bytes = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(out));
+	assert_int_equal(bytes->len, 12);
+	assert_memory_equal(bytes->data, "%PDF-1.4\n\0\x01\xff", 12);
+	g_object_unref(out);
+
+	g_object_unref(msg);
+	store_message_free(m);
+}
+
+static void
+test_to_string_text_only(void **state)
+{
+	struct store_message *m = build_ok(
+	    "{\"from\": \"ann@example.com\", \"to\": \"bob@example.net\","
+	    " \"text\": \"line one\\r\\nline two\\rthree\"}");
+	GMimeMessage *msg;
+	GMimeObject *body;
+	char *t;
+
+	assert_int_equal(m->nrcpt, 1);
+	assert_string_equal(m->rcpt[0], "bob@example.net");
+	assert_string_equal(m->to_json, "[\"bob@example.net\"]");
+	assert_null(m->tags_json);
+	assert_string_equal(m->subject, "");
+	assert_crlf(m);
+	msg = parse_mime(m);
+	body = g_mime_message_get_mime_part(msg);
+	t = part_text(body);
+	/* Line ends are CRLF, and the last line gets one. */
+	assert_string_equal(t, "line one\r\nline two\r\nthree\r\n");
+	g_free(t);
+	g_object_unref(msg);
+	store_message_free(m);
+}
+
+static void
+test_html_only_bcc_only(void **state)
+{
+	struct store_message *m = build_ok(
+	    "{\"from\": \"ann@example.com\", \"bcc\": [\"x@example.net\"],"
+	    " \"html\": \"<b>hi</b>\", \"cc\": null, \"tags\": []}");
+	GMimeMessage *msg;
+
+	assert_int_equal(m->nrcpt, 1);
+	assert_string_equal(m->to_json, "[]");
+	assert_null(m->tags_json);
+	assert_null(strstr(m->mime, "x@example.net"));
+	msg = parse_mime(m);
+	assert_string_equal(g_mime_content_type_get_media_subtype(
+				g_mime_object_get_content_type(
+				    g_mime_message_get_mime_part(msg))),
+			    "html");
+	g_object_unref(msg);
+	store_message_free(m);
+}
+
+/* Non-ASCII heavy text goes base64 and still decodes to the same text. */
+static void
+test_cjk_text(void **state)
+{
+	struct store_message *m = build_ok(
+	    "{\"from\": \"ann@example.com\", \"to\": \"bob@example.net\","
+	    " \"text\": \"\\u65e5\\u672c\\u8a9e\\n\\u65e5\\u672c\"}");
+	GMimeMessage *msg;
+	char *t;
+
+	assert_non_null(strstr(m->mime, "base64"));
+	msg = parse_mime(m);
+	t = part_text(g_mime_message_get_mime_part(msg));
+	assert_string_equal(
+	    t,
+	    "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e\r\n\xe6\x97\xa5\xe6\x9c\xac");
+	g_free(t);
+	g_object_unref(msg);
+	store_message_free(m);
+}
+
+static void
+test_bad_json(void **state)
+{
+	expect_err("", 400, "invalid_json", "body");
+	expect_err("{", 400, "invalid_json", "body");
+	expect_err("[1]", 400, "invalid_json", "body");
+	expect_err("\"x\"", 400, "invalid_json", "body");
+	expect_err("{\"from\": \"a@b.c\"} x", 400, "invalid_json", "body");
+	expect_err("{\"from\": \"a@b.c\", \"from\": \"a@b.c\"}", 400,
+		   "invalid_json", "body");
+	/* Invalid UTF-8 in a value. */
+	expect_err("{\"from\": \"ann@example.com\", \"to\": \"b@x.com\","
+		   " \"subject\": \"\xc3\x28\", \"text\": \"t\"}",
+		   400, "invalid_json", "body");
+	expect_err("{\"text\": \"\xff\"}", 400, "invalid_json", "body");
+	/* A raw NUL byte inside the body. */
+	expect_err_len("{\"text\": \"a\0b\"}", 15, 400, "invalid_json", "body");
+}
+
+#define BASE "\"from\": \"ann@example.com\", \"to\": \"bob@example.net\""
+
+static void
+test_missing(void **state)
+{
+	expect_err("{\"to\": \"bob@example.net\", \"text\": \"t\"}", 400,
+		   "missing_field", "from");
+	expect_err("{\"from\": \"ann@example.com\", \"text\": \"t\"}", 400,
+		   "missing_field", "to");
+	expect_err("{\"from\": \"ann@example.com\", \"to\": [], \"cc\": [],"
+		   " \"text\": \"t\"}",
+		   400, "missing_field", "to");
+	expect_err("{" BASE "}", 400, "missing_field", "text");
+	expect_err("{" BASE ", \"text\": null}", 400, "missing_field", "text");
+	expect_err("{" BASE ", \"text\": \"t\", \"attachments\": [{"
+		   "\"content_base64\": \"\"}]}",
+		   400, "missing_field", "attachments[0].filename");
+	expect_err("{" BASE ", \"text\": \"t\", \"attachments\": [{"
+		   "\"filename\": \"a\"}]}",
+		   400, "missing_field", "attachments[0].content_base64");
+}
+
+static void
+test_wrong_types(void **state)
+{
+	expect_err("{\"from\": 1, \"to\": \"b@x.com\", \"text\": \"t\"}", 400,
+		   "invalid_field", "from");
+	expect_err("{\"from\": \"a@x.com\", \"to\": 1, \"text\": \"t\"}", 400,
+		   "invalid_field", "to");
+	expect_err("{\"from\": \"a@x.com\", \"to\": {}, \"text\": \"t\"}", 400,
+		   "invalid_field", "to");
+	expect_err("{\"from\": \"a@x.com\", \"to\": [1], \"text\": \"t\"}", 400,
+		   "invalid_field", "to[0]");
+	expect_err("{" BASE ", \"cc\": true, \"text\": \"t\"}", 400,
+		   "invalid_field", "cc");
+	expect_err("{" BASE ", \"cc\": [\"c@x.com\", []], \"text\": \"t\"}",
+		   400, "invalid_field", "cc[1]");
+	expect_err("{" BASE ", \"bcc\": 2.5, \"text\": \"t\"}", 400,
+		   "invalid_field", "bcc");
+	expect_err("{" BASE ", \"reply_to\": [\"r@x.com\"], \"text\": \"t\"}",
+		   400, "invalid_field", "reply_to");
+	expect_err("{" BASE ", \"subject\": 5, \"text\": \"t\"}", 400,
+		   "invalid_field", "subject");
+	expect_err("{" BASE ", \"text\": [\"t\"]}", 400, "invalid_field",
+		   "text");
+	expect_err("{" BASE ", \"html\": {}}", 400, "invalid_field", "html");
+	expect_err("{" BASE ", \"text\": \"t\", \"headers\": []}", 400,
+		   "invalid_field", "headers");
+	expect_err("{" BASE ", \"text\": \"t\", \"headers\": {\"X-A\": 1}}",
+		   400, "invalid_field", "headers.X-A");
+	expect_err("{" BASE ", \"text\": \"t\", \"attachments\": {}}", 400,
+		   "invalid_field", "attachments");
+	expect_err("{" BASE ", \"text\": \"t\", \"attachments\": [\"x\"]}", 400,
+		   "invalid_field", "attachments[0]");
+	expect_err("{" BASE ", \"text\": \"t\", \"attachments\": [{"
+		   "\"filename\": 1, \"content_base64\": \"\"}]}",
+		   400, "invalid_field", "attachments[0].filename");
+	expect_err("{" BASE ", \"text\": \"t\", \"attachments\": [{"
+		   "\"filename\": \"a\", \"content_type\": false,"
+		   " \"content_base64\": \"\"}]}",
+		   400, "invalid_field", "attachments[0].content_type");
+	expect_err("{" BASE ", \"text\": \"t\", \"attachments\": [{"
+		   "\"filename\": \"a\", \"content_base64\": 7}]}",
+		   400, "invalid_field", "attachments[0].content_base64");
+	expect_err("{" BASE ", \"text\": \"t\", \"tags\": \"x\"}", 400,
+		   "invalid_field", "tags");
+	expect_err("{" BASE ", \"text\": \"t\", \"tags\": [1]}", 400,
+		   "invalid_field", "tags[0]");
+}
+
+static void
+test_unknown_keys(void **state)
+{
+	expect_err("{" BASE ", \"text\": \"t\", \"priority\": 1}", 400,
+		   "invalid_field", "priority");
+	expect_err("{" BASE ", \"text\": \"t\", \"attachments\": [{"
+		   "\"filename\": \"a\", \"content_base64\": \"\","
+		   " \"inline\": true}]}",
+		   400, "invalid_field", "attachments[0].inline");
+}
+
+static void
+test_bad_addresses(void **state)
+{
+	static const char *const bad[] = {
+	    "bob",
+	    "bob@",
+	    "@example.net",
+	    "bob@example.net, eve@example.net",
+	    "friends: bob@example.net;",
+	    "bob@@example.net",
+	    "a@b@example.net",
+	    "bob@example..net",
+	    "bob@-example.net",
+	    "bob@[192.0.2.1]",
+	    "\\\"b b\\\"@example.net",
+	    "bob@example.net (comment)",
+	    "bob @example.net",
+	    ".bob@example.net",
+	    "Bob <bob@example.net> trailing",
+	    "<>",
+	    "",
+	};
+	char json[256];
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(bad); i++) {
+		snprintf(
+		    json, sizeof(json),
+		    "{\"from\": \"ann@example.com\", \"to\": [\"ok@x.com\","
+		    " \"%s\"], \"text\": \"t\"}",
+		    bad[i]);
+		expect_err(json, 400, "invalid_field", "to[1]: not a valid");
+	}
+	expect_err("{\"from\": \"ann\", \"to\": \"b@x.com\", \"text\": \"t\"}",
+		   400, "invalid_field", "from");
+	expect_err("{" BASE ", \"reply_to\": \"nope\", \"text\": \"t\"}", 400,
+		   "invalid_field", "reply_to");
+	expect_err("{" BASE ", \"bcc\": [\"x@y.com\", \"nope\"],"
+		   " \"text\": \"t\"}",
+		   400, "invalid_field", "bcc[1]");
+	expect_err("{" BASE ", \"cc\": \"grp:;\", \"text\": \"t\"}", 400,
+		   "invalid_field", "cc");
+}
+
+static void
+test_too_many_recipients(void **state)
+{
+	expect_err("{\"from\": \"a@x.com\", \"to\": [\"b@x.com\", \"c@x.com\","
+		   " \"d@x.com\"], \"cc\": [\"e@x.com\", \"f@x.com\"],"
+		   " \"bcc\": \"g@x.com\", \"text\": \"t\"}",
+		   400, "invalid_field", "to");
+}
+
+/* CR, LF and NUL in every header-bound field, refused by name. */
+static void
+test_injection(void **state)
+{
+	expect_err("{" BASE ", \"subject\": \"Hi\\r\\nBcc: eve@evil.com\","
+		   " \"text\": \"t\"}",
+		   400, "invalid_field", "subject: contains CR or LF");
+	expect_err("{" BASE ", \"subject\": \"Hi\\nX: y\", \"text\": \"t\"}",
+		   400, "invalid_field", "subject: contains CR or LF");
+	expect_err("{" BASE ", \"subject\": \"Hi\\u0000\", \"text\": \"t\"}",
+		   400, "invalid_field", "subject: contains NUL");
+	expect_err("{" BASE ", \"subject\": \"Hi\\u001b\", \"text\": \"t\"}",
+		   400, "invalid_field", "subject: contains a control");
+	expect_err("{\"from\": \"Ann\\r\\nBcc: e@evil.com <ann@example.com>\","
+		   " \"to\": \"b@x.com\", \"text\": \"t\"}",
+		   400, "invalid_field", "from: contains CR or LF");
+	expect_err("{\"from\": \"Ann\\u0000 <ann@example.com>\","
+		   " \"to\": \"b@x.com\", \"text\": \"t\"}",
+		   400, "invalid_field", "from: contains NUL");
+	/* An encoded-word that decodes to CR LF in the display name. */
+	expect_err(
+	    "{\"from\": \"=?utf-8?q?A=0D=0AX-Evil=3A_1?="
+	    " <ann@example.com>\", \"to\": \"b@x.com\", \"text\": \"t\"}",
+	    400, "invalid_field", "from: contains a control");
+	expect_err("{" BASE ", \"cc\": [\"c@x.com\\r\\n\"], \"text\": \"t\"}",
+		   400, "invalid_field", "cc[0]: contains CR or LF");
+	expect_err("{" BASE ", \"reply_to\": \"r@x.com\\nBcc: e@evil.com\","
+		   " \"text\": \"t\"}",
+		   400, "invalid_field", "reply_to: contains CR or LF");
+	expect_err("{" BASE ", \"text\": \"t\","
+		   " \"headers\": {\"X-Foo\": \"a\\r\\nBcc: e@evil.com\"}}",
+		   400, "invalid_field", "headers.X-Foo: contains CR or LF");
+	expect_err("{" BASE ", \"text\": \"t\","
+		   " \"headers\": {\"X-Foo\": \"a\\u0000b\"}}",
+		   400, "invalid_field", "headers.X-Foo: contains NUL");
+	expect_err("{" BASE ", \"text\": \"t\","
+		   " \"headers\": {\"X-Foo\\r\\nBcc\": \"e@evil.com\"}}",
+		   400, "invalid_field",
+		   "headers.X-Foo??Bcc: not a valid header");
+	expect_err("{" BASE ", \"text\": \"t\", \"attachments\": [{"
+		   "\"filename\": \"a.txt\\r\\nX: y\","
+		   " \"content_base64\": \"\"}]}",
+		   400, "invalid_field",
+		   "attachments[0].filename: contains CR or LF");
+	expect_err(
+	    "{" BASE ", \"text\": \"t\", \"attachments\": [{"
+	    "\"filename\": \"a\", \"content_type\": \"text/plain\\r\\n\","
+	    " \"content_base64\": \"\"}]}",
+	    400, "invalid_field",
+	    "attachments[0].content_type: contains CR or LF");
+	/* NUL in a body is refused too, naming the body field. */
+	expect_err("{" BASE ", \"text\": \"a\\u0000b\"}", 400, "invalid_field",
+		   "text: contains NUL");
+	expect_err("{" BASE ", \"html\": \"a\\u0000b\"}", 400, "invalid_field",
+		   "html: contains NUL");
+}
+
+static void
+test_headers(void **state)
+{
+	static const char *const forbidden[] = {
+	    "From",
+	    "to",
+	    "CC",
+	    "Bcc",
+	    "Reply-To",
+	    "subject",
+	    "Date",
+	    "Message-ID",
+	    "MIME-Version",
+	    "Content-Type",
+	    "content-transfer-encoding",
+	    "Received",
+	    "Return-Path",
+	    "Sender",
+	    "Resent-Bcc",
+	};
+	char json[256], field[64];
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(forbidden); i++) {
+		snprintf(json, sizeof(json),
+			 "{" BASE
+			 ", \"text\": \"t\", \"headers\": {\"%s\": \"v\"}}",
+			 forbidden[i]);
+		snprintf(field, sizeof(field), "headers.%s: set by the relay",
+			 forbidden[i]);
+		expect_err(json, 400, "invalid_field", field);
+	}
+	expect_err("{" BASE ", \"text\": \"t\", \"headers\": {\"X:A\": \"v\"}}",
+		   400, "invalid_field",
+		   "headers.X:A: not a valid header name");
+	expect_err("{" BASE ", \"text\": \"t\", \"headers\": {\"X A\": \"v\"}}",
+		   400, "invalid_field",
+		   "headers.X A: not a valid header name");
+	expect_err("{" BASE ", \"text\": \"t\", \"headers\": {\"\": \"v\"}}",
+		   400, "invalid_field", "headers.: not a valid header name");
+	expect_err("{" BASE ", \"text\": \"t\","
+		   " \"headers\": {\"X-\\u00e9\": \"v\"}}",
+		   400, "invalid_field",
+		   "headers.X-??: not a valid header name");
+}
+
+static void
+test_attachments(void **state)
+{
+	static const char *const bad64[] = {
+	    "abc!", "a", "ab=c", "abc==", "ab===", "====", "ab cd",
+	};
+	static const char *const badtype[] = {
+	    "pdf",
+	    "/pdf",
+	    "application/",
+	    "multipart/mixed",
+	    "message/rfc822",
+	    "text/plain; charset=utf-8",
+	    "a b/c",
+	};
+	char json[256];
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(bad64); i++) {
+		snprintf(json, sizeof(json),
+			 "{" BASE ", \"text\": \"t\", \"attachments\": [{"
+			 "\"filename\": \"a\", \"content_base64\": \"%s\"}]}",
+			 bad64[i]);
+		expect_err(json, 400, "invalid_field",
+			   "attachments[0].content_base64: not valid base64");
+	}
+	for (i = 0; i < ARRAY_SIZE(badtype); i++) {
+		snprintf(json, sizeof(json),
+			 "{" BASE ", \"text\": \"t\", \"attachments\": [{"
+			 "\"filename\": \"a\", \"content_type\": \"%s\","
+			 " \"content_base64\": \"\"}]}",
+			 badtype[i]);
+		expect_err(json, 400, "invalid_field",
+			   "attachments[0].content_type: not a valid");
+	}
+	expect_err(
+	    "{" BASE ", \"text\": \"t\", \"attachments\": [{"
+	    "\"filename\": \"../etc/passwd\", \"content_base64\": \"\"}]}",
+	    400, "invalid_field", "attachments[0].filename: not a valid");
+	expect_err("{" BASE ", \"text\": \"t\", \"attachments\": [{"
+		   "\"filename\": \"\", \"content_base64\": \"\"}]}",
+		   400, "invalid_field",
+		   "attachments[0].filename: not a valid");
+	/* The second one is wrong: the first one's part must not leak. */
+	expect_err("{" BASE ", \"text\": \"t\", \"attachments\": ["
+		   "{\"filename\": \"a\", \"content_base64\": \"QUJD\"},"
+		   "{\"filename\": \"b\", \"content_base64\": \"Q\"}]}",
+		   400, "invalid_field", "attachments[1].content_base64");
+}
+
+/* Accepted base64 shapes decode to the right bytes. */
+static void
+test_base64_forms(void **state)
+{
+	static const struct {
+		const char *in;
+		const char *out;
+	} ok[] = {
+	    {"", ""},
+	    {"QQ==", "A"},
+	    {"QQ", "A"},
+	    {"QUI=", "AB"},
+	    {"QUI", "AB"},
+	    {"QUJD", "ABC"},
+	    {"QUJD\\r\\nREVG", "ABCDEF"},
+	};
+	char json[256];
+	struct store_message *m;
+	GMimeMessage *msg;
+	GMimeObject *att;
+	GMimeStream *out;
+	GByteArray *bytes;
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(ok); i++) {
+		snprintf(json, sizeof(json),
+			 "{" BASE ", \"text\": \"t\", \"attachments\": [{"
+			 "\"filename\": \"r\\u00e9sum\\u00e9.txt\","
+			 " \"content_type\": \"text/plain\","
+			 " \"content_base64\": \"%s\"}]}",
+			 ok[i].in);
+		m = build_ok(json);
+		msg = parse_mime(m);
+		att = g_mime_multipart_get_part(
+		    GMIME_MULTIPART(g_mime_message_get_mime_part(msg)), 1);
+		assert_string_equal(g_mime_part_get_filename(GMIME_PART(att)),
+				    "r\xc3\xa9sum\xc3\xa9.txt");
+		out = g_mime_stream_mem_new();
+		g_mime_data_wrapper_write_to_stream(
+		    g_mime_part_get_content(GMIME_PART(att)), out);
+		bytes = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(out));
+		assert_int_equal(bytes->len, strlen(ok[i].out));
+		assert_memory_equal(bytes->data, ok[i].out, bytes->len);
+		g_object_unref(out);
+		g_object_unref(msg);
+		store_message_free(m);
+	}
+}
+
+static void
+test_tags(void **state)
+{
+	char json[512], tag[130];
+
+	expect_err("{" BASE ", \"text\": \"t\", \"tags\": [\"a\", \"b\","
+		   " \"c\", \"d\", \"e\", \"f\", \"g\", \"h\", \"i\", \"j\","
+		   " \"k\"]}",
+		   400, "invalid_field", "tags");
+	expect_err("{" BASE ", \"text\": \"t\", \"tags\": [\"ok\", \"\"]}", 400,
+		   "invalid_field", "tags[1]");
+	expect_err("{" BASE ", \"text\": \"t\", \"tags\": [\"a\\nb\"]}", 400,
+		   "invalid_field", "tags[0]");
+	memset(tag, 'x', 129);
+	tag[129] = '\0';
+	snprintf(json, sizeof(json),
+		 "{" BASE ", \"text\": \"t\", \"tags\": [\"%s\"]}", tag);
+	expect_err(json, 400, "invalid_field", "tags[0]");
+}
+
+static void
+test_too_large(void **state)
+{
+	size_t n = lim.max_message_bytes + 16, i;
+	char *json = malloc(n + 128);
+	int off;
+
+	assert_non_null(json);
+	/* The body alone is over the limit: refused before building. */
+	off = snprintf(json, 128, "{" BASE ", \"text\": \"");
+	for (i = 0; i < n; i++)
+		json[off + i] = (i % 70 == 69) ? ' ' : 'a';
+	memcpy(json + off + n, "\"}", 3);
+	expect_err(json, 413, "too_large", "message");
+
+	/*
+	 * Just under the limit as raw text, over it once encoded: refused
+	 * after building (quoted-printable grows 8-bit text).
+	 */
+	off = snprintf(json, 128, "{" BASE ", \"text\": \"");
+	for (i = 0; i + 2 < lim.max_message_bytes - 64; i += 2) {
+		json[off + i] = '\xc3';
+		json[off + i + 1] = (i % 140 == 138) ? '\xa9' : '\xa8';
+	}
+	memcpy(json + off + i, "\"}", 3);
+	expect_err(json, 413, "too_large", "message");
+	free(json);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_round_trip),
+	    cmocka_unit_test(test_to_string_text_only),
+	    cmocka_unit_test(test_html_only_bcc_only),
+	    cmocka_unit_test(test_cjk_text),
+	    cmocka_unit_test(test_bad_json),
+	    cmocka_unit_test(test_missing),
+	    cmocka_unit_test(test_wrong_types),
+	    cmocka_unit_test(test_unknown_keys),
+	    cmocka_unit_test(test_bad_addresses),
+	    cmocka_unit_test(test_too_many_recipients),
+	    cmocka_unit_test(test_injection),
+	    cmocka_unit_test(test_headers),
+	    cmocka_unit_test(test_attachments),
+	    cmocka_unit_test(test_base64_forms),
+	    cmocka_unit_test(test_tags),
+	    cmocka_unit_test(test_too_large),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
