@@ -1,0 +1,138 @@
+/*
+ * shivneri providers: the table of GET /v1/providers, one line per
+ * provider.  Names and types come from configurations and from agents
+ * that registered on the fly, so they are printed sanitized.
+ */
+#include "cli/cli.h"
+#include "cli/cli_http.h"
+#include "common/log.h"
+
+#include <jansson.h>
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+		"usage: shivneri providers [--url URL] [--api-key KEY] "
+		"[--json]\n"
+		"\n"
+		"One line per provider: name, type, state, in flight, "
+		"delivered,\n"
+		"failed, last heartbeat.  --url defaults to "
+		"$SHIVNERI_URL or %s.\n",
+		CLI_DEFAULT_URL);
+}
+
+static const char *
+str(const json_t *o, const char *key, char *buf, size_t bufsz)
+{
+	const char *s = cli_json_str(o, key);
+
+	if (s == NULL)
+		return "-";
+	return log_sanitize(s, strlen(s), buf, bufsz);
+}
+
+static void
+print_table(const json_t *list)
+{
+	const json_t *p;
+	char name[72], type[24], state[24], hb[32];
+	long long ago;
+	size_t i;
+
+	printf("%-24s %-10s %-9s %9s %10s %8s %s\n", "NAME", "TYPE", "STATE",
+	       "IN_FLIGHT", "DELIVERED", "FAILED", "LAST_HEARTBEAT");
+	for (i = 0; i < json_array_size(list); i++) {
+		p = json_array_get(list, i);
+		if (!json_is_object(p))
+			continue;
+		ago = cli_json_int(p, "last_heartbeat_ms_ago", -1);
+		if (ago < 0)
+			snprintf(hb, sizeof(hb), "-");
+		else
+			snprintf(hb, sizeof(hb), "%lldms ago", ago);
+		printf("%-24s %-10s %-9s %9lld %10lld %8lld %s\n",
+		       str(p, "name", name, sizeof(name)),
+		       str(p, "type", type, sizeof(type)),
+		       str(p, "state", state, sizeof(state)),
+		       cli_json_int(p, "in_flight", 0),
+		       cli_json_int(p, "delivered", 0),
+		       cli_json_int(p, "failed", 0), hb);
+	}
+}
+
+int
+cli_providers_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"url", required_argument, NULL, 'u'},
+	    {"api-key", required_argument, NULL, 'k'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	struct cli_http_response resp;
+	const char *url = cli_http_default_url();
+	const char *api_key = getenv("SHIVNERI_API_KEY");
+	const json_t *list;
+	bool json = false;
+	int ch;
+
+	optind = 1;
+	opterr = 0;
+	for (;;) {
+		ch = getopt_long(argc, argv, "h", opts, NULL);
+		if (ch == -1)
+			break;
+		switch (ch) {
+		case 'u':
+			url = optarg;
+			break;
+		case 'k':
+			api_key = optarg;
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			fprintf(
+			    stderr,
+			    "providers: unknown or incomplete option '%s'\n",
+			    argv[optind - 1]);
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "providers: unexpected argument '%s'\n",
+			argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	if (cli_http_request("providers", "GET", url, "/v1/providers", api_key,
+			     NULL, NULL, &resp) != 0)
+		return 1;
+	list =
+	    resp.json != NULL ? json_object_get(resp.json, "providers") : NULL;
+	if (resp.status != 200 || !json_is_array(list)) {
+		cli_http_print_error("providers", &resp);
+		cli_http_response_cleanup(&resp);
+		return 1;
+	}
+	if (json)
+		cli_http_print_json(&resp);
+	else
+		print_table(list);
+	cli_http_response_cleanup(&resp);
+	return 0;
+}
