@@ -1,0 +1,49 @@
+/*
+ * The connector registry: each conn_TYPE.c registers its table from a
+ * constructor (CONNECTOR_REGISTER) before main() runs, so the table is
+ * filled once, single-threaded, and only read afterwards.  A fixed array
+ * suffices: the types are the files of this folder.  Registering two
+ * tables under one name is our bug and fatal.
+ */
+#include "agent/connector.h"
+#include "common/log.h"
+
+#include <string.h>
+
+#define CONNECTOR_MAX 32
+
+static const struct connector_ops *registry[CONNECTOR_MAX];
+static const char *names[CONNECTOR_MAX];
+static size_t nregistry;
+
+void
+connector_register(const struct connector_ops *ops)
+{
+	if (connector_lookup(ops->name) != NULL)
+		fatalx("connector %s registered twice", ops->name);
+	if (nregistry == CONNECTOR_MAX)
+		fatalx("too many connectors (max %d)", CONNECTOR_MAX);
+	registry[nregistry] = ops;
+	names[nregistry] = ops->name;
+	nregistry++;
+}
+
+const struct connector_ops *
+connector_lookup(const char *type)
+{
+	size_t i;
+
+	if (type == NULL)
+		return NULL;
+	for (i = 0; i < nregistry; i++)
+		if (strcmp(registry[i]->name, type) == 0)
+			return registry[i];
+	return NULL;
+}
+
+const char *const *
+connector_names(size_t *n)
+{
+	*n = nregistry;
+	return names;
+}
