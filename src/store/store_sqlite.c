@@ -35,6 +35,7 @@
 #include "common/workq.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -276,7 +277,9 @@ struct store_backend {
 	struct op *head, **tail; /* under lock */
 	bool stopping;           /* under lock */
 
-	bool closing; /* loop thread only */
+	bool closing;       /* loop thread only */
+	struct event *kick; /* wakes the writer once per loop turn */
+	bool kick_armed;    /* loop thread only */
 	atomic_size_t pending;
 	atomic_uint_fast64_t commits;
 
@@ -913,11 +916,26 @@ op_new(struct store_backend *be, enum op_kind kind, int err, void *arg,
 	return op;
 }
 
+/*
+ * Runs on the loop after the callbacks active in this turn: everything they
+ * queued goes to the writer together, so a burst of submissions (say, the
+ * clients a batch of completions just answered) shares one commit instead
+ * of the first one waking the writer alone.
+ */
+static void
+kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct store_backend *be = arg;
+
+	be->kick_armed = false;
+	pthread_mutex_lock(&be->lock);
+	pthread_cond_signal(&be->cond);
+	pthread_mutex_unlock(&be->lock);
+}
+
 static void
 enqueue(struct store_backend *be, struct op *op)
 {
-	bool was_empty;
-
 	atomic_fetch_add(&be->pending, 1);
 	if (be->closing) {
 		/* Too late for the writer: fail it, still asynchronously. */
@@ -929,12 +947,13 @@ enqueue(struct store_backend *be, struct op *op)
 		return;
 	}
 	pthread_mutex_lock(&be->lock);
-	was_empty = be->head == NULL;
 	*be->tail = op;
 	be->tail = &op->next;
-	if (was_empty)
-		pthread_cond_signal(&be->cond);
 	pthread_mutex_unlock(&be->lock);
+	if (!be->kick_armed) {
+		be->kick_armed = true;
+		event_active(be->kick, EV_TIMEOUT, 1);
+	}
 }
 
 /* Copies s into *tail and advances it; NULL stays NULL. */
@@ -1229,6 +1248,8 @@ static void
 backend_free(struct store_backend *be)
 {
 	db_teardown(be);
+	if (be->kick != NULL)
+		event_free(be->kick);
 	mailbox_free(be->mb);
 	pthread_mutex_destroy(&be->lock);
 	pthread_cond_destroy(&be->cond);
@@ -1259,8 +1280,9 @@ sqlite_open(const char *dir, struct event_base *base,
 	be->path = xasprintf("%s/shivneri.db", dir);
 	if ((rc = db_setup(be)) != 0)
 		goto fail;
+	be->kick = event_new(base, -1, 0, kick_cb, be);
 	be->mb = mailbox_new(base);
-	if (be->mb == NULL) {
+	if (be->kick == NULL || be->mb == NULL) {
 		rc = -EMFILE;
 		goto fail;
 	}
