@@ -38,6 +38,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -773,6 +774,7 @@ run_batch(struct store_backend *be, struct op *first, size_t n)
 	struct op *op;
 	int64_t now = now_ms();
 	size_t i, live = 0;
+	bool retry;
 	int rc;
 
 	for (i = 0, op = first; i < n; i++, op = op->next)
@@ -780,8 +782,15 @@ run_batch(struct store_backend *be, struct op *first, size_t n)
 			live++;
 	if (live == 0)
 		return;
-	if ((rc = step_once(be, ST_BEGIN)) != 0)
+	retry = live > 1;
+	if ((rc = step_once(be, ST_BEGIN)) != 0) {
+		/*
+		 * Nothing ran, and running each alone would only wait out the
+		 * busy timeout again per op: fail them all now.
+		 */
+		retry = false;
 		goto fail;
+	}
 	for (i = 0, op = first; i < n; i++, op = op->next) {
 		if (op->preset)
 			continue;
@@ -795,7 +804,8 @@ run_batch(struct store_backend *be, struct op *first, size_t n)
 	return;
 fail:
 	rollback(be);
-	if (live == 1) {
+	if (!retry) {
+		/* Alone, or nothing ran: the error is each op's own. */
 		for (i = 0, op = first; i < n; i++, op = op->next) {
 			if (op->preset)
 				continue;
@@ -1206,7 +1216,9 @@ db_setup(struct store_backend *be)
 	}
 	sqlite3_finalize(s);
 	s = NULL;
+	/* The WAL shrinks back to 64 MiB after a burst is checkpointed. */
 	rc = exec_sql(be->db, "PRAGMA synchronous = FULL;"
+			      "PRAGMA journal_size_limit = 67108864;"
 			      "PRAGMA foreign_keys = ON;");
 	if (rc != 0)
 		goto fail;
@@ -1263,6 +1275,7 @@ sqlite_open(const char *dir, struct event_base *base,
 	    struct store_backend **out)
 {
 	struct store_backend *be;
+	sigset_t all, old;
 	int rc;
 
 	*out = NULL;
@@ -1286,8 +1299,13 @@ sqlite_open(const char *dir, struct event_base *base,
 		rc = -EMFILE;
 		goto fail;
 	}
-	if (pthread_create(&be->thread, NULL, writer_main, be) != 0) {
-		rc = -EAGAIN;
+	/* Signals are the loop's business: the writer blocks them all. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&be->thread, NULL, writer_main, be);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		rc = -rc;
 		goto fail;
 	}
 	be->thread_started = true;
