@@ -1,0 +1,425 @@
+/*
+ * The supervisor of spawned agents.  Each child is one provider's agent:
+ * fork + execv of our own binary ("agent -p NAME [-c FILE] --server
+ * ADDR").  A child that dies is restarted after a backoff that starts at
+ * 100 ms and doubles up to 30 s, and falls back to 100 ms once a child
+ * has lived 10 s: a crashing agent costs a fork every 30 s at worst, one
+ * that dies now and then comes back at once (Postfix's master throttles
+ * the same way).
+ *
+ * SIGCHLD arrives through a libevent signal event, so reaping runs on the
+ * loop like everything else; it reaps with waitpid(-1, WNOHANG) until
+ * nothing is left, since signals coalesce.  Children get PR_SET_PDEATHSIG
+ * (SIGTERM) so that a server killed with -9 takes its agents along; the
+ * check of getppid() after prctl() closes the race where the parent died
+ * before prctl() ran.  A child gets a clean signal mask and default
+ * dispositions, and none of the server's descriptors besides 0, 1 and 2.
+ *
+ * Failures: a fork that fails at a restart is retried with the backoff; an
+ * execv that fails makes the child exit 127, which looks like (and is
+ * throttled like) an agent that crashed.  The supervisor owns its
+ * children's records and events; supervisor_free() kills and reaps what
+ * is still running so that no zombie or event outlives it.
+ */
+#include "server/supervisor.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <event2/event.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define SV_BACKOFF_MIN_MS 100
+#define SV_BACKOFF_MAX_MS 30000
+#define SV_STABLE_MS 10000
+
+struct sv_child {
+	struct supervisor *sv;
+	char *name;
+	pid_t pid;           /* 0 while not running */
+	int restarts;        /* how many times it was started again */
+	int backoff_ms;      /* the delay before the next restart */
+	int64_t started_ms;  /* mono_ms() of the last start */
+	struct event *timer; /* the next start */
+};
+
+struct supervisor {
+	struct event_base *base;
+	char *self_exe;
+	char *config_path; /* NULL: the agents use the embedded default */
+	char *server_addr;
+	struct sv_child **children;
+	size_t nchildren;
+	struct event *sigchld;
+	bool stopping;
+	struct event *kill_timer; /* SIGKILL after the grace time */
+	struct event *done_ev;    /* runs done() on the loop */
+	void (*done)(void *arg);
+	void *done_arg;
+};
+
+static void
+child_exec(const struct supervisor *sv, const struct sv_child *ch, pid_t parent)
+{
+	char *argv[10];
+	sigset_t none;
+	int i = 0, sig;
+	long fd, maxfd;
+
+	/*
+	 * Only async-signal-safe calls from here on (the server may have
+	 * threads): no malloc, no stdio, no log_*.
+	 */
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1)
+		_exit(126);
+	if (getppid() != parent)
+		_exit(126); /* the server died before prctl() */
+	sigemptyset(&none);
+	(void)sigprocmask(SIG_SETMASK, &none, NULL);
+	for (sig = 1; sig < NSIG; sig++)
+		(void)signal(sig, SIG_DFL);
+	if (syscall(SYS_close_range, 3U, ~0U, 0U) != 0) {
+		maxfd = sysconf(_SC_OPEN_MAX);
+		if (maxfd < 0 || maxfd > 65536)
+			maxfd = 65536;
+		for (fd = 3; fd < maxfd; fd++)
+			(void)close((int)fd);
+	}
+	argv[i++] = sv->self_exe;
+	argv[i++] = (char *)(uintptr_t) "agent";
+	argv[i++] = (char *)(uintptr_t) "-p";
+	argv[i++] = ch->name;
+	if (sv->config_path != NULL) {
+		argv[i++] = (char *)(uintptr_t) "-c";
+		argv[i++] = sv->config_path;
+	}
+	argv[i++] = (char *)(uintptr_t) "--server";
+	argv[i++] = sv->server_addr;
+	argv[i] = NULL;
+	execv(sv->self_exe, argv);
+	_exit(127);
+}
+
+/* Forks and execs ch's agent; 0 or -errno (and then ch is not running). */
+static int
+child_start(struct sv_child *ch)
+{
+	struct supervisor *sv = ch->sv;
+	pid_t parent = getpid(), pid;
+
+	pid = fork();
+	if (pid == -1) {
+		int e = errno;
+		log_warn("supervisor agent %s fork", ch->name);
+		return -e;
+	}
+	if (pid == 0)
+		child_exec(sv, ch, parent);
+	ch->pid = pid;
+	ch->started_ms = mono_ms();
+	log_info("supervisor agent %s started pid=%d restarts=%d", ch->name,
+		 (int)pid, ch->restarts);
+	return 0;
+}
+
+static void
+schedule_start(struct sv_child *ch, int delay_ms)
+{
+	struct timeval tv;
+
+	tv.tv_sec = delay_ms / 1000;
+	tv.tv_usec = (delay_ms % 1000) * 1000;
+	evtimer_add(ch->timer, &tv);
+}
+
+/* The delay before ch starts again, and the one after that. */
+static int
+next_backoff(struct sv_child *ch, int64_t lived_ms)
+{
+	int delay;
+
+	if (lived_ms >= SV_STABLE_MS)
+		ch->backoff_ms = SV_BACKOFF_MIN_MS;
+	delay = ch->backoff_ms;
+	ch->backoff_ms = ch->backoff_ms * 2 > SV_BACKOFF_MAX_MS
+			     ? SV_BACKOFF_MAX_MS
+			     : ch->backoff_ms * 2;
+	return delay;
+}
+
+static void
+restart_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sv_child *ch = arg;
+
+	(void)fd;
+	(void)what;
+	if (ch->sv->stopping || ch->pid != 0)
+		return;
+	ch->restarts++;
+	if (child_start(ch) != 0) {
+		int delay = next_backoff(ch, 0);
+		log_warnx("supervisor agent %s restart_in_ms=%d", ch->name,
+			  delay);
+		schedule_start(ch, delay);
+	}
+}
+
+static size_t
+running(const struct supervisor *sv)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < sv->nchildren; i++)
+		if (sv->children[i]->pid != 0)
+			n++;
+	return n;
+}
+
+static void
+maybe_done(struct supervisor *sv)
+{
+	struct timeval zero = {0, 0};
+
+	if (!sv->stopping || sv->done == NULL || running(sv) > 0)
+		return;
+	if (sv->kill_timer != NULL)
+		evtimer_del(sv->kill_timer);
+	evtimer_add(sv->done_ev, &zero);
+}
+
+static void
+done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct supervisor *sv = arg;
+	void (*done)(void *) = sv->done;
+
+	(void)fd;
+	(void)what;
+	sv->done = NULL;
+	if (done != NULL)
+		done(sv->done_arg);
+}
+
+static struct sv_child *
+child_by_pid(const struct supervisor *sv, pid_t pid)
+{
+	size_t i;
+
+	for (i = 0; i < sv->nchildren; i++)
+		if (sv->children[i]->pid == pid)
+			return sv->children[i];
+	return NULL;
+}
+
+static struct sv_child *
+child_by_name(const struct supervisor *sv, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < sv->nchildren; i++)
+		if (strcmp(sv->children[i]->name, name) == 0)
+			return sv->children[i];
+	return NULL;
+}
+
+static void
+reaped(struct supervisor *sv, pid_t pid, int status)
+{
+	struct sv_child *ch = child_by_pid(sv, pid);
+	char what[32];
+	int64_t lived;
+	int delay = -1;
+
+	if (WIFEXITED(status))
+		snprintf(what, sizeof(what), "exit:%d", WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		snprintf(what, sizeof(what), "signal:%d", WTERMSIG(status));
+	else
+		snprintf(what, sizeof(what), "0x%x", (unsigned)status);
+	if (ch == NULL) {
+		log_debug("supervisor reaped unknown pid=%d status=%s",
+			  (int)pid, what);
+		return;
+	}
+	ch->pid = 0;
+	lived = mono_ms() - ch->started_ms;
+	if (!sv->stopping) {
+		delay = next_backoff(ch, lived);
+		schedule_start(ch, delay);
+	}
+	log_info("supervisor agent %s exited status=%s pid=%d lived_ms=%lld "
+		 "restart_in_ms=%d",
+		 ch->name, what, (int)pid, (long long)lived, delay);
+}
+
+static void
+sigchld_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct supervisor *sv = arg;
+	pid_t pid;
+	int status;
+
+	(void)sig;
+	(void)what;
+	for (;;) {
+		pid = waitpid(-1, &status, WNOHANG);
+		if (pid == 0)
+			break;
+		if (pid == -1) {
+			if (errno == EINTR)
+				continue;
+			break; /* ECHILD: nothing left */
+		}
+		reaped(sv, pid, status);
+	}
+	maybe_done(sv);
+}
+
+static void
+kill_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct supervisor *sv = arg;
+	size_t i;
+
+	(void)fd;
+	(void)what;
+	for (i = 0; i < sv->nchildren; i++) {
+		struct sv_child *ch = sv->children[i];
+		if (ch->pid == 0)
+			continue;
+		log_warnx("supervisor agent %s pid=%d still alive after "
+			  "SIGTERM, killing",
+			  ch->name, (int)ch->pid);
+		(void)kill(ch->pid, SIGKILL);
+	}
+}
+
+struct supervisor *
+supervisor_new(struct event_base *base, const char *self_exe,
+	       const char *config_path, const char *server_addr)
+{
+	struct supervisor *sv = xcalloc(1, sizeof(*sv));
+
+	sv->base = base;
+	sv->self_exe = xstrdup(self_exe);
+	sv->config_path = xstrdup_or_null(config_path);
+	sv->server_addr = xstrdup(server_addr);
+	/*
+	 * Watch SIGCHLD before the first fork, so that a child dying at
+	 * once is not missed.
+	 */
+	sv->sigchld = evsignal_new(base, SIGCHLD, sigchld_cb, sv);
+	sv->kill_timer = evtimer_new(base, kill_cb, sv);
+	sv->done_ev = evtimer_new(base, done_cb, sv);
+	if (sv->sigchld == NULL || sv->kill_timer == NULL ||
+	    sv->done_ev == NULL || evsignal_add(sv->sigchld, NULL) != 0)
+		fatalx("supervisor: cannot set up events");
+	return sv;
+}
+
+int
+supervisor_spawn(struct supervisor *sv, const char *name)
+{
+	struct sv_child *ch;
+	int rc;
+
+	if (sv->stopping)
+		return -ESHUTDOWN;
+	if (child_by_name(sv, name) != NULL)
+		return -EEXIST;
+	ch = xcalloc(1, sizeof(*ch));
+	ch->sv = sv;
+	ch->name = xstrdup(name);
+	ch->backoff_ms = SV_BACKOFF_MIN_MS;
+	ch->timer = evtimer_new(sv->base, restart_cb, ch);
+	if (ch->timer == NULL)
+		fatalx("supervisor: cannot set up a timer");
+	rc = child_start(ch);
+	if (rc != 0) {
+		event_free(ch->timer);
+		free(ch->name);
+		free(ch);
+		return rc;
+	}
+	sv->children = xreallocarray(sv->children, sv->nchildren + 1,
+				     sizeof(*sv->children));
+	sv->children[sv->nchildren++] = ch;
+	return 0;
+}
+
+pid_t
+supervisor_pid(const struct supervisor *sv, const char *name)
+{
+	const struct sv_child *ch = child_by_name(sv, name);
+
+	return ch != NULL ? ch->pid : 0;
+}
+
+void
+supervisor_stop(struct supervisor *sv, int grace_ms, void (*done)(void *arg),
+		void *arg)
+{
+	struct timeval tv;
+	size_t i;
+
+	sv->stopping = true;
+	sv->done = done;
+	sv->done_arg = arg;
+	for (i = 0; i < sv->nchildren; i++) {
+		struct sv_child *ch = sv->children[i];
+		evtimer_del(ch->timer);
+		if (ch->pid != 0) {
+			log_info("supervisor agent %s stopping pid=%d",
+				 ch->name, (int)ch->pid);
+			(void)kill(ch->pid, SIGTERM);
+		}
+	}
+	if (running(sv) > 0) {
+		if (grace_ms < 0)
+			grace_ms = 0;
+		tv.tv_sec = grace_ms / 1000;
+		tv.tv_usec = (grace_ms % 1000) * 1000;
+		evtimer_add(sv->kill_timer, &tv);
+	}
+	maybe_done(sv);
+}
+
+void
+supervisor_free(struct supervisor *sv)
+{
+	size_t i;
+	int status;
+
+	if (sv == NULL)
+		return;
+	for (i = 0; i < sv->nchildren; i++) {
+		struct sv_child *ch = sv->children[i];
+		if (ch->pid != 0) {
+			/* Not stopped first: do not leave a zombie. */
+			(void)kill(ch->pid, SIGKILL);
+			while (waitpid(ch->pid, &status, 0) == -1 &&
+			       errno == EINTR)
+				;
+		}
+		event_free(ch->timer);
+		free(ch->name);
+		free(ch);
+	}
+	free(sv->children);
+	event_free(sv->sigchld);
+	event_free(sv->kill_timer);
+	event_free(sv->done_ev);
+	free(sv->self_exe);
+	free(sv->config_path);
+	free(sv->server_addr);
+	free(sv);
+}

@@ -1,0 +1,394 @@
+/*
+ * Unit tests of the supervisor, with shell scripts standing in for the
+ * agent binary: each start appends its arguments to a log file, then the
+ * script sleeps, ignores SIGTERM, or exits at once, as the test needs.
+ * Everything waits on a condition with a deadline while running the loop;
+ * nothing sleeps and hopes.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "common/util.h"
+#include "server/supervisor.h"
+
+#include <event2/event.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define DEADLINE_MS 10000
+
+struct fixture {
+	char *dir;
+	char *log; /* one line of arguments per start */
+	struct event_base *base;
+	struct event *tick;
+};
+
+static void
+tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+}
+
+/* Writes an executable script that logs its arguments, then runs body. */
+static char *
+script(struct fixture *f, const char *name, const char *body)
+{
+	char *path = xasprintf("%s/%s", f->dir, name);
+	char *text =
+	    xasprintf("#!/bin/sh\necho \"$@\" >> '%s'\n%s\n", f->log, body);
+	int fd;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0700);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	free(text);
+	return path;
+}
+
+static int
+setup(void **state)
+{
+	struct fixture *f = xcalloc(1, sizeof(*f));
+	char tmpl[] = "/tmp/shivneri-test-sv-XXXXXX";
+	struct timeval tv = {0, 20000};
+
+	assert_non_null(mkdtemp(tmpl));
+	f->dir = xstrdup(tmpl);
+	f->log = xasprintf("%s/starts.log", f->dir);
+	f->base = event_base_new();
+	assert_non_null(f->base);
+	/* A ticking timer bounds each EVLOOP_ONCE so deadlines are checked. */
+	f->tick = event_new(f->base, -1, EV_PERSIST, tick_cb, NULL);
+	event_add(f->tick, &tv);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fixture *f = *state;
+	char *cmd = xasprintf("rm -rf '%s'", f->dir);
+
+	event_free(f->tick);
+	event_base_free(f->base);
+	assert_int_equal(system(cmd), 0);
+	free(cmd);
+	free(f->log);
+	free(f->dir);
+	free(f);
+	return 0;
+}
+
+static int
+count_starts(const struct fixture *f)
+{
+	char *text = NULL;
+	size_t len = 0, i;
+	int n = 0;
+
+	if (file_read_all(f->log, 1 << 20, &text, &len) != 0)
+		return 0;
+	for (i = 0; i < len; i++)
+		if (text[i] == '\n')
+			n++;
+	free(text);
+	return n;
+}
+
+/* Dead means gone or a zombie (reaped by nobody yet in a container). */
+static bool
+dead(pid_t pid)
+{
+	char path[64], *text = NULL, *p;
+	size_t len;
+	bool z;
+
+	if (kill(pid, 0) == -1 && errno == ESRCH)
+		return true;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (file_read_all(path, 4096, &text, &len) != 0)
+		return true;
+	p = strrchr(text, ')');
+	z = p != NULL && (p[2] == 'Z' || p[2] == 'X');
+	free(text);
+	return z;
+}
+
+struct wait_ctx {
+	struct supervisor *sv;
+	const char *name;
+	pid_t old;
+	int starts;
+	const struct fixture *f;
+};
+
+static bool
+new_pid(void *arg)
+{
+	struct wait_ctx *w = arg;
+	pid_t p = supervisor_pid(w->sv, w->name);
+
+	return p > 0 && p != w->old;
+}
+
+static bool
+starts_at_least(void *arg)
+{
+	struct wait_ctx *w = arg;
+
+	return count_starts(w->f) >= w->starts;
+}
+
+static bool
+flag_set(void *arg)
+{
+	return *(bool *)arg;
+}
+
+/* Runs the loop until cond holds; false at the deadline. */
+static bool
+run_until(struct fixture *f, bool (*cond)(void *), void *arg, int ms)
+{
+	int64_t end = mono_ms() + ms;
+
+	while (!cond(arg)) {
+		if (mono_ms() > end)
+			return false;
+		event_base_loop(f->base, EVLOOP_ONCE);
+	}
+	return true;
+}
+
+static void
+done_cb(void *arg)
+{
+	*(bool *)arg = true;
+}
+
+static void
+test_restart_and_stop(void **state)
+{
+	struct fixture *f = *state;
+	char *exe = script(f, "agent.sh", "exec sleep 30");
+	struct supervisor *sv;
+	struct wait_ctx w;
+	pid_t p1, p2;
+	bool done = false;
+	char *text = NULL;
+	size_t len;
+	int status;
+
+	sv = supervisor_new(f->base, exe, "/etc/x.ini", "127.0.0.1:9");
+	assert_int_equal(supervisor_spawn(sv, "prov-a"), 0);
+	assert_int_equal(supervisor_spawn(sv, "prov-a"), -EEXIST);
+	assert_int_equal(supervisor_pid(sv, "nobody"), 0);
+	p1 = supervisor_pid(sv, "prov-a");
+	assert_true(p1 > 0);
+	assert_int_equal(kill(p1, 0), 0);
+
+	/* The agent got the arguments of the contract. */
+	memset(&w, 0, sizeof(w));
+	w.f = f;
+	w.starts = 1;
+	assert_true(run_until(f, starts_at_least, &w, DEADLINE_MS));
+	assert_int_equal(file_read_all(f->log, 4096, &text, &len), 0);
+	assert_string_equal(
+	    text, "agent -p prov-a -c /etc/x.ini --server 127.0.0.1:9\n");
+	free(text);
+
+	/* Killed: reaped and started again with a new pid. */
+	assert_int_equal(kill(p1, SIGKILL), 0);
+	w.sv = sv;
+	w.name = "prov-a";
+	w.old = p1;
+	assert_true(run_until(f, new_pid, &w, DEADLINE_MS));
+	p2 = supervisor_pid(sv, "prov-a");
+	assert_int_not_equal(p2, p1);
+	assert_int_equal(kill(p2, 0), 0);
+	/* The supervisor reaped the first one: it is not our child now. */
+	assert_int_equal(waitpid(p1, &status, WNOHANG), -1);
+	assert_int_equal(errno, ECHILD);
+
+	supervisor_stop(sv, 5000, done_cb, &done);
+	assert_int_equal(supervisor_spawn(sv, "prov-b"), -ESHUTDOWN);
+	assert_true(run_until(f, flag_set, &done, DEADLINE_MS));
+	assert_int_equal(supervisor_pid(sv, "prov-a"), 0);
+	assert_true(dead(p2));
+	assert_int_equal(waitpid(p2, &status, WNOHANG), -1);
+	/* Stopped for good: no restart. */
+	assert_int_equal(count_starts(f), 2);
+	supervisor_free(sv);
+	free(exe);
+}
+
+static void
+test_sigkill_after_grace(void **state)
+{
+	struct fixture *f = *state;
+	/* SIG_IGN survives exec: sleep then ignores SIGTERM. */
+	char *body = xasprintf("trap '' TERM\necho ready >> '%s'\n"
+			       "exec sleep 30",
+			       f->log);
+	char *exe = script(f, "stubborn.sh", body);
+	struct supervisor *sv;
+	struct wait_ctx w;
+	bool done = false;
+	int64_t t0;
+	pid_t p;
+
+	sv = supervisor_new(f->base, exe, NULL, "127.0.0.1:9");
+	assert_int_equal(supervisor_spawn(sv, "x"), 0);
+	p = supervisor_pid(sv, "x");
+	assert_true(p > 0);
+	/* Wait until the trap is set: "ready" is logged after it. */
+	memset(&w, 0, sizeof(w));
+	w.f = f;
+	w.starts = 2;
+	assert_true(run_until(f, starts_at_least, &w, DEADLINE_MS));
+	t0 = mono_ms();
+	supervisor_stop(sv, 300, done_cb, &done);
+	assert_true(run_until(f, flag_set, &done, DEADLINE_MS));
+	assert_true(mono_ms() - t0 >= 250);
+	assert_true(dead(p));
+	assert_int_equal(supervisor_pid(sv, "x"), 0);
+	supervisor_free(sv);
+	free(body);
+	free(exe);
+}
+
+static void
+test_backoff(void **state)
+{
+	struct fixture *f = *state;
+	char *exe = script(f, "crash.sh", "exit 3");
+	struct supervisor *sv;
+	struct wait_ctx w;
+	bool done = false;
+	int64_t t0;
+	int n;
+
+	sv = supervisor_new(f->base, exe, NULL, "127.0.0.1:9");
+	t0 = mono_ms();
+	assert_int_equal(supervisor_spawn(sv, "c"), 0);
+	memset(&w, 0, sizeof(w));
+	w.f = f;
+	w.starts = 4;
+	assert_true(run_until(f, starts_at_least, &w, DEADLINE_MS));
+	/* Three restarts waited 100 + 200 + 400 ms at least. */
+	assert_true(mono_ms() - t0 >= 700);
+	supervisor_stop(sv, 1000, done_cb, &done);
+	assert_true(run_until(f, flag_set, &done, DEADLINE_MS));
+	n = count_starts(f);
+	assert_true(n >= 4 && n <= 5);
+	supervisor_free(sv);
+	free(exe);
+}
+
+static void
+test_stop_empty(void **state)
+{
+	struct fixture *f = *state;
+	struct supervisor *sv;
+	bool done = false;
+
+	sv = supervisor_new(f->base, "/nonexistent", NULL, "127.0.0.1:9");
+	supervisor_stop(sv, 100, done_cb, &done);
+	/* Never from inside supervisor_stop: on the loop. */
+	assert_false(done);
+	assert_true(run_until(f, flag_set, &done, DEADLINE_MS));
+	supervisor_free(sv);
+}
+
+static void
+test_free_kills(void **state)
+{
+	struct fixture *f = *state;
+	char *exe = script(f, "agent.sh", "exec sleep 30");
+	struct supervisor *sv;
+	int status;
+	pid_t p;
+
+	sv = supervisor_new(f->base, exe, NULL, "127.0.0.1:9");
+	assert_int_equal(supervisor_spawn(sv, "a"), 0);
+	p = supervisor_pid(sv, "a");
+	assert_true(p > 0);
+	supervisor_free(sv);
+	/* Killed and reaped. */
+	assert_int_equal(waitpid(p, &status, WNOHANG), -1);
+	assert_true(dead(p));
+	free(exe);
+}
+
+/* The agent goes when the server is killed (PR_SET_PDEATHSIG). */
+static void
+test_parent_death(void **state)
+{
+	struct fixture *f = *state;
+	char *exe = script(f, "agent.sh", "exec sleep 30");
+	int fds[2], status;
+	pid_t mid, agent = 0;
+	int64_t end;
+
+	assert_int_equal(pipe(fds), 0);
+	mid = fork();
+	assert_true(mid >= 0);
+	if (mid == 0) {
+		struct event_base *base = event_base_new();
+		struct supervisor *sv;
+		pid_t p;
+
+		sv = supervisor_new(base, exe, NULL, "127.0.0.1:9");
+		if (supervisor_spawn(sv, "a") != 0)
+			_exit(1);
+		p = supervisor_pid(sv, "a");
+		if (write(fds[1], &p, sizeof(p)) != sizeof(p))
+			_exit(1);
+		_exit(0); /* as if killed: nothing cleaned up */
+	}
+	close(fds[1]);
+	assert_int_equal(read(fds[0], &agent, sizeof(agent)),
+			 (ssize_t)sizeof(agent));
+	close(fds[0]);
+	assert_int_equal(waitpid(mid, &status, 0), mid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_true(agent > 0);
+	end = mono_ms() + DEADLINE_MS;
+	while (!dead(agent) && mono_ms() < end)
+		event_base_loop(f->base, EVLOOP_ONCE);
+	assert_true(dead(agent));
+	free(exe);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_restart_and_stop, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_sigkill_after_grace, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_backoff, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stop_empty, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_free_kills, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_parent_death, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
