@@ -18,9 +18,11 @@ def test_kill9_agent_mid_stream(make_cluster):
     burst = h.Burst(c, 100, threads=4).start()
 
     def a_busy():
+        if burst.count() < 30:
+            return False
         p = c.provider("a")
         return p["in_flight"] > 0 or p["delivered"] > 0
-    h.wait_for(a_busy, 10, "agent a to take messages")
+    h.wait_for(a_busy, 20, "30 submissions and agent a taking messages")
     # Kill while the stream is still flowing.
     acked_at_kill = burst.count()
     c.agents["a"].kill9()
@@ -38,8 +40,10 @@ def test_kill9_agent_mid_stream(make_cluster):
     assert len(where.get("b", ())) > 0
     # Nothing can be delivered by a dead agent after the kill.
     assert c.provider("a")["in_flight"] == 0
+    nlost = 0
     for mid in ids:
         m = c.msg(mid)
+        nlost += any(a["outcome"] == "lost" for a in m["attempts"])
         for att in m["attempts"]:
             assert att["outcome"] in ("delivered", "lost"), m
             assert att["provider"] in ("a", "b"), m
@@ -48,6 +52,10 @@ def test_kill9_agent_mid_stream(make_cluster):
             assert a["provider"] == "a", m
         if lost:
             assert m["provider"] == "b", m
+
+    print("acked at kill %d, delivered by a %d, b %d, lost %d" %
+          (acked_at_kill, len(where.get("a", ())), len(where.get("b", ())),
+           nlost))
 
     # A returns: up within 2 s of its start.
     t0 = time.monotonic()
@@ -62,5 +70,7 @@ def test_kill9_agent_mid_stream(make_cluster):
     na = len(where2.get("a", ()))
     # Round robin: about half, with room for the scheduler skipping a
     # provider that is at max_in_flight.
+    print("after the restart: a %d, b %d; a up after %.3fs" %
+          (na, len(where2.get("b", ())), up_after))
     assert 8 <= na <= 32, {k: len(v) for k, v in where2.items()}
     assert c.server.alive()

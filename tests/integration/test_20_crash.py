@@ -19,8 +19,8 @@ def test_kill9_server_mid_burst(make_cluster):
     assert not burst.errors, burst.errors[:3]
     # Kill while the threads are still submitting, so some requests are
     # cut off half-way: those were never acknowledged and prove nothing.
-    c.server.kill9()
     t_kill = time.monotonic()
+    c.server.kill9()
     burst.stop()
     ids = burst.join()
     early = [e for t, e in burst.errors if t < t_kill]

@@ -14,8 +14,8 @@ def test_sigterm_mid_burst(make_cluster):
     h.wait_for(lambda: burst.count() >= 60 or burst.errors, 60,
                "60 acknowledged submissions")
     assert not burst.errors, burst.errors[:3]
-    c.server.signal(signal.SIGTERM)
     t_term = time.monotonic()
+    c.server.signal(signal.SIGTERM)
     rc = c.server.wait_exit(5)
     burst.stop()
     ids = burst.join()
