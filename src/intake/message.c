@@ -347,6 +347,22 @@ fail:
 	return rc;
 }
 
+/*
+ * The addr-spec for the envelope: an internationalized domain in its ASCII
+ * (punycode) form.  IDN conversion is costly, so ASCII skips it.
+ */
+static const char *
+envelope_addr(InternetAddressMailbox *mb)
+{
+	const char *a = internet_address_mailbox_get_addr(mb);
+	size_t i;
+
+	for (i = 0; a[i] != '\0'; i++)
+		if ((unsigned char)a[i] >= 0x80)
+			return internet_address_mailbox_get_idn_addr(mb);
+	return a;
+}
+
 /* Adds an envelope recipient unless it is already there. */
 static void
 rcpt_add(struct build *b, const char *addr)
@@ -408,7 +424,7 @@ add_recipients(struct build *b, const char *fname, const json_t *v, int type)
 			snprintf(field, sizeof(field), "%s", fname);
 		if (parse_mailbox(field, e, true, &mb, b->err) != 0)
 			return -1;
-		rcpt_add(b, internet_address_mailbox_get_idn_addr(mb));
+		rcpt_add(b, envelope_addr(mb));
 		if (hdr != NULL)
 			internet_address_list_add(hdr, INTERNET_ADDRESS(mb));
 		g_object_unref(mb);
@@ -424,7 +440,7 @@ set_from(struct build *b, const json_t *v)
 
 	if (parse_mailbox("from", v, true, &mb, b->err) != 0)
 		return -1;
-	idn = internet_address_mailbox_get_idn_addr(mb);
+	idn = envelope_addr(mb);
 	at = strrchr(idn, '@');
 	/* addr_spec_ok() saw an '@'; the IDN form keeps it. */
 	if (at == NULL || strlen(at + 1) >= sizeof(b->domain) ||
@@ -525,49 +541,57 @@ add_headers(struct build *b, json_t *obj)
 	return 0;
 }
 
-/*
- * A text part whose body is s with its line ends normalized: LF for 7bit
- * and quoted-printable (GMime writes them as CRLF), CRLF for base64, which
- * encodes text in its canonical form.  The encoding follows the content:
- * 7bit for short-lined ASCII, else quoted-printable unless more than about
- * a sixth of the bytes are 8-bit, where base64 is shorter.
- */
-static GMimeObject *
-text_part_new(const char *subtype, const char *s, size_t n)
+/* The number of bytes of s[0..n) with the high bit set, a word at a time. */
+static size_t
+count_high(const char *s, size_t n)
 {
-	GMimeTextPart *tp;
-	GMimeStream *stream;
-	GMimeDataWrapper *w;
-	GMimeContentEncoding enc;
-	GByteArray *arr;
-	size_t i, high = 0, line = 0, maxline = 0, o;
-	bool crlf;
-	guint8 *d;
+	const uint64_t mask = 0x8080808080808080ULL;
+	uint64_t w;
+	size_t i = 0, high = 0;
 
-	for (i = 0; i < n; i++) {
-		if ((unsigned char)s[i] >= 0x80)
-			high++;
-		if (s[i] == '\r' || s[i] == '\n') {
-			if (line > maxline)
-				maxline = line;
-			line = 0;
-		} else
-			line++;
+	for (; i + 8 <= n; i += 8) {
+		memcpy(&w, s + i, 8);
+		if (w & mask)
+			high += (size_t)__builtin_popcountll(w & mask);
 	}
-	if (line > maxline)
-		maxline = line;
-	if (high == 0 && maxline <= MAX_LINE)
-		enc = GMIME_CONTENT_ENCODING_7BIT;
-	else if (high * 6 > n)
-		enc = GMIME_CONTENT_ENCODING_BASE64;
-	else
-		enc = GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE;
-	crlf = enc == GMIME_CONTENT_ENCODING_BASE64;
+	for (; i < n; i++)
+		high += (unsigned char)s[i] >> 7;
+	return high;
+}
 
-	/* At most two bytes out per byte in (a bare CR becomes CRLF). */
-	arr = g_byte_array_sized_new(crlf ? 2 * n + 1 : n + 1);
+/* The longest line of s[0..n) split at LF only. */
+static size_t
+longest_line(const char *s, size_t n)
+{
+	const char *p = s, *end = s + n, *nl;
+	size_t max = 0;
+
+	while (p < end) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		if (nl == NULL)
+			nl = end;
+		if ((size_t)(nl - p) > max)
+			max = (size_t)(nl - p);
+		p = nl + 1;
+	}
+	return max;
+}
+
+/*
+ * Copies s with every line end (CRLF, bare CR, LF) made LF, or CRLF with
+ * crlf set, into a new byte array.
+ */
+static GByteArray *
+normalize_newlines(const char *s, size_t n, bool crlf)
+{
+	GByteArray *arr;
+	guint8 *d;
+	size_t i, o = 0;
+
+	/* At most two bytes out per byte in (a bare LF becomes CRLF). */
+	arr = g_byte_array_sized_new((guint)(crlf ? 2 * n + 1 : n + 1));
 	d = arr->data;
-	for (i = 0, o = 0; i < n; i++) {
+	for (i = 0; i < n; i++) {
 		if (s[i] == '\r' || s[i] == '\n') {
 			if (s[i] == '\r' && i + 1 < n && s[i + 1] == '\n')
 				i++;
@@ -578,10 +602,44 @@ text_part_new(const char *subtype, const char *s, size_t n)
 			d[o++] = (guint8)s[i];
 	}
 	g_byte_array_set_size(arr, (guint)o);
+	return arr;
+}
+
+/*
+ * A text part holding s.  Line ends are LF for 7bit and quoted-printable
+ * (GMime writes them as CRLF) and CRLF for base64, which encodes text in
+ * its canonical form.  The encoding follows the content: 7bit for
+ * short-lined ASCII, else quoted-printable, unless more than about a sixth
+ * of the bytes are 8-bit, where base64 is shorter.  The common case (LF
+ * line ends, not base64) costs two scans and one copy.
+ */
+static GMimeObject *
+text_part_new(const char *subtype, const char *s, size_t n)
+{
+	GMimeTextPart *tp;
+	GMimeStream *stream;
+	GMimeDataWrapper *w;
+	GMimeContentEncoding enc;
+	size_t high;
+	bool has_cr;
+
+	high = count_high(s, n);
+	has_cr = memchr(s, '\r', n) != NULL;
+	if (high == 0 && longest_line(s, n) <= MAX_LINE)
+		enc = GMIME_CONTENT_ENCODING_7BIT;
+	else if (high * 6 > n)
+		enc = GMIME_CONTENT_ENCODING_BASE64;
+	else
+		enc = GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE;
+	if (has_cr || enc == GMIME_CONTENT_ENCODING_BASE64)
+		stream =
+		    g_mime_stream_mem_new_with_byte_array(normalize_newlines(
+			s, n, enc == GMIME_CONTENT_ENCODING_BASE64));
+	else
+		stream = g_mime_stream_mem_new_with_buffer(s, n);
 
 	tp = g_mime_text_part_new_with_subtype(subtype);
 	g_mime_text_part_set_charset(tp, high ? "utf-8" : "us-ascii");
-	stream = g_mime_stream_mem_new_with_byte_array(arr);
 	w = g_mime_data_wrapper_new_with_stream(stream,
 						GMIME_CONTENT_ENCODING_DEFAULT);
 	g_object_unref(stream);
@@ -1075,7 +1133,7 @@ message_from_json(const char *json, size_t len,
 	if (find_fields(root, &f, err) != 0 || check_fields(&f, lim, err) != 0)
 		goto fail;
 
-	b.msg = g_mime_message_new(TRUE);
+	b.msg = g_mime_message_new(FALSE);
 	if (set_from(&b, f.from) != 0 ||
 	    add_recipients(&b, "to", f.to, GMIME_ADDRESS_TYPE_TO) != 0 ||
 	    add_recipients(&b, "cc", f.cc, GMIME_ADDRESS_TYPE_CC) != 0 ||
