@@ -21,8 +21,10 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_BIN = os.path.join(REPO, "build", "shivneri")
-DEFAULT_TOOLS = os.path.join(REPO, "build", "bench")
+DEFAULT_BIN = os.environ.get("SHIVNERI_BIN",
+                             os.path.join(REPO, "build", "shivneri"))
+DEFAULT_TOOLS = os.environ.get("BENCH_TOOLS",
+                               os.path.join(REPO, "build", "bench"))
 
 
 def free_port():

@@ -950,14 +950,16 @@ report(struct worker *ws, uint64_t end_us)
 		return;
 	}
 	printf("requests ok (2xx): %" PRIu64 "\n", ok);
-	printf("errors:            %" PRIu64, nerr);
+	printf("requests failed:   %" PRIu64, nerr);
 	for (j = 0; j < 600; j++)
 		if (status[j] != 0 && (j < 200 || j >= 300))
 			printf("  status %d: %" PRIu64, j, status[j]);
 	for (j = 0; j < ERR_NKINDS; j++)
-		if (errs[j] != 0)
+		if (errs[j] != 0 && j != ERR_CONNECT)
 			printf("  %s: %" PRIu64, err_names[j], errs[j]);
 	printf("\n");
+	if (errs[ERR_CONNECT] != 0)
+		printf("connect failures:  %" PRIu64 "\n", errs[ERR_CONNECT]);
 	if (unfinished > 0)
 		printf("unfinished:        %" PRIu64
 		       " (cut by the hard stop)\n",
