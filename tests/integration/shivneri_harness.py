@@ -32,7 +32,7 @@ def _sanitized(path):
             data = f.read()
     except OSError:
         return False
-    return b"AddressSanitizer" in data
+    return b"__asan_init" in data or b"AddressSanitizer" in data
 
 
 TIME_SCALE = float(os.environ.get("SHIVNERI_IT_SCALE", "0") or 0) or (
