@@ -289,6 +289,64 @@ given_matches(const char *s, size_t n, const char *addr)
 }
 
 /*
+ * A lexical screen run before GMime sees the address: outside quoted
+ * strings at most one '<' followed by one '>' with only spaces after it,
+ * no '@' before the '<', and none of the characters that make lists,
+ * groups, routes, comments or domain literals (",;:()[]\\").  Those shapes
+ * are refused anyway, and keeping them from the parser also keeps them
+ * from its error paths, some of which leak in GMime 3.2.13 (found by
+ * fuzzing: "a <b@c>d>", "a@b c <d@e>").
+ */
+static bool
+shape_ok(const char *s, size_t n)
+{
+	size_t i, lt = 0, gt = 0;
+	bool quoted = false;
+
+	for (i = 0; i < n; i++) {
+		if (quoted) {
+			if (s[i] == '\\')
+				i++;
+			else if (s[i] == '"')
+				quoted = false;
+			continue;
+		}
+		if (gt > 0 && s[i] != ' ')
+			return false;
+		switch (s[i]) {
+		case '"':
+			if (lt > 0)
+				return false;
+			quoted = true;
+			break;
+		case '<':
+			if (lt++ > 0)
+				return false;
+			break;
+		case '>':
+			if (lt == 0 || gt++ > 0)
+				return false;
+			break;
+		case '@':
+			/* Only in the addr-spec, never in a bare phrase. */
+			if (i < n && memchr(s + i, '<', n - i) != NULL)
+				return false;
+			break;
+		case ',':
+		case ';':
+		case ':':
+		case '(':
+		case ')':
+		case '[':
+		case ']':
+		case '\\':
+			return false;
+		}
+	}
+	return !quoted && lt == gt;
+}
+
+/*
  * Parses one address, the way the caller wrote it in field, into a new
  * mailbox reference in *out.  A display name is allowed only when
  * with_name is set.
@@ -309,6 +367,8 @@ parse_mailbox(const char *field, const json_t *v, bool with_name,
 		return invalid(err, field, "must be a string");
 	if (check_header_value(field, s, n, MAX_ADDRESS_LEN, err) != 0)
 		return -1;
+	if (!shape_ok(s, n))
+		return invalid(err, field, "not a valid address");
 	list = internet_address_list_parse(parser_opts, s);
 	if (list == NULL || internet_address_list_length(list) != 1) {
 		invalid(err, field, "not a valid address");

@@ -411,6 +411,12 @@ test_bad_addresses(void **state)
 	    "bob @example.net",
 	    ".bob@example.net",
 	    "Bob <bob@example.net> trailing",
+	    /* Shapes that reach leaking error paths inside GMime 3.2.13. */
+	    "Ann <ann@exa>ple.com>",
+	    "Ann x@example.org y <ann@example.com>",
+	    "Doe, John <j@example.net>",
+	    "<@route:bob@example.net>",
+	    "\\\"Ann <bob@example.net>",
 	    "<>",
 	    "",
 	};
