@@ -1,0 +1,390 @@
+/*
+ * The agent process end to end: agent_main runs in a forked child with a
+ * real configuration file and the maildir connector, against a toy server
+ * in this process built from link_conn and the codec on 127.0.0.1.
+ *
+ * The first connection answers with a wrong WELCOME MAC: the agent must
+ * drop it and reconnect.  The second is honest: the agent registers with
+ * its section's weight, priority and max_in_flight, beats, takes several
+ * jobs at once and reports each one delivered, with the message in new/.
+ * SIGTERM then ends it with status 0.  Configuration errors exit 2.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "agent/agent.h"
+#include "common/util.h"
+#include "link/link.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define NJOBS 3
+#define SECRET "0123456789abcdef0123456789abcdef"
+
+struct srv {
+	struct event_base *base;
+	int nconn;   /* connections accepted */
+	int nclosed; /* of which closed by the agent */
+	struct link_conn *c;
+	uint8_t nonce[LINK_NONCE_LEN];
+	struct link_hello hello;
+	int heartbeats;
+	int last_health;
+	bool jobs_sent;
+	int nresults;
+	struct link_result results[NJOBS];
+	bool protocol_error;
+};
+
+static char dir[64];
+
+static const char *
+body(int i)
+{
+	static char b[NJOBS][64];
+
+	snprintf(b[i], sizeof(b[i]), "Subject: job %d\r\n\r\nhello %d\r\n", i,
+		 i);
+	return b[i];
+}
+
+static void
+srv_frame(struct link_conn *c, int type, const uint8_t *p, size_t n, void *arg)
+{
+	struct srv *s = arg;
+	struct link_challenge ch;
+	struct link_auth au;
+	struct link_welcome w;
+	struct link_heartbeat hb;
+	uint8_t want[LINK_MAC_LEN];
+	const char *rcpt[] = {"b@example.net"};
+	char mid[32];
+	int i;
+
+	switch (type) {
+	case LINK_HELLO:
+		if (link_decode_hello(p, n, &s->hello) != 0)
+			break;
+		memset(&ch, 0, sizeof(ch));
+		ch.version = LINK_VERSION;
+		memcpy(ch.nonce, s->nonce, LINK_NONCE_LEN);
+		if (link_encode_challenge(link_conn_output(c), &ch) != 0)
+			break;
+		return;
+	case LINK_AUTH:
+		if (link_decode_auth(p, n, &au) != 0)
+			break;
+		link_mac_agent(SECRET, strlen(SECRET), s->nonce, s->hello.nonce,
+			       s->hello.name, want);
+		if (!link_mac_equal(want, au.mac))
+			break;
+		link_mac_server(SECRET, strlen(SECRET), s->hello.nonce,
+				s->nonce, s->hello.name, w.mac);
+		/* The first server is an impostor: its MAC is wrong. */
+		if (s->nconn == 1)
+			w.mac[0] ^= 1;
+		w.heartbeat_interval_ms = 100;
+		if (link_encode_welcome(link_conn_output(c), &w) != 0)
+			break;
+		return;
+	case LINK_HEARTBEAT:
+		if (link_decode_heartbeat(p, n, &hb) != 0)
+			break;
+		s->heartbeats++;
+		s->last_health = hb.health;
+		if (!s->jobs_sent) {
+			/* All at once: the agent must take several. */
+			for (i = 0; i < NJOBS; i++) {
+				snprintf(mid, sizeof(mid), "MID%d", i);
+				if (link_encode_job(link_conn_output(c),
+						    (uint64_t)(100 + i), mid,
+						    "a@example.com", rcpt, 1,
+						    body(i),
+						    strlen(body(i))) != 0)
+					break;
+			}
+			s->jobs_sent = true;
+		}
+		return;
+	case LINK_ERROR:
+		/* The agent's farewell to the impostor. */
+		if (s->nconn == 1)
+			return;
+		break;
+	case LINK_RESULT:
+		if (s->nresults >= NJOBS ||
+		    link_decode_result(p, n, &s->results[s->nresults]) != 0)
+			break;
+		s->nresults++;
+		return;
+	}
+	s->protocol_error = true;
+}
+
+static void
+srv_close(struct link_conn *c, int err, void *arg)
+{
+	struct srv *s = arg;
+
+	s->nclosed++;
+	link_conn_free(c);
+	if (s->c == c)
+		s->c = NULL;
+}
+
+static void
+accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+	  int salen, void *arg)
+{
+	struct srv *s = arg;
+	struct bufferevent *bev;
+
+	bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	s->nconn++;
+	/* Only one agent at a time in this test. */
+	link_conn_free(s->c);
+	s->c = link_conn_new(bev, LINK_CTRL_MAX, srv_frame, srv_close, s);
+	memset(s->nonce, s->nconn, sizeof(s->nonce));
+}
+
+static void
+deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	*(bool *)arg = true;
+}
+
+static void
+write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* Runs agent_main in a child; returns its pid. */
+static pid_t
+spawn_agent(int nargs, const char **args, int close_fd)
+{
+	char *argv[16];
+	pid_t pid;
+	int i;
+
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (close_fd >= 0)
+			close(close_fd);
+		for (i = 0; i < nargs && i < 15; i++)
+			argv[i] = xstrdup(args[i]); /* the child exits */
+		argv[i] = NULL;
+		_exit(agent_main(i, argv));
+	}
+	return pid;
+}
+
+/* Waits up to ms for pid; returns its exit status or -1. */
+static int
+wait_exit(pid_t pid, int ms)
+{
+	int64_t deadline = mono_ms() + ms;
+	struct timespec ts = {0, 10 * 1000 * 1000};
+	int st;
+
+	while (mono_ms() < deadline) {
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+		nanosleep(&ts, NULL);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	return -1;
+}
+
+static char *
+make_config(int port, bool with_secret)
+{
+	char *cfg, *text, *secret;
+
+	cfg = xasprintf("%s/shivneri.ini", dir);
+	secret = xasprintf("%s/agent.secret", dir);
+	if (with_secret) {
+		write_file(secret, SECRET "\n");
+		assert_int_equal(chmod(secret, 0600), 0);
+	} else
+		(void)unlink(secret);
+	text = xasprintf("[server]\n"
+			 "data_dir = %s/data\n"
+			 "agent_listen = 127.0.0.1:%d\n"
+			 "agent_secret_file = %s\n"
+			 "\n"
+			 "[provider.p1]\n"
+			 "type = maildir\n"
+			 "spawn = no\n"
+			 "path = %s/md\n"
+			 "weight = 3\n"
+			 "priority = 7\n"
+			 "max_in_flight = 5\n",
+			 dir, port, secret, dir);
+	write_file(cfg, text);
+	free(text);
+	free(secret);
+	return cfg;
+}
+
+static void
+test_agent_end_to_end(void **state)
+{
+	struct sockaddr_in sin;
+	socklen_t slen = sizeof(sin);
+	struct srv s;
+	struct evconnlistener *l;
+	struct event *deadline;
+	struct timeval tv = {20, 0};
+	bool expired = false;
+	char *cfg, *path, *data;
+	const char *args[5] = {"agent", "-c", NULL, "-p", "p1"};
+	size_t len;
+	pid_t pid;
+	int fd, i;
+
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(fd, 8), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &slen), 0);
+	cfg = make_config(ntohs(sin.sin_port), true);
+	args[2] = cfg;
+	pid = spawn_agent(5, args, fd);
+
+	memset(&s, 0, sizeof(s));
+	s.base = event_base_new();
+	assert_int_equal(evutil_make_socket_nonblocking(fd), 0);
+	l = evconnlistener_new(s.base, accept_cb, &s, LEV_OPT_CLOSE_ON_FREE, -1,
+			       fd);
+	assert_non_null(l);
+	deadline = evtimer_new(s.base, deadline_cb, &expired);
+	evtimer_add(deadline, &tv);
+	while (s.nresults < NJOBS && !expired && !s.protocol_error)
+		event_base_loop(s.base, EVLOOP_ONCE);
+
+	assert_false(s.protocol_error);
+	/* The impostor was dropped, and the agent came back. */
+	assert_int_equal(s.nconn, 2);
+	assert_int_equal(s.nclosed, 1);
+	assert_string_equal(s.hello.name, "p1");
+	assert_string_equal(s.hello.type, "maildir");
+	assert_int_equal(s.hello.weight, 3);
+	assert_int_equal(s.hello.priority, 7);
+	assert_int_equal(s.hello.max_in_flight, 5);
+	assert_true(s.hello.pid == pid);
+	assert_true(s.heartbeats >= 1);
+	assert_int_equal(s.last_health, LINK_HEALTH_OK);
+	assert_int_equal(s.nresults, NJOBS);
+	for (i = 0; i < NJOBS; i++) {
+		struct link_result *r = &s.results[i];
+		int k = (int)r->job_id - 100;
+		assert_true(k >= 0 && k < NJOBS);
+		assert_int_equal(r->outcome, 0); /* OUTCOME_DELIVERED */
+		path = xasprintf("%s/md/new/%s", dir, r->provider_message_id);
+		assert_int_equal(file_read_all(path, 4096, &data, &len), 0);
+		assert_int_equal(len, strlen(body(k)));
+		assert_memory_equal(data, body(k), len);
+		free(data);
+		free(path);
+	}
+
+	/* Heartbeats keep coming (interval 100 ms). */
+	i = s.heartbeats;
+	while (s.heartbeats < i + 2 && !expired)
+		event_base_loop(s.base, EVLOOP_ONCE);
+	assert_true(s.heartbeats >= i + 2);
+
+	assert_int_equal(kill(pid, SIGTERM), 0);
+	assert_int_equal(wait_exit(pid, 10000), 0);
+
+	link_conn_free(s.c);
+	event_free(deadline);
+	evconnlistener_free(l);
+	event_base_free(s.base);
+	free(cfg);
+}
+
+static void
+test_agent_config_errors(void **state)
+{
+	char *cfg = make_config(1, true);
+	const char *unknown[] = {"agent", "-c", cfg, "-p", "nope"};
+	const char *noname[] = {"agent", "-c", cfg};
+	const char *badopt[] = {"agent", "-c", cfg, "-p", "p1", "--bogus"};
+	const char *nofile[] = {"agent", "-c", "/nonexistent/x.ini", "-p",
+				"p1"};
+	const char *ok[] = {"agent", "-c", cfg, "-p", "p1"};
+
+	assert_int_equal(wait_exit(spawn_agent(5, unknown, -1), 10000), 2);
+	assert_int_equal(wait_exit(spawn_agent(3, noname, -1), 10000), 2);
+	assert_int_equal(wait_exit(spawn_agent(6, badopt, -1), 10000), 2);
+	assert_int_equal(wait_exit(spawn_agent(5, nofile, -1), 10000), 2);
+	free(make_config(1, false)); /* no secret file */
+	assert_int_equal(wait_exit(spawn_agent(5, ok, -1), 10000), 2);
+	free(cfg);
+}
+
+static void
+rm_rf(const char *path)
+{
+	char *cmd = xasprintf("rm -rf '%s'", path);
+
+	assert_int_equal(system(cmd), 0);
+	free(cmd);
+}
+
+static int
+setup(void **state)
+{
+	snprintf(dir, sizeof(dir), "/tmp/test_agent.XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	rm_rf(dir);
+	return 0;
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_agent_end_to_end, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_agent_config_errors, setup,
+					    teardown),
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
