@@ -129,20 +129,26 @@ def test_wrong_secret_never_registers(cl):
     mal = cl.start_agent("mallory", config=cfg, wait=False)
     cl.agents["a"] = real_a
 
-    # Watch for a while: the verdict is checked at every poll.  The window
-    # ends early once both impostors have given up.
-    deadline = time.monotonic() + h.scaled(2.0)
-    while time.monotonic() < deadline:
+    # Watch until each impostor has been turned away twice (its log says
+    # so) or has given up; the verdict is checked at every poll.
+    def refused(p):
+        if not p.alive():
+            return True
+        with open(p.log_path, "rb") as f:
+            return f.read().lower().count(b"auth") >= 2
+
+    deadline = time.monotonic() + h.scaled(5.0)
+    while not (refused(imp) and refused(mal)):
         provs = cl.providers_map()
         assert "mallory" not in provs, provs
         assert provs["a"]["state"] == "up", provs
-        if not imp.alive() and not mal.alive():
-            break
+        assert provs["a"]["pid"] in (None, real_a.pid), provs
+        assert time.monotonic() < deadline, \
+            "the impostors neither exited nor logged a refusal"
         time.sleep(0.05)
-    if not imp.alive():
-        assert imp.p.returncode != 0
-    if not mal.alive():
-        assert mal.p.returncode != 0
+    for p in (imp, mal):
+        if not p.alive():
+            assert p.p.returncode != 0, p.name
     still_serving(cl, n=4, start=600)
     assert "mallory" not in cl.providers_map()
     # Mail for "a" went to the real agent's maildir, nothing else.
