@@ -179,3 +179,47 @@ def test_api_keys(make_cluster, tmp_path):
               headers={"Authorization": "Bearer first-key-0123456789"})
     assert r.status == 200, r
     assert r.json["queued"] + r.json["sending"] == 1, r
+
+
+def test_delivered_mime_content(cl):
+    import base64
+    import email
+    import email.policy
+
+    blob = os.urandom(2048)
+    msg = h.message(4, subject="Content check \u00e9t\u00e9",
+                    bcc=["hidden@example.org"], reply_to="help@example.com",
+                    html="<p>hi</p>", headers={"X-Campaign": "c9"},
+                    attachments=[{"filename": "a.bin",
+                                  "content_type": "application/octet-stream",
+                                  "content_base64":
+                                  base64.b64encode(blob).decode()}])
+    mid = cl.submit(msg)
+    cl.wait_delivered([mid])
+    prov = cl.msg(mid)["provider"]
+    d = os.path.join(cl.maildir(prov), "new")
+    parsed = None
+    for name in os.listdir(d):
+        with open(os.path.join(d, name), "rb") as f:
+            m = email.message_from_binary_file(f, policy=email.policy.default)
+        if m["Message-ID"].strip().startswith("<" + mid + "@"):
+            parsed = m
+    assert parsed is not None
+    assert parsed["Bcc"] is None, "Bcc leaked into the headers"
+    assert str(parsed["Subject"]) == "Content check \u00e9t\u00e9"
+    assert "ann@example.com" in str(parsed["From"])
+    assert "bob@example.net" in str(parsed["To"])
+    assert "help@example.com" in str(parsed["Reply-To"])
+    assert str(parsed["X-Campaign"]) == "c9"
+    assert parsed["Date"] is not None
+    parts = {p.get_content_type(): p for p in parsed.walk()}
+    assert "text/plain" in parts and "text/html" in parts, list(parts)
+    att = [p for p in parsed.walk() if p.get_filename() == "a.bin"]
+    assert len(att) == 1
+    assert att[0].get_payload(decode=True) == blob
+
+
+def test_metrics(cl):
+    r = cl.get("/metrics")
+    assert r.status == 200, r
+    assert b"# TYPE" in r.body or b"# HELP" in r.body, r.body[:200]
