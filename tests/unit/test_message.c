@@ -307,6 +307,9 @@ test_bad_json(void **state)
 		   " \"subject\": \"\xc3\x28\", \"text\": \"t\"}",
 		   400, "invalid_json", "body");
 	expect_err("{\"text\": \"\xff\"}", 400, "invalid_json", "body");
+	/* A NUL in a key is refused by jansson itself, never truncated. */
+	expect_err("{\"from\\u0000x\": \"a@b.c\"}", 400, "invalid_json",
+		   "body");
 	/* A raw NUL byte inside the body. */
 	expect_err_len("{\"text\": \"a\0b\"}", 15, 400, "invalid_json", "body");
 }
