@@ -3,7 +3,7 @@
  * first every field is found, typed and checked against the limits with
  * nothing built (so most refusals cost a parse and no GMime objects), then
  * the RFC 5322 message is built with GMime and serialized once, with CRLF
- * line ends, straight into the buffer the store keeps.
+ * line ends, then copied into the buffer the store keeps.
  *
  * Header injection is refused rather than repaired: a CR, LF, NUL or other
  * control character in any value that ends up in a header (addresses,
@@ -348,12 +348,12 @@ shape_ok(const char *s, size_t n)
 
 /*
  * Parses one address, the way the caller wrote it in field, into a new
- * mailbox reference in *out.  A display name is allowed only when
- * with_name is set.
+ * mailbox reference in *out.  A display name is allowed (it shows in the
+ * header; the envelope takes only the addr-spec).
  */
 static int
-parse_mailbox(const char *field, const json_t *v, bool with_name,
-	      InternetAddressMailbox **out, struct message_error *err)
+parse_mailbox(const char *field, const json_t *v, InternetAddressMailbox **out,
+	      struct message_error *err)
 {
 	InternetAddressList *list = NULL;
 	InternetAddress *ia;
@@ -385,20 +385,12 @@ parse_mailbox(const char *field, const json_t *v, bool with_name,
 		goto fail;
 	}
 	name = internet_address_get_name(ia);
-	if (name != NULL && *name != '\0') {
-		if (!with_name) {
-			invalid(err, field, "a display name is not allowed");
+	/* An encoded-word may have smuggled a control character in. */
+	for (i = 0; name != NULL && name[i] != '\0'; i++)
+		if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f) {
+			invalid(err, field, "contains a control character");
 			goto fail;
 		}
-		/* An encoded-word may have smuggled a control in. */
-		for (i = 0; name[i] != '\0'; i++)
-			if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f) {
-				invalid(err, field,
-					"contains a control "
-					"character");
-				goto fail;
-			}
-	}
 	*out = INTERNET_ADDRESS_MAILBOX(g_object_ref(ia));
 	rc = 0;
 fail:
@@ -482,7 +474,7 @@ add_recipients(struct build *b, const char *fname, const json_t *v, int type)
 			snprintf(field, sizeof(field), "%s[%zu]", fname, i);
 		else
 			snprintf(field, sizeof(field), "%s", fname);
-		if (parse_mailbox(field, e, true, &mb, b->err) != 0)
+		if (parse_mailbox(field, e, &mb, b->err) != 0)
 			return -1;
 		rcpt_add(b, envelope_addr(mb));
 		if (hdr != NULL)
@@ -498,7 +490,7 @@ set_from(struct build *b, const json_t *v)
 	InternetAddressMailbox *mb;
 	const char *idn, *at;
 
-	if (parse_mailbox("from", v, true, &mb, b->err) != 0)
+	if (parse_mailbox("from", v, &mb, b->err) != 0)
 		return -1;
 	idn = envelope_addr(mb);
 	at = strrchr(idn, '@');
@@ -523,7 +515,7 @@ set_reply_to(struct build *b, const json_t *v)
 
 	if (v == NULL)
 		return 0;
-	if (parse_mailbox("reply_to", v, true, &mb, b->err) != 0)
+	if (parse_mailbox("reply_to", v, &mb, b->err) != 0)
 		return -1;
 	internet_address_list_add(g_mime_message_get_reply_to(b->msg),
 				  INTERNET_ADDRESS(mb));

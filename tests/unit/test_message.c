@@ -75,6 +75,8 @@ expect_err(const char *json, int status, const char *code, const char *field)
 	expect_err_len(json, strlen(json), status, code, field);
 }
 
+#define BASE "\"from\": \"ann@example.com\", \"to\": \"bob@example.net\""
+
 static GMimeMessage *
 parse_mime(const struct store_message *m)
 {
@@ -292,6 +294,29 @@ test_cjk_text(void **state)
 	store_message_free(m);
 }
 
+/* A 3000-byte ASCII line is wrapped by quoted-printable, not cut. */
+static void
+test_long_line(void **state)
+{
+	char json[4096], line[3001];
+	struct store_message *m;
+	GMimeMessage *msg;
+	char *t;
+
+	memset(line, 'z', 3000);
+	line[3000] = '\0';
+	snprintf(json, sizeof(json), "{" BASE ", \"text\": \"%s\"}", line);
+	m = build_ok(json);
+	assert_crlf(m);
+	assert_non_null(strstr(m->mime, "quoted-printable"));
+	msg = parse_mime(m);
+	t = part_text(g_mime_message_get_mime_part(msg));
+	assert_int_equal(strncmp(t, line, 3000), 0);
+	g_free(t);
+	g_object_unref(msg);
+	store_message_free(m);
+}
+
 static void
 test_bad_json(void **state)
 {
@@ -313,8 +338,6 @@ test_bad_json(void **state)
 	/* A raw NUL byte inside the body. */
 	expect_err_len("{\"text\": \"a\0b\"}", 15, 400, "invalid_json", "body");
 }
-
-#define BASE "\"from\": \"ann@example.com\", \"to\": \"bob@example.net\""
 
 static void
 test_missing(void **state)
@@ -713,6 +736,7 @@ main(void)
 	    cmocka_unit_test(test_to_string_text_only),
 	    cmocka_unit_test(test_html_only_bcc_only),
 	    cmocka_unit_test(test_cjk_text),
+	    cmocka_unit_test(test_long_line),
 	    cmocka_unit_test(test_bad_json),
 	    cmocka_unit_test(test_missing),
 	    cmocka_unit_test(test_wrong_types),
