@@ -578,7 +578,7 @@ add_headers(struct build *b, json_t *obj)
 	{
 		snprintf(field, sizeof(field), "headers.%s",
 			 safe_name(key, strlen(key), kbuf, sizeof(kbuf)));
-		/* A key with NUL is shorter as a C string than in JSON. */
+		/* jansson refuses NUL in keys, so strlen() is the length. */
 		if (check_header_name(field, key, strlen(key), b->err) != 0)
 			return -1;
 		val = str_of(v, &n);
