@@ -72,7 +72,7 @@ log_reopen(void)
 	return rc;
 }
 
-static void
+static void __attribute__((format(printf, 3, 0)))
 vlog(const char *level, int errnum, const char *fmt, va_list ap)
 {
 	char line[2048];

@@ -8,6 +8,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "common/workq.h"
 #include "dispatch/dispatcher.h"
 #include "dispatch/registry.h"
 #include "intake/message.h"
@@ -30,6 +31,7 @@
 #include <sys/socket.h>
 
 #define IDEM_KEY_MAX 255
+#define BUILDER_THREADS 2
 
 struct http_api {
 	struct event_base *base;
@@ -46,11 +48,25 @@ struct http_api {
 	unsigned pending;
 	struct message_limits lim;
 	size_t max_body;
+	struct workq *builders; /* message_from_json off the loop */
+	bool closing;           /* workers being stopped: answer 503 */
 };
 
 struct pending {
 	struct http_api *api;
 	struct evhttp_request *req;
+};
+
+/* A submission on its way through a builder thread. */
+struct build {
+	struct http_api *api;
+	struct evhttp_request *req;
+	const char *json; /* the request's body; it lives until we reply */
+	size_t len;
+	char *idem;
+	struct store_message *m;
+	struct message_error err;
+	int rc;
 };
 
 static void
@@ -248,6 +264,43 @@ submit_cb(void *arg, int err, const char *id, bool duplicate,
 	free(pd);
 }
 
+/* On a builder thread: pure work on the request's body. */
+static void
+build_work(void *arg)
+{
+	struct build *b = arg;
+
+	b->rc =
+	    message_from_json(b->json, b->len, &b->api->lim, &b->m, &b->err);
+}
+
+/* Back on the loop: answer a refusal, or hand the message to the store. */
+static void
+build_done(void *arg)
+{
+	struct build *b = arg;
+	struct http_api *api = b->api;
+	struct pending *pd;
+
+	if (b->rc != 0) {
+		api->pending--;
+		reply_error(b->req, b->err.http_status, b->err.code,
+			    b->err.message);
+	} else if (api->closing) {
+		api->pending--;
+		store_message_free(b->m);
+		reply_error(b->req, 503, "unavailable",
+			    "the server is stopping");
+	} else {
+		pd = xmalloc(sizeof(*pd));
+		pd->api = api;
+		pd->req = b->req;
+		store_submit(api->st, b->m, b->idem, submit_cb, pd);
+	}
+	free(b->idem);
+	free(b);
+}
+
 static bool
 idem_key_valid(const char *k)
 {
@@ -268,11 +321,8 @@ post_message(struct http_api *api, struct evhttp_request *req)
 	struct evbuffer *body = evhttp_request_get_input_buffer(req);
 	const char *ctype = evhttp_find_header(h, "Content-Type");
 	const char *idem = evhttp_find_header(h, "Idempotency-Key");
-	struct message_error merr;
-	struct store_message *m = NULL;
-	struct pending *pd;
 	size_t len = evbuffer_get_length(body);
-	const char *json;
+	struct build *b;
 
 	if (ctype == NULL || strncasecmp(ctype, "application/json", 16) != 0 ||
 	    (ctype[16] != '\0' && ctype[16] != ';' && ctype[16] != ' ')) {
@@ -290,17 +340,16 @@ post_message(struct http_api *api, struct evhttp_request *req)
 		    "Idempotency-Key: 1 to 255 printable ASCII characters");
 		return;
 	}
-	json = (const char *)evbuffer_pullup(body, -1);
-	if (message_from_json(json ? json : "", len, &api->lim, &m, &merr) !=
-	    0) {
-		reply_error(req, merr.http_status, merr.code, merr.message);
-		return;
-	}
-	pd = xmalloc(sizeof(*pd));
-	pd->api = api;
-	pd->req = req;
+	b = xcalloc(1, sizeof(*b));
+	b->api = api;
+	b->req = req;
+	b->json = (const char *)evbuffer_pullup(body, -1);
+	if (b->json == NULL)
+		b->json = "";
+	b->len = len;
+	b->idem = xstrdup_or_null(idem);
 	api->pending++;
-	store_submit(api->st, m, idem, submit_cb, pd);
+	workq_submit(api->builders, build_work, build_done, b);
 }
 
 static void
@@ -624,6 +673,7 @@ http_api_new(struct event_base *base, const struct config *cfg,
 			 cfg->http_listen);
 		goto fail;
 	}
+	api->builders = workq_new(base, BUILDER_THREADS);
 	api->http = evhttp_new(base);
 	evhttp_set_max_body_size(api->http, (ev_ssize_t)api->max_body);
 	evhttp_set_max_headers_size(api->http, 64 * 1024);
@@ -649,6 +699,7 @@ http_api_new(struct event_base *base, const struct config *cfg,
 	return api;
 fail:
 	free(host);
+	workq_free(api->builders);
 	if (api->http != NULL)
 		evhttp_free(api->http);
 	keys_free(api->keys, api->nkeys);
@@ -678,10 +729,21 @@ http_api_pending(const struct http_api *api)
 }
 
 void
+http_api_stop_workers(struct http_api *api)
+{
+	if (api == NULL || api->builders == NULL)
+		return;
+	api->closing = true;
+	workq_free(api->builders);
+	api->builders = NULL;
+}
+
+void
 http_api_free(struct http_api *api)
 {
 	if (api == NULL)
 		return;
+	http_api_stop_workers(api);
 	evhttp_free(api->http);
 	keys_free(api->keys, api->nkeys);
 	free(api);

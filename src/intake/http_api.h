@@ -2,7 +2,9 @@
  * The HTTP API of SPEC.md on evhttp: message intake and lookup, providers
  * and their drain, stats, Prometheus metrics, health and readiness.
  *
- * A submission is answered only from the store's durability callback
+ * A submission's JSON is checked and built into MIME on builder threads
+ * (the costliest step, kept off the loop), then answered only from the
+ * store's durability callback
  * (202 once its commit is on disk), so the request stays pending across
  * the group commit; evhttp keeps a request whose client went away until
  * we reply, and then frees it, so a late reply is always safe.
@@ -32,7 +34,12 @@ struct http_api *http_api_new(struct event_base *base, const struct config *cfg,
 int http_api_reload_keys(struct http_api *api);
 /* Stops accepting connections; requests in progress are still answered. */
 void http_api_stop_accepting(struct http_api *api);
-/* Requests waiting for the store. */
+/*
+ * Stops the builder threads; submissions still being built are answered
+ * 503.  Call before the store closes.
+ */
+void http_api_stop_workers(struct http_api *api);
+/* Requests waiting for a builder or the store. */
 unsigned http_api_pending(const struct http_api *api);
 void http_api_free(struct http_api *api);
 int http_api_port(const struct http_api *api);

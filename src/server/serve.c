@@ -235,8 +235,10 @@ server_cleanup(struct server *s)
 		event_free(s->sigint);
 	if (s->sighup)
 		event_free(s->sighup);
-	if (s->api != NULL)
+	if (s->api != NULL) {
 		http_api_stop_accepting(s->api);
+		http_api_stop_workers(s->api);
+	}
 	agent_port_free(s->ap);
 	if (s->st != NULL)
 		store_close(s->st);
