@@ -54,6 +54,8 @@ struct srv {
 };
 
 static char dir[64];
+/* The running agent, killed by teardown if an assertion fails first. */
+static pid_t agent_pid;
 
 static const char *
 body(int i)
@@ -277,6 +279,7 @@ test_agent_end_to_end(void **state)
 	cfg = make_config(ntohs(sin.sin_port), true);
 	args[2] = cfg;
 	pid = spawn_agent(5, args, fd);
+	agent_pid = pid;
 
 	memset(&s, 0, sizeof(s));
 	s.base = event_base_new();
@@ -323,6 +326,7 @@ test_agent_end_to_end(void **state)
 
 	assert_int_equal(kill(pid, SIGTERM), 0);
 	assert_int_equal(wait_exit(pid, 10000), 0);
+	agent_pid = 0;
 
 	link_conn_free(s.c);
 	event_free(deadline);
@@ -371,6 +375,13 @@ setup(void **state)
 static int
 teardown(void **state)
 {
+	int st;
+
+	if (agent_pid > 0) {
+		kill(agent_pid, SIGKILL);
+		waitpid(agent_pid, &st, 0);
+		agent_pid = 0;
+	}
 	rm_rf(dir);
 	return 0;
 }
