@@ -545,10 +545,17 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 }
 
 static void
-usage(void)
+usage(FILE *f)
 {
-	fprintf(stderr, "usage: shivneri agent [-c FILE] -p NAME "
-			"[--server HOST:PORT] [-v]\n");
+	fprintf(f,
+		"usage: shivneri agent [-c FILE] -p NAME "
+		"[--server HOST:PORT] [-v]\n"
+		"  -c FILE             configuration (default: the embedded "
+		"one)\n"
+		"  -p NAME             the provider, section [provider.NAME]\n"
+		"  --server HOST:PORT  the server's agent port (default: "
+		"[server] agent_listen)\n"
+		"  -v                  verbose (debug) logging\n");
 }
 
 static void
@@ -702,15 +709,15 @@ agent_main(int argc, char **argv)
 			verbose++;
 			break;
 		case 'h':
-			usage();
+			usage(stdout);
 			return 0;
 		default:
-			usage();
+			usage(stderr);
 			return 2;
 		}
 	}
 	if (optind != argc || name == NULL) {
-		usage();
+		usage(stderr);
 		return 2;
 	}
 	log_init("agent", verbose);

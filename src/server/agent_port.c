@@ -120,12 +120,13 @@ on_hello(struct agent *a, const uint8_t *p, size_t n)
 	int rc;
 
 	rc = link_decode_hello(p, n, &a->hello);
-	if (rc != 0) {
-		reject(a, "protocol_error", link_strerror(rc));
+	if (rc == LINK_E_VERSION ||
+	    (rc == 0 && a->hello.version != LINK_VERSION)) {
+		reject(a, "version", "unsupported protocol version");
 		return;
 	}
-	if (a->hello.version != LINK_VERSION) {
-		reject(a, "version", "unsupported protocol version");
+	if (rc != 0) {
+		reject(a, "protocol_error", link_strerror(rc));
 		return;
 	}
 	if (random_bytes(a->nonce, sizeof(a->nonce)) != 0) {
