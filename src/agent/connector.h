@@ -39,14 +39,15 @@ struct connector_job {
 };
 
 struct connector_result {
-	int outcome;			 /* enum outcome */
+	int outcome;                     /* enum outcome */
 	const char *provider_message_id; /* may be NULL */
-	const char *detail;		 /* may be NULL; no secrets */
+	const char *detail;              /* may be NULL; no secrets */
 };
 
 /* Called once per accepted job; res and its strings die after it returns. */
 typedef void (*connector_done_cb)(struct connector_job *job,
-    const struct connector_result *res, void *arg);
+				  const struct connector_result *res,
+				  void *arg);
 
 struct connector_ops {
 	const char *name; /* the provider type, "maildir" */
@@ -55,8 +56,8 @@ struct connector_ops {
 	 * them and prepares.  0, or a negative error with a message in err.
 	 */
 	int (*open)(const struct provider_config *pc, struct event_base *base,
-	    connector_done_cb done, void *arg, void **state, char *err,
-	    size_t errlen);
+		    connector_done_cb done, void *arg, void **state, char *err,
+		    size_t errlen);
 	/* Starts one send.  0: done() will be called later; <0: refused. */
 	int (*send)(void *state, struct connector_job *job);
 	/* LINK_HEALTH_OK | _DEGRADED | _DOWN, for heartbeats. */
@@ -75,11 +76,11 @@ void connector_register(const struct connector_ops *ops);
 /* The registered type names, for messages; n set to how many. */
 const char *const *connector_names(size_t *n);
 
-#define CONNECTOR_REGISTER(ops)                                               \
-	__attribute__((constructor)) static void connector_register_##ops(   \
-	    void)                                                             \
-	{                                                                     \
-		connector_register(&(ops));                                   \
+#define CONNECTOR_REGISTER(ops)                                                \
+	__attribute__((constructor)) static void connector_register_##ops(     \
+	    void)                                                              \
+	{                                                                      \
+		connector_register(&(ops));                                    \
 	}
 
 #endif

@@ -24,12 +24,12 @@ struct provider_config {
 	char *name; /* the NAME of [provider.NAME] */
 	char *type; /* maildir | smtp | mailgun | ... */
 	bool spawn;
-	int weight;	   /* default 1 */
-	int priority;	   /* default 100 */
-	int max_in_flight; /* default 32 */
-	int rate_per_s;	   /* 0: no limit */
-	int slow_start_s;  /* default 0 */
-	int line;	   /* line of the section header; 0 if embedded */
+	int weight;           /* default 1 */
+	int priority;         /* default 100 */
+	int max_in_flight;    /* default 32 */
+	int rate_per_s;       /* 0: no limit */
+	int slow_start_s;     /* default 0 */
+	int line;             /* line of the section header; 0 if embedded */
 	struct config_kv *kv; /* every key of the section, in file order */
 	size_t nkv;
 };
@@ -42,7 +42,7 @@ struct config {
 	char *agent_listen; /* host:port */
 	char *agent_secret_file;
 	char *api_keys_file; /* NULL: no API keys */
-	char *log_file;	     /* NULL: stderr */
+	char *log_file;      /* NULL: stderr */
 	char *scheduler;
 	int heartbeat_interval_ms;
 	int heartbeat_timeout_ms;
@@ -69,23 +69,23 @@ struct config_errors {
  * errs holds every error found.  errs may be NULL.
  */
 int config_load(const char *path, struct config **out,
-    struct config_errors *errs) __attribute__((warn_unused_result));
+		struct config_errors *errs) __attribute__((warn_unused_result));
 /* The embedded default of SPEC.md ("make run" without -c). */
 int config_load_default(struct config **out)
     __attribute__((warn_unused_result));
 /* Parses INI text as if it were the file named path (for tests). */
-int config_load_string(const char *text, const char *path,
-    struct config **out, struct config_errors *errs)
+int config_load_string(const char *text, const char *path, struct config **out,
+		       struct config_errors *errs)
     __attribute__((warn_unused_result));
 void config_free(struct config *cfg);
 void config_errors_cleanup(struct config_errors *errs);
 
 /* NULL when there is no such provider. */
 const struct provider_config *config_provider(const struct config *cfg,
-    const char *name);
+					      const char *name);
 /* The raw value of key in the provider's section, or NULL. */
 const char *provider_config_get(const struct provider_config *pc,
-    const char *key);
+				const char *key);
 /* The line of key in the provider's section, or the section's line. */
 int provider_config_line(const struct provider_config *pc, const char *key);
 
@@ -95,14 +95,14 @@ int provider_config_line(const struct provider_config *pc, const char *key);
  * Returns 0 and a new string in *out, or a negative errno with a message
  * (never containing the secret) in err.
  */
-int config_secret_read(const char *ref, char **out, char *err,
-    size_t errlen) __attribute__((warn_unused_result));
+int config_secret_read(const char *ref, char **out, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 
 /*
  * The agent secret of cfg as bytes.  With create, a missing file is made
  * (32 random bytes, hex, mode 0600, parent folders too).  0 or -errno.
  */
 int config_agent_secret(const struct config *cfg, bool create, char **out,
-    size_t *len) __attribute__((warn_unused_result));
+			size_t *len) __attribute__((warn_unused_result));
 
 #endif

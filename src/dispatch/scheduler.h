@@ -27,8 +27,8 @@
  */
 struct sched_entry {
 	const char *name;
-	int weight;	    /* >= 1 */
-	int priority;	    /* lower first */
+	int weight;         /* >= 1 */
+	int priority;       /* lower first */
 	unsigned in_flight; /* maintained by the dispatcher */
 	/* scheduler-private */
 	bool in_sched;
@@ -69,8 +69,7 @@ const struct scheduler_ops *scheduler_lookup(const char *name);
 
 /* The front the dispatcher calls; it checks arguments and owns state. */
 struct scheduler;
-struct scheduler *scheduler_new(const struct scheduler_ops *ops,
-    uint64_t seed);
+struct scheduler *scheduler_new(const struct scheduler_ops *ops, uint64_t seed);
 void scheduler_free(struct scheduler *s);
 const char *scheduler_name(const struct scheduler *s);
 /* Adding a held entry or removing one not held is a no-op. */
@@ -79,7 +78,7 @@ void scheduler_remove(struct scheduler *s, struct sched_entry *e);
 void scheduler_update(struct scheduler *s, struct sched_entry *e);
 bool scheduler_holds(const struct scheduler *s, const struct sched_entry *e);
 struct sched_entry *scheduler_pick(struct scheduler *s, sched_skip_fn skip,
-    void *arg);
+				   void *arg);
 size_t scheduler_count(const struct scheduler *s);
 
 #endif

@@ -18,14 +18,14 @@
 struct store_message;
 
 struct message_error {
-	int http_status;  /* 400, 413, 415 */
-	char code[48];	  /* "invalid_json", "invalid_field", "too_large", ... */
+	int http_status; /* 400, 413, 415 */
+	char code[48];   /* "invalid_json", "invalid_field", "too_large", ... */
 	char message[256]; /* says which field and why; no body bytes */
 };
 
 struct message_limits {
 	size_t max_message_bytes; /* of the built MIME message */
-	size_t max_recipients;	  /* to + cc + bcc */
+	size_t max_recipients;    /* to + cc + bcc */
 };
 
 /* Once per process, before any other call (g_mime_init). */
@@ -39,7 +39,8 @@ void message_shutdown(void);
  * failure returns -1 and fills err; nothing is allocated.
  */
 int message_from_json(const char *json, size_t len,
-    const struct message_limits *lim, struct store_message **out,
-    struct message_error *err) __attribute__((warn_unused_result));
+		      const struct message_limits *lim,
+		      struct store_message **out, struct message_error *err)
+    __attribute__((warn_unused_result));
 
 #endif

@@ -34,7 +34,7 @@
 #define LINK_VERSION 1
 #define LINK_NONCE_LEN 32
 #define LINK_MAC_LEN 32
-#define LINK_NAME_MAX 64	/* provider names: [A-Za-z0-9._-]{1,64} */
+#define LINK_NAME_MAX 64 /* provider names: [A-Za-z0-9._-]{1,64} */
 #define LINK_TYPE_MAX 32
 #define LINK_CTRL_MAX (64 * 1024) /* any frame but JOB */
 #define LINK_ADDR_MAX 320
@@ -62,14 +62,14 @@ enum link_health {
 };
 
 enum link_err {
-	LINK_E_SHORT = -1,    /* truncated payload */
-	LINK_E_TOOBIG = -2,   /* frame over the cap */
-	LINK_E_TYPE = -3,     /* unknown frame type */
-	LINK_E_SYNTAX = -4,   /* not JSON, or trailing bytes */
-	LINK_E_FIELD = -5,    /* missing, mistyped or out-of-range field */
-	LINK_E_VERSION = -6,  /* unsupported protocol version */
-	LINK_E_AUTH = -7,     /* bad MAC */
-	LINK_E_STATE = -8,    /* frame not allowed in this state */
+	LINK_E_SHORT = -1,   /* truncated payload */
+	LINK_E_TOOBIG = -2,  /* frame over the cap */
+	LINK_E_TYPE = -3,    /* unknown frame type */
+	LINK_E_SYNTAX = -4,  /* not JSON, or trailing bytes */
+	LINK_E_FIELD = -5,   /* missing, mistyped or out-of-range field */
+	LINK_E_VERSION = -6, /* unsupported protocol version */
+	LINK_E_AUTH = -7,    /* bad MAC */
+	LINK_E_STATE = -8,   /* frame not allowed in this state */
 };
 const char *link_strerror(int err);
 const char *link_type_name(int type);
@@ -81,8 +81,8 @@ struct link_hello {
 	char type[LINK_TYPE_MAX + 1];
 	uint8_t nonce[LINK_NONCE_LEN];
 	int64_t pid;
-	int weight;	   /* 0: not given */
-	int priority;	   /* -1: not given */
+	int weight;        /* 0: not given */
+	int priority;      /* -1: not given */
 	int max_in_flight; /* 0: not given */
 };
 
@@ -138,7 +138,7 @@ struct link_result {
  * (type byte included) or is 0.
  */
 int link_frame_split(const uint8_t *buf, size_t len, size_t max, int *type,
-    const uint8_t **payload, size_t *plen, size_t *consumed);
+		     const uint8_t **payload, size_t *plen, size_t *consumed);
 
 /*
  * Encoders append one whole frame to out (an evbuffer).  0 or a negative
@@ -150,23 +150,21 @@ int link_encode_challenge(struct evbuffer *out, const struct link_challenge *m);
 int link_encode_auth(struct evbuffer *out, const struct link_auth *m);
 int link_encode_welcome(struct evbuffer *out, const struct link_welcome *m);
 int link_encode_error(struct evbuffer *out, const char *code,
-    const char *message);
-int link_encode_heartbeat(struct evbuffer *out,
-    const struct link_heartbeat *m);
+		      const char *message);
+int link_encode_heartbeat(struct evbuffer *out, const struct link_heartbeat *m);
 int link_encode_job(struct evbuffer *out, uint64_t job_id,
-    const char *message_id, const char *mail_from, const char *const *rcpt,
-    size_t nrcpt, const void *mime, size_t mime_len);
+		    const char *message_id, const char *mail_from,
+		    const char *const *rcpt, size_t nrcpt, const void *mime,
+		    size_t mime_len);
 int link_encode_result(struct evbuffer *out, const struct link_result *m);
 
 /* Decoders of one payload (as split above).  0 or a negative LINK_E_*. */
 int link_decode_hello(const uint8_t *p, size_t n, struct link_hello *m);
-int link_decode_challenge(const uint8_t *p, size_t n,
-    struct link_challenge *m);
+int link_decode_challenge(const uint8_t *p, size_t n, struct link_challenge *m);
 int link_decode_auth(const uint8_t *p, size_t n, struct link_auth *m);
 int link_decode_welcome(const uint8_t *p, size_t n, struct link_welcome *m);
 int link_decode_error(const uint8_t *p, size_t n, struct link_error *m);
-int link_decode_heartbeat(const uint8_t *p, size_t n,
-    struct link_heartbeat *m);
+int link_decode_heartbeat(const uint8_t *p, size_t n, struct link_heartbeat *m);
 /* On success job owns strings: release with link_job_cleanup(). */
 int link_decode_job(const uint8_t *p, size_t n, struct link_job *m);
 void link_job_cleanup(struct link_job *m);
@@ -177,15 +175,16 @@ bool link_name_valid(const char *name);
 
 /* The two MACs of the handshake (see above). */
 void link_mac_agent(const void *secret, size_t secret_len,
-    const uint8_t server_nonce[LINK_NONCE_LEN],
-    const uint8_t agent_nonce[LINK_NONCE_LEN], const char *name,
-    uint8_t out[LINK_MAC_LEN]);
+		    const uint8_t server_nonce[LINK_NONCE_LEN],
+		    const uint8_t agent_nonce[LINK_NONCE_LEN], const char *name,
+		    uint8_t out[LINK_MAC_LEN]);
 void link_mac_server(const void *secret, size_t secret_len,
-    const uint8_t agent_nonce[LINK_NONCE_LEN],
-    const uint8_t server_nonce[LINK_NONCE_LEN], const char *name,
-    uint8_t out[LINK_MAC_LEN]);
+		     const uint8_t agent_nonce[LINK_NONCE_LEN],
+		     const uint8_t server_nonce[LINK_NONCE_LEN],
+		     const char *name, uint8_t out[LINK_MAC_LEN]);
 /* Constant-time comparison of two MACs. */
-bool link_mac_equal(const uint8_t a[LINK_MAC_LEN], const uint8_t b[LINK_MAC_LEN]);
+bool link_mac_equal(const uint8_t a[LINK_MAC_LEN],
+		    const uint8_t b[LINK_MAC_LEN]);
 
 /*
  * A framed connection over a bufferevent, used by both sides.  It reads
@@ -199,12 +198,13 @@ bool link_mac_equal(const uint8_t a[LINK_MAC_LEN], const uint8_t b[LINK_MAC_LEN]
 struct link_conn;
 struct bufferevent;
 typedef void (*link_frame_cb)(struct link_conn *c, int type,
-    const uint8_t *payload, size_t len, void *arg);
+			      const uint8_t *payload, size_t len, void *arg);
 typedef void (*link_close_cb)(struct link_conn *c, int err, void *arg);
 
 /* Takes bev (BEV_OPT_CLOSE_ON_FREE expected). */
 struct link_conn *link_conn_new(struct bufferevent *bev, size_t max_frame,
-    link_frame_cb on_frame, link_close_cb on_close, void *arg);
+				link_frame_cb on_frame, link_close_cb on_close,
+				void *arg);
 void link_conn_set_max_frame(struct link_conn *c, size_t max_frame);
 /* The output buffer to encode into; it is flushed by the loop. */
 struct evbuffer *link_conn_output(struct link_conn *c);
@@ -216,7 +216,7 @@ size_t link_conn_pending(const struct link_conn *c);
  * second): the owner must forget c.  No callback runs after this call.
  */
 void link_conn_close(struct link_conn *c, const char *code,
-    const char *message);
+		     const char *message);
 /* Frees at once (after on_close, or to drop without a word).  NULL ok. */
 void link_conn_free(struct link_conn *c);
 

@@ -19,8 +19,9 @@ struct supervisor;
  * the agents use the embedded default too); server_addr: passed as
  * --server HOST:PORT.  All copied.
  */
-struct supervisor *supervisor_new(struct event_base *base,
-    const char *self_exe, const char *config_path, const char *server_addr);
+struct supervisor *supervisor_new(struct event_base *base, const char *self_exe,
+				  const char *config_path,
+				  const char *server_addr);
 /* Starts and keeps running the agent of provider name.  0 or -errno. */
 int supervisor_spawn(struct supervisor *sv, const char *name)
     __attribute__((warn_unused_result));
@@ -31,7 +32,7 @@ pid_t supervisor_pid(const struct supervisor *sv, const char *name);
  * done(arg) runs on the loop once all have exited (at once if none).
  */
 void supervisor_stop(struct supervisor *sv, int grace_ms,
-    void (*done)(void *arg), void *arg);
+		     void (*done)(void *arg), void *arg);
 void supervisor_free(struct supervisor *sv);
 
 #endif

@@ -45,42 +45,42 @@ enum outcome {
 	OUTCOME_LOST = 3,      /* the agent went away holding it */
 };
 
-const char *msg_status_name(int status);	/* "queued", ... */
-int msg_status_parse(const char *s);		/* -1 if unknown */
-const char *outcome_name(int outcome);		/* "delivered", ... */
-int outcome_parse(const char *s);		/* -1 if unknown */
+const char *msg_status_name(int status); /* "queued", ... */
+int msg_status_parse(const char *s);     /* -1 if unknown */
+const char *outcome_name(int outcome);   /* "delivered", ... */
+int outcome_parse(const char *s);        /* -1 if unknown */
 
 /* A whole message, as built at intake and as loaded for dispatch. */
 struct store_message {
-	int64_t rowid;	   /* set by the store */
-	char id[32];	   /* public id (ULID), set by intake */
-	int status;	   /* enum msg_status */
-	char *mail_from;   /* envelope sender, addr-spec */
-	char **rcpt;	   /* envelope recipients, addr-spec */
+	int64_t rowid;   /* set by the store */
+	char id[32];     /* public id (ULID), set by intake */
+	int status;      /* enum msg_status */
+	char *mail_from; /* envelope sender, addr-spec */
+	char **rcpt;     /* envelope recipients, addr-spec */
 	size_t nrcpt;
 	char *header_from; /* the From: as given, for display */
-	char *subject;	   /* UTF-8, for display */
-	char *to_json;	   /* JSON array of the To: addresses, for display */
+	char *subject;     /* UTF-8, for display */
+	char *to_json;     /* JSON array of the To: addresses, for display */
 	char *tags_json;   /* JSON array of tags, or NULL */
-	char *mime;	   /* the RFC 5322 message, CRLF line ends */
+	char *mime;        /* the RFC 5322 message, CRLF line ends */
 	size_t mime_len;
 	int64_t created_ms;
 	int64_t updated_ms;
-	int64_t next_ms;   /* not before (backoff); 0: now */
-	int attempts;	   /* attempts made so far */
-	int round;	   /* rounds of backoff so far */
-	char *tried;	   /* providers that failed it this round, "a,b" */
-	char *provider;	   /* last provider, or NULL */
+	int64_t next_ms; /* not before (backoff); 0: now */
+	int attempts;    /* attempts made so far */
+	int round;       /* rounds of backoff so far */
+	char *tried;     /* providers that failed it this round, "a,b" */
+	char *provider;  /* last provider, or NULL */
 	char *provider_message_id;
-	char *error;	   /* why it failed, or NULL */
+	char *error; /* why it failed, or NULL */
 };
 
 struct store_attempt {
-	int n;		/* 1, 2, ... */
+	int n; /* 1, 2, ... */
 	char *provider;
 	int64_t at_ms;
-	int outcome;	/* enum outcome */
-	char *detail;	/* may be NULL */
+	int outcome;  /* enum outcome */
+	char *detail; /* may be NULL */
 };
 
 /* A state change of one message (see store_update). */
@@ -90,10 +90,10 @@ struct store_update {
 	int64_t next_ms;
 	int attempts;
 	int round;
-	const char *tried;		 /* NULL: unchanged */
-	const char *provider;		 /* NULL: unchanged */
+	const char *tried;               /* NULL: unchanged */
+	const char *provider;            /* NULL: unchanged */
 	const char *provider_message_id; /* NULL: unchanged */
-	const char *error;		 /* NULL: unchanged */
+	const char *error;               /* NULL: unchanged */
 	/* With has_attempt, an attempts row is added too. */
 	bool has_attempt;
 	struct store_attempt attempt;
@@ -124,8 +124,9 @@ const char *store_strerror(int err);
  * counts[MSG_NSTATUS] with the number of messages in each status.
  */
 int store_scan(struct store *st,
-    void (*each)(void *arg, int64_t rowid, int64_t next_ms), void *arg,
-    int64_t counts[MSG_NSTATUS]) __attribute__((warn_unused_result));
+	       void (*each)(void *arg, int64_t rowid, int64_t next_ms),
+	       void *arg, int64_t counts[MSG_NSTATUS])
+    __attribute__((warn_unused_result));
 
 /*
  * Stores a new message.  Takes m.  With idem_key non-NULL, a key seen in
@@ -135,9 +136,9 @@ int store_scan(struct store *st,
  * with store_message_free or keep it).
  */
 typedef void (*store_submit_cb)(void *arg, int err, const char *id,
-    bool duplicate, struct store_message *m);
+				bool duplicate, struct store_message *m);
 void store_submit(struct store *st, struct store_message *m,
-    const char *idem_key, store_submit_cb cb, void *arg);
+		  const char *idem_key, store_submit_cb cb, void *arg);
 
 /*
  * Applies a state change.  The strings are copied.  cb may be NULL; it gets
@@ -145,24 +146,23 @@ void store_submit(struct store *st, struct store_message *m,
  */
 typedef void (*store_done_cb)(void *arg, int err);
 void store_update(struct store *st, const struct store_update *u,
-    store_done_cb cb, void *arg);
+		  store_done_cb cb, void *arg);
 
 /*
  * Loads the messages with the given rowids that are still queued (others
  * are skipped).  The callback takes the array and each message in it.
  */
 typedef void (*store_load_cb)(void *arg, int err, struct store_message **msgs,
-    size_t n);
+			      size_t n);
 void store_load(struct store *st, const int64_t *rowids, size_t n,
-    store_load_cb cb, void *arg);
+		store_load_cb cb, void *arg);
 
 /*
  * Looks a message up by public id with its attempts, oldest first.
  * err is -ENOENT when unknown.  m and att belong to the store.
  */
-typedef void (*store_get_cb)(void *arg, int err,
-    const struct store_message *m, const struct store_attempt *att,
-    size_t natt);
+typedef void (*store_get_cb)(void *arg, int err, const struct store_message *m,
+			     const struct store_attempt *att, size_t natt);
 void store_get(struct store *st, const char *id, store_get_cb cb, void *arg);
 
 /*
@@ -171,9 +171,9 @@ void store_get(struct store *st, const char *id, store_get_cb cb, void *arg);
  * idem_cutoff_ms.  cb gets the rowids it failed (to drop from memory).
  */
 typedef void (*store_expire_cb)(void *arg, int err, const int64_t *rowids,
-    size_t n);
+				size_t n);
 void store_expire(struct store *st, int64_t ttl_cutoff_ms,
-    int64_t idem_cutoff_ms, store_expire_cb cb, void *arg);
+		  int64_t idem_cutoff_ms, store_expire_cb cb, void *arg);
 
 /* Operations queued and not yet completed; for /metrics and draining. */
 size_t store_pending(const struct store *st);
