@@ -26,7 +26,7 @@ asan: deps
 
 fuzz: deps
 	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSHIVNERI_FUZZ=ON >/dev/null
-	@cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzzers
 
 run: build
 	@echo "shivneri: HTTP http://127.0.0.1:8025  SMTP 127.0.0.1:2525  agents 127.0.0.1:8026  data ./shivneri-data"
