@@ -39,12 +39,17 @@ format-check: deps
 	@clang-format --dry-run -Werror $(SOURCES)
 	@echo "format: ok"
 
-# The whole suite runs against the sanitizer build; the release build is
-# built too so that "make run" and the benchmarks are known to compile.
+# The whole suite runs against the sanitizer build (units two at a time,
+# then the process tests one at a time so that timing assertions are not
+# starved); the optimized build is checked under valgrind.
 test: format-check build asan fuzz-smoke
 	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		ctest --output-on-failure -j 2
+		ctest --output-on-failure -j 2 -R '^unit/'
+	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		ctest --output-on-failure -R '^integration/'
+	@scripts/valgrind.sh $(BUILD)
 
 unit: asan
 	@cd $(ASAN_BUILD) && ctest --output-on-failure -R '^unit/'

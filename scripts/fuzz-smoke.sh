@@ -5,7 +5,7 @@
 set -euo pipefail
 build=${1:-build-fuzz}
 root=$(cd "$(dirname "$0")/.." && pwd)
-runs=${FUZZ_RUNS:-20000}
+runs=${FUZZ_RUNS:-200000}
 status=0
 shopt -s nullglob
 for bin in "$build"/fuzz_*; do

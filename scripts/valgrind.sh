@@ -1,20 +1,69 @@
 #!/usr/bin/env bash
-# Runs every unit test under valgrind (memcheck, full leak check) and, with
-# VALGRIND_SERVER=1, a short server session too.  Exits non-zero on the
-# first error.  Suppressions for the libraries' own one-time allocations
-# live in scripts/valgrind.supp.
+# Valgrind (memcheck, full leak check) over every unit test, then over a
+# short server session: serve under valgrind with two supervised maildir
+# agents, 20 messages submitted and delivered, SIGTERM, exit status 0 and
+# no error.  Suppressions for the libraries' one-time allocations live in
+# scripts/valgrind.supp.
 set -euo pipefail
 build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
+supp="$root/scripts/valgrind.supp"
+vg=(valgrind -q --error-exitcode=99 --leak-check=full
+    --errors-for-leak-kinds=definite,indirect --suppressions="$supp")
 status=0
 for t in "$build"/test_*; do
 	[ -x "$t" ] || continue
-	if valgrind -q --error-exitcode=99 --leak-check=full \
-		--errors-for-leak-kinds=definite,indirect \
-		--suppressions="$root/scripts/valgrind.supp" "$t" >"$t.vg.log" 2>&1; then
+	if "${vg[@]}" "$t" >"$t.vg.log" 2>&1; then
 		echo "valgrind: $(basename "$t") clean"
 	else
 		echo "valgrind: $(basename "$t") FAILED"; tail -60 "$t.vg.log"; status=1
 	fi
 done
+
+# The server.
+bin=$(cd "$build" && pwd)/shivneri
+work=$(mktemp -d)
+trap 'kill -9 $spid 2>/dev/null || true; rm -rf "$work"' EXIT
+port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+hp=$(port); ap=$(port)
+cat >"$work/c.ini" <<EOT
+[server]
+data_dir = $work/data
+http_listen = 127.0.0.1:$hp
+smtp_listen =
+agent_listen = 127.0.0.1:$ap
+heartbeat_interval_ms = 200
+heartbeat_timeout_ms = 2000
+[provider.a]
+type = maildir
+spawn = yes
+[provider.b]
+type = maildir
+spawn = yes
+EOT
+"${vg[@]}" --log-file="$work/vg.log" "$bin" serve -c "$work/c.ini" 2>"$work/serve.log" &
+spid=$!
+ok=0
+for _ in $(seq 300); do
+	if curl -sf "http://127.0.0.1:$hp/readyz" >/dev/null; then ok=1; break; fi
+	sleep 0.1
+done
+[ $ok = 1 ] || { echo "valgrind: server never ready"; tail -20 "$work/serve.log"; exit 1; }
+for i in $(seq 20); do
+	curl -sf -X POST "http://127.0.0.1:$hp/v1/messages" -H 'Content-Type: application/json' \
+		-d "{\"from\":\"a@example.com\",\"to\":\"b@example.net\",\"subject\":\"vg $i\",\"text\":\"x\"}" >/dev/null
+done
+ok=0
+for _ in $(seq 300); do
+	if curl -sf "http://127.0.0.1:$hp/v1/stats" | grep -q '"delivered":20'; then ok=1; break; fi
+	sleep 0.1
+done
+[ $ok = 1 ] || { echo "valgrind: messages not delivered"; status=1; }
+kill -TERM $spid
+rc=0; wait $spid || rc=$?
+if [ $rc -ne 0 ] || [ -s "$work/vg.log" ]; then
+	echo "valgrind: serve FAILED (exit $rc)"; cat "$work/vg.log"; status=1
+else
+	echo "valgrind: serve session clean (20 messages delivered, SIGTERM, exit 0)"
+fi
 exit $status
