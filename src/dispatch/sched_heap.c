@@ -5,6 +5,9 @@
  * Picking never allocates: the frontier used to walk past skipped entries
  * lives in an array allocated alongside the heap, and it can never hold
  * more indices than the heap holds entries.
+ *
+ * The keyed backend at the end owns its heap and counter; a key function
+ * is all that tells priority from least_outstanding.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -191,4 +194,83 @@ sched__heap_min(struct sched_heap *h, sched_skip_fn skip, void *arg)
 			fpush(h, &fn, 2 * i + 2);
 	}
 	return NULL;
+}
+
+struct keyed_state {
+	struct sched_heap heap;
+	sched_key_fn key;
+	uint64_t clock;
+};
+
+void *
+sched__keyed_new(sched_key_fn key)
+{
+	struct keyed_state *st = xcalloc(1, sizeof(*st));
+
+	sched__heap_init(&st->heap);
+	st->key = key;
+	return st;
+}
+
+void
+sched__keyed_free(void *state)
+{
+	struct keyed_state *st = state;
+
+	if (st == NULL)
+		return;
+	sched__heap_cleanup(&st->heap);
+	free(st);
+}
+
+void
+sched__keyed_add(void *state, struct sched_entry *e)
+{
+	struct keyed_state *st = state;
+
+	/* A newcomer queues behind its equals, as if it had just been used. */
+	e->key = st->key(e);
+	e->seq = ++st->clock;
+	sched__heap_insert(&st->heap, e);
+}
+
+void
+sched__keyed_remove(void *state, struct sched_entry *e)
+{
+	struct keyed_state *st = state;
+
+	sched__heap_delete(&st->heap, e);
+}
+
+void
+sched__keyed_update(void *state, struct sched_entry *e)
+{
+	struct keyed_state *st = state;
+	uint64_t key = st->key(e);
+
+	if (e->key != key) {
+		e->key = key;
+		sched__heap_fix(&st->heap, e);
+	}
+}
+
+struct sched_entry *
+sched__keyed_pick(void *state, sched_skip_fn skip, void *arg)
+{
+	struct keyed_state *st = state;
+	struct sched_entry *e = sched__heap_min(&st->heap, skip, arg);
+
+	if (e == NULL)
+		return NULL;
+	e->seq = ++st->clock;
+	sched__heap_fix(&st->heap, e);
+	return e;
+}
+
+size_t
+sched__keyed_count(void *state)
+{
+	const struct keyed_state *st = state;
+
+	return st->heap.n;
 }

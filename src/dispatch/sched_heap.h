@@ -7,12 +7,17 @@
  * stride pass may wrap; every backend keeps its live keys within 2^63 of
  * one another.  An entry's idx is its slot.
  *
+ * Below the heap sits the keyed backend that priority and least_outstanding
+ * share: the same heap with a key taken from the entry by a function and a
+ * seq stamped from a counter, so that equal keys take turns.
+ *
  * Internal to src/dispatch/sched_*.c (hence the double underscore).
  */
 #ifndef SHIVNERI_SCHED_HEAP_H
 #define SHIVNERI_SCHED_HEAP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "dispatch/scheduler.h"
 
@@ -39,5 +44,27 @@ void sched__heap_fix(struct sched_heap *h, struct sched_entry *e);
  */
 struct sched_entry *sched__heap_min(struct sched_heap *h, sched_skip_fn skip,
 				    void *arg);
+
+/*
+ * The keyed backend: entries ordered by (key(e), seq), where seq is a
+ * counter stamped on an entry when it is added or picked, so that among
+ * equal keys the least recently used comes first (round robin).  A pick,
+ * add, remove or update is O(log n), plus O(k log k) for k skipped
+ * entries, which keep their stamp and so their place among equals.  A
+ * backend keeps its key function and its ops table and fills every other
+ * slot with these; its new() passes the key function to
+ * sched__keyed_new().
+ */
+typedef uint64_t (*sched_key_fn)(const struct sched_entry *e);
+
+void *sched__keyed_new(sched_key_fn key);
+void sched__keyed_free(void *state);
+void sched__keyed_add(void *state, struct sched_entry *e);
+void sched__keyed_remove(void *state, struct sched_entry *e);
+/* Re-sifts e only when its key changed. */
+void sched__keyed_update(void *state, struct sched_entry *e);
+struct sched_entry *sched__keyed_pick(void *state, sched_skip_fn skip,
+				      void *arg);
+size_t sched__keyed_count(void *state);
 
 #endif
