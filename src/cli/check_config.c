@@ -5,6 +5,7 @@
  * it is not (or cannot be read).
  */
 #include "cli/cli.h"
+#include "cli/cli_opts.h"
 #include "common/config.h"
 
 #include <getopt.h>
@@ -48,12 +49,7 @@ cli_check_config_main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		default:
-			fprintf(stderr,
-				"check-config: unknown or incomplete option "
-				"'%s'\n",
-				argv[optind - 1]);
-			usage(stderr);
-			return 2;
+			return cli_opts_bad_option("check-config", argv, usage);
 		}
 	}
 	if (path == NULL || optind != argc) {

@@ -227,6 +227,31 @@ cli_http_print_json(const struct cli_http_response *resp)
 	free(s);
 }
 
+int
+cli_http_get_print(const char *cmd, const struct cli_opts *o, const char *path,
+		   const char *key, json_type type,
+		   void (*print)(const json_t *v))
+{
+	struct cli_http_response resp;
+	const json_t *v;
+
+	if (cli_http_request(cmd, "GET", o->url, path, o->api_key, NULL, NULL,
+			     &resp) != 0)
+		return 1;
+	v = key != NULL ? json_object_get(resp.json, key) : resp.json;
+	if (resp.status != 200 || v == NULL || json_typeof(v) != type) {
+		cli_http_print_error(cmd, &resp);
+		cli_http_response_cleanup(&resp);
+		return 1;
+	}
+	if (o->json)
+		cli_http_print_json(&resp);
+	else
+		print(v);
+	cli_http_response_cleanup(&resp);
+	return 0;
+}
+
 const char *
 cli_json_str(const json_t *obj, const char *key)
 {

@@ -11,6 +11,8 @@
 
 #include <jansson.h>
 
+#include "cli/cli_opts.h"
+
 /* Default for --url: $SHIVNERI_URL, else http://127.0.0.1:8025. */
 #define CLI_DEFAULT_URL "http://127.0.0.1:8025"
 
@@ -47,6 +49,18 @@ void cli_http_print_error(const char *cmd,
 
 /* Prints the JSON answer on stdout, indented (for --json). */
 void cli_http_print_json(const struct cli_http_response *resp);
+
+/*
+ * The read commands' whole job: GETs path from o->url with o->api_key and
+ * expects a 200 whose JSON answer (or, when key is set, its member key)
+ * has the given type.  Then it prints the answer indented when o->json,
+ * else hands that value (borrowed) to print.  Returns the exit status: 0
+ * done, 1 when the request failed or the answer is an error or another
+ * shape (said on stderr, prefixed with cmd).
+ */
+int cli_http_get_print(const char *cmd, const struct cli_opts *o,
+		       const char *path, const char *key, json_type type,
+		       void (*print)(const json_t *v));
 
 /* Shorthands for reading answers; NULL or the default when absent. */
 const char *cli_json_str(const json_t *obj, const char *key);

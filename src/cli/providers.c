@@ -9,10 +9,7 @@
 
 #include <jansson.h>
 
-#include <getopt.h>
-#include <stdbool.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 static void
@@ -71,68 +68,12 @@ print_table(const json_t *list)
 int
 cli_providers_main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"url", required_argument, NULL, 'u'},
-	    {"api-key", required_argument, NULL, 'k'},
-	    {"json", no_argument, NULL, 'j'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
-	};
-	struct cli_http_response resp;
-	const char *url = cli_http_default_url();
-	const char *api_key = getenv("SHIVNERI_API_KEY");
-	const json_t *list;
-	bool json = false;
-	int ch;
+	struct cli_opts o;
+	int status;
 
-	optind = 1;
-	opterr = 0;
-	for (;;) {
-		ch = getopt_long(argc, argv, "h", opts, NULL);
-		if (ch == -1)
-			break;
-		switch (ch) {
-		case 'u':
-			url = optarg;
-			break;
-		case 'k':
-			api_key = optarg;
-			break;
-		case 'j':
-			json = true;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			fprintf(
-			    stderr,
-			    "providers: unknown or incomplete option '%s'\n",
-			    argv[optind - 1]);
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (optind != argc) {
-		fprintf(stderr, "providers: unexpected argument '%s'\n",
-			argv[optind]);
-		usage(stderr);
-		return 2;
-	}
-	if (cli_http_request("providers", "GET", url, "/v1/providers", api_key,
-			     NULL, NULL, &resp) != 0)
-		return 1;
-	list =
-	    resp.json != NULL ? json_object_get(resp.json, "providers") : NULL;
-	if (resp.status != 200 || !json_is_array(list)) {
-		cli_http_print_error("providers", &resp);
-		cli_http_response_cleanup(&resp);
-		return 1;
-	}
-	if (json)
-		cli_http_print_json(&resp);
-	else
-		print_table(list);
-	cli_http_response_cleanup(&resp);
-	return 0;
+	if (cli_opts_parse("providers", argc, argv, NULL, usage, &o, &status) !=
+	    0)
+		return status;
+	return cli_http_get_print("providers", &o, "/v1/providers", "providers",
+				  JSON_ARRAY, print_table);
 }

@@ -9,6 +9,7 @@
  */
 #include "cli/cli.h"
 #include "cli/cli_http.h"
+#include "cli/cli_opts.h"
 #include "common/util.h"
 
 #include <jansson.h>
@@ -280,11 +281,7 @@ cli_send_main(int argc, char **argv)
 			rc = 0;
 			goto out;
 		default:
-			fprintf(stderr,
-				"send: unknown or incomplete option "
-				"'%s'\n",
-				argv[optind - 1]);
-			usage(stderr);
+			rc = cli_opts_bad_option("send", argv, usage);
 			goto out;
 		}
 	}

@@ -13,8 +13,6 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
-#include <getopt.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,75 +106,24 @@ print_message(const json_t *m)
 int
 cli_status_main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"url", required_argument, NULL, 'u'},
-	    {"api-key", required_argument, NULL, 'k'},
-	    {"json", no_argument, NULL, 'j'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
-	};
-	struct cli_http_response resp;
-	const char *url = cli_http_default_url();
-	const char *api_key = getenv("SHIVNERI_API_KEY");
+	struct cli_opts o;
 	char *esc = NULL, *path = NULL;
-	bool json = false;
 	CURL *c = NULL;
-	int ch, rc = 2;
+	int rc;
 
-	optind = 1;
-	opterr = 0;
-	for (;;) {
-		ch = getopt_long(argc, argv, "h", opts, NULL);
-		if (ch == -1)
-			break;
-		switch (ch) {
-		case 'u':
-			url = optarg;
-			break;
-		case 'k':
-			api_key = optarg;
-			break;
-		case 'j':
-			json = true;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			fprintf(stderr,
-				"status: unknown or incomplete option '%s'\n",
-				argv[optind - 1]);
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (argc - optind != 1 || argv[optind][0] == '\0') {
-		fprintf(stderr, "status: give exactly one message ID\n");
-		usage(stderr);
-		return 2;
-	}
+	if (cli_opts_parse("status", argc, argv, "message ID", usage, &o,
+			   &rc) != 0)
+		return rc;
 	rc = 1;
 	c = curl_easy_init();
 	if (c == NULL)
 		goto out;
-	esc = curl_easy_escape(c, argv[optind], 0);
+	esc = curl_easy_escape(c, argv[argc - 1], 0);
 	if (esc == NULL)
 		goto out;
 	path = xasprintf("/v1/messages/%s", esc);
-	if (cli_http_request("status", "GET", url, path, api_key, NULL, NULL,
-			     &resp) != 0)
-		goto out;
-	if (resp.status != 200 || !json_is_object(resp.json)) {
-		cli_http_print_error("status", &resp);
-		cli_http_response_cleanup(&resp);
-		goto out;
-	}
-	if (json)
-		cli_http_print_json(&resp);
-	else
-		print_message(resp.json);
-	cli_http_response_cleanup(&resp);
-	rc = 0;
+	rc = cli_http_get_print("status", &o, path, NULL, JSON_OBJECT,
+				print_message);
 out:
 	free(path);
 	curl_free(esc);

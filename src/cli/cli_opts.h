@@ -1,0 +1,41 @@
+/*
+ * The option handling the client commands share: the usage error every
+ * command reports the same way, and the --url, --api-key, --json and
+ * --help set of the commands that read the server's API.
+ */
+#ifndef SHIVNERI_CLI_OPTS_H
+#define SHIVNERI_CLI_OPTS_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+/* A command's usage text, to stdout for --help or stderr on an error. */
+typedef void (*cli_usage_fn)(FILE *f);
+
+struct cli_opts {
+	const char *url;     /* --url, else cli_http_default_url() */
+	const char *api_key; /* --api-key, else $SHIVNERI_API_KEY or NULL */
+	bool json;           /* --json: print the answer as JSON */
+};
+
+/*
+ * Reports the option getopt_long() just refused (argv[optind - 1]) as
+ * "CMD: unknown or incomplete option 'OPT'" and the usage on stderr;
+ * returns 2, the exit status of a usage error.
+ */
+int cli_opts_bad_option(const char *cmd, char **argv, cli_usage_fn usage);
+
+/*
+ * Parses argv (argv[0] is the command name) for --url, --api-key, --json
+ * and --help, and checks the operands: none when operand is NULL, else
+ * exactly one non-empty one, named operand in the error ("give exactly
+ * one OPERAND") and left at argv[argc - 1].  Returns 0 when the command
+ * goes on with o filled in, or -1 when it must return *status at once: 0
+ * after --help (usage on stdout), 2 after a usage error (reported on
+ * stderr).
+ */
+int cli_opts_parse(const char *cmd, int argc, char **argv, const char *operand,
+		   cli_usage_fn usage, struct cli_opts *o, int *status)
+    __attribute__((warn_unused_result));
+
+#endif
