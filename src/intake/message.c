@@ -948,41 +948,53 @@ encode_b(struct buf *out, const char *s, size_t n)
 }
 
 /*
- * Appends "name: value" and CRLF to out, folded before a space once a line
- * would pass FOLD_AT columns.  Returns -1, leaving out as it was, when a
- * run without a space would make a line longer than MAX_LINE.
+ * Appends v to out at column *col, folded before a space once a line
+ * would pass FOLD_AT columns.  Returns -1 when a run without a space
+ * would make a line longer than MAX_LINE (out is then half written).
  */
 static int
-hdr_add(struct buf *out, const char *name, const char *v, size_t n)
+fold_add(struct buf *out, size_t *col, const char *v, size_t n)
 {
-	size_t start = out->len, col, i = 0, j, base;
-	bool text;
+	size_t i = 0, j;
 
-	buf_adds(out, name);
-	buf_add(out, ": ", 2);
-	col = base = strlen(name) + 2;
-	text = false;
 	while (i < n) {
 		j = i + 1;
 		while (j < n && v[j] != ' ')
 			j++;
-		/* A word starting with a space may go to a new line. */
-		if (v[i] == ' ' && j - i > 1 && text &&
-		    col + (j - i) > FOLD_AT && col > base) {
+		/*
+		 * A word starting with a space may go to a new line, unless
+		 * the line so far is only white space (no blank lines).
+		 */
+		if (v[i] == ' ' && j - i > 1 && *col > 1 &&
+		    *col + (j - i) > FOLD_AT) {
 			buf_add(out, "\r\n", 2);
-			col = 0;
-			text = false;
+			*col = 0;
 		}
-		if (col + (j - i) > MAX_LINE) {
-			out->len = start;
-			out->p[start] = '\0';
+		if (*col + (j - i) > MAX_LINE)
 			return -1;
-		}
 		buf_add(out, v + i, j - i);
-		col += j - i;
-		if (j - i > 1 || v[i] != ' ')
-			text = true;
+		*col += j - i;
 		i = j;
+	}
+	return 0;
+}
+
+/*
+ * Appends "name: value" and CRLF to out, folded.  Returns -1, leaving out
+ * as it was, when it cannot fold into lines of MAX_LINE.
+ */
+static int
+hdr_add(struct buf *out, const char *name, const char *v, size_t n)
+{
+	size_t start = out->len, col;
+
+	buf_adds(out, name);
+	buf_add(out, ": ", 2);
+	col = strlen(name) + 2;
+	if (fold_add(out, &col, v, n) != 0) {
+		out->len = start;
+		out->p[start] = '\0';
+		return -1;
 	}
 	buf_add(out, "\r\n", 2);
 	return 0;
@@ -1025,7 +1037,8 @@ hdr_add_text(struct build *b, const char *name, const char *s, size_t n,
 /*
  * One mailbox as header text into out: the bare address, "Name <addr>"
  * for a plain name, a quoted string for other ASCII, RFC 2047 words for
- * the rest (or always, with force_b).
+ * the rest and for ASCII that looks like an encoded-word (or always, with
+ * force_b).
  */
 static void
 mailbox_format(struct buf *out, const struct mbox *mb, bool force_b)
@@ -1044,6 +1057,8 @@ mailbox_format(struct buf *out, const struct mbox *mb, bool force_b)
 		encode_b(out, mb->name, n);
 	else if (plain_phrase(mb->name, n, false))
 		buf_add(out, mb->name, n);
+	else if (is_ascii(mb->name, n) && strstr(mb->name, "=?") != NULL)
+		encode_b(out, mb->name, n); /* readers decode even in quotes */
 	else if (is_ascii(mb->name, n)) {
 		buf_addc(out, '"');
 		for (i = 0; i < n; i++) {
@@ -1067,23 +1082,43 @@ mailbox_format(struct buf *out, const struct mbox *mb, bool force_b)
 	free(addr);
 }
 
-/* Writes an address header of n mailboxes, folded. */
+/*
+ * Writes an address header of n mailboxes, folded between mailboxes where
+ * it can be, so that a display name stays on one line.
+ */
 static void
 hdr_add_mailboxes(struct build *b, const char *name, const struct mbox *mb,
 		  size_t n)
 {
-	size_t i;
+	size_t i, start = b->out.len, col;
 	int force_b;
 
 	for (force_b = 0; force_b < 2; force_b++) {
-		buf_reset(&b->tmp);
+		buf_adds(&b->out, name);
+		buf_addc(&b->out, ':');
+		col = strlen(name) + 1;
 		for (i = 0; i < n; i++) {
-			if (i > 0)
-				buf_add(&b->tmp, ", ", 2);
+			buf_reset(&b->tmp);
 			mailbox_format(&b->tmp, &mb[i], force_b);
+			if (i > 0) {
+				buf_addc(&b->out, ',');
+				col++;
+				if (col + 1 + b->tmp.len > FOLD_AT) {
+					buf_add(&b->out, "\r\n", 2);
+					col = 0;
+				}
+			}
+			buf_addc(&b->out, ' ');
+			col++;
+			if (fold_add(&b->out, &col, b->tmp.p, b->tmp.len) != 0)
+				break;
 		}
-		if (hdr_add(&b->out, name, b->tmp.p, b->tmp.len) == 0)
+		if (i == n) {
+			buf_add(&b->out, "\r\n", 2);
 			return;
+		}
+		b->out.len = start;
+		b->out.p[start] = '\0';
 	}
 	fatalx("message: %s header does not fold", name);
 }
