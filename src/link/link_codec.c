@@ -141,6 +141,13 @@ token_valid(const char *s, size_t max)
 	return i > 0;
 }
 
+static uint32_t
+get_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	       (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
 int
 link_frame_split(const uint8_t *buf, size_t len, size_t max, int *type,
 		 const uint8_t **payload, size_t *plen, size_t *consumed)
@@ -149,8 +156,7 @@ link_frame_split(const uint8_t *buf, size_t len, size_t max, int *type,
 
 	if (len < 4)
 		return 0;
-	n = (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 |
-	    (uint32_t)buf[2] << 8 | (uint32_t)buf[3];
+	n = get_be32(buf);
 	if (n == 0 || n > max)
 		return LINK_E_TOOBIG;
 	if (len - 4 < n)
@@ -199,16 +205,23 @@ emit(struct evbuffer *out, int type, const char *a, size_t alen, const void *b,
 	return 0;
 }
 
-/* Serialises and frees obj (a new reference, NULL tolerated). */
+/*
+ * Serialises and frees obj (a new reference, NULL tolerated).  ok false
+ * means that building obj failed (a member could not be set): obj is only
+ * freed and the frame refused.  Each encoder thus ends in one call, its
+ * members chained into ok.
+ */
 static int
-emit_json(struct evbuffer *out, int type, json_t *obj, const void *raw,
+emit_json(struct evbuffer *out, int type, json_t *obj, bool ok, const void *raw,
 	  size_t rawlen, size_t max)
 {
 	char *s;
 	int rc;
 
-	if (obj == NULL)
+	if (obj == NULL || !ok) {
+		json_decref(obj);
 		return LINK_E_FIELD;
+	}
 	s = json_dumps(obj, JSON_COMPACT);
 	json_decref(obj);
 	if (s == NULL)
@@ -218,7 +231,11 @@ emit_json(struct evbuffer *out, int type, json_t *obj, const void *raw,
 	return rc;
 }
 
-/* Sets a new string member; false when s is not valid UTF-8. */
+/*
+ * Set a new member; false when obj is NULL (json_object() failed) or s is
+ * not valid UTF-8.  json_object_set_new() consumes the value even when it
+ * fails, so a failed member leaks nothing.
+ */
 static bool
 set_str(json_t *obj, const char *key, const char *s)
 {
@@ -248,6 +265,7 @@ int
 link_encode_hello(struct evbuffer *out, const struct link_hello *m)
 {
 	json_t *o;
+	bool ok;
 
 	if (!link_name_valid(m->name) || !type_valid(m->type) || m->pid < 0 ||
 	    m->weight < 0 || m->weight > WEIGHT_MAX || m->priority < -1 ||
@@ -255,60 +273,49 @@ link_encode_hello(struct evbuffer *out, const struct link_hello *m)
 	    m->max_in_flight > INFLIGHT_MAX)
 		return LINK_E_FIELD;
 	o = json_object();
-	if (o == NULL || !set_int(o, "version", m->version) ||
-	    !set_str(o, "name", m->name) || !set_str(o, "type", m->type) ||
-	    !set_hex(o, "nonce", m->nonce, LINK_NONCE_LEN) ||
-	    !set_int(o, "pid", m->pid) ||
-	    (m->weight > 0 && !set_int(o, "weight", m->weight)) ||
-	    (m->priority >= 0 && !set_int(o, "priority", m->priority)) ||
-	    (m->max_in_flight > 0 &&
-	     !set_int(o, "max_in_flight", m->max_in_flight))) {
-		json_decref(o);
-		return LINK_E_FIELD;
-	}
-	return emit_json(out, LINK_HELLO, o, NULL, 0, LINK_CTRL_MAX);
+	ok = set_int(o, "version", m->version) && set_str(o, "name", m->name) &&
+	     set_str(o, "type", m->type) &&
+	     set_hex(o, "nonce", m->nonce, LINK_NONCE_LEN) &&
+	     set_int(o, "pid", m->pid) &&
+	     (m->weight == 0 || set_int(o, "weight", m->weight)) &&
+	     (m->priority < 0 || set_int(o, "priority", m->priority)) &&
+	     (m->max_in_flight == 0 ||
+	      set_int(o, "max_in_flight", m->max_in_flight));
+	return emit_json(out, LINK_HELLO, o, ok, NULL, 0, LINK_CTRL_MAX);
 }
 
 int
 link_encode_challenge(struct evbuffer *out, const struct link_challenge *m)
 {
 	json_t *o = json_object();
+	bool ok = set_int(o, "version", m->version) &&
+		  set_hex(o, "nonce", m->nonce, LINK_NONCE_LEN);
 
-	if (o == NULL || !set_int(o, "version", m->version) ||
-	    !set_hex(o, "nonce", m->nonce, LINK_NONCE_LEN)) {
-		json_decref(o);
-		return LINK_E_FIELD;
-	}
-	return emit_json(out, LINK_CHALLENGE, o, NULL, 0, LINK_CTRL_MAX);
+	return emit_json(out, LINK_CHALLENGE, o, ok, NULL, 0, LINK_CTRL_MAX);
 }
 
 int
 link_encode_auth(struct evbuffer *out, const struct link_auth *m)
 {
 	json_t *o = json_object();
+	bool ok = set_hex(o, "mac", m->mac, LINK_MAC_LEN);
 
-	if (o == NULL || !set_hex(o, "mac", m->mac, LINK_MAC_LEN)) {
-		json_decref(o);
-		return LINK_E_FIELD;
-	}
-	return emit_json(out, LINK_AUTH, o, NULL, 0, LINK_CTRL_MAX);
+	return emit_json(out, LINK_AUTH, o, ok, NULL, 0, LINK_CTRL_MAX);
 }
 
 int
 link_encode_welcome(struct evbuffer *out, const struct link_welcome *m)
 {
 	json_t *o;
+	bool ok;
 
 	if (m->heartbeat_interval_ms < 1 ||
 	    m->heartbeat_interval_ms > HB_INTERVAL_MAX)
 		return LINK_E_FIELD;
 	o = json_object();
-	if (o == NULL || !set_hex(o, "mac", m->mac, LINK_MAC_LEN) ||
-	    !set_int(o, "heartbeat_interval_ms", m->heartbeat_interval_ms)) {
-		json_decref(o);
-		return LINK_E_FIELD;
-	}
-	return emit_json(out, LINK_WELCOME, o, NULL, 0, LINK_CTRL_MAX);
+	ok = set_hex(o, "mac", m->mac, LINK_MAC_LEN) &&
+	     set_int(o, "heartbeat_interval_ms", m->heartbeat_interval_ms);
+	return emit_json(out, LINK_WELCOME, o, ok, NULL, 0, LINK_CTRL_MAX);
 }
 
 /*
@@ -337,37 +344,32 @@ link_encode_error(struct evbuffer *out, const char *code, const char *message)
 {
 	char msg[LINK_MSG_MAX + 1];
 	json_t *o;
+	bool ok;
 
 	if (code == NULL || !token_valid(code, LINK_CODE_MAX))
 		return LINK_E_FIELD;
 	utf8_trunc(message != NULL ? message : "", msg, sizeof(msg),
 		   LINK_MSG_MAX);
 	o = json_object();
-	if (o == NULL || !set_str(o, "code", code) ||
-	    !set_str(o, "message", msg)) {
-		json_decref(o);
-		return LINK_E_FIELD;
-	}
-	return emit_json(out, LINK_ERROR, o, NULL, 0, LINK_CTRL_MAX);
+	ok = set_str(o, "code", code) && set_str(o, "message", msg);
+	return emit_json(out, LINK_ERROR, o, ok, NULL, 0, LINK_CTRL_MAX);
 }
 
 int
 link_encode_heartbeat(struct evbuffer *out, const struct link_heartbeat *m)
 {
 	json_t *o;
+	bool ok;
 
 	if (m->seq > INT64_MAX || m->health < 0 ||
 	    (size_t)m->health >= ARRAY_SIZE(health_names) || m->load > 100)
 		return LINK_E_FIELD;
 	o = json_object();
-	if (o == NULL || !set_int(o, "seq", (json_int_t)m->seq) ||
-	    !set_str(o, "health", health_names[m->health]) ||
-	    !set_int(o, "in_flight", m->in_flight) ||
-	    !set_int(o, "load", m->load)) {
-		json_decref(o);
-		return LINK_E_FIELD;
-	}
-	return emit_json(out, LINK_HEARTBEAT, o, NULL, 0, LINK_CTRL_MAX);
+	ok = set_int(o, "seq", (json_int_t)m->seq) &&
+	     set_str(o, "health", health_names[m->health]) &&
+	     set_int(o, "in_flight", m->in_flight) &&
+	     set_int(o, "load", m->load);
+	return emit_json(out, LINK_HEARTBEAT, o, ok, NULL, 0, LINK_CTRL_MAX);
 }
 
 static bool
@@ -385,6 +387,7 @@ link_encode_job(struct evbuffer *out, uint64_t job_id, const char *message_id,
 {
 	json_t *o, *a;
 	size_t i;
+	bool ok;
 
 	if (job_id > INT64_MAX || message_id == NULL ||
 	    !token_valid(message_id, MSGID_MAX) || mail_from == NULL ||
@@ -396,29 +399,21 @@ link_encode_job(struct evbuffer *out, uint64_t job_id, const char *message_id,
 			return LINK_E_FIELD;
 	o = json_object();
 	a = json_array();
-	if (o == NULL || a == NULL || json_object_set_new(o, "rcpt", a) != 0) {
-		json_decref(a);
-		goto fail;
-	}
-	for (i = 0; i < nrcpt; i++) {
-		json_t *s = json_string(rcpt[i]);
-		if (s == NULL || json_array_append_new(a, s) != 0)
-			goto fail;
-	}
-	if (!set_int(o, "job_id", (json_int_t)job_id) ||
-	    !set_str(o, "message_id", message_id) ||
-	    !set_str(o, "mail_from", mail_from))
-		goto fail;
-	return emit_json(out, LINK_JOB, o, mime, mime_len, UINT32_MAX);
-fail:
-	json_decref(o);
-	return LINK_E_FIELD;
+	/* o owns a from here on, or a is freed: set_new consumes it. */
+	ok = json_object_set_new(o, "rcpt", a) == 0;
+	for (i = 0; ok && i < nrcpt; i++)
+		ok = json_array_append_new(a, json_string(rcpt[i])) == 0;
+	ok = ok && set_int(o, "job_id", (json_int_t)job_id) &&
+	     set_str(o, "message_id", message_id) &&
+	     set_str(o, "mail_from", mail_from);
+	return emit_json(out, LINK_JOB, o, ok, mime, mime_len, UINT32_MAX);
 }
 
 int
 link_encode_result(struct evbuffer *out, const struct link_result *m)
 {
 	json_t *o;
+	bool ok;
 
 	if (m->job_id > INT64_MAX || !token_valid(m->message_id, MSGID_MAX) ||
 	    m->outcome < 0 || (size_t)m->outcome >= ARRAY_SIZE(outcome_names) ||
@@ -428,37 +423,36 @@ link_encode_result(struct evbuffer *out, const struct link_result *m)
 	    !no_ctl(m->provider_message_id))
 		return LINK_E_FIELD;
 	o = json_object();
-	if (o == NULL || !set_int(o, "job_id", (json_int_t)m->job_id) ||
-	    !set_str(o, "message_id", m->message_id) ||
-	    !set_str(o, "outcome", outcome_names[m->outcome]) ||
-	    !set_str(o, "provider_message_id", m->provider_message_id) ||
-	    !set_str(o, "detail", m->detail)) {
-		json_decref(o);
-		return LINK_E_FIELD;
-	}
-	return emit_json(out, LINK_RESULT, o, NULL, 0, LINK_CTRL_MAX);
+	ok = set_int(o, "job_id", (json_int_t)m->job_id) &&
+	     set_str(o, "message_id", m->message_id) &&
+	     set_str(o, "outcome", outcome_names[m->outcome]) &&
+	     set_str(o, "provider_message_id", m->provider_message_id) &&
+	     set_str(o, "detail", m->detail);
+	return emit_json(out, LINK_RESULT, o, ok, NULL, 0, LINK_CTRL_MAX);
 }
 
 /*
  * Decoding helpers.  Each takes the running status *rc, does nothing when
  * an earlier step failed, and sets it to a LINK_E_* on failure, so that a
- * decoder reads as the list of its fields.
+ * decoder reads as the list of its fields.  Since none of them looks at
+ * the object once *rc is set, a decoder whose payload did not parse runs
+ * its list on a NULL root and returns parse()'s error.
  */
 
-static int
-parse(const uint8_t *p, size_t n, json_t **root)
+/* The payload as a JSON object (a new reference), or NULL and *rc set. */
+static json_t *
+parse(const uint8_t *p, size_t n, int *rc)
 {
 	json_error_t jerr;
+	json_t *root;
 
-	*root = json_loadb((const char *)p, n, JSON_REJECT_DUPLICATES, &jerr);
-	if (*root == NULL)
-		return LINK_E_SYNTAX;
-	if (!json_is_object(*root)) {
-		json_decref(*root);
-		*root = NULL;
-		return LINK_E_SYNTAX;
+	root = json_loadb((const char *)p, n, JSON_REJECT_DUPLICATES, &jerr);
+	if (root == NULL || !json_is_object(root)) {
+		json_decref(root);
+		*rc = LINK_E_SYNTAX;
+		return NULL;
 	}
-	return 0;
+	return root;
 }
 
 /* An integer member in [min, max]; when optional, *present says if set. */
@@ -585,13 +579,11 @@ link_decode_hello(const uint8_t *p, size_t n, struct link_hello *m)
 {
 	json_t *o;
 	bool has;
-	int rc;
+	int rc = 0;
 
 	memset(m, 0, sizeof(*m));
 	m->priority = -1;
-	rc = parse(p, n, &o);
-	if (rc != 0)
-		return rc;
+	o = parse(p, n, &rc);
 	get_str(o, "name", m->name, sizeof(m->name), LINK_NAME_MAX, false, &rc);
 	check(link_name_valid(m->name), &rc);
 	get_str(o, "type", m->type, sizeof(m->type), LINK_TYPE_MAX, false, &rc);
@@ -613,12 +605,10 @@ int
 link_decode_challenge(const uint8_t *p, size_t n, struct link_challenge *m)
 {
 	json_t *o;
-	int rc;
+	int rc = 0;
 
 	memset(m, 0, sizeof(*m));
-	rc = parse(p, n, &o);
-	if (rc != 0)
-		return rc;
+	o = parse(p, n, &rc);
 	get_hex(o, "nonce", m->nonce, LINK_NONCE_LEN, &rc);
 	m->version = get_version(o, &rc);
 	json_decref(o);
@@ -629,12 +619,10 @@ int
 link_decode_auth(const uint8_t *p, size_t n, struct link_auth *m)
 {
 	json_t *o;
-	int rc;
+	int rc = 0;
 
 	memset(m, 0, sizeof(*m));
-	rc = parse(p, n, &o);
-	if (rc != 0)
-		return rc;
+	o = parse(p, n, &rc);
 	get_hex(o, "mac", m->mac, LINK_MAC_LEN, &rc);
 	json_decref(o);
 	return rc;
@@ -644,12 +632,10 @@ int
 link_decode_welcome(const uint8_t *p, size_t n, struct link_welcome *m)
 {
 	json_t *o;
-	int rc;
+	int rc = 0;
 
 	memset(m, 0, sizeof(*m));
-	rc = parse(p, n, &o);
-	if (rc != 0)
-		return rc;
+	o = parse(p, n, &rc);
 	get_hex(o, "mac", m->mac, LINK_MAC_LEN, &rc);
 	m->heartbeat_interval_ms = (uint32_t)get_int(
 	    o, "heartbeat_interval_ms", 1, HB_INTERVAL_MAX, NULL, &rc);
@@ -661,12 +647,10 @@ int
 link_decode_error(const uint8_t *p, size_t n, struct link_error *m)
 {
 	json_t *o;
-	int rc;
+	int rc = 0;
 
 	memset(m, 0, sizeof(*m));
-	rc = parse(p, n, &o);
-	if (rc != 0)
-		return rc;
+	o = parse(p, n, &rc);
 	get_str(o, "code", m->code, sizeof(m->code), LINK_CODE_MAX, false, &rc);
 	check(token_valid(m->code, LINK_CODE_MAX), &rc);
 	get_str(o, "message", m->message, sizeof(m->message), LINK_MSG_MAX,
@@ -679,12 +663,10 @@ int
 link_decode_heartbeat(const uint8_t *p, size_t n, struct link_heartbeat *m)
 {
 	json_t *o;
-	int rc;
+	int rc = 0;
 
 	memset(m, 0, sizeof(*m));
-	rc = parse(p, n, &o);
-	if (rc != 0)
-		return rc;
+	o = parse(p, n, &rc);
 	m->seq = (uint64_t)get_int(o, "seq", 0, INT64_MAX, NULL, &rc);
 	m->health =
 	    get_enum(o, "health", health_names, ARRAY_SIZE(health_names), &rc);
@@ -716,17 +698,16 @@ link_decode_job(const uint8_t *p, size_t n, struct link_job *m)
 	json_t *o, *a;
 	uint32_t jlen;
 	size_t i, count;
-	int rc;
+	int rc = 0;
 
 	memset(m, 0, sizeof(*m));
 	if (n < 4)
 		return LINK_E_SHORT;
-	jlen = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	       (uint32_t)p[2] << 8 | (uint32_t)p[3];
+	jlen = get_be32(p);
 	if (jlen > n - 4)
 		return LINK_E_SHORT;
-	rc = parse(p + 4, jlen, &o);
-	if (rc != 0)
+	o = parse(p + 4, jlen, &rc);
+	if (o == NULL)
 		return rc;
 	m->job_id = (uint64_t)get_int(o, "job_id", 0, INT64_MAX, NULL, &rc);
 	get_str(o, "message_id", m->message_id, sizeof(m->message_id),
@@ -769,12 +750,10 @@ int
 link_decode_result(const uint8_t *p, size_t n, struct link_result *m)
 {
 	json_t *o;
-	int rc;
+	int rc = 0;
 
 	memset(m, 0, sizeof(*m));
-	rc = parse(p, n, &o);
-	if (rc != 0)
-		return rc;
+	o = parse(p, n, &rc);
 	m->job_id = (uint64_t)get_int(o, "job_id", 0, INT64_MAX, NULL, &rc);
 	get_str(o, "message_id", m->message_id, sizeof(m->message_id),
 		MSGID_MAX, false, &rc);
