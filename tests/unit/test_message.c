@@ -1,7 +1,9 @@
 /*
- * Unit tests for the JSON-to-MIME builder: a full round trip parsed back
- * with GMime, then one refusal per rule with its code and the field it
- * names.  Leaks on the refusal paths are caught by the ASan build.
+ * Unit tests for the JSON-to-MIME builder: round trips parsed back with
+ * GMime's parser (the proof that the hand-composed MIME is valid), then
+ * one refusal per rule with its code and the field it names, the JSON
+ * strictness kept around cJSON, and a run on several threads at once.
+ * Leaks on the refusal paths are caught by the ASan build.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +16,8 @@
 #include "common/util.h"
 
 #include <gmime/gmime.h>
+#include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -728,6 +732,394 @@ test_too_large(void **state)
 	free(json);
 }
 
+/* The one address of an address header, parsed back. */
+static InternetAddress *
+only_address(InternetAddressList *l)
+{
+	assert_int_equal(internet_address_list_length(l), 1);
+	return internet_address_list_get_address(l, 0);
+}
+
+/* Display names that need quoting or encoding come back as they were. */
+static void
+test_display_names(void **state)
+{
+	static const struct {
+		const char *json; /* as written in JSON */
+		const char *name; /* decoded, UTF-8 */
+	} names[] = {
+	    {"Doe, John", "Doe, John"},
+	    {"J. \\\\\\\"Q\\\\\\\" Public", "J. \"Q\" Public"},
+	    {"Zo\\u00eb \\u00c7a", "Zo\xc3\xab \xc3\x87"
+				   "a"},
+	    {"\\u65e5\\u672c \\u8a9e", "\xe6\x97\xa5\xe6\x9c\xac \xe8\xaa\x9e"},
+	    {"Plain Name", "Plain Name"},
+	    {"a\\\\\\\\b", "a\\b"},
+	    {"=?x?= lookalike", "=?x?= lookalike"},
+	};
+	char json[512], *q;
+	struct store_message *m;
+	GMimeMessage *msg;
+	InternetAddress *a;
+	json_t *to;
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(names); i++) {
+		snprintf(json, sizeof(json),
+			 "{\"from\": \"\\\"%s\\\" <ann@example.com>\","
+			 " \"to\": [\"\\\"%s\\\" <bob@example.net>\","
+			 " \"c@example.org\"], \"text\": \"t\"}",
+			 names[i].json, names[i].json);
+		m = build_ok(json);
+		assert_crlf(m);
+		assert_string_equal(m->mail_from, "ann@example.com");
+		msg = parse_mime(m);
+		a = only_address(g_mime_message_get_from(msg));
+		assert_string_equal(internet_address_get_name(a),
+				    names[i].name);
+		a = internet_address_list_get_address(
+		    g_mime_message_get_to(msg), 0);
+		assert_string_equal(internet_address_get_name(a),
+				    names[i].name);
+		assert_string_equal(internet_address_mailbox_get_addr(
+					INTERNET_ADDRESS_MAILBOX(a)),
+				    "bob@example.net");
+		/* to_json is valid JSON holding the entries as given. */
+		to = json_loads(m->to_json, 0, NULL);
+		assert_non_null(to);
+		assert_int_equal(json_array_size(to), 2);
+		q = xasprintf("\"%s\" <bob@example.net>", names[i].name);
+		if (strchr(names[i].json, '\\') == NULL)
+			assert_string_equal(
+			    json_string_value(json_array_get(to, 0)), q);
+		free(q);
+		json_decref(to);
+		g_object_unref(msg);
+		store_message_free(m);
+	}
+}
+
+/* A long subject is folded to 78 columns and reads back whole. */
+static void
+test_long_subject(void **state)
+{
+	char json[4096], subj[1000];
+	struct store_message *m;
+	GMimeMessage *msg;
+	const char *p, *e;
+	size_t i;
+
+	for (i = 0; i < 899; i++)
+		subj[i] = (i % 9 == 8) ? ' ' : (char)('a' + i % 26);
+	subj[899] = '\0';
+	snprintf(json, sizeof(json),
+		 "{" BASE ", \"subject\": \"%s\", \"text\": \"t\"}", subj);
+	m = build_ok(json);
+	assert_crlf(m);
+	p = strstr(m->mime, "Subject: ");
+	assert_non_null(p);
+	/* Every line of the header is at most 78 columns. */
+	do {
+		e = strstr(p, "\r\n");
+		assert_true(e - p <= 78);
+		p = e + 2;
+	} while (*p == ' ' || *p == '\t');
+	msg = parse_mime(m);
+	assert_string_equal(g_mime_message_get_subject(msg), subj);
+	g_object_unref(msg);
+	store_message_free(m);
+
+	/* One 990-byte word cannot fold: encoded, still under 998. */
+	memset(subj, 'w', 990);
+	subj[990] = '\0';
+	snprintf(json, sizeof(json),
+		 "{" BASE ", \"subject\": \"%s\", \"text\": \"t\","
+		 " \"headers\": {\"X-Long\": \"%s\"}}",
+		 subj, subj);
+	m = build_ok(json);
+	assert_crlf(m);
+	msg = parse_mime(m);
+	assert_string_equal(g_mime_message_get_subject(msg), subj);
+	g_object_unref(msg);
+	store_message_free(m);
+
+	/*
+	 * Non-ASCII, long: RFC 2047 words on folded lines of at most 78
+	 * columns.  (GMime 3.2.13 reads back only the first word of this
+	 * one, from the old builder too, so the words are checked here.)
+	 */
+	for (i = 0; i < 60; i++)
+		memcpy(subj + 10 * i, "caf\\u00e9 ", 10);
+	subj[600] = '\0';
+	snprintf(json, sizeof(json),
+		 "{" BASE ", \"subject\": \"%s\", \"text\": \"t\"}", subj);
+	m = build_ok(json);
+	assert_crlf(m);
+	p = strstr(m->mime, "Subject: =?");
+	assert_non_null(p);
+	for (i = 0;; i++) {
+		e = strstr(p, "\r\n");
+		assert_true(e - p <= 78);
+		p = e + 2;
+		if (*p != ' ')
+			break;
+		assert_memory_equal(p, " =?", 3);
+	}
+	assert_true(i >= 5);
+	msg = parse_mime(m);
+	assert_memory_equal(g_mime_message_get_subject(msg),
+			    "caf\xc3\xa9 caf\xc3\xa9", 11);
+	g_object_unref(msg);
+	store_message_free(m);
+}
+
+/* Non-ASCII file names, short and long (RFC 2231 continuations). */
+static void
+test_attachment_names(void **state)
+{
+	char json[4096], fname[2048], want[1024], *type;
+	struct store_message *m;
+	GMimeMessage *msg;
+	GMimeObject *body, *att;
+	size_t i;
+
+	for (i = 0; i < 30; i++) {
+		memcpy(fname + 6 * i, "\\u65e5", 6);
+		memcpy(want + 3 * i, "\xe6\x97\xa5", 3);
+	}
+	snprintf(fname + 180, sizeof(fname) - 180, " a\\\"b.txt");
+	snprintf(want + 90, sizeof(want) - 90, " a\"b.txt");
+	snprintf(
+	    json, sizeof(json),
+	    "{" BASE ", \"text\": \"hello\", \"html\": \"<b>hi</b>\","
+	    " \"attachments\": [{\"filename\": \"%s\","
+	    " \"content_base64\": \"QUJD\"}, {\"filename\": \"a b.txt\","
+	    " \"content_type\": \"text/plain\", \"content_base64\": \"\"}]}",
+	    fname);
+	m = build_ok(json);
+	assert_crlf(m);
+	msg = parse_mime(m);
+	body = g_mime_message_get_mime_part(msg);
+	assert_true(GMIME_IS_MULTIPART(body));
+	assert_int_equal(g_mime_multipart_get_count(GMIME_MULTIPART(body)), 3);
+	assert_true(GMIME_IS_MULTIPART(
+	    g_mime_multipart_get_part(GMIME_MULTIPART(body), 0)));
+	att = g_mime_multipart_get_part(GMIME_MULTIPART(body), 1);
+	assert_string_equal(g_mime_part_get_filename(GMIME_PART(att)), want);
+	att = g_mime_multipart_get_part(GMIME_MULTIPART(body), 2);
+	assert_string_equal(g_mime_part_get_filename(GMIME_PART(att)),
+			    "a b.txt");
+	type = g_mime_content_type_get_mime_type(
+	    g_mime_object_get_content_type(att));
+	assert_string_equal(type, "text/plain");
+	g_free(type);
+	g_object_unref(msg);
+	store_message_free(m);
+}
+
+/* A text with no trailing newline, and one with, keep exactly that. */
+static void
+test_text_html_exact(void **state)
+{
+	struct store_message *m = build_ok(
+	    "{" BASE ", \"text\": \"a\\nb\", \"html\": \"<p>x</p>\\n\"}");
+	GMimeMessage *msg;
+	GMimeObject *alt;
+	char *t;
+
+	assert_crlf(m);
+	msg = parse_mime(m);
+	alt = g_mime_message_get_mime_part(msg);
+	t = part_text(g_mime_multipart_get_part(GMIME_MULTIPART(alt), 0));
+	assert_string_equal(t, "a\r\nb");
+	g_free(t);
+	t = part_text(g_mime_multipart_get_part(GMIME_MULTIPART(alt), 1));
+	assert_string_equal(t, "<p>x</p>\r\n");
+	g_free(t);
+	g_object_unref(msg);
+	store_message_free(m);
+}
+
+/* What jansson refused and cJSON alone would not. */
+static void
+test_json_strictness(void **state)
+{
+	struct store_message *m;
+	GMimeMessage *msg;
+	char *t;
+
+	/* Duplicates at every level. */
+	expect_err("{" BASE ", \"text\": \"t\", \"headers\": {\"X-A\": \"1\","
+		   " \"X-A\": \"2\"}}",
+		   400, "invalid_json", "body: not valid JSON (duplicate key)");
+	expect_err("{" BASE ", \"text\": \"t\", \"attachments\": [{"
+		   "\"filename\": \"a\", \"filename\": \"b\","
+		   " \"content_base64\": \"\"}]}",
+		   400, "invalid_json", "body: not valid JSON (duplicate key)");
+	expect_err("{" BASE ", \"text\": \"t\", \"x\": {\"a\": 1, \"a\": 2}}",
+		   400, "invalid_json", "body: not valid JSON (duplicate key)");
+	/* Raw control characters in a string, a BOM, bad escapes. */
+	expect_err("{" BASE ", \"text\": \"a\x01"
+		   "b\"}",
+		   400, "invalid_json", "body");
+	expect_err("{" BASE ", \"text\": \"a\nb\"}", 400, "invalid_json",
+		   "body");
+	expect_err("\xef\xbb\xbf{" BASE ", \"text\": \"t\"}", 400,
+		   "invalid_json", "body");
+	expect_err("{" BASE ", \"text\": \"\\x41\"}", 400, "invalid_json",
+		   "body");
+	expect_err("{" BASE ", \"text\": \"\\u12\"}", 400, "invalid_json",
+		   "body");
+	expect_err("{" BASE ",\x0b \"text\": \"t\"}", 400, "invalid_json",
+		   "body");
+	/* Lone surrogates never reach a header as invalid UTF-8. */
+	expect_err("{" BASE ", \"subject\": \"\\ud800\", \"text\": \"t\"}", 400,
+		   "invalid_json", "body");
+	expect_err("{" BASE ", \"subject\": \"\\udc00x\", \"text\": \"t\"}",
+		   400, "invalid_json", "body");
+	/* Overlong and surrogate UTF-8 as raw bytes. */
+	expect_err("{" BASE ", \"text\": \"\xc0\xaf\"}", 400, "invalid_json",
+		   "body");
+	expect_err("{" BASE ", \"text\": \"\xed\xa0\x80\"}", 400,
+		   "invalid_json", "body");
+	expect_err("{" BASE ", \"text\": \"t\", \"n\": 1e999}", 400,
+		   "invalid_json",
+		   "body: not valid JSON (number out of range)");
+	/* NUL in a key at any depth; the NUL stand-in with a real NUL. */
+	expect_err("{" BASE
+		   ", \"text\": \"t\", \"headers\": {\"X\\u0000\": \"v\"}}",
+		   400, "invalid_json", "body: not valid JSON (NUL in a key)");
+	expect_err("{" BASE
+		   ", \"text\": \"\\u0000\", \"subject\": \"\\ufdd0\"}",
+		   400, "invalid_json", "body");
+	expect_err("{" BASE ", \"text\": \"\\u0000\xef\xb7\x90\"}", 400,
+		   "invalid_json", "body");
+	/* Trailing white space is fine, a second value is not. */
+	m = build_ok("{" BASE ", \"text\": \"t\"} \r\n\t ");
+	store_message_free(m);
+	expect_err("{" BASE ", \"text\": \"t\"} {}", 400, "invalid_json",
+		   "body: not valid JSON (trailing bytes");
+
+	/* An escaped backslash then "u0000" is text, not a NUL. */
+	m = build_ok("{" BASE ", \"subject\": \"a\\\\u0000b\","
+		     " \"text\": \"x\\\\u0000y\"}");
+	assert_string_equal(m->subject, "a\\u0000b");
+	msg = parse_mime(m);
+	assert_string_equal(g_mime_message_get_subject(msg), "a\\u0000b");
+	t = part_text(g_mime_message_get_mime_part(msg));
+	assert_string_equal(t, "x\\u0000y\r\n");
+	g_free(t);
+	g_object_unref(msg);
+	store_message_free(m);
+	/* U+FDD0 on its own is ordinary text. */
+	m = build_ok("{" BASE ", \"subject\": \"\\ufdd0\", \"text\": \"t\"}");
+	assert_string_equal(m->subject, "\xef\xb7\x90");
+	store_message_free(m);
+	/* A NUL after the stand-in's escape form is still a NUL. */
+	expect_err("{" BASE ", \"subject\": \"a\\\\\\u0000\", \"text\": \"t\"}",
+		   400, "invalid_field", "subject: contains NUL");
+}
+
+/* to_json and tags_json are JSON that reads back to what was given. */
+static void
+test_json_outputs(void **state)
+{
+	struct store_message *m = build_ok(
+	    "{\"from\": \"ann@example.com\", \"to\": \"\\\"Q \\\\\\\" R\\\" "
+	    "<q@example.net>\", \"text\": \"t\", \"tags\": [\"a\\\"b\", "
+	    "\"c\\\\d\", \"x/y\"]}");
+	json_t *v;
+
+	v = json_loads(m->to_json, 0, NULL);
+	assert_non_null(v);
+	assert_string_equal(json_string_value(json_array_get(v, 0)),
+			    "\"Q \\\" R\" <q@example.net>");
+	json_decref(v);
+	v = json_loads(m->tags_json, 0, NULL);
+	assert_non_null(v);
+	assert_int_equal(json_array_size(v), 3);
+	assert_string_equal(json_string_value(json_array_get(v, 0)), "a\"b");
+	assert_string_equal(json_string_value(json_array_get(v, 1)), "c\\d");
+	assert_string_equal(json_string_value(json_array_get(v, 2)), "x/y");
+	json_decref(v);
+	store_message_free(m);
+}
+
+#define NTHREADS 4
+#define NROUNDS 200
+
+static const char *const thread_inputs[] = {
+    "{" BASE ", \"subject\": \"H\\u00e9llo\", \"text\": \"caf\\u00e9\"}",
+    "{\"from\": \"Zo\\u00eb <z@example.com>\", \"to\": [\"\\\"a, b\\\" "
+    "<b@example.net>\"], \"text\": \"\\u65e5\\u672c\", \"attachments\": "
+    "[{\"filename\": \"r\\u00e9sum\\u00e9\", \"content_base64\": \"QUJD\"}]}",
+    "{" BASE ", \"text\": \"t\", \"subject\": \"\\u0000\"}",
+    "{" BASE ", \"text\": \"t\", \"x\": 1}",
+    "{\"from\": \"=?utf-8?q?A=C3=A9?= <ann@example.com>\", \"to\": "
+    "\"bob@b\\u00fccher.de\", \"html\": \"<b>x</b>\"}",
+};
+
+/* Every input's outcome, with the parts that vary per call removed. */
+static char *
+outcome(const char *json)
+{
+	struct store_message *m = NULL;
+	struct message_error err;
+	char *s, *p;
+
+	memset(&err, 0, sizeof(err));
+	if (message_from_json(json, strlen(json), &lim, &m, &err) != 0)
+		return xasprintf("%d %s %s", err.http_status, err.code,
+				 err.message);
+	/* Everything up to the Date header is fixed for one input. */
+	p = strstr(m->mime, "Date: ");
+	assert_non_null(p);
+	s = xasprintf("%s|%zu|%s|%.*s", m->mail_from, m->nrcpt, m->to_json,
+		      (int)(p - m->mime), m->mime);
+	store_message_free(m);
+	return s;
+}
+
+static void *
+thread_main(void *arg)
+{
+	char **want = arg;
+	size_t i, k;
+	char *got;
+	long bad = 0;
+
+	for (k = 0; k < NROUNDS; k++)
+		for (i = 0; i < ARRAY_SIZE(thread_inputs); i++) {
+			got = outcome(thread_inputs[i]);
+			if (strcmp(got, want[i]) != 0)
+				bad++;
+			free(got);
+		}
+	return (void *)bad;
+}
+
+/* Builds on several threads at once give what one thread gives. */
+static void
+test_threads(void **state)
+{
+	char *want[ARRAY_SIZE(thread_inputs)];
+	pthread_t th[NTHREADS];
+	void *bad;
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(thread_inputs); i++)
+		want[i] = outcome(thread_inputs[i]);
+	for (i = 0; i < NTHREADS; i++)
+		assert_int_equal(
+		    pthread_create(&th[i], NULL, thread_main, want), 0);
+	for (i = 0; i < NTHREADS; i++) {
+		assert_int_equal(pthread_join(th[i], &bad), 0);
+		assert_int_equal((long)bad, 0);
+	}
+	for (i = 0; i < ARRAY_SIZE(thread_inputs); i++)
+		free(want[i]);
+}
+
 int
 main(void)
 {
@@ -749,6 +1141,13 @@ main(void)
 	    cmocka_unit_test(test_base64_forms),
 	    cmocka_unit_test(test_tags),
 	    cmocka_unit_test(test_too_large),
+	    cmocka_unit_test(test_display_names),
+	    cmocka_unit_test(test_long_subject),
+	    cmocka_unit_test(test_attachment_names),
+	    cmocka_unit_test(test_text_html_exact),
+	    cmocka_unit_test(test_json_strictness),
+	    cmocka_unit_test(test_json_outputs),
+	    cmocka_unit_test(test_threads),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
