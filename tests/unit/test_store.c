@@ -621,6 +621,144 @@ test_scan(void **state)
 	assert_int_equal(s.rowids[1], r[0].rowid);
 }
 
+/*
+ * Checks that store_scan's counts (status_counts, kept by the writer) equal
+ * both the expected ones and a GROUP BY over the messages themselves.
+ */
+static void
+check_counts(struct fixture *f, int64_t queued, int64_t sending,
+	     int64_t delivered, int64_t failed)
+{
+	int64_t counts[MSG_NSTATUS], truth[MSG_NSTATUS] = {0, 0, 0, 0};
+	sqlite3 *db;
+	sqlite3_stmt *s;
+	char path[192];
+	int i, status;
+
+	assert_int_equal(store_scan(f->st, NULL, NULL, counts), 0);
+	snprintf(path, sizeof(path), "%s/shivneri.db", f->sub);
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "SELECT status, count(*) FROM"
+					    " messages GROUP BY status",
+					    -1, &s, NULL),
+			 SQLITE_OK);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		status = sqlite3_column_int(s, 0);
+		assert_true(status >= 0 && status < MSG_NSTATUS);
+		truth[status] = sqlite3_column_int64(s, 1);
+	}
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	for (i = 0; i < MSG_NSTATUS; i++)
+		assert_int_equal(counts[i], truth[i]);
+	assert_int_equal(counts[MSG_QUEUED], queued);
+	assert_int_equal(counts[MSG_SENDING], sending);
+	assert_int_equal(counts[MSG_DELIVERED], delivered);
+	assert_int_equal(counts[MSG_FAILED], failed);
+}
+
+/*
+ * The counts stay exact through batches that mix new messages, duplicates,
+ * failures that roll back and are retried alone, several changes to one
+ * message, changes to the same status, unknown rowids and expiry.
+ */
+static void
+test_counts(void **state)
+{
+	struct fixture *f = *state;
+	struct sub_res r[6];
+	struct done_res d[7];
+	struct store_update u[7];
+	struct expire_res e;
+	struct store_message *m;
+	char id[32];
+	int i;
+
+	open_store(f);
+	check_counts(f, 0, 0, 0, 0);
+
+	/* One batch: 4 new, a duplicate key, a repeated id. */
+	memset(r, 0, sizeof(r));
+	for (i = 0; i < 4; i++) {
+		m = make_message(NULL, "c");
+		if (i == 0)
+			snprintf(id, sizeof(id), "%s", m->id);
+		if (i == 3)
+			m->created_ms = now_ms() - 10 * 86400000LL;
+		store_submit(f->st, m, i == 1 ? "ckey" : NULL, submit_cb,
+			     &r[i]);
+	}
+	store_submit(f->st, make_message(NULL, "c"), "ckey", submit_cb, &r[4]);
+	store_submit(f->st, make_message(id, "c"), NULL, submit_cb, &r[5]);
+	WAIT_FOR(f->base, r[0].done && r[1].done && r[2].done && r[3].done &&
+			      r[4].done && r[5].done);
+	for (i = 0; i < 4; i++)
+		assert_int_equal(r[i].err, 0);
+	assert_true(r[4].dup);
+	assert_int_equal(r[5].err, -EEXIST);
+	check_counts(f, 4, 0, 0, 0);
+
+	/*
+	 * One batch of updates: 0 goes queued -> sending -> delivered, 1 to
+	 * sending, 2 stays queued, an unknown rowid, and 1 again with a
+	 * repeated attempt number, which fails alone and must not count.
+	 */
+	memset(u, 0, sizeof(u));
+	memset(d, 0, sizeof(d));
+	u[0].rowid = r[0].rowid;
+	u[0].status = MSG_SENDING;
+	u[1].rowid = r[0].rowid;
+	u[1].status = MSG_DELIVERED;
+	u[1].has_attempt = true;
+	u[1].attempt.n = 1;
+	u[1].attempt.outcome = OUTCOME_DELIVERED;
+	u[2].rowid = r[1].rowid;
+	u[2].status = MSG_SENDING;
+	u[3].rowid = r[2].rowid;
+	u[3].status = MSG_QUEUED;
+	u[4].rowid = r[3].rowid + 1000;
+	u[4].status = MSG_FAILED;
+	u[5].rowid = r[0].rowid;
+	u[5].status = MSG_FAILED;
+	u[5].has_attempt = true;
+	u[5].attempt.n = 1;
+	u[5].attempt.outcome = OUTCOME_PERMANENT;
+	for (i = 0; i < 6; i++)
+		store_update(f->st, &u[i], done_cb, &d[i]);
+	WAIT_FOR(f->base, d[0].done && d[1].done && d[2].done && d[3].done &&
+			      d[4].done && d[5].done);
+	assert_int_equal(d[0].err, 0);
+	assert_int_equal(d[1].err, 0);
+	assert_int_equal(d[2].err, 0);
+	assert_int_equal(d[3].err, 0);
+	assert_int_equal(d[4].err, -ENOENT);
+	assert_int_equal(d[5].err, -EEXIST);
+	check_counts(f, 2, 1, 1, 0);
+
+	/* Expiry fails the old queued one (3), not the new one (2). */
+	memset(&e, 0, sizeof(e));
+	store_expire(f->st, now_ms() - 86400000LL, 0, expire_cb, &e);
+	WAIT_FOR(f->base, e.done == 1);
+	assert_int_equal(e.err, 0);
+	assert_int_equal(e.n, 1);
+	check_counts(f, 1, 1, 1, 1);
+
+	/* Across a restart, recovery moves the sending one back. */
+	store_close(f->st);
+	f->st = NULL;
+	open_store(f);
+	check_counts(f, 2, 0, 1, 1);
+	memset(&d[6], 0, sizeof(d[6]));
+	u[6] = u[2];
+	u[6].status = MSG_DELIVERED;
+	store_update(f->st, &u[6], done_cb, &d[6]);
+	WAIT_FOR(f->base, d[6].done == 1);
+	assert_int_equal(d[6].err, 0);
+	check_counts(f, 1, 0, 2, 1);
+}
+
 #define NGROUP 500
 
 struct group_res {
@@ -863,6 +1001,8 @@ test_crash_recovery(void **state)
 	assert_int_equal(store_scan(f->st, NULL, NULL, counts), 0);
 	assert_int_equal(counts[MSG_SENDING], 0);
 	assert_true(counts[MSG_QUEUED] >= NCRASH);
+	/* Exact: the unacknowledged ones count if and only if they landed. */
+	check_counts(f, counts[MSG_QUEUED], 0, 0, 0);
 	for (i = 0; i < NCRASH; i++) {
 		snprintf(id, sizeof(id), "01CRASH%019d", i);
 		store_get(f->st, id, found_cb, &fr);
@@ -926,6 +1066,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_load, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expire, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_scan, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_counts, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_close_drains, setup, teardown),
