@@ -52,6 +52,7 @@
 #define BATCH_MAX 1024
 #define IDEM_TTL_MS (24LL * 3600 * 1000)
 #define BUSY_TIMEOUT_MS 5000
+#define PAGE_SIZE_STR "8192" /* for new databases; see db_setup() */
 /* Rounds of draining at close before giving up on callbacks that resubmit. */
 #define CLOSE_DRAIN_ROUNDS 1000
 
@@ -1260,6 +1261,16 @@ db_setup(struct store_backend *be)
 	}
 	sqlite3_extended_result_codes(be->db, 1);
 	sqlite3_busy_timeout(be->db, BUSY_TIMEOUT_MS);
+	/*
+	 * Before the first table exists (later it is a no-op): a 2-3 KB
+	 * message, the common size, fills a third of an 8 KiB page but needs a
+	 * 4 KiB page of its own, so 8 KiB pages write about a third fewer
+	 * bytes and half the WAL frames per message, in the WAL and again at
+	 * checkpoint.  16 KiB costs more than it saves: the pages every
+	 * commit rewrites (index and interior pages) grow with it.
+	 */
+	if ((rc = exec_sql(be->db, "PRAGMA page_size = " PAGE_SIZE_STR)) != 0)
+		goto fail;
 	rc = sqlite3_prepare_v2(be->db, "PRAGMA journal_mode = WAL", -1, &s,
 				NULL);
 	if (rc != SQLITE_OK || (rc = sqlite3_step(s)) != SQLITE_ROW) {

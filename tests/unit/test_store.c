@@ -621,6 +621,26 @@ test_scan(void **state)
 	assert_int_equal(s.rowids[1], r[0].rowid);
 }
 
+/* The one integer a query on the store's database returns. */
+static int64_t
+db_int(struct fixture *f, const char *sql)
+{
+	sqlite3 *db;
+	sqlite3_stmt *s;
+	char path[192];
+	int64_t v;
+
+	snprintf(path, sizeof(path), "%s/shivneri.db", f->sub);
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	v = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return v;
+}
+
 /*
  * Checks that store_scan's counts (status_counts, kept by the writer) equal
  * both the expected ones and a GROUP BY over the messages themselves.
@@ -678,6 +698,7 @@ test_counts(void **state)
 
 	open_store(f);
 	check_counts(f, 0, 0, 0, 0);
+	assert_int_equal(db_int(f, "PRAGMA page_size"), 8192);
 
 	/* One batch: 4 new, a duplicate key, a repeated id. */
 	memset(r, 0, sizeof(r));
