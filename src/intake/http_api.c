@@ -32,6 +32,8 @@
 
 #define IDEM_KEY_MAX 255
 #define BUILDER_THREADS 2
+/* Bodies up to this are built on the loop (see http_api.h). */
+#define INLINE_BUILD_MAX (64 * 1024)
 
 struct http_api {
 	struct event_base *base;
@@ -349,6 +351,11 @@ post_message(struct http_api *api, struct evhttp_request *req)
 	b->len = len;
 	b->idem = xstrdup_or_null(idem);
 	api->pending++;
+	if (len <= INLINE_BUILD_MAX) {
+		build_work(b);
+		build_done(b);
+		return;
+	}
 	workq_submit(api->builders, build_work, build_done, b);
 }
 

@@ -2,8 +2,10 @@
  * The HTTP API of SPEC.md on evhttp: message intake and lookup, providers
  * and their drain, stats, Prometheus metrics, health and readiness.
  *
- * A submission's JSON is checked and built into MIME on builder threads
- * (the costliest step, kept off the loop), then answered only from the
+ * A submission's JSON is checked and built into MIME on the loop when it
+ * is small (about 10 us for 2 KB: cheaper than two thread hand-offs) and
+ * on builder threads when it is larger than 64 KiB (attachments: never
+ * hold the loop for milliseconds), then answered only from the
  * store's durability callback
  * (202 once its commit is on disk), so the request stays pending across
  * the group commit; evhttp keeps a request whose client went away until
