@@ -173,22 +173,26 @@ keys_free(char **keys, size_t n)
 int
 http_api_reload_keys(struct http_api *api)
 {
-	char *text, *line, *save = NULL;
+	char *text, *line, *next;
 	char **keys = NULL;
-	size_t n = 0;
+	size_t n = 0, textlen = 0;
 	int rc;
 
 	if (api->cfg->api_keys_file == NULL || *api->cfg->api_keys_file == '\0')
 		return 0;
-	rc = file_read_all(api->cfg->api_keys_file, 1 << 20, &text, NULL);
+	rc = file_read_all(api->cfg->api_keys_file, 1 << 20, &text, &textlen);
 	if (rc != 0) {
 		log_warnx("- http cannot read api_keys_file %s: %s",
 			  api->cfg->api_keys_file, strerror(-rc));
 		return rc;
 	}
-	for (line = strtok_r(text, "\n", &save); line != NULL;
-	     line = strtok_r(NULL, "\n", &save)) {
-		size_t len = strlen(line);
+	for (line = text; line != NULL; line = next) {
+		size_t len;
+
+		next = strchr(line, '\n');
+		if (next != NULL)
+			*next++ = '\0';
+		len = strlen(line);
 		while (len > 0 &&
 		       (line[len - 1] == '\r' || line[len - 1] == ' ' ||
 			line[len - 1] == '\t'))
@@ -200,7 +204,8 @@ http_api_reload_keys(struct http_api *api)
 		keys = xreallocarray(keys, n + 1, sizeof(*keys));
 		keys[n++] = xstrdup(line);
 	}
-	explicit_bzero(text, strlen(text));
+	/* The whole file: the line ends were overwritten with NULs. */
+	explicit_bzero(text, textlen);
 	free(text);
 	keys_free(api->keys, api->nkeys);
 	api->keys = keys;
