@@ -1237,10 +1237,11 @@ set_reply_to(struct build *b, const cJSON *v)
 static bool
 header_forbidden(const char *name)
 {
+	/* Date and Message-ID may be given (checked by user_header_ok);
+	 * the relay adds them only when missing. */
 	static const char *const exact[] = {
-	    "from",         "to",       "cc",          "bcc",
-	    "reply-to",     "subject",  "date",        "message-id",
-	    "mime-version", "received", "return-path", "sender",
+	    "from",    "to",           "cc",       "bcc",         "reply-to",
+	    "subject", "mime-version", "received", "return-path", "sender",
 	};
 	size_t i;
 
@@ -1273,6 +1274,82 @@ check_header_name(const struct build *b, const char *field, const char *s,
 	return 0;
 }
 
+/*
+ * A Message-ID given by the client: one msg-id, "<left@right>", printable
+ * ASCII with no space, '<', '>' or second '@', and at most 250 bytes.
+ */
+static bool
+msgid_valid(const char *s, size_t n)
+{
+	size_t i, at = 0;
+
+	if (n < 5 || n > 250 || s[0] != '<' || s[n - 1] != '>')
+		return false;
+	for (i = 1; i + 1 < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c < 33 || c > 126 || c == '<' || c == '>')
+			return false;
+		if (c == '@') {
+			if (at != 0 || i == 1 || i + 2 == n)
+				return false;
+			at = i;
+		}
+	}
+	return at != 0;
+}
+
+/* A Date given by the client must be one GMime can read as a date. */
+static bool
+date_valid(const char *s)
+{
+	GDateTime *dt = g_mime_utils_header_decode_date(s);
+
+	if (dt == NULL)
+		return false;
+	g_date_time_unref(dt);
+	return true;
+}
+
+/*
+ * Looks for a header among the client's, without case.  Returns it (NULL
+ * when absent) or refuses a name given twice in different cases.
+ */
+static int
+user_header(struct build *b, const cJSON *obj, const char *name,
+	    const cJSON **out)
+{
+	const cJSON *v;
+	char field[64];
+
+	*out = NULL;
+	if (obj == NULL)
+		return 0;
+	for (v = obj->child; v != NULL; v = v->next) {
+		if (v->string == NULL || strcasecmp(v->string, name) != 0)
+			continue;
+		if (*out != NULL) {
+			snprintf(field, sizeof(field), "headers.%s", name);
+			return invalid(b->err, field, "given twice");
+		}
+		*out = v;
+	}
+	return 0;
+}
+
+/* The value checks of Date and Message-ID beyond those of any header. */
+static int
+user_header_ok(struct build *b, const char *field, const char *name,
+	       const char *val, size_t n)
+{
+	if (strcasecmp(name, "message-id") == 0 && !msgid_valid(val, n))
+		return invalid(b->err, field,
+			       "not a Message-ID of the form <left@right>");
+	/* val is NUL-terminated (cJSON) and holds no NUL (checked before). */
+	if (strcasecmp(name, "date") == 0 && !date_valid(val))
+		return invalid(b->err, field, "not an RFC 5322 date");
+	return 0;
+}
+
 static int
 add_headers(struct build *b, const cJSON *obj)
 {
@@ -1299,7 +1376,8 @@ add_headers(struct build *b, const cJSON *obj)
 		if (val == NULL)
 			return invalid(b->err, field, "must be a string");
 		if (check_header_value(b, field, val, n,
-				       MAX_HEADER_VALUE_LEN) != 0)
+				       MAX_HEADER_VALUE_LEN) != 0 ||
+		    user_header_ok(b, field, v->string, val, n) != 0)
 			return -1;
 		hdr_add_text(b, v->string, val, n, false);
 	}
@@ -2049,6 +2127,7 @@ message_from_json(const char *json, size_t len,
 	struct build b;
 	struct fields f;
 	struct store_message *m;
+	const cJSON *user_date, *user_mid;
 	cJSON *root = NULL;
 	const char *s;
 	size_t n;
@@ -2073,13 +2152,20 @@ message_from_json(const char *json, size_t len,
 	if (s != NULL)
 		hdr_add_text(&b, "Subject", s, n, true);
 	now = now_ms();
-	date_add(&b.out, now);
 	id_new(b.id);
-	buf_adds(&b.out, "Message-Id: <");
-	buf_adds(&b.out, b.id);
-	buf_addc(&b.out, '@');
-	buf_adds(&b.out, b.domain);
-	buf_adds(&b.out, ">\r\n");
+	if (user_header(&b, f.headers, "date", &user_date) != 0 ||
+	    user_header(&b, f.headers, "message-id", &user_mid) != 0)
+		goto fail;
+	/* Added when missing; the client's own come with its headers. */
+	if (user_date == NULL)
+		date_add(&b.out, now);
+	if (user_mid == NULL) {
+		buf_adds(&b.out, "Message-Id: <");
+		buf_adds(&b.out, b.id);
+		buf_addc(&b.out, '@');
+		buf_adds(&b.out, b.domain);
+		buf_adds(&b.out, ">\r\n");
+	}
 	if (add_headers(&b, f.headers) != 0 || add_body(&b, &f) != 0)
 		goto fail;
 	if (b.out.len > lim->max_message_bytes) {

@@ -219,6 +219,29 @@ def test_delivered_mime_content(cl):
     assert att[0].get_payload(decode=True) == blob
 
 
+def test_client_message_id_and_date_kept(cl):
+    import email
+    import email.policy
+
+    msg = h.message(5, headers={"Message-ID": "<order-5@shop.example.com>",
+                                "Date": "Tue, 01 Dec 2026 10:00:00 +0100"})
+    mid = cl.submit(msg)
+    cl.wait_delivered([mid])
+    d = os.path.join(cl.maildir(cl.msg(mid)["provider"]), "new")
+    found = []
+    for name in os.listdir(d):
+        with open(os.path.join(d, name), "rb") as f:
+            m = email.message_from_binary_file(f, policy=email.policy.default)
+        if "order-5@shop.example.com" in str(m["Message-ID"]):
+            found.append(m)
+    assert len(found) == 1
+    m = found[0]
+    # Added only when missing: one of each, the client's.
+    assert len(m.get_all("Message-ID")) == 1
+    assert len(m.get_all("Date")) == 1
+    assert "01 Dec 2026 10:00:00 +0100" in str(m["Date"])
+
+
 def test_metrics(cl):
     r = cl.get("/metrics")
     assert r.status == 200, r

@@ -91,9 +91,10 @@ BAD_400 = [
     ("attachment_no_content",
      good(attachments=[{"filename": "a.txt", "content_type": "text/plain"}])),
     ("forbidden_bcc_header", good(headers={"Bcc": "e@example.com"})),
-    ("forbidden_message_id", good(headers={"Message-ID": "<x@y>"})),
+    ("bad_message_id", good(headers={"Message-ID": "x@y"})),
+    ("bad_date_header", good(headers={"Date": "yesterday"})),
     ("forbidden_from_header", good(headers={"From": "e@example.com"})),
-    ("forbidden_lowercase", good(headers={"message-id": "<x@y>"})),
+    ("forbidden_lowercase", good(headers={"mime-version": "1.0"})),
 ]
 
 

@@ -542,20 +542,10 @@ static void
 test_headers(void **state)
 {
 	static const char *const forbidden[] = {
-	    "From",
-	    "to",
-	    "CC",
-	    "Bcc",
-	    "Reply-To",
-	    "subject",
-	    "Date",
-	    "Message-ID",
-	    "MIME-Version",
-	    "Content-Type",
-	    "content-transfer-encoding",
-	    "Received",
-	    "Return-Path",
-	    "Sender",
+	    "From",         "to",           "CC",
+	    "Bcc",          "Reply-To",     "subject",
+	    "MIME-Version", "Content-Type", "content-transfer-encoding",
+	    "Received",     "Return-Path",  "Sender",
 	    "Resent-Bcc",
 	};
 	char json[256], field[64];
@@ -582,6 +572,70 @@ test_headers(void **state)
 		   " \"headers\": {\"X-\\u00e9\": \"v\"}}",
 		   400, "invalid_field",
 		   "headers.X-??: not a valid header name");
+}
+
+/* Date and Message-ID are the client's when given, added when missing. */
+static void
+test_user_date_and_message_id(void **state)
+{
+	struct store_message *m;
+	GMimeMessage *msg;
+	GDateTime *dt;
+	char want[64];
+
+	m = build_ok("{" BASE ", \"text\": \"t\", \"headers\": {"
+		     "\"Message-ID\": \"<order-42@shop.example.com>\","
+		     " \"Date\": \"Tue, 01 Dec 2026 10:00:00 +0100\"}}");
+	assert_crlf(m);
+	/* Exactly one of each: the relay's own are not added. */
+	assert_null(strstr(m->mime, "Message-Id:"));
+	assert_non_null(
+	    strstr(m->mime, "Message-ID: <order-42@shop.example.com>"));
+	assert_ptr_equal(
+	    strstr(m->mime, "Date:"),
+	    strstr(m->mime, "Date: Tue, 01 Dec 2026 10:00:00 +0100"));
+	assert_null(strstr(strstr(m->mime, "Date:") + 1, "\nDate:"));
+	msg = parse_mime(m);
+	assert_string_equal(g_mime_message_get_message_id(msg),
+			    "order-42@shop.example.com");
+	dt = g_mime_message_get_date(msg);
+	assert_non_null(dt);
+	assert_int_equal(g_date_time_get_day_of_month(dt), 1);
+	g_object_unref(msg);
+	store_message_free(m);
+
+	/* Missing: added, with the relay's id. */
+	m = build_ok("{" BASE ", \"text\": \"t\"}");
+	snprintf(want, sizeof(want), "Message-Id: <%s@example.com>", m->id);
+	assert_non_null(strstr(m->mime, want));
+	assert_non_null(strstr(m->mime, "\r\nDate: "));
+	store_message_free(m);
+
+	static const char *const bad_ids[] = {
+	    "x@y",     "<x@y",    "<xy>",    "<@y>",        "<x@>",
+	    "<x y@z>", "<x@y@z>", "<<x@y>>", "<x@y> <a@b>",
+	};
+	char json[256];
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(bad_ids); i++) {
+		snprintf(json, sizeof(json),
+			 "{" BASE ", \"text\": \"t\", \"headers\":"
+			 " {\"Message-ID\": \"%s\"}}",
+			 bad_ids[i]);
+		expect_err(json, 400, "invalid_field",
+			   "headers.Message-ID: not a Message-ID");
+	}
+	expect_err("{" BASE ", \"text\": \"t\", \"headers\":"
+		   " {\"Date\": \"yesterday\"}}",
+		   400, "invalid_field", "headers.Date: not an RFC 5322 date");
+	expect_err("{" BASE ", \"text\": \"t\", \"headers\":"
+		   " {\"Message-ID\": \"<a@b>\", \"message-id\": \"<c@d>\"}}",
+		   400, "invalid_field", "headers.message-id: given twice");
+	expect_err("{" BASE ", \"text\": \"t\", \"headers\":"
+		   " {\"Message-ID\": \"<a@b>\\r\\nBcc: x@y>\"}}",
+		   400, "invalid_field",
+		   "headers.Message-ID: contains CR or LF");
 }
 
 static void
@@ -1137,6 +1191,7 @@ main(void)
 	    cmocka_unit_test(test_too_many_recipients),
 	    cmocka_unit_test(test_injection),
 	    cmocka_unit_test(test_headers),
+	    cmocka_unit_test(test_user_date_and_message_id),
 	    cmocka_unit_test(test_attachments),
 	    cmocka_unit_test(test_base64_forms),
 	    cmocka_unit_test(test_tags),
