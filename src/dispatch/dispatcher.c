@@ -413,10 +413,31 @@ rate_ok(struct dispatcher *d, struct provider *p)
 	return false;
 }
 
+/*
+ * How many messages p may hold now: one while its breaker is half-open;
+ * while a returning provider ramps up (slow_start_s), a share of
+ * max_in_flight growing linearly from 1.  The ramp needs no timer of its
+ * own: each result and each heartbeat of a ramping provider recomputes
+ * the limit.
+ */
 static unsigned
-limit(const struct provider *p)
+limit(struct provider *p)
 {
-	return p->breaker == BREAKER_HALF_OPEN ? 1 : (unsigned)p->max_in_flight;
+	int64_t elapsed, window;
+	unsigned n;
+
+	if (p->breaker == BREAKER_HALF_OPEN)
+		return 1;
+	if (p->ramp_start_mono == 0)
+		return (unsigned)p->max_in_flight;
+	elapsed = mono_ms() - p->ramp_start_mono;
+	window = (int64_t)p->slow_start_s * 1000;
+	if (elapsed >= window) {
+		p->ramp_start_mono = 0;
+		return (unsigned)p->max_in_flight;
+	}
+	n = (unsigned)((int64_t)p->max_in_flight * elapsed / window);
+	return n > 0 ? n : 1;
 }
 
 static bool
@@ -617,6 +638,12 @@ provider_set_state(struct dispatcher *d, struct provider *p, int state,
 		log_info("- registry provider %s %s -> %s reason=\"%s\"",
 			 p->name, p->state == PROVIDER_UP ? "up" : "down",
 			 state == PROVIDER_UP ? "up" : "down", why);
+	if (p->state != state && state == PROVIDER_UP) {
+		/* A return, not the first up: its share ramps up again. */
+		if (p->ever_up && p->slow_start_s > 0)
+			p->ramp_start_mono = mono_ms();
+		p->ever_up = true;
+	}
 	p->state = state;
 	if (state == PROVIDER_DOWN)
 		requeue_all(d, p, why);
@@ -731,8 +758,13 @@ dispatcher_heartbeat(struct dispatcher *d, struct provider *p, int health,
 					   "agent reports provider down");
 		return;
 	}
-	if (p->state == PROVIDER_DOWN && p->breaker != BREAKER_OPEN)
+	if (p->state == PROVIDER_DOWN && p->breaker != BREAKER_OPEN) {
 		provider_set_state(d, p, PROVIDER_UP, "heartbeat");
+	} else if (p->ramp_start_mono != 0) {
+		/* A ramp in progress: each beat may raise the limit. */
+		refresh(d, p);
+		schedule_pump(d);
+	}
 }
 
 void

@@ -75,6 +75,7 @@ registry_new(struct event_base *base, const struct config *cfg)
 		p->se.priority = pc->priority;
 		p->max_in_flight = pc->max_in_flight;
 		p->rate_per_s = pc->rate_per_s;
+		p->slow_start_s = pc->slow_start_s;
 		registry_append(r, p);
 	}
 	return r;

@@ -59,6 +59,9 @@ struct provider {
 	int health;      /* last reported, enum link_health */
 	int max_in_flight;
 	int rate_per_s;
+	int slow_start_s;            /* a returning provider's ramp */
+	bool ever_up;                /* the first up is not a return */
+	int64_t ramp_start_mono;     /* 0: no ramp under way */
 	int64_t agent_pid;           /* as the agent said in HELLO; 0 unknown */
 	struct link_conn *conn;      /* the agent's link, NULL when none */
 	int64_t last_heartbeat_mono; /* 0: never */

@@ -188,7 +188,9 @@ static const char cfg_text[] = "[server]\n"
 			       "breaker_threshold = 3\n"
 			       "breaker_cooldown_ms = 150\n"
 			       "[provider.a]\ntype = maildir\n"
-			       "[provider.b]\ntype = maildir\n";
+			       "[provider.b]\ntype = maildir\n"
+			       "[provider.c]\ntype = maildir\n"
+			       "max_in_flight = 8\nslow_start_s = 1\n";
 
 static int
 setup_with(void **state, int hb_timeout_ms)
@@ -547,6 +549,62 @@ test_hostile_results(void **state)
 	assert_int_equal(f->p[0]->se.in_flight, 1);
 }
 
+static bool
+in_flight_at_least(struct fixture *f, void *arg)
+{
+	const unsigned *want = arg;
+
+	return f->p[0]->se.in_flight >= *want;
+}
+
+/*
+ * slow_start_s: a returning provider's limit ramps from 1 to
+ * max_in_flight; its first up is not a return.
+ */
+static void
+test_slow_start(void **state)
+{
+	struct fixture *f = *state;
+	unsigned want = 8;
+	int i;
+
+	/* Borrow slot 0 for provider c (max_in_flight 8, slow_start_s 1). */
+	f->p[0] = registry_find(f->reg, "c");
+	assert_non_null(f->p[0]);
+	link_agent(f, 0);
+	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	for (i = 0; i < 8; i++)
+		submit(f);
+	/* First up: the whole max_in_flight at once. */
+	wait_jobs(f, 0, 8);
+	assert_int_equal(f->p[0]->se.in_flight, 8);
+	/* Down (all eight lost) and back: now it is a return. */
+	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_DOWN, 0);
+	assert_int_equal(f->p[0]->se.in_flight, 0);
+	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	/*
+	 * The eight lost ones tried c, the only provider: they back off one
+	 * round (50-100 ms), then meet the ramp's small limit.  Each
+	 * heartbeat re-reads the ramp: all 8 after about 1 s.
+	 */
+	{
+		int64_t t0 = mono_ms();
+		unsigned one = 1;
+
+		while (!in_flight_at_least(f, &one)) {
+			assert_true(mono_ms() - t0 < 2000);
+			drain_loop(f, 5);
+		}
+		assert_true(f->p[0]->se.in_flight <= 2);
+		while (!in_flight_at_least(f, &want)) {
+			assert_true(mono_ms() - t0 < 2500);
+			dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+			drain_loop(f, 20);
+		}
+		assert_true(mono_ms() - t0 >= 700);
+	}
+}
+
 int
 main(void)
 {
@@ -565,6 +623,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_max_attempts, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hostile_results, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_slow_start, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
