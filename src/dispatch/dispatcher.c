@@ -300,30 +300,33 @@ update_init(struct store_update *u, const struct store_message *m, int status)
 	u->tried = m->tried ? m->tried : "";
 }
 
-static void
-update_attempt(struct store_update *u, int n, const char *provider, int outcome,
-	       const char *detail)
+/* An attempts row; the strings are borrowed (store_update copies them). */
+static struct store_attempt
+attempt_of(int n, const char *provider, int outcome, const char *detail)
 {
-	u->has_attempt = true;
-	u->attempt.n = n;
-	u->attempt.provider = (char *)(uintptr_t)provider;
-	u->attempt.at_ms = now_ms();
-	u->attempt.outcome = outcome;
-	u->attempt.detail = (char *)(uintptr_t)detail;
+	struct store_attempt a;
+
+	memset(&a, 0, sizeof(a));
+	a.n = n;
+	a.provider = (char *)(uintptr_t)provider;
+	a.at_ms = now_ms();
+	a.outcome = outcome;
+	a.detail = (char *)(uintptr_t)detail;
+	return a;
 }
 
 /* A final state: delivered or failed.  Frees m. */
 static void
 finish(struct dispatcher *d, struct store_message *m, int status,
        const char *provider, const char *pmid, const char *error,
-       const struct store_update *attempt_from, int from)
+       const struct store_attempt *att, int from)
 {
 	struct store_update u;
 
 	update_init(&u, m, status);
-	if (attempt_from != NULL && attempt_from->has_attempt) {
+	if (att != NULL) {
 		u.has_attempt = true;
-		u.attempt = attempt_from->attempt;
+		u.attempt = *att;
 	}
 	u.provider = provider;
 	u.provider_message_id = pmid;
@@ -619,7 +622,8 @@ requeue_all(struct dispatcher *d, struct provider *p, const char *why)
 		tried_add(m, p->name);
 		p->lost++;
 		update_init(&u, m, MSG_QUEUED);
-		update_attempt(&u, j->n, p->name, OUTCOME_LOST, why);
+		u.has_attempt = true;
+		u.attempt = attempt_of(j->n, p->name, OUTCOME_LOST, why);
 		store_update(d->st, &u, NULL, NULL);
 		count_move(d, MSG_SENDING, MSG_QUEUED);
 		log_info(
@@ -796,6 +800,7 @@ dispatcher_result(struct dispatcher *d, struct provider *p, uint64_t job_id,
 {
 	struct job *j = job_find(d, job_id);
 	struct store_message *m;
+	struct store_attempt att;
 	struct store_update u;
 	int n;
 
@@ -818,41 +823,43 @@ dispatcher_result(struct dispatcher *d, struct provider *p, uint64_t job_id,
 	job_detach(d, j);
 	free(j);
 	m->attempts = n;
-	update_init(&u, m, MSG_QUEUED);
+	/* Anything but a verdict on the message counts as provider-caused. */
+	if (outcome != OUTCOME_DELIVERED && outcome != OUTCOME_PERMANENT)
+		outcome = OUTCOME_TRANSIENT;
+	att = attempt_of(n, p->name, outcome, detail);
 	switch (outcome) {
 	case OUTCOME_DELIVERED:
 		p->delivered++;
 		breaker_success(d, p);
-		update_attempt(&u, n, p->name, OUTCOME_DELIVERED, detail);
-		finish(d, m, MSG_DELIVERED, p->name, pmid, NULL, &u,
+		finish(d, m, MSG_DELIVERED, p->name, pmid, NULL, &att,
 		       MSG_SENDING);
 		break;
 	case OUTCOME_PERMANENT:
 		p->failed++;
 		/* The message was refused, not the provider: it works. */
 		breaker_success(d, p);
-		update_attempt(&u, n, p->name, OUTCOME_PERMANENT, detail);
 		finish(d, m, MSG_FAILED, p->name, NULL,
 		       detail && *detail ? detail : "refused by the provider",
-		       &u, MSG_SENDING);
+		       &att, MSG_SENDING);
 		break;
 	default:
 		p->failed++;
-		update_attempt(&u, n, p->name, OUTCOME_TRANSIENT, detail);
 		tried_add(m, p->name);
 		if (m->attempts >= d->cfg->max_attempts) {
 			char *why = xasprintf("max_attempts reached: %s",
 					      detail ? detail : "");
-			finish(d, m, MSG_FAILED, p->name, NULL, why, &u,
+			finish(d, m, MSG_FAILED, p->name, NULL, why, &att,
 			       MSG_SENDING);
 			free(why);
 		} else if (expired(d, m)) {
 			finish(d, m, MSG_FAILED, p->name, NULL,
-			       "expired: message_ttl_s spent", &u, MSG_SENDING);
+			       "expired: message_ttl_s spent", &att,
+			       MSG_SENDING);
 		} else {
+			/* After tried_add: the update carries the new set. */
 			update_init(&u, m, MSG_QUEUED);
-			update_attempt(&u, n, p->name, OUTCOME_TRANSIENT,
-				       detail);
+			u.has_attempt = true;
+			u.attempt = att;
 			store_update(d->st, &u, NULL, NULL);
 			count_move(d, MSG_SENDING, MSG_QUEUED);
 			log_info("%s dispatch transient provider=%s attempt=%d "
