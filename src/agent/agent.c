@@ -27,7 +27,6 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "link/link.h"
-#include "store/store.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -60,18 +59,6 @@ enum agent_state {
 	AGENT_STATE_AUTH,       /* AUTH sent; WELCOME expected */
 	AGENT_STATE_READY,      /* registered: heartbeats and jobs */
 };
-
-/* store.c has outcome_name(); the agent does not link the store. */
-static const char *
-outcome_str(int outcome)
-{
-	static const char *const names[] = {"delivered", "transient",
-					    "permanent", "lost"};
-
-	if (outcome >= 0 && (size_t)outcome < ARRAY_SIZE(names))
-		return names[outcome];
-	return "unknown";
-}
 
 static const char *const state_names[] = {"idle", "connecting", "hello", "auth",
 					  "ready"};
@@ -240,7 +227,7 @@ send_result(struct agent *a, uint64_t job_id, const char *message_id,
 			r.provider_message_id[i] = '?';
 	copy_trunc(r.detail, sizeof(r.detail), detail);
 	log_info("%s agent result job=%llu outcome=%s pmid=%s", r.message_id,
-		 (unsigned long long)job_id, outcome_str(outcome),
+		 (unsigned long long)job_id, outcome_name(outcome),
 		 log_sanitize(r.provider_message_id,
 			      strlen(r.provider_message_id), buf, sizeof(buf)));
 	if (link_encode_result(link_conn_output(a->conn), &r) != 0)
@@ -261,7 +248,7 @@ job_done(struct connector_job *cj, const struct connector_result *res,
 	else
 		log_info("%s agent abandoned job=%llu outcome=%s (link gone)",
 			 j->message_id, (unsigned long long)cj->job_id,
-			 outcome_str(res->outcome));
+			 outcome_name(res->outcome));
 	job_free(a, j);
 }
 

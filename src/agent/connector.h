@@ -11,7 +11,7 @@
  * (common/workq.h); network connectors drive libcurl's multi interface
  * from the same event_base.
  *
- * Outcome classes (store.h): OUTCOME_DELIVERED with the provider's message
+ * Outcome classes (link.h): OUTCOME_DELIVERED with the provider's message
  * id; OUTCOME_TRANSIENT for provider-caused failures (timeouts, 5xx, 429,
  * bad credentials, quota) that another provider may not have;
  * OUTCOME_PERMANENT for message-caused refusals (a recipient or content

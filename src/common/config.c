@@ -47,6 +47,7 @@ enum skey_kind {
 	SKEY_LISTEN,     /* host:port */
 	SKEY_LISTEN_OPT, /* host:port or empty for none */
 	SKEY_SCHED,      /* a scheduler name */
+	SKEY_ENUM,       /* one of the words in skey.words */
 	SKEY_INT,        /* int within [min, max] */
 	SKEY_INT64,      /* int64_t within [min, max] */
 };
@@ -56,27 +57,39 @@ struct skey {
 	enum skey_kind kind;
 	size_t off;
 	int64_t min, max;
+	const char *const *words; /* SKEY_ENUM: NULL-terminated */
 };
+
+static const char *const log_formats[] = {"text", "json", NULL};
+static const char *const store_backends[] = {"sqlite", NULL};
 
 #define OFF(f) offsetof(struct config, f)
 static const struct skey server_keys[] = {
-    {"data_dir", SKEY_STR, OFF(data_dir), 0, 0},
-    {"http_listen", SKEY_LISTEN_OPT, OFF(http_listen), 0, 0},
-    {"smtp_listen", SKEY_LISTEN_OPT, OFF(smtp_listen), 0, 0},
-    {"agent_listen", SKEY_LISTEN, OFF(agent_listen), 0, 0},
-    {"agent_secret_file", SKEY_STR, OFF(agent_secret_file), 0, 0},
-    {"api_keys_file", SKEY_STR_OPT, OFF(api_keys_file), 0, 0},
-    {"log_file", SKEY_STR_OPT, OFF(log_file), 0, 0},
-    {"scheduler", SKEY_SCHED, OFF(scheduler), 0, 0},
-    {"heartbeat_interval_ms", SKEY_INT, OFF(heartbeat_interval_ms), 10, 60000},
-    {"heartbeat_timeout_ms", SKEY_INT, OFF(heartbeat_timeout_ms), 11, INT_MAX},
-    {"max_attempts", SKEY_INT, OFF(max_attempts), 1, 1000},
-    {"retry_base_ms", SKEY_INT, OFF(retry_base_ms), 1, INT_MAX},
-    {"retry_max_ms", SKEY_INT, OFF(retry_max_ms), 1, INT_MAX},
-    {"message_ttl_s", SKEY_INT64, OFF(message_ttl_s), 1, 315360000},
-    {"max_message_bytes", SKEY_INT64, OFF(max_message_bytes), 1024, 1073741824},
-    {"breaker_threshold", SKEY_INT, OFF(breaker_threshold), 1, 1000000},
-    {"breaker_cooldown_ms", SKEY_INT, OFF(breaker_cooldown_ms), 1, INT_MAX},
+    {"data_dir", SKEY_STR, OFF(data_dir), 0, 0, NULL},
+    {"http_listen", SKEY_LISTEN_OPT, OFF(http_listen), 0, 0, NULL},
+    {"smtp_listen", SKEY_LISTEN_OPT, OFF(smtp_listen), 0, 0, NULL},
+    {"agent_listen", SKEY_LISTEN, OFF(agent_listen), 0, 0, NULL},
+    {"agent_secret_file", SKEY_STR, OFF(agent_secret_file), 0, 0, NULL},
+    {"api_keys_file", SKEY_STR_OPT, OFF(api_keys_file), 0, 0, NULL},
+    {"log_file", SKEY_STR_OPT, OFF(log_file), 0, 0, NULL},
+    {"scheduler", SKEY_SCHED, OFF(scheduler), 0, 0, NULL},
+    {"heartbeat_interval_ms", SKEY_INT, OFF(heartbeat_interval_ms), 10, 60000,
+     NULL},
+    {"heartbeat_timeout_ms", SKEY_INT, OFF(heartbeat_timeout_ms), 11, INT_MAX,
+     NULL},
+    {"max_attempts", SKEY_INT, OFF(max_attempts), 1, 1000, NULL},
+    {"retry_base_ms", SKEY_INT, OFF(retry_base_ms), 1, INT_MAX, NULL},
+    {"retry_max_ms", SKEY_INT, OFF(retry_max_ms), 1, INT_MAX, NULL},
+    {"message_ttl_s", SKEY_INT64, OFF(message_ttl_s), 1, 315360000, NULL},
+    {"max_message_bytes", SKEY_INT64, OFF(max_message_bytes), 1024, 1073741824,
+     NULL},
+    {"breaker_threshold", SKEY_INT, OFF(breaker_threshold), 1, 1000000, NULL},
+    {"breaker_cooldown_ms", SKEY_INT, OFF(breaker_cooldown_ms), 1, INT_MAX,
+     NULL},
+    {"job_timeout_s", SKEY_INT, OFF(job_timeout_s), 1, 604800, NULL},
+    {"retention_days", SKEY_INT, OFF(retention_days), 1, 36500, NULL},
+    {"log_format", SKEY_ENUM, OFF(log_format), 0, 0, log_formats},
+    {"store", SKEY_ENUM, OFF(store), 0, 0, store_backends},
 };
 #undef OFF
 #define NSERVER_KEYS (sizeof(server_keys) / sizeof(server_keys[0]))
@@ -118,7 +131,7 @@ static const struct ptype ptypes[] = {
 
 static const char *const generic_keys[] = {
     "type",          "spawn",      "weight",       "priority",
-    "max_in_flight", "rate_per_s", "slow_start_s",
+    "max_in_flight", "rate_per_s", "slow_start_s", "overflow",
 };
 
 /* One error before sorting: the line orders them. */
@@ -337,6 +350,7 @@ section_begin(struct parse *p, const char *name)
 	pc->line = p->line;
 	pc->weight = 1;
 	pc->priority = 100;
+	pc->overflow = -1;
 	pc->max_in_flight = 32;
 	p->cur_provider = cfg->nproviders++;
 	p->section = SECTION_PROVIDER;
@@ -507,6 +521,30 @@ server_key(struct parse *p, const char *name, const char *value)
 		free(*sp);
 		*sp = xstrdup(value);
 		break;
+	case SKEY_ENUM:
+		ok = false;
+		for (i = 0; k->words[i] != NULL; i++)
+			if (strcmp(k->words[i], value) == 0)
+				ok = true;
+		if (!ok) {
+			char list[128] = "";
+			size_t off = 0;
+			for (i = 0; k->words[i] != NULL && off < sizeof(list);
+			     i++) {
+				int w = snprintf(list + off, sizeof(list) - off,
+						 "%s%s", i > 0 ? ", " : "",
+						 k->words[i]);
+				if (w < 0)
+					break;
+				off += (size_t)w;
+			}
+			perr_add(p, p->line, "%s: must be one of %s", name,
+				 list);
+			return;
+		}
+		free(*sp);
+		*sp = xstrdup(value);
+		break;
 	case SKEY_INT:
 	case SKEY_INT64:
 		if (!parse_int64(value, k->min, k->max, &v)) {
@@ -629,6 +667,14 @@ provider_finish(struct parse *p, struct provider_config *pc)
 			provider_int(p, pc, kv, 0, INT_MAX, &pc->rate_per_s);
 		} else if (strcmp(kv->key, "slow_start_s") == 0) {
 			provider_int(p, pc, kv, 0, INT_MAX, &pc->slow_start_s);
+		} else if (strcmp(kv->key, "overflow") == 0) {
+			bool b;
+			if (!parse_bool(kv->value, &b))
+				perr_add(p, kv->line,
+					 "overflow: must be yes, no, true, "
+					 "false, 1 or 0");
+			else
+				pc->overflow = b ? 1 : 0;
 		} else if (is_generic_key(kv->key)) {
 			continue; /* type, done above */
 		} else if (pt != NULL && !ptype_has_key(pt, kv->key)) {
@@ -731,6 +777,10 @@ config_defaults(void)
 	cfg->max_message_bytes = 26214400;
 	cfg->breaker_threshold = 5;
 	cfg->breaker_cooldown_ms = 10000;
+	cfg->job_timeout_s = 300;
+	cfg->retention_days = 30;
+	cfg->log_format = xstrdup("text");
+	cfg->store = xstrdup("sqlite");
 	return cfg;
 }
 
@@ -925,6 +975,8 @@ config_free(struct config *cfg)
 	free(cfg->api_keys_file);
 	free(cfg->log_file);
 	free(cfg->scheduler);
+	free(cfg->log_format);
+	free(cfg->store);
 	free(cfg);
 }
 

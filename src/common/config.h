@@ -29,6 +29,7 @@ struct provider_config {
 	int max_in_flight;    /* default 32 */
 	int rate_per_s;       /* 0: no limit */
 	int slow_start_s;     /* default 0 */
+	int overflow;         /* 1 yes, 0 no, -1 not set (see dispatch) */
 	int line;             /* line of the section header; 0 if embedded */
 	struct config_kv *kv; /* every key of the section, in file order */
 	size_t nkv;
@@ -53,6 +54,10 @@ struct config {
 	int64_t max_message_bytes;
 	int breaker_threshold; /* consecutive provider-caused failures */
 	int breaker_cooldown_ms;
+	int job_timeout_s;  /* a job with no result by then is lost */
+	int retention_days; /* delivered and failed are pruned after */
+	char *log_format;   /* "text" | "json" */
+	char *store;        /* store backend by name: "sqlite" */
 	struct provider_config *providers;
 	size_t nproviders;
 };

@@ -61,6 +61,21 @@ enum link_health {
 	LINK_HEALTH_DOWN = 2,
 };
 
+/*
+ * What became of one job: the verdict an agent reports in RESULT, and the
+ * outcome of an attempt as the store records it.  The numbers are stored:
+ * never renumber, only add.
+ */
+enum outcome {
+	OUTCOME_DELIVERED = 0, /* the provider accepted it */
+	OUTCOME_TRANSIENT = 1, /* provider-caused failure: retry elsewhere */
+	OUTCOME_PERMANENT = 2, /* message-caused failure: do not retry */
+	OUTCOME_LOST = 3,      /* the agent went away holding it, or never
+				  answered within job_timeout_s */
+};
+const char *outcome_name(int outcome); /* "delivered", ...; "unknown" */
+int outcome_parse(const char *s);      /* -1 if unknown */
+
 enum link_err {
 	LINK_E_SHORT = -1,   /* truncated payload */
 	LINK_E_TOOBIG = -2,  /* frame over the cap */
@@ -126,7 +141,7 @@ struct link_job {
 struct link_result {
 	uint64_t job_id;
 	char message_id[64];
-	int outcome; /* enum outcome of store.h */
+	int outcome; /* enum outcome */
 	char provider_message_id[LINK_PMID_MAX + 1];
 	char detail[LINK_DETAIL_MAX + 1];
 };

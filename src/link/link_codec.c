@@ -36,6 +36,27 @@ static const char *const outcome_names[] = {"delivered", "transient",
 static const char *const health_names[] = {"ok", "degraded", "down"};
 
 const char *
+outcome_name(int outcome)
+{
+	if (outcome < 0 || (size_t)outcome >= ARRAY_SIZE(outcome_names))
+		return "unknown";
+	return outcome_names[outcome];
+}
+
+int
+outcome_parse(const char *s)
+{
+	size_t i;
+
+	if (s == NULL)
+		return -1;
+	for (i = 0; i < ARRAY_SIZE(outcome_names); i++)
+		if (strcmp(s, outcome_names[i]) == 0)
+			return (int)i;
+	return -1;
+}
+
+const char *
 link_strerror(int err)
 {
 	switch (err) {

@@ -30,13 +30,6 @@ static const char *const status_names[MSG_NSTATUS] = {
     [MSG_FAILED] = "failed",
 };
 
-static const char *const outcome_names[] = {
-    [OUTCOME_DELIVERED] = "delivered",
-    [OUTCOME_TRANSIENT] = "transient",
-    [OUTCOME_PERMANENT] = "permanent",
-    [OUTCOME_LOST] = "lost",
-};
-
 const char *
 msg_status_name(int status)
 {
@@ -54,27 +47,6 @@ msg_status_parse(const char *s)
 		return -1;
 	for (i = 0; i < ARRAY_SIZE(status_names); i++)
 		if (strcmp(s, status_names[i]) == 0)
-			return (int)i;
-	return -1;
-}
-
-const char *
-outcome_name(int outcome)
-{
-	if (outcome < 0 || (size_t)outcome >= ARRAY_SIZE(outcome_names))
-		return "unknown";
-	return outcome_names[outcome];
-}
-
-int
-outcome_parse(const char *s)
-{
-	size_t i;
-
-	if (s == NULL)
-		return -1;
-	for (i = 0; i < ARRAY_SIZE(outcome_names); i++)
-		if (strcmp(s, outcome_names[i]) == 0)
 			return (int)i;
 	return -1;
 }
@@ -218,8 +190,7 @@ store_update(struct store *st, const struct store_update *u, store_done_cb cb,
 	if (u->status < 0 || u->status >= MSG_NSTATUS || u->rowid <= 0)
 		err = -EINVAL;
 	if (u->has_attempt &&
-	    (u->attempt.outcome < 0 ||
-	     (size_t)u->attempt.outcome >= ARRAY_SIZE(outcome_names)))
+	    (u->attempt.outcome < 0 || u->attempt.outcome > OUTCOME_LOST))
 		err = -EINVAL;
 	st->ops->update(st->be, err, u, cb, arg);
 }
@@ -252,6 +223,51 @@ store_expire(struct store *st, int64_t ttl_cutoff_ms, int64_t idem_cutoff_ms,
 	if (st == NULL)
 		fatalx("store_expire: NULL argument");
 	st->ops->expire(st->be, 0, ttl_cutoff_ms, idem_cutoff_ms, cb, arg);
+}
+
+/*
+ * Until the backends prune by retention, housekeeping forgets idempotency
+ * keys through the expire operation (with no TTL cut-off: TTL is the
+ * dispatcher's policy) and reports nothing pruned.
+ */
+struct housekeep_ctx {
+	store_housekeep_cb cb;
+	void *arg;
+};
+
+static void
+housekeep_done(void *arg, int err, const int64_t *rowids, size_t n)
+{
+	struct housekeep_ctx *c = arg;
+	int64_t pruned[MSG_NSTATUS] = {0};
+
+	if (c->cb != NULL)
+		c->cb(c->arg, err, pruned);
+	free(c);
+}
+
+void
+store_housekeep(struct store *st, int64_t idem_cutoff_ms,
+		int64_t retention_cutoff_ms, store_housekeep_cb cb, void *arg)
+{
+	struct housekeep_ctx *c;
+
+	if (st == NULL)
+		fatalx("store_housekeep: NULL argument");
+	c = xcalloc(1, sizeof(*c));
+	c->cb = cb;
+	c->arg = arg;
+	st->ops->expire(st->be, 0, 0, idem_cutoff_ms, housekeep_done, c);
+}
+
+bool
+store_healthy(const struct store *st, const char **why)
+{
+	if (why != NULL)
+		*why = NULL;
+	if (st == NULL || st->ops->healthy == NULL)
+		return true;
+	return st->ops->healthy(st->be, why);
 }
 
 size_t

@@ -27,6 +27,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "link/link.h" /* enum outcome */
+
 struct event_base;
 struct store;
 
@@ -38,17 +40,8 @@ enum msg_status {
 };
 #define MSG_NSTATUS 4
 
-enum outcome {
-	OUTCOME_DELIVERED = 0, /* the provider accepted it */
-	OUTCOME_TRANSIENT = 1, /* provider-caused failure: retry elsewhere */
-	OUTCOME_PERMANENT = 2, /* message-caused failure: do not retry */
-	OUTCOME_LOST = 3,      /* the agent went away holding it */
-};
-
 const char *msg_status_name(int status); /* "queued", ... */
 int msg_status_parse(const char *s);     /* -1 if unknown */
-const char *outcome_name(int outcome);   /* "delivered", ... */
-int outcome_parse(const char *s);        /* -1 if unknown */
 
 /* A whole message, as built at intake and as loaded for dispatch. */
 struct store_message {
@@ -164,6 +157,27 @@ void store_load(struct store *st, const int64_t *rowids, size_t n,
 typedef void (*store_get_cb)(void *arg, int err, const struct store_message *m,
 			     const struct store_attempt *att, size_t natt);
 void store_get(struct store *st, const char *id, store_get_cb cb, void *arg);
+
+/*
+ * Housekeeping, run by the server every few minutes: forgets idempotency
+ * keys older than idem_cutoff_ms, and deletes delivered and failed
+ * messages (with their attempts) last updated before retention_cutoff_ms.
+ * cb (may be NULL) gets pruned[MSG_NSTATUS], the messages deleted in each
+ * status, so that counts kept in memory follow the disk.
+ */
+typedef void (*store_housekeep_cb)(void *arg, int err,
+				   const int64_t pruned[MSG_NSTATUS]);
+void store_housekeep(struct store *st, int64_t idem_cutoff_ms,
+		     int64_t retention_cutoff_ms, store_housekeep_cb cb,
+		     void *arg);
+
+/*
+ * False while the store cannot write (disk full, I/O error, a write that
+ * keeps failing); *why (may be NULL) then points at a short reason owned by
+ * the store and valid until the next call on the loop thread.  /readyz
+ * answers 503 with it and intake refuses new messages while it is false.
+ */
+bool store_healthy(const struct store *st, const char **why);
 
 /*
  * Housekeeping: marks "failed" (error "expired") every queued message

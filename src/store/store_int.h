@@ -40,6 +40,8 @@ struct store_ops {
 	void (*expire)(struct store_backend *be, int err, int64_t ttl_cutoff_ms,
 		       int64_t idem_cutoff_ms, store_expire_cb cb, void *arg);
 	size_t (*pending)(const struct store_backend *be);
+	/* See store_healthy(); NULL: always healthy. */
+	bool (*healthy)(const struct store_backend *be, const char **why);
 	/* Transactions committed so far; a test hook for group commit. */
 	uint64_t (*commits)(const struct store_backend *be);
 };
