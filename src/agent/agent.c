@@ -582,27 +582,36 @@ agent_cleanup(struct agent *a)
 	config_free(a->cfg);
 }
 
-/* Reads the configuration and opens the connector; 0 or an exit status. */
+static void
+print_errors(struct config_errors *errs)
+{
+	size_t i;
+
+	for (i = 0; i < errs->n; i++)
+		fprintf(stderr, "%s\n", errs->msg[i]);
+	config_errors_cleanup(errs);
+}
+
+/*
+ * Reads the configuration and runs the run-time checks of this agent's
+ * role (the agent secret must exist; its provider's secrets must be
+ * readable); 0 or an exit status.  Status 2 tells a supervising server
+ * that this agent will not start until its file changes.
+ */
 static int
-agent_setup(struct agent *a, const char *file, const char *name,
-	    const char *server)
+agent_load_config(struct agent *a, const char *file, const char *name)
 {
 	struct config_errors errs = {NULL, 0};
-	const char *const *types;
 	const char *where = file != NULL ? file : "the embedded default";
-	char err[512];
-	size_t i, ntypes;
 	int rc;
 
 	rc = file != NULL ? config_load(file, &a->cfg, &errs)
 			  : config_load_default(&a->cfg);
 	if (rc != 0) {
-		for (i = 0; i < errs.n; i++)
-			fprintf(stderr, "%s\n", errs.msg[i]);
 		if (errs.n == 0)
 			fprintf(stderr, "shivneri agent: %s: %s\n", where,
 				strerror(-rc));
-		config_errors_cleanup(&errs);
+		print_errors(&errs);
 		return 2;
 	}
 	a->pc = config_provider(a->cfg, name);
@@ -618,28 +627,36 @@ agent_setup(struct agent *a, const char *file, const char *name,
 			where, name, LINK_NAME_MAX);
 		return 2;
 	}
-	a->ops = connector_lookup(a->pc->type);
-	if (a->ops == NULL) {
-		types = connector_names(&ntypes);
-		fprintf(stderr,
-			"shivneri agent: %s:%d: provider %s: type '%s' has no "
-			"connector in this build (have:",
-			where, a->pc->line, name, a->pc->type);
-		for (i = 0; i < ntypes; i++)
-			fprintf(stderr, " %s", types[i]);
-		fprintf(stderr, ")\n");
+	if (config_check_runtime(a->cfg, name, &errs) != 0) {
+		print_errors(&errs);
 		return 2;
 	}
+	/* The configuration accepts only the types this build registered. */
+	a->ops = connector_lookup(a->pc->type);
+	if (a->ops == NULL)
+		fatalx("provider type %s checked yet not registered",
+		       a->pc->type);
+	return 0;
+}
+
+/* Reads the configuration and opens the connector; 0 or an exit status. */
+static int
+agent_setup(struct agent *a, const char *file, const char *name,
+	    const char *server)
+{
+	const char *where = file != NULL ? file : "the embedded default";
+	char err[512];
+	int rc;
+
+	rc = agent_load_config(a, file, name);
+	if (rc != 0)
+		return rc;
 	rc = config_agent_secret(a->cfg, false, &a->secret, &a->secret_len);
-	if (rc != 0 || a->secret_len == 0) {
-		fprintf(
-		    stderr,
-		    "shivneri agent: %s: cannot read the agent secret %s: %s\n",
-		    where,
-		    a->cfg->agent_secret_file != NULL
-			? a->cfg->agent_secret_file
-			: "(unset)",
-		    rc != 0 ? strerror(-rc) : "empty");
+	if (rc != 0) {
+		fprintf(stderr,
+			"shivneri agent: %s: cannot read the agent secret: "
+			"%s\n",
+			where, strerror(-rc));
 		return 2;
 	}
 	if (server == NULL)

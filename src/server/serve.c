@@ -318,6 +318,14 @@ serve_main(int argc, char **argv)
 		config_errors_cleanup(&errs);
 		return 2;
 	}
+	/* The checks check-config runs too: one verdict on one file. */
+	if (config_check_runtime(s.cfg, NULL, &errs) != 0) {
+		for (i = 0; i < errs.n; i++)
+			fprintf(stderr, "%s\n", errs.msg[i]);
+		config_errors_cleanup(&errs);
+		config_free(s.cfg);
+		return 2;
+	}
 	if (log_open_file(s.cfg->log_file) != 0) {
 		fprintf(stderr, "shivneri: cannot open log_file %s\n",
 			s.cfg->log_file);
