@@ -10,6 +10,11 @@
  * IDLE with an exponential, jittered backoff (100 ms doubling to 5 s),
  * forever: an agent outlives its server's restarts.
  *
+ * The JOB frame cap follows max_message_bytes (link.h): the server's, from
+ * WELCOME, or this file's when the server does not say; so a message the
+ * server accepted always fits, and a bigger one is refused as permanent
+ * rather than dropping the link for ever.
+ *
  * Jobs are copied out of the JOB frame (whose buffer dies after on_frame)
  * into a table keyed by job_id with no limit of one in flight; network
  * connectors keep many sends outstanding.  A job whose link drops while its
@@ -43,9 +48,6 @@
 #include <sys/queue.h>
 #include <unistd.h>
 
-#define AGENT_MIME_MAX (64u * 1024 * 1024)
-/* A JOB frame: the message plus a JSON header of up to 1000 recipients. */
-#define AGENT_FRAME_MAX (AGENT_MIME_MAX + 1024u * 1024)
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define CONNECT_TIMEOUT_S 5
@@ -96,6 +98,7 @@ struct agent {
 	uint8_t server_nonce[LINK_NONCE_LEN];
 	int backoff_ms;
 	uint32_t hb_interval_ms;
+	uint64_t max_message_bytes; /* of this link: see handle_welcome() */
 	uint64_t hb_seq;
 	struct event *reconnect_ev;
 	struct event *hb_ev;
@@ -272,7 +275,7 @@ handle_job(struct agent *a, const uint8_t *p, size_t n)
 	}
 	log_info("%s agent job=%llu rcpt=%zu bytes=%zu", lj.message_id,
 		 (unsigned long long)lj.job_id, lj.nrcpt, lj.mime_len);
-	if (lj.mime_len > AGENT_MIME_MAX) {
+	if (lj.mime_len > a->max_message_bytes) {
 		send_result(a, lj.job_id, lj.message_id, OUTCOME_PERMANENT,
 			    NULL, "message larger than the agent accepts");
 		goto out;
@@ -362,10 +365,16 @@ handle_welcome(struct agent *a, const uint8_t *p, size_t n)
 	event_del(a->handshake_ev);
 	a->backoff_ms = BACKOFF_MIN_MS;
 	a->hb_interval_ms = w.heartbeat_interval_ms;
-	link_conn_set_max_frame(a->conn, AGENT_FRAME_MAX);
+	/* The server's limit wins: it is the one its intake enforced. */
+	a->max_message_bytes = w.max_message_bytes > 0
+				   ? w.max_message_bytes
+				   : (uint64_t)a->cfg->max_message_bytes;
+	link_conn_set_max_frame(a->conn,
+				link_job_frame_max(a->max_message_bytes));
 	agent_set_state(a, AGENT_STATE_READY, NULL);
-	log_info("- agent %s registered heartbeat_ms=%u", a->pc->name,
-		 a->hb_interval_ms);
+	log_info("- agent %s registered heartbeat_ms=%u max_message_bytes=%llu",
+		 a->pc->name, a->hb_interval_ms,
+		 (unsigned long long)a->max_message_bytes);
 	tv.tv_sec = a->hb_interval_ms / 1000;
 	tv.tv_usec = (a->hb_interval_ms % 1000) * 1000;
 	event_add(a->hb_ev, &tv);
