@@ -121,6 +121,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 		log_warnx("- server cannot reopen log: %s", strerror(-rc));
 	if (s->api != NULL)
 		(void)http_api_reload_keys(s->api);
+	supervisor_retry_held(s->sv);
 	log_info("- server SIGHUP: log reopened");
 }
 
