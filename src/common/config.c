@@ -52,7 +52,6 @@ enum skey_kind {
 	SKEY_STR_OPT,    /* string; empty means unset (NULL) */
 	SKEY_LISTEN,     /* host:port */
 	SKEY_LISTEN_OPT, /* host:port or empty for none */
-	SKEY_SCHED,      /* a scheduler name */
 	SKEY_ENUM,       /* one of the words in skey.words */
 	SKEY_INT,        /* int within [min, max] */
 	SKEY_INT64,      /* int64_t within [min, max] */
@@ -68,6 +67,9 @@ struct skey {
 
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const store_backends[] = {"sqlite", NULL};
+static const char *const schedulers[] = {
+    "random", "round_robin", "weighted", "priority", "least_outstanding", NULL,
+};
 
 #define OFF(f) offsetof(struct config, f)
 static const struct skey server_keys[] = {
@@ -78,7 +80,7 @@ static const struct skey server_keys[] = {
     {"agent_secret_file", SKEY_STR, OFF(agent_secret_file), 0, 0, NULL},
     {"api_keys_file", SKEY_STR_OPT, OFF(api_keys_file), 0, 0, NULL},
     {"log_file", SKEY_STR_OPT, OFF(log_file), 0, 0, NULL},
-    {"scheduler", SKEY_SCHED, OFF(scheduler), 0, 0, NULL},
+    {"scheduler", SKEY_ENUM, OFF(scheduler), 0, 0, schedulers},
     {"heartbeat_interval_ms", SKEY_INT, OFF(heartbeat_interval_ms), 10, 60000,
      NULL},
     {"heartbeat_timeout_ms", SKEY_INT, OFF(heartbeat_timeout_ms), 11, INT_MAX,
@@ -99,10 +101,6 @@ static const struct skey server_keys[] = {
 };
 #undef OFF
 #define NSERVER_KEYS (sizeof(server_keys) / sizeof(server_keys[0]))
-
-static const char *const schedulers[] = {
-    "random", "round_robin", "weighted", "priority", "least_outstanding",
-};
 
 enum section_kind {
 	SECTION_NONE,     /* before the first header */
@@ -364,15 +362,70 @@ skey_lookup(const char *name, size_t *idx)
 	return NULL;
 }
 
+/* One of k->words, else reported with the list; false when refused. */
+static bool
+enum_ok(struct parse *p, const struct skey *k, const char *name,
+	const char *value)
+{
+	char list[160] = "";
+	size_t i, off = 0;
+	int w;
+
+	for (i = 0; k->words[i] != NULL; i++)
+		if (strcmp(k->words[i], value) == 0)
+			return true;
+	for (i = 0; k->words[i] != NULL && off < sizeof(list); i++) {
+		w = snprintf(list + off, sizeof(list) - off, "%s%s",
+			     i > 0 ? ", " : "", k->words[i]);
+		if (w < 0)
+			break;
+		off += (size_t)w;
+	}
+	perr_add(p, p->line, "%s: must be one of %s", name, list);
+	return false;
+}
+
+/* A string value checked by its kind; false (reported) when refused. */
+static bool
+string_ok(struct parse *p, const struct skey *k, const char *name,
+	  const char *value)
+{
+	char *host = NULL;
+	int port;
+
+	switch (k->kind) {
+	case SKEY_STR:
+		if (*value != '\0')
+			return true;
+		perr_add(p, p->line, "%s: must not be empty", name);
+		return false;
+	case SKEY_LISTEN:
+	case SKEY_LISTEN_OPT:
+		if (*value == '\0' && k->kind == SKEY_LISTEN_OPT)
+			return true;
+		if (hostport_parse(value, &host, &port) == 0) {
+			free(host);
+			return true;
+		}
+		perr_add(
+		    p, p->line,
+		    "%s: must be HOST:PORT with a port in 1..65535%s", name,
+		    k->kind == SKEY_LISTEN_OPT ? ", or empty for none" : "");
+		return false;
+	case SKEY_ENUM:
+		return enum_ok(p, k, name, value);
+	default:
+		return true;
+	}
+}
+
 static void
 server_key(struct parse *p, const char *name, const char *value)
 {
 	const struct skey *k;
-	char **sp, *host = NULL;
+	char **sp;
 	int64_t v;
-	size_t idx, i;
-	int port;
-	bool ok;
+	size_t idx;
 
 	k = skey_lookup(name, &idx);
 	if (k == NULL) {
@@ -388,81 +441,7 @@ server_key(struct parse *p, const char *name, const char *value)
 		return;
 	}
 	p->server_key_line[idx] = p->line;
-	sp = (char **)(void *)((char *)p->cfg + k->off);
-	switch (k->kind) {
-	case SKEY_STR:
-		if (*value == '\0') {
-			perr_add(p, p->line, "%s: must not be empty", name);
-			return;
-		}
-		free(*sp);
-		*sp = xstrdup(value);
-		break;
-	case SKEY_STR_OPT:
-		free(*sp);
-		*sp = *value == '\0' ? NULL : xstrdup(value);
-		break;
-	case SKEY_LISTEN:
-	case SKEY_LISTEN_OPT:
-		if (*value == '\0' && k->kind == SKEY_LISTEN_OPT) {
-			free(*sp);
-			*sp = xstrdup("");
-			break;
-		}
-		if (hostport_parse(value, &host, &port) != 0) {
-			perr_add(
-			    p, p->line,
-			    "%s: must be HOST:PORT with a port in 1..65535%s",
-			    name,
-			    k->kind == SKEY_LISTEN_OPT ? ", or empty for none"
-						       : "");
-			return;
-		}
-		free(host);
-		free(*sp);
-		*sp = xstrdup(value);
-		break;
-	case SKEY_SCHED:
-		ok = false;
-		for (i = 0; i < sizeof(schedulers) / sizeof(schedulers[0]); i++)
-			if (strcmp(schedulers[i], value) == 0)
-				ok = true;
-		if (!ok) {
-			perr_add(
-			    p, p->line,
-			    "scheduler: must be one of random, round_robin, "
-			    "weighted, priority, least_outstanding");
-			return;
-		}
-		free(*sp);
-		*sp = xstrdup(value);
-		break;
-	case SKEY_ENUM:
-		ok = false;
-		for (i = 0; k->words[i] != NULL; i++)
-			if (strcmp(k->words[i], value) == 0)
-				ok = true;
-		if (!ok) {
-			char list[128] = "";
-			size_t off = 0;
-			for (i = 0; k->words[i] != NULL && off < sizeof(list);
-			     i++) {
-				int w = snprintf(list + off, sizeof(list) - off,
-						 "%s%s", i > 0 ? ", " : "",
-						 k->words[i]);
-				if (w < 0)
-					break;
-				off += (size_t)w;
-			}
-			perr_add(p, p->line, "%s: must be one of %s", name,
-				 list);
-			return;
-		}
-		free(*sp);
-		*sp = xstrdup(value);
-		break;
-	case SKEY_INT:
-	case SKEY_INT64:
+	if (k->kind == SKEY_INT || k->kind == SKEY_INT64) {
 		if (!config__parse_int64(value, k->min, k->max, &v)) {
 			perr_add(p, p->line,
 				 "%s: must be an integer between %lld and %lld",
@@ -473,8 +452,14 @@ server_key(struct parse *p, const char *name, const char *value)
 			*(int *)(void *)((char *)p->cfg + k->off) = (int)v;
 		else
 			*(int64_t *)(void *)((char *)p->cfg + k->off) = v;
-		break;
+		return;
 	}
+	if (!string_ok(p, k, name, value))
+		return;
+	sp = (char **)(void *)((char *)p->cfg + k->off);
+	free(*sp);
+	/* An empty optional string means unset; an empty listen, none. */
+	*sp = k->kind == SKEY_STR_OPT && *value == '\0' ? NULL : xstrdup(value);
 }
 
 static void
