@@ -10,6 +10,11 @@
  * IDLE with an exponential, jittered backoff (100 ms doubling to 5 s),
  * forever: an agent outlives its server's restarts.
  *
+ * The JOB frame cap follows max_message_bytes (link.h): the server's, from
+ * WELCOME, or this file's when the server does not say; so a message the
+ * server accepted always fits, and a bigger one is refused as permanent
+ * rather than dropping the link for ever.
+ *
  * Jobs are copied out of the JOB frame (whose buffer dies after on_frame)
  * into a table keyed by job_id with no limit of one in flight; network
  * connectors keep many sends outstanding.  A job whose link drops while its
@@ -43,9 +48,6 @@
 #include <sys/queue.h>
 #include <unistd.h>
 
-#define AGENT_MIME_MAX (64u * 1024 * 1024)
-/* A JOB frame: the message plus a JSON header of up to 1000 recipients. */
-#define AGENT_FRAME_MAX (AGENT_MIME_MAX + 1024u * 1024)
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define CONNECT_TIMEOUT_S 5
@@ -96,6 +98,7 @@ struct agent {
 	uint8_t server_nonce[LINK_NONCE_LEN];
 	int backoff_ms;
 	uint32_t hb_interval_ms;
+	uint64_t max_message_bytes; /* of this link: see handle_welcome() */
 	uint64_t hb_seq;
 	struct event *reconnect_ev;
 	struct event *hb_ev;
@@ -272,7 +275,7 @@ handle_job(struct agent *a, const uint8_t *p, size_t n)
 	}
 	log_info("%s agent job=%llu rcpt=%zu bytes=%zu", lj.message_id,
 		 (unsigned long long)lj.job_id, lj.nrcpt, lj.mime_len);
-	if (lj.mime_len > AGENT_MIME_MAX) {
+	if (lj.mime_len > a->max_message_bytes) {
 		send_result(a, lj.job_id, lj.message_id, OUTCOME_PERMANENT,
 			    NULL, "message larger than the agent accepts");
 		goto out;
@@ -362,10 +365,16 @@ handle_welcome(struct agent *a, const uint8_t *p, size_t n)
 	event_del(a->handshake_ev);
 	a->backoff_ms = BACKOFF_MIN_MS;
 	a->hb_interval_ms = w.heartbeat_interval_ms;
-	link_conn_set_max_frame(a->conn, AGENT_FRAME_MAX);
+	/* The server's limit wins: it is the one its intake enforced. */
+	a->max_message_bytes = w.max_message_bytes > 0
+				   ? w.max_message_bytes
+				   : (uint64_t)a->cfg->max_message_bytes;
+	link_conn_set_max_frame(a->conn,
+				link_job_frame_max(a->max_message_bytes));
 	agent_set_state(a, AGENT_STATE_READY, NULL);
-	log_info("- agent %s registered heartbeat_ms=%u", a->pc->name,
-		 a->hb_interval_ms);
+	log_info("- agent %s registered heartbeat_ms=%u max_message_bytes=%llu",
+		 a->pc->name, a->hb_interval_ms,
+		 (unsigned long long)a->max_message_bytes);
 	tv.tv_sec = a->hb_interval_ms / 1000;
 	tv.tv_usec = (a->hb_interval_ms % 1000) * 1000;
 	event_add(a->hb_ev, &tv);
@@ -582,27 +591,36 @@ agent_cleanup(struct agent *a)
 	config_free(a->cfg);
 }
 
-/* Reads the configuration and opens the connector; 0 or an exit status. */
+static void
+print_errors(struct config_errors *errs)
+{
+	size_t i;
+
+	for (i = 0; i < errs->n; i++)
+		fprintf(stderr, "%s\n", errs->msg[i]);
+	config_errors_cleanup(errs);
+}
+
+/*
+ * Reads the configuration and runs the run-time checks of this agent's
+ * role (the agent secret must exist; its provider's secrets must be
+ * readable); 0 or an exit status.  Status 2 tells a supervising server
+ * that this agent will not start until its file changes.
+ */
 static int
-agent_setup(struct agent *a, const char *file, const char *name,
-	    const char *server)
+agent_load_config(struct agent *a, const char *file, const char *name)
 {
 	struct config_errors errs = {NULL, 0};
-	const char *const *types;
 	const char *where = file != NULL ? file : "the embedded default";
-	char err[512];
-	size_t i, ntypes;
 	int rc;
 
 	rc = file != NULL ? config_load(file, &a->cfg, &errs)
 			  : config_load_default(&a->cfg);
 	if (rc != 0) {
-		for (i = 0; i < errs.n; i++)
-			fprintf(stderr, "%s\n", errs.msg[i]);
 		if (errs.n == 0)
 			fprintf(stderr, "shivneri agent: %s: %s\n", where,
 				strerror(-rc));
-		config_errors_cleanup(&errs);
+		print_errors(&errs);
 		return 2;
 	}
 	a->pc = config_provider(a->cfg, name);
@@ -618,28 +636,36 @@ agent_setup(struct agent *a, const char *file, const char *name,
 			where, name, LINK_NAME_MAX);
 		return 2;
 	}
-	a->ops = connector_lookup(a->pc->type);
-	if (a->ops == NULL) {
-		types = connector_names(&ntypes);
-		fprintf(stderr,
-			"shivneri agent: %s:%d: provider %s: type '%s' has no "
-			"connector in this build (have:",
-			where, a->pc->line, name, a->pc->type);
-		for (i = 0; i < ntypes; i++)
-			fprintf(stderr, " %s", types[i]);
-		fprintf(stderr, ")\n");
+	if (config_check_runtime(a->cfg, name, &errs) != 0) {
+		print_errors(&errs);
 		return 2;
 	}
+	/* The configuration accepts only the types this build registered. */
+	a->ops = connector_lookup(a->pc->type);
+	if (a->ops == NULL)
+		fatalx("provider type %s checked yet not registered",
+		       a->pc->type);
+	return 0;
+}
+
+/* Reads the configuration and opens the connector; 0 or an exit status. */
+static int
+agent_setup(struct agent *a, const char *file, const char *name,
+	    const char *server)
+{
+	const char *where = file != NULL ? file : "the embedded default";
+	char err[512];
+	int rc;
+
+	rc = agent_load_config(a, file, name);
+	if (rc != 0)
+		return rc;
 	rc = config_agent_secret(a->cfg, false, &a->secret, &a->secret_len);
-	if (rc != 0 || a->secret_len == 0) {
-		fprintf(
-		    stderr,
-		    "shivneri agent: %s: cannot read the agent secret %s: %s\n",
-		    where,
-		    a->cfg->agent_secret_file != NULL
-			? a->cfg->agent_secret_file
-			: "(unset)",
-		    rc != 0 ? strerror(-rc) : "empty");
+	if (rc != 0) {
+		fprintf(stderr,
+			"shivneri agent: %s: cannot read the agent secret: "
+			"%s\n",
+			where, strerror(-rc));
 		return 2;
 	}
 	if (server == NULL)

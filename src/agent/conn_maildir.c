@@ -310,8 +310,40 @@ fail:
 	return rc;
 }
 
+/*
+ * The section's keys: "path" is optional, a folder under data_dir by
+ * default (SPEC.md's embedded default), but never empty.
+ */
+static void
+maildir_config_check(struct provider_config *pc, const struct config *cfg,
+		     struct config_report *r)
+{
+	const char *path = provider_config_get(pc, "path");
+	char *def;
+
+	if (path != NULL && path[0] == '\0') {
+		config_report_error(r, provider_config_line(pc, "path"),
+				    "path: must not be empty");
+		return;
+	}
+	if (path == NULL) {
+		def = xasprintf("%s/maildir/%s", cfg->data_dir, pc->name);
+		provider_config_default(pc, "path", def);
+		free(def);
+	}
+}
+
+static const char *const maildir_optional[] = {"path", NULL};
+
+static const struct config_ptype maildir_config = {
+    .name = "maildir",
+    .optional = maildir_optional,
+    .check = maildir_config_check,
+};
+
 static const struct connector_ops maildir_ops = {
     .name = "maildir",
+    .config = &maildir_config,
     .open = maildir_open,
     .send = maildir_send,
     .health = maildir_health,

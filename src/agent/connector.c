@@ -2,10 +2,12 @@
  * The connector registry: each conn_TYPE.c registers its table from a
  * constructor (CONNECTOR_REGISTER) before main() runs, so the table is
  * filled once, single-threaded, and only read afterwards.  A fixed array
- * suffices: the types are the files of this folder.  Registering two
- * tables under one name is our bug and fatal.
+ * suffices: the types are the files of this folder.  Each table's keys
+ * go to the configuration's registry of provider types at the same time.
+ * Registering two tables under one name is our bug and fatal.
  */
 #include "agent/connector.h"
+#include "common/config.h"
 #include "common/log.h"
 
 #include <string.h>
@@ -23,6 +25,11 @@ connector_register(const struct connector_ops *ops)
 		fatalx("connector %s registered twice", ops->name);
 	if (nregistry == CONNECTOR_MAX)
 		fatalx("too many connectors (max %d)", CONNECTOR_MAX);
+	if (ops->config == NULL || ops->config->name == NULL ||
+	    strcmp(ops->config->name, ops->name) != 0)
+		fatalx("connector %s declares no keys of its own name",
+		       ops->name);
+	config_ptype_register(ops->config);
 	registry[nregistry] = ops;
 	names[nregistry] = ops->name;
 	nregistry++;

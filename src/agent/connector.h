@@ -4,6 +4,11 @@
  * functions static and registers one const table with CONNECTOR_REGISTER;
  * nothing else in the tree changes when a type is added.
  *
+ * A connector also declares the keys of its [provider.NAME] section
+ * (struct config_ptype: required, optional, secret, and a check of their
+ * values); registering the connector registers them with the
+ * configuration, which thus accepts exactly the types this build runs.
+ *
  * Sends are asynchronous with many in flight: send() starts the work and
  * returns; the connector calls done() later, on the agent's loop thread,
  * exactly once per accepted job, never from inside send().  A connector
@@ -23,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct config_ptype;
 struct event_base;
 struct provider_config;
 
@@ -51,6 +57,8 @@ typedef void (*connector_done_cb)(struct connector_job *job,
 
 struct connector_ops {
 	const char *name; /* the provider type, "maildir" */
+	/* Its section's keys; config->name must equal name. */
+	const struct config_ptype *config;
 	/*
 	 * Reads the provider's keys from pc (provider_config_get), checks
 	 * them and prepares.  0, or a negative error with a message in err.
@@ -71,7 +79,10 @@ struct connector_ops {
 
 /* NULL when no connector has that type name. */
 const struct connector_ops *connector_lookup(const char *type);
-/* Called by CONNECTOR_REGISTER at load time. */
+/*
+ * Called by CONNECTOR_REGISTER at load time; registers ops->config with
+ * the configuration too.  A duplicate or a table without keys is fatal.
+ */
 void connector_register(const struct connector_ops *ops);
 /* The registered type names, for messages; n set to how many. */
 const char *const *connector_names(size_t *n);

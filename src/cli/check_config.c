@@ -1,8 +1,11 @@
 /*
  * shivneri check-config -c FILE: loads a configuration the way serve and
  * agent do and reports every error found, each as FILE:LINE: message, so
- * that a bad file is fixed in one round.  Exit 0 when it is valid, 2 when
- * it is not (or cannot be read).
+ * that a bad file is fixed in one round.  Past the text, it runs the same
+ * run-time checks as serve (config_check_runtime(): secret and key files,
+ * environment variables, the log folder, colliding listen addresses), so
+ * a file it passes is a file serve starts with.  Exit 0 when it is valid,
+ * 2 when it is not (or cannot be read).
  */
 #include "cli/cli.h"
 #include "cli/cli_opts.h"
@@ -56,7 +59,9 @@ cli_check_config_main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (config_load(path, &cfg, &errs) != 0) {
+	if (config_load(path, &cfg, &errs) != 0 ||
+	    config_check_runtime(cfg, NULL, &errs) != 0) {
+		config_free(cfg);
 		for (i = 0; i < errs.n; i++)
 			fprintf(stderr, "%s\n", errs.msg[i]);
 		if (errs.n == 0)

@@ -1,7 +1,9 @@
 /*
  * The configuration reader.  inih does the INI syntax; everything else is
- * here: which sections and keys exist, their types and ranges, defaults,
- * and per-provider-type key sets.  Debian's inih has no line numbers in its
+ * here: which sections and keys exist, their types and ranges, defaults;
+ * provider sections are checked against the registered provider types in
+ * config_provider.c, and what the text points at (files, environment) in
+ * config_check.c.  Debian's inih has no line numbers in its
  * handler, so the text is fed through our own reader (ini_parse_stream)
  * that counts the lines it hands out; the handler runs right after its line
  * was handed out, so the count is the key's line.  The reader also sees the
@@ -15,9 +17,10 @@
  * once the whole file has been read.  Provider sections are checked after
  * the whole file, because "type" may come after the keys it governs.
  * Secrets are only referenced here; config_secret_read() resolves them and
- * never puts a secret into an error message.
+ * never puts a secret into an error message.  The line of every [server]
+ * key is kept in the config (config_line()) for the run-time checks.
  */
-#include "common/config.h"
+#include "common/config_int.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -35,10 +38,13 @@
 #include <unistd.h>
 
 #define CONFIG_MAX_FILE (1024 * 1024)
-#define CONFIG_MAX_ERRORS 100
-#define SECRET_MAX_FILE (64 * 1024)
-#define AGENT_SECRET_MIN 16
-#define AGENT_SECRET_RAW 32
+/*
+ * SQLite's default SQLITE_MAX_LENGTH bounds one row, and a message's row
+ * holds its envelope (up to 1000 recipients) and a few short columns
+ * beside the message itself: keep 2 MiB for them.
+ */
+#define STORE_SQLITE_ROW_MAX 1000000000
+#define STORE_SQLITE_MESSAGE_MAX (STORE_SQLITE_ROW_MAX - 2 * 1024 * 1024)
 
 /* How a [server] key's value is parsed and where it goes. */
 enum skey_kind {
@@ -46,7 +52,6 @@ enum skey_kind {
 	SKEY_STR_OPT,    /* string; empty means unset (NULL) */
 	SKEY_LISTEN,     /* host:port */
 	SKEY_LISTEN_OPT, /* host:port or empty for none */
-	SKEY_SCHED,      /* a scheduler name */
 	SKEY_ENUM,       /* one of the words in skey.words */
 	SKEY_INT,        /* int within [min, max] */
 	SKEY_INT64,      /* int64_t within [min, max] */
@@ -62,6 +67,9 @@ struct skey {
 
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const store_backends[] = {"sqlite", NULL};
+static const char *const schedulers[] = {
+    "random", "round_robin", "weighted", "priority", "least_outstanding", NULL,
+};
 
 #define OFF(f) offsetof(struct config, f)
 static const struct skey server_keys[] = {
@@ -72,7 +80,7 @@ static const struct skey server_keys[] = {
     {"agent_secret_file", SKEY_STR, OFF(agent_secret_file), 0, 0, NULL},
     {"api_keys_file", SKEY_STR_OPT, OFF(api_keys_file), 0, 0, NULL},
     {"log_file", SKEY_STR_OPT, OFF(log_file), 0, 0, NULL},
-    {"scheduler", SKEY_SCHED, OFF(scheduler), 0, 0, NULL},
+    {"scheduler", SKEY_ENUM, OFF(scheduler), 0, 0, schedulers},
     {"heartbeat_interval_ms", SKEY_INT, OFF(heartbeat_interval_ms), 10, 60000,
      NULL},
     {"heartbeat_timeout_ms", SKEY_INT, OFF(heartbeat_timeout_ms), 11, INT_MAX,
@@ -81,8 +89,8 @@ static const struct skey server_keys[] = {
     {"retry_base_ms", SKEY_INT, OFF(retry_base_ms), 1, INT_MAX, NULL},
     {"retry_max_ms", SKEY_INT, OFF(retry_max_ms), 1, INT_MAX, NULL},
     {"message_ttl_s", SKEY_INT64, OFF(message_ttl_s), 1, 315360000, NULL},
-    {"max_message_bytes", SKEY_INT64, OFF(max_message_bytes), 1024, 1073741824,
-     NULL},
+    {"max_message_bytes", SKEY_INT64, OFF(max_message_bytes), 1024,
+     CONFIG_MESSAGE_BYTES_MAX, NULL},
     {"breaker_threshold", SKEY_INT, OFF(breaker_threshold), 1, 1000000, NULL},
     {"breaker_cooldown_ms", SKEY_INT, OFF(breaker_cooldown_ms), 1, INT_MAX,
      NULL},
@@ -93,52 +101,6 @@ static const struct skey server_keys[] = {
 };
 #undef OFF
 #define NSERVER_KEYS (sizeof(server_keys) / sizeof(server_keys[0]))
-
-static const char *const schedulers[] = {
-    "random", "round_robin", "weighted", "priority", "least_outstanding",
-};
-
-/* The keys of each provider type (SPEC.md "Per type") and which are required.
- */
-struct ptype {
-	const char *name;
-	const char *keys[8];
-	const char *required[4];
-};
-
-static const struct ptype ptypes[] = {
-    {"maildir", {"path"}, {NULL}},
-    {"smtp",
-     {"host", "port", "tls", "username", "password_file", "helo"},
-     {"host"}},
-    {"mailgun",
-     {"api_key_file", "domain", "base_url"},
-     {"api_key_file", "domain"}},
-    {"sendgrid", {"api_key_file", "base_url"}, {"api_key_file"}},
-    {"ses",
-     {"region", "access_key_id", "secret_access_key_file", "base_url"},
-     {"region", "access_key_id", "secret_access_key_file"}},
-    {"postmark",
-     {"server_token_file", "message_stream", "base_url"},
-     {"server_token_file"}},
-    {"sparkpost", {"api_key_file", "base_url"}, {"api_key_file"}},
-    {"resend", {"api_key_file", "base_url"}, {"api_key_file"}},
-    {"brevo", {"api_key_file", "base_url"}, {"api_key_file"}},
-    {"mailjet",
-     {"api_key_file", "secret_key_file", "base_url"},
-     {"api_key_file", "secret_key_file"}},
-};
-
-static const char *const generic_keys[] = {
-    "type",          "spawn",      "weight",       "priority",
-    "max_in_flight", "rate_per_s", "slow_start_s", "overflow",
-};
-
-/* One error before sorting: the line orders them. */
-struct perr {
-	int line;
-	char *msg;
-};
 
 enum section_kind {
 	SECTION_NONE,     /* before the first header */
@@ -157,35 +119,41 @@ struct parse {
 	size_t cur_provider;
 	int server_line;                   /* 0: no [server] yet */
 	int server_key_line[NSERVER_KEYS]; /* 0: key not set */
-	struct perr *errs;
-	size_t nerrs;
-	bool too_many;
+	struct config_report rep;
 };
 
 static void perr_add(struct parse *p, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+void
+config__report_verror(struct config_report *r, int line, const char *fmt,
+		      va_list ap)
+{
+	char buf[512];
+
+	if (r->nerrs >= CONFIG_MAX_ERRORS) {
+		r->too_many = true;
+		return;
+	}
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	r->errs = xreallocarray(r->errs, r->nerrs + 1, sizeof(*r->errs));
+	r->errs[r->nerrs].line = line;
+	if (line > 0)
+		r->errs[r->nerrs].msg =
+		    xasprintf("%s:%d: %s", r->file, line, buf);
+	else
+		r->errs[r->nerrs].msg = xasprintf("%s: %s", r->file, buf);
+	r->nerrs++;
+}
+
 static void
 perr_add(struct parse *p, int line, const char *fmt, ...)
 {
 	va_list ap;
-	char buf[512];
 
-	if (p->nerrs >= CONFIG_MAX_ERRORS) {
-		p->too_many = true;
-		return;
-	}
 	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
+	config__report_verror(&p->rep, line, fmt, ap);
 	va_end(ap);
-	p->errs = xreallocarray(p->errs, p->nerrs + 1, sizeof(*p->errs));
-	p->errs[p->nerrs].line = line;
-	if (line > 0)
-		p->errs[p->nerrs].msg =
-		    xasprintf("%s:%d: %s", p->file, line, buf);
-	else
-		p->errs[p->nerrs].msg = xasprintf("%s: %s", p->file, buf);
-	p->nerrs++;
 }
 
 static bool
@@ -208,8 +176,8 @@ name_valid(const char *s)
  * message names the key and the range, never what was typed (a value
  * could be a pasted secret).
  */
-static bool
-parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
+bool
+config__parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
 {
 	char *end;
 	long long v;
@@ -224,8 +192,8 @@ parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
 	return true;
 }
 
-static bool
-parse_bool(const char *s, bool *out)
+bool
+config__parse_bool(const char *s, bool *out)
 {
 	if (strcmp(s, "yes") == 0 || strcmp(s, "true") == 0 ||
 	    strcmp(s, "1") == 0) {
@@ -238,60 +206,6 @@ parse_bool(const char *s, bool *out)
 		return true;
 	}
 	return false;
-}
-
-static const struct ptype *
-ptype_lookup(const char *name)
-{
-	size_t i;
-
-	for (i = 0; i < sizeof(ptypes) / sizeof(ptypes[0]); i++)
-		if (strcmp(ptypes[i].name, name) == 0)
-			return &ptypes[i];
-	return NULL;
-}
-
-static bool
-ptype_has_key(const struct ptype *pt, const char *key)
-{
-	size_t i;
-
-	for (i = 0; i < sizeof(pt->keys) / sizeof(pt->keys[0]); i++)
-		if (pt->keys[i] != NULL && strcmp(pt->keys[i], key) == 0)
-			return true;
-	return false;
-}
-
-static bool
-is_generic_key(const char *key)
-{
-	size_t i;
-
-	for (i = 0; i < sizeof(generic_keys) / sizeof(generic_keys[0]); i++)
-		if (strcmp(generic_keys[i], key) == 0)
-			return true;
-	return false;
-}
-
-static void
-kv_add(struct provider_config *pc, const char *key, const char *value, int line)
-{
-	pc->kv = xreallocarray(pc->kv, pc->nkv + 1, sizeof(*pc->kv));
-	pc->kv[pc->nkv].key = xstrdup(key);
-	pc->kv[pc->nkv].value = xstrdup(value);
-	pc->kv[pc->nkv].line = line;
-	pc->nkv++;
-}
-
-static const struct config_kv *
-kv_find(const struct provider_config *pc, const char *key)
-{
-	size_t i;
-
-	for (i = 0; i < pc->nkv; i++)
-		if (strcmp(pc->kv[i].key, key) == 0)
-			return &pc->kv[i];
-	return NULL;
 }
 
 /* A section header seen by the reader, at line p->line. */
@@ -448,15 +362,70 @@ skey_lookup(const char *name, size_t *idx)
 	return NULL;
 }
 
+/* One of k->words, else reported with the list; false when refused. */
+static bool
+enum_ok(struct parse *p, const struct skey *k, const char *name,
+	const char *value)
+{
+	char list[160] = "";
+	size_t i, off = 0;
+	int w;
+
+	for (i = 0; k->words[i] != NULL; i++)
+		if (strcmp(k->words[i], value) == 0)
+			return true;
+	for (i = 0; k->words[i] != NULL && off < sizeof(list); i++) {
+		w = snprintf(list + off, sizeof(list) - off, "%s%s",
+			     i > 0 ? ", " : "", k->words[i]);
+		if (w < 0)
+			break;
+		off += (size_t)w;
+	}
+	perr_add(p, p->line, "%s: must be one of %s", name, list);
+	return false;
+}
+
+/* A string value checked by its kind; false (reported) when refused. */
+static bool
+string_ok(struct parse *p, const struct skey *k, const char *name,
+	  const char *value)
+{
+	char *host = NULL;
+	int port;
+
+	switch (k->kind) {
+	case SKEY_STR:
+		if (*value != '\0')
+			return true;
+		perr_add(p, p->line, "%s: must not be empty", name);
+		return false;
+	case SKEY_LISTEN:
+	case SKEY_LISTEN_OPT:
+		if (*value == '\0' && k->kind == SKEY_LISTEN_OPT)
+			return true;
+		if (hostport_parse(value, &host, &port) == 0) {
+			free(host);
+			return true;
+		}
+		perr_add(
+		    p, p->line,
+		    "%s: must be HOST:PORT with a port in 1..65535%s", name,
+		    k->kind == SKEY_LISTEN_OPT ? ", or empty for none" : "");
+		return false;
+	case SKEY_ENUM:
+		return enum_ok(p, k, name, value);
+	default:
+		return true;
+	}
+}
+
 static void
 server_key(struct parse *p, const char *name, const char *value)
 {
 	const struct skey *k;
-	char **sp, *host = NULL;
+	char **sp;
 	int64_t v;
-	size_t idx, i;
-	int port;
-	bool ok;
+	size_t idx;
 
 	k = skey_lookup(name, &idx);
 	if (k == NULL) {
@@ -472,82 +441,8 @@ server_key(struct parse *p, const char *name, const char *value)
 		return;
 	}
 	p->server_key_line[idx] = p->line;
-	sp = (char **)(void *)((char *)p->cfg + k->off);
-	switch (k->kind) {
-	case SKEY_STR:
-		if (*value == '\0') {
-			perr_add(p, p->line, "%s: must not be empty", name);
-			return;
-		}
-		free(*sp);
-		*sp = xstrdup(value);
-		break;
-	case SKEY_STR_OPT:
-		free(*sp);
-		*sp = *value == '\0' ? NULL : xstrdup(value);
-		break;
-	case SKEY_LISTEN:
-	case SKEY_LISTEN_OPT:
-		if (*value == '\0' && k->kind == SKEY_LISTEN_OPT) {
-			free(*sp);
-			*sp = xstrdup("");
-			break;
-		}
-		if (hostport_parse(value, &host, &port) != 0) {
-			perr_add(
-			    p, p->line,
-			    "%s: must be HOST:PORT with a port in 1..65535%s",
-			    name,
-			    k->kind == SKEY_LISTEN_OPT ? ", or empty for none"
-						       : "");
-			return;
-		}
-		free(host);
-		free(*sp);
-		*sp = xstrdup(value);
-		break;
-	case SKEY_SCHED:
-		ok = false;
-		for (i = 0; i < sizeof(schedulers) / sizeof(schedulers[0]); i++)
-			if (strcmp(schedulers[i], value) == 0)
-				ok = true;
-		if (!ok) {
-			perr_add(
-			    p, p->line,
-			    "scheduler: must be one of random, round_robin, "
-			    "weighted, priority, least_outstanding");
-			return;
-		}
-		free(*sp);
-		*sp = xstrdup(value);
-		break;
-	case SKEY_ENUM:
-		ok = false;
-		for (i = 0; k->words[i] != NULL; i++)
-			if (strcmp(k->words[i], value) == 0)
-				ok = true;
-		if (!ok) {
-			char list[128] = "";
-			size_t off = 0;
-			for (i = 0; k->words[i] != NULL && off < sizeof(list);
-			     i++) {
-				int w = snprintf(list + off, sizeof(list) - off,
-						 "%s%s", i > 0 ? ", " : "",
-						 k->words[i]);
-				if (w < 0)
-					break;
-				off += (size_t)w;
-			}
-			perr_add(p, p->line, "%s: must be one of %s", name,
-				 list);
-			return;
-		}
-		free(*sp);
-		*sp = xstrdup(value);
-		break;
-	case SKEY_INT:
-	case SKEY_INT64:
-		if (!parse_int64(value, k->min, k->max, &v)) {
+	if (k->kind == SKEY_INT || k->kind == SKEY_INT64) {
+		if (!config__parse_int64(value, k->min, k->max, &v)) {
 			perr_add(p, p->line,
 				 "%s: must be an integer between %lld and %lld",
 				 name, (long long)k->min, (long long)k->max);
@@ -557,8 +452,14 @@ server_key(struct parse *p, const char *name, const char *value)
 			*(int *)(void *)((char *)p->cfg + k->off) = (int)v;
 		else
 			*(int64_t *)(void *)((char *)p->cfg + k->off) = v;
-		break;
+		return;
 	}
+	if (!string_ok(p, k, name, value))
+		return;
+	sp = (char **)(void *)((char *)p->cfg + k->off);
+	free(*sp);
+	/* An empty optional string means unset; an empty listen, none. */
+	*sp = k->kind == SKEY_STR_OPT && *value == '\0' ? NULL : xstrdup(value);
 }
 
 static void
@@ -567,13 +468,16 @@ provider_key(struct parse *p, const char *name, const char *value)
 	struct provider_config *pc = &p->cfg->providers[p->cur_provider];
 	const struct config_kv *kv;
 	char clean[80];
+	size_t i;
 
 	if (*name == '\0') {
 		perr_add(p, p->line, "empty key name");
 		return;
 	}
-	kv = kv_find(pc, name);
-	if (kv != NULL) {
+	for (i = 0; i < pc->nkv; i++) {
+		kv = &pc->kv[i];
+		if (strcmp(kv->key, name) != 0)
+			continue;
 		perr_add(
 		    p, p->line,
 		    "duplicate key '%s' in [provider.%s] (first at line %d)",
@@ -581,7 +485,7 @@ provider_key(struct parse *p, const char *name, const char *value)
 		    pc->name, kv->line);
 		return;
 	}
-	kv_add(pc, name, value, p->line);
+	config__kv_add(pc, name, value, p->line);
 }
 
 static int
@@ -608,122 +512,34 @@ handler(void *user, const char *section, const char *name, const char *value)
 	return 1;
 }
 
-static void
-provider_int(struct parse *p, struct provider_config *pc,
-	     const struct config_kv *kv, int64_t min, int64_t max, int *out)
+/* The line of key, or of the [server] header when key was not set. */
+static int
+key_line(const struct parse *p, const char *key)
 {
-	int64_t v;
+	size_t i = 0;
 
-	if (!parse_int64(kv->value, min, max, &v)) {
-		perr_add(p, kv->line,
-			 "%s: must be an integer between %lld and %lld",
-			 kv->key, (long long)min, (long long)max);
-		return;
-	}
-	*out = (int)v;
+	if (skey_lookup(key, &i) == NULL)
+		fatalx("config: no [server] key %s", key);
+	return p->server_key_line[i] != 0 ? p->server_key_line[i]
+					  : p->server_line;
 }
 
-/* Checks one provider section once the whole file has been read. */
+/*
+ * One limit at every layer: a message of max_message_bytes must fit the
+ * store's row.  (The JOB frame of link.h carries CONFIG_MESSAGE_BYTES_MAX
+ * by construction; link_codec.c asserts it at compile time.)
+ */
 static void
-provider_finish(struct parse *p, struct provider_config *pc)
+limits_finish(struct parse *p)
 {
-	const struct ptype *pt = NULL;
-	const struct config_kv *kv;
-	const char *req;
-	char clean[80];
-	int64_t v;
-	size_t i;
+	const struct config *cfg = p->cfg;
 
-	kv = kv_find(pc, "type");
-	if (kv == NULL || kv->value[0] == '\0') {
-		perr_add(p, kv != NULL ? kv->line : pc->line,
-			 "[provider.%s]: missing required key 'type'",
-			 pc->name);
-	} else {
-		pt = ptype_lookup(kv->value);
-		if (pt == NULL)
-			perr_add(p, kv->line,
-				 "type: must be one of maildir, smtp, mailgun, "
-				 "sendgrid, ses, postmark, sparkpost, resend, "
-				 "brevo, mailjet");
-		else
-			pc->type = xstrdup(pt->name);
-	}
-	for (i = 0; i < pc->nkv; i++) {
-		kv = &pc->kv[i];
-		if (strcmp(kv->key, "spawn") == 0) {
-			if (!parse_bool(kv->value, &pc->spawn))
-				perr_add(
-				    p, kv->line,
-				    "spawn: must be yes, no, true, false, 1 "
-				    "or 0");
-		} else if (strcmp(kv->key, "weight") == 0) {
-			provider_int(p, pc, kv, 1, 1000, &pc->weight);
-		} else if (strcmp(kv->key, "priority") == 0) {
-			provider_int(p, pc, kv, 0, 1000000, &pc->priority);
-		} else if (strcmp(kv->key, "max_in_flight") == 0) {
-			provider_int(p, pc, kv, 1, 100000, &pc->max_in_flight);
-		} else if (strcmp(kv->key, "rate_per_s") == 0) {
-			provider_int(p, pc, kv, 0, INT_MAX, &pc->rate_per_s);
-		} else if (strcmp(kv->key, "slow_start_s") == 0) {
-			provider_int(p, pc, kv, 0, INT_MAX, &pc->slow_start_s);
-		} else if (strcmp(kv->key, "overflow") == 0) {
-			bool b;
-			if (!parse_bool(kv->value, &b))
-				perr_add(p, kv->line,
-					 "overflow: must be yes, no, true, "
-					 "false, 1 or 0");
-			else
-				pc->overflow = b ? 1 : 0;
-		} else if (is_generic_key(kv->key)) {
-			continue; /* type, done above */
-		} else if (pt != NULL && !ptype_has_key(pt, kv->key)) {
-			perr_add(
-			    p, kv->line,
-			    "unknown key '%s' for type %s in [provider.%s]",
-			    log_sanitize(kv->key, strlen(kv->key), clean,
-					 sizeof(clean)),
-			    pt->name, pc->name);
-		}
-	}
-	if (pt == NULL)
-		return;
-	for (i = 0; i < sizeof(pt->required) / sizeof(pt->required[0]); i++) {
-		req = pt->required[i];
-		if (req == NULL)
-			break;
-		kv = kv_find(pc, req);
-		if (kv == NULL)
-			perr_add(p, pc->line,
-				 "[provider.%s]: type %s needs key '%s'",
-				 pc->name, pt->name, req);
-		else if (kv->value[0] == '\0')
-			perr_add(p, kv->line, "%s: must not be empty", req);
-	}
-	if (strcmp(pt->name, "smtp") == 0) {
-		kv = kv_find(pc, "port");
-		if (kv != NULL && !parse_int64(kv->value, 1, 65535, &v))
-			perr_add(
-			    p, kv->line,
-			    "port: must be an integer between 1 and 65535");
-		kv = kv_find(pc, "tls");
-		if (kv != NULL && strcmp(kv->value, "none") != 0 &&
-		    strcmp(kv->value, "starttls") != 0 &&
-		    strcmp(kv->value, "implicit") != 0)
-			perr_add(p, kv->line,
-				 "tls: must be none, starttls or implicit");
-	}
-	if (strcmp(pt->name, "maildir") == 0) {
-		kv = kv_find(pc, "path");
-		if (kv == NULL) {
-			char *path = xasprintf("%s/maildir/%s",
-					       p->cfg->data_dir, pc->name);
-			kv_add(pc, "path", path, pc->line);
-			free(path);
-		} else if (kv->value[0] == '\0') {
-			perr_add(p, kv->line, "path: must not be empty");
-		}
-	}
+	if (strcmp(cfg->store, "sqlite") == 0 &&
+	    cfg->max_message_bytes > STORE_SQLITE_MESSAGE_MAX)
+		perr_add(p, key_line(p, "max_message_bytes"),
+			 "max_message_bytes: the sqlite store holds messages "
+			 "of at most %d bytes",
+			 STORE_SQLITE_MESSAGE_MAX);
 }
 
 /* Cross-key checks and defaults that depend on other keys. */
@@ -756,6 +572,26 @@ server_finish(struct parse *p)
 	if (cfg->agent_secret_file == NULL)
 		cfg->agent_secret_file =
 		    xasprintf("%s/agent.secret", cfg->data_dir);
+	else if (strncmp(cfg->agent_secret_file, "env:", 4) == 0 &&
+		 !config__env_ref_valid(cfg->agent_secret_file))
+		perr_add(p, key_line(p, "agent_secret_file"),
+			 "agent_secret_file: env: must name a variable "
+			 "([A-Za-z_][A-Za-z0-9_]*)");
+	limits_finish(p);
+	/* Kept for the run-time checks' FILE:LINE. */
+	cfg->server_line = p->server_line;
+	cfg->key_line = xcalloc(NSERVER_KEYS, sizeof(*cfg->key_line));
+	memcpy(cfg->key_line, p->server_key_line, sizeof(p->server_key_line));
+}
+
+int
+config_line(const struct config *cfg, const char *key)
+{
+	size_t i = 0;
+
+	if (cfg->key_line == NULL || skey_lookup(key, &i) == NULL)
+		return 0;
+	return cfg->key_line[i];
 }
 
 static struct config *
@@ -784,9 +620,8 @@ config_defaults(void)
 	return cfg;
 }
 
-/* Moves the collected errors, sorted by line, into errs (or frees them). */
-static void
-perr_move(struct parse *p, struct config_errors *errs)
+void
+config__report_move(struct config_report *r, struct config_errors *errs)
 {
 	size_t i;
 
@@ -795,35 +630,36 @@ perr_move(struct parse *p, struct config_errors *errs)
 	 * order: an insertion sort is stable and the lists are short (at
 	 * most CONFIG_MAX_ERRORS).
 	 */
-	for (i = 1; i < p->nerrs; i++) {
-		struct perr tmp = p->errs[i];
+	for (i = 1; i < r->nerrs; i++) {
+		struct config_perr tmp = r->errs[i];
 		size_t j = i;
-		while (j > 0 && p->errs[j - 1].line > tmp.line) {
-			p->errs[j] = p->errs[j - 1];
+		while (j > 0 && r->errs[j - 1].line > tmp.line) {
+			r->errs[j] = r->errs[j - 1];
 			j--;
 		}
-		p->errs[j] = tmp;
+		r->errs[j] = tmp;
 	}
-	for (i = 0; i < p->nerrs; i++) {
+	for (i = 0; i < r->nerrs; i++) {
 		if (errs == NULL) {
-			free(p->errs[i].msg);
+			free(r->errs[i].msg);
 			continue;
 		}
 		errs->msg =
 		    xreallocarray(errs->msg, errs->n + 1, sizeof(*errs->msg));
-		errs->msg[errs->n++] = p->errs[i].msg;
+		errs->msg[errs->n++] = r->errs[i].msg;
 	}
-	if (p->too_many && errs != NULL) {
+	if (r->too_many && errs != NULL) {
 		errs->msg =
 		    xreallocarray(errs->msg, errs->n + 1, sizeof(*errs->msg));
 		errs->msg[errs->n++] =
 		    xasprintf("%s: too many errors, stopped reporting after "
 			      "%d",
-			      p->file, CONFIG_MAX_ERRORS);
+			      r->file, CONFIG_MAX_ERRORS);
 	}
-	free(p->errs);
-	p->errs = NULL;
-	p->nerrs = 0;
+	free(r->errs);
+	r->errs = NULL;
+	r->nerrs = 0;
+	r->too_many = false;
 }
 
 /* Parses len bytes of text named file; the core of every loader. */
@@ -839,6 +675,7 @@ config_parse(const char *text, size_t len, const char *file,
 	*out = NULL;
 	memset(&p, 0, sizeof(p));
 	p.file = file;
+	p.rep.file = file;
 	p.text = text;
 	p.len = len;
 	p.cfg = config_defaults();
@@ -859,17 +696,16 @@ config_parse(const char *text, size_t len, const char *file,
 	} else if (rc > 0) {
 		/* inih saw an error we missed: report it plainly. */
 		bool seen = false;
-		for (i = 0; i < p.nerrs; i++)
-			if (p.errs[i].line == rc)
+		for (i = 0; i < p.rep.nerrs; i++)
+			if (p.rep.errs[i].line == rc)
 				seen = true;
 		if (!seen)
 			perr_add(&p, rc, "syntax error");
 	}
 	server_finish(&p);
-	for (i = 0; i < p.cfg->nproviders; i++)
-		provider_finish(&p, &p.cfg->providers[i]);
-	if (p.nerrs > 0 || p.too_many) {
-		perr_move(&p, errs);
+	config__providers_finish(p.cfg, &p.rep);
+	if (p.rep.nerrs > 0 || p.rep.too_many) {
+		config__report_move(&p.rep, errs);
 		config_free(p.cfg);
 		return -EINVAL;
 	}
@@ -939,6 +775,8 @@ config_load_default(struct config **out)
 	}
 	free(cfg->path);
 	cfg->path = NULL;
+	cfg->server_line = 0;
+	memset(cfg->key_line, 0, NSERVER_KEYS * sizeof(*cfg->key_line));
 	for (i = 0; i < cfg->nproviders; i++) {
 		cfg->providers[i].line = 0;
 		for (j = 0; j < cfg->providers[i].nkv; j++)
@@ -977,6 +815,7 @@ config_free(struct config *cfg)
 	free(cfg->scheduler);
 	free(cfg->log_format);
 	free(cfg->store);
+	free(cfg->key_line);
 	free(cfg);
 }
 
@@ -992,217 +831,4 @@ config_errors_cleanup(struct config_errors *errs)
 	free(errs->msg);
 	errs->msg = NULL;
 	errs->n = 0;
-}
-
-const struct provider_config *
-config_provider(const struct config *cfg, const char *name)
-{
-	size_t i;
-
-	for (i = 0; i < cfg->nproviders; i++)
-		if (strcmp(cfg->providers[i].name, name) == 0)
-			return &cfg->providers[i];
-	return NULL;
-}
-
-const char *
-provider_config_get(const struct provider_config *pc, const char *key)
-{
-	const struct config_kv *kv = kv_find(pc, key);
-
-	return kv != NULL ? kv->value : NULL;
-}
-
-int
-provider_config_line(const struct provider_config *pc, const char *key)
-{
-	const struct config_kv *kv = kv_find(pc, key);
-
-	return kv != NULL ? kv->line : pc->line;
-}
-
-/* Strips one trailing "\n" or "\r\n". */
-static void
-strip_newline(char *s, size_t *len)
-{
-	if (*len > 0 && s[*len - 1] == '\n') {
-		s[--*len] = '\0';
-		if (*len > 0 && s[*len - 1] == '\r')
-			s[--*len] = '\0';
-	}
-}
-
-int
-config_secret_read(const char *ref, char **out, char *err, size_t errlen)
-{
-	const char *v;
-	char *buf = NULL;
-	size_t len = 0;
-	int rc;
-
-	*out = NULL;
-	if (ref == NULL || *ref == '\0') {
-		snprintf(err, errlen, "no secret given");
-		return -EINVAL;
-	}
-	if (strncmp(ref, "env:", 4) == 0) {
-		v = getenv(ref + 4);
-		if (v == NULL) {
-			snprintf(err, errlen,
-				 "environment variable %s is not set", ref + 4);
-			return -ENOENT;
-		}
-		if (*v == '\0') {
-			snprintf(err, errlen,
-				 "environment variable %s is empty", ref + 4);
-			return -EINVAL;
-		}
-		*out = xstrdup(v);
-		return 0;
-	}
-	rc = file_read_all(ref, SECRET_MAX_FILE, &buf, &len);
-	if (rc != 0) {
-		snprintf(err, errlen, "cannot read secret file %s: %s", ref,
-			 rc == -EFBIG ? "larger than 64 KiB" : strerror(-rc));
-		return rc;
-	}
-	strip_newline(buf, &len);
-	if (len == 0) {
-		snprintf(err, errlen, "secret file %s is empty", ref);
-		free(buf);
-		return -EINVAL;
-	}
-	if (strlen(buf) != len) {
-		snprintf(err, errlen, "secret file %s contains a NUL byte",
-			 ref);
-		free(buf);
-		return -EINVAL;
-	}
-	*out = buf;
-	return 0;
-}
-
-/* Makes a new agent secret at path; -EEXIST when another process won. */
-static int
-agent_secret_create(const char *path)
-{
-	uint8_t raw[AGENT_SECRET_RAW];
-	char hexs[2 * AGENT_SECRET_RAW + 2];
-	char *dir = NULL, *slash;
-	size_t off = 0, n;
-	ssize_t w;
-	int fd = -1, rc;
-
-	dir = xstrdup(path);
-	slash = strrchr(dir, '/');
-	if (slash != NULL && slash != dir) {
-		*slash = '\0';
-		rc = mkdir_p(dir, 0700);
-		if (rc != 0) {
-			log_warnx("config agent_secret mkdir %s: %s", dir,
-				  strerror(-rc));
-			goto fail;
-		}
-	}
-	rc = random_bytes(raw, sizeof(raw));
-	if (rc != 0)
-		goto fail;
-	hex_encode(raw, sizeof(raw), hexs);
-	n = strlen(hexs);
-	hexs[n++] = '\n';
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd == -1) {
-		rc = -errno;
-		goto fail;
-	}
-	while (off < n) {
-		w = write(fd, hexs + off, n - off);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			rc = -errno;
-			goto fail_unlink;
-		}
-		off += (size_t)w;
-	}
-	if (fsync(fd) == -1) {
-		rc = -errno;
-		goto fail_unlink;
-	}
-	close(fd);
-	fd = -1;
-	/* Make the new name durable too. */
-	if (slash != NULL) {
-		if (slash == dir)
-			dir[1] = '\0';
-		fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	} else {
-		fd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	}
-	if (fd != -1) {
-		(void)fsync(fd);
-		close(fd);
-	}
-	explicit_bzero(raw, sizeof(raw));
-	explicit_bzero(hexs, sizeof(hexs));
-	free(dir);
-	log_info("config agent_secret created file=%s", path);
-	return 0;
-fail_unlink:
-	close(fd);
-	fd = -1;
-	(void)unlink(path);
-fail:
-	if (fd != -1)
-		close(fd);
-	explicit_bzero(raw, sizeof(raw));
-	explicit_bzero(hexs, sizeof(hexs));
-	free(dir);
-	return rc;
-}
-
-int
-config_agent_secret(const struct config *cfg, bool create, char **out,
-		    size_t *len)
-{
-	const char *path = cfg->agent_secret_file;
-	struct stat st;
-	char *buf = NULL;
-	size_t n = 0;
-	int rc;
-
-	*out = NULL;
-	*len = 0;
-	if (path == NULL)
-		return -EINVAL;
-	rc = file_read_all(path, SECRET_MAX_FILE, &buf, &n);
-	if (rc == -ENOENT && create) {
-		rc = agent_secret_create(path);
-		if (rc != 0 && rc != -EEXIST) {
-			log_warnx("config agent_secret cannot create %s: %s",
-				  path, strerror(-rc));
-			return rc;
-		}
-		rc = file_read_all(path, SECRET_MAX_FILE, &buf, &n);
-	}
-	if (rc != 0) {
-		log_warnx("config agent_secret cannot read %s: %s", path,
-			  rc == -EFBIG ? "too large" : strerror(-rc));
-		return rc;
-	}
-	strip_newline(buf, &n);
-	if (n < AGENT_SECRET_MIN) {
-		log_warnx("config agent_secret %s is shorter than %d bytes",
-			  path, AGENT_SECRET_MIN);
-		explicit_bzero(buf, n);
-		free(buf);
-		return -EINVAL;
-	}
-	if (stat(path, &st) == 0 && (st.st_mode & 077) != 0)
-		log_warnx("config agent_secret %s is readable by others "
-			  "(mode %03o); chmod 600 it",
-			  path, (unsigned)(st.st_mode & 0777));
-	*out = buf;
-	*len = n;
-	return 0;
 }

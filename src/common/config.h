@@ -4,8 +4,17 @@
  * the server, the agents and the CLI share.  Provider sections keep every
  * key as a raw string too, so that a connector reads its own keys without
  * this file knowing them; the generic keys (type, spawn, weight, ...) are
- * parsed here.  Secrets are never stored here: only where to read them
- * (a file path or "env:VARIABLE"), resolved by config_secret_read().
+ * parsed here.  Which keys a provider type takes is not known here
+ * either: each connector declares them (struct config_ptype) and registers
+ * them before main() runs; a type nobody registered is an error.  Secrets
+ * are never stored here: only where to read them (a file path or
+ * "env:VARIABLE"), resolved by config_secret_read().
+ *
+ * Loading checks the text alone.  config_check_runtime() then checks what
+ * the text points at (secret and key files, environment variables, the
+ * log folder, listen addresses that collide): serve, agent and
+ * check-config all call it, so that a file check-config passes is a file
+ * serve accepts.
  */
 #ifndef SHIVNERI_CONFIG_H
 #define SHIVNERI_CONFIG_H
@@ -60,7 +69,14 @@ struct config {
 	char *store;        /* store backend by name: "sqlite" */
 	struct provider_config *providers;
 	size_t nproviders;
+	int *key_line;   /* private: see config_line() */
+	int server_line; /* line of [server]; 0 if none or embedded */
 };
+
+/* The largest max_message_bytes: the JOB frame (link.h) must carry it. */
+#define CONFIG_MESSAGE_BYTES_MAX 1073741824
+/* The shortest agent secret accepted, in bytes. */
+#define CONFIG_AGENT_SECRET_MIN 16
 
 /* Collected errors, each "FILE:LINE: message". */
 struct config_errors {
@@ -85,6 +101,55 @@ int config_load_string(const char *text, const char *path, struct config **out,
 void config_free(struct config *cfg);
 void config_errors_cleanup(struct config_errors *errs);
 
+/*
+ * The line of a [server] key in the file, or 0 when it was not set (a
+ * default) or the configuration is the embedded one.
+ */
+int config_line(const struct config *cfg, const char *key);
+
+/*
+ * The run-time checks: everything the text points at.  agent names the
+ * provider whose agent is starting, or NULL for the server (serve and
+ * check-config).  The server role checks the agent secret (a missing file
+ * is fine when its folder can be made: serve creates it; env: must be
+ * set), api_keys_file, log_file's folder, listen addresses that collide,
+ * and the secrets of every provider with spawn = yes (their agents run in
+ * the server's environment).  The agent role checks the agent secret (it
+ * must exist), log_file and its own provider's secrets.  Appends one
+ * "FILE:LINE: message" per problem to errs (never a secret's value) and
+ * returns 0 or -EINVAL.
+ */
+int config_check_runtime(const struct config *cfg, const char *agent,
+			 struct config_errors *errs)
+    __attribute__((warn_unused_result));
+
+/*
+ * Provider types.  Each connector declares the keys its section takes
+ * (NULL-terminated lists; NULL for none) and which of them hold a secret
+ * reference ("env:VAR" or a file, checked by config_check_runtime()).
+ * check, when set, runs after the generic checks of a section of this
+ * type: it checks values and may add defaults with provider_config_default.
+ */
+struct config_report;
+struct config_ptype {
+	const char *name;
+	const char *const *required;
+	const char *const *optional;
+	const char *const *secret; /* a subset of the two above */
+	void (*check)(struct provider_config *pc, const struct config *cfg,
+		      struct config_report *r);
+};
+/* Called from constructors (CONNECTOR_REGISTER); a duplicate is fatal. */
+void config_ptype_register(const struct config_ptype *pt);
+/* NULL when this build has no such type. */
+const struct config_ptype *config_ptype_lookup(const char *name);
+/* Reports an error at line (0: none) of the file being checked. */
+void config_report_error(struct config_report *r, int line, const char *fmt,
+			 ...) __attribute__((format(printf, 3, 4)));
+/* Adds key = value unless the section has key (line: the section's). */
+void provider_config_default(struct provider_config *pc, const char *key,
+			     const char *value);
+
 /* NULL when there is no such provider. */
 const struct provider_config *config_provider(const struct config *cfg,
 					      const char *name);
@@ -104,8 +169,10 @@ int config_secret_read(const char *ref, char **out, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
 /*
- * The agent secret of cfg as bytes.  With create, a missing file is made
- * (32 random bytes, hex, mode 0600, parent folders too).  0 or -errno.
+ * The agent secret of cfg as bytes: agent_secret_file names a file, or
+ * "env:VAR".  With create, a missing file is made (32 random bytes, hex,
+ * mode 0600, parent folders too); an env: secret is never written
+ * anywhere.  Shorter than CONFIG_AGENT_SECRET_MIN: -EINVAL.  0 or -errno.
  */
 int config_agent_secret(const struct config *cfg, bool create, char **out,
 			size_t *len) __attribute__((warn_unused_result));

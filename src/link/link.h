@@ -15,7 +15,8 @@
  *   agent  -> AUTH      {mac = HMAC-SHA256(secret, "shivneri-agent-v1" 0
  *                        server_nonce agent_nonce name)}
  *   server -> WELCOME   {mac = HMAC-SHA256(secret, "shivneri-server-v1" 0
- *                        agent_nonce server_nonce name), heartbeat_interval_ms}
+ *                        agent_nonce server_nonce name), heartbeat_interval_ms,
+ *                        max_message_bytes?}
  *           or ERROR {code, message} and close.
  * The secret never crosses the wire; both sides prove they hold it.  Then:
  *   agent  -> HEARTBEAT {seq, health, in_flight, load}
@@ -23,6 +24,12 @@
  *   agent  -> RESULT    {job_id, message_id, outcome, provider_message_id,
  *                        detail}
  *   either -> ERROR     {code, message}, then close.
+ *
+ * One limit at every layer: a JOB frame is capped at
+ * link_job_frame_max(max_message_bytes), so any message the server took
+ * in fits.  The server announces its max_message_bytes in WELCOME; an
+ * agent uses it (and its own file's value when a server does not send
+ * it), so an agent run by hand with another file still agrees.
  */
 #ifndef SHIVNERI_LINK_H
 #define SHIVNERI_LINK_H
@@ -43,6 +50,18 @@
 #define LINK_DETAIL_MAX 512
 #define LINK_CODE_MAX 32
 #define LINK_MSG_MAX 256
+/*
+ * The JSON header of a JOB at most: ids and keys, and mail_from plus
+ * LINK_RCPT_MAX recipients of LINK_ADDR_MAX bytes with every byte
+ * escaped as \uXXXX (6 bytes), the worst any JSON encoder may write.
+ */
+#define LINK_JOB_HEADER_MAX                                                    \
+	((uint64_t)(LINK_RCPT_MAX + 1) * (6 * LINK_ADDR_MAX + 4) + 4096)
+/*
+ * The largest JOB frame (type byte, header length, header, message) for
+ * messages of at most m bytes; a frame's length field is 32 bits.
+ */
+#define LINK_JOB_FRAME_MAX(m) ((uint64_t)(m) + 5 + LINK_JOB_HEADER_MAX)
 
 enum link_type {
 	LINK_HELLO = 1,
@@ -113,6 +132,7 @@ struct link_auth {
 struct link_welcome {
 	uint8_t mac[LINK_MAC_LEN];
 	uint32_t heartbeat_interval_ms;
+	uint64_t max_message_bytes; /* 0: not given (an older server) */
 };
 
 struct link_error {
@@ -145,6 +165,12 @@ struct link_result {
 	char provider_message_id[LINK_PMID_MAX + 1];
 	char detail[LINK_DETAIL_MAX + 1];
 };
+
+/*
+ * The cap of JOB frames for messages of at most max_message_bytes
+ * (LINK_JOB_FRAME_MAX), bounded by what a frame's length can say.
+ */
+size_t link_job_frame_max(uint64_t max_message_bytes);
 
 /*
  * Frame splitting.  Looks at len bytes of buf: returns 0 when a whole

@@ -13,6 +13,7 @@
  * only the root from json_loadb()/json_object() is ours to json_decref().
  */
 #include "link/link.h"
+#include "common/config.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -169,6 +170,18 @@ get_be32(const uint8_t *p)
 	       (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
+/* The largest max_message_bytes a configuration may give must fit. */
+_Static_assert(LINK_JOB_FRAME_MAX(CONFIG_MESSAGE_BYTES_MAX) <= UINT32_MAX,
+	       "a JOB frame of the largest message must fit 32 bits");
+
+size_t
+link_job_frame_max(uint64_t max_message_bytes)
+{
+	if (max_message_bytes > UINT32_MAX - 5 - LINK_JOB_HEADER_MAX)
+		return UINT32_MAX;
+	return (size_t)LINK_JOB_FRAME_MAX(max_message_bytes);
+}
+
 int
 link_frame_split(const uint8_t *buf, size_t len, size_t max, int *type,
 		 const uint8_t **payload, size_t *plen, size_t *consumed)
@@ -210,7 +223,8 @@ emit(struct evbuffer *out, int type, const char *a, size_t alen, const void *b,
 	size_t hlen, total;
 
 	total = 1 + alen + blen + (type == LINK_JOB ? 4 : 0);
-	if (alen > UINT32_MAX || total > max || total > UINT32_MAX)
+	if (alen > UINT32_MAX || total > max || total > UINT32_MAX ||
+	    (type == LINK_JOB && alen > LINK_JOB_HEADER_MAX))
 		return LINK_E_TOOBIG;
 	put_be32(hdr, (uint32_t)total);
 	hdr[4] = (uint8_t)type;
@@ -333,9 +347,15 @@ link_encode_welcome(struct evbuffer *out, const struct link_welcome *m)
 	if (m->heartbeat_interval_ms < 1 ||
 	    m->heartbeat_interval_ms > HB_INTERVAL_MAX)
 		return LINK_E_FIELD;
+	if (m->max_message_bytes > INT64_MAX)
+		return LINK_E_FIELD;
 	o = json_object();
 	ok = set_hex(o, "mac", m->mac, LINK_MAC_LEN) &&
 	     set_int(o, "heartbeat_interval_ms", m->heartbeat_interval_ms);
+	/* Optional: an agent that does not know it ignores it. */
+	if (ok && m->max_message_bytes > 0)
+		ok = set_int(o, "max_message_bytes",
+			     (json_int_t)m->max_message_bytes);
 	return emit_json(out, LINK_WELCOME, o, ok, NULL, 0, LINK_CTRL_MAX);
 }
 
@@ -653,6 +673,7 @@ int
 link_decode_welcome(const uint8_t *p, size_t n, struct link_welcome *m)
 {
 	json_t *o;
+	bool has;
 	int rc = 0;
 
 	memset(m, 0, sizeof(*m));
@@ -660,6 +681,8 @@ link_decode_welcome(const uint8_t *p, size_t n, struct link_welcome *m)
 	get_hex(o, "mac", m->mac, LINK_MAC_LEN, &rc);
 	m->heartbeat_interval_ms = (uint32_t)get_int(
 	    o, "heartbeat_interval_ms", 1, HB_INTERVAL_MAX, NULL, &rc);
+	m->max_message_bytes =
+	    (uint64_t)get_int(o, "max_message_bytes", 1, INT64_MAX, &has, &rc);
 	json_decref(o);
 	return rc;
 }
@@ -727,6 +750,8 @@ link_decode_job(const uint8_t *p, size_t n, struct link_job *m)
 	jlen = get_be32(p);
 	if (jlen > n - 4)
 		return LINK_E_SHORT;
+	if (jlen > LINK_JOB_HEADER_MAX)
+		return LINK_E_TOOBIG;
 	o = parse(p + 4, jlen, &rc);
 	if (o == NULL)
 		return rc;

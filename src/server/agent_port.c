@@ -186,6 +186,8 @@ on_auth(struct agent *a, const uint8_t *p, size_t n)
 	link_mac_server(ap->secret, ap->secret_len, a->hello.nonce, a->nonce,
 			a->hello.name, w.mac);
 	w.heartbeat_interval_ms = (uint32_t)ap->cfg->heartbeat_interval_ms;
+	/* The agent sizes its JOB frames by our limit, not its file's. */
+	w.max_message_bytes = (uint64_t)ap->cfg->max_message_bytes;
 	if (link_encode_welcome(link_conn_output(a->conn), &w) != 0) {
 		reject(a, "internal", "cannot encode welcome");
 		return;

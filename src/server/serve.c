@@ -121,6 +121,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 		log_warnx("- server cannot reopen log: %s", strerror(-rc));
 	if (s->api != NULL)
 		(void)http_api_reload_keys(s->api);
+	supervisor_retry_held(s->sv);
 	log_info("- server SIGHUP: log reopened");
 }
 
@@ -316,6 +317,14 @@ serve_main(int argc, char **argv)
 			fprintf(stderr, "shivneri: %s: %s\n",
 				path ? path : "(default)", strerror(-rc));
 		config_errors_cleanup(&errs);
+		return 2;
+	}
+	/* The checks check-config runs too: one verdict on one file. */
+	if (config_check_runtime(s.cfg, NULL, &errs) != 0) {
+		for (i = 0; i < errs.n; i++)
+			fprintf(stderr, "%s\n", errs.msg[i]);
+		config_errors_cleanup(&errs);
+		config_free(s.cfg);
 		return 2;
 	}
 	if (log_open_file(s.cfg->log_file) != 0) {

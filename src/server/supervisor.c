@@ -17,9 +17,17 @@
  *
  * Failures: a fork that fails at a restart is retried with the backoff; an
  * execv that fails makes the child exit 127, which looks like (and is
- * throttled like) an agent that crashed.  The supervisor owns its
- * children's records and events; supervisor_free() kills and reaps what
- * is still running so that no zombie or event outlives it.
+ * throttled like) an agent that crashed.  An agent that exits 2 said its
+ * configuration is wrong: starting it again cannot help, so it is held
+ * (logged with its status and last stderr line, which supervisor_held()
+ * exposes) until its configuration file changes (size, mtime or inode,
+ * polled every second) or supervisor_retry_held() is called (SIGHUP).
+ *
+ * A child's stderr is a pipe to us: each chunk is passed on to our own
+ * stderr unchanged (where the agent's lines went before), and the last
+ * complete line is kept, sanitized, for the reason of a hold.  The supervisor
+ * owns its children's records and events; supervisor_free() kills and reaps
+ * what is still running so that no zombie or event outlives it.
  */
 #include "server/supervisor.h"
 #include "common/log.h"
@@ -28,11 +36,13 @@
 #include <event2/event.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -40,6 +50,9 @@
 #define SV_BACKOFF_MIN_MS 100
 #define SV_BACKOFF_MAX_MS 30000
 #define SV_STABLE_MS 10000
+#define SV_HOLD_POLL_MS 1000
+#define SV_EXIT_CONFIG 2 /* the agent's "configuration error" status */
+#define SV_LINE_MAX 256
 
 struct sv_child {
 	struct supervisor *sv;
@@ -48,7 +61,18 @@ struct sv_child {
 	int restarts;        /* how many times it was started again */
 	int backoff_ms;      /* the delay before the next restart */
 	int64_t started_ms;  /* mono_ms() of the last start */
-	struct event *timer; /* the next start */
+	struct event *timer; /* the next start, or the poll while held */
+	/* stderr: a pipe from the child, passed on and remembered. */
+	int err_fd;                /* -1: none */
+	struct event *err_ev;      /* reads err_fd */
+	char partial[SV_LINE_MAX]; /* the line being read */
+	size_t npartial;
+	char last_line[SV_LINE_MAX]; /* sanitized; "" if none */
+	/* Held after exit 2 until its file changes or a retry. */
+	bool held;
+	char reason[SV_LINE_MAX + 32];
+	bool cfg_seen; /* cfg_st is the file at the last start */
+	struct stat cfg_st;
 };
 
 struct supervisor {
@@ -67,7 +91,8 @@ struct supervisor {
 };
 
 static void
-child_exec(const struct supervisor *sv, const struct sv_child *ch, pid_t parent)
+child_exec(const struct supervisor *sv, const struct sv_child *ch, pid_t parent,
+	   int err_w)
 {
 	char *argv[10];
 	sigset_t none;
@@ -86,6 +111,9 @@ child_exec(const struct supervisor *sv, const struct sv_child *ch, pid_t parent)
 	(void)sigprocmask(SIG_SETMASK, &none, NULL);
 	for (sig = 1; sig < NSIG; sig++)
 		(void)signal(sig, SIG_DFL);
+	/* dup2 clears close-on-exec on fd 2; the pipe's ends close below. */
+	if (err_w != -1 && dup2(err_w, STDERR_FILENO) == -1)
+		_exit(126);
 	if (syscall(SYS_close_range, 3U, ~0U, 0U) != 0) {
 		maxfd = sysconf(_SC_OPEN_MAX);
 		if (maxfd < 0 || maxfd > 65536)
@@ -109,20 +137,147 @@ child_exec(const struct supervisor *sv, const struct sv_child *ch, pid_t parent)
 }
 
 /* Forks and execs ch's agent; 0 or -errno (and then ch is not running). */
+/* Passes on what the child wrote and keeps its last complete line. */
+static void
+err_take(struct sv_child *ch, const char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (p[i] != '\n') {
+			if (ch->npartial + 1 < sizeof(ch->partial))
+				ch->partial[ch->npartial++] = p[i];
+			continue;
+		}
+		if (ch->npartial > 0)
+			(void)log_sanitize(ch->partial, ch->npartial,
+					   ch->last_line,
+					   sizeof(ch->last_line));
+		ch->npartial = 0;
+	}
+}
+
+static void
+err_close(struct sv_child *ch)
+{
+	if (ch->err_ev != NULL)
+		event_free(ch->err_ev);
+	ch->err_ev = NULL;
+	if (ch->err_fd != -1)
+		close(ch->err_fd);
+	ch->err_fd = -1;
+	ch->npartial = 0;
+}
+
+/* Reads what is there; closes at EOF or on an error. */
+static void
+err_drain(struct sv_child *ch)
+{
+	char buf[4096];
+	ssize_t n, w;
+
+	while (ch->err_fd != -1) {
+		n = read(ch->err_fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0) {
+			/* A last line without its newline counts too. */
+			err_take(ch, "\n", 1);
+			err_close(ch);
+			return;
+		}
+		/* Where the agent's lines always went; a lost line is no harm.
+		 */
+		w = write(STDERR_FILENO, buf, (size_t)n);
+		(void)w;
+		err_take(ch, buf, (size_t)n);
+	}
+}
+
+static void
+err_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	err_drain(arg);
+}
+
+/* A pipe for the child's stderr; -1 in *w when none could be made. */
+static void
+err_open(struct sv_child *ch, int *w)
+{
+	int fds[2];
+
+	*w = -1;
+	err_close(ch);
+	ch->last_line[0] = '\0';
+	if (pipe2(fds, O_CLOEXEC) == -1) {
+		log_warn("supervisor agent %s stderr pipe", ch->name);
+		return;
+	}
+	ch->err_ev =
+	    event_new(ch->sv->base, fds[0], EV_READ | EV_PERSIST, err_cb, ch);
+	if (ch->err_ev == NULL || fcntl(fds[0], F_SETFL, O_NONBLOCK) == -1 ||
+	    event_add(ch->err_ev, NULL) != 0) {
+		log_warnx("supervisor agent %s cannot watch its stderr",
+			  ch->name);
+		if (ch->err_ev != NULL)
+			event_free(ch->err_ev);
+		ch->err_ev = NULL;
+		close(fds[0]);
+		close(fds[1]);
+		return;
+	}
+	ch->err_fd = fds[0];
+	*w = fds[1];
+}
+
+/* The configuration file as it is now, to notice a change while held. */
+static bool
+config_stat(const struct supervisor *sv, struct stat *st)
+{
+	return sv->config_path != NULL && stat(sv->config_path, st) == 0;
+}
+
+static bool
+config_changed(const struct sv_child *ch)
+{
+	struct stat st;
+	bool seen = config_stat(ch->sv, &st);
+
+	if (seen != ch->cfg_seen)
+		return true;
+	return seen && (st.st_size != ch->cfg_st.st_size ||
+			st.st_ino != ch->cfg_st.st_ino ||
+			st.st_dev != ch->cfg_st.st_dev ||
+			st.st_mtim.tv_sec != ch->cfg_st.st_mtim.tv_sec ||
+			st.st_mtim.tv_nsec != ch->cfg_st.st_mtim.tv_nsec);
+}
+
 static int
 child_start(struct sv_child *ch)
 {
 	struct supervisor *sv = ch->sv;
 	pid_t parent = getpid(), pid;
+	int err_w;
 
+	ch->cfg_seen = config_stat(sv, &ch->cfg_st);
+	err_open(ch, &err_w);
 	pid = fork();
 	if (pid == -1) {
 		int e = errno;
 		log_warn("supervisor agent %s fork", ch->name);
+		if (err_w != -1)
+			close(err_w);
+		err_close(ch);
 		return -e;
 	}
 	if (pid == 0)
-		child_exec(sv, ch, parent);
+		child_exec(sv, ch, parent, err_w);
+	if (err_w != -1)
+		close(err_w);
 	ch->pid = pid;
 	ch->started_ms = mono_ms();
 	log_info("supervisor agent %s started pid=%d restarts=%d", ch->name,
@@ -164,6 +319,17 @@ restart_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (ch->sv->stopping || ch->pid != 0)
 		return;
+	if (ch->held) {
+		if (!config_changed(ch)) {
+			schedule_start(ch, SV_HOLD_POLL_MS);
+			return;
+		}
+		log_info("supervisor agent %s configuration changed: "
+			 "starting again",
+			 ch->name);
+		ch->held = false;
+		ch->reason[0] = '\0';
+	}
 	ch->restarts++;
 	if (child_start(ch) != 0) {
 		int delay = next_backoff(ch, 0);
@@ -231,6 +397,23 @@ child_by_name(const struct supervisor *sv, const char *name)
 	return NULL;
 }
 
+/*
+ * The agent exited with its configuration error status: restarting it
+ * cannot help until its file changes (polled) or someone says so (SIGHUP).
+ */
+static void
+hold(struct sv_child *ch)
+{
+	ch->held = true;
+	snprintf(ch->reason, sizeof(ch->reason), "agent exited 2%s%s",
+		 ch->last_line[0] != '\0' ? ": " : " (configuration error)",
+		 ch->last_line);
+	log_warnx("supervisor agent %s held: %s; not restarted until its "
+		  "configuration changes or SIGHUP",
+		  ch->name, ch->reason);
+	schedule_start(ch, SV_HOLD_POLL_MS);
+}
+
 static void
 reaped(struct supervisor *sv, pid_t pid, int status)
 {
@@ -252,6 +435,13 @@ reaped(struct supervisor *sv, pid_t pid, int status)
 	}
 	ch->pid = 0;
 	lived = mono_ms() - ch->started_ms;
+	/* Its last words are in the pipe: read them before judging. */
+	err_drain(ch);
+	if (!sv->stopping && WIFEXITED(status) &&
+	    WEXITSTATUS(status) == SV_EXIT_CONFIG) {
+		hold(ch);
+		return;
+	}
 	if (!sv->stopping) {
 		delay = next_backoff(ch, lived);
 		schedule_start(ch, delay);
@@ -340,11 +530,13 @@ supervisor_spawn(struct supervisor *sv, const char *name)
 	ch->sv = sv;
 	ch->name = xstrdup(name);
 	ch->backoff_ms = SV_BACKOFF_MIN_MS;
+	ch->err_fd = -1;
 	ch->timer = evtimer_new(sv->base, restart_cb, ch);
 	if (ch->timer == NULL)
 		fatalx("supervisor: cannot set up a timer");
 	rc = child_start(ch);
 	if (rc != 0) {
+		err_close(ch);
 		event_free(ch->timer);
 		free(ch->name);
 		free(ch);
@@ -354,6 +546,33 @@ supervisor_spawn(struct supervisor *sv, const char *name)
 				     sizeof(*sv->children));
 	sv->children[sv->nchildren++] = ch;
 	return 0;
+}
+
+const char *
+supervisor_held(const struct supervisor *sv, const char *name)
+{
+	const struct sv_child *ch = child_by_name(sv, name);
+
+	return ch != NULL && ch->held ? ch->reason : NULL;
+}
+
+void
+supervisor_retry_held(struct supervisor *sv)
+{
+	size_t i;
+
+	if (sv->stopping)
+		return;
+	for (i = 0; i < sv->nchildren; i++) {
+		struct sv_child *ch = sv->children[i];
+		if (!ch->held || ch->pid != 0)
+			continue;
+		log_info("supervisor agent %s retried on request", ch->name);
+		ch->held = false;
+		ch->reason[0] = '\0';
+		evtimer_del(ch->timer);
+		schedule_start(ch, 0);
+	}
 }
 
 pid_t
@@ -410,6 +629,7 @@ supervisor_free(struct supervisor *sv)
 			       errno == EINTR)
 				;
 		}
+		err_close(ch);
 		event_free(ch->timer);
 		free(ch->name);
 		free(ch);

@@ -2,7 +2,10 @@
  * The supervisor: starts the agents of providers with "spawn = yes" as
  * child processes of the server, restarts one that dies (with exponential
  * backoff, reset once a child has lived long enough, throttled like
- * Postfix's master), and stops them all with the server.  Children get
+ * Postfix's master), and stops them all with the server.  An agent that
+ * exits 2 (its configuration is wrong) is not restarted but held, with
+ * the reason, until its configuration file changes or
+ * supervisor_retry_held() (SIGHUP).  Children get
  * PR_SET_PDEATHSIG so that a server killed with -9 does not leave agents
  * behind.  SIGCHLD is watched through the event loop.
  */
@@ -25,6 +28,14 @@ struct supervisor *supervisor_new(struct event_base *base, const char *self_exe,
 /* Starts and keeps running the agent of provider name.  0 or -errno. */
 int supervisor_spawn(struct supervisor *sv, const char *name)
     __attribute__((warn_unused_result));
+/*
+ * Why name's agent is held (it exited 2: "agent exited 2: LAST STDERR
+ * LINE"), or NULL when it is not held.  The string lives until the next
+ * loop turn; the HTTP API shows it as the provider's "reason".
+ */
+const char *supervisor_held(const struct supervisor *sv, const char *name);
+/* Starts every held agent again now (the server's SIGHUP). */
+void supervisor_retry_held(struct supervisor *sv);
 /* The pid of name's running agent, or 0. */
 pid_t supervisor_pid(const struct supervisor *sv, const char *name);
 /*

@@ -51,6 +51,9 @@ struct srv {
 	int nresults;
 	struct link_result results[NJOBS];
 	bool protocol_error;
+	uint64_t welcome_max; /* max_message_bytes in WELCOME; 0: none */
+	const uint8_t *big;   /* when set, one job of big_len bytes */
+	size_t big_len;
 };
 
 static char dir[64];
@@ -73,7 +76,7 @@ srv_frame(struct link_conn *c, int type, const uint8_t *p, size_t n, void *arg)
 	struct srv *s = arg;
 	struct link_challenge ch;
 	struct link_auth au;
-	struct link_welcome w;
+	struct link_welcome w = {0};
 	struct link_heartbeat hb;
 	uint8_t want[LINK_MAC_LEN];
 	const char *rcpt[] = {"b@example.net"};
@@ -103,6 +106,7 @@ srv_frame(struct link_conn *c, int type, const uint8_t *p, size_t n, void *arg)
 		if (s->nconn == 1)
 			w.mac[0] ^= 1;
 		w.heartbeat_interval_ms = 100;
+		w.max_message_bytes = s->welcome_max;
 		if (link_encode_welcome(link_conn_output(c), &w) != 0)
 			break;
 		return;
@@ -111,6 +115,13 @@ srv_frame(struct link_conn *c, int type, const uint8_t *p, size_t n, void *arg)
 			break;
 		s->heartbeats++;
 		s->last_health = hb.health;
+		if (!s->jobs_sent && s->big != NULL) {
+			if (link_encode_job(link_conn_output(c), 200, "BIG",
+					    "a@example.com", rcpt, 1, s->big,
+					    s->big_len) != 0)
+				break;
+			s->jobs_sent = true;
+		}
 		if (!s->jobs_sent) {
 			/* All at once: the agent must take several. */
 			for (i = 0; i < NJOBS; i++) {
@@ -222,7 +233,7 @@ wait_exit(pid_t pid, int ms)
 }
 
 static char *
-make_config(int port, bool with_secret)
+make_config_extra(int port, bool with_secret, const char *extra)
 {
 	char *cfg, *text, *secret;
 
@@ -237,6 +248,7 @@ make_config(int port, bool with_secret)
 			 "data_dir = %s/data\n"
 			 "agent_listen = 127.0.0.1:%d\n"
 			 "agent_secret_file = %s\n"
+			 "%s"
 			 "\n"
 			 "[provider.p1]\n"
 			 "type = maildir\n"
@@ -245,11 +257,121 @@ make_config(int port, bool with_secret)
 			 "weight = 3\n"
 			 "priority = 7\n"
 			 "max_in_flight = 5\n",
-			 dir, port, secret, dir);
+			 dir, port, secret, extra, dir);
 	write_file(cfg, text);
 	free(text);
 	free(secret);
 	return cfg;
+}
+
+static char *
+make_config(int port, bool with_secret)
+{
+	return make_config_extra(port, with_secret, "");
+}
+
+/* A listening socket on 127.0.0.1; its port in *port. */
+static int
+listen_local(int *port)
+{
+	struct sockaddr_in sin;
+	socklen_t slen = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(fd, 8), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &slen), 0);
+	*port = ntohs(sin.sin_port);
+	return fd;
+}
+
+/*
+ * Runs an agent whose file says max_message_bytes = file_max against a
+ * server that announces welcome_max (0: says nothing) and sends one job
+ * of len bytes; returns its result's outcome (-1: none in time).
+ */
+static int
+one_big_job(const char *file_max, uint64_t welcome_max, size_t len)
+{
+	struct srv s;
+	struct evconnlistener *l;
+	struct event *deadline;
+	struct timeval tv = {60, 0};
+	bool expired = false;
+	char *cfg, *extra, *path;
+	const char *args[5] = {"agent", "-c", NULL, "-p", "p1"};
+	uint8_t *big = malloc(len);
+	struct stat st;
+	int fd, port, outcome = -1;
+
+	assert_non_null(big);
+	memset(big, 'x', len);
+	memcpy(big, "Subject: big\r\n\r\n", 16);
+	fd = listen_local(&port);
+	extra = xasprintf("max_message_bytes = %s\n", file_max);
+	cfg = make_config_extra(port, true, extra);
+	args[2] = cfg;
+	agent_pid = spawn_agent(5, args, fd);
+
+	memset(&s, 0, sizeof(s));
+	s.base = event_base_new();
+	s.welcome_max = welcome_max;
+	s.big = big;
+	s.big_len = len;
+	assert_int_equal(evutil_make_socket_nonblocking(fd), 0);
+	l = evconnlistener_new(s.base, accept_cb, &s, LEV_OPT_CLOSE_ON_FREE, -1,
+			       fd);
+	assert_non_null(l);
+	deadline = evtimer_new(s.base, deadline_cb, &expired);
+	evtimer_add(deadline, &tv);
+	/* A link dropped over the frame cap shows as a third connection. */
+	while (s.nresults < 1 && !expired && !s.protocol_error && s.nconn < 3)
+		event_base_loop(s.base, EVLOOP_ONCE);
+	assert_false(s.protocol_error);
+	if (s.nresults == 1) {
+		assert_int_equal(s.results[0].job_id, 200);
+		outcome = s.results[0].outcome;
+	}
+	if (outcome == 0) {
+		path = xasprintf("%s/md/new/%s", dir,
+				 s.results[0].provider_message_id);
+		assert_int_equal(stat(path, &st), 0);
+		assert_int_equal((size_t)st.st_size, len);
+		free(path);
+	}
+	assert_int_equal(kill(agent_pid, SIGTERM), 0);
+	assert_int_equal(wait_exit(agent_pid, 10000), 0);
+	agent_pid = 0;
+	link_conn_free(s.c);
+	event_free(deadline);
+	evconnlistener_free(l);
+	event_base_free(s.base);
+	free(extra);
+	free(cfg);
+	free(big);
+	return outcome;
+}
+
+/*
+ * One limit at every layer (issue 5, defect 3): a message within the
+ * server's max_message_bytes travels as one JOB frame and is delivered,
+ * even above the old fixed 65 MiB frame cap and even when the agent's own
+ * file says less; a server that does not announce its limit leaves the
+ * agent with its file's, and a bigger message is refused as permanent
+ * instead of dropping the link.
+ */
+static void
+test_agent_frame_follows_limit(void **state)
+{
+	const size_t big = 70u * 1024 * 1024;
+
+	assert_int_equal(one_big_job("1024", big, big), 0);
+	assert_int_equal(one_big_job("4096", 0, 4096), 0);
+	assert_int_equal(one_big_job("2048", 0, 4096), 2); /* PERMANENT */
 }
 
 static void
@@ -394,6 +516,8 @@ main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_agent_config_errors, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_agent_frame_follows_limit,
+					    setup, teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

@@ -126,50 +126,54 @@ test_full(void **state)
 	assert_int_equal(cfg->max_message_bytes, 1048576);
 	assert_int_equal(cfg->breaker_threshold, 3);
 	assert_int_equal(cfg->breaker_cooldown_ms, 5000);
-	assert_int_equal(cfg->nproviders, 10);
+	assert_int_equal(cfg->job_timeout_s, 60);
+	assert_int_equal(cfg->retention_days, 7);
+	assert_string_equal(cfg->log_format, "json");
+	assert_string_equal(cfg->store, "sqlite");
+	assert_int_equal(cfg->nproviders, 3);
+	/* Every [server] key keeps its line for the run-time checks. */
+	assert_int_equal(config_line(cfg, "data_dir"), 3);
+	assert_int_equal(config_line(cfg, "store"), 23);
+	assert_int_equal(config_line(cfg, "nope"), 0);
 
-	pc = config_provider(cfg, "mailgun-eu");
+	pc = config_provider(cfg, "sandbox-eu");
 	assert_non_null(pc);
-	assert_string_equal(pc->type, "mailgun");
+	assert_string_equal(pc->type, "maildir");
 	assert_true(pc->spawn);
 	assert_int_equal(pc->weight, 3);
 	assert_int_equal(pc->priority, 1);
 	assert_int_equal(pc->max_in_flight, 16);
 	assert_int_equal(pc->rate_per_s, 50);
 	assert_int_equal(pc->slow_start_s, 10);
-	assert_int_equal(pc->line, 21);
-	assert_string_equal(provider_config_get(pc, "domain"),
-			    "mg.example.com");
-	assert_string_equal(provider_config_get(pc, "api_key_file"),
-			    "env:MAILGUN_KEY");
+	assert_int_equal(pc->overflow, 1);
+	assert_int_equal(pc->line, 25);
+	assert_string_equal(provider_config_get(pc, "path"), "/srv/mail/eu");
 	/* Generic keys are in kv[] too, with their lines. */
 	assert_string_equal(provider_config_get(pc, "weight"), "3");
-	assert_int_equal(provider_config_line(pc, "domain"), 30);
-	assert_int_equal(provider_config_line(pc, "nope"), 21);
+	assert_int_equal(provider_config_line(pc, "path"), 34);
+	assert_int_equal(provider_config_line(pc, "nope"), 25);
 	assert_null(provider_config_get(pc, "nope"));
 
 	/* Indented keys are keys, not continuations of the previous value. */
 	pc = config_provider(cfg, "relay");
 	assert_non_null(pc);
-	assert_string_equal(pc->type, "smtp");
+	assert_string_equal(pc->type, "maildir");
 	assert_false(pc->spawn);
 	assert_int_equal(pc->weight, 1);
 	assert_int_equal(pc->priority, 100);
 	assert_int_equal(pc->max_in_flight, 32);
-	assert_string_equal(provider_config_get(pc, "host"),
-			    "smtp.example.com");
-	assert_string_equal(provider_config_get(pc, "port"), "587");
-	assert_int_equal(provider_config_line(pc, "helo"), 40);
+	assert_int_equal(pc->overflow, 0);
+	assert_string_equal(provider_config_get(pc, "path"), "/srv/mail/relay");
+	assert_int_equal(provider_config_line(pc, "overflow"), 43);
 	assert_int_equal(pc->nkv, 7);
 
+	/* The connector's check gave maildir its default path. */
 	pc = config_provider(cfg, "box");
 	assert_non_null(pc);
+	assert_int_equal(pc->overflow, -1);
 	assert_string_equal(provider_config_get(pc, "path"),
 			    "/var/lib/shivneri/maildir/box");
-	assert_int_equal(provider_config_line(pc, "path"), 42);
-
-	assert_non_null(config_provider(cfg, "ses_1"));
-	assert_non_null(config_provider(cfg, "mj"));
+	assert_int_equal(provider_config_line(pc, "path"), 45);
 	assert_null(config_provider(cfg, "mailgun"));
 	config_free(cfg);
 	free(path);
@@ -229,17 +233,17 @@ test_all_errors(void **state)
 	assert_true(has_error(&errs, 8, "expected 'key = value'"));
 	assert_true(has_error(&errs, 10, "unknown section [weird]"));
 	assert_true(has_error(&errs, 13, "invalid provider name 'bad name'"));
-	assert_true(has_error(&errs, 16, "needs key 'api_key_file'"));
-	assert_true(has_error(&errs, 16, "needs key 'domain'"));
 	assert_true(has_error(
-	    &errs, 18, "unknown key 'path' for type mailgun in [provider.a]"));
+	    &errs, 18, "unknown key 'host' for type maildir in [provider.a]"));
 	assert_true(has_error(&errs, 19, "weight: must be an integer"));
 	assert_true(has_error(&errs, 20, "spawn: must be"));
 	assert_true(has_error(
 	    &errs, 22, "duplicate section [provider.a] (first at line 16)"));
-	assert_true(has_error(&errs, 26, "type: must be one of"));
+	assert_true(has_error(&errs, 26,
+			      "type: 'carrier-pigeon' is not a provider type "
+			      "of this build (known: maildir"));
 	assert_true(has_error(&errs, 28, "missing required key 'type'"));
-	assert_int_equal(errs.n, 17);
+	assert_int_equal(errs.n, 15);
 	/* Every message starts with the file name and they are in order. */
 	for (i = 0; i < errs.n; i++)
 		assert_int_equal(strncmp(errs.msg[i], path, strlen(path)), 0);
@@ -293,19 +297,20 @@ test_strings(void **state)
 	    {"\n\n[server\n", 3, "section header without ']'"},
 	    {"[server]\n[server]\n", 2, "duplicate section [server]"},
 	    {"[provider.]\ntype = maildir\n", 1, "invalid provider name"},
-	    {"[provider.x]\ntype = smtp\n", 1, "type smtp needs key 'host'"},
-	    {"[provider.x]\ntype = smtp\nhost = h\nport = 70000\n", 4,
-	     "port: must be"},
-	    {"[provider.x]\ntype = smtp\nhost = h\ntls = maybe\n", 4,
-	     "tls: must be none, starttls or implicit"},
-	    {"[provider.x]\ntype = smtp\nhost =\n", 3,
-	     "host: must not be empty"},
-	    {"[provider.x]\ntype = ses\nregion = r\naccess_key_id = a\n", 1,
-	     "needs key 'secret_access_key_file'"},
-	    {"[provider.x]\ntype = postmark\n", 1,
-	     "needs key 'server_token_file'"},
-	    {"[provider.x]\ntype = mailjet\napi_key_file = f\n", 1,
-	     "needs key 'secret_key_file'"},
+	    /* Only the types this build runs; the others are refused. */
+	    {"[provider.x]\ntype = smtp\nhost = h\n", 2,
+	     "type: 'smtp' is not a provider type of this build (known: "},
+	    {"[provider.x]\ntype = mailgun\n", 2, "known: maildir"},
+	    {"[provider.x]\ntype = maildir\npath =\n", 3,
+	     "path: must not be empty"},
+	    {"[provider.x]\ntype = maildir\napi_key_file = f\n", 3,
+	     "unknown key 'api_key_file' for type maildir"},
+	    {"[provider.x]\ntype = maildir\noverflow = maybe\n", 3,
+	     "overflow: must be yes, no"},
+	    {"[server]\nagent_secret_file = env:1BAD\n", 2,
+	     "agent_secret_file: env: must name a variable"},
+	    {"[server]\nstore = sqlite\nmax_message_bytes = 1073741824\n", 3,
+	     "max_message_bytes: the sqlite store holds messages of at most"},
 	    {"[provider.x]\ntype = maildir\npriority = -1\n", 3,
 	     "priority: must be an integer between 0 and 1000000"},
 	    {"[provider.x]\ntype = maildir\nmax_in_flight = 100001\n", 3,
@@ -513,6 +518,203 @@ test_agent_secret(void **state)
 	config_free(cfg);
 }
 
+/*
+ * A provider type declared the way a connector declares its keys: the
+ * configuration checks sections of it without knowing it by name.
+ */
+static const char *const fake_required[] = {"token_file", NULL};
+static const char *const fake_optional[] = {"base_url", NULL};
+static const char *const fake_secret[] = {"token_file", NULL};
+static int fake_checks;
+
+static void
+fake_check(struct provider_config *pc, const struct config *cfg,
+	   struct config_report *r)
+{
+	const char *url = provider_config_get(pc, "base_url");
+
+	fake_checks++;
+	if (url != NULL && strncmp(url, "http", 4) != 0)
+		config_report_error(r, provider_config_line(pc, "base_url"),
+				    "base_url: must be http(s)://HOST[:PORT]");
+}
+
+static const struct config_ptype fake_type = {
+    .name = "fake",
+    .required = fake_required,
+    .optional = fake_optional,
+    .secret = fake_secret,
+    .check = fake_check,
+};
+
+static void
+test_registered_type(void **state)
+{
+	struct config_errors errs = {NULL, 0};
+	struct config *cfg = NULL;
+
+	fake_checks = 0;
+	assert_int_equal(config_load_string("[provider.f]\n"
+					    "type = fake\n"
+					    "base_url = ftp://x\n"
+					    "token_file = env:9X\n"
+					    "path = /tmp\n",
+					    "t.ini", &cfg, &errs),
+			 -EINVAL);
+	print_errors(&errs);
+	assert_int_equal(fake_checks, 1);
+	assert_true(has_error(&errs, 3, "base_url: must be http"));
+	assert_true(has_error(&errs, 4, "token_file: env: must name"));
+	assert_true(has_error(&errs, 5, "unknown key 'path' for type fake"));
+	assert_int_equal(errs.n, 3);
+	config_errors_cleanup(&errs);
+
+	assert_int_equal(config_load_string("[provider.f]\ntype = fake\n",
+					    "t.ini", &cfg, &errs),
+			 -EINVAL);
+	assert_true(has_error(&errs, 1, "type fake needs key 'token_file'"));
+	config_errors_cleanup(&errs);
+
+	assert_int_equal(config_load_string("[provider.f]\n"
+					    "type = fake\n"
+					    "token_file = env:SOME_TOKEN\n",
+					    "t.ini", &cfg, &errs),
+			 0);
+	assert_string_equal(config_provider(cfg, "f")->type, "fake");
+	config_free(cfg);
+}
+
+/* Writes text as DIR/name and returns the path. */
+static char *
+dir_file(const char *dir, const char *name, const char *text)
+{
+	char *p = xasprintf("%s/%s", dir, name);
+	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	return p;
+}
+
+/*
+ * Everything serve used to refuse after check-config passed: each one
+ * is a FILE:LINE error of config_check_runtime().
+ */
+static void
+test_runtime_errors(void **state)
+{
+	struct config_errors errs = {NULL, 0};
+	struct config *cfg = NULL;
+	char *dir = tmpdir_new(), *text, *shortf;
+	int rc;
+
+	shortf = dir_file(dir, "short.secret", "0123456789\n");
+	unsetenv("SHIVNERI_TEST_UNSET");
+	text = xasprintf("[server]\n"                             /* 1 */
+			 "data_dir = %s/data\n"                   /* 2 */
+			 "agent_secret_file = %s\n"               /* 3 */
+			 "api_keys_file = %s/no-keys\n"           /* 4 */
+			 "log_file = %s/no-folder/shivneri.log\n" /* 5 */
+			 "http_listen = 127.0.0.1:18025\n"        /* 6 */
+			 "agent_listen = localhost:18025\n"       /* 7 */
+			 "smtp_listen = 0.0.0.0:18025\n"          /* 8 */
+			 "\n"                                     /* 9 */
+			 "[provider.f]\n"                         /* 10 */
+			 "type = fake\n"                          /* 11 */
+			 "spawn = yes\n"                          /* 12 */
+			 "token_file = env:SHIVNERI_TEST_UNSET\n" /* 13 */
+			 "[provider.g]\n"                         /* 14 */
+			 "type = fake\n"                          /* 15 */
+			 "token_file = %s/absent\n",              /* 16 */
+			 dir, shortf, dir, dir, dir);
+	assert_int_equal(config_load_string(text, "t.ini", &cfg, &errs), 0);
+	rc = config_check_runtime(cfg, NULL, &errs);
+	print_errors(&errs);
+	assert_int_equal(rc, -EINVAL);
+	assert_true(has_error(&errs, 3, "shorter than 16 bytes"));
+	assert_true(has_error(&errs, 4, "api_keys_file: cannot read"));
+	assert_true(has_error(&errs, 5, "log_file: the folder"));
+	assert_true(has_error(&errs, 7,
+			      "agent_listen: localhost:18025 is the address "
+			      "of http_listen too"));
+	assert_true(has_error(&errs, 8, "smtp_listen: 0.0.0.0:18025"));
+	assert_true(has_error(&errs, 13, "SHIVNERI_TEST_UNSET is not set"));
+	/* g runs elsewhere (spawn = no): its secrets are its host's. */
+	assert_int_equal(errs.n, 7);
+	config_errors_cleanup(&errs);
+
+	/* The agent of g checks its own secrets, not f's. */
+	rc = config_check_runtime(cfg, "g", &errs);
+	print_errors(&errs);
+	assert_int_equal(rc, -EINVAL);
+	assert_true(
+	    has_error(&errs, 16, "token_file: cannot read secret file"));
+	assert_false(has_error(&errs, 13, "SHIVNERI_TEST_UNSET"));
+	config_errors_cleanup(&errs);
+	config_free(cfg);
+	free(text);
+	unlink(shortf);
+	free(shortf);
+	rmdir(dir);
+	free(dir);
+}
+
+/*
+ * The agent secret: missing is fine for the server when its folder can
+ * be made, an error for an agent; env: must be set and long enough, and
+ * is never turned into a file.
+ */
+static void
+test_runtime_agent_secret(void **state)
+{
+	struct config_errors errs = {NULL, 0};
+	struct config *cfg = NULL;
+	char *dir = tmpdir_new(), *text, *s = NULL;
+	size_t len = 0;
+	struct stat st;
+
+	text = xasprintf("[server]\ndata_dir = %s/data/deeper\n", dir);
+	assert_int_equal(config_load_string(text, "t.ini", &cfg, &errs), 0);
+	free(text);
+	assert_int_equal(config_check_runtime(cfg, NULL, &errs), 0);
+	assert_int_equal(config_check_runtime(cfg, "x", &errs), -EINVAL);
+	assert_true(has_error(&errs, 2, "agent_secret_file: cannot read"));
+	config_errors_cleanup(&errs);
+	config_free(cfg);
+
+	assert_int_equal(chdir(dir), 0);
+	unsetenv("SHIVNERI_TEST_AGENT");
+	assert_int_equal(config_load_string("[server]\n"
+					    "agent_secret_file = "
+					    "env:SHIVNERI_TEST_AGENT\n",
+					    "t.ini", &cfg, &errs),
+			 0);
+	assert_int_equal(config_check_runtime(cfg, NULL, &errs), -EINVAL);
+	assert_true(has_error(&errs, 2, "SHIVNERI_TEST_AGENT is not set"));
+	config_errors_cleanup(&errs);
+	assert_int_equal(config_agent_secret(cfg, true, &s, &len), -ENOENT);
+	assert_int_equal(stat("env:SHIVNERI_TEST_AGENT", &st), -1);
+
+	setenv("SHIVNERI_TEST_AGENT", "too-short", 1);
+	assert_int_equal(config_check_runtime(cfg, NULL, &errs), -EINVAL);
+	assert_true(has_error(&errs, 2, "shorter than 16 bytes"));
+	config_errors_cleanup(&errs);
+
+	setenv("SHIVNERI_TEST_AGENT", "0123456789abcdef0123", 1);
+	assert_int_equal(config_check_runtime(cfg, NULL, &errs), 0);
+	assert_int_equal(config_agent_secret(cfg, true, &s, &len), 0);
+	assert_int_equal(len, 20);
+	assert_memory_equal(s, "0123456789abcdef0123", 20);
+	assert_int_equal(stat("env:SHIVNERI_TEST_AGENT", &st), -1);
+	free(s);
+	unsetenv("SHIVNERI_TEST_AGENT");
+	config_free(cfg);
+	assert_int_equal(chdir("/"), 0);
+	rmdir(dir);
+	free(dir);
+}
+
 int
 main(void)
 {
@@ -528,7 +730,12 @@ main(void)
 	    cmocka_unit_test(test_secret_env),
 	    cmocka_unit_test(test_secret_file),
 	    cmocka_unit_test(test_agent_secret),
+	    cmocka_unit_test(test_registered_type),
+	    cmocka_unit_test(test_runtime_errors),
+	    cmocka_unit_test(test_runtime_agent_secret),
 	};
 
+	/* As CONNECTOR_REGISTER does for a connector of the build. */
+	config_ptype_register(&fake_type);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

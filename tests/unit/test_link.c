@@ -61,7 +61,7 @@ test_roundtrip(void **state)
 	struct link_hello h = {0}, h2;
 	struct link_challenge c = {0}, c2;
 	struct link_auth au, au2;
-	struct link_welcome w, w2;
+	struct link_welcome w = {0}, w2;
 	struct link_error e;
 	struct link_heartbeat hb = {0}, hb2;
 	struct link_job j;
@@ -120,6 +120,16 @@ test_roundtrip(void **state)
 	assert_int_equal(link_decode_welcome(p, n, &w2), 0);
 	assert_memory_equal(w.mac, w2.mac, LINK_MAC_LEN);
 	assert_int_equal(w2.heartbeat_interval_ms, 1000);
+	/* Not given: an agent then uses its own file's limit. */
+	assert_int_equal(w2.max_message_bytes, 0);
+	assert_null(strstr((char *)p, "max_message_bytes"));
+	free(p);
+
+	w.max_message_bytes = 1073741824;
+	assert_int_equal(link_encode_welcome(out, &w), 0);
+	assert_int_equal(take_frame(out, &p, &n), LINK_WELCOME);
+	assert_int_equal(link_decode_welcome(p, n, &w2), 0);
+	assert_int_equal(w2.max_message_bytes, 1073741824);
 	free(p);
 
 	assert_int_equal(link_encode_error(out, "auth_failed", "bad \"mac\""),
@@ -685,7 +695,7 @@ srv_frame(struct link_conn *c, int type, const uint8_t *p, size_t n, void *arg)
 	struct link_hello h;
 	struct link_challenge ch;
 	struct link_auth au;
-	struct link_welcome w;
+	struct link_welcome w = {0};
 	struct link_result r;
 	uint8_t want[LINK_MAC_LEN];
 	const char *rcpt[] = {"x@y"};
@@ -908,11 +918,71 @@ test_conn_truncated_eof(void **state)
 	event_base_free(base);
 }
 
+/*
+ * One limit at every layer: a message of exactly max_message_bytes with
+ * the largest envelope (LINK_RCPT_MAX recipients of LINK_ADDR_MAX bytes
+ * that JSON must escape) makes a JOB frame within link_job_frame_max(),
+ * which the reader accepts and decodes whole.  The old cap (65 MiB for
+ * any configuration) refused messages that max_message_bytes allowed.
+ */
+static void
+test_job_frame_at_cap(void **state)
+{
+	const uint64_t max = 70u * 1024 * 1024; /* over the old 65 MiB cap */
+	struct evbuffer *out = evbuffer_new();
+	char **rcpt = calloc(LINK_RCPT_MAX, sizeof(*rcpt));
+	uint8_t *mime = malloc(max), *buf;
+	const uint8_t *payload;
+	size_t i, len, plen, consumed;
+	struct link_job j;
+	int type;
+
+	assert_non_null(rcpt);
+	assert_non_null(mime);
+	fill(mime, max, 9);
+	for (i = 0; i < LINK_RCPT_MAX; i++) {
+		/* '"' and '\\' are escaped: each byte costs two. */
+		rcpt[i] = malloc(LINK_ADDR_MAX + 1);
+		memset(rcpt[i], i % 2 ? '"' : '\\', LINK_ADDR_MAX);
+		rcpt[i][LINK_ADDR_MAX] = '\0';
+	}
+	assert_int_equal(link_encode_job(out, 7, "01HCAP", rcpt[0],
+					 (const char *const *)rcpt,
+					 LINK_RCPT_MAX, mime, max),
+			 0);
+	len = evbuffer_get_length(out);
+	assert_true(len - 4 <= link_job_frame_max(max));
+	assert_true(len - 4 > 65u * 1024 * 1024);
+	buf = evbuffer_pullup(out, -1);
+	assert_int_equal(link_frame_split(buf, len, link_job_frame_max(max),
+					  &type, &payload, &plen, &consumed),
+			 1);
+	assert_int_equal(type, LINK_JOB);
+	assert_int_equal(link_decode_job(payload, plen, &j), 0);
+	assert_int_equal(j.nrcpt, LINK_RCPT_MAX);
+	assert_int_equal(j.mime_len, max);
+	assert_memory_equal(j.mime, mime, max);
+	link_job_cleanup(&j);
+	/* The cap is as tight as the limit: a smaller one refuses. */
+	assert_int_equal(link_frame_split(buf, len, (size_t)max, &type,
+					  &payload, &plen, &consumed),
+			 LINK_E_TOOBIG);
+	/* The largest configurable limit still fits a 32-bit length. */
+	assert_true(link_job_frame_max(1073741824) <= UINT32_MAX);
+	assert_int_equal(link_job_frame_max(UINT64_MAX), UINT32_MAX);
+	for (i = 0; i < LINK_RCPT_MAX; i++)
+		free(rcpt[i]);
+	free(rcpt);
+	free(mime);
+	evbuffer_free(out);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_roundtrip),
+	    cmocka_unit_test(test_job_frame_at_cap),
 	    cmocka_unit_test(test_split_truncated),
 	    cmocka_unit_test(test_split_lengths),
 	    cmocka_unit_test(test_decode_errors),

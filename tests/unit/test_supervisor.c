@@ -382,10 +382,92 @@ test_parent_death(void **state)
 	free(exe);
 }
 
+static bool
+is_held(void *arg)
+{
+	struct wait_ctx *w = arg;
+
+	return supervisor_held(w->sv, w->name) != NULL;
+}
+
+/* Runs the loop for ms whatever happens. */
+static void
+run_for(struct fixture *f, int ms)
+{
+	int64_t end = mono_ms() + ms;
+
+	while (mono_ms() < end)
+		event_base_loop(f->base, EVLOOP_ONCE);
+}
+
+/*
+ * Issue 5, defect 9: an agent that exits 2 (configuration error) is not
+ * restarted for ever.  It is held with its status and last stderr line
+ * as the reason, and started again when its configuration file changes
+ * or on supervisor_retry_held() (the server's SIGHUP).
+ */
+static void
+test_config_error_held(void **state)
+{
+	struct fixture *f = *state;
+	char *exe = script(f, "agent.sh",
+			   "echo 'x.ini:3: agent_secret_file: nope' >&2\n"
+			   "exit 2");
+	char *ini = xasprintf("%s/x.ini", f->dir);
+	struct supervisor *sv;
+	struct wait_ctx w;
+	const char *why;
+	FILE *fp;
+
+	fp = fopen(ini, "w");
+	assert_non_null(fp);
+	fputs("[server]\n", fp);
+	assert_int_equal(fclose(fp), 0);
+	sv = supervisor_new(f->base, exe, ini, "127.0.0.1:9");
+	assert_int_equal(supervisor_spawn(sv, "prov-a"), 0);
+	memset(&w, 0, sizeof(w));
+	w.f = f;
+	w.sv = sv;
+	w.name = "prov-a";
+	assert_true(run_until(f, is_held, &w, DEADLINE_MS));
+	why = supervisor_held(sv, "prov-a");
+	assert_non_null(strstr(why, "exited 2"));
+	assert_non_null(strstr(why, "x.ini:3: agent_secret_file: nope"));
+	assert_null(supervisor_held(sv, "nobody"));
+	/* The backoff would have restarted it within 100 ms; it waits. */
+	run_for(f, 700);
+	assert_int_equal(count_starts(f), 1);
+	assert_int_equal(supervisor_pid(sv, "prov-a"), 0);
+
+	/* SIGHUP: tried again at once, and held again. */
+	supervisor_retry_held(sv);
+	assert_null(supervisor_held(sv, "prov-a"));
+	w.starts = 2;
+	assert_true(run_until(f, starts_at_least, &w, DEADLINE_MS));
+	assert_true(run_until(f, is_held, &w, DEADLINE_MS));
+
+	/* Its file changes: tried again. */
+	fp = fopen(ini, "a");
+	assert_non_null(fp);
+	fputs("data_dir = /tmp/elsewhere\n", fp);
+	assert_int_equal(fclose(fp), 0);
+	w.starts = 3;
+	assert_true(run_until(f, starts_at_least, &w, DEADLINE_MS));
+	assert_true(run_until(f, is_held, &w, DEADLINE_MS));
+	run_for(f, 300);
+	assert_int_equal(count_starts(f), 3);
+
+	supervisor_free(sv);
+	free(ini);
+	free(exe);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_config_error_held, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_restart_and_stop, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_sigkill_after_grace, setup,

@@ -1,0 +1,54 @@
+/*
+ * Shared by the files of the configuration (config.c reads the text,
+ * config_provider.c checks provider sections against the registered
+ * types, config_check.c checks what the text points at): the collector of
+ * "FILE:LINE: message" errors and the helpers more than one of them uses.
+ * Nothing outside src/common/config*.c includes this.
+ */
+#ifndef SHIVNERI_CONFIG_INT_H
+#define SHIVNERI_CONFIG_INT_H
+
+#include "common/config.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define CONFIG_MAX_ERRORS 100
+
+/* One error before sorting: the line orders them. */
+struct config_perr {
+	int line;
+	char *msg;
+};
+
+struct config_report {
+	const char *file; /* the name in messages */
+	struct config_perr *errs;
+	size_t nerrs;
+	bool too_many;
+};
+
+void config__report_verror(struct config_report *r, int line, const char *fmt,
+			   va_list ap) __attribute__((format(printf, 3, 0)));
+/*
+ * Moves the collected errors, sorted by line (stable), into errs, or frees
+ * them when errs is NULL.  r is empty afterwards.
+ */
+void config__report_move(struct config_report *r, struct config_errors *errs);
+
+/* Strict base-10 integer of the whole string within [min, max]. */
+bool config__parse_int64(const char *s, int64_t min, int64_t max, int64_t *out);
+bool config__parse_bool(const char *s, bool *out);
+
+/* Appends key = value at line to the section (no duplicate check). */
+void config__kv_add(struct provider_config *pc, const char *key,
+		    const char *value, int line);
+
+/* Checks every provider section once the whole file has been read. */
+void config__providers_finish(struct config *cfg, struct config_report *r);
+
+/* "env:VAR" with VAR a valid environment variable name. */
+bool config__env_ref_valid(const char *ref);
+
+#endif
