@@ -36,6 +36,7 @@ Run by hand on a kept trace:
 """
 
 import json
+import os
 import re
 import sys
 
@@ -352,7 +353,7 @@ def main(argv):
     if len(argv) != 3:
         print("usage: fsync_trace.py TRACE DATA_DIR", file=sys.stderr)
         return 2
-    wal = argv[2].rstrip("/") + "/shivneri.db-wal"
+    wal = os.path.join(os.path.abspath(argv[2]), "shivneri.db-wal")
     trace, bad = check_file(argv[1], wal)
     n = sum(1 for a in trace.answers if a[0] == 202)
     print("%d answers (%d of them 202), %d WAL writes, %d WAL flushes" %
