@@ -10,6 +10,13 @@ whose message's commit was not followed by a returned fsync/fdatasync of
 the WAL before the 202's first byte was written.  The tests at the end feed
 the checker small hand-written traces, so that its own verdicts are shown
 to fail where they must, whatever the build under test does.
+
+Shown to fail: with the store's `PRAGMA synchronous = FULL` changed to OFF
+(a scratch build) the test reports "30 of 30 acknowledgements preceded the
+flush of their commit ... no fsync/fdatasync of the WAL returned between
+its transaction's commit frame at line 180 ... and the 202 (last WAL flush
+before the 202: none)"; with NORMAL (in WAL mode, no flush at commit) it
+fails the same way, 30 of 30, the last flush being the one at start-up.
 """
 
 import os
