@@ -49,18 +49,31 @@ def _children(pid):
 
 
 def _start_traced_server(c, trace_path):
+    """Starts serve under strace; returns (the strace Proc, the server's
+    pid).  Retries on other ports when one was taken meanwhile, as
+    Cluster.start_server does."""
     # LeakSanitizer stops the world with ptrace, which fails under strace:
     # leaks are the other tests' business.
     env = dict(os.environ)
     env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") +
                            ":detect_leaks=0").lstrip(":")
-    argv = ["strace", "-f", "-tt", "-xx", "-s", "1048576", "-o", trace_path,
-            "-e", "trace=" + ft.SYSCALLS, h.BIN, "serve", "-c",
-            c.config_path]
-    p = h.Proc("server0", argv, os.path.join(c.dir, "server0.log"), env=env)
-    c.procs.append(p)
-    c.server = p
-    c.wait_healthy(timeout=30)
+    for attempt in range(3):
+        argv = ["strace", "-f", "-tt", "-xx", "-s", "1048576", "-o",
+                trace_path, "-e", "trace=" + ft.SYSCALLS, h.BIN, "serve",
+                "-c", c.config_path]
+        p = h.Proc("server%d" % attempt, argv,
+                   os.path.join(c.dir, "server%d.log" % attempt), env=env)
+        c.procs.append(p)
+        c.server = p
+        try:
+            c.wait_healthy(timeout=30)
+            break
+        except h.WaitTimeout:
+            if p.alive() or "in use" not in h.tail(p.log_path, 20) \
+                    or attempt == 2:
+                raise
+            c.new_ports()
+            c.write_config()
     kids = h.wait_for(lambda: _children(p.pid), 10, "the traced server pid")
     assert len(kids) == 1, kids
     return p, kids[0]
