@@ -4,6 +4,7 @@
  * never makes us allocate past it.
  */
 #include "common/buf.h"
+#include "common/log.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -19,11 +20,29 @@ buf_init(struct buf *b, size_t max)
 	b->len = 0;
 	b->cap = 0;
 	b->max = max;
+	b->fixed = false;
+}
+
+void
+buf_init_fixed(struct buf *b, char *storage, size_t size)
+{
+	if (storage == NULL || size == 0)
+		fatalx("- buf init_fixed without storage");
+	b->p = storage;
+	b->p[0] = '\0';
+	b->len = 0;
+	b->cap = size;
+	b->max = size - 1;
+	b->fixed = true;
 }
 
 void
 buf_cleanup(struct buf *b)
 {
+	if (b->fixed) {
+		buf_reset(b);
+		return;
+	}
 	free(b->p);
 	b->p = NULL;
 	b->len = 0;
@@ -48,6 +67,8 @@ buf_reserve(struct buf *b, size_t more)
 	need = b->len + more + 1;
 	if (need <= b->cap)
 		return 0;
+	if (b->fixed)
+		return -E2BIG; /* only if someone raised max past the storage */
 	cap = b->cap ? b->cap : 256;
 	while (cap < need)
 		cap = cap > SIZE_MAX / 2 ? need : cap * 2;
@@ -157,6 +178,12 @@ buf_take(struct buf *b, size_t *len)
 
 	if (len != NULL)
 		*len = b->len;
+	if (b->fixed) {
+		p = xmalloc(b->len + 1);
+		memcpy(p, b->p, b->len + 1);
+		buf_reset(b);
+		return p;
+	}
 	if (p == NULL)
 		p = xstrdup("");
 	b->p = NULL;

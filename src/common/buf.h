@@ -16,6 +16,7 @@
 #define SHIVNERI_BUF_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "common/log.h" /* LOG_PRINTF */
@@ -25,10 +26,18 @@ struct buf {
 	size_t len; /* bytes held, not counting the NUL */
 	size_t cap; /* bytes allocated */
 	size_t max; /* the most len may reach */
+	bool fixed; /* p is the caller's storage: never grown nor freed */
 };
 
 /* An empty buffer that will hold at most max bytes. */
 void buf_init(struct buf *b, size_t max);
+/*
+ * An empty buffer over the caller's storage of size bytes (size > 0): it
+ * holds at most size - 1 bytes and never allocates, for paths that must
+ * not (the logger, which out-of-memory itself reports through).  Cleanup
+ * leaves the storage alone; take copies it out.
+ */
+void buf_init_fixed(struct buf *b, char *storage, size_t size);
 /* Frees the contents; the buffer is empty again, with the same cap. */
 void buf_cleanup(struct buf *b);
 /* Forgets the contents but keeps the memory. */
@@ -52,7 +61,8 @@ int buf_append_json_str(struct buf *b, const char *s, size_t n)
 /*
  * Hands the contents to the caller (NUL-terminated, never NULL: an empty
  * buffer gives ""), with its length in *len (may be NULL).  The buffer is
- * empty afterwards.  The caller frees the result.
+ * empty afterwards.  The caller frees the result.  A fixed buffer's
+ * contents are copied into a new heap string.
  */
 char *buf_take(struct buf *b, size_t *len);
 

@@ -23,7 +23,7 @@ xmalloc(size_t n)
 	void *p = malloc(n ? n : 1);
 
 	if (p == NULL)
-		fatal("malloc");
+		fatal("- util out_of_memory op=malloc bytes=%zu", n);
 	return p;
 }
 
@@ -33,7 +33,7 @@ xcalloc(size_t nmemb, size_t size)
 	void *p = calloc(nmemb ? nmemb : 1, size ? size : 1);
 
 	if (p == NULL)
-		fatal("calloc");
+		fatal("- util out_of_memory op=calloc");
 	return p;
 }
 
@@ -43,7 +43,7 @@ xrealloc(void *p, size_t n)
 	void *q = realloc(p, n ? n : 1);
 
 	if (q == NULL)
-		fatal("realloc");
+		fatal("- util out_of_memory op=realloc bytes=%zu", n);
 	return q;
 }
 
@@ -53,7 +53,7 @@ xreallocarray(void *p, size_t nmemb, size_t size)
 	void *q = reallocarray(p, nmemb ? nmemb : 1, size ? size : 1);
 
 	if (q == NULL)
-		fatal("reallocarray");
+		fatal("- util out_of_memory op=reallocarray");
 	return q;
 }
 
@@ -63,7 +63,7 @@ xstrdup(const char *s)
 	char *p = strdup(s);
 
 	if (p == NULL)
-		fatal("strdup");
+		fatal("- util out_of_memory op=strdup");
 	return p;
 }
 
@@ -79,7 +79,7 @@ xstrndup(const char *s, size_t n)
 	char *p = strndup(s, n);
 
 	if (p == NULL)
-		fatal("strndup");
+		fatal("- util out_of_memory op=strndup bytes=%zu", n);
 	return p;
 }
 
@@ -94,7 +94,7 @@ xasprintf(const char *fmt, ...)
 	r = vasprintf(&p, fmt, ap);
 	va_end(ap);
 	if (r < 0)
-		fatal("vasprintf");
+		fatal("- util out_of_memory op=vasprintf");
 	return p;
 }
 
@@ -170,12 +170,20 @@ id_new(char *out)
 bool
 id_valid(const char *s)
 {
+	return strnlen(s, ID_LEN + 1) == ID_LEN && id_validn(s, ID_LEN);
+}
+
+bool
+id_validn(const char *s, size_t n)
+{
 	size_t i;
 
-	for (i = 0; i < ID_LEN; i++)
+	if (n != ID_LEN)
+		return false;
+	for (i = 0; i < n; i++)
 		if (s[i] == '\0' || strchr(crockford, s[i]) == NULL)
 			return false;
-	return s[ID_LEN] == '\0';
+	return true;
 }
 
 int

@@ -42,6 +42,8 @@ const char *rfc3339(int64_t ms, char *buf, size_t bufsz);
 void id_new(char *out);
 /* True when s is ID_LEN characters of Crockford base32. */
 bool id_valid(const char *s);
+/* The same for the n bytes at s, which need not be NUL-terminated. */
+bool id_validn(const char *s, size_t n);
 
 /* Fills buf with n bytes from the kernel's CSPRNG; 0 or -errno. */
 int random_bytes(void *buf, size_t n) __attribute__((warn_unused_result));
