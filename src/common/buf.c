@@ -77,6 +77,15 @@ buf_reserve(struct buf *b, size_t more)
 	return 0;
 }
 
+void
+buf_commit(struct buf *b, size_t n)
+{
+	if (n > b->cap - b->len - 1)
+		fatalx("- buf commit past the reserved room n=%zu", n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
 int
 buf_append(struct buf *b, const void *data, size_t n)
 {
@@ -118,8 +127,9 @@ buf_appendf(struct buf *b, const char *fmt, ...)
 	return 0;
 }
 
-int
-buf_append_json_str(struct buf *b, const char *s, size_t n)
+/* The escapes; -E2BIG may leave part of s appended. */
+static int
+json_str(struct buf *b, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t i, run = 0;
@@ -169,6 +179,19 @@ buf_append_json_str(struct buf *b, const char *s, size_t n)
 		run = i + 1;
 	}
 	return buf_append(b, s + run, n - run);
+}
+
+int
+buf_append_json_str(struct buf *b, const char *s, size_t n)
+{
+	size_t mark = b->len;
+	int rc = json_str(b, s, n);
+
+	if (rc != 0 && b->p != NULL) {
+		b->len = mark;
+		b->p[mark] = '\0';
+	}
+	return rc;
 }
 
 char *

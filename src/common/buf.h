@@ -42,8 +42,14 @@ void buf_init_fixed(struct buf *b, char *storage, size_t size);
 void buf_cleanup(struct buf *b);
 /* Forgets the contents but keeps the memory. */
 void buf_reset(struct buf *b);
-/* Makes room for more bytes; 0 or -E2BIG. */
+/*
+ * Makes room for more bytes; 0 or -E2BIG.  The caller may then write up to
+ * more bytes at p + len (read(2) straight into the buffer) and count them
+ * with buf_commit().
+ */
 int buf_reserve(struct buf *b, size_t more) __attribute__((warn_unused_result));
+/* Counts n bytes written at p + len after buf_reserve(b, m >= n). */
+void buf_commit(struct buf *b, size_t n);
 /* 0, or -E2BIG when the result would exceed the cap (nothing appended). */
 int buf_append(struct buf *b, const void *data, size_t n)
     __attribute__((warn_unused_result));
@@ -53,8 +59,9 @@ int buf_appendf(struct buf *b, const char *fmt, ...) LOG_PRINTF(2, 3)
     __attribute__((warn_unused_result));
 /*
  * Appends s as the body of a JSON string (no quotes): '"', '\\' and
- * control characters escaped, other bytes as they are (UTF-8 passes).
- * The one JSON escaper of the tree.
+ * control characters escaped, other bytes as they are (UTF-8 passes; the
+ * caller sees to it that s is UTF-8).  The one JSON escaper of the tree.
+ * All or nothing, like every append: -E2BIG leaves b as it was.
  */
 int buf_append_json_str(struct buf *b, const char *s, size_t n)
     __attribute__((warn_unused_result));

@@ -4,6 +4,7 @@
  * either, and every caller would have to handle the same impossible branch.
  */
 #include "common/util.h"
+#include "common/buf.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -305,48 +306,46 @@ hex_decode(const char *in, uint8_t *out, size_t n)
 int
 file_read_all(const char *path, size_t max, char **out, size_t *len)
 {
-	char *buf = NULL;
-	size_t cap = 0, n = 0;
+	struct buf b;
+	size_t want;
 	ssize_t r;
 	int fd, rc = 0;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd == -1)
 		return -errno;
+	/* Room for one byte past max: holding it proves the file too big,
+	 * while a file of exactly max bytes reads whole. */
+	buf_init(&b, max < SIZE_MAX ? max + 1 : max);
 	for (;;) {
-		if (n + 1 >= cap) {
-			if (cap > max) {
-				rc = -EFBIG;
-				goto fail;
-			}
-			cap = cap ? cap * 2 : 4096;
-			buf = xrealloc(buf, cap);
+		if (b.len == b.max) {
+			rc = -EFBIG;
+			goto fail;
 		}
-		r = read(fd, buf + n, cap - n - 1);
+		/* The room left, else as much again as we hold. */
+		want = b.cap > b.len + 1 ? b.cap - b.len - 1
+					 : (b.len > 4096 ? b.len : 4096);
+		if (want > b.max - b.len)
+			want = b.max - b.len;
+		rc = buf_reserve(&b, want);
+		if (rc != 0)
+			goto fail;
+		r = read(fd, b.p + b.len, want);
+		if (r < 0 && errno == EINTR)
+			continue;
 		if (r < 0) {
-			if (errno == EINTR)
-				continue;
 			rc = -errno;
 			goto fail;
 		}
 		if (r == 0)
 			break;
-		n += (size_t)r;
-		if (n > max) {
-			rc = -EFBIG;
-			goto fail;
-		}
+		buf_commit(&b, (size_t)r);
 	}
-	if (buf == NULL)
-		buf = xmalloc(1);
-	buf[n] = '\0';
 	close(fd);
-	*out = buf;
-	if (len != NULL)
-		*len = n;
+	*out = buf_take(&b, len);
 	return 0;
 fail:
-	free(buf);
+	buf_cleanup(&b);
 	close(fd);
 	return rc;
 }

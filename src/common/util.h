@@ -63,7 +63,12 @@ void hex_encode(const uint8_t *in, size_t n, char *out);
 int hex_decode(const char *in, uint8_t *out, size_t n)
     __attribute__((warn_unused_result));
 
-/* Reads a whole file (at most max bytes) into a NUL-terminated heap buffer. */
+/*
+ * Reads a whole file of at most max bytes into a new NUL-terminated heap
+ * buffer (*out; the caller frees) and its length into *len (may be NULL).
+ * Returns 0, -EFBIG when the file is longer than max (nothing allocated
+ * past max + 1 bytes), or -errno.
+ */
 int file_read_all(const char *path, size_t max, char **out, size_t *len)
     __attribute__((warn_unused_result));
 
