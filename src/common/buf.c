@@ -73,6 +73,7 @@ buf_reserve(struct buf *b, size_t more)
 	while (cap < need)
 		cap = cap > SIZE_MAX / 2 ? need : cap * 2;
 	b->p = xrealloc(b->p, cap);
+	b->p[b->len] = '\0'; /* a first allocation holds nothing yet */
 	b->cap = cap;
 	return 0;
 }
