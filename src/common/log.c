@@ -528,7 +528,7 @@ vlog(enum log_level lvl, int errnum, const char *suffix, const char *fmt,
 	fd = atomic_load(&log_fd);
 	write_all(fd, line, n);
 	if (lvl >= LOG_LEVEL_ERROR && atomic_load(&log_to_file) &&
-	    !atomic_load(&log_started))
+	    !atomic_load(&log_started) && fd != STDERR_FILENO)
 		write_all(STDERR_FILENO, line, n);
 }
 
