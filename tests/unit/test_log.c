@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define ID "01JDQ4Z6V3ZK0W8Y9N5H2C7T1X"
@@ -540,6 +541,57 @@ test_reopen_under_writes(void **state)
 	free(seen);
 }
 
+#define PROCS 3
+#define PROC_LINES 3000
+
+/*
+ * Processes that open the same log file (as agents given the server's
+ * log_file do) and log long lines at once: every line is whole.
+ */
+static void
+test_processes_share_file(void **state)
+{
+	struct fixture *f = *state;
+	char pad[1901], *s, *line, *nl;
+	int i, k, status, counts[PROCS] = {0};
+	pid_t pids[PROCS];
+
+	memset(pad, 'q', sizeof(pad) - 1);
+	pad[sizeof(pad) - 1] = '\0';
+	for (k = 0; k < PROCS; k++) {
+		pids[k] = fork();
+		assert_true(pids[k] >= 0);
+		if (pids[k] != 0)
+			continue;
+		if (log_open_file(f->path) != 0)
+			_exit(1);
+		for (i = 0; i < PROC_LINES; i++)
+			log_info("- p%d line i=%d pad=%s end", k, i, pad);
+		_exit(0);
+	}
+	for (k = 0; k < PROCS; k++) {
+		assert_int_equal(waitpid(pids[k], &status, 0), pids[k]);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	s = slurp(f->path);
+	for (line = s; *line != '\0'; line = nl + 1) {
+		nl = strchr(line, '\n');
+		assert_non_null(nl);
+		*nl = '\0';
+		assert_true(stamp_ok(line));
+		assert_int_equal(
+		    sscanf(line + STAMP_LEN, " info p%d - line", &k), 1);
+		assert_true(k >= 0 && k < PROCS);
+		assert_int_equal(strlen(strstr(line, " pad=")),
+				 5 + sizeof(pad) - 1 + 4);
+		assert_string_equal(line + strlen(line) - 4, " end");
+		counts[k]++;
+	}
+	for (k = 0; k < PROCS; k++)
+		assert_int_equal(counts[k], PROC_LINES);
+	free(s);
+}
+
 /* A reopen that fails keeps the old file, and a later one works. */
 static void
 test_reopen_failure(void **state)
@@ -595,6 +647,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_rate_limit_threads, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_reopen_under_writes, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_processes_share_file, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_reopen_failure, setup,
 					    teardown),
