@@ -12,12 +12,15 @@
  *     (ID_LEN characters of Crockford base32, util.h).  When the first word
  *     is neither, the line has no id and that word is the subsystem.
  *   - The next word is the subsystem ("dispatch", "store", ...); a trailing
- *     ':' is dropped.  Then the event, one word.
+ *     ':' is dropped.  Then the event, one word ("-" is written when the
+ *     next word is already a field).  Names go in fields after it:
+ *     "- agent registered provider=%s", not "- agent %s registered".
  *   - Every later word of the form key=value is a field.  A value may be
  *     quoted, key="a value with spaces": it then ends at the first '"'
  *     that is followed by a space or ends the text (no escapes inside).
  *     Other words are free text.
- *   - Control bytes in the text become '?', so a line is always one line.
+ *   - Control bytes and invalid UTF-8 in the text become '?', so a line is
+ *     always one line of valid UTF-8.
  *     Untrusted bytes go through log_sanitize() first; secrets and bodies
  *     are never logged.
  *
@@ -26,7 +29,7 @@
  *   2026-11-29T20:44:07.123Z info dispatch 01JD... delivered provider=a
  * i.e. the caller's text with its first two words swapped, so that a
  * reader scans by subsystem and one grep for an id follows a message from
- * intake to agent.  An empty event is written "-".
+ * intake to agent.
  *
  * log_format = json: one object per line with the members time, level,
  * subsystem, msgid, event, then each field as a string member (quotes
