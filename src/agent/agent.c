@@ -744,6 +744,8 @@ agent_main(int argc, char **argv)
 		goto out;
 	if (a.cfg->log_file != NULL && log_open_file(a.cfg->log_file) != 0)
 		log_warn("- agent cannot open log file, using stderr");
+	if (log_set_format(a.cfg->log_format) != 0)
+		log_warnx("- agent unknown log_format, using text");
 	signal(SIGPIPE, SIG_IGN);
 	a.reconnect_ev = evtimer_new(a.base, reconnect_cb, &a);
 	a.hb_ev = event_new(a.base, -1, EV_PERSIST, hb_cb, &a);

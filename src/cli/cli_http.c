@@ -1,13 +1,14 @@
 /*
  * The HTTP client of the commands: one blocking libcurl easy request per
  * call, which is all a command-line client needs.  The answer is collected
- * into a growing buffer with a hard cap (a server that streams forever
- * makes the command fail, not the machine swap), then parsed as JSON when
- * it is JSON.  Nothing here exits: the caller turns -1 into exit status 1.
- * Transport errors name the URL and curl's reason; API errors print the
- * server's code and message, sanitized, since they echo caller input.
+ * into the tree's capped buffer (common/buf.h: a server that streams
+ * forever makes the command fail, not the machine swap), then parsed as
+ * JSON when it is JSON.  Nothing here exits: the caller turns -1 into exit
+ * status 1. Transport errors name the URL and curl's reason; API errors print
+ * the server's code and message, sanitized, since they echo caller input.
  */
 #include "cli/cli_http.h"
+#include "common/buf.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -21,9 +22,9 @@
 #define CLI_HTTP_MAX_BODY (64 * 1024 * 1024)
 #define CLI_HTTP_TIMEOUT_S 60L
 
+/* Where curl writes the answer: a capped buffer, and whether it overflowed. */
 struct sink {
-	char *buf;
-	size_t len, cap;
+	struct buf b;
 	bool toobig;
 };
 
@@ -33,20 +34,10 @@ sink_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 	struct sink *s = userdata;
 	size_t n = size * nmemb;
 
-	if (s->len + n + 1 > CLI_HTTP_MAX_BODY) {
+	if (buf_append(&s->b, ptr, n) != 0) {
 		s->toobig = true;
 		return 0; /* makes curl fail with CURLE_WRITE_ERROR */
 	}
-	if (s->len + n + 1 > s->cap) {
-		size_t cap = s->cap ? s->cap : 4096;
-		while (cap < s->len + n + 1)
-			cap *= 2;
-		s->buf = xrealloc(s->buf, cap);
-		s->cap = cap;
-	}
-	memcpy(s->buf + s->len, ptr, n);
-	s->len += n;
-	s->buf[s->len] = '\0';
 	return n;
 }
 
@@ -58,29 +49,114 @@ cli_http_default_url(void)
 	return u != NULL && *u != '\0' ? u : CLI_DEFAULT_URL;
 }
 
+/* Appends line to *hl; false when curl is out of memory. */
+static bool
+header_add(struct curl_slist **hl, const char *line)
+{
+	struct curl_slist *tmp = curl_slist_append(*hl, line);
+
+	if (tmp == NULL)
+		return false;
+	*hl = tmp;
+	return true;
+}
+
+/*
+ * The request's header list: the caller's, the API key as a bearer token
+ * (wiped from our copy once curl has its own), Accept, Content-Type when
+ * there is a body, and no Expect: 100-continue, which would stall a large
+ * POST by a second against a server that does not answer it.  False when
+ * out of memory (*hl then holds what was added, for the caller to free).
+ */
+static bool
+build_headers(struct curl_slist **hl, const char *const *headers,
+	      const char *api_key, bool has_body)
+{
+	char *auth;
+	bool ok;
+
+	for (; headers != NULL && *headers != NULL; headers++)
+		if (!header_add(hl, *headers))
+			return false;
+	if (api_key != NULL && *api_key != '\0') {
+		auth = xasprintf("Authorization: Bearer %s", api_key);
+		ok = header_add(hl, auth);
+		explicit_bzero(auth, strlen(auth));
+		free(auth);
+		if (!ok)
+			return false;
+	}
+	return header_add(hl, "Accept: application/json") &&
+	       (!has_body ||
+		header_add(hl, "Content-Type: application/json")) &&
+	       header_add(hl, "Expect:");
+}
+
+/*
+ * Every option of one request; the body is sent as is, not copied.  False
+ * when curl refuses one (out of memory: it copies the strings).
+ */
+static bool
+set_options(CURL *c, const char *method, const char *url, const char *body,
+	    struct curl_slist *hl, struct sink *s, char *errbuf)
+{
+	if (strcmp(method, "GET") == 0 &&
+	    curl_easy_setopt(c, CURLOPT_HTTPGET, 1L) != CURLE_OK)
+		return false;
+	if (body != NULL &&
+	    (curl_easy_setopt(c, CURLOPT_POSTFIELDS, body) != CURLE_OK ||
+	     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
+			      (curl_off_t)strlen(body)) != CURLE_OK))
+		return false;
+	return curl_easy_setopt(c, CURLOPT_URL, url) == CURLE_OK &&
+	       curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method) == CURLE_OK &&
+	       curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl) == CURLE_OK &&
+	       curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink_write) ==
+		   CURLE_OK &&
+	       curl_easy_setopt(c, CURLOPT_WRITEDATA, s) == CURLE_OK &&
+	       curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf) == CURLE_OK &&
+	       curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
+	       curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L) == CURLE_OK &&
+	       curl_easy_setopt(c, CURLOPT_TIMEOUT, CLI_HTTP_TIMEOUT_S) ==
+		   CURLE_OK &&
+	       curl_easy_setopt(c, CURLOPT_USERAGENT,
+				"shivneri/" SHIVNERI_VERSION) == CURLE_OK;
+}
+
+/* libcurl's global state, set up once per process; false after saying so. */
+static bool
+curl_ready(const char *cmd)
+{
+	static bool inited;
+
+	if (inited)
+		return true;
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		fprintf(stderr, "%s: cannot initialize libcurl\n", cmd);
+		return false;
+	}
+	inited = true;
+	return true;
+}
+
 int
 cli_http_request(const char *cmd, const char *method, const char *base_url,
 		 const char *path, const char *api_key, const char *body,
 		 const char *const *headers, struct cli_http_response *resp)
 {
-	static bool inited;
-	struct curl_slist *hl = NULL, *tmp;
-	struct sink s = {NULL, 0, 0, false};
+	struct curl_slist *hl = NULL;
+	struct sink s = {.toobig = false};
 	char errbuf[CURL_ERROR_SIZE] = "";
-	char *url = NULL, *auth = NULL;
+	char *url = NULL;
 	size_t blen;
 	CURLcode cc;
 	CURL *c = NULL;
 	int rc = -1;
 
 	memset(resp, 0, sizeof(*resp));
-	if (!inited) {
-		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-			fprintf(stderr, "%s: cannot initialize libcurl\n", cmd);
-			return -1;
-		}
-		inited = true;
-	}
+	buf_init(&s.b, CLI_HTTP_MAX_BODY);
+	if (!curl_ready(cmd))
+		return -1;
 	blen = strlen(base_url);
 	while (blen > 0 && base_url[blen - 1] == '/')
 		blen--;
@@ -88,55 +164,13 @@ cli_http_request(const char *cmd, const char *method, const char *base_url,
 	c = curl_easy_init();
 	if (c == NULL) {
 		fprintf(stderr, "%s: cannot initialize libcurl\n", cmd);
-		goto fail;
+		goto out;
 	}
-	for (; headers != NULL && *headers != NULL; headers++) {
-		tmp = curl_slist_append(hl, *headers);
-		if (tmp == NULL)
-			goto oom;
-		hl = tmp;
+	if (!build_headers(&hl, headers, api_key, body != NULL) ||
+	    !set_options(c, method, url, body, hl, &s, errbuf)) {
+		fprintf(stderr, "%s: out of memory\n", cmd);
+		goto out;
 	}
-	if (api_key != NULL && *api_key != '\0') {
-		auth = xasprintf("Authorization: Bearer %s", api_key);
-		tmp = curl_slist_append(hl, auth);
-		explicit_bzero(auth, strlen(auth));
-		if (tmp == NULL)
-			goto oom;
-		hl = tmp;
-	}
-	tmp = curl_slist_append(hl, "Accept: application/json");
-	if (tmp == NULL)
-		goto oom;
-	hl = tmp;
-	if (body != NULL) {
-		tmp = curl_slist_append(hl, "Content-Type: application/json");
-		if (tmp == NULL)
-			goto oom;
-		hl = tmp;
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
-				 (curl_off_t)strlen(body));
-	}
-	/*
-	 * Expect: 100-continue would stall a large POST by a second against
-	 * a server that does not answer it.
-	 */
-	tmp = curl_slist_append(hl, "Expect:");
-	if (tmp == NULL)
-		goto oom;
-	hl = tmp;
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	if (strcmp(method, "GET") == 0)
-		curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink_write);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
-	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, CLI_HTTP_TIMEOUT_S);
-	curl_easy_setopt(c, CURLOPT_USERAGENT, "shivneri/" SHIVNERI_VERSION);
 	cc = curl_easy_perform(c);
 	if (cc != CURLE_OK) {
 		if (s.toobig)
@@ -146,23 +180,18 @@ cli_http_request(const char *cmd, const char *method, const char *base_url,
 			fprintf(stderr, "%s: %s: %s\n", cmd, url,
 				errbuf[0] != '\0' ? errbuf
 						  : curl_easy_strerror(cc));
-		goto fail;
+		goto out;
 	}
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
-	if (s.buf == NULL)
-		s.buf = xcalloc(1, 1);
-	resp->body = s.buf;
-	resp->len = s.len;
-	s.buf = NULL;
+	if (curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status) !=
+	    CURLE_OK) {
+		fprintf(stderr, "%s: %s: no HTTP status\n", cmd, url);
+		goto out;
+	}
+	resp->body = buf_take(&s.b, &resp->len);
 	resp->json = json_loadb(resp->body, resp->len, 0, NULL);
 	rc = 0;
-	goto done;
-oom:
-	fprintf(stderr, "%s: out of memory\n", cmd);
-fail:
-done:
-	free(s.buf);
-	free(auth);
+out:
+	buf_cleanup(&s.b);
 	curl_slist_free_all(hl);
 	if (c != NULL)
 		curl_easy_cleanup(c);
@@ -221,8 +250,10 @@ cli_http_print_json(const struct cli_http_response *resp)
 		return;
 	}
 	s = json_dumps(resp->json, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-	if (s == NULL)
+	if (s == NULL) {
+		fprintf(stderr, "cannot print the answer: out of memory\n");
 		return;
+	}
 	puts(s);
 	free(s);
 }

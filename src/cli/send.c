@@ -137,7 +137,10 @@ append_str(json_t *arr, const char *s, const char *what)
 		fprintf(stderr, "send: %s is not UTF-8\n", what);
 		return false;
 	}
-	json_array_append_new(arr, v);
+	if (json_array_append_new(arr, v) != 0) {
+		fprintf(stderr, "send: out of memory\n");
+		return false;
+	}
 	return true;
 }
 
@@ -159,8 +162,155 @@ enum {
 	OPT_REPLY_TO,
 };
 
-int
-cli_send_main(int argc, char **argv)
+/* The command line, parsed; strings borrow argv, arrays are owned. */
+struct send_args {
+	const char *url, *api_key, *from, *subject, *text, *text_file;
+	const char *html_file, *idem, *reply_to;
+	const char **attach;
+	size_t nattach;
+	json_t *to, *cc, *bcc, *tags, *headers;
+};
+
+static void
+send_args_init(struct send_args *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->url = cli_http_default_url();
+	a->api_key = getenv("SHIVNERI_API_KEY");
+	a->to = json_array();
+	a->cc = json_array();
+	a->bcc = json_array();
+	a->tags = json_array();
+	a->headers = json_object();
+}
+
+static void
+send_args_cleanup(struct send_args *a)
+{
+	free(a->attach);
+	json_decref(a->headers);
+	json_decref(a->tags);
+	json_decref(a->bcc);
+	json_decref(a->cc);
+	json_decref(a->to);
+}
+
+/* --header 'Name: value' into a->headers; false after saying why. */
+static bool
+add_header(struct send_args *a, const char *arg)
+{
+	const char *colon = strchr(arg, ':');
+	json_t *v;
+	char *name;
+	bool ok;
+
+	if (colon == NULL || colon == arg) {
+		fprintf(stderr, "send: --header wants 'Name: value'\n");
+		return false;
+	}
+	name = xstrndup(arg, (size_t)(colon - arg));
+	colon++;
+	while (*colon == ' ' || *colon == '\t')
+		colon++;
+	v = json_string(colon);
+	ok = v != NULL && json_object_set_new(a->headers, name, v) == 0;
+	if (!ok)
+		fprintf(stderr, "send: --header is not UTF-8\n");
+	free(name);
+	return ok;
+}
+
+/* One option into a; false after saying why (exit status 2). */
+static bool
+take_option(struct send_args *a, int c, const char *arg)
+{
+	switch (c) {
+	case OPT_URL:
+		a->url = arg;
+		return true;
+	case OPT_API_KEY:
+		a->api_key = arg;
+		return true;
+	case OPT_FROM:
+		a->from = arg;
+		return true;
+	case OPT_TO:
+		return append_str(a->to, arg, "--to");
+	case OPT_CC:
+		return append_str(a->cc, arg, "--cc");
+	case OPT_BCC:
+		return append_str(a->bcc, arg, "--bcc");
+	case OPT_TAG:
+		return append_str(a->tags, arg, "--tag");
+	case OPT_SUBJECT:
+		a->subject = arg;
+		return true;
+	case OPT_TEXT:
+		a->text = arg;
+		return true;
+	case OPT_TEXT_FILE:
+		a->text_file = arg;
+		return true;
+	case OPT_HTML_FILE:
+		a->html_file = arg;
+		return true;
+	case OPT_ATTACH:
+		a->attach = xreallocarray(a->attach, a->nattach + 1,
+					  sizeof(*a->attach));
+		a->attach[a->nattach++] = arg;
+		return true;
+	case OPT_IDEM:
+		a->idem = arg;
+		return true;
+	case OPT_REPLY_TO:
+		a->reply_to = arg;
+		return true;
+	case OPT_HEADER:
+		return add_header(a, arg);
+	}
+	return false;
+}
+
+/* What no option can say alone; false after saying why (exit 2). */
+static bool
+check_args(const struct send_args *a, int argc, char **argv)
+{
+	if (optind < argc) {
+		fprintf(stderr, "send: unexpected argument '%s'\n",
+			argv[optind]);
+		usage(stderr);
+		return false;
+	}
+	if (a->from == NULL || json_array_size(a->to) == 0 ||
+	    a->subject == NULL) {
+		fprintf(stderr, "send: --from, --to and --subject are "
+				"required\n");
+		usage(stderr);
+		return false;
+	}
+	if (a->text != NULL && a->text_file != NULL) {
+		fprintf(stderr, "send: --text and --text-file exclude each "
+				"other\n");
+		return false;
+	}
+	if (a->text == NULL && a->text_file == NULL && a->html_file == NULL) {
+		fprintf(stderr, "send: give --text, --text-file or "
+				"--html-file\n");
+		return false;
+	}
+	if (a->idem != NULL && strpbrk(a->idem, "\r\n") != NULL) {
+		fprintf(stderr, "send: bad --idempotency-key\n");
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Parses argv into a.  Returns true to go on; false with the exit status
+ * in *status (0 after --help, 2 for bad usage, said on stderr).
+ */
+static bool
+parse_args(int argc, char **argv, struct send_args *a, int *status)
 {
 	static const struct option opts[] = {
 	    {"url", required_argument, NULL, OPT_URL},
@@ -181,215 +331,151 @@ cli_send_main(int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	struct cli_http_response resp;
-	const char *url = cli_http_default_url();
-	const char *api_key = getenv("SHIVNERI_API_KEY");
-	const char *from = NULL, *subject = NULL, *text = NULL;
-	const char *text_file = NULL, *html_file = NULL, *idem = NULL;
-	const char *reply_to = NULL, *hdrs[2] = {NULL, NULL};
-	const char **attach = NULL;
-	size_t nattach = 0, i;
-	json_t *msg = NULL, *to, *cc, *bcc, *headers, *tags, *v, *atts;
-	char *body = NULL, *idem_hdr = NULL, *colon, *name;
-	const char *id;
-	int c, rc = 2;
+	int c;
 
-	msg = json_object();
-	to = json_array();
-	cc = json_array();
-	bcc = json_array();
-	tags = json_array();
-	headers = json_object();
+	*status = 2;
 	optind = 1;
 	opterr = 0;
 	for (;;) {
 		c = getopt_long(argc, argv, "h", opts, NULL);
 		if (c == -1)
 			break;
-		switch (c) {
-		case OPT_URL:
-			url = optarg;
-			break;
-		case OPT_API_KEY:
-			api_key = optarg;
-			break;
-		case OPT_FROM:
-			from = optarg;
-			break;
-		case OPT_TO:
-			if (!append_str(to, optarg, "--to"))
-				goto out;
-			break;
-		case OPT_CC:
-			if (!append_str(cc, optarg, "--cc"))
-				goto out;
-			break;
-		case OPT_BCC:
-			if (!append_str(bcc, optarg, "--bcc"))
-				goto out;
-			break;
-		case OPT_TAG:
-			if (!append_str(tags, optarg, "--tag"))
-				goto out;
-			break;
-		case OPT_SUBJECT:
-			subject = optarg;
-			break;
-		case OPT_TEXT:
-			text = optarg;
-			break;
-		case OPT_TEXT_FILE:
-			text_file = optarg;
-			break;
-		case OPT_HTML_FILE:
-			html_file = optarg;
-			break;
-		case OPT_ATTACH:
-			attach =
-			    xreallocarray(attach, nattach + 1, sizeof(*attach));
-			attach[nattach++] = optarg;
-			break;
-		case OPT_IDEM:
-			idem = optarg;
-			break;
-		case OPT_REPLY_TO:
-			reply_to = optarg;
-			break;
-		case OPT_HEADER:
-			colon = strchr(optarg, ':');
-			if (colon == NULL || colon == optarg) {
-				fprintf(stderr,
-					"send: --header wants 'Name: value'\n");
-				goto out;
-			}
-			name = xstrndup(optarg, (size_t)(colon - optarg));
-			colon++;
-			while (*colon == ' ' || *colon == '\t')
-				colon++;
-			v = json_string(colon);
-			if (v == NULL ||
-			    json_object_set_new(headers, name, v)) {
-				fprintf(stderr,
-					"send: --header is not UTF-8\n");
-				free(name);
-				goto out;
-			}
-			free(name);
-			break;
-		case 'h':
+		if (c == 'h') {
 			usage(stdout);
-			rc = 0;
-			goto out;
-		default:
-			rc = cli_opts_bad_option("send", argv, usage);
-			goto out;
+			*status = 0;
+			return false;
 		}
+		if (c == '?' || c == ':') {
+			*status = cli_opts_bad_option("send", argv, usage);
+			return false;
+		}
+		if (!take_option(a, c, optarg))
+			return false;
 	}
-	if (optind < argc) {
-		fprintf(stderr, "send: unexpected argument '%s'\n",
-			argv[optind]);
-		usage(stderr);
-		goto out;
-	}
-	if (from == NULL || json_array_size(to) == 0 || subject == NULL) {
-		fprintf(stderr, "send: --from, --to and --subject are "
-				"required\n");
-		usage(stderr);
-		goto out;
-	}
-	if (text != NULL && text_file != NULL) {
-		fprintf(stderr, "send: --text and --text-file exclude each "
-				"other\n");
-		goto out;
-	}
-	if (text == NULL && text_file == NULL && html_file == NULL) {
-		fprintf(stderr, "send: give --text, --text-file or "
-				"--html-file\n");
-		goto out;
-	}
-	if (json_object_set_new(msg, "from", json_string(from)) ||
-	    json_object_set_new(msg, "subject", json_string(subject)) ||
-	    (reply_to != NULL &&
-	     json_object_set_new(msg, "reply_to", json_string(reply_to))) ||
-	    (text != NULL &&
-	     json_object_set_new(msg, "text", json_string(text)))) {
-		fprintf(stderr, "send: arguments must be UTF-8\n");
-		goto out;
-	}
-	json_object_set(msg, "to", to);
-	if (json_array_size(cc) > 0)
-		json_object_set(msg, "cc", cc);
-	if (json_array_size(bcc) > 0)
-		json_object_set(msg, "bcc", bcc);
-	if (json_array_size(tags) > 0)
-		json_object_set(msg, "tags", tags);
-	if (json_object_size(headers) > 0)
-		json_object_set(msg, "headers", headers);
+	return check_args(a, argc, argv);
+}
 
+/* msg[key] = the text of the file at path, when path is set. */
+static bool
+set_file(json_t *msg, const char *key, const char *path)
+{
+	json_t *v;
+
+	if (path == NULL)
+		return true;
+	v = file_string(path);
+	return v != NULL && json_object_set_new(msg, key, v) == 0;
+}
+
+/*
+ * The message's JSON from the arguments, files read.  Returns NULL with the
+ * exit status in *status: 2 when an argument is not UTF-8, 1 when a file
+ * cannot be used.
+ */
+static json_t *
+build_message(const struct send_args *a, int *status)
+{
+	json_t *msg = json_object(), *v, *atts;
+	size_t i;
+
+	*status = 2;
+	if (msg == NULL ||
+	    json_object_set_new(msg, "from", json_string(a->from)) ||
+	    json_object_set_new(msg, "subject", json_string(a->subject)) ||
+	    (a->reply_to != NULL &&
+	     json_object_set_new(msg, "reply_to", json_string(a->reply_to))) ||
+	    (a->text != NULL &&
+	     json_object_set_new(msg, "text", json_string(a->text))) ||
+	    json_object_set(msg, "to", a->to) ||
+	    (json_array_size(a->cc) > 0 && json_object_set(msg, "cc", a->cc)) ||
+	    (json_array_size(a->bcc) > 0 &&
+	     json_object_set(msg, "bcc", a->bcc)) ||
+	    (json_array_size(a->tags) > 0 &&
+	     json_object_set(msg, "tags", a->tags)) ||
+	    (json_object_size(a->headers) > 0 &&
+	     json_object_set(msg, "headers", a->headers))) {
+		fprintf(stderr, "send: arguments must be UTF-8\n");
+		goto fail;
+	}
 	/* From here on a failure is a file we could not use: exit 1. */
-	rc = 1;
-	if (text_file != NULL) {
-		v = file_string(text_file);
-		if (v == NULL)
-			goto out;
-		json_object_set_new(msg, "text", v);
+	*status = 1;
+	if (!set_file(msg, "text", a->text_file) ||
+	    !set_file(msg, "html", a->html_file))
+		goto fail;
+	if (a->nattach == 0)
+		return msg;
+	atts = json_array();
+	if (json_object_set_new(msg, "attachments", atts) != 0)
+		goto fail;
+	for (i = 0; i < a->nattach; i++) {
+		v = attachment(a->attach[i]);
+		if (v == NULL || json_array_append_new(atts, v) != 0)
+			goto fail;
 	}
-	if (html_file != NULL) {
-		v = file_string(html_file);
-		if (v == NULL)
-			goto out;
-		json_object_set_new(msg, "html", v);
-	}
-	if (nattach > 0) {
-		atts = json_array();
-		json_object_set_new(msg, "attachments", atts);
-		for (i = 0; i < nattach; i++) {
-			v = attachment(attach[i]);
-			if (v == NULL)
-				goto out;
-			json_array_append_new(atts, v);
-		}
-	}
-	body = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	if (body == NULL) {
-		fprintf(stderr, "send: cannot encode the message\n");
-		goto out;
-	}
-	if (idem != NULL) {
-		if (strpbrk(idem, "\r\n") != NULL) {
-			fprintf(stderr, "send: bad --idempotency-key\n");
-			rc = 2;
-			goto out;
-		}
-		idem_hdr = xasprintf("Idempotency-Key: %s", idem);
+	return msg;
+fail:
+	json_decref(msg);
+	return NULL;
+}
+
+/* POSTs body and prints the id the server gives; the exit status. */
+static int
+post_message(const struct send_args *a, const char *body)
+{
+	struct cli_http_response resp;
+	const char *hdrs[2] = {NULL, NULL}, *id;
+	char *idem_hdr = NULL;
+	int rc = 1;
+
+	if (a->idem != NULL) {
+		idem_hdr = xasprintf("Idempotency-Key: %s", a->idem);
 		hdrs[0] = idem_hdr;
 	}
-	if (cli_http_request("send", "POST", url, "/v1/messages", api_key, body,
-			     hdrs, &resp) != 0)
+	if (cli_http_request("send", "POST", a->url, "/v1/messages", a->api_key,
+			     body, hdrs, &resp) != 0)
 		goto out;
 	if (resp.status != 200 && resp.status != 202) {
 		cli_http_print_error("send", &resp);
-		cli_http_response_cleanup(&resp);
-		goto out;
+		goto done;
 	}
 	id = resp.json != NULL ? cli_json_str(resp.json, "id") : NULL;
 	if (id == NULL) {
 		fprintf(stderr, "send: HTTP %ld without an id\n", resp.status);
-		cli_http_response_cleanup(&resp);
-		goto out;
+		goto done;
 	}
 	printf("%s\n", id);
-	cli_http_response_cleanup(&resp);
 	rc = 0;
+done:
+	cli_http_response_cleanup(&resp);
 out:
 	free(idem_hdr);
+	return rc;
+}
+
+int
+cli_send_main(int argc, char **argv)
+{
+	struct send_args a;
+	json_t *msg = NULL;
+	char *body = NULL;
+	int rc;
+
+	send_args_init(&a);
+	if (!parse_args(argc, argv, &a, &rc))
+		goto out;
+	msg = build_message(&a, &rc);
+	if (msg == NULL)
+		goto out;
+	body = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	if (body == NULL) {
+		fprintf(stderr, "send: cannot encode the message\n");
+		rc = 1;
+		goto out;
+	}
+	rc = post_message(&a, body);
+out:
 	free(body);
-	free(attach);
-	json_decref(headers);
-	json_decref(tags);
-	json_decref(bcc);
-	json_decref(cc);
-	json_decref(to);
 	json_decref(msg);
+	send_args_cleanup(&a);
 	return rc;
 }

@@ -4,6 +4,7 @@
  * never makes us allocate past it.
  */
 #include "common/buf.h"
+#include "common/log.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -19,11 +20,29 @@ buf_init(struct buf *b, size_t max)
 	b->len = 0;
 	b->cap = 0;
 	b->max = max;
+	b->fixed = false;
+}
+
+void
+buf_init_fixed(struct buf *b, char *storage, size_t size)
+{
+	if (storage == NULL || size == 0)
+		fatalx("- buf init_fixed without storage");
+	b->p = storage;
+	b->p[0] = '\0';
+	b->len = 0;
+	b->cap = size;
+	b->max = size - 1;
+	b->fixed = true;
 }
 
 void
 buf_cleanup(struct buf *b)
 {
+	if (b->fixed) {
+		buf_reset(b);
+		return;
+	}
 	free(b->p);
 	b->p = NULL;
 	b->len = 0;
@@ -48,12 +67,24 @@ buf_reserve(struct buf *b, size_t more)
 	need = b->len + more + 1;
 	if (need <= b->cap)
 		return 0;
+	if (b->fixed)
+		return -E2BIG; /* only if someone raised max past the storage */
 	cap = b->cap ? b->cap : 256;
 	while (cap < need)
 		cap = cap > SIZE_MAX / 2 ? need : cap * 2;
 	b->p = xrealloc(b->p, cap);
+	b->p[b->len] = '\0'; /* a first allocation holds nothing yet */
 	b->cap = cap;
 	return 0;
+}
+
+void
+buf_commit(struct buf *b, size_t n)
+{
+	if (n > b->cap - b->len - 1)
+		fatalx("- buf commit past the reserved room n=%zu", n);
+	b->len += n;
+	b->p[b->len] = '\0';
 }
 
 int
@@ -97,8 +128,9 @@ buf_appendf(struct buf *b, const char *fmt, ...)
 	return 0;
 }
 
-int
-buf_append_json_str(struct buf *b, const char *s, size_t n)
+/* The escapes; -E2BIG may leave part of s appended. */
+static int
+json_str(struct buf *b, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t i, run = 0;
@@ -150,6 +182,19 @@ buf_append_json_str(struct buf *b, const char *s, size_t n)
 	return buf_append(b, s + run, n - run);
 }
 
+int
+buf_append_json_str(struct buf *b, const char *s, size_t n)
+{
+	size_t mark = b->len;
+	int rc = json_str(b, s, n);
+
+	if (rc != 0 && b->p != NULL) {
+		b->len = mark;
+		b->p[mark] = '\0';
+	}
+	return rc;
+}
+
 char *
 buf_take(struct buf *b, size_t *len)
 {
@@ -157,6 +202,12 @@ buf_take(struct buf *b, size_t *len)
 
 	if (len != NULL)
 		*len = b->len;
+	if (b->fixed) {
+		p = xmalloc(b->len + 1);
+		memcpy(p, b->p, b->len + 1);
+		buf_reset(b);
+		return p;
+	}
 	if (p == NULL)
 		p = xstrdup("");
 	b->p = NULL;

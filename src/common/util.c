@@ -4,6 +4,7 @@
  * either, and every caller would have to handle the same impossible branch.
  */
 #include "common/util.h"
+#include "common/buf.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -23,7 +24,7 @@ xmalloc(size_t n)
 	void *p = malloc(n ? n : 1);
 
 	if (p == NULL)
-		fatal("malloc");
+		fatal("- util out_of_memory op=malloc bytes=%zu", n);
 	return p;
 }
 
@@ -33,7 +34,7 @@ xcalloc(size_t nmemb, size_t size)
 	void *p = calloc(nmemb ? nmemb : 1, size ? size : 1);
 
 	if (p == NULL)
-		fatal("calloc");
+		fatal("- util out_of_memory op=calloc");
 	return p;
 }
 
@@ -43,7 +44,7 @@ xrealloc(void *p, size_t n)
 	void *q = realloc(p, n ? n : 1);
 
 	if (q == NULL)
-		fatal("realloc");
+		fatal("- util out_of_memory op=realloc bytes=%zu", n);
 	return q;
 }
 
@@ -53,7 +54,7 @@ xreallocarray(void *p, size_t nmemb, size_t size)
 	void *q = reallocarray(p, nmemb ? nmemb : 1, size ? size : 1);
 
 	if (q == NULL)
-		fatal("reallocarray");
+		fatal("- util out_of_memory op=reallocarray");
 	return q;
 }
 
@@ -63,7 +64,7 @@ xstrdup(const char *s)
 	char *p = strdup(s);
 
 	if (p == NULL)
-		fatal("strdup");
+		fatal("- util out_of_memory op=strdup");
 	return p;
 }
 
@@ -79,7 +80,7 @@ xstrndup(const char *s, size_t n)
 	char *p = strndup(s, n);
 
 	if (p == NULL)
-		fatal("strndup");
+		fatal("- util out_of_memory op=strndup bytes=%zu", n);
 	return p;
 }
 
@@ -94,7 +95,7 @@ xasprintf(const char *fmt, ...)
 	r = vasprintf(&p, fmt, ap);
 	va_end(ap);
 	if (r < 0)
-		fatal("vasprintf");
+		fatal("- util out_of_memory op=vasprintf");
 	return p;
 }
 
@@ -170,12 +171,20 @@ id_new(char *out)
 bool
 id_valid(const char *s)
 {
+	return strnlen(s, ID_LEN + 1) == ID_LEN && id_validn(s, ID_LEN);
+}
+
+bool
+id_validn(const char *s, size_t n)
+{
 	size_t i;
 
-	for (i = 0; i < ID_LEN; i++)
+	if (n != ID_LEN)
+		return false;
+	for (i = 0; i < n; i++)
 		if (s[i] == '\0' || strchr(crockford, s[i]) == NULL)
 			return false;
-	return s[ID_LEN] == '\0';
+	return true;
 }
 
 int
@@ -297,48 +306,46 @@ hex_decode(const char *in, uint8_t *out, size_t n)
 int
 file_read_all(const char *path, size_t max, char **out, size_t *len)
 {
-	char *buf = NULL;
-	size_t cap = 0, n = 0;
+	struct buf b;
+	size_t want;
 	ssize_t r;
 	int fd, rc = 0;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd == -1)
 		return -errno;
+	/* Room for one byte past max: holding it proves the file too big,
+	 * while a file of exactly max bytes reads whole. */
+	buf_init(&b, max < SIZE_MAX ? max + 1 : max);
 	for (;;) {
-		if (n + 1 >= cap) {
-			if (cap > max) {
-				rc = -EFBIG;
-				goto fail;
-			}
-			cap = cap ? cap * 2 : 4096;
-			buf = xrealloc(buf, cap);
+		if (b.len == b.max) {
+			rc = -EFBIG;
+			goto fail;
 		}
-		r = read(fd, buf + n, cap - n - 1);
+		/* The room left, else as much again as we hold. */
+		want = b.cap > b.len + 1 ? b.cap - b.len - 1
+					 : (b.len > 4096 ? b.len : 4096);
+		if (want > b.max - b.len)
+			want = b.max - b.len;
+		rc = buf_reserve(&b, want);
+		if (rc != 0)
+			goto fail;
+		r = read(fd, b.p + b.len, want);
+		if (r < 0 && errno == EINTR)
+			continue;
 		if (r < 0) {
-			if (errno == EINTR)
-				continue;
 			rc = -errno;
 			goto fail;
 		}
 		if (r == 0)
 			break;
-		n += (size_t)r;
-		if (n > max) {
-			rc = -EFBIG;
-			goto fail;
-		}
+		buf_commit(&b, (size_t)r);
 	}
-	if (buf == NULL)
-		buf = xmalloc(1);
-	buf[n] = '\0';
 	close(fd);
-	*out = buf;
-	if (len != NULL)
-		*len = n;
+	*out = buf_take(&b, len);
 	return 0;
 fail:
-	free(buf);
+	buf_cleanup(&b);
 	close(fd);
 	return rc;
 }

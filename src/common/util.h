@@ -42,6 +42,8 @@ const char *rfc3339(int64_t ms, char *buf, size_t bufsz);
 void id_new(char *out);
 /* True when s is ID_LEN characters of Crockford base32. */
 bool id_valid(const char *s);
+/* The same for the n bytes at s, which need not be NUL-terminated. */
+bool id_validn(const char *s, size_t n);
 
 /* Fills buf with n bytes from the kernel's CSPRNG; 0 or -errno. */
 int random_bytes(void *buf, size_t n) __attribute__((warn_unused_result));
@@ -61,7 +63,12 @@ void hex_encode(const uint8_t *in, size_t n, char *out);
 int hex_decode(const char *in, uint8_t *out, size_t n)
     __attribute__((warn_unused_result));
 
-/* Reads a whole file (at most max bytes) into a NUL-terminated heap buffer. */
+/*
+ * Reads a whole file of at most max bytes into a new NUL-terminated heap
+ * buffer (*out; the caller frees) and its length into *len (may be NULL).
+ * Returns 0, -EFBIG when the file is longer than max (nothing allocated
+ * past max + 1 bytes), or -errno.
+ */
 int file_read_all(const char *path, size_t max, char **out, size_t *len)
     __attribute__((warn_unused_result));
 

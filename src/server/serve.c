@@ -333,10 +333,13 @@ serve_main(int argc, char **argv)
 		config_free(s.cfg);
 		return 2;
 	}
+	if (log_set_format(s.cfg->log_format) != 0)
+		log_warnx("- server unknown log_format, using text");
 	signal(SIGPIPE, SIG_IGN);
 	message_init();
 	rc = server_start(&s, path);
 	if (rc == 0) {
+		log_set_started();
 		s.sigterm = evsignal_new(s.base, SIGTERM, on_stop_signal, &s);
 		s.sigint = evsignal_new(s.base, SIGINT, on_stop_signal, &s);
 		s.sighup = evsignal_new(s.base, SIGHUP, on_hup, &s);
