@@ -190,9 +190,9 @@ void store_update(struct store *st, const struct store_update *u,
  * A queued row that cannot be decoded (a NULL or wrong-typed column,
  * recipients that are not a JSON array of strings...) is marked failed on
  * disk, in the same transaction, with error "corrupt record: WHY", and is
- * returned in msgs like the others but with status MSG_FAILED, error set
- * and mime NULL (its other fields as far as they could be read; id may be
- * empty): the dispatcher drops it and counts it as failed.
+ * returned in msgs like the others but with status MSG_FAILED, error set,
+ * mime NULL, and only rowid and id filled in (id empty if unreadable): the
+ * dispatcher drops it and counts it as failed.
  */
 typedef void (*store_load_cb)(void *arg, int err, struct store_message **msgs,
 			      size_t n);
