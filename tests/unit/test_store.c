@@ -1540,6 +1540,34 @@ test_fresh_folder(void **state)
 	assert_int_equal(open_status(f), 0);
 }
 
+/*
+ * A store from schema version 1 (before the marker) migrates: its messages
+ * stay, it gets an identity and a marker, and it is protected from then on.
+ */
+static void
+test_migrate_v1(void **state)
+{
+	struct fixture *f = *state;
+	char path[192], marker[192];
+	int64_t counts[MSG_NSTATUS];
+
+	make_store(f, path, sizeof(path));
+	snprintf(marker, sizeof(marker), "%s/shivneri.store", f->sub);
+	db_exec(f, "DROP INDEX messages_done; DROP TABLE meta;"
+		   " PRAGMA user_version = 1;");
+	assert_int_equal(unlink(marker), 0);
+	open_store(f);
+	assert_int_equal(db_int(f, "PRAGMA user_version"),
+			 STORE_SCHEMA_VERSION);
+	assert_int_equal(store_scan(f->st, NULL, NULL, counts), 0);
+	assert_int_equal(counts[MSG_QUEUED], 1);
+	store_close(f->st);
+	f->st = NULL;
+	assert_int_equal(access(marker, R_OK), 0);
+	assert_int_equal(truncate(path, 0), 0);
+	assert_int_equal(open_status(f), STORE_EMISSING);
+}
+
 static void
 test_options(void **state)
 {
@@ -1583,6 +1611,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_db_is_folder, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_db_foreign, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fresh_folder, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migrate_v1, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_options, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_scan, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_counts, setup, teardown),
