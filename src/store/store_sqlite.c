@@ -14,8 +14,8 @@
  *
  * Health: a batch the disk refused (full, I/O error) makes the store
  * unhealthy, with a static reason, until a later write commits; while
- * unhealthy and idle the writer tries one small write a second, so the
- * flag clears when space comes back even if nothing else writes.
+ * unhealthy the writer also tries one small write a second (idle or not),
+ * so the flag clears when space comes back even if nothing else writes.
  *
  * Opening, the schema and recovery are in store_sqlite_schema.c.  Out of
  * memory is fatal, as everywhere (xmalloc).
@@ -217,6 +217,12 @@ writer_main(void *arg)
 		n = take_batch(be, &first);
 		pthread_mutex_unlock(&be->lock);
 
+		/* A stream of reads proves nothing: probe on schedule. */
+		if (atomic_load(&be->unhealthy) != NULL &&
+		    mono_ms() >= be->probe_ms + PROBE_INTERVAL_MS) {
+			(void)store__probe(be);
+			be->probe_ms = mono_ms();
+		}
 		if (store__run_batch(be, first, n) != 0)
 			be->probe_ms = mono_ms();
 		mailbox_post(be->mb, complete_batch, first);

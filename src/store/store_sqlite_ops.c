@@ -285,7 +285,7 @@ row_bad_column(sqlite3_stmt *s)
 			return row_types[i].name;
 	}
 	if (sqlite3_column_bytes(s, C_ID) >=
-	    (int)sizeof(((struct op *)0)->u.get.id))
+	    (int)sizeof(((struct store_message *)0)->id))
 		return "id";
 	return NULL;
 }
