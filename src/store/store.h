@@ -225,11 +225,11 @@ void store_housekeep(struct store *st, int64_t idem_cutoff_ms,
 
 /*
  * False while the store cannot write (disk full, I/O error, a write that
- * keeps failing), from the failed write until a later one succeeds (an
- * store tries a small write every second meanwhile); *why (may be
- * NULL) then points at a short static reason ("disk full", the database's
- * error text; never message contents).  /readyz
- * answers 503 with it and intake refuses new messages while it is false.
+ * keeps failing), from the failed write until a later one succeeds (the
+ * store tries a small write every second meanwhile); *why (may be NULL)
+ * then points at a short static reason ("disk full", the database's error
+ * text; never message contents).  /readyz answers 503 with it and intake
+ * refuses new messages while it is false.  Cheap: an atomic load.
  */
 bool store_healthy(const struct store *st, const char **why);
 
