@@ -139,34 +139,55 @@ complete_batch(void *arg)
 	}
 }
 
+static bool
+probe_due(const struct store_backend *be)
+{
+	return atomic_load(&be->unhealthy) != NULL &&
+	       mono_ms() >= be->probe_ms + be->probe_wait;
+}
+
+/* Tries a small write; the wait before the next try doubles on failure. */
+static void
+probe_run(struct store_backend *be)
+{
+	(void)store__probe(be);
+	be->probe_ms = mono_ms();
+	if (atomic_load(&be->unhealthy) == NULL)
+		be->probe_wait = PROBE_INTERVAL_MS;
+	else if (be->probe_wait < PROBE_MAX_MS)
+		be->probe_wait = be->probe_wait * 2 > PROBE_MAX_MS
+				     ? PROBE_MAX_MS
+				     : be->probe_wait * 2;
+}
+
 /*
- * Waits for work.  While unhealthy it wakes every PROBE_INTERVAL_MS to try
- * a small write (store__probe), so health comes back without traffic.
- * Called and returns with be->lock held.
+ * Waits for work.  While unhealthy it wakes when a probe is due (see
+ * probe_run), so health comes back without traffic.  Called and returns
+ * with be->lock held.
  */
 static void
 wait_for_work(struct store_backend *be)
 {
 	struct timespec ts;
-	int64_t due;
+	int64_t left;
 
 	while (be->head == NULL && !be->stopping) {
 		if (atomic_load(&be->unhealthy) == NULL) {
 			pthread_cond_wait(&be->cond, &be->lock);
 			continue;
 		}
-		due = be->probe_ms + PROBE_INTERVAL_MS;
-		if (mono_ms() >= due) {
+		if (probe_due(be)) {
 			pthread_mutex_unlock(&be->lock);
-			(void)store__probe(be);
-			be->probe_ms = mono_ms();
+			probe_run(be);
 			pthread_mutex_lock(&be->lock);
 			continue;
 		}
 		/* The condition variable runs on CLOCK_MONOTONIC. */
+		left = be->probe_ms + be->probe_wait - mono_ms();
+		left = left < 0 ? 0 : left;
 		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += (due - mono_ms()) / 1000;
-		ts.tv_nsec += ((due - mono_ms()) % 1000) * 1000000;
+		ts.tv_sec += left / 1000;
+		ts.tv_nsec += (left % 1000) * 1000000;
 		if (ts.tv_nsec >= 1000000000) {
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000;
@@ -205,6 +226,7 @@ writer_main(void *arg)
 {
 	struct store_backend *be = arg;
 	struct op *first;
+	bool was_healthy;
 	size_t n;
 
 	for (;;) {
@@ -218,13 +240,15 @@ writer_main(void *arg)
 		pthread_mutex_unlock(&be->lock);
 
 		/* A stream of reads proves nothing: probe on schedule. */
-		if (atomic_load(&be->unhealthy) != NULL &&
-		    mono_ms() >= be->probe_ms + PROBE_INTERVAL_MS) {
-			(void)store__probe(be);
+		if (probe_due(be))
+			probe_run(be);
+		was_healthy = atomic_load(&be->unhealthy) == NULL;
+		if (store__run_batch(be, first, n) != 0) {
+			/* A new bout of failures starts with a short wait. */
+			if (was_healthy)
+				be->probe_wait = PROBE_INTERVAL_MS;
 			be->probe_ms = mono_ms();
 		}
-		if (store__run_batch(be, first, n) != 0)
-			be->probe_ms = mono_ms();
 		mailbox_post(be->mb, complete_batch, first);
 	}
 	return NULL;
@@ -469,6 +493,7 @@ backend_new(const char *dir, const struct store_options *opts)
 	atomic_init(&be->pending, 0);
 	atomic_init(&be->commits, 0);
 	atomic_init(&be->unhealthy, NULL);
+	be->probe_wait = PROBE_INTERVAL_MS;
 	be->max_message_bytes = opts->max_message_bytes;
 	buf_init(&be->json, ROW_HEADROOM);
 	be->dir = xstrdup(dir);

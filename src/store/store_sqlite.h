@@ -33,8 +33,19 @@
 #define ROW_HEADROOM (1024 * 1024)
 /* Rows deleted per batch by housekeeping, so the writer is never held. */
 #define HOUSEKEEP_CHUNK 500
-/* While unhealthy, an idle writer tries a small write this often. */
+/*
+ * While unhealthy the writer tries a small write after this long, doubling
+ * the wait after each failed try up to PROBE_MAX_MS (a disk that stays full
+ * should not log a line a second).
+ */
 #define PROBE_INTERVAL_MS 1000
+#define PROBE_MAX_MS 16000
+/*
+ * What the probe writes: about a message's worth of pages, not a few
+ * bytes, so "healthy" means a message would fit again.  The row stays in
+ * meta (replaced by the next probe).
+ */
+#define PROBE_BYTES (64 * 1024)
 
 /* Column numbers of MSG_COLUMNS (store_sqlite_ops.c). */
 enum {
@@ -179,7 +190,8 @@ struct store_backend {
 	 * may read it at any time without a lock.
 	 */
 	_Atomic(const char *) unhealthy;
-	int64_t probe_ms; /* writer only: the last write tried, mono_ms */
+	int64_t probe_ms;   /* writer only: the last write tried, mono_ms */
+	int64_t probe_wait; /* writer only: from probe_ms to the next try */
 
 	struct buf json; /* writer thread only: the recipients as JSON */
 	/* Changes to status_counts by the open transaction; writer only. */

@@ -79,7 +79,7 @@ const char *const store__stmt_sql[ST_MAX] = {
     [ST_STATUS_OF] = "SELECT status FROM messages WHERE rowid = ?1",
     [ST_COUNT_ADD] = "UPDATE status_counts SET n = n + ?2 WHERE status = ?1",
     [ST_PROBE] = "INSERT OR REPLACE INTO meta (key, value)"
-		 " VALUES ('probe', ?1)",
+		 " VALUES ('probe', zeroblob(?1))",
 };
 
 /* Short names of the statements, for log lines. */
@@ -909,7 +909,7 @@ store__probe(struct store_backend *be)
 
 	if ((rc = step_once(be, ST_BEGIN, NULL)) != 0)
 		goto fail;
-	bind_int64(&b, 1, now_ms());
+	bind_int64(&b, 1, PROBE_BYTES);
 	if ((rc = bind_end(be, &b, "probe")) != 0 ||
 	    (rc = step_once(be, ST_PROBE, NULL)) != 0 ||
 	    (rc = step_once(be, ST_COMMIT, NULL)) != 0)
