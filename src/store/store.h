@@ -134,8 +134,8 @@ int64_t store_max_message_bytes(const char *backend);
 #define STORE_EFOREIGN (-ESTALE)
 
 /*
- * Opens (creating, migrating) DIR/shivneri.db with the backend opts names
- * (opts may be NULL: the defaults) and starts the writer thread;
+ * Opens (creating, migrating) DIR/shivneri.db with the backend that opts
+ * names (opts may be NULL: the defaults) and starts the writer thread;
  * callbacks run on base's loop.  Messages left in "sending" by a crash are
  * put back to "queued" with an attempt of outcome "lost" before this
  * returns.  0 or a negative error (see above); *out is NULL on error.
@@ -226,7 +226,7 @@ void store_housekeep(struct store *st, int64_t idem_cutoff_ms,
 /*
  * False while the store cannot write (disk full, I/O error, a write that
  * keeps failing), from the failed write until a later one succeeds (the
- * store tries a small write every second meanwhile); *why (may be NULL)
+ * store tries a small write every 1 to 16 s meanwhile); *why (may be NULL)
  * then points at a short static reason ("disk full", the database's error
  * text; never message contents).  /readyz answers 503 with it and intake
  * refuses new messages while it is false.  Cheap: an atomic load.
