@@ -178,7 +178,10 @@ server_start(struct server *s, const char *config_path)
 		return 1;
 	}
 	s->base = server_base_new();
-	rc = store_open(s->cfg->data_dir, s->base, &s->st);
+	rc = store_open(
+	    s->cfg->data_dir,
+	    &(struct store_options){s->cfg->store, s->cfg->max_message_bytes},
+	    s->base, &s->st);
 	if (rc != 0) {
 		log_warnx("- server store %s: %s", s->cfg->data_dir,
 			  store_strerror(rc));

@@ -1,13 +1,14 @@
 /*
  * The store's front: the names of statuses and outcomes, freeing the
- * structures the store hands out, and the public entry points, which check
- * their arguments and forward to the backend (store_int.h).
+ * structures the store hands out, the table of backends looked up by name,
+ * and the public entry points, which check their arguments and forward to
+ * the backend (store_int.h).
  *
  * A NULL store, message or required callback is a bug in the caller and
  * fatal.  A message or update whose fields are out of range is not: the
- * operation is still queued, in order, and its callback gets -EINVAL, so
- * callers see one way of failing.  The front owns the struct store and the
- * backend it opened.
+ * operation is still queued, in order, and its callback gets -EINVAL (or
+ * -EFBIG for a body over the configured cap), so callers see one way of
+ * failing.  The front owns the struct store and the backend it opened.
  */
 #include "store/store.h"
 #include "store/store_int.h"
@@ -18,9 +19,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The default cap, as the configuration's default max_message_bytes. */
+#define DEFAULT_MAX_MESSAGE_BYTES (25LL * 1024 * 1024)
+
 struct store {
 	const struct store_ops *ops;
 	struct store_backend *be;
+	int64_t max_message_bytes;
+};
+
+/* Every backend of this build; the first is the default. */
+static const struct store_ops *const backends[] = {
+    &store_sqlite_ops,
 };
 
 static const char *const status_names[MSG_NSTATUS] = {
@@ -99,8 +109,26 @@ store_strerror(int err)
 		return "invalid message or update";
 	case -ESHUTDOWN:
 		return "store is closing";
+	case -EFBIG:
+		return "message too big to store";
 	case STORE_ENEWER:
 		return "database was written by a newer version";
+	case STORE_ENOBACKEND:
+		return "no store backend by that name";
+	case STORE_EMISSING:
+		return "this folder held a store but its database is missing "
+		       "or "
+		       "empty: restore shivneri.db, or remove shivneri.store "
+		       "to "
+		       "start an empty store";
+	case STORE_EFOREIGN:
+		return "the database is not the one this folder's "
+		       "shivneri.store names: restore the right one, or remove "
+		       "shivneri.store to adopt it";
+	case -EISDIR:
+		return "the database path is a folder";
+	case -EOVERFLOW:
+		return "max_message_bytes is more than the store can hold";
 	case -ENOSPC:
 		return "disk full";
 	case -EIO:
@@ -110,18 +138,63 @@ store_strerror(int err)
 	}
 }
 
-int
-store_open(const char *dir, struct event_base *base, struct store **out)
+const struct store_ops *
+store_lookup(const char *name)
 {
+	size_t i;
+
+	if (name == NULL)
+		return backends[0];
+	for (i = 0; i < ARRAY_SIZE(backends); i++)
+		if (strcmp(backends[i]->name, name) == 0)
+			return backends[i];
+	return NULL;
+}
+
+int64_t
+store_max_message_bytes(const char *backend)
+{
+	const struct store_ops *ops = store_lookup(backend);
+
+	return ops != NULL ? ops->max_message_bytes : -1;
+}
+
+int
+store_open(const char *dir, const struct store_options *opts,
+	   struct event_base *base, struct store **out)
+{
+	struct store_options o = {NULL, 0};
 	struct store *st;
 	int rc;
 
 	if (dir == NULL || base == NULL || out == NULL)
 		fatalx("store_open: NULL argument");
 	*out = NULL;
+	if (opts != NULL)
+		o = *opts;
+	if (o.backend == NULL)
+		o.backend = backends[0]->name;
+	if (o.max_message_bytes == 0)
+		o.max_message_bytes = DEFAULT_MAX_MESSAGE_BYTES;
 	st = xcalloc(1, sizeof(*st));
-	st->ops = &store_sqlite_ops;
-	rc = st->ops->open(dir, base, &st->be);
+	st->ops = store_lookup(o.backend);
+	if (st->ops == NULL) {
+		log_warnx("- store unknown_backend name=%s", o.backend);
+		rc = STORE_ENOBACKEND;
+		goto fail;
+	}
+	if (o.max_message_bytes < 0 ||
+	    o.max_message_bytes > st->ops->max_message_bytes) {
+		log_warnx(
+		    "- store cap_too_big backend=%s max_message_bytes=%lld "
+		    "limit=%lld",
+		    o.backend, (long long)o.max_message_bytes,
+		    (long long)st->ops->max_message_bytes);
+		rc = -EOVERFLOW;
+		goto fail;
+	}
+	st->max_message_bytes = o.max_message_bytes;
+	rc = st->ops->open(dir, &o, base, &st->be);
 	if (rc != 0)
 		goto fail;
 	*out = st;
@@ -150,23 +223,26 @@ store_scan(struct store *st,
 	return st->ops->scan(st->be, each, arg, counts);
 }
 
-static bool
-message_valid(const struct store_message *m)
+/* 0, -EINVAL for a field out of range, -EFBIG for a body over the cap. */
+static int
+message_check(const struct store *st, const struct store_message *m)
 {
 	size_t i;
 
 	if (m->status < 0 || m->status >= MSG_NSTATUS)
-		return false;
+		return -EINVAL;
 	if (m->id[0] != '\0' && memchr(m->id, '\0', sizeof(m->id)) == NULL)
-		return false;
+		return -EINVAL;
 	if (m->mail_from == NULL || m->nrcpt == 0 || m->rcpt == NULL)
-		return false;
+		return -EINVAL;
 	for (i = 0; i < m->nrcpt; i++)
 		if (m->rcpt[i] == NULL)
-			return false;
+			return -EINVAL;
 	if (m->mime == NULL && m->mime_len != 0)
-		return false;
-	return true;
+		return -EINVAL;
+	if (m->mime_len > (uint64_t)st->max_message_bytes)
+		return -EFBIG;
+	return 0;
 }
 
 void
@@ -175,8 +251,7 @@ store_submit(struct store *st, struct store_message *m, const char *idem_key,
 {
 	if (st == NULL || m == NULL || cb == NULL)
 		fatalx("store_submit: NULL argument");
-	st->ops->submit(st->be, message_valid(m) ? 0 : -EINVAL, m, idem_key, cb,
-			arg);
+	st->ops->submit(st->be, message_check(st, m), m, idem_key, cb, arg);
 }
 
 void
@@ -217,47 +292,13 @@ store_get(struct store *st, const char *id, store_get_cb cb, void *arg)
 }
 
 void
-store_expire(struct store *st, int64_t ttl_cutoff_ms, int64_t idem_cutoff_ms,
-	     store_expire_cb cb, void *arg)
-{
-	if (st == NULL)
-		fatalx("store_expire: NULL argument");
-	st->ops->expire(st->be, 0, ttl_cutoff_ms, idem_cutoff_ms, cb, arg);
-}
-
-/*
- * Until the backends prune by retention, housekeeping forgets idempotency
- * keys through the expire operation (with no TTL cut-off: TTL is the
- * dispatcher's policy) and reports nothing pruned.
- */
-struct housekeep_ctx {
-	store_housekeep_cb cb;
-	void *arg;
-};
-
-static void
-housekeep_done(void *arg, int err, const int64_t *rowids, size_t n)
-{
-	struct housekeep_ctx *c = arg;
-	int64_t pruned[MSG_NSTATUS] = {0};
-
-	if (c->cb != NULL)
-		c->cb(c->arg, err, pruned);
-	free(c);
-}
-
-void
 store_housekeep(struct store *st, int64_t idem_cutoff_ms,
 		int64_t retention_cutoff_ms, store_housekeep_cb cb, void *arg)
 {
-	struct housekeep_ctx *c;
-
 	if (st == NULL)
 		fatalx("store_housekeep: NULL argument");
-	c = xcalloc(1, sizeof(*c));
-	c->cb = cb;
-	c->arg = arg;
-	st->ops->expire(st->be, 0, 0, idem_cutoff_ms, housekeep_done, c);
+	st->ops->housekeep(st->be, 0, idem_cutoff_ms, retention_cutoff_ms, cb,
+			   arg);
 }
 
 bool
@@ -284,4 +325,12 @@ store__commits(const struct store *st)
 	if (st == NULL || st->ops->commits == NULL)
 		return 0;
 	return st->ops->commits(st->be);
+}
+
+void
+store__exec(struct store *st, const char *text, store_done_cb cb, void *arg)
+{
+	if (st == NULL || text == NULL || st->ops->exec == NULL)
+		fatalx("store__exec: no such hook");
+	st->ops->exec(st->be, text, cb, arg);
 }

@@ -14,15 +14,18 @@
  * says; structures handed to callbacks belong to the store and die when
  * the callback returns unless the callback says it takes them.
  *
- * Failure: a SQLite error fails the operations of that batch (their
- * callbacks get a negative error) and the transaction is rolled back; the
- * store stays usable.  The schema carries its version (PRAGMA user_version)
- * and is migrated forward at open; a database from a newer version is
- * refused.
+ * Failure: an operation that is wrong on its own (a repeated id, a field
+ * too big) fails alone; a write the disk refuses (full, I/O error) fails
+ * the operations of that batch (their callbacks get a negative error), the
+ * transaction is rolled back, and store_healthy() is false until a later
+ * write succeeds; the store stays usable.  The schema carries its version
+ * (PRAGMA user_version) and is migrated forward at open; a database from a
+ * newer version is refused.
  */
 #ifndef SHIVNERI_STORE_H
 #define SHIVNERI_STORE_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -31,6 +34,7 @@
 
 struct event_base;
 struct store;
+struct store_ops; /* a backend, see store_int.h */
 
 enum msg_status {
 	MSG_QUEUED = 0,
@@ -96,12 +100,48 @@ void store_message_free(struct store_message *m);
 void store_attempt_cleanup(struct store_attempt *a);
 
 /*
- * Opens (creating, migrating) DIR/shivneri.db and starts the writer
- * thread; callbacks run on base's loop.  Messages left in "sending" by a
- * crash are put back to "queued" with an attempt of outcome "lost" before
- * this returns.  0 or a negative error.
+ * How to open a store.  backend is a name (the configuration's "store";
+ * NULL: "sqlite"); max_message_bytes is the largest mime_len a submit may
+ * carry (the configuration's max_message_bytes; 0: 25 MiB).
  */
-int store_open(const char *dir, struct event_base *base, struct store **out)
+struct store_options {
+	const char *backend;
+	int64_t max_message_bytes;
+};
+
+/* The backend named name, or NULL if this build has none by that name. */
+const struct store_ops *store_lookup(const char *name);
+/*
+ * The largest max_message_bytes the named backend can hold, or -1 for an
+ * unknown name: configuration checks refuse a larger cap with it.
+ */
+int64_t store_max_message_bytes(const char *backend);
+
+/*
+ * Errors of store_open besides I/O (each has a store_strerror text):
+ * STORE_ENOBACKEND: no backend by that name in this build.
+ * STORE_ENEWER: the database was written by a newer version.
+ * STORE_EMISSING: the folder has held a store (its marker file is there)
+ *   but the database is missing or empty: restore it, or remove the
+ *   marker to start an empty store on purpose.
+ * STORE_EFOREIGN: the database is not the one the marker names.
+ * -EISDIR: the database path is a folder.
+ * -EOVERFLOW: max_message_bytes is more than the backend can hold.
+ */
+#define STORE_ENOBACKEND (-ENOPROTOOPT)
+#define STORE_ENEWER (-EPROTO)
+#define STORE_EMISSING (-ENODATA)
+#define STORE_EFOREIGN (-ESTALE)
+
+/*
+ * Opens (creating, migrating) DIR/shivneri.db with the backend that opts
+ * names (opts may be NULL: the defaults) and starts the writer thread;
+ * callbacks run on base's loop.  Messages left in "sending" by a crash are
+ * put back to "queued" with an attempt of outcome "lost" before this
+ * returns.  0 or a negative error (see above); *out is NULL on error.
+ */
+int store_open(const char *dir, const struct store_options *opts,
+	       struct event_base *base, struct store **out)
     __attribute__((warn_unused_result));
 /*
  * Finishes every queued operation (their callbacks run), stops the thread
@@ -124,9 +164,11 @@ int store_scan(struct store *st,
 /*
  * Stores a new message.  Takes m.  With idem_key non-NULL, a key seen in
  * the last 24 hours stores nothing and reports duplicate with the first
- * message's id.  cb gets err (0 when durable), the id, duplicate, and m
- * back (NULL when duplicate or err); the callback takes m (it must free it
- * with store_message_free or keep it).
+ * message's id.  A message whose mime_len is over max_message_bytes (or
+ * whose other fields do not fit a row) fails with -EFBIG and stores
+ * nothing; one with fields out of range with -EINVAL.  cb gets err (0 when
+ * durable), the id, duplicate, and m back (NULL when duplicate or err); the
+ * callback takes m (it must free it with store_message_free or keep it).
  */
 typedef void (*store_submit_cb)(void *arg, int err, const char *id,
 				bool duplicate, struct store_message *m);
@@ -144,6 +186,13 @@ void store_update(struct store *st, const struct store_update *u,
 /*
  * Loads the messages with the given rowids that are still queued (others
  * are skipped).  The callback takes the array and each message in it.
+ *
+ * A queued row that cannot be decoded (a NULL or wrong-typed column,
+ * recipients that are not a JSON array of strings...) is marked failed on
+ * disk, in the same transaction, with error "corrupt record: WHY", and is
+ * returned in msgs like the others but with status MSG_FAILED, error set,
+ * mime NULL, and only rowid and id filled in (id empty if unreadable): the
+ * dispatcher drops it and counts it as failed.
  */
 typedef void (*store_load_cb)(void *arg, int err, struct store_message **msgs,
 			      size_t n);
@@ -163,7 +212,10 @@ void store_get(struct store *st, const char *id, store_get_cb cb, void *arg);
  * keys older than idem_cutoff_ms, and deletes delivered and failed
  * messages (with their attempts) last updated before retention_cutoff_ms.
  * cb (may be NULL) gets pruned[MSG_NSTATUS], the messages deleted in each
- * status, so that counts kept in memory follow the disk.
+ * status, so that counts kept in memory follow the disk.  The work is
+ * done in chunks of a few hundred rows, each its own transaction between
+ * other operations, so it never holds the writer for long; cb runs once
+ * at the end (on error, with what was pruned before it).
  */
 typedef void (*store_housekeep_cb)(void *arg, int err,
 				   const int64_t pruned[MSG_NSTATUS]);
@@ -173,21 +225,13 @@ void store_housekeep(struct store *st, int64_t idem_cutoff_ms,
 
 /*
  * False while the store cannot write (disk full, I/O error, a write that
- * keeps failing); *why (may be NULL) then points at a short reason owned by
- * the store and valid until the next call on the loop thread.  /readyz
- * answers 503 with it and intake refuses new messages while it is false.
+ * keeps failing), from the failed write until a later one succeeds (the
+ * store tries a small write every 1 to 16 s meanwhile); *why (may be NULL)
+ * then points at a short static reason ("disk full", the database's error
+ * text; never message contents).  /readyz answers 503 with it and intake
+ * refuses new messages while it is false.  Cheap: an atomic load.
  */
 bool store_healthy(const struct store *st, const char **why);
-
-/*
- * Housekeeping: marks "failed" (error "expired") every queued message
- * created before ttl_cutoff_ms, and forgets idempotency keys older than
- * idem_cutoff_ms.  cb gets the rowids it failed (to drop from memory).
- */
-typedef void (*store_expire_cb)(void *arg, int err, const int64_t *rowids,
-				size_t n);
-void store_expire(struct store *st, int64_t ttl_cutoff_ms,
-		  int64_t idem_cutoff_ms, store_expire_cb cb, void *arg);
 
 /* Operations queued and not yet completed; for /metrics and draining. */
 size_t store_pending(const struct store *st);

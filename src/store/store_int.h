@@ -5,7 +5,8 @@
  * arguments (a NULL store or message is our bug and fatal; bad field
  * values are reported through the callback) and then calls one backend
  * through this table.  A backend keeps its functions static and exports
- * one const table; store_sqlite.c is the only one today.
+ * one const table; store_lookup() finds it by name in store.c's list
+ * (store_sqlite.c is the only one today).
  *
  * A backend given a non-zero preset err for an operation must not execute
  * it but still complete it, in order, through the callback with that err,
@@ -20,8 +21,11 @@ struct store_backend;
 
 struct store_ops {
 	const char *name;
-	int (*open)(const char *dir, struct event_base *base,
-		    struct store_backend **out);
+	/* The largest max_message_bytes the backend can hold. */
+	int64_t max_message_bytes;
+	/* opts is complete (the front fills in the defaults). */
+	int (*open)(const char *dir, const struct store_options *opts,
+		    struct event_base *base, struct store_backend **out);
 	void (*close)(struct store_backend *be);
 	int (*scan)(struct store_backend *be,
 		    void (*each)(void *arg, int64_t rowid, int64_t next_ms),
@@ -37,13 +41,17 @@ struct store_ops {
 		     size_t n, store_load_cb cb, void *arg);
 	void (*get)(struct store_backend *be, int err, const char *id,
 		    store_get_cb cb, void *arg);
-	void (*expire)(struct store_backend *be, int err, int64_t ttl_cutoff_ms,
-		       int64_t idem_cutoff_ms, store_expire_cb cb, void *arg);
+	void (*housekeep)(struct store_backend *be, int err,
+			  int64_t idem_cutoff_ms, int64_t retention_cutoff_ms,
+			  store_housekeep_cb cb, void *arg);
 	size_t (*pending)(const struct store_backend *be);
 	/* See store_healthy(); NULL: always healthy. */
 	bool (*healthy)(const struct store_backend *be, const char **why);
 	/* Transactions committed so far; a test hook for group commit. */
 	uint64_t (*commits)(const struct store_backend *be);
+	/* Test hook: runs backend-specific text (SQL) in the queue's order. */
+	void (*exec)(struct store_backend *be, const char *text,
+		     store_done_cb cb, void *arg);
 };
 
 extern const struct store_ops store_sqlite_ops;
@@ -51,10 +59,16 @@ extern const struct store_ops store_sqlite_ops;
 /* Test hook: transactions the backend has committed since open. */
 uint64_t store__commits(const struct store *st);
 
-/* The schema version this build writes (PRAGMA user_version). */
-#define STORE_SCHEMA_VERSION 1
+/*
+ * Test hook: runs text (SQL for the sqlite backend) on the writer's
+ * connection, in order with the other operations, outside any batch
+ * transaction; cb gets 0 or an error.  For fault injection such as
+ * "PRAGMA max_page_count = N" (a per-connection setting).
+ */
+void store__exec(struct store *st, const char *text, store_done_cb cb,
+		 void *arg);
 
-/* Refusal of a database written by a newer build. */
-#define STORE_ENEWER (-EPROTO)
+/* The schema version this build writes (PRAGMA user_version). */
+#define STORE_SCHEMA_VERSION 2
 
 #endif

@@ -204,7 +204,7 @@ setup_with(void **state, int hb_timeout_ms)
 	assert_int_equal(config_load_string(text, "test.ini", &f->cfg, NULL),
 			 0);
 	f->base = event_base_new();
-	assert_int_equal(store_open(f->dir, f->base, &f->st), 0);
+	assert_int_equal(store_open(f->dir, NULL, f->base, &f->st), 0);
 	f->reg = registry_new(f->base, f->cfg);
 	f->d = dispatcher_new(f->base, f->cfg, f->st, f->reg);
 	assert_int_equal(dispatcher_load(f->d), 0);

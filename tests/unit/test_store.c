@@ -92,7 +92,7 @@ teardown(void **state)
 static void
 open_store(struct fixture *f)
 {
-	assert_int_equal(store_open(f->sub, f->base, &f->st), 0);
+	assert_int_equal(store_open(f->sub, NULL, f->base, &f->st), 0);
 	assert_non_null(f->st);
 }
 
@@ -512,59 +512,42 @@ test_load(void **state)
 	assert_int_equal(l.n, 0);
 }
 
-struct expire_res {
+struct hk_res {
 	int done;
 	int err;
-	size_t n;
-	int64_t rowid;
+	int64_t pruned[MSG_NSTATUS];
+	int sub_done_before; /* submits done when housekeeping ended */
+	struct sub_res *sub;
 };
 
 static void
-expire_cb(void *arg, int err, const int64_t *rowids, size_t n)
+hk_cb(void *arg, int err, const int64_t pruned[MSG_NSTATUS])
 {
-	struct expire_res *r = arg;
+	struct hk_res *r = arg;
 
 	r->done++;
 	r->err = err;
-	r->n = n;
-	r->rowid = n > 0 ? rowids[0] : 0;
+	memcpy(r->pruned, pruned, sizeof(r->pruned));
+	if (r->sub != NULL)
+		r->sub_done_before = r->sub->done;
 }
 
 static void
-test_expire(void **state)
+housekeep_wait(struct fixture *f, int64_t idem_cutoff, int64_t retention,
+	       struct hk_res *r)
 {
-	struct fixture *f = *state;
-	struct store_message *m;
-	struct sub_res r1, r2, r3;
-	struct expire_res e;
-	struct get_res g;
-	int64_t now = now_ms();
+	memset(r, 0, sizeof(*r));
+	store_housekeep(f->st, idem_cutoff, retention, hk_cb, r);
+	assert_int_equal(r->done, 0);
+	WAIT_FOR(f->base, r->done == 1);
+}
 
-	open_store(f);
-	m = make_message(NULL, "old");
-	m->created_ms = now - 10 * 86400000LL;
-	submit_wait(f, m, "old-key", &r1);
-	submit_wait(f, make_message(NULL, "new"), NULL, &r2);
-
-	memset(&e, 0, sizeof(e));
-	store_expire(f->st, now - 86400000LL, now + 1000, expire_cb, &e);
-	WAIT_FOR(f->base, e.done == 1);
-	assert_int_equal(e.err, 0);
-	assert_int_equal(e.n, 1);
-	assert_int_equal(e.rowid, r1.rowid);
-
-	get_wait(f, r1.id, &g);
-	assert_int_equal(g.m->status, MSG_FAILED);
-	assert_string_equal(g.m->error, "expired");
-	get_res_cleanup(&g);
-	get_wait(f, r2.id, &g);
-	assert_int_equal(g.m->status, MSG_QUEUED);
-	get_res_cleanup(&g);
-
-	/* The key was forgotten, so it stores a new message. */
-	submit_wait(f, make_message(NULL, "again"), "old-key", &r3);
-	assert_int_equal(r3.err, 0);
-	assert_false(r3.dup);
+/* Waits until the wall clock has moved past t (a few ms at most). */
+static void
+clock_past(int64_t t)
+{
+	while (now_ms() <= t)
+		;
 }
 
 struct scan_res {
@@ -691,7 +674,7 @@ test_counts(void **state)
 	struct sub_res r[6];
 	struct done_res d[7];
 	struct store_update u[7];
-	struct expire_res e;
+	struct hk_res h;
 	struct store_message *m;
 	char id[32];
 	int i;
@@ -758,12 +741,12 @@ test_counts(void **state)
 	assert_int_equal(d[5].err, -EEXIST);
 	check_counts(f, 2, 1, 1, 0);
 
-	/* Expiry fails the old queued one (3), not the new one (2). */
-	memset(&e, 0, sizeof(e));
-	store_expire(f->st, now_ms() - 86400000LL, 0, expire_cb, &e);
-	WAIT_FOR(f->base, e.done == 1);
-	assert_int_equal(e.err, 0);
-	assert_int_equal(e.n, 1);
+	/* The dispatcher fails the old queued one (3). */
+	memset(&u[6], 0, sizeof(u[6]));
+	u[6].rowid = r[3].rowid;
+	u[6].status = MSG_FAILED;
+	u[6].error = "expired";
+	assert_int_equal(update_wait(f, &u[6]), 0);
 	check_counts(f, 1, 1, 1, 1);
 
 	/* Across a restart, recovery moves the sending one back. */
@@ -778,6 +761,16 @@ test_counts(void **state)
 	WAIT_FOR(f->base, d[6].done == 1);
 	assert_int_equal(d[6].err, 0);
 	check_counts(f, 1, 0, 2, 1);
+
+	/* Retention deletes the finished ones and keeps the counts. */
+	clock_past(now_ms());
+	housekeep_wait(f, 0, now_ms(), &h);
+	assert_int_equal(h.err, 0);
+	assert_int_equal(h.pruned[MSG_DELIVERED], 2);
+	assert_int_equal(h.pruned[MSG_FAILED], 1);
+	assert_int_equal(h.pruned[MSG_QUEUED], 0);
+	check_counts(f, 1, 0, 0, 0);
+	assert_int_equal(db_int(f, "SELECT count(*) FROM attempts"), 0);
 }
 
 #define NGROUP 500
@@ -953,7 +946,7 @@ crash_child(const char *dir)
 	char id[32];
 	int i;
 
-	if (base == NULL || store_open(dir, base, &st) != 0)
+	if (base == NULL || store_open(dir, NULL, base, &st) != 0)
 		_exit(2);
 	t = event_new(base, -1, EV_PERSIST, noop_cb, NULL);
 	event_add(t, &tv);
@@ -1071,9 +1064,532 @@ test_newer_schema(void **state)
 	    SQLITE_OK);
 	sqlite3_close(db);
 
-	assert_int_equal(store_open(f->sub, f->base, &st), STORE_ENEWER);
+	assert_int_equal(store_open(f->sub, NULL, f->base, &st), STORE_ENEWER);
 	assert_null(st);
 	assert_non_null(strstr(store_strerror(STORE_ENEWER), "newer"));
+}
+
+/*
+ * Housekeeping forgets old idempotency keys and deletes finished messages
+ * (and their attempts) last updated before the cut-off, in chunks that let
+ * other operations through, and keeps status_counts exact.
+ */
+#define NHK 1100 /* more than two chunks of HOUSEKEEP_CHUNK */
+
+static void
+test_housekeep(void **state)
+{
+	struct fixture *f = *state;
+	struct group_res g = {0, 0};
+	struct done_res d = {0, 0};
+	struct sub_res r1, r2, late;
+	struct store_update u;
+	struct hk_res h;
+	int64_t cutoff, first, before;
+	int i;
+
+	open_store(f);
+	submit_wait(f, make_message(NULL, "keyed"), "old-key", &r1);
+	for (i = 0; i < NHK; i++)
+		store_submit(f->st, make_message(NULL, "hk"), NULL, group_cb,
+			     &g);
+	WAIT_FOR(f->base, g.done == NHK);
+	assert_int_equal(g.failed, 0);
+	first = r1.rowid + 1;
+	/* Old: NHK - 100 delivered with an attempt, 100 failed. */
+	for (i = 0; i < NHK; i++) {
+		memset(&u, 0, sizeof(u));
+		u.rowid = first + i;
+		u.status = i < NHK - 100 ? MSG_DELIVERED : MSG_FAILED;
+		u.has_attempt = i < NHK - 100;
+		u.attempt.outcome = OUTCOME_DELIVERED;
+		store_update(f->st, &u, i == NHK - 1 ? done_cb : NULL, &d);
+	}
+	WAIT_FOR(f->base, d.done == 1);
+	assert_int_equal(d.err, 0);
+	clock_past(now_ms());
+	cutoff = now_ms();
+	clock_past(cutoff);
+	/* Recent: r2 delivered after the cut-off stays. */
+	submit_wait(f, make_message(NULL, "recent"), NULL, &r2);
+	memset(&u, 0, sizeof(u));
+	u.rowid = r2.rowid;
+	u.status = MSG_DELIVERED;
+	assert_int_equal(update_wait(f, &u), 0);
+	check_counts(f, 1, 0, NHK - 100 + 1, 100);
+
+	before = store__commits(f->st);
+	memset(&h, 0, sizeof(h));
+	memset(&late, 0, sizeof(late));
+	h.sub = &late;
+	store_housekeep(f->st, now_ms() + 1000, cutoff, hk_cb, &h);
+	/* Queued after housekeeping began, done before it ends. */
+	store_submit(f->st, make_message(NULL, "late"), NULL, submit_cb, &late);
+	WAIT_FOR(f->base, h.done == 1 && late.done == 1);
+	assert_int_equal(h.err, 0);
+	assert_int_equal(late.err, 0);
+	assert_int_equal(h.sub_done_before, 1);
+	assert_int_equal(h.pruned[MSG_DELIVERED], NHK - 100);
+	assert_int_equal(h.pruned[MSG_FAILED], 100);
+	assert_int_equal(h.pruned[MSG_QUEUED], 0);
+	assert_int_equal(h.pruned[MSG_SENDING], 0);
+	/* Chunks: three for NHK rows, each its own commit. */
+	assert_true(store__commits(f->st) - before >= (NHK + 499) / 500);
+	check_counts(f, 2, 0, 1, 0);
+	assert_int_equal(db_int(f, "SELECT count(*) FROM attempts"), 0);
+	assert_int_equal(db_int(f, "SELECT count(*) FROM idempotency"), 0);
+
+	/* The key was forgotten, so it stores a new message. */
+	submit_wait(f, make_message(NULL, "again"), "old-key", &r1);
+	assert_int_equal(r1.err, 0);
+	assert_false(r1.dup);
+
+	/* Nothing left to do: one pass, nothing pruned. */
+	housekeep_wait(f, 0, cutoff, &h);
+	assert_int_equal(h.err, 0);
+	for (i = 0; i < MSG_NSTATUS; i++)
+		assert_int_equal(h.pruned[i], 0);
+}
+
+/* Runs sql on the store's database with the store closed. */
+static void
+db_exec(struct fixture *f, const char *sql)
+{
+	sqlite3 *db;
+	char path[192];
+
+	snprintf(path, sizeof(path), "%s/shivneri.db", f->sub);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+struct corrupt_res {
+	int done;
+	int err;
+	size_t n;
+	struct store_message *m[8];
+};
+
+static void
+corrupt_cb(void *arg, int err, struct store_message **msgs, size_t n)
+{
+	struct corrupt_res *r = arg;
+	size_t i;
+
+	r->done++;
+	r->err = err;
+	r->n = n;
+	for (i = 0; i < n; i++) {
+		if (i < 8)
+			r->m[i] = msgs[i];
+		else
+			store_message_free(msgs[i]);
+	}
+	free(msgs);
+}
+
+static void
+corrupt_res_cleanup(struct corrupt_res *r)
+{
+	size_t i;
+
+	for (i = 0; i < r->n && i < 8; i++)
+		store_message_free(r->m[i]);
+	memset(r, 0, sizeof(*r));
+}
+
+/*
+ * A queued row that cannot be decoded is not skipped (it would stay
+ * queued for ever): the load fails it on disk and hands it back failed.
+ */
+static void
+test_load_corrupt(void **state)
+{
+	struct fixture *f = *state;
+	struct sub_res r[4];
+	struct corrupt_res c;
+	char *sql;
+	int64_t ids[4];
+	int i;
+
+	open_store(f);
+	for (i = 0; i < 4; i++) {
+		submit_wait(f, make_message(NULL, "c"), NULL, &r[i]);
+		ids[i] = r[i].rowid;
+	}
+	store_close(f->st);
+	f->st = NULL;
+	sql =
+	    xasprintf("UPDATE messages SET rcpt = 'not json' WHERE rowid = "
+		      "%lld; UPDATE messages SET next_ms = 'soon' WHERE "
+		      "rowid = %lld; UPDATE messages SET mime = NULL WHERE "
+		      "rowid = %lld;",
+		      (long long)ids[1], (long long)ids[2], (long long)ids[3]);
+	db_exec(f, sql);
+	free(sql);
+	open_store(f);
+
+	memset(&c, 0, sizeof(c));
+	store_load(f->st, ids, 4, corrupt_cb, &c);
+	WAIT_FOR(f->base, c.done == 1);
+	assert_int_equal(c.err, 0);
+	assert_int_equal(c.n, 4);
+	assert_int_equal(c.m[0]->status, MSG_QUEUED);
+	assert_null(c.m[0]->error);
+	assert_non_null(c.m[0]->mime);
+	for (i = 1; i < 4; i++) {
+		assert_int_equal(c.m[i]->rowid, ids[i]);
+		assert_string_equal(c.m[i]->id, r[i].id);
+		assert_int_equal(c.m[i]->status, MSG_FAILED);
+		assert_null(c.m[i]->mime);
+		assert_non_null(c.m[i]->error);
+		assert_non_null(strstr(c.m[i]->error, "corrupt record: "));
+	}
+	assert_string_equal(c.m[1]->error, "corrupt record: bad rcpt");
+	assert_string_equal(c.m[2]->error, "corrupt record: bad next_ms");
+	assert_string_equal(c.m[3]->error, "corrupt record: bad mime");
+	corrupt_res_cleanup(&c);
+	/* Failed on disk too, with the counts following. */
+	check_counts(f, 1, 0, 0, 3);
+	assert_int_equal(db_int(f, "SELECT count(*) FROM messages WHERE"
+				   " status = 3 AND error LIKE 'corrupt%'"),
+			 3);
+
+	/* A second load finds only the good one. */
+	store_load(f->st, ids, 4, corrupt_cb, &c);
+	WAIT_FOR(f->base, c.done == 1);
+	assert_int_equal(c.n, 1);
+	assert_int_equal(c.m[0]->rowid, ids[0]);
+	corrupt_res_cleanup(&c);
+}
+
+static void
+open_store_capped(struct fixture *f, int64_t max)
+{
+	struct store_options o = {"sqlite", max};
+
+	assert_int_equal(store_open(f->sub, &o, f->base, &f->st), 0);
+}
+
+/*
+ * A value SQLite refuses (over its length limit) fails that submit with an
+ * error and stores nothing, instead of storing NULL and answering 202; its
+ * neighbours (usually in the same batch) are stored.
+ */
+static void
+test_bind_too_big(void **state)
+{
+	struct fixture *f = *state;
+	struct sub_res r[5];
+	struct store_message *m;
+	struct get_res g;
+	const char *why;
+	size_t big = 2 * 1024 * 1024;
+	int i;
+
+	open_store_capped(f, 4096);
+	/* Over the configured cap: refused by the front. */
+	m = make_message(NULL, "too big");
+	free(m->mime);
+	m->mime_len = 4097;
+	m->mime = xcalloc(1, m->mime_len);
+	submit_wait(f, m, NULL, &r[0]);
+	assert_int_equal(r[0].err, -EFBIG);
+
+	memset(r, 0, sizeof(r));
+	store_submit(f->st, make_message(NULL, "good"), NULL, submit_cb, &r[0]);
+	/* Within the cap, but its subject is over SQLite's limit. */
+	m = make_message(NULL, "x");
+	free(m->subject);
+	m->subject = xmalloc(big + 1);
+	memset(m->subject, 's', big);
+	m->subject[big] = '\0';
+	store_submit(f->st, m, "big-key", submit_cb, &r[1]);
+	/* Recipients whose JSON is over the row's headroom. */
+	m = make_message(NULL, "rcpt");
+	free(m->rcpt[0]);
+	m->rcpt[0] = xmalloc(big + 1);
+	memset(m->rcpt[0], 'r', big);
+	m->rcpt[0][big] = '\0';
+	store_submit(f->st, m, NULL, submit_cb, &r[2]);
+	store_submit(f->st, make_message(NULL, "good"), NULL, submit_cb, &r[3]);
+	WAIT_FOR(f->base, r[0].done && r[1].done && r[2].done && r[3].done);
+	assert_int_equal(r[0].err, 0);
+	assert_int_equal(r[1].err, -EFBIG);
+	assert_int_equal(r[2].err, -EFBIG);
+	assert_int_equal(r[3].err, 0);
+	assert_true(store_healthy(f->st, &why));
+	check_counts(f, 2, 0, 0, 0);
+	for (i = 1; i < 3; i++) {
+		get_wait(f, r[i].id, &g);
+		assert_int_equal(g.err, -ENOENT);
+	}
+	assert_int_equal(db_int(f, "SELECT count(*) FROM idempotency"), 0);
+}
+
+static void
+exec_wait(struct fixture *f, const char *sql)
+{
+	struct done_res d = {0, 0};
+
+	store__exec(f->st, sql, done_cb, &d);
+	WAIT_FOR(f->base, d.done == 1);
+	assert_int_equal(d.err, 0);
+}
+
+/* Submits n messages of 64 KiB and an update together; returns errors. */
+static int
+full_batch(struct fixture *f, int64_t rowid, int n, int *updated)
+{
+	struct sub_res r[4];
+	struct done_res d = {0, 0};
+	struct store_update u;
+	struct store_message *m;
+	int i, failed = 0;
+
+	memset(r, 0, sizeof(r));
+	memset(&u, 0, sizeof(u));
+	u.rowid = rowid;
+	u.status = MSG_QUEUED;
+	u.attempts = 1;
+	store_update(f->st, &u, done_cb, &d);
+	for (i = 0; i < n; i++) {
+		m = make_message(NULL, "full");
+		free(m->mime);
+		m->mime_len = 64 * 1024;
+		m->mime = xcalloc(1, m->mime_len);
+		store_submit(f->st, m, NULL, submit_cb, &r[i]);
+	}
+	WAIT_FOR(f->base, d.done == 1 && r[0].done && r[n - 1].done);
+	for (i = 0; i < n; i++)
+		if (r[i].err != 0) {
+			assert_int_equal(r[i].err, -ENOSPC);
+			failed++;
+		}
+	*updated = d.err;
+	return failed;
+}
+
+/*
+ * A write the disk refuses (SQLITE_FULL, from PRAGMA max_page_count on the
+ * writer's connection) fails every op of its batch, rolls back cleanly,
+ * makes the store unhealthy with a reason, and the next batch works once
+ * there is room: health comes back by a write or by the idle probe.
+ */
+static void
+test_disk_full(void **state)
+{
+	struct fixture *f = *state;
+	struct sub_res r;
+	const char *why = "unset";
+	char *sql;
+	int updated;
+
+	open_store(f);
+	assert_true(store_healthy(f->st, &why));
+	assert_null(why);
+	submit_wait(f, make_message(NULL, "before"), NULL, &r);
+	assert_int_equal(r.err, 0);
+
+	sql = xasprintf("PRAGMA max_page_count = %lld",
+			(long long)db_int(f, "PRAGMA page_count"));
+	exec_wait(f, sql);
+	assert_int_equal(full_batch(f, r.rowid, 3, &updated), 3);
+	/*
+	 * The innocent update shares the batch (unless the writer happened
+	 * to take it alone) and gets the error; either way what its callback
+	 * said is what the disk holds.
+	 */
+	assert_true(updated == -ENOSPC || updated == 0);
+	assert_int_equal(db_int(f, "SELECT attempts FROM messages"),
+			 updated == 0 ? 1 : 0);
+	assert_false(store_healthy(f->st, &why));
+	assert_string_equal(why, "disk full");
+	check_counts(f, 1, 0, 0, 0);
+
+	/* Room again: the next write succeeds and health follows it. */
+	exec_wait(f, "PRAGMA max_page_count = 1000000");
+	assert_int_equal(full_batch(f, r.rowid, 2, &updated), 0);
+	assert_int_equal(updated, 0);
+	assert_true(store_healthy(f->st, &why));
+	check_counts(f, 3, 0, 0, 0);
+
+	/* Full again, then room with no traffic: the probe notices. */
+	free(sql);
+	sql = xasprintf("PRAGMA max_page_count = %lld",
+			(long long)db_int(f, "PRAGMA page_count"));
+	exec_wait(f, sql);
+	free(sql);
+	assert_int_equal(full_batch(f, r.rowid, 1, &updated), 1);
+	assert_false(store_healthy(f->st, NULL));
+	exec_wait(f, "PRAGMA max_page_count = 1000000");
+	WAIT_FOR(f->base, store_healthy(f->st, NULL));
+	check_counts(f, 3, 0, 0, 0);
+}
+
+static int
+open_status(struct fixture *f)
+{
+	struct store *st = NULL;
+	int rc = store_open(f->sub, NULL, f->base, &st);
+
+	if (rc == 0)
+		store_close(st);
+	else
+		assert_null(st);
+	return rc;
+}
+
+/* A store with one message, closed, and the path of its database. */
+static void
+make_store(struct fixture *f, char *path, size_t pathsz)
+{
+	struct sub_res r;
+
+	open_store(f);
+	submit_wait(f, make_message(NULL, "kept"), NULL, &r);
+	assert_int_equal(r.err, 0);
+	store_close(f->st);
+	f->st = NULL;
+	snprintf(path, pathsz, "%s/shivneri.db", f->sub);
+}
+
+/* Truncated to zero bytes: refused, not started as an empty store. */
+static void
+test_db_zero_bytes(void **state)
+{
+	struct fixture *f = *state;
+	char path[192];
+
+	make_store(f, path, sizeof(path));
+	assert_int_equal(truncate(path, 0), 0);
+	assert_int_equal(open_status(f), STORE_EMISSING);
+	assert_non_null(
+	    strstr(store_strerror(STORE_EMISSING), "shivneri.store"));
+	/* And it stays refused: the refusal wrote nothing. */
+	assert_int_equal(open_status(f), STORE_EMISSING);
+}
+
+static void
+test_db_deleted(void **state)
+{
+	struct fixture *f = *state;
+	char path[192], marker[192];
+
+	make_store(f, path, sizeof(path));
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(open_status(f), STORE_EMISSING);
+	assert_int_equal(access(path, F_OK), -1); /* not created */
+	/* Removing the marker is the operator's way to start empty. */
+	snprintf(marker, sizeof(marker), "%s/shivneri.store", f->sub);
+	assert_int_equal(unlink(marker), 0);
+	assert_int_equal(open_status(f), 0);
+}
+
+static void
+test_db_is_folder(void **state)
+{
+	struct fixture *f = *state;
+	char path[192];
+
+	snprintf(path, sizeof(path), "%s/shivneri.db", f->sub);
+	assert_int_equal(mkdir_p(path, 0700), 0);
+	assert_int_equal(open_status(f), -EISDIR);
+	assert_non_null(strstr(store_strerror(-EISDIR), "folder"));
+}
+
+/* Another store's database in this folder is refused by its identity. */
+static void
+test_db_foreign(void **state)
+{
+	struct fixture *f = *state;
+	char path[192], other[128], cmd[512];
+
+	make_store(f, path, sizeof(path));
+	snprintf(other, sizeof(other), "%s", f->sub);
+	snprintf(f->sub, sizeof(f->sub), "%s/other", f->dir);
+	make_store(f, path, sizeof(path));
+	snprintf(cmd, sizeof(cmd), "cp %s/shivneri.db %s/shivneri.db", f->sub,
+		 other);
+	assert_int_equal(system(cmd), 0);
+	snprintf(f->sub, sizeof(f->sub), "%s", other);
+	assert_int_equal(open_status(f), STORE_EFOREIGN);
+}
+
+/* A new folder starts, writes its marker, and starts again. */
+static void
+test_fresh_folder(void **state)
+{
+	struct fixture *f = *state;
+	char marker[192], path[192];
+	int64_t counts[MSG_NSTATUS];
+
+	snprintf(marker, sizeof(marker), "%s/shivneri.store", f->sub);
+	make_store(f, path, sizeof(path));
+	assert_int_equal(access(marker, R_OK), 0);
+	open_store(f);
+	assert_int_equal(store_scan(f->st, NULL, NULL, counts), 0);
+	assert_int_equal(counts[MSG_QUEUED], 1);
+	store_close(f->st);
+	f->st = NULL;
+	/* A store from before the marker gets one at its next open. */
+	assert_int_equal(unlink(marker), 0);
+	assert_int_equal(open_status(f), 0);
+	assert_int_equal(access(marker, R_OK), 0);
+	assert_int_equal(open_status(f), 0);
+}
+
+/*
+ * A store from schema version 1 (before the marker) migrates: its messages
+ * stay, it gets an identity and a marker, and it is protected from then on.
+ */
+static void
+test_migrate_v1(void **state)
+{
+	struct fixture *f = *state;
+	char path[192], marker[192];
+	int64_t counts[MSG_NSTATUS];
+
+	make_store(f, path, sizeof(path));
+	snprintf(marker, sizeof(marker), "%s/shivneri.store", f->sub);
+	db_exec(f, "DROP INDEX messages_done; DROP TABLE meta;"
+		   " PRAGMA user_version = 1;");
+	assert_int_equal(unlink(marker), 0);
+	open_store(f);
+	assert_int_equal(db_int(f, "PRAGMA user_version"),
+			 STORE_SCHEMA_VERSION);
+	assert_int_equal(store_scan(f->st, NULL, NULL, counts), 0);
+	assert_int_equal(counts[MSG_QUEUED], 1);
+	store_close(f->st);
+	f->st = NULL;
+	assert_int_equal(access(marker, R_OK), 0);
+	assert_int_equal(truncate(path, 0), 0);
+	assert_int_equal(open_status(f), STORE_EMISSING);
+}
+
+static void
+test_options(void **state)
+{
+	struct fixture *f = *state;
+	struct store_options o = {"sqlite", 0};
+	struct store *st = NULL;
+
+	assert_non_null(store_lookup("sqlite"));
+	assert_ptr_equal(store_lookup(NULL), store_lookup("sqlite"));
+	assert_null(store_lookup("nope"));
+	assert_true(store_max_message_bytes("sqlite") >= 64 * 1024 * 1024);
+	assert_int_equal(store_max_message_bytes("nope"), -1);
+	o.backend = "nope";
+	assert_int_equal(store_open(f->sub, &o, f->base, &st),
+			 STORE_ENOBACKEND);
+	assert_null(st);
+	o.backend = "sqlite";
+	o.max_message_bytes = store_max_message_bytes("sqlite") + 1;
+	assert_int_equal(store_open(f->sub, &o, f->base, &st), -EOVERFLOW);
+	o.max_message_bytes = store_max_message_bytes("sqlite");
+	assert_int_equal(store_open(f->sub, &o, f->base, &st), 0);
+	store_close(st);
 }
 
 int
@@ -1085,7 +1601,18 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_idempotency, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_update, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_load, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_expire, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_housekeep, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_load_corrupt, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bind_too_big, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_db_zero_bytes, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_db_deleted, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_db_is_folder, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_db_foreign, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fresh_folder, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migrate_v1, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_options, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_scan, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_counts, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),

@@ -1,0 +1,233 @@
+/*
+ * Private to the SQLite backend: the backend's state, the queued operation,
+ * and the helpers its three files share.
+ *
+ * store_sqlite.c owns the queue, the writer thread, completion on the loop
+ * and the health flag; store_sqlite_schema.c opens the database (the data
+ * folder's marker, pragmas, migrations, recovery, prepared statements) and
+ * runs the start-up scan; store_sqlite_ops.c executes a batch of operations
+ * inside one transaction.  The split follows what changes together: a new
+ * column touches the schema and the statements, not the thread.
+ */
+#ifndef SHIVNERI_STORE_SQLITE_H
+#define SHIVNERI_STORE_SQLITE_H
+
+#include "store/store.h"
+#include "store/store_int.h"
+#include "common/buf.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define BATCH_MAX 1024
+#define IDEM_TTL_MS (24LL * 3600 * 1000)
+#define BUSY_TIMEOUT_MS 5000
+/*
+ * Room for the columns of a row besides the MIME body (recipients, To:,
+ * subject, tags...).  SQLite's length limit applies to the whole row, so
+ * it is set to max_message_bytes plus this.
+ */
+#define ROW_HEADROOM (1024 * 1024)
+/* Rows deleted per batch by housekeeping, so the writer is never held. */
+#define HOUSEKEEP_CHUNK 500
+/*
+ * While unhealthy the writer tries a small write after this long, doubling
+ * the wait after each failed try up to PROBE_MAX_MS (a disk that stays full
+ * should not log a line a second).
+ */
+#define PROBE_INTERVAL_MS 1000
+#define PROBE_MAX_MS 16000
+/*
+ * What the probe writes: about a message's worth of pages, not a few
+ * bytes, so "healthy" means a message would fit again.  The row stays in
+ * meta (replaced by the next probe).
+ */
+#define PROBE_BYTES (64 * 1024)
+
+/* Column numbers of MSG_COLUMNS (store_sqlite_ops.c). */
+enum {
+	C_ROWID,
+	C_ID,
+	C_STATUS,
+	C_MAIL_FROM,
+	C_RCPT,
+	C_HEADER_FROM,
+	C_SUBJECT,
+	C_TO_JSON,
+	C_TAGS_JSON,
+	C_CREATED,
+	C_UPDATED,
+	C_NEXT,
+	C_ATTEMPTS,
+	C_ROUND,
+	C_TRIED,
+	C_PROVIDER,
+	C_PMID,
+	C_ERROR,
+	C_MIME,
+};
+
+/* The statements prepared once at open (store__stmt_sql). */
+enum {
+	ST_BEGIN,
+	ST_COMMIT,
+	ST_ROLLBACK,
+	ST_IDEM_FIND,
+	ST_IDEM_PUT,
+	ST_MSG_INSERT,
+	ST_MSG_UPDATE,
+	ST_ATT_INSERT,
+	ST_LOAD,
+	ST_GET,
+	ST_ATT_LIST,
+	ST_FAIL_CORRUPT,
+	ST_IDEM_EXPIRE,
+	ST_PRUNE,
+	ST_STATUS_OF,
+	ST_COUNT_ADD,
+	ST_PROBE,
+	ST_MAX,
+};
+
+extern const char *const store__stmt_sql[ST_MAX];
+
+enum op_kind {
+	OP_SUBMIT,
+	OP_UPDATE,
+	OP_LOAD,
+	OP_GET,
+	OP_HOUSEKEEP,
+	OP_EXEC,
+};
+
+/*
+ * One queued operation.  The loop thread fills it in and queues it; from
+ * then on only the writer touches it until the batch is posted back, and
+ * then only the loop thread, which runs the callback and frees it (or, for
+ * housekeeping with work left, queues it again).
+ */
+struct op {
+	struct op *next;
+	struct store_backend *be;
+	enum op_kind kind;
+	bool preset; /* err was set by the front: do not execute */
+	bool wrote;  /* a statement of this op changed rows in this run */
+	int err;
+	void *arg;
+	union {
+		store_submit_cb submit;
+		store_done_cb done;
+		store_load_cb load;
+		store_get_cb get;
+		store_housekeep_cb housekeep;
+	} cb;
+	union {
+		struct {
+			struct store_message *m;
+			char *key; /* in the op's tail, or NULL */
+			bool dup;
+			char dup_id[32];
+		} submit;
+		struct {
+			struct store_update u; /* strings in the op's tail */
+		} update;
+		struct {
+			int64_t *rowids; /* in the op's tail */
+			size_t n;
+			struct store_message **msgs;
+			size_t nmsgs;
+		} load;
+		struct {
+			char id[32];
+			struct store_message *m;
+			struct store_attempt *att;
+			size_t natt;
+		} get;
+		struct {
+			int64_t idem_cutoff, retention_cutoff;
+			bool more; /* a chunk was full: run again */
+			/* Deleted by this run, then added to total if it
+			 * commits. */
+			int64_t chunk[MSG_NSTATUS];
+			int64_t total[MSG_NSTATUS];
+		} hk;
+		struct {
+			char *sql; /* in the op's tail */
+		} exec;
+	} u;
+};
+
+_Static_assert(sizeof(struct op) % _Alignof(int64_t) == 0,
+	       "the tail of an op must be aligned for the rowids of a load");
+
+struct store_backend {
+	char *dir;
+	char *path;
+	char *marker; /* DIR/shivneri.store, see store_sqlite_schema.c */
+	int64_t max_message_bytes;
+	sqlite3 *db;
+	sqlite3_stmt *stmt[ST_MAX];
+	struct mailbox *mb;
+
+	pthread_t thread;
+	bool thread_started;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct op *head, **tail; /* under lock */
+	bool stopping;           /* under lock */
+
+	bool closing;       /* loop thread only */
+	struct event *kick; /* wakes the writer once per loop turn */
+	bool kick_armed;    /* loop thread only */
+	atomic_size_t pending;
+	atomic_uint_fast64_t commits;
+	/*
+	 * NULL while writes succeed; else why the last write failed.  Always
+	 * a static string (sqlite3_errstr or a literal), so the loop thread
+	 * may read it at any time without a lock.
+	 */
+	_Atomic(const char *) unhealthy;
+	int64_t probe_ms;   /* writer only: the last write tried, mono_ms */
+	int64_t probe_wait; /* writer only: from probe_ms to the next try */
+
+	struct buf json; /* writer thread only: the recipients as JSON */
+	/* Changes to status_counts by the open transaction; writer only. */
+	int64_t count_delta[MSG_NSTATUS];
+};
+
+/* SQLite result code to negative errno (see store_strerror). */
+int store__sqlite_errno(int rc);
+/* Logs a failed SQLite call and returns store__sqlite_errno(rc). */
+int store__db_fail(sqlite3 *db, int rc, const char *what);
+/* sqlite3_exec of sql; 0 or a negative errno. */
+int store__exec_sql(sqlite3 *db, const char *sql)
+    __attribute__((warn_unused_result));
+
+/*
+ * Opens be->path (refusing a folder, or a missing or empty database where
+ * the marker says a store was), sets it up, migrates, recovers, writes the
+ * marker for a new store and prepares the statements.  0 or an error.
+ */
+int store__db_open(struct store_backend *be)
+    __attribute__((warn_unused_result));
+void store__db_close(struct store_backend *be);
+int store__db_scan(struct store_backend *be,
+		   void (*each)(void *arg, int64_t rowid, int64_t next_ms),
+		   void *arg, int64_t counts[MSG_NSTATUS])
+    __attribute__((warn_unused_result));
+
+/*
+ * Runs n ops from first in one transaction (writer thread).  Returns 0, or
+ * the error of a write that failed the whole batch (disk full, I/O): every
+ * op then carries that error and nothing of the batch is on disk.
+ */
+int store__run_batch(struct store_backend *be, struct op *first, size_t n);
+/* One small write transaction, to learn whether writes work again. */
+int store__probe(struct store_backend *be);
+/* Drops what a previous run of op produced, before running it again. */
+void store__op_reset(struct op *op);
+
+#endif

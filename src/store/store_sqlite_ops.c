@@ -1,0 +1,926 @@
+/*
+ * The SQLite backend's statements: what each queued operation does inside
+ * the writer's batch transaction, and the batch itself.
+ *
+ * Per operation the writer does no more than bind and step statements
+ * prepared once at open; the recipients are turned into JSON by hand into
+ * a reused, capped buffer.  Every bind and every step is checked: a value
+ * SQLite refuses (a string over its length limit, SQLITE_TOOBIG) fails the
+ * operation with an error instead of being stored as NULL.
+ *
+ * Failure inside a batch: each operation runs the statements that can fail
+ * because of the operation itself (binds, a repeated id or attempt number)
+ * before its first write, and SQLite undoes a failed statement on its own.
+ * So such an error fails only that operation and the batch goes on with no
+ * savepoint and no extra statement per operation.  Any other error (disk
+ * full, I/O, busy, or one that came after a write) rolls the whole batch
+ * back and every operation in it gets the error: the callers retry updates
+ * and answer 503 to submits, and the writer marks the store unhealthy
+ * until a later write commits.  Logical results (an unknown id, a
+ * duplicate idempotency key) are not errors of the transaction.
+ */
+#include "store/store_sqlite.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MSG_COLUMNS                                                            \
+	"rowid, id, status, mail_from, rcpt, header_from, subject, to_json, "  \
+	"tags_json, created_ms, updated_ms, next_ms, attempts, round, "        \
+	"tried, provider, provider_message_id, error, mime"
+
+/* Both retention queries say this exactly, to match messages_done. */
+#define DONE_WHERE "(status = 2 OR status = 3)"
+
+const char *const store__stmt_sql[ST_MAX] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_IDEM_FIND] = "SELECT message_id FROM idempotency"
+		     " WHERE key = ?1 AND created_ms >= ?2",
+    [ST_IDEM_PUT] = "INSERT OR REPLACE INTO idempotency"
+		    " (key, message_id, created_ms) VALUES (?1, ?2, ?3)",
+    [ST_MSG_INSERT] = "INSERT INTO messages (id, status, mail_from, rcpt,"
+		      " header_from, subject, to_json, tags_json, created_ms,"
+		      " updated_ms, next_ms, attempts, round, tried, provider,"
+		      " provider_message_id, error, mime) VALUES (?1, ?2, ?3,"
+		      " ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"
+		      " ?16, ?17, ?18)",
+    [ST_MSG_UPDATE] =
+	"UPDATE messages SET status = ?2, next_ms = ?3,"
+	" attempts = ?4, round = ?5, tried = COALESCE(?6, tried),"
+	" provider = COALESCE(?7, provider),"
+	" provider_message_id = COALESCE(?8, provider_message_id),"
+	" error = COALESCE(?9, error), updated_ms = ?10"
+	" WHERE rowid = ?1",
+    [ST_ATT_INSERT] =
+	"INSERT INTO attempts (message_rowid, n, provider,"
+	" at_ms, outcome, detail) VALUES (?1, CASE WHEN ?2 > 0"
+	" THEN ?2 ELSE (SELECT COALESCE(MAX(n), 0) + 1 FROM"
+	" attempts WHERE message_rowid = ?1) END, ?3, ?4, ?5, ?6)",
+    [ST_LOAD] = "SELECT " MSG_COLUMNS " FROM messages"
+		" WHERE rowid = ?1 AND status = 0",
+    [ST_GET] = "SELECT " MSG_COLUMNS " FROM messages WHERE id = ?1",
+    [ST_ATT_LIST] = "SELECT n, provider, at_ms, outcome, detail FROM attempts"
+		    " WHERE message_rowid = ?1 ORDER BY n",
+    [ST_FAIL_CORRUPT] = "UPDATE messages SET status = 3, error = ?2,"
+			" updated_ms = ?3 WHERE rowid = ?1 AND status = 0",
+    [ST_IDEM_EXPIRE] = "DELETE FROM idempotency WHERE rowid IN"
+		       " (SELECT rowid FROM idempotency WHERE created_ms < ?1"
+		       " ORDER BY created_ms LIMIT ?2)",
+    [ST_PRUNE] = "DELETE FROM messages WHERE rowid IN (SELECT rowid FROM"
+		 " messages WHERE " DONE_WHERE " AND updated_ms < ?1"
+		 " ORDER BY updated_ms LIMIT ?2) RETURNING status",
+    [ST_STATUS_OF] = "SELECT status FROM messages WHERE rowid = ?1",
+    [ST_COUNT_ADD] = "UPDATE status_counts SET n = n + ?2 WHERE status = ?1",
+    [ST_PROBE] = "INSERT OR REPLACE INTO meta (key, value)"
+		 " VALUES ('probe', zeroblob(?1))",
+};
+
+/* Short names of the statements, for log lines. */
+static const char *const stmt_name[ST_MAX] = {
+    [ST_BEGIN] = "begin",
+    [ST_COMMIT] = "commit",
+    [ST_ROLLBACK] = "rollback",
+    [ST_IDEM_FIND] = "idem_find",
+    [ST_IDEM_PUT] = "idem_put",
+    [ST_MSG_INSERT] = "msg_insert",
+    [ST_MSG_UPDATE] = "msg_update",
+    [ST_ATT_INSERT] = "att_insert",
+    [ST_LOAD] = "load",
+    [ST_GET] = "get",
+    [ST_ATT_LIST] = "att_list",
+    [ST_FAIL_CORRUPT] = "fail_corrupt",
+    [ST_IDEM_EXPIRE] = "idem_expire",
+    [ST_PRUNE] = "prune",
+    [ST_STATUS_OF] = "status_of",
+    [ST_COUNT_ADD] = "count_add",
+    [ST_PROBE] = "probe",
+};
+
+/*
+ * Binds to one statement, keeping the first failure and skipping the rest,
+ * so a run of binds is checked once at its end (bind_end).
+ */
+struct binder {
+	sqlite3_stmt *s;
+	int rc;
+};
+
+static void
+bind_text(struct binder *b, int i, const char *t)
+{
+	if (b->rc != SQLITE_OK)
+		return;
+	if (t == NULL)
+		b->rc = sqlite3_bind_null(b->s, i);
+	else
+		b->rc = sqlite3_bind_text(b->s, i, t, -1, SQLITE_STATIC);
+}
+
+static void
+bind_int64(struct binder *b, int i, int64_t v)
+{
+	if (b->rc == SQLITE_OK)
+		b->rc = sqlite3_bind_int64(b->s, i, v);
+}
+
+static void
+bind_blob(struct binder *b, int i, const void *p, size_t n)
+{
+	if (b->rc != SQLITE_OK)
+		return;
+	if (p == NULL)
+		b->rc = sqlite3_bind_null(b->s, i);
+	else
+		b->rc = sqlite3_bind_blob64(b->s, i, p, n, SQLITE_STATIC);
+}
+
+/* 0, or the error of the first failed bind (the statement is not run). */
+static int
+bind_end(struct store_backend *be, struct binder *b, const char *what)
+{
+	if (b->rc == SQLITE_OK)
+		return 0;
+	/* No pointer of this op may stay bound to a statement we keep. */
+	(void)sqlite3_clear_bindings(b->s);
+	return store__db_fail(be->db, b->rc, what);
+}
+
+/*
+ * Runs a prepared statement that returns no rows we need, then resets it.
+ * A write marks op as having written (see op_local).
+ */
+static int
+step_once(struct store_backend *be, int which, struct op *op)
+{
+	sqlite3_stmt *s = be->stmt[which];
+	int rc;
+
+	rc = sqlite3_step(s);
+	/* reset returns the step's error again: already in rc. */
+	(void)sqlite3_reset(s);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		return store__db_fail(be->db, rc, stmt_name[which]);
+	if (op != NULL && sqlite3_changes(be->db) > 0)
+		op->wrote = true;
+	return 0;
+}
+
+/* The rest of the text of column i, copied: the pointer dies at step. */
+static char *
+col_strdup(sqlite3_stmt *s, int i)
+{
+	const unsigned char *t = sqlite3_column_text(s, i);
+
+	if (t == NULL)
+		return NULL;
+	return xstrndup((const char *)t, (size_t)sqlite3_column_bytes(s, i));
+}
+
+/*
+ * The recipients as a JSON array of strings, in the writer's capped
+ * scratch buffer (valid until the next call); -EFBIG past its cap.  Written
+ * by hand because it is on the hot path.
+ */
+static int
+rcpt_json(struct store_backend *be, char *const *rcpt, size_t n,
+	  const char **out)
+{
+	struct buf *b = &be->json;
+	size_t i;
+	int rc;
+
+	buf_reset(b);
+	rc = buf_append(b, "[", 1);
+	for (i = 0; i < n && rc == 0; i++) {
+		rc = buf_append(b, i > 0 ? ",\"" : "\"", i > 0 ? 2 : 1);
+		if (rc == 0)
+			rc = buf_append_json_str(b, rcpt[i], strlen(rcpt[i]));
+		if (rc == 0)
+			rc = buf_append(b, "\"", 1);
+	}
+	if (rc == 0)
+		rc = buf_append(b, "]", 1);
+	if (rc != 0) {
+		log_warnx("- store rcpt_too_big n=%zu max=%zu", n, b->max);
+		return -EFBIG;
+	}
+	*out = b->p;
+	return 0;
+}
+
+/* Parses a JSON array of strings (at least one) into m->rcpt. */
+static bool
+rcpt_parse(const char *text, struct store_message *m)
+{
+	json_t *arr, *v; /* arr is a new reference, v borrowed */
+	json_error_t jerr;
+	size_t i, n;
+	bool ok = false;
+
+	arr = json_loads(text, 0, &jerr);
+	if (arr == NULL || !json_is_array(arr) || json_array_size(arr) == 0)
+		goto out;
+	n = json_array_size(arr);
+	m->rcpt = xcalloc(n, sizeof(*m->rcpt));
+	for (i = 0; i < n; i++) {
+		v = json_array_get(arr, i);
+		if (!json_is_string(v))
+			goto out;
+		m->rcpt[i] = xstrdup(json_string_value(v));
+		m->nrcpt = i + 1;
+	}
+	ok = true;
+out:
+	json_decref(arr);
+	return ok;
+}
+
+/* The type each column must have; NULL allowed where null_ok. */
+static const struct {
+	int col;
+	int type;
+	bool null_ok;
+	const char *name;
+} row_types[] = {
+    {C_ROWID, SQLITE_INTEGER, false, "rowid"},
+    {C_ID, SQLITE_TEXT, false, "id"},
+    {C_STATUS, SQLITE_INTEGER, false, "status"},
+    {C_MAIL_FROM, SQLITE_TEXT, false, "mail_from"},
+    {C_RCPT, SQLITE_TEXT, false, "rcpt"},
+    {C_HEADER_FROM, SQLITE_TEXT, true, "header_from"},
+    {C_SUBJECT, SQLITE_TEXT, true, "subject"},
+    {C_TO_JSON, SQLITE_TEXT, true, "to_json"},
+    {C_TAGS_JSON, SQLITE_TEXT, true, "tags_json"},
+    {C_CREATED, SQLITE_INTEGER, false, "created_ms"},
+    {C_UPDATED, SQLITE_INTEGER, false, "updated_ms"},
+    {C_NEXT, SQLITE_INTEGER, false, "next_ms"},
+    {C_ATTEMPTS, SQLITE_INTEGER, false, "attempts"},
+    {C_ROUND, SQLITE_INTEGER, false, "round"},
+    {C_TRIED, SQLITE_TEXT, true, "tried"},
+    {C_PROVIDER, SQLITE_TEXT, true, "provider"},
+    {C_PMID, SQLITE_TEXT, true, "provider_message_id"},
+    {C_ERROR, SQLITE_TEXT, true, "error"},
+    {C_MIME, SQLITE_BLOB, true, "mime"},
+};
+
+/* The name of the first column of the row with a wrong type, or NULL. */
+static const char *
+row_bad_column(sqlite3_stmt *s)
+{
+	size_t i;
+	int t;
+
+	for (i = 0; i < ARRAY_SIZE(row_types); i++) {
+		t = sqlite3_column_type(s, row_types[i].col);
+		if (t == SQLITE_NULL && row_types[i].null_ok)
+			continue;
+		if (t != row_types[i].type)
+			return row_types[i].name;
+	}
+	if (sqlite3_column_bytes(s, C_ID) >=
+	    (int)sizeof(((struct store_message *)0)->id))
+		return "id";
+	return NULL;
+}
+
+/*
+ * Builds a message from a row of MSG_COLUMNS.  A row that cannot be one
+ * gives -EIO, *why naming the bad column, and in *out a message with what
+ * was readable: rowid, id when it is text, no body.
+ */
+static int
+row_message(sqlite3_stmt *s, struct store_message **out, const char **why)
+{
+	struct store_message *m = xcalloc(1, sizeof(*m));
+	const unsigned char *t;
+	size_t len;
+
+	*out = m;
+	m->rowid = sqlite3_column_int64(s, C_ROWID);
+	t = sqlite3_column_text(s, C_ID);
+	if (sqlite3_column_type(s, C_ID) == SQLITE_TEXT && t != NULL)
+		snprintf(m->id, sizeof(m->id), "%s", (const char *)t);
+	*why = row_bad_column(s);
+	if (*why == NULL &&
+	    !rcpt_parse((const char *)sqlite3_column_text(s, C_RCPT), m))
+		*why = "rcpt";
+	if (*why != NULL)
+		return -EIO;
+	m->status = sqlite3_column_int(s, C_STATUS);
+	m->mail_from = col_strdup(s, C_MAIL_FROM);
+	m->header_from = col_strdup(s, C_HEADER_FROM);
+	m->subject = col_strdup(s, C_SUBJECT);
+	m->to_json = col_strdup(s, C_TO_JSON);
+	m->tags_json = col_strdup(s, C_TAGS_JSON);
+	m->created_ms = sqlite3_column_int64(s, C_CREATED);
+	m->updated_ms = sqlite3_column_int64(s, C_UPDATED);
+	m->next_ms = sqlite3_column_int64(s, C_NEXT);
+	m->attempts = sqlite3_column_int(s, C_ATTEMPTS);
+	m->round = sqlite3_column_int(s, C_ROUND);
+	m->tried = col_strdup(s, C_TRIED);
+	m->provider = col_strdup(s, C_PROVIDER);
+	m->provider_message_id = col_strdup(s, C_PMID);
+	m->error = col_strdup(s, C_ERROR);
+	if (sqlite3_column_type(s, C_MIME) == SQLITE_BLOB) {
+		len = (size_t)sqlite3_column_bytes(s, C_MIME);
+		m->mime = xmalloc(len + 1);
+		if (len > 0)
+			memcpy(m->mime, sqlite3_column_blob(s, C_MIME), len);
+		m->mime[len] = '\0';
+		m->mime_len = len;
+	}
+	return 0;
+}
+
+void
+store__op_reset(struct op *op)
+{
+	size_t i;
+
+	switch (op->kind) {
+	case OP_SUBMIT:
+		op->u.submit.dup = false;
+		op->u.submit.m->rowid = 0;
+		break;
+	case OP_UPDATE:
+	case OP_EXEC:
+		break;
+	case OP_LOAD:
+		for (i = 0; i < op->u.load.nmsgs; i++)
+			store_message_free(op->u.load.msgs[i]);
+		free(op->u.load.msgs);
+		op->u.load.msgs = NULL;
+		op->u.load.nmsgs = 0;
+		break;
+	case OP_GET:
+		store_message_free(op->u.get.m);
+		for (i = 0; i < op->u.get.natt; i++)
+			store_attempt_cleanup(&op->u.get.att[i]);
+		free(op->u.get.att);
+		op->u.get.m = NULL;
+		op->u.get.att = NULL;
+		op->u.get.natt = 0;
+		break;
+	case OP_HOUSEKEEP:
+		memset(op->u.hk.chunk, 0, sizeof(op->u.hk.chunk));
+		op->u.hk.more = false;
+		break;
+	}
+	op->wrote = false;
+	if (!op->preset)
+		op->err = 0;
+}
+
+/* Tallies a message moving from status from (-1: new) to to (-1: gone). */
+static void
+count_move(struct store_backend *be, int from, int to)
+{
+	if (from == to)
+		return;
+	if (from >= 0 && from < MSG_NSTATUS)
+		be->count_delta[from]--;
+	if (to >= 0 && to < MSG_NSTATUS)
+		be->count_delta[to]++;
+}
+
+/* Adds the tallies of the open transaction to status_counts. */
+static int
+count_flush(struct store_backend *be)
+{
+	struct binder b = {be->stmt[ST_COUNT_ADD], SQLITE_OK};
+	int i, rc;
+
+	for (i = 0; i < MSG_NSTATUS; i++) {
+		if (be->count_delta[i] == 0)
+			continue;
+		bind_int64(&b, 1, i);
+		bind_int64(&b, 2, be->count_delta[i]);
+		if ((rc = bind_end(be, &b, "count_add")) != 0)
+			return rc;
+		if ((rc = step_once(be, ST_COUNT_ADD, NULL)) != 0)
+			return rc;
+		be->count_delta[i] = 0;
+	}
+	return 0;
+}
+
+/* Looks the idempotency key up; sets dup and dup_id when it is known. */
+static int
+idem_find(struct store_backend *be, struct op *op, int64_t now)
+{
+	struct binder b = {be->stmt[ST_IDEM_FIND], SQLITE_OK};
+	const unsigned char *t;
+	int rc;
+
+	bind_text(&b, 1, op->u.submit.key);
+	bind_int64(&b, 2, now - IDEM_TTL_MS);
+	if ((rc = bind_end(be, &b, "idem_find")) != 0)
+		return rc;
+	rc = sqlite3_step(b.s);
+	if (rc == SQLITE_ROW) {
+		t = sqlite3_column_text(b.s, 0);
+		snprintf(op->u.submit.dup_id, sizeof(op->u.submit.dup_id), "%s",
+			 t != NULL ? (const char *)t : "");
+		op->u.submit.dup = true;
+	}
+	(void)sqlite3_reset(b.s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return store__db_fail(be->db, rc, "idem_find");
+	return 0;
+}
+
+static int
+msg_insert(struct store_backend *be, struct op *op)
+{
+	struct store_message *m = op->u.submit.m;
+	struct binder b = {be->stmt[ST_MSG_INSERT], SQLITE_OK};
+	const char *rcpt;
+	int rc;
+
+	if ((rc = rcpt_json(be, m->rcpt, m->nrcpt, &rcpt)) != 0)
+		return rc;
+	bind_text(&b, 1, m->id);
+	bind_int64(&b, 2, m->status);
+	bind_text(&b, 3, m->mail_from);
+	bind_text(&b, 4, rcpt);
+	bind_text(&b, 5, m->header_from);
+	bind_text(&b, 6, m->subject);
+	bind_text(&b, 7, m->to_json);
+	bind_text(&b, 8, m->tags_json);
+	bind_int64(&b, 9, m->created_ms);
+	bind_int64(&b, 10, m->updated_ms);
+	bind_int64(&b, 11, m->next_ms);
+	bind_int64(&b, 12, m->attempts);
+	bind_int64(&b, 13, m->round);
+	bind_text(&b, 14, m->tried);
+	bind_text(&b, 15, m->provider);
+	bind_text(&b, 16, m->provider_message_id);
+	bind_text(&b, 17, m->error);
+	/* A NULL body stays NULL; an empty one is an empty blob. */
+	bind_blob(&b, 18, m->mime != NULL ? m->mime : NULL, m->mime_len);
+	if ((rc = bind_end(be, &b, "msg_insert")) != 0)
+		return rc;
+	if ((rc = step_once(be, ST_MSG_INSERT, op)) != 0)
+		return rc;
+	m->rowid = sqlite3_last_insert_rowid(be->db);
+	count_move(be, -1, m->status);
+	return 0;
+}
+
+static int
+exec_submit(struct store_backend *be, struct op *op, int64_t now)
+{
+	const char *key = op->u.submit.key;
+	struct binder b = {be->stmt[ST_IDEM_PUT], SQLITE_OK};
+	int rc;
+
+	if (key != NULL) {
+		if ((rc = idem_find(be, op, now)) != 0)
+			return rc;
+		if (op->u.submit.dup)
+			return 0;
+	}
+	if ((rc = msg_insert(be, op)) != 0)
+		return rc;
+	if (key == NULL)
+		return 0;
+	bind_text(&b, 1, key);
+	bind_text(&b, 2, op->u.submit.m->id);
+	bind_int64(&b, 3, now);
+	if ((rc = bind_end(be, &b, "idem_put")) != 0)
+		return rc;
+	return step_once(be, ST_IDEM_PUT, op);
+}
+
+/* The attempts row of an update; before the update, see exec_update. */
+static int
+attempt_insert(struct store_backend *be, struct op *op, int64_t now)
+{
+	const struct store_update *u = &op->u.update.u;
+	struct binder b = {be->stmt[ST_ATT_INSERT], SQLITE_OK};
+	int rc;
+
+	bind_int64(&b, 1, u->rowid);
+	bind_int64(&b, 2, u->attempt.n);
+	bind_text(&b, 3, u->attempt.provider);
+	bind_int64(&b, 4, u->attempt.at_ms != 0 ? u->attempt.at_ms : now);
+	bind_int64(&b, 5, u->attempt.outcome);
+	bind_text(&b, 6, u->attempt.detail);
+	if ((rc = bind_end(be, &b, "att_insert")) != 0)
+		return rc;
+	return step_once(be, ST_ATT_INSERT, op);
+}
+
+/*
+ * The attempt goes in before the message's row changes: a repeated
+ * attempt number then fails the update before it wrote anything, so it
+ * fails alone (see op_local).
+ */
+static int
+exec_update(struct store_backend *be, struct op *op, int64_t now)
+{
+	const struct store_update *u = &op->u.update.u;
+	struct binder b = {be->stmt[ST_STATUS_OF], SQLITE_OK};
+	int rc, old;
+
+	/* The old status, for status_counts. */
+	bind_int64(&b, 1, u->rowid);
+	if ((rc = bind_end(be, &b, "status_of")) != 0)
+		return rc;
+	rc = sqlite3_step(b.s);
+	old = rc == SQLITE_ROW ? sqlite3_column_int(b.s, 0) : -1;
+	(void)sqlite3_reset(b.s);
+	if (rc == SQLITE_DONE) {
+		op->err = -ENOENT;
+		return 0;
+	}
+	if (rc != SQLITE_ROW)
+		return store__db_fail(be->db, rc, "status_of");
+	if (u->has_attempt && (rc = attempt_insert(be, op, now)) != 0)
+		return rc;
+
+	b.s = be->stmt[ST_MSG_UPDATE];
+	bind_int64(&b, 1, u->rowid);
+	bind_int64(&b, 2, u->status);
+	bind_int64(&b, 3, u->next_ms);
+	bind_int64(&b, 4, u->attempts);
+	bind_int64(&b, 5, u->round);
+	bind_text(&b, 6, u->tried);
+	bind_text(&b, 7, u->provider);
+	bind_text(&b, 8, u->provider_message_id);
+	bind_text(&b, 9, u->error);
+	bind_int64(&b, 10, now);
+	if ((rc = bind_end(be, &b, "msg_update")) != 0)
+		return rc;
+	if ((rc = step_once(be, ST_MSG_UPDATE, op)) != 0)
+		return rc;
+	count_move(be, old, u->status);
+	return 0;
+}
+
+/*
+ * A queued row that cannot be decoded would be skipped by every load and
+ * stay queued for ever: fail it on disk, in this transaction, and hand it
+ * to the caller as failed so its memory follows (store.h).
+ */
+static int
+fail_corrupt(struct store_backend *be, struct op *op, struct store_message *m,
+	     const char *why, int64_t now)
+{
+	struct binder b = {be->stmt[ST_FAIL_CORRUPT], SQLITE_OK};
+	int rc;
+
+	log_warnx("%s store corrupt_record rowid=%lld column=%s status=failed",
+		  m->id[0] != '\0' ? m->id : "-", (long long)m->rowid, why);
+	free(m->error);
+	m->error = xasprintf("corrupt record: bad %s", why);
+	m->status = MSG_FAILED;
+	m->updated_ms = now;
+	free(m->mime);
+	m->mime = NULL;
+	m->mime_len = 0;
+	bind_int64(&b, 1, m->rowid);
+	bind_text(&b, 2, m->error);
+	bind_int64(&b, 3, now);
+	if ((rc = bind_end(be, &b, "fail_corrupt")) != 0)
+		return rc;
+	if ((rc = step_once(be, ST_FAIL_CORRUPT, op)) != 0)
+		return rc;
+	count_move(be, MSG_QUEUED, MSG_FAILED);
+	return 0;
+}
+
+static int
+exec_load(struct store_backend *be, struct op *op, int64_t now)
+{
+	struct binder b = {be->stmt[ST_LOAD], SQLITE_OK};
+	struct store_message *m;
+	const char *why;
+	size_t i;
+	int rc;
+
+	op->u.load.msgs = xcalloc(op->u.load.n == 0 ? 1 : op->u.load.n,
+				  sizeof(*op->u.load.msgs));
+	for (i = 0; i < op->u.load.n; i++) {
+		bind_int64(&b, 1, op->u.load.rowids[i]);
+		if ((rc = bind_end(be, &b, "load")) != 0)
+			return rc;
+		rc = sqlite3_step(b.s);
+		m = NULL;
+		why = NULL;
+		if (rc == SQLITE_ROW && row_message(b.s, &m, &why) == 0 &&
+		    m->mime == NULL)
+			why = "mime"; /* nothing to send */
+		(void)sqlite3_reset(b.s);
+		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+			return store__db_fail(be->db, rc, "load");
+		if (m == NULL)
+			continue;
+		/* Owned by the op from here, so a failure below frees it. */
+		op->u.load.msgs[op->u.load.nmsgs++] = m;
+		if (why != NULL &&
+		    (rc = fail_corrupt(be, op, m, why, now)) != 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int
+exec_get(struct store_backend *be, struct op *op)
+{
+	struct binder b = {be->stmt[ST_GET], SQLITE_OK};
+	struct store_attempt *a;
+	const char *why = NULL;
+	size_t cap = 0;
+	int rc, err = 0;
+
+	bind_text(&b, 1, op->u.get.id);
+	if ((rc = bind_end(be, &b, "get")) != 0)
+		return rc;
+	rc = sqlite3_step(b.s);
+	if (rc == SQLITE_ROW)
+		err = row_message(b.s, &op->u.get.m, &why);
+	(void)sqlite3_reset(b.s);
+	if (rc == SQLITE_DONE) {
+		op->err = -ENOENT;
+		return 0;
+	}
+	if (rc != SQLITE_ROW)
+		return store__db_fail(be->db, rc, "get");
+	if (err != 0) {
+		log_warnx("%s store corrupt_record column=%s", op->u.get.id,
+			  why);
+		store__op_reset(op);
+		op->err = err;
+		return 0;
+	}
+
+	b.s = be->stmt[ST_ATT_LIST];
+	bind_int64(&b, 1, op->u.get.m->rowid);
+	if ((rc = bind_end(be, &b, "attempts")) != 0)
+		return rc;
+	while ((rc = sqlite3_step(b.s)) == SQLITE_ROW) {
+		if (op->u.get.natt == cap) {
+			cap = cap == 0 ? 4 : cap * 2;
+			op->u.get.att =
+			    xreallocarray(op->u.get.att, cap, sizeof(*a));
+		}
+		a = &op->u.get.att[op->u.get.natt++];
+		a->n = sqlite3_column_int(b.s, 0);
+		a->provider = col_strdup(b.s, 1);
+		a->at_ms = sqlite3_column_int64(b.s, 2);
+		a->outcome = sqlite3_column_int(b.s, 3);
+		a->detail = col_strdup(b.s, 4);
+	}
+	(void)sqlite3_reset(b.s);
+	if (rc != SQLITE_DONE)
+		return store__db_fail(be->db, rc, "attempts");
+	return 0;
+}
+
+/*
+ * One chunk of housekeeping: at most HOUSEKEEP_CHUNK idempotency keys and
+ * as many finished messages (their attempts go by ON DELETE CASCADE).
+ * more is set when either chunk was full: the loop queues the op again.
+ */
+static int
+exec_housekeep(struct store_backend *be, struct op *op)
+{
+	struct binder b = {be->stmt[ST_IDEM_EXPIRE], SQLITE_OK};
+	int64_t pruned = 0;
+	int rc, status;
+
+	bind_int64(&b, 1, op->u.hk.idem_cutoff);
+	bind_int64(&b, 2, HOUSEKEEP_CHUNK);
+	if ((rc = bind_end(be, &b, "idem_expire")) != 0)
+		return rc;
+	if ((rc = step_once(be, ST_IDEM_EXPIRE, op)) != 0)
+		return rc;
+	if (sqlite3_changes(be->db) >= HOUSEKEEP_CHUNK)
+		op->u.hk.more = true;
+
+	b.s = be->stmt[ST_PRUNE];
+	bind_int64(&b, 1, op->u.hk.retention_cutoff);
+	bind_int64(&b, 2, HOUSEKEEP_CHUNK);
+	if ((rc = bind_end(be, &b, "prune")) != 0)
+		return rc;
+	while ((rc = sqlite3_step(b.s)) == SQLITE_ROW) {
+		status = sqlite3_column_int(b.s, 0);
+		if (status >= 0 && status < MSG_NSTATUS)
+			op->u.hk.chunk[status]++;
+		count_move(be, status, -1);
+		op->wrote = true;
+		pruned++;
+	}
+	(void)sqlite3_reset(b.s);
+	if (rc != SQLITE_DONE)
+		return store__db_fail(be->db, rc, "prune");
+	if (pruned >= HOUSEKEEP_CHUNK)
+		op->u.hk.more = true;
+	return 0;
+}
+
+/* The test hook: text run as it is, between batches. */
+static int
+exec_text(struct store_backend *be, struct op *op)
+{
+	return store__exec_sql(be->db, op->u.exec.sql);
+}
+
+static int
+exec_op(struct store_backend *be, struct op *op, int64_t now)
+{
+	switch (op->kind) {
+	case OP_SUBMIT:
+		return exec_submit(be, op, now);
+	case OP_UPDATE:
+		return exec_update(be, op, now);
+	case OP_LOAD:
+		return exec_load(be, op, now);
+	case OP_GET:
+		return exec_get(be, op);
+	case OP_HOUSEKEEP:
+		return exec_housekeep(be, op);
+	case OP_EXEC:
+		return exec_text(be, op);
+	}
+	fatalx("store: unknown op kind %d", (int)op->kind);
+}
+
+/* Errors that belong to one operation's data, not to the database. */
+static bool
+err_local(int err)
+{
+	return err == -EEXIST || err == -EINVAL || err == -EFBIG;
+}
+
+/*
+ * Whether op's error leaves the batch usable: an error of its own data,
+ * raised before it wrote anything, with the transaction still open (SQLite
+ * undid the failed statement, nothing else of the op is there to undo).
+ */
+static bool
+op_local(struct store_backend *be, const struct op *op, int err)
+{
+	return err_local(err) && !op->wrote && !sqlite3_get_autocommit(be->db);
+}
+
+static void
+rollback(struct store_backend *be)
+{
+	/* Some errors (disk full, I/O) have rolled back already. */
+	if (!sqlite3_get_autocommit(be->db))
+		(void)step_once(be, ST_ROLLBACK, NULL);
+}
+
+/*
+ * Why the store is unhealthy after err: a static text, never anything from
+ * a message.  NULL for an error that says nothing about the disk.
+ */
+static const char *
+err_reason(struct store_backend *be, int err)
+{
+	if (err_local(err))
+		return NULL;
+	if (err == -ENOSPC)
+		return "disk full";
+	return sqlite3_errstr(sqlite3_extended_errcode(be->db));
+}
+
+/* Runs ops alone, each in its own transaction (see store__run_batch). */
+static void
+run_alone(struct store_backend *be, struct op *first, size_t n)
+{
+	struct op *op;
+	size_t i;
+
+	for (i = 0, op = first; i < n; i++, op = op->next)
+		(void)store__run_batch(be, op, 1);
+}
+
+/* Every live op of the batch fails with err. */
+static void
+fail_all(struct op *first, size_t n, int err)
+{
+	struct op *op;
+	size_t i;
+
+	for (i = 0, op = first; i < n; i++, op = op->next) {
+		if (op->preset)
+			continue;
+		store__op_reset(op);
+		op->err = err;
+	}
+}
+
+static size_t
+live_ops(const struct op *first, size_t n)
+{
+	const struct op *op;
+	size_t i, live = 0;
+
+	for (i = 0, op = first; i < n; i++, op = op->next)
+		if (!op->preset)
+			live++;
+	return live;
+}
+
+int
+store__run_batch(struct store_backend *be, struct op *first, size_t n)
+{
+	const char *why;
+	struct op *op;
+	int64_t now = now_ms();
+	size_t i, live = live_ops(first, n);
+	bool wrote = false;
+	int rc;
+
+	if (live == 0)
+		return 0;
+	/* The test hook comes alone (writer_main) and outside a batch. */
+	if (first->kind == OP_EXEC) {
+		first->err = exec_op(be, first, now);
+		return first->err;
+	}
+	/* BEGIN IMMEDIATE waits out the busy timeout: fail all at once. */
+	if ((rc = step_once(be, ST_BEGIN, NULL)) != 0)
+		goto fail;
+	memset(be->count_delta, 0, sizeof(be->count_delta));
+	for (i = 0, op = first; i < n; i++, op = op->next) {
+		if (op->preset)
+			continue;
+		store__op_reset(op);
+		rc = exec_op(be, op, now);
+		wrote = wrote || op->wrote;
+		if (rc == 0)
+			continue;
+		if (!op_local(be, op, rc))
+			goto fail;
+		store__op_reset(op);
+		op->err = rc;
+	}
+	if ((rc = count_flush(be)) != 0)
+		goto fail;
+	if ((rc = step_once(be, ST_COMMIT, NULL)) != 0)
+		goto fail;
+	atomic_fetch_add(&be->commits, 1);
+	/* Only a write proves that writes work again. */
+	if (wrote && atomic_load(&be->unhealthy) != NULL) {
+		log_info("- store healthy after=write");
+		atomic_store(&be->unhealthy, NULL);
+	}
+	return 0;
+fail:
+	why = err_reason(be, rc);
+	rollback(be);
+	if (why == NULL && live > 1) {
+		/*
+		 * An op's own error after it wrote (rare: the cheap ordering in
+		 * exec_* makes the usual ones come first): only running each
+		 * op alone tells the guilty from the innocent.
+		 */
+		log_warnx("- store batch_failed ops=%zu err=%d retry=alone", n,
+			  rc);
+		run_alone(be, first, n);
+		return 0;
+	}
+	fail_all(first, n, rc);
+	if (why != NULL) {
+		log_warnx("- store unhealthy ops=%zu err=%d why=\"%s\"", n, rc,
+			  why);
+		atomic_store(&be->unhealthy, why);
+	}
+	return rc;
+}
+
+int
+store__probe(struct store_backend *be)
+{
+	struct binder b = {be->stmt[ST_PROBE], SQLITE_OK};
+	const char *why;
+	int rc;
+
+	if ((rc = step_once(be, ST_BEGIN, NULL)) != 0)
+		goto fail;
+	bind_int64(&b, 1, PROBE_BYTES);
+	if ((rc = bind_end(be, &b, "probe")) != 0 ||
+	    (rc = step_once(be, ST_PROBE, NULL)) != 0 ||
+	    (rc = step_once(be, ST_COMMIT, NULL)) != 0)
+		goto fail;
+	atomic_store(&be->unhealthy, NULL);
+	log_info("- store healthy probe=ok");
+	return 0;
+fail:
+	why = err_reason(be, rc);
+	rollback(be);
+	if (why != NULL)
+		atomic_store(&be->unhealthy, why);
+	return rc;
+}

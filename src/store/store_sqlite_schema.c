@@ -1,0 +1,662 @@
+/*
+ * The SQLite backend's database: opening it, the data folder's marker, the
+ * schema and its migrations, crash recovery, and the start-up scan.
+ *
+ * The database is DIR/shivneri.db in WAL mode with synchronous=FULL, so a
+ * COMMIT that returned is on disk.  SQLite happily opens a zero-byte or
+ * missing file as a new, empty database, which after a bad restore or a
+ * truncation would silently drop every acknowledged message.  So the first
+ * time a store is created in a folder we write DIR/shivneri.store, a marker
+ * naming the database's identity (a random id kept in its meta table); at
+ * every later open a marker without a non-empty database, or with a
+ * database of another identity, is refused with an error that says what to
+ * do, and a database path that is a folder is named as such.  A database
+ * that predates the marker gets one at its next open.
+ *
+ * Migrations run forward in one transaction with the new user_version; a
+ * database from a newer schema is refused (STORE_ENEWER).  Recovery puts
+ * messages a crash left in "sending" back to "queued" with a "lost"
+ * attempt.  The start-up scan uses its own read-only connection and the
+ * partial index on queued and sending rows, plus status_counts, so that
+ * millions of delivered rows cost nothing at start-up.  Every failure here
+ * fails store_open; nothing is fatal.
+ */
+#include "store/store_sqlite.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PAGE_SIZE_STR "8192" /* for new databases; see db_setup() */
+#define STORE_ID_MAX 64
+#define MARKER_MAX 4096
+
+/*
+ * The schema, one migration per version: migrations[i] takes a database
+ * from user_version i to i + 1.  Append, never edit a released one.
+ */
+static const char *const migrations[] = {
+    /* 1: the initial schema. */
+    "CREATE TABLE messages ("
+    " rowid INTEGER PRIMARY KEY,"
+    " id TEXT UNIQUE NOT NULL,"
+    " status INTEGER NOT NULL,"
+    " mail_from TEXT NOT NULL,"
+    " rcpt TEXT NOT NULL,"
+    " header_from TEXT,"
+    " subject TEXT,"
+    " to_json TEXT,"
+    " tags_json TEXT,"
+    " created_ms INTEGER NOT NULL,"
+    " updated_ms INTEGER NOT NULL,"
+    " next_ms INTEGER NOT NULL DEFAULT 0,"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " round INTEGER NOT NULL DEFAULT 0,"
+    " tried TEXT,"
+    " provider TEXT,"
+    " provider_message_id TEXT,"
+    " error TEXT,"
+    /* Last, so that scans of the small columns never touch it. */
+    " mime BLOB);"
+    /* Written as an OR so that "status = 0" queries can prove it. */
+    "CREATE INDEX messages_active ON messages(status, id)"
+    " WHERE status = 0 OR status = 1;"
+    "CREATE TABLE attempts ("
+    " message_rowid INTEGER NOT NULL"
+    "  REFERENCES messages(rowid) ON DELETE CASCADE,"
+    " n INTEGER NOT NULL,"
+    " provider TEXT,"
+    " at_ms INTEGER NOT NULL,"
+    " outcome INTEGER NOT NULL,"
+    " detail TEXT,"
+    " PRIMARY KEY (message_rowid, n)) WITHOUT ROWID;"
+    "CREATE TABLE idempotency ("
+    " key TEXT PRIMARY KEY,"
+    " message_id TEXT NOT NULL,"
+    " created_ms INTEGER NOT NULL);"
+    "CREATE INDEX idempotency_created ON idempotency(created_ms);"
+    "CREATE TABLE status_counts ("
+    " status INTEGER PRIMARY KEY,"
+    " n INTEGER NOT NULL);"
+    /*
+     * Kept by the writer, not by triggers: it tallies each batch's changes
+     * and adds them in one UPDATE per status touched before its COMMIT.
+     * Whatever changes a status outside a batch (recovery) adjusts the
+     * counts in the same transaction.
+     */
+    "INSERT INTO status_counts VALUES (0, 0), (1, 0), (2, 0), (3, 0);",
+    /*
+     * 2: the database's identity, which the folder's marker names, and an
+     * index of finished messages by age for retention.  The index is
+     * partial: submissions (queued) never touch it, a message enters it
+     * once, when it is delivered or failed.
+     */
+    "CREATE TABLE meta ("
+    " key TEXT PRIMARY KEY,"
+    " value);"
+    "INSERT INTO meta VALUES ('store_id', lower(hex(randomblob(16))));"
+    "CREATE INDEX messages_done ON messages(updated_ms)"
+    " WHERE status = 2 OR status = 3;",
+};
+
+_Static_assert(sizeof(migrations) / sizeof(migrations[0]) ==
+		   STORE_SCHEMA_VERSION,
+	       "STORE_SCHEMA_VERSION must count the migrations");
+
+int
+store__sqlite_errno(int rc)
+{
+	switch (rc) {
+	case SQLITE_CONSTRAINT_UNIQUE:
+	case SQLITE_CONSTRAINT_PRIMARYKEY:
+		return -EEXIST;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	case SQLITE_PERM:
+	case SQLITE_CANTOPEN:
+		return -EACCES;
+	}
+	switch (rc & 0xff) {
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return -EBUSY;
+	case SQLITE_CONSTRAINT:
+	case SQLITE_RANGE:
+	case SQLITE_MISMATCH:
+		return -EINVAL;
+	case SQLITE_TOOBIG:
+		return -EFBIG;
+	case SQLITE_FULL:
+		return -ENOSPC;
+	case SQLITE_READONLY:
+		return -EACCES;
+	default:
+		return -EIO;
+	}
+}
+
+int
+store__db_fail(sqlite3 *db, int rc, const char *what)
+{
+	log_warnx("- store sqlite_error op=\"%s\" rc=%d msg=\"%s\"", what, rc,
+		  db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+	return store__sqlite_errno(rc);
+}
+
+int
+store__exec_sql(sqlite3 *db, const char *sql)
+{
+	char *msg = NULL;
+	int rc;
+
+	rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+	if (rc != SQLITE_OK) {
+		log_warnx("- store sqlite_error rc=%d msg=\"%s\"", rc,
+			  msg != NULL ? msg : sqlite3_errstr(rc));
+		sqlite3_free(msg);
+		return store__sqlite_errno(rc);
+	}
+	return 0;
+}
+
+/* Ends a failed transaction, if SQLite has not ended it already. */
+static void
+db_rollback(sqlite3 *db)
+{
+	int rc;
+
+	if (sqlite3_get_autocommit(db))
+		return;
+	rc = sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		log_warnx("- store rollback_failed rc=%d msg=\"%s\"", rc,
+			  sqlite3_errmsg(db));
+}
+
+/* The one text value a statement returns, copied into out. */
+static int
+query_text(sqlite3 *db, const char *sql, char *out, size_t outsz)
+{
+	sqlite3_stmt *s = NULL;
+	const unsigned char *t;
+	int rc;
+
+	rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		rc = rc == SQLITE_DONE ? -ENOENT : store__db_fail(db, rc, sql);
+		goto out;
+	}
+	t = sqlite3_column_text(s, 0);
+	if (t == NULL || (size_t)sqlite3_column_bytes(s, 0) >= outsz) {
+		rc = -EINVAL;
+		goto out;
+	}
+	snprintf(out, outsz, "%s", (const char *)t);
+	rc = 0;
+out:
+	sqlite3_finalize(s);
+	return rc;
+}
+
+/*
+ * The store id the marker names: 0, -ENOENT when there is no marker, or
+ * another error when it cannot be read or makes no sense (which refuses to
+ * start: the folder may hold a store we cannot vouch for).
+ */
+static int
+marker_read(struct store_backend *be, char *id, size_t idsz)
+{
+	char *text = NULL, *p, *end;
+	size_t len;
+	int rc;
+
+	rc = file_read_all(be->marker, MARKER_MAX, &text, &len);
+	if (rc != 0) {
+		if (rc != -ENOENT)
+			log_warnx("- store marker_unreadable path=%s err=%s",
+				  be->marker, strerror(-rc));
+		return rc;
+	}
+	p = strstr(text, "\nstore_id=");
+	end = p != NULL ? strchr(p + 10, '\n') : NULL;
+	if (end == NULL || end == p + 10 || (size_t)(end - (p + 10)) >= idsz) {
+		log_warnx("- store marker_invalid path=%s", be->marker);
+		free(text);
+		return -EINVAL;
+	}
+	snprintf(id, idsz, "%.*s", (int)(end - (p + 10)), p + 10);
+	free(text);
+	return 0;
+}
+
+static int
+write_all(int fd, const char *p, size_t n)
+{
+	ssize_t w;
+
+	while (n > 0) {
+		w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/*
+ * Writes the marker durably (a temporary file, fsync, rename, fsync of
+ * the folder), once per store, so a crash leaves either no marker (the
+ * next open writes it) or a whole one.
+ */
+static int
+marker_write(struct store_backend *be, const char *id)
+{
+	char *tmp = xasprintf("%s.tmp", be->marker), *text;
+	int fd = -1, dfd = -1, rc;
+
+	text = xasprintf("# This folder holds a Shivneri store, shivneri.db.\n"
+			 "# While this file is here, a missing or empty "
+			 "shivneri.db is refused\n# at start-up instead of "
+			 "starting an empty store.\nstore_id=%s\n",
+			 id);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd == -1) {
+		rc = -errno;
+		goto out;
+	}
+	if ((rc = write_all(fd, text, strlen(text))) != 0)
+		goto out;
+	if (fsync(fd) != 0 || close(fd) != 0) {
+		rc = -errno;
+		fd = -1;
+		goto out;
+	}
+	fd = -1;
+	if (rename(tmp, be->marker) != 0) {
+		rc = -errno;
+		goto out;
+	}
+	dfd = open(be->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd == -1 || fsync(dfd) != 0) {
+		rc = -errno;
+		goto out;
+	}
+	rc = 0;
+out:
+	if (rc != 0)
+		log_warnx("- store marker_write_failed path=%s err=%s",
+			  be->marker, strerror(-rc));
+	if (fd != -1)
+		close(fd);
+	if (dfd != -1)
+		close(dfd);
+	free(text);
+	free(tmp);
+	return rc;
+}
+
+/*
+ * Checks the database path before SQLite sees it (SQLite would create a
+ * missing file and report a folder as "unable to open").  *size is the
+ * file's size, or -1 when it does not exist.
+ */
+static int
+path_check(struct store_backend *be, int64_t *size)
+{
+	struct stat sb;
+
+	*size = -1;
+	if (stat(be->path, &sb) != 0) {
+		if (errno == ENOENT)
+			return 0;
+		log_warnx("- store stat_failed path=%s err=%s", be->path,
+			  strerror(errno));
+		return -errno;
+	}
+	if (S_ISDIR(sb.st_mode)) {
+		log_warnx("- store db_is_folder path=%s", be->path);
+		return -EISDIR;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		log_warnx("- store db_not_a_file path=%s", be->path);
+		return -EINVAL;
+	}
+	*size = (int64_t)sb.st_size;
+	return 0;
+}
+
+/*
+ * Migrates forward in one transaction; refuses a newer schema, and an
+ * empty one when must_exist (the marker says a store was here).
+ */
+static int
+migrate(struct store_backend *be, bool must_exist)
+{
+	char version_s[16], *sql = NULL;
+	long version;
+	size_t i;
+	int rc;
+
+	if ((rc = store__exec_sql(be->db, "BEGIN IMMEDIATE")) != 0)
+		return rc;
+	rc = query_text(be->db, "PRAGMA user_version", version_s,
+			sizeof(version_s));
+	if (rc != 0)
+		goto fail;
+	version = strtol(version_s, NULL, 10);
+	if (version < 0 || version > STORE_SCHEMA_VERSION) {
+		log_warnx(
+		    "- store schema_too_new path=%s version=%ld known=%d: "
+		    "refusing a database written by a newer shivneri",
+		    be->path, version, STORE_SCHEMA_VERSION);
+		rc = STORE_ENEWER;
+		goto fail;
+	}
+	if (version == 0 && must_exist) {
+		log_warnx("- store db_empty path=%s marker=%s", be->path,
+			  be->marker);
+		rc = STORE_EMISSING;
+		goto fail;
+	}
+	for (i = (size_t)version; i < ARRAY_SIZE(migrations); i++) {
+		if ((rc = store__exec_sql(be->db, migrations[i])) != 0)
+			goto fail;
+		log_info("- store migrated path=%s version=%zu", be->path,
+			 i + 1);
+	}
+	sql = xasprintf("PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
+	if ((rc = store__exec_sql(be->db, sql)) != 0)
+		goto fail;
+	free(sql);
+	return store__exec_sql(be->db, "COMMIT");
+fail:
+	free(sql);
+	db_rollback(be->db);
+	return rc;
+}
+
+/*
+ * A crash left these in "sending": nobody knows whether the provider took
+ * them, so they are queued again (at least once) with a "lost" attempt,
+ * and their provider counts as tried this round.
+ */
+static int
+recover(struct store_backend *be)
+{
+	char *sql;
+	int rc, n;
+
+	sql = xasprintf(
+	    "BEGIN IMMEDIATE;"
+	    "UPDATE status_counts SET n = n + (SELECT count(*) FROM messages"
+	    " WHERE status = 1) WHERE status = 0;"
+	    "UPDATE status_counts SET n = n - (SELECT count(*) FROM messages"
+	    " WHERE status = 1) WHERE status = 1;"
+	    "INSERT INTO attempts (message_rowid, n, provider, at_ms, outcome,"
+	    " detail) SELECT rowid, MAX(attempts, COALESCE((SELECT MAX(n) FROM"
+	    " attempts a WHERE a.message_rowid = messages.rowid), 0)) + 1,"
+	    " provider, %lld, %d, 'server restarted' FROM messages"
+	    " WHERE status = 1;"
+	    "UPDATE messages SET status = 0, attempts = attempts + 1,"
+	    " updated_ms = %lld, tried = CASE"
+	    " WHEN provider IS NULL THEN tried"
+	    " WHEN tried IS NULL OR tried = '' THEN provider"
+	    " WHEN instr(',' || tried || ',', ',' || provider || ',') > 0"
+	    "  THEN tried"
+	    " ELSE tried || ',' || provider END"
+	    " WHERE status = 1;",
+	    (long long)now_ms(), OUTCOME_LOST, (long long)now_ms());
+	rc = store__exec_sql(be->db, sql);
+	free(sql);
+	if (rc != 0)
+		goto fail;
+	n = sqlite3_changes(be->db);
+	if ((rc = store__exec_sql(be->db, "COMMIT")) != 0)
+		goto fail;
+	if (n > 0)
+		log_info("- store recovered sending=%d status=queued", n);
+	return 0;
+fail:
+	db_rollback(be->db);
+	return rc;
+}
+
+/*
+ * SQLite refuses strings, blobs and rows longer than its length limit
+ * (SQLITE_TOOBIG); the default, 10^9, is also the most a build allows.  It
+ * is set to what the configured cap needs, so a body within the cap always
+ * fits and anything bigger fails its bind loudly.
+ */
+static int
+set_length_limit(struct store_backend *be)
+{
+	int64_t want = be->max_message_bytes + ROW_HEADROOM;
+	int got;
+
+	if (want > INT_MAX)
+		return -EOVERFLOW;
+	(void)sqlite3_limit(be->db, SQLITE_LIMIT_LENGTH, (int)want);
+	got = sqlite3_limit(be->db, SQLITE_LIMIT_LENGTH, -1);
+	if (got < want) {
+		log_warnx("- store length_limit want=%lld got=%d",
+			  (long long)want, got);
+		return -EOVERFLOW;
+	}
+	return 0;
+}
+
+/* Opens the connection and sets the pragmas every open needs. */
+static int
+db_setup(struct store_backend *be)
+{
+	char mode[16];
+	int rc;
+
+	rc = sqlite3_open_v2(be->path, &be->db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+				 SQLITE_OPEN_NOMUTEX,
+			     NULL);
+	if (rc != SQLITE_OK) {
+		if (be->db == NULL)
+			return -ENOMEM;
+		return store__db_fail(be->db, rc, "open");
+	}
+	if (sqlite3_extended_result_codes(be->db, 1) != SQLITE_OK ||
+	    sqlite3_busy_timeout(be->db, BUSY_TIMEOUT_MS) != SQLITE_OK)
+		return store__db_fail(be->db, sqlite3_errcode(be->db), "open");
+	if ((rc = set_length_limit(be)) != 0)
+		return rc;
+	/*
+	 * Before the first table exists (later it is a no-op): a 2-3 KB
+	 * message, the common size, fills a third of an 8 KiB page but needs a
+	 * 4 KiB page of its own, so 8 KiB pages write about a third fewer
+	 * bytes and half the WAL frames per message, in the WAL and again at
+	 * checkpoint.  16 KiB costs more than it saves: the pages every
+	 * commit rewrites (index and interior pages) grow with it.
+	 */
+	rc = store__exec_sql(be->db, "PRAGMA page_size = " PAGE_SIZE_STR);
+	if (rc != 0)
+		return rc;
+	rc =
+	    query_text(be->db, "PRAGMA journal_mode = WAL", mode, sizeof(mode));
+	if (rc != 0)
+		return rc;
+	if (strcmp(mode, "wal") != 0) {
+		log_warnx("- store no_wal path=%s", be->path);
+		return -EIO;
+	}
+	/* The WAL shrinks back to 64 MiB after a burst is checkpointed. */
+	return store__exec_sql(be->db,
+			       "PRAGMA synchronous = FULL;"
+			       "PRAGMA journal_size_limit = 67108864;"
+			       /* Checkpoints run inside a commit: small ones
+				* (2 MiB of 8 KiB pages) keep the tail of
+				* acknowledgement latency short. */
+			       "PRAGMA wal_autocheckpoint = 250;"
+			       "PRAGMA foreign_keys = ON;");
+}
+
+/*
+ * The marker's side of opening: with a marker the database must be the
+ * one it names; without one, this is a new store (or one from before the
+ * marker) and the marker is written now that the schema is committed.
+ */
+static int
+identity_check(struct store_backend *be, bool have_marker,
+	       const char *marker_id)
+{
+	char id[STORE_ID_MAX];
+	int rc;
+
+	rc = query_text(be->db, "SELECT value FROM meta WHERE key = 'store_id'",
+			id, sizeof(id));
+	if (rc != 0) {
+		log_warnx("- store no_store_id path=%s", be->path);
+		return rc == -ENOENT ? -EIO : rc;
+	}
+	if (!have_marker)
+		return marker_write(be, id);
+	if (strcmp(id, marker_id) != 0) {
+		log_warnx("- store db_foreign path=%s store_id=%s marker=%s "
+			  "marker_id=%s",
+			  be->path, id, be->marker, marker_id);
+		return STORE_EFOREIGN;
+	}
+	return 0;
+}
+
+int
+store__db_open(struct store_backend *be)
+{
+	char marker_id[STORE_ID_MAX];
+	bool have_marker;
+	int64_t size;
+	int rc, i;
+
+	if ((rc = path_check(be, &size)) != 0)
+		return rc;
+	rc = marker_read(be, marker_id, sizeof(marker_id));
+	if (rc != 0 && rc != -ENOENT)
+		return rc;
+	have_marker = rc == 0;
+	if (have_marker && size <= 0) {
+		log_warnx("- store db_missing path=%s size=%lld marker=%s: "
+			  "refusing to start an empty store where one was",
+			  be->path, (long long)size, be->marker);
+		return STORE_EMISSING;
+	}
+	if ((rc = db_setup(be)) != 0)
+		return rc;
+	if ((rc = migrate(be, have_marker)) != 0)
+		return rc;
+	if ((rc = identity_check(be, have_marker, marker_id)) != 0)
+		return rc;
+	if ((rc = recover(be)) != 0)
+		return rc;
+	for (i = 0; i < ST_MAX; i++) {
+		rc = sqlite3_prepare_v3(be->db, store__stmt_sql[i], -1,
+					SQLITE_PREPARE_PERSISTENT, &be->stmt[i],
+					NULL);
+		if (rc != SQLITE_OK)
+			return store__db_fail(be->db, rc, store__stmt_sql[i]);
+	}
+	return 0;
+}
+
+void
+store__db_close(struct store_backend *be)
+{
+	int i;
+
+	for (i = 0; i < ST_MAX; i++) {
+		sqlite3_finalize(be->stmt[i]);
+		be->stmt[i] = NULL;
+	}
+	if (be->db != NULL && sqlite3_close(be->db) != SQLITE_OK)
+		log_warnx("- store close_failed msg=\"%s\"",
+			  sqlite3_errmsg(be->db));
+	be->db = NULL;
+}
+
+/* status_counts into counts[]. */
+static int
+scan_counts(sqlite3 *db, int64_t counts[MSG_NSTATUS])
+{
+	sqlite3_stmt *s = NULL;
+	int rc, status;
+
+	memset(counts, 0, sizeof(int64_t) * MSG_NSTATUS);
+	rc = sqlite3_prepare_v2(db, "SELECT status, n FROM status_counts", -1,
+				&s, NULL);
+	if (rc != SQLITE_OK)
+		return store__db_fail(db, rc, "scan_counts");
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		status = sqlite3_column_int(s, 0);
+		if (status >= 0 && status < MSG_NSTATUS)
+			counts[status] = sqlite3_column_int64(s, 1);
+	}
+	rc = rc == SQLITE_DONE ? 0 : store__db_fail(db, rc, "scan_counts");
+	sqlite3_finalize(s);
+	return rc;
+}
+
+static int
+scan_queued(sqlite3 *db,
+	    void (*each)(void *arg, int64_t rowid, int64_t next_ms), void *arg)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	rc = sqlite3_prepare_v2(db,
+				"SELECT rowid, next_ms FROM messages"
+				" WHERE status = 0 ORDER BY id",
+				-1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return store__db_fail(db, rc, "scan");
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		each(arg, sqlite3_column_int64(s, 0),
+		     sqlite3_column_int64(s, 1));
+	rc = rc == SQLITE_DONE ? 0 : store__db_fail(db, rc, "scan");
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int
+store__db_scan(struct store_backend *be,
+	       void (*each)(void *arg, int64_t rowid, int64_t next_ms),
+	       void *arg, int64_t counts[MSG_NSTATUS])
+{
+	sqlite3 *db = NULL;
+	int rc;
+
+	rc = sqlite3_open_v2(be->path, &db,
+			     SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		rc = db != NULL ? store__db_fail(db, rc, "scan") : -ENOMEM;
+		goto out;
+	}
+	(void)sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
+	/* One read transaction, so the counts and the list agree. */
+	if ((rc = store__exec_sql(db, "BEGIN")) != 0)
+		goto out;
+	if (counts != NULL && (rc = scan_counts(db, counts)) != 0)
+		goto out;
+	if (each != NULL && (rc = scan_queued(db, each, arg)) != 0)
+		goto out;
+	rc = store__exec_sql(db, "COMMIT");
+out:
+	sqlite3_close(db);
+	return rc;
+}
