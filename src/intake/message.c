@@ -1384,21 +1384,39 @@ add_headers(struct build *b, const cJSON *obj)
 	return 0;
 }
 
-/* The number of bytes of s[0..n) with the high bit set, a word at a time. */
-static size_t
-count_high(const char *s, size_t n)
+static bool
+is_ctl(unsigned char c)
 {
+	return c < 0x20 && c != '\t' && c != '\r' && c != '\n';
+}
+
+/*
+ * The number of bytes of s[0..n) with the high bit set, a word at a time;
+ * *ctl says whether a control character other than TAB, CR and LF is
+ * there (such a byte is written quoted-printable, see text_part).
+ */
+static size_t
+count_high(const char *s, size_t n, bool *ctl)
+{
+	const uint64_t ones = 0x0101010101010101ULL;
 	const uint64_t mask = 0x8080808080808080ULL;
 	uint64_t w;
-	size_t i = 0, high = 0;
+	size_t i = 0, j, high = 0;
 
+	*ctl = false;
 	for (; i + 8 <= n; i += 8) {
 		memcpy(&w, s + i, 8);
 		if (w & mask)
 			high += (size_t)__builtin_popcountll(w & mask);
+		/* Some byte below 0x20: look closer (line ends, mostly). */
+		if (!*ctl && ((w - ones * 0x20) & ~w & mask) != 0)
+			for (j = 0; j < 8; j++)
+				*ctl |= is_ctl((unsigned char)s[i + j]);
 	}
-	for (; i < n; i++)
+	for (; i < n; i++) {
 		high += (unsigned char)s[i] >> 7;
+		*ctl |= is_ctl((unsigned char)s[i]);
+	}
 	return high;
 }
 
@@ -1477,8 +1495,12 @@ end_with_crlf(struct buf *out)
 
 /*
  * A text part, headers and content.  The encoding follows the content:
- * 7bit for short-lined ASCII, else quoted-printable, unless more than
- * about a sixth of the bytes are 8-bit, where base64 is shorter.  Line
+ * 7bit for short-lined ASCII without control characters, else
+ * quoted-printable, unless more than about a sixth of the bytes are
+ * 8-bit, where base64 is shorter.  Control characters go quoted-printable
+ * (=01, three bytes) rather than raw so that no JSON escape (\u0001, six
+ * bytes) shrinks by more than half into the message: the HTTP body cap
+ * rests on that (message_json_max_bytes).  Line
  * ends become CRLF; base64 encodes the text in that canonical form, and
  * quoted-printable (GMime's encoder) is fed LF and its LFs made CRLF.
  */
@@ -1488,13 +1510,14 @@ text_part(struct build *b, struct buf *out, const char *subtype, const char *s,
 {
 	GMimeEncoding enc;
 	size_t high, olen;
+	bool ctl;
 	char *q;
 
-	high = count_high(s, n);
+	high = count_high(s, n, &ctl);
 	buf_adds(out, "Content-Type: text/");
 	buf_adds(out, subtype);
 	buf_adds(out, high ? "; charset=utf-8\r\n" : "; charset=us-ascii\r\n");
-	if (high == 0 && longest_line(s, n) <= MAX_LINE) {
+	if (high == 0 && !ctl && longest_line(s, n) <= MAX_LINE) {
 		buf_adds(out, "Content-Transfer-Encoding: 7bit\r\n\r\n");
 		add_lines(out, s, n, "\r\n");
 
@@ -2028,6 +2051,24 @@ check_fields(const struct build *b, const struct fields *f)
 			    "message: larger than %zu bytes",
 			    b->lim->max_message_bytes);
 	return 0;
+}
+
+size_t
+message_json_max_bytes(const struct message_limits *lim)
+{
+	/*
+	 * Each JSON byte of content turns into at least 4/9 of a byte of the
+	 * message (docs/internals/intake.md "One limit"); bcc addresses
+	 * (each at most MAX_ADDRESS_LEN bytes, every one a 6-byte escape),
+	 * tags and the JSON punctuation never reach it.
+	 */
+	size_t m = lim->max_message_bytes;
+	size_t bcc = lim->max_recipients * (6 * MAX_ADDRESS_LEN + 4);
+	size_t slack = 64 * 1024;
+
+	if (m > (SIZE_MAX - bcc - slack) / 9 * 4)
+		return SIZE_MAX;
+	return m / 4 * 9 + 9 + bcc + slack;
 }
 
 /* A JSON string literal of s, escaped as jansson's compact output is. */

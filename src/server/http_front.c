@@ -1,17 +1,20 @@
 /*
- * evhttp handlers.  One generic callback routes by path; each route is a
- * small function that checks (method, auth, input) and replies, or hands
- * the request to the store and replies from its callback.  JSON answers
- * are built with jansson (json_pack: new references, freed after dumping).
+ * The HTTP front (http_front.h) on evhttp.  One generic callback routes by
+ * path; each route is a small function that checks (method, auth, input)
+ * and replies, or hands the request on (to the submit path or the store)
+ * and replies from its callback.  evhttp keeps a request whose client went
+ * away until we reply, and then frees it, so a late reply is always safe.
+ * JSON answers are built with jansson (json_pack: new references, freed
+ * after dumping).  Keys never reach a log line.
  */
-#include "intake/http_api.h"
+#include "server/http_front.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "common/workq.h"
 #include "dispatch/dispatcher.h"
 #include "dispatch/registry.h"
 #include "intake/message.h"
+#include "intake/submit.h"
 #include "link/link.h"
 #include "server/supervisor.h"
 #include "store/store.h"
@@ -30,45 +33,26 @@
 #include <strings.h>
 #include <sys/socket.h>
 
-#define IDEM_KEY_MAX 255
-#define BUILDER_THREADS 2
-/* Bodies up to this are built on the loop (see http_api.h). */
-#define INLINE_BUILD_MAX (64 * 1024)
-
-struct http_api {
-	struct event_base *base;
+struct http_front {
 	const struct config *cfg;
 	struct store *st;
 	struct registry *reg;
 	struct dispatcher *d;
 	struct supervisor *sv;
+	struct submit *sub;
 	struct evhttp *http;
 	struct evhttp_bound_socket *sock;
 	int port;
 	char **keys;
 	size_t nkeys;
-	unsigned pending;
-	struct message_limits lim;
+	unsigned pending; /* requests waiting for the submit path or store */
 	size_t max_body;
-	struct workq *builders; /* message_from_json off the loop */
-	bool closing;           /* workers being stopped: answer 503 */
 };
 
+/* A request waiting for a callback. */
 struct pending {
-	struct http_api *api;
+	struct http_front *f;
 	struct evhttp_request *req;
-};
-
-/* A submission on its way through a builder thread. */
-struct build {
-	struct http_api *api;
-	struct evhttp_request *req;
-	const char *json; /* the request's body; it lives until we reply */
-	size_t len;
-	char *idem;
-	struct store_message *m;
-	struct message_error err;
-	int rc;
 };
 
 static void
@@ -169,19 +153,19 @@ keys_free(char **keys, size_t n)
 }
 
 int
-http_api_reload_keys(struct http_api *api)
+http_front_reload_keys(struct http_front *f)
 {
 	char *text, *line, *next;
 	char **keys = NULL;
 	size_t n = 0, textlen = 0;
 	int rc;
 
-	if (api->cfg->api_keys_file == NULL || *api->cfg->api_keys_file == '\0')
+	if (f->cfg->api_keys_file == NULL || *f->cfg->api_keys_file == '\0')
 		return 0;
-	rc = file_read_all(api->cfg->api_keys_file, 1 << 20, &text, &textlen);
+	rc = file_read_all(f->cfg->api_keys_file, 1 << 20, &text, &textlen);
 	if (rc != 0) {
 		log_warnx("- http cannot read api_keys_file %s: %s",
-			  api->cfg->api_keys_file, strerror(-rc));
+			  f->cfg->api_keys_file, strerror(-rc));
 		return rc;
 	}
 	for (line = text; line != NULL; line = next) {
@@ -205,21 +189,21 @@ http_api_reload_keys(struct http_api *api)
 	/* The whole file: the line ends were overwritten with NULs. */
 	explicit_bzero(text, textlen);
 	free(text);
-	keys_free(api->keys, api->nkeys);
-	api->keys = keys;
-	api->nkeys = n;
+	keys_free(f->keys, f->nkeys);
+	f->keys = keys;
+	f->nkeys = n;
 	log_info("- http api keys loaded count=%zu", n);
 	return 0;
 }
 
 static bool
-authorized(struct http_api *api, struct evhttp_request *req)
+authorized(struct http_front *f, struct evhttp_request *req)
 {
 	const char *h;
 	size_t i, len;
 	bool ok = false;
 
-	if (api->cfg->api_keys_file == NULL || *api->cfg->api_keys_file == '\0')
+	if (f->cfg->api_keys_file == NULL || *f->cfg->api_keys_file == '\0')
 		return true;
 	h = evhttp_find_header(evhttp_request_get_input_headers(req),
 			       "Authorization");
@@ -227,9 +211,9 @@ authorized(struct http_api *api, struct evhttp_request *req)
 		goto deny;
 	h += 7;
 	len = strlen(h);
-	for (i = 0; i < api->nkeys; i++)
-		if (strlen(api->keys[i]) == len &&
-		    CRYPTO_memcmp(api->keys[i], h, len) == 0)
+	for (i = 0; i < f->nkeys; i++)
+		if (strlen(f->keys[i]) == len &&
+		    CRYPTO_memcmp(f->keys[i], h, len) == 0)
 			ok = true;
 	if (ok)
 		return true;
@@ -241,129 +225,73 @@ deny:
 
 /* --- /v1/messages ------------------------------------------------------ */
 
+/* The submit path's answer, after the commit (or a refusal). */
 static void
-submit_cb(void *arg, int err, const char *id, bool duplicate,
-	  struct store_message *m)
+post_reply(void *arg, const struct submit_reply *r)
 {
 	struct pending *pd = arg;
-	struct http_api *api = pd->api;
+	char body[96];
+	int n;
 
-	api->pending--;
-	if (err != 0) {
-		char msg[128];
-		snprintf(msg, sizeof(msg), "the store failed: %s",
-			 store_strerror(err));
-		log_warnx("- http submit failed: %s", store_strerror(err));
-		reply_error(pd->req, 503, "unavailable", msg);
-	} else if (duplicate) {
-		reply_json(pd->req, 200,
-			   json_pack("{s:s,s:b}", "id", id, "duplicate", 1));
-	} else {
+	pd->f->pending--;
+	if (r->status == 202) {
 		/* The hot path: an id is Crockford base32, nothing to escape.
 		 */
-		char body[96];
-		int n = snprintf(body, sizeof(body),
-				 "{\"id\":\"%s\",\"status\":\"queued\"}", id);
-
+		n = snprintf(body, sizeof(body),
+			     "{\"id\":\"%s\",\"status\":\"queued\"}", r->id);
 		reply_text(pd->req, 202, "application/json", body, (size_t)n);
-		dispatcher_enqueue(api->d, m);
-		m = NULL;
+	} else if (r->status == 200) {
+		reply_json(pd->req, 200,
+			   json_pack("{s:s,s:b}", "id", r->id, "duplicate", 1));
+	} else {
+		reply_error(pd->req, r->status, r->err->code, r->err->message);
 	}
-	store_message_free(m);
 	free(pd);
 }
 
-/* On a builder thread: pure work on the request's body. */
-static void
-build_work(void *arg)
-{
-	struct build *b = arg;
-
-	b->rc =
-	    message_from_json(b->json, b->len, &b->api->lim, &b->m, &b->err);
-}
-
-/* Back on the loop: answer a refusal, or hand the message to the store. */
-static void
-build_done(void *arg)
-{
-	struct build *b = arg;
-	struct http_api *api = b->api;
-	struct pending *pd;
-
-	if (b->rc != 0) {
-		api->pending--;
-		reply_error(b->req, b->err.http_status, b->err.code,
-			    b->err.message);
-	} else if (api->closing) {
-		api->pending--;
-		store_message_free(b->m);
-		reply_error(b->req, 503, "unavailable",
-			    "the server is stopping");
-	} else {
-		pd = xmalloc(sizeof(*pd));
-		pd->api = api;
-		pd->req = b->req;
-		store_submit(api->st, b->m, b->idem, submit_cb, pd);
-	}
-	free(b->idem);
-	free(b);
-}
-
 static bool
-idem_key_valid(const char *k)
+json_content_type(const char *ctype)
 {
-	size_t i, n = strlen(k);
-
-	if (n == 0 || n > IDEM_KEY_MAX)
-		return false;
-	for (i = 0; i < n; i++)
-		if ((unsigned char)k[i] < 0x21 || (unsigned char)k[i] > 0x7e)
-			return false;
-	return true;
+	return ctype != NULL &&
+	       strncasecmp(ctype, "application/json", 16) == 0 &&
+	       (ctype[16] == '\0' || ctype[16] == ';' || ctype[16] == ' ');
 }
 
 static void
-post_message(struct http_api *api, struct evhttp_request *req)
+post_message(struct http_front *f, struct evhttp_request *req)
 {
 	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
 	struct evbuffer *body = evhttp_request_get_input_buffer(req);
-	const char *ctype = evhttp_find_header(h, "Content-Type");
 	const char *idem = evhttp_find_header(h, "Idempotency-Key");
 	size_t len = evbuffer_get_length(body);
-	struct build *b;
+	const char *json;
+	struct pending *pd;
 
-	if (ctype == NULL || strncasecmp(ctype, "application/json", 16) != 0 ||
-	    (ctype[16] != '\0' && ctype[16] != ';' && ctype[16] != ' ')) {
+	if (!json_content_type(evhttp_find_header(h, "Content-Type"))) {
 		reply_error(req, 415, "unsupported_media_type",
 			    "Content-Type must be application/json");
 		return;
 	}
-	if (len > api->max_body) {
+	/* evhttp refuses longer bodies itself; this is the same cap. */
+	if (len > f->max_body) {
 		reply_error(req, 413, "too_large", "request body too large");
 		return;
 	}
-	if (idem != NULL && !idem_key_valid(idem)) {
+	if (idem != NULL && !submit_idem_key_valid(idem)) {
 		reply_error(
 		    req, 400, "invalid_field",
 		    "Idempotency-Key: 1 to 255 printable ASCII characters");
 		return;
 	}
-	b = xcalloc(1, sizeof(*b));
-	b->api = api;
-	b->req = req;
-	b->json = (const char *)evbuffer_pullup(body, -1);
-	if (b->json == NULL)
-		b->json = "";
-	b->len = len;
-	b->idem = xstrdup_or_null(idem);
-	api->pending++;
-	if (len <= INLINE_BUILD_MAX) {
-		build_work(b);
-		build_done(b);
-		return;
-	}
-	workq_submit(api->builders, build_work, build_done, b);
+	/* The body lives in the request until we reply. */
+	json = (const char *)evbuffer_pullup(body, -1);
+	if (json == NULL)
+		json = "";
+	pd = xmalloc(sizeof(*pd));
+	pd->f = f;
+	pd->req = req;
+	f->pending++;
+	submit_json(f->sub, json, len, idem, post_reply, pd);
 }
 
 static void
@@ -374,7 +302,7 @@ get_cb(void *arg, int err, const struct store_message *m,
 	json_t *o, *attempts, *to;
 	size_t i;
 
-	pd->api->pending--;
+	pd->f->pending--;
 	if (err == -ENOENT) {
 		reply_error(pd->req, 404, "not_found",
 			    "no message with that id");
@@ -416,7 +344,7 @@ out:
 }
 
 static void
-get_message(struct http_api *api, struct evhttp_request *req, const char *id)
+get_message(struct http_front *f, struct evhttp_request *req, const char *id)
 {
 	struct pending *pd;
 
@@ -425,22 +353,22 @@ get_message(struct http_api *api, struct evhttp_request *req, const char *id)
 		return;
 	}
 	pd = xmalloc(sizeof(*pd));
-	pd->api = api;
+	pd->f = f;
 	pd->req = req;
-	api->pending++;
-	store_get(api->st, id, get_cb, pd);
+	f->pending++;
+	store_get(f->st, id, get_cb, pd);
 }
 
 /* --- /v1/providers, /v1/stats ------------------------------------------ */
 
 static json_t *
-provider_json(struct http_api *api, struct provider *p)
+provider_json(struct http_front *f, struct provider *p)
 {
 	json_t *pid = json_null(), *hb = json_null();
 	pid_t spid;
 
 	if (p->spawn) {
-		spid = api->sv ? supervisor_pid(api->sv, p->name) : 0;
+		spid = f->sv ? supervisor_pid(f->sv, p->name) : 0;
 		if (spid > 0) {
 			json_decref(pid);
 			pid = json_integer(spid);
@@ -469,19 +397,19 @@ provider_json(struct http_api *api, struct provider *p)
 }
 
 static void
-get_providers(struct http_api *api, struct evhttp_request *req)
+get_providers(struct http_front *f, struct evhttp_request *req)
 {
 	json_t *arr = json_array();
-	size_t i, n = registry_count(api->reg);
+	size_t i, n = registry_count(f->reg);
 
 	for (i = 0; i < n; i++)
-		json_array_append_new(
-		    arr, provider_json(api, registry_at(api->reg, i)));
+		json_array_append_new(arr,
+				      provider_json(f, registry_at(f->reg, i)));
 	reply_json(req, 200, json_pack("{s:o}", "providers", arr));
 }
 
 static void
-provider_action(struct http_api *api, struct evhttp_request *req,
+provider_action(struct http_front *f, struct evhttp_request *req,
 		const char *rest)
 {
 	char name[LINK_NAME_MAX + 1];
@@ -507,21 +435,21 @@ provider_action(struct http_api *api, struct evhttp_request *req,
 	}
 	if (!want_method(req, EVHTTP_REQ_POST))
 		return;
-	p = registry_find(api->reg, name);
+	p = registry_find(f->reg, name);
 	if (p == NULL) {
 		reply_error(req, 404, "not_found", "no such provider");
 		return;
 	}
-	dispatcher_set_disabled(api->d, p, disable);
-	reply_json(req, 200, provider_json(api, p));
+	dispatcher_set_disabled(f->d, p, disable);
+	reply_json(req, 200, provider_json(f, p));
 }
 
 static void
-get_stats(struct http_api *api, struct evhttp_request *req)
+get_stats(struct http_front *f, struct evhttp_request *req)
 {
 	int64_t c[MSG_NSTATUS];
 
-	dispatcher_counts(api->d, c);
+	dispatcher_counts(f->d, c);
 	reply_json(req, 200,
 		   json_pack("{s:I,s:I,s:I,s:I}", "queued",
 			     (json_int_t)c[MSG_QUEUED], "sending",
@@ -533,16 +461,14 @@ get_stats(struct http_api *api, struct evhttp_request *req)
 /* --- /metrics, /healthz, /readyz ---------------------------------------- */
 
 static void
-get_metrics(struct http_api *api, struct evhttp_request *req)
+metrics_queue(struct http_front *f, struct evbuffer *out)
 {
-	struct evbuffer *out = evbuffer_new();
 	int64_t c[MSG_NSTATUS];
 	uint64_t ready, loaded, delayed;
-	size_t i, n = registry_count(api->reg);
 	int s;
 
-	dispatcher_counts(api->d, c);
-	dispatcher_queue_sizes(api->d, &ready, &loaded, &delayed);
+	dispatcher_counts(f->d, c);
+	dispatcher_queue_sizes(f->d, &ready, &loaded, &delayed);
 	evbuffer_add_printf(
 	    out, "# HELP shivneri_messages Messages in the store by status.\n"
 		 "# TYPE shivneri_messages gauge\n");
@@ -560,13 +486,21 @@ get_metrics(struct http_api *api, struct evhttp_request *req)
 	    "# HELP shivneri_store_pending Store operations not yet done.\n"
 	    "# TYPE shivneri_store_pending gauge\n"
 	    "shivneri_store_pending %zu\n",
-	    ready, loaded, delayed, store_pending(api->st));
+	    ready, loaded, delayed, store_pending(f->st));
+}
+
+static void
+metrics_providers(struct http_front *f, struct evbuffer *out)
+{
+	size_t i, n = registry_count(f->reg);
+	struct provider *p;
+
 	evbuffer_add_printf(
 	    out,
 	    "# HELP shivneri_provider_up 1 when the provider takes messages.\n"
 	    "# TYPE shivneri_provider_up gauge\n");
 	for (i = 0; i < n; i++) {
-		struct provider *p = registry_at(api->reg, i);
+		p = registry_at(f->reg, i);
 		evbuffer_add_printf(
 		    out, "shivneri_provider_up{provider=\"%s\"} %d\n", p->name,
 		    p->state == PROVIDER_UP && !p->disabled);
@@ -576,7 +510,7 @@ get_metrics(struct http_api *api, struct evhttp_request *req)
 	    "# HELP shivneri_provider_in_flight Messages at the provider's "
 	    "agent.\n# TYPE shivneri_provider_in_flight gauge\n");
 	for (i = 0; i < n; i++) {
-		struct provider *p = registry_at(api->reg, i);
+		p = registry_at(f->reg, i);
 		evbuffer_add_printf(
 		    out, "shivneri_provider_in_flight{provider=\"%s\"} %u\n",
 		    p->name, p->se.in_flight);
@@ -586,7 +520,7 @@ get_metrics(struct http_api *api, struct evhttp_request *req)
 	    "# HELP shivneri_provider_attempts_total Attempts by outcome.\n"
 	    "# TYPE shivneri_provider_attempts_total counter\n");
 	for (i = 0; i < n; i++) {
-		struct provider *p = registry_at(api->reg, i);
+		p = registry_at(f->reg, i);
 		evbuffer_add_printf(
 		    out,
 		    "shivneri_provider_attempts_total{provider=\"%s\","
@@ -598,167 +532,222 @@ get_metrics(struct http_api *api, struct evhttp_request *req)
 		    p->name, p->delivered, p->name, p->failed, p->name,
 		    p->lost);
 	}
+}
+
+static void
+get_metrics(struct http_front *f, struct evhttp_request *req)
+{
+	struct evbuffer *out = evbuffer_new();
+
+	if (out == NULL) {
+		reply_error(req, 503, "unavailable", "out of memory");
+		return;
+	}
+	metrics_queue(f, out);
+	metrics_providers(f, out);
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 			  "Content-Type", "text/plain; version=0.0.4");
 	evhttp_send_reply(req, 200, NULL, out);
 	evbuffer_free(out);
 }
 
+/*
+ * Ready when the store can write and a provider is up; otherwise 503 with
+ * every reason, so an operator (or a load balancer's log) sees why.
+ */
+static void
+get_readyz(struct http_front *f, struct evhttp_request *req)
+{
+	const char *why = NULL;
+	bool store_ok = store_healthy(f->st, &why);
+	bool up = registry_any_up(f->reg);
+	json_t *reasons = json_array();
+	char msg[256];
+
+	if (!store_ok) {
+		snprintf(msg, sizeof(msg), "store not writable: %s",
+			 why != NULL ? why : "unknown");
+		json_array_append_new(reasons, json_string(msg));
+	}
+	if (!up)
+		json_array_append_new(reasons, json_string("no provider up"));
+	reply_json(req, store_ok && up ? 200 : 503,
+		   json_pack("{s:s,s:b,s:o,s:b,s:o}", "status",
+			     store_ok && up ? "ready" : "not ready", "store",
+			     store_ok, "store_error",
+			     store_ok ? json_null()
+				      : json_string(why ? why : "unknown"),
+			     "provider_up", up, "reasons", reasons));
+}
+
 /* --- routing ----------------------------------------------------------- */
 
+/* The /v1/ routes, behind the API key. */
 static void
-route(struct evhttp_request *req, void *arg)
+route_v1(struct http_front *f, struct evhttp_request *req, const char *path)
 {
-	struct http_api *api = arg;
-	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
-
-	if (path == NULL || *path == '\0')
-		path = "/";
-	if (strcmp(path, "/healthz") == 0) {
-		reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
-		return;
-	}
-	if (strcmp(path, "/readyz") == 0) {
-		bool up = registry_any_up(api->reg);
-		reply_json(req, up ? 200 : 503,
-			   json_pack("{s:s,s:b,s:b}", "status",
-				     up ? "ready" : "not ready", "store", 1,
-				     "provider_up", up));
-		return;
-	}
-	if (strcmp(path, "/metrics") == 0) {
-		get_metrics(api, req);
-		return;
-	}
-	if (strncmp(path, "/v1/", 4) != 0) {
-		reply_error(req, 404, "not_found", "no such route");
-		return;
-	}
-	if (!authorized(api, req))
-		return;
 	if (strcmp(path, "/v1/messages") == 0) {
 		if (want_method(req, EVHTTP_REQ_POST))
-			post_message(api, req);
+			post_message(f, req);
 	} else if (strncmp(path, "/v1/messages/", 13) == 0) {
 		if (want_method(req, EVHTTP_REQ_GET))
-			get_message(api, req, path + 13);
+			get_message(f, req, path + 13);
 	} else if (strcmp(path, "/v1/providers") == 0) {
 		if (want_method(req, EVHTTP_REQ_GET))
-			get_providers(api, req);
+			get_providers(f, req);
 	} else if (strncmp(path, "/v1/providers/", 14) == 0) {
-		provider_action(api, req, path + 14);
+		provider_action(f, req, path + 14);
 	} else if (strcmp(path, "/v1/stats") == 0) {
 		if (want_method(req, EVHTTP_REQ_GET))
-			get_stats(api, req);
+			get_stats(f, req);
 	} else {
 		reply_error(req, 404, "not_found", "no such route");
 	}
 }
 
-struct http_api *
-http_api_new(struct event_base *base, const struct config *cfg,
-	     struct store *st, struct registry *reg, struct dispatcher *d,
-	     struct supervisor *sv, char *err, size_t errlen)
+static void
+route(struct evhttp_request *req, void *arg)
 {
-	struct http_api *api = xcalloc(1, sizeof(*api));
-	char *host = NULL;
-	int port;
+	struct http_front *f = arg;
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+
+	if (path == NULL || *path == '\0')
+		path = "/";
+	if (strcmp(path, "/healthz") == 0)
+		reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+	else if (strcmp(path, "/readyz") == 0)
+		get_readyz(f, req);
+	else if (strcmp(path, "/metrics") == 0)
+		get_metrics(f, req);
+	else if (strncmp(path, "/v1/", 4) != 0)
+		reply_error(req, 404, "not_found", "no such route");
+	else if (authorized(f, req))
+		route_v1(f, req, path);
+}
+
+/* The port bound (http_listen may say 0); 0 when it cannot be read. */
+static int
+bound_port(struct evhttp_bound_socket *sock)
+{
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 
-	api->base = base;
-	api->cfg = cfg;
-	api->st = st;
-	api->reg = reg;
-	api->d = d;
-	api->sv = sv;
-	api->lim.max_message_bytes = (size_t)cfg->max_message_bytes;
-	api->lim.max_recipients = 1000;
-	/* JSON of a message: base64 attachments grow it by a third. */
-	api->max_body = (size_t)cfg->max_message_bytes * 2 + 65536;
-	if (http_api_reload_keys(api) != 0) {
+	if (getsockname(evhttp_bound_socket_get_fd(sock),
+			(struct sockaddr *)&ss, &sl) != 0)
+		return 0;
+	return ntohs(ss.ss_family == AF_INET6
+			 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+			 : ((struct sockaddr_in *)&ss)->sin_port);
+}
+
+/* evhttp on host:port with our limits; 0 or -1 with err filled. */
+static int
+listen_http(struct http_front *f, struct event_base *base, char *err,
+	    size_t errlen)
+{
+	char *host = NULL;
+	int port, rc = -1;
+
+	if (hostport_parse(f->cfg->http_listen, &host, &port) != 0) {
+		snprintf(err, errlen, "http_listen %s: not host:port",
+			 f->cfg->http_listen);
+		return -1;
+	}
+	f->http = evhttp_new(base);
+	if (f->http == NULL) {
+		snprintf(err, errlen, "http_listen %s: evhttp_new failed",
+			 f->cfg->http_listen);
+		goto out;
+	}
+	evhttp_set_max_body_size(f->http, (ev_ssize_t)f->max_body);
+	evhttp_set_max_headers_size(f->http, 64 * 1024);
+	evhttp_set_timeout(f->http, 60);
+	evhttp_set_allowed_methods(
+	    f->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+			 EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH);
+	evhttp_set_gencb(f->http, route, f);
+	f->sock =
+	    evhttp_bind_socket_with_handle(f->http, host, (ev_uint16_t)port);
+	if (f->sock == NULL) {
+		snprintf(err, errlen, "http_listen %s: cannot bind: %s",
+			 f->cfg->http_listen, strerror(errno));
+		goto out;
+	}
+	f->port = bound_port(f->sock);
+	rc = 0;
+out:
+	free(host);
+	return rc;
+}
+
+struct http_front *
+http_front_new(struct event_base *base, const struct config *cfg,
+	       struct store *st, struct registry *reg, struct dispatcher *d,
+	       struct supervisor *sv, struct submit *sub, char *err,
+	       size_t errlen)
+{
+	struct http_front *f = xcalloc(1, sizeof(*f));
+	struct message_limits lim = {
+	    .max_message_bytes = (size_t)cfg->max_message_bytes,
+	    .max_recipients = MESSAGE_MAX_RECIPIENTS,
+	};
+
+	f->cfg = cfg;
+	f->st = st;
+	f->reg = reg;
+	f->d = d;
+	f->sv = sv;
+	f->sub = sub;
+	/* One limit: any JSON whose built message fits gets through. */
+	f->max_body = message_json_max_bytes(&lim);
+	if (http_front_reload_keys(f) != 0) {
 		snprintf(err, errlen, "cannot read api_keys_file %s",
 			 cfg->api_keys_file);
 		goto fail;
 	}
-	if (hostport_parse(cfg->http_listen, &host, &port) != 0) {
-		snprintf(err, errlen, "http_listen %s: not host:port",
-			 cfg->http_listen);
+	if (listen_http(f, base, err, errlen) != 0)
 		goto fail;
-	}
-	api->builders = workq_new(base, BUILDER_THREADS);
-	api->http = evhttp_new(base);
-	evhttp_set_max_body_size(api->http, (ev_ssize_t)api->max_body);
-	evhttp_set_max_headers_size(api->http, 64 * 1024);
-	evhttp_set_timeout(api->http, 60);
-	evhttp_set_allowed_methods(api->http,
-				   EVHTTP_REQ_GET | EVHTTP_REQ_POST |
-				       EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
-				       EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH);
-	evhttp_set_gencb(api->http, route, api);
-	api->sock =
-	    evhttp_bind_socket_with_handle(api->http, host, (ev_uint16_t)port);
-	if (api->sock == NULL) {
-		snprintf(err, errlen, "http_listen %s: cannot bind: %s",
-			 cfg->http_listen, strerror(errno));
-		goto fail;
-	}
-	if (getsockname(evhttp_bound_socket_get_fd(api->sock),
-			(struct sockaddr *)&ss, &sl) == 0)
-		api->port = ntohs(ss.ss_family == AF_INET6
-				      ? ((struct sockaddr_in6 *)&ss)->sin6_port
-				      : ((struct sockaddr_in *)&ss)->sin_port);
-	free(host);
-	return api;
+	return f;
 fail:
-	free(host);
-	workq_free(api->builders);
-	if (api->http != NULL)
-		evhttp_free(api->http);
-	keys_free(api->keys, api->nkeys);
-	free(api);
+	http_front_free(f);
 	return NULL;
 }
 
 int
-http_api_port(const struct http_api *api)
+http_front_port(const struct http_front *f)
 {
-	return api->port;
+	return f->port;
+}
+
+size_t
+http_front_max_body(const struct http_front *f)
+{
+	return f->max_body;
 }
 
 void
-http_api_stop_accepting(struct http_api *api)
+http_front_stop_accepting(struct http_front *f)
 {
-	if (api->sock != NULL) {
-		evhttp_del_accept_socket(api->http, api->sock);
-		api->sock = NULL;
+	if (f->sock != NULL) {
+		evhttp_del_accept_socket(f->http, f->sock);
+		f->sock = NULL;
 	}
 }
 
 unsigned
-http_api_pending(const struct http_api *api)
+http_front_pending(const struct http_front *f)
 {
-	return api->pending;
+	return f->pending;
 }
 
 void
-http_api_stop_workers(struct http_api *api)
+http_front_free(struct http_front *f)
 {
-	if (api == NULL || api->builders == NULL)
+	if (f == NULL)
 		return;
-	api->closing = true;
-	workq_free(api->builders);
-	api->builders = NULL;
-}
-
-void
-http_api_free(struct http_api *api)
-{
-	if (api == NULL)
-		return;
-	http_api_stop_workers(api);
-	evhttp_free(api->http);
-	keys_free(api->keys, api->nkeys);
-	free(api);
+	if (f->http != NULL)
+		evhttp_free(f->http);
+	keys_free(f->keys, f->nkeys);
+	free(f);
 }
