@@ -40,6 +40,7 @@
  * to the store is malloc'd here so store_message_free() can free() it.
  */
 #include "intake/message.h"
+#include "common/buf.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "store/store.h"
@@ -82,13 +83,6 @@ static GMimeFormatOptions *format_opts;
 
 /* cJSON writes a global on every parse; see the top of the file. */
 static pthread_mutex_t cjson_lock = PTHREAD_MUTEX_INITIALIZER;
-
-/* A growing output buffer, always NUL-terminated; malloc'd. */
-struct buf {
-	char *p;
-	size_t len;
-	size_t cap;
-};
 
 /* The top-level fields, borrowed from the parsed root. */
 struct fields {
@@ -152,50 +146,46 @@ message_shutdown(void)
 	g_mime_shutdown();
 }
 
-static void
-buf_grow(struct buf *b, size_t more)
+/*
+ * Appends to a composition buffer (common/buf.h, capped at SIZE_MAX): they
+ * cannot fail short of memory exhaustion, because what is composed is
+ * bounded before composing starts (check_fields: every field's cap and
+ * min_size() against max_message_bytes; the encodings at most triple it)
+ * and the result is checked against max_message_bytes at the end.  The
+ * fast paths stay inline, as they were before common/buf.c: composition
+ * appends a few bytes at a time.
+ */
+static inline void
+xbuf_reserve(struct buf *b, size_t more)
 {
-	size_t cap;
-
-	if (b->len + more + 1 <= b->cap)
+	if (more < b->cap - b->len)
 		return;
-	cap = b->cap ? b->cap : 512;
-	while (cap < b->len + more + 1)
-		cap *= 2;
-	b->p = xrealloc(b->p, cap);
-	b->cap = cap;
+	if (buf_reserve(b, more) != 0)
+		fatalx("message: composition buffer over its cap");
 }
 
-static void
-buf_add(struct buf *b, const void *s, size_t n)
+static inline void
+xbuf_add(struct buf *b, const void *s, size_t n)
 {
-	buf_grow(b, n);
+	xbuf_reserve(b, n);
 	if (n > 0)
 		memcpy(b->p + b->len, s, n);
 	b->len += n;
 	b->p[b->len] = '\0';
 }
 
-static void
-buf_adds(struct buf *b, const char *s)
+static inline void
+xbuf_adds(struct buf *b, const char *s)
 {
-	buf_add(b, s, strlen(s));
+	xbuf_add(b, s, strlen(s));
 }
 
-static void
-buf_addc(struct buf *b, char c)
+static inline void
+xbuf_addc(struct buf *b, char c)
 {
-	buf_grow(b, 1);
+	xbuf_reserve(b, 1);
 	b->p[b->len++] = c;
 	b->p[b->len] = '\0';
-}
-
-static void
-buf_reset(struct buf *b)
-{
-	b->len = 0;
-	if (b->p != NULL)
-		b->p[0] = '\0';
 }
 
 static int fail(struct message_error *err, int status, const char *code,
@@ -901,7 +891,7 @@ b64_add(struct buf *out, const unsigned char *d, size_t n)
 	char *o;
 	uint32_t v;
 
-	buf_grow(out, (n + 2) / 3 * 4);
+	xbuf_reserve(out, (n + 2) / 3 * 4);
 	o = out->p + out->len;
 	for (i = 0; i + 3 <= n; i += 3) {
 		v = (uint32_t)d[i] << 16 | (uint32_t)d[i + 1] << 8 | d[i + 2];
@@ -937,13 +927,13 @@ encode_b(struct buf *out, const char *s, size_t n)
 		k = n > 45 ? 45 : n;
 		while (k < n && k > 1 && ((unsigned char)s[k] & 0xc0) == 0x80)
 			k--;
-		buf_adds(out, "=?utf-8?b?");
+		xbuf_adds(out, "=?utf-8?b?");
 		b64_add(out, (const unsigned char *)s, k);
-		buf_adds(out, "?=");
+		xbuf_adds(out, "?=");
 		s += k;
 		n -= k;
 		if (n > 0)
-			buf_addc(out, ' ');
+			xbuf_addc(out, ' ');
 	}
 }
 
@@ -967,12 +957,12 @@ fold_add(struct buf *out, size_t *col, const char *v, size_t n)
 		 */
 		if (v[i] == ' ' && j - i > 1 && *col > 1 &&
 		    *col + (j - i) > FOLD_AT) {
-			buf_add(out, "\r\n", 2);
+			xbuf_add(out, "\r\n", 2);
 			*col = 0;
 		}
 		if (*col + (j - i) > MAX_LINE)
 			return -1;
-		buf_add(out, v + i, j - i);
+		xbuf_add(out, v + i, j - i);
 		*col += j - i;
 		i = j;
 	}
@@ -988,15 +978,15 @@ hdr_add(struct buf *out, const char *name, const char *v, size_t n)
 {
 	size_t start = out->len, col;
 
-	buf_adds(out, name);
-	buf_add(out, ": ", 2);
+	xbuf_adds(out, name);
+	xbuf_add(out, ": ", 2);
 	col = strlen(name) + 2;
 	if (fold_add(out, &col, v, n) != 0) {
 		out->len = start;
 		out->p[start] = '\0';
 		return -1;
 	}
-	buf_add(out, "\r\n", 2);
+	xbuf_add(out, "\r\n", 2);
 	return 0;
 }
 
@@ -1048,7 +1038,7 @@ mailbox_format(struct buf *out, const struct mbox *mb, bool force_b)
 
 	addr = addr_ascii_domain(mb);
 	if (mb->name == NULL) {
-		buf_adds(out, addr);
+		xbuf_adds(out, addr);
 		free(addr);
 		return;
 	}
@@ -1056,29 +1046,29 @@ mailbox_format(struct buf *out, const struct mbox *mb, bool force_b)
 	if (force_b)
 		encode_b(out, mb->name, n);
 	else if (plain_phrase(mb->name, n, false))
-		buf_add(out, mb->name, n);
+		xbuf_add(out, mb->name, n);
 	else if (is_ascii(mb->name, n) && strstr(mb->name, "=?") != NULL)
 		encode_b(out, mb->name, n); /* readers decode even in quotes */
 	else if (is_ascii(mb->name, n)) {
-		buf_addc(out, '"');
+		xbuf_addc(out, '"');
 		for (i = 0; i < n; i++) {
 			if (mb->name[i] == '"' || mb->name[i] == '\\')
-				buf_addc(out, '\\');
-			buf_addc(out, mb->name[i]);
+				xbuf_addc(out, '\\');
+			xbuf_addc(out, mb->name[i]);
 		}
-		buf_addc(out, '"');
+		xbuf_addc(out, '"');
 	} else {
 		enc = g_mime_utils_header_encode_phrase(format_opts, mb->name,
 							"utf-8");
 		if (enc != NULL)
-			buf_adds(out, enc);
+			xbuf_adds(out, enc);
 		else
 			encode_b(out, mb->name, n);
 		g_free(enc);
 	}
-	buf_add(out, " <", 2);
-	buf_adds(out, addr);
-	buf_addc(out, '>');
+	xbuf_add(out, " <", 2);
+	xbuf_adds(out, addr);
+	xbuf_addc(out, '>');
 	free(addr);
 }
 
@@ -1094,27 +1084,27 @@ hdr_add_mailboxes(struct build *b, const char *name, const struct mbox *mb,
 	int force_b;
 
 	for (force_b = 0; force_b < 2; force_b++) {
-		buf_adds(&b->out, name);
-		buf_addc(&b->out, ':');
+		xbuf_adds(&b->out, name);
+		xbuf_addc(&b->out, ':');
 		col = strlen(name) + 1;
 		for (i = 0; i < n; i++) {
 			buf_reset(&b->tmp);
 			mailbox_format(&b->tmp, &mb[i], force_b);
 			if (i > 0) {
-				buf_addc(&b->out, ',');
+				xbuf_addc(&b->out, ',');
 				col++;
 				if (col + 1 + b->tmp.len > FOLD_AT) {
-					buf_add(&b->out, "\r\n", 2);
+					xbuf_add(&b->out, "\r\n", 2);
 					col = 0;
 				}
 			}
-			buf_addc(&b->out, ' ');
+			xbuf_addc(&b->out, ' ');
 			col++;
 			if (fold_add(&b->out, &col, b->tmp.p, b->tmp.len) != 0)
 				break;
 		}
 		if (i == n) {
-			buf_add(&b->out, "\r\n", 2);
+			xbuf_add(&b->out, "\r\n", 2);
 			return;
 		}
 		b->out.len = start;
@@ -1452,11 +1442,11 @@ add_lines(struct buf *out, const char *s, size_t n, const char *eol)
 		while (p < end) {
 			nl = memchr(p, '\n', (size_t)(end - p));
 			if (nl == NULL) {
-				buf_add(out, p, (size_t)(end - p));
+				xbuf_add(out, p, (size_t)(end - p));
 				break;
 			}
-			buf_add(out, p, (size_t)(nl - p));
-			buf_add(out, eol, el);
+			xbuf_add(out, p, (size_t)(nl - p));
+			xbuf_add(out, eol, el);
 			p = nl + 1;
 		}
 		return;
@@ -1465,9 +1455,9 @@ add_lines(struct buf *out, const char *s, size_t n, const char *eol)
 		if (s[i] == '\r' || s[i] == '\n') {
 			if (s[i] == '\r' && i + 1 < n && s[i + 1] == '\n')
 				i++;
-			buf_add(out, eol, el);
+			xbuf_add(out, eol, el);
 		} else
-			buf_addc(out, s[i]);
+			xbuf_addc(out, s[i]);
 	}
 }
 
@@ -1480,7 +1470,7 @@ b64_lines(struct buf *out, const unsigned char *d, size_t n)
 	while (n > 0) {
 		k = n > 57 ? 57 : n;
 		b64_add(out, d, k);
-		buf_add(out, "\r\n", 2);
+		xbuf_add(out, "\r\n", 2);
 		d += k;
 		n -= k;
 	}
@@ -1490,7 +1480,7 @@ static void
 end_with_crlf(struct buf *out)
 {
 	if (out->len < 2 || out->p[out->len - 1] != '\n')
-		buf_add(out, "\r\n", 2);
+		xbuf_add(out, "\r\n", 2);
 }
 
 /*
@@ -1514,21 +1504,21 @@ text_part(struct build *b, struct buf *out, const char *subtype, const char *s,
 	char *q;
 
 	high = count_high(s, n, &ctl);
-	buf_adds(out, "Content-Type: text/");
-	buf_adds(out, subtype);
-	buf_adds(out, high ? "; charset=utf-8\r\n" : "; charset=us-ascii\r\n");
+	xbuf_adds(out, "Content-Type: text/");
+	xbuf_adds(out, subtype);
+	xbuf_adds(out, high ? "; charset=utf-8\r\n" : "; charset=us-ascii\r\n");
 	if (high == 0 && !ctl && longest_line(s, n) <= MAX_LINE) {
-		buf_adds(out, "Content-Transfer-Encoding: 7bit\r\n\r\n");
+		xbuf_adds(out, "Content-Transfer-Encoding: 7bit\r\n\r\n");
 		add_lines(out, s, n, "\r\n");
 
 	} else if (high * 6 > n) {
-		buf_adds(out, "Content-Transfer-Encoding: base64\r\n\r\n");
+		xbuf_adds(out, "Content-Transfer-Encoding: base64\r\n\r\n");
 		buf_reset(&b->tmp);
 		add_lines(&b->tmp, s, n, "\r\n");
 		b64_lines(out, (const unsigned char *)b->tmp.p, b->tmp.len);
 	} else {
-		buf_adds(out,
-			 "Content-Transfer-Encoding: quoted-printable\r\n\r\n");
+		xbuf_adds(
+		    out, "Content-Transfer-Encoding: quoted-printable\r\n\r\n");
 		buf_reset(&b->tmp);
 		add_lines(&b->tmp, s, n, "\n");
 		g_mime_encoding_init_encode(
@@ -1667,9 +1657,9 @@ static void
 param_start(struct buf *out, size_t len)
 {
 	if (column(out) + 2 + len > FOLD_AT)
-		buf_add(out, ";\r\n\t", 4);
+		xbuf_add(out, ";\r\n\t", 4);
 	else
-		buf_add(out, "; ", 2);
+		xbuf_add(out, "; ", 2);
 }
 
 /*
@@ -1681,47 +1671,48 @@ static void
 param_add(struct buf *out, const char *attr, const char *v, size_t n)
 {
 	static const char hex[] = "0123456789ABCDEF";
-	struct buf enc = {0};
+	struct buf enc;
 	size_t i, k, seg, part;
 	char head[32];
 
+	buf_init(&enc, SIZE_MAX);
 	for (i = 0; i < n && is_token((unsigned char)v[i]); i++)
 		;
 	if (i == n) {
 		param_start(out, strlen(attr) + 1 + n);
-		buf_adds(out, attr);
-		buf_addc(out, '=');
-		buf_add(out, v, n);
+		xbuf_adds(out, attr);
+		xbuf_addc(out, '=');
+		xbuf_add(out, v, n);
 		return;
 	}
 	if (is_ascii(v, n)) {
 		param_start(out, strlen(attr) + 3 + n);
-		buf_adds(out, attr);
-		buf_add(out, "=\"", 2);
+		xbuf_adds(out, attr);
+		xbuf_add(out, "=\"", 2);
 		for (i = 0; i < n; i++) {
 			if (v[i] == '"' || v[i] == '\\')
-				buf_addc(out, '\\');
-			buf_addc(out, v[i]);
+				xbuf_addc(out, '\\');
+			xbuf_addc(out, v[i]);
 		}
-		buf_addc(out, '"');
+		xbuf_addc(out, '"');
 		return;
 	}
-	buf_adds(&enc, "utf-8''");
+	xbuf_adds(&enc, "utf-8''");
 	for (i = 0; i < n; i++) {
 		if (attr_char((unsigned char)v[i]))
-			buf_addc(&enc, v[i]);
+			xbuf_addc(&enc, v[i]);
 		else {
-			buf_addc(&enc, '%');
-			buf_addc(&enc, hex[(unsigned char)v[i] >> 4]);
-			buf_addc(&enc, hex[(unsigned char)v[i] & 15]);
+			xbuf_addc(&enc, '%');
+			xbuf_addc(&enc, hex[(unsigned char)v[i] >> 4]);
+			xbuf_addc(&enc, hex[(unsigned char)v[i] & 15]);
 		}
 	}
 	if (enc.len <= 60) {
 		param_start(out, strlen(attr) + 2 + enc.len);
-		buf_adds(out, attr);
-		buf_add(out, "*=", 2);
-		buf_add(out, enc.p, enc.len);
-		free(enc.p);
+		xbuf_adds(out, attr);
+		xbuf_add(out, "*=", 2);
+		xbuf_add(out, enc.p, enc.len);
+		buf_cleanup(&enc);
 		return;
 	}
 	for (k = 0, part = 0; k < enc.len; k += seg, part++) {
@@ -1732,11 +1723,11 @@ param_add(struct buf *out, const char *attr, const char *v, size_t n)
 		else if (k + seg < enc.len && enc.p[k + seg - 2] == '%')
 			seg -= 2;
 		snprintf(head, sizeof(head), "%s*%zu*=", attr, part);
-		buf_add(out, ";\r\n\t", 4);
-		buf_adds(out, head);
-		buf_add(out, enc.p + k, seg);
+		xbuf_add(out, ";\r\n\t", 4);
+		xbuf_adds(out, head);
+		xbuf_add(out, enc.p + k, seg);
 	}
-	free(enc.p);
+	buf_cleanup(&enc);
 }
 
 /* Checks one attachment object and appends its part to out. */
@@ -1793,13 +1784,13 @@ attachment_add(struct build *b, size_t idx, const cJSON *a, struct buf *out)
 	if (data == NULL)
 		return invalid(b->err, field, "not valid base64");
 
-	buf_adds(out, "Content-Type: ");
-	buf_add(out, ctype, cn);
+	xbuf_adds(out, "Content-Type: ");
+	xbuf_add(out, ctype, cn);
 	param_add(out, "name", fname, fn);
-	buf_adds(out, "\r\nContent-Transfer-Encoding: base64\r\n"
-		      "Content-Disposition: attachment");
+	xbuf_adds(out, "\r\nContent-Transfer-Encoding: base64\r\n"
+		       "Content-Disposition: attachment");
 	param_add(out, "filename", fname, fn);
-	buf_adds(out, "\r\n\r\n");
+	xbuf_adds(out, "\r\n\r\n");
 	b64_lines(out, data, dlen);
 	free(data);
 	return 0;
@@ -1852,54 +1843,54 @@ add_body(struct build *b, const struct fields *f)
 	alt = f->text != NULL && f->html != NULL;
 	if ((mixed || alt) && boundary_make(b, f, bnd, sizeof(bnd)) != 0)
 		return -1;
-	buf_adds(out, "MIME-Version: 1.0\r\n");
+	xbuf_adds(out, "MIME-Version: 1.0\r\n");
 	if (mixed) {
-		buf_adds(out, "Content-Type: multipart/mixed; boundary=\"");
-		buf_adds(out, bnd);
-		buf_adds(out, "m\"\r\n\r\n--");
-		buf_adds(out, bnd);
-		buf_adds(out, "m\r\n");
+		xbuf_adds(out, "Content-Type: multipart/mixed; boundary=\"");
+		xbuf_adds(out, bnd);
+		xbuf_adds(out, "m\"\r\n\r\n--");
+		xbuf_adds(out, bnd);
+		xbuf_adds(out, "m\r\n");
 	}
 	if (alt) {
-		buf_adds(out,
-			 "Content-Type: multipart/alternative; boundary=\"");
-		buf_adds(out, bnd);
-		buf_adds(out, "a\"\r\n\r\n--");
-		buf_adds(out, bnd);
-		buf_adds(out, "a\r\n");
+		xbuf_adds(out,
+			  "Content-Type: multipart/alternative; boundary=\"");
+		xbuf_adds(out, bnd);
+		xbuf_adds(out, "a\"\r\n\r\n--");
+		xbuf_adds(out, bnd);
+		xbuf_adds(out, "a\r\n");
 	}
 	if (f->text != NULL) {
 		s = str_of(f->text, &n);
 		text_part(b, out, "plain", s, n);
 	}
 	if (alt) {
-		buf_adds(out, "\r\n--");
-		buf_adds(out, bnd);
-		buf_adds(out, "a\r\n");
+		xbuf_adds(out, "\r\n--");
+		xbuf_adds(out, bnd);
+		xbuf_adds(out, "a\r\n");
 	}
 	if (f->html != NULL) {
 		s = str_of(f->html, &n);
 		text_part(b, out, "html", s, n);
 	}
 	if (alt) {
-		buf_adds(out, "\r\n--");
-		buf_adds(out, bnd);
-		buf_adds(out, "a--\r\n");
+		xbuf_adds(out, "\r\n--");
+		xbuf_adds(out, bnd);
+		xbuf_adds(out, "a--\r\n");
 	}
 	if (!mixed) {
 		end_with_crlf(out);
 		return 0;
 	}
 	for (i = 0, a = f->attachments->child; a != NULL; a = a->next, i++) {
-		buf_adds(out, "\r\n--");
-		buf_adds(out, bnd);
-		buf_adds(out, "m\r\n");
+		xbuf_adds(out, "\r\n--");
+		xbuf_adds(out, bnd);
+		xbuf_adds(out, "m\r\n");
 		if (attachment_add(b, i, a, out) != 0)
 			return -1;
 	}
-	buf_adds(out, "\r\n--");
-	buf_adds(out, bnd);
-	buf_adds(out, "m--\r\n");
+	xbuf_adds(out, "\r\n--");
+	xbuf_adds(out, bnd);
+	xbuf_adds(out, "m--\r\n");
 	return 0;
 }
 
@@ -2075,53 +2066,31 @@ message_json_max_bytes(const struct message_limits *lim)
 static void
 json_str_add(struct buf *out, const char *s)
 {
-	static const char hex[] = "0123456789abcdef";
-	unsigned char c;
-
-	buf_addc(out, '"');
-	for (; *s != '\0'; s++) {
-		c = (unsigned char)*s;
-		if (c == '"' || c == '\\') {
-			buf_addc(out, '\\');
-			buf_addc(out, (char)c);
-		} else if (c == '\n')
-			buf_add(out, "\\n", 2);
-		else if (c == '\r')
-			buf_add(out, "\\r", 2);
-		else if (c == '\t')
-			buf_add(out, "\\t", 2);
-		else if (c == '\b')
-			buf_add(out, "\\b", 2);
-		else if (c == '\f')
-			buf_add(out, "\\f", 2);
-		else if (c < 0x20) {
-			buf_add(out, "\\u00", 4);
-			buf_addc(out, hex[c >> 4]);
-			buf_addc(out, hex[c & 15]);
-		} else
-			buf_addc(out, (char)c);
-	}
-	buf_addc(out, '"');
+	xbuf_addc(out, '"');
+	if (buf_append_json_str(out, s, strlen(s)) != 0)
+		fatalx("message: composition buffer over its cap");
+	xbuf_addc(out, '"');
 }
 
 /* A compact JSON array of the strings in v (an array or one string). */
 static char *
 json_strings_new(const cJSON *v)
 {
-	struct buf out = {0};
+	struct buf out;
 	const cJSON *e;
 
-	buf_addc(&out, '[');
+	buf_init(&out, SIZE_MAX);
+	xbuf_addc(&out, '[');
 	if (cJSON_IsString(v))
 		json_str_add(&out, v->valuestring);
 	else if (cJSON_IsArray(v))
 		for (e = v->child; e != NULL; e = e->next) {
 			if (e != v->child)
-				buf_addc(&out, ',');
+				xbuf_addc(&out, ',');
 			json_str_add(&out, e->valuestring);
 		}
-	buf_addc(&out, ']');
-	return out.p;
+	xbuf_addc(&out, ']');
+	return buf_take(&out, NULL);
 }
 
 /* "Date:" in RFC 5322 form, UTC, with no dependence on the locale. */
@@ -2143,7 +2112,7 @@ date_add(struct buf *out, int64_t ms)
 		     "Date: %s, %02d %s %04d %02d:%02d:%02d +0000\r\n",
 		     wday[tm.tm_wday % 7], tm.tm_mday, mon[tm.tm_mon % 12],
 		     tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-	buf_add(out, line, (size_t)n);
+	xbuf_add(out, line, (size_t)n);
 }
 
 static void
@@ -2155,8 +2124,8 @@ build_free(struct build *b)
 		free(b->rcpt[i]);
 	free(b->rcpt);
 	free(b->mail_from);
-	free(b->out.p);
-	free(b->tmp.p);
+	buf_cleanup(&b->out);
+	buf_cleanup(&b->tmp);
 	memset(b, 0, sizeof(*b));
 }
 
@@ -2176,13 +2145,15 @@ message_from_json(const char *json, size_t len,
 
 	*out = NULL;
 	memset(&b, 0, sizeof(b));
+	buf_init(&b.out, SIZE_MAX);
+	buf_init(&b.tmp, SIZE_MAX);
 	b.lim = lim;
 	b.err = err;
 	if (json_parse(json, len, &root, &b.nul, err) != 0)
 		goto fail;
 	if (find_fields(&b, root, &f) != 0 || check_fields(&b, &f) != 0)
 		goto fail;
-	buf_grow(&b.out, len + 1024);
+	xbuf_reserve(&b.out, len + 1024);
 	if (set_from(&b, f.from) != 0 ||
 	    add_recipients(&b, "to", f.to, "To") != 0 ||
 	    add_recipients(&b, "cc", f.cc, "Cc") != 0 ||
@@ -2201,11 +2172,11 @@ message_from_json(const char *json, size_t len,
 	if (user_date == NULL)
 		date_add(&b.out, now);
 	if (user_mid == NULL) {
-		buf_adds(&b.out, "Message-Id: <");
-		buf_adds(&b.out, b.id);
-		buf_addc(&b.out, '@');
-		buf_adds(&b.out, b.domain);
-		buf_adds(&b.out, ">\r\n");
+		xbuf_adds(&b.out, "Message-Id: <");
+		xbuf_adds(&b.out, b.id);
+		xbuf_addc(&b.out, '@');
+		xbuf_adds(&b.out, b.domain);
+		xbuf_adds(&b.out, ">\r\n");
 	}
 	if (add_headers(&b, f.headers) != 0 || add_body(&b, &f) != 0)
 		goto fail;
@@ -2227,11 +2198,10 @@ message_from_json(const char *json, size_t len,
 	m->tags_json = f.tags != NULL && f.tags->child != NULL
 			   ? json_strings_new(f.tags)
 			   : NULL;
-	m->mime = b.out.p;
-	m->mime_len = b.out.len;
+	m->mime = buf_take(&b.out, &m->mime_len);
 	m->created_ms = m->updated_ms = now;
 	m->tried = xstrdup("");
-	free(b.tmp.p);
+	buf_cleanup(&b.tmp);
 	cJSON_Delete(root);
 	*out = m;
 	return 0;

@@ -786,6 +786,139 @@ test_too_large(void **state)
 	free(json);
 }
 
+/* {BASE, "bcc": [bcc], "text": unit * k} into out; returns its length. */
+static int
+sprintf_text(char *out, const char *unit, size_t k, const char *bcc)
+{
+	size_t ulen = strlen(unit), i;
+	int off;
+
+	off = snprintf(out, strlen(bcc) + 200, "{" BASE ", %s%s%s\"text\": \"",
+		       *bcc ? "\"bcc\": [" : "", bcc, *bcc ? "], " : "");
+	for (i = 0; i < k; i++)
+		memcpy(out + off + i * ulen, unit, ulen);
+	memcpy(out + off + k * ulen, "\"}", 3);
+	return off + (int)(k * ulen) + 2;
+}
+
+/*
+ * Builds {BASE, "text": unit * k, "bcc": [...]} with the largest k whose
+ * message fits in lim2 and returns that JSON's length; fails the test when
+ * even k = 1 is refused.
+ */
+static size_t
+largest_fitting(const struct message_limits *lim2, const char *unit,
+		const char *bcc)
+{
+	size_t lo = 1, hi = 1, k, len = 0, ulen = strlen(unit);
+	struct store_message *m;
+	struct message_error err;
+	char *json;
+
+	for (;;) {
+		/* Double until refused, then bisect on [lo, hi). */
+		k = hi;
+		json = malloc(ulen * k + strlen(bcc) + 256);
+		assert_non_null(json);
+		len = (size_t)sprintf_text(json, unit, k, bcc);
+		m = NULL;
+		if (message_from_json(json, len, lim2, &m, &err) != 0) {
+			if (hi == 1)
+				fail_msg("%.80s: %s %s", json, err.code,
+					 err.message);
+			free(json);
+			break;
+		}
+		store_message_free(m);
+		free(json);
+		lo = hi;
+		hi *= 2;
+	}
+	assert_true(hi > 1);
+	while (hi - lo > 1) {
+		k = lo + (hi - lo) / 2;
+		json = malloc(ulen * k + strlen(bcc) + 256);
+		assert_non_null(json);
+		len = (size_t)sprintf_text(json, unit, k, bcc);
+		m = NULL;
+		if (message_from_json(json, len, lim2, &m, &err) == 0) {
+			assert_true(m->mime_len <= lim2->max_message_bytes);
+			store_message_free(m);
+			lo = k;
+		} else {
+			assert_string_equal(err.code, "too_large");
+			hi = k;
+		}
+		free(json);
+	}
+	json = malloc(ulen * lo + strlen(bcc) + 256);
+	assert_non_null(json);
+	len = (size_t)sprintf_text(json, unit, lo, bcc);
+	free(json);
+	return len;
+}
+
+/*
+ * Defect 3, the JSON side of the one limit: for the escapes that shrink
+ * most into the message (a control character as \u0001, a two-byte
+ * character as \u00e9, a surrogate pair, a tab, a quote) and for bcc
+ * addresses, which never reach it, the largest body whose message fits is
+ * within message_json_max_bytes(), the HTTP body cap.  Before control
+ * characters went quoted-printable, \u0001 lines shrank six to one.
+ */
+static void
+test_json_cap_bound(void **state)
+{
+	static const char *const units[] = {
+	    "\\u0001\\u0001\\u0001\\u0001\\n",
+	    "\\u00e9",
+	    "\\ud83d\\ude00",
+	    "\\t\\t\\t\\n",
+	    "\\\"\\\\\\/",
+	};
+	const struct message_limits lim2 = {.max_message_bytes = 256 * 1024,
+					    .max_recipients = 5};
+	size_t i, cap = message_json_max_bytes(&lim2), len;
+	char bcc[6 * 1024];
+
+	for (i = 0; i < ARRAY_SIZE(units); i++) {
+		len = largest_fitting(&lim2, units[i], "");
+		if (len > cap)
+			fail_msg("unit %s: a %zu-byte body fits, cap %zu",
+				 units[i], len, cap);
+	}
+	/* With to, the most recipients: bcc entries of 900 escaped bytes. */
+	bcc[0] = '\0';
+	for (i = 0; i + 1 < lim2.max_recipients; i++) {
+		size_t j, o = strlen(bcc);
+		o += (size_t)snprintf(bcc + o, sizeof(bcc) - o, "%s\"",
+				      i ? "," : "");
+		for (j = 0; j < 150; j++)
+			o += (size_t)snprintf(bcc + o, sizeof(bcc) - o,
+					      "\\u00e9");
+		snprintf(bcc + o, sizeof(bcc) - o, " <u%zu@example.org>\"", i);
+	}
+	len = largest_fitting(&lim2, "\\u00e9", bcc);
+	assert_true(len <= cap);
+}
+
+/* Control characters in a body go quoted-printable, never raw. */
+static void
+test_control_chars_qp(void **state)
+{
+	struct store_message *m =
+	    build_ok("{" BASE ", \"text\": \"a\\u0001b\\tc\\n\"}");
+
+	assert_non_null(strstr(m->mime, "quoted-printable"));
+	assert_non_null(strstr(m->mime, "a=01b\tc\r\n"));
+	assert_null(memchr(m->mime, '\x01', m->mime_len));
+	store_message_free(m);
+	/* Tabs and line ends alone stay 7bit. */
+	m = build_ok("{" BASE ", \"text\": \"a\\tb\\r\\nc\\n\"}");
+	assert_non_null(strstr(m->mime, "7bit"));
+	store_message_free(m);
+}
+
 /* The one address of an address header, parsed back. */
 static InternetAddress *
 only_address(InternetAddressList *l)
@@ -1196,6 +1329,8 @@ main(void)
 	    cmocka_unit_test(test_base64_forms),
 	    cmocka_unit_test(test_tags),
 	    cmocka_unit_test(test_too_large),
+	    cmocka_unit_test(test_json_cap_bound),
+	    cmocka_unit_test(test_control_chars_qp),
 	    cmocka_unit_test(test_display_names),
 	    cmocka_unit_test(test_long_subject),
 	    cmocka_unit_test(test_attachment_names),
