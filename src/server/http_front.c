@@ -567,7 +567,7 @@ get_readyz(struct http_front *f, struct evhttp_request *req)
 	if (!store_ok) {
 		snprintf(msg, sizeof(msg), "store not writable: %s",
 			 why != NULL ? why : "unknown");
-		json_array_append_new(reasons, json_string(msg));
+		json_array_append_new(reasons, str_or_null(msg));
 	}
 	if (!up)
 		json_array_append_new(reasons, json_string("no provider up"));
@@ -576,7 +576,7 @@ get_readyz(struct http_front *f, struct evhttp_request *req)
 			     store_ok && up ? "ready" : "not ready", "store",
 			     store_ok, "store_error",
 			     store_ok ? json_null()
-				      : json_string(why ? why : "unknown"),
+				      : str_or_null(why ? why : "unknown"),
 			     "provider_up", up, "reasons", reasons));
 }
 
