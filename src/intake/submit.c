@@ -46,9 +46,10 @@ struct ticket {
 	submit_reply_cb cb;
 	void *arg;
 	char *idem;
-	/* JSON submissions, while being built: */
-	const char *json;
+	/* While being built: the JSON, or the raw message and its envelope. */
+	const char *body;
 	size_t len;
+	const struct message_envelope *env; /* NULL: body is JSON */
 	struct store_message *m;
 	int rc;
 	struct message_error err;
@@ -173,7 +174,12 @@ build_work(void *arg)
 {
 	struct ticket *t = arg;
 
-	t->rc = message_from_json(t->json, t->len, &t->s->lim, &t->m, &t->err);
+	if (t->env == NULL)
+		t->rc = message_from_json(t->body, t->len, &t->s->lim, &t->m,
+					  &t->err);
+	else
+		t->rc = message_from_mime(t->body, t->len, t->env, &t->s->lim,
+					  &t->m, &t->err);
 }
 
 /* On the loop: answer a refusal, or go on to the store. */
@@ -189,17 +195,17 @@ build_done(void *arg)
 	ticket_store(t);
 }
 
-void
-submit_json(struct submit *s, const char *json, size_t len,
-	    const char *idem_key, submit_reply_cb cb, void *arg)
+/* Builds t's body on the loop when small, else on a builder thread. */
+static void
+ticket_build(struct ticket *t, const char *body, size_t len)
 {
-	struct ticket *t = ticket_new(s, idem_key, cb, arg);
+	struct submit *s = t->s;
 
 	if (s->stopped) {
 		refuse(t, 503, "unavailable", "the server is stopping");
 		return;
 	}
-	t->json = json;
+	t->body = body;
 	t->len = len;
 	if (len <= INLINE_BUILD_MAX || s->builders == NULL) {
 		build_work(t);
@@ -207,6 +213,24 @@ submit_json(struct submit *s, const char *json, size_t len,
 		return;
 	}
 	workq_submit(s->builders, build_work, build_done, t);
+}
+
+void
+submit_json(struct submit *s, const char *json, size_t len,
+	    const char *idem_key, submit_reply_cb cb, void *arg)
+{
+	ticket_build(ticket_new(s, idem_key, cb, arg), json, len);
+}
+
+void
+submit_mime(struct submit *s, const char *raw, size_t len,
+	    const struct message_envelope *env, const char *idem_key,
+	    submit_reply_cb cb, void *arg)
+{
+	struct ticket *t = ticket_new(s, idem_key, cb, arg);
+
+	t->env = env;
+	ticket_build(t, raw, len);
 }
 
 bool

@@ -13,8 +13,8 @@
  * Intake knows neither the HTTP front nor the dispatcher: the front gets a
  * reply callback with an HTTP-like status (which SMTP maps to its own
  * codes), and the durable message leaves through a callback given at
- * creation.  JSON submissions are built on the loop when small (about
- * 10 us for 2 KB: cheaper than two thread hand-offs) and on builder
+ * creation.  JSON and raw submissions are built on the loop when small
+ * (about 10 us for 2 KB: cheaper than two thread hand-offs) and on builder
  * threads when large (attachments: never hold the loop for milliseconds).
  *
  * Every entry point calls its reply callback exactly once, on the loop
@@ -76,6 +76,15 @@ void submit_free(struct submit *s);
  */
 void submit_json(struct submit *s, const char *json, size_t len,
 		 const char *idem_key, submit_reply_cb cb, void *arg);
+/*
+ * A raw RFC 5322 message with its envelope (SMTP DATA, a drop-in
+ * endpoint's MIME upload), checked by message_from_mime() and submitted.
+ * raw and env (with the strings it points at) must stay valid until cb
+ * runs: large messages are checked on a builder thread.
+ */
+void submit_mime(struct submit *s, const char *raw, size_t len,
+		 const struct message_envelope *env, const char *idem_key,
+		 submit_reply_cb cb, void *arg);
 /* A message already built (takes m), checked and submitted. */
 void submit_message(struct submit *s, struct store_message *m,
 		    const char *idem_key, submit_reply_cb cb, void *arg);

@@ -256,6 +256,46 @@ test_builder_thread(void **state)
 	free(json);
 }
 
+static const char *const mime_rcpt[] = {"b@example.net"};
+static const struct message_envelope mime_env = {
+    .mail_from = "a@example.com",
+    .rcpt = mime_rcpt,
+    .nrcpt = 1,
+};
+
+/* Raw messages take the same path: small on the loop, large on a builder. */
+static void
+test_mime(void **state)
+{
+	static const char raw[] = "From: a@example.com\r\n\r\nhi\r\n";
+	struct fixture *f = *state;
+	size_t big = 70 * 1024, i;
+	char *huge = xmalloc(big + 64);
+	int before = f->replies;
+
+	submit_mime(f->sub, raw, strlen(raw), &mime_env, NULL, reply_cb, f);
+	WAIT_FOR(f->base, f->replies == before + 1);
+	assert_int_equal(f->status, 202);
+	assert_int_equal(f->durable, 1);
+	assert_int_equal(stored(f, f->id), 1);
+	/* Over max_message_bytes (4096), checked on a builder: 413. */
+	memcpy(huge, raw, strlen(raw));
+	for (i = strlen(raw); i < big; i++)
+		huge[i] = i % 70 == 68 ? '\r' : i % 70 == 69 ? '\n' : 'x';
+	submit_mime(f->sub, huge, big, &mime_env, NULL, reply_cb, f);
+	WAIT_FOR(f->base, f->replies == before + 2);
+	assert_int_equal(f->status, 413);
+	assert_string_equal(f->code, "too_large");
+	/* A refusal of the message itself. */
+	submit_mime(f->sub, "no header\r\n\r\n", 15, &mime_env, NULL, reply_cb,
+		    f);
+	WAIT_FOR(f->base, f->replies == before + 3);
+	assert_int_equal(f->status, 400);
+	assert_int_equal(f->durable, 1);
+	assert_int_equal(submit_pending(f->sub), 0);
+	free(huge);
+}
+
 static void
 test_stopped(void **state)
 {
@@ -326,6 +366,7 @@ main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_builder_thread, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_mime, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stopped, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_store_write_fails, setup,
 					    teardown),
