@@ -28,6 +28,7 @@
 #include <jansson.h>
 #include <netinet/in.h>
 #include <openssl/crypto.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -55,27 +56,41 @@ struct pending {
 	struct evhttp_request *req;
 };
 
+/* Out of memory while answering: evhttp's own short 503. */
+static void
+reply_failed(struct evhttp_request *req)
+{
+	log_warnx("- http cannot build an answer: out of memory");
+	evhttp_send_error(req, 503, NULL);
+}
+
 static void
 reply_text(struct evhttp_request *req, int status, const char *ctype,
 	   const char *body, size_t len)
 {
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 
-	evhttp_add_header(h, "Content-Type", ctype);
-	evhttp_add_header(h, "Cache-Control", "no-store");
-	evbuffer_add(evhttp_request_get_output_buffer(req), body, len);
+	if (evhttp_add_header(h, "Content-Type", ctype) != 0 ||
+	    evhttp_add_header(h, "Cache-Control", "no-store") != 0 ||
+	    evbuffer_add(evhttp_request_get_output_buffer(req), body, len) !=
+		0) {
+		reply_failed(req);
+		return;
+	}
 	evhttp_send_reply(req, status, NULL, NULL);
 }
 
-/* Steals obj. */
+/* Steals obj; NULL (a json_pack that failed) is answered 503. */
 static void
 reply_json(struct evhttp_request *req, int status, json_t *obj)
 {
-	char *s = json_dumps(obj, JSON_COMPACT);
+	char *s = obj != NULL ? json_dumps(obj, JSON_COMPACT) : NULL;
 
 	json_decref(obj);
-	if (s == NULL)
-		fatalx("json_dumps: out of memory");
+	if (s == NULL) {
+		reply_failed(req);
+		return;
+	}
 	reply_text(req, status, "application/json", s, strlen(s));
 	free(s);
 }
@@ -314,13 +329,17 @@ get_cb(void *arg, int err, const struct store_message *m,
 	}
 	attempts = json_array();
 	for (i = 0; i < natt; i++)
-		json_array_append_new(
-		    attempts,
-		    json_pack("{s:i,s:o,s:o,s:s,s:o}", "n", att[i].n,
-			      "provider", str_or_null(att[i].provider), "at",
-			      rfc3339_json(att[i].at_ms), "outcome",
-			      outcome_name(att[i].outcome), "detail",
-			      str_or_null(att[i].detail)));
+		if (json_array_append_new(
+			attempts,
+			json_pack("{s:i,s:o,s:o,s:s,s:o}", "n", att[i].n,
+				  "provider", str_or_null(att[i].provider),
+				  "at", rfc3339_json(att[i].at_ms), "outcome",
+				  outcome_name(att[i].outcome), "detail",
+				  str_or_null(att[i].detail))) != 0) {
+			json_decref(attempts);
+			reply_failed(pd->req);
+			goto out;
+		}
 	to = m->to_json ? json_loads(m->to_json, 0, NULL) : NULL;
 	if (to == NULL)
 		to = json_array();
@@ -335,8 +354,12 @@ get_cb(void *arg, int err, const struct store_message *m,
 	    "attempt_count", m->attempts, "attempts", attempts);
 	if (m->tags_json != NULL) {
 		json_t *tags = json_loads(m->tags_json, 0, NULL);
-		if (tags != NULL)
-			json_object_set_new(o, "tags", tags);
+		/* Stored by us as JSON; a row that is not shows no tags. */
+		if (tags != NULL && o != NULL &&
+		    json_object_set_new(o, "tags", tags) != 0) {
+			json_decref(o);
+			o = NULL;
+		}
 	}
 	reply_json(pd->req, 200, o);
 out:
@@ -403,8 +426,12 @@ get_providers(struct http_front *f, struct evhttp_request *req)
 	size_t i, n = registry_count(f->reg);
 
 	for (i = 0; i < n; i++)
-		json_array_append_new(arr,
-				      provider_json(f, registry_at(f->reg, i)));
+		if (json_array_append_new(
+			arr, provider_json(f, registry_at(f->reg, i))) != 0) {
+			json_decref(arr);
+			reply_failed(req);
+			return;
+		}
 	reply_json(req, 200, json_pack("{s:o}", "providers", arr));
 }
 
@@ -460,8 +487,23 @@ get_stats(struct http_front *f, struct evhttp_request *req)
 
 /* --- /metrics, /healthz, /readyz ---------------------------------------- */
 
+static void metrics_printf(bool *bad, struct evbuffer *out, const char *fmt,
+			   ...) __attribute__((format(printf, 3, 4)));
+
+/* evbuffer_add_printf, with a failure (out of memory) remembered in *bad. */
 static void
-metrics_queue(struct http_front *f, struct evbuffer *out)
+metrics_printf(bool *bad, struct evbuffer *out, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (evbuffer_add_vprintf(out, fmt, ap) < 0)
+		*bad = true;
+	va_end(ap);
+}
+
+static void
+metrics_queue(struct http_front *f, struct evbuffer *out, bool *bad)
 {
 	int64_t c[MSG_NSTATUS];
 	uint64_t ready, loaded, delayed;
@@ -469,15 +511,16 @@ metrics_queue(struct http_front *f, struct evbuffer *out)
 
 	dispatcher_counts(f->d, c);
 	dispatcher_queue_sizes(f->d, &ready, &loaded, &delayed);
-	evbuffer_add_printf(
-	    out, "# HELP shivneri_messages Messages in the store by status.\n"
-		 "# TYPE shivneri_messages gauge\n");
+	metrics_printf(
+	    bad, out,
+	    "# HELP shivneri_messages Messages in the store by status.\n"
+	    "# TYPE shivneri_messages gauge\n");
 	for (s = 0; s < MSG_NSTATUS; s++)
-		evbuffer_add_printf(
-		    out, "shivneri_messages{status=\"%s\"} %" PRId64 "\n",
-		    msg_status_name(s), c[s]);
-	evbuffer_add_printf(
-	    out,
+		metrics_printf(bad, out,
+			       "shivneri_messages{status=\"%s\"} %" PRId64 "\n",
+			       msg_status_name(s), c[s]);
+	metrics_printf(
+	    bad, out,
 	    "# HELP shivneri_queue_memory Queued messages held in memory, by "
 	    "where.\n# TYPE shivneri_queue_memory gauge\n"
 	    "shivneri_queue_memory{where=\"ready\"} %" PRIu64 "\n"
@@ -490,39 +533,40 @@ metrics_queue(struct http_front *f, struct evbuffer *out)
 }
 
 static void
-metrics_providers(struct http_front *f, struct evbuffer *out)
+metrics_providers(struct http_front *f, struct evbuffer *out, bool *bad)
 {
 	size_t i, n = registry_count(f->reg);
 	struct provider *p;
 
-	evbuffer_add_printf(
-	    out,
+	metrics_printf(
+	    bad, out,
 	    "# HELP shivneri_provider_up 1 when the provider takes messages.\n"
 	    "# TYPE shivneri_provider_up gauge\n");
 	for (i = 0; i < n; i++) {
 		p = registry_at(f->reg, i);
-		evbuffer_add_printf(
-		    out, "shivneri_provider_up{provider=\"%s\"} %d\n", p->name,
-		    p->state == PROVIDER_UP && !p->disabled);
+		metrics_printf(
+		    bad, out, "shivneri_provider_up{provider=\"%s\"} %d\n",
+		    p->name, p->state == PROVIDER_UP && !p->disabled);
 	}
-	evbuffer_add_printf(
-	    out,
+	metrics_printf(
+	    bad, out,
 	    "# HELP shivneri_provider_in_flight Messages at the provider's "
 	    "agent.\n# TYPE shivneri_provider_in_flight gauge\n");
 	for (i = 0; i < n; i++) {
 		p = registry_at(f->reg, i);
-		evbuffer_add_printf(
-		    out, "shivneri_provider_in_flight{provider=\"%s\"} %u\n",
+		metrics_printf(
+		    bad, out,
+		    "shivneri_provider_in_flight{provider=\"%s\"} %u\n",
 		    p->name, p->se.in_flight);
 	}
-	evbuffer_add_printf(
-	    out,
+	metrics_printf(
+	    bad, out,
 	    "# HELP shivneri_provider_attempts_total Attempts by outcome.\n"
 	    "# TYPE shivneri_provider_attempts_total counter\n");
 	for (i = 0; i < n; i++) {
 		p = registry_at(f->reg, i);
-		evbuffer_add_printf(
-		    out,
+		metrics_printf(
+		    bad, out,
 		    "shivneri_provider_attempts_total{provider=\"%s\","
 		    "outcome=\"delivered\"} %" PRIu64 "\n"
 		    "shivneri_provider_attempts_total{provider=\"%s\","
@@ -538,16 +582,20 @@ static void
 get_metrics(struct http_front *f, struct evhttp_request *req)
 {
 	struct evbuffer *out = evbuffer_new();
+	bool bad = false;
 
 	if (out == NULL) {
-		reply_error(req, 503, "unavailable", "out of memory");
+		reply_failed(req);
 		return;
 	}
-	metrics_queue(f, out);
-	metrics_providers(f, out);
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-			  "Content-Type", "text/plain; version=0.0.4");
-	evhttp_send_reply(req, 200, NULL, out);
+	metrics_queue(f, out, &bad);
+	metrics_providers(f, out, &bad);
+	if (bad ||
+	    evhttp_add_header(evhttp_request_get_output_headers(req),
+			      "Content-Type", "text/plain; version=0.0.4") != 0)
+		reply_failed(req);
+	else
+		evhttp_send_reply(req, 200, NULL, out);
 	evbuffer_free(out);
 }
 
@@ -563,20 +611,27 @@ get_readyz(struct http_front *f, struct evhttp_request *req)
 	bool up = registry_any_up(f->reg);
 	json_t *reasons = json_array();
 	char msg[256];
+	int bad = 0;
 
+	if (why == NULL)
+		why = "unknown";
 	if (!store_ok) {
-		snprintf(msg, sizeof(msg), "store not writable: %s",
-			 why != NULL ? why : "unknown");
-		json_array_append_new(reasons, str_or_null(msg));
+		snprintf(msg, sizeof(msg), "store not writable: %s", why);
+		bad |= json_array_append_new(reasons, str_or_null(msg));
 	}
 	if (!up)
-		json_array_append_new(reasons, json_string("no provider up"));
+		bad |= json_array_append_new(reasons,
+					     json_string("no provider up"));
+	if (bad != 0) {
+		json_decref(reasons);
+		reply_failed(req);
+		return;
+	}
 	reply_json(req, store_ok && up ? 200 : 503,
 		   json_pack("{s:s,s:b,s:o,s:b,s:o}", "status",
 			     store_ok && up ? "ready" : "not ready", "store",
 			     store_ok, "store_error",
-			     store_ok ? json_null()
-				      : str_or_null(why ? why : "unknown"),
+			     store_ok ? json_null() : str_or_null(why),
 			     "provider_up", up, "reasons", reasons));
 }
 
