@@ -326,6 +326,25 @@ to_json(const char *to)
 	return buf_take(&b, NULL);
 }
 
+/*
+ * A header value for display: GMime's unfolded, decoded text, made valid
+ * UTF-8 (an encoded word may claim a charset its bytes are not in).
+ */
+static char *
+display_dup(const char *v)
+{
+	char *g, *out;
+
+	if (v == NULL)
+		return xstrdup("");
+	if (g_utf8_validate(v, -1, NULL))
+		return xstrdup(v);
+	g = g_utf8_make_valid(v, -1);
+	out = xstrdup(g);
+	g_free(g);
+	return out;
+}
+
 /* The display fields, from the parsed headers. */
 static void
 take_display(GMimeObject *o, struct store_message *m)
@@ -333,9 +352,9 @@ take_display(GMimeObject *o, struct store_message *m)
 	const char *v;
 
 	(void)header_count(o, "From", &v);
-	m->header_from = xstrdup(v != NULL ? v : "");
+	m->header_from = display_dup(v);
 	(void)header_count(o, "Subject", &v);
-	m->subject = xstrdup(v != NULL ? v : "");
+	m->subject = display_dup(v);
 	(void)header_count(o, "To", &v);
 	m->to_json = to_json(v);
 }

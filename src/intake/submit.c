@@ -138,6 +138,11 @@ ticket_store(struct ticket *t)
 		refuse(t, 503, "unavailable", "the server is stopping");
 		return;
 	}
+	if (t->idem != NULL && !submit_idem_key_valid(t->idem)) {
+		refuse(t, 400, "invalid_field",
+		       "Idempotency-Key: 1 to 255 printable ASCII characters");
+		return;
+	}
 	if (m->mail_from == NULL || m->nrcpt == 0 || m->mime == NULL) {
 		refuse(t, 400, "invalid_field",
 		       "message: no envelope or no content");

@@ -37,8 +37,9 @@ struct submit;
 struct submit_reply {
 	/*
 	 * 202 stored (durable), 200 a duplicate of an earlier idempotency
-	 * key (nothing stored), or a refusal: 400, 413 or 415 (the message),
-	 * 503 (the store failed or cannot write, or the server is stopping).
+	 * key (nothing stored), or a refusal: 400 or 413 (the message or the
+	 * key), 503 (the store failed or cannot write, or the server is
+	 * stopping).
 	 */
 	int status;
 	/* 202: the new id; 200: the first message's id; else NULL. */
@@ -72,7 +73,8 @@ void submit_free(struct submit *s);
 /*
  * A JSON submission (SPEC.md "POST /v1/messages") of len bytes, built and
  * submitted.  json must stay valid until cb runs.  idem_key may be NULL;
- * it must pass submit_idem_key_valid() (the caller says how it was wrong).
+ * one that fails submit_idem_key_valid() is refused 400 (a front may
+ * check first, to say which header was wrong).
  */
 void submit_json(struct submit *s, const char *json, size_t len,
 		 const char *idem_key, submit_reply_cb cb, void *arg);

@@ -208,6 +208,10 @@ test_refused_json(void **state)
 	submit_and_wait(f, "{\"from\":", 8, NULL);
 	assert_int_equal(f->status, 400);
 	assert_string_equal(f->code, "invalid_json");
+	/* A key no front checked is refused here. */
+	submit_and_wait(f, good_json, strlen(good_json), "two words");
+	assert_int_equal(f->status, 400);
+	assert_string_equal(f->code, "invalid_field");
 	assert_int_equal(f->durable, 0);
 }
 
