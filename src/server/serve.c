@@ -159,6 +159,23 @@ server_base_new(void)
 	return base;
 }
 
+/* Starts the agents of the spawn = yes providers. */
+static void
+spawn_agents(struct server *s)
+{
+	size_t i;
+	int rc;
+
+	for (i = 0; i < s->cfg->nproviders; i++) {
+		if (!s->cfg->providers[i].spawn)
+			continue;
+		rc = supervisor_spawn(s->sv, s->cfg->providers[i].name);
+		if (rc != 0)
+			log_warnx("- server cannot spawn agent %s: %s",
+				  s->cfg->providers[i].name, strerror(-rc));
+	}
+}
+
 /* The submit path hands every durable message to the dispatcher. */
 static void
 durable_cb(void *arg, struct store_message *m)
@@ -198,7 +215,7 @@ static int
 server_start(struct server *s, const char *config_path)
 {
 	char err[256], *secret = NULL, *exe = NULL, *host = NULL, *addr = NULL;
-	size_t secret_len = 0, i;
+	size_t secret_len = 0;
 	int rc, port;
 
 	rc = mkdir_p(s->cfg->data_dir, 0700);
@@ -250,19 +267,13 @@ server_start(struct server *s, const char *config_path)
 		log_info("- server smtp_listen %s: SMTP intake is not part of "
 			 "this build yet; use the HTTP API",
 			 s->cfg->smtp_listen);
-	for (i = 0; i < s->cfg->nproviders; i++) {
-		if (!s->cfg->providers[i].spawn)
-			continue;
-		rc = supervisor_spawn(s->sv, s->cfg->providers[i].name);
-		if (rc != 0)
-			log_warnx("- server cannot spawn agent %s: %s",
-				  s->cfg->providers[i].name, strerror(-rc));
-	}
+	spawn_agents(s);
 	log_info("- server listening http=%s:%d agents=%s data=%s "
-		 "scheduler=%s providers=%zu",
+		 "scheduler=%s providers=%zu http_max_body=%zu",
 		 s->api ? "127.0.0.1" : "none",
 		 s->api ? http_front_port(s->api) : 0, addr, s->cfg->data_dir,
-		 s->cfg->scheduler, s->cfg->nproviders);
+		 s->cfg->scheduler, s->cfg->nproviders,
+		 s->api ? http_front_max_body(s->api) : 0);
 	rc = 0;
 out:
 	if (secret != NULL) {
