@@ -300,6 +300,10 @@ post_message(struct http_front *f, struct evhttp_request *req)
 	}
 	/* The body lives in the request until we reply. */
 	json = (const char *)evbuffer_pullup(body, -1);
+	if (json == NULL && len > 0) {
+		reply_failed(req);
+		return;
+	}
 	if (json == NULL)
 		json = "";
 	pd = xmalloc(sizeof(*pd));
