@@ -14,9 +14,10 @@
 #include "common/util.h"
 #include "dispatch/dispatcher.h"
 #include "dispatch/registry.h"
-#include "intake/http_api.h"
 #include "intake/message.h"
+#include "intake/submit.h"
 #include "server/agent_port.h"
+#include "server/http_front.h"
 #include "server/supervisor.h"
 #include "store/store.h"
 
@@ -43,7 +44,8 @@ struct server {
 	struct dispatcher *d;
 	struct agent_port *ap;
 	struct supervisor *sv;
-	struct http_api *api;
+	struct submit *sub;
+	struct http_front *api;
 	struct event *sigterm, *sigint, *sighup, *drain_timer;
 	int64_t drain_start;
 	bool draining;
@@ -73,8 +75,8 @@ drain_tick(evutil_socket_t fd, short what, void *arg)
 	struct server *s = arg;
 	struct timeval tv = {0, DRAIN_TICK_MS * 1000};
 	int64_t waited = mono_ms() - s->drain_start;
-	bool quiet = (s->api == NULL || http_api_pending(s->api) == 0) &&
-		     store_pending(s->st) == 0;
+	bool quiet = (s->api == NULL || http_front_pending(s->api) == 0) &&
+		     submit_pending(s->sub) == 0 && store_pending(s->st) == 0;
 
 	if (!s->stopping && ((quiet && (dispatcher_in_flight(s->d) == 0 ||
 					waited >= DRAIN_IN_FLIGHT_MS)) ||
@@ -106,7 +108,7 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	s->drain_start = mono_ms();
 	log_info("- server signal %d: draining", (int)sig);
 	if (s->api != NULL)
-		http_api_stop_accepting(s->api);
+		http_front_stop_accepting(s->api);
 	dispatcher_pause(s->d);
 	evtimer_add(s->drain_timer, &tv);
 }
@@ -120,7 +122,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	if (rc != 0)
 		log_warnx("- server cannot reopen log: %s", strerror(-rc));
 	if (s->api != NULL)
-		(void)http_api_reload_keys(s->api);
+		(void)http_front_reload_keys(s->api);
 	supervisor_retry_held(s->sv);
 	log_info("- server SIGHUP: log reopened");
 }
@@ -158,22 +160,74 @@ server_base_new(void)
 	return base;
 }
 
+/* Starts the agents of the spawn = yes providers. */
+static void
+spawn_agents(struct server *s)
+{
+	size_t i;
+	int rc;
+
+	for (i = 0; i < s->cfg->nproviders; i++) {
+		if (!s->cfg->providers[i].spawn)
+			continue;
+		rc = supervisor_spawn(s->sv, s->cfg->providers[i].name);
+		if (rc != 0)
+			log_error("- server cannot spawn agent %s: %s",
+				  s->cfg->providers[i].name, strerror(-rc));
+	}
+}
+
+/* The submit path hands every durable message to the dispatcher. */
+static void
+durable_cb(void *arg, struct store_message *m)
+{
+	struct server *s = arg;
+
+	dispatcher_enqueue(s->d, m);
+}
+
+/* The submit path, then the fronts that feed it; 0 or -1 (logged). */
+static int
+server_start_intake(struct server *s)
+{
+	struct message_limits lim = {
+	    .max_message_bytes = (size_t)s->cfg->max_message_bytes,
+	    .max_recipients = MESSAGE_MAX_RECIPIENTS,
+	};
+	char err[256];
+
+	s->sub = submit_new(s->base, s->st, &lim, durable_cb, s);
+	if (s->sub == NULL) {
+		log_error("- server cannot start the builder threads");
+		return -1;
+	}
+	if (s->cfg->http_listen == NULL || *s->cfg->http_listen == '\0')
+		return 0;
+	s->api = http_front_new(s->base, s->cfg, s->st, s->reg, s->d, s->sv,
+				s->sub, err, sizeof(err));
+	if (s->api == NULL) {
+		log_error("- server %s", err);
+		return -1;
+	}
+	return 0;
+}
+
 static int
 server_start(struct server *s, const char *config_path)
 {
 	char err[256], *secret = NULL, *exe = NULL, *host = NULL, *addr = NULL;
-	size_t secret_len = 0, i;
+	size_t secret_len = 0;
 	int rc, port;
 
 	rc = mkdir_p(s->cfg->data_dir, 0700);
 	if (rc != 0) {
-		log_warnx("- server data_dir %s: %s", s->cfg->data_dir,
+		log_error("- server data_dir %s: %s", s->cfg->data_dir,
 			  strerror(-rc));
 		return 1;
 	}
 	rc = config_agent_secret(s->cfg, true, &secret, &secret_len);
 	if (rc != 0) {
-		log_warnx("- server agent secret %s: %s",
+		log_error("- server agent secret %s: %s",
 			  s->cfg->agent_secret_file, strerror(-rc));
 		return 1;
 	}
@@ -183,7 +237,7 @@ server_start(struct server *s, const char *config_path)
 	    &(struct store_options){s->cfg->store, s->cfg->max_message_bytes},
 	    s->base, &s->st);
 	if (rc != 0) {
-		log_warnx("- server store %s: %s", s->cfg->data_dir,
+		log_error("- server store %s: %s", s->cfg->data_dir,
 			  store_strerror(rc));
 		rc = 1;
 		goto out;
@@ -191,14 +245,14 @@ server_start(struct server *s, const char *config_path)
 	s->reg = registry_new(s->base, s->cfg);
 	s->d = dispatcher_new(s->base, s->cfg, s->st, s->reg);
 	if (dispatcher_load(s->d) != 0) {
-		log_warnx("- server cannot load the queue");
+		log_error("- server cannot load the queue");
 		rc = 1;
 		goto out;
 	}
 	s->ap = agent_port_new(s->base, s->cfg, secret, secret_len, s->reg,
 			       s->d, err, sizeof(err));
 	if (s->ap == NULL) {
-		log_warnx("- server %s", err);
+		log_error("- server %s", err);
 		rc = 1;
 		goto out;
 	}
@@ -209,32 +263,21 @@ server_start(struct server *s, const char *config_path)
 	exe = self_exe();
 	s->sv =
 	    supervisor_new(s->base, exe ? exe : "shivneri", config_path, addr);
-	if (s->cfg->http_listen != NULL && *s->cfg->http_listen != '\0') {
-		s->api = http_api_new(s->base, s->cfg, s->st, s->reg, s->d,
-				      s->sv, err, sizeof(err));
-		if (s->api == NULL) {
-			log_warnx("- server %s", err);
-			rc = 1;
-			goto out;
-		}
+	if (server_start_intake(s) != 0) {
+		rc = 1;
+		goto out;
 	}
 	if (s->cfg->smtp_listen != NULL && *s->cfg->smtp_listen != '\0')
 		log_info("- server smtp_listen %s: SMTP intake is not part of "
 			 "this build yet; use the HTTP API",
 			 s->cfg->smtp_listen);
-	for (i = 0; i < s->cfg->nproviders; i++) {
-		if (!s->cfg->providers[i].spawn)
-			continue;
-		rc = supervisor_spawn(s->sv, s->cfg->providers[i].name);
-		if (rc != 0)
-			log_warnx("- server cannot spawn agent %s: %s",
-				  s->cfg->providers[i].name, strerror(-rc));
-	}
+	spawn_agents(s);
 	log_info("- server listening http=%s:%d agents=%s data=%s "
-		 "scheduler=%s providers=%zu",
+		 "scheduler=%s providers=%zu http_max_body=%zu",
 		 s->api ? "127.0.0.1" : "none",
-		 s->api ? http_api_port(s->api) : 0, addr, s->cfg->data_dir,
-		 s->cfg->scheduler, s->cfg->nproviders);
+		 s->api ? http_front_port(s->api) : 0, addr, s->cfg->data_dir,
+		 s->cfg->scheduler, s->cfg->nproviders,
+		 s->api ? http_front_max_body(s->api) : 0);
 	rc = 0;
 out:
 	if (secret != NULL) {
@@ -245,6 +288,28 @@ out:
 	free(host);
 	free(addr);
 	return rc;
+}
+
+/* Signals and the drain timer, then the loop until it is told to stop. */
+static int
+server_run(struct server *s)
+{
+	s->sigterm = evsignal_new(s->base, SIGTERM, on_stop_signal, s);
+	s->sigint = evsignal_new(s->base, SIGINT, on_stop_signal, s);
+	s->sighup = evsignal_new(s->base, SIGHUP, on_hup, s);
+	s->drain_timer = evtimer_new(s->base, drain_tick, s);
+	if (s->sigterm == NULL || s->sigint == NULL || s->sighup == NULL ||
+	    s->drain_timer == NULL || event_add(s->sigterm, NULL) != 0 ||
+	    event_add(s->sigint, NULL) != 0 ||
+	    event_add(s->sighup, NULL) != 0) {
+		log_error("- server cannot watch signals");
+		return 1;
+	}
+	if (event_base_dispatch(s->base) < 0) {
+		log_error("- server event loop failed");
+		return 1;
+	}
+	return 0;
 }
 
 static void
@@ -258,14 +323,15 @@ server_cleanup(struct server *s)
 		event_free(s->sigint);
 	if (s->sighup)
 		event_free(s->sighup);
-	if (s->api != NULL) {
-		http_api_stop_accepting(s->api);
-		http_api_stop_workers(s->api);
-	}
+	if (s->api != NULL)
+		http_front_stop_accepting(s->api);
+	submit_stop(s->sub);
 	agent_port_free(s->ap);
+	/* Its last callbacks reply through the submit path and the front. */
 	if (s->st != NULL)
 		store_close(s->st);
-	http_api_free(s->api);
+	http_front_free(s->api);
+	submit_free(s->sub);
 	supervisor_free(s->sv);
 	dispatcher_free(s->d);
 	registry_free(s->reg);
@@ -339,21 +405,14 @@ serve_main(int argc, char **argv)
 	if (log_set_format(s.cfg->log_format) != 0)
 		log_warnx("- server unknown log_format, using text");
 	signal(SIGPIPE, SIG_IGN);
+	/* A file size limit must fail a write (the store says why), not kill.
+	 */
+	signal(SIGXFSZ, SIG_IGN);
 	message_init();
 	rc = server_start(&s, path);
 	if (rc == 0) {
 		log_set_started();
-		s.sigterm = evsignal_new(s.base, SIGTERM, on_stop_signal, &s);
-		s.sigint = evsignal_new(s.base, SIGINT, on_stop_signal, &s);
-		s.sighup = evsignal_new(s.base, SIGHUP, on_hup, &s);
-		s.drain_timer = evtimer_new(s.base, drain_tick, &s);
-		event_add(s.sigterm, NULL);
-		event_add(s.sigint, NULL);
-		event_add(s.sighup, NULL);
-		if (event_base_dispatch(s.base) < 0) {
-			log_warnx("- server event loop failed");
-			rc = 1;
-		}
+		rc = server_run(&s);
 	}
 	server_cleanup(&s);
 	message_shutdown();

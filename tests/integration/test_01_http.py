@@ -25,6 +25,7 @@ def test_healthz(cl):
 def test_readyz_up(cl):
     r = cl.get("/readyz")
     assert r.status == 200, r
+    assert r.json["status"] == "ready" and r.json["reasons"] == [], r
 
 
 def test_submit_get_round_trip(cl):
@@ -150,6 +151,10 @@ def test_readyz_without_provider(make_cluster):
     c.start_server()
     r = c.get("/readyz")
     assert r.status == 503, r
+    # It says why: no provider, and the store is fine.
+    assert r.json["provider_up"] is False, r
+    assert r.json["store"] is True and r.json["store_error"] is None, r
+    assert r.json["reasons"] == ["no provider up"], r
     assert c.get("/healthz").status == 200
     c.start_agent("a")
     h.wait_for(lambda: c.get("/readyz").status == 200, 3, "/readyz 200")
@@ -246,3 +251,37 @@ def test_metrics(cl):
     r = cl.get("/metrics")
     assert r.status == 200, r
     assert b"# TYPE" in r.body or b"# HELP" in r.body, r.body[:200]
+
+
+def test_store_write_failure_503(make_cluster):
+    """Defect 2, HTTP side: while the store cannot write (every file write
+    fails, as on a full disk: RLIMIT_FSIZE of 1 byte on the server), a
+    submission is answered 503 unavailable, and /readyz, when it is 503,
+    says the store is why.  Once the disk is back, messages are stored."""
+    import resource
+
+    c = make_cluster(providers=("a",))
+    c.start_server()
+    c.start_agent("a")
+    pid = c.server.pid
+    old = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+    resource.prlimit(pid, resource.RLIMIT_FSIZE, (1, old[1]))
+    try:
+        r = c.post("/v1/messages", h.message(1, text="x" * 20000 + "\n"))
+        h.assert_error(r, 503, {"unavailable"})
+        r = c.get("/readyz")
+        if r.status == 503:
+            assert r.json["store"] is False, r
+            assert any(x.startswith("store not writable")
+                       for x in r.json["reasons"]), r
+        else:
+            assert r.status == 200 and r.json["store"] is True, r
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, old)
+
+    def stored():
+        r = c.post("/v1/messages", h.message(2))
+        return r.json["id"] if r.status == 202 else None
+    mid = h.wait_for(stored, 10, "a 202 once the disk is back")
+    c.wait_delivered([mid])
+    assert c.server.alive()

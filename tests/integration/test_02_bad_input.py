@@ -123,14 +123,38 @@ def test_oversize_attachment_413(cl):
     h.assert_error(r, 413, {"too_large"})
 
 
-def test_huge_request_body_413(cl):
-    body = b'{"from": "a@example.com", "to": ["b@example.net"], "text": "' + \
-        b"y" * (MAX * 4) + b'"}'
+def body_cap(max_message_bytes, max_recipients=1000):
+    """The HTTP body cap docs/http-api.md derives from max_message_bytes:
+    9/4 of it, plus bcc addresses (never in the message, up to 998 bytes
+    each written as 6-byte escapes), plus 64 KiB for tags and punctuation."""
+    return (max_message_bytes // 4 * 9 + 9 +
+            max_recipients * (6 * 998 + 4) + 65536)
+
+
+def body_of(n):
+    """A JSON submission of exactly n bytes, mostly text."""
+    head = b'{"from": "a@example.com", "to": ["b@example.net"], "text": "'
+    return head + b"y" * (n - len(head) - 2) + b'"}'
+
+
+def post_raw(port, body):
     head = ("POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             "Content-Type: application/json\r\nContent-Length: %d\r\n"
             "Connection: close\r\n\r\n" % len(body)).encode()
-    status, rest = h.raw_http(cl.http_port, head, body)
+    return h.raw_http(port, head, body)
+
+
+def test_huge_request_body_413(cl):
+    """The HTTP layer's cap is the documented one: one byte over it gets
+    evhttp's bare 413 before the body is read whole; a body of exactly the
+    cap is read and built, and its message is refused as too_large."""
+    cap = body_cap(MAX)
+    status, rest = post_raw(cl.http_port, body_of(cap + 1))
     assert status == 413, (status, rest[:200])
+    assert b"too_large" not in rest, rest[:200]
+    status, rest = post_raw(cl.http_port, body_of(cap))
+    assert status == 413, (status, rest[:200])
+    assert json.loads(rest)["error"]["code"] == "too_large", rest[:200]
     assert cl.get("/healthz").status == 200
 
 
@@ -149,6 +173,37 @@ def test_unknown_names_404(cl):
     h.assert_error(cl.post("/v1/providers/zzz/disable"), 404, {"not_found"})
     h.assert_error(cl.post("/v1/providers/a%0d%0aX/enable"), 404,
                    {"not_found"})
+
+
+def test_one_limit_both_sides(make_cluster):
+    """Defect 3, HTTP side: one limit, max_message_bytes, on the built
+    message.  A JSON body far over twice the limit (the old HTTP cap) whose
+    message fits is accepted and delivered; a message just over the limit
+    is refused 413 too_large with an error body and stores nothing."""
+    small = 8192
+    c = make_cluster(providers=("a",),
+                     server_extra={"max_message_bytes": small})
+    c.start_server()
+    c.start_agent("a")
+    # 400 bcc entries with long display names: about 100 KB of JSON,
+    # none of it in the message (bcc is envelope only).
+    bcc = ["%s <u%d@example.org>" % ("B" * 200, i) for i in range(400)]
+    m = good(bcc=bcc)
+    assert len(json.dumps(m)) > 2 * small + 65536
+    mid = c.submit(m)
+    # Lines of 70 bytes: 7bit, so the message is the text plus headers.
+    line = "x" * 69 + "\n"
+    fits = good(text=line * ((small - 1024) // 71))
+    mid2 = c.submit(fits)
+    c.wait_delivered([mid, mid2])
+    before = c.stats()
+    over = good(text=line * ((small - 100) // 71))
+    h.assert_error(c.post("/v1/messages", over), 413, {"too_large"})
+    r = h.http(c.http_port, "POST", "/v1/messages",
+               body=json.dumps(good(text="z" * (small + 1))).encode())
+    h.assert_error(r, 413, {"too_large"})
+    assert c.stats() == before
+    assert h.maildir_count(c.maildir("a")) == 2
 
 
 def test_zz_nothing_stored(cl):

@@ -1,8 +1,9 @@
 /*
  * Unit tests for the JSON-to-MIME builder: round trips parsed back with
  * GMime's parser (the proof that the hand-composed MIME is valid), then
- * one refusal per rule with its code and the field it names, the JSON
- * strictness kept around cJSON, and a run on several threads at once.
+ * one refusal per rule with its code and the field it names, and a run on
+ * several threads at once.  The JSON strictness and the size limit are
+ * in test_message_json.c.
  * Leaks on the refusal paths are caught by the ASan build.
  */
 #include <setjmp.h>
@@ -14,6 +15,7 @@
 #include "intake/message.h"
 #include "store/store.h"
 #include "common/util.h"
+#include "message_fixture.h"
 
 #include <gmime/gmime.h>
 #include <jansson.h>
@@ -21,81 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const struct message_limits lim = {
-    .max_message_bytes = 65536,
-    .max_recipients = 5,
-};
-
-static int
-setup(void **state)
-{
-	message_init();
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	message_shutdown();
-	return 0;
-}
-
-static struct store_message *
-build_ok(const char *json)
-{
-	struct store_message *m = NULL;
-	struct message_error err;
-
-	memset(&err, 0, sizeof(err));
-	if (message_from_json(json, strlen(json), &lim, &m, &err) != 0)
-		fail_msg("refused: %d %s %s", err.http_status, err.code,
-			 err.message);
-	assert_non_null(m);
-	return m;
-}
-
-/* Expects a refusal with code and a message starting with field. */
-static void
-expect_err_len(const char *json, size_t len, int status, const char *code,
-	       const char *field)
-{
-	struct store_message *m = (struct store_message *)(uintptr_t)1;
-	struct message_error err;
-
-	memset(&err, 0, sizeof(err));
-	assert_int_equal(message_from_json(json, len, &lim, &m, &err), -1);
-	assert_null(m);
-	if (strcmp(err.code, code) != 0 || err.http_status != status ||
-	    strncmp(err.message, field, strlen(field)) != 0)
-		fail_msg("for %s: got %d %s \"%s\", want %d %s \"%s...\"", json,
-			 err.http_status, err.code, err.message, status, code,
-			 field);
-}
-
-static void
-expect_err(const char *json, int status, const char *code, const char *field)
-{
-	expect_err_len(json, strlen(json), status, code, field);
-}
-
-#define BASE "\"from\": \"ann@example.com\", \"to\": \"bob@example.net\""
-
-static GMimeMessage *
-parse_mime(const struct store_message *m)
-{
-	GMimeStream *stream;
-	GMimeParser *parser;
-	GMimeMessage *msg;
-
-	stream = g_mime_stream_mem_new_with_buffer(m->mime, m->mime_len);
-	parser = g_mime_parser_new_with_stream(stream);
-	msg = g_mime_parser_construct_message(parser, NULL);
-	g_object_unref(parser);
-	g_object_unref(stream);
-	assert_non_null(msg);
-	return msg;
-}
 
 /* Every line of the message ends in CRLF and none is over 998 bytes. */
 static void
@@ -116,11 +43,46 @@ assert_crlf(const struct store_message *m)
 	}
 }
 
-static char *
-part_text(GMimeObject *o)
+/*
+ * The body of test_round_trip's message: alternative text and html, then
+ * the attachment, each read back.
+ */
+static void
+check_round_trip_body(GMimeMessage *msg)
 {
-	assert_true(GMIME_IS_TEXT_PART(o));
-	return g_mime_text_part_get_text(GMIME_TEXT_PART(o));
+	GMimeObject *body, *alt, *att;
+	GMimeDataWrapper *w;
+	GMimeStream *out;
+	GByteArray *bytes;
+	char *t;
+
+	body = g_mime_message_get_mime_part(msg);
+	assert_true(GMIME_IS_MULTIPART(body));
+	assert_int_equal(g_mime_multipart_get_count(GMIME_MULTIPART(body)), 2);
+	alt = g_mime_multipart_get_part(GMIME_MULTIPART(body), 0);
+	assert_true(GMIME_IS_MULTIPART(alt));
+	assert_string_equal(g_mime_content_type_get_media_subtype(
+				g_mime_object_get_content_type(alt)),
+			    "alternative");
+	t = part_text(g_mime_multipart_get_part(GMIME_MULTIPART(alt), 0));
+	assert_non_null(strstr(t, "caf\xc3\xa9 at 5?"));
+	g_free(t);
+	t = part_text(g_mime_multipart_get_part(GMIME_MULTIPART(alt), 1));
+	assert_non_null(strstr(t, "<p>Hi Bob</p>"));
+	g_free(t);
+
+	att = g_mime_multipart_get_part(GMIME_MULTIPART(body), 1);
+	assert_true(GMIME_IS_PART(att));
+	assert_string_equal(g_mime_part_get_filename(GMIME_PART(att)), "a.pdf");
+	assert_int_equal(g_mime_part_get_content_encoding(GMIME_PART(att)),
+			 GMIME_CONTENT_ENCODING_BASE64);
+	w = g_mime_part_get_content(GMIME_PART(att));
+	out = g_mime_stream_mem_new();
+	g_mime_data_wrapper_write_to_stream(w, out);
+	bytes = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(out));
+	assert_int_equal(bytes->len, 12);
+	assert_memory_equal(bytes->data, "%PDF-1.4\n\0\x01\xff", 12);
+	g_object_unref(out);
 }
 
 static void
@@ -142,13 +104,9 @@ test_round_trip(void **state)
 	    " \"tags\": [\"welcome\", \"q4\"]}";
 	struct store_message *m = build_ok(json);
 	GMimeMessage *msg;
-	GMimeObject *body, *alt, *att;
-	GMimeDataWrapper *w;
-	GMimeStream *out;
-	GByteArray *bytes;
 	InternetAddressList *l;
 	const char *s;
-	char *t, want_id[64];
+	char want_id[64];
 
 	assert_true(id_valid(m->id));
 	assert_int_equal(m->status, MSG_QUEUED);
@@ -198,34 +156,7 @@ test_round_trip(void **state)
 	assert_non_null(s);
 	assert_string_equal(s, "c1");
 
-	body = g_mime_message_get_mime_part(msg);
-	assert_true(GMIME_IS_MULTIPART(body));
-	assert_int_equal(g_mime_multipart_get_count(GMIME_MULTIPART(body)), 2);
-	alt = g_mime_multipart_get_part(GMIME_MULTIPART(body), 0);
-	assert_true(GMIME_IS_MULTIPART(alt));
-	assert_string_equal(g_mime_content_type_get_media_subtype(
-				g_mime_object_get_content_type(alt)),
-			    "alternative");
-	t = part_text(g_mime_multipart_get_part(GMIME_MULTIPART(alt), 0));
-	assert_non_null(strstr(t, "caf\xc3\xa9 at 5?"));
-	g_free(t);
-	t = part_text(g_mime_multipart_get_part(GMIME_MULTIPART(alt), 1));
-	assert_non_null(strstr(t, "<p>Hi Bob</p>"));
-	g_free(t);
-
-	att = g_mime_multipart_get_part(GMIME_MULTIPART(body), 1);
-	assert_true(GMIME_IS_PART(att));
-	assert_string_equal(g_mime_part_get_filename(GMIME_PART(att)), "a.pdf");
-	assert_int_equal(g_mime_part_get_content_encoding(GMIME_PART(att)),
-			 GMIME_CONTENT_ENCODING_BASE64);
-	w = g_mime_part_get_content(GMIME_PART(att));
-	out = g_mime_stream_mem_new();
-	g_mime_data_wrapper_write_to_stream(w, out);
-	bytes = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(out));
-	assert_int_equal(bytes->len, 12);
-	assert_memory_equal(bytes->data, "%PDF-1.4\n\0\x01\xff", 12);
-	g_object_unref(out);
-
+	check_round_trip_body(msg);
 	g_object_unref(msg);
 	store_message_free(m);
 }
@@ -319,28 +250,6 @@ test_long_line(void **state)
 	g_free(t);
 	g_object_unref(msg);
 	store_message_free(m);
-}
-
-static void
-test_bad_json(void **state)
-{
-	expect_err("", 400, "invalid_json", "body");
-	expect_err("{", 400, "invalid_json", "body");
-	expect_err("[1]", 400, "invalid_json", "body");
-	expect_err("\"x\"", 400, "invalid_json", "body");
-	expect_err("{\"from\": \"a@b.c\"} x", 400, "invalid_json", "body");
-	expect_err("{\"from\": \"a@b.c\", \"from\": \"a@b.c\"}", 400,
-		   "invalid_json", "body");
-	/* Invalid UTF-8 in a value. */
-	expect_err("{\"from\": \"ann@example.com\", \"to\": \"b@x.com\","
-		   " \"subject\": \"\xc3\x28\", \"text\": \"t\"}",
-		   400, "invalid_json", "body");
-	expect_err("{\"text\": \"\xff\"}", 400, "invalid_json", "body");
-	/* A NUL in a key is refused by jansson itself, never truncated. */
-	expect_err("{\"from\\u0000x\": \"a@b.c\"}", 400, "invalid_json",
-		   "body");
-	/* A raw NUL byte inside the body. */
-	expect_err_len("{\"text\": \"a\0b\"}", 15, 400, "invalid_json", "body");
 }
 
 static void
@@ -757,35 +666,6 @@ test_tags(void **state)
 	expect_err(json, 400, "invalid_field", "tags[0]");
 }
 
-static void
-test_too_large(void **state)
-{
-	size_t n = lim.max_message_bytes + 16, i;
-	char *json = malloc(n + 128);
-	int off;
-
-	assert_non_null(json);
-	/* The body alone is over the limit: refused before building. */
-	off = snprintf(json, 128, "{" BASE ", \"text\": \"");
-	for (i = 0; i < n; i++)
-		json[off + i] = (i % 70 == 69) ? ' ' : 'a';
-	memcpy(json + off + n, "\"}", 3);
-	expect_err(json, 413, "too_large", "message");
-
-	/*
-	 * Just under the limit as raw text, over it once encoded: refused
-	 * after building (quoted-printable grows 8-bit text).
-	 */
-	off = snprintf(json, 128, "{" BASE ", \"text\": \"");
-	for (i = 0; i + 2 < lim.max_message_bytes - 64; i += 2) {
-		json[off + i] = '\xc3';
-		json[off + i + 1] = (i % 140 == 138) ? '\xa9' : '\xa8';
-	}
-	memcpy(json + off + i, "\"}", 3);
-	expect_err(json, 413, "too_large", "message");
-	free(json);
-}
-
 /* The one address of an address header, parsed back. */
 static InternetAddress *
 only_address(InternetAddressList *l)
@@ -994,111 +874,6 @@ test_text_html_exact(void **state)
 	store_message_free(m);
 }
 
-/* What jansson refused and cJSON alone would not. */
-static void
-test_json_strictness(void **state)
-{
-	struct store_message *m;
-	GMimeMessage *msg;
-	char *t;
-
-	/* Duplicates at every level. */
-	expect_err("{" BASE ", \"text\": \"t\", \"headers\": {\"X-A\": \"1\","
-		   " \"X-A\": \"2\"}}",
-		   400, "invalid_json", "body: not valid JSON (duplicate key)");
-	expect_err("{" BASE ", \"text\": \"t\", \"attachments\": [{"
-		   "\"filename\": \"a\", \"filename\": \"b\","
-		   " \"content_base64\": \"\"}]}",
-		   400, "invalid_json", "body: not valid JSON (duplicate key)");
-	expect_err("{" BASE ", \"text\": \"t\", \"x\": {\"a\": 1, \"a\": 2}}",
-		   400, "invalid_json", "body: not valid JSON (duplicate key)");
-	/* Raw control characters in a string, a BOM, bad escapes. */
-	expect_err("{" BASE ", \"text\": \"a\x01"
-		   "b\"}",
-		   400, "invalid_json", "body");
-	expect_err("{" BASE ", \"text\": \"a\nb\"}", 400, "invalid_json",
-		   "body");
-	expect_err("\xef\xbb\xbf{" BASE ", \"text\": \"t\"}", 400,
-		   "invalid_json", "body");
-	expect_err("{" BASE ", \"text\": \"\\x41\"}", 400, "invalid_json",
-		   "body");
-	expect_err("{" BASE ", \"text\": \"\\u12\"}", 400, "invalid_json",
-		   "body");
-	expect_err("{" BASE ",\x0b \"text\": \"t\"}", 400, "invalid_json",
-		   "body");
-	/* Lone surrogates never reach a header as invalid UTF-8. */
-	expect_err("{" BASE ", \"subject\": \"\\ud800\", \"text\": \"t\"}", 400,
-		   "invalid_json", "body");
-	expect_err("{" BASE ", \"subject\": \"\\udc00x\", \"text\": \"t\"}",
-		   400, "invalid_json", "body");
-	/* Overlong and surrogate UTF-8 as raw bytes. */
-	expect_err("{" BASE ", \"text\": \"\xc0\xaf\"}", 400, "invalid_json",
-		   "body");
-	expect_err("{" BASE ", \"text\": \"\xed\xa0\x80\"}", 400,
-		   "invalid_json", "body");
-	expect_err("{" BASE ", \"text\": \"t\", \"n\": 1e999}", 400,
-		   "invalid_json",
-		   "body: not valid JSON (number out of range)");
-	/* NUL in a key at any depth; the NUL stand-in with a real NUL. */
-	expect_err("{" BASE
-		   ", \"text\": \"t\", \"headers\": {\"X\\u0000\": \"v\"}}",
-		   400, "invalid_json", "body: not valid JSON (NUL in a key)");
-	expect_err("{" BASE
-		   ", \"text\": \"\\u0000\", \"subject\": \"\\ufdd0\"}",
-		   400, "invalid_json", "body");
-	expect_err("{" BASE ", \"text\": \"\\u0000\xef\xb7\x90\"}", 400,
-		   "invalid_json", "body");
-	/* Trailing white space is fine, a second value is not. */
-	m = build_ok("{" BASE ", \"text\": \"t\"} \r\n\t ");
-	store_message_free(m);
-	expect_err("{" BASE ", \"text\": \"t\"} {}", 400, "invalid_json",
-		   "body: not valid JSON (trailing bytes");
-
-	/* An escaped backslash then "u0000" is text, not a NUL. */
-	m = build_ok("{" BASE ", \"subject\": \"a\\\\u0000b\","
-		     " \"text\": \"x\\\\u0000y\"}");
-	assert_string_equal(m->subject, "a\\u0000b");
-	msg = parse_mime(m);
-	assert_string_equal(g_mime_message_get_subject(msg), "a\\u0000b");
-	t = part_text(g_mime_message_get_mime_part(msg));
-	assert_string_equal(t, "x\\u0000y\r\n");
-	g_free(t);
-	g_object_unref(msg);
-	store_message_free(m);
-	/* U+FDD0 on its own is ordinary text. */
-	m = build_ok("{" BASE ", \"subject\": \"\\ufdd0\", \"text\": \"t\"}");
-	assert_string_equal(m->subject, "\xef\xb7\x90");
-	store_message_free(m);
-	/* A NUL after the stand-in's escape form is still a NUL. */
-	expect_err("{" BASE ", \"subject\": \"a\\\\\\u0000\", \"text\": \"t\"}",
-		   400, "invalid_field", "subject: contains NUL");
-}
-
-/* to_json and tags_json are JSON that reads back to what was given. */
-static void
-test_json_outputs(void **state)
-{
-	struct store_message *m = build_ok(
-	    "{\"from\": \"ann@example.com\", \"to\": \"\\\"Q \\\\\\\" R\\\" "
-	    "<q@example.net>\", \"text\": \"t\", \"tags\": [\"a\\\"b\", "
-	    "\"c\\\\d\", \"x/y\"]}");
-	json_t *v;
-
-	v = json_loads(m->to_json, 0, NULL);
-	assert_non_null(v);
-	assert_string_equal(json_string_value(json_array_get(v, 0)),
-			    "\"Q \\\" R\" <q@example.net>");
-	json_decref(v);
-	v = json_loads(m->tags_json, 0, NULL);
-	assert_non_null(v);
-	assert_int_equal(json_array_size(v), 3);
-	assert_string_equal(json_string_value(json_array_get(v, 0)), "a\"b");
-	assert_string_equal(json_string_value(json_array_get(v, 1)), "c\\d");
-	assert_string_equal(json_string_value(json_array_get(v, 2)), "x/y");
-	json_decref(v);
-	store_message_free(m);
-}
-
 #define NTHREADS 4
 #define NROUNDS 200
 
@@ -1183,7 +958,6 @@ main(void)
 	    cmocka_unit_test(test_html_only_bcc_only),
 	    cmocka_unit_test(test_cjk_text),
 	    cmocka_unit_test(test_long_line),
-	    cmocka_unit_test(test_bad_json),
 	    cmocka_unit_test(test_missing),
 	    cmocka_unit_test(test_wrong_types),
 	    cmocka_unit_test(test_unknown_keys),
@@ -1195,13 +969,10 @@ main(void)
 	    cmocka_unit_test(test_attachments),
 	    cmocka_unit_test(test_base64_forms),
 	    cmocka_unit_test(test_tags),
-	    cmocka_unit_test(test_too_large),
 	    cmocka_unit_test(test_display_names),
 	    cmocka_unit_test(test_long_subject),
 	    cmocka_unit_test(test_attachment_names),
 	    cmocka_unit_test(test_text_html_exact),
-	    cmocka_unit_test(test_json_strictness),
-	    cmocka_unit_test(test_json_outputs),
 	    cmocka_unit_test(test_threads),
 	};
 

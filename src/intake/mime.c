@@ -1,0 +1,453 @@
+/*
+ * A raw RFC 5322 message in (SMTP DATA, a drop-in endpoint's MIME upload),
+ * a checked store_message out: message_from_mime() (message.h).
+ *
+ * The client's bytes are the message: nothing is re-encoded or re-folded,
+ * so a signature (DKIM) over them still holds.  The one change made is the
+ * line ends of a message that has no CR at all (a file written on Unix),
+ * which become CRLF, the form the store and every provider expect; and
+ * Date and Message-Id go in front when the client gave none.
+ *
+ * Checks, cheapest first, all before anything is allocated beyond the
+ * parse: the size cap (max_message_bytes, on the result too), one pass
+ * over the bytes (no NUL, CRLF or LF-only line ends, lines of at most 998
+ * bytes), the header block read by hand (every line an RFC 5322 field or
+ * a continuation, valid UTF-8, no control character but TAB), then by
+ * GMime's parser (given only the header block, so a huge body costs no
+ * parse and the MIME tree is the provider's business), one From, at most
+ * one Date (which must read as a date) and one Message-ID, and the
+ * envelope (a valid or null sender, 1 to max_recipients valid recipients,
+ * duplicates dropped without regard to case).  Refusals fill
+ * message_error: 413 too_large, or 400 invalid_field naming "message",
+ * "envelope" or the header.  Never fatal on input; pure, so it is fuzzed
+ * (tests/fuzz/fuzz_mime.c).
+ */
+#include "intake/message.h"
+#include "intake/message_int.h"
+#include "common/buf.h"
+#include "common/util.h"
+#include "store/store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* What the byte scan found. */
+struct scan {
+	bool lf_only;    /* no CR anywhere: every LF becomes CRLF */
+	size_t nlines;   /* line ends, for the size after conversion */
+	size_t head_len; /* the header block, its final line end included */
+	bool has_body;   /* an empty line ends the header block */
+};
+
+/*
+ * One pass over the bytes: NUL, line ends, line lengths, and where the
+ * header block ends (the first empty line).
+ */
+static int
+scan_bytes(const char *s, size_t n, struct scan *sc, struct message_error *err)
+{
+	const char *p = s, *end = s + n, *nl;
+	size_t line;
+
+	memset(sc, 0, sizeof(*sc));
+	if (n == 0)
+		return message__fail(err, 400, "invalid_field",
+				     "message: empty");
+	if (memchr(s, '\0', n) != NULL)
+		return message__fail(err, 400, "invalid_field",
+				     "message: contains NUL");
+	sc->lf_only = memchr(s, '\r', n) == NULL;
+	while (p < end) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		line = (size_t)((nl != NULL ? nl : end) - p);
+		if (nl != NULL && !sc->lf_only) {
+			if (line == 0 || p[line - 1] != '\r')
+				goto bare;
+			line--;
+		}
+		if (memchr(p, '\r', line) != NULL)
+			goto bare;
+		if (line > 998)
+			return message__fail(
+			    err, 400, "invalid_field",
+			    "message: a line is longer than 998 bytes");
+		if (line == 0 && nl != NULL && !sc->has_body) {
+			sc->has_body = true;
+			sc->head_len = (size_t)(p - s);
+		}
+		if (nl == NULL)
+			break;
+		sc->nlines++;
+		p = nl + 1;
+	}
+	if (!sc->has_body)
+		sc->head_len = n;
+	return 0;
+bare:
+	return message__fail(err, 400, "invalid_field",
+			     "message: a bare CR or LF (line ends must be "
+			     "CRLF throughout, or LF throughout)");
+}
+
+static bool
+field_name_char(unsigned char c)
+{
+	return c >= 33 && c <= 126 && c != ':';
+}
+
+/*
+ * The header block by hand: every line "name:" or a continuation (not
+ * first), valid UTF-8, no control character but TAB.  GMime's parser is
+ * lenient (a line without a colon ends the headers for it), so this is
+ * what makes the block RFC 5322.
+ */
+static int
+check_head(const char *h, size_t n, struct message_error *err)
+{
+	const char *p = h, *end = h + n, *nl;
+	size_t i, len;
+
+	if (!g_utf8_validate_len(h, n, NULL))
+		return message__fail(err, 400, "invalid_field",
+				     "message: header block not valid UTF-8");
+	for (i = 0; i < n; i++)
+		if ((unsigned char)h[i] < 0x20 && h[i] != '\t' &&
+		    h[i] != '\r' && h[i] != '\n')
+			return message__fail(err, 400, "invalid_field",
+					     "message: a control character in "
+					     "the header block");
+	while (p < end) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		len = (size_t)((nl != NULL ? nl : end) - p);
+		if (*p == ' ' || *p == '\t') {
+			if (p == h)
+				return message__fail(
+				    err, 400, "invalid_field",
+				    "message: starts with a continuation");
+		} else {
+			for (i = 0;
+			     i < len && field_name_char((unsigned char)p[i]);
+			     i++)
+				;
+			if (i == 0 || i == len || p[i] != ':')
+				return message__fail(
+				    err, 400, "invalid_field",
+				    "message: a header line that is not "
+				    "\"Name: value\"");
+		}
+		if (nl == NULL)
+			break;
+		p = nl + 1;
+	}
+	return 0;
+}
+
+/* The header block parsed by GMime into a new object, or NULL. */
+static GMimeObject *
+parse_head(const char *h, size_t n, bool lf_only)
+{
+	const char *eol = lf_only ? "\n" : "\r\n";
+	size_t el = strlen(eol);
+	GMimeStream *st;
+	GMimeParser *parser;
+	GMimeObject *o;
+
+	/* The block and an empty line: GMime never sees the body. */
+	st = g_mime_stream_mem_new();
+	if (g_mime_stream_write(st, h, n) != (ssize_t)n ||
+	    g_mime_stream_write(st, eol, el) != (ssize_t)el) {
+		g_object_unref(st);
+		return NULL;
+	}
+	g_mime_stream_reset(st);
+	parser = g_mime_parser_new_with_stream(st);
+	o = g_mime_parser_construct_part(parser, message__parser_opts);
+	g_object_unref(parser);
+	g_object_unref(st);
+	return o;
+}
+
+/* How many headers are called name (without case). */
+static int
+header_count(GMimeObject *o, const char *name, const char **first)
+{
+	GMimeHeaderList *hl = g_mime_object_get_header_list(o);
+	int i, n = g_mime_header_list_get_count(hl), count = 0;
+	GMimeHeader *h;
+
+	*first = NULL;
+	for (i = 0; i < n; i++) {
+		h = g_mime_header_list_get_header_at(hl, i);
+		if (g_ascii_strcasecmp(g_mime_header_get_name(h), name) != 0)
+			continue;
+		if (count++ == 0)
+			*first = g_mime_header_get_value(h);
+	}
+	return count;
+}
+
+/* The fields a message must have once, and a Date that reads. */
+static int
+check_fields(GMimeObject *o, bool *has_date, bool *has_mid,
+	     struct message_error *err)
+{
+	const char *v;
+	int n;
+
+	n = header_count(o, "From", &v);
+	if (n != 1 || v == NULL || *v == '\0')
+		return message__fail(err, 400, "invalid_field",
+				     n == 0 ? "From: required"
+					    : "From: exactly one, not empty");
+	n = header_count(o, "Date", &v);
+	if (n > 1)
+		return message__invalid(err, "Date", "given twice");
+	if (n == 1 && (v == NULL || !message__date_valid(v)))
+		return message__invalid(err, "Date", "not an RFC 5322 date");
+	*has_date = n == 1;
+	n = header_count(o, "Message-ID", &v);
+	if (n > 1)
+		return message__invalid(err, "Message-ID", "given twice");
+	*has_mid = n == 1;
+	return 0;
+}
+
+static bool
+addr_ok(const char *a)
+{
+	return a != NULL && message__addr_spec_ok(a);
+}
+
+/* The envelope, checked and copied into m (recipients deduplicated). */
+static int
+take_envelope(const struct message_envelope *env,
+	      const struct message_limits *lim, struct store_message *m,
+	      struct message_error *err)
+{
+	size_t i, j;
+
+	if (env->mail_from == NULL ||
+	    (*env->mail_from != '\0' && !addr_ok(env->mail_from)))
+		return message__invalid(err, "envelope.mail_from",
+					"not a valid address");
+	if (env->nrcpt == 0 || env->rcpt == NULL)
+		return message__fail(err, 400, "missing_field",
+				     "envelope.rcpt: at least one recipient "
+				     "is required");
+	if (env->nrcpt > lim->max_recipients)
+		return message__invalid(err, "envelope.rcpt",
+					"too many recipients");
+	for (i = 0; i < env->nrcpt; i++)
+		if (!addr_ok(env->rcpt[i]))
+			return message__invalid(err, "envelope.rcpt",
+						"not a valid address");
+	m->mail_from = xstrdup(env->mail_from);
+	m->rcpt = xcalloc(env->nrcpt, sizeof(*m->rcpt));
+	for (i = 0; i < env->nrcpt; i++) {
+		for (j = 0; j < m->nrcpt; j++)
+			if (strcasecmp(m->rcpt[j], env->rcpt[i]) == 0)
+				break;
+		if (j == m->nrcpt)
+			m->rcpt[m->nrcpt++] = xstrdup(env->rcpt[i]);
+	}
+	return 0;
+}
+
+/*
+ * The domain for a Message-Id we add: the envelope sender's, else the
+ * From address's, else "localhost".
+ */
+static void
+msgid_domain(const char *mail_from, const char *from, char *out, size_t sz)
+{
+	const char *at = strrchr(mail_from, '@'), *e;
+
+	if (at != NULL) {
+		snprintf(out, sz, "%s", at + 1);
+		return;
+	}
+	snprintf(out, sz, "localhost");
+	at = from != NULL ? strrchr(from, '@') : NULL;
+	if (at == NULL)
+		return;
+	for (e = at + 1; *e != '\0' && *e != '>' && *e != ' '; e++)
+		;
+	if (message__domain_ok(at + 1, (size_t)(e - at - 1)) &&
+	    (size_t)(e - at - 1) < sz)
+		snprintf(out, sz, "%.*s", (int)(e - at - 1), at + 1);
+}
+
+/*
+ * A JSON array of the To header's entries as written: split at commas
+ * outside quotes, angle brackets and comments; "[]" when there is none.
+ */
+static char *
+to_json(const char *to)
+{
+	struct buf b;
+	const char *p = to, *start;
+	int depth = 0, n = 0;
+	bool quoted = false;
+
+	buf_init(&b, SIZE_MAX);
+	xbuf_addc(&b, '[');
+	for (start = p; to != NULL; p++) {
+		if (*p == '\\' && quoted && p[1] != '\0')
+			p++;
+		else if (*p == '"')
+			quoted = !quoted;
+		else if (!quoted && (*p == '<' || *p == '('))
+			depth++;
+		else if (!quoted && (*p == '>' || *p == ')') && depth > 0)
+			depth--;
+		else if (*p == '\0' || (*p == ',' && !quoted && depth == 0)) {
+			const char *e = p;
+			while (start < e && (*start == ' ' || *start == '\t'))
+				start++;
+			while (e > start && (e[-1] == ' ' || e[-1] == '\t'))
+				e--;
+			if (e > start) {
+				if (n++ > 0)
+					xbuf_addc(&b, ',');
+				xbuf_addc(&b, '"');
+				if (buf_append_json_str(
+					&b, start, (size_t)(e - start)) != 0)
+					fatalx("mime: buffer over its cap");
+				xbuf_addc(&b, '"');
+			}
+			if (*p == '\0')
+				break;
+			start = p + 1;
+		}
+	}
+	xbuf_addc(&b, ']');
+	return buf_take(&b, NULL);
+}
+
+/*
+ * A header value for display: GMime's unfolded, decoded text, made valid
+ * UTF-8 (an encoded word may claim a charset its bytes are not in).
+ */
+static char *
+display_dup(const char *v)
+{
+	char *g, *out;
+
+	if (v == NULL)
+		return xstrdup("");
+	if (g_utf8_validate(v, -1, NULL))
+		return xstrdup(v);
+	g = g_utf8_make_valid(v, -1);
+	out = xstrdup(g);
+	g_free(g);
+	return out;
+}
+
+/* The display fields, from the parsed headers. */
+static void
+take_display(GMimeObject *o, struct store_message *m)
+{
+	const char *v;
+
+	(void)header_count(o, "From", &v);
+	m->header_from = display_dup(v);
+	(void)header_count(o, "Subject", &v);
+	m->subject = display_dup(v);
+	(void)header_count(o, "To", &v);
+	m->to_json = to_json(v);
+}
+
+/*
+ * The stored bytes: the added headers, then the client's message (with
+ * CRLF line ends when it had LF only).  Over the cap: 413.
+ */
+static int
+take_mime(const char *raw, size_t len, const struct scan *sc, bool has_date,
+	  bool has_mid, const struct message_limits *lim,
+	  struct store_message *m, struct message_error *err)
+{
+	struct buf b;
+	char domain[256];
+	const char *p, *nl, *end = raw + len;
+	size_t need = len + (sc->lf_only ? sc->nlines : 0);
+
+	buf_init(&b, SIZE_MAX);
+	if (!has_date)
+		message__date_add(&b, m->created_ms);
+	if (!has_mid) {
+		msgid_domain(m->mail_from, m->header_from, domain,
+			     sizeof(domain));
+		xbuf_adds(&b, "Message-Id: <");
+		xbuf_adds(&b, m->id);
+		xbuf_addc(&b, '@');
+		xbuf_adds(&b, domain);
+		xbuf_adds(&b, ">\r\n");
+	}
+	if (b.len + need > lim->max_message_bytes) {
+		buf_cleanup(&b);
+		return message__fail(err, 413, "too_large",
+				     "message: larger than %zu bytes",
+				     lim->max_message_bytes);
+	}
+	xbuf_reserve(&b, need);
+	if (!sc->lf_only)
+		xbuf_add(&b, raw, len);
+	for (p = raw; sc->lf_only && p < end; p = nl + 1) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		if (nl == NULL) {
+			xbuf_add(&b, p, (size_t)(end - p));
+			break;
+		}
+		xbuf_add(&b, p, (size_t)(nl - p));
+		xbuf_add(&b, "\r\n", 2);
+	}
+	m->mime = buf_take(&b, &m->mime_len);
+	return 0;
+}
+
+int
+message_from_mime(const char *raw, size_t len,
+		  const struct message_envelope *env,
+		  const struct message_limits *lim, struct store_message **out,
+		  struct message_error *err)
+{
+	struct store_message *m = NULL;
+	GMimeObject *o = NULL;
+	struct scan sc;
+	bool has_date = false, has_mid = false;
+	int rc = -1;
+
+	*out = NULL;
+	if (len > lim->max_message_bytes)
+		return message__fail(err, 413, "too_large",
+				     "message: larger than %zu bytes",
+				     lim->max_message_bytes);
+	if (scan_bytes(raw, len, &sc, err) != 0 ||
+	    check_head(raw, sc.head_len, err) != 0)
+		return -1;
+	o = parse_head(raw, sc.head_len, sc.lf_only);
+	if (o == NULL)
+		return message__fail(err, 400, "invalid_field",
+				     "message: GMime cannot read the headers");
+	if (check_fields(o, &has_date, &has_mid, err) != 0)
+		goto out;
+	m = xcalloc(1, sizeof(*m));
+	if (take_envelope(env, lim, m, err) != 0)
+		goto out;
+	id_new(m->id);
+	m->status = MSG_QUEUED;
+	m->created_ms = m->updated_ms = now_ms();
+	m->tried = xstrdup("");
+	take_display(o, m);
+	if (take_mime(raw, len, &sc, has_date, has_mid, lim, m, err) != 0)
+		goto out;
+	*out = m;
+	m = NULL;
+	rc = 0;
+out:
+	store_message_free(m);
+	g_object_unref(o);
+	return rc;
+}

@@ -1,0 +1,297 @@
+/*
+ * The submit path (submit.h): builds, checks, stores, answers after the
+ * commit, hands on.
+ *
+ * State per submission is one struct ticket, from the call to the reply:
+ * it carries the reply callback across the builder thread and the store's
+ * writer thread, and holds the message_error a refusal points at.  The
+ * pending count covers every ticket, so the server's drain waits for the
+ * last reply.
+ *
+ * Failures: a refusal of the message (400/413) is the client's; a store
+ * that cannot write or fails the commit is answered 503 `unavailable`,
+ * logged, and nothing is handed on, so memory never holds a message the
+ * disk does not.  Allocation failure is fatal (x-allocators).
+ */
+#include "intake/submit.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "common/workq.h"
+#include "store/store.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BUILDER_THREADS 2
+/* JSON bodies up to this are built on the loop (see submit.h). */
+#define INLINE_BUILD_MAX (64 * 1024)
+#define IDEM_KEY_MAX 255
+
+struct submit {
+	struct store *st;
+	struct message_limits lim;
+	submit_durable_cb durable;
+	void *durable_arg;
+	struct workq *builders; /* message_from_json off the loop */
+	unsigned pending;
+	bool stopped; /* submit_stop(): everything new is answered 503 */
+};
+
+/* One submission from the call to its reply. */
+struct ticket {
+	struct submit *s;
+	submit_reply_cb cb;
+	void *arg;
+	char *idem;
+	/* While being built: the JSON, or the raw message and its envelope. */
+	const char *body;
+	size_t len;
+	const struct message_envelope *env; /* NULL: body is JSON */
+	struct store_message *m;
+	int rc;
+	struct message_error err;
+};
+
+static struct ticket *
+ticket_new(struct submit *s, const char *idem, submit_reply_cb cb, void *arg)
+{
+	struct ticket *t = xcalloc(1, sizeof(*t));
+
+	t->s = s;
+	t->cb = cb;
+	t->arg = arg;
+	t->idem = xstrdup_or_null(idem);
+	s->pending++;
+	return t;
+}
+
+/* The one way out of a ticket: reply, uncount, free. */
+static void
+ticket_reply(struct ticket *t, int status, const char *id)
+{
+	struct submit_reply r = {.status = status, .id = id};
+
+	if (status >= 400)
+		r.err = &t->err;
+	t->s->pending--;
+	t->cb(t->arg, &r);
+	store_message_free(t->m);
+	free(t->idem);
+	free(t);
+}
+
+static void refuse(struct ticket *t, int status, const char *code,
+		   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void
+refuse(struct ticket *t, int status, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+
+	t->err.http_status = status;
+	snprintf(t->err.code, sizeof(t->err.code), "%s", code);
+	va_start(ap, fmt);
+	vsnprintf(t->err.message, sizeof(t->err.message), fmt, ap);
+	va_end(ap);
+	ticket_reply(t, status, NULL);
+}
+
+static void
+stored(void *arg, int err, const char *id, bool duplicate,
+       struct store_message *m)
+{
+	struct ticket *t = arg;
+	struct submit *s = t->s;
+
+	if (err != 0) {
+		log_warnx("- intake submit failed: %s", store_strerror(err));
+		store_message_free(m);
+		refuse(t, 503, "unavailable", "the store failed: %s",
+		       store_strerror(err));
+		return;
+	}
+	if (duplicate) {
+		store_message_free(m);
+		ticket_reply(t, 200, id);
+		return;
+	}
+	/* Reply first: the 202 is the hot path, the hand-off can wait. */
+	ticket_reply(t, 202, id);
+	if (s->durable != NULL)
+		s->durable(s->durable_arg, m);
+	else
+		store_message_free(m);
+}
+
+/* Checks t->m and hands it to the store; the ticket replies either way. */
+static void
+ticket_store(struct ticket *t)
+{
+	struct submit *s = t->s;
+	struct store_message *m = t->m;
+	const char *why = NULL;
+
+	if (s->stopped) {
+		refuse(t, 503, "unavailable", "the server is stopping");
+		return;
+	}
+	if (t->idem != NULL && !submit_idem_key_valid(t->idem)) {
+		refuse(t, 400, "invalid_field",
+		       "Idempotency-Key: 1 to 255 printable ASCII characters");
+		return;
+	}
+	if (m->mail_from == NULL || m->nrcpt == 0 || m->mime == NULL) {
+		refuse(t, 400, "invalid_field",
+		       "message: no envelope or no content");
+		return;
+	}
+	/* The same limit the builders apply, for messages built elsewhere. */
+	if (m->mime_len > s->lim.max_message_bytes) {
+		refuse(t, 413, "too_large", "message: larger than %zu bytes",
+		       s->lim.max_message_bytes);
+		return;
+	}
+	if (!store_healthy(s->st, &why)) {
+		refuse(t, 503, "unavailable", "the store cannot write: %s",
+		       why != NULL ? why : "unknown");
+		return;
+	}
+	t->m = NULL; /* the store takes it */
+	store_submit(s->st, m, t->idem, stored, t);
+}
+
+void
+submit_message(struct submit *s, struct store_message *m, const char *idem_key,
+	       submit_reply_cb cb, void *arg)
+{
+	struct ticket *t = ticket_new(s, idem_key, cb, arg);
+
+	t->m = m;
+	ticket_store(t);
+}
+
+/* On a builder thread (or the loop, when small): pure work on the body. */
+static void
+build_work(void *arg)
+{
+	struct ticket *t = arg;
+
+	if (t->env == NULL)
+		t->rc = message_from_json(t->body, t->len, &t->s->lim, &t->m,
+					  &t->err);
+	else
+		t->rc = message_from_mime(t->body, t->len, t->env, &t->s->lim,
+					  &t->m, &t->err);
+}
+
+/* On the loop: answer a refusal, or go on to the store. */
+static void
+build_done(void *arg)
+{
+	struct ticket *t = arg;
+
+	if (t->rc != 0) {
+		ticket_reply(t, t->err.http_status, NULL);
+		return;
+	}
+	ticket_store(t);
+}
+
+/* Builds t's body on the loop when small, else on a builder thread. */
+static void
+ticket_build(struct ticket *t, const char *body, size_t len)
+{
+	struct submit *s = t->s;
+
+	if (s->stopped) {
+		refuse(t, 503, "unavailable", "the server is stopping");
+		return;
+	}
+	t->body = body;
+	t->len = len;
+	if (len <= INLINE_BUILD_MAX || s->builders == NULL) {
+		build_work(t);
+		build_done(t);
+		return;
+	}
+	workq_submit(s->builders, build_work, build_done, t);
+}
+
+void
+submit_json(struct submit *s, const char *json, size_t len,
+	    const char *idem_key, submit_reply_cb cb, void *arg)
+{
+	ticket_build(ticket_new(s, idem_key, cb, arg), json, len);
+}
+
+void
+submit_mime(struct submit *s, const char *raw, size_t len,
+	    const struct message_envelope *env, const char *idem_key,
+	    submit_reply_cb cb, void *arg)
+{
+	struct ticket *t = ticket_new(s, idem_key, cb, arg);
+
+	t->env = env;
+	ticket_build(t, raw, len);
+}
+
+bool
+submit_idem_key_valid(const char *k)
+{
+	size_t i, n = strlen(k);
+
+	if (n == 0 || n > IDEM_KEY_MAX)
+		return false;
+	for (i = 0; i < n; i++)
+		if ((unsigned char)k[i] < 0x21 || (unsigned char)k[i] > 0x7e)
+			return false;
+	return true;
+}
+
+unsigned
+submit_pending(const struct submit *s)
+{
+	return s->pending;
+}
+
+struct submit *
+submit_new(struct event_base *base, struct store *st,
+	   const struct message_limits *lim, submit_durable_cb durable,
+	   void *durable_arg)
+{
+	struct submit *s = xcalloc(1, sizeof(*s));
+
+	s->st = st;
+	s->lim = *lim;
+	s->durable = durable;
+	s->durable_arg = durable_arg;
+	s->builders = workq_new(base, BUILDER_THREADS);
+	if (s->builders == NULL) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+void
+submit_stop(struct submit *s)
+{
+	if (s == NULL || s->stopped)
+		return;
+	/* Set first: the builds finishing inside workq_free() see it. */
+	s->stopped = true;
+	workq_free(s->builders);
+	s->builders = NULL;
+}
+
+void
+submit_free(struct submit *s)
+{
+	if (s == NULL)
+		return;
+	submit_stop(s);
+	free(s);
+}

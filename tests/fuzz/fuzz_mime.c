@@ -1,0 +1,126 @@
+/*
+ * libFuzzer target for message_from_mime(), the raw RFC 5322 intake: any
+ * bytes must give either a message or a refusal with a code, never a
+ * crash or a leak.  The first line of the input, when it starts with
+ * "env:", is the envelope ("env: SENDER RCPT RCPT...", "<>" for the
+ * null sender), so the fuzzer
+ * reaches the envelope checks too; otherwise a fixed one is used.  The
+ * limits are small so that the too_large paths are reached.  A stored
+ * message keeps the promises of the function: CRLF line ends, lines of at
+ * most 998 bytes, within the cap, a Date and a Message-Id header, and the
+ * client's bytes at its end.
+ */
+#include "intake/message.h"
+#include "store/store.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define MAX_RCPT 8
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Splits "env: a b c\n" off the input; words point into copy. */
+static size_t
+take_envelope(char *copy, size_t size, struct message_envelope *env,
+	      const char **rcpt)
+{
+	char *nl, *p, *w;
+	size_t n = 0;
+
+	env->mail_from = "ann@example.com";
+	rcpt[0] = "bob@example.net";
+	env->rcpt = rcpt;
+	env->nrcpt = 1;
+	if (size < 5 || memcmp(copy, "env:", 4) != 0)
+		return 0;
+	nl = memchr(copy, '\n', size);
+	if (nl == NULL)
+		return 0;
+	*nl = '\0';
+	p = copy + 4;
+	env->mail_from = NULL;
+	for (w = strsep(&p, " "); w != NULL; w = strsep(&p, " ")) {
+		if (*w == '\0')
+			continue;
+		/* The first word is the sender, "<>" the null one. */
+		if (env->mail_from == NULL)
+			env->mail_from = strcmp(w, "<>") == 0 ? "" : w;
+		else if (n < MAX_RCPT)
+			rcpt[n++] = w;
+	}
+	if (env->mail_from == NULL)
+		env->mail_from = "";
+	env->nrcpt = n;
+	return (size_t)(nl + 1 - copy);
+}
+
+static void
+check_message(const struct store_message *m, const char *raw, size_t len,
+	      size_t max)
+{
+	size_t i, line = 0;
+
+	if (m == NULL || m->mail_from == NULL || m->nrcpt == 0 ||
+	    m->mime_len > max || strlen(m->mime) != m->mime_len ||
+	    m->mime_len < len)
+		abort();
+	for (i = 0; i < m->mime_len; i++) {
+		if (m->mime[i] == '\n') {
+			if (i == 0 || m->mime[i - 1] != '\r')
+				abort();
+			line = 0;
+		} else if (++line > 999) /* 998 and the CR */
+			abort();
+	}
+	/* CRLF input is kept exactly, at the end. */
+	if (memchr(raw, '\r', len) != NULL &&
+	    memcmp(m->mime + m->mime_len - len, raw, len) != 0)
+		abort();
+	if (strncasecmp(m->mime, "date:", 5) != 0 &&
+	    strncasecmp(m->mime, "message-id:", 11) != 0 &&
+	    strstr(m->mime, "\nDate:") == NULL &&
+	    strstr(m->mime, "\ndate:") == NULL)
+		abort();
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static int inited;
+	static const struct message_limits lim = {
+	    .max_message_bytes = 16384,
+	    .max_recipients = MAX_RCPT,
+	};
+	struct store_message *m = NULL;
+	struct message_envelope env;
+	const char *rcpt[MAX_RCPT];
+	struct message_error err;
+	char *copy;
+	size_t off;
+
+	if (!inited) {
+		message_init();
+		inited = 1;
+	}
+	copy = malloc(size + 1);
+	if (copy == NULL)
+		return 0;
+	memcpy(copy, data, size);
+	copy[size] = '\0';
+	off = take_envelope(copy, size, &env, rcpt);
+	memset(&err, 0, sizeof(err));
+	if (message_from_mime(copy + off, size - off, &env, &lim, &m, &err) ==
+	    0) {
+		check_message(m, copy + off, size - off, lim.max_message_bytes);
+		store_message_free(m);
+	} else if (m != NULL || err.code[0] == '\0' ||
+		   (err.http_status != 400 && err.http_status != 413)) {
+		abort();
+	}
+	free(copy);
+	return 0;
+}

@@ -1,0 +1,384 @@
+/*
+ * Unit tests of the one submit path against a real store (SQLite in a
+ * temporary folder) and a real event_base: a reply comes once, after the
+ * commit; a duplicate key stores nothing; refusals (bad JSON, a built
+ * message over max_message_bytes, a stopped path) store nothing and hand
+ * nothing on; a store that cannot write is answered 503 `unavailable` and
+ * the message is not handed on.  The write failure is real: RLIMIT_FSIZE
+ * makes every file write past the first byte fail with EFBIG (SIGXFSZ
+ * ignored), as a full disk would.  Every wait runs the loop against a
+ * deadline.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "common/util.h"
+#include "intake/message.h"
+#include "intake/submit.h"
+#include "store/store.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#define DEADLINE_MS 20000
+
+static const struct message_limits lim = {
+    .max_message_bytes = 4096,
+    .max_recipients = 5,
+};
+
+struct fixture {
+	char dir[64];
+	struct event_base *base;
+	struct store *st;
+	struct submit *sub;
+	/* The last reply, copied. */
+	int replies;
+	int status;
+	char id[ID_LEN + 1];
+	char code[48];
+	/* What was handed on. */
+	int durable;
+	char durable_id[32];
+};
+
+static void
+noop_cb(evutil_socket_t fd, short what, void *arg)
+{
+}
+
+/* Runs the loop until cond holds or the deadline passes. */
+#define WAIT_FOR(base, cond)                                                   \
+	do {                                                                   \
+		int64_t dl_ = mono_ms() + DEADLINE_MS;                         \
+		struct timeval tv_ = {0, 20 * 1000};                           \
+		struct event *t_ =                                             \
+		    event_new((base), -1, EV_PERSIST, noop_cb, NULL);          \
+		assert_non_null(t_);                                           \
+		assert_int_equal(event_add(t_, &tv_), 0);                      \
+		while (!(cond) && mono_ms() < dl_)                             \
+			event_base_loop((base), EVLOOP_ONCE);                  \
+		event_free(t_);                                                \
+		assert_true(cond);                                             \
+	} while (0)
+
+static void
+reply_cb(void *arg, const struct submit_reply *r)
+{
+	struct fixture *f = arg;
+
+	f->replies++;
+	f->status = r->status;
+	snprintf(f->id, sizeof(f->id), "%s", r->id != NULL ? r->id : "");
+	snprintf(f->code, sizeof(f->code), "%s",
+		 r->err != NULL ? r->err->code : "");
+	if (r->status >= 400)
+		assert_non_null(r->err);
+}
+
+static void
+durable_cb(void *arg, struct store_message *m)
+{
+	struct fixture *f = arg;
+
+	/* The reply went out first. */
+	assert_int_equal(f->status, 202);
+	f->durable++;
+	snprintf(f->durable_id, sizeof(f->durable_id), "%s", m->id);
+	store_message_free(m);
+}
+
+static int
+rm_one(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static int
+setup(void **state)
+{
+	struct fixture *f = xcalloc(1, sizeof(*f));
+
+	snprintf(f->dir, sizeof(f->dir), "/tmp/shivneri-submit-XXXXXX");
+	if (mkdtemp(f->dir) == NULL)
+		return -1;
+	f->base = event_base_new();
+	if (f->base == NULL || store_open(f->dir, NULL, f->base, &f->st) != 0)
+		return -1;
+	f->sub = submit_new(f->base, f->st, &lim, durable_cb, f);
+	if (f->sub == NULL)
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	submit_stop(f->sub);
+	store_close(f->st);
+	submit_free(f->sub);
+	event_base_free(f->base);
+	nftw(f->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+	free(f);
+	return 0;
+}
+
+static const char good_json[] =
+    "{\"from\":\"a@example.com\",\"to\":\"b@example.net\",\"text\":\"hi\"}";
+
+/* Submits JSON and waits for its one reply. */
+static void
+submit_and_wait(struct fixture *f, const char *json, size_t len,
+		const char *idem)
+{
+	int before = f->replies;
+
+	f->status = 0;
+	submit_json(f->sub, json, len, idem, reply_cb, f);
+	WAIT_FOR(f->base, f->replies > before);
+	assert_int_equal(f->replies, before + 1);
+	assert_int_equal(submit_pending(f->sub), 0);
+}
+
+static void
+get_cb(void *arg, int err, const struct store_message *m,
+       const struct store_attempt *att, size_t natt)
+{
+	int *out = arg;
+
+	*out = err == 0 ? 1 : err;
+}
+
+/* 1 when the store holds id, else the store's error (-ENOENT). */
+static int
+stored(struct fixture *f, const char *id)
+{
+	int got = 0;
+
+	store_get(f->st, id, get_cb, &got);
+	WAIT_FOR(f->base, got != 0);
+	return got;
+}
+
+static void
+test_accepted_then_handed_on(void **state)
+{
+	struct fixture *f = *state;
+
+	submit_and_wait(f, good_json, strlen(good_json), NULL);
+	assert_int_equal(f->status, 202);
+	assert_true(id_valid(f->id));
+	assert_int_equal(f->durable, 1);
+	assert_string_equal(f->durable_id, f->id);
+	assert_int_equal(stored(f, f->id), 1);
+}
+
+static void
+test_duplicate_key(void **state)
+{
+	struct fixture *f = *state;
+	char first[ID_LEN + 1];
+
+	submit_and_wait(f, good_json, strlen(good_json), "key-1");
+	assert_int_equal(f->status, 202);
+	memcpy(first, f->id, sizeof(first));
+	submit_and_wait(f, good_json, strlen(good_json), "key-1");
+	assert_int_equal(f->status, 200);
+	assert_string_equal(f->id, first);
+	assert_int_equal(f->durable, 1);
+}
+
+static void
+test_refused_json(void **state)
+{
+	struct fixture *f = *state;
+
+	submit_and_wait(f, "{\"from\":", 8, NULL);
+	assert_int_equal(f->status, 400);
+	assert_string_equal(f->code, "invalid_json");
+	/* A key no front checked is refused here. */
+	submit_and_wait(f, good_json, strlen(good_json), "two words");
+	assert_int_equal(f->status, 400);
+	assert_string_equal(f->code, "invalid_field");
+	assert_int_equal(f->durable, 0);
+}
+
+/* A message built elsewhere is held to the same limit. */
+static void
+test_built_too_large(void **state)
+{
+	struct fixture *f = *state;
+	struct store_message *m = xcalloc(1, sizeof(*m));
+	char id[ID_LEN + 1];
+
+	id_new(m->id);
+	memcpy(id, m->id, sizeof(id));
+	m->status = MSG_QUEUED;
+	m->mail_from = xstrdup("a@example.com");
+	m->rcpt = xcalloc(1, sizeof(*m->rcpt));
+	m->rcpt[0] = xstrdup("b@example.net");
+	m->nrcpt = 1;
+	m->mime_len = lim.max_message_bytes + 1;
+	m->mime = xcalloc(1, m->mime_len + 1);
+	memset(m->mime, 'x', m->mime_len);
+	m->tried = xstrdup("");
+	submit_message(f->sub, m, NULL, reply_cb, f);
+	WAIT_FOR(f->base, f->replies == 1);
+	assert_int_equal(f->status, 413);
+	assert_string_equal(f->code, "too_large");
+	assert_int_equal(f->durable, 0);
+	assert_int_equal(stored(f, id), -ENOENT);
+}
+
+/* Large bodies go through a builder thread and come back the same. */
+static void
+test_builder_thread(void **state)
+{
+	struct fixture *f = *state;
+	size_t pad = 70 * 1024, n;
+	char *json = xmalloc(pad + 256);
+
+	/* White space counts for the body, not for the message. */
+	n = (size_t)snprintf(json, 256, "%s", good_json);
+	memmove(json + pad, json, n);
+	memset(json, ' ', pad);
+	submit_and_wait(f, json, pad + n, NULL);
+	assert_int_equal(f->status, 202);
+	assert_int_equal(f->durable, 1);
+	free(json);
+}
+
+static const char *const mime_rcpt[] = {"b@example.net"};
+static const struct message_envelope mime_env = {
+    .mail_from = "a@example.com",
+    .rcpt = mime_rcpt,
+    .nrcpt = 1,
+};
+
+/* Raw messages take the same path: small on the loop, large on a builder. */
+static void
+test_mime(void **state)
+{
+	static const char raw[] = "From: a@example.com\r\n\r\nhi\r\n";
+	struct fixture *f = *state;
+	size_t big = 70 * 1024, i;
+	char *huge = xmalloc(big + 64);
+	int before = f->replies;
+
+	submit_mime(f->sub, raw, strlen(raw), &mime_env, NULL, reply_cb, f);
+	WAIT_FOR(f->base, f->replies == before + 1);
+	assert_int_equal(f->status, 202);
+	assert_int_equal(f->durable, 1);
+	assert_int_equal(stored(f, f->id), 1);
+	/* Over max_message_bytes (4096), checked on a builder: 413. */
+	memcpy(huge, raw, strlen(raw));
+	for (i = strlen(raw); i < big; i++)
+		huge[i] = i % 70 == 68 ? '\r' : i % 70 == 69 ? '\n' : 'x';
+	submit_mime(f->sub, huge, big, &mime_env, NULL, reply_cb, f);
+	WAIT_FOR(f->base, f->replies == before + 2);
+	assert_int_equal(f->status, 413);
+	assert_string_equal(f->code, "too_large");
+	/* A refusal of the message itself. */
+	submit_mime(f->sub, "no header\r\n\r\n", 15, &mime_env, NULL, reply_cb,
+		    f);
+	WAIT_FOR(f->base, f->replies == before + 3);
+	assert_int_equal(f->status, 400);
+	assert_int_equal(f->durable, 1);
+	assert_int_equal(submit_pending(f->sub), 0);
+	free(huge);
+}
+
+static void
+test_stopped(void **state)
+{
+	struct fixture *f = *state;
+
+	submit_stop(f->sub);
+	submit_and_wait(f, good_json, strlen(good_json), NULL);
+	assert_int_equal(f->status, 503);
+	assert_string_equal(f->code, "unavailable");
+	assert_int_equal(f->durable, 0);
+}
+
+/*
+ * Defect 2, intake side: a commit that fails is answered 503 and nothing
+ * is handed on (before the submit path, the failure was only logged by
+ * the front; now it must also keep the dispatcher out of it).  Then the
+ * disk comes back and the next message is stored.
+ */
+static void
+test_store_write_fails(void **state)
+{
+	struct fixture *f = *state;
+	struct rlimit old, one = {1, 1};
+	char *json = xmalloc(4096);
+	int n;
+
+	/* A message big enough that its commit writes past byte 1. */
+	n = snprintf(json, 4096,
+		     "{\"from\":\"a@example.com\",\"to\":\"b@example.net\","
+		     "\"text\":\"%0*d\"}",
+		     3000, 7);
+	assert_true(n > 0 && n < 4096);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	one.rlim_max = old.rlim_max;
+	signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &one), 0);
+	submit_and_wait(f, json, (size_t)n, NULL);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	assert_int_equal(f->status, 503);
+	assert_string_equal(f->code, "unavailable");
+	assert_int_equal(f->durable, 0);
+	/*
+	 * The store may take a moment to call itself healthy again; poll
+	 * until a submission is stored, each one answered once.
+	 */
+	{
+		int64_t dl = mono_ms() + DEADLINE_MS;
+
+		do
+			submit_and_wait(f, json, (size_t)n, NULL);
+		while (f->status == 503 && mono_ms() < dl);
+	}
+	assert_int_equal(f->status, 202);
+	assert_int_equal(f->durable, 1);
+	free(json);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_accepted_then_handed_on, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_duplicate_key, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_refused_json, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_built_too_large, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_builder_thread, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_mime, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stopped, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_store_write_fails, setup,
+					    teardown),
+	};
+	int rc;
+
+	message_init();
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	message_shutdown();
+	return rc;
+}
