@@ -392,7 +392,17 @@ static json_t *
 provider_json(struct http_front *f, struct provider *p)
 {
 	json_t *pid = json_null(), *hb = json_null();
+	const char *held = f->sv ? supervisor_held(f->sv, p->name) : NULL;
+	json_t *reason = json_null();
+	char clean[256];
 	pid_t spid;
+
+	/* The agent's own words: made printable, so always valid JSON. */
+	if (held != NULL) {
+		json_decref(reason);
+		reason = json_string(
+		    log_sanitize(held, strlen(held), clean, sizeof(clean)));
+	}
 
 	if (p->spawn) {
 		spid = f->sv ? supervisor_pid(f->sv, p->name) : 0;
@@ -410,7 +420,7 @@ provider_json(struct http_front *f, struct provider *p)
 	}
 	return json_pack(
 	    "{s:s,s:s,s:s,s:b,s:o,s:o,s:i,s:i,s:i,s:I,s:I,s:I,"
-	    "s:s,s:i,s:s}",
+	    "s:s,s:i,s:s,s:o}",
 	    "name", p->name, "type", p->type, "state", provider_state_name(p),
 	    "remote", !p->spawn, "pid", pid, "last_heartbeat_ms_ago", hb,
 	    "weight", p->se.weight, "priority", p->se.priority, "in_flight",
@@ -420,7 +430,8 @@ provider_json(struct http_front *f, struct provider *p)
 	    p->max_in_flight, "breaker",
 	    p->breaker == BREAKER_OPEN        ? "open"
 	    : p->breaker == BREAKER_HALF_OPEN ? "half_open"
-					      : "closed");
+					      : "closed",
+	    "reason", reason);
 }
 
 static void
