@@ -119,7 +119,7 @@ agent_set_state(struct agent *a, enum agent_state s, const char *why)
 {
 	if (a->state == s)
 		return;
-	log_debug("- agent %s state=%s from=%s%s%s", a->pc->name,
+	log_debug("- agent state provider=%s to=%s from=%s%s%s", a->pc->name,
 		  state_names[s], state_names[a->state],
 		  why != NULL ? " reason=" : "", why != NULL ? why : "");
 	a->state = s;
@@ -355,7 +355,8 @@ handle_welcome(struct agent *a, const uint8_t *p, size_t n)
 	link_mac_server(a->secret, a->secret_len, a->nonce, a->server_nonce,
 			a->pc->name, want);
 	if (!link_mac_equal(want, w.mac)) {
-		log_warnx("- agent %s: the server did not prove the secret",
+		log_warnx("- agent refused provider=%s reason=\"the server did "
+			  "not prove the secret\"",
 			  a->pc->name);
 		link_conn_close(a->conn, "auth_failed", "bad server MAC");
 		a->conn = NULL;
@@ -372,7 +373,8 @@ handle_welcome(struct agent *a, const uint8_t *p, size_t n)
 	link_conn_set_max_frame(a->conn,
 				link_job_frame_max(a->max_message_bytes));
 	agent_set_state(a, AGENT_STATE_READY, NULL);
-	log_info("- agent %s registered heartbeat_ms=%u max_message_bytes=%llu",
+	log_info("- agent registered provider=%s heartbeat_ms=%u "
+		 "max_message_bytes=%llu",
 		 a->pc->name, a->hb_interval_ms,
 		 (unsigned long long)a->max_message_bytes);
 	tv.tv_sec = a->hb_interval_ms / 1000;
@@ -455,8 +457,9 @@ agent_drop(struct agent *a, const char *why)
 							   : a->backoff_ms * 2;
 	tv.tv_sec = delay / 1000;
 	tv.tv_usec = (delay % 1000) * 1000;
-	log_info("- agent %s down reason=\"%s\" abandoned=%u retry_ms=%d",
-		 a->pc->name, why, a->in_flight, delay);
+	log_info(
+	    "- agent down provider=%s reason=\"%s\" abandoned=%u retry_ms=%d",
+	    a->pc->name, why, a->in_flight, delay);
 	a->in_flight = 0;
 	event_add(a->reconnect_ev, &tv);
 }
@@ -482,8 +485,8 @@ connect_event_cb(struct bufferevent *bev, short what, void *arg)
 	a->connecting = NULL;
 	bufferevent_set_timeouts(bev, NULL, NULL);
 	a->conn = link_conn_new(bev, LINK_CTRL_MAX, on_frame, on_close, a);
-	log_info("- agent %s connected server=%s:%d", a->pc->name, a->host,
-		 a->port);
+	log_info("- agent connected provider=%s server=%s:%d", a->pc->name,
+		 a->host, a->port);
 	memset(&h, 0, sizeof(h));
 	h.version = LINK_VERSION;
 	snprintf(h.name, sizeof(h.name), "%s", a->pc->name);
@@ -536,7 +539,8 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct agent *a = arg;
 
-	log_info("- agent %s stopping on signal %d", a->pc->name, (int)sig);
+	log_info("- agent stopping provider=%s signal=%d", a->pc->name,
+		 (int)sig);
 	event_base_loopbreak(a->base);
 }
 
@@ -757,11 +761,11 @@ agent_main(int argc, char **argv)
 	    a.sigint_ev == NULL || event_add(a.sigterm_ev, NULL) != 0 ||
 	    event_add(a.sigint_ev, NULL) != 0)
 		fatalx("cannot set up the agent's events");
-	log_info("- agent %s type=%s server=%s:%d starting", a.pc->name,
-		 a.pc->type, a.host, a.port);
+	log_info("- agent starting provider=%s type=%s server=%s:%d",
+		 a.pc->name, a.pc->type, a.host, a.port);
 	agent_connect(&a);
 	event_base_dispatch(a.base);
-	log_info("- agent %s stopped", a.pc->name);
+	log_info("- agent stopped provider=%s", a.pc->name);
 	rc = 0;
 out:
 	agent_cleanup(&a);

@@ -178,8 +178,8 @@ on_auth(struct agent *a, const uint8_t *p, size_t n)
 		pr = registry_add(ap->reg, a->hello.name, a->hello.type,
 				  a->hello.weight, a->hello.priority,
 				  a->hello.max_in_flight);
-		log_info("- registry provider %s registered on the fly "
-			 "type=%s",
+		log_info("- registry registered provider=%s type=%s "
+			 "dynamic=yes",
 			 pr->name, pr->type);
 	}
 	memset(&w, 0, sizeof(w));
@@ -232,7 +232,8 @@ on_ready(struct agent *a, int type, const uint8_t *p, size_t n)
 		return;
 	case LINK_ERROR:
 		if (link_decode_error(p, n, &le) == 0)
-			log_warnx("- agentport agent %s says %s: %s",
+			log_warnx("- agentport agent_error provider=%s code=%s "
+				  "message=\"%s\"",
 				  a->p->name, le.code,
 				  log_sanitize(le.message, strlen(le.message),
 					       buf, sizeof(buf)));

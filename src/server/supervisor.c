@@ -214,14 +214,14 @@ err_open(struct sv_child *ch, int *w)
 	err_close(ch);
 	ch->last_line[0] = '\0';
 	if (pipe2(fds, O_CLOEXEC) == -1) {
-		log_warn("supervisor agent %s stderr pipe", ch->name);
+		log_warn("- supervisor pipe_failed provider=%s", ch->name);
 		return;
 	}
 	ch->err_ev =
 	    event_new(ch->sv->base, fds[0], EV_READ | EV_PERSIST, err_cb, ch);
 	if (ch->err_ev == NULL || fcntl(fds[0], F_SETFL, O_NONBLOCK) == -1 ||
 	    event_add(ch->err_ev, NULL) != 0) {
-		log_warnx("supervisor agent %s cannot watch its stderr",
+		log_warnx("- supervisor stderr_unwatched provider=%s",
 			  ch->name);
 		if (ch->err_ev != NULL)
 			event_free(ch->err_ev);
@@ -268,7 +268,7 @@ child_start(struct sv_child *ch)
 	pid = fork();
 	if (pid == -1) {
 		int e = errno;
-		log_warn("supervisor agent %s fork", ch->name);
+		log_warn("- supervisor fork_failed provider=%s", ch->name);
 		if (err_w != -1)
 			close(err_w);
 		err_close(ch);
@@ -280,8 +280,8 @@ child_start(struct sv_child *ch)
 		close(err_w);
 	ch->pid = pid;
 	ch->started_ms = mono_ms();
-	log_info("supervisor agent %s started pid=%d restarts=%d", ch->name,
-		 (int)pid, ch->restarts);
+	log_info("- supervisor started provider=%s pid=%d restarts=%d",
+		 ch->name, (int)pid, ch->restarts);
 	return 0;
 }
 
@@ -324,8 +324,8 @@ restart_cb(evutil_socket_t fd, short what, void *arg)
 			schedule_start(ch, SV_HOLD_POLL_MS);
 			return;
 		}
-		log_info("supervisor agent %s configuration changed: "
-			 "starting again",
+		log_info("- supervisor config_changed provider=%s "
+			 "action=start",
 			 ch->name);
 		ch->held = false;
 		ch->reason[0] = '\0';
@@ -333,8 +333,8 @@ restart_cb(evutil_socket_t fd, short what, void *arg)
 	ch->restarts++;
 	if (child_start(ch) != 0) {
 		int delay = next_backoff(ch, 0);
-		log_warnx("supervisor agent %s restart_in_ms=%d", ch->name,
-			  delay);
+		log_warnx("- supervisor restart provider=%s restart_in_ms=%d",
+			  ch->name, delay);
 		schedule_start(ch, delay);
 	}
 }
@@ -408,8 +408,8 @@ hold(struct sv_child *ch)
 	snprintf(ch->reason, sizeof(ch->reason), "agent exited 2%s%s",
 		 ch->last_line[0] != '\0' ? ": " : " (configuration error)",
 		 ch->last_line);
-	log_warnx("supervisor agent %s held: %s; not restarted until its "
-		  "configuration changes or SIGHUP",
+	log_error("- supervisor held provider=%s reason=\"%s\" "
+		  "retry=\"when its configuration changes, or on SIGHUP\"",
 		  ch->name, ch->reason);
 	schedule_start(ch, SV_HOLD_POLL_MS);
 }
@@ -429,7 +429,7 @@ reaped(struct supervisor *sv, pid_t pid, int status)
 	else
 		snprintf(what, sizeof(what), "0x%x", (unsigned)status);
 	if (ch == NULL) {
-		log_debug("supervisor reaped unknown pid=%d status=%s",
+		log_debug("- supervisor reaped_unknown pid=%d status=%s",
 			  (int)pid, what);
 		return;
 	}
@@ -446,9 +446,10 @@ reaped(struct supervisor *sv, pid_t pid, int status)
 		delay = next_backoff(ch, lived);
 		schedule_start(ch, delay);
 	}
-	log_info("supervisor agent %s exited status=%s pid=%d lived_ms=%lld "
-		 "restart_in_ms=%d",
-		 ch->name, what, (int)pid, (long long)lived, delay);
+	log_info(
+	    "- supervisor exited provider=%s status=%s pid=%d lived_ms=%lld "
+	    "restart_in_ms=%d",
+	    ch->name, what, (int)pid, (long long)lived, delay);
 }
 
 static void
@@ -486,8 +487,8 @@ kill_cb(evutil_socket_t fd, short what, void *arg)
 		struct sv_child *ch = sv->children[i];
 		if (ch->pid == 0)
 			continue;
-		log_warnx("supervisor agent %s pid=%d still alive after "
-			  "SIGTERM, killing",
+		log_warnx("- supervisor kill provider=%s pid=%d "
+			  "reason=\"still alive after SIGTERM\"",
 			  ch->name, (int)ch->pid);
 		(void)kill(ch->pid, SIGKILL);
 	}
@@ -567,7 +568,8 @@ supervisor_retry_held(struct supervisor *sv)
 		struct sv_child *ch = sv->children[i];
 		if (!ch->held || ch->pid != 0)
 			continue;
-		log_info("supervisor agent %s retried on request", ch->name);
+		log_info("- supervisor retry provider=%s reason=request",
+			 ch->name);
 		ch->held = false;
 		ch->reason[0] = '\0';
 		evtimer_del(ch->timer);
@@ -597,7 +599,7 @@ supervisor_stop(struct supervisor *sv, int grace_ms, void (*done)(void *arg),
 		struct sv_child *ch = sv->children[i];
 		evtimer_del(ch->timer);
 		if (ch->pid != 0) {
-			log_info("supervisor agent %s stopping pid=%d",
+			log_info("- supervisor stopping provider=%s pid=%d",
 				 ch->name, (int)ch->pid);
 			(void)kill(ch->pid, SIGTERM);
 		}
