@@ -70,7 +70,7 @@ struct sv_child {
 	char last_line[SV_LINE_MAX]; /* sanitized; "" if none */
 	/* Held after exit 2 until its file changes or a retry. */
 	bool held;
-	char reason[SV_LINE_MAX + 32];
+	char reason[SV_LINE_MAX + 64]; /* "agent exited 2" + last_line */
 	bool cfg_seen; /* cfg_st is the file at the last start */
 	struct stat cfg_st;
 };
