@@ -95,16 +95,21 @@ enum outcome {
 const char *outcome_name(int outcome); /* "delivered", ...; "unknown" */
 int outcome_parse(const char *s);      /* -1 if unknown */
 
+/*
+ * The link's own errors, outside errno's range so that one int can carry
+ * either (link_conn's on_close gets a LINK_E_* or a -errno).
+ */
 enum link_err {
-	LINK_E_SHORT = -1,   /* truncated payload */
-	LINK_E_TOOBIG = -2,  /* frame over the cap */
-	LINK_E_TYPE = -3,    /* unknown frame type */
-	LINK_E_SYNTAX = -4,  /* not JSON, or trailing bytes */
-	LINK_E_FIELD = -5,   /* missing, mistyped or out-of-range field */
-	LINK_E_VERSION = -6, /* unsupported protocol version */
-	LINK_E_AUTH = -7,    /* bad MAC */
-	LINK_E_STATE = -8,   /* frame not allowed in this state */
+	LINK_E_SHORT = -1001,   /* truncated payload */
+	LINK_E_TOOBIG = -1002,  /* frame over the cap */
+	LINK_E_TYPE = -1003,    /* unknown frame type */
+	LINK_E_SYNTAX = -1004,  /* not JSON, or trailing bytes */
+	LINK_E_FIELD = -1005,   /* missing, mistyped or out-of-range field */
+	LINK_E_VERSION = -1006, /* unsupported protocol version */
+	LINK_E_AUTH = -1007,    /* bad MAC */
+	LINK_E_STATE = -1008,   /* frame not allowed in this state */
 };
+/* A LINK_E_* or a -errno, as text. */
 const char *link_strerror(int err);
 const char *link_type_name(int type);
 const char *link_health_name(int health); /* "ok" | "degraded" | "down" */

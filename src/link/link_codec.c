@@ -80,6 +80,8 @@ link_strerror(int err)
 	case LINK_E_STATE:
 		return "frame not allowed in this state";
 	default:
+		if (err < 0 && err > LINK_E_SHORT)
+			return strerror(-err);
 		return "unknown link error";
 	}
 }
