@@ -333,13 +333,18 @@ dispatch_held(struct dispatcher *d)
 	return held;
 }
 
+enum offer_result {
+	OFFER_GONE,   /* sent, backed off or failed: it left the window */
+	OFFER_ROTATE, /* an untried provider is up but full: to the back */
+	OFFER_HOLD,   /* a full higher tier holds it: the window waits */
+};
+
 /*
- * One message at the head of the window: sent, left to wait for a full
- * provider it has not tried, or at the end of its round backed off (or
- * failed, once its TTL is spent: see dispatcher.h).  False when it went
- * back to the window unsent.
+ * One message at the head of the window: sent; left to wait for a full
+ * provider it has not tried; or, at the end of its round, backed off (or
+ * failed once its TTL is spent: see dispatcher.h).
  */
-static bool
+static int
 offer(struct dispatcher *d, struct store_message *m)
 {
 	struct pick_ctx c = {.m = m};
@@ -349,36 +354,44 @@ offer(struct dispatcher *d, struct store_message *m)
 	e = scheduler_pick(d->sched, skip_entry, &c);
 	if (e != NULL) {
 		record__send(d, m, entry_provider(e));
-		return true;
+		return OFFER_GONE;
+	}
+	if (c.capped) {
+		/*
+		 * The tier it waits for holds the messages behind it as well
+		 * (they are newer and mostly untried there): stop here rather
+		 * than rotate the whole window at every pump.
+		 */
+		ring_push_front(&d->loaded, &m);
+		return OFFER_HOLD;
 	}
 	if (untried_up(d, m)) {
-		/* An untried provider is up but full: wait for it. */
 		ring_push_back(&d->loaded, &m);
-		return false;
+		return OFFER_ROTATE;
 	}
 	if (expired(d, m))
 		record__fail_expired(d, m);
 	else
 		record__backoff(d, m);
-	return true;
+	return OFFER_GONE;
 }
 
 static void
 pump(struct dispatcher *d)
 {
-	struct store_message *m;
 	size_t spins = 0;
+	int r = OFFER_GONE;
 
 	if (d->paused || d->pumping || dispatch_held(d))
 		return;
 	d->pumping = true;
 	while (d->loaded.len > 0 && scheduler_count(d->sched) > 0 &&
-	       spins <= d->loaded.len) {
+	       spins <= d->loaded.len && r != OFFER_HOLD) {
+		struct store_message *m;
+
 		ring_pop_front(&d->loaded, &m);
-		if (offer(d, m))
-			spins = 0;
-		else
-			spins++;
+		r = offer(d, m);
+		spins = r == OFFER_GONE ? 0 : spins + 1;
 	}
 	refill(d);
 	d->pumping = false;
