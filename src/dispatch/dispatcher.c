@@ -103,8 +103,6 @@ expired(const struct dispatcher *d, const struct store_message *m)
 	return now_ms() - m->created_ms > d->cfg->message_ttl_s * 1000;
 }
 
-/* --- jobs ------------------------------------------------------------ */
-
 /* --- the backoff heap ------------------------------------------------ */
 
 void
@@ -131,7 +129,7 @@ delay_cb(evutil_socket_t fd, short what, void *arg)
 	dispatch__schedule_pump(d);
 }
 
-/* --- durable writes -------------------------------------------------- */
+/* --- eligibility ----------------------------------------------------- */
 
 bool
 dispatch__usable(const struct provider *p)
@@ -139,8 +137,6 @@ dispatch__usable(const struct provider *p)
 	return p->conn != NULL && p->state == PROVIDER_UP && !p->disabled &&
 	       breaker__allows(p);
 }
-
-/* --- eligibility ----------------------------------------------------- */
 
 static void
 rate_cb(evutil_socket_t fd, short what, void *arg)
@@ -604,8 +600,6 @@ timeout_cb(evutil_socket_t fd, short what, void *arg)
 	record__arm_timeout(d);
 	dispatch__schedule_pump(d);
 }
-
-/* --- housekeeping ---------------------------------------------------- */
 
 /* --- life cycle ------------------------------------------------------ */
 

@@ -47,6 +47,8 @@
 
 static void write_issue(struct dispatcher *d, struct job *j);
 
+/* --- bookkeeping ----------------------------------------------------- */
+
 bool
 record__tried_contains(const char *tried, const char *name)
 {
@@ -90,6 +92,8 @@ record__count_move(struct dispatcher *d, int from, int to)
 	if (to >= 0)
 		d->counts[to]++;
 }
+
+/* --- jobs ------------------------------------------------------------ */
 
 static struct job *
 job_new(struct dispatcher *d, struct store_message *m)
@@ -187,6 +191,8 @@ job_sent(struct dispatcher *d, struct job *j)
 	d->ttail = j;
 	record__arm_timeout(d);
 }
+
+/* --- writes and their results ---------------------------------------- */
 
 static const char *
 write_name(int write)
@@ -447,6 +453,8 @@ write_issue(struct dispatcher *d, struct job *j)
 	store_update(d->st, &u, write_cb, j);
 }
 
+/* --- the steps of a message ------------------------------------------ */
+
 /* A new round after every up provider refused m: wait, then retry. */
 void
 record__backoff(struct dispatcher *d, struct store_message *m)
@@ -569,6 +577,8 @@ record__result(struct dispatcher *d, struct job *j, struct provider *p,
 		break;
 	}
 }
+
+/* --- housekeeping ---------------------------------------------------- */
 
 static void
 housekeep_done(void *arg, int err, const int64_t pruned[MSG_NSTATUS])

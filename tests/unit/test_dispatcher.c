@@ -325,6 +325,12 @@ setup_job_timeout(void **state)
 
 /* a is the primary tier with room for one message; b the backup. */
 static int
+setup_rate(void **state)
+{
+	return setup_cfg(state, 10000, "", "rate_per_s = 5\n", "");
+}
+
+static int
 setup_priority(void **state)
 {
 	return setup_cfg(state, 10000, "scheduler = priority\n",
@@ -1053,6 +1059,30 @@ test_priority_overflow(void **state)
 	wait_jobs(f, 1, 1);
 }
 
+/*
+ * rate_per_s: a burst of one second's tokens, then one job per token as
+ * the timer refills the bucket (the check itself takes no token).
+ */
+static void
+test_rate_limit(void **state)
+{
+	struct fixture *f = *state;
+	int64_t t0;
+	int i;
+
+	for (i = 0; i < 8; i++)
+		submit(f);
+	link_agent(f, 0);
+	t0 = mono_ms();
+	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	wait_jobs(f, 0, 5);
+	drain_loop(f, 100);
+	assert_int_equal(f->fa[0].njobs, 5);
+	wait_jobs(f, 0, 8);
+	/* Three more tokens at 5/s: at least ~600 ms after the burst. */
+	assert_true(mono_ms() - t0 >= 550);
+}
+
 int
 main(void)
 {
@@ -1088,6 +1118,8 @@ main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_ttl_offers_untried_before_expiry, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_rate_limit, setup_rate,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_priority_no_overflow,
 					    setup_priority, teardown),
 	    cmocka_unit_test_setup_teardown(test_priority_overflow,
