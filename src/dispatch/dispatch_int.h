@@ -78,6 +78,7 @@ struct job {
 	bool has_attempt;
 	int outcome;
 	int64_t at_ms;
+	/* Keep the buffers last: job_new() zeroes only what precedes pmid. */
 	char pmid[LINK_PMID_MAX + 1];
 	char detail[LINK_DETAIL_MAX + 1];
 	char error[LINK_DETAIL_MAX + LINK_NAME_MAX + 64];

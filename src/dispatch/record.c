@@ -36,6 +36,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,8 +99,11 @@ record__count_move(struct dispatcher *d, int from, int to)
 static struct job *
 job_new(struct dispatcher *d, struct store_message *m)
 {
-	struct job *j = xcalloc(1, sizeof(*j));
+	struct job *j = xmalloc(sizeof(*j));
 
+	/* The string buffers (most of the job) need only be empty. */
+	memset(j, 0, offsetof(struct job, pmid));
+	j->pmid[0] = j->detail[0] = j->error[0] = '\0';
 	j->d = d;
 	j->m = m;
 	d->nheld++;
