@@ -19,6 +19,7 @@
 
 #include "common/config.h"
 #include "common/util.h"
+#include "dispatch/dispatch_int.h"
 #include "dispatch/dispatcher.h"
 #include "dispatch/registry.h"
 #include "link/link.h"
@@ -1158,10 +1159,78 @@ test_load_failure_keeps_rowids(void **state)
 	assert_string_equal(f->fa[0].msg_ids[1], f->ids[0]);
 }
 
+/* The seams: limits and breaker change only in their explicit steps. */
+static void
+test_limits_are_pure(void **state)
+{
+	struct provider p;
+	int64_t t = 1000000;
+
+	memset(&p, 0, sizeof(p));
+	p.name = "x";
+	p.max_in_flight = 10;
+	p.rate_per_s = 2;
+	p.slow_start_s = 1;
+	/* A bucket never ticked is empty: asking does not fill it. */
+	assert_false(limits__rate_ok(&p));
+	assert_false(limits__rate_ok(&p));
+	limits__tick(&p, t);
+	assert_true(limits__rate_ok(&p));
+	limits__take(&p);
+	limits__take(&p);
+	assert_false(limits__rate_ok(&p));
+	assert_int_equal(limits__rate_wait_us(&p), 500001);
+	limits__tick(&p, t + 500001);
+	assert_true(limits__rate_ok(&p));
+	/* The ramp: linear from 1, ended by a tick, not by asking. */
+	limits__ramp_start(&p, 1000);
+	assert_int_equal(limits__max_in_flight(&p, 1000), 1);
+	assert_int_equal(limits__max_in_flight(&p, 1500), 5);
+	assert_int_equal(limits__max_in_flight(&p, 2500), 10);
+	assert_int_equal(p.ramp_start_mono, 1000);
+	limits__tick(&p, 2500 * 1000);
+	assert_int_equal(p.ramp_start_mono, 0);
+	p.breaker = BREAKER_HALF_OPEN;
+	assert_int_equal(limits__max_in_flight(&p, 2500), 1);
+}
+
+static void
+test_breaker_steps(void **state)
+{
+	struct provider p;
+
+	memset(&p, 0, sizeof(p));
+	p.name = "x";
+	breaker__init(&p, 100);
+	assert_false(breaker__failure(&p, 2));
+	assert_true(breaker__failure(&p, 2));
+	assert_false(breaker__allows(&p));
+	assert_false(breaker__failure(&p, 2)); /* already open */
+	assert_true(breaker__half_open(&p));
+	assert_false(breaker__half_open(&p));
+	assert_true(breaker__allows(&p));
+	/* A failed trial opens it again, the cool-down doubled... */
+	assert_true(breaker__failure(&p, 2));
+	assert_int_equal(p.breaker_cooldown_ms, 200);
+	/* ...up to the cap. */
+	p.breaker = BREAKER_HALF_OPEN;
+	p.breaker_cooldown_ms = BREAKER_MAX_COOLDOWN_MS - 1;
+	assert_true(breaker__failure(&p, 2));
+	assert_int_equal(p.breaker_cooldown_ms, BREAKER_MAX_COOLDOWN_MS);
+	/* A good trial closes it and resets the cool-down. */
+	p.breaker = BREAKER_HALF_OPEN;
+	breaker__success(&p, 100);
+	assert_int_equal(p.breaker, BREAKER_CLOSED);
+	assert_int_equal(p.breaker_cooldown_ms, 100);
+	assert_int_equal(p.consecutive_failures, 0);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_limits_are_pure),
+	    cmocka_unit_test(test_breaker_steps),
 	    cmocka_unit_test_setup_teardown(test_up_at_first_heartbeat, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_link_drop_requeues_lost, setup,
