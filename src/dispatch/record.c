@@ -412,12 +412,18 @@ write_cb(void *arg, int err)
 		write_failed(d, j, err);
 		return;
 	}
-	d->write_failures = 0;
 	if (j->retried) {
 		j->retried = false;
 		if (--d->nretry == 0)
 			log_info("- dispatch store writes durable again");
 	}
+	/*
+	 * The backoff falls back only once every failed write is durable: a
+	 * write that keeps failing while others pass is retried less and
+	 * less often, not every WRITE_RETRY_BASE_MS for ever.
+	 */
+	if (d->nretry == 0)
+		d->write_failures = 0;
 	/* Memory follows the disk: the count moves now, not before. */
 	record__count_move(d, j->from, j->status);
 	write_durable(d, j);
