@@ -5,17 +5,44 @@
  * Memory is bounded whatever the queue's length: a message waiting for a
  * provider costs one rowid in a ring (or a (due, rowid) pair in the backoff
  * heap); only a bounded window of messages is held whole, loaded from the
- * store in batches as providers free up.  Every state change goes to the
- * store (asynchronously; the store orders it before any later read).
+ * store in batches as providers free up.
+ *
+ * Durability before action: a pick reserves the provider's slot and writes
+ * `sending`; the JOB goes to the agent only once that write is on disk, so
+ * after a crash every message that may have reached a provider is
+ * `sending` and comes back with a "lost" attempt.  Every later change is a
+ * write whose result is acted on: memory (counts, where the message is)
+ * moves only when it is durable, a failed write is retried in order until
+ * it is, and meanwhile, and while store_healthy() is false, no new job is
+ * handed out.
  *
  * Policy (SPEC.md "Delivery, monitoring, failover"): a retry goes to a
  * provider that has not failed the message this round whenever one is up;
  * when every up provider has failed it, the round ends and the message
  * waits retry_base_ms * 2^round (capped at retry_max_ms, jittered by up to
- * a half) before a new round; max_attempts and message_ttl_s bound it.
- * Messages in flight at a provider that goes down are queued again at once
- * with an attempt of outcome "lost".  When no provider is up at all,
- * messages simply wait and go out the moment one comes up.
+ * a half) before a new round.  Transient failures and lost attempts alike
+ * count against max_attempts; the attempt that reaches it fails the
+ * message with "max_attempts reached: OUTCOME at PROVIDER: DETAIL".
+ * Messages in flight at a provider that goes down, and jobs with no result
+ * after job_timeout_s, are queued again at once with an attempt of outcome
+ * "lost" (a timeout also counts against the provider's breaker; a late
+ * RESULT is then ignored).  When no provider is up at all, messages simply
+ * wait and go out the moment one comes up.
+ *
+ * TTL rule: a message whose message_ttl_s is spent starts no new round.
+ * It is failed as expired exactly where it would otherwise back off: at
+ * the pump, when no up provider (linked, up, enabled, breaker not open)
+ * that it has not tried in its current round is left.  Until then it is
+ * offered like any other message.  So a message whose TTL ran out while a
+ * provider held it, or while nobody was up, is first offered to each up
+ * provider it has not tried this round; one that waits with nobody up
+ * keeps waiting.  max_attempts still bounds it.
+ *
+ * Priority tiers (scheduler = priority): a provider with overflow off
+ * (the default there) that is up and breaker-closed but full holds the
+ * messages it has not tried at its tier: no higher priority number takes
+ * them until it has room, goes down, is disabled or its breaker opens.
+ * With overflow = yes a full provider lets the next tier take the burst.
  */
 #ifndef SHIVNERI_DISPATCHER_H
 #define SHIVNERI_DISPATCHER_H
@@ -35,8 +62,14 @@ struct dispatcher;
 struct dispatcher *dispatcher_new(struct event_base *base,
 				  const struct config *cfg, struct store *st,
 				  struct registry *reg);
-/* Start-up: loads the queue from the store (synchronous). */
+/*
+ * Start-up: loads the queue from the store (synchronous), and starts
+ * housekeeping (at once, then every five minutes: idempotency keys older
+ * than a day and finished messages older than retention_days are pruned,
+ * and the counts follow).
+ */
 int dispatcher_load(struct dispatcher *d) __attribute__((warn_unused_result));
+/* After store_close(): the store's last callbacks still reach d. */
 void dispatcher_free(struct dispatcher *d);
 
 /* A message the store just made durable; takes m. */
@@ -56,10 +89,15 @@ void dispatcher_result(struct dispatcher *d, struct provider *p,
 void dispatcher_set_disabled(struct dispatcher *d, struct provider *p,
 			     bool disabled);
 
-/* Stop handing out jobs (shutdown); results are still taken. */
+/*
+ * Stop handing out jobs (shutdown); results are still taken.  A job whose
+ * `sending` write lands after this is not sent: back to queued.
+ */
 void dispatcher_pause(struct dispatcher *d);
+/* Messages held outside the queue: reserved, in flight, or waiting for a
+ * write (a failed one included) to become durable.  0 means drained. */
 unsigned dispatcher_in_flight(const struct dispatcher *d);
-/* Counts by status, kept in memory (store.h MSG_*). */
+/* Counts by status as the disk has them (store.h MSG_*). */
 void dispatcher_counts(const struct dispatcher *d, int64_t counts[4]);
 /* Messages waiting in memory: ready ring, loaded window, backoff heap. */
 void dispatcher_queue_sizes(const struct dispatcher *d, uint64_t *ready,

@@ -16,6 +16,7 @@ struct registry {
 	struct event_base *base;
 	struct provider **v;
 	size_t n, cap;
+	bool default_overflow;
 };
 
 static struct provider *
@@ -65,6 +66,7 @@ registry_new(struct event_base *base, const struct config *cfg)
 	size_t i;
 
 	r->base = base;
+	r->default_overflow = registry_default_overflow(cfg->scheduler);
 	for (i = 0; i < cfg->nproviders; i++) {
 		const struct provider_config *pc = &cfg->providers[i];
 		struct provider *p = provider_new(pc->name, pc->type);
@@ -76,6 +78,8 @@ registry_new(struct event_base *base, const struct config *cfg)
 		p->max_in_flight = pc->max_in_flight;
 		p->rate_per_s = pc->rate_per_s;
 		p->slow_start_s = pc->slow_start_s;
+		p->overflow =
+		    pc->overflow < 0 ? r->default_overflow : pc->overflow != 0;
 		registry_append(r, p);
 	}
 	return r;
@@ -129,8 +133,15 @@ registry_add(struct registry *r, const char *name, const char *type, int weight,
 		p->se.priority = priority;
 	if (max_in_flight > 0)
 		p->max_in_flight = max_in_flight;
+	p->overflow = r->default_overflow;
 	registry_append(r, p);
 	return p;
+}
+
+bool
+registry_default_overflow(const char *scheduler)
+{
+	return scheduler == NULL || strcmp(scheduler, "priority") != 0;
 }
 
 const char *

@@ -60,6 +60,8 @@ struct provider {
 	int max_in_flight;
 	int rate_per_s;
 	int slow_start_s;            /* a returning provider's ramp */
+	bool overflow;               /* a lower tier may take its burst */
+	bool blocking;               /* full, no overflow: holds lower tiers */
 	bool ever_up;                /* the first up is not a return */
 	int64_t ramp_start_mono;     /* 0: no ramp under way */
 	int64_t agent_pid;           /* as the agent said in HELLO; 0 unknown */
@@ -90,11 +92,18 @@ void registry_free(struct registry *r);
 size_t registry_count(const struct registry *r);
 struct provider *registry_at(struct registry *r, size_t i);
 struct provider *registry_find(struct registry *r, const char *name);
-/* Adds a provider registered on the fly (weight 1, priority 100 unless
- * the agent said other). */
+/*
+ * Adds a provider registered on the fly (weight 1, priority 100 unless
+ * the agent said other; overflow as the scheduler's default).
+ */
 struct provider *registry_add(struct registry *r, const char *name,
 			      const char *type, int weight, int priority,
 			      int max_in_flight);
+/*
+ * The default of a provider's overflow under a scheduler: no under
+ * "priority" (a burst waits for the tier it was meant for), yes elsewhere.
+ */
+bool registry_default_overflow(const char *scheduler);
 const char *provider_state_name(const struct provider *p);
 const char *provider_health_name(const struct provider *p);
 /* Up (not counting disabled), for /readyz. */

@@ -1,0 +1,628 @@
+/*
+ * The record: each step of a message is made durable before the
+ * dispatcher acts on it, and memory follows the disk.
+ *
+ * A pick reserves a slot at the provider (it counts against
+ * max_in_flight) and queues the `sending` write; the JOB is written into
+ * the agent's link only in that write's callback, once it is on disk, and
+ * only if the provider can still take it (else the message goes back to
+ * queued with no attempt: it never left).  So a crash after the JOB left
+ * finds the message `sending`, and store_open records the attempt as lost.
+ * Requeues, backoffs and final states are writes too: the counts move and
+ * the message moves on (to the window, the backoff heap, or out) in the
+ * callback, when the write is durable.
+ *
+ * A write that fails changed nothing on disk.  A `sending` write is simply
+ * dropped (the message is queued again, never sent); any other write is
+ * kept in the retry list and issued again, in order, after a backoff that
+ * doubles from WRITE_RETRY_BASE_MS to WRITE_RETRY_MAX_MS.  While a write
+ * waits for its retry the pump hands out nothing (dispatcher.c), so no
+ * later write of the same message can overtake it.  A write refused
+ * because the store is closing is dropped: the disk keeps what it had,
+ * and the next start repairs `sending` (store.h, store_open).
+ *
+ * Every write carries its context in the job (dispatch_int.h), with the
+ * agent's strings copied into fixed buffers, so the hot path allocates
+ * one job per message and a retry allocates nothing.
+ */
+#include "common/config.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "dispatch/dispatch_int.h"
+#include "dispatch/registry.h"
+#include "link/link.h"
+#include "store/store.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WRITE_RETRY_BASE_MS 100
+#define WRITE_RETRY_MAX_MS 10000
+#define HOUSEKEEP_EVERY_MS (5 * 60 * 1000)
+#define IDEM_KEEP_MS (24 * 3600 * 1000LL)
+
+static void write_issue(struct dispatcher *d, struct job *j);
+
+/* --- bookkeeping ----------------------------------------------------- */
+
+bool
+record__tried_contains(const char *tried, const char *name)
+{
+	size_t n = strlen(name);
+	const char *s = tried;
+
+	if (s == NULL)
+		return false;
+	while (*s != '\0') {
+		const char *comma = strchr(s, ',');
+		size_t len = comma ? (size_t)(comma - s) : strlen(s);
+		if (len == n && memcmp(s, name, n) == 0)
+			return true;
+		if (comma == NULL)
+			break;
+		s = comma + 1;
+	}
+	return false;
+}
+
+static void
+tried_add(struct store_message *m, const char *name)
+{
+	char *t;
+
+	if (record__tried_contains(m->tried, name))
+		return;
+	if (m->tried == NULL || m->tried[0] == '\0')
+		t = xstrdup(name);
+	else
+		t = xasprintf("%s,%s", m->tried, name);
+	free(m->tried);
+	m->tried = t;
+}
+
+void
+record__count_move(struct dispatcher *d, int from, int to)
+{
+	if (from >= 0)
+		d->counts[from]--;
+	if (to >= 0)
+		d->counts[to]++;
+}
+
+/* --- jobs ------------------------------------------------------------ */
+
+static struct job *
+job_new(struct dispatcher *d, struct store_message *m)
+{
+	struct job *j = xmalloc(sizeof(*j));
+
+	/* The string buffers (most of the job) need only be empty. */
+	memset(j, 0, offsetof(struct job, pmid));
+	j->pmid[0] = j->detail[0] = j->error[0] = '\0';
+	j->d = d;
+	j->m = m;
+	d->nheld++;
+	return j;
+}
+
+void
+record__job_free(struct dispatcher *d, struct job *j)
+{
+	d->nheld--;
+	free(j);
+}
+
+/* Takes a slot at p: the job counts against p's max_in_flight. */
+static void
+job_reserve(struct dispatcher *d, struct job *j, struct provider *p)
+{
+	j->p = p;
+	j->pname = p->name;
+	j->pprev = NULL;
+	j->pnext = p->jobs;
+	if (p->jobs != NULL)
+		p->jobs->pprev = j;
+	p->jobs = j;
+	p->se.in_flight++;
+}
+
+static void
+timeouts_remove(struct dispatcher *d, struct job *j)
+{
+	if (j->tprev != NULL)
+		j->tprev->tnext = j->tnext;
+	else
+		d->thead = j->tnext;
+	if (j->tnext != NULL)
+		j->tnext->tprev = j->tprev;
+	else
+		d->ttail = j->tprev;
+	j->tprev = j->tnext = NULL;
+}
+
+/*
+ * Gives p's slot back and takes j out of the job table and the timeout
+ * list if it was sent.  The caller refreshes p.
+ */
+void
+record__release(struct dispatcher *d, struct job *j)
+{
+	struct provider *p = j->p;
+
+	if (p == NULL)
+		return;
+	if (j->stage == JOB_SENT) {
+		jobs__remove(&d->jobs, j);
+		timeouts_remove(d, j);
+	}
+	if (j->pprev != NULL)
+		j->pprev->pnext = j->pnext;
+	else
+		p->jobs = j->pnext;
+	if (j->pnext != NULL)
+		j->pnext->pprev = j->pprev;
+	j->pprev = j->pnext = NULL;
+	p->se.in_flight--;
+	j->p = NULL;
+}
+
+void
+record__arm_timeout(struct dispatcher *d)
+{
+	if (d->thead != NULL && !evtimer_pending(d->timeout_ev, NULL))
+		dispatch__timer_start(d->timeout_ev,
+				      d->thead->deadline_ms - mono_ms());
+}
+
+/* Sent: findable by RESULT, and on the clock. */
+static void
+job_sent(struct dispatcher *d, struct job *j)
+{
+	j->stage = JOB_SENT;
+	jobs__insert(&d->jobs, j);
+	j->deadline_ms = mono_ms() + (int64_t)d->cfg->job_timeout_s * 1000;
+	j->tnext = NULL;
+	j->tprev = d->ttail;
+	if (d->ttail != NULL)
+		d->ttail->tnext = j;
+	else
+		d->thead = j;
+	d->ttail = j;
+	record__arm_timeout(d);
+}
+
+/* --- writes and their results ---------------------------------------- */
+
+static const char *
+write_name(int write)
+{
+	switch (write) {
+	case WRITE_SENDING:
+		return "sending";
+	case WRITE_REQUEUE:
+		return "requeue";
+	case WRITE_BACKOFF:
+		return "backoff";
+	default:
+		return "final";
+	}
+}
+
+/* The attempts row j's write adds; detail is copied (capped). */
+static void
+set_attempt(struct job *j, int outcome, const char *detail)
+{
+	j->has_attempt = true;
+	j->outcome = outcome;
+	j->at_ms = now_ms();
+	snprintf(j->detail, sizeof(j->detail), "%s", detail ? detail : "");
+}
+
+/* j's next write: m goes to status, counted in from until it is durable. */
+static void
+job_write(struct job *j, int write, int status, int from)
+{
+	j->write = write;
+	j->status = status;
+	j->from = from;
+}
+
+/*
+ * How long the pump stays held after a failed write: doubling from
+ * WRITE_RETRY_BASE_MS with each failure in a row, capped.  The failed
+ * writes are issued again when it runs out.
+ */
+void
+record__hold(struct dispatcher *d)
+{
+	int64_t delay = WRITE_RETRY_BASE_MS;
+	int i;
+
+	for (i = 1; i < d->write_failures && delay < WRITE_RETRY_MAX_MS; i++)
+		delay *= 2;
+	if (delay > WRITE_RETRY_MAX_MS)
+		delay = WRITE_RETRY_MAX_MS;
+	if (!evtimer_pending(d->retry_ev, NULL))
+		dispatch__timer_start(d->retry_ev, delay);
+}
+
+/* Nothing of j's write is on disk; the store keeps what it had. */
+static void
+write_failed(struct dispatcher *d, struct job *j, int err)
+{
+	struct provider *p = j->p;
+
+	d->write_failures++;
+	log_warnx("%s dispatch store_write_failed write=%s failures=%d "
+		  "err=\"%s\"",
+		  j->m->id, write_name(j->write), d->write_failures,
+		  store_strerror(err));
+	if (j->write == WRITE_SENDING) {
+		/* Still queued on disk and never sent: simply queued again. */
+		record__release(d, j);
+		if (p != NULL)
+			dispatch__refresh(d, p);
+		ring_push_front(&d->loaded, &j->m);
+		record__job_free(d, j);
+	} else {
+		/* Must become durable, in order: the retry list. */
+		if (!j->retried)
+			d->nretry++;
+		j->retried = true;
+		j->stage = JOB_RETRY;
+		j->tnext = NULL;
+		if (d->rtail != NULL)
+			d->rtail->tnext = j;
+		else
+			d->rhead = j;
+		d->rtail = j;
+	}
+	record__hold(d);
+}
+
+void
+record__retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct dispatcher *d = arg;
+	struct job *j = d->rhead, *next;
+
+	d->rhead = d->rtail = NULL;
+	for (; j != NULL; j = next) {
+		next = j->tnext;
+		j->tnext = NULL;
+		log_info("%s dispatch store_write_retry write=%s", j->m->id,
+			 write_name(j->write));
+		write_issue(d, j);
+	}
+	dispatch__schedule_pump(d);
+}
+
+/* The store is closing: the disk keeps what it has (see store_open). */
+static void
+write_dropped(struct dispatcher *d, struct job *j)
+{
+	log_warnx("%s dispatch store_write_dropped write=%s: store closing",
+		  j->m->id, write_name(j->write));
+	if (j->retried)
+		d->nretry--;
+	record__release(d, j);
+	store_message_free(j->m);
+	record__job_free(d, j);
+}
+
+/* The `sending` write is durable, but the JOB must not go out. */
+static void
+unsend(struct dispatcher *d, struct job *j, const char *why)
+{
+	struct provider *p = j->p;
+
+	record__release(d, j);
+	if (p != NULL)
+		dispatch__refresh(d, p);
+	log_info("%s dispatch unsent provider=%s reason=\"%s\"", j->m->id,
+		 j->pname, why);
+	/* It never left: back to queued with no attempt. */
+	j->has_attempt = false;
+	job_write(j, WRITE_REQUEUE, MSG_QUEUED, MSG_SENDING);
+	write_issue(d, j);
+}
+
+/* The attempt is on record: now, and only now, the JOB may leave. */
+static void
+sending_durable(struct dispatcher *d, struct job *j)
+{
+	struct provider *p = j->p;
+	struct store_message *m = j->m;
+	int rc;
+
+	if (d->paused || p == NULL || !dispatch__usable(p)) {
+		unsend(d, j,
+		       d->paused   ? "dispatch paused"
+		       : p == NULL ? "provider went down"
+				   : "provider no longer takes messages");
+		return;
+	}
+	rc = link_encode_job(link_conn_output(p->conn), j->id, m->id,
+			     m->mail_from, (const char *const *)m->rcpt,
+			     m->nrcpt, m->mime, m->mime_len);
+	if (rc != 0) {
+		/* Our own message does not fit the protocol: fail it. */
+		log_warnx("%s dispatch cannot encode job: %s", m->id,
+			  link_strerror(rc));
+		record__release(d, j);
+		dispatch__refresh(d, p);
+		snprintf(j->error, sizeof(j->error),
+			 "message cannot be encoded for the agent");
+		job_write(j, WRITE_FINAL, MSG_FAILED, MSG_SENDING);
+		write_issue(d, j);
+		return;
+	}
+	job_sent(d, j);
+	log_info("%s dispatch sending provider=%s attempt=%d job=%" PRIu64,
+		 m->id, p->name, j->n, j->id);
+}
+
+static void
+write_durable(struct dispatcher *d, struct job *j)
+{
+	struct store_message *m = j->m;
+
+	switch (j->write) {
+	case WRITE_SENDING:
+		sending_durable(d, j);
+		return;
+	case WRITE_REQUEUE:
+		ring_push_front(&d->loaded, &m);
+		break;
+	case WRITE_BACKOFF:
+		delay__push(&d->heap, m->next_ms, m->rowid);
+		dispatch__arm_delay(d);
+		store_message_free(m);
+		break;
+	default:
+		if (j->status == MSG_DELIVERED)
+			log_info(
+			    "%s dispatch delivered provider=%s attempts=%d",
+			    m->id, j->pname ? j->pname : "-", m->attempts);
+		else
+			log_info("%s dispatch failed attempts=%d error=\"%s\"",
+				 m->id, m->attempts, j->error);
+		store_message_free(m);
+		break;
+	}
+	record__job_free(d, j);
+}
+
+static void
+write_cb(void *arg, int err)
+{
+	struct job *j = arg;
+	struct dispatcher *d = j->d;
+
+	if (err == -ESHUTDOWN) {
+		write_dropped(d, j);
+		return;
+	}
+	if (err != 0) {
+		write_failed(d, j, err);
+		return;
+	}
+	if (j->retried) {
+		j->retried = false;
+		if (--d->nretry == 0)
+			log_info("- dispatch store writes durable again");
+	}
+	/*
+	 * The backoff falls back only once every failed write is durable: a
+	 * write that keeps failing while others pass is retried less and
+	 * less often, not every WRITE_RETRY_BASE_MS for ever.
+	 */
+	if (d->nretry == 0)
+		d->write_failures = 0;
+	/* Memory follows the disk: the count moves now, not before. */
+	record__count_move(d, j->from, j->status);
+	write_durable(d, j);
+	dispatch__schedule_pump(d);
+}
+
+static void
+write_issue(struct dispatcher *d, struct job *j)
+{
+	struct store_update u;
+	const struct store_message *m = j->m;
+
+	memset(&u, 0, sizeof(u));
+	u.rowid = m->rowid;
+	u.status = j->status;
+	u.next_ms = m->next_ms;
+	u.attempts = m->attempts;
+	u.round = m->round;
+	u.tried = m->tried ? m->tried : "";
+	if (j->status != MSG_QUEUED)
+		u.provider = j->pname;
+	if (j->status == MSG_DELIVERED && j->pmid[0] != '\0')
+		u.provider_message_id = j->pmid;
+	if (j->status == MSG_FAILED)
+		u.error = j->error;
+	if (j->has_attempt) {
+		u.has_attempt = true;
+		u.attempt.n = j->n;
+		/* Borrowed: store_update copies the strings. */
+		u.attempt.provider = (char *)(uintptr_t)j->pname;
+		u.attempt.at_ms = j->at_ms;
+		u.attempt.outcome = j->outcome;
+		u.attempt.detail = j->detail[0] != '\0' ? j->detail : NULL;
+	}
+	if (j->write != WRITE_SENDING)
+		j->stage = JOB_WRITING;
+	store_update(d->st, &u, write_cb, j);
+}
+
+/* --- the steps of a message ------------------------------------------ */
+
+/* A new round after every up provider refused m: wait, then retry. */
+void
+record__backoff(struct dispatcher *d, struct store_message *m)
+{
+	struct job *j = job_new(d, m);
+	int64_t delay = d->cfg->retry_base_ms;
+	int i;
+
+	m->round++;
+	for (i = 1; i < m->round && delay < d->cfg->retry_max_ms; i++)
+		delay *= 2;
+	if (delay > d->cfg->retry_max_ms)
+		delay = d->cfg->retry_max_ms;
+	/* Equal jitter: half fixed, half random, so rounds stay spread. */
+	delay = delay / 2 + (int64_t)(rand64() % (uint64_t)(delay / 2 + 1));
+	m->next_ms = now_ms() + delay;
+	free(m->tried);
+	m->tried = xstrdup("");
+	log_info("%s dispatch backoff round=%d delay_ms=%" PRId64, m->id,
+		 m->round, delay);
+	job_write(j, WRITE_BACKOFF, MSG_QUEUED, MSG_QUEUED);
+	write_issue(d, j);
+}
+
+void
+record__fail_expired(struct dispatcher *d, struct store_message *m)
+{
+	struct job *j = job_new(d, m);
+
+	snprintf(j->error, sizeof(j->error), "expired: message_ttl_s spent");
+	job_write(j, WRITE_FINAL, MSG_FAILED, MSG_QUEUED);
+	write_issue(d, j);
+}
+
+/*
+ * After a transient failure or a loss at j's provider: offered again (the
+ * pump sends it elsewhere or ends the round), or failed once max_attempts
+ * attempts were made.  m->attempts already counts this one.
+ */
+static void
+retry_or_fail(struct dispatcher *d, struct job *j, int outcome,
+	      const char *detail)
+{
+	struct store_message *m = j->m;
+
+	set_attempt(j, outcome, detail);
+	tried_add(m, j->pname);
+	if (m->attempts >= d->cfg->max_attempts) {
+		snprintf(j->error, sizeof(j->error),
+			 "max_attempts reached: %s at %s: %s",
+			 outcome_name(outcome), j->pname, j->detail);
+		job_write(j, WRITE_FINAL, MSG_FAILED, MSG_SENDING);
+	} else {
+		job_write(j, WRITE_REQUEUE, MSG_QUEUED, MSG_SENDING);
+	}
+	write_issue(d, j);
+}
+
+/* A sent job that will not be answered: its attempt is on record as lost. */
+void
+record__lost(struct dispatcher *d, struct job *j, const char *why)
+{
+	struct provider *p = j->p;
+
+	record__release(d, j);
+	j->m->attempts = j->n;
+	p->lost++;
+	log_info("%s dispatch lost provider=%s attempt=%d reason=\"%s\"",
+		 j->m->id, p->name, j->n, why);
+	retry_or_fail(d, j, OUTCOME_LOST, why);
+}
+
+/* Reserves p's slot and makes the attempt durable; the JOB waits. */
+void
+record__send(struct dispatcher *d, struct store_message *m, struct provider *p)
+{
+	struct job *j = job_new(d, m);
+
+	j->id = ++d->next_job_id;
+	j->n = m->attempts + 1;
+	j->stage = JOB_RESERVED;
+	job_reserve(d, j, p);
+	limits__take(p);
+	job_write(j, WRITE_SENDING, MSG_SENDING, MSG_QUEUED);
+	write_issue(d, j);
+	dispatch__refresh(d, p);
+}
+
+/* A verdict from the agent on j's message; j is released. */
+void
+record__result(struct dispatcher *d, struct job *j, struct provider *p,
+	       int outcome, const char *pmid, const char *detail)
+{
+	set_attempt(j, outcome, detail);
+	switch (outcome) {
+	case OUTCOME_DELIVERED:
+		p->delivered++;
+		breaker__success(p, d->cfg->breaker_cooldown_ms);
+		snprintf(j->pmid, sizeof(j->pmid), "%s", pmid ? pmid : "");
+		job_write(j, WRITE_FINAL, MSG_DELIVERED, MSG_SENDING);
+		write_issue(d, j);
+		break;
+	case OUTCOME_PERMANENT:
+		p->failed++;
+		/* The message was refused, not the provider: it works. */
+		breaker__success(p, d->cfg->breaker_cooldown_ms);
+		snprintf(j->error, sizeof(j->error), "%s",
+			 detail && *detail ? detail
+					   : "refused by the provider");
+		job_write(j, WRITE_FINAL, MSG_FAILED, MSG_SENDING);
+		write_issue(d, j);
+		break;
+	default:
+		p->failed++;
+		log_info("%s dispatch transient provider=%s attempt=%d "
+			 "detail=\"%s\"",
+			 j->m->id, p->name, j->n, detail ? detail : "");
+		retry_or_fail(d, j, OUTCOME_TRANSIENT, detail);
+		dispatch__provider_failure(d, p);
+		break;
+	}
+}
+
+/* --- housekeeping ---------------------------------------------------- */
+
+static void
+housekeep_done(void *arg, int err, const int64_t pruned[MSG_NSTATUS])
+{
+	struct dispatcher *d = arg;
+	int s;
+
+	d->housekeeping = false;
+	if (err != 0 || pruned == NULL) {
+		log_warnx("- dispatch housekeeping_failed err=\"%s\"",
+			  store_strerror(err));
+		return;
+	}
+	/* The counts follow the disk. */
+	for (s = 0; s < MSG_NSTATUS; s++)
+		d->counts[s] -= pruned[s];
+	if (pruned[MSG_DELIVERED] + pruned[MSG_FAILED] > 0)
+		log_info("- dispatch housekeeping pruned delivered=%" PRId64
+			 " failed=%" PRId64,
+			 pruned[MSG_DELIVERED], pruned[MSG_FAILED]);
+}
+
+/* Once at start, then every HOUSEKEEP_EVERY_MS. */
+void
+record__housekeep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct dispatcher *d = arg;
+	int64_t now = now_ms();
+
+	dispatch__timer_start(d->housekeep_ev, HOUSEKEEP_EVERY_MS);
+	if (d->housekeeping)
+		return;
+	d->housekeeping = true;
+	store_housekeep(d->st, now - IDEM_KEEP_MS,
+			now - (int64_t)d->cfg->retention_days * 86400000,
+			housekeep_done, d);
+}
