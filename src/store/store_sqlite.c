@@ -104,8 +104,13 @@ complete_op(struct store_backend *be, struct op *op)
 			op->cb.done(op->arg, op->err);
 		break;
 	case OP_LOAD:
-		if (op->err != 0)
+		if (op->err != 0) {
+			/* Drop what was loaded, but keep the error: the
+			 * caller must learn that its rowids were not read. */
+			int err = op->err;
 			store__op_reset(op);
+			op->err = err;
+		}
 		op->cb.load(op->arg, op->err, op->u.load.msgs,
 			    op->u.load.nmsgs);
 		op->u.load.msgs = NULL; /* the callback took them */

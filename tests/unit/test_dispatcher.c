@@ -1121,11 +1121,8 @@ delayed_is(struct fixture *f, void *arg)
  * A store_load that fails (here: the write lock held past the store's
  * 5 s busy timeout) puts its rowids back; the message is loaded later and
  * sent, not forgotten.
- *
- * Skipped until the store reports load errors: its completion resets the
- * op (op_reset, which also zeroes err) before the callback, so a failed
- * load reaches the dispatcher as err 0 with no messages, which is what
- * "every rowid skipped" looks like.  With that fixed, this test passes.
+ * (The store once zeroed a failed load's error before its callback, so
+ * the dispatcher saw "every rowid skipped"; this test caught it.)
  */
 static void
 test_load_failure_keeps_rowids(void **state)
@@ -1133,9 +1130,6 @@ test_load_failure_keeps_rowids(void **state)
 	struct fixture *f = *state;
 	uint64_t one = 1;
 	int64_t t0;
-
-	if (getenv("SHIVNERI_TEST_LOAD_ERRORS") == NULL)
-		skip();
 
 	link_agent(f, 0);
 	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
