@@ -36,7 +36,7 @@ breaker__failure(struct provider *p, int threshold)
 		return false;
 	}
 	p->breaker = BREAKER_OPEN;
-	log_info("- registry provider %s breaker open failures=%d "
+	log_info("- registry breaker_open provider=%s failures=%d "
 		 "cooldown_ms=%d",
 		 p->name, p->consecutive_failures, p->breaker_cooldown_ms);
 	return true;
@@ -49,7 +49,7 @@ breaker__success(struct provider *p, int cooldown_ms)
 	if (p->breaker == BREAKER_HALF_OPEN) {
 		p->breaker = BREAKER_CLOSED;
 		p->breaker_cooldown_ms = cooldown_ms;
-		log_info("- registry provider %s breaker closed", p->name);
+		log_info("- registry breaker_closed provider=%s", p->name);
 	}
 }
 
@@ -59,8 +59,7 @@ breaker__half_open(struct provider *p)
 	if (p->breaker != BREAKER_OPEN)
 		return false;
 	p->breaker = BREAKER_HALF_OPEN;
-	log_info("- registry provider %s breaker half-open: one trial message",
-		 p->name);
+	log_info("- registry breaker_half_open provider=%s trial=1", p->name);
 	return true;
 }
 

@@ -425,9 +425,15 @@ provider_set_state(struct dispatcher *d, struct provider *p, int state,
 		   const char *why)
 {
 	if (p->state != state)
-		log_info("- registry provider %s %s -> %s reason=\"%s\"",
+		log_info("- registry state provider=%s from=%s to=%s "
+			 "reason=\"%s\"",
 			 p->name, p->state == PROVIDER_UP ? "up" : "down",
 			 state == PROVIDER_UP ? "up" : "down", why);
+	/* Kept for GET /v1/providers: why it is down, NULL while up. */
+	if (state == PROVIDER_UP)
+		p->reason[0] = '\0';
+	else if (p->state != state || p->reason[0] == '\0')
+		snprintf(p->reason, sizeof(p->reason), "%s", why);
 	if (p->state != state && state == PROVIDER_UP) {
 		/* A return, not the first up: its share ramps up again. */
 		if (p->ever_up)
@@ -493,7 +499,7 @@ dispatcher_provider_linked(struct dispatcher *d, struct provider *p)
 	ensure_timers(d, p);
 	p->last_heartbeat_mono = 0;
 	dispatch__timer_start(p->hb_timer, d->cfg->heartbeat_timeout_ms);
-	log_info("- registry provider %s linked type=%s pid=%" PRId64, p->name,
+	log_info("- registry linked provider=%s type=%s pid=%" PRId64, p->name,
 		 p->type, p->agent_pid);
 }
 
@@ -527,7 +533,7 @@ dispatcher_provider_unlinked(struct dispatcher *d, struct provider *p,
 	if (p->hb_timer != NULL)
 		evtimer_del(p->hb_timer);
 	p->health = LINK_HEALTH_DOWN;
-	log_info("- registry provider %s unlinked reason=\"%s\"", p->name, why);
+	log_info("- registry unlinked provider=%s reason=\"%s\"", p->name, why);
 	provider_set_state(d, p, PROVIDER_DOWN, why);
 }
 
@@ -535,8 +541,8 @@ void
 dispatcher_set_disabled(struct dispatcher *d, struct provider *p, bool disabled)
 {
 	if (p->disabled != disabled)
-		log_info("- registry provider %s %s", p->name,
-			 disabled ? "disabled" : "enabled");
+		log_info("- registry %s provider=%s",
+			 disabled ? "disabled" : "enabled", p->name);
 	p->disabled = disabled;
 	dispatch__refresh(d, p);
 	dispatch__schedule_pump(d);

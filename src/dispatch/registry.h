@@ -52,11 +52,12 @@ struct provider {
 	struct sched_entry se; /* se.name == name */
 	char *name;
 	char *type;
-	bool configured; /* named in the server's file */
-	bool spawn;      /* supervised by this server */
-	bool disabled;   /* operator's drain */
-	int state;       /* enum provider_state */
-	int health;      /* last reported, enum link_health */
+	bool configured;  /* named in the server's file */
+	bool spawn;       /* supervised by this server */
+	bool disabled;    /* operator's drain */
+	int state;        /* enum provider_state */
+	char reason[128]; /* why it went down; "" while up */
+	int health;       /* last reported, enum link_health */
 	int max_in_flight;
 	int rate_per_s;
 	int slow_start_s;            /* a returning provider's ramp */

@@ -397,7 +397,10 @@ provider_json(struct http_front *f, struct provider *p)
 	char clean[256];
 	pid_t spid;
 
-	/* The agent's own words: made printable, so always valid JSON. */
+	/* A held agent's words (made printable, so always valid JSON), or
+	 * why the provider went down. */
+	if (held == NULL && p->state != PROVIDER_UP && p->reason[0] != '\0')
+		held = p->reason;
 	if (held != NULL) {
 		json_decref(reason);
 		reason = json_string(

@@ -27,9 +27,11 @@ def test_kill9_agent_mid_stream(make_cluster):
     acked_at_kill = burst.count()
     c.agents["a"].kill9()
     t_kill = time.monotonic()
-    c.wait_state("a", "down", timeout=1.0)
+    pa = c.wait_state("a", "down", timeout=1.0)
     down_after = time.monotonic() - t_kill
     assert down_after < h.scaled(1.0), down_after
+    # The operator sees why: the link dropped.
+    assert pa["reason"], pa
 
     ids = burst.join()
     assert not burst.errors, burst.errors[:3]
@@ -60,9 +62,10 @@ def test_kill9_agent_mid_stream(make_cluster):
     # A returns: up within 2 s of its start.
     t0 = time.monotonic()
     c.start_agent("a", wait=False)
-    c.wait_state("a", "up", timeout=2.0)
+    pa = c.wait_state("a", "up", timeout=2.0)
     up_after = time.monotonic() - t0
     assert up_after < h.scaled(2.0), up_after
+    assert pa["reason"] is None, pa
 
     ids2 = c.submit_many(40, threads=2, start=1000)
     c.wait_delivered(ids2, timeout=30)
