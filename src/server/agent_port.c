@@ -329,9 +329,19 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 	a = xcalloc(1, sizeof(*a));
 	a->ap = ap;
 	snprintf(a->peer, sizeof(a->peer), "%s:%d", host, port);
-	a->conn = link_conn_new(bev, LINK_CTRL_MAX, on_frame, on_close, a);
+	/* Without its deadline a handshake could hold a slot for ever:
+	 * refuse the connection rather than run it untimed. */
 	a->timer = evtimer_new(ap->base, handshake_timeout, a);
-	evtimer_add(a->timer, &tv);
+	if (a->timer == NULL || evtimer_add(a->timer, &tv) != 0) {
+		log_warnx("- agentport refused peer=%s reason=\"no timer\"",
+			  a->peer);
+		if (a->timer != NULL)
+			event_free(a->timer);
+		bufferevent_free(bev);
+		free(a);
+		return;
+	}
+	a->conn = link_conn_new(bev, LINK_CTRL_MAX, on_frame, on_close, a);
 	a->next = ap->agents;
 	if (ap->agents != NULL)
 		ap->agents->prev = a;
