@@ -273,18 +273,6 @@ hex_encode(const uint8_t *in, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int
 hex_decode(const char *in, uint8_t *out, size_t n)
 {
@@ -294,8 +282,8 @@ hex_decode(const char *in, uint8_t *out, size_t n)
 		int a, b;
 		if (in[2 * i] == '\0' || in[2 * i + 1] == '\0')
 			return -EINVAL;
-		a = hexval(in[2 * i]);
-		b = hexval(in[2 * i + 1]);
+		a = hex_digit((unsigned char)in[2 * i]);
+		b = hex_digit((unsigned char)in[2 * i + 1]);
 		if (a < 0 || b < 0)
 			return -EINVAL;
 		out[i] = (uint8_t)(a << 4 | b);

@@ -60,6 +60,20 @@ int hostport_parse(const char *s, char **host, int *port)
 /* Lowercase hex of n bytes into out (2n+1 bytes). */
 void hex_encode(const uint8_t *in, size_t n, char *out);
 /* Parses exactly 2n hex characters; 0 or -EINVAL. */
+/* The value of one hex digit (either case), or -1.  Inline: JSON scanning
+ * calls it per escaped character. */
+static inline int
+hex_digit(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 int hex_decode(const char *in, uint8_t *out, size_t n)
     __attribute__((warn_unused_result));
 

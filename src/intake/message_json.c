@@ -33,18 +33,6 @@ bad_json(struct message_error *err, const char *why)
 			     "body: not valid JSON (%s)", why);
 }
 
-static int
-hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* The length of the valid UTF-8 sequence at s (n bytes left), or 0. */
 static size_t
 utf8_seq(const unsigned char *s, size_t n)
@@ -161,7 +149,7 @@ json_prescan(const char *text, size_t n, bool *nul, bool *mark)
 		if (i + 6 > n)
 			return "truncated";
 		for (cp = 0, j = 2; j < 6; j++) {
-			d = hexval(s[i + (size_t)j]);
+			d = hex_digit(s[i + (size_t)j]);
 			if (d < 0)
 				return "syntax error";
 			cp = cp * 16 + d;
