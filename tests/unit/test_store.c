@@ -144,12 +144,22 @@ submit_cb(void *arg, int err, const char *id, bool duplicate,
 	store_message_free(m);
 }
 
+/*
+ * An idempotency key in the anonymous scope with an all-zero body hash
+ * (NULL: no key), as a compound literal living in the caller's block.
+ */
+#define IDEM(k)                                                                \
+	((k) != NULL ? &(struct store_idem){.key = (k),                        \
+					    .scope =                           \
+						STORE_IDEM_SCOPE_ANONYMOUS}    \
+		     : NULL)
+
 static int64_t
-submit_wait(struct fixture *f, struct store_message *m, const char *key,
-	    struct sub_res *r)
+submit_wait(struct fixture *f, struct store_message *m,
+	    const struct store_idem *idem, struct sub_res *r)
 {
 	memset(r, 0, sizeof(*r));
-	store_submit(f->st, m, key, submit_cb, r);
+	store_submit(f->st, m, idem, submit_cb, r);
 	assert_int_equal(r->done, 0); /* never before returning */
 	WAIT_FOR(f->base, r->done == 1);
 	return r->rowid;
@@ -317,17 +327,17 @@ test_idempotency(void **state)
 	int64_t counts[MSG_NSTATUS];
 
 	open_store(f);
-	submit_wait(f, make_message(NULL, "one"), "key-1", &r1);
+	submit_wait(f, make_message(NULL, "one"), IDEM("key-1"), &r1);
 	assert_int_equal(r1.err, 0);
 	assert_false(r1.dup);
 
-	submit_wait(f, make_message(NULL, "two"), "key-1", &r2);
+	submit_wait(f, make_message(NULL, "two"), IDEM("key-1"), &r2);
 	assert_int_equal(r2.err, 0);
 	assert_true(r2.dup);
 	assert_string_equal(r2.id, r1.id);
 	assert_int_equal(r2.rowid, 0);
 
-	submit_wait(f, make_message(NULL, "three"), "key-2", &r3);
+	submit_wait(f, make_message(NULL, "three"), IDEM("key-2"), &r3);
 	assert_int_equal(r3.err, 0);
 	assert_false(r3.dup);
 	assert_string_not_equal(r3.id, r1.id);
@@ -335,9 +345,9 @@ test_idempotency(void **state)
 	/* The same new key twice, queued together: one message. */
 	memset(&r4, 0, sizeof(r4));
 	memset(&r5, 0, sizeof(r5));
-	store_submit(f->st, make_message(NULL, "four"), "key-3", submit_cb,
+	store_submit(f->st, make_message(NULL, "four"), IDEM("key-3"), submit_cb,
 		     &r4);
-	store_submit(f->st, make_message(NULL, "five"), "key-3", submit_cb,
+	store_submit(f->st, make_message(NULL, "five"), IDEM("key-3"), submit_cb,
 		     &r5);
 	WAIT_FOR(f->base, r4.done == 1 && r5.done == 1);
 	assert_int_equal(r4.err, 0);
@@ -691,10 +701,11 @@ test_counts(void **state)
 			snprintf(id, sizeof(id), "%s", m->id);
 		if (i == 3)
 			m->created_ms = now_ms() - 10 * 86400000LL;
-		store_submit(f->st, m, i == 1 ? "ckey" : NULL, submit_cb,
+		store_submit(f->st, m, IDEM(i == 1 ? "ckey" : NULL), submit_cb,
 			     &r[i]);
 	}
-	store_submit(f->st, make_message(NULL, "c"), "ckey", submit_cb, &r[4]);
+	store_submit(f->st, make_message(NULL, "c"), IDEM("ckey"), submit_cb,
+		     &r[4]);
 	store_submit(f->st, make_message(id, "c"), NULL, submit_cb, &r[5]);
 	WAIT_FOR(f->base, r[0].done && r[1].done && r[2].done && r[3].done &&
 			      r[4].done && r[5].done);
@@ -1089,7 +1100,7 @@ test_housekeep(void **state)
 	int i;
 
 	open_store(f);
-	submit_wait(f, make_message(NULL, "keyed"), "old-key", &r1);
+	submit_wait(f, make_message(NULL, "keyed"), IDEM("old-key"), &r1);
 	for (i = 0; i < NHK; i++)
 		store_submit(f->st, make_message(NULL, "hk"), NULL, group_cb,
 			     &g);
@@ -1140,7 +1151,7 @@ test_housekeep(void **state)
 	assert_int_equal(db_int(f, "SELECT count(*) FROM idempotency"), 0);
 
 	/* The key was forgotten, so it stores a new message. */
-	submit_wait(f, make_message(NULL, "again"), "old-key", &r1);
+	submit_wait(f, make_message(NULL, "again"), IDEM("old-key"), &r1);
 	assert_int_equal(r1.err, 0);
 	assert_false(r1.dup);
 
@@ -1305,7 +1316,7 @@ test_bind_too_big(void **state)
 	m->subject = xmalloc(big + 1);
 	memset(m->subject, 's', big);
 	m->subject[big] = '\0';
-	store_submit(f->st, m, "big-key", submit_cb, &r[1]);
+	store_submit(f->st, m, IDEM("big-key"), submit_cb, &r[1]);
 	/* Recipients whose JSON is over the row's headroom. */
 	m = make_message(NULL, "rcpt");
 	free(m->rcpt[0]);

@@ -138,18 +138,26 @@ teardown(void **state)
 static const char good_json[] =
     "{\"from\":\"a@example.com\",\"to\":\"b@example.net\",\"text\":\"hi\"}";
 
-/* Submits JSON and waits for its one reply. */
+/* Submits JSON with a key in scope and waits for its one reply. */
 static void
-submit_and_wait(struct fixture *f, const char *json, size_t len,
-		const char *idem)
+submit_scoped_wait(struct fixture *f, const char *json, size_t len,
+		   const char *idem, const char *scope)
 {
 	int before = f->replies;
 
 	f->status = 0;
-	submit_json(f->sub, json, len, idem, reply_cb, f);
+	submit_json(f->sub, json, len, idem, scope, reply_cb, f);
 	WAIT_FOR(f->base, f->replies > before);
 	assert_int_equal(f->replies, before + 1);
 	assert_int_equal(submit_pending(f->sub), 0);
+}
+
+/* The same in the anonymous scope. */
+static void
+submit_and_wait(struct fixture *f, const char *json, size_t len,
+		const char *idem)
+{
+	submit_scoped_wait(f, json, len, idem, NULL);
 }
 
 static void
@@ -234,7 +242,7 @@ test_built_too_large(void **state)
 	m->mime = xcalloc(1, m->mime_len + 1);
 	memset(m->mime, 'x', m->mime_len);
 	m->tried = xstrdup("");
-	submit_message(f->sub, m, NULL, reply_cb, f);
+	submit_message(f->sub, m, NULL, NULL, reply_cb, f);
 	WAIT_FOR(f->base, f->replies == 1);
 	assert_int_equal(f->status, 413);
 	assert_string_equal(f->code, "too_large");
@@ -277,7 +285,8 @@ test_mime(void **state)
 	char *huge = xmalloc(big + 64);
 	int before = f->replies;
 
-	submit_mime(f->sub, raw, strlen(raw), &mime_env, NULL, reply_cb, f);
+	submit_mime(f->sub, raw, strlen(raw), &mime_env, NULL, NULL, reply_cb,
+		    f);
 	WAIT_FOR(f->base, f->replies == before + 1);
 	assert_int_equal(f->status, 202);
 	assert_int_equal(f->durable, 1);
@@ -286,13 +295,13 @@ test_mime(void **state)
 	memcpy(huge, raw, strlen(raw));
 	for (i = strlen(raw); i < big; i++)
 		huge[i] = i % 70 == 68 ? '\r' : i % 70 == 69 ? '\n' : 'x';
-	submit_mime(f->sub, huge, big, &mime_env, NULL, reply_cb, f);
+	submit_mime(f->sub, huge, big, &mime_env, NULL, NULL, reply_cb, f);
 	WAIT_FOR(f->base, f->replies == before + 2);
 	assert_int_equal(f->status, 413);
 	assert_string_equal(f->code, "too_large");
 	/* A refusal of the message itself. */
-	submit_mime(f->sub, "no header\r\n\r\n", 15, &mime_env, NULL, reply_cb,
-		    f);
+	submit_mime(f->sub, "no header\r\n\r\n", 15, &mime_env, NULL, NULL,
+		    reply_cb, f);
 	WAIT_FOR(f->base, f->replies == before + 3);
 	assert_int_equal(f->status, 400);
 	assert_int_equal(f->durable, 1);
