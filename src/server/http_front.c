@@ -313,9 +313,11 @@ post_message(struct http_front *f, struct evhttp_request *req)
 	pd->req = req;
 	f->pending++;
 	/* Keys are per API key: with keys on, authorized() matched this one. */
-	submit_scope_of_key(f->nkeys > 0 && auth != NULL ? auth + 7 : NULL,
-			    scope);
-	submit_json(f->sub, json, len, idem, scope, post_reply, pd);
+	if (idem != NULL)
+		submit_scope_of_key(
+		    f->nkeys > 0 && auth != NULL ? auth + 7 : NULL, scope);
+	submit_json(f->sub, json, len, idem, idem != NULL ? scope : NULL,
+		    post_reply, pd);
 }
 
 static void
