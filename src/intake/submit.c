@@ -76,8 +76,8 @@ ticket_new(struct submit *s, const char *idem, const char *scope,
 	t->arg = arg;
 	if (idem != NULL) {
 		t->idem = xstrdup(idem);
-		t->scope = xstrdup(scope != NULL ? scope
-						 : STORE_IDEM_SCOPE_ANONYMOUS);
+		t->scope =
+		    xstrdup(scope != NULL ? scope : STORE_IDEM_SCOPE_ANONYMOUS);
 	}
 	s->pending++;
 	return t;

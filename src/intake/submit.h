@@ -117,8 +117,8 @@ void submit_mime(struct submit *s, const char *raw, size_t len,
 		 const char *scope, submit_reply_cb cb, void *arg);
 /* A message already built (takes m), checked and submitted. */
 void submit_message(struct submit *s, struct store_message *m,
-		    const char *idem_key, const char *scope,
-		    submit_reply_cb cb, void *arg);
+		    const char *idem_key, const char *scope, submit_reply_cb cb,
+		    void *arg);
 
 /* 1 to 255 printable ASCII characters. */
 bool submit_idem_key_valid(const char *key);

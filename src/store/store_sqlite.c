@@ -341,11 +341,11 @@ sqlite_submit(struct store_backend *be, int err, struct store_message *m,
 	struct op *op;
 	char *tail;
 	int64_t now = now_ms();
+	size_t extra = 0;
 
-	op = op_new(be, OP_SUBMIT, err, arg,
-		    idem != NULL ? strsize(idem->key) + strsize(idem->scope)
-				 : 0,
-		    &tail);
+	if (idem != NULL)
+		extra = strsize(idem->key) + strsize(idem->scope);
+	op = op_new(be, OP_SUBMIT, err, arg, extra, &tail);
 	op->cb.submit = cb;
 	op->u.submit.m = m;
 	if (idem != NULL) {

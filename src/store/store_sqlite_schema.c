@@ -377,8 +377,8 @@ files_private(struct store_backend *be, bool create)
 	int fd, err;
 
 	if (create) {
-		fd = open(be->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
-			  0600);
+		fd =
+		    open(be->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (fd == -1 && errno != EEXIST) {
 			err = errno;
 			log_warnx("- store create_failed path=%s err=%s",
