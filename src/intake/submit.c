@@ -222,8 +222,11 @@ digest(const struct submit *s, const char *body, size_t len,
 		ok = EVP_DigestUpdate(ctx, body, len);
 	if (ok && mail_from != NULL)
 		ok = EVP_DigestUpdate(ctx, mail_from, strlen(mail_from) + 1);
+	/* A NULL recipient is refused later (store_submit: -EINVAL). */
 	for (i = 0; ok && mail_from != NULL && i < nrcpt; i++)
-		ok = EVP_DigestUpdate(ctx, rcpt[i], strlen(rcpt[i]) + 1);
+		if (rcpt[i] != NULL)
+			ok =
+			    EVP_DigestUpdate(ctx, rcpt[i], strlen(rcpt[i]) + 1);
 	if (ok)
 		ok = EVP_DigestFinal_ex(ctx, out, &outlen);
 	EVP_MD_CTX_free(ctx);
