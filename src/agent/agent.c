@@ -46,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define BACKOFF_MIN_MS 100
@@ -709,6 +710,8 @@ agent_main(int argc, char **argv)
 	int ch, verbose = 0, rc;
 	size_t i;
 
+	/* Before anything is made: what a connector writes is ours alone. */
+	umask(077);
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "c:p:s:vh", longopts, NULL)) !=
 	       -1) {

@@ -115,9 +115,10 @@ int config_line(const struct config *cfg, const char *key);
  * set), api_keys_file, log_file's folder, listen addresses that collide,
  * and the secrets of every provider with spawn = yes (their agents run in
  * the server's environment).  The agent role checks the agent secret (it
- * must exist), log_file and its own provider's secrets.  Appends one
- * "FILE:LINE: message" per problem to errs (never a secret's value) and
- * returns 0 or -EINVAL.
+ * must exist), log_file and its own provider's secrets.  A secret file
+ * that other users may read or write (mode & 077) is an error.  Appends
+ * one "FILE:LINE: message" per problem to errs (never a secret's value)
+ * and returns 0 or -EINVAL.
  */
 int config_check_runtime(const struct config *cfg, const char *agent,
 			 struct config_errors *errs)

@@ -11,7 +11,10 @@
  * Nothing is fatal here.  A problem becomes a "FILE:LINE: key: message"
  * error naming the file or variable, never the secret's value.  The checks
  * only read: a missing agent secret file is fine for the server when its
- * folder can be made (serve makes it), and a log file is not created.
+ * folder can be made (serve makes it), and a log file is not created.  A
+ * secret file (the agent secret, the API keys, a provider's *_file) that
+ * other users may read or write is an error, not a warning: whoever reads
+ * it can act as an agent or a client, whoever writes it chooses the secret.
  */
 #include "common/config_int.h"
 #include "common/log.h"
@@ -91,6 +94,26 @@ config_secret_read(const char *ref, char **out, char *err, size_t errlen)
 	}
 	*out = buf;
 	return 0;
+}
+
+/*
+ * A secret file must be the owner's alone: 0, or -EPERM with a message in
+ * err.  An env: secret has no mode; a file stat() cannot see is left to
+ * the read that fails on it.
+ */
+static int
+secret_mode_check(const char *ref, char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (strncmp(ref, "env:", 4) == 0 || stat(ref, &st) != 0 ||
+	    (st.st_mode & 077) == 0)
+		return 0;
+	snprintf(err, errlen,
+		 "%s may be read or changed by other users (mode %03o): "
+		 "chmod 600 it",
+		 ref, (unsigned)(st.st_mode & 0777));
+	return -EPERM;
 }
 
 /* Makes a new agent secret at path; -EEXIST when another process won. */
@@ -239,7 +262,6 @@ config_agent_secret(const struct config *cfg, bool create, char **out,
 {
 	const char *ref = cfg->agent_secret_file;
 	char err[512];
-	struct stat st;
 	int rc;
 
 	*out = NULL;
@@ -261,11 +283,7 @@ config_agent_secret(const struct config *cfg, bool create, char **out,
 		log_warnx("config agent_secret_file: %s", err);
 		return rc;
 	}
-	if (strncmp(ref, "env:", 4) != 0 && stat(ref, &st) == 0 &&
-	    (st.st_mode & 077) != 0)
-		log_warnx("config agent_secret %s is readable by others "
-			  "(mode %03o); chmod 600 it",
-			  ref, (unsigned)(st.st_mode & 0777));
+	/* Its mode was checked by config_check_runtime(), the one place. */
 	return 0;
 }
 
@@ -335,6 +353,9 @@ check_agent_secret(const struct config *cfg, bool server,
 	if (rc == 0) {
 		explicit_bzero(buf, len);
 		free(buf);
+		if (secret_mode_check(ref, err, sizeof(err)) != 0)
+			config_report_error(r, line, "agent_secret_file: %s",
+					    err);
 		return;
 	}
 	if (rc == -ENOENT && server && strncmp(ref, "env:", 4) != 0) {
@@ -375,7 +396,7 @@ check_api_keys(const struct config *cfg, struct config_report *r)
 {
 	const char *path = cfg->api_keys_file;
 	int line = line_of(cfg, "api_keys_file", NULL);
-	char *text = NULL;
+	char *text = NULL, err[512];
 	size_t len = 0;
 	int rc;
 
@@ -397,6 +418,8 @@ check_api_keys(const struct config *cfg, struct config_report *r)
 	}
 	explicit_bzero(text, len);
 	free(text);
+	if (secret_mode_check(path, err, sizeof(err)) != 0)
+		config_report_error(r, line, "api_keys_file: %s", err);
 }
 
 /* The log file is opened for appending and made if missing, not its folder. */
@@ -546,6 +569,10 @@ check_provider_secrets(const struct provider_config *pc,
 		}
 		explicit_bzero(v, strlen(v));
 		free(v);
+		if (secret_mode_check(ref, err, sizeof(err)) != 0)
+			config_report_error(
+			    r, provider_config_line(pc, pt->secret[i]),
+			    "%s: %s", pt->secret[i], err);
 	}
 }
 

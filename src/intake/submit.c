@@ -8,10 +8,15 @@
  * pending count covers every ticket, so the server's drain waits for the
  * last reply.
  *
- * Failures: a refusal of the message (400/413) is the client's; a store
- * that cannot write or fails the commit is answered 503 `unavailable`,
- * logged, and nothing is handed on, so memory never holds a message the
- * disk does not.  Allocation failure is fatal (x-allocators).
+ * Idempotency keys travel with their scope and the request's SHA-256,
+ * computed where the body is read anyway: on the builder thread for large
+ * bodies, never for a submission without a key.
+ *
+ * Failures: a refusal of the message (400/413) or of a reused key (422) is
+ * the client's; a store that cannot write or fails the commit is answered
+ * 503 `unavailable`, logged, and nothing is handed on, so memory never
+ * holds a message the disk does not.  Allocation failure, and a digest
+ * that OpenSSL cannot compute (our library is broken), are fatal.
  */
 #include "intake/submit.h"
 #include "common/log.h"
@@ -20,6 +25,7 @@
 #include "store/store.h"
 
 #include <errno.h>
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +42,7 @@ struct submit {
 	submit_durable_cb durable;
 	void *durable_arg;
 	struct workq *builders; /* message_from_json off the loop */
+	EVP_MD *sha256;         /* fetched once; shared by the threads */
 	unsigned pending;
 	bool stopped; /* submit_stop(): everything new is answered 503 */
 };
@@ -45,7 +52,10 @@ struct ticket {
 	struct submit *s;
 	submit_reply_cb cb;
 	void *arg;
+	/* With idem: its scope and the request's digest (see submit.h). */
 	char *idem;
+	char *scope;
+	unsigned char hash[STORE_IDEM_HASH_LEN];
 	/* While being built: the JSON, or the raw message and its envelope. */
 	const char *body;
 	size_t len;
@@ -56,14 +66,19 @@ struct ticket {
 };
 
 static struct ticket *
-ticket_new(struct submit *s, const char *idem, submit_reply_cb cb, void *arg)
+ticket_new(struct submit *s, const char *idem, const char *scope,
+	   submit_reply_cb cb, void *arg)
 {
 	struct ticket *t = xcalloc(1, sizeof(*t));
 
 	t->s = s;
 	t->cb = cb;
 	t->arg = arg;
-	t->idem = xstrdup_or_null(idem);
+	if (idem != NULL) {
+		t->idem = xstrdup(idem);
+		t->scope =
+		    xstrdup(scope != NULL ? scope : STORE_IDEM_SCOPE_ANONYMOUS);
+	}
 	s->pending++;
 	return t;
 }
@@ -80,6 +95,7 @@ ticket_reply(struct ticket *t, int status, const char *id)
 	t->cb(t->arg, &r);
 	store_message_free(t->m);
 	free(t->idem);
+	free(t->scope);
 	free(t);
 }
 
@@ -106,6 +122,13 @@ stored(void *arg, int err, const char *id, bool duplicate,
 	struct ticket *t = arg;
 	struct submit *s = t->s;
 
+	if (err == STORE_ECONFLICT) {
+		store_message_free(m);
+		refuse(t, 422, "idempotency_conflict",
+		       "Idempotency-Key: already used with another request "
+		       "body");
+		return;
+	}
 	if (err != 0) {
 		log_warnx("- intake submit failed: %s", store_strerror(err));
 		store_message_free(m);
@@ -132,6 +155,7 @@ ticket_store(struct ticket *t)
 {
 	struct submit *s = t->s;
 	struct store_message *m = t->m;
+	struct store_idem idem;
 	const char *why = NULL;
 
 	if (s->stopped) {
@@ -160,16 +184,67 @@ ticket_store(struct ticket *t)
 		return;
 	}
 	t->m = NULL; /* the store takes it */
-	store_submit(s->st, m, t->idem, stored, t);
+	if (t->idem == NULL) {
+		store_submit(s->st, m, NULL, stored, t);
+		return;
+	}
+	idem.key = t->idem;
+	idem.scope = t->scope;
+	memcpy(idem.body_hash, t->hash, sizeof(idem.body_hash));
+	store_submit(s->st, m, &idem, stored, t);
+}
+
+/*
+ * SHA-256 of a body and, when mail_from is not NULL, of an envelope: the
+ * body's length comes first and each address ends with its NUL, so no two
+ * different requests digest the same bytes.
+ */
+static void
+digest(const struct submit *s, const char *body, size_t len,
+       const char *mail_from, const char *const *rcpt, size_t nrcpt,
+       unsigned char out[STORE_IDEM_HASH_LEN])
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned char n[8];
+	unsigned int outlen = 0;
+	size_t i;
+	int ok;
+
+	if (ctx == NULL)
+		fatalx("submit: EVP_MD_CTX_new failed");
+	ok = EVP_DigestInit_ex(ctx, s->sha256, NULL);
+	if (ok && mail_from != NULL) {
+		for (i = 0; i < sizeof(n); i++)
+			n[i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+		ok = EVP_DigestUpdate(ctx, n, sizeof(n));
+	}
+	if (ok && len > 0)
+		ok = EVP_DigestUpdate(ctx, body, len);
+	if (ok && mail_from != NULL)
+		ok = EVP_DigestUpdate(ctx, mail_from, strlen(mail_from) + 1);
+	/* A NULL recipient is refused later (store_submit: -EINVAL). */
+	for (i = 0; ok && mail_from != NULL && i < nrcpt; i++)
+		if (rcpt[i] != NULL)
+			ok =
+			    EVP_DigestUpdate(ctx, rcpt[i], strlen(rcpt[i]) + 1);
+	if (ok)
+		ok = EVP_DigestFinal_ex(ctx, out, &outlen);
+	EVP_MD_CTX_free(ctx);
+	if (!ok || outlen != STORE_IDEM_HASH_LEN)
+		fatalx("submit: SHA-256 failed"); /* our OpenSSL is broken */
 }
 
 void
 submit_message(struct submit *s, struct store_message *m, const char *idem_key,
-	       submit_reply_cb cb, void *arg)
+	       const char *scope, submit_reply_cb cb, void *arg)
 {
-	struct ticket *t = ticket_new(s, idem_key, cb, arg);
+	struct ticket *t = ticket_new(s, idem_key, scope, cb, arg);
 
 	t->m = m;
+	/* A message without an envelope is refused by ticket_store(). */
+	if (t->idem != NULL && m->mail_from != NULL && m->rcpt != NULL)
+		digest(s, m->mime, m->mime_len, m->mail_from,
+		       (const char *const *)m->rcpt, m->nrcpt, t->hash);
 	ticket_store(t);
 }
 
@@ -179,6 +254,12 @@ build_work(void *arg)
 {
 	struct ticket *t = arg;
 
+	/* What the client sent, before it is built into something else. */
+	if (t->idem != NULL && t->env == NULL)
+		digest(t->s, t->body, t->len, NULL, NULL, 0, t->hash);
+	else if (t->idem != NULL)
+		digest(t->s, t->body, t->len, t->env->mail_from, t->env->rcpt,
+		       t->env->nrcpt, t->hash);
 	if (t->env == NULL)
 		t->rc = message_from_json(t->body, t->len, &t->s->lim, &t->m,
 					  &t->err);
@@ -222,17 +303,18 @@ ticket_build(struct ticket *t, const char *body, size_t len)
 
 void
 submit_json(struct submit *s, const char *json, size_t len,
-	    const char *idem_key, submit_reply_cb cb, void *arg)
+	    const char *idem_key, const char *scope, submit_reply_cb cb,
+	    void *arg)
 {
-	ticket_build(ticket_new(s, idem_key, cb, arg), json, len);
+	ticket_build(ticket_new(s, idem_key, scope, cb, arg), json, len);
 }
 
 void
 submit_mime(struct submit *s, const char *raw, size_t len,
 	    const struct message_envelope *env, const char *idem_key,
-	    submit_reply_cb cb, void *arg)
+	    const char *scope, submit_reply_cb cb, void *arg)
 {
-	struct ticket *t = ticket_new(s, idem_key, cb, arg);
+	struct ticket *t = ticket_new(s, idem_key, scope, cb, arg);
 
 	t->env = env;
 	ticket_build(t, raw, len);
@@ -249,6 +331,35 @@ submit_idem_key_valid(const char *k)
 		if ((unsigned char)k[i] < 0x21 || (unsigned char)k[i] > 0x7e)
 			return false;
 	return true;
+}
+
+void
+submit_scope_of_key(const char *api_key, char out[SUBMIT_SCOPE_SIZE])
+{
+	/* A label of its own, so the digest is of use for nothing else. */
+	static const char label[] = "shivneri idempotency scope v1";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	EVP_MD_CTX *ctx;
+	int ok;
+
+	if (api_key == NULL) {
+		snprintf(out, SUBMIT_SCOPE_SIZE, "%s",
+			 STORE_IDEM_SCOPE_ANONYMOUS);
+		return;
+	}
+	ctx = EVP_MD_CTX_new();
+	if (ctx == NULL)
+		fatalx("submit: EVP_MD_CTX_new failed");
+	ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
+	     EVP_DigestUpdate(ctx, label, sizeof(label)) &&
+	     EVP_DigestUpdate(ctx, api_key, strlen(api_key)) &&
+	     EVP_DigestFinal_ex(ctx, md, &mdlen);
+	EVP_MD_CTX_free(ctx);
+	if (!ok || mdlen < (SUBMIT_SCOPE_SIZE - 1) / 2)
+		fatalx("submit: SHA-256 failed"); /* our OpenSSL is broken */
+	hex_encode(md, (SUBMIT_SCOPE_SIZE - 1) / 2, out);
+	OPENSSL_cleanse(md, sizeof(md));
 }
 
 unsigned
@@ -268,8 +379,15 @@ submit_new(struct event_base *base, struct store *st,
 	s->lim = *lim;
 	s->durable = durable;
 	s->durable_arg = durable_arg;
+	s->sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+	if (s->sha256 == NULL) {
+		log_warnx("- intake cannot fetch SHA-256 from OpenSSL");
+		free(s);
+		return NULL;
+	}
 	s->builders = workq_new(base, BUILDER_THREADS);
 	if (s->builders == NULL) {
+		EVP_MD_free(s->sha256);
 		free(s);
 		return NULL;
 	}
@@ -293,5 +411,6 @@ submit_free(struct submit *s)
 	if (s == NULL)
 		return;
 	submit_stop(s);
+	EVP_MD_free(s->sha256);
 	free(s);
 }

@@ -6,7 +6,8 @@
  *   built message (message_from_json / message_from_mime)
  *     -> checked (envelope present, size within max_message_bytes)
  *     -> refused 503 while the store cannot write (store_healthy)
- *     -> store_submit (with the idempotency key)
+ *     -> store_submit (with the idempotency key, its scope and the
+ *        request's digest)
  *     -> reply callback, only once the commit is on disk
  *     -> the durable message handed on (the server wires dispatcher_enqueue)
  *
@@ -38,8 +39,9 @@ struct submit_reply {
 	/*
 	 * 202 stored (durable), 200 a duplicate of an earlier idempotency
 	 * key (nothing stored), or a refusal: 400 or 413 (the message or the
-	 * key), 503 (the store failed or cannot write, or the server is
-	 * stopping).
+	 * key), 422 `idempotency_conflict` (the key was used in its scope
+	 * for a request with other contents; nothing stored), 503 (the store
+	 * failed or cannot write, or the server is stopping).
 	 */
 	int status;
 	/* 202: the new id; 200: the first message's id; else NULL. */
@@ -56,7 +58,7 @@ typedef void (*submit_durable_cb)(void *arg, struct store_message *m);
 /*
  * A submit path onto st, on base's loop, with its builder threads.  durable
  * (may be NULL: the message is freed) gets every stored message.  NULL when
- * the builder threads cannot be started.
+ * the builder threads cannot be started or OpenSSL has no SHA-256.
  */
 struct submit *submit_new(struct event_base *base, struct store *st,
 			  const struct message_limits *lim,
@@ -71,13 +73,39 @@ void submit_stop(struct submit *s);
 void submit_free(struct submit *s);
 
 /*
+ * Idempotency keys.  Each entry point takes idem_key (may be NULL) and the
+ * scope it lives in: a key is known only to requests of the same scope, so
+ * one client cannot learn or block another's message by guessing its key.
+ * The scope comes from submit_scope_of_key() (copied; NULL is the
+ * anonymous scope).  With a key, the request's digest is kept too, and a
+ * later request with the same key and scope is a duplicate (200, the first
+ * id) when its digest is the same and refused 422 when it is not.  The
+ * digest is SHA-256 of what the client sent: the JSON body's bytes as
+ * received (a retry must send the same bytes), the raw message with its
+ * envelope, or the built message with its envelope (submit_message).
+ * Without a key nothing is digested.
+ */
+
+/* "anonymous", or 32 hex digits, and the NUL. */
+#define SUBMIT_SCOPE_SIZE 33
+/*
+ * The scope of the client that authenticated with api_key: the first 128
+ * bits of SHA-256 of a fixed label and the key, in hex, so the store keeps
+ * an identity that survives reloads and reordering of the keys file but
+ * never a credential.  NULL (no API keys configured): the anonymous scope,
+ * which every such client shares.
+ */
+void submit_scope_of_key(const char *api_key, char out[SUBMIT_SCOPE_SIZE]);
+
+/*
  * A JSON submission (SPEC.md "POST /v1/messages") of len bytes, built and
  * submitted.  json must stay valid until cb runs.  idem_key may be NULL;
  * one that fails submit_idem_key_valid() is refused 400 (a front may
- * check first, to say which header was wrong).
+ * check first, to say which header was wrong).  scope: see above.
  */
 void submit_json(struct submit *s, const char *json, size_t len,
-		 const char *idem_key, submit_reply_cb cb, void *arg);
+		 const char *idem_key, const char *scope, submit_reply_cb cb,
+		 void *arg);
 /*
  * A raw RFC 5322 message with its envelope (SMTP DATA, a drop-in
  * endpoint's MIME upload), checked by message_from_mime() and submitted.
@@ -86,10 +114,11 @@ void submit_json(struct submit *s, const char *json, size_t len,
  */
 void submit_mime(struct submit *s, const char *raw, size_t len,
 		 const struct message_envelope *env, const char *idem_key,
-		 submit_reply_cb cb, void *arg);
+		 const char *scope, submit_reply_cb cb, void *arg);
 /* A message already built (takes m), checked and submitted. */
 void submit_message(struct submit *s, struct store_message *m,
-		    const char *idem_key, submit_reply_cb cb, void *arg);
+		    const char *idem_key, const char *scope, submit_reply_cb cb,
+		    void *arg);
 
 /* 1 to 255 printable ASCII characters. */
 bool submit_idem_key_valid(const char *key);

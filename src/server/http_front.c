@@ -278,6 +278,8 @@ post_message(struct http_front *f, struct evhttp_request *req)
 	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
 	struct evbuffer *body = evhttp_request_get_input_buffer(req);
 	const char *idem = evhttp_find_header(h, "Idempotency-Key");
+	const char *auth = evhttp_find_header(h, "Authorization");
+	char scope[SUBMIT_SCOPE_SIZE];
 	size_t len = evbuffer_get_length(body);
 	const char *json;
 	struct pending *pd;
@@ -310,7 +312,12 @@ post_message(struct http_front *f, struct evhttp_request *req)
 	pd->f = f;
 	pd->req = req;
 	f->pending++;
-	submit_json(f->sub, json, len, idem, post_reply, pd);
+	/* Keys are per API key: with keys on, authorized() matched this one. */
+	if (idem != NULL)
+		submit_scope_of_key(
+		    f->nkeys > 0 && auth != NULL ? auth + 7 : NULL, scope);
+	submit_json(f->sub, json, len, idem, idem != NULL ? scope : NULL,
+		    post_reply, pd);
 }
 
 static void

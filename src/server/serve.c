@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define DRAIN_TICK_MS 20
@@ -354,6 +355,8 @@ serve_main(int argc, char **argv)
 	int c, verbose = 0, rc;
 	size_t i;
 
+	/* Before anything is made: the store, logs, secrets are ours alone. */
+	umask(077);
 	memset(&s, 0, sizeof(s));
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {

@@ -127,6 +127,8 @@ store_strerror(int err)
 		       "shivneri.store to adopt it";
 	case -EISDIR:
 		return "the database path is a folder";
+	case STORE_ECONFLICT:
+		return "idempotency key already used for another request";
 	case -EOVERFLOW:
 		return "max_message_bytes is more than the store can hold";
 	case -ENOSPC:
@@ -246,12 +248,18 @@ message_check(const struct store *st, const struct store_message *m)
 }
 
 void
-store_submit(struct store *st, struct store_message *m, const char *idem_key,
-	     store_submit_cb cb, void *arg)
+store_submit(struct store *st, struct store_message *m,
+	     const struct store_idem *idem, store_submit_cb cb, void *arg)
 {
+	int err;
+
 	if (st == NULL || m == NULL || cb == NULL)
 		fatalx("store_submit: NULL argument");
-	st->ops->submit(st->be, message_check(st, m), m, idem_key, cb, arg);
+	err = message_check(st, m);
+	if (err == 0 && idem != NULL &&
+	    (idem->key == NULL || idem->scope == NULL))
+		err = -EINVAL;
+	st->ops->submit(st->be, err, m, err == 0 ? idem : NULL, cb, arg);
 }
 
 void

@@ -132,6 +132,12 @@ int64_t store_max_message_bytes(const char *backend);
 #define STORE_ENEWER (-EPROTO)
 #define STORE_EMISSING (-ENODATA)
 #define STORE_EFOREIGN (-ESTALE)
+/*
+ * Of store_submit: the idempotency key was used in its scope for a request
+ * with other contents (not an error of the store: nothing is wrong with
+ * it, the client reused a key).
+ */
+#define STORE_ECONFLICT (-EKEYREJECTED)
 
 /*
  * Opens (creating, migrating) DIR/shivneri.db with the backend that opts
@@ -162,18 +168,42 @@ int store_scan(struct store *st,
     __attribute__((warn_unused_result));
 
 /*
- * Stores a new message.  Takes m.  With idem_key non-NULL, a key seen in
- * the last 24 hours stores nothing and reports duplicate with the first
- * message's id.  A message whose mime_len is over max_message_bytes (or
- * whose other fields do not fit a row) fails with -EFBIG and stores
- * nothing; one with fields out of range with -EINVAL.  cb gets err (0 when
- * durable), the id, duplicate, and m back (NULL when duplicate or err); the
- * callback takes m (it must free it with store_message_free or keep it).
+ * An idempotency key as the store keeps it.  Keys are per scope, so two
+ * clients (two API keys) never see each other's; and the request's digest
+ * is kept with the key, so a reused key with other contents is told apart
+ * from a retry.  The strings are copied.
+ */
+#define STORE_IDEM_HASH_LEN 32
+struct store_idem {
+	const char *key; /* the client's key (Idempotency-Key) */
+	/*
+	 * Who sent it: an identity of the credential, never the credential
+	 * (intake: submit_scope_of_key()); STORE_IDEM_SCOPE_ANONYMOUS when
+	 * the client is not known.
+	 */
+	const char *scope;
+	/* What was sent (intake: SHA-256 of the request's body). */
+	unsigned char body_hash[STORE_IDEM_HASH_LEN];
+};
+/* The scope of clients that are not told apart (no API keys). */
+#define STORE_IDEM_SCOPE_ANONYMOUS "anonymous"
+
+/*
+ * Stores a new message.  Takes m.  With idem non-NULL, a key seen in the
+ * same scope in the last 24 hours stores nothing: with the same body_hash
+ * (or a key kept without one, from before hashes were kept) it reports
+ * duplicate with the first message's id; with another body_hash it fails
+ * with STORE_ECONFLICT.  A message whose mime_len is over
+ * max_message_bytes (or whose other fields do not fit a row) fails with
+ * -EFBIG and stores nothing; one with fields out of range (or an idem
+ * without a key or scope) with -EINVAL.  cb gets err (0 when durable), the
+ * id, duplicate, and m back (NULL when duplicate or err); the callback
+ * takes m (it must free it with store_message_free or keep it).
  */
 typedef void (*store_submit_cb)(void *arg, int err, const char *id,
 				bool duplicate, struct store_message *m);
 void store_submit(struct store *st, struct store_message *m,
-		  const char *idem_key, store_submit_cb cb, void *arg);
+		  const struct store_idem *idem, store_submit_cb cb, void *arg);
 
 /*
  * Applies a state change.  The strings are copied.  cb may be NULL; it gets

@@ -30,9 +30,9 @@ struct store_ops {
 	int (*scan)(struct store_backend *be,
 		    void (*each)(void *arg, int64_t rowid, int64_t next_ms),
 		    void *arg, int64_t counts[MSG_NSTATUS]);
-	/* Takes m. */
+	/* Takes m; idem (may be NULL) has a key and a scope. */
 	void (*submit)(struct store_backend *be, int err,
-		       struct store_message *m, const char *idem_key,
+		       struct store_message *m, const struct store_idem *idem,
 		       store_submit_cb cb, void *arg);
 	void (*update)(struct store_backend *be, int err,
 		       const struct store_update *u, store_done_cb cb,
@@ -69,6 +69,6 @@ void store__exec(struct store *st, const char *text, store_done_cb cb,
 		 void *arg);
 
 /* The schema version this build writes (PRAGMA user_version). */
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 #endif

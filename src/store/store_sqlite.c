@@ -336,16 +336,24 @@ strsize(const char *s)
 
 static void
 sqlite_submit(struct store_backend *be, int err, struct store_message *m,
-	      const char *idem_key, store_submit_cb cb, void *arg)
+	      const struct store_idem *idem, store_submit_cb cb, void *arg)
 {
 	struct op *op;
 	char *tail;
 	int64_t now = now_ms();
+	size_t extra = 0;
 
-	op = op_new(be, OP_SUBMIT, err, arg, strsize(idem_key), &tail);
+	if (idem != NULL)
+		extra = strsize(idem->key) + strsize(idem->scope);
+	op = op_new(be, OP_SUBMIT, err, arg, extra, &tail);
 	op->cb.submit = cb;
 	op->u.submit.m = m;
-	op->u.submit.key = tail_copy(&tail, idem_key);
+	if (idem != NULL) {
+		op->u.submit.key = tail_copy(&tail, idem->key);
+		op->u.submit.scope = tail_copy(&tail, idem->scope);
+		memcpy(op->u.submit.hash, idem->body_hash,
+		       sizeof(op->u.submit.hash));
+	}
 	/* The callback gets m->id even when the front rejected m. */
 	m->id[sizeof(m->id) - 1] = '\0';
 	if (m->id[0] == '\0')

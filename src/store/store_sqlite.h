@@ -127,7 +127,9 @@ struct op {
 	union {
 		struct {
 			struct store_message *m;
-			char *key; /* in the op's tail, or NULL */
+			char *key;   /* in the op's tail, or NULL */
+			char *scope; /* in the op's tail; with key */
+			unsigned char hash[STORE_IDEM_HASH_LEN];
 			bool dup;
 			char dup_id[32];
 		} submit;

@@ -41,10 +41,11 @@ const char *const store__stmt_sql[ST_MAX] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
-    [ST_IDEM_FIND] = "SELECT message_id FROM idempotency"
-		     " WHERE key = ?1 AND created_ms >= ?2",
+    [ST_IDEM_FIND] = "SELECT message_id, body_hash FROM idempotency"
+		     " WHERE scope = ?1 AND key = ?2 AND created_ms >= ?3",
     [ST_IDEM_PUT] = "INSERT OR REPLACE INTO idempotency"
-		    " (key, message_id, created_ms) VALUES (?1, ?2, ?3)",
+		    " (scope, key, message_id, created_ms, body_hash)"
+		    " VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_MSG_INSERT] = "INSERT INTO messages (id, status, mail_from, rcpt,"
 		      " header_from, subject, to_json, tags_json, created_ms,"
 		      " updated_ms, next_ms, attempts, round, tried, provider,"
@@ -411,7 +412,30 @@ count_flush(struct store_backend *be)
 	return 0;
 }
 
-/* Looks the idempotency key up; sets dup and dup_id when it is known. */
+/*
+ * Whether the hash kept with a key (column col of the statement's row)
+ * matches the op's.  A key kept without one, from before hashes were
+ * (schema 2), matches any request: it answers as it did then.
+ */
+static bool
+idem_hash_matches(sqlite3_stmt *s, int col, const struct op *op)
+{
+	const void *h;
+
+	if (sqlite3_column_type(s, col) == SQLITE_NULL)
+		return true;
+	/* The blob first, then its length (SQLite's order). */
+	h = sqlite3_column_blob(s, col);
+	return h != NULL &&
+	       sqlite3_column_bytes(s, col) == STORE_IDEM_HASH_LEN &&
+	       memcmp(h, op->u.submit.hash, STORE_IDEM_HASH_LEN) == 0;
+}
+
+/*
+ * Looks the idempotency key up in its scope: known with the same request,
+ * sets dup and dup_id; known with another, fails the op alone with
+ * STORE_ECONFLICT (a result, not an error of the transaction).
+ */
 static int
 idem_find(struct store_backend *be, struct op *op, int64_t now)
 {
@@ -419,12 +443,15 @@ idem_find(struct store_backend *be, struct op *op, int64_t now)
 	const unsigned char *t;
 	int rc;
 
-	bind_text(&b, 1, op->u.submit.key);
-	bind_int64(&b, 2, now - IDEM_TTL_MS);
+	bind_text(&b, 1, op->u.submit.scope);
+	bind_text(&b, 2, op->u.submit.key);
+	bind_int64(&b, 3, now - IDEM_TTL_MS);
 	if ((rc = bind_end(be, &b, "idem_find")) != 0)
 		return rc;
 	rc = sqlite3_step(b.s);
-	if (rc == SQLITE_ROW) {
+	if (rc == SQLITE_ROW && !idem_hash_matches(b.s, 1, op)) {
+		op->err = STORE_ECONFLICT;
+	} else if (rc == SQLITE_ROW) {
 		t = sqlite3_column_text(b.s, 0);
 		snprintf(op->u.submit.dup_id, sizeof(op->u.submit.dup_id), "%s",
 			 t != NULL ? (const char *)t : "");
@@ -484,16 +511,18 @@ exec_submit(struct store_backend *be, struct op *op, int64_t now)
 	if (key != NULL) {
 		if ((rc = idem_find(be, op, now)) != 0)
 			return rc;
-		if (op->u.submit.dup)
+		if (op->u.submit.dup || op->err != 0)
 			return 0;
 	}
 	if ((rc = msg_insert(be, op)) != 0)
 		return rc;
 	if (key == NULL)
 		return 0;
-	bind_text(&b, 1, key);
-	bind_text(&b, 2, op->u.submit.m->id);
-	bind_int64(&b, 3, now);
+	bind_text(&b, 1, op->u.submit.scope);
+	bind_text(&b, 2, key);
+	bind_text(&b, 3, op->u.submit.m->id);
+	bind_int64(&b, 4, now);
+	bind_blob(&b, 5, op->u.submit.hash, sizeof(op->u.submit.hash));
 	if ((rc = bind_end(be, &b, "idem_put")) != 0)
 		return rc;
 	return step_once(be, ST_IDEM_PUT, op);

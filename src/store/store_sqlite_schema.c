@@ -104,6 +104,27 @@ static const char *const migrations[] = {
     "INSERT INTO meta VALUES ('store_id', lower(hex(randomblob(16))));"
     "CREATE INDEX messages_done ON messages(updated_ms)"
     " WHERE status = 2 OR status = 3;",
+    /*
+     * 3: idempotency keys per scope (the API key that sent them), with the
+     * request's digest.  SQLite cannot change a primary key, so the table
+     * is made anew.  Keys kept before had no scope: they take the
+     * anonymous one (right for a server without API keys, the only case
+     * where a key could be meant for everyone) and no digest (a retry
+     * still gets its first id).
+     */
+    "CREATE TABLE idempotency_v3 ("
+    " scope TEXT NOT NULL,"
+    " key TEXT NOT NULL,"
+    " message_id TEXT NOT NULL,"
+    " created_ms INTEGER NOT NULL,"
+    " body_hash BLOB,"
+    " PRIMARY KEY (scope, key));"
+    "INSERT INTO idempotency_v3 (scope, key, message_id, created_ms)"
+    " SELECT '" STORE_IDEM_SCOPE_ANONYMOUS "', key, message_id, created_ms"
+    " FROM idempotency;"
+    "DROP TABLE idempotency;"
+    "ALTER TABLE idempotency_v3 RENAME TO idempotency;"
+    "CREATE INDEX idempotency_created ON idempotency(created_ms);",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) ==
@@ -338,6 +359,58 @@ path_check(struct store_backend *be, int64_t *size)
 }
 
 /*
+ * The store's files are the messages: no one but the server's user may
+ * read them, whatever the umask or the folder's mode.  A new database is
+ * made here, empty and 0600, before SQLite opens it, because SQLite
+ * creates it with 0644 less the umask and gives its -wal and -shm files
+ * the database's mode.  Files left readable by an older version are
+ * narrowed to 0600; one we cannot change (another owner) is logged, not
+ * refused: the server may still be allowed to use it.
+ */
+static int
+files_private(struct store_backend *be, bool create)
+{
+	const char *suffix[] = {"", "-wal", "-shm", NULL};
+	struct stat sb;
+	char *p;
+	size_t i;
+	int fd, err;
+
+	if (create) {
+		fd =
+		    open(be->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd == -1 && errno != EEXIST) {
+			err = errno;
+			log_warnx("- store create_failed path=%s err=%s",
+				  be->path, strerror(err));
+			return -err;
+		}
+		if (fd != -1)
+			(void)close(fd);
+	}
+	/* The database, its WAL and index, and the marker (NULL). */
+	for (i = 0; i < ARRAY_SIZE(suffix); i++) {
+		p = suffix[i] != NULL ? xasprintf("%s%s", be->path, suffix[i])
+				      : xstrdup(be->marker);
+		if (stat(p, &sb) == 0 && S_ISREG(sb.st_mode) &&
+		    (sb.st_mode & 077) != 0) {
+			if (chmod(p, sb.st_mode & 0700) == 0)
+				log_info("- store file_mode_narrowed path=%s "
+					 "was=%03o now=%03o",
+					 p, (unsigned)(sb.st_mode & 0777),
+					 (unsigned)(sb.st_mode & 0700));
+			else
+				log_warnx("- store file_mode_open path=%s "
+					  "mode=%03o err=%s",
+					  p, (unsigned)(sb.st_mode & 0777),
+					  strerror(errno));
+		}
+		free(p);
+	}
+	return 0;
+}
+
+/*
  * Migrates forward in one transaction; refuses a newer schema, and an
  * empty one when must_exist (the marker says a store was here).
  */
@@ -557,6 +630,8 @@ store__db_open(struct store_backend *be)
 			  be->path, (long long)size, be->marker);
 		return STORE_EMISSING;
 	}
+	if ((rc = files_private(be, size < 0)) != 0)
+		return rc;
 	if ((rc = db_setup(be)) != 0)
 		return rc;
 	if ((rc = migrate(be, have_marker)) != 0)

@@ -41,7 +41,7 @@ TIME_SCALE = float(os.environ.get("SHIVNERI_IT_SCALE", "0") or 0) or (
 ERROR_CODES = {
     "invalid_json", "invalid_field", "missing_field", "too_large",
     "unsupported_media_type", "not_found", "unauthorized", "unavailable",
-    "conflict",
+    "conflict", "idempotency_conflict",
 }
 
 SANITIZER_MARKS = (b"ERROR: AddressSanitizer", b"runtime error:",

@@ -661,6 +661,69 @@ test_runtime_errors(void **state)
 }
 
 /*
+ * A secret file other users may read or write is refused by both roles,
+ * at its own line: the agent secret, the API keys, a provider's secret.
+ */
+static void
+test_runtime_secret_modes(void **state)
+{
+	struct config_errors errs = {NULL, 0};
+	struct config *cfg = NULL;
+	char *dir = tmpdir_new(), *text, *secret, *keys, *token;
+
+	secret = dir_file(dir, "agent.secret", "0123456789abcdef0123\n");
+	keys = dir_file(dir, "api-keys", "key-one-0123456789\n");
+	token = dir_file(dir, "token", "tok\n");
+	text = xasprintf("[server]\n"               /* 1 */
+			 "data_dir = %s/data\n"     /* 2 */
+			 "agent_secret_file = %s\n" /* 3 */
+			 "api_keys_file = %s\n"     /* 4 */
+			 "[provider.f]\n"           /* 5 */
+			 "type = fake\n"            /* 6 */
+			 "spawn = yes\n"            /* 7 */
+			 "token_file = %s\n",       /* 8 */
+			 dir, secret, keys, token);
+	assert_int_equal(config_load_string(text, "t.ini", &cfg, &errs), 0);
+	assert_int_equal(config_check_runtime(cfg, NULL, &errs), 0);
+	assert_int_equal(config_check_runtime(cfg, "f", &errs), 0);
+
+	assert_int_equal(chmod(secret, 0644), 0);
+	assert_int_equal(chmod(keys, 0640), 0);
+	assert_int_equal(chmod(token, 0620), 0);
+	assert_int_equal(config_check_runtime(cfg, NULL, &errs), -EINVAL);
+	print_errors(&errs);
+	assert_true(has_error(&errs, 3, "agent_secret_file: "));
+	assert_true(has_error(&errs, 3, "(mode 644): chmod 600 it"));
+	assert_true(has_error(&errs, 4, "api_keys_file: "));
+	assert_true(has_error(&errs, 4, "mode 640"));
+	assert_true(has_error(&errs, 8, "token_file: "));
+	assert_true(has_error(&errs, 8, "mode 620"));
+	assert_int_equal(errs.n, 3);
+	config_errors_cleanup(&errs);
+	/* The agent's role: its secret and its provider's. */
+	assert_int_equal(config_check_runtime(cfg, "f", &errs), -EINVAL);
+	assert_true(has_error(&errs, 3, "mode 644"));
+	assert_true(has_error(&errs, 8, "mode 620"));
+	assert_int_equal(errs.n, 2);
+	config_errors_cleanup(&errs);
+
+	assert_int_equal(chmod(secret, 0600), 0);
+	assert_int_equal(chmod(keys, 0400), 0);
+	assert_int_equal(chmod(token, 0600), 0);
+	assert_int_equal(config_check_runtime(cfg, NULL, &errs), 0);
+	config_free(cfg);
+	free(text);
+	unlink(secret);
+	unlink(keys);
+	unlink(token);
+	free(secret);
+	free(keys);
+	free(token);
+	rmdir(dir);
+	free(dir);
+}
+
+/*
  * The agent secret: missing is fine for the server when its folder can
  * be made, an error for an agent; env: must be set and long enough, and
  * is never turned into a file.
@@ -733,6 +796,7 @@ main(void)
 	    cmocka_unit_test(test_registered_type),
 	    cmocka_unit_test(test_runtime_errors),
 	    cmocka_unit_test(test_runtime_agent_secret),
+	    cmocka_unit_test(test_runtime_secret_modes),
 	};
 
 	/* As CONNECTOR_REGISTER does for a connector of the build. */

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -144,12 +145,22 @@ submit_cb(void *arg, int err, const char *id, bool duplicate,
 	store_message_free(m);
 }
 
+/*
+ * An idempotency key in the anonymous scope with an all-zero body hash
+ * (NULL: no key), as a compound literal living in the caller's block.
+ */
+#define IDEM(k)                                                                \
+	((k) != NULL                                                           \
+	     ? &(struct store_idem){.key = (k),                                \
+				    .scope = STORE_IDEM_SCOPE_ANONYMOUS}       \
+	     : NULL)
+
 static int64_t
-submit_wait(struct fixture *f, struct store_message *m, const char *key,
-	    struct sub_res *r)
+submit_wait(struct fixture *f, struct store_message *m,
+	    const struct store_idem *idem, struct sub_res *r)
 {
 	memset(r, 0, sizeof(*r));
-	store_submit(f->st, m, key, submit_cb, r);
+	store_submit(f->st, m, idem, submit_cb, r);
 	assert_int_equal(r->done, 0); /* never before returning */
 	WAIT_FOR(f->base, r->done == 1);
 	return r->rowid;
@@ -317,17 +328,17 @@ test_idempotency(void **state)
 	int64_t counts[MSG_NSTATUS];
 
 	open_store(f);
-	submit_wait(f, make_message(NULL, "one"), "key-1", &r1);
+	submit_wait(f, make_message(NULL, "one"), IDEM("key-1"), &r1);
 	assert_int_equal(r1.err, 0);
 	assert_false(r1.dup);
 
-	submit_wait(f, make_message(NULL, "two"), "key-1", &r2);
+	submit_wait(f, make_message(NULL, "two"), IDEM("key-1"), &r2);
 	assert_int_equal(r2.err, 0);
 	assert_true(r2.dup);
 	assert_string_equal(r2.id, r1.id);
 	assert_int_equal(r2.rowid, 0);
 
-	submit_wait(f, make_message(NULL, "three"), "key-2", &r3);
+	submit_wait(f, make_message(NULL, "three"), IDEM("key-2"), &r3);
 	assert_int_equal(r3.err, 0);
 	assert_false(r3.dup);
 	assert_string_not_equal(r3.id, r1.id);
@@ -335,10 +346,10 @@ test_idempotency(void **state)
 	/* The same new key twice, queued together: one message. */
 	memset(&r4, 0, sizeof(r4));
 	memset(&r5, 0, sizeof(r5));
-	store_submit(f->st, make_message(NULL, "four"), "key-3", submit_cb,
-		     &r4);
-	store_submit(f->st, make_message(NULL, "five"), "key-3", submit_cb,
-		     &r5);
+	store_submit(f->st, make_message(NULL, "four"), IDEM("key-3"),
+		     submit_cb, &r4);
+	store_submit(f->st, make_message(NULL, "five"), IDEM("key-3"),
+		     submit_cb, &r5);
 	WAIT_FOR(f->base, r4.done == 1 && r5.done == 1);
 	assert_int_equal(r4.err, 0);
 	assert_int_equal(r5.err, 0);
@@ -691,10 +702,11 @@ test_counts(void **state)
 			snprintf(id, sizeof(id), "%s", m->id);
 		if (i == 3)
 			m->created_ms = now_ms() - 10 * 86400000LL;
-		store_submit(f->st, m, i == 1 ? "ckey" : NULL, submit_cb,
+		store_submit(f->st, m, IDEM(i == 1 ? "ckey" : NULL), submit_cb,
 			     &r[i]);
 	}
-	store_submit(f->st, make_message(NULL, "c"), "ckey", submit_cb, &r[4]);
+	store_submit(f->st, make_message(NULL, "c"), IDEM("ckey"), submit_cb,
+		     &r[4]);
 	store_submit(f->st, make_message(id, "c"), NULL, submit_cb, &r[5]);
 	WAIT_FOR(f->base, r[0].done && r[1].done && r[2].done && r[3].done &&
 			      r[4].done && r[5].done);
@@ -790,6 +802,73 @@ group_cb(void *arg, int err, const char *id, bool duplicate,
 	if (err != 0 || m == NULL || m->rowid <= 0)
 		r->failed++;
 	store_message_free(m);
+}
+
+/*
+ * Idempotency keys are per scope: the same key from two scopes is two
+ * messages; a retry in the same scope with the same body hash is a
+ * duplicate; with another hash a conflict that stores nothing and fails
+ * alone, also inside one batch.
+ */
+static void
+test_idem_scopes(void **state)
+{
+	struct fixture *f = *state;
+	struct store_idem a = {.key = "k", .scope = "scope-a"};
+	struct store_idem b = {.key = "k", .scope = "scope-b"};
+	struct store_idem a2 = a;
+	struct sub_res r1, r2, r3, r4, r[3];
+	const char *why = NULL;
+
+	memset(a.body_hash, 1, sizeof(a.body_hash));
+	memset(b.body_hash, 2, sizeof(b.body_hash));
+	memset(a2.body_hash, 3, sizeof(a2.body_hash));
+	open_store(f);
+	submit_wait(f, make_message(NULL, "from a"), &a, &r1);
+	assert_int_equal(r1.err, 0);
+	assert_false(r1.dup);
+	/* Another scope's key of the same name: its own message. */
+	submit_wait(f, make_message(NULL, "from b"), &b, &r2);
+	assert_int_equal(r2.err, 0);
+	assert_false(r2.dup);
+	assert_string_not_equal(r2.id, r1.id);
+	/* A retry in a's scope: the first id. */
+	submit_wait(f, make_message(NULL, "a again"), &a, &r3);
+	assert_int_equal(r3.err, 0);
+	assert_true(r3.dup);
+	assert_string_equal(r3.id, r1.id);
+	/* a's key with another body: refused, nothing stored. */
+	submit_wait(f, make_message(NULL, "a other"), &a2, &r4);
+	assert_int_equal(r4.err, STORE_ECONFLICT);
+	assert_false(r4.dup);
+	assert_int_equal(r4.rowid, 0);
+	assert_non_null(strstr(store_strerror(STORE_ECONFLICT), "idempotency"));
+	/* A conflict is the client's: the store stays healthy. */
+	assert_true(store_healthy(f->st, &why));
+	check_counts(f, 2, 0, 0, 0);
+
+	/* One batch: a new key, a conflict on it, a retry of it. */
+	a.key = a2.key = "k2";
+	memset(r, 0, sizeof(r));
+	store_submit(f->st, make_message(NULL, "n"), &a, submit_cb, &r[0]);
+	store_submit(f->st, make_message(NULL, "n"), &a2, submit_cb, &r[1]);
+	store_submit(f->st, make_message(NULL, "n"), &a, submit_cb, &r[2]);
+	WAIT_FOR(f->base, r[0].done && r[1].done && r[2].done);
+	assert_int_equal(r[0].err, 0);
+	assert_int_equal(r[1].err, STORE_ECONFLICT);
+	assert_int_equal(r[2].err, 0);
+	assert_true(r[2].dup);
+	assert_string_equal(r[2].id, r[0].id);
+	check_counts(f, 3, 0, 0, 0);
+
+	/* A key without a scope is the caller's bug, reported as such. */
+	b.scope = NULL;
+	submit_wait(f, make_message(NULL, "no scope"), &b, &r1);
+	assert_int_equal(r1.err, -EINVAL);
+	/* The database keeps no key but the client's, and no scope but ours. */
+	assert_int_equal(db_int(f, "SELECT count(*) FROM idempotency"
+				   " WHERE length(body_hash) = 32"),
+			 3);
 }
 
 static void
@@ -1089,7 +1168,7 @@ test_housekeep(void **state)
 	int i;
 
 	open_store(f);
-	submit_wait(f, make_message(NULL, "keyed"), "old-key", &r1);
+	submit_wait(f, make_message(NULL, "keyed"), IDEM("old-key"), &r1);
 	for (i = 0; i < NHK; i++)
 		store_submit(f->st, make_message(NULL, "hk"), NULL, group_cb,
 			     &g);
@@ -1140,7 +1219,7 @@ test_housekeep(void **state)
 	assert_int_equal(db_int(f, "SELECT count(*) FROM idempotency"), 0);
 
 	/* The key was forgotten, so it stores a new message. */
-	submit_wait(f, make_message(NULL, "again"), "old-key", &r1);
+	submit_wait(f, make_message(NULL, "again"), IDEM("old-key"), &r1);
 	assert_int_equal(r1.err, 0);
 	assert_false(r1.dup);
 
@@ -1305,7 +1384,7 @@ test_bind_too_big(void **state)
 	m->subject = xmalloc(big + 1);
 	memset(m->subject, 's', big);
 	m->subject[big] = '\0';
-	store_submit(f->st, m, "big-key", submit_cb, &r[1]);
+	store_submit(f->st, m, IDEM("big-key"), submit_cb, &r[1]);
 	/* Recipients whose JSON is over the row's headroom. */
 	m = make_message(NULL, "rcpt");
 	free(m->rcpt[0]);
@@ -1568,6 +1647,95 @@ test_migrate_v1(void **state)
 	assert_int_equal(open_status(f), STORE_EMISSING);
 }
 
+/*
+ * Keys from schema 2 had no scope and no hash: they move to the anonymous
+ * scope, where a retry still gets its first id whatever its body, and no
+ * other scope sees them.
+ */
+static void
+test_migrate_v2(void **state)
+{
+	struct fixture *f = *state;
+	struct store_idem anon = {.key = "old",
+				  .scope = STORE_IDEM_SCOPE_ANONYMOUS};
+	struct store_idem other = {.key = "old", .scope = "scope-x"};
+	char path[192], *sql;
+	struct sub_res r;
+
+	make_store(f, path, sizeof(path));
+	sql = xasprintf(
+	    "DROP TABLE idempotency;"
+	    "CREATE TABLE idempotency (key TEXT PRIMARY KEY,"
+	    " message_id TEXT NOT NULL, created_ms INTEGER NOT NULL);"
+	    "CREATE INDEX idempotency_created ON idempotency(created_ms);"
+	    "INSERT INTO idempotency VALUES ('old', 'OLD-ID', %lld);"
+	    "PRAGMA user_version = 2;",
+	    (long long)now_ms());
+	db_exec(f, sql);
+	free(sql);
+	open_store(f);
+	assert_int_equal(db_int(f, "PRAGMA user_version"),
+			 STORE_SCHEMA_VERSION);
+	memset(anon.body_hash, 7, sizeof(anon.body_hash));
+	submit_wait(f, make_message(NULL, "retry"), &anon, &r);
+	assert_int_equal(r.err, 0);
+	assert_true(r.dup);
+	assert_string_equal(r.id, "OLD-ID");
+	submit_wait(f, make_message(NULL, "other"), &other, &r);
+	assert_int_equal(r.err, 0);
+	assert_false(r.dup);
+}
+
+/* The mode of a file, or -1. */
+static int
+file_mode(const char *dir, const char *name)
+{
+	char path[256];
+	struct stat sb;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return stat(path, &sb) == 0 ? (int)(sb.st_mode & 0777) : -1;
+}
+
+/*
+ * The store's files are the owner's alone whatever the umask: the
+ * database and its -wal and -shm (which SQLite makes with the database's
+ * mode), and the marker.  Files an older version left 0644 are narrowed.
+ */
+static void
+test_file_modes(void **state)
+{
+	static const char *const names[] = {"shivneri.db", "shivneri.db-wal",
+					    "shivneri.db-shm",
+					    "shivneri.store"};
+	struct fixture *f = *state;
+	mode_t old = umask(022);
+	struct sub_res r;
+	char path[256];
+	size_t i;
+
+	open_store(f);
+	submit_wait(f, make_message(NULL, "private"), NULL, &r);
+	assert_int_equal(r.err, 0);
+	for (i = 0; i < ARRAY_SIZE(names); i++) {
+		print_message("%s\n", names[i]);
+		assert_int_equal(file_mode(f->sub, names[i]), 0600);
+	}
+	store_close(f->st);
+	f->st = NULL;
+	for (i = 0; i < ARRAY_SIZE(names); i++) {
+		snprintf(path, sizeof(path), "%s/%s", f->sub, names[i]);
+		if (access(path, F_OK) == 0)
+			assert_int_equal(chmod(path, 0644), 0);
+	}
+	open_store(f);
+	submit_wait(f, make_message(NULL, "private"), NULL, &r);
+	assert_int_equal(r.err, 0);
+	for (i = 0; i < ARRAY_SIZE(names); i++)
+		assert_int_equal(file_mode(f->sub, names[i]), 0600);
+	umask(old);
+}
+
 static void
 test_options(void **state)
 {
@@ -1599,6 +1767,9 @@ main(void)
 	    cmocka_unit_test(test_names),
 	    cmocka_unit_test_setup_teardown(test_submit_get, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_idempotency, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_idem_scopes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migrate_v2, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_file_modes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_update, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_load, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_housekeep, setup, teardown),

@@ -138,18 +138,26 @@ teardown(void **state)
 static const char good_json[] =
     "{\"from\":\"a@example.com\",\"to\":\"b@example.net\",\"text\":\"hi\"}";
 
-/* Submits JSON and waits for its one reply. */
+/* Submits JSON with a key in scope and waits for its one reply. */
 static void
-submit_and_wait(struct fixture *f, const char *json, size_t len,
-		const char *idem)
+submit_scoped_wait(struct fixture *f, const char *json, size_t len,
+		   const char *idem, const char *scope)
 {
 	int before = f->replies;
 
 	f->status = 0;
-	submit_json(f->sub, json, len, idem, reply_cb, f);
+	submit_json(f->sub, json, len, idem, scope, reply_cb, f);
 	WAIT_FOR(f->base, f->replies > before);
 	assert_int_equal(f->replies, before + 1);
 	assert_int_equal(submit_pending(f->sub), 0);
+}
+
+/* The same in the anonymous scope. */
+static void
+submit_and_wait(struct fixture *f, const char *json, size_t len,
+		const char *idem)
+{
+	submit_scoped_wait(f, json, len, idem, NULL);
 }
 
 static void
@@ -200,6 +208,70 @@ test_duplicate_key(void **state)
 	assert_int_equal(f->durable, 1);
 }
 
+/*
+ * Keys are per scope (per API key): the same key from two clients is two
+ * messages; a retry with the same bytes is a duplicate; the same key with
+ * another body is refused 422 and stores nothing; the anonymous scope
+ * (NULL) is a third one.  Large bodies are digested on a builder thread.
+ */
+static void
+test_scoped_keys(void **state)
+{
+	static const char other_json[] =
+	    "{\"from\":\"a@example.com\",\"to\":\"c@example.net\","
+	    "\"text\":\"other\"}";
+	struct fixture *f = *state;
+	char a[SUBMIT_SCOPE_SIZE], b[SUBMIT_SCOPE_SIZE];
+	char anon[SUBMIT_SCOPE_SIZE], again[SUBMIT_SCOPE_SIZE];
+	char first[ID_LEN + 1], *big;
+	size_t pad = 70 * 1024, n;
+
+	submit_scope_of_key("key-a-0123456789", a);
+	submit_scope_of_key("key-b-0123456789", b);
+	submit_scope_of_key(NULL, anon);
+	assert_string_equal(anon, STORE_IDEM_SCOPE_ANONYMOUS);
+	assert_int_equal(strlen(a), SUBMIT_SCOPE_SIZE - 1);
+	assert_string_not_equal(a, b);
+	assert_null(strstr(a, "key-a"));
+	/* An identity: the same key, the same scope. */
+	submit_scope_of_key("key-a-0123456789", again);
+	assert_string_equal(again, a);
+
+	submit_scoped_wait(f, good_json, strlen(good_json), "k", a);
+	assert_int_equal(f->status, 202);
+	memcpy(first, f->id, sizeof(first));
+	/* b reuses a's key: b's message is stored, a's id stays a's. */
+	submit_scoped_wait(f, other_json, strlen(other_json), "k", b);
+	assert_int_equal(f->status, 202);
+	assert_string_not_equal(f->id, first);
+	assert_int_equal(f->durable, 2);
+	submit_scoped_wait(f, good_json, strlen(good_json), "k", a);
+	assert_int_equal(f->status, 200);
+	assert_string_equal(f->id, first);
+	submit_scoped_wait(f, other_json, strlen(other_json), "k", a);
+	assert_int_equal(f->status, 422);
+	assert_string_equal(f->code, "idempotency_conflict");
+	submit_scoped_wait(f, good_json, strlen(good_json), "k", NULL);
+	assert_int_equal(f->status, 202);
+	assert_int_equal(f->durable, 3);
+
+	/* The digest is of the bytes: a large body, then one space more. */
+	big = xmalloc(pad + 256);
+	n = (size_t)snprintf(big, 256, "%s", good_json);
+	memmove(big + pad, big, n);
+	memset(big, ' ', pad);
+	submit_scoped_wait(f, big, pad + n, "big", a);
+	assert_int_equal(f->status, 202);
+	memcpy(first, f->id, sizeof(first));
+	submit_scoped_wait(f, big, pad + n, "big", a);
+	assert_int_equal(f->status, 200);
+	assert_string_equal(f->id, first);
+	submit_scoped_wait(f, big + 1, pad + n - 1, "big", a);
+	assert_int_equal(f->status, 422);
+	assert_int_equal(f->durable, 4);
+	free(big);
+}
+
 static void
 test_refused_json(void **state)
 {
@@ -234,7 +306,7 @@ test_built_too_large(void **state)
 	m->mime = xcalloc(1, m->mime_len + 1);
 	memset(m->mime, 'x', m->mime_len);
 	m->tried = xstrdup("");
-	submit_message(f->sub, m, NULL, reply_cb, f);
+	submit_message(f->sub, m, NULL, NULL, reply_cb, f);
 	WAIT_FOR(f->base, f->replies == 1);
 	assert_int_equal(f->status, 413);
 	assert_string_equal(f->code, "too_large");
@@ -277,7 +349,8 @@ test_mime(void **state)
 	char *huge = xmalloc(big + 64);
 	int before = f->replies;
 
-	submit_mime(f->sub, raw, strlen(raw), &mime_env, NULL, reply_cb, f);
+	submit_mime(f->sub, raw, strlen(raw), &mime_env, NULL, NULL, reply_cb,
+		    f);
 	WAIT_FOR(f->base, f->replies == before + 1);
 	assert_int_equal(f->status, 202);
 	assert_int_equal(f->durable, 1);
@@ -286,18 +359,42 @@ test_mime(void **state)
 	memcpy(huge, raw, strlen(raw));
 	for (i = strlen(raw); i < big; i++)
 		huge[i] = i % 70 == 68 ? '\r' : i % 70 == 69 ? '\n' : 'x';
-	submit_mime(f->sub, huge, big, &mime_env, NULL, reply_cb, f);
+	submit_mime(f->sub, huge, big, &mime_env, NULL, NULL, reply_cb, f);
 	WAIT_FOR(f->base, f->replies == before + 2);
 	assert_int_equal(f->status, 413);
 	assert_string_equal(f->code, "too_large");
 	/* A refusal of the message itself. */
-	submit_mime(f->sub, "no header\r\n\r\n", 15, &mime_env, NULL, reply_cb,
-		    f);
+	submit_mime(f->sub, "no header\r\n\r\n", 15, &mime_env, NULL, NULL,
+		    reply_cb, f);
 	WAIT_FOR(f->base, f->replies == before + 3);
 	assert_int_equal(f->status, 400);
 	assert_int_equal(f->durable, 1);
 	assert_int_equal(submit_pending(f->sub), 0);
 	free(huge);
+}
+
+/* Raw messages: the digest covers the envelope too. */
+static void
+test_scoped_mime(void **state)
+{
+	static const char raw[] = "From: a@example.com\r\n\r\nhi\r\n";
+	static const char *const rcpt2[] = {"c@example.net"};
+	const struct message_envelope env2 = {
+	    .mail_from = "a@example.com", .rcpt = rcpt2, .nrcpt = 1};
+	struct fixture *f = *state;
+
+	submit_mime(f->sub, raw, strlen(raw), &mime_env, "m", NULL, reply_cb,
+		    f);
+	WAIT_FOR(f->base, f->replies == 1);
+	assert_int_equal(f->status, 202);
+	submit_mime(f->sub, raw, strlen(raw), &mime_env, "m", NULL, reply_cb,
+		    f);
+	WAIT_FOR(f->base, f->replies == 2);
+	assert_int_equal(f->status, 200);
+	submit_mime(f->sub, raw, strlen(raw), &env2, "m", NULL, reply_cb, f);
+	WAIT_FOR(f->base, f->replies == 3);
+	assert_int_equal(f->status, 422);
+	assert_int_equal(f->durable, 1);
 }
 
 static void
@@ -371,6 +468,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_builder_thread, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_mime, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_scoped_keys, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_scoped_mime, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stopped, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_store_write_fails, setup,
 					    teardown),
