@@ -24,8 +24,8 @@
  * numbers: a name the file does not know is registered only while fewer
  * than max_dynamic_providers such providers exist, with max_in_flight at
  * most DYNAMIC_MAX_IN_FLIGHT; its pid is kept as reported (shown, never
- * acted on); and a link that beats more than HEARTBEAT_BURST times in one
- * heartbeat_interval_ms is dropped.
+ * acted on); and a link that beats far faster than heartbeat_interval_ms
+ * (beyond a burst of HEARTBEAT_BURST) is dropped.
  */
 #include "server/agent_port.h"
 #include "common/config.h"
@@ -58,8 +58,9 @@
 #define ACCEPT_RETRY_MS 100
 /* One line per interval for each warning an outsider can repeat. */
 #define LOG_RL_MS 10000
-/* More heartbeats than this in one heartbeat_interval_ms is a flood. */
+/* Heartbeats allowed beyond one per interval (see heartbeat_flood()). */
 #define HEARTBEAT_BURST 10
+#define HEARTBEAT_OWED_MAX 100
 /* The most an agent the file does not name may hold at once. */
 #define DYNAMIC_MAX_IN_FLIGHT 32
 
@@ -95,8 +96,8 @@ struct agent {
 	struct event *timer;
 	char host[INET6_ADDRSTRLEN]; /* the peer's address, for its limit */
 	char peer[64];               /* host:port, for the log */
-	int64_t hb_window_ms;        /* start of the current beat window */
-	unsigned hb_count;           /* heartbeats in that window */
+	double hb_tokens;            /* heartbeats allowed now */
+	int64_t hb_mono_ms;          /* when hb_tokens was counted; 0 never */
 	struct agent *prev, *next;   /* every connection */
 	struct agent *uprev, *unext; /* handshakes, oldest first */
 };
@@ -323,26 +324,40 @@ on_auth(struct agent *a, const uint8_t *p, size_t n)
 }
 
 /*
- * More than HEARTBEAT_BURST beats in one heartbeat_interval_ms: an agent
- * beats once per interval, so this is a flood that costs the loop (and
- * intake) for nothing.  True when a dropped the link.
+ * Heartbeats beyond one per heartbeat_interval_ms: a token bucket refilled
+ * at that rate.  It holds HEARTBEAT_BURST more than the beats a quiet spell
+ * can owe (heartbeat_timeout_ms worth, at most HEARTBEAT_OWED_MAX), so that
+ * beats read late in one batch (our loop was busy) are no flood; a peer
+ * beating faster for long is one, costs the loop (and intake) for nothing,
+ * and loses its link.  True when a dropped the link.
  */
 static bool
 heartbeat_flood(struct agent *a)
 {
+	const struct config *cfg = a->ap->cfg;
+	double owed = (double)cfg->heartbeat_timeout_ms /
+		      cfg->heartbeat_interval_ms,
+	       cap;
 	int64_t now = mono_ms();
 
-	if (now - a->hb_window_ms >= a->ap->cfg->heartbeat_interval_ms) {
-		a->hb_window_ms = now;
-		a->hb_count = 0;
-	}
-	if (++a->hb_count <= HEARTBEAT_BURST)
+	cap = HEARTBEAT_BURST +
+	      (owed < HEARTBEAT_OWED_MAX ? owed : HEARTBEAT_OWED_MAX);
+	if (a->hb_mono_ms == 0)
+		a->hb_tokens = cap;
+	else
+		a->hb_tokens +=
+		    (double)(now - a->hb_mono_ms) / cfg->heartbeat_interval_ms;
+	if (a->hb_tokens > cap)
+		a->hb_tokens = cap;
+	a->hb_mono_ms = now;
+	if (a->hb_tokens >= 1.0) {
+		a->hb_tokens -= 1.0;
 		return false;
+	}
 	log_warnx_rl(&a->ap->rl[RL_FLOOD], LOG_RL_MS,
 		     "- agentport heartbeat_flood provider=%s peer=%s "
-		     "beats=%u interval_ms=%d",
-		     a->p->name, a->peer, a->hb_count,
-		     a->ap->cfg->heartbeat_interval_ms);
+		     "interval_ms=%d",
+		     a->p->name, a->peer, cfg->heartbeat_interval_ms);
 	agent_drop(a, "heartbeat_flood",
 		   "heartbeats far faster than heartbeat_interval_ms");
 	return true;
