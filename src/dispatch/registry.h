@@ -71,6 +71,7 @@ struct provider {
 	 */
 	int64_t agent_pid;
 	struct link_conn *conn;      /* the agent's link, NULL when none */
+	int64_t link_refused_until;  /* mono ms: a flooding agent's penalty */
 	int64_t last_heartbeat_mono; /* 0: never */
 	uint64_t delivered, failed, lost;
 	/* breaker */

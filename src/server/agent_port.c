@@ -25,7 +25,8 @@
  * than max_dynamic_providers such providers exist, with max_in_flight at
  * most DYNAMIC_MAX_IN_FLIGHT; its pid is kept as reported (shown, never
  * acted on); and a link that beats far faster than heartbeat_interval_ms
- * (beyond a burst of HEARTBEAT_BURST) is dropped.
+ * (beyond a burst of HEARTBEAT_BURST) is dropped, its name refused for
+ * FLOOD_PENALTY_INTERVALS heartbeat intervals.
  */
 #include "server/agent_port.h"
 #include "common/config.h"
@@ -61,6 +62,11 @@
 /* Heartbeats allowed beyond one per interval (see heartbeat_flood()). */
 #define HEARTBEAT_BURST 10
 #define HEARTBEAT_OWED_MAX 100
+/* A name dropped for a flood is refused for this many intervals (at
+ * least FLOOD_PENALTY_MIN_MS): its reconnect loop would otherwise cost a
+ * handshake and two state changes each turn. */
+#define FLOOD_PENALTY_INTERVALS 10
+#define FLOOD_PENALTY_MIN_MS 1000
 /* The most an agent the file does not name may hold at once. */
 #define DYNAMIC_MAX_IN_FLIGHT 32
 
@@ -254,6 +260,11 @@ bind_provider(struct agent *a)
 		       "an agent of that name is linked");
 		return NULL;
 	}
+	if (pr != NULL && pr->link_refused_until > mono_ms()) {
+		reject(a, RL_FLOOD, "heartbeat_flood",
+		       "dropped for a heartbeat flood: try again later");
+		return NULL;
+	}
 	if (pr != NULL && strcmp(pr->type, a->hello.type) != 0) {
 		reject(a, RL_HANDSHAKE, "type_mismatch",
 		       "the server's file gives this provider another type");
@@ -338,7 +349,7 @@ heartbeat_flood(struct agent *a)
 	double owed = (double)cfg->heartbeat_timeout_ms /
 		      cfg->heartbeat_interval_ms,
 	       cap;
-	int64_t now = mono_ms();
+	int64_t now = mono_ms(), penalty;
 
 	cap = HEARTBEAT_BURST +
 	      (owed < HEARTBEAT_OWED_MAX ? owed : HEARTBEAT_OWED_MAX);
@@ -358,6 +369,10 @@ heartbeat_flood(struct agent *a)
 		     "- agentport heartbeat_flood provider=%s peer=%s "
 		     "interval_ms=%d",
 		     a->p->name, a->peer, cfg->heartbeat_interval_ms);
+	penalty = (int64_t)cfg->heartbeat_interval_ms * FLOOD_PENALTY_INTERVALS;
+	a->p->link_refused_until =
+	    now +
+	    (penalty > FLOOD_PENALTY_MIN_MS ? penalty : FLOOD_PENALTY_MIN_MS);
 	agent_drop(a, "heartbeat_flood",
 		   "heartbeats far faster than heartbeat_interval_ms");
 	return true;
