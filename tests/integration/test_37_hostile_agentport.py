@@ -160,3 +160,28 @@ def test_out_of_descriptors_pauses_accept(make_cluster):
     assert len(lines) <= 12, b"\n".join(lines[:40]).decode()
     c.start_agent("a", wait=False)
     c.wait_state("a", "up", timeout=10)
+
+
+def test_bad_mac_flood_logs_few_lines(make_cluster):
+    c = make_cluster(providers=("a",))
+    c.start_server()
+    for i in range(50):
+        s = socket.create_connection(("127.0.0.1", c.agent_port),
+                                     timeout=h.scaled(5))
+        nonce = os.urandom(32)
+        hello = json.dumps({"version": 1, "name": "a", "type": "maildir",
+                            "nonce": nonce.hex(), "pid": 1}).encode()
+        s.sendall(struct.pack(">IB", len(hello) + 1, HELLO) + hello)
+        f = s.makefile("rb")
+        (n,) = struct.unpack(">I", f.read(4))
+        assert f.read(n)[0] == 2  # CHALLENGE
+        auth = json.dumps({"mac": "00" * 32}).encode()
+        s.sendall(struct.pack(">IB", len(auth) + 1, 3) + auth)
+        (n,) = struct.unpack(">I", f.read(4))
+        body = f.read(n)
+        assert body[0] == 5 and b"auth_failed" in body, body  # ERROR
+        f.close()
+        s.close()
+    lines = [ln for ln in agentport_lines(c) if b"code=auth_failed" in ln]
+    assert len(lines) == 1, lines
+    c.start_agent("a")
