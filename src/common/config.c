@@ -91,6 +91,10 @@ static const struct skey server_keys[] = {
     {"message_ttl_s", SKEY_INT64, OFF(message_ttl_s), 1, 315360000, NULL},
     {"max_message_bytes", SKEY_INT64, OFF(max_message_bytes), 1024,
      CONFIG_MESSAGE_BYTES_MAX, NULL},
+    {"max_dynamic_providers", SKEY_INT, OFF(max_dynamic_providers), 0, 10000,
+     NULL},
+    {"max_in_flight_bytes", SKEY_INT64, OFF(max_in_flight_bytes), 1024,
+     INT64_MAX / 2, NULL},
     {"breaker_threshold", SKEY_INT, OFF(breaker_threshold), 1, 1000000, NULL},
     {"breaker_cooldown_ms", SKEY_INT, OFF(breaker_cooldown_ms), 1, INT_MAX,
      NULL},
@@ -526,13 +530,29 @@ key_line(const struct parse *p, const char *key)
 
 /*
  * One limit at every layer: a message of max_message_bytes must fit the
- * store's row.  (The JOB frame of link.h carries CONFIG_MESSAGE_BYTES_MAX
- * by construction; link_codec.c asserts it at compile time.)
+ * store's row, and a provider's max_in_flight_bytes must take at least one
+ * such message (unset, it is CONFIG_IN_FLIGHT_BYTES_DEFAULT or one
+ * message, whichever is larger).  (The JOB frame of link.h carries
+ * CONFIG_MESSAGE_BYTES_MAX by construction; link_codec.c asserts it at
+ * compile time.)
  */
 static void
 limits_finish(struct parse *p)
 {
-	const struct config *cfg = p->cfg;
+	struct config *cfg = p->cfg;
+	size_t bi = 0;
+
+	(void)skey_lookup("max_in_flight_bytes", &bi);
+	if (p->server_key_line[bi] == 0)
+		cfg->max_in_flight_bytes =
+		    cfg->max_message_bytes > CONFIG_IN_FLIGHT_BYTES_DEFAULT
+			? cfg->max_message_bytes
+			: CONFIG_IN_FLIGHT_BYTES_DEFAULT;
+	else if (cfg->max_in_flight_bytes < cfg->max_message_bytes)
+		perr_add(p, p->server_key_line[bi],
+			 "max_in_flight_bytes: must be at least "
+			 "max_message_bytes (%lld)",
+			 (long long)cfg->max_message_bytes);
 
 	if (strcmp(cfg->store, "sqlite") == 0 &&
 	    cfg->max_message_bytes > STORE_SQLITE_MESSAGE_MAX)
@@ -611,6 +631,8 @@ config_defaults(void)
 	cfg->retry_max_ms = 300000;
 	cfg->message_ttl_s = 86400;
 	cfg->max_message_bytes = 26214400;
+	cfg->max_dynamic_providers = 32;
+	cfg->max_in_flight_bytes = CONFIG_IN_FLIGHT_BYTES_DEFAULT;
 	cfg->breaker_threshold = 5;
 	cfg->breaker_cooldown_ms = 10000;
 	cfg->job_timeout_s = 300;

@@ -61,7 +61,9 @@ struct config {
 	int retry_max_ms;
 	int64_t message_ttl_s;
 	int64_t max_message_bytes;
-	int breaker_threshold; /* consecutive provider-caused failures */
+	int max_dynamic_providers;   /* agents registered on the fly, at most */
+	int64_t max_in_flight_bytes; /* message bytes held for one provider */
+	int breaker_threshold;       /* consecutive provider-caused failures */
 	int breaker_cooldown_ms;
 	int job_timeout_s;  /* a job with no result by then is lost */
 	int retention_days; /* delivered and failed are pruned after */
@@ -75,6 +77,8 @@ struct config {
 
 /* The largest max_message_bytes: the JOB frame (link.h) must carry it. */
 #define CONFIG_MESSAGE_BYTES_MAX 1073741824
+/* max_in_flight_bytes when the file does not set it (and a message fits). */
+#define CONFIG_IN_FLIGHT_BYTES_DEFAULT (64 * 1024 * 1024)
 /* The shortest agent secret accepted, in bytes. */
 #define CONFIG_AGENT_SECRET_MIN 16
 

@@ -71,6 +71,7 @@ struct job {
 	    *p; /* holding a slot there (RESERVED, SENT), else NULL */
 	const char *pname;   /* its provider's name (providers live for ever) */
 	int64_t deadline_ms; /* SENT: mono time of the job timeout */
+	uint64_t bytes;      /* counted in p->bytes_in_flight while held */
 	struct job *hnext;   /* job table chain */
 	struct job *pprev, *pnext; /* the provider's jobs */
 	struct job *tprev, *tnext; /* timeout list, or retry list (tnext) */
@@ -147,6 +148,12 @@ void limits__ramp_start(struct provider *p, int64_t now_ms);
  * with time.
  */
 void limits__tick(struct provider *p, int64_t now_us);
+/*
+ * p holds fewer than cap message bytes (max_in_flight_bytes), so it may
+ * take one more: what the server holds for one provider stays under cap
+ * plus one message, whatever the agent claims.  Pure.
+ */
+bool limits__bytes_ok(const struct provider *p, int64_t cap);
 /* A token is there (or p has no rate limit).  Pure. */
 bool limits__rate_ok(const struct provider *p);
 /* Microseconds until the next token (0 when one is there).  Pure. */

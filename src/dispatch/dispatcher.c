@@ -149,10 +149,12 @@ rate_cb(evutil_socket_t fd, short what, void *arg)
 
 /* May p take a message now?  Pure: dispatch__refresh() ticked the limits. */
 static bool
-eligible(const struct provider *p, int64_t mono_now_ms)
+eligible(const struct dispatcher *d, const struct provider *p,
+	 int64_t mono_now_ms)
 {
 	return dispatch__usable(p) &&
 	       p->se.in_flight < limits__max_in_flight(p, mono_now_ms) &&
+	       limits__bytes_ok(p, d->cfg->max_in_flight_bytes) &&
 	       limits__rate_ok(p);
 }
 
@@ -167,7 +169,7 @@ dispatch__refresh(struct dispatcher *d, struct provider *p)
 	bool e, held, room, blocking;
 
 	limits__tick(p, now_us);
-	e = eligible(p, now);
+	e = eligible(d, p, now);
 	held = scheduler_holds(d->sched, &p->se);
 	if (e && !held)
 		scheduler_add(d->sched, &p->se);
@@ -175,7 +177,8 @@ dispatch__refresh(struct dispatcher *d, struct provider *p)
 		scheduler_remove(d->sched, &p->se);
 	else if (e)
 		scheduler_update(d->sched, &p->se);
-	room = p->se.in_flight < limits__max_in_flight(p, now);
+	room = p->se.in_flight < limits__max_in_flight(p, now) &&
+	       limits__bytes_ok(p, d->cfg->max_in_flight_bytes);
 	/* Only an empty bucket keeps it out: wake when a token is due. */
 	if (!e && dispatch__usable(p) && room && p->rate_timer != NULL &&
 	    !evtimer_pending(p->rate_timer, NULL))

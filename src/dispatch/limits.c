@@ -1,7 +1,8 @@
 /*
  * How much a provider may take: max_in_flight, the slow-start ramp of a
- * provider that comes back (slow_start_s), and the rate_per_s token
- * bucket (burst of one second's worth).
+ * provider that comes back (slow_start_s), the rate_per_s token bucket
+ * (burst of one second's worth), and max_in_flight_bytes (the message
+ * bytes the server holds for it, whatever its agent claims).
  *
  * The predicates are pure, so the dispatcher's eligibility test has no
  * side effects; time moves the limits only in limits__tick(), which the
@@ -57,6 +58,12 @@ limits__tick(struct provider *p, int64_t now_us)
 	if (p->tokens > burst)
 		p->tokens = burst;
 	p->tokens_mono_us = now_us;
+}
+
+bool
+limits__bytes_ok(const struct provider *p, int64_t cap)
+{
+	return cap <= 0 || p->bytes_in_flight < (uint64_t)cap;
 }
 
 bool

@@ -117,7 +117,8 @@ record__job_free(struct dispatcher *d, struct job *j)
 	free(j);
 }
 
-/* Takes a slot at p: the job counts against p's max_in_flight. */
+/* Takes a slot at p: the job counts against p's max_in_flight and its
+ * message against max_in_flight_bytes. */
 static void
 job_reserve(struct dispatcher *d, struct job *j, struct provider *p)
 {
@@ -129,6 +130,8 @@ job_reserve(struct dispatcher *d, struct job *j, struct provider *p)
 		p->jobs->pprev = j;
 	p->jobs = j;
 	p->se.in_flight++;
+	j->bytes = j->m->mime_len;
+	p->bytes_in_flight += j->bytes;
 }
 
 static void
@@ -168,6 +171,7 @@ record__release(struct dispatcher *d, struct job *j)
 		j->pnext->pprev = j->pprev;
 	j->pprev = j->pnext = NULL;
 	p->se.in_flight--;
+	p->bytes_in_flight -= j->bytes;
 	j->p = NULL;
 }
 

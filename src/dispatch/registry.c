@@ -138,6 +138,17 @@ registry_add(struct registry *r, const char *name, const char *type, int weight,
 	return p;
 }
 
+size_t
+registry_dynamic_count(const struct registry *r)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < r->n; i++)
+		if (!r->v[i]->configured)
+			n++;
+	return n;
+}
+
 bool
 registry_default_overflow(const char *scheduler)
 {

@@ -60,13 +60,18 @@ struct provider {
 	int health;       /* last reported, enum link_health */
 	int max_in_flight;
 	int rate_per_s;
-	int slow_start_s;            /* a returning provider's ramp */
-	bool overflow;               /* a lower tier may take its burst */
-	bool blocking;               /* full, no overflow: holds lower tiers */
-	bool ever_up;                /* the first up is not a return */
-	int64_t ramp_start_mono;     /* 0: no ramp under way */
-	int64_t agent_pid;           /* as the agent said in HELLO; 0 unknown */
+	int slow_start_s;        /* a returning provider's ramp */
+	bool overflow;           /* a lower tier may take its burst */
+	bool blocking;           /* full, no overflow: holds lower tiers */
+	bool ever_up;            /* the first up is not a return */
+	int64_t ramp_start_mono; /* 0: no ramp under way */
+	/*
+	 * As the agent said in HELLO (0: unknown): shown, never acted on.  A
+	 * remote agent's pid names a process on its host, or nothing at all.
+	 */
+	int64_t agent_pid;
 	struct link_conn *conn;      /* the agent's link, NULL when none */
+	int64_t link_refused_until;  /* mono ms: a flooding agent's penalty */
 	int64_t last_heartbeat_mono; /* 0: never */
 	uint64_t delivered, failed, lost;
 	/* breaker */
@@ -82,6 +87,9 @@ struct provider {
 	struct event *hb_timer;
 	/* jobs in flight at this provider (the dispatcher's) */
 	struct job *jobs;
+	/* Sum of the message sizes of those jobs: what the server holds for
+	 * it, capped by max_in_flight_bytes (limits.c). */
+	uint64_t bytes_in_flight;
 	struct dispatcher *dispatcher; /* for its timers' callbacks */
 };
 
@@ -100,6 +108,8 @@ struct provider *registry_find(struct registry *r, const char *name);
 struct provider *registry_add(struct registry *r, const char *name,
 			      const char *type, int weight, int priority,
 			      int max_in_flight);
+/* Providers registered on the fly (not named in the file). */
+size_t registry_dynamic_count(const struct registry *r);
 /*
  * The default of a provider's overflow under a scheduler: no under
  * "priority" (a burst waits for the tier it was meant for), yes elsewhere.

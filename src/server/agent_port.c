@@ -5,6 +5,28 @@
  *   AGENT_READY  authenticated and bound to a provider.
  * agent_set_state() makes every transition; agent_drop() is the one way
  * out, and unbinds the provider (which requeues its messages) first.
+ *
+ * The port is open to anyone who can reach it, so what an unauthenticated
+ * peer may hold is bounded and can always be taken back: at most
+ * MAX_UNAUTHENTICATED handshakes, MAX_UNAUTHENTICATED_PER_ADDR of them
+ * from one address, each with a deadline counted from accept (bytes do not
+ * extend it) and a frame cap of HANDSHAKE_FRAME_MAX.  When a limit is
+ * reached the newcomer is not refused: the oldest handshake (of that
+ * address, or of all) is evicted, one that has not sent HELLO first.  So
+ * idle connections cannot lock agents out: an agent's handshake takes two
+ * round trips, and it would take as many newer connections as there are
+ * slots to push it out.  An accept that fails (out of descriptors) stops
+ * the listener and retries on a timer instead of spinning.  Every warning
+ * an outsider can repeat is rate-limited (one line per LOG_RL_MS with the
+ * count of the rest).
+ *
+ * An authenticated agent is trusted with the secret but not with its
+ * numbers: a name the file does not know is registered only while fewer
+ * than max_dynamic_providers such providers exist, with max_in_flight at
+ * most DYNAMIC_MAX_IN_FLIGHT; its pid is kept as reported (shown, never
+ * acted on); and a link that beats far faster than heartbeat_interval_ms
+ * (beyond a burst of HEARTBEAT_BURST) is dropped, its name refused for
+ * FLOOD_PENALTY_INTERVALS heartbeat intervals.
  */
 #include "server/agent_port.h"
 #include "common/config.h"
@@ -21,18 +43,51 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
-#define HANDSHAKE_TIMEOUT_MS 5000
+/* From accept to WELCOME: two round trips and one HMAC need far less. */
+#define HANDSHAKE_TIMEOUT_MS 3000
+/* HELLO and AUTH are a few hundred bytes; frames grow after WELCOME. */
+#define HANDSHAKE_FRAME_MAX 4096
 #define MAX_UNAUTHENTICATED 64
+#define MAX_UNAUTHENTICATED_PER_ADDR 16
+/* A failed accept pauses the listener this long. */
+#define ACCEPT_RETRY_MS 100
+/* One line per interval for each warning an outsider can repeat. */
+#define LOG_RL_MS 10000
+/* Heartbeats allowed beyond one per interval (see heartbeat_flood()). */
+#define HEARTBEAT_BURST 10
+#define HEARTBEAT_OWED_MAX 100
+/* A name dropped for a flood is refused for this many intervals (at
+ * least FLOOD_PENALTY_MIN_MS): its reconnect loop would otherwise cost a
+ * handshake and two state changes each turn. */
+#define FLOOD_PENALTY_INTERVALS 10
+#define FLOOD_PENALTY_MIN_MS 1000
+/* The most an agent the file does not name may hold at once. */
+#define DYNAMIC_MAX_IN_FLIGHT 32
 
 enum agent_state {
 	AGENT_HELLO = 0, /* waiting for HELLO */
 	AGENT_AUTH = 1,  /* CHALLENGE sent, waiting for AUTH */
 	AGENT_READY = 2, /* bound to a provider */
+};
+
+/* The rate-limited warnings, one limiter each so one flood hides no other. */
+enum ap_rl {
+	RL_AUTH,      /* wrong MAC */
+	RL_TIMEOUT,   /* handshake deadline */
+	RL_HANDSHAKE, /* other refused handshakes */
+	RL_DROPPED,   /* connection lost during the handshake */
+	RL_EVICT,     /* a handshake evicted for a newcomer */
+	RL_ACCEPT,    /* accept failed: paused */
+	RL_DYNAMIC,   /* max_dynamic_providers reached */
+	RL_FLOOD,     /* heartbeat flood */
+	RL_LINK,      /* an authenticated link's errors */
+	RL_COUNT
 };
 
 static const char *const agent_state_names[] = {"hello", "auth", "ready"};
@@ -45,8 +100,12 @@ struct agent {
 	uint8_t nonce[LINK_NONCE_LEN];
 	struct provider *p;
 	struct event *timer;
-	char peer[64];
-	struct agent *prev, *next;
+	char host[INET6_ADDRSTRLEN]; /* the peer's address, for its limit */
+	char peer[64];               /* host:port, for the log */
+	double hb_tokens;            /* heartbeats allowed now */
+	int64_t hb_mono_ms;          /* when hb_tokens was counted; 0 never */
+	struct agent *prev, *next;   /* every connection */
+	struct agent *uprev, *unext; /* handshakes, oldest first */
 };
 
 struct agent_port {
@@ -57,19 +116,53 @@ struct agent_port {
 	struct registry *reg;
 	struct dispatcher *d;
 	struct evconnlistener *lev;
+	struct event *accept_timer; /* re-enables a paused listener */
+	bool accept_paused;         /* an episode of failed accepts */
+	bool accept_paused_said;    /* its line was written, not counted */
 	int port;
 	struct agent *agents;
+	struct agent *uhead, *utail; /* handshakes in order of accept */
 	unsigned unauthenticated;
+	struct log_rl rl[RL_COUNT];
 };
+
+/* Leaves the handshake list (and its count): authenticated or gone. */
+static void
+unauth_remove(struct agent_port *ap, struct agent *a)
+{
+	if (a->uprev != NULL)
+		a->uprev->unext = a->unext;
+	else
+		ap->uhead = a->unext;
+	if (a->unext != NULL)
+		a->unext->uprev = a->uprev;
+	else
+		ap->utail = a->uprev;
+	a->uprev = a->unext = NULL;
+	ap->unauthenticated--;
+}
+
+static void
+unauth_append(struct agent_port *ap, struct agent *a)
+{
+	a->unext = NULL;
+	a->uprev = ap->utail;
+	if (ap->utail != NULL)
+		ap->utail->unext = a;
+	else
+		ap->uhead = a;
+	ap->utail = a;
+	ap->unauthenticated++;
+}
 
 static void
 agent_set_state(struct agent *a, int state)
 {
-	log_debug("- agentport peer=%s name=%s %s -> %s", a->peer,
+	log_debug("- agentport state peer=%s name=%s from=%s to=%s", a->peer,
 		  a->hello.name[0] ? a->hello.name : "-",
 		  agent_state_names[a->state], agent_state_names[state]);
 	if (a->state != AGENT_READY && state == AGENT_READY)
-		a->ap->unauthenticated--;
+		unauth_remove(a->ap, a);
 	a->state = state;
 }
 
@@ -87,7 +180,7 @@ agent_drop(struct agent *a, const char *code, const char *message)
 		dispatcher_provider_unlinked(ap->d, a->p,
 					     message ? message : "link closed");
 	} else {
-		ap->unauthenticated--;
+		unauth_remove(ap, a);
 	}
 	if (a->conn != NULL) {
 		if (code != NULL)
@@ -105,11 +198,15 @@ agent_drop(struct agent *a, const char *code, const char *message)
 	free(a);
 }
 
+/* A refusal an outsider can repeat: one line per LOG_RL_MS of its kind. */
 static void
-reject(struct agent *a, const char *code, const char *message)
+reject(struct agent *a, int rl, const char *code, const char *message)
 {
-	log_warnx("- agentport rejected peer=%s name=%s code=%s: %s", a->peer,
-		  a->hello.name[0] ? a->hello.name : "-", code, message);
+	log_warnx_rl(&a->ap->rl[rl], LOG_RL_MS,
+		     "- agentport rejected peer=%s name=%s code=%s "
+		     "reason=\"%s\"",
+		     a->peer, a->hello.name[0] ? a->hello.name : "-", code,
+		     message);
 	agent_drop(a, code, message);
 }
 
@@ -122,25 +219,75 @@ on_hello(struct agent *a, const uint8_t *p, size_t n)
 	rc = link_decode_hello(p, n, &a->hello);
 	if (rc == LINK_E_VERSION ||
 	    (rc == 0 && a->hello.version != LINK_VERSION)) {
-		reject(a, "version", "unsupported protocol version");
+		reject(a, RL_HANDSHAKE, "version",
+		       "unsupported protocol version");
 		return;
 	}
 	if (rc != 0) {
-		reject(a, "protocol_error", link_strerror(rc));
+		/* The name is not checked: the log must not show it. */
+		a->hello.name[0] = '\0';
+		reject(a, RL_HANDSHAKE, "protocol_error", link_strerror(rc));
 		return;
 	}
 	if (random_bytes(a->nonce, sizeof(a->nonce)) != 0) {
-		reject(a, "internal", "no randomness");
+		reject(a, RL_HANDSHAKE, "internal", "no randomness");
 		return;
 	}
 	memset(&ch, 0, sizeof(ch));
 	ch.version = LINK_VERSION;
 	memcpy(ch.nonce, a->nonce, sizeof(ch.nonce));
 	if (link_encode_challenge(link_conn_output(a->conn), &ch) != 0) {
-		reject(a, "internal", "cannot encode challenge");
+		reject(a, RL_HANDSHAKE, "internal", "cannot encode challenge");
 		return;
 	}
 	agent_set_state(a, AGENT_AUTH);
+}
+
+/*
+ * The provider an authenticated HELLO binds to: the file's, a dynamic one
+ * seen before, or a new dynamic one while fewer than max_dynamic_providers
+ * exist (its max_in_flight clamped).  NULL after a reject.
+ */
+static struct provider *
+bind_provider(struct agent *a)
+{
+	struct agent_port *ap = a->ap;
+	struct provider *pr = registry_find(ap->reg, a->hello.name);
+	int mif = a->hello.max_in_flight;
+
+	if (pr != NULL && pr->conn != NULL) {
+		reject(a, RL_HANDSHAKE, "name_in_use",
+		       "an agent of that name is linked");
+		return NULL;
+	}
+	if (pr != NULL && pr->link_refused_until > mono_ms()) {
+		reject(a, RL_FLOOD, "heartbeat_flood",
+		       "dropped for a heartbeat flood: try again later");
+		return NULL;
+	}
+	if (pr != NULL && strcmp(pr->type, a->hello.type) != 0) {
+		reject(a, RL_HANDSHAKE, "type_mismatch",
+		       "the server's file gives this provider another type");
+		return NULL;
+	}
+	if (pr != NULL)
+		return pr;
+	if (registry_dynamic_count(ap->reg) >=
+	    (size_t)ap->cfg->max_dynamic_providers) {
+		reject(a, RL_DYNAMIC, "too_many_providers",
+		       "max_dynamic_providers reached: name the provider "
+		       "in the server's file");
+		return NULL;
+	}
+	/* The agent's claim sizes what we hold for it: bounded. */
+	if (mif <= 0 || mif > DYNAMIC_MAX_IN_FLIGHT)
+		mif = DYNAMIC_MAX_IN_FLIGHT;
+	pr = registry_add(ap->reg, a->hello.name, a->hello.type,
+			  a->hello.weight, a->hello.priority, mif);
+	log_info("- registry registered provider=%s type=%s dynamic=yes "
+		 "max_in_flight=%d claimed=%d",
+		 pr->name, pr->type, pr->max_in_flight, a->hello.max_in_flight);
+	return pr;
 }
 
 static void
@@ -155,33 +302,18 @@ on_auth(struct agent *a, const uint8_t *p, size_t n)
 
 	rc = link_decode_auth(p, n, &auth);
 	if (rc != 0) {
-		reject(a, "protocol_error", link_strerror(rc));
+		reject(a, RL_HANDSHAKE, "protocol_error", link_strerror(rc));
 		return;
 	}
 	link_mac_agent(ap->secret, ap->secret_len, a->nonce, a->hello.nonce,
 		       a->hello.name, want);
 	if (!link_mac_equal(want, auth.mac)) {
-		reject(a, "auth_failed", "wrong secret");
+		reject(a, RL_AUTH, "auth_failed", "wrong secret");
 		return;
 	}
-	pr = registry_find(ap->reg, a->hello.name);
-	if (pr != NULL && pr->conn != NULL) {
-		reject(a, "name_in_use", "an agent of that name is linked");
+	pr = bind_provider(a);
+	if (pr == NULL)
 		return;
-	}
-	if (pr != NULL && strcmp(pr->type, a->hello.type) != 0) {
-		reject(a, "type_mismatch",
-		       "the server's file gives this provider another type");
-		return;
-	}
-	if (pr == NULL) {
-		pr = registry_add(ap->reg, a->hello.name, a->hello.type,
-				  a->hello.weight, a->hello.priority,
-				  a->hello.max_in_flight);
-		log_info("- registry registered provider=%s type=%s "
-			 "dynamic=yes",
-			 pr->name, pr->type);
-	}
 	memset(&w, 0, sizeof(w));
 	link_mac_server(ap->secret, ap->secret_len, a->hello.nonce, a->nonce,
 			a->hello.name, w.mac);
@@ -189,15 +321,61 @@ on_auth(struct agent *a, const uint8_t *p, size_t n)
 	/* The agent sizes its JOB frames by our limit, not its file's. */
 	w.max_message_bytes = (uint64_t)ap->cfg->max_message_bytes;
 	if (link_encode_welcome(link_conn_output(a->conn), &w) != 0) {
-		reject(a, "internal", "cannot encode welcome");
+		reject(a, RL_HANDSHAKE, "internal", "cannot encode welcome");
 		return;
 	}
 	evtimer_del(a->timer);
+	link_conn_set_max_frame(a->conn, LINK_CTRL_MAX);
 	a->p = pr;
 	pr->conn = a->conn;
+	/* Shown as the agent said it, never acted on (registry.h). */
 	pr->agent_pid = a->hello.pid;
 	agent_set_state(a, AGENT_READY);
 	dispatcher_provider_linked(ap->d, pr);
+}
+
+/*
+ * Heartbeats beyond one per heartbeat_interval_ms: a token bucket refilled
+ * at that rate.  It holds HEARTBEAT_BURST more than the beats a quiet spell
+ * can owe (heartbeat_timeout_ms worth, at most HEARTBEAT_OWED_MAX), so that
+ * beats read late in one batch (our loop was busy) are no flood; a peer
+ * beating faster for long is one, costs the loop (and intake) for nothing,
+ * and loses its link.  True when a dropped the link.
+ */
+static bool
+heartbeat_flood(struct agent *a)
+{
+	const struct config *cfg = a->ap->cfg;
+	double owed = (double)cfg->heartbeat_timeout_ms /
+		      cfg->heartbeat_interval_ms,
+	       cap;
+	int64_t now = mono_ms(), penalty;
+
+	cap = HEARTBEAT_BURST +
+	      (owed < HEARTBEAT_OWED_MAX ? owed : HEARTBEAT_OWED_MAX);
+	if (a->hb_mono_ms == 0)
+		a->hb_tokens = cap;
+	else
+		a->hb_tokens +=
+		    (double)(now - a->hb_mono_ms) / cfg->heartbeat_interval_ms;
+	if (a->hb_tokens > cap)
+		a->hb_tokens = cap;
+	a->hb_mono_ms = now;
+	if (a->hb_tokens >= 1.0) {
+		a->hb_tokens -= 1.0;
+		return false;
+	}
+	log_warnx_rl(&a->ap->rl[RL_FLOOD], LOG_RL_MS,
+		     "- agentport heartbeat_flood provider=%s peer=%s "
+		     "interval_ms=%d",
+		     a->p->name, a->peer, cfg->heartbeat_interval_ms);
+	penalty = (int64_t)cfg->heartbeat_interval_ms * FLOOD_PENALTY_INTERVALS;
+	a->p->link_refused_until =
+	    now +
+	    (penalty > FLOOD_PENALTY_MIN_MS ? penalty : FLOOD_PENALTY_MIN_MS);
+	agent_drop(a, "heartbeat_flood",
+		   "heartbeats far faster than heartbeat_interval_ms");
+	return true;
 }
 
 static void
@@ -214,6 +392,8 @@ on_ready(struct agent *a, int type, const uint8_t *p, size_t n)
 		rc = link_decode_heartbeat(p, n, &hb);
 		if (rc != 0)
 			break;
+		if (heartbeat_flood(a))
+			return;
 		dispatcher_heartbeat(a->ap->d, a->p, hb.health, hb.in_flight);
 		return;
 	case LINK_RESULT:
@@ -232,18 +412,20 @@ on_ready(struct agent *a, int type, const uint8_t *p, size_t n)
 		return;
 	case LINK_ERROR:
 		if (link_decode_error(p, n, &le) == 0)
-			log_warnx("- agentport agent_error provider=%s code=%s "
-				  "message=\"%s\"",
-				  a->p->name, le.code,
-				  log_sanitize(le.message, strlen(le.message),
-					       buf, sizeof(buf)));
+			log_warnx_rl(&a->ap->rl[RL_LINK], LOG_RL_MS,
+				     "- agentport agent_error provider=%s "
+				     "code=%s message=\"%s\"",
+				     a->p->name, le.code,
+				     log_sanitize(le.message,
+						  strlen(le.message), buf,
+						  sizeof(buf)));
 		agent_drop(a, NULL, "agent closed the link");
 		return;
 	default:
 		rc = LINK_E_STATE;
 		break;
 	}
-	reject(a, "protocol_error", link_strerror(rc));
+	reject(a, RL_LINK, "protocol_error", link_strerror(rc));
 }
 
 static void
@@ -254,13 +436,15 @@ on_frame(struct link_conn *c, int type, const uint8_t *p, size_t n, void *arg)
 	switch (a->state) {
 	case AGENT_HELLO:
 		if (type != LINK_HELLO)
-			reject(a, "protocol_error", "expected HELLO");
+			reject(a, RL_HANDSHAKE, "protocol_error",
+			       "expected HELLO");
 		else
 			on_hello(a, p, n);
 		break;
 	case AGENT_AUTH:
 		if (type != LINK_AUTH)
-			reject(a, "protocol_error", "expected AUTH");
+			reject(a, RL_HANDSHAKE, "protocol_error",
+			       "expected AUTH");
 		else
 			on_auth(a, p, n);
 		break;
@@ -283,15 +467,90 @@ on_close(struct link_conn *c, int err, void *arg)
 			 err < 0 && err >= LINK_E_STATE ? link_strerror(err)
 							: strerror(-err));
 	if (a->state != AGENT_READY && err != 0)
-		log_warnx("- agentport peer=%s dropped during handshake: %s",
-			  a->peer, why);
+		log_warnx_rl(&a->ap->rl[RL_DROPPED], LOG_RL_MS,
+			     "- agentport dropped peer=%s during=handshake "
+			     "reason=\"%s\"",
+			     a->peer, why);
 	agent_drop(a, NULL, why);
 }
 
 static void
 handshake_timeout(evutil_socket_t fd, short what, void *arg)
 {
-	reject(arg, "timeout", "handshake too slow");
+	reject(arg, RL_TIMEOUT, "timeout", "handshake too slow");
+}
+
+/*
+ * The handshake to give up for a newcomer when host (NULL: any address)
+ * holds too many: the oldest that has not sent HELLO, else the oldest.
+ */
+static struct agent *
+evict_candidate(struct agent_port *ap, const char *host)
+{
+	struct agent *a, *oldest = NULL;
+
+	for (a = ap->uhead; a != NULL; a = a->unext) {
+		if (host != NULL && strcmp(a->host, host) != 0)
+			continue;
+		if (a->state == AGENT_HELLO)
+			return a;
+		if (oldest == NULL)
+			oldest = a;
+	}
+	return oldest;
+}
+
+/* Makes room for one more handshake from host, by eviction if need be. */
+static void
+make_room(struct agent_port *ap, const char *host, const char *newcomer)
+{
+	struct agent *a, *victim = NULL;
+	unsigned same = 0;
+	const char *why = NULL;
+
+	for (a = ap->uhead; a != NULL; a = a->unext)
+		if (strcmp(a->host, host) == 0)
+			same++;
+	if (same >= MAX_UNAUTHENTICATED_PER_ADDR) {
+		victim = evict_candidate(ap, host);
+		why = "handshakes from this address";
+	} else if (ap->unauthenticated >= MAX_UNAUTHENTICATED) {
+		victim = evict_candidate(ap, NULL);
+		why = "handshakes";
+	}
+	if (victim == NULL)
+		return;
+	log_warnx_rl(&ap->rl[RL_EVICT], LOG_RL_MS,
+		     "- agentport evicted peer=%s state=%s for=%s "
+		     "reason=\"too many %s\"",
+		     victim->peer, agent_state_names[victim->state], newcomer,
+		     why);
+	/* No ERROR frame: the descriptor is what the newcomer needs. */
+	agent_drop(victim, NULL, NULL);
+}
+
+static void
+peer_address(const struct sockaddr *sa, char *host, size_t hostlen, int *port)
+{
+	const struct sockaddr_in *s4;
+	const struct sockaddr_in6 *s6;
+
+	*port = 0;
+	if (sa->sa_family == AF_INET) {
+		s4 = (const struct sockaddr_in *)(const void *)sa;
+		if (inet_ntop(AF_INET, &s4->sin_addr, host,
+			      (socklen_t)hostlen) == NULL)
+			snprintf(host, hostlen, "?");
+		*port = ntohs(s4->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		s6 = (const struct sockaddr_in6 *)(const void *)sa;
+		if (inet_ntop(AF_INET6, &s6->sin6_addr, host,
+			      (socklen_t)hostlen) == NULL)
+			snprintf(host, hostlen, "?");
+		*port = ntohs(s6->sin6_port);
+	} else {
+		snprintf(host, hostlen, "?");
+	}
 }
 
 static void
@@ -303,60 +562,88 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 	struct agent *a;
 	struct timeval tv = {HANDSHAKE_TIMEOUT_MS / 1000,
 			     (HANDSHAKE_TIMEOUT_MS % 1000) * 1000};
-	char host[INET6_ADDRSTRLEN] = "?";
-	int port = 0;
+	int port;
 
-	if (sa->sa_family == AF_INET) {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
-		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
-		port = ntohs(s4->sin_port);
-	} else if (sa->sa_family == AF_INET6) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)sa;
-		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
-		port = ntohs(s6->sin6_port);
-	}
-	if (ap->unauthenticated >= MAX_UNAUTHENTICATED) {
-		log_warnx("- agentport too many handshakes, refusing %s:%d",
-			  host, port);
-		evutil_closesocket(fd);
-		return;
-	}
+	if (ap->accept_paused && ap->accept_paused_said)
+		log_info("- agentport accept_resumed");
+	ap->accept_paused = ap->accept_paused_said = false;
+	a = xcalloc(1, sizeof(*a));
+	a->ap = ap;
+	peer_address(sa, a->host, sizeof(a->host), &port);
+	snprintf(a->peer, sizeof(a->peer), "%s:%d", a->host, port);
+	make_room(ap, a->host, a->peer);
 	bev = bufferevent_socket_new(ap->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL) {
 		evutil_closesocket(fd);
+		free(a);
 		return;
 	}
-	a = xcalloc(1, sizeof(*a));
-	a->ap = ap;
-	snprintf(a->peer, sizeof(a->peer), "%s:%d", host, port);
 	/* Without its deadline a handshake could hold a slot for ever:
 	 * refuse the connection rather than run it untimed. */
 	a->timer = evtimer_new(ap->base, handshake_timeout, a);
 	if (a->timer == NULL || evtimer_add(a->timer, &tv) != 0) {
-		log_warnx("- agentport refused peer=%s reason=\"no timer\"",
-			  a->peer);
+		log_warnx_rl(&ap->rl[RL_HANDSHAKE], LOG_RL_MS,
+			     "- agentport refused peer=%s reason=\"no timer\"",
+			     a->peer);
 		if (a->timer != NULL)
 			event_free(a->timer);
 		bufferevent_free(bev);
 		free(a);
 		return;
 	}
-	a->conn = link_conn_new(bev, LINK_CTRL_MAX, on_frame, on_close, a);
+	a->conn =
+	    link_conn_new(bev, HANDSHAKE_FRAME_MAX, on_frame, on_close, a);
 	a->next = ap->agents;
 	if (ap->agents != NULL)
 		ap->agents->prev = a;
 	ap->agents = a;
-	ap->unauthenticated++;
-	log_debug("- agentport connection from %s", a->peer);
+	unauth_append(ap, a);
+	log_debug("- agentport connection peer=%s", a->peer);
 }
 
+/*
+ * accept() failed with a non-retriable error (out of descriptors, out of
+ * buffers): the socket stays readable, so leaving the listener on would
+ * spin.  Stop it and retry on a timer; say so once per episode (the first
+ * accept that works ends it), and at most once per LOG_RL_MS.
+ */
 static void
 accept_error_cb(struct evconnlistener *lev, void *arg)
 {
+	struct agent_port *ap = arg;
 	int e = EVUTIL_SOCKET_ERROR();
+	struct timeval tv = {0, ACCEPT_RETRY_MS * 1000};
 
-	/* Out of descriptors and the like: pause rather than spin. */
-	log_warnx("- agentport accept: %s", evutil_socket_error_to_string(e));
+	if (evconnlistener_disable(lev) != 0 ||
+	    evtimer_add(ap->accept_timer, &tv) != 0) {
+		/* Cannot pause: accepting on is better than going deaf. */
+		(void)evconnlistener_enable(lev);
+		log_warnx_rl(&ap->rl[RL_ACCEPT], LOG_RL_MS,
+			     "- agentport accept_failed error=\"%s\"",
+			     evutil_socket_error_to_string(e));
+		return;
+	}
+	if (ap->accept_paused)
+		return;
+	ap->accept_paused = true;
+	log_warnx_rl(&ap->rl[RL_ACCEPT], LOG_RL_MS,
+		     "- agentport accept_paused error=\"%s\" retry_ms=%d",
+		     evutil_socket_error_to_string(e), ACCEPT_RETRY_MS);
+	/* Written (not counted): the resume line may follow it. */
+	ap->accept_paused_said = ap->rl[RL_ACCEPT].suppressed == 0;
+}
+
+static void
+accept_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct agent_port *ap = arg;
+	struct timeval tv = {0, ACCEPT_RETRY_MS * 1000};
+
+	/* A failed enable is tried again: giving up would go deaf. */
+	if (ap->lev != NULL && evconnlistener_enable(ap->lev) != 0 &&
+	    evtimer_add(ap->accept_timer, &tv) != 0)
+		log_warnx("- agentport accept_stuck reason=\"cannot re-enable "
+			  "the listener\"");
 }
 
 struct agent_port *
@@ -383,6 +670,11 @@ agent_port_new(struct event_base *base, const struct config *cfg,
 			 cfg->agent_listen);
 		goto fail;
 	}
+	ap->accept_timer = evtimer_new(base, accept_retry_cb, ap);
+	if (ap->accept_timer == NULL) {
+		snprintf(err, errlen, "agent port: cannot make a timer");
+		goto fail;
+	}
 	ap->lev = evconnlistener_new_bind(
 	    base, accept_cb, ap,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
@@ -400,6 +692,8 @@ agent_port_new(struct event_base *base, const struct config *cfg,
 				     : ((struct sockaddr_in *)&ss)->sin_port);
 	return ap;
 fail:
+	if (ap->accept_timer != NULL)
+		event_free(ap->accept_timer);
 	explicit_bzero(ap->secret, ap->secret_len);
 	free(ap->secret);
 	free(ap);
@@ -415,6 +709,7 @@ agent_port_port(const struct agent_port *ap)
 void
 agent_port_stop_listening(struct agent_port *ap)
 {
+	evtimer_del(ap->accept_timer);
 	if (ap->lev != NULL) {
 		evconnlistener_free(ap->lev);
 		ap->lev = NULL;
@@ -429,6 +724,7 @@ agent_port_free(struct agent_port *ap)
 	agent_port_stop_listening(ap);
 	while (ap->agents != NULL)
 		agent_drop(ap->agents, NULL, "server stopping");
+	event_free(ap->accept_timer);
 	explicit_bzero(ap->secret, ap->secret_len);
 	free(ap->secret);
 	free(ap);

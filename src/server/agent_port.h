@@ -7,9 +7,13 @@
  * results to the dispatcher.
  *
  * Untrusted input: every frame from an agent.  A malformed frame, a frame
- * out of turn, a wrong MAC, an unknown version, a name already linked or
- * a handshake slower than 5 s closes that connection with an ERROR frame
- * and a log line; the server goes on.
+ * out of turn, a wrong MAC, an unknown version, a name already linked, a
+ * new name past max_dynamic_providers, a heartbeat flood or a handshake
+ * slower than 3 s closes that connection with an ERROR frame and a
+ * rate-limited log line; the server goes on.  Handshakes are bounded in
+ * number (per address and in all); a newcomer evicts the oldest rather
+ * than being refused.  A failed accept (out of descriptors) pauses the
+ * listener and retries on a timer.
  */
 #ifndef SHIVNERI_AGENT_PORT_H
 #define SHIVNERI_AGENT_PORT_H

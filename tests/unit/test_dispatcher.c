@@ -162,11 +162,13 @@ submitted_at_least(struct fixture *f, void *arg)
 	return f->submitted >= *(int *)arg;
 }
 
+/* A message of about body_len bytes (0: a tiny one). */
 static void
-submit_created(struct fixture *f, int64_t created_ms)
+submit_sized(struct fixture *f, int64_t created_ms, size_t body_len)
 {
 	struct store_message *m = xcalloc(1, sizeof(*m));
 	int want = f->submitted + 1;
+	static const char head[] = "Subject: s\r\n\r\n";
 
 	id_new(m->id);
 	m->status = MSG_QUEUED;
@@ -177,12 +179,25 @@ submit_created(struct fixture *f, int64_t created_ms)
 	m->header_from = xstrdup("a@example.com");
 	m->subject = xstrdup("s");
 	m->to_json = xstrdup("[\"b@example.net\"]");
-	m->mime = xstrdup("Subject: s\r\n\r\nbody\r\n");
+	if (body_len == 0) {
+		m->mime = xstrdup("Subject: s\r\n\r\nbody\r\n");
+	} else {
+		m->mime = xmalloc(sizeof(head) + body_len);
+		memcpy(m->mime, head, sizeof(head) - 1);
+		memset(m->mime + sizeof(head) - 1, 'x', body_len);
+		m->mime[sizeof(head) - 1 + body_len] = '\0';
+	}
 	m->mime_len = strlen(m->mime);
 	m->created_ms = m->updated_ms = created_ms;
 	m->tried = xstrdup("");
 	store_submit(f->st, m, NULL, submit_cb, f);
 	run_until(f, submitted_at_least, &want, 3000);
+}
+
+static void
+submit_created(struct fixture *f, int64_t created_ms)
+{
+	submit_sized(f, created_ms, 0);
 }
 
 static void
@@ -322,6 +337,15 @@ static int
 setup_job_timeout(void **state)
 {
 	return setup_cfg(state, 10000, "job_timeout_s = 1\n", "", "");
+}
+
+static int
+setup_bytes(void **state)
+{
+	return setup_cfg(state, 10000,
+			 "max_message_bytes = 1024\n"
+			 "max_in_flight_bytes = 1024\n",
+			 "", "");
 }
 
 /* a is the primary tier with room for one message; b the backup. */
@@ -1084,6 +1108,35 @@ test_rate_limit(void **state)
 	assert_true(mono_ms() - t0 >= 550);
 }
 
+/*
+ * max_in_flight_bytes: a provider that holds that many message bytes takes
+ * no more, whatever its max_in_flight, until a result frees some.
+ */
+static void
+test_bytes_cap(void **state)
+{
+	struct fixture *f = *state;
+	int i;
+
+	for (i = 0; i < 5; i++)
+		submit_sized(f, now_ms(), 400);
+	link_agent(f, 0);
+	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	/* 2 x 414 < 1024 takes a third; 3 x 414 is over: no fourth. */
+	wait_jobs(f, 0, 3);
+	drain_loop(f, 100);
+	assert_int_equal(f->fa[0].njobs, 3);
+	assert_int_equal(f->p[0]->bytes_in_flight, 3 * 414);
+	dispatcher_result(f->d, f->p[0], f->fa[0].job_ids[0],
+			  f->fa[0].msg_ids[0], OUTCOME_DELIVERED, "pm", "");
+	wait_jobs(f, 0, 4);
+	drain_loop(f, 50);
+	assert_int_equal(f->fa[0].njobs, 4);
+	assert_int_equal(f->p[0]->bytes_in_flight, 3 * 414);
+	unlink_agent(f, 0, "test over");
+	assert_int_equal(f->p[0]->bytes_in_flight, 0);
+}
+
 /* Shutdown: a job whose record lands after the pause is not sent. */
 static void
 test_pause_before_record_unsent(void **state)
@@ -1186,6 +1239,11 @@ test_limits_are_pure(void **state)
 	assert_int_equal(p.ramp_start_mono, 0);
 	p.breaker = BREAKER_HALF_OPEN;
 	assert_int_equal(limits__max_in_flight(&p, 2500), 1);
+	/* Bytes: below the cap takes one more (which may pass it). */
+	p.bytes_in_flight = 1023;
+	assert_true(limits__bytes_ok(&p, 1024));
+	p.bytes_in_flight = 1024;
+	assert_false(limits__bytes_ok(&p, 1024));
 }
 
 static void
@@ -1261,6 +1319,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_load_failure_keeps_rowids,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rate_limit, setup_rate,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_bytes_cap, setup_bytes,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_priority_no_overflow,
 					    setup_priority, teardown),
