@@ -613,8 +613,8 @@ refuse_over_cap(struct httpd *h, evutil_socket_t fd, const char *peer)
 {
 	static const char body[] = "{\"error\":{\"code\":\"unavailable\","
 				   "\"message\":\"too many connections\"}}";
-	char ans[256];
-	int n;
+	char ans[256], junk[4096];
+	int n, i;
 
 	log_warnx_rl(&h->over_cap_rl, 10000,
 		     "- http too many connections peer=%s max=%d", peer,
@@ -624,7 +624,12 @@ refuse_over_cap(struct httpd *h, evutil_socket_t fd, const char *peer)
 		     "Content-Type: application/json\r\nContent-Length: %zu"
 		     "\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s",
 		     sizeof(body) - 1, body);
-	/* Best effort on a fresh socket: its send buffer is empty. */
+	/* Best effort on a fresh socket: its send buffer is empty.  What
+	 * the peer sent already is read first, or the close would reset the
+	 * connection and the answer could be lost. */
+	for (i = 0; i < 16; i++)
+		if (recv(fd, junk, sizeof(junk), MSG_DONTWAIT) <= 0)
+			break;
 	if (n > 0 && (size_t)n < sizeof(ans))
 		(void)send(fd, ans, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
 	evutil_closesocket(fd);

@@ -156,6 +156,21 @@ terminate(struct collect *c, char *buf)
 	c->h->nheaders = c->n;
 }
 
+/* RFC 9110 tchar: http-parser, not built strict, lets a space through. */
+static bool
+token_valid(const char *s)
+{
+	static const char extra[] = "!#$%&'*+-.^_`|~";
+
+	if (*s == '\0')
+		return false;
+	for (; *s != '\0'; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || strchr(extra, *s) != NULL))
+			return false;
+	return true;
+}
+
 /* Strict: 1 to 18 digits, nothing else (no sign, no space, no list). */
 static bool
 parse_length(const char *s, uint64_t *out)
@@ -182,6 +197,8 @@ check_framing(struct httpd_head *h)
 	for (i = 0; i < h->nheaders; i++) {
 		const char *n = h->headers[i].name, *v = h->headers[i].value;
 
+		if (!token_valid(n))
+			return HTTPD_HEAD_BAD; /* "Transfer-Encoding : x" */
 		if (strcasecmp(n, "Content-Length") == 0) {
 			if (++ncl > 1 || !parse_length(v, &h->content_length))
 				return HTTPD_HEAD_BAD;
