@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define DRAIN_TICK_MS 20
@@ -339,6 +340,27 @@ server_cleanup(struct server *s)
 		event_base_free(s->base);
 }
 
+/*
+ * Every connection is a descriptor: take all the kernel allows this
+ * process (the soft limit up to the hard one), so that the connection
+ * caps, not a low default soft limit, decide when clients are refused.
+ */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+		log_warn("- server getrlimit RLIMIT_NOFILE");
+		return;
+	}
+	if (rl.rlim_cur == rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		log_warn("- server cannot raise the descriptor limit");
+}
+
 int
 serve_main(int argc, char **argv)
 {
@@ -408,6 +430,7 @@ serve_main(int argc, char **argv)
 	/* A file size limit must fail a write (the store says why), not kill.
 	 */
 	signal(SIGXFSZ, SIG_IGN);
+	raise_fd_limit();
 	message_init();
 	rc = server_start(&s, path);
 	if (rc == 0) {
