@@ -114,6 +114,10 @@ on_value(http_parser *p, const char *at, size_t len)
 
 	if (c->n == 0)
 		return 1;
+	/* An empty value is reported as 0 bytes at the next line's start:
+	 * it must not point there (the name that follows would be cut). */
+	if (len == 0)
+		return 0;
 	if (c->value[c->n - 1] == NULL)
 		c->value[c->n - 1] = at;
 	c->value_len[c->n - 1] = (size_t)(at + len - c->value[c->n - 1]);
