@@ -141,8 +141,9 @@ self_exe(void)
 }
 
 /*
- * The epoll changelist folds the add/delete pairs evhttp makes around
- * every request into one epoll_ctl per descriptor and loop turn.  Safe
+ * The epoll changelist folds the add/delete pairs the HTTP server makes
+ * around every request (reads off while the front holds it) into one
+ * epoll_ctl per descriptor and loop turn.  Safe
  * here: no descriptor is ever dup()ed while it is watched.
  */
 static struct event_base *
