@@ -242,8 +242,10 @@ httpd_reply(struct httpd_req *r, int status, const char *ctype,
 		conn_free(c);
 		return;
 	}
-	/* A body left unread would be taken for the next request. */
-	if (!r->body_done || !r->head.keep_alive || r->head.method == NULL)
+	/* A body left unread would be taken for the next request; an
+	 * HTTP/1.0 client gets no keep-alive (one request, then close). */
+	if (!r->body_done || !r->head.keep_alive || r->head.method == NULL ||
+	    r->head.minor == 0)
 		c->close = true;
 	rc = evbuffer_add_printf(out,
 				 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"

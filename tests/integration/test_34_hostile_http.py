@@ -194,3 +194,46 @@ def test_max_connections(make_cluster):
     lines = [ln for ln in open(c.server.log_path)
              if "too many connections" in ln]
     assert 1 <= len(lines) <= 3, lines
+
+
+def test_slow_body_closed_by_rate_deadline(make_cluster):
+    """A body must arrive within http_header_timeout_s + length / rate;
+    trickling it does not move the deadline."""
+    c = make_cluster(server_extra={"http_header_timeout_s": 1,
+                                   "http_min_body_rate": 1000})
+    c.start_server()
+    body = json.dumps(h.message(0, text="y" * 1900)).encode()
+    s = socket.create_connection(("127.0.0.1", c.http_port),
+                                 timeout=h.scaled(5))
+    start = time.monotonic()
+    got = b""
+    try:
+        s.sendall(("POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                   "application/json\r\nContent-Length: %d\r\n\r\n" %
+                   len(body)).encode())
+        s.setblocking(False)
+        sent = 0
+        deadline = start + h.scaled(3) + 5
+        while time.monotonic() < deadline:
+            if sent < len(body) - 1:
+                try:
+                    sent += s.send(body[sent:sent + 20])
+                except OSError:
+                    break
+            r, _, _ = select.select([s], [], [], 0.25)
+            if r:
+                try:
+                    d = s.recv(4096)
+                except OSError:
+                    break
+                if not d:
+                    break
+                got += d
+    finally:
+        s.close()
+    elapsed = time.monotonic() - start
+    assert got.startswith(b"HTTP/1.1 408 "), got[:200]
+    # 1 s for the head, ~2 s for 2 KB at 1000 B/s: not before, and not
+    # much after however the bytes trickle.
+    assert elapsed >= 2.5, elapsed
+    assert c.stats()["queued"] + c.stats()["delivered"] == 0
