@@ -415,12 +415,15 @@ static void
 head_refuse(struct httpd_conn *c, enum httpd_head_rc rc)
 {
 	struct httpd_req *r = &c->req;
+	size_t n = 0;
 	char clean[80];
 
+	/* The request line only: a header could carry a key. */
+	while (n < c->head_len && c->head[n] != '\r' && c->head[n] != '\n')
+		n++;
 	log_warnx_rl(&c->h->bad_rl, 10000,
-		     "- http bad request peer=%s rc=%d head=\"%s\"", c->peer,
-		     (int)rc,
-		     log_sanitize(c->head, c->head_len, clean, sizeof(clean)));
+		     "- http bad request peer=%s rc=%d line=\"%s\"", c->peer,
+		     (int)rc, log_sanitize(c->head, n, clean, sizeof(clean)));
 	c->close = true;
 	switch (rc) {
 	case HTTPD_HEAD_TOO_BIG:
