@@ -38,6 +38,7 @@
 #include <strings.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define LINGER_MS 1000
@@ -101,6 +102,8 @@ struct httpd {
 	uint64_t refused; /* accept failures this episode */
 	struct log_rl over_cap_rl;
 	struct log_rl bad_rl;
+	time_t date_sec; /* the second date[] was made for */
+	char date[40];   /* the Date header's value, IMF-fixdate */
 };
 
 static void conn_read(struct bufferevent *bev, void *arg);
@@ -224,6 +227,23 @@ conn_written(struct bufferevent *bev, void *arg)
 	conn_set_state(c, CONN_LINGER, LINGER_MS);
 }
 
+/* The Date of answers, remade once a second rather than per answer. */
+static const char *
+http_date(struct httpd *h)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+
+	if (now != h->date_sec || h->date[0] == '\0') {
+		h->date_sec = now;
+		if (gmtime_r(&now, &tm) == NULL ||
+		    strftime(h->date, sizeof(h->date),
+			     "%a, %d %b %Y %H:%M:%S GMT", &tm) == 0)
+			h->date[0] = '\0';
+	}
+	return h->date;
+}
+
 void
 httpd_reply(struct httpd_req *r, int status, const char *ctype,
 	    const void *body, size_t len)
@@ -248,11 +268,11 @@ httpd_reply(struct httpd_req *r, int status, const char *ctype,
 	    r->head.minor == 0)
 		c->close = true;
 	rc = evbuffer_add_printf(out,
-				 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
-				 "Content-Length: %zu\r\n"
+				 "HTTP/1.1 %d %s\r\nDate: %s\r\n"
+				 "Content-Type: %s\r\nContent-Length: %zu\r\n"
 				 "Cache-Control: no-store\r\n%.*s%s\r\n",
-				 status, reason_phrase(status), ctype, len,
-				 (int)r->extra_len, r->extra,
+				 status, reason_phrase(status), http_date(c->h),
+				 ctype, len, (int)r->extra_len, r->extra,
 				 c->close ? "Connection: close\r\n" : "");
 	if (rc < 0 || (!head_only && len > 0 && evbuffer_add(out, body, len)))
 		c->close = true; /* out of memory: the peer sees a cut */
