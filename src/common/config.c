@@ -102,6 +102,14 @@ static const struct skey server_keys[] = {
     {"retention_days", SKEY_INT, OFF(retention_days), 1, 36500, NULL},
     {"log_format", SKEY_ENUM, OFF(log_format), 0, 0, log_formats},
     {"store", SKEY_ENUM, OFF(store), 0, 0, store_backends},
+    {"http_max_connections", SKEY_INT, OFF(http_max_connections), 1, 1000000,
+     NULL},
+    {"http_header_timeout_s", SKEY_INT, OFF(http_header_timeout_s), 1, 3600,
+     NULL},
+    {"http_body_budget_bytes", SKEY_INT64, OFF(http_body_budget_bytes), 1048576,
+     INT64_C(1) << 40, NULL},
+    {"http_min_body_rate", SKEY_INT64, OFF(http_min_body_rate), 1,
+     INT64_C(1) << 40, NULL},
 };
 #undef OFF
 #define NSERVER_KEYS (sizeof(server_keys) / sizeof(server_keys[0]))
@@ -639,6 +647,10 @@ config_defaults(void)
 	cfg->retention_days = 30;
 	cfg->log_format = xstrdup("text");
 	cfg->store = xstrdup("sqlite");
+	cfg->http_max_connections = 1024;
+	cfg->http_header_timeout_s = 10;
+	cfg->http_body_budget_bytes = INT64_C(268435456);
+	cfg->http_min_body_rate = 65536;
 	return cfg;
 }
 

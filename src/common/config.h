@@ -65,10 +65,14 @@ struct config {
 	int64_t max_in_flight_bytes; /* message bytes held for one provider */
 	int breaker_threshold;       /* consecutive provider-caused failures */
 	int breaker_cooldown_ms;
-	int job_timeout_s;  /* a job with no result by then is lost */
-	int retention_days; /* delivered and failed are pruned after */
-	char *log_format;   /* "text" | "json" */
-	char *store;        /* store backend by name: "sqlite" */
+	int job_timeout_s;         /* a job with no result by then is lost */
+	int retention_days;        /* delivered and failed are pruned after */
+	char *log_format;          /* "text" | "json" */
+	char *store;               /* store backend by name: "sqlite" */
+	int http_max_connections;  /* open HTTP connections at most */
+	int http_header_timeout_s; /* a request head within this */
+	int64_t http_body_budget_bytes; /* bodies in progress, all together */
+	int64_t http_min_body_rate;     /* bytes/s a body must keep up */
 	struct provider_config *providers;
 	size_t nproviders;
 	int *key_line;   /* private: see config_line() */

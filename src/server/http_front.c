@@ -1,11 +1,15 @@
 /*
- * The HTTP front (http_front.h) on evhttp.  One generic callback routes by
- * path; each route is a small function that checks (method, auth, input)
- * and replies, or hands the request on (to the submit path or the store)
- * and replies from its callback.  evhttp keeps a request whose client went
- * away until we reply, and then frees it, so a late reply is always safe.
- * JSON answers are built with jansson (json_pack: new references, freed
- * after dumping).  Keys never reach a log line.
+ * The HTTP front (http_front.h): the routes, on the server of httpd.h.
+ * httpd hands over each request as soon as its head is in; route() checks
+ * the path, the API key and the method before a byte of body is read, and
+ * only POST /v1/messages asks for its body (capped by the one limit,
+ * reserved from the server's body budget).  Each route checks and replies,
+ * or hands the request on (to the submit path or the store) and replies
+ * from its callback; httpd keeps the request until we reply, even if its
+ * client went away, so a late reply is always safe.  JSON answers are
+ * built with jansson (json_pack: new references, freed after dumping).
+ * Keys never reach a log line; failed authentication is logged, rate
+ * limited, with the peer's address.
  */
 #include "server/http_front.h"
 #include "common/config.h"
@@ -16,23 +20,25 @@
 #include "intake/message.h"
 #include "intake/submit.h"
 #include "link/link.h"
+#include "server/httpd.h"
 #include "server/supervisor.h"
 #include "store/store.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <netinet/in.h>
 #include <openssl/crypto.h>
+#include <openssl/sha.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
+
+/* An API key's identity: hex of the first 8 bytes of its SHA-256. */
+#define API_SCOPE_LEN (SUBMIT_SCOPE_SIZE - 1)
+/* A kept-alive connection with no next request is closed after this. */
+#define HTTP_IDLE_TIMEOUT_S 60
 
 struct http_front {
 	const struct config *cfg;
@@ -41,48 +47,44 @@ struct http_front {
 	struct dispatcher *d;
 	struct supervisor *sv;
 	struct submit *sub;
-	struct evhttp *http;
-	struct evhttp_bound_socket *sock;
-	int port;
+	struct httpd *httpd;
 	char **keys;
+	char (*scopes)[API_SCOPE_LEN + 1]; /* one per key, see key_scope() */
 	size_t nkeys;
+	struct log_rl auth_rl;
 	unsigned pending; /* requests waiting for the submit path or store */
 	size_t max_body;
 };
 
-/* A request waiting for a callback. */
+/*
+ * A request waiting for a callback.  scope is the identity of the API key
+ * that was accepted ("" without api_keys_file): the place to scope
+ * per-client state such as idempotency keys.
+ */
 struct pending {
 	struct http_front *f;
-	struct evhttp_request *req;
+	struct httpd_req *req;
+	char scope[API_SCOPE_LEN + 1];
 };
 
-/* Out of memory while answering: evhttp's own short 503. */
+/* Out of memory while answering: a short 503 of fixed text. */
 static void
-reply_failed(struct evhttp_request *req)
+reply_failed(struct httpd_req *req)
 {
 	log_warnx("- http cannot build an answer: out of memory");
-	evhttp_send_error(req, 503, NULL);
+	httpd_reply_error(req, 503, "unavailable", "out of memory");
 }
 
 static void
-reply_text(struct evhttp_request *req, int status, const char *ctype,
+reply_text(struct httpd_req *req, int status, const char *ctype,
 	   const char *body, size_t len)
 {
-	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-
-	if (evhttp_add_header(h, "Content-Type", ctype) != 0 ||
-	    evhttp_add_header(h, "Cache-Control", "no-store") != 0 ||
-	    evbuffer_add(evhttp_request_get_output_buffer(req), body, len) !=
-		0) {
-		reply_failed(req);
-		return;
-	}
-	evhttp_send_reply(req, status, NULL, NULL);
+	httpd_reply(req, status, ctype, body, len);
 }
 
 /* Steals obj; NULL (a json_pack that failed) is answered 503. */
 static void
-reply_json(struct evhttp_request *req, int status, json_t *obj)
+reply_json(struct httpd_req *req, int status, json_t *obj)
 {
 	char *s = obj != NULL ? json_dumps(obj, JSON_COMPACT) : NULL;
 
@@ -96,7 +98,7 @@ reply_json(struct evhttp_request *req, int status, json_t *obj)
 }
 
 static void
-reply_error(struct evhttp_request *req, int status, const char *code,
+reply_error(struct httpd_req *req, int status, const char *code,
 	    const char *message)
 {
 	reply_json(req, status,
@@ -104,29 +106,21 @@ reply_error(struct evhttp_request *req, int status, const char *code,
 			     message));
 }
 
-static const char *
-method_name(enum evhttp_cmd_type m)
-{
-	switch (m) {
-	case EVHTTP_REQ_GET:
-		return "GET";
-	case EVHTTP_REQ_POST:
-		return "POST";
-	case EVHTTP_REQ_HEAD:
-		return "HEAD";
-	default:
-		return "other";
-	}
-}
-
+/* m is the route's method; GET routes take HEAD too. */
 static bool
-want_method(struct evhttp_request *req, enum evhttp_cmd_type m)
+want_method(struct httpd_req *req, const char *m)
 {
+	const char *have = httpd_req_head(req)->method;
+	bool get = strcmp(m, "GET") == 0;
 	char msg[64];
 
-	if (evhttp_request_get_command(req) == m)
+	if (strcmp(have, m) == 0 || (get && strcmp(have, "HEAD") == 0))
 		return true;
-	snprintf(msg, sizeof(msg), "use %s here", method_name(m));
+	snprintf(msg, sizeof(msg), "use %s here", m);
+	if (!httpd_req_add_header(req, "Allow", get ? "GET, HEAD" : m)) {
+		reply_failed(req);
+		return false;
+	}
 	reply_error(req, 405, "method_not_allowed", msg);
 	return false;
 }
@@ -167,6 +161,17 @@ keys_free(char **keys, size_t n)
 	free(keys);
 }
 
+/*
+ * A name for a key that is safe to keep and log, the same across reloads
+ * of the file: the scope of what a client owns (its idempotency keys).
+ * The submit path defines it, so the store and the front agree.
+ */
+static void
+key_scope(const char *key, char out[API_SCOPE_LEN + 1])
+{
+	submit_scope_of_key(key, out);
+}
+
 int
 http_front_reload_keys(struct http_front *f)
 {
@@ -205,34 +210,55 @@ http_front_reload_keys(struct http_front *f)
 	explicit_bzero(text, textlen);
 	free(text);
 	keys_free(f->keys, f->nkeys);
+	free(f->scopes);
 	f->keys = keys;
 	f->nkeys = n;
+	f->scopes = xreallocarray(NULL, n > 0 ? n : 1, sizeof(*f->scopes));
+	for (size_t i = 0; i < n; i++)
+		key_scope(keys[i], f->scopes[i]);
 	log_info("- http api keys loaded count=%zu", n);
 	return 0;
 }
 
+/*
+ * Checks the API key, before any body is read.  On success scope names
+ * the key ("" when no api_keys_file is set); otherwise the request is
+ * answered 401 and the attempt logged (rate limited: a scanner must not
+ * flood the log).
+ */
 static bool
-authorized(struct http_front *f, struct evhttp_request *req)
+authorized(struct http_front *f, struct httpd_req *req,
+	   char scope[API_SCOPE_LEN + 1])
 {
 	const char *h;
 	size_t i, len;
-	bool ok = false;
+	ssize_t found = -1;
 
+	scope[0] = '\0';
 	if (f->cfg->api_keys_file == NULL || *f->cfg->api_keys_file == '\0')
 		return true;
-	h = evhttp_find_header(evhttp_request_get_input_headers(req),
-			       "Authorization");
+	h = httpd_req_header(req, "Authorization");
 	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
 		goto deny;
 	h += 7;
 	len = strlen(h);
+	/* Every key compared, in constant time, whichever matches. */
 	for (i = 0; i < f->nkeys; i++)
 		if (strlen(f->keys[i]) == len &&
 		    CRYPTO_memcmp(f->keys[i], h, len) == 0)
-			ok = true;
-	if (ok)
+			found = (ssize_t)i;
+	if (found >= 0) {
+		memcpy(scope, f->scopes[found], API_SCOPE_LEN + 1);
 		return true;
+	}
 deny:
+	log_warnx_rl(&f->auth_rl, 10000, "- http auth failed peer=%s reason=%s",
+		     httpd_req_peer(req), h == NULL ? "no_key" : "wrong_key");
+	if (!httpd_req_add_header(req, "WWW-Authenticate",
+				  "Bearer realm=\"shivneri\"")) {
+		reply_failed(req);
+		return false;
+	}
 	reply_error(req, 401, "unauthorized",
 		    "missing or wrong API key (Authorization: Bearer KEY)");
 	return false;
@@ -272,26 +298,36 @@ json_content_type(const char *ctype)
 	       (ctype[16] == '\0' || ctype[16] == ';' || ctype[16] == ' ');
 }
 
+/* The body is in: to the submit path, answered from post_reply. */
 static void
-post_message(struct http_front *f, struct evhttp_request *req)
+post_body(struct httpd_req *req, void *arg)
 {
-	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
-	struct evbuffer *body = evhttp_request_get_input_buffer(req);
-	const char *idem = evhttp_find_header(h, "Idempotency-Key");
-	const char *auth = evhttp_find_header(h, "Authorization");
-	char scope[SUBMIT_SCOPE_SIZE];
-	size_t len = evbuffer_get_length(body);
-	const char *json;
-	struct pending *pd;
+	struct http_front *f = arg;
+	const char *idem = httpd_req_header(req, "Idempotency-Key");
+	struct pending *pd = xmalloc(sizeof(*pd));
+	size_t len;
+	/* The body lives in the request until we reply. */
+	const char *json = httpd_req_body(req, &len);
 
-	if (!json_content_type(evhttp_find_header(h, "Content-Type"))) {
+	pd->f = f;
+	pd->req = req;
+	/* The authenticated key's identity scopes its idempotency keys;
+	 * without api_keys_file every client shares the anonymous scope. */
+	snprintf(pd->scope, sizeof(pd->scope), "%s", httpd_req_auth(req));
+	f->pending++;
+	submit_json(f->sub, json, len, idem,
+		    pd->scope[0] != '\0' ? pd->scope : NULL, post_reply, pd);
+}
+
+/* Checked on the head alone; only then is the body read. */
+static void
+post_message(struct http_front *f, struct httpd_req *req)
+{
+	const char *idem = httpd_req_header(req, "Idempotency-Key");
+
+	if (!json_content_type(httpd_req_header(req, "Content-Type"))) {
 		reply_error(req, 415, "unsupported_media_type",
 			    "Content-Type must be application/json");
-		return;
-	}
-	/* evhttp refuses longer bodies itself; this is the same cap. */
-	if (len > f->max_body) {
-		reply_error(req, 413, "too_large", "request body too large");
 		return;
 	}
 	if (idem != NULL && !submit_idem_key_valid(idem)) {
@@ -300,24 +336,8 @@ post_message(struct http_front *f, struct evhttp_request *req)
 		    "Idempotency-Key: 1 to 255 printable ASCII characters");
 		return;
 	}
-	/* The body lives in the request until we reply. */
-	json = (const char *)evbuffer_pullup(body, -1);
-	if (json == NULL && len > 0) {
-		reply_failed(req);
-		return;
-	}
-	if (json == NULL)
-		json = "";
-	pd = xmalloc(sizeof(*pd));
-	pd->f = f;
-	pd->req = req;
-	f->pending++;
-	/* Keys are per API key: with keys on, authorized() matched this one. */
-	if (idem != NULL)
-		submit_scope_of_key(
-		    f->nkeys > 0 && auth != NULL ? auth + 7 : NULL, scope);
-	submit_json(f->sub, json, len, idem, idem != NULL ? scope : NULL,
-		    post_reply, pd);
+	/* Over max_body: 413; over the budget: 503 (both from httpd). */
+	httpd_req_read_body(req, f->max_body, post_body, f);
 }
 
 static void
@@ -378,7 +398,7 @@ out:
 }
 
 static void
-get_message(struct http_front *f, struct evhttp_request *req, const char *id)
+get_message(struct http_front *f, struct httpd_req *req, const char *id)
 {
 	struct pending *pd;
 
@@ -445,7 +465,7 @@ provider_json(struct http_front *f, struct provider *p)
 }
 
 static void
-get_providers(struct http_front *f, struct evhttp_request *req)
+get_providers(struct http_front *f, struct httpd_req *req)
 {
 	json_t *arr = json_array();
 	size_t i, n = registry_count(f->reg);
@@ -461,8 +481,7 @@ get_providers(struct http_front *f, struct evhttp_request *req)
 }
 
 static void
-provider_action(struct http_front *f, struct evhttp_request *req,
-		const char *rest)
+provider_action(struct http_front *f, struct httpd_req *req, const char *rest)
 {
 	char name[LINK_NAME_MAX + 1];
 	const char *slash = strchr(rest, '/');
@@ -485,7 +504,7 @@ provider_action(struct http_front *f, struct evhttp_request *req,
 		reply_error(req, 404, "not_found", "no such route");
 		return;
 	}
-	if (!want_method(req, EVHTTP_REQ_POST))
+	if (!want_method(req, "POST"))
 		return;
 	p = registry_find(f->reg, name);
 	if (p == NULL) {
@@ -497,7 +516,7 @@ provider_action(struct http_front *f, struct evhttp_request *req,
 }
 
 static void
-get_stats(struct http_front *f, struct evhttp_request *req)
+get_stats(struct http_front *f, struct httpd_req *req)
 {
 	int64_t c[MSG_NSTATUS];
 
@@ -604,9 +623,10 @@ metrics_providers(struct http_front *f, struct evbuffer *out, bool *bad)
 }
 
 static void
-get_metrics(struct http_front *f, struct evhttp_request *req)
+get_metrics(struct http_front *f, struct httpd_req *req)
 {
 	struct evbuffer *out = evbuffer_new();
+	const unsigned char *text;
 	bool bad = false;
 
 	if (out == NULL) {
@@ -615,12 +635,12 @@ get_metrics(struct http_front *f, struct evhttp_request *req)
 	}
 	metrics_queue(f, out, &bad);
 	metrics_providers(f, out, &bad);
-	if (bad ||
-	    evhttp_add_header(evhttp_request_get_output_headers(req),
-			      "Content-Type", "text/plain; version=0.0.4") != 0)
+	text = bad ? NULL : evbuffer_pullup(out, -1);
+	if (text == NULL && evbuffer_get_length(out) > 0)
 		reply_failed(req);
 	else
-		evhttp_send_reply(req, 200, NULL, out);
+		httpd_reply(req, 200, "text/plain; version=0.0.4", text,
+			    evbuffer_get_length(out));
 	evbuffer_free(out);
 }
 
@@ -629,7 +649,7 @@ get_metrics(struct http_front *f, struct evhttp_request *req)
  * every reason, so an operator (or a load balancer's log) sees why.
  */
 static void
-get_readyz(struct http_front *f, struct evhttp_request *req)
+get_readyz(struct http_front *f, struct httpd_req *req)
 {
 	const char *why = NULL;
 	bool store_ok = store_healthy(f->st, &why);
@@ -664,101 +684,86 @@ get_readyz(struct http_front *f, struct evhttp_request *req)
 
 /* The /v1/ routes, behind the API key. */
 static void
-route_v1(struct http_front *f, struct evhttp_request *req, const char *path)
+route_v1(struct http_front *f, struct httpd_req *req, const char *path)
 {
 	if (strcmp(path, "/v1/messages") == 0) {
-		if (want_method(req, EVHTTP_REQ_POST))
+		if (want_method(req, "POST"))
 			post_message(f, req);
 	} else if (strncmp(path, "/v1/messages/", 13) == 0) {
-		if (want_method(req, EVHTTP_REQ_GET))
+		if (want_method(req, "GET"))
 			get_message(f, req, path + 13);
 	} else if (strcmp(path, "/v1/providers") == 0) {
-		if (want_method(req, EVHTTP_REQ_GET))
+		if (want_method(req, "GET"))
 			get_providers(f, req);
 	} else if (strncmp(path, "/v1/providers/", 14) == 0) {
 		provider_action(f, req, path + 14);
 	} else if (strcmp(path, "/v1/stats") == 0) {
-		if (want_method(req, EVHTTP_REQ_GET))
+		if (want_method(req, "GET"))
 			get_stats(f, req);
 	} else {
 		reply_error(req, 404, "not_found", "no such route");
 	}
 }
 
+/*
+ * httpd's head callback: every request, before its body.  Unknown paths
+ * are 404 whatever the method; /v1/ needs the key before anything else.
+ */
 static void
-route(struct evhttp_request *req, void *arg)
+route(struct httpd_req *req, void *arg)
 {
 	struct http_front *f = arg;
-	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+	const char *path = httpd_req_head(req)->path;
+	char scope[API_SCOPE_LEN + 1];
 
-	if (path == NULL || *path == '\0')
-		path = "/";
-	if (strcmp(path, "/healthz") == 0)
-		reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
-	else if (strcmp(path, "/readyz") == 0)
-		get_readyz(f, req);
-	else if (strcmp(path, "/metrics") == 0)
-		get_metrics(f, req);
-	else if (strncmp(path, "/v1/", 4) != 0)
+	if (strcmp(path, "/healthz") == 0) {
+		if (want_method(req, "GET"))
+			reply_json(req, 200,
+				   json_pack("{s:s}", "status", "ok"));
+	} else if (strcmp(path, "/readyz") == 0) {
+		if (want_method(req, "GET"))
+			get_readyz(f, req);
+	} else if (strcmp(path, "/metrics") == 0) {
+		if (want_method(req, "GET"))
+			get_metrics(f, req);
+	} else if (strncmp(path, "/v1/", 4) != 0) {
 		reply_error(req, 404, "not_found", "no such route");
-	else if (authorized(f, req))
+	} else if (authorized(f, req, scope)) {
+		httpd_req_set_auth(req, scope);
 		route_v1(f, req, path);
+	}
 }
 
-/* The port bound (http_listen may say 0); 0 when it cannot be read. */
-static int
-bound_port(struct evhttp_bound_socket *sock)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-
-	if (getsockname(evhttp_bound_socket_get_fd(sock),
-			(struct sockaddr *)&ss, &sl) != 0)
-		return 0;
-	return ntohs(ss.ss_family == AF_INET6
-			 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-			 : ((struct sockaddr_in *)&ss)->sin_port);
-}
-
-/* evhttp on host:port with our limits; 0 or -1 with err filled. */
+/* httpd on cfg->http_listen with our limits; 0 or -1 with err filled. */
 static int
 listen_http(struct http_front *f, struct event_base *base, char *err,
 	    size_t errlen)
 {
-	char *host = NULL;
-	int port, rc = -1;
+	const struct config *cfg = f->cfg;
+	struct httpd_limits lim = {
+	    .max_connections = cfg->http_max_connections,
+	    .header_timeout_s = cfg->http_header_timeout_s,
+	    .body_budget = cfg->http_body_budget_bytes,
+	    .min_body_rate = cfg->http_min_body_rate,
+	    .idle_timeout_s = HTTP_IDLE_TIMEOUT_S,
+	};
+	char *host = NULL, why[256];
+	int port;
 
-	if (hostport_parse(f->cfg->http_listen, &host, &port) != 0) {
+	if (hostport_parse(cfg->http_listen, &host, &port) != 0) {
 		snprintf(err, errlen, "http_listen %s: not host:port",
-			 f->cfg->http_listen);
+			 cfg->http_listen);
 		return -1;
 	}
-	f->http = evhttp_new(base);
-	if (f->http == NULL) {
-		snprintf(err, errlen, "http_listen %s: evhttp_new failed",
-			 f->cfg->http_listen);
-		goto out;
-	}
-	evhttp_set_max_body_size(f->http, (ev_ssize_t)f->max_body);
-	evhttp_set_max_headers_size(f->http, 64 * 1024);
-	evhttp_set_timeout(f->http, 60);
-	evhttp_set_allowed_methods(
-	    f->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-			 EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH);
-	evhttp_set_gencb(f->http, route, f);
-	f->sock =
-	    evhttp_bind_socket_with_handle(f->http, host, (ev_uint16_t)port);
-	if (f->sock == NULL) {
-		snprintf(err, errlen, "http_listen %s: cannot bind: %s",
-			 f->cfg->http_listen, strerror(errno));
-		goto out;
-	}
-	f->port = bound_port(f->sock);
-	rc = 0;
-out:
+	f->httpd =
+	    httpd_new(base, host, port, &lim, route, f, why, sizeof(why));
 	free(host);
-	return rc;
+	if (f->httpd == NULL) {
+		snprintf(err, errlen, "http_listen %s: %s", cfg->http_listen,
+			 why);
+		return -1;
+	}
+	return 0;
 }
 
 struct http_front *
@@ -797,7 +802,7 @@ fail:
 int
 http_front_port(const struct http_front *f)
 {
-	return f->port;
+	return httpd_port(f->httpd);
 }
 
 size_t
@@ -809,10 +814,7 @@ http_front_max_body(const struct http_front *f)
 void
 http_front_stop_accepting(struct http_front *f)
 {
-	if (f->sock != NULL) {
-		evhttp_del_accept_socket(f->http, f->sock);
-		f->sock = NULL;
-	}
+	httpd_stop_accepting(f->httpd);
 }
 
 unsigned
@@ -826,8 +828,8 @@ http_front_free(struct http_front *f)
 {
 	if (f == NULL)
 		return;
-	if (f->http != NULL)
-		evhttp_free(f->http);
+	httpd_free(f->httpd);
 	keys_free(f->keys, f->nkeys);
+	free(f->scopes);
 	free(f);
 }

@@ -1,5 +1,5 @@
 /*
- * The server's HTTP front, on evhttp: the routes of SPEC.md "HTTP API".
+ * The server's HTTP front, on httpd.h: the routes of SPEC.md "HTTP API".
  * Message intake (POST /v1/messages goes to the submit path, intake/
  * submit.h, and is answered from its callback: 202 only once the commit is
  * on disk), message lookup, providers and their drain, stats, Prometheus
@@ -29,7 +29,7 @@ struct http_front;
 /*
  * Listens on cfg->http_listen.  sub is the submit path (borrowed; it must
  * outlive the front's requests).  NULL with err filled on failure (keys
- * file, address, evhttp, bind).
+ * file, address, resolution, bind).
  */
 struct http_front *http_front_new(struct event_base *base,
 				  const struct config *cfg, struct store *st,

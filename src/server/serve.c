@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define DRAIN_TICK_MS 20
@@ -141,8 +142,9 @@ self_exe(void)
 }
 
 /*
- * The epoll changelist folds the add/delete pairs evhttp makes around
- * every request into one epoll_ctl per descriptor and loop turn.  Safe
+ * The epoll changelist folds the add/delete pairs the HTTP server makes
+ * around every request (reads off while the front holds it) into one
+ * epoll_ctl per descriptor and loop turn.  Safe
  * here: no descriptor is ever dup()ed while it is watched.
  */
 static struct event_base *
@@ -340,6 +342,27 @@ server_cleanup(struct server *s)
 		event_base_free(s->base);
 }
 
+/*
+ * Every connection is a descriptor: take all the kernel allows this
+ * process (the soft limit up to the hard one), so that the connection
+ * caps, not a low default soft limit, decide when clients are refused.
+ */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+		log_warn("- server getrlimit RLIMIT_NOFILE");
+		return;
+	}
+	if (rl.rlim_cur == rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		log_warn("- server cannot raise the descriptor limit");
+}
+
 int
 serve_main(int argc, char **argv)
 {
@@ -411,6 +434,7 @@ serve_main(int argc, char **argv)
 	/* A file size limit must fail a write (the store says why), not kill.
 	 */
 	signal(SIGXFSZ, SIG_IGN);
+	raise_fd_limit();
 	message_init();
 	rc = server_start(&s, path);
 	if (rc == 0) {

@@ -41,7 +41,8 @@ TIME_SCALE = float(os.environ.get("SHIVNERI_IT_SCALE", "0") or 0) or (
 ERROR_CODES = {
     "invalid_json", "invalid_field", "missing_field", "too_large",
     "unsupported_media_type", "not_found", "unauthorized", "unavailable",
-    "conflict", "idempotency_conflict",
+    "idempotency_conflict", "bad_request", "timeout", "length_required",
+    "method_not_allowed",
 }
 
 SANITIZER_MARKS = (b"ERROR: AddressSanitizer", b"runtime error:",
