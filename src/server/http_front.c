@@ -33,6 +33,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <strings.h>
 
 /* An API key's identity: hex of the first 8 bytes of its SHA-256. */
@@ -178,10 +179,19 @@ http_front_reload_keys(struct http_front *f)
 	char *text, *line, *next;
 	char **keys = NULL;
 	size_t n = 0, textlen = 0;
+	struct stat sb;
 	int rc;
 
 	if (f->cfg->api_keys_file == NULL || *f->cfg->api_keys_file == '\0')
 		return 0;
+	/* The rule of check-config holds on reload too: a key file others
+	 * may read is refused, and the keys in force stay. */
+	if (stat(f->cfg->api_keys_file, &sb) == 0 && (sb.st_mode & 077) != 0) {
+		log_error("- http keys_refused file=%s mode=%03o "
+			  "reason=\"others may read or change it: chmod 600\"",
+			  f->cfg->api_keys_file, (unsigned)(sb.st_mode & 0777));
+		return -EPERM;
+	}
 	rc = file_read_all(f->cfg->api_keys_file, 1 << 20, &text, &textlen);
 	if (rc != 0) {
 		log_warnx("- http cannot read api_keys_file %s: %s",

@@ -186,6 +186,37 @@ def test_api_keys(make_cluster, tmp_path):
     assert r.json["queued"] + r.json["sending"] == 1, r
 
 
+def test_api_keys_reload(make_cluster, tmp_path):
+    """SIGHUP rereads api_keys_file; a version others may read is refused
+    and the keys in force stay (the rule of check-config, on reload)."""
+    import signal
+
+    keys = tmp_path / "api-keys"
+    keys.write_text("old-key-0123456789\n")
+    os.chmod(keys, 0o600)
+    c = make_cluster(providers=("a",),
+                     server_extra={"api_keys_file": str(keys)})
+    c.start_server()
+
+    def status(key):
+        return c.get("/v1/stats",
+                     headers={"Authorization": "Bearer " + key}).status
+
+    assert status("old-key-0123456789") == 200
+    keys.write_text("new-key-0123456789\n")
+    os.chmod(keys, 0o644)
+    c.server.signal(signal.SIGHUP)
+    h.wait_for(lambda: b"keys_refused" in open(c.server.log_path, "rb").read(),
+               5, "the refused reload in the log")
+    assert status("old-key-0123456789") == 200
+    assert status("new-key-0123456789") == 401
+    os.chmod(keys, 0o600)
+    c.server.signal(signal.SIGHUP)
+    h.wait_for(lambda: status("new-key-0123456789") == 200, 5,
+               "the new key after a good reload")
+    assert status("old-key-0123456789") == 401
+
+
 def test_delivered_mime_content(cl):
     import base64
     import email
