@@ -17,10 +17,12 @@
  * from the same event_base.
  *
  * Outcome classes (link.h): OUTCOME_DELIVERED with the provider's message
- * id; OUTCOME_TRANSIENT for provider-caused failures (timeouts, 5xx, 429,
- * bad credentials, quota) that another provider may not have;
- * OUTCOME_PERMANENT for message-caused refusals (a recipient or content
- * refused for good).
+ * id; OUTCOME_PERMANENT for message-caused refusals (a recipient or content
+ * refused for good); OUTCOME_THROTTLED for 429 and rate errors (with
+ * retry_after_ms when the API says how long); OUTCOME_ACCOUNT for bad
+ * credentials, suspension, quota; OUTCOME_TRANSIENT for other
+ * provider-caused failures (5xx, resets, timeouts before the request went
+ * out); OUTCOME_AMBIGUOUS when the request went out and no answer came.
  */
 #ifndef SHIVNERI_CONNECTOR_H
 #define SHIVNERI_CONNECTOR_H
@@ -48,6 +50,7 @@ struct connector_result {
 	int outcome;                     /* enum outcome */
 	const char *provider_message_id; /* may be NULL */
 	const char *detail;              /* may be NULL; no secrets */
+	uint32_t retry_after_ms;         /* THROTTLED: how long, 0 unknown */
 };
 
 /* Called once per accepted job; res and its strings die after it returns. */

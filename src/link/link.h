@@ -91,7 +91,12 @@ enum outcome {
 	OUTCOME_PERMANENT = 2, /* message-caused failure: do not retry */
 	OUTCOME_LOST = 3,      /* the agent went away holding it, or never
 				  answered within job_timeout_s */
+	OUTCOME_THROTTLED = 4, /* 429 or a rate error: pause the provider */
+	OUTCOME_ACCOUNT = 5,   /* credentials, suspension, quota: the provider
+				  is down until its probe passes */
+	OUTCOME_AMBIGUOUS = 6, /* sent, no answer: a duplicate is possible */
 };
+#define OUTCOME_MAX OUTCOME_AMBIGUOUS
 const char *outcome_name(int outcome); /* "delivered", ...; "unknown" */
 int outcome_parse(const char *s);      /* -1 if unknown */
 

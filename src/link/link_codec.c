@@ -32,8 +32,9 @@
 #define HB_INTERVAL_MAX 3600000
 #define MSGID_MAX 63 /* sizeof(link_job.message_id) - 1 */
 
-static const char *const outcome_names[] = {"delivered", "transient",
-					    "permanent", "lost"};
+static const char *const outcome_names[] = {
+    "delivered", "transient", "permanent", "lost",
+    "throttled", "account",   "ambiguous"};
 static const char *const health_names[] = {"ok", "degraded", "down"};
 
 const char *

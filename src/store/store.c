@@ -273,7 +273,7 @@ store_update(struct store *st, const struct store_update *u, store_done_cb cb,
 	if (u->status < 0 || u->status >= MSG_NSTATUS || u->rowid <= 0)
 		err = -EINVAL;
 	if (u->has_attempt &&
-	    (u->attempt.outcome < 0 || u->attempt.outcome > OUTCOME_LOST))
+	    (u->attempt.outcome < 0 || u->attempt.outcome > OUTCOME_MAX))
 		err = -EINVAL;
 	st->ops->update(st->be, err, u, cb, arg);
 }
