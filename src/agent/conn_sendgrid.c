@@ -567,8 +567,7 @@ sendgrid_health(void *state)
 {
 	struct sendgrid *sg = state;
 
-	if (sg->failures >= 5)
-		return LINK_HEALTH_DOWN;
+	/* Never down on counts: no traffic would come to clear them. */
 	if (sg->failures > 0)
 		return LINK_HEALTH_DEGRADED;
 	return LINK_HEALTH_OK;
