@@ -113,6 +113,19 @@ def test_rich_message(env):
     assert atts[0].get_content() == att
 
 
+def test_connections_reused(env):
+    """30 messages at up to 8 in flight: the agent keeps its connections
+    to the API alive and reuses them, so the stand-in sees far fewer
+    connections than requests."""
+    c, fake = env
+    before_conn, before_req = fake.connections, fake.requests
+    ids = c.submit_many(30)
+    c.wait_delivered(ids, timeout=30)
+    assert all(c.msg(i)["provider"] == "mg" for i in ids)
+    assert fake.requests - before_req == 30
+    assert fake.connections - before_conn <= 8, fake.connections
+
+
 def test_400_permanent(env):
     c, fake = env
     fake.reject = {"refused@example.net"}
