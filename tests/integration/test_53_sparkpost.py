@@ -120,6 +120,23 @@ def test_rejected_permanent(env):
     assert "no recipient accepted" in m["attempts"][0]["detail"], m
 
 
+def test_partial_delivered(env):
+    """Some recipients rejected: SparkPost sent to the others, so the
+    message is delivered (resending would duplicate) and the detail says
+    how many were rejected."""
+    c, fake = env
+    fake.reject = {"refused@example.net"}
+    try:
+        mid = c.submit(h.message(9, to=["ok@example.net",
+                                        "refused@example.net"]))
+        m = settled(c, mid)
+    finally:
+        fake.reject = set()
+    assert m["status"] == "delivered" and m["provider"] == "sp", m
+    assert [a["provider"] for a in m["attempts"]] == ["sp"], m
+    assert "rejected 1" in (m["attempts"][0]["detail"] or ""), m
+
+
 def test_503_then_b(env):
     c, fake = env
     fake.mode = "503"
