@@ -235,6 +235,7 @@ on_hello(struct agent *a, const uint8_t *p, size_t n)
 	}
 	memset(&ch, 0, sizeof(ch));
 	ch.version = LINK_VERSION;
+	ch.revision = LINK_REVISION;
 	memcpy(ch.nonce, a->nonce, sizeof(ch.nonce));
 	if (link_encode_challenge(link_conn_output(a->conn), &ch) != 0) {
 		reject(a, RL_HANDSHAKE, "internal", "cannot encode challenge");
@@ -400,15 +401,14 @@ on_ready(struct agent *a, int type, const uint8_t *p, size_t n)
 		rc = link_decode_result(p, n, &res);
 		if (rc != 0)
 			break;
-		if (res.outcome != OUTCOME_DELIVERED &&
-		    res.outcome != OUTCOME_TRANSIENT &&
-		    res.outcome != OUTCOME_PERMANENT) {
+		/* Only the dispatcher may say lost. */
+		if (res.outcome == OUTCOME_LOST) {
 			rc = LINK_E_FIELD;
 			break;
 		}
-		dispatcher_result(a->ap->d, a->p, res.job_id, res.message_id,
-				  res.outcome, res.provider_message_id,
-				  res.detail);
+		dispatcher_result_after(
+		    a->ap->d, a->p, res.job_id, res.message_id, res.outcome,
+		    res.provider_message_id, res.detail, res.retry_after_ms);
 		return;
 	case LINK_ERROR:
 		if (link_decode_error(p, n, &le) == 0)
