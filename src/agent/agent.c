@@ -97,6 +97,7 @@ struct agent {
 	uint64_t gen; /* bumped at every connect */
 	uint8_t nonce[LINK_NONCE_LEN];
 	uint8_t server_nonce[LINK_NONCE_LEN];
+	uint32_t server_revision; /* from CHALLENGE: the outcomes it knows */
 	int backoff_ms;
 	uint32_t hb_interval_ms;
 	uint64_t max_message_bytes; /* of this link: see handle_welcome() */
@@ -213,7 +214,8 @@ copy_trunc(char *dst, size_t dstsz, const char *src)
 
 static void
 send_result(struct agent *a, uint64_t job_id, const char *message_id,
-	    int outcome, const char *pmid, const char *detail)
+	    int outcome, const char *pmid, const char *detail,
+	    uint32_t retry_after_ms)
 {
 	struct link_result r;
 	char buf[LINK_PMID_MAX + 1];
@@ -222,7 +224,12 @@ send_result(struct agent *a, uint64_t job_id, const char *message_id,
 	memset(&r, 0, sizeof(r));
 	r.job_id = job_id;
 	copy_trunc(r.message_id, sizeof(r.message_id), message_id);
-	r.outcome = outcome;
+	/* An older server refuses outcome names it does not know. */
+	r.outcome = link_outcome_for_revision(outcome, a->server_revision);
+	if (r.outcome == OUTCOME_THROTTLED)
+		r.retry_after_ms = retry_after_ms > LINK_RETRY_AFTER_MAX_MS
+				       ? LINK_RETRY_AFTER_MAX_MS
+				       : retry_after_ms;
 	copy_trunc(r.provider_message_id, sizeof(r.provider_message_id), pmid);
 	/* A provider's id goes into logs and APIs: no control bytes. */
 	for (i = 0; r.provider_message_id[i] != '\0'; i++)
@@ -231,7 +238,7 @@ send_result(struct agent *a, uint64_t job_id, const char *message_id,
 			r.provider_message_id[i] = '?';
 	copy_trunc(r.detail, sizeof(r.detail), detail);
 	log_info("%s agent result job=%llu outcome=%s pmid=%s", r.message_id,
-		 (unsigned long long)job_id, outcome_name(outcome),
+		 (unsigned long long)job_id, outcome_name(r.outcome),
 		 log_sanitize(r.provider_message_id,
 			      strlen(r.provider_message_id), buf, sizeof(buf)));
 	if (link_encode_result(link_conn_output(a->conn), &r) != 0)
@@ -248,7 +255,8 @@ job_done(struct connector_job *cj, const struct connector_result *res,
 
 	if (j->gen == a->gen && a->state == AGENT_STATE_READY)
 		send_result(a, cj->job_id, j->message_id, res->outcome,
-			    res->provider_message_id, res->detail);
+			    res->provider_message_id, res->detail,
+			    res->retry_after_ms);
 	else
 		log_info("%s agent abandoned job=%llu outcome=%s (link gone)",
 			 j->message_id, (unsigned long long)cj->job_id,
@@ -278,7 +286,7 @@ handle_job(struct agent *a, const uint8_t *p, size_t n)
 		 (unsigned long long)lj.job_id, lj.nrcpt, lj.mime_len);
 	if (lj.mime_len > a->max_message_bytes) {
 		send_result(a, lj.job_id, lj.message_id, OUTCOME_PERMANENT,
-			    NULL, "message larger than the agent accepts");
+			    NULL, "message larger than the agent accepts", 0);
 		goto out;
 	}
 	j = xcalloc(1, sizeof(*j));
@@ -308,7 +316,7 @@ handle_job(struct agent *a, const uint8_t *p, size_t n)
 	rc = a->ops->send(a->cstate, &j->cj);
 	if (rc < 0) {
 		send_result(a, lj.job_id, lj.message_id, OUTCOME_TRANSIENT,
-			    NULL, "the connector refused the job");
+			    NULL, "the connector refused the job", 0);
 		job_free(a, j);
 	}
 out:
@@ -329,6 +337,7 @@ handle_challenge(struct agent *a, const uint8_t *p, size_t n)
 		return;
 	}
 	memcpy(a->server_nonce, ch.nonce, LINK_NONCE_LEN);
+	a->server_revision = ch.revision;
 	link_mac_agent(a->secret, a->secret_len, a->server_nonce, a->nonce,
 		       a->pc->name, au.mac);
 	if (link_encode_auth(link_conn_output(a->conn), &au) != 0) {
