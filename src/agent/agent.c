@@ -27,6 +27,7 @@
  * The secret and message bodies are never logged.
  */
 #include "agent/agent.h"
+#include "agent/agent_health.h"
 #include "agent/connector.h"
 #include "common/config.h"
 #include "common/log.h"
@@ -111,6 +112,9 @@ struct agent {
 	struct agent_job_list jobs[JOB_BUCKETS];
 	uint32_t in_flight; /* jobs of the current link */
 	size_t njobs;       /* all, including abandoned ones */
+	/* The window and the account probe (agent_health.h). */
+	struct agent_health health;
+	bool health_ready; /* health initialized */
 };
 
 static void agent_connect(struct agent *a);
@@ -178,9 +182,7 @@ send_heartbeat(struct agent *a)
 
 	memset(&hb, 0, sizeof(hb));
 	hb.seq = ++a->hb_seq;
-	hb.health = a->ops->health(a->cstate);
-	if (hb.health < LINK_HEALTH_OK || hb.health > LINK_HEALTH_DOWN)
-		hb.health = LINK_HEALTH_DOWN;
+	hb.health = agent_health_level(&a->health);
 	hb.in_flight = a->in_flight;
 	hb.load = agent_load(a);
 	if (link_encode_heartbeat(link_conn_output(a->conn), &hb) != 0)
@@ -253,6 +255,8 @@ job_done(struct connector_job *cj, const struct connector_result *res,
 	struct agent *a = arg;
 	struct agent_job *j = cj->owner;
 
+	/* Abandoned or not, the answer says how the provider is. */
+	agent_health_record(&a->health, res->outcome);
 	if (j->gen == a->gen && a->state == AGENT_STATE_READY)
 		send_result(a, cj->job_id, j->message_id, res->outcome,
 			    res->provider_message_id, res->detail,
@@ -580,6 +584,9 @@ agent_cleanup(struct agent *a)
 	/* The connector first: its workers may still read job memory. */
 	if (a->cstate != NULL)
 		a->ops->close(a->cstate);
+	/* Same turn of the loop: an abandoned probe never calls back. */
+	if (a->health_ready)
+		agent_health_cleanup(&a->health);
 	for (i = 0; i < JOB_BUCKETS; i++)
 		while ((j = LIST_FIRST(&a->jobs[i])) != NULL)
 			job_free(a, j);
@@ -693,6 +700,9 @@ agent_setup(struct agent *a, const char *file, const char *name,
 	if (a->base == NULL)
 		fatalx("event_base_new");
 	a->dns = evdns_base_new(a->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+	agent_health_init(&a->health, a->base, a->pc->name, a->ops,
+			  a->pc->probe_interval_s);
+	a->health_ready = true;
 	rc = a->ops->open(a->pc, a->base, job_done, a, &a->cstate, err,
 			  sizeof(err));
 	if (rc != 0) {
@@ -700,6 +710,7 @@ agent_setup(struct agent *a, const char *file, const char *name,
 		fprintf(stderr, "shivneri agent: %s: %s\n", where, err);
 		return 2;
 	}
+	a->health.cstate = a->cstate;
 	return 0;
 }
 
