@@ -27,6 +27,7 @@
  * The secret and message bodies are never logged.
  */
 #include "agent/agent.h"
+#include "agent/agent_health.h"
 #include "agent/connector.h"
 #include "common/config.h"
 #include "common/log.h"
@@ -97,6 +98,7 @@ struct agent {
 	uint64_t gen; /* bumped at every connect */
 	uint8_t nonce[LINK_NONCE_LEN];
 	uint8_t server_nonce[LINK_NONCE_LEN];
+	uint32_t server_revision; /* from CHALLENGE: the outcomes it knows */
 	int backoff_ms;
 	uint32_t hb_interval_ms;
 	uint64_t max_message_bytes; /* of this link: see handle_welcome() */
@@ -110,6 +112,9 @@ struct agent {
 	struct agent_job_list jobs[JOB_BUCKETS];
 	uint32_t in_flight; /* jobs of the current link */
 	size_t njobs;       /* all, including abandoned ones */
+	/* The window and the account probe (agent_health.h). */
+	struct agent_health health;
+	bool health_ready; /* health initialized */
 };
 
 static void agent_connect(struct agent *a);
@@ -177,9 +182,7 @@ send_heartbeat(struct agent *a)
 
 	memset(&hb, 0, sizeof(hb));
 	hb.seq = ++a->hb_seq;
-	hb.health = a->ops->health(a->cstate);
-	if (hb.health < LINK_HEALTH_OK || hb.health > LINK_HEALTH_DOWN)
-		hb.health = LINK_HEALTH_DOWN;
+	hb.health = agent_health_level(&a->health);
 	hb.in_flight = a->in_flight;
 	hb.load = agent_load(a);
 	if (link_encode_heartbeat(link_conn_output(a->conn), &hb) != 0)
@@ -213,7 +216,8 @@ copy_trunc(char *dst, size_t dstsz, const char *src)
 
 static void
 send_result(struct agent *a, uint64_t job_id, const char *message_id,
-	    int outcome, const char *pmid, const char *detail)
+	    int outcome, const char *pmid, const char *detail,
+	    uint32_t retry_after_ms)
 {
 	struct link_result r;
 	char buf[LINK_PMID_MAX + 1];
@@ -222,7 +226,12 @@ send_result(struct agent *a, uint64_t job_id, const char *message_id,
 	memset(&r, 0, sizeof(r));
 	r.job_id = job_id;
 	copy_trunc(r.message_id, sizeof(r.message_id), message_id);
-	r.outcome = outcome;
+	/* An older server refuses outcome names it does not know. */
+	r.outcome = link_outcome_for_revision(outcome, a->server_revision);
+	if (r.outcome == OUTCOME_THROTTLED)
+		r.retry_after_ms = retry_after_ms > LINK_RETRY_AFTER_MAX_MS
+				       ? LINK_RETRY_AFTER_MAX_MS
+				       : retry_after_ms;
 	copy_trunc(r.provider_message_id, sizeof(r.provider_message_id), pmid);
 	/* A provider's id goes into logs and APIs: no control bytes. */
 	for (i = 0; r.provider_message_id[i] != '\0'; i++)
@@ -231,7 +240,7 @@ send_result(struct agent *a, uint64_t job_id, const char *message_id,
 			r.provider_message_id[i] = '?';
 	copy_trunc(r.detail, sizeof(r.detail), detail);
 	log_info("%s agent result job=%llu outcome=%s pmid=%s", r.message_id,
-		 (unsigned long long)job_id, outcome_name(outcome),
+		 (unsigned long long)job_id, outcome_name(r.outcome),
 		 log_sanitize(r.provider_message_id,
 			      strlen(r.provider_message_id), buf, sizeof(buf)));
 	if (link_encode_result(link_conn_output(a->conn), &r) != 0)
@@ -246,9 +255,12 @@ job_done(struct connector_job *cj, const struct connector_result *res,
 	struct agent *a = arg;
 	struct agent_job *j = cj->owner;
 
+	/* Abandoned or not, the answer says how the provider is. */
+	agent_health_record(&a->health, res->outcome);
 	if (j->gen == a->gen && a->state == AGENT_STATE_READY)
 		send_result(a, cj->job_id, j->message_id, res->outcome,
-			    res->provider_message_id, res->detail);
+			    res->provider_message_id, res->detail,
+			    res->retry_after_ms);
 	else
 		log_info("%s agent abandoned job=%llu outcome=%s (link gone)",
 			 j->message_id, (unsigned long long)cj->job_id,
@@ -278,7 +290,7 @@ handle_job(struct agent *a, const uint8_t *p, size_t n)
 		 (unsigned long long)lj.job_id, lj.nrcpt, lj.mime_len);
 	if (lj.mime_len > a->max_message_bytes) {
 		send_result(a, lj.job_id, lj.message_id, OUTCOME_PERMANENT,
-			    NULL, "message larger than the agent accepts");
+			    NULL, "message larger than the agent accepts", 0);
 		goto out;
 	}
 	j = xcalloc(1, sizeof(*j));
@@ -308,7 +320,7 @@ handle_job(struct agent *a, const uint8_t *p, size_t n)
 	rc = a->ops->send(a->cstate, &j->cj);
 	if (rc < 0) {
 		send_result(a, lj.job_id, lj.message_id, OUTCOME_TRANSIENT,
-			    NULL, "the connector refused the job");
+			    NULL, "the connector refused the job", 0);
 		job_free(a, j);
 	}
 out:
@@ -329,6 +341,7 @@ handle_challenge(struct agent *a, const uint8_t *p, size_t n)
 		return;
 	}
 	memcpy(a->server_nonce, ch.nonce, LINK_NONCE_LEN);
+	a->server_revision = ch.revision;
 	link_mac_agent(a->secret, a->secret_len, a->server_nonce, a->nonce,
 		       a->pc->name, au.mac);
 	if (link_encode_auth(link_conn_output(a->conn), &au) != 0) {
@@ -571,6 +584,9 @@ agent_cleanup(struct agent *a)
 	/* The connector first: its workers may still read job memory. */
 	if (a->cstate != NULL)
 		a->ops->close(a->cstate);
+	/* Same turn of the loop: an abandoned probe never calls back. */
+	if (a->health_ready)
+		agent_health_cleanup(&a->health);
 	for (i = 0; i < JOB_BUCKETS; i++)
 		while ((j = LIST_FIRST(&a->jobs[i])) != NULL)
 			job_free(a, j);
@@ -684,6 +700,9 @@ agent_setup(struct agent *a, const char *file, const char *name,
 	if (a->base == NULL)
 		fatalx("event_base_new");
 	a->dns = evdns_base_new(a->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+	agent_health_init(&a->health, a->base, a->pc->name, a->ops,
+			  a->pc->probe_interval_s);
+	a->health_ready = true;
 	rc = a->ops->open(a->pc, a->base, job_done, a, &a->cstate, err,
 			  sizeof(err));
 	if (rc != 0) {
@@ -691,6 +710,7 @@ agent_setup(struct agent *a, const char *file, const char *name,
 		fprintf(stderr, "shivneri agent: %s: %s\n", where, err);
 		return 2;
 	}
+	a->health.cstate = a->cstate;
 	return 0;
 }
 

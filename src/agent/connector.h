@@ -27,6 +27,7 @@
 #ifndef SHIVNERI_CONNECTOR_H
 #define SHIVNERI_CONNECTOR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -53,6 +54,13 @@ struct connector_result {
 	uint32_t retry_after_ms;         /* THROTTLED: how long, 0 unknown */
 };
 
+/*
+ * A probe's answer: passed is true when the provider took our credentials
+ * (its cheap authenticated call answered 2xx); detail (may be NULL, no
+ * secrets) says why not.  Called on the loop, never from inside probe().
+ */
+typedef void (*connector_probe_cb)(bool passed, const char *detail, void *arg);
+
 /* Called once per accepted job; res and its strings die after it returns. */
 typedef void (*connector_done_cb)(struct connector_job *job,
 				  const struct connector_result *res,
@@ -74,8 +82,17 @@ struct connector_ops {
 	/* LINK_HEALTH_OK | _DEGRADED | _DOWN, for heartbeats. */
 	int (*health)(void *state);
 	/*
+	 * Optional (NULL: the API has no cheap authenticated call).  Starts
+	 * one check of the account after an OUTCOME_ACCOUNT, asynchronous
+	 * like send: 0 and cb is called later, exactly once; <0 and cb is
+	 * never called (the agent counts it as failed).  The agent runs at
+	 * most one at a time, every probe_interval_s until one passes.
+	 */
+	int (*probe)(void *state, connector_probe_cb cb, void *arg);
+	/*
 	 * Stops: jobs still in flight are abandoned without done() (the
-	 * server counts them lost when the link drops).  Frees state.
+	 * server counts them lost when the link drops), and so is a probe
+	 * under way (no cb).  Frees state.
 	 */
 	void (*close)(void *state);
 };

@@ -21,7 +21,9 @@ usage(FILE *f)
 		"\n"
 		"One line per provider: name, type, state, in flight, "
 		"delivered,\n"
-		"failed, last heartbeat.  --url defaults to "
+		"failed, last heartbeat, paused until (a throttled provider) "
+		"and\n"
+		"the reason it is not up.  --url defaults to "
 		"$SHIVNERI_URL or %s.\n",
 		CLI_DEFAULT_URL);
 }
@@ -40,12 +42,13 @@ static void
 print_table(const json_t *list)
 {
 	const json_t *p;
-	char name[72], type[24], state[24], hb[32];
+	char name[72], type[24], state[24], hb[32], until[40], why[256];
 	long long ago;
 	size_t i;
 
-	printf("%-24s %-10s %-9s %9s %10s %8s %s\n", "NAME", "TYPE", "STATE",
-	       "IN_FLIGHT", "DELIVERED", "FAILED", "LAST_HEARTBEAT");
+	printf("%-24s %-10s %-9s %9s %10s %8s %-15s %-24s %s\n", "NAME", "TYPE",
+	       "STATE", "IN_FLIGHT", "DELIVERED", "FAILED", "LAST_HEARTBEAT",
+	       "PAUSED_UNTIL", "REASON");
 	for (i = 0; i < json_array_size(list); i++) {
 		p = json_array_get(list, i);
 		if (!json_is_object(p))
@@ -55,13 +58,15 @@ print_table(const json_t *list)
 			snprintf(hb, sizeof(hb), "-");
 		else
 			snprintf(hb, sizeof(hb), "%lldms ago", ago);
-		printf("%-24s %-10s %-9s %9lld %10lld %8lld %s\n",
+		printf("%-24s %-10s %-9s %9lld %10lld %8lld %-15s %-24s %s\n",
 		       str(p, "name", name, sizeof(name)),
 		       str(p, "type", type, sizeof(type)),
 		       str(p, "state", state, sizeof(state)),
 		       cli_json_int(p, "in_flight", 0),
 		       cli_json_int(p, "delivered", 0),
-		       cli_json_int(p, "failed", 0), hb);
+		       cli_json_int(p, "failed", 0), hb,
+		       str(p, "paused_until", until, sizeof(until)),
+		       str(p, "reason", why, sizeof(why)));
 	}
 }
 

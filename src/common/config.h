@@ -38,6 +38,7 @@ struct provider_config {
 	int max_in_flight;    /* default 32 */
 	int rate_per_s;       /* 0: no limit */
 	int slow_start_s;     /* default 0 */
+	int probe_interval_s; /* 0: not set (the agent's default, 30) */
 	int overflow;         /* 1 yes, 0 no, -1 not set (see dispatch) */
 	int line;             /* line of the section header; 0 if embedded */
 	struct config_kv *kv; /* every key of the section, in file order */

@@ -26,8 +26,9 @@ static const struct config_ptype *ptypes[PTYPE_MAX];
 static size_t nptypes;
 
 static const char *const generic_keys[] = {
-    "type",          "spawn",      "weight",       "priority",
-    "max_in_flight", "rate_per_s", "slow_start_s", "overflow",
+    "type",         "spawn",         "weight",
+    "priority",     "max_in_flight", "rate_per_s",
+    "slow_start_s", "overflow",      "probe_interval_s",
 };
 
 void
@@ -211,6 +212,8 @@ generic_key(struct provider_config *pc, const struct config_kv *kv,
 		generic_int(r, kv, 0, INT_MAX, &pc->rate_per_s);
 	} else if (strcmp(kv->key, "slow_start_s") == 0) {
 		generic_int(r, kv, 0, INT_MAX, &pc->slow_start_s);
+	} else if (strcmp(kv->key, "probe_interval_s") == 0) {
+		generic_int(r, kv, 1, 86400, &pc->probe_interval_s);
 	} else if (strcmp(kv->key, "overflow") == 0) {
 		generic_bool(r, kv, &pc->overflow);
 	} else {

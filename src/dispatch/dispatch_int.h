@@ -210,6 +210,14 @@ void dispatch__refresh(struct dispatcher *d, struct provider *p);
 bool dispatch__usable(const struct provider *p);
 /* A provider-caused failure: the breaker may take p down. */
 void dispatch__provider_failure(struct dispatcher *d, struct provider *p);
+/* Throttled: p pauses (Retry-After, else doubling from 1 s to 60 s). */
+#define THROTTLE_BASE_MS 1000
+#define THROTTLE_MAX_MS 60000
+void dispatch__provider_throttled(struct dispatcher *d, struct provider *p,
+				  uint32_t retry_after_ms, const char *detail);
+/* An account fault: p is down until its agent's probe passes. */
+void dispatch__provider_account(struct dispatcher *d, struct provider *p,
+				const char *detail);
 void dispatch__arm_delay(struct dispatcher *d);
 /* Starts (or restarts) a one-shot timer; a failure is fatal (our bug). */
 void dispatch__timer_start(struct event *ev, int64_t ms);
@@ -224,7 +232,8 @@ void record__send(struct dispatcher *d, struct store_message *m,
 		  struct provider *p);
 /* The agent's verdict on a sent job, already released. */
 void record__result(struct dispatcher *d, struct job *j, struct provider *p,
-		    int outcome, const char *pmid, const char *detail);
+		    int outcome, const char *pmid, const char *detail,
+		    uint32_t retry_after_ms);
 /* A sent job that will get no answer: requeued (or failed) as lost. */
 void record__lost(struct dispatcher *d, struct job *j, const char *why);
 /* Gives j's slot at its provider back; the caller refreshes it. */

@@ -423,6 +423,19 @@ requeue_all(struct dispatcher *d, struct provider *p, const char *why)
 	}
 }
 
+static const char *
+state_name(int state)
+{
+	switch (state) {
+	case PROVIDER_UP:
+		return "up";
+	case PROVIDER_PAUSED:
+		return "paused";
+	default:
+		return "down";
+	}
+}
+
 static void
 provider_set_state(struct dispatcher *d, struct provider *p, int state,
 		   const char *why)
@@ -430,18 +443,24 @@ provider_set_state(struct dispatcher *d, struct provider *p, int state,
 	if (p->state != state)
 		log_info("- registry state provider=%s from=%s to=%s "
 			 "reason=\"%s\"",
-			 p->name, p->state == PROVIDER_UP ? "up" : "down",
-			 state == PROVIDER_UP ? "up" : "down", why);
-	/* Kept for GET /v1/providers: why it is down, NULL while up. */
+			 p->name, state_name(p->state), state_name(state), why);
+	/* Kept for GET /v1/providers: why it is not up, "" while up. */
 	if (state == PROVIDER_UP)
 		p->reason[0] = '\0';
 	else if (p->state != state || p->reason[0] == '\0')
 		snprintf(p->reason, sizeof(p->reason), "%s", why);
-	if (p->state != state && state == PROVIDER_UP) {
-		/* A return, not the first up: its share ramps up again. */
+	/* A return from down, not the first up: its share ramps up again.
+	 * A pause is the provider's own pacing, not a return. */
+	if (p->state == PROVIDER_DOWN && state == PROVIDER_UP) {
 		if (p->ever_up)
 			limits__ramp_start(p, mono_ms());
 		p->ever_up = true;
+	}
+	if (state != PROVIDER_PAUSED) {
+		p->paused_until_ms = 0;
+		p->pause_end_mono = 0;
+		if (p->pause_timer != NULL)
+			evtimer_del(p->pause_timer);
 	}
 	p->state = state;
 	if (state == PROVIDER_DOWN)
@@ -460,13 +479,93 @@ dispatch__provider_failure(struct dispatcher *d, struct provider *p)
 	}
 }
 
+/*
+ * A throttled answer: p is paused for retry_after_ms when the provider
+ * said how long, else for 1 s doubling up to THROTTLE_MAX_MS on throttles
+ * in a row (a delivery resets it).  Throttles of jobs sent before the pause
+ * began arrive while paused: they may lengthen it to a Retry-After, but do
+ * not double it, so that a full window of 429s counts as one.
+ */
+void
+dispatch__provider_throttled(struct dispatcher *d, struct provider *p,
+			     uint32_t retry_after_ms, const char *detail)
+{
+	int64_t ms, now = mono_ms();
+	char why[sizeof(p->reason)];
+
+	if (p->state == PROVIDER_DOWN)
+		return;
+	if (retry_after_ms > 0) {
+		ms = retry_after_ms;
+	} else if (p->state == PROVIDER_PAUSED) {
+		return;
+	} else {
+		p->throttle_ms = p->throttle_ms == 0 ? THROTTLE_BASE_MS
+				 : p->throttle_ms >= THROTTLE_MAX_MS / 2
+				     ? THROTTLE_MAX_MS
+				     : p->throttle_ms * 2;
+		ms = p->throttle_ms;
+	}
+	if (p->state == PROVIDER_PAUSED && now + ms <= p->pause_end_mono)
+		return;
+	p->pause_end_mono = now + ms;
+	p->paused_until_ms = now_ms() + ms;
+	dispatch__timer_start(p->pause_timer, ms);
+	log_info("- registry paused provider=%s pause_ms=%" PRId64
+		 " retry_after=%s",
+		 p->name, ms, retry_after_ms > 0 ? "yes" : "no");
+	if (p->state == PROVIDER_UP) {
+		snprintf(why, sizeof(why), "throttled: %s",
+			 detail != NULL && *detail != '\0' ? detail
+							   : "rate limited");
+		provider_set_state(d, p, PROVIDER_PAUSED, why);
+	}
+}
+
+/* The pause is over: back to work, unless the agent says otherwise. */
+static void
+pause_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct provider *p = arg;
+
+	if (p->state != PROVIDER_PAUSED)
+		return;
+	if (p->conn != NULL && p->health != LINK_HEALTH_DOWN)
+		provider_set_state(p->dispatcher, p, PROVIDER_UP, "pause over");
+	else
+		provider_set_state(p->dispatcher, p, PROVIDER_DOWN,
+				   "agent reports provider down");
+}
+
+/*
+ * An account fault (credentials, suspension, quota): p is down with the
+ * provider's reason until its agent's heartbeat stops saying down, which
+ * the agent does once its probe passes.
+ */
+void
+dispatch__provider_account(struct dispatcher *d, struct provider *p,
+			   const char *detail)
+{
+	char why[sizeof(p->reason)];
+
+	p->account_down = true;
+	snprintf(why, sizeof(why), "account: %s",
+		 detail != NULL && *detail != '\0' ? detail : "refused");
+	if (p->state != PROVIDER_DOWN) {
+		provider_set_state(d, p, PROVIDER_DOWN, why);
+	} else {
+		/* Already down: the account fault is the reason now. */
+		snprintf(p->reason, sizeof(p->reason), "%s", why);
+	}
+}
+
 /* The watchdog is re-armed by every heartbeat: firing means silence. */
 static void
 hb_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct provider *p = arg;
 
-	if (p->state == PROVIDER_UP)
+	if (p->state != PROVIDER_DOWN)
 		provider_set_state(p->dispatcher, p, PROVIDER_DOWN,
 				   "heartbeat timeout");
 }
@@ -478,7 +577,9 @@ breaker_cb(evutil_socket_t fd, short what, void *arg)
 
 	if (!breaker__half_open(p))
 		return;
-	if (p->conn != NULL && p->health != LINK_HEALTH_DOWN)
+	/* An account fault waits for its probe, not for the breaker. */
+	if (p->conn != NULL && p->health != LINK_HEALTH_DOWN &&
+	    p->state == PROVIDER_DOWN && !p->account_down)
 		provider_set_state(p->dispatcher, p, PROVIDER_UP,
 				   "breaker trial");
 }
@@ -493,6 +594,8 @@ ensure_timers(struct dispatcher *d, struct provider *p)
 		p->rate_timer = xevent_new(d->base, rate_cb, p);
 	if (p->breaker_timer == NULL)
 		p->breaker_timer = xevent_new(d->base, breaker_cb, p);
+	if (p->pause_timer == NULL)
+		p->pause_timer = xevent_new(d->base, pause_cb, p);
 	breaker__init(p, d->cfg->breaker_cooldown_ms);
 }
 
@@ -515,10 +618,15 @@ dispatcher_heartbeat(struct dispatcher *d, struct provider *p, int health,
 	p->health = health;
 	dispatch__timer_start(p->hb_timer, d->cfg->heartbeat_timeout_ms);
 	if (health == LINK_HEALTH_DOWN) {
-		if (p->state == PROVIDER_UP)
+		if (p->state != PROVIDER_DOWN)
 			provider_set_state(d, p, PROVIDER_DOWN,
 					   "agent reports provider down");
 		return;
+	}
+	if (p->state == PROVIDER_DOWN && p->account_down) {
+		/* The agent's probe passed: the account works again. */
+		log_info("- registry probe_passed provider=%s", p->name);
+		p->account_down = false;
 	}
 	if (p->state == PROVIDER_DOWN && breaker__allows(p)) {
 		provider_set_state(d, p, PROVIDER_UP, "heartbeat");
@@ -554,9 +662,10 @@ dispatcher_set_disabled(struct dispatcher *d, struct provider *p, bool disabled)
 /* --- results and timeouts -------------------------------------------- */
 
 void
-dispatcher_result(struct dispatcher *d, struct provider *p, uint64_t job_id,
-		  const char *message_id, int outcome, const char *pmid,
-		  const char *detail)
+dispatcher_result_after(struct dispatcher *d, struct provider *p,
+			uint64_t job_id, const char *message_id, int outcome,
+			const char *pmid, const char *detail,
+			uint32_t retry_after_ms)
 {
 	struct job *j = jobs__find(&d->jobs, job_id);
 
@@ -577,12 +686,21 @@ dispatcher_result(struct dispatcher *d, struct provider *p, uint64_t job_id,
 	}
 	record__release(d, j);
 	j->m->attempts = j->n;
-	/* Anything but a verdict on the message counts as provider-caused. */
-	if (outcome != OUTCOME_DELIVERED && outcome != OUTCOME_PERMANENT)
+	/* An outcome no agent may report (lost) is provider-caused. */
+	if (outcome < 0 || outcome > OUTCOME_MAX || outcome == OUTCOME_LOST)
 		outcome = OUTCOME_TRANSIENT;
-	record__result(d, j, p, outcome, pmid, detail);
+	record__result(d, j, p, outcome, pmid, detail, retry_after_ms);
 	dispatch__refresh(d, p);
 	dispatch__schedule_pump(d);
+}
+
+void
+dispatcher_result(struct dispatcher *d, struct provider *p, uint64_t job_id,
+		  const char *message_id, int outcome, const char *pmid,
+		  const char *detail)
+{
+	dispatcher_result_after(d, p, job_id, message_id, outcome, pmid, detail,
+				0);
 }
 
 /*

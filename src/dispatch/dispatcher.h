@@ -85,6 +85,17 @@ void dispatcher_provider_unlinked(struct dispatcher *d, struct provider *p,
 void dispatcher_result(struct dispatcher *d, struct provider *p,
 		       uint64_t job_id, const char *message_id, int outcome,
 		       const char *provider_message_id, const char *detail);
+/*
+ * The same with the provider's Retry-After (0: none), for a throttled
+ * outcome.  The class drives the routing (docs/internals/dispatch.md):
+ * throttled pauses p and does not count against max_attempts; account
+ * takes p down until its agent's probe passes; ambiguous and transient
+ * move the message on and count in the breaker.
+ */
+void dispatcher_result_after(struct dispatcher *d, struct provider *p,
+			     uint64_t job_id, const char *message_id,
+			     int outcome, const char *provider_message_id,
+			     const char *detail, uint32_t retry_after_ms);
 /* Operator's drain. */
 void dispatcher_set_disabled(struct dispatcher *d, struct provider *p,
 			     bool disabled);

@@ -455,7 +455,12 @@ write_issue(struct dispatcher *d, struct job *j)
 		u.error = j->error;
 	if (j->has_attempt) {
 		u.has_attempt = true;
-		u.attempt.n = j->n;
+		/*
+		 * Numbered by the store (the next free n): a throttled try
+		 * is on record but does not count in m->attempts, so j->n
+		 * may repeat.
+		 */
+		u.attempt.n = 0;
 		/* Borrowed: store_update copies the strings. */
 		u.attempt.provider = (char *)(uintptr_t)j->pname;
 		u.attempt.at_ms = j->at_ms;
@@ -558,14 +563,35 @@ record__send(struct dispatcher *d, struct store_message *m, struct provider *p)
 }
 
 /* A verdict from the agent on j's message; j is released. */
+/*
+ * Throttled: the provider asked us to slow down, the message did nothing
+ * wrong.  The try is on record but free (m->attempts as before it), and
+ * the message goes elsewhere at once (tried here this round).
+ */
+static void
+requeue_throttled(struct dispatcher *d, struct job *j, const char *detail)
+{
+	struct store_message *m = j->m;
+
+	m->attempts = j->n - 1;
+	set_attempt(j, OUTCOME_THROTTLED, detail);
+	tried_add(m, j->pname);
+	job_write(j, WRITE_REQUEUE, MSG_QUEUED, MSG_SENDING);
+	write_issue(d, j);
+}
+
 void
 record__result(struct dispatcher *d, struct job *j, struct provider *p,
-	       int outcome, const char *pmid, const char *detail)
+	       int outcome, const char *pmid, const char *detail,
+	       uint32_t retry_after_ms)
 {
+	const char *det = detail ? detail : "";
+
 	set_attempt(j, outcome, detail);
 	switch (outcome) {
 	case OUTCOME_DELIVERED:
 		p->delivered++;
+		p->throttle_ms = 0;
 		breaker__success(p, d->cfg->breaker_cooldown_ms);
 		snprintf(j->pmid, sizeof(j->pmid), "%s", pmid ? pmid : "");
 		job_write(j, WRITE_FINAL, MSG_DELIVERED, MSG_SENDING);
@@ -576,16 +602,41 @@ record__result(struct dispatcher *d, struct job *j, struct provider *p,
 		/* The message was refused, not the provider: it works. */
 		breaker__success(p, d->cfg->breaker_cooldown_ms);
 		snprintf(j->error, sizeof(j->error), "%s",
-			 detail && *detail ? detail
-					   : "refused by the provider");
+			 *det ? det : "refused by the provider");
 		job_write(j, WRITE_FINAL, MSG_FAILED, MSG_SENDING);
 		write_issue(d, j);
+		break;
+	case OUTCOME_THROTTLED:
+		/* Not a failure: the breaker does not count it. */
+		p->throttled++;
+		log_info("%s dispatch throttled provider=%s retry_after_ms=%u "
+			 "detail=\"%s\"",
+			 j->m->id, p->name, retry_after_ms, det);
+		requeue_throttled(d, j, detail);
+		dispatch__provider_throttled(d, p, retry_after_ms, det);
+		break;
+	case OUTCOME_ACCOUNT:
+		p->failed++;
+		log_info("%s dispatch account provider=%s attempt=%d "
+			 "detail=\"%s\"",
+			 j->m->id, p->name, j->n, det);
+		retry_or_fail(d, j, OUTCOME_ACCOUNT, detail);
+		dispatch__provider_account(d, p, det);
+		break;
+	case OUTCOME_AMBIGUOUS:
+		/* Routed like transient; the attempt shows the duplicate. */
+		p->failed++;
+		log_info("%s dispatch ambiguous provider=%s attempt=%d "
+			 "duplicate_possible=yes detail=\"%s\"",
+			 j->m->id, p->name, j->n, det);
+		retry_or_fail(d, j, OUTCOME_AMBIGUOUS, detail);
+		dispatch__provider_failure(d, p);
 		break;
 	default:
 		p->failed++;
 		log_info("%s dispatch transient provider=%s attempt=%d "
 			 "detail=\"%s\"",
-			 j->m->id, p->name, j->n, detail ? detail : "");
+			 j->m->id, p->name, j->n, det);
 		retry_or_fail(d, j, OUTCOME_TRANSIENT, detail);
 		dispatch__provider_failure(d, p);
 		break;

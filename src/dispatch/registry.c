@@ -40,6 +40,8 @@ provider_free(struct provider *p)
 {
 	if (p->breaker_timer != NULL)
 		event_free(p->breaker_timer);
+	if (p->pause_timer != NULL)
+		event_free(p->pause_timer);
 	if (p->rate_timer != NULL)
 		event_free(p->rate_timer);
 	if (p->hb_timer != NULL)
@@ -160,7 +162,14 @@ provider_state_name(const struct provider *p)
 {
 	if (p->disabled)
 		return "disabled";
-	return p->state == PROVIDER_UP ? "up" : "down";
+	switch (p->state) {
+	case PROVIDER_UP:
+		return "up";
+	case PROVIDER_PAUSED:
+		return "paused";
+	default:
+		return "down";
+	}
 }
 
 const char *

@@ -9,7 +9,14 @@
  *
  *   DOWN --first good heartbeat of a linked agent--> UP
  *   UP --link dropped | heartbeat timeout | agent reports down
- *        | circuit breaker opens--> DOWN
+ *        | circuit breaker opens | an `account` outcome--> DOWN
+ *   UP --a `throttled` outcome--> PAUSED --the pause ends--> UP
+ *   PAUSED --link dropped | heartbeat timeout | agent reports down--> DOWN
+ *
+ * A provider down for an account fault (account_down) comes back only on
+ * a heartbeat that does not say `down`: its agent reports `down` until its
+ * probe passes (docs/internals/dispatch.md).  A paused provider keeps its
+ * jobs in flight and takes no new ones until paused_until.
  *
  * "disabled" (an operator's drain) is a flag beside the state: a disabled
  * provider keeps its link and heartbeats but gets no new messages.  The
@@ -40,6 +47,7 @@ struct dispatcher;
 enum provider_state {
 	PROVIDER_DOWN = 0,
 	PROVIDER_UP = 1,
+	PROVIDER_PAUSED = 2, /* throttled: back by itself at paused_until */
 };
 
 enum breaker_state {
@@ -85,6 +93,13 @@ struct provider {
 	struct event *rate_timer;
 	/* heartbeat watchdog */
 	struct event *hb_timer;
+	/* throttled: the pause and its length for the next doubling */
+	struct event *pause_timer;
+	int64_t paused_until_ms; /* wall clock, for the API; 0: none */
+	int64_t pause_end_mono;  /* mono ms */
+	int throttle_ms;         /* last pause without Retry-After; 0: none */
+	bool account_down;       /* down for an account fault until a probe */
+	uint64_t throttled;
 	/* jobs in flight at this provider (the dispatcher's) */
 	struct job *jobs;
 	/* Sum of the message sizes of those jobs: what the server holds for

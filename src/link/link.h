@@ -11,7 +11,7 @@
  * Handshake, agent first:
  *   agent  -> HELLO     {version, name, type, nonce, pid, weight?, priority?,
  *                        max_in_flight?}
- *   server -> CHALLENGE {version, nonce}
+ *   server -> CHALLENGE {version, nonce, revision?}
  *   agent  -> AUTH      {mac = HMAC-SHA256(secret, "shivneri-agent-v1" 0
  *                        server_nonce agent_nonce name)}
  *   server -> WELCOME   {mac = HMAC-SHA256(secret, "shivneri-server-v1" 0
@@ -22,7 +22,7 @@
  *   agent  -> HEARTBEAT {seq, health, in_flight, load}
  *   server -> JOB       {job_id, message_id, mail_from, rcpt[]} + message
  *   agent  -> RESULT    {job_id, message_id, outcome, provider_message_id,
- *                        detail}
+ *                        detail, retry_after_ms?}
  *   either -> ERROR     {code, message}, then close.
  *
  * One limit at every layer: a JOB frame is capped at
@@ -30,6 +30,14 @@
  * in fits.  The server announces its max_message_bytes in WELCOME; an
  * agent uses it (and its own file's value when a server does not send
  * it), so an agent run by hand with another file still agrees.
+ *
+ * Revisions: the wire version stays 1 so that old and new peers still
+ * shake hands; what a server understands beyond it is its revision, an
+ * optional key of CHALLENGE (absent: 1).  Revision 2 adds the outcomes
+ * throttled, account and ambiguous and RESULT's retry_after_ms; an agent
+ * reports them only to a server of revision 2 or later and says transient
+ * to an older one (link_outcome_for_revision), whose decoder would refuse
+ * an unknown outcome name.
  */
 #ifndef SHIVNERI_LINK_H
 #define SHIVNERI_LINK_H
@@ -39,6 +47,8 @@
 #include <stdint.h>
 
 #define LINK_VERSION 1
+#define LINK_REVISION 2                  /* what this build speaks; see above */
+#define LINK_RETRY_AFTER_MAX_MS 86400000 /* a day: RESULT's retry_after_ms */
 #define LINK_NONCE_LEN 32
 #define LINK_MAC_LEN 32
 #define LINK_NAME_MAX 64 /* provider names: [A-Za-z0-9._-]{1,64} */
@@ -133,6 +143,7 @@ struct link_hello {
 struct link_challenge {
 	uint32_t version;
 	uint8_t nonce[LINK_NONCE_LEN];
+	uint32_t revision; /* 1 when absent (a server older than the key) */
 };
 
 struct link_auth {
@@ -174,7 +185,16 @@ struct link_result {
 	int outcome; /* enum outcome */
 	char provider_message_id[LINK_PMID_MAX + 1];
 	char detail[LINK_DETAIL_MAX + 1];
+	/* How long the provider asked us to wait (throttled); 0: not said. */
+	uint32_t retry_after_ms;
 };
+
+/*
+ * The outcome an agent may report to a server of that revision: the
+ * classes of revision 2 become transient for a revision-1 server, which
+ * knows no other provider-caused failure.
+ */
+int link_outcome_for_revision(int outcome, uint32_t revision);
 
 /*
  * The cap of JOB frames for messages of at most max_message_bytes

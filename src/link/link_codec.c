@@ -46,6 +46,16 @@ outcome_name(int outcome)
 }
 
 int
+link_outcome_for_revision(int outcome, uint32_t revision)
+{
+	if (revision < 2 &&
+	    (outcome == OUTCOME_THROTTLED || outcome == OUTCOME_ACCOUNT ||
+	     outcome == OUTCOME_AMBIGUOUS))
+		return OUTCOME_TRANSIENT;
+	return outcome;
+}
+
+int
 outcome_parse(const char *s)
 {
 	size_t i;
@@ -327,7 +337,8 @@ link_encode_challenge(struct evbuffer *out, const struct link_challenge *m)
 {
 	json_t *o = json_object();
 	bool ok = set_int(o, "version", m->version) &&
-		  set_hex(o, "nonce", m->nonce, LINK_NONCE_LEN);
+		  set_hex(o, "nonce", m->nonce, LINK_NONCE_LEN) &&
+		  (m->revision <= 1 || set_int(o, "revision", m->revision));
 
 	return emit_json(out, LINK_CHALLENGE, o, ok, NULL, 0, LINK_CTRL_MAX);
 }
@@ -464,14 +475,17 @@ link_encode_result(struct evbuffer *out, const struct link_result *m)
 	    strnlen(m->provider_message_id, sizeof(m->provider_message_id)) >
 		LINK_PMID_MAX ||
 	    strnlen(m->detail, sizeof(m->detail)) > LINK_DETAIL_MAX ||
-	    !no_ctl(m->provider_message_id))
+	    !no_ctl(m->provider_message_id) ||
+	    m->retry_after_ms > LINK_RETRY_AFTER_MAX_MS)
 		return LINK_E_FIELD;
 	o = json_object();
 	ok = set_int(o, "job_id", (json_int_t)m->job_id) &&
 	     set_str(o, "message_id", m->message_id) &&
 	     set_str(o, "outcome", outcome_names[m->outcome]) &&
 	     set_str(o, "provider_message_id", m->provider_message_id) &&
-	     set_str(o, "detail", m->detail);
+	     set_str(o, "detail", m->detail) &&
+	     (m->retry_after_ms == 0 ||
+	      set_int(o, "retry_after_ms", m->retry_after_ms));
 	return emit_json(out, LINK_RESULT, o, ok, NULL, 0, LINK_CTRL_MAX);
 }
 
@@ -649,11 +663,16 @@ int
 link_decode_challenge(const uint8_t *p, size_t n, struct link_challenge *m)
 {
 	json_t *o;
+	bool has;
 	int rc = 0;
 
 	memset(m, 0, sizeof(*m));
 	o = parse(p, n, &rc);
 	get_hex(o, "nonce", m->nonce, LINK_NONCE_LEN, &rc);
+	m->revision =
+	    (uint32_t)get_int(o, "revision", 1, UINT32_MAX, &has, &rc);
+	if (!has)
+		m->revision = 1;
 	m->version = get_version(o, &rc);
 	json_decref(o);
 	return rc;
@@ -799,6 +818,7 @@ int
 link_decode_result(const uint8_t *p, size_t n, struct link_result *m)
 {
 	json_t *o;
+	bool has;
 	int rc = 0;
 
 	memset(m, 0, sizeof(*m));
@@ -814,6 +834,9 @@ link_decode_result(const uint8_t *p, size_t n, struct link_result *m)
 	check(no_ctl(m->provider_message_id), &rc);
 	get_str(o, "detail", m->detail, sizeof(m->detail), LINK_DETAIL_MAX,
 		true, &rc);
+	/* Optional (revision 2): an older agent never sends it. */
+	m->retry_after_ms = (uint32_t)get_int(
+	    o, "retry_after_ms", 0, LINK_RETRY_AFTER_MAX_MS, &has, &rc);
 	json_decref(o);
 	return rc;
 }

@@ -235,6 +235,7 @@ on_hello(struct agent *a, const uint8_t *p, size_t n)
 	}
 	memset(&ch, 0, sizeof(ch));
 	ch.version = LINK_VERSION;
+	ch.revision = LINK_REVISION;
 	memcpy(ch.nonce, a->nonce, sizeof(ch.nonce));
 	if (link_encode_challenge(link_conn_output(a->conn), &ch) != 0) {
 		reject(a, RL_HANDSHAKE, "internal", "cannot encode challenge");
@@ -405,9 +406,9 @@ on_ready(struct agent *a, int type, const uint8_t *p, size_t n)
 			rc = LINK_E_FIELD;
 			break;
 		}
-		dispatcher_result(a->ap->d, a->p, res.job_id, res.message_id,
-				  res.outcome, res.provider_message_id,
-				  res.detail);
+		dispatcher_result_after(
+		    a->ap->d, a->p, res.job_id, res.message_id, res.outcome,
+		    res.provider_message_id, res.detail, res.retry_after_ms);
 		return;
 	case LINK_ERROR:
 		if (link_decode_error(p, n, &le) == 0)

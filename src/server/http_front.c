@@ -430,7 +430,7 @@ provider_json(struct http_front *f, struct provider *p)
 {
 	json_t *pid = json_null(), *hb = json_null();
 	const char *held = f->sv ? supervisor_held(f->sv, p->name) : NULL;
-	json_t *reason = json_null();
+	json_t *reason = json_null(), *paused = json_null();
 	char clean[256];
 	pid_t spid;
 
@@ -454,13 +454,18 @@ provider_json(struct http_front *f, struct provider *p)
 		json_decref(pid);
 		pid = json_integer(p->agent_pid);
 	}
+	/* A throttled provider comes back by itself at this time. */
+	if (p->state == PROVIDER_PAUSED && p->paused_until_ms > 0) {
+		json_decref(paused);
+		paused = rfc3339_json(p->paused_until_ms);
+	}
 	if (p->last_heartbeat_mono > 0) {
 		json_decref(hb);
 		hb = json_integer(mono_ms() - p->last_heartbeat_mono);
 	}
 	return json_pack(
 	    "{s:s,s:s,s:s,s:b,s:o,s:o,s:i,s:i,s:i,s:I,s:I,s:I,"
-	    "s:s,s:i,s:s,s:o}",
+	    "s:s,s:i,s:s,s:o,s:o,s:I}",
 	    "name", p->name, "type", p->type, "state", provider_state_name(p),
 	    "remote", !p->spawn, "pid", pid, "last_heartbeat_ms_ago", hb,
 	    "weight", p->se.weight, "priority", p->se.priority, "in_flight",
@@ -471,7 +476,8 @@ provider_json(struct http_front *f, struct provider *p)
 	    p->breaker == BREAKER_OPEN        ? "open"
 	    : p->breaker == BREAKER_HALF_OPEN ? "half_open"
 					      : "closed",
-	    "reason", reason);
+	    "reason", reason, "paused_until", paused, "throttled",
+	    (json_int_t)p->throttled);
 }
 
 static void

@@ -8,6 +8,11 @@
  * its section's weight, priority and max_in_flight, beats, takes several
  * jobs at once and reports each one delivered, with the message in new/.
  * SIGTERM then ends it with status 0.  Configuration errors exit 2.
+ *
+ * A fake connector ("classy", registered here) answers every job
+ * throttled with a Retry-After: to a server of revision 2 the agent
+ * reports it so, to one that says no revision (revision 1) as transient
+ * without retry_after_ms, which such a server understands.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +21,8 @@
 #include <cmocka.h>
 
 #include "agent/agent.h"
+#include "agent/connector.h"
+#include "common/config.h"
 #include "common/util.h"
 #include "link/link.h"
 
@@ -54,9 +61,95 @@ struct srv {
 	uint64_t welcome_max; /* max_message_bytes in WELCOME; 0: none */
 	const uint8_t *big;   /* when set, one job of big_len bytes */
 	size_t big_len;
+	uint32_t revision; /* in CHALLENGE; 0: not said (revision 1) */
 };
 
 static char dir[64];
+/* The connector type of p1 in make_config_extra(). */
+static const char *ptype = "maildir";
+
+/* --- the "classy" connector: every job throttled, Retry-After 700 ms --- */
+
+#define CLASSY_RETRY_MS 700
+
+struct classy {
+	struct event_base *base;
+	connector_done_cb done;
+	void *arg;
+};
+
+struct classy_job {
+	struct classy *c;
+	struct connector_job *job;
+};
+
+static const char *const classy_optional[] = {"path", NULL};
+static const struct config_ptype classy_keys = {.name = "classy",
+						.optional = classy_optional};
+
+static int
+classy_open(const struct provider_config *pc, struct event_base *base,
+	    connector_done_cb done, void *arg, void **state, char *err,
+	    size_t errlen)
+{
+	struct classy *c = xcalloc(1, sizeof(*c));
+
+	c->base = base;
+	c->done = done;
+	c->arg = arg;
+	*state = c;
+	return 0;
+}
+
+static void
+classy_answer(evutil_socket_t fd, short what, void *arg)
+{
+	struct classy_job *cj = arg;
+	struct connector_result res = {.outcome = OUTCOME_THROTTLED,
+				       .detail = "429 slow down",
+				       .retry_after_ms = CLASSY_RETRY_MS};
+
+	cj->c->done(cj->job, &res, cj->c->arg);
+	free(cj);
+}
+
+static int
+classy_send(void *state, struct connector_job *job)
+{
+	struct classy_job *cj = xcalloc(1, sizeof(*cj));
+
+	cj->c = state;
+	cj->job = job;
+	/* Never from inside send(): on the next turn of the loop. */
+	if (event_base_once(cj->c->base, -1, EV_TIMEOUT, classy_answer, cj,
+			    NULL) != 0) {
+		free(cj);
+		return -EIO;
+	}
+	return 0;
+}
+
+static int
+classy_health(void *state)
+{
+	return LINK_HEALTH_OK;
+}
+
+static void
+classy_close(void *state)
+{
+	free(state);
+}
+
+static const struct connector_ops classy_ops = {
+    .name = "classy",
+    .config = &classy_keys,
+    .open = classy_open,
+    .send = classy_send,
+    .health = classy_health,
+    .close = classy_close,
+};
+CONNECTOR_REGISTER(classy_ops)
 /* The running agent, killed by teardown if an assertion fails first. */
 static pid_t agent_pid;
 
@@ -89,6 +182,7 @@ srv_frame(struct link_conn *c, int type, const uint8_t *p, size_t n, void *arg)
 			break;
 		memset(&ch, 0, sizeof(ch));
 		ch.version = LINK_VERSION;
+		ch.revision = s->revision;
 		memcpy(ch.nonce, s->nonce, LINK_NONCE_LEN);
 		if (link_encode_challenge(link_conn_output(c), &ch) != 0)
 			break;
@@ -251,13 +345,13 @@ make_config_extra(int port, bool with_secret, const char *extra)
 			 "%s"
 			 "\n"
 			 "[provider.p1]\n"
-			 "type = maildir\n"
+			 "type = %s\n"
 			 "spawn = no\n"
 			 "path = %s/md\n"
 			 "weight = 3\n"
 			 "priority = 7\n"
 			 "max_in_flight = 5\n",
-			 dir, port, secret, extra, dir);
+			 dir, port, secret, extra, ptype, dir);
 	write_file(cfg, text);
 	free(text);
 	free(secret);
@@ -457,6 +551,72 @@ test_agent_end_to_end(void **state)
 	free(cfg);
 }
 
+/*
+ * The classy connector's three throttled answers, as a server of that
+ * revision receives them (the results in s).
+ */
+static void
+classy_results(uint32_t revision, struct srv *s)
+{
+	struct evconnlistener *l;
+	struct event *deadline;
+	struct timeval tv = {20, 0};
+	bool expired = false;
+	char *cfg;
+	const char *args[5] = {"agent", "-c", NULL, "-p", "p1"};
+	int fd, port;
+
+	ptype = "classy";
+	fd = listen_local(&port);
+	cfg = make_config(port, true);
+	ptype = "maildir";
+	args[2] = cfg;
+	agent_pid = spawn_agent(5, args, fd);
+	memset(s, 0, sizeof(*s));
+	s->base = event_base_new();
+	s->revision = revision;
+	assert_int_equal(evutil_make_socket_nonblocking(fd), 0);
+	l = evconnlistener_new(s->base, accept_cb, s, LEV_OPT_CLOSE_ON_FREE, -1,
+			       fd);
+	assert_non_null(l);
+	deadline = evtimer_new(s->base, deadline_cb, &expired);
+	evtimer_add(deadline, &tv);
+	while (s->nresults < NJOBS && !expired && !s->protocol_error)
+		event_base_loop(s->base, EVLOOP_ONCE);
+	assert_false(s->protocol_error);
+	assert_int_equal(s->nresults, NJOBS);
+	assert_int_equal(kill(agent_pid, SIGTERM), 0);
+	assert_int_equal(wait_exit(agent_pid, 10000), 0);
+	agent_pid = 0;
+	link_conn_free(s->c);
+	s->c = NULL;
+	event_free(deadline);
+	evconnlistener_free(l);
+	event_base_free(s->base);
+	free(cfg);
+}
+
+static void
+test_agent_classes_follow_server_revision(void **state)
+{
+	struct srv s;
+	int i;
+
+	classy_results(LINK_REVISION, &s);
+	for (i = 0; i < NJOBS; i++) {
+		assert_int_equal(s.results[i].outcome, OUTCOME_THROTTLED);
+		assert_int_equal(s.results[i].retry_after_ms, CLASSY_RETRY_MS);
+		assert_string_equal(s.results[i].detail, "429 slow down");
+	}
+	/* An older server: no revision in CHALLENGE. */
+	classy_results(0, &s);
+	for (i = 0; i < NJOBS; i++) {
+		assert_int_equal(s.results[i].outcome, OUTCOME_TRANSIENT);
+		assert_int_equal(s.results[i].retry_after_ms, 0);
+		assert_string_equal(s.results[i].detail, "429 slow down");
+	}
+}
+
 static void
 test_agent_config_errors(void **state)
 {
@@ -512,6 +672,8 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(
+		test_agent_classes_follow_server_revision, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_agent_end_to_end, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_agent_config_errors, setup,

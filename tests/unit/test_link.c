@@ -99,6 +99,7 @@ test_roundtrip(void **state)
 	free(p);
 
 	c.version = LINK_VERSION;
+	c.revision = LINK_REVISION;
 	fill(c.nonce, sizeof(c.nonce), 9);
 	assert_int_equal(link_encode_challenge(out, &c), 0);
 	assert_int_equal(take_frame(out, &p, &n), LINK_CHALLENGE);

@@ -1,0 +1,178 @@
+/*
+ * Revision 2 of the agent protocol (link.h): the outcome classes
+ * throttled, account and ambiguous and RESULT's retry_after_ms round trip;
+ * peers of revision 1 still interoperate both ways.  An old agent's RESULT
+ * (no retry_after_ms) and an old server's CHALLENGE (no revision) decode;
+ * an old server's decoder (simulated by the frames it would refuse: an
+ * outcome name it does not know) never sees a new class, because an agent
+ * downgrades it to transient for a revision-1 server.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "link/link.h"
+
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* out's single frame: its payload copied, NUL-terminated, into buf. */
+static int
+take(struct evbuffer *out, char *buf, size_t bufsz, size_t *n)
+{
+	size_t len = evbuffer_get_length(out), plen, consumed;
+	const uint8_t *payload;
+	uint8_t *b = evbuffer_pullup(out, -1);
+	int type;
+
+	assert_int_equal(link_frame_split(b, len, UINT32_MAX, &type, &payload,
+					  &plen, &consumed),
+			 1);
+	assert_true(plen < bufsz);
+	memcpy(buf, payload, plen);
+	buf[plen] = '\0';
+	*n = plen;
+	evbuffer_drain(out, len);
+	return type;
+}
+
+static int
+dec_result(const char *json, struct link_result *r)
+{
+	return link_decode_result((const uint8_t *)json, strlen(json), r);
+}
+
+static void
+test_classes_roundtrip(void **state)
+{
+	static const int classes[] = {OUTCOME_THROTTLED, OUTCOME_ACCOUNT,
+				      OUTCOME_AMBIGUOUS};
+	struct evbuffer *out = evbuffer_new();
+	struct link_result r, r2;
+	char buf[2048];
+	size_t i, n;
+
+	for (i = 0; i < sizeof(classes) / sizeof(classes[0]); i++) {
+		memset(&r, 0, sizeof(r));
+		r.job_id = 7;
+		snprintf(r.message_id, sizeof(r.message_id), "01HXYZ");
+		r.outcome = classes[i];
+		snprintf(r.detail, sizeof(r.detail), "429 too many");
+		r.retry_after_ms = r.outcome == OUTCOME_THROTTLED ? 1500 : 0;
+		assert_int_equal(link_encode_result(out, &r), 0);
+		assert_int_equal(take(out, buf, sizeof(buf), &n), LINK_RESULT);
+		/* Absent when zero: an old server sees only what it knows. */
+		assert_true((strstr(buf, "\"retry_after_ms\"") != NULL) ==
+			    (r.retry_after_ms != 0));
+		assert_int_equal(
+		    link_decode_result((const uint8_t *)buf, n, &r2), 0);
+		assert_memory_equal(&r, &r2, sizeof(r));
+	}
+	/* Over a day is refused by the encoder. */
+	r.retry_after_ms = LINK_RETRY_AFTER_MAX_MS + 1;
+	assert_int_equal(link_encode_result(out, &r), LINK_E_FIELD);
+	evbuffer_free(out);
+}
+
+static void
+test_old_agent_result(void **state)
+{
+	struct link_result r;
+
+	/* A revision-1 agent's RESULT: no retry_after_ms. */
+	assert_int_equal(dec_result("{\"job_id\":1,\"message_id\":\"m1\","
+				    "\"outcome\":\"transient\"}",
+				    &r),
+			 0);
+	assert_int_equal(r.outcome, OUTCOME_TRANSIENT);
+	assert_int_equal(r.retry_after_ms, 0);
+	assert_int_equal(dec_result("{\"job_id\":1,\"message_id\":\"m1\","
+				    "\"outcome\":\"throttled\","
+				    "\"retry_after_ms\":86400000}",
+				    &r),
+			 0);
+	assert_int_equal(r.retry_after_ms, 86400000);
+	/* Out of range or mistyped: refused. */
+	assert_int_equal(dec_result("{\"job_id\":1,\"message_id\":\"m1\","
+				    "\"outcome\":\"throttled\","
+				    "\"retry_after_ms\":86400001}",
+				    &r),
+			 LINK_E_FIELD);
+	assert_int_equal(dec_result("{\"job_id\":1,\"message_id\":\"m1\","
+				    "\"outcome\":\"throttled\","
+				    "\"retry_after_ms\":-1}",
+				    &r),
+			 LINK_E_FIELD);
+	assert_int_equal(dec_result("{\"job_id\":1,\"message_id\":\"m1\","
+				    "\"outcome\":\"throttled\","
+				    "\"retry_after_ms\":\"5\"}",
+				    &r),
+			 LINK_E_FIELD);
+	assert_int_equal(dec_result("{\"job_id\":1,\"message_id\":\"m1\","
+				    "\"outcome\":\"slow\"}",
+				    &r),
+			 LINK_E_FIELD);
+}
+
+static void
+test_challenge_revision(void **state)
+{
+	struct evbuffer *out = evbuffer_new();
+	struct link_challenge c = {0}, c2;
+	static const char old[] =
+	    "{\"version\":1,\"nonce\":\"0123456789abcdef0123456789abcdef"
+	    "0123456789abcdef0123456789abcdef\"}";
+	char buf[512];
+	size_t n;
+
+	/* An old server's CHALLENGE: revision 1. */
+	assert_int_equal(
+	    link_decode_challenge((const uint8_t *)old, strlen(old), &c2), 0);
+	assert_int_equal(c2.revision, 1);
+	/* Ours says 2; an old agent ignores the unknown key. */
+	c.version = LINK_VERSION;
+	c.revision = LINK_REVISION;
+	assert_int_equal(link_encode_challenge(out, &c), 0);
+	assert_int_equal(take(out, buf, sizeof(buf), &n), LINK_CHALLENGE);
+	assert_non_null(strstr(buf, "\"revision\":2"));
+	assert_int_equal(link_decode_challenge((const uint8_t *)buf, n, &c2),
+			 0);
+	assert_int_equal(c2.revision, 2);
+	/* The wire version is unchanged, so old peers still shake hands. */
+	assert_int_equal(c2.version, 1);
+	evbuffer_free(out);
+}
+
+static void
+test_downgrade_for_old_server(void **state)
+{
+	int o;
+
+	for (o = 0; o <= OUTCOME_MAX; o++) {
+		int old = link_outcome_for_revision(o, 1);
+
+		assert_int_equal(link_outcome_for_revision(o, 2), o);
+		if (o == OUTCOME_THROTTLED || o == OUTCOME_ACCOUNT ||
+		    o == OUTCOME_AMBIGUOUS)
+			assert_int_equal(old, OUTCOME_TRANSIENT);
+		else
+			assert_int_equal(old, o);
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_classes_roundtrip),
+	    cmocka_unit_test(test_old_agent_result),
+	    cmocka_unit_test(test_challenge_revision),
+	    cmocka_unit_test(test_downgrade_for_old_server),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
