@@ -1,0 +1,399 @@
+/*
+ * libcurl's multi socket interface on the agent's event_base (see
+ * http_multi.h for the contract).  curl asks, through sockcb(), for one
+ * libevent event per socket it wants watched, and through timercb() for
+ * one timer; both hand control back with curl_multi_socket_action(), after
+ * which finished transfers are collected from curl_multi_info_read() and
+ * their callbacks run.  Callbacks are never called from inside a curl
+ * callback, so they may add new transfers.
+ *
+ * Failures: a curl call that fails on a handle we made is a broken
+ * invariant of ours only when it cannot be out of memory; otherwise the
+ * transfer ends with the curl code and its callback says so.  Every
+ * transfer is in a list, so cancel and free can stop them all.
+ */
+#include "agent/http_multi.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "link/link.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+struct http_transfer {
+	struct http_multi *hm;
+	CURL *easy;
+	struct curl_slist *headers;
+	curl_mime *mime;
+	struct buf body;
+	bool too_big;
+	char error[CURL_ERROR_SIZE];
+	http_multi_done_cb cb;
+	void *arg;
+	struct http_transfer *prev, *next;
+};
+
+struct http_multi {
+	struct event_base *base;
+	CURLM *multi;
+	struct event *timer;
+	struct http_transfer *head; /* in flight */
+	size_t count;
+};
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static CURLcode global_rc = CURLE_FAILED_INIT;
+
+static void
+global_init(void)
+{
+	global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static void check_done(struct http_multi *hm);
+
+static void
+sock_event_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_multi *hm = arg;
+	int action = 0, running = 0;
+
+	if (what & EV_READ)
+		action |= CURL_CSELECT_IN;
+	if (what & EV_WRITE)
+		action |= CURL_CSELECT_OUT;
+	/* An error here is curl's bookkeeping; the transfers report theirs. */
+	(void)curl_multi_socket_action(hm->multi, fd, action, &running);
+	check_done(hm);
+}
+
+/* curl: watch s for what, or stop watching it (CURL_POLL_REMOVE). */
+static int
+sockcb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+	struct http_multi *hm = userp;
+	struct event *ev = socketp;
+	short flags = EV_PERSIST;
+
+	if (ev != NULL) {
+		event_free(ev);
+		ev = NULL;
+	}
+	if (what == CURL_POLL_REMOVE) {
+		(void)curl_multi_assign(hm->multi, s, NULL);
+		return 0;
+	}
+	if (what & CURL_POLL_IN)
+		flags |= EV_READ;
+	if (what & CURL_POLL_OUT)
+		flags |= EV_WRITE;
+	ev = event_new(hm->base, s, flags, sock_event_cb, hm);
+	if (ev == NULL || event_add(ev, NULL) != 0) {
+		if (ev != NULL)
+			event_free(ev);
+		(void)curl_multi_assign(hm->multi, s, NULL);
+		return -1; /* curl fails the transfers on s */
+	}
+	(void)curl_multi_assign(hm->multi, s, ev);
+	return 0;
+}
+
+static void
+timer_event_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_multi *hm = arg;
+	int running = 0;
+
+	(void)curl_multi_socket_action(hm->multi, CURL_SOCKET_TIMEOUT, 0,
+				       &running);
+	check_done(hm);
+}
+
+/* curl: call socket_action(TIMEOUT) after timeout_ms; -1 cancels. */
+static int
+timercb(CURLM *multi, long timeout_ms, void *userp)
+{
+	struct http_multi *hm = userp;
+	struct timeval tv;
+
+	if (timeout_ms < 0)
+		return event_del(hm->timer) == 0 ? 0 : -1;
+	tv.tv_sec = timeout_ms / 1000;
+	tv.tv_usec = (timeout_ms % 1000) * 1000;
+	/* 0 fires on the next turn of the loop, never from inside curl. */
+	return evtimer_add(hm->timer, &tv) == 0 ? 0 : -1;
+}
+
+static size_t
+writecb(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	struct http_transfer *t = userdata;
+	size_t n = size * nmemb;
+
+	if (buf_append(&t->body, ptr, n) != 0) {
+		t->too_big = true;
+		return 0; /* curl ends the transfer with CURLE_WRITE_ERROR */
+	}
+	return n;
+}
+
+static void
+unlink_transfer(struct http_transfer *t)
+{
+	struct http_multi *hm = t->hm;
+
+	if (t->prev != NULL)
+		t->prev->next = t->next;
+	else
+		hm->head = t->next;
+	if (t->next != NULL)
+		t->next->prev = t->prev;
+	hm->count--;
+}
+
+/* Removes t from curl and the list, and frees it. */
+static void
+transfer_free(struct http_transfer *t)
+{
+	(void)curl_multi_remove_handle(t->hm->multi, t->easy);
+	unlink_transfer(t);
+	curl_easy_cleanup(t->easy);
+	curl_slist_free_all(t->headers);
+	curl_mime_free(t->mime);
+	buf_cleanup(&t->body);
+	free(t);
+}
+
+static void
+transfer_finish(struct http_transfer *t, CURLcode code)
+{
+	struct http_result res;
+	curl_off_t reqsize = 0;
+	long status = 0;
+
+	if (curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status) !=
+	    CURLE_OK)
+		status = 0;
+	/* The request size counts what went out, headers first. */
+	if (curl_easy_getinfo(t->easy, CURLINFO_REQUEST_SIZE, &reqsize) !=
+	    CURLE_OK)
+		reqsize = 0;
+	memset(&res, 0, sizeof(res));
+	res.code = code;
+	res.status = status;
+	res.sent = reqsize > 0;
+	res.too_big = t->too_big;
+	res.error = t->error[0] != '\0' ? t->error : curl_easy_strerror(code);
+	res.body = &t->body;
+	res.easy = t->easy;
+	t->cb(&res, t->arg);
+	transfer_free(t);
+}
+
+static void
+check_done(struct http_multi *hm)
+{
+	struct http_transfer *t;
+	CURLMsg *msg;
+	int left;
+
+	for (;;) {
+		msg = curl_multi_info_read(hm->multi, &left);
+		if (msg == NULL)
+			break;
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		t = NULL;
+		if (curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE,
+				      (char **)&t) != CURLE_OK ||
+		    t == NULL)
+			fatalx("http_multi: a transfer without its record");
+		transfer_finish(t, msg->data.result);
+	}
+}
+
+struct http_multi *
+http_multi_new(struct event_base *base)
+{
+	struct http_multi *hm;
+
+	(void)pthread_once(&global_once, global_init);
+	if (global_rc != CURLE_OK)
+		return NULL;
+	hm = xcalloc(1, sizeof(*hm));
+	hm->base = base;
+	hm->multi = curl_multi_init();
+	hm->timer = evtimer_new(base, timer_event_cb, hm);
+	if (hm->multi == NULL || hm->timer == NULL)
+		goto fail;
+	if (curl_multi_setopt(hm->multi, CURLMOPT_SOCKETFUNCTION, sockcb) ||
+	    curl_multi_setopt(hm->multi, CURLMOPT_SOCKETDATA, hm) ||
+	    curl_multi_setopt(hm->multi, CURLMOPT_TIMERFUNCTION, timercb) ||
+	    curl_multi_setopt(hm->multi, CURLMOPT_TIMERDATA, hm) ||
+	    curl_multi_setopt(hm->multi, CURLMOPT_PIPELINING,
+			      (long)CURLPIPE_MULTIPLEX) ||
+	    curl_multi_setopt(hm->multi, CURLMOPT_MAXCONNECTS, 64L))
+		goto fail;
+	return hm;
+fail:
+	if (hm->timer != NULL)
+		event_free(hm->timer);
+	if (hm->multi != NULL)
+		(void)curl_multi_cleanup(hm->multi);
+	free(hm);
+	return NULL;
+}
+
+void
+http_multi_cancel(struct http_multi *hm)
+{
+	while (hm->head != NULL)
+		transfer_free(hm->head);
+}
+
+void
+http_multi_free(struct http_multi *hm)
+{
+	if (hm == NULL)
+		return;
+	http_multi_cancel(hm);
+	/* Closing the cached connections calls sockcb(REMOVE) for each. */
+	(void)curl_multi_cleanup(hm->multi);
+	event_free(hm->timer);
+	free(hm);
+}
+
+size_t
+http_multi_count(const struct http_multi *hm)
+{
+	return hm->count;
+}
+
+/* What every transfer must have, whatever the caller set. */
+static int
+transfer_setopts(struct http_transfer *t, long connect_ms, long request_ms)
+{
+	CURL *e = t->easy;
+
+	if (curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)t) ||
+	    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, writecb) ||
+	    curl_easy_setopt(e, CURLOPT_WRITEDATA, t) ||
+	    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error) ||
+	    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) ||
+	    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") ||
+	    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) ||
+	    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) ||
+	    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L) ||
+	    curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
+			     (long)CURL_HTTP_VERSION_2TLS) ||
+	    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms) ||
+	    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, request_ms))
+		return -EINVAL;
+	if (t->headers != NULL &&
+	    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers))
+		return -EINVAL;
+	if (t->mime != NULL && curl_easy_setopt(e, CURLOPT_MIMEPOST, t->mime))
+		return -EINVAL;
+	return 0;
+}
+
+int
+http_multi_add(struct http_multi *hm, CURL *easy, struct curl_slist *headers,
+	       curl_mime *mime, long connect_timeout_ms,
+	       long request_timeout_ms, http_multi_done_cb cb, void *arg)
+{
+	struct http_transfer *t;
+	int rc;
+
+	if (connect_timeout_ms <= 0)
+		connect_timeout_ms = HTTP_CONNECT_TIMEOUT_MS_DEFAULT;
+	if (request_timeout_ms <= 0)
+		request_timeout_ms = HTTP_REQUEST_TIMEOUT_MS_DEFAULT;
+	t = xcalloc(1, sizeof(*t));
+	t->hm = hm;
+	t->easy = easy;
+	t->headers = headers;
+	t->mime = mime;
+	t->cb = cb;
+	t->arg = arg;
+	buf_init(&t->body, HTTP_BODY_MAX);
+	rc = transfer_setopts(t, connect_timeout_ms, request_timeout_ms);
+	if (rc == 0 && curl_multi_add_handle(hm->multi, easy) != CURLM_OK)
+		rc = -ENOMEM;
+	if (rc != 0) {
+		/* The caller keeps easy, headers and mime. */
+		(void)curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
+		buf_cleanup(&t->body);
+		free(t);
+		return rc;
+	}
+	t->next = hm->head;
+	if (hm->head != NULL)
+		hm->head->prev = t;
+	hm->head = t;
+	hm->count++;
+	return 0;
+}
+
+const char *
+http_multi_header(const struct http_result *res, const char *name)
+{
+	struct curl_header *h = NULL;
+
+	if (curl_easy_header(res->easy, name, 0, CURLH_HEADER, -1, &h) !=
+		CURLHE_OK ||
+	    h == NULL)
+		return NULL;
+	return h->value;
+}
+
+uint32_t
+http_multi_retry_after_ms(const char *value, time_t now)
+{
+	unsigned long long secs = 0;
+	const char *p;
+	time_t when;
+
+	if (value == NULL || *value == '\0')
+		return 0;
+	for (p = value; *p >= '0' && *p <= '9'; p++) {
+		secs = secs * 10 + (unsigned)(*p - '0');
+		if (secs > HTTP_RETRY_AFTER_MAX_MS / 1000)
+			return HTTP_RETRY_AFTER_MAX_MS;
+	}
+	if (p != value && *p == '\0')
+		return (uint32_t)secs * 1000u;
+	when = curl_getdate(value, NULL);
+	if (when == -1)
+		return 0;
+	if (when <= now)
+		return 1000; /* a date past: ask again soon, not at once */
+	if (when - now > (time_t)(HTTP_RETRY_AFTER_MAX_MS / 1000))
+		return HTTP_RETRY_AFTER_MAX_MS;
+	return (uint32_t)(when - now) * 1000u;
+}
+
+int
+http_multi_classify(const struct http_result *res, uint32_t *retry_after_ms)
+{
+	*retry_after_ms = 0;
+	/* A body past the cap still came with a status that tells. */
+	if (res->code != CURLE_OK && !(res->too_big && res->status > 0))
+		return res->sent ? OUTCOME_AMBIGUOUS : OUTCOME_TRANSIENT;
+	if (res->status >= 200 && res->status < 300)
+		return OUTCOME_DELIVERED;
+	if (res->status == 429) {
+		*retry_after_ms = http_multi_retry_after_ms(
+		    http_multi_header(res, "Retry-After"), time(NULL));
+		return OUTCOME_THROTTLED;
+	}
+	if (res->status == 401 || res->status == 403)
+		return OUTCOME_ACCOUNT;
+	if (res->status >= 400 && res->status < 500)
+		return HTTP_CLASS_CONNECTOR;
+	return OUTCOME_TRANSIENT;
+}

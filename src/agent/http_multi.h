@@ -1,0 +1,93 @@
+/*
+ * libcurl's multi interface driven by the agent's own event_base, for the
+ * HTTP connectors.  Each connector state owns one http_multi, so its
+ * transfers share one connection cache: connections to the API are kept
+ * alive and reused, and HTTP/2 is used where the server offers it over TLS
+ * (several requests multiplexed on one connection).  There is no thread
+ * and no blocking call: curl tells us which sockets to watch and when its
+ * next timeout falls (CURLMOPT_SOCKETFUNCTION/TIMERFUNCTION), libevent
+ * watches them, and curl_multi_socket_action() runs on the loop.
+ *
+ * A caller prepares an easy handle (URL, method, body, headers) and hands
+ * it over with http_multi_add(), which sets what every transfer must have:
+ * TLS verification on, http/https only, no redirects, the connect and
+ * whole-request deadlines, a capped body buffer.  The completion callback
+ * runs on the loop, once per added transfer, never from inside
+ * http_multi_add(), and is told the curl result, the HTTP status, whether
+ * the request went out, and the body.  http_multi_classify() maps that to
+ * an outcome class the same way for every connector.
+ */
+#ifndef SHIVNERI_HTTP_MULTI_H
+#define SHIVNERI_HTTP_MULTI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#include "common/buf.h"
+
+struct event_base;
+struct http_multi;
+
+#define HTTP_CONNECT_TIMEOUT_MS_DEFAULT 5000
+#define HTTP_REQUEST_TIMEOUT_MS_DEFAULT 30000
+/* What a response body may hold; more fails the transfer's read. */
+#define HTTP_BODY_MAX (64 * 1024)
+/* Retry-After longer than this is taken as this. */
+#define HTTP_RETRY_AFTER_MAX_MS (3600u * 1000u)
+/* http_multi_classify(): a 4xx only the connector can judge. */
+#define HTTP_CLASS_CONNECTOR (-1)
+
+struct http_result {
+	CURLcode code;     /* CURLE_OK, or why the transfer failed */
+	long status;       /* the HTTP status, 0 when none came */
+	bool sent;         /* the request (or part of it) went out */
+	bool too_big;      /* the body passed HTTP_BODY_MAX (code says so) */
+	const char *error; /* curl's words for code; never NULL */
+	struct buf *body;  /* the response body, NUL-terminated */
+	CURL *easy;        /* for http_multi_header(); dies after the cb */
+};
+
+/* Called once per added transfer, on the loop; res dies after it returns. */
+typedef void (*http_multi_done_cb)(const struct http_result *res, void *arg);
+
+/* A multi handle on base; NULL when curl cannot make one. */
+struct http_multi *http_multi_new(struct event_base *base);
+/*
+ * Stops every transfer without calling its callback (http_multi_cancel)
+ * and frees hm.  NULL is a no-op.  Not from inside a completion callback.
+ */
+void http_multi_free(struct http_multi *hm);
+/* Stops every transfer in flight; their callbacks are not called. */
+void http_multi_cancel(struct http_multi *hm);
+/*
+ * Starts the transfer of easy and takes it, with headers and mime (either
+ * may be NULL), which are freed after the callback.  Timeouts of 0 take
+ * the defaults above.  0, or a negative errno: then nothing is taken and
+ * the callback will not be called.
+ */
+int http_multi_add(struct http_multi *hm, CURL *easy,
+		   struct curl_slist *headers, curl_mime *mime,
+		   long connect_timeout_ms, long request_timeout_ms,
+		   http_multi_done_cb cb, void *arg)
+    __attribute__((warn_unused_result));
+/* Transfers in flight. */
+size_t http_multi_count(const struct http_multi *hm);
+/* The value of the response header name (last one wins), or NULL. */
+const char *http_multi_header(const struct http_result *res, const char *name);
+/*
+ * The outcome class (enum outcome) of a finished transfer: a transport
+ * failure before the request went out is transient, after it ambiguous;
+ * 2xx delivered (the connector still checks the answer); 429 throttled,
+ * with *retry_after_ms from Retry-After (seconds or an HTTP-date, 0 when
+ * absent or unreadable); 401/403 account; 5xx and other statuses
+ * transient; other 4xx HTTP_CLASS_CONNECTOR.
+ */
+int http_multi_classify(const struct http_result *res,
+			uint32_t *retry_after_ms);
+/* Retry-After's value in ms (capped), 0 when absent or unreadable. */
+uint32_t http_multi_retry_after_ms(const char *value, time_t now);
+
+#endif
