@@ -13,6 +13,7 @@
  * transfer is in a list, so cancel and free can stop them all.
  */
 #include "agent/http_multi.h"
+#include "common/config.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "link/link.h"
@@ -396,4 +397,83 @@ http_multi_classify(const struct http_result *res, uint32_t *retry_after_ms)
 	if (res->status >= 400 && res->status < 500)
 		return HTTP_CLASS_CONNECTOR;
 	return OUTCOME_TRANSIENT;
+}
+
+static bool
+base_url_ok(const char *url)
+{
+	const char *host;
+	size_t i;
+
+	if (strncmp(url, "https://", 8) == 0)
+		host = url + 8;
+	else if (strncmp(url, "http://", 7) == 0)
+		host = url + 7;
+	else
+		return false;
+	if (*host == '\0' || *host == ':')
+		return false;
+	/* No path, query, user or space: the connector appends the path. */
+	for (i = 0; host[i] != '\0'; i++)
+		if (strchr("/?#@ \t\\", host[i]) != NULL ||
+		    (unsigned char)host[i] < 0x21 ||
+		    (unsigned char)host[i] > 0x7e)
+			return false;
+	return true;
+}
+
+static bool
+timeout_value(const char *s, long *out)
+{
+	char *end;
+	long v;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return false;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v < 1 || v > 600000)
+		return false;
+	*out = v;
+	return true;
+}
+
+void
+http_multi_config_check(struct provider_config *pc, struct config_report *r,
+			const char *default_url)
+{
+	static const char *const tkeys[] = {"connect_timeout_ms",
+					    "request_timeout_ms"};
+	const char *url = provider_config_get(pc, "base_url");
+	const char *v;
+	long n;
+	size_t i;
+
+	if (url == NULL)
+		provider_config_default(pc, "base_url", default_url);
+	else if (!base_url_ok(url))
+		config_report_error(r, provider_config_line(pc, "base_url"),
+				    "base_url: must be http(s)://host[:port] "
+				    "with no path");
+	for (i = 0; i < 2; i++) {
+		v = provider_config_get(pc, tkeys[i]);
+		if (v != NULL && !timeout_value(v, &n))
+			config_report_error(r,
+					    provider_config_line(pc, tkeys[i]),
+					    "%s: must be a whole number of "
+					    "milliseconds from 1 to 600000",
+					    tkeys[i]);
+	}
+}
+
+void
+http_multi_timeouts(const struct provider_config *pc, long *connect_ms,
+		    long *request_ms)
+{
+	if (!timeout_value(provider_config_get(pc, "connect_timeout_ms"),
+			   connect_ms))
+		*connect_ms = HTTP_CONNECT_TIMEOUT_MS_DEFAULT;
+	if (!timeout_value(provider_config_get(pc, "request_timeout_ms"),
+			   request_ms))
+		*request_ms = HTTP_REQUEST_TIMEOUT_MS_DEFAULT;
 }

@@ -90,4 +90,18 @@ int http_multi_classify(const struct http_result *res,
 /* Retry-After's value in ms (capped), 0 when absent or unreadable. */
 uint32_t http_multi_retry_after_ms(const char *value, time_t now);
 
+/*
+ * For the config check of an HTTP connector: base_url must be
+ * scheme://host[:port] with scheme http or https (default_url is added when
+ * it is absent), connect_timeout_ms and request_timeout_ms whole numbers
+ * of 1..600000.
+ */
+struct config_report;
+struct provider_config;
+void http_multi_config_check(struct provider_config *pc,
+			     struct config_report *r, const char *default_url);
+/* The provider's two timeouts, the defaults when absent (checked above). */
+void http_multi_timeouts(const struct provider_config *pc, long *connect_ms,
+			 long *request_ms);
+
 #endif

@@ -400,9 +400,8 @@ on_ready(struct agent *a, int type, const uint8_t *p, size_t n)
 		rc = link_decode_result(p, n, &res);
 		if (rc != 0)
 			break;
-		if (res.outcome != OUTCOME_DELIVERED &&
-		    res.outcome != OUTCOME_TRANSIENT &&
-		    res.outcome != OUTCOME_PERMANENT) {
+		/* Only the dispatcher may say lost. */
+		if (res.outcome == OUTCOME_LOST) {
 			rc = LINK_E_FIELD;
 			break;
 		}
