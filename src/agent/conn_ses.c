@@ -548,26 +548,6 @@ ses_close(void *state)
 	ses_free(state);
 }
 
-#define SES_TIMEOUT_MAX_MS 600000
-
-/* A timeout key's value in ms: 0 when absent, -1 when not 1..10 min. */
-static long
-timeout_key(const struct provider_config *pc, const char *key)
-{
-	const char *v = provider_config_get(pc, key);
-	char *end = NULL;
-	long n;
-
-	if (v == NULL)
-		return 0;
-	errno = 0;
-	n = strtol(v, &end, 10);
-	if (errno != 0 || end == v || *end != '\0' || n < 1 ||
-	    n > SES_TIMEOUT_MAX_MS)
-		return -1;
-	return n;
-}
-
 static int
 ses_open(const struct provider_config *pc, struct event_base *base,
 	 connector_done_cb done, void *arg, void **state, char *err,
@@ -593,16 +573,12 @@ ses_open(const struct provider_config *pc, struct event_base *base,
 	s->region = xstrdup(region);
 	s->access_key_id = xstrdup(akid);
 	s->base = base;
-	s->connect_ms = timeout_key(pc, "connect_timeout_ms");
-	s->request_ms = timeout_key(pc, "request_timeout_ms");
+	http_multi_timeouts(pc, &s->connect_ms, &s->request_ms);
 	s->done = done;
 	s->arg = arg;
 	rc = split_base_url(url, &s->host);
-	if (rc == 0 && (s->connect_ms < 0 || s->request_ms < 0))
-		rc = -EINVAL;
 	if (rc < 0) {
-		snprintf(err, errlen, "provider %s: bad base_url or timeout",
-			 pc->name);
+		snprintf(err, errlen, "provider %s: bad base_url", pc->name);
 		goto fail;
 	}
 	s->url = xasprintf("%s%s", url, SES_PATH);
@@ -625,16 +601,15 @@ fail:
 
 /*
  * region must look like one (letters, digits, '-'), since it becomes part
- * of the default host name and of the signature's scope; base_url is
- * scheme://host[:port] and defaults to https://email.REGION.amazonaws.com.
+ * of the default host name and of the signature's scope; base_url and the
+ * timeouts are checked as for every HTTP connector.
  */
 static void
 ses_config_check(struct provider_config *pc, const struct config *cfg,
 		 struct config_report *r)
 {
 	const char *region = provider_config_get(pc, "region");
-	const char *url = provider_config_get(pc, "base_url");
-	char *host = NULL, *def;
+	char *def;
 
 	(void)cfg;
 	if (region == NULL || region[0] == '\0' ||
@@ -645,24 +620,9 @@ ses_config_check(struct provider_config *pc, const struct config *cfg,
 				    "us-east-1");
 		return;
 	}
-	if (url == NULL) {
-		def = xasprintf("https://email.%s.amazonaws.com", region);
-		provider_config_default(pc, "base_url", def);
-		free(def);
-	} else if (split_base_url(url, &host) < 0) {
-		config_report_error(r, provider_config_line(pc, "base_url"),
-				    "base_url: must be http(s)://host[:port]");
-	}
-	free(host);
-	for (size_t i = 0; i < 2; i++) {
-		const char *key =
-		    i == 0 ? "connect_timeout_ms" : "request_timeout_ms";
-
-		if (timeout_key(pc, key) < 0)
-			config_report_error(r, provider_config_line(pc, key),
-					    "%s: must be 1 to %d", key,
-					    SES_TIMEOUT_MAX_MS);
-	}
+	def = xasprintf("https://email.%s.amazonaws.com", region);
+	http_multi_config_check(pc, r, def);
+	free(def);
 }
 
 static const char *const ses_required[] = {"region", "access_key_id",
