@@ -13,24 +13,27 @@ ok, throttle429 (TooManyRequestsException), throttle400
 (AccountSuspendedException 400), 500 (InternalFailure), hang (no answer
 until stop(), bounded).  A bad signature is always a 403, whatever the
 mode.  What was accepted is in fake.received: dicts with "from", "to" and
-"raw" (the decoded MIME bytes).
+"raw" (the decoded MIME bytes).  The HTTP plumbing is fakelib's; the SES
+modes are answered here (fakelib's generic ones do not speak SES errors).
 """
 
 import base64
 import datetime
 import hashlib
 import hmac
-import http.server
 import json
+import os
 import posixpath
-import socketserver
-import threading
+import sys
 import urllib.parse
 import uuid
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import fakelib  # noqa: E402
+
 MODES = ("ok", "throttle429", "throttle400", "reject", "suspended", "500",
          "hang")
-HANG_MAX_S = 60
 BODY_MAX = 41 * 1024 * 1024
 SKEW_S = 15 * 60
 
@@ -77,73 +80,26 @@ def signature(secret, day, region, service, sts):
     return hmac.new(k, sts.encode(), hashlib.sha256).hexdigest()
 
 
-class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-class FakeSes:
-    def __init__(self, access_key_id, secret, region="us-east-1"):
+class FakeSes(fakelib.FakeServer):
+    def __init__(self, access_key_id, secret, region="us-east-1", **kw):
+        super().__init__(**kw)
         self.akid = access_key_id
         self.secret = secret
         self.region = region
-        self.mode = "ok"
-        self.received = []
-        self.errors = []  # why requests were refused, for the test
-        self.requests = 0
-        self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self.httpd = None
+        self.errors = []  # (status, type, message) of refused requests
 
-    # -- life
+    def max_body(self):
+        return BODY_MAX
 
-    def start(self):
-        fake = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, fmt, *args):
-                pass
-
-            def do_POST(self):
-                fake._serve(self)
-
-            do_GET = do_PUT = do_DELETE = do_POST
-
-        self.httpd = _Server(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        self.base_url = "http://127.0.0.1:%d" % self.port
-        threading.Thread(target=self.httpd.serve_forever,
-                         kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def stop(self):
-        self.stopping.set()
-        if self.httpd is not None:
-            self.httpd.shutdown()
-            self.httpd.server_close()
-
-    # -- answers
-
-    def _reply(self, h, status, obj, etype=None, headers=None):
-        out = json.dumps(obj).encode()
-        h.send_response(status)
-        h.send_header("Content-Type", "application/json")
-        h.send_header("x-amzn-RequestId", str(uuid.uuid4()))
-        if etype is not None:
-            h.send_header("x-amzn-ErrorType", etype + ":http://internal/")
-        for k, v in (headers or {}).items():
-            h.send_header(k, v)
-        h.send_header("Content-Length", str(len(out)))
-        h.end_headers()
-        h.wfile.write(out)
-
-    def _error(self, h, status, etype, message, headers=None):
+    def _error(self, status, etype, message, headers=None):
         with self.lock:
             self.errors.append((status, etype, message))
-        self._reply(h, status, {"__type": etype, "message": message},
-                    etype, headers)
+        hd = {"Content-Type": "application/json",
+              "x-amzn-RequestId": str(uuid.uuid4()),
+              "x-amzn-ErrorType": etype + ":http://internal/"}
+        hd.update(headers or {})
+        return status, hd, json.dumps({"__type": etype,
+                                       "message": message}).encode()
 
     # -- checks
 
@@ -223,59 +179,47 @@ class FakeSes:
             return "Content.Raw.Data is not base64"
         return None
 
-    def _serve(self, h):
-        n = int(h.headers.get("Content-Length") or 0)
-        if n > BODY_MAX:
-            h.close_connection = True
-            self._error(h, 413, "BadRequestException", "too large")
-            return
-        body = h.rfile.read(n) if n > 0 else b""
-        with self.lock:
-            self.requests += 1
-        headers = list(h.headers.items())
-        err = self._auth_error(h.command, h.path, headers, body)
+    def handle(self, req):
+        headers = list(req.headers.items())
+        err = self._auth_error(req.method, req.path, headers, req.body)
         if err is not None:
-            self._error(h, *err)
-            return
-        if h.command != "POST" or h.path != "/v2/email/outbound-emails":
-            self._error(h, 404, "NotFoundException", "no such resource")
-            return
+            return self._error(*err)
+        if req.method != "POST" or req.path != "/v2/email/outbound-emails":
+            return self._error(404, "NotFoundException", "no such resource")
         if headers_get(headers, "content-type") != "application/json":
-            self._error(h, 400, "BadRequestException", "Content-Type")
-            return
-        why = self._shape_error(body)
+            return self._error(400, "BadRequestException", "Content-Type")
+        why = self._shape_error(req.body)
         if why is not None:
-            self._error(h, 400, "BadRequestException", why)
-            return
-        self._answer(h, json.loads(body))
+            return self._error(400, "BadRequestException", why)
+        return self._answer(json.loads(req.body))
 
-    def _answer(self, h, req):
+    def _answer(self, req):
         mode = self.mode
         if mode == "throttle429":
-            self._error(h, 429, "TooManyRequestsException",
-                        "Too many requests", {"Retry-After": "3"})
-        elif mode == "throttle400":
-            self._error(h, 400, "ThrottlingException",
-                        "Maximum sending rate exceeded.")
-        elif mode == "reject":
-            self._error(h, 400, "MessageRejected",
-                        "Email address is not verified.")
-        elif mode == "suspended":
-            self._error(h, 400, "AccountSuspendedException",
-                        "Account suspended")
-        elif mode == "500":
-            self._error(h, 500, "InternalFailure", "internal failure")
-        elif mode == "hang":
-            self.stopping.wait(HANG_MAX_S)
-            h.close_connection = True
-        else:
-            raw = base64.b64decode(req["Content"]["Raw"]["Data"])
-            with self.lock:
-                self.received.append({
-                    "from": req.get("FromEmailAddress"),
-                    "to": req["Destination"]["ToAddresses"],
-                    "raw": raw})
-            self._reply(h, 200, {"MessageId": "ses-" + uuid.uuid4().hex})
+            return self._error(429, "TooManyRequestsException",
+                               "Too many requests", {"Retry-After": "3"})
+        if mode == "throttle400":
+            return self._error(400, "ThrottlingException",
+                               "Maximum sending rate exceeded.")
+        if mode == "reject":
+            return self._error(400, "MessageRejected",
+                               "Email address is not verified.")
+        if mode == "suspended":
+            return self._error(400, "AccountSuspendedException",
+                               "Account suspended")
+        if mode == "500":
+            return self._error(500, "InternalFailure", "internal failure")
+        if mode == "hang":
+            return None, {}, b""
+        raw = base64.b64decode(req["Content"]["Raw"]["Data"])
+        with self.lock:
+            self.received.append({
+                "from": req.get("FromEmailAddress"),
+                "to": req["Destination"]["ToAddresses"],
+                "raw": raw})
+        return 200, {"Content-Type": "application/json",
+                     "x-amzn-RequestId": str(uuid.uuid4())}, \
+            json.dumps({"MessageId": "ses-" + uuid.uuid4().hex}).encode()
 
 
 def headers_get(headers, name):
