@@ -39,7 +39,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/queue.h>
 #include <time.h>
 
@@ -73,6 +72,7 @@ struct ses_send {
 	struct ses *s;
 	struct connector_job *job;
 	struct event *ev;   /* the deferred report of a refused send */
+	struct buf body;    /* the request's; curl reads it in place */
 	int outcome;        /* for a send refused before the request */
 	const char *detail; /* static text for it */
 	LIST_ENTRY(ses_send) entry;
@@ -274,6 +274,7 @@ ses_finish(struct ses_send *ss, const struct connector_result *r)
 	LIST_REMOVE(ss, entry);
 	if (ss->ev != NULL)
 		event_free(ss->ev);
+	buf_cleanup(&ss->body);
 	s->done(ss->job, r, s->arg);
 	free(ss);
 }
@@ -284,8 +285,11 @@ ses_answer(const struct http_result *res, struct connector_result *r, char *id,
 	   size_t idsz)
 {
 	json_error_t jerr;
-	json_t *root = json_loadb(res->body->p, res->body->len, 0, &jerr);
-	json_t *v = json_object_get(root, "MessageId"); /* borrowed */
+	json_t *root = NULL, *v;
+
+	if (res->body != NULL)
+		root = json_loadb(res->body->p, res->body->len, 0, &jerr);
+	v = json_object_get(root, "MessageId"); /* borrowed; NULL root ok */
 
 	if (json_is_string(v) && json_string_length(v) > 0) {
 		log_sanitize(json_string_value(v), json_string_length(v), id,
@@ -330,7 +334,6 @@ ses_sent(const struct http_result *res, void *arg)
 			 type[0] != '\0' ? type : "-", msg);
 		r.detail = detail;
 	}
-	ss->outcome = r.outcome;
 	ses_finish(ss, &r);
 }
 
@@ -437,8 +440,9 @@ ses_easy(struct ses *s, const struct buf *body, CURL **out)
 	if (c == CURLE_OK)
 		c = curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
 				     (curl_off_t)body->len);
+	/* Not copied: body lives in the send until its completion. */
 	if (c == CURLE_OK)
-		c = curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body->p);
+		c = curl_easy_setopt(e, CURLOPT_POSTFIELDS, body->p);
 	if (c != CURLE_OK) {
 		curl_easy_cleanup(e);
 		return -ENOMEM;
@@ -461,6 +465,16 @@ ses_defer(struct ses_send *ss, int outcome, const char *detail)
 	return 0;
 }
 
+static void
+ses_send_free(struct ses_send *ss)
+{
+	LIST_REMOVE(ss, entry);
+	if (ss->ev != NULL)
+		event_free(ss->ev);
+	buf_cleanup(&ss->body);
+	free(ss);
+}
+
 static int
 ses_send(void *state, struct connector_job *job)
 {
@@ -468,28 +482,25 @@ ses_send(void *state, struct connector_job *job)
 	struct ses_send *ss = xcalloc(1, sizeof(*ss));
 	struct curl_slist *headers = NULL;
 	CURL *easy = NULL;
-	struct buf body;
 	int rc;
 
 	ss->s = s;
 	ss->job = job;
 	LIST_INSERT_HEAD(&s->sends, ss, entry);
-	buf_init(&body, SES_BODY_MAX);
-	rc = ses_body(job, &body);
+	buf_init(&ss->body, SES_BODY_MAX);
+	rc = ses_body(job, &ss->body);
 	if (rc == -EMSGSIZE) {
 		/* SES would refuse it every time: the message's fault. */
 		rc = ses_defer(ss, OUTCOME_PERMANENT,
 			       "larger than SES takes (40 MB after base64)");
 		if (rc < 0)
 			goto fail;
-		buf_cleanup(&body);
 		return 0;
 	}
 	if (rc == 0)
-		rc = ses_sign(s, &body, &headers);
+		rc = ses_sign(s, &ss->body, &headers);
 	if (rc == 0)
-		rc = ses_easy(s, &body, &easy);
-	buf_cleanup(&body);
+		rc = ses_easy(s, &ss->body, &easy);
 	if (rc == 0)
 		rc = http_multi_add(s->hm, easy, headers, NULL, s->connect_ms,
 				    s->request_ms, ses_sent, ss);
@@ -499,11 +510,7 @@ ses_send(void *state, struct connector_job *job)
 fail:
 	curl_easy_cleanup(easy);
 	curl_slist_free_all(headers);
-	buf_cleanup(&body);
-	LIST_REMOVE(ss, entry);
-	if (ss->ev != NULL)
-		event_free(ss->ev);
-	free(ss);
+	ses_send_free(ss);
 	return rc;
 }
 
@@ -526,10 +533,7 @@ ses_free(struct ses *s)
 	http_multi_free(s->hm);
 	while (!LIST_EMPTY(&s->sends)) {
 		ss = LIST_FIRST(&s->sends);
-		LIST_REMOVE(ss, entry);
-		if (ss->ev != NULL)
-			event_free(ss->ev);
-		free(ss);
+		ses_send_free(ss);
 	}
 	if (s->secret != NULL)
 		OPENSSL_cleanse(s->secret, strlen(s->secret));
