@@ -299,7 +299,8 @@ ses_answer(const struct http_result *res, struct connector_result *r, char *id,
 	} else {
 		/* SES took the request; whether it sent is unknown. */
 		r->outcome = OUTCOME_AMBIGUOUS;
-		r->detail = "ses answered 2xx without a MessageId";
+		r->detail =
+		    "class=ambiguous: ses answered 2xx without a MessageId";
 	}
 	json_decref(root);
 }

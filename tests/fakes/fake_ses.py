@@ -9,7 +9,9 @@ with its type in x-amzn-ErrorType and {"__type", "message"} in the body.
 
 Its mode says how to answer valid requests (fake.mode = ... from a test):
 ok, throttle429 (TooManyRequestsException), throttle400
-(ThrottlingException), reject (MessageRejected 400), suspended
+(ThrottlingException), quota (ThrottlingException "Daily message quota
+exceeded"), noid (200 without a MessageId), reject (MessageRejected 400),
+suspended
 (AccountSuspendedException 400), 500 (InternalFailure), hang (no answer
 until stop(), bounded).  A bad signature is always a 403, whatever the
 mode.  What was accepted is in fake.received: dicts with "from", "to" and
@@ -32,8 +34,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fakelib  # noqa: E402
 
-MODES = ("ok", "throttle429", "throttle400", "reject", "suspended", "500",
-         "hang")
+MODES = ("ok", "throttle429", "throttle400", "quota", "noid", "reject",
+         "suspended", "500", "hang")
 BODY_MAX = 41 * 1024 * 1024
 SKEW_S = 15 * 60
 
@@ -204,6 +206,11 @@ class FakeSes(fakelib.FakeServer):
         if mode == "reject":
             return self._error(400, "MessageRejected",
                                "Email address is not verified.")
+        if mode == "quota":
+            return self._error(400, "ThrottlingException",
+                               "Daily message quota exceeded.")
+        if mode == "noid":
+            return 200, {"Content-Type": "application/json"}, b"{}"
         if mode == "suspended":
             return self._error(400, "AccountSuspendedException",
                                "Account suspended")

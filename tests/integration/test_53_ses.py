@@ -91,6 +91,8 @@ def test_delivers_raw(ses):
 FAULTS = [
     ("throttle429", "throttled", "TooManyRequestsException"),
     ("throttle400", "throttled", "ThrottlingException"),
+    ("quota", "account", "ThrottlingException"),
+    ("noid", "ambiguous", None),
     ("suspended", "account", "AccountSuspendedException"),
     ("500", "transient", "InternalFailure"),
     ("hang", "ambiguous", None),
