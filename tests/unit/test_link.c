@@ -706,6 +706,7 @@ srv_frame(struct link_conn *c, int type, const uint8_t *p, size_t n, void *arg)
 	case LINK_HELLO:
 		assert_int_equal(link_decode_hello(p, n, &h), 0);
 		memcpy(s->peer_nonce, h.nonce, LINK_NONCE_LEN);
+		memset(&ch, 0, sizeof(ch)); /* revision 0: left out */
 		ch.version = LINK_VERSION;
 		memcpy(ch.nonce, s->my_nonce, LINK_NONCE_LEN);
 		assert_int_equal(
