@@ -33,6 +33,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -278,6 +279,23 @@ out:
 	curl_slist_free_all(rcpt);
 }
 
+/*
+ * A detail line: a long one is cut at LINK_DETAIL_MAX, which is what the
+ * link carries anyway.
+ */
+static void detail_set(char *buf, size_t bufsz, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+detail_set(char *buf, size_t bufsz, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(buf, bufsz, fmt, ap);
+	va_end(ap);
+}
+
 static bool
 code_is_auth(int code)
 {
@@ -359,8 +377,8 @@ classify_ok(const struct smtp_job *sj, struct connector_result *res,
 	res->provider_message_id = queue_id(sj->d.final_text, idbuf, idsz);
 	refused_list(sj, refused, sizeof(refused), &nrefused, &worst);
 	if (nrefused > 0) {
-		snprintf(detail, detailsz, "smtp %s; refused %zu of %zu: %s",
-			 sj->d.final_text, nrefused, sj->job->nrcpt, refused);
+		detail_set(detail, detailsz, "smtp %s; refused %zu of %zu: %s",
+			   sj->d.final_text, nrefused, sj->job->nrcpt, refused);
 		res->detail = detail;
 	}
 }
@@ -381,36 +399,37 @@ classify_fail(const struct smtp_job *sj, struct connector_result *res,
 		 * duplicate it.  A body cut short is discarded by it. */
 		res->outcome =
 		    sj->body_eof ? OUTCOME_AMBIGUOUS : OUTCOME_TRANSIENT;
-		snprintf(detail, detailsz, "smtp no answer after %s: %s",
-			 sj->body_eof ? "the data" : "part of the data",
-			 curl_easy_strerror(sj->rc));
+		detail_set(detail, detailsz, "smtp no answer after %s: %s",
+			   sj->body_eof ? "the data" : "part of the data",
+			   curl_easy_strerror(sj->rc));
 		return;
 	}
 	if (d->final_code >= 400) {
 		res->outcome = code_outcome(d->final_code);
-		snprintf(detail, detailsz, "smtp data refused: %s",
-			 d->final_text);
+		detail_set(detail, detailsz, "smtp data refused: %s",
+			   d->final_text);
 		return;
 	}
 	refused_list(sj, refused, sizeof(refused), &nrefused, &worst);
 	if (d->mail_code >= 200 && d->mail_code < 300 && nrefused > 0 &&
 	    nrefused == sj->job->nrcpt) {
 		res->outcome = code_outcome(worst);
-		snprintf(detail, detailsz, "smtp every recipient refused: %s",
-			 refused);
+		detail_set(detail, detailsz, "smtp every recipient refused: %s",
+			   refused);
 		return;
 	}
 	if (d->last_code >= 400) {
 		res->outcome = code_outcome(d->last_code);
-		snprintf(detail, detailsz, "smtp %s refused: %s",
-			 d->cmd[0] != '\0' ? d->cmd : "greeting", d->last_text);
+		detail_set(detail, detailsz, "smtp %s refused: %s",
+			   d->cmd[0] != '\0' ? d->cmd : "greeting",
+			   d->last_text);
 		return;
 	}
 	/* Connection refused, TLS failure, timeout before the data. */
 	res->outcome =
 	    sj->rc == CURLE_LOGIN_DENIED ? OUTCOME_ACCOUNT : OUTCOME_TRANSIENT;
-	snprintf(detail, detailsz, "smtp %s: %s", curl_easy_strerror(sj->rc),
-		 sj->errbuf[0] != '\0' ? sj->errbuf : "-");
+	detail_set(detail, detailsz, "smtp %s: %s", curl_easy_strerror(sj->rc),
+		   sj->errbuf[0] != '\0' ? sj->errbuf : "-");
 }
 
 /* On the loop. */

@@ -7,6 +7,7 @@ the password never shows in a log or an API answer."""
 
 import glob
 import os
+import subprocess
 import sys
 
 import pytest
@@ -209,6 +210,12 @@ def test_one_recipient_refused(make_cluster, fakes):
     m = wait_outcome(c, mid2, "permanent")
     assert "550" in m["attempts"][0]["detail"], m
 
+    # 452: too many recipients for now, the smarthost's rate.
+    fake.refuse_rcpt["busy@example.net"] = "452 4.5.3 too many recipients"
+    mid3 = c.submit(h.message(11, to=["busy@example.net"]))
+    m3 = wait_outcome(c, mid3, "throttled")
+    assert "busy@example.net 452" in m3["attempts"][0]["detail"], m3
+
 
 def test_transient_goes_to_maildir_with_same_bytes(make_cluster, fakes):
     fake = fakes()
@@ -246,7 +253,7 @@ def test_transient_goes_to_maildir_with_same_bytes(make_cluster, fakes):
 def test_no_answer_after_data_is_ambiguous(make_cluster, fakes):
     fake = fakes()
     fake.hang_data = True
-    ms = int(h.scaled(0.8) * 1000)
+    ms = int(h.scaled(0.3) * 1000)
     c = smtp_cluster(make_cluster, fake, {"request_timeout_ms": ms})
     c.start_server()
     c.start_agent("s")
@@ -254,3 +261,31 @@ def test_no_answer_after_data_is_ambiguous(make_cluster, fakes):
     m = wait_outcome(c, mid, "ambiguous", timeout=h.scaled(10))
     assert wait_received(fake, 1)
     assert "no answer" in m["attempts"][0]["detail"], m
+
+
+@pytest.mark.parametrize("key,value,words", [
+    ("tls", "ssl", "tls: must be none, starttls or implicit"),
+    ("port", "70000", "port: must be a whole number from 1 to 65535"),
+    ("tls_ca_file", "/nonexistent/ca.pem", "tls_ca_file: cannot read"),
+    ("username", "relay", "username and password_file go together"),
+    ("request_timeout_ms", "0", "request_timeout_ms: must be a whole"),
+])
+def test_config_checks(tmp_path, key, value, words):
+    secret = str(tmp_path / "agent.secret")
+    h.Cluster.write_secret(secret, os.urandom(32).hex())
+    sec = {"type": "smtp", "spawn": "no", "host": "127.0.0.1",
+           key: value}
+    text = h.Cluster.render(
+        {"data_dir": str(tmp_path / "data"),
+         "http_listen": "127.0.0.1:%d" % h.free_port(), "smtp_listen": "",
+         "agent_listen": "127.0.0.1:%d" % h.free_port(),
+         "agent_secret_file": secret}, {"s": sec})
+    path = tmp_path / "bad.ini"
+    path.write_text(text)
+    p = subprocess.run([h.BIN, "check-config", "-c", str(path)],
+                       capture_output=True, text=True,
+                       timeout=h.scaled(20))
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert words in p.stderr, p.stderr
+    lineno = text.split("\n").index("%s = %s" % (key, value)) + 1
+    assert "%s:%d:" % (path, lineno) in p.stderr, p.stderr
