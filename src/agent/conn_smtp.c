@@ -124,6 +124,10 @@ dialogue_reply(struct smtp_dialogue *d, int code, const char *text, size_t len)
 {
 	char *dst = d->last_text;
 
+	/* Only the first reply after the data is its verdict; QUIT's 221
+	 * comes later. */
+	if (d->data_go && d->final_code != 0)
+		return;
 	d->last_code = code;
 	if (d->data_go) {
 		d->final_code = code;
@@ -274,7 +278,7 @@ send_work(void *arg)
 	}
 	sj->rc = curl_easy_perform(h);
 out:
-	/* Wipes curl's copy of the password with the handle. */
+	/* curl's copy of the password is freed with the handle. */
 	curl_easy_cleanup(h);
 	curl_slist_free_all(rcpt);
 }
@@ -389,7 +393,7 @@ classify_fail(const struct smtp_job *sj, struct connector_result *res,
 	      char *detail, size_t detailsz)
 {
 	const struct smtp_dialogue *d = &sj->d;
-	char refused[LINK_DETAIL_MAX];
+	char refused[LINK_DETAIL_MAX], safe[CURL_ERROR_SIZE];
 	size_t nrefused;
 	int worst;
 
@@ -428,8 +432,10 @@ classify_fail(const struct smtp_job *sj, struct connector_result *res,
 	/* Connection refused, TLS failure, timeout before the data. */
 	res->outcome =
 	    sj->rc == CURLE_LOGIN_DENIED ? OUTCOME_ACCOUNT : OUTCOME_TRANSIENT;
+	log_sanitize(sj->errbuf, strnlen(sj->errbuf, sizeof(sj->errbuf)), safe,
+		     sizeof(safe));
 	detail_set(detail, detailsz, "smtp %s: %s", curl_easy_strerror(sj->rc),
-		   sj->errbuf[0] != '\0' ? sj->errbuf : "-");
+		   safe[0] != '\0' ? safe : "-");
 }
 
 /* On the loop. */
@@ -674,6 +680,11 @@ smtp_config_check(struct provider_config *pc, const struct config *cfg,
 	if (user != pw)
 		config_report_error(r, provider_config_line(pc, "username"),
 				    "username and password_file go together");
+	/* A password never crosses the network in clear. */
+	if (user && tls != NULL && strcmp(tls, "none") == 0)
+		config_report_error(
+		    r, provider_config_line(pc, "username"),
+		    "username needs tls = starttls or implicit");
 	if (ca != NULL && access(ca, R_OK) != 0)
 		config_report_error(r, provider_config_line(pc, "tls_ca_file"),
 				    "tls_ca_file: cannot read %s: %s", ca,

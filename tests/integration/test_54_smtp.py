@@ -269,6 +269,8 @@ def test_no_answer_after_data_is_ambiguous(make_cluster, fakes):
     ("tls_ca_file", "/nonexistent/ca.pem", "tls_ca_file: cannot read"),
     ("username", "relay", "username and password_file go together"),
     ("request_timeout_ms", "0", "request_timeout_ms: must be a whole"),
+    ("tls", "none\nusername = relay\npassword_file = /dev/null",
+     "username needs tls = starttls or implicit"),
 ])
 def test_config_checks(tmp_path, key, value, words):
     secret = str(tmp_path / "agent.secret")
@@ -287,5 +289,7 @@ def test_config_checks(tmp_path, key, value, words):
                        timeout=h.scaled(20))
     assert p.returncode == 2, (p.returncode, p.stderr)
     assert words in p.stderr, p.stderr
-    lineno = text.split("\n").index("%s = %s" % (key, value)) + 1
+    at = "username = relay" if "username" in value else "%s = %s" % (
+        key, value)
+    lineno = text.split("\n").index(at) + 1
     assert "%s:%d:" % (path, lineno) in p.stderr, p.stderr
