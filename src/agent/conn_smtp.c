@@ -20,8 +20,9 @@
  * transfer is one blocking curl_easy_perform() on a worker thread of a
  * workq, so the agent's loop never waits on the network; the result is
  * classified and done() called on the loop.  Workers touch only their own
- * record and the job (borrowed until done()).  close() waits for the
- * transfers under way, at most request_timeout_ms.
+ * record and the job (borrowed until done()).  close() stops the
+ * transfers under way (their progress callback sees the flag) and waits
+ * for them.
  */
 #include "agent/connector.h"
 #include "common/config.h"
@@ -34,6 +35,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,7 +65,8 @@ struct smtp {
 	struct workq *wq;
 	connector_done_cb done;
 	void *arg;
-	bool closing;     /* completions now drop their job */
+	/* Set on the loop, read by the workers: their transfers stop. */
+	atomic_bool closing;
 	int failures;     /* consecutive failed sends */
 	bool curl_inited; /* curl_global_init succeeded */
 };
@@ -188,6 +191,20 @@ dialogue_out(struct smtp_dialogue *d, const char *p, size_t len)
 	}
 }
 
+/* Ends a transfer at once when the connector closes. */
+static int
+progress_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+	    curl_off_t ulnow)
+{
+	const struct smtp_job *sj = arg;
+
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	return atomic_load(&sj->s->closing) ? 1 : 0;
+}
+
 static int
 debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *arg)
 {
@@ -247,6 +264,10 @@ transfer_setup(CURL *h, struct smtp_job *sj, struct curl_slist *rcpt)
 	ok &= curl_easy_setopt(h, CURLOPT_SERVER_RESPONSE_TIMEOUT,
 			       (s->request_ms + 999) / 1000) == CURLE_OK;
 	ok &= curl_easy_setopt(h, CURLOPT_ERRORBUFFER, sj->errbuf) == CURLE_OK;
+	ok &= curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L) == CURLE_OK;
+	ok &= curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, progress_cb) ==
+	      CURLE_OK;
+	ok &= curl_easy_setopt(h, CURLOPT_XFERINFODATA, sj) == CURLE_OK;
 	ok &= curl_easy_setopt(h, CURLOPT_VERBOSE, 1L) == CURLE_OK;
 	ok &= curl_easy_setopt(h, CURLOPT_DEBUGFUNCTION, debug_cb) == CURLE_OK;
 	ok &= curl_easy_setopt(h, CURLOPT_DEBUGDATA, sj) == CURLE_OK;
@@ -447,7 +468,7 @@ send_done(void *arg)
 	struct connector_result res;
 	char detail[LINK_DETAIL_MAX + 1], idbuf[128];
 
-	if (s->closing)
+	if (atomic_load(&s->closing))
 		goto out;
 	memset(&res, 0, sizeof(res));
 	if (sj->rc == CURLE_OK && sj->d.final_code >= 200 &&
@@ -478,7 +499,7 @@ smtp_send(void *state, struct connector_job *job)
 	struct smtp *s = state;
 	struct smtp_job *sj;
 
-	if (s->closing)
+	if (atomic_load(&s->closing))
 		return -ESHUTDOWN;
 	if (job->nrcpt == 0)
 		return -EINVAL;
@@ -523,8 +544,10 @@ smtp_close(void *state)
 
 	if (s == NULL)
 		return;
-	s->closing = true;
-	/* Waits for the transfers under way; their completions drop them. */
+	atomic_store(&s->closing, true);
+	/* Waits for the transfers under way, which stop at their next
+	 * progress call (about once a second at most); their completions
+	 * drop them. */
 	if (s->wq != NULL)
 		workq_free(s->wq);
 	smtp_free(s);
