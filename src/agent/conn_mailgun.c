@@ -207,8 +207,7 @@ mailgun_health(void *state)
 {
 	struct mailgun *mg = state;
 
-	if (mg->failures >= 5)
-		return LINK_HEALTH_DOWN;
+	/* Never down on counts: no traffic would come to clear them. */
 	if (mg->failures > 0)
 		return LINK_HEALTH_DEGRADED;
 	return LINK_HEALTH_OK;

@@ -6,11 +6,10 @@
  *
  * The envelope decides who gets the message: an envelope recipient named
  * in To goes into the personalization's "to", one named in Cc into "cc",
- * any other into "bcc" (SendGrid needs one "to": when the headers name
- * none, the first recipient takes that place).  From, Reply-To and
- * Subject come from the headers, decoded; text/plain then text/html form
- * "content"; parts with a file name or an attachment disposition become
- * "attachments" (base64, with type, file name, and the content id of an
+ * any other into "bcc" (SendGrid needs a "to": see personalizations()).  From,
+ * Reply-To and Subject come from the headers, decoded; text/plain then
+ * text/html form "content"; parts with a file name or an attachment disposition
+ * become "attachments" (base64, with type, file name, and the content id of an
  * inline part); other headers pass in "headers" except those SendGrid
  * refuses or sets itself.  A message that cannot be carried (unparsable,
  * over SendGrid's recipient limit, not UTF-8) is refused by send(), so the
@@ -156,20 +155,41 @@ rcpt_json(GMimeMessage *msg, const char *addr)
 	return o;
 }
 
-/* One personalization with every envelope recipient in its place. */
+/* {"to": [r]} for one Bcc-only recipient, or NULL. */
 static json_t *
-personalization(GMimeMessage *msg, const struct connector_job *job)
+alone(json_t *r)
+{
+	json_t *p = json_object(), *to = json_array();
+
+	if (p == NULL || to == NULL || json_array_append(to, r) != 0 ||
+	    json_object_set_new(p, "to", to) != 0) {
+		json_decref(p);
+		json_decref(to);
+		return NULL;
+	}
+	return p;
+}
+
+/*
+ * The personalizations: every envelope recipient in its place.  SendGrid
+ * needs a "to" in each: with none in To, the first Cc (seen by all anyway)
+ * takes it; with only Bcc recipients, each gets a personalization of its
+ * own with itself as "to", so none sees another.
+ */
+static json_t *
+personalizations(GMimeMessage *msg, const struct connector_job *job)
 {
 	InternetAddressList *to, *cc;
-	json_t *p = json_object(), *lists[3], *r;
+	json_t *pers = json_array(), *p = json_object(), *lists[3], *r;
 	const char *names[3] = {"to", "cc", "bcc"};
 	size_t i, k;
+	bool ok = pers != NULL && p != NULL;
 
 	to = g_mime_message_get_addresses(msg, GMIME_ADDRESS_TYPE_TO);
 	cc = g_mime_message_get_addresses(msg, GMIME_ADDRESS_TYPE_CC);
 	for (k = 0; k < 3; k++)
 		lists[k] = json_array();
-	for (i = 0; i < job->nrcpt; i++) {
+	for (i = 0; ok && i < job->nrcpt; i++) {
 		if (find_mailbox(to, job->rcpt[i]) != NULL)
 			k = 0;
 		else if (find_mailbox(cc, job->rcpt[i]) != NULL)
@@ -177,29 +197,33 @@ personalization(GMimeMessage *msg, const struct connector_job *job)
 		else
 			k = 2;
 		r = rcpt_json(msg, job->rcpt[i]);
-		if (r == NULL || json_array_append_new(lists[k], r) != 0)
-			goto fail;
+		ok = r != NULL && json_array_append_new(lists[k], r) == 0;
 	}
-	/* SendGrid needs a "to": the first other recipient takes it. */
-	for (k = 1; k < 3 && json_array_size(lists[0]) == 0; k++)
-		if (json_array_size(lists[k]) > 0) {
-			json_array_append(lists[0],
-					  json_array_get(lists[k], 0));
-			json_array_remove(lists[k], 0);
-		}
-	for (k = 0; k < 3; k++) {
-		if (json_array_size(lists[k]) > 0 &&
-		    json_object_set(p, names[k], lists[k]) != 0)
-			goto fail;
+	if (ok && json_array_size(lists[0]) == 0 &&
+	    json_array_size(lists[1]) > 0) {
+		ok = json_array_append(lists[0], json_array_get(lists[1], 0)) ==
+			 0 &&
+		     json_array_remove(lists[1], 0) == 0;
 	}
-	for (k = 0; k < 3; k++)
-		json_decref(lists[k]);
-	return p;
-fail:
+	if (ok && json_array_size(lists[0]) == 0) {
+		for (i = 0; ok && i < json_array_size(lists[2]); i++)
+			ok = json_array_append_new(
+				 pers, alone(json_array_get(lists[2], i))) == 0;
+	} else {
+		for (k = 0; ok && k < 3; k++)
+			if (json_array_size(lists[k]) > 0)
+				ok =
+				    json_object_set(p, names[k], lists[k]) == 0;
+		ok = ok && json_array_append(pers, p) == 0;
+	}
 	for (k = 0; k < 3; k++)
 		json_decref(lists[k]);
 	json_decref(p);
-	return NULL;
+	if (!ok || json_array_size(pers) == 0) {
+		json_decref(pers);
+		return NULL;
+	}
+	return pers;
 }
 
 /* The decoded bytes of a part, base64. */
@@ -381,7 +405,7 @@ build_body(const struct connector_job *job, const char **why)
 	GMimeStream *stream;
 	GMimeParser *parser;
 	GMimeMessage *msg;
-	json_t *root = NULL, *pers = NULL, *p;
+	json_t *root = NULL, *pers = NULL;
 	char *body = NULL;
 
 	*why = NULL;
@@ -400,10 +424,8 @@ build_body(const struct connector_job *job, const char **why)
 		return NULL;
 	}
 	root = json_object();
-	pers = json_array();
-	p = personalization(msg, job);
-	if (root == NULL || pers == NULL || p == NULL ||
-	    json_array_append_new(pers, p) != 0 ||
+	pers = personalizations(msg, job);
+	if (root == NULL || pers == NULL ||
 	    json_object_set(root, "personalizations", pers) != 0)
 		*why = "a recipient that is not UTF-8";
 	if (*why == NULL)
@@ -567,8 +589,7 @@ sendgrid_health(void *state)
 {
 	struct sendgrid *sg = state;
 
-	if (sg->failures >= 5)
-		return LINK_HEALTH_DOWN;
+	/* Never down on counts: no traffic would come to clear them. */
 	if (sg->failures > 0)
 		return LINK_HEALTH_DEGRADED;
 	return LINK_HEALTH_OK;

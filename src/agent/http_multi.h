@@ -60,7 +60,11 @@ struct http_multi *http_multi_new(struct event_base *base);
  * and frees hm.  NULL is a no-op.  Not from inside a completion callback.
  */
 void http_multi_free(struct http_multi *hm);
-/* Stops every transfer in flight; their callbacks are not called. */
+/*
+ * Stops every transfer in flight; their callbacks are not called.  Not
+ * from inside a completion callback (the finishing transfer is freed
+ * after it returns).
+ */
 void http_multi_cancel(struct http_multi *hm);
 /*
  * Starts the transfer of easy and takes it, with headers and mime (either

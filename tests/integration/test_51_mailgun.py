@@ -113,6 +113,19 @@ def test_rich_message(env):
     assert atts[0].get_content() == att
 
 
+def test_connections_reused(env):
+    """30 messages at up to 8 in flight: the agent keeps its connections
+    to the API alive and reuses them, so the stand-in sees far fewer
+    connections than requests."""
+    c, fake = env
+    before_conn, before_req = fake.connections, fake.requests
+    ids = c.submit_many(30)
+    c.wait_delivered(ids, timeout=30)
+    assert all(c.msg(i)["provider"] == "mg" for i in ids)
+    assert fake.requests - before_req == 30
+    assert fake.connections - before_conn <= 8, fake.connections
+
+
 def test_400_permanent(env):
     c, fake = env
     fake.reject = {"refused@example.net"}
@@ -192,3 +205,38 @@ def test_key_never_shown(env):
         if name.endswith(".log"):
             with open(os.path.join(c.dir, name), "rb") as f:
                 assert KEY.encode() not in f.read(), name
+
+
+def test_config_check(tmp_path):
+    """base_url is only scheme://host[:port] and the timeouts are bounded
+    numbers: check-config refuses the rest and names the line; a key given
+    as env:VAR is taken."""
+    import subprocess
+    secret = tmp_path / "agent.secret"
+    h.Cluster.write_secret(str(secret), "x" * 64)
+
+    def check(extra, env=None):
+        lines = ["[server]", "data_dir = %s" % (tmp_path / "data"),
+                 "agent_secret_file = %s" % secret, "",
+                 "[provider.mg]", "type = mailgun",
+                 "api_key_file = env:SHIVNERI_TEST_MG_KEY",
+                 "domain = %s" % DOMAIN] + extra
+        path = tmp_path / "mg.ini"
+        path.write_text("\n".join(lines) + "\n")
+        e = dict(os.environ, SHIVNERI_TEST_MG_KEY=KEY)
+        p = subprocess.run([h.BIN, "check-config", "-c", str(path)],
+                           env=e, capture_output=True, text=True,
+                           timeout=h.scaled(20))
+        return p.returncode, p.stdout + p.stderr
+
+    rc, out = check(["base_url = http://127.0.0.1:8025"])
+    assert rc == 0, out
+    assert KEY not in out
+    rc, out = check(["base_url = http://127.0.0.1:8025/v3"])
+    assert rc == 2 and "base_url" in out and ":9" in out, out
+    rc, out = check(["base_url = ftp://example.com"])
+    assert rc == 2 and "base_url" in out, out
+    rc, out = check(["request_timeout_ms = 0"])
+    assert rc == 2 and "request_timeout_ms" in out, out
+    rc, out = check(["connect_timeout_ms = 5s"])
+    assert rc == 2 and "connect_timeout_ms" in out, out

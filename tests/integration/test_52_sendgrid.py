@@ -5,7 +5,8 @@ As test_51_mailgun.py: sg (type sendgrid, priority 1) in front of b
 reaches the stand-in as the JSON SendGrid wants (it checks the shape and
 limits), recipients in to/cc/bcc by the envelope and headers, names and
 subject decoded, HTML after text, the attachment's bytes intact, the custom
-header passed, and is delivered with the X-Message-Id.  A 400 fails the
+header passed, and is delivered with the X-Message-Id; Bcc-only
+recipients each get a personalization of their own.  A 400 fails the
 message without trying b; a 503 is transient and b delivers; a hung API is
 ambiguous; a 429 throttled; a 401 the account's (an attempt may say
 transient until the dispatcher knows the new classes; the agent's log
@@ -110,6 +111,21 @@ def test_rich_message(env):
     assert b["headers"]["X-Campaign"] == "c1"
     hdrs = {k.lower(): v for k, v in b["headers"].items()}
     assert mid in hdrs["message-id"], b["headers"]
+
+
+def test_bcc_only(env):
+    """SendGrid needs a "to": Bcc-only recipients get a personalization
+    each, with themselves as "to", so none sees another."""
+    c, fake = env
+    n = len(fake.received)
+    mid = c.submit(h.message(7, to=[], bcc=["x1@example.net",
+                                            "x2@example.net"]))
+    m = settled(c, mid)
+    assert m["status"] == "delivered" and m["provider"] == "sg", m
+    pers = fake.received[n]["body"]["personalizations"]
+    assert sorted(p["to"][0]["email"] for p in pers) == \
+        ["x1@example.net", "x2@example.net"]
+    assert all(list(p) == ["to"] and len(p["to"]) == 1 for p in pers), pers
 
 
 def test_400_permanent(env):

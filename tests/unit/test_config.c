@@ -300,7 +300,7 @@ test_strings(void **state)
 	    /* Only the types this build runs; the others are refused. */
 	    {"[provider.x]\ntype = smtp\nhost = h\n", 2,
 	     "type: 'smtp' is not a provider type of this build (known: "},
-	    {"[provider.x]\ntype = mailgun\n", 2, "known: maildir"},
+	    {"[provider.x]\ntype = pigeon\n", 2, "known: maildir"},
 	    {"[provider.x]\ntype = maildir\npath =\n", 3,
 	     "path: must not be empty"},
 	    {"[provider.x]\ntype = maildir\napi_key_file = f\n", 3,
