@@ -41,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define SMTP_THREADS 4
@@ -274,6 +275,22 @@ transfer_setup(CURL *h, struct smtp_job *sj, struct curl_slist *rcpt)
 	return ok;
 }
 
+/*
+ * After a failure the connection is of no use, and curl would say QUIT on
+ * it at clean-up and wait for the reply (up to the response timeout, with
+ * no progress callback to end it): shutting it down first makes that fail
+ * at once.
+ */
+static void
+drop_connection(CURL *h)
+{
+	curl_socket_t fd = CURL_SOCKET_BAD;
+
+	if (curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &fd) == CURLE_OK &&
+	    fd != CURL_SOCKET_BAD)
+		(void)shutdown(fd, SHUT_RDWR);
+}
+
 /* On a worker thread: no logging, no loop state, only sj. */
 static void
 send_work(void *arg)
@@ -298,6 +315,8 @@ send_work(void *arg)
 		goto out;
 	}
 	sj->rc = curl_easy_perform(h);
+	if (sj->rc != CURLE_OK)
+		drop_connection(h);
 out:
 	/* curl's copy of the password is freed with the handle. */
 	curl_easy_cleanup(h);

@@ -7,6 +7,7 @@ the password never shows in a log or an API answer."""
 
 import glob
 import os
+import signal
 import subprocess
 import sys
 
@@ -293,3 +294,17 @@ def test_config_checks(tmp_path, key, value, words):
         key, value)
     lineno = text.split("\n").index(at) + 1
     assert "%s:%d:" % (path, lineno) in p.stderr, p.stderr
+
+
+def test_agent_stops_promptly_with_a_transfer_hanging(make_cluster, fakes):
+    # The connector's close ends the transfers under way rather than
+    # waiting request_timeout_ms for a reply that never comes.
+    fake = fakes()
+    fake.hang_data = True
+    c = smtp_cluster(make_cluster, fake, {"request_timeout_ms": 60000})
+    c.start_server()
+    agent = c.start_agent("s")
+    c.submit(h.message(12))
+    wait_received(fake, 1)
+    agent.signal(signal.SIGTERM)
+    agent.wait_exit(3)  # scaled inside; raises WaitTimeout
