@@ -359,6 +359,22 @@ code_outcome(int code)
 	return OUTCOME_TRANSIENT;
 }
 
+/*
+ * A refusal of the session itself (greeting, EHLO, STARTTLS, AUTH) says
+ * nothing about the message: 5xx there is the account's at AUTH and the
+ * smarthost's elsewhere.  Only MAIL, RCPT and the data refuse a message.
+ */
+static int
+session_outcome(const char *cmd, int code)
+{
+	int outcome = code_outcome(code);
+
+	if (outcome != OUTCOME_PERMANENT || strcmp(cmd, "MAIL") == 0 ||
+	    strcmp(cmd, "RCPT") == 0 || strcmp(cmd, "DATA") == 0)
+		return outcome;
+	return strcmp(cmd, "AUTH") == 0 ? OUTCOME_ACCOUNT : OUTCOME_TRANSIENT;
+}
+
 /* "a@x 550, b@y 451": the refused recipients, for the detail. */
 static void
 refused_list(const struct smtp_job *sj, char *buf, size_t bufsz,
@@ -463,7 +479,7 @@ classify_fail(const struct smtp_job *sj, struct connector_result *res,
 		return;
 	}
 	if (d->last_code >= 400) {
-		res->outcome = code_outcome(d->last_code);
+		res->outcome = session_outcome(d->cmd, d->last_code);
 		detail_set(detail, detailsz, "smtp %s refused: %s",
 			   d->cmd[0] != '\0' ? d->cmd : "greeting",
 			   d->last_text);
