@@ -75,6 +75,7 @@ struct smtp {
 /* What the dialogue of one transfer said, filled by the debug callback. */
 struct smtp_dialogue {
 	char cmd[12];      /* verb of the last command sent, "RCPT" */
+	char last_cmd[12]; /* verb of the command last_code answers */
 	size_t nrcpt_sent; /* RCPT commands sent so far */
 	int *rcpt_code;    /* per recipient, 0: no answer */
 	int mail_code;     /* answer to MAIL FROM */
@@ -132,7 +133,11 @@ dialogue_reply(struct smtp_dialogue *d, int code, const char *text, size_t len)
 	 * comes later. */
 	if (d->data_go && d->final_code != 0)
 		return;
+	/* curl says QUIT inside the failed transfer: its 221 is no verdict. */
+	if (strcmp(d->cmd, "QUIT") == 0)
+		return;
 	d->last_code = code;
+	memcpy(d->last_cmd, d->cmd, sizeof(d->last_cmd));
 	if (d->data_go) {
 		d->final_code = code;
 		dst = d->final_text;
@@ -479,9 +484,9 @@ classify_fail(const struct smtp_job *sj, struct connector_result *res,
 		return;
 	}
 	if (d->last_code >= 400) {
-		res->outcome = session_outcome(d->cmd, d->last_code);
+		res->outcome = session_outcome(d->last_cmd, d->last_code);
 		detail_set(detail, detailsz, "smtp %s refused: %s",
-			   d->cmd[0] != '\0' ? d->cmd : "greeting",
+			   d->last_cmd[0] != '\0' ? d->last_cmd : "greeting",
 			   d->last_text);
 		return;
 	}

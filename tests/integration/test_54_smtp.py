@@ -248,7 +248,13 @@ def test_transient_goes_to_maildir_with_same_bytes(make_cluster, fakes):
     c.wait_state("m", "down")
     mid2 = c.submit(h.message(9))
     m2 = wait_outcome(c, mid2, "transient")
-    assert "421" in m2["attempts"][0]["detail"], m2
+    assert "smtp MAIL refused: 421" in m2["attempts"][0]["detail"], m2
+
+    # A 5xx at MAIL refuses the message (the sender) for good.
+    fake.mail_reply = "553 5.7.1 sender not allowed"
+    mid3 = c.submit(h.message(13))
+    m3 = wait_outcome(c, mid3, "permanent")
+    assert "smtp MAIL refused: 553" in m3["attempts"][0]["detail"], m3
 
 
 def test_no_answer_after_data_is_ambiguous(make_cluster, fakes):
