@@ -24,6 +24,7 @@
  */
 #include "agent/connector.h"
 #include "agent/http_multi.h"
+#include "agent/mime_fields.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -60,13 +61,6 @@ struct sendgrid_send {
 	struct connector_job *job;
 };
 
-/* What walking the parts gathers. */
-struct walk {
-	json_t *text, *html; /* content objects, or NULL */
-	json_t *attachments;
-	const char *why; /* the first reason the message cannot go */
-};
-
 /* Headers SendGrid refuses or sets from other fields. */
 static const char *const skip_headers[] = {"x-sg-id",
 					   "x-sg-eid",
@@ -83,77 +77,6 @@ static const char *const skip_headers[] = {"x-sg-id",
 					   "mime-version",
 					   "date",
 					   NULL};
-
-static bool
-set_str(json_t *o, const char *key, const char *s)
-{
-	json_t *v = json_string(s != NULL ? s : ""); /* NULL: not UTF-8 */
-
-	return v != NULL && json_object_set_new(o, key, v) == 0;
-}
-
-/* {"email": ..., "name": ...} of a mailbox, or NULL. */
-static json_t *
-mailbox_json(InternetAddress *ia)
-{
-	const char *name;
-	json_t *o;
-
-	if (!INTERNET_ADDRESS_IS_MAILBOX(ia))
-		return NULL;
-	o = json_object();
-	name = internet_address_get_name(ia);
-	if (o == NULL ||
-	    !set_str(o, "email",
-		     internet_address_mailbox_get_addr(
-			 INTERNET_ADDRESS_MAILBOX(ia))) ||
-	    (name != NULL && name[0] != '\0' && !set_str(o, "name", name))) {
-		json_decref(o);
-		return NULL;
-	}
-	return o;
-}
-
-/* The mailbox of list whose address is addr, or NULL. */
-static InternetAddress *
-find_mailbox(InternetAddressList *list, const char *addr)
-{
-	InternetAddress *ia;
-	int i, n = list != NULL ? internet_address_list_length(list) : 0;
-
-	for (i = 0; i < n; i++) {
-		ia = internet_address_list_get_address(list, i);
-		if (INTERNET_ADDRESS_IS_MAILBOX(ia) &&
-		    strcasecmp(internet_address_mailbox_get_addr(
-				   INTERNET_ADDRESS_MAILBOX(ia)),
-			       addr) == 0)
-			return ia;
-	}
-	return NULL;
-}
-
-/* {"email": addr} with the name the headers give it, if any. */
-static json_t *
-rcpt_json(GMimeMessage *msg, const char *addr)
-{
-	InternetAddress *ia;
-	json_t *o;
-
-	ia = find_mailbox(
-	    g_mime_message_get_addresses(msg, GMIME_ADDRESS_TYPE_TO), addr);
-	if (ia == NULL)
-		ia = find_mailbox(
-		    g_mime_message_get_addresses(msg, GMIME_ADDRESS_TYPE_CC),
-		    addr);
-	if (ia != NULL)
-		return mailbox_json(ia);
-	o = json_object();
-	if (o != NULL && !set_str(o, "email", addr)) {
-		json_decref(o);
-		return NULL;
-	}
-	return o;
-}
 
 /* {"to": [r]} for one Bcc-only recipient, or NULL. */
 static json_t *
@@ -179,24 +102,16 @@ alone(json_t *r)
 static json_t *
 personalizations(GMimeMessage *msg, const struct connector_job *job)
 {
-	InternetAddressList *to, *cc;
 	json_t *pers = json_array(), *p = json_object(), *lists[3], *r;
 	const char *names[3] = {"to", "cc", "bcc"};
 	size_t i, k;
 	bool ok = pers != NULL && p != NULL;
 
-	to = g_mime_message_get_addresses(msg, GMIME_ADDRESS_TYPE_TO);
-	cc = g_mime_message_get_addresses(msg, GMIME_ADDRESS_TYPE_CC);
 	for (k = 0; k < 3; k++)
 		lists[k] = json_array();
 	for (i = 0; ok && i < job->nrcpt; i++) {
-		if (find_mailbox(to, job->rcpt[i]) != NULL)
-			k = 0;
-		else if (find_mailbox(cc, job->rcpt[i]) != NULL)
-			k = 1;
-		else
-			k = 2;
-		r = rcpt_json(msg, job->rcpt[i]);
+		k = (size_t)mime_fields_rcpt_kind(msg, job->rcpt[i]);
+		r = mime_fields_rcpt(msg, job->rcpt[i]);
 		ok = r != NULL && json_array_append_new(lists[k], r) == 0;
 	}
 	if (ok && json_array_size(lists[0]) == 0 &&
@@ -226,175 +141,64 @@ personalizations(GMimeMessage *msg, const struct connector_job *job)
 	return pers;
 }
 
-/* The decoded bytes of a part, base64. */
-static char *
-part_base64(GMimePart *part)
-{
-	GMimeDataWrapper *dw = g_mime_part_get_content(part);
-	GMimeStream *mem;
-	GByteArray *ba;
-	char *b64, *out;
-
-	if (dw == NULL)
-		return xstrdup("");
-	mem = g_mime_stream_mem_new();
-	if (g_mime_data_wrapper_write_to_stream(dw, mem) < 0) {
-		g_object_unref(mem);
-		return NULL;
-	}
-	ba = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem));
-	b64 = g_base64_encode(ba->data, ba->len);
-	g_object_unref(mem);
-	out = xstrdup(b64);
-	g_free(b64);
-	return out;
-}
-
-static void
-add_attachment(struct walk *w, GMimePart *part, const char *filename)
-{
-	GMimeObject *obj = GMIME_OBJECT(part);
-	const char *cid = g_mime_object_get_content_id(obj);
-	const char *disp = g_mime_object_get_disposition(obj);
-	bool inl =
-	    cid != NULL && disp != NULL && strcasecmp(disp, "inline") == 0;
-	char *type = g_mime_content_type_get_mime_type(
-	    g_mime_object_get_content_type(obj));
-	char *b64 = part_base64(part);
-	json_t *a = json_object();
-
-	if (b64 == NULL || a == NULL || !set_str(a, "content", b64) ||
-	    !set_str(a, "type", type) ||
-	    !set_str(a, "filename",
-		     filename != NULL ? filename : "attachment") ||
-	    !set_str(a, "disposition", inl ? "inline" : "attachment") ||
-	    (inl && !set_str(a, "content_id", cid)) ||
-	    json_array_append(w->attachments, a) != 0)
-		w->why = "an attachment SendGrid cannot carry";
-	json_decref(a);
-	g_free(type);
-	free(b64);
-}
-
-static void
-walk_part(GMimeObject *parent, GMimeObject *obj, gpointer data)
-{
-	struct walk *w = data;
-	GMimePart *part;
-	const char *filename, *disp;
-	json_t **slot = NULL;
-	char *text;
-
-	if (!GMIME_IS_PART(obj) || w->why != NULL)
-		return;
-	part = GMIME_PART(obj);
-	filename = g_mime_part_get_filename(part);
-	disp = g_mime_object_get_disposition(obj);
-	if (filename == NULL &&
-	    (disp == NULL || strcasecmp(disp, "attachment") != 0) &&
-	    GMIME_IS_TEXT_PART(obj)) {
-		if (g_mime_content_type_is_type(
-			g_mime_object_get_content_type(obj), "text", "plain"))
-			slot = &w->text;
-		else if (g_mime_content_type_is_type(
-			     g_mime_object_get_content_type(obj), "text",
-			     "html"))
-			slot = &w->html;
-	}
-	if (slot == NULL || *slot != NULL) {
-		add_attachment(w, part, filename);
-		return;
-	}
-	text = g_mime_text_part_get_text(GMIME_TEXT_PART(obj));
-	*slot = json_object();
-	if (text == NULL ||
-	    !set_str(*slot, "type",
-		     slot == &w->text ? "text/plain" : "text/html") ||
-	    !set_str(*slot, "value", text))
-		w->why = "a text part that is not UTF-8";
-	g_free(text);
-}
-
+/* {"type": type, "value": text} appended to content, unless text is NULL. */
 static bool
-header_skipped(const char *name)
+add_content(json_t *content, const char *type, const char *text)
 {
-	size_t i;
+	json_t *o;
 
-	for (i = 0; skip_headers[i] != NULL; i++)
-		if (strcasecmp(name, skip_headers[i]) == 0)
-			return true;
-	return false;
-}
-
-/* The headers SendGrid lets us set, decoded. */
-static json_t *
-custom_headers(GMimeMessage *msg)
-{
-	GMimeHeaderList *hl = g_mime_object_get_header_list(GMIME_OBJECT(msg));
-	GMimeHeader *hdr;
-	json_t *o = json_object();
-	int i, n = g_mime_header_list_get_count(hl);
-
-	for (i = 0; o != NULL && i < n; i++) {
-		hdr = g_mime_header_list_get_header_at(hl, i);
-		if (header_skipped(g_mime_header_get_name(hdr)))
-			continue;
-		if (!set_str(o, g_mime_header_get_name(hdr),
-			     g_mime_header_get_value(hdr))) {
-			json_decref(o);
-			return NULL;
-		}
+	if (text == NULL)
+		return true;
+	o = json_object();
+	if (o == NULL || !mime_fields_set_str(o, "type", type) ||
+	    !mime_fields_set_str(o, "value", text) ||
+	    json_array_append_new(content, o) != 0) {
+		json_decref(o);
+		return false;
 	}
-	return o;
+	return true;
 }
 
 /* The top-level fields from the headers and the parts. */
 static const char *
-fill_body(json_t *root, GMimeMessage *msg, const struct connector_job *job)
+fill_body(json_t *root, GMimeMessage *msg)
 {
-	InternetAddressList *l;
-	struct walk w = {.attachments = json_array()};
-	json_t *v, *content = json_array();
+	InternetAddress *ia;
+	struct mime_body mb;
+	json_t *v, *content;
 	const char *why = NULL;
 
-	l = g_mime_message_get_from(msg);
-	v = l != NULL && internet_address_list_length(l) > 0
-		? mailbox_json(internet_address_list_get_address(l, 0))
-		: NULL;
+	v = mime_fields_mailbox(
+	    mime_fields_first(g_mime_message_get_from(msg)));
 	if (v == NULL || json_object_set_new(root, "from", v) != 0)
-		why = "no From mailbox";
-	l = g_mime_message_get_reply_to(msg);
-	if (why == NULL && l != NULL && internet_address_list_length(l) > 0) {
-		v = mailbox_json(internet_address_list_get_address(l, 0));
+		return "no From mailbox";
+	ia = mime_fields_first(g_mime_message_get_reply_to(msg));
+	if (ia != NULL) {
+		v = mime_fields_mailbox(ia);
 		if (v == NULL || json_object_set_new(root, "reply_to", v) != 0)
-			why = "a Reply-To that is not a mailbox";
+			return "a Reply-To that is not a mailbox";
 	}
-	if (why == NULL &&
-	    !set_str(root, "subject", g_mime_message_get_subject(msg)))
-		why = "a Subject that is not UTF-8";
-	if (why == NULL)
-		g_mime_message_foreach(msg, walk_part, &w);
-	if (why == NULL && w.why != NULL)
-		why = w.why;
-	if (why == NULL && w.text == NULL && w.html == NULL)
-		why = "no text or HTML part";
+	if (!mime_fields_set_str(root, "subject",
+				 g_mime_message_get_subject(msg)))
+		return "a Subject that is not UTF-8";
+	why = mime_fields_body(msg, &mb);
+	if (why != NULL)
+		return why;
+	/* Owned by root from here on: nothing to free on failure. */
+	content = json_array();
 	/* SendGrid wants text/plain before text/html. */
-	if (why == NULL &&
-	    ((w.text != NULL && json_array_append(content, w.text) != 0) ||
-	     (w.html != NULL && json_array_append(content, w.html) != 0) ||
-	     json_object_set(root, "content", content) != 0))
+	if (content == NULL ||
+	    json_object_set_new(root, "content", content) != 0 ||
+	    !add_content(content, "text/plain", mb.text) ||
+	    !add_content(content, "text/html", mb.html) ||
+	    (json_array_size(mb.attachments) > 0 &&
+	     json_object_set(root, "attachments", mb.attachments) != 0))
 		why = "out of memory";
-	if (why == NULL && json_array_size(w.attachments) > 0 &&
-	    json_object_set(root, "attachments", w.attachments) != 0)
-		why = "out of memory";
-	v = why == NULL ? custom_headers(msg) : NULL;
+	mime_fields_body_free(&mb);
+	v = why == NULL ? mime_fields_headers(msg, skip_headers) : NULL;
 	if (why == NULL &&
 	    (v == NULL || json_object_set_new(root, "headers", v) != 0))
 		why = "a header that is not UTF-8";
-	json_decref(w.text);
-	json_decref(w.html);
-	json_decref(w.attachments);
-	json_decref(content);
 	return why;
 }
 
@@ -402,8 +206,6 @@ fill_body(json_t *root, GMimeMessage *msg, const struct connector_job *job)
 static char *
 build_body(const struct connector_job *job, const char **why)
 {
-	GMimeStream *stream;
-	GMimeParser *parser;
 	GMimeMessage *msg;
 	json_t *root = NULL, *pers = NULL;
 	char *body = NULL;
@@ -413,12 +215,7 @@ build_body(const struct connector_job *job, const char **why)
 		*why = "no recipient, or more than SendGrid takes";
 		return NULL;
 	}
-	stream = g_mime_stream_mem_new_with_buffer((const char *)job->mime,
-						   job->mime_len);
-	parser = g_mime_parser_new_with_stream(stream);
-	msg = g_mime_parser_construct_message(parser, NULL);
-	g_object_unref(parser);
-	g_object_unref(stream);
+	msg = mime_fields_parse(job);
 	if (msg == NULL) {
 		*why = "a message GMime cannot parse";
 		return NULL;
@@ -429,7 +226,7 @@ build_body(const struct connector_job *job, const char **why)
 	    json_object_set(root, "personalizations", pers) != 0)
 		*why = "a recipient that is not UTF-8";
 	if (*why == NULL)
-		*why = fill_body(root, msg, job);
+		*why = fill_body(root, msg);
 	if (*why == NULL) {
 		body = json_dumps(root, JSON_COMPACT);
 		if (body == NULL)

@@ -1,0 +1,272 @@
+/*
+ * mime_fields: the GMime side of the JSON-API connectors, split out of the
+ * sendgrid connector so that postmark and resend read a message the same
+ * way.  A part is the text (or the HTML) body when it is the first
+ * text/plain (text/html) part with no file name and no attachment
+ * disposition; every other leaf part is an attachment, its decoded bytes
+ * base64.  Headers are passed decoded, except those the caller names.
+ */
+#include "agent/mime_fields.h"
+
+#include "common/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* What walking the parts gathers. */
+struct walk {
+	struct mime_body *b;
+	const char *why; /* the first reason the message cannot go */
+};
+
+GMimeMessage *
+mime_fields_parse(const struct connector_job *job)
+{
+	GMimeStream *stream;
+	GMimeParser *parser;
+	GMimeMessage *msg;
+
+	stream = g_mime_stream_mem_new_with_buffer((const char *)job->mime,
+						   job->mime_len);
+	parser = g_mime_parser_new_with_stream(stream);
+	msg = g_mime_parser_construct_message(parser, NULL);
+	g_object_unref(parser);
+	g_object_unref(stream);
+	return msg;
+}
+
+bool
+mime_fields_set_str(json_t *o, const char *key, const char *s)
+{
+	json_t *v = json_string(s != NULL ? s : ""); /* NULL: not UTF-8 */
+
+	return v != NULL && json_object_set_new(o, key, v) == 0;
+}
+
+json_t *
+mime_fields_mailbox(InternetAddress *ia)
+{
+	const char *name;
+	json_t *o;
+
+	if (ia == NULL || !INTERNET_ADDRESS_IS_MAILBOX(ia))
+		return NULL;
+	o = json_object();
+	name = internet_address_get_name(ia);
+	if (o == NULL ||
+	    !mime_fields_set_str(o, "email",
+				 internet_address_mailbox_get_addr(
+				     INTERNET_ADDRESS_MAILBOX(ia))) ||
+	    (name != NULL && name[0] != '\0' &&
+	     !mime_fields_set_str(o, "name", name))) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+InternetAddress *
+mime_fields_first(InternetAddressList *list)
+{
+	if (list == NULL || internet_address_list_length(list) == 0)
+		return NULL;
+	return internet_address_list_get_address(list, 0);
+}
+
+/* The mailbox of list whose address is addr, or NULL. */
+static InternetAddress *
+find_mailbox(InternetAddressList *list, const char *addr)
+{
+	InternetAddress *ia;
+	int i, n = list != NULL ? internet_address_list_length(list) : 0;
+
+	for (i = 0; i < n; i++) {
+		ia = internet_address_list_get_address(list, i);
+		if (INTERNET_ADDRESS_IS_MAILBOX(ia) &&
+		    strcasecmp(internet_address_mailbox_get_addr(
+				   INTERNET_ADDRESS_MAILBOX(ia)),
+			       addr) == 0)
+			return ia;
+	}
+	return NULL;
+}
+
+enum mime_rcpt_kind
+mime_fields_rcpt_kind(GMimeMessage *msg, const char *addr)
+{
+	if (find_mailbox(
+		g_mime_message_get_addresses(msg, GMIME_ADDRESS_TYPE_TO),
+		addr) != NULL)
+		return MIME_RCPT_TO;
+	if (find_mailbox(
+		g_mime_message_get_addresses(msg, GMIME_ADDRESS_TYPE_CC),
+		addr) != NULL)
+		return MIME_RCPT_CC;
+	return MIME_RCPT_BCC;
+}
+
+json_t *
+mime_fields_rcpt(GMimeMessage *msg, const char *addr)
+{
+	InternetAddress *ia;
+	json_t *o;
+
+	ia = find_mailbox(
+	    g_mime_message_get_addresses(msg, GMIME_ADDRESS_TYPE_TO), addr);
+	if (ia == NULL)
+		ia = find_mailbox(
+		    g_mime_message_get_addresses(msg, GMIME_ADDRESS_TYPE_CC),
+		    addr);
+	if (ia != NULL)
+		return mime_fields_mailbox(ia);
+	o = json_object();
+	if (o != NULL && !mime_fields_set_str(o, "email", addr)) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* The decoded bytes of a part, base64. */
+static char *
+part_base64(GMimePart *part)
+{
+	GMimeDataWrapper *dw = g_mime_part_get_content(part);
+	GMimeStream *mem;
+	GByteArray *ba;
+	char *b64, *out;
+
+	if (dw == NULL)
+		return xstrdup("");
+	mem = g_mime_stream_mem_new();
+	if (g_mime_data_wrapper_write_to_stream(dw, mem) < 0) {
+		g_object_unref(mem);
+		return NULL;
+	}
+	ba = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem));
+	b64 = g_base64_encode(ba->data, ba->len);
+	g_object_unref(mem);
+	out = xstrdup(b64);
+	g_free(b64);
+	return out;
+}
+
+static void
+add_attachment(struct walk *w, GMimePart *part, const char *filename)
+{
+	GMimeObject *obj = GMIME_OBJECT(part);
+	const char *cid = g_mime_object_get_content_id(obj);
+	const char *disp = g_mime_object_get_disposition(obj);
+	bool inl =
+	    cid != NULL && disp != NULL && strcasecmp(disp, "inline") == 0;
+	char *type = g_mime_content_type_get_mime_type(
+	    g_mime_object_get_content_type(obj));
+	char *b64 = part_base64(part);
+	json_t *a = json_object();
+
+	if (b64 == NULL || a == NULL ||
+	    !mime_fields_set_str(a, "content", b64) ||
+	    !mime_fields_set_str(a, "type", type) ||
+	    !mime_fields_set_str(a, "filename",
+				 filename != NULL ? filename : "attachment") ||
+	    !mime_fields_set_str(a, "disposition",
+				 inl ? "inline" : "attachment") ||
+	    (inl && !mime_fields_set_str(a, "content_id", cid)) ||
+	    json_array_append(w->b->attachments, a) != 0)
+		w->why = "an attachment the API cannot carry";
+	json_decref(a);
+	g_free(type);
+	free(b64);
+}
+
+static void
+walk_part(GMimeObject *parent, GMimeObject *obj, gpointer data)
+{
+	struct walk *w = data;
+	GMimeContentType *ct;
+	GMimePart *part;
+	const char *filename, *disp;
+	char **slot = NULL;
+
+	(void)parent;
+	if (!GMIME_IS_PART(obj) || w->why != NULL)
+		return;
+	part = GMIME_PART(obj);
+	filename = g_mime_part_get_filename(part);
+	disp = g_mime_object_get_disposition(obj);
+	ct = g_mime_object_get_content_type(obj);
+	if (filename == NULL &&
+	    (disp == NULL || strcasecmp(disp, "attachment") != 0) &&
+	    GMIME_IS_TEXT_PART(obj)) {
+		if (g_mime_content_type_is_type(ct, "text", "plain"))
+			slot = &w->b->text;
+		else if (g_mime_content_type_is_type(ct, "text", "html"))
+			slot = &w->b->html;
+	}
+	if (slot == NULL || *slot != NULL) {
+		add_attachment(w, part, filename);
+		return;
+	}
+	*slot = g_mime_text_part_get_text(GMIME_TEXT_PART(obj));
+	if (*slot == NULL || !g_utf8_validate(*slot, -1, NULL))
+		w->why = "a text part that is not UTF-8";
+}
+
+const char *
+mime_fields_body(GMimeMessage *msg, struct mime_body *b)
+{
+	struct walk w = {.b = b};
+
+	memset(b, 0, sizeof(*b));
+	b->attachments = json_array();
+	if (b->attachments == NULL)
+		return "out of memory";
+	g_mime_message_foreach(msg, walk_part, &w);
+	if (w.why == NULL && b->text == NULL && b->html == NULL)
+		w.why = "no text or HTML part";
+	if (w.why != NULL)
+		mime_fields_body_free(b);
+	return w.why;
+}
+
+void
+mime_fields_body_free(struct mime_body *b)
+{
+	g_free(b->text);
+	g_free(b->html);
+	json_decref(b->attachments);
+	memset(b, 0, sizeof(*b));
+}
+
+static bool
+header_skipped(const char *name, const char *const *skip)
+{
+	size_t i;
+
+	for (i = 0; skip[i] != NULL; i++)
+		if (strcasecmp(name, skip[i]) == 0)
+			return true;
+	return false;
+}
+
+json_t *
+mime_fields_headers(GMimeMessage *msg, const char *const *skip)
+{
+	GMimeHeaderList *hl = g_mime_object_get_header_list(GMIME_OBJECT(msg));
+	GMimeHeader *hdr;
+	json_t *o = json_object();
+	int i, n = g_mime_header_list_get_count(hl);
+
+	for (i = 0; o != NULL && i < n; i++) {
+		hdr = g_mime_header_list_get_header_at(hl, i);
+		if (header_skipped(g_mime_header_get_name(hdr), skip))
+			continue;
+		if (!mime_fields_set_str(o, g_mime_header_get_name(hdr),
+					 g_mime_header_get_value(hdr))) {
+			json_decref(o);
+			return NULL;
+		}
+	}
+	return o;
+}

@@ -1,0 +1,52 @@
+/*
+ * mime_fields: what the JSON-API connectors (sendgrid, postmark, resend)
+ * need from our MIME.  Their APIs take no raw message, so each message is
+ * parsed once with GMime and its parts handed out as JSON pieces: mailboxes
+ * as {"email", "name"}, the text and HTML bodies decoded, the attachments
+ * with their bytes base64, and the headers the API lets a sender set.  The
+ * caller owns GMime's init/shutdown (g_mime_init() in its open()).
+ */
+#ifndef SHIVNERI_AGENT_MIME_FIELDS_H
+#define SHIVNERI_AGENT_MIME_FIELDS_H
+
+#include "agent/connector.h"
+
+#include <stdbool.h>
+
+#include <gmime/gmime.h>
+#include <jansson.h>
+
+/* Where an envelope recipient is named in the headers. */
+enum mime_rcpt_kind { MIME_RCPT_TO, MIME_RCPT_CC, MIME_RCPT_BCC };
+
+/*
+ * The parts of a message body.  text and html (g_malloc'd, NULL when
+ * absent) are the first text/plain and text/html parts that are not
+ * attachments; attachments is an array of {"content" (base64), "type",
+ * "filename", "disposition" ("inline" or "attachment") and, inline only,
+ * "content_id"}.
+ */
+struct mime_body {
+	char *text, *html;
+	json_t *attachments;
+};
+
+/* The message of job, or NULL when GMime cannot parse it. */
+GMimeMessage *mime_fields_parse(const struct connector_job *job);
+/* Sets o[key] to s (NULL: ""); false when not UTF-8 or out of memory. */
+bool mime_fields_set_str(json_t *o, const char *key, const char *s);
+/* {"email": ..., "name": ...} (name only when set) of a mailbox, or NULL. */
+json_t *mime_fields_mailbox(InternetAddress *ia);
+/* The first mailbox of list, or NULL. */
+InternetAddress *mime_fields_first(InternetAddressList *list);
+/* Whether the envelope recipient addr is in To, in Cc, or neither. */
+enum mime_rcpt_kind mime_fields_rcpt_kind(GMimeMessage *msg, const char *addr);
+/* {"email": addr} with the name To or Cc gives it, if any; NULL on error. */
+json_t *mime_fields_rcpt(GMimeMessage *msg, const char *addr);
+/* Fills b; NULL, or why the body cannot be carried (b freed then). */
+const char *mime_fields_body(GMimeMessage *msg, struct mime_body *b);
+void mime_fields_body_free(struct mime_body *b);
+/* {name: decoded value} of the headers not in skip (NULL-ended), or NULL. */
+json_t *mime_fields_headers(GMimeMessage *msg, const char *const *skip);
+
+#endif

@@ -1,0 +1,158 @@
+/*
+ * Unit tests of mime_fields, the GMime side of the JSON-API connectors:
+ * envelope recipients placed by the To and Cc headers with the names they
+ * give; the first text/plain and text/html parts as the bodies, a second
+ * text part and a file as attachments (base64 of the decoded bytes, the
+ * content id of an inline part); headers passed decoded minus the skipped
+ * ones; and a message with no text or HTML part refused.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "agent/mime_fields.h"
+
+#include <string.h>
+
+#define MSG                                                                    \
+	"From: =?UTF-8?Q?Zo=C3=AB?= <zoe@example.com>\r\n"                     \
+	"To: Bob <bob@example.net>\r\n"                                        \
+	"Cc: cc@example.net\r\n"                                               \
+	"Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?=\r\n"                             \
+	"X-Campaign: c1\r\n"                                                   \
+	"MIME-Version: 1.0\r\n"                                                \
+	"Content-Type: multipart/mixed; boundary=b\r\n"                        \
+	"\r\n"                                                                 \
+	"--b\r\n"                                                              \
+	"Content-Type: text/plain; charset=utf-8\r\n"                          \
+	"\r\n"                                                                 \
+	"hello\r\n"                                                            \
+	"--b\r\n"                                                              \
+	"Content-Type: text/html; charset=utf-8\r\n"                           \
+	"\r\n"                                                                 \
+	"<p>hi</p>\r\n"                                                        \
+	"--b\r\n"                                                              \
+	"Content-Type: image/png\r\n"                                          \
+	"Content-Disposition: inline\r\n"                                      \
+	"Content-Id: <logo@x>\r\n"                                             \
+	"Content-Transfer-Encoding: base64\r\n"                                \
+	"\r\n"                                                                 \
+	"AAEC\r\n"                                                             \
+	"--b\r\n"                                                              \
+	"Content-Type: text/plain\r\n"                                         \
+	"\r\n"                                                                 \
+	"second\r\n"                                                           \
+	"--b--\r\n"
+
+static const char *const rcpts[] = {"bob@example.net", "CC@example.net",
+				    "hidden@example.net"};
+static const char *const skip[] = {
+    "to", "from", "cc", "subject", "mime-version", "content-type", NULL};
+
+static GMimeMessage *
+parse(const char *text)
+{
+	struct connector_job job = {.message_id = "m1",
+				    .rcpt = rcpts,
+				    .nrcpt = 3,
+				    .mime = (const uint8_t *)text,
+				    .mime_len = strlen(text)};
+
+	return mime_fields_parse(&job);
+}
+
+static void
+test_recipients(void **state)
+{
+	GMimeMessage *msg = parse(MSG);
+	json_t *r;
+
+	(void)state;
+	assert_non_null(msg);
+	assert_int_equal(mime_fields_rcpt_kind(msg, rcpts[0]), MIME_RCPT_TO);
+	assert_int_equal(mime_fields_rcpt_kind(msg, rcpts[1]), MIME_RCPT_CC);
+	assert_int_equal(mime_fields_rcpt_kind(msg, rcpts[2]), MIME_RCPT_BCC);
+	r = mime_fields_rcpt(msg, rcpts[0]);
+	assert_string_equal(json_string_value(json_object_get(r, "name")),
+			    "Bob");
+	json_decref(r);
+	r = mime_fields_rcpt(msg, rcpts[2]);
+	assert_null(json_object_get(r, "name"));
+	assert_string_equal(json_string_value(json_object_get(r, "email")),
+			    "hidden@example.net");
+	json_decref(r);
+	r = mime_fields_mailbox(
+	    mime_fields_first(g_mime_message_get_from(msg)));
+	assert_string_equal(json_string_value(json_object_get(r, "name")),
+			    "Zo\xc3\xab");
+	json_decref(r);
+	g_object_unref(msg);
+}
+
+static void
+test_body_and_headers(void **state)
+{
+	GMimeMessage *msg = parse(MSG);
+	struct mime_body mb;
+	json_t *a, *h;
+
+	(void)state;
+	assert_non_null(msg);
+	assert_null(mime_fields_body(msg, &mb));
+	assert_string_equal(mb.text, "hello");
+	assert_string_equal(mb.html, "<p>hi</p>");
+	assert_int_equal(json_array_size(mb.attachments), 2);
+	a = json_array_get(mb.attachments, 0);
+	assert_string_equal(json_string_value(json_object_get(a, "content")),
+			    "AAEC");
+	assert_string_equal(
+	    json_string_value(json_object_get(a, "disposition")), "inline");
+	assert_string_equal(json_string_value(json_object_get(a, "content_id")),
+			    "logo@x");
+	a = json_array_get(mb.attachments, 1);
+	assert_string_equal(json_string_value(json_object_get(a, "type")),
+			    "text/plain");
+	assert_null(json_object_get(a, "content_id"));
+	mime_fields_body_free(&mb);
+	h = mime_fields_headers(msg, skip);
+	assert_non_null(h);
+	assert_string_equal(json_string_value(json_object_get(h, "X-Campaign")),
+			    "c1");
+	assert_null(json_object_get(h, "Subject"));
+	assert_null(json_object_get(h, "To"));
+	json_decref(h);
+	g_object_unref(msg);
+}
+
+static void
+test_no_text_refused(void **state)
+{
+	GMimeMessage *msg =
+	    parse("From: a@example.com\r\nTo: b@example.net\r\n"
+		  "Content-Type: application/pdf\r\n\r\n%PDF\r\n");
+	struct mime_body mb;
+
+	(void)state;
+	assert_non_null(msg);
+	assert_string_equal(mime_fields_body(msg, &mb), "no text or HTML part");
+	assert_null(mb.attachments); /* freed on refusal */
+	g_object_unref(msg);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_recipients),
+	    cmocka_unit_test(test_body_and_headers),
+	    cmocka_unit_test(test_no_text_refused),
+	};
+	int rc;
+
+	g_mime_init();
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	g_mime_shutdown();
+	return rc;
+}
