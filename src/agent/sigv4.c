@@ -16,6 +16,7 @@
  * derived keys are wiped before returning (OPENSSL_cleanse).
  */
 #include "agent/sigv4.h"
+#include "common/util.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -61,18 +62,6 @@ sigv4_amz_date(time_t t, char *out)
 		memcpy(out, "19700101T000000Z", SIGV4_DATE_LEN + 1);
 }
 
-static void
-hex_encode(const unsigned char *in, size_t n, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 0xf];
-	}
-	out[2 * n] = '\0';
-}
-
 int
 sigv4_sha256_hex(const void *data, size_t len, char *out)
 {
@@ -94,18 +83,6 @@ is_unreserved(unsigned char c)
 	       c == '~';
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /*
  * Appends s[0..n) percent-encoded: unreserved bytes as they are,
  * everything else (the '/' of a path is the caller's) %XX in upper case.  With
@@ -119,10 +96,12 @@ append_encoded(struct buf *b, const char *s, size_t n, bool decode)
 		unsigned char c = (unsigned char)s[i];
 		int rc;
 
-		if (decode && c == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 &&
-		    hexval(s[i + 2]) >= 0) {
-			c = (unsigned char)(hexval(s[i + 1]) * 16 +
-					    hexval(s[i + 2]));
+		if (decode && c == '%' && i + 2 < n &&
+		    hex_digit((unsigned char)s[i + 1]) >= 0 &&
+		    hex_digit((unsigned char)s[i + 2]) >= 0) {
+			c = (unsigned char)(hex_digit((unsigned char)s[i + 1]) *
+						16 +
+					    hex_digit((unsigned char)s[i + 2]));
 			i += 2;
 		}
 		if (is_unreserved(c))
