@@ -423,19 +423,6 @@ requeue_all(struct dispatcher *d, struct provider *p, const char *why)
 	}
 }
 
-static const char *
-state_name(int state)
-{
-	switch (state) {
-	case PROVIDER_UP:
-		return "up";
-	case PROVIDER_PAUSED:
-		return "paused";
-	default:
-		return "down";
-	}
-}
-
 static void
 provider_set_state(struct dispatcher *d, struct provider *p, int state,
 		   const char *why)
@@ -443,7 +430,8 @@ provider_set_state(struct dispatcher *d, struct provider *p, int state,
 	if (p->state != state)
 		log_info("- registry state provider=%s from=%s to=%s "
 			 "reason=\"%s\"",
-			 p->name, state_name(p->state), state_name(state), why);
+			 p->name, provider_state_word(p->state),
+			 provider_state_word(state), why);
 	/* Kept for GET /v1/providers: why it is not up, "" while up. */
 	if (state == PROVIDER_UP)
 		p->reason[0] = '\0';

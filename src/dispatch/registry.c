@@ -158,11 +158,9 @@ registry_default_overflow(const char *scheduler)
 }
 
 const char *
-provider_state_name(const struct provider *p)
+provider_state_word(int state)
 {
-	if (p->disabled)
-		return "disabled";
-	switch (p->state) {
+	switch (state) {
 	case PROVIDER_UP:
 		return "up";
 	case PROVIDER_PAUSED:
@@ -170,6 +168,12 @@ provider_state_name(const struct provider *p)
 	default:
 		return "down";
 	}
+}
+
+const char *
+provider_state_name(const struct provider *p)
+{
+	return p->disabled ? "disabled" : provider_state_word(p->state);
 }
 
 const char *

@@ -130,6 +130,9 @@ size_t registry_dynamic_count(const struct registry *r);
  * "priority" (a burst waits for the tier it was meant for), yes elsewhere.
  */
 bool registry_default_overflow(const char *scheduler);
+/* "up" | "paused" | "down" for an enum provider_state. */
+const char *provider_state_word(int state);
+/* As the API shows it: the state, or "disabled" for a drained one. */
 const char *provider_state_name(const struct provider *p);
 const char *provider_health_name(const struct provider *p);
 /* Up (not counting disabled), for /readyz. */
