@@ -48,7 +48,6 @@
 #define SMTP_REPLY_MAX 200 /* bytes of a reply kept for the detail */
 #define SMTP_CONNECT_TIMEOUT_MS 5000
 #define SMTP_REQUEST_TIMEOUT_MS 30000
-#define SMTP_TIMEOUT_MAX_MS 3600000
 
 /* libcurl before 8.2 spells the option with three Ls. */
 #ifndef CURLOPT_MAIL_RCPT_ALLOWFAILS
@@ -738,8 +737,8 @@ smtp_config_check(struct provider_config *pc, const struct config *cfg,
 		config_report_error(r, provider_config_line(pc, "tls"),
 				    "tls: must be none, starttls or implicit");
 	check_range(pc, r, "port", 1, 65535);
-	check_range(pc, r, "connect_timeout_ms", 1, SMTP_TIMEOUT_MAX_MS);
-	check_range(pc, r, "request_timeout_ms", 1, SMTP_TIMEOUT_MAX_MS);
+	check_range(pc, r, "connect_timeout_ms", 1, CONNECTOR_TIMEOUT_MAX_MS);
+	check_range(pc, r, "request_timeout_ms", 1, CONNECTOR_TIMEOUT_MAX_MS);
 	if (user != pw)
 		config_report_error(r, provider_config_line(pc, "username"),
 				    "username and password_file go together");

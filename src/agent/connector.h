@@ -31,6 +31,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/*
+ * The longest connect_timeout_ms or request_timeout_ms any connector
+ * takes: 10 minutes moves max_message_bytes over a slow link, and a
+ * longer wait only hides a dead provider.
+ */
+#define CONNECTOR_TIMEOUT_MAX_MS 600000
+
 struct config_ptype;
 struct event_base;
 struct provider_config;

@@ -13,6 +13,7 @@
  * transfer is in a list, so cancel and free can stop them all.
  */
 #include "agent/http_multi.h"
+#include "agent/connector.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -22,6 +23,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -44,6 +46,7 @@ struct http_multi {
 	struct event *timer;
 	struct http_transfer *head; /* in flight */
 	size_t count;
+	char *ca_file; /* tls_ca_file, or NULL: the system's bundle */
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -265,6 +268,7 @@ http_multi_free(struct http_multi *hm)
 	/* Closing the cached connections calls sockcb(REMOVE) for each. */
 	(void)curl_multi_cleanup(hm->multi);
 	event_free(hm->timer);
+	free(hm->ca_file);
 	free(hm);
 }
 
@@ -293,6 +297,9 @@ transfer_setopts(struct http_transfer *t, long connect_ms, long request_ms)
 			     (long)CURL_HTTP_VERSION_2TLS) ||
 	    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms) ||
 	    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, request_ms))
+		return -EINVAL;
+	if (t->hm->ca_file != NULL &&
+	    curl_easy_setopt(e, CURLOPT_CAINFO, t->hm->ca_file))
 		return -EINVAL;
 	if (t->headers != NULL &&
 	    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers))
@@ -432,7 +439,7 @@ timeout_value(const char *s, long *out)
 		return false;
 	errno = 0;
 	v = strtol(s, &end, 10);
-	if (errno != 0 || *end != '\0' || v < 1 || v > 600000)
+	if (errno != 0 || *end != '\0' || v < 1 || v > CONNECTOR_TIMEOUT_MAX_MS)
 		return false;
 	*out = v;
 	return true;
@@ -461,9 +468,29 @@ http_multi_config_check(struct provider_config *pc, struct config_report *r,
 			config_report_error(r,
 					    provider_config_line(pc, tkeys[i]),
 					    "%s: must be a whole number of "
-					    "milliseconds from 1 to 600000",
-					    tkeys[i]);
+					    "milliseconds from 1 to %d",
+					    tkeys[i], CONNECTOR_TIMEOUT_MAX_MS);
 	}
+	v = provider_config_get(pc, "tls_ca_file");
+	if (v != NULL && access(v, R_OK) != 0)
+		config_report_error(r, provider_config_line(pc, "tls_ca_file"),
+				    "tls_ca_file: cannot read %s: %s", v,
+				    strerror(errno));
+}
+
+int
+http_multi_configure(struct http_multi *hm, const struct provider_config *pc)
+{
+	const char *ca = provider_config_get(pc, "tls_ca_file");
+
+	free(hm->ca_file);
+	hm->ca_file = NULL;
+	if (ca == NULL)
+		return 0;
+	if (access(ca, R_OK) != 0)
+		return -errno;
+	hm->ca_file = xstrdup(ca);
+	return 0;
 }
 
 void

@@ -98,12 +98,22 @@ uint32_t http_multi_retry_after_ms(const char *value, time_t now);
  * For the config check of an HTTP connector: base_url must be
  * scheme://host[:port] with scheme http or https (default_url is added when
  * it is absent), connect_timeout_ms and request_timeout_ms whole numbers
- * of 1..600000.
+ * of 1..CONNECTOR_TIMEOUT_MAX_MS, and tls_ca_file, when given, readable.
+ * A connector that calls it lists "tls_ca_file" among its optional keys.
  */
 struct config_report;
 struct provider_config;
 void http_multi_config_check(struct provider_config *pc,
 			     struct config_report *r, const char *default_url);
+/*
+ * Applies the provider's transport keys to every later transfer of hm:
+ * tls_ca_file (a CA bundle to verify the API against instead of the
+ * system's, for a private endpoint or a test's stand-in; verification is
+ * never turned off).  0, or a negative errno when the file cannot be read.
+ */
+int http_multi_configure(struct http_multi *hm,
+			 const struct provider_config *pc)
+    __attribute__((warn_unused_result));
 /* The provider's two timeouts, the defaults when absent (checked above). */
 void http_multi_timeouts(const struct provider_config *pc, long *connect_ms,
 			 long *request_ms);
