@@ -12,7 +12,8 @@ with 400 (invalid_parameter, missing_parameter).  Modes (fakelib): 503,
 `retry_after`, and no Retry-After), 401, slow, hang, reject (a 400
 invalid_parameter for the addresses in `reject`), and Brevo's own: credit
 (402 not_enough_credits) and sender (400 unauthorized: the sender is not
-validated).  GET /v3/account is counted in `probes`, answered or not.
+validated).  `answer` = (status, JSON) makes every send answer that.
+GET /v3/account is counted in `probes`, answered or not.
 Run by hand: fake_brevo.py --port 8029 --key KEY.
 """
 
@@ -90,6 +91,7 @@ class FakeBrevo(fakelib.FakeServer):
         super().__init__(**kw)
         self.key = key
         self.probes = 0
+        self.answer = None  # (status, JSON) for every send, if set
 
     def error(self, status, message, code="bad_request"):
         return status, {"Content-Type": "application/json"}, json.dumps(
@@ -120,6 +122,10 @@ class FakeBrevo(fakelib.FakeServer):
                  "plan": [{"type": "free", "credits": 300}]}).encode()
         if req.path != "/v3/smtp/email" or req.method != "POST":
             return self.error(404, "Not found", "document_not_found")
+        if self.answer is not None:
+            st, body = self.answer
+            return st, {"Content-Type": "application/json"}, \
+                json.dumps(body).encode()
         ctl = self.control()
         if ctl is not None:
             return ctl

@@ -18,7 +18,8 @@ InlinedAttachments with ContentType, Filename and base64 Base64Content
 for the addresses in `reject`), and sender (send-0008, StatusCode 403:
 the sender is not authorized, in a 400).  Addresses in `omit` are left
 out of a success answer, the partial answer the connector must still take
-as delivered.  GET /v3/REST/sender is counted in `probes`, answered or
+as delivered; `answer` = (status, JSON) makes every send answer that.
+GET /v3/REST/sender is counted in `probes`, answered or
 not.  Run by hand: fake_mailjet.py --port 8030 --key KEY --secret SECRET.
 """
 
@@ -130,6 +131,7 @@ class FakeMailjet(fakelib.FakeServer):
         self.auth = "Basic " + base64.b64encode(
             ("%s:%s" % (key, secret)).encode()).decode()
         self.probes = 0
+        self.answer = None  # (status, JSON) for every send, if set
         self.omit = set()
         self.next_id = 288230376151711744
 
@@ -160,6 +162,10 @@ class FakeMailjet(fakelib.FakeServer):
                      "ID": 1}]}).encode()
         if req.path != "/v3.1/send" or req.method != "POST":
             return self.error(404, "Object not found")
+        if self.answer is not None:
+            st, body = self.answer
+            return st, {"Content-Type": "application/json"}, \
+                json.dumps(body).encode()
         ctl = self.control()
         if ctl is not None:
             return ctl

@@ -241,6 +241,47 @@ def test_unvalidated_sender_account(env):
     c.wait_state("bv", "up", timeout=h.scaled(10))
 
 
+@pytest.mark.parametrize("status,body,outcome", [
+    (403, {"code": "permission_denied", "message": "IP not allowed"},
+     "account"),
+    (413, {"code": "bad_request", "message": "Request too large"},
+     "permanent"),
+    (404, {"code": "document_not_found", "message": "Not found"},
+     "transient"),
+    (500, {"code": "internal_error", "message": "oops"}, "transient"),
+])
+def test_other_rows(env, status, body, outcome):
+    """The table's other rows, answered as such by the stand-in."""
+    c, fake = env
+    fake.answer = (status, body)
+    try:
+        mid = c.submit(h.message(11))
+        m = settled(c, mid)
+    finally:
+        fake.answer = None
+    assert m["attempts"][0]["provider"] == "bv", m
+    assert m["attempts"][0]["outcome"] == outcome, m
+    assert "code=" + body["code"] in m["attempts"][0]["detail"], m
+    if outcome == "permanent":
+        assert m["status"] == "failed" and len(m["attempts"]) == 1, m
+    else:
+        assert m["status"] == "delivered" and m["provider"] == "b", m
+
+
+def test_201_without_id_delivered(env):
+    """Accepted without a messageId: delivered (sending again would
+    duplicate), with no provider id."""
+    c, fake = env
+    fake.answer = (201, {})
+    try:
+        mid = c.submit(h.message(12))
+        m = settled(c, mid)
+    finally:
+        fake.answer = None
+    assert m["status"] == "delivered" and m["provider"] == "bv", m
+    assert not m["provider_message_id"], m
+
+
 def test_key_never_shown(env):
     c, fake = env
     assert fake.requests >= 8

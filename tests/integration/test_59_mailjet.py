@@ -254,6 +254,49 @@ def test_unauthorized_sender_account(env):
     c.wait_state("mj", "up", timeout=h.scaled(10))
 
 
+@pytest.mark.parametrize("status,body,outcome,code", [
+    (200, {"Messages": [{"Status": "error", "Errors": []}]}, "transient",
+     "-"),
+    (413, {"ErrorIdentifier": "x", "ErrorCode": "mj-0007",
+           "StatusCode": 413, "ErrorMessage": "Request too large"},
+     "permanent", "mj-0007"),
+    (403, {"ErrorIdentifier": "x", "ErrorCode": "mj-0015",
+           "StatusCode": 403, "ErrorMessage": "Forbidden"},
+     "account", "mj-0015"),
+    (500, {"ErrorIdentifier": "x", "StatusCode": 500,
+           "ErrorMessage": "Internal error"}, "transient", "-"),
+])
+def test_other_rows(env, status, body, outcome, code):
+    """The table's other rows, answered as such by the stand-in."""
+    c, fake = env
+    fake.answer = (status, body)
+    try:
+        mid = c.submit(h.message(11))
+        m = settled(c, mid)
+    finally:
+        fake.answer = None
+    assert m["attempts"][0]["provider"] == "mj", m
+    assert m["attempts"][0]["outcome"] == outcome, m
+    assert "code=%s:" % code in m["attempts"][0]["detail"], m
+    if outcome == "permanent":
+        assert m["status"] == "failed" and len(m["attempts"]) == 1, m
+    else:
+        assert m["status"] == "delivered" and m["provider"] == "b", m
+
+
+def test_over_50_recipients_elsewhere(env):
+    """More than Mailjet's 50 recipients: refused by the connector
+    (transient), b delivers it, nothing reached the stand-in."""
+    c, fake = env
+    n = len(fake.received)
+    mid = c.submit(h.message(
+        13, to=["r%d@example.net" % i for i in range(51)]))
+    m = settled(c, mid)
+    assert m["status"] == "delivered" and m["provider"] == "b", m
+    assert m["attempts"][0]["provider"] == "mj", m
+    assert len(fake.received) == n
+
+
 def test_keys_never_shown(env):
     c, fake = env
     assert fake.requests >= 8
