@@ -203,7 +203,8 @@ fill_message(json_t *m, GMimeMessage *msg, const struct connector_job *job)
 		return "no From mailbox";
 	ia = mime_fields_first(g_mime_message_get_reply_to(msg));
 	v = ia != NULL ? mj_address(mime_fields_mailbox(ia)) : NULL;
-	if (ia != NULL && (v == NULL || json_object_set_new(m, "ReplyTo", v)))
+	if (ia != NULL &&
+	    (v == NULL || json_object_set_new(m, "ReplyTo", v) != 0))
 		return "a Reply-To that is not a mailbox";
 	if (!mime_fields_set_str(m, "Subject",
 				 g_mime_message_get_subject(msg)) ||
