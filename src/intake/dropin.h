@@ -64,6 +64,41 @@ int dropin_sendgrid(const char *body, size_t len,
 void dropin_sendgrid_field(const char *v1_message, size_t p, char *field,
 			   size_t fieldsz);
 
+struct form;
+
+/*
+ * Mailgun's POST /v3/DOMAIN/messages: the form's fields as one /v1 body
+ * (see dropin_mailgun.c for every field taken and refused).  Returns 0
+ * with out->n == 1, or -1 with err filled ("FIELD: why", FIELD as the
+ * form named it) and out empty.
+ */
+int dropin_mailgun(const struct form *fm, const struct message_limits *lim,
+		   struct dropin_batch *out, struct message_error *err)
+    __attribute__((warn_unused_result));
+
+/* A /v1 refusal ("tags[0]: ...") in the form's terms ("o:tag[0]: ..."). */
+void dropin_mailgun_message(const char *v1_message, char *out, size_t outsz);
+
+/* messages.mime: the raw message (borrowed from the form) and envelope. */
+struct dropin_mime {
+	const char *raw;
+	size_t len;
+	char *mail_from; /* the From header's address */
+	char **rcpt;     /* the "to" fields' addresses */
+	size_t nrcpt;
+};
+
+/*
+ * Mailgun's POST /v3/DOMAIN/messages.mime: "to" (repeated or
+ * comma-separated) and one "message" (the raw MIME, sent as is); any
+ * other field is refused.  0, or -1 with err filled and out empty.
+ */
+int dropin_mailgun_mime(const struct form *fm, const struct message_limits *lim,
+			struct dropin_mime *out, struct message_error *err)
+    __attribute__((warn_unused_result));
+/* NULL-safe. */
+void dropin_mime_cleanup(struct dropin_mime *dm);
+
 /*
  * The largest Mailgun form body whose message can still fit in
  * lim->max_message_bytes: urlencoded text may spend three bytes (%XX) on
