@@ -37,6 +37,10 @@ struct mg_req {
 	struct httpd_req *req;
 	char domain[MG_DOMAIN_MAX + 1];
 	bool mime;
+	const char *ctype, *body; /* the request's, until answered */
+	size_t len;
+	int rc; /* what the work on the body found; err says why */
+	struct message_error err;
 	struct form form;
 	struct dropin_batch batch;
 	struct dropin_mime dm;
@@ -86,7 +90,57 @@ mg_reply(void *arg, const struct submit_reply *rep)
 	mg_req_free(r);
 }
 
-/* The body is in: parsed, translated, submitted. */
+/* Pure work on the body (a thread's, when large): parse, translate. */
+static void
+mg_work(void *arg)
+{
+	struct mg_req *r = arg;
+	char why[128];
+
+	r->rc =
+	    form_parse(r->ctype, r->body, r->len, &r->form, why, sizeof(why));
+	if (r->rc != 0) {
+		snprintf(r->err.message, sizeof(r->err.message), "body: %s",
+			 why);
+		return;
+	}
+	if (!r->mime)
+		r->rc =
+		    dropin_mailgun(&r->form, &r->f->lim, &r->batch, &r->err);
+	else
+		r->rc =
+		    dropin_mailgun_mime(&r->form, &r->f->lim, &r->dm, &r->err);
+}
+
+/* On the loop: answer a refusal, or submit. */
+static void
+mg_done(void *arg)
+{
+	struct mg_req *r = arg;
+	const char *idem = httpd_req_header(r->req, "Idempotency-Key");
+	const char *scope = httpd_req_auth(r->req);
+
+	if (r->rc != 0) {
+		mg_error(r->req, 400, r->err.message);
+		r->f->pending--;
+		mg_req_free(r);
+		return;
+	}
+	if (scope[0] == '\0')
+		scope = NULL;
+	if (!r->mime) {
+		submit_json(r->f->sub, r->batch.json[0], r->batch.len[0], idem,
+			    scope, mg_reply, r);
+		return;
+	}
+	r->env.mail_from = r->dm.mail_from;
+	r->env.rcpt = (const char *const *)r->dm.rcpt;
+	r->env.nrcpt = r->dm.nrcpt;
+	submit_mime(r->f->sub, r->dm.raw, r->dm.len, &r->env, idem, scope,
+		    mg_reply, r);
+}
+
+/* The body is in: worked on (off the loop when large), then submitted. */
 static void
 mg_body(struct httpd_req *req, void *arg)
 {
@@ -94,49 +148,17 @@ mg_body(struct httpd_req *req, void *arg)
 	const char *path = httpd_req_head(req)->path + 4;
 	size_t dn = strcspn(path, "/");
 	struct mg_req *r = xcalloc(1, sizeof(*r));
-	const char *idem = httpd_req_header(req, "Idempotency-Key");
-	const char *scope = httpd_req_auth(req);
-	struct message_error e;
-	const char *body;
-	char why[128];
-	size_t len;
-	int rc;
 
 	r->f = arg;
 	r->req = req;
 	r->mime = strcmp(path + dn, "/messages.mime") == 0;
 	memcpy(r->domain, path, dn);
 	r->domain[dn] = '\0';
-	body = httpd_req_body(req, &len);
-	rc = form_parse(httpd_req_header(req, "Content-Type"), body, len,
-			&r->form, why, sizeof(why));
-	memset(&e, 0, sizeof(e));
-	if (rc != 0) {
-		snprintf(e.message, sizeof(e.message), "body: %s", why);
-		goto refuse;
-	}
-	if (scope[0] == '\0')
-		scope = NULL;
-	if (!r->mime) {
-		if (dropin_mailgun(&r->form, &r->f->lim, &r->batch, &e) != 0)
-			goto refuse;
-		r->f->pending++;
-		submit_json(r->f->sub, r->batch.json[0], r->batch.len[0], idem,
-			    scope, mg_reply, r);
-		return;
-	}
-	if (dropin_mailgun_mime(&r->form, &r->f->lim, &r->dm, &e) != 0)
-		goto refuse;
-	r->env.mail_from = r->dm.mail_from;
-	r->env.rcpt = (const char *const *)r->dm.rcpt;
-	r->env.nrcpt = r->dm.nrcpt;
+	r->ctype = httpd_req_header(req, "Content-Type");
+	r->body = httpd_req_body(req, &r->len);
+	/* Counted from here: the server's drain waits for the answer. */
 	r->f->pending++;
-	submit_mime(r->f->sub, r->dm.raw, r->dm.len, &r->env, idem, scope,
-		    mg_reply, r);
-	return;
-refuse:
-	mg_error(req, 400, e.message);
-	mg_req_free(r);
+	http_front__offload(r->f, r->len, mg_work, mg_done, r);
 }
 
 /*

@@ -35,7 +35,14 @@ struct sg_req {
 	struct http_front *f;
 	struct httpd_req *req;
 	char scope[API_SCOPE_LEN + 1];
-	char *idem; /* the client's key, or NULL */
+	char *idem;       /* the client's key, or NULL */
+	const char *body; /* the request's, until it is answered */
+	size_t len;
+	/* What the translation (on the loop or a thread) found. */
+	int rc;
+	struct message_error err;
+	size_t err_p;
+	bool err_built;
 	struct dropin_batch batch;
 	struct sg_part *parts;
 	size_t replied;
@@ -140,59 +147,57 @@ sg_reply(void *arg, const struct submit_reply *rep)
 
 /*
  * Several personalizations: each built once before any is submitted, so
- * a refusal of the last stores nothing of the first.  True when all pass;
- * otherwise the request is answered.
+ * a refusal of the last stores nothing of the first.  0, or -1 with the
+ * refusal in r.
  */
-static bool
+static int
 sg_precheck(struct sg_req *r)
 {
 	struct store_message *m;
-	struct message_error e;
 	size_t p;
 
 	if (r->batch.n < 2)
-		return true;
+		return 0;
 	for (p = 0; p < r->batch.n; p++) {
-		memset(&e, 0, sizeof(e));
 		if (message_from_json(r->batch.json[p], r->batch.len[p],
-				      &r->f->lim, &m, &e) != 0) {
-			sg_refusal(r->req, e.http_status, &e, p, true);
-			return false;
+				      &r->f->lim, &m, &r->err) != 0) {
+			r->err_p = p;
+			r->err_built = true;
+			return -1;
 		}
 		store_message_free(m);
 	}
-	return true;
+	return 0;
 }
 
-/* The body is in: translated, checked, and each message submitted. */
+/* Pure work on the body (a thread's, when large): translate, check. */
 static void
-sg_body(struct httpd_req *req, void *arg)
+sg_work(void *arg)
 {
-	const char *idem = httpd_req_header(req, "Idempotency-Key");
-	struct sg_req *r = xcalloc(1, sizeof(*r));
-	struct message_error e;
-	const char *body;
-	size_t len, p, n;
+	struct sg_req *r = arg;
 
-	r->f = arg;
-	r->req = req;
-	snprintf(r->scope, sizeof(r->scope), "%s", httpd_req_auth(req));
-	r->idem = idem != NULL ? xstrdup(idem) : NULL;
-	body = httpd_req_body(req, &len);
-	memset(&e, 0, sizeof(e));
-	if (dropin_sendgrid(body, len, &r->f->lim, r->f->max_body, &r->batch,
-			    &e) != 0) {
-		sg_refusal(req, e.http_status, &e, 0, false);
-		sg_req_free(r);
-		return;
-	}
-	if (!sg_precheck(r)) {
+	r->rc = dropin_sendgrid(r->body, r->len, &r->f->lim, r->f->max_body,
+				&r->batch, &r->err);
+	if (r->rc == 0)
+		r->rc = sg_precheck(r);
+}
+
+/* On the loop: answer a refusal, or submit each message. */
+static void
+sg_done(void *arg)
+{
+	struct sg_req *r = arg;
+	size_t p, n;
+
+	if (r->rc != 0) {
+		sg_refusal(r->req, r->err.http_status, &r->err, r->err_p,
+			   r->err_built);
+		r->f->pending--;
 		sg_req_free(r);
 		return;
 	}
 	n = r->batch.n;
 	r->parts = xcalloc(n, sizeof(*r->parts));
-	r->f->pending++;
 	for (p = 0; p < n; p++) {
 		r->parts[p].r = r;
 		r->parts[p].p = p;
@@ -208,6 +213,23 @@ sg_body(struct httpd_req *req, void *arg)
 			    r->scope[0] != '\0' ? r->scope : NULL, sg_reply,
 			    &r->parts[p]);
 	}
+}
+
+/* The body is in: translated (off the loop when large), then submitted. */
+static void
+sg_body(struct httpd_req *req, void *arg)
+{
+	const char *idem = httpd_req_header(req, "Idempotency-Key");
+	struct sg_req *r = xcalloc(1, sizeof(*r));
+
+	r->f = arg;
+	r->req = req;
+	snprintf(r->scope, sizeof(r->scope), "%s", httpd_req_auth(req));
+	r->idem = idem != NULL ? xstrdup(idem) : NULL;
+	r->body = httpd_req_body(req, &r->len);
+	/* Counted from here: the server's drain waits for the answer. */
+	r->f->pending++;
+	http_front__offload(r->f, r->len, sg_work, sg_done, r);
 }
 
 static bool

@@ -455,6 +455,18 @@ get_message(struct http_front *f, struct httpd_req *req, const char *id)
 	store_get(f->st, id, get_cb, pd);
 }
 
+void
+http_front__offload(struct http_front *f, size_t len, workq_fn work,
+		    workq_fn done, void *arg)
+{
+	if (len <= HTTP_FRONT_INLINE_MAX || f->translators == NULL) {
+		work(arg);
+		done(arg);
+		return;
+	}
+	workq_submit(f->translators, work, done, arg);
+}
+
 /* --- /v1/providers, /v1/stats ------------------------------------------ */
 
 static json_t *
@@ -847,6 +859,13 @@ http_front_new(struct event_base *base, const struct config *cfg,
 			 cfg->api_keys_file);
 		goto fail;
 	}
+	/* One thread: drop-in bodies are rare and the builders do the
+	 * heavy part (submit.c). */
+	f->translators = workq_new(base, 1);
+	if (f->translators == NULL) {
+		snprintf(err, errlen, "cannot start the translator thread");
+		goto fail;
+	}
 	if (listen_http(f, base, err, errlen) != 0)
 		goto fail;
 	return f;
@@ -884,6 +903,8 @@ http_front_free(struct http_front *f)
 {
 	if (f == NULL)
 		return;
+	/* Its completions answer through httpd: before httpd goes. */
+	workq_free(f->translators);
 	httpd_free(f->httpd);
 	keys_free(f->keys, f->nkeys);
 	free(f->scopes);

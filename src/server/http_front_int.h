@@ -8,6 +8,7 @@
 #define SHIVNERI_HTTP_FRONT_INT_H
 
 #include "common/log.h"
+#include "common/workq.h"
 #include "intake/submit.h"
 
 #include <jansson.h>
@@ -42,7 +43,11 @@ struct http_front {
 	size_t max_body;  /* of a /v1 (and SendGrid) JSON body */
 	size_t max_form;  /* of a Mailgun form body */
 	struct message_limits lim;
+	struct workq *translators; /* drop-in bodies over 64 KiB */
 };
+
+/* Drop-in bodies up to this are translated on the loop (microseconds). */
+#define HTTP_FRONT_INLINE_MAX (64 * 1024)
 
 /* Out of memory while answering: a short 503 of fixed text. */
 void http_front__reply_failed(struct httpd_req *req);
@@ -58,6 +63,13 @@ void http_front__reply_json(struct httpd_req *req, int status, json_t *obj);
 bool http_front__key_ok(struct http_front *f, struct httpd_req *req,
 			const char *key, size_t len, const char *route,
 			char scope[API_SCOPE_LEN + 1]);
+/*
+ * Runs work(arg) and then done(arg) on the loop: at once when len is
+ * small, else work on the translator thread, so that parsing a body of
+ * megabytes never holds the loop.  work must touch no loop state.
+ */
+void http_front__offload(struct http_front *f, size_t len, workq_fn work,
+			 workq_fn done, void *arg);
 /* The path of GET /v1/messages/ID for a drop-in's id: our id inside. */
 bool http_front__id_from_dropin(const char *in, char *id, size_t idsz);
 

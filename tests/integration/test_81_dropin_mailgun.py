@@ -307,3 +307,18 @@ def test_oversize_refused_on_the_head(c):
     status, body = h.raw_http(c.http_port, head)
     assert status == 413, body
     assert json.loads(body)["message"], body
+
+
+def test_large_urlencoded_body(c):
+    """A body over 64 KiB (worked on off the loop) whose message fits:
+    urlencoded text spends three bytes on each byte of the message."""
+    text = "é" * 12000  # 24,000 bytes of UTF-8, 72,000 %-encoded
+    body = urllib.parse.urlencode({"from": "u@example.com",
+                                   "to": "v@example.com", "text": text},
+                                  quote_via=urllib.parse.quote)
+    assert len(body) > 65536
+    r = h.http(c.http_port, "POST", "/v3/%s/messages" % DOMAIN, body,
+               headers=dict(basic(), **{
+                   "Content-Type": "application/x-www-form-urlencoded"}))
+    m = parsed(arrived(c, mg_id(r.status, r.body.decode())))
+    assert m.get_content().rstrip("\r\n") == text
