@@ -217,7 +217,53 @@ static const char *const singles[][2] = {
     {"html", "html"},
 };
 
-/* One field of the form into v1; 0 or -1. */
+/* obj's member key, made (an array or an object) when missing. */
+static cJSON *
+member(cJSON *obj, const char *key, bool array)
+{
+	cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+	if (v == NULL) {
+		v = xj(array ? cJSON_CreateArray() : cJSON_CreateObject());
+		add(obj, key, v);
+	}
+	return v;
+}
+
+/* A text field into obj under key, refused when already there. */
+static int
+once_add(const struct form_field *f, cJSON *obj, const char *key,
+	 struct message_error *err)
+{
+	char kbuf[64];
+	cJSON *v;
+
+	if (cJSON_GetObjectItemCaseSensitive(obj, key) != NULL)
+		return message__invalid(err, fname(f, kbuf, sizeof(kbuf)),
+					"given twice");
+	v = text_json(f, err);
+	if (v == NULL)
+		return -1;
+	add(obj, key, v);
+	return 0;
+}
+
+/* o:tag, repeated, into tags. */
+static int
+tag_add(const struct form_field *f, cJSON *v1, struct message_error *err)
+{
+	cJSON *arr = member(v1, "tags", true), *v;
+
+	if (cJSON_GetArraySize(arr) >= MAX_TAGS)
+		return message__invalid(err, "o:tag", "at most 10 tags");
+	v = text_json(f, err);
+	if (v == NULL)
+		return -1;
+	push(arr, v);
+	return 0;
+}
+
+/* One field of the form into v1 (v: ones into vars); 0 or -1. */
 static int
 field_add(const struct form_field *f, cJSON *v1, cJSON *vars,
 	  const struct message_limits *lim, size_t *nrcpt,
@@ -225,7 +271,6 @@ field_add(const struct form_field *f, cJSON *v1, cJSON *vars,
 {
 	char kbuf[64];
 	const char *name = f->name;
-	cJSON *v, *arr;
 	size_t i;
 
 	if (!g_utf8_validate(name, -1, NULL) ||
@@ -233,93 +278,33 @@ field_add(const struct form_field *f, cJSON *v1, cJSON *vars,
 	    (f->ctype != NULL && !g_utf8_validate(f->ctype, -1, NULL)))
 		return message__invalid(err, fname(f, kbuf, sizeof(kbuf)),
 					"name, file name or type not UTF-8");
-
 	if (strcmp(name, "attachment") == 0 || strcmp(name, "inline") == 0) {
 		if (f->filename == NULL)
 			return message__invalid(err, name, "must be a file");
-		arr = cJSON_GetObjectItemCaseSensitive(v1, "attachments");
-		if (arr == NULL) {
-			arr = xj(cJSON_CreateArray());
-			add(v1, "attachments", arr);
-		}
-		attachment_add(arr, f, name[0] == 'i');
+		attachment_add(member(v1, "attachments", true), f,
+			       name[0] == 'i');
 		return 0;
 	}
 	if (f->filename != NULL)
 		return message__invalid(err, fname(f, kbuf, sizeof(kbuf)),
 					"must not be a file");
 	for (i = 0; i < ARRAY_SIZE(singles); i++)
-		if (strcmp(name, singles[i][0]) == 0) {
-			if (cJSON_GetObjectItemCaseSensitive(
-				v1, singles[i][1]) != NULL)
-				return message__invalid(err, name,
-							"given twice");
-			v = text_json(f, err);
-			if (v == NULL)
-				return -1;
-			add(v1, singles[i][1], v);
-			return 0;
-		}
+		if (strcmp(name, singles[i][0]) == 0)
+			return once_add(f, v1, singles[i][1], err);
 	if (strcmp(name, "to") == 0 || strcmp(name, "cc") == 0 ||
-	    strcmp(name, "bcc") == 0) {
-		arr = cJSON_GetObjectItemCaseSensitive(v1, name);
-		if (arr == NULL) {
-			arr = xj(cJSON_CreateArray());
-			add(v1, name, arr);
-		}
-		return split_addresses(f, arr, nrcpt, lim, err);
-	}
-	if (strcmp(name, "o:tag") == 0) {
-		arr = cJSON_GetObjectItemCaseSensitive(v1, "tags");
-		if (arr == NULL) {
-			arr = xj(cJSON_CreateArray());
-			add(v1, "tags", arr);
-		}
-		if (cJSON_GetArraySize(arr) >= MAX_TAGS)
-			return message__invalid(err, "o:tag",
-						"at most 10 tags");
-		v = text_json(f, err);
-		if (v == NULL)
-			return -1;
-		push(arr, v);
-		return 0;
-	}
-	if (strncmp(name, "v:", 2) == 0 && name[2] != '\0') {
-		if (cJSON_GetObjectItemCaseSensitive(vars, name + 2) != NULL)
-			return message__invalid(
-			    err, fname(f, kbuf, sizeof(kbuf)), "given twice");
-		v = text_json(f, err);
-		if (v == NULL)
-			return -1;
-		add(vars, name + 2, v);
-		return 0;
-	}
-	if (strncasecmp(name, "h:Reply-To", 11) == 0) {
-		if (cJSON_GetObjectItemCaseSensitive(v1, "reply_to") != NULL)
-			return message__invalid(err, name, "given twice");
-		v = text_json(f, err);
-		if (v == NULL)
-			return -1;
-		add(v1, "reply_to", v);
-		return 0;
-	}
-	if (strncmp(name, "h:", 2) == 0 && name[2] != '\0') {
-		arr = cJSON_GetObjectItemCaseSensitive(v1, "headers");
-		if (arr == NULL) {
-			arr = xj(cJSON_CreateObject());
-			add(v1, "headers", arr);
-		}
-		/* Two fields of one header name: the builder refuses the
-		 * name it cannot tell apart; here, the same name twice. */
-		if (cJSON_GetObjectItemCaseSensitive(arr, name + 2) != NULL)
-			return message__invalid(
-			    err, fname(f, kbuf, sizeof(kbuf)), "given twice");
-		v = text_json(f, err);
-		if (v == NULL)
-			return -1;
-		add(arr, name + 2, v);
-		return 0;
-	}
+	    strcmp(name, "bcc") == 0)
+		return split_addresses(f, member(v1, name, true), nrcpt, lim,
+				       err);
+	if (strcmp(name, "o:tag") == 0)
+		return tag_add(f, v1, err);
+	if (strncmp(name, "v:", 2) == 0 && name[2] != '\0')
+		return once_add(f, vars, name + 2, err);
+	if (strcasecmp(name, "h:Reply-To") == 0)
+		return once_add(f, v1, "reply_to", err);
+	/* Two fields of one header name: refused here when spelled the
+	 * same; the builder refuses what it cannot tell apart. */
+	if (strncmp(name, "h:", 2) == 0 && name[2] != '\0')
+		return once_add(f, member(v1, "headers", false), name + 2, err);
 	return message__invalid(err, fname(f, kbuf, sizeof(kbuf)),
 				"not supported by this relay");
 }
