@@ -106,7 +106,7 @@ def test_curl_from_mailgun_docs(c, tmp_path):
     assert m["To"] == "YOU@example.com, bar@example.com"
     assert m.get_content().strip() == "Testing some Mailgun awesomeness!"
     # GET takes the id as Mailgun gave it, %-encoded, or bare.
-    for form in (urllib.parse.quote(mgid, safe="@"), mgid[1:-1]):
+    for form in (mgid, urllib.parse.quote(mgid, safe="@"), mgid[1:-1]):
         r = c.get("/v1/messages/" + form, headers=auth())
         assert r.status == 200 and r.json["id"] == mgid[1:].split("@")[0], r
 
@@ -232,6 +232,9 @@ BAD = [
     ("template", MP, with_(("template", b"t")), 400, "template"),
     ("attachment not a file", MP, with_(("attachment", b"x")), 400,
      "attachment"),
+    ("text as a file", MP, with_()[:-9] + b"--XyZ\r\nContent-Disposition: "
+     b"form-data; name=\"subject\"; filename=\"s.txt\"\r\n\r\nx\r\n"
+     b"--XyZ--\r\n", 400, "subject"),
     ("too many tags", MP, with_(*[("o:tag", b"t%d" % i) for i in range(11)]),
      400, "o:tag"),
     ("too many recipients", MP, with_(("bcc", b",".join(
