@@ -190,7 +190,7 @@ base64_new(const unsigned char *d, size_t n)
 static void
 attachment_add(cJSON *arr, const struct form_field *f, bool inl)
 {
-	cJSON *o = xj(cJSON_CreateObject());
+	cJSON *o = xj(cJSON_CreateObject()), *v;
 	char *ct = NULL, *b64;
 
 	push(arr, o);
@@ -202,9 +202,14 @@ attachment_add(cJSON *arr, const struct form_field *f, bool inl)
 		add(o, "content_type", cJSON_CreateString(ct));
 		free(ct);
 	}
+	/* The encoding is handed to the tree, not copied (a file may be
+	 * megabytes): cJSON frees a string with free(), its default hook,
+	 * which this program never changes (no cJSON_InitHooks). */
 	b64 = base64_new((const unsigned char *)f->value, f->len);
-	add(o, "content_base64", cJSON_CreateString(b64));
-	free(b64);
+	v = xj(cJSON_CreateString(""));
+	free(v->valuestring);
+	v->valuestring = b64;
+	add(o, "content_base64", v);
 	if (inl)
 		add(o, "content_id", cJSON_CreateString(f->filename));
 }
