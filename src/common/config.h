@@ -179,6 +179,16 @@ int config_secret_read(const char *ref, char **out, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
 /*
+ * The mode check every secret file gets (config_check_runtime uses it),
+ * for modules that load their own secret files (smtp_users_file,
+ * smtp_tls_key_file): 0, or -EPERM with "PATH may be read or changed by
+ * other users (mode NNN): chmod 600 it" in err when mode & 077.  A file
+ * stat() cannot see is 0: the read that follows reports it.
+ */
+int config_secret_mode_check(const char *path, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/*
  * The agent secret of cfg as bytes: agent_secret_file names a file, or
  * "env:VAR".  With create, a missing file is made (32 random bytes, hex,
  * mode 0600, parent folders too); an env: secret is never written

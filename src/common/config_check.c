@@ -116,6 +116,12 @@ secret_mode_check(const char *ref, char *err, size_t errlen)
 	return -EPERM;
 }
 
+int
+config_secret_mode_check(const char *path, char *err, size_t errlen)
+{
+	return secret_mode_check(path, err, errlen);
+}
+
 /* Makes a new agent secret at path; -EEXIST when another process won. */
 static int
 agent_secret_create(const char *path)
