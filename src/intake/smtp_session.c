@@ -1,0 +1,842 @@
+/*
+ * One SMTP session: an explicit state machine on a bufferevent (every
+ * transition through session_set_state(), which traces it and turns reads
+ * on or off), each command split into its check (a refusal is a reply)
+ * and its proceed, as OpenSMTPD does.
+ *
+ * Commands are read a line at a time from the input buffer, so a
+ * pipelined batch (RFC 2920) is answered in order, and nothing is read
+ * while the replies pile up unread (more than OUT_HIGH bytes): the
+ * client's own flow control bounds the session's memory.  The line cap is
+ * SMTP_LINE_MAX; a longer line is dropped to its end and answered 500.
+ *
+ * DATA goes through smtp_data_feed() straight from the input buffer's
+ * chunks into the message buffer, which starts with our Received header
+ * and never passes max_message_bytes.  At the end the message goes to
+ * submit_mime() and reads stop until its callback: the reply comes only
+ * from there, so "250 ... queued as ID" means the commit is on disk.  A
+ * client that goes away meanwhile is noted; the session is freed when the
+ * callback comes.  A client gone in the middle of DATA stores nothing.
+ *
+ * Time: the idle deadline (timeout_s) restarts when a command line is
+ * complete or DATA makes progress, never on a lone byte of a command;
+ * the whole session is cut at max_session_s.  Either gives 421 4.4.2.
+ */
+#include "intake/smtp_int.h"
+#include "common/cidr.h"
+#include "common/util.h"
+#include "intake/message.h"
+#include "intake/smtp_proto.h"
+#include "intake/submit.h"
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Replies waiting for the client beyond this: stop reading commands. */
+#define OUT_HIGH (64 * 1024)
+/* Bytes read ahead of the parser at most. */
+#define IN_HIGH (256 * 1024)
+/* After our last reply: how long the peer's bytes are read and dropped. */
+#define LINGER_MS 1000
+/* A last reply that the peer does not read is given up after this. */
+#define CLOSE_FLUSH_MS 10000
+#define DATA_VECS 16
+
+enum smtp_state {
+	SMTP_STATE_CMD,     /* reading command lines */
+	SMTP_STATE_DATA,    /* reading the message, after 354 */
+	SMTP_STATE_SUBMIT,  /* the message is with the submit path; no reads */
+	SMTP_STATE_CLOSING, /* the last reply is going out; no reads */
+	SMTP_STATE_LINGER,  /* our side shut; the peer's bytes are dropped */
+};
+
+static const char *const state_names[] = {"cmd", "data", "submit", "closing",
+					  "linger"};
+
+struct smtp_session {
+	struct smtp_server *srv;
+	struct smtp_listener *lis;
+	struct smtp_client *client;
+	struct bufferevent *bev;
+	struct event *timer;
+	enum smtp_state state;
+	int64_t session_end_ms;              /* monotonic */
+	char peer[INET6_ADDRSTRLEN + 8];     /* address:port, for logs */
+	char addr_lit[INET6_ADDRSTRLEN + 8]; /* [a.b.c.d] or [IPv6:...] */
+	char helo[SMTP_HELO_MAX + 1];
+	bool esmtp;    /* EHLO, not HELO */
+	bool trusted;  /* from smtp_trusted_networks */
+	bool tls;      /* the session runs over TLS */
+	bool authed;   /* AUTH succeeded */
+	bool eof;      /* the client shut its side */
+	bool gone;     /* the socket failed while a submission was out */
+	bool skipping; /* dropping an overlong line up to its end */
+	bool in_drive; /* session_drive() is on the stack */
+	int bad;       /* refused commands so far */
+	/* The transaction (MAIL to the end of DATA). */
+	bool in_tx;
+	bool smtputf8;
+	char *mail_from;
+	char **rcpt;
+	size_t nrcpt;
+	struct message_envelope env; /* points into the above for submit */
+	struct smtp_data data;
+	LIST_ENTRY(smtp_session) link;
+};
+
+static void session_drive(struct smtp_session *ss);
+static void session_free(struct smtp_session *ss);
+static void session_close(struct smtp_session *ss);
+
+/* The one place the state changes: reads and the trace follow. */
+static void
+session_set_state(struct smtp_session *ss, enum smtp_state st)
+{
+	log_debug("- smtp state peer=%s from=%s to=%s", ss->peer,
+		  state_names[ss->state], state_names[st]);
+	ss->state = st;
+	if (st == SMTP_STATE_SUBMIT || st == SMTP_STATE_CLOSING)
+		bufferevent_disable(ss->bev, EV_READ);
+	else
+		bufferevent_enable(ss->bev, EV_READ);
+}
+
+/* Arms the timer for ms, or less when the session's end comes first. */
+static void
+timer_arm(struct smtp_session *ss, int64_t ms, bool cap_by_session)
+{
+	int64_t left = ss->session_end_ms - mono_ms();
+	struct timeval tv;
+
+	if (cap_by_session && left < ms)
+		ms = left > 0 ? left : 0;
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	if (evtimer_add(ss->timer, &tv) != 0)
+		log_warnx("- smtp cannot arm a session deadline");
+}
+
+static void
+idle_arm(struct smtp_session *ss)
+{
+	timer_arm(ss, (int64_t)ss->srv->opt.timeout_s * 1000, true);
+}
+
+static void
+reply(struct smtp_session *ss, int code, const char *ehn, const char *text)
+{
+	char line[600];
+	size_t n = smtp_reply_format(line, sizeof(line), code, ehn, text, true);
+
+	if (evbuffer_add(bufferevent_get_output(ss->bev), line, n) != 0)
+		ss->gone = true; /* out of memory: the close will follow */
+}
+
+static void
+reply_r(struct smtp_session *ss, const struct smtp_reply *r)
+{
+	reply(ss, r->code, r->ehn, r->text);
+}
+
+/* 421 and a graceful close: the reply goes out, then the socket. */
+static void
+reply_421(struct smtp_session *ss, const char *ehn, const char *text)
+{
+	reply(ss, 421, ehn, text);
+	session_close(ss);
+}
+
+/*
+ * A refused command: replied, and counted; past max_bad_commands the
+ * session ends with 421 instead (Postfix's smtpd_hard_error_limit).
+ */
+static void
+reply_bad(struct smtp_session *ss, const struct smtp_reply *r)
+{
+	if (++ss->bad >= ss->srv->opt.max_bad_commands) {
+		log_warnx_rl(&ss->srv->bad_rl, 10000,
+			     "- smtp bad_commands peer=%s bad=%d", ss->peer,
+			     ss->bad);
+		reply_421(ss, "4.7.0", "Too many errors, closing connection");
+		return;
+	}
+	reply_r(ss, r);
+}
+
+static void
+tx_reset(struct smtp_session *ss)
+{
+	size_t i;
+
+	free(ss->mail_from);
+	ss->mail_from = NULL;
+	for (i = 0; i < ss->nrcpt; i++)
+		free(ss->rcpt[i]);
+	free(ss->rcpt);
+	ss->rcpt = NULL;
+	ss->nrcpt = 0;
+	ss->in_tx = false;
+	ss->smtputf8 = false;
+	smtp_data_cleanup(&ss->data);
+}
+
+/* --- commands ---------------------------------------------------------- */
+
+static void
+cmd_helo(struct smtp_session *ss, const struct smtp_cmd *c)
+{
+	const struct smtp_server *s = ss->srv;
+	char line[600];
+	struct evbuffer *out = bufferevent_get_output(ss->bev);
+	const char *ext[8];
+	size_t n = 0, i, len;
+	char size[48];
+
+	tx_reset(ss);
+	snprintf(ss->helo, sizeof(ss->helo), "%s", c->arg);
+	ss->esmtp = c->verb == SMTP_VERB_EHLO;
+	if (!ss->esmtp) {
+		reply(ss, 250, NULL, s->hostname);
+		return;
+	}
+	snprintf(size, sizeof(size), "SIZE %zu", s->size_advertised);
+	ext[n++] = "PIPELINING";
+	ext[n++] = size;
+	ext[n++] = "8BITMIME";
+	ext[n++] = "ENHANCEDSTATUSCODES";
+	ext[n++] = "SMTPUTF8";
+	len = smtp_reply_format(line, sizeof(line), 250, NULL, s->hostname,
+				false);
+	(void)evbuffer_add(out, line, len);
+	for (i = 0; i < n; i++) {
+		len = smtp_reply_format(line, sizeof(line), 250, NULL, ext[i],
+					i + 1 == n);
+		(void)evbuffer_add(out, line, len);
+	}
+}
+
+/* May this session send at all?  Trusted network or AUTH. */
+static bool
+may_send(struct smtp_session *ss)
+{
+	static const struct smtp_reply need_auth = {530, "5.7.0",
+						    "Authentication required"};
+	static const struct smtp_reply denied = {
+	    554, "5.7.1", "Relay access denied: not a trusted network"};
+
+	if (ss->trusted || ss->authed)
+		return true;
+	log_warnx_rl(&ss->srv->bad_rl, 10000, "- smtp relay_refused peer=%s",
+		     ss->peer);
+	reply_bad(ss, ss->srv->users != NULL ? &need_auth : &denied);
+	return false;
+}
+
+static void
+cmd_mail(struct smtp_session *ss, const struct smtp_cmd *c)
+{
+	static const struct smtp_reply no_helo = {503, "5.5.1",
+						  "Send EHLO or HELO first"};
+	static const struct smtp_reply nested = {503, "5.5.1",
+						 "Nested MAIL command"};
+	static const struct smtp_reply utf8 = {
+	    553, "5.6.7", "Non-ASCII address needs SMTPUTF8"};
+
+	if (ss->helo[0] == '\0') {
+		reply_bad(ss, &no_helo);
+		return;
+	}
+	if (ss->in_tx) {
+		reply_bad(ss, &nested);
+		return;
+	}
+	if (!may_send(ss))
+		return;
+	if (c->path_8bit && !c->smtputf8) {
+		reply_bad(ss, &utf8);
+		return;
+	}
+	if (c->has_size && c->size > ss->srv->size_advertised) {
+		reply(ss, 552, "5.3.4",
+		      "Message size exceeds fixed maximum message size");
+		return;
+	}
+	ss->mail_from = xstrdup(c->path);
+	ss->smtputf8 = c->smtputf8;
+	ss->in_tx = true;
+	reply(ss, 250, "2.1.0", "Ok");
+}
+
+static void
+cmd_rcpt(struct smtp_session *ss, const struct smtp_cmd *c)
+{
+	static const struct smtp_reply no_mail = {503, "5.5.1",
+						  "Need MAIL command"};
+	static const struct smtp_reply utf8 = {
+	    553, "5.6.7", "Non-ASCII address needs SMTPUTF8"};
+
+	if (!ss->in_tx) {
+		reply_bad(ss, &no_mail);
+		return;
+	}
+	if (c->path_8bit && !ss->smtputf8) {
+		reply_bad(ss, &utf8);
+		return;
+	}
+	if (ss->nrcpt >= ss->srv->opt.max_recipients) {
+		reply(ss, 452, "4.5.3", "Too many recipients");
+		return;
+	}
+	ss->rcpt = xreallocarray(ss->rcpt, ss->nrcpt + 1, sizeof(*ss->rcpt));
+	ss->rcpt[ss->nrcpt++] = xstrdup(c->path);
+	reply(ss, 250, "2.1.5", "Ok");
+}
+
+/* The Received header (RFC 5321 4.4), first line of the message. */
+static size_t
+received_header(struct smtp_session *ss, char *out, size_t sz)
+{
+	char date[64];
+	time_t now = time(NULL);
+	struct tm tm;
+	int n;
+
+	if (gmtime_r(&now, &tm) == NULL ||
+	    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm) ==
+		0)
+		snprintf(date, sizeof(date), "Thu, 01 Jan 1970 00:00:00 +0000");
+	/* RFC 3848's protocol names; RFC 6531's for SMTPUTF8. */
+	n = snprintf(out, sz,
+		     "Received: from %s (%s)\r\n\tby %s (Shivneri) with "
+		     "%s%s%s;\r\n\t%s\r\n",
+		     ss->helo, ss->addr_lit, ss->srv->hostname,
+		     ss->smtputf8 ? "UTF8SMTP"
+		     : ss->esmtp  ? "ESMTP"
+				  : "SMTP",
+		     ss->tls ? "S" : "", ss->authed ? "A" : "", date);
+	if (n < 0 || (size_t)n >= sz)
+		return 0;
+	return (size_t)n;
+}
+
+static void
+cmd_data(struct smtp_session *ss)
+{
+	static const struct smtp_reply no_mail = {503, "5.5.1",
+						  "Need MAIL command"};
+	static const struct smtp_reply no_rcpt = {554, "5.5.1",
+						  "No valid recipients"};
+	char recv[SMTP_HELO_MAX + 512];
+	size_t n;
+
+	if (!ss->in_tx) {
+		reply_bad(ss, &no_mail);
+		return;
+	}
+	if (ss->nrcpt == 0) {
+		reply_bad(ss, &no_rcpt);
+		return;
+	}
+	smtp_data_init(&ss->data, ss->srv->opt.max_message_bytes);
+	n = received_header(ss, recv, sizeof(recv));
+	if (n == 0 || !smtp_data_prepend_text(&ss->data, recv, n)) {
+		reply(ss, 451, "4.3.0", "Local error: cannot start a message");
+		tx_reset(ss);
+		return;
+	}
+	reply(ss, 354, NULL, "End data with <CR><LF>.<CR><LF>");
+	session_set_state(ss, SMTP_STATE_DATA);
+}
+
+static void
+cmd_help(struct smtp_session *ss)
+{
+	reply(ss, 214, "2.0.0",
+	      "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP");
+}
+
+static void
+cmd_dispatch(struct smtp_session *ss, const struct smtp_cmd *c)
+{
+	static const struct smtp_reply not_impl = {502, "5.5.1",
+						   "Command not implemented"};
+
+	switch (c->verb) {
+	case SMTP_VERB_HELO:
+	case SMTP_VERB_EHLO:
+		cmd_helo(ss, c);
+		break;
+	case SMTP_VERB_MAIL:
+		cmd_mail(ss, c);
+		break;
+	case SMTP_VERB_RCPT:
+		cmd_rcpt(ss, c);
+		break;
+	case SMTP_VERB_DATA:
+		cmd_data(ss);
+		break;
+	case SMTP_VERB_RSET:
+		tx_reset(ss);
+		reply(ss, 250, "2.0.0", "Ok");
+		break;
+	case SMTP_VERB_NOOP:
+		reply(ss, 250, "2.0.0", "Ok");
+		break;
+	case SMTP_VERB_QUIT:
+		reply(ss, 221, "2.0.0", "Bye");
+		session_close(ss);
+		break;
+	case SMTP_VERB_VRFY:
+		reply(ss, 252, "2.5.0",
+		      "Cannot VRFY user, but will accept message and attempt "
+		      "delivery");
+		break;
+	case SMTP_VERB_HELP:
+		cmd_help(ss);
+		break;
+	case SMTP_VERB_STARTTLS:
+	case SMTP_VERB_AUTH:
+	case SMTP_VERB_EXPN:
+		reply_bad(ss, &not_impl);
+		break;
+	}
+}
+
+static void
+handle_line(struct smtp_session *ss, char *line, size_t len)
+{
+	struct smtp_cmd c;
+	struct smtp_reply r;
+
+	if (smtp_cmd_parse(line, len, &c, &r) != 0) {
+		reply_bad(ss, &r);
+		return;
+	}
+	if (ss->srv->draining && c.verb != SMTP_VERB_QUIT) {
+		reply_421(ss, "4.3.2", "Service shutting down");
+		return;
+	}
+	cmd_dispatch(ss, &c);
+}
+
+/* --- reading ----------------------------------------------------------- */
+
+/*
+ * The next command line out of the input, if a whole one is there; an
+ * overlong line is dropped to its end and answered.  True when something
+ * was done (more may follow).
+ */
+static bool
+cmd_step(struct smtp_session *ss)
+{
+	static const struct smtp_reply too_long = {500, "5.5.2",
+						   "Line too long"};
+	struct evbuffer *in = bufferevent_get_input(ss->bev);
+	size_t avail = evbuffer_get_length(in), n, len;
+	char line[SMTP_LINE_MAX + 1];
+	const char *p, *nl;
+
+	if (avail == 0 ||
+	    evbuffer_get_length(bufferevent_get_output(ss->bev)) > OUT_HIGH)
+		return false;
+	n = avail < SMTP_LINE_MAX ? avail : SMTP_LINE_MAX;
+	p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+	if (p == NULL)
+		return false;
+	nl = memchr(p, '\n', n);
+	if (ss->skipping) {
+		(void)evbuffer_drain(in, nl != NULL ? (size_t)(nl - p) + 1 : n);
+		if (nl == NULL)
+			return true;
+		ss->skipping = false;
+		idle_arm(ss);
+		reply_bad(ss, &too_long);
+		return true;
+	}
+	if (nl == NULL) {
+		if (n < SMTP_LINE_MAX)
+			return false;
+		ss->skipping = true;
+		(void)evbuffer_drain(in, n);
+		return true;
+	}
+	len = (size_t)(nl - p);
+	memcpy(line, p, len);
+	(void)evbuffer_drain(in, len + 1);
+	if (len > 0 && line[len - 1] == '\r')
+		len--;
+	line[len] = '\0';
+	idle_arm(ss);
+	handle_line(ss, line, len);
+	return true;
+}
+
+static void submitted(void *arg, const struct submit_reply *r);
+
+/* The end of DATA: refused at once, or handed to the submit path. */
+static void
+data_end(struct smtp_session *ss)
+{
+	if (ss->data.over) {
+		log_warnx_rl(&ss->srv->bad_rl, 10000,
+			     "- smtp too_large peer=%s bytes=%llu", ss->peer,
+			     (unsigned long long)ss->data.seen);
+		reply(ss, 552, "5.3.4", "Message too big for system");
+		tx_reset(ss);
+		session_set_state(ss, SMTP_STATE_CMD);
+		return;
+	}
+	ss->env.mail_from = ss->mail_from;
+	ss->env.rcpt = (const char *const *)ss->rcpt;
+	ss->env.nrcpt = ss->nrcpt;
+	session_set_state(ss, SMTP_STATE_SUBMIT);
+	ss->srv->pending++;
+	/* The submit path may answer before it returns (a refusal). */
+	submit_mime(ss->srv->sub, ss->data.p, ss->data.len, &ss->env, NULL,
+		    NULL, submitted, ss);
+}
+
+/* Message bytes out of the input; true when some were taken. */
+static bool
+data_step(struct smtp_session *ss)
+{
+	struct evbuffer *in = bufferevent_get_input(ss->bev);
+	struct evbuffer_iovec v[DATA_VECS];
+	size_t used = 0, got;
+	int n, i;
+
+	n = evbuffer_peek(in, -1, NULL, v, DATA_VECS);
+	if (n > DATA_VECS)
+		n = DATA_VECS;
+	for (i = 0; i < n && ss->data.state != SMTP_DATA_DONE; i++) {
+		got = smtp_data_feed(&ss->data, v[i].iov_base, v[i].iov_len);
+		used += got;
+	}
+	if (used == 0)
+		return false;
+	(void)evbuffer_drain(in, used);
+	idle_arm(ss);
+	if (ss->data.state == SMTP_DATA_DONE)
+		data_end(ss);
+	return true;
+}
+
+/*
+ * Runs the state machine over what the input holds.  Reentrant calls (a
+ * submit refusal answered inside data_end) leave the looping to the outer
+ * call.
+ */
+static void
+session_drive(struct smtp_session *ss)
+{
+	bool more = true;
+
+	if (ss->in_drive)
+		return;
+	ss->in_drive = true;
+	while (more) {
+		if (ss->state == SMTP_STATE_CMD)
+			more = cmd_step(ss);
+		else if (ss->state == SMTP_STATE_DATA)
+			more = data_step(ss);
+		else
+			more = false;
+		if (ss->gone && ss->state != SMTP_STATE_SUBMIT) {
+			ss->in_drive = false;
+			session_free(ss);
+			return;
+		}
+	}
+	ss->in_drive = false;
+	if (!ss->eof)
+		return;
+	/* The client shut its side: answer what it sent, then close. */
+	if (ss->state == SMTP_STATE_DATA) {
+		log_debug("- smtp client gone in DATA peer=%s bytes=%llu",
+			  ss->peer, (unsigned long long)ss->data.seen);
+		session_free(ss);
+	} else if (ss->state == SMTP_STATE_CMD &&
+		   evbuffer_get_length(bufferevent_get_output(ss->bev)) <=
+		       OUT_HIGH) {
+		/* Not paused for the replies: every whole line was read. */
+		session_close(ss);
+	}
+}
+
+/* --- the submit path's answer ------------------------------------------ */
+
+static void
+submitted(void *arg, const struct submit_reply *r)
+{
+	struct smtp_session *ss = arg;
+	char text[480], clean[400];
+
+	ss->srv->pending--;
+	if (ss->gone) {
+		session_free(ss);
+		return;
+	}
+	if (r->status == 202 || r->status == 200) {
+		snprintf(text, sizeof(text), "Ok: queued as %s", r->id);
+		reply(ss, 250, "2.0.0", text);
+		log_debug("%s smtp queued peer=%s rcpts=%zu bytes=%zu", r->id,
+			  ss->peer, ss->nrcpt, ss->data.len);
+	} else if (r->status == 413) {
+		reply(ss, 552, "5.3.4", "Message too big for system");
+	} else if (r->status == 400) {
+		log_sanitize(r->err->message, strlen(r->err->message), clean,
+			     sizeof(clean));
+		snprintf(text, sizeof(text), "Message refused: %s", clean);
+		if (strncmp(r->err->message, "envelope", 8) == 0)
+			reply(ss, 550, "5.1.0", text);
+		else
+			reply(ss, 554, "5.6.0", text);
+	} else {
+		log_sanitize(r->err != NULL ? r->err->message : "",
+			     r->err != NULL ? strlen(r->err->message) : 0,
+			     clean, sizeof(clean));
+		snprintf(text, sizeof(text),
+			 "Local error, message not stored: %s", clean);
+		reply(ss, 451, "4.3.0", text);
+	}
+	tx_reset(ss);
+	session_set_state(ss, SMTP_STATE_CMD);
+	idle_arm(ss);
+	session_drive(ss);
+}
+
+/* --- connection events ------------------------------------------------- */
+
+static void
+on_read(struct bufferevent *bev, void *arg)
+{
+	struct smtp_session *ss = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	if (ss->state == SMTP_STATE_LINGER) {
+		(void)evbuffer_drain(in, evbuffer_get_length(in));
+		return;
+	}
+	session_drive(ss);
+}
+
+/* Our last reply is out: shut our side and drop what still comes. */
+static void
+linger_start(struct smtp_session *ss)
+{
+	if (shutdown(bufferevent_getfd(ss->bev), SHUT_WR) != 0) {
+		session_free(ss);
+		return;
+	}
+	session_set_state(ss, SMTP_STATE_LINGER);
+	(void)evbuffer_drain(
+	    bufferevent_get_input(ss->bev),
+	    evbuffer_get_length(bufferevent_get_input(ss->bev)));
+	timer_arm(ss, LINGER_MS, false);
+}
+
+static void
+on_write(struct bufferevent *bev, void *arg)
+{
+	struct smtp_session *ss = arg;
+
+	if (ss->state == SMTP_STATE_CLOSING)
+		linger_start(ss);
+	else if (ss->state == SMTP_STATE_CMD)
+		session_drive(ss); /* replies drained: read on */
+}
+
+static void
+on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct smtp_session *ss = arg;
+
+	if (what & BEV_EVENT_ERROR) {
+		if (ss->state == SMTP_STATE_SUBMIT) {
+			ss->gone = true;
+			bufferevent_disable(bev, EV_READ | EV_WRITE);
+			return;
+		}
+		session_free(ss);
+		return;
+	}
+	if (!(what & BEV_EVENT_EOF))
+		return;
+	ss->eof = true;
+	switch (ss->state) {
+	case SMTP_STATE_CMD:
+	case SMTP_STATE_DATA:
+		session_drive(ss);
+		break;
+	case SMTP_STATE_LINGER:
+		session_free(ss);
+		break;
+	default:
+		break; /* the submit answer or the flush comes first */
+	}
+}
+
+static void
+on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_session *ss = arg;
+	bool session_over = mono_ms() >= ss->session_end_ms;
+
+	switch (ss->state) {
+	case SMTP_STATE_SUBMIT:
+		/* The store answers every submission; wait for it. */
+		timer_arm(ss, 1000, false);
+		break;
+	case SMTP_STATE_CLOSING:
+	case SMTP_STATE_LINGER:
+		session_free(ss);
+		break;
+	default:
+		log_warnx_rl(&ss->srv->bad_rl, 10000,
+			     "- smtp timeout peer=%s state=%s what=%s",
+			     ss->peer, state_names[ss->state],
+			     session_over ? "session" : "idle");
+		reply_421(ss, "4.4.2",
+			  session_over
+			      ? "Session too long, closing connection"
+			      : "Timeout exceeded, closing connection");
+		break;
+	}
+}
+
+/* --- life cycle -------------------------------------------------------- */
+
+static void
+session_close(struct smtp_session *ss)
+{
+	if (ss->state == SMTP_STATE_CLOSING || ss->state == SMTP_STATE_LINGER)
+		return;
+	session_set_state(ss, SMTP_STATE_CLOSING);
+	timer_arm(ss, CLOSE_FLUSH_MS, false);
+	if (evbuffer_get_length(bufferevent_get_output(ss->bev)) == 0 &&
+	    !ss->in_drive)
+		linger_start(ss);
+}
+
+static void
+session_free(struct smtp_session *ss)
+{
+	if (ss->state == SMTP_STATE_SUBMIT)
+		fatalx("- smtp session freed while its message is out");
+	log_debug("- smtp closed peer=%s", ss->peer);
+	tx_reset(ss);
+	LIST_REMOVE(ss, link);
+	ss->srv->nsessions--;
+	smtp__client_put(ss->srv, ss->client);
+	if (ss->timer != NULL)
+		event_free(ss->timer);
+	bufferevent_free(ss->bev);
+	free(ss);
+}
+
+/* "[192.0.2.1]" or "[IPv6:2001:db8::1]", and "address:port" for logs. */
+static void
+peer_names(struct smtp_session *ss, const struct sockaddr *sa)
+{
+	const struct sockaddr_in6 *in6;
+	char a[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in4 =
+		    (const struct sockaddr_in *)(const void *)sa;
+		(void)inet_ntop(AF_INET, &in4->sin_addr, a, sizeof(a));
+		port = ntohs(in4->sin_port);
+		snprintf(ss->addr_lit, sizeof(ss->addr_lit), "[%s]", a);
+	} else if (sa->sa_family == AF_INET6) {
+		in6 = (const struct sockaddr_in6 *)(const void *)sa;
+		port = ntohs(in6->sin6_port);
+		if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+			(void)inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], a,
+					sizeof(a));
+			snprintf(ss->addr_lit, sizeof(ss->addr_lit), "[%s]", a);
+		} else {
+			(void)inet_ntop(AF_INET6, &in6->sin6_addr, a,
+					sizeof(a));
+			snprintf(ss->addr_lit, sizeof(ss->addr_lit),
+				 "[IPv6:%s]", a);
+		}
+	} else {
+		snprintf(ss->addr_lit, sizeof(ss->addr_lit), "[?]");
+	}
+	snprintf(ss->peer, sizeof(ss->peer), "%s:%d", a, port);
+}
+
+void
+smtp__session_start(struct smtp_listener *l, evutil_socket_t fd,
+		    const struct sockaddr *sa, struct smtp_client *cl)
+{
+	struct smtp_server *s = l->srv;
+	struct smtp_session *ss = xcalloc(1, sizeof(*ss));
+	char greet[320];
+
+	ss->srv = s;
+	ss->lis = l;
+	ss->client = cl;
+	peer_names(ss, sa);
+	ss->trusted = s->trusted != NULL && cidr_list_match(s->trusted, sa);
+	smtp_data_init(&ss->data, s->opt.max_message_bytes);
+	ss->session_end_ms = mono_ms() + (int64_t)s->opt.max_session_s * 1000;
+	ss->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	ss->timer = ss->bev ? evtimer_new(s->base, on_timer, ss) : NULL;
+	if (ss->timer == NULL) {
+		log_warnx_rl(&s->conn_rl, 10000,
+			     "- smtp cannot take a connection: out of memory");
+		if (ss->bev != NULL)
+			bufferevent_free(ss->bev);
+		else
+			evutil_closesocket(fd);
+		smtp__client_put(s, cl);
+		free(ss);
+		return;
+	}
+	LIST_INSERT_HEAD(&s->sessions, ss, link);
+	s->nsessions++;
+	log_debug("- smtp connected peer=%s trusted=%s", ss->peer,
+		  ss->trusted ? "yes" : "no");
+	bufferevent_setcb(ss->bev, on_read, on_write, on_event, ss);
+	bufferevent_setwatermark(ss->bev, EV_READ, 0, IN_HIGH);
+	ss->state = SMTP_STATE_CMD;
+	session_set_state(ss, SMTP_STATE_CMD);
+	snprintf(greet, sizeof(greet), "%s ESMTP Shivneri", s->hostname);
+	reply(ss, 220, NULL, greet);
+	idle_arm(ss);
+}
+
+void
+smtp__sessions_drain(struct smtp_server *s)
+{
+	struct smtp_session *ss, *next;
+
+	for (ss = LIST_FIRST(&s->sessions); ss != NULL; ss = next) {
+		next = LIST_NEXT(ss, link);
+		/* Mid-DATA and mid-submission sessions finish first. */
+		if (ss->state == SMTP_STATE_CMD && !ss->in_tx)
+			reply_421(ss, "4.3.2", "Service shutting down");
+	}
+}
+
+void
+smtp__sessions_free(struct smtp_server *s)
+{
+	struct smtp_session *ss;
+
+	while (!LIST_EMPTY(&s->sessions)) {
+		ss = LIST_FIRST(&s->sessions);
+		if (ss->state == SMTP_STATE_SUBMIT)
+			ss->state = SMTP_STATE_CLOSING; /* cannot happen */
+		session_free(ss);
+	}
+}
