@@ -23,6 +23,7 @@
 #include <event2/listener.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,6 +139,7 @@ on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
 	struct smtp_client *cl;
 	uint8_t key[16];
 	char peer[INET6_ADDRSTRLEN];
+	int one = 1;
 
 	if (s->refused > 0) {
 		log_info("- smtp accepting again refused=%llu",
@@ -174,6 +176,10 @@ on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
 		return;
 	}
 	cl->count++;
+	/* Replies are small and each answers a command the client waits
+	 * on: Nagle's algorithm against the client's delayed ACK would hold
+	 * some of them for 40 ms. */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	smtp__session_start(l, fd, sa, cl);
 }
 

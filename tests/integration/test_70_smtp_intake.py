@@ -446,3 +446,34 @@ def test_kill9_after_burst_loses_nothing(make_cluster):
     c.start_server()
     c.start_agent("a")
     c.wait_delivered(ids, timeout=60)
+
+
+@pytest.mark.parametrize("key,value,words", [
+    ("smtp_trusted_networks", "10.0.0.1/8", "smtp_trusted_networks:"),
+    ("smtp_trusted_networks", "10.0.0.0/33", "smtp_trusted_networks:"),
+    ("smtp_allow_plain_auth", "maybe", "must be yes or no"),
+    ("smtp_max_recipients", "1001", "smtp_max_recipients: must be"),
+    ("smtp_tls_cert_file", "/nonexistent/cert.pem", "needs smtp_tls_key_file"),
+    ("smtps_listen", "127.0.0.1:%d", "needs smtp_tls_cert_file"),
+    ("smtp_users_file", "/nonexistent/users", "smtp_users_file: cannot read"),
+])
+def test_config_checks(tmp_path, key, value, words):
+    """check-config refuses bad SMTP keys with the file and line."""
+    import subprocess
+    secret = tmp_path / "agent.secret"
+    h.Cluster.write_secret(str(secret), os.urandom(32).hex())
+    if "%d" in value:
+        value = value % h.free_port()
+    lines = ["[server]", "data_dir = %s" % (tmp_path / "data"),
+             "http_listen = 127.0.0.1:%d" % h.free_port(),
+             "smtp_listen = 127.0.0.1:%d" % h.free_port(),
+             "agent_listen = 127.0.0.1:%d" % h.free_port(),
+             "agent_secret_file = %s" % secret,
+             "%s = %s" % (key, value)]
+    path = tmp_path / "smtp.ini"
+    path.write_text("\n".join(lines) + "\n")
+    p = subprocess.run([h.BIN, "check-config", "-c", str(path)],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=h.scaled(20))
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert "%s:7:" % path in p.stderr and words in p.stderr, p.stderr
