@@ -58,7 +58,8 @@ struct smtp_server {
 	LIST_HEAD(, smtp_session) sessions;
 	size_t nsessions;
 	struct smtp_client *clients[SMTP_CLIENT_BUCKETS];
-	unsigned pending;
+	unsigned pending;      /* messages with the submit path */
+	unsigned in_data;      /* sessions reading a message */
 	struct workq *auth_wq; /* password checks, off the loop */
 	bool draining;
 	struct log_rl conn_rl; /* connection refusals */

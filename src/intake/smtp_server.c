@@ -371,7 +371,7 @@ smtp_server_stop_accepting(struct smtp_server *s)
 unsigned
 smtp_server_pending(const struct smtp_server *s)
 {
-	return s->pending;
+	return s->pending + s->in_data;
 }
 
 size_t

@@ -66,6 +66,11 @@ smtp__set_state(struct smtp_session *ss, enum smtp_state st)
 {
 	log_debug("- smtp state peer=%s from=%s to=%s", ss->peer,
 		  state_names[ss->state], state_names[st]);
+	/* The drain waits for messages in DATA (smtp_server_pending). */
+	if (ss->state == SMTP_STATE_DATA)
+		ss->srv->in_data--;
+	if (st == SMTP_STATE_DATA)
+		ss->srv->in_data++;
 	ss->state = st;
 	if (st == SMTP_STATE_SUBMIT || st == SMTP_STATE_CLOSING ||
 	    st == SMTP_STATE_STARTTLS || st == SMTP_STATE_AUTH_CHECK)
@@ -828,6 +833,8 @@ session_free(struct smtp_session *ss)
 		fatalx("- smtp session freed while its %s is out",
 		       ss->state == SMTP_STATE_SUBMIT ? "message" : "check");
 	log_debug("- smtp closed peer=%s", ss->peer);
+	if (ss->state == SMTP_STATE_DATA)
+		ss->srv->in_data--;
 	tx_reset(ss);
 	LIST_REMOVE(ss, link);
 	ss->srv->nsessions--;

@@ -68,10 +68,15 @@ void smtp_server_set_tls(struct smtp_server *s, struct smtp_tls *t);
 void smtp_server_set_users(struct smtp_server *s, struct smtp_users *u);
 /*
  * Stops accepting; idle sessions get "421 4.3.2" and close, the others
- * at their next command.  Submissions in progress are still answered.
+ * at their next command (QUIT excepted).  A message in DATA is still read
+ * and submitted, and every submission answered.
  */
 void smtp_server_stop_accepting(struct smtp_server *s);
-/* Messages waiting for the submit path (the drain waits for them). */
+/*
+ * Messages being read (DATA) or waiting for the submit path: the drain
+ * waits for them (up to its limit), so a message begun before SIGTERM is
+ * still answered.
+ */
 unsigned smtp_server_pending(const struct smtp_server *s);
 /* Open sessions. */
 size_t smtp_server_sessions(const struct smtp_server *s);

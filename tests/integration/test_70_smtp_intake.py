@@ -477,3 +477,30 @@ def test_config_checks(tmp_path, key, value, words):
                        text=True, timeout=h.scaled(20))
     assert p.returncode == 2, (p.returncode, p.stderr)
     assert "%s:7:" % path in p.stderr and words in p.stderr, p.stderr
+
+
+def test_sigterm_drain(make_cluster):
+    """SIGTERM: an idle session gets 421 4.3.2 at once; a message in the
+    middle of DATA is still read, stored and answered 250 (the drain
+    waits for it), then the next command gets 421; serve exits 0 and the
+    message is there after a restart."""
+    import signal
+    c = smtp_cluster(make_cluster)
+    c.start_server()
+    idle, busy = Raw(c.smtp_port), Raw(c.smtp_port)
+    for s in (idle, busy):
+        s.reply()
+        assert s.cmd(b"EHLO t.example")[0] == 250
+    busy.cmd(b"MAIL FROM:<ann@example.com>")
+    busy.cmd(b"RCPT TO:<bob@example.net>")
+    assert busy.cmd(b"DATA")[0] == 354
+    busy.send(body(20))
+    c.server.signal(signal.SIGTERM)
+    assert idle.reply() == (421, ["421 4.3.2 Service shutting down"])
+    assert idle.closed()
+    busy.send(b".\r\n")
+    mid = queued_id(busy.reply())
+    assert busy.cmd(b"NOOP") == (421, ["421 4.3.2 Service shutting down"])
+    assert c.server.wait_exit(20) == 0
+    c.start_server()
+    assert c.msg(mid)["subject"] == "smtp 20"
