@@ -23,6 +23,7 @@
 #define SMTP_CLIENT_BUCKETS 256
 #define SMTP_LISTENERS_MAX 4
 
+struct evbuffer;
 struct smtp_session;
 struct workq;
 
@@ -82,6 +83,7 @@ struct smtp_session {
 	struct smtp_listener *lis;
 	struct smtp_client *client;
 	struct bufferevent *bev;
+	struct evbuffer *out; /* replies not yet written (see flush()) */
 	struct event *timer;
 	enum smtp_state state;
 	int64_t session_end_ms;              /* monotonic */

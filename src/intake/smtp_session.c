@@ -100,6 +100,53 @@ smtp__idle_arm(struct smtp_session *ss)
 	timer_arm(ss, (int64_t)ss->srv->opt.timeout_s * 1000, true);
 }
 
+/*
+ * Where replies are queued: on a plain socket our own buffer, which
+ * flush() writes straight to the socket; under TLS the bufferevent's.
+ */
+static struct evbuffer *
+outq(struct smtp_session *ss)
+{
+	return ss->tls ? bufferevent_get_output(ss->bev) : ss->out;
+}
+
+/* Reply bytes not yet taken by the kernel. */
+static size_t
+unsent(struct smtp_session *ss)
+{
+	return evbuffer_get_length(ss->out) +
+	       evbuffer_get_length(bufferevent_get_output(ss->bev));
+}
+
+/*
+ * The queued replies go out now, rather than after the next turn of the
+ * loop: a bufferevent writes only once epoll has reported the socket
+ * writable, which costs two epoll_ctl and one more wakeup for every reply
+ * of a protocol that is all round trips.  What the kernel does not take
+ * goes to the bufferevent (its output must stay in order behind it), which
+ * writes it when it can and calls on_write.  Never frees the session:
+ * once the last reply of a closing session (or the 220 of STARTTLS) is
+ * out, the next step runs from the timer.
+ */
+static void
+flush(struct smtp_session *ss)
+{
+	struct evbuffer *bout = bufferevent_get_output(ss->bev);
+
+	if (evbuffer_get_length(ss->out) > 0) {
+		/* An error is left for the bufferevent's write to report. */
+		if (evbuffer_get_length(bout) == 0)
+			(void)evbuffer_write(ss->out,
+					     bufferevent_getfd(ss->bev));
+		if (evbuffer_get_length(ss->out) > 0 &&
+		    bufferevent_write_buffer(ss->bev, ss->out) != 0)
+			ss->gone = true;
+	}
+	if (unsent(ss) == 0 && (ss->state == SMTP_STATE_CLOSING ||
+				ss->state == SMTP_STATE_STARTTLS))
+		timer_arm(ss, 0, false);
+}
+
 void
 smtp__reply(struct smtp_session *ss, int code, const char *ehn,
 	    const char *text)
@@ -107,7 +154,7 @@ smtp__reply(struct smtp_session *ss, int code, const char *ehn,
 	char line[600];
 	size_t n = smtp_reply_format(line, sizeof(line), code, ehn, text, true);
 
-	if (evbuffer_add(bufferevent_get_output(ss->bev), line, n) != 0)
+	if (evbuffer_add(outq(ss), line, n) != 0)
 		ss->gone = true; /* out of memory: the close will follow */
 }
 
@@ -166,7 +213,7 @@ cmd_helo(struct smtp_session *ss, const struct smtp_cmd *c)
 {
 	const struct smtp_server *s = ss->srv;
 	char line[600];
-	struct evbuffer *out = bufferevent_get_output(ss->bev);
+	struct evbuffer *out = outq(ss);
 	const char *ext[8];
 	size_t n = 0, i, len;
 	char size[48];
@@ -455,8 +502,7 @@ cmd_step(struct smtp_session *ss)
 	char line[SMTP_LINE_MAX + 1];
 	const char *p, *nl;
 
-	if (avail == 0 ||
-	    evbuffer_get_length(bufferevent_get_output(ss->bev)) > OUT_HIGH)
+	if (avail == 0 || unsent(ss) > OUT_HIGH)
 		return false;
 	n = avail < SMTP_LINE_MAX ? avail : SMTP_LINE_MAX;
 	p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
@@ -575,20 +621,21 @@ session_drive(struct smtp_session *ss)
 		}
 	}
 	ss->in_drive = false;
-	if (!ss->eof)
-		return;
 	/* The client shut its side: answer what it sent, then close. */
-	if (ss->state == SMTP_STATE_DATA) {
+	if (ss->eof && ss->state == SMTP_STATE_DATA) {
 		log_debug("- smtp client gone in DATA peer=%s bytes=%llu",
 			  ss->peer, (unsigned long long)ss->data.seen);
 		session_free(ss);
-	} else if ((ss->state == SMTP_STATE_CMD ||
-		    ss->state == SMTP_STATE_AUTH) &&
-		   evbuffer_get_length(bufferevent_get_output(ss->bev)) <=
-		       OUT_HIGH) {
+		return;
+	}
+	if (ss->eof &&
+	    (ss->state == SMTP_STATE_CMD || ss->state == SMTP_STATE_AUTH) &&
+	    unsent(ss) <= OUT_HIGH) {
 		/* Not paused for the replies: every whole line was read. */
 		session_close(ss);
+		return;
 	}
+	flush(ss);
 }
 
 /* --- the submit path's answer ------------------------------------------ */
@@ -703,6 +750,7 @@ tls_start(struct smtp_session *ss)
 	if (ssl == NULL) {
 		smtp__reply(ss, 454, "4.7.0", "TLS not available now");
 		smtp__set_state(ss, SMTP_STATE_CMD);
+		flush(ss);
 		return;
 	}
 	/* The old bufferevent lets go of the socket, not closes it. */
@@ -795,6 +843,18 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 		timer_arm(ss, 1000, false);
 		break;
 	case SMTP_STATE_CLOSING:
+		/* flush() saw the last reply out, or it never went. */
+		if (unsent(ss) == 0)
+			linger_start(ss);
+		else
+			session_free(ss);
+		break;
+	case SMTP_STATE_STARTTLS:
+		if (unsent(ss) == 0)
+			tls_start(ss);
+		else
+			session_free(ss);
+		break;
 	case SMTP_STATE_LINGER:
 		session_free(ss);
 		break;
@@ -820,9 +880,8 @@ session_close(struct smtp_session *ss)
 		return;
 	smtp__set_state(ss, SMTP_STATE_CLOSING);
 	timer_arm(ss, CLOSE_FLUSH_MS, false);
-	if (evbuffer_get_length(bufferevent_get_output(ss->bev)) == 0 &&
-	    !ss->in_drive)
-		linger_start(ss);
+	if (!ss->in_drive)
+		flush(ss);
 }
 
 static void
@@ -843,6 +902,7 @@ session_free(struct smtp_session *ss)
 		event_free(ss->timer);
 	if (ss->bev != NULL)
 		bufferevent_free(ss->bev);
+	evbuffer_free(ss->out);
 	free(ss);
 }
 
@@ -889,6 +949,11 @@ session_bev_new(struct smtp_session *ss, evutil_socket_t fd)
 	struct smtp_server *s = ss->srv;
 	SSL *ssl = NULL;
 
+	ss->out = evbuffer_new();
+	if (ss->out == NULL) {
+		evutil_closesocket(fd);
+		return false;
+	}
 	if (ss->lis->implicit_tls) {
 		ssl = smtp_tls_ssl_new(s->tls);
 		if (ssl == NULL) {
@@ -936,6 +1001,8 @@ smtp__session_start(struct smtp_listener *l, evutil_socket_t fd,
 		log_warnx_rl(&s->conn_rl, 10000,
 			     "- smtp cannot take a connection: out of memory");
 		smtp__client_put(s, cl);
+		if (ss->out != NULL)
+			evbuffer_free(ss->out);
 		free(ss);
 		return;
 	}
@@ -949,6 +1016,7 @@ smtp__session_start(struct smtp_listener *l, evutil_socket_t fd,
 	snprintf(greet, sizeof(greet), "%s ESMTP Shivneri", s->hostname);
 	smtp__reply(ss, 220, NULL, greet);
 	smtp__idle_arm(ss);
+	flush(ss);
 }
 
 void
