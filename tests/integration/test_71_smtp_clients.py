@@ -200,16 +200,16 @@ def maildir_with(c, mark):
     return found[0] if found else None
 
 
-def arrived(relay, mid, mark, env_from, env_to):
-    """mid is delivered, its maildir file holds mark, and the API shows the
-    envelope the client gave (not the headers)."""
+def arrived(relay, mid, mark):
+    """mid (the id of the client's 250) is delivered, and its maildir file
+    holds mark and Shivneri's Received: header.  (That the providers get
+    the envelope, not the headers, is test_70's, with an SMTP stand-in.)"""
     relay.c.wait_delivered([mid], timeout=20)
     data = h.wait_for(lambda: maildir_with(relay.c, mark), 10,
                       "a maildir file with %s" % mark)
-    assert b"Received:" in data, data[:400]
-    m = relay.c.msg(mid)
-    assert m["from"] == env_from, m
-    assert m["to"] == env_to, m
+    assert data.startswith(b"Received: from ") or \
+        b"\r\nReceived: from " in data.split(b"\r\n\r\n")[0], data[:400]
+    assert ("Subject: %s" % mark).encode() in data, data[:400]
     return data
 
 
@@ -243,8 +243,7 @@ def test_smtplib_pipelined_plain(open_relay):
         code, text = s.data(message_bytes(mark))
         assert code == 250, (code, text)
     mid = queued_id(text.decode())
-    arrived(open_relay, mid, mark, "env-from@example.com",
-            ["first@example.net", "second@example.org"])
+    arrived(open_relay, mid, mark)
 
 
 def test_swaks_plain(open_relay):
@@ -257,8 +256,7 @@ def test_swaks_plain(open_relay):
                    "--body", "Body of %s." % mark,
                    "--timeout", str(int(h.scaled(CLIENT_TIMEOUT)))])
     assert rc == 0, out
-    arrived(open_relay, queued_id(out), mark, "swaks@example.com",
-            ["to@example.net"])
+    arrived(open_relay, queued_id(out), mark)
 
 
 def test_msmtp_plain(open_relay, tmp_path):
@@ -272,8 +270,7 @@ def test_msmtp_plain(open_relay, tmp_path):
                   stdin=message_bytes(mark))
     assert rc == 0, out
     text = redact(log.read_bytes())
-    arrived(open_relay, queued_id(text), mark, "msmtp@example.com",
-            ["to@example.net"])
+    arrived(open_relay, queued_id(text), mark)
 
 
 def test_curl_plain(open_relay, tmp_path):
@@ -287,8 +284,7 @@ def test_curl_plain(open_relay, tmp_path):
                    "--mail-from", "curl@example.com",
                    "--mail-rcpt", "to@example.net", "-T", str(body)])
     assert rc == 0, out
-    arrived(open_relay, queued_id(out), mark, "curl@example.com",
-            ["to@example.net"])
+    arrived(open_relay, queued_id(out), mark)
 
 
 def test_curl_starttls_required(open_relay, certs, tmp_path):
@@ -307,8 +303,7 @@ def test_curl_starttls_required(open_relay, certs, tmp_path):
                    "--mail-rcpt", "to@example.net", "-T", str(body)])
     assert rc == 0, out
     assert "SSL connection using TLSv1." in out, out
-    arrived(open_relay, queued_id(out), mark, "curl-tls@example.com",
-            ["to@example.net"])
+    arrived(open_relay, queued_id(out), mark)
 
 
 # --------------------------------------------------- with AUTH (locked)
@@ -368,8 +363,7 @@ def test_smtplib_starttls_auth(locked_relay, certs):
             assert s.rcpt("to@example.net")[0] == 250
             code, text = s.data(message_bytes(mark))
             assert code == 250, (code, text)
-        arrived(locked_relay, queued_id(text.decode()), mark,
-                "auth-%s@example.com" % mech.lower(), ["to@example.net"])
+        arrived(locked_relay, queued_id(text.decode()), mark)
     no_password_in_logs(locked_relay)
 
 
@@ -389,8 +383,7 @@ def test_swaks_starttls_auth(locked_relay, certs):
                           "--header", "Subject: %s" % mark,
                           "--body", "Body of %s." % mark])
     assert rc == 0, out
-    arrived(locked_relay, queued_id(out), mark, "swaks-auth@example.com",
-            ["to@example.net"])
+    arrived(locked_relay, queued_id(out), mark)
 
 
 def test_msmtp_starttls_auth(locked_relay, certs, tmp_path):
@@ -410,8 +403,7 @@ def test_msmtp_starttls_auth(locked_relay, certs, tmp_path):
                   stdin=message_bytes(mark))
     assert rc == 0, out
     text = redact(log.read_bytes())
-    arrived(locked_relay, queued_id(text), mark, "msmtp-auth@example.com",
-            ["to@example.net"])
+    arrived(locked_relay, queued_id(text), mark)
 
 
 def test_curl_starttls_auth(locked_relay, certs, tmp_path):
@@ -428,8 +420,7 @@ def test_curl_starttls_auth(locked_relay, certs, tmp_path):
                    "--mail-from", "curl-auth@example.com",
                    "--mail-rcpt", "to@example.net", "-T", str(body)])
     assert rc == 0, out
-    arrived(locked_relay, queued_id(out), mark, "curl-auth@example.com",
-            ["to@example.net"])
+    arrived(locked_relay, queued_id(out), mark)
 
 
 # ------------------------------------------------------------- Postfix
@@ -600,6 +591,5 @@ def test_postfix_relays_through_shivneri(locked_relay, postfix):
         log = f.read()
     assert "Trusted TLS connection established" in log or \
         "TLS connection established" in log, redact(log)
-    arrived(locked_relay, queued_id(line), mark, "app@example.com",
-            ["customer@example.net"])
+    arrived(locked_relay, queued_id(line), mark)
     no_password_in_logs(locked_relay)
