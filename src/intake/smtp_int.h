@@ -7,8 +7,12 @@
 #define SHIVNERI_SMTP_INT_H
 
 #include "common/log.h"
+#include "intake/message.h"
+#include "intake/smtp_auth.h"
+#include "intake/smtp_proto.h"
 #include "intake/smtp_session.h"
 
+#include <arpa/inet.h>
 #include <event2/util.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -20,6 +24,7 @@
 #define SMTP_LISTENERS_MAX 4
 
 struct smtp_session;
+struct workq;
 
 /* Sessions of one client address (IPv4, or an IPv6 /64). */
 struct smtp_client {
@@ -54,10 +59,77 @@ struct smtp_server {
 	size_t nsessions;
 	struct smtp_client *clients[SMTP_CLIENT_BUCKETS];
 	unsigned pending;
+	struct workq *auth_wq; /* password checks, off the loop */
 	bool draining;
 	struct log_rl conn_rl; /* connection refusals */
 	struct log_rl bad_rl;  /* what a client did wrong */
 };
+
+enum smtp_state {
+	SMTP_STATE_CMD,      /* reading command lines */
+	SMTP_STATE_DATA,     /* reading the message, after 354 */
+	SMTP_STATE_SUBMIT,   /* the message is with the submit path; no reads */
+	SMTP_STATE_STARTTLS, /* "220 Ready to start TLS" going out; no reads */
+	SMTP_STATE_AUTH,     /* reading a line of an AUTH exchange */
+	SMTP_STATE_AUTH_CHECK, /* a password is being checked; no reads */
+	SMTP_STATE_CLOSING,    /* the last reply is going out; no reads */
+	SMTP_STATE_LINGER,     /* our side shut; the peer's bytes are dropped */
+};
+
+struct smtp_session {
+	struct smtp_server *srv;
+	struct smtp_listener *lis;
+	struct smtp_client *client;
+	struct bufferevent *bev;
+	struct event *timer;
+	enum smtp_state state;
+	int64_t session_end_ms;              /* monotonic */
+	char peer[INET6_ADDRSTRLEN + 8];     /* address:port, for logs */
+	char addr_lit[INET6_ADDRSTRLEN + 8]; /* [a.b.c.d] or [IPv6:...] */
+	char helo[SMTP_HELO_MAX + 1];
+	bool esmtp;    /* EHLO, not HELO */
+	bool trusted;  /* from smtp_trusted_networks */
+	bool tls;      /* the session runs over TLS */
+	bool authed;   /* AUTH succeeded */
+	bool eof;      /* the client shut its side */
+	bool gone;     /* the socket failed while a submission was out */
+	bool skipping; /* dropping an overlong line up to its end */
+	bool in_drive; /* session_drive() is on the stack */
+	/* AUTH (smtp_login.c). */
+	int auth_step;                           /* which line comes next */
+	char auth_user[SMTP_AUTH_FIELD_MAX + 1]; /* LOGIN's first answer */
+	char user[64]; /* who authenticated, printable, for log lines */
+	int bad;       /* refused commands so far */
+	/* The transaction (MAIL to the end of DATA). */
+	bool in_tx;
+	bool smtputf8;
+	char *mail_from;
+	char **rcpt;
+	size_t nrcpt;
+	struct message_envelope env; /* points into the above for submit */
+	struct smtp_data data;
+	LIST_ENTRY(smtp_session) link;
+};
+
+/* Helpers of smtp_session.c that smtp_login.c uses too. */
+void smtp__set_state(struct smtp_session *ss, enum smtp_state st);
+void smtp__reply(struct smtp_session *ss, int code, const char *ehn,
+		 const char *text);
+/* A refused command, counted: past max_bad_commands, 421 and close. */
+void smtp__reply_bad(struct smtp_session *ss, const struct smtp_reply *r);
+/* Restarts the idle deadline. */
+void smtp__idle_arm(struct smtp_session *ss);
+/* Reads on (what the input holds), or frees a session that went away. */
+void smtp__resume(struct smtp_session *ss);
+
+/* AUTH (smtp_login.c): offered to this session now? */
+bool smtp__auth_offered(const struct smtp_session *ss);
+/* The AUTH command, checked and started. */
+void smtp__auth_cmd(struct smtp_session *ss, const struct smtp_cmd *c);
+/* A line of the exchange (state SMTP_STATE_AUTH), its end cut off. */
+void smtp__auth_line(struct smtp_session *ss, char *line, size_t len);
+/* The exchange line was too long: 500 5.5.6, exchange over. */
+void smtp__auth_too_long(struct smtp_session *ss);
 
 /*
  * A new session on fd (accepted from l); counted in cl, which it releases

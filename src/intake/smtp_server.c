@@ -14,6 +14,7 @@
 #include "intake/smtp_int.h"
 #include "common/cidr.h"
 #include "common/util.h"
+#include "common/workq.h"
 #include "intake/smtp_auth.h"
 
 #include <arpa/inet.h>
@@ -338,6 +339,12 @@ smtp_server_set_users(struct smtp_server *s, struct smtp_users *u)
 {
 	smtp_users_free(s->users);
 	s->users = u;
+	/* One worker: checks are serialised, so guessing is slow too. */
+	if (u != NULL && s->auth_wq == NULL) {
+		s->auth_wq = workq_new(s->base, 1);
+		if (s->auth_wq == NULL)
+			fatalx("- smtp cannot start the AUTH worker");
+	}
 }
 
 void
@@ -391,6 +398,9 @@ smtp_server_free(struct smtp_server *s)
 	for (i = 0; i < s->nlis; i++)
 		if (s->lis[i].lis != NULL)
 			evconnlistener_free(s->lis[i].lis);
+	/* Checks still out answer their sessions first. */
+	if (s->auth_wq != NULL)
+		workq_free(s->auth_wq);
 	smtp__sessions_free(s);
 	if (s->retry != NULL)
 		event_free(s->retry);

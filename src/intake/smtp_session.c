@@ -1,6 +1,6 @@
 /*
  * One SMTP session: an explicit state machine on a bufferevent (every
- * transition through session_set_state(), which traces it and turns reads
+ * transition through smtp__set_state(), which traces it and turns reads
  * on or off), each command split into its check (a refusal is a reply)
  * and its proceed, as OpenSMTPD does.
  *
@@ -27,11 +27,14 @@
 #include "common/util.h"
 #include "intake/message.h"
 #include "intake/smtp_proto.h"
+#include "intake/smtp_tls.h"
 #include "intake/submit.h"
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -49,60 +52,23 @@
 #define CLOSE_FLUSH_MS 10000
 #define DATA_VECS 16
 
-enum smtp_state {
-	SMTP_STATE_CMD,     /* reading command lines */
-	SMTP_STATE_DATA,    /* reading the message, after 354 */
-	SMTP_STATE_SUBMIT,  /* the message is with the submit path; no reads */
-	SMTP_STATE_CLOSING, /* the last reply is going out; no reads */
-	SMTP_STATE_LINGER,  /* our side shut; the peer's bytes are dropped */
-};
-
-static const char *const state_names[] = {"cmd", "data", "submit", "closing",
-					  "linger"};
-
-struct smtp_session {
-	struct smtp_server *srv;
-	struct smtp_listener *lis;
-	struct smtp_client *client;
-	struct bufferevent *bev;
-	struct event *timer;
-	enum smtp_state state;
-	int64_t session_end_ms;              /* monotonic */
-	char peer[INET6_ADDRSTRLEN + 8];     /* address:port, for logs */
-	char addr_lit[INET6_ADDRSTRLEN + 8]; /* [a.b.c.d] or [IPv6:...] */
-	char helo[SMTP_HELO_MAX + 1];
-	bool esmtp;    /* EHLO, not HELO */
-	bool trusted;  /* from smtp_trusted_networks */
-	bool tls;      /* the session runs over TLS */
-	bool authed;   /* AUTH succeeded */
-	bool eof;      /* the client shut its side */
-	bool gone;     /* the socket failed while a submission was out */
-	bool skipping; /* dropping an overlong line up to its end */
-	bool in_drive; /* session_drive() is on the stack */
-	int bad;       /* refused commands so far */
-	/* The transaction (MAIL to the end of DATA). */
-	bool in_tx;
-	bool smtputf8;
-	char *mail_from;
-	char **rcpt;
-	size_t nrcpt;
-	struct message_envelope env; /* points into the above for submit */
-	struct smtp_data data;
-	LIST_ENTRY(smtp_session) link;
-};
+static const char *const state_names[] = {"cmd",      "data",  "submit",
+					  "starttls", "auth",  "auth_check",
+					  "closing",  "linger"};
 
 static void session_drive(struct smtp_session *ss);
 static void session_free(struct smtp_session *ss);
 static void session_close(struct smtp_session *ss);
 
 /* The one place the state changes: reads and the trace follow. */
-static void
-session_set_state(struct smtp_session *ss, enum smtp_state st)
+void
+smtp__set_state(struct smtp_session *ss, enum smtp_state st)
 {
 	log_debug("- smtp state peer=%s from=%s to=%s", ss->peer,
 		  state_names[ss->state], state_names[st]);
 	ss->state = st;
-	if (st == SMTP_STATE_SUBMIT || st == SMTP_STATE_CLOSING)
+	if (st == SMTP_STATE_SUBMIT || st == SMTP_STATE_CLOSING ||
+	    st == SMTP_STATE_STARTTLS || st == SMTP_STATE_AUTH_CHECK)
 		bufferevent_disable(ss->bev, EV_READ);
 	else
 		bufferevent_enable(ss->bev, EV_READ);
@@ -123,14 +89,15 @@ timer_arm(struct smtp_session *ss, int64_t ms, bool cap_by_session)
 		log_warnx("- smtp cannot arm a session deadline");
 }
 
-static void
-idle_arm(struct smtp_session *ss)
+void
+smtp__idle_arm(struct smtp_session *ss)
 {
 	timer_arm(ss, (int64_t)ss->srv->opt.timeout_s * 1000, true);
 }
 
-static void
-reply(struct smtp_session *ss, int code, const char *ehn, const char *text)
+void
+smtp__reply(struct smtp_session *ss, int code, const char *ehn,
+	    const char *text)
 {
 	char line[600];
 	size_t n = smtp_reply_format(line, sizeof(line), code, ehn, text, true);
@@ -142,14 +109,14 @@ reply(struct smtp_session *ss, int code, const char *ehn, const char *text)
 static void
 reply_r(struct smtp_session *ss, const struct smtp_reply *r)
 {
-	reply(ss, r->code, r->ehn, r->text);
+	smtp__reply(ss, r->code, r->ehn, r->text);
 }
 
 /* 421 and a graceful close: the reply goes out, then the socket. */
 static void
 reply_421(struct smtp_session *ss, const char *ehn, const char *text)
 {
-	reply(ss, 421, ehn, text);
+	smtp__reply(ss, 421, ehn, text);
 	session_close(ss);
 }
 
@@ -157,8 +124,8 @@ reply_421(struct smtp_session *ss, const char *ehn, const char *text)
  * A refused command: replied, and counted; past max_bad_commands the
  * session ends with 421 instead (Postfix's smtpd_hard_error_limit).
  */
-static void
-reply_bad(struct smtp_session *ss, const struct smtp_reply *r)
+void
+smtp__reply_bad(struct smtp_session *ss, const struct smtp_reply *r)
 {
 	if (++ss->bad >= ss->srv->opt.max_bad_commands) {
 		log_warnx_rl(&ss->srv->bad_rl, 10000,
@@ -203,7 +170,7 @@ cmd_helo(struct smtp_session *ss, const struct smtp_cmd *c)
 	snprintf(ss->helo, sizeof(ss->helo), "%s", c->arg);
 	ss->esmtp = c->verb == SMTP_VERB_EHLO;
 	if (!ss->esmtp) {
-		reply(ss, 250, NULL, s->hostname);
+		smtp__reply(ss, 250, NULL, s->hostname);
 		return;
 	}
 	snprintf(size, sizeof(size), "SIZE %zu", s->size_advertised);
@@ -212,6 +179,10 @@ cmd_helo(struct smtp_session *ss, const struct smtp_cmd *c)
 	ext[n++] = "8BITMIME";
 	ext[n++] = "ENHANCEDSTATUSCODES";
 	ext[n++] = "SMTPUTF8";
+	if (s->tls != NULL && !ss->tls)
+		ext[n++] = "STARTTLS";
+	if (smtp__auth_offered(ss))
+		ext[n++] = "AUTH PLAIN LOGIN";
 	len = smtp_reply_format(line, sizeof(line), 250, NULL, s->hostname,
 				false);
 	(void)evbuffer_add(out, line, len);
@@ -235,7 +206,7 @@ may_send(struct smtp_session *ss)
 		return true;
 	log_warnx_rl(&ss->srv->bad_rl, 10000, "- smtp relay_refused peer=%s",
 		     ss->peer);
-	reply_bad(ss, ss->srv->users != NULL ? &need_auth : &denied);
+	smtp__reply_bad(ss, ss->srv->users != NULL ? &need_auth : &denied);
 	return false;
 }
 
@@ -250,28 +221,28 @@ cmd_mail(struct smtp_session *ss, const struct smtp_cmd *c)
 	    553, "5.6.7", "Non-ASCII address needs SMTPUTF8"};
 
 	if (ss->helo[0] == '\0') {
-		reply_bad(ss, &no_helo);
+		smtp__reply_bad(ss, &no_helo);
 		return;
 	}
 	if (ss->in_tx) {
-		reply_bad(ss, &nested);
+		smtp__reply_bad(ss, &nested);
 		return;
 	}
 	if (!may_send(ss))
 		return;
 	if (c->path_8bit && !c->smtputf8) {
-		reply_bad(ss, &utf8);
+		smtp__reply_bad(ss, &utf8);
 		return;
 	}
 	if (c->has_size && c->size > ss->srv->size_advertised) {
-		reply(ss, 552, "5.3.4",
-		      "Message size exceeds fixed maximum message size");
+		smtp__reply(ss, 552, "5.3.4",
+			    "Message size exceeds fixed maximum message size");
 		return;
 	}
 	ss->mail_from = xstrdup(c->path);
 	ss->smtputf8 = c->smtputf8;
 	ss->in_tx = true;
-	reply(ss, 250, "2.1.0", "Ok");
+	smtp__reply(ss, 250, "2.1.0", "Ok");
 }
 
 static void
@@ -283,20 +254,20 @@ cmd_rcpt(struct smtp_session *ss, const struct smtp_cmd *c)
 	    553, "5.6.7", "Non-ASCII address needs SMTPUTF8"};
 
 	if (!ss->in_tx) {
-		reply_bad(ss, &no_mail);
+		smtp__reply_bad(ss, &no_mail);
 		return;
 	}
 	if (c->path_8bit && !ss->smtputf8) {
-		reply_bad(ss, &utf8);
+		smtp__reply_bad(ss, &utf8);
 		return;
 	}
 	if (ss->nrcpt >= ss->srv->opt.max_recipients) {
-		reply(ss, 452, "4.5.3", "Too many recipients");
+		smtp__reply(ss, 452, "4.5.3", "Too many recipients");
 		return;
 	}
 	ss->rcpt = xreallocarray(ss->rcpt, ss->nrcpt + 1, sizeof(*ss->rcpt));
 	ss->rcpt[ss->nrcpt++] = xstrdup(c->path);
-	reply(ss, 250, "2.1.5", "Ok");
+	smtp__reply(ss, 250, "2.1.5", "Ok");
 }
 
 /* The Received header (RFC 5321 4.4), first line of the message. */
@@ -337,29 +308,60 @@ cmd_data(struct smtp_session *ss)
 	size_t n;
 
 	if (!ss->in_tx) {
-		reply_bad(ss, &no_mail);
+		smtp__reply_bad(ss, &no_mail);
 		return;
 	}
 	if (ss->nrcpt == 0) {
-		reply_bad(ss, &no_rcpt);
+		smtp__reply_bad(ss, &no_rcpt);
 		return;
 	}
 	smtp_data_init(&ss->data, ss->srv->opt.max_message_bytes);
 	n = received_header(ss, recv, sizeof(recv));
 	if (n == 0 || !smtp_data_prepend_text(&ss->data, recv, n)) {
-		reply(ss, 451, "4.3.0", "Local error: cannot start a message");
+		smtp__reply(ss, 451, "4.3.0",
+			    "Local error: cannot start a message");
 		tx_reset(ss);
 		return;
 	}
-	reply(ss, 354, NULL, "End data with <CR><LF>.<CR><LF>");
-	session_set_state(ss, SMTP_STATE_DATA);
+	smtp__reply(ss, 354, NULL, "End data with <CR><LF>.<CR><LF>");
+	smtp__set_state(ss, SMTP_STATE_DATA);
+}
+
+/*
+ * STARTTLS (RFC 3207): "220", then reads stay off until it is out, and
+ * tls_start() puts TLS under the session (on_write).
+ */
+static void
+cmd_starttls(struct smtp_session *ss)
+{
+	static const struct smtp_reply not_offered = {502, "5.5.1",
+						      "STARTTLS not available"};
+	static const struct smtp_reply again = {503, "5.5.1",
+						"TLS already active"};
+
+	if (ss->srv->tls == NULL) {
+		smtp__reply_bad(ss, &not_offered);
+		return;
+	}
+	if (ss->tls) {
+		smtp__reply_bad(ss, &again);
+		return;
+	}
+	smtp__reply(ss, 220, "2.0.0", "Ready to start TLS");
+	smtp__set_state(ss, SMTP_STATE_STARTTLS);
 }
 
 static void
 cmd_help(struct smtp_session *ss)
 {
-	reply(ss, 214, "2.0.0",
-	      "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP");
+	char text[160];
+
+	snprintf(text, sizeof(text),
+		 "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY "
+		 "HELP%s%s",
+		 ss->srv->tls != NULL && !ss->tls ? " STARTTLS" : "",
+		 smtp__auth_offered(ss) ? " AUTH" : "");
+	smtp__reply(ss, 214, "2.0.0", text);
 }
 
 static void
@@ -384,27 +386,32 @@ cmd_dispatch(struct smtp_session *ss, const struct smtp_cmd *c)
 		break;
 	case SMTP_VERB_RSET:
 		tx_reset(ss);
-		reply(ss, 250, "2.0.0", "Ok");
+		smtp__reply(ss, 250, "2.0.0", "Ok");
 		break;
 	case SMTP_VERB_NOOP:
-		reply(ss, 250, "2.0.0", "Ok");
+		smtp__reply(ss, 250, "2.0.0", "Ok");
 		break;
 	case SMTP_VERB_QUIT:
-		reply(ss, 221, "2.0.0", "Bye");
+		smtp__reply(ss, 221, "2.0.0", "Bye");
 		session_close(ss);
 		break;
 	case SMTP_VERB_VRFY:
-		reply(ss, 252, "2.5.0",
-		      "Cannot VRFY user, but will accept message and attempt "
-		      "delivery");
+		smtp__reply(
+		    ss, 252, "2.5.0",
+		    "Cannot VRFY user, but will accept message and attempt "
+		    "delivery");
 		break;
 	case SMTP_VERB_HELP:
 		cmd_help(ss);
 		break;
 	case SMTP_VERB_STARTTLS:
+		cmd_starttls(ss);
+		break;
 	case SMTP_VERB_AUTH:
+		smtp__auth_cmd(ss, c);
+		break;
 	case SMTP_VERB_EXPN:
-		reply_bad(ss, &not_impl);
+		smtp__reply_bad(ss, &not_impl);
 		break;
 	}
 }
@@ -416,7 +423,7 @@ handle_line(struct smtp_session *ss, char *line, size_t len)
 	struct smtp_reply r;
 
 	if (smtp_cmd_parse(line, len, &c, &r) != 0) {
-		reply_bad(ss, &r);
+		smtp__reply_bad(ss, &r);
 		return;
 	}
 	if (ss->srv->draining && c.verb != SMTP_VERB_QUIT) {
@@ -456,8 +463,11 @@ cmd_step(struct smtp_session *ss)
 		if (nl == NULL)
 			return true;
 		ss->skipping = false;
-		idle_arm(ss);
-		reply_bad(ss, &too_long);
+		smtp__idle_arm(ss);
+		if (ss->state == SMTP_STATE_AUTH)
+			smtp__auth_too_long(ss);
+		else
+			smtp__reply_bad(ss, &too_long);
 		return true;
 	}
 	if (nl == NULL) {
@@ -473,8 +483,13 @@ cmd_step(struct smtp_session *ss)
 	if (len > 0 && line[len - 1] == '\r')
 		len--;
 	line[len] = '\0';
-	idle_arm(ss);
-	handle_line(ss, line, len);
+	smtp__idle_arm(ss);
+	if (ss->state == SMTP_STATE_AUTH)
+		smtp__auth_line(ss, line, len);
+	else
+		handle_line(ss, line, len);
+	/* It may have held a credential. */
+	explicit_bzero(line, len);
 	return true;
 }
 
@@ -488,15 +503,15 @@ data_end(struct smtp_session *ss)
 		log_warnx_rl(&ss->srv->bad_rl, 10000,
 			     "- smtp too_large peer=%s bytes=%llu", ss->peer,
 			     (unsigned long long)ss->data.seen);
-		reply(ss, 552, "5.3.4", "Message too big for system");
+		smtp__reply(ss, 552, "5.3.4", "Message too big for system");
 		tx_reset(ss);
-		session_set_state(ss, SMTP_STATE_CMD);
+		smtp__set_state(ss, SMTP_STATE_CMD);
 		return;
 	}
 	ss->env.mail_from = ss->mail_from;
 	ss->env.rcpt = (const char *const *)ss->rcpt;
 	ss->env.nrcpt = ss->nrcpt;
-	session_set_state(ss, SMTP_STATE_SUBMIT);
+	smtp__set_state(ss, SMTP_STATE_SUBMIT);
 	ss->srv->pending++;
 	/* The submit path may answer before it returns (a refusal). */
 	submit_mime(ss->srv->sub, ss->data.p, ss->data.len, &ss->env, NULL,
@@ -522,7 +537,7 @@ data_step(struct smtp_session *ss)
 	if (used == 0)
 		return false;
 	(void)evbuffer_drain(in, used);
-	idle_arm(ss);
+	smtp__idle_arm(ss);
 	if (ss->data.state == SMTP_DATA_DONE)
 		data_end(ss);
 	return true;
@@ -542,7 +557,7 @@ session_drive(struct smtp_session *ss)
 		return;
 	ss->in_drive = true;
 	while (more) {
-		if (ss->state == SMTP_STATE_CMD)
+		if (ss->state == SMTP_STATE_CMD || ss->state == SMTP_STATE_AUTH)
 			more = cmd_step(ss);
 		else if (ss->state == SMTP_STATE_DATA)
 			more = data_step(ss);
@@ -562,7 +577,8 @@ session_drive(struct smtp_session *ss)
 		log_debug("- smtp client gone in DATA peer=%s bytes=%llu",
 			  ss->peer, (unsigned long long)ss->data.seen);
 		session_free(ss);
-	} else if (ss->state == SMTP_STATE_CMD &&
+	} else if ((ss->state == SMTP_STATE_CMD ||
+		    ss->state == SMTP_STATE_AUTH) &&
 		   evbuffer_get_length(bufferevent_get_output(ss->bev)) <=
 		       OUT_HIGH) {
 		/* Not paused for the replies: every whole line was read. */
@@ -585,30 +601,40 @@ submitted(void *arg, const struct submit_reply *r)
 	}
 	if (r->status == 202 || r->status == 200) {
 		snprintf(text, sizeof(text), "Ok: queued as %s", r->id);
-		reply(ss, 250, "2.0.0", text);
+		smtp__reply(ss, 250, "2.0.0", text);
 		log_debug("%s smtp queued peer=%s rcpts=%zu bytes=%zu", r->id,
 			  ss->peer, ss->nrcpt, ss->data.len);
 	} else if (r->status == 413) {
-		reply(ss, 552, "5.3.4", "Message too big for system");
+		smtp__reply(ss, 552, "5.3.4", "Message too big for system");
 	} else if (r->status == 400) {
 		log_sanitize(r->err->message, strlen(r->err->message), clean,
 			     sizeof(clean));
 		snprintf(text, sizeof(text), "Message refused: %s", clean);
 		if (strncmp(r->err->message, "envelope", 8) == 0)
-			reply(ss, 550, "5.1.0", text);
+			smtp__reply(ss, 550, "5.1.0", text);
 		else
-			reply(ss, 554, "5.6.0", text);
+			smtp__reply(ss, 554, "5.6.0", text);
 	} else {
 		log_sanitize(r->err != NULL ? r->err->message : "",
 			     r->err != NULL ? strlen(r->err->message) : 0,
 			     clean, sizeof(clean));
 		snprintf(text, sizeof(text),
 			 "Local error, message not stored: %s", clean);
-		reply(ss, 451, "4.3.0", text);
+		smtp__reply(ss, 451, "4.3.0", text);
 	}
 	tx_reset(ss);
-	session_set_state(ss, SMTP_STATE_CMD);
-	idle_arm(ss);
+	smtp__resume(ss);
+}
+
+void
+smtp__resume(struct smtp_session *ss)
+{
+	if (ss->gone) {
+		session_free(ss);
+		return;
+	}
+	smtp__set_state(ss, SMTP_STATE_CMD);
+	smtp__idle_arm(ss);
 	session_drive(ss);
 }
 
@@ -635,11 +661,68 @@ linger_start(struct smtp_session *ss)
 		session_free(ss);
 		return;
 	}
-	session_set_state(ss, SMTP_STATE_LINGER);
+	smtp__set_state(ss, SMTP_STATE_LINGER);
 	(void)evbuffer_drain(
 	    bufferevent_get_input(ss->bev),
 	    evbuffer_get_length(bufferevent_get_input(ss->bev)));
 	timer_arm(ss, LINGER_MS, false);
+}
+
+static void on_write(struct bufferevent *bev, void *arg);
+static void on_event(struct bufferevent *bev, short what, void *arg);
+
+/* Callbacks and the read-ahead cap on a session's (new) bufferevent. */
+static void
+bev_setup(struct smtp_session *ss)
+{
+	bufferevent_setcb(ss->bev, on_read, on_write, on_event, ss);
+	bufferevent_setwatermark(ss->bev, EV_READ, 0, IN_HIGH);
+	if (ss->tls)
+		bufferevent_openssl_set_allow_dirty_shutdown(ss->bev, 1);
+}
+
+/*
+ * The 220 for STARTTLS is out: the socket goes under an OpenSSL
+ * bufferevent that accepts the handshake.  What the client pipelined
+ * after STARTTLS in plain text goes with the old buffer, unread: a command
+ * smuggled there must not run inside the TLS session (CVE-2011-0411).
+ * RFC 3207 4.2: what the client said before (EHLO, a transaction) is
+ * forgotten; it must EHLO again.
+ */
+static void
+tls_start(struct smtp_session *ss)
+{
+	evutil_socket_t fd = bufferevent_getfd(ss->bev);
+	SSL *ssl = smtp_tls_ssl_new(ss->srv->tls);
+
+	if (ssl == NULL) {
+		smtp__reply(ss, 454, "4.7.0", "TLS not available now");
+		smtp__set_state(ss, SMTP_STATE_CMD);
+		return;
+	}
+	/* The old bufferevent lets go of the socket, not closes it. */
+	(void)bufferevent_setfd(ss->bev, -1);
+	bufferevent_free(ss->bev);
+	ss->bev = bufferevent_openssl_socket_new(ss->srv->base, fd, ssl,
+						 BUFFEREVENT_SSL_ACCEPTING,
+						 BEV_OPT_CLOSE_ON_FREE);
+	if (ss->bev == NULL) {
+		SSL_free(ssl);
+		evutil_closesocket(fd);
+		log_warnx_rl(&ss->srv->conn_rl, 10000,
+			     "- smtp cannot start TLS: out of memory");
+		session_free(ss);
+		return;
+	}
+	ss->tls = true;
+	bev_setup(ss);
+	ss->helo[0] = '\0';
+	ss->esmtp = false;
+	ss->authed = false;
+	ss->user[0] = '\0';
+	tx_reset(ss);
+	smtp__set_state(ss, SMTP_STATE_CMD);
+	smtp__idle_arm(ss);
 }
 
 static void
@@ -649,6 +732,8 @@ on_write(struct bufferevent *bev, void *arg)
 
 	if (ss->state == SMTP_STATE_CLOSING)
 		linger_start(ss);
+	else if (ss->state == SMTP_STATE_STARTTLS)
+		tls_start(ss);
 	else if (ss->state == SMTP_STATE_CMD)
 		session_drive(ss); /* replies drained: read on */
 }
@@ -659,7 +744,14 @@ on_event(struct bufferevent *bev, short what, void *arg)
 	struct smtp_session *ss = arg;
 
 	if (what & BEV_EVENT_ERROR) {
-		if (ss->state == SMTP_STATE_SUBMIT) {
+		unsigned long e =
+		    ss->tls ? bufferevent_get_openssl_error(bev) : 0;
+		if (e != 0)
+			log_warnx_rl(&ss->srv->bad_rl, 10000,
+				     "- smtp tls_error peer=%s error=\"%s\"",
+				     ss->peer, ERR_reason_error_string(e));
+		if (ss->state == SMTP_STATE_SUBMIT ||
+		    ss->state == SMTP_STATE_AUTH_CHECK) {
 			ss->gone = true;
 			bufferevent_disable(bev, EV_READ | EV_WRITE);
 			return;
@@ -673,6 +765,7 @@ on_event(struct bufferevent *bev, short what, void *arg)
 	switch (ss->state) {
 	case SMTP_STATE_CMD:
 	case SMTP_STATE_DATA:
+	case SMTP_STATE_AUTH:
 		session_drive(ss);
 		break;
 	case SMTP_STATE_LINGER:
@@ -691,7 +784,9 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 
 	switch (ss->state) {
 	case SMTP_STATE_SUBMIT:
-		/* The store answers every submission; wait for it. */
+	case SMTP_STATE_AUTH_CHECK:
+		/* The store answers every submission, the worker every
+		 * check; wait for it. */
 		timer_arm(ss, 1000, false);
 		break;
 	case SMTP_STATE_CLOSING:
@@ -718,7 +813,7 @@ session_close(struct smtp_session *ss)
 {
 	if (ss->state == SMTP_STATE_CLOSING || ss->state == SMTP_STATE_LINGER)
 		return;
-	session_set_state(ss, SMTP_STATE_CLOSING);
+	smtp__set_state(ss, SMTP_STATE_CLOSING);
 	timer_arm(ss, CLOSE_FLUSH_MS, false);
 	if (evbuffer_get_length(bufferevent_get_output(ss->bev)) == 0 &&
 	    !ss->in_drive)
@@ -728,8 +823,10 @@ session_close(struct smtp_session *ss)
 static void
 session_free(struct smtp_session *ss)
 {
-	if (ss->state == SMTP_STATE_SUBMIT)
-		fatalx("- smtp session freed while its message is out");
+	if (ss->state == SMTP_STATE_SUBMIT ||
+	    ss->state == SMTP_STATE_AUTH_CHECK)
+		fatalx("- smtp session freed while its %s is out",
+		       ss->state == SMTP_STATE_SUBMIT ? "message" : "check");
 	log_debug("- smtp closed peer=%s", ss->peer);
 	tx_reset(ss);
 	LIST_REMOVE(ss, link);
@@ -737,7 +834,8 @@ session_free(struct smtp_session *ss)
 	smtp__client_put(ss->srv, ss->client);
 	if (ss->timer != NULL)
 		event_free(ss->timer);
-	bufferevent_free(ss->bev);
+	if (ss->bev != NULL)
+		bufferevent_free(ss->bev);
 	free(ss);
 }
 
@@ -774,6 +872,44 @@ peer_names(struct smtp_session *ss, const struct sockaddr *sa)
 	snprintf(ss->peer, sizeof(ss->peer), "%s:%d", a, port);
 }
 
+/*
+ * The bufferevent (plain, or TLS from the first byte on an smtps_listen
+ * listener) and the timer; false (fd closed) when out of memory.
+ */
+static bool
+session_bev_new(struct smtp_session *ss, evutil_socket_t fd)
+{
+	struct smtp_server *s = ss->srv;
+	SSL *ssl = NULL;
+
+	if (ss->lis->implicit_tls) {
+		ssl = smtp_tls_ssl_new(s->tls);
+		if (ssl == NULL) {
+			evutil_closesocket(fd);
+			return false;
+		}
+		ss->tls = true;
+		ss->bev = bufferevent_openssl_socket_new(
+		    s->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+		    BEV_OPT_CLOSE_ON_FREE);
+	} else {
+		ss->bev =
+		    bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	}
+	if (ss->bev == NULL) {
+		if (ssl != NULL)
+			SSL_free(ssl);
+		evutil_closesocket(fd);
+		return false;
+	}
+	ss->timer = evtimer_new(s->base, on_timer, ss);
+	if (ss->timer == NULL) {
+		bufferevent_free(ss->bev);
+		return false;
+	}
+	return true;
+}
+
 void
 smtp__session_start(struct smtp_listener *l, evutil_socket_t fd,
 		    const struct sockaddr *sa, struct smtp_client *cl)
@@ -789,15 +925,9 @@ smtp__session_start(struct smtp_listener *l, evutil_socket_t fd,
 	ss->trusted = s->trusted != NULL && cidr_list_match(s->trusted, sa);
 	smtp_data_init(&ss->data, s->opt.max_message_bytes);
 	ss->session_end_ms = mono_ms() + (int64_t)s->opt.max_session_s * 1000;
-	ss->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	ss->timer = ss->bev ? evtimer_new(s->base, on_timer, ss) : NULL;
-	if (ss->timer == NULL) {
+	if (!session_bev_new(ss, fd)) {
 		log_warnx_rl(&s->conn_rl, 10000,
 			     "- smtp cannot take a connection: out of memory");
-		if (ss->bev != NULL)
-			bufferevent_free(ss->bev);
-		else
-			evutil_closesocket(fd);
 		smtp__client_put(s, cl);
 		free(ss);
 		return;
@@ -806,13 +936,12 @@ smtp__session_start(struct smtp_listener *l, evutil_socket_t fd,
 	s->nsessions++;
 	log_debug("- smtp connected peer=%s trusted=%s", ss->peer,
 		  ss->trusted ? "yes" : "no");
-	bufferevent_setcb(ss->bev, on_read, on_write, on_event, ss);
-	bufferevent_setwatermark(ss->bev, EV_READ, 0, IN_HIGH);
+	bev_setup(ss);
 	ss->state = SMTP_STATE_CMD;
-	session_set_state(ss, SMTP_STATE_CMD);
+	smtp__set_state(ss, SMTP_STATE_CMD);
 	snprintf(greet, sizeof(greet), "%s ESMTP Shivneri", s->hostname);
-	reply(ss, 220, NULL, greet);
-	idle_arm(ss);
+	smtp__reply(ss, 220, NULL, greet);
+	smtp__idle_arm(ss);
 }
 
 void

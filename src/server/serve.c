@@ -22,7 +22,9 @@
 #include "server/http_front.h"
 #include "server/supervisor.h"
 #include "common/cidr.h"
+#include "intake/smtp_auth.h"
 #include "intake/smtp_session.h"
+#include "intake/smtp_tls.h"
 #include "store/store.h"
 
 #include <errno.h>
@@ -52,7 +54,8 @@ struct server {
 	struct supervisor *sv;
 	struct submit *sub;
 	struct http_front *api;
-	struct smtp_server *smtp; /* NULL: no SMTP listener */
+	struct smtp_server *smtp;  /* NULL: no SMTP listener */
+	struct smtp_tls *smtp_tls; /* NULL: no STARTTLS, no smtps_listen */
 	struct event *sigterm, *sigint, *sighup, *drain_timer;
 	int64_t drain_start;
 	bool draining;
@@ -123,16 +126,48 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	evtimer_add(s->drain_timer, &tv);
 }
 
+/*
+ * smtp_users_file again (SIGHUP): a table that loads replaces the old one
+ * for later AUTH exchanges; one that does not leaves the old in place.
+ */
+static void
+smtp_reload_users(struct server *s)
+{
+	struct smtp_users *u = NULL;
+	char err[512];
+	int rc;
+
+	if (s->smtp == NULL || s->cfg->smtp_users_file == NULL)
+		return;
+	rc = smtp_users_load(s->cfg->smtp_users_file, &u, err, sizeof(err));
+	if (rc != 0) {
+		log_warnx("- server smtp users_reload_failed (the old users "
+			  "stay) error=\"%s\"",
+			  err);
+		return;
+	}
+	log_info("- server smtp users loaded count=%zu", smtp_users_count(u));
+	smtp_server_set_users(s->smtp, u);
+}
+
 static void
 on_hup(evutil_socket_t sig, short what, void *arg)
 {
 	struct server *s = arg;
+	char err[512];
 	int rc = log_reopen();
 
 	if (rc != 0)
 		log_warnx("- server cannot reopen log: %s", strerror(-rc));
 	if (s->api != NULL)
 		(void)http_front_reload_keys(s->api);
+	if (s->smtp_tls != NULL &&
+	    smtp_tls_reload(s->smtp_tls, err, sizeof(err)) != 0)
+		log_warnx(
+		    "- server smtp tls_reload_failed (the old certificate "
+		    "stays) error=\"%s\"",
+		    err);
+	smtp_reload_users(s);
 	supervisor_retry_held(s->sv);
 	log_info("- server SIGHUP: log reopened");
 }
@@ -228,14 +263,43 @@ server_start_smtp(struct server *s)
 		fatalx("smtp_trusted_networks checked by config yet "
 		       "unparsable");
 	s->smtp = smtp_server_new(s->base, &o, s->sub, trusted);
+	if (cfg->smtp_tls_cert_file != NULL) {
+		if (smtp_tls_new(cfg->smtp_tls_cert_file,
+				 cfg->smtp_tls_key_file, &s->smtp_tls, err,
+				 sizeof(err)) != 0) {
+			log_error("- server smtp_tls %s", err);
+			return -1;
+		}
+		smtp_server_set_tls(s->smtp, s->smtp_tls);
+	}
+	if (cfg->smtp_users_file != NULL) {
+		struct smtp_users *u = NULL;
+		if (smtp_users_load(cfg->smtp_users_file, &u, err,
+				    sizeof(err)) != 0) {
+			log_error("- server smtp_users_file %s", err);
+			return -1;
+		}
+		smtp_server_set_users(s->smtp, u);
+	}
 	if (set(cfg->smtp_listen) &&
 	    smtp_server_listen(s->smtp, cfg->smtp_listen, false, err,
 			       sizeof(err)) != 0) {
 		log_error("- server smtp_listen %s", err);
 		return -1;
 	}
-	log_info("- server smtp listening port=%d trusted_networks=%zu",
-		 smtp_server_port(s->smtp, false), cidr_list_count(trusted));
+	if (set(cfg->smtps_listen) &&
+	    smtp_server_listen(s->smtp, cfg->smtps_listen, true, err,
+			       sizeof(err)) != 0) {
+		log_error("- server smtps_listen %s", err);
+		return -1;
+	}
+	log_info("- server smtp listening port=%d smtps_port=%d tls=%s "
+		 "auth=%s trusted_networks=%zu",
+		 smtp_server_port(s->smtp, false),
+		 smtp_server_port(s->smtp, true),
+		 s->smtp_tls != NULL ? "yes" : "no",
+		 cfg->smtp_users_file != NULL ? "yes" : "no",
+		 cidr_list_count(trusted));
 	return 0;
 }
 
@@ -385,6 +449,7 @@ server_cleanup(struct server *s)
 		store_close(s->st);
 	http_front_free(s->api);
 	smtp_server_free(s->smtp);
+	smtp_tls_free(s->smtp_tls);
 	submit_free(s->sub);
 	supervisor_free(s->sv);
 	dispatcher_free(s->d);
