@@ -2,27 +2,25 @@
 # SMTP intake: Shivneri against a stock Postfix, in one run, with Postfix's
 # own load generator (smtp-source) and discard server (smtp-sink).
 #
-# Both sides accept on 127.0.0.1, keep their durability (Shivneri: the
-# store's commit before 250; Postfix: its fsync'ed queue file before 250)
-# and relay what they accept to the same smtp-sink (Shivneri through a
-# spawned smtp provider, Postfix through its relayhost), so each side pays
-# for accepting and for sending on.  For each concurrency (1, 10 and 64
-# sessions by default) it runs smtp-source with the same 2 KB message
-# against Shivneri, waits until Shivneri has relayed everything, then the
-# same against Postfix and waits for Postfix's queue to empty, so one side's
-# backlog never runs during the other's measurement.
+# Three sides, all on 127.0.0.1, each keeping its durability (Shivneri: the
+# store's commit before 250; Postfix: its fsync'ed queue file before 250):
+# "shivneri-intake" (no provider: intake and store only), "shivneri"
+# (relaying to smtp-sink through a spawned smtp provider) and "postfix"
+# (relaying to the same smtp-sink through its relayhost).  For each
+# concurrency (1, 10 and 64 sessions by default) each side gets smtp-source
+# with the same 2 KB message in turn, and a relaying side's backlog is
+# drained before the next side's run starts.
 #
 # Figures per run: accepted messages/s (smtp-source's messages over its
-# wall time; smtp-source aborts on any reply that is not a success), mean
-# time per message by Little's law (sessions / rate), and p50/p99 of one
-# extra probe session (Python's smtplib, sequential 2 KB messages) timed
-# per message while smtp-source runs: the latency a further client sees
-# under that load.
+# wall time; it aborts on any reply that is not a success), mean time per
+# message by Little's law (sessions / rate), p50/p99 of one extra probe
+# session (smtplib, sequential 2 KB messages) timed per message under the
+# load, the Shivneri server's CPU per message and smtp-source's.
 #
 # Needs root (Postfix runs its daemons as the postfix user), postfix
-# (smtp-source, smtp-sink), python3, curl and a release build of shivneri
-# with the SMTP intake.  Every process it starts is stopped on exit (also
-# on Ctrl-C); every wait has a deadline; every run is under timeout(1).
+# (smtp-source, smtp-sink), python3, curl and a release build of shivneri.
+# Every process it starts is stopped on exit (also on Ctrl-C); every wait
+# has a deadline; every run is under timeout(1).  bench/README.md has more.
 #
 #   bench/smtp_bench.sh                   # 5000 messages per run
 #   bench/smtp_bench.sh --quick           # 500 messages per run
@@ -48,7 +46,7 @@ while [ $# -gt 0 ]; do
 	--keep) KEEP=1 ;;
 	--out) OUT=$2; shift ;;
 	--bin) BIN=$2; shift ;;
-	-h | --help) sed -n '2,32p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,29p' "$0"; exit 0 ;;
 	*) echo "smtp_bench: unknown argument $1" >&2; exit 2 ;;
 	esac
 	shift
