@@ -2,27 +2,25 @@
 # SMTP intake: Shivneri against a stock Postfix, in one run, with Postfix's
 # own load generator (smtp-source) and discard server (smtp-sink).
 #
-# Both sides accept on 127.0.0.1, keep their durability (Shivneri: the
-# store's commit before 250; Postfix: its fsync'ed queue file before 250)
-# and relay what they accept to the same smtp-sink (Shivneri through a
-# spawned smtp provider, Postfix through its relayhost), so each side pays
-# for accepting and for sending on.  For each concurrency (1, 10 and 64
-# sessions by default) it runs smtp-source with the same 2 KB message
-# against Shivneri, waits until Shivneri has relayed everything, then the
-# same against Postfix and waits for Postfix's queue to empty, so one side's
-# backlog never runs during the other's measurement.
+# Three sides, all on 127.0.0.1, each keeping its durability (Shivneri: the
+# store's commit before 250; Postfix: its fsync'ed queue file before 250):
+# "shivneri-intake" (no provider: intake and store only), "shivneri"
+# (relaying to smtp-sink through a spawned smtp provider) and "postfix"
+# (relaying to the same smtp-sink through its relayhost).  For each
+# concurrency (1, 10 and 64 sessions by default) each side gets smtp-source
+# with the same 2 KB message in turn, and a relaying side's backlog is
+# drained before the next side's run starts.
 #
 # Figures per run: accepted messages/s (smtp-source's messages over its
-# wall time; smtp-source aborts on any reply that is not a success), mean
-# time per message by Little's law (sessions / rate), and p50/p99 of one
-# extra probe session (Python's smtplib, sequential 2 KB messages) timed
-# per message while smtp-source runs: the latency a further client sees
-# under that load.
+# wall time; it aborts on any reply that is not a success), mean time per
+# message by Little's law (sessions / rate), p50/p99 of one extra probe
+# session (smtplib, sequential 2 KB messages) timed per message under the
+# load, the Shivneri server's CPU per message and smtp-source's.
 #
 # Needs root (Postfix runs its daemons as the postfix user), postfix
-# (smtp-source, smtp-sink), python3, curl and a release build of shivneri
-# with the SMTP intake.  Every process it starts is stopped on exit (also
-# on Ctrl-C); every wait has a deadline; every run is under timeout(1).
+# (smtp-source, smtp-sink), python3, curl and a release build of shivneri.
+# Every process it starts is stopped on exit (also on Ctrl-C); every wait
+# has a deadline; every run is under timeout(1).  bench/README.md has more.
 #
 #   bench/smtp_bench.sh                   # 5000 messages per run
 #   bench/smtp_bench.sh --quick           # 500 messages per run
@@ -38,7 +36,7 @@ SESSIONS=${SMTP_BENCH_SESSIONS:-"1 10 64"}
 MESSAGES=${SMTP_BENCH_MESSAGES:-5000}
 SIZE=${SMTP_BENCH_SIZE:-2048}
 RUN_TIMEOUT=${SMTP_BENCH_RUN_TIMEOUT:-300}
-SIDES=${SMTP_BENCH_SIDES:-"shivneri postfix"}
+SIDES=${SMTP_BENCH_SIDES:-"shivneri-intake shivneri postfix"}
 OUT=""
 KEEP=0
 
@@ -48,7 +46,7 @@ while [ $# -gt 0 ]; do
 	--keep) KEEP=1 ;;
 	--out) OUT=$2; shift ;;
 	--bin) BIN=$2; shift ;;
-	-h | --help) sed -n '2,32p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,29p' "$0"; exit 0 ;;
 	*) echo "smtp_bench: unknown argument $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -60,7 +58,7 @@ for t in smtp-source smtp-sink postfix python3 curl timeout; do
 	command -v "$t" >/dev/null || die "$t missing (scripts/install-deps.sh)"
 done
 has_side() { [[ " $SIDES " == *" $1 "* ]]; }
-! has_side shivneri || [ -x "$BIN" ] || die "no shivneri at $BIN (cmake -S . -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build)"
+{ ! has_side shivneri && ! has_side shivneri-intake; } || [ -x "$BIN" ] || die "no shivneri at $BIN (cmake -S . -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build)"
 [ -n "$OUT" ] || OUT=$root/build/bench-results/smtp-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"
 
@@ -127,6 +125,13 @@ port_open() {
 if df -T "$work" | awk 'NR==2 {exit !($2 == "tmpfs")}'; then
 	echo "smtp_bench: warning: $work is tmpfs: fsync costs nothing there" >&2
 fi
+# The disk's fsync rate now: both sides wait on it, and on a shared machine
+# it moves more than either side does.
+tools=${BENCH_TOOLS:-$root/build/bench}
+if [ -x "$tools/fsync_ceiling" ]; then
+	echo "fsync       $(timeout 30 "$tools/fsync_ceiling" --dir "$work" --seconds 2 |
+		grep -m1 -iE 'ops/s|ops' | sed 's/^ *//')" | tee -a "$OUT/machine.txt"
+fi
 
 # ---------------------------------------------------------------- smtp-sink
 
@@ -138,25 +143,31 @@ wait_until 10 "smtp-sink" port_open "$sink_port"
 
 # ---------------------------------------------------------------- Shivneri
 
+# start_shivneri SIDE: "shivneri" relays to smtp-sink through a spawned
+# smtp provider; "shivneri-intake" has no provider (intake and store only,
+# as bench/intake.py measures HTTP), messages stay queued.
+declare -A sv_smtp sv_http sv_pid
 start_shivneri() {
-
-sv_dir=$work/shivneri
-mkdir -p "$sv_dir/data"
-sv_smtp=$(free_port)
-sv_http=$(free_port)
-sv_agent=$(free_port)
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$sv_dir/agent.secret"
-chmod 600 "$sv_dir/agent.secret"
-# smtp_max_client_connections: every session comes from 127.0.0.1 here
-# (Postfix exempts $mynetworks from its own per-client limit by default).
-cat >"$sv_dir/shivneri.ini" <<EOF
+	local side=$1 dir=$work/$1 agent
+	mkdir -p "$dir/data"
+	sv_smtp[$side]=$(free_port)
+	sv_http[$side]=$(free_port)
+	agent=$(free_port)
+	head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/agent.secret"
+	chmod 600 "$dir/agent.secret"
+	# smtp_max_client_connections: every session comes from 127.0.0.1
+	# here (Postfix exempts $mynetworks from its per-client limit).
+	cat >"$dir/shivneri.ini" <<EOF
 [server]
-data_dir = $sv_dir/data
-http_listen = 127.0.0.1:$sv_http
-agent_listen = 127.0.0.1:$sv_agent
-agent_secret_file = $sv_dir/agent.secret
-smtp_listen = 127.0.0.1:$sv_smtp
+data_dir = $dir/data
+http_listen = 127.0.0.1:${sv_http[$side]}
+agent_listen = 127.0.0.1:$agent
+agent_secret_file = $dir/agent.secret
+smtp_listen = 127.0.0.1:${sv_smtp[$side]}
 smtp_max_client_connections = 256
+EOF
+	if [ "$side" = shivneri ]; then
+		cat >>"$dir/shivneri.ini" <<EOF
 
 [provider.sink]
 type = smtp
@@ -167,37 +178,38 @@ helo = shivneri.bench
 spawn = yes
 max_in_flight = 64
 EOF
-setsid "$BIN" serve -c "$sv_dir/shivneri.ini" >"$sv_dir/server.log" 2>&1 &
-sv_pid=$!
-pids+=($sv_pid)
-sv_healthy() { curl -fsS "http://127.0.0.1:$sv_http/healthz" >/dev/null 2>&1; }
-wait_until 20 "Shivneri /healthz (log: $sv_dir/server.log)" sv_healthy
-wait_until 20 "Shivneri's SMTP port" port_open "$sv_smtp"
-sv_provider_up() {
-	curl -fsS "http://127.0.0.1:$sv_http/v1/providers" | grep -q '"state": *"up"'
+	fi
+	setsid "$BIN" serve -c "$dir/shivneri.ini" >"$dir/server.log" 2>&1 &
+	pids+=($!)
+	sv_pid[$side]=$!
+	wait_until 20 "$side /healthz (log: $dir/server.log)" sv_healthy "$side"
+	wait_until 20 "$side's SMTP port" port_open "${sv_smtp[$side]}"
+	if [ "$side" = shivneri ]; then
+		wait_until 20 "$side's sink provider to be up" sv_provider_up "$side"
+	fi
 }
-wait_until 20 "Shivneri's sink provider to be up" sv_provider_up
-
+sv_api() { curl -fsS "http://127.0.0.1:${sv_http[$1]}$2"; }
+sv_healthy() { sv_api "$1" /healthz >/dev/null 2>&1; }
+sv_provider_up() { sv_api "$1" /v1/providers | grep -q '"state": *"up"'; }
 # Everything accepted so far is delivered (or failed): nothing in flight.
 sv_drained() {
-	curl -fsS "http://127.0.0.1:$sv_http/v1/stats" | python3 -c '
+	sv_api "$1" /v1/stats | python3 -c '
 import json, sys
 s = json.load(sys.stdin)
 sys.exit(0 if s["queued"] == 0 and s["sending"] == 0 else 1)'
-}
 }
 
 # ---------------------------------------------------------------- Postfix
 
 start_postfix() {
 
-pf=$work/postfix
-mkdir -p "$pf_etc" "$pf/queue" "$pf/data"
-chown postfix:postfix "$pf/data"
-pf_smtp=$(free_port)
-# Debian's master.cf services without chroot (a chroot needs copies of
-# /etc files in the queue folder), and an smtpd on one loopback port.
-cat >"$pf_etc/master.cf" <<EOF
+	pf=$work/postfix
+	mkdir -p "$pf_etc" "$pf/queue" "$pf/data"
+	chown postfix:postfix "$pf/data"
+	pf_smtp=$(free_port)
+	# Debian's master.cf services without chroot (a chroot needs copies of
+	# /etc files in the queue folder), and an smtpd on one loopback port.
+	cat >"$pf_etc/master.cf" <<EOF
 127.0.0.1:$pf_smtp inet n - n - - smtpd
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
@@ -221,8 +233,8 @@ anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 EOF
-# Stock settings but for where it lives, what it relays and to whom.
-cat >"$pf_etc/main.cf" <<EOF
+	# Stock settings but for where it lives, what it relays and to whom.
+	cat >"$pf_etc/main.cf" <<EOF
 compatibility_level = 3.6
 queue_directory = $pf/queue
 data_directory = $pf/data
@@ -240,13 +252,13 @@ alias_database =
 mynetworks = 127.0.0.0/8
 relayhost = [127.0.0.1]:$sink_port
 EOF
-postfix -c "$pf_etc" start >"$work/postfix-start.log" 2>&1 ||
-	die "postfix did not start: $(cat "$work/postfix-start.log") $(tail -5 "$pf/maillog" 2>/dev/null)"
-wait_until 20 "Postfix's smtpd port" port_open "$pf_smtp"
+	postfix -c "$pf_etc" start >"$work/postfix-start.log" 2>&1 ||
+		die "postfix did not start: $(cat "$work/postfix-start.log") $(tail -5 "$pf/maillog" 2>/dev/null)"
+	wait_until 20 "Postfix's smtpd port" port_open "$pf_smtp"
 
-pf_drained() {
-	[ -z "$(find "$pf/queue/incoming" "$pf/queue/active" \
-		"$pf/queue/deferred" "$pf/queue/maildrop" -type f -print -quit)" ]
+	pf_drained() {
+		[ -z "$(find "$pf/queue/incoming" "$pf/queue/active" \
+			"$pf/queue/deferred" "$pf/queue/maildrop" -type f -print -quit)" ]
 }
 }
 
@@ -277,45 +289,62 @@ with open(out, "w") as f:
 EOF
 }
 
+# CPU seconds (user + system, all threads) of a process so far, or 0.
+cpu_of() {
+	[ -n "${1:-}" ] && [ -r "/proc/$1/stat" ] || { echo 0; return; }
+	awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$1/stat"
+}
+
 # one SIDE PORT SESSIONS: prints "side sessions msgs secs rate mean p50 p99 n"
 one() {
-	local side=$1 port=$2 s=$3 tag stop t0 t1 rc
+	local side=$1 port=$2 s=$3 tag stop t0 t1 rc c0 c1 spid=${sv_pid[$1]:-}
 	tag=$side-$s
 	stop=$work/$tag.stop
 	rm -f "$stop"
 	probe "$port" "$stop" "$work/$tag.probe" &
 	local probe_pid=$!
+	c0=$(cpu_of "$spid")
 	t0=$(date +%s.%N)
 	set +e
-	timeout "$RUN_TIMEOUT" smtp-source -d -s "$s" -m "$MESSAGES" -l "$SIZE" \
-		-f sender@bench.test -t rcpt@bench.test -M client.bench \
-		-S "smtp bench $tag" "127.0.0.1:$port" >"$work/$tag.source" 2>&1
+	# TIMEFORMAT: smtp-source's own CPU, to see when the client bounds it.
+	{ TIMEFORMAT='%U %S'; time timeout "$RUN_TIMEOUT" smtp-source -d \
+		-s "$s" -m "$MESSAGES" -l "$SIZE" -f sender@bench.test \
+		-t rcpt@bench.test -M client.bench -S "smtp bench $tag" \
+		"127.0.0.1:$port" >"$work/$tag.source" 2>&1; } 2>"$work/$tag.cpu"
 	rc=$?
 	set -e
 	t1=$(date +%s.%N)
+	c1=$(cpu_of "$spid")
 	touch "$stop"
 	wait "$probe_pid" || true
 	[ $rc -eq 0 ] || die "smtp-source against $side failed ($rc): $(tail -3 "$work/$tag.source")"
 	read -r n p50 p99 pmax <"$work/$tag.probe" || { n=0; p50=nan; p99=nan; pmax=nan; }
-	python3 - "$side" "$s" "$MESSAGES" "$t0" "$t1" "$n" "$p50" "$p99" "$pmax" <<'EOF'
+	python3 - "$side" "$s" "$MESSAGES" "$t0" "$t1" "$n" "$p50" "$p99" "$pmax" \
+		"$c0" "$c1" $(cat "$work/$tag.cpu") <<'EOF'
 import sys
-side, s, m, t0, t1, n, p50, p99, pmax = sys.argv[1:]
+side, s, m, t0, t1, n, p50, p99, pmax, c0, c1, cu, cs = sys.argv[1:]
 secs = float(t1) - float(t0)
 rate = int(m) / secs
-print("%s %s %s %.2f %.0f %.2f %s %s %s %s" % (side, s, m, secs, rate,
-      int(s) / rate * 1000, p50, p99, pmax, n))
+server = (float(c1) - float(c0)) / int(m) * 1e6 if float(c1) > 0 else float("nan")
+client = (float(cu) + float(cs)) / int(m) * 1e6
+print("%s %s %s %.2f %.0f %.2f %s %s %s %s %.0f %.0f" % (side, s, m, secs,
+      rate, int(s) / rate * 1000, p50, p99, pmax, n, server, client))
 EOF
 }
 
-! has_side shivneri || start_shivneri
+! has_side shivneri-intake || start_shivneri shivneri-intake
+! has_side shivneri || start_shivneri shivneri
 ! has_side postfix || start_postfix
 
 results=$OUT/results.txt
 : >"$results"
 for s in $SESSIONS; do
+	if has_side shivneri-intake; then
+		one shivneri-intake "${sv_smtp[shivneri-intake]}" "$s" | tee -a "$results"
+	fi
 	if has_side shivneri; then
-		one shivneri "$sv_smtp" "$s" | tee -a "$results"
-		wait_until "$RUN_TIMEOUT" "Shivneri to relay its backlog" sv_drained
+		one shivneri "${sv_smtp[shivneri]}" "$s" | tee -a "$results"
+		wait_until "$RUN_TIMEOUT" "Shivneri to relay its backlog" sv_drained shivneri
 	fi
 	if has_side postfix; then
 		one postfix "$pf_smtp" "$s" | tee -a "$results"
@@ -326,23 +355,24 @@ echo "loadavg     $(cut -d' ' -f1-3 /proc/loadavg) (after)" | tee -a "$OUT/machi
 
 # Shivneri's counts at the end: every accepted message delivered, none
 # failed (smtp-sink takes everything).
-if has_side shivneri; then
-	curl -fsS "http://127.0.0.1:$sv_http/v1/stats" | tee "$OUT/shivneri-stats.json"
-	echo
-fi
+for side in shivneri-intake shivneri; do
+	if has_side $side; then
+		echo "$side /v1/stats: $(sv_api $side /v1/stats | tee "$OUT/$side-stats.json")"
+	fi
+done
 
 python3 - "$results" <<'EOF' | tee "$OUT/summary.txt"
 import sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
-by = {(r[0], int(r[1])): r for r in rows}
-print("sessions | Shivneri msg/s | Postfix msg/s | ratio | Shivneri mean / probe p50 / p99 ms | Postfix mean / probe p50 / p99 ms")
-print("---|---|---|---|---|---")
-for s in sorted({int(r[1]) for r in rows}):
-    a, b = by.get(("shivneri", s)), by.get(("postfix", s))
-    na = ["-"] * 10
-    a, b = a or na, b or na
-    ratio = "%.1f" % (float(a[4]) / float(b[4])) if "-" not in (a[4], b[4]) else "-"
-    print("%d | %s | %s | %s | %s / %s / %s | %s / %s / %s" % (
-        s, a[4], b[4], ratio, a[5], a[6], a[7], b[5], b[6], b[7]))
+pf = {int(r[1]): float(r[4]) for r in rows if r[0] == "postfix"}
+print("side | sessions | accepted msg/s | / Postfix | mean ms (sessions/rate) "
+      "| probe p50 / p99 / max ms (n) | server CPU us/msg | smtp-source CPU us/msg")
+print("---|---|---|---|---|---|---|---")
+for r in sorted(rows, key=lambda r: (int(r[1]), r[0])):
+    side, s, m, secs, rate, mean, p50, p99, pmax, n, server, client = r
+    ratio = "%.1f" % (float(rate) / pf[int(s)]) if int(s) in pf else "-"
+    print("%s | %s | %s | %s | %s | %s / %s / %s (%s) | %s | %s" % (
+        side, s, rate, ratio, mean, p50, p99, pmax, n,
+        server if server != "nan" else "-", client))
 EOF
 echo "smtp_bench: results in $OUT"

@@ -7,10 +7,11 @@ provider and through GET /v1/messages/ID.
 Two relays per module, both with a certificate from a CA made at test time:
 "open" trusts loopback (the embedded default) and has no users file;
 "locked" trusts no network (smtp_trusted_networks empty), so only AUTH
-(PLAIN or LOGIN, after STARTTLS) lets a client send.  A server without the
-SMTP intake, or without STARTTLS or AUTH wired yet, skips the tests that
-need them with the reason.  Passwords are redacted from anything a test
-prints, and no server or agent log may contain one.
+(PLAIN or LOGIN, after STARTTLS) lets a client send; it also listens for
+implicit TLS (smtps_listen).  A client that is not installed skips its
+test (scripts/install-deps.sh installs them all); the Postfix test needs
+root.  Passwords are redacted from anything a test prints, and no server
+or agent log may contain one.
 """
 
 import base64
@@ -99,31 +100,29 @@ def users_file(tmp_path_factory):
 
 
 class Relay:
-    """A started cluster with its SMTP port and what it offers."""
+    """A started cluster with its SMTP port (and implicit TLS port, or
+    None) and what it offers."""
 
-    def __init__(self, cluster, port):
+    def __init__(self, cluster, port, smtps_port=None):
         self.c = cluster
         self.port = port
+        self.smtps_port = smtps_port
         self.features = ehlo(port)
 
     def has(self, ext):
         return ext in self.features
 
     def need_starttls(self):
-        if not self.has("starttls"):
-            pytest.skip("the SMTP intake does not offer STARTTLS yet "
-                        "(EHLO: %s)" % sorted(self.features))
+        assert self.has("starttls"), sorted(self.features)
 
     def need_auth(self, ca):
-        """Skips unless AUTH is offered after STARTTLS; its mechanisms."""
+        """AUTH is offered after STARTTLS; returns its mechanisms."""
         self.need_starttls()
         with smtplib.SMTP("127.0.0.1", self.port,
                           timeout=h.scaled(CLIENT_TIMEOUT)) as s:
             s.starttls(context=client_context(ca))
             s.ehlo("client.test")
-            if not s.has_extn("auth"):
-                pytest.skip("the SMTP intake does not offer AUTH after "
-                            "STARTTLS yet")
+            assert s.has_extn("auth"), s.esmtp_features
             return s.esmtp_features["auth"].upper().split()
 
 
@@ -149,31 +148,26 @@ def smtp_up(port):
     return banner.startswith(b"220")
 
 
-def start_relay(factory, certs, users=None, trusted=None):
+def start_relay(factory, certs, users=None, trusted=None, smtps=False):
     port = h.free_port()
+    smtps_port = None
     extra = {"smtp_listen": "127.0.0.1:%d" % port,
              "smtp_tls_cert_file": certs["cert"],
              "smtp_tls_key_file": certs["key"]}
+    if smtps:
+        smtps_port = h.free_port()
+        while smtps_port == port:
+            smtps_port = h.free_port()
+        extra["smtps_listen"] = "127.0.0.1:%d" % smtps_port
     if users is not None:
         extra["smtp_users_file"] = users
     if trusted is not None:
         extra["smtp_trusted_networks"] = trusted
     c = factory(providers=("a",), spawn=True, server_extra=extra)
-    try:
-        c.start_server()
-    except h.WaitTimeout:
-        log = h.tail(c.server.log_path, 30)
-        if "unknown key 'smtp_" in log:
-            pytest.skip("this server has no SMTP intake configuration yet")
-        raise
-    try:
-        h.wait_for(lambda: smtp_up(port), 5, "the SMTP banner on %d" % port)
-    except h.WaitTimeout:
-        if "not part of" in h.tail(c.server.log_path, 60):
-            pytest.skip("this server has no SMTP intake yet")
-        raise
+    c.start_server()
+    h.wait_for(lambda: smtp_up(port), 5, "the SMTP banner on %d" % port)
     c.wait_state("a", "up")
-    return Relay(c, port)
+    return Relay(c, port, smtps_port)
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +178,7 @@ def open_relay(module_cluster_factory, certs):
 @pytest.fixture(scope="module")
 def locked_relay(module_cluster_factory, certs, users_file):
     return start_relay(module_cluster_factory, certs, users=users_file,
-                       trusted="")
+                       trusted="", smtps=True)
 
 
 def maildir_with(c, mark):
@@ -200,16 +194,16 @@ def maildir_with(c, mark):
     return found[0] if found else None
 
 
-def arrived(relay, mid, mark, env_from, env_to):
-    """mid is delivered, its maildir file holds mark, and the API shows the
-    envelope the client gave (not the headers)."""
+def arrived(relay, mid, mark):
+    """mid (the id of the client's 250) is delivered, and its maildir file
+    holds mark and Shivneri's Received: header.  (That the providers get
+    the envelope, not the headers, is test_70's, with an SMTP stand-in.)"""
     relay.c.wait_delivered([mid], timeout=20)
     data = h.wait_for(lambda: maildir_with(relay.c, mark), 10,
                       "a maildir file with %s" % mark)
-    assert b"Received:" in data, data[:400]
-    m = relay.c.msg(mid)
-    assert m["from"] == env_from, m
-    assert m["to"] == env_to, m
+    assert data.startswith(b"Received: from ") or \
+        b"\r\nReceived: from " in data.split(b"\r\n\r\n")[0], data[:400]
+    assert ("Subject: %s" % mark).encode() in data, data[:400]
     return data
 
 
@@ -243,8 +237,7 @@ def test_smtplib_pipelined_plain(open_relay):
         code, text = s.data(message_bytes(mark))
         assert code == 250, (code, text)
     mid = queued_id(text.decode())
-    arrived(open_relay, mid, mark, "env-from@example.com",
-            ["first@example.net", "second@example.org"])
+    arrived(open_relay, mid, mark)
 
 
 def test_swaks_plain(open_relay):
@@ -257,8 +250,7 @@ def test_swaks_plain(open_relay):
                    "--body", "Body of %s." % mark,
                    "--timeout", str(int(h.scaled(CLIENT_TIMEOUT)))])
     assert rc == 0, out
-    arrived(open_relay, queued_id(out), mark, "swaks@example.com",
-            ["to@example.net"])
+    arrived(open_relay, queued_id(out), mark)
 
 
 def test_msmtp_plain(open_relay, tmp_path):
@@ -272,8 +264,7 @@ def test_msmtp_plain(open_relay, tmp_path):
                   stdin=message_bytes(mark))
     assert rc == 0, out
     text = redact(log.read_bytes())
-    arrived(open_relay, queued_id(text), mark, "msmtp@example.com",
-            ["to@example.net"])
+    arrived(open_relay, queued_id(text), mark)
 
 
 def test_curl_plain(open_relay, tmp_path):
@@ -287,8 +278,7 @@ def test_curl_plain(open_relay, tmp_path):
                    "--mail-from", "curl@example.com",
                    "--mail-rcpt", "to@example.net", "-T", str(body)])
     assert rc == 0, out
-    arrived(open_relay, queued_id(out), mark, "curl@example.com",
-            ["to@example.net"])
+    arrived(open_relay, queued_id(out), mark)
 
 
 def test_curl_starttls_required(open_relay, certs, tmp_path):
@@ -307,8 +297,7 @@ def test_curl_starttls_required(open_relay, certs, tmp_path):
                    "--mail-rcpt", "to@example.net", "-T", str(body)])
     assert rc == 0, out
     assert "SSL connection using TLSv1." in out, out
-    arrived(open_relay, queued_id(out), mark, "curl-tls@example.com",
-            ["to@example.net"])
+    arrived(open_relay, queued_id(out), mark)
 
 
 # --------------------------------------------------- with AUTH (locked)
@@ -368,8 +357,7 @@ def test_smtplib_starttls_auth(locked_relay, certs):
             assert s.rcpt("to@example.net")[0] == 250
             code, text = s.data(message_bytes(mark))
             assert code == 250, (code, text)
-        arrived(locked_relay, queued_id(text.decode()), mark,
-                "auth-%s@example.com" % mech.lower(), ["to@example.net"])
+        arrived(locked_relay, queued_id(text.decode()), mark)
     no_password_in_logs(locked_relay)
 
 
@@ -389,8 +377,7 @@ def test_swaks_starttls_auth(locked_relay, certs):
                           "--header", "Subject: %s" % mark,
                           "--body", "Body of %s." % mark])
     assert rc == 0, out
-    arrived(locked_relay, queued_id(out), mark, "swaks-auth@example.com",
-            ["to@example.net"])
+    arrived(locked_relay, queued_id(out), mark)
 
 
 def test_msmtp_starttls_auth(locked_relay, certs, tmp_path):
@@ -410,8 +397,7 @@ def test_msmtp_starttls_auth(locked_relay, certs, tmp_path):
                   stdin=message_bytes(mark))
     assert rc == 0, out
     text = redact(log.read_bytes())
-    arrived(locked_relay, queued_id(text), mark, "msmtp-auth@example.com",
-            ["to@example.net"])
+    arrived(locked_relay, queued_id(text), mark)
 
 
 def test_curl_starttls_auth(locked_relay, certs, tmp_path):
@@ -428,8 +414,45 @@ def test_curl_starttls_auth(locked_relay, certs, tmp_path):
                    "--mail-from", "curl-auth@example.com",
                    "--mail-rcpt", "to@example.net", "-T", str(body)])
     assert rc == 0, out
-    arrived(locked_relay, queued_id(out), mark, "curl-auth@example.com",
-            ["to@example.net"])
+    arrived(locked_relay, queued_id(out), mark)
+
+
+def test_curl_smtps_auth(locked_relay, certs, tmp_path):
+    """Implicit TLS (smtps_listen, port 465 style): TLS from the first
+    byte, the certificate verified, then AUTH and a message."""
+    need("curl")
+    locked_relay.need_auth(certs["ca"])
+    mark = "mark-curl-smtps-%d" % time.monotonic_ns()
+    body = tmp_path / "mail.eml"
+    body.write_bytes(message_bytes(mark))
+    rc, out = run(["curl", "-sS", "-v", "--max-time",
+                   str(int(h.scaled(CLIENT_TIMEOUT))),
+                   "--cacert", certs["ca"], "--user",
+                   "%s:%s" % (USER, PASSWORD),
+                   "smtps://127.0.0.1:%d/client.test" %
+                   locked_relay.smtps_port,
+                   "--mail-from", "curl-smtps@example.com",
+                   "--mail-rcpt", "to@example.net", "-T", str(body)])
+    assert rc == 0, out
+    assert "SSL connection using TLSv1." in out, out
+    assert "STARTTLS" not in out, out
+    arrived(locked_relay, queued_id(out), mark)
+
+
+def test_swaks_smtps_wrong_password(locked_relay, certs):
+    """Implicit TLS with a wrong password: 535, nothing stored."""
+    need("swaks")
+    locked_relay.need_auth(certs["ca"])
+    before = sum(locked_relay.c.stats().values())
+    rc, out = run(["swaks", "--server", "127.0.0.1", "--port",
+                   str(locked_relay.smtps_port), "--tlsc", "--tls-verify",
+                   "--tls-ca-path", certs["ca"], "--auth", "PLAIN",
+                   "--auth-user", USER, "--auth-password", PASSWORD + "x",
+                   "--auth-hide-password", "--from", "x@example.com",
+                   "--to", "to@example.net", "--timeout",
+                   str(int(h.scaled(CLIENT_TIMEOUT)))])
+    assert rc != 0 and "535" in out, out
+    assert sum(locked_relay.c.stats().values()) == before
 
 
 # ------------------------------------------------------------- Postfix
@@ -588,8 +611,11 @@ def test_postfix_relays_through_shivneri(locked_relay, postfix):
     def sent():
         with open(postfix.maillog, errors="replace") as f:
             text = f.read()
-        if "status=bounced" in text:
-            raise AssertionError("Postfix bounced it:\n" + redact(text))
+        # A deferral means Shivneri refused or failed it: no waiting for
+        # Postfix's retry.
+        for bad in ("status=bounced", "status=deferred"):
+            if bad in text:
+                raise AssertionError("Postfix: %s:\n%s" % (bad, redact(text)))
         for line in text.splitlines():
             if "status=sent" in line and "customer@example.net" in line:
                 return line
@@ -600,6 +626,5 @@ def test_postfix_relays_through_shivneri(locked_relay, postfix):
         log = f.read()
     assert "Trusted TLS connection established" in log or \
         "TLS connection established" in log, redact(log)
-    arrived(locked_relay, queued_id(line), mark, "app@example.com",
-            ["customer@example.net"])
+    arrived(locked_relay, queued_id(line), mark)
     no_password_in_logs(locked_relay)
