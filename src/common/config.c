@@ -132,6 +132,8 @@ static const struct skey server_keys[] = {
      1, 1000000, NULL},
     {"smtp_max_bad_commands", SKEY_INT, OFF(smtp_max_bad_commands), 1, 1000,
      NULL},
+    {"smtp_data_budget_bytes", SKEY_INT64, OFF(smtp_data_budget_bytes), 1024,
+     INT64_C(1) << 40, NULL},
 };
 #undef OFF
 #define NSERVER_KEYS (sizeof(server_keys) / sizeof(server_keys[0]))
@@ -613,6 +615,7 @@ smtp_finish(struct parse *p)
 	     key = cfg->smtp_tls_key_file != NULL;
 	struct cidr_list *nets = NULL;
 	char err[256];
+	size_t bi = 0;
 
 	if (cert != key)
 		perr_add(p,
@@ -630,6 +633,16 @@ smtp_finish(struct parse *p)
 		perr_add(p, key_line(p, "smtp_trusted_networks"),
 			 "smtp_trusted_networks: %s", err);
 	cidr_list_free(nets);
+	/* The budget takes at least one message (unset: grown to one). */
+	(void)skey_lookup("smtp_data_budget_bytes", &bi);
+	if (p->server_key_line[bi] == 0 &&
+	    p->cfg->smtp_data_budget_bytes < p->cfg->max_message_bytes)
+		p->cfg->smtp_data_budget_bytes = p->cfg->max_message_bytes;
+	else if (p->cfg->smtp_data_budget_bytes < p->cfg->max_message_bytes)
+		perr_add(p, p->server_key_line[bi],
+			 "smtp_data_budget_bytes: must be at least "
+			 "max_message_bytes (%lld)",
+			 (long long)p->cfg->max_message_bytes);
 }
 
 /* Cross-key checks and defaults that depend on other keys. */
@@ -721,6 +734,7 @@ config_defaults(void)
 	cfg->smtp_max_connections = 512;
 	cfg->smtp_max_client_connections = 32;
 	cfg->smtp_max_bad_commands = 20;
+	cfg->smtp_data_budget_bytes = INT64_C(268435456);
 	return cfg;
 }
 

@@ -86,6 +86,7 @@ struct config {
 	int smtp_max_session_s;          /* a whole session */
 	int smtp_max_connections;        /* open SMTP sessions at most */
 	int smtp_max_client_connections; /* from one client address */
+	int64_t smtp_data_budget_bytes;  /* message buffers, all sessions */
 	int smtp_max_bad_commands;       /* then 421 and close */
 	struct provider_config *providers;
 	size_t nproviders;

@@ -61,6 +61,7 @@ struct smtp_server {
 	struct smtp_client *clients[SMTP_CLIENT_BUCKETS];
 	unsigned pending;      /* messages with the submit path */
 	unsigned in_data;      /* sessions reading a message */
+	size_t data_mem;       /* bytes held by message buffers, all sessions */
 	struct workq *auth_wq; /* password checks, off the loop */
 	bool draining;
 	struct log_rl conn_rl; /* connection refusals */
@@ -111,6 +112,8 @@ struct smtp_session {
 	size_t nrcpt;
 	struct message_envelope env; /* points into the above for submit */
 	struct smtp_data data;
+	size_t charged; /* of data's memory, counted in srv->data_mem */
+	bool no_room;   /* the budget ran out: this message is dropped */
 	LIST_ENTRY(smtp_session) link;
 };
 

@@ -356,10 +356,7 @@ keep(struct smtp_data *d, const char *s, size_t n)
 		return;
 	if (n > d->max - d->len) {
 		/* Nothing of it will be stored: give the memory back now. */
-		d->over = true;
-		free(d->p);
-		d->p = NULL;
-		d->len = d->alloc = 0;
+		smtp_data_drop(d);
 		return;
 	}
 	if (d->len + n + 1 > d->alloc) {
@@ -374,6 +371,15 @@ keep(struct smtp_data *d, const char *s, size_t n)
 	memcpy(d->p + d->len, s, n);
 	d->len += n;
 	d->p[d->len] = '\0';
+}
+
+void
+smtp_data_drop(struct smtp_data *d)
+{
+	d->over = true;
+	free(d->p);
+	d->p = NULL;
+	d->len = d->alloc = 0;
 }
 
 bool

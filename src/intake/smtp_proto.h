@@ -132,6 +132,11 @@ bool smtp_data_prepend_text(struct smtp_data *d, const char *text, size_t n);
  * bytes after it are the next commands.  Out of memory is fatal.
  */
 size_t smtp_data_feed(struct smtp_data *d, const char *in, size_t n);
+/*
+ * Gives the message's memory back and drops the rest of it, as past its
+ * cap (over is set); the reader still finds the end.
+ */
+void smtp_data_drop(struct smtp_data *d);
 /* Frees the message; the reader is empty again with the same max. */
 void smtp_data_cleanup(struct smtp_data *d);
 

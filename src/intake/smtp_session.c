@@ -189,11 +189,38 @@ smtp__reply_bad(struct smtp_session *ss, const struct smtp_reply *r)
 	reply_r(ss, r);
 }
 
+/*
+ * Counts what the message buffer holds now in the server's data_mem; past
+ * smtp_data_budget_bytes, this message is dropped (452 4.3.1 at its end)
+ * and its memory given back at once.  The loop runs one session at a
+ * time, so the budget is passed by at most one buffer's growth.
+ */
+static void
+charge(struct smtp_session *ss)
+{
+	struct smtp_server *s = ss->srv;
+
+	s->data_mem = s->data_mem - ss->charged + ss->data.alloc;
+	ss->charged = ss->data.alloc;
+	if (s->data_mem <= s->opt.data_budget || ss->data.over)
+		return;
+	log_warnx_rl(&s->conn_rl, 10000,
+		     "- smtp data_budget_spent peer=%s held=%zu budget=%zu",
+		     ss->peer, s->data_mem, s->opt.data_budget);
+	ss->no_room = true;
+	smtp_data_drop(&ss->data);
+	s->data_mem -= ss->charged;
+	ss->charged = 0;
+}
+
 static void
 tx_reset(struct smtp_session *ss)
 {
 	size_t i;
 
+	ss->srv->data_mem -= ss->charged;
+	ss->charged = 0;
+	ss->no_room = false;
 	free(ss->mail_from);
 	ss->mail_from = NULL;
 	for (i = 0; i < ss->nrcpt; i++)
@@ -370,11 +397,13 @@ cmd_data(struct smtp_session *ss)
 	smtp_data_init(&ss->data, ss->srv->opt.max_message_bytes);
 	n = received_header(ss, recv, sizeof(recv));
 	if (n == 0 || !smtp_data_prepend_text(&ss->data, recv, n)) {
+		charge(ss);
 		smtp__reply(ss, 451, "4.3.0",
 			    "Local error: cannot start a message");
 		tx_reset(ss);
 		return;
 	}
+	charge(ss);
 	smtp__reply(ss, 354, NULL, "End data with <CR><LF>.<CR><LF>");
 	smtp__set_state(ss, SMTP_STATE_DATA);
 }
@@ -550,6 +579,13 @@ static void submitted(void *arg, const struct submit_reply *r);
 static void
 data_end(struct smtp_session *ss)
 {
+	if (ss->no_room) {
+		smtp__reply(ss, 452, "4.3.1",
+			    "Insufficient system storage, try again later");
+		tx_reset(ss);
+		smtp__set_state(ss, SMTP_STATE_CMD);
+		return;
+	}
 	if (ss->data.over) {
 		log_warnx_rl(&ss->srv->bad_rl, 10000,
 			     "- smtp too_large peer=%s bytes=%llu", ss->peer,
@@ -584,6 +620,7 @@ data_step(struct smtp_session *ss)
 	for (i = 0; i < n && ss->data.state != SMTP_DATA_DONE; i++) {
 		got = smtp_data_feed(&ss->data, v[i].iov_base, v[i].iov_len);
 		used += got;
+		charge(ss);
 	}
 	if (used == 0)
 		return false;

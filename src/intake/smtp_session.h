@@ -36,6 +36,7 @@ struct smtp_options {
 	int max_connections;        /* sessions at once, all listeners */
 	int max_client_connections; /* from one IPv4 address or IPv6 /64 */
 	int max_bad_commands;       /* refused commands before 421 */
+	size_t data_budget;         /* message buffers of all sessions */
 	bool allow_plain_auth; /* AUTH without TLS on a loopback listener */
 };
 

@@ -251,6 +251,7 @@ server_start_smtp(struct server *s)
 	    .max_connections = cfg->smtp_max_connections,
 	    .max_client_connections = cfg->smtp_max_client_connections,
 	    .max_bad_commands = cfg->smtp_max_bad_commands,
+	    .data_budget = (size_t)cfg->smtp_data_budget_bytes,
 	    .allow_plain_auth = cfg->smtp_allow_plain_auth,
 	};
 	struct cidr_list *trusted = NULL;

@@ -456,6 +456,7 @@ def test_kill9_after_burst_loses_nothing(make_cluster):
     ("smtp_tls_cert_file", "/nonexistent/cert.pem", "needs smtp_tls_key_file"),
     ("smtps_listen", "127.0.0.1:%d", "needs smtp_tls_cert_file"),
     ("smtp_users_file", "/nonexistent/users", "smtp_users_file: cannot read"),
+    ("smtp_data_budget_bytes", "2048", "must be at least max_message_bytes"),
 ])
 def test_config_checks(tmp_path, key, value, words):
     """check-config refuses bad SMTP keys with the file and line."""
@@ -504,3 +505,37 @@ def test_sigterm_drain(make_cluster):
     assert c.server.wait_exit(20) == 0
     c.start_server()
     assert c.msg(mid)["subject"] == "smtp 20"
+
+
+def test_data_budget(make_cluster):
+    """smtp_data_budget_bytes bounds the message buffers of all sessions
+    together: of two messages that do not fit at once, one is read to its
+    end and refused 452 4.3.1 (try again), the other stored; once they are
+    done the budget is back."""
+    c = smtp_cluster(make_cluster, max_message_bytes=MAX_BYTES,
+                     smtp_data_budget_bytes=24000)
+    c.start_server()
+    c.start_agent("a")
+    big = (b"z" * 98 + b"\r\n") * 150
+    sessions = []
+    for n in range(2):
+        s = Raw(c.smtp_port)
+        s.reply()
+        s.cmd(b"EHLO t.example")
+        s.cmd(b"MAIL FROM:<ann@example.com>")
+        s.cmd(b"RCPT TO:<bob@example.net>")
+        assert s.cmd(b"DATA")[0] == 354
+        s.send(body(30 + n, big))
+        sessions.append(s)
+    replies = []
+    for s in sessions:
+        s.send(b".\r\n")
+        replies.append(s.reply())
+        s.close()
+    codes = sorted(r[0] for r in replies)
+    assert codes == [250, 452], replies
+    assert ["452 4.3.1 Insufficient system storage, try again later"] in \
+        [r[1] for r in replies]
+    mid = queued_id(send_one(c, body(32, big)))
+    c.wait_delivered([mid])
+    assert total(c) == 2

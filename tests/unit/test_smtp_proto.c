@@ -398,6 +398,17 @@ test_data_cap(void **state)
 	smtp_data_init(&d, 5);
 	assert_false(smtp_data_prepend_text(&d, "Received: x\r\n", 13));
 	smtp_data_cleanup(&d);
+	/* Dropped (the server's budget spent): memory back, end still found. */
+	smtp_data_init(&d, 1000);
+	assert_int_equal(smtp_data_feed(&d, "abc\r\n", 5), 5);
+	assert_true(d.alloc > 0);
+	smtp_data_drop(&d);
+	assert_true(d.over);
+	assert_int_equal(d.alloc, 0);
+	assert_int_equal(smtp_data_feed(&d, "def\r\n.\r\nQUIT", 8), 8);
+	assert_int_equal(d.state, SMTP_DATA_DONE);
+	assert_int_equal(d.len, 0);
+	smtp_data_cleanup(&d);
 }
 
 int
