@@ -125,6 +125,19 @@ void smtp__reply(struct smtp_session *ss, int code, const char *ehn,
 void smtp__reply_bad(struct smtp_session *ss, const struct smtp_reply *r);
 /* Restarts the idle deadline. */
 void smtp__idle_arm(struct smtp_session *ss);
+/* Where replies are queued (see flush() in smtp_session.c). */
+struct evbuffer *smtp__outq(struct smtp_session *ss);
+/* 421 and a graceful close. */
+void smtp__reply_421(struct smtp_session *ss, const char *ehn,
+		     const char *text);
+/* The last reply is queued: close once it is out. */
+void smtp__close(struct smtp_session *ss);
+/* Forgets the transaction (MAIL, RCPT, the message buffer). */
+void smtp__tx_reset(struct smtp_session *ss);
+/* Counts the message buffer in the server's smtp_data_budget_bytes. */
+void smtp__charge(struct smtp_session *ss);
+/* One command line (smtp_cmd.c), its line end cut off. */
+void smtp__command(struct smtp_session *ss, char *line, size_t len);
 /* Reads on (what the input holds), or frees a session that went away. */
 void smtp__resume(struct smtp_session *ss);
 

@@ -1,8 +1,9 @@
 /*
  * One SMTP session: an explicit state machine on a bufferevent (every
  * transition through smtp__set_state(), which traces it and turns reads
- * on or off), each command split into its check (a refusal is a reply)
- * and its proceed, as OpenSMTPD does.
+ * on or off).  This file reads, writes and keeps the session's life; the
+ * commands themselves (each a check, then a proceed, as in OpenSMTPD) are
+ * smtp_cmd.c's and AUTH smtp_login.c's.
  *
  * Commands are read a line at a time from the input buffer, so a
  * pipelined batch (RFC 2920) is answered in order, and nothing is read
@@ -104,8 +105,8 @@ smtp__idle_arm(struct smtp_session *ss)
  * Where replies are queued: on a plain socket our own buffer, which
  * flush() writes straight to the socket; under TLS the bufferevent's.
  */
-static struct evbuffer *
-outq(struct smtp_session *ss)
+struct evbuffer *
+smtp__outq(struct smtp_session *ss)
 {
 	return ss->tls ? bufferevent_get_output(ss->bev) : ss->out;
 }
@@ -154,7 +155,7 @@ smtp__reply(struct smtp_session *ss, int code, const char *ehn,
 	char line[600];
 	size_t n = smtp_reply_format(line, sizeof(line), code, ehn, text, true);
 
-	if (evbuffer_add(outq(ss), line, n) != 0)
+	if (evbuffer_add(smtp__outq(ss), line, n) != 0)
 		ss->gone = true; /* out of memory: the close will follow */
 }
 
@@ -165,8 +166,8 @@ reply_r(struct smtp_session *ss, const struct smtp_reply *r)
 }
 
 /* 421 and a graceful close: the reply goes out, then the socket. */
-static void
-reply_421(struct smtp_session *ss, const char *ehn, const char *text)
+void
+smtp__reply_421(struct smtp_session *ss, const char *ehn, const char *text)
 {
 	smtp__reply(ss, 421, ehn, text);
 	session_close(ss);
@@ -183,7 +184,8 @@ smtp__reply_bad(struct smtp_session *ss, const struct smtp_reply *r)
 		log_warnx_rl(&ss->srv->bad_rl, 10000,
 			     "- smtp bad_commands peer=%s bad=%d", ss->peer,
 			     ss->bad);
-		reply_421(ss, "4.7.0", "Too many errors, closing connection");
+		smtp__reply_421(ss, "4.7.0",
+				"Too many errors, closing connection");
 		return;
 	}
 	reply_r(ss, r);
@@ -195,8 +197,8 @@ smtp__reply_bad(struct smtp_session *ss, const struct smtp_reply *r)
  * and its memory given back at once.  The loop runs one session at a
  * time, so the budget is passed by at most one buffer's growth.
  */
-static void
-charge(struct smtp_session *ss)
+void
+smtp__charge(struct smtp_session *ss)
 {
 	struct smtp_server *s = ss->srv;
 
@@ -213,8 +215,8 @@ charge(struct smtp_session *ss)
 	ss->charged = 0;
 }
 
-static void
-tx_reset(struct smtp_session *ss)
+void
+smtp__tx_reset(struct smtp_session *ss)
 {
 	size_t i;
 
@@ -231,287 +233,6 @@ tx_reset(struct smtp_session *ss)
 	ss->in_tx = false;
 	ss->smtputf8 = false;
 	smtp_data_cleanup(&ss->data);
-}
-
-/* --- commands ---------------------------------------------------------- */
-
-static void
-cmd_helo(struct smtp_session *ss, const struct smtp_cmd *c)
-{
-	const struct smtp_server *s = ss->srv;
-	char line[600];
-	struct evbuffer *out = outq(ss);
-	const char *ext[8];
-	size_t n = 0, i, len;
-	char size[48];
-
-	tx_reset(ss);
-	snprintf(ss->helo, sizeof(ss->helo), "%s", c->arg);
-	ss->esmtp = c->verb == SMTP_VERB_EHLO;
-	if (!ss->esmtp) {
-		smtp__reply(ss, 250, NULL, s->hostname);
-		return;
-	}
-	snprintf(size, sizeof(size), "SIZE %zu", s->size_advertised);
-	ext[n++] = "PIPELINING";
-	ext[n++] = size;
-	ext[n++] = "8BITMIME";
-	ext[n++] = "ENHANCEDSTATUSCODES";
-	ext[n++] = "SMTPUTF8";
-	if (s->tls != NULL && !ss->tls)
-		ext[n++] = "STARTTLS";
-	if (smtp__auth_offered(ss))
-		ext[n++] = "AUTH PLAIN LOGIN";
-	len = smtp_reply_format(line, sizeof(line), 250, NULL, s->hostname,
-				false);
-	(void)evbuffer_add(out, line, len);
-	for (i = 0; i < n; i++) {
-		len = smtp_reply_format(line, sizeof(line), 250, NULL, ext[i],
-					i + 1 == n);
-		(void)evbuffer_add(out, line, len);
-	}
-}
-
-/* May this session send at all?  Trusted network or AUTH. */
-static bool
-may_send(struct smtp_session *ss)
-{
-	static const struct smtp_reply need_auth = {530, "5.7.0",
-						    "Authentication required"};
-	static const struct smtp_reply denied = {
-	    554, "5.7.1", "Relay access denied: not a trusted network"};
-
-	if (ss->trusted || ss->authed)
-		return true;
-	log_warnx_rl(&ss->srv->bad_rl, 10000, "- smtp relay_refused peer=%s",
-		     ss->peer);
-	smtp__reply_bad(ss, ss->srv->users != NULL ? &need_auth : &denied);
-	return false;
-}
-
-static void
-cmd_mail(struct smtp_session *ss, const struct smtp_cmd *c)
-{
-	static const struct smtp_reply no_helo = {503, "5.5.1",
-						  "Send EHLO or HELO first"};
-	static const struct smtp_reply nested = {503, "5.5.1",
-						 "Nested MAIL command"};
-	static const struct smtp_reply utf8 = {
-	    553, "5.6.7", "Non-ASCII address needs SMTPUTF8"};
-
-	if (ss->helo[0] == '\0') {
-		smtp__reply_bad(ss, &no_helo);
-		return;
-	}
-	if (ss->in_tx) {
-		smtp__reply_bad(ss, &nested);
-		return;
-	}
-	if (!may_send(ss))
-		return;
-	if (c->path_8bit && !c->smtputf8) {
-		smtp__reply_bad(ss, &utf8);
-		return;
-	}
-	if (c->has_size && c->size > ss->srv->size_advertised) {
-		smtp__reply(ss, 552, "5.3.4",
-			    "Message size exceeds fixed maximum message size");
-		return;
-	}
-	ss->mail_from = xstrdup(c->path);
-	ss->smtputf8 = c->smtputf8;
-	ss->in_tx = true;
-	smtp__reply(ss, 250, "2.1.0", "Ok");
-}
-
-static void
-cmd_rcpt(struct smtp_session *ss, const struct smtp_cmd *c)
-{
-	static const struct smtp_reply no_mail = {503, "5.5.1",
-						  "Need MAIL command"};
-	static const struct smtp_reply utf8 = {
-	    553, "5.6.7", "Non-ASCII address needs SMTPUTF8"};
-
-	if (!ss->in_tx) {
-		smtp__reply_bad(ss, &no_mail);
-		return;
-	}
-	if (c->path_8bit && !ss->smtputf8) {
-		smtp__reply_bad(ss, &utf8);
-		return;
-	}
-	if (ss->nrcpt >= ss->srv->opt.max_recipients) {
-		smtp__reply(ss, 452, "4.5.3", "Too many recipients");
-		return;
-	}
-	ss->rcpt = xreallocarray(ss->rcpt, ss->nrcpt + 1, sizeof(*ss->rcpt));
-	ss->rcpt[ss->nrcpt++] = xstrdup(c->path);
-	smtp__reply(ss, 250, "2.1.5", "Ok");
-}
-
-/* The Received header (RFC 5321 4.4), first line of the message. */
-static size_t
-received_header(struct smtp_session *ss, char *out, size_t sz)
-{
-	char date[64];
-	time_t now = time(NULL);
-	struct tm tm;
-	int n;
-
-	if (gmtime_r(&now, &tm) == NULL ||
-	    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm) ==
-		0)
-		snprintf(date, sizeof(date), "Thu, 01 Jan 1970 00:00:00 +0000");
-	/* RFC 3848's protocol names; RFC 6531's for SMTPUTF8. */
-	n = snprintf(out, sz,
-		     "Received: from %s (%s)\r\n\tby %s (Shivneri) with "
-		     "%s%s%s;\r\n\t%s\r\n",
-		     ss->helo, ss->addr_lit, ss->srv->hostname,
-		     ss->smtputf8 ? "UTF8SMTP"
-		     : ss->esmtp  ? "ESMTP"
-				  : "SMTP",
-		     ss->tls ? "S" : "", ss->authed ? "A" : "", date);
-	if (n < 0 || (size_t)n >= sz)
-		return 0;
-	return (size_t)n;
-}
-
-static void
-cmd_data(struct smtp_session *ss)
-{
-	static const struct smtp_reply no_mail = {503, "5.5.1",
-						  "Need MAIL command"};
-	static const struct smtp_reply no_rcpt = {554, "5.5.1",
-						  "No valid recipients"};
-	char recv[SMTP_HELO_MAX + 512];
-	size_t n;
-
-	if (!ss->in_tx) {
-		smtp__reply_bad(ss, &no_mail);
-		return;
-	}
-	if (ss->nrcpt == 0) {
-		smtp__reply_bad(ss, &no_rcpt);
-		return;
-	}
-	smtp_data_init(&ss->data, ss->srv->opt.max_message_bytes);
-	n = received_header(ss, recv, sizeof(recv));
-	if (n == 0 || !smtp_data_prepend_text(&ss->data, recv, n)) {
-		charge(ss);
-		smtp__reply(ss, 451, "4.3.0",
-			    "Local error: cannot start a message");
-		tx_reset(ss);
-		return;
-	}
-	charge(ss);
-	smtp__reply(ss, 354, NULL, "End data with <CR><LF>.<CR><LF>");
-	smtp__set_state(ss, SMTP_STATE_DATA);
-}
-
-/*
- * STARTTLS (RFC 3207): "220", then reads stay off until it is out, and
- * tls_start() puts TLS under the session (on_write).
- */
-static void
-cmd_starttls(struct smtp_session *ss)
-{
-	static const struct smtp_reply not_offered = {502, "5.5.1",
-						      "STARTTLS not available"};
-	static const struct smtp_reply again = {503, "5.5.1",
-						"TLS already active"};
-
-	if (ss->srv->tls == NULL) {
-		smtp__reply_bad(ss, &not_offered);
-		return;
-	}
-	if (ss->tls) {
-		smtp__reply_bad(ss, &again);
-		return;
-	}
-	smtp__reply(ss, 220, "2.0.0", "Ready to start TLS");
-	smtp__set_state(ss, SMTP_STATE_STARTTLS);
-}
-
-static void
-cmd_help(struct smtp_session *ss)
-{
-	char text[160];
-
-	snprintf(text, sizeof(text),
-		 "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY "
-		 "HELP%s%s",
-		 ss->srv->tls != NULL && !ss->tls ? " STARTTLS" : "",
-		 smtp__auth_offered(ss) ? " AUTH" : "");
-	smtp__reply(ss, 214, "2.0.0", text);
-}
-
-static void
-cmd_dispatch(struct smtp_session *ss, const struct smtp_cmd *c)
-{
-	static const struct smtp_reply not_impl = {502, "5.5.1",
-						   "Command not implemented"};
-
-	switch (c->verb) {
-	case SMTP_VERB_HELO:
-	case SMTP_VERB_EHLO:
-		cmd_helo(ss, c);
-		break;
-	case SMTP_VERB_MAIL:
-		cmd_mail(ss, c);
-		break;
-	case SMTP_VERB_RCPT:
-		cmd_rcpt(ss, c);
-		break;
-	case SMTP_VERB_DATA:
-		cmd_data(ss);
-		break;
-	case SMTP_VERB_RSET:
-		tx_reset(ss);
-		smtp__reply(ss, 250, "2.0.0", "Ok");
-		break;
-	case SMTP_VERB_NOOP:
-		smtp__reply(ss, 250, "2.0.0", "Ok");
-		break;
-	case SMTP_VERB_QUIT:
-		smtp__reply(ss, 221, "2.0.0", "Bye");
-		session_close(ss);
-		break;
-	case SMTP_VERB_VRFY:
-		smtp__reply(
-		    ss, 252, "2.5.0",
-		    "Cannot VRFY user, but will accept message and attempt "
-		    "delivery");
-		break;
-	case SMTP_VERB_HELP:
-		cmd_help(ss);
-		break;
-	case SMTP_VERB_STARTTLS:
-		cmd_starttls(ss);
-		break;
-	case SMTP_VERB_AUTH:
-		smtp__auth_cmd(ss, c);
-		break;
-	case SMTP_VERB_EXPN:
-		smtp__reply_bad(ss, &not_impl);
-		break;
-	}
-}
-
-static void
-handle_line(struct smtp_session *ss, char *line, size_t len)
-{
-	struct smtp_cmd c;
-	struct smtp_reply r;
-
-	if (smtp_cmd_parse(line, len, &c, &r) != 0) {
-		smtp__reply_bad(ss, &r);
-		return;
-	}
-	if (ss->srv->draining && c.verb != SMTP_VERB_QUIT) {
-		reply_421(ss, "4.3.2", "Service shutting down");
-		return;
-	}
-	cmd_dispatch(ss, &c);
 }
 
 /* --- reading ----------------------------------------------------------- */
@@ -567,7 +288,7 @@ cmd_step(struct smtp_session *ss)
 	if (ss->state == SMTP_STATE_AUTH)
 		smtp__auth_line(ss, line, len);
 	else
-		handle_line(ss, line, len);
+		smtp__command(ss, line, len);
 	/* It may have held a credential. */
 	explicit_bzero(line, len);
 	return true;
@@ -582,7 +303,7 @@ data_end(struct smtp_session *ss)
 	if (ss->no_room) {
 		smtp__reply(ss, 452, "4.3.1",
 			    "Insufficient system storage, try again later");
-		tx_reset(ss);
+		smtp__tx_reset(ss);
 		smtp__set_state(ss, SMTP_STATE_CMD);
 		return;
 	}
@@ -591,7 +312,7 @@ data_end(struct smtp_session *ss)
 			     "- smtp too_large peer=%s bytes=%llu", ss->peer,
 			     (unsigned long long)ss->data.seen);
 		smtp__reply(ss, 552, "5.3.4", "Message too big for system");
-		tx_reset(ss);
+		smtp__tx_reset(ss);
 		smtp__set_state(ss, SMTP_STATE_CMD);
 		return;
 	}
@@ -620,7 +341,7 @@ data_step(struct smtp_session *ss)
 	for (i = 0; i < n && ss->data.state != SMTP_DATA_DONE; i++) {
 		got = smtp_data_feed(&ss->data, v[i].iov_base, v[i].iov_len);
 		used += got;
-		charge(ss);
+		smtp__charge(ss);
 	}
 	if (used == 0)
 		return false;
@@ -711,7 +432,7 @@ submitted(void *arg, const struct submit_reply *r)
 			 "Local error, message not stored: %s", clean);
 		smtp__reply(ss, 451, "4.3.0", text);
 	}
-	tx_reset(ss);
+	smtp__tx_reset(ss);
 	smtp__resume(ss);
 }
 
@@ -810,7 +531,7 @@ tls_start(struct smtp_session *ss)
 	ss->esmtp = false;
 	ss->authed = false;
 	ss->user[0] = '\0';
-	tx_reset(ss);
+	smtp__tx_reset(ss);
 	smtp__set_state(ss, SMTP_STATE_CMD);
 	smtp__idle_arm(ss);
 }
@@ -900,10 +621,10 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 			     "- smtp timeout peer=%s state=%s what=%s",
 			     ss->peer, state_names[ss->state],
 			     session_over ? "session" : "idle");
-		reply_421(ss, "4.4.2",
-			  session_over
-			      ? "Session too long, closing connection"
-			      : "Timeout exceeded, closing connection");
+		smtp__reply_421(ss, "4.4.2",
+				session_over
+				    ? "Session too long, closing connection"
+				    : "Timeout exceeded, closing connection");
 		break;
 	}
 }
@@ -921,6 +642,12 @@ session_close(struct smtp_session *ss)
 		flush(ss);
 }
 
+void
+smtp__close(struct smtp_session *ss)
+{
+	session_close(ss);
+}
+
 static void
 session_free(struct smtp_session *ss)
 {
@@ -931,7 +658,7 @@ session_free(struct smtp_session *ss)
 	log_debug("- smtp closed peer=%s", ss->peer);
 	if (ss->state == SMTP_STATE_DATA)
 		ss->srv->in_data--;
-	tx_reset(ss);
+	smtp__tx_reset(ss);
 	LIST_REMOVE(ss, link);
 	ss->srv->nsessions--;
 	smtp__client_put(ss->srv, ss->client);
@@ -1065,7 +792,7 @@ smtp__sessions_drain(struct smtp_server *s)
 		next = LIST_NEXT(ss, link);
 		/* Mid-DATA and mid-submission sessions finish first. */
 		if (ss->state == SMTP_STATE_CMD && !ss->in_tx)
-			reply_421(ss, "4.3.2", "Service shutting down");
+			smtp__reply_421(ss, "4.3.2", "Service shutting down");
 	}
 }
 
