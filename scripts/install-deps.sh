@@ -6,8 +6,9 @@ set -euo pipefail
 PKGS=(build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
       libevent-dev libcurl4-openssl-dev libjansson-dev libsqlite3-dev
       libssl-dev libgmime-3.0-dev libinih-dev libcmocka-dev libcjson-dev
-      libhttp-parser-dev
-      python3 python3-pytest python3-aiosmtpd sqlite3 valgrind wrk curl strace)
+      libhttp-parser-dev libcrypt-dev
+      python3 python3-pytest python3-aiosmtpd sqlite3 valgrind wrk curl strace
+      swaks msmtp postfix libsasl2-modules)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -19,5 +20,18 @@ done
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 echo "install-deps: installing ${missing[*]}"
+# Postfix is here for SMTP tests and the benchmark, which start their own
+# instances with their own config_directory; the system one must stay
+# unconfigured ("No configuration": no main.cf, so nothing listens on 25).
+echo "postfix postfix/main_mailer_type select No configuration" |
+	$SUDO debconf-set-selections
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+# Where a service manager started it anyway, stop it and keep it stopped.
+if [[ " ${missing[*]} " == *" postfix "* ]]; then
+	if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+		$SUDO systemctl disable --now postfix >/dev/null 2>&1 || true
+	fi
+	$SUDO postfix status >/dev/null 2>&1 && $SUDO postfix stop >/dev/null 2>&1
+	true
+fi

@@ -21,6 +21,7 @@
  * key is kept in the config (config_line()) for the run-time checks.
  */
 #include "common/config_int.h"
+#include "common/cidr.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -50,6 +51,8 @@
 enum skey_kind {
 	SKEY_STR,        /* non-empty string */
 	SKEY_STR_OPT,    /* string; empty means unset (NULL) */
+	SKEY_STR_ANY,    /* string; empty is a value of its own */
+	SKEY_BOOL,       /* yes | no (true/false, 1/0) */
 	SKEY_LISTEN,     /* host:port */
 	SKEY_LISTEN_OPT, /* host:port or empty for none */
 	SKEY_ENUM,       /* one of the words in skey.words */
@@ -110,6 +113,27 @@ static const struct skey server_keys[] = {
     {"http_body_budget_bytes", SKEY_INT64, OFF(http_body_budget_bytes), 1048576,
      INT64_C(1) << 40, NULL},
     {"http_min_body_rate", SKEY_INT64, OFF(http_min_body_rate), 1,
+     INT64_C(1) << 40, NULL},
+    {"smtps_listen", SKEY_LISTEN_OPT, OFF(smtps_listen), 0, 0, NULL},
+    {"smtp_tls_cert_file", SKEY_STR_OPT, OFF(smtp_tls_cert_file), 0, 0, NULL},
+    {"smtp_tls_key_file", SKEY_STR_OPT, OFF(smtp_tls_key_file), 0, 0, NULL},
+    {"smtp_users_file", SKEY_STR_OPT, OFF(smtp_users_file), 0, 0, NULL},
+    {"smtp_trusted_networks", SKEY_STR_ANY, OFF(smtp_trusted_networks), 0, 0,
+     NULL},
+    {"smtp_allow_plain_auth", SKEY_BOOL, OFF(smtp_allow_plain_auth), 0, 0,
+     NULL},
+    /* At most MESSAGE_MAX_RECIPIENTS (intake/message.h), which the raw
+     * message check applies too. */
+    {"smtp_max_recipients", SKEY_INT, OFF(smtp_max_recipients), 1, 1000, NULL},
+    {"smtp_timeout_s", SKEY_INT, OFF(smtp_timeout_s), 1, 3600, NULL},
+    {"smtp_max_session_s", SKEY_INT, OFF(smtp_max_session_s), 1, 86400, NULL},
+    {"smtp_max_connections", SKEY_INT, OFF(smtp_max_connections), 1, 1000000,
+     NULL},
+    {"smtp_max_client_connections", SKEY_INT, OFF(smtp_max_client_connections),
+     1, 1000000, NULL},
+    {"smtp_max_bad_commands", SKEY_INT, OFF(smtp_max_bad_commands), 1, 1000,
+     NULL},
+    {"smtp_data_budget_bytes", SKEY_INT64, OFF(smtp_data_budget_bytes), 1024,
      INT64_C(1) << 40, NULL},
 };
 #undef OFF
@@ -467,6 +491,15 @@ server_key(struct parse *p, const char *name, const char *value)
 			*(int64_t *)(void *)((char *)p->cfg + k->off) = v;
 		return;
 	}
+	if (k->kind == SKEY_BOOL) {
+		bool b;
+		if (!config__parse_bool(value, &b)) {
+			perr_add(p, p->line, "%s: must be yes or no", name);
+			return;
+		}
+		*(bool *)(void *)((char *)p->cfg + k->off) = b;
+		return;
+	}
 	if (!string_ok(p, k, name, value))
 		return;
 	sp = (char **)(void *)((char *)p->cfg + k->off);
@@ -571,6 +604,48 @@ limits_finish(struct parse *p)
 			 STORE_SQLITE_MESSAGE_MAX);
 }
 
+/*
+ * The SMTP keys that go together: a certificate needs its key and the
+ * other way round, and implicit TLS needs both.
+ */
+static void
+smtp_finish(struct parse *p)
+{
+	const struct config *cfg = p->cfg;
+	bool cert = cfg->smtp_tls_cert_file != NULL,
+	     key = cfg->smtp_tls_key_file != NULL;
+	struct cidr_list *nets = NULL;
+	char err[256];
+	size_t bi = 0;
+
+	if (cert != key)
+		perr_add(p,
+			 key_line(p, cert ? "smtp_tls_cert_file"
+					  : "smtp_tls_key_file"),
+			 "%s: needs %s too",
+			 cert ? "smtp_tls_cert_file" : "smtp_tls_key_file",
+			 cert ? "smtp_tls_key_file" : "smtp_tls_cert_file");
+	if (cfg->smtps_listen != NULL && *cfg->smtps_listen != '\0' && !cert)
+		perr_add(p, key_line(p, "smtps_listen"),
+			 "smtps_listen: needs smtp_tls_cert_file and "
+			 "smtp_tls_key_file");
+	if (cidr_list_parse(cfg->smtp_trusted_networks, &nets, err,
+			    sizeof(err)) != 0)
+		perr_add(p, key_line(p, "smtp_trusted_networks"),
+			 "smtp_trusted_networks: %s", err);
+	cidr_list_free(nets);
+	/* The budget takes at least one message (unset: grown to one). */
+	(void)skey_lookup("smtp_data_budget_bytes", &bi);
+	if (p->server_key_line[bi] == 0 &&
+	    p->cfg->smtp_data_budget_bytes < p->cfg->max_message_bytes)
+		p->cfg->smtp_data_budget_bytes = p->cfg->max_message_bytes;
+	else if (p->cfg->smtp_data_budget_bytes < p->cfg->max_message_bytes)
+		perr_add(p, p->server_key_line[bi],
+			 "smtp_data_budget_bytes: must be at least "
+			 "max_message_bytes (%lld)",
+			 (long long)p->cfg->max_message_bytes);
+}
+
 /* Cross-key checks and defaults that depend on other keys. */
 static void
 server_finish(struct parse *p)
@@ -607,6 +682,7 @@ server_finish(struct parse *p)
 			 "agent_secret_file: env: must name a variable "
 			 "([A-Za-z_][A-Za-z0-9_]*)");
 	limits_finish(p);
+	smtp_finish(p);
 	/* Kept for the run-time checks' FILE:LINE. */
 	cfg->server_line = p->server_line;
 	cfg->key_line = xcalloc(NSERVER_KEYS, sizeof(*cfg->key_line));
@@ -652,6 +728,14 @@ config_defaults(void)
 	cfg->http_header_timeout_s = 10;
 	cfg->http_body_budget_bytes = INT64_C(268435456);
 	cfg->http_min_body_rate = 65536;
+	cfg->smtp_trusted_networks = xstrdup("127.0.0.0/8, ::1");
+	cfg->smtp_max_recipients = 1000;
+	cfg->smtp_timeout_s = 300;
+	cfg->smtp_max_session_s = 3600;
+	cfg->smtp_max_connections = 512;
+	cfg->smtp_max_client_connections = 32;
+	cfg->smtp_max_bad_commands = 20;
+	cfg->smtp_data_budget_bytes = INT64_C(268435456);
 	return cfg;
 }
 
@@ -843,6 +927,11 @@ config_free(struct config *cfg)
 	free(cfg->data_dir);
 	free(cfg->http_listen);
 	free(cfg->smtp_listen);
+	free(cfg->smtps_listen);
+	free(cfg->smtp_tls_cert_file);
+	free(cfg->smtp_tls_key_file);
+	free(cfg->smtp_users_file);
+	free(cfg->smtp_trusted_networks);
 	free(cfg->agent_listen);
 	free(cfg->agent_secret_file);
 	free(cfg->api_keys_file);

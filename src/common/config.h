@@ -77,6 +77,20 @@ struct config {
 	int http_header_timeout_s; /* a request head within this */
 	int64_t http_body_budget_bytes; /* bodies in progress, all together */
 	int64_t http_min_body_rate;     /* bytes/s a body must keep up */
+	/* SMTP intake (docs/configuration.md): */
+	char *smtps_listen;       /* "" or NULL: no implicit TLS */
+	char *smtp_tls_cert_file; /* NULL: no STARTTLS */
+	char *smtp_tls_key_file;
+	char *smtp_users_file;       /* NULL: no AUTH */
+	char *smtp_trusted_networks; /* CIDR list; "" trusts no one */
+	bool smtp_allow_plain_auth;  /* AUTH without TLS on loopback */
+	int smtp_max_recipients;
+	int smtp_timeout_s;              /* between commands */
+	int smtp_max_session_s;          /* a whole session */
+	int smtp_max_connections;        /* open SMTP sessions at most */
+	int smtp_max_client_connections; /* from one client address */
+	int64_t smtp_data_budget_bytes;  /* message buffers, all sessions */
+	int smtp_max_bad_commands;       /* then 421 and close */
 	struct provider_config *providers;
 	size_t nproviders;
 	int *key_line;   /* private: see config_line() */
@@ -179,6 +193,16 @@ int provider_config_line(const struct provider_config *pc, const char *key);
  * (never containing the secret) in err.
  */
 int config_secret_read(const char *ref, char **out, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/*
+ * The mode check every secret file gets (config_check_runtime uses it),
+ * for modules that load their own secret files (smtp_users_file,
+ * smtp_tls_key_file): 0, or -EPERM with "PATH may be read or changed by
+ * other users (mode NNN): chmod 600 it" in err when mode & 077.  A file
+ * stat() cannot see is 0: the read that follows reports it.
+ */
+int config_secret_mode_check(const char *path, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
 /*

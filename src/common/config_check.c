@@ -116,6 +116,12 @@ secret_mode_check(const char *ref, char *err, size_t errlen)
 	return -EPERM;
 }
 
+int
+config_secret_mode_check(const char *path, char *err, size_t errlen)
+{
+	return secret_mode_check(path, err, errlen);
+}
+
 /* Makes a new agent secret at path; -EEXIST when another process won. */
 static int
 agent_secret_create(const char *path)
@@ -422,6 +428,39 @@ check_api_keys(const struct config *cfg, struct config_report *r)
 		config_report_error(r, line, "api_keys_file: %s", err);
 }
 
+/*
+ * The SMTP intake's files: readable, and the two that hold secrets (the
+ * users file's hashes, the TLS key) not open to other users.  What they
+ * hold is checked when serve loads them (smtp_users_load, smtp_tls_new).
+ */
+static void
+check_smtp_files(const struct config *cfg, struct config_report *r)
+{
+	const char *keys[] = {"smtp_users_file", "smtp_tls_key_file",
+			      "smtp_tls_cert_file"};
+	const char *paths[] = {cfg->smtp_users_file, cfg->smtp_tls_key_file,
+			       cfg->smtp_tls_cert_file};
+	char err[512];
+	size_t i;
+
+	if (cfg->smtp_listen == NULL || *cfg->smtp_listen == '\0')
+		if (cfg->smtps_listen == NULL || *cfg->smtps_listen == '\0')
+			return;
+	for (i = 0; i < 3; i++) {
+		if (paths[i] == NULL)
+			continue;
+		if (access(paths[i], R_OK) != 0) {
+			config_report_error(r, line_of(cfg, keys[i], NULL),
+					    "%s: cannot read %s: %s", keys[i],
+					    paths[i], strerror(errno));
+			continue;
+		}
+		if (i < 2 && secret_mode_check(paths[i], err, sizeof(err)) != 0)
+			config_report_error(r, line_of(cfg, keys[i], NULL),
+					    "%s: %s", keys[i], err);
+	}
+}
+
 /* The log file is opened for appending and made if missing, not its folder. */
 static void
 check_log_file(const struct config *cfg, struct config_report *r)
@@ -520,17 +559,18 @@ endpoint_clash(const struct endpoint *a, const struct endpoint *b)
 static void
 check_listens(const struct config *cfg, struct config_report *r)
 {
-	const char *keys[] = {"http_listen", "agent_listen", "smtp_listen"};
+	const char *keys[] = {"http_listen", "agent_listen", "smtp_listen",
+			      "smtps_listen"};
 	const char *vals[] = {cfg->http_listen, cfg->agent_listen,
-			      cfg->smtp_listen};
-	struct endpoint e[3];
-	bool ok[3];
+			      cfg->smtp_listen, cfg->smtps_listen};
+	struct endpoint e[4];
+	bool ok[4];
 	size_t i, j, later;
 
-	for (i = 0; i < 3; i++)
+	for (i = 0; i < 4; i++)
 		ok[i] = endpoint_parse(vals[i], &e[i]);
-	for (i = 0; i < 3; i++) {
-		for (j = i + 1; j < 3; j++) {
+	for (i = 0; i < 4; i++) {
+		for (j = i + 1; j < 4; j++) {
 			if (!ok[i] || !ok[j] || !endpoint_clash(&e[i], &e[j]))
 				continue;
 			/* Report at the key set last in the file. */
@@ -593,6 +633,7 @@ config_check_runtime(const struct config *cfg, const char *agent,
 		check_data_dir(cfg, &r);
 		check_api_keys(cfg, &r);
 		check_listens(cfg, &r);
+		check_smtp_files(cfg, &r);
 		for (i = 0; i < cfg->nproviders; i++)
 			if (cfg->providers[i].spawn)
 				check_provider_secrets(&cfg->providers[i], &r);

@@ -7,6 +7,8 @@
  * out jobs, wait for every pending commit and reply, give in-flight jobs
  * a moment to report, stop the supervised agents, exit 0.  A second signal
  * skips the waiting.  SIGHUP reopens the log file and rereads API keys.
+ * SMTP sessions stop with the HTTP front: idle ones get 421, one in the
+ * middle of a message finishes it, and the drain waits for its commit.
  */
 #include "server/serve.h"
 #include "common/config.h"
@@ -19,6 +21,10 @@
 #include "server/agent_port.h"
 #include "server/http_front.h"
 #include "server/supervisor.h"
+#include "common/cidr.h"
+#include "intake/smtp_auth.h"
+#include "intake/smtp_session.h"
+#include "intake/smtp_tls.h"
 #include "store/store.h"
 
 #include <errno.h>
@@ -48,6 +54,8 @@ struct server {
 	struct supervisor *sv;
 	struct submit *sub;
 	struct http_front *api;
+	struct smtp_server *smtp;  /* NULL: no SMTP listener */
+	struct smtp_tls *smtp_tls; /* NULL: no STARTTLS, no smtps_listen */
 	struct event *sigterm, *sigint, *sighup, *drain_timer;
 	int64_t drain_start;
 	bool draining;
@@ -78,6 +86,7 @@ drain_tick(evutil_socket_t fd, short what, void *arg)
 	struct timeval tv = {0, DRAIN_TICK_MS * 1000};
 	int64_t waited = mono_ms() - s->drain_start;
 	bool quiet = (s->api == NULL || http_front_pending(s->api) == 0) &&
+		     (s->smtp == NULL || smtp_server_pending(s->smtp) == 0) &&
 		     submit_pending(s->sub) == 0 && store_pending(s->st) == 0;
 
 	if (!s->stopping && ((quiet && (dispatcher_in_flight(s->d) == 0 ||
@@ -111,20 +120,54 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	log_info("- server signal %d: draining", (int)sig);
 	if (s->api != NULL)
 		http_front_stop_accepting(s->api);
+	if (s->smtp != NULL)
+		smtp_server_stop_accepting(s->smtp);
 	dispatcher_pause(s->d);
 	evtimer_add(s->drain_timer, &tv);
+}
+
+/*
+ * smtp_users_file again (SIGHUP): a table that loads replaces the old one
+ * for later AUTH exchanges; one that does not leaves the old in place.
+ */
+static void
+smtp_reload_users(struct server *s)
+{
+	struct smtp_users *u = NULL;
+	char err[512];
+	int rc;
+
+	if (s->smtp == NULL || s->cfg->smtp_users_file == NULL)
+		return;
+	rc = smtp_users_load(s->cfg->smtp_users_file, &u, err, sizeof(err));
+	if (rc != 0) {
+		log_warnx("- server smtp users_reload_failed (the old users "
+			  "stay) error=\"%s\"",
+			  err);
+		return;
+	}
+	log_info("- server smtp users loaded count=%zu", smtp_users_count(u));
+	smtp_server_set_users(s->smtp, u);
 }
 
 static void
 on_hup(evutil_socket_t sig, short what, void *arg)
 {
 	struct server *s = arg;
+	char err[512];
 	int rc = log_reopen();
 
 	if (rc != 0)
 		log_warnx("- server cannot reopen log: %s", strerror(-rc));
 	if (s->api != NULL)
 		(void)http_front_reload_keys(s->api);
+	if (s->smtp_tls != NULL &&
+	    smtp_tls_reload(s->smtp_tls, err, sizeof(err)) != 0)
+		log_warnx(
+		    "- server smtp tls_reload_failed (the old certificate "
+		    "stays) error=\"%s\"",
+		    err);
+	smtp_reload_users(s);
 	supervisor_retry_held(s->sv);
 	log_info("- server SIGHUP: log reopened");
 }
@@ -189,6 +232,78 @@ durable_cb(void *arg, struct store_message *m)
 	dispatcher_enqueue(s->d, m);
 }
 
+static bool
+set(const char *v)
+{
+	return v != NULL && *v != '\0';
+}
+
+/* The SMTP intake on smtp_listen and smtps_listen; 0 or -1 (logged). */
+static int
+server_start_smtp(struct server *s)
+{
+	const struct config *cfg = s->cfg;
+	struct smtp_options o = {
+	    .max_message_bytes = (size_t)cfg->max_message_bytes,
+	    .max_recipients = (size_t)cfg->smtp_max_recipients,
+	    .timeout_s = cfg->smtp_timeout_s,
+	    .max_session_s = cfg->smtp_max_session_s,
+	    .max_connections = cfg->smtp_max_connections,
+	    .max_client_connections = cfg->smtp_max_client_connections,
+	    .max_bad_commands = cfg->smtp_max_bad_commands,
+	    .data_budget = (size_t)cfg->smtp_data_budget_bytes,
+	    .allow_plain_auth = cfg->smtp_allow_plain_auth,
+	};
+	struct cidr_list *trusted = NULL;
+	char err[256];
+
+	if (!set(cfg->smtp_listen) && !set(cfg->smtps_listen))
+		return 0;
+	if (cidr_list_parse(cfg->smtp_trusted_networks, &trusted, err,
+			    sizeof(err)) != 0)
+		fatalx("smtp_trusted_networks checked by config yet "
+		       "unparsable");
+	s->smtp = smtp_server_new(s->base, &o, s->sub, trusted);
+	if (cfg->smtp_tls_cert_file != NULL) {
+		if (smtp_tls_new(cfg->smtp_tls_cert_file,
+				 cfg->smtp_tls_key_file, &s->smtp_tls, err,
+				 sizeof(err)) != 0) {
+			log_error("- server smtp_tls %s", err);
+			return -1;
+		}
+		smtp_server_set_tls(s->smtp, s->smtp_tls);
+	}
+	if (cfg->smtp_users_file != NULL) {
+		struct smtp_users *u = NULL;
+		if (smtp_users_load(cfg->smtp_users_file, &u, err,
+				    sizeof(err)) != 0) {
+			log_error("- server smtp_users_file %s", err);
+			return -1;
+		}
+		smtp_server_set_users(s->smtp, u);
+	}
+	if (set(cfg->smtp_listen) &&
+	    smtp_server_listen(s->smtp, cfg->smtp_listen, false, err,
+			       sizeof(err)) != 0) {
+		log_error("- server smtp_listen %s", err);
+		return -1;
+	}
+	if (set(cfg->smtps_listen) &&
+	    smtp_server_listen(s->smtp, cfg->smtps_listen, true, err,
+			       sizeof(err)) != 0) {
+		log_error("- server smtps_listen %s", err);
+		return -1;
+	}
+	log_info("- server smtp listening port=%d smtps_port=%d tls=%s "
+		 "auth=%s trusted_networks=%zu",
+		 smtp_server_port(s->smtp, false),
+		 smtp_server_port(s->smtp, true),
+		 s->smtp_tls != NULL ? "yes" : "no",
+		 cfg->smtp_users_file != NULL ? "yes" : "no",
+		 cidr_list_count(trusted));
+	return 0;
+}
+
 /* The submit path, then the fronts that feed it; 0 or -1 (logged). */
 static int
 server_start_intake(struct server *s)
@@ -204,6 +319,8 @@ server_start_intake(struct server *s)
 		log_error("- server cannot start the builder threads");
 		return -1;
 	}
+	if (server_start_smtp(s) != 0)
+		return -1;
 	if (s->cfg->http_listen == NULL || *s->cfg->http_listen == '\0')
 		return 0;
 	s->api = http_front_new(s->base, s->cfg, s->st, s->reg, s->d, s->sv,
@@ -270,10 +387,6 @@ server_start(struct server *s, const char *config_path)
 		rc = 1;
 		goto out;
 	}
-	if (s->cfg->smtp_listen != NULL && *s->cfg->smtp_listen != '\0')
-		log_info("- server smtp_listen %s: SMTP intake is not part of "
-			 "this build yet; use the HTTP API",
-			 s->cfg->smtp_listen);
 	spawn_agents(s);
 	log_info("- server listening http=%s:%d agents=%s data=%s "
 		 "scheduler=%s providers=%zu http_max_body=%zu",
@@ -328,12 +441,16 @@ server_cleanup(struct server *s)
 		event_free(s->sighup);
 	if (s->api != NULL)
 		http_front_stop_accepting(s->api);
+	if (s->smtp != NULL)
+		smtp_server_stop_accepting(s->smtp);
 	submit_stop(s->sub);
 	agent_port_free(s->ap);
 	/* Its last callbacks reply through the submit path and the front. */
 	if (s->st != NULL)
 		store_close(s->st);
 	http_front_free(s->api);
+	smtp_server_free(s->smtp);
+	smtp_tls_free(s->smtp_tls);
 	submit_free(s->sub);
 	supervisor_free(s->sv);
 	dispatcher_free(s->d);

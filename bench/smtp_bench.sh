@@ -1,0 +1,378 @@
+#!/usr/bin/env bash
+# SMTP intake: Shivneri against a stock Postfix, in one run, with Postfix's
+# own load generator (smtp-source) and discard server (smtp-sink).
+#
+# Three sides, all on 127.0.0.1, each keeping its durability (Shivneri: the
+# store's commit before 250; Postfix: its fsync'ed queue file before 250):
+# "shivneri-intake" (no provider: intake and store only), "shivneri"
+# (relaying to smtp-sink through a spawned smtp provider) and "postfix"
+# (relaying to the same smtp-sink through its relayhost).  For each
+# concurrency (1, 10 and 64 sessions by default) each side gets smtp-source
+# with the same 2 KB message in turn, and a relaying side's backlog is
+# drained before the next side's run starts.
+#
+# Figures per run: accepted messages/s (smtp-source's messages over its
+# wall time; it aborts on any reply that is not a success), mean time per
+# message by Little's law (sessions / rate), p50/p99 of one extra probe
+# session (smtplib, sequential 2 KB messages) timed per message under the
+# load, the Shivneri server's CPU per message and smtp-source's.
+#
+# Needs root (Postfix runs its daemons as the postfix user), postfix
+# (smtp-source, smtp-sink), python3, curl and a release build of shivneri.
+# Every process it starts is stopped on exit (also on Ctrl-C); every wait
+# has a deadline; every run is under timeout(1).  bench/README.md has more.
+#
+#   bench/smtp_bench.sh                   # 5000 messages per run
+#   bench/smtp_bench.sh --quick           # 500 messages per run
+#   SMTP_BENCH_SESSIONS="1 10 64 128" SMTP_BENCH_MESSAGES=20000 bench/smtp_bench.sh
+#   SHIVNERI_BIN=build/shivneri BENCH_TMPDIR=/var/tmp bench/smtp_bench.sh --keep
+#   SMTP_BENCH_SIDES=postfix bench/smtp_bench.sh      # one side only
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${SHIVNERI_BIN:-$root/build/shivneri}
+TMPBASE=${BENCH_TMPDIR:-/tmp}
+SESSIONS=${SMTP_BENCH_SESSIONS:-"1 10 64"}
+MESSAGES=${SMTP_BENCH_MESSAGES:-5000}
+SIZE=${SMTP_BENCH_SIZE:-2048}
+RUN_TIMEOUT=${SMTP_BENCH_RUN_TIMEOUT:-300}
+SIDES=${SMTP_BENCH_SIDES:-"shivneri-intake shivneri postfix"}
+OUT=""
+KEEP=0
+
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--quick) MESSAGES=${SMTP_BENCH_MESSAGES_QUICK:-500} ;;
+	--keep) KEEP=1 ;;
+	--out) OUT=$2; shift ;;
+	--bin) BIN=$2; shift ;;
+	-h | --help) sed -n '2,29p' "$0"; exit 0 ;;
+	*) echo "smtp_bench: unknown argument $1" >&2; exit 2 ;;
+	esac
+	shift
+done
+
+die() { echo "smtp_bench: $*" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || die "needs root (Postfix drops its daemons to the postfix user)"
+for t in smtp-source smtp-sink postfix python3 curl timeout; do
+	command -v "$t" >/dev/null || die "$t missing (scripts/install-deps.sh)"
+done
+has_side() { [[ " $SIDES " == *" $1 "* ]]; }
+{ ! has_side shivneri && ! has_side shivneri-intake; } || [ -x "$BIN" ] || die "no shivneri at $BIN (cmake -S . -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build)"
+[ -n "$OUT" ] || OUT=$root/build/bench-results/smtp-$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$OUT"
+
+# Postfix's unprivileged daemons must reach the folder: no 0700 parents.
+work=$(mktemp -d "$TMPBASE/shivneri-smtp-bench.XXXXXX")
+chmod 755 "$work"
+pids=()
+pf_etc=$work/postfix/etc
+
+cleanup() {
+	set +e
+	if [ -f "$work/postfix/queue/pid/master.pid" ]; then
+		postfix -c "$pf_etc" stop >/dev/null 2>&1
+	fi
+	for p in "${pids[@]}"; do
+		kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null
+	done
+	for p in "${pids[@]}"; do
+		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL -- "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null
+	done
+	if [ "$KEEP" -eq 1 ]; then
+		echo "smtp_bench: kept $work"
+	else
+		rm -rf "$work"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# wait_until SECONDS WHAT COMMAND...: polls COMMAND every 0.1 s.
+wait_until() {
+	local secs=$1 what=$2 end
+	shift 2
+	end=$((SECONDS + secs))
+	until "$@"; do
+		[ $SECONDS -lt $end ] || die "timed out after ${secs}s waiting for $what"
+		sleep 0.1
+	done
+}
+
+port_open() {
+	python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1",int(sys.argv[1])),1).close()' "$1" 2>/dev/null
+}
+
+# ---------------------------------------------------------------- machine
+
+{
+	echo "date        $(date -u +%Y-%m-%dT%H:%MZ)"
+	echo "commit      $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')"
+	echo "nproc       $(nproc)"
+	echo "cpu         $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+	echo "loadavg     $(cut -d' ' -f1-3 /proc/loadavg) (before)"
+	echo "busy procs  $(ps -eo stat= | grep -c '^R') running now"
+	echo "filesystem  $(df -T "$work" | awk 'NR==2 {print $2, $1}') ($work)"
+	echo "postfix     $(postconf -d -h mail_version 2>/dev/null)"
+	echo "shivneri    $("$BIN" version 2>/dev/null | head -1)"
+	echo "messages    $MESSAGES per run, ${SIZE}-byte body, sessions: $SESSIONS"
+} | tee "$OUT/machine.txt"
+if df -T "$work" | awk 'NR==2 {exit !($2 == "tmpfs")}'; then
+	echo "smtp_bench: warning: $work is tmpfs: fsync costs nothing there" >&2
+fi
+# The disk's fsync rate now: both sides wait on it, and on a shared machine
+# it moves more than either side does.
+tools=${BENCH_TOOLS:-$root/build/bench}
+if [ -x "$tools/fsync_ceiling" ]; then
+	echo "fsync       $(timeout 30 "$tools/fsync_ceiling" --dir "$work" --seconds 2 |
+		grep -m1 -iE 'ops/s|ops' | sed 's/^ *//')" | tee -a "$OUT/machine.txt"
+fi
+
+# ---------------------------------------------------------------- smtp-sink
+
+sink_port=$(free_port)
+setsid smtp-sink -u postfix -h sink.bench "127.0.0.1:$sink_port" 1024 \
+	>"$work/sink.log" 2>&1 &
+pids+=($!)
+wait_until 10 "smtp-sink" port_open "$sink_port"
+
+# ---------------------------------------------------------------- Shivneri
+
+# start_shivneri SIDE: "shivneri" relays to smtp-sink through a spawned
+# smtp provider; "shivneri-intake" has no provider (intake and store only,
+# as bench/intake.py measures HTTP), messages stay queued.
+declare -A sv_smtp sv_http sv_pid
+start_shivneri() {
+	local side=$1 dir=$work/$1 agent
+	mkdir -p "$dir/data"
+	sv_smtp[$side]=$(free_port)
+	sv_http[$side]=$(free_port)
+	agent=$(free_port)
+	head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/agent.secret"
+	chmod 600 "$dir/agent.secret"
+	# smtp_max_client_connections: every session comes from 127.0.0.1
+	# here (Postfix exempts $mynetworks from its per-client limit).
+	cat >"$dir/shivneri.ini" <<EOF
+[server]
+data_dir = $dir/data
+http_listen = 127.0.0.1:${sv_http[$side]}
+agent_listen = 127.0.0.1:$agent
+agent_secret_file = $dir/agent.secret
+smtp_listen = 127.0.0.1:${sv_smtp[$side]}
+smtp_max_client_connections = 256
+EOF
+	if [ "$side" = shivneri ]; then
+		cat >>"$dir/shivneri.ini" <<EOF
+
+[provider.sink]
+type = smtp
+host = 127.0.0.1
+port = $sink_port
+tls = none
+helo = shivneri.bench
+spawn = yes
+max_in_flight = 64
+EOF
+	fi
+	setsid "$BIN" serve -c "$dir/shivneri.ini" >"$dir/server.log" 2>&1 &
+	pids+=($!)
+	sv_pid[$side]=$!
+	wait_until 20 "$side /healthz (log: $dir/server.log)" sv_healthy "$side"
+	wait_until 20 "$side's SMTP port" port_open "${sv_smtp[$side]}"
+	if [ "$side" = shivneri ]; then
+		wait_until 20 "$side's sink provider to be up" sv_provider_up "$side"
+	fi
+}
+sv_api() { curl -fsS "http://127.0.0.1:${sv_http[$1]}$2"; }
+sv_healthy() { sv_api "$1" /healthz >/dev/null 2>&1; }
+sv_provider_up() { sv_api "$1" /v1/providers | grep -q '"state": *"up"'; }
+# Everything accepted so far is delivered (or failed): nothing in flight.
+sv_drained() {
+	sv_api "$1" /v1/stats | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+sys.exit(0 if s["queued"] == 0 and s["sending"] == 0 else 1)'
+}
+
+# ---------------------------------------------------------------- Postfix
+
+start_postfix() {
+
+	pf=$work/postfix
+	mkdir -p "$pf_etc" "$pf/queue" "$pf/data"
+	chown postfix:postfix "$pf/data"
+	pf_smtp=$(free_port)
+	# Debian's master.cf services without chroot (a chroot needs copies of
+	# /etc files in the queue folder), and an smtpd on one loopback port.
+	cat >"$pf_etc/master.cf" <<EOF
+127.0.0.1:$pf_smtp inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+EOF
+	# Stock settings but for where it lives, what it relays and to whom.
+	cat >"$pf_etc/main.cf" <<EOF
+compatibility_level = 3.6
+queue_directory = $pf/queue
+data_directory = $pf/data
+mail_owner = postfix
+setgid_group = postdrop
+maillog_file = $pf/maillog
+maillog_file_prefixes = $TMPBASE
+inet_interfaces = loopback-only
+inet_protocols = ipv4
+myhostname = postfix.bench
+mydestination =
+local_recipient_maps =
+alias_maps =
+alias_database =
+mynetworks = 127.0.0.0/8
+relayhost = [127.0.0.1]:$sink_port
+EOF
+	postfix -c "$pf_etc" start >"$work/postfix-start.log" 2>&1 ||
+		die "postfix did not start: $(cat "$work/postfix-start.log") $(tail -5 "$pf/maillog" 2>/dev/null)"
+	wait_until 20 "Postfix's smtpd port" port_open "$pf_smtp"
+
+	pf_drained() {
+		[ -z "$(find "$pf/queue/incoming" "$pf/queue/active" \
+			"$pf/queue/deferred" "$pf/queue/maildrop" -type f -print -quit)" ]
+}
+}
+
+# ---------------------------------------------------------------- runs
+
+# The probe: one more session, sequential 2 KB messages, each timed from
+# MAIL to the reply after the final dot, until the stop file appears.
+probe() {
+	timeout "$RUN_TIMEOUT" python3 - "$1" "$2" "$3" "$SIZE" <<'EOF'
+import os, smtplib, sys, time
+port, stop, out, size = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+line = b"x" * 76 + b"\r\n"
+body = (b"From: probe@bench.test\r\nTo: sink@bench.test\r\nSubject: probe\r\n\r\n"
+        + line * (size // len(line)))
+lat = []
+deadline = time.monotonic() + 600
+s = smtplib.SMTP("127.0.0.1", port, timeout=60)
+s.ehlo("probe.bench")
+while not os.path.exists(stop) and time.monotonic() < deadline and len(lat) < 1000000:
+    t0 = time.perf_counter()
+    s.sendmail("probe@bench.test", ["sink@bench.test"], body)
+    lat.append(time.perf_counter() - t0)
+s.quit()
+lat.sort()
+pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else float("nan")
+with open(out, "w") as f:
+    f.write("%d %.2f %.2f %.2f\n" % (len(lat), pick(0.5), pick(0.99), pick(1.0)))
+EOF
+}
+
+# CPU seconds (user + system, all threads) of a process so far, or 0.
+cpu_of() {
+	[ -n "${1:-}" ] && [ -r "/proc/$1/stat" ] || { echo 0; return; }
+	awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$1/stat"
+}
+
+# one SIDE PORT SESSIONS: prints "side sessions msgs secs rate mean p50 p99 n"
+one() {
+	local side=$1 port=$2 s=$3 tag stop t0 t1 rc c0 c1 spid=${sv_pid[$1]:-}
+	tag=$side-$s
+	stop=$work/$tag.stop
+	rm -f "$stop"
+	probe "$port" "$stop" "$work/$tag.probe" &
+	local probe_pid=$!
+	c0=$(cpu_of "$spid")
+	t0=$(date +%s.%N)
+	set +e
+	# TIMEFORMAT: smtp-source's own CPU, to see when the client bounds it.
+	{ TIMEFORMAT='%U %S'; time timeout "$RUN_TIMEOUT" smtp-source -d \
+		-s "$s" -m "$MESSAGES" -l "$SIZE" -f sender@bench.test \
+		-t rcpt@bench.test -M client.bench -S "smtp bench $tag" \
+		"127.0.0.1:$port" >"$work/$tag.source" 2>&1; } 2>"$work/$tag.cpu"
+	rc=$?
+	set -e
+	t1=$(date +%s.%N)
+	c1=$(cpu_of "$spid")
+	touch "$stop"
+	wait "$probe_pid" || true
+	[ $rc -eq 0 ] || die "smtp-source against $side failed ($rc): $(tail -3 "$work/$tag.source")"
+	read -r n p50 p99 pmax <"$work/$tag.probe" || { n=0; p50=nan; p99=nan; pmax=nan; }
+	python3 - "$side" "$s" "$MESSAGES" "$t0" "$t1" "$n" "$p50" "$p99" "$pmax" \
+		"$c0" "$c1" $(cat "$work/$tag.cpu") <<'EOF'
+import sys
+side, s, m, t0, t1, n, p50, p99, pmax, c0, c1, cu, cs = sys.argv[1:]
+secs = float(t1) - float(t0)
+rate = int(m) / secs
+server = (float(c1) - float(c0)) / int(m) * 1e6 if float(c1) > 0 else float("nan")
+client = (float(cu) + float(cs)) / int(m) * 1e6
+print("%s %s %s %.2f %.0f %.2f %s %s %s %s %.0f %.0f" % (side, s, m, secs,
+      rate, int(s) / rate * 1000, p50, p99, pmax, n, server, client))
+EOF
+}
+
+! has_side shivneri-intake || start_shivneri shivneri-intake
+! has_side shivneri || start_shivneri shivneri
+! has_side postfix || start_postfix
+
+results=$OUT/results.txt
+: >"$results"
+for s in $SESSIONS; do
+	if has_side shivneri-intake; then
+		one shivneri-intake "${sv_smtp[shivneri-intake]}" "$s" | tee -a "$results"
+	fi
+	if has_side shivneri; then
+		one shivneri "${sv_smtp[shivneri]}" "$s" | tee -a "$results"
+		wait_until "$RUN_TIMEOUT" "Shivneri to relay its backlog" sv_drained shivneri
+	fi
+	if has_side postfix; then
+		one postfix "$pf_smtp" "$s" | tee -a "$results"
+		wait_until "$RUN_TIMEOUT" "Postfix's queue to empty" pf_drained
+	fi
+done
+echo "loadavg     $(cut -d' ' -f1-3 /proc/loadavg) (after)" | tee -a "$OUT/machine.txt"
+
+# Shivneri's counts at the end: every accepted message delivered, none
+# failed (smtp-sink takes everything).
+for side in shivneri-intake shivneri; do
+	if has_side $side; then
+		echo "$side /v1/stats: $(sv_api $side /v1/stats | tee "$OUT/$side-stats.json")"
+	fi
+done
+
+python3 - "$results" <<'EOF' | tee "$OUT/summary.txt"
+import sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+pf = {int(r[1]): float(r[4]) for r in rows if r[0] == "postfix"}
+print("side | sessions | accepted msg/s | / Postfix | mean ms (sessions/rate) "
+      "| probe p50 / p99 / max ms (n) | server CPU us/msg | smtp-source CPU us/msg")
+print("---|---|---|---|---|---|---|---")
+for r in sorted(rows, key=lambda r: (int(r[1]), r[0])):
+    side, s, m, secs, rate, mean, p50, p99, pmax, n, server, client = r
+    ratio = "%.1f" % (float(rate) / pf[int(s)]) if int(s) in pf else "-"
+    print("%s | %s | %s | %s | %s | %s / %s / %s (%s) | %s | %s" % (
+        side, s, rate, ratio, mean, p50, p99, pmax, n,
+        server if server != "nan" else "-", client))
+EOF
+echo "smtp_bench: results in $OUT"
