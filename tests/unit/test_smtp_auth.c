@@ -193,22 +193,15 @@ test_load_refused(void **state)
 	assert_non_null(strstr(err, f->path));
 }
 
-/* The least time of runs checks of user/pass, in microseconds. */
+/* One check of user/pass, in microseconds. */
 static int64_t
 check_time(const struct smtp_users *u, const char *user, const char *pass)
 {
-	int64_t best = INT64_MAX;
+	int64_t t0 = mono_us();
+	bool ok = smtp_auth_check(u, user, pass);
 
-	for (int i = 0; i < 5; i++) {
-		int64_t t0 = mono_us();
-		bool ok = smtp_auth_check(u, user, pass);
-		int64_t dt = mono_us() - t0;
-
-		assert_false(ok);
-		if (dt < best)
-			best = dt;
-	}
-	return best;
+	assert_false(ok);
+	return mono_us() - t0;
 }
 
 static void
@@ -216,18 +209,27 @@ test_unknown_user_costs_the_same(void **state)
 {
 	struct fixture *f = *state;
 	struct smtp_users *u;
-	int64_t known, unknown;
+	int64_t known = INT64_MAX, unknown = INT64_MAX, dt;
 
-	/* rounds=20000: four times the default, so a dummy of the default
-	 * cost would show as a quarter of the time. */
+	/*
+	 * rounds=20000: four times the default, so a dummy of the default
+	 * cost would show as a quarter of the time.  The two are measured
+	 * in turns and the least of each kept, so a burst of load on a
+	 * shared machine slows both alike or neither; the bound (half)
+	 * leaves room for noise and still catches the quarter.
+	 */
 	u = load_ok(f, "slow:" HASH_SLOW "\n");
 	assert_true(smtp_auth_check(u, "slow", "slow one"));
-	known = check_time(u, "slow", "wrong");
-	unknown = check_time(u, "nobody", "wrong");
+	for (int i = 0; i < 9; i++) {
+		dt = check_time(u, "slow", "wrong");
+		known = dt < known ? dt : known;
+		dt = check_time(u, "nobody", "wrong");
+		unknown = dt < unknown ? dt : unknown;
+	}
 	print_message("known user %lld us, unknown user %lld us\n",
 		      (long long)known, (long long)unknown);
-	assert_true(unknown * 10 >= known * 6);
-	assert_true(known * 10 >= unknown * 6);
+	assert_true(unknown * 2 >= known);
+	assert_true(known * 2 >= unknown);
 	smtp_users_free(u);
 }
 
