@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Valgrind (memcheck, full leak check) over every unit test, then over a
 # short server session: serve under valgrind with two supervised maildir
-# agents, 20 messages submitted and delivered, SIGTERM, exit status 0 and
-# no error.  Suppressions for the libraries' one-time allocations live in
+# agents, 20 messages submitted over /v1, 10 over SMTP (one pipelined
+# session and single ones), one each through the SendGrid and Mailgun
+# drop-ins, all delivered, SIGTERM, exit status 0 and no error.  Suppressions for the libraries' one-time allocations live in
 # scripts/valgrind.supp.
 set -euo pipefail
 build=${1:-build}
@@ -25,12 +26,12 @@ bin=$(cd "$build" && pwd)/shivneri
 work=$(mktemp -d)
 trap 'kill -9 $spid 2>/dev/null || true; rm -rf "$work"' EXIT
 port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-hp=$(port); ap=$(port)
+hp=$(port); ap=$(port); sp=$(port)
 cat >"$work/c.ini" <<EOT
 [server]
 data_dir = $work/data
 http_listen = 127.0.0.1:$hp
-smtp_listen =
+smtp_listen = 127.0.0.1:$sp
 agent_listen = 127.0.0.1:$ap
 heartbeat_interval_ms = 200
 heartbeat_timeout_ms = 2000
@@ -53,9 +54,25 @@ for i in $(seq 20); do
 	curl -sf -X POST "http://127.0.0.1:$hp/v1/messages" -H 'Content-Type: application/json' \
 		-d "{\"from\":\"a@example.com\",\"to\":\"b@example.net\",\"subject\":\"vg $i\",\"text\":\"x\"}" >/dev/null
 done
+/usr/bin/python3 - "$sp" <<'EOP' || { echo "valgrind: SMTP submission failed"; status=1; }
+import smtplib, sys
+msg = "From: a@example.com\r\nTo: b@example.net\r\nSubject: vg smtp\r\n\r\nx\r\n"
+with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=60) as s:
+    for _ in range(5):
+        s.sendmail("a@example.com", ["b@example.net"], msg)
+for _ in range(5):
+    with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=60) as s:
+        s.sendmail("a@example.com", ["b@example.net"], msg)
+EOP
+curl -sf -X POST "http://127.0.0.1:$hp/v3/mail/send" -H 'Content-Type: application/json' \
+	-d '{"personalizations":[{"to":[{"email":"b@example.net"}]}],"from":{"email":"a@example.com"},"subject":"vg sg","content":[{"type":"text/plain","value":"x"}]}' >/dev/null ||
+	{ echo "valgrind: sendgrid drop-in refused"; status=1; }
+curl -sf "http://127.0.0.1:$hp/v3/example.com/messages" -u api:none -F from=a@example.com \
+	-F to=b@example.net -F subject='vg mg' -F text=x >/dev/null ||
+	{ echo "valgrind: mailgun drop-in refused"; status=1; }
 ok=0
 for _ in $(seq 300); do
-	if curl -sf "http://127.0.0.1:$hp/v1/stats" | grep -q '"delivered":20'; then ok=1; break; fi
+	if curl -sf "http://127.0.0.1:$hp/v1/stats" | grep -q '"delivered":32'; then ok=1; break; fi
 	sleep 0.1
 done
 [ $ok = 1 ] || { echo "valgrind: messages not delivered"; status=1; }
@@ -64,6 +81,6 @@ rc=0; wait $spid || rc=$?
 if [ $rc -ne 0 ] || [ -s "$work/vg.log" ]; then
 	echo "valgrind: serve FAILED (exit $rc)"; cat "$work/vg.log"; status=1
 else
-	echo "valgrind: serve session clean (20 messages delivered, SIGTERM, exit 0)"
+	echo "valgrind: serve session clean (32 messages over HTTP, SMTP and the drop-ins delivered, SIGTERM, exit 0)"
 fi
 exit $status
