@@ -1,4 +1,4 @@
-"""A stand-in for Amazon SES API v2 SendEmail, on 127.0.0.1 only.
+"""A stand-in for Amazon SES API v2 SendEmail and GetAccount, on 127.0.0.1.
 
 It checks what SES checks before it sends: the AWS Signature Version 4 of
 every request (recomputed here with hashlib and hmac from AWS's
@@ -17,6 +17,16 @@ until stop(), bounded).  A bad signature is always a 403, whatever the
 mode.  What was accepted is in fake.received: dicts with "from", "to" and
 "raw" (the decoded MIME bytes).  The HTTP plumbing is fakelib's; the SES
 modes are answered here (fakelib's generic ones do not speak SES errors).
+
+GetAccount (GET /v2/email/account, the connector's probe) is signed and
+checked like a send and counted in fake.probes; it answers SendQuota and
+SendingEnabled as SES does: SendingEnabled false with EnforcementStatus
+SHUTDOWN in mode suspended, the quota spent in mode quota, InternalFailure
+in mode 500, nothing in mode hang, a healthy account otherwise.
+
+With token= set (temporary credentials) every request must carry that
+X-Amz-Security-Token among its signed headers; without it, a request that
+carries one is refused, as AWS refuses a token with long-term keys.
 """
 
 import base64
@@ -83,11 +93,14 @@ def signature(secret, day, region, service, sts):
 
 
 class FakeSes(fakelib.FakeServer):
-    def __init__(self, access_key_id, secret, region="us-east-1", **kw):
+    def __init__(self, access_key_id, secret, region="us-east-1",
+                 token=None, **kw):
         super().__init__(**kw)
         self.akid = access_key_id
         self.secret = secret
         self.region = region
+        self.token = token
+        self.probes = 0  # GetAccount requests, signed right or not
         self.errors = []  # (status, type, message) of refused requests
 
     def max_body(self):
@@ -141,6 +154,13 @@ class FakeSes(fakelib.FakeServer):
         if (signed != sorted(signed) or "host" not in signed
                 or "x-amz-date" not in signed):
             return 403, "SignatureDoesNotMatch", "bad SignedHeaders"
+        tok = headers_get(headers, "x-amz-security-token")
+        if tok != self.token:
+            return 403, "UnrecognizedClientException", \
+                "The security token included in the request is invalid."
+        if tok is not None and "x-amz-security-token" not in signed:
+            return 403, "SignatureDoesNotMatch", \
+                "x-amz-security-token is not among the signed headers"
         creq = canonical_request(method, target, headers, signed, body)
         sts = "\n".join(["AWS4-HMAC-SHA256", amz_date,
                          "%s/%s/%s/aws4_request" % (day, region, service),
@@ -183,9 +203,15 @@ class FakeSes(fakelib.FakeServer):
 
     def handle(self, req):
         headers = list(req.headers.items())
+        probe = req.method == "GET" and req.path == "/v2/email/account"
+        if probe:
+            with self.lock:
+                self.probes += 1
         err = self._auth_error(req.method, req.path, headers, req.body)
         if err is not None:
             return self._error(*err)
+        if probe:
+            return self._account()
         if req.method != "POST" or req.path != "/v2/email/outbound-emails":
             return self._error(404, "NotFoundException", "no such resource")
         if headers_get(headers, "content-type") != "application/json":
@@ -194,6 +220,25 @@ class FakeSes(fakelib.FakeServer):
         if why is not None:
             return self._error(400, "BadRequestException", why)
         return self._answer(json.loads(req.body))
+
+    def _account(self):
+        """GetAccount's answer in the current mode."""
+        mode = self.mode
+        if mode == "500":
+            return self._error(500, "InternalFailure", "internal failure")
+        if mode == "hang":
+            return None, {}, b""
+        sent = 200.0 if mode == "quota" else 3.0
+        out = {"DedicatedIpAutoWarmupEnabled": False,
+               "EnforcementStatus":
+                   "SHUTDOWN" if mode == "suspended" else "HEALTHY",
+               "ProductionAccessEnabled": True,
+               "SendQuota": {"Max24HourSend": 200.0, "MaxSendRate": 1.0,
+                             "SentLast24Hours": sent},
+               "SendingEnabled": mode != "suspended"}
+        return 200, {"Content-Type": "application/json",
+                     "x-amzn-RequestId": str(uuid.uuid4())}, \
+            json.dumps(out).encode()
 
     def _answer(self, req):
         mode = self.mode
