@@ -47,6 +47,7 @@ struct http_multi {
 	struct http_transfer *head; /* in flight */
 	size_t count;
 	char *ca_file; /* tls_ca_file, or NULL: the system's bundle */
+	bool pipewait; /* base_url is https: transfers wait to share h2 */
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -301,6 +302,14 @@ transfer_setopts(struct http_transfer *t, long connect_ms, long request_ms)
 	if (t->hm->ca_file != NULL &&
 	    curl_easy_setopt(e, CURLOPT_CAINFO, t->hm->ca_file))
 		return -EINVAL;
+	/*
+	 * Over TLS, wait for a connection being set up to say by ALPN
+	 * whether it takes h2, rather than open one per transfer of a
+	 * burst.  Not over plain http: there curl would learn it only from
+	 * the first answer, and a burst would queue behind it.
+	 */
+	if (t->hm->pipewait && curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L))
+		return -EINVAL;
 	if (t->headers != NULL &&
 	    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers))
 		return -EINVAL;
@@ -482,7 +491,9 @@ int
 http_multi_configure(struct http_multi *hm, const struct provider_config *pc)
 {
 	const char *ca = provider_config_get(pc, "tls_ca_file");
+	const char *url = provider_config_get(pc, "base_url");
 
+	hm->pipewait = url != NULL && strncmp(url, "https://", 8) == 0;
 	free(hm->ca_file);
 	hm->ca_file = NULL;
 	if (ca == NULL)

@@ -5,8 +5,10 @@
  * Many concurrent transfers all complete; a second batch reuses the first
  * batch's connections (counted by the server); a hung request ends by its
  * request timeout as ambiguous; a reset after the request is ambiguous and
- * a refused connection transient; statuses classify as documented; cancel
- * calls no callback.
+ * a refused connection transient; a TLS handshake that fails (https to
+ * the plain server) is transient, as is every TLS error before the
+ * request went out; statuses classify as documented; cancel calls no
+ * callback.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -325,6 +327,57 @@ test_classify(void **state)
 	assert_string_equal(f->body[4], "hello 400");
 }
 
+/*
+ * A TLS failure in the handshake: nothing of the request went out, so it
+ * is transient, whatever the TLS error; the real case is https to the
+ * plain server (its answer to our ClientHello is no TLS record).
+ */
+static void
+test_tls_failure_transient(void **state)
+{
+	struct fixture *f = *state;
+	static const CURLcode tls_codes[] = {
+	    CURLE_SSL_CONNECT_ERROR,        CURLE_PEER_FAILED_VERIFICATION,
+	    CURLE_SSL_CERTPROBLEM,          CURLE_SSL_CIPHER,
+	    CURLE_SSL_CACERT_BADFILE,       CURLE_SSL_ISSUER_ERROR,
+	    CURLE_SSL_PINNEDPUBKEYNOTMATCH, CURLE_SSL_INVALIDCERTSTATUS,
+	    CURLE_SSL_CRL_BADFILE,          CURLE_SSL_ENGINE_INITFAILED,
+	};
+	char url[128];
+	CURL *e = curl_easy_init();
+	struct http_result r;
+	uint32_t retry = 1;
+	size_t i;
+
+	assert_non_null(e);
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d/ok", f->port);
+	assert_int_equal(curl_easy_setopt(e, CURLOPT_URL, url), CURLE_OK);
+	slots[0].f = f;
+	slots[0].i = 0;
+	assert_int_equal(
+	    http_multi_add(f->hm, e, NULL, NULL, 0, 0, on_slot_done, &slots[0]),
+	    0);
+	run_until(f, 1);
+	assert_int_equal(f->code[0], CURLE_SSL_CONNECT_ERROR);
+	assert_false(f->sent[0]);
+	assert_int_equal(f->status[0], 0);
+	assert_int_equal(f->outcome[0], OUTCOME_TRANSIENT);
+
+	/* Every TLS code before the request: transient; after: ambiguous. */
+	memset(&r, 0, sizeof(r));
+	r.error = "x";
+	for (i = 0; i < sizeof(tls_codes) / sizeof(tls_codes[0]); i++) {
+		r.code = tls_codes[i];
+		r.sent = false;
+		assert_int_equal(http_multi_classify(&r, &retry),
+				 OUTCOME_TRANSIENT);
+		assert_int_equal(retry, 0);
+		r.sent = true;
+		assert_int_equal(http_multi_classify(&r, &retry),
+				 OUTCOME_AMBIGUOUS);
+	}
+}
+
 static void
 test_retry_after(void **state)
 {
@@ -351,10 +404,15 @@ test_cancel(void **state)
 	struct fixture *f = *state;
 	int i;
 
+	struct timeval t0, now;
+
 	for (i = 0; i < 4; i++)
 		start(f, i, f->port, "/hang", 0);
+	gettimeofday(&t0, NULL);
 	while (f->nhung < 4) {
 		assert_true(event_base_loop(f->base, EVLOOP_ONCE) >= 0);
+		gettimeofday(&now, NULL);
+		assert_true(now.tv_sec - t0.tv_sec < 10);
 	}
 	http_multi_cancel(f->hm);
 	assert_int_equal(http_multi_count(f->hm), 0);
@@ -376,6 +434,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_reset_and_refused, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_classify, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_tls_failure_transient, setup,
+					    teardown),
 	    cmocka_unit_test(test_retry_after),
 	    cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
 	};
