@@ -12,8 +12,11 @@ ok, throttle429 (TooManyRequestsException), throttle400
 (ThrottlingException), quota (ThrottlingException "Daily message quota
 exceeded"), noid (200 without a MessageId), reject (MessageRejected 400),
 suspended
-(AccountSuspendedException 400), 500 (InternalFailure), hang (no answer
-until stop(), bounded).  A bad signature is always a 403, whatever the
+(AccountSuspendedException 400), 500 (InternalFailure), slow (accepted
+after `delay` seconds), hang (no answer until stop(), bounded).  With
+gate = N, each accepted SendEmail is held until N are held at once (or
+GATE_MAX_S passed), then all are answered: a test that sees them all
+answered knows that N requests were in flight together.  A bad signature is always a 403, whatever the
 mode.  What was accepted is in fake.received: dicts with "from", "to" and
 "raw" (the decoded MIME bytes).  The HTTP plumbing is fakelib's; the SES
 modes are answered here (fakelib's generic ones do not speak SES errors).
@@ -37,6 +40,7 @@ import json
 import os
 import posixpath
 import sys
+import threading
 import urllib.parse
 import uuid
 
@@ -45,9 +49,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fakelib  # noqa: E402
 
 MODES = ("ok", "throttle429", "throttle400", "quota", "noid", "reject",
-         "suspended", "500", "hang")
+         "suspended", "500", "slow", "hang")
 BODY_MAX = 41 * 1024 * 1024
 SKEW_S = 15 * 60
+GATE_MAX_S = 10
 
 
 def _h(key, msg):
@@ -101,6 +106,9 @@ class FakeSes(fakelib.FakeServer):
         self.region = region
         self.token = token
         self.probes = 0  # GetAccount requests, signed right or not
+        self.gate = 0
+        self.gated = 0  # SendEmail requests held at the gate now
+        self.gate_cv = threading.Condition(self.lock)
         self.errors = []  # (status, type, message) of refused requests
 
     def max_body(self):
@@ -221,6 +229,14 @@ class FakeSes(fakelib.FakeServer):
             return self._error(400, "BadRequestException", why)
         return self._answer(json.loads(req.body))
 
+    def _hold(self):
+        """Waits until `gate` requests wait here, bounded by GATE_MAX_S."""
+        with self.gate_cv:
+            self.gated += 1
+            self.gate_cv.notify_all()
+            self.gate_cv.wait_for(lambda: self.gated >= self.gate
+                                  or self.stopping.is_set(), GATE_MAX_S)
+
     def _account(self):
         """GetAccount's answer in the current mode."""
         mode = self.mode
@@ -263,6 +279,10 @@ class FakeSes(fakelib.FakeServer):
             return self._error(500, "InternalFailure", "internal failure")
         if mode == "hang":
             return None, {}, b""
+        if mode == "slow":
+            self.stopping.wait(self.delay)
+        if self.gate > 0:
+            self._hold()
         raw = base64.b64decode(req["Content"]["Raw"]["Data"])
         with self.lock:
             self.received.append({
