@@ -14,7 +14,9 @@ test's folder, and h2 offered by ALPN (python3-h2 frames it).
   flight together are all answered, over one connection that spoke h2,
   though they started while that connection was still in its handshake.
   Against an https API that takes only HTTP/1.1 the same burst is not
-  queued behind the first answer: all N are in flight at once.
+  queued behind the first answer: all N are in flight at once.  Against
+  one whose handshake hangs, a burst fails within about two connect
+  timeouts, not one after the other, and the other provider delivers.
 - No key turns verification off: check-config refuses every spelling of
   one as an unknown key.
 """
@@ -148,6 +150,52 @@ def test_https_http11_burst_not_queued(make_cluster, certs):
         assert fake.h2_connections == 0
         assert n <= fake.connections <= 2 * n, fake.connections
         assert len(fake.received) == n and not fake.errors, fake.errors
+    finally:
+        fake.stop()
+
+
+def test_hung_handshake_fails_the_burst_in_parallel(make_cluster, certs):
+    """An https API that accepts connections and never finishes a TLS
+    handshake: every send of a burst fails within about two connect
+    timeouts (the first connection's, then its own), transient, and b
+    delivers them, not one connect timeout after the other."""
+    n = 6
+    connect_ms = int(h.scaled(500))
+    fake = fake_ses.FakeSes(AKID, SECRET).start(
+        tls=(certs["cert"], certs["key"]), h2=True)
+    fake.handshake_delay = 60  # released by stop()
+    try:
+        c = make_cluster(providers=("hs", "b"),
+                         server_extra={"scheduler": "priority"})
+        b = c.provider_section("b")
+        b.update(priority=2)
+        start(c, {"hs": ses_section(c, fake, certs["ca"], priority=1,
+                                    max_in_flight=n,
+                                    connect_timeout_ms=connect_ms),
+                  "b": b})
+        ids = [c.submit(h.message(60 + i, subject="hs %d" % i))
+               for i in range(n)]
+        c.wait_delivered(ids, timeout=15)
+        for mid in ids:
+            m = c.msg(mid)
+            a = m["attempts"][0]
+            # transient, or lost when the breaker opened first.
+            assert a["provider"] == "hs", m
+            assert a["outcome"] in ("transient", "lost"), m
+            assert m["provider"] == "b", m
+        # The agent logs each failed send; all within ~2 connect timeouts
+        # of the first.
+        times = []
+        with open(c.agents["hs"].log_path, errors="replace") as f:
+            for ln in f:
+                if " result " in ln and "outcome=transient" in ln:
+                    times.append(ln.split()[0])
+        assert len(times) == n, times
+        import datetime
+        ts = [datetime.datetime.strptime(t, "%Y-%m-%dT%H:%M:%S.%fZ")
+              for t in times]
+        spread = (max(ts) - min(ts)).total_seconds()
+        assert spread < 2.5 * connect_ms / 1000.0, (spread, times)
     finally:
         fake.stop()
 
