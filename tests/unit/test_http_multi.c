@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "agent/http_multi.h"
+#include "common/config.h"
 #include "link/link.h"
 
 #include <event2/buffer.h>
@@ -43,6 +44,8 @@ struct fixture {
 	int nhung; /* /hang requests held */
 	struct evconnlistener *rst;
 	int rst_port;
+	int nrst;       /* connections the reset listener accepted */
+	int nrst_first; /* ... when the first transfer was done */
 	struct http_multi *hm;
 	int ndone;
 	long status[NMAX];
@@ -107,6 +110,7 @@ rst_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	struct fixture *f = arg;
 	struct bufferevent *bev;
 
+	f->nrst++;
 	bev = bufferevent_socket_new(f->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	assert_non_null(bev);
 	bufferevent_setcb(bev, rst_read, NULL, NULL, f);
@@ -188,6 +192,8 @@ on_slot_done(const struct http_result *res, void *arg)
 	snprintf(f->body[s->i], sizeof(f->body[s->i]), "%s", res->body->p);
 	if (curl_easy_getinfo(res->easy, CURLINFO_NUM_CONNECTS, &n) == CURLE_OK)
 		f->nconnects += n;
+	if (f->ndone == 0)
+		f->nrst_first = f->nrst;
 	f->ndone++;
 }
 
@@ -385,6 +391,66 @@ test_tls_failure_transient(void **state)
 	}
 }
 
+/* Turns on the gate of an https provider for f->hm. */
+static void
+gate_on(struct fixture *f)
+{
+	struct config_kv kv = {"base_url", "https://127.0.0.1", 1};
+	struct provider_config pc = {
+	    .name = "t", .type = "ses", .kv = &kv, .nkv = 1};
+
+	assert_int_equal(http_multi_configure(f->hm, &pc), 0);
+}
+
+/*
+ * The https gate: a burst goes to curl one transfer first.  Against a
+ * server that resets every handshake, the first transfer ends before any
+ * other has connected (the others were held), then the rest try at once,
+ * each failing transient on its own; against a plain HTTP/1.1 server
+ * (the gate only looks at base_url) a burst and a second one complete.
+ */
+static void
+test_gate(void **state)
+{
+	struct fixture *f = *state;
+	char url[128];
+	int i;
+
+	gate_on(f);
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d/ok", f->rst_port);
+	for (i = 0; i < 6; i++) {
+		CURL *e = curl_easy_init();
+
+		assert_non_null(e);
+		assert_int_equal(curl_easy_setopt(e, CURLOPT_URL, url),
+				 CURLE_OK);
+		slots[i].f = f;
+		slots[i].i = i;
+		/* OpenSSL's first use is slow under valgrind. */
+		assert_int_equal(http_multi_add(f->hm, e, NULL, NULL, 60000,
+						60000, on_slot_done, &slots[i]),
+				 0);
+	}
+	assert_int_equal(http_multi_count(f->hm), 6);
+	run_until_s(f, 6, 60);
+	assert_int_equal(f->nrst_first, 1);
+	assert_int_equal(f->nrst, 6);
+	for (i = 0; i < 6; i++) {
+		assert_false(f->sent[i]);
+		assert_int_equal(f->outcome[i], OUTCOME_TRANSIENT);
+	}
+	/* Plain HTTP/1.1 behind the gate: two bursts, all answered. */
+	for (i = 0; i < 16; i++)
+		start(f, i, f->port, "/ok", 0);
+	run_until(f, 6 + 16);
+	for (i = 16; i < 32; i++)
+		start(f, i, f->port, "/ok", 0);
+	run_until(f, 6 + 32);
+	for (i = 0; i < 32; i++)
+		assert_string_equal(f->body[i], "hello 200");
+	assert_int_equal(http_multi_count(f->hm), 0);
+}
+
 static void
 test_retry_after(void **state)
 {
@@ -443,6 +509,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_classify, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tls_failure_transient, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_gate, setup, teardown),
 	    cmocka_unit_test(test_retry_after),
 	    cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
 	};
