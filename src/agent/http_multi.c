@@ -424,8 +424,10 @@ http_multi_add(struct http_multi *hm, CURL *easy, struct curl_slist *headers,
 	    curl_multi_add_handle(hm->multi, easy) != CURLM_OK)
 		rc = -ENOMEM;
 	if (rc != 0) {
-		/* The caller keeps easy, headers and mime. */
+		/* The caller keeps easy, headers and mime: nothing of t. */
 		(void)curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
+		(void)curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, NULL);
+		(void)curl_easy_setopt(easy, CURLOPT_PREREQDATA, NULL);
 		buf_cleanup(&t->body);
 		free(t);
 		return rc;
