@@ -223,3 +223,27 @@ def test_no_key_turns_verification_off(tmp_path, certs, key):
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2, r
     assert "unknown key '%s'" % key in r.stderr, r.stderr
+
+
+def test_unreadable_ca_file_refused(tmp_path):
+    """tls_ca_file is checked like every file key: one that cannot be read
+    is named with its line, not silently replaced by the system's store."""
+    p = tmp_path / "y.ini"
+    p.write_text("\n".join([
+        "[server]",
+        "data_dir = %s" % (tmp_path / "data"),
+        "http_listen = 127.0.0.1:1",
+        "",
+        "[provider.s]",
+        "type = ses",
+        "region = us-east-1",
+        "access_key_id = %s" % AKID,
+        "secret_access_key_file = env:SHIVNERI_T60_SECRET",
+        "tls_ca_file = %s" % (tmp_path / "no-such-ca.pem"),
+    ]) + "\n")
+    env = dict(os.environ, SHIVNERI_T60_SECRET=SECRET)
+    r = subprocess.run([h.BIN, "check-config", "-c", str(p)], env=env,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2, r
+    assert "%s:10" % p in r.stderr, r.stderr
+    assert "tls_ca_file: cannot read" in r.stderr, r.stderr
