@@ -79,6 +79,7 @@ static const struct skey server_keys[] = {
     {"agent_listen", SKEY_LISTEN, OFF(agent_listen), 0, 0, NULL},
     {"agent_secret_file", SKEY_STR, OFF(agent_secret_file), 0, 0, NULL},
     {"api_keys_file", SKEY_STR_OPT, OFF(api_keys_file), 0, 0, NULL},
+    {"mailgun_domains", SKEY_STR_OPT, OFF(mailgun_domains), 0, 0, NULL},
     {"log_file", SKEY_STR_OPT, OFF(log_file), 0, 0, NULL},
     {"scheduler", SKEY_ENUM, OFF(scheduler), 0, 0, schedulers},
     {"heartbeat_interval_ms", SKEY_INT, OFF(heartbeat_interval_ms), 10, 60000,
@@ -845,6 +846,7 @@ config_free(struct config *cfg)
 	free(cfg->agent_listen);
 	free(cfg->agent_secret_file);
 	free(cfg->api_keys_file);
+	free(cfg->mailgun_domains);
 	free(cfg->log_file);
 	free(cfg->scheduler);
 	free(cfg->log_format);

@@ -55,6 +55,9 @@ struct config {
 	char *api_keys_file; /* NULL: no API keys */
 	char *log_file;      /* NULL: stderr */
 	char *scheduler;
+	/* Mailgun drop-in: the DOMAINs /v3/DOMAIN/messages takes, separated
+	 * by commas or spaces; NULL: any well-formed domain. */
+	char *mailgun_domains;
 	int heartbeat_interval_ms;
 	int heartbeat_timeout_ms;
 	int max_attempts;

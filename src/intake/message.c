@@ -257,21 +257,40 @@ set_from(struct build *b, const cJSON *v)
 	return 0;
 }
 
+/*
+ * Reply-To: one address, or an array of them (the drop-in endpoints'
+ * reply_to_list); the count was capped by check_fields().
+ */
 static int
 set_reply_to(struct build *b, const cJSON *v)
 {
 	struct mbox *mb;
+	const cJSON *e;
+	char field[64];
+	size_t i, n = 0;
+	int rc = -1;
 
 	if (v == NULL)
 		return 0;
-	mb = xcalloc(1, sizeof(*mb));
-	if (message__parse_mailbox(b, "reply_to", v, mb) != 0) {
-		message__mboxes_free(mb, 1);
+	if (count_addresses(b, "reply_to", v, &n) != 0)
 		return -1;
+	if (n == 0)
+		return 0;
+	mb = xcalloc(n, sizeof(*mb));
+	e = cJSON_IsArray(v) ? v->child : v;
+	for (i = 0; i < n; i++, e = e->next) {
+		if (cJSON_IsArray(v))
+			snprintf(field, sizeof(field), "reply_to[%zu]", i);
+		else
+			snprintf(field, sizeof(field), "reply_to");
+		if (message__parse_mailbox(b, field, e, &mb[i]) != 0)
+			goto fail;
 	}
-	message__hdr_add_mailboxes(b, "Reply-To", mb, 1);
-	message__mboxes_free(mb, 1);
-	return 0;
+	message__hdr_add_mailboxes(b, "Reply-To", mb, n);
+	rc = 0;
+fail:
+	message__mboxes_free(mb, n);
+	return rc;
 }
 
 /* Headers the relay writes itself, compared without case. */
@@ -502,8 +521,11 @@ find_fields(const struct build *b, const cJSON *root, struct fields *f)
 	}
 	if (f->from != NULL && !cJSON_IsString(f->from))
 		return message__invalid(b->err, "from", "must be a string");
-	if (f->reply_to != NULL && !cJSON_IsString(f->reply_to))
-		return message__invalid(b->err, "reply_to", "must be a string");
+	if (f->reply_to != NULL && !cJSON_IsString(f->reply_to) &&
+	    !cJSON_IsArray(f->reply_to))
+		return message__invalid(
+		    b->err, "reply_to",
+		    "must be a string or an array of strings");
 	if (f->subject != NULL && !cJSON_IsString(f->subject))
 		return message__invalid(b->err, "subject", "must be a string");
 	if (f->text != NULL && !cJSON_IsString(f->text))
@@ -559,6 +581,10 @@ check_fields(const struct build *b, const struct fields *f)
 	if (nto + ncc + nbcc > b->lim->max_recipients)
 		return message__invalid(
 		    b->err, "to", "too many recipients in to, cc and bcc");
+	if (f->reply_to != NULL && cJSON_IsArray(f->reply_to) &&
+	    (size_t)cJSON_GetArraySize(f->reply_to) > b->lim->max_recipients)
+		return message__invalid(b->err, "reply_to",
+					"too many addresses");
 	if (f->text == NULL && f->html == NULL)
 		return message__fail(b->err, 400, "missing_field",
 				     "text: text or html is required");

@@ -519,14 +519,52 @@ param_add(struct buf *out, const char *attr, const char *v, size_t n)
 	buf_cleanup(&enc);
 }
 
+/*
+ * A content_id (an inline part's Content-ID, which HTML cites as
+ * "cid:ID"): 1 to 250 printable ASCII bytes, written between < and >, so
+ * without space, angle brackets, quotes or backslash.
+ */
+static bool
+content_id_ok(const char *s, size_t n)
+{
+	size_t i;
+
+	if (n == 0 || n > 250)
+		return false;
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c < 33 || c > 126 || c == '<' || c == '>' || c == '"' ||
+		    c == '\\')
+			return false;
+	}
+	return true;
+}
+
+/* The named keys of an attachment; NULL when key is not one of them. */
+static const char **
+attachment_key(const char *key, const char **fname, const char **ctype,
+	       const char **b64, const char **cid)
+{
+	if (strcmp(key, "filename") == 0)
+		return fname;
+	if (strcmp(key, "content_type") == 0)
+		return ctype;
+	if (strcmp(key, "content_base64") == 0)
+		return b64;
+	if (strcmp(key, "content_id") == 0)
+		return cid;
+	return NULL;
+}
+
 /* Checks one attachment object and appends its part to out. */
 static int
 attachment_add(struct build *b, size_t idx, const cJSON *a, struct buf *out)
 {
 	const char *key, *fname = NULL, *ctype = "application/octet-stream";
-	const char *b64 = NULL;
+	const char *b64 = NULL, *cid = NULL, **slot;
 	char field[96], kbuf[32];
 	size_t fn = 0, cn = strlen(ctype), bn = 0, slash = 11, dlen = 0;
+	size_t idn = 0;
 	unsigned char *data;
 	const cJSON *v;
 
@@ -538,22 +576,26 @@ attachment_add(struct build *b, size_t idx, const cJSON *a, struct buf *out)
 		snprintf(
 		    field, sizeof(field), "attachments[%zu].%s", idx,
 		    message__safe_name(key, strlen(key), kbuf, sizeof(kbuf)));
-		if (strcmp(key, "filename") != 0 &&
-		    strcmp(key, "content_type") != 0 &&
-		    strcmp(key, "content_base64") != 0)
+		slot = attachment_key(key, &fname, &ctype, &b64, &cid);
+		if (slot == NULL)
 			return message__invalid(b->err, field, "unknown field");
 		if (cJSON_IsNull(v))
 			continue;
 		if (!cJSON_IsString(v))
 			return message__invalid(b->err, field,
 						"must be a string");
-		if (strcmp(key, "filename") == 0)
-			fname = str_of(v, &fn);
-		else if (strcmp(key, "content_type") == 0)
-			ctype = str_of(v, &cn);
-		else
-			b64 = str_of(v, &bn);
+		*slot = str_of(v, slot == &fname   ? &fn
+				  : slot == &ctype ? &cn
+				  : slot == &b64   ? &bn
+						   : &idn);
 	}
+	snprintf(field, sizeof(field), "attachments[%zu].content_id", idx);
+	if (cid != NULL &&
+	    (message__has_nul(b, cid, idn) || !content_id_ok(cid, idn)))
+		return message__invalid(
+		    b->err, field,
+		    "1 to 250 printable ASCII characters "
+		    "without space, <, >, quotes or backslash");
 	snprintf(field, sizeof(field), "attachments[%zu].filename", idx);
 	if (fname == NULL)
 		return message__fail(b->err, 400, "missing_field",
@@ -581,8 +623,15 @@ attachment_add(struct build *b, size_t idx, const cJSON *a, struct buf *out)
 	xbuf_adds(out, "Content-Type: ");
 	xbuf_add(out, ctype, cn);
 	param_add(out, "name", fname, fn);
-	xbuf_adds(out, "\r\nContent-Transfer-Encoding: base64\r\n"
-		       "Content-Disposition: attachment");
+	xbuf_adds(out, "\r\nContent-Transfer-Encoding: base64\r\n");
+	if (cid != NULL) {
+		/* An inline part, cited from the HTML as cid:ID. */
+		xbuf_adds(out, "Content-ID: <");
+		xbuf_add(out, cid, idn);
+		xbuf_adds(out, ">\r\nContent-Disposition: inline");
+	} else {
+		xbuf_adds(out, "Content-Disposition: attachment");
+	}
 	param_add(out, "filename", fname, fn);
 	xbuf_adds(out, "\r\n\r\n");
 	b64_lines(out, data, dlen);

@@ -12,11 +12,13 @@
  * limited, with the peer's address.
  */
 #include "server/http_front.h"
+#include "server/http_front_int.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "dispatch/dispatcher.h"
 #include "dispatch/registry.h"
+#include "intake/dropin.h"
 #include "intake/message.h"
 #include "intake/submit.h"
 #include "link/link.h"
@@ -36,26 +38,8 @@
 #include <sys/stat.h>
 #include <strings.h>
 
-/* An API key's identity: hex of the first 8 bytes of its SHA-256. */
-#define API_SCOPE_LEN (SUBMIT_SCOPE_SIZE - 1)
 /* A kept-alive connection with no next request is closed after this. */
 #define HTTP_IDLE_TIMEOUT_S 60
-
-struct http_front {
-	const struct config *cfg;
-	struct store *st;
-	struct registry *reg;
-	struct dispatcher *d;
-	struct supervisor *sv;
-	struct submit *sub;
-	struct httpd *httpd;
-	char **keys;
-	char (*scopes)[API_SCOPE_LEN + 1]; /* one per key, see key_scope() */
-	size_t nkeys;
-	struct log_rl auth_rl;
-	unsigned pending; /* requests waiting for the submit path or store */
-	size_t max_body;
-};
 
 /*
  * A request waiting for a callback.  scope is the identity of the API key
@@ -68,12 +52,17 @@ struct pending {
 	char scope[API_SCOPE_LEN + 1];
 };
 
-/* Out of memory while answering: a short 503 of fixed text. */
-static void
-reply_failed(struct httpd_req *req)
+void
+http_front__reply_failed(struct httpd_req *req)
 {
 	log_warnx("- http cannot build an answer: out of memory");
 	httpd_reply_error(req, 503, "unavailable", "out of memory");
+}
+
+static void
+reply_failed(struct httpd_req *req)
+{
+	http_front__reply_failed(req);
 }
 
 static void
@@ -83,9 +72,14 @@ reply_text(struct httpd_req *req, int status, const char *ctype,
 	httpd_reply(req, status, ctype, body, len);
 }
 
-/* Steals obj; NULL (a json_pack that failed) is answered 503. */
 static void
 reply_json(struct httpd_req *req, int status, json_t *obj)
+{
+	http_front__reply_json(req, status, obj);
+}
+
+void
+http_front__reply_json(struct httpd_req *req, int status, json_t *obj)
 {
 	char *s = obj != NULL ? json_dumps(obj, JSON_COMPACT) : NULL;
 
@@ -230,6 +224,31 @@ http_front_reload_keys(struct http_front *f)
 	return 0;
 }
 
+bool
+http_front__key_ok(struct http_front *f, struct httpd_req *req, const char *key,
+		   size_t len, const char *route, char scope[API_SCOPE_LEN + 1])
+{
+	size_t i;
+	ssize_t found = -1;
+
+	scope[0] = '\0';
+	if (f->cfg->api_keys_file == NULL || *f->cfg->api_keys_file == '\0')
+		return true;
+	/* Every key compared, in constant time, whichever matches. */
+	for (i = 0; key != NULL && i < f->nkeys; i++)
+		if (strlen(f->keys[i]) == len &&
+		    CRYPTO_memcmp(f->keys[i], key, len) == 0)
+			found = (ssize_t)i;
+	if (found >= 0) {
+		memcpy(scope, f->scopes[found], API_SCOPE_LEN + 1);
+		return true;
+	}
+	log_warnx_rl(
+	    &f->auth_rl, 10000, "- http auth failed peer=%s route=%s reason=%s",
+	    httpd_req_peer(req), route, key == NULL ? "no_key" : "wrong_key");
+	return false;
+}
+
 /*
  * Checks the API key, before any body is read.  On success scope names
  * the key ("" when no api_keys_file is set); otherwise the request is
@@ -240,30 +259,15 @@ static bool
 authorized(struct http_front *f, struct httpd_req *req,
 	   char scope[API_SCOPE_LEN + 1])
 {
-	const char *h;
-	size_t i, len;
-	ssize_t found = -1;
+	const char *h = httpd_req_header(req, "Authorization");
 
-	scope[0] = '\0';
-	if (f->cfg->api_keys_file == NULL || *f->cfg->api_keys_file == '\0')
+	if (h != NULL && strncasecmp(h, "Bearer ", 7) == 0)
+		h += 7;
+	else
+		h = NULL;
+	if (http_front__key_ok(f, req, h, h != NULL ? strlen(h) : 0, "v1",
+			       scope))
 		return true;
-	h = httpd_req_header(req, "Authorization");
-	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
-		goto deny;
-	h += 7;
-	len = strlen(h);
-	/* Every key compared, in constant time, whichever matches. */
-	for (i = 0; i < f->nkeys; i++)
-		if (strlen(f->keys[i]) == len &&
-		    CRYPTO_memcmp(f->keys[i], h, len) == 0)
-			found = (ssize_t)i;
-	if (found >= 0) {
-		memcpy(scope, f->scopes[found], API_SCOPE_LEN + 1);
-		return true;
-	}
-deny:
-	log_warnx_rl(&f->auth_rl, 10000, "- http auth failed peer=%s reason=%s",
-		     httpd_req_peer(req), h == NULL ? "no_key" : "wrong_key");
 	if (!httpd_req_add_header(req, "WWW-Authenticate",
 				  "Bearer realm=\"shivneri\"")) {
 		reply_failed(req);
@@ -407,11 +411,39 @@ out:
 	free(pd);
 }
 
+/*
+ * Mailgun's id, "<ID@DOMAIN>" (its brackets %-encoded or not, or left
+ * out): the ID before the '@' is ours.  A client that pastes the id as
+ * Mailgun gave it finds the message.
+ */
+bool
+http_front__id_from_dropin(const char *in, char *id, size_t idsz)
+{
+	size_t n;
+
+	if (in[0] == '<')
+		in++;
+	else if (strncasecmp(in, "%3C", 3) == 0)
+		in += 3;
+	n = strcspn(in, "@%");
+	if (n != ID_LEN || n >= idsz ||
+	    (in[n] != '@' && strncasecmp(in + n, "%40", 3) != 0))
+		return false;
+	memcpy(id, in, n);
+	id[n] = '\0';
+	return id_valid(id);
+}
+
 static void
 get_message(struct http_front *f, struct httpd_req *req, const char *id)
 {
 	struct pending *pd;
+	char dropin[ID_LEN + 1];
 
+	/* A drop-in's id: X-Message-Id as is, Mailgun's <ID@DOMAIN>. */
+	if (!id_valid(id) &&
+	    http_front__id_from_dropin(id, dropin, sizeof(dropin)))
+		id = dropin;
 	if (!id_valid(id)) {
 		reply_error(req, 404, "not_found", "no message with that id");
 		return;
@@ -421,6 +453,18 @@ get_message(struct http_front *f, struct httpd_req *req, const char *id)
 	pd->req = req;
 	f->pending++;
 	store_get(f->st, id, get_cb, pd);
+}
+
+void
+http_front__offload(struct http_front *f, size_t len, workq_fn work,
+		    workq_fn done, void *arg)
+{
+	if (len <= HTTP_FRONT_INLINE_MAX || f->translators == NULL) {
+		work(arg);
+		done(arg);
+		return;
+	}
+	workq_submit(f->translators, work, done, arg);
 }
 
 /* --- /v1/providers, /v1/stats ------------------------------------------ */
@@ -742,6 +786,10 @@ route(struct httpd_req *req, void *arg)
 	} else if (strcmp(path, "/metrics") == 0) {
 		if (want_method(req, "GET"))
 			get_metrics(f, req);
+	} else if (strcmp(path, "/v3/mail/send") == 0) {
+		front_sendgrid_route(f, req);
+	} else if (strncmp(path, "/v3/", 4) == 0) {
+		front_mailgun_route(f, req, path + 4);
 	} else if (strncmp(path, "/v1/", 4) != 0) {
 		reply_error(req, 404, "not_found", "no such route");
 	} else if (authorized(f, req, scope)) {
@@ -794,6 +842,10 @@ http_front_new(struct event_base *base, const struct config *cfg,
 	    .max_recipients = MESSAGE_MAX_RECIPIENTS,
 	};
 
+	f->lim = lim;
+	/* A form carries files raw and text %-encoded (3 bytes a byte). */
+	f->max_form = dropin_form_max_bytes(&lim);
+
 	f->cfg = cfg;
 	f->st = st;
 	f->reg = reg;
@@ -805,6 +857,13 @@ http_front_new(struct event_base *base, const struct config *cfg,
 	if (http_front_reload_keys(f) != 0) {
 		snprintf(err, errlen, "cannot read api_keys_file %s",
 			 cfg->api_keys_file);
+		goto fail;
+	}
+	/* One thread: drop-in bodies are rare and the builders do the
+	 * heavy part (submit.c). */
+	f->translators = workq_new(base, 1);
+	if (f->translators == NULL) {
+		snprintf(err, errlen, "cannot start the translator thread");
 		goto fail;
 	}
 	if (listen_http(f, base, err, errlen) != 0)
@@ -844,6 +903,8 @@ http_front_free(struct http_front *f)
 {
 	if (f == NULL)
 		return;
+	/* Its completions answer through httpd: before httpd goes. */
+	workq_free(f->translators);
 	httpd_free(f->httpd);
 	keys_free(f->keys, f->nkeys);
 	free(f->scopes);

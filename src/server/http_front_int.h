@@ -1,0 +1,82 @@
+/*
+ * What the HTTP front's files share (http_front.c: the /v1 routes, health
+ * and metrics; front_sendgrid.c and front_mailgun.c: the drop-in routes of
+ * SendGrid and Mailgun): the front's state, the API key check and the
+ * reply helpers.  Private to src/server/.
+ */
+#ifndef SHIVNERI_HTTP_FRONT_INT_H
+#define SHIVNERI_HTTP_FRONT_INT_H
+
+#include "common/log.h"
+#include "common/workq.h"
+#include "intake/submit.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct config;
+struct dispatcher;
+struct httpd;
+struct httpd_req;
+struct registry;
+struct store;
+struct submit;
+struct supervisor;
+
+/* An API key's identity: see submit_scope_of_key(). */
+#define API_SCOPE_LEN (SUBMIT_SCOPE_SIZE - 1)
+
+struct http_front {
+	const struct config *cfg;
+	struct store *st;
+	struct registry *reg;
+	struct dispatcher *d;
+	struct supervisor *sv;
+	struct submit *sub;
+	struct httpd *httpd;
+	char **keys;
+	char (*scopes)[API_SCOPE_LEN + 1]; /* one per key, see key_scope() */
+	size_t nkeys;
+	struct log_rl auth_rl;
+	unsigned pending; /* requests waiting for the submit path or store */
+	size_t max_body;  /* of a /v1 (and SendGrid) JSON body */
+	size_t max_form;  /* of a Mailgun form body */
+	struct message_limits lim;
+	struct workq *translators; /* drop-in bodies over 64 KiB */
+};
+
+/* Drop-in bodies up to this are translated on the loop (microseconds). */
+#define HTTP_FRONT_INLINE_MAX (64 * 1024)
+
+/* Out of memory while answering: a short 503 of fixed text. */
+void http_front__reply_failed(struct httpd_req *req);
+/* Steals obj; NULL (a json_pack that failed) is answered 503. */
+void http_front__reply_json(struct httpd_req *req, int status, json_t *obj);
+/*
+ * Whether key (len bytes, as presented; NULL: none) is one of the API
+ * keys, compared in constant time; scope names it.  True with scope ""
+ * when api_keys_file is not set (every client is the anonymous one, as
+ * on /v1).  A refusal is logged, rate limited, with the peer and route;
+ * the caller answers it in its own shape.
+ */
+bool http_front__key_ok(struct http_front *f, struct httpd_req *req,
+			const char *key, size_t len, const char *route,
+			char scope[API_SCOPE_LEN + 1]);
+/*
+ * Runs work(arg) and then done(arg) on the loop: at once when len is
+ * small, else work on the translator thread, so that parsing a body of
+ * megabytes never holds the loop.  work must touch no loop state.
+ */
+void http_front__offload(struct http_front *f, size_t len, workq_fn work,
+			 workq_fn done, void *arg);
+/* The path of GET /v1/messages/ID for a drop-in's id: our id inside. */
+bool http_front__id_from_dropin(const char *in, char *id, size_t idsz);
+
+/* front_sendgrid.c: POST /v3/mail/send. */
+void front_sendgrid_route(struct http_front *f, struct httpd_req *req);
+/* front_mailgun.c: POST /v3/DOMAIN/messages and .../messages.mime. */
+void front_mailgun_route(struct http_front *f, struct httpd_req *req,
+			 const char *path);
+
+#endif

@@ -1,0 +1,347 @@
+/*
+ * Unit tests of the SendGrid translator (intake/dropin.h): a request
+ * becomes one /v1 body per personalization that message_from_json()
+ * builds into the message the request asked for; every refusal names the
+ * field in SendGrid's dotted form; a /v1 refusal is renamed the same way;
+ * the bounds (personalizations, recipients in all, bytes in all) hold.
+ * The ASan build catches leaks on the refusal paths.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "intake/dropin.h"
+#include "intake/message.h"
+#include "store/store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct message_limits lim = {
+    .max_message_bytes = 8192,
+    .max_recipients = 4,
+};
+
+#define FROM "\"from\":{\"email\":\"f@example.com\",\"name\":\"Eff\"}"
+#define CONTENT "\"content\":[{\"type\":\"text/plain\",\"value\":\"hi\"}]"
+#define ONE_TO "\"personalizations\":[{\"to\":[{\"email\":\"t@example.com\"}]}]"
+
+static int
+setup(void **state)
+{
+	(void)state;
+	message_init();
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	message_shutdown();
+	return 0;
+}
+
+/* Translates s; asserts the result (0 or -1). */
+static void
+translate(const char *s, int want, struct dropin_batch *b,
+	  struct message_error *e)
+{
+	memset(e, 0, sizeof(*e));
+	if (dropin_sendgrid(s, strlen(s), &lim, 1 << 20, b, e) != want)
+		fail_msg("%s: not %s", s, want == 0 ? "taken" : "refused");
+	if (want != 0)
+		assert_int_equal(b->n, 0);
+}
+
+/* The message of body i, built as /v1 builds it. */
+static struct store_message *
+build(const struct dropin_batch *b, size_t i)
+{
+	struct store_message *m = NULL;
+	struct message_error e;
+
+	memset(&e, 0, sizeof(e));
+	if (message_from_json(b->json[i], b->len[i], &lim, &m, &e) != 0)
+		fail_msg("build refused: %s (%s)", e.message, b->json[i]);
+	return m;
+}
+
+static void
+test_minimal(void **state)
+{
+	struct dropin_batch b;
+	struct message_error e;
+	struct store_message *m;
+
+	(void)state;
+	translate("{" ONE_TO "," FROM ",\"subject\":\"S\"," CONTENT "}", 0, &b,
+		  &e);
+	assert_int_equal(b.n, 1);
+	m = build(&b, 0);
+	assert_string_equal(m->mail_from, "f@example.com");
+	assert_int_equal(m->nrcpt, 1);
+	assert_string_equal(m->rcpt[0], "t@example.com");
+	assert_string_equal(m->subject, "S");
+	assert_non_null(strstr(m->mime, "From: Eff <f@example.com>\r\n"));
+	store_message_free(m);
+	dropin_batch_cleanup(&b);
+}
+
+static void
+test_personalizations(void **state)
+{
+	struct dropin_batch b;
+	struct message_error e;
+	struct store_message *m;
+
+	(void)state;
+	translate("{\"personalizations\":["
+		  "{\"to\":[{\"email\":\"a@example.com\",\"name\":\"A, B\"}],"
+		  "\"bcc\":[{\"email\":\"z@example.com\"}],"
+		  "\"headers\":{\"x-tier\":\"gold\"},"
+		  "\"custom_args\":{\"k\":\"p\"}},"
+		  "{\"to\":[{\"email\":\"b@example.com\"}],\"subject\":\"Two\"}"
+		  "]," FROM ",\"subject\":\"One\"," CONTENT
+		  ",\"headers\":{\"X-Tier\":\"silver\",\"X-C\":\"c\"},"
+		  "\"custom_args\":{\"k\":\"top\",\"j\":\"1\"},"
+		  "\"categories\":[\"t1\"],"
+		  "\"reply_to_list\":[{\"email\":\"r@example.com\"},"
+		  "{\"email\":\"s@example.com\"}]}",
+		  0, &b, &e);
+	assert_int_equal(b.n, 2);
+	m = build(&b, 0);
+	assert_int_equal(m->nrcpt, 2); /* to and bcc */
+	assert_string_equal(m->subject, "One");
+	assert_non_null(strstr(m->mime, "To: \"A, B\" <a@example.com>\r\n"));
+	assert_null(strstr(m->mime, "Bcc:"));
+	assert_non_null(strstr(m->mime, "x-tier: gold\r\n"));
+	assert_null(strstr(m->mime, "silver"));
+	assert_non_null(strstr(m->mime, "X-C: c\r\n"));
+	assert_non_null(strstr(m->mime, "X-Shivneri-Custom-Args: "
+					"{\"j\":\"1\",\"k\":\"p\"}\r\n"));
+	assert_non_null(
+	    strstr(m->mime, "Reply-To: r@example.com, s@example.com\r\n"));
+	assert_string_equal(m->tags_json, "[\"t1\"]");
+	store_message_free(m);
+	m = build(&b, 1);
+	assert_string_equal(m->subject, "Two");
+	assert_non_null(strstr(m->mime, "X-Tier: silver\r\n"));
+	assert_non_null(strstr(m->mime, "X-Shivneri-Custom-Args: "
+					"{\"k\":\"top\",\"j\":\"1\"}\r\n"));
+	store_message_free(m);
+	dropin_batch_cleanup(&b);
+}
+
+static void
+test_inline_attachment(void **state)
+{
+	struct dropin_batch b;
+	struct message_error e;
+	struct store_message *m;
+
+	(void)state;
+	translate(
+	    "{" ONE_TO "," FROM ",\"subject\":\"S\","
+	    "\"content\":[{\"type\":\"text/plain\",\"value\":\"a\"},"
+	    "{\"type\":\"text/html\",\"value\":\"<img src=cid:c1>\"}],"
+	    "\"attachments\":[{\"content\":\"QUJD\",\"filename\":\"l.png\","
+	    "\"type\":\"image/png\",\"disposition\":\"inline\","
+	    "\"content_id\":\"c1\"},{\"content\":\"QUJD\","
+	    "\"filename\":\"a.txt\"}]}",
+	    0, &b, &e);
+	m = build(&b, 0);
+	assert_non_null(strstr(m->mime, "Content-ID: <c1>\r\n"
+					"Content-Disposition: inline; "
+					"filename=l.png\r\n"));
+	assert_non_null(strstr(m->mime, "Content-Disposition: attachment; "
+					"filename=a.txt\r\n"));
+	assert_non_null(strstr(m->mime, "multipart/alternative"));
+	store_message_free(m);
+	dropin_batch_cleanup(&b);
+}
+
+/* One refusal: the status and the field the message starts with. */
+static void
+refused(const char *body, int status, const char *field)
+{
+	struct dropin_batch b;
+	struct message_error e;
+	size_t n = strlen(field);
+
+	translate(body, -1, &b, &e);
+	assert_int_equal(e.http_status, status);
+	if (strncmp(e.message, field, n) != 0 || e.message[n] != ':')
+		fail_msg("%s: refused as \"%s\", not %s", body, e.message,
+			 field);
+}
+
+static void
+test_refusals(void **state)
+{
+	(void)state;
+	refused("{", 400, "body");
+	refused("{}", 400, "personalizations");
+	refused("{\"personalizations\":[]," FROM "," CONTENT "}", 400,
+		"personalizations");
+	refused("{" ONE_TO "," CONTENT ",\"subject\":\"s\"}", 400, "from");
+	refused("{" ONE_TO "," FROM "," CONTENT "}", 400, "subject");
+	refused("{" ONE_TO "," FROM ",\"subject\":\"s\"}", 400, "content");
+	refused("{" ONE_TO "," FROM ",\"subject\":\"s\"," CONTENT
+		",\"template_id\":\"d-1\"}",
+		400, "template_id");
+	refused("{" ONE_TO "," FROM ",\"subject\":\"s\"," CONTENT
+		",\"mail_settings\":{\"sandbox_mode\":{\"enable\":true}}}",
+		400, "mail_settings.sandbox_mode");
+	refused("{\"personalizations\":[{\"to\":[{\"email\":\"a@b.c\"}],"
+		"\"substitutions\":{}}]," FROM ",\"subject\":\"s\"," CONTENT
+		"}",
+		400, "personalizations.0.substitutions");
+	refused("{\"personalizations\":[{\"to\":[{\"email\":1}]}]," FROM
+		",\"subject\":\"s\"," CONTENT "}",
+		400, "personalizations.0.to.0.email");
+	refused("{\"personalizations\":[{\"to\":[{\"mail\":\"x\"}]}]," FROM
+		",\"subject\":\"s\"," CONTENT "}",
+		400, "personalizations.0.to.0.mail");
+	refused("{\"personalizations\":[{\"cc\":[{\"email\":\"a@b.c\"}]}]," FROM
+		",\"subject\":\"s\"," CONTENT "}",
+		400, "personalizations.0.to");
+	refused("{" ONE_TO "," FROM ",\"subject\":\"s\","
+		"\"content\":[{\"type\":\"text/plain\",\"value\":\"a\"},"
+		"{\"type\":\"text/plain\",\"value\":\"b\"}]}",
+		400, "content.1.type");
+	refused("{" ONE_TO "," FROM ",\"subject\":\"s\"," CONTENT
+		",\"attachments\":[{\"content\":\"QQ==\",\"filename\":\"a\","
+		"\"content_id\":\"x\"}]}",
+		400, "attachments.0.content_id");
+	refused("{" ONE_TO "," FROM ",\"subject\":\"s\"," CONTENT
+		",\"headers\":{\"X-A\":1}}",
+		400, "headers.X-A");
+	refused("{" ONE_TO "," FROM ",\"subject\":\"s\"," CONTENT
+		",\"custom_args\":{\"a\":\"b\"},\"headers\":"
+		"{\"x-shivneri-custom-args\":\"c\"}}",
+		400, "headers.X-Shivneri-Custom-Args");
+	refused("{" ONE_TO "," FROM ",\"subject\":\"s\\u0000\"," CONTENT "}",
+		400, "body");
+	/* Five recipients over two personalizations, four allowed. */
+	refused(
+	    "{\"personalizations\":[{\"to\":[{\"email\":\"a@b.c\"},"
+	    "{\"email\":\"b@b.c\"},{\"email\":\"c@b.c\"}]},"
+	    "{\"to\":[{\"email\":\"d@b.c\"}],\"cc\":[{\"email\":\"e@b.c\"}]}"
+	    "]," FROM ",\"subject\":\"s\"," CONTENT "}",
+	    400, "personalizations");
+}
+
+static void
+test_total_bytes(void **state)
+{
+	struct dropin_batch b;
+	struct message_error e;
+	char body[4096];
+	int n;
+
+	(void)state;
+	n = snprintf(body, sizeof(body),
+		     "{\"personalizations\":[{\"to\":[{\"email\":\"a@b.c\"}]},"
+		     "{\"to\":[{\"email\":\"b@b.c\"}]}]," FROM
+		     ",\"subject\":\"s\",\"content\":[{\"type\":\"text/plain\","
+		     "\"value\":\"%0600d\"}]}",
+		     0);
+	assert_true(n > 0 && (size_t)n < sizeof(body));
+	memset(&e, 0, sizeof(e));
+	/* Two copies of 600 bytes do not fit in 1,000. */
+	assert_int_equal(dropin_sendgrid(body, (size_t)n, &lim, 1000, &b, &e),
+			 -1);
+	assert_int_equal(e.http_status, 413);
+	assert_int_equal(dropin_sendgrid(body, (size_t)n, &lim, 4000, &b, &e),
+			 0);
+	assert_int_equal(b.n, 2);
+	dropin_batch_cleanup(&b);
+}
+
+static void
+test_field_names(void **state)
+{
+	char f[128];
+
+	(void)state;
+	dropin_sendgrid_field("to[1]: not a valid address", 3, f, sizeof(f));
+	assert_string_equal(f, "personalizations.3.to.1");
+	dropin_sendgrid_field("bcc: must be", 0, f, sizeof(f));
+	assert_string_equal(f, "personalizations.0.bcc");
+	dropin_sendgrid_field("attachments[2].content_base64: not valid base64",
+			      0, f, sizeof(f));
+	assert_string_equal(f, "attachments.2.content_base64");
+	dropin_sendgrid_field("headers.X-A: contains CR or LF", 0, f,
+			      sizeof(f));
+	assert_string_equal(f, "headers.X-A");
+	dropin_sendgrid_field("tags[0]: must be printable ASCII", 0, f,
+			      sizeof(f));
+	assert_string_equal(f, "categories.0");
+	dropin_sendgrid_field("text: holds the MIME boundary", 0, f, sizeof(f));
+	assert_string_equal(f, "content");
+	dropin_sendgrid_field("message: larger than 5 bytes", 0, f, sizeof(f));
+	assert_string_equal(f, "");
+	dropin_sendgrid_field("no colon here", 0, f, sizeof(f));
+	assert_string_equal(f, "");
+}
+
+/* What /v1 gained for the drop-ins: reply_to arrays, content_id. */
+static void
+test_v1_seam(void **state)
+{
+	static const char ok[] =
+	    "{\"from\":\"f@example.com\",\"to\":\"t@example.com\","
+	    "\"text\":\"x\",\"reply_to\":[\"a@example.com\",\"B "
+	    "<b@example.com>\"],\"attachments\":[{\"filename\":\"l.png\","
+	    "\"content_base64\":\"QUJD\",\"content_id\":\"l@x\"}]}";
+	static const char *const bad[] = {
+	    "\"content_id\":\"a b\"", "\"content_id\":\"<a>\"",
+	    "\"content_id\":\"\"", "\"content_id\":5",
+	    "\"content_id\":\"a\\u0000\""};
+	struct store_message *m = NULL;
+	struct message_error e;
+	char body[512];
+	size_t i;
+
+	(void)state;
+	memset(&e, 0, sizeof(e));
+	assert_int_equal(message_from_json(ok, strlen(ok), &lim, &m, &e), 0);
+	assert_non_null(
+	    strstr(m->mime, "Reply-To: a@example.com, B <b@example.com>\r\n"));
+	assert_non_null(strstr(m->mime, "Content-ID: <l@x>\r\n"));
+	assert_int_equal(m->nrcpt, 1); /* reply_to is no recipient */
+	store_message_free(m);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(body, sizeof(body),
+			 "{\"from\":\"f@example.com\",\"to\":\"t@example.com\","
+			 "\"text\":\"x\",\"attachments\":[{\"filename\":\"a\","
+			 "\"content_base64\":\"QUJD\",%s}]}",
+			 bad[i]);
+		m = NULL;
+		assert_int_equal(
+		    message_from_json(body, strlen(body), &lim, &m, &e), -1);
+		assert_null(m);
+		assert_non_null(
+		    strstr(e.message, "attachments[0].content_id: "));
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_minimal),
+	    cmocka_unit_test(test_personalizations),
+	    cmocka_unit_test(test_inline_attachment),
+	    cmocka_unit_test(test_refusals),
+	    cmocka_unit_test(test_total_bytes),
+	    cmocka_unit_test(test_field_names),
+	    cmocka_unit_test(test_v1_seam),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
