@@ -18,8 +18,16 @@
  * are the account; 429 and throttling errors are throttled; 5xx is
  * transient; a request that went out and got no answer is ambiguous.
  * The error's type and text are from SES, so they are sanitised before
- * they reach a log line or a result.  The secret key is read once at open
- * (file or env:) and lives only in this connector's state, never logged.
+ * they reach a log line or a result.  The secret key, and the session
+ * token of temporary credentials when one is configured, are read once at
+ * open (file or env:) and live only in this connector's state, never
+ * logged; the token goes out as X-Amz-Security-Token and is signed with
+ * the other headers, as AWS requires.
+ *
+ * The probe, after an account fault, is GetAccount: a signed
+ * GET {base_url}/v2/email/account.  It passes only on a 2xx whose
+ * SendingEnabled is true and whose daily quota is not spent, so a
+ * suspended or paused account stays down with SES's reason.
  */
 #include "agent/connector.h"
 #include "agent/http_multi.h"
@@ -43,19 +51,23 @@
 #include <time.h>
 
 #define SES_PATH "/v2/email/outbound-emails"
+#define SES_ACCOUNT_PATH "/v2/email/account"
 /* SES refuses a request whose Raw data passes 40 MB after base64. */
 #define SES_RAW_MAX (40u * 1024 * 1024)
 #define SES_BODY_MAX (SES_RAW_MAX + 64 * 1024)
 #define SES_DETAIL_MAX 200
 #define SES_TYPE_MAX 96
 #define SES_WARN_MS 10000
-#define SES_HEADER_MAX 1024
+/* STS does not bound its tokens; this is far past any seen. */
+#define SES_TOKEN_MAX 16384
 
 struct ses {
 	char *name; /* the provider's */
 	char *region, *access_key_id, *secret;
-	char *host; /* host[:port] of base_url, sent and signed as Host */
-	char *url;  /* base_url + SES_PATH */
+	char *token; /* the session token of temporary credentials, or NULL */
+	char *host;  /* host[:port] of base_url, sent and signed as Host */
+	char *url;   /* base_url + SES_PATH */
+	char *account_url; /* base_url + SES_ACCOUNT_PATH, the probe's */
 	struct event_base *base;
 	struct http_multi *hm;
 	connector_done_cb done;
@@ -67,10 +79,12 @@ struct ses {
 	LIST_HEAD(, ses_send) sends;
 };
 
-/* One send in flight, or one refused before it went out. */
+/* One send in flight, or one refused before it went out, or the probe. */
 struct ses_send {
 	struct ses *s;
-	struct connector_job *job;
+	struct connector_job *job;   /* NULL for the probe */
+	connector_probe_cb probe_cb; /* the probe's */
+	void *probe_arg;
 	struct event *ev;   /* the deferred report of a refused send */
 	struct buf body;    /* the request's; curl reads it in place */
 	int outcome;        /* for a send refused before the request */
@@ -356,43 +370,42 @@ ses_refused(evutil_socket_t fd, short what, void *arg)
 static struct curl_slist *
 slist_add(struct curl_slist *l, bool *ok, const char *name, const char *v)
 {
-	char line[SES_HEADER_MAX];
 	struct curl_slist *n;
-	int len;
+	char *line;
 
 	if (!*ok)
 		return l;
 	if (v != NULL)
-		len = snprintf(line, sizeof(line), "%s: %s", name, v);
+		line = xasprintf("%s: %s", name, v);
 	else
-		len = snprintf(line, sizeof(line), "%s:", name);
-	if (len < 0 || len >= (int)sizeof(line)) {
-		*ok = false;
-		return l;
-	}
-	n = curl_slist_append(l, line);
+		line = xasprintf("%s:", name);
+	n = curl_slist_append(l, line); /* copies line */
+	/* The line may hold the session token. */
+	OPENSSL_cleanse(line, strlen(line));
+	free(line);
 	if (n == NULL)
 		*ok = false;
 	return n != NULL ? n : l;
 }
 
-/* The signed headers of a request with body, into *headers. */
+/*
+ * The headers to send, each of them signed, into *headers: a POST's
+ * Content-Type, Host, X-Amz-Date and, with temporary credentials,
+ * X-Amz-Security-Token (AWS wants it among the signed headers), then
+ * Authorization.  body is NULL for a GET.
+ */
 static int
-ses_sign(struct ses *s, const struct buf *body, struct curl_slist **headers)
+ses_sign(struct ses *s, const char *method, const char *path,
+	 const struct buf *body, struct curl_slist **headers)
 {
 	char date[SIGV4_DATE_LEN + 1];
-	const struct sigv4_header h[] = {
-	    {"Content-Type", "application/json"},
-	    {"Host", s->host},
-	    {"X-Amz-Date", date},
-	};
-	const struct sigv4_request req = {
-	    .method = "POST",
-	    .path = SES_PATH,
+	struct sigv4_header h[4];
+	struct sigv4_request req = {
+	    .method = method,
+	    .path = path,
 	    .headers = h,
-	    .nheaders = sizeof(h) / sizeof(h[0]),
-	    .body = body->p,
-	    .body_len = body->len,
+	    .body = body != NULL ? body->p : "",
+	    .body_len = body != NULL ? body->len : 0,
 	};
 	const struct sigv4_credentials cr = {
 	    .access_key_id = s->access_key_id,
@@ -403,15 +416,24 @@ ses_sign(struct ses *s, const struct buf *body, struct curl_slist **headers)
 	struct sigv4_result res;
 	struct curl_slist *l = NULL;
 	bool ok = true;
+	size_t n = 0, i;
 	int rc;
 
 	sigv4_amz_date(time(NULL), date);
+	if (body != NULL)
+		h[n++] =
+		    (struct sigv4_header){"Content-Type", "application/json"};
+	h[n++] = (struct sigv4_header){"Host", s->host};
+	h[n++] = (struct sigv4_header){"X-Amz-Date", date};
+	if (s->token != NULL)
+		h[n++] =
+		    (struct sigv4_header){"X-Amz-Security-Token", s->token};
+	req.nheaders = n;
 	sigv4_result_init(&res);
 	rc = sigv4_sign(&req, &cr, date, &res);
 	if (rc == 0) {
-		l = slist_add(l, &ok, "Content-Type", "application/json");
-		l = slist_add(l, &ok, "Host", s->host);
-		l = slist_add(l, &ok, "X-Amz-Date", date);
+		for (i = 0; i < n; i++)
+			l = slist_add(l, &ok, h[i].name, h[i].value);
 		l = slist_add(l, &ok, "Authorization", res.authz.p);
 		/* A large body must not wait for a 100 Continue. */
 		l = slist_add(l, &ok, "Expect", NULL);
@@ -499,7 +521,7 @@ ses_send(void *state, struct connector_job *job)
 		return 0;
 	}
 	if (rc == 0)
-		rc = ses_sign(s, &ss->body, &headers);
+		rc = ses_sign(s, "POST", SES_PATH, &ss->body, &headers);
 	if (rc == 0)
 		rc = ses_easy(s, &ss->body, &easy);
 	if (rc == 0)
@@ -508,6 +530,107 @@ ses_send(void *state, struct connector_job *job)
 	if (rc < 0)
 		goto fail;
 	return 0;
+fail:
+	curl_easy_cleanup(easy);
+	curl_slist_free_all(headers);
+	ses_send_free(ss);
+	return rc;
+}
+
+/*
+ * Whether GetAccount's answer lets the account send: SendingEnabled true
+ * and the daily quota not spent (Max24HourSend -1 is no quota).  Else
+ * false, with SES's words for why in why.
+ */
+static bool
+account_ok(const struct buf *body, char *why, size_t whysz)
+{
+	json_error_t jerr;
+	json_t *root = NULL, *quota, *v;
+	char status[SES_TYPE_MAX] = "-";
+	double max, sent;
+	bool ok = false;
+
+	if (body != NULL && body->len > 0)
+		root = json_loadb(body->p, body->len, 0, &jerr);
+	/* Borrowed references below: they die with root. */
+	v = json_object_get(root, "EnforcementStatus");
+	if (json_is_string(v))
+		log_sanitize(json_string_value(v), json_string_length(v),
+			     status, sizeof(status));
+	quota = json_object_get(root, "SendQuota");
+	max = json_number_value(json_object_get(quota, "Max24HourSend"));
+	sent = json_number_value(json_object_get(quota, "SentLast24Hours"));
+	if (!json_is_object(root))
+		snprintf(why, whysz, "probe: GetAccount answered no JSON");
+	else if (!json_is_true(json_object_get(root, "SendingEnabled")))
+		snprintf(why, whysz,
+			 "probe: account: SendingEnabled is not true "
+			 "(EnforcementStatus %s)",
+			 status);
+	else if (json_is_number(json_object_get(quota, "Max24HourSend")) &&
+		 max >= 0 && sent >= max)
+		snprintf(why, whysz,
+			 "probe: account: daily quota spent (%.0f of %.0f)",
+			 sent, max);
+	else
+		ok = true;
+	json_decref(root);
+	return ok;
+}
+
+/* The probe's end: the verdict to the agent, with SES's reason. */
+static void
+ses_probed(const struct http_result *res, void *arg)
+{
+	struct ses_send *ss = arg;
+	connector_probe_cb cb = ss->probe_cb;
+	void *cbarg = ss->probe_arg;
+	char type[SES_TYPE_MAX], msg[SES_DETAIL_MAX];
+	char detail[SES_DETAIL_MAX + SES_TYPE_MAX + 64];
+	uint32_t retry_ms;
+	int cls = http_multi_classify(res, &retry_ms);
+	bool passed = false;
+
+	if (res->code != CURLE_OK && !(res->too_big && res->status > 0)) {
+		snprintf(detail, sizeof(detail), "probe: %s", res->error);
+	} else if (cls == OUTCOME_DELIVERED) {
+		passed = account_ok(res->body, detail, sizeof(detail));
+	} else {
+		ses_error(res, type, sizeof(type), msg, sizeof(msg));
+		snprintf(detail, sizeof(detail),
+			 "probe: status=%ld type=%s: %s", res->status,
+			 type[0] != '\0' ? type : "-", msg);
+	}
+	ses_send_free(ss);
+	cb(passed, passed ? NULL : detail, cbarg);
+}
+
+/* GetAccount, signed: SES's cheap authenticated call. */
+static int
+ses_probe(void *state, connector_probe_cb cb, void *arg)
+{
+	struct ses *s = state;
+	struct ses_send *ss = xcalloc(1, sizeof(*ss));
+	struct curl_slist *headers = NULL;
+	CURL *easy = curl_easy_init();
+	int rc = -ENOMEM;
+
+	ss->s = s;
+	ss->probe_cb = cb;
+	ss->probe_arg = arg;
+	LIST_INSERT_HEAD(&s->sends, ss, entry);
+	buf_init(&ss->body, 0);
+	if (easy == NULL ||
+	    curl_easy_setopt(easy, CURLOPT_URL, s->account_url) != CURLE_OK ||
+	    curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L) != CURLE_OK)
+		goto fail;
+	rc = ses_sign(s, "GET", SES_ACCOUNT_PATH, NULL, &headers);
+	if (rc == 0)
+		rc = http_multi_add(s->hm, easy, headers, NULL, s->connect_ms,
+				    s->request_ms, ses_probed, ss);
+	if (rc == 0)
+		return 0;
 fail:
 	curl_easy_cleanup(easy);
 	curl_slist_free_all(headers);
@@ -539,6 +662,10 @@ ses_free(struct ses *s)
 	if (s->secret != NULL)
 		OPENSSL_cleanse(s->secret, strlen(s->secret));
 	free(s->secret);
+	if (s->token != NULL)
+		OPENSSL_cleanse(s->token, strlen(s->token));
+	free(s->token);
+	free(s->account_url);
 	free(s->name);
 	free(s->region);
 	free(s->access_key_id);
@@ -553,6 +680,38 @@ ses_close(void *state)
 	ses_free(state);
 }
 
+/*
+ * Reads the session token (file or env:).  It goes out as a header value,
+ * so it must be one: printable ASCII without spaces (STS's tokens are
+ * base64), and bounded.  The error names the key, never the token.
+ */
+static int
+ses_token_read(const struct provider_config *pc, const char *ref, char **out,
+	       char *err, size_t errlen)
+{
+	char *t = NULL;
+	size_t n, i;
+	int rc = config_secret_read(ref, &t, err, errlen);
+
+	if (rc < 0)
+		return rc;
+	n = strlen(t);
+	for (i = 0; i < n; i++)
+		if ((unsigned char)t[i] < 0x21 || (unsigned char)t[i] > 0x7e)
+			break;
+	if (n > SES_TOKEN_MAX || i < n) {
+		snprintf(err, errlen,
+			 "provider %s: session_token_file: not a session "
+			 "token (printable ASCII, at most %d bytes)",
+			 pc->name, SES_TOKEN_MAX);
+		OPENSSL_cleanse(t, n);
+		free(t);
+		return -EINVAL;
+	}
+	*out = t;
+	return 0;
+}
+
 static int
 ses_open(const struct provider_config *pc, struct event_base *base,
 	 connector_done_cb done, void *arg, void **state, char *err,
@@ -562,6 +721,7 @@ ses_open(const struct provider_config *pc, struct event_base *base,
 	const char *akid = provider_config_get(pc, "access_key_id");
 	const char *secret = provider_config_get(pc, "secret_access_key_file");
 	const char *url = provider_config_get(pc, "base_url");
+	const char *token = provider_config_get(pc, "session_token_file");
 	struct ses *s = NULL;
 	int rc;
 
@@ -587,7 +747,10 @@ ses_open(const struct provider_config *pc, struct event_base *base,
 		goto fail;
 	}
 	s->url = xasprintf("%s%s", url, SES_PATH);
+	s->account_url = xasprintf("%s%s", url, SES_ACCOUNT_PATH);
 	rc = config_secret_read(secret, &s->secret, err, errlen);
+	if (rc == 0 && token != NULL)
+		rc = ses_token_read(pc, token, &s->token, err, errlen);
 	if (rc < 0)
 		goto fail;
 	s->hm = http_multi_new(base);
@@ -595,6 +758,12 @@ ses_open(const struct provider_config *pc, struct event_base *base,
 		snprintf(err, errlen, "provider %s: cannot start curl",
 			 pc->name);
 		rc = -ENOMEM;
+		goto fail;
+	}
+	rc = http_multi_configure(s->hm, pc);
+	if (rc < 0) {
+		snprintf(err, errlen, "provider %s: tls_ca_file: %s", pc->name,
+			 strerror(-rc));
 		goto fail;
 	}
 	*state = s;
@@ -632,9 +801,11 @@ ses_config_check(struct provider_config *pc, const struct config *cfg,
 
 static const char *const ses_required[] = {"region", "access_key_id",
 					   "secret_access_key_file", NULL};
-static const char *const ses_optional[] = {"base_url", "connect_timeout_ms",
-					   "request_timeout_ms", NULL};
-static const char *const ses_secret[] = {"secret_access_key_file", NULL};
+static const char *const ses_optional[] = {
+    "base_url",           "connect_timeout_ms", "request_timeout_ms",
+    "session_token_file", "tls_ca_file",        NULL};
+static const char *const ses_secret[] = {"secret_access_key_file",
+					 "session_token_file", NULL};
 
 static const struct config_ptype ses_config = {
     .name = "ses",
@@ -650,6 +821,7 @@ static const struct connector_ops ses_ops = {
     .open = ses_open,
     .send = ses_send,
     .health = ses_health,
+    .probe = ses_probe,
     .close = ses_close,
 };
 

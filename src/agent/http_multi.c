@@ -7,6 +7,13 @@
  * their callbacks run.  Callbacks are never called from inside a curl
  * callback, so they may add new transfers.
  *
+ * For an https API, transfers added while a first one (the scout) is
+ * still connecting are held here, outside curl, until curl has connected
+ * it and so knows from ALPN whether the host takes h2; curl's
+ * CURLOPT_PIPEWAIT would do the same but leaves waiting transfers
+ * untimed, and a hung handshake then failed a burst one connect timeout
+ * after the other.
+ *
  * Failures: a curl call that fails on a handle we made is a broken
  * invariant of ours only when it cannot be out of memory; otherwise the
  * transfer ends with the curl code and its callback says so.  Every
@@ -37,6 +44,7 @@ struct http_transfer {
 	char error[CURL_ERROR_SIZE];
 	http_multi_done_cb cb;
 	void *arg;
+	bool held; /* behind the scout, not yet handed to curl */
 	struct http_transfer *prev, *next;
 };
 
@@ -47,6 +55,17 @@ struct http_multi {
 	struct http_transfer *head; /* in flight */
 	size_t count;
 	char *ca_file; /* tls_ca_file, or NULL: the system's bundle */
+	/*
+	 * base_url is https: while no transfer is in curl, the next one goes
+	 * alone (the scout) and those after it are held here until it is
+	 * connected (curl then knows from ALPN whether the host takes h2,
+	 * and they share its connection or open their own) or done.
+	 */
+	bool gate;
+	struct http_transfer *scout; /* NULL: none under way */
+	bool scout_connected;
+	size_t nheld;
+	struct event *release; /* hands the held ones to curl from the loop */
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -159,11 +178,31 @@ unlink_transfer(struct http_transfer *t)
 	hm->count--;
 }
 
+/* The held transfers go to curl on the next turn of the loop. */
+static void
+release_soon(struct http_multi *hm)
+{
+	const struct timeval now = {0, 0};
+
+	if (hm->nheld > 0 && evtimer_add(hm->release, &now) != 0)
+		fatalx("http_multi: cannot arm the release timer");
+}
+
 /* Removes t from curl and the list, and frees it. */
 static void
 transfer_free(struct http_transfer *t)
 {
-	(void)curl_multi_remove_handle(t->hm->multi, t->easy);
+	struct http_multi *hm = t->hm;
+
+	/* A handle never added is no error for curl to remove. */
+	(void)curl_multi_remove_handle(hm->multi, t->easy);
+	if (t->held)
+		hm->nheld--;
+	if (hm->scout == t) {
+		/* Done or failed before it connected: let the rest try. */
+		hm->scout = NULL;
+		release_soon(hm);
+	}
 	unlink_transfer(t);
 	curl_easy_cleanup(t->easy);
 	curl_slist_free_all(t->headers);
@@ -220,6 +259,44 @@ check_done(struct http_multi *hm)
 	}
 }
 
+/* curl, when the scout is connected and about to send its request. */
+static int
+prereqcb(void *clientp, char *primary_ip, char *local_ip, int primary_port,
+	 int local_port)
+{
+	struct http_transfer *t = clientp;
+	struct http_multi *hm = t->hm;
+
+	(void)primary_ip;
+	(void)local_ip;
+	(void)primary_port;
+	(void)local_port;
+	if (hm->scout == t && !hm->scout_connected) {
+		hm->scout_connected = true;
+		release_soon(hm);
+	}
+	return CURL_PREREQFUNC_OK;
+}
+
+static void
+release_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_multi *hm = arg;
+	struct http_transfer *t, *next;
+
+	(void)fd;
+	(void)what;
+	for (t = hm->head; t != NULL; t = next) {
+		next = t->next;
+		if (!t->held)
+			continue;
+		t->held = false;
+		hm->nheld--;
+		if (curl_multi_add_handle(hm->multi, t->easy) != CURLM_OK)
+			transfer_finish(t, CURLE_OUT_OF_MEMORY);
+	}
+}
+
 struct http_multi *
 http_multi_new(struct event_base *base)
 {
@@ -232,7 +309,8 @@ http_multi_new(struct event_base *base)
 	hm->base = base;
 	hm->multi = curl_multi_init();
 	hm->timer = evtimer_new(base, timer_event_cb, hm);
-	if (hm->multi == NULL || hm->timer == NULL)
+	hm->release = evtimer_new(base, release_cb, hm);
+	if (hm->multi == NULL || hm->timer == NULL || hm->release == NULL)
 		goto fail;
 	if (curl_multi_setopt(hm->multi, CURLMOPT_SOCKETFUNCTION, sockcb) ||
 	    curl_multi_setopt(hm->multi, CURLMOPT_SOCKETDATA, hm) ||
@@ -246,6 +324,8 @@ http_multi_new(struct event_base *base)
 fail:
 	if (hm->timer != NULL)
 		event_free(hm->timer);
+	if (hm->release != NULL)
+		event_free(hm->release);
 	if (hm->multi != NULL)
 		(void)curl_multi_cleanup(hm->multi);
 	free(hm);
@@ -268,6 +348,7 @@ http_multi_free(struct http_multi *hm)
 	/* Closing the cached connections calls sockcb(REMOVE) for each. */
 	(void)curl_multi_cleanup(hm->multi);
 	event_free(hm->timer);
+	event_free(hm->release);
 	free(hm->ca_file);
 	free(hm);
 }
@@ -315,6 +396,7 @@ http_multi_add(struct http_multi *hm, CURL *easy, struct curl_slist *headers,
 	       long request_timeout_ms, http_multi_done_cb cb, void *arg)
 {
 	struct http_transfer *t;
+	bool hold, scout;
 	int rc;
 
 	if (connect_timeout_ms <= 0)
@@ -329,12 +411,23 @@ http_multi_add(struct http_multi *hm, CURL *easy, struct curl_slist *headers,
 	t->cb = cb;
 	t->arg = arg;
 	buf_init(&t->body, HTTP_BODY_MAX);
+	/* Held behind a scout not yet connected; the scout itself when no
+	 * transfer is in curl (hm->count includes the held ones). */
+	hold = hm->gate && hm->scout != NULL && !hm->scout_connected;
+	scout = hm->gate && !hold && hm->count == hm->nheld;
 	rc = transfer_setopts(t, connect_timeout_ms, request_timeout_ms);
-	if (rc == 0 && curl_multi_add_handle(hm->multi, easy) != CURLM_OK)
+	if (rc == 0 && scout &&
+	    (curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, prereqcb) ||
+	     curl_easy_setopt(easy, CURLOPT_PREREQDATA, t)))
+		rc = -EINVAL;
+	if (rc == 0 && !hold &&
+	    curl_multi_add_handle(hm->multi, easy) != CURLM_OK)
 		rc = -ENOMEM;
 	if (rc != 0) {
-		/* The caller keeps easy, headers and mime. */
+		/* The caller keeps easy, headers and mime: nothing of t. */
 		(void)curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
+		(void)curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, NULL);
+		(void)curl_easy_setopt(easy, CURLOPT_PREREQDATA, NULL);
 		buf_cleanup(&t->body);
 		free(t);
 		return rc;
@@ -344,6 +437,13 @@ http_multi_add(struct http_multi *hm, CURL *easy, struct curl_slist *headers,
 		hm->head->prev = t;
 	hm->head = t;
 	hm->count++;
+	if (hold) {
+		t->held = true;
+		hm->nheld++;
+	} else if (scout) {
+		hm->scout = t;
+		hm->scout_connected = false;
+	}
 	return 0;
 }
 
@@ -482,7 +582,9 @@ int
 http_multi_configure(struct http_multi *hm, const struct provider_config *pc)
 {
 	const char *ca = provider_config_get(pc, "tls_ca_file");
+	const char *url = provider_config_get(pc, "base_url");
 
+	hm->gate = url != NULL && strncmp(url, "https://", 8) == 0;
 	free(hm->ca_file);
 	hm->ca_file = NULL;
 	if (ca == NULL)

@@ -109,7 +109,15 @@ void http_multi_config_check(struct provider_config *pc,
  * Applies the provider's transport keys to every later transfer of hm:
  * tls_ca_file (a CA bundle to verify the API against instead of the
  * system's, for a private endpoint or a test's stand-in; verification is
- * never turned off).  0, or a negative errno when the file cannot be read.
+ * never turned off), and base_url's scheme: for https, when no transfer
+ * is under way the next one goes first alone and those added meanwhile
+ * are held until it is connected (ALPN has said whether the API takes
+ * h2: they then share its connection, or open their own) or has failed
+ * (they then try at once, each on its own), so a burst opens one h2
+ * connection, not one each, and a hung handshake delays it by at most one
+ * connect timeout.  Plain http is never held (no h2 there).  A connector
+ * that skips this call gets neither.  0, or a negative errno when the
+ * file cannot be read.
  */
 int http_multi_configure(struct http_multi *hm,
 			 const struct provider_config *pc)

@@ -1,4 +1,4 @@
-"""A stand-in for Amazon SES API v2 SendEmail, on 127.0.0.1 only.
+"""A stand-in for Amazon SES API v2 SendEmail and GetAccount, on 127.0.0.1.
 
 It checks what SES checks before it sends: the AWS Signature Version 4 of
 every request (recomputed here with hashlib and hmac from AWS's
@@ -12,11 +12,24 @@ ok, throttle429 (TooManyRequestsException), throttle400
 (ThrottlingException), quota (ThrottlingException "Daily message quota
 exceeded"), noid (200 without a MessageId), reject (MessageRejected 400),
 suspended
-(AccountSuspendedException 400), 500 (InternalFailure), hang (no answer
-until stop(), bounded).  A bad signature is always a 403, whatever the
+(AccountSuspendedException 400), 500 (InternalFailure), slow (accepted
+after `delay` seconds), hang (no answer until stop(), bounded).  With
+gate = N, each accepted SendEmail is held until N are held at once (or
+GATE_MAX_S passed), then all are answered: a test that sees them all
+answered knows that N requests were in flight together.  A bad signature is always a 403, whatever the
 mode.  What was accepted is in fake.received: dicts with "from", "to" and
 "raw" (the decoded MIME bytes).  The HTTP plumbing is fakelib's; the SES
 modes are answered here (fakelib's generic ones do not speak SES errors).
+
+GetAccount (GET /v2/email/account, the connector's probe) is signed and
+checked like a send and counted in fake.probes; it answers SendQuota and
+SendingEnabled as SES does: SendingEnabled false with EnforcementStatus
+SHUTDOWN in mode suspended, the quota spent in mode quota, InternalFailure
+in mode 500, nothing in mode hang, a healthy account otherwise.
+
+With token= set (temporary credentials) every request must carry that
+X-Amz-Security-Token among its signed headers; without it, a request that
+carries one is refused, as AWS refuses a token with long-term keys.
 """
 
 import base64
@@ -27,6 +40,7 @@ import json
 import os
 import posixpath
 import sys
+import threading
 import urllib.parse
 import uuid
 
@@ -35,9 +49,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fakelib  # noqa: E402
 
 MODES = ("ok", "throttle429", "throttle400", "quota", "noid", "reject",
-         "suspended", "500", "hang")
+         "suspended", "500", "slow", "hang")
 BODY_MAX = 41 * 1024 * 1024
 SKEW_S = 15 * 60
+GATE_MAX_S = 10
 
 
 def _h(key, msg):
@@ -83,11 +98,17 @@ def signature(secret, day, region, service, sts):
 
 
 class FakeSes(fakelib.FakeServer):
-    def __init__(self, access_key_id, secret, region="us-east-1", **kw):
+    def __init__(self, access_key_id, secret, region="us-east-1",
+                 token=None, **kw):
         super().__init__(**kw)
         self.akid = access_key_id
         self.secret = secret
         self.region = region
+        self.token = token
+        self.probes = 0  # GetAccount requests, signed right or not
+        self.gate = 0
+        self.gated = 0  # SendEmail requests held at the gate now
+        self.gate_cv = threading.Condition(self.lock)
         self.errors = []  # (status, type, message) of refused requests
 
     def max_body(self):
@@ -141,6 +162,13 @@ class FakeSes(fakelib.FakeServer):
         if (signed != sorted(signed) or "host" not in signed
                 or "x-amz-date" not in signed):
             return 403, "SignatureDoesNotMatch", "bad SignedHeaders"
+        tok = headers_get(headers, "x-amz-security-token")
+        if tok != self.token:
+            return 403, "UnrecognizedClientException", \
+                "The security token included in the request is invalid."
+        if tok is not None and "x-amz-security-token" not in signed:
+            return 403, "SignatureDoesNotMatch", \
+                "x-amz-security-token is not among the signed headers"
         creq = canonical_request(method, target, headers, signed, body)
         sts = "\n".join(["AWS4-HMAC-SHA256", amz_date,
                          "%s/%s/%s/aws4_request" % (day, region, service),
@@ -183,9 +211,15 @@ class FakeSes(fakelib.FakeServer):
 
     def handle(self, req):
         headers = list(req.headers.items())
+        probe = req.method == "GET" and req.path == "/v2/email/account"
+        if probe:
+            with self.lock:
+                self.probes += 1
         err = self._auth_error(req.method, req.path, headers, req.body)
         if err is not None:
             return self._error(*err)
+        if probe:
+            return self._account()
         if req.method != "POST" or req.path != "/v2/email/outbound-emails":
             return self._error(404, "NotFoundException", "no such resource")
         if headers_get(headers, "content-type") != "application/json":
@@ -194,6 +228,33 @@ class FakeSes(fakelib.FakeServer):
         if why is not None:
             return self._error(400, "BadRequestException", why)
         return self._answer(json.loads(req.body))
+
+    def _hold(self):
+        """Waits until `gate` requests wait here, bounded by GATE_MAX_S."""
+        with self.gate_cv:
+            self.gated += 1
+            self.gate_cv.notify_all()
+            self.gate_cv.wait_for(lambda: self.gated >= self.gate
+                                  or self.stopping.is_set(), GATE_MAX_S)
+
+    def _account(self):
+        """GetAccount's answer in the current mode."""
+        mode = self.mode
+        if mode == "500":
+            return self._error(500, "InternalFailure", "internal failure")
+        if mode == "hang":
+            return None, {}, b""
+        sent = 200.0 if mode == "quota" else 3.0
+        out = {"DedicatedIpAutoWarmupEnabled": False,
+               "EnforcementStatus":
+                   "SHUTDOWN" if mode == "suspended" else "HEALTHY",
+               "ProductionAccessEnabled": True,
+               "SendQuota": {"Max24HourSend": 200.0, "MaxSendRate": 1.0,
+                             "SentLast24Hours": sent},
+               "SendingEnabled": mode != "suspended"}
+        return 200, {"Content-Type": "application/json",
+                     "x-amzn-RequestId": str(uuid.uuid4())}, \
+            json.dumps(out).encode()
 
     def _answer(self, req):
         mode = self.mode
@@ -218,6 +279,10 @@ class FakeSes(fakelib.FakeServer):
             return self._error(500, "InternalFailure", "internal failure")
         if mode == "hang":
             return None, {}, b""
+        if mode == "slow":
+            self.stopping.wait(self.delay)
+        if self.gate > 0:
+            self._hold()
         raw = base64.b64decode(req["Content"]["Raw"]["Data"])
         with self.lock:
             self.received.append({

@@ -10,13 +10,34 @@ Retry-After), 401, slow (answers after `delay` seconds), hang (never
 answers until the server stops), reject (a 400 for the recipients in
 `reject`).  Every wait is bounded; nothing here reaches the network beyond
 the loopback.
+
+TLS: make_certs(folder) makes, with the openssl command, a CA of its own
+and a certificate for 127.0.0.1 (an IP SAN) signed by it, under the test's
+folder (no key is ever committed); start(tls=(cert, key)) then serves
+https (HTTP/1.1 by ALPN), base_url says https, and handshakes a client
+refused are counted in tls_failures (the request never came);
+handshake_delay holds each handshake that long, as a far API's round
+trips do (connections that clients open meanwhile show).  inflight
+and max_inflight count requests inside handle() at once.
+
+HTTP/2: start(tls=..., h2=True) offers h2 by ALPN (http/1.1 still for a
+client that wants it) and serves an h2 connection with Debian's python3-h2
+(the framing, HPACK and flow control are that library's): each stream's
+request goes to the same handle() in a thread of its own, so the streams
+of one connection are answered concurrently, with :authority as Host.
+h2_connections counts the connections that spoke h2 and max_streams the
+most requests in flight at once on any one connection.
 """
 
 import email.parser
 import email.policy
 import http.server
 import json
+import os
+import select
 import socketserver
+import ssl
+import subprocess
 import threading
 
 MODES = ("ok", "503", "429", "401", "slow", "hang", "reject")
@@ -37,6 +58,41 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def handle_error(self, request, client_address):
+        pass  # a peer gone mid-request is the tests' business, not noise
+
+
+def make_certs(folder, prefix=""):
+    """Writes PREFIXca.pem, PREFIXserver.pem and PREFIXserver.key in folder
+    with openssl: a CA and a server certificate for 127.0.0.1 (IP SAN) and
+    localhost that it signed.  Returns (ca, cert, key) paths.  Called
+    twice with two prefixes it makes two CAs that trust nothing of the
+    other's."""
+    def path(name):
+        return os.path.join(folder, prefix + name)
+    ca_key, ca = path("ca.key"), path("ca.pem")
+    key, csr, cert = path("server.key"), path("server.csr"), \
+        path("server.pem")
+    ext = path("server.ext")
+    with open(ext, "w") as f:
+        f.write("subjectAltName = IP:127.0.0.1, DNS:localhost\n"
+                "basicConstraints = CA:FALSE\n"
+                "keyUsage = digitalSignature, keyEncipherment\n"
+                "extendedKeyUsage = serverAuth\n")
+
+    def run(*argv):
+        subprocess.run(("openssl",) + argv, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       timeout=30)
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt",
+        "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", ca_key,
+        "-out", ca, "-days", "2", "-subj", "/CN=shivneri test CA " + prefix)
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+        "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1")
+    run("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key,
+        "-CAcreateserial", "-out", cert, "-days", "2", "-extfile", ext)
+    return ca, cert, key
+
 
 class FakeServer:
     """Base of a stand-in: subclasses define handle(req) -> (status,
@@ -50,6 +106,12 @@ class FakeServer:
         self.received = []  # what the subclass recorded
         self.requests = 0
         self.connections = 0
+        self.tls_failures = 0  # handshakes that did not complete
+        self.handshake_delay = 0.0  # seconds before each TLS handshake
+        self.h2_connections = 0
+        self.max_streams = 0  # most requests at once on one h2 connection
+        self.inflight = 0
+        self.max_inflight = 0
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.httpd = None
@@ -57,16 +119,38 @@ class FakeServer:
 
     # -- life
 
-    def start(self, port=0):
+    def start(self, port=0, tls=None, h2=False):
+        """Serves on 127.0.0.1:port (0: a free one); tls=(cert, key) for
+        https; h2 offers HTTP/2 over it too."""
         fake = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, like the APIs
+            timeout = HANG_MAX_S  # bounds a silent peer's handshake too
 
             def setup(self):
+                if tls is not None:
+                    # Here, in the connection's thread: a client that
+                    # refuses our certificate stalls nobody else.
+                    try:
+                        self.request.settimeout(10)
+                        # A far API's round trips, as a test sets them.
+                        fake.stopping.wait(fake.handshake_delay)
+                        self.request.do_handshake()
+                    except (OSError, ssl.SSLError):
+                        with fake.lock:
+                            fake.tls_failures += 1
+                        raise
                 super().setup()
                 with fake.lock:
                     fake.connections += 1
+
+            def handle(self):
+                if tls is not None and \
+                        self.request.selected_alpn_protocol() == "h2":
+                    _H2Conn(fake, self.request).run()
+                else:
+                    super().handle()
 
             def log_message(self, fmt, *args):  # quiet
                 pass
@@ -79,6 +163,15 @@ class FakeServer:
         self.httpd = _Server(("127.0.0.1", port), Handler)
         self.port = self.httpd.server_address[1]
         self.base_url = "http://127.0.0.1:%d" % self.port
+        if tls is not None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(tls[0], tls[1])
+            ctx.set_alpn_protocols(["h2", "http/1.1"] if h2
+                                   else ["http/1.1"])
+            self.httpd.socket = ctx.wrap_socket(
+                self.httpd.socket, server_side=True,
+                do_handshake_on_connect=False)
+            self.base_url = "https://127.0.0.1:%d" % self.port
         self.thread = threading.Thread(target=self.httpd.serve_forever,
                                        kwargs={"poll_interval": 0.05},
                                        daemon=True)
@@ -108,9 +201,7 @@ class FakeServer:
             self.retry_after = str(ctl.get("retry_after", self.retry_after))
             self._reply(h, 200, {"Content-Type": "application/json"}, b"{}")
             return
-        with self.lock:
-            self.requests += 1
-        status, headers, out = self.handle(req)
+        status, headers, out = self._handle_counted(req)
         if status is None:  # hang: hold the request, answer nothing
             self.stopping.wait(HANG_MAX_S)
             h.close_connection = True
@@ -128,6 +219,18 @@ class FakeServer:
             h.close_connection = True
         h.end_headers()
         h.wfile.write(body)
+
+    def _handle_counted(self, req):
+        """handle(req), counted in requests and inflight."""
+        with self.lock:
+            self.requests += 1
+            self.inflight += 1
+            self.max_inflight = max(self.max_inflight, self.inflight)
+        try:
+            return self.handle(req)
+        finally:
+            with self.lock:
+                self.inflight -= 1
 
     def max_body(self):
         return 25 * 1024 * 1024
@@ -151,6 +254,118 @@ class FakeServer:
     def error(self, status, message):
         return status, {"Content-Type": "application/json"}, \
             json.dumps({"message": message}).encode()
+
+
+class _H2Conn:
+    """One HTTP/2 connection of a stand-in, on the connection's thread:
+    reads frames, hands each complete request to a thread of its own and
+    writes the answers.  The h2 state machine and the socket are shared by
+    those threads under one lock; every wait is bounded (HANG_MAX_S)."""
+
+    def __init__(self, fake, sock):
+        import h2.config
+        import h2.connection
+        self.fake = fake
+        self.sock = sock
+        self.wlock = threading.Lock()
+        self.conn = h2.connection.H2Connection(
+            config=h2.config.H2Configuration(client_side=False,
+                                             header_encoding="utf-8"))
+        self.streams = {}  # id -> [headers, bytearray body]
+        self.open = 0  # requests being answered
+
+    def _flush(self):
+        data = self.conn.data_to_send()
+        if data:
+            self.sock.sendall(data)
+
+    def run(self):
+        import h2.events
+        with self.fake.lock:
+            self.fake.h2_connections += 1
+        self.sock.settimeout(10)  # a peer that stops reading
+        with self.wlock:
+            self.conn.initiate_connection()
+            self._flush()
+        while not self.fake.stopping.is_set():
+            # Polled, to notice stop(); TLS may hold decrypted bytes
+            # that select() cannot see.
+            if self.sock.pending() == 0 and \
+                    not select.select([self.sock], [], [], 0.2)[0]:
+                continue
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            with self.wlock:
+                events = self.conn.receive_data(data)
+                for ev in events:
+                    if isinstance(ev, h2.events.RequestReceived):
+                        self.streams[ev.stream_id] = [ev.headers,
+                                                      bytearray()]
+                    elif isinstance(ev, h2.events.DataReceived):
+                        st = self.streams.get(ev.stream_id)
+                        if st is not None:
+                            st[1] += ev.data
+                        self.conn.acknowledge_received_data(
+                            ev.flow_controlled_length, ev.stream_id)
+                    elif isinstance(ev, h2.events.StreamEnded):
+                        self._start(ev.stream_id)
+                    elif isinstance(ev, h2.events.ConnectionTerminated):
+                        self._flush()
+                        return
+                self._flush()
+
+    def _start(self, sid):
+        """Under wlock: answers stream sid from a thread of its own."""
+        headers, body = self.streams.pop(sid, (None, None))
+        if headers is None:
+            return
+        self.open += 1
+        with self.fake.lock:
+            self.fake.max_streams = max(self.fake.max_streams, self.open)
+        threading.Thread(target=self._answer, args=(sid, headers,
+                                                    bytes(body)),
+                         daemon=True).start()
+
+    def _answer(self, sid, headers, body):
+        import http.client
+        pseudo = {k: v for k, v in headers if k.startswith(":")}
+        msg = http.client.HTTPMessage()
+        msg["Host"] = pseudo.get(":authority", "")
+        for k, v in headers:
+            if not k.startswith(":"):
+                msg[k] = v
+        req = Request(pseudo.get(":method"), pseudo.get(":path"), msg, body)
+        try:
+            if len(body) > self.fake.max_body():
+                status, hd, out = self.fake.error(413, "request too large")
+            else:
+                status, hd, out = self.fake._handle_counted(req)
+            if status is None:  # hang: answer nothing
+                self.fake.stopping.wait(HANG_MAX_S)
+                return
+            self._send(sid, status, hd, out)
+        finally:
+            with self.wlock:
+                self.open -= 1
+
+    def _send(self, sid, status, headers, body):
+        hd = [(":status", str(status))]
+        hd += [(k.lower(), str(v)) for k, v in headers.items()]
+        hd.append(("content-length", str(len(body))))
+        try:
+            with self.wlock:
+                self.conn.send_headers(sid, hd, end_stream=not body)
+                # The answers are small: within the initial windows.
+                for i in range(0, len(body), 16384):
+                    self.conn.send_data(sid, body[i:i + 16384],
+                                        end_stream=i + 16384 >= len(body))
+                self._flush()
+        except Exception:  # noqa: BLE001 - a stream or peer gone
+            pass
 
 
 def parse_multipart(content_type, body):

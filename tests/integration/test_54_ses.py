@@ -1,7 +1,11 @@
 """The ses connector against a local SES stand-in (tests/fakes/fake_ses.py)
 that verifies every SigV4 signature with its own Python signer: a message
 goes through and arrives byte for byte; each class of SES fault arrives as
-the attempt's class; the secret key never shows in a log or an answer."""
+the attempt's class; a suspended account or a bad key takes the provider
+down, its probe (a signed GetAccount) is seen failing, and once the
+stand-in accepts again the probe brings it back; temporary credentials
+send their session token signed; the secret key and the token never show
+in a log or an answer."""
 
 import email.parser
 import email.policy
@@ -64,6 +68,28 @@ def test_fake_signer_matches_aws_case():
     assert fake_ses.signature("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
                               "20150830", "us-east-1", "ses", sts) == \
         "9483baa7465a29e7a2906f28286d8ce97c85bcb3710e273cbf4169df4026829d"
+    # GetAccount with a session token (the case of test_sigv4.c, computed
+    # with botocore): the stand-in checks a token signed as AWS does.
+    tok = ("AQoDYXdzEPT//////////wEXAMPLEtc764bNrC9SAPBSM22wDOk4x4HIZ8j4FZ"
+           "TwdQWLWsKWHGBuFqwAeMicRXmxfpSPfIeoIYRqTflfKD8YUuwthAx7mSEI/qkP"
+           "pKPi/kMcGdQrmGdeehM4IC1NtBmUpp2wUE8phUZampKsburEDy0KPkyQDYwT7W"
+           "Z0wq5VSXDvp75YU9HFvlRd8Tx6q6fE8YQcHNVXAkiY9q6d+xo0rKwT38xVqr7Z"
+           "D0u0iPPkUL64lIZbqBAz+scqKmlzm8FDrypNC9Yjc8fPOLn9FX9KSYvKTr4rvx"
+           "3iSIlTJabIQwj2ICCR/oLxBA==")
+    hd = [("X-Amz-Security-Token", tok),
+          ("Host", "email.us-east-1.amazonaws.com"),
+          ("X-Amz-Date", "20150830T123600Z")]
+    creq = fake_ses.canonical_request(
+        "GET", "/v2/email/account", hd,
+        ["host", "x-amz-date", "x-amz-security-token"], b"")
+    assert hashlib.sha256(creq.encode()).hexdigest() == \
+        "49b90a9c3df32273d0b4d222edd8f6da8c36f24001fecb651dd21a5008b13c7d"
+    sts = "\n".join(["AWS4-HMAC-SHA256", "20150830T123600Z",
+                     "20150830/us-east-1/ses/aws4_request",
+                     hashlib.sha256(creq.encode()).hexdigest()])
+    assert fake_ses.signature("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                              "20150830", "us-east-1", "ses", sts) == \
+        "74350b273f14eb4d147e398e505f5b0b3382cd695f2fda59b62589beaa1e65f5"
 
 
 def test_delivers_raw(ses):
@@ -137,28 +163,125 @@ def test_reject_is_permanent(ses):
     assert "MessageRejected" in att[0]["detail"], m
 
 
+def account_attempt(c, mid):
+    def cond():
+        for a in c.msg(mid)["attempts"]:
+            if "class=account" in (a.get("detail") or ""):
+                return a
+        return None
+    return h.wait_for(cond, 10, "an account attempt of " + mid)
+
+
+def probes_fail(c, fake, n, words):
+    """Waits for n more probes at the stand-in, each failing (the
+    provider still down), and for the agent to have logged why."""
+    p0 = fake.probes
+    h.wait_for(lambda: fake.probes >= p0 + n, 10 + 2 * n,
+               "%d probes at the stand-in" % n)
+    assert c.provider("ses")["state"] == "down", c.provider("ses")
+
+    def logged():
+        with open(c.agents["ses"].log_path, errors="replace") as f:
+            return any("probe_failed" in ln and words in ln for ln in f)
+    h.wait_for(logged, 5, "probe_failed with %r in the agent's log" % words)
+
+
 def test_bad_signature_is_account(ses, tmp_path):
     """An agent with the wrong secret: SES's 403 is the account's fault,
-    and the stand-in saw a signature that did not match."""
+    and the stand-in saw a signature that did not match; the provider
+    stays down while the probe's signature fails too, and comes back by
+    the probe once the stand-in takes the key again."""
     c, fake = ses
     fake.mode = "ok"
     n0 = len(fake.errors)
     fake.secret, good = "wrong" + SECRET, fake.secret
     try:
         mid = c.submit(h.message(4, subject="bad sig"))
-
-        def failed_attempt():
-            for a in c.msg(mid)["attempts"]:
-                if "class=account" in (a.get("detail") or ""):
-                    return a
-            return None
-        a = h.wait_for(failed_attempt, 10, "an account attempt")
+        a = account_attempt(c, mid)
         assert "SignatureDoesNotMatch" in a["detail"], a
+        c.wait_state("ses", "down")
+        probes_fail(c, fake, 1, "SignatureDoesNotMatch")
         assert any(e[1] == "SignatureDoesNotMatch"
                    for e in fake.errors[n0:]), fake.errors
     finally:
         fake.secret = good
+    p1 = fake.probes
+    c.wait_state("ses", "up")
+    assert fake.probes > p1, "up again without a probe"
     c.wait_delivered([mid])
+
+
+def test_suspended_stays_down_until_probe_passes(ses):
+    """A suspended account: the send is the account's fault, the provider
+    goes down with SES's reason, and GetAccount (SendingEnabled false)
+    keeps it down; once the account may send again, the probe brings it
+    back and the message is delivered."""
+    c, fake = ses
+    c.wait_state("ses", "up")
+    fake.mode = "suspended"
+    try:
+        mid = c.submit(h.message(5, subject="suspended"))
+        a = account_attempt(c, mid)
+        assert "AccountSuspendedException" in a["detail"], a
+        p = c.wait_state("ses", "down")
+        assert "AccountSuspendedException" in (p.get("reason") or ""), p
+        probes_fail(c, fake, 1, "SendingEnabled is not true "
+                    "(EnforcementStatus SHUTDOWN)")
+    finally:
+        fake.mode = "ok"
+    p1 = fake.probes
+    c.wait_state("ses", "up")
+    assert fake.probes > p1, "up again without a probe"
+    c.wait_delivered([mid])
+
+
+def test_session_token(make_cluster):
+    """Temporary credentials: the session token goes out signed (the
+    stand-in requires it among the signed headers) and the message is
+    delivered; a token the stand-in no longer takes is the account's
+    fault, and the probe, signed with the token, brings the provider back
+    once it is taken again.  Neither key nor token reaches a log."""
+    token = "IQoJb3JpZ2luX2VjE/" + os.urandom(16).hex() + "+TOKENCANARY=="
+    fake = fake_ses.FakeSes(AKID, SECRET, token=token).start()
+    try:
+        c = make_cluster(providers=("ses",))
+        key = os.path.join(c.dir, "ses.key")
+        tok = os.path.join(c.dir, "ses.token")
+        c.write_secret(key, SECRET)
+        c.write_secret(tok, token)
+        c.provider_section = lambda name, spawn=None: {
+            "type": "ses", "spawn": "no", "max_in_flight": 4,
+            "region": "us-east-1", "access_key_id": AKID,
+            "secret_access_key_file": key, "session_token_file": tok,
+            "base_url": fake.base_url, "probe_interval_s": 1,
+            "request_timeout_ms": int(h.scaled(1500))}
+        c.write_config()
+        c.start_server()
+        c.start_agent("ses")
+        mid = c.submit(h.message(6, subject="with a token"))
+        c.wait_delivered([mid])
+        assert len(fake.received) == 1 and not fake.errors, fake.errors
+        fake.token = "IQoJb3JpZ2luX2VjEOTHER"
+        try:
+            mid2 = c.submit(h.message(7, subject="stale token"))
+            a = account_attempt(c, mid2)
+            assert "UnrecognizedClientException" in a["detail"], a
+            c.wait_state("ses", "down")
+        finally:
+            fake.token = token
+        p1 = fake.probes
+        c.wait_state("ses", "up")
+        assert fake.probes > p1
+        c.wait_delivered([mid2])
+        for p in c.procs:
+            with open(p.log_path, "rb") as f:
+                data = f.read()
+            assert token.encode() not in data, p.log_path
+            assert SECRET.encode() not in data, p.log_path
+        for path in ("/v1/providers", "/v1/messages?limit=100"):
+            assert token.encode() not in c.get(path).body, path
+    finally:
+        fake.stop()
 
 
 def test_secret_never_shown(ses):

@@ -5,8 +5,10 @@
  * Many concurrent transfers all complete; a second batch reuses the first
  * batch's connections (counted by the server); a hung request ends by its
  * request timeout as ambiguous; a reset after the request is ambiguous and
- * a refused connection transient; statuses classify as documented; cancel
- * calls no callback.
+ * a refused connection transient; a TLS handshake that fails (https to
+ * the plain server) is transient, as is every TLS error before the
+ * request went out; statuses classify as documented; cancel calls no
+ * callback.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +17,7 @@
 #include <cmocka.h>
 
 #include "agent/http_multi.h"
+#include "common/config.h"
 #include "link/link.h"
 
 #include <event2/buffer.h>
@@ -41,6 +44,8 @@ struct fixture {
 	int nhung; /* /hang requests held */
 	struct evconnlistener *rst;
 	int rst_port;
+	int nrst;       /* connections the reset listener accepted */
+	int nrst_first; /* ... when the first transfer was done */
 	struct http_multi *hm;
 	int ndone;
 	long status[NMAX];
@@ -105,6 +110,7 @@ rst_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	struct fixture *f = arg;
 	struct bufferevent *bev;
 
+	f->nrst++;
 	bev = bufferevent_socket_new(f->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	assert_non_null(bev);
 	bufferevent_setcb(bev, rst_read, NULL, NULL, f);
@@ -186,6 +192,8 @@ on_slot_done(const struct http_result *res, void *arg)
 	snprintf(f->body[s->i], sizeof(f->body[s->i]), "%s", res->body->p);
 	if (curl_easy_getinfo(res->easy, CURLINFO_NUM_CONNECTS, &n) == CURLE_OK)
 		f->nconnects += n;
+	if (f->ndone == 0)
+		f->nrst_first = f->nrst;
 	f->ndone++;
 }
 
@@ -205,9 +213,9 @@ start(struct fixture *f, int i, int port, const char *path, long req_ms)
 			 0);
 }
 
-/* Runs the loop until n transfers are done; fails after 10 s. */
+/* Runs the loop until n transfers are done; fails after secs. */
 static void
-run_until(struct fixture *f, int n)
+run_until_s(struct fixture *f, int n, long secs)
 {
 	struct timeval t0, now;
 
@@ -215,8 +223,14 @@ run_until(struct fixture *f, int n)
 	while (f->ndone < n) {
 		assert_true(event_base_loop(f->base, EVLOOP_ONCE) >= 0);
 		gettimeofday(&now, NULL);
-		assert_true(now.tv_sec - t0.tv_sec < 10);
+		assert_true(now.tv_sec - t0.tv_sec < secs);
 	}
+}
+
+static void
+run_until(struct fixture *f, int n)
+{
+	run_until_s(f, n, 10);
 }
 
 static void
@@ -325,6 +339,150 @@ test_classify(void **state)
 	assert_string_equal(f->body[4], "hello 400");
 }
 
+/*
+ * A CA certificate whose key was thrown away when it was made (openssl
+ * req -x509, EC P-256): it signs nothing, so verification against it
+ * fails like against any unknown CA, and loading it is cheap, where the
+ * system's bundle takes seconds per connection under valgrind.
+ */
+static const char small_ca_pem[] =
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIIBtDCCAVmgAwIBAgIUEZG8XA2FRxOoxPG6myEYfh47z48wCgYIKoZIzj0EAwIw\n"
+    "LjEsMCoGA1UEAwwjc2hpdm5lcmkgdW5pdCB0ZXN0IENBIChubyBrZXkga2VwdCkw\n"
+    "IBcNMjYxMTI5MjM0NDI5WhgPMjEyNjExMDUyMzQ0MjlaMC4xLDAqBgNVBAMMI3No\n"
+    "aXZuZXJpIHVuaXQgdGVzdCBDQSAobm8ga2V5IGtlcHQpMFkwEwYHKoZIzj0CAQYI\n"
+    "KoZIzj0DAQcDQgAEUIf2E2egFgaIdqfbFNdbMaNIP3aW/a1ajzkqzJfnhVJwZqxe\n"
+    "b4VnRKwKvKQew5a4CTPPIX5jd6H7TA0HG57qb6NTMFEwHQYDVR0OBBYEFBlT/zJl\n"
+    "PV5Nr4IlUUGFQGrIQSPLMB8GA1UdIwQYMBaAFBlT/zJlPV5Nr4IlUUGFQGrIQSPL\n"
+    "MA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDSQAwRgIhAITFuoM6FEaX5mBC\n"
+    "gS+zk+CLlb4lvQx3ZPBgcT4M1yObAiEAi7YvCErgkz5go6DNdwQJBWTm2rvC2yQH\n"
+    "Yv0fF+hdU7U=\n"
+    "-----END CERTIFICATE-----\n";
+
+static void
+small_ca(CURL *e)
+{
+	struct curl_blob blob = {(void *)(uintptr_t)small_ca_pem,
+				 sizeof(small_ca_pem) - 1, CURL_BLOB_COPY};
+
+	assert_int_equal(curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &blob),
+			 CURLE_OK);
+}
+
+/*
+ * A TLS failure in the handshake: nothing of the request went out, so it
+ * is transient, whatever the TLS error; the real case is https to the
+ * plain server (its answer to our ClientHello is no TLS record).
+ */
+static void
+test_tls_failure_transient(void **state)
+{
+	struct fixture *f = *state;
+	static const CURLcode tls_codes[] = {
+	    CURLE_SSL_CONNECT_ERROR,        CURLE_PEER_FAILED_VERIFICATION,
+	    CURLE_SSL_CERTPROBLEM,          CURLE_SSL_CIPHER,
+	    CURLE_SSL_CACERT_BADFILE,       CURLE_SSL_ISSUER_ERROR,
+	    CURLE_SSL_PINNEDPUBKEYNOTMATCH, CURLE_SSL_INVALIDCERTSTATUS,
+	    CURLE_SSL_CRL_BADFILE,          CURLE_SSL_ENGINE_INITFAILED,
+	};
+	char url[128];
+	CURL *e = curl_easy_init();
+	struct http_result r;
+	uint32_t retry = 1;
+	size_t i;
+
+	assert_non_null(e);
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d/ok", f->port);
+	assert_int_equal(curl_easy_setopt(e, CURLOPT_URL, url), CURLE_OK);
+	small_ca(e);
+	slots[0].f = f;
+	slots[0].i = 0;
+	/* OpenSSL's first use takes a while under valgrind. */
+	assert_int_equal(http_multi_add(f->hm, e, NULL, NULL, 60000, 60000,
+					on_slot_done, &slots[0]),
+			 0);
+	run_until_s(f, 1, 60);
+	assert_int_equal(f->code[0], CURLE_SSL_CONNECT_ERROR);
+	assert_false(f->sent[0]);
+	assert_int_equal(f->status[0], 0);
+	assert_int_equal(f->outcome[0], OUTCOME_TRANSIENT);
+
+	/* Every TLS code before the request: transient; after: ambiguous. */
+	memset(&r, 0, sizeof(r));
+	r.error = "x";
+	for (i = 0; i < sizeof(tls_codes) / sizeof(tls_codes[0]); i++) {
+		r.code = tls_codes[i];
+		r.sent = false;
+		assert_int_equal(http_multi_classify(&r, &retry),
+				 OUTCOME_TRANSIENT);
+		assert_int_equal(retry, 0);
+		r.sent = true;
+		assert_int_equal(http_multi_classify(&r, &retry),
+				 OUTCOME_AMBIGUOUS);
+	}
+}
+
+/* Turns on the gate of an https provider for f->hm. */
+static void
+gate_on(struct fixture *f)
+{
+	struct config_kv kv = {"base_url", "https://127.0.0.1", 1};
+	struct provider_config pc = {
+	    .name = "t", .type = "ses", .kv = &kv, .nkv = 1};
+
+	assert_int_equal(http_multi_configure(f->hm, &pc), 0);
+}
+
+/*
+ * The https gate: a burst goes to curl one transfer first.  Against a
+ * server that resets every handshake, the first transfer ends before any
+ * other has connected (the others were held), then the rest try at once,
+ * each failing transient on its own; against a plain HTTP/1.1 server
+ * (the gate only looks at base_url) a burst and a second one complete.
+ */
+static void
+test_gate(void **state)
+{
+	struct fixture *f = *state;
+	char url[128];
+	int i;
+
+	gate_on(f);
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d/ok", f->rst_port);
+	for (i = 0; i < 6; i++) {
+		CURL *e = curl_easy_init();
+
+		assert_non_null(e);
+		assert_int_equal(curl_easy_setopt(e, CURLOPT_URL, url),
+				 CURLE_OK);
+		small_ca(e);
+		slots[i].f = f;
+		slots[i].i = i;
+		/* TLS is slow under valgrind. */
+		assert_int_equal(http_multi_add(f->hm, e, NULL, NULL, 60000,
+						60000, on_slot_done, &slots[i]),
+				 0);
+	}
+	assert_int_equal(http_multi_count(f->hm), 6);
+	run_until_s(f, 6, 60);
+	assert_int_equal(f->nrst_first, 1);
+	assert_int_equal(f->nrst, 6);
+	for (i = 0; i < 6; i++) {
+		assert_false(f->sent[i]);
+		assert_int_equal(f->outcome[i], OUTCOME_TRANSIENT);
+	}
+	/* Plain HTTP/1.1 behind the gate: two bursts, all answered. */
+	for (i = 0; i < 16; i++)
+		start(f, i, f->port, "/ok", 0);
+	run_until(f, 6 + 16);
+	for (i = 16; i < 32; i++)
+		start(f, i, f->port, "/ok", 0);
+	run_until(f, 6 + 32);
+	for (i = 0; i < 32; i++)
+		assert_string_equal(f->body[i], "hello 200");
+	assert_int_equal(http_multi_count(f->hm), 0);
+}
+
 static void
 test_retry_after(void **state)
 {
@@ -351,10 +509,15 @@ test_cancel(void **state)
 	struct fixture *f = *state;
 	int i;
 
+	struct timeval t0, now;
+
 	for (i = 0; i < 4; i++)
 		start(f, i, f->port, "/hang", 0);
+	gettimeofday(&t0, NULL);
 	while (f->nhung < 4) {
 		assert_true(event_base_loop(f->base, EVLOOP_ONCE) >= 0);
+		gettimeofday(&now, NULL);
+		assert_true(now.tv_sec - t0.tv_sec < 10);
 	}
 	http_multi_cancel(f->hm);
 	assert_int_equal(http_multi_count(f->hm), 0);
@@ -376,6 +539,9 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_reset_and_refused, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_classify, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_tls_failure_transient, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_gate, setup, teardown),
 	    cmocka_unit_test(test_retry_after),
 	    cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
 	};

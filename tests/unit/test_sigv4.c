@@ -234,6 +234,69 @@ test_ses_send_email(void **state)
 	sigv4_result_cleanup(&res);
 }
 
+/*
+ * The ses connector's probe with temporary credentials: GetAccount with
+ * the session token among the signed headers (the token is the one of
+ * the suite's post-sts-token cases).  The canonical request and the
+ * signature were computed with botocore's SigV4Auth (1.43) at the same
+ * instant, as a reference independent of this signer.
+ */
+static void
+test_ses_get_account_token(void **state)
+{
+	static const char token[] =
+	    "AQoDYXdzEPT//////////wEXAMPLEtc764bNrC9SAPBSM22wDOk4x4HIZ8j4FZTwdQ"
+	    "WLWsKWHGBuFqwAeMicRXmxfpSPfIeoIYRqTflfKD8YUuwthAx7mSEI/qkPpKPi/kMc"
+	    "GdQrmGdeehM4IC1NtBmUpp2wUE8phUZampKsburEDy0KPkyQDYwT7WZ0wq5VSXDvp"
+	    "75YU9HFvlRd8Tx6q6fE8YQcHNVXAkiY9q6d+xo0rKwT38xVqr7ZD0u0iPPkUL64lIZ"
+	    "bqBAz+scqKmlzm8FDrypNC9Yjc8fPOLn9FX9KSYvKTr4rvx3iSIlTJabIQwj2ICCR/"
+	    "oLxBA==";
+	/* Sent in another order than signed: the signer sorts. */
+	const struct sigv4_header h[] = {
+	    {"X-Amz-Security-Token", token},
+	    {"Host", "email.us-east-1.amazonaws.com"},
+	    {"X-Amz-Date", "20150830T123600Z"},
+	};
+	const struct sigv4_request r = {
+	    .method = "GET",
+	    .path = "/v2/email/account",
+	    .headers = h,
+	    .nheaders = 3,
+	    .body = "",
+	    .body_len = 0,
+	};
+	struct sigv4_credentials cr = suite_cr;
+	struct sigv4_result res;
+	char *creq;
+
+	(void)state;
+	cr.service = "ses";
+	creq = xasprintf("GET\n/v2/email/account\n\n"
+			 "host:email.us-east-1.amazonaws.com\n"
+			 "x-amz-date:20150830T123600Z\n"
+			 "x-amz-security-token:%s\n\n"
+			 "host;x-amz-date;x-amz-security-token\n"
+			 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca49"
+			 "5991b7852b855",
+			 token);
+	sigv4_result_init(&res);
+	assert_int_equal(sigv4_sign(&r, &cr, "20150830T123600Z", &res), 0);
+	assert_string_equal(res.creq.p, creq);
+	assert_string_equal(
+	    res.sts.p,
+	    "AWS4-HMAC-SHA256\n20150830T123600Z\n"
+	    "20150830/us-east-1/ses/aws4_request\n"
+	    "49b90a9c3df32273d0b4d222edd8f6da8c36f24001fecb651dd21a5008b13c7d");
+	assert_string_equal(
+	    res.authz.p,
+	    "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/ses/"
+	    "aws4_request, SignedHeaders=host;x-amz-date;x-amz-security-token, "
+	    "Signature="
+	    "74350b273f14eb4d147e398e505f5b0b3382cd695f2fda59b62589beaa1e65f5");
+	sigv4_result_cleanup(&res);
+	free(creq);
+}
+
 /* Bad inputs are refused, never signed with a guess. */
 static void
 test_refusals(void **state)
@@ -323,6 +386,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_suite),
 	    cmocka_unit_test(test_ses_send_email),
+	    cmocka_unit_test(test_ses_get_account_token),
 	    cmocka_unit_test(test_refusals),
 	    cmocka_unit_test(test_canonical_edges),
 	    cmocka_unit_test(test_amz_date),
