@@ -87,6 +87,36 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / HZ
 
 
+def thread_cpu_s(pid):
+    """tid -> utime + stime in seconds, for every thread of pid."""
+    out = {}
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        out[int(tid)] = (int(fields[11]) + int(fields[12])) / HZ
+    return out
+
+
+def thread_us(pid, before, after, n):
+    """The server's CPU per message by thread: loop (the main thread)
+    first, then the others, largest first, as a list of (label, us)."""
+    if n <= 0:
+        return []
+    d = {t: after[t] - before.get(t, 0.0) for t in after}
+    rows = [("loop", d.pop(pid, 0.0) * 1e6 / n)]
+    for t, v in sorted(d.items(), key=lambda kv: -kv[1])[:3]:
+        if v > 0:
+            rows.append(("t%d" % t, v * 1e6 / n))
+    return rows
+
+
 def children_cpu_s():
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
@@ -264,6 +294,88 @@ def throughput(b, ptype, rnd, args):
     }
 
 
+def drain(b, ptype, args):
+    """Delivery alone: N queued first, then the agent started by hand.
+
+    Intake is over before the agent connects, so the rate is that of the
+    server's dispatch and store writes plus the agent, with no loadgen or
+    intake on the CPU; the per-thread CPU shows which side bounds it.
+    """
+    run = Run(b, "%s-drain" % ptype)
+    fake, port, fh = run.start_fake("a")
+    name = "%s-a" % ptype
+    prov = provider(b, name, ptype, port, args)
+    prov["spawn"] = "no"
+    conf, http_port = run.config([prov], {})
+    srv = run.start_server(conf, http_port)
+    h = benchlib.Http(http_port)
+    lg = b.loadgen(http_port, ["--requests", args.messages, "--connections",
+                               args.connections, "--size", args.size,
+                               "--duration", args.timeout],
+                   args.timeout + 30)
+    n = lg["ok"]
+    queued = benchlib.wait_for(
+        lambda: benchlib.stats(h).get("queued", 0) >= n, 30, 0.05)
+    agent = run.spawn([b.args.bin, "agent", "-c", conf, "-p", name],
+                      "agent.log")
+    if not benchlib.wait_for(lambda: benchlib.all_up(h, [name]), 20, 0.005):
+        sys.exit("connectors: %s was not up within 20 s; see %s" %
+                 (name, b.path(run.tag, "agent.log")))
+    t0 = time.monotonic()
+    th0, a0, f0 = thread_cpu_s(srv.pid), cpu_s(agent.pid), cpu_s(fake.pid)
+    prof = None
+    if args.perf:
+        prof = subprocess.Popen(
+            ["perf", "record", "-q", "-F", "999", "-g", "-p", "%d,%d" %
+             (agent.pid, srv.pid), "-o", b.path(run.tag, "perf.data")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = {}
+
+    def all_done():
+        s = benchlib.stats(h)
+        last.update(s)
+        return s.get("delivered", 0) + s.get("failed", 0) >= n
+
+    done = benchlib.wait_for(all_done, args.timeout, 0.01)
+    t_all = time.monotonic() - t0
+    th1, a1, f1 = thread_cpu_s(srv.pid), cpu_s(agent.pid), cpu_s(fake.pid)
+    if prof is not None:
+        prof.send_signal(2)
+        try:
+            prof.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            prof.kill()
+            prof.wait(timeout=10)
+    h.close()
+    fh.close()
+    run.stop()
+    delivered = last.get("delivered", 0)
+    res = {"type": ptype, "queued_before": bool(queued), "accepted": n,
+           "delivered": delivered, "failed": last.get("failed", 0),
+           "complete": bool(done), "seconds": t_all,
+           "delivered_per_s": delivered / t_all if t_all > 0 else 0,
+           "agent_us": (a1 - a0) * 1e6 / delivered
+           if delivered and a0 is not None and a1 is not None else None,
+           "fake_api_us": (f1 - f0) * 1e6 / delivered
+           if delivered and f0 is not None and f1 is not None else None,
+           "server_threads_us": thread_us(srv.pid, th0, th1, delivered)}
+    if prof is not None:
+        res["perf_report"] = perf_report(b, run.tag)
+    return res
+
+
+def perf_report(b, tag):
+    """perf report of the drain into TAG/perf.txt; returns its path."""
+    out = b.path(tag, "perf.txt")
+    with open(out, "w") as f:
+        subprocess.run(["perf", "report", "-i", b.path(tag, "perf.data"),
+                        "--stdio", "--no-children", "--sort",
+                        "comm,dso,symbol", "--percent-limit", "0.5", "-g",
+                        "none"], stdout=f, stderr=subprocess.DEVNULL,
+                       timeout=120, check=False)
+    return out
+
+
 class Stream:
     """A paced stream of messages; remembers every accepted id."""
 
@@ -419,7 +531,7 @@ def fmt(v, spec="%.0f"):
     return "-" if v is None else spec % v
 
 
-def report_type(args, ptype, rounds, out):
+def report_type(args, ptype, rounds, dr, out):
     rows = []
     rates = [r["delivered_per_s"] for r in rounds]
     med = statistics.median(rates)
@@ -447,6 +559,25 @@ def report_type(args, ptype, rounds, out):
     rows.append(("CPU us/msg", ", ".join(
         "%s %s" % (k, fmt(cpu[k])) for k in ("agent", "server", "fake_api",
                                             "loadgen"))))
+    # What the CPU alone allows: the agent is one thread (one core at
+    # most); all four processes share the machine's cores.
+    if None not in cpu.values():
+        total = sum(cpu.values())
+        rows.append(("CPU ceilings", "agent on one core %s/s; all four on "
+                     "%d cores %s/s" % (fmt(1e6 / max(cpu["agent"], 1)),
+                                        os.cpu_count() or 1,
+                                        fmt((os.cpu_count() or 1) * 1e6 /
+                                            max(total, 1)))))
+    if dr is not None:
+        rows.append(("drain (queued first)", "%s delivered/s (%d in %.2f s"
+                     "%s); CPU us/msg: agent %s, fake_api %s, server %s" %
+                     (fmt(dr["delivered_per_s"]), dr["delivered"],
+                      dr["seconds"], "" if dr["complete"] else " INCOMPLETE",
+                      fmt(dr["agent_us"]), fmt(dr["fake_api_us"]),
+                      " ".join("%s %.0f" % kv
+                               for kv in dr["server_threads_us"]))))
+        if dr.get("perf_report"):
+            rows.append(("perf report", dr["perf_report"]))
     if out is not None:
         rows.append(("outage: baseline", "p50 %s ms, p99 %s ms (n=%d; "
                      "not delivered: %s)" %
@@ -468,7 +599,7 @@ def report_type(args, ptype, rounds, out):
     benchlib.emit(args, "connectors: %s, one agent" % ptype, rows,
                   {"bench": "connectors", "type": ptype,
                    "delivered_per_s": med, "rounds": rounds,
-                   "outage": out})
+                   "drain": dr, "outage": out})
 
 
 def main():
@@ -485,6 +616,11 @@ def main():
                     help="per provider; 0 keeps the server's default")
     ap.add_argument("--timeout", type=float, default=300,
                     help="cap on each wait for delivery")
+    ap.add_argument("--no-drain", action="store_true",
+                    help="skip the run that queues first, then delivers")
+    ap.add_argument("--perf", action="store_true",
+                    help="perf record the agent and server during the "
+                         "drain (with --keep, to read TAG/perf.txt)")
     ap.add_argument("--no-outage", action="store_true")
     ap.add_argument("--outage-rate", type=float, default=200,
                     help="messages/s of the paced stream")
@@ -512,9 +648,11 @@ def main():
             sys.stdout.flush()
             continue
         rounds = [throughput(b, ptype, i, args) for i in range(args.rounds)]
+        dr = None if args.no_drain else drain(b, ptype, args)
         out = None if args.no_outage else outage(b, ptype, args)
-        report_type(args, ptype, rounds, out)
+        report_type(args, ptype, rounds, dr, out)
         if not all(r["complete"] for r in rounds) or \
+                (dr is not None and not dr["complete"]) or \
                 (out is not None and not out["settled"]):
             status = 1
     return status
