@@ -370,7 +370,7 @@ def perf_report(b, tag):
     with open(out, "w") as f:
         subprocess.run(["perf", "report", "-i", b.path(tag, "perf.data"),
                         "--stdio", "--no-children", "--sort",
-                        "comm,dso,symbol", "--percent-limit", "0.5", "-g",
+                        "pid,dso,symbol", "--percent-limit", "0.5", "-g",
                         "none"], stdout=f, stderr=subprocess.DEVNULL,
                        timeout=120, check=False)
     return out
