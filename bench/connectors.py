@@ -531,8 +531,10 @@ def fmt(v, spec="%.0f"):
     return "-" if v is None else spec % v
 
 
-def report_type(args, ptype, rounds, dr, out):
-    rows = []
+def report_type(args, ptype, rounds, dr, out, loads):
+    # Other work on the machine takes CPU from every process measured.
+    rows = [("load average", "%.2f at the start, %.2f at the end (1 min)" %
+             (loads[0][0], loads[1][0]))]
     rates = [r["delivered_per_s"] for r in rounds]
     med = statistics.median(rates)
     rows.append(("delivered/s (median of %d)" % len(rounds),
@@ -599,7 +601,8 @@ def report_type(args, ptype, rounds, dr, out):
     benchlib.emit(args, "connectors: %s, one agent" % ptype, rows,
                   {"bench": "connectors", "type": ptype,
                    "delivered_per_s": med, "rounds": rounds,
-                   "drain": dr, "outage": out})
+                   "drain": dr, "outage": out,
+                   "loadavg": [loads[0][0], loads[1][0]]})
 
 
 def main():
@@ -647,10 +650,11 @@ def main():
                   (ptype, why))
             sys.stdout.flush()
             continue
+        load0 = os.getloadavg()
         rounds = [throughput(b, ptype, i, args) for i in range(args.rounds)]
         dr = None if args.no_drain else drain(b, ptype, args)
         out = None if args.no_outage else outage(b, ptype, args)
-        report_type(args, ptype, rounds, dr, out)
+        report_type(args, ptype, rounds, dr, out, (load0, os.getloadavg()))
         if not all(r["complete"] for r in rounds) or \
                 (dr is not None and not dr["complete"]) or \
                 (out is not None and not out["settled"]):

@@ -438,8 +438,13 @@ number(const char *s, long lo, long hi)
 	return v;
 }
 
-int
-main(int argc, char **argv)
+struct options {
+	const char *host;
+	long port, max_body;
+};
+
+static void
+parse_args(int argc, char **argv, struct options *o)
 {
 	static const struct option opts[] = {
 	    {"port", required_argument, NULL, 'p'},
@@ -447,33 +452,48 @@ main(int argc, char **argv)
 	    {"fail-status", required_argument, NULL, 'f'},
 	    {"max-body", required_argument, NULL, 'm'},
 	    {NULL, 0, NULL, 0}};
-	static const int sigs[] = {SIGTERM, SIGINT, SIGUSR1, SIGUSR2};
-	struct event *sev[4] = {NULL, NULL, NULL, NULL};
-	const char *host = "127.0.0.1";
-	long port = -1, max_body = 64L << 20;
-	size_t i;
-	int c, rc = 1;
+	int c;
 
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	o->host = "127.0.0.1";
+	o->port = -1;
+	o->max_body = 64L << 20;
+	for (;;) {
+		c = getopt_long(argc, argv, "", opts, NULL);
+		if (c == -1)
+			break;
 		switch (c) {
 		case 'p':
-			port = number(optarg, 1, 65535);
+			o->port = number(optarg, 1, 65535);
 			break;
 		case 'H':
-			host = optarg;
+			o->host = optarg;
 			break;
 		case 'f':
 			F.fail_status = (int)number(optarg, 0, 599);
+			if (F.fail_status != 0 && F.fail_status < 100)
+				usage();
 			break;
 		case 'm':
-			max_body = number(optarg, 1, 1L << 30);
+			o->max_body = number(optarg, 1, 1L << 30);
 			break;
 		default:
 			usage();
 		}
 	}
-	if (port < 0 || optind != argc)
+	if (o->port < 0 || optind != argc)
 		usage();
+}
+
+int
+main(int argc, char **argv)
+{
+	static const int sigs[] = {SIGTERM, SIGINT, SIGUSR1, SIGUSR2};
+	struct event *sev[4] = {NULL, NULL, NULL, NULL};
+	struct options o;
+	size_t i;
+	int rc = 1;
+
+	parse_args(argc, argv, &o);
 	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
 		return 1;
 	F.base = event_base_new();
@@ -485,12 +505,12 @@ main(int argc, char **argv)
 	}
 	evhttp_set_bevcb(F.http, new_bev, NULL);
 	evhttp_set_gencb(F.http, on_request, NULL);
-	evhttp_set_max_body_size(F.http, (ev_ssize_t)max_body);
+	evhttp_set_max_body_size(F.http, (ev_ssize_t)o.max_body);
 	evhttp_set_timeout(F.http, 60);
 	evhttp_set_allowed_methods(F.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
-	if (evhttp_bind_socket(F.http, host, (ev_uint16_t)port) != 0) {
-		fprintf(stderr, "fake_api: cannot listen on %s:%ld: %s\n", host,
-			port, strerror(errno));
+	if (evhttp_bind_socket(F.http, o.host, (ev_uint16_t)o.port) != 0) {
+		fprintf(stderr, "fake_api: cannot listen on %s:%ld: %s\n",
+			o.host, o.port, strerror(errno));
 		goto out;
 	}
 	for (i = 0; i < 4; i++) {
@@ -500,7 +520,7 @@ main(int argc, char **argv)
 			goto out;
 		}
 	}
-	printf("fake_api listening on %s:%ld\n", host, port);
+	printf("fake_api listening on %s:%ld\n", o.host, o.port);
 	fflush(stdout);
 	if (event_base_dispatch(F.base) != 0) {
 		fprintf(stderr, "fake_api: the event loop failed\n");
