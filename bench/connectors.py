@@ -436,7 +436,9 @@ def rfc3339_ms(s):
 
 
 def latencies(h, ids, failing, timeout):
-    """Per message: (total ms, first-leg ms or None, rerouted?)."""
+    """Per delivered message: (total ms, first-leg ms or None, rerouted?,
+    has the provider's id?) -- the last proves the connector read the
+    stand-in's answer as that API's."""
     out = []
     deadline = time.monotonic() + timeout
     for mid in ids:
@@ -457,7 +459,8 @@ def latencies(h, ids, failing, timeout):
         bad = [a for a in atts if a.get("provider") == failing and
                a.get("outcome") != "delivered"]
         first = rfc3339_ms(bad[0]["at"]) - created if bad else None
-        out.append((rfc3339_ms(done[-1]["at"]) - created, first, bool(bad)))
+        out.append((rfc3339_ms(done[-1]["at"]) - created, first, bool(bad),
+                    bool(doc.get("provider_message_id"))))
     return out
 
 
@@ -502,13 +505,15 @@ def outage(b, ptype, args):
         x.close()
     run.stop()
 
-    base = [t for t, _, _ in phases["baseline"][1]]
-    rer = [(t, f) for t, f, r in phases["outage"][1] if r]
-    direct = [t for t, _, r in phases["outage"][1] if not r]
+    base = [x[0] for x in phases["baseline"][1]]
+    rer = [(x[0], x[1]) for x in phases["outage"][1] if x[2]]
+    direct = [x[0] for x in phases["outage"][1] if not x[2]]
+    no_pmid = sum(1 for v in phases.values() for x in v[1] if not x[3])
     res = {"type": ptype, "rate": args.outage_rate,
            "seconds": args.outage_seconds,
            "breaker_threshold": args.breaker_threshold,
            "baseline_n": len(base), "rerouted_n": len(rer),
+           "without_provider_id": no_pmid,
            "direct_n": len(direct),
            "sent": {k: len(v[0].ids) for k, v in phases.items()},
            "send_failed": {k: v[0].failed for k, v in phases.items()},
@@ -587,11 +592,13 @@ def report_type(args, ptype, rounds, dr, out, loads):
             rows.append(("perf report", dr["perf_report"]))
     if out is not None:
         rows.append(("outage: baseline", "p50 %s ms, p99 %s ms (n=%d; "
-                     "not delivered: %s)" %
+                     "not delivered: %s; delivered without a provider id: "
+                     "%d)" %
                      (fmt(out["baseline_p50_ms"], "%.1f"),
                       fmt(out["baseline_p99_ms"], "%.1f"), out["baseline_n"],
                       ", ".join("%s %d" % kv for kv in
-                                out["not_delivered"].items()))))
+                                out["not_delivered"].items()),
+                      out["without_provider_id"])))
         rows.append(("outage: rerouted", "p50 %s ms, p99 %s ms (n=%d; %d "
                      "went straight to %s-b)" %
                      (fmt(out["rerouted_p50_ms"], "%.1f"),
