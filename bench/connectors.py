@@ -645,6 +645,9 @@ def main():
                     help="seconds of unmeasured stream before the baseline")
     ap.add_argument("--breaker-threshold", type=int, default=1000000)
     args = ap.parse_args()
+    # The processes run in the scratch folder: a relative path would miss.
+    args.bin = os.path.abspath(args.bin)
+    args.tools = os.path.abspath(args.tools)
     if not (1 <= args.rounds <= 20 and 1 <= args.messages <= 10000000 and
             0 < args.outage_rate <= 5000 and 0 < args.outage_seconds <= 600
             and 0 <= args.outage_warmup <= 60):
