@@ -7,12 +7,14 @@
 #   e2e       N messages to two supervised maildir agents, until delivered
 #   failover  kill -9 and SIGSTOP of hand-started agents
 #   memory    1,000,000 queued messages, no provider, VmRSS / VmHWM
+#   connectors  one agent of each HTTP type against bench/fake_api:
+#             delivered/s, connections per 1,000, 503 outage latency
 # Results (text and one JSON line per benchmark) go to OUT, by default
 # build/bench-results/<UTC time>/.  Each step is capped with timeout(1); the
 # drivers stop every process they started, on error and on SIGTERM too.
 #
 # usage: bench/run.sh [--quick] [--no-build] [--out DIR]
-#                     [--only intake,e2e,failover,memory]
+#                     [--only intake,e2e,failover,memory,connectors]
 # --no-build uses SHIVNERI_BIN and BENCH_TOOLS (default build/shivneri and
 # build/bench/) as they are.
 # BENCH_TMPDIR chooses the filesystem the data dirs live on (default: TMPDIR
@@ -22,7 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 QUICK=0
 BUILD=1
-ONLY="intake,e2e,failover,memory"
+ONLY="intake,e2e,failover,memory,connectors"
 OUT=""
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -30,7 +32,7 @@ while [ $# -gt 0 ]; do
 	--no-build) BUILD=0 ;;
 	--only) ONLY="$2"; shift ;;
 	--out) OUT="$2"; shift ;;
-	-h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,22p' "$0"; exit 0 ;;
 	*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -97,12 +99,15 @@ if [ "$QUICK" = 1 ]; then
 	step e2e 300 bench/e2e.py --messages 2000
 	step failover 300 bench/failover.py --reps 2 --stop-reps 1
 	step memory 300 bench/memory.py --messages 50000
+	step connectors 600 bench/connectors.py --messages 2000 \
+	    --outage-seconds 2
 else
 	step intake 300 bench/intake.py --seconds 20 --warmup 2 \
 	    --ceiling-seconds 5
 	step e2e 600 bench/e2e.py --messages 20000
 	step failover 600 bench/failover.py --reps 5 --stop-reps 3
 	step memory 1200 bench/memory.py --messages 1000000
+	step connectors 1800 bench/connectors.py --messages 20000 --rounds 3
 fi
 grep -h '^{' "$OUT"/*.txt >"$OUT/results.jsonl" 2>/dev/null || true
 echo "--- results in $OUT"
