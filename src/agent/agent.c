@@ -286,8 +286,9 @@ handle_job(struct agent *a, const uint8_t *p, size_t n)
 			  (unsigned long long)lj.job_id);
 		goto out;
 	}
-	log_info("%s agent job=%llu rcpt=%zu bytes=%zu", lj.message_id,
-		 (unsigned long long)lj.job_id, lj.nrcpt, lj.mime_len);
+	log_debug("%s agent job_received job=%llu rcpt=%zu bytes=%zu",
+		  lj.message_id, (unsigned long long)lj.job_id, lj.nrcpt,
+		  lj.mime_len);
 	if (lj.mime_len > a->max_message_bytes) {
 		send_result(a, lj.job_id, lj.message_id, OUTCOME_PERMANENT,
 			    NULL, "message larger than the agent accepts", 0);

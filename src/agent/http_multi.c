@@ -318,7 +318,8 @@ http_multi_new(struct event_base *base)
 	    curl_multi_setopt(hm->multi, CURLMOPT_TIMERDATA, hm) ||
 	    curl_multi_setopt(hm->multi, CURLMOPT_PIPELINING,
 			      (long)CURLPIPE_MULTIPLEX) ||
-	    curl_multi_setopt(hm->multi, CURLMOPT_MAXCONNECTS, 64L))
+	    curl_multi_setopt(hm->multi, CURLMOPT_MAXCONNECTS,
+			      (long)HTTP_MAXCONNECTS_MIN))
 		goto fail;
 	return hm;
 fail:
@@ -584,6 +585,19 @@ http_multi_configure(struct http_multi *hm, const struct provider_config *pc)
 	const char *ca = provider_config_get(pc, "tls_ca_file");
 	const char *url = provider_config_get(pc, "base_url");
 
+	/*
+	 * Every send in flight may hold a connection (HTTP/1.1 servers): a
+	 * cache smaller than max_in_flight closes and reopens connections
+	 * all the time (at 128 in flight and a cache of 64, 164 to 193
+	 * connections a 1,000 messages; bench/RESULTS.md section 8).
+	 */
+	long maxconn = pc->max_in_flight > HTTP_MAXCONNECTS_MIN
+			   ? (long)pc->max_in_flight
+			   : HTTP_MAXCONNECTS_MIN;
+
+	if (curl_multi_setopt(hm->multi, CURLMOPT_MAXCONNECTS, maxconn) !=
+	    CURLM_OK)
+		return -EINVAL;
 	hm->gate = url != NULL && strncmp(url, "https://", 8) == 0;
 	free(hm->ca_file);
 	hm->ca_file = NULL;

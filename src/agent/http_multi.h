@@ -33,6 +33,9 @@ struct http_multi;
 
 #define HTTP_CONNECT_TIMEOUT_MS_DEFAULT 5000
 #define HTTP_REQUEST_TIMEOUT_MS_DEFAULT 30000
+/* Connections kept open at least; http_multi_configure() raises it to
+ * the provider's max_in_flight. */
+#define HTTP_MAXCONNECTS_MIN 64
 /* What a response body may hold; more fails the transfer's read. */
 #define HTTP_BODY_MAX (64 * 1024)
 /* Retry-After longer than this is taken as this. */
@@ -107,6 +110,7 @@ void http_multi_config_check(struct provider_config *pc,
 			     struct config_report *r, const char *default_url);
 /*
  * Applies the provider's transport keys to every later transfer of hm:
+ * a connection cache of at least max_in_flight connections,
  * tls_ca_file (a CA bundle to verify the API against instead of the
  * system's, for a private endpoint or a test's stand-in; verification is
  * never turned off), and base_url's scheme: for https, when no transfer

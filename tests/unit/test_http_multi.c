@@ -34,7 +34,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#define NMAX 64
+#define NMAX 192
+#define NHOLD 96
 
 struct fixture {
 	struct event_base *base;
@@ -42,6 +43,8 @@ struct fixture {
 	int port;
 	int nconn; /* connections the evhttp server accepted */
 	int nhung; /* /hang requests held */
+	struct evhttp_request *held[NHOLD]; /* /hold: answered together */
+	int nheld;
 	struct evconnlistener *rst;
 	int rst_port;
 	int nrst;       /* connections the reset listener accepted */
@@ -80,6 +83,18 @@ on_request(struct evhttp_request *req, void *arg)
 		f->nhung++;
 		evbuffer_free(out);
 		return; /* never answered; evhttp_free reaps it */
+	}
+	if (strcmp(uri, "/hold") == 0) {
+		/* Held until NHOLD are in: each needs its own connection. */
+		assert_true(f->nheld < NHOLD);
+		f->held[f->nheld++] = req;
+		evbuffer_free(out);
+		if (f->nheld == NHOLD) {
+			for (int i = 0; i < NHOLD; i++)
+				evhttp_send_reply(f->held[i], 200, "OK", NULL);
+			f->nheld = 0;
+		}
+		return;
 	}
 	if (strncmp(uri, "/status/", 8) == 0)
 		code = (int)strtol(uri + 8, NULL, 10);
@@ -266,6 +281,32 @@ test_many_and_reuse(void **state)
 	for (i = 16; i < NMAX; i++)
 		assert_string_equal(f->body[i], "hello 200");
 	assert_int_equal(http_multi_count(f->hm), 0);
+}
+
+/*
+ * The connection cache holds max_in_flight connections: NHOLD (more than
+ * the 64 kept by default) requests held by the server until all are in
+ * need NHOLD connections, and a second such burst reuses every one.
+ */
+static void
+test_cache_holds_max_in_flight(void **state)
+{
+	struct fixture *f = *state;
+	struct provider_config pc = {
+	    .name = "t", .type = "ses", .max_in_flight = NHOLD};
+	int i;
+
+	assert_int_equal(http_multi_configure(f->hm, &pc), 0);
+	for (i = 0; i < NHOLD; i++)
+		start(f, i, f->port, "/hold", 0);
+	run_until(f, NHOLD);
+	assert_int_equal(f->nconn, NHOLD);
+	for (i = NHOLD; i < 2 * NHOLD; i++)
+		start(f, i, f->port, "/hold", 0);
+	run_until(f, 2 * NHOLD);
+	for (i = 0; i < 2 * NHOLD; i++)
+		assert_int_equal(f->status[i], 200);
+	assert_int_equal(f->nconn, NHOLD);
 }
 
 static void
@@ -534,6 +575,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_many_and_reuse, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_cache_holds_max_in_flight,
+					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_timeout_ambiguous, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_reset_and_refused, setup,
