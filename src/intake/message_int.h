@@ -187,4 +187,28 @@ bool message__date_valid(const char *s);
 /* One msg-id "<left@right>" of printable ASCII, at most 250 bytes. */
 bool message__msgid_valid(const char *s, size_t n);
 
+/* mime.c: the fields of a raw header block that message_from_mime() reads. */
+enum message_head_id {
+	MESSAGE_HEAD_FROM,
+	MESSAGE_HEAD_DATE,
+	MESSAGE_HEAD_MID, /* Message-ID */
+	MESSAGE_HEAD_SUBJECT,
+	MESSAGE_HEAD_TO,
+	MESSAGE_HEAD_NFIELDS
+};
+struct message_head_field {
+	int count;       /* fields of this name, without case */
+	const char *raw; /* the first one's value: after its colon */
+	size_t raw_len;  /* to the end of its last line */
+};
+struct message_head {
+	struct message_head_field f[MESSAGE_HEAD_NFIELDS];
+};
+/* The fields of a block of "name:" lines and continuations; 0 or -1. */
+int message__head_fields(const char *h, size_t n, struct message_head *hf);
+/* The first field's value, unfolded and decoded as GMime's
+ * g_mime_header_get_value() gives it (g_free()), or NULL. */
+char *message__head_value(const struct message_head *hf,
+			  enum message_head_id id);
+
 #endif

@@ -71,7 +71,7 @@ struct smtp_server {
 enum smtp_state {
 	SMTP_STATE_CMD,      /* reading command lines */
 	SMTP_STATE_DATA,     /* reading the message, after 354 */
-	SMTP_STATE_SUBMIT,   /* the message is with the submit path; no reads */
+	SMTP_STATE_SUBMIT,   /* with the submit path; read, not parsed */
 	SMTP_STATE_STARTTLS, /* "220 Ready to start TLS" going out; no reads */
 	SMTP_STATE_AUTH,     /* reading a line of an AUTH exchange */
 	SMTP_STATE_AUTH_CHECK, /* a password is being checked; no reads */

@@ -73,8 +73,13 @@ smtp__set_state(struct smtp_session *ss, enum smtp_state st)
 	if (st == SMTP_STATE_DATA)
 		ss->srv->in_data++;
 	ss->state = st;
-	if (st == SMTP_STATE_SUBMIT || st == SMTP_STATE_CLOSING ||
-	    st == SMTP_STATE_STARTTLS || st == SMTP_STATE_AUTH_CHECK)
+	/*
+	 * SUBMIT leaves reads on: session_drive() parses nothing until the
+	 * reply, and the read-ahead cap (IN_HIGH) bounds what piles up, so
+	 * turning them off and on would only cost two epoll_ctl a message.
+	 */
+	if (st == SMTP_STATE_CLOSING || st == SMTP_STATE_STARTTLS ||
+	    st == SMTP_STATE_AUTH_CHECK)
 		bufferevent_disable(ss->bev, EV_READ);
 	else
 		bufferevent_enable(ss->bev, EV_READ);
