@@ -11,10 +11,9 @@
  * Mailgun answers "Mailgun Magnificent API": transient); 400 and 413 are
  * the message's fault (permanent); 401/403 the account's; 429 throttled;
  * 404, other statuses and failures before the request went out are
- * transient; no answer after it went out is ambiguous.  The key is read
- * once at open, given to curl only as the password and never logged; the
- * detail passed on carries the status and Mailgun's own message, made
- * printable.
+ * transient; no answer after it went out is ambiguous.  No probe (see
+ * mailgun_api).  Open, send, health and close are conn_http's; the key is
+ * read once at open, given to curl only as the password and never logged.
  */
 #include "agent/conn_http.h"
 #include "common/config.h"

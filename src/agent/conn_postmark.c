@@ -21,8 +21,9 @@
  * other 422s and a 413 are permanent with Postmark's Message; 429
  * throttled; 5xx, others and a 403 (a network-layer block, HTML)
  * transient; no answer after the request went out ambiguous.  The probe
- * is GET {base_url}/server with the token.  The token lives in the
- * header of each request only and is never logged.
+ * is GET {base_url}/server with the token.  Open, send, health and close
+ * are conn_http's; the token lives in the header of each request only
+ * and is never logged.
  */
 #include "agent/conn_http.h"
 #include "agent/mime_fields.h"

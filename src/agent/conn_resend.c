@@ -19,7 +19,9 @@
  * permanent with Resend's message; 401 and 403 the account's, and so is a
  * 429 named daily_quota_exceeded or monthly_quota_exceeded; any other 429
  * throttled; 5xx and others transient; no answer after the request went
- * out ambiguous.  Resend has no probe call here.  The key lives in the
+ * out ambiguous.  No probe (see resend_api): a provider down for its
+ * account comes back by one trial message per probe_interval_s.  Open,
+ * send, health and close are conn_http's; the key lives in the
  * Authorization header of each request only and is never logged.
  */
 #include "agent/conn_http.h"

@@ -19,8 +19,10 @@
  * as the id; 400 and 413 permanent with SendGrid's first error message;
  * 401/403 account; 429 throttled, for Retry-After or else until
  * X-RateLimit-Reset; 5xx and other statuses transient; no answer after
- * the request went out ambiguous.  The key lives in the Authorization
- * header of each request only and is never logged.
+ * the request went out ambiguous.  The probe is GET {base_url}/v3/scopes
+ * with the key.  Open, send, health and close are conn_http's; the key
+ * lives in the Authorization header of each request only and is never
+ * logged.
  */
 #include "agent/conn_http.h"
 #include "agent/conn_sendgrid.h"
@@ -283,6 +285,7 @@ static const struct conn_http_api sendgrid_api = {
     .secret_key = "api_key_file",
     .auth_prefix = "Authorization: Bearer ",
     .gmime = true,
+    .probe_path = "/v3/scopes",
     .build = sendgrid_build,
     .answer = sendgrid_answer,
 };
@@ -324,6 +327,7 @@ static const struct connector_ops sendgrid_ops = {
     .open = sendgrid_open,
     .send = conn_http_send,
     .health = conn_http_health,
+    .probe = conn_http_probe,
     .close = conn_http_close,
 };
 

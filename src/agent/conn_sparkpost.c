@@ -13,8 +13,9 @@
  * the account) are the account's; 400, 413, 415 and 422 the message's;
  * 429 throttled (Retry-After, else the 2 s SparkPost advises); 5xx and
  * other statuses transient; no answer after the request went out
- * ambiguous.  The key lives in the Authorization header of each request
- * only and is never logged.
+ * ambiguous.  The probe is GET {base_url}/api/v1/account with the key.
+ * Open, send, health and close are conn_http's; the key lives in the
+ * Authorization header of each request only and is never logged.
  */
 #include "agent/conn_http.h"
 #include "common/config.h"
@@ -128,6 +129,7 @@ static const struct conn_http_api sparkpost_api = {
     .default_url = SPARKPOST_DEFAULT_URL,
     .secret_key = "api_key_file",
     .auth_prefix = "Authorization: ", /* SparkPost takes no scheme word */
+    .probe_path = "/api/v1/account",
     .build = sparkpost_build,
     .answer = sparkpost_answer,
 };
@@ -169,6 +171,7 @@ static const struct connector_ops sparkpost_ops = {
     .open = sparkpost_open,
     .send = conn_http_send,
     .health = conn_http_health,
+    .probe = conn_http_probe,
     .close = conn_http_close,
 };
 

@@ -84,7 +84,8 @@ class FakePostmark(fakelib.FakeServer):
     def __init__(self, token, **kw):
         super().__init__(**kw)
         self.token = token
-        self.probes = 0
+        self.probes = 0  # GET /server requests seen
+        self.probes_ok = 0  # of them answered 200 (the token taken)
 
     def error(self, status, message, code=0):
         return status, {"Content-Type": "application/json"}, json.dumps(
@@ -94,13 +95,16 @@ class FakePostmark(fakelib.FakeServer):
         return 10 * 1024 * 1024
 
     def handle(self, req):
+        probe = req.path == "/server" and req.method == "GET"
+        with self.lock:
+            self.probes += probe
         if req.headers.get("X-Postmark-Server-Token") != self.token or \
                 self.mode == "401":
             return self.error(401, "Request does not contain a valid "
                               "Server token.", 10)
-        if req.path == "/server" and req.method == "GET":
+        if probe:
             with self.lock:
-                self.probes += 1
+                self.probes_ok += 1
             return 200, {"Content-Type": "application/json"}, \
                 json.dumps({"ID": 1, "Name": "fake"}).encode()
         if req.path != "/email" or req.method != "POST":
