@@ -1,0 +1,240 @@
+"""The cases every HTTP API connector's test shares (test_51 ... test_59).
+
+Each such test runs one server with two providers under the priority
+scheduler: NAME (the connector under test, priority 1, pointed at its
+stand-in in tests/fakes/) in front of b (maildir, priority 2), so every
+message is offered to NAME first and b shows where a message went
+instead.  A test file builds its module fixture with module_env() and
+puts its cases in a class derived from ConnectorCases, which brings the
+cases whose meaning is the same for every API:
+
+- a 503 is transient and b delivers the message;
+- a hung API (no answer) ends as ambiguous after request_timeout_ms and b
+  delivers;
+- a 429 is throttled (the provider pauses, nothing fails);
+- a refusal for good (the stand-in's `reject`) fails the message, tried
+  nowhere else, with the API's words in the detail;
+- a 401 takes the provider down (reason "account: ...") until its probe
+  (the API's cheap authenticated call, seen and refused by the stand-in
+  while the key is refused) or, for an API without one, a trial message
+  passes once the stand-in takes the key again; then it delivers again;
+- the planted key appears in no file of the cluster's folder (logs, the
+  .ini, the database) and in no API answer (run last).
+
+The subclass's own cases (run after these, in file order) hold what is
+the API's: the rich message (cc, bcc, reply-to, HTML, an attachment,
+non-ASCII names, a custom header; rich_message() sends it) compared
+field by field with what the stand-in received, and the API's own
+classes.  Every wait has a deadline (harness wait_for).
+"""
+
+import base64
+import os
+
+import pytest
+
+import shivneri_harness as h
+
+ATTACHMENT = bytes(range(256)) * 4
+REFUSED = "refused@example.net"
+
+
+def start_cluster(factory, fake, name, key, section, secret_key):
+    """A started cluster: the server, NAME's agent (section's keys on top
+    of the common ones, the key planted in a file named by secret_key)
+    and b's."""
+    c = factory(providers=(name, "b"),
+                server_extra={"scheduler": "priority"})
+    keyfile = os.path.join(c.dir, name + ".key")
+    c.write_secret(keyfile, key)
+    c.keyfile = keyfile
+
+    def write_config():
+        p = {"spawn": "no", "priority": 1, "max_in_flight": 8,
+             secret_key: keyfile, "probe_interval_s": 1,
+             "base_url": fake.base_url, "connect_timeout_ms": 2000,
+             "request_timeout_ms": int(h.scaled(1000))}
+        p.update(section)
+        b = c.provider_section("b")
+        b.update(priority=2)
+        with open(c.config_path, "w") as f:
+            f.write(c.render(c.server_section(), {name: p, "b": b}))
+    c.write_config = write_config
+    c.write_config()
+    c.start_server()
+    c.start_agent(name)
+    c.start_agent("b")
+    return c
+
+
+def module_env(make_fake, name, key, section, secret_key="api_key_file"):
+    """The module fixture `env`, (cluster, fake): make_fake() is the
+    stand-in, not yet started."""
+    @pytest.fixture(scope="module")
+    def env(module_cluster_factory):
+        fake = make_fake().start()
+        try:
+            yield start_cluster(module_cluster_factory, fake, name, key,
+                                section, secret_key), fake
+        finally:
+            fake.stop()
+    return env
+
+
+def settled(c, mid, timeout=15):
+    """The message once delivered or failed."""
+    def cond():
+        m = c.msg(mid)
+        return m if m["status"] in ("delivered", "failed") else None
+    return h.wait_for(cond, timeout, "message %s to settle" % mid)
+
+
+def agent_outcome(c, name, mid, outcome):
+    """NAME's agent logged outcome for mid (its connector's class)."""
+    def cond():
+        with open(c.agents[name].log_path, errors="replace") as f:
+            return any(mid in ln and "outcome=" + outcome in ln for ln in f)
+    return h.wait_for(cond, 5, "agent log: %s outcome=%s" % (mid, outcome))
+
+
+def rich_message(c, fake, name, cc_name="Çelik", text=True):
+    """Sends the rich message; returns (message id, the message as the
+    API shows it, what the stand-in recorded).  It went to NAME only."""
+    fields = {"from": "Zoë Ämtmann <zoe@example.com>",
+              "to": ["Jürgen Groß <jg@example.net>"],
+              "cc": ["%s <cc1@example.net>" % cc_name if cc_name
+                     else "cc1@example.net"],
+              "bcc": ["hidden@example.net"],
+              "reply_to": "help@example.com",
+              "subject": "Grüße ✓ 1", "html": "<p>héllo</p>",
+              "headers": {"X-Campaign": "c1"},
+              "attachments": [{"filename": "data.bin",
+                               "content_type": "application/octet-stream",
+                               "content_base64":
+                                   base64.b64encode(ATTACHMENT).decode()}]}
+    if text:
+        fields["text"] = "héllo text\n"
+    n = len(fake.received)
+    mid = c.submit(h.message(1, **fields))
+    m = settled(c, mid)
+    assert m["status"] == "delivered" and m["provider"] == name, m
+    assert len(fake.received) == n + 1
+    rec = fake.received[n]
+    assert m["provider_message_id"] == rec["id"], (m, rec)
+    return mid, m, rec
+
+
+def with_mode(fake, mode, n, c, **kw):
+    """Submits message n with the stand-in in mode; the settled message."""
+    fake.mode = mode
+    for k, v in kw.items():
+        setattr(fake, k, v)
+    try:
+        return settled(c, c.submit(h.message(n)))
+    finally:
+        fake.mode = "ok"
+
+
+class ConnectorCases:
+    """The shared cases; a subclass sets NAME, KEY and the class words."""
+
+    NAME = None
+    KEY = None
+    PROBE = True            # the connector probes (else: trial message)
+    PERMANENT_WORDS = ()    # in the detail of the refusal for good
+    ACCOUNT_WORDS = ()      # in the detail of the 401
+
+    def __init_subclass__(cls, **kw):
+        """pytest runs a base class's cases first, then the subclass's in
+        file order: the key check, added to the subclass after its own
+        cases, thus runs last."""
+        super().__init_subclass__(**kw)
+        cls.test_key_never_shown = ConnectorCases._key_never_shown
+
+    @pytest.fixture(autouse=True)
+    def _provider_up(self, env):
+        """Each case starts with the provider up: a 429 pauses it for its
+        Retry-After and a 401 takes it down until it is back."""
+        env[0].wait_state(self.NAME, "up", timeout=h.scaled(10))
+
+    def test_permanent_fails_here_only(self, env):
+        c, fake = env
+        fake.reject = {REFUSED}
+        try:
+            m = settled(c, c.submit(h.message(2, to=[REFUSED])))
+        finally:
+            fake.reject = set()
+        assert m["status"] == "failed", m
+        assert [a["provider"] for a in m["attempts"]] == [self.NAME], m
+        assert m["attempts"][0]["outcome"] == "permanent", m
+        for w in self.PERMANENT_WORDS:
+            assert w in m["attempts"][0]["detail"], (w, m)
+
+    def test_503_moves_to_b(self, env):
+        c, fake = env
+        m = with_mode(fake, "503", 3, c)
+        assert m["status"] == "delivered" and m["provider"] == "b", m
+        assert m["attempts"][0]["provider"] == self.NAME, m
+        assert m["attempts"][0]["outcome"] == "transient", m
+        agent_outcome(c, self.NAME, m["id"], "transient")
+
+    def test_hang_ambiguous(self, env):
+        c, fake = env
+        m = with_mode(fake, "hang", 4, c)
+        assert m["status"] == "delivered" and m["provider"] == "b", m
+        assert m["attempts"][0]["provider"] == self.NAME, m
+        assert m["attempts"][0]["outcome"] == "ambiguous", m
+        agent_outcome(c, self.NAME, m["id"], "ambiguous")
+
+    def test_429_throttled(self, env):
+        c, fake = env
+        m = with_mode(fake, "429", 5, c, retry_after="3")
+        assert m["status"] == "delivered", m
+        assert m["attempts"][0]["provider"] == self.NAME, m
+        assert m["attempts"][0]["outcome"] == "throttled", m
+        agent_outcome(c, self.NAME, m["id"], "throttled")
+
+    def test_401_down_until_back(self, env):
+        c, fake = env
+        probes = getattr(fake, "probes", 0)
+        fake.mode = "401"
+        try:
+            m = settled(c, c.submit(h.message(6)))
+            assert m["attempts"][0]["provider"] == self.NAME, m
+            assert m["attempts"][0]["outcome"] == "account", m
+            for w in self.ACCOUNT_WORDS:
+                assert w in m["attempts"][0]["detail"], (w, m)
+            agent_outcome(c, self.NAME, m["id"], "account")
+            p = c.wait_state(self.NAME, "down", timeout=h.scaled(5))
+            assert (p["reason"] or "").startswith("account: "), p
+            if self.PROBE:
+                # The probe goes out every probe_interval_s and, refused,
+                # keeps the provider down.
+                h.wait_for(lambda: fake.probes > probes, h.scaled(5),
+                           "the stand-in to see a probe")
+                assert c.provider(self.NAME)["state"] == "down"
+        finally:
+            fake.mode = "ok"
+        c.wait_state(self.NAME, "up", timeout=h.scaled(10))
+        if self.PROBE:
+            assert fake.probes_ok >= 1
+        m = settled(c, c.submit(h.message(10)))
+        assert m["status"] == "delivered" and m["provider"] == self.NAME, m
+
+    def _key_never_shown(self, env):
+        """Last: after every case, the key is in no answer and no file
+        but its own."""
+        c, fake = env
+        assert fake.requests >= 6
+        for path in ("/v1/providers", "/v1/stats", "/v1/messages?limit=100"):
+            assert self.KEY.encode() not in c.get(path).body, path
+        seen = 0
+        for d, _, files in os.walk(c.dir):
+            for name in files:
+                path = os.path.join(d, name)
+                if path == c.keyfile or not os.path.isfile(path):
+                    continue
+                with open(path, "rb") as f:
+                    assert self.KEY.encode() not in f.read(), path
+                seen += name.endswith((".log", ".ini"))
+        assert seen >= 3  # the server's and two agents' logs, the .ini
