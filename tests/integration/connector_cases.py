@@ -188,11 +188,15 @@ class ConnectorCases:
 
     def test_429_throttled(self, env):
         c, fake = env
+        before = c.provider(self.NAME)["throttled"]
         m = with_mode(fake, "429", 5, c, retry_after="3")
         assert m["status"] == "delivered", m
         assert m["attempts"][0]["provider"] == self.NAME, m
         assert m["attempts"][0]["outcome"] == "throttled", m
         agent_outcome(c, self.NAME, m["id"], "throttled")
+        # The registry paused the provider for it (GET /v1/providers).
+        p = c.provider(self.NAME)
+        assert p["throttled"] == before + 1, p
 
     def test_401_down_until_back(self, env):
         c, fake = env
