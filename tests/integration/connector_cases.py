@@ -124,6 +124,15 @@ def rich_message(c, fake, name, cc_name="Çelik", text=True):
     return mid, m, rec
 
 
+def bcc_only_goes_to_b(c, fake):
+    """For an API that requires a To: a Bcc-only message is refused by
+    the connector (transient) and b delivers it, nobody's Bcc exposed."""
+    n = len(fake.received)
+    m = settled(c, c.submit(h.message(7, to=[], bcc=["x1@example.net"])))
+    assert m["status"] == "delivered" and m["provider"] == "b", m
+    assert len(fake.received) == n
+
+
 def with_mode(fake, mode, n, c, **kw):
     """Submits message n with the stand-in in mode; the settled message."""
     fake.mode = mode
