@@ -139,14 +139,14 @@ xfer_done(const struct http_result *hr, void *arg)
 	memset(&a, 0, sizeof(a));
 	a.outcome = http_multi_classify(hr, &a.retry_after_ms);
 	if (x->job != NULL) {
-		ch->api->answer(ch->ctx, hr, ans, &a);
+		ch->api->answer(ch->ctx, x->job, hr, ans, &a);
 		job_done(ch, x->job, hr, &a);
 	} else {
 		/* The probe: any 2xx takes the key. */
 		passed = hr->code == CURLE_OK && hr->status >= 200 &&
 			 hr->status < 300;
 		if (!passed) {
-			ch->api->answer(ch->ctx, hr, ans, &a);
+			ch->api->answer(ch->ctx, NULL, hr, ans, &a);
 			describe(ch, "-", hr, &a, detail, sizeof(detail));
 		}
 		x->probe_cb(passed, passed ? NULL : detail, x->probe_arg);
@@ -363,19 +363,20 @@ open_auth(struct conn_http *ch, const struct provider_config *pc, char *err,
 	const struct conn_http_api *api = ch->api;
 	int rc;
 
-	rc = read_secret(api, pc, api->secret_key, &ch->secret, err, errlen);
-	if (rc != 0)
-		return rc;
-	if (api->auth_prefix != NULL) {
-		ch->auth = xasprintf("%s%s", api->auth_prefix, ch->secret);
-		wipe(ch->secret);
-		ch->secret = NULL;
-		return 0;
+	if (api->auth_prefix == NULL && api->basic_user_key != NULL) {
+		rc = read_secret(api, pc, api->basic_user_key, &ch->user, err,
+				 errlen);
+		if (rc != 0)
+			return rc;
+	} else if (api->auth_prefix == NULL) {
+		ch->user = xstrdup(api->basic_user);
 	}
-	if (api->basic_user_key != NULL)
-		return read_secret(api, pc, api->basic_user_key, &ch->user, err,
-				   errlen);
-	ch->user = xstrdup(api->basic_user);
+	rc = read_secret(api, pc, api->secret_key, &ch->secret, err, errlen);
+	if (rc != 0 || api->auth_prefix == NULL)
+		return rc;
+	ch->auth = xasprintf("%s%s", api->auth_prefix, ch->secret);
+	wipe(ch->secret);
+	ch->secret = NULL;
 	return 0;
 }
 

@@ -85,9 +85,11 @@ struct conn_http_api {
 	 * Reads an answer: a->outcome comes in as http_multi_classify() made
 	 * it and must leave as a class (HTTP_CLASS_CONNECTOR is the
 	 * connector's to judge).  ans is the body when it is a JSON object,
-	 * else NULL (borrowed).  Also called for a failed probe's answer.
+	 * else NULL (borrowed).  job is the one sent, or NULL for a failed
+	 * probe's answer.
 	 */
-	void (*answer)(void *ctx, const struct http_result *hr, json_t *ans,
+	void (*answer)(void *ctx, const struct connector_job *job,
+		       const struct http_result *hr, json_t *ans,
 		       struct conn_http_answer *a);
 };
 

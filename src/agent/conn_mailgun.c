@@ -41,13 +41,15 @@ status_class(long status)
 
 /* Delivered needs an "id"; Mailgun's "message" says why not. */
 static void
-mailgun_answer(void *ctx, const struct http_result *hr, json_t *ans,
+mailgun_answer(void *ctx, const struct connector_job *job,
+	       const struct http_result *hr, json_t *ans,
 	       struct conn_http_answer *a)
 {
 	const char *id = json_string_value(json_object_get(ans, "id"));
 	const char *msg = json_string_value(json_object_get(ans, "message"));
 
 	(void)ctx;
+	(void)job;
 	if (a->outcome == HTTP_CLASS_CONNECTOR)
 		a->outcome = status_class(hr->status);
 	if (a->outcome == OUTCOME_DELIVERED && id == NULL) {

@@ -284,7 +284,8 @@ classify(const struct http_result *hr, json_t *ans, int outcome)
 
 /* The class, the MessageID, and Postmark's ErrorCode and Message. */
 static void
-postmark_answer(void *ctx, const struct http_result *hr, json_t *ans,
+postmark_answer(void *ctx, const struct connector_job *job,
+		const struct http_result *hr, json_t *ans,
 		struct conn_http_answer *a)
 {
 	json_t *ec = json_object_get(ans, "ErrorCode"); /* NULL-safe */
@@ -292,6 +293,7 @@ postmark_answer(void *ctx, const struct http_result *hr, json_t *ans,
 	const char *msg = json_string_value(json_object_get(ans, "Message"));
 
 	(void)ctx;
+	(void)job;
 	a->outcome = classify(hr, ans, a->outcome);
 	if (a->outcome == OUTCOME_DELIVERED && id != NULL)
 		snprintf(a->id, sizeof(a->id), "%s", id);

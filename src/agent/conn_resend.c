@@ -227,7 +227,8 @@ classify(const struct http_result *hr, const char *name, int outcome,
 
 /* The class, the id, and Resend's error name and message. */
 static void
-resend_answer(void *ctx, const struct http_result *hr, json_t *ans,
+resend_answer(void *ctx, const struct connector_job *job,
+	      const struct http_result *hr, json_t *ans,
 	      struct conn_http_answer *a)
 {
 	const char *id = json_string_value(json_object_get(ans, "id"));
@@ -235,6 +236,7 @@ resend_answer(void *ctx, const struct http_result *hr, json_t *ans,
 	const char *name = json_string_value(json_object_get(ans, "name"));
 
 	(void)ctx;
+	(void)job;
 	a->outcome = classify(hr, name, a->outcome, &a->retry_after_ms);
 	if (a->outcome == OUTCOME_DELIVERED && id != NULL)
 		snprintf(a->id, sizeof(a->id), "%s", id);

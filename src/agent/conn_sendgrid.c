@@ -245,7 +245,8 @@ reset_ms(const struct http_result *hr)
 
 /* 400 and 413 are the message's; the first error's words are SendGrid's. */
 static void
-sendgrid_answer(void *ctx, const struct http_result *hr, json_t *ans,
+sendgrid_answer(void *ctx, const struct connector_job *job,
+		const struct http_result *hr, json_t *ans,
 		struct conn_http_answer *a)
 {
 	json_t *v = json_object_get(
@@ -253,6 +254,7 @@ sendgrid_answer(void *ctx, const struct http_result *hr, json_t *ans,
 	const char *id;
 
 	(void)ctx;
+	(void)job;
 	if (a->outcome == HTTP_CLASS_CONNECTOR)
 		a->outcome = (hr->status == 400 || hr->status == 413)
 				 ? OUTCOME_PERMANENT

@@ -77,7 +77,8 @@ status_class(long status, const char *code)
  * errors[0] (code and message).
  */
 static void
-sparkpost_answer(void *ctx, const struct http_result *hr, json_t *ans,
+sparkpost_answer(void *ctx, const struct connector_job *job,
+		 const struct http_result *hr, json_t *ans,
 		 struct conn_http_answer *a)
 {
 	json_t *res = json_object_get(ans, "results"); /* borrowed */
@@ -89,6 +90,7 @@ sparkpost_answer(void *ctx, const struct http_result *hr, json_t *ans,
 	const char *msg = json_string_value(json_object_get(err, "message"));
 
 	(void)ctx;
+	(void)job;
 	if (a->outcome == HTTP_CLASS_CONNECTOR)
 		a->outcome = status_class(hr->status, code != NULL ? code : "");
 	if (a->outcome == OUTCOME_THROTTLED && a->retry_after_ms == 0)

@@ -143,13 +143,16 @@ t_build(void *ctx, const struct connector_job *job, CURL *easy,
 }
 
 static void
-t_answer(void *ctx, const struct http_result *hr, json_t *ans,
-	 struct conn_http_answer *a)
+t_answer(void *ctx, const struct connector_job *job,
+	 const struct http_result *hr, json_t *ans, struct conn_http_answer *a)
 {
 	const char *id = json_string_value(json_object_get(ans, "id"));
 	const char *msg = json_string_value(json_object_get(ans, "message"));
 
 	(void)ctx;
+	/* The probe's answer comes without a job. */
+	if (job == NULL && a->outcome == OUTCOME_ACCOUNT)
+		snprintf(a->tag, sizeof(a->tag), " probe");
 	if (a->outcome == HTTP_CLASS_CONNECTOR)
 		a->outcome =
 		    hr->status == 422 ? OUTCOME_PERMANENT : OUTCOME_TRANSIENT;
@@ -157,7 +160,8 @@ t_answer(void *ctx, const struct http_result *hr, json_t *ans,
 		snprintf(a->id, sizeof(a->id), "%s", id);
 	if (msg != NULL)
 		snprintf(a->why, sizeof(a->why), "%s", msg);
-	snprintf(a->tag, sizeof(a->tag), " tag=1");
+	if (a->tag[0] == '\0')
+		snprintf(a->tag, sizeof(a->tag), " tag=1");
 }
 
 static const struct conn_http_api header_api = {
@@ -317,7 +321,7 @@ test_basic_auth_and_probe(void **state)
 	run_until(f, 1);
 	assert_false(f->passed);
 	assert_string_equal(f->path, "/probe401");
-	assert_string_equal(f->detail, "test status=401 tag=1: no way 401");
+	assert_string_equal(f->detail, "test status=401 probe: no way 401");
 	conn_http_close(st);
 
 	st = open_api(f, &header_api);
