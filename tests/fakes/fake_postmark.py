@@ -85,7 +85,6 @@ class FakePostmark(fakelib.FakeServer):
         super().__init__(**kw)
         self.token = token
         self.probes = 0  # GET /server requests seen
-        self.probes_ok = 0  # of them answered 200 (the token taken)
 
     def error(self, status, message, code=0):
         return status, {"Content-Type": "application/json"}, json.dumps(
@@ -103,8 +102,6 @@ class FakePostmark(fakelib.FakeServer):
             return self.error(401, "Request does not contain a valid "
                               "Server token.", 10)
         if probe:
-            with self.lock:
-                self.probes_ok += 1
             return 200, {"Content-Type": "application/json"}, \
                 json.dumps({"ID": 1, "Name": "fake"}).encode()
         if req.path != "/email" or req.method != "POST":

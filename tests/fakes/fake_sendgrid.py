@@ -10,7 +10,7 @@ before text/html, attachments with base64 `content` and a `filename`,
 which SendGrid reserves.  It answers 202 with an empty body and an
 X-Message-Id header, or 400 {"errors": [{"message", "field", "help"}]}.
 GET /v3/scopes, the probe, answers {"scopes": [...]} with the key (401
-like the rest without it); `probes` counts them, `probes_ok` the 200s.
+like the rest without it); `probes` counts them, answered or not.
 Modes (fakelib): 503, 429 (with X-RateLimit-Reset), 401, slow, hang,
 reject (a 400 for the addresses in `reject`).  Run by hand:
 fake_sendgrid.py --port 8026 --key KEY [--mode 503].
@@ -127,7 +127,6 @@ class FakeSendGrid(fakelib.FakeServer):
         super().__init__(**kw)
         self.key = key
         self.probes = 0  # GET /v3/scopes requests seen
-        self.probes_ok = 0  # of them answered 200 (the key taken)
 
     def error(self, status, message, field=None):
         return status, {"Content-Type": "application/json"}, json.dumps(
@@ -146,8 +145,6 @@ class FakeSendGrid(fakelib.FakeServer):
             return self.error(401, "The provided authorization grant is "
                               "invalid, expired, or revoked")
         if probe:
-            with self.lock:
-                self.probes_ok += 1
             return 200, {"Content-Type": "application/json"}, \
                 b'{"scopes":["mail.send"]}'
         if req.path != "/v3/mail/send" or req.method != "POST":

@@ -9,9 +9,9 @@ content at most 20 MB (413).  It answers 200 {"results":
 "..."}}, with the recipients in `reject` listed in `rcpt_to_errors`.
 Errors have SparkPost's shape {"errors": [{"message", "code",
 "description"}]}.  GET /api/v1/account, the probe, answers {"results":
-{...}} with the key (401 without it); `probes` counts them, `probes_ok`
-the 200s.  Modes (fakelib): 503, 429, 401, slow, hang, reject; and
-"420", a sending limit of the account.  Run by hand:
+{...}} with the key (401 without it); `probes` counts them, answered or
+not.  Modes (fakelib): 503, 429, 401, slow, hang, reject; and "420", a
+sending limit of the account.  Run by hand:
 fake_sparkpost.py --port 8027 --key KEY [--mode 503].
 """
 
@@ -36,7 +36,6 @@ class FakeSparkPost(fakelib.FakeServer):
         super().__init__(**kw)
         self.key = key
         self.probes = 0  # GET /api/v1/account requests seen
-        self.probes_ok = 0  # of them answered 200 (the key taken)
 
     def error(self, status, message, code="1000"):
         return status, {"Content-Type": "application/json"}, json.dumps(
@@ -54,8 +53,6 @@ class FakeSparkPost(fakelib.FakeServer):
                 self.mode == "401":
             return self.error(401, "Unauthorized.", "1100")
         if probe:
-            with self.lock:
-                self.probes_ok += 1
             return 200, {"Content-Type": "application/json"}, json.dumps(
                 {"results": {"customer_id": 1, "status": "active",
                              "subscription": {"name": "fake"}}}).encode()

@@ -30,6 +30,7 @@ classes.  Every wait has a deadline (harness wait_for).
 
 import base64
 import os
+import subprocess
 
 import pytest
 
@@ -39,21 +40,23 @@ ATTACHMENT = bytes(range(256)) * 4
 REFUSED = "refused@example.net"
 
 
-def start_cluster(factory, fake, name, key, section, secret_key):
+def start_cluster(factory, fake, name, secrets, section):
     """A started cluster: the server, NAME's agent (section's keys on top
-    of the common ones, the key planted in a file named by secret_key)
-    and b's."""
+    of the common ones; secrets {key: planted secret}, each written to a
+    file the key names) and b's."""
     c = factory(providers=(name, "b"),
                 server_extra={"scheduler": "priority"})
-    keyfile = os.path.join(c.dir, name + ".key")
-    c.write_secret(keyfile, key)
-    c.keyfile = keyfile
+    c.keyfiles = {}
+    for k, secret in secrets.items():
+        c.keyfiles[k] = os.path.join(c.dir, "%s.%s" % (name, k))
+        c.write_secret(c.keyfiles[k], secret)
 
     def write_config():
         p = {"spawn": "no", "priority": 1, "max_in_flight": 8,
-             secret_key: keyfile, "probe_interval_s": 1,
+             "probe_interval_s": 1,
              "base_url": fake.base_url, "connect_timeout_ms": 2000,
              "request_timeout_ms": int(h.scaled(1000))}
+        p.update(c.keyfiles)
         p.update(section)
         b = c.provider_section("b")
         b.update(priority=2)
@@ -67,15 +70,15 @@ def start_cluster(factory, fake, name, key, section, secret_key):
     return c
 
 
-def module_env(make_fake, name, key, section, secret_key="api_key_file"):
+def module_env(make_fake, name, secrets, section):
     """The module fixture `env`, (cluster, fake): make_fake() is the
-    stand-in, not yet started."""
+    stand-in, not yet started; secrets as start_cluster's."""
     @pytest.fixture(scope="module")
     def env(module_cluster_factory):
         fake = make_fake().start()
         try:
-            yield start_cluster(module_cluster_factory, fake, name, key,
-                                section, secret_key), fake
+            yield start_cluster(module_cluster_factory, fake, name,
+                                secrets, section), fake
         finally:
             fake.stop()
     return env
@@ -133,6 +136,19 @@ def bcc_only_goes_to_b(c, fake):
     assert len(fake.received) == n
 
 
+def assert_account(c, name, m, words=()):
+    """m's try at NAME was the account's (with words in its detail), b
+    took it at once, and NAME is down with reason "account: ..."."""
+    assert m["status"] == "delivered" and m["provider"] == "b", m
+    assert m["attempts"][0]["provider"] == name, m
+    assert m["attempts"][0]["outcome"] == "account", m
+    for w in words:
+        assert w in m["attempts"][0]["detail"], (w, m)
+    agent_outcome(c, name, m["id"], "account")
+    p = c.wait_state(name, "down", timeout=h.scaled(5))
+    assert (p["reason"] or "").startswith("account: "), p
+
+
 def with_mode(fake, mode, n, c, **kw):
     """Submits message n with the stand-in in mode; the settled message."""
     fake.mode = mode
@@ -148,7 +164,7 @@ class ConnectorCases:
     """The shared cases; a subclass sets NAME, KEY and the class words."""
 
     NAME = None
-    KEY = None
+    SECRETS = ()            # the planted secrets, found in no output
     PROBE = True            # the connector probes (else: trial message)
     PERMANENT_WORDS = ()    # in the detail of the refusal for good
     ACCOUNT_WORDS = ()      # in the detail of the 401
@@ -202,6 +218,8 @@ class ConnectorCases:
         assert m["status"] == "delivered", m
         assert m["attempts"][0]["provider"] == self.NAME, m
         assert m["attempts"][0]["outcome"] == "throttled", m
+        # Free: the throttled try does not count against max_attempts.
+        assert m["attempt_count"] == 1, m
         agent_outcome(c, self.NAME, m["id"], "throttled")
         # The registry paused the provider for it (GET /v1/providers).
         p = c.provider(self.NAME)
@@ -213,41 +231,43 @@ class ConnectorCases:
         fake.mode = "401"
         try:
             m = settled(c, c.submit(h.message(6)))
-            assert m["attempts"][0]["provider"] == self.NAME, m
-            assert m["attempts"][0]["outcome"] == "account", m
-            for w in self.ACCOUNT_WORDS:
-                assert w in m["attempts"][0]["detail"], (w, m)
-            agent_outcome(c, self.NAME, m["id"], "account")
-            p = c.wait_state(self.NAME, "down", timeout=h.scaled(5))
-            assert (p["reason"] or "").startswith("account: "), p
+            assert_account(c, self.NAME, m, self.ACCOUNT_WORDS)
             if self.PROBE:
                 # The probe goes out every probe_interval_s and, refused,
                 # keeps the provider down.
                 h.wait_for(lambda: fake.probes > probes, h.scaled(5),
                            "the stand-in to see a probe")
                 assert c.provider(self.NAME)["state"] == "down"
+            probes = getattr(fake, "probes", 0)
         finally:
             fake.mode = "ok"
         c.wait_state(self.NAME, "up", timeout=h.scaled(10))
-        if self.PROBE:
-            assert fake.probes_ok >= 1
+        # Back by a probe that went out once the key was taken again.
+        assert getattr(fake, "probes", 0) > probes or not self.PROBE
         m = settled(c, c.submit(h.message(10)))
         assert m["status"] == "delivered" and m["provider"] == self.NAME, m
 
     def _key_never_shown(self, env):
-        """Last: after every case, the key is in no answer and no file
-        but its own."""
+        """Last: after every case, the secrets are in no API answer, no
+        check-config output and no file but their own."""
         c, fake = env
         assert fake.requests >= 6
-        for path in ("/v1/providers", "/v1/stats", "/v1/messages?limit=100"):
-            assert self.KEY.encode() not in c.get(path).body, path
+        outputs = [("GET " + p, c.get(p).body) for p in
+                   ("/v1/providers", "/v1/stats", "/v1/messages?limit=100")]
+        r = subprocess.run([h.BIN, "check-config", "-c", c.config_path],
+                           capture_output=True, timeout=h.scaled(20))
+        assert r.returncode == 0, r
+        outputs.append(("check-config", r.stdout + r.stderr))
         seen = 0
         for d, _, files in os.walk(c.dir):
             for name in files:
                 path = os.path.join(d, name)
-                if path == c.keyfile or not os.path.isfile(path):
+                if path in c.keyfiles.values() or not os.path.isfile(path):
                     continue
                 with open(path, "rb") as f:
-                    assert self.KEY.encode() not in f.read(), path
+                    outputs.append((path, f.read()))
                 seen += name.endswith((".log", ".ini"))
         assert seen >= 3  # the server's and two agents' logs, the .ini
+        for where, out in outputs:
+            for s in self.SECRETS:
+                assert s.encode() not in out, where

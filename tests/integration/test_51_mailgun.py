@@ -28,11 +28,12 @@ KEY = "mgkey-PLANTED-5b1e77c0ffee-distinctive"
 DOMAIN = "mg.example.org"
 
 env = cc.module_env(lambda: fake_mailgun.FakeMailgun(KEY, DOMAIN), "mg",
-                    KEY, {"type": "mailgun", "domain": DOMAIN})
+                    {"api_key_file": KEY},
+                    {"type": "mailgun", "domain": DOMAIN})
 
 
 class TestMailgun(cc.ConnectorCases):
-    NAME, KEY = "mg", KEY
+    NAME, SECRETS = "mg", (KEY,)
     PROBE = False
     PERMANENT_WORDS = ("not a valid address",)
     ACCOUNT_WORDS = ("status=401", "Forbidden")

@@ -23,12 +23,13 @@ import fake_sendgrid  # noqa: E402
 
 KEY = "SG.PLANTED-sendgrid-9d41ab-distinctive"
 
-env = cc.module_env(lambda: fake_sendgrid.FakeSendGrid(KEY), "sg", KEY,
+env = cc.module_env(lambda: fake_sendgrid.FakeSendGrid(KEY), "sg",
+                    {"api_key_file": KEY},
                     {"type": "sendgrid"})
 
 
 class TestSendGrid(cc.ConnectorCases):
-    NAME, KEY = "sg", KEY
+    NAME, SECRETS = "sg", (KEY,)
     PERMANENT_WORDS = ("valid address",)
     ACCOUNT_WORDS = ("status=401", "authorization grant is invalid")
 

@@ -23,12 +23,13 @@ import fake_sparkpost  # noqa: E402
 
 KEY = "PLANTED-sparkpost-0c8e3a-distinctive"
 
-env = cc.module_env(lambda: fake_sparkpost.FakeSparkPost(KEY), "sp", KEY,
+env = cc.module_env(lambda: fake_sparkpost.FakeSparkPost(KEY), "sp",
+                    {"api_key_file": KEY},
                     {"type": "sparkpost"})
 
 
 class TestSparkPost(cc.ConnectorCases):
-    NAME, KEY = "sp", KEY
+    NAME, SECRETS = "sp", (KEY,)
     PERMANENT_WORDS = ("no recipient accepted",)
     ACCOUNT_WORDS = ("status=401", "Unauthorized")
 

@@ -23,13 +23,13 @@ import fake_postmark  # noqa: E402
 
 KEY = "PM-PLANTED-postmark-5e2c7f-distinctive"
 
-env = cc.module_env(lambda: fake_postmark.FakePostmark(KEY), "pm", KEY,
-                    {"type": "postmark", "message_stream": "outbound"},
-                    secret_key="server_token_file")
+env = cc.module_env(lambda: fake_postmark.FakePostmark(KEY), "pm",
+                    {"server_token_file": KEY},
+                    {"type": "postmark", "message_stream": "outbound"})
 
 
 class TestPostmark(cc.ConnectorCases):
-    NAME, KEY = "pm", KEY
+    NAME, SECRETS = "pm", (KEY,)
     PERMANENT_WORDS = ("inactive", "code=406")
     ACCOUNT_WORDS = ("status=401", "code=10")
 

@@ -29,12 +29,13 @@ import fake_resend  # noqa: E402
 
 KEY = "re_PLANTED-resend-71fa3c-distinctive"
 
-env = cc.module_env(lambda: fake_resend.FakeResend(KEY), "rs", KEY,
+env = cc.module_env(lambda: fake_resend.FakeResend(KEY), "rs",
+                    {"api_key_file": KEY},
                     {"type": "resend"})
 
 
 class TestResend(cc.ConnectorCases):
-    NAME, KEY = "rs", KEY
+    NAME, SECRETS = "rs", (KEY,)
     PROBE = False
     PERMANENT_WORDS = ("refused address", "name=validation_error")
     ACCOUNT_WORDS = ("status=403", "invalid_api_key")
