@@ -100,9 +100,12 @@ def agent_outcome(c, name, mid, outcome):
     return h.wait_for(cond, 5, "agent log: %s outcome=%s" % (mid, outcome))
 
 
-def rich_message(c, fake, name, cc_name="Çelik", text=True):
+def rich_message(c, fake, name, cc_name="Çelik", text=True,
+                 filename="data.bin", content_type="application/octet-stream",
+                 id_of=lambda rec: rec["id"]):
     """Sends the rich message; returns (message id, the message as the
-    API shows it, what the stand-in recorded).  It went to NAME only."""
+    API shows it, what the stand-in recorded).  It went to NAME only,
+    delivered with the id the stand-in gave (id_of(record))."""
     fields = {"from": "Zoë Ämtmann <zoe@example.com>",
               "to": ["Jürgen Groß <jg@example.net>"],
               "cc": ["%s <cc1@example.net>" % cc_name if cc_name
@@ -111,8 +114,8 @@ def rich_message(c, fake, name, cc_name="Çelik", text=True):
               "reply_to": "help@example.com",
               "subject": "Grüße ✓ 1", "html": "<p>héllo</p>",
               "headers": {"X-Campaign": "c1"},
-              "attachments": [{"filename": "data.bin",
-                               "content_type": "application/octet-stream",
+              "attachments": [{"filename": filename,
+                               "content_type": content_type,
                                "content_base64":
                                    base64.b64encode(ATTACHMENT).decode()}]}
     if text:
@@ -123,7 +126,7 @@ def rich_message(c, fake, name, cc_name="Çelik", text=True):
     assert m["status"] == "delivered" and m["provider"] == name, m
     assert len(fake.received) == n + 1
     rec = fake.received[n]
-    assert m["provider_message_id"] == rec["id"], (m, rec)
+    assert m["provider_message_id"] == id_of(rec), (m, rec)
     return mid, m, rec
 
 

@@ -8,8 +8,9 @@
  * provider's words in the detail and degrades health until a delivery; a
  * 4xx the API judges gets its class; a message the API cannot carry is
  * refused by send() and never reaches done(); a probe passes on 2xx and
- * fails with a detail on 401; the secret is in no detail; open names a
- * missing secret key and an unset env: secret.
+ * fails with a detail on 401; a refused connection is transient in curl's
+ * words; the secret is in no detail; open names a missing secret key and
+ * an unset env: secret.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -334,6 +335,23 @@ test_basic_auth_and_probe(void **state)
 	conn_http_close(st);
 }
 
+/* Nothing listens: transient before sending, in curl's words, no body. */
+static void
+test_refused_transient(void **state)
+{
+	struct fixture *f = *state;
+	void *st;
+
+	snprintf(f->url, sizeof(f->url), "http://127.0.0.1:1");
+	st = open_api(f, &header_api);
+	send_one(f, st, "/ok");
+	assert_int_equal(f->outcome, OUTCOME_TRANSIENT);
+	assert_non_null(strstr(f->detail, "test status=0 tag=1: "));
+	assert_int_equal(f->nreq, 0);
+	assert_int_equal(conn_http_health(st), LINK_HEALTH_DEGRADED);
+	conn_http_close(st);
+}
+
 static void
 test_open_errors(void **state)
 {
@@ -369,6 +387,8 @@ main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_unsendable, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_basic_auth_and_probe, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_refused_transient, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
 	};
