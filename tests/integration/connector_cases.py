@@ -29,6 +29,8 @@ classes.  Every wait has a deadline (harness wait_for).
 """
 
 import base64
+import email.parser
+import email.policy
 import os
 import subprocess
 
@@ -128,6 +130,39 @@ def rich_message(c, fake, name, cc_name="Çelik", text=True,
     rec = fake.received[n]
     assert m["provider_message_id"] == id_of(rec), (m, rec)
     return mid, m, rec
+
+
+ALL_RCPTS = sorted(["jg@example.net", "cc1@example.net",
+                    "hidden@example.net"])
+
+
+def assert_rich_mime(raw, mid):
+    """For an API that takes our MIME as built: raw (bytes) is the rich
+    message, every field intact and no Bcc header."""
+    got = email.parser.BytesParser(policy=email.policy.default).parsebytes(
+        raw)
+    assert got["Subject"] == "Grüße ✓ 1"
+    assert got["From"].addresses[0].display_name == "Zoë Ämtmann"
+    assert got["To"].addresses[0].display_name == "Jürgen Groß"
+    assert got["Cc"].addresses[0].addr_spec == "cc1@example.net"
+    assert got["Bcc"] is None
+    assert got["Reply-To"].addresses[0].addr_spec == "help@example.com"
+    assert got["X-Campaign"] == "c1"
+    assert mid in got["Message-ID"]
+    html = got.get_body(("html",))
+    assert html is not None and "<p>héllo</p>" in html.get_content()
+    atts = list(got.iter_attachments())
+    assert len(atts) == 1 and atts[0].get_filename() == "data.bin"
+    assert atts[0].get_content() == ATTACHMENT
+
+
+def assert_rich_headers(hdrs, mid):
+    """For an API that takes headers apart ({name: value}): the custom
+    header and our Message-ID passed, the ones the API sets left out."""
+    low = {k.lower(): v for k, v in hdrs.items()}
+    assert low["x-campaign"] == "c1", hdrs
+    assert mid in low["message-id"], hdrs
+    assert "to" not in low and "subject" not in low, hdrs
 
 
 def bcc_only_goes_to_b(c, fake):

@@ -58,8 +58,7 @@ class TestSendGrid(cc.ConnectorCases):
         assert a["disposition"] == "attachment"
         assert base64.b64decode(a["content"]) == cc.ATTACHMENT
         assert b["headers"]["X-Campaign"] == "c1"
-        hdrs = {k.lower(): v for k, v in b["headers"].items()}
-        assert mid in hdrs["message-id"], b["headers"]
+        cc.assert_rich_headers(b["headers"], mid)
 
     def test_bcc_only(self, env):
         """SendGrid needs a "to": Bcc-only recipients get a
