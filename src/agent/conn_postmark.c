@@ -212,40 +212,14 @@ fill_body(json_t *root, GMimeMessage *msg, const char *stream)
 	return why;
 }
 
-/* The request body of job, or NULL with the reason in *why. */
-static char *
-build_body(const char *stream, const struct connector_job *job,
-	   const char **why)
+/* The recipients, then the other fields; arg is the message stream. */
+static const char *
+fill_root(json_t *root, GMimeMessage *msg, const struct connector_job *job,
+	  void *arg)
 {
-	GMimeMessage *msg;
-	json_t *root;
-	char *body = NULL;
+	const char *why = set_recipients(root, msg, job);
 
-	*why = NULL;
-	if (job->nrcpt == 0) {
-		*why = "no recipient";
-		return NULL;
-	}
-	msg = mime_fields_parse(job);
-	if (msg == NULL) {
-		*why = "a message GMime cannot parse";
-		return NULL;
-	}
-	root = json_object();
-	if (root == NULL)
-		*why = "out of memory";
-	if (*why == NULL)
-		*why = set_recipients(root, msg, job);
-	if (*why == NULL)
-		*why = fill_body(root, msg, stream);
-	if (*why == NULL) {
-		body = json_dumps(root, JSON_COMPACT);
-		if (body == NULL)
-			*why = "out of memory";
-	}
-	json_decref(root);
-	g_object_unref(msg);
-	return body;
+	return why != NULL ? why : fill_body(root, msg, arg);
 }
 
 static bool
@@ -312,7 +286,7 @@ postmark_build(void *ctx, const struct connector_job *job, CURL *easy,
 
 	(void)easy;
 	rq->path = "/email";
-	rq->body = build_body(ctx, job, &why);
+	rq->body = mime_fields_json(job, fill_root, ctx, &why);
 	return why;
 }
 

@@ -172,39 +172,15 @@ fill_body(json_t *root, GMimeMessage *msg)
 	return why;
 }
 
-/* The request body of job, or NULL with the reason in *why. */
-static char *
-build_body(const struct connector_job *job, const char **why)
+/* The recipients, then the other fields. */
+static const char *
+fill_root(json_t *root, GMimeMessage *msg, const struct connector_job *job,
+	  void *arg)
 {
-	GMimeMessage *msg;
-	json_t *root;
-	char *body = NULL;
+	const char *why = set_recipients(root, msg, job);
 
-	*why = NULL;
-	if (job->nrcpt == 0) {
-		*why = "no recipient";
-		return NULL;
-	}
-	msg = mime_fields_parse(job);
-	if (msg == NULL) {
-		*why = "a message GMime cannot parse";
-		return NULL;
-	}
-	root = json_object();
-	if (root == NULL)
-		*why = "out of memory";
-	if (*why == NULL)
-		*why = set_recipients(root, msg, job);
-	if (*why == NULL)
-		*why = fill_body(root, msg);
-	if (*why == NULL) {
-		body = json_dumps(root, JSON_COMPACT);
-		if (body == NULL)
-			*why = "out of memory";
-	}
-	json_decref(root);
-	g_object_unref(msg);
-	return body;
+	(void)arg;
+	return why != NULL ? why : fill_body(root, msg);
 }
 
 /* The class of an answer, from its status and Resend's error name. */
@@ -257,7 +233,7 @@ resend_build(void *ctx, const struct connector_job *job, CURL *easy,
 	(void)ctx;
 	(void)easy;
 	rq->path = "/emails";
-	rq->body = build_body(job, &why);
+	rq->body = mime_fields_json(job, fill_root, NULL, &why);
 	if (rq->body == NULL)
 		return why;
 	idem = xasprintf("Idempotency-Key: %s", job->message_id);

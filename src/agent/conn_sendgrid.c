@@ -187,39 +187,27 @@ fill_body(json_t *root, GMimeMessage *msg)
 	return why;
 }
 
+/* The personalizations, then the other fields. */
+static const char *
+fill_root(json_t *root, GMimeMessage *msg, const struct connector_job *job,
+	  void *arg)
+{
+	json_t *pers;
+
+	(void)arg;
+	if (job->nrcpt > SENDGRID_RCPT_MAX)
+		return "more recipients than SendGrid takes";
+	pers = personalizations(msg, job);
+	if (pers == NULL ||
+	    json_object_set_new(root, "personalizations", pers) != 0)
+		return "a recipient that is not UTF-8";
+	return fill_body(root, msg);
+}
+
 char *
 sendgrid_build_body(const struct connector_job *job, const char **why)
 {
-	GMimeMessage *msg;
-	json_t *root = NULL, *pers = NULL;
-	char *body = NULL;
-
-	*why = NULL;
-	if (job->nrcpt == 0 || job->nrcpt > SENDGRID_RCPT_MAX) {
-		*why = "no recipient, or more than SendGrid takes";
-		return NULL;
-	}
-	msg = mime_fields_parse(job);
-	if (msg == NULL) {
-		*why = "a message GMime cannot parse";
-		return NULL;
-	}
-	root = json_object();
-	pers = personalizations(msg, job);
-	if (root == NULL || pers == NULL ||
-	    json_object_set(root, "personalizations", pers) != 0)
-		*why = "a recipient that is not UTF-8";
-	if (*why == NULL)
-		*why = fill_body(root, msg);
-	if (*why == NULL) {
-		body = json_dumps(root, JSON_COMPACT);
-		if (body == NULL)
-			*why = "out of memory";
-	}
-	json_decref(pers);
-	json_decref(root);
-	g_object_unref(msg);
-	return body;
+	return mime_fields_json(job, fill_root, NULL, why);
 }
 
 /* A 429 without Retry-After: wait until X-RateLimit-Reset (epoch s). */
