@@ -241,7 +241,7 @@ test_all_errors(void **state)
 	    &errs, 22, "duplicate section [provider.a] (first at line 16)"));
 	assert_true(has_error(&errs, 26,
 			      "type: 'carrier-pigeon' is not a provider type "
-			      "of this build (known: maildir"));
+			      "of this build (known: brevo, maildir"));
 	assert_true(has_error(&errs, 28, "missing required key 'type'"));
 	assert_int_equal(errs.n, 15);
 	/* Every message starts with the file name and they are in order. */
@@ -300,7 +300,7 @@ test_strings(void **state)
 	    /* Only the types this build runs; the others are refused. */
 	    {"[provider.x]\ntype = pigeon\n", 2,
 	     "type: 'pigeon' is not a provider type of this build (known: "},
-	    {"[provider.x]\ntype = pigeon\n", 2, "known: maildir"},
+	    {"[provider.x]\ntype = pigeon\n", 2, "known: brevo, maildir"},
 	    {"[provider.x]\ntype = maildir\npath =\n", 3,
 	     "path: must not be empty"},
 	    {"[provider.x]\ntype = maildir\napi_key_file = f\n", 3,
