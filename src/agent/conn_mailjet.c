@@ -16,8 +16,9 @@
  * carried is refused by send(), so the agent reports it transient and
  * another provider may take it.
  *
- * The API's own parts are build_body() (the request), classify() (the
- * answer) and the probe's URL.  Answers (PROVIDERS.md): 200 with the
+ * The API's own parts are fill_root() (the request), mailjet_answer()
+ * (the answer) and the probe's path; open, send, health, probe and close
+ * are conn_http's.  Answers (PROVIDERS.md): 200 with the
  * message's Status "success" is delivered, the provider id being the
  * MessageIDs of its recipients; if Mailjet lists fewer recipients than we
  * sent it is still delivered (the others cannot be resent without a
@@ -27,11 +28,10 @@
  * recipients) and 413 permanent with Mailjet's message; 429 throttled;
  * 5xx, others and a 200 without "success" transient; no answer after the
  * request went out ambiguous.  The probe is GET {base_url}/v3/REST/sender.
- * The keys live in the Authorization header of each request only and are
- * never logged.
+ * The keys are given to curl only as Basic auth's user and password and
+ * are never logged.
  */
-#include "agent/connector.h"
-#include "agent/http_multi.h"
+#include "agent/conn_http.h"
 #include "agent/mime_fields.h"
 #include "common/config.h"
 #include "common/log.h"
@@ -49,26 +49,6 @@
 
 #define MAILJET_DEFAULT_URL "https://api.mailjet.com"
 #define MAILJET_RCPT_MAX 50 /* recipients in To, Cc and Bcc together */
-
-struct mailjet {
-	char *name;   /* the provider's */
-	char *url;    /* base_url/v3.1/send */
-	char *sender; /* base_url/v3/REST/sender, the probe's */
-	char *auth;   /* "Authorization: Basic base64(KEY:SECRET)" */
-	long connect_ms, request_ms;
-	struct http_multi *hm;
-	connector_done_cb done;
-	void *arg;
-	int failures; /* consecutive transient or ambiguous ends */
-	struct log_rl rl;
-};
-
-struct mailjet_send {
-	struct mailjet *mj;
-	struct connector_job *job; /* NULL for the probe */
-	connector_probe_cb probe_cb;
-	void *probe_arg;
-};
 
 /* Headers Mailjet sets from other fields. */
 static const char *const skip_headers[] = {"received",
@@ -226,58 +206,26 @@ fill_message(json_t *m, GMimeMessage *msg, const struct connector_job *job)
 	return why;
 }
 
-/* The request body of job, {"Messages": [m]}, or NULL with *why. */
-static char *
-build_body(const struct connector_job *job, const char **why)
+/* root is {"Messages": [m]}: m's recipients, then its other fields. */
+static const char *
+fill_root(json_t *root, GMimeMessage *msg, const struct connector_job *job,
+	  void *arg)
 {
-	GMimeMessage *msg;
-	json_t *root, *m;
-	char *body = NULL;
+	json_t *m = json_object();
+	const char *why;
 
-	*why = NULL;
-	if (job->nrcpt == 0) {
-		*why = "no recipient";
-		return NULL;
+	(void)arg;
+	/* set_new takes the array, even when it fails. */
+	if (m == NULL ||
+	    json_object_set_new(root, "Messages", json_pack("[O]", m)) != 0) {
+		json_decref(m);
+		return "out of memory";
 	}
-	msg = mime_fields_parse(job);
-	if (msg == NULL) {
-		*why = "a message GMime cannot parse";
-		return NULL;
-	}
-	m = json_object();
-	root = json_pack("{s:[O]}", "Messages", m);
-	if (root == NULL)
-		*why = "out of memory";
-	if (*why == NULL)
-		*why = set_recipients(m, msg, job);
-	if (*why == NULL)
-		*why = fill_message(m, msg, job);
-	if (*why == NULL) {
-		body = json_dumps(root, JSON_COMPACT);
-		if (body == NULL)
-			*why = "out of memory";
-	}
+	why = set_recipients(m, msg, job);
+	if (why == NULL)
+		why = fill_message(m, msg, job);
 	json_decref(m);
-	json_decref(root);
-	g_object_unref(msg);
-	return body;
-}
-
-/* The answer's JSON object, or NULL. */
-static json_t *
-answer_json(const struct buf *body)
-{
-	json_error_t jerr;
-	json_t *root;
-
-	if (body->len == 0)
-		return NULL;
-	root = json_loadb(body->p, body->len, 0, &jerr);
-	if (root != NULL && !json_is_object(root)) {
-		json_decref(root);
-		return NULL;
-	}
-	return root;
+	return why;
 }
 
 /* Our one message's entry of the answer's "Messages", or NULL. */
@@ -330,11 +278,10 @@ account_error(json_t *ans)
 
 /* The class of an answer, from its status and Mailjet's error codes. */
 static int
-classify(const struct http_result *hr, json_t *ans, uint32_t *retry_ms)
+classify(const struct http_result *hr, json_t *ans, int outcome)
 {
 	const char *status =
 	    json_string_value(json_object_get(answer_message(ans), "Status"));
-	int outcome = http_multi_classify(hr, retry_ms);
 
 	if (outcome == OUTCOME_DELIVERED)
 		/* A 200 whose message did not succeed did not send. */
@@ -348,32 +295,6 @@ classify(const struct http_result *hr, json_t *ans, uint32_t *retry_ms)
 	if (hr->status == 400 || hr->status == 413)
 		return OUTCOME_PERMANENT;
 	return OUTCOME_TRANSIENT;
-}
-
-/* The failure's detail into detail, and it is logged. */
-static void
-describe(struct mailjet *mj, const char *msgid, const struct http_result *hr,
-	 json_t *ans, int outcome, char *detail, size_t len)
-{
-	json_t *e = answer_error(ans);
-	const char *why = json_string_value(json_object_get(e, "ErrorMessage"));
-	const char *code = json_string_value(json_object_get(e, "ErrorCode"));
-	char clean[256], ccode[48];
-
-	if (hr->code != CURLE_OK && !hr->too_big)
-		why = hr->error;
-	else if (why == NULL)
-		why = hr->body->p;
-	log_sanitize(why, strlen(why), clean, sizeof(clean));
-	if (code == NULL)
-		code = "-";
-	log_sanitize(code, strlen(code), ccode, sizeof(ccode));
-	snprintf(detail, len, "mailjet status=%ld code=%s: %s", hr->status,
-		 ccode, clean);
-	log_warnx_rl(&mj->rl, 1000,
-		     "%s agent send_failed provider=%s status=%ld outcome=%s "
-		     "detail=\"%s\"",
-		     msgid, mj->name, hr->status, outcome_name(outcome), clean);
 }
 
 /*
@@ -408,248 +329,69 @@ delivered_ids(json_t *ans, char *pmid, size_t len)
 	return n;
 }
 
+/*
+ * The class; delivered: the recipients' MessageIDs, and how many Mailjet
+ * listed when fewer than we sent; else Mailjet's first error.
+ */
 static void
-send_done(const struct http_result *hr, void *arg)
+mailjet_answer(void *ctx, const struct connector_job *job,
+	       const struct http_result *hr, json_t *ans,
+	       struct conn_http_answer *a)
 {
-	struct mailjet_send *ms = arg;
-	struct mailjet *mj = ms->mj;
-	struct connector_result res;
-	char detail[LINK_DETAIL_MAX + 1], pmid[LINK_PMID_MAX + 1];
-	json_t *ans = answer_json(hr->body);
+	json_t *e = answer_error(ans);
+	const char *why = json_string_value(json_object_get(e, "ErrorMessage"));
+	const char *code = json_string_value(json_object_get(e, "ErrorCode"));
 	size_t listed;
-	bool passed;
 
-	memset(&res, 0, sizeof(res));
-	res.outcome = classify(hr, ans, &res.retry_after_ms);
-	if (ms->job == NULL) {
-		/* The probe: any 2xx takes the keys. */
-		passed = hr->code == CURLE_OK && hr->status >= 200 &&
-			 hr->status < 300;
-		if (!passed)
-			describe(mj, "-", hr, ans, res.outcome, detail,
-				 sizeof(detail));
-		ms->probe_cb(passed, passed ? NULL : detail, ms->probe_arg);
-	} else if (res.outcome == OUTCOME_DELIVERED) {
-		mj->failures = 0;
+	(void)ctx;
+	a->outcome = classify(hr, ans, a->outcome);
+	if (a->outcome == OUTCOME_DELIVERED && job != NULL) {
 		/* Accepted even without ids: resending would duplicate. */
-		listed = delivered_ids(ans, pmid, sizeof(pmid));
-		if (pmid[0] != '\0')
-			res.provider_message_id = pmid;
-		if (listed < ms->job->nrcpt) {
-			snprintf(detail, sizeof(detail),
-				 "mailjet accepted %zu of %zu recipients",
-				 listed, ms->job->nrcpt);
-			res.detail = detail;
-		}
-		mj->done(ms->job, &res, mj->arg);
-	} else {
-		describe(mj, ms->job->message_id, hr, ans, res.outcome, detail,
-			 sizeof(detail));
-		res.detail = detail;
-		if (res.outcome == OUTCOME_TRANSIENT ||
-		    res.outcome == OUTCOME_AMBIGUOUS)
-			mj->failures++;
-		mj->done(ms->job, &res, mj->arg);
+		listed = delivered_ids(ans, a->id, sizeof(a->id));
+		if (listed < job->nrcpt)
+			snprintf(a->why, sizeof(a->why),
+				 "accepted %zu of %zu recipients", listed,
+				 job->nrcpt);
+		return;
 	}
-	json_decref(ans);
-	free(ms);
+	if (why != NULL)
+		snprintf(a->why, sizeof(a->why), "%s", why);
+	snprintf(a->tag, sizeof(a->tag), " code=%.47s",
+		 code != NULL ? code : "-");
 }
 
-/* Starts one request: a POST of body to the send URL, or the probe's GET. */
-static int
-start(struct mailjet *mj, const char *body, struct mailjet_send *ms)
+static const char *
+mailjet_build(void *ctx, const struct connector_job *job, CURL *easy,
+	      struct conn_http_request *rq)
 {
-	struct curl_slist *h, *t;
-	CURL *easy = curl_easy_init();
-	int rc = -ENOMEM;
-
-	h = curl_slist_append(NULL, mj->auth);
-	t = h != NULL ? curl_slist_append(h, "Accept: application/json") : NULL;
-	t = t != NULL ? curl_slist_append(h, "Content-Type: application/json")
-		      : NULL;
-	/* curl would wait for 100 Continue before a large body. */
-	t = t != NULL ? curl_slist_append(h, "Expect:") : NULL;
-	if (easy == NULL || t == NULL ||
-	    curl_easy_setopt(easy, CURLOPT_URL,
-			     body != NULL ? mj->url : mj->sender) != CURLE_OK ||
-	    (body != NULL &&
-	     (curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
-			       (curl_off_t)strlen(body)) != CURLE_OK ||
-	      curl_easy_setopt(easy, CURLOPT_COPYPOSTFIELDS, body) !=
-		  CURLE_OK)))
-		goto fail;
-	rc = http_multi_add(mj->hm, easy, h, NULL, mj->connect_ms,
-			    mj->request_ms, send_done, ms);
-	if (rc == 0)
-		return 0;
-fail:
-	curl_slist_free_all(h);
-	curl_easy_cleanup(easy);
-	return rc;
-}
-
-static int
-mailjet_send(void *state, struct connector_job *job)
-{
-	struct mailjet *mj = state;
-	struct mailjet_send *ms;
 	const char *why;
-	char *body;
-	int rc;
 
-	body = build_body(job, &why);
-	if (body == NULL) {
-		log_warnx_rl(&mj->rl, 1000,
-			     "%s agent unsendable provider=%s reason=\"%s\"",
-			     job->message_id, mj->name, why);
-		return -EINVAL;
-	}
-	ms = xcalloc(1, sizeof(*ms));
-	ms->mj = mj;
-	ms->job = job;
-	rc = start(mj, body, ms);
-	if (rc != 0)
-		free(ms);
-	free(body);
-	return rc;
+	(void)ctx;
+	(void)easy;
+	rq->path = "/v3.1/send";
+	rq->body = mime_fields_json(job, fill_root, NULL, &why);
+	return why;
 }
 
-static int
-mailjet_probe(void *state, connector_probe_cb cb, void *arg)
-{
-	struct mailjet *mj = state;
-	struct mailjet_send *ms = xcalloc(1, sizeof(*ms));
-	int rc;
-
-	ms->mj = mj;
-	ms->probe_cb = cb;
-	ms->probe_arg = arg;
-	rc = start(mj, NULL, ms);
-	if (rc != 0)
-		free(ms);
-	return rc;
-}
-
-static int
-mailjet_health(void *state)
-{
-	struct mailjet *mj = state;
-
-	/* Never down on counts: no traffic would come to clear them. */
-	return mj->failures > 0 ? LINK_HEALTH_DEGRADED : LINK_HEALTH_OK;
-}
-
-static void
-mailjet_free(struct mailjet *mj)
-{
-	if (mj == NULL)
-		return;
-	http_multi_free(mj->hm);
-	free(mj->name);
-	free(mj->url);
-	free(mj->sender);
-	if (mj->auth != NULL)
-		explicit_bzero(mj->auth, strlen(mj->auth));
-	free(mj->auth);
-	free(mj);
-}
-
-static void
-mailjet_close(void *state)
-{
-	if (state == NULL)
-		return;
-	/* Transfers under way are dropped without done(). */
-	mailjet_free(state);
-	g_mime_shutdown();
-}
-
-/* "Authorization: Basic base64(key:secret)"; the inputs are wiped. */
-static char *
-basic_auth(char *key, char *secret)
-{
-	char *pair = xasprintf("%s:%s", key, secret), *b64, *out;
-
-	b64 = g_base64_encode((const guchar *)pair, strlen(pair));
-	out = xasprintf("Authorization: Basic %s", b64);
-	explicit_bzero(pair, strlen(pair));
-	explicit_bzero(b64, strlen(b64));
-	explicit_bzero(key, strlen(key));
-	explicit_bzero(secret, strlen(secret));
-	free(pair);
-	g_free(b64);
-	return out;
-}
-
-/* The two keys of pc into *key and *secret; 0 or an error in err. */
-static int
-read_keys(const struct provider_config *pc, char **key, char **secret,
-	  char *err, size_t errlen)
-{
-	static const char *const names[] = {"api_key_file", "secret_key_file"};
-	char kerr[256], **out[] = {key, secret};
-	const char *ref;
-	size_t i;
-	int rc;
-
-	for (i = 0; i < 2; i++) {
-		ref = provider_config_get(pc, names[i]);
-		if (ref == NULL) {
-			snprintf(err, errlen, "provider %s: mailjet needs '%s'",
-				 pc->name, names[i]);
-			return -EINVAL;
-		}
-		rc = config_secret_read(ref, out[i], kerr, sizeof(kerr));
-		if (rc != 0) {
-			snprintf(err, errlen, "provider %s: %s: %s", pc->name,
-				 names[i], kerr);
-			return rc;
-		}
-	}
-	return 0;
-}
+/* Basic auth, the API key as the user and the secret key as password. */
+static const struct conn_http_api mailjet_api = {
+    .type = "mailjet",
+    .default_url = MAILJET_DEFAULT_URL,
+    .secret_key = "secret_key_file",
+    .basic_user_key = "api_key_file",
+    .probe_path = "/v3/REST/sender",
+    .gmime = true,
+    .build = mailjet_build,
+    .answer = mailjet_answer,
+};
 
 static int
 mailjet_open(const struct provider_config *pc, struct event_base *base,
 	     connector_done_cb done, void *arg, void **state, char *err,
 	     size_t errlen)
 {
-	const char *url = provider_config_get(pc, "base_url");
-	struct mailjet *mj;
-	char *key = NULL, *secret = NULL;
-	int rc;
-
-	rc = read_keys(pc, &key, &secret, err, errlen);
-	if (rc != 0) {
-		if (key != NULL)
-			explicit_bzero(key, strlen(key));
-		free(key);
-		return rc;
-	}
-	if (url == NULL)
-		url = MAILJET_DEFAULT_URL;
-	mj = xcalloc(1, sizeof(*mj));
-	mj->name = xstrdup(pc->name);
-	mj->url = xasprintf("%s/v3.1/send", url);
-	mj->sender = xasprintf("%s/v3/REST/sender", url);
-	mj->auth = basic_auth(key, secret);
-	free(key);
-	free(secret);
-	http_multi_timeouts(pc, &mj->connect_ms, &mj->request_ms);
-	mj->done = done;
-	mj->arg = arg;
-	mj->hm = http_multi_new(base);
-	rc = mj->hm == NULL ? -ENOMEM : http_multi_configure(mj->hm, pc);
-	if (rc != 0) {
-		snprintf(err, errlen, "provider %s: cannot start libcurl: %s",
-			 pc->name, strerror(-rc));
-		mailjet_free(mj);
-		return rc;
-	}
-	/* Counted: the agent's other users of GMime, if any, keep theirs. */
-	g_mime_init();
-	*state = mj;
-	return 0;
+	return conn_http_open(&mailjet_api, pc, base, done, arg, state, err,
+			      errlen);
 }
 
 static void
@@ -680,10 +422,10 @@ static const struct connector_ops mailjet_ops = {
     .name = "mailjet",
     .config = &mailjet_config,
     .open = mailjet_open,
-    .send = mailjet_send,
-    .health = mailjet_health,
-    .probe = mailjet_probe,
-    .close = mailjet_close,
+    .send = conn_http_send,
+    .health = conn_http_health,
+    .probe = conn_http_probe,
+    .close = conn_http_close,
 };
 
 CONNECTOR_REGISTER(mailjet_ops)

@@ -21,11 +21,11 @@
  * other 422s and a 413 are permanent with Postmark's Message; 429
  * throttled; 5xx, others and a 403 (a network-layer block, HTML)
  * transient; no answer after the request went out ambiguous.  The probe
- * is GET {base_url}/server with the token.  The token lives in the
- * header of each request only and is never logged.
+ * is GET {base_url}/server with the token.  Open, send, health and close
+ * are conn_http's; the token lives in the header of each request only
+ * and is never logged.
  */
-#include "agent/connector.h"
-#include "agent/http_multi.h"
+#include "agent/conn_http.h"
 #include "agent/mime_fields.h"
 #include "common/config.h"
 #include "common/log.h"
@@ -43,27 +43,6 @@
 
 #define POSTMARK_DEFAULT_URL "https://api.postmarkapp.com"
 #define POSTMARK_LIST_MAX 50 /* recipients in each of To, Cc, Bcc */
-
-struct postmark {
-	char *name;   /* the provider's */
-	char *url;    /* base_url/email */
-	char *server; /* base_url/server, the probe's */
-	char *auth;   /* "X-Postmark-Server-Token: TOKEN" */
-	char *stream; /* message_stream, or NULL for Postmark's default */
-	long connect_ms, request_ms;
-	struct http_multi *hm;
-	connector_done_cb done;
-	void *arg;
-	int failures; /* consecutive transient or ambiguous ends */
-	struct log_rl rl;
-};
-
-struct postmark_send {
-	struct postmark *pm;
-	struct connector_job *job; /* NULL for the probe */
-	connector_probe_cb probe_cb;
-	void *probe_arg;
-};
 
 /* Headers Postmark sets from other fields. */
 static const char *const skip_headers[] = {"received",
@@ -190,7 +169,7 @@ headers(GMimeMessage *msg)
 
 /* The fields of root from the headers and parts of msg. */
 static const char *
-fill_body(json_t *root, GMimeMessage *msg, const struct postmark *pm)
+fill_body(json_t *root, GMimeMessage *msg, const char *stream)
 {
 	InternetAddress *ia;
 	struct mime_body mb;
@@ -206,8 +185,8 @@ fill_body(json_t *root, GMimeMessage *msg, const struct postmark *pm)
 	if (!mime_fields_set_str(root, "Subject",
 				 g_mime_message_get_subject(msg)))
 		return "a Subject that is not UTF-8";
-	if (pm->stream != NULL &&
-	    !mime_fields_set_str(root, "MessageStream", pm->stream))
+	if (stream != NULL &&
+	    !mime_fields_set_str(root, "MessageStream", stream))
 		return "out of memory";
 	why = mime_fields_body(msg, &mb);
 	if (why != NULL)
@@ -233,57 +212,14 @@ fill_body(json_t *root, GMimeMessage *msg, const struct postmark *pm)
 	return why;
 }
 
-/* The request body of job, or NULL with the reason in *why. */
-static char *
-build_body(const struct postmark *pm, const struct connector_job *job,
-	   const char **why)
+/* The recipients, then the other fields; arg is the message stream. */
+static const char *
+fill_root(json_t *root, GMimeMessage *msg, const struct connector_job *job,
+	  void *arg)
 {
-	GMimeMessage *msg;
-	json_t *root;
-	char *body = NULL;
+	const char *why = set_recipients(root, msg, job);
 
-	*why = NULL;
-	if (job->nrcpt == 0) {
-		*why = "no recipient";
-		return NULL;
-	}
-	msg = mime_fields_parse(job);
-	if (msg == NULL) {
-		*why = "a message GMime cannot parse";
-		return NULL;
-	}
-	root = json_object();
-	if (root == NULL)
-		*why = "out of memory";
-	if (*why == NULL)
-		*why = set_recipients(root, msg, job);
-	if (*why == NULL)
-		*why = fill_body(root, msg, pm);
-	if (*why == NULL) {
-		body = json_dumps(root, JSON_COMPACT);
-		if (body == NULL)
-			*why = "out of memory";
-	}
-	json_decref(root);
-	g_object_unref(msg);
-	return body;
-}
-
-/* The answer's JSON object, or NULL. */
-static json_t *
-answer_json(const struct buf *body)
-{
-	json_error_t jerr;
-	json_t *root;
-
-	if (body->len == 0)
-		return NULL;
-	root = json_loadb(body->p, body->len, 0, &jerr);
-	if (root != NULL && !json_is_object(root)) {
-		json_decref(root);
-		return NULL;
-	}
-	return root;
+	return why != NULL ? why : fill_body(root, msg, arg);
 }
 
 static bool
@@ -299,11 +235,10 @@ account_code(long code)
 
 /* The class of an answer, from its status and Postmark's ErrorCode. */
 static int
-classify(const struct http_result *hr, json_t *ans, uint32_t *retry_ms)
+classify(const struct http_result *hr, json_t *ans, int outcome)
 {
 	json_t *ec = json_object_get(ans, "ErrorCode"); /* NULL-safe */
 	long code = json_is_integer(ec) ? (long)json_integer_value(ec) : -1;
-	int outcome = http_multi_classify(hr, retry_ms);
 
 	if (outcome == OUTCOME_DELIVERED)
 		/* A 200 that is not ErrorCode 0 did not send. */
@@ -321,230 +256,71 @@ classify(const struct http_result *hr, json_t *ans, uint32_t *retry_ms)
 	return OUTCOME_TRANSIENT;
 }
 
-/* The failure's detail into detail, and it is logged. */
+/* The class, the MessageID, and Postmark's ErrorCode and Message. */
 static void
-describe(struct postmark *pm, const char *msgid, const struct http_result *hr,
-	 json_t *ans, int outcome, char *detail, size_t len)
+postmark_answer(void *ctx, const struct connector_job *job,
+		const struct http_result *hr, json_t *ans,
+		struct conn_http_answer *a)
 {
-	const char *why = json_string_value(json_object_get(ans, "Message"));
-	json_t *ec = json_object_get(ans, "ErrorCode");
-	char clean[256];
+	json_t *ec = json_object_get(ans, "ErrorCode"); /* NULL-safe */
+	const char *id = json_string_value(json_object_get(ans, "MessageID"));
+	const char *msg = json_string_value(json_object_get(ans, "Message"));
 
-	if (hr->code != CURLE_OK && !hr->too_big)
-		why = hr->error;
-	else if (why == NULL)
-		why = hr->body->p;
-	log_sanitize(why, strlen(why), clean, sizeof(clean));
-	snprintf(detail, len, "postmark status=%ld code=%lld: %s", hr->status,
-		 json_is_integer(ec) ? (long long)json_integer_value(ec) : -1LL,
-		 clean);
-	log_warnx_rl(&pm->rl, 1000,
-		     "%s agent send_failed provider=%s status=%ld outcome=%s "
-		     "detail=\"%s\"",
-		     msgid, pm->name, hr->status, outcome_name(outcome), clean);
+	(void)ctx;
+	(void)job;
+	a->outcome = classify(hr, ans, a->outcome);
+	if (a->outcome == OUTCOME_DELIVERED && id != NULL)
+		snprintf(a->id, sizeof(a->id), "%s", id);
+	if (a->outcome != OUTCOME_DELIVERED && msg != NULL)
+		snprintf(a->why, sizeof(a->why), "%s", msg);
+	snprintf(a->tag, sizeof(a->tag), " code=%lld",
+		 json_is_integer(ec) ? (long long)json_integer_value(ec)
+				     : -1LL);
 }
 
-static void
-send_done(const struct http_result *hr, void *arg)
+static const char *
+postmark_build(void *ctx, const struct connector_job *job, CURL *easy,
+	       struct conn_http_request *rq)
 {
-	struct postmark_send *ps = arg;
-	struct postmark *pm = ps->pm;
-	struct connector_result res;
-	char detail[LINK_DETAIL_MAX + 1], pmid[LINK_PMID_MAX + 1];
-	json_t *ans = answer_json(hr->body);
-	const char *id;
-	bool passed;
-
-	memset(&res, 0, sizeof(res));
-	res.outcome = classify(hr, ans, &res.retry_after_ms);
-	if (ps->job == NULL) {
-		/* The probe: any 2xx (no ErrorCode in it) takes the token. */
-		passed = hr->code == CURLE_OK && hr->status >= 200 &&
-			 hr->status < 300;
-		if (!passed)
-			describe(pm, "-", hr, ans, res.outcome, detail,
-				 sizeof(detail));
-		ps->probe_cb(passed, passed ? NULL : detail, ps->probe_arg);
-	} else if (res.outcome == OUTCOME_DELIVERED) {
-		pm->failures = 0;
-		/* Accepted even without an id: resending would duplicate. */
-		id = json_string_value(json_object_get(ans, "MessageID"));
-		if (id != NULL) {
-			log_sanitize(id, strlen(id), pmid, sizeof(pmid));
-			res.provider_message_id = pmid;
-		}
-		pm->done(ps->job, &res, pm->arg);
-	} else {
-		describe(pm, ps->job->message_id, hr, ans, res.outcome, detail,
-			 sizeof(detail));
-		res.detail = detail;
-		if (res.outcome == OUTCOME_TRANSIENT ||
-		    res.outcome == OUTCOME_AMBIGUOUS)
-			pm->failures++;
-		pm->done(ps->job, &res, pm->arg);
-	}
-	json_decref(ans);
-	free(ps);
-}
-
-/* Starts one request: a POST of body to the send URL, or the probe's GET. */
-static int
-start(struct postmark *pm, const char *body, struct postmark_send *ps)
-{
-	struct curl_slist *h, *t;
-	CURL *easy = curl_easy_init();
-	int rc = -ENOMEM;
-
-	h = curl_slist_append(NULL, pm->auth);
-	t = h != NULL ? curl_slist_append(h, "Accept: application/json") : NULL;
-	t = t != NULL ? curl_slist_append(h, "Content-Type: application/json")
-		      : NULL;
-	/* curl would wait for 100 Continue before a large body. */
-	t = t != NULL ? curl_slist_append(h, "Expect:") : NULL;
-	if (easy == NULL || t == NULL ||
-	    curl_easy_setopt(easy, CURLOPT_URL,
-			     body != NULL ? pm->url : pm->server) != CURLE_OK ||
-	    (body != NULL &&
-	     (curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
-			       (curl_off_t)strlen(body)) != CURLE_OK ||
-	      curl_easy_setopt(easy, CURLOPT_COPYPOSTFIELDS, body) !=
-		  CURLE_OK)))
-		goto fail;
-	rc = http_multi_add(pm->hm, easy, h, NULL, pm->connect_ms,
-			    pm->request_ms, send_done, ps);
-	if (rc == 0)
-		return 0;
-fail:
-	curl_slist_free_all(h);
-	curl_easy_cleanup(easy);
-	return rc;
-}
-
-static int
-postmark_send(void *state, struct connector_job *job)
-{
-	struct postmark *pm = state;
-	struct postmark_send *ps;
 	const char *why;
-	char *body;
-	int rc;
 
-	body = build_body(pm, job, &why);
-	if (body == NULL) {
-		log_warnx_rl(&pm->rl, 1000,
-			     "%s agent unsendable provider=%s reason=\"%s\"",
-			     job->message_id, pm->name, why);
-		return -EINVAL;
-	}
-	ps = xcalloc(1, sizeof(*ps));
-	ps->pm = pm;
-	ps->job = job;
-	rc = start(pm, body, ps);
-	if (rc != 0)
-		free(ps);
-	free(body);
-	return rc;
+	(void)easy;
+	rq->path = "/email";
+	rq->body = mime_fields_json(job, fill_root, ctx, &why);
+	return why;
 }
 
+/* The message_stream, or no context for Postmark's default. */
 static int
-postmark_probe(void *state, connector_probe_cb cb, void *arg)
+postmark_open_stream(const struct provider_config *pc, void **ctx, char *err,
+		     size_t errlen)
 {
-	struct postmark *pm = state;
-	struct postmark_send *ps = xcalloc(1, sizeof(*ps));
-	int rc;
-
-	ps->pm = pm;
-	ps->probe_cb = cb;
-	ps->probe_arg = arg;
-	rc = start(pm, NULL, ps);
-	if (rc != 0)
-		free(ps);
-	return rc;
+	(void)err;
+	(void)errlen;
+	*ctx = xstrdup_or_null(provider_config_get(pc, "message_stream"));
+	return 0;
 }
 
-static int
-postmark_health(void *state)
-{
-	struct postmark *pm = state;
-
-	/* Never down on counts: no traffic would come to clear them. */
-	return pm->failures > 0 ? LINK_HEALTH_DEGRADED : LINK_HEALTH_OK;
-}
-
-static void
-postmark_free(struct postmark *pm)
-{
-	if (pm == NULL)
-		return;
-	http_multi_free(pm->hm);
-	free(pm->name);
-	free(pm->url);
-	free(pm->server);
-	free(pm->stream);
-	if (pm->auth != NULL)
-		explicit_bzero(pm->auth, strlen(pm->auth));
-	free(pm->auth);
-	free(pm);
-}
-
-static void
-postmark_close(void *state)
-{
-	if (state == NULL)
-		return;
-	/* Transfers under way are dropped without done(). */
-	postmark_free(state);
-	g_mime_shutdown();
-}
+static const struct conn_http_api postmark_api = {
+    .type = "postmark",
+    .default_url = POSTMARK_DEFAULT_URL,
+    .secret_key = "server_token_file",
+    .auth_prefix = "X-Postmark-Server-Token: ",
+    .probe_path = "/server",
+    .gmime = true,
+    .open = postmark_open_stream,
+    .free = free,
+    .build = postmark_build,
+    .answer = postmark_answer,
+};
 
 static int
 postmark_open(const struct provider_config *pc, struct event_base *base,
 	      connector_done_cb done, void *arg, void **state, char *err,
 	      size_t errlen)
 {
-	const char *url = provider_config_get(pc, "base_url");
-	const char *ref = provider_config_get(pc, "server_token_file");
-	const char *stream = provider_config_get(pc, "message_stream");
-	struct postmark *pm;
-	char kerr[256], *token = NULL;
-	int rc;
-
-	if (ref == NULL) {
-		snprintf(err, errlen,
-			 "provider %s: postmark needs 'server_token_file'",
-			 pc->name);
-		return -EINVAL;
-	}
-	rc = config_secret_read(ref, &token, kerr, sizeof(kerr));
-	if (rc != 0) {
-		snprintf(err, errlen, "provider %s: server_token_file: %s",
-			 pc->name, kerr);
-		return rc;
-	}
-	if (url == NULL)
-		url = POSTMARK_DEFAULT_URL;
-	pm = xcalloc(1, sizeof(*pm));
-	pm->name = xstrdup(pc->name);
-	pm->url = xasprintf("%s/email", url);
-	pm->server = xasprintf("%s/server", url);
-	pm->stream = stream != NULL ? xstrdup(stream) : NULL;
-	pm->auth = xasprintf("X-Postmark-Server-Token: %s", token);
-	explicit_bzero(token, strlen(token));
-	free(token);
-	http_multi_timeouts(pc, &pm->connect_ms, &pm->request_ms);
-	pm->done = done;
-	pm->arg = arg;
-	pm->hm = http_multi_new(base);
-	if (pm->hm == NULL) {
-		snprintf(err, errlen, "provider %s: cannot start libcurl",
-			 pc->name);
-		postmark_free(pm);
-		return -ENOMEM;
-	}
-	/* Counted: the agent's other users of GMime, if any, keep theirs. */
-	g_mime_init();
-	*state = pm;
-	return 0;
+	return conn_http_open(&postmark_api, pc, base, done, arg, state, err,
+			      errlen);
 }
 
 static void
@@ -556,9 +332,9 @@ postmark_config_check(struct provider_config *pc, const struct config *cfg,
 }
 
 static const char *const postmark_required[] = {"server_token_file", NULL};
-static const char *const postmark_optional[] = {"base_url", "message_stream",
-						"connect_timeout_ms",
-						"request_timeout_ms", NULL};
+static const char *const postmark_optional[] = {
+    "base_url",           "message_stream", "connect_timeout_ms",
+    "request_timeout_ms", "tls_ca_file",    NULL};
 static const char *const postmark_secret[] = {"server_token_file", NULL};
 
 static const struct config_ptype postmark_config = {
@@ -573,10 +349,10 @@ static const struct connector_ops postmark_ops = {
     .name = "postmark",
     .config = &postmark_config,
     .open = postmark_open,
-    .send = postmark_send,
-    .health = postmark_health,
-    .probe = postmark_probe,
-    .close = postmark_close,
+    .send = conn_http_send,
+    .health = conn_http_health,
+    .probe = conn_http_probe,
+    .close = conn_http_close,
 };
 
 CONNECTOR_REGISTER(postmark_ops)

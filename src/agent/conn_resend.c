@@ -19,11 +19,12 @@
  * permanent with Resend's message; 401 and 403 the account's, and so is a
  * 429 named daily_quota_exceeded or monthly_quota_exceeded; any other 429
  * throttled; 5xx and others transient; no answer after the request went
- * out ambiguous.  Resend has no probe call here.  The key lives in the
+ * out ambiguous.  No probe (see resend_api): a provider down for its
+ * account comes back by one trial message per probe_interval_s.  Open,
+ * send, health and close are conn_http's; the key lives in the
  * Authorization header of each request only and is never logged.
  */
-#include "agent/connector.h"
-#include "agent/http_multi.h"
+#include "agent/conn_http.h"
 #include "agent/mime_fields.h"
 #include "common/config.h"
 #include "common/log.h"
@@ -41,23 +42,6 @@
 
 #define RESEND_DEFAULT_URL "https://api.resend.com"
 #define RESEND_LIST_MAX 50 /* recipients in each of to, cc, bcc */
-
-struct resend {
-	char *name; /* the provider's */
-	char *url;  /* base_url/emails */
-	char *auth; /* "Authorization: Bearer KEY" */
-	long connect_ms, request_ms;
-	struct http_multi *hm;
-	connector_done_cb done;
-	void *arg;
-	int failures; /* consecutive transient or ambiguous ends */
-	struct log_rl rl;
-};
-
-struct resend_send {
-	struct resend *rs;
-	struct connector_job *job;
-};
 
 /* Headers Resend sets from other fields. */
 static const char *const skip_headers[] = {"received",
@@ -188,65 +172,22 @@ fill_body(json_t *root, GMimeMessage *msg)
 	return why;
 }
 
-/* The request body of job, or NULL with the reason in *why. */
-static char *
-build_body(const struct connector_job *job, const char **why)
+/* The recipients, then the other fields. */
+static const char *
+fill_root(json_t *root, GMimeMessage *msg, const struct connector_job *job,
+	  void *arg)
 {
-	GMimeMessage *msg;
-	json_t *root;
-	char *body = NULL;
+	const char *why = set_recipients(root, msg, job);
 
-	*why = NULL;
-	if (job->nrcpt == 0) {
-		*why = "no recipient";
-		return NULL;
-	}
-	msg = mime_fields_parse(job);
-	if (msg == NULL) {
-		*why = "a message GMime cannot parse";
-		return NULL;
-	}
-	root = json_object();
-	if (root == NULL)
-		*why = "out of memory";
-	if (*why == NULL)
-		*why = set_recipients(root, msg, job);
-	if (*why == NULL)
-		*why = fill_body(root, msg);
-	if (*why == NULL) {
-		body = json_dumps(root, JSON_COMPACT);
-		if (body == NULL)
-			*why = "out of memory";
-	}
-	json_decref(root);
-	g_object_unref(msg);
-	return body;
-}
-
-/* The answer's JSON object, or NULL. */
-static json_t *
-answer_json(const struct buf *body)
-{
-	json_error_t jerr;
-	json_t *root;
-
-	if (body->len == 0)
-		return NULL;
-	root = json_loadb(body->p, body->len, 0, &jerr);
-	if (root != NULL && !json_is_object(root)) {
-		json_decref(root);
-		return NULL;
-	}
-	return root;
+	(void)arg;
+	return why != NULL ? why : fill_body(root, msg);
 }
 
 /* The class of an answer, from its status and Resend's error name. */
 static int
-classify(const struct http_result *hr, json_t *ans, uint32_t *retry_ms)
+classify(const struct http_result *hr, const char *name, int outcome,
+	 uint32_t *retry_ms)
 {
-	const char *name = json_string_value(json_object_get(ans, "name"));
-	int outcome = http_multi_classify(hr, retry_ms);
-
 	if (outcome == OUTCOME_THROTTLED && name != NULL &&
 	    (strcmp(name, "daily_quota_exceeded") == 0 ||
 	     strcmp(name, "monthly_quota_exceeded") == 0)) {
@@ -260,197 +201,68 @@ classify(const struct http_result *hr, json_t *ans, uint32_t *retry_ms)
 	return OUTCOME_TRANSIENT;
 }
 
+/* The class, the id, and Resend's error name and message. */
 static void
-send_done(const struct http_result *hr, void *arg)
+resend_answer(void *ctx, const struct connector_job *job,
+	      const struct http_result *hr, json_t *ans,
+	      struct conn_http_answer *a)
 {
-	struct resend_send *ss = arg;
-	struct resend *rs = ss->rs;
-	struct connector_result res;
-	char detail[LINK_DETAIL_MAX + 1], clean[256], pmid[LINK_PMID_MAX + 1];
-	char cname[48];
-	json_t *ans = answer_json(hr->body);
-	const char *why, *id, *name;
+	const char *id = json_string_value(json_object_get(ans, "id"));
+	const char *msg = json_string_value(json_object_get(ans, "message"));
+	const char *name = json_string_value(json_object_get(ans, "name"));
 
-	memset(&res, 0, sizeof(res));
-	res.outcome = classify(hr, ans, &res.retry_after_ms);
-	if (res.outcome == OUTCOME_DELIVERED) {
-		rs->failures = 0;
-		/* Accepted even without an id: resending would duplicate. */
-		id = json_string_value(json_object_get(ans, "id"));
-		if (id != NULL) {
-			log_sanitize(id, strlen(id), pmid, sizeof(pmid));
-			res.provider_message_id = pmid;
-		}
-	} else {
-		why = json_string_value(json_object_get(ans, "message"));
-		name = json_string_value(json_object_get(ans, "name"));
-		if (hr->code != CURLE_OK && !hr->too_big)
-			why = hr->error;
-		else if (why == NULL)
-			why = hr->body->p;
-		log_sanitize(why, strlen(why), clean, sizeof(clean));
-		if (name == NULL)
-			name = "-";
-		log_sanitize(name, strlen(name), cname, sizeof(cname));
-		snprintf(detail, sizeof(detail),
-			 "resend status=%ld name=%s: %s", hr->status, cname,
-			 clean);
-		res.detail = detail;
-		if (res.outcome == OUTCOME_TRANSIENT ||
-		    res.outcome == OUTCOME_AMBIGUOUS)
-			rs->failures++;
-		log_warnx_rl(&rs->rl, 1000,
-			     "%s agent send_failed provider=%s status=%ld "
-			     "outcome=%s detail=\"%s\"",
-			     ss->job->message_id, rs->name, hr->status,
-			     outcome_name(res.outcome), clean);
-	}
-	rs->done(ss->job, &res, rs->arg);
-	json_decref(ans);
-	free(ss);
+	(void)ctx;
+	(void)job;
+	a->outcome = classify(hr, name, a->outcome, &a->retry_after_ms);
+	if (a->outcome == OUTCOME_DELIVERED && id != NULL)
+		snprintf(a->id, sizeof(a->id), "%s", id);
+	if (a->outcome != OUTCOME_DELIVERED && msg != NULL)
+		snprintf(a->why, sizeof(a->why), "%s", msg);
+	snprintf(a->tag, sizeof(a->tag), " name=%.47s",
+		 name != NULL ? name : "-");
 }
 
-/* The request's headers: the key, JSON, and the idempotency key. */
-static struct curl_slist *
-request_headers(const struct resend *rs, const struct connector_job *job)
+/* The body, and our message id as the Idempotency-Key. */
+static const char *
+resend_build(void *ctx, const struct connector_job *job, CURL *easy,
+	     struct conn_http_request *rq)
 {
-	struct curl_slist *h, *t;
-	char *idem = xasprintf("Idempotency-Key: %s", job->message_id);
-
-	h = curl_slist_append(NULL, rs->auth);
-	t = h != NULL ? curl_slist_append(h, "Content-Type: application/json")
-		      : NULL;
-	t = t != NULL ? curl_slist_append(h, idem) : NULL;
-	/* curl would wait for 100 Continue before a large body. */
-	t = t != NULL ? curl_slist_append(h, "Expect:") : NULL;
-	free(idem);
-	if (t == NULL) {
-		curl_slist_free_all(h);
-		return NULL;
-	}
-	return h;
-}
-
-static int
-resend_send(void *state, struct connector_job *job)
-{
-	struct resend *rs = state;
-	struct resend_send *ss;
-	struct curl_slist *h = NULL;
 	const char *why;
-	char *body;
-	CURL *easy;
-	int rc = -ENOMEM;
+	char *idem;
 
-	body = build_body(job, &why);
-	if (body == NULL) {
-		log_warnx_rl(&rs->rl, 1000,
-			     "%s agent unsendable provider=%s reason=\"%s\"",
-			     job->message_id, rs->name, why);
-		return -EINVAL;
-	}
-	easy = curl_easy_init();
-	h = request_headers(rs, job);
-	if (easy == NULL || h == NULL ||
-	    curl_easy_setopt(easy, CURLOPT_URL, rs->url) != CURLE_OK ||
-	    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
-			     (curl_off_t)strlen(body)) != CURLE_OK ||
-	    curl_easy_setopt(easy, CURLOPT_COPYPOSTFIELDS, body) != CURLE_OK)
-		goto fail;
-	ss = xcalloc(1, sizeof(*ss));
-	ss->rs = rs;
-	ss->job = job;
-	rc = http_multi_add(rs->hm, easy, h, NULL, rs->connect_ms,
-			    rs->request_ms, send_done, ss);
-	if (rc != 0) {
-		free(ss);
-		goto fail;
-	}
-	free(body);
-	return 0;
-fail:
-	curl_slist_free_all(h);
-	curl_easy_cleanup(easy);
-	free(body);
-	return rc;
+	(void)ctx;
+	(void)easy;
+	rq->path = "/emails";
+	rq->body = mime_fields_json(job, fill_root, NULL, &why);
+	if (rq->body == NULL)
+		return why;
+	idem = xasprintf("Idempotency-Key: %s", job->message_id);
+	rq->headers = curl_slist_append(NULL, idem);
+	free(idem);
+	return rq->headers == NULL ? "out of memory" : NULL;
 }
 
-static int
-resend_health(void *state)
-{
-	struct resend *rs = state;
-
-	/* Never down on counts: no traffic would come to clear them. */
-	return rs->failures > 0 ? LINK_HEALTH_DEGRADED : LINK_HEALTH_OK;
-}
-
-static void
-resend_free(struct resend *rs)
-{
-	if (rs == NULL)
-		return;
-	http_multi_free(rs->hm);
-	free(rs->name);
-	free(rs->url);
-	if (rs->auth != NULL)
-		explicit_bzero(rs->auth, strlen(rs->auth));
-	free(rs->auth);
-	free(rs);
-}
-
-static void
-resend_close(void *state)
-{
-	if (state == NULL)
-		return;
-	/* Transfers under way are dropped without done(). */
-	resend_free(state);
-	g_mime_shutdown();
-}
+/*
+ * No probe: a sending-only key (the kind a relay should hold) is refused
+ * by every call but POST /emails, so a probe would keep it down for good.
+ */
+static const struct conn_http_api resend_api = {
+    .type = "resend",
+    .default_url = RESEND_DEFAULT_URL,
+    .secret_key = "api_key_file",
+    .auth_prefix = "Authorization: Bearer ",
+    .gmime = true,
+    .build = resend_build,
+    .answer = resend_answer,
+};
 
 static int
 resend_open(const struct provider_config *pc, struct event_base *base,
 	    connector_done_cb done, void *arg, void **state, char *err,
 	    size_t errlen)
 {
-	const char *url = provider_config_get(pc, "base_url");
-	const char *keyref = provider_config_get(pc, "api_key_file");
-	struct resend *rs;
-	char kerr[256], *key = NULL;
-	int rc;
-
-	if (keyref == NULL) {
-		snprintf(err, errlen,
-			 "provider %s: resend needs 'api_key_file'", pc->name);
-		return -EINVAL;
-	}
-	rc = config_secret_read(keyref, &key, kerr, sizeof(kerr));
-	if (rc != 0) {
-		snprintf(err, errlen, "provider %s: api_key_file: %s", pc->name,
-			 kerr);
-		return rc;
-	}
-	rs = xcalloc(1, sizeof(*rs));
-	rs->name = xstrdup(pc->name);
-	rs->url =
-	    xasprintf("%s/emails", url != NULL ? url : RESEND_DEFAULT_URL);
-	rs->auth = xasprintf("Authorization: Bearer %s", key);
-	explicit_bzero(key, strlen(key));
-	free(key);
-	http_multi_timeouts(pc, &rs->connect_ms, &rs->request_ms);
-	rs->done = done;
-	rs->arg = arg;
-	rs->hm = http_multi_new(base);
-	if (rs->hm == NULL) {
-		snprintf(err, errlen, "provider %s: cannot start libcurl",
-			 pc->name);
-		resend_free(rs);
-		return -ENOMEM;
-	}
-	/* Counted: the agent's other users of GMime, if any, keep theirs. */
-	g_mime_init();
-	*state = rs;
-	return 0;
+	return conn_http_open(&resend_api, pc, base, done, arg, state, err,
+			      errlen);
 }
 
 static void
@@ -463,7 +275,8 @@ resend_config_check(struct provider_config *pc, const struct config *cfg,
 
 static const char *const resend_required[] = {"api_key_file", NULL};
 static const char *const resend_optional[] = {"base_url", "connect_timeout_ms",
-					      "request_timeout_ms", NULL};
+					      "request_timeout_ms",
+					      "tls_ca_file", NULL};
 static const char *const resend_secret[] = {"api_key_file", NULL};
 
 static const struct config_ptype resend_config = {
@@ -478,9 +291,9 @@ static const struct connector_ops resend_ops = {
     .name = "resend",
     .config = &resend_config,
     .open = resend_open,
-    .send = resend_send,
-    .health = resend_health,
-    .close = resend_close,
+    .send = conn_http_send,
+    .health = conn_http_health,
+    .close = conn_http_close,
 };
 
 CONNECTOR_REGISTER(resend_ops)

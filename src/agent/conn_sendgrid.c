@@ -19,11 +19,13 @@
  * as the id; 400 and 413 permanent with SendGrid's first error message;
  * 401/403 account; 429 throttled, for Retry-After or else until
  * X-RateLimit-Reset; 5xx and other statuses transient; no answer after
- * the request went out ambiguous.  The key lives in the Authorization
- * header of each request only and is never logged.
+ * the request went out ambiguous.  The probe is GET {base_url}/v3/scopes
+ * with the key.  Open, send, health and close are conn_http's; the key
+ * lives in the Authorization header of each request only and is never
+ * logged.
  */
-#include "agent/connector.h"
-#include "agent/http_multi.h"
+#include "agent/conn_http.h"
+#include "agent/conn_sendgrid.h"
 #include "agent/mime_fields.h"
 #include "common/config.h"
 #include "common/log.h"
@@ -43,23 +45,6 @@
 
 #define SENDGRID_DEFAULT_URL "https://api.sendgrid.com"
 #define SENDGRID_RCPT_MAX 1000
-
-struct sendgrid {
-	char *name; /* the provider's */
-	char *url;  /* base_url/v3/mail/send */
-	char *auth; /* "Authorization: Bearer KEY" */
-	long connect_ms, request_ms;
-	struct http_multi *hm;
-	connector_done_cb done;
-	void *arg;
-	int failures; /* consecutive transient or ambiguous ends */
-	struct log_rl rl;
-};
-
-struct sendgrid_send {
-	struct sendgrid *sg;
-	struct connector_job *job;
-};
 
 /* Headers SendGrid refuses or sets from other fields. */
 static const char *const skip_headers[] = {"x-sg-id",
@@ -202,61 +187,27 @@ fill_body(json_t *root, GMimeMessage *msg)
 	return why;
 }
 
-/* The request body of job, or NULL with the reason in *why. */
-static char *
-build_body(const struct connector_job *job, const char **why)
+/* The personalizations, then the other fields. */
+static const char *
+fill_root(json_t *root, GMimeMessage *msg, const struct connector_job *job,
+	  void *arg)
 {
-	GMimeMessage *msg;
-	json_t *root = NULL, *pers = NULL;
-	char *body = NULL;
+	json_t *pers;
 
-	*why = NULL;
-	if (job->nrcpt == 0 || job->nrcpt > SENDGRID_RCPT_MAX) {
-		*why = "no recipient, or more than SendGrid takes";
-		return NULL;
-	}
-	msg = mime_fields_parse(job);
-	if (msg == NULL) {
-		*why = "a message GMime cannot parse";
-		return NULL;
-	}
-	root = json_object();
+	(void)arg;
+	if (job->nrcpt > SENDGRID_RCPT_MAX)
+		return "more recipients than SendGrid takes";
 	pers = personalizations(msg, job);
-	if (root == NULL || pers == NULL ||
-	    json_object_set(root, "personalizations", pers) != 0)
-		*why = "a recipient that is not UTF-8";
-	if (*why == NULL)
-		*why = fill_body(root, msg);
-	if (*why == NULL) {
-		body = json_dumps(root, JSON_COMPACT);
-		if (body == NULL)
-			*why = "out of memory";
-	}
-	json_decref(pers);
-	json_decref(root);
-	g_object_unref(msg);
-	return body;
+	if (pers == NULL ||
+	    json_object_set_new(root, "personalizations", pers) != 0)
+		return "a recipient that is not UTF-8";
+	return fill_body(root, msg);
 }
 
-/* The first error message of a SendGrid error answer, or NULL. */
-static char *
-answer_error(const struct buf *body)
+char *
+sendgrid_build_body(const struct connector_job *job, const char **why)
 {
-	json_error_t jerr;
-	json_t *root, *v;
-	char *s = NULL;
-
-	if (body->len == 0)
-		return NULL;
-	root = json_loadb(body->p, body->len, 0, &jerr);
-	if (root == NULL)
-		return NULL;
-	v = json_object_get(json_array_get(json_object_get(root, "errors"), 0),
-			    "message"); /* borrowed, NULL-safe */
-	if (json_is_string(v))
-		s = xstrdup(json_string_value(v));
-	json_decref(root);
-	return s;
+	return mime_fields_json(job, fill_root, NULL, why);
 }
 
 /* A 429 without Retry-After: wait until X-RateLimit-Reset (epoch s). */
@@ -280,198 +231,76 @@ reset_ms(const struct http_result *hr)
 	return (uint32_t)(t - now) * 1000u;
 }
 
+/* 400 and 413 are the message's; the first error's words are SendGrid's. */
 static void
-send_done(const struct http_result *hr, void *arg)
+sendgrid_answer(void *ctx, const struct connector_job *job,
+		const struct http_result *hr, json_t *ans,
+		struct conn_http_answer *a)
 {
-	struct sendgrid_send *ss = arg;
-	struct sendgrid *sg = ss->sg;
-	struct connector_result res;
-	char detail[LINK_DETAIL_MAX + 1], clean[256], pmid[LINK_PMID_MAX + 1];
-	char *msg = NULL;
-	const char *why, *id;
+	json_t *v = json_object_get(
+	    json_array_get(json_object_get(ans, "errors"), 0), "message");
+	const char *id;
 
-	memset(&res, 0, sizeof(res));
-	res.outcome = http_multi_classify(hr, &res.retry_after_ms);
-	if (res.outcome == HTTP_CLASS_CONNECTOR)
-		res.outcome = (hr->status == 400 || hr->status == 413)
-				  ? OUTCOME_PERMANENT
-				  : OUTCOME_TRANSIENT;
-	if (res.outcome == OUTCOME_THROTTLED && res.retry_after_ms == 0)
-		res.retry_after_ms = reset_ms(hr);
-	if (res.outcome == OUTCOME_DELIVERED) {
-		sg->failures = 0;
-		/* Accepted even without an id: resending would duplicate. */
-		id = http_multi_header(hr, "X-Message-Id");
-		if (id != NULL) {
-			log_sanitize(id, strlen(id), pmid, sizeof(pmid));
-			res.provider_message_id = pmid;
-		}
-	} else {
-		if (hr->code != CURLE_OK && !hr->too_big)
-			why = hr->error;
-		else {
-			msg = answer_error(hr->body);
-			why = msg != NULL ? msg : hr->body->p;
-		}
-		log_sanitize(why, strlen(why), clean, sizeof(clean));
-		snprintf(detail, sizeof(detail), "sendgrid status=%ld: %s",
-			 hr->status, clean);
-		res.detail = detail;
-		if (res.outcome == OUTCOME_TRANSIENT ||
-		    res.outcome == OUTCOME_AMBIGUOUS)
-			sg->failures++;
-		log_warnx_rl(&sg->rl, 1000,
-			     "%s agent send_failed provider=%s status=%ld "
-			     "outcome=%s detail=\"%s\"",
-			     ss->job->message_id, sg->name, hr->status,
-			     outcome_name(res.outcome), clean);
-	}
-	sg->done(ss->job, &res, sg->arg);
-	free(msg);
-	free(ss);
+	(void)ctx;
+	(void)job;
+	if (a->outcome == HTTP_CLASS_CONNECTOR)
+		a->outcome = (hr->status == 400 || hr->status == 413)
+				 ? OUTCOME_PERMANENT
+				 : OUTCOME_TRANSIENT;
+	if (a->outcome == OUTCOME_THROTTLED && a->retry_after_ms == 0)
+		a->retry_after_ms = reset_ms(hr);
+	id = http_multi_header(hr, "X-Message-Id");
+	if (a->outcome == OUTCOME_DELIVERED && id != NULL)
+		snprintf(a->id, sizeof(a->id), "%s", id);
+	if (json_is_string(v))
+		snprintf(a->why, sizeof(a->why), "%s", json_string_value(v));
 }
 
-static int
-sendgrid_send(void *state, struct connector_job *job)
+static const char *
+sendgrid_build(void *ctx, const struct connector_job *job, CURL *easy,
+	       struct conn_http_request *rq)
 {
-	struct sendgrid *sg = state;
-	struct sendgrid_send *ss;
-	struct curl_slist *h = NULL, *t;
 	const char *why;
-	char *body;
-	CURL *easy;
-	int rc = -ENOMEM;
 
-	body = build_body(job, &why);
-	if (body == NULL) {
-		log_warnx_rl(&sg->rl, 1000,
-			     "%s agent unsendable provider=%s reason=\"%s\"",
-			     job->message_id, sg->name, why);
-		return -EINVAL;
-	}
-	easy = curl_easy_init();
-	if (easy == NULL)
-		goto fail;
-	h = curl_slist_append(NULL, sg->auth);
-	t = h != NULL ? curl_slist_append(h, "Content-Type: application/json")
-		      : NULL;
-	/* curl would wait for 100 Continue before a large body. */
-	t = t != NULL ? curl_slist_append(h, "Expect:") : NULL;
-	if (t == NULL ||
-	    curl_easy_setopt(easy, CURLOPT_URL, sg->url) != CURLE_OK ||
-	    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
-			     (curl_off_t)strlen(body)) != CURLE_OK ||
-	    curl_easy_setopt(easy, CURLOPT_COPYPOSTFIELDS, body) != CURLE_OK)
-		goto fail;
-	ss = xcalloc(1, sizeof(*ss));
-	ss->sg = sg;
-	ss->job = job;
-	rc = http_multi_add(sg->hm, easy, h, NULL, sg->connect_ms,
-			    sg->request_ms, send_done, ss);
-	if (rc != 0) {
-		free(ss);
-		goto fail;
-	}
-	free(body);
-	return 0;
-fail:
-	curl_slist_free_all(h);
-	curl_easy_cleanup(easy);
-	free(body);
-	return rc;
+	(void)ctx;
+	(void)easy;
+	rq->path = "/v3/mail/send";
+	rq->body = sendgrid_build_body(job, &why);
+	return why;
 }
 
-static int
-sendgrid_health(void *state)
-{
-	struct sendgrid *sg = state;
-
-	/* Never down on counts: no traffic would come to clear them. */
-	if (sg->failures > 0)
-		return LINK_HEALTH_DEGRADED;
-	return LINK_HEALTH_OK;
-}
-
-static void
-sendgrid_free(struct sendgrid *sg)
-{
-	if (sg == NULL)
-		return;
-	http_multi_free(sg->hm);
-	free(sg->name);
-	free(sg->url);
-	if (sg->auth != NULL)
-		explicit_bzero(sg->auth, strlen(sg->auth));
-	free(sg->auth);
-	free(sg);
-}
-
-static void
-sendgrid_close(void *state)
-{
-	if (state == NULL)
-		return;
-	/* Transfers under way are dropped without done(). */
-	sendgrid_free(state);
-	g_mime_shutdown();
-}
+static const struct conn_http_api sendgrid_api = {
+    .type = "sendgrid",
+    .default_url = SENDGRID_DEFAULT_URL,
+    .secret_key = "api_key_file",
+    .auth_prefix = "Authorization: Bearer ",
+    .gmime = true,
+    .probe_path = "/v3/scopes",
+    .build = sendgrid_build,
+    .answer = sendgrid_answer,
+};
 
 static int
 sendgrid_open(const struct provider_config *pc, struct event_base *base,
 	      connector_done_cb done, void *arg, void **state, char *err,
 	      size_t errlen)
 {
-	const char *url = provider_config_get(pc, "base_url");
-	const char *keyref = provider_config_get(pc, "api_key_file");
-	struct sendgrid *sg;
-	char kerr[256], *key = NULL;
-	int rc;
-
-	if (keyref == NULL) {
-		snprintf(err, errlen,
-			 "provider %s: sendgrid needs 'api_key_file'",
-			 pc->name);
-		return -EINVAL;
-	}
-	rc = config_secret_read(keyref, &key, kerr, sizeof(kerr));
-	if (rc != 0) {
-		snprintf(err, errlen, "provider %s: api_key_file: %s", pc->name,
-			 kerr);
-		return rc;
-	}
-	sg = xcalloc(1, sizeof(*sg));
-	sg->name = xstrdup(pc->name);
-	sg->url = xasprintf("%s/v3/mail/send",
-			    url != NULL ? url : SENDGRID_DEFAULT_URL);
-	sg->auth = xasprintf("Authorization: Bearer %s", key);
-	explicit_bzero(key, strlen(key));
-	free(key);
-	http_multi_timeouts(pc, &sg->connect_ms, &sg->request_ms);
-	sg->done = done;
-	sg->arg = arg;
-	sg->hm = http_multi_new(base);
-	if (sg->hm == NULL) {
-		snprintf(err, errlen, "provider %s: cannot start libcurl",
-			 pc->name);
-		sendgrid_free(sg);
-		return -ENOMEM;
-	}
-	/* Counted: the agent's other users of GMime, if any, keep theirs. */
-	g_mime_init();
-	*state = sg;
-	return 0;
+	return conn_http_open(&sendgrid_api, pc, base, done, arg, state, err,
+			      errlen);
 }
 
 static void
 sendgrid_config_check(struct provider_config *pc, const struct config *cfg,
 		      struct config_report *r)
 {
+	(void)cfg;
 	http_multi_config_check(pc, r, SENDGRID_DEFAULT_URL);
 }
 
 static const char *const sendgrid_required[] = {"api_key_file", NULL};
 static const char *const sendgrid_optional[] = {
-    "base_url", "connect_timeout_ms", "request_timeout_ms", NULL};
+    "base_url", "connect_timeout_ms", "request_timeout_ms", "tls_ca_file",
+    NULL};
 static const char *const sendgrid_secret[] = {"api_key_file", NULL};
 
 static const struct config_ptype sendgrid_config = {
@@ -486,9 +315,10 @@ static const struct connector_ops sendgrid_ops = {
     .name = "sendgrid",
     .config = &sendgrid_config,
     .open = sendgrid_open,
-    .send = sendgrid_send,
-    .health = sendgrid_health,
-    .close = sendgrid_close,
+    .send = conn_http_send,
+    .health = conn_http_health,
+    .probe = conn_http_probe,
+    .close = conn_http_close,
 };
 
 CONNECTOR_REGISTER(sendgrid_ops)

@@ -270,3 +270,33 @@ mime_fields_headers(GMimeMessage *msg, const char *const *skip)
 	}
 	return o;
 }
+
+char *
+mime_fields_json(const struct connector_job *job, mime_fields_fill_fn fill,
+		 void *arg, const char **why)
+{
+	GMimeMessage *msg;
+	json_t *root;
+	char *body = NULL;
+
+	*why = NULL;
+	if (job->nrcpt == 0) {
+		*why = "no recipient";
+		return NULL;
+	}
+	msg = mime_fields_parse(job);
+	if (msg == NULL) {
+		*why = "a message GMime cannot parse";
+		return NULL;
+	}
+	root = json_object();
+	*why = root == NULL ? "out of memory" : fill(root, msg, job, arg);
+	if (*why == NULL) {
+		body = json_dumps(root, JSON_COMPACT);
+		if (body == NULL)
+			*why = "out of memory";
+	}
+	json_decref(root);
+	g_object_unref(msg);
+	return body;
+}

@@ -1,6 +1,6 @@
 /*
- * mime_fields: what the JSON-API connectors (sendgrid, postmark, resend)
- * need from our MIME.  Their APIs take no raw message, so each message is
+ * mime_fields: what the JSON-API connectors (sendgrid, postmark, resend,
+ * ...) need from our MIME.  Their APIs take no raw message, so each message is
  * parsed once with GMime and its parts handed out as JSON pieces: mailboxes
  * as {"email", "name"}, the text and HTML bodies decoded, the attachments
  * with their bytes base64, and the headers the API lets a sender set.  The
@@ -48,5 +48,21 @@ const char *mime_fields_body(GMimeMessage *msg, struct mime_body *b);
 void mime_fields_body_free(struct mime_body *b);
 /* {name: decoded value} of the headers not in skip (NULL-ended), or NULL. */
 json_t *mime_fields_headers(GMimeMessage *msg, const char *const *skip);
+
+/*
+ * Sets root's fields from msg, the parsed message of job; NULL, or why the
+ * API cannot carry it (static text).
+ */
+typedef const char *(*mime_fields_fill_fn)(json_t *root, GMimeMessage *msg,
+					   const struct connector_job *job,
+					   void *arg);
+/*
+ * The JSON body of job as an API that takes the message apart wants it:
+ * job's MIME parsed, an object filled by fill, dumped compact (to free()).
+ * NULL with the reason in *why: no recipient, a message GMime cannot
+ * parse, or fill's reason.
+ */
+char *mime_fields_json(const struct connector_job *job,
+		       mime_fields_fill_fn fill, void *arg, const char **why);
 
 #endif

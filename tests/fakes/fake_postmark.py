@@ -84,7 +84,7 @@ class FakePostmark(fakelib.FakeServer):
     def __init__(self, token, **kw):
         super().__init__(**kw)
         self.token = token
-        self.probes = 0
+        self.probes = 0  # GET /server requests seen
 
     def error(self, status, message, code=0):
         return status, {"Content-Type": "application/json"}, json.dumps(
@@ -94,13 +94,14 @@ class FakePostmark(fakelib.FakeServer):
         return 10 * 1024 * 1024
 
     def handle(self, req):
+        probe = req.path == "/server" and req.method == "GET"
+        with self.lock:
+            self.probes += probe
         if req.headers.get("X-Postmark-Server-Token") != self.token or \
                 self.mode == "401":
             return self.error(401, "Request does not contain a valid "
                               "Server token.", 10)
-        if req.path == "/server" and req.method == "GET":
-            with self.lock:
-                self.probes += 1
+        if probe:
             return 200, {"Content-Type": "application/json"}, \
                 json.dumps({"ID": 1, "Name": "fake"}).encode()
         if req.path != "/email" or req.method != "POST":

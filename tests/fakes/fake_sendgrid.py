@@ -1,4 +1,4 @@
-"""A stand-in for SendGrid's v3 Mail Send, POST /v3/mail/send.
+"""A stand-in for SendGrid's v3 Mail Send (POST /v3/mail/send) and scopes.
 
 It checks what SendGrid checks (PROVIDERS.md section 2): the Bearer key
 (401 with SendGrid's error shape otherwise), a JSON body under 30 MB with
@@ -9,6 +9,8 @@ before text/html, attachments with base64 `content` and a `filename`,
 `reply_to` and `reply_to_list` not both, `headers` of strings none of
 which SendGrid reserves.  It answers 202 with an empty body and an
 X-Message-Id header, or 400 {"errors": [{"message", "field", "help"}]}.
+GET /v3/scopes, the probe, answers {"scopes": [...]} with the key (401
+like the rest without it); `probes` counts them, answered or not.
 Modes (fakelib): 503, 429 (with X-RateLimit-Reset), 401, slow, hang,
 reject (a 400 for the addresses in `reject`).  Run by hand:
 fake_sendgrid.py --port 8026 --key KEY [--mode 503].
@@ -124,6 +126,7 @@ class FakeSendGrid(fakelib.FakeServer):
     def __init__(self, key, **kw):
         super().__init__(**kw)
         self.key = key
+        self.probes = 0  # GET /v3/scopes requests seen
 
     def error(self, status, message, field=None):
         return status, {"Content-Type": "application/json"}, json.dumps(
@@ -134,12 +137,18 @@ class FakeSendGrid(fakelib.FakeServer):
         return 30 * 1024 * 1024
 
     def handle(self, req):
-        if req.path != "/v3/mail/send" or req.method != "POST":
-            return self.error(404, "not found")
+        probe = req.path == "/v3/scopes" and req.method == "GET"
+        with self.lock:
+            self.probes += probe
         if req.headers.get("Authorization") != "Bearer " + self.key or \
                 self.mode == "401":
             return self.error(401, "The provided authorization grant is "
                               "invalid, expired, or revoked")
+        if probe:
+            return 200, {"Content-Type": "application/json"}, \
+                b'{"scopes":["mail.send"]}'
+        if req.path != "/v3/mail/send" or req.method != "POST":
+            return self.error(404, "not found")
         if self.mode == "429":
             st, hd, b = self.error(429, "too many requests")
             hd.update({"X-RateLimit-Limit": "600",

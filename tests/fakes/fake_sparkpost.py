@@ -1,4 +1,4 @@
-"""A stand-in for SparkPost's Transmissions API, POST /api/v1/transmissions.
+"""A stand-in for SparkPost's transmissions and account calls.
 
 It checks what SparkPost checks (PROVIDERS.md section 5): the raw key as
 Authorization, no scheme word (401 otherwise), a JSON body with a
@@ -8,8 +8,10 @@ content at most 20 MB (413).  It answers 200 {"results":
 {"total_rejected_recipients": R, "total_accepted_recipients": A, "id":
 "..."}}, with the recipients in `reject` listed in `rcpt_to_errors`.
 Errors have SparkPost's shape {"errors": [{"message", "code",
-"description"}]}.  Modes (fakelib): 503, 429, 401, slow, hang, reject;
-and "420", a sending limit of the account.  Run by hand:
+"description"}]}.  GET /api/v1/account, the probe, answers {"results":
+{...}} with the key (401 without it); `probes` counts them, answered or
+not.  Modes (fakelib): 503, 429, 401, slow, hang, reject; and "420", a
+sending limit of the account.  Run by hand:
 fake_sparkpost.py --port 8027 --key KEY [--mode 503].
 """
 
@@ -33,6 +35,7 @@ class FakeSparkPost(fakelib.FakeServer):
     def __init__(self, key, **kw):
         super().__init__(**kw)
         self.key = key
+        self.probes = 0  # GET /api/v1/account requests seen
 
     def error(self, status, message, code="1000"):
         return status, {"Content-Type": "application/json"}, json.dumps(
@@ -43,11 +46,18 @@ class FakeSparkPost(fakelib.FakeServer):
         return 21 * 1024 * 1024
 
     def handle(self, req):
-        if req.path != "/api/v1/transmissions" or req.method != "POST":
-            return self.error(404, "resource not found", "1600")
+        probe = req.path == "/api/v1/account" and req.method == "GET"
+        with self.lock:
+            self.probes += probe
         if req.headers.get("Authorization") != self.key or \
                 self.mode == "401":
             return self.error(401, "Unauthorized.", "1100")
+        if probe:
+            return 200, {"Content-Type": "application/json"}, json.dumps(
+                {"results": {"customer_id": 1, "status": "active",
+                             "subscription": {"name": "fake"}}}).encode()
+        if req.path != "/api/v1/transmissions" or req.method != "POST":
+            return self.error(404, "resource not found", "1600")
         if self.mode == "420":
             return self.error(420, "Exceed Sending Limit (hourly)", "2101")
         ctl = self.control()

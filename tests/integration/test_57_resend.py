@@ -1,15 +1,17 @@
 """The resend connector against its stand-in (tests/fakes/fake_resend.py).
 
-As test_56_postmark.py: sg (type resend, priority 1) in front of b
-(maildir, priority 2) under the priority scheduler.  A rich message
-reaches the stand-in as the JSON Resend wants (it checks the key and the
-shape), recipients in to/cc/bcc by the envelope and headers, names and
-subject decoded, the attachment's bytes intact, the custom header passed,
-our message id as the Idempotency-Key (the stand-in answers a replay with
-the same id and sends nothing), and is delivered with the id.  A 422 fails
-the message without trying b; a 503 is transient and b delivers; a hung
-API is ambiguous; a 429 throttled, a 429 daily_quota_exceeded and a 403
-the account's.  The planted key appears in no log and no API answer.
+The shared cases (connector_cases.py: 503, hang, 429, refusal for good as
+a 422 validation_error, 401 (Resend: 403 invalid_api_key) down until a
+trial message passes, the key in no output) with rs (type resend) in
+front of b (maildir).  Resend has no probe a sending-only key may call,
+so a provider down for its account comes back by one trial message per
+probe_interval_s.  Resend's own: the rich message reaches the stand-in as
+the JSON Resend wants (it checks the key and the shape), recipients in
+to/cc/bcc by the envelope and headers, names and subject decoded, the
+attachment's bytes intact, the custom header passed, our message id as the
+Idempotency-Key (the stand-in answers a replay with the same id and sends
+nothing), and is delivered with the id; a Bcc-only message goes to b; a
+429 daily_quota_exceeded is the account's.
 """
 
 import base64
@@ -19,9 +21,7 @@ import sys
 import urllib.error
 import urllib.request
 
-import pytest
-
-import shivneri_harness as h
+import connector_cases as cc
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "fakes"))
@@ -29,220 +29,66 @@ import fake_resend  # noqa: E402
 
 KEY = "re_PLANTED-resend-71fa3c-distinctive"
 
-
-@pytest.fixture(scope="module")
-def env(module_cluster_factory):
-    fake = fake_resend.FakeResend(KEY).start()
-    c = module_cluster_factory(providers=("sg", "b"),
-                               server_extra={"scheduler": "priority"})
-    keyfile = os.path.join(c.dir, "resend.key")
-    c.write_secret(keyfile, KEY)
-
-    def write_config():
-        sg = {"type": "resend", "spawn": "no", "priority": 1,
-              "max_in_flight": 8, "api_key_file": keyfile,
-              "probe_interval_s": 1,
-              "base_url": fake.base_url, "connect_timeout_ms": 2000,
-              "request_timeout_ms": int(h.scaled(1000))}
-        b = c.provider_section("b")
-        b.update(priority=2)
-        with open(c.config_path, "w") as f:
-            f.write(c.render(c.server_section(), {"sg": sg, "b": b}))
-    c.write_config = write_config
-    c.write_config()
-    c.start_server()
-    c.start_agent("sg")
-    c.start_agent("b")
-    yield c, fake
-    fake.stop()
+env = cc.module_env(lambda: fake_resend.FakeResend(KEY), "rs",
+                    {"api_key_file": KEY},
+                    {"type": "resend"})
 
 
+class TestResend(cc.ConnectorCases):
+    NAME, SECRETS = "rs", (KEY,)
+    PROBE = False
+    PERMANENT_WORDS = ("refused address", "name=validation_error")
+    ACCOUNT_WORDS = ("status=403", "invalid_api_key")
 
-@pytest.fixture(autouse=True)
-def provider_up(env):
-    """Each case starts with the provider up: a 429 pauses it for its
-    Retry-After and a 401 takes it down until the next probe interval."""
-    env[0].wait_state("sg", "up", timeout=h.scaled(10))
+    def test_rich_message(self, env):
+        c, fake = env
+        mid, m, rec = cc.rich_message(c, fake, "rs")
+        b = rec["body"]
+        assert b["to"] == ["jg@example.net"]
+        assert b["cc"] == ["cc1@example.net"]
+        assert b["bcc"] == ["hidden@example.net"]
+        assert b["from"] in ('"Zoë Ämtmann" <zoe@example.com>',
+                             "Zoë Ämtmann <zoe@example.com>"), b["from"]
+        assert b["reply_to"] == "help@example.com"
+        assert b["subject"] == "Grüße ✓ 1"
+        assert "héllo text" in b["text"]
+        assert "<p>héllo</p>" in b["html"]
+        assert len(b["attachments"]) == 1
+        a = b["attachments"][0]
+        assert a["filename"] == "data.bin"
+        assert a["content_type"] == "application/octet-stream"
+        assert base64.b64decode(a["content"]) == cc.ATTACHMENT
+        cc.assert_rich_headers(b["headers"], mid)
+        assert rec["headers"]["Idempotency-Key"] == mid, rec["headers"]
 
-def settled(c, mid, timeout=15):
-    def cond():
-        m = c.msg(mid)
-        return m if m["status"] in ("delivered", "failed") else None
-    return h.wait_for(cond, timeout, "message %s to settle" % mid)
+    def test_idempotency_key_replay(self, env):
+        """The same key with the same body (a resend after no answer)
+        gets the first id back and is not sent twice."""
+        c, fake = env
+        rec = fake.received[-1]
+        req = urllib.request.Request(
+            fake.base_url + "/emails", data=rec["raw"],
+            headers={"Authorization": "Bearer " + KEY,
+                     "Content-Type": "application/json",
+                     "Idempotency-Key": rec["headers"]["Idempotency-Key"]})
+        n, replays = len(fake.received), fake.replays
+        with urllib.request.urlopen(req, timeout=5) as r:
+            assert json.loads(r.read())["id"] == rec["id"]
+        assert len(fake.received) == n and fake.replays == replays + 1
+        # Another body under the same key is refused, as Resend does.
+        req.data = b'{"from":"a@example.com"}'
+        try:
+            urllib.request.urlopen(req, timeout=5)
+            assert False, "a different body under the same key went through"
+        except urllib.error.HTTPError as e:
+            assert e.code == 409
 
+    def test_no_to_goes_elsewhere(self, env):
+        cc.bcc_only_goes_to_b(*env)
 
-def agent_outcome(c, mid, outcome):
-    def cond():
-        with open(c.agents["sg"].log_path, errors="replace") as f:
-            return any(mid in ln and "outcome=" + outcome in ln for ln in f)
-    return h.wait_for(cond, 5, "agent log: %s outcome=%s" % (mid, outcome))
-
-
-def test_rich_message(env):
-    c, fake = env
-    att = bytes(range(256)) * 4
-    msg = h.message(
-        1, **{"from": "Zoë Ämtmann <zoe@example.com>",
-              "to": ["Jürgen Groß <jg@example.net>"],
-              "cc": ["Çelik <cc1@example.net>"],
-              "bcc": ["hidden@example.net"],
-              "reply_to": "help@example.com",
-              "subject": "Grüße ✓ 1", "text": "héllo text\n",
-              "html": "<p>héllo</p>",
-              "headers": {"X-Campaign": "c1"},
-              "attachments": [{"filename": "data.bin",
-                               "content_type": "application/octet-stream",
-                               "content_base64":
-                                   base64.b64encode(att).decode()}]})
-    mid = c.submit(msg)
-    m = settled(c, mid)
-    assert m["status"] == "delivered" and m["provider"] == "sg", m
-    assert len(fake.received) == 1
-    rec = fake.received[0]
-    assert m["provider_message_id"] == rec["id"], (m, rec)
-    b = rec["body"]
-    assert b["to"] == ["jg@example.net"]
-    assert b["cc"] == ["cc1@example.net"]
-    assert b["bcc"] == ["hidden@example.net"]
-    assert b["from"] in ('"Zoë Ämtmann" <zoe@example.com>',
-                         "Zoë Ämtmann <zoe@example.com>"), b["from"]
-    assert b["reply_to"] == "help@example.com"
-    assert b["subject"] == "Grüße ✓ 1"
-    assert "héllo text" in b["text"]
-    assert "<p>héllo</p>" in b["html"]
-    assert len(b["attachments"]) == 1
-    a = b["attachments"][0]
-    assert a["filename"] == "data.bin"
-    assert a["content_type"] == "application/octet-stream"
-    assert base64.b64decode(a["content"]) == att
-    hdrs = {k.lower(): v for k, v in b["headers"].items()}
-    assert hdrs["x-campaign"] == "c1"
-    assert mid in hdrs["message-id"], b["headers"]
-    assert "to" not in hdrs and "subject" not in hdrs, hdrs
-    assert rec["headers"]["Idempotency-Key"] == mid, rec["headers"]
-
-
-def test_idempotency_key_replay(env):
-    """The same key with the same body (a resend after no answer) gets
-    the first id back and is not sent twice."""
-    c, fake = env
-    rec = fake.received[0]
-    req = urllib.request.Request(
-        fake.base_url + "/emails", data=rec["raw"],
-        headers={"Authorization": "Bearer " + KEY,
-                 "Content-Type": "application/json",
-                 "Idempotency-Key": rec["headers"]["Idempotency-Key"]})
-    n = len(fake.received)
-    with urllib.request.urlopen(req, timeout=5) as r:
-        assert json.loads(r.read())["id"] == rec["id"]
-    assert len(fake.received) == n and fake.replays == 1
-    # Another body under the same key is refused, as Resend does.
-    req.data = b'{"from":"a@example.com"}'
-    try:
-        urllib.request.urlopen(req, timeout=5)
-        assert False, "a different body under the same key went through"
-    except urllib.error.HTTPError as e:
-        assert e.code == 409
-
-
-def test_no_to_goes_elsewhere(env):
-    """Resend requires a to: a Bcc-only message is refused by the
-    connector (transient) and b delivers it, nobody's Bcc exposed."""
-    c, fake = env
-    n = len(fake.received)
-    mid = c.submit(h.message(7, to=[], bcc=["x1@example.net"]))
-    m = settled(c, mid)
-    assert m["status"] == "delivered" and m["provider"] == "b", m
-    assert len(fake.received) == n
-
-
-def test_400_permanent(env):
-    c, fake = env
-    fake.reject = {"refused@example.net"}
-    try:
-        mid = c.submit(h.message(2, to=["refused@example.net"]))
-        m = settled(c, mid)
-    finally:
-        fake.reject = set()
-    assert m["status"] == "failed", m
-    assert [a["provider"] for a in m["attempts"]] == ["sg"], m
-    assert m["attempts"][0]["outcome"] == "permanent", m
-    assert "refused address" in m["attempts"][0]["detail"], m
-    assert "name=validation_error" in m["attempts"][0]["detail"], m
-
-
-def test_503_then_b(env):
-    c, fake = env
-    fake.mode = "503"
-    try:
-        mid = c.submit(h.message(3))
-        m = settled(c, mid)
-    finally:
-        fake.mode = "ok"
-    assert m["status"] == "delivered" and m["provider"] == "b", m
-    assert m["attempts"][0]["provider"] == "sg", m
-    assert m["attempts"][0]["outcome"] == "transient", m
-
-
-def test_hang_ambiguous(env):
-    c, fake = env
-    fake.mode = "hang"
-    try:
-        mid = c.submit(h.message(4))
-        m = settled(c, mid)
-    finally:
-        fake.mode = "ok"
-    assert m["status"] == "delivered" and m["provider"] == "b", m
-    assert m["attempts"][0]["outcome"] == "ambiguous", m
-    agent_outcome(c, mid, "ambiguous")
-
-
-def test_429_throttled(env):
-    c, fake = env
-    fake.mode, fake.retry_after = "429", "3"
-    try:
-        mid = c.submit(h.message(5))
-        m = settled(c, mid)
-    finally:
-        fake.mode = "ok"
-    assert m["attempts"][0]["provider"] == "sg", m
-    assert m["attempts"][0]["outcome"] == "throttled", m
-    agent_outcome(c, mid, "throttled")
-
-
-def test_401_account(env):
-    c, fake = env
-    fake.mode = "401"
-    try:
-        mid = c.submit(h.message(6))
-        m = settled(c, mid)
-    finally:
-        fake.mode = "ok"
-    assert m["attempts"][0]["provider"] == "sg", m
-    assert m["attempts"][0]["outcome"] == "account", m
-    agent_outcome(c, mid, "account")
-    assert "invalid_api_key" in m["attempts"][0]["detail"], m
-
-
-def test_quota_account(env):
-    c, fake = env
-    fake.mode = "quota"
-    try:
-        mid = c.submit(h.message(8))
-        m = settled(c, mid)
-    finally:
-        fake.mode = "ok"
-    assert m["attempts"][0]["provider"] == "sg", m
-    assert m["attempts"][0]["outcome"] == "account", m
-    assert "daily_quota_exceeded" in m["attempts"][0]["detail"], m
-
-
-def test_key_never_shown(env):
-    c, fake = env
-    assert fake.requests >= 6
-    for path in ("/v1/providers", "/v1/stats", "/v1/messages?limit=100"):
-        assert KEY.encode() not in c.get(path).body, path
-    for name in os.listdir(c.dir):
-        if name.endswith(".log"):
-            with open(os.path.join(c.dir, name), "rb") as f:
-                assert KEY.encode() not in f.read(), name
+    def test_quota_account(self, env):
+        c, fake = env
+        m = cc.with_mode(fake, "quota", 8, c)
+        assert m["attempts"][0]["provider"] == "rs", m
+        assert m["attempts"][0]["outcome"] == "account", m
+        assert "daily_quota_exceeded" in m["attempts"][0]["detail"], m

@@ -4,7 +4,8 @@
  * give; the first text/plain and text/html parts as the bodies, a second
  * text part and a file as attachments (base64 of the decoded bytes, the
  * content id of an inline part); headers passed decoded minus the skipped
- * ones; and a message with no text or HTML part refused.
+ * ones; a message with no text or HTML part refused; mime_fields_json()
+ * dumps what its fill set, or passes on its reason.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 
 #include "agent/mime_fields.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define MSG                                                                    \
@@ -141,6 +143,44 @@ test_no_text_refused(void **state)
 	g_object_unref(msg);
 }
 
+/* A fill that names the subject, or refuses when arg says so. */
+static const char *
+fill_subject(json_t *root, GMimeMessage *msg, const struct connector_job *job,
+	     void *arg)
+{
+	assert_int_equal(job->nrcpt, 3);
+	if (arg != NULL)
+		return arg;
+	return mime_fields_set_str(root, "subject",
+				   g_mime_message_get_subject(msg))
+		   ? NULL
+		   : "not UTF-8";
+}
+
+static void
+test_json(void **state)
+{
+	struct connector_job job = {.message_id = "m1",
+				    .rcpt = rcpts,
+				    .nrcpt = 3,
+				    .mime = (const uint8_t *)MSG,
+				    .mime_len = strlen(MSG)};
+	const char *why = "unset";
+	char *body;
+
+	(void)state;
+	body = mime_fields_json(&job, fill_subject, NULL, &why);
+	assert_null(why);
+	assert_string_equal(body, "{\"subject\":\"Grüße\"}");
+	free(body);
+	body = mime_fields_json(&job, fill_subject, (void *)"refused", &why);
+	assert_null(body);
+	assert_string_equal(why, "refused");
+	job.nrcpt = 0;
+	assert_null(mime_fields_json(&job, fill_subject, NULL, &why));
+	assert_string_equal(why, "no recipient");
+}
+
 int
 main(void)
 {
@@ -148,6 +188,7 @@ main(void)
 	    cmocka_unit_test(test_recipients),
 	    cmocka_unit_test(test_body_and_headers),
 	    cmocka_unit_test(test_no_text_refused),
+	    cmocka_unit_test(test_json),
 	};
 	int rc;
 
