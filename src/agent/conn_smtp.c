@@ -20,9 +20,19 @@
  * transfer is one blocking curl_easy_perform() on a worker thread of a
  * workq, so the agent's loop never waits on the network; the result is
  * classified and done() called on the loop.  Workers touch only their own
- * record and the job (borrowed until done()).  close() stops the
- * transfers under way (their progress callback sees the flag) and waits
- * for them.
+ * record, the job (borrowed until done()) and the handle pool.  close()
+ * stops the transfers under way (their progress callback sees the flag)
+ * and waits for them.
+ *
+ * A relay keeps its smarthost connection open between messages: a worker
+ * takes an easy handle from a pool of SMTP_THREADS, whose connection cache
+ * keeps the session (TCP, TLS, EHLO, AUTH) for the next message, and gives
+ * it back reset (curl_easy_reset keeps the connection, drops every option
+ * that points at the finished job).  A failed transfer's handle is thrown
+ * away with its connection.  A reused connection the smarthost has closed
+ * meanwhile fails at MAIL before anything of the message was accepted:
+ * that transfer is tried once more on a fresh connection, so a stale
+ * connection never becomes an outcome.
  */
 #include "agent/connector.h"
 #include "common/config.h"
@@ -34,6 +44,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -48,6 +59,9 @@
 #define SMTP_REPLY_MAX 200 /* bytes of a reply kept for the detail */
 #define SMTP_CONNECT_TIMEOUT_MS 5000
 #define SMTP_REQUEST_TIMEOUT_MS 30000
+/* A connection idle longer is closed rather than reused: below the idle
+ * timeout of most smarthosts (RFC 5321 asks 5 min, some use less). */
+#define SMTP_IDLE_MAX_S 30L
 
 /* libcurl before 8.2 spells the option with three Ls. */
 #ifndef CURLOPT_MAIL_RCPT_ALLOWFAILS
@@ -69,6 +83,12 @@ struct smtp {
 	atomic_bool closing;
 	int failures;     /* consecutive failed sends */
 	bool curl_inited; /* curl_global_init succeeded */
+	bool pool_inited; /* pool_lock initialised */
+	/* Idle easy handles with their open connections; workers take and
+	 * give back under pool_lock. */
+	pthread_mutex_t pool_lock;
+	CURL *pool[SMTP_THREADS];
+	int npool;
 };
 
 /* What the dialogue of one transfer said, filled by the debug callback. */
@@ -264,6 +284,8 @@ transfer_setup(CURL *h, struct smtp_job *sj, struct curl_slist *rcpt)
 	      CURLE_OK;
 	ok &=
 	    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, s->request_ms) == CURLE_OK;
+	ok &= curl_easy_setopt(h, CURLOPT_MAXAGE_CONN, SMTP_IDLE_MAX_S) ==
+	      CURLE_OK;
 	/* The wait for the reply after the data is a blocking step of
 	 * curl's that CURLOPT_TIMEOUT_MS does not bound (7.88). */
 	ok &= curl_easy_setopt(h, CURLOPT_SERVER_RESPONSE_TIMEOUT,
@@ -295,7 +317,95 @@ drop_connection(CURL *h)
 		(void)shutdown(fd, SHUT_RDWR);
 }
 
-/* On a worker thread: no logging, no loop state, only sj. */
+/* An idle handle of the pool, or a new one; NULL when out of memory. */
+static CURL *
+pool_take(struct smtp *s)
+{
+	CURL *h = NULL;
+
+	pthread_mutex_lock(&s->pool_lock);
+	if (s->npool > 0)
+		h = s->pool[--s->npool];
+	pthread_mutex_unlock(&s->pool_lock);
+	return h != NULL ? h : curl_easy_init();
+}
+
+/*
+ * After a success the handle goes back with its connection; the reset
+ * drops every option pointing at this job (recipients, read state, error
+ * buffer, callbacks' data) and curl's copy of the password.  After a
+ * failure the connection is of no use: dropped, and the handle with it.
+ */
+static void
+pool_give(struct smtp *s, CURL *h, bool ok)
+{
+	if (h == NULL)
+		return;
+	if (ok && !atomic_load(&s->closing)) {
+		curl_easy_reset(h);
+		pthread_mutex_lock(&s->pool_lock);
+		if (s->npool < SMTP_THREADS) {
+			s->pool[s->npool++] = h;
+			h = NULL;
+		}
+		pthread_mutex_unlock(&s->pool_lock);
+	} else {
+		drop_connection(h);
+	}
+	curl_easy_cleanup(h);
+}
+
+/*
+ * A reused connection that failed before any reply to MAIL, or with 421
+ * (the smarthost closing the session, as at its idle timeout), and before
+ * the data: nothing of the message was accepted, so one more try on a
+ * fresh connection is safe.  A timeout is not retried: it would double
+ * the time request_timeout_ms promises.
+ */
+static bool
+stale_connection(CURL *h, const struct smtp_job *sj)
+{
+	long nconn = -1;
+	const struct smtp_dialogue *d = &sj->d;
+
+	if (sj->rc == CURLE_OK || sj->rc == CURLE_OPERATION_TIMEDOUT ||
+	    sj->rc == CURLE_ABORTED_BY_CALLBACK || d->data_go ||
+	    (d->last_code != 0 && d->last_code != 421) ||
+	    atomic_load(&sj->s->closing))
+		return false;
+	/* No new connection for this transfer: it ran on a cached one. */
+	return curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &nconn) ==
+		   CURLE_OK &&
+	       nconn == 0;
+}
+
+/* Back to the state before the first try. */
+static void
+job_rewind(struct smtp_job *sj)
+{
+	int *codes = sj->d.rcpt_code;
+
+	memset(codes, 0, sj->job->nrcpt * sizeof(*codes));
+	memset(&sj->d, 0, sizeof(sj->d));
+	sj->d.rcpt_code = codes;
+	sj->off = 0;
+	sj->body_eof = false;
+	sj->errbuf[0] = '\0';
+}
+
+/* One transfer on h; false when curl refused an option. */
+static bool
+transfer_run(CURL *h, struct smtp_job *sj, struct curl_slist *rcpt)
+{
+	if (!transfer_setup(h, sj, rcpt)) {
+		sj->rc = CURLE_FAILED_INIT;
+		return false;
+	}
+	sj->rc = curl_easy_perform(h);
+	return true;
+}
+
+/* On a worker thread: no logging, no loop state, only sj and the pool. */
 static void
 send_work(void *arg)
 {
@@ -311,19 +421,19 @@ send_work(void *arg)
 			goto out;
 		rcpt = tmp;
 	}
-	h = curl_easy_init();
-	if (h == NULL)
+	h = pool_take(sj->s);
+	if (h == NULL || !transfer_run(h, sj, rcpt))
 		goto out;
-	if (!transfer_setup(h, sj, rcpt)) {
-		sj->rc = CURLE_FAILED_INIT;
-		goto out;
+	if (stale_connection(h, sj)) {
+		pool_give(sj->s, h, false);
+		job_rewind(sj);
+		sj->rc = CURLE_OUT_OF_MEMORY;
+		h = curl_easy_init();
+		if (h == NULL || !transfer_run(h, sj, rcpt))
+			goto out;
 	}
-	sj->rc = curl_easy_perform(h);
-	if (sj->rc != CURLE_OK)
-		drop_connection(h);
 out:
-	/* curl's copy of the password is freed with the handle. */
-	curl_easy_cleanup(h);
+	pool_give(sj->s, h, sj->rc == CURLE_OK);
 	curl_slist_free_all(rcpt);
 }
 
@@ -571,6 +681,12 @@ smtp_free(struct smtp *s)
 	free(s->url);
 	free(s->username);
 	free(s->ca_file);
+	/* The workers are gone: each idle connection says QUIT, its wait
+	 * bounded by the last transfer's response timeout. */
+	while (s->npool > 0)
+		curl_easy_cleanup(s->pool[--s->npool]);
+	if (s->pool_inited)
+		pthread_mutex_destroy(&s->pool_lock);
 	if (s->curl_inited)
 		curl_global_cleanup();
 	free(s);
@@ -685,6 +801,13 @@ smtp_open(const struct provider_config *pc, struct event_base *base,
 		goto fail;
 	}
 	s->curl_inited = true;
+	if (pthread_mutex_init(&s->pool_lock, NULL) != 0) {
+		snprintf(err, errlen, "provider %s: cannot start workers",
+			 pc->name);
+		rc = -ENOMEM;
+		goto fail;
+	}
+	s->pool_inited = true;
 	s->wq = workq_new(base, SMTP_THREADS);
 	if (s->wq == NULL) {
 		snprintf(err, errlen, "provider %s: cannot start workers",

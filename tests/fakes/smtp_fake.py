@@ -10,6 +10,12 @@ decode_data=False).  Refusals follow RFC 5321 as a smarthost answers them:
 `data_reply` after the data (the bytes are kept first), and `hang_data`
 accepts the data and never answers, until stop().
 
+For connection reuse: `connections` counts the client's connections (`closed`, those gone),
+`idle_timeout` (seconds) closes a connection idle that long, as smarthosts
+do, and `drop_reused` closes the connection, with no reply, at the MAIL of
+every transaction after a connection's first (a smarthost that timed out
+just as the client's next message began).
+
 make_certs() makes a CA and a server certificate for 127.0.0.1 with the
 openssl command in a test's folder: no key is ever committed.
 """
@@ -21,7 +27,7 @@ import subprocess
 import threading
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 
 def make_certs(folder):
@@ -59,6 +65,15 @@ class Handler:
 
     async def handle_MAIL(self, server, session, envelope, address,
                           options):
+        done = getattr(session, "fake_mails", 0)
+        session.fake_mails = done + 1
+        if self.fake.drop_reused and done > 0:
+            with self.fake.lock:
+                self.fake.dropped += 1
+            # A write after close() is discarded: no reply reaches the
+            # client.
+            server.transport.close()
+            return "421 4.4.2 closing"
         if self.fake.mail_reply:
             return self.fake.mail_reply
         envelope.mail_from = address
@@ -92,14 +107,63 @@ class Handler:
         return "250 2.0.0 Ok: queued as FAKE%04d" % n
 
 
+class CountingSMTP(SMTP):
+    """Counts the connections that greeted (the controller's own check
+    of its listener at start never does), each once though STARTTLS
+    makes it greet twice, and those of them closed."""
+
+    def __init__(self, fake, *args, **kw):
+        super().__init__(*args, **kw)
+        self.fake = fake
+        self.fake_counted = False
+
+    async def smtp_EHLO(self, hostname):
+        if not self.fake_counted:
+            self.fake_counted = True
+            with self.fake.lock:
+                self.fake.connections += 1
+        await super().smtp_EHLO(hostname)
+
+    def _timeout_cb(self):
+        # As Postfix at its idle timeout: 421, TLS closed without waiting
+        # for the client's close_notify, the socket closed.  aiosmtpd's
+        # own would wait for the client's TLS close, which an idle client
+        # never sends.
+        if self.transport is None:
+            return
+        self.transport.write(b"421 4.4.2 idle timeout exceeded\r\n")
+        self.transport.close()
+        if self._original_transport is not None:
+            self._original_transport.close()
+
+    def connection_lost(self, error):
+        if self.fake_counted:
+            with self.fake.lock:
+                self.fake.closed += 1
+        super().connection_lost(error)
+
+
+class CountingController(Controller):
+    def __init__(self, fake, *args, **kw):
+        self.fake = fake
+        super().__init__(*args, **kw)
+
+    def factory(self):
+        return CountingSMTP(self.fake, self.handler, **self.SMTP_kwargs)
+
+
 class SmtpFake:
     """One smarthost on 127.0.0.1:port.  tls: "none", "starttls" or
     "implicit" (certs from make_certs required for the last two); with
     password set, AUTH is required and only user/password pass."""
 
     def __init__(self, port, tls="none", certs=None, user=None,
-                 password=None):
+                 password=None, idle_timeout=None):
         self.port = port
+        self.connections = 0
+        self.dropped = 0
+        self.closed = 0
+        self.drop_reused = False
         self.received = []
         self.auth_tries = []
         self.lock = threading.Lock()
@@ -126,8 +190,11 @@ class SmtpFake:
             server_kw["auth_require_tls"] = tls != "none"
         if tls == "implicit":
             kw["ssl_context"] = ctx
+        if idle_timeout is not None:
+            server_kw["timeout"] = idle_timeout
         kw.update(server_kw)
-        self.controller = Controller(Handler(self), port=port, **kw)
+        self.controller = CountingController(self, Handler(self),
+                                             port=port, **kw)
 
     def _auth(self, server, session, envelope, mechanism, auth_data):
         ok = (isinstance(auth_data, LoginPassword) and

@@ -270,6 +270,80 @@ def test_no_answer_after_data_is_ambiguous(make_cluster, fakes):
     assert "no answer" in m["attempts"][0]["detail"], m
 
 
+def assert_once_each(c, fake, ids):
+    """Each of ids reached the stand-in exactly once, delivered at the
+    first attempt: no connection trouble became an outcome."""
+    got = [header(m["data"], "Message-ID") for m in fake.messages()]
+    assert len(got) == len(ids), got
+    for mid in ids:
+        assert sum(mid.encode() in g for g in got) == 1, (mid, got)
+        atts = c.msg(mid)["attempts"]
+        assert [a["outcome"] for a in atts] == ["delivered"], atts
+
+
+def test_connections_reused_with_starttls_and_auth(make_cluster, fakes,
+                                                  certs, tmp_path):
+    # One session (TCP, TLS, EHLO, AUTH) per worker, not per message.
+    fake = fakes(tls="starttls", certs=certs, user="relay",
+                 password=PASSWORD)
+    pw = str(tmp_path / "smtp.pw")
+    h.Cluster.write_secret(pw, PASSWORD)
+    c = smtp_cluster(make_cluster, fake,
+                     {"tls": "starttls", "username": "relay",
+                      "password_file": pw, "tls_ca_file": certs[0]})
+    c.start_server()
+    c.start_agent("s")
+    ids = c.submit_many(12)
+    c.wait_delivered(ids)
+    ids += c.submit_many(12, start=12)
+    c.wait_delivered(ids)
+    assert_once_each(c, fake, ids)
+    # 4: the connector's worker threads.
+    assert 1 <= fake.connections <= 4, fake.connections
+    assert fake.auth_tries == [True] * fake.connections, fake.auth_tries
+
+
+def test_idle_connections_closed_by_the_smarthost(make_cluster, fakes,
+                                                  certs, tmp_path):
+    # The smarthost closes every idle connection (TLS too) before the
+    # next message: each still goes out once, at the first attempt.
+    fake = fakes(tls="starttls", certs=certs, user="relay",
+                 password=PASSWORD, idle_timeout=h.scaled(0.2))
+    pw = str(tmp_path / "smtp.pw")
+    h.Cluster.write_secret(pw, PASSWORD)
+    c = smtp_cluster(make_cluster, fake,
+                     {"tls": "starttls", "username": "relay",
+                      "password_file": pw, "tls_ca_file": certs[0]})
+    c.start_server()
+    c.start_agent("s")
+    ids = []
+    for i in range(3):
+        ids.append(c.submit(h.message(20 + i)))
+        c.wait_delivered(ids)
+        h.wait_for(lambda: fake.closed >= fake.connections, 5,
+                   "the stand-in closing its idle connections")
+    assert fake.connections == 3, fake.connections
+    assert_once_each(c, fake, ids)
+
+
+def test_connection_dropped_at_mail_is_retried_fresh(make_cluster, fakes):
+    # The race a stale connection leaves: it looked alive, and the
+    # smarthost closes it with no reply as the next MAIL goes out.
+    # Nothing of the message was accepted: it is tried again on a new
+    # connection, never recorded as a failure.
+    fake = fakes()
+    fake.drop_reused = True
+    c = smtp_cluster(make_cluster, fake)
+    c.start_server()
+    c.start_agent("s")
+    ids = []
+    for i in range(4):
+        ids.append(c.submit(h.message(30 + i)))
+        c.wait_delivered(ids)
+    assert fake.dropped >= 1, "no reused connection was dropped"
+    assert_once_each(c, fake, ids)
+
+
 @pytest.mark.parametrize("key,value,words", [
     ("tls", "ssl", "tls: must be none, starttls or implicit"),
     ("port", "70000", "port: must be a whole number from 1 to 65535"),
