@@ -8,8 +8,11 @@
  */
 #include "agent/mime_fields.h"
 
+#include "common/buf.h"
 #include "common/util.h"
 
+#include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -271,6 +274,87 @@ mime_fields_headers(GMimeMessage *msg, const char *const *skip)
 	return o;
 }
 
+/* Deeper than any tree a fill makes (root, array, object, value). */
+#define DUMP_DEPTH_MAX 16
+
+/*
+ * json_dumps(v, JSON_COMPACT) for the trees the fills make, through the
+ * tree's one JSON escaper: jansson's dump decodes every string's UTF-8 a
+ * character at a time and calls back per piece, which was 12 % of a
+ * JSON-API agent's CPU (bench/RESULTS.md section 8); this walk copies
+ * runs of plain bytes.  Key order is the tree's (insertion order).  Reals
+ * are refused: no API body here has one.
+ */
+static int
+dump_value(struct buf *b, json_t *v, int depth)
+{
+	const char *key;
+	json_t *x;
+	size_t i, n = 0;
+	int rc = 0;
+
+	if (depth > DUMP_DEPTH_MAX)
+		return -EINVAL;
+	switch (json_typeof(v)) {
+	case JSON_OBJECT:
+		rc = buf_append(b, "{", 1);
+		json_object_foreach(v, key, x)
+		{
+			if (rc == 0 && n++ > 0)
+				rc = buf_append(b, ",", 1);
+			if (rc == 0)
+				rc = buf_append(b, "\"", 1);
+			if (rc == 0)
+				rc = buf_append_json_str(b, key, strlen(key));
+			if (rc == 0)
+				rc = buf_append(b, "\":", 2);
+			if (rc == 0)
+				rc = dump_value(b, x, depth + 1);
+		}
+		return rc != 0 ? rc : buf_append(b, "}", 1);
+	case JSON_ARRAY:
+		rc = buf_append(b, "[", 1);
+		for (i = 0; rc == 0 && i < json_array_size(v); i++) {
+			if (i > 0)
+				rc = buf_append(b, ",", 1);
+			if (rc == 0)
+				rc = dump_value(b, json_array_get(v, i),
+						depth + 1);
+		}
+		return rc != 0 ? rc : buf_append(b, "]", 1);
+	case JSON_STRING:
+		rc = buf_append(b, "\"", 1);
+		if (rc == 0)
+			rc = buf_append_json_str(b, json_string_value(v),
+						 json_string_length(v));
+		return rc != 0 ? rc : buf_append(b, "\"", 1);
+	case JSON_INTEGER:
+		return buf_appendf(b, "%" JSON_INTEGER_FORMAT,
+				   json_integer_value(v));
+	case JSON_TRUE:
+		return buf_appends(b, "true");
+	case JSON_FALSE:
+		return buf_appends(b, "false");
+	case JSON_NULL:
+		return buf_appends(b, "null");
+	default:
+		return -EINVAL;
+	}
+}
+
+char *
+mime_fields_dump(json_t *root)
+{
+	struct buf b;
+
+	buf_init(&b, SIZE_MAX);
+	if (dump_value(&b, root, 0) != 0) {
+		buf_cleanup(&b);
+		return NULL;
+	}
+	return buf_take(&b, NULL);
+}
+
 char *
 mime_fields_json(const struct connector_job *job, mime_fields_fill_fn fill,
 		 void *arg, const char **why)
@@ -292,9 +376,9 @@ mime_fields_json(const struct connector_job *job, mime_fields_fill_fn fill,
 	root = json_object();
 	*why = root == NULL ? "out of memory" : fill(root, msg, job, arg);
 	if (*why == NULL) {
-		body = json_dumps(root, JSON_COMPACT);
+		body = mime_fields_dump(root);
 		if (body == NULL)
-			*why = "out of memory";
+			*why = "a body the JSON writer refuses";
 	}
 	json_decref(root);
 	g_object_unref(msg);

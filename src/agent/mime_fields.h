@@ -57,6 +57,12 @@ typedef const char *(*mime_fields_fill_fn)(json_t *root, GMimeMessage *msg,
 					   const struct connector_job *job,
 					   void *arg);
 /*
+ * root written as compact JSON (to free()), as json_dumps(JSON_COMPACT)
+ * would, a faster way; NULL for a tree with a real number or nested
+ * deeper than the fills go.
+ */
+char *mime_fields_dump(json_t *root);
+/*
  * The JSON body of job as an API that takes the message apart wants it:
  * job's MIME parsed, an object filled by fill, dumped compact (to free()).
  * NULL with the reason in *why: no recipient, a message GMime cannot
