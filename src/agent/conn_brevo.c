@@ -260,45 +260,8 @@ static const struct conn_http_api brevo_api = {
     .answer = brevo_answer,
 };
 
-static int
-brevo_open(const struct provider_config *pc, struct event_base *base,
-	   connector_done_cb done, void *arg, void **state, char *err,
-	   size_t errlen)
-{
-	return conn_http_open(&brevo_api, pc, base, done, arg, state, err,
-			      errlen);
-}
-
-static void
-brevo_config_check(struct provider_config *pc, const struct config *cfg,
-		   struct config_report *r)
-{
-	(void)cfg;
-	http_multi_config_check(pc, r, BREVO_DEFAULT_URL);
-}
-
 static const char *const brevo_required[] = {"api_key_file", NULL};
-static const char *const brevo_optional[] = {"base_url", "connect_timeout_ms",
-					     "request_timeout_ms",
-					     "tls_ca_file", NULL};
+static const char *const brevo_optional[] = {CONN_HTTP_OPTIONAL_KEYS};
 static const char *const brevo_secret[] = {"api_key_file", NULL};
 
-static const struct config_ptype brevo_config = {
-    .name = "brevo",
-    .required = brevo_required,
-    .optional = brevo_optional,
-    .secret = brevo_secret,
-    .check = brevo_config_check,
-};
-
-static const struct connector_ops brevo_ops = {
-    .name = "brevo",
-    .config = &brevo_config,
-    .open = brevo_open,
-    .send = conn_http_send,
-    .health = conn_http_health,
-    .probe = conn_http_probe,
-    .close = conn_http_close,
-};
-
-CONNECTOR_REGISTER(brevo_ops)
+CONN_HTTP_REGISTER(brevo, conn_http_probe, NULL)

@@ -108,4 +108,57 @@ int conn_http_health(void *state);
 int conn_http_probe(void *state, connector_probe_cb cb, void *arg);
 void conn_http_close(void *state);
 
+/* The optional keys every HTTP connector takes, to end its list. */
+#define CONN_HTTP_OPTIONAL_KEYS                                                \
+	"base_url", "connect_timeout_ms", "request_timeout_ms", "tls_ca_file", \
+	    NULL
+
+/*
+ * Defines and registers the connector NAME over the struct conn_http_api
+ * NAME##_api, with the keys of the arrays NAME##_required, NAME##_optional
+ * (ending in CONN_HTTP_OPTIONAL_KEYS) and NAME##_secret the file defines:
+ * its open (conn_http_open), its config check (http_multi_config_check
+ * with the API's default_url, then EXTRA_CHECK when not NULL, for the
+ * type's own keys) and its ops on conn_http_*.  PROBE is conn_http_probe
+ * when the API has a cheap authenticated call (api.probe_path), else NULL:
+ * the agent then lets one trial message through per probe_interval_s.
+ */
+#define CONN_HTTP_REGISTER(NAME, PROBE, EXTRA_CHECK)                           \
+	static int NAME##_open(const struct provider_config *pc,               \
+			       struct event_base *base,                        \
+			       connector_done_cb done, void *arg,              \
+			       void **state, char *err, size_t errlen)         \
+	{                                                                      \
+		return conn_http_open(&NAME##_api, pc, base, done, arg, state, \
+				      err, errlen);                            \
+	}                                                                      \
+	static void NAME##_config_check(struct provider_config *pc,            \
+					const struct config *cfg,              \
+					struct config_report *r)               \
+	{                                                                      \
+		void (*extra)(struct provider_config *, const struct config *, \
+			      struct config_report *) = EXTRA_CHECK;           \
+                                                                               \
+		http_multi_config_check(pc, r, NAME##_api.default_url);        \
+		if (extra != NULL)                                             \
+			extra(pc, cfg, r);                                     \
+	}                                                                      \
+	static const struct config_ptype NAME##_config = {                     \
+	    .name = #NAME,                                                     \
+	    .required = NAME##_required,                                       \
+	    .optional = NAME##_optional,                                       \
+	    .secret = NAME##_secret,                                           \
+	    .check = NAME##_config_check,                                      \
+	};                                                                     \
+	static const struct connector_ops NAME##_ops = {                       \
+	    .name = #NAME,                                                     \
+	    .config = &NAME##_config,                                          \
+	    .open = NAME##_open,                                               \
+	    .send = conn_http_send,                                            \
+	    .health = conn_http_health,                                        \
+	    .probe = PROBE,                                                    \
+	    .close = conn_http_close,                                          \
+	};                                                                     \
+	CONNECTOR_REGISTER(NAME##_ops)
+
 #endif

@@ -135,24 +135,15 @@ static const struct conn_http_api mailgun_api = {
     .answer = mailgun_answer,
 };
 
-static int
-mailgun_open(const struct provider_config *pc, struct event_base *base,
-	     connector_done_cb done, void *arg, void **state, char *err,
-	     size_t errlen)
-{
-	return conn_http_open(&mailgun_api, pc, base, done, arg, state, err,
-			      errlen);
-}
-
-/* A domain is one DNS name: it goes into the URL's path as it is. */
+/* The domain goes into the URL path: a host name, nothing more. */
 static void
-mailgun_config_check(struct provider_config *pc, const struct config *cfg,
+mailgun_domain_check(struct provider_config *pc, const struct config *cfg,
 		     struct config_report *r)
 {
 	const char *domain = provider_config_get(pc, "domain");
 	size_t i;
 
-	http_multi_config_check(pc, r, MAILGUN_DEFAULT_URL);
+	(void)cfg;
 	if (domain == NULL)
 		return;
 	for (i = 0; domain[i] != '\0'; i++)
@@ -167,26 +158,7 @@ mailgun_config_check(struct provider_config *pc, const struct config *cfg,
 }
 
 static const char *const mailgun_required[] = {"api_key_file", "domain", NULL};
-static const char *const mailgun_optional[] = {"base_url", "connect_timeout_ms",
-					       "request_timeout_ms",
-					       "tls_ca_file", NULL};
+static const char *const mailgun_optional[] = {CONN_HTTP_OPTIONAL_KEYS};
 static const char *const mailgun_secret[] = {"api_key_file", NULL};
 
-static const struct config_ptype mailgun_config = {
-    .name = "mailgun",
-    .required = mailgun_required,
-    .optional = mailgun_optional,
-    .secret = mailgun_secret,
-    .check = mailgun_config_check,
-};
-
-static const struct connector_ops mailgun_ops = {
-    .name = "mailgun",
-    .config = &mailgun_config,
-    .open = mailgun_open,
-    .send = conn_http_send,
-    .health = conn_http_health,
-    .close = conn_http_close,
-};
-
-CONNECTOR_REGISTER(mailgun_ops)
+CONN_HTTP_REGISTER(mailgun, NULL, mailgun_domain_check)

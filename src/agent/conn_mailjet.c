@@ -385,47 +385,10 @@ static const struct conn_http_api mailjet_api = {
     .answer = mailjet_answer,
 };
 
-static int
-mailjet_open(const struct provider_config *pc, struct event_base *base,
-	     connector_done_cb done, void *arg, void **state, char *err,
-	     size_t errlen)
-{
-	return conn_http_open(&mailjet_api, pc, base, done, arg, state, err,
-			      errlen);
-}
-
-static void
-mailjet_config_check(struct provider_config *pc, const struct config *cfg,
-		     struct config_report *r)
-{
-	(void)cfg;
-	http_multi_config_check(pc, r, MAILJET_DEFAULT_URL);
-}
-
 static const char *const mailjet_required[] = {"api_key_file",
 					       "secret_key_file", NULL};
-static const char *const mailjet_optional[] = {"base_url", "connect_timeout_ms",
-					       "request_timeout_ms",
-					       "tls_ca_file", NULL};
+static const char *const mailjet_optional[] = {CONN_HTTP_OPTIONAL_KEYS};
 static const char *const mailjet_secret[] = {"api_key_file", "secret_key_file",
 					     NULL};
 
-static const struct config_ptype mailjet_config = {
-    .name = "mailjet",
-    .required = mailjet_required,
-    .optional = mailjet_optional,
-    .secret = mailjet_secret,
-    .check = mailjet_config_check,
-};
-
-static const struct connector_ops mailjet_ops = {
-    .name = "mailjet",
-    .config = &mailjet_config,
-    .open = mailjet_open,
-    .send = conn_http_send,
-    .health = conn_http_health,
-    .probe = conn_http_probe,
-    .close = conn_http_close,
-};
-
-CONNECTOR_REGISTER(mailjet_ops)
+CONN_HTTP_REGISTER(mailjet, conn_http_probe, NULL)

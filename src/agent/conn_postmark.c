@@ -314,45 +314,9 @@ static const struct conn_http_api postmark_api = {
     .answer = postmark_answer,
 };
 
-static int
-postmark_open(const struct provider_config *pc, struct event_base *base,
-	      connector_done_cb done, void *arg, void **state, char *err,
-	      size_t errlen)
-{
-	return conn_http_open(&postmark_api, pc, base, done, arg, state, err,
-			      errlen);
-}
-
-static void
-postmark_config_check(struct provider_config *pc, const struct config *cfg,
-		      struct config_report *r)
-{
-	(void)cfg;
-	http_multi_config_check(pc, r, POSTMARK_DEFAULT_URL);
-}
-
 static const char *const postmark_required[] = {"server_token_file", NULL};
-static const char *const postmark_optional[] = {
-    "base_url",           "message_stream", "connect_timeout_ms",
-    "request_timeout_ms", "tls_ca_file",    NULL};
+static const char *const postmark_optional[] = {"message_stream",
+						CONN_HTTP_OPTIONAL_KEYS};
 static const char *const postmark_secret[] = {"server_token_file", NULL};
 
-static const struct config_ptype postmark_config = {
-    .name = "postmark",
-    .required = postmark_required,
-    .optional = postmark_optional,
-    .secret = postmark_secret,
-    .check = postmark_config_check,
-};
-
-static const struct connector_ops postmark_ops = {
-    .name = "postmark",
-    .config = &postmark_config,
-    .open = postmark_open,
-    .send = conn_http_send,
-    .health = conn_http_health,
-    .probe = conn_http_probe,
-    .close = conn_http_close,
-};
-
-CONNECTOR_REGISTER(postmark_ops)
+CONN_HTTP_REGISTER(postmark, conn_http_probe, NULL)

@@ -256,44 +256,8 @@ static const struct conn_http_api resend_api = {
     .answer = resend_answer,
 };
 
-static int
-resend_open(const struct provider_config *pc, struct event_base *base,
-	    connector_done_cb done, void *arg, void **state, char *err,
-	    size_t errlen)
-{
-	return conn_http_open(&resend_api, pc, base, done, arg, state, err,
-			      errlen);
-}
-
-static void
-resend_config_check(struct provider_config *pc, const struct config *cfg,
-		    struct config_report *r)
-{
-	(void)cfg;
-	http_multi_config_check(pc, r, RESEND_DEFAULT_URL);
-}
-
 static const char *const resend_required[] = {"api_key_file", NULL};
-static const char *const resend_optional[] = {"base_url", "connect_timeout_ms",
-					      "request_timeout_ms",
-					      "tls_ca_file", NULL};
+static const char *const resend_optional[] = {CONN_HTTP_OPTIONAL_KEYS};
 static const char *const resend_secret[] = {"api_key_file", NULL};
 
-static const struct config_ptype resend_config = {
-    .name = "resend",
-    .required = resend_required,
-    .optional = resend_optional,
-    .secret = resend_secret,
-    .check = resend_config_check,
-};
-
-static const struct connector_ops resend_ops = {
-    .name = "resend",
-    .config = &resend_config,
-    .open = resend_open,
-    .send = conn_http_send,
-    .health = conn_http_health,
-    .close = conn_http_close,
-};
-
-CONNECTOR_REGISTER(resend_ops)
+CONN_HTTP_REGISTER(resend, NULL, NULL)

@@ -280,45 +280,8 @@ static const struct conn_http_api sendgrid_api = {
     .answer = sendgrid_answer,
 };
 
-static int
-sendgrid_open(const struct provider_config *pc, struct event_base *base,
-	      connector_done_cb done, void *arg, void **state, char *err,
-	      size_t errlen)
-{
-	return conn_http_open(&sendgrid_api, pc, base, done, arg, state, err,
-			      errlen);
-}
-
-static void
-sendgrid_config_check(struct provider_config *pc, const struct config *cfg,
-		      struct config_report *r)
-{
-	(void)cfg;
-	http_multi_config_check(pc, r, SENDGRID_DEFAULT_URL);
-}
-
 static const char *const sendgrid_required[] = {"api_key_file", NULL};
-static const char *const sendgrid_optional[] = {
-    "base_url", "connect_timeout_ms", "request_timeout_ms", "tls_ca_file",
-    NULL};
+static const char *const sendgrid_optional[] = {CONN_HTTP_OPTIONAL_KEYS};
 static const char *const sendgrid_secret[] = {"api_key_file", NULL};
 
-static const struct config_ptype sendgrid_config = {
-    .name = "sendgrid",
-    .required = sendgrid_required,
-    .optional = sendgrid_optional,
-    .secret = sendgrid_secret,
-    .check = sendgrid_config_check,
-};
-
-static const struct connector_ops sendgrid_ops = {
-    .name = "sendgrid",
-    .config = &sendgrid_config,
-    .open = sendgrid_open,
-    .send = conn_http_send,
-    .health = conn_http_health,
-    .probe = conn_http_probe,
-    .close = conn_http_close,
-};
-
-CONNECTOR_REGISTER(sendgrid_ops)
+CONN_HTTP_REGISTER(sendgrid, conn_http_probe, NULL)

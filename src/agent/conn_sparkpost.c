@@ -136,45 +136,8 @@ static const struct conn_http_api sparkpost_api = {
     .answer = sparkpost_answer,
 };
 
-static int
-sparkpost_open(const struct provider_config *pc, struct event_base *base,
-	       connector_done_cb done, void *arg, void **state, char *err,
-	       size_t errlen)
-{
-	return conn_http_open(&sparkpost_api, pc, base, done, arg, state, err,
-			      errlen);
-}
-
-static void
-sparkpost_config_check(struct provider_config *pc, const struct config *cfg,
-		       struct config_report *r)
-{
-	(void)cfg;
-	http_multi_config_check(pc, r, SPARKPOST_DEFAULT_URL);
-}
-
 static const char *const sparkpost_required[] = {"api_key_file", NULL};
-static const char *const sparkpost_optional[] = {
-    "base_url", "connect_timeout_ms", "request_timeout_ms", "tls_ca_file",
-    NULL};
+static const char *const sparkpost_optional[] = {CONN_HTTP_OPTIONAL_KEYS};
 static const char *const sparkpost_secret[] = {"api_key_file", NULL};
 
-static const struct config_ptype sparkpost_config = {
-    .name = "sparkpost",
-    .required = sparkpost_required,
-    .optional = sparkpost_optional,
-    .secret = sparkpost_secret,
-    .check = sparkpost_config_check,
-};
-
-static const struct connector_ops sparkpost_ops = {
-    .name = "sparkpost",
-    .config = &sparkpost_config,
-    .open = sparkpost_open,
-    .send = conn_http_send,
-    .health = conn_http_health,
-    .probe = conn_http_probe,
-    .close = conn_http_close,
-};
-
-CONNECTOR_REGISTER(sparkpost_ops)
+CONN_HTTP_REGISTER(sparkpost, conn_http_probe, NULL)
