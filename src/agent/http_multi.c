@@ -569,6 +569,9 @@ http_multi_config_check(struct provider_config *pc, struct config_report *r,
 	long n;
 	size_t i;
 
+	/* The generic keys are read before the type's check runs. */
+	if (provider_config_get(pc, "max_in_flight") == NULL)
+		pc->max_in_flight = HTTP_MAX_IN_FLIGHT_DEFAULT;
 	if (url == NULL)
 		provider_config_default(pc, "base_url", default_url);
 	else if (!base_url_ok(url))
