@@ -54,7 +54,8 @@ struct http_multi {
 	struct event *timer;
 	struct http_transfer *head; /* in flight */
 	size_t count;
-	char *ca_file; /* tls_ca_file, or NULL: the system's bundle */
+	size_t maxconn; /* CURLMOPT_MAXCONNECTS as last set */
+	char *ca_file;  /* tls_ca_file, or NULL: the system's bundle */
 	/*
 	 * base_url is https: while no transfer is in curl, the next one goes
 	 * alone (the scout) and those after it are held here until it is
@@ -321,6 +322,7 @@ http_multi_new(struct event_base *base)
 	    curl_multi_setopt(hm->multi, CURLMOPT_MAXCONNECTS,
 			      (long)HTTP_MAXCONNECTS_MIN))
 		goto fail;
+	hm->maxconn = HTTP_MAXCONNECTS_MIN;
 	return hm;
 fail:
 	if (hm->timer != NULL)
@@ -438,6 +440,16 @@ http_multi_add(struct http_multi *hm, CURL *easy, struct curl_slist *headers,
 		hm->head->prev = t;
 	hm->head = t;
 	hm->count++;
+	/*
+	 * The cache holds as many connections as sends ever ran at once, so
+	 * that a window wider than it (max_in_flight) does not close and
+	 * reopen connections, whether or not the connector configured it.
+	 * A failure only costs reconnections.
+	 */
+	if (hm->count > hm->maxconn &&
+	    curl_multi_setopt(hm->multi, CURLMOPT_MAXCONNECTS,
+			      (long)hm->count) == CURLM_OK)
+		hm->maxconn = hm->count;
 	if (hold) {
 		t->held = true;
 		hm->nheld++;
@@ -557,6 +569,9 @@ http_multi_config_check(struct provider_config *pc, struct config_report *r,
 	long n;
 	size_t i;
 
+	/* The generic keys are read before the type's check runs. */
+	if (provider_config_get(pc, "max_in_flight") == NULL)
+		pc->max_in_flight = HTTP_MAX_IN_FLIGHT_DEFAULT;
 	if (url == NULL)
 		provider_config_default(pc, "base_url", default_url);
 	else if (!base_url_ok(url))
@@ -598,6 +613,7 @@ http_multi_configure(struct http_multi *hm, const struct provider_config *pc)
 	if (curl_multi_setopt(hm->multi, CURLMOPT_MAXCONNECTS, maxconn) !=
 	    CURLM_OK)
 		return -EINVAL;
+	hm->maxconn = (size_t)maxconn;
 	hm->gate = url != NULL && strncmp(url, "https://", 8) == 0;
 	free(hm->ca_file);
 	hm->ca_file = NULL;

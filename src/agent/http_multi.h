@@ -103,7 +103,18 @@ uint32_t http_multi_retry_after_ms(const char *value, time_t now);
  * it is absent), connect_timeout_ms and request_timeout_ms whole numbers
  * of 1..CONNECTOR_TIMEOUT_MAX_MS, and tls_ca_file, when given, readable.
  * A connector that calls it lists "tls_ca_file" among its optional keys.
+ * A section without max_in_flight gets HTTP_MAX_IN_FLIGHT_DEFAULT.
  */
+/*
+ * The default max_in_flight of an HTTP provider (other types keep 32).
+ * One agent's throughput is bounded by its window: a slot waits for the
+ * `sending` commit and the agent's round trip, about 7 ms on a 2-core
+ * machine, so 32 slots carry ~4,300 messages/s and 128 ~6,600/s
+ * (bench/RESULTS.md section 8).  An HTTP API takes many requests at once;
+ * the agent keeps one connection per slot.
+ */
+#define HTTP_MAX_IN_FLIGHT_DEFAULT 128
+
 struct config_report;
 struct provider_config;
 void http_multi_config_check(struct provider_config *pc,

@@ -778,6 +778,39 @@ test_runtime_agent_secret(void **state)
 	free(dir);
 }
 
+/*
+ * max_in_flight defaults to HTTP_MAX_IN_FLIGHT_DEFAULT (128) for the HTTP
+ * API types and stays 32 for the others; a value in the file wins.
+ */
+static void
+test_max_in_flight_default(void **state)
+{
+	static const char text[] = "[provider.mg]\n"
+				   "type = mailgun\n"
+				   "api_key_file = env:SHIVNERI_TEST_MG\n"
+				   "domain = mg.example.com\n"
+				   "[provider.mg8]\n"
+				   "type = mailgun\n"
+				   "api_key_file = env:SHIVNERI_TEST_MG\n"
+				   "domain = mg.example.com\n"
+				   "max_in_flight = 8\n"
+				   "[provider.md]\n"
+				   "type = maildir\n"
+				   "path = /tmp/shivneri-test-md\n";
+	struct config_errors errs = {NULL, 0};
+	struct config *cfg = NULL;
+
+	if (config_load_string(text, "t.ini", &cfg, &errs) != 0) {
+		print_errors(&errs);
+		fail();
+	}
+	assert_int_equal(config_provider(cfg, "mg")->max_in_flight, 128);
+	assert_int_equal(config_provider(cfg, "mg8")->max_in_flight, 8);
+	assert_int_equal(config_provider(cfg, "md")->max_in_flight, 32);
+	config_free(cfg);
+	config_errors_cleanup(&errs);
+}
+
 int
 main(void)
 {
@@ -788,6 +821,7 @@ main(void)
 	    cmocka_unit_test(test_all_errors),
 	    cmocka_unit_test(test_cross_key),
 	    cmocka_unit_test(test_strings),
+	    cmocka_unit_test(test_max_in_flight_default),
 	    cmocka_unit_test(test_long_line_and_crlf),
 	    cmocka_unit_test(test_missing_file),
 	    cmocka_unit_test(test_secret_env),

@@ -309,6 +309,29 @@ test_cache_holds_max_in_flight(void **state)
 	assert_int_equal(f->nconn, NHOLD);
 }
 
+/*
+ * Without http_multi_configure (the connectors that do not call it) the
+ * cache grows with the sends that run at once: NHOLD held requests, then
+ * a second burst, still NHOLD connections in all.
+ */
+static void
+test_cache_grows_with_sends(void **state)
+{
+	struct fixture *f = *state;
+	int i;
+
+	for (i = 0; i < NHOLD; i++)
+		start(f, i, f->port, "/hold", 0);
+	run_until(f, NHOLD);
+	assert_int_equal(f->nconn, NHOLD);
+	for (i = NHOLD; i < 2 * NHOLD; i++)
+		start(f, i, f->port, "/hold", 0);
+	run_until(f, 2 * NHOLD);
+	for (i = 0; i < 2 * NHOLD; i++)
+		assert_int_equal(f->status[i], 200);
+	assert_int_equal(f->nconn, NHOLD);
+}
+
 static void
 test_timeout_ambiguous(void **state)
 {
@@ -577,6 +600,8 @@ main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_cache_holds_max_in_flight,
 					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cache_grows_with_sends, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_timeout_ambiguous, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_reset_and_refused, setup,
