@@ -13,9 +13,10 @@ fail in one way at a time and comes back:
   missing heartbeat or a dropped link); back to ok, sg is up with its
   breaker closed again and takes its share;
 - a 429 storm: sg goes paused (GET /v1/providers: paused, paused_until);
-  with max_attempts = 1 a throttled try that counted would fail the
-  message, and none fails: mg delivers them all; after the pause sg takes
-  its share again;
+  with max_attempts = 1 none fails and each is delivered by mg with
+  attempt_count 1 (a throttled try that counted would show 2, over the
+  budget; the dispatcher checks the budget only after a failure, so the
+  count is what shows it); after the pause sg takes its share again;
 - a 401 while a stream flows: sg goes down ("account: ..."), its probe
   (GET /v3/scopes) is refused while the key is, every message sent
   meanwhile is mg's, and once the probe passes sg shares again.
@@ -247,7 +248,7 @@ def test_503_traffic_moves_nothing_lost_then_shared(make_cluster, fakes):
 
 def test_429_storm_pauses_nothing_failed(make_cluster, fakes):
     sg, mg = fakes
-    # One attempt each: a throttled try that counted would fail a message.
+    # One attempt each: a counted throttled try would be over budget.
     c = start_cluster(make_cluster, sg, mg, max_attempts=1)
     b1 = delivered(c, c.submit_many(20, start=0))
     assert set(shares(b1)) == {"sg", "mg"}, shares(b1)
