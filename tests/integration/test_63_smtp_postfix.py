@@ -175,6 +175,7 @@ def test_one_recipient_refused(make_cluster, smarthost, certs, tmp_path):
     assert REFUSED + " 550" in att["detail"], att
     assert "dee@" not in att["detail"], att
     qid = m["provider_message_id"]
+    assert qid and qid.isalnum(), m
     q = h.wait_for(lambda: held(smarthost, qid), 10,
                    "%s in Postfix's queue" % qid)
     assert_same_message(q, sub, ["dee@example.net"])
