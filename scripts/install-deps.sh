@@ -8,7 +8,8 @@ PKGS=(build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
       libssl-dev libgmime-3.0-dev libinih-dev libcmocka-dev libcjson-dev
       libhttp-parser-dev libcrypt-dev
       python3 python3-pytest python3-aiosmtpd python3-h2 openssl sqlite3
-      valgrind wrk curl strace swaks msmtp postfix libsasl2-modules)
+      valgrind wrk curl strace swaks msmtp postfix libsasl2-modules
+      sasl2-bin)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -23,6 +24,8 @@ echo "install-deps: installing ${missing[*]}"
 # Postfix is here for SMTP tests and the benchmark, which start their own
 # instances with their own config_directory; the system one must stay
 # unconfigured ("No configuration": no main.cf, so nothing listens on 25).
+# sasl2-bin is for saslpasswd2 (test_63's smarthost keeps its SASL account
+# in a private sasldb); its saslauthd stays off, as Debian ships it.
 echo "postfix postfix/main_mailer_type select No configuration" |
 	$SUDO debconf-set-selections
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
