@@ -7,7 +7,8 @@ received; a person can run it by hand (fake_NAME.py --port N).  Its mode
 says how to answer the next requests, set from the test (fake.mode = ...)
 or over HTTP (POST /_fake/mode {"mode": "503"}): ok, 503, 429 (with
 Retry-After), 401, slow (answers after `delay` seconds), hang (never
-answers until the server stops), reject (a 400 for the recipients in
+answers until the server stops), reset (reads the request, then closes
+the connection with a TCP RST), reject (a 400 for the recipients in
 `reject`).  Every wait is bounded; nothing here reaches the network beyond
 the loopback.
 
@@ -35,12 +36,17 @@ import http.server
 import json
 import os
 import select
+import socket
 import socketserver
 import ssl
+import struct
 import subprocess
 import threading
 
-MODES = ("ok", "503", "429", "401", "slow", "hang", "reject")
+MODES = ("ok", "503", "429", "401", "slow", "hang", "reset", "reject")
+# control()'s status for "reset": the connection is closed with a TCP RST
+# after the request was read, so no answer can come.
+RESET = -1
 HANG_MAX_S = 60  # a hung request is released by then, or at stop()
 
 
@@ -206,6 +212,13 @@ class FakeServer:
             self.stopping.wait(HANG_MAX_S)
             h.close_connection = True
             return
+        if status == RESET:
+            # SO_LINGER 0: close() sends RST, not FIN.
+            h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                    struct.pack("ii", 1, 0))
+            h.close_connection = True
+            h.connection.close()
+            return
         self._reply(h, status, headers, out)
 
     @staticmethod
@@ -247,6 +260,8 @@ class FakeServer:
             return st, hd, b
         if m == "hang":
             return None, {}, b""
+        if m == "reset":
+            return RESET, {}, b""
         if m == "slow":
             self.stopping.wait(self.delay)
         return None
@@ -346,6 +361,11 @@ class _H2Conn:
                 status, hd, out = self.fake._handle_counted(req)
             if status is None:  # hang: answer nothing
                 self.fake.stopping.wait(HANG_MAX_S)
+                return
+            if status == RESET:  # the stream, not the whole connection
+                with self.wlock:
+                    self.conn.reset_stream(sid)
+                    self._flush()
                 return
             self._send(sid, status, hd, out)
         finally:

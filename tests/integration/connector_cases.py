@@ -249,6 +249,17 @@ class ConnectorCases:
         assert m["attempts"][0]["outcome"] == "ambiguous", m
         agent_outcome(c, self.NAME, m["id"], "ambiguous")
 
+    def test_reset_ambiguous(self, env):
+        """The connection reset after the request went out: no answer
+        can come, so the provider may have the message: ambiguous, and
+        delivered elsewhere."""
+        c, fake = env
+        m = with_mode(fake, "reset", 11, c)
+        assert m["status"] == "delivered" and m["provider"] == "b", m
+        assert m["attempts"][0]["provider"] == self.NAME, m
+        assert m["attempts"][0]["outcome"] == "ambiguous", m
+        agent_outcome(c, self.NAME, m["id"], "ambiguous")
+
     def test_429_throttled(self, env):
         c, fake = env
         before = c.provider(self.NAME)["throttled"]
