@@ -451,15 +451,21 @@ fail:
 	return NULL;
 }
 
-/* The addr-spec of the one mailbox in a From value, as a new string. */
+/*
+ * The addr-spec of the one mailbox in a From value, as a new string.  The
+ * value is screened first: GMime's parser leaks on shapes such as
+ * "a@b <c" (found by fuzz_multipart), and those are no single mailbox.
+ */
 static char *
 from_addr(const char *value)
 {
-	InternetAddressList *l =
-	    internet_address_list_parse(message__parser_opts, value);
+	InternetAddressList *l;
 	InternetAddress *a;
 	char *out = NULL;
 
+	if (!message__addr_shape_ok(value, strlen(value)))
+		return NULL;
+	l = internet_address_list_parse(message__parser_opts, value);
 	if (l == NULL)
 		return NULL;
 	if (internet_address_list_length(l) >= 1) {

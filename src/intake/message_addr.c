@@ -129,8 +129,8 @@ given_matches(const char *s, size_t n, const char *addr)
  * from its error paths, some of which leak in GMime 3.2.13 (found by
  * fuzzing: "a <b@c>d>", "a@b c <d@e>").
  */
-static bool
-shape_ok(const char *s, size_t n)
+bool
+message__addr_shape_ok(const char *s, size_t n)
 {
 	size_t i, lt = 0, gt = 0;
 	bool quoted = false;
@@ -281,13 +281,14 @@ message__parse_mailbox(const struct build *b, const char *field, const cJSON *v,
 		return message__invalid(b->err, field, "must be a string");
 	if (message__check_header_value(b, field, s, n, MAX_ADDRESS_LEN) != 0)
 		return -1;
-	if (!shape_ok(s, n))
+	if (!message__addr_shape_ok(s, n))
 		return message__invalid(b->err, field, "not a valid address");
 	if (memchr(s, '"', n) != NULL)
 		return parse_mailbox_gmime(b, field, s, n, mb);
 	lt = memchr(s, '<', n);
 	if (lt != NULL) {
-		/* shape_ok(): one '>' after the '<', then only spaces. */
+		/* message__addr_shape_ok(): one '>' after the '<', then only
+		 * spaces. */
 		gt = memchr(lt, '>', n - (size_t)(lt - s));
 		p = s;
 		e = lt;

@@ -159,6 +159,13 @@ int message__json_parse(const char *json, size_t len, cJSON **root, bool *nul,
 bool message__domain_ok(const char *s, size_t n);
 /* A dot-atom local part at a host name, at most 254 bytes. */
 bool message__addr_spec_ok(const char *a);
+/*
+ * The lexical screen of one mailbox ("addr" or "Name <addr>") that keeps
+ * other shapes from GMime's address parser, whose error paths leak in
+ * GMime 3.2.13: call it before internet_address_list_parse() on
+ * untrusted text.
+ */
+bool message__addr_shape_ok(const char *s, size_t n);
 /* One address, as the caller wrote it in field, into mb; 0 or -1. */
 int message__parse_mailbox(const struct build *b, const char *field,
 			   const cJSON *v, struct mbox *mb);
