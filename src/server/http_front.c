@@ -288,6 +288,7 @@ post_reply(void *arg, const struct submit_reply *r)
 
 	pd->f->pending--;
 	if (r->status == 202) {
+		submit_count_accepted(pd->f->sub, SUBMIT_INTAKE_HTTP);
 		/* The hot path: an id is Crockford base32, nothing to escape.
 		 */
 		n = snprintf(body, sizeof(body),

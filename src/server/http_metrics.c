@@ -14,6 +14,7 @@
 #include "common/util.h"
 #include "dispatch/dispatcher.h"
 #include "dispatch/registry.h"
+#include "intake/submit.h"
 #include "link/link.h"
 #include "server/httpd.h"
 #include "store/store.h"
@@ -221,6 +222,22 @@ metrics_providers(struct http_front *f, struct evbuffer *out, bool *bad)
 		       SHIVNERI_VERSION);
 }
 
+static void
+metrics_accepted(struct http_front *f, struct evbuffer *out, bool *bad)
+{
+	int i;
+
+	metrics_head(bad, out, "shivneri_messages_accepted_total", "counter",
+		     "Messages stored (answered 202 or 250; a duplicate's 200 "
+		     "is not counted), by the way they came in.");
+	for (i = 0; i < SUBMIT_INTAKE_N; i++)
+		metrics_printf(
+		    bad, out,
+		    "shivneri_messages_accepted_total{intake=\"%s\"} "
+		    "%" PRIu64 "\n",
+		    submit_intake_name(i), submit_accepted(f->sub, i));
+}
+
 void
 http_front__metrics(struct http_front *f, struct httpd_req *req)
 {
@@ -232,6 +249,7 @@ http_front__metrics(struct http_front *f, struct httpd_req *req)
 		http_front__reply_failed(req);
 		return;
 	}
+	metrics_accepted(f, out, &bad);
 	metrics_queue(f, out, &bad);
 	metrics_providers(f, out, &bad);
 	text = bad ? NULL : evbuffer_pullup(out, -1);

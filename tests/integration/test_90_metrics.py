@@ -1,8 +1,10 @@
 """GET /metrics (issue 10): every line parses as Prometheus text exposition
 under a strict parser written here, and the counters move by exactly what
-was sent as mail flows over HTTP and SMTP, a failing provider's attempts
+was sent as mail flows over HTTP, SMTP and the SendGrid drop-in (a
+duplicate not counted), a failing provider's attempts
 show as transient, and the state gauges follow a provider's state."""
 
+import json
 import math
 import os
 import re
@@ -218,21 +220,44 @@ def test_counters_move_as_mail_flows(make_cluster):
                          outcome=o) == 0
     assert total(s, "shivneri_messages_delivered_total") == 0
 
+    for i in ("http", "smtp", "sendgrid", "mailgun"):
+        assert value(s, "shivneri_messages_accepted_total", intake=i) == 0
+
     ids = [c.submit(h.message(i)) for i in range(3)]
+    # A duplicate (200) stores nothing and is not counted.
+    idem = {"Idempotency-Key": "k-90"}
+    ids.append(c.submit(h.message(3), headers=idem))
+    r = c.post("/v1/messages", h.message(3), headers=idem)
+    assert r.status == 200 and r.json["duplicate"], r
     with smtplib.SMTP("127.0.0.1", port, timeout=h.scaled(10)) as cl:
         for i in range(2):
             cl.sendmail("ann@example.com", ["bob@example.net"],
                         b"From: ann@example.com\r\nTo: bob@example.net\r\n"
                         b"Subject: m%d\r\n\r\nhi\r\n" % i)
+    # SendGrid: one message per personalization; the retry is a duplicate.
+    sg = json.dumps({"personalizations": [
+        {"to": [{"email": "p0@example.com"}]},
+        {"to": [{"email": "p1@example.com"}]}],
+        "from": {"email": "f@example.com"}, "subject": "sg",
+        "content": [{"type": "text/plain", "value": "x"}]})
+    for _ in range(2):
+        r = c.post("/v3/mail/send", sg, headers={"Idempotency-Key": "k-sg"})
+        assert r.status == 202, r
     c.wait_delivered(ids)
     s = wait_metric(
-        c, lambda s: total(s, "shivneri_messages_delivered_total") >= 5,
-        "5 messages counted delivered")
-    assert total(s, "shivneri_messages_delivered_total") == 5
-    assert total(s, "shivneri_attempts_total", outcome="delivered") == 5
-    assert total(s, "shivneri_attempts_total") == 5
+        c, lambda s: total(s, "shivneri_messages_delivered_total") >= 8,
+        "8 messages counted delivered")
+    assert value(s, "shivneri_messages_accepted_total", intake="http") == 4
+    assert value(s, "shivneri_messages_accepted_total", intake="smtp") == 2
+    assert value(s, "shivneri_messages_accepted_total",
+                 intake="sendgrid") == 2
+    assert value(s, "shivneri_messages_accepted_total",
+                 intake="mailgun") == 0
+    assert total(s, "shivneri_messages_delivered_total") == 8
+    assert total(s, "shivneri_attempts_total", outcome="delivered") == 8
+    assert total(s, "shivneri_attempts_total") == 8
     assert total(s, "shivneri_messages_failed_total") == 0
-    assert value(s, "shivneri_messages", status="delivered") == 5
+    assert value(s, "shivneri_messages", status="delivered") == 8
     for p in ("a", "b"):
         assert value(s, "shivneri_messages_delivered_total", provider=p) == \
             value(s, "shivneri_attempts_total", provider=p,
