@@ -415,9 +415,10 @@ count_durable(struct dispatcher *d, const struct job *j)
 		return;
 	if (j->has_attempt && j->outcome >= 0 && j->outcome <= OUTCOME_MAX)
 		p->attempts_by_outcome[j->outcome]++;
-	if (j->write == WRITE_FINAL && j->status == MSG_DELIVERED)
+	if (j->write == WRITE_FINAL && j->status == MSG_DELIVERED) {
 		p->msgs_delivered++;
-	else if (j->write == WRITE_FINAL && j->status == MSG_FAILED)
+		hist_observe(&p->delivery_hist, now_ms() - j->m->created_ms);
+	} else if (j->write == WRITE_FINAL && j->status == MSG_FAILED)
 		p->msgs_failed++;
 }
 
@@ -607,6 +608,10 @@ record__result(struct dispatcher *d, struct job *j, struct provider *p,
 {
 	const char *det = detail ? detail : "";
 
+	/* Sent at deadline_ms - job_timeout: the send latency for free. */
+	hist_observe(&p->send_hist,
+		     mono_ms() - (j->deadline_ms -
+				  (int64_t)d->cfg->job_timeout_s * 1000));
 	set_attempt(j, outcome, detail);
 	switch (outcome) {
 	case OUTCOME_DELIVERED:

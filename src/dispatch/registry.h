@@ -31,6 +31,7 @@
 #ifndef SHIVNERI_REGISTRY_H
 #define SHIVNERI_REGISTRY_H
 
+#include "common/hist.h"
 #include "dispatch/scheduler.h"
 #include "link/link.h"
 
@@ -89,6 +90,8 @@ struct provider {
 	 */
 	uint64_t attempts_by_outcome[OUTCOME_MAX + 1];
 	uint64_t msgs_delivered, msgs_failed;
+	struct hist send_hist;     /* JOB sent -> RESULT */
+	struct hist delivery_hist; /* stored -> delivery durable */
 	/* breaker */
 	int breaker;
 	int consecutive_failures;

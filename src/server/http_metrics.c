@@ -11,6 +11,7 @@
  */
 
 #include "server/http_front_int.h"
+#include "common/hist.h"
 #include "common/util.h"
 #include "dispatch/dispatcher.h"
 #include "dispatch/registry.h"
@@ -184,6 +185,56 @@ metrics_counters(struct http_front *f, struct evbuffer *out, bool *bad)
 			       registry_at(f->reg, i)->msgs_failed);
 }
 
+/* One provider's histogram h as NAME_bucket (cumulative), _sum, _count. */
+static void
+metrics_hist_one(bool *bad, struct evbuffer *out, const char *name,
+		 const struct provider *p, const struct hist *h)
+{
+	char bname[96], extra[48];
+	uint64_t cum = 0;
+	int i;
+
+	snprintf(bname, sizeof(bname), "%s_bucket", name);
+	for (i = 0; i <= HIST_NBOUNDS; i++) {
+		cum += h->bucket[i];
+		if (i < HIST_NBOUNDS)
+			snprintf(extra, sizeof(extra), ",le=\"%g\"",
+				 (double)hist_bounds_ms[i] / 1000.0);
+		else
+			snprintf(extra, sizeof(extra), ",le=\"+Inf\"");
+		metrics_sample(bad, out, bname, p, extra, cum);
+	}
+	metrics_printf(bad, out, "%s_sum{provider=\"", name);
+	metrics_label(bad, out, p->name);
+	metrics_printf(bad, out, "\"} %.3f\n", (double)h->sum_ms / 1000.0);
+	snprintf(bname, sizeof(bname), "%s_count", name);
+	metrics_sample(bad, out, bname, p, "", h->count);
+}
+
+static void
+metrics_hists(struct http_front *f, struct evbuffer *out, bool *bad)
+{
+	size_t i, n = registry_count(f->reg);
+	struct provider *p;
+
+	metrics_head(bad, out, "shivneri_send_duration_seconds", "histogram",
+		     "From a job sent to the provider's agent to its result.");
+	for (i = 0; i < n; i++) {
+		p = registry_at(f->reg, i);
+		metrics_hist_one(bad, out, "shivneri_send_duration_seconds", p,
+				 &p->send_hist);
+	}
+	metrics_head(bad, out, "shivneri_delivery_duration_seconds",
+		     "histogram",
+		     "From a message stored to its delivery durable, by the "
+		     "provider that delivered it.");
+	for (i = 0; i < n; i++) {
+		p = registry_at(f->reg, i);
+		metrics_hist_one(bad, out, "shivneri_delivery_duration_seconds",
+				 p, &p->delivery_hist);
+	}
+}
+
 static void
 metrics_providers(struct http_front *f, struct evbuffer *out, bool *bad)
 {
@@ -215,6 +266,7 @@ metrics_providers(struct http_front *f, struct evbuffer *out, bool *bad)
 			       (double)(now - p->last_heartbeat_mono) / 1000.0);
 	}
 	metrics_counters(f, out, bad);
+	metrics_hists(f, out, bad);
 	metrics_printf(bad, out,
 		       "# HELP shivneri_build_info The server's version.\n"
 		       "# TYPE shivneri_build_info gauge\n"

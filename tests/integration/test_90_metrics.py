@@ -258,10 +258,23 @@ def test_counters_move_as_mail_flows(make_cluster):
     assert total(s, "shivneri_attempts_total") == 8
     assert total(s, "shivneri_messages_failed_total") == 0
     assert value(s, "shivneri_messages", status="delivered") == 8
+    s = wait_metric(
+        c, lambda s: total(s, "shivneri_send_duration_seconds_count") >= 8,
+        "8 send latencies")
+    types = scrape(c)[0]
     for p in ("a", "b"):
-        assert value(s, "shivneri_messages_delivered_total", provider=p) == \
-            value(s, "shivneri_attempts_total", provider=p,
-                  outcome="delivered")
+        n = value(s, "shivneri_messages_delivered_total", provider=p)
+        assert n == value(s, "shivneri_attempts_total", provider=p,
+                          outcome="delivered")
+        # Every answered attempt has its send latency, every delivery its
+        # time from acceptance; the parser checked the buckets.
+        assert value(s, "shivneri_send_duration_seconds_count",
+                     provider=p) == n
+        assert value(s, "shivneri_delivery_duration_seconds_count",
+                     provider=p) == n
+        assert value(s, "shivneri_send_duration_seconds_bucket",
+                     provider=p, le="+Inf") == n
+    assert types["shivneri_send_duration_seconds"] == "histogram"
 
     # The operator's drain: one state is 1, and it is "disabled".
     r = c.post("/v1/providers/b/disable")
