@@ -402,6 +402,26 @@ write_durable(struct dispatcher *d, struct job *j)
 	record__job_free(d, j);
 }
 
+/* The /metrics counters of a durable write: what is on disk, no more. */
+static void
+count_durable(struct dispatcher *d, const struct job *j)
+{
+	struct provider *p;
+
+	if (j->pname == NULL)
+		return;
+	p = registry_find(d->reg, j->pname);
+	if (p == NULL)
+		return;
+	if (j->has_attempt && j->outcome >= 0 && j->outcome <= OUTCOME_MAX)
+		p->attempts_by_outcome[j->outcome]++;
+	if (j->write == WRITE_FINAL && j->status == MSG_DELIVERED) {
+		p->msgs_delivered++;
+		hist_observe(&p->delivery_hist, now_ms() - j->m->created_ms);
+	} else if (j->write == WRITE_FINAL && j->status == MSG_FAILED)
+		p->msgs_failed++;
+}
+
 static void
 write_cb(void *arg, int err)
 {
@@ -430,6 +450,7 @@ write_cb(void *arg, int err)
 		d->write_failures = 0;
 	/* Memory follows the disk: the count moves now, not before. */
 	record__count_move(d, j->from, j->status);
+	count_durable(d, j);
 	write_durable(d, j);
 	dispatch__schedule_pump(d);
 }
@@ -587,6 +608,10 @@ record__result(struct dispatcher *d, struct job *j, struct provider *p,
 {
 	const char *det = detail ? detail : "";
 
+	/* Sent at deadline_ms - job_timeout: the send latency for free. */
+	hist_observe(&p->send_hist,
+		     mono_ms() - (j->deadline_ms -
+				  (int64_t)d->cfg->job_timeout_s * 1000));
 	set_attempt(j, outcome, detail);
 	switch (outcome) {
 	case OUTCOME_DELIVERED:

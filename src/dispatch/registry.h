@@ -31,7 +31,9 @@
 #ifndef SHIVNERI_REGISTRY_H
 #define SHIVNERI_REGISTRY_H
 
+#include "common/hist.h"
 #include "dispatch/scheduler.h"
+#include "link/link.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -82,6 +84,14 @@ struct provider {
 	int64_t link_refused_until;  /* mono ms: a flooding agent's penalty */
 	int64_t last_heartbeat_mono; /* 0: never */
 	uint64_t delivered, failed, lost;
+	/*
+	 * For /metrics, counted once the store write is durable: attempts
+	 * by enum outcome, and messages that ended here delivered or failed.
+	 */
+	uint64_t attempts_by_outcome[OUTCOME_MAX + 1];
+	uint64_t msgs_delivered, msgs_failed;
+	struct hist send_hist;     /* JOB sent -> RESULT */
+	struct hist delivery_hist; /* stored -> delivery durable */
 	/* breaker */
 	int breaker;
 	int consecutive_failures;

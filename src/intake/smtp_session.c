@@ -414,6 +414,8 @@ submitted(void *arg, const struct submit_reply *r)
 		session_free(ss);
 		return;
 	}
+	if (r->status == 202)
+		submit_count_accepted(ss->srv->sub, SUBMIT_INTAKE_SMTP);
 	if (r->status == 202 || r->status == 200) {
 		snprintf(text, sizeof(text), "Ok: queued as %s", r->id);
 		smtp__reply(ss, 250, "2.0.0", text);

@@ -45,6 +45,7 @@ struct submit {
 	EVP_MD *sha256;         /* fetched once; shared by the threads */
 	unsigned pending;
 	bool stopped; /* submit_stop(): everything new is answered 503 */
+	uint64_t accepted[SUBMIT_INTAKE_N]; /* loop thread only */
 };
 
 /* One submission from the call to its reply. */
@@ -413,4 +414,32 @@ submit_free(struct submit *s)
 	submit_stop(s);
 	EVP_MD_free(s->sha256);
 	free(s);
+}
+
+/* --- /metrics -------------------------------------------------------- */
+
+const char *
+submit_intake_name(int intake)
+{
+	static const char *const names[SUBMIT_INTAKE_N] = {
+	    "http", "smtp", "sendgrid", "mailgun"};
+
+	if (intake < 0 || intake >= SUBMIT_INTAKE_N)
+		return "unknown";
+	return names[intake];
+}
+
+void
+submit_count_accepted(struct submit *s, int intake)
+{
+	if (intake >= 0 && intake < SUBMIT_INTAKE_N)
+		s->accepted[intake]++;
+}
+
+uint64_t
+submit_accepted(const struct submit *s, int intake)
+{
+	if (intake < 0 || intake >= SUBMIT_INTAKE_N)
+		return 0;
+	return s->accepted[intake];
 }

@@ -26,6 +26,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "intake/message.h"
 
@@ -71,6 +72,25 @@ struct submit *submit_new(struct event_base *base, struct store *st,
 void submit_stop(struct submit *s);
 /* NULL is a no-op.  Stops first if submit_stop() was not called. */
 void submit_free(struct submit *s);
+
+/*
+ * Messages accepted (stored: a 202, not a duplicate's 200) by the way they
+ * came in, for /metrics.  Each front counts its own 202s from its reply
+ * callback (on the loop thread, so a plain counter): only the front knows
+ * which door a submission used, and the submit path stays one path.
+ */
+enum submit_intake {
+	SUBMIT_INTAKE_HTTP = 0, /* POST /v1/messages */
+	SUBMIT_INTAKE_SMTP,
+	SUBMIT_INTAKE_SENDGRID, /* the drop-in endpoints */
+	SUBMIT_INTAKE_MAILGUN,
+	SUBMIT_INTAKE_N,
+};
+/* "http", "smtp", "sendgrid", "mailgun"; "unknown" out of range. */
+const char *submit_intake_name(int intake);
+/* One message stored by intake (out of range: ignored). */
+void submit_count_accepted(struct submit *s, int intake);
+uint64_t submit_accepted(const struct submit *s, int intake);
 
 /*
  * Idempotency keys.  Each entry point takes idem_key (may be NULL) and the

@@ -79,6 +79,8 @@ mg_reply(void *arg, const struct submit_reply *rep)
 		dropin_mailgun_message(rep->err->message, msg, sizeof(msg));
 		mg_error(r->req, rep->status, msg);
 	} else {
+		if (rep->status == 202)
+			submit_count_accepted(r->f->sub, SUBMIT_INTAKE_MAILGUN);
 		snprintf(id, sizeof(id), "<%s@%s>", rep->id, r->domain);
 		log_info("%s http dropin_accepted provider=mailgun%s", rep->id,
 			 r->mime ? " mime=1" : "");

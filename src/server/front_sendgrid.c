@@ -132,6 +132,8 @@ sg_reply(void *arg, const struct submit_reply *rep)
 	struct sg_part *part = arg;
 	struct sg_req *r = part->r;
 
+	if (rep->status == 202)
+		submit_count_accepted(r->f->sub, SUBMIT_INTAKE_SENDGRID);
 	if (rep->status >= 400) {
 		if (r->fail_status == 0 || part->p < r->fail_p) {
 			r->fail_status = rep->status;

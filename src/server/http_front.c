@@ -27,12 +27,10 @@
 #include "store/store.h"
 
 #include <errno.h>
-#include <event2/buffer.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -290,6 +288,7 @@ post_reply(void *arg, const struct submit_reply *r)
 
 	pd->f->pending--;
 	if (r->status == 202) {
+		submit_count_accepted(pd->f->sub, SUBMIT_INTAKE_HTTP);
 		/* The hot path: an id is Crockford base32, nothing to escape.
 		 */
 		n = snprintf(body, sizeof(body),
@@ -589,120 +588,7 @@ get_stats(struct http_front *f, struct httpd_req *req)
 			     (json_int_t)c[MSG_FAILED]));
 }
 
-/* --- /metrics, /healthz, /readyz ---------------------------------------- */
-
-static void metrics_printf(bool *bad, struct evbuffer *out, const char *fmt,
-			   ...) __attribute__((format(printf, 3, 4)));
-
-/* evbuffer_add_printf, with a failure (out of memory) remembered in *bad. */
-static void
-metrics_printf(bool *bad, struct evbuffer *out, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (evbuffer_add_vprintf(out, fmt, ap) < 0)
-		*bad = true;
-	va_end(ap);
-}
-
-static void
-metrics_queue(struct http_front *f, struct evbuffer *out, bool *bad)
-{
-	int64_t c[MSG_NSTATUS];
-	uint64_t ready, loaded, delayed;
-	int s;
-
-	dispatcher_counts(f->d, c);
-	dispatcher_queue_sizes(f->d, &ready, &loaded, &delayed);
-	metrics_printf(
-	    bad, out,
-	    "# HELP shivneri_messages Messages in the store by status.\n"
-	    "# TYPE shivneri_messages gauge\n");
-	for (s = 0; s < MSG_NSTATUS; s++)
-		metrics_printf(bad, out,
-			       "shivneri_messages{status=\"%s\"} %" PRId64 "\n",
-			       msg_status_name(s), c[s]);
-	metrics_printf(
-	    bad, out,
-	    "# HELP shivneri_queue_memory Queued messages held in memory, by "
-	    "where.\n# TYPE shivneri_queue_memory gauge\n"
-	    "shivneri_queue_memory{where=\"ready\"} %" PRIu64 "\n"
-	    "shivneri_queue_memory{where=\"loaded\"} %" PRIu64 "\n"
-	    "shivneri_queue_memory{where=\"delayed\"} %" PRIu64 "\n"
-	    "# HELP shivneri_store_pending Store operations not yet done.\n"
-	    "# TYPE shivneri_store_pending gauge\n"
-	    "shivneri_store_pending %zu\n",
-	    ready, loaded, delayed, store_pending(f->st));
-}
-
-static void
-metrics_providers(struct http_front *f, struct evbuffer *out, bool *bad)
-{
-	size_t i, n = registry_count(f->reg);
-	struct provider *p;
-
-	metrics_printf(
-	    bad, out,
-	    "# HELP shivneri_provider_up 1 when the provider takes messages.\n"
-	    "# TYPE shivneri_provider_up gauge\n");
-	for (i = 0; i < n; i++) {
-		p = registry_at(f->reg, i);
-		metrics_printf(
-		    bad, out, "shivneri_provider_up{provider=\"%s\"} %d\n",
-		    p->name, p->state == PROVIDER_UP && !p->disabled);
-	}
-	metrics_printf(
-	    bad, out,
-	    "# HELP shivneri_provider_in_flight Messages at the provider's "
-	    "agent.\n# TYPE shivneri_provider_in_flight gauge\n");
-	for (i = 0; i < n; i++) {
-		p = registry_at(f->reg, i);
-		metrics_printf(
-		    bad, out,
-		    "shivneri_provider_in_flight{provider=\"%s\"} %u\n",
-		    p->name, p->se.in_flight);
-	}
-	metrics_printf(
-	    bad, out,
-	    "# HELP shivneri_provider_attempts_total Attempts by outcome.\n"
-	    "# TYPE shivneri_provider_attempts_total counter\n");
-	for (i = 0; i < n; i++) {
-		p = registry_at(f->reg, i);
-		metrics_printf(
-		    bad, out,
-		    "shivneri_provider_attempts_total{provider=\"%s\","
-		    "outcome=\"delivered\"} %" PRIu64 "\n"
-		    "shivneri_provider_attempts_total{provider=\"%s\","
-		    "outcome=\"failed\"} %" PRIu64 "\n"
-		    "shivneri_provider_attempts_total{provider=\"%s\","
-		    "outcome=\"lost\"} %" PRIu64 "\n",
-		    p->name, p->delivered, p->name, p->failed, p->name,
-		    p->lost);
-	}
-}
-
-static void
-get_metrics(struct http_front *f, struct httpd_req *req)
-{
-	struct evbuffer *out = evbuffer_new();
-	const unsigned char *text;
-	bool bad = false;
-
-	if (out == NULL) {
-		reply_failed(req);
-		return;
-	}
-	metrics_queue(f, out, &bad);
-	metrics_providers(f, out, &bad);
-	text = bad ? NULL : evbuffer_pullup(out, -1);
-	if (text == NULL && evbuffer_get_length(out) > 0)
-		reply_failed(req);
-	else
-		httpd_reply(req, 200, "text/plain; version=0.0.4", text,
-			    evbuffer_get_length(out));
-	evbuffer_free(out);
-}
+/* --- /healthz, /readyz (/metrics: http_metrics.c) ------------------ */
 
 /*
  * Ready when the store can write and a provider is up; otherwise 503 with
@@ -785,7 +671,7 @@ route(struct httpd_req *req, void *arg)
 			get_readyz(f, req);
 	} else if (strcmp(path, "/metrics") == 0) {
 		if (want_method(req, "GET"))
-			get_metrics(f, req);
+			http_front__metrics(f, req);
 	} else if (strcmp(path, "/v3/mail/send") == 0) {
 		front_sendgrid_route(f, req);
 	} else if (strncmp(path, "/v3/", 4) == 0) {

@@ -1,8 +1,8 @@
 /*
- * What the HTTP front's files share (http_front.c: the /v1 routes, health
- * and metrics; front_sendgrid.c and front_mailgun.c: the drop-in routes of
- * SendGrid and Mailgun): the front's state, the API key check and the
- * reply helpers.  Private to src/server/.
+ * What the HTTP front's files share (http_front.c: the /v1 routes and
+ * health; http_metrics.c: /metrics; front_sendgrid.c and front_mailgun.c: the
+ * drop-in routes of SendGrid and Mailgun): the front's state, the API key check
+ * and the reply helpers.  Private to src/server/.
  */
 #ifndef SHIVNERI_HTTP_FRONT_INT_H
 #define SHIVNERI_HTTP_FRONT_INT_H
@@ -72,6 +72,9 @@ void http_front__offload(struct http_front *f, size_t len, workq_fn work,
 			 workq_fn done, void *arg);
 /* The path of GET /v1/messages/ID for a drop-in's id: our id inside. */
 bool http_front__id_from_dropin(const char *in, char *id, size_t idsz);
+
+/* GET /metrics (http_metrics.c). */
+void http_front__metrics(struct http_front *f, struct httpd_req *req);
 
 /* front_sendgrid.c: POST /v3/mail/send. */
 void front_sendgrid_route(struct http_front *f, struct httpd_req *req);

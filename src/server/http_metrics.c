@@ -1,0 +1,314 @@
+/*
+ * GET /metrics: the Prometheus text exposition (format 0.0.4) of the
+ * store's counts, the dispatcher's queues, and every provider's state,
+ * in-flight jobs, heartbeat age and counters.  Everything is read on the
+ * loop thread from plain fields the dispatcher and registry already keep
+ * (the attempt and message counters move in record.c once a store write
+ * is durable), so a scrape takes no lock and the hot path pays one
+ * increment per durable write.  Series exist per provider the registry
+ * holds, which max_dynamic_providers bounds.  docs/http-api.md lists
+ * every family.
+ */
+
+#include "server/http_front_int.h"
+#include "common/hist.h"
+#include "common/util.h"
+#include "dispatch/dispatcher.h"
+#include "dispatch/registry.h"
+#include "intake/submit.h"
+#include "link/link.h"
+#include "server/httpd.h"
+#include "store/store.h"
+
+#include <event2/buffer.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+static void metrics_printf(bool *bad, struct evbuffer *out, const char *fmt,
+			   ...) __attribute__((format(printf, 3, 4)));
+
+/* evbuffer_add_printf, with a failure (out of memory) remembered in *bad. */
+static void
+metrics_printf(bool *bad, struct evbuffer *out, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (evbuffer_add_vprintf(out, fmt, ap) < 0)
+		*bad = true;
+	va_end(ap);
+}
+
+static void
+metrics_queue(struct http_front *f, struct evbuffer *out, bool *bad)
+{
+	int64_t c[MSG_NSTATUS];
+	uint64_t ready, loaded, delayed;
+	int s;
+
+	dispatcher_counts(f->d, c);
+	dispatcher_queue_sizes(f->d, &ready, &loaded, &delayed);
+	metrics_printf(
+	    bad, out,
+	    "# HELP shivneri_messages Messages in the store by status.\n"
+	    "# TYPE shivneri_messages gauge\n");
+	for (s = 0; s < MSG_NSTATUS; s++)
+		metrics_printf(bad, out,
+			       "shivneri_messages{status=\"%s\"} %" PRId64 "\n",
+			       msg_status_name(s), c[s]);
+	metrics_printf(
+	    bad, out,
+	    "# HELP shivneri_queue_messages Queued messages held in memory "
+	    "(a count, not bytes), by where.\n"
+	    "# TYPE shivneri_queue_messages gauge\n"
+	    "shivneri_queue_messages{where=\"ready\"} %" PRIu64 "\n"
+	    "shivneri_queue_messages{where=\"loaded\"} %" PRIu64 "\n"
+	    "shivneri_queue_messages{where=\"delayed\"} %" PRIu64 "\n"
+	    "# HELP shivneri_store_pending Store operations not yet done.\n"
+	    "# TYPE shivneri_store_pending gauge\n"
+	    "shivneri_store_pending %zu\n",
+	    ready, loaded, delayed, store_pending(f->st));
+}
+
+/*
+ * A provider's name as a label value, escaped as the text format wants
+ * (backslash, quote, newline): names come from config and HELLO.
+ */
+static void
+metrics_label(bool *bad, struct evbuffer *out, const char *v)
+{
+	for (; *v != '\0'; v++) {
+		if (*v == '\\' || *v == '"')
+			metrics_printf(bad, out, "\\%c", *v);
+		else if (*v == '\n')
+			metrics_printf(bad, out, "\\n");
+		else
+			metrics_printf(bad, out, "%c", *v);
+	}
+}
+
+/* One sample: NAME{provider="P"EXTRA} VALUE, EXTRA being ",k=\"v\"" or "". */
+static void
+metrics_sample(bool *bad, struct evbuffer *out, const char *name,
+	       const struct provider *p, const char *extra, uint64_t v)
+{
+	metrics_printf(bad, out, "%s{provider=\"", name);
+	metrics_label(bad, out, p->name);
+	metrics_printf(bad, out, "\"%s} %" PRIu64 "\n", extra, v);
+}
+
+static void
+metrics_head(bool *bad, struct evbuffer *out, const char *name,
+	     const char *type, const char *help)
+{
+	metrics_printf(bad, out, "# HELP %s %s\n# TYPE %s %s\n", name, help,
+		       name, type);
+}
+
+/* Every state word of provider_state_name(): exactly one of them is 1. */
+static const char *const metrics_states[] = {"up", "down", "paused",
+					     "disabled"};
+static const char *const metrics_breakers[] = {"closed", "open", "half_open"};
+
+static void
+metrics_state(struct http_front *f, struct evbuffer *out, bool *bad)
+{
+	size_t i, k, n = registry_count(f->reg);
+	char extra[64];
+	struct provider *p;
+
+	metrics_head(bad, out, "shivneri_provider_state", "gauge",
+		     "1 for the provider's state (up, down, paused, "
+		     "disabled), 0 for the others.");
+	for (i = 0; i < n; i++) {
+		p = registry_at(f->reg, i);
+		for (k = 0;
+		     k < sizeof(metrics_states) / sizeof(*metrics_states);
+		     k++) {
+			snprintf(extra, sizeof(extra), ",state=\"%s\"",
+				 metrics_states[k]);
+			metrics_sample(bad, out, "shivneri_provider_state", p,
+				       extra,
+				       strcmp(provider_state_name(p),
+					      metrics_states[k]) == 0);
+		}
+	}
+	metrics_head(bad, out, "shivneri_provider_breaker", "gauge",
+		     "1 for the state of the provider's circuit breaker, 0 "
+		     "for the others.");
+	for (i = 0; i < n; i++) {
+		p = registry_at(f->reg, i);
+		for (k = 0; k < 3; k++) {
+			snprintf(extra, sizeof(extra), ",state=\"%s\"",
+				 metrics_breakers[k]);
+			metrics_sample(bad, out, "shivneri_provider_breaker", p,
+				       extra, p->breaker == (int)k);
+		}
+	}
+}
+
+static void
+metrics_counters(struct http_front *f, struct evbuffer *out, bool *bad)
+{
+	size_t i, n = registry_count(f->reg);
+	char extra[64];
+	struct provider *p;
+	int o;
+
+	metrics_head(bad, out, "shivneri_attempts_total", "counter",
+		     "Attempts on record (durable), by provider and outcome.");
+	for (i = 0; i < n; i++) {
+		p = registry_at(f->reg, i);
+		for (o = 0; o <= OUTCOME_MAX; o++) {
+			snprintf(extra, sizeof(extra), ",outcome=\"%s\"",
+				 outcome_name(o));
+			metrics_sample(bad, out, "shivneri_attempts_total", p,
+				       extra, p->attempts_by_outcome[o]);
+		}
+	}
+	metrics_head(bad, out, "shivneri_messages_delivered_total", "counter",
+		     "Messages durably delivered, by the provider that "
+		     "took them.");
+	for (i = 0; i < n; i++)
+		metrics_sample(bad, out, "shivneri_messages_delivered_total",
+			       registry_at(f->reg, i), "",
+			       registry_at(f->reg, i)->msgs_delivered);
+	metrics_head(bad, out, "shivneri_messages_failed_total", "counter",
+		     "Messages durably failed, by the provider of their last "
+		     "attempt.");
+	for (i = 0; i < n; i++)
+		metrics_sample(bad, out, "shivneri_messages_failed_total",
+			       registry_at(f->reg, i), "",
+			       registry_at(f->reg, i)->msgs_failed);
+}
+
+/* One provider's histogram h as NAME_bucket (cumulative), _sum, _count. */
+static void
+metrics_hist_one(bool *bad, struct evbuffer *out, const char *name,
+		 const struct provider *p, const struct hist *h)
+{
+	char bname[96], extra[48];
+	uint64_t cum = 0;
+	int i;
+
+	snprintf(bname, sizeof(bname), "%s_bucket", name);
+	for (i = 0; i <= HIST_NBOUNDS; i++) {
+		cum += h->bucket[i];
+		if (i < HIST_NBOUNDS)
+			snprintf(extra, sizeof(extra), ",le=\"%g\"",
+				 (double)hist_bounds_ms[i] / 1000.0);
+		else
+			snprintf(extra, sizeof(extra), ",le=\"+Inf\"");
+		metrics_sample(bad, out, bname, p, extra, cum);
+	}
+	metrics_printf(bad, out, "%s_sum{provider=\"", name);
+	metrics_label(bad, out, p->name);
+	metrics_printf(bad, out, "\"} %.3f\n", (double)h->sum_ms / 1000.0);
+	snprintf(bname, sizeof(bname), "%s_count", name);
+	metrics_sample(bad, out, bname, p, "", h->count);
+}
+
+static void
+metrics_hists(struct http_front *f, struct evbuffer *out, bool *bad)
+{
+	size_t i, n = registry_count(f->reg);
+	struct provider *p;
+
+	metrics_head(bad, out, "shivneri_send_duration_seconds", "histogram",
+		     "From a job sent to the provider's agent to its result.");
+	for (i = 0; i < n; i++) {
+		p = registry_at(f->reg, i);
+		metrics_hist_one(bad, out, "shivneri_send_duration_seconds", p,
+				 &p->send_hist);
+	}
+	metrics_head(bad, out, "shivneri_delivery_duration_seconds",
+		     "histogram",
+		     "From a message stored to its delivery durable, by the "
+		     "provider that delivered it.");
+	for (i = 0; i < n; i++) {
+		p = registry_at(f->reg, i);
+		metrics_hist_one(bad, out, "shivneri_delivery_duration_seconds",
+				 p, &p->delivery_hist);
+	}
+}
+
+static void
+metrics_providers(struct http_front *f, struct evbuffer *out, bool *bad)
+{
+	size_t i, n = registry_count(f->reg);
+	int64_t now = mono_ms();
+	struct provider *p;
+
+	metrics_state(f, out, bad);
+	metrics_head(bad, out, "shivneri_provider_in_flight", "gauge",
+		     "Messages at the provider's agent.");
+	for (i = 0; i < n; i++) {
+		p = registry_at(f->reg, i);
+		metrics_sample(bad, out, "shivneri_provider_in_flight", p, "",
+			       p->se.in_flight);
+	}
+	metrics_head(bad, out, "shivneri_provider_heartbeat_age_seconds",
+		     "gauge",
+		     "Seconds since the agent's last heartbeat (providers "
+		     "never heard from are left out).");
+	for (i = 0; i < n; i++) {
+		p = registry_at(f->reg, i);
+		if (p->last_heartbeat_mono == 0)
+			continue;
+		metrics_printf(bad, out,
+			       "shivneri_provider_heartbeat_age_seconds{"
+			       "provider=\"");
+		metrics_label(bad, out, p->name);
+		metrics_printf(bad, out, "\"} %.3f\n",
+			       (double)(now - p->last_heartbeat_mono) / 1000.0);
+	}
+	metrics_counters(f, out, bad);
+	metrics_hists(f, out, bad);
+	metrics_printf(bad, out,
+		       "# HELP shivneri_build_info The server's version.\n"
+		       "# TYPE shivneri_build_info gauge\n"
+		       "shivneri_build_info{version=\"%s\"} 1\n",
+		       SHIVNERI_VERSION);
+}
+
+static void
+metrics_accepted(struct http_front *f, struct evbuffer *out, bool *bad)
+{
+	int i;
+
+	metrics_head(bad, out, "shivneri_messages_accepted_total", "counter",
+		     "Messages stored (answered 202 or 250; a duplicate's 200 "
+		     "is not counted), by the way they came in.");
+	for (i = 0; i < SUBMIT_INTAKE_N; i++)
+		metrics_printf(
+		    bad, out,
+		    "shivneri_messages_accepted_total{intake=\"%s\"} "
+		    "%" PRIu64 "\n",
+		    submit_intake_name(i), submit_accepted(f->sub, i));
+}
+
+void
+http_front__metrics(struct http_front *f, struct httpd_req *req)
+{
+	struct evbuffer *out = evbuffer_new();
+	const unsigned char *text;
+	bool bad = false;
+
+	if (out == NULL) {
+		http_front__reply_failed(req);
+		return;
+	}
+	metrics_accepted(f, out, &bad);
+	metrics_queue(f, out, &bad);
+	metrics_providers(f, out, &bad);
+	text = bad ? NULL : evbuffer_pullup(out, -1);
+	if (text == NULL && evbuffer_get_length(out) > 0)
+		http_front__reply_failed(req);
+	else
+		httpd_reply(req, 200, "text/plain; version=0.0.4", text,
+			    evbuffer_get_length(out));
+	evbuffer_free(out);
+}
