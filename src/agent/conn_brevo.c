@@ -228,10 +228,7 @@ brevo_answer(void *ctx, const struct connector_job *job,
 	(void)ctx;
 	(void)job;
 	a->outcome = classify(hr, code, a->outcome, &a->retry_after_ms);
-	if (a->outcome == OUTCOME_DELIVERED && id != NULL)
-		snprintf(a->id, sizeof(a->id), "%s", id);
-	if (a->outcome != OUTCOME_DELIVERED && msg != NULL)
-		snprintf(a->why, sizeof(a->why), "%s", msg);
+	conn_http_answer_words(a, id, msg);
 	snprintf(a->tag, sizeof(a->tag), " code=%.47s",
 		 code != NULL ? code : "-");
 }

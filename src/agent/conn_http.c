@@ -423,3 +423,13 @@ fail:
 	conn_http_free(ch);
 	return rc;
 }
+
+void
+conn_http_answer_words(struct conn_http_answer *a, const char *id,
+		       const char *why)
+{
+	if (a->outcome == OUTCOME_DELIVERED && id != NULL)
+		snprintf(a->id, sizeof(a->id), "%s", id);
+	if (a->outcome != OUTCOME_DELIVERED && why != NULL)
+		snprintf(a->why, sizeof(a->why), "%s", why);
+}

@@ -107,6 +107,13 @@ int conn_http_send(void *state, struct connector_job *job);
 int conn_http_health(void *state);
 int conn_http_probe(void *state, connector_probe_cb cb, void *arg);
 void conn_http_close(void *state);
+/*
+ * For answer(): once a->outcome is a class, keeps id (may be NULL) as the
+ * provider's id of a delivery, or why (may be NULL) as the reason of a
+ * failure.
+ */
+void conn_http_answer_words(struct conn_http_answer *a, const char *id,
+			    const char *why);
 
 /* The optional keys every HTTP connector takes, to end its list. */
 #define CONN_HTTP_OPTIONAL_KEYS                                                \

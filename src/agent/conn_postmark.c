@@ -62,21 +62,6 @@ static const char *const skip_headers[] = {"received",
 /* Postmark's ErrorCodes that are about the account, not the message. */
 static const long account_codes[] = {10, 400, 401, 405, 412, 413};
 
-/* "Name <addr>" of a mailbox, decoded, set as o[key]. */
-static bool
-set_mailbox(json_t *o, const char *key, InternetAddress *ia)
-{
-	char *s;
-	bool ok;
-
-	if (ia == NULL || !INTERNET_ADDRESS_IS_MAILBOX(ia))
-		return false;
-	s = internet_address_to_string(ia, NULL, FALSE);
-	ok = s != NULL && mime_fields_set_str(o, key, s);
-	g_free(s);
-	return ok;
-}
-
 /* "To", "Cc", "Bcc" as comma-separated envelope recipients. */
 static const char *
 set_recipients(json_t *root, GMimeMessage *msg, const struct connector_job *job)
@@ -176,11 +161,11 @@ fill_body(json_t *root, GMimeMessage *msg, const char *stream)
 	const char *why;
 	json_t *v;
 
-	if (!set_mailbox(root, "From",
-			 mime_fields_first(g_mime_message_get_from(msg))))
+	if (!mime_fields_set_mailbox(
+		root, "From", mime_fields_first(g_mime_message_get_from(msg))))
 		return "no From mailbox";
 	ia = mime_fields_first(g_mime_message_get_reply_to(msg));
-	if (ia != NULL && !set_mailbox(root, "ReplyTo", ia))
+	if (ia != NULL && !mime_fields_set_mailbox(root, "ReplyTo", ia))
 		return "a Reply-To that is not a mailbox";
 	if (!mime_fields_set_str(root, "Subject",
 				 g_mime_message_get_subject(msg)))
@@ -269,10 +254,7 @@ postmark_answer(void *ctx, const struct connector_job *job,
 	(void)ctx;
 	(void)job;
 	a->outcome = classify(hr, ans, a->outcome);
-	if (a->outcome == OUTCOME_DELIVERED && id != NULL)
-		snprintf(a->id, sizeof(a->id), "%s", id);
-	if (a->outcome != OUTCOME_DELIVERED && msg != NULL)
-		snprintf(a->why, sizeof(a->why), "%s", msg);
+	conn_http_answer_words(a, id, msg);
 	snprintf(a->tag, sizeof(a->tag), " code=%lld",
 		 json_is_integer(ec) ? (long long)json_integer_value(ec)
 				     : -1LL);

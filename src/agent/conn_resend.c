@@ -58,21 +58,6 @@ static const char *const skip_headers[] = {"received",
 					   "date",
 					   NULL};
 
-/* "Name <addr>" of a mailbox, decoded, set as o[key]. */
-static bool
-set_mailbox(json_t *o, const char *key, InternetAddress *ia)
-{
-	char *s;
-	bool ok;
-
-	if (ia == NULL || !INTERNET_ADDRESS_IS_MAILBOX(ia))
-		return false;
-	s = internet_address_to_string(ia, NULL, FALSE);
-	ok = s != NULL && mime_fields_set_str(o, key, s);
-	g_free(s);
-	return ok;
-}
-
 /* "to", "cc", "bcc" as arrays of envelope recipients. */
 static const char *
 set_recipients(json_t *root, GMimeMessage *msg, const struct connector_job *job)
@@ -141,11 +126,11 @@ fill_body(json_t *root, GMimeMessage *msg)
 	const char *why;
 	json_t *v;
 
-	if (!set_mailbox(root, "from",
-			 mime_fields_first(g_mime_message_get_from(msg))))
+	if (!mime_fields_set_mailbox(
+		root, "from", mime_fields_first(g_mime_message_get_from(msg))))
 		return "no From mailbox";
 	ia = mime_fields_first(g_mime_message_get_reply_to(msg));
-	if (ia != NULL && !set_mailbox(root, "reply_to", ia))
+	if (ia != NULL && !mime_fields_set_mailbox(root, "reply_to", ia))
 		return "a Reply-To that is not a mailbox";
 	if (!mime_fields_set_str(root, "subject",
 				 g_mime_message_get_subject(msg)))
@@ -214,10 +199,7 @@ resend_answer(void *ctx, const struct connector_job *job,
 	(void)ctx;
 	(void)job;
 	a->outcome = classify(hr, name, a->outcome, &a->retry_after_ms);
-	if (a->outcome == OUTCOME_DELIVERED && id != NULL)
-		snprintf(a->id, sizeof(a->id), "%s", id);
-	if (a->outcome != OUTCOME_DELIVERED && msg != NULL)
-		snprintf(a->why, sizeof(a->why), "%s", msg);
+	conn_http_answer_words(a, id, msg);
 	snprintf(a->tag, sizeof(a->tag), " name=%.47s",
 		 name != NULL ? name : "-");
 }

@@ -47,6 +47,20 @@ mime_fields_set_str(json_t *o, const char *key, const char *s)
 	return v != NULL && json_object_set_new(o, key, v) == 0;
 }
 
+bool
+mime_fields_set_mailbox(json_t *o, const char *key, InternetAddress *ia)
+{
+	char *s;
+	bool ok;
+
+	if (ia == NULL || !INTERNET_ADDRESS_IS_MAILBOX(ia))
+		return false;
+	s = internet_address_to_string(ia, NULL, FALSE);
+	ok = s != NULL && mime_fields_set_str(o, key, s);
+	g_free(s);
+	return ok;
+}
+
 json_t *
 mime_fields_mailbox(InternetAddress *ia)
 {

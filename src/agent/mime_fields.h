@@ -35,6 +35,11 @@ struct mime_body {
 GMimeMessage *mime_fields_parse(const struct connector_job *job);
 /* Sets o[key] to s (NULL: ""); false when not UTF-8 or out of memory. */
 bool mime_fields_set_str(json_t *o, const char *key, const char *s);
+/*
+ * Sets o[key] to the mailbox ia as "Name <addr>", the name decoded; false
+ * when ia is NULL or a group, not UTF-8, or out of memory.
+ */
+bool mime_fields_set_mailbox(json_t *o, const char *key, InternetAddress *ia);
 /* {"email": ..., "name": ...} (name only when set) of a mailbox, or NULL. */
 json_t *mime_fields_mailbox(InternetAddress *ia);
 /* The first mailbox of list, or NULL. */
