@@ -172,6 +172,7 @@ struct dispatcher {
 	const struct config *cfg;
 	struct store *st;
 	struct registry *reg;
+	struct events *events; /* NULL: nobody listens */
 	struct scheduler *sched;
 	bool tiers;         /* the priority scheduler: overflow applies */
 	struct ring ready;  /* int64_t rowids */
@@ -226,6 +227,10 @@ void dispatch__timer_start_us(struct event *ev, int64_t us);
 /* record.c: every step of a message made durable before it is acted on */
 bool record__tried_contains(const char *tried, const char *name);
 void record__count_move(struct dispatcher *d, int from, int to);
+/* Publishes a message event (events.h) when a hub is set. */
+void dispatch__publish_message(struct dispatcher *d, int type, const char *id,
+			       const char *provider, int outcome, int attempt,
+			       const char *text, const char *pmid);
 /* Reserves a slot at p for m (takes m) and queues the `sending` write;
  * the JOB is written when that write is durable. */
 void record__send(struct dispatcher *d, struct store_message *m,

@@ -32,6 +32,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "dispatch/dispatch_int.h"
+#include "dispatch/events.h"
 #include "dispatch/registry.h"
 #include "dispatch/ring.h"
 #include "dispatch/scheduler.h"
@@ -423,11 +424,79 @@ requeue_all(struct dispatcher *d, struct provider *p, const char *why)
 	}
 }
 
+/* --- events ---------------------------------------------------------- */
+
+void
+dispatcher_set_events(struct dispatcher *d, struct events *ev)
+{
+	d->events = ev;
+}
+
+struct events *
+dispatcher_events(const struct dispatcher *d)
+{
+	return d->events;
+}
+
+void
+dispatch__publish_message(struct dispatcher *d, int type, const char *id,
+			  const char *provider, int outcome, int attempt,
+			  const char *text, const char *pmid)
+{
+	struct ev_rec r;
+
+	if (d->events == NULL)
+		return;
+	memset(&r, 0, sizeof(r));
+	r.type = type;
+	snprintf(r.id, sizeof(r.id), "%s", id);
+	snprintf(r.provider, sizeof(r.provider), "%s",
+		 provider != NULL ? provider : "");
+	r.outcome = outcome;
+	r.attempt = attempt;
+	r.text = text;
+	r.pmid = pmid;
+	events_publish(d->events, &r);
+}
+
+/* A provider's state (or drain) changed: its event, with the reason. */
+static void
+publish_provider(struct dispatcher *d, const struct provider *p, int type)
+{
+	struct ev_rec r;
+
+	if (d->events == NULL)
+		return;
+	memset(&r, 0, sizeof(r));
+	r.type = type;
+	r.outcome = -1;
+	snprintf(r.provider, sizeof(r.provider), "%s", p->name);
+	snprintf(r.state, sizeof(r.state), "%s", provider_state_name(p));
+	r.text = p->reason;
+	r.until_ms = p->paused_until_ms;
+	events_publish(d->events, &r);
+}
+
+static int
+state_event(int state)
+{
+	switch (state) {
+	case PROVIDER_UP:
+		return EV_PROVIDER_UP;
+	case PROVIDER_PAUSED:
+		return EV_PROVIDER_PAUSED;
+	default:
+		return EV_PROVIDER_DOWN;
+	}
+}
+
 static void
 provider_set_state(struct dispatcher *d, struct provider *p, int state,
 		   const char *why)
 {
-	if (p->state != state)
+	bool changed = p->state != state;
+
+	if (changed)
 		log_info("- registry state provider=%s from=%s to=%s "
 			 "reason=\"%s\"",
 			 p->name, provider_state_word(p->state),
@@ -451,6 +520,9 @@ provider_set_state(struct dispatcher *d, struct provider *p, int state,
 			evtimer_del(p->pause_timer);
 	}
 	p->state = state;
+	/* Before the requeue, so that the down comes before its losses. */
+	if (changed)
+		publish_provider(d, p, state_event(state));
 	if (state == PROVIDER_DOWN)
 		requeue_all(d, p, why);
 	dispatch__refresh(d, p);
@@ -639,10 +711,16 @@ dispatcher_provider_unlinked(struct dispatcher *d, struct provider *p,
 void
 dispatcher_set_disabled(struct dispatcher *d, struct provider *p, bool disabled)
 {
-	if (p->disabled != disabled)
+	bool changed = p->disabled != disabled;
+
+	if (changed)
 		log_info("- registry %s provider=%s",
 			 disabled ? "disabled" : "enabled", p->name);
 	p->disabled = disabled;
+	if (changed)
+		publish_provider(d, p,
+				 disabled ? EV_PROVIDER_DISABLED
+					  : EV_PROVIDER_ENABLED);
 	dispatch__refresh(d, p);
 	dispatch__schedule_pump(d);
 }
@@ -815,6 +893,8 @@ dispatcher_enqueue(struct dispatcher *d, struct store_message *m)
 	d->counts[MSG_QUEUED]++;
 	log_info("%s intake queued bytes=%zu rcpt=%zu", m->id, m->mime_len,
 		 m->nrcpt);
+	dispatch__publish_message(d, EV_MSG_QUEUED, m->id, NULL, -1, 0, NULL,
+				  NULL);
 	if (d->loaded.len < LOADED_MAX && d->ready.len == 0) {
 		ring_push_back(&d->loaded, &m);
 	} else {

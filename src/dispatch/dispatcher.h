@@ -52,6 +52,7 @@
 
 struct config;
 struct event_base;
+struct events;
 struct provider;
 struct registry;
 struct store;
@@ -71,6 +72,13 @@ struct dispatcher *dispatcher_new(struct event_base *base,
 int dispatcher_load(struct dispatcher *d) __attribute__((warn_unused_result));
 /* After store_close(): the store's last callbacks still reach d. */
 void dispatcher_free(struct dispatcher *d);
+
+/*
+ * The hub the dispatcher publishes its message and provider events to
+ * (events.h); NULL (the default) publishes nothing.  Not owned.
+ */
+void dispatcher_set_events(struct dispatcher *d, struct events *ev);
+struct events *dispatcher_events(const struct dispatcher *d);
 
 /* A message the store just made durable; takes m. */
 void dispatcher_enqueue(struct dispatcher *d, struct store_message *m);

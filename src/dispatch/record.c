@@ -29,6 +29,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "dispatch/dispatch_int.h"
+#include "dispatch/events.h"
 #include "dispatch/registry.h"
 #include "link/link.h"
 #include "store/store.h"
@@ -422,6 +423,25 @@ count_durable(struct dispatcher *d, const struct job *j)
 		p->msgs_failed++;
 }
 
+/* The events of a durable write: its attempt, then a final outcome. */
+static void
+publish_durable(struct dispatcher *d, const struct job *j)
+{
+	const struct store_message *m = j->m;
+
+	if (d->events == NULL)
+		return;
+	if (j->has_attempt)
+		dispatch__publish_message(d, EV_MSG_ATTEMPT, m->id, j->pname,
+					  j->outcome, j->n, j->detail, NULL);
+	if (j->write == WRITE_FINAL && j->status == MSG_DELIVERED)
+		dispatch__publish_message(d, EV_MSG_DELIVERED, m->id, j->pname,
+					  -1, m->attempts, NULL, j->pmid);
+	else if (j->write == WRITE_FINAL && j->status == MSG_FAILED)
+		dispatch__publish_message(d, EV_MSG_FAILED, m->id, j->pname, -1,
+					  m->attempts, j->error, NULL);
+}
+
 static void
 write_cb(void *arg, int err)
 {
@@ -451,6 +471,7 @@ write_cb(void *arg, int err)
 	/* Memory follows the disk: the count moves now, not before. */
 	record__count_move(d, j->from, j->status);
 	count_durable(d, j);
+	publish_durable(d, j);
 	write_durable(d, j);
 	dispatch__schedule_pump(d);
 }

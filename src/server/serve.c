@@ -26,6 +26,7 @@
 #include "intake/smtp_session.h"
 #include "intake/smtp_tls.h"
 #include "store/store.h"
+#include "dispatch/events.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -50,6 +51,7 @@ struct server {
 	struct store *st;
 	struct registry *reg;
 	struct dispatcher *d;
+	struct events *events; /* the live views' and webhooks' hub */
 	struct agent_port *ap;
 	struct supervisor *sv;
 	struct submit *sub;
@@ -364,6 +366,8 @@ server_start(struct server *s, const char *config_path)
 	}
 	s->reg = registry_new(s->base, s->cfg);
 	s->d = dispatcher_new(s->base, s->cfg, s->st, s->reg);
+	s->events = events_new(EVENTS_HISTORY_DEFAULT);
+	dispatcher_set_events(s->d, s->events);
 	if (dispatcher_load(s->d) != 0) {
 		log_error("- server cannot load the queue");
 		rc = 1;
@@ -454,6 +458,7 @@ server_cleanup(struct server *s)
 	submit_free(s->sub);
 	supervisor_free(s->sv);
 	dispatcher_free(s->d);
+	events_free(s->events);
 	registry_free(s->reg);
 	if (s->base != NULL)
 		event_base_free(s->base);

@@ -69,6 +69,6 @@ void store__exec(struct store *st, const char *text, store_done_cb cb,
 		 void *arg);
 
 /* The schema version this build writes (PRAGMA user_version). */
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 #endif

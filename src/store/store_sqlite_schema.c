@@ -125,6 +125,19 @@ static const char *const migrations[] = {
     "DROP TABLE idempotency;"
     "ALTER TABLE idempotency_v3 RENAME TO idempotency;"
     "CREATE INDEX idempotency_created ON idempotency(created_ms);",
+    /*
+     * 4: a retried message's budget starts again (budget_ms, NULL: from
+     * created_ms: message_ttl_s counts from it), and the webhooks' outbox:
+     * each row one JSON body to POST, written in the transaction of the
+     * change it tells of, deleted once the receiver took it.
+     */
+    "ALTER TABLE messages ADD COLUMN budget_ms INTEGER;"
+    "CREATE TABLE outbox ("
+    " seq INTEGER PRIMARY KEY,"
+    " created_ms INTEGER NOT NULL,"
+    " next_ms INTEGER NOT NULL DEFAULT 0,"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " body TEXT NOT NULL);",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) ==

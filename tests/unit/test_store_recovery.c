@@ -684,7 +684,8 @@ test_migrate_v1(void **state)
 	make_store(f, path, sizeof(path));
 	snprintf(marker, sizeof(marker), "%s/shivneri.store", f->sub);
 	db_exec(f, "DROP INDEX messages_done; DROP TABLE meta;"
-		   " PRAGMA user_version = 1;");
+		   " ALTER TABLE messages DROP COLUMN budget_ms;"
+		   " DROP TABLE outbox; PRAGMA user_version = 1;");
 	assert_int_equal(unlink(marker), 0);
 	open_store(f);
 	assert_int_equal(db_int(f, "PRAGMA user_version"),
@@ -721,6 +722,7 @@ test_migrate_v2(void **state)
 	    " message_id TEXT NOT NULL, created_ms INTEGER NOT NULL);"
 	    "CREATE INDEX idempotency_created ON idempotency(created_ms);"
 	    "INSERT INTO idempotency VALUES ('old', 'OLD-ID', %lld);"
+	    "ALTER TABLE messages DROP COLUMN budget_ms; DROP TABLE outbox;"
 	    "PRAGMA user_version = 2;",
 	    (long long)now_ms());
 	db_exec(f, sql);
