@@ -227,12 +227,26 @@ def test_message_and_provider_events(make_cluster, tmp_path):
         assert att["provider"] == "s" and att["outcome"] == "transient", att
         assert att["attempt"] == 1 and "451" in att["detail"], att
 
-        # Its agent killed: down with the reason; back: up.
+        # Its agent killed with the message in flight: the attempt is
+        # lost, the provider down with the reason; back: up.
+        fake.data_reply = None
+        fake.hang_data = True
+        h.wait_for(lambda: c.msg(first)["status"] == "sending" and
+                   len(of(live.events(), first,
+                          type_="message.attempt")) == 1 and
+                   len(fake.messages()) >= 2, 10, "the retry held at s")
         c.agents["s"].kill9()
         evs = live.wait(lambda ev: of(ev, provider="s",
                                       type_="provider.down"), "s down")
         down = of(evs, provider="s", type_="provider.down")[0]
         assert down["state"] == "down" and down["reason"], down
+        evs = live.wait(lambda ev: len(of(ev, first,
+                                          type_="message.attempt")) == 2,
+                        "the lost attempt")
+        lost = of(evs, first, type_="message.attempt")[1]
+        assert lost["provider"] == "s" and lost["outcome"] == "lost", lost
+        assert lost["attempt"] == 2, lost
+        fake.hang_data = False
         c.start_agent("m", wait=False)
         live.wait(lambda ev: of(ev, first, type_="message.delivered"),
                   "the first message delivered at m")
@@ -241,7 +255,6 @@ def test_message_and_provider_events(make_cluster, tmp_path):
                                     if d["seq"] > down["seq"] and
                                     d["type"] == "provider.up"],
                         "s up again")
-        fake.data_reply = "250 2.0.0 ok"
 
         # Messages in order: queued, attempt, delivered, with their ids.
         ids = [submit(c, i) for i in range(2, 5)]
