@@ -14,7 +14,9 @@
  * idle_timeout_s.  A head that breaks a rule is answered (400, 408, 411,
  * 413, 431, 505, 503) and the connection closed gracefully: the write side
  * is shut and what the peer still sends is read and dropped for a moment,
- * so it reads the answer rather than a reset.  Out of descriptors, accept
+ * so it reads the answer rather than a reset.  A streamed answer
+ * (httpd_stream.c) leaves the connection in CONN_STREAM until its owner
+ * ends it or the peer goes away.  Out of descriptors, accept
  * pauses and retries on a timer (100 ms doubling to 1 s), with one log
  * line when it starts and one when it ends.
  */

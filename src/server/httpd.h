@@ -14,7 +14,9 @@
  * Limits: http_max_connections, http_header_timeout_s for the whole head,
  * a body deadline of that plus length / http_min_body_rate, and
  * http_body_budget_bytes.  An accept that fails (out of descriptors)
- * pauses accepting and retries on a timer.
+ * pauses accepting and retries on a timer.  A route may answer with a
+ * stream instead (Server-Sent Events): close-delimited, without deadlines,
+ * its queue capped (httpd_req_stream_begin below).
  */
 #ifndef SHIVNERI_HTTPD_H
 #define SHIVNERI_HTTPD_H
