@@ -300,7 +300,10 @@ stream_start(struct ev_stream *s, bool has_id, uint64_t after)
 			stream_drop(s, "slow");
 		return;
 	}
-	s->last = after;
+	/* 0 is no id of ours either (they start at the hub's start time
+	 * times 1000), and to the hub it would mean "from now": as 1, it
+	 * gets the reset and every event kept. */
+	s->last = after > 0 ? after : 1;
 	s->catching_up = true;
 	stream_pump(s);
 }

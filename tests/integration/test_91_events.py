@@ -351,13 +351,25 @@ def test_reconnect_replays_exactly_the_missed(make_cluster, tmp_path):
             assert got[2:42] == kept
         finally:
             old.close()
-        # An id of no run of ours (beyond the newest): a reset.
+        # An id of no run of ours (beyond the newest): a reset, then live.
         fut = Sse(c.http_port, headers={"Last-Event-ID": "9" * 19})
+        zero = Sse(c.http_port, headers={"Last-Event-ID": "0"})
         try:
             h.wait_for(lambda: [i for i in fut.items
                                 if i.get("event") == "reset"], 5, "reset")
+            # 0 is older than any: a reset and all 40 kept.
+            h.wait_for(lambda: len(zero.items) >= 42, 10, "0's replay")
+            got = [i for i in zero.items if "comment" not in i]
+            assert got[1]["event"] == "reset", got[1]
+            assert got[2:42] == ref.events()[-40:]
+            m = submit(c, 27)
+            for s in (fut, zero):
+                s.wait(lambda ev: of(ev, m, type_="message.delivered"),
+                       "live after a reset")
+            assert fut.events()[1:] == ref.events()[-3:], fut.events()
         finally:
             fut.close()
+            zero.close()
     finally:
         ref.close()
         one.close()
