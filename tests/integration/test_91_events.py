@@ -10,7 +10,7 @@
   ones, none twice; an id older than the history gets `event: reset`
   first; a malformed id is 400; without the key 401.
 - A client that never reads is dropped while the server answers others,
-  its RSS bounded; events_max_clients is enforced (503, Retry-After) and a
+  its RSS bounded, whether its queue passes the cap or just never empties; events_max_clients is enforced (503, Retry-After) and a
   slot frees when a client leaves; pings come every events_ping_s; open
   streams end at once when the server stops.
 """
@@ -443,6 +443,31 @@ def test_slow_client_dropped_and_max_clients(make_cluster, tmp_path):
         fast.close()
         slow.close()
         third.close()
+
+
+def test_stalled_client_dropped(make_cluster):
+    """A queue under the cap that never empties (a client that stopped
+    reading, with little traffic) is dropped after 4 ping periods."""
+    c = make_cluster(providers=("a",), server_extra={"events_ping_s": 1})
+    c.start_server()
+    c.start_agent("a")
+    fast = Sse(c.http_port)
+    slow = Sse(c.http_port, read=False, rcvbuf=2048)
+    try:
+        # Past what the kernel buffers hold (about 70 KB), far below the
+        # 1 MiB cap: some of it waits in the server's queue.
+        toggle(c, 600)
+        h.wait_for(lambda: metric(c, "shivneri_event_streams") == 1, 10,
+                   "the stalled client dropped")
+        log = open(c.server.log_path, errors="replace").read()
+        assert "events client dropped" in log and "reason=stalled" in log
+        fast.wait(lambda ev: len(of(ev, provider="a",
+                                    type_="provider.enabled")) == 300,
+                  "every toggle at the reader")
+        check_consecutive(fast.events())
+    finally:
+        fast.close()
+        slow.close()
 
 
 def slow_closed(s):
