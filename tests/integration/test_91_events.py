@@ -472,6 +472,37 @@ def test_stalled_client_dropped(make_cluster):
         slow.close()
 
 
+def test_replay_is_paced_under_the_cap(make_cluster):
+    """A replay of far more than events_client_buffer_bytes arrives whole:
+    it is queued a share at a time as the client reads, never past the
+    cap (which would drop the client)."""
+    c = make_cluster(providers=("a",),
+                     server_extra={"events_history": 2000,
+                                   "events_client_buffer_bytes": 16384})
+    c.start_server()
+    c.start_agent("a")
+    ref = Sse(c.http_port)
+    try:
+        toggle(c, 2)
+        first = ref.wait(lambda ev: len(ev) >= 1, "a first event")[0]["id"]
+        toggle(c, 600)
+        ref.wait(lambda ev: len(ev) >= 602, "602 events")
+        want = [e for e in ref.events() if int(e["id"]) > int(first)]
+        assert len(want) == 601 and sum(len(json.dumps(e)) for e in want) \
+            > 4 * 16384
+        back = Sse(c.http_port, headers={"Last-Event-ID": first})
+        try:
+            back.wait(lambda ev: len(ev) >= 601, "the whole replay")
+            assert back.events() == want
+            assert not back.closed
+            log = open(c.server.log_path, errors="replace").read()
+            assert "events client dropped" not in log
+        finally:
+            back.close()
+    finally:
+        ref.close()
+
+
 def slow_closed(s):
     """Reads what is left; True once the server's close arrives."""
     s.s.setblocking(False)
