@@ -17,6 +17,7 @@
 
 struct config;
 struct dispatcher;
+struct http_events;
 struct httpd;
 struct httpd_req;
 struct registry;
@@ -44,6 +45,9 @@ struct http_front {
 	size_t max_form;  /* of a Mailgun form body */
 	struct message_limits lim;
 	struct workq *translators; /* drop-in bodies over 64 KiB */
+
+	/* GET /v1/events (http_events.c). */
+	struct http_events *events;
 };
 
 /* Drop-in bodies up to this are translated on the loop (microseconds). */
