@@ -267,6 +267,12 @@ void store__retry_queue(struct store_backend *be, int err, const char *id,
 			store_retry_cb cb, void *arg);
 int store__exec_list(struct store_backend *be, struct op *op);
 int store__exec_retry(struct store_backend *be, struct op *op, int64_t now);
+/*
+ * The SELECT of a page for q, into sql (len 512 is plenty): ?1 (and ?2)
+ * the cursor when q->before, ?3 the rows to examine.  Exported for the
+ * test that checks its query plan walks an index.
+ */
+void store__list_sql(const struct store_list_query *q, char *sql, size_t len);
 /* Completion on the loop (runs the callback) and reset of those ops. */
 void store__list_complete(struct op *op);
 void store__list_reset(struct op *op);

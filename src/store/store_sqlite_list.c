@@ -84,9 +84,8 @@ cursor_parse_done(const char *s, int64_t *updated, int64_t *rowid)
 	return *end == '\0';
 }
 
-/* The SQL of a page for q (into sql); with a cursor when has_before. */
-static void
-list_sql(const struct store_list_query *q, char *sql, size_t len)
+void
+store__list_sql(const struct store_list_query *q, char *sql, size_t len)
 {
 	const char *order, *after;
 	char where[64] = "";
@@ -227,7 +226,7 @@ store__exec_list(struct store_backend *be, struct op *op)
 	sqlite3_stmt *s = NULL;
 	int rc;
 
-	list_sql(&op->u.list.q, sql, sizeof(sql));
+	store__list_sql(&op->u.list.q, sql, sizeof(sql));
 	rc = sqlite3_prepare_v2(be->db, sql, -1, &s, NULL);
 	if (rc != SQLITE_OK)
 		return store__db_fail(be->db, rc, "list_prepare");
