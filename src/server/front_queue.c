@@ -154,15 +154,19 @@ front_queue_parse(const char *query, size_t len, struct front_queue_params *p,
 	if (len > FRONT_QUEUE_QUERY_MAX) {
 		snprintf(why, whysz, "query string over %d bytes",
 			 FRONT_QUEUE_QUERY_MAX);
-		return -1;
+		rc = -1;
+		goto out;
 	}
 	if (form_parse("application/x-www-form-urlencoded", query, len, &fm,
-		       why, whysz) != 0)
-		return -1;
+		       why, whysz) != 0) {
+		rc = -1;
+		goto out;
+	}
 	for (i = 0; i < fm.n && rc == 0; i++)
 		if (!param_take(&fm.f[i], p, &seen, why, whysz))
 			rc = -1;
 	form_cleanup(&fm);
+out:
 	if (rc != 0)
 		memset(p, 0, sizeof(*p));
 	return rc;
