@@ -325,4 +325,13 @@ typedef void (*store_retry_cb)(void *arg, int err, int64_t rowid);
 void store_retry(struct store *st, const char *id, store_retry_cb cb,
 		 void *arg);
 
+/*
+ * The acceptance time (created_ms) of the oldest queued message, for
+ * /metrics: the first queued id (ids sort by acceptance), one index seek
+ * whatever the queue's length.  cb gets err and created_ms (0 when
+ * nothing is queued).  A retried message counts from its acceptance.
+ */
+typedef void (*store_oldest_cb)(void *arg, int err, int64_t created_ms);
+void store_oldest_queued(struct store *st, store_oldest_cb cb, void *arg);
+
 #endif

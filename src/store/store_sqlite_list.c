@@ -1,6 +1,7 @@
 /*
- * The SQLite backend's view of the queue: pages of messages (store_list)
- * and the retry of a failed one (store_retry).
+ * The SQLite backend's view of the queue: pages of messages (store_list),
+ * the retry of a failed one (store_retry), and the oldest queued message
+ * for /metrics (store_oldest_queued).
  *
  * Both run on the writer thread in its batch transaction like every other
  * operation, so a page sees every write submitted before it, and two
@@ -321,6 +322,38 @@ store__exec_retry(struct store_backend *be, struct op *op, int64_t now)
 	return 0;
 }
 
+/* The first queued id is the oldest accepted: messages_active's seek. */
+static const char *const oldest_sql =
+    "SELECT created_ms FROM messages WHERE status = 0 ORDER BY id LIMIT 1";
+
+int
+store__exec_oldest(struct store_backend *be, struct op *op)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	rc = sqlite3_prepare_v2(be->db, oldest_sql, -1, &s, NULL);
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW)
+			op->u.oldest.created_ms = sqlite3_column_int64(s, 0);
+	}
+	(void)sqlite3_finalize(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return store__db_fail(be->db, rc, "oldest");
+	return 0;
+}
+
+void
+store__oldest_queue(struct store_backend *be, store_oldest_cb cb, void *arg)
+{
+	struct op *op;
+
+	op = store__op_new(be, OP_OLDEST, 0, arg, 0, NULL);
+	op->cb.oldest = cb;
+	store__enqueue(be, op);
+}
+
 void
 store__list_reset(struct op *op)
 {
@@ -328,6 +361,10 @@ store__list_reset(struct op *op)
 
 	if (op->kind == OP_RETRY) {
 		op->u.retry.rowid = 0;
+		return;
+	}
+	if (op->kind == OP_OLDEST) {
+		op->u.oldest.created_ms = 0;
 		return;
 	}
 	for (i = 0; i < op->u.list.n; i++)
@@ -345,6 +382,11 @@ store__list_complete(struct op *op)
 	if (op->kind == OP_RETRY) {
 		op->cb.retry(op->arg, op->err,
 			     op->err == 0 ? op->u.retry.rowid : 0);
+		return;
+	}
+	if (op->kind == OP_OLDEST) {
+		op->cb.oldest(op->arg, op->err,
+			      op->err == 0 ? op->u.oldest.created_ms : 0);
 		return;
 	}
 	if (op->err != 0)
