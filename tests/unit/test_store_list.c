@@ -493,6 +493,64 @@ test_retry(void **state)
 	check_counts(f, 1, 0, 1, 0);
 }
 
+struct oldest_res {
+	int done;
+	int err;
+	int64_t created_ms;
+};
+
+static void
+oldest_cb(void *arg, int err, int64_t created_ms)
+{
+	struct oldest_res *r = arg;
+
+	r->done++;
+	r->err = err;
+	r->created_ms = created_ms;
+}
+
+static int64_t
+oldest_wait(struct fixture *f)
+{
+	struct oldest_res r = {0, 0, 0};
+
+	store_oldest_queued(f->st, oldest_cb, &r);
+	assert_int_equal(r.done, 0);
+	WAIT_FOR(f->base, r.done == 1);
+	assert_int_equal(r.err, 0);
+	return r.created_ms;
+}
+
+/* The oldest queued message's acceptance; sending or finished ones not. */
+static void
+test_oldest_queued(void **state)
+{
+	struct fixture *f = *state;
+	struct store_message *m;
+	struct sub_res r1, r2, r3;
+
+	open_store(f);
+	assert_int_equal(oldest_wait(f), 0);
+	m = make_message(NULL, "1");
+	m->created_ms = 1000;
+	submit_wait(f, m, NULL, &r1);
+	clock_past(now_ms() + 2);
+	m = make_message(NULL, "2");
+	m->created_ms = 2000;
+	submit_wait(f, m, NULL, &r2);
+	clock_past(now_ms() + 2);
+	m = make_message(NULL, "3");
+	m->created_ms = 3000;
+	submit_wait(f, m, NULL, &r3);
+	assert_int_equal(oldest_wait(f), 1000);
+	set_status(f, r1.rowid, MSG_SENDING, "a");
+	assert_int_equal(oldest_wait(f), 2000);
+	set_status(f, r2.rowid, MSG_DELIVERED, "a");
+	assert_int_equal(oldest_wait(f), 3000);
+	set_status(f, r3.rowid, MSG_FAILED, "a");
+	assert_int_equal(oldest_wait(f), 0);
+}
+
 int
 main(void)
 {
@@ -506,6 +564,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_list_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_list_plans, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_retry, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_oldest_queued, setup,
+					    teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
