@@ -29,6 +29,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,7 +161,55 @@ row_matches(sqlite3_stmt *s, const char *provider)
 	return p != NULL && strcmp((const char *)p, provider) == 0;
 }
 
-/* What a listing shows of a row; no body, no envelope. */
+/*
+ * Column i's text cut to at most max bytes, at a UTF-8 character's
+ * start: a page's memory stays bounded whatever a client sent.
+ */
+static char *
+col_capped(sqlite3_stmt *s, int i, size_t max)
+{
+	char *t = store__col_strdup(s, i);
+	size_t n;
+
+	if (t == NULL || strlen(t) <= max)
+		return t;
+	n = max;
+	while (n > 0 && ((unsigned char)t[n] & 0xc0) == 0x80)
+		n--;
+	t[n] = '\0';
+	return t;
+}
+
+/*
+ * The To: of a listing: at most STORE_LIST_TO_MAX addresses.  Short
+ * arrays are kept as they are (no parse); a long one is cut.  A row that
+ * is not a JSON array shows none.
+ */
+static char *
+col_to(sqlite3_stmt *s, int i)
+{
+	const char *t = (const char *)sqlite3_column_text(s, i);
+	json_t *all, *cut; /* new references */
+	char *out = NULL;
+	size_t k;
+
+	if (t == NULL || (size_t)sqlite3_column_bytes(s, i) <= 1024)
+		return store__col_strdup(s, i);
+	all = json_loads(t, 0, NULL);
+	cut = json_array();
+	for (k = 0; json_is_array(all) && cut != NULL &&
+		    k < json_array_size(all) && k < STORE_LIST_TO_MAX;
+	     k++)
+		if (json_array_append(cut, json_array_get(all, k)) != 0)
+			break;
+	if (cut != NULL)
+		out = json_dumps(cut, JSON_COMPACT);
+	json_decref(cut);
+	json_decref(all);
+	return out;
+}
+
+/* What a listing shows of a row; no body, no envelope, bounded text. */
 static struct store_message *
 row_summary(sqlite3_stmt *s)
 {
@@ -171,14 +220,14 @@ row_summary(sqlite3_stmt *s)
 	snprintf(m->id, sizeof(m->id), "%s",
 		 id != NULL ? (const char *)id : "");
 	m->status = sqlite3_column_int(s, L_STATUS);
-	m->header_from = store__col_strdup(s, L_HEADER_FROM);
-	m->subject = store__col_strdup(s, L_SUBJECT);
-	m->to_json = store__col_strdup(s, L_TO_JSON);
+	m->header_from = col_capped(s, L_HEADER_FROM, STORE_LIST_TEXT_MAX);
+	m->subject = col_capped(s, L_SUBJECT, STORE_LIST_TEXT_MAX);
+	m->to_json = col_to(s, L_TO_JSON);
 	m->created_ms = sqlite3_column_int64(s, L_CREATED);
 	m->updated_ms = sqlite3_column_int64(s, L_UPDATED);
 	m->attempts = sqlite3_column_int(s, L_ATTEMPTS);
 	m->provider = store__col_strdup(s, L_PROVIDER);
-	m->error = store__col_strdup(s, L_ERROR);
+	m->error = col_capped(s, L_ERROR, STORE_LIST_TEXT_MAX);
 	m->budget_ms = sqlite3_column_int64(s, L_BUDGET);
 	return m;
 }

@@ -15,12 +15,14 @@
 #include "store/store.h"
 #include "store/store_int.h"
 #include "store/store_sqlite.h"
+#include "common/buf.h"
 #include "common/util.h"
 
 #include "fixture_store.h"
 
 #include <errno.h>
 #include <event2/event.h>
+#include <jansson.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +39,8 @@ struct list_res {
 	int status[MAXN];
 	int attempts[MAXN];
 	bool has_error[MAXN];
+	size_t subject_len[MAXN];
+	size_t to_count[MAXN];
 	bool has_next;
 	char next[STORE_CURSOR_MAX + 1];
 };
@@ -46,6 +50,7 @@ list_cb(void *arg, int err, struct store_message *const *msgs, size_t n,
 	const char *next)
 {
 	struct list_res *r = arg;
+	json_t *to;
 	size_t i;
 
 	r->done++;
@@ -58,6 +63,11 @@ list_cb(void *arg, int err, struct store_message *const *msgs, size_t n,
 		r->status[i] = msgs[i]->status;
 		r->attempts[i] = msgs[i]->attempts;
 		r->has_error[i] = msgs[i]->error != NULL;
+		r->subject_len[i] = strlen(msgs[i]->subject);
+		to = json_loads(msgs[i]->to_json, 0, NULL);
+		assert_true(json_is_array(to));
+		r->to_count[i] = json_array_size(to);
+		json_decref(to);
 		/* A listing carries no body. */
 		assert_null(msgs[i]->mime);
 		assert_non_null(msgs[i]->subject);
@@ -371,6 +381,47 @@ test_list_refused(void **state)
 	assert_int_equal(lr.n, 1);
 }
 
+/* A page's texts are cut: at a character's start, To: to a few. */
+static void
+test_list_bounded(void **state)
+{
+	struct fixture *f = *state;
+	struct store_list_query q = {.status = -1, .limit = 5};
+	struct store_message *m;
+	struct list_res lr;
+	struct sub_res r;
+	struct buf b;
+	int i;
+
+	open_store(f);
+	m = make_message(NULL, "short");
+	free(m->subject);
+	buf_init(&b, 1 << 20);
+	for (i = 0; i < 1500; i++)
+		assert_int_equal(buf_appends(&b, "\xc3\xa9"), 0);
+	m->subject = xstrndup(b.p, b.len);
+	buf_reset(&b);
+	assert_int_equal(buf_appends(&b, "["), 0);
+	for (i = 0; i < 50; i++)
+		assert_int_equal(buf_appendf(&b,
+					     "%s\"someone%02d@example.org\"",
+					     i ? "," : "", i),
+				 0);
+	assert_int_equal(buf_appends(&b, "]"), 0);
+	free(m->to_json);
+	m->to_json = xstrndup(b.p, b.len);
+	buf_cleanup(&b);
+	submit_wait(f, m, NULL, &r);
+	submit_wait(f, make_message(NULL, "plain"), NULL, &r);
+	list_wait(f, &q, &lr);
+	assert_int_equal(lr.n, 2);
+	assert_int_equal(lr.subject_len[0], 5);
+	assert_int_equal(lr.to_count[0], 1);
+	/* 998 bytes of two-byte characters: 499 of them, none cut. */
+	assert_int_equal(lr.subject_len[1], 998);
+	assert_int_equal(lr.to_count[1], STORE_LIST_TO_MAX);
+}
+
 /* The plan of every kind of page walks an index and sorts nothing. */
 static void
 test_list_plans(void **state)
@@ -563,6 +614,7 @@ main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_list_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_list_plans, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_list_bounded, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_retry, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_oldest_queued, setup,
 					    teardown),
