@@ -264,12 +264,13 @@ list_rows(struct store_backend *be, struct op *op, sqlite3_stmt *s)
 			}
 			op->u.list.msgs[op->u.list.n++] = row_summary(s);
 		}
-		/* Kept for the cap; a match after the page replaces it. */
+		/*
+		 * The last row examined, matched or not: the next page
+		 * starts after it (no row is read twice).
+		 */
 		row_cursor(s, q->status, op->u.list.next,
 			   sizeof(op->u.list.next));
 		if (examined == scan_max) {
-			/* The last row examined: the next page starts after
-			 * it, whether or not it matched. */
 			op->u.list.has_next = true;
 			return 0;
 		}
