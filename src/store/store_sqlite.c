@@ -123,6 +123,11 @@ complete_op(struct store_backend *be, struct op *op)
 		break;
 	case OP_HOUSEKEEP:
 		return housekeep_complete(be, op);
+	case OP_OUTBOX_ADD:
+	case OP_OUTBOX_CLAIM:
+	case OP_OUTBOX_FINISH:
+		store__outbox_complete(op);
+		break;
 	}
 	return true;
 }
@@ -375,7 +380,8 @@ sqlite_update(struct store_backend *be, int err, const struct store_update *u,
 	size_t extra;
 
 	extra = strsize(u->tried) + strsize(u->provider) +
-		strsize(u->provider_message_id) + strsize(u->error);
+		strsize(u->provider_message_id) + strsize(u->error) +
+		strsize(u->outbox);
 	if (u->has_attempt)
 		extra +=
 		    strsize(u->attempt.provider) + strsize(u->attempt.detail);
@@ -387,6 +393,7 @@ sqlite_update(struct store_backend *be, int err, const struct store_update *u,
 	c->provider = tail_copy(&tail, u->provider);
 	c->provider_message_id = tail_copy(&tail, u->provider_message_id);
 	c->error = tail_copy(&tail, u->error);
+	c->outbox = tail_copy(&tail, u->outbox);
 	if (u->has_attempt) {
 		/* In the op's tail: never store_attempt_cleanup() these. */
 		c->attempt.provider = tail_copy(&tail, u->attempt.provider);
@@ -508,6 +515,8 @@ backend_new(const char *dir, const struct store_options *opts)
 	atomic_init(&be->unhealthy, NULL);
 	be->probe_wait = PROBE_INTERVAL_MS;
 	be->max_message_bytes = opts->max_message_bytes;
+	atomic_init(&be->outbox_max, STORE_OUTBOX_MAX_DEFAULT);
+	atomic_init(&be->outbox_dropped, 0);
 	buf_init(&be->json, ROW_HEADROOM);
 	be->dir = xstrdup(dir);
 	be->path = xasprintf("%s/shivneri.db", dir);
@@ -591,6 +600,19 @@ sqlite_scan(struct store_backend *be,
 	return store__db_scan(be, each, arg, counts);
 }
 
+struct op *
+store__op_new(struct store_backend *be, enum op_kind kind, int err, void *arg,
+	      size_t extra, char **tail)
+{
+	return op_new(be, kind, err, arg, extra, tail);
+}
+
+void
+store__enqueue(struct store_backend *be, struct op *op)
+{
+	enqueue(be, op);
+}
+
 const struct store_ops store_sqlite_ops = {
     .name = "sqlite",
     .max_message_bytes = SQLITE_LENGTH_CEILING - ROW_HEADROOM,
@@ -606,4 +628,9 @@ const struct store_ops store_sqlite_ops = {
     .healthy = sqlite_healthy,
     .commits = sqlite_commits,
     .exec = sqlite_exec,
+    .outbox_add = store__sqlite_outbox_add,
+    .outbox_claim = store__sqlite_outbox_claim,
+    .outbox_finish = store__sqlite_outbox_finish,
+    .outbox_dropped = store__sqlite_outbox_dropped,
+    .outbox_set_max = store__sqlite_outbox_set_max,
 };
