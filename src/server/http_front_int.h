@@ -44,6 +44,7 @@ struct http_front {
 	size_t max_form;  /* of a Mailgun form body */
 	struct message_limits lim;
 	struct workq *translators; /* drop-in bodies over 64 KiB */
+	struct webhook *wh;        /* NULL: no webhooks (metrics) */
 };
 
 /* Drop-in bodies up to this are translated on the loop (microseconds). */
