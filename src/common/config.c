@@ -681,31 +681,6 @@ webhook_finish(struct parse *p)
 			 "([A-Za-z_][A-Za-z0-9_]*)");
 }
 
-bool
-config_webhook_url_ok(const char *url)
-{
-	const char *host, *end;
-	size_t i;
-
-	if (strncmp(url, "https://", 8) == 0)
-		host = url + 8;
-	else if (strncmp(url, "http://", 7) == 0)
-		host = url + 7;
-	else
-		return false;
-	if (strlen(url) > 2048)
-		return false;
-	for (i = 0; url[i] != '\0'; i++)
-		if ((unsigned char)url[i] < 0x21 ||
-		    (unsigned char)url[i] > 0x7e || url[i] == '\\')
-			return false;
-	end = host + strcspn(host, "/?#");
-	/* A host, and no user:password@ (it would end up in logs). */
-	if (end == host || *host == ':' || memchr(host, '@', end - host))
-		return false;
-	return true;
-}
-
 /* Cross-key checks and defaults that depend on other keys. */
 static void
 server_finish(struct parse *p)

@@ -393,6 +393,31 @@ check_secret_file(const struct config *cfg, const char *key, const char *ref,
 	config_report_error(r, line, "%s: %s", key, err);
 }
 
+bool
+config_webhook_url_ok(const char *url)
+{
+	const char *host, *end;
+	size_t i;
+
+	if (strncmp(url, "https://", 8) == 0)
+		host = url + 8;
+	else if (strncmp(url, "http://", 7) == 0)
+		host = url + 7;
+	else
+		return false;
+	if (strlen(url) > 2048)
+		return false;
+	for (i = 0; url[i] != '\0'; i++)
+		if ((unsigned char)url[i] < 0x21 ||
+		    (unsigned char)url[i] > 0x7e || url[i] == '\\')
+			return false;
+	end = host + strcspn(host, "/?#");
+	/* A host, and no user:password@ (it would end up in logs). */
+	if (end == host || *host == ':' || memchr(host, '@', end - host))
+		return false;
+	return true;
+}
+
 /* With webhook_url: its secret, as the agent's, and its CA file. */
 static void
 check_webhook(const struct config *cfg, struct config_report *r)

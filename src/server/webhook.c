@@ -43,6 +43,8 @@
 #define LEASE_SLACK_MS 2000
 #define CONNECT_TIMEOUT_MS 5000
 #define LOG_EVERY_MS 10000
+/* The retry pass's step while short backoffs are pending. */
+#define RETRY_STEP_MS 100
 #define HOST_LOG_MAX 128
 
 struct delivery {
@@ -60,7 +62,20 @@ struct webhook {
 	struct events *ev;
 	struct events_sub *sub;
 	struct http_multi *hm;
-	struct event *tick; /* POLL_MS, and "now" for a kick */
+	struct event *tick; /* every POLL_MS */
+	/*
+	 * A pass at the end of this loop turn.  Not the tick made active:
+	 * libevent then moves a persistent timer's next run one period past
+	 * its scheduled one, so a busy stream of kicks would starve it.
+	 */
+	struct event *kick;
+	/*
+	 * A retry due before the next tick (webhook_retry_max_ms under
+	 * POLL_MS): a one-shot pass at retry_at (mono ms; 0: not armed).
+	 */
+	struct event *retry;
+	int64_t retry_at;
+	int64_t retry_until; /* mono ms when the last such row is due */
 	unsigned char *secret;
 	size_t secret_len;
 	char host[HOST_LOG_MAX]; /* the receiver, for log lines */
@@ -181,12 +196,59 @@ delivery_free(struct delivery *dl)
 	free(dl);
 }
 
+/* Arms the retry pass in ms (at least 1) unless one comes sooner. */
+static void
+retry_arm(struct webhook *wh, int64_t ms)
+{
+	int64_t at = mono_ms() + ms;
+	struct timeval tv;
+
+	if (ms < 1)
+		ms = 1;
+	if (wh->retry_at != 0 && wh->retry_at <= at)
+		return;
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
+	if (event_add(wh->retry, &tv) == 0)
+		wh->retry_at = at;
+}
+
+/*
+ * A pass for rows whose short backoff ran out; again every RETRY_STEP_MS
+ * while more such rows are pending (retry_until), so each goes within
+ * that of its time, not at the next tick.
+ */
+static void
+retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct webhook *wh = arg;
+	int64_t left = wh->retry_until - mono_ms();
+
+	wh->retry_at = 0;
+	poll_outbox(wh);
+	if (left > 0)
+		retry_arm(wh, left < RETRY_STEP_MS ? left + 1 : RETRY_STEP_MS);
+}
+
+/* A row failed and is due again in wait_ms: a pass then, if before a tick. */
+static void
+retry_soon(struct webhook *wh, int64_t wait_ms)
+{
+	int64_t at = mono_ms() + wait_ms + 1;
+
+	if (wait_ms >= POLL_MS)
+		return;
+	if (at > wh->retry_until)
+		wh->retry_until = at;
+	retry_arm(wh, wait_ms + 1);
+}
+
 /* The try of dl ended: took (2xx) or why not; frees dl, starts a pass. */
 static void
 delivery_end(struct delivery *dl, bool took, long status, const char *why)
 {
 	struct webhook *wh = dl->wh;
-	int64_t next = -1, wait;
+	int64_t next = -1, wait = 0;
 
 	if (took) {
 		wh->sent++;
@@ -203,6 +265,8 @@ delivery_end(struct delivery *dl, bool took, long status, const char *why)
 	}
 	wh->store_ops++;
 	store_outbox_finish(wh->st, dl->seq, next, finish_cb, wh);
+	if (!took)
+		retry_soon(wh, wait);
 	delivery_free(dl);
 	poll_outbox(wh);
 }
@@ -347,8 +411,8 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 static void
 kick(struct webhook *wh)
 {
-	/* Runs the pass at the end of this loop turn, once for a burst. */
-	event_active(wh->tick, EV_TIMEOUT, 1);
+	/* Once for a burst: an active event is not activated again. */
+	event_active(wh->kick, EV_TIMEOUT, 1);
 }
 
 static void
@@ -443,7 +507,10 @@ webhook_new(struct event_base *base, const struct config *cfg, struct store *st,
 		goto fail;
 	}
 	wh->tick = event_new(base, -1, EV_PERSIST, tick_cb, wh);
-	if (wh->tick == NULL || event_add(wh->tick, &tv) != 0) {
+	wh->retry = evtimer_new(base, retry_cb, wh);
+	wh->kick = event_new(base, -1, 0, tick_cb, wh);
+	if (wh->tick == NULL || wh->retry == NULL || wh->kick == NULL ||
+	    event_add(wh->tick, &tv) != 0) {
 		snprintf(err, errlen, "webhook: cannot arm its timer");
 		goto fail;
 	}
@@ -473,6 +540,10 @@ webhook_stop(struct webhook *wh)
 	wh->sub = NULL;
 	if (wh->tick != NULL)
 		event_del(wh->tick);
+	if (wh->retry != NULL)
+		event_del(wh->retry);
+	if (wh->kick != NULL)
+		event_del(wh->kick);
 	/* No callback comes for these: their rows wait for their lease. */
 	if (wh->hm != NULL)
 		http_multi_cancel(wh->hm);
@@ -491,6 +562,10 @@ webhook_free(struct webhook *wh)
 	http_multi_free(wh->hm);
 	if (wh->tick != NULL)
 		event_free(wh->tick);
+	if (wh->retry != NULL)
+		event_free(wh->retry);
+	if (wh->kick != NULL)
+		event_free(wh->kick);
 	explicit_bzero(wh->secret, wh->secret_len);
 	free(wh->secret);
 	free(wh);

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -34,7 +35,7 @@ class Receiver:
     def __init__(self):
         self.port = h.free_port()
         self.mode = "ok"
-        self.got = []  # (headers dict, body bytes) of every request
+        self.got = []  # (headers dict, body bytes, status) of every request
         self.lock = threading.Lock()
         self.unhang = threading.Event()
         self.srv = None
@@ -51,13 +52,14 @@ class Receiver:
                 n = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(n)
                 with rec.lock:
-                    rec.got.append(({k.lower(): v for k, v in
-                                     self.headers.items()}, body))
                     mode = rec.mode
                 if mode == "hang":
                     rec.unhang.wait(timeout=60)
                     mode = "ok"
                 code = 200 if mode == "ok" else 500
+                with rec.lock:
+                    rec.got.append(({k.lower(): v for k, v in
+                                     self.headers.items()}, body, code))
                 self.send_response(code)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -80,10 +82,14 @@ class Receiver:
             return list(self.got)
 
     def bodies(self):
-        return [json.loads(b) for _, b in self.requests()]
+        """The bodies of the requests answered 200."""
+        return [json.loads(b) for _, b, code in self.requests()
+                if code == 200]
 
     def find(self, pred):
-        return [(hd, b) for hd, b in self.requests() if pred(json.loads(b))]
+        """(headers, body) of the requests answered 200 that pred takes."""
+        return [(hd, b) for hd, b, code in self.requests()
+                if code == 200 and pred(json.loads(b))]
 
     @property
     def url(self):
@@ -154,10 +160,12 @@ def metric(c, name):
 def env(module_cluster_factory):
     rec = Receiver()
     rec.start()
-    c = module_cluster_factory(providers=("a",), spawn=True,
-                               server_extra=server_extra(rec))
+    # Agents by hand, so a test can stop one; a heartbeat timeout long
+    # enough for a job to reach a stopped agent before it is down.
+    c = module_cluster_factory(providers=("a",), server_extra=server_extra(
+        rec, heartbeat_timeout_ms=2000))
     c.start_server()
-    c.wait_state("a", "up")
+    c.start_agent("a")
     yield c, rec
     rec.unhang.set()
     rec.stop()
@@ -189,15 +197,15 @@ def test_delivered_signed_and_verified(env, tmp_path):
                            body) == "invalid"
 
 
-def test_failed_message(env):
+def test_failed_message_and_provider_down_up(env):
     c, rec = env
-    # Turn a's maildir into something it cannot write: the attempt fails
-    # transient and max_attempts = 1 fails the message.
-    md = c.maildir("a")
-    moved = md + ".away"
-    os.rename(md, moved)
-    with open(md, "w") as f:
-        f.write("not a folder\n")
+    # A job to an agent that stopped answering is lost when the heartbeat
+    # times out (provider.down); max_attempts = 1 fails the message.  The
+    # agent comes back (provider.up).
+    c.wait_state("a", "up")
+    n0 = len(rec.requests())
+    agent = c.agents["a"]
+    agent.signal(signal.SIGSTOP)
     try:
         mid = c.submit()
 
@@ -206,17 +214,26 @@ def test_failed_message(env):
             return m if m["status"] == "failed" else None
         m = h.wait_for(failed, 15, "the message to fail")
     finally:
-        os.unlink(md)
-        os.rename(moved, md)
+        agent.signal(signal.SIGCONT)
+    c.wait_state("a", "up", timeout=15)
     hits = wait_webhook(rec, lambda b: b.get("id") == mid and
                         b["type"] == "message.failed", "the failed webhook")
     hd, body = hits[0]
     b = json.loads(body)
     assert b["error"] == m["error"], (b, m)
+    assert b["provider"] == "a" and b["attempts"] == 1, b
     assert py_verify(secret_of(c), hd["shivneri-signature"], body)
+    down = wait_webhook(rec, lambda b: b["type"] == "provider.down" and
+                        b["provider"] == "a", "provider.down")
+    assert json.loads(down[0][1])["state"] == "down"
+    assert json.loads(down[0][1]).get("reason"), down
+    wait_webhook(rec, lambda b: b["type"] == "provider.up" and
+                 b["provider"] == "a" and b["at"] > json.loads(
+                     down[0][1])["at"], "provider.up after the down")
+    assert len(rec.requests()) >= n0 + 3
 
 
-def test_provider_down_and_up(env):
+def test_provider_disabled_enabled(env):
     c, rec = env
     c.wait_state("a", "up")
     n0 = len(rec.requests())
@@ -244,10 +261,13 @@ def test_receiver_down_then_up_all_arrive(env):
                fails0 + 10, 15, "tries against a receiver that is down")
     rec.mode = "ok"
     rec.start()
+    # Retries wait at most webhook_retry_max_ms (400) and a pass follows
+    # within 100 ms, so all arrive within about half a second.
     for mid in ids:
         wait_webhook(rec, lambda b, mid=mid: b.get("id") == mid and
                      b["type"] == "message.delivered",
-                     "the webhook of %s after the receiver came back" % mid)
+                     "the webhook of %s after the receiver came back" % mid,
+                     timeout=1.5)
     h.wait_for(lambda: metric(c, "shivneri_webhook_outbox") == 0, 15,
                "the outbox to empty")
     assert metric(c, "shivneri_webhooks_sent_total") >= 5
