@@ -200,11 +200,12 @@ delivery_free(struct delivery *dl)
 static void
 retry_arm(struct webhook *wh, int64_t ms)
 {
-	int64_t at = mono_ms() + ms;
 	struct timeval tv;
+	int64_t at;
 
 	if (ms < 1)
 		ms = 1;
+	at = mono_ms() + ms;
 	if (wh->retry_at != 0 && wh->retry_at <= at)
 		return;
 	tv.tv_sec = (time_t)(ms / 1000);
