@@ -140,6 +140,17 @@ static const struct skey server_keys[] = {
      NULL},
     {"smtp_data_budget_bytes", SKEY_INT64, OFF(smtp_data_budget_bytes), 1024,
      INT64_C(1) << 40, NULL},
+    {"webhook_url", SKEY_STR_OPT, OFF(webhook_url), 0, 0, NULL},
+    {"webhook_secret_file", SKEY_STR_OPT, OFF(webhook_secret_file), 0, 0, NULL},
+    {"webhook_tls_ca_file", SKEY_STR_OPT, OFF(webhook_tls_ca_file), 0, 0, NULL},
+    {"webhook_timeout_ms", SKEY_INT, OFF(webhook_timeout_ms), 100, 300000,
+     NULL},
+    {"webhook_max_in_flight", SKEY_INT, OFF(webhook_max_in_flight), 1, 256,
+     NULL},
+    {"webhook_retry_max_ms", SKEY_INT, OFF(webhook_retry_max_ms), 100, 86400000,
+     NULL},
+    {"webhook_max_outbox", SKEY_INT64, OFF(webhook_max_outbox), 10, 100000000,
+     NULL},
 };
 #undef OFF
 #define NSERVER_KEYS (sizeof(server_keys) / sizeof(server_keys[0]))
@@ -651,6 +662,30 @@ smtp_finish(struct parse *p)
 			 (long long)p->cfg->max_message_bytes);
 }
 
+/* webhook_url's form, and its secret's default beside the agent's. */
+static void
+webhook_finish(struct parse *p)
+{
+	struct config *cfg = p->cfg;
+
+	if (cfg->webhook_url == NULL)
+		return;
+	/* The message never repeats the URL: it may carry a token. */
+	if (!config_webhook_url_ok(cfg->webhook_url))
+		perr_add(p, key_line(p, "webhook_url"),
+			 "webhook_url: must be http:// or https:// and a host, "
+			 "printable with no spaces and no user@ part, at most "
+			 "2048 bytes");
+	if (cfg->webhook_secret_file == NULL)
+		cfg->webhook_secret_file =
+		    xasprintf("%s/webhook.secret", cfg->data_dir);
+	else if (strncmp(cfg->webhook_secret_file, "env:", 4) == 0 &&
+		 !config__env_ref_valid(cfg->webhook_secret_file))
+		perr_add(p, key_line(p, "webhook_secret_file"),
+			 "webhook_secret_file: env: must name a variable "
+			 "([A-Za-z_][A-Za-z0-9_]*)");
+}
+
 /* Cross-key checks and defaults that depend on other keys. */
 static void
 server_finish(struct parse *p)
@@ -688,6 +723,7 @@ server_finish(struct parse *p)
 			 "([A-Za-z_][A-Za-z0-9_]*)");
 	limits_finish(p);
 	smtp_finish(p);
+	webhook_finish(p);
 	/* Kept for the run-time checks' FILE:LINE. */
 	cfg->server_line = p->server_line;
 	cfg->key_line = xcalloc(NSERVER_KEYS, sizeof(*cfg->key_line));
@@ -745,6 +781,10 @@ config_defaults(void)
 	cfg->smtp_max_client_connections = 32;
 	cfg->smtp_max_bad_commands = 20;
 	cfg->smtp_data_budget_bytes = INT64_C(268435456);
+	cfg->webhook_timeout_ms = 10000;
+	cfg->webhook_max_in_flight = 8;
+	cfg->webhook_retry_max_ms = 3600000;
+	cfg->webhook_max_outbox = 100000;
 	return cfg;
 }
 
@@ -949,6 +989,9 @@ config_free(struct config *cfg)
 	free(cfg->scheduler);
 	free(cfg->log_format);
 	free(cfg->store);
+	free(cfg->webhook_url);
+	free(cfg->webhook_secret_file);
+	free(cfg->webhook_tls_ca_file);
 	free(cfg->key_line);
 	free(cfg);
 }

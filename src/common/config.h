@@ -96,6 +96,14 @@ struct config {
 	int smtp_max_client_connections; /* from one client address */
 	int64_t smtp_data_budget_bytes;  /* message buffers, all sessions */
 	int smtp_max_bad_commands;       /* then 421 and close */
+	/* Webhooks (docs/webhooks.md); webhook_url NULL: none. */
+	char *webhook_url;          /* http(s)://host[:port][/path][?query] */
+	char *webhook_secret_file;  /* default DATA_DIR/webhook.secret */
+	char *webhook_tls_ca_file;  /* NULL: the system's CAs */
+	int webhook_timeout_ms;     /* one delivery's whole request */
+	int webhook_max_in_flight;  /* deliveries at once */
+	int webhook_retry_max_ms;   /* the longest wait between tries */
+	int64_t webhook_max_outbox; /* rows kept; the oldest go beyond */
 	struct provider_config *providers;
 	size_t nproviders;
 	int *key_line;   /* private: see config_line() */
@@ -220,5 +228,17 @@ int config_secret_mode_check(const char *path, char *err, size_t errlen)
  */
 int config_agent_secret(const struct config *cfg, bool create, char **out,
 			size_t *len) __attribute__((warn_unused_result));
+/*
+ * The same for webhook_secret_file (the key that signs webhooks), made at
+ * first start like the agent's.  -EINVAL without webhook_url.
+ */
+int config_webhook_secret(const struct config *cfg, bool create, char **out,
+			  size_t *len) __attribute__((warn_unused_result));
+/*
+ * True for a webhook_url the sender can use: http:// or https://, a host,
+ * printable ASCII with no spaces, no user:password@ part, at most 2048
+ * bytes.
+ */
+bool config_webhook_url_ok(const char *url);
 
 #endif

@@ -122,9 +122,12 @@ config_secret_mode_check(const char *path, char *err, size_t errlen)
 	return secret_mode_check(path, err, errlen);
 }
 
-/* Makes a new agent secret at path; -EEXIST when another process won. */
+/*
+ * Makes a new secret at path (the agent's or the webhooks'; what names it
+ * in log lines); -EEXIST when another process won.
+ */
 static int
-agent_secret_create(const char *path)
+agent_secret_create(const char *path, const char *what)
 {
 	uint8_t raw[AGENT_SECRET_RAW];
 	char hexs[2 * AGENT_SECRET_RAW + 2];
@@ -139,7 +142,7 @@ agent_secret_create(const char *path)
 		*slash = '\0';
 		rc = mkdir_p(dir, 0700);
 		if (rc != 0) {
-			log_warnx("config agent_secret mkdir %s: %s", dir,
+			log_warnx("config %s mkdir %s: %s", what, dir,
 				  strerror(-rc));
 			goto fail;
 		}
@@ -186,7 +189,7 @@ agent_secret_create(const char *path)
 	explicit_bzero(raw, sizeof(raw));
 	explicit_bzero(hexs, sizeof(hexs));
 	free(dir);
-	log_info("config agent_secret created file=%s", path);
+	log_info("config %s created file=%s", what, path);
 	return 0;
 fail_unlink:
 	close(fd);
@@ -262,11 +265,11 @@ agent_secret_load(const char *ref, char **out, size_t *len, char *err,
 	return 0;
 }
 
-int
-config_agent_secret(const struct config *cfg, bool create, char **out,
-		    size_t *len)
+/* The secret named by ref, made first when missing and create allows. */
+static int
+secret_get(const char *ref, const char *what, bool create, char **out,
+	   size_t *len)
 {
-	const char *ref = cfg->agent_secret_file;
 	char err[512];
 	int rc;
 
@@ -277,20 +280,36 @@ config_agent_secret(const struct config *cfg, bool create, char **out,
 	rc = agent_secret_load(ref, out, len, err, sizeof(err));
 	/* An env: secret is never written anywhere. */
 	if (rc == -ENOENT && create && strncmp(ref, "env:", 4) != 0) {
-		rc = agent_secret_create(ref);
+		rc = agent_secret_create(ref, what);
 		if (rc != 0 && rc != -EEXIST) {
-			log_warnx("config agent_secret cannot create %s: %s",
-				  ref, strerror(-rc));
+			log_warnx("config %s cannot create %s: %s", what, ref,
+				  strerror(-rc));
 			return rc;
 		}
 		rc = agent_secret_load(ref, out, len, err, sizeof(err));
 	}
 	if (rc != 0) {
-		log_warnx("config agent_secret_file: %s", err);
+		log_warnx("config %s_file: %s", what, err);
 		return rc;
 	}
 	/* Its mode was checked by config_check_runtime(), the one place. */
 	return 0;
+}
+
+int
+config_agent_secret(const struct config *cfg, bool create, char **out,
+		    size_t *len)
+{
+	return secret_get(cfg->agent_secret_file, "agent_secret", create, out,
+			  len);
+}
+
+int
+config_webhook_secret(const struct config *cfg, bool create, char **out,
+		      size_t *len)
+{
+	return secret_get(cfg->webhook_secret_file, "webhook_secret", create,
+			  out, len);
 }
 
 /* --- run-time checks ---------------------------------------------------- */
@@ -346,11 +365,10 @@ creatable(const char *path, char *where, size_t wherelen)
  * (server only) missing with a folder we can make it in.
  */
 static void
-check_agent_secret(const struct config *cfg, bool server,
-		   struct config_report *r)
+check_secret_file(const struct config *cfg, const char *key, const char *ref,
+		  bool server, struct config_report *r)
 {
-	const char *ref = cfg->agent_secret_file;
-	int line = line_of(cfg, "agent_secret_file", "data_dir");
+	int line = line_of(cfg, key, "data_dir");
 	char err[512], where[256], *buf = NULL;
 	size_t len = 0;
 	int rc;
@@ -360,21 +378,61 @@ check_agent_secret(const struct config *cfg, bool server,
 		explicit_bzero(buf, len);
 		free(buf);
 		if (secret_mode_check(ref, err, sizeof(err)) != 0)
-			config_report_error(r, line, "agent_secret_file: %s",
-					    err);
+			config_report_error(r, line, "%s: %s", key, err);
 		return;
 	}
 	if (rc == -ENOENT && server && strncmp(ref, "env:", 4) != 0) {
 		if (creatable(ref, where, sizeof(where)))
 			return; /* serve makes it */
 		config_report_error(r, line,
-				    "agent_secret_file: %s does not exist and "
-				    "cannot be made (%s is not a writable "
-				    "folder)",
-				    ref, where);
+				    "%s: %s does not exist and cannot be made "
+				    "(%s is not a writable folder)",
+				    key, ref, where);
 		return;
 	}
-	config_report_error(r, line, "agent_secret_file: %s", err);
+	config_report_error(r, line, "%s: %s", key, err);
+}
+
+bool
+config_webhook_url_ok(const char *url)
+{
+	const char *host, *end;
+	size_t i;
+
+	if (strncmp(url, "https://", 8) == 0)
+		host = url + 8;
+	else if (strncmp(url, "http://", 7) == 0)
+		host = url + 7;
+	else
+		return false;
+	if (strlen(url) > 2048)
+		return false;
+	for (i = 0; url[i] != '\0'; i++)
+		if ((unsigned char)url[i] < 0x21 ||
+		    (unsigned char)url[i] > 0x7e || url[i] == '\\')
+			return false;
+	end = host + strcspn(host, "/?#");
+	/* A host, and no user:password@ (it would end up in logs). */
+	if (end == host || *host == ':' || memchr(host, '@', end - host))
+		return false;
+	return true;
+}
+
+/* With webhook_url: its secret, as the agent's, and its CA file. */
+static void
+check_webhook(const struct config *cfg, struct config_report *r)
+{
+	const char *ca = cfg->webhook_tls_ca_file;
+
+	if (cfg->webhook_url == NULL)
+		return;
+	check_secret_file(cfg, "webhook_secret_file", cfg->webhook_secret_file,
+			  true, r);
+	if (ca != NULL && access(ca, R_OK) != 0)
+		config_report_error(r,
+				    line_of(cfg, "webhook_tls_ca_file", NULL),
+				    "webhook_tls_ca_file: cannot read %s: %s",
+				    ca, strerror(errno));
 }
 
 static void
@@ -627,13 +685,15 @@ config_check_runtime(const struct config *cfg, const char *agent,
 
 	memset(&r, 0, sizeof(r));
 	r.file = cfg->path != NULL ? cfg->path : "(embedded default)";
-	check_agent_secret(cfg, agent == NULL, &r);
+	check_secret_file(cfg, "agent_secret_file", cfg->agent_secret_file,
+			  agent == NULL, &r);
 	check_log_file(cfg, &r);
 	if (agent == NULL) {
 		check_data_dir(cfg, &r);
 		check_api_keys(cfg, &r);
 		check_listens(cfg, &r);
 		check_smtp_files(cfg, &r);
+		check_webhook(cfg, &r);
 		for (i = 0; i < cfg->nproviders; i++)
 			if (cfg->providers[i].spawn)
 				check_provider_secrets(&cfg->providers[i], &r);

@@ -173,6 +173,7 @@ struct dispatcher {
 	struct store *st;
 	struct registry *reg;
 	struct events *events; /* NULL: nobody listens */
+	bool webhooks;         /* final outcomes get an outbox row (record.c) */
 	struct scheduler *sched;
 	bool tiers;         /* the priority scheduler: overflow applies */
 	struct ring ready;  /* int64_t rowids */

@@ -80,6 +80,13 @@ void dispatcher_free(struct dispatcher *d);
 void dispatcher_set_events(struct dispatcher *d, struct events *ev);
 struct events *dispatcher_events(const struct dispatcher *d);
 
+/*
+ * With on, every final outcome (delivered, failed) is written with its
+ * webhook (dispatch/outbox.h) into the store's outbox, in the same
+ * transaction (store_update's outbox); off (the default) writes none.
+ */
+void dispatcher_set_webhooks(struct dispatcher *d, bool on);
+
 /* A message the store just made durable; takes m. */
 void dispatcher_enqueue(struct dispatcher *d, struct store_message *m);
 /*

@@ -30,6 +30,9 @@
 #include "common/util.h"
 #include "dispatch/dispatch_int.h"
 #include "dispatch/events.h"
+#include "dispatch/outbox.h"
+#include "dispatch/dispatcher.h"
+#include "common/buf.h"
 #include "dispatch/registry.h"
 #include "link/link.h"
 #include "store/store.h"
@@ -476,12 +479,51 @@ write_cb(void *arg, int err)
 	dispatch__schedule_pump(d);
 }
 
+void
+dispatcher_set_webhooks(struct dispatcher *d, bool on)
+{
+	d->webhooks = on;
+}
+
+/*
+ * The webhook of a final outcome, into wh (empty when webhooks are off or
+ * the body does not fit: then the outcome is written without it, logged,
+ * rather than never).  A retried write makes a new one (a new
+ * webhook_id): the failed write left nothing on disk.
+ */
+static void
+final_webhook(struct dispatcher *d, const struct job *j, struct buf *wh)
+{
+	struct ev_rec r;
+
+	if (!d->webhooks || j->write != WRITE_FINAL)
+		return;
+	memset(&r, 0, sizeof(r));
+	r.at_ms = now_ms();
+	r.type = j->status == MSG_DELIVERED ? EV_MSG_DELIVERED : EV_MSG_FAILED;
+	snprintf(r.id, sizeof(r.id), "%s", j->m->id);
+	snprintf(r.provider, sizeof(r.provider), "%s",
+		 j->pname != NULL ? j->pname : "");
+	r.outcome = -1;
+	r.attempt = j->m->attempts;
+	if (j->status == MSG_FAILED)
+		r.text = j->error;
+	else
+		r.pmid = j->pmid;
+	if (outbox_body(&r, wh) != 0)
+		log_warnx("%s dispatch webhook_too_big status=%s", j->m->id,
+			  msg_status_name(j->status));
+}
+
 static void
 write_issue(struct dispatcher *d, struct job *j)
 {
 	struct store_update u;
 	const struct store_message *m = j->m;
+	struct buf wh;
 
+	buf_init(&wh, STORE_OUTBOX_BODY_MAX);
+	final_webhook(d, j, &wh);
 	memset(&u, 0, sizeof(u));
 	u.rowid = m->rowid;
 	u.status = j->status;
@@ -509,9 +551,13 @@ write_issue(struct dispatcher *d, struct job *j)
 		u.attempt.outcome = j->outcome;
 		u.attempt.detail = j->detail[0] != '\0' ? j->detail : NULL;
 	}
+	/* Copied by store_update, like the other strings. */
+	if (wh.len > 0)
+		u.outbox = wh.p;
 	if (j->write != WRITE_SENDING)
 		j->stage = JOB_WRITING;
 	store_update(d->st, &u, write_cb, j);
+	buf_cleanup(&wh);
 }
 
 /* --- the steps of a message ------------------------------------------ */

@@ -815,3 +815,9 @@ http_front_free(struct http_front *f)
 	free(f->scopes);
 	free(f);
 }
+
+void
+http_front_set_webhook(struct http_front *f, struct webhook *wh)
+{
+	f->wh = wh;
+}

@@ -47,5 +47,8 @@ void http_front_free(struct http_front *f);
 int http_front_port(const struct http_front *f);
 /* The request body cap, for tests and the log. */
 size_t http_front_max_body(const struct http_front *f);
+/* The webhook sender whose counters /metrics shows (NULL: none). */
+struct webhook;
+void http_front_set_webhook(struct http_front *f, struct webhook *wh);
 
 #endif

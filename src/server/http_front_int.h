@@ -49,6 +49,7 @@ struct http_front {
 
 	/* GET /v1/events (http_events.c). */
 	struct http_events *events;
+	struct webhook *wh; /* NULL: no webhooks (metrics) */
 };
 
 /* Drop-in bodies up to this are translated on the loop (microseconds). */

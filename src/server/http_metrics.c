@@ -22,6 +22,7 @@
 #include "link/link.h"
 #include "server/http_events.h"
 #include "server/httpd.h"
+#include "server/webhook.h"
 #include "store/store.h"
 
 #include <event2/buffer.h>
@@ -314,6 +315,39 @@ metrics_oldest(struct evbuffer *out, bool *bad, int err, int64_t created_ms)
 		       created_ms > 0 && age > 0 ? (double)age / 1000.0 : 0.0);
 }
 
+/* The webhook sender's counters; nothing without webhook_url. */
+static void
+metrics_webhooks(struct http_front *f, struct evbuffer *out, bool *bad)
+{
+	struct webhook_stats ws;
+
+	if (f->wh == NULL)
+		return;
+	webhook_stats(f->wh, &ws);
+	metrics_printf(
+	    bad, out,
+	    "# HELP shivneri_webhooks_sent_total Webhooks the receiver took "
+	    "(2xx).\n"
+	    "# TYPE shivneri_webhooks_sent_total counter\n"
+	    "shivneri_webhooks_sent_total %" PRIu64 "\n"
+	    "# HELP shivneri_webhook_failures_total Webhook tries that failed "
+	    "(retried later).\n"
+	    "# TYPE shivneri_webhook_failures_total counter\n"
+	    "shivneri_webhook_failures_total %" PRIu64 "\n"
+	    "# HELP shivneri_webhook_outbox_dropped_total Webhooks dropped "
+	    "unsent by the outbox cap (webhook_max_outbox).\n"
+	    "# TYPE shivneri_webhook_outbox_dropped_total counter\n"
+	    "shivneri_webhook_outbox_dropped_total %" PRIu64 "\n"
+	    "# HELP shivneri_webhook_outbox Webhooks waiting in the outbox "
+	    "(as of the sender's last look, at most a second old).\n"
+	    "# TYPE shivneri_webhook_outbox gauge\n"
+	    "shivneri_webhook_outbox %" PRId64 "\n"
+	    "# HELP shivneri_webhooks_in_flight Webhook requests under way.\n"
+	    "# TYPE shivneri_webhooks_in_flight gauge\n"
+	    "shivneri_webhooks_in_flight %u\n",
+	    ws.sent, ws.failed, ws.dropped, ws.outbox_rows, ws.in_flight);
+}
+
 /* A scrape waiting for the store's oldest queued message. */
 struct metrics_req {
 	struct http_front *f;
@@ -345,6 +379,7 @@ metrics_reply(void *arg, int err, int64_t oldest_ms)
 		       "streams.\n# TYPE shivneri_event_streams gauge\n"
 		       "shivneri_event_streams %zu\n",
 		       http_events_streams(f->events));
+	metrics_webhooks(f, out, &bad);
 	text = bad ? NULL : evbuffer_pullup(out, -1);
 	if (text == NULL && evbuffer_get_length(out) > 0)
 		http_front__reply_failed(req);

@@ -27,6 +27,7 @@
 #include "intake/smtp_tls.h"
 #include "store/store.h"
 #include "dispatch/events.h"
+#include "server/webhook.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -56,6 +57,7 @@ struct server {
 	struct registry *reg;
 	struct dispatcher *d;
 	struct events *events; /* the live views' and webhooks' hub */
+	struct webhook *wh;    /* NULL: no webhook_url */
 	struct agent_port *ap;
 	struct supervisor *sv;
 	struct submit *sub;
@@ -338,6 +340,37 @@ server_start_intake(struct server *s)
 	return 0;
 }
 
+/*
+ * With webhook_url: the secret (made at first start, like the agent's),
+ * the sender, and final outcomes written with their webhook.  0 or -1.
+ */
+static int
+server_start_webhooks(struct server *s)
+{
+	char err[256], *secret = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (s->cfg->webhook_url == NULL)
+		return 0;
+	rc = config_webhook_secret(s->cfg, true, &secret, &len);
+	if (rc != 0) {
+		log_error("- server webhook secret %s: %s",
+			  s->cfg->webhook_secret_file, strerror(-rc));
+		return -1;
+	}
+	s->wh = webhook_new(s->base, s->cfg, s->st, s->events, secret, len, err,
+			    sizeof(err));
+	explicit_bzero(secret, len);
+	free(secret);
+	if (s->wh == NULL) {
+		log_error("- server %s", err);
+		return -1;
+	}
+	dispatcher_set_webhooks(s->d, true);
+	return 0;
+}
+
 static int
 server_start(struct server *s, const char *config_path)
 {
@@ -377,6 +410,10 @@ server_start(struct server *s, const char *config_path)
 		rc = 1;
 		goto out;
 	}
+	if (server_start_webhooks(s) != 0) {
+		rc = 1;
+		goto out;
+	}
 	s->ap = agent_port_new(s->base, s->cfg, secret, secret_len, s->reg,
 			       s->d, err, sizeof(err));
 	if (s->ap == NULL) {
@@ -395,6 +432,8 @@ server_start(struct server *s, const char *config_path)
 		rc = 1;
 		goto out;
 	}
+	if (s->api != NULL)
+		http_front_set_webhook(s->api, s->wh);
 	spawn_agents(s);
 	log_info("- server listening http=%s:%d agents=%s data=%s "
 		 "scheduler=%s providers=%zu http_max_body=%zu",
@@ -453,9 +492,12 @@ server_cleanup(struct server *s)
 		smtp_server_stop_accepting(s->smtp);
 	submit_stop(s->sub);
 	agent_port_free(s->ap);
+	/* Its store callbacks then do nothing; its rows wait on disk. */
+	webhook_stop(s->wh);
 	/* Its last callbacks reply through the submit path and the front. */
 	if (s->st != NULL)
 		store_close(s->st);
+	webhook_free(s->wh);
 	http_front_free(s->api);
 	smtp_server_free(s->smtp);
 	smtp_tls_free(s->smtp_tls);

@@ -277,6 +277,9 @@ store_update(struct store *st, const struct store_update *u, store_done_cb cb,
 	if (u->has_attempt &&
 	    (u->attempt.outcome < 0 || u->attempt.outcome > OUTCOME_MAX))
 		err = -EINVAL;
+	if (err == 0 && u->outbox != NULL &&
+	    strlen(u->outbox) > STORE_OUTBOX_BODY_MAX)
+		err = -EFBIG;
 	st->ops->update(st->be, err, u, cb, arg);
 }
 
@@ -384,4 +387,72 @@ store_oldest_queued(struct store *st, store_oldest_cb cb, void *arg)
 	if (st == NULL || cb == NULL)
 		fatalx("store_oldest_queued: NULL argument");
 	st->ops->oldest(st->be, cb, arg);
+}
+
+void
+store_outbox_add(struct store *st, const char *body, store_done_cb cb,
+		 void *arg)
+{
+	int err = 0;
+
+	if (st == NULL)
+		fatalx("store_outbox_add: NULL store");
+	if (body == NULL || *body == '\0')
+		err = -EINVAL;
+	else if (strlen(body) > STORE_OUTBOX_BODY_MAX)
+		err = -EFBIG;
+	st->ops->outbox_add(st->be, err, err == 0 ? body : "", cb, arg);
+}
+
+void
+store_outbox_claim(struct store *st, int64_t now_ms, int64_t lease_until_ms,
+		   size_t max, store_outbox_claim_cb cb, void *arg)
+{
+	int err = 0;
+
+	if (st == NULL || cb == NULL)
+		fatalx("store_outbox_claim: NULL argument");
+	if (max == 0 || max > 1000 || lease_until_ms < now_ms)
+		err = -EINVAL;
+	st->ops->outbox_claim(st->be, err, now_ms, lease_until_ms, max, cb,
+			      arg);
+}
+
+void
+store_outbox_rows_free(struct store_outbox_row *rows, size_t n)
+{
+	size_t i;
+
+	if (rows == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		free(rows[i].body);
+	free(rows);
+}
+
+void
+store_outbox_finish(struct store *st, int64_t seq, int64_t next_ms,
+		    store_done_cb cb, void *arg)
+{
+	if (st == NULL)
+		fatalx("store_outbox_finish: NULL store");
+	st->ops->outbox_finish(st->be, seq <= 0 ? -EINVAL : 0, seq, next_ms, cb,
+			       arg);
+}
+
+void
+store_outbox_set_max(struct store *st, int64_t max)
+{
+	if (st == NULL || max <= 0)
+		fatalx("store_outbox_set_max: bad argument");
+	if (st->ops->outbox_set_max != NULL)
+		st->ops->outbox_set_max(st->be, max);
+}
+
+uint64_t
+store_outbox_dropped(const struct store *st)
+{
+	if (st == NULL || st->ops->outbox_dropped == NULL)
+		return 0;
+	return st->ops->outbox_dropped(st->be);
 }

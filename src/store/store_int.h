@@ -59,6 +59,16 @@ struct store_ops {
 	void (*retry)(struct store_backend *be, int err, const char *id,
 		      store_retry_cb cb, void *arg);
 	void (*oldest)(struct store_backend *be, store_oldest_cb cb, void *arg);
+	/* The webhook outbox (store.h); err as for the others. */
+	void (*outbox_add)(struct store_backend *be, int err, const char *body,
+			   store_done_cb cb, void *arg);
+	void (*outbox_claim)(struct store_backend *be, int err, int64_t now_ms,
+			     int64_t lease_until_ms, size_t max,
+			     store_outbox_claim_cb cb, void *arg);
+	void (*outbox_finish)(struct store_backend *be, int err, int64_t seq,
+			      int64_t next_ms, store_done_cb cb, void *arg);
+	uint64_t (*outbox_dropped)(const struct store_backend *be);
+	void (*outbox_set_max)(struct store_backend *be, int64_t max);
 };
 
 extern const struct store_ops store_sqlite_ops;

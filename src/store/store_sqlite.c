@@ -128,6 +128,11 @@ complete_op(struct store_backend *be, struct op *op)
 	case OP_OLDEST:
 		store__list_complete(op);
 		break;
+	case OP_OUTBOX_ADD:
+	case OP_OUTBOX_CLAIM:
+	case OP_OUTBOX_FINISH:
+		store__outbox_complete(op);
+		break;
 	}
 	return true;
 }
@@ -380,7 +385,8 @@ sqlite_update(struct store_backend *be, int err, const struct store_update *u,
 	size_t extra;
 
 	extra = strsize(u->tried) + strsize(u->provider) +
-		strsize(u->provider_message_id) + strsize(u->error);
+		strsize(u->provider_message_id) + strsize(u->error) +
+		strsize(u->outbox);
 	if (u->has_attempt)
 		extra +=
 		    strsize(u->attempt.provider) + strsize(u->attempt.detail);
@@ -392,6 +398,7 @@ sqlite_update(struct store_backend *be, int err, const struct store_update *u,
 	c->provider = tail_copy(&tail, u->provider);
 	c->provider_message_id = tail_copy(&tail, u->provider_message_id);
 	c->error = tail_copy(&tail, u->error);
+	c->outbox = tail_copy(&tail, u->outbox);
 	if (u->has_attempt) {
 		/* In the op's tail: never store_attempt_cleanup() these. */
 		c->attempt.provider = tail_copy(&tail, u->attempt.provider);
@@ -526,6 +533,8 @@ backend_new(const char *dir, const struct store_options *opts)
 	atomic_init(&be->unhealthy, NULL);
 	be->probe_wait = PROBE_INTERVAL_MS;
 	be->max_message_bytes = opts->max_message_bytes;
+	atomic_init(&be->outbox_max, STORE_OUTBOX_MAX_DEFAULT);
+	atomic_init(&be->outbox_dropped, 0);
 	buf_init(&be->json, ROW_HEADROOM);
 	be->dir = xstrdup(dir);
 	be->path = xasprintf("%s/shivneri.db", dir);
@@ -627,4 +636,9 @@ const struct store_ops store_sqlite_ops = {
     .list = store__list_queue,
     .retry = store__retry_queue,
     .oldest = store__oldest_queue,
+    .outbox_add = store__sqlite_outbox_add,
+    .outbox_claim = store__sqlite_outbox_claim,
+    .outbox_finish = store__sqlite_outbox_finish,
+    .outbox_dropped = store__sqlite_outbox_dropped,
+    .outbox_set_max = store__sqlite_outbox_set_max,
 };

@@ -15,6 +15,7 @@
 #include "store/store.h"
 #include "store/store_int.h"
 #include "common/buf.h"
+#include "common/log.h"
 
 #include <pthread.h>
 #include <sqlite3.h>
@@ -105,6 +106,9 @@ enum op_kind {
 	OP_LIST,
 	OP_RETRY,
 	OP_OLDEST,
+	OP_OUTBOX_ADD,    /* store_sqlite_outbox.c */
+	OP_OUTBOX_CLAIM,  /* store_sqlite_outbox.c */
+	OP_OUTBOX_FINISH, /* store_sqlite_outbox.c */
 };
 
 /*
@@ -130,6 +134,7 @@ struct op {
 		store_list_cb list;
 		store_retry_cb retry;
 		store_oldest_cb oldest;
+		store_outbox_claim_cb outbox_claim;
 	} cb;
 	union {
 		struct {
@@ -181,6 +186,16 @@ struct op {
 		struct {
 			int64_t created_ms;
 		} oldest;
+		struct {
+			char *body;      /* add: in the op's tail */
+			int64_t seq;     /* finish */
+			int64_t next_ms; /* finish: < 0 deletes; claim: now */
+			int64_t lease;   /* claim: the claimed rows' next_ms */
+			size_t max;      /* claim */
+			struct store_outbox_row *rows; /* claim's result */
+			size_t nrows;
+			int64_t depth;
+		} outbox;
 	} u;
 };
 
@@ -220,6 +235,12 @@ struct store_backend {
 	struct buf json; /* writer thread only: the recipients as JSON */
 	/* Changes to status_counts by the open transaction; writer only. */
 	int64_t count_delta[MSG_NSTATUS];
+
+	/* The webhook outbox (store_sqlite_outbox.c). */
+	atomic_int_fast64_t outbox_max;
+	sqlite3_stmt *outbox_stmt[8]; /* writer only, prepared on first use */
+	atomic_uint_fast64_t outbox_dropped;
+	struct log_rl outbox_rl;
 };
 
 /* SQLite result code to negative errno (see store_strerror). */
@@ -284,5 +305,29 @@ void store__list_sql(const struct store_list_query *q, char *sql, size_t len);
 /* Completion on the loop (runs the callback) and reset of those ops. */
 void store__list_complete(struct op *op);
 void store__list_reset(struct op *op);
+
+/*
+ * The outbox (store_sqlite_outbox.c): executes an OP_OUTBOX_* op (writer),
+ * adds the row of an update's outbox body inside its transaction
+ * (writer), resets and completes an outbox op (loop), and finalizes the
+ * outbox's statements before the database closes.
+ */
+int store__outbox_exec(struct store_backend *be, struct op *op, int64_t now);
+int store__outbox_insert(struct store_backend *be, struct op *op,
+			 const char *body, int64_t now);
+void store__outbox_reset(struct op *op);
+void store__outbox_complete(struct op *op);
+void store__outbox_close(struct store_backend *be);
+/* The table's outbox entries (store_int.h). */
+void store__sqlite_outbox_add(struct store_backend *be, int err,
+			      const char *body, store_done_cb cb, void *arg);
+void store__sqlite_outbox_claim(struct store_backend *be, int err,
+				int64_t now_ms, int64_t lease_until_ms,
+				size_t max, store_outbox_claim_cb cb,
+				void *arg);
+void store__sqlite_outbox_finish(struct store_backend *be, int err, int64_t seq,
+				 int64_t next_ms, store_done_cb cb, void *arg);
+uint64_t store__sqlite_outbox_dropped(const struct store_backend *be);
+void store__sqlite_outbox_set_max(struct store_backend *be, int64_t max);
 
 #endif

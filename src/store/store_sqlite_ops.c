@@ -355,6 +355,11 @@ store__op_reset(struct op *op)
 	case OP_UPDATE:
 	case OP_EXEC:
 		break;
+	case OP_OUTBOX_ADD:
+	case OP_OUTBOX_CLAIM:
+	case OP_OUTBOX_FINISH:
+		store__outbox_reset(op);
+		break;
 	case OP_LOAD:
 		for (i = 0; i < op->u.load.nmsgs; i++)
 			store_message_free(op->u.load.msgs[i]);
@@ -597,6 +602,9 @@ exec_update(struct store_backend *be, struct op *op, int64_t now)
 	if ((rc = step_once(be, ST_MSG_UPDATE, op)) != 0)
 		return rc;
 	store__count_move(be, old, u->status);
+	/* Its webhook, in the same transaction (store.h). */
+	if (u->outbox != NULL)
+		return store__outbox_insert(be, op, u->outbox, now);
 	return 0;
 }
 
@@ -791,6 +799,10 @@ exec_op(struct store_backend *be, struct op *op, int64_t now)
 		return store__exec_retry(be, op, now);
 	case OP_OLDEST:
 		return store__exec_oldest(be, op);
+	case OP_OUTBOX_ADD:
+	case OP_OUTBOX_CLAIM:
+	case OP_OUTBOX_FINISH:
+		return store__outbox_exec(be, op, now);
 	}
 	fatalx("store: unknown op kind %d", (int)op->kind);
 }

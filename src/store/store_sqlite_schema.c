@@ -668,6 +668,7 @@ store__db_close(struct store_backend *be)
 {
 	int i;
 
+	store__outbox_close(be);
 	for (i = 0; i < ST_MAX; i++) {
 		sqlite3_finalize(be->stmt[i]);
 		be->stmt[i] = NULL;

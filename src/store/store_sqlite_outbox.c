@@ -1,0 +1,315 @@
+/*
+ * The SQLite backend's webhook outbox (store.h "The webhook outbox"): the
+ * rows of table outbox (schema 4), added by an update's transaction or on
+ * their own, claimed in small batches by the sender with a lease, and
+ * deleted or rescheduled once a try ended.
+ *
+ * Every statement goes by the primary key (seq), so no operation here
+ * costs more than its rows, except two that scan: the claim's search for
+ * due rows (next_ms has no index; it stops at the first max due rows in
+ * seq order) and the depth (COUNT(*)), both once per claim, which the
+ * sender runs a few times a second at most.
+ *
+ * The cap: seq only grows while the table holds rows (the newest row is
+ * never dropped), so after inserting seq N, deleting every row with seq
+ * at most N - max leaves at most max rows, by the primary
+ * key, in the same transaction.  Rows so dropped are counted (a batch
+ * that is then rolled back still counts them: an over-count, never an
+ * under-count) and logged at most once a minute.
+ *
+ * The statements are prepared on first use by the writer thread, which
+ * alone touches them, and finalized before the database closes.
+ */
+#include "store/store_sqlite.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+	OB_INSERT,
+	OB_TRIM,
+	OB_CLAIM,
+	OB_COUNT,
+	OB_DELETE,
+	OB_RETRY,
+	OB_MAX,
+};
+
+_Static_assert(OB_MAX <= sizeof(((struct store_backend *)0)->outbox_stmt) /
+			     sizeof(sqlite3_stmt *),
+	       "outbox_stmt must hold every outbox statement");
+
+static const char *const ob_sql[OB_MAX] = {
+    [OB_INSERT] = "INSERT INTO outbox (created_ms, next_ms, attempts, body)"
+		  " VALUES (?1, 0, 0, ?2)",
+    [OB_TRIM] = "DELETE FROM outbox WHERE seq <= ?1",
+    [OB_CLAIM] = "UPDATE outbox SET next_ms = ?2, attempts = attempts + 1"
+		 " WHERE seq IN (SELECT seq FROM outbox WHERE next_ms <= ?1"
+		 " ORDER BY seq LIMIT ?3)"
+		 " RETURNING seq, created_ms, attempts, body",
+    [OB_COUNT] = "SELECT COUNT(*) FROM outbox",
+    [OB_DELETE] = "DELETE FROM outbox WHERE seq = ?1",
+    [OB_RETRY] = "UPDATE outbox SET next_ms = ?2 WHERE seq = ?1",
+};
+
+static const char *const ob_name[OB_MAX] = {
+    [OB_INSERT] = "outbox_insert", [OB_TRIM] = "outbox_trim",
+    [OB_CLAIM] = "outbox_claim",   [OB_COUNT] = "outbox_count",
+    [OB_DELETE] = "outbox_delete", [OB_RETRY] = "outbox_retry",
+};
+
+/* The statement, prepared on first use; NULL with *rc set on failure. */
+static sqlite3_stmt *
+ob_stmt(struct store_backend *be, int which, int *rc)
+{
+	int r;
+
+	if (be->outbox_stmt[which] != NULL)
+		return be->outbox_stmt[which];
+	r = sqlite3_prepare_v3(be->db, ob_sql[which], -1,
+			       SQLITE_PREPARE_PERSISTENT,
+			       &be->outbox_stmt[which], NULL);
+	if (r != SQLITE_OK) {
+		be->outbox_stmt[which] = NULL;
+		*rc = store__db_fail(be->db, r, ob_name[which]);
+		return NULL;
+	}
+	return be->outbox_stmt[which];
+}
+
+/*
+ * Binds up to two integers (n of them) to the statement, steps it once to
+ * its end and resets it.  0 or the error; a change marks op as written.
+ */
+static int
+ob_run(struct store_backend *be, struct op *op, int which, int n, int64_t a,
+       int64_t b)
+{
+	sqlite3_stmt *s;
+	int rc = 0;
+
+	if ((s = ob_stmt(be, which, &rc)) == NULL)
+		return rc;
+	rc = sqlite3_bind_int64(s, 1, a);
+	if (rc == SQLITE_OK && n > 1)
+		rc = sqlite3_bind_int64(s, 2, b);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(s);
+	(void)sqlite3_reset(s);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		return store__db_fail(be->db, rc, ob_name[which]);
+	if (sqlite3_changes(be->db) > 0)
+		op->wrote = true;
+	return 0;
+}
+
+int
+store__outbox_insert(struct store_backend *be, struct op *op, const char *body,
+		     int64_t now)
+{
+	sqlite3_stmt *s;
+	int64_t seq, dropped, max;
+	int rc = 0;
+
+	if ((s = ob_stmt(be, OB_INSERT, &rc)) == NULL)
+		return rc;
+	rc = sqlite3_bind_int64(s, 1, now);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(s, 2, body, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(s);
+	/* No pointer of this op may stay bound to a statement we keep. */
+	(void)sqlite3_reset(s);
+	(void)sqlite3_clear_bindings(s);
+	if (rc != SQLITE_DONE)
+		return store__db_fail(be->db, rc, ob_name[OB_INSERT]);
+	op->wrote = true;
+	seq = sqlite3_last_insert_rowid(be->db);
+	max = atomic_load(&be->outbox_max);
+	if (seq <= max)
+		return 0;
+	if ((rc = ob_run(be, op, OB_TRIM, 1, seq - max, 0)) != 0)
+		return rc;
+	dropped = sqlite3_changes(be->db);
+	if (dropped > 0) {
+		atomic_fetch_add(&be->outbox_dropped, (uint64_t)dropped);
+		log_warnx_rl(
+		    &be->outbox_rl, 60000,
+		    "- store outbox_full dropped=%lld total=%llu "
+		    "max=%lld",
+		    (long long)dropped,
+		    (unsigned long long)atomic_load(&be->outbox_dropped),
+		    (long long)max);
+	}
+	return 0;
+}
+
+static int
+exec_claim(struct store_backend *be, struct op *op)
+{
+	struct store_outbox_row *r;
+	sqlite3_stmt *s;
+	size_t len;
+	int rc = 0;
+
+	if ((s = ob_stmt(be, OB_CLAIM, &rc)) == NULL)
+		return rc;
+	op->u.outbox.rows = xcalloc(op->u.outbox.max, sizeof(*r));
+	rc = sqlite3_bind_int64(s, 1, op->u.outbox.next_ms);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(s, 2, op->u.outbox.lease);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(s, 3, (int64_t)op->u.outbox.max);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		op->wrote = true;
+		/* LIMIT bounds it; the check keeps a surprise in bounds. */
+		if (op->u.outbox.nrows == op->u.outbox.max ||
+		    sqlite3_column_type(s, 3) != SQLITE_TEXT) {
+			rc = SQLITE_OK;
+			continue;
+		}
+		r = &op->u.outbox.rows[op->u.outbox.nrows++];
+		r->seq = sqlite3_column_int64(s, 0);
+		r->created_ms = sqlite3_column_int64(s, 1);
+		r->attempts = sqlite3_column_int(s, 2);
+		/* The text dies at the next step: copied. */
+		len = (size_t)sqlite3_column_bytes(s, 3);
+		r->body =
+		    xstrndup((const char *)sqlite3_column_text(s, 3), len);
+		rc = SQLITE_OK;
+	}
+	(void)sqlite3_reset(s);
+	if (rc != SQLITE_DONE)
+		return store__db_fail(be->db, rc, ob_name[OB_CLAIM]);
+
+	if ((s = ob_stmt(be, OB_COUNT, &rc)) == NULL)
+		return rc;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		op->u.outbox.depth = sqlite3_column_int64(s, 0);
+	(void)sqlite3_reset(s);
+	if (rc != SQLITE_ROW)
+		return store__db_fail(be->db, rc, ob_name[OB_COUNT]);
+	return 0;
+}
+
+int
+store__outbox_exec(struct store_backend *be, struct op *op, int64_t now)
+{
+	switch (op->kind) {
+	case OP_OUTBOX_ADD:
+		return store__outbox_insert(be, op, op->u.outbox.body, now);
+	case OP_OUTBOX_CLAIM:
+		return exec_claim(be, op);
+	case OP_OUTBOX_FINISH:
+		if (op->u.outbox.next_ms < 0)
+			return ob_run(be, op, OB_DELETE, 1, op->u.outbox.seq,
+				      0);
+		return ob_run(be, op, OB_RETRY, 2, op->u.outbox.seq,
+			      op->u.outbox.next_ms);
+	default:
+		fatalx("store__outbox_exec: op kind %d", (int)op->kind);
+	}
+}
+
+void
+store__outbox_reset(struct op *op)
+{
+	if (op->kind != OP_OUTBOX_CLAIM)
+		return;
+	store_outbox_rows_free(op->u.outbox.rows, op->u.outbox.nrows);
+	op->u.outbox.rows = NULL;
+	op->u.outbox.nrows = 0;
+	op->u.outbox.depth = 0;
+}
+
+void
+store__outbox_complete(struct op *op)
+{
+	int err;
+
+	if (op->kind != OP_OUTBOX_CLAIM) {
+		if (op->cb.done != NULL)
+			op->cb.done(op->arg, op->err);
+		return;
+	}
+	if (op->err != 0) {
+		/* Nothing claimed is on disk: drop the rows, keep the error. */
+		err = op->err;
+		store__outbox_reset(op);
+		op->err = err;
+	}
+	op->cb.outbox_claim(op->arg, op->err, op->u.outbox.rows,
+			    op->u.outbox.nrows, op->u.outbox.depth);
+	op->u.outbox.rows = NULL; /* the callback took them */
+	op->u.outbox.nrows = 0;
+}
+
+void
+store__outbox_close(struct store_backend *be)
+{
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(be->outbox_stmt); i++) {
+		sqlite3_finalize(be->outbox_stmt[i]);
+		be->outbox_stmt[i] = NULL;
+	}
+}
+
+void
+store__sqlite_outbox_add(struct store_backend *be, int err, const char *body,
+			 store_done_cb cb, void *arg)
+{
+	struct op *op;
+	char *tail;
+	size_t n = strlen(body) + 1;
+
+	op = store__op_new(be, OP_OUTBOX_ADD, err, arg, n, &tail);
+	op->cb.done = cb;
+	memcpy(tail, body, n);
+	op->u.outbox.body = tail;
+	store__enqueue(be, op);
+}
+
+void
+store__sqlite_outbox_claim(struct store_backend *be, int err, int64_t now_ms,
+			   int64_t lease_until_ms, size_t max,
+			   store_outbox_claim_cb cb, void *arg)
+{
+	struct op *op;
+
+	op = store__op_new(be, OP_OUTBOX_CLAIM, err, arg, 0, NULL);
+	op->cb.outbox_claim = cb;
+	op->u.outbox.next_ms = now_ms;
+	op->u.outbox.lease = lease_until_ms;
+	op->u.outbox.max = max;
+	store__enqueue(be, op);
+}
+
+void
+store__sqlite_outbox_finish(struct store_backend *be, int err, int64_t seq,
+			    int64_t next_ms, store_done_cb cb, void *arg)
+{
+	struct op *op;
+
+	op = store__op_new(be, OP_OUTBOX_FINISH, err, arg, 0, NULL);
+	op->cb.done = cb;
+	op->u.outbox.seq = seq;
+	op->u.outbox.next_ms = next_ms;
+	store__enqueue(be, op);
+}
+
+uint64_t
+store__sqlite_outbox_dropped(const struct store_backend *be)
+{
+	return atomic_load(&be->outbox_dropped);
+}
+
+void
+store__sqlite_outbox_set_max(struct store_backend *be, int64_t max)
+{
+	atomic_store(&be->outbox_max, max);
+}

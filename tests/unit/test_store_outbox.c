@@ -1,0 +1,285 @@
+/*
+ * The webhook outbox of the store (store.h "The webhook outbox"): rows
+ * added alone and with an update (in its transaction: an update that
+ * fails, on its own or with its batch, leaves no row), claimed oldest
+ * first with a lease, finished by delete or reschedule, capped with a
+ * count of the rows dropped, refused when malformed, and kept across a
+ * close and open.  The fixture is fixture_store.c.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "store/store.h"
+#include "store/store_int.h"
+#include "common/util.h"
+
+#include "fixture_store.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct claim_res {
+	int done;
+	int err;
+	struct store_outbox_row *rows;
+	size_t n;
+	int64_t depth;
+};
+
+static void
+claim_cb(void *arg, int err, struct store_outbox_row *rows, size_t n,
+	 int64_t depth)
+{
+	struct claim_res *r = arg;
+
+	r->done++;
+	r->err = err;
+	r->rows = rows;
+	r->n = n;
+	r->depth = depth;
+}
+
+static void
+claim_wait(struct fixture *f, int64_t now, int64_t lease, size_t max,
+	   struct claim_res *r)
+{
+	store_outbox_rows_free(r->rows, r->n);
+	memset(r, 0, sizeof(*r));
+	store_outbox_claim(f->st, now, lease, max, claim_cb, r);
+	assert_int_equal(r->done, 0); /* never from inside the call */
+	WAIT_FOR(f->base, r->done == 1);
+}
+
+static int
+add_wait(struct fixture *f, const char *body)
+{
+	struct done_res r = {0, 0};
+
+	store_outbox_add(f->st, body, done_cb, &r);
+	WAIT_FOR(f->base, r.done == 1);
+	return r.err;
+}
+
+static int
+finish_wait(struct fixture *f, int64_t seq, int64_t next_ms)
+{
+	struct done_res r = {0, 0};
+
+	store_outbox_finish(f->st, seq, next_ms, done_cb, &r);
+	WAIT_FOR(f->base, r.done == 1);
+	return r.err;
+}
+
+static void
+exec_wait(struct fixture *f, const char *sql)
+{
+	struct done_res r = {0, 0};
+
+	store__exec(f->st, sql, done_cb, &r);
+	WAIT_FOR(f->base, r.done == 1);
+	assert_int_equal(r.err, 0);
+}
+
+/* Oldest first, a lease that hides claimed rows, delete and reschedule. */
+static void
+test_claim_lease_finish(void **state)
+{
+	struct fixture *f = *state;
+	struct claim_res c = {0};
+	int64_t s1, s2, s3;
+
+	open_store(f);
+	assert_int_equal(add_wait(f, "{\"n\":1}"), 0);
+	assert_int_equal(add_wait(f, "{\"n\":2}"), 0);
+	assert_int_equal(add_wait(f, "{\"n\":3}"), 0);
+
+	claim_wait(f, 1000, 5000, 2, &c);
+	assert_int_equal(c.err, 0);
+	assert_int_equal(c.n, 2);
+	assert_int_equal(c.depth, 3);
+	/* RETURNING's order is SQLite's: sort the two by seq. */
+	s1 = c.rows[0].seq < c.rows[1].seq ? c.rows[0].seq : c.rows[1].seq;
+	s2 = c.rows[0].seq < c.rows[1].seq ? c.rows[1].seq : c.rows[0].seq;
+	assert_string_equal(
+	    c.rows[0].seq == s1 ? c.rows[0].body : c.rows[1].body, "{\"n\":1}");
+	assert_int_equal(c.rows[0].attempts, 1);
+	assert_true(c.rows[0].created_ms > 0);
+
+	/* Leased: only the third is due. */
+	claim_wait(f, 1000, 5000, 10, &c);
+	assert_int_equal(c.n, 1);
+	assert_string_equal(c.rows[0].body, "{\"n\":3}");
+	s3 = c.rows[0].seq;
+
+	/* Taken: gone.  Failed: due again at 100000, not before. */
+	assert_int_equal(finish_wait(f, s1, -1), 0);
+	assert_int_equal(finish_wait(f, s2, 100000), 0);
+	claim_wait(f, 6000, 300000, 10, &c);
+	assert_int_equal(c.n, 1);
+	assert_int_equal(c.rows[0].seq, s3); /* its lease ran out */
+	assert_int_equal(c.rows[0].attempts, 2);
+	assert_int_equal(c.depth, 2);
+	claim_wait(f, 100000, 200000, 10, &c);
+	assert_int_equal(c.n, 1);
+	assert_int_equal(c.rows[0].seq, s2);
+	assert_int_equal(c.rows[0].attempts, 2);
+
+	/* A row already gone is no error. */
+	assert_int_equal(finish_wait(f, s1, -1), 0);
+	assert_int_equal(db_int(f, "SELECT COUNT(*) FROM outbox"), 2);
+	store_outbox_rows_free(c.rows, c.n);
+}
+
+/*
+ * An update's outbox row is in the update's transaction: an update of an
+ * unknown message adds none, one that the disk refuses (with its batch)
+ * adds none, and one that commits adds exactly one.
+ */
+static void
+test_update_atomic(void **state)
+{
+	struct fixture *f = *state;
+	struct store_update u;
+	struct sub_res r;
+	char *sql, *big;
+
+	open_store(f);
+	submit_wait(f, make_message(NULL, "o"), NULL, &r);
+	assert_int_equal(r.err, 0);
+
+	memset(&u, 0, sizeof(u));
+	u.rowid = r.rowid + 1000;
+	u.status = MSG_DELIVERED;
+	u.outbox = "{\"gone\":true}";
+	assert_int_equal(update_wait(f, &u), -ENOENT);
+	assert_int_equal(db_int(f, "SELECT COUNT(*) FROM outbox"), 0);
+
+	sql = xasprintf("PRAGMA max_page_count = %lld",
+			(long long)db_int(f, "PRAGMA page_count"));
+	exec_wait(f, sql);
+	free(sql);
+	/* A body that needs pages the disk no longer has. */
+	big = xmalloc(STORE_OUTBOX_BODY_MAX);
+	memset(big, 'x', STORE_OUTBOX_BODY_MAX - 1);
+	big[STORE_OUTBOX_BODY_MAX - 1] = '\0';
+	u.rowid = r.rowid;
+	u.error = "failed";
+	u.status = MSG_FAILED;
+	u.outbox = big;
+	assert_int_equal(update_wait(f, &u), -ENOSPC);
+	assert_int_equal(db_int(f, "SELECT COUNT(*) FROM outbox"), 0);
+	assert_int_equal(db_int(f, "SELECT status FROM messages"), MSG_QUEUED);
+
+	exec_wait(f, "PRAGMA max_page_count = 1000000");
+	free(big);
+	u.outbox = "{\"full\":true}";
+	assert_int_equal(update_wait(f, &u), 0);
+	assert_int_equal(db_int(f, "SELECT COUNT(*) FROM outbox"), 1);
+	assert_int_equal(db_int(f, "SELECT status FROM messages"), MSG_FAILED);
+	assert_int_equal(
+	    db_int(f, "SELECT body = '{\"full\":true}' FROM outbox"), 1);
+
+	/* Without an outbox body an update adds no row. */
+	u.outbox = NULL;
+	u.status = MSG_DELIVERED;
+	assert_int_equal(update_wait(f, &u), 0);
+	assert_int_equal(db_int(f, "SELECT COUNT(*) FROM outbox"), 1);
+}
+
+/* Past the cap the oldest rows go, counted; the newest stay. */
+static void
+test_cap_drops_oldest(void **state)
+{
+	struct fixture *f = *state;
+	struct claim_res c = {0};
+	char body[32];
+	int i;
+
+	open_store(f);
+	store_outbox_set_max(f->st, 10);
+	for (i = 1; i <= 25; i++) {
+		snprintf(body, sizeof(body), "{\"n\":%d}", i);
+		assert_int_equal(add_wait(f, body), 0);
+	}
+	assert_int_equal(db_int(f, "SELECT COUNT(*) FROM outbox"), 10);
+	assert_int_equal(store_outbox_dropped(f->st), 15);
+	assert_int_equal(db_int(f, "SELECT MIN(seq) FROM outbox"), 16);
+	claim_wait(f, 1, 2, 1, &c);
+	assert_int_equal(c.depth, 10);
+	assert_string_equal(c.rows[0].body, "{\"n\":16}");
+	store_outbox_rows_free(c.rows, c.n);
+}
+
+/* Malformed requests fail alone and add nothing. */
+static void
+test_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct claim_res c = {0};
+	char *big = xmalloc(STORE_OUTBOX_BODY_MAX + 2);
+
+	open_store(f);
+	memset(big, 'x', STORE_OUTBOX_BODY_MAX + 1);
+	big[STORE_OUTBOX_BODY_MAX + 1] = '\0';
+	assert_int_equal(add_wait(f, ""), -EINVAL);
+	assert_int_equal(add_wait(f, NULL), -EINVAL);
+	assert_int_equal(add_wait(f, big), -EFBIG);
+	free(big);
+	claim_wait(f, 10, 5, 1, &c); /* a lease before now */
+	assert_int_equal(c.err, -EINVAL);
+	claim_wait(f, 10, 20, 0, &c);
+	assert_int_equal(c.err, -EINVAL);
+	assert_int_equal(finish_wait(f, 0, -1), -EINVAL);
+	assert_int_equal(db_int(f, "SELECT COUNT(*) FROM outbox"), 0);
+}
+
+/* A restart finds the rows, leases and attempts as they were. */
+static void
+test_survives_reopen(void **state)
+{
+	struct fixture *f = *state;
+	struct claim_res c = {0};
+
+	open_store(f);
+	assert_int_equal(add_wait(f, "{\"a\":1}"), 0);
+	assert_int_equal(add_wait(f, "{\"a\":2}"), 0);
+	claim_wait(f, 100, 1000, 1, &c);
+	assert_int_equal(c.n, 1);
+	store_outbox_rows_free(c.rows, c.n);
+	c.rows = NULL;
+	c.n = 0;
+	store_close(f->st);
+	f->st = NULL;
+	open_store(f);
+	claim_wait(f, 100, 5000, 10, &c);
+	assert_int_equal(c.n, 1);
+	assert_string_equal(c.rows[0].body, "{\"a\":2}");
+	claim_wait(f, 1000, 2000, 10, &c);
+	assert_int_equal(c.n, 1);
+	assert_string_equal(c.rows[0].body, "{\"a\":1}");
+	assert_int_equal(c.rows[0].attempts, 2);
+	store_outbox_rows_free(c.rows, c.n);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_claim_lease_finish, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_update_atomic, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_cap_drops_oldest, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_survives_reopen, setup,
+					    teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
