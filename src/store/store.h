@@ -354,52 +354,52 @@ void store_oldest_queued(struct store *st, store_oldest_cb cb, void *arg);
  * days costs a bounded disk, never a silent one.
  */
 struct store_outbox_row {
-	 int64_t seq;        /* the row's key, for store_outbox_finish */
-	 int64_t created_ms; /* when the row was written */
-	 int attempts;       /* claims so far, this one included */
-	 char *body;         /* NUL-terminated JSON */
- };
+	int64_t seq;        /* the row's key, for store_outbox_finish */
+	int64_t created_ms; /* when the row was written */
+	int attempts;       /* claims so far, this one included */
+	char *body;         /* NUL-terminated JSON */
+};
 
- /*
-  * Adds a row with body (copied; at most STORE_OUTBOX_BODY_MAX bytes, else
-  * -EFBIG and nothing added).  cb (may be NULL) gets err once durable.
-  */
+/*
+ * Adds a row with body (copied; at most STORE_OUTBOX_BODY_MAX bytes, else
+ * -EFBIG and nothing added).  cb (may be NULL) gets err once durable.
+ */
 #define STORE_OUTBOX_BODY_MAX (64 * 1024)
- void store_outbox_add(struct store *st, const char *body, store_done_cb cb,
-		       void *arg);
+void store_outbox_add(struct store *st, const char *body, store_done_cb cb,
+		      void *arg);
 
- /*
-  * Claims up to max rows due at now_ms (next_ms <= now_ms), oldest first:
-  * in one transaction their next_ms becomes lease_until_ms and their
-  * attempts grow by one, so a row being sent is not claimed again until its
-  * lease runs out (after a crash, it is then sent again: at least once).
-  * cb gets the rows (it takes the array and every body: free them with
-  * store_outbox_rows_free) and depth, the rows in the outbox.
-  */
- typedef void (*store_outbox_claim_cb)(void *arg, int err,
-				       struct store_outbox_row *rows, size_t n,
-				       int64_t depth);
- void store_outbox_claim(struct store *st, int64_t now_ms,
-			 int64_t lease_until_ms, size_t max,
-			 store_outbox_claim_cb cb, void *arg);
- void store_outbox_rows_free(struct store_outbox_row *rows, size_t n);
+/*
+ * Claims up to max rows due at now_ms (next_ms <= now_ms), oldest first:
+ * in one transaction their next_ms becomes lease_until_ms and their
+ * attempts grow by one, so a row being sent is not claimed again until its
+ * lease runs out (after a crash, it is then sent again: at least once).
+ * cb gets the rows (it takes the array and every body: free them with
+ * store_outbox_rows_free) and depth, the rows in the outbox.
+ */
+typedef void (*store_outbox_claim_cb)(void *arg, int err,
+				      struct store_outbox_row *rows, size_t n,
+				      int64_t depth);
+void store_outbox_claim(struct store *st, int64_t now_ms,
+			int64_t lease_until_ms, size_t max,
+			store_outbox_claim_cb cb, void *arg);
+void store_outbox_rows_free(struct store_outbox_row *rows, size_t n);
 
- /*
-  * The end of a claimed row's try: next_ms < 0 deletes it (the receiver
-  * took it), else it is due again at next_ms.  A row already gone (dropped
-  * by the cap) is no error.  cb may be NULL.
-  */
- void store_outbox_finish(struct store *st, int64_t seq, int64_t next_ms,
-			  store_done_cb cb, void *arg);
+/*
+ * The end of a claimed row's try: next_ms < 0 deletes it (the receiver
+ * took it), else it is due again at next_ms.  A row already gone (dropped
+ * by the cap) is no error.  cb may be NULL.
+ */
+void store_outbox_finish(struct store *st, int64_t seq, int64_t next_ms,
+			 store_done_cb cb, void *arg);
 
- /*
-  * The most rows the outbox keeps (STORE_OUTBOX_MAX_DEFAULT until set);
-  * call it before the loop runs (the writer reads it in later batches).
-  */
+/*
+ * The most rows the outbox keeps (STORE_OUTBOX_MAX_DEFAULT until set);
+ * call it before the loop runs (the writer reads it in later batches).
+ */
 #define STORE_OUTBOX_MAX_DEFAULT 100000
- void store_outbox_set_max(struct store *st, int64_t max);
+void store_outbox_set_max(struct store *st, int64_t max);
 
- /* Rows the outbox cap has dropped since the store opened. */
- uint64_t store_outbox_dropped(const struct store *st);
+/* Rows the outbox cap has dropped since the store opened. */
+uint64_t store_outbox_dropped(const struct store *st);
 
 #endif
