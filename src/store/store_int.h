@@ -52,6 +52,9 @@ struct store_ops {
 	/* Test hook: runs backend-specific text (SQL) in the queue's order. */
 	void (*exec)(struct store_backend *be, const char *text,
 		     store_done_cb cb, void *arg);
+	/* See store_commit_stats(); NULL: no commits counted. */
+	void (*commit_stats)(struct store_backend *be,
+			     struct store_commit_stats *out);
 };
 
 extern const struct store_ops store_sqlite_ops;
@@ -67,6 +70,13 @@ uint64_t store__commits(const struct store *st);
  */
 void store__exec(struct store *st, const char *text, store_done_cb cb,
 		 void *arg);
+
+/*
+ * Adds one commit of us microseconds carrying ops operations to s (the
+ * caller holds whatever lock guards s).
+ */
+void store__commit_observe(struct store_commit_stats *s, int64_t us,
+			   uint64_t ops);
 
 /* The schema version this build writes (PRAGMA user_version). */
 #define STORE_SCHEMA_VERSION 4

@@ -198,6 +198,10 @@ struct store_backend {
 	struct buf json; /* writer thread only: the recipients as JSON */
 	/* Changes to status_counts by the open transaction; writer only. */
 	int64_t count_delta[MSG_NSTATUS];
+	/* Commit metrics: the writer adds, a scrape copies; under stats_lock.
+	 */
+	pthread_mutex_t stats_lock;
+	struct store_commit_stats stats;
 };
 
 /* SQLite result code to negative errno (see store_strerror). */
