@@ -517,6 +517,7 @@ sqlite_healthy(const struct store_backend *be, const char **why)
 static void
 backend_free(struct store_backend *be)
 {
+	store__ckpt_stop(be);
 	store__db_close(be);
 	if (be->kick != NULL)
 		event_free(be->kick);
@@ -572,7 +573,7 @@ sqlite_open(const char *dir, const struct store_options *opts,
 		return rc;
 	}
 	be = backend_new(dir, opts);
-	if ((rc = store__db_open(be)) != 0)
+	if ((rc = store__db_open(be)) != 0 || (rc = store__ckpt_start(be)) != 0)
 		goto fail;
 	be->kick = event_new(base, -1, 0, kick_cb, be);
 	be->mb = mailbox_new(base);

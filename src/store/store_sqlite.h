@@ -201,7 +201,9 @@ struct store_backend {
 	/* Commit metrics: the writer adds, a scrape copies; under stats_lock.
 	 */
 	pthread_mutex_t stats_lock;
-	struct store_commit_stats stats;
+	struct store_commit_stats
+	    stats; /* The checkpointer (store_sqlite_ckpt.c), or NULL. */
+	struct store_ckpt *ckpt;
 };
 
 /* SQLite result code to negative errno (see store_strerror). */
@@ -235,5 +237,15 @@ int store__run_batch(struct store_backend *be, struct op *first, size_t n);
 int store__probe(struct store_backend *be);
 /* Drops what a previous run of op produced, before running it again. */
 void store__op_reset(struct op *op);
+
+/*
+ * Starts the checkpointer (its own connection and thread) and takes WAL
+ * checkpoints off the writer's connection (store_sqlite_ckpt.c).  Called
+ * before the writer thread starts.  0 or an error.
+ */
+int store__ckpt_start(struct store_backend *be)
+    __attribute__((warn_unused_result));
+/* Stops and frees it; the writer must be stopped (or never started). */
+void store__ckpt_stop(struct store_backend *be);
 
 #endif
