@@ -6,8 +6,10 @@
  * and the health flag; store_sqlite_schema.c opens the database (the data
  * folder's marker, pragmas, migrations, recovery, prepared statements) and
  * runs the start-up scan; store_sqlite_ops.c executes a batch of operations
- * inside one transaction.  The split follows what changes together: a new
- * column touches the schema and the statements, not the thread.
+ * inside one transaction; store_sqlite_ckpt.c checkpoints the WAL on a
+ * thread and connection of its own, off the writer's commits.  The split
+ * follows what changes together: a new column touches the schema and the
+ * statements, not the thread.
  */
 #ifndef SHIVNERI_STORE_SQLITE_H
 #define SHIVNERI_STORE_SQLITE_H
@@ -198,11 +200,10 @@ struct store_backend {
 	struct buf json; /* writer thread only: the recipients as JSON */
 	/* Changes to status_counts by the open transaction; writer only. */
 	int64_t count_delta[MSG_NSTATUS];
-	/* Commit metrics: the writer adds, a scrape copies; under stats_lock.
-	 */
+	/* Commit metrics: the writer adds, a scrape copies (stats_lock). */
 	pthread_mutex_t stats_lock;
-	struct store_commit_stats
-	    stats; /* The checkpointer (store_sqlite_ckpt.c), or NULL. */
+	struct store_commit_stats stats;
+	/* The checkpointer (store_sqlite_ckpt.c), or NULL. */
 	struct store_ckpt *ckpt;
 };
 
