@@ -1,6 +1,6 @@
 /*
  * Private to the SQLite backend: the backend's state, the queued operation,
- * and the helpers its three files share.
+ * and the helpers its files share.
  *
  * store_sqlite.c owns the queue, the writer thread, completion on the loop
  * and the health flag; store_sqlite_schema.c opens the database (the data
