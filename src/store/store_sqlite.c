@@ -17,8 +17,12 @@
  * unhealthy the writer also tries one small write a second (idle or not),
  * so the flag clears when space comes back even if nothing else writes.
  *
- * Opening, the schema and recovery are in store_sqlite_schema.c.  Out of
- * memory is fatal, as everywhere (xmalloc).
+ * Metrics: the writer times each batch (BEGIN to the end of COMMIT) and
+ * counts its operations into the commit histograms (store_commit_stats).
+ *
+ * Opening, the schema and recovery are in store_sqlite_schema.c; WAL
+ * checkpoints run on their own thread (store_sqlite_ckpt.c), not inside
+ * the writer's commits.  Out of memory is fatal, as everywhere (xmalloc).
  */
 #include "store/store_sqlite.h"
 #include "common/log.h"
