@@ -20,9 +20,8 @@
  * Metrics: the writer times each batch (BEGIN to the end of COMMIT) and
  * counts its operations into the commit histograms (store_commit_stats).
  *
- * Opening, the schema and recovery are in store_sqlite_schema.c; WAL
- * checkpoints run on their own thread (store_sqlite_ckpt.c), not inside
- * the writer's commits.  Out of memory is fatal, as everywhere (xmalloc).
+ * Opening, the schema and recovery are in store_sqlite_schema.c.  Out of
+ * memory is fatal, as everywhere (xmalloc).
  */
 #include "store/store_sqlite.h"
 #include "common/log.h"
@@ -521,7 +520,6 @@ sqlite_healthy(const struct store_backend *be, const char **why)
 static void
 backend_free(struct store_backend *be)
 {
-	store__ckpt_stop(be);
 	store__db_close(be);
 	if (be->kick != NULL)
 		event_free(be->kick);
@@ -577,7 +575,7 @@ sqlite_open(const char *dir, const struct store_options *opts,
 		return rc;
 	}
 	be = backend_new(dir, opts);
-	if ((rc = store__db_open(be)) != 0 || (rc = store__ckpt_start(be)) != 0)
+	if ((rc = store__db_open(be)) != 0)
 		goto fail;
 	be->kick = event_new(base, -1, 0, kick_cb, be);
 	be->mb = mailbox_new(base);

@@ -1,15 +1,13 @@
 /*
  * Private to the SQLite backend: the backend's state, the queued operation,
- * and the helpers its files share.
+ * and the helpers its three files share.
  *
  * store_sqlite.c owns the queue, the writer thread, completion on the loop
  * and the health flag; store_sqlite_schema.c opens the database (the data
  * folder's marker, pragmas, migrations, recovery, prepared statements) and
  * runs the start-up scan; store_sqlite_ops.c executes a batch of operations
- * inside one transaction; store_sqlite_ckpt.c checkpoints the WAL on a
- * thread and connection of its own, off the writer's commits.  The split
- * follows what changes together: a new column touches the schema and the
- * statements, not the thread.
+ * inside one transaction.  The split follows what changes together: a new
+ * column touches the schema and the statements, not the thread.
  */
 #ifndef SHIVNERI_STORE_SQLITE_H
 #define SHIVNERI_STORE_SQLITE_H
@@ -203,8 +201,6 @@ struct store_backend {
 	/* Commit metrics: the writer adds, a scrape copies (stats_lock). */
 	pthread_mutex_t stats_lock;
 	struct store_commit_stats stats;
-	/* The checkpointer (store_sqlite_ckpt.c), or NULL. */
-	struct store_ckpt *ckpt;
 };
 
 /* SQLite result code to negative errno (see store_strerror). */
@@ -238,15 +234,5 @@ int store__run_batch(struct store_backend *be, struct op *first, size_t n);
 int store__probe(struct store_backend *be);
 /* Drops what a previous run of op produced, before running it again. */
 void store__op_reset(struct op *op);
-
-/*
- * Starts the checkpointer (its own connection and thread) and takes WAL
- * checkpoints off the writer's connection (store_sqlite_ckpt.c).  Called
- * before the writer thread starts.  0 or an error.
- */
-int store__ckpt_start(struct store_backend *be)
-    __attribute__((warn_unused_result));
-/* Stops and frees it; the writer must be stopped (or never started). */
-void store__ckpt_stop(struct store_backend *be);
 
 #endif
