@@ -295,14 +295,27 @@ cpu_of() {
 	awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$1/stat"
 }
 
-# one SIDE PORT SESSIONS: prints "side sessions msgs secs rate mean p50 p99 n"
+# The store's commits so far from /metrics: "seconds_sum count ops_sum"
+# ("0 0 0" for Postfix, or a build without the commit histograms).
+commits_of() {
+	if [ -z "${sv_http[$1]:-}" ]; then echo "0 0 0"; return; fi
+	sv_api "$1" /metrics 2>/dev/null | awk '
+		/^shivneri_store_commit_seconds_sum / { s = $2 }
+		/^shivneri_store_commit_seconds_count / { c = $2 }
+		/^shivneri_store_commit_batch_size_sum / { o = $2 }
+		END { print (c == "" ? "0 0 0" : s " " c " " o) }'
+}
+
+# one SIDE PORT SESSIONS: prints "side sessions msgs secs rate mean p50 p99
+# pmax n server_cpu client_cpu commit_ms ops_per_commit"
 one() {
-	local side=$1 port=$2 s=$3 tag stop t0 t1 rc c0 c1 spid=${sv_pid[$1]:-}
+	local side=$1 port=$2 s=$3 tag stop t0 t1 rc c0 c1 k0 k1 spid=${sv_pid[$1]:-}
 	tag=$side-$s
 	stop=$work/$tag.stop
 	rm -f "$stop"
 	probe "$port" "$stop" "$work/$tag.probe" &
 	local probe_pid=$!
+	k0=$(commits_of "$side")
 	c0=$(cpu_of "$spid")
 	t0=$(date +%s.%N)
 	set +e
@@ -317,18 +330,25 @@ one() {
 	c1=$(cpu_of "$spid")
 	touch "$stop"
 	wait "$probe_pid" || true
+	k1=$(commits_of "$side")
 	[ $rc -eq 0 ] || die "smtp-source against $side failed ($rc): $(tail -3 "$work/$tag.source")"
 	read -r n p50 p99 pmax <"$work/$tag.probe" || { n=0; p50=nan; p99=nan; pmax=nan; }
 	python3 - "$side" "$s" "$MESSAGES" "$t0" "$t1" "$n" "$p50" "$p99" "$pmax" \
-		"$c0" "$c1" $(cat "$work/$tag.cpu") <<'EOF'
+		"$c0" "$c1" $(cat "$work/$tag.cpu") $k0 $k1 <<'EOF'
 import sys
-side, s, m, t0, t1, n, p50, p99, pmax, c0, c1, cu, cs = sys.argv[1:]
+(side, s, m, t0, t1, n, p50, p99, pmax, c0, c1, cu, cs,
+ ks0, kc0, ko0, ks1, kc1, ko1) = sys.argv[1:]
 secs = float(t1) - float(t0)
 rate = int(m) / secs
 server = (float(c1) - float(c0)) / int(m) * 1e6 if float(c1) > 0 else float("nan")
 client = (float(cu) + float(cs)) / int(m) * 1e6
-print("%s %s %s %.2f %.0f %.2f %s %s %s %s %.0f %.0f" % (side, s, m, secs,
-      rate, int(s) / rate * 1000, p50, p99, pmax, n, server, client))
+# The commits of the run (the probe's included): mean time and size.
+kc = float(kc1) - float(kc0)
+kms = "%.3f" % ((float(ks1) - float(ks0)) / kc * 1000) if kc > 0 else "-"
+kops = "%.1f" % ((float(ko1) - float(ko0)) / kc) if kc > 0 else "-"
+print("%s %s %s %.2f %.0f %.2f %s %s %s %s %.0f %.0f %s %s" % (side, s, m,
+      secs, rate, int(s) / rate * 1000, p50, p99, pmax, n, server, client,
+      kms, kops))
 EOF
 }
 
@@ -366,13 +386,15 @@ import sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 pf = {int(r[1]): float(r[4]) for r in rows if r[0] == "postfix"}
 print("side | sessions | accepted msg/s | / Postfix | mean ms (sessions/rate) "
-      "| probe p50 / p99 / max ms (n) | server CPU us/msg | smtp-source CPU us/msg")
-print("---|---|---|---|---|---|---|---")
+      "| probe p50 / p99 / max ms (n) | server CPU us/msg | smtp-source CPU us/msg "
+      "| commit ms (mean) | ops/commit")
+print("---|---|---|---|---|---|---|---|---|---")
 for r in sorted(rows, key=lambda r: (int(r[1]), r[0])):
-    side, s, m, secs, rate, mean, p50, p99, pmax, n, server, client = r
+    (side, s, m, secs, rate, mean, p50, p99, pmax, n, server, client, kms,
+     kops) = r
     ratio = "%.1f" % (float(rate) / pf[int(s)]) if int(s) in pf else "-"
-    print("%s | %s | %s | %s | %s | %s / %s / %s (%s) | %s | %s" % (
+    print("%s | %s | %s | %s | %s | %s / %s / %s (%s) | %s | %s | %s | %s" % (
         side, s, rate, ratio, mean, p50, p99, pmax, n,
-        server if server != "nan" else "-", client))
+        server if server != "nan" else "-", client, kms, kops))
 EOF
 echo "smtp_bench: results in $OUT"

@@ -280,6 +280,59 @@ metrics_providers(struct http_front *f, struct evbuffer *out, bool *bad)
 		       SHIVNERI_VERSION);
 }
 
+/*
+ * One of the store's histograms: buckets kept per bucket by the store,
+ * written cumulative; a bound is divided by scale (microseconds to
+ * seconds, or 1 for a count).
+ */
+static void
+metrics_store_hist(bool *bad, struct evbuffer *out, const char *name,
+		   const int64_t *bounds, int nbounds, const uint64_t *bucket,
+		   double scale)
+{
+	uint64_t cum = 0;
+	int i;
+
+	for (i = 0; i <= nbounds; i++) {
+		cum += bucket[i];
+		if (i < nbounds)
+			metrics_printf(bad, out,
+				       "%s_bucket{le=\"%g\"} %" PRIu64 "\n",
+				       name, (double)bounds[i] / scale, cum);
+		else
+			metrics_printf(bad, out,
+				       "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n",
+				       name, cum);
+	}
+}
+
+/* The store's commits: how long each took, how many operations each held. */
+static void
+metrics_store_commits(struct http_front *f, struct evbuffer *out, bool *bad)
+{
+	struct store_commit_stats cs;
+
+	store_commit_stats(f->st, &cs);
+	metrics_head(bad, out, "shivneri_store_commit_seconds", "histogram",
+		     "Store write transactions, BEGIN to durable COMMIT.");
+	metrics_store_hist(bad, out, "shivneri_store_commit_seconds",
+			   store_commit_bounds_us, STORE_COMMIT_NBOUNDS,
+			   cs.us_bucket, 1e6);
+	metrics_printf(bad, out,
+		       "shivneri_store_commit_seconds_sum %.6f\n"
+		       "shivneri_store_commit_seconds_count %" PRIu64 "\n",
+		       (double)cs.us_sum / 1e6, cs.commits);
+	metrics_head(bad, out, "shivneri_store_commit_batch_size", "histogram",
+		     "Store operations carried by each commit.");
+	metrics_store_hist(bad, out, "shivneri_store_commit_batch_size",
+			   store_batch_bounds, STORE_BATCH_NBOUNDS,
+			   cs.ops_bucket, 1);
+	metrics_printf(bad, out,
+		       "shivneri_store_commit_batch_size_sum %" PRIu64 "\n"
+		       "shivneri_store_commit_batch_size_count %" PRIu64 "\n",
+		       cs.ops_sum, cs.commits);
+}
+
 static void
 metrics_accepted(struct http_front *f, struct evbuffer *out, bool *bad)
 {
@@ -373,6 +426,7 @@ metrics_reply(void *arg, int err, int64_t oldest_ms)
 	metrics_accepted(f, out, &bad);
 	metrics_queue(f, out, &bad);
 	metrics_oldest(out, &bad, err, oldest_ms);
+	metrics_store_commits(f, out, &bad);
 	metrics_providers(f, out, &bad);
 	metrics_printf(&bad, out,
 		       "# HELP shivneri_event_streams Open GET /v1/events "

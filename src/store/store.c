@@ -456,3 +456,42 @@ store_outbox_dropped(const struct store *st)
 		return 0;
 	return st->ops->outbox_dropped(st->be);
 }
+
+/*
+ * Roughly 1-2.5-5 steps from 100 us (a commit on a fast disk) to 1 s (a
+ * disk in trouble); batch sizes in powers of two up to BATCH_MAX.
+ */
+const int64_t store_commit_bounds_us[STORE_COMMIT_NBOUNDS] = {
+    100,   250,   500,   1000,   2500,   5000,
+    10000, 25000, 50000, 100000, 250000, 1000000};
+const int64_t store_batch_bounds[STORE_BATCH_NBOUNDS] = {
+    1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
+
+void
+store__commit_observe(struct store_commit_stats *s, int64_t us, uint64_t ops)
+{
+	int i;
+
+	if (us < 0)
+		us = 0;
+	for (i = 0; i < STORE_COMMIT_NBOUNDS && us > store_commit_bounds_us[i];
+	     i++)
+		;
+	s->us_bucket[i]++;
+	for (i = 0;
+	     i < STORE_BATCH_NBOUNDS && (int64_t)ops > store_batch_bounds[i];
+	     i++)
+		;
+	s->ops_bucket[i]++;
+	s->commits++;
+	s->us_sum += (uint64_t)us;
+	s->ops_sum += ops;
+}
+
+void
+store_commit_stats(const struct store *st, struct store_commit_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (st != NULL && st->ops->commit_stats != NULL)
+		st->ops->commit_stats(st->be, out);
+}

@@ -402,4 +402,32 @@ void store_outbox_set_max(struct store *st, int64_t max);
 /* Rows the outbox cap has dropped since the store opened. */
 uint64_t store_outbox_dropped(const struct store *st);
 
+/*
+ * The store's commits, for /metrics: every write transaction committed so
+ * far, how long it took (from BEGIN to the end of COMMIT, the flush to disk
+ * included: what an acknowledgement waits for besides the queue) and how
+ * many operations it carried (group commit at work).  Buckets are kept per
+ * bucket, not cumulative; the bounds are fixed, microseconds for the
+ * duration (a commit is a fraction of a millisecond to tens of them) and
+ * operations for the size (a batch holds at most 1024); one more bucket of
+ * each is +Inf.  Both histograms count every commit once.
+ */
+#define STORE_COMMIT_NBOUNDS 12
+#define STORE_BATCH_NBOUNDS 11
+extern const int64_t store_commit_bounds_us[STORE_COMMIT_NBOUNDS];
+extern const int64_t store_batch_bounds[STORE_BATCH_NBOUNDS];
+struct store_commit_stats {
+	uint64_t commits; /* the _count of both histograms */
+	uint64_t us_bucket[STORE_COMMIT_NBOUNDS + 1];
+	uint64_t us_sum; /* microseconds, summed over the commits */
+	uint64_t ops_bucket[STORE_BATCH_NBOUNDS + 1];
+	uint64_t ops_sum; /* operations committed */
+};
+
+/*
+ * Copies the commit counters into *out (zeros for a backend that keeps
+ * none).  Any thread; a short lock shared with the writer once per commit.
+ */
+void store_commit_stats(const struct store *st, struct store_commit_stats *out);
+
 #endif

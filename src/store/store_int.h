@@ -69,6 +69,9 @@ struct store_ops {
 			      int64_t next_ms, store_done_cb cb, void *arg);
 	uint64_t (*outbox_dropped)(const struct store_backend *be);
 	void (*outbox_set_max)(struct store_backend *be, int64_t max);
+	/* See store_commit_stats(); NULL: no commits counted. */
+	void (*commit_stats)(struct store_backend *be,
+			     struct store_commit_stats *out);
 };
 
 extern const struct store_ops store_sqlite_ops;
@@ -84,6 +87,13 @@ uint64_t store__commits(const struct store *st);
  */
 void store__exec(struct store *st, const char *text, store_done_cb cb,
 		 void *arg);
+
+/*
+ * Adds one commit of us microseconds carrying ops operations to s (the
+ * caller holds whatever lock guards s).
+ */
+void store__commit_observe(struct store_commit_stats *s, int64_t us,
+			   uint64_t ops);
 
 /* The schema version this build writes (PRAGMA user_version). */
 #define STORE_SCHEMA_VERSION 4

@@ -241,6 +241,9 @@ struct store_backend {
 	sqlite3_stmt *outbox_stmt[8]; /* writer only, prepared on first use */
 	atomic_uint_fast64_t outbox_dropped;
 	struct log_rl outbox_rl;
+	/* Commit metrics: the writer adds, a scrape copies (stats_lock). */
+	pthread_mutex_t stats_lock;
+	struct store_commit_stats stats;
 };
 
 /* SQLite result code to negative errno (see store_strerror). */
