@@ -114,6 +114,11 @@ static const struct skey server_keys[] = {
      INT64_C(1) << 40, NULL},
     {"http_min_body_rate", SKEY_INT64, OFF(http_min_body_rate), 1,
      INT64_C(1) << 40, NULL},
+    {"events_max_clients", SKEY_INT, OFF(events_max_clients), 1, 100000, NULL},
+    {"events_history", SKEY_INT, OFF(events_history), 1, 1000000, NULL},
+    {"events_ping_s", SKEY_INT, OFF(events_ping_s), 1, 3600, NULL},
+    {"events_client_buffer_bytes", SKEY_INT64, OFF(events_client_buffer_bytes),
+     16384, INT64_C(1) << 30, NULL},
     {"smtps_listen", SKEY_LISTEN_OPT, OFF(smtps_listen), 0, 0, NULL},
     {"smtp_tls_cert_file", SKEY_STR_OPT, OFF(smtp_tls_cert_file), 0, 0, NULL},
     {"smtp_tls_key_file", SKEY_STR_OPT, OFF(smtp_tls_key_file), 0, 0, NULL},
@@ -728,6 +733,10 @@ config_defaults(void)
 	cfg->http_header_timeout_s = 10;
 	cfg->http_body_budget_bytes = INT64_C(268435456);
 	cfg->http_min_body_rate = 65536;
+	cfg->events_max_clients = 64;
+	cfg->events_history = CONFIG_EVENTS_HISTORY_DEFAULT;
+	cfg->events_ping_s = 15;
+	cfg->events_client_buffer_bytes = 1048576;
 	cfg->smtp_trusted_networks = xstrdup("127.0.0.0/8, ::1");
 	cfg->smtp_max_recipients = 1000;
 	cfg->smtp_timeout_s = 300;

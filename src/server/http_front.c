@@ -23,6 +23,7 @@
 #include "intake/message.h"
 #include "intake/submit.h"
 #include "link/link.h"
+#include "server/http_events.h"
 #include "server/httpd.h"
 #include "server/supervisor.h"
 #include "store/store.h"
@@ -647,6 +648,9 @@ route_v1(struct http_front *f, struct httpd_req *req, const char *path)
 	} else if (strcmp(path, "/v1/stats") == 0) {
 		if (want_method(req, "GET"))
 			get_stats(f, req);
+	} else if (strcmp(path, "/v1/events") == 0) {
+		if (want_method(req, "GET"))
+			http_events_route(f, req);
 	} else {
 		reply_error(req, 404, "not_found", "no such route");
 	}
@@ -755,6 +759,17 @@ http_front_new(struct event_base *base, const struct config *cfg,
 		snprintf(err, errlen, "cannot start the translator thread");
 		goto fail;
 	}
+	f->events = http_events_new(
+	    base, d != NULL ? dispatcher_events(d) : NULL,
+	    &(struct http_events_limits){
+		.max_clients = cfg->events_max_clients,
+		.ping_s = cfg->events_ping_s,
+		.client_buffer = (size_t)cfg->events_client_buffer_bytes,
+	    });
+	if (f->events == NULL) {
+		snprintf(err, errlen, "cannot start the event streams' timer");
+		goto fail;
+	}
 	if (listen_http(f, base, err, errlen) != 0)
 		goto fail;
 	return f;
@@ -794,6 +809,8 @@ http_front_free(struct http_front *f)
 		return;
 	/* Its completions answer through httpd: before httpd goes. */
 	workq_free(f->translators);
+	/* Its streams are httpd's connections: ended before httpd goes. */
+	http_events_free(f->events);
 	httpd_free(f->httpd);
 	keys_free(f->keys, f->nkeys);
 	free(f->scopes);

@@ -17,6 +17,7 @@
 
 struct config;
 struct dispatcher;
+struct http_events;
 struct httpd;
 struct httpd_req;
 struct registry;
@@ -43,7 +44,8 @@ struct http_front {
 	size_t max_body;  /* of a /v1 (and SendGrid) JSON body */
 	size_t max_form;  /* of a Mailgun form body */
 	struct message_limits lim;
-	struct workq *translators; /* drop-in bodies over 64 KiB */
+	struct workq *translators;  /* drop-in bodies over 64 KiB */
+	struct http_events *events; /* GET /v1/events (http_events.c) */
 };
 
 /* Drop-in bodies up to this are translated on the loop (microseconds). */

@@ -17,6 +17,7 @@
 #include "dispatch/registry.h"
 #include "intake/submit.h"
 #include "link/link.h"
+#include "server/http_events.h"
 #include "server/httpd.h"
 #include "store/store.h"
 
@@ -304,6 +305,11 @@ http_front__metrics(struct http_front *f, struct httpd_req *req)
 	metrics_accepted(f, out, &bad);
 	metrics_queue(f, out, &bad);
 	metrics_providers(f, out, &bad);
+	metrics_printf(&bad, out,
+		       "# HELP shivneri_event_streams Open GET /v1/events "
+		       "streams.\n# TYPE shivneri_event_streams gauge\n"
+		       "shivneri_event_streams %zu\n",
+		       http_events_streams(f->events));
 	text = bad ? NULL : evbuffer_pullup(out, -1);
 	if (text == NULL && evbuffer_get_length(out) > 0)
 		http_front__reply_failed(req);

@@ -14,11 +14,14 @@
  * idle_timeout_s.  A head that breaks a rule is answered (400, 408, 411,
  * 413, 431, 505, 503) and the connection closed gracefully: the write side
  * is shut and what the peer still sends is read and dropped for a moment,
- * so it reads the answer rather than a reset.  Out of descriptors, accept
+ * so it reads the answer rather than a reset.  A streamed answer
+ * (httpd_stream.c) leaves the connection in CONN_STREAM until its owner
+ * ends it or the peer goes away.  Out of descriptors, accept
  * pauses and retries on a timer (100 ms doubling to 1 s), with one log
  * line when it starts and one when it ends.
  */
 #include "server/httpd.h"
+#include "server/httpd_int.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -41,78 +44,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LINGER_MS 1000
-#define WRITE_TIMEOUT_S 30
 #define ACCEPT_RETRY_MIN_MS 100
 #define ACCEPT_RETRY_MAX_MS 1000
-#define EXTRA_MAX 512
 
-enum conn_state {
-	CONN_HEAD,    /* reading a head: deadline from accept or first byte */
-	CONN_HANDLER, /* the front has the request; reads off, no deadline */
-	CONN_BODY,    /* reading a granted body: deadline by length */
-	CONN_WRITE,   /* flushing an answer; reads off */
-	CONN_IDLE,    /* kept alive, no byte of the next request yet */
-	CONN_LINGER,  /* answered, write side shut, dropping input */
-};
-
-static const char *const state_names[] = {"head",  "handler", "body",
-					  "write", "idle",    "linger"};
-
-struct httpd_req {
-	struct httpd_conn *c;
-	struct httpd_head head;
-	char *body; /* NULL until read_body grants one */
-	size_t body_len, body_want;
-	int64_t reserved; /* of the budget, released when answered */
-	httpd_body_cb body_cb;
-	void *body_arg;
-	char extra[EXTRA_MAX]; /* header lines of the answer */
-	char auth[64];         /* httpd_req_set_auth */
-	size_t extra_len;
-	bool body_done; /* the declared body was read (or there was none) */
-	bool own_cache; /* the front set Cache-Control: no default */
-};
-
-struct httpd_conn {
-	struct httpd *h;
-	struct bufferevent *bev;
-	struct event *timer;
-	enum conn_state state;
-	bool close; /* after this answer */
-	bool gone;  /* the socket failed while the front held the request */
-	char *head;
-	size_t head_len, head_cap, scanned;
-	struct httpd_req req;
-	char peer[INET6_ADDRSTRLEN + 8];
-	LIST_ENTRY(httpd_conn) link;
-};
-
-struct httpd {
-	struct event_base *base;
-	struct evconnlistener *lis;
-	struct event *retry;
-	struct httpd_limits lim;
-	httpd_head_cb head_cb;
-	void *arg;
-	LIST_HEAD(, httpd_conn) conns;
-	size_t nconns;
-	int64_t reserved;
-	int port;
-	int retry_ms;     /* 0: accepting */
-	uint64_t refused; /* accept failures this episode */
-	struct log_rl over_cap_rl;
-	struct log_rl bad_rl;
-	time_t date_sec; /* the second date[] was made for */
-	char date[40];   /* the Date header's value, IMF-fixdate */
-};
+static const char *const state_names[] = {"head", "handler", "body",  "write",
+					  "idle", "linger",  "stream"};
 
 static void conn_read(struct bufferevent *bev, void *arg);
-static void conn_free(struct httpd_conn *c);
 
-/* The one place a connection changes state: reads and deadline follow. */
-static void
-conn_set_state(struct httpd_conn *c, enum conn_state st, int64_t deadline_ms)
+void
+httpd__conn_set_state(struct httpd_conn *c, enum conn_state st,
+		      int64_t deadline_ms)
 {
 	struct timeval tv;
 
@@ -133,8 +75,8 @@ conn_set_state(struct httpd_conn *c, enum conn_state st, int64_t deadline_ms)
 		log_warnx("- http cannot arm a connection deadline");
 }
 
-static const char *
-reason_phrase(int status)
+const char *
+httpd__reason(int status)
 {
 	switch (status) {
 	case 100:
@@ -180,8 +122,8 @@ reason_phrase(int status)
 	}
 }
 
-static void
-req_release(struct httpd_req *r)
+void
+httpd__req_release(struct httpd_req *r)
 {
 	r->c->h->reserved -= r->reserved;
 	r->reserved = 0;
@@ -204,18 +146,25 @@ conn_next(struct httpd_conn *c)
 	c->scanned = 0;
 	memset(&c->req.head, 0, sizeof(c->req.head));
 	c->req.body_done = false;
-	conn_set_state(c, CONN_IDLE, (int64_t)c->h->lim.idle_timeout_s * 1000);
+	httpd__conn_set_state(c, CONN_IDLE,
+			      (int64_t)c->h->lim.idle_timeout_s * 1000);
 	/* A pipelined request is already here: no read event will come. */
 	if (evbuffer_get_length(in) > 0)
 		conn_read(c->bev, c);
 }
 
 /* The answer is out: the next request, or a graceful close. */
-static void
-conn_written(struct bufferevent *bev, void *arg)
+void
+httpd__conn_written(struct bufferevent *bev, void *arg)
 {
 	struct httpd_conn *c = arg;
 
+	if (c->state == CONN_STREAM) {
+		/* All that was queued is with the kernel: room for more. */
+		if (c->stream_drain != NULL)
+			c->stream_drain(c->stream_arg);
+		return;
+	}
 	if (c->state != CONN_WRITE)
 		return;
 	if (!c->close) {
@@ -225,15 +174,15 @@ conn_written(struct bufferevent *bev, void *arg)
 	/* Shut our side and drop what still comes, so the peer reads the
 	 * answer rather than a reset caused by unread data. */
 	if (shutdown(bufferevent_getfd(bev), SHUT_WR) != 0) {
-		conn_free(c);
+		httpd__conn_free(c);
 		return;
 	}
-	conn_set_state(c, CONN_LINGER, LINGER_MS);
+	httpd__conn_set_state(c, CONN_LINGER, LINGER_MS);
 }
 
 /* The Date of answers, remade once a second rather than per answer. */
-static const char *
-http_date(struct httpd *h)
+const char *
+httpd__date(struct httpd *h)
 {
 	time_t now = time(NULL);
 	struct tm tm;
@@ -261,11 +210,11 @@ httpd_reply(struct httpd_req *r, int status, const char *ctype,
 	int rc;
 
 	if (c->state == CONN_WRITE || c->state == CONN_IDLE ||
-	    c->state == CONN_LINGER)
+	    c->state == CONN_LINGER || c->state == CONN_STREAM)
 		fatalx("- http reply in state %s", state_names[c->state]);
 	if (c->gone) {
 		c->state = CONN_LINGER;
-		conn_free(c);
+		httpd__conn_free(c);
 		return;
 	}
 	/* A body left unread would be taken for the next request; an
@@ -281,14 +230,14 @@ httpd_reply(struct httpd_req *r, int status, const char *ctype,
 	    out,
 	    "HTTP/1.1 %d %s\r\nDate: %s\r\n"
 	    "Content-Type: %s\r\n%s%s%.*s%s\r\n",
-	    status, reason_phrase(status), http_date(c->h), ctype, clen,
+	    status, httpd__reason(status), httpd__date(c->h), ctype, clen,
 	    r->own_cache ? "" : "Cache-Control: no-store\r\n",
 	    (int)r->extra_len, r->extra,
 	    c->close ? "Connection: close\r\n" : "");
 	if (rc < 0 || (!head_only && len > 0 && evbuffer_add(out, body, len)))
 		c->close = true; /* out of memory: the peer sees a cut */
-	req_release(r);
-	conn_set_state(c, CONN_WRITE, WRITE_TIMEOUT_S * 1000);
+	httpd__req_release(r);
+	httpd__conn_set_state(c, CONN_WRITE, WRITE_TIMEOUT_S * 1000);
 }
 
 void
@@ -380,7 +329,7 @@ body_read(struct httpd_conn *c)
 	if (n > 0) {
 		got = evbuffer_remove(in, r->body + r->body_len, n);
 		if (got < 0) {
-			conn_free(c);
+			httpd__conn_free(c);
 			return;
 		}
 		r->body_len += (size_t)got;
@@ -389,7 +338,7 @@ body_read(struct httpd_conn *c)
 		return;
 	r->body[r->body_len] = '\0';
 	r->body_done = true;
-	conn_set_state(c, CONN_HANDLER, 0);
+	httpd__conn_set_state(c, CONN_HANDLER, 0);
 	r->body_cb(r, r->body_arg);
 }
 
@@ -439,7 +388,7 @@ httpd_req_read_body(struct httpd_req *r, size_t max, httpd_body_cb cb,
 	}
 	ms = (int64_t)h->lim.header_timeout_s * 1000 +
 	     (int64_t)want * 1000 / h->lim.min_body_rate;
-	conn_set_state(c, CONN_BODY, ms);
+	httpd__conn_set_state(c, CONN_BODY, ms);
 	body_read(c);
 }
 
@@ -511,7 +460,7 @@ head_read(struct httpd_conn *c)
 	size_t end = 0;
 
 	if (head_take(c, in) != 0) {
-		conn_free(c);
+		httpd__conn_free(c);
 		return;
 	}
 	rc = httpd_head_scan(c->head, c->head_len, &c->scanned, &end);
@@ -522,7 +471,7 @@ head_read(struct httpd_conn *c)
 	if (rc == HTTPD_HEAD_OK && end < c->head_len) {
 		/* The start of the body or of the next request. */
 		if (evbuffer_prepend(in, c->head + end, c->head_len - end)) {
-			conn_free(c);
+			httpd__conn_free(c);
 			return;
 		}
 		c->head_len = end;
@@ -536,7 +485,7 @@ head_read(struct httpd_conn *c)
 		return;
 	}
 	r->body_done = !r->head.has_length || r->head.content_length == 0;
-	conn_set_state(c, CONN_HANDLER, 0);
+	httpd__conn_set_state(c, CONN_HANDLER, 0);
 	c->h->head_cb(r, c->h->arg);
 }
 
@@ -549,8 +498,8 @@ conn_read(struct bufferevent *bev, void *arg)
 	switch (c->state) {
 	case CONN_IDLE:
 		/* The first byte starts the head's deadline. */
-		conn_set_state(c, CONN_HEAD,
-			       (int64_t)c->h->lim.header_timeout_s * 1000);
+		httpd__conn_set_state(
+		    c, CONN_HEAD, (int64_t)c->h->lim.header_timeout_s * 1000);
 		head_read(c);
 		break;
 	case CONN_HEAD:
@@ -560,6 +509,8 @@ conn_read(struct bufferevent *bev, void *arg)
 		body_read(c);
 		break;
 	case CONN_LINGER:
+	case CONN_STREAM:
+		/* Nothing more is expected from the peer: dropped. */
 		(void)evbuffer_drain(in, evbuffer_get_length(in));
 		break;
 	default:
@@ -582,7 +533,11 @@ conn_event(struct bufferevent *bev, short what, void *arg)
 		bufferevent_disable(bev, EV_READ | EV_WRITE);
 		return;
 	}
-	conn_free(c);
+	if (c->state == CONN_STREAM) {
+		httpd__stream_lost(c);
+		return;
+	}
+	httpd__conn_free(c);
 }
 
 static void
@@ -603,17 +558,17 @@ conn_timeout(evutil_socket_t fd, short what, void *arg)
 				  "request not received in time");
 		break;
 	default:
-		conn_free(c);
+		httpd__conn_free(c);
 		break;
 	}
 }
 
-static void
-conn_free(struct httpd_conn *c)
+void
+httpd__conn_free(struct httpd_conn *c)
 {
 	if (c->state == CONN_HANDLER)
 		fatalx("- http connection freed while its request is out");
-	req_release(&c->req);
+	httpd__req_release(&c->req);
 	LIST_REMOVE(c, link);
 	c->h->nconns--;
 	event_free(c->timer);
@@ -708,9 +663,11 @@ on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
 	c->req.c = c;
 	LIST_INSERT_HEAD(&h->conns, c, link);
 	h->nconns++;
-	bufferevent_setcb(c->bev, conn_read, conn_written, conn_event, c);
+	bufferevent_setcb(c->bev, conn_read, httpd__conn_written, conn_event,
+			  c);
 	c->state = CONN_HEAD;
-	conn_set_state(c, CONN_HEAD, (int64_t)h->lim.header_timeout_s * 1000);
+	httpd__conn_set_state(c, CONN_HEAD,
+			      (int64_t)h->lim.header_timeout_s * 1000);
 }
 
 static void
@@ -839,9 +796,14 @@ httpd_free(struct httpd *h)
 	httpd_stop_accepting(h);
 	while (!LIST_EMPTY(&h->conns)) {
 		c = LIST_FIRST(&h->conns);
+		if (c->state == CONN_STREAM) {
+			/* Its owner hears of it, once, and forgets it. */
+			httpd__stream_lost(c);
+			continue;
+		}
 		c->state =
 		    CONN_LINGER; /* the front is gone: drop its request */
-		conn_free(c);
+		httpd__conn_free(c);
 	}
 	if (h->retry != NULL)
 		event_free(h->retry);
@@ -864,4 +826,10 @@ int64_t
 httpd_body_reserved(const struct httpd *h)
 {
 	return h->reserved;
+}
+
+size_t
+httpd_streams(const struct httpd *h)
+{
+	return h->nstreams;
 }

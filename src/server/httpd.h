@@ -14,7 +14,9 @@
  * Limits: http_max_connections, http_header_timeout_s for the whole head,
  * a body deadline of that plus length / http_min_body_rate, and
  * http_body_budget_bytes.  An accept that fails (out of descriptors)
- * pauses accepting and retries on a timer.
+ * pauses accepting and retries on a timer.  A route may answer with a
+ * stream instead (Server-Sent Events): close-delimited, without deadlines,
+ * its queue capped (httpd_req_stream_begin below).
  */
 #ifndef SHIVNERI_HTTPD_H
 #define SHIVNERI_HTTPD_H
@@ -155,5 +157,51 @@ void httpd_reply(struct httpd_req *r, int status, const char *ctype,
 /* An error answer in our JSON shape (code and message trusted text). */
 void httpd_reply_error(struct httpd_req *r, int status, const char *code,
 		       const char *message);
+
+/*
+ * Streamed answers (httpd_stream.c), for Server-Sent Events: a head with
+ * no Content-Length and "Connection: close", then bytes as the owner
+ * writes them, until either side ends it; the connection closes with it.
+ * No header, idle or body deadline applies to an open stream; what the
+ * peer sends meanwhile is read (to see it go away) and dropped.
+ */
+typedef void (*httpd_stream_cb)(void *arg);
+
+/*
+ * Answers r with status and ctype (and the headers added before) and
+ * leaves it open for httpd_req_stream_write().  max_unsent caps the bytes
+ * queued for the peer: a write past it is refused.  on_close (required)
+ * runs once if the stream ends without httpd_req_stream_end(): the peer
+ * went away or failed, or httpd_free(); r is invalid once it returns, and
+ * it must not call the stream functions.  on_drain (or NULL) runs each
+ * time everything queued has gone to the kernel: the moment to write more
+ * of a backlog.  0, or -EPIPE (the peer went away while the front held
+ * the request) or -ENOMEM: then nothing was sent, no callback will run,
+ * and the caller still owes an answer (httpd_reply, which frees a
+ * connection whose peer is gone).  Not for HEAD requests (reply instead).
+ */
+int httpd_req_stream_begin(struct httpd_req *r, int status, const char *ctype,
+			   size_t max_unsent, httpd_stream_cb on_close,
+			   httpd_stream_cb on_drain, void *arg)
+    __attribute__((warn_unused_result));
+/*
+ * Queues len bytes for the peer: 0; -ENOBUFS when they would take the
+ * queue past max_unsent (a peer that does not read: nothing was queued,
+ * and the owner should end the stream), -ENOMEM, or -EPIPE once the
+ * stream is over.  Never calls the callbacks.
+ */
+int httpd_req_stream_write(struct httpd_req *r, const void *data, size_t len)
+    __attribute__((warn_unused_result));
+/* Bytes queued and not yet handed to the kernel. */
+size_t httpd_req_stream_unsent(const struct httpd_req *r);
+/*
+ * Ends the stream: with flush, what is queued still goes out (within the
+ * write deadline) before the close; without, it is dropped and the
+ * connection closed at once (a peer too slow to keep).  r is invalid
+ * afterwards; on_close does not run.
+ */
+void httpd_req_stream_end(struct httpd_req *r, bool flush);
+/* Streams open now (for metrics and tests). */
+size_t httpd_streams(const struct httpd *h);
 
 #endif

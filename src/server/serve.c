@@ -40,6 +40,10 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+/* The configuration's default is the hub's (common/ cannot include it). */
+_Static_assert(CONFIG_EVENTS_HISTORY_DEFAULT == EVENTS_HISTORY_DEFAULT,
+	       "events_history default");
+
 #define DRAIN_TICK_MS 20
 #define DRAIN_IN_FLIGHT_MS 3000
 #define DRAIN_MAX_MS 10000
@@ -366,7 +370,7 @@ server_start(struct server *s, const char *config_path)
 	}
 	s->reg = registry_new(s->base, s->cfg);
 	s->d = dispatcher_new(s->base, s->cfg, s->st, s->reg);
-	s->events = events_new(EVENTS_HISTORY_DEFAULT);
+	s->events = events_new((size_t)s->cfg->events_history);
 	dispatcher_set_events(s->d, s->events);
 	if (dispatcher_load(s->d) != 0) {
 		log_error("- server cannot load the queue");

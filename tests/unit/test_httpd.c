@@ -9,7 +9,10 @@
  * loop is turned between its reads): pipelined requests answered in order,
  * a body read to its length, the body budget and cap refusing on the head,
  * the head deadline, and a free with a request still held by the handler
- * (valgrind checks nothing leaks).
+ * (valgrind checks nothing leaks).  Streamed answers: a close-delimited
+ * head, writes that arrive, no deadline closing an open stream, the cap on
+ * unsent bytes, on_drain, a flushed and a dropped end, and on_close exactly
+ * once when the client leaves or the server is freed.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -227,7 +230,25 @@ test_parse_too_many_headers(void **state)
 
 /* --- the server over loopback -------------------------------------- */
 
-static struct httpd_req *held; /* a request "/hold" left unanswered */
+static struct httpd_req *held;     /* a request "/hold" left unanswered */
+static struct httpd_req *streamed; /* "/stream": an open stream */
+static int stream_closes, stream_drains;
+
+#define STREAM_MAX 100
+
+static void
+on_stream_close(void *arg)
+{
+	assert_ptr_equal(arg, &stream_closes);
+	stream_closes++;
+	streamed = NULL;
+}
+
+static void
+on_stream_drain(void *arg)
+{
+	stream_drains++;
+}
 
 static void
 echo_body(struct httpd_req *r, void *arg)
@@ -247,7 +268,15 @@ on_head(struct httpd_req *r, void *arg)
 		httpd_req_read_body(r, 1000, echo_body, NULL);
 	else if (strcmp(path, "/hold") == 0)
 		held = r;
-	else
+	else if (strcmp(path, "/stream") == 0) {
+		assert_true(httpd_req_add_header(r, "X-Stream", "yes"));
+		assert_int_equal(
+		    httpd_req_stream_begin(r, 200, "text/x-test", STREAM_MAX,
+					   on_stream_close, on_stream_drain,
+					   &stream_closes),
+		    0);
+		streamed = r;
+	} else
 		httpd_reply(r, 200, "text/plain", path, strlen(path));
 }
 
@@ -384,6 +413,170 @@ test_server_free_while_held(void **state)
 	held = NULL;
 }
 
+/* A client connected to h that sent req; the fd (non-blocking reads). */
+static int
+client(struct httpd *h, const char *req)
+{
+	struct sockaddr_in sin;
+	int fd;
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)httpd_port(h));
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(send(fd, req, strlen(req), 0), (ssize_t)strlen(req));
+	return fd;
+}
+
+/*
+ * Turns the loop for ms, reading what fd gets into got (static); true
+ * when the server closed.  Stops early once want (if any) has arrived.
+ */
+static bool
+turn(struct event_base *base, int fd, int ms, const char *want,
+     const char **got)
+{
+	static char buf[8192];
+	static size_t n;
+	ssize_t k;
+	int i;
+
+	if (got == NULL) {
+		n = 0;
+		return false;
+	}
+	for (i = 0; i < ms; i++) {
+		event_base_loop(base, EVLOOP_NONBLOCK);
+		k = recv(fd, buf + n, sizeof(buf) - 1 - n, MSG_DONTWAIT);
+		buf[k > 0 ? n + (size_t)k : n] = '\0';
+		*got = buf;
+		if (k == 0)
+			return true;
+		if (k > 0)
+			n += (size_t)k;
+		else if (errno != EAGAIN)
+			return true;
+		if (want != NULL && strstr(buf, want) != NULL)
+			return false;
+		if (k < 0)
+			usleep(1000);
+	}
+	return false;
+}
+
+static void
+test_stream_writes_and_deadlines(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct httpd *h = server(base, 1); /* head deadline 1 s */
+	const char *got = NULL;
+	int fd;
+
+	streamed = NULL;
+	stream_closes = stream_drains = 0;
+	(void)turn(base, -1, 0, NULL, NULL);
+	fd = client(h, "GET /stream HTTP/1.1\r\n\r\n");
+	assert_false(turn(base, fd, 2000, "\r\n\r\n", &got));
+	assert_non_null(streamed);
+	assert_non_null(strstr(got, "HTTP/1.1 200 OK\r\n"));
+	assert_non_null(strstr(got, "Content-Type: text/x-test\r\n"));
+	assert_non_null(strstr(got, "X-Stream: yes\r\n"));
+	assert_non_null(strstr(got, "Connection: close\r\n"));
+	assert_null(strstr(got, "Content-Length"));
+	assert_int_equal(httpd_streams(h), 1);
+	assert_int_equal(httpd_req_stream_write(streamed, "one\n", 4), 0);
+	assert_false(turn(base, fd, 2000, "one\n", &got));
+	assert_true(stream_drains > 0);
+	/* Past the head deadline (1 s) and what the client sends meanwhile
+	 * (dropped): the stream stays open. */
+	assert_int_equal(send(fd, "junk", 4, 0), 4);
+	assert_false(turn(base, fd, 1500, NULL, &got));
+	assert_non_null(streamed);
+	/* The cap: one write past it is refused, nothing of it queued. */
+	assert_int_equal(httpd_req_stream_write(streamed, "0123456789", 10), 0);
+	assert_int_equal(httpd_req_stream_unsent(streamed), 10);
+	assert_int_equal(httpd_req_stream_write(streamed, got, STREAM_MAX - 9),
+			 -ENOBUFS);
+	assert_int_equal(httpd_req_stream_unsent(streamed), 10);
+	/* A flushed end: what was queued arrives, then the close. */
+	assert_int_equal(httpd_req_stream_write(streamed, "two\n", 4), 0);
+	httpd_req_stream_end(streamed, true);
+	streamed = NULL;
+	assert_true(turn(base, fd, 3000, NULL, &got));
+	assert_non_null(strstr(got, "one\n0123456789two\n"));
+	assert_int_equal(stream_closes, 0);
+	assert_int_equal(httpd_streams(h), 0);
+	close(fd);
+	httpd_free(h);
+	event_base_free(base);
+}
+
+static void
+test_stream_client_leaves(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct httpd *h = server(base, 5);
+	const char *got = NULL;
+	int fd, i;
+
+	streamed = NULL;
+	stream_closes = 0;
+	(void)turn(base, -1, 0, NULL, NULL);
+	fd = client(h, "GET /stream HTTP/1.1\r\n\r\n");
+	assert_false(turn(base, fd, 2000, "\r\n\r\n", &got));
+	assert_non_null(streamed);
+	close(fd);
+	for (i = 0; i < 2000 && stream_closes == 0; i++) {
+		event_base_loop(base, EVLOOP_NONBLOCK);
+		usleep(1000);
+	}
+	assert_int_equal(stream_closes, 1);
+	assert_null(streamed);
+	assert_int_equal(httpd_streams(h), 0);
+	assert_int_equal(httpd_connections(h), 0);
+	httpd_free(h);
+	event_base_free(base);
+	assert_int_equal(stream_closes, 1);
+}
+
+static void
+test_stream_dropped_and_freed(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct httpd *h = server(base, 5);
+	const char *got = NULL;
+	int fd, fd2;
+
+	streamed = NULL;
+	stream_closes = 0;
+	(void)turn(base, -1, 0, NULL, NULL);
+	/* Dropped by its owner: closed at once, what was queued lost. */
+	fd = client(h, "GET /stream HTTP/1.1\r\n\r\n");
+	assert_false(turn(base, fd, 2000, "\r\n\r\n", &got));
+	assert_non_null(streamed);
+	assert_int_equal(httpd_req_stream_write(streamed, "lost", 4), 0);
+	httpd_req_stream_end(streamed, false);
+	streamed = NULL;
+	assert_int_equal(httpd_connections(h), 0);
+	assert_true(turn(base, fd, 2000, NULL, &got));
+	assert_null(strstr(got, "lost"));
+	close(fd);
+	/* Open when the server is freed: on_close once, nothing leaks. */
+	(void)turn(base, -1, 0, NULL, NULL);
+	fd2 = client(h, "GET /stream HTTP/1.1\r\n\r\n");
+	assert_false(turn(base, fd2, 2000, "\r\n\r\n", &got));
+	assert_non_null(streamed);
+	assert_int_equal(httpd_req_stream_write(streamed, "queued", 6), 0);
+	httpd_free(h);
+	assert_int_equal(stream_closes, 1);
+	assert_null(streamed);
+	close(fd2);
+	event_base_free(base);
+}
+
 int
 main(void)
 {
@@ -399,6 +592,9 @@ main(void)
 	    cmocka_unit_test(test_server_refusals),
 	    cmocka_unit_test(test_server_head_deadline),
 	    cmocka_unit_test(test_server_free_while_held),
+	    cmocka_unit_test(test_stream_writes_and_deadlines),
+	    cmocka_unit_test(test_stream_client_leaves),
+	    cmocka_unit_test(test_stream_dropped_and_freed),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
