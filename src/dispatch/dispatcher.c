@@ -98,10 +98,13 @@ dispatch__timer_start(struct event *ev, int64_t ms)
 
 /* --- message bookkeeping --------------------------------------------- */
 
+/* message_ttl_s counts from the budget's start: a retry starts it again. */
 static bool
 expired(const struct dispatcher *d, const struct store_message *m)
 {
-	return now_ms() - m->created_ms > d->cfg->message_ttl_s * 1000;
+	int64_t start = m->budget_ms > 0 ? m->budget_ms : m->created_ms;
+
+	return now_ms() - start > d->cfg->message_ttl_s * 1000;
 }
 
 /* --- the backoff heap ------------------------------------------------ */
@@ -901,6 +904,19 @@ dispatcher_enqueue(struct dispatcher *d, struct store_message *m)
 		ring_push_back(&d->ready, &m->rowid);
 		store_message_free(m);
 	}
+	dispatch__schedule_pump(d);
+}
+
+void
+dispatcher_retried(struct dispatcher *d, int64_t rowid, const char *id)
+{
+	/* The store moved it failed -> queued durably: memory follows. */
+	record__count_move(d, MSG_FAILED, MSG_QUEUED);
+	log_info("%s dispatch retried", id);
+	dispatch__publish_message(d, EV_MSG_QUEUED, id, NULL, -1, 0, NULL,
+				  NULL);
+	/* Loaded like any queued message when its turn comes. */
+	ring_push_back(&d->ready, &rowid);
 	dispatch__schedule_pump(d);
 }
 

@@ -82,6 +82,12 @@ struct events *dispatcher_events(const struct dispatcher *d);
 
 /* A message the store just made durable; takes m. */
 void dispatcher_enqueue(struct dispatcher *d, struct store_message *m);
+/*
+ * A failed message the store just put back to queued (store_retry, once
+ * durable): counted queued again, published as queued, and loaded from
+ * the store in its turn.
+ */
+void dispatcher_retried(struct dispatcher *d, int64_t rowid, const char *id);
 
 /* Registry events. */
 void dispatcher_provider_linked(struct dispatcher *d, struct provider *p);

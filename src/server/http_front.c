@@ -634,7 +634,9 @@ get_readyz(struct http_front *f, struct httpd_req *req)
 static void
 route_v1(struct http_front *f, struct httpd_req *req, const char *path)
 {
-	if (strcmp(path, "/v1/messages") == 0) {
+	if (front_queue_route(f, req, path)) {
+		/* GET /v1/messages, POST /v1/messages/ID/retry */
+	} else if (strcmp(path, "/v1/messages") == 0) {
 		if (want_method(req, "POST"))
 			post_message(f, req);
 	} else if (strncmp(path, "/v1/messages/", 13) == 0) {

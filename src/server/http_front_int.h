@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "common/workq.h"
 #include "intake/submit.h"
+#include "store/store.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -83,5 +84,33 @@ void front_sendgrid_route(struct http_front *f, struct httpd_req *req);
 /* front_mailgun.c: POST /v3/DOMAIN/messages and .../messages.mime. */
 void front_mailgun_route(struct http_front *f, struct httpd_req *req,
 			 const char *path);
+
+/*
+ * front_queue.c: GET /v1/messages (and 405 for its other methods but
+ * POST) and POST /v1/messages/ID/retry.  True when the request was
+ * taken (answered or under way); false for any other route, POST
+ * /v1/messages included.
+ */
+bool front_queue_route(struct http_front *f, struct httpd_req *req,
+		       const char *path);
+
+/* The query string of GET /v1/messages, checked. */
+#define FRONT_QUEUE_QUERY_MAX 1024
+#define FRONT_QUEUE_LIMIT_DEFAULT 50
+struct front_queue_params {
+	int status; /* enum msg_status, or -1: any */
+	int limit;
+	char status_word[16];
+	char provider[STORE_LIST_PROVIDER_MAX + 1]; /* "": any */
+	char before[STORE_CURSOR_MAX + 1];          /* "": from the newest */
+};
+/*
+ * Parses query (len bytes, after the '?', not NUL-terminated) into p.
+ * 0, or -1 with why naming the parameter at fault (no bytes of it); then
+ * p is zeroed.  No I/O: fuzzed.
+ */
+int front_queue_parse(const char *query, size_t len,
+		      struct front_queue_params *p, char *why, size_t whysz)
+    __attribute__((warn_unused_result));
 
 #endif

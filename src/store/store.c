@@ -135,6 +135,8 @@ store_strerror(int err)
 		return "disk full";
 	case -EIO:
 		return "database error";
+	case STORE_ENOTFAILED:
+		return "message is not failed";
 	default:
 		return err < 0 ? strerror(-err) : "unknown error";
 	}
@@ -341,4 +343,37 @@ store__exec(struct store *st, const char *text, store_done_cb cb, void *arg)
 	if (st == NULL || text == NULL || st->ops->exec == NULL)
 		fatalx("store__exec: no such hook");
 	st->ops->exec(st->be, text, cb, arg);
+}
+
+void
+store_list(struct store *st, const struct store_list_query *q, store_list_cb cb,
+	   void *arg)
+{
+	int err = 0;
+
+	if (st == NULL || q == NULL || cb == NULL)
+		fatalx("store_list: NULL argument");
+	if (q->status < -1 || q->status >= MSG_NSTATUS || q->limit < 1 ||
+	    q->limit > STORE_LIST_MAX || q->scan_max < 0)
+		err = -EINVAL;
+	if (q->provider != NULL &&
+	    (q->provider[0] == '\0' ||
+	     strlen(q->provider) > STORE_LIST_PROVIDER_MAX))
+		err = -EINVAL;
+	if (q->before != NULL &&
+	    (q->before[0] == '\0' || strlen(q->before) > STORE_CURSOR_MAX))
+		err = -EINVAL;
+	st->ops->list(st->be, err, q, cb, arg);
+}
+
+void
+store_retry(struct store *st, const char *id, store_retry_cb cb, void *arg)
+{
+	int err = 0;
+
+	if (st == NULL || cb == NULL)
+		fatalx("store_retry: NULL argument");
+	if (id == NULL || strlen(id) >= sizeof(((struct store_message *)0)->id))
+		err = -ENOENT;
+	st->ops->retry(st->be, err, err == 0 ? id : "", cb, arg);
 }

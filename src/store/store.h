@@ -70,6 +70,12 @@ struct store_message {
 	char *provider;  /* last provider, or NULL */
 	char *provider_message_id;
 	char *error; /* why it failed, or NULL */
+	/*
+	 * When its attempt budget started (message_ttl_s counts from it):
+	 * set by a retry (store_retry); 0: created_ms.  Filled by store_load
+	 * and the list; store_submit ignores it.
+	 */
+	int64_t budget_ms;
 };
 
 struct store_attempt {
@@ -265,5 +271,58 @@ bool store_healthy(const struct store *st, const char **why);
 
 /* Operations queued and not yet completed; for /metrics and draining. */
 size_t store_pending(const struct store *st);
+
+/*
+ * A page of the queue (GET /v1/messages).  Newest first: queued, sending
+ * and any status by id (acceptance time); delivered and failed by when
+ * they were finished (updated_ms), which their index keeps in order.
+ * Each page examines at most scan_max rows (0: STORE_LIST_SCAN_MAX): a
+ * provider filter is checked on the rows the index walks, so a page may
+ * come back short, even empty, with a next cursor to go on from.  The
+ * strings are copied.
+ */
+#define STORE_LIST_MAX 200         /* messages per page */
+#define STORE_LIST_SCAN_MAX 5000   /* rows examined per page */
+#define STORE_LIST_PROVIDER_MAX 64 /* bytes of a provider filter */
+#define STORE_CURSOR_MAX 48        /* bytes of a cursor (next, before) */
+struct store_list_query {
+	int status;           /* enum msg_status, or -1: any */
+	const char *provider; /* the last provider; NULL: any */
+	int limit;            /* 1 to STORE_LIST_MAX */
+	/* A page's next, to go on after it; NULL: from the newest. */
+	const char *before;
+	int scan_max; /* 0: STORE_LIST_SCAN_MAX; smaller for tests */
+};
+
+/*
+ * cb gets err (-EINVAL for a query out of range or a before that is not
+ * a cursor of this listing), the page's messages (no body, no envelope
+ * recipients: what a listing shows), and next: the cursor of the next
+ * page, or NULL when none is left.  msgs and next belong to the store.
+ */
+typedef void (*store_list_cb)(void *arg, int err,
+			      struct store_message *const *msgs, size_t n,
+			      const char *next);
+void store_list(struct store *st, const struct store_list_query *q,
+		store_list_cb cb, void *arg);
+
+/*
+ * Of store_retry: the message is not failed (queued, sending or
+ * delivered): nothing changed.
+ */
+#define STORE_ENOTFAILED (-EALREADY)
+
+/*
+ * Puts a failed message back to queued with a fresh budget, in one
+ * transaction: attempts and round 0, tried "", error NULL, next_ms 0 and
+ * budget_ms now; its attempts stay on record and status counts follow.
+ * cb gets err (0 once durable; -ENOENT for an unknown id;
+ * STORE_ENOTFAILED) and the message's rowid, for the dispatcher.  Two
+ * retries of one message: the first wins, the second gets
+ * STORE_ENOTFAILED.
+ */
+typedef void (*store_retry_cb)(void *arg, int err, int64_t rowid);
+void store_retry(struct store *st, const char *id, store_retry_cb cb,
+		 void *arg);
 
 #endif

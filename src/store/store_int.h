@@ -52,6 +52,12 @@ struct store_ops {
 	/* Test hook: runs backend-specific text (SQL) in the queue's order. */
 	void (*exec)(struct store_backend *be, const char *text,
 		     store_done_cb cb, void *arg);
+	/* q is checked (store_list); its strings are copied. */
+	void (*list)(struct store_backend *be, int err,
+		     const struct store_list_query *q, store_list_cb cb,
+		     void *arg);
+	void (*retry)(struct store_backend *be, int err, const char *id,
+		      store_retry_cb cb, void *arg);
 };
 
 extern const struct store_ops store_sqlite_ops;

@@ -123,6 +123,10 @@ complete_op(struct store_backend *be, struct op *op)
 		break;
 	case OP_HOUSEKEEP:
 		return housekeep_complete(be, op);
+	case OP_LIST:
+	case OP_RETRY:
+		store__list_complete(op);
+		break;
 	}
 	return true;
 }
@@ -452,6 +456,19 @@ sqlite_exec(struct store_backend *be, const char *text, store_done_cb cb,
 	enqueue(be, op);
 }
 
+struct op *
+store__op_new(struct store_backend *be, enum op_kind kind, int err, void *arg,
+	      size_t extra, char **tail)
+{
+	return op_new(be, kind, err, arg, extra, tail);
+}
+
+void
+store__enqueue(struct store_backend *be, struct op *op)
+{
+	enqueue(be, op);
+}
+
 static size_t
 sqlite_pending(const struct store_backend *be)
 {
@@ -606,4 +623,6 @@ const struct store_ops store_sqlite_ops = {
     .healthy = sqlite_healthy,
     .commits = sqlite_commits,
     .exec = sqlite_exec,
+    .list = store__list_queue,
+    .retry = store__retry_queue,
 };

@@ -68,6 +68,7 @@ enum {
 	C_PMID,
 	C_ERROR,
 	C_MIME,
+	C_BUDGET,
 };
 
 /* The statements prepared once at open (store__stmt_sql). */
@@ -101,6 +102,8 @@ enum op_kind {
 	OP_GET,
 	OP_HOUSEKEEP,
 	OP_EXEC,
+	OP_LIST,
+	OP_RETRY,
 };
 
 /*
@@ -123,6 +126,8 @@ struct op {
 		store_load_cb load;
 		store_get_cb get;
 		store_housekeep_cb housekeep;
+		store_list_cb list;
+		store_retry_cb retry;
 	} cb;
 	union {
 		struct {
@@ -159,6 +164,18 @@ struct op {
 		struct {
 			char *sql; /* in the op's tail */
 		} exec;
+		struct {
+			/* provider and before in the op's tail */
+			struct store_list_query q;
+			struct store_message **msgs;
+			size_t n;
+			bool has_next;
+			char next[STORE_CURSOR_MAX + 1];
+		} list;
+		struct {
+			char id[32];
+			int64_t rowid;
+		} retry;
 	} u;
 };
 
@@ -231,5 +248,33 @@ int store__run_batch(struct store_backend *be, struct op *first, size_t n);
 int store__probe(struct store_backend *be);
 /* Drops what a previous run of op produced, before running it again. */
 void store__op_reset(struct op *op);
+
+/* store_sqlite.c: a new op (see op_new there), and queueing it. */
+struct op *store__op_new(struct store_backend *be, enum op_kind kind, int err,
+			 void *arg, size_t extra, char **tail);
+void store__enqueue(struct store_backend *be, struct op *op);
+/* store_sqlite_ops.c: shared with the listing. */
+char *store__col_strdup(sqlite3_stmt *s, int i);
+/* Tallies a message moving from status from (-1: new) to to (-1: gone). */
+void store__count_move(struct store_backend *be, int from, int to);
+
+/* store_sqlite_list.c: the queue's pages and retries (store_list,
+ * store_retry). */
+void store__list_queue(struct store_backend *be, int err,
+		       const struct store_list_query *q, store_list_cb cb,
+		       void *arg);
+void store__retry_queue(struct store_backend *be, int err, const char *id,
+			store_retry_cb cb, void *arg);
+int store__exec_list(struct store_backend *be, struct op *op);
+int store__exec_retry(struct store_backend *be, struct op *op, int64_t now);
+/*
+ * The SELECT of a page for q, into sql (len 512 is plenty): ?1 (and ?2)
+ * the cursor when q->before, ?3 the rows to examine.  Exported for the
+ * test that checks its query plan walks an index.
+ */
+void store__list_sql(const struct store_list_query *q, char *sql, size_t len);
+/* Completion on the loop (runs the callback) and reset of those ops. */
+void store__list_complete(struct op *op);
+void store__list_reset(struct op *op);
 
 #endif

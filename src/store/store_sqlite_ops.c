@@ -32,7 +32,7 @@
 #define MSG_COLUMNS                                                            \
 	"rowid, id, status, mail_from, rcpt, header_from, subject, to_json, "  \
 	"tags_json, created_ms, updated_ms, next_ms, attempts, round, "        \
-	"tried, provider, provider_message_id, error, mime"
+	"tried, provider, provider_message_id, error, mime, budget_ms"
 
 /* Both retention queries say this exactly, to match messages_done. */
 #define DONE_WHERE "(status = 2 OR status = 3)"
@@ -174,8 +174,8 @@ step_once(struct store_backend *be, int which, struct op *op)
 }
 
 /* The rest of the text of column i, copied: the pointer dies at step. */
-static char *
-col_strdup(sqlite3_stmt *s, int i)
+char *
+store__col_strdup(sqlite3_stmt *s, int i)
 {
 	const unsigned char *t = sqlite3_column_text(s, i);
 
@@ -269,6 +269,7 @@ static const struct {
     {C_PMID, SQLITE_TEXT, true, "provider_message_id"},
     {C_ERROR, SQLITE_TEXT, true, "error"},
     {C_MIME, SQLITE_BLOB, true, "mime"},
+    {C_BUDGET, SQLITE_INTEGER, true, "budget_ms"},
 };
 
 /* The name of the first column of the row with a wrong type, or NULL. */
@@ -315,20 +316,21 @@ row_message(sqlite3_stmt *s, struct store_message **out, const char **why)
 	if (*why != NULL)
 		return -EIO;
 	m->status = sqlite3_column_int(s, C_STATUS);
-	m->mail_from = col_strdup(s, C_MAIL_FROM);
-	m->header_from = col_strdup(s, C_HEADER_FROM);
-	m->subject = col_strdup(s, C_SUBJECT);
-	m->to_json = col_strdup(s, C_TO_JSON);
-	m->tags_json = col_strdup(s, C_TAGS_JSON);
+	m->mail_from = store__col_strdup(s, C_MAIL_FROM);
+	m->header_from = store__col_strdup(s, C_HEADER_FROM);
+	m->subject = store__col_strdup(s, C_SUBJECT);
+	m->to_json = store__col_strdup(s, C_TO_JSON);
+	m->tags_json = store__col_strdup(s, C_TAGS_JSON);
 	m->created_ms = sqlite3_column_int64(s, C_CREATED);
 	m->updated_ms = sqlite3_column_int64(s, C_UPDATED);
 	m->next_ms = sqlite3_column_int64(s, C_NEXT);
 	m->attempts = sqlite3_column_int(s, C_ATTEMPTS);
 	m->round = sqlite3_column_int(s, C_ROUND);
-	m->tried = col_strdup(s, C_TRIED);
-	m->provider = col_strdup(s, C_PROVIDER);
-	m->provider_message_id = col_strdup(s, C_PMID);
-	m->error = col_strdup(s, C_ERROR);
+	m->tried = store__col_strdup(s, C_TRIED);
+	m->provider = store__col_strdup(s, C_PROVIDER);
+	m->provider_message_id = store__col_strdup(s, C_PMID);
+	m->error = store__col_strdup(s, C_ERROR);
+	m->budget_ms = sqlite3_column_int64(s, C_BUDGET); /* NULL: 0 */
 	if (sqlite3_column_type(s, C_MIME) == SQLITE_BLOB) {
 		len = (size_t)sqlite3_column_bytes(s, C_MIME);
 		m->mime = xmalloc(len + 1);
@@ -373,15 +375,18 @@ store__op_reset(struct op *op)
 		memset(op->u.hk.chunk, 0, sizeof(op->u.hk.chunk));
 		op->u.hk.more = false;
 		break;
+	case OP_LIST:
+	case OP_RETRY:
+		store__list_reset(op);
+		break;
 	}
 	op->wrote = false;
 	if (!op->preset)
 		op->err = 0;
 }
 
-/* Tallies a message moving from status from (-1: new) to to (-1: gone). */
-static void
-count_move(struct store_backend *be, int from, int to)
+void
+store__count_move(struct store_backend *be, int from, int to)
 {
 	if (from == to)
 		return;
@@ -497,7 +502,7 @@ msg_insert(struct store_backend *be, struct op *op)
 	if ((rc = step_once(be, ST_MSG_INSERT, op)) != 0)
 		return rc;
 	m->rowid = sqlite3_last_insert_rowid(be->db);
-	count_move(be, -1, m->status);
+	store__count_move(be, -1, m->status);
 	return 0;
 }
 
@@ -590,7 +595,7 @@ exec_update(struct store_backend *be, struct op *op, int64_t now)
 		return rc;
 	if ((rc = step_once(be, ST_MSG_UPDATE, op)) != 0)
 		return rc;
-	count_move(be, old, u->status);
+	store__count_move(be, old, u->status);
 	return 0;
 }
 
@@ -622,7 +627,7 @@ fail_corrupt(struct store_backend *be, struct op *op, struct store_message *m,
 		return rc;
 	if ((rc = step_once(be, ST_FAIL_CORRUPT, op)) != 0)
 		return rc;
-	count_move(be, MSG_QUEUED, MSG_FAILED);
+	store__count_move(be, MSG_QUEUED, MSG_FAILED);
 	return 0;
 }
 
@@ -703,10 +708,10 @@ exec_get(struct store_backend *be, struct op *op)
 		}
 		a = &op->u.get.att[op->u.get.natt++];
 		a->n = sqlite3_column_int(b.s, 0);
-		a->provider = col_strdup(b.s, 1);
+		a->provider = store__col_strdup(b.s, 1);
 		a->at_ms = sqlite3_column_int64(b.s, 2);
 		a->outcome = sqlite3_column_int(b.s, 3);
-		a->detail = col_strdup(b.s, 4);
+		a->detail = store__col_strdup(b.s, 4);
 	}
 	(void)sqlite3_reset(b.s);
 	if (rc != SQLITE_DONE)
@@ -744,7 +749,7 @@ exec_housekeep(struct store_backend *be, struct op *op)
 		status = sqlite3_column_int(b.s, 0);
 		if (status >= 0 && status < MSG_NSTATUS)
 			op->u.hk.chunk[status]++;
-		count_move(be, status, -1);
+		store__count_move(be, status, -1);
 		op->wrote = true;
 		pruned++;
 	}
@@ -779,6 +784,10 @@ exec_op(struct store_backend *be, struct op *op, int64_t now)
 		return exec_housekeep(be, op);
 	case OP_EXEC:
 		return exec_text(be, op);
+	case OP_LIST:
+		return store__exec_list(be, op);
+	case OP_RETRY:
+		return store__exec_retry(be, op, now);
 	}
 	fatalx("store: unknown op kind %d", (int)op->kind);
 }
