@@ -298,13 +298,14 @@ function sparkline(name) {
   const pts = vals
     .map((v, i) => {
       const x = (i * w) / (SPARK_BUCKETS - 1);
-      const y = h - 1 - (v * (h - 2)) / max;
+      const y = h - 3 - (v * (h - 6)) / max; // inside the stroke's width
       return x.toFixed(1) + "," + y.toFixed(1);
     })
     .join(" ");
   const svg = document.createElementNS(ns, "svg");
   svg.setAttribute("viewBox", "0 0 " + w + " " + h);
   svg.setAttribute("class", "spark");
+  svg.setAttribute("preserveAspectRatio", "none"); // the card's width
   svg.setAttribute("role", "img");
   const total = vals.reduce((a, b) => a + b, 0);
   svg.setAttribute(
@@ -387,7 +388,7 @@ function viewBoard(main) {
       row("failed", p.failed, "failed"),
       row("last heartbeat", fmtAgo(p.last_heartbeat_ms_ago), "heartbeat"),
       p.paused_until ? row("paused until", fmtTime(p.paused_until)) : null,
-      el("div", { class: "spark-wrap" }, sparkline(p.name)),
+      el("div", { class: "spark-wrap" }, sparkline(p.name), el("span", { class: "spark-label" }, "deliveries per 10 s, last 5 min")),
       el("div", { class: "actions" }, btn),
     );
   }
