@@ -36,7 +36,10 @@
 #include <string.h>
 #include <sys/queue.h>
 
-/* Bytes of history queued for a catching-up client at a time. */
+/*
+ * Bytes of history queued for a catching-up client at a time, at most half
+ * its cap (events_client_buffer_bytes), so a share never hits the cap.
+ */
 #define REPLAY_SHARE (64 * 1024)
 /* Ping periods a client's queue may stay non-empty before it is dropped. */
 #define STALL_TICKS 4
@@ -61,6 +64,7 @@ struct http_events {
 	struct events *hub;
 	struct event *ping;
 	struct http_events_limits lim;
+	size_t share; /* REPLAY_SHARE, or half the cap when that is less */
 	LIST_HEAD(, ev_stream) streams;
 	size_t n;
 	struct log_rl full_rl; /* over events_max_clients */
@@ -185,7 +189,7 @@ replay_one(void *arg, const struct ev_rec *r)
 		s->failed = true;
 		return;
 	}
-	if (httpd_req_stream_unsent(s->req) >= REPLAY_SHARE)
+	if (httpd_req_stream_unsent(s->req) >= s->he->share)
 		s->share_full = true;
 }
 
@@ -386,6 +390,9 @@ http_events_new(struct event_base *base, struct events *hub,
 
 	he->hub = hub;
 	he->lim = *lim;
+	he->share = lim->client_buffer / 2 < REPLAY_SHARE
+			? lim->client_buffer / 2
+			: REPLAY_SHARE;
 	LIST_INIT(&he->streams);
 	buf_init(&he->line, LINE_MAX);
 	he->ping = event_new(base, -1, EV_PERSIST, ping_tick, he);

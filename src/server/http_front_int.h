@@ -45,8 +45,10 @@ struct http_front {
 	size_t max_body;  /* of a /v1 (and SendGrid) JSON body */
 	size_t max_form;  /* of a Mailgun form body */
 	struct message_limits lim;
-	struct workq *translators;  /* drop-in bodies over 64 KiB */
-	struct http_events *events; /* GET /v1/events (http_events.c) */
+	struct workq *translators; /* drop-in bodies over 64 KiB */
+
+	/* GET /v1/events (http_events.c). */
+	struct http_events *events;
 };
 
 /* Drop-in bodies up to this are translated on the loop (microseconds). */

@@ -10,7 +10,7 @@
   ones, none twice; an id older than the history gets `event: reset`
   first; a malformed id is 400; without the key 401.
 - A client that never reads is dropped while the server answers others,
-  its RSS bounded; events_max_clients is enforced (503, Retry-After) and a
+  its RSS bounded, whether its queue passes the cap or just never empties; events_max_clients is enforced (503, Retry-After) and a
   slot frees when a client leaves; pings come every events_ping_s; open
   streams end at once when the server stops.
 """
@@ -424,7 +424,9 @@ def test_slow_client_dropped_and_max_clients(make_cluster, tmp_path):
             toggle(c, 50)
             sent += 50
             assert c.get("/healthz").status == 200
-        assert rss(c.server.pid) - base_rss < 32 * MIB
+        grew = rss(c.server.pid) - base_rss
+        print("events sent %d, server RSS grew %d KiB" % (sent, grew // 1024))
+        assert grew < 32 * MIB
         # It was closed (after what its buffers held), logged once.
         h.wait_for(lambda: slow_closed(slow), 10, "the slow client's EOF")
         log = open(c.server.log_path, errors="replace").read()
@@ -443,6 +445,62 @@ def test_slow_client_dropped_and_max_clients(make_cluster, tmp_path):
         fast.close()
         slow.close()
         third.close()
+
+
+def test_stalled_client_dropped(make_cluster):
+    """A queue under the cap that never empties (a client that stopped
+    reading, with little traffic) is dropped after 4 ping periods."""
+    c = make_cluster(providers=("a",), server_extra={"events_ping_s": 1})
+    c.start_server()
+    c.start_agent("a")
+    fast = Sse(c.http_port)
+    slow = Sse(c.http_port, read=False, rcvbuf=2048)
+    try:
+        # Past what the kernel buffers hold (about 70 KB), far below the
+        # 1 MiB cap: some of it waits in the server's queue.
+        toggle(c, 600)
+        h.wait_for(lambda: metric(c, "shivneri_event_streams") == 1, 10,
+                   "the stalled client dropped")
+        log = open(c.server.log_path, errors="replace").read()
+        assert "events client dropped" in log and "reason=stalled" in log
+        fast.wait(lambda ev: len(of(ev, provider="a",
+                                    type_="provider.enabled")) == 300,
+                  "every toggle at the reader")
+        check_consecutive(fast.events())
+    finally:
+        fast.close()
+        slow.close()
+
+
+def test_replay_is_paced_under_the_cap(make_cluster):
+    """A replay of far more than events_client_buffer_bytes arrives whole:
+    it is queued a share at a time as the client reads, never past the
+    cap (which would drop the client)."""
+    c = make_cluster(providers=("a",),
+                     server_extra={"events_history": 2000,
+                                   "events_client_buffer_bytes": 16384})
+    c.start_server()
+    c.start_agent("a")
+    ref = Sse(c.http_port)
+    try:
+        toggle(c, 2)
+        first = ref.wait(lambda ev: len(ev) >= 1, "a first event")[0]["id"]
+        toggle(c, 600)
+        ref.wait(lambda ev: len(ev) >= 602, "602 events")
+        want = [e for e in ref.events() if int(e["id"]) > int(first)]
+        assert len(want) == 601 and sum(len(json.dumps(e)) for e in want) \
+            > 4 * 16384
+        back = Sse(c.http_port, headers={"Last-Event-ID": first})
+        try:
+            back.wait(lambda ev: len(ev) >= 601, "the whole replay")
+            assert back.events() == want
+            assert not back.closed
+            log = open(c.server.log_path, errors="replace").read()
+            assert "events client dropped" not in log
+        finally:
+            back.close()
+    finally:
+        ref.close()
 
 
 def slow_closed(s):
