@@ -20,6 +20,8 @@ static const struct {
     {"status", cli_status_main, "show a message and its attempts"},
     {"providers", cli_providers_main, "list providers and their state"},
     {"queue", cli_queue_main, "count messages by status"},
+    {"messages", cli_messages_main, "list a page of messages"},
+    {"retry", cli_retry_main, "put a failed message back to queued"},
     {"check-config", cli_check_config_main, "validate a configuration"},
     {"version", cli_version_main, "print versions"},
 };

@@ -12,5 +12,7 @@ int cli_providers_main(int argc, char **argv);
 int cli_queue_main(int argc, char **argv);
 int cli_check_config_main(int argc, char **argv);
 int cli_version_main(int argc, char **argv);
+int cli_messages_main(int argc, char **argv);
+int cli_retry_main(int argc, char **argv);
 
 #endif

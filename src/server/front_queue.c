@@ -200,8 +200,14 @@ summary_json(const struct store_message *m)
 	json_t *to = m->to_json ? json_loads(m->to_json, 0, NULL) : NULL;
 
 	/* Stored by us as JSON; a row that is not shows no recipients. */
-	if (to == NULL)
+	if (!json_is_array(to)) {
+		json_decref(to);
 		to = json_array();
+	}
+	/* A listing shows the first few (the store cut long ones). */
+	while (to != NULL && json_array_size(to) > STORE_LIST_TO_MAX)
+		if (json_array_remove(to, json_array_size(to) - 1) != 0)
+			break;
 	return json_pack(
 	    "{s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:i,s:o}", "id", m->id, "status",
 	    msg_status_name(m->status), "from", text_json(m->header_from), "to",

@@ -1,11 +1,14 @@
 /*
  * GET /metrics: the Prometheus text exposition (format 0.0.4) of the
- * store's counts, the dispatcher's queues, and every provider's state,
- * in-flight jobs, heartbeat age and counters.  Everything is read on the
- * loop thread from plain fields the dispatcher and registry already keep
- * (the attempt and message counters move in record.c once a store write
- * is durable), so a scrape takes no lock and the hot path pays one
- * increment per durable write.  Series exist per provider the registry
+ * store's counts, the dispatcher's queues, the oldest queued message's
+ * age, and every provider's state, in-flight jobs, heartbeat age and
+ * counters.  The oldest queued message is the one thing asked of the store
+ * (one index seek, store_oldest_queued); the answer is built in its
+ * callback, where everything else is read on the loop thread from plain
+ * fields the dispatcher and registry already keep (the attempt and
+ * message counters move in record.c once a store write is durable), so a
+ * scrape takes no lock and the hot path pays one increment per durable
+ * write.  Series exist per provider the registry
  * holds, which max_dynamic_providers bounds.  docs/http-api.md lists
  * every family.
  */
@@ -26,6 +29,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void metrics_printf(bool *bad, struct evbuffer *out, const char *fmt,
@@ -291,19 +295,50 @@ metrics_accepted(struct http_front *f, struct evbuffer *out, bool *bad)
 		    submit_intake_name(i), submit_accepted(f->sub, i));
 }
 
-void
-http_front__metrics(struct http_front *f, struct httpd_req *req)
+/*
+ * The oldest queued message's age: the store's answer of this scrape
+ * (created_ms, 0 when nothing is queued).  A store that failed to answer
+ * leaves the family without a sample rather than with a wrong one.
+ */
+static void
+metrics_oldest(struct evbuffer *out, bool *bad, int err, int64_t created_ms)
 {
+	int64_t age = now_ms() - created_ms;
+
+	metrics_head(bad, out, "shivneri_queue_oldest_age_seconds", "gauge",
+		     "Seconds since the oldest queued message was accepted "
+		     "(0 when none is queued).");
+	if (err != 0)
+		return;
+	metrics_printf(bad, out, "shivneri_queue_oldest_age_seconds %.3f\n",
+		       created_ms > 0 && age > 0 ? (double)age / 1000.0 : 0.0);
+}
+
+/* A scrape waiting for the store's oldest queued message. */
+struct metrics_req {
+	struct http_front *f;
+	struct httpd_req *req;
+};
+
+static void
+metrics_reply(void *arg, int err, int64_t oldest_ms)
+{
+	struct metrics_req *mr = arg;
+	struct http_front *f = mr->f;
+	struct httpd_req *req = mr->req;
 	struct evbuffer *out = evbuffer_new();
 	const unsigned char *text;
 	bool bad = false;
 
+	f->pending--;
+	free(mr);
 	if (out == NULL) {
 		http_front__reply_failed(req);
 		return;
 	}
 	metrics_accepted(f, out, &bad);
 	metrics_queue(f, out, &bad);
+	metrics_oldest(out, &bad, err, oldest_ms);
 	metrics_providers(f, out, &bad);
 	metrics_printf(&bad, out,
 		       "# HELP shivneri_event_streams Open GET /v1/events "
@@ -317,4 +352,20 @@ http_front__metrics(struct http_front *f, struct httpd_req *req)
 		httpd_reply(req, 200, "text/plain; version=0.0.4", text,
 			    evbuffer_get_length(out));
 	evbuffer_free(out);
+}
+
+/*
+ * Asks the store for the oldest queued message (one index seek, in order
+ * with the other operations) and answers from its callback; everything
+ * else is read then, on the loop.
+ */
+void
+http_front__metrics(struct http_front *f, struct httpd_req *req)
+{
+	struct metrics_req *mr = xcalloc(1, sizeof(*mr));
+
+	mr->f = f;
+	mr->req = req;
+	f->pending++;
+	store_oldest_queued(f->st, metrics_reply, mr);
 }

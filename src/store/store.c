@@ -377,3 +377,11 @@ store_retry(struct store *st, const char *id, store_retry_cb cb, void *arg)
 		err = -ENOENT;
 	st->ops->retry(st->be, err, err == 0 ? id : "", cb, arg);
 }
+
+void
+store_oldest_queued(struct store *st, store_oldest_cb cb, void *arg)
+{
+	if (st == NULL || cb == NULL)
+		fatalx("store_oldest_queued: NULL argument");
+	st->ops->oldest(st->be, cb, arg);
+}

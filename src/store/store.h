@@ -285,6 +285,9 @@ size_t store_pending(const struct store *st);
 #define STORE_LIST_SCAN_MAX 5000   /* rows examined per page */
 #define STORE_LIST_PROVIDER_MAX 64 /* bytes of a provider filter */
 #define STORE_CURSOR_MAX 48        /* bytes of a cursor (next, before) */
+/* A page's texts are cut so its memory is bounded whatever was sent: */
+#define STORE_LIST_TEXT_MAX 998 /* bytes of from, subject, error */
+#define STORE_LIST_TO_MAX 10    /* addresses of To: */
 struct store_list_query {
 	int status;           /* enum msg_status, or -1: any */
 	const char *provider; /* the last provider; NULL: any */
@@ -297,8 +300,9 @@ struct store_list_query {
 /*
  * cb gets err (-EINVAL for a query out of range or a before that is not
  * a cursor of this listing), the page's messages (no body, no envelope
- * recipients: what a listing shows), and next: the cursor of the next
- * page, or NULL when none is left.  msgs and next belong to the store.
+ * recipients: what a listing shows, its texts cut as said above), and next: the
+ * cursor of the next page, or NULL when none is left.  msgs and next belong to
+ * the store.
  */
 typedef void (*store_list_cb)(void *arg, int err,
 			      struct store_message *const *msgs, size_t n,
@@ -324,5 +328,14 @@ void store_list(struct store *st, const struct store_list_query *q,
 typedef void (*store_retry_cb)(void *arg, int err, int64_t rowid);
 void store_retry(struct store *st, const char *id, store_retry_cb cb,
 		 void *arg);
+
+/*
+ * The acceptance time (created_ms) of the oldest queued message, for
+ * /metrics: the first queued id (ids sort by acceptance), one index seek
+ * whatever the queue's length.  cb gets err and created_ms (0 when
+ * nothing is queued).  A retried message counts from its acceptance.
+ */
+typedef void (*store_oldest_cb)(void *arg, int err, int64_t created_ms);
+void store_oldest_queued(struct store *st, store_oldest_cb cb, void *arg);
 
 #endif

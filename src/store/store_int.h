@@ -58,6 +58,7 @@ struct store_ops {
 		     void *arg);
 	void (*retry)(struct store_backend *be, int err, const char *id,
 		      store_retry_cb cb, void *arg);
+	void (*oldest)(struct store_backend *be, store_oldest_cb cb, void *arg);
 };
 
 extern const struct store_ops store_sqlite_ops;

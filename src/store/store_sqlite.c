@@ -125,6 +125,7 @@ complete_op(struct store_backend *be, struct op *op)
 		return housekeep_complete(be, op);
 	case OP_LIST:
 	case OP_RETRY:
+	case OP_OLDEST:
 		store__list_complete(op);
 		break;
 	}
@@ -625,4 +626,5 @@ const struct store_ops store_sqlite_ops = {
     .exec = sqlite_exec,
     .list = store__list_queue,
     .retry = store__retry_queue,
+    .oldest = store__oldest_queue,
 };

@@ -104,6 +104,7 @@ enum op_kind {
 	OP_EXEC,
 	OP_LIST,
 	OP_RETRY,
+	OP_OLDEST,
 };
 
 /*
@@ -128,6 +129,7 @@ struct op {
 		store_housekeep_cb housekeep;
 		store_list_cb list;
 		store_retry_cb retry;
+		store_oldest_cb oldest;
 	} cb;
 	union {
 		struct {
@@ -176,6 +178,9 @@ struct op {
 			char id[32];
 			int64_t rowid;
 		} retry;
+		struct {
+			int64_t created_ms;
+		} oldest;
 	} u;
 };
 
@@ -267,6 +272,9 @@ void store__retry_queue(struct store_backend *be, int err, const char *id,
 			store_retry_cb cb, void *arg);
 int store__exec_list(struct store_backend *be, struct op *op);
 int store__exec_retry(struct store_backend *be, struct op *op, int64_t now);
+void store__oldest_queue(struct store_backend *be, store_oldest_cb cb,
+			 void *arg);
+int store__exec_oldest(struct store_backend *be, struct op *op);
 /*
  * The SELECT of a page for q, into sql (len 512 is plenty): ?1 (and ?2)
  * the cursor when q->before, ?3 the rows to examine.  Exported for the

@@ -1,6 +1,7 @@
 /*
- * The SQLite backend's view of the queue: pages of messages (store_list)
- * and the retry of a failed one (store_retry).
+ * The SQLite backend's view of the queue: pages of messages (store_list),
+ * the retry of a failed one (store_retry), and the oldest queued message
+ * for /metrics (store_oldest_queued).
  *
  * Both run on the writer thread in its batch transaction like every other
  * operation, so a page sees every write submitted before it, and two
@@ -28,6 +29,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,7 +161,55 @@ row_matches(sqlite3_stmt *s, const char *provider)
 	return p != NULL && strcmp((const char *)p, provider) == 0;
 }
 
-/* What a listing shows of a row; no body, no envelope. */
+/*
+ * Column i's text cut to at most max bytes, at a UTF-8 character's
+ * start: a page's memory stays bounded whatever a client sent.
+ */
+static char *
+col_capped(sqlite3_stmt *s, int i, size_t max)
+{
+	char *t = store__col_strdup(s, i);
+	size_t n;
+
+	if (t == NULL || strlen(t) <= max)
+		return t;
+	n = max;
+	while (n > 0 && ((unsigned char)t[n] & 0xc0) == 0x80)
+		n--;
+	t[n] = '\0';
+	return t;
+}
+
+/*
+ * The To: of a listing: at most STORE_LIST_TO_MAX addresses.  Short
+ * arrays are kept as they are (no parse); a long one is cut.  A row that
+ * is not a JSON array shows none.
+ */
+static char *
+col_to(sqlite3_stmt *s, int i)
+{
+	const char *t = (const char *)sqlite3_column_text(s, i);
+	json_t *all, *cut; /* new references */
+	char *out = NULL;
+	size_t k;
+
+	if (t == NULL || (size_t)sqlite3_column_bytes(s, i) <= 1024)
+		return store__col_strdup(s, i);
+	all = json_loads(t, 0, NULL);
+	cut = json_array();
+	for (k = 0; json_is_array(all) && cut != NULL &&
+		    k < json_array_size(all) && k < STORE_LIST_TO_MAX;
+	     k++)
+		if (json_array_append(cut, json_array_get(all, k)) != 0)
+			break;
+	if (cut != NULL)
+		out = json_dumps(cut, JSON_COMPACT);
+	json_decref(cut);
+	json_decref(all);
+	return out;
+}
+
+/* What a listing shows of a row; no body, no envelope, bounded text. */
 static struct store_message *
 row_summary(sqlite3_stmt *s)
 {
@@ -170,14 +220,14 @@ row_summary(sqlite3_stmt *s)
 	snprintf(m->id, sizeof(m->id), "%s",
 		 id != NULL ? (const char *)id : "");
 	m->status = sqlite3_column_int(s, L_STATUS);
-	m->header_from = store__col_strdup(s, L_HEADER_FROM);
-	m->subject = store__col_strdup(s, L_SUBJECT);
-	m->to_json = store__col_strdup(s, L_TO_JSON);
+	m->header_from = col_capped(s, L_HEADER_FROM, STORE_LIST_TEXT_MAX);
+	m->subject = col_capped(s, L_SUBJECT, STORE_LIST_TEXT_MAX);
+	m->to_json = col_to(s, L_TO_JSON);
 	m->created_ms = sqlite3_column_int64(s, L_CREATED);
 	m->updated_ms = sqlite3_column_int64(s, L_UPDATED);
 	m->attempts = sqlite3_column_int(s, L_ATTEMPTS);
 	m->provider = store__col_strdup(s, L_PROVIDER);
-	m->error = store__col_strdup(s, L_ERROR);
+	m->error = col_capped(s, L_ERROR, STORE_LIST_TEXT_MAX);
 	m->budget_ms = sqlite3_column_int64(s, L_BUDGET);
 	return m;
 }
@@ -321,6 +371,38 @@ store__exec_retry(struct store_backend *be, struct op *op, int64_t now)
 	return 0;
 }
 
+/* The first queued id is the oldest accepted: messages_active's seek. */
+static const char *const oldest_sql =
+    "SELECT created_ms FROM messages WHERE status = 0 ORDER BY id LIMIT 1";
+
+int
+store__exec_oldest(struct store_backend *be, struct op *op)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	rc = sqlite3_prepare_v2(be->db, oldest_sql, -1, &s, NULL);
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW)
+			op->u.oldest.created_ms = sqlite3_column_int64(s, 0);
+	}
+	(void)sqlite3_finalize(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return store__db_fail(be->db, rc, "oldest");
+	return 0;
+}
+
+void
+store__oldest_queue(struct store_backend *be, store_oldest_cb cb, void *arg)
+{
+	struct op *op;
+
+	op = store__op_new(be, OP_OLDEST, 0, arg, 0, NULL);
+	op->cb.oldest = cb;
+	store__enqueue(be, op);
+}
+
 void
 store__list_reset(struct op *op)
 {
@@ -328,6 +410,10 @@ store__list_reset(struct op *op)
 
 	if (op->kind == OP_RETRY) {
 		op->u.retry.rowid = 0;
+		return;
+	}
+	if (op->kind == OP_OLDEST) {
+		op->u.oldest.created_ms = 0;
 		return;
 	}
 	for (i = 0; i < op->u.list.n; i++)
@@ -345,6 +431,11 @@ store__list_complete(struct op *op)
 	if (op->kind == OP_RETRY) {
 		op->cb.retry(op->arg, op->err,
 			     op->err == 0 ? op->u.retry.rowid : 0);
+		return;
+	}
+	if (op->kind == OP_OLDEST) {
+		op->cb.oldest(op->arg, op->err,
+			      op->err == 0 ? op->u.oldest.created_ms : 0);
 		return;
 	}
 	if (op->err != 0)

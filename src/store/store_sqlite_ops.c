@@ -377,6 +377,7 @@ store__op_reset(struct op *op)
 		break;
 	case OP_LIST:
 	case OP_RETRY:
+	case OP_OLDEST:
 		store__list_reset(op);
 		break;
 	}
@@ -788,6 +789,8 @@ exec_op(struct store_backend *be, struct op *op, int64_t now)
 		return store__exec_list(be, op);
 	case OP_RETRY:
 		return store__exec_retry(be, op, now);
+	case OP_OLDEST:
+		return store__exec_oldest(be, op);
 	}
 	fatalx("store: unknown op kind %d", (int)op->kind);
 }

@@ -164,9 +164,9 @@ def test_smuggled_second_request_not_queued(cl):
 
 
 @pytest.mark.parametrize("method,path,allow", [
-    ("DELETE", "/v1/messages", "POST"),
-    ("PUT", "/v1/messages", "POST"),
-    ("GET", "/v1/messages", "POST"),
+    ("DELETE", "/v1/messages", "GET, HEAD, POST"),
+    ("PUT", "/v1/messages", "GET, HEAD, POST"),
+    ("GET", "/v1/messages/01ARZ3NDEKTSV4RRFFQ69G5FAV/retry", "POST"),
     ("POST", "/healthz", "GET, HEAD"),
     ("PATCH", "/v1/stats", "GET, HEAD"),
     ("DELETE", "/v1/providers/a/disable", "POST"),

@@ -1,9 +1,12 @@
 """GET /metrics (issue 10): every line parses as Prometheus text exposition
 under a strict parser written here, and the counters move by exactly what
-was sent as mail flows over HTTP, SMTP and the SendGrid drop-in (a
-duplicate not counted), a failing provider's attempts
-show as transient, and the state gauges follow a provider's state."""
+was sent as mail flows over HTTP, SMTP and the SendGrid and Mailgun
+drop-ins (a duplicate not counted), a failing provider's attempts show as
+transient (and as failed attempts, not messages, in GET /v1/providers),
+the state gauges follow a provider's state, and the oldest queued
+message's age grows while nothing is sent and falls to 0 once it is."""
 
+import base64
 import json
 import math
 import os
@@ -193,10 +196,27 @@ def state_of(samples, provider):
     return on[0]
 
 
+MG_DOMAIN = "mg.example.com"
+
+
+def mailgun_send(c, n):
+    """POST /v3/DOMAIN/messages as a Mailgun SDK does (a urlencoded form,
+    Basic api:KEY); returns our id."""
+    form = "from=f%40example.com&to=mg{0}%40example.com&subject=mg{0}" \
+           "&text=x".format(n)
+    tok = base64.b64encode(b"api:key-anything").decode()
+    r = c.post("/v3/%s/messages" % MG_DOMAIN, form, headers={
+        "Content-Type": "application/x-www-form-urlencoded",
+        "Authorization": "Basic " + tok})
+    assert r.status == 200, r
+    return r.json["id"][1:].split("@")[0]
+
+
 def test_counters_move_as_mail_flows(make_cluster):
     port = h.free_port()
     c = make_cluster(providers=("a", "b"),
-                     server_extra={"smtp_listen": "127.0.0.1:%d" % port})
+                     server_extra={"smtp_listen": "127.0.0.1:%d" % port,
+                                   "mailgun_domains": MG_DOMAIN})
     c.start_server()
     c.start_agent("a")
     c.start_agent("b")
@@ -243,24 +263,27 @@ def test_counters_move_as_mail_flows(make_cluster):
     for _ in range(2):
         r = c.post("/v3/mail/send", sg, headers={"Idempotency-Key": "k-sg"})
         assert r.status == 202, r
+    # Mailgun: one message per request.
+    ids += [mailgun_send(c, i) for i in range(2)]
     c.wait_delivered(ids)
     s = wait_metric(
-        c, lambda s: total(s, "shivneri_messages_delivered_total") >= 8,
-        "8 messages counted delivered")
+        c, lambda s: total(s, "shivneri_messages_delivered_total") >= 10,
+        "10 messages counted delivered")
     assert value(s, "shivneri_messages_accepted_total", intake="http") == 4
     assert value(s, "shivneri_messages_accepted_total", intake="smtp") == 2
     assert value(s, "shivneri_messages_accepted_total",
                  intake="sendgrid") == 2
     assert value(s, "shivneri_messages_accepted_total",
-                 intake="mailgun") == 0
-    assert total(s, "shivneri_messages_delivered_total") == 8
-    assert total(s, "shivneri_attempts_total", outcome="delivered") == 8
-    assert total(s, "shivneri_attempts_total") == 8
+                 intake="mailgun") == 2
+    assert total(s, "shivneri_messages_delivered_total") == 10
+    assert total(s, "shivneri_attempts_total", outcome="delivered") == 10
+    assert total(s, "shivneri_attempts_total") == 10
     assert total(s, "shivneri_messages_failed_total") == 0
-    assert value(s, "shivneri_messages", status="delivered") == 8
+    assert value(s, "shivneri_messages", status="delivered") == 10
+    assert value(s, "shivneri_queue_oldest_age_seconds") == 0
     s = wait_metric(
-        c, lambda s: total(s, "shivneri_send_duration_seconds_count") >= 8,
-        "8 send latencies")
+        c, lambda s: total(s, "shivneri_send_duration_seconds_count") >= 10,
+        "10 send latencies")
     types = scrape(c)[0]
     for p in ("a", "b"):
         n = value(s, "shivneri_messages_delivered_total", provider=p)
@@ -327,6 +350,12 @@ def test_failing_provider_counts_transient(make_cluster):
         assert value(s, "shivneri_attempts_total", provider="s",
                      outcome="transient") == len(at_s)
         assert total(s, "shivneri_attempts_total") == len(att)
+        # GET /v1/providers counts attempts by outcome, as the doc says:
+        # s failed every attempt it had and no message.
+        prov = c.providers_map()
+        assert prov["s"]["failed"] == len(at_s) >= 1, prov["s"]
+        assert prov["s"]["delivered"] == 0 and prov["s"]["lost"] == 0
+        assert prov["m"]["delivered"] == 1 and prov["m"]["failed"] == 0
         assert value(s, "shivneri_messages_delivered_total",
                      provider="m") == 1
         assert value(s, "shivneri_messages_delivered_total",
@@ -334,3 +363,30 @@ def test_failing_provider_counts_transient(make_cluster):
         assert total(s, "shivneri_messages_failed_total") == 0
     finally:
         fake.stop()
+
+
+def test_oldest_queued_age(make_cluster):
+    c = make_cluster(providers=("a",))
+    c.start_server()
+    types, s = scrape(c)
+    assert types["shivneri_queue_oldest_age_seconds"] == "gauge"
+    assert value(s, "shivneri_queue_oldest_age_seconds") == 0
+    # Nobody up: two messages wait; the age is the older one's.
+    first = c.submit(h.message(1))
+    c.submit(h.message(2))
+    s = wait_metric(
+        c, lambda s: value(s, "shivneri_queue_oldest_age_seconds") >= 0.3,
+        "the oldest queued message ageing")
+    age = value(s, "shivneri_queue_oldest_age_seconds")
+    created = c.msg(first)["created_at"]
+    assert age < 60, (age, created)
+    later = wait_metric(
+        c, lambda s: value(s, "shivneri_queue_oldest_age_seconds") > age,
+        "the age growing")
+    assert value(later, "shivneri_queue_messages", where="ready") + \
+        value(later, "shivneri_queue_messages", where="loaded") == 2
+    c.start_agent("a")
+    wait_metric(
+        c, lambda s: value(s, "shivneri_queue_oldest_age_seconds") == 0 and
+        value(s, "shivneri_messages", status="delivered") == 2,
+        "an empty queue: age 0")

@@ -5,6 +5,7 @@ POST /v1/messages/ID/retry puts a failed message back to queued with a
 fresh budget (its TTL too), once, durably; /v1/stats follows."""
 
 import os
+import subprocess
 import sys
 import threading
 import urllib.parse
@@ -16,6 +17,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 import smtp_fake  # noqa: E402
 
 UNKNOWN_ID = "01ARZ3NDEKTSV4RRFFQ69G5FAV"
+
+
+def cli(c, *args):
+    return subprocess.run([h.BIN, args[0], "--url",
+                           "http://127.0.0.1:%d" % c.http_port] +
+                          list(args[1:]), capture_output=True, text=True,
+                          timeout=h.scaled(20), stdin=subprocess.DEVNULL)
 
 
 def page(c, **params):
@@ -142,6 +150,21 @@ def test_retry_failed_once_then_delivered(make_cluster):
                        ("not_found",))
         h.assert_error(c.post("/v1/messages/nope/retry"), 404,
                        ("not_found",))
+        # The same through the CLI.
+        r = cli(c, "messages", "--status", "failed", "--limit", "5")
+        assert r.returncode == 0, r
+        lines = r.stdout.splitlines()
+        assert lines[0].split()[:3] == ["ID", "STATUS", "PROVIDER"], r
+        assert lines[1].split()[:4] == [mid, "failed", "s", "1"], r
+        assert "no such user" in lines[1] and len(lines) == 2, r
+        r = cli(c, "messages", "--limit", "0")
+        assert r.returncode == 1 and "limit" in r.stderr, r
+        r = cli(c, "messages", "extra")
+        assert r.returncode == 2, r
+        r = cli(c, "retry", UNKNOWN_ID)
+        assert r.returncode == 1 and "404" in r.stderr, r
+        r = cli(c, "retry")
+        assert r.returncode == 2, r
 
         fake.data_reply = None
         # Two retries at once: one wins, the other is told it is not
@@ -169,6 +192,8 @@ def test_retry_failed_once_then_delivered(make_cluster):
         assert len(fake.messages()) == 2
         h.assert_error(c.post("/v1/messages/%s/retry" % mid), 409,
                        ("not_failed",))
+        r = cli(c, "retry", mid)
+        assert r.returncode == 1 and "not_failed" in r.stderr, r
         h.wait_for(lambda: c.stats() == {"queued": 0, "sending": 0,
                                          "delivered": 1, "failed": 0},
                    5, "counts after the retry")
@@ -218,8 +243,8 @@ def test_retry_after_ttl_survives_restart(make_cluster):
         # is on disk, the message stays queued.
         c.agents["s"].kill9()
         c.wait_state("s", "down")
-        r = c.post("/v1/messages/%s/retry" % mid)
-        assert r.status == 200, r
+        r = cli(c, "retry", mid)
+        assert r.returncode == 0 and r.stdout == mid + " queued\n", r
         assert c.msg(mid)["status"] == "queued"
         assert c.stats()["queued"] == 1 and c.stats()["failed"] == 0
         c.server.kill9()
@@ -229,6 +254,8 @@ def test_retry_after_ttl_survives_restart(make_cluster):
                              "failed": 0}
         assert [x["id"] for x in page(c, status="queued")["messages"]] == \
             [mid]
+        r = cli(c, "messages", "--json", "--status", "queued")
+        assert r.returncode == 0 and mid in r.stdout, r
         fake.data_reply = None
         c.start_agent("s")
         m = wait_status(c, mid, "delivered")

@@ -15,12 +15,14 @@
 #include "store/store.h"
 #include "store/store_int.h"
 #include "store/store_sqlite.h"
+#include "common/buf.h"
 #include "common/util.h"
 
 #include "fixture_store.h"
 
 #include <errno.h>
 #include <event2/event.h>
+#include <jansson.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +39,8 @@ struct list_res {
 	int status[MAXN];
 	int attempts[MAXN];
 	bool has_error[MAXN];
+	size_t subject_len[MAXN];
+	size_t to_count[MAXN];
 	bool has_next;
 	char next[STORE_CURSOR_MAX + 1];
 };
@@ -46,6 +50,7 @@ list_cb(void *arg, int err, struct store_message *const *msgs, size_t n,
 	const char *next)
 {
 	struct list_res *r = arg;
+	json_t *to;
 	size_t i;
 
 	r->done++;
@@ -58,6 +63,11 @@ list_cb(void *arg, int err, struct store_message *const *msgs, size_t n,
 		r->status[i] = msgs[i]->status;
 		r->attempts[i] = msgs[i]->attempts;
 		r->has_error[i] = msgs[i]->error != NULL;
+		r->subject_len[i] = strlen(msgs[i]->subject);
+		to = json_loads(msgs[i]->to_json, 0, NULL);
+		assert_true(json_is_array(to));
+		r->to_count[i] = json_array_size(to);
+		json_decref(to);
 		/* A listing carries no body. */
 		assert_null(msgs[i]->mime);
 		assert_non_null(msgs[i]->subject);
@@ -371,6 +381,47 @@ test_list_refused(void **state)
 	assert_int_equal(lr.n, 1);
 }
 
+/* A page's texts are cut: at a character's start, To: to a few. */
+static void
+test_list_bounded(void **state)
+{
+	struct fixture *f = *state;
+	struct store_list_query q = {.status = -1, .limit = 5};
+	struct store_message *m;
+	struct list_res lr;
+	struct sub_res r;
+	struct buf b;
+	int i;
+
+	open_store(f);
+	m = make_message(NULL, "short");
+	free(m->subject);
+	buf_init(&b, 1 << 20);
+	for (i = 0; i < 1500; i++)
+		assert_int_equal(buf_appends(&b, "\xc3\xa9"), 0);
+	m->subject = xstrndup(b.p, b.len);
+	buf_reset(&b);
+	assert_int_equal(buf_appends(&b, "["), 0);
+	for (i = 0; i < 50; i++)
+		assert_int_equal(buf_appendf(&b,
+					     "%s\"someone%02d@example.org\"",
+					     i ? "," : "", i),
+				 0);
+	assert_int_equal(buf_appends(&b, "]"), 0);
+	free(m->to_json);
+	m->to_json = xstrndup(b.p, b.len);
+	buf_cleanup(&b);
+	submit_wait(f, m, NULL, &r);
+	submit_wait(f, make_message(NULL, "plain"), NULL, &r);
+	list_wait(f, &q, &lr);
+	assert_int_equal(lr.n, 2);
+	assert_int_equal(lr.subject_len[0], 5);
+	assert_int_equal(lr.to_count[0], 1);
+	/* 998 bytes of two-byte characters: 499 of them, none cut. */
+	assert_int_equal(lr.subject_len[1], 998);
+	assert_int_equal(lr.to_count[1], STORE_LIST_TO_MAX);
+}
+
 /* The plan of every kind of page walks an index and sorts nothing. */
 static void
 test_list_plans(void **state)
@@ -493,6 +544,64 @@ test_retry(void **state)
 	check_counts(f, 1, 0, 1, 0);
 }
 
+struct oldest_res {
+	int done;
+	int err;
+	int64_t created_ms;
+};
+
+static void
+oldest_cb(void *arg, int err, int64_t created_ms)
+{
+	struct oldest_res *r = arg;
+
+	r->done++;
+	r->err = err;
+	r->created_ms = created_ms;
+}
+
+static int64_t
+oldest_wait(struct fixture *f)
+{
+	struct oldest_res r = {0, 0, 0};
+
+	store_oldest_queued(f->st, oldest_cb, &r);
+	assert_int_equal(r.done, 0);
+	WAIT_FOR(f->base, r.done == 1);
+	assert_int_equal(r.err, 0);
+	return r.created_ms;
+}
+
+/* The oldest queued message's acceptance; sending or finished ones not. */
+static void
+test_oldest_queued(void **state)
+{
+	struct fixture *f = *state;
+	struct store_message *m;
+	struct sub_res r1, r2, r3;
+
+	open_store(f);
+	assert_int_equal(oldest_wait(f), 0);
+	m = make_message(NULL, "1");
+	m->created_ms = 1000;
+	submit_wait(f, m, NULL, &r1);
+	clock_past(now_ms() + 2);
+	m = make_message(NULL, "2");
+	m->created_ms = 2000;
+	submit_wait(f, m, NULL, &r2);
+	clock_past(now_ms() + 2);
+	m = make_message(NULL, "3");
+	m->created_ms = 3000;
+	submit_wait(f, m, NULL, &r3);
+	assert_int_equal(oldest_wait(f), 1000);
+	set_status(f, r1.rowid, MSG_SENDING, "a");
+	assert_int_equal(oldest_wait(f), 2000);
+	set_status(f, r2.rowid, MSG_DELIVERED, "a");
+	assert_int_equal(oldest_wait(f), 3000);
+	set_status(f, r3.rowid, MSG_FAILED, "a");
+	assert_int_equal(oldest_wait(f), 0);
+}
+
 int
 main(void)
 {
@@ -505,7 +614,10 @@ main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_list_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_list_plans, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_list_bounded, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_retry, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_oldest_queued, setup,
+					    teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
