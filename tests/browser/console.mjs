@@ -111,6 +111,29 @@ const ops = {
     await page.locator(`#queue-rows tr[data-id="${c.id}"] button.retry`).click({ timeout: c.timeout_ms });
     return {};
   },
+  async rows(c) {
+    // The queue's rows once the page shows c.page (1-based) and, if given,
+    // exactly c.count rows.
+    await page.locator("#q-page", { hasText: "page " + (c.page || 1) }).waitFor({ timeout: c.timeout_ms });
+    const sel = "#queue-rows tr[data-id]";
+    // With c.provider, every row must be that provider's (the filtered
+    // view has replaced the one before).
+    if (c.count !== undefined)
+      await page.waitForFunction(
+        ([s, n, p]) => {
+          const rs = [...document.querySelectorAll(s)];
+          return rs.length === n && (!p || rs.every((r) => r.children[4].textContent === p));
+        },
+        [sel, c.count, c.provider || null],
+        { timeout: c.timeout_ms },
+      );
+    const rows = await page.locator(sel).evaluateAll((ls) => ls.map((l) => ({ id: l.dataset.id, status: l.dataset.status, provider: l.children[4].textContent })));
+    return { rows, older: await page.locator("#q-next").isEnabled(), newer: await page.locator("#q-prev").isEnabled() };
+  },
+  async select(c) {
+    await page.locator(c.selector).selectOption(c.value, { timeout: c.timeout_ms });
+    return {};
+  },
   async click(c) {
     await page.locator(c.selector).first().click({ timeout: c.timeout_ms });
     return {};

@@ -339,6 +339,38 @@ def test_agent_down_then_up(cl, br, shots):
     br("wait_card", name="b", state="up", timeout=10)
 
 
+@needs_browser
+def test_queue_pages_and_filter(cl, br):
+    """The queue pages by the API's cursor, newest first, and filters by
+    provider through its select."""
+    total = api(cl, "GET", "/v1/stats").json
+    ids = []
+    for i in range(27 - sum(total.values())):
+        r = api(cl, "POST", "/v1/messages", h.message(700 + i))
+        assert r.status == 202, r
+        ids.append(r.json["id"])
+    for mid in ids:
+        wait_status(cl, mid, "delivered")
+    br("go", hash="#/queue")
+    p1 = br("rows", page=1, count=25)
+    assert p1["older"] and not p1["newer"], p1
+    assert {r["id"] for r in p1["rows"][:len(ids)]} == set(ids), p1
+    br("click", selector="#q-next")
+    p2 = br("rows", page=2, count=2)
+    assert not p2["older"] and p2["newer"], p2
+    seen = {r["id"] for r in p1["rows"]} | {r["id"] for r in p2["rows"]}
+    assert len(seen) == 27
+    br("click", selector="#q-prev")
+    br("rows", page=1, count=25)
+    # By provider: the select puts it in the address, the API filters.
+    r = api(cl, "GET", "/v1/messages?provider=a&limit=200")
+    want = len(r.json["messages"])
+    assert 0 < want < 27, r
+    br("select", selector="#q-provider", value="a")
+    pa = br("rows", page=1, count=want, provider="a")
+    assert {x["provider"] for x in pa["rows"]} == {"a"}, pa
+
+
 @pytest.fixture(scope="module")
 def smtp_cl(module_cluster_factory, keys_file):
     """A second server whose one provider "s" is the smtp connector aimed
