@@ -148,7 +148,9 @@ async function api(method, path, body) {
 // --- the event stream ----------------------------------------------------
 
 const listeners = new Set(); // fn(type, data) for each event
-let lastEventId = null;
+// "0" on the first connection asks for the server's whole history (after
+// a reset): the sparklines start with the last minutes, not empty.
+let lastEventId = "0";
 let streamStarted = false;
 let streamLive = false; // while false, views poll instead
 const POLL_MS = 2000;

@@ -144,7 +144,7 @@ const ops = {
     return { text: await l.innerText() };
   },
   async wait_live(c) {
-    await page.locator("#live.on").waitFor({ timeout: c.timeout_ms });
+    await page.locator(c.off ? "#live.off" : "#live.on").waitFor({ timeout: c.timeout_ms });
     return {};
   },
   async screenshot(c) {

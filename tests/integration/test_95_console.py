@@ -371,6 +371,34 @@ def test_queue_pages_and_filter(cl, br):
     assert {x["provider"] for x in pa["rows"]} == {"a"}, pa
 
 
+@needs_browser
+def test_stream_follows_a_restart(cl, br):
+    """The server is killed and started again: the console's stream
+    reconnects by itself (with its Last-Event-ID, from the earlier run) and
+    a delivery then reaches an open message page through it alone (the page
+    polls only while the stream is down)."""
+    br("go", hash="#/")
+    br("wait_live")
+    cl.server.kill9()
+    br("wait_live", off=True)
+    cl.start_server()
+    for n in ("a", "b"):
+        h.wait_for(lambda n=n: provider(cl, n)["state"] == "up", 10,
+                   "provider %s up again" % n)
+    br("wait_live", timeout=15)
+    for n in ("a", "b"):
+        assert api(cl, "POST", "/v1/providers/%s/disable" % n).status == 200
+    r = api(cl, "POST", "/v1/messages", h.message(990, subject="after"))
+    assert r.status == 202, r
+    mid = r.json["id"]
+    br("go", hash="#/message/" + mid)
+    br("wait_status", status="queued")
+    for n in ("a", "b"):
+        assert api(cl, "POST", "/v1/providers/%s/enable" % n).status == 200
+    got = br("wait_status", status="delivered")
+    assert got["outcomes"] == ["delivered"], got
+
+
 @pytest.fixture(scope="module")
 def smtp_cl(module_cluster_factory, keys_file):
     """A second server whose one provider "s" is the smtp connector aimed
