@@ -134,6 +134,15 @@ const ops = {
     await page.locator(c.selector).selectOption(c.value, { timeout: c.timeout_ms });
     return {};
   },
+  async markup_probe(c) {
+    // What API text turned into: elements of the given tags inside #main,
+    // and whether a handler it carried ever ran.
+    await page.locator("#main", { hasText: c.text }).waitFor({ timeout: c.timeout_ms });
+    return await page.evaluate((tags) => ({
+      found: tags.filter((t) => document.querySelector("#main " + t) !== null),
+      ran: window.__console_xss === 1,
+    }), c.tags);
+  },
   async click(c) {
     await page.locator(c.selector).first().click({ timeout: c.timeout_ms });
     return {};

@@ -372,6 +372,25 @@ def test_queue_pages_and_filter(cl, br):
 
 
 @needs_browser
+def test_api_text_stays_text(cl, br):
+    """Markup in a message's subject, recipients' names and tags is shown
+    as the characters it is, on the message page and in the queue: no
+    element is made of it and no handler runs."""
+    evil = '<img src=x onerror="window.__console_xss=1"><b>bold</b>'
+    r = api(cl, "POST", "/v1/messages",
+            h.message(980, subject=evil, to=['"<i>x</i>" <x@example.net>'],
+                      tags=["<u>t</u>"]))
+    assert r.status == 202, r
+    mid = r.json["id"]
+    wait_status(cl, mid, "delivered")
+    tags = ["img", "b", "i", "u"]
+    for view in ("#/message/" + mid, "#/queue"):
+        br("go", hash=view)
+        got = br("markup_probe", text="<b>bold</b>", tags=tags)
+        assert got == {"found": [], "ran": False, "ok": True}, (view, got)
+
+
+@needs_browser
 def test_stream_follows_a_restart(cl, br):
     """The server is killed and started again: the console's stream
     reconnects by itself (with its Last-Event-ID, from the earlier run) and
