@@ -453,9 +453,10 @@ function viewCompose(main) {
   for (const [name, label, kind, ph] of COMPOSE_FIELDS) {
     const id = "f-" + name;
     let input;
-    if (kind === "textarea") input = el("textarea", { id, name, rows: name === "headers" ? 3 : 6, placeholder: ph });
-    else if (kind === "file") input = el("input", { id, name, type: "file", multiple: true });
-    else input = el("input", { id, name, type: "text", placeholder: ph, autocomplete: "off" });
+    const err = "err-" + name; // read out with the field by screen readers
+    if (kind === "textarea") input = el("textarea", { id, name, rows: name === "headers" ? 3 : 6, placeholder: ph, "aria-describedby": err });
+    else if (kind === "file") input = el("input", { id, name, type: "file", multiple: true, "aria-describedby": err });
+    else input = el("input", { id, name, type: "text", placeholder: ph, autocomplete: "off", "aria-describedby": err });
     form.append(
       el("div", { class: "field", id: "field-" + name }, el("label", { for: id }, label), input, el("p", { class: "field-error", id: "err-" + name, hidden: true })),
     );
@@ -470,6 +471,7 @@ function viewCompose(main) {
       e.textContent = "";
     }
     for (const e of form.querySelectorAll(".field.bad")) e.classList.remove("bad");
+    for (const e of form.querySelectorAll("[aria-invalid]")) e.removeAttribute("aria-invalid");
   }
 
   function fieldError(name, text) {
@@ -477,6 +479,7 @@ function viewCompose(main) {
     e.textContent = text;
     e.hidden = false;
     $("field-" + name).classList.add("bad");
+    $("f-" + name).setAttribute("aria-invalid", "true");
   }
 
   async function build() {
