@@ -51,6 +51,15 @@ const ops = {
     await page.locator("#key-overlay").waitFor({ state: "hidden", timeout: c.timeout_ms });
     return {};
   },
+  async login_refused(c) {
+    // A wrong key: the form comes back saying so.
+    await page.locator("#key-overlay").waitFor({ state: "visible", timeout: c.timeout_ms });
+    await page.fill("#key-input", c.key);
+    await page.click("#key-submit");
+    const e = page.locator("#key-error");
+    await e.waitFor({ state: "visible", timeout: c.timeout_ms });
+    return { text: await e.innerText() };
+  },
   async key_stored() {
     // Where the key lives: sessionStorage, never localStorage or the URL.
     return await page.evaluate(() => ({

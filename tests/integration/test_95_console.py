@@ -230,8 +230,12 @@ def test_console_files(cl):
 
 @needs_browser
 def test_key_once_and_board(cl, br):
-    """/v1 answers 401: the key is asked for, kept in sessionStorage only;
-    the board then shows both providers up, and the event stream is on."""
+    """/v1 answers 401: the key is asked for (again, saying so, after a
+    wrong one, which is not kept), kept in sessionStorage only; the board
+    then shows both providers up, and the event stream is on."""
+    refused = br("login_refused", key="not-the-key")
+    assert "refused" in refused["text"], refused
+    assert br("key_stored")["session"] is None
     br("login", key=KEY)
     for n in ("a", "b"):
         br("wait_card", name=n, state="up")
