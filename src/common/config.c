@@ -115,7 +115,7 @@ static const struct skey server_keys[] = {
     {"http_min_body_rate", SKEY_INT64, OFF(http_min_body_rate), 1,
      INT64_C(1) << 40, NULL},
     {"events_max_clients", SKEY_INT, OFF(events_max_clients), 1, 100000, NULL},
-    {"events_history", SKEY_INT, OFF(events_history), 1, 1000000, NULL},
+    {"events_history", SKEY_INT, OFF(events_history), 1, 100000, NULL},
     {"events_ping_s", SKEY_INT, OFF(events_ping_s), 1, 3600, NULL},
     {"events_client_buffer_bytes", SKEY_INT64, OFF(events_client_buffer_bytes),
      16384, INT64_C(1) << 30, NULL},
