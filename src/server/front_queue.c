@@ -75,6 +75,19 @@ limit_parse(const char *v, size_t len)
 	return n >= 1 && n <= STORE_LIST_MAX ? n : -1;
 }
 
+/* A status word of len bytes (not NUL-terminated), or -1. */
+static int
+status_parse(const char *v, size_t len)
+{
+	char word[16];
+
+	if (!value_ok(v, len, sizeof(word) - 1))
+		return -1;
+	memcpy(word, v, len);
+	word[len] = '\0';
+	return msg_status_parse(word);
+}
+
 /* One field of the query into p; false with why set when it is bad. */
 static bool
 param_take(const struct form_field *fd, struct front_queue_params *p,
@@ -100,12 +113,8 @@ param_take(const struct form_field *fd, struct front_queue_params *p,
 	*seen |= 1u << i;
 	switch (i) {
 	case 0:
-		if (fd->len < sizeof(p->status_word))
-			memcpy(p->status_word, fd->value, fd->len);
-		p->status = fd->len < sizeof(p->status_word)
-				? msg_status_parse(p->status_word)
-				: -1;
-		if (p->status < 0 || !value_ok(fd->value, fd->len, 16)) {
+		p->status = status_parse(fd->value, fd->len);
+		if (p->status < 0) {
 			snprintf(why, whysz,
 				 "status: one of queued, sending, "
 				 "delivered, failed");
@@ -332,11 +341,10 @@ queue_retry(struct http_front *f, struct httpd_req *req, const char *id,
 
 /* 405 with the methods the route takes. */
 static void
-reply_method(struct http_front *f, struct httpd_req *req, const char *allow)
+reply_method(struct httpd_req *req, const char *allow)
 {
 	char msg[64];
 
-	(void)f;
 	if (!httpd_req_add_header(req, "Allow", allow)) {
 		http_front__reply_failed(req);
 		return;
@@ -359,7 +367,7 @@ front_queue_route(struct http_front *f, struct httpd_req *req, const char *path)
 		if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
 			queue_list(f, req);
 		else
-			reply_method(f, req, "GET, HEAD, POST");
+			reply_method(req, "GET, HEAD, POST");
 		return true;
 	}
 	if (strncmp(path, "/v1/messages/", 13) != 0)
@@ -370,7 +378,7 @@ front_queue_route(struct http_front *f, struct httpd_req *req, const char *path)
 	    strcmp(rest + n - (sizeof(suffix) - 1), suffix) != 0)
 		return false;
 	if (strcmp(method, "POST") != 0)
-		reply_method(f, req, "POST");
+		reply_method(req, "POST");
 	else
 		queue_retry(f, req, rest, n - (sizeof(suffix) - 1));
 	return true;

@@ -102,7 +102,6 @@ bool front_queue_route(struct http_front *f, struct httpd_req *req,
 struct front_queue_params {
 	int status; /* enum msg_status, or -1: any */
 	int limit;
-	char status_word[16];
 	char provider[STORE_LIST_PROVIDER_MAX + 1]; /* "": any */
 	char before[STORE_CURSOR_MAX + 1];          /* "": from the newest */
 };

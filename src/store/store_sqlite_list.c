@@ -10,14 +10,15 @@
  *
  * A page walks an existing index, never a sort of the table: queued and
  * sending by messages_active (status, id), delivered and failed by
- * messages_done (updated_ms), any status by the id's own index.  The
- * statement is limited to scan_max rows and the provider filter is checked
- * here on each row, so a page costs at most scan_max rows however rare
- * the provider; when the cap stops a page short, next points after the
- * last row examined and the client goes on from there.  The cursor is the
- * key of the order: an id, or "UPDATED_MS.ROWID" for the finished lists
- * (an id would not do there: a message's updated_ms moves when it is
- * retried, and the page after it with it).
+ * messages_done (updated_ms, which holds both), any status by the id's
+ * own index.  The statement selects every row of the walk, limited to
+ * scan_max, and the status (on messages_done) and provider filters are
+ * checked here on each row, so a page costs at most scan_max rows however
+ * rare what it looks for; when the cap stops a page short, next points
+ * after the last row examined and the client goes on from there.  The cursor is
+ * the key of the order: an id, or "UPDATED_MS.ROWID" for the finished lists (an
+ * id would not do there: a message's updated_ms moves when it is retried, and
+ * the page after it with it).
  *
  * The statements are prepared per operation: both are rare (an operator,
  * a console), and their SQL depends on the query (the status is written
@@ -92,7 +93,14 @@ store__list_sql(const struct store_list_query *q, char *sql, size_t len)
 	const char *order, *after;
 	char where[64] = "";
 
-	if (q->status >= 0)
+	/*
+	 * Delivered and failed share messages_done: the SQL walks it whole
+	 * (its own WHERE, so every row walked is a row examined and counted
+	 * against the cap) and row_matches picks the status.
+	 */
+	if (done_order(q->status))
+		snprintf(where, sizeof(where), "(status = 2 OR status = 3)");
+	else if (q->status >= 0)
 		snprintf(where, sizeof(where), "status = %d", q->status);
 	if (done_order(q->status)) {
 		after = q->before ? " AND (updated_ms, rowid) < (?1, ?2)" : "";
@@ -151,14 +159,16 @@ row_cursor(sqlite3_stmt *s, int status, char *buf, size_t len)
 }
 
 static bool
-row_matches(sqlite3_stmt *s, const char *provider)
+row_matches(sqlite3_stmt *s, const struct store_list_query *q)
 {
 	const unsigned char *p;
 
-	if (provider == NULL)
+	if (q->status >= 0 && sqlite3_column_int(s, L_STATUS) != q->status)
+		return false;
+	if (q->provider == NULL)
 		return true;
 	p = sqlite3_column_text(s, L_PROVIDER);
-	return p != NULL && strcmp((const char *)p, provider) == 0;
+	return p != NULL && strcmp((const char *)p, q->provider) == 0;
 }
 
 /*
@@ -247,19 +257,20 @@ list_rows(struct store_backend *be, struct op *op, sqlite3_stmt *s)
 	op->u.list.msgs = xcalloc((size_t)q->limit, sizeof(*op->u.list.msgs));
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		examined++;
-		if (row_matches(s, q->provider)) {
+		if (row_matches(s, q)) {
 			if (op->u.list.n == (size_t)q->limit) {
 				op->u.list.has_next = true;
 				return 0;
 			}
 			op->u.list.msgs[op->u.list.n++] = row_summary(s);
 		}
-		/* Kept for the cap; a match after the page replaces it. */
+		/*
+		 * The last row examined, matched or not: the next page
+		 * starts after it (no row is read twice).
+		 */
 		row_cursor(s, q->status, op->u.list.next,
 			   sizeof(op->u.list.next));
 		if (examined == scan_max) {
-			/* The last row examined: the next page starts after
-			 * it, whether or not it matched. */
 			op->u.list.has_next = true;
 			return 0;
 		}

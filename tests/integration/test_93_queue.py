@@ -103,6 +103,8 @@ def test_list_pages_filters_and_bad_parameters(make_cluster):
     for qs in bad:
         r = c.get("/v1/messages?" + qs)
         h.assert_error(r, 400, ("bad_request",))
+    r = h.http(c.http_port, "HEAD", "/v1/messages?status=queued")
+    assert r.status == 200 and r.body == b"", r
     r = h.http(c.http_port, "DELETE", "/v1/messages")
     h.assert_error(r, 405)
     assert "GET" in {k.lower(): v for k, v in r.headers.items()}["allow"]
