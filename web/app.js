@@ -380,7 +380,7 @@ function viewBoard(main) {
     return el(
       "section",
       { class: "card provider state-" + p.state, "data-provider": p.name, "data-state": p.state },
-      el("header", {}, el("h3", {}, p.name), el("span", { class: "badge state", text: p.state })),
+      el("header", {}, el("h3", {}, el("a", { href: "#/queue?provider=" + encodeURIComponent(p.name), title: "its messages" }, p.name)), el("span", { class: "badge state", text: p.state })),
       p.reason ? el("p", { class: "reason" }, p.reason) : null,
       row("type", p.type),
       row("health", p.health),
