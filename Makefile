@@ -9,7 +9,7 @@ FUZZ_BUILD ?= build-fuzz
 SOURCES = $(shell git ls-files -- 'src/*.c' 'src/*.h' 'tests/*.c' 'tests/*.h' 'bench/*.c' 2>/dev/null)
 
 .PHONY: all deps build asan fuzz run test format format-check unit \
-	integration test-asan fuzz-smoke valgrind bench clean sdk
+	integration test-asan fuzz-smoke valgrind bench clean sdk browser
 
 all: build
 
@@ -42,7 +42,7 @@ format-check: deps
 # The whole suite runs against the sanitizer build (units two at a time,
 # then the process tests one at a time so that timing assertions are not
 # starved); the optimized build is checked under valgrind.
-test: format-check build asan fuzz-smoke sdk
+test: format-check build asan fuzz-smoke sdk browser
 	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --output-on-failure -j 2 -R '^unit/'
@@ -54,7 +54,7 @@ test: format-check build asan fuzz-smoke sdk
 unit: asan
 	@cd $(ASAN_BUILD) && ctest --output-on-failure -R '^unit/'
 
-integration: asan sdk
+integration: asan sdk browser
 	@cd $(ASAN_BUILD) && ctest --output-on-failure -R '^integration/'
 
 # The official SDKs the drop-in tests drive (tests/sdk/package-lock.json
@@ -64,6 +64,16 @@ sdk:
 		cd tests/sdk && npm ci --no-audit --no-fund --loglevel=error >/dev/null && \
 		echo "sdk: installed"; \
 	else echo "sdk: npm not found, the SDK tests will be skipped"; fi
+
+# Playwright (playwright-core, pinned in tests/browser/package-lock.json)
+# for the console's browser tests; it drives Debian's /usr/bin/chromium, so
+# no browser is downloaded.  Without npm those tests are skipped.
+browser:
+	@if command -v npm >/dev/null 2>&1; then \
+		cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 \
+		npm ci --no-audit --no-fund --loglevel=error >/dev/null && \
+		echo "browser: installed"; \
+	else echo "browser: npm not found, the browser tests will be skipped"; fi
 
 fuzz-smoke: fuzz
 	@scripts/fuzz-smoke.sh $(FUZZ_BUILD)

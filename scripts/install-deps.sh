@@ -9,7 +9,7 @@ PKGS=(build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
       libhttp-parser-dev libcrypt-dev
       python3 python3-pytest python3-aiosmtpd python3-h2 openssl sqlite3
       valgrind wrk curl strace swaks msmtp postfix libsasl2-modules
-      sasl2-bin)
+      sasl2-bin chromium)
 
 missing=()
 for p in "${PKGS[@]}"; do

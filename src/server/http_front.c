@@ -13,6 +13,7 @@
  */
 #include "server/http_front.h"
 #include "server/http_front_int.h"
+#include "server/http_console.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -682,6 +683,8 @@ route(struct httpd_req *req, void *arg)
 		front_sendgrid_route(f, req);
 	} else if (strncmp(path, "/v3/", 4) == 0) {
 		front_mailgun_route(f, req, path + 4);
+	} else if (http_console_find(path) != NULL) {
+		http_console_reply(req, path); /* public: the page, no data */
 	} else if (strncmp(path, "/v1/", 4) != 0) {
 		reply_error(req, 404, "not_found", "no such route");
 	} else if (authorized(f, req, scope)) {

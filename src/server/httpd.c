@@ -85,6 +85,8 @@ httpd__reason(int status)
 		return "OK";
 	case 202:
 		return "Accepted";
+	case 304:
+		return "Not Modified";
 	case 400:
 		return "Bad Request";
 	case 401:
@@ -129,6 +131,7 @@ httpd__req_release(struct httpd_req *r)
 	r->body = NULL;
 	r->body_len = r->body_want = 0;
 	r->extra_len = 0;
+	r->own_cache = false;
 	r->auth[0] = '\0';
 	r->body_cb = NULL;
 }
@@ -201,7 +204,9 @@ httpd_reply(struct httpd_req *r, int status, const char *ctype,
 	struct httpd_conn *c = r->c;
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	bool head_only =
-	    r->head.method != NULL && strcmp(r->head.method, "HEAD") == 0;
+	    (r->head.method != NULL && strcmp(r->head.method, "HEAD") == 0) ||
+	    status == 304;
+	char clen[48] = "";
 	int rc;
 
 	if (c->state == CONN_WRITE || c->state == CONN_IDLE ||
@@ -217,14 +222,18 @@ httpd_reply(struct httpd_req *r, int status, const char *ctype,
 	if (!r->body_done || !r->head.keep_alive || r->head.method == NULL ||
 	    r->head.minor == 0)
 		c->close = true;
-	rc = evbuffer_add_printf(out,
-				 "HTTP/1.1 %d %s\r\nDate: %s\r\n"
-				 "Content-Type: %s\r\nContent-Length: %zu\r\n"
-				 "Cache-Control: no-store\r\n%.*s%s\r\n",
-				 status, httpd__reason(status),
-				 httpd__date(c->h), ctype, len,
-				 (int)r->extra_len, r->extra,
-				 c->close ? "Connection: close\r\n" : "");
+	/* A 304 has no body, and a length would be taken for the file's
+	 * (RFC 9110, 8.6); the console's files set their own caching. */
+	if (status != 304)
+		snprintf(clen, sizeof(clen), "Content-Length: %zu\r\n", len);
+	rc = evbuffer_add_printf(
+	    out,
+	    "HTTP/1.1 %d %s\r\nDate: %s\r\n"
+	    "Content-Type: %s\r\n%s%s%.*s%s\r\n",
+	    status, httpd__reason(status), httpd__date(c->h), ctype, clen,
+	    r->own_cache ? "" : "Cache-Control: no-store\r\n",
+	    (int)r->extra_len, r->extra,
+	    c->close ? "Connection: close\r\n" : "");
 	if (rc < 0 || (!head_only && len > 0 && evbuffer_add(out, body, len)))
 		c->close = true; /* out of memory: the peer sees a cut */
 	httpd__req_release(r);
@@ -259,6 +268,8 @@ httpd_req_add_header(struct httpd_req *r, const char *name, const char *value)
 		return false;
 	}
 	r->extra_len += (size_t)n;
+	if (strcasecmp(name, "Cache-Control") == 0)
+		r->own_cache = true;
 	return true;
 }
 

@@ -48,6 +48,7 @@ struct httpd_req {
 	char auth[64];         /* httpd_req_set_auth */
 	size_t extra_len;
 	bool body_done; /* the declared body was read (or there was none) */
+	bool own_cache; /* the front set Cache-Control: no default */
 };
 
 struct httpd_conn {
