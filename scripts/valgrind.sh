@@ -24,13 +24,27 @@ done
 # The server.
 bin=$(cd "$build" && pwd)/shivneri
 work=$(mktemp -d)
-trap 'kill -9 $spid 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill -9 $spid $wpid $epid 2>/dev/null || true; rm -rf "$work"' EXIT
 port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-hp=$(port); ap=$(port); sp=$(port)
+hp=$(port); ap=$(port); sp=$(port); wp=$(port)
+# A webhook receiver that answers 204 and keeps what it got.
+/usr/bin/python3 - "$wp" "$work/hooks" <<'EOP' &
+import http.server, sys
+out = open(sys.argv[2], "ab", buffering=0)
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        out.write(self.rfile.read(int(self.headers["Content-Length"])) + b"\n")
+        self.send_response(204); self.end_headers()
+    def log_message(self, *a): pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+EOP
+wpid=$!
+disown "$wpid" # killed at exit, without a "Killed" line
 cat >"$work/c.ini" <<EOT
 [server]
 data_dir = $work/data
 http_listen = 127.0.0.1:$hp
+webhook_url = http://127.0.0.1:$wp/hook
 smtp_listen = 127.0.0.1:$sp
 agent_listen = 127.0.0.1:$ap
 heartbeat_interval_ms = 200
@@ -50,6 +64,10 @@ for _ in $(seq 300); do
 	sleep 0.1
 done
 [ $ok = 1 ] || { echo "valgrind: server never ready"; tail -20 "$work/serve.log"; exit 1; }
+# An event stream open for the whole session; SIGTERM ends it.
+curl -sN "http://127.0.0.1:$hp/v1/events" >"$work/events" 2>/dev/null &
+epid=$!
+disown "$epid"
 for i in $(seq 20); do
 	curl -sf -X POST "http://127.0.0.1:$hp/v1/messages" -H 'Content-Type: application/json' \
 		-d "{\"from\":\"a@example.com\",\"to\":\"b@example.net\",\"subject\":\"vg $i\",\"text\":\"x\"}" >/dev/null
@@ -76,11 +94,24 @@ for _ in $(seq 300); do
 	sleep 0.1
 done
 [ $ok = 1 ] || { echo "valgrind: messages not delivered"; status=1; }
+# The queue, the metrics and the console's page.
+curl -sf "http://127.0.0.1:$hp/v1/messages?status=delivered&limit=5" | grep -q '"next"' ||
+	{ echo "valgrind: queue listing failed"; status=1; }
+curl -sf "http://127.0.0.1:$hp/metrics" | grep -q '^shivneri_store_commit_seconds_count' ||
+	{ echo "valgrind: metrics failed"; status=1; }
+curl -sf "http://127.0.0.1:$hp/" | grep -qi '<html' || { echo "valgrind: console page failed"; status=1; }
+ok=0
+for _ in $(seq 300); do
+	if [ "$(grep -c 'message.delivered' "$work/hooks" 2>/dev/null)" -ge 32 ] &&
+		[ "$(grep -c '^event: message.delivered' "$work/events" 2>/dev/null)" -ge 32 ]; then ok=1; break; fi
+	sleep 0.1
+done
+[ $ok = 1 ] || { echo "valgrind: webhooks or events missing"; status=1; }
 kill -TERM $spid
 rc=0; wait $spid || rc=$?
 if [ $rc -ne 0 ] || [ -s "$work/vg.log" ]; then
 	echo "valgrind: serve FAILED (exit $rc)"; cat "$work/vg.log"; status=1
 else
-	echo "valgrind: serve session clean (32 messages over HTTP, SMTP and the drop-ins delivered, SIGTERM, exit 0)"
+	echo "valgrind: serve session clean (32 messages over HTTP, SMTP and the drop-ins delivered, their events streamed and webhooks sent, queue, metrics and console read, SIGTERM, exit 0)"
 fi
 exit $status
