@@ -26,9 +26,11 @@ SG_KEY = "SG.shivneri-sdk-test-key"
 MG_KEY = "mg-sdk-test-key-0123"
 DOMAIN = "mg.example.com"
 
+# Under CI (make test installs all of it) a missing piece is a failure.
 pytestmark = pytest.mark.skipif(
+    not os.environ.get("CI") and (
     shutil.which("node") is None
-    or not os.path.isdir(os.path.join(SDK, "node_modules", "mailgun.js")),
+    or not os.path.isdir(os.path.join(SDK, "node_modules", "mailgun.js"))),
     reason="node or tests/sdk/node_modules missing (make test runs npm ci)")
 
 
