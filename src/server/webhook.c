@@ -294,8 +294,9 @@ delivery_start(struct webhook *wh, struct delivery *dl)
 	struct curl_slist *h = NULL, *h2;
 	char sig[WEBHOOK_SIG_MAX], line[160], id[ID_LEN + 1];
 	size_t len = strlen(dl->body);
-	const char *fixed[] = {"Content-Type: application/json", "Expect:",
-			       "User-Agent: shivneri/" SHIVNERI_VERSION};
+	/* Apart, so that no compiler takes it for a missing comma. */
+	static const char ua[] = "User-Agent: shivneri/" SHIVNERI_VERSION;
+	const char *fixed[] = {"Content-Type: application/json", "Expect:", ua};
 	CURL *e;
 	size_t i;
 	int rc;
