@@ -182,28 +182,6 @@ out:
 }
 
 static json_t *
-time_json(int64_t ms)
-{
-	char buf[40];
-
-	if (ms <= 0)
-		return json_null();
-	return json_string(rfc3339(ms, buf, sizeof(buf)));
-}
-
-/* json_string of stored text; null for NULL. */
-static json_t *
-text_json(const char *s)
-{
-	json_t *j;
-
-	if (s == NULL)
-		return json_null();
-	j = json_string(s);
-	return j != NULL ? j : json_string("?");
-}
-
-static json_t *
 summary_json(const struct store_message *m)
 {
 	json_t *to = m->to_json ? json_loads(m->to_json, 0, NULL) : NULL;
@@ -217,13 +195,15 @@ summary_json(const struct store_message *m)
 	while (to != NULL && json_array_size(to) > STORE_LIST_TO_MAX)
 		if (json_array_remove(to, json_array_size(to) - 1) != 0)
 			break;
-	return json_pack(
-	    "{s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:i,s:o}", "id", m->id, "status",
-	    msg_status_name(m->status), "from", text_json(m->header_from), "to",
-	    to, "subject", text_json(m->subject), "created_at",
-	    time_json(m->created_ms), "updated_at", time_json(m->updated_ms),
-	    "provider", text_json(m->provider), "attempt_count", m->attempts,
-	    "error", text_json(m->error));
+	return json_pack("{s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:i,s:o}", "id",
+			 m->id, "status", msg_status_name(m->status), "from",
+			 http_front__text_json(m->header_from), "to", to,
+			 "subject", http_front__text_json(m->subject),
+			 "created_at", http_front__time_json(m->created_ms),
+			 "updated_at", http_front__time_json(m->updated_ms),
+			 "provider", http_front__text_json(m->provider),
+			 "attempt_count", m->attempts, "error",
+			 http_front__text_json(m->error));
 }
 
 static void

@@ -120,8 +120,8 @@ want_method(struct httpd_req *req, const char *m)
 	return false;
 }
 
-static json_t *
-rfc3339_json(int64_t ms)
+json_t *
+http_front__time_json(int64_t ms)
 {
 	char buf[40];
 
@@ -131,8 +131,8 @@ rfc3339_json(int64_t ms)
 }
 
 /* json_string of untrusted-but-stored text; null for NULL. */
-static json_t *
-str_or_null(const char *s)
+json_t *
+http_front__text_json(const char *s)
 {
 	json_t *j;
 
@@ -377,11 +377,12 @@ get_cb(void *arg, int err, const struct store_message *m,
 	for (i = 0; i < natt; i++)
 		if (json_array_append_new(
 			attempts,
-			json_pack("{s:i,s:o,s:o,s:s,s:o}", "n", att[i].n,
-				  "provider", str_or_null(att[i].provider),
-				  "at", rfc3339_json(att[i].at_ms), "outcome",
-				  outcome_name(att[i].outcome), "detail",
-				  str_or_null(att[i].detail))) != 0) {
+			json_pack(
+			    "{s:i,s:o,s:o,s:s,s:o}", "n", att[i].n, "provider",
+			    http_front__text_json(att[i].provider), "at",
+			    http_front__time_json(att[i].at_ms), "outcome",
+			    outcome_name(att[i].outcome), "detail",
+			    http_front__text_json(att[i].detail))) != 0) {
 			json_decref(attempts);
 			reply_failed(pd->req);
 			goto out;
@@ -389,15 +390,17 @@ get_cb(void *arg, int err, const struct store_message *m,
 	to = m->to_json ? json_loads(m->to_json, 0, NULL) : NULL;
 	if (to == NULL)
 		to = json_array();
-	o = json_pack(
-	    "{s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:i,s:o}", "id", m->id,
-	    "status", msg_status_name(m->status), "from",
-	    str_or_null(m->header_from), "to", to, "subject",
-	    str_or_null(m->subject), "created_at", rfc3339_json(m->created_ms),
-	    "updated_at", rfc3339_json(m->updated_ms), "provider",
-	    str_or_null(m->provider), "provider_message_id",
-	    str_or_null(m->provider_message_id), "error", str_or_null(m->error),
-	    "attempt_count", m->attempts, "attempts", attempts);
+	o = json_pack("{s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:i,s:o}", "id",
+		      m->id, "status", msg_status_name(m->status), "from",
+		      http_front__text_json(m->header_from), "to", to,
+		      "subject", http_front__text_json(m->subject),
+		      "created_at", http_front__time_json(m->created_ms),
+		      "updated_at", http_front__time_json(m->updated_ms),
+		      "provider", http_front__text_json(m->provider),
+		      "provider_message_id",
+		      http_front__text_json(m->provider_message_id), "error",
+		      http_front__text_json(m->error), "attempt_count",
+		      m->attempts, "attempts", attempts);
 	if (m->tags_json != NULL) {
 		json_t *tags = json_loads(m->tags_json, 0, NULL);
 		/* Stored by us as JSON; a row that is not shows no tags. */
@@ -502,7 +505,7 @@ provider_json(struct http_front *f, struct provider *p)
 	/* A throttled provider comes back by itself at this time. */
 	if (p->state == PROVIDER_PAUSED && p->paused_until_ms > 0) {
 		json_decref(paused);
-		paused = rfc3339_json(p->paused_until_ms);
+		paused = http_front__time_json(p->paused_until_ms);
 	}
 	if (p->last_heartbeat_mono > 0) {
 		json_decref(hb);
@@ -610,7 +613,8 @@ get_readyz(struct http_front *f, struct httpd_req *req)
 		why = "unknown";
 	if (!store_ok) {
 		snprintf(msg, sizeof(msg), "store not writable: %s", why);
-		bad |= json_array_append_new(reasons, str_or_null(msg));
+		bad |=
+		    json_array_append_new(reasons, http_front__text_json(msg));
 	}
 	if (!up)
 		bad |= json_array_append_new(reasons,
@@ -620,12 +624,13 @@ get_readyz(struct http_front *f, struct httpd_req *req)
 		reply_failed(req);
 		return;
 	}
-	reply_json(req, store_ok && up ? 200 : 503,
-		   json_pack("{s:s,s:b,s:o,s:b,s:o}", "status",
-			     store_ok && up ? "ready" : "not ready", "store",
-			     store_ok, "store_error",
-			     store_ok ? json_null() : str_or_null(why),
-			     "provider_up", up, "reasons", reasons));
+	reply_json(
+	    req, store_ok && up ? 200 : 503,
+	    json_pack("{s:s,s:b,s:o,s:b,s:o}", "status",
+		      store_ok && up ? "ready" : "not ready", "store", store_ok,
+		      "store_error",
+		      store_ok ? json_null() : http_front__text_json(why),
+		      "provider_up", up, "reasons", reasons));
 }
 
 /* --- routing ----------------------------------------------------------- */

@@ -59,6 +59,10 @@ struct http_front {
 void http_front__reply_failed(struct httpd_req *req);
 /* Steals obj; NULL (a json_pack that failed) is answered 503. */
 void http_front__reply_json(struct httpd_req *req, int status, json_t *obj);
+/* RFC 3339 text of a time in ms, or null when it is not set (<= 0). */
+json_t *http_front__time_json(int64_t ms);
+/* A stored text as a JSON string ("?" if it is not UTF-8), null for NULL. */
+json_t *http_front__text_json(const char *s);
 /*
  * Whether key (len bytes, as presented; NULL: none) is one of the API
  * keys, compared in constant time; scope names it.  True with scope ""
