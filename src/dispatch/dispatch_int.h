@@ -228,6 +228,11 @@ void dispatch__timer_start_us(struct event *ev, int64_t us);
 /* record.c: every step of a message made durable before it is acted on */
 bool record__tried_contains(const char *tried, const char *name);
 void record__count_move(struct dispatcher *d, int from, int to);
+/* Fills r as a message event (events.h); the strings are borrowed. */
+struct ev_rec;
+void dispatch__message_rec(struct ev_rec *r, int type, const char *id,
+			   const char *provider, int outcome, int attempt,
+			   const char *text, const char *pmid);
 /* Publishes a message event (events.h) when a hub is set. */
 void dispatch__publish_message(struct dispatcher *d, int type, const char *id,
 			       const char *provider, int outcome, int attempt,

@@ -442,6 +442,22 @@ dispatcher_events(const struct dispatcher *d)
 }
 
 void
+dispatch__message_rec(struct ev_rec *r, int type, const char *id,
+		      const char *provider, int outcome, int attempt,
+		      const char *text, const char *pmid)
+{
+	memset(r, 0, sizeof(*r));
+	r->type = type;
+	snprintf(r->id, sizeof(r->id), "%s", id);
+	snprintf(r->provider, sizeof(r->provider), "%s",
+		 provider != NULL ? provider : "");
+	r->outcome = outcome;
+	r->attempt = attempt;
+	r->text = text;
+	r->pmid = pmid;
+}
+
+void
 dispatch__publish_message(struct dispatcher *d, int type, const char *id,
 			  const char *provider, int outcome, int attempt,
 			  const char *text, const char *pmid)
@@ -450,15 +466,8 @@ dispatch__publish_message(struct dispatcher *d, int type, const char *id,
 
 	if (d->events == NULL)
 		return;
-	memset(&r, 0, sizeof(r));
-	r.type = type;
-	snprintf(r.id, sizeof(r.id), "%s", id);
-	snprintf(r.provider, sizeof(r.provider), "%s",
-		 provider != NULL ? provider : "");
-	r.outcome = outcome;
-	r.attempt = attempt;
-	r.text = text;
-	r.pmid = pmid;
+	dispatch__message_rec(&r, type, id, provider, outcome, attempt, text,
+			      pmid);
 	events_publish(d->events, &r);
 }
 

@@ -426,23 +426,34 @@ count_durable(struct dispatcher *d, const struct job *j)
 		p->msgs_failed++;
 }
 
+/* The event of j's final outcome (delivered or failed), into r. */
+static void
+final_rec(const struct job *j, struct ev_rec *r)
+{
+	bool delivered = j->status == MSG_DELIVERED;
+
+	dispatch__message_rec(r, delivered ? EV_MSG_DELIVERED : EV_MSG_FAILED,
+			      j->m->id, j->pname, -1, j->m->attempts,
+			      delivered ? NULL : j->error,
+			      delivered ? j->pmid : NULL);
+}
+
 /* The events of a durable write: its attempt, then a final outcome. */
 static void
 publish_durable(struct dispatcher *d, const struct job *j)
 {
-	const struct store_message *m = j->m;
+	struct ev_rec r;
 
 	if (d->events == NULL)
 		return;
 	if (j->has_attempt)
-		dispatch__publish_message(d, EV_MSG_ATTEMPT, m->id, j->pname,
+		dispatch__publish_message(d, EV_MSG_ATTEMPT, j->m->id, j->pname,
 					  j->outcome, j->n, j->detail, NULL);
-	if (j->write == WRITE_FINAL && j->status == MSG_DELIVERED)
-		dispatch__publish_message(d, EV_MSG_DELIVERED, m->id, j->pname,
-					  -1, m->attempts, NULL, j->pmid);
-	else if (j->write == WRITE_FINAL && j->status == MSG_FAILED)
-		dispatch__publish_message(d, EV_MSG_FAILED, m->id, j->pname, -1,
-					  m->attempts, j->error, NULL);
+	if (j->write == WRITE_FINAL &&
+	    (j->status == MSG_DELIVERED || j->status == MSG_FAILED)) {
+		final_rec(j, &r);
+		events_publish(d->events, &r);
+	}
 }
 
 static void
@@ -498,18 +509,8 @@ final_webhook(struct dispatcher *d, const struct job *j, struct buf *wh)
 
 	if (!d->webhooks || j->write != WRITE_FINAL)
 		return;
-	memset(&r, 0, sizeof(r));
+	final_rec(j, &r);
 	r.at_ms = now_ms();
-	r.type = j->status == MSG_DELIVERED ? EV_MSG_DELIVERED : EV_MSG_FAILED;
-	snprintf(r.id, sizeof(r.id), "%s", j->m->id);
-	snprintf(r.provider, sizeof(r.provider), "%s",
-		 j->pname != NULL ? j->pname : "");
-	r.outcome = -1;
-	r.attempt = j->m->attempts;
-	if (j->status == MSG_FAILED)
-		r.text = j->error;
-	else
-		r.pmid = j->pmid;
 	if (outbox_body(&r, wh) != 0)
 		log_warnx("%s dispatch webhook_too_big status=%s", j->m->id,
 			  msg_status_name(j->status));
