@@ -10,6 +10,12 @@
  * the size change too, as a log or a WAL does; the file wraps to offset 0
  * at 256 MB so that a fast disk does not fill up.
  *
+ * --overwrite measures the other bound: the file is first written to
+ * OVERWRITE_BYTES and flushed, and the timed writes then cycle through that
+ * region, so a flush carries neither a size change nor a new block, only
+ * the data and the disk's cache flush.  That is the least a durable write
+ * of a message can cost on this filesystem, whatever the store's layout.
+ *
  * The scratch file is removed on exit; any I/O error ends the run with
  * status 1.  Latencies are kept in an array capped at MAX_SAMPLES.
  */
@@ -30,6 +36,7 @@
 #define WRAP_BYTES (256u << 20)
 #define MAX_SAMPLES (20u << 20)
 #define MAX_SIZE (1u << 20)
+#define OVERWRITE_BYTES (16u << 20)
 
 static uint64_t
 mono_us(void)
@@ -63,7 +70,7 @@ static void
 usage(FILE *f)
 {
 	fprintf(f, "usage: fsync_ceiling --dir DIR [--seconds 5] [--size 2048] "
-		   "[--json]\n");
+		   "[--overwrite] [--json]\n");
 }
 
 int
@@ -74,13 +81,15 @@ main(int argc, char **argv)
 	    {"seconds", required_argument, NULL, 's'},
 	    {"size", required_argument, NULL, 'b'},
 	    {"json", no_argument, NULL, 'j'},
+	    {"overwrite", no_argument, NULL, 'o'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *dir = NULL;
 	double seconds = 5;
 	unsigned long size = 2048;
-	bool json = false;
+	bool json = false, overwrite = false;
+	uint64_t wrap = WRAP_BYTES;
 	char path[4096], *buf = NULL, *ep;
 	uint32_t *lat = NULL;
 	size_t n = 0, cap = 0;
@@ -88,7 +97,7 @@ main(int argc, char **argv)
 	int ch, fd = -1, rc = 1;
 	ssize_t w;
 
-	while ((ch = getopt_long(argc, argv, "d:s:b:jh", longopts, NULL)) !=
+	while ((ch = getopt_long(argc, argv, "d:s:b:joh", longopts, NULL)) !=
 	       -1) {
 		switch (ch) {
 		case 'd':
@@ -114,6 +123,9 @@ main(int argc, char **argv)
 			break;
 		case 'j':
 			json = true;
+			break;
+		case 'o':
+			overwrite = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -142,6 +154,21 @@ main(int argc, char **argv)
 			strerror(errno));
 		goto fail;
 	}
+	if (overwrite) {
+		wrap = OVERWRITE_BYTES;
+		for (off = 0; off + size <= wrap; off += size)
+			if (pwrite(fd, buf, size, (off_t)off) != (ssize_t)size) {
+				fprintf(stderr, "fsync_ceiling: write: %s\n",
+					strerror(errno));
+				goto fail;
+			}
+		if (fsync(fd) < 0) {
+			fprintf(stderr, "fsync_ceiling: fsync: %s\n",
+				strerror(errno));
+			goto fail;
+		}
+		off = 0;
+	}
 	start = mono_us();
 	end = start + (uint64_t)(seconds * 1e6);
 	for (t1 = start; t1 < end && n < MAX_SAMPLES;) {
@@ -154,7 +181,7 @@ main(int argc, char **argv)
 			lat = nl;
 			cap = ncap;
 		}
-		if (off + size > WRAP_BYTES)
+		if (off + size > wrap)
 			off = 0;
 		t0 = mono_us();
 		w = pwrite(fd, buf, size, (off_t)off);
@@ -182,15 +209,16 @@ main(int argc, char **argv)
 			printf("{\"ops\":%zu,\"elapsed_s\":%.3f,"
 			       "\"ops_per_s\":%.1f,\"p50_us\":%" PRIu32
 			       ",\"p99_us\":%" PRIu32 ",\"max_us\":%" PRIu32
-			       ",\"size\":%lu}\n",
+			       ",\"size\":%lu,\"overwrite\":%s}\n",
 			       n, el, ops, quantile(lat, n, 0.5),
 			       quantile(lat, n, 0.99), n ? lat[n - 1] : 0,
-			       size);
+			       size, overwrite ? "true" : "false");
 		else
-			printf("write(%lu)+fdatasync: %zu ops in %.3f s: "
+			printf("%s(%lu)+fdatasync: %zu ops in %.3f s: "
 			       "%.1f ops/s, p50 %" PRIu32 " us, p99 %" PRIu32
 			       " us, max %" PRIu32 " us\n",
-			       size, n, el, ops, quantile(lat, n, 0.5),
+			       overwrite ? "overwrite" : "write", size, n,
+			       el, ops, quantile(lat, n, 0.5),
 			       quantile(lat, n, 0.99), n ? lat[n - 1] : 0);
 	}
 	rc = 0;
