@@ -11,11 +11,15 @@
 # with the same 2 KB message in turn, and a relaying side's backlog is
 # drained before the next side's run starts.
 #
-# Figures per run: accepted messages/s (smtp-source's messages over its
-# wall time; it aborts on any reply that is not a success), mean time per
-# message by Little's law (sessions / rate), p50/p99 of one extra probe
-# session (smtplib, sequential 2 KB messages) timed per message under the
-# load, the Shivneri server's CPU per message and smtp-source's.
+# Figures per run, from a rate pass with exactly the sessions named:
+# accepted messages/s (smtp-source's messages over its wall time; it aborts
+# on any reply that is not a success), mean time per message by Little's
+# law (sessions / rate), the Shivneri server's CPU per message and
+# smtp-source's, the store's commits.  Then a latency pass, smtp-source
+# again with one extra probe session (smtplib, sequential 2 KB messages)
+# timed per message: its p50/p99.  The summary ends with the 1-session
+# bound of any server that flushes before its 250 (fsync_ceiling
+# --overwrite plus smtp-source's own CPU per message).
 #
 # Needs root (Postfix runs its daemons as the postfix user), postfix
 # (smtp-source, smtp-sink), python3, curl and a release build of shivneri.
