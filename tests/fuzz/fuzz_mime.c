@@ -10,6 +10,7 @@
  * most 998 bytes, within the cap, a Date and a Message-Id header, and the
  * client's bytes at its end.
  */
+#include "fuzz_envelope.h"
 #include "intake/message.h"
 #include "store/store.h"
 
@@ -19,44 +20,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define MAX_RCPT 8
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* Splits "env: a b c\n" off the input; words point into copy. */
-static size_t
-take_envelope(char *copy, size_t size, struct message_envelope *env,
-	      const char **rcpt)
-{
-	char *nl, *p, *w;
-	size_t n = 0;
-
-	env->mail_from = "ann@example.com";
-	rcpt[0] = "bob@example.net";
-	env->rcpt = rcpt;
-	env->nrcpt = 1;
-	if (size < 5 || memcmp(copy, "env:", 4) != 0)
-		return 0;
-	nl = memchr(copy, '\n', size);
-	if (nl == NULL)
-		return 0;
-	*nl = '\0';
-	p = copy + 4;
-	env->mail_from = NULL;
-	for (w = strsep(&p, " "); w != NULL; w = strsep(&p, " ")) {
-		if (*w == '\0')
-			continue;
-		/* The first word is the sender, "<>" the null one. */
-		if (env->mail_from == NULL)
-			env->mail_from = strcmp(w, "<>") == 0 ? "" : w;
-		else if (n < MAX_RCPT)
-			rcpt[n++] = w;
-	}
-	if (env->mail_from == NULL)
-		env->mail_from = "";
-	env->nrcpt = n;
-	return (size_t)(nl + 1 - copy);
-}
 
 static void
 check_message(const struct store_message *m, const char *raw, size_t len,
@@ -93,11 +57,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static int inited;
 	static const struct message_limits lim = {
 	    .max_message_bytes = 16384,
-	    .max_recipients = MAX_RCPT,
+	    .max_recipients = FUZZ_ENV_MAX_RCPT,
 	};
 	struct store_message *m = NULL;
 	struct message_envelope env;
-	const char *rcpt[MAX_RCPT];
+	struct fuzz_envelope fe;
 	struct message_error err;
 	char *copy;
 	size_t off;
@@ -111,7 +75,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(copy, data, size);
 	copy[size] = '\0';
-	off = take_envelope(copy, size, &env, rcpt);
+	memset(&env, 0, sizeof(env));
+	off = fuzz_take_envelope(copy, size, &fe);
+	env.mail_from = fe.mail_from;
+	env.rcpt = fe.rcpt;
+	env.nrcpt = fe.nrcpt;
 	memset(&err, 0, sizeof(err));
 	if (message_from_mime(copy + off, size - off, &env, &lim, &m, &err) ==
 	    0) {

@@ -10,6 +10,7 @@
  * recipient exactly once in all.
  */
 #include "agent/conn_sendgrid.h"
+#include "fuzz_envelope.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -19,43 +20,7 @@
 #include <gmime/gmime.h>
 #include <jansson.h>
 
-#define MAX_RCPT 8
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* Splits "env: a b c\n" off the input into job; words point into copy. */
-static size_t
-take_envelope(char *copy, size_t size, struct connector_job *job,
-	      const char **rcpt)
-{
-	char *nl, *p, *w;
-	size_t n = 0;
-
-	job->mail_from = "ann@example.com";
-	rcpt[0] = "bob@example.net";
-	job->rcpt = rcpt;
-	job->nrcpt = 1;
-	if (size < 5 || memcmp(copy, "env:", 4) != 0)
-		return 0;
-	nl = memchr(copy, '\n', size);
-	if (nl == NULL)
-		return 0;
-	*nl = '\0';
-	p = copy + 4;
-	job->mail_from = NULL;
-	for (w = strsep(&p, " "); w != NULL; w = strsep(&p, " ")) {
-		if (*w == '\0')
-			continue;
-		if (job->mail_from == NULL)
-			job->mail_from = w;
-		else if (n < MAX_RCPT)
-			rcpt[n++] = w;
-	}
-	if (job->mail_from == NULL)
-		job->mail_from = "";
-	job->nrcpt = n;
-	return (size_t)(nl + 1 - copy);
-}
 
 /* How many addresses the personalization's to, cc and bcc name; 0 bad. */
 static size_t
@@ -112,7 +77,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static bool ready;
 	struct connector_job job;
-	const char *rcpt[MAX_RCPT], *why = NULL;
+	struct fuzz_envelope fe;
+	const char *why = NULL;
 	char *copy, *body;
 	size_t skip;
 
@@ -127,7 +93,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	copy[size] = '\0';
 	memset(&job, 0, sizeof(job));
 	job.message_id = "fuzz";
-	skip = take_envelope(copy, size, &job, rcpt);
+	skip = fuzz_take_envelope(copy, size, &fe);
+	job.mail_from = fe.mail_from;
+	job.rcpt = fe.rcpt;
+	job.nrcpt = fe.nrcpt;
 	job.mime = (const uint8_t *)copy + skip;
 	job.mime_len = size - skip;
 	body = sendgrid_build_body(&job, &why);
