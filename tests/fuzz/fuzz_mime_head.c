@@ -9,6 +9,7 @@
  * Subject and To fields and the same first value of each.  Other inputs
  * are skipped: message_from_mime() refuses them before reading fields.
  */
+#include "gmime_head_oracle.h"
 #include "intake/message_int.h"
 
 #include <stdbool.h>
@@ -69,43 +70,6 @@ block_ok(const char *h, size_t n, bool *lf_only)
 	return true;
 }
 
-static GMimeObject *
-gmime_parse(const char *h, size_t n, bool lf_only)
-{
-	const char *eol = lf_only ? "\n" : "\r\n";
-	GMimeStream *st = g_mime_stream_mem_new();
-	GMimeParser *parser;
-	GMimeObject *o;
-
-	if (g_mime_stream_write(st, h, n) != (ssize_t)n ||
-	    g_mime_stream_write(st, eol, strlen(eol)) != (ssize_t)strlen(eol))
-		abort();
-	g_mime_stream_reset(st);
-	parser = g_mime_parser_new_with_stream(st);
-	o = g_mime_parser_construct_part(parser, message__parser_opts);
-	g_object_unref(parser);
-	g_object_unref(st);
-	return o;
-}
-
-static int
-gmime_count(GMimeObject *o, const char *name, const char **first)
-{
-	GMimeHeaderList *hl = g_mime_object_get_header_list(o);
-	int i, n = g_mime_header_list_get_count(hl), count = 0;
-	GMimeHeader *h;
-
-	*first = NULL;
-	for (i = 0; i < n; i++) {
-		h = g_mime_header_list_get_header_at(hl, i);
-		if (g_ascii_strcasecmp(g_mime_header_get_name(h), name) != 0)
-			continue;
-		if (count++ == 0)
-			*first = g_mime_header_get_value(h);
-	}
-	return count;
-}
-
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -124,11 +88,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (!block_ok(h, size, &lf_only))
 		return 0;
-	o = gmime_parse(h, size, lf_only);
+	o = oracle_parse(h, size, lf_only);
 	if (o == NULL || message__head_fields(h, size, &hf) != 0)
 		abort(); /* GMime or the reader refused a valid block */
 	for (i = 0; i < MESSAGE_HEAD_NFIELDS; i++) {
-		count = gmime_count(o, field_names[i], &want);
+		count = oracle_count(o, field_names[i], &want);
 		got = message__head_value(&hf, (enum message_head_id)i);
 		same = hf.f[i].count == count &&
 		       (want == NULL) == (got == NULL) &&
