@@ -22,6 +22,8 @@
 
 #include "server/httpd.h"
 
+#include "fixture_httpd.h"
+
 #include <errno.h>
 #include <event2/event.h>
 #include <netinet/in.h>
@@ -413,24 +415,6 @@ test_server_free_while_held(void **state)
 	held = NULL;
 }
 
-/* A client connected to h that sent req; the fd (non-blocking reads). */
-static int
-client(struct httpd *h, const char *req)
-{
-	struct sockaddr_in sin;
-	int fd;
-
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_port = htons((uint16_t)httpd_port(h));
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	fd = socket(AF_INET, SOCK_STREAM, 0);
-	assert_true(fd >= 0);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	assert_int_equal(send(fd, req, strlen(req), 0), (ssize_t)strlen(req));
-	return fd;
-}
-
 /*
  * Turns the loop for ms, reading what fd gets into got (static); true
  * when the server closed.  Stops early once want (if any) has arrived.
@@ -478,7 +462,7 @@ test_stream_writes_and_deadlines(void **state)
 	streamed = NULL;
 	stream_closes = stream_drains = 0;
 	(void)turn(base, -1, 0, NULL, NULL);
-	fd = client(h, "GET /stream HTTP/1.1\r\n\r\n");
+	fd = fixture_client(h, "GET /stream HTTP/1.1\r\n\r\n");
 	assert_false(turn(base, fd, 2000, "\r\n\r\n", &got));
 	assert_non_null(streamed);
 	assert_non_null(strstr(got, "HTTP/1.1 200 OK\r\n"));
@@ -525,7 +509,7 @@ test_stream_client_leaves(void **state)
 	streamed = NULL;
 	stream_closes = 0;
 	(void)turn(base, -1, 0, NULL, NULL);
-	fd = client(h, "GET /stream HTTP/1.1\r\n\r\n");
+	fd = fixture_client(h, "GET /stream HTTP/1.1\r\n\r\n");
 	assert_false(turn(base, fd, 2000, "\r\n\r\n", &got));
 	assert_non_null(streamed);
 	close(fd);
@@ -554,7 +538,7 @@ test_stream_dropped_and_freed(void **state)
 	stream_closes = 0;
 	(void)turn(base, -1, 0, NULL, NULL);
 	/* Dropped by its owner: closed at once, what was queued lost. */
-	fd = client(h, "GET /stream HTTP/1.1\r\n\r\n");
+	fd = fixture_client(h, "GET /stream HTTP/1.1\r\n\r\n");
 	assert_false(turn(base, fd, 2000, "\r\n\r\n", &got));
 	assert_non_null(streamed);
 	assert_int_equal(httpd_req_stream_write(streamed, "lost", 4), 0);
@@ -566,7 +550,7 @@ test_stream_dropped_and_freed(void **state)
 	close(fd);
 	/* Open when the server is freed: on_close once, nothing leaks. */
 	(void)turn(base, -1, 0, NULL, NULL);
-	fd2 = client(h, "GET /stream HTTP/1.1\r\n\r\n");
+	fd2 = fixture_client(h, "GET /stream HTTP/1.1\r\n\r\n");
 	assert_false(turn(base, fd2, 2000, "\r\n\r\n", &got));
 	assert_non_null(streamed);
 	assert_int_equal(httpd_req_stream_write(streamed, "queued", 6), 0);

@@ -19,6 +19,8 @@
 #include "dispatch/events.h"
 #include "server/httpd.h"
 
+#include "fixture_httpd.h"
+
 #include <errno.h>
 #include <event2/event.h>
 #include <netinet/in.h>
@@ -80,23 +82,6 @@ static void
 on_head(struct httpd_req *r, void *arg)
 {
 	http_events_route(&front, r);
-}
-
-static int
-client(struct httpd *h, const char *req)
-{
-	struct sockaddr_in sin;
-	int fd;
-
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_port = htons((uint16_t)httpd_port(h));
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	fd = socket(AF_INET, SOCK_STREAM, 0);
-	assert_true(fd >= 0);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	assert_int_equal(send(fd, req, strlen(req), 0), (ssize_t)strlen(req));
-	return fd;
 }
 
 struct reader {
@@ -169,7 +154,7 @@ test_route(void **state)
 		      sizeof(err));
 	assert_non_null(h);
 	/* Live: the head, the retry hint, then each event as it comes. */
-	a.fd = client(h, "GET /v1/events HTTP/1.1\r\n\r\n");
+	a.fd = fixture_client(h, "GET /v1/events HTTP/1.1\r\n\r\n");
 	assert_true(until(base, &a, "retry: 2000\n\n", 2000));
 	assert_non_null(strstr(a.buf, "Content-Type: text/event-stream"));
 	assert_int_equal(http_events_streams(front.events), 1);
@@ -185,7 +170,7 @@ test_route(void **state)
 	snprintf(hdr, sizeof(hdr),
 		 "GET /v1/events HTTP/1.1\r\nLast-Event-ID: %llu\r\n\r\n",
 		 (unsigned long long)s1);
-	b.fd = client(h, hdr);
+	b.fd = fixture_client(h, hdr);
 	snprintf(want, sizeof(want), "id: %llu\n", (unsigned long long)s2);
 	assert_true(until(base, &b, want, 2000));
 	assert_null(strstr(b.buf, "\"M1\""));
@@ -194,14 +179,14 @@ test_route(void **state)
 	(void)publish(hub, EV_MSG_QUEUED, "M3");
 	(void)publish(hub, EV_MSG_QUEUED, "M4");
 	(void)publish(hub, EV_MSG_QUEUED, "M5");
-	c.fd = client(h, hdr);
+	c.fd = fixture_client(h, hdr);
 	assert_true(until(base, &c, "\"M5\"", 2000));
 	assert_non_null(strstr(c.buf, "event: reset\n"));
 	assert_null(strstr(c.buf, "\"M2\""));
 	assert_true(strstr(c.buf, "event: reset") < strstr(c.buf, "\"M3\""));
 	assert_true(strstr(c.buf, "\"M3\"") < strstr(c.buf, "\"M4\""));
 	/* A fourth client: 503; then a bad id: 400. */
-	d.fd = client(h, "GET /v1/events HTTP/1.1\r\n\r\n");
+	d.fd = fixture_client(h, "GET /v1/events HTTP/1.1\r\n\r\n");
 	assert_true(until(base, &d, "\r\n\r\n{", 2000));
 	assert_non_null(strstr(d.buf, "HTTP/1.1 503 "));
 	close(d.fd);
@@ -209,7 +194,8 @@ test_route(void **state)
 	assert_false(until(base, &b, "never", 200));
 	assert_int_equal(http_events_streams(front.events), 2);
 	memset(&d, 0, sizeof(d));
-	d.fd = client(h, "GET /v1/events HTTP/1.1\r\nLast-Event-ID: x\r\n\r\n");
+	d.fd = fixture_client(
+	    h, "GET /v1/events HTTP/1.1\r\nLast-Event-ID: x\r\n\r\n");
 	assert_true(until(base, &d, "invalid_field", 2000));
 	assert_non_null(strstr(d.buf, "HTTP/1.1 400 "));
 	close(d.fd);
