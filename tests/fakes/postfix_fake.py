@@ -19,10 +19,9 @@ import subprocess
 import tempfile
 import time
 
-# The services a smarthost needs, none chrooted (the chroot would need a
-# copy of /etc and the SASL plugins), plus the test's smtpd on SMTP_PORT.
-MASTER_CF = """\
-127.0.0.1:{port} inet n -       n       -       -       smtpd
+# The services a private Postfix needs, none chrooted (the chroot would
+# need a copy of /etc and the SASL plugins).
+SERVICES = """\
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
@@ -40,6 +39,7 @@ showq     unix  n       -       n       -       -       showq
 error     unix  -       -       n       -       -       error
 retry     unix  -       -       n       -       -       error
 discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
@@ -54,19 +54,26 @@ def missing_tools():
             if shutil.which(t) is None]
 
 
-class PostfixSmarthost:
-    """A private Postfix listening on 127.0.0.1:port.  user/password is
-    the one SASL account; refused {address: "550 5.1.1 text"} are the
-    recipients refused at RCPT (an access table's action may be the reply
-    itself); cert/key are its TLS certificate."""
+def pid_alive(pid):
+    """False for a pid that is gone or a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
-    def __init__(self, port, cert, key, user, password, refused,
-                 timeout=30):
-        self.port = port
-        self.user = user
+
+class PrivatePostfix:
+    """A Postfix of its own: config_directory and queue_directory in a
+    fresh folder under /tmp (mode 0755: Postfix's unprivileged daemons
+    must reach it, and pytest's tree is 0700), its log in maillog.  A
+    subclass writes main.cf from common_main_cf() and its own lines, and
+    master.cf with master_cf()."""
+
+    def __init__(self, prefix, timeout=30):
         self.timeout = timeout
-        self.dir = tempfile.mkdtemp(prefix="shivneri-smarthost-",
-                                    dir="/tmp")
+        self.dir = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
         os.chmod(self.dir, 0o755)
         self.etc = os.path.join(self.dir, "etc")
         self.queue = os.path.join(self.dir, "queue")
@@ -75,6 +82,98 @@ class PostfixSmarthost:
             os.mkdir(d, 0o755)
         shutil.chown(data, "postfix", "postfix")
         self.maillog = os.path.join(self.dir, "maillog")
+        self.started = False
+
+    @staticmethod
+    def master_cf(smtpd_port=None):
+        """The services, and an smtpd on 127.0.0.1:smtpd_port if given."""
+        line = ("127.0.0.1:%d inet n -       n       -       -       smtpd\n"
+                % smtpd_port if smtpd_port is not None else "")
+        return line + SERVICES
+
+    def common_main_cf(self, hostname):
+        """The main.cf lines every private Postfix has: where it lives,
+        loopback IPv4 only, no local delivery."""
+        return [
+            "compatibility_level = 3.6",
+            "queue_directory = " + self.queue,
+            "data_directory = " + os.path.join(self.dir, "data"),
+            "mail_owner = postfix",
+            "setgid_group = postdrop",
+            "maillog_file = " + self.maillog,
+            "maillog_file_prefixes = /tmp",
+            "inet_interfaces = loopback-only",
+            "inet_protocols = ipv4",
+            "myhostname = " + hostname,
+            "mydestination =",
+            "alias_maps =",
+            "alias_database ="]
+
+    def _write(self, name, text, mode=None):
+        path = os.path.join(self.etc, name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                     0o644 if mode is None else mode)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return path
+
+    def _run(self, argv, **kw):
+        return subprocess.run(argv, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, timeout=self.timeout,
+                              **kw)
+
+    def master_pid(self):
+        try:
+            with open(os.path.join(self.queue, "pid", "master.pid")) as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if pid_alive(pid) else None
+
+    def start(self):
+        """Starts the master (the caller waits for what it needs)."""
+        p = self._run(["postfix", "-c", self.etc, "start"])
+        self.started = True
+        if p.returncode != 0:
+            raise RuntimeError("postfix start: %s\n%s" %
+                               (p.stdout.decode(errors="replace"),
+                                self.log_tail()))
+
+    def log_text(self):
+        try:
+            with open(self.maillog, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, n=40):
+        return "\n".join(self.log_text().splitlines()[-n:])
+
+    def stop(self):
+        if self.started:
+            pid = self.master_pid()
+            self._run(["postfix", "-c", self.etc, "stop"])
+            deadline = time.monotonic() + 10
+            while self.master_pid() is not None and \
+                    time.monotonic() < deadline:
+                time.sleep(0.05)
+            # Only the master this module started, by its pid.
+            if self.master_pid() is not None and pid is not None:
+                os.kill(pid, 9)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PostfixSmarthost(PrivatePostfix):
+    """A private Postfix listening on 127.0.0.1:port.  user/password is
+    the one SASL account; refused {address: "550 5.1.1 text"} are the
+    recipients refused at RCPT (an access table's action may be the reply
+    itself); cert/key are its TLS certificate."""
+
+    def __init__(self, port, cert, key, user, password, refused,
+                 timeout=30):
+        super().__init__("shivneri-smarthost-", timeout)
+        self.port = port
+        self.user = user
         self.cert = os.path.join(self.etc, "server.pem")
         self.key = os.path.join(self.etc, "server.key")
         shutil.copyfile(cert, self.cert)
@@ -87,13 +186,8 @@ class PostfixSmarthost:
         # where the queue manager never takes it: nothing is delivered.
         self._write("client_hold", "127.0.0.1 HOLD held by the test\n")
         self._sasl(password)
-        self._write("master.cf", MASTER_CF.format(port=port))
+        self._write("master.cf", self.master_cf(port))
         self._write("main.cf", self.main_cf())
-        self.started = False
-
-    def _write(self, name, text):
-        with open(os.path.join(self.etc, name), "w") as f:
-            f.write(text)
 
     def _sasl(self, password):
         """Cyrus SASL for smtpd (the application name "smtpd" reads
@@ -120,20 +214,7 @@ class PostfixSmarthost:
         os.chmod(db, 0o600)
 
     def main_cf(self):
-        return "\n".join([
-            "compatibility_level = 3.6",
-            "queue_directory = " + self.queue,
-            "data_directory = " + os.path.join(self.dir, "data"),
-            "mail_owner = postfix",
-            "setgid_group = postdrop",
-            "maillog_file = " + self.maillog,
-            "maillog_file_prefixes = /tmp",
-            "inet_interfaces = loopback-only",
-            "inet_protocols = ipv4",
-            "myhostname = smarthost.test",
-            "mydestination =",
-            "alias_maps =",
-            "alias_database =",
+        return "\n".join(self.common_main_cf("smarthost.test") + [
             "smtpd_tls_cert_file = " + self.cert,
             "smtpd_tls_key_file = " + self.key,
             "smtpd_tls_security_level = encrypt",
@@ -154,28 +235,6 @@ class PostfixSmarthost:
             "smtpd_data_restrictions = check_client_access "
             "texthash:%s/client_hold" % self.etc,
             ""])
-
-    def _run(self, argv):
-        return subprocess.run(argv, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, timeout=self.timeout)
-
-    def master_pid(self):
-        try:
-            with open(os.path.join(self.queue, "pid", "master.pid")) as f:
-                pid = int(f.read().strip())
-            os.kill(pid, 0)
-        except (OSError, ValueError):
-            return None
-        return pid
-
-    def start(self):
-        """Starts the master; the caller waits for the port to answer."""
-        p = self._run(["postfix", "-c", self.etc, "start"])
-        self.started = True
-        if p.returncode != 0:
-            raise RuntimeError("postfix start: %s\n%s" %
-                               (p.stdout.decode(errors="replace"),
-                                self.log_tail()))
 
     def queued(self):
         """{queue id: {"queue_name", "sender", "recipients": [address]}}
@@ -202,27 +261,3 @@ class PostfixSmarthost:
             raise RuntimeError("postcat %s: %s" %
                                (queue_id, p.stdout.decode(errors="replace")))
         return p.stdout.decode(errors="replace")
-
-    def log_text(self):
-        try:
-            with open(self.maillog, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
-
-    def log_tail(self, n=40):
-        return "\n".join(self.log_text().splitlines()[-n:])
-
-    def stop(self):
-        if self.started:
-            pid = self.master_pid()
-            self._run(["postfix", "-c", self.etc, "stop"])
-            deadline = time.monotonic() + 10
-            while self.master_pid() is not None and \
-                    time.monotonic() < deadline:
-                time.sleep(0.05)
-            if self.master_pid() is not None:
-                # Only the master this module started, by its pid.
-                if pid is not None:
-                    os.kill(pid, 9)
-        shutil.rmtree(self.dir, ignore_errors=True)

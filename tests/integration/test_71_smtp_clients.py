@@ -23,7 +23,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
@@ -32,6 +31,7 @@ import shivneri_harness as h
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "fakes"))
+import postfix_fake  # noqa: E402
 import smtp_fake  # noqa: E402
 
 USER = "app@relay.test"
@@ -458,128 +458,46 @@ def test_swaks_smtps_wrong_password(locked_relay, certs):
 # ------------------------------------------------------------- Postfix
 
 
-MASTER_CF = """\
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-local     unix  -       n       n       -       -       local
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-"""
-
-
-class Postfix:
+class Postfix(postfix_fake.PrivatePostfix):
     """A private Postfix (no inet listener at all: mail comes in through
     its sendmail) relaying everything to relayhost with SASL over
-    STARTTLS.  Its folder is outside pytest's tmp tree because Postfix's
-    unprivileged daemons must reach it (pytest's tree is mode 0700)."""
+    STARTTLS."""
 
     def __init__(self, port, ca):
-        self.dir = tempfile.mkdtemp(prefix="shivneri-postfix-", dir="/tmp")
-        os.chmod(self.dir, 0o755)
-        self.etc = os.path.join(self.dir, "etc")
-        self.queue = os.path.join(self.dir, "queue")
-        data = os.path.join(self.dir, "data")
-        for d in (self.etc, self.queue, data):
-            os.mkdir(d, 0o755)
-        shutil.chown(data, "postfix", "postfix")
-        self.maillog = os.path.join(self.dir, "maillog")
+        super().__init__("shivneri-postfix-", h.scaled(30))
         self.ca = os.path.join(self.etc, "ca.pem")
         shutil.copyfile(ca, self.ca)
         os.chmod(self.ca, 0o644)
-        sasl = os.path.join(self.etc, "sasl_passwd")
-        fd = os.open(sasl, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write("[127.0.0.1]:%d %s:%s\n" % (port, USER, PASSWORD))
-        with open(os.path.join(self.etc, "master.cf"), "w") as f:
-            f.write(MASTER_CF)
-        with open(os.path.join(self.etc, "main.cf"), "w") as f:
-            f.write(self.main_cf(port, sasl))
-        self.started = False
-
-    def main_cf(self, port, sasl):
-        return "\n".join([
-            "compatibility_level = 3.6",
-            "queue_directory = " + self.queue,
-            "data_directory = " + os.path.join(self.dir, "data"),
-            "mail_owner = postfix",
-            "setgid_group = postdrop",
-            "maillog_file = " + self.maillog,
-            "maillog_file_prefixes = /tmp",
-            "inet_interfaces = loopback-only",
-            "inet_protocols = ipv4",
-            "myhostname = postfix.test",
-            "mydestination =",
-            "alias_maps =",
-            "alias_database =",
-            # What the README tells an operator to write:
-            "relayhost = [127.0.0.1]:%d" % port,
-            "smtp_sasl_auth_enable = yes",
-            "smtp_sasl_password_maps = texthash:" + sasl,
-            "smtp_sasl_security_options = noanonymous",
-            "smtp_sasl_tls_security_options = noanonymous",
-            "smtp_tls_security_level = encrypt",
-            "smtp_tls_CAfile = " + self.ca,
-            "smtp_tls_loglevel = 1",
-            ""])
-
-    def postfix(self, *args):
-        return subprocess.run(["postfix", "-c", self.etc] + list(args),
-                              stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT,
-                              timeout=h.scaled(30))
-
-    def master_pid(self):
-        try:
-            with open(os.path.join(self.queue, "pid", "master.pid")) as f:
-                pid = int(f.read().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if h.pid_alive(pid) else None
+        sasl = self._write("sasl_passwd", "[127.0.0.1]:%d %s:%s\n" %
+                           (port, USER, PASSWORD), 0o600)
+        self._write("master.cf", self.master_cf())
+        self._write("main.cf", "\n".join(
+            self.common_main_cf("postfix.test") + [
+                # What the README tells an operator to write:
+                "relayhost = [127.0.0.1]:%d" % port,
+                "smtp_sasl_auth_enable = yes",
+                "smtp_sasl_password_maps = texthash:" + sasl,
+                "smtp_sasl_security_options = noanonymous",
+                "smtp_sasl_tls_security_options = noanonymous",
+                "smtp_tls_security_level = encrypt",
+                "smtp_tls_CAfile = " + self.ca,
+                "smtp_tls_loglevel = 1",
+                ""]))
 
     def start(self):
-        p = self.postfix("start")
-        self.started = True
-        assert p.returncode == 0, self.log_tail()
+        try:
+            super().start()
+        except RuntimeError as e:
+            raise AssertionError(redact(str(e)))
         h.wait_for(self.master_pid, 10, "Postfix's master to run")
 
     def sendmail(self, sender, rcpt, data):
-        p = subprocess.run(["sendmail", "-C", self.etc, "-f", sender,
-                            "--", rcpt], input=data,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           timeout=h.scaled(30))
+        p = self._run(["sendmail", "-C", self.etc, "-f", sender, "--", rcpt],
+                      input=data)
         assert p.returncode == 0, p.stdout
 
     def log_tail(self, n=40):
-        return redact(h.tail(self.maillog, n))
-
-    def stop(self):
-        if self.started:
-            pid = self.master_pid()
-            self.postfix("stop")
-            try:
-                h.wait_for(lambda: self.master_pid() is None, 10,
-                           "Postfix's master to stop")
-            except h.WaitTimeout:
-                # Only the master this test started, by its pid.
-                if pid is not None and h.pid_alive(pid):
-                    os.kill(pid, 9)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        return redact(super().log_tail(n))
 
 
 @pytest.fixture
