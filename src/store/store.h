@@ -369,7 +369,9 @@ void store_outbox_add(struct store *st, const char *body, store_done_cb cb,
 		      void *arg);
 
 /*
- * Claims up to max rows due at now_ms (next_ms <= now_ms), oldest first:
+ * Claims up to max rows due at now_ms (next_ms <= now_ms), those due the
+ * longest first (rows never tried, in the order they were added, before
+ * rows waiting for a retry):
  * in one transaction their next_ms becomes lease_until_ms and their
  * attempts grow by one, so a row being sent is not claimed again until its
  * lease runs out (after a crash, it is then sent again: at least once).

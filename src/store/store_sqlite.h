@@ -321,6 +321,11 @@ int store__outbox_insert(struct store_backend *be, struct op *op,
 void store__outbox_reset(struct op *op);
 void store__outbox_complete(struct op *op);
 void store__outbox_close(struct store_backend *be);
+/*
+ * The claim's statement (?1 now, ?2 the lease, ?3 the most rows), for the
+ * test that checks its query plan walks outbox_due and sorts nothing.
+ */
+const char *store__outbox_claim_sql(void);
 /* The table's outbox entries (store_int.h). */
 void store__sqlite_outbox_add(struct store_backend *be, int err,
 			      const char *body, store_done_cb cb, void *arg);

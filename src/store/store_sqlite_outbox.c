@@ -4,11 +4,10 @@
  * their own, claimed in small batches by the sender with a lease, and
  * deleted or rescheduled once a try ended.
  *
- * Every statement goes by the primary key (seq), so no operation here
- * costs more than its rows, except two that scan: the claim's search for
- * due rows (next_ms has no index; it stops at the first max due rows in
- * seq order) and the depth (COUNT(*)), both once per claim, which the
- * sender runs a few times a second at most.
+ * Every statement goes by the primary key (seq) or, for the claim's
+ * search of due rows, by the index outbox_due (next_ms, seq), so no
+ * operation here costs more than its rows, except the depth (COUNT(*)),
+ * once per claim, which the sender runs a few times a second at most.
  *
  * The cap: seq only grows while the table holds rows (the newest row is
  * never dropped), so after inserting seq N, deleting every row with seq
@@ -46,9 +45,15 @@ static const char *const ob_sql[OB_MAX] = {
     [OB_INSERT] = "INSERT INTO outbox (created_ms, next_ms, attempts, body)"
 		  " VALUES (?1, 0, 0, ?2)",
     [OB_TRIM] = "DELETE FROM outbox WHERE seq <= ?1",
+    /*
+     * The due rows in the order of outbox_due (schema 5), so the search
+     * is a range of that index and stops after ?3 rows, sorting nothing:
+     * the rows due the longest first, those never tried (next_ms 0) in
+     * seq order before them all.
+     */
     [OB_CLAIM] = "UPDATE outbox SET next_ms = ?2, attempts = attempts + 1"
 		 " WHERE seq IN (SELECT seq FROM outbox WHERE next_ms <= ?1"
-		 " ORDER BY seq LIMIT ?3)"
+		 " ORDER BY next_ms, seq LIMIT ?3)"
 		 " RETURNING seq, created_ms, attempts, body",
     [OB_COUNT] = "SELECT COUNT(*) FROM outbox",
     [OB_DELETE] = "DELETE FROM outbox WHERE seq = ?1",
@@ -60,6 +65,12 @@ static const char *const ob_name[OB_MAX] = {
     [OB_CLAIM] = "outbox_claim",   [OB_COUNT] = "outbox_count",
     [OB_DELETE] = "outbox_delete", [OB_RETRY] = "outbox_retry",
 };
+
+const char *
+store__outbox_claim_sql(void)
+{
+	return ob_sql[OB_CLAIM];
+}
 
 /* The statement, prepared on first use; NULL with *rc set on failure. */
 static sqlite3_stmt *

@@ -14,11 +14,13 @@
 
 #include "store/store.h"
 #include "store/store_int.h"
+#include "store/store_sqlite.h"
 #include "common/util.h"
 
 #include "fixture_store.h"
 
 #include <errno.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -215,6 +217,37 @@ test_cap_drops_oldest(void **state)
 	store_outbox_rows_free(c.rows, c.n);
 }
 
+/*
+ * The claim's search of due rows is a range of outbox_due (schema 5) that
+ * sorts nothing, not a scan of every row not yet due.
+ */
+static void
+test_claim_plan(void **state)
+{
+	struct fixture *f = *state;
+	char sql[1024], plan[1024], path[192];
+	sqlite3_stmt *s;
+	sqlite3 *db;
+	size_t used = 0;
+
+	open_store(f);
+	snprintf(path, sizeof(path), "%s/shivneri.db", f->sub);
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL),
+			 SQLITE_OK);
+	snprintf(sql, sizeof(sql), "EXPLAIN QUERY PLAN %s",
+		 store__outbox_claim_sql());
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+	plan[0] = '\0';
+	while (sqlite3_step(s) == SQLITE_ROW && used < sizeof(plan))
+		used += (size_t)snprintf(plan + used, sizeof(plan) - used,
+					 "%s;", sqlite3_column_text(s, 3));
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	assert_non_null(strstr(plan, "USING COVERING INDEX outbox_due"));
+	assert_null(strstr(plan, "TEMP B-TREE"));
+	assert_null(strstr(plan, "SCAN outbox"));
+}
+
 /* Malformed requests fail alone and add nothing. */
 static void
 test_refused(void **state)
@@ -277,6 +310,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_cap_drops_oldest, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_claim_plan, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_survives_reopen, setup,
 					    teardown),
 	};

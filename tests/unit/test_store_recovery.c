@@ -740,6 +740,34 @@ test_migrate_v2(void **state)
 	assert_false(r.dup);
 }
 
+/*
+ * A store from schema 4 (the outbox without its index) migrates to 5: it
+ * gets outbox_due, and its outbox rows stay claimable.
+ */
+
+static void
+test_migrate_v4(void **state)
+{
+	struct fixture *f = *state;
+	char path[192];
+
+	make_store(f, path, sizeof(path));
+	db_exec(f, "DROP INDEX outbox_due;"
+		   " INSERT INTO outbox (created_ms, next_ms, attempts, body)"
+		   " VALUES (1, 0, 0, '{\"v\":4}');"
+		   " PRAGMA user_version = 4;");
+	open_store(f);
+	assert_int_equal(db_int(f, "PRAGMA user_version"),
+			 STORE_SCHEMA_VERSION);
+	assert_int_equal(db_int(f, "SELECT COUNT(*) FROM sqlite_schema WHERE"
+				   " type = 'index' AND name = 'outbox_due'"
+				   " AND tbl_name = 'outbox'"),
+			 1);
+	assert_int_equal(db_int(f, "SELECT COUNT(*) FROM outbox"
+				   " INDEXED BY outbox_due WHERE next_ms <= 0"),
+			 1);
+}
+
 /* The mode of a file, or -1. */
 static int
 file_mode(const char *dir, const char *name)
@@ -820,6 +848,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_migrate_v2, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migrate_v4, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_file_modes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_housekeep, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_load_corrupt, setup, teardown),
