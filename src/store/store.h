@@ -375,6 +375,10 @@ void store_outbox_add(struct store *st, const char *body, store_done_cb cb,
  * in one transaction their next_ms becomes lease_until_ms and their
  * attempts grow by one, so a row being sent is not claimed again until its
  * lease runs out (after a crash, it is then sent again: at least once).
+ * A due row created before expire_before_ms (0: none; at most now_ms) is
+ * deleted instead, in the same transaction, and counted by
+ * store_outbox_dropped() like the cap's drops, logged (rate-limited):
+ * the sender's webhook_max_age_s.  Its slot goes to the next due row.
  * cb gets the rows (it takes the array and every body: free them with
  * store_outbox_rows_free) and depth, the rows in the outbox.
  */
@@ -383,7 +387,8 @@ typedef void (*store_outbox_claim_cb)(void *arg, int err,
 				      int64_t depth);
 void store_outbox_claim(struct store *st, int64_t now_ms,
 			int64_t lease_until_ms, size_t max,
-			store_outbox_claim_cb cb, void *arg);
+			int64_t expire_before_ms, store_outbox_claim_cb cb,
+			void *arg);
 void store_outbox_rows_free(struct store_outbox_row *rows, size_t n);
 
 /*
@@ -401,7 +406,10 @@ void store_outbox_finish(struct store *st, int64_t seq, int64_t next_ms,
 #define STORE_OUTBOX_MAX_DEFAULT 100000
 void store_outbox_set_max(struct store *st, int64_t max);
 
-/* Rows the outbox cap has dropped since the store opened. */
+/*
+ * Rows dropped unsent since the store opened: by the cap, and past their
+ * age at a claim.
+ */
 uint64_t store_outbox_dropped(const struct store *st);
 
 /*

@@ -192,6 +192,7 @@ struct op {
 			int64_t next_ms; /* finish: < 0 deletes; claim: now */
 			int64_t lease;   /* claim: the claimed rows' next_ms */
 			size_t max;      /* claim */
+			int64_t expire_before; /* claim: older rows go */
 			struct store_outbox_row *rows; /* claim's result */
 			size_t nrows;
 			int64_t depth;
@@ -240,7 +241,8 @@ struct store_backend {
 	atomic_int_fast64_t outbox_max;
 	sqlite3_stmt *outbox_stmt[8]; /* writer only, prepared on first use */
 	atomic_uint_fast64_t outbox_dropped;
-	struct log_rl outbox_rl;
+	struct log_rl outbox_rl;     /* outbox_full */
+	struct log_rl outbox_age_rl; /* outbox_expired */
 	/* Commit metrics: the writer adds, a scrape copies (stats_lock). */
 	pthread_mutex_t stats_lock;
 	struct store_commit_stats stats;
@@ -331,8 +333,8 @@ void store__sqlite_outbox_add(struct store_backend *be, int err,
 			      const char *body, store_done_cb cb, void *arg);
 void store__sqlite_outbox_claim(struct store_backend *be, int err,
 				int64_t now_ms, int64_t lease_until_ms,
-				size_t max, store_outbox_claim_cb cb,
-				void *arg);
+				size_t max, int64_t expire_before_ms,
+				store_outbox_claim_cb cb, void *arg);
 void store__sqlite_outbox_finish(struct store_backend *be, int err, int64_t seq,
 				 int64_t next_ms, store_done_cb cb, void *arg);
 uint64_t store__sqlite_outbox_dropped(const struct store_backend *be);

@@ -27,6 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Expired rows one claim deletes at most (see exec_claim). */
+#define CLAIM_EXPIRE_MAX 1000
+
 enum {
 	OB_INSERT,
 	OB_TRIM,
@@ -158,8 +161,14 @@ store__outbox_insert(struct store_backend *be, struct op *op, const char *body,
 	return 0;
 }
 
+/*
+ * One round of a claim: up to limit due rows are leased (the statement's
+ * RETURNING), those created before expire_before are set aside in
+ * expired[] (their seq) to be deleted, the rest appended to the op's rows.
+ */
 static int
-exec_claim(struct store_backend *be, struct op *op)
+claim_round(struct store_backend *be, struct op *op, size_t limit,
+	    int64_t *expired, size_t *nexpired, size_t *nclaimed)
 {
 	struct store_outbox_row *r;
 	sqlite3_stmt *s;
@@ -168,18 +177,24 @@ exec_claim(struct store_backend *be, struct op *op)
 
 	if ((s = ob_stmt(be, OB_CLAIM, &rc)) == NULL)
 		return rc;
-	op->u.outbox.rows = xcalloc(op->u.outbox.max, sizeof(*r));
 	rc = sqlite3_bind_int64(s, 1, op->u.outbox.next_ms);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(s, 2, op->u.outbox.lease);
 	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(s, 3, (int64_t)op->u.outbox.max);
+		rc = sqlite3_bind_int64(s, 3, (int64_t)limit);
 	while (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
 		op->wrote = true;
-		/* LIMIT bounds it; the check keeps a surprise in bounds. */
-		if (op->u.outbox.nrows == op->u.outbox.max ||
-		    sqlite3_column_type(s, 3) != SQLITE_TEXT) {
-			rc = SQLITE_OK;
+		rc = SQLITE_OK;
+		/*
+		 * LIMIT bounds it (and so the rows: nrows + limit is max);
+		 * the check keeps a surprise in bounds.
+		 */
+		if (*nclaimed == limit ||
+		    sqlite3_column_type(s, 3) != SQLITE_TEXT)
+			continue;
+		(*nclaimed)++;
+		if (sqlite3_column_int64(s, 1) < op->u.outbox.expire_before) {
+			expired[(*nexpired)++] = sqlite3_column_int64(s, 0);
 			continue;
 		}
 		r = &op->u.outbox.rows[op->u.outbox.nrows++];
@@ -190,11 +205,56 @@ exec_claim(struct store_backend *be, struct op *op)
 		len = (size_t)sqlite3_column_bytes(s, 3);
 		r->body =
 		    xstrndup((const char *)sqlite3_column_text(s, 3), len);
-		rc = SQLITE_OK;
 	}
 	(void)sqlite3_reset(s);
 	if (rc != SQLITE_DONE)
 		return store__db_fail(be->db, rc, ob_name[OB_CLAIM]);
+	return 0;
+}
+
+/*
+ * Claims due rows.  Rows past their age (created before expire_before:
+ * webhook_max_age_s) are deleted instead of handed out, in the claim's
+ * transaction, and counted with the cap's drops; their slots are claimed
+ * again, round after round, until the claim is full, nothing due is
+ * left, or CLAIM_EXPIRE_MAX rows were dropped (the rest go at the next
+ * claim), so a backlog of expired rows drains fast but never holds the
+ * writer long.
+ */
+static int
+exec_claim(struct store_backend *be, struct op *op)
+{
+	sqlite3_stmt *s;
+	int64_t *expired, dropped = 0;
+	size_t i, limit, nexpired, nclaimed;
+	int rc = 0;
+
+	op->u.outbox.rows =
+	    xcalloc(op->u.outbox.max, sizeof(struct store_outbox_row));
+	expired = xcalloc(op->u.outbox.max, sizeof(*expired));
+	do {
+		limit = op->u.outbox.max - op->u.outbox.nrows;
+		nexpired = nclaimed = 0;
+		rc = claim_round(be, op, limit, expired, &nexpired, &nclaimed);
+		for (i = 0; rc == 0 && i < nexpired; i++)
+			rc = ob_run(be, op, OB_DELETE, 1, expired[i], 0);
+		dropped += (int64_t)nexpired;
+	} while (rc == 0 && nexpired > 0 && nclaimed == limit &&
+		 dropped < CLAIM_EXPIRE_MAX);
+	free(expired);
+	if (rc != 0)
+		return rc;
+	if (dropped > 0) {
+		atomic_fetch_add(&be->outbox_dropped, (uint64_t)dropped);
+		log_warnx_rl(
+		    &be->outbox_age_rl, 60000,
+		    "- store outbox_expired dropped=%lld total=%llu "
+		    "max_age_ms=%lld",
+		    (long long)dropped,
+		    (unsigned long long)atomic_load(&be->outbox_dropped),
+		    (long long)(op->u.outbox.next_ms -
+				op->u.outbox.expire_before));
+	}
 
 	if ((s = ob_stmt(be, OB_COUNT, &rc)) == NULL)
 		return rc;
@@ -288,7 +348,8 @@ store__sqlite_outbox_add(struct store_backend *be, int err, const char *body,
 void
 store__sqlite_outbox_claim(struct store_backend *be, int err, int64_t now_ms,
 			   int64_t lease_until_ms, size_t max,
-			   store_outbox_claim_cb cb, void *arg)
+			   int64_t expire_before_ms, store_outbox_claim_cb cb,
+			   void *arg)
 {
 	struct op *op;
 
@@ -297,6 +358,7 @@ store__sqlite_outbox_claim(struct store_backend *be, int err, int64_t now_ms,
 	op->u.outbox.next_ms = now_ms;
 	op->u.outbox.lease = lease_until_ms;
 	op->u.outbox.max = max;
+	op->u.outbox.expire_before = expire_before_ms;
 	store__enqueue(be, op);
 }
 

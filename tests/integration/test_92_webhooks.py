@@ -6,7 +6,8 @@ arrive with a signature that the Python and Node snippets of
 docs/webhooks.md accept (and reject under a wrong secret); that a
 receiver that is down, then up, gets every webhook; that a kill -9 of the
 server with webhooks pending loses none across a restart; that a hanging
-receiver does not slow mail; and that the secret is made 0600 and never
+receiver does not slow mail; that a row older than webhook_max_age_s is
+dropped rather than sent again; and that the secret is made 0600 and never
 shows in a log or /metrics."""
 
 import json
@@ -14,6 +15,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
@@ -333,6 +335,58 @@ def test_kill9_with_webhooks_pending_loses_none(make_cluster):
             if b.get("type") == "message.delivered":
                 per_msg.setdefault(b["id"], set()).add(b["webhook_id"])
         assert all(len(per_msg[m]) == 1 for m in ids), per_msg
+    finally:
+        rec.stop()
+
+
+def test_rows_past_max_age_dropped(make_cluster):
+    """A receiver that answers 500 for ever: a row older than
+    webhook_max_age_s is dropped at its next try instead of sent again,
+    counted with the cap's drops and logged; younger rows are still
+    retried.  The minimum age is 60 s, so the rows are aged on disk while
+    the server is down (their created_ms moved back two minutes)."""
+    rec = Receiver()
+    rec.mode = "fail"
+    rec.start()
+    c = make_cluster(providers=("a",), spawn=True, server_extra=server_extra(
+        rec, webhook_max_age_s=60))
+    try:
+        c.start_server()
+        c.wait_state("a", "up")
+        old = [c.submit() for _ in range(3)]
+        c.wait_delivered(old)
+
+        def tries(ids):
+            return sum(1 for _, b, _ in rec.requests()
+                       if json.loads(b).get("id") in ids)
+        h.wait_for(lambda: tries(old) >= 6, 15, "refused tries of the old")
+        c.server.kill9()
+        db = sqlite3.connect(os.path.join(c.data_dir, "shivneri.db"))
+        with db:
+            # next_ms 0: due at once, not after the killed server's lease.
+            n = db.execute("UPDATE outbox SET created_ms = created_ms -"
+                           " 120000, next_ms = 0").rowcount
+        db.close()
+        # The three outcomes, and the provider's events (a.up...).
+        assert n >= 3, n
+        c.start_server()
+        c.wait_state("a", "up")
+        young = [c.submit() for _ in range(2)]
+        c.wait_delivered(young)
+        h.wait_for(lambda: metric(
+            c, "shivneri_webhook_outbox_dropped_total") == n, 15,
+            "the aged rows dropped")
+        n_old, n_young = tries(old), tries(young)
+        # The young keep being tried (and refused) while the old are not.
+        h.wait_for(lambda: tries(young) >= n_young + 4, 15,
+                   "more tries of the young rows")
+        assert tries(old) == n_old, (n_old, tries(old))
+        assert metric(c, "shivneri_webhook_outbox_dropped_total") == n
+        assert metric(c, "shivneri_webhook_outbox") >= 2
+        with open(c.server.log_path, "rb") as f:
+            log = f.read()
+        assert re.search(rb"store - outbox_expired dropped=\d+ total=%d "
+                         rb"max_age_ms=60000" % n, log), log[-2000:]
     finally:
         rec.stop()
 
