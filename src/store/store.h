@@ -230,11 +230,14 @@ void store_update(struct store *st, const struct store_update *u,
  * are skipped).  The callback takes the array and each message in it.
  *
  * A queued row that cannot be decoded (a NULL or wrong-typed column,
- * recipients that are not a JSON array of strings...) is marked failed on
- * disk, in the same transaction, with error "corrupt record: WHY", and is
- * returned in msgs like the others but with status MSG_FAILED, error set,
- * mime NULL, and only rowid and id filled in (id empty if unreadable): the
- * dispatcher drops it and counts it as failed.
+ * recipients that are not a JSON array of strings...) is returned in msgs
+ * like the others but with status MSG_FAILED, error "corrupt record: WHY",
+ * mime NULL, and only rowid, id (empty if unreadable) and the counters
+ * that could be read (next_ms, attempts, round, tried) filled in.  It is
+ * left queued on disk: the caller fails it with store_update like any
+ * final outcome (the dispatcher's record, so that its webhook is written
+ * in that update's transaction and its event published once it is
+ * durable); until then every load returns it so again.
  */
 typedef void (*store_load_cb)(void *arg, int err, struct store_message **msgs,
 			      size_t n);

@@ -6,15 +6,17 @@ arrive with a signature that the Python and Node snippets of
 docs/webhooks.md accept (and reject under a wrong secret); that a
 receiver that is down, then up, gets every webhook; that a kill -9 of the
 server with webhooks pending loses none across a restart; that a hanging
-receiver does not slow mail; that a row older than webhook_max_age_s is
-dropped rather than sent again; and that the secret is made 0600 and never
-shows in a log or /metrics."""
+receiver does not slow mail; that a message failed at load as a corrupt
+record gets its webhook and its event; that a row older than
+webhook_max_age_s is dropped rather than sent again; and that the secret
+is made 0600 and never shows in a log or /metrics."""
 
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import threading
@@ -335,6 +337,76 @@ def test_kill9_with_webhooks_pending_loses_none(make_cluster):
             if b.get("type") == "message.delivered":
                 per_msg.setdefault(b["id"], set()).add(b["webhook_id"])
         assert all(len(per_msg[m]) == 1 for m in ids), per_msg
+    finally:
+        rec.stop()
+
+
+def events_history(c, pred, what, timeout=15):
+    """Reads GET /v1/events from the start of the hub's history until an
+    event's data takes pred; that data."""
+    s = socket.create_connection(("127.0.0.1", c.http_port),
+                                 timeout=h.scaled(2))
+    try:
+        s.sendall(b"GET /v1/events HTTP/1.1\r\nHost: t\r\n"
+                  b"Last-Event-ID: 0\r\n\r\n")
+        data = b""
+        deadline = time.monotonic() + h.scaled(timeout)
+        while time.monotonic() < deadline:
+            for line in data.split(b"\n"):
+                if line.startswith(b"data: "):
+                    ev = json.loads(line[6:])
+                    if pred(ev):
+                        return ev
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                continue
+            assert chunk, "the event stream closed: %r" % data[-500:]
+            data += chunk
+        raise h.WaitTimeout("no %s in /v1/events" % what)
+    finally:
+        s.close()
+
+
+def test_corrupt_record_failed_with_webhook_and_event(make_cluster):
+    """A queued row the store cannot read is failed at load like any final
+    outcome: its message.failed webhook carries the store's error, the hub
+    publishes message.failed, the counts follow, and the good message
+    queued beside it is delivered."""
+    rec = Receiver()
+    rec.start()
+    c = make_cluster(providers=("a",), server_extra=server_extra(rec))
+    try:
+        c.start_server()
+        # No agent yet: both stay queued.
+        bad, good = c.submit(), c.submit()
+        assert c.msg(bad)["status"] == "queued"
+        c.server.kill9()
+        db = sqlite3.connect(os.path.join(c.data_dir, "shivneri.db"))
+        with db:
+            n = db.execute("UPDATE messages SET rcpt = 'not json'"
+                           " WHERE id = ?", (bad,)).rowcount
+        db.close()
+        assert n == 1
+        c.start_server()
+        c.start_agent("a")
+        hits = wait_webhook(rec, lambda b: b.get("id") == bad and
+                            b["type"] == "message.failed",
+                            "the corrupt message's failed webhook")
+        hd, body = hits[0]
+        b = json.loads(body)
+        assert b["error"] == "corrupt record: bad rcpt", b
+        assert py_verify(secret_of(c), hd["shivneri-signature"], body)
+        ev = events_history(c, lambda e: e.get("id") == bad,
+                            "the corrupt message's event")
+        assert ev["type"] == "message.failed", ev
+        assert ev["error"] == "corrupt record: bad rcpt", ev
+        c.wait_delivered([good])
+        wait_webhook(rec, lambda b: b.get("id") == good and
+                     b["type"] == "message.delivered", "the good webhook")
+        h.wait_for(lambda: c.stats().get("failed") == 1, 15,
+                   "the failed count")
+        assert c.stats()["queued"] == 0, c.stats()
     finally:
         rec.stop()
 
