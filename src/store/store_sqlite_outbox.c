@@ -14,7 +14,9 @@
  * at most N - max leaves at most max rows, by the primary
  * key, in the same transaction.  Rows so dropped are counted (a batch
  * that is then rolled back still counts them: an over-count, never an
- * under-count) and logged at most once a minute.
+ * under-count) and logged at most once a minute.  The age limit: a
+ * claimed row older than the claim's cut-off is deleted in the claim's
+ * transaction instead of handed out, counted and logged the same way.
  *
  * The statements are prepared on first use by the writer thread, which
  * alone touches them, and finalized before the database closes.
