@@ -10,32 +10,43 @@
 cmake_minimum_required(VERSION 3.18)
 
 # URL path, file under web/ and its Content-Type, in three parallel lists
-# (a Content-Type holds a ';', CMake's list separator).
-set(urls "/" "/app.js" "/app.css")
-set(files "index.html" "app.js" "app.css")
-set(ctypes "text/html" "text/javascript" "text/css")
+# (a Content-Type holds a ';', CMake's list separator).  /favicon.ico is
+# the icon's own bytes: a browser asks for it by itself on a page without
+# <link rel="icon"> (a tab on /metrics or a JSON answer), and the same
+# SVG answers it there with no redirect's extra round trip.
+set(urls "/" "/app.js" "/app.css" "/favicon.svg" "/favicon.ico")
+set(files "index.html" "app.js" "app.css" "favicon.svg" "favicon.svg")
+set(ctypes "text/html" "text/javascript" "text/css" "image/svg+xml"
+	"image/svg+xml")
 
 set(body "")
 set(table "")
+set(done "") # the files whose array is written, in order: fileN is the Nth
 set(i 0)
 foreach(url ${urls})
 	list(GET files ${i} file)
 	list(GET ctypes ${i} ctype)
 	string(APPEND ctype "; charset=utf-8")
-	file(READ "${WEB_DIR}/${file}" hex HEX)
 	file(SHA256 "${WEB_DIR}/${file}" sum)
 	string(SUBSTRING "${sum}" 0 32 tag)
-	string(LENGTH "${hex}" hexlen)
-	math(EXPR len "${hexlen} / 2")
-	# Sixteen bytes a line keeps the generated file readable in a debugger.
-	string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
-	# (CMake's regex has no {16}: the group is spelled out.)
-	string(REPEAT "0x[0-9a-f][0-9a-f]," 16 sixteen)
-	string(REGEX REPLACE "(${sixteen})" "\\1\n\t" bytes "${bytes}")
-	string(APPEND body
-		"static const unsigned char file${i}[${len} + 1] = {\n\t${bytes}0x00};\n")
+	file(SIZE "${WEB_DIR}/${file}" len)
+	# A file served at two paths is one array.
+	list(FIND done "${file}" k)
+	if(k EQUAL -1)
+		list(LENGTH done k)
+		list(APPEND done "${file}")
+		file(READ "${WEB_DIR}/${file}" hex HEX)
+		# Sixteen bytes a line keeps the generated file readable in a
+		# debugger.
+		string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
+		# (CMake's regex has no {16}: the group is spelled out.)
+		string(REPEAT "0x[0-9a-f][0-9a-f]," 16 sixteen)
+		string(REGEX REPLACE "(${sixteen})" "\\1\n\t" bytes "${bytes}")
+		string(APPEND body
+			"static const unsigned char file${k}[${len} + 1] = {\n\t${bytes}0x00};\n")
+	endif()
 	string(APPEND table
-		"\t{\"${url}\", \"${ctype}\", \"\\\"${tag}\\\"\", file${i}, ${len}},\n")
+		"\t{\"${url}\", \"${ctype}\", \"\\\"${tag}\\\"\", file${k}, ${len}},\n")
 	math(EXPR i "${i} + 1")
 endforeach()
 

@@ -151,6 +151,7 @@ static const struct skey server_keys[] = {
      NULL},
     {"webhook_max_outbox", SKEY_INT64, OFF(webhook_max_outbox), 10, 100000000,
      NULL},
+    {"webhook_max_age_s", SKEY_INT, OFF(webhook_max_age_s), 60, 31536000, NULL},
 };
 #undef OFF
 #define NSERVER_KEYS (sizeof(server_keys) / sizeof(server_keys[0]))
@@ -785,6 +786,7 @@ config_defaults(void)
 	cfg->webhook_max_in_flight = 8;
 	cfg->webhook_retry_max_ms = 3600000;
 	cfg->webhook_max_outbox = 100000;
+	cfg->webhook_max_age_s = 259200; /* 3 days */
 	return cfg;
 }
 

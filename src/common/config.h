@@ -104,6 +104,7 @@ struct config {
 	int webhook_max_in_flight;  /* deliveries at once */
 	int webhook_retry_max_ms;   /* the longest wait between tries */
 	int64_t webhook_max_outbox; /* rows kept; the oldest go beyond */
+	int webhook_max_age_s;      /* an older row is dropped, not sent */
 	struct provider_config *providers;
 	size_t nproviders;
 	int *key_line;   /* private: see config_line() */

@@ -254,6 +254,8 @@ void record__job_free(struct dispatcher *d, struct job *j);
 void record__backoff(struct dispatcher *d, struct store_message *m);
 /* m's TTL is spent and its round is over (takes m). */
 void record__fail_expired(struct dispatcher *d, struct store_message *m);
+/* A corrupt row store_load handed back failed: failed on disk (takes m). */
+void record__fail_corrupt(struct dispatcher *d, struct store_message *m);
 void record__arm_timeout(struct dispatcher *d);
 /* A write or load failed: the pump is held for a backoff. */
 void record__hold(struct dispatcher *d);

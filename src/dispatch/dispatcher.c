@@ -297,11 +297,8 @@ load_cb(void *arg, int err, struct store_message **msgs, size_t n)
 		if (err != 0) {
 			store_message_free(m);
 		} else if (m->status == MSG_FAILED) {
-			/* A corrupt row, failed by the store as it read it. */
-			record__count_move(d, MSG_QUEUED, MSG_FAILED);
-			log_warnx("%s dispatch failed_by_store error=\"%s\"",
-				  m->id, m->error ? m->error : "");
-			store_message_free(m);
+			/* A corrupt row the store could not read. */
+			record__fail_corrupt(d, m);
 		} else {
 			ring_push_back(&d->loaded, &m);
 		}

@@ -598,6 +598,24 @@ record__fail_expired(struct dispatcher *d, struct store_message *m)
 }
 
 /*
+ * A queued row the store could not read (store_load): failed like any
+ * other final outcome, by this one path, so that its status and its
+ * webhook are written in one transaction and message.failed is published
+ * once they are durable.  No provider is charged with it.  The update
+ * writes the counters the store could read back (store.h), so they stay.
+ */
+void
+record__fail_corrupt(struct dispatcher *d, struct store_message *m)
+{
+	struct job *j = job_new(d, m);
+
+	snprintf(j->error, sizeof(j->error), "%s",
+		 m->error != NULL ? m->error : "corrupt record");
+	job_write(j, WRITE_FINAL, MSG_FAILED, MSG_QUEUED);
+	write_issue(d, j);
+}
+
+/*
  * After a transient failure or a loss at j's provider: offered again (the
  * pump sends it elsewhere or ends the round), or failed once max_attempts
  * attempts were made.  m->attempts already counts this one.

@@ -1,5 +1,7 @@
 /*
- * The web console's files: "/", "/app.js" and "/app.css", from the table
+ * The web console's files: "/", "/app.js", "/app.css" and the icon
+ * "/favicon.svg" (also answered at "/favicon.ico", which browsers ask for
+ * by themselves on pages that name no icon), from the table
  * cmake/embed_web.cmake generates out of web/ at build time, so the binary
  * alone serves them (no install step, no CDN).  The page is public: it
  * holds no data and asks for the API key before it calls /v1, so these

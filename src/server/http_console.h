@@ -1,8 +1,9 @@
 /*
  * The web console's static files (web/), compiled into the binary by
- * cmake/embed_web.cmake and served at "/", "/app.js" and "/app.css" by
- * http_console.c.  The page is public and needs no API key: it holds no
- * data, and it asks for the key before it calls /v1 (docs/http-api.md).
+ * cmake/embed_web.cmake and served at "/", "/app.js", "/app.css",
+ * "/favicon.svg" and "/favicon.ico" (the same icon) by http_console.c.  The
+ * page is public and needs no API key: it holds no data, and it asks for the
+ * key before it calls /v1 (docs/http-api.md).
  */
 #ifndef SHIVNERI_HTTP_CONSOLE_H
 #define SHIVNERI_HTTP_CONSOLE_H

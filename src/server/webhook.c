@@ -398,10 +398,13 @@ poll_outbox(struct webhook *wh)
 		return;
 	wh->claiming = true;
 	wh->store_ops++;
+	/* Rows older than webhook_max_age_s are dropped, not sent again. */
 	store_outbox_claim(wh->st, now,
 			   now + wh->cfg->webhook_timeout_ms +
 			       CONNECT_TIMEOUT_MS + LEASE_SLACK_MS,
-			   max - wh->in_flight, claim_cb, wh);
+			   max - wh->in_flight,
+			   now - (int64_t)wh->cfg->webhook_max_age_s * 1000,
+			   claim_cb, wh);
 }
 
 static void
@@ -519,9 +522,9 @@ webhook_new(struct event_base *base, const struct config *cfg, struct store *st,
 	if (ev != NULL)
 		wh->sub = events_subscribe(ev, event_cb, wh);
 	log_info("- webhook on host=%s max_in_flight=%d timeout_ms=%d "
-		 "max_outbox=%" PRId64,
+		 "max_outbox=%" PRId64 " max_age_s=%d",
 		 wh->host, cfg->webhook_max_in_flight, cfg->webhook_timeout_ms,
-		 cfg->webhook_max_outbox);
+		 cfg->webhook_max_outbox, cfg->webhook_max_age_s);
 	/* Whatever a previous run left is due now. */
 	kick(wh);
 	return wh;

@@ -406,16 +406,18 @@ store_outbox_add(struct store *st, const char *body, store_done_cb cb,
 
 void
 store_outbox_claim(struct store *st, int64_t now_ms, int64_t lease_until_ms,
-		   size_t max, store_outbox_claim_cb cb, void *arg)
+		   size_t max, int64_t expire_before_ms,
+		   store_outbox_claim_cb cb, void *arg)
 {
 	int err = 0;
 
 	if (st == NULL || cb == NULL)
 		fatalx("store_outbox_claim: NULL argument");
-	if (max == 0 || max > 1000 || lease_until_ms < now_ms)
+	if (max == 0 || max > 1000 || lease_until_ms < now_ms ||
+	    expire_before_ms > now_ms)
 		err = -EINVAL;
-	st->ops->outbox_claim(st->be, err, now_ms, lease_until_ms, max, cb,
-			      arg);
+	st->ops->outbox_claim(st->be, err, now_ms, lease_until_ms, max,
+			      expire_before_ms, cb, arg);
 }
 
 void

@@ -230,11 +230,14 @@ void store_update(struct store *st, const struct store_update *u,
  * are skipped).  The callback takes the array and each message in it.
  *
  * A queued row that cannot be decoded (a NULL or wrong-typed column,
- * recipients that are not a JSON array of strings...) is marked failed on
- * disk, in the same transaction, with error "corrupt record: WHY", and is
- * returned in msgs like the others but with status MSG_FAILED, error set,
- * mime NULL, and only rowid and id filled in (id empty if unreadable): the
- * dispatcher drops it and counts it as failed.
+ * recipients that are not a JSON array of strings...) is returned in msgs
+ * like the others but with status MSG_FAILED, error "corrupt record: WHY",
+ * mime NULL, and only rowid, id (empty if unreadable) and the counters
+ * that could be read (next_ms, attempts, round, tried) filled in.  It is
+ * left queued on disk: the caller fails it with store_update like any
+ * final outcome (the dispatcher's record, so that its webhook is written
+ * in that update's transaction and its event published once it is
+ * durable); until then every load returns it so again.
  */
 typedef void (*store_load_cb)(void *arg, int err, struct store_message **msgs,
 			      size_t n);
@@ -369,10 +372,16 @@ void store_outbox_add(struct store *st, const char *body, store_done_cb cb,
 		      void *arg);
 
 /*
- * Claims up to max rows due at now_ms (next_ms <= now_ms), oldest first:
+ * Claims up to max rows due at now_ms (next_ms <= now_ms), those due the
+ * longest first (rows never tried, in the order they were added, before
+ * rows waiting for a retry):
  * in one transaction their next_ms becomes lease_until_ms and their
  * attempts grow by one, so a row being sent is not claimed again until its
  * lease runs out (after a crash, it is then sent again: at least once).
+ * A due row created before expire_before_ms (0: none; at most now_ms) is
+ * deleted instead, in the same transaction, and counted by
+ * store_outbox_dropped() like the cap's drops, logged (rate-limited):
+ * the sender's webhook_max_age_s.  Its slot goes to the next due row.
  * cb gets the rows (it takes the array and every body: free them with
  * store_outbox_rows_free) and depth, the rows in the outbox.
  */
@@ -381,7 +390,8 @@ typedef void (*store_outbox_claim_cb)(void *arg, int err,
 				      int64_t depth);
 void store_outbox_claim(struct store *st, int64_t now_ms,
 			int64_t lease_until_ms, size_t max,
-			store_outbox_claim_cb cb, void *arg);
+			int64_t expire_before_ms, store_outbox_claim_cb cb,
+			void *arg);
 void store_outbox_rows_free(struct store_outbox_row *rows, size_t n);
 
 /*
@@ -399,7 +409,10 @@ void store_outbox_finish(struct store *st, int64_t seq, int64_t next_ms,
 #define STORE_OUTBOX_MAX_DEFAULT 100000
 void store_outbox_set_max(struct store *st, int64_t max);
 
-/* Rows the outbox cap has dropped since the store opened. */
+/*
+ * Rows dropped unsent since the store opened: by the cap, and past their
+ * age at a claim.
+ */
 uint64_t store_outbox_dropped(const struct store *st);
 
 /*

@@ -64,7 +64,8 @@ struct store_ops {
 			   store_done_cb cb, void *arg);
 	void (*outbox_claim)(struct store_backend *be, int err, int64_t now_ms,
 			     int64_t lease_until_ms, size_t max,
-			     store_outbox_claim_cb cb, void *arg);
+			     int64_t expire_before_ms, store_outbox_claim_cb cb,
+			     void *arg);
 	void (*outbox_finish)(struct store_backend *be, int err, int64_t seq,
 			      int64_t next_ms, store_done_cb cb, void *arg);
 	uint64_t (*outbox_dropped)(const struct store_backend *be);
@@ -96,6 +97,6 @@ void store__commit_observe(struct store_commit_stats *s, int64_t us,
 			   uint64_t ops);
 
 /* The schema version this build writes (PRAGMA user_version). */
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 
 #endif

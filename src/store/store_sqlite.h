@@ -85,7 +85,6 @@ enum {
 	ST_LOAD,
 	ST_GET,
 	ST_ATT_LIST,
-	ST_FAIL_CORRUPT,
 	ST_IDEM_EXPIRE,
 	ST_PRUNE,
 	ST_STATUS_OF,
@@ -192,6 +191,7 @@ struct op {
 			int64_t next_ms; /* finish: < 0 deletes; claim: now */
 			int64_t lease;   /* claim: the claimed rows' next_ms */
 			size_t max;      /* claim */
+			int64_t expire_before; /* claim: older rows go */
 			struct store_outbox_row *rows; /* claim's result */
 			size_t nrows;
 			int64_t depth;
@@ -240,7 +240,8 @@ struct store_backend {
 	atomic_int_fast64_t outbox_max;
 	sqlite3_stmt *outbox_stmt[8]; /* writer only, prepared on first use */
 	atomic_uint_fast64_t outbox_dropped;
-	struct log_rl outbox_rl;
+	struct log_rl outbox_rl;     /* outbox_full */
+	struct log_rl outbox_age_rl; /* outbox_expired */
 	/* Commit metrics: the writer adds, a scrape copies (stats_lock). */
 	pthread_mutex_t stats_lock;
 	struct store_commit_stats stats;
@@ -321,13 +322,18 @@ int store__outbox_insert(struct store_backend *be, struct op *op,
 void store__outbox_reset(struct op *op);
 void store__outbox_complete(struct op *op);
 void store__outbox_close(struct store_backend *be);
+/*
+ * The claim's statement (?1 now, ?2 the lease, ?3 the most rows), for the
+ * test that checks its query plan walks outbox_due and sorts nothing.
+ */
+const char *store__outbox_claim_sql(void);
 /* The table's outbox entries (store_int.h). */
 void store__sqlite_outbox_add(struct store_backend *be, int err,
 			      const char *body, store_done_cb cb, void *arg);
 void store__sqlite_outbox_claim(struct store_backend *be, int err,
 				int64_t now_ms, int64_t lease_until_ms,
-				size_t max, store_outbox_claim_cb cb,
-				void *arg);
+				size_t max, int64_t expire_before_ms,
+				store_outbox_claim_cb cb, void *arg);
 void store__sqlite_outbox_finish(struct store_backend *be, int err, int64_t seq,
 				 int64_t next_ms, store_done_cb cb, void *arg);
 uint64_t store__sqlite_outbox_dropped(const struct store_backend *be);

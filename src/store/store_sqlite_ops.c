@@ -69,8 +69,6 @@ const char *const store__stmt_sql[ST_MAX] = {
     [ST_GET] = "SELECT " MSG_COLUMNS " FROM messages WHERE id = ?1",
     [ST_ATT_LIST] = "SELECT n, provider, at_ms, outcome, detail FROM attempts"
 		    " WHERE message_rowid = ?1 ORDER BY n",
-    [ST_FAIL_CORRUPT] = "UPDATE messages SET status = 3, error = ?2,"
-			" updated_ms = ?3 WHERE rowid = ?1 AND status = 0",
     [ST_IDEM_EXPIRE] = "DELETE FROM idempotency WHERE rowid IN"
 		       " (SELECT rowid FROM idempotency WHERE created_ms < ?1"
 		       " ORDER BY created_ms LIMIT ?2)",
@@ -96,7 +94,6 @@ static const char *const stmt_name[ST_MAX] = {
     [ST_LOAD] = "load",
     [ST_GET] = "get",
     [ST_ATT_LIST] = "att_list",
-    [ST_FAIL_CORRUPT] = "fail_corrupt",
     [ST_IDEM_EXPIRE] = "idem_expire",
     [ST_PRUNE] = "prune",
     [ST_STATUS_OF] = "status_of",
@@ -293,9 +290,30 @@ row_bad_column(sqlite3_stmt *s)
 }
 
 /*
+ * What a row that cannot be a message still tells: the counters, when
+ * their columns have their types, so that failing it (an update that
+ * writes them) does not reset them; the id only when it is one.
+ */
+static void
+row_shell(sqlite3_stmt *s, struct store_message *m, const char *why)
+{
+	if (strcmp(why, "id") == 0)
+		m->id[0] = '\0';
+	if (sqlite3_column_type(s, C_NEXT) == SQLITE_INTEGER)
+		m->next_ms = sqlite3_column_int64(s, C_NEXT);
+	if (sqlite3_column_type(s, C_ATTEMPTS) == SQLITE_INTEGER)
+		m->attempts = sqlite3_column_int(s, C_ATTEMPTS);
+	if (sqlite3_column_type(s, C_ROUND) == SQLITE_INTEGER)
+		m->round = sqlite3_column_int(s, C_ROUND);
+	if (sqlite3_column_type(s, C_TRIED) == SQLITE_TEXT)
+		m->tried = store__col_strdup(s, C_TRIED);
+}
+
+/*
  * Builds a message from a row of MSG_COLUMNS.  A row that cannot be one
  * gives -EIO, *why naming the bad column, and in *out a message with what
- * was readable: rowid, id when it is text, no body.
+ * was readable: rowid, id when it is text, the counters (row_shell), no
+ * body.
  */
 static int
 row_message(sqlite3_stmt *s, struct store_message **out, const char **why)
@@ -313,8 +331,10 @@ row_message(sqlite3_stmt *s, struct store_message **out, const char **why)
 	if (*why == NULL &&
 	    !rcpt_parse((const char *)sqlite3_column_text(s, C_RCPT), m))
 		*why = "rcpt";
-	if (*why != NULL)
+	if (*why != NULL) {
+		row_shell(s, m, *why);
 		return -EIO;
+	}
 	m->status = sqlite3_column_int(s, C_STATUS);
 	m->mail_from = store__col_strdup(s, C_MAIL_FROM);
 	m->header_from = store__col_strdup(s, C_HEADER_FROM);
@@ -610,38 +630,26 @@ exec_update(struct store_backend *be, struct op *op, int64_t now)
 
 /*
  * A queued row that cannot be decoded would be skipped by every load and
- * stay queued for ever: fail it on disk, in this transaction, and hand it
- * to the caller as failed so its memory follows (store.h).
+ * stay queued for ever: it is handed to the caller as failed, for the
+ * caller to fail it on disk like any final outcome, with its webhook and
+ * its event (store.h).  Nothing is written here: until that update
+ * commits the row stays queued, and the next start finds it again.
  */
-static int
-fail_corrupt(struct store_backend *be, struct op *op, struct store_message *m,
-	     const char *why, int64_t now)
+static void
+mark_corrupt(struct store_message *m, const char *why)
 {
-	struct binder b = {be->stmt[ST_FAIL_CORRUPT], SQLITE_OK};
-	int rc;
-
-	log_warnx("%s store corrupt_record rowid=%lld column=%s status=failed",
+	log_warnx("%s store corrupt_record rowid=%lld column=%s",
 		  m->id[0] != '\0' ? m->id : "-", (long long)m->rowid, why);
 	free(m->error);
 	m->error = xasprintf("corrupt record: bad %s", why);
 	m->status = MSG_FAILED;
-	m->updated_ms = now;
 	free(m->mime);
 	m->mime = NULL;
 	m->mime_len = 0;
-	bind_int64(&b, 1, m->rowid);
-	bind_text(&b, 2, m->error);
-	bind_int64(&b, 3, now);
-	if ((rc = bind_end(be, &b, "fail_corrupt")) != 0)
-		return rc;
-	if ((rc = step_once(be, ST_FAIL_CORRUPT, op)) != 0)
-		return rc;
-	store__count_move(be, MSG_QUEUED, MSG_FAILED);
-	return 0;
 }
 
 static int
-exec_load(struct store_backend *be, struct op *op, int64_t now)
+exec_load(struct store_backend *be, struct op *op)
 {
 	struct binder b = {be->stmt[ST_LOAD], SQLITE_OK};
 	struct store_message *m;
@@ -666,11 +674,9 @@ exec_load(struct store_backend *be, struct op *op, int64_t now)
 			return store__db_fail(be->db, rc, "load");
 		if (m == NULL)
 			continue;
-		/* Owned by the op from here, so a failure below frees it. */
 		op->u.load.msgs[op->u.load.nmsgs++] = m;
-		if (why != NULL &&
-		    (rc = fail_corrupt(be, op, m, why, now)) != 0)
-			return rc;
+		if (why != NULL)
+			mark_corrupt(m, why);
 	}
 	return 0;
 }
@@ -786,7 +792,7 @@ exec_op(struct store_backend *be, struct op *op, int64_t now)
 	case OP_UPDATE:
 		return exec_update(be, op, now);
 	case OP_LOAD:
-		return exec_load(be, op, now);
+		return exec_load(be, op);
 	case OP_GET:
 		return exec_get(be, op);
 	case OP_HOUSEKEEP:

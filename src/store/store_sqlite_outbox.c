@@ -4,18 +4,19 @@
  * their own, claimed in small batches by the sender with a lease, and
  * deleted or rescheduled once a try ended.
  *
- * Every statement goes by the primary key (seq), so no operation here
- * costs more than its rows, except two that scan: the claim's search for
- * due rows (next_ms has no index; it stops at the first max due rows in
- * seq order) and the depth (COUNT(*)), both once per claim, which the
- * sender runs a few times a second at most.
+ * Every statement goes by the primary key (seq) or, for the claim's
+ * search of due rows, by the index outbox_due (next_ms, seq), so no
+ * operation here costs more than its rows, except the depth (COUNT(*)),
+ * once per claim, which the sender runs a few times a second at most.
  *
  * The cap: seq only grows while the table holds rows (the newest row is
  * never dropped), so after inserting seq N, deleting every row with seq
  * at most N - max leaves at most max rows, by the primary
  * key, in the same transaction.  Rows so dropped are counted (a batch
  * that is then rolled back still counts them: an over-count, never an
- * under-count) and logged at most once a minute.
+ * under-count) and logged at most once a minute.  The age limit: a
+ * claimed row older than the claim's cut-off is deleted in the claim's
+ * transaction instead of handed out, counted and logged the same way.
  *
  * The statements are prepared on first use by the writer thread, which
  * alone touches them, and finalized before the database closes.
@@ -27,6 +28,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Expired rows one claim deletes at most (see exec_claim). */
+#define CLAIM_EXPIRE_MAX 1000
 
 enum {
 	OB_INSERT,
@@ -46,9 +50,15 @@ static const char *const ob_sql[OB_MAX] = {
     [OB_INSERT] = "INSERT INTO outbox (created_ms, next_ms, attempts, body)"
 		  " VALUES (?1, 0, 0, ?2)",
     [OB_TRIM] = "DELETE FROM outbox WHERE seq <= ?1",
+    /*
+     * The due rows in the order of outbox_due (schema 5), so the search
+     * is a range of that index and stops after ?3 rows, sorting nothing:
+     * the rows due the longest first, those never tried (next_ms 0) in
+     * seq order before them all.
+     */
     [OB_CLAIM] = "UPDATE outbox SET next_ms = ?2, attempts = attempts + 1"
 		 " WHERE seq IN (SELECT seq FROM outbox WHERE next_ms <= ?1"
-		 " ORDER BY seq LIMIT ?3)"
+		 " ORDER BY next_ms, seq LIMIT ?3)"
 		 " RETURNING seq, created_ms, attempts, body",
     [OB_COUNT] = "SELECT COUNT(*) FROM outbox",
     [OB_DELETE] = "DELETE FROM outbox WHERE seq = ?1",
@@ -60,6 +70,12 @@ static const char *const ob_name[OB_MAX] = {
     [OB_CLAIM] = "outbox_claim",   [OB_COUNT] = "outbox_count",
     [OB_DELETE] = "outbox_delete", [OB_RETRY] = "outbox_retry",
 };
+
+const char *
+store__outbox_claim_sql(void)
+{
+	return ob_sql[OB_CLAIM];
+}
 
 /* The statement, prepared on first use; NULL with *rc set on failure. */
 static sqlite3_stmt *
@@ -147,8 +163,14 @@ store__outbox_insert(struct store_backend *be, struct op *op, const char *body,
 	return 0;
 }
 
+/*
+ * One round of a claim: up to limit due rows are leased (the statement's
+ * RETURNING), those created before expire_before are set aside in
+ * expired[] (their seq) to be deleted, the rest appended to the op's rows.
+ */
 static int
-exec_claim(struct store_backend *be, struct op *op)
+claim_round(struct store_backend *be, struct op *op, size_t limit,
+	    int64_t *expired, size_t *nexpired, size_t *nclaimed)
 {
 	struct store_outbox_row *r;
 	sqlite3_stmt *s;
@@ -157,18 +179,24 @@ exec_claim(struct store_backend *be, struct op *op)
 
 	if ((s = ob_stmt(be, OB_CLAIM, &rc)) == NULL)
 		return rc;
-	op->u.outbox.rows = xcalloc(op->u.outbox.max, sizeof(*r));
 	rc = sqlite3_bind_int64(s, 1, op->u.outbox.next_ms);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(s, 2, op->u.outbox.lease);
 	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(s, 3, (int64_t)op->u.outbox.max);
+		rc = sqlite3_bind_int64(s, 3, (int64_t)limit);
 	while (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
 		op->wrote = true;
-		/* LIMIT bounds it; the check keeps a surprise in bounds. */
-		if (op->u.outbox.nrows == op->u.outbox.max ||
-		    sqlite3_column_type(s, 3) != SQLITE_TEXT) {
-			rc = SQLITE_OK;
+		rc = SQLITE_OK;
+		/*
+		 * LIMIT bounds it (and so the rows: nrows + limit is max);
+		 * the check keeps a surprise in bounds.
+		 */
+		if (*nclaimed == limit ||
+		    sqlite3_column_type(s, 3) != SQLITE_TEXT)
+			continue;
+		(*nclaimed)++;
+		if (sqlite3_column_int64(s, 1) < op->u.outbox.expire_before) {
+			expired[(*nexpired)++] = sqlite3_column_int64(s, 0);
 			continue;
 		}
 		r = &op->u.outbox.rows[op->u.outbox.nrows++];
@@ -179,11 +207,56 @@ exec_claim(struct store_backend *be, struct op *op)
 		len = (size_t)sqlite3_column_bytes(s, 3);
 		r->body =
 		    xstrndup((const char *)sqlite3_column_text(s, 3), len);
-		rc = SQLITE_OK;
 	}
 	(void)sqlite3_reset(s);
 	if (rc != SQLITE_DONE)
 		return store__db_fail(be->db, rc, ob_name[OB_CLAIM]);
+	return 0;
+}
+
+/*
+ * Claims due rows.  Rows past their age (created before expire_before:
+ * webhook_max_age_s) are deleted instead of handed out, in the claim's
+ * transaction, and counted with the cap's drops; their slots are claimed
+ * again, round after round, until the claim is full, nothing due is
+ * left, or CLAIM_EXPIRE_MAX rows were dropped (the rest go at the next
+ * claim), so a backlog of expired rows drains fast but never holds the
+ * writer long.
+ */
+static int
+exec_claim(struct store_backend *be, struct op *op)
+{
+	sqlite3_stmt *s;
+	int64_t *expired, dropped = 0;
+	size_t i, limit, nexpired, nclaimed;
+	int rc = 0;
+
+	op->u.outbox.rows =
+	    xcalloc(op->u.outbox.max, sizeof(struct store_outbox_row));
+	expired = xcalloc(op->u.outbox.max, sizeof(*expired));
+	do {
+		limit = op->u.outbox.max - op->u.outbox.nrows;
+		nexpired = nclaimed = 0;
+		rc = claim_round(be, op, limit, expired, &nexpired, &nclaimed);
+		for (i = 0; rc == 0 && i < nexpired; i++)
+			rc = ob_run(be, op, OB_DELETE, 1, expired[i], 0);
+		dropped += (int64_t)nexpired;
+	} while (rc == 0 && nexpired > 0 && nclaimed == limit &&
+		 dropped < CLAIM_EXPIRE_MAX);
+	free(expired);
+	if (rc != 0)
+		return rc;
+	if (dropped > 0) {
+		atomic_fetch_add(&be->outbox_dropped, (uint64_t)dropped);
+		log_warnx_rl(
+		    &be->outbox_age_rl, 60000,
+		    "- store outbox_expired dropped=%lld total=%llu "
+		    "max_age_ms=%lld",
+		    (long long)dropped,
+		    (unsigned long long)atomic_load(&be->outbox_dropped),
+		    (long long)(op->u.outbox.next_ms -
+				op->u.outbox.expire_before));
+	}
 
 	if ((s = ob_stmt(be, OB_COUNT, &rc)) == NULL)
 		return rc;
@@ -277,7 +350,8 @@ store__sqlite_outbox_add(struct store_backend *be, int err, const char *body,
 void
 store__sqlite_outbox_claim(struct store_backend *be, int err, int64_t now_ms,
 			   int64_t lease_until_ms, size_t max,
-			   store_outbox_claim_cb cb, void *arg)
+			   int64_t expire_before_ms, store_outbox_claim_cb cb,
+			   void *arg)
 {
 	struct op *op;
 
@@ -286,6 +360,7 @@ store__sqlite_outbox_claim(struct store_backend *be, int err, int64_t now_ms,
 	op->u.outbox.next_ms = now_ms;
 	op->u.outbox.lease = lease_until_ms;
 	op->u.outbox.max = max;
+	op->u.outbox.expire_before = expire_before_ms;
 	store__enqueue(be, op);
 }
 

@@ -138,6 +138,12 @@ static const char *const migrations[] = {
     " next_ms INTEGER NOT NULL DEFAULT 0,"
     " attempts INTEGER NOT NULL DEFAULT 0,"
     " body TEXT NOT NULL);",
+    /*
+     * 5: the sender's claim finds due rows (next_ms <= now) by this index
+     * and takes them in its order, instead of scanning every row not yet
+     * due about once a second (store_sqlite_outbox.c, OB_CLAIM).
+     */
+    "CREATE INDEX outbox_due ON outbox(next_ms, seq);",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) ==

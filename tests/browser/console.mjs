@@ -20,16 +20,19 @@ const browser = await chromium.launch({
 let context = null;
 let page = null;
 const errors = [];
+// Every answer the pages got (url, status), for the `responses` command.
+const responses = [];
 
 async function open(url) {
   if (context) await context.close();
   context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
   page = await context.newPage();
   page.setDefaultTimeout(DEFAULT_TIMEOUT);
+  page.on("response", (r) => responses.push({ url: r.url(), status: r.status() }));
   page.on("console", (m) => {
-    // An answer's status (the 401 that asks for the key, the 404 of the
-    // favicon the browser asks for by itself) is the test's to check;
-    // what counts here is script errors and CSP refusals.
+    // An answer's status (the 401 that asks for the key) is the test's
+    // to check, through `responses`; what counts here is script errors
+    // and CSP refusals.
     if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) errors.push(m.text());
   });
   page.on("pageerror", (e) => errors.push("pageerror: " + e.message));
@@ -174,6 +177,16 @@ const ops = {
   },
   async errors() {
     return { errors: errors.splice(0) };
+  },
+  async responses(c) {
+    // Every answer so far, once one for c.path (if given) has come: the
+    // browser asks for an icon on its own time, after the page loaded.
+    if (c.path) {
+      const want = (r) => new URL(r.url).pathname === c.path;
+      const deadline = Date.now() + c.timeout_ms;
+      while (!responses.some(want) && Date.now() < deadline) await new Promise((ok) => setTimeout(ok, 50));
+    }
+    return { responses };
   },
 };
 

@@ -6,14 +6,18 @@ arrive with a signature that the Python and Node snippets of
 docs/webhooks.md accept (and reject under a wrong secret); that a
 receiver that is down, then up, gets every webhook; that a kill -9 of the
 server with webhooks pending loses none across a restart; that a hanging
-receiver does not slow mail; and that the secret is made 0600 and never
-shows in a log or /metrics."""
+receiver does not slow mail; that a message failed at load as a corrupt
+record gets its webhook and its event; that a row older than
+webhook_max_age_s is dropped rather than sent again; and that the secret
+is made 0600 and never shows in a log or /metrics."""
 
 import json
 import os
 import re
 import shutil
 import signal
+import socket
+import sqlite3
 import subprocess
 import threading
 import time
@@ -333,6 +337,128 @@ def test_kill9_with_webhooks_pending_loses_none(make_cluster):
             if b.get("type") == "message.delivered":
                 per_msg.setdefault(b["id"], set()).add(b["webhook_id"])
         assert all(len(per_msg[m]) == 1 for m in ids), per_msg
+    finally:
+        rec.stop()
+
+
+def events_history(c, pred, what, timeout=15):
+    """Reads GET /v1/events from the start of the hub's history until an
+    event's data takes pred; that data."""
+    s = socket.create_connection(("127.0.0.1", c.http_port),
+                                 timeout=h.scaled(2))
+    try:
+        s.sendall(b"GET /v1/events HTTP/1.1\r\nHost: t\r\n"
+                  b"Last-Event-ID: 0\r\n\r\n")
+        data = b""
+        deadline = time.monotonic() + h.scaled(timeout)
+        while time.monotonic() < deadline:
+            for line in data.split(b"\n"):
+                if line.startswith(b"data: "):
+                    ev = json.loads(line[6:])
+                    if pred(ev):
+                        return ev
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                continue
+            assert chunk, "the event stream closed: %r" % data[-500:]
+            data += chunk
+        raise h.WaitTimeout("no %s in /v1/events" % what)
+    finally:
+        s.close()
+
+
+def test_corrupt_record_failed_with_webhook_and_event(make_cluster):
+    """A queued row the store cannot read is failed at load like any final
+    outcome: its message.failed webhook carries the store's error, the hub
+    publishes message.failed, the counts follow, and the good message
+    queued beside it is delivered."""
+    rec = Receiver()
+    rec.start()
+    c = make_cluster(providers=("a",), server_extra=server_extra(rec))
+    try:
+        c.start_server()
+        # No agent yet: both stay queued.
+        bad, good = c.submit(), c.submit()
+        assert c.msg(bad)["status"] == "queued"
+        c.server.kill9()
+        db = sqlite3.connect(os.path.join(c.data_dir, "shivneri.db"))
+        with db:
+            n = db.execute("UPDATE messages SET rcpt = 'not json'"
+                           " WHERE id = ?", (bad,)).rowcount
+        db.close()
+        assert n == 1
+        c.start_server()
+        c.start_agent("a")
+        hits = wait_webhook(rec, lambda b: b.get("id") == bad and
+                            b["type"] == "message.failed",
+                            "the corrupt message's failed webhook")
+        hd, body = hits[0]
+        b = json.loads(body)
+        assert b["error"] == "corrupt record: bad rcpt", b
+        assert py_verify(secret_of(c), hd["shivneri-signature"], body)
+        ev = events_history(c, lambda e: e.get("id") == bad,
+                            "the corrupt message's event")
+        assert ev["type"] == "message.failed", ev
+        assert ev["error"] == "corrupt record: bad rcpt", ev
+        c.wait_delivered([good])
+        wait_webhook(rec, lambda b: b.get("id") == good and
+                     b["type"] == "message.delivered", "the good webhook")
+        h.wait_for(lambda: c.stats().get("failed") == 1, 15,
+                   "the failed count")
+        assert c.stats()["queued"] == 0, c.stats()
+    finally:
+        rec.stop()
+
+
+def test_rows_past_max_age_dropped(make_cluster):
+    """A receiver that answers 500 for ever: a row older than
+    webhook_max_age_s is dropped at its next try instead of sent again,
+    counted with the cap's drops and logged; younger rows are still
+    retried.  The minimum age is 60 s, so the rows are aged on disk while
+    the server is down (their created_ms moved back two minutes)."""
+    rec = Receiver()
+    rec.mode = "fail"
+    rec.start()
+    c = make_cluster(providers=("a",), spawn=True, server_extra=server_extra(
+        rec, webhook_max_age_s=60))
+    try:
+        c.start_server()
+        c.wait_state("a", "up")
+        old = [c.submit() for _ in range(3)]
+        c.wait_delivered(old)
+
+        def tries(ids):
+            return sum(1 for _, b, _ in rec.requests()
+                       if json.loads(b).get("id") in ids)
+        h.wait_for(lambda: tries(old) >= 6, 15, "refused tries of the old")
+        c.server.kill9()
+        db = sqlite3.connect(os.path.join(c.data_dir, "shivneri.db"))
+        with db:
+            # next_ms 0: due at once, not after the killed server's lease.
+            n = db.execute("UPDATE outbox SET created_ms = created_ms -"
+                           " 120000, next_ms = 0").rowcount
+        db.close()
+        # The three outcomes, and the provider's events (a.up...).
+        assert n >= 3, n
+        c.start_server()
+        c.wait_state("a", "up")
+        young = [c.submit() for _ in range(2)]
+        c.wait_delivered(young)
+        h.wait_for(lambda: metric(
+            c, "shivneri_webhook_outbox_dropped_total") == n, 15,
+            "the aged rows dropped")
+        n_old, n_young = tries(old), tries(young)
+        # The young keep being tried (and refused) while the old are not.
+        h.wait_for(lambda: tries(young) >= n_young + 4, 15,
+                   "more tries of the young rows")
+        assert tries(old) == n_old, (n_old, tries(old))
+        assert metric(c, "shivneri_webhook_outbox_dropped_total") == n
+        assert metric(c, "shivneri_webhook_outbox") >= 2
+        with open(c.server.log_path, "rb") as f:
+            log = f.read()
+        assert re.search(rb"store - outbox_expired dropped=\d+ total=%d "
+                         rb"max_age_ms=60000" % n, log), log[-2000:]
     finally:
         rec.stop()
 

@@ -1,7 +1,7 @@
 """The web console (issue 10): its files, and the console in a real browser.
 
-The files are served at /, /app.js and /app.css from the binary, with a
-strong ETag, Cache-Control: no-cache, and the security headers, and need no
+The files are served at /, /app.js, /app.css and /favicon.svg (also at
+/favicon.ico) from the binary, with a strong ETag, Cache-Control: no-cache, and the security headers, and need no
 API key even when keys are on.  Then Debian's chromium, headless, driven by
 Playwright (tests/browser/console.mjs, one browser for the module, one JSON
 command a line) goes through the console against a server with API keys and
@@ -9,7 +9,8 @@ two maildir agents: it asks for the key once and keeps it in the session;
 a message sent from the compose form becomes delivered on its page; a bad
 address is shown next to its field; a killed agent's card turns down, then
 up when it returns; a provider disabled from the board gets no traffic; a
-failed message retried from the queue is delivered.  The browser's waits
+failed message retried from the queue is delivered; the icon is fetched
+and no request of the pages is answered 404.  The browser's waits
 are Playwright's polling with deadlines.  SHIVNERI_CONSOLE_SHOTS=DIR saves
 the screenshots of the README there (docs/console); otherwise they go to a
 temporary folder.  Skipped, saying why, without node, the npm packages of
@@ -184,7 +185,8 @@ def test_console_files(cl):
     """Public, typed, cached by a strong ETag, with the security headers;
     /v1 still wants the key."""
     types = {"/": "text/html", "/app.js": "text/javascript",
-             "/app.css": "text/css"}
+             "/app.css": "text/css", "/favicon.svg": "image/svg+xml",
+             "/favicon.ico": "image/svg+xml"}
     for path, ctype in types.items():
         r = h.http(cl.http_port, "GET", path)
         assert r.status == 200, (path, r)
@@ -212,6 +214,11 @@ def test_console_files(cl):
         r5 = h.http(cl.http_port, "POST", path, body=b"{}")
         h.assert_error(r5, 405, {"method_not_allowed"})
         assert r5.headers["Allow"] == "GET, HEAD", r5.headers
+    # The icon the browser asks for by itself is the page's icon.
+    ico = h.http(cl.http_port, "GET", "/favicon.ico")
+    svg = h.http(cl.http_port, "GET", "/favicon.svg")
+    assert ico.body == svg.body and svg.body.startswith(b"<svg "), ico
+    assert ico.headers["ETag"] == svg.headers["ETag"]
     # A query does not change the file; the page holds no secret.
     r = h.http(cl.http_port, "GET", "/?key=x")
     assert r.status == 200 and b"<script" in r.body, r
@@ -228,6 +235,21 @@ def test_console_files(cl):
 
 
 # ------------------------------------------------------------ the browser
+
+
+def not_found(answers):
+    return [a for a in answers if a["status"] == 404]
+
+
+@needs_browser
+def test_icon_and_no_404(cl, br):
+    """The browser fetches the icon the page names, and gets it; no
+    request of the page has been answered 404 so far (the rest of the
+    module is checked at its end)."""
+    got = br("responses", path="/favicon.svg")["responses"]
+    icon = [a for a in got if a["url"].endswith("/favicon.svg")]
+    assert icon and icon[0]["status"] == 200, got
+    assert not_found(got) == [], got
 
 
 @needs_browser
@@ -474,3 +496,5 @@ def test_retry_failed_from_queue(smtp_cl, br, shots):
     br("screenshot", path=os.path.join(shots, "message.png"))
     errs = br("errors")["errors"]
     assert errs == [], errs
+    answers = br("responses")["responses"]
+    assert not_found(answers) == [], not_found(answers)

@@ -1,8 +1,9 @@
 /*
  * Unit tests of the web console's file table and If-None-Match matching
- * (server/http_console.h): the three files are compiled in with their
- * Content-Type and a strong ETag of 32 hex digits; the page links the
- * other two and has no inline script or style (the CSP forbids them);
+ * (server/http_console.h): the four files are compiled in with their
+ * Content-Type and a strong ETag of 32 hex digits, the icon also at
+ * /favicon.ico; the page links the other three and has no inline script
+ * or style (the CSP forbids them);
  * an entity tag matches alone, in a list, weak or as "*", and nothing
  * else matches (a prefix, a longer tag, an empty or unterminated list).
  */
@@ -19,13 +20,15 @@
 static void
 test_files(void **state)
 {
-	const char *paths[] = {"/", "/app.js", "/app.css"};
-	const char *types[] = {"text/html;", "text/javascript;", "text/css;"};
+	const char *paths[] = {"/", "/app.js", "/app.css", "/favicon.svg",
+			       "/favicon.ico"};
+	const char *types[] = {"text/html;", "text/javascript;", "text/css;",
+			       "image/svg+xml;", "image/svg+xml;"};
 	size_t i, j;
 
 	(void)state;
-	assert_int_equal(console_nfiles, 3);
-	for (i = 0; i < 3; i++) {
+	assert_int_equal(console_nfiles, 5);
+	for (i = 0; i < 5; i++) {
 		const struct console_file *cf = http_console_find(paths[i]);
 
 		assert_non_null(cf);
@@ -43,6 +46,13 @@ test_files(void **state)
 	/* Distinct files, distinct tags. */
 	assert_string_not_equal(http_console_find("/")->etag,
 				http_console_find("/app.js")->etag);
+	/* The icon the browser asks for by itself is the page's icon. */
+	assert_ptr_equal(http_console_find("/favicon.ico")->data,
+			 http_console_find("/favicon.svg")->data);
+	assert_string_equal(http_console_find("/favicon.ico")->etag,
+			    http_console_find("/favicon.svg")->etag);
+	assert_non_null(strstr(
+	    (const char *)http_console_find("/favicon.svg")->data, "<svg "));
 	assert_null(http_console_find("/index.html"));
 	assert_null(http_console_find("/app.js/"));
 	assert_null(http_console_find(""));
@@ -59,6 +69,8 @@ test_page(void **state)
 	assert_non_null(strstr(html, "<script type=\"module\" src=\"/app.js\">"
 				     "</script>"));
 	assert_non_null(strstr(html, "href=\"/app.css\""));
+	assert_non_null(
+	    strstr(html, "<link rel=\"icon\" href=\"/favicon.svg\""));
 	/* The CSP allows no inline script or style: none may be written. */
 	assert_null(strstr(html, "<script>"));
 	assert_null(strstr(html, "<style"));

@@ -2,9 +2,10 @@
  * The webhook outbox of the store (store.h "The webhook outbox"): rows
  * added alone and with an update (in its transaction: an update that
  * fails, on its own or with its batch, leaves no row), claimed oldest
- * first with a lease, finished by delete or reschedule, capped with a
- * count of the rows dropped, refused when malformed, and kept across a
- * close and open.  The fixture is fixture_store.c.
+ * first with a lease through the outbox_due index, finished by delete or
+ * reschedule, capped with a count of the rows dropped, dropped at a claim
+ * past their age, refused when malformed, and kept across a close and
+ * open.  The fixture is fixture_store.c.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,11 +15,13 @@
 
 #include "store/store.h"
 #include "store/store_int.h"
+#include "store/store_sqlite.h"
 #include "common/util.h"
 
 #include "fixture_store.h"
 
 #include <errno.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,15 +47,23 @@ claim_cb(void *arg, int err, struct store_outbox_row *rows, size_t n,
 	r->depth = depth;
 }
 
+/* A claim of rows whatever their age (expire_before 0: none). */
+static void
+claim_aged(struct fixture *f, int64_t now, int64_t lease, size_t max,
+	   int64_t expire_before, struct claim_res *r)
+{
+	store_outbox_rows_free(r->rows, r->n);
+	memset(r, 0, sizeof(*r));
+	store_outbox_claim(f->st, now, lease, max, expire_before, claim_cb, r);
+	assert_int_equal(r->done, 0); /* never from inside the call */
+	WAIT_FOR(f->base, r->done == 1);
+}
+
 static void
 claim_wait(struct fixture *f, int64_t now, int64_t lease, size_t max,
 	   struct claim_res *r)
 {
-	store_outbox_rows_free(r->rows, r->n);
-	memset(r, 0, sizeof(*r));
-	store_outbox_claim(f->st, now, lease, max, claim_cb, r);
-	assert_int_equal(r->done, 0); /* never from inside the call */
-	WAIT_FOR(f->base, r->done == 1);
+	claim_aged(f, now, lease, max, 0, r);
 }
 
 static int
@@ -215,6 +226,91 @@ test_cap_drops_oldest(void **state)
 	store_outbox_rows_free(c.rows, c.n);
 }
 
+/*
+ * Rows older than the claim's expire_before are deleted, not handed out,
+ * counted with the cap's drops; their slots go to younger due rows, round
+ * after round; rows not yet due wait (and go when due).  A cut-off after
+ * now is refused.
+ */
+static void
+test_claim_drops_expired(void **state)
+{
+	struct fixture *f = *state;
+	struct claim_res c = {0};
+	char body[32];
+	int i;
+
+	open_store(f);
+	/* seq 1..30: 1..25 written at 100, 26..30 at 5000. */
+	for (i = 1; i <= 30; i++) {
+		snprintf(body, sizeof(body), "{\"n\":%d}", i);
+		assert_int_equal(add_wait(f, body), 0);
+	}
+	exec_wait(f, "UPDATE outbox SET created_ms = CASE WHEN seq <= 25"
+		     " THEN 100 ELSE 5000 END");
+	/* seq 3 is old but waits for a retry until 20000. */
+	exec_wait(f, "UPDATE outbox SET next_ms = 20000 WHERE seq = 3");
+
+	claim_aged(f, 10000, 50000, 4, 1000, &c);
+	assert_int_equal(c.err, 0);
+	assert_int_equal(c.n, 4);
+	for (i = 0; i < 4; i++) {
+		assert_true(c.rows[i].seq > 25);
+		assert_int_equal(c.rows[i].created_ms, 5000);
+	}
+	assert_int_equal(store_outbox_dropped(f->st), 24);
+	assert_int_equal(c.depth, 6);
+	assert_int_equal(db_int(f, "SELECT COUNT(*) FROM outbox"
+				   " WHERE created_ms = 100"),
+			 1);
+	/* The last young one; then the old one, due at 20000, goes too. */
+	claim_aged(f, 10000, 50000, 4, 1000, &c);
+	assert_int_equal(c.n, 1);
+	claim_aged(f, 20000, 30000, 4, 1000, &c);
+	assert_int_equal(c.n, 0);
+	assert_int_equal(store_outbox_dropped(f->st), 25);
+	assert_int_equal(c.depth, 5);
+	/* Without a cut-off nothing is dropped for its age. */
+	exec_wait(f, "UPDATE outbox SET next_ms = 0");
+	claim_aged(f, 40000, 50000, 10, 0, &c);
+	assert_int_equal(c.n, 5);
+	assert_int_equal(store_outbox_dropped(f->st), 25);
+	claim_aged(f, 100, 200, 1, 101, &c);
+	assert_int_equal(c.err, -EINVAL);
+	store_outbox_rows_free(c.rows, c.n);
+}
+
+/*
+ * The claim's search of due rows is a range of outbox_due (schema 5) that
+ * sorts nothing, not a scan of every row not yet due.
+ */
+static void
+test_claim_plan(void **state)
+{
+	struct fixture *f = *state;
+	char sql[1024], plan[1024], path[192];
+	sqlite3_stmt *s;
+	sqlite3 *db;
+	size_t used = 0;
+
+	open_store(f);
+	snprintf(path, sizeof(path), "%s/shivneri.db", f->sub);
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL),
+			 SQLITE_OK);
+	snprintf(sql, sizeof(sql), "EXPLAIN QUERY PLAN %s",
+		 store__outbox_claim_sql());
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+	plan[0] = '\0';
+	while (sqlite3_step(s) == SQLITE_ROW && used < sizeof(plan))
+		used += (size_t)snprintf(plan + used, sizeof(plan) - used,
+					 "%s;", sqlite3_column_text(s, 3));
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	assert_non_null(strstr(plan, "USING COVERING INDEX outbox_due"));
+	assert_null(strstr(plan, "TEMP B-TREE"));
+	assert_null(strstr(plan, "SCAN outbox"));
+}
+
 /* Malformed requests fail alone and add nothing. */
 static void
 test_refused(void **state)
@@ -277,6 +373,9 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_cap_drops_oldest, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_claim_plan, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_claim_drops_expired, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_survives_reopen, setup,
 					    teardown),
 	};

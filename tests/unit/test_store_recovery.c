@@ -327,7 +327,9 @@ corrupt_res_cleanup(struct corrupt_res *r)
 
 /*
  * A queued row that cannot be decoded is not skipped (it would stay
- * queued for ever): the load fails it on disk and hands it back failed.
+ * queued for ever): the load hands it back failed, with the counters it
+ * could read, and writes nothing; the caller fails it with an update (the
+ * dispatcher's record, with its webhook), after which loads skip it.
  */
 
 static void
@@ -336,9 +338,10 @@ test_load_corrupt(void **state)
 	struct fixture *f = *state;
 	struct sub_res r[4];
 	struct corrupt_res c;
+	struct store_update u;
 	char *sql;
 	int64_t ids[4];
-	int i;
+	int i, pass;
 
 	open_store(f);
 	for (i = 0; i < 4; i++) {
@@ -347,43 +350,71 @@ test_load_corrupt(void **state)
 	}
 	store_close(f->st);
 	f->st = NULL;
-	sql =
-	    xasprintf("UPDATE messages SET rcpt = 'not json' WHERE rowid = "
-		      "%lld; UPDATE messages SET next_ms = 'soon' WHERE "
-		      "rowid = %lld; UPDATE messages SET mime = NULL WHERE "
-		      "rowid = %lld;",
-		      (long long)ids[1], (long long)ids[2], (long long)ids[3]);
+	sql = xasprintf(
+	    "UPDATE messages SET rcpt = 'not json', attempts = 2, round = 1,"
+	    " tried = 'a' WHERE rowid = %lld; UPDATE messages SET next_ms ="
+	    " 'soon' WHERE rowid = %lld; UPDATE messages SET mime = NULL WHERE"
+	    " rowid = %lld;",
+	    (long long)ids[1], (long long)ids[2], (long long)ids[3]);
 	db_exec(f, sql);
 	free(sql);
 	open_store(f);
 
-	memset(&c, 0, sizeof(c));
-	store_load(f->st, ids, 4, corrupt_cb, &c);
-	WAIT_FOR(f->base, c.done == 1);
-	assert_int_equal(c.err, 0);
-	assert_int_equal(c.n, 4);
-	assert_int_equal(c.m[0]->status, MSG_QUEUED);
-	assert_null(c.m[0]->error);
-	assert_non_null(c.m[0]->mime);
-	for (i = 1; i < 4; i++) {
-		assert_int_equal(c.m[i]->rowid, ids[i]);
-		assert_string_equal(c.m[i]->id, r[i].id);
-		assert_int_equal(c.m[i]->status, MSG_FAILED);
-		assert_null(c.m[i]->mime);
-		assert_non_null(c.m[i]->error);
-		assert_non_null(strstr(c.m[i]->error, "corrupt record: "));
+	/* Twice: the load writes nothing, the rows stay queued. */
+	for (pass = 0; pass < 2; pass++) {
+		memset(&c, 0, sizeof(c));
+		store_load(f->st, ids, 4, corrupt_cb, &c);
+		WAIT_FOR(f->base, c.done == 1);
+		assert_int_equal(c.err, 0);
+		assert_int_equal(c.n, 4);
+		assert_int_equal(c.m[0]->status, MSG_QUEUED);
+		assert_null(c.m[0]->error);
+		assert_non_null(c.m[0]->mime);
+		for (i = 1; i < 4; i++) {
+			assert_int_equal(c.m[i]->rowid, ids[i]);
+			assert_string_equal(c.m[i]->id, r[i].id);
+			assert_int_equal(c.m[i]->status, MSG_FAILED);
+			assert_null(c.m[i]->mime);
+			assert_non_null(c.m[i]->error);
+		}
+		assert_string_equal(c.m[1]->error, "corrupt record: bad rcpt");
+		assert_string_equal(c.m[2]->error,
+				    "corrupt record: bad next_ms");
+		assert_string_equal(c.m[3]->error, "corrupt record: bad mime");
+		/* What could be read of the first is kept. */
+		assert_int_equal(c.m[1]->attempts, 2);
+		assert_int_equal(c.m[1]->round, 1);
+		assert_string_equal(c.m[1]->tried, "a");
+		assert_int_equal(c.m[2]->next_ms, 0);
+		if (pass == 0)
+			corrupt_res_cleanup(&c);
+		check_counts(f, 4, 0, 0, 0);
 	}
-	assert_string_equal(c.m[1]->error, "corrupt record: bad rcpt");
-	assert_string_equal(c.m[2]->error, "corrupt record: bad next_ms");
-	assert_string_equal(c.m[3]->error, "corrupt record: bad mime");
+
+	/* Failed as the record does it: the row keeps its counters. */
+	for (i = 1; i < 4; i++) {
+		memset(&u, 0, sizeof(u));
+		u.rowid = c.m[i]->rowid;
+		u.status = MSG_FAILED;
+		u.next_ms = c.m[i]->next_ms;
+		u.attempts = c.m[i]->attempts;
+		u.round = c.m[i]->round;
+		u.tried = c.m[i]->tried != NULL ? c.m[i]->tried : "";
+		u.error = c.m[i]->error;
+		assert_int_equal(update_wait(f, &u), 0);
+	}
 	corrupt_res_cleanup(&c);
-	/* Failed on disk too, with the counts following. */
 	check_counts(f, 1, 0, 0, 3);
 	assert_int_equal(db_int(f, "SELECT count(*) FROM messages WHERE"
 				   " status = 3 AND error LIKE 'corrupt%'"),
 			 3);
+	sql = xasprintf("SELECT attempts * 10 + round FROM messages"
+			" WHERE rowid = %lld",
+			(long long)ids[1]);
+	assert_int_equal(db_int(f, sql), 21);
+	free(sql);
 
-	/* A second load finds only the good one. */
+	/* A load from then on finds only the good one. */
 	store_load(f->st, ids, 4, corrupt_cb, &c);
 	WAIT_FOR(f->base, c.done == 1);
 	assert_int_equal(c.n, 1);
@@ -740,6 +771,34 @@ test_migrate_v2(void **state)
 	assert_false(r.dup);
 }
 
+/*
+ * A store from schema 4 (the outbox without its index) migrates to 5: it
+ * gets outbox_due, and its outbox rows stay claimable.
+ */
+
+static void
+test_migrate_v4(void **state)
+{
+	struct fixture *f = *state;
+	char path[192];
+
+	make_store(f, path, sizeof(path));
+	db_exec(f, "DROP INDEX outbox_due;"
+		   " INSERT INTO outbox (created_ms, next_ms, attempts, body)"
+		   " VALUES (1, 0, 0, '{\"v\":4}');"
+		   " PRAGMA user_version = 4;");
+	open_store(f);
+	assert_int_equal(db_int(f, "PRAGMA user_version"),
+			 STORE_SCHEMA_VERSION);
+	assert_int_equal(db_int(f, "SELECT COUNT(*) FROM sqlite_schema WHERE"
+				   " type = 'index' AND name = 'outbox_due'"
+				   " AND tbl_name = 'outbox'"),
+			 1);
+	assert_int_equal(db_int(f, "SELECT COUNT(*) FROM outbox"
+				   " INDEXED BY outbox_due WHERE next_ms <= 0"),
+			 1);
+}
+
 /* The mode of a file, or -1. */
 static int
 file_mode(const char *dir, const char *name)
@@ -820,6 +879,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_migrate_v2, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migrate_v4, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_file_modes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_housekeep, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_load_corrupt, setup, teardown),

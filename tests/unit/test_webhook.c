@@ -160,7 +160,31 @@ test_config_keys(void **state)
 	assert_string_equal(cfg->webhook_secret_file, "/tmp/wh/webhook.secret");
 	assert_int_equal(cfg->webhook_max_outbox, 50);
 	assert_int_equal(cfg->webhook_timeout_ms, 10000);
+	assert_int_equal(cfg->webhook_max_age_s, 259200);
 	config_free(cfg);
+
+	assert_int_equal(config_load_string("[server]\ndata_dir = /tmp/wh\n"
+					    "webhook_url = http://h:1/x\n"
+					    "webhook_max_age_s = 60\n",
+					    "t.ini", &cfg, &errs),
+			 0);
+	assert_int_equal(cfg->webhook_max_age_s, 60);
+	config_free(cfg);
+	cfg = NULL;
+	assert_int_equal(config_load_string("[server]\n"
+					    "webhook_max_age_s = 59\n",
+					    "t.ini", &cfg, &errs),
+			 -EINVAL);
+	assert_int_equal(errs.n, 1);
+	assert_non_null(strstr(errs.msg[0], "webhook_max_age_s"));
+	config_errors_cleanup(&errs);
+	assert_int_equal(config_load_string("[server]\n"
+					    "webhook_max_age_s = 31536001\n",
+					    "t.ini", &cfg, &errs),
+			 -EINVAL);
+	assert_int_equal(errs.n, 1);
+	config_errors_cleanup(&errs);
+	assert_null(cfg);
 
 	cfg = NULL;
 	assert_int_equal(config_load_string("[server]\n"
