@@ -16,16 +16,21 @@
  * OUTCOME_AMBIGUOUS.  CURLOPT_MAIL_RCPT_ALLOWFAILS keeps one refused
  * recipient from stopping the others.
  *
- * Until the agent has a libcurl multi driver on its event_base, each
- * transfer is one blocking curl_easy_perform() on a worker thread of a
- * workq, so the agent's loop never waits on the network; the result is
- * classified and done() called on the loop.  Workers touch only their own
- * record, the job (borrowed until done()) and the handle pool.  close()
- * stops the transfers under way (their progress callback sees the flag)
- * and waits for them.
+ * Each transfer is one blocking curl_easy_perform() on a worker thread of
+ * a workq, not on the agent's libcurl multi driver: libcurl's SMTP client
+ * (7.88, and still in curl's tree) waits inside the multi interface for
+ * the answer to the data and to QUIT, so on the loop one slow smarthost
+ * would stop every transfer, the link and the timers in turn
+ * (docs/internals/agent.md has the measurement).  There are as many
+ * workers as the provider's max_in_flight, up to SMTP_THREADS_MAX, so the
+ * window the server grants is the window that runs.  The loop never waits
+ * on the network; the result is classified and done() called on the loop.
+ * Workers touch only their own record, the job (borrowed until done())
+ * and the handle pool.  close() stops the transfers under way (their
+ * progress callback sees the flag) and waits for them.
  *
  * A relay keeps its smarthost connection open between messages: a worker
- * takes an easy handle from a pool of SMTP_THREADS, whose connection cache
+ * takes an easy handle from a pool of one per worker, whose connection cache
  * keeps the session (TCP, TLS, EHLO, AUTH) for the next message, and gives
  * it back reset (curl_easy_reset keeps the connection, drops every option
  * that points at the finished job).  A failed transfer's handle is thrown
@@ -55,7 +60,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define SMTP_THREADS 4
+/* Transfers at once: the provider's max_in_flight, up to this many
+ * worker threads (each blocked in one transfer); jobs beyond it queue. */
+#define SMTP_THREADS_MAX 64
 #define SMTP_REPLY_MAX 200 /* bytes of a reply kept for the detail */
 #define SMTP_CONNECT_TIMEOUT_MS 5000
 #define SMTP_REQUEST_TIMEOUT_MS 30000
@@ -77,6 +84,7 @@ struct smtp {
 	enum smtp_tls tls;
 	long connect_ms, request_ms;
 	struct workq *wq;
+	int nthreads; /* workers, and room in the pool */
 	connector_done_cb done;
 	void *arg;
 	/* Set on the loop, read by the workers: their transfers stop. */
@@ -87,7 +95,7 @@ struct smtp {
 	/* Idle easy handles with their open connections; workers take and
 	 * give back under pool_lock. */
 	pthread_mutex_t pool_lock;
-	CURL *pool[SMTP_THREADS];
+	CURL **pool; /* nthreads slots */
 	int npool;
 };
 
@@ -344,7 +352,7 @@ pool_give(struct smtp *s, CURL *h, bool ok)
 	if (ok && !atomic_load(&s->closing)) {
 		curl_easy_reset(h);
 		pthread_mutex_lock(&s->pool_lock);
-		if (s->npool < SMTP_THREADS) {
+		if (s->npool < s->nthreads) {
 			s->pool[s->npool++] = h;
 			h = NULL;
 		}
@@ -685,6 +693,7 @@ smtp_free(struct smtp *s)
 	 * bounded by the last transfer's response timeout. */
 	while (s->npool > 0)
 		curl_easy_cleanup(s->pool[--s->npool]);
+	free(s->pool);
 	if (s->pool_inited)
 		pthread_mutex_destroy(&s->pool_lock);
 	if (s->curl_inited)
@@ -808,7 +817,12 @@ smtp_open(const struct provider_config *pc, struct event_base *base,
 		goto fail;
 	}
 	s->pool_inited = true;
-	s->wq = workq_new(base, SMTP_THREADS);
+	s->nthreads = pc->max_in_flight < 1 ? 1
+		      : pc->max_in_flight > SMTP_THREADS_MAX
+			  ? SMTP_THREADS_MAX
+			  : pc->max_in_flight;
+	s->pool = xcalloc((size_t)s->nthreads, sizeof(*s->pool));
+	s->wq = workq_new(base, s->nthreads);
 	if (s->wq == NULL) {
 		snprintf(err, errlen, "provider %s: cannot start workers",
 			 pc->name);

@@ -344,6 +344,25 @@ def test_connection_dropped_at_mail_is_retried_fresh(make_cluster, fakes):
     assert_once_each(c, fake, ids)
 
 
+def test_transfers_at_once_follow_max_in_flight(make_cluster, fakes):
+    # The stand-in answers the data only once 8 transactions wait for
+    # their answer together (451 after its deadline): with max_in_flight
+    # 8 the connector must have 8 transfers open at once.  A fixed pool
+    # of 4 workers held at 4; curl's SMTP on the agent's loop would hold
+    # at 1 (libcurl 7.88 waits for the answer to the data inside the
+    # multi interface, docs/internals/agent.md).
+    fake = fakes()
+    fake.hold_data = (8, h.scaled(4))
+    c = smtp_cluster(make_cluster, fake, {"max_in_flight": 8})
+    c.start_server()
+    c.start_agent("s")
+    ids = c.submit_many(8)
+    wait_received(fake, 8, timeout=8)
+    assert fake.peak_waiting == 8, fake.peak_waiting
+    c.wait_delivered(ids)
+    assert_once_each(c, fake, ids)
+
+
 @pytest.mark.parametrize("key,value,words", [
     ("tls", "ssl", "tls: must be none, starttls or implicit"),
     ("port", "70000", "port: must be a whole number from 1 to 65535"),
