@@ -298,7 +298,7 @@ def test_connections_reused_with_starttls_and_auth(make_cluster, fakes,
     ids += c.submit_many(12, start=12)
     c.wait_delivered(ids)
     assert_once_each(c, fake, ids)
-    # 4: the connector's worker threads.
+    # 4: max_in_flight, so at most 4 sessions at once.
     assert 1 <= fake.connections <= 4, fake.connections
     assert fake.auth_tries == [True] * fake.connections, fake.auth_tries
 
