@@ -35,8 +35,8 @@
  * connection never becomes an outcome.  close() drops every session and
  * every job under way without calling done().
  *
- * Bounds: a reply line is read up to SMTP_LINE_MAX bytes (the rest of an
- * overlong line is skipped), the whole send (session and transaction) to
+ * Bounds: a reply line is read up to SMTP_DIALOGUE_LINE_MAX bytes (the rest of
+ * an overlong line is skipped), the whole send (session and transaction) to
  * request_timeout_ms, the session's connect to connect_timeout_ms.
  */
 #include "agent/connector.h"
@@ -49,7 +49,6 @@
 
 #include <curl/curl.h>
 #include <errno.h>
-#include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>

@@ -56,7 +56,7 @@ dialogue_reply(struct smtp_dialogue *d, int code, const char *text, size_t len)
 	}
 	while (len > 0 && (text[len - 1] == '\r' || text[len - 1] == '\n'))
 		len--;
-	log_sanitize(text, len, dst, SMTP_REPLY_MAX);
+	log_sanitize(text, len, dst, SMTP_DIALOGUE_REPLY_MAX);
 }
 
 void

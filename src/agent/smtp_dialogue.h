@@ -29,9 +29,9 @@
 struct connector_job;
 struct connector_result;
 
-#define SMTP_REPLY_MAX 200 /* bytes of a reply kept for the detail */
+#define SMTP_DIALOGUE_REPLY_MAX 200 /* bytes of a reply kept for the detail */
 /* A reply line kept; RFC 5321 says 512 with the CRLF. */
-#define SMTP_LINE_MAX 1024
+#define SMTP_DIALOGUE_LINE_MAX 1024
 
 struct smtp_dialogue {
 	char cmd[12];      /* verb of the last command sent, "RCPT" */
@@ -42,8 +42,8 @@ struct smtp_dialogue {
 	int last_code;     /* last final reply of any command */
 	bool data_go;      /* 354 received: the body is going out */
 	int final_code;    /* the reply after the body, 0: none */
-	char final_text[SMTP_REPLY_MAX];
-	char last_text[SMTP_REPLY_MAX];
+	char final_text[SMTP_DIALOGUE_REPLY_MAX];
+	char last_text[SMTP_DIALOGUE_REPLY_MAX];
 };
 
 /* One attempt at a message, as classify reads it. */
@@ -74,10 +74,10 @@ bool smtp_dialogue_rcpt_taken(const struct smtp_dialogue *d, size_t nrcpt);
 /* True when an address of job has a byte over 127 (MAIL says SMTPUTF8). */
 bool smtp_dialogue_utf8(const struct connector_job *job);
 
-/* A reply line being read: the first SMTP_LINE_MAX bytes are kept, the
+/* A reply line being read: the first SMTP_DIALOGUE_LINE_MAX bytes are kept, the
  * rest of an overlong line skipped (to stay in step, as Postfix does). */
 struct smtp_lines {
-	char buf[SMTP_LINE_MAX];
+	char buf[SMTP_DIALOGUE_LINE_MAX];
 	size_t len;
 	bool skipping;
 };
