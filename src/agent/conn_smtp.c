@@ -1,74 +1,75 @@
 /*
- * The smtp connector: hands each message to a smarthost through libcurl's
- * SMTP client (smtp:// with STARTTLS required, smtps:// for implicit TLS,
- * or plain smtp:// when tls = none), the MIME uploaded byte for byte.
- * Certificates are always verified, against tls_ca_file when given.
+ * The smtp connector: hands each message to a smarthost (smtp:// with
+ * STARTTLS required, smtps:// for implicit TLS, or plain smtp:// when tls
+ * = none), the MIME sent byte for byte (dot-stuffed).  Certificates are
+ * always verified, against tls_ca_file when given.
  *
- * libcurl reports a transfer as one result, but SMTP answers per command.
- * So the transfer's debug callback watches the dialogue (commands out,
- * replies in, never their arguments when they are credentials) and records
- * each recipient's RCPT answer, the DATA answer and the final reply; the
- * outcome is classified from them (docs/providers-smtp.md has the table):
- * 2xx after the data is OUTCOME_DELIVERED (some recipients refused are
- * named in the detail), 530/534/535/538 OUTCOME_ACCOUNT, 452
- * OUTCOME_THROTTLED, other 4xx and failures before MAIL OUTCOME_TRANSIENT,
- * 5xx OUTCOME_PERMANENT, and the whole message sent with no final reply
- * OUTCOME_AMBIGUOUS.  CURLOPT_MAIL_RCPT_ALLOWFAILS keeps one refused
- * recipient from stopping the others.
+ * Everything runs on the agent's event loop, no thread.  libcurl opens
+ * each session (TCP, TLS, greeting, EHLO, STARTTLS, AUTH) non-blocking on
+ * a curl_loop, with CURLOPT_CONNECT_ONLY; the transaction (MAIL, RCPT,
+ * DATA, the body, the end of data) is ours, over curl_easy_send() and
+ * curl_easy_recv() with libevent watching the socket.  curl's own SMTP
+ * transfer cannot run on the loop: after the data and at QUIT it waits for
+ * the reply inside the multi interface (docs/internals/agent.md), which
+ * held every other transfer, the link and the timers.  A connect-only
+ * connection is closed without QUIT (curl treats it as dead), so closing
+ * never waits either.  Each session has its own curl_loop: curl sees a
+ * connect-only connection as idle, and another transfer's connect in the
+ * same multi could prune it as dead while a reply sits unread on it.
  *
- * Until the agent has a libcurl multi driver on its event_base, each
- * transfer is one blocking curl_easy_perform() on a worker thread of a
- * workq, so the agent's loop never waits on the network; the result is
- * classified and done() called on the loop.  Workers touch only their own
- * record, the job (borrowed until done()) and the handle pool.  close()
- * stops the transfers under way (their progress callback sees the flag)
- * and waits for them.
+ * The dialogue is watched (commands out, replies in, never credentials)
+ * by smtp_dialogue, which records each recipient's RCPT answer, the DATA
+ * answer and the final reply and classifies the outcome from them
+ * (docs/providers.md has the table).  A refused recipient does not stop
+ * the others (what CURLOPT_MAIL_RCPT_ALLOWFAILS did); DATA goes out when
+ * at least one was accepted.
  *
- * A relay keeps its smarthost connection open between messages: a worker
- * takes an easy handle from a pool of SMTP_THREADS, whose connection cache
- * keeps the session (TCP, TLS, EHLO, AUTH) for the next message, and gives
- * it back reset (curl_easy_reset keeps the connection, drops every option
- * that points at the finished job).  A failed transfer's handle is thrown
- * away with its connection.  A reused connection the smarthost has closed
- * meanwhile fails at MAIL before anything of the message was accepted:
- * that transfer is tried once more on a fresh connection, so a stale
- * connection never becomes an outcome.
+ * Sessions are kept between messages: the next message on an idle session
+ * starts at MAIL FROM.  As many sessions run at once as messages are in
+ * flight (the server grants at most max_in_flight); at most max_in_flight
+ * idle ones are kept, none idle longer than SMTP_IDLE_MAX_S, and one the
+ * smarthost speaks on or closes while idle is dropped.  A failed
+ * transaction's session is dropped.  A reused session that fails at MAIL
+ * (no reply, or 421) before anything of the message was accepted is
+ * replaced: the message is tried once more on a fresh session, so a stale
+ * connection never becomes an outcome.  close() drops every session and
+ * every job under way without calling done().
+ *
+ * Bounds: a reply line is read up to SMTP_DIALOGUE_LINE_MAX bytes (the rest of
+ * an overlong line is skipped), the whole send (session and transaction) to
+ * request_timeout_ms, the session's connect to connect_timeout_ms.
  */
 #include "agent/connector.h"
+#include "agent/curl_loop.h"
+#include "agent/smtp_dialogue.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "common/workq.h"
 #include "link/link.h"
 
 #include <curl/curl.h>
 #include <errno.h>
-#include <limits.h>
-#include <pthread.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
-#define SMTP_THREADS 4
-#define SMTP_REPLY_MAX 200 /* bytes of a reply kept for the detail */
+#include <event2/event.h>
+
 #define SMTP_CONNECT_TIMEOUT_MS 5000
 #define SMTP_REQUEST_TIMEOUT_MS 30000
 /* A connection idle longer is closed rather than reused: below the idle
  * timeout of most smarthosts (RFC 5321 asks 5 min, some use less). */
-#define SMTP_IDLE_MAX_S 30L
-
-/* libcurl before 8.2 spells the option with three Ls. */
-#ifndef CURLOPT_MAIL_RCPT_ALLOWFAILS
-#define CURLOPT_MAIL_RCPT_ALLOWFAILS CURLOPT_MAIL_RCPT_ALLLOWFAILS
-#endif
+#define SMTP_IDLE_MAX_S 30
+/* The output buffer: a command, or a part of the body. */
+#define SMTP_OUT_MAX 16384
 
 enum smtp_tls { SMTP_TLS_NONE, SMTP_TLS_STARTTLS, SMTP_TLS_IMPLICIT };
+
+struct smtp_conn;
 
 struct smtp {
 	char *name; /* the provider's */
@@ -76,180 +77,480 @@ struct smtp {
 	char *username, *password, *ca_file;
 	enum smtp_tls tls;
 	long connect_ms, request_ms;
-	struct workq *wq;
+	size_t max_idle; /* idle sessions kept: max_in_flight */
+	struct event_base *base;
 	connector_done_cb done;
 	void *arg;
-	/* Set on the loop, read by the workers: their transfers stop. */
-	atomic_bool closing;
-	int failures;     /* consecutive failed sends */
-	bool curl_inited; /* curl_global_init succeeded */
-	bool pool_inited; /* pool_lock initialised */
-	/* Idle easy handles with their open connections; workers take and
-	 * give back under pool_lock. */
-	pthread_mutex_t pool_lock;
-	CURL *pool[SMTP_THREADS];
-	int npool;
+	bool closing;
+	int failures;            /* consecutive failed sends */
+	struct smtp_conn *conns; /* every session, idle ones first */
+	size_t nidle;
+	struct smtp_job *jobs; /* every job from send() to done() */
 };
 
-/* What the dialogue of one transfer said, filled by the debug callback. */
-struct smtp_dialogue {
-	char cmd[12];      /* verb of the last command sent, "RCPT" */
-	char last_cmd[12]; /* verb of the command last_code answers */
-	size_t nrcpt_sent; /* RCPT commands sent so far */
-	int *rcpt_code;    /* per recipient, 0: no answer */
-	int mail_code;     /* answer to MAIL FROM */
-	int last_code;     /* last final reply of any command */
-	bool data_go;      /* 354 received: the body is going out */
-	int final_code;    /* the reply after the body, 0: none */
-	char final_text[SMTP_REPLY_MAX];
-	char last_text[SMTP_REPLY_MAX];
+/* Where a session is; each change goes through conn_step(). */
+enum smtp_step {
+	STEP_CONNECT, /* curl: TCP, TLS, greeting, EHLO, STARTTLS, AUTH */
+	STEP_IDLE,    /* no message; watched for the smarthost closing it */
+	STEP_MAIL,    /* MAIL FROM sent, its reply awaited */
+	STEP_RCPT,    /* RCPT TO for recipient rcpt_i sent */
+	STEP_DATA,    /* DATA sent, 354 awaited */
+	STEP_BODY,    /* the message going out, then the end of data */
+	STEP_DOT,     /* all sent, the verdict awaited */
 };
 
-/* One send; filled on the loop, worked on a thread, done on the loop. */
+/* One message; lives from send() to done() (or close()). */
 struct smtp_job {
 	struct smtp *s;
 	struct connector_job *job;
-	size_t off;    /* upload position in job->mime */
-	bool body_eof; /* the read callback gave curl the last byte */
-	CURLcode rc;
+	struct smtp_conn *c;    /* the session carrying it, or NULL */
+	struct event *kick;     /* starts it on the loop's next turn */
+	struct event *deadline; /* request_timeout_ms from send() */
+	bool retried;           /* once on a fresh session after a stale one */
+	bool body_eof;          /* the whole message and its end went out */
 	char errbuf[CURL_ERROR_SIZE];
 	struct smtp_dialogue d;
+	struct smtp_job *prev, *next;
 };
 
-static size_t
-upload_read(char *buf, size_t size, size_t nitems, void *arg)
-{
-	struct smtp_job *sj = arg;
-	size_t room = size * nitems, left = sj->job->mime_len - sj->off;
-	size_t n = left < room ? left : room;
+/* One session with the smarthost. */
+struct smtp_conn {
+	struct smtp *s;
+	struct curl_loop *cl;
+	CURL *easy;            /* CONNECT_ONLY: owns the connection */
+	struct event *rd, *wr; /* fd, for our part of the dialogue */
+	enum smtp_step step;
+	struct smtp_job *sj;     /* the message under way, or NULL */
+	unsigned nmsg;           /* transactions begun on this session */
+	int64_t idle_since;      /* mono_ms() */
+	bool size_ext, utf8_ext; /* EHLO offered SIZE, SMTPUTF8 */
+	char errbuf[CURL_ERROR_SIZE];
+	size_t rcpt_i; /* the recipient whose RCPT is out */
+	struct smtp_stuff body;
+	char out[SMTP_OUT_MAX];
+	size_t outlen, outoff;
+	struct smtp_lines lines; /* the reply line coming in */
+	struct smtp_conn *prev, *next;
+};
 
-	memcpy(buf, sj->job->mime + sj->off, n);
-	sj->off += n;
-	/* curl knows the size and stops asking at the last byte. */
-	if (sj->off == sj->job->mime_len)
-		sj->body_eof = true;
-	return n;
-}
+static int conn_open(struct smtp_job *sj);
+static void job_end(struct smtp_job *sj, CURLcode rc);
+static void job_rewind(struct smtp_job *sj);
 
-/* "NNN-" or "NNN " or "NNN" at p: the code, else 0. */
-static int
-reply_code(const char *p, size_t len, bool *last)
-{
-	if (len < 3 || p[0] < '1' || p[0] > '5' || p[1] < '0' || p[1] > '9' ||
-	    p[2] < '0' || p[2] > '9')
-		return 0;
-	*last = len == 3 || p[3] != '-';
-	return (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
-}
+static const char *const step_names[] = {"connect", "idle", "mail", "rcpt",
+					 "data",    "body", "dot"};
 
-/* One final reply line of the server, attributed to the last command. */
 static void
-dialogue_reply(struct smtp_dialogue *d, int code, const char *text, size_t len)
+conn_step(struct smtp_conn *c, enum smtp_step step)
 {
-	char *dst = d->last_text;
+	log_debug("%s agent smtp_step provider=%s from=%s to=%s",
+		  c->sj != NULL ? c->sj->job->message_id : "-", c->s->name,
+		  step_names[c->step], step_names[step]);
+	c->step = step;
+}
 
-	/* Only the first reply after the data is its verdict; QUIT's 221
-	 * comes later. */
-	if (d->data_go && d->final_code != 0)
-		return;
-	/* curl says QUIT inside the failed transfer: its 221 is no verdict. */
-	if (strcmp(d->cmd, "QUIT") == 0)
-		return;
-	d->last_code = code;
-	memcpy(d->last_cmd, d->cmd, sizeof(d->last_cmd));
-	if (d->data_go) {
-		d->final_code = code;
-		dst = d->final_text;
-	} else if (strcmp(d->cmd, "RCPT") == 0 && d->nrcpt_sent > 0) {
-		d->rcpt_code[d->nrcpt_sent - 1] = code;
-	} else if (strcmp(d->cmd, "MAIL") == 0) {
-		d->mail_code = code;
-	} else if (strcmp(d->cmd, "DATA") == 0 && code == 354) {
-		d->data_go = true;
-	}
-	while (len > 0 && (text[len - 1] == '\r' || text[len - 1] == '\n'))
-		len--;
-	log_sanitize(text, len, dst, SMTP_REPLY_MAX);
+/* At the head of the list: the idle session taken next is the newest. */
+static void
+conn_link(struct smtp_conn *c)
+{
+	struct smtp *s = c->s;
+
+	c->prev = NULL;
+	c->next = s->conns;
+	if (s->conns != NULL)
+		s->conns->prev = c;
+	s->conns = c;
 }
 
 static void
-dialogue_in(struct smtp_dialogue *d, const char *p, size_t len)
+conn_unlink(struct smtp_conn *c)
 {
-	const char *nl;
-	size_t n;
-	bool last;
-	int code;
-
-	while (len > 0) {
-		nl = memchr(p, '\n', len);
-		n = nl != NULL ? (size_t)(nl - p) + 1 : len;
-		code = reply_code(p, n, &last);
-		if (code != 0 && last)
-			dialogue_reply(d, code, p, n);
-		p += n;
-		len -= n;
-	}
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		c->s->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
 }
 
 /*
- * Only a known verb is kept: the lines after "AUTH PLAIN" or "AUTH LOGIN"
- * are credentials in base64, and they must never reach a detail.
+ * Closes the session, and frees c.  curl closes a connect-only
+ * connection as dead, without QUIT, so this never waits.  The caller has
+ * detached the job, if any.  From inside c's curl_loop callback too: the
+ * loop itself is freed once the callback returns.
  */
 static void
-dialogue_out(struct smtp_dialogue *d, const char *p, size_t len)
+conn_drop(struct smtp_conn *c)
 {
-	static const char *const verbs[] = {"EHLO", "HELO", "STARTTLS",
-					    "AUTH", "MAIL", "RCPT",
-					    "DATA", "RSET", "QUIT"};
-	size_t i, n;
+	if (c->step == STEP_IDLE)
+		c->s->nidle--;
+	conn_unlink(c);
+	/* Our events go before curl closes the descriptor. */
+	if (c->rd != NULL)
+		event_free(c->rd);
+	if (c->wr != NULL)
+		event_free(c->wr);
+	if (c->easy != NULL) {
+		/* A handle never added is no error for curl to remove. */
+		if (c->cl != NULL)
+			(void)curl_multi_remove_handle(curl_loop_multi(c->cl),
+						       c->easy);
+		curl_easy_cleanup(c->easy);
+	}
+	curl_loop_free(c->cl);
+	free(c);
+}
 
-	for (n = 0; n < len; n++)
-		if (p[n] == ' ' || p[n] == ':' || p[n] == '\r' || p[n] == '\n')
-			break;
-	for (i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
-		if (strlen(verbs[i]) != n || strncasecmp(p, verbs[i], n) != 0)
-			continue;
-		snprintf(d->cmd, sizeof(d->cmd), "%s", verbs[i]);
-		if (strcmp(d->cmd, "RCPT") == 0)
-			d->nrcpt_sent++;
+/* An idle session's polite end: QUIT without waiting for its 221. */
+static void
+conn_quit(struct smtp_conn *c)
+{
+	size_t n = 0;
+
+	/* Best effort: the connection closes right after either way. */
+	(void)curl_easy_send(c->easy, "QUIT\r\n", 6, &n);
+}
+
+/*
+ * The job's session failed with rc: the session is dropped, and the job
+ * ends, or, on a reused session that failed at MAIL with no reply or 421
+ * (the smarthost had closed it), nothing of the message was accepted, so
+ * it goes once more on a fresh session.  A timeout is not retried: it
+ * would double the time request_timeout_ms promises.
+ */
+static void
+conn_fail(struct smtp_conn *c, CURLcode rc)
+{
+	struct smtp_job *sj = c->sj;
+	const struct smtp_dialogue *d;
+	bool stale;
+
+	if (sj == NULL) {
+		conn_drop(c);
 		return;
 	}
+	d = &sj->d;
+	c->sj = NULL;
+	sj->c = NULL;
+	memcpy(sj->errbuf, c->errbuf, sizeof(sj->errbuf));
+	stale = c->nmsg > 1 && !sj->retried && !sj->s->closing &&
+		rc != CURLE_OPERATION_TIMEDOUT && !d->data_go &&
+		(d->last_code == 0 || d->last_code == 421);
+	conn_drop(c);
+	if (stale) {
+		job_rewind(sj);
+		sj->retried = true;
+		if (conn_open(sj) == 0)
+			return;
+		rc = CURLE_OUT_OF_MEMORY;
+	}
+	job_end(sj, rc);
 }
 
-/* Ends a transfer at once when the connector closes. */
-static int
-progress_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-	    curl_off_t ulnow)
+/* The next part of the message into out; false when all is out. */
+static bool
+body_fill(struct smtp_conn *c)
 {
-	const struct smtp_job *sj = arg;
-
-	(void)dltotal;
-	(void)dlnow;
-	(void)ultotal;
-	(void)ulnow;
-	return atomic_load(&sj->s->closing) ? 1 : 0;
+	c->outoff = 0;
+	c->outlen =
+	    smtp_dialogue_stuff(&c->body, c->sj->job->mime,
+				c->sj->job->mime_len, c->out, sizeof(c->out));
+	return c->outlen > 0;
 }
 
+/*
+ * Sends what out holds (in the body, part after part); when the socket is
+ * full, waits for EV_WRITE.  False when c is gone (failed).
+ */
+static bool
+conn_flush(struct smtp_conn *c)
+{
+	CURLcode rc;
+	size_t n;
+
+	for (;;) {
+		if (c->outoff == c->outlen &&
+		    (c->step != STEP_BODY || !body_fill(c)))
+			break;
+		n = 0;
+		rc = curl_easy_send(c->easy, c->out + c->outoff,
+				    c->outlen - c->outoff, &n);
+		if (rc == CURLE_AGAIN) {
+			if (event_add(c->wr, NULL) != 0) {
+				conn_fail(c, CURLE_OUT_OF_MEMORY);
+				return false;
+			}
+			return true;
+		}
+		if (rc != CURLE_OK) {
+			conn_fail(c, CURLE_SEND_ERROR);
+			return false;
+		}
+		c->outoff += n;
+	}
+	(void)event_del(c->wr); /* not pending is no error */
+	if (c->step == STEP_BODY) {
+		c->sj->body_eof = true;
+		conn_step(c, STEP_DOT);
+	}
+	return true;
+}
+
+static void conn_cmd(struct smtp_conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* One command line out (CRLF added), told to the dialogue; c may go. */
+static void
+conn_cmd(struct smtp_conn *c, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(c->out, SMTP_OUT_MAX - 2, fmt, ap);
+	va_end(ap);
+	/* Addresses are at most LINK_ADDR_MAX bytes: never cut. */
+	if (n < 0 || (size_t)n >= SMTP_OUT_MAX - 2) {
+		conn_fail(c, CURLE_FAILED_INIT);
+		return;
+	}
+	memcpy(c->out + n, "\r\n", 2);
+	c->outlen = (size_t)n + 2;
+	c->outoff = 0;
+	smtp_dialogue_out(&c->sj->d, c->out, c->outlen);
+	(void)conn_flush(c);
+}
+
+/* The session is up and c->sj set: MAIL FROM, with SIZE and SMTPUTF8 as
+ * curl sent them when the smarthost offers them. */
+static void
+xact_begin(struct smtp_conn *c)
+{
+	const struct connector_job *job = c->sj->job;
+	char size[32] = "";
+
+	c->nmsg++;
+	c->rcpt_i = 0;
+	smtp_dialogue_stuff_init(&c->body);
+	memset(&c->lines, 0, sizeof(c->lines));
+	if (c->size_ext)
+		snprintf(size, sizeof(size), " SIZE=%zu", job->mime_len);
+	conn_step(c, STEP_MAIL);
+	conn_cmd(c, "MAIL FROM:<%s>%s%s", job->mail_from, size,
+		 c->utf8_ext && smtp_dialogue_utf8(job) ? " SMTPUTF8" : "");
+}
+
+/* The verdict after the data was a 2xx: the job ends delivered and the
+ * session waits for the next one (or closes when enough wait). */
+static void
+conn_delivered(struct smtp_conn *c)
+{
+	struct smtp_job *sj = c->sj;
+	struct smtp *s = c->s;
+
+	c->sj = NULL;
+	sj->c = NULL;
+	if (s->nidle >= s->max_idle) {
+		conn_quit(c);
+		conn_drop(c);
+	} else {
+		conn_step(c, STEP_IDLE);
+		c->idle_since = mono_ms();
+		s->nidle++;
+		conn_unlink(c);
+		conn_link(c);
+	}
+	job_end(sj, CURLE_OK);
+}
+
+/*
+ * A final reply to the command out (the dialogue has recorded it).
+ * Returns false when c may be gone, so the caller reads no more for it.
+ */
+static bool
+conn_reply(struct smtp_conn *c, int code)
+{
+	const struct connector_job *job;
+
+	if (c->sj == NULL) {
+		/* Idle: a smarthost says 421 as it closes. */
+		conn_drop(c);
+		return false;
+	}
+	job = c->sj->job;
+	switch (c->step) {
+	case STEP_MAIL:
+		if (code < 200 || code >= 300)
+			break;
+		conn_step(c, STEP_RCPT);
+		conn_cmd(c, "RCPT TO:<%s>", job->rcpt[0]);
+		return false;
+	case STEP_RCPT:
+		/* A refused recipient does not stop the others. */
+		if (++c->rcpt_i < job->nrcpt) {
+			conn_cmd(c, "RCPT TO:<%s>", job->rcpt[c->rcpt_i]);
+			return false;
+		}
+		if (!smtp_dialogue_rcpt_taken(&c->sj->d, job->nrcpt))
+			break;
+		conn_step(c, STEP_DATA);
+		conn_cmd(c, "DATA");
+		return false;
+	case STEP_DATA:
+		if (code != 354)
+			break;
+		conn_step(c, STEP_BODY);
+		(void)conn_flush(c);
+		return false;
+	case STEP_DOT:
+		if (code < 200 || code >= 300)
+			break;
+		conn_delivered(c);
+		return false;
+	default: /* during the body: the smarthost gave up on it */
+		break;
+	}
+	conn_fail(c, CURLE_WEIRD_SERVER_REPLY);
+	return false;
+}
+
+/* One reply line (its LF included, an overlong one cut); false when c
+ * may be gone. */
+static bool
+conn_line(struct smtp_conn *c, const char *line, size_t len)
+{
+	bool last = false;
+	int code = smtp_dialogue_code(line, len, &last);
+
+	if (c->sj != NULL)
+		smtp_dialogue_in(&c->sj->d, line, len);
+	if (code == 0) {
+		conn_fail(c, CURLE_WEIRD_SERVER_REPLY);
+		return false;
+	}
+	return last ? conn_reply(c, code) : true;
+}
+
+/* Bytes in, line after line; false when c may be gone. */
+static bool
+conn_input(struct smtp_conn *c, const char *p, size_t n)
+{
+	const char *line;
+	size_t take, len;
+
+	while (n > 0) {
+		take = smtp_dialogue_line(&c->lines, p, n, &line, &len);
+		p += take;
+		n -= take;
+		if (line != NULL && !conn_line(c, line, len))
+			return false;
+	}
+	return true;
+}
+
+static void
+conn_readable(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_conn *c = arg;
+	char buf[4096];
+	CURLcode rc;
+	size_t n;
+	int i;
+
+	(void)fd;
+	(void)what;
+	/*
+	 * TLS may hold decrypted bytes the socket no longer shows, so read
+	 * until curl says AGAIN; after 16 reads, the rest on the next turn.
+	 */
+	for (i = 0; i < 16; i++) {
+		n = 0;
+		rc = curl_easy_recv(c->easy, buf, sizeof(buf), &n);
+		if (rc == CURLE_AGAIN)
+			return;
+		if (rc != CURLE_OK || n == 0) {
+			conn_fail(c, CURLE_RECV_ERROR);
+			return;
+		}
+		if (!conn_input(c, buf, n))
+			return;
+	}
+	event_active(c->rd, EV_READ, 0);
+}
+
+static void
+conn_writable(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)conn_flush(arg);
+}
+
+/* curl's dialogue while it opens the session; ours is told directly. */
 static int
 debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *arg)
 {
-	struct smtp_job *sj = arg;
+	struct smtp_conn *c = arg;
+	struct smtp_job *sj = c->sj;
 
 	(void)h;
-	if (type == CURLINFO_HEADER_IN)
-		dialogue_in(&sj->d, data, size);
-	else if (type == CURLINFO_HEADER_OUT && !sj->d.data_go)
-		dialogue_out(&sj->d, data, size);
-	if (sj->d.nrcpt_sent > sj->job->nrcpt)
-		sj->d.nrcpt_sent = sj->job->nrcpt; /* never past the array */
+	if (sj == NULL || c->step != STEP_CONNECT)
+		return 0;
+	if (type == CURLINFO_HEADER_IN) {
+		smtp_dialogue_in(&sj->d, data, size);
+		if (strcmp(sj->d.cmd, "EHLO") == 0)
+			smtp_dialogue_ehlo(data, size, &c->size_ext,
+					   &c->utf8_ext);
+	} else if (type == CURLINFO_HEADER_OUT) {
+		smtp_dialogue_out(&sj->d, data, size);
+		/* The EHLO after STARTTLS says it all again. */
+		if (strcmp(sj->d.cmd, "EHLO") == 0)
+			c->size_ext = c->utf8_ext = false;
+	}
 	return 0;
 }
 
-/* Sets every option of one transfer; false when curl refuses one. */
-static bool
-transfer_setup(CURL *h, struct smtp_job *sj, struct curl_slist *rcpt)
+/* curl_loop: the session is open (or failed to open). */
+static void
+connect_done(CURL *easy, CURLcode code, void *arg)
 {
-	struct smtp *s = sj->s;
+	struct smtp_conn *c = arg;
+	struct event_base *base = c->s->base;
+	curl_socket_t fd = CURL_SOCKET_BAD;
+
+	(void)easy;
+	if (code == CURLE_OK &&
+	    (curl_easy_getinfo(c->easy, CURLINFO_ACTIVESOCKET, &fd) !=
+		 CURLE_OK ||
+	     fd == CURL_SOCKET_BAD))
+		code = CURLE_COULDNT_CONNECT;
+	if (code == CURLE_OK) {
+		c->rd =
+		    event_new(base, fd, EV_READ | EV_PERSIST, conn_readable, c);
+		c->wr = event_new(base, fd, EV_WRITE | EV_PERSIST,
+				  conn_writable, c);
+		if (c->rd == NULL || c->wr == NULL ||
+		    event_add(c->rd, NULL) != 0)
+			code = CURLE_OUT_OF_MEMORY;
+		/* Each curl_easy_recv() would say "reached" through it. */
+		else if (curl_easy_setopt(c->easy, CURLOPT_VERBOSE, 0L) !=
+			 CURLE_OK)
+			code = CURLE_FAILED_INIT;
+	}
+	if (code != CURLE_OK) {
+		conn_fail(c, code);
+		return;
+	}
+	xact_begin(c);
+}
+
+/* Every option of a session; false when curl refuses one. */
+static bool
+session_setopts(struct smtp_conn *c)
+{
+	struct smtp *s = c->s;
+	CURL *h = c->easy;
 	bool ok = true;
 
 	ok &= curl_easy_setopt(h, CURLOPT_URL, s->url) == CURLE_OK;
@@ -270,113 +571,40 @@ transfer_setup(CURL *h, struct smtp_job *sj, struct curl_slist *rcpt)
 		ok &= curl_easy_setopt(h, CURLOPT_PASSWORD, s->password) ==
 		      CURLE_OK;
 	}
-	ok &= curl_easy_setopt(h, CURLOPT_MAIL_FROM, sj->job->mail_from) ==
-	      CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_MAIL_RCPT, rcpt) == CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_MAIL_RCPT_ALLOWFAILS, 1L) == CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_UPLOAD, 1L) == CURLE_OK;
-	ok &=
-	    curl_easy_setopt(h, CURLOPT_READFUNCTION, upload_read) == CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_READDATA, sj) == CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE,
-			       (curl_off_t)sj->job->mime_len) == CURLE_OK;
+	ok &= curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L) == CURLE_OK;
 	ok &= curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, s->connect_ms) ==
 	      CURLE_OK;
 	ok &=
 	    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, s->request_ms) == CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_MAXAGE_CONN, SMTP_IDLE_MAX_S) ==
-	      CURLE_OK;
-	/* The wait for the reply after the data is a blocking step of
-	 * curl's that CURLOPT_TIMEOUT_MS does not bound (7.88). */
-	ok &= curl_easy_setopt(h, CURLOPT_SERVER_RESPONSE_TIMEOUT,
-			       (s->request_ms + 999) / 1000) == CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_ERRORBUFFER, sj->errbuf) == CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L) == CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, progress_cb) ==
-	      CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_XFERINFODATA, sj) == CURLE_OK;
+	ok &= curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->errbuf) == CURLE_OK;
 	ok &= curl_easy_setopt(h, CURLOPT_VERBOSE, 1L) == CURLE_OK;
 	ok &= curl_easy_setopt(h, CURLOPT_DEBUGFUNCTION, debug_cb) == CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_DEBUGDATA, sj) == CURLE_OK;
+	ok &= curl_easy_setopt(h, CURLOPT_DEBUGDATA, c) == CURLE_OK;
 	return ok;
 }
 
-/*
- * After a failure the connection is of no use, and curl would say QUIT on
- * it at clean-up and wait for the reply (up to the response timeout, with
- * no progress callback to end it): shutting it down first makes that fail
- * at once.
- */
-static void
-drop_connection(CURL *h)
+/* A new session for sj, which it carries once open.  0, or a negative
+ * errno: then sj is untouched. */
+static int
+conn_open(struct smtp_job *sj)
 {
-	curl_socket_t fd = CURL_SOCKET_BAD;
+	struct smtp_conn *c = xcalloc(1, sizeof(*c));
 
-	if (curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &fd) == CURLE_OK &&
-	    fd != CURL_SOCKET_BAD)
-		(void)shutdown(fd, SHUT_RDWR);
-}
-
-/* An idle handle of the pool, or a new one; NULL when out of memory. */
-static CURL *
-pool_take(struct smtp *s)
-{
-	CURL *h = NULL;
-
-	pthread_mutex_lock(&s->pool_lock);
-	if (s->npool > 0)
-		h = s->pool[--s->npool];
-	pthread_mutex_unlock(&s->pool_lock);
-	return h != NULL ? h : curl_easy_init();
-}
-
-/*
- * After a success the handle goes back with its connection; the reset
- * drops every option pointing at this job (recipients, read state, error
- * buffer, callbacks' data) and curl's copy of the password.  After a
- * failure the connection is of no use: dropped, and the handle with it.
- */
-static void
-pool_give(struct smtp *s, CURL *h, bool ok)
-{
-	if (h == NULL)
-		return;
-	if (ok && !atomic_load(&s->closing)) {
-		curl_easy_reset(h);
-		pthread_mutex_lock(&s->pool_lock);
-		if (s->npool < SMTP_THREADS) {
-			s->pool[s->npool++] = h;
-			h = NULL;
-		}
-		pthread_mutex_unlock(&s->pool_lock);
-	} else {
-		drop_connection(h);
+	c->s = sj->s;
+	c->step = STEP_CONNECT;
+	conn_link(c);
+	c->cl = curl_loop_new(c->s->base, connect_done, c);
+	if (c->cl != NULL)
+		c->easy = curl_easy_init();
+	if (c->easy == NULL || !session_setopts(c) ||
+	    curl_multi_add_handle(curl_loop_multi(c->cl), c->easy) !=
+		CURLM_OK) {
+		conn_drop(c);
+		return -ENOMEM;
 	}
-	curl_easy_cleanup(h);
-}
-
-/*
- * A reused connection that failed before any reply to MAIL, or with 421
- * (the smarthost closing the session, as at its idle timeout), and before
- * the data: nothing of the message was accepted, so one more try on a
- * fresh connection is safe.  A timeout is not retried: it would double
- * the time request_timeout_ms promises.
- */
-static bool
-stale_connection(CURL *h, const struct smtp_job *sj)
-{
-	long nconn = -1;
-	const struct smtp_dialogue *d = &sj->d;
-
-	if (sj->rc == CURLE_OK || sj->rc == CURLE_OPERATION_TIMEDOUT ||
-	    sj->rc == CURLE_ABORTED_BY_CALLBACK || d->data_go ||
-	    (d->last_code != 0 && d->last_code != 421) ||
-	    atomic_load(&sj->s->closing))
-		return false;
-	/* No new connection for this transfer: it ran on a cached one. */
-	return curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &nconn) ==
-		   CURLE_OK &&
-	       nconn == 0;
+	c->sj = sj;
+	sj->c = c;
+	return 0;
 }
 
 /* Back to the state before the first try. */
@@ -388,244 +616,50 @@ job_rewind(struct smtp_job *sj)
 	memset(codes, 0, sj->job->nrcpt * sizeof(*codes));
 	memset(&sj->d, 0, sizeof(sj->d));
 	sj->d.rcpt_code = codes;
-	sj->off = 0;
 	sj->body_eof = false;
 	sj->errbuf[0] = '\0';
 }
 
-/* One transfer on h; false when curl refused an option. */
-static bool
-transfer_run(CURL *h, struct smtp_job *sj, struct curl_slist *rcpt)
-{
-	if (!transfer_setup(h, sj, rcpt)) {
-		sj->rc = CURLE_FAILED_INIT;
-		return false;
-	}
-	sj->rc = curl_easy_perform(h);
-	return true;
-}
-
-/* On a worker thread: no logging, no loop state, only sj and the pool. */
 static void
-send_work(void *arg)
+job_unlink(struct smtp_job *sj)
 {
-	struct smtp_job *sj = arg;
-	struct curl_slist *rcpt = NULL, *tmp;
-	CURL *h = NULL;
-	size_t i;
-
-	sj->rc = CURLE_OUT_OF_MEMORY;
-	for (i = 0; i < sj->job->nrcpt; i++) {
-		tmp = curl_slist_append(rcpt, sj->job->rcpt[i]);
-		if (tmp == NULL)
-			goto out;
-		rcpt = tmp;
-	}
-	h = pool_take(sj->s);
-	if (h == NULL || !transfer_run(h, sj, rcpt))
-		goto out;
-	if (stale_connection(h, sj)) {
-		pool_give(sj->s, h, false);
-		job_rewind(sj);
-		sj->rc = CURLE_OUT_OF_MEMORY;
-		h = curl_easy_init();
-		if (h == NULL || !transfer_run(h, sj, rcpt))
-			goto out;
-	}
-out:
-	pool_give(sj->s, h, sj->rc == CURLE_OK);
-	curl_slist_free_all(rcpt);
-}
-
-/*
- * A detail line: a long one is cut at LINK_DETAIL_MAX, which is what the
- * link carries anyway.
- */
-static void detail_set(char *buf, size_t bufsz, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-detail_set(char *buf, size_t bufsz, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	(void)vsnprintf(buf, bufsz, fmt, ap);
-	va_end(ap);
-}
-
-static bool
-code_is_auth(int code)
-{
-	return code == 530 || code == 534 || code == 535 || code == 538;
-}
-
-/* The class of a refusal with this SMTP code (4xx or 5xx). */
-static int
-code_outcome(int code)
-{
-	if (code_is_auth(code))
-		return OUTCOME_ACCOUNT;
-	if (code == 452)
-		return OUTCOME_THROTTLED;
-	if (code >= 500)
-		return OUTCOME_PERMANENT;
-	return OUTCOME_TRANSIENT;
-}
-
-/*
- * A refusal of the session itself (greeting, EHLO, STARTTLS, AUTH) says
- * nothing about the message: 5xx there is the account's at AUTH and the
- * smarthost's elsewhere.  Only MAIL, RCPT and the data refuse a message.
- */
-static int
-session_outcome(const char *cmd, int code)
-{
-	int outcome = code_outcome(code);
-
-	if (outcome != OUTCOME_PERMANENT || strcmp(cmd, "MAIL") == 0 ||
-	    strcmp(cmd, "RCPT") == 0 || strcmp(cmd, "DATA") == 0)
-		return outcome;
-	return strcmp(cmd, "AUTH") == 0 ? OUTCOME_ACCOUNT : OUTCOME_TRANSIENT;
-}
-
-/* "a@x 550, b@y 451": the refused recipients, for the detail. */
-static void
-refused_list(const struct smtp_job *sj, char *buf, size_t bufsz,
-	     size_t *nrefused, int *worst)
-{
-	char safe[128];
-	size_t i, used = 0;
-	int n;
-
-	buf[0] = '\0';
-	*nrefused = 0;
-	*worst = 0;
-	for (i = 0; i < sj->job->nrcpt; i++) {
-		int c = sj->d.rcpt_code[i];
-
-		if (c >= 200 && c < 300)
-			continue;
-		(*nrefused)++;
-		/* A transient refusal outranks a permanent one: retrying may
-		 * yet deliver to that recipient. */
-		if (c == 0 || *worst == 0 || c < *worst)
-			*worst = c == 0 ? 421 : c;
-		log_sanitize(sj->job->rcpt[i], strlen(sj->job->rcpt[i]), safe,
-			     sizeof(safe));
-		n = snprintf(buf + used, bufsz - used, "%s%s %d",
-			     used > 0 ? ", " : "", safe, c);
-		if (n < 0 || (size_t)n >= bufsz - used)
-			break;
-		used += (size_t)n;
-	}
-}
-
-/* "queued as ID" in the final reply: the smarthost's id, or NULL. */
-static const char *
-queue_id(const char *text, char *buf, size_t bufsz)
-{
-	const char *p = strstr(text, "queued as ");
-	size_t n;
-
-	if (p == NULL)
-		return NULL;
-	p += strlen("queued as ");
-	n = strcspn(p, " ;,()<>");
-	if (n == 0 || n >= bufsz)
-		return NULL;
-	memcpy(buf, p, n);
-	buf[n] = '\0';
-	return buf;
-}
-
-static void
-classify_ok(const struct smtp_job *sj, struct connector_result *res,
-	    char *detail, size_t detailsz, char *idbuf, size_t idsz)
-{
-	char refused[LINK_DETAIL_MAX];
-	size_t nrefused;
-	int worst;
-
-	res->outcome = OUTCOME_DELIVERED;
-	res->provider_message_id = queue_id(sj->d.final_text, idbuf, idsz);
-	refused_list(sj, refused, sizeof(refused), &nrefused, &worst);
-	if (nrefused > 0) {
-		detail_set(detail, detailsz, "smtp %s; refused %zu of %zu: %s",
-			   sj->d.final_text, nrefused, sj->job->nrcpt, refused);
-		res->detail = detail;
-	}
-}
-
-/* A failed transfer: the step it stopped at decides the class. */
-static void
-classify_fail(const struct smtp_job *sj, struct connector_result *res,
-	      char *detail, size_t detailsz)
-{
-	const struct smtp_dialogue *d = &sj->d;
-	char refused[LINK_DETAIL_MAX], safe[CURL_ERROR_SIZE];
-	size_t nrefused;
-	int worst;
-
-	res->detail = detail;
-	if (d->data_go && d->final_code == 0) {
-		/* The smarthost may have the whole message: a retry may
-		 * duplicate it.  A body cut short is discarded by it. */
-		res->outcome =
-		    sj->body_eof ? OUTCOME_AMBIGUOUS : OUTCOME_TRANSIENT;
-		detail_set(detail, detailsz, "smtp no answer after %s: %s",
-			   sj->body_eof ? "the data" : "part of the data",
-			   curl_easy_strerror(sj->rc));
-		return;
-	}
-	if (d->final_code >= 400) {
-		res->outcome = code_outcome(d->final_code);
-		detail_set(detail, detailsz, "smtp data refused: %s",
-			   d->final_text);
-		return;
-	}
-	refused_list(sj, refused, sizeof(refused), &nrefused, &worst);
-	if (d->mail_code >= 200 && d->mail_code < 300 && nrefused > 0 &&
-	    nrefused == sj->job->nrcpt) {
-		res->outcome = code_outcome(worst);
-		detail_set(detail, detailsz, "smtp every recipient refused: %s",
-			   refused);
-		return;
-	}
-	if (d->last_code >= 400) {
-		res->outcome = session_outcome(d->last_cmd, d->last_code);
-		detail_set(detail, detailsz, "smtp %s refused: %s",
-			   d->last_cmd[0] != '\0' ? d->last_cmd : "greeting",
-			   d->last_text);
-		return;
-	}
-	/* Connection refused, TLS failure, timeout before the data. */
-	res->outcome =
-	    sj->rc == CURLE_LOGIN_DENIED ? OUTCOME_ACCOUNT : OUTCOME_TRANSIENT;
-	log_sanitize(sj->errbuf, strnlen(sj->errbuf, sizeof(sj->errbuf)), safe,
-		     sizeof(safe));
-	detail_set(detail, detailsz, "smtp %s: %s", curl_easy_strerror(sj->rc),
-		   safe[0] != '\0' ? safe : "-");
-}
-
-/* On the loop. */
-static void
-send_done(void *arg)
-{
-	struct smtp_job *sj = arg;
 	struct smtp *s = sj->s;
+
+	if (sj->prev != NULL)
+		sj->prev->next = sj->next;
+	else
+		s->jobs = sj->next;
+	if (sj->next != NULL)
+		sj->next->prev = sj->prev;
+}
+
+static void
+job_free(struct smtp_job *sj)
+{
+	job_unlink(sj);
+	if (sj->kick != NULL)
+		event_free(sj->kick);
+	if (sj->deadline != NULL)
+		event_free(sj->deadline);
+	free(sj->d.rcpt_code);
+	free(sj);
+}
+
+/* The job is over (its session detached): classified, reported, freed. */
+static void
+job_end(struct smtp_job *sj, CURLcode rc)
+{
+	struct smtp *s = sj->s;
+	struct smtp_attempt a = {.job = sj->job,
+				 .d = &sj->d,
+				 .rc = rc,
+				 .errbuf = sj->errbuf,
+				 .body_eof = sj->body_eof};
 	struct connector_result res;
 	char detail[LINK_DETAIL_MAX + 1], idbuf[128];
 
-	if (atomic_load(&s->closing))
-		goto out;
-	memset(&res, 0, sizeof(res));
-	if (sj->rc == CURLE_OK && sj->d.final_code >= 200 &&
-	    sj->d.final_code < 300)
-		classify_ok(sj, &res, detail, sizeof(detail), idbuf,
-			    sizeof(idbuf));
-	else
-		classify_fail(sj, &res, detail, sizeof(detail));
+	smtp_dialogue_classify(&a, &res, detail, sizeof(detail), idbuf,
+			       sizeof(idbuf));
 	if (res.outcome == OUTCOME_DELIVERED ||
 	    res.outcome == OUTCOME_PERMANENT)
 		s->failures = 0;
@@ -637,9 +671,61 @@ send_done(void *arg)
 			 sj->job->message_id, s->name,
 			 outcome_name(res.outcome), res.detail);
 	s->done(sj->job, &res, s->arg);
-out:
-	free(sj->d.rcpt_code);
-	free(sj);
+	job_free(sj);
+}
+
+/* An idle session not too old, or NULL; the too old ones are closed. */
+static struct smtp_conn *
+conn_take_idle(struct smtp *s)
+{
+	struct smtp_conn *c, *next;
+	int64_t now = mono_ms();
+
+	for (c = s->conns; c != NULL; c = next) {
+		next = c->next;
+		if (c->step != STEP_IDLE)
+			continue;
+		if (now - c->idle_since > SMTP_IDLE_MAX_S * 1000) {
+			conn_quit(c);
+			conn_drop(c);
+			continue;
+		}
+		s->nidle--;
+		return c;
+	}
+	return NULL;
+}
+
+/* On the loop's turn after send(): done() never runs inside send(). */
+static void
+job_kick(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_job *sj = arg;
+	struct smtp_conn *c = conn_take_idle(sj->s);
+
+	(void)fd;
+	(void)what;
+	if (c != NULL) {
+		c->sj = sj;
+		sj->c = c;
+		xact_begin(c);
+		return;
+	}
+	if (conn_open(sj) != 0)
+		job_end(sj, CURLE_OUT_OF_MEMORY);
+}
+
+static void
+job_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_job *sj = arg;
+
+	(void)fd;
+	(void)what;
+	if (sj->c != NULL)
+		conn_fail(sj->c, CURLE_OPERATION_TIMEDOUT);
+	else
+		job_end(sj, CURLE_OPERATION_TIMEDOUT);
 }
 
 static int
@@ -647,8 +733,9 @@ smtp_send(void *state, struct connector_job *job)
 {
 	struct smtp *s = state;
 	struct smtp_job *sj;
+	struct timeval now = {0, 0}, tv;
 
-	if (atomic_load(&s->closing))
+	if (s->closing)
 		return -ESHUTDOWN;
 	if (job->nrcpt == 0)
 		return -EINVAL;
@@ -656,7 +743,20 @@ smtp_send(void *state, struct connector_job *job)
 	sj->s = s;
 	sj->job = job;
 	sj->d.rcpt_code = xcalloc(job->nrcpt, sizeof(*sj->d.rcpt_code));
-	workq_submit(s->wq, send_work, send_done, sj);
+	sj->next = s->jobs;
+	if (s->jobs != NULL)
+		s->jobs->prev = sj;
+	s->jobs = sj;
+	tv.tv_sec = s->request_ms / 1000;
+	tv.tv_usec = (s->request_ms % 1000) * 1000;
+	sj->kick = evtimer_new(s->base, job_kick, sj);
+	sj->deadline = evtimer_new(s->base, job_timeout, sj);
+	if (sj->kick == NULL || sj->deadline == NULL ||
+	    evtimer_add(sj->kick, &now) != 0 ||
+	    evtimer_add(sj->deadline, &tv) != 0) {
+		job_free(sj);
+		return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -681,30 +781,31 @@ smtp_free(struct smtp *s)
 	free(s->url);
 	free(s->username);
 	free(s->ca_file);
-	/* The workers are gone: each idle connection says QUIT, its wait
-	 * bounded by the last transfer's response timeout. */
-	while (s->npool > 0)
-		curl_easy_cleanup(s->pool[--s->npool]);
-	if (s->pool_inited)
-		pthread_mutex_destroy(&s->pool_lock);
-	if (s->curl_inited)
-		curl_global_cleanup();
 	free(s);
 }
 
+/* Every session closed, every job dropped without done(). */
 static void
 smtp_close(void *state)
 {
 	struct smtp *s = state;
+	struct smtp_conn *c;
 
 	if (s == NULL)
 		return;
-	atomic_store(&s->closing, true);
-	/* Waits for the transfers under way, which stop at their next
-	 * progress call (about once a second at most); their completions
-	 * drop them. */
-	if (s->wq != NULL)
-		workq_free(s->wq);
+	s->closing = true;
+	while (s->conns != NULL) {
+		c = s->conns;
+		if (c->sj != NULL) {
+			c->sj->c = NULL;
+			c->sj = NULL;
+		} else if (c->step == STEP_IDLE) {
+			conn_quit(c);
+		}
+		conn_drop(c);
+	}
+	while (s->jobs != NULL)
+		job_free(s->jobs);
 	smtp_free(s);
 }
 
@@ -765,6 +866,7 @@ smtp_open(const struct provider_config *pc, struct event_base *base,
 	  size_t errlen)
 {
 	struct smtp *s = NULL;
+	struct curl_loop *cl;
 	const char *pw = provider_config_get(pc, "password_file");
 	char serr[256];
 	int rc = -EINVAL;
@@ -784,6 +886,8 @@ smtp_open(const struct provider_config *pc, struct event_base *base,
 	    key_long(pc, "connect_timeout_ms", SMTP_CONNECT_TIMEOUT_MS);
 	s->request_ms =
 	    key_long(pc, "request_timeout_ms", SMTP_REQUEST_TIMEOUT_MS);
+	s->max_idle = pc->max_in_flight > 0 ? (size_t)pc->max_in_flight : 1;
+	s->base = base;
 	s->done = done;
 	s->arg = arg;
 	if (pw != NULL) {
@@ -794,27 +898,15 @@ smtp_open(const struct provider_config *pc, struct event_base *base,
 			goto fail;
 		}
 	}
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+	/* libcurl starts (once per process) now, not at the first send. */
+	cl = curl_loop_new(base, NULL, NULL);
+	if (cl == NULL) {
 		snprintf(err, errlen, "provider %s: libcurl will not start",
 			 pc->name);
 		rc = -ENOMEM;
 		goto fail;
 	}
-	s->curl_inited = true;
-	if (pthread_mutex_init(&s->pool_lock, NULL) != 0) {
-		snprintf(err, errlen, "provider %s: cannot start workers",
-			 pc->name);
-		rc = -ENOMEM;
-		goto fail;
-	}
-	s->pool_inited = true;
-	s->wq = workq_new(base, SMTP_THREADS);
-	if (s->wq == NULL) {
-		snprintf(err, errlen, "provider %s: cannot start workers",
-			 pc->name);
-		rc = -ENOMEM;
-		goto fail;
-	}
+	curl_loop_free(cl);
 	*state = s;
 	return 0;
 fail:

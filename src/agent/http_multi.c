@@ -1,11 +1,10 @@
 /*
- * libcurl's multi socket interface on the agent's event_base (see
- * http_multi.h for the contract).  curl asks, through sockcb(), for one
- * libevent event per socket it wants watched, and through timercb() for
- * one timer; both hand control back with curl_multi_socket_action(), after
- * which finished transfers are collected from curl_multi_info_read() and
- * their callbacks run.  Callbacks are never called from inside a curl
- * callback, so they may add new transfers.
+ * HTTP transfers on libcurl's multi interface, on the agent's event_base
+ * (see http_multi.h for the contract).  The socket and timer plumbing is
+ * curl_loop's; this file keeps what is HTTP's: http/https only, the body
+ * buffer, the status, the h2 scout, the classes.  Finished transfers come
+ * from curl_loop's done callback, never from inside a curl callback, so
+ * their callbacks may add new transfers.
  *
  * For an https API, transfers added while a first one (the scout) is
  * still connecting are held here, outside curl, until curl has connected
@@ -21,13 +20,13 @@
  */
 #include "agent/http_multi.h"
 #include "agent/connector.h"
+#include "agent/curl_loop.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "link/link.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -49,9 +48,8 @@ struct http_transfer {
 };
 
 struct http_multi {
-	struct event_base *base;
-	CURLM *multi;
-	struct event *timer;
+	struct curl_loop *cl;
+	CURLM *multi;               /* cl's */
 	struct http_transfer *head; /* in flight */
 	size_t count;
 	size_t maxconn; /* CURLMOPT_MAXCONNECTS as last set */
@@ -68,89 +66,6 @@ struct http_multi {
 	size_t nheld;
 	struct event *release; /* hands the held ones to curl from the loop */
 };
-
-static pthread_once_t global_once = PTHREAD_ONCE_INIT;
-static CURLcode global_rc = CURLE_FAILED_INIT;
-
-static void
-global_init(void)
-{
-	global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-static void check_done(struct http_multi *hm);
-
-static void
-sock_event_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct http_multi *hm = arg;
-	int action = 0, running = 0;
-
-	if (what & EV_READ)
-		action |= CURL_CSELECT_IN;
-	if (what & EV_WRITE)
-		action |= CURL_CSELECT_OUT;
-	/* An error here is curl's bookkeeping; the transfers report theirs. */
-	(void)curl_multi_socket_action(hm->multi, fd, action, &running);
-	check_done(hm);
-}
-
-/* curl: watch s for what, or stop watching it (CURL_POLL_REMOVE). */
-static int
-sockcb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
-{
-	struct http_multi *hm = userp;
-	struct event *ev = socketp;
-	short flags = EV_PERSIST;
-
-	if (ev != NULL) {
-		event_free(ev);
-		ev = NULL;
-	}
-	if (what == CURL_POLL_REMOVE) {
-		(void)curl_multi_assign(hm->multi, s, NULL);
-		return 0;
-	}
-	if (what & CURL_POLL_IN)
-		flags |= EV_READ;
-	if (what & CURL_POLL_OUT)
-		flags |= EV_WRITE;
-	ev = event_new(hm->base, s, flags, sock_event_cb, hm);
-	if (ev == NULL || event_add(ev, NULL) != 0) {
-		if (ev != NULL)
-			event_free(ev);
-		(void)curl_multi_assign(hm->multi, s, NULL);
-		return -1; /* curl fails the transfers on s */
-	}
-	(void)curl_multi_assign(hm->multi, s, ev);
-	return 0;
-}
-
-static void
-timer_event_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct http_multi *hm = arg;
-	int running = 0;
-
-	(void)curl_multi_socket_action(hm->multi, CURL_SOCKET_TIMEOUT, 0,
-				       &running);
-	check_done(hm);
-}
-
-/* curl: call socket_action(TIMEOUT) after timeout_ms; -1 cancels. */
-static int
-timercb(CURLM *multi, long timeout_ms, void *userp)
-{
-	struct http_multi *hm = userp;
-	struct timeval tv;
-
-	if (timeout_ms < 0)
-		return event_del(hm->timer) == 0 ? 0 : -1;
-	tv.tv_sec = timeout_ms / 1000;
-	tv.tv_usec = (timeout_ms % 1000) * 1000;
-	/* 0 fires on the next turn of the loop, never from inside curl. */
-	return evtimer_add(hm->timer, &tv) == 0 ? 0 : -1;
-}
 
 static size_t
 writecb(char *ptr, size_t size, size_t nmemb, void *userdata)
@@ -238,26 +153,18 @@ transfer_finish(struct http_transfer *t, CURLcode code)
 	transfer_free(t);
 }
 
+/* curl_loop: a transfer of ours ended. */
 static void
-check_done(struct http_multi *hm)
+transfer_done(CURL *easy, CURLcode code, void *arg)
 {
-	struct http_transfer *t;
-	CURLMsg *msg;
-	int left;
+	struct http_transfer *t = NULL;
 
-	for (;;) {
-		msg = curl_multi_info_read(hm->multi, &left);
-		if (msg == NULL)
-			break;
-		if (msg->msg != CURLMSG_DONE)
-			continue;
-		t = NULL;
-		if (curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE,
-				      (char **)&t) != CURLE_OK ||
-		    t == NULL)
-			fatalx("http_multi: a transfer without its record");
-		transfer_finish(t, msg->data.result);
-	}
+	(void)arg;
+	if (curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&t) !=
+		CURLE_OK ||
+	    t == NULL)
+		fatalx("http_multi: a transfer without its record");
+	transfer_finish(t, code);
 }
 
 /* curl, when the scout is connected and about to send its request. */
@@ -303,21 +210,15 @@ http_multi_new(struct event_base *base)
 {
 	struct http_multi *hm;
 
-	(void)pthread_once(&global_once, global_init);
-	if (global_rc != CURLE_OK)
-		return NULL;
 	hm = xcalloc(1, sizeof(*hm));
-	hm->base = base;
-	hm->multi = curl_multi_init();
-	hm->timer = evtimer_new(base, timer_event_cb, hm);
-	hm->release = evtimer_new(base, release_cb, hm);
-	if (hm->multi == NULL || hm->timer == NULL || hm->release == NULL)
+	hm->cl = curl_loop_new(base, transfer_done, hm);
+	if (hm->cl == NULL)
 		goto fail;
-	if (curl_multi_setopt(hm->multi, CURLMOPT_SOCKETFUNCTION, sockcb) ||
-	    curl_multi_setopt(hm->multi, CURLMOPT_SOCKETDATA, hm) ||
-	    curl_multi_setopt(hm->multi, CURLMOPT_TIMERFUNCTION, timercb) ||
-	    curl_multi_setopt(hm->multi, CURLMOPT_TIMERDATA, hm) ||
-	    curl_multi_setopt(hm->multi, CURLMOPT_PIPELINING,
+	hm->multi = curl_loop_multi(hm->cl);
+	hm->release = evtimer_new(base, release_cb, hm);
+	if (hm->release == NULL)
+		goto fail;
+	if (curl_multi_setopt(hm->multi, CURLMOPT_PIPELINING,
 			      (long)CURLPIPE_MULTIPLEX) ||
 	    curl_multi_setopt(hm->multi, CURLMOPT_MAXCONNECTS,
 			      (long)HTTP_MAXCONNECTS_MIN))
@@ -325,12 +226,9 @@ http_multi_new(struct event_base *base)
 	hm->maxconn = HTTP_MAXCONNECTS_MIN;
 	return hm;
 fail:
-	if (hm->timer != NULL)
-		event_free(hm->timer);
 	if (hm->release != NULL)
 		event_free(hm->release);
-	if (hm->multi != NULL)
-		(void)curl_multi_cleanup(hm->multi);
+	curl_loop_free(hm->cl);
 	free(hm);
 	return NULL;
 }
@@ -348,9 +246,7 @@ http_multi_free(struct http_multi *hm)
 	if (hm == NULL)
 		return;
 	http_multi_cancel(hm);
-	/* Closing the cached connections calls sockcb(REMOVE) for each. */
-	(void)curl_multi_cleanup(hm->multi);
-	event_free(hm->timer);
+	curl_loop_free(hm->cl);
 	event_free(hm->release);
 	free(hm->ca_file);
 	free(hm);

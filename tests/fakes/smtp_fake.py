@@ -10,6 +10,11 @@ decode_data=False).  Refusals follow RFC 5321 as a smarthost answers them:
 `data_reply` after the data (the bytes are kept first), and `hang_data`
 accepts the data and never answers, until stop().
 
+For concurrency: `hold_data` = (N, seconds) holds each answer to the data
+until N transactions wait for theirs at once (then all get 250), or the
+seconds pass (451: the client never had N transfers open at once);
+`peak_waiting` is the most that waited together.
+
 For connection reuse: `connections` counts the client's connections (`closed`, those gone),
 `idle_timeout` (seconds) closes a connection idle that long, as smarthosts
 do, and `drop_reused` closes the connection, with no reply, at the MAIL of
@@ -97,6 +102,8 @@ class Handler:
                                "auth": session.authenticated})
             f.changed.notify_all()
             n = len(f.received)
+        if f.hold_data is not None:
+            return await self._hold(f)
         if f.hang_data:
             # Never answers: the client's timeout must give up.
             while not f.stopping:
@@ -105,6 +112,27 @@ class Handler:
         if f.data_reply:
             return f.data_reply
         return "250 2.0.0 Ok: queued as FAKE%04d" % n
+
+
+    async def _hold(self, f):
+        # Every session runs on the controller's one asyncio loop: the
+        # count needs no lock against the others, only against readers.
+        want, seconds = f.hold_data
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        with f.lock:
+            f.waiting += 1
+            f.peak_waiting = max(f.peak_waiting, f.waiting)
+        try:
+            while f.peak_waiting < want and not f.stopping:
+                if loop.time() >= deadline:
+                    return "451 4.3.0 only %d transactions at once" % (
+                        f.peak_waiting)
+                await asyncio.sleep(0.01)
+        finally:
+            with f.lock:
+                f.waiting -= 1
+        return "250 2.0.0 Ok: queued as HELD"
 
 
 class CountingSMTP(SMTP):
@@ -172,6 +200,9 @@ class SmtpFake:
         self.mail_reply = None
         self.data_reply = None
         self.hang_data = False
+        self.hold_data = None
+        self.waiting = 0
+        self.peak_waiting = 0
         self.stopping = False
         self.user, self.password = user, password
         ctx = None

@@ -298,7 +298,7 @@ def test_connections_reused_with_starttls_and_auth(make_cluster, fakes,
     ids += c.submit_many(12, start=12)
     c.wait_delivered(ids)
     assert_once_each(c, fake, ids)
-    # 4: the connector's worker threads.
+    # 4: max_in_flight, so at most 4 sessions at once.
     assert 1 <= fake.connections <= 4, fake.connections
     assert fake.auth_tries == [True] * fake.connections, fake.auth_tries
 
@@ -341,6 +341,59 @@ def test_connection_dropped_at_mail_is_retried_fresh(make_cluster, fakes):
         ids.append(c.submit(h.message(30 + i)))
         c.wait_delivered(ids)
     assert fake.dropped >= 1, "no reused connection was dropped"
+    assert_once_each(c, fake, ids)
+
+
+def test_large_message_dot_stuffed_over_tls(make_cluster, fakes, certs,
+                                            tmp_path):
+    # About 9 MB over STARTTLS: more than the socket takes at once, so the
+    # body goes out in parts as the smarthost reads; lines that start
+    # with a dot (one is a lone ".") arrive as written, none ends the
+    # data early.
+    fake = fakes(tls="starttls", certs=certs, user="relay",
+                 password=PASSWORD)
+    pw = str(tmp_path / "smtp.pw")
+    h.Cluster.write_secret(pw, PASSWORD)
+    c = smtp_cluster(make_cluster, fake,
+                     {"tls": "starttls", "username": "relay",
+                      "password_file": pw, "tls_ca_file": certs[0]})
+    c.start_server()
+    c.start_agent("s")
+    lines = []
+    for i in range(200000):
+        if i % 7 == 3:
+            lines.append(".")
+        elif i % 11 == 5:
+            lines.append("..%05d" % i)
+        else:
+            lines.append(".%05d %s" % (i, "x" * 50))
+    mid = c.submit(h.message(40, text="\n".join(lines) + "\n"))
+    c.wait_delivered([mid], timeout=30)
+    got = wait_received(fake, 1)[0]["data"]
+    assert len(got) > 9000000, len(got)
+    body = got.split(b"\r\n\r\n", 1)[1]
+    got_lines = [ln.decode() for ln in body.split(b"\r\n")]
+    at = got_lines.index(lines[0])
+    assert got_lines[at:at + len(lines)] == lines
+    assert c.msg(mid)["attempts"][-1]["outcome"] == "delivered"
+
+
+def test_transfers_at_once_follow_max_in_flight(make_cluster, fakes):
+    # The stand-in answers the data only once 8 transactions wait for
+    # their answer together (451 after its deadline): with max_in_flight
+    # 8 the connector must have 8 transfers open at once.  A fixed pool
+    # of 4 workers held at 4; curl's SMTP on the agent's loop would hold
+    # at 1 (libcurl 7.88 waits for the answer to the data inside the
+    # multi interface, docs/internals/agent.md).
+    fake = fakes()
+    fake.hold_data = (8, h.scaled(4))
+    c = smtp_cluster(make_cluster, fake, {"max_in_flight": 8})
+    c.start_server()
+    c.start_agent("s")
+    ids = c.submit_many(8)
+    wait_received(fake, 8, timeout=8)
+    assert fake.peak_waiting == 8, fake.peak_waiting
+    c.wait_delivered(ids)
     assert_once_each(c, fake, ids)
 
 

@@ -1,0 +1,401 @@
+/*
+ * The smtp connector's reading of a transaction (contract in
+ * smtp_dialogue.h).  Replies are attributed to the last command sent;
+ * the classes follow RFC 5321's codes as smarthosts use them: 2xx after
+ * the data delivered (refused recipients named), 530/534/535/538 the
+ * account's, 452 throttled, other 4xx transient, 5xx permanent for MAIL,
+ * RCPT and the data but the smarthost's (transient) or the account's (at
+ * AUTH) for the session, and the whole message sent with no verdict
+ * ambiguous.  Nothing here does I/O, so every rule is a pure function of
+ * what was said.
+ */
+#include "agent/smtp_dialogue.h"
+#include "agent/connector.h"
+#include "common/log.h"
+#include "link/link.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+int
+smtp_dialogue_code(const char *p, size_t len, bool *last)
+{
+	if (len < 3 || p[0] < '1' || p[0] > '5' || p[1] < '0' || p[1] > '9' ||
+	    p[2] < '0' || p[2] > '9')
+		return 0;
+	*last = len == 3 || p[3] != '-';
+	return (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
+}
+
+/* One final reply line of the server, attributed to the last command. */
+static void
+dialogue_reply(struct smtp_dialogue *d, int code, const char *text, size_t len)
+{
+	char *dst = d->last_text;
+
+	/* Only the first reply after the data is its verdict; QUIT's 221
+	 * comes later. */
+	if (d->data_go && d->final_code != 0)
+		return;
+	/* curl says QUIT inside the failed transfer: its 221 is no verdict. */
+	if (strcmp(d->cmd, "QUIT") == 0)
+		return;
+	d->last_code = code;
+	memcpy(d->last_cmd, d->cmd, sizeof(d->last_cmd));
+	if (d->data_go) {
+		d->final_code = code;
+		dst = d->final_text;
+	} else if (strcmp(d->cmd, "RCPT") == 0 && d->nrcpt_sent > 0) {
+		d->rcpt_code[d->nrcpt_sent - 1] = code;
+	} else if (strcmp(d->cmd, "MAIL") == 0) {
+		d->mail_code = code;
+	} else if (strcmp(d->cmd, "DATA") == 0 && code == 354) {
+		d->data_go = true;
+	}
+	while (len > 0 && (text[len - 1] == '\r' || text[len - 1] == '\n'))
+		len--;
+	log_sanitize(text, len, dst, SMTP_DIALOGUE_REPLY_MAX);
+}
+
+void
+smtp_dialogue_in(struct smtp_dialogue *d, const char *p, size_t len)
+{
+	const char *nl;
+	size_t n;
+	bool last;
+	int code;
+
+	while (len > 0) {
+		nl = memchr(p, '\n', len);
+		n = nl != NULL ? (size_t)(nl - p) + 1 : len;
+		code = smtp_dialogue_code(p, n, &last);
+		if (code != 0 && last)
+			dialogue_reply(d, code, p, n);
+		p += n;
+		len -= n;
+	}
+}
+
+/*
+ * Only a known verb is kept: the lines after "AUTH PLAIN" or "AUTH LOGIN"
+ * are credentials in base64, and they must never reach a detail.
+ */
+void
+smtp_dialogue_out(struct smtp_dialogue *d, const char *p, size_t len)
+{
+	static const char *const verbs[] = {"EHLO", "HELO", "STARTTLS",
+					    "AUTH", "MAIL", "RCPT",
+					    "DATA", "RSET", "QUIT"};
+	size_t i, n;
+
+	for (n = 0; n < len; n++)
+		if (p[n] == ' ' || p[n] == ':' || p[n] == '\r' || p[n] == '\n')
+			break;
+	for (i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+		if (strlen(verbs[i]) != n || strncasecmp(p, verbs[i], n) != 0)
+			continue;
+		snprintf(d->cmd, sizeof(d->cmd), "%s", verbs[i]);
+		if (strcmp(d->cmd, "RCPT") == 0)
+			d->nrcpt_sent++;
+		return;
+	}
+}
+
+/*
+ * A detail line: a long one is cut at LINK_DETAIL_MAX, which is what the
+ * link carries anyway.
+ */
+static void detail_set(char *buf, size_t bufsz, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+detail_set(char *buf, size_t bufsz, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(buf, bufsz, fmt, ap);
+	va_end(ap);
+}
+
+static bool
+code_is_auth(int code)
+{
+	return code == 530 || code == 534 || code == 535 || code == 538;
+}
+
+/* The class of a refusal with this SMTP code (4xx or 5xx). */
+static int
+code_outcome(int code)
+{
+	if (code_is_auth(code))
+		return OUTCOME_ACCOUNT;
+	if (code == 452)
+		return OUTCOME_THROTTLED;
+	if (code >= 500)
+		return OUTCOME_PERMANENT;
+	return OUTCOME_TRANSIENT;
+}
+
+/*
+ * A refusal of the session itself (greeting, EHLO, STARTTLS, AUTH) says
+ * nothing about the message: 5xx there is the account's at AUTH and the
+ * smarthost's elsewhere.  Only MAIL, RCPT and the data refuse a message.
+ */
+static int
+session_outcome(const char *cmd, int code)
+{
+	int outcome = code_outcome(code);
+
+	if (outcome != OUTCOME_PERMANENT || strcmp(cmd, "MAIL") == 0 ||
+	    strcmp(cmd, "RCPT") == 0 || strcmp(cmd, "DATA") == 0)
+		return outcome;
+	return strcmp(cmd, "AUTH") == 0 ? OUTCOME_ACCOUNT : OUTCOME_TRANSIENT;
+}
+
+/* "a@x 550, b@y 451": the refused recipients, for the detail. */
+static void
+refused_list(const struct smtp_attempt *sj, char *buf, size_t bufsz,
+	     size_t *nrefused, int *worst)
+{
+	char safe[128];
+	size_t i, used = 0;
+	int n;
+
+	buf[0] = '\0';
+	*nrefused = 0;
+	*worst = 0;
+	for (i = 0; i < sj->job->nrcpt; i++) {
+		int c = sj->d->rcpt_code[i];
+
+		if (c >= 200 && c < 300)
+			continue;
+		(*nrefused)++;
+		/* A transient refusal outranks a permanent one: retrying may
+		 * yet deliver to that recipient. */
+		if (c == 0 || *worst == 0 || c < *worst)
+			*worst = c == 0 ? 421 : c;
+		log_sanitize(sj->job->rcpt[i], strlen(sj->job->rcpt[i]), safe,
+			     sizeof(safe));
+		n = snprintf(buf + used, bufsz - used, "%s%s %d",
+			     used > 0 ? ", " : "", safe, c);
+		if (n < 0 || (size_t)n >= bufsz - used)
+			break;
+		used += (size_t)n;
+	}
+}
+
+/* "queued as ID" in the final reply: the smarthost's id, or NULL. */
+static const char *
+queue_id(const char *text, char *buf, size_t bufsz)
+{
+	const char *p = strstr(text, "queued as ");
+	size_t n;
+
+	if (p == NULL)
+		return NULL;
+	p += strlen("queued as ");
+	n = strcspn(p, " ;,()<>");
+	if (n == 0 || n >= bufsz)
+		return NULL;
+	memcpy(buf, p, n);
+	buf[n] = '\0';
+	return buf;
+}
+
+static void
+classify_ok(const struct smtp_attempt *sj, struct connector_result *res,
+	    char *detail, size_t detailsz, char *idbuf, size_t idsz)
+{
+	char refused[LINK_DETAIL_MAX];
+	size_t nrefused;
+	int worst;
+
+	res->outcome = OUTCOME_DELIVERED;
+	res->provider_message_id = queue_id(sj->d->final_text, idbuf, idsz);
+	refused_list(sj, refused, sizeof(refused), &nrefused, &worst);
+	if (nrefused > 0) {
+		detail_set(detail, detailsz, "smtp %s; refused %zu of %zu: %s",
+			   sj->d->final_text, nrefused, sj->job->nrcpt,
+			   refused);
+		res->detail = detail;
+	}
+}
+
+/* A failed attempt: the step it stopped at decides the class. */
+static void
+classify_fail(const struct smtp_attempt *sj, struct connector_result *res,
+	      char *detail, size_t detailsz)
+{
+	const struct smtp_dialogue *d = sj->d;
+	char refused[LINK_DETAIL_MAX], safe[CURL_ERROR_SIZE];
+	size_t nrefused;
+	int worst;
+
+	res->detail = detail;
+	if (d->data_go && d->final_code == 0) {
+		/* The smarthost may have the whole message: a retry may
+		 * duplicate it.  A body cut short is discarded by it. */
+		res->outcome =
+		    sj->body_eof ? OUTCOME_AMBIGUOUS : OUTCOME_TRANSIENT;
+		detail_set(detail, detailsz, "smtp no answer after %s: %s",
+			   sj->body_eof ? "the data" : "part of the data",
+			   curl_easy_strerror(sj->rc));
+		return;
+	}
+	if (d->final_code >= 400) {
+		res->outcome = code_outcome(d->final_code);
+		detail_set(detail, detailsz, "smtp data refused: %s",
+			   d->final_text);
+		return;
+	}
+	refused_list(sj, refused, sizeof(refused), &nrefused, &worst);
+	if (d->mail_code >= 200 && d->mail_code < 300 && nrefused > 0 &&
+	    nrefused == sj->job->nrcpt) {
+		res->outcome = code_outcome(worst);
+		detail_set(detail, detailsz, "smtp every recipient refused: %s",
+			   refused);
+		return;
+	}
+	if (d->last_code >= 400) {
+		res->outcome = session_outcome(d->last_cmd, d->last_code);
+		detail_set(detail, detailsz, "smtp %s refused: %s",
+			   d->last_cmd[0] != '\0' ? d->last_cmd : "greeting",
+			   d->last_text);
+		return;
+	}
+	/* Connection refused, TLS failure, timeout before the data. */
+	res->outcome =
+	    sj->rc == CURLE_LOGIN_DENIED ? OUTCOME_ACCOUNT : OUTCOME_TRANSIENT;
+	log_sanitize(sj->errbuf, strnlen(sj->errbuf, CURL_ERROR_SIZE), safe,
+		     sizeof(safe));
+	detail_set(detail, detailsz, "smtp %s: %s", curl_easy_strerror(sj->rc),
+		   safe[0] != '\0' ? safe : "-");
+}
+
+void
+smtp_dialogue_classify(const struct smtp_attempt *a,
+		       struct connector_result *res, char *detail,
+		       size_t detailsz, char *idbuf, size_t idsz)
+{
+	memset(res, 0, sizeof(*res));
+	if (a->rc == CURLE_OK && a->d->final_code >= 200 &&
+	    a->d->final_code < 300)
+		classify_ok(a, res, detail, detailsz, idbuf, idsz);
+	else
+		classify_fail(a, res, detail, detailsz);
+}
+
+void
+smtp_dialogue_stuff_init(struct smtp_stuff *st)
+{
+	st->off = 0;
+	st->bol = 2;
+	st->eob = false;
+}
+
+size_t
+smtp_dialogue_stuff(struct smtp_stuff *st, const uint8_t *msg, size_t len,
+		    char *out, size_t outsz)
+{
+	size_t n = 0;
+	uint8_t ch;
+
+	while (st->off < len && n + 2 <= outsz) {
+		ch = msg[st->off++];
+		if (ch == '.' && st->bol == 2)
+			out[n++] = '.';
+		out[n++] = (char)ch;
+		st->bol = ch == '\r' ? 1 : ch == '\n' && st->bol == 1 ? 2 : 0;
+	}
+	if (st->off == len && !st->eob && n + 5 <= outsz) {
+		if (st->bol != 2) {
+			memcpy(out + n, "\r\n", 2);
+			n += 2;
+		}
+		memcpy(out + n, ".\r\n", 3);
+		n += 3;
+		st->eob = true;
+	}
+	return n;
+}
+
+void
+smtp_dialogue_ehlo(const char *p, size_t len, bool *size, bool *utf8)
+{
+	size_t n;
+
+	if (len < 4 || smtp_dialogue_code(p, len, &(bool){false}) != 250 ||
+	    (p[3] != '-' && p[3] != ' '))
+		return;
+	p += 4;
+	len -= 4;
+	for (n = 0; n < len; n++)
+		if (p[n] == ' ' || p[n] == '\r' || p[n] == '\n')
+			break;
+	if (n == 4 && strncasecmp(p, "SIZE", 4) == 0)
+		*size = true;
+	else if (n == 8 && strncasecmp(p, "SMTPUTF8", 8) == 0)
+		*utf8 = true;
+}
+
+bool
+smtp_dialogue_rcpt_taken(const struct smtp_dialogue *d, size_t nrcpt)
+{
+	size_t i;
+
+	for (i = 0; i < nrcpt; i++)
+		if (d->rcpt_code[i] >= 200 && d->rcpt_code[i] < 300)
+			return true;
+	return false;
+}
+
+static bool
+ascii(const char *p)
+{
+	for (; *p != '\0'; p++)
+		if ((unsigned char)*p >= 0x80)
+			return false;
+	return true;
+}
+
+bool
+smtp_dialogue_utf8(const struct connector_job *job)
+{
+	size_t i;
+
+	if (!ascii(job->mail_from))
+		return true;
+	for (i = 0; i < job->nrcpt; i++)
+		if (!ascii(job->rcpt[i]))
+			return true;
+	return false;
+}
+
+size_t
+smtp_dialogue_line(struct smtp_lines *l, const char *p, size_t n,
+		   const char **line, size_t *len)
+{
+	const char *nl = memchr(p, '\n', n);
+	size_t take = nl != NULL ? (size_t)(nl - p) + 1 : n;
+	size_t room = sizeof(l->buf) - l->len;
+	size_t k = take < room ? take : room;
+
+	*line = NULL;
+	*len = 0;
+	if (!l->skipping) {
+		memcpy(l->buf + l->len, p, k);
+		l->len += k;
+		if (k < take || (nl == NULL && l->len == sizeof(l->buf)))
+			l->skipping = true;
+	}
+	if (nl != NULL) {
+		*line = l->buf;
+		*len = l->len;
+		l->len = 0;
+		l->skipping = false;
+	}
+	return take;
+}

@@ -1,0 +1,114 @@
+/*
+ * What an SMTP smarthost said in one transaction, and what it means for
+ * the message: the smtp connector's reply bookkeeping and its outcome
+ * table (docs/providers.md, smtp), apart from how the bytes travel.
+ *
+ * smtp_dialogue_out() is told each command line sent, smtp_dialogue_in()
+ * each chunk of reply lines received (any split); they keep the verb of
+ * the command each final reply answers, every recipient's RCPT answer,
+ * MAIL's, whether the data went out (354) and the verdict after it, and
+ * the text of the last and the final reply made printable.  Only known
+ * verbs are kept from the commands, never their arguments, so the lines
+ * after AUTH (credentials in base64) never reach a detail.
+ * smtp_dialogue_classify() turns an ended attempt into a connector_result.
+ *
+ * The way out too: smtp_dialogue_stuff() dot-stuffs the message as
+ * RFC 5321 4.5.2 asks and ends it, and smtp_dialogue_ehlo() reads the
+ * extensions we use from the answer to EHLO.  No I/O here, so a fuzzer
+ * can drive every reader of the smarthost's bytes.
+ */
+#ifndef SHIVNERI_SMTP_DIALOGUE_H
+#define SHIVNERI_SMTP_DIALOGUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <curl/curl.h>
+
+struct connector_job;
+struct connector_result;
+
+#define SMTP_DIALOGUE_REPLY_MAX 200 /* bytes of a reply kept for the detail */
+/* A reply line kept; RFC 5321 says 512 with the CRLF. */
+#define SMTP_DIALOGUE_LINE_MAX 1024
+
+struct smtp_dialogue {
+	char cmd[12];      /* verb of the last command sent, "RCPT" */
+	char last_cmd[12]; /* verb of the command last_code answers */
+	size_t nrcpt_sent; /* RCPT commands sent so far */
+	int *rcpt_code;    /* per recipient, 0: no answer */
+	int mail_code;     /* answer to MAIL FROM */
+	int last_code;     /* last final reply of any command */
+	bool data_go;      /* 354 received: the body is going out */
+	int final_code;    /* the reply after the body, 0: none */
+	char final_text[SMTP_DIALOGUE_REPLY_MAX];
+	char last_text[SMTP_DIALOGUE_REPLY_MAX];
+};
+
+/* One attempt at a message, as classify reads it. */
+struct smtp_attempt {
+	const struct connector_job *job;
+	const struct smtp_dialogue *d;
+	CURLcode rc;        /* CURLE_OK: the transaction ended with a 2xx */
+	const char *errbuf; /* curl's words for rc, may be empty */
+	bool body_eof;      /* the whole message and its end went out */
+};
+
+/* "NNN-", "NNN " or "NNN" at p: the code (*last: no '-'), else 0. */
+int smtp_dialogue_code(const char *p, size_t len, bool *last);
+/* Reply lines received; a line cut by the chunk is not seen whole. */
+void smtp_dialogue_in(struct smtp_dialogue *d, const char *p, size_t len);
+/* One command line sent. */
+void smtp_dialogue_out(struct smtp_dialogue *d, const char *p, size_t len);
+/*
+ * The outcome of a (the detail in detail, the smarthost's queue id in
+ * idbuf, both pointed at by res when set).
+ */
+void smtp_dialogue_classify(const struct smtp_attempt *a,
+			    struct connector_result *res, char *detail,
+			    size_t detailsz, char *idbuf, size_t idsz);
+
+/* True when a recipient of nrcpt was taken (2xx). */
+bool smtp_dialogue_rcpt_taken(const struct smtp_dialogue *d, size_t nrcpt);
+/* True when an address of job has a byte over 127 (MAIL says SMTPUTF8). */
+bool smtp_dialogue_utf8(const struct connector_job *job);
+
+/* A reply line being read: the first SMTP_DIALOGUE_LINE_MAX bytes are kept, the
+ * rest of an overlong line skipped (to stay in step, as Postfix does). */
+struct smtp_lines {
+	char buf[SMTP_DIALOGUE_LINE_MAX];
+	size_t len;
+	bool skipping;
+};
+
+/*
+ * Takes bytes of p (n > 0) up to the end of the first line; returns how
+ * many.  When that completes a line, *line and *len give it (its LF
+ * included unless it was cut), valid until the next call; else *line is
+ * NULL.
+ */
+size_t smtp_dialogue_line(struct smtp_lines *l, const char *p, size_t n,
+			  const char **line, size_t *len);
+
+/* The body's way out, resumable part after part. */
+struct smtp_stuff {
+	size_t off; /* next byte of the message */
+	int bol;    /* 2: at a line's start (the start, or after CRLF) */
+	bool eob;   /* the end of data is out */
+};
+
+void smtp_dialogue_stuff_init(struct smtp_stuff *st);
+/*
+ * The next part of msg into out (outsz at least 5): every "." at a line's
+ * start doubled (as curl did: a line starts after CRLF), then the end of
+ * data, ".\r\n", after a CRLF of its own when msg does not end with one.
+ * Returns the bytes written; 0 when everything is out.
+ */
+size_t smtp_dialogue_stuff(struct smtp_stuff *st, const uint8_t *msg,
+			   size_t len, char *out, size_t outsz);
+/* One line of the answer to EHLO ("250-SIZE 1000"): sets *size or *utf8
+ * when it offers SIZE or SMTPUTF8, leaves them alone otherwise. */
+void smtp_dialogue_ehlo(const char *p, size_t len, bool *size, bool *utf8);
+
+#endif

@@ -1,0 +1,295 @@
+/*
+ * Unit tests of smtp_dialogue, the smtp connector's reading and writing
+ * of a transaction: the body dot-stuffed and ended as curl did, the same
+ * bytes whatever the size of the parts; reply lines split anywhere and an
+ * overlong one cut and skipped; a transaction's replies attributed to
+ * their commands and classified (a delivery with a refused recipient and
+ * the smarthost's id, every recipient refused, the account at AUTH, no
+ * verdict after the whole body ambiguous, part of it transient); the
+ * credentials after AUTH never kept; EHLO's SIZE and SMTPUTF8.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "agent/connector.h"
+#include "agent/smtp_dialogue.h"
+#include "link/link.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The whole stuffed message, produced in parts of at most part bytes. */
+static size_t
+stuff_all(const char *msg, size_t part, char *out, size_t outsz)
+{
+	struct smtp_stuff st;
+	size_t n = 0, k;
+	int rounds = 0;
+
+	smtp_dialogue_stuff_init(&st);
+	for (;;) {
+		assert_true(n + part <= outsz);
+		k = smtp_dialogue_stuff(&st, (const uint8_t *)msg, strlen(msg),
+					out + n, part);
+		if (k == 0)
+			break;
+		n += k;
+		assert_true(++rounds < 10000);
+	}
+	out[n] = '\0';
+	return n;
+}
+
+static void
+test_stuffing(void **state)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+	    {"a\r\n.b\r\n", "a\r\n..b\r\n.\r\n"},
+	    {".x\r\n", "..x\r\n.\r\n"},
+	    {"abc", "abc\r\n.\r\n"},
+	    {"", ".\r\n"},
+	    {"a\n.b", "a\n.b\r\n.\r\n"},
+	    {"a\r\n.\r\n", "a\r\n..\r\n.\r\n"},
+	    {"a\r\n..\r\nb\r\n", "a\r\n...\r\nb\r\n.\r\n"},
+	    {"x\r", "x\r\r\n.\r\n"},
+	};
+	char out[256];
+	size_t i, part;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		for (part = 5; part <= 64; part++) {
+			stuff_all(cases[i].in, part, out, sizeof(out));
+			assert_string_equal(out, cases[i].out);
+		}
+}
+
+static void
+test_lines(void **state)
+{
+	struct smtp_lines l;
+	const char *line;
+	char big[3000];
+	size_t n, len;
+
+	(void)state;
+	memset(&l, 0, sizeof(l));
+	n = smtp_dialogue_line(&l, "250-a\r\n250 b", 12, &line, &len);
+	assert_int_equal(n, 7);
+	assert_non_null(line);
+	assert_int_equal(len, 7);
+	assert_memory_equal(line, "250-a\r\n", 7);
+	n = smtp_dialogue_line(&l, "250 b", 5, &line, &len);
+	assert_int_equal(n, 5);
+	assert_null(line);
+	n = smtp_dialogue_line(&l, "\r\n", 2, &line, &len);
+	assert_non_null(line);
+	assert_memory_equal(line, "250 b\r\n", 7);
+
+	/* An overlong line: its start kept, the rest skipped in step. */
+	memset(big, 'x', sizeof(big));
+	memcpy(big, "554 ", 4);
+	big[sizeof(big) - 2] = '\r';
+	big[sizeof(big) - 1] = '\n';
+	n = smtp_dialogue_line(&l, big, 1000, &line, &len);
+	assert_null(line);
+	n = smtp_dialogue_line(&l, big + 1000, sizeof(big) - 1000, &line, &len);
+	assert_int_equal(n, sizeof(big) - 1000);
+	assert_non_null(line);
+	assert_int_equal(len, SMTP_DIALOGUE_LINE_MAX);
+	assert_memory_equal(line, "554 ", 4);
+	n = smtp_dialogue_line(&l, "221 ok\r\n", 8, &line, &len);
+	assert_int_equal(len, 8);
+	assert_memory_equal(line, "221 ok\r\n", 8);
+}
+
+static const char *const rcpts[] = {"ann@example.net", "bob@example.net"};
+
+struct run {
+	struct connector_job job;
+	struct smtp_dialogue d;
+	int codes[2];
+	struct connector_result res;
+	char detail[LINK_DETAIL_MAX + 1], id[128];
+};
+
+static void
+run_init(struct run *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->job.message_id = "m1";
+	r->job.mail_from = "me@example.com";
+	r->job.rcpt = rcpts;
+	r->job.nrcpt = 2;
+	r->d.rcpt_code = r->codes;
+}
+
+static void
+out(struct run *r, const char *line)
+{
+	smtp_dialogue_out(&r->d, line, strlen(line));
+}
+
+static void
+in(struct run *r, const char *lines)
+{
+	smtp_dialogue_in(&r->d, lines, strlen(lines));
+}
+
+static void
+classify(struct run *r, CURLcode rc, bool body_eof)
+{
+	struct smtp_attempt a = {.job = &r->job,
+				 .d = &r->d,
+				 .rc = rc,
+				 .errbuf = "",
+				 .body_eof = body_eof};
+
+	smtp_dialogue_classify(&a, &r->res, r->detail, sizeof(r->detail), r->id,
+			       sizeof(r->id));
+}
+
+static void
+transaction_to_data(struct run *r, const char *rcpt2)
+{
+	out(r, "MAIL FROM:<me@example.com>\r\n");
+	in(r, "250-fine\r\n250 2.1.0 Ok\r\n");
+	out(r, "RCPT TO:<ann@example.net>\r\n");
+	in(r, "250 2.1.5 Ok\r\n");
+	out(r, "RCPT TO:<bob@example.net>\r\n");
+	in(r, rcpt2);
+}
+
+static void
+test_delivered_with_a_refusal(void **state)
+{
+	struct run r;
+
+	(void)state;
+	run_init(&r);
+	transaction_to_data(&r, "550 5.1.1 no such user\r\n");
+	assert_true(smtp_dialogue_rcpt_taken(&r.d, 2));
+	out(&r, "DATA\r\n");
+	in(&r, "354 go ahead\r\n");
+	assert_true(r.d.data_go);
+	in(&r, "250 2.0.0 Ok: queued as 4XyZ1\r\n");
+	in(&r, "221 bye\r\n"); /* never the verdict */
+	classify(&r, CURLE_OK, true);
+	assert_int_equal(r.res.outcome, OUTCOME_DELIVERED);
+	assert_string_equal(r.res.provider_message_id, "4XyZ1");
+	assert_non_null(r.res.detail);
+	assert_non_null(strstr(r.res.detail, "refused 1 of 2"));
+	assert_non_null(strstr(r.res.detail, "bob@example.net 550"));
+}
+
+static void
+test_every_recipient_refused(void **state)
+{
+	struct run r;
+
+	(void)state;
+	run_init(&r);
+	out(&r, "MAIL FROM:<me@example.com>\r\n");
+	in(&r, "250 Ok\r\n");
+	out(&r, "RCPT TO:<ann@example.net>\r\n");
+	in(&r, "550 no\r\n");
+	out(&r, "RCPT TO:<bob@example.net>\r\n");
+	in(&r, "551 no\r\n");
+	assert_false(smtp_dialogue_rcpt_taken(&r.d, 2));
+	classify(&r, CURLE_WEIRD_SERVER_REPLY, false);
+	assert_int_equal(r.res.outcome, OUTCOME_PERMANENT);
+	assert_non_null(strstr(r.res.detail, "every recipient refused"));
+
+	/* A transient refusal outranks a permanent one. */
+	run_init(&r);
+	transaction_to_data(&r, "450 4.2.1 try later\r\n");
+	r.codes[0] = 550;
+	classify(&r, CURLE_WEIRD_SERVER_REPLY, false);
+	assert_int_equal(r.res.outcome, OUTCOME_TRANSIENT);
+}
+
+static void
+test_auth_and_credentials(void **state)
+{
+	struct run r;
+
+	(void)state;
+	run_init(&r);
+	in(&r, "220 hi\r\n");
+	out(&r, "EHLO relay.test\r\n");
+	in(&r, "250-hi\r\n250 AUTH PLAIN\r\n");
+	out(&r, "AUTH PLAIN\r\n");
+	in(&r, "334 \r\n");
+	out(&r, "c2VjcmV0LXBhc3N3b3Jk\r\n");
+	assert_string_equal(r.d.cmd, "AUTH");
+	in(&r, "535 5.7.8 Authentication credentials invalid\r\n");
+	classify(&r, CURLE_LOGIN_DENIED, false);
+	assert_int_equal(r.res.outcome, OUTCOME_ACCOUNT);
+	assert_null(strstr(r.res.detail, "c2VjcmV0"));
+	assert_non_null(strstr(r.res.detail, "AUTH refused"));
+}
+
+static void
+test_no_verdict(void **state)
+{
+	struct run r;
+
+	(void)state;
+	run_init(&r);
+	transaction_to_data(&r, "250 Ok\r\n");
+	out(&r, "DATA\r\n");
+	in(&r, "354 go\r\n");
+	classify(&r, CURLE_RECV_ERROR, true);
+	assert_int_equal(r.res.outcome, OUTCOME_AMBIGUOUS);
+	classify(&r, CURLE_SEND_ERROR, false);
+	assert_int_equal(r.res.outcome, OUTCOME_TRANSIENT);
+	in(&r, "552 5.3.4 too big\r\n");
+	classify(&r, CURLE_WEIRD_SERVER_REPLY, true);
+	assert_int_equal(r.res.outcome, OUTCOME_PERMANENT);
+}
+
+static void
+test_ehlo_and_utf8(void **state)
+{
+	static const char *const wide[] = {"z\xc3\xbc@example.net"};
+	struct connector_job job = {
+	    .mail_from = "a@example.com", .rcpt = rcpts, .nrcpt = 2};
+	bool size = false, utf8 = false;
+
+	(void)state;
+	smtp_dialogue_ehlo("250-SIZEX 1\r\n", 13, &size, &utf8);
+	smtp_dialogue_ehlo("550-SIZE 1\r\n", 12, &size, &utf8);
+	smtp_dialogue_ehlo("250-8BITMIME\r\n", 14, &size, &utf8);
+	assert_false(size);
+	assert_false(utf8);
+	smtp_dialogue_ehlo("250-SIZE 35882577\r\n", 19, &size, &utf8);
+	smtp_dialogue_ehlo("250 smtputf8\r\n", 14, &size, &utf8);
+	assert_true(size);
+	assert_true(utf8);
+	assert_false(smtp_dialogue_utf8(&job));
+	job.rcpt = wide;
+	job.nrcpt = 1;
+	assert_true(smtp_dialogue_utf8(&job));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_stuffing),
+	    cmocka_unit_test(test_lines),
+	    cmocka_unit_test(test_delivered_with_a_refusal),
+	    cmocka_unit_test(test_every_recipient_refused),
+	    cmocka_unit_test(test_auth_and_credentials),
+	    cmocka_unit_test(test_no_verdict),
+	    cmocka_unit_test(test_ehlo_and_utf8),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
