@@ -879,13 +879,13 @@ test_text_html_exact(void **state)
 
 static const char *const thread_inputs[] = {
     "{" BASE ", \"subject\": \"H\\u00e9llo\", \"text\": \"caf\\u00e9\"}",
-    "{\"from\": \"Zo\\u00eb <z@example.com>\", \"to\": [\"\\\"a, b\\\" "
-    "<b@example.net>\"], \"text\": \"\\u65e5\\u672c\", \"attachments\": "
-    "[{\"filename\": \"r\\u00e9sum\\u00e9\", \"content_base64\": \"QUJD\"}]}",
+    ("{\"from\": \"Zo\\u00eb <z@example.com>\", \"to\": [\"\\\"a, b\\\" "
+     "<b@example.net>\"], \"text\": \"\\u65e5\\u672c\", \"attachments\": "
+     "[{\"filename\": \"r\\u00e9sum\\u00e9\", \"content_base64\": \"QUJD\"}]}"),
     "{" BASE ", \"text\": \"t\", \"subject\": \"\\u0000\"}",
     "{" BASE ", \"text\": \"t\", \"x\": 1}",
-    "{\"from\": \"=?utf-8?q?A=C3=A9?= <ann@example.com>\", \"to\": "
-    "\"bob@b\\u00fccher.de\", \"html\": \"<b>x</b>\"}",
+    ("{\"from\": \"=?utf-8?q?A=C3=A9?= <ann@example.com>\", \"to\": "
+     "\"bob@b\\u00fccher.de\", \"html\": \"<b>x</b>\"}"),
 };
 
 /* Every input's outcome, with the parts that vary per call removed. */
