@@ -19,6 +19,9 @@ import subprocess
 import tempfile
 import time
 
+# Imported by the integration tests only, which have the harness on the path.
+from shivneri_harness import pid_alive
+
 # The services a private Postfix needs, none chrooted (the chroot would
 # need a copy of /etc and the SASL plugins).
 SERVICES = """\
@@ -52,16 +55,6 @@ def missing_tools():
     """The commands this needs that are not installed."""
     return [t for t in ("postfix", "postqueue", "postcat", "saslpasswd2")
             if shutil.which(t) is None]
-
-
-def pid_alive(pid):
-    """False for a pid that is gone or a zombie."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 class PrivatePostfix:

@@ -61,6 +61,21 @@ def smtp_cluster(make_cluster, fake, extra=None, maildir=None):
     return c
 
 
+def tls_auth_relay(make_cluster, fakes, certs, tmp_path, **fake_kw):
+    """A started server and agent "s" relaying through a STARTTLS
+    smarthost stand-in whose one account is relay/PASSWORD; (c, fake)."""
+    fake = fakes(tls="starttls", certs=certs, user="relay",
+                 password=PASSWORD, **fake_kw)
+    pw = str(tmp_path / "smtp.pw")
+    h.Cluster.write_secret(pw, PASSWORD)
+    c = smtp_cluster(make_cluster, fake,
+                     {"tls": "starttls", "username": "relay",
+                      "password_file": pw, "tls_ca_file": certs[0]})
+    c.start_server()
+    c.start_agent("s")
+    return c, fake
+
+
 def agent_outcome(c, mid):
     """The outcome the agent sent for mid's last job (its log line
     "MSGID result job=N outcome=X"), or None.  The connector's class is
@@ -118,15 +133,7 @@ def test_plain_delivery(make_cluster, fakes):
 
 def test_starttls_auth_and_secret_never_shown(make_cluster, fakes, certs,
                                              tmp_path):
-    fake = fakes(tls="starttls", certs=certs, user="relay",
-                 password=PASSWORD)
-    pw = str(tmp_path / "smtp.pw")
-    h.Cluster.write_secret(pw, PASSWORD)
-    c = smtp_cluster(make_cluster, fake,
-                     {"tls": "starttls", "username": "relay",
-                      "password_file": pw, "tls_ca_file": certs[0]})
-    c.start_server()
-    c.start_agent("s")
+    c, fake = tls_auth_relay(make_cluster, fakes, certs, tmp_path)
     mid = c.submit(h.message(2))
     c.wait_delivered([mid])
     got = wait_received(fake, 1)[0]
@@ -284,15 +291,7 @@ def assert_once_each(c, fake, ids):
 def test_connections_reused_with_starttls_and_auth(make_cluster, fakes,
                                                   certs, tmp_path):
     # One session (TCP, TLS, EHLO, AUTH) per worker, not per message.
-    fake = fakes(tls="starttls", certs=certs, user="relay",
-                 password=PASSWORD)
-    pw = str(tmp_path / "smtp.pw")
-    h.Cluster.write_secret(pw, PASSWORD)
-    c = smtp_cluster(make_cluster, fake,
-                     {"tls": "starttls", "username": "relay",
-                      "password_file": pw, "tls_ca_file": certs[0]})
-    c.start_server()
-    c.start_agent("s")
+    c, fake = tls_auth_relay(make_cluster, fakes, certs, tmp_path)
     ids = c.submit_many(12)
     c.wait_delivered(ids)
     ids += c.submit_many(12, start=12)
@@ -307,15 +306,8 @@ def test_idle_connections_closed_by_the_smarthost(make_cluster, fakes,
                                                   certs, tmp_path):
     # The smarthost closes every idle connection (TLS too) before the
     # next message: each still goes out once, at the first attempt.
-    fake = fakes(tls="starttls", certs=certs, user="relay",
-                 password=PASSWORD, idle_timeout=h.scaled(0.2))
-    pw = str(tmp_path / "smtp.pw")
-    h.Cluster.write_secret(pw, PASSWORD)
-    c = smtp_cluster(make_cluster, fake,
-                     {"tls": "starttls", "username": "relay",
-                      "password_file": pw, "tls_ca_file": certs[0]})
-    c.start_server()
-    c.start_agent("s")
+    c, fake = tls_auth_relay(make_cluster, fakes, certs, tmp_path,
+                             idle_timeout=h.scaled(0.2))
     ids = []
     for i in range(3):
         ids.append(c.submit(h.message(20 + i)))
@@ -350,15 +342,7 @@ def test_large_message_dot_stuffed_over_tls(make_cluster, fakes, certs,
     # body goes out in parts as the smarthost reads; lines that start
     # with a dot (one is a lone ".") arrive as written, none ends the
     # data early.
-    fake = fakes(tls="starttls", certs=certs, user="relay",
-                 password=PASSWORD)
-    pw = str(tmp_path / "smtp.pw")
-    h.Cluster.write_secret(pw, PASSWORD)
-    c = smtp_cluster(make_cluster, fake,
-                     {"tls": "starttls", "username": "relay",
-                      "password_file": pw, "tls_ca_file": certs[0]})
-    c.start_server()
-    c.start_agent("s")
+    c, fake = tls_auth_relay(make_cluster, fakes, certs, tmp_path)
     lines = []
     for i in range(200000):
         if i % 7 == 3:

@@ -26,7 +26,6 @@
 
 #include <errno.h>
 #include <event2/event.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <stdio.h>
@@ -307,19 +306,10 @@ static const char *
 exchange(struct event_base *base, struct httpd *h, const char *req, int ms)
 {
 	static char got[8192];
-	struct sockaddr_in sin;
 	size_t n = 0;
 	ssize_t k;
-	int fd, i;
+	int fd = fixture_client(h, req), i;
 
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_port = htons((uint16_t)httpd_port(h));
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	fd = socket(AF_INET, SOCK_STREAM, 0);
-	assert_true(fd >= 0);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	assert_int_equal(send(fd, req, strlen(req), 0), (ssize_t)strlen(req));
 	for (i = 0; i < ms; i++) {
 		event_base_loop(base, EVLOOP_NONBLOCK);
 		k = recv(fd, got + n, sizeof(got) - 1 - n, MSG_DONTWAIT);
