@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Valgrind (memcheck, full leak check) over every unit test, then over a
 # short server session: serve under valgrind with two supervised maildir
-# agents, 20 messages submitted over /v1, 10 over SMTP (one pipelined
-# session and single ones), one each through the SendGrid and Mailgun
-# drop-ins, all delivered, SIGTERM, exit status 0 and no error.  Suppressions for the libraries' one-time allocations live in
+# agents, and an smtp agent started by hand, also under valgrind, relaying
+# to Postfix's smtp-sink; 20 messages submitted over /v1, 10 over SMTP (one
+# pipelined session and single ones), one each through the SendGrid and
+# Mailgun drop-ins, all delivered, some through each agent; SIGTERM to the
+# agent and the server, exit status 0 and no error from either.  Suppressions for the libraries' one-time allocations live in
 # scripts/valgrind.supp.
 set -euo pipefail
 build=${1:-build}
@@ -24,9 +26,16 @@ done
 # The server.
 bin=$(cd "$build" && pwd)/shivneri
 work=$(mktemp -d)
-trap 'kill -9 $spid $wpid $epid 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill -9 $spid $wpid $epid $kpid $gpid 2>/dev/null || true; rm -rf "$work"' EXIT
 port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-hp=$(port); ap=$(port); sp=$(port); wp=$(port)
+hp=$(port); ap=$(port); sp=$(port); wp=$(port); kp=$(port)
+# An answer of the server, whole, into $work/got: grep -q on a pipe stops
+# reading at its match, and under pipefail curl's broken pipe fails it.
+get() { curl -sf "http://127.0.0.1:$hp$1" >"$work/got"; }
+# The smtp agent's smarthost: Postfix's sink, which takes everything.
+smtp-sink -u postfix -h sink.vg "127.0.0.1:$kp" 64 2>"$work/sink.log" &
+kpid=$!
+disown "$kpid"
 # A webhook receiver that answers 204 and keeps what it got.
 /usr/bin/python3 - "$wp" "$work/hooks" <<'EOP' &
 import http.server, sys
@@ -55,6 +64,13 @@ spawn = yes
 [provider.b]
 type = maildir
 spawn = yes
+[provider.s]
+type = smtp
+spawn = no
+host = 127.0.0.1
+port = $kp
+tls = none
+helo = vg.test
 EOT
 "${vg[@]}" --log-file="$work/vg.log" "$bin" serve -c "$work/c.ini" 2>"$work/serve.log" &
 spid=$!
@@ -64,6 +80,18 @@ for _ in $(seq 300); do
 	sleep 0.1
 done
 [ $ok = 1 ] || { echo "valgrind: server never ready"; tail -20 "$work/serve.log"; exit 1; }
+"${vg[@]}" --log-file="$work/vg-agent.log" "$bin" agent -c "$work/c.ini" -p s \
+	--server "127.0.0.1:$ap" 2>"$work/agent.log" &
+gpid=$!
+ok=0
+for _ in $(seq 300); do
+	if curl -sf "http://127.0.0.1:$hp/v1/providers" |
+		/usr/bin/python3 -c 'import json,sys; p={x["name"]: x["state"] for x in json.load(sys.stdin)["providers"]}; sys.exit(p.get("s") != "up")'; then
+		ok=1; break
+	fi
+	sleep 0.1
+done
+[ $ok = 1 ] || { echo "valgrind: smtp agent never up"; tail -20 "$work/agent.log"; exit 1; }
 # An event stream open for the whole session; SIGTERM ends it.
 curl -sN "http://127.0.0.1:$hp/v1/events" >"$work/events" 2>/dev/null &
 epid=$!
@@ -90,16 +118,20 @@ curl -sf "http://127.0.0.1:$hp/v3/example.com/messages" -u api:none -F from=a@ex
 	{ echo "valgrind: mailgun drop-in refused"; status=1; }
 ok=0
 for _ in $(seq 300); do
-	if curl -sf "http://127.0.0.1:$hp/v1/stats" | grep -q '"delivered":32'; then ok=1; break; fi
+	if get /v1/stats && grep -q '"delivered":32' "$work/got"; then ok=1; break; fi
 	sleep 0.1
 done
 [ $ok = 1 ] || { echo "valgrind: messages not delivered"; status=1; }
+curl -sf "http://127.0.0.1:$hp/v1/providers" | /usr/bin/python3 -c '
+import json, sys
+d = {x["name"]: x["delivered"] for x in json.load(sys.stdin)["providers"]}
+sys.exit(0 if d.get("s", 0) > 0 else 1)' || { echo "valgrind: nothing went through the smtp agent"; status=1; }
 # The queue, the metrics and the console's page.
-curl -sf "http://127.0.0.1:$hp/v1/messages?status=delivered&limit=5" | grep -q '"next"' ||
+{ get "/v1/messages?status=delivered&limit=5" && grep -q '"next"' "$work/got"; } ||
 	{ echo "valgrind: queue listing failed"; status=1; }
-curl -sf "http://127.0.0.1:$hp/metrics" | grep -q '^shivneri_store_commit_seconds_count' ||
+{ get /metrics && grep -q '^shivneri_store_commit_seconds_count' "$work/got"; } ||
 	{ echo "valgrind: metrics failed"; status=1; }
-curl -sf "http://127.0.0.1:$hp/" | grep -qi '<html' || { echo "valgrind: console page failed"; status=1; }
+{ get / && grep -qi '<html' "$work/got"; } || { echo "valgrind: console page failed"; status=1; }
 ok=0
 for _ in $(seq 300); do
 	if [ "$(grep -c 'message.delivered' "$work/hooks" 2>/dev/null)" -ge 32 ] &&
@@ -107,6 +139,13 @@ for _ in $(seq 300); do
 	sleep 0.1
 done
 [ $ok = 1 ] || { echo "valgrind: webhooks or events missing"; status=1; }
+kill -TERM $gpid
+rc=0; wait $gpid || rc=$?
+if [ $rc -ne 0 ] || [ -s "$work/vg-agent.log" ]; then
+	echo "valgrind: smtp agent FAILED (exit $rc)"; cat "$work/vg-agent.log"; tail -20 "$work/agent.log"; status=1
+else
+	echo "valgrind: smtp agent clean (its messages relayed to smtp-sink, SIGTERM, exit 0)"
+fi
 kill -TERM $spid
 rc=0; wait $spid || rc=$?
 if [ $rc -ne 0 ] || [ -s "$work/vg.log" ]; then
