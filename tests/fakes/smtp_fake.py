@@ -15,6 +15,11 @@ until N transactions wait for theirs at once (then all get 250), or the
 seconds pass (451: the client never had N transfers open at once);
 `peak_waiting` is the most that waited together.
 
+A hostile smarthost: `flood_mail` = "lines" answers MAIL with endless
+"250-" continuation lines, "line" with one endless line and no line end,
+never a final reply, until the client goes or stop(); `flooded` counts
+the bytes written.
+
 For connection reuse: `connections` counts the client's connections (`closed`, those gone),
 `idle_timeout` (seconds) closes a connection idle that long, as smarthosts
 do, and `drop_reused` closes the connection, with no reply, at the MAIL of
@@ -79,11 +84,27 @@ class Handler:
             # client.
             server.transport.close()
             return "421 4.4.2 closing"
+        if self.fake.flood_mail:
+            return await self._flood(server)
         if self.fake.mail_reply:
             return self.fake.mail_reply
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 2.1.0 OK"
+
+    async def _flood(self, server):
+        f = self.fake
+        unit = (b"250-" + b"x" * 1018 + b"\r\n" if f.flood_mail == "lines"
+                else b"x" * 1024)
+        chunk = unit * 16
+        while not server.transport.is_closing() and not f.stopping:
+            # Only as fast as the client reads: no backlog in this process.
+            if server.transport.get_write_buffer_size() < len(chunk) * 4:
+                server.transport.write(chunk)
+                with f.lock:
+                    f.flooded += len(chunk)
+            await asyncio.sleep(0.001)
+        return "421 4.3.0 closing"
 
     async def handle_RCPT(self, server, session, envelope, address,
                           options):
@@ -200,6 +221,8 @@ class SmtpFake:
         self.mail_reply = None
         self.data_reply = None
         self.hang_data = False
+        self.flood_mail = None
+        self.flooded = 0
         self.hold_data = None
         self.waiting = 0
         self.peak_waiting = 0
