@@ -338,6 +338,8 @@ class Cluster:
         self.max_in_flight = max_in_flight
         self.server_extra = dict(server_extra or {})
         self.provider_extra = dict(provider_extra or {})
+        # Sections that replace a provider's maildir one (smtp_provider).
+        self.sections = {}
         self.new_ports()
         self.config_path = os.path.join(self.dir, "shivneri.ini")
         self.write_config()
@@ -378,12 +380,25 @@ class Cluster:
         return s
 
     def provider_section(self, name, spawn=None):
+        if name in self.sections:
+            return dict(self.sections[name])
         p = {"type": "maildir", "path": self.maildir(name),
              "spawn": "yes" if (self.spawn if spawn is None else spawn)
              else "no",
              "max_in_flight": self.max_in_flight}
         p.update(self.provider_extra)
         return p
+
+    def smtp_provider(self, name, port, **extra):
+        """Makes provider name the smtp connector, started by hand (spawn
+        = no), aimed at a stand-in on 127.0.0.1:port without TLS (extra
+        keys are added or override), and rewrites the file."""
+        sec = {"type": "smtp", "spawn": "no", "max_in_flight": 4,
+               "host": "127.0.0.1", "port": port, "tls": "none",
+               "helo": "relay.test"}
+        sec.update(extra)
+        self.sections[name] = sec
+        self.write_config()
 
     @staticmethod
     def render(server, providers):

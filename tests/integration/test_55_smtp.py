@@ -43,21 +43,8 @@ def fakes():
 def smtp_cluster(make_cluster, fake, extra=None, maildir=None):
     """A cluster whose provider "s" is the smtp connector aimed at fake,
     and, with maildir, a maildir provider of that name too."""
-    names = ("s",) + ((maildir,) if maildir else ())
-    c = make_cluster(providers=names)
-    sec = {"type": "smtp", "spawn": "no", "max_in_flight": 4,
-           "host": "127.0.0.1", "port": fake.port, "tls": "none",
-           "helo": "relay.test"}
-    sec.update(extra or {})
-
-    def write_config():
-        provs = {"s": sec}
-        if maildir:
-            provs[maildir] = c.provider_section(maildir)
-        with open(c.config_path, "w") as f:
-            f.write(c.render(c.server_section(), provs))
-    c.write_config = write_config
-    write_config()
+    c = make_cluster(providers=("s",) + ((maildir,) if maildir else ()))
+    c.smtp_provider("s", fake.port, **(extra or {}))
     return c
 
 

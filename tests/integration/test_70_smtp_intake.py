@@ -388,10 +388,7 @@ def test_envelope_decides_recipients(make_cluster):
     fake = smtp_fake.SmtpFake(h.free_port()).start()
     try:
         c = smtp_cluster(make_cluster, providers=("s",))
-        sec = {"type": "smtp", "spawn": "no", "host": "127.0.0.1",
-               "port": fake.port, "tls": "none", "helo": "relay.test"}
-        with open(c.config_path, "w") as f:
-            f.write(c.render(c.server_section(), {"s": sec}))
+        c.smtp_provider("s", fake.port)
         c.start_server()
         c.start_agent("s")
         s = Raw(c.smtp_port)

@@ -316,16 +316,7 @@ def test_failing_provider_counts_transient(make_cluster):
     try:
         fake.data_reply = "451 4.3.0 try again later"
         c = make_cluster(providers=("s", "m"))
-        sec = {"type": "smtp", "spawn": "no", "max_in_flight": 4,
-               "host": "127.0.0.1", "port": fake.port, "tls": "none",
-               "helo": "relay.test"}
-
-        def write_config():
-            with open(c.config_path, "w") as f:
-                f.write(c.render(c.server_section(),
-                                 {"s": sec, "m": c.provider_section("m")}))
-        c.write_config = write_config
-        write_config()
+        c.smtp_provider("s", fake.port)
         c.start_server()
         c.start_agent("s")
         c.wait_state("s", "up")

@@ -197,16 +197,7 @@ def test_message_and_provider_events(make_cluster, tmp_path):
     try:
         fake.data_reply = "451 4.3.0 try again later"
         c = make_cluster(providers=("s", "m"))
-        sec = {"type": "smtp", "spawn": "no", "max_in_flight": 4,
-               "host": "127.0.0.1", "port": fake.port, "tls": "none",
-               "helo": "relay.test"}
-
-        def write_config():
-            with open(c.config_path, "w") as f:
-                f.write(c.render(c.server_section(),
-                                 {"s": sec, "m": c.provider_section("m")}))
-        c.write_config = write_config
-        write_config()
+        c.smtp_provider("s", fake.port)
         c.start_server()
         live = Sse(c.http_port)
         streams.append(live)

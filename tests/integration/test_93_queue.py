@@ -116,15 +116,7 @@ def test_list_pages_filters_and_bad_parameters(make_cluster):
 
 def smtp_cluster(make_cluster, fake, **server_extra):
     c = make_cluster(providers=("s",), server_extra=server_extra)
-    sec = {"type": "smtp", "spawn": "no", "max_in_flight": 4,
-           "host": "127.0.0.1", "port": fake.port, "tls": "none",
-           "helo": "relay.test"}
-
-    def write_config():
-        with open(c.config_path, "w") as f:
-            f.write(c.render(c.server_section(), {"s": sec}))
-    c.write_config = write_config
-    write_config()
+    c.smtp_provider("s", fake.port)
     return c
 
 

@@ -455,11 +455,7 @@ def smtp_cl(module_cluster_factory, keys_file):
     try:
         c = module_cluster_factory(providers=("s",),
                                    server_extra={"api_keys_file": keys_file})
-        sec = {"type": "smtp", "spawn": "no", "max_in_flight": 4,
-               "host": "127.0.0.1", "port": fake.port, "tls": "none",
-               "helo": "relay.test"}
-        with open(c.config_path, "w") as f:
-            f.write(c.render(c.server_section(), {"s": sec}))
+        c.smtp_provider("s", fake.port)
         c.start_server()
         c.start_agent("s", wait=False)
         h.wait_for(lambda: provider(c, "s")["state"] == "up", 10,
