@@ -302,3 +302,19 @@ cli_json_int(const json_t *obj, const char *key, long long dflt)
 		return (long long)json_real_value(v);
 	return dflt;
 }
+
+char *
+cli_message_path(const char *id, const char *suffix)
+{
+	CURL *c = curl_easy_init();
+	char *esc, *path = NULL;
+
+	if (c == NULL)
+		return NULL;
+	esc = curl_easy_escape(c, id, 0);
+	if (esc != NULL)
+		path = xasprintf("/v1/messages/%s%s", esc, suffix);
+	curl_free(esc);
+	curl_easy_cleanup(c);
+	return path;
+}

@@ -62,6 +62,12 @@ int cli_http_get_print(const char *cmd, const struct cli_opts *o,
 		       const char *path, const char *key, json_type type,
 		       void (*print)(const json_t *v));
 
+/*
+ * "/v1/messages/ID" then suffix ("" or "/retry"), the id percent-escaped
+ * as typed on the command line; NULL when it cannot be.  Free it.
+ */
+char *cli_message_path(const char *id, const char *suffix);
+
 /* Shorthands for reading answers; NULL or the default when absent. */
 const char *cli_json_str(const json_t *obj, const char *key);
 long long cli_json_int(const json_t *obj, const char *key, long long dflt);

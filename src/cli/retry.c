@@ -9,7 +9,6 @@
 #include "common/log.h"
 #include "common/util.h"
 
-#include <curl/curl.h>
 #include <jansson.h>
 
 #include <stdio.h>
@@ -36,22 +35,17 @@ cli_retry_main(int argc, char **argv)
 {
 	struct cli_http_response resp;
 	struct cli_opts o;
-	char *esc = NULL, *path = NULL, id[64];
+	char *path, id[64];
 	const char *s;
-	CURL *c;
 	int rc;
 
 	if (cli_opts_parse("retry", argc, argv, "message ID", usage, &o, &rc) !=
 	    0)
 		return rc;
 	rc = 1;
-	c = curl_easy_init();
-	if (c == NULL)
-		goto out;
-	esc = curl_easy_escape(c, argv[argc - 1], 0);
-	if (esc == NULL)
-		goto out;
-	path = xasprintf("/v1/messages/%s/retry", esc);
+	path = cli_message_path(argv[argc - 1], "/retry");
+	if (path == NULL)
+		return rc;
 	if (cli_http_request("retry", "POST", o.url, path, o.api_key, NULL,
 			     NULL, &resp) != 0)
 		goto out;
@@ -69,8 +63,5 @@ cli_retry_main(int argc, char **argv)
 	cli_http_response_cleanup(&resp);
 out:
 	free(path);
-	curl_free(esc);
-	if (c != NULL)
-		curl_easy_cleanup(c);
 	return rc;
 }

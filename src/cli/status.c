@@ -10,7 +10,6 @@
 #include "common/log.h"
 #include "common/util.h"
 
-#include <curl/curl.h>
 #include <jansson.h>
 
 #include <stdio.h>
@@ -107,27 +106,17 @@ int
 cli_status_main(int argc, char **argv)
 {
 	struct cli_opts o;
-	char *esc = NULL, *path = NULL;
-	CURL *c = NULL;
+	char *path;
 	int rc;
 
 	if (cli_opts_parse("status", argc, argv, "message ID", usage, &o,
 			   &rc) != 0)
 		return rc;
-	rc = 1;
-	c = curl_easy_init();
-	if (c == NULL)
-		goto out;
-	esc = curl_easy_escape(c, argv[argc - 1], 0);
-	if (esc == NULL)
-		goto out;
-	path = xasprintf("/v1/messages/%s", esc);
+	path = cli_message_path(argv[argc - 1], "");
+	if (path == NULL)
+		return 1;
 	rc = cli_http_get_print("status", &o, path, NULL, JSON_OBJECT,
 				print_message);
-out:
 	free(path);
-	curl_free(esc);
-	if (c != NULL)
-		curl_easy_cleanup(c);
 	return rc;
 }
