@@ -291,6 +291,14 @@ cli_json_str(const json_t *obj, const char *key)
 	return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
+const char *
+cli_json_text(const json_t *obj, const char *key, char *buf, size_t bufsz)
+{
+	const char *s = cli_json_str(obj, key);
+
+	return s == NULL ? "-" : log_sanitize(s, strlen(s), buf, bufsz);
+}
+
 long long
 cli_json_int(const json_t *obj, const char *key, long long dflt)
 {

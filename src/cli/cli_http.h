@@ -70,6 +70,9 @@ char *cli_message_path(const char *id, const char *suffix);
 
 /* Shorthands for reading answers; NULL or the default when absent. */
 const char *cli_json_str(const json_t *obj, const char *key);
+/* The string at key made safe for a terminal in buf, or "-" when absent. */
+const char *cli_json_text(const json_t *obj, const char *key, char *buf,
+			  size_t bufsz);
 long long cli_json_int(const json_t *obj, const char *key, long long dflt);
 
 #endif

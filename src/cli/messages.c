@@ -58,16 +58,6 @@ usage(FILE *f)
 	    CLI_DEFAULT_URL);
 }
 
-static const char *
-str(const json_t *o, const char *key, char *buf, size_t bufsz)
-{
-	const char *s = cli_json_str(o, key);
-
-	if (s == NULL)
-		return "-";
-	return log_sanitize(s, strlen(s), buf, bufsz);
-}
-
 /* The cursor of the next page, printed after the table by print_page. */
 static const char *next_cursor;
 
@@ -85,12 +75,12 @@ print_page(const json_t *list)
 		if (!json_is_object(m))
 			continue;
 		printf("%-26s %-9s %-16s %8lld %-24s %s\n",
-		       str(m, "id", id, sizeof(id)),
-		       str(m, "status", st, sizeof(st)),
-		       str(m, "provider", prov, sizeof(prov)),
+		       cli_json_text(m, "id", id, sizeof(id)),
+		       cli_json_text(m, "status", st, sizeof(st)),
+		       cli_json_text(m, "provider", prov, sizeof(prov)),
 		       cli_json_int(m, "attempt_count", 0),
-		       str(m, "updated_at", upd, sizeof(upd)),
-		       str(m, "error", err, sizeof(err)));
+		       cli_json_text(m, "updated_at", upd, sizeof(upd)),
+		       cli_json_text(m, "error", err, sizeof(err)));
 	}
 	if (next_cursor != NULL)
 		printf("next: %s\n", next_cursor);

@@ -28,16 +28,6 @@ usage(FILE *f)
 		CLI_DEFAULT_URL);
 }
 
-static const char *
-str(const json_t *o, const char *key, char *buf, size_t bufsz)
-{
-	const char *s = cli_json_str(o, key);
-
-	if (s == NULL)
-		return "-";
-	return log_sanitize(s, strlen(s), buf, bufsz);
-}
-
 static void
 print_table(const json_t *list)
 {
@@ -59,14 +49,14 @@ print_table(const json_t *list)
 		else
 			snprintf(hb, sizeof(hb), "%lldms ago", ago);
 		printf("%-24s %-10s %-9s %9lld %10lld %8lld %-15s %-24s %s\n",
-		       str(p, "name", name, sizeof(name)),
-		       str(p, "type", type, sizeof(type)),
-		       str(p, "state", state, sizeof(state)),
+		       cli_json_text(p, "name", name, sizeof(name)),
+		       cli_json_text(p, "type", type, sizeof(type)),
+		       cli_json_text(p, "state", state, sizeof(state)),
 		       cli_json_int(p, "in_flight", 0),
 		       cli_json_int(p, "delivered", 0),
 		       cli_json_int(p, "failed", 0), hb,
-		       str(p, "paused_until", until, sizeof(until)),
-		       str(p, "reason", why, sizeof(why)));
+		       cli_json_text(p, "paused_until", until, sizeof(until)),
+		       cli_json_text(p, "reason", why, sizeof(why)));
 	}
 }
 
