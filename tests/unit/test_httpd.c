@@ -441,6 +441,22 @@ turn(struct event_base *base, int fd, int ms, const char *want,
 	return false;
 }
 
+/*
+ * Opens a stream on h (a pending accept turned first) and turns the loop
+ * until its head came back into *got; the client's fd.
+ */
+static int
+open_stream(struct event_base *base, struct httpd *h, const char **got)
+{
+	int fd;
+
+	(void)turn(base, -1, 0, NULL, NULL);
+	fd = fixture_client(h, "GET /stream HTTP/1.1\r\n\r\n");
+	assert_false(turn(base, fd, 2000, "\r\n\r\n", got));
+	assert_non_null(streamed);
+	return fd;
+}
+
 static void
 test_stream_writes_and_deadlines(void **state)
 {
@@ -451,10 +467,7 @@ test_stream_writes_and_deadlines(void **state)
 
 	streamed = NULL;
 	stream_closes = stream_drains = 0;
-	(void)turn(base, -1, 0, NULL, NULL);
-	fd = fixture_client(h, "GET /stream HTTP/1.1\r\n\r\n");
-	assert_false(turn(base, fd, 2000, "\r\n\r\n", &got));
-	assert_non_null(streamed);
+	fd = open_stream(base, h, &got);
 	assert_non_null(strstr(got, "HTTP/1.1 200 OK\r\n"));
 	assert_non_null(strstr(got, "Content-Type: text/x-test\r\n"));
 	assert_non_null(strstr(got, "X-Stream: yes\r\n"));
@@ -498,10 +511,7 @@ test_stream_client_leaves(void **state)
 
 	streamed = NULL;
 	stream_closes = 0;
-	(void)turn(base, -1, 0, NULL, NULL);
-	fd = fixture_client(h, "GET /stream HTTP/1.1\r\n\r\n");
-	assert_false(turn(base, fd, 2000, "\r\n\r\n", &got));
-	assert_non_null(streamed);
+	fd = open_stream(base, h, &got);
 	close(fd);
 	for (i = 0; i < 2000 && stream_closes == 0; i++) {
 		event_base_loop(base, EVLOOP_NONBLOCK);
@@ -526,11 +536,8 @@ test_stream_dropped_and_freed(void **state)
 
 	streamed = NULL;
 	stream_closes = 0;
-	(void)turn(base, -1, 0, NULL, NULL);
 	/* Dropped by its owner: closed at once, what was queued lost. */
-	fd = fixture_client(h, "GET /stream HTTP/1.1\r\n\r\n");
-	assert_false(turn(base, fd, 2000, "\r\n\r\n", &got));
-	assert_non_null(streamed);
+	fd = open_stream(base, h, &got);
 	assert_int_equal(httpd_req_stream_write(streamed, "lost", 4), 0);
 	httpd_req_stream_end(streamed, false);
 	streamed = NULL;
@@ -539,10 +546,7 @@ test_stream_dropped_and_freed(void **state)
 	assert_null(strstr(got, "lost"));
 	close(fd);
 	/* Open when the server is freed: on_close once, nothing leaks. */
-	(void)turn(base, -1, 0, NULL, NULL);
-	fd2 = fixture_client(h, "GET /stream HTTP/1.1\r\n\r\n");
-	assert_false(turn(base, fd2, 2000, "\r\n\r\n", &got));
-	assert_non_null(streamed);
+	fd2 = open_stream(base, h, &got);
 	assert_int_equal(httpd_req_stream_write(streamed, "queued", 6), 0);
 	httpd_free(h);
 	assert_int_equal(stream_closes, 1);
