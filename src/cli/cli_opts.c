@@ -10,6 +10,7 @@
 
 #include <getopt.h>
 #include <stdlib.h>
+#include <string.h>
 
 int
 cli_opts_bad_option(const char *cmd, char **argv, cli_usage_fn usage)
@@ -24,15 +25,33 @@ int
 cli_opts_parse(const char *cmd, int argc, char **argv, const char *operand,
 	       cli_usage_fn usage, struct cli_opts *o, int *status)
 {
-	static const struct option opts[] = {
+	return cli_opts_parse_extra(cmd, argc, argv, operand, usage, NULL, NULL,
+				    NULL, o, status);
+}
+
+int
+cli_opts_parse_extra(const char *cmd, int argc, char **argv,
+		     const char *operand, cli_usage_fn usage,
+		     const struct option *extra, cli_extra_fn on_extra,
+		     void *arg, struct cli_opts *o, int *status)
+{
+	static const struct option shared[] = {
 	    {"url", required_argument, NULL, 'u'},
 	    {"api-key", required_argument, NULL, 'k'},
 	    {"json", no_argument, NULL, 'j'},
 	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
 	};
+	struct option opts[4 + CLI_OPTS_EXTRA_MAX + 1];
+	size_t n = 4;
 	int ch;
 
+	memcpy(opts, shared, sizeof(shared));
+	for (; extra != NULL && extra->name != NULL; extra++) {
+		if (n == 4 + CLI_OPTS_EXTRA_MAX)
+			abort(); /* a command's table, not input */
+		opts[n++] = *extra;
+	}
+	memset(&opts[n], 0, sizeof(opts[n]));
 	o->url = cli_http_default_url();
 	o->api_key = getenv("SHIVNERI_API_KEY");
 	o->json = false;
@@ -57,6 +76,10 @@ cli_opts_parse(const char *cmd, int argc, char **argv, const char *operand,
 			*status = 0;
 			return -1;
 		default:
+			if (ch >= CLI_OPT_EXTRA && on_extra != NULL) {
+				on_extra(ch, optarg, arg);
+				break;
+			}
 			*status = cli_opts_bad_option(cmd, argv, usage);
 			return -1;
 		}

@@ -38,4 +38,21 @@ int cli_opts_parse(const char *cmd, int argc, char **argv, const char *operand,
 		   cli_usage_fn usage, struct cli_opts *o, int *status)
     __attribute__((warn_unused_result));
 
+/*
+ * A command's own options beside the shared ones: each extra option's val
+ * is CLI_OPT_EXTRA or more, and on_extra(val, optarg, arg) takes it.  At
+ * most CLI_OPTS_EXTRA_MAX of them.
+ */
+#define CLI_OPT_EXTRA 256
+#define CLI_OPTS_EXTRA_MAX 8
+struct option;
+typedef void (*cli_extra_fn)(int val, const char *value, void *arg);
+
+/* cli_opts_parse() with extra, a table ending in a zero entry. */
+int cli_opts_parse_extra(const char *cmd, int argc, char **argv,
+			 const char *operand, cli_usage_fn usage,
+			 const struct option *extra, cli_extra_fn on_extra,
+			 void *arg, struct cli_opts *o, int *status)
+    __attribute__((warn_unused_result));
+
 #endif

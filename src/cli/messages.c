@@ -24,10 +24,7 @@
 #define QUERY_MAX 4096
 
 enum {
-	OPT_URL = 256,
-	OPT_API_KEY,
-	OPT_JSON,
-	OPT_STATUS,
+	OPT_STATUS = CLI_OPT_EXTRA,
 	OPT_PROVIDER,
 	OPT_LIMIT,
 	OPT_BEFORE,
@@ -103,70 +100,43 @@ query_add(CURL *c, struct buf *q, const char *name, const char *value)
 	return rc;
 }
 
+static void
+take_filter(int val, const char *value, void *arg)
+{
+	struct filters *fl = arg;
+
+	switch (val) {
+	case OPT_STATUS:
+		fl->status = value;
+		break;
+	case OPT_PROVIDER:
+		fl->provider = value;
+		break;
+	case OPT_LIMIT:
+		fl->limit = value;
+		break;
+	case OPT_BEFORE:
+		fl->before = value;
+		break;
+	}
+}
+
 /* Options into o and fl; 0 to go on, else -1 with *status to return. */
 static int
 parse(int argc, char **argv, struct cli_opts *o, struct filters *fl,
       int *status)
 {
 	static const struct option opts[] = {
-	    {"url", required_argument, NULL, OPT_URL},
-	    {"api-key", required_argument, NULL, OPT_API_KEY},
-	    {"json", no_argument, NULL, OPT_JSON},
 	    {"status", required_argument, NULL, OPT_STATUS},
 	    {"provider", required_argument, NULL, OPT_PROVIDER},
 	    {"limit", required_argument, NULL, OPT_LIMIT},
 	    {"before", required_argument, NULL, OPT_BEFORE},
-	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	int ch;
 
-	o->url = cli_http_default_url();
-	o->api_key = getenv("SHIVNERI_API_KEY");
-	o->json = false;
 	memset(fl, 0, sizeof(*fl));
-	optind = 1;
-	opterr = 0;
-	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (ch) {
-		case OPT_URL:
-			o->url = optarg;
-			break;
-		case OPT_API_KEY:
-			o->api_key = optarg;
-			break;
-		case OPT_JSON:
-			o->json = true;
-			break;
-		case OPT_STATUS:
-			fl->status = optarg;
-			break;
-		case OPT_PROVIDER:
-			fl->provider = optarg;
-			break;
-		case OPT_LIMIT:
-			fl->limit = optarg;
-			break;
-		case OPT_BEFORE:
-			fl->before = optarg;
-			break;
-		case 'h':
-			usage(stdout);
-			*status = 0;
-			return -1;
-		default:
-			*status = cli_opts_bad_option("messages", argv, usage);
-			return -1;
-		}
-	}
-	if (optind != argc) {
-		fprintf(stderr, "messages: unexpected argument '%s'\n",
-			argv[optind]);
-		usage(stderr);
-		*status = 2;
-		return -1;
-	}
-	return 0;
+	return cli_opts_parse_extra("messages", argc, argv, NULL, usage, opts,
+				    take_filter, fl, o, status);
 }
 
 int
