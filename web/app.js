@@ -338,6 +338,24 @@ function debounce(fn, ms) {
 
 // The board: one card per provider, refreshed on provider events and
 // every 2 s (for heartbeat ages).
+// Keeps a view current: refresh() now, again (debounced by waitMs) on
+// each event wants(type, ev) takes, and every POLL_MS while poll() says
+// so.  Returns what stops all three.
+function follow(refresh, waitMs, wants, poll) {
+  const later = debounce(refresh, waitMs);
+  const off = onEvent((type, ev) => {
+    if (wants(type, ev)) later();
+  });
+  const timer = setInterval(() => {
+    if (poll()) refresh();
+  }, POLL_MS);
+  refresh();
+  return () => {
+    off();
+    clearInterval(timer);
+  };
+}
+
 function viewBoard(main) {
   const grid = el("div", { class: "board", id: "board" });
   main.append(el("h2", {}, "Providers"), grid);
@@ -395,16 +413,15 @@ function viewBoard(main) {
     );
   }
 
-  const later = debounce(refresh, 150);
-  const off = onEvent((type) => {
-    if (type.startsWith("provider.") || type === "message.delivered" || type === "message.failed" || type === "reset") later();
-  });
-  const timer = setInterval(refresh, POLL_MS);
-  refresh();
+  const stop = follow(
+    refresh,
+    150,
+    (type) => type.startsWith("provider.") || type === "message.delivered" || type === "message.failed" || type === "reset",
+    () => true,
+  );
   return () => {
     alive = false;
-    off();
-    clearInterval(timer);
+    stop();
   };
 }
 
@@ -611,19 +628,16 @@ function viewMessage(main, id) {
     );
   }
 
-  const later = debounce(refresh, 100);
-  const off = onEvent((type, ev) => {
-    if (type === "reset" || (ev && ev.id === id)) later();
-  });
   // Without the stream (cut, or an older server) the page still moves.
-  const timer = setInterval(() => {
-    if (!streamLive) refresh();
-  }, POLL_MS);
-  refresh();
+  const stop = follow(
+    refresh,
+    100,
+    (type, ev) => type === "reset" || (ev && ev.id === id),
+    () => !streamLive,
+  );
   return () => {
     alive = false;
-    off();
-    clearInterval(timer);
+    stop();
   };
 }
 
@@ -709,18 +723,15 @@ function viewQueue(main, params) {
     refresh();
   });
   // Live on the first page only: later pages would shift under the reader.
-  const later = debounce(refresh, 300);
-  const off = onEvent((type) => {
-    if (page === 0 && (type.startsWith("message.") || type === "reset")) later();
-  });
-  const timer = setInterval(() => {
-    if (!streamLive && page === 0) refresh();
-  }, POLL_MS);
-  refresh();
+  const stop = follow(
+    refresh,
+    300,
+    (type) => page === 0 && (type.startsWith("message.") || type === "reset"),
+    () => !streamLive && page === 0,
+  );
   return () => {
     alive = false;
-    off();
-    clearInterval(timer);
+    stop();
   };
 }
 
