@@ -664,6 +664,24 @@ smtp_finish(struct parse *p)
 }
 
 /* webhook_url's form, and its secret's default beside the agent's. */
+/*
+ * A server secret file: DATA_DIR/name when not set (made at first start),
+ * else its env: reference checked.
+ */
+static void
+secret_file_finish(struct parse *p, char **file, const char *key,
+		   const char *name)
+{
+	if (*file == NULL)
+		*file = xasprintf("%s/%s", p->cfg->data_dir, name);
+	else if (strncmp(*file, "env:", 4) == 0 &&
+		 !config__env_ref_valid(*file))
+		perr_add(
+		    p, key_line(p, key),
+		    "%s: env: must name a variable ([A-Za-z_][A-Za-z0-9_]*)",
+		    key);
+}
+
 static void
 webhook_finish(struct parse *p)
 {
@@ -677,14 +695,8 @@ webhook_finish(struct parse *p)
 			 "webhook_url: must be http:// or https:// and a host, "
 			 "printable with no spaces and no user@ part, at most "
 			 "2048 bytes");
-	if (cfg->webhook_secret_file == NULL)
-		cfg->webhook_secret_file =
-		    xasprintf("%s/webhook.secret", cfg->data_dir);
-	else if (strncmp(cfg->webhook_secret_file, "env:", 4) == 0 &&
-		 !config__env_ref_valid(cfg->webhook_secret_file))
-		perr_add(p, key_line(p, "webhook_secret_file"),
-			 "webhook_secret_file: env: must name a variable "
-			 "([A-Za-z_][A-Za-z0-9_]*)");
+	secret_file_finish(p, &cfg->webhook_secret_file, "webhook_secret_file",
+			   "webhook.secret");
 }
 
 /* Cross-key checks and defaults that depend on other keys. */
@@ -714,14 +726,8 @@ server_finish(struct parse *p)
 			 "retry_max_ms: must be at least retry_base_ms (%d)",
 			 cfg->retry_base_ms);
 	}
-	if (cfg->agent_secret_file == NULL)
-		cfg->agent_secret_file =
-		    xasprintf("%s/agent.secret", cfg->data_dir);
-	else if (strncmp(cfg->agent_secret_file, "env:", 4) == 0 &&
-		 !config__env_ref_valid(cfg->agent_secret_file))
-		perr_add(p, key_line(p, "agent_secret_file"),
-			 "agent_secret_file: env: must name a variable "
-			 "([A-Za-z_][A-Za-z0-9_]*)");
+	secret_file_finish(p, &cfg->agent_secret_file, "agent_secret_file",
+			   "agent.secret");
 	limits_finish(p);
 	smtp_finish(p);
 	webhook_finish(p);
