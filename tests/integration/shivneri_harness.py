@@ -108,6 +108,15 @@ def pid_alive(pid):
     return state not in ("Z", "X")
 
 
+def rss(pid):
+    """The resident size of process pid, in bytes."""
+    with open("/proc/%d/status" % pid) as f:
+        for ln in f:
+            if ln.startswith("VmRSS:"):
+                return int(ln.split()[1]) * 1024
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
 def tail(path, n=60):
     try:
         with open(path, "rb") as f:

@@ -25,14 +25,6 @@ RSS_BOUND = 64 * MIB  # over the idle RSS, with 30 hostile clients
 KEY = "k-hostile-test"
 
 
-def rss(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for ln in f:
-            if ln.startswith("VmRSS:"):
-                return int(ln.split()[1]) * 1024
-    raise AssertionError("no VmRSS for %d" % pid)
-
-
 def keyed(make_cluster, tmp_path, **server_extra):
     keys = tmp_path / "keys"
     keys.write_text(KEY + "\n")
@@ -95,7 +87,7 @@ def test_unauthenticated_bodies_do_not_grow_memory(make_cluster, tmp_path):
     c = keyed(make_cluster, tmp_path)
     pid = c.server.pid
     assert submit(c).status == 202
-    idle = rss(pid)
+    idle = h.rss(pid)
     out = [None] * 30
     threads = [threading.Thread(target=push, args=(c.http_port, big_head(),
                                                    4 * MIB, out, i))
@@ -106,11 +98,11 @@ def test_unauthenticated_bodies_do_not_grow_memory(make_cluster, tmp_path):
     # The key holder is served while the flood is on.
     assert submit(c, 1).status == 202
     while any(t.is_alive() for t in threads):
-        peak = max(peak, rss(pid))
+        peak = max(peak, h.rss(pid))
         time.sleep(0.02)
     for t in threads:
         t.join()
-    peak = max(peak, rss(pid))
+    peak = max(peak, h.rss(pid))
     assert peak - idle < RSS_BOUND, (idle, peak)
     assert all(o is not None and b" 401 " in o for o in out), out
     assert submit(c, 2).status == 202

@@ -414,15 +414,6 @@ def test_agent_stops_promptly_with_a_transfer_hanging(make_cluster, fakes):
     agent.wait_exit(3)  # scaled inside; raises WaitTimeout
 
 
-def vm_kib(pid, field):
-    """A VmRSS-like field of /proc/PID/status, in KiB."""
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise AssertionError("no %s for %d" % (field, pid))
-
-
 @pytest.mark.parametrize("mode", ["lines", "line"])
 def test_smarthost_flooding_a_reply(make_cluster, fakes, mode):
     # A hostile smarthost answers MAIL with megabytes and no final reply:
@@ -436,13 +427,13 @@ def test_smarthost_flooding_a_reply(make_cluster, fakes, mode):
     c = smtp_cluster(make_cluster, fake, {"request_timeout_ms": ms})
     c.start_server()
     agent = c.start_agent("s")
-    before = vm_kib(agent.pid, "VmRSS")
+    before = h.rss(agent.pid)
     log_before = os.path.getsize(agent.log_path)
     mid = c.submit(h.message(40))
     m = wait_outcome(c, mid, "transient", timeout=h.scaled(10) + ms / 1000)
     assert fake.flooded > 4 << 20, fake.flooded
-    grown = vm_kib(agent.pid, "VmRSS") - before
-    assert grown < 8 << 10, "the agent grew %d KiB reading %d bytes" % (
+    grown = h.rss(agent.pid) - before
+    assert grown < 8 << 20, "the agent grew %d bytes reading %d" % (
         grown, fake.flooded)
     # Its log says so in a few lines, whatever the smarthost sent.
     assert os.path.getsize(agent.log_path) - log_before < 16384

@@ -366,14 +366,6 @@ def test_reconnect_replays_exactly_the_missed(make_cluster, tmp_path):
         one.close()
 
 
-def rss(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for ln in f:
-            if ln.startswith("VmRSS:"):
-                return int(ln.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
-
-
 def toggle(c, n):
     """n provider events: disable, enable, ... (n even)."""
     for i in range(n):
@@ -405,7 +397,7 @@ def test_slow_client_dropped_and_max_clients(make_cluster, tmp_path):
                    "the gauge back to 2")
         third = Sse(c.http_port)
         assert third.status == 200
-        base_rss = rss(c.server.pid)
+        base_rss = h.rss(c.server.pid)
         # Events until the slow one is dropped: it never reads.
         sent = 0
         deadline = time.monotonic() + h.scaled(20)
@@ -415,7 +407,7 @@ def test_slow_client_dropped_and_max_clients(make_cluster, tmp_path):
             toggle(c, 50)
             sent += 50
             assert c.get("/healthz").status == 200
-        grew = rss(c.server.pid) - base_rss
+        grew = h.rss(c.server.pid) - base_rss
         print("events sent %d, server RSS grew %d KiB" % (sent, grew // 1024))
         assert grew < 32 * MIB
         # It was closed (after what its buffers held), logged once.
