@@ -8,7 +8,10 @@
  * each session (TCP, TLS, greeting, EHLO, STARTTLS, AUTH) non-blocking on
  * a curl_loop, with CURLOPT_CONNECT_ONLY; the transaction (MAIL, RCPT,
  * DATA, the body, the end of data) is ours, over curl_easy_send() and
- * curl_easy_recv() with libevent watching the socket.  curl's own SMTP
+ * curl_easy_recv() with libevent watching the socket.  When the
+ * smarthost's EHLO answer offers PIPELINING (RFC 2920), MAIL, every RCPT
+ * and DATA go out in one write and their replies are read in order; else
+ * each command waits for its reply.  curl's own SMTP
  * transfer cannot run on the loop: after the data and at QUIT it waits for
  * the reply inside the multi interface (docs/internals/agent.md), which
  * held every other transfer, the link and the timers.  A connect-only
@@ -21,8 +24,10 @@
  * by smtp_dialogue, which records each recipient's RCPT answer, the DATA
  * answer and the final reply and classifies the outcome from them
  * (docs/providers.md has the table).  A refused recipient does not stop
- * the others (what CURLOPT_MAIL_RCPT_ALLOWFAILS did); DATA goes out when
- * at least one was accepted.
+ * the others (what CURLOPT_MAIL_RCPT_ALLOWFAILS did); the body goes out
+ * when at least one was accepted and DATA got 354 (lock-step, DATA is not
+ * sent without one; pipelined, a 354 with none ends the data with a dot
+ * alone, RFC 2920 3.1).
  *
  * Sessions are kept between messages: the next message on an idle session
  * starts at MAIL FROM.  As many sessions run at once as messages are in
@@ -49,7 +54,6 @@
 
 #include <curl/curl.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,8 +68,11 @@
 /* A connection idle longer is closed rather than reused: below the idle
  * timeout of most smarthosts (RFC 5321 asks 5 min, some use less). */
 #define SMTP_IDLE_MAX_S 30
-/* The output buffer: a command, or a part of the body. */
+/* The output buffer: commands, or a part of the body. */
 #define SMTP_OUT_MAX 16384
+
+/* Every command of a transaction fits an empty buffer. */
+_Static_assert(LINK_ADDR_MAX + 64 < SMTP_OUT_MAX, "SMTP_OUT_MAX too small");
 
 enum smtp_tls { SMTP_TLS_NONE, SMTP_TLS_STARTTLS, SMTP_TLS_IMPLICIT };
 
@@ -93,7 +100,7 @@ enum smtp_step {
 	STEP_CONNECT, /* curl: TCP, TLS, greeting, EHLO, STARTTLS, AUTH */
 	STEP_IDLE,    /* no message; watched for the smarthost closing it */
 	STEP_MAIL,    /* MAIL FROM sent, its reply awaited */
-	STEP_RCPT,    /* RCPT TO for recipient rcpt_i sent */
+	STEP_RCPT,    /* RCPT TO for recipient rcpt_i sent, its reply awaited */
 	STEP_DATA,    /* DATA sent, 354 awaited */
 	STEP_BODY,    /* the message going out, then the end of data */
 	STEP_DOT,     /* all sent, the verdict awaited */
@@ -120,12 +127,16 @@ struct smtp_conn {
 	CURL *easy;            /* CONNECT_ONLY: owns the connection */
 	struct event *rd, *wr; /* fd, for our part of the dialogue */
 	enum smtp_step step;
-	struct smtp_job *sj;     /* the message under way, or NULL */
-	unsigned nmsg;           /* transactions begun on this session */
-	int64_t idle_since;      /* mono_ms() */
-	bool size_ext, utf8_ext; /* EHLO offered SIZE, SMTPUTF8 */
+	struct smtp_job *sj; /* the message under way, or NULL */
+	unsigned nmsg;       /* transactions begun on this session */
+	int64_t idle_since;  /* mono_ms() */
+	unsigned ext;        /* SMTP_EXT_* the EHLO answer offered */
 	char errbuf[CURL_ERROR_SIZE];
-	size_t rcpt_i; /* the recipient whose RCPT is out */
+	size_t rcpt_i; /* the recipient whose RCPT answer is awaited */
+	/* Pipelining: the next command of the group (0 MAIL, 1..nrcpt RCPT,
+	 * nrcpt + 1 DATA) to put into out; group is false once all are. */
+	size_t group_i;
+	bool group;
 	struct smtp_stuff body;
 	char out[SMTP_OUT_MAX];
 	size_t outlen, outoff;
@@ -248,10 +259,68 @@ conn_fail(struct smtp_conn *c, CURLcode rc)
 	job_end(sj, rc);
 }
 
-/* The next part of the message into out; false when all is out. */
-static bool
-body_fill(struct smtp_conn *c)
+/*
+ * The command i of the transaction (0 MAIL FROM, with SIZE and SMTPUTF8
+ * as curl sent them when the smarthost offers them; 1..nrcpt RCPT TO;
+ * nrcpt + 1 DATA) with its CRLF into dst; its length, or 0 when it does
+ * not fit in room.
+ */
+static size_t
+cmd_line(const struct smtp_conn *c, size_t i, char *dst, size_t room)
 {
+	const struct connector_job *job = c->sj->job;
+	char size[32] = "";
+	int n;
+
+	if (i == 0) {
+		if (c->ext & SMTP_EXT_SIZE)
+			snprintf(size, sizeof(size), " SIZE=%zu",
+				 job->mime_len);
+		n = snprintf(
+		    dst, room, "MAIL FROM:<%s>%s%s\r\n", job->mail_from, size,
+		    (c->ext & SMTP_EXT_SMTPUTF8) && smtp_dialogue_utf8(job)
+			? " SMTPUTF8"
+			: "");
+	} else if (i <= job->nrcpt) {
+		n = snprintf(dst, room, "RCPT TO:<%s>\r\n", job->rcpt[i - 1]);
+	} else {
+		n = snprintf(dst, room, "DATA\r\n");
+	}
+	return n < 0 || (size_t)n >= room ? 0 : (size_t)n;
+}
+
+/*
+ * Pipelining: as many commands of the group as out holds, each told to
+ * the dialogue as it goes in, so that every reply finds its command
+ * there.  False when the group is all out.
+ */
+static bool
+group_fill(struct smtp_conn *c)
+{
+	size_t n, last = c->sj->job->nrcpt + 1;
+
+	c->outoff = c->outlen = 0;
+	while (c->group && c->outlen < SMTP_OUT_MAX) {
+		n = cmd_line(c, c->group_i, c->out + c->outlen,
+			     SMTP_OUT_MAX - c->outlen);
+		if (n == 0)
+			break; /* the rest on the next fill */
+		smtp_dialogue_out(&c->sj->d, c->out + c->outlen, n);
+		c->outlen += n;
+		c->group = c->group_i++ < last;
+	}
+	return c->outlen > 0;
+}
+
+/* The next bytes into out (the group's commands, or the next part of the
+ * message); false when there are none. */
+static bool
+out_fill(struct smtp_conn *c)
+{
+	if (c->group)
+		return group_fill(c);
+	if (c->step != STEP_BODY)
+		return false;
 	c->outoff = 0;
 	c->outlen =
 	    smtp_dialogue_stuff(&c->body, c->sj->job->mime,
@@ -260,8 +329,8 @@ body_fill(struct smtp_conn *c)
 }
 
 /*
- * Sends what out holds (in the body, part after part); when the socket is
- * full, waits for EV_WRITE.  False when c is gone (failed).
+ * Sends what out holds, and what out_fill() gives after it; when the
+ * socket is full, waits for EV_WRITE.  False when c is gone (failed).
  */
 static bool
 conn_flush(struct smtp_conn *c)
@@ -270,8 +339,7 @@ conn_flush(struct smtp_conn *c)
 	size_t n;
 
 	for (;;) {
-		if (c->outoff == c->outlen &&
-		    (c->step != STEP_BODY || !body_fill(c)))
+		if (c->outoff == c->outlen && !out_fill(c))
 			break;
 		n = 0;
 		rc = curl_easy_send(c->easy, c->out + c->outoff,
@@ -297,54 +365,25 @@ conn_flush(struct smtp_conn *c)
 	return true;
 }
 
-static void conn_cmd(struct smtp_conn *c, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-/* One command line out (CRLF added), told to the dialogue; c may go. */
-static void
-conn_cmd(struct smtp_conn *c, const char *fmt, ...)
+/* Lock-step: the command i of the transaction out, told to the
+ * dialogue.  False when c is gone. */
+static bool
+conn_cmd(struct smtp_conn *c, size_t i)
 {
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(c->out, SMTP_OUT_MAX - 2, fmt, ap);
-	va_end(ap);
-	/* Addresses are at most LINK_ADDR_MAX bytes: never cut. */
-	if (n < 0 || (size_t)n >= SMTP_OUT_MAX - 2) {
-		conn_fail(c, CURLE_FAILED_INIT);
-		return;
-	}
-	memcpy(c->out + n, "\r\n", 2);
-	c->outlen = (size_t)n + 2;
 	c->outoff = 0;
+	c->outlen = cmd_line(c, i, c->out, SMTP_OUT_MAX);
+	if (c->outlen == 0) { /* the _Static_assert says never */
+		conn_fail(c, CURLE_FAILED_INIT);
+		return false;
+	}
 	smtp_dialogue_out(&c->sj->d, c->out, c->outlen);
-	(void)conn_flush(c);
+	return conn_flush(c);
 }
 
-/* The session is up and c->sj set: MAIL FROM, with SIZE and SMTPUTF8 as
- * curl sent them when the smarthost offers them. */
-static void
-xact_begin(struct smtp_conn *c)
-{
-	const struct connector_job *job = c->sj->job;
-	char size[32] = "";
-
-	c->nmsg++;
-	c->rcpt_i = 0;
-	smtp_dialogue_stuff_init(&c->body);
-	memset(&c->lines, 0, sizeof(c->lines));
-	if (c->size_ext)
-		snprintf(size, sizeof(size), " SIZE=%zu", job->mime_len);
-	conn_step(c, STEP_MAIL);
-	conn_cmd(c, "MAIL FROM:<%s>%s%s", job->mail_from, size,
-		 c->utf8_ext && smtp_dialogue_utf8(job) ? " SMTPUTF8" : "");
-}
-
-/* The verdict after the data was a 2xx: the job ends delivered and the
- * session waits for the next one (or closes when enough wait). */
-static void
-conn_delivered(struct smtp_conn *c)
+/* The job leaves the session, which waits for the next one (or closes
+ * when enough wait); returns the job. */
+static struct smtp_job *
+conn_release(struct smtp_conn *c)
 {
 	struct smtp_job *sj = c->sj;
 	struct smtp *s = c->s;
@@ -354,59 +393,117 @@ conn_delivered(struct smtp_conn *c)
 	if (s->nidle >= s->max_idle) {
 		conn_quit(c);
 		conn_drop(c);
-	} else {
-		conn_step(c, STEP_IDLE);
-		c->idle_since = mono_ms();
-		s->nidle++;
-		conn_unlink(c);
-		conn_link(c);
+		return sj;
 	}
-	job_end(sj, CURLE_OK);
+	conn_step(c, STEP_IDLE);
+	c->idle_since = mono_ms();
+	s->nidle++;
+	conn_unlink(c);
+	conn_link(c);
+	return sj;
+}
+
+/* The session is up and c->sj set: the transaction begins, pipelined
+ * when the smarthost offers it. */
+static void
+xact_begin(struct smtp_conn *c)
+{
+	c->nmsg++;
+	c->rcpt_i = 0;
+	smtp_dialogue_stuff_init(&c->body);
+	memset(&c->lines, 0, sizeof(c->lines));
+	conn_step(c, STEP_MAIL);
+	if (c->ext & SMTP_EXT_PIPELINING) {
+		c->group = true;
+		c->group_i = 0;
+		c->outoff = c->outlen = 0;
+		(void)conn_flush(c);
+	} else {
+		(void)conn_cmd(c, 0);
+	}
 }
 
 /*
- * A final reply to the command out (the dialogue has recorded it).
+ * The reply to the command before was good: lock-step, the next command
+ * (i) goes out; pipelined, it is out already and its reply is read next.
+ * False when c may be gone.
+ */
+static bool
+xact_next(struct smtp_conn *c, size_t i)
+{
+	if (c->ext & SMTP_EXT_PIPELINING)
+		return true;
+	(void)conn_cmd(c, i);
+	return false;
+}
+
+/* DATA's 354: the message, or (no recipient taken, only pipelined) the
+ * end of data alone as RFC 2920 3.1 asks, whose reply then ends the
+ * attempt with the recipients' refusals.  False when c may be gone. */
+static bool
+xact_data(struct smtp_conn *c)
+{
+	/* A 354 before DATA was even out is no answer to it. */
+	if (c->group || c->outoff != c->outlen) {
+		conn_fail(c, CURLE_WEIRD_SERVER_REPLY);
+		return false;
+	}
+	if (c->sj->d.data_go) {
+		conn_step(c, STEP_BODY);
+	} else {
+		conn_step(c, STEP_DOT);
+		memcpy(c->out, ".\r\n", 3);
+		c->outoff = 0;
+		c->outlen = 3;
+	}
+	(void)conn_flush(c);
+	return false;
+}
+
+/*
+ * A final reply to the command awaited (the dialogue has recorded it).
  * Returns false when c may be gone, so the caller reads no more for it.
  */
 static bool
 conn_reply(struct smtp_conn *c, int code)
 {
-	const struct connector_job *job;
+	struct smtp_job *sj = c->sj;
+	size_t nrcpt;
 
-	if (c->sj == NULL) {
+	if (sj == NULL) {
 		/* Idle: a smarthost says 421 as it closes. */
 		conn_drop(c);
 		return false;
 	}
-	job = c->sj->job;
+	nrcpt = sj->job->nrcpt;
 	switch (c->step) {
 	case STEP_MAIL:
 		if (code < 200 || code >= 300)
 			break;
 		conn_step(c, STEP_RCPT);
-		conn_cmd(c, "RCPT TO:<%s>", job->rcpt[0]);
-		return false;
+		return xact_next(c, 1);
 	case STEP_RCPT:
-		/* A refused recipient does not stop the others. */
-		if (++c->rcpt_i < job->nrcpt) {
-			conn_cmd(c, "RCPT TO:<%s>", job->rcpt[c->rcpt_i]);
-			return false;
-		}
-		if (!smtp_dialogue_rcpt_taken(&c->sj->d, job->nrcpt))
+		/* 421 closes the channel (RFC 5321 3.8); any other refusal
+		 * does not stop the others. */
+		if (code == 421)
+			break;
+		if (++c->rcpt_i < nrcpt)
+			return xact_next(c, 1 + c->rcpt_i);
+		/* Pipelined, DATA is out already and its reply decides. */
+		if (!(c->ext & SMTP_EXT_PIPELINING) &&
+		    !smtp_dialogue_rcpt_taken(&sj->d, nrcpt))
 			break;
 		conn_step(c, STEP_DATA);
-		conn_cmd(c, "DATA");
-		return false;
+		return xact_next(c, nrcpt + 1);
 	case STEP_DATA:
 		if (code != 354)
 			break;
-		conn_step(c, STEP_BODY);
-		(void)conn_flush(c);
-		return false;
+		return xact_data(c);
 	case STEP_DOT:
-		if (code < 200 || code >= 300)
+		/* After a dot alone, any reply: the recipients' refusals. */
+		if (!sj->d.data_go || code < 200 || code >= 300)
 			break;
-		conn_delivered(c);
+		job_end(conn_release(c), CURLE_OK);
 		return false;
 	default: /* during the body: the smarthost gave up on it */
 		break;
@@ -497,16 +594,16 @@ debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *arg)
 	(void)h;
 	if (sj == NULL || c->step != STEP_CONNECT)
 		return 0;
+	/* curl hands the reply a line at a time: only flags are kept. */
 	if (type == CURLINFO_HEADER_IN) {
 		smtp_dialogue_in(&sj->d, data, size);
 		if (strcmp(sj->d.cmd, "EHLO") == 0)
-			smtp_dialogue_ehlo(data, size, &c->size_ext,
-					   &c->utf8_ext);
+			c->ext |= smtp_dialogue_ehlo(data, size);
 	} else if (type == CURLINFO_HEADER_OUT) {
 		smtp_dialogue_out(&sj->d, data, size);
 		/* The EHLO after STARTTLS says it all again. */
 		if (strcmp(sj->d.cmd, "EHLO") == 0)
-			c->size_ext = c->utf8_ext = false;
+			c->ext = 0;
 	}
 	return 0;
 }

@@ -4,10 +4,12 @@
  * of a size taken from its first byte, split into lines by
  * smtp_dialogue_line(), each told to smtp_dialogue_in() and
  * smtp_dialogue_ehlo() while our side says MAIL, two RCPTs and DATA in
- * turn, one after each final reply, as the connector does; then the
- * attempt is classified.  Any bytes must give an outcome and a
- * NUL-terminated detail of printable bytes, never a crash, a line longer
- * than SMTP_DIALOGUE_LINE_MAX or a write past the recipients' answers.
+ * turn, one after each final reply, as the connector does in lock-step,
+ * or (the first byte's top bit) all four before any reply, as it does
+ * pipelined; then the attempt is classified.  Any bytes must give an
+ * outcome and a NUL-terminated detail of printable bytes, never a crash,
+ * a line longer than SMTP_DIALOGUE_LINE_MAX or a write past the
+ * recipients' answers.
  */
 #include "agent/connector.h"
 #include "agent/smtp_dialogue.h"
@@ -48,16 +50,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *p, *line;
 	size_t step, left, take, n, len, next = 0;
 	int codes[2] = {0, 0};
-	bool last, sz = false, utf8 = false;
+	bool last, piped;
 
 	if (size == 0)
 		return 0;
 	step = (size_t)(data[0] % 64) + 1;
+	piped = (data[0] & 0x80) != 0;
 	p = (const char *)data + 1;
 	left = size - 1;
 	memset(&d, 0, sizeof(d));
 	memset(&l, 0, sizeof(l));
 	d.rcpt_code = codes;
+	for (; piped && next < sizeof(cmds) / sizeof(cmds[0]); next++)
+		smtp_dialogue_out(&d, cmds[next], strlen(cmds[next]));
 	while (left > 0) {
 		take = left < step ? left : step;
 		while (take > 0) {
@@ -72,7 +77,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (len > SMTP_DIALOGUE_LINE_MAX)
 				abort();
 			smtp_dialogue_in(&d, line, len);
-			smtp_dialogue_ehlo(line, len, &sz, &utf8);
+			(void)smtp_dialogue_ehlo(line, len);
 			if (smtp_dialogue_code(line, len, &last) != 0 && last &&
 			    next < sizeof(cmds) / sizeof(cmds[0])) {
 				smtp_dialogue_out(&d, cmds[next],
@@ -81,7 +86,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			}
 		}
 	}
-	if (d.nrcpt_sent > 2)
+	if (d.nrcpt_sent > 2 || d.nrcpt_done > d.nrcpt_sent ||
+	    (d.data_go && d.data_empty))
 		abort();
 	a = (struct smtp_attempt){
 	    .job = &job,

@@ -6,7 +6,10 @@
  * their commands and classified (a delivery with a refused recipient and
  * the smarthost's id, every recipient refused, the account at AUTH, no
  * verdict after the whole body ambiguous, part of it transient); the
- * credentials after AUTH never kept; EHLO's SIZE and SMTPUTF8.
+ * credentials after AUTH never kept; EHLO's SIZE, SMTPUTF8 and
+ * PIPELINING; a pipelined group's replies matched to their commands in
+ * order (a refused recipient among taken ones, every one refused with
+ * DATA refused or, from a broken server, DATA's 354: the dot alone).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -260,22 +263,100 @@ test_ehlo_and_utf8(void **state)
 	static const char *const wide[] = {"z\xc3\xbc@example.net"};
 	struct connector_job job = {
 	    .mail_from = "a@example.com", .rcpt = rcpts, .nrcpt = 2};
-	bool size = false, utf8 = false;
 
 	(void)state;
-	smtp_dialogue_ehlo("250-SIZEX 1\r\n", 13, &size, &utf8);
-	smtp_dialogue_ehlo("550-SIZE 1\r\n", 12, &size, &utf8);
-	smtp_dialogue_ehlo("250-8BITMIME\r\n", 14, &size, &utf8);
-	assert_false(size);
-	assert_false(utf8);
-	smtp_dialogue_ehlo("250-SIZE 35882577\r\n", 19, &size, &utf8);
-	smtp_dialogue_ehlo("250 smtputf8\r\n", 14, &size, &utf8);
-	assert_true(size);
-	assert_true(utf8);
+	assert_int_equal(smtp_dialogue_ehlo("250-SIZEX 1\r\n", 13), 0);
+	assert_int_equal(smtp_dialogue_ehlo("550-SIZE 1\r\n", 12), 0);
+	assert_int_equal(smtp_dialogue_ehlo("250-8BITMIME\r\n", 14), 0);
+	assert_int_equal(smtp_dialogue_ehlo("250-PIPELININGX\r\n", 17), 0);
+	assert_int_equal(smtp_dialogue_ehlo("250-SIZE 35882577\r\n", 19),
+			 SMTP_EXT_SIZE);
+	assert_int_equal(smtp_dialogue_ehlo("250 smtputf8\r\n", 14),
+			 SMTP_EXT_SMTPUTF8);
+	assert_int_equal(smtp_dialogue_ehlo("250-PIPELINING\r\n", 16),
+			 SMTP_EXT_PIPELINING);
+	assert_int_equal(smtp_dialogue_ehlo("250 pipelining", 14),
+			 SMTP_EXT_PIPELINING);
 	assert_false(smtp_dialogue_utf8(&job));
 	job.rcpt = wide;
 	job.nrcpt = 1;
 	assert_true(smtp_dialogue_utf8(&job));
+}
+
+/* MAIL, both RCPTs and DATA out before any reply, as pipelining sends. */
+static void
+group_out(struct run *r)
+{
+	out(r, "MAIL FROM:<me@example.com>\r\n");
+	out(r, "RCPT TO:<ann@example.net>\r\n");
+	out(r, "RCPT TO:<bob@example.net>\r\n");
+	out(r, "DATA\r\n");
+}
+
+static void
+test_pipelined_replies_in_order(void **state)
+{
+	struct run r;
+
+	(void)state;
+	run_init(&r);
+	group_out(&r);
+	/* All four replies in one read: each finds its command. */
+	in(&r, "250 2.1.0 Ok\r\n550 5.1.1 no such user\r\n"
+	       "250-fine\r\n250 2.1.5 Ok\r\n354 go\r\n");
+	assert_int_equal(r.d.mail_code, 250);
+	assert_int_equal(r.codes[0], 550);
+	assert_int_equal(r.codes[1], 250);
+	assert_true(r.d.data_go);
+	assert_false(r.d.data_empty);
+	assert_string_equal(r.d.last_cmd, "DATA");
+	in(&r, "250 2.0.0 Ok: queued as P1\r\n");
+	classify(&r, CURLE_OK, true);
+	assert_int_equal(r.res.outcome, OUTCOME_DELIVERED);
+	assert_string_equal(r.res.provider_message_id, "P1");
+	assert_non_null(strstr(r.res.detail, "ann@example.net 550"));
+
+	/* A refused MAIL is MAIL's, whatever follows it. */
+	run_init(&r);
+	group_out(&r);
+	in(&r, "553 5.7.1 sender refused\r\n");
+	assert_string_equal(r.d.last_cmd, "MAIL");
+	classify(&r, CURLE_WEIRD_SERVER_REPLY, false);
+	assert_int_equal(r.res.outcome, OUTCOME_PERMANENT);
+	assert_non_null(strstr(r.res.detail, "smtp MAIL refused: 553"));
+}
+
+static void
+test_pipelined_every_recipient_refused(void **state)
+{
+	struct run r;
+
+	(void)state;
+	/* DATA refused too, as a server should: no body, and the outcome
+	 * is the recipients' as in lock-step. */
+	run_init(&r);
+	group_out(&r);
+	in(&r, "250 Ok\r\n550 no\r\n451 later\r\n554 no valid recipients\r\n");
+	assert_false(r.d.data_go);
+	assert_false(r.d.data_empty);
+	assert_string_equal(r.d.last_cmd, "DATA");
+	classify(&r, CURLE_WEIRD_SERVER_REPLY, false);
+	assert_int_equal(r.res.outcome, OUTCOME_TRANSIENT);
+	assert_non_null(strstr(r.res.detail, "every recipient refused"));
+
+	/* A broken server's 354: the data ends with a dot alone (RFC 2920
+	 * 3.1); the reply to it is no verdict on the message. */
+	run_init(&r);
+	group_out(&r);
+	in(&r, "250 Ok\r\n550 no\r\n553 no\r\n354 go\r\n");
+	assert_false(r.d.data_go);
+	assert_true(r.d.data_empty);
+	in(&r, "250 2.0.0 Ok: queued as EMPTY\r\n");
+	assert_int_equal(r.d.final_code, 0);
+	classify(&r, CURLE_WEIRD_SERVER_REPLY, false);
+	assert_int_equal(r.res.outcome, OUTCOME_PERMANENT);
+	assert_non_null(strstr(r.res.detail, "every recipient refused"));
+	assert_null(r.res.provider_message_id);
 }
 
 int
@@ -289,6 +370,8 @@ main(void)
 	    cmocka_unit_test(test_auth_and_credentials),
 	    cmocka_unit_test(test_no_verdict),
 	    cmocka_unit_test(test_ehlo_and_utf8),
+	    cmocka_unit_test(test_pipelined_replies_in_order),
+	    cmocka_unit_test(test_pipelined_every_recipient_refused),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
