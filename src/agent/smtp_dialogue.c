@@ -328,19 +328,46 @@ smtp_dialogue_stuff_init(struct smtp_stuff *st)
 	st->eob = false;
 }
 
+/* The state after span (n > 0 bytes just written): at a line's start
+ * (2) after CRLF, 1 after a CR, else 0; st->bol is the state before. */
+static int
+stuff_bol(const struct smtp_stuff *st, const uint8_t *span, size_t n)
+{
+	if (span[n - 1] == '\r')
+		return 1;
+	if (span[n - 1] != '\n')
+		return 0;
+	if (n > 1)
+		return span[n - 2] == '\r' ? 2 : 0;
+	return st->bol == 1 ? 2 : 0;
+}
+
 size_t
 smtp_dialogue_stuff(struct smtp_stuff *st, const uint8_t *msg, size_t len,
 		    char *out, size_t outsz)
 {
-	size_t n = 0;
-	uint8_t ch;
+	const uint8_t *nl;
+	size_t n = 0, span;
 
+	/* A line at a time: only its first byte may need doubling. */
 	while (st->off < len && n + 2 <= outsz) {
-		ch = msg[st->off++];
-		if (ch == '.' && st->bol == 2)
+		if (st->bol == 2 && msg[st->off] == '.') {
 			out[n++] = '.';
-		out[n++] = (char)ch;
-		st->bol = ch == '\r' ? 1 : ch == '\n' && st->bol == 1 ? 2 : 0;
+			out[n++] = '.';
+			st->off++;
+			st->bol = 0;
+			continue;
+		}
+		span = len - st->off;
+		if (span > outsz - n)
+			span = outsz - n;
+		nl = memchr(msg + st->off, '\n', span);
+		if (nl != NULL)
+			span = (size_t)(nl - (msg + st->off)) + 1;
+		memcpy(out + n, msg + st->off, span);
+		st->bol = stuff_bol(st, msg + st->off, span);
+		st->off += span;
+		n += span;
 	}
 	if (st->off == len && !st->eob && n + 5 <= outsz) {
 		if (st->bol != 2) {

@@ -9,7 +9,8 @@
  * pipelined; then the attempt is classified.  Any bytes must give an
  * outcome and a NUL-terminated detail of printable bytes, never a crash,
  * a line longer than SMTP_DIALOGUE_LINE_MAX or a write past the
- * recipients' answers.
+ * recipients' answers.  The same bytes as a message must dot-stuff, in
+ * parts of that size, to what a byte-by-byte reference makes.
  */
 #include "agent/connector.h"
 #include "agent/smtp_dialogue.h"
@@ -23,6 +24,50 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char *const cmds[] = {"MAIL FROM:<a@x>\r\n", "RCPT TO:<b@x>\r\n",
 				   "RCPT TO:<c@x>\r\n", "DATA\r\n"};
+
+/* Byte by byte, as smtp_dialogue_stuff() did before it went by lines. */
+static size_t
+stuff_ref(const uint8_t *msg, size_t len, uint8_t *out)
+{
+	size_t i, n = 0;
+	int bol = 2;
+
+	for (i = 0; i < len; i++) {
+		if (msg[i] == '.' && bol == 2)
+			out[n++] = '.';
+		out[n++] = msg[i];
+		bol = msg[i] == '\r' ? 1 : msg[i] == '\n' && bol == 1 ? 2 : 0;
+	}
+	if (bol != 2) {
+		memcpy(out + n, "\r\n", 2);
+		n += 2;
+	}
+	memcpy(out + n, ".\r\n", 3);
+	return n + 3;
+}
+
+static void
+check_stuffing(const uint8_t *msg, size_t len, size_t part)
+{
+	struct smtp_stuff st;
+	uint8_t *want = malloc(2 * len + 5), *got = malloc(2 * len + 5 + part);
+	size_t nwant, n = 0, k;
+
+	if (want == NULL || got == NULL)
+		abort();
+	nwant = stuff_ref(msg, len, want);
+	smtp_dialogue_stuff_init(&st);
+	do {
+		k = smtp_dialogue_stuff(&st, msg, len, (char *)got + n, part);
+		n += k;
+		if (n > nwant)
+			abort();
+	} while (k > 0);
+	if (n != nwant || memcmp(got, want, n) != 0)
+		abort();
+	free(want);
+	free(got);
+}
 
 static void
 check_printable(const char *s, size_t max)
@@ -58,6 +103,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	piped = (data[0] & 0x80) != 0;
 	p = (const char *)data + 1;
 	left = size - 1;
+	check_stuffing(data + 1, left, step + 4);
 	memset(&d, 0, sizeof(d));
 	memset(&l, 0, sizeof(l));
 	d.rcpt_code = codes;

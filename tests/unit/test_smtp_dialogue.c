@@ -47,6 +47,56 @@ stuff_all(const char *msg, size_t part, char *out, size_t outsz)
 	return n;
 }
 
+/* The reference: byte by byte, as curl did and smtp_dialogue_stuff() did
+ * before it went by lines. */
+static size_t
+stuff_ref(const char *msg, size_t len, char *out)
+{
+	size_t i, n = 0;
+	int bol = 2;
+
+	for (i = 0; i < len; i++) {
+		if (msg[i] == '.' && bol == 2)
+			out[n++] = '.';
+		out[n++] = msg[i];
+		bol = msg[i] == '\r' ? 1 : msg[i] == '\n' && bol == 1 ? 2 : 0;
+	}
+	if (bol != 2) {
+		memcpy(out + n, "\r\n", 2);
+		n += 2;
+	}
+	memcpy(out + n, ".\r\n", 3);
+	return n + 3;
+}
+
+/* Random messages of dots, CRs, LFs and letters: the same bytes as the
+ * reference, whatever the size of the parts. */
+static void
+test_stuffing_by_lines(void **state)
+{
+	static const char alphabet[] = ".\r\na";
+	char msg[48], want[160], got[200];
+	size_t len, n, i, part;
+	unsigned seed = 12345;
+	int round;
+
+	(void)state;
+	for (round = 0; round < 20000; round++) {
+		seed = seed * 1103515245u + 12345u;
+		len = (seed >> 16) % sizeof(msg);
+		for (i = 0; i < len; i++) {
+			seed = seed * 1103515245u + 12345u;
+			msg[i] = alphabet[(seed >> 16) % 4];
+		}
+		msg[len] = '\0';
+		/* NUL-free, so stuff_all's strlen() sees it whole. */
+		n = stuff_ref(msg, len, want);
+		part = 5 + (size_t)round % 16;
+		assert_int_equal(stuff_all(msg, part, got, sizeof(got)), n);
+		assert_memory_equal(got, want, n);
+	}
+}
+
 static void
 test_stuffing(void **state)
 {
@@ -61,6 +111,9 @@ test_stuffing(void **state)
 	    {"a\r\n.\r\n", "a\r\n..\r\n.\r\n"},
 	    {"a\r\n..\r\nb\r\n", "a\r\n...\r\nb\r\n.\r\n"},
 	    {"x\r", "x\r\r\n.\r\n"},
+	    {"\r\n.\r\n.", "\r\n..\r\n..\r\n.\r\n"},
+	    {"a\r\r\n.b", "a\r\r\n..b\r\n.\r\n"},
+	    {"a\n\r\n.", "a\n\r\n..\r\n.\r\n"},
 	};
 	char out[256];
 	size_t i, part;
@@ -370,6 +423,7 @@ main(void)
 	    cmocka_unit_test(test_auth_and_credentials),
 	    cmocka_unit_test(test_no_verdict),
 	    cmocka_unit_test(test_ehlo_and_utf8),
+	    cmocka_unit_test(test_stuffing_by_lines),
 	    cmocka_unit_test(test_pipelined_replies_in_order),
 	    cmocka_unit_test(test_pipelined_every_recipient_refused),
 	};
