@@ -32,8 +32,8 @@
  * Sessions are kept between messages: the next message on an idle session
  * starts at MAIL FROM.  As many sessions run at once as messages are in
  * flight (the server grants at most max_in_flight); at most max_in_flight
- * idle ones are kept, none idle longer than SMTP_IDLE_MAX_S, and one the
- * smarthost speaks on or closes while idle is dropped.  A failed
+ * idle ones are kept, each closed by its timer once idle idle_timeout_ms,
+ * and one the smarthost speaks on or closes while idle is dropped.  A failed
  * transaction's session is dropped.  A reused session that fails at MAIL
  * (no reply, or 421) before anything of the message was accepted is
  * replaced: the message is tried once more on a fresh session, so a stale
@@ -67,7 +67,8 @@
 #define SMTP_REQUEST_TIMEOUT_MS 30000
 /* A connection idle longer is closed rather than reused: below the idle
  * timeout of most smarthosts (RFC 5321 asks 5 min, some use less). */
-#define SMTP_IDLE_MAX_S 30
+#define SMTP_IDLE_TIMEOUT_MS 30000
+#define SMTP_IDLE_TIMEOUT_MAX_MS 300000
 /* The output buffer: commands, or a part of the body. */
 #define SMTP_OUT_MAX 16384
 
@@ -84,7 +85,8 @@ struct smtp {
 	char *username, *password, *ca_file;
 	enum smtp_tls tls;
 	long connect_ms, request_ms;
-	size_t max_idle; /* idle sessions kept: max_in_flight */
+	struct timeval idle_tv; /* idle_timeout_ms */
+	size_t max_idle;        /* idle sessions kept: max_in_flight */
 	struct event_base *base;
 	connector_done_cb done;
 	void *arg;
@@ -126,6 +128,7 @@ struct smtp_conn {
 	struct curl_loop *cl;
 	CURL *easy;            /* CONNECT_ONLY: owns the connection */
 	struct event *rd, *wr; /* fd, for our part of the dialogue */
+	struct event *idle;    /* closes the session idle too long */
 	enum smtp_step step;
 	struct smtp_job *sj; /* the message under way, or NULL */
 	unsigned nmsg;       /* transactions begun on this session */
@@ -145,6 +148,7 @@ struct smtp_conn {
 };
 
 static int conn_open(struct smtp_job *sj);
+static void conn_idle_end(evutil_socket_t fd, short what, void *arg);
 static void job_end(struct smtp_job *sj, CURLcode rc);
 static void job_rewind(struct smtp_job *sj);
 
@@ -202,6 +206,8 @@ conn_drop(struct smtp_conn *c)
 		event_free(c->rd);
 	if (c->wr != NULL)
 		event_free(c->wr);
+	if (c->idle != NULL)
+		event_free(c->idle);
 	if (c->easy != NULL) {
 		/* A handle never added is no error for curl to remove. */
 		if (c->cl != NULL)
@@ -390,7 +396,10 @@ conn_release(struct smtp_conn *c)
 
 	c->sj = NULL;
 	sj->c = NULL;
-	if (s->nidle >= s->max_idle) {
+	if (s->nidle >= s->max_idle ||
+	    (c->idle == NULL &&
+	     (c->idle = evtimer_new(s->base, conn_idle_end, c)) == NULL) ||
+	    evtimer_add(c->idle, &s->idle_tv) != 0) {
 		conn_quit(c);
 		conn_drop(c);
 		return sj;
@@ -771,22 +780,41 @@ job_end(struct smtp_job *sj, CURLcode rc)
 	job_free(sj);
 }
 
-/* An idle session not too old, or NULL; the too old ones are closed. */
+/* The session's idle time is up (its timer): closed, politely. */
+static void
+conn_idle_end(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	log_debug("- agent smtp_idle_close provider=%s after_ms=%lld",
+		  c->s->name, (long long)(mono_ms() - c->idle_since));
+	conn_quit(c);
+	conn_drop(c);
+}
+
+/*
+ * An idle session not too old, or NULL.  Its timer closes each on time;
+ * one whose timer is late (a busy loop) is closed here too.
+ */
 static struct smtp_conn *
 conn_take_idle(struct smtp *s)
 {
 	struct smtp_conn *c, *next;
-	int64_t now = mono_ms();
+	int64_t now = mono_ms(),
+		max = s->idle_tv.tv_sec * 1000 + s->idle_tv.tv_usec / 1000;
 
 	for (c = s->conns; c != NULL; c = next) {
 		next = c->next;
 		if (c->step != STEP_IDLE)
 			continue;
-		if (now - c->idle_since > SMTP_IDLE_MAX_S * 1000) {
+		if (now - c->idle_since >= max) {
 			conn_quit(c);
 			conn_drop(c);
 			continue;
 		}
+		(void)evtimer_del(c->idle); /* pending: no error */
 		s->nidle--;
 		return c;
 	}
@@ -966,6 +994,7 @@ smtp_open(const struct provider_config *pc, struct event_base *base,
 	struct curl_loop *cl;
 	const char *pw = provider_config_get(pc, "password_file");
 	char serr[256];
+	long idle_ms;
 	int rc = -EINVAL;
 
 	if (provider_config_get(pc, "host") == NULL) {
@@ -983,6 +1012,9 @@ smtp_open(const struct provider_config *pc, struct event_base *base,
 	    key_long(pc, "connect_timeout_ms", SMTP_CONNECT_TIMEOUT_MS);
 	s->request_ms =
 	    key_long(pc, "request_timeout_ms", SMTP_REQUEST_TIMEOUT_MS);
+	idle_ms = key_long(pc, "idle_timeout_ms", SMTP_IDLE_TIMEOUT_MS);
+	s->idle_tv.tv_sec = idle_ms / 1000;
+	s->idle_tv.tv_usec = (idle_ms % 1000) * 1000;
 	s->max_idle = pc->max_in_flight > 0 ? (size_t)pc->max_in_flight : 1;
 	s->base = base;
 	s->done = done;
@@ -1051,6 +1083,7 @@ smtp_config_check(struct provider_config *pc, const struct config *cfg,
 	check_range(pc, r, "port", 1, 65535);
 	check_range(pc, r, "connect_timeout_ms", 1, CONNECTOR_TIMEOUT_MAX_MS);
 	check_range(pc, r, "request_timeout_ms", 1, CONNECTOR_TIMEOUT_MAX_MS);
+	check_range(pc, r, "idle_timeout_ms", 100, SMTP_IDLE_TIMEOUT_MAX_MS);
 	if (user != pw)
 		config_report_error(r, provider_config_line(pc, "username"),
 				    "username and password_file go together");
@@ -1066,10 +1099,16 @@ smtp_config_check(struct provider_config *pc, const struct config *cfg,
 }
 
 static const char *const smtp_required[] = {"host", NULL};
-static const char *const smtp_optional[] = {
-    "port", "tls",         "username",           "password_file",
-    "helo", "tls_ca_file", "connect_timeout_ms", "request_timeout_ms",
-    NULL};
+static const char *const smtp_optional[] = {"port",
+					    "tls",
+					    "username",
+					    "password_file",
+					    "helo",
+					    "tls_ca_file",
+					    "connect_timeout_ms",
+					    "request_timeout_ms",
+					    "idle_timeout_ms",
+					    NULL};
 static const char *const smtp_secret[] = {"password_file", NULL};
 
 static const struct config_ptype smtp_config = {

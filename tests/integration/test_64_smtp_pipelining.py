@@ -3,7 +3,7 @@
 answer offers PIPELINING and lock-step when not, with the outcomes of
 lock-step (a refused recipient among taken ones, every one refused with no
 body sent, a broken server's 354 answered by a dot alone, a reused session
-dropped at MAIL replaced)."""
+dropped at MAIL replaced); idle sessions closed by their timer."""
 
 import os
 import sys
@@ -117,3 +117,18 @@ def test_reused_pipelined_session_dropped_at_mail(make_cluster, fakes,
     assert fake.dropped >= 1, "no reused connection was dropped"
     t55.assert_once_each(c, fake, ids)
     assert set(fake.arrivals) == {"pipelined"}, fake.arrivals
+
+
+def test_idle_session_closed_on_time(make_cluster, fakes):
+    # idle_timeout_ms 300: the stand-in (whose own idle timeout is
+    # 300 s) sees QUIT and the close 300 ms after the message, not at the
+    # next one.
+    fake = fakes()
+    c = started(make_cluster, fake, {"idle_timeout_ms": 300})
+    mid = c.submit(h.message(5))
+    c.wait_delivered([mid])
+    sent = transcript(fake)[0]
+    assert sent.endswith(b"QUIT\r\n"), sent
+    idle = fake.closed_at - fake.data_at
+    assert 0.29 <= idle <= h.scaled(3), idle
+    assert fake.connections == 1
