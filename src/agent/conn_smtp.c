@@ -27,7 +27,8 @@
  * the others (what CURLOPT_MAIL_RCPT_ALLOWFAILS did); the body goes out
  * when at least one was accepted and DATA got 354 (lock-step, DATA is not
  * sent without one; pipelined, a 354 with none ends the data with a dot
- * alone, RFC 2920 3.1).
+ * alone, RFC 2920 3.1).  A message with a non-ASCII address fails for good
+ * on a smarthost that does not offer SMTPUTF8, before MAIL.
  *
  * Sessions are kept between messages: the next message on an idle session
  * starts at MAIL FROM.  As many sessions run at once as messages are in
@@ -117,6 +118,7 @@ struct smtp_job {
 	struct event *deadline; /* request_timeout_ms from send() */
 	bool retried;           /* once on a fresh session after a stale one */
 	bool body_eof;          /* the whole message and its end went out */
+	bool utf8_unoffered;    /* needs SMTPUTF8, which is not offered */
 	char errbuf[CURL_ERROR_SIZE];
 	struct smtp_dialogue d;
 	struct smtp_job *prev, *next;
@@ -417,6 +419,14 @@ conn_release(struct smtp_conn *c)
 static void
 xact_begin(struct smtp_conn *c)
 {
+	struct smtp_job *sj = c->sj;
+
+	if (!(c->ext & SMTP_EXT_SMTPUTF8) && smtp_dialogue_utf8(sj->job)) {
+		/* Nothing was said: the session serves the next message. */
+		sj->utf8_unoffered = true;
+		job_end(conn_release(c), CURLE_OK);
+		return;
+	}
 	c->nmsg++;
 	c->rcpt_i = 0;
 	smtp_dialogue_stuff_init(&c->body);
@@ -760,7 +770,8 @@ job_end(struct smtp_job *sj, CURLcode rc)
 				 .d = &sj->d,
 				 .rc = rc,
 				 .errbuf = sj->errbuf,
-				 .body_eof = sj->body_eof};
+				 .body_eof = sj->body_eof,
+				 .utf8_unoffered = sj->utf8_unoffered};
 	struct connector_result res;
 	char detail[LINK_DETAIL_MAX + 1], idbuf[128];
 

@@ -2,7 +2,8 @@
  * The smtp connector's reading of a transaction (contract in
  * smtp_dialogue.h).  Replies are matched to the transaction's commands
  * in their order (pipelined or not), the session's to the last command
- * sent; the classes follow RFC 5321's codes as smarthosts use them: 2xx after
+ * sent; a non-ASCII address the smarthost cannot take is permanent; the
+ * classes follow RFC 5321's codes as smarthosts use them: 2xx after
  * the data delivered (refused recipients named), 530/534/535/538 the
  * account's, 452 throttled, other 4xx transient, 5xx permanent for MAIL,
  * RCPT and the data but the smarthost's (transient) or the account's (at
@@ -267,6 +268,15 @@ classify_fail(const struct smtp_attempt *sj, struct connector_result *res,
 	int worst;
 
 	res->detail = detail;
+	if (sj->utf8_unoffered) {
+		/* RFC 6531: a non-ASCII address goes only to a server that
+		 * offers SMTPUTF8; another try meets the same smarthost. */
+		res->outcome = OUTCOME_PERMANENT;
+		detail_set(detail, detailsz,
+			   "smtp the smarthost does not offer SMTPUTF8, which "
+			   "a non-ASCII address needs");
+		return;
+	}
 	if (d->data_go && d->final_code == 0) {
 		/* The smarthost may have the whole message: a retry may
 		 * duplicate it.  A body cut short is discarded by it. */

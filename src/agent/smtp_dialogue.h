@@ -68,6 +68,9 @@ struct smtp_attempt {
 	CURLcode rc;        /* CURLE_OK: the transaction ended with a 2xx */
 	const char *errbuf; /* curl's words for rc, may be empty */
 	bool body_eof;      /* the whole message and its end went out */
+	/* An address is not ASCII and the smarthost does not offer SMTPUTF8:
+	 * nothing of the message was sent. */
+	bool utf8_unoffered;
 };
 
 /* "NNN-", "NNN " or "NNN" at p: the code (*last: no '-'), else 0. */

@@ -3,7 +3,8 @@
 answer offers PIPELINING and lock-step when not, with the outcomes of
 lock-step (a refused recipient among taken ones, every one refused with no
 body sent, a broken server's 354 answered by a dot alone, a reused session
-dropped at MAIL replaced); idle sessions closed by their timer."""
+dropped at MAIL replaced); idle sessions closed by their timer; non-ASCII
+addresses with and without SMTPUTF8."""
 
 import os
 import sys
@@ -132,3 +133,27 @@ def test_idle_session_closed_on_time(make_cluster, fakes):
     idle = fake.closed_at - fake.data_at
     assert 0.29 <= idle <= h.scaled(3), idle
     assert fake.connections == 1
+
+
+@pytest.mark.parametrize("offered", [True, False])
+def test_non_ascii_address(make_cluster, fakes, offered):
+    # Offered, MAIL says SMTPUTF8 and the address arrives as UTF-8; not
+    # offered, the message fails for good before MAIL, and the session
+    # carries the next message.
+    fake = fakes(smtputf8=offered)
+    c = started(make_cluster, fake)
+    wide = "zo\u00eb@example.net"
+    mid = c.submit(h.message(6, to=[wide, "bob@example.net"]))
+    if offered:
+        c.wait_delivered([mid])
+        got = t55.wait_received(fake, 1)[0]
+        assert got["smtputf8"] is True, got
+        assert sorted(got["to"]) == ["bob@example.net", wide], got
+        return
+    m = t55.wait_outcome(c, mid, "permanent")
+    assert "SMTPUTF8" in m["attempts"][0]["detail"], m
+    assert fake.mails == 0 and not fake.messages()
+    mid2 = c.submit(h.message(7))
+    c.wait_delivered([mid2])
+    assert fake.connections == 1
+    assert t55.wait_received(fake, 1)[0]["smtputf8"] is False

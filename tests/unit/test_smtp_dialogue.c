@@ -9,7 +9,8 @@
  * credentials after AUTH never kept; EHLO's SIZE, SMTPUTF8 and
  * PIPELINING; a pipelined group's replies matched to their commands in
  * order (a refused recipient among taken ones, every one refused with
- * DATA refused or, from a broken server, DATA's 354: the dot alone).
+ * DATA refused or, from a broken server, DATA's 354: the dot alone);
+ * a non-ASCII address without SMTPUTF8 permanent.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -412,6 +413,25 @@ test_pipelined_every_recipient_refused(void **state)
 	assert_null(r.res.provider_message_id);
 }
 
+static void
+test_utf8_unoffered(void **state)
+{
+	struct run r;
+	struct smtp_attempt a;
+
+	(void)state;
+	run_init(&r);
+	a = (struct smtp_attempt){.job = &r.job,
+				  .d = &r.d,
+				  .rc = CURLE_OK,
+				  .errbuf = "",
+				  .utf8_unoffered = true};
+	smtp_dialogue_classify(&a, &r.res, r.detail, sizeof(r.detail), r.id,
+			       sizeof(r.id));
+	assert_int_equal(r.res.outcome, OUTCOME_PERMANENT);
+	assert_non_null(strstr(r.res.detail, "SMTPUTF8"));
+}
+
 int
 main(void)
 {
@@ -426,6 +446,7 @@ main(void)
 	    cmocka_unit_test(test_stuffing_by_lines),
 	    cmocka_unit_test(test_pipelined_replies_in_order),
 	    cmocka_unit_test(test_pipelined_every_recipient_refused),
+	    cmocka_unit_test(test_utf8_unoffered),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
