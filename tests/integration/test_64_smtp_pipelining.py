@@ -70,6 +70,28 @@ def test_pipelined_only_when_offered(make_cluster, fakes, pipelining):
     assert fake.arrivals[1] == fake.arrivals[0], fake.arrivals
 
 
+def test_pipelined_group_longer_than_one_write(make_cluster, fakes):
+    # 150 recipients of ~130 bytes: the group (about 21 KB) takes more
+    # than the connector's 16 KB buffer, so it goes in parts while the
+    # first replies come back; each reply still finds its recipient.
+    fake = fakes(pipelining=True)
+    rcpts = ["r%03d.%s@%s.example.net" % (i, "x" * 50, "d" * 60)
+             for i in range(150)]
+    for i in (0, 77, 149):
+        fake.refuse_rcpt[rcpts[i]] = "550 5.1.1 user unknown"
+    c = started(make_cluster, fake)
+    mid = c.submit(h.message(9, to=rcpts[:1], bcc=rcpts[1:]))
+    c.wait_delivered([mid])
+    got = t55.wait_received(fake, 1)[0]
+    want = [r for i, r in enumerate(rcpts) if i not in (0, 77, 149)]
+    assert sorted(got["to"]) == want
+    assert fake.arrivals[0] in ("pipelined", "partial"), fake.arrivals
+    att = c.msg(mid)["attempts"][-1]
+    assert "refused 3 of 150" in att["detail"], att
+    for i in (0, 77, 149):  # an address is cut short in the detail
+        assert "r%03d.xxxx" % i in att["detail"], att
+
+
 def test_pipelined_every_recipient_refused(make_cluster, fakes):
     # DATA went out with the group: its refusal (503 here) is read, no
     # body follows, and the outcome is lock-step's for all refused.
