@@ -43,8 +43,12 @@
  *
  * Bounds: a reply line is read up to SMTP_DIALOGUE_LINE_MAX bytes (the rest of
  * an overlong line is skipped), the whole send (session and transaction) to
- * request_timeout_ms, the session's connect to connect_timeout_ms.
+ * request_timeout_ms, the session's connect to connect_timeout_ms.  The
+ * keys and their checks are in conn_smtp_config.c; the commands, the
+ * reading of the replies and the stuffing, which do no I/O, in
+ * smtp_dialogue.c.
  */
+#include "agent/conn_smtp.h"
 #include "agent/connector.h"
 #include "agent/curl_loop.h"
 #include "agent/smtp_dialogue.h"
@@ -60,23 +64,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
 #include <event2/event.h>
 
-#define SMTP_CONNECT_TIMEOUT_MS 5000
-#define SMTP_REQUEST_TIMEOUT_MS 30000
-/* A connection idle longer is closed rather than reused: below the idle
- * timeout of most smarthosts (RFC 5321 asks 5 min, some use less). */
-#define SMTP_IDLE_TIMEOUT_MS 30000
-#define SMTP_IDLE_TIMEOUT_MAX_MS 300000
 /* The output buffer: commands, or a part of the body. */
 #define SMTP_OUT_MAX 16384
 
 /* Every command of a transaction fits an empty buffer. */
 _Static_assert(LINK_ADDR_MAX + 64 < SMTP_OUT_MAX, "SMTP_OUT_MAX too small");
-
-enum smtp_tls { SMTP_TLS_NONE, SMTP_TLS_STARTTLS, SMTP_TLS_IMPLICIT };
 
 struct smtp_conn;
 
@@ -268,36 +263,6 @@ conn_fail(struct smtp_conn *c, CURLcode rc)
 }
 
 /*
- * The command i of the transaction (0 MAIL FROM, with SIZE and SMTPUTF8
- * as curl sent them when the smarthost offers them; 1..nrcpt RCPT TO;
- * nrcpt + 1 DATA) with its CRLF into dst; its length, or 0 when it does
- * not fit in room.
- */
-static size_t
-cmd_line(const struct smtp_conn *c, size_t i, char *dst, size_t room)
-{
-	const struct connector_job *job = c->sj->job;
-	char size[32] = "";
-	int n;
-
-	if (i == 0) {
-		if (c->ext & SMTP_EXT_SIZE)
-			snprintf(size, sizeof(size), " SIZE=%zu",
-				 job->mime_len);
-		n = snprintf(
-		    dst, room, "MAIL FROM:<%s>%s%s\r\n", job->mail_from, size,
-		    (c->ext & SMTP_EXT_SMTPUTF8) && smtp_dialogue_utf8(job)
-			? " SMTPUTF8"
-			: "");
-	} else if (i <= job->nrcpt) {
-		n = snprintf(dst, room, "RCPT TO:<%s>\r\n", job->rcpt[i - 1]);
-	} else {
-		n = snprintf(dst, room, "DATA\r\n");
-	}
-	return n < 0 || (size_t)n >= room ? 0 : (size_t)n;
-}
-
-/*
  * Pipelining: as many commands of the group as out holds, each told to
  * the dialogue as it goes in, so that every reply finds its command
  * there.  False when the group is all out.
@@ -309,8 +274,9 @@ group_fill(struct smtp_conn *c)
 
 	c->outoff = c->outlen = 0;
 	while (c->group && c->outlen < SMTP_OUT_MAX) {
-		n = cmd_line(c, c->group_i, c->out + c->outlen,
-			     SMTP_OUT_MAX - c->outlen);
+		n = smtp_dialogue_cmd(c->sj->job, c->ext, c->group_i,
+				      c->out + c->outlen,
+				      SMTP_OUT_MAX - c->outlen);
 		if (n == 0)
 			break; /* the rest on the next fill */
 		smtp_dialogue_out(&c->sj->d, c->out + c->outlen, n);
@@ -379,7 +345,8 @@ static bool
 conn_cmd(struct smtp_conn *c, size_t i)
 {
 	c->outoff = 0;
-	c->outlen = cmd_line(c, i, c->out, SMTP_OUT_MAX);
+	c->outlen =
+	    smtp_dialogue_cmd(c->sj->job, c->ext, i, c->out, SMTP_OUT_MAX);
 	if (c->outlen == 0) { /* the _Static_assert says never */
 		conn_fail(c, CURLE_FAILED_INIT);
 		return false;
@@ -945,57 +912,6 @@ smtp_close(void *state)
 	smtp_free(s);
 }
 
-static enum smtp_tls
-tls_mode(const char *word)
-{
-	if (word == NULL || strcmp(word, "starttls") == 0)
-		return SMTP_TLS_STARTTLS;
-	if (strcmp(word, "implicit") == 0)
-		return SMTP_TLS_IMPLICIT;
-	return SMTP_TLS_NONE;
-}
-
-/* A number key already checked by smtp_config_check, or def. */
-static long
-key_long(const struct provider_config *pc, const char *key, long def)
-{
-	const char *v = provider_config_get(pc, key);
-	char *end;
-	long n;
-
-	if (v == NULL)
-		return def;
-	errno = 0;
-	n = strtol(v, &end, 10);
-	if (errno != 0 || end == v || *end != '\0')
-		return def;
-	return n;
-}
-
-static char *
-make_url(const struct provider_config *pc, enum smtp_tls tls)
-{
-	const char *host = provider_config_get(pc, "host");
-	const char *helo = provider_config_get(pc, "helo");
-	long port = key_long(pc, "port",
-			     tls == SMTP_TLS_IMPLICIT   ? 465
-			     : tls == SMTP_TLS_STARTTLS ? 587
-							: 25);
-	char name[256];
-	bool v6 = strchr(host, ':') != NULL;
-
-	if (helo == NULL) {
-		/* curl greets with the URL's path: our host name. */
-		if (gethostname(name, sizeof(name)) != 0 || name[0] == '\0')
-			snprintf(name, sizeof(name), "localhost");
-		name[sizeof(name) - 1] = '\0';
-		helo = name;
-	}
-	return xasprintf("%s://%s%s%s:%ld/%s",
-			 tls == SMTP_TLS_IMPLICIT ? "smtps" : "smtp",
-			 v6 ? "[" : "", host, v6 ? "]" : "", port, helo);
-}
-
 static int
 smtp_open(const struct provider_config *pc, struct event_base *base,
 	  connector_done_cb done, void *arg, void **state, char *err,
@@ -1015,15 +931,15 @@ smtp_open(const struct provider_config *pc, struct event_base *base,
 	}
 	s = xcalloc(1, sizeof(*s));
 	s->name = xstrdup(pc->name);
-	s->tls = tls_mode(provider_config_get(pc, "tls"));
-	s->url = make_url(pc, s->tls);
+	s->tls = conn_smtp__tls(pc);
+	s->url = conn_smtp__url(pc, s->tls);
 	s->username = xstrdup_or_null(provider_config_get(pc, "username"));
 	s->ca_file = xstrdup_or_null(provider_config_get(pc, "tls_ca_file"));
 	s->connect_ms =
-	    key_long(pc, "connect_timeout_ms", SMTP_CONNECT_TIMEOUT_MS);
+	    conn_smtp__long(pc, "connect_timeout_ms", SMTP_CONNECT_TIMEOUT_MS);
 	s->request_ms =
-	    key_long(pc, "request_timeout_ms", SMTP_REQUEST_TIMEOUT_MS);
-	idle_ms = key_long(pc, "idle_timeout_ms", SMTP_IDLE_TIMEOUT_MS);
+	    conn_smtp__long(pc, "request_timeout_ms", SMTP_REQUEST_TIMEOUT_MS);
+	idle_ms = conn_smtp__long(pc, "idle_timeout_ms", SMTP_IDLE_TIMEOUT_MS);
 	s->idle_tv.tv_sec = idle_ms / 1000;
 	s->idle_tv.tv_usec = (idle_ms % 1000) * 1000;
 	s->max_idle = pc->max_in_flight > 0 ? (size_t)pc->max_in_flight : 1;
@@ -1054,85 +970,9 @@ fail:
 	return rc;
 }
 
-static void
-check_range(struct provider_config *pc, struct config_report *r,
-	    const char *key, long lo, long hi)
-{
-	const char *v = provider_config_get(pc, key);
-	char *end;
-	long n;
-
-	if (v == NULL)
-		return;
-	errno = 0;
-	n = strtol(v, &end, 10);
-	if (errno != 0 || end == v || *end != '\0' || n < lo || n > hi)
-		config_report_error(r, provider_config_line(pc, key),
-				    "%s: must be a whole number from %ld to "
-				    "%ld",
-				    key, lo, hi);
-}
-
-static void
-smtp_config_check(struct provider_config *pc, const struct config *cfg,
-		  struct config_report *r)
-{
-	const char *tls = provider_config_get(pc, "tls");
-	const char *host = provider_config_get(pc, "host");
-	const char *ca = provider_config_get(pc, "tls_ca_file");
-	bool user = provider_config_get(pc, "username") != NULL;
-	bool pw = provider_config_get(pc, "password_file") != NULL;
-
-	(void)cfg;
-	if (host != NULL && (host[0] == '\0' || strpbrk(host, "/@ ") != NULL))
-		config_report_error(r, provider_config_line(pc, "host"),
-				    "host: must be a host name or address");
-	if (tls != NULL && strcmp(tls, "none") != 0 &&
-	    strcmp(tls, "starttls") != 0 && strcmp(tls, "implicit") != 0)
-		config_report_error(r, provider_config_line(pc, "tls"),
-				    "tls: must be none, starttls or implicit");
-	check_range(pc, r, "port", 1, 65535);
-	check_range(pc, r, "connect_timeout_ms", 1, CONNECTOR_TIMEOUT_MAX_MS);
-	check_range(pc, r, "request_timeout_ms", 1, CONNECTOR_TIMEOUT_MAX_MS);
-	check_range(pc, r, "idle_timeout_ms", 100, SMTP_IDLE_TIMEOUT_MAX_MS);
-	if (user != pw)
-		config_report_error(r, provider_config_line(pc, "username"),
-				    "username and password_file go together");
-	/* A password never crosses the network in clear. */
-	if (user && tls != NULL && strcmp(tls, "none") == 0)
-		config_report_error(
-		    r, provider_config_line(pc, "username"),
-		    "username needs tls = starttls or implicit");
-	if (ca != NULL && access(ca, R_OK) != 0)
-		config_report_error(r, provider_config_line(pc, "tls_ca_file"),
-				    "tls_ca_file: cannot read %s: %s", ca,
-				    strerror(errno));
-}
-
-static const char *const smtp_required[] = {"host", NULL};
-static const char *const smtp_optional[] = {"port",
-					    "tls",
-					    "username",
-					    "password_file",
-					    "helo",
-					    "tls_ca_file",
-					    "connect_timeout_ms",
-					    "request_timeout_ms",
-					    "idle_timeout_ms",
-					    NULL};
-static const char *const smtp_secret[] = {"password_file", NULL};
-
-static const struct config_ptype smtp_config = {
-    .name = "smtp",
-    .required = smtp_required,
-    .optional = smtp_optional,
-    .secret = smtp_secret,
-    .check = smtp_config_check,
-};
-
 static const struct connector_ops smtp_ops = {
     .name = "smtp",
-    .config = &smtp_config,
+    .config = &conn_smtp__config,
     .open = smtp_open,
     .send = smtp_send,
     .health = smtp_health,

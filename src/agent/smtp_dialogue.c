@@ -417,6 +417,30 @@ smtp_dialogue_ehlo(const char *p, size_t len)
 	return 0;
 }
 
+size_t
+smtp_dialogue_cmd(const struct connector_job *job, unsigned ext, size_t i,
+		  char *dst, size_t room)
+{
+	char size[32] = "";
+	int n;
+
+	if (i == 0) {
+		if (ext & SMTP_EXT_SIZE)
+			snprintf(size, sizeof(size), " SIZE=%zu",
+				 job->mime_len);
+		n = snprintf(
+		    dst, room, "MAIL FROM:<%s>%s%s\r\n", job->mail_from, size,
+		    (ext & SMTP_EXT_SMTPUTF8) && smtp_dialogue_utf8(job)
+			? " SMTPUTF8"
+			: "");
+	} else if (i <= job->nrcpt) {
+		n = snprintf(dst, room, "RCPT TO:<%s>\r\n", job->rcpt[i - 1]);
+	} else {
+		n = snprintf(dst, room, "DATA\r\n");
+	}
+	return n < 0 || (size_t)n >= room ? 0 : (size_t)n;
+}
+
 bool
 smtp_dialogue_rcpt_taken(const struct smtp_dialogue *d, size_t nrcpt)
 {

@@ -15,9 +15,10 @@
  * (credentials in base64) never reach a detail.
  * smtp_dialogue_classify() turns an ended attempt into a connector_result.
  *
- * The way out too: smtp_dialogue_stuff() dot-stuffs the message as
- * RFC 5321 4.5.2 asks and ends it, and smtp_dialogue_ehlo() reads the
- * extensions we use from the answer to EHLO.  No I/O here, so a fuzzer
+ * The way out too: smtp_dialogue_cmd() writes the transaction's commands,
+ * smtp_dialogue_stuff() dot-stuffs the message as RFC 5321 4.5.2 asks and
+ * ends it, and smtp_dialogue_ehlo() reads the extensions we use from the
+ * answer to EHLO.  No I/O here, so a fuzzer
  * can drive every reader of the smarthost's bytes.
  */
 #ifndef SHIVNERI_SMTP_DIALOGUE_H
@@ -134,5 +135,15 @@ size_t smtp_dialogue_stuff(struct smtp_stuff *st, const uint8_t *msg,
 /* One line of the answer to EHLO ("250-SIZE 1000"): the SMTP_EXT_* it
  * offers, or 0 (any other line, extension or reply). */
 unsigned smtp_dialogue_ehlo(const char *p, size_t len);
+
+/*
+ * The command i of job's transaction with its CRLF into dst (room bytes):
+ * 0 MAIL FROM (with SIZE= when ext has SMTP_EXT_SIZE, and SMTPUTF8 when
+ * ext has SMTP_EXT_SMTPUTF8 and an address needs it, as curl sent them),
+ * 1..nrcpt RCPT TO, nrcpt + 1 DATA.  Returns its length, or 0 when it
+ * does not fit.
+ */
+size_t smtp_dialogue_cmd(const struct connector_job *job, unsigned ext,
+			 size_t i, char *dst, size_t room);
 
 #endif

@@ -337,6 +337,39 @@ test_ehlo_and_utf8(void **state)
 	assert_true(smtp_dialogue_utf8(&job));
 }
 
+static void
+test_commands(void **state)
+{
+	static const char *const wide[] = {"z\xc3\xbc@example.net"};
+	struct connector_job job = {.mail_from = "me@example.com",
+				    .rcpt = rcpts,
+				    .nrcpt = 2,
+				    .mime_len = 1234};
+	char buf[64];
+	size_t n;
+
+	(void)state;
+	n = smtp_dialogue_cmd(&job, 0, 0, buf, sizeof(buf));
+	assert_int_equal(n, strlen("MAIL FROM:<me@example.com>\r\n"));
+	assert_memory_equal(buf, "MAIL FROM:<me@example.com>\r\n", n);
+	/* SMTPUTF8 only for an address that needs it. */
+	n = smtp_dialogue_cmd(&job, SMTP_EXT_SIZE | SMTP_EXT_SMTPUTF8, 0, buf,
+			      sizeof(buf));
+	assert_memory_equal(buf, "MAIL FROM:<me@example.com> SIZE=1234\r\n", n);
+	n = smtp_dialogue_cmd(&job, 0, 2, buf, sizeof(buf));
+	assert_memory_equal(buf, "RCPT TO:<bob@example.net>\r\n", n);
+	n = smtp_dialogue_cmd(&job, 0, 3, buf, sizeof(buf));
+	assert_memory_equal(buf, "DATA\r\n", n);
+	job.rcpt = wide;
+	job.nrcpt = 1;
+	n = smtp_dialogue_cmd(&job, SMTP_EXT_SMTPUTF8, 0, buf, sizeof(buf));
+	assert_memory_equal(buf, "MAIL FROM:<me@example.com> SMTPUTF8\r\n", n);
+	/* One that does not fit is not cut: 0, for the next buffer. */
+	assert_int_equal(smtp_dialogue_cmd(&job, 0, 1, buf, 10), 0);
+	assert_int_equal(smtp_dialogue_cmd(&job, 0, 2, buf, 6), 0);
+	assert_int_equal(smtp_dialogue_cmd(&job, 0, 2, buf, 7), 6);
+}
+
 /* MAIL, both RCPTs and DATA out before any reply, as pipelining sends. */
 static void
 group_out(struct run *r)
@@ -444,6 +477,7 @@ main(void)
 	    cmocka_unit_test(test_no_verdict),
 	    cmocka_unit_test(test_ehlo_and_utf8),
 	    cmocka_unit_test(test_stuffing_by_lines),
+	    cmocka_unit_test(test_commands),
 	    cmocka_unit_test(test_pipelined_replies_in_order),
 	    cmocka_unit_test(test_pipelined_every_recipient_refused),
 	    cmocka_unit_test(test_utf8_unoffered),
