@@ -8,7 +8,10 @@
  * each session (TCP, TLS, greeting, EHLO, STARTTLS, AUTH) non-blocking on
  * a curl_loop, with CURLOPT_CONNECT_ONLY; the transaction (MAIL, RCPT,
  * DATA, the body, the end of data) is ours, over curl_easy_send() and
- * curl_easy_recv() with libevent watching the socket.  curl's own SMTP
+ * curl_easy_recv() with libevent watching the socket.  When the
+ * smarthost's EHLO answer offers PIPELINING (RFC 2920), MAIL, every RCPT
+ * and DATA go out in one write and their replies are read in order; else
+ * each command waits for its reply.  curl's own SMTP
  * transfer cannot run on the loop: after the data and at QUIT it waits for
  * the reply inside the multi interface (docs/internals/agent.md), which
  * held every other transfer, the link and the timers.  A connect-only
@@ -21,14 +24,17 @@
  * by smtp_dialogue, which records each recipient's RCPT answer, the DATA
  * answer and the final reply and classifies the outcome from them
  * (docs/providers.md has the table).  A refused recipient does not stop
- * the others (what CURLOPT_MAIL_RCPT_ALLOWFAILS did); DATA goes out when
- * at least one was accepted.
+ * the others (what CURLOPT_MAIL_RCPT_ALLOWFAILS did); the body goes out
+ * when at least one was accepted and DATA got 354 (lock-step, DATA is not
+ * sent without one; pipelined, a 354 with none ends the data with a dot
+ * alone, RFC 2920 3.1).  A message with a non-ASCII address fails for good
+ * on a smarthost that does not offer SMTPUTF8, before MAIL.
  *
  * Sessions are kept between messages: the next message on an idle session
  * starts at MAIL FROM.  As many sessions run at once as messages are in
  * flight (the server grants at most max_in_flight); at most max_in_flight
- * idle ones are kept, none idle longer than SMTP_IDLE_MAX_S, and one the
- * smarthost speaks on or closes while idle is dropped.  A failed
+ * idle ones are kept, each closed by its timer once idle idle_timeout_ms,
+ * and one the smarthost speaks on or closes while idle is dropped.  A failed
  * transaction's session is dropped.  A reused session that fails at MAIL
  * (no reply, or 421) before anything of the message was accepted is
  * replaced: the message is tried once more on a fresh session, so a stale
@@ -37,8 +43,12 @@
  *
  * Bounds: a reply line is read up to SMTP_DIALOGUE_LINE_MAX bytes (the rest of
  * an overlong line is skipped), the whole send (session and transaction) to
- * request_timeout_ms, the session's connect to connect_timeout_ms.
+ * request_timeout_ms, the session's connect to connect_timeout_ms.  The
+ * keys and their checks are in conn_smtp_config.c; the commands, the
+ * reading of the replies and the stuffing, which do no I/O, in
+ * smtp_dialogue.c.
  */
+#include "agent/conn_smtp.h"
 #include "agent/connector.h"
 #include "agent/curl_loop.h"
 #include "agent/smtp_dialogue.h"
@@ -49,25 +59,19 @@
 
 #include <curl/curl.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
 #include <event2/event.h>
 
-#define SMTP_CONNECT_TIMEOUT_MS 5000
-#define SMTP_REQUEST_TIMEOUT_MS 30000
-/* A connection idle longer is closed rather than reused: below the idle
- * timeout of most smarthosts (RFC 5321 asks 5 min, some use less). */
-#define SMTP_IDLE_MAX_S 30
-/* The output buffer: a command, or a part of the body. */
+/* The output buffer: commands, or a part of the body. */
 #define SMTP_OUT_MAX 16384
 
-enum smtp_tls { SMTP_TLS_NONE, SMTP_TLS_STARTTLS, SMTP_TLS_IMPLICIT };
+/* Every command of a transaction fits an empty buffer. */
+_Static_assert(LINK_ADDR_MAX + 64 < SMTP_OUT_MAX, "SMTP_OUT_MAX too small");
 
 struct smtp_conn;
 
@@ -77,7 +81,8 @@ struct smtp {
 	char *username, *password, *ca_file;
 	enum smtp_tls tls;
 	long connect_ms, request_ms;
-	size_t max_idle; /* idle sessions kept: max_in_flight */
+	struct timeval idle_tv; /* idle_timeout_ms */
+	size_t max_idle;        /* idle sessions kept: max_in_flight */
 	struct event_base *base;
 	connector_done_cb done;
 	void *arg;
@@ -93,7 +98,7 @@ enum smtp_step {
 	STEP_CONNECT, /* curl: TCP, TLS, greeting, EHLO, STARTTLS, AUTH */
 	STEP_IDLE,    /* no message; watched for the smarthost closing it */
 	STEP_MAIL,    /* MAIL FROM sent, its reply awaited */
-	STEP_RCPT,    /* RCPT TO for recipient rcpt_i sent */
+	STEP_RCPT,    /* RCPT TO for recipient rcpt_i sent, its reply awaited */
 	STEP_DATA,    /* DATA sent, 354 awaited */
 	STEP_BODY,    /* the message going out, then the end of data */
 	STEP_DOT,     /* all sent, the verdict awaited */
@@ -108,6 +113,7 @@ struct smtp_job {
 	struct event *deadline; /* request_timeout_ms from send() */
 	bool retried;           /* once on a fresh session after a stale one */
 	bool body_eof;          /* the whole message and its end went out */
+	bool utf8_unoffered;    /* needs SMTPUTF8, which is not offered */
 	char errbuf[CURL_ERROR_SIZE];
 	struct smtp_dialogue d;
 	struct smtp_job *prev, *next;
@@ -119,13 +125,18 @@ struct smtp_conn {
 	struct curl_loop *cl;
 	CURL *easy;            /* CONNECT_ONLY: owns the connection */
 	struct event *rd, *wr; /* fd, for our part of the dialogue */
+	struct event *idle;    /* closes the session idle too long */
 	enum smtp_step step;
-	struct smtp_job *sj;     /* the message under way, or NULL */
-	unsigned nmsg;           /* transactions begun on this session */
-	int64_t idle_since;      /* mono_ms() */
-	bool size_ext, utf8_ext; /* EHLO offered SIZE, SMTPUTF8 */
+	struct smtp_job *sj; /* the message under way, or NULL */
+	unsigned nmsg;       /* transactions begun on this session */
+	int64_t idle_since;  /* mono_ms() */
+	unsigned ext;        /* SMTP_EXT_* the EHLO answer offered */
 	char errbuf[CURL_ERROR_SIZE];
-	size_t rcpt_i; /* the recipient whose RCPT is out */
+	size_t rcpt_i; /* the recipient whose RCPT answer is awaited */
+	/* Pipelining: the next command of the group (0 MAIL, 1..nrcpt RCPT,
+	 * nrcpt + 1 DATA) to put into out; group is false once all are. */
+	size_t group_i;
+	bool group;
 	struct smtp_stuff body;
 	char out[SMTP_OUT_MAX];
 	size_t outlen, outoff;
@@ -134,6 +145,7 @@ struct smtp_conn {
 };
 
 static int conn_open(struct smtp_job *sj);
+static void conn_idle_end(evutil_socket_t fd, short what, void *arg);
 static void job_end(struct smtp_job *sj, CURLcode rc);
 static void job_rewind(struct smtp_job *sj);
 
@@ -191,6 +203,8 @@ conn_drop(struct smtp_conn *c)
 		event_free(c->rd);
 	if (c->wr != NULL)
 		event_free(c->wr);
+	if (c->idle != NULL)
+		event_free(c->idle);
 	if (c->easy != NULL) {
 		/* A handle never added is no error for curl to remove. */
 		if (c->cl != NULL)
@@ -248,10 +262,39 @@ conn_fail(struct smtp_conn *c, CURLcode rc)
 	job_end(sj, rc);
 }
 
-/* The next part of the message into out; false when all is out. */
+/*
+ * Pipelining: as many commands of the group as out holds, each told to
+ * the dialogue as it goes in, so that every reply finds its command
+ * there.  False when the group is all out.
+ */
 static bool
-body_fill(struct smtp_conn *c)
+group_fill(struct smtp_conn *c)
 {
+	size_t n, last = c->sj->job->nrcpt + 1;
+
+	c->outoff = c->outlen = 0;
+	while (c->group && c->outlen < SMTP_OUT_MAX) {
+		n = smtp_dialogue_cmd(c->sj->job, c->ext, c->group_i,
+				      c->out + c->outlen,
+				      SMTP_OUT_MAX - c->outlen);
+		if (n == 0)
+			break; /* the rest on the next fill */
+		smtp_dialogue_out(&c->sj->d, c->out + c->outlen, n);
+		c->outlen += n;
+		c->group = c->group_i++ < last;
+	}
+	return c->outlen > 0;
+}
+
+/* The next bytes into out (the group's commands, or the next part of the
+ * message); false when there are none. */
+static bool
+out_fill(struct smtp_conn *c)
+{
+	if (c->group)
+		return group_fill(c);
+	if (c->step != STEP_BODY)
+		return false;
 	c->outoff = 0;
 	c->outlen =
 	    smtp_dialogue_stuff(&c->body, c->sj->job->mime,
@@ -260,8 +303,8 @@ body_fill(struct smtp_conn *c)
 }
 
 /*
- * Sends what out holds (in the body, part after part); when the socket is
- * full, waits for EV_WRITE.  False when c is gone (failed).
+ * Sends what out holds, and what out_fill() gives after it; when the
+ * socket is full, waits for EV_WRITE.  False when c is gone (failed).
  */
 static bool
 conn_flush(struct smtp_conn *c)
@@ -270,8 +313,7 @@ conn_flush(struct smtp_conn *c)
 	size_t n;
 
 	for (;;) {
-		if (c->outoff == c->outlen &&
-		    (c->step != STEP_BODY || !body_fill(c)))
+		if (c->outoff == c->outlen && !out_fill(c))
 			break;
 		n = 0;
 		rc = curl_easy_send(c->easy, c->out + c->outoff,
@@ -297,116 +339,157 @@ conn_flush(struct smtp_conn *c)
 	return true;
 }
 
-static void conn_cmd(struct smtp_conn *c, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-/* One command line out (CRLF added), told to the dialogue; c may go. */
-static void
-conn_cmd(struct smtp_conn *c, const char *fmt, ...)
+/* Lock-step: the command i of the transaction out, told to the
+ * dialogue.  False when c is gone. */
+static bool
+conn_cmd(struct smtp_conn *c, size_t i)
 {
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(c->out, SMTP_OUT_MAX - 2, fmt, ap);
-	va_end(ap);
-	/* Addresses are at most LINK_ADDR_MAX bytes: never cut. */
-	if (n < 0 || (size_t)n >= SMTP_OUT_MAX - 2) {
-		conn_fail(c, CURLE_FAILED_INIT);
-		return;
-	}
-	memcpy(c->out + n, "\r\n", 2);
-	c->outlen = (size_t)n + 2;
 	c->outoff = 0;
+	c->outlen =
+	    smtp_dialogue_cmd(c->sj->job, c->ext, i, c->out, SMTP_OUT_MAX);
+	if (c->outlen == 0) { /* the _Static_assert says never */
+		conn_fail(c, CURLE_FAILED_INIT);
+		return false;
+	}
 	smtp_dialogue_out(&c->sj->d, c->out, c->outlen);
-	(void)conn_flush(c);
+	return conn_flush(c);
 }
 
-/* The session is up and c->sj set: MAIL FROM, with SIZE and SMTPUTF8 as
- * curl sent them when the smarthost offers them. */
-static void
-xact_begin(struct smtp_conn *c)
-{
-	const struct connector_job *job = c->sj->job;
-	char size[32] = "";
-
-	c->nmsg++;
-	c->rcpt_i = 0;
-	smtp_dialogue_stuff_init(&c->body);
-	memset(&c->lines, 0, sizeof(c->lines));
-	if (c->size_ext)
-		snprintf(size, sizeof(size), " SIZE=%zu", job->mime_len);
-	conn_step(c, STEP_MAIL);
-	conn_cmd(c, "MAIL FROM:<%s>%s%s", job->mail_from, size,
-		 c->utf8_ext && smtp_dialogue_utf8(job) ? " SMTPUTF8" : "");
-}
-
-/* The verdict after the data was a 2xx: the job ends delivered and the
- * session waits for the next one (or closes when enough wait). */
-static void
-conn_delivered(struct smtp_conn *c)
+/* The job leaves the session, which waits for the next one (or closes
+ * when enough wait); returns the job. */
+static struct smtp_job *
+conn_release(struct smtp_conn *c)
 {
 	struct smtp_job *sj = c->sj;
 	struct smtp *s = c->s;
 
 	c->sj = NULL;
 	sj->c = NULL;
-	if (s->nidle >= s->max_idle) {
+	if (s->nidle >= s->max_idle ||
+	    (c->idle == NULL &&
+	     (c->idle = evtimer_new(s->base, conn_idle_end, c)) == NULL) ||
+	    evtimer_add(c->idle, &s->idle_tv) != 0) {
 		conn_quit(c);
 		conn_drop(c);
-	} else {
-		conn_step(c, STEP_IDLE);
-		c->idle_since = mono_ms();
-		s->nidle++;
-		conn_unlink(c);
-		conn_link(c);
+		return sj;
 	}
-	job_end(sj, CURLE_OK);
+	conn_step(c, STEP_IDLE);
+	c->idle_since = mono_ms();
+	s->nidle++;
+	conn_unlink(c);
+	conn_link(c);
+	return sj;
+}
+
+/* The session is up and c->sj set: the transaction begins, pipelined
+ * when the smarthost offers it. */
+static void
+xact_begin(struct smtp_conn *c)
+{
+	struct smtp_job *sj = c->sj;
+
+	if (!(c->ext & SMTP_EXT_SMTPUTF8) && smtp_dialogue_utf8(sj->job)) {
+		/* Nothing was said: the session serves the next message. */
+		sj->utf8_unoffered = true;
+		job_end(conn_release(c), CURLE_OK);
+		return;
+	}
+	c->nmsg++;
+	c->rcpt_i = 0;
+	smtp_dialogue_stuff_init(&c->body);
+	memset(&c->lines, 0, sizeof(c->lines));
+	conn_step(c, STEP_MAIL);
+	if (c->ext & SMTP_EXT_PIPELINING) {
+		c->group = true;
+		c->group_i = 0;
+		c->outoff = c->outlen = 0;
+		(void)conn_flush(c);
+	} else {
+		(void)conn_cmd(c, 0);
+	}
 }
 
 /*
- * A final reply to the command out (the dialogue has recorded it).
+ * The reply to the command before was good: lock-step, the next command
+ * (i) goes out; pipelined, it is out already and its reply is read next.
+ * False when c may be gone.
+ */
+static bool
+xact_next(struct smtp_conn *c, size_t i)
+{
+	if (c->ext & SMTP_EXT_PIPELINING)
+		return true;
+	(void)conn_cmd(c, i);
+	return false;
+}
+
+/* DATA's 354: the message, or (no recipient taken, only pipelined) the
+ * end of data alone as RFC 2920 3.1 asks, whose reply then ends the
+ * attempt with the recipients' refusals.  False when c may be gone. */
+static bool
+xact_data(struct smtp_conn *c)
+{
+	/* A 354 before DATA was even out is no answer to it. */
+	if (c->group || c->outoff != c->outlen) {
+		conn_fail(c, CURLE_WEIRD_SERVER_REPLY);
+		return false;
+	}
+	if (c->sj->d.data_go) {
+		conn_step(c, STEP_BODY);
+	} else {
+		conn_step(c, STEP_DOT);
+		memcpy(c->out, ".\r\n", 3);
+		c->outoff = 0;
+		c->outlen = 3;
+	}
+	(void)conn_flush(c);
+	return false;
+}
+
+/*
+ * A final reply to the command awaited (the dialogue has recorded it).
  * Returns false when c may be gone, so the caller reads no more for it.
  */
 static bool
 conn_reply(struct smtp_conn *c, int code)
 {
-	const struct connector_job *job;
+	struct smtp_job *sj = c->sj;
+	size_t nrcpt;
 
-	if (c->sj == NULL) {
+	if (sj == NULL) {
 		/* Idle: a smarthost says 421 as it closes. */
 		conn_drop(c);
 		return false;
 	}
-	job = c->sj->job;
+	nrcpt = sj->job->nrcpt;
 	switch (c->step) {
 	case STEP_MAIL:
 		if (code < 200 || code >= 300)
 			break;
 		conn_step(c, STEP_RCPT);
-		conn_cmd(c, "RCPT TO:<%s>", job->rcpt[0]);
-		return false;
+		return xact_next(c, 1);
 	case STEP_RCPT:
-		/* A refused recipient does not stop the others. */
-		if (++c->rcpt_i < job->nrcpt) {
-			conn_cmd(c, "RCPT TO:<%s>", job->rcpt[c->rcpt_i]);
-			return false;
-		}
-		if (!smtp_dialogue_rcpt_taken(&c->sj->d, job->nrcpt))
+		/* 421 closes the channel (RFC 5321 3.8); any other refusal
+		 * does not stop the others. */
+		if (code == 421)
+			break;
+		if (++c->rcpt_i < nrcpt)
+			return xact_next(c, 1 + c->rcpt_i);
+		/* Pipelined, DATA is out already and its reply decides. */
+		if (!(c->ext & SMTP_EXT_PIPELINING) &&
+		    !smtp_dialogue_rcpt_taken(&sj->d, nrcpt))
 			break;
 		conn_step(c, STEP_DATA);
-		conn_cmd(c, "DATA");
-		return false;
+		return xact_next(c, nrcpt + 1);
 	case STEP_DATA:
 		if (code != 354)
 			break;
-		conn_step(c, STEP_BODY);
-		(void)conn_flush(c);
-		return false;
+		return xact_data(c);
 	case STEP_DOT:
-		if (code < 200 || code >= 300)
+		/* After a dot alone, any reply: the recipients' refusals. */
+		if (!sj->d.data_go || code < 200 || code >= 300)
 			break;
-		conn_delivered(c);
+		job_end(conn_release(c), CURLE_OK);
 		return false;
 	default: /* during the body: the smarthost gave up on it */
 		break;
@@ -497,16 +580,16 @@ debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *arg)
 	(void)h;
 	if (sj == NULL || c->step != STEP_CONNECT)
 		return 0;
+	/* curl hands the reply a line at a time: only flags are kept. */
 	if (type == CURLINFO_HEADER_IN) {
 		smtp_dialogue_in(&sj->d, data, size);
 		if (strcmp(sj->d.cmd, "EHLO") == 0)
-			smtp_dialogue_ehlo(data, size, &c->size_ext,
-					   &c->utf8_ext);
+			c->ext |= smtp_dialogue_ehlo(data, size);
 	} else if (type == CURLINFO_HEADER_OUT) {
 		smtp_dialogue_out(&sj->d, data, size);
 		/* The EHLO after STARTTLS says it all again. */
 		if (strcmp(sj->d.cmd, "EHLO") == 0)
-			c->size_ext = c->utf8_ext = false;
+			c->ext = 0;
 	}
 	return 0;
 }
@@ -654,7 +737,8 @@ job_end(struct smtp_job *sj, CURLcode rc)
 				 .d = &sj->d,
 				 .rc = rc,
 				 .errbuf = sj->errbuf,
-				 .body_eof = sj->body_eof};
+				 .body_eof = sj->body_eof,
+				 .utf8_unoffered = sj->utf8_unoffered};
 	struct connector_result res;
 	char detail[LINK_DETAIL_MAX + 1], idbuf[128];
 
@@ -674,22 +758,41 @@ job_end(struct smtp_job *sj, CURLcode rc)
 	job_free(sj);
 }
 
-/* An idle session not too old, or NULL; the too old ones are closed. */
+/* The session's idle time is up (its timer): closed, politely. */
+static void
+conn_idle_end(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	log_debug("- agent smtp_idle_close provider=%s after_ms=%lld",
+		  c->s->name, (long long)(mono_ms() - c->idle_since));
+	conn_quit(c);
+	conn_drop(c);
+}
+
+/*
+ * An idle session not too old, or NULL.  Its timer closes each on time;
+ * one whose timer is late (a busy loop) is closed here too.
+ */
 static struct smtp_conn *
 conn_take_idle(struct smtp *s)
 {
 	struct smtp_conn *c, *next;
-	int64_t now = mono_ms();
+	int64_t now = mono_ms(),
+		max = s->idle_tv.tv_sec * 1000 + s->idle_tv.tv_usec / 1000;
 
 	for (c = s->conns; c != NULL; c = next) {
 		next = c->next;
 		if (c->step != STEP_IDLE)
 			continue;
-		if (now - c->idle_since > SMTP_IDLE_MAX_S * 1000) {
+		if (now - c->idle_since >= max) {
 			conn_quit(c);
 			conn_drop(c);
 			continue;
 		}
+		(void)evtimer_del(c->idle); /* pending: no error */
 		s->nidle--;
 		return c;
 	}
@@ -809,57 +912,6 @@ smtp_close(void *state)
 	smtp_free(s);
 }
 
-static enum smtp_tls
-tls_mode(const char *word)
-{
-	if (word == NULL || strcmp(word, "starttls") == 0)
-		return SMTP_TLS_STARTTLS;
-	if (strcmp(word, "implicit") == 0)
-		return SMTP_TLS_IMPLICIT;
-	return SMTP_TLS_NONE;
-}
-
-/* A number key already checked by smtp_config_check, or def. */
-static long
-key_long(const struct provider_config *pc, const char *key, long def)
-{
-	const char *v = provider_config_get(pc, key);
-	char *end;
-	long n;
-
-	if (v == NULL)
-		return def;
-	errno = 0;
-	n = strtol(v, &end, 10);
-	if (errno != 0 || end == v || *end != '\0')
-		return def;
-	return n;
-}
-
-static char *
-make_url(const struct provider_config *pc, enum smtp_tls tls)
-{
-	const char *host = provider_config_get(pc, "host");
-	const char *helo = provider_config_get(pc, "helo");
-	long port = key_long(pc, "port",
-			     tls == SMTP_TLS_IMPLICIT   ? 465
-			     : tls == SMTP_TLS_STARTTLS ? 587
-							: 25);
-	char name[256];
-	bool v6 = strchr(host, ':') != NULL;
-
-	if (helo == NULL) {
-		/* curl greets with the URL's path: our host name. */
-		if (gethostname(name, sizeof(name)) != 0 || name[0] == '\0')
-			snprintf(name, sizeof(name), "localhost");
-		name[sizeof(name) - 1] = '\0';
-		helo = name;
-	}
-	return xasprintf("%s://%s%s%s:%ld/%s",
-			 tls == SMTP_TLS_IMPLICIT ? "smtps" : "smtp",
-			 v6 ? "[" : "", host, v6 ? "]" : "", port, helo);
-}
-
 static int
 smtp_open(const struct provider_config *pc, struct event_base *base,
 	  connector_done_cb done, void *arg, void **state, char *err,
@@ -869,6 +921,7 @@ smtp_open(const struct provider_config *pc, struct event_base *base,
 	struct curl_loop *cl;
 	const char *pw = provider_config_get(pc, "password_file");
 	char serr[256];
+	long idle_ms;
 	int rc = -EINVAL;
 
 	if (provider_config_get(pc, "host") == NULL) {
@@ -878,14 +931,17 @@ smtp_open(const struct provider_config *pc, struct event_base *base,
 	}
 	s = xcalloc(1, sizeof(*s));
 	s->name = xstrdup(pc->name);
-	s->tls = tls_mode(provider_config_get(pc, "tls"));
-	s->url = make_url(pc, s->tls);
+	s->tls = conn_smtp__tls(pc);
+	s->url = conn_smtp__url(pc, s->tls);
 	s->username = xstrdup_or_null(provider_config_get(pc, "username"));
 	s->ca_file = xstrdup_or_null(provider_config_get(pc, "tls_ca_file"));
 	s->connect_ms =
-	    key_long(pc, "connect_timeout_ms", SMTP_CONNECT_TIMEOUT_MS);
+	    conn_smtp__long(pc, "connect_timeout_ms", SMTP_CONNECT_TIMEOUT_MS);
 	s->request_ms =
-	    key_long(pc, "request_timeout_ms", SMTP_REQUEST_TIMEOUT_MS);
+	    conn_smtp__long(pc, "request_timeout_ms", SMTP_REQUEST_TIMEOUT_MS);
+	idle_ms = conn_smtp__long(pc, "idle_timeout_ms", SMTP_IDLE_TIMEOUT_MS);
+	s->idle_tv.tv_sec = idle_ms / 1000;
+	s->idle_tv.tv_usec = (idle_ms % 1000) * 1000;
 	s->max_idle = pc->max_in_flight > 0 ? (size_t)pc->max_in_flight : 1;
 	s->base = base;
 	s->done = done;
@@ -914,78 +970,9 @@ fail:
 	return rc;
 }
 
-static void
-check_range(struct provider_config *pc, struct config_report *r,
-	    const char *key, long lo, long hi)
-{
-	const char *v = provider_config_get(pc, key);
-	char *end;
-	long n;
-
-	if (v == NULL)
-		return;
-	errno = 0;
-	n = strtol(v, &end, 10);
-	if (errno != 0 || end == v || *end != '\0' || n < lo || n > hi)
-		config_report_error(r, provider_config_line(pc, key),
-				    "%s: must be a whole number from %ld to "
-				    "%ld",
-				    key, lo, hi);
-}
-
-static void
-smtp_config_check(struct provider_config *pc, const struct config *cfg,
-		  struct config_report *r)
-{
-	const char *tls = provider_config_get(pc, "tls");
-	const char *host = provider_config_get(pc, "host");
-	const char *ca = provider_config_get(pc, "tls_ca_file");
-	bool user = provider_config_get(pc, "username") != NULL;
-	bool pw = provider_config_get(pc, "password_file") != NULL;
-
-	(void)cfg;
-	if (host != NULL && (host[0] == '\0' || strpbrk(host, "/@ ") != NULL))
-		config_report_error(r, provider_config_line(pc, "host"),
-				    "host: must be a host name or address");
-	if (tls != NULL && strcmp(tls, "none") != 0 &&
-	    strcmp(tls, "starttls") != 0 && strcmp(tls, "implicit") != 0)
-		config_report_error(r, provider_config_line(pc, "tls"),
-				    "tls: must be none, starttls or implicit");
-	check_range(pc, r, "port", 1, 65535);
-	check_range(pc, r, "connect_timeout_ms", 1, CONNECTOR_TIMEOUT_MAX_MS);
-	check_range(pc, r, "request_timeout_ms", 1, CONNECTOR_TIMEOUT_MAX_MS);
-	if (user != pw)
-		config_report_error(r, provider_config_line(pc, "username"),
-				    "username and password_file go together");
-	/* A password never crosses the network in clear. */
-	if (user && tls != NULL && strcmp(tls, "none") == 0)
-		config_report_error(
-		    r, provider_config_line(pc, "username"),
-		    "username needs tls = starttls or implicit");
-	if (ca != NULL && access(ca, R_OK) != 0)
-		config_report_error(r, provider_config_line(pc, "tls_ca_file"),
-				    "tls_ca_file: cannot read %s: %s", ca,
-				    strerror(errno));
-}
-
-static const char *const smtp_required[] = {"host", NULL};
-static const char *const smtp_optional[] = {
-    "port", "tls",         "username",           "password_file",
-    "helo", "tls_ca_file", "connect_timeout_ms", "request_timeout_ms",
-    NULL};
-static const char *const smtp_secret[] = {"password_file", NULL};
-
-static const struct config_ptype smtp_config = {
-    .name = "smtp",
-    .required = smtp_required,
-    .optional = smtp_optional,
-    .secret = smtp_secret,
-    .check = smtp_config_check,
-};
-
 static const struct connector_ops smtp_ops = {
     .name = "smtp",
-    .config = &smtp_config,
+    .config = &conn_smtp__config,
     .open = smtp_open,
     .send = smtp_send,
     .health = smtp_health,

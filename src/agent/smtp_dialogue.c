@@ -1,7 +1,9 @@
 /*
  * The smtp connector's reading of a transaction (contract in
- * smtp_dialogue.h).  Replies are attributed to the last command sent;
- * the classes follow RFC 5321's codes as smarthosts use them: 2xx after
+ * smtp_dialogue.h).  Replies are matched to the transaction's commands
+ * in their order (pipelined or not), the session's to the last command
+ * sent; a non-ASCII address the smarthost cannot take is permanent; the
+ * classes follow RFC 5321's codes as smarthosts use them: 2xx after
  * the data delivered (refused recipients named), 530/534/535/538 the
  * account's, 452 throttled, other 4xx transient, 5xx permanent for MAIL,
  * RCPT and the data but the smarthost's (transient) or the account's (at
@@ -29,31 +31,58 @@ smtp_dialogue_code(const char *p, size_t len, bool *last)
 	return (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
 }
 
-/* One final reply line of the server, attributed to the last command. */
+/*
+ * The verb of the command a final reply answers: the oldest of the
+ * transaction still waiting (its answer recorded), else the last sent.
+ * NULL: no verdict (QUIT's 221).
+ */
+static const char *
+dialogue_match(struct smtp_dialogue *d, int code)
+{
+	if (d->mail_wait) {
+		d->mail_wait = false;
+		d->mail_code = code;
+		return "MAIL";
+	}
+	if (d->nrcpt_done < d->nrcpt_sent) {
+		d->rcpt_code[d->nrcpt_done++] = code;
+		return "RCPT";
+	}
+	if (d->data_wait) {
+		d->data_wait = false;
+		/* Every RCPT was answered before DATA (replies keep the
+		 * commands' order): the body goes only to a taken one. */
+		if (code == 354 && smtp_dialogue_rcpt_taken(d, d->nrcpt_sent))
+			d->data_go = true;
+		else if (code == 354)
+			d->data_empty = true;
+		return "DATA";
+	}
+	/* curl says QUIT inside the failed transfer: its 221 is no verdict. */
+	if (strcmp(d->cmd, "QUIT") == 0)
+		return NULL;
+	if (d->data_go)
+		d->final_code = code;
+	return d->cmd;
+}
+
+/* One final reply line of the server, matched to its command. */
 static void
 dialogue_reply(struct smtp_dialogue *d, int code, const char *text, size_t len)
 {
-	char *dst = d->last_text;
+	char *dst;
+	const char *verb;
 
 	/* Only the first reply after the data is its verdict; QUIT's 221
 	 * comes later. */
 	if (d->data_go && d->final_code != 0)
 		return;
-	/* curl says QUIT inside the failed transfer: its 221 is no verdict. */
-	if (strcmp(d->cmd, "QUIT") == 0)
+	verb = dialogue_match(d, code);
+	if (verb == NULL)
 		return;
 	d->last_code = code;
-	memcpy(d->last_cmd, d->cmd, sizeof(d->last_cmd));
-	if (d->data_go) {
-		d->final_code = code;
-		dst = d->final_text;
-	} else if (strcmp(d->cmd, "RCPT") == 0 && d->nrcpt_sent > 0) {
-		d->rcpt_code[d->nrcpt_sent - 1] = code;
-	} else if (strcmp(d->cmd, "MAIL") == 0) {
-		d->mail_code = code;
-	} else if (strcmp(d->cmd, "DATA") == 0 && code == 354) {
-		d->data_go = true;
-	}
+	snprintf(d->last_cmd, sizeof(d->last_cmd), "%s", verb);
+	dst = d->final_code != 0 ? d->final_text : d->last_text;
 	while (len > 0 && (text[len - 1] == '\r' || text[len - 1] == '\n'))
 		len--;
 	log_sanitize(text, len, dst, SMTP_DIALOGUE_REPLY_MAX);
@@ -97,8 +126,12 @@ smtp_dialogue_out(struct smtp_dialogue *d, const char *p, size_t len)
 		if (strlen(verbs[i]) != n || strncasecmp(p, verbs[i], n) != 0)
 			continue;
 		snprintf(d->cmd, sizeof(d->cmd), "%s", verbs[i]);
-		if (strcmp(d->cmd, "RCPT") == 0)
+		if (strcmp(d->cmd, "MAIL") == 0)
+			d->mail_wait = true;
+		else if (strcmp(d->cmd, "RCPT") == 0)
 			d->nrcpt_sent++;
+		else if (strcmp(d->cmd, "DATA") == 0)
+			d->data_wait = true;
 		return;
 	}
 }
@@ -235,6 +268,15 @@ classify_fail(const struct smtp_attempt *sj, struct connector_result *res,
 	int worst;
 
 	res->detail = detail;
+	if (sj->utf8_unoffered) {
+		/* RFC 6531: a non-ASCII address goes only to a server that
+		 * offers SMTPUTF8; another try meets the same smarthost. */
+		res->outcome = OUTCOME_PERMANENT;
+		detail_set(detail, detailsz,
+			   "smtp the smarthost does not offer SMTPUTF8, which "
+			   "a non-ASCII address needs");
+		return;
+	}
 	if (d->data_go && d->final_code == 0) {
 		/* The smarthost may have the whole message: a retry may
 		 * duplicate it.  A body cut short is discarded by it. */
@@ -296,19 +338,46 @@ smtp_dialogue_stuff_init(struct smtp_stuff *st)
 	st->eob = false;
 }
 
+/* The state after span (n > 0 bytes just written): at a line's start
+ * (2) after CRLF, 1 after a CR, else 0; st->bol is the state before. */
+static int
+stuff_bol(const struct smtp_stuff *st, const uint8_t *span, size_t n)
+{
+	if (span[n - 1] == '\r')
+		return 1;
+	if (span[n - 1] != '\n')
+		return 0;
+	if (n > 1)
+		return span[n - 2] == '\r' ? 2 : 0;
+	return st->bol == 1 ? 2 : 0;
+}
+
 size_t
 smtp_dialogue_stuff(struct smtp_stuff *st, const uint8_t *msg, size_t len,
 		    char *out, size_t outsz)
 {
-	size_t n = 0;
-	uint8_t ch;
+	const uint8_t *nl;
+	size_t n = 0, span;
 
+	/* A line at a time: only its first byte may need doubling. */
 	while (st->off < len && n + 2 <= outsz) {
-		ch = msg[st->off++];
-		if (ch == '.' && st->bol == 2)
+		if (st->bol == 2 && msg[st->off] == '.') {
 			out[n++] = '.';
-		out[n++] = (char)ch;
-		st->bol = ch == '\r' ? 1 : ch == '\n' && st->bol == 1 ? 2 : 0;
+			out[n++] = '.';
+			st->off++;
+			st->bol = 0;
+			continue;
+		}
+		span = len - st->off;
+		if (span > outsz - n)
+			span = outsz - n;
+		nl = memchr(msg + st->off, '\n', span);
+		if (nl != NULL)
+			span = (size_t)(nl - (msg + st->off)) + 1;
+		memcpy(out + n, msg + st->off, span);
+		st->bol = stuff_bol(st, msg + st->off, span);
+		st->off += span;
+		n += span;
 	}
 	if (st->off == len && !st->eob && n + 5 <= outsz) {
 		if (st->bol != 2) {
@@ -322,23 +391,54 @@ smtp_dialogue_stuff(struct smtp_stuff *st, const uint8_t *msg, size_t len,
 	return n;
 }
 
-void
-smtp_dialogue_ehlo(const char *p, size_t len, bool *size, bool *utf8)
+unsigned
+smtp_dialogue_ehlo(const char *p, size_t len)
 {
-	size_t n;
+	static const struct {
+		const char *word;
+		unsigned ext;
+	} exts[] = {{"SIZE", SMTP_EXT_SIZE},
+		    {"SMTPUTF8", SMTP_EXT_SMTPUTF8},
+		    {"PIPELINING", SMTP_EXT_PIPELINING}};
+	size_t i, n;
 
 	if (len < 4 || smtp_dialogue_code(p, len, &(bool){false}) != 250 ||
 	    (p[3] != '-' && p[3] != ' '))
-		return;
+		return 0;
 	p += 4;
 	len -= 4;
 	for (n = 0; n < len; n++)
 		if (p[n] == ' ' || p[n] == '\r' || p[n] == '\n')
 			break;
-	if (n == 4 && strncasecmp(p, "SIZE", 4) == 0)
-		*size = true;
-	else if (n == 8 && strncasecmp(p, "SMTPUTF8", 8) == 0)
-		*utf8 = true;
+	for (i = 0; i < sizeof(exts) / sizeof(exts[0]); i++)
+		if (n == strlen(exts[i].word) &&
+		    strncasecmp(p, exts[i].word, n) == 0)
+			return exts[i].ext;
+	return 0;
+}
+
+size_t
+smtp_dialogue_cmd(const struct connector_job *job, unsigned ext, size_t i,
+		  char *dst, size_t room)
+{
+	char size[32] = "";
+	int n;
+
+	if (i == 0) {
+		if (ext & SMTP_EXT_SIZE)
+			snprintf(size, sizeof(size), " SIZE=%zu",
+				 job->mime_len);
+		n = snprintf(
+		    dst, room, "MAIL FROM:<%s>%s%s\r\n", job->mail_from, size,
+		    (ext & SMTP_EXT_SMTPUTF8) && smtp_dialogue_utf8(job)
+			? " SMTPUTF8"
+			: "");
+	} else if (i <= job->nrcpt) {
+		n = snprintf(dst, room, "RCPT TO:<%s>\r\n", job->rcpt[i - 1]);
+	} else {
+		n = snprintf(dst, room, "DATA\r\n");
+	}
+	return n < 0 || (size_t)n >= room ? 0 : (size_t)n;
 }
 
 bool

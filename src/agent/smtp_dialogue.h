@@ -7,14 +7,18 @@
  * each chunk of reply lines received (any split); they keep the verb of
  * the command each final reply answers, every recipient's RCPT answer,
  * MAIL's, whether the data went out (354) and the verdict after it, and
- * the text of the last and the final reply made printable.  Only known
- * verbs are kept from the commands, never their arguments, so the lines
- * after AUTH (credentials in base64) never reach a detail.
+ * the text of the last and the final reply made printable.  Replies are
+ * matched to commands in order, so a pipelined group (RFC 2920: MAIL,
+ * every RCPT and DATA in one write, their replies after) reads as the
+ * same transaction as a lock-step one.  Only known verbs are kept from
+ * the commands, never their arguments, so the lines after AUTH
+ * (credentials in base64) never reach a detail.
  * smtp_dialogue_classify() turns an ended attempt into a connector_result.
  *
- * The way out too: smtp_dialogue_stuff() dot-stuffs the message as
- * RFC 5321 4.5.2 asks and ends it, and smtp_dialogue_ehlo() reads the
- * extensions we use from the answer to EHLO.  No I/O here, so a fuzzer
+ * The way out too: smtp_dialogue_cmd() writes the transaction's commands,
+ * smtp_dialogue_stuff() dot-stuffs the message as RFC 5321 4.5.2 asks and
+ * ends it, and smtp_dialogue_ehlo() reads the extensions we use from the
+ * answer to EHLO.  No I/O here, so a fuzzer
  * can drive every reader of the smarthost's bytes.
  */
 #ifndef SHIVNERI_SMTP_DIALOGUE_H
@@ -33,15 +37,27 @@ struct connector_result;
 /* A reply line kept; RFC 5321 says 512 with the CRLF. */
 #define SMTP_DIALOGUE_LINE_MAX 1024
 
+/*
+ * A final reply answers the oldest command of the transaction still
+ * waiting (MAIL, then each RCPT, then DATA: RFC 2920 keeps their order),
+ * else the last command sent (curl's EHLO, AUTH..., which go one by one).
+ */
 struct smtp_dialogue {
 	char cmd[12];      /* verb of the last command sent, "RCPT" */
 	char last_cmd[12]; /* verb of the command last_code answers */
 	size_t nrcpt_sent; /* RCPT commands sent so far */
+	size_t nrcpt_done; /* of them answered */
+	bool mail_wait;    /* MAIL sent, not yet answered */
+	bool data_wait;    /* DATA sent, not yet answered */
 	int *rcpt_code;    /* per recipient, 0: no answer */
 	int mail_code;     /* answer to MAIL FROM */
 	int last_code;     /* last final reply of any command */
-	bool data_go;      /* 354 received: the body is going out */
-	int final_code;    /* the reply after the body, 0: none */
+	bool data_go;      /* 354 and a recipient taken: the body goes out */
+	/* 354 though every recipient was refused (pipelined: DATA went out
+	 * before their answers): RFC 2920 3.1 ends the data with a dot
+	 * alone, and the message is not sent. */
+	bool data_empty;
+	int final_code; /* the reply after the body, 0: none */
 	char final_text[SMTP_DIALOGUE_REPLY_MAX];
 	char last_text[SMTP_DIALOGUE_REPLY_MAX];
 };
@@ -53,6 +69,9 @@ struct smtp_attempt {
 	CURLcode rc;        /* CURLE_OK: the transaction ended with a 2xx */
 	const char *errbuf; /* curl's words for rc, may be empty */
 	bool body_eof;      /* the whole message and its end went out */
+	/* An address is not ASCII and the smarthost does not offer SMTPUTF8:
+	 * nothing of the message was sent. */
+	bool utf8_unoffered;
 };
 
 /* "NNN-", "NNN " or "NNN" at p: the code (*last: no '-'), else 0. */
@@ -103,12 +122,28 @@ void smtp_dialogue_stuff_init(struct smtp_stuff *st);
  * The next part of msg into out (outsz at least 5): every "." at a line's
  * start doubled (as curl did: a line starts after CRLF), then the end of
  * data, ".\r\n", after a CRLF of its own when msg does not end with one.
- * Returns the bytes written; 0 when everything is out.
+ * Returns the bytes written; 0 when everything is out.  Copies line by
+ * line (memchr), not byte by byte: it is on the agent's hot path.
  */
 size_t smtp_dialogue_stuff(struct smtp_stuff *st, const uint8_t *msg,
 			   size_t len, char *out, size_t outsz);
-/* One line of the answer to EHLO ("250-SIZE 1000"): sets *size or *utf8
- * when it offers SIZE or SMTPUTF8, leaves them alone otherwise. */
-void smtp_dialogue_ehlo(const char *p, size_t len, bool *size, bool *utf8);
+/* The extensions of the answer to EHLO we use. */
+#define SMTP_EXT_SIZE 0x1u
+#define SMTP_EXT_SMTPUTF8 0x2u
+#define SMTP_EXT_PIPELINING 0x4u
+
+/* One line of the answer to EHLO ("250-SIZE 1000"): the SMTP_EXT_* it
+ * offers, or 0 (any other line, extension or reply). */
+unsigned smtp_dialogue_ehlo(const char *p, size_t len);
+
+/*
+ * The command i of job's transaction with its CRLF into dst (room bytes):
+ * 0 MAIL FROM (with SIZE= when ext has SMTP_EXT_SIZE, and SMTPUTF8 when
+ * ext has SMTP_EXT_SMTPUTF8 and an address needs it, as curl sent them),
+ * 1..nrcpt RCPT TO, nrcpt + 1 DATA.  Returns its length, or 0 when it
+ * does not fit.
+ */
+size_t smtp_dialogue_cmd(const struct connector_job *job, unsigned ext,
+			 size_t i, char *dst, size_t room);
 
 #endif

@@ -26,6 +26,21 @@ do, and `drop_reused` closes the connection, with no reply, at the MAIL of
 every transaction after a connection's first (a smarthost that timed out
 just as the client's next message began).
 
+Pipelining (RFC 2920): `pipelining` adds PIPELINING to the EHLO answer;
+`arrivals` says for each MAIL how the client sent it: "pipelined" (its
+RCPTs and DATA had arrived before MAIL was answered), "lockstep" (nothing
+after it had) or "partial".  `transcripts` holds, per closed connection,
+the first 64 KB the client sent after EHLO (commands and data as sent).
+`broken_data` makes a refused recipient still count for DATA, so DATA
+gets 354 though every recipient was refused (a broken server).
+`drop_reused` = "421" sends 421 before it closes; any other true value
+closes with no reply.
+
+SMTPUTF8: `smtputf8` (default, as aiosmtpd's Controller) offers it, and
+each received message says whether MAIL carried it; smtputf8=False
+refuses a non-ASCII command.  `mails` counts the MAIL commands that reached the
+handler.
+
 make_certs() makes a CA and a server certificate for 127.0.0.1 with the
 openssl command in a test's folder: no key is ever committed.
 """
@@ -35,6 +50,7 @@ import os
 import ssl
 import subprocess
 import threading
+import time
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
@@ -73,15 +89,44 @@ class Handler:
     def __init__(self, fake):
         self.fake = fake
 
+    async def handle_EHLO(self, server, session, envelope, hostname,
+                          responses):
+        # The 5-argument hook replaces aiosmtpd's own name keeping.
+        session.host_name = hostname
+        if self.fake.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
+    async def _arrival(self, server):
+        """How the rest of the group stood when MAIL came up: what the
+        client had sent beyond it and is not yet read (asyncio's reader
+        buffer).  A pipelined group is one write; a moment's grace
+        covers a split one."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 0.5
+        while True:
+            pending = bytes(getattr(server._reader, "_buffer", b""))
+            if b"DATA\r\n" in pending.upper():
+                return "pipelined"
+            if not self.fake.pipelining or loop.time() >= deadline:
+                return "partial" if pending else "lockstep"
+            await asyncio.sleep(0.005)
+
     async def handle_MAIL(self, server, session, envelope, address,
                           options):
         done = getattr(session, "fake_mails", 0)
         session.fake_mails = done + 1
+        arrival = await self._arrival(server)
+        with self.fake.lock:
+            self.fake.mails += 1
+            self.fake.arrivals.append(arrival)
         if self.fake.drop_reused and done > 0:
             with self.fake.lock:
                 self.fake.dropped += 1
-            # A write after close() is discarded: no reply reaches the
-            # client.
+            if self.fake.drop_reused == "421":
+                server.transport.write(b"421 4.4.2 closing\r\n")
+            # A write after close() is discarded: no other reply reaches
+            # the client.
             server.transport.close()
             return "421 4.4.2 closing"
         if self.fake.flood_mail:
@@ -110,6 +155,8 @@ class Handler:
                           options):
         answer = self.fake.refuse_rcpt.get(address)
         if answer:
+            if self.fake.broken_data:
+                envelope.rcpt_tos.append(address)
             return answer
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
@@ -120,8 +167,10 @@ class Handler:
             f.received.append({"from": envelope.mail_from,
                                "to": list(envelope.rcpt_tos),
                                "data": bytes(envelope.content),
-                               "auth": session.authenticated})
+                               "auth": session.authenticated,
+                               "smtputf8": envelope.smtp_utf8})
             f.changed.notify_all()
+            f.data_at = time.monotonic()
             n = len(f.received)
         if f.hold_data is not None:
             return await self._hold(f)
@@ -165,6 +214,7 @@ class CountingSMTP(SMTP):
         super().__init__(*args, **kw)
         self.fake = fake
         self.fake_counted = False
+        self.fake_rx = None
 
     async def smtp_EHLO(self, hostname):
         if not self.fake_counted:
@@ -172,6 +222,13 @@ class CountingSMTP(SMTP):
             with self.fake.lock:
                 self.fake.connections += 1
         await super().smtp_EHLO(hostname)
+        self.fake_rx = bytearray()
+
+    def data_received(self, data):
+        # After EHLO: the transaction, as the client wrote it.
+        if self.fake_rx is not None and len(self.fake_rx) < 65536:
+            self.fake_rx += data[:65536 - len(self.fake_rx)]
+        super().data_received(data)
 
     def _timeout_cb(self):
         # As Postfix at its idle timeout: 421, TLS closed without waiting
@@ -189,6 +246,8 @@ class CountingSMTP(SMTP):
         if self.fake_counted:
             with self.fake.lock:
                 self.fake.closed += 1
+                self.fake.transcripts.append(bytes(self.fake_rx or b""))
+                self.fake.closed_at = time.monotonic()
         super().connection_lost(error)
 
 
@@ -207,8 +266,16 @@ class SmtpFake:
     password set, AUTH is required and only user/password pass."""
 
     def __init__(self, port, tls="none", certs=None, user=None,
-                 password=None, idle_timeout=None):
+                 password=None, idle_timeout=None, pipelining=False,
+                 smtputf8=True):
         self.port = port
+        self.pipelining = pipelining
+        self.arrivals = []
+        self.transcripts = []
+        self.mails = 0
+        self.broken_data = False
+        self.data_at = None  # time.monotonic() of the last data received
+        self.closed_at = None  # and of the last connection closed
         self.connections = 0
         self.dropped = 0
         self.closed = 0
@@ -246,6 +313,7 @@ class SmtpFake:
             kw["ssl_context"] = ctx
         if idle_timeout is not None:
             server_kw["timeout"] = idle_timeout
+        server_kw["enable_SMTPUTF8"] = smtputf8
         kw.update(server_kw)
         self.controller = CountingController(self, Handler(self),
                                              port=port, **kw)

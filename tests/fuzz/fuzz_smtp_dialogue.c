@@ -4,10 +4,13 @@
  * of a size taken from its first byte, split into lines by
  * smtp_dialogue_line(), each told to smtp_dialogue_in() and
  * smtp_dialogue_ehlo() while our side says MAIL, two RCPTs and DATA in
- * turn, one after each final reply, as the connector does; then the
- * attempt is classified.  Any bytes must give an outcome and a
- * NUL-terminated detail of printable bytes, never a crash, a line longer
- * than SMTP_DIALOGUE_LINE_MAX or a write past the recipients' answers.
+ * turn, one after each final reply, as the connector does in lock-step,
+ * or (the first byte's top bit) all four before any reply, as it does
+ * pipelined; then the attempt is classified.  Any bytes must give an
+ * outcome and a NUL-terminated detail of printable bytes, never a crash,
+ * a line longer than SMTP_DIALOGUE_LINE_MAX or a write past the
+ * recipients' answers.  The same bytes as a message must dot-stuff, in
+ * parts of that size, to what a byte-by-byte reference makes.
  */
 #include "agent/connector.h"
 #include "agent/smtp_dialogue.h"
@@ -21,6 +24,50 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char *const cmds[] = {"MAIL FROM:<a@x>\r\n", "RCPT TO:<b@x>\r\n",
 				   "RCPT TO:<c@x>\r\n", "DATA\r\n"};
+
+/* Byte by byte, as smtp_dialogue_stuff() did before it went by lines. */
+static size_t
+stuff_ref(const uint8_t *msg, size_t len, uint8_t *out)
+{
+	size_t i, n = 0;
+	int bol = 2;
+
+	for (i = 0; i < len; i++) {
+		if (msg[i] == '.' && bol == 2)
+			out[n++] = '.';
+		out[n++] = msg[i];
+		bol = msg[i] == '\r' ? 1 : msg[i] == '\n' && bol == 1 ? 2 : 0;
+	}
+	if (bol != 2) {
+		memcpy(out + n, "\r\n", 2);
+		n += 2;
+	}
+	memcpy(out + n, ".\r\n", 3);
+	return n + 3;
+}
+
+static void
+check_stuffing(const uint8_t *msg, size_t len, size_t part)
+{
+	struct smtp_stuff st;
+	uint8_t *want = malloc(2 * len + 5), *got = malloc(2 * len + 5 + part);
+	size_t nwant, n = 0, k;
+
+	if (want == NULL || got == NULL)
+		abort();
+	nwant = stuff_ref(msg, len, want);
+	smtp_dialogue_stuff_init(&st);
+	do {
+		k = smtp_dialogue_stuff(&st, msg, len, (char *)got + n, part);
+		n += k;
+		if (n > nwant)
+			abort();
+	} while (k > 0);
+	if (n != nwant || memcmp(got, want, n) != 0)
+		abort();
+	free(want);
+	free(got);
+}
 
 static void
 check_printable(const char *s, size_t max)
@@ -48,16 +95,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *p, *line;
 	size_t step, left, take, n, len, next = 0;
 	int codes[2] = {0, 0};
-	bool last, sz = false, utf8 = false;
+	bool last, piped;
 
 	if (size == 0)
 		return 0;
 	step = (size_t)(data[0] % 64) + 1;
+	piped = (data[0] & 0x80) != 0;
 	p = (const char *)data + 1;
 	left = size - 1;
+	check_stuffing(data + 1, left, step + 4);
 	memset(&d, 0, sizeof(d));
 	memset(&l, 0, sizeof(l));
 	d.rcpt_code = codes;
+	for (; piped && next < sizeof(cmds) / sizeof(cmds[0]); next++)
+		smtp_dialogue_out(&d, cmds[next], strlen(cmds[next]));
 	while (left > 0) {
 		take = left < step ? left : step;
 		while (take > 0) {
@@ -72,7 +123,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (len > SMTP_DIALOGUE_LINE_MAX)
 				abort();
 			smtp_dialogue_in(&d, line, len);
-			smtp_dialogue_ehlo(line, len, &sz, &utf8);
+			(void)smtp_dialogue_ehlo(line, len);
 			if (smtp_dialogue_code(line, len, &last) != 0 && last &&
 			    next < sizeof(cmds) / sizeof(cmds[0])) {
 				smtp_dialogue_out(&d, cmds[next],
@@ -81,7 +132,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			}
 		}
 	}
-	if (d.nrcpt_sent > 2)
+	if (d.nrcpt_sent > 2 || d.nrcpt_done > d.nrcpt_sent ||
+	    (d.data_go && d.data_empty))
 		abort();
 	a = (struct smtp_attempt){
 	    .job = &job,

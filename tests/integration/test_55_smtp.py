@@ -374,6 +374,9 @@ def test_transfers_at_once_follow_max_in_flight(make_cluster, fakes):
     ("tls_ca_file", "/nonexistent/ca.pem", "tls_ca_file: cannot read"),
     ("username", "relay", "username and password_file go together"),
     ("request_timeout_ms", "0", "request_timeout_ms: must be a whole"),
+    ("idle_timeout_ms", "99",
+     "idle_timeout_ms: must be a whole number from 100 to 300000"),
+    ("idle_timeout_ms", "300001", "idle_timeout_ms: must be a whole"),
     ("tls", "none\nusername = relay\npassword_file = /dev/null",
      "username needs tls = starttls or implicit"),
 ])

@@ -6,7 +6,11 @@
  * their commands and classified (a delivery with a refused recipient and
  * the smarthost's id, every recipient refused, the account at AUTH, no
  * verdict after the whole body ambiguous, part of it transient); the
- * credentials after AUTH never kept; EHLO's SIZE and SMTPUTF8.
+ * credentials after AUTH never kept; EHLO's SIZE, SMTPUTF8 and
+ * PIPELINING; a pipelined group's replies matched to their commands in
+ * order (a refused recipient among taken ones, every one refused with
+ * DATA refused or, from a broken server, DATA's 354: the dot alone);
+ * a non-ASCII address without SMTPUTF8 permanent.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -44,6 +48,56 @@ stuff_all(const char *msg, size_t part, char *out, size_t outsz)
 	return n;
 }
 
+/* The reference: byte by byte, as curl did and smtp_dialogue_stuff() did
+ * before it went by lines. */
+static size_t
+stuff_ref(const char *msg, size_t len, char *out)
+{
+	size_t i, n = 0;
+	int bol = 2;
+
+	for (i = 0; i < len; i++) {
+		if (msg[i] == '.' && bol == 2)
+			out[n++] = '.';
+		out[n++] = msg[i];
+		bol = msg[i] == '\r' ? 1 : msg[i] == '\n' && bol == 1 ? 2 : 0;
+	}
+	if (bol != 2) {
+		memcpy(out + n, "\r\n", 2);
+		n += 2;
+	}
+	memcpy(out + n, ".\r\n", 3);
+	return n + 3;
+}
+
+/* Random messages of dots, CRs, LFs and letters: the same bytes as the
+ * reference, whatever the size of the parts. */
+static void
+test_stuffing_by_lines(void **state)
+{
+	static const char alphabet[] = ".\r\na";
+	char msg[48], want[160], got[200];
+	size_t len, n, i, part;
+	unsigned seed = 12345;
+	int round;
+
+	(void)state;
+	for (round = 0; round < 20000; round++) {
+		seed = seed * 1103515245u + 12345u;
+		len = (seed >> 16) % sizeof(msg);
+		for (i = 0; i < len; i++) {
+			seed = seed * 1103515245u + 12345u;
+			msg[i] = alphabet[(seed >> 16) % 4];
+		}
+		msg[len] = '\0';
+		/* NUL-free, so stuff_all's strlen() sees it whole. */
+		n = stuff_ref(msg, len, want);
+		part = 5 + (size_t)round % 16;
+		assert_int_equal(stuff_all(msg, part, got, sizeof(got)), n);
+		assert_memory_equal(got, want, n);
+	}
+}
+
 static void
 test_stuffing(void **state)
 {
@@ -58,6 +112,9 @@ test_stuffing(void **state)
 	    {"a\r\n.\r\n", "a\r\n..\r\n.\r\n"},
 	    {"a\r\n..\r\nb\r\n", "a\r\n...\r\nb\r\n.\r\n"},
 	    {"x\r", "x\r\r\n.\r\n"},
+	    {"\r\n.\r\n.", "\r\n..\r\n..\r\n.\r\n"},
+	    {"a\r\r\n.b", "a\r\r\n..b\r\n.\r\n"},
+	    {"a\n\r\n.", "a\n\r\n..\r\n.\r\n"},
 	};
 	char out[256];
 	size_t i, part;
@@ -260,22 +317,152 @@ test_ehlo_and_utf8(void **state)
 	static const char *const wide[] = {"z\xc3\xbc@example.net"};
 	struct connector_job job = {
 	    .mail_from = "a@example.com", .rcpt = rcpts, .nrcpt = 2};
-	bool size = false, utf8 = false;
 
 	(void)state;
-	smtp_dialogue_ehlo("250-SIZEX 1\r\n", 13, &size, &utf8);
-	smtp_dialogue_ehlo("550-SIZE 1\r\n", 12, &size, &utf8);
-	smtp_dialogue_ehlo("250-8BITMIME\r\n", 14, &size, &utf8);
-	assert_false(size);
-	assert_false(utf8);
-	smtp_dialogue_ehlo("250-SIZE 35882577\r\n", 19, &size, &utf8);
-	smtp_dialogue_ehlo("250 smtputf8\r\n", 14, &size, &utf8);
-	assert_true(size);
-	assert_true(utf8);
+	assert_int_equal(smtp_dialogue_ehlo("250-SIZEX 1\r\n", 13), 0);
+	assert_int_equal(smtp_dialogue_ehlo("550-SIZE 1\r\n", 12), 0);
+	assert_int_equal(smtp_dialogue_ehlo("250-8BITMIME\r\n", 14), 0);
+	assert_int_equal(smtp_dialogue_ehlo("250-PIPELININGX\r\n", 17), 0);
+	assert_int_equal(smtp_dialogue_ehlo("250-SIZE 35882577\r\n", 19),
+			 SMTP_EXT_SIZE);
+	assert_int_equal(smtp_dialogue_ehlo("250 smtputf8\r\n", 14),
+			 SMTP_EXT_SMTPUTF8);
+	assert_int_equal(smtp_dialogue_ehlo("250-PIPELINING\r\n", 16),
+			 SMTP_EXT_PIPELINING);
+	assert_int_equal(smtp_dialogue_ehlo("250 pipelining", 14),
+			 SMTP_EXT_PIPELINING);
 	assert_false(smtp_dialogue_utf8(&job));
 	job.rcpt = wide;
 	job.nrcpt = 1;
 	assert_true(smtp_dialogue_utf8(&job));
+}
+
+static void
+test_commands(void **state)
+{
+	static const char *const wide[] = {"z\xc3\xbc@example.net"};
+	struct connector_job job = {.mail_from = "me@example.com",
+				    .rcpt = rcpts,
+				    .nrcpt = 2,
+				    .mime_len = 1234};
+	char buf[64];
+	size_t n;
+
+	(void)state;
+	n = smtp_dialogue_cmd(&job, 0, 0, buf, sizeof(buf));
+	assert_int_equal(n, strlen("MAIL FROM:<me@example.com>\r\n"));
+	assert_memory_equal(buf, "MAIL FROM:<me@example.com>\r\n", n);
+	/* SMTPUTF8 only for an address that needs it. */
+	n = smtp_dialogue_cmd(&job, SMTP_EXT_SIZE | SMTP_EXT_SMTPUTF8, 0, buf,
+			      sizeof(buf));
+	assert_memory_equal(buf, "MAIL FROM:<me@example.com> SIZE=1234\r\n", n);
+	n = smtp_dialogue_cmd(&job, 0, 2, buf, sizeof(buf));
+	assert_memory_equal(buf, "RCPT TO:<bob@example.net>\r\n", n);
+	n = smtp_dialogue_cmd(&job, 0, 3, buf, sizeof(buf));
+	assert_memory_equal(buf, "DATA\r\n", n);
+	job.rcpt = wide;
+	job.nrcpt = 1;
+	n = smtp_dialogue_cmd(&job, SMTP_EXT_SMTPUTF8, 0, buf, sizeof(buf));
+	assert_memory_equal(buf, "MAIL FROM:<me@example.com> SMTPUTF8\r\n", n);
+	/* One that does not fit is not cut: 0, for the next buffer. */
+	assert_int_equal(smtp_dialogue_cmd(&job, 0, 1, buf, 10), 0);
+	assert_int_equal(smtp_dialogue_cmd(&job, 0, 2, buf, 6), 0);
+	assert_int_equal(smtp_dialogue_cmd(&job, 0, 2, buf, 7), 6);
+}
+
+/* MAIL, both RCPTs and DATA out before any reply, as pipelining sends. */
+static void
+group_out(struct run *r)
+{
+	out(r, "MAIL FROM:<me@example.com>\r\n");
+	out(r, "RCPT TO:<ann@example.net>\r\n");
+	out(r, "RCPT TO:<bob@example.net>\r\n");
+	out(r, "DATA\r\n");
+}
+
+static void
+test_pipelined_replies_in_order(void **state)
+{
+	struct run r;
+
+	(void)state;
+	run_init(&r);
+	group_out(&r);
+	/* All four replies in one read: each finds its command. */
+	in(&r, "250 2.1.0 Ok\r\n550 5.1.1 no such user\r\n"
+	       "250-fine\r\n250 2.1.5 Ok\r\n354 go\r\n");
+	assert_int_equal(r.d.mail_code, 250);
+	assert_int_equal(r.codes[0], 550);
+	assert_int_equal(r.codes[1], 250);
+	assert_true(r.d.data_go);
+	assert_false(r.d.data_empty);
+	assert_string_equal(r.d.last_cmd, "DATA");
+	in(&r, "250 2.0.0 Ok: queued as P1\r\n");
+	classify(&r, CURLE_OK, true);
+	assert_int_equal(r.res.outcome, OUTCOME_DELIVERED);
+	assert_string_equal(r.res.provider_message_id, "P1");
+	assert_non_null(strstr(r.res.detail, "ann@example.net 550"));
+
+	/* A refused MAIL is MAIL's, whatever follows it. */
+	run_init(&r);
+	group_out(&r);
+	in(&r, "553 5.7.1 sender refused\r\n");
+	assert_string_equal(r.d.last_cmd, "MAIL");
+	classify(&r, CURLE_WEIRD_SERVER_REPLY, false);
+	assert_int_equal(r.res.outcome, OUTCOME_PERMANENT);
+	assert_non_null(strstr(r.res.detail, "smtp MAIL refused: 553"));
+}
+
+static void
+test_pipelined_every_recipient_refused(void **state)
+{
+	struct run r;
+
+	(void)state;
+	/* DATA refused too, as a server should: no body, and the outcome
+	 * is the recipients' as in lock-step. */
+	run_init(&r);
+	group_out(&r);
+	in(&r, "250 Ok\r\n550 no\r\n451 later\r\n554 no valid recipients\r\n");
+	assert_false(r.d.data_go);
+	assert_false(r.d.data_empty);
+	assert_string_equal(r.d.last_cmd, "DATA");
+	classify(&r, CURLE_WEIRD_SERVER_REPLY, false);
+	assert_int_equal(r.res.outcome, OUTCOME_TRANSIENT);
+	assert_non_null(strstr(r.res.detail, "every recipient refused"));
+
+	/* A broken server's 354: the data ends with a dot alone (RFC 2920
+	 * 3.1); the reply to it is no verdict on the message. */
+	run_init(&r);
+	group_out(&r);
+	in(&r, "250 Ok\r\n550 no\r\n553 no\r\n354 go\r\n");
+	assert_false(r.d.data_go);
+	assert_true(r.d.data_empty);
+	in(&r, "250 2.0.0 Ok: queued as EMPTY\r\n");
+	assert_int_equal(r.d.final_code, 0);
+	classify(&r, CURLE_WEIRD_SERVER_REPLY, false);
+	assert_int_equal(r.res.outcome, OUTCOME_PERMANENT);
+	assert_non_null(strstr(r.res.detail, "every recipient refused"));
+	assert_null(r.res.provider_message_id);
+}
+
+static void
+test_utf8_unoffered(void **state)
+{
+	struct run r;
+	struct smtp_attempt a;
+
+	(void)state;
+	run_init(&r);
+	a = (struct smtp_attempt){.job = &r.job,
+				  .d = &r.d,
+				  .rc = CURLE_OK,
+				  .errbuf = "",
+				  .utf8_unoffered = true};
+	smtp_dialogue_classify(&a, &r.res, r.detail, sizeof(r.detail), r.id,
+			       sizeof(r.id));
+	assert_int_equal(r.res.outcome, OUTCOME_PERMANENT);
+	assert_non_null(strstr(r.res.detail, "SMTPUTF8"));
 }
 
 int
@@ -289,6 +476,11 @@ main(void)
 	    cmocka_unit_test(test_auth_and_credentials),
 	    cmocka_unit_test(test_no_verdict),
 	    cmocka_unit_test(test_ehlo_and_utf8),
+	    cmocka_unit_test(test_stuffing_by_lines),
+	    cmocka_unit_test(test_commands),
+	    cmocka_unit_test(test_pipelined_replies_in_order),
+	    cmocka_unit_test(test_pipelined_every_recipient_refused),
+	    cmocka_unit_test(test_utf8_unoffered),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

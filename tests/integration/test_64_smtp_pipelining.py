@@ -1,0 +1,181 @@
+"""The smtp connector's transaction against the aiosmtpd stand-in
+(tests/fakes/smtp_fake.py): pipelined (RFC 2920) when the smarthost's EHLO
+answer offers PIPELINING and lock-step when not, with the outcomes of
+lock-step (a refused recipient among taken ones, every one refused with no
+body sent, a broken server's 354 answered by a dot alone, a reused session
+dropped at MAIL replaced); idle sessions closed by their timer; non-ASCII
+addresses with and without SMTPUTF8."""
+
+import os
+import sys
+
+import pytest
+
+import shivneri_harness as h
+import test_55_smtp as t55
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "fakes"))
+import smtp_fake  # noqa: E402
+
+
+@pytest.fixture
+def fakes():
+    started = []
+
+    def make(**kw):
+        f = smtp_fake.SmtpFake(h.free_port(), **kw).start()
+        started.append(f)
+        return f
+    yield make
+    for f in started:
+        f.stop()
+
+
+def started(make_cluster, fake, extra=None):
+    c = t55.smtp_cluster(make_cluster, fake, extra)
+    c.start_server()
+    c.start_agent("s")
+    return c
+
+
+def transcript(fake, n=1):
+    """The client's bytes of the first n closed connections."""
+    h.wait_for(lambda: len(fake.transcripts) >= n, h.scaled(5),
+               "%d connections closed at the stand-in" % n)
+    return fake.transcripts[:n]
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_pipelined_only_when_offered(make_cluster, fakes, pipelining):
+    # With PIPELINING offered, MAIL, every RCPT and DATA arrive before MAIL
+    # is answered; without it, nothing arrives before its turn.  Either
+    # way a refused recipient does not stop the others.
+    fake = fakes(pipelining=pipelining)
+    fake.refuse_rcpt["nobody@example.net"] = "550 5.1.1 user unknown"
+    c = started(make_cluster, fake)
+    mid = c.submit(h.message(1, to=["bob@example.net", "nobody@example.net",
+                                    "cy@example.org"]))
+    c.wait_delivered([mid])
+    got = t55.wait_received(fake, 1)[0]
+    assert sorted(got["to"]) == ["bob@example.net", "cy@example.org"]
+    assert fake.arrivals == ["pipelined" if pipelining else "lockstep"]
+    att = c.msg(mid)["attempts"][-1]
+    assert att["outcome"] == "delivered", att
+    assert "refused 1 of 3: nobody@example.net 550" in att["detail"], att
+    # The next message on the same session goes the same way.
+    mid2 = c.submit(h.message(2))
+    c.wait_delivered([mid2])
+    assert fake.connections == 1
+    assert fake.arrivals[1] == fake.arrivals[0], fake.arrivals
+
+
+def test_pipelined_group_longer_than_one_write(make_cluster, fakes):
+    # 150 recipients of ~130 bytes: the group (about 21 KB) takes more
+    # than the connector's 16 KB buffer, so it goes in parts while the
+    # first replies come back; each reply still finds its recipient.
+    fake = fakes(pipelining=True)
+    rcpts = ["r%03d.%s@%s.example.net" % (i, "x" * 50, "d" * 60)
+             for i in range(150)]
+    for i in (0, 77, 149):
+        fake.refuse_rcpt[rcpts[i]] = "550 5.1.1 user unknown"
+    c = started(make_cluster, fake)
+    mid = c.submit(h.message(9, to=rcpts[:1], bcc=rcpts[1:]))
+    c.wait_delivered([mid])
+    got = t55.wait_received(fake, 1)[0]
+    want = [r for i, r in enumerate(rcpts) if i not in (0, 77, 149)]
+    assert sorted(got["to"]) == want
+    assert fake.arrivals[0] in ("pipelined", "partial"), fake.arrivals
+    att = c.msg(mid)["attempts"][-1]
+    assert "refused 3 of 150" in att["detail"], att
+    for i in (0, 77, 149):  # an address is cut short in the detail
+        assert "r%03d.xxxx" % i in att["detail"], att
+
+
+def test_pipelined_every_recipient_refused(make_cluster, fakes):
+    # DATA went out with the group: its refusal (503 here) is read, no
+    # body follows, and the outcome is lock-step's for all refused.
+    fake = fakes(pipelining=True)
+    fake.refuse_rcpt["nobody@example.net"] = "550 5.1.1 user unknown"
+    fake.refuse_rcpt["gone@example.net"] = "551 5.1.6 moved"
+    c = started(make_cluster, fake)
+    mid = c.submit(h.message(3, to=["nobody@example.net",
+                                    "gone@example.net"]))
+    m = t55.wait_outcome(c, mid, "permanent")
+    assert "every recipient refused" in m["attempts"][0]["detail"], m
+    assert fake.arrivals == ["pipelined"]
+    assert not fake.messages()
+    sent = transcript(fake)[0]
+    assert sent.endswith(b"DATA\r\n"), sent
+    assert b"Subject:" not in sent
+
+    # A broken server answers that DATA with 354 all the same: RFC 2920
+    # 3.1, the client sends a dot alone, so an empty message at most
+    # and never the body; the outcome stays the recipients'.
+    fake.broken_data = True
+    mid2 = c.submit(h.message(4, to=["nobody@example.net"]))
+    m2 = t55.wait_outcome(c, mid2, "permanent")
+    assert "every recipient refused: nobody@example.net 550" in \
+        m2["attempts"][0]["detail"], m2
+    got = t55.wait_received(fake, 1)
+    assert got[0]["data"] == b"", got
+    sent = transcript(fake, 2)[1]
+    assert sent.endswith(b"DATA\r\n.\r\n"), sent
+    assert b"Subject:" not in sent
+
+
+@pytest.mark.parametrize("drop", ["421", "silent"])
+def test_reused_pipelined_session_dropped_at_mail(make_cluster, fakes,
+                                                  drop):
+    # The smarthost closes a reused session as the next group arrives,
+    # with a 421 or with no reply: the message goes once more on a fresh
+    # session, delivered at its first attempt.
+    fake = fakes(pipelining=True)
+    fake.drop_reused = drop
+    c = started(make_cluster, fake)
+    ids = []
+    for i in range(3):
+        ids.append(c.submit(h.message(30 + i)))
+        c.wait_delivered(ids)
+    assert fake.dropped >= 1, "no reused connection was dropped"
+    t55.assert_once_each(c, fake, ids)
+    assert set(fake.arrivals) == {"pipelined"}, fake.arrivals
+
+
+def test_idle_session_closed_on_time(make_cluster, fakes):
+    # idle_timeout_ms 300: the stand-in (whose own idle timeout is
+    # 300 s) sees QUIT and the close 300 ms after the message, not at the
+    # next one.
+    fake = fakes()
+    c = started(make_cluster, fake, {"idle_timeout_ms": 300})
+    mid = c.submit(h.message(5))
+    c.wait_delivered([mid])
+    sent = transcript(fake)[0]
+    assert sent.endswith(b"QUIT\r\n"), sent
+    idle = fake.closed_at - fake.data_at
+    assert 0.29 <= idle <= h.scaled(3), idle
+    assert fake.connections == 1
+
+
+@pytest.mark.parametrize("offered", [True, False])
+def test_non_ascii_address(make_cluster, fakes, offered):
+    # Offered, MAIL says SMTPUTF8 and the address arrives as UTF-8; not
+    # offered, the message fails for good before MAIL, and the session
+    # carries the next message.
+    fake = fakes(smtputf8=offered)
+    c = started(make_cluster, fake)
+    wide = "zo\u00eb@example.net"
+    mid = c.submit(h.message(6, to=[wide, "bob@example.net"]))
+    if offered:
+        c.wait_delivered([mid])
+        got = t55.wait_received(fake, 1)[0]
+        assert got["smtputf8"] is True, got
+        assert sorted(got["to"]) == ["bob@example.net", wide], got
+        return
+    m = t55.wait_outcome(c, mid, "permanent")
+    assert "SMTPUTF8" in m["attempts"][0]["detail"], m
+    assert fake.mails == 0 and not fake.messages()
+    mid2 = c.submit(h.message(7))
+    c.wait_delivered([mid2])
+    assert fake.connections == 1
+    assert t55.wait_received(fake, 1)[0]["smtputf8"] is False
