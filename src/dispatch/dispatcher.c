@@ -896,14 +896,21 @@ dispatcher_free(struct dispatcher *d)
 	free(d);
 }
 
-void
-dispatcher_enqueue(struct dispatcher *d, struct store_message *m)
+/* A new message is durable: its log line and its event. */
+static void
+stored_note(struct dispatcher *d, const struct store_message *m)
 {
-	d->counts[MSG_QUEUED]++;
 	log_info("%s intake queued bytes=%zu rcpt=%zu", m->id, m->mime_len,
 		 m->nrcpt);
 	dispatch__publish_message(d, EV_MSG_QUEUED, m->id, NULL, -1, 0, NULL,
 				  NULL);
+}
+
+void
+dispatcher_enqueue(struct dispatcher *d, struct store_message *m)
+{
+	d->counts[MSG_QUEUED]++;
+	stored_note(d, m);
 	if (d->loaded.len < LOADED_MAX && d->ready.len == 0) {
 		ring_push_back(&d->loaded, &m);
 	} else {
@@ -935,11 +942,8 @@ void
 dispatcher_claim_durable(struct dispatcher *d, struct job *claim,
 			 struct store_message *m)
 {
-	/* Queued and sending at once: the events of both, in order. */
-	log_info("%s intake queued bytes=%zu rcpt=%zu", m->id, m->mime_len,
-		 m->nrcpt);
-	dispatch__publish_message(d, EV_MSG_QUEUED, m->id, NULL, -1, 0, NULL,
-				  NULL);
+	/* Queued and sending at once: its queued note, then the JOB. */
+	stored_note(d, m);
 	record__claim_durable(d, claim, m);
 }
 
