@@ -692,6 +692,8 @@ record__claim(struct dispatcher *d, struct store_message *m, struct provider *p)
 	m->status = MSG_SENDING;
 	free(m->provider);
 	m->provider = xstrdup(p->name);
+	/* The store has m until the callback: nothing here may reach it. */
+	j->m = NULL;
 	return j;
 }
 
@@ -712,7 +714,6 @@ record__claim_cancel(struct dispatcher *d, struct job *j)
 {
 	struct provider *p = j->p;
 
-	j->m = NULL;
 	record__release(d, j);
 	if (p != NULL)
 		dispatch__refresh(d, p);
