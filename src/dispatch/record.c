@@ -653,9 +653,10 @@ record__lost(struct dispatcher *d, struct job *j, const char *why)
 	retry_or_fail(d, j, OUTCOME_LOST, why);
 }
 
-/* Reserves p's slot and makes the attempt durable; the JOB waits. */
-void
-record__send(struct dispatcher *d, struct store_message *m, struct provider *p)
+/* A job for m's next attempt at p, holding p's slot; its write: sending. */
+static struct job *
+job_reserved(struct dispatcher *d, struct store_message *m, struct provider *p,
+	     int from)
 {
 	struct job *j = job_new(d, m);
 
@@ -664,7 +665,16 @@ record__send(struct dispatcher *d, struct store_message *m, struct provider *p)
 	j->stage = JOB_RESERVED;
 	job_reserve(d, j, p);
 	limits__take(p);
-	job_write(j, WRITE_SENDING, MSG_SENDING, MSG_QUEUED);
+	job_write(j, WRITE_SENDING, MSG_SENDING, from);
+	return j;
+}
+
+/* Reserves p's slot and makes the attempt durable; the JOB waits. */
+void
+record__send(struct dispatcher *d, struct store_message *m, struct provider *p)
+{
+	struct job *j = job_reserved(d, m, p, MSG_QUEUED);
+
 	write_issue(d, j);
 	dispatch__refresh(d, p);
 }
@@ -679,15 +689,9 @@ record__send(struct dispatcher *d, struct store_message *m, struct provider *p)
 struct job *
 record__claim(struct dispatcher *d, struct store_message *m, struct provider *p)
 {
-	struct job *j = job_new(d, m);
-
-	j->id = ++d->next_job_id;
-	j->n = m->attempts + 1;
-	j->stage = JOB_RESERVED;
-	job_reserve(d, j, p);
-	limits__take(p);
 	/* Counted nowhere until the insert is durable. */
-	job_write(j, WRITE_SENDING, MSG_SENDING, -1);
+	struct job *j = job_reserved(d, m, p, -1);
+
 	dispatch__refresh(d, p);
 	m->status = MSG_SENDING;
 	free(m->provider);

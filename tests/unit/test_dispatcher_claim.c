@@ -24,6 +24,17 @@
 #include <stdio.h>
 #include <string.h>
 
+/* a is up; one message is claimed there while the disk is held. */
+static void
+claim_held(struct fixture *f)
+{
+	link_agent(f, 0);
+	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	db_lock(f);
+	assert_true(submit_claim_start(f));
+	drain_loop(f, 100);
+}
+
 /*
  * Claimed: the slot is held while the insert waits for the disk, no JOB
  * goes out before it is durable, and then the message is `sending` on
@@ -36,11 +47,7 @@ test_claim_sends_once_durable(void **state)
 	struct get_result g;
 	int one = 1;
 
-	link_agent(f, 0);
-	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
-	db_lock(f);
-	assert_true(submit_claim_start(f));
-	drain_loop(f, 100);
+	claim_held(f);
 	assert_int_equal(f->p[0]->se.in_flight, 1);
 	assert_int_equal(f->fa[0].njobs, 0);
 	assert_int_equal(count(f, MSG_QUEUED), 0);
@@ -125,11 +132,7 @@ test_claim_down_before_durable(void **state)
 	struct get_result g;
 	int one = 1;
 
-	link_agent(f, 0);
-	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
-	db_lock(f);
-	assert_true(submit_claim_start(f));
-	drain_loop(f, 50);
+	claim_held(f);
 	unlink_agent(f, 0, "link lost");
 	assert_int_equal(f->p[0]->se.in_flight, 0);
 	db_unlock(f);

@@ -198,6 +198,23 @@ submit_and_wait(struct fixture *f, const char *json, size_t len,
 	submit_scoped_wait(f, json, len, idem, NULL);
 }
 
+/*
+ * Submits json while every file write past the first byte fails with
+ * EFBIG (RLIMIT_FSIZE, SIGXFSZ ignored), as a full disk would.
+ */
+static void
+submit_disk_full(struct fixture *f, const char *json, size_t len)
+{
+	struct rlimit old, one = {1, 1};
+
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	one.rlim_max = old.rlim_max;
+	signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &one), 0);
+	submit_and_wait(f, json, len, NULL);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+}
+
 static void
 get_cb(void *arg, int err, const struct store_message *m,
        const struct store_attempt *att, size_t natt)
@@ -457,7 +474,6 @@ static void
 test_store_write_fails(void **state)
 {
 	struct fixture *f = *state;
-	struct rlimit old, one = {1, 1};
 	char *json = xmalloc(4096);
 	int n;
 
@@ -467,12 +483,7 @@ test_store_write_fails(void **state)
 		     "\"text\":\"%0*d\"}",
 		     3000, 7);
 	assert_true(n > 0 && n < 4096);
-	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
-	one.rlim_max = old.rlim_max;
-	signal(SIGXFSZ, SIG_IGN);
-	assert_int_equal(setrlimit(RLIMIT_FSIZE, &one), 0);
-	submit_and_wait(f, json, (size_t)n, NULL);
-	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	submit_disk_full(f, json, (size_t)n);
 	assert_int_equal(f->status, 503);
 	assert_string_equal(f->code, "unavailable");
 	assert_int_equal(f->durable, 0);
@@ -537,7 +548,6 @@ test_claim_store_fails(void **state)
 				   "\"to\":\"b@example.net\","
 				   "\"subject\":\"claim me\",\"text\":\"";
 	struct fixture *f = *state;
-	struct rlimit old, one = {1, 1};
 	char *json = xmalloc(4096);
 	int n;
 
@@ -546,12 +556,7 @@ test_claim_store_fails(void **state)
 	    &(struct submit_claim){claim_hook, claimed_hook, unclaim_hook, f});
 	n = snprintf(json, 4096, "%s%0*d\"}", head, 3000, 7);
 	assert_true(n > 0 && n < 4096);
-	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
-	one.rlim_max = old.rlim_max;
-	signal(SIGXFSZ, SIG_IGN);
-	assert_int_equal(setrlimit(RLIMIT_FSIZE, &one), 0);
-	submit_and_wait(f, json, (size_t)n, NULL);
-	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	submit_disk_full(f, json, (size_t)n);
 	assert_int_equal(f->status, 503);
 	assert_int_equal(f->claims, 1);
 	assert_int_equal(f->unclaimed, 1);
