@@ -242,6 +242,12 @@ void dispatch__publish_message(struct dispatcher *d, int type, const char *id,
 void record__send(struct dispatcher *d, struct store_message *m,
 		  struct provider *p);
 /* The agent's verdict on a sent job, already released. */
+/* The intake's fast path (dispatcher_claim): see record.c. */
+struct job *record__claim(struct dispatcher *d, struct store_message *m,
+			  struct provider *p);
+void record__claim_durable(struct dispatcher *d, struct job *j,
+			   struct store_message *m);
+void record__claim_cancel(struct dispatcher *d, struct job *j);
 void record__result(struct dispatcher *d, struct job *j, struct provider *p,
 		    int outcome, const char *pmid, const char *detail,
 		    uint32_t retry_after_ms);

@@ -896,14 +896,21 @@ dispatcher_free(struct dispatcher *d)
 	free(d);
 }
 
-void
-dispatcher_enqueue(struct dispatcher *d, struct store_message *m)
+/* A new message is durable: its log line and its event. */
+static void
+stored_note(struct dispatcher *d, const struct store_message *m)
 {
-	d->counts[MSG_QUEUED]++;
 	log_info("%s intake queued bytes=%zu rcpt=%zu", m->id, m->mime_len,
 		 m->nrcpt);
 	dispatch__publish_message(d, EV_MSG_QUEUED, m->id, NULL, -1, 0, NULL,
 				  NULL);
+}
+
+void
+dispatcher_enqueue(struct dispatcher *d, struct store_message *m)
+{
+	d->counts[MSG_QUEUED]++;
+	stored_note(d, m);
 	if (d->loaded.len < LOADED_MAX && d->ready.len == 0) {
 		ring_push_back(&d->loaded, &m);
 	} else {
@@ -911,6 +918,39 @@ dispatcher_enqueue(struct dispatcher *d, struct store_message *m)
 		store_message_free(m);
 	}
 	dispatch__schedule_pump(d);
+}
+
+struct job *
+dispatcher_claim(struct dispatcher *d, struct store_message *m)
+{
+	struct pick_ctx c = {.m = m};
+	struct sched_entry *e;
+
+	/* Never ahead of a message that waits, nor while writes fail. */
+	if (d->paused || d->loaded.len > 0 || d->ready.len > 0 || d->loading ||
+	    d->nretry > 0 || evtimer_pending(d->retry_ev, NULL) ||
+	    !store_healthy(d->st, NULL) || scheduler_count(d->sched) == 0)
+		return NULL;
+	tier_cap(d, &c);
+	e = scheduler_pick(d->sched, skip_entry, &c);
+	if (e == NULL)
+		return NULL;
+	return record__claim(d, m, entry_provider(e));
+}
+
+void
+dispatcher_claim_durable(struct dispatcher *d, struct job *claim,
+			 struct store_message *m)
+{
+	/* Queued and sending at once: its queued note, then the JOB. */
+	stored_note(d, m);
+	record__claim_durable(d, claim, m);
+}
+
+void
+dispatcher_claim_cancel(struct dispatcher *d, struct job *claim)
+{
+	record__claim_cancel(d, claim);
 }
 
 void

@@ -89,6 +89,26 @@ void dispatcher_set_webhooks(struct dispatcher *d, bool on);
 
 /* A message the store just made durable; takes m. */
 void dispatcher_enqueue(struct dispatcher *d, struct store_message *m);
+
+/*
+ * The intake's fast path.  For a message about to be stored (not yet
+ * durable), when a provider can take it now and no message waits before
+ * it (none loaded or to load, none in a write's retry, not paused, the
+ * store healthy): reserves that provider's slot, sets m up to be stored
+ * as `sending` there, and returns the claim; else NULL and m is untouched
+ * (it takes the ordinary way: queued, then picked).  The insert is then
+ * the message's `sending` write, one commit fewer, and the JOB leaves as
+ * soon as the message is durable.  A crash in between leaves a `sending`
+ * row, which the next start records as a lost attempt, as for any
+ * `sending` write.  The claim ends exactly once: dispatcher_claim_durable
+ * (the insert committed; takes m, instead of dispatcher_enqueue) or
+ * dispatcher_claim_cancel (nothing was stored).
+ */
+struct job;
+struct job *dispatcher_claim(struct dispatcher *d, struct store_message *m);
+void dispatcher_claim_durable(struct dispatcher *d, struct job *claim,
+			      struct store_message *m);
+void dispatcher_claim_cancel(struct dispatcher *d, struct job *claim);
 /*
  * A failed message the store just put back to queued (store_retry, once
  * durable): counted queued again, published as queued, and loaded from

@@ -653,9 +653,10 @@ record__lost(struct dispatcher *d, struct job *j, const char *why)
 	retry_or_fail(d, j, OUTCOME_LOST, why);
 }
 
-/* Reserves p's slot and makes the attempt durable; the JOB waits. */
-void
-record__send(struct dispatcher *d, struct store_message *m, struct provider *p)
+/* A job for m's next attempt at p, holding p's slot; its write: sending. */
+static struct job *
+job_reserved(struct dispatcher *d, struct store_message *m, struct provider *p,
+	     int from)
 {
 	struct job *j = job_new(d, m);
 
@@ -664,9 +665,64 @@ record__send(struct dispatcher *d, struct store_message *m, struct provider *p)
 	j->stage = JOB_RESERVED;
 	job_reserve(d, j, p);
 	limits__take(p);
-	job_write(j, WRITE_SENDING, MSG_SENDING, MSG_QUEUED);
+	job_write(j, WRITE_SENDING, MSG_SENDING, from);
+	return j;
+}
+
+/* Reserves p's slot and makes the attempt durable; the JOB waits. */
+void
+record__send(struct dispatcher *d, struct store_message *m, struct provider *p)
+{
+	struct job *j = job_reserved(d, m, p, MSG_QUEUED);
+
 	write_issue(d, j);
 	dispatch__refresh(d, p);
+}
+
+/*
+ * The intake's fast path: m is new and not stored yet, and p is free with
+ * nothing waiting before m (dispatcher_claim checked).  The slot is
+ * reserved as record__send reserves it, but the `sending` write is m's own
+ * insert: m goes to the store as `sending` at p.  Until the insert's
+ * callback the job does not touch m (the store has it).
+ */
+struct job *
+record__claim(struct dispatcher *d, struct store_message *m, struct provider *p)
+{
+	/* Counted nowhere until the insert is durable. */
+	struct job *j = job_reserved(d, m, p, -1);
+
+	dispatch__refresh(d, p);
+	m->status = MSG_SENDING;
+	free(m->provider);
+	m->provider = xstrdup(p->name);
+	/* The store has m until the callback: nothing here may reach it. */
+	j->m = NULL;
+	return j;
+}
+
+/* The insert is durable: what a `sending` write's callback does. */
+void
+record__claim_durable(struct dispatcher *d, struct job *j,
+		      struct store_message *m)
+{
+	j->m = m;
+	record__count_move(d, j->from, j->status);
+	write_durable(d, j);
+	dispatch__schedule_pump(d);
+}
+
+/* Nothing was stored (a failed insert, a duplicate): the slot goes back. */
+void
+record__claim_cancel(struct dispatcher *d, struct job *j)
+{
+	struct provider *p = j->p;
+
+	record__release(d, j);
+	if (p != NULL)
+		dispatch__refresh(d, p);
+	record__job_free(d, j);
+	dispatch__schedule_pump(d);
 }
 
 /* A verdict from the agent on j's message; j is released. */

@@ -41,8 +41,9 @@ struct submit {
 	struct message_limits lim;
 	submit_durable_cb durable;
 	void *durable_arg;
-	struct workq *builders; /* message_from_json off the loop */
-	EVP_MD *sha256;         /* fetched once; shared by the threads */
+	struct submit_claim claim; /* all NULL: no claims */
+	struct workq *builders;    /* message_from_json off the loop */
+	EVP_MD *sha256;            /* fetched once; shared by the threads */
 	unsigned pending;
 	bool stopped; /* submit_stop(): everything new is answered 503 */
 	uint64_t accepted[SUBMIT_INTAKE_N]; /* loop thread only */
@@ -62,6 +63,7 @@ struct ticket {
 	size_t len;
 	const struct message_envelope *env; /* NULL: body is JSON */
 	struct store_message *m;
+	void *claim; /* the claim hook's token while the store has m */
 	int rc;
 	struct message_error err;
 };
@@ -122,7 +124,12 @@ stored(void *arg, int err, const char *id, bool duplicate,
 {
 	struct ticket *t = arg;
 	struct submit *s = t->s;
+	void *claim = t->claim;
 
+	t->claim = NULL;
+	/* Nothing stored: a claim ends here (see submit_set_claim). */
+	if (claim != NULL && (err != 0 || duplicate))
+		s->claim.unclaim(s->claim.arg, claim);
 	if (err == STORE_ECONFLICT) {
 		store_message_free(m);
 		refuse(t, 422, "idempotency_conflict",
@@ -144,7 +151,9 @@ stored(void *arg, int err, const char *id, bool duplicate,
 	}
 	/* Reply first: the 202 is the hot path, the hand-off can wait. */
 	ticket_reply(t, 202, id);
-	if (s->durable != NULL)
+	if (claim != NULL)
+		s->claim.claimed(s->claim.arg, claim, m);
+	else if (s->durable != NULL)
 		s->durable(s->durable_arg, m);
 	else
 		store_message_free(m);
@@ -185,6 +194,8 @@ ticket_store(struct ticket *t)
 		return;
 	}
 	t->m = NULL; /* the store takes it */
+	if (s->claim.claim != NULL)
+		t->claim = s->claim.claim(s->claim.arg, m);
 	if (t->idem == NULL) {
 		store_submit(s->st, m, NULL, stored, t);
 		return;
@@ -393,6 +404,15 @@ submit_new(struct event_base *base, struct store *st,
 		return NULL;
 	}
 	return s;
+}
+
+void
+submit_set_claim(struct submit *s, const struct submit_claim *c)
+{
+	if (c == NULL || c->claim == NULL || c->claimed == NULL ||
+	    c->unclaim == NULL)
+		fatalx("submit_set_claim: a hook is missing");
+	s->claim = *c;
 }
 
 void

@@ -65,6 +65,23 @@ struct submit *submit_new(struct event_base *base, struct store *st,
 			  const struct message_limits *lim,
 			  submit_durable_cb durable, void *durable_arg);
 /*
+ * Optional hooks around the store's insert (the server wires the
+ * dispatcher's fast path to them, dispatcher_claim).  claim sees each
+ * checked message just before the store takes it, may set it up to be
+ * stored otherwise, and returns a token or NULL.  A token comes back
+ * exactly once: to claimed with the durable message (instead of durable,
+ * after the reply) or to unclaim when nothing was stored (the store failed
+ * or refused it, or it was an idempotent duplicate).
+ */
+struct submit_claim {
+	void *(*claim)(void *arg, struct store_message *m);
+	void (*claimed)(void *arg, void *token, struct store_message *m);
+	void (*unclaim)(void *arg, void *token);
+	void *arg;
+};
+void submit_set_claim(struct submit *s, const struct submit_claim *c);
+
+/*
  * Stops the builder threads (submissions being built are answered 503)
  * and refuses every later submission with 503.  Call before the store
  * closes.  Replies still waiting for a commit come when the store closes.

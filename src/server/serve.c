@@ -240,6 +240,31 @@ durable_cb(void *arg, struct store_message *m)
 	dispatcher_enqueue(s->d, m);
 }
 
+/* The dispatcher's fast path around the submit path's insert. */
+static void *
+claim_cb(void *arg, struct store_message *m)
+{
+	struct server *s = arg;
+
+	return dispatcher_claim(s->d, m);
+}
+
+static void
+claimed_cb(void *arg, void *token, struct store_message *m)
+{
+	struct server *s = arg;
+
+	dispatcher_claim_durable(s->d, token, m);
+}
+
+static void
+unclaim_cb(void *arg, void *token)
+{
+	struct server *s = arg;
+
+	dispatcher_claim_cancel(s->d, token);
+}
+
 static bool
 set(const char *v)
 {
@@ -327,6 +352,8 @@ server_start_intake(struct server *s)
 		log_error("- server cannot start the builder threads");
 		return -1;
 	}
+	submit_set_claim(s->sub, &(struct submit_claim){claim_cb, claimed_cb,
+							unclaim_cb, s});
 	if (server_start_smtp(s) != 0)
 		return -1;
 	if (s->cfg->http_listen == NULL || *s->cfg->http_listen == '\0')

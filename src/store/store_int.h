@@ -97,6 +97,6 @@ void store__commit_observe(struct store_commit_stats *s, int64_t us,
 			   uint64_t ops);
 
 /* The schema version this build writes (PRAGMA user_version). */
-#define STORE_SCHEMA_VERSION 5
+#define STORE_SCHEMA_VERSION 6
 
 #endif

@@ -29,10 +29,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A message is its row and its body (schema 6); a missing body is NULL. */
 #define MSG_COLUMNS                                                            \
-	"rowid, id, status, mail_from, rcpt, header_from, subject, to_json, "  \
-	"tags_json, created_ms, updated_ms, next_ms, attempts, round, "        \
-	"tried, provider, provider_message_id, error, mime, budget_ms"
+	"m.rowid, m.id, m.status, m.mail_from, m.rcpt, m.header_from, "        \
+	"m.subject, m.to_json, m.tags_json, m.created_ms, m.updated_ms, "      \
+	"m.next_ms, m.attempts, m.round, m.tried, m.provider, "                \
+	"m.provider_message_id, m.error, b.mime, m.budget_ms"
+#define MSG_FROM "messages m LEFT JOIN bodies b ON b.rowid = m.rowid"
 
 /* Both retention queries say this exactly, to match messages_done. */
 #define DONE_WHERE "(status = 2 OR status = 3)"
@@ -49,9 +52,10 @@ const char *const store__stmt_sql[ST_MAX] = {
     [ST_MSG_INSERT] = "INSERT INTO messages (id, status, mail_from, rcpt,"
 		      " header_from, subject, to_json, tags_json, created_ms,"
 		      " updated_ms, next_ms, attempts, round, tried, provider,"
-		      " provider_message_id, error, mime) VALUES (?1, ?2, ?3,"
+		      " provider_message_id, error) VALUES (?1, ?2, ?3,"
 		      " ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"
-		      " ?16, ?17, ?18)",
+		      " ?16, ?17)",
+    [ST_BODY_INSERT] = "INSERT INTO bodies (rowid, mime) VALUES (?1, ?2)",
     [ST_MSG_UPDATE] =
 	"UPDATE messages SET status = ?2, next_ms = ?3,"
 	" attempts = ?4, round = ?5, tried = COALESCE(?6, tried),"
@@ -64,9 +68,9 @@ const char *const store__stmt_sql[ST_MAX] = {
 	" at_ms, outcome, detail) VALUES (?1, CASE WHEN ?2 > 0"
 	" THEN ?2 ELSE (SELECT COALESCE(MAX(n), 0) + 1 FROM"
 	" attempts WHERE message_rowid = ?1) END, ?3, ?4, ?5, ?6)",
-    [ST_LOAD] = "SELECT " MSG_COLUMNS " FROM messages"
-		" WHERE rowid = ?1 AND status = 0",
-    [ST_GET] = "SELECT " MSG_COLUMNS " FROM messages WHERE id = ?1",
+    [ST_LOAD] = "SELECT " MSG_COLUMNS " FROM " MSG_FROM
+		" WHERE m.rowid = ?1 AND m.status = 0",
+    [ST_GET] = "SELECT " MSG_COLUMNS " FROM " MSG_FROM " WHERE m.id = ?1",
     [ST_ATT_LIST] = "SELECT n, provider, at_ms, outcome, detail FROM attempts"
 		    " WHERE message_rowid = ?1 ORDER BY n",
     [ST_IDEM_EXPIRE] = "DELETE FROM idempotency WHERE rowid IN"
@@ -89,6 +93,7 @@ static const char *const stmt_name[ST_MAX] = {
     [ST_IDEM_FIND] = "idem_find",
     [ST_IDEM_PUT] = "idem_put",
     [ST_MSG_INSERT] = "msg_insert",
+    [ST_BODY_INSERT] = "body_insert",
     [ST_MSG_UPDATE] = "msg_update",
     [ST_ATT_INSERT] = "att_insert",
     [ST_LOAD] = "load",
@@ -499,6 +504,7 @@ msg_insert(struct store_backend *be, struct op *op)
 {
 	struct store_message *m = op->u.submit.m;
 	struct binder b = {be->stmt[ST_MSG_INSERT], SQLITE_OK};
+	struct binder body = {NULL, SQLITE_OK};
 	const char *rcpt;
 	int rc;
 
@@ -521,15 +527,34 @@ msg_insert(struct store_backend *be, struct op *op)
 	bind_text(&b, 15, m->provider);
 	bind_text(&b, 16, m->provider_message_id);
 	bind_text(&b, 17, m->error);
-	/* A NULL body stays NULL; an empty one is an empty blob. */
-	bind_blob(&b, 18, m->mime != NULL ? m->mime : NULL, m->mime_len);
 	if ((rc = bind_end(be, &b, "msg_insert")) != 0)
 		return rc;
-	if ((rc = step_once(be, ST_MSG_INSERT, op)) != 0)
+	/*
+	 * The body is bound first: a value SQLite refuses fails the op
+	 * before its first write, so the batch goes on (see the top).
+	 */
+	if (m->mime != NULL) {
+		body.s = be->stmt[ST_BODY_INSERT];
+		bind_blob(&body, 2, m->mime, m->mime_len);
+		if ((rc = bind_end(be, &body, "body_insert")) != 0)
+			return rc;
+	}
+	if ((rc = step_once(be, ST_MSG_INSERT, op)) != 0) {
+		(void)sqlite3_clear_bindings(be->stmt[ST_BODY_INSERT]);
 		return rc;
+	}
 	m->rowid = sqlite3_last_insert_rowid(be->db);
 	store__count_move(be, -1, m->status);
-	return 0;
+	/* A NULL body stays absent (a NULL mime at load); an empty one is
+	 * an empty blob. */
+	if (m->mime == NULL)
+		return 0;
+	bind_int64(&body, 1, m->rowid);
+	if ((rc = bind_end(be, &body, "body_insert")) != 0)
+		return rc;
+	rc = step_once(be, ST_BODY_INSERT, op);
+	(void)sqlite3_clear_bindings(be->stmt[ST_BODY_INSERT]);
+	return rc;
 }
 
 static int

@@ -144,6 +144,22 @@ static const char *const migrations[] = {
      * due about once a second (store_sqlite_outbox.c, OB_CLAIM).
      */
     "CREATE INDEX outbox_due ON outbox(next_ms, seq);",
+    /*
+     * 6: the body moves out of the message's row.  A status update
+     * rewrites the page of its row, in the WAL and again at checkpoint;
+     * with the body inline that page held two or three messages, so a
+     * relayed message's two updates wrote about as many bytes as its
+     * insert.  A row without its body is a few hundred bytes: one page
+     * now holds the rows of a whole batch of updates.  The body is
+     * written once, with the message, and goes with it (the cascade).
+     */
+    "CREATE TABLE bodies ("
+    " rowid INTEGER PRIMARY KEY"
+    "  REFERENCES messages(rowid) ON DELETE CASCADE,"
+    " mime BLOB NOT NULL);"
+    "INSERT INTO bodies (rowid, mime)"
+    " SELECT rowid, mime FROM messages WHERE mime IS NOT NULL;"
+    "ALTER TABLE messages DROP COLUMN mime;",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) ==

@@ -131,11 +131,12 @@ submitted_at_least(struct fixture *f, void *arg)
 }
 
 /* A message of about body_len bytes (0: a tiny one). */
-void
-submit_sized(struct fixture *f, int64_t created_ms, size_t body_len)
+/* A new message, not stored: created at created_ms, body_len x's (0: a
+ * short body). */
+struct store_message *
+new_message(int64_t created_ms, size_t body_len)
 {
 	struct store_message *m = xcalloc(1, sizeof(*m));
-	int want = f->submitted + 1;
 	static const char head[] = "Subject: s\r\n\r\n";
 
 	id_new(m->id);
@@ -158,8 +159,57 @@ submit_sized(struct fixture *f, int64_t created_ms, size_t body_len)
 	m->mime_len = strlen(m->mime);
 	m->created_ms = m->updated_ms = created_ms;
 	m->tried = xstrdup("");
-	store_submit(f->st, m, NULL, submit_cb, f);
+	return m;
+}
+
+void
+submit_sized(struct fixture *f, int64_t created_ms, size_t body_len)
+{
+	int want = f->submitted + 1;
+
+	store_submit(f->st, new_message(created_ms, body_len), NULL, submit_cb,
+		     f);
 	run_until(f, submitted_at_least, &want, 3000);
+}
+
+/* As the server's submit path does with its claim hooks (serve.c). */
+static void
+claimed_cb(void *arg, int err, const char *id, bool duplicate,
+	   struct store_message *m)
+{
+	struct fixture *f = arg;
+	struct job *claim = f->claim;
+
+	f->claim = NULL;
+	f->claim_err = err;
+	if (err != 0 || duplicate) {
+		dispatcher_claim_cancel(f->d, claim);
+		store_message_free(m);
+		f->submitted++;
+		return;
+	}
+	snprintf(f->ids[f->submitted], sizeof(f->ids[0]), "%s", id);
+	f->submitted++;
+	dispatcher_claim_durable(f->d, claim, m);
+}
+
+/*
+ * Submits a message the way the server's intake does: offered to the
+ * fast path first.  Returns whether it was claimed; does not wait for
+ * the commit (the caller does: submitted_at_least).
+ */
+bool
+submit_claim_start(struct fixture *f)
+{
+	struct store_message *m = new_message(now_ms(), 0);
+
+	f->claim = dispatcher_claim(f->d, m);
+	if (f->claim == NULL) {
+		store_submit(f->st, m, NULL, submit_cb, f);
+		return false;
+	}
+	store_submit(f->st, m, NULL, claimed_cb, f);
+	return true;
 }
 
 void
@@ -226,6 +276,17 @@ fault_on(struct fixture *f, int status)
 		 " BEGIN SELECT RAISE(ABORT, 'injected fault'); END;",
 		 status);
 	db_exec(db, sql);
+	sqlite3_close(db);
+}
+
+/* Every new body fails: an insert that fails after its message's row. */
+void
+fault_insert_on(struct fixture *f)
+{
+	sqlite3 *db = db_open(f);
+
+	db_exec(db, "CREATE TRIGGER test_fault BEFORE INSERT ON bodies"
+		    " BEGIN SELECT RAISE(ABORT, 'injected fault'); END;");
 	sqlite3_close(db);
 }
 
@@ -321,6 +382,13 @@ int
 setup_rate(void **state)
 {
 	return setup_cfg(state, 10000, "", "rate_per_s = 5\n", "");
+}
+
+/* a alone can take one message at a time. */
+int
+setup_one_slot(void **state)
+{
+	return setup_cfg(state, 10000, "", "max_in_flight = 1\n", "");
 }
 
 int

@@ -33,6 +33,8 @@ struct store_message;
 
 #define MAX_JOBS 64
 
+struct job;
+
 struct fake_agent {
 	struct link_conn *server_side; /* handed to the dispatcher */
 	struct link_conn *agent_side;  /* collects jobs */
@@ -53,6 +55,8 @@ struct fixture {
 	struct provider *p[2];
 	int submitted;
 	char ids[16][32];
+	struct job *claim; /* submit_claim_start: while the insert runs */
+	int claim_err;     /* that insert's error */
 };
 
 struct get_result {
@@ -75,15 +79,19 @@ bool submitted_at_least(struct fixture *f, void *arg);
 void submit_sized(struct fixture *f, int64_t created_ms, size_t body_len);
 void submit_created(struct fixture *f, int64_t created_ms);
 void submit(struct fixture *f);
+struct store_message *new_message(int64_t created_ms, size_t body_len);
+bool submit_claim_start(struct fixture *f);
 void db_lock(struct fixture *f);
 void db_unlock(struct fixture *f);
 void fault_on(struct fixture *f, int status);
+void fault_insert_on(struct fixture *f);
 void fault_off(struct fixture *f);
 int setup(void **state);
 int setup_fast_hb(void **state);
 int setup_job_timeout(void **state);
 int setup_bytes(void **state);
 int setup_rate(void **state);
+int setup_one_slot(void **state);
 int setup_priority(void **state);
 int setup_priority_overflow(void **state);
 int teardown(void **state);

@@ -151,8 +151,12 @@ get_cb(void *arg, int err, const struct store_message *m,
 	c->subject = xstrdup_or_null(m->subject);
 	c->to_json = xstrdup_or_null(m->to_json);
 	c->tags_json = xstrdup_or_null(m->tags_json);
-	c->mime = xmalloc(m->mime_len + 1);
-	memcpy(c->mime, m->mime, m->mime_len);
+	/* A message without its body (a corrupt record) has none. */
+	c->mime = NULL;
+	if (m->mime != NULL) {
+		c->mime = xmalloc(m->mime_len + 1);
+		memcpy(c->mime, m->mime, m->mime_len);
+	}
 	c->tried = xstrdup_or_null(m->tried);
 	c->provider = xstrdup_or_null(m->provider);
 	c->provider_message_id = xstrdup_or_null(m->provider_message_id);

@@ -353,7 +353,7 @@ test_load_corrupt(void **state)
 	sql = xasprintf(
 	    "UPDATE messages SET rcpt = 'not json', attempts = 2, round = 1,"
 	    " tried = 'a' WHERE rowid = %lld; UPDATE messages SET next_ms ="
-	    " 'soon' WHERE rowid = %lld; UPDATE messages SET mime = NULL WHERE"
+	    " 'soon' WHERE rowid = %lld; DELETE FROM bodies WHERE"
 	    " rowid = %lld;",
 	    (long long)ids[1], (long long)ids[2], (long long)ids[3]);
 	db_exec(f, sql);
@@ -602,6 +602,13 @@ open_status(struct fixture *f)
 }
 
 /* A store with one message, closed, and the path of its database. */
+/* SQL that takes a store of today's schema back to version 5's shape. */
+#define UNDO_V6                                                                \
+	"ALTER TABLE messages ADD COLUMN mime BLOB;"                           \
+	" UPDATE messages SET mime = (SELECT mime FROM bodies"                 \
+	" WHERE bodies.rowid = messages.rowid);"                               \
+	" DROP TABLE bodies;"
+
 static void
 make_store(struct fixture *f, char *path, size_t pathsz)
 {
@@ -714,9 +721,9 @@ test_migrate_v1(void **state)
 
 	make_store(f, path, sizeof(path));
 	snprintf(marker, sizeof(marker), "%s/shivneri.store", f->sub);
-	db_exec(f, "DROP INDEX messages_done; DROP TABLE meta;"
-		   " ALTER TABLE messages DROP COLUMN budget_ms;"
-		   " DROP TABLE outbox; PRAGMA user_version = 1;");
+	db_exec(f, UNDO_V6 " DROP INDEX messages_done; DROP TABLE meta;"
+			   " ALTER TABLE messages DROP COLUMN budget_ms;"
+			   " DROP TABLE outbox; PRAGMA user_version = 1;");
 	assert_int_equal(unlink(marker), 0);
 	open_store(f);
 	assert_int_equal(db_int(f, "PRAGMA user_version"),
@@ -748,6 +755,7 @@ test_migrate_v2(void **state)
 
 	make_store(f, path, sizeof(path));
 	sql = xasprintf(
+	    UNDO_V6
 	    "DROP TABLE idempotency;"
 	    "CREATE TABLE idempotency (key TEXT PRIMARY KEY,"
 	    " message_id TEXT NOT NULL, created_ms INTEGER NOT NULL);"
@@ -783,10 +791,11 @@ test_migrate_v4(void **state)
 	char path[192];
 
 	make_store(f, path, sizeof(path));
-	db_exec(f, "DROP INDEX outbox_due;"
-		   " INSERT INTO outbox (created_ms, next_ms, attempts, body)"
-		   " VALUES (1, 0, 0, '{\"v\":4}');"
-		   " PRAGMA user_version = 4;");
+	db_exec(f, UNDO_V6
+		" DROP INDEX outbox_due;"
+		" INSERT INTO outbox (created_ms, next_ms, attempts, body)"
+		" VALUES (1, 0, 0, '{\"v\":4}');"
+		" PRAGMA user_version = 4;");
 	open_store(f);
 	assert_int_equal(db_int(f, "PRAGMA user_version"),
 			 STORE_SCHEMA_VERSION);
@@ -797,6 +806,56 @@ test_migrate_v4(void **state)
 	assert_int_equal(db_int(f, "SELECT COUNT(*) FROM outbox"
 				   " INDEXED BY outbox_due WHERE next_ms <= 0"),
 			 1);
+}
+
+/*
+ * A store from schema 5 (the body in the message's row) migrates to 6:
+ * each body moves to bodies whole, the column goes, and the message loads
+ * with its body; one whose body was NULL still loads as a corrupt record.
+ */
+
+static void
+test_migrate_v5(void **state)
+{
+	struct fixture *f = *state;
+	struct sub_res r;
+	struct get_res g;
+	static const char want[] = "From: a@example.org\r\n\r\nhi\0there\r\n";
+	char path[192], id[2][sizeof(r.id)];
+	int i;
+
+	open_store(f);
+	for (i = 0; i < 2; i++) {
+		submit_wait(f, make_message(NULL, "v5"), NULL, &r);
+		assert_int_equal(r.err, 0);
+		memcpy(id[i], r.id, sizeof(r.id));
+	}
+	store_close(f->st);
+	f->st = NULL;
+	snprintf(path, sizeof(path), "%s/shivneri.db", f->sub);
+	db_exec(f, UNDO_V6 " PRAGMA user_version = 5;");
+	assert_int_equal(db_int(f, "SELECT COUNT(*) FROM messages"
+				   " WHERE length(mime) > 0"),
+			 2);
+	db_exec(f, "UPDATE messages SET mime = NULL WHERE rowid ="
+		   " (SELECT MAX(rowid) FROM messages);");
+	open_store(f);
+	assert_int_equal(db_int(f, "PRAGMA user_version"), 6);
+	assert_int_equal(db_int(f, "SELECT COUNT(*) FROM pragma_table_info("
+				   "'messages') WHERE name = 'mime'"),
+			 0);
+	assert_int_equal(db_int(f, "SELECT COUNT(*) FROM bodies"), 1);
+	get_wait(f, id[0], &g);
+	assert_int_equal(g.err, 0);
+	/* Byte for byte, the NUL in it too (fixture_store.c's body). */
+	assert_non_null(g.m->mime);
+	assert_int_equal(g.m->mime_len, sizeof(want) - 1);
+	assert_memory_equal(g.m->mime, want, sizeof(want) - 1);
+	get_res_cleanup(&g);
+	get_wait(f, id[1], &g);
+	assert_int_equal(g.err, 0);
+	assert_null(g.m->mime);
+	get_res_cleanup(&g);
 }
 
 /* The mode of a file, or -1. */
@@ -880,6 +939,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_migrate_v2, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migrate_v4, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migrate_v5, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_file_modes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_housekeep, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_load_corrupt, setup, teardown),

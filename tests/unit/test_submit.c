@@ -49,6 +49,9 @@ struct fixture {
 	/* What was handed on. */
 	int durable;
 	char durable_id[32];
+	/* The claim hooks' calls (test_claim_hooks). */
+	int claims, claimed, unclaimed;
+	int token; /* its address is the token */
 };
 
 static void
@@ -95,6 +98,41 @@ durable_cb(void *arg, struct store_message *m)
 	f->durable++;
 	snprintf(f->durable_id, sizeof(f->durable_id), "%s", m->id);
 	store_message_free(m);
+}
+
+/* Claims every message whose subject is "claim me", as "sending". */
+static void *
+claim_hook(void *arg, struct store_message *m)
+{
+	struct fixture *f = arg;
+
+	f->claims++;
+	if (m->subject == NULL || strcmp(m->subject, "claim me") != 0)
+		return NULL;
+	m->status = MSG_SENDING;
+	return &f->token;
+}
+
+static void
+claimed_hook(void *arg, void *token, struct store_message *m)
+{
+	struct fixture *f = arg;
+
+	assert_ptr_equal(token, &f->token);
+	/* After the reply, with what was stored. */
+	assert_int_equal(f->status, 202);
+	assert_int_equal(m->status, MSG_SENDING);
+	f->claimed++;
+	store_message_free(m);
+}
+
+static void
+unclaim_hook(void *arg, void *token)
+{
+	struct fixture *f = arg;
+
+	assert_ptr_equal(token, &f->token);
+	f->unclaimed++;
 }
 
 static int
@@ -158,6 +196,23 @@ submit_and_wait(struct fixture *f, const char *json, size_t len,
 		const char *idem)
 {
 	submit_scoped_wait(f, json, len, idem, NULL);
+}
+
+/*
+ * Submits json while every file write past the first byte fails with
+ * EFBIG (RLIMIT_FSIZE, SIGXFSZ ignored), as a full disk would.
+ */
+static void
+submit_disk_full(struct fixture *f, const char *json, size_t len)
+{
+	struct rlimit old, one = {1, 1};
+
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	one.rlim_max = old.rlim_max;
+	signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &one), 0);
+	submit_and_wait(f, json, len, NULL);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
 }
 
 static void
@@ -419,7 +474,6 @@ static void
 test_store_write_fails(void **state)
 {
 	struct fixture *f = *state;
-	struct rlimit old, one = {1, 1};
 	char *json = xmalloc(4096);
 	int n;
 
@@ -429,12 +483,7 @@ test_store_write_fails(void **state)
 		     "\"text\":\"%0*d\"}",
 		     3000, 7);
 	assert_true(n > 0 && n < 4096);
-	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
-	one.rlim_max = old.rlim_max;
-	signal(SIGXFSZ, SIG_IGN);
-	assert_int_equal(setrlimit(RLIMIT_FSIZE, &one), 0);
-	submit_and_wait(f, json, (size_t)n, NULL);
-	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	submit_disk_full(f, json, (size_t)n);
 	assert_int_equal(f->status, 503);
 	assert_string_equal(f->code, "unavailable");
 	assert_int_equal(f->durable, 0);
@@ -451,6 +500,68 @@ test_store_write_fails(void **state)
 	}
 	assert_int_equal(f->status, 202);
 	assert_int_equal(f->durable, 1);
+	free(json);
+}
+
+/*
+ * The claim hooks: each stored message is offered once before the store
+ * takes it; a claimed one comes back to claimed (not durable) after its
+ * reply, stored as the hook set it; a claimed duplicate stores nothing and
+ * comes back to unclaim; an unclaimed one takes the ordinary way.
+ */
+static void
+test_claim_hooks(void **state)
+{
+	static const char claim_json[] = "{\"from\":\"a@example.com\","
+					 "\"to\":\"b@example.net\","
+					 "\"subject\":\"claim me\","
+					 "\"text\":\"hi\"}";
+	struct fixture *f = *state;
+
+	submit_set_claim(
+	    f->sub,
+	    &(struct submit_claim){claim_hook, claimed_hook, unclaim_hook, f});
+	submit_and_wait(f, claim_json, strlen(claim_json), "key-c");
+	assert_int_equal(f->status, 202);
+	assert_int_equal(f->claims, 1);
+	assert_int_equal(f->claimed, 1);
+	assert_int_equal(f->durable, 0);
+	assert_int_equal(stored(f, f->id), 1);
+	submit_and_wait(f, claim_json, strlen(claim_json), "key-c");
+	assert_int_equal(f->status, 200);
+	assert_int_equal(f->claims, 2);
+	assert_int_equal(f->unclaimed, 1);
+	assert_int_equal(f->claimed, 1);
+	submit_and_wait(f, good_json, strlen(good_json), NULL);
+	assert_int_equal(f->status, 202);
+	assert_int_equal(f->claims, 3);
+	assert_int_equal(f->durable, 1);
+	assert_int_equal(f->claimed, 1);
+	assert_int_equal(f->unclaimed, 1);
+}
+
+/* A claimed message the store cannot write comes back to unclaim. */
+static void
+test_claim_store_fails(void **state)
+{
+	static const char head[] = "{\"from\":\"a@example.com\","
+				   "\"to\":\"b@example.net\","
+				   "\"subject\":\"claim me\",\"text\":\"";
+	struct fixture *f = *state;
+	char *json = xmalloc(4096);
+	int n;
+
+	submit_set_claim(
+	    f->sub,
+	    &(struct submit_claim){claim_hook, claimed_hook, unclaim_hook, f});
+	n = snprintf(json, 4096, "%s%0*d\"}", head, 3000, 7);
+	assert_true(n > 0 && n < 4096);
+	submit_disk_full(f, json, (size_t)n);
+	assert_int_equal(f->status, 503);
+	assert_int_equal(f->claims, 1);
+	assert_int_equal(f->unclaimed, 1);
+	assert_int_equal(f->claimed, 0);
+	assert_int_equal(f->durable, 0);
 	free(json);
 }
 
@@ -472,6 +583,9 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_scoped_mime, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stopped, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_store_write_fails, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_claim_hooks, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_claim_store_fails, setup,
 					    teardown),
 	};
 	int rc;
