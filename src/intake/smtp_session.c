@@ -403,6 +403,18 @@ session_drive(struct smtp_session *ss)
 
 /* --- the submit path's answer ------------------------------------------ */
 
+/*
+ * The answer a gone client's session waited for (its message's commit,
+ * its AUTH check) has come: nothing of it is out any more, and the
+ * session ends.  session_free() refuses a session still waiting.
+ */
+static void
+session_end_gone(struct smtp_session *ss)
+{
+	ss->state = SMTP_STATE_CLOSING;
+	session_free(ss);
+}
+
 static void
 submitted(void *arg, const struct submit_reply *r)
 {
@@ -411,7 +423,7 @@ submitted(void *arg, const struct submit_reply *r)
 
 	ss->srv->pending--;
 	if (ss->gone) {
-		session_free(ss);
+		session_end_gone(ss);
 		return;
 	}
 	if (r->status == 202)
@@ -447,7 +459,7 @@ void
 smtp__resume(struct smtp_session *ss)
 {
 	if (ss->gone) {
-		session_free(ss);
+		session_end_gone(ss);
 		return;
 	}
 	smtp__set_state(ss, SMTP_STATE_CMD);
