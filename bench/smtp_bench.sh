@@ -17,7 +17,9 @@
 # law (sessions / rate), the Shivneri server's CPU per message and
 # smtp-source's, the store's commits.  Then a latency pass, smtp-source
 # again with one extra probe session (smtplib, sequential 2 KB messages)
-# timed per message: its p50/p99.  The summary ends with the 1-session
+# timed per message: its p50/p99, from SMTP_BENCH_PROBE_SAMPLES samples
+# (1,000) or what it took in SMTP_BENCH_PROBE_MAX_S (30 s), smtp-source
+# keeping the load on until then.  The summary ends with the 1-session
 # bound of any server that flushes before its 250 (fsync_ceiling
 # --overwrite plus smtp-source's own CPU per message).
 #
@@ -40,6 +42,9 @@ SESSIONS=${SMTP_BENCH_SESSIONS:-"1 10 64"}
 MESSAGES=${SMTP_BENCH_MESSAGES:-5000}
 SIZE=${SMTP_BENCH_SIZE:-2048}
 RUN_TIMEOUT=${SMTP_BENCH_RUN_TIMEOUT:-300}
+# The latency pass: the probe's samples, and the most time it may take.
+PROBE_SAMPLES=${SMTP_BENCH_PROBE_SAMPLES:-1000}
+PROBE_MAX_S=${SMTP_BENCH_PROBE_MAX_S:-30}
 SIDES=${SMTP_BENCH_SIDES:-"shivneri-intake shivneri postfix"}
 OUT=""
 KEEP=0
@@ -283,17 +288,20 @@ EOF
 # The probe: one more session, sequential 2 KB messages, each timed from
 # MAIL to the reply after the final dot, until the stop file appears.
 probe() {
-	timeout "$RUN_TIMEOUT" python3 - "$1" "$2" "$3" "$SIZE" <<'EOF'
+	timeout "$RUN_TIMEOUT" python3 - "$1" "$2" "$3" "$SIZE" "$PROBE_SAMPLES" \
+		"$PROBE_MAX_S" <<'EOF'
 import os, smtplib, sys, time
 port, stop, out, size = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+want, max_s = int(sys.argv[5]), float(sys.argv[6])
 line = b"x" * 76 + b"\r\n"
 body = (b"From: probe@bench.test\r\nTo: sink@bench.test\r\nSubject: probe\r\n\r\n"
         + line * (size // len(line)))
 lat = []
-deadline = time.monotonic() + 600
+deadline = time.monotonic() + max_s
 s = smtplib.SMTP("127.0.0.1", port, timeout=60)
 s.ehlo("probe.bench")
-while not os.path.exists(stop) and time.monotonic() < deadline and len(lat) < 1000000:
+# Until enough samples or time, or the load ended (stop: smtp-source is done).
+while not os.path.exists(stop) and time.monotonic() < deadline and len(lat) < want:
     t0 = time.perf_counter()
     s.sendmail("probe@bench.test", ["sink@bench.test"], body)
     lat.append(time.perf_counter() - t0)
@@ -322,12 +330,13 @@ commits_of() {
 		END { print (c == "" ? "0 0 0" : s " " c " " o) }'
 }
 
-# run_source SIDE PORT SESSIONS TAG: smtp-source's run, its output and CPU
-# in $work/TAG.source and $work/TAG.cpu; returns its status.
+# run_source SIDE PORT SESSIONS TAG [COUNT]: smtp-source's run (COUNT
+# messages, MESSAGES by default), its output and CPU in $work/TAG.source
+# and $work/TAG.cpu; returns its status.
 run_source() {
 	# TIMEFORMAT: smtp-source's own CPU, to see when the client bounds it.
 	{ TIMEFORMAT='%U %S'; time timeout "$RUN_TIMEOUT" smtp-source -d \
-		-s "$3" -m "$MESSAGES" -l "$SIZE" -f sender@bench.test \
+		-s "$3" -m "${5:-$MESSAGES}" -l "$SIZE" -f sender@bench.test \
 		-t rcpt@bench.test -M client.bench -S "smtp bench $4" \
 		"127.0.0.1:$2" >"$work/$4.source" 2>&1; } 2>"$work/$4.cpu"
 }
@@ -362,17 +371,28 @@ one() {
 	[ $rc -eq 0 ] || die "smtp-source against $side failed ($rc): $(tail -3 "$work/$tag.source")"
 	drain "$side"
 
+	# The latency pass: the load runs until the probe has its samples
+	# (then it is stopped) or ends on its own (then so does the probe).
 	stop=$work/$tag.stop
-	rm -f "$stop"
-	probe "$port" "$stop" "$work/$tag.probe" &
-	local probe_pid=$!
-	set +e
-	run_source "$side" "$port" "$s" "$tag-latency"
-	rc=$?
-	set -e
-	touch "$stop"
-	wait "$probe_pid" || true
-	[ $rc -eq 0 ] || die "smtp-source against $side failed ($rc): $(tail -3 "$work/$tag-latency.source")"
+	rm -f "$stop" "$work/$tag-latency.rc"
+	(
+		set +e
+		run_source "$side" "$port" "$s" "$tag-latency" $((MESSAGES * 20))
+		echo $? >"$work/$tag-latency.rc"
+		touch "$stop"
+	) &
+	local load_pid=$!
+	probe "$port" "$stop" "$work/$tag.probe" || true
+	if [ ! -e "$stop" ]; then
+		pkill -TERM -f "smtp bench $tag-latency" 2>/dev/null || true
+	fi
+	wait "$load_pid" || true
+	rc=$(cat "$work/$tag-latency.rc" 2>/dev/null || echo 1)
+	# 143: stopped by us (timeout(1) and smtp-source both got the TERM).
+	case $rc in
+	0 | 143) ;;
+	*) die "smtp-source against $side failed ($rc): $(tail -3 "$work/$tag-latency.source")" ;;
+	esac
 	drain "$side"
 	read -r n p50 p99 pmax <"$work/$tag.probe" || { n=0; p50=nan; p99=nan; pmax=nan; }
 	python3 - "$side" "$s" "$MESSAGES" "$t0" "$t1" "$n" "$p50" "$p99" "$pmax" \
