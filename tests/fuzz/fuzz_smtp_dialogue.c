@@ -15,6 +15,7 @@
 #include "agent/connector.h"
 #include "agent/smtp_dialogue.h"
 #include "link/link.h"
+#include "smtp_stuff_ref.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -25,27 +26,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static const char *const cmds[] = {"MAIL FROM:<a@x>\r\n", "RCPT TO:<b@x>\r\n",
 				   "RCPT TO:<c@x>\r\n", "DATA\r\n"};
 
-/* Byte by byte, as smtp_dialogue_stuff() did before it went by lines. */
-static size_t
-stuff_ref(const uint8_t *msg, size_t len, uint8_t *out)
-{
-	size_t i, n = 0;
-	int bol = 2;
-
-	for (i = 0; i < len; i++) {
-		if (msg[i] == '.' && bol == 2)
-			out[n++] = '.';
-		out[n++] = msg[i];
-		bol = msg[i] == '\r' ? 1 : msg[i] == '\n' && bol == 1 ? 2 : 0;
-	}
-	if (bol != 2) {
-		memcpy(out + n, "\r\n", 2);
-		n += 2;
-	}
-	memcpy(out + n, ".\r\n", 3);
-	return n + 3;
-}
-
 static void
 check_stuffing(const uint8_t *msg, size_t len, size_t part)
 {
@@ -55,7 +35,7 @@ check_stuffing(const uint8_t *msg, size_t len, size_t part)
 
 	if (want == NULL || got == NULL)
 		abort();
-	nwant = stuff_ref(msg, len, want);
+	nwant = smtp_stuff_ref(msg, len, want);
 	smtp_dialogue_stuff_init(&st);
 	do {
 		k = smtp_dialogue_stuff(&st, msg, len, (char *)got + n, part);

@@ -6,30 +6,13 @@ body sent, a broken server's 354 answered by a dot alone, a reused session
 dropped at MAIL replaced); idle sessions closed by their timer; non-ASCII
 addresses with and without SMTPUTF8."""
 
-import os
-import sys
-
 import pytest
 
 import shivneri_harness as h
 import test_55_smtp as t55
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                "..", "fakes"))
-import smtp_fake  # noqa: E402
-
-
-@pytest.fixture
-def fakes():
-    started = []
-
-    def make(**kw):
-        f = smtp_fake.SmtpFake(h.free_port(), **kw).start()
-        started.append(f)
-        return f
-    yield make
-    for f in started:
-        f.stop()
+# The stand-ins' fixture (tests/fakes/smtp_fake.py), shared with test_55.
+fakes = t55.fakes
 
 
 def started(make_cluster, fake, extra=None):

@@ -299,14 +299,20 @@ def test_smuggling_one_message(cl, split):
     assert total(cl) == before + stored
 
 
-def test_disconnect_in_data_stores_nothing(cl):
-    before = total(cl)
-    s = Raw(cl.smtp_port)
+def at_data(c):
+    """A session past DATA's 354, ready for the message."""
+    s = Raw(c.smtp_port)
     s.reply()
     s.cmd(b"EHLO t.example")
     s.cmd(b"MAIL FROM:<ann@example.com>")
     s.cmd(b"RCPT TO:<bob@example.net>")
     assert s.cmd(b"DATA")[0] == 354
+    return s
+
+
+def test_disconnect_in_data_stores_nothing(cl):
+    before = total(cl)
+    s = at_data(cl)
     s.send(body(7) + b"more\r\n.")
     s.close()
     mid = queued_id(send_one(cl, body(8)))
@@ -336,12 +342,7 @@ def test_reset_while_its_message_is_stored(cl):
                          timeout=h.scaled(10))
     db.execute("BEGIN IMMEDIATE")
     try:
-        s = Raw(cl.smtp_port)
-        s.reply()
-        s.cmd(b"EHLO t.example")
-        s.cmd(b"MAIL FROM:<ann@example.com>")
-        s.cmd(b"RCPT TO:<bob@example.net>")
-        assert s.cmd(b"DATA")[0] == 354
+        s = at_data(cl)
         s.send(body(12) + b".\r\n")
         # Read whole, so handed to the store in the same turn (the store's
         # own answers, /metrics among them, wait for the lock).

@@ -22,6 +22,8 @@
 #include "agent/smtp_dialogue.h"
 #include "link/link.h"
 
+#include "../fuzz/smtp_stuff_ref.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,28 +50,6 @@ stuff_all(const char *msg, size_t part, char *out, size_t outsz)
 	return n;
 }
 
-/* The reference: byte by byte, as curl did and smtp_dialogue_stuff() did
- * before it went by lines. */
-static size_t
-stuff_ref(const char *msg, size_t len, char *out)
-{
-	size_t i, n = 0;
-	int bol = 2;
-
-	for (i = 0; i < len; i++) {
-		if (msg[i] == '.' && bol == 2)
-			out[n++] = '.';
-		out[n++] = msg[i];
-		bol = msg[i] == '\r' ? 1 : msg[i] == '\n' && bol == 1 ? 2 : 0;
-	}
-	if (bol != 2) {
-		memcpy(out + n, "\r\n", 2);
-		n += 2;
-	}
-	memcpy(out + n, ".\r\n", 3);
-	return n + 3;
-}
-
 /* Random messages of dots, CRs, LFs and letters: the same bytes as the
  * reference, whatever the size of the parts. */
 static void
@@ -91,7 +71,8 @@ test_stuffing_by_lines(void **state)
 		}
 		msg[len] = '\0';
 		/* NUL-free, so stuff_all's strlen() sees it whole. */
-		n = stuff_ref(msg, len, want);
+		n = smtp_stuff_ref((const unsigned char *)msg, len,
+				   (unsigned char *)want);
 		part = 5 + (size_t)round % 16;
 		assert_int_equal(stuff_all(msg, part, got, sizeof(got)), n);
 		assert_memory_equal(got, want, n);
