@@ -321,15 +321,20 @@ def test_disconnect_in_data_stores_nothing(cl):
 
 
 def server_read_all(server_port, client_port):
-    """True once the server side of this loopback connection has nothing
-    left unread (/proc/net/tcp's rx_queue): the server has read it all."""
-    want = (":%04X" % server_port, ":%04X" % client_port)
+    """True once everything the client sent on this loopback connection was
+    acknowledged (its side's tx_queue in /proc/net/tcp is 0: it reached the
+    server's kernel) and read (the server side's rx_queue is 0)."""
+    queues = {}
     with open("/proc/net/tcp") as f:
         for line in f.readlines()[1:]:
             fields = line.split()
-            if (fields[1].endswith(want[0]) and fields[2].endswith(want[1])):
-                return int(fields[4].split(":")[1], 16) == 0
-    return False
+            local, remote = fields[1][-4:], fields[2][-4:]
+            tx, rx = (int(v, 16) for v in fields[4].split(":"))
+            queues[(int(local, 16), int(remote, 16))] = (tx, rx)
+    client = queues.get((client_port, server_port))
+    server = queues.get((server_port, client_port))
+    return (client is not None and server is not None and client[0] == 0
+            and server[1] == 0)
 
 
 def test_reset_while_its_message_is_stored(cl):
