@@ -377,7 +377,10 @@ session_drive(struct smtp_session *ss)
 			more = data_step(ss);
 		else
 			more = false;
-		if (ss->gone && ss->state != SMTP_STATE_SUBMIT) {
+		/* A session waiting for its commit or its AUTH check is
+		 * freed by that answer (session_end_gone). */
+		if (ss->gone && ss->state != SMTP_STATE_SUBMIT &&
+		    ss->state != SMTP_STATE_AUTH_CHECK) {
 			ss->in_drive = false;
 			session_free(ss);
 			return;
