@@ -241,13 +241,13 @@ void dispatch__publish_message(struct dispatcher *d, int type, const char *id,
  * the JOB is written when that write is durable. */
 void record__send(struct dispatcher *d, struct store_message *m,
 		  struct provider *p);
-/* The agent's verdict on a sent job, already released. */
 /* The intake's fast path (dispatcher_claim): see record.c. */
 struct job *record__claim(struct dispatcher *d, struct store_message *m,
 			  struct provider *p);
 void record__claim_durable(struct dispatcher *d, struct job *j,
 			   struct store_message *m);
 void record__claim_cancel(struct dispatcher *d, struct job *j);
+/* The agent's verdict on a sent job, already released. */
 void record__result(struct dispatcher *d, struct job *j, struct provider *p,
 		    int outcome, const char *pmid, const char *detail,
 		    uint32_t retry_after_ms);

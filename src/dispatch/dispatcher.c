@@ -307,6 +307,25 @@ load_cb(void *arg, int err, struct store_message **msgs, size_t n)
 	dispatch__schedule_pump(d);
 }
 
+enum { HOLD_NONE, HOLD_WRITES, HOLD_STORE };
+
+/*
+ * Whether writes must wait, and why: a failed write waits for its retry
+ * (a new one could overtake it), or the store says it cannot write.  No
+ * side effect: the pump (dispatch_held) and the fast path
+ * (dispatcher_claim) both ask.
+ */
+static int
+hold_state(struct dispatcher *d, const char **why)
+{
+	*why = NULL;
+	if (d->nretry > 0 || evtimer_pending(d->retry_ev, NULL)) {
+		*why = "store writes failing";
+		return HOLD_WRITES;
+	}
+	return store_healthy(d->st, why) ? HOLD_NONE : HOLD_STORE;
+}
+
 /*
  * True while the pump must hand out nothing: a failed write waits for its
  * retry (a new job could overtake it), or the store says it cannot write.
@@ -315,15 +334,12 @@ load_cb(void *arg, int err, struct store_message **msgs, size_t n)
 static bool
 dispatch_held(struct dispatcher *d)
 {
-	const char *why = NULL;
-	bool held = true;
+	const char *why;
+	int hold = hold_state(d, &why);
+	bool held = hold != HOLD_NONE;
 
-	if (d->nretry > 0 || evtimer_pending(d->retry_ev, NULL))
-		why = "store writes failing";
-	else if (!store_healthy(d->st, &why))
+	if (hold == HOLD_STORE)
 		dispatch__timer_start(d->retry_ev, HEALTH_POLL_MS);
-	else
-		held = false;
 	if (held && !d->held_logged)
 		log_warnx("- dispatch held reason=\"%s\"",
 			  why ? why : "store not healthy");
@@ -925,11 +941,11 @@ dispatcher_claim(struct dispatcher *d, struct store_message *m)
 {
 	struct pick_ctx c = {.m = m};
 	struct sched_entry *e;
+	const char *why;
 
-	/* Never ahead of a message that waits, nor while writes fail. */
+	/* Never ahead of a message that waits, nor while writes wait. */
 	if (d->paused || d->loaded.len > 0 || d->ready.len > 0 || d->loading ||
-	    d->nretry > 0 || evtimer_pending(d->retry_ev, NULL) ||
-	    !store_healthy(d->st, NULL) || scheduler_count(d->sched) == 0)
+	    hold_state(d, &why) != HOLD_NONE || scheduler_count(d->sched) == 0)
 		return NULL;
 	tier_cap(d, &c);
 	e = scheduler_pick(d->sched, skip_entry, &c);

@@ -456,6 +456,18 @@ publish_durable(struct dispatcher *d, const struct job *j)
 	}
 }
 
+/* j's write is on disk: memory follows it, the count moves now, not
+ * before, and the message goes on. */
+static void
+write_done(struct dispatcher *d, struct job *j)
+{
+	record__count_move(d, j->from, j->status);
+	count_durable(d, j);
+	publish_durable(d, j);
+	write_durable(d, j);
+	dispatch__schedule_pump(d);
+}
+
 static void
 write_cb(void *arg, int err)
 {
@@ -482,12 +494,7 @@ write_cb(void *arg, int err)
 	 */
 	if (d->nretry == 0)
 		d->write_failures = 0;
-	/* Memory follows the disk: the count moves now, not before. */
-	record__count_move(d, j->from, j->status);
-	count_durable(d, j);
-	publish_durable(d, j);
-	write_durable(d, j);
-	dispatch__schedule_pump(d);
+	write_done(d, j);
 }
 
 void
@@ -707,9 +714,7 @@ record__claim_durable(struct dispatcher *d, struct job *j,
 		      struct store_message *m)
 {
 	j->m = m;
-	record__count_move(d, j->from, j->status);
-	write_durable(d, j);
-	dispatch__schedule_pump(d);
+	write_done(d, j);
 }
 
 /* Nothing was stored (a failed insert, a duplicate): the slot goes back. */
