@@ -44,10 +44,8 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
-#define HIST_SUB 1024 /* exact buckets below this many microseconds */
-#define HIST_HALF 512 /* sub-buckets per power of two above */
-#define HIST_MAX_SHIFT 31
-#define HIST_BUCKETS (HIST_SUB + HIST_MAX_SHIFT * HIST_HALF)
+#include "hist.h"
+
 #define HEAD_MAX 65536        /* cap on a response's status + headers */
 #define BODY_MAX (16u << 20)  /* cap on a response's body */
 #define SEQ_WIDTH 16          /* digits of the per-request sequence */
@@ -68,12 +66,6 @@ enum err_kind {
 
 static const char *const err_names[ERR_NKINDS] = {"connect", "timeout",
 						  "closed", "proto"};
-
-struct hist {
-	uint64_t n[HIST_BUCKETS];
-	uint64_t count;
-	uint64_t max;
-};
 
 enum conn_state {
 	CONN_IDLE, /* no socket: before the first connect or between retries */
@@ -162,76 +154,6 @@ mono_us(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static size_t
-hist_index(uint64_t v)
-{
-	int msb, shift;
-
-	if (v < HIST_SUB)
-		return (size_t)v;
-	msb = 63 - __builtin_clzll(v);
-	shift = msb - 9;
-	if (shift > HIST_MAX_SHIFT)
-		return HIST_BUCKETS - 1;
-	return HIST_SUB + (size_t)(shift - 1) * HIST_HALF +
-	       (size_t)((v >> shift) - HIST_HALF);
-}
-
-/* The largest value that falls in bucket i. */
-static uint64_t
-hist_upper(size_t i)
-{
-	uint64_t top;
-	int shift;
-
-	if (i < HIST_SUB)
-		return i;
-	shift = (int)((i - HIST_SUB) / HIST_HALF) + 1;
-	top = (i - HIST_SUB) % HIST_HALF + HIST_HALF;
-	return ((top + 1) << shift) - 1;
-}
-
-static void
-hist_add(struct hist *h, uint64_t v)
-{
-	h->n[hist_index(v)]++;
-	h->count++;
-	if (v > h->max)
-		h->max = v;
-}
-
-static void
-hist_merge(struct hist *dst, const struct hist *src)
-{
-	size_t i;
-
-	for (i = 0; i < HIST_BUCKETS; i++)
-		dst->n[i] += src->n[i];
-	dst->count += src->count;
-	if (src->max > dst->max)
-		dst->max = src->max;
-}
-
-/* The p-th quantile (0 < p <= 1), as the upper bound of its bucket. */
-static uint64_t
-hist_quantile(const struct hist *h, double p)
-{
-	uint64_t rank, seen = 0;
-	size_t i;
-
-	if (h->count == 0)
-		return 0;
-	rank = (uint64_t)(p * (double)h->count + 0.999999);
-	if (rank < 1)
-		rank = 1;
-	for (i = 0; i < HIST_BUCKETS; i++) {
-		seen += h->n[i];
-		if (seen >= rank)
-			return hist_upper(i) < h->max ? hist_upper(i) : h->max;
-	}
-	return h->max;
 }
 
 /*

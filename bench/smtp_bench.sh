@@ -23,6 +23,15 @@
 # bound of any server that flushes before its 250 (fsync_ceiling
 # --overwrite plus smtp-source's own CPU per message).
 #
+# Then the paced pass, for each Shivneri side: bench/smtpload (built with
+# the bench tools) offers SMTP_BENCH_PACED_RATE messages a second (default:
+# 10 times the best Postfix rate of this run) from the largest session
+# count for SMTP_BENCH_PACED_S seconds (10), and times every message from
+# the moment it was due to the reply after its dot: the latency an
+# application sending 10 times what saturates Postfix would see.  The
+# closed-loop passes above run every session flat out, where the mean
+# latency is sessions / rate by Little's law whatever the server.
+#
 # Needs root (Postfix runs its daemons as the postfix user), postfix
 # (smtp-source, smtp-sink), python3, curl and a release build of shivneri.
 # Every process it starts is stopped on exit (also on Ctrl-C); every wait
@@ -46,6 +55,9 @@ RUN_TIMEOUT=${SMTP_BENCH_RUN_TIMEOUT:-300}
 PROBE_SAMPLES=${SMTP_BENCH_PROBE_SAMPLES:-1000}
 PROBE_MAX_S=${SMTP_BENCH_PROBE_MAX_S:-30}
 SIDES=${SMTP_BENCH_SIDES:-"shivneri-intake shivneri postfix"}
+# The paced pass: offered rate (empty: 10 x Postfix's best here), length.
+PACED_RATE=${SMTP_BENCH_PACED_RATE:-}
+PACED_S=${SMTP_BENCH_PACED_S:-10}
 OUT=""
 KEEP=0
 
@@ -55,7 +67,7 @@ while [ $# -gt 0 ]; do
 	--keep) KEEP=1 ;;
 	--out) OUT=$2; shift ;;
 	--bin) BIN=$2; shift ;;
-	-h | --help) sed -n '2,29p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,38p' "$0"; exit 0 ;;
 	*) echo "smtp_bench: unknown argument $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -431,6 +443,30 @@ for s in $SESSIONS; do
 		one postfix "$pf_smtp" "$s" | tee -a "$results"
 	fi
 done
+# The paced pass: every Shivneri side at one offered rate.
+paced=$OUT/paced.txt
+: >"$paced"
+if [ -z "$PACED_RATE" ] && has_side postfix; then
+	PACED_RATE=$(awk '$1 == "postfix" && $5 > best { best = $5 } END { printf "%.0f", 10 * best }' "$results")
+fi
+max_s=$(printf '%s\n' $SESSIONS | sort -n | tail -1)
+for side in shivneri-intake shivneri; do
+	has_side $side || continue
+	if [ -z "$PACED_RATE" ] || [ ! -x "$tools/smtpload" ]; then
+		echo "smtp_bench: no paced pass (needs the postfix side or SMTP_BENCH_PACED_RATE, and $tools/smtpload)" >&2
+		break
+	fi
+	set +e
+	timeout "$RUN_TIMEOUT" "$tools/smtpload" --port "${sv_smtp[$side]}" \
+		--sessions "$max_s" --rate "$PACED_RATE" --duration "$PACED_S" \
+		--size "$SIZE" --from sender@bench.test --to rcpt@bench.test \
+		>"$work/$side.paced" 2>&1
+	rc=$?
+	set -e
+	[ $rc -eq 0 ] || die "smtpload against $side failed ($rc): $(tail -3 "$work/$side.paced")"
+	echo "$side $(tail -1 "$work/$side.paced")" | tee -a "$paced"
+	drain "$side"
+done
 echo "loadavg     $(cut -d' ' -f1-3 /proc/loadavg) (after)" | tee -a "$OUT/machine.txt"
 
 # Shivneri's counts at the end: every accepted message delivered, none
@@ -441,10 +477,11 @@ for side in shivneri-intake shivneri; do
 	fi
 done
 
-python3 - "$results" "$OUT/fsync.json" <<'EOF' | tee "$OUT/summary.txt"
+python3 - "$results" "$OUT/fsync.json" "$paced" <<'EOF' | tee "$OUT/summary.txt"
 import json, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 flush = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
+paced = [l.split() for l in open(sys.argv[3]) if l.strip()]
 pf = {int(r[1]): float(r[4]) for r in rows if r[0] == "postfix"}
 print("side | sessions | accepted msg/s | / Postfix | mean ms (sessions/rate) "
       "| probe p50 / p99 / max ms (n) | server CPU us/msg | smtp-source CPU us/msg "
@@ -472,5 +509,20 @@ if over and one_pf and one_sv:
           "%d us + smtp-source CPU %.0f us): at most %.1f x Postfix." % (
               need, floor, over[0]["p50_us"],
               min(float(r[11]) for r in one_sv), float(one_pf[0][5]) / floor))
+if paced:
+    best_pf = max([float(r[4]) for r in rows if r[0] == "postfix"] or [0])
+    print()
+    print("Paced: every message timed from when it was due (smtpload)")
+    print("side | sessions | offered msg/s | / Postfix's best | accepted msg/s "
+          "| p50 / p90 / p99 / p99.9 / max ms | messages")
+    print("---|---|---|---|---|---|---")
+    for r in paced:
+        kv = dict(f.split("=", 1) for f in r[1:])
+        ms = lambda k: "%.2f" % (int(kv[k]) / 1000)
+        print("%s | %s | %s | %s | %s | %s / %s / %s / %s / %s | %s" % (
+            r[0], kv["sessions"], kv["rate"],
+            "%.1f" % (float(kv["rate"]) / best_pf) if best_pf else "-",
+            kv["achieved"], ms("p50_us"), ms("p90_us"), ms("p99_us"),
+            ms("p999_us"), ms("max_us"), kv["ok"]))
 EOF
 echo "smtp_bench: results in $OUT"
