@@ -456,6 +456,11 @@ for side in shivneri-intake shivneri; do
 		echo "smtp_bench: no paced pass (needs the postfix side or SMTP_BENCH_PACED_RATE, and $tools/smtpload)" >&2
 		break
 	fi
+	# CPU until the backlog is delivered: the whole cost of a message.
+	spid=${sv_pid[$side]}
+	apid=$(pgrep -P "$spid" -f " agent" | head -1 || true)
+	c0=$(cpu_of "$spid")
+	a0=$(cpu_of "$apid")
 	set +e
 	timeout "$RUN_TIMEOUT" "$tools/smtpload" --port "${sv_smtp[$side]}" \
 		--sessions "$max_s" --rate "$PACED_RATE" --duration "$PACED_S" \
@@ -464,8 +469,13 @@ for side in shivneri-intake shivneri; do
 	rc=$?
 	set -e
 	[ $rc -eq 0 ] || die "smtpload against $side failed ($rc): $(tail -3 "$work/$side.paced")"
-	echo "$side $(tail -1 "$work/$side.paced")" | tee -a "$paced"
 	drain "$side"
+	ok=$(tail -1 "$work/$side.paced" | sed -n 's/.* ok=\([0-9]*\) .*/\1/p')
+	c1=$(cpu_of "$spid")
+	a1=$(cpu_of "$apid")
+	echo "$side $(tail -1 "$work/$side.paced") $(awk -v c0="$c0" -v c1="$c1" \
+		-v a0="$a0" -v a1="$a1" -v n="$ok" 'BEGIN { if (n == 0) n = 1; printf "server_us=%.0f agent_us=%.0f",
+		(c1 - c0) / n * 1e6, (a1 - a0) / n * 1e6 }')" | tee -a "$paced"
 done
 echo "loadavg     $(cut -d' ' -f1-3 /proc/loadavg) (after)" | tee -a "$OUT/machine.txt"
 
@@ -509,20 +519,23 @@ if over and one_pf and one_sv:
           "%d us + smtp-source CPU %.0f us): at most %.1f x Postfix." % (
               need, floor, over[0]["p50_us"],
               min(float(r[11]) for r in one_sv), float(one_pf[0][5]) / floor))
+side_relays = lambda side: side == "shivneri"
 if paced:
     best_pf = max([float(r[4]) for r in rows if r[0] == "postfix"] or [0])
     print()
     print("Paced: every message timed from when it was due (smtpload)")
     print("side | sessions | offered msg/s | / Postfix's best | accepted msg/s "
-          "| p50 / p90 / p99 / p99.9 / max ms | messages")
-    print("---|---|---|---|---|---|---")
+          "| p50 / p90 / p99 / p99.9 / max ms | messages "
+          "| server / agent CPU us/msg (to the last delivery)")
+    print("---|---|---|---|---|---|---|---")
     for r in paced:
         kv = dict(f.split("=", 1) for f in r[1:])
         ms = lambda k: "%.2f" % (int(kv[k]) / 1000)
-        print("%s | %s | %s | %s | %s | %s / %s / %s / %s / %s | %s" % (
+        print("%s | %s | %s | %s | %s | %s / %s / %s / %s / %s | %s | %s / %s" % (
             r[0], kv["sessions"], kv["rate"],
             "%.1f" % (float(kv["rate"]) / best_pf) if best_pf else "-",
             kv["achieved"], ms("p50_us"), ms("p90_us"), ms("p99_us"),
-            ms("p999_us"), ms("max_us"), kv["ok"]))
+            ms("p999_us"), ms("max_us"), kv["ok"], kv["server_us"],
+            kv["agent_us"] if side_relays(r[0]) else "-"))
 EOF
 echo "smtp_bench: results in $OUT"
