@@ -25,8 +25,8 @@
 #
 # Then the paced pass, for each Shivneri side: bench/smtpload (built with
 # the bench tools) offers SMTP_BENCH_PACED_RATE messages a second (default:
-# 10 times the best Postfix rate of this run) from the largest session
-# count for SMTP_BENCH_PACED_S seconds (10), and times every message from
+# 10 times Postfix's rate at the largest session count in this run) from
+# that many sessions for SMTP_BENCH_PACED_S seconds (10), and times every message from
 # the moment it was due to the reply after its dot: the latency an
 # application sending 10 times what saturates Postfix would see.  The
 # closed-loop passes above run every session flat out, where the mean
@@ -55,7 +55,8 @@ RUN_TIMEOUT=${SMTP_BENCH_RUN_TIMEOUT:-300}
 PROBE_SAMPLES=${SMTP_BENCH_PROBE_SAMPLES:-1000}
 PROBE_MAX_S=${SMTP_BENCH_PROBE_MAX_S:-30}
 SIDES=${SMTP_BENCH_SIDES:-"shivneri-intake shivneri postfix"}
-# The paced pass: offered rate (empty: 10 x Postfix's best here), length.
+# The paced pass: offered rate (empty: 10 x Postfix's at the largest
+# session count), length.
 PACED_RATE=${SMTP_BENCH_PACED_RATE:-}
 PACED_S=${SMTP_BENCH_PACED_S:-10}
 OUT=""
@@ -446,10 +447,10 @@ done
 # The paced pass: every Shivneri side at one offered rate.
 paced=$OUT/paced.txt
 : >"$paced"
-if [ -z "$PACED_RATE" ] && has_side postfix; then
-	PACED_RATE=$(awk '$1 == "postfix" && $5 > best { best = $5 } END { printf "%.0f", 10 * best }' "$results")
-fi
 max_s=$(printf '%s\n' $SESSIONS | sort -n | tail -1)
+if [ -z "$PACED_RATE" ] && has_side postfix; then
+	PACED_RATE=$(awk -v s="$max_s" '$1 == "postfix" && $2 == s { printf "%.0f", 10 * $5 }' "$results")
+fi
 for side in shivneri-intake shivneri; do
 	has_side $side || continue
 	if [ -z "$PACED_RATE" ] || [ ! -x "$tools/smtpload" ]; then
