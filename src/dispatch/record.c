@@ -562,6 +562,8 @@ write_issue(struct dispatcher *d, struct job *j)
 	/* Copied by store_update, like the other strings. */
 	if (wh.len > 0)
 		u.outbox = wh.p;
+	/* A final outcome holds no slot and no client: only memory waits. */
+	u.lazy = j->write == WRITE_FINAL;
 	if (j->write != WRITE_SENDING)
 		j->stage = JOB_WRITING;
 	store_update(d->st, &u, write_cb, j);

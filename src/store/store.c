@@ -341,6 +341,22 @@ store__commits(const struct store *st)
 }
 
 void
+store__lazy_wait(struct store *st, int64_t us)
+{
+	if (st == NULL || st->ops->lazy_wait == NULL)
+		fatalx("store__lazy_wait: no such hook");
+	st->ops->lazy_wait(st->be, us);
+}
+
+bool
+store__lazy_holding(struct store *st)
+{
+	if (st == NULL || st->ops->lazy_holding == NULL)
+		fatalx("store__lazy_holding: no such hook");
+	return st->ops->lazy_holding(st->be);
+}
+
+void
 store__exec(struct store *st, const char *text, store_done_cb cb, void *arg)
 {
 	if (st == NULL || text == NULL || st->ops->exec == NULL)

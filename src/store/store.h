@@ -106,7 +106,17 @@ struct store_update {
 	 * its webhook are durable together or not at all (store_outbox_add).
 	 */
 	const char *outbox;
+	/*
+	 * Nothing waits on this write but its own callback (a final outcome:
+	 * the provider's slot is already free): the store may hold it up to
+	 * STORE_LAZY_WAIT_US for a write someone does wait on, so that both
+	 * share one flush instead of taking one each.
+	 */
+	bool lazy;
 };
+
+/* The longest a lazy update waits for company (store_update.lazy). */
+#define STORE_LAZY_WAIT_US 1000
 
 void store_message_free(struct store_message *m);
 void store_attempt_cleanup(struct store_attempt *a);

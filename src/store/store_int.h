@@ -70,6 +70,9 @@ struct store_ops {
 			      int64_t next_ms, store_done_cb cb, void *arg);
 	uint64_t (*outbox_dropped)(const struct store_backend *be);
 	void (*outbox_set_max)(struct store_backend *be, int64_t max);
+	/* Test hooks: store__lazy_wait, store__lazy_holding. */
+	void (*lazy_wait)(struct store_backend *be, int64_t us);
+	bool (*lazy_holding)(struct store_backend *be);
 	/* See store_commit_stats(); NULL: no commits counted. */
 	void (*commit_stats)(struct store_backend *be,
 			     struct store_commit_stats *out);
@@ -88,6 +91,14 @@ uint64_t store__commits(const struct store *st);
  */
 void store__exec(struct store *st, const char *text, store_done_cb cb,
 		 void *arg);
+
+/*
+ * Test hook: lazy updates wait up to us microseconds for company instead of
+ * STORE_LAZY_WAIT_US (a long wait makes "they share a commit" certain).
+ */
+void store__lazy_wait(struct store *st, int64_t us);
+/* Test hook: the writer is holding lazy updates for company right now. */
+bool store__lazy_holding(struct store *st);
 
 /*
  * Adds one commit of us microseconds carrying ops operations to s (the

@@ -50,6 +50,9 @@ queue_op(struct store_backend *be, struct op *op)
 	pthread_mutex_lock(&be->lock);
 	*be->tail = op;
 	be->tail = &op->next;
+	be->queued++;
+	if (!op->lazy)
+		be->eager++;
 	pthread_mutex_unlock(&be->lock);
 	if (!be->kick_armed) {
 		be->kick_armed = true;
@@ -183,6 +186,19 @@ probe_run(struct store_backend *be)
  * probe_run), so health comes back without traffic.  Called and returns
  * with be->lock held.
  */
+/* ts = now + us on the condition variable's clock (CLOCK_MONOTONIC). */
+static void
+deadline_in(struct timespec *ts, int64_t us)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += us / 1000000;
+	ts->tv_nsec += (us % 1000000) * 1000;
+	if (ts->tv_nsec >= 1000000000) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000;
+	}
+}
+
 static void
 wait_for_work(struct store_backend *be)
 {
@@ -200,18 +216,35 @@ wait_for_work(struct store_backend *be)
 			pthread_mutex_lock(&be->lock);
 			continue;
 		}
-		/* The condition variable runs on CLOCK_MONOTONIC. */
 		left = be->probe_ms + be->probe_wait - mono_ms();
-		left = left < 0 ? 0 : left;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += left / 1000;
-		ts.tv_nsec += (left % 1000) * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
+		deadline_in(&ts, left < 0 ? 0 : left * 1000);
 		(void)pthread_cond_timedwait(&be->cond, &be->lock, &ts);
 	}
+}
+
+/*
+ * With be->lock held and something queued: when every queued op is lazy
+ * (final outcomes that nobody waits on: store_update.lazy), waits up to
+ * lazy_wait_us for one that someone does wait on, a submission say, so
+ * that both share one flush.  At one or a few SMTP sessions a relayed
+ * message's "delivered" otherwise takes a flush of its own, and the next
+ * message's insert queues behind it.  Never while unhealthy (the probe's
+ * schedule rules then), never past BATCH_MAX, never once stopping.
+ */
+static void
+lazy_hold(struct store_backend *be)
+{
+	struct timespec ts;
+
+	if (be->eager > 0 || be->queued >= BATCH_MAX || be->stopping ||
+	    atomic_load(&be->unhealthy) != NULL)
+		return;
+	deadline_in(&ts, be->lazy_wait_us);
+	be->lazy_holding = true;
+	while (be->eager == 0 && be->queued < BATCH_MAX && !be->stopping)
+		if (pthread_cond_timedwait(&be->cond, &be->lock, &ts) != 0)
+			break;
+	be->lazy_holding = false;
 }
 
 /*
@@ -236,6 +269,10 @@ take_batch(struct store_backend *be, struct op **first)
 	if (be->head == NULL)
 		be->tail = &be->head;
 	last->next = NULL;
+	be->queued -= n;
+	for (last = *first; last != NULL; last = last->next)
+		if (!last->lazy)
+			be->eager--;
 	return n;
 }
 
@@ -282,6 +319,7 @@ writer_main(void *arg)
 			pthread_mutex_unlock(&be->lock);
 			break;
 		}
+		lazy_hold(be);
 		n = take_batch(be, &first);
 		pthread_mutex_unlock(&be->lock);
 
@@ -427,6 +465,7 @@ sqlite_update(struct store_backend *be, int err, const struct store_update *u,
 		    strsize(u->attempt.provider) + strsize(u->attempt.detail);
 	op = op_new(be, OP_UPDATE, err, arg, extra, &tail);
 	op->cb.done = cb;
+	op->lazy = u->lazy;
 	c = &op->u.update.u;
 	*c = *u;
 	c->tried = tail_copy(&tail, u->tried);
@@ -525,6 +564,25 @@ sqlite_commits(const struct store_backend *be)
 }
 
 static void
+sqlite_lazy_wait(struct store_backend *be, int64_t us)
+{
+	pthread_mutex_lock(&be->lock);
+	be->lazy_wait_us = us;
+	pthread_mutex_unlock(&be->lock);
+}
+
+static bool
+sqlite_lazy_holding(struct store_backend *be)
+{
+	bool on;
+
+	pthread_mutex_lock(&be->lock);
+	on = be->lazy_holding;
+	pthread_mutex_unlock(&be->lock);
+	return on;
+}
+
+static void
 sqlite_commit_stats(struct store_backend *be, struct store_commit_stats *out)
 {
 	pthread_mutex_lock(&be->stats_lock);
@@ -573,6 +631,7 @@ backend_new(const char *dir, const struct store_options *opts)
 	pthread_cond_init(&be->cond, &ca);
 	pthread_condattr_destroy(&ca);
 	be->tail = &be->head;
+	be->lazy_wait_us = STORE_LAZY_WAIT_US;
 	atomic_init(&be->pending, 0);
 	atomic_init(&be->commits, 0);
 	atomic_init(&be->unhealthy, NULL);
@@ -686,5 +745,7 @@ const struct store_ops store_sqlite_ops = {
     .outbox_finish = store__sqlite_outbox_finish,
     .outbox_dropped = store__sqlite_outbox_dropped,
     .outbox_set_max = store__sqlite_outbox_set_max,
+    .lazy_wait = sqlite_lazy_wait,
+    .lazy_holding = sqlite_lazy_holding,
     .commit_stats = sqlite_commit_stats,
 };

@@ -122,6 +122,7 @@ struct op {
 	struct store_backend *be;
 	enum op_kind kind;
 	bool preset; /* err was set by the front: do not execute */
+	bool lazy;   /* an update nobody waits on (store_update.lazy) */
 	bool wrote;  /* a statement of this op changed rows in this run */
 	int err;
 	void *arg;
@@ -217,6 +218,9 @@ struct store_backend {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	struct op *head, **tail; /* under lock */
+	size_t queued, eager;    /* under lock: ops queued, those not lazy */
+	int64_t lazy_wait_us;    /* under lock */
+	bool lazy_holding;       /* under lock: in lazy_hold() */
 	bool stopping;           /* under lock */
 
 	bool closing;       /* loop thread only */

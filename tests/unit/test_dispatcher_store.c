@@ -3,7 +3,7 @@
  * its `sending` record is on disk, nothing sent when that write fails,
  * final and requeue writes retried in order, lost attempts counted, jobs
  * with no result requeued after job_timeout_s, a failed load keeping its
- * rowids.
+ * rowids, final writes held for company (store_update.lazy).
  * The fixture (a real store, fake agents on socketpairs, injected store
  * faults) is fixture_dispatcher.c.
  */
@@ -19,6 +19,7 @@
 #include "dispatch/registry.h"
 #include "link/link.h"
 #include "store/store.h"
+#include "store/store_int.h"
 
 #include "fixture_dispatcher.h"
 
@@ -323,6 +324,38 @@ test_load_failure_keeps_rowids(void **state)
 	assert_string_equal(f->fa[0].msg_ids[1], f->ids[0]);
 }
 
+static bool
+store_holding(struct fixture *f, void *arg)
+{
+	(void)arg;
+	return store__lazy_holding(f->st);
+}
+
+/*
+ * A final outcome is written lazily: with nothing else queued the store
+ * holds it (for a minute here), and the next write someone waits on, a
+ * submission, takes it along; only then is the message delivered.
+ */
+static void
+test_final_write_is_lazy(void **state)
+{
+	struct fixture *f = *state;
+
+	store__lazy_wait(f->st, 60 * 1000000);
+	link_agent(f, 0);
+	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	submit(f);
+	wait_jobs(f, 0, 1);
+	dispatcher_result(f->d, f->p[0], f->fa[0].job_ids[0], f->ids[0],
+			  OUTCOME_DELIVERED, "pm-1", NULL);
+	run_until(f, store_holding, NULL, 20000);
+	assert_int_equal(count(f, MSG_DELIVERED), 0);
+	assert_int_equal(f->p[0]->se.in_flight, 0);
+	submit(f);
+	wait_count(f, MSG_DELIVERED, 1);
+	wait_jobs(f, 0, 2);
+}
+
 int
 main(void)
 {
@@ -345,6 +378,8 @@ main(void)
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_load_failure_keeps_rowids,
 					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_final_write_is_lazy, setup,
+					    teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,7 +1,8 @@
 /*
- * The store's commit metrics (store_commit_stats) against a real SQLite
- * file: every commit is counted once in both histograms, with the
- * operations it carried, and the buckets are where the bounds say.
+ * The store's commits against a real SQLite file: the metrics
+ * (store_commit_stats) count every commit once in both histograms, with
+ * the operations it carried, and the buckets are where the bounds say; a
+ * lazy update (store_update.lazy) shares the next commit someone waits on.
  * The fixture is fixture_store.c.
  */
 #include <setjmp.h>
@@ -129,12 +130,114 @@ test_commits_counted(void **state)
 	assert_int_equal(s2.ops_bucket[0], s1.ops_bucket[0]);
 }
 
+/* A delivered update of rowid, lazy (store_update.lazy). */
+static void
+lazy_delivered(struct fixture *f, int64_t rowid, struct done_res *d)
+{
+	struct store_update u;
+
+	memset(&u, 0, sizeof(u));
+	u.rowid = rowid;
+	u.status = MSG_DELIVERED;
+	u.attempts = 1;
+	u.lazy = true;
+	store_update(f->st, &u, done_cb, d);
+}
+
+/*
+ * A lazy update waits for a write someone waits on and shares its commit.
+ * The wait is made long, so that "one commit for both" cannot depend on
+ * the machine's speed; without the hold it would commit alone.
+ */
+static void
+test_lazy_shares_commit(void **state)
+{
+	struct fixture *f = *state;
+	struct done_res d = {0, -1};
+	struct sub_res one, two;
+	uint64_t c0;
+	int64_t rowid;
+
+	open_store(f);
+	rowid = submit_wait(f, make_message(NULL, "relayed"), NULL, &one);
+	store__lazy_wait(f->st, 60 * 1000000);
+	c0 = store__commits(f->st);
+	lazy_delivered(f, rowid, &d);
+	/* Queued alone, in a turn of its own: the writer holds it. */
+	WAIT_FOR(f->base, store__lazy_holding(f->st));
+	assert_int_equal(d.done, 0);
+	submit_wait(f, make_message(NULL, "next"), NULL, &two);
+	WAIT_FOR(f->base, d.done == 1);
+	assert_int_equal(d.err, 0);
+	assert_int_equal(two.err, 0);
+	assert_int_equal(store__commits(f->st) - c0, 1);
+}
+
+/* Alone, a lazy update still commits, after its short default wait. */
+static void
+test_lazy_alone_commits(void **state)
+{
+	struct fixture *f = *state;
+	struct done_res d = {0, -1};
+	struct sub_res one;
+	struct get_res g;
+	uint64_t c0;
+	int64_t rowid;
+
+	open_store(f);
+	rowid = submit_wait(f, make_message(NULL, "relayed"), NULL, &one);
+	c0 = store__commits(f->st);
+	lazy_delivered(f, rowid, &d);
+	WAIT_FOR(f->base, d.done == 1);
+	assert_int_equal(d.err, 0);
+	assert_int_equal(store__commits(f->st) - c0, 1);
+	get_wait(f, one.id, &g);
+	assert_int_equal(g.m->status, MSG_DELIVERED);
+	get_res_cleanup(&g);
+}
+
+/*
+ * Closing the store ends a lazy update's wait: it is committed, its
+ * callback runs, and close does not sit out the wait.
+ */
+static void
+test_lazy_close_commits(void **state)
+{
+	struct fixture *f = *state;
+	struct done_res d = {0, -1};
+	struct sub_res one;
+	struct get_res g;
+	int64_t rowid, t0;
+
+	open_store(f);
+	rowid = submit_wait(f, make_message(NULL, "relayed"), NULL, &one);
+	store__lazy_wait(f->st, 60 * 1000000);
+	lazy_delivered(f, rowid, &d);
+	WAIT_FOR(f->base, store__lazy_holding(f->st));
+	t0 = mono_ms();
+	store_close(f->st);
+	f->st = NULL;
+	assert_true(mono_ms() - t0 < 30000);
+	assert_int_equal(d.done, 1);
+	assert_int_equal(d.err, 0);
+	open_store(f);
+	get_wait(f, one.id, &g);
+	assert_int_equal(g.m->status, MSG_DELIVERED);
+	get_res_cleanup(&g);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_bucket_bounds),
 	    cmocka_unit_test_setup_teardown(test_commits_counted, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_lazy_shares_commit, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_lazy_alone_commits, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_lazy_close_commits, setup,
 					    teardown),
 	};
 
