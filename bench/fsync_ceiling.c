@@ -39,6 +39,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 #define WRAP_BYTES (256u << 20)
 #define OVERWRITE_BYTES (16u << 20)
 #define MAX_SAMPLES (20u << 20)
@@ -60,15 +62,6 @@ struct flusher {
 	const char *what; /* the failed call, NULL when all went well */
 	int err;
 };
-
-static uint64_t
-mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 static int
 cmp_u32(const void *a, const void *b)

@@ -44,6 +44,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "clock.h"
 #include "hist.h"
 
 #define HEAD_MAX 65536        /* cap on a response's status + headers */
@@ -146,15 +147,6 @@ static uint64_t deadline_us;
 
 static void conn_connect(struct conn *c);
 static void conn_next(struct conn *c);
-
-static uint64_t
-mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 /*
  * Appends s to the JSON text being built at buf (capacity cap, used *len),

@@ -48,6 +48,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "clock.h"
 #include "hist.h"
 
 #define MAX_SESSIONS 10000
@@ -108,15 +109,6 @@ static struct hist hist;
 static uint64_t start_us, deadline_us, last_us;
 static uint64_t issued, ok, errors, live;
 static bool reported_error;
-
-static uint64_t
-mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 /* About opt.size bytes of 78-byte lines, none starting with a dot. */
 static int

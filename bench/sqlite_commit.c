@@ -23,6 +23,8 @@
 
 #include <sqlite3.h>
 
+#include "clock.h"
+
 #define MAX_SAMPLES (20u << 20)
 #define MAX_SIZE (1u << 20)
 #define MAX_BATCH 100000
@@ -34,15 +36,6 @@ struct phase {
 	uint32_t *lat; /* per commit, microseconds */
 	size_t n, cap;
 };
-
-static uint64_t
-mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 static int
 cmp_u32(const void *a, const void *b)
