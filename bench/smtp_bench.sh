@@ -75,6 +75,8 @@ while [ $# -gt 0 ]; do
 done
 
 die() { echo "smtp_bench: $*" >&2; exit 1; }
+# shellcheck source=bench/smtp_lib.sh
+. "$root/bench/smtp_lib.sh"
 [ "$(id -u)" -eq 0 ] || die "needs root (Postfix drops its daemons to the postfix user)"
 for t in smtp-source smtp-sink postfix python3 curl timeout; do
 	command -v "$t" >/dev/null || die "$t missing (scripts/install-deps.sh)"
@@ -110,25 +112,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# wait_until SECONDS WHAT COMMAND...: polls COMMAND every 0.1 s.
-wait_until() {
-	local secs=$1 what=$2 end
-	shift 2
-	end=$((SECONDS + secs))
-	until "$@"; do
-		[ $SECONDS -lt $end ] || die "timed out after ${secs}s waiting for $what"
-		sleep 0.1
-	done
-}
-
-port_open() {
-	python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1",int(sys.argv[1])),1).close()' "$1" 2>/dev/null
-}
 
 # ---------------------------------------------------------------- machine
 
@@ -201,17 +184,7 @@ smtp_listen = 127.0.0.1:${sv_smtp[$side]}
 smtp_max_client_connections = 256
 EOF
 	if [ "$side" = shivneri ]; then
-		cat >>"$dir/shivneri.ini" <<EOF
-
-[provider.sink]
-type = smtp
-host = 127.0.0.1
-port = $sink_port
-tls = none
-helo = shivneri.bench
-spawn = yes
-max_in_flight = 64
-EOF
+		{ echo; sink_provider "$sink_port"; } >>"$dir/shivneri.ini"
 	fi
 	setsid "$BIN" serve -c "$dir/shivneri.ini" >"$dir/server.log" 2>&1 &
 	pids+=($!)
@@ -324,12 +297,6 @@ pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else fl
 with open(out, "w") as f:
     f.write("%d %.2f %.2f %.2f\n" % (len(lat), pick(0.5), pick(0.99), pick(1.0)))
 EOF
-}
-
-# CPU seconds (user + system, all threads) of a process so far, or 0.
-cpu_of() {
-	[ -n "${1:-}" ] && [ -r "/proc/$1/stat" ] || { echo 0; return; }
-	awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$1/stat"
 }
 
 # The store's commits so far from /metrics: "seconds_sum count ops_sum"

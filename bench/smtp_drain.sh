@@ -24,6 +24,8 @@ N=${SMTP_DRAIN_MESSAGES:-60000}
 TIMEOUT=${SMTP_DRAIN_TIMEOUT:-300}
 
 die() { echo "smtp_drain: $*" >&2; exit 1; }
+# shellcheck source=bench/smtp_lib.sh
+. "$root/bench/smtp_lib.sh"
 [ "$(id -u)" -eq 0 ] || die "needs root (smtp-sink -u postfix)"
 for t in smtp-sink python3 curl timeout; do
 	command -v "$t" >/dev/null || die "$t missing (scripts/install-deps.sh)"
@@ -42,23 +44,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-# wait_until SECONDS WHAT CMD...: polls CMD every 50 ms until it succeeds.
-wait_until() {
-	local end=$((SECONDS + $1)) what=$2
-	shift 2
-	until "$@"; do
-		[ $SECONDS -lt $end ] || die "timed out waiting for $what"
-		sleep 0.05
-	done
-}
-cpu_of() {
-	[ -n "${1:-}" ] && [ -r "/proc/$1/stat" ] || { echo 0; return; }
-	awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$1/stat"
-}
-
 smtp=$(free_port) http=$(free_port) agent=$(free_port) sink=$(free_port)
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/agent.secret"
 chmod 600 "$work/agent.secret"
@@ -73,14 +58,7 @@ agent_secret_file = $work/agent.secret
 smtp_listen = 127.0.0.1:$smtp
 smtp_max_client_connections = 256
 
-[provider.sink]
-type = smtp
-host = 127.0.0.1
-port = $sink
-tls = none
-helo = shivneri.bench
-spawn = yes
-max_in_flight = 64
+$(sink_provider "$sink")
 EOF
 setsid "$BIN" serve -c "$work/shivneri.ini" >"$work/server.log" 2>&1 &
 spid=$!
@@ -99,7 +77,8 @@ apid=$(pgrep -P "$spid" -f " agent" | head -1 || true)
 c0=$(cpu_of "$spid") a0=$(cpu_of "$apid") t0=$(date +%s.%N)
 api /v1/providers/sink/enable -X POST >/dev/null
 drained() { api /v1/stats | grep -q "\"delivered\": *$N[,}]"; }
-wait_until "$TIMEOUT" "the queue to drain" drained
+# Polled often: the drain lasts a few seconds.
+WAIT_STEP=0.02 wait_until "$TIMEOUT" "the queue to drain" drained
 t1=$(date +%s.%N) c1=$(cpu_of "$spid") a1=$(cpu_of "$apid")
 python3 -c "
 n, s = $N, $t1 - $t0
