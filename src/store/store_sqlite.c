@@ -181,11 +181,6 @@ probe_run(struct store_backend *be)
 				     : be->probe_wait * 2;
 }
 
-/*
- * Waits for work.  While unhealthy it wakes when a probe is due (see
- * probe_run), so health comes back without traffic.  Called and returns
- * with be->lock held.
- */
 /* ts = now + us on the condition variable's clock (CLOCK_MONOTONIC). */
 static void
 deadline_in(struct timespec *ts, int64_t us)
@@ -199,6 +194,11 @@ deadline_in(struct timespec *ts, int64_t us)
 	}
 }
 
+/*
+ * Waits for work.  While unhealthy it wakes when a probe is due (see
+ * probe_run), so health comes back without traffic.  Called and returns
+ * with be->lock held.
+ */
 static void
 wait_for_work(struct store_backend *be)
 {
@@ -255,24 +255,25 @@ static size_t
 take_batch(struct store_backend *be, struct op **first)
 {
 	struct op *last;
-	size_t n;
+	size_t n, eager;
 
 	*first = be->head;
 	last = be->head;
 	n = 1;
+	eager = !last->lazy;
 	if (last->kind != OP_EXEC)
 		for (; last->next != NULL && last->next->kind != OP_EXEC &&
 		       n < BATCH_MAX;
-		     n++)
+		     n++) {
 			last = last->next;
+			eager += !last->lazy;
+		}
 	be->head = last->next;
 	if (be->head == NULL)
 		be->tail = &be->head;
 	last->next = NULL;
 	be->queued -= n;
-	for (last = *first; last != NULL; last = last->next)
-		if (!last->lazy)
-			be->eager--;
+	be->eager -= eager;
 	return n;
 }
 
