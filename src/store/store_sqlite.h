@@ -245,6 +245,15 @@ struct store_backend {
 	atomic_int_fast64_t outbox_max;
 	sqlite3_stmt *outbox_stmt[8]; /* writer only, prepared on first use */
 	atomic_uint_fast64_t outbox_dropped;
+	/*
+	 * The rows the open transaction dropped (cap, age) and the limits
+	 * that dropped them; writer only.  They reach outbox_dropped and the
+	 * log once it commits, so a batch rolled back and run again counts
+	 * its drops once.
+	 */
+	struct {
+		int64_t cap, age, max, max_age_ms;
+	} outbox_drops;
 	struct log_rl outbox_rl;     /* outbox_full */
 	struct log_rl outbox_age_rl; /* outbox_expired */
 	/* Commit metrics: the writer adds, a scrape copies (stats_lock). */
@@ -342,6 +351,8 @@ void store__sqlite_outbox_claim(struct store_backend *be, int err,
 void store__sqlite_outbox_finish(struct store_backend *be, int err, int64_t seq,
 				 int64_t next_ms, store_done_cb cb, void *arg);
 uint64_t store__sqlite_outbox_dropped(const struct store_backend *be);
+/* The open transaction committed: its drops are counted and logged. */
+void store__outbox_drops_commit(struct store_backend *be);
 void store__sqlite_outbox_set_max(struct store_backend *be, int64_t max);
 
 #endif

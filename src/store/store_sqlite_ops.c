@@ -937,6 +937,7 @@ store__run_batch(struct store_backend *be, struct op *first, size_t n)
 	if ((rc = step_once(be, ST_BEGIN, NULL)) != 0)
 		goto fail;
 	memset(be->count_delta, 0, sizeof(be->count_delta));
+	memset(&be->outbox_drops, 0, sizeof(be->outbox_drops));
 	for (i = 0, op = first; i < n; i++, op = op->next) {
 		if (op->preset)
 			continue;
@@ -955,6 +956,7 @@ store__run_batch(struct store_backend *be, struct op *first, size_t n)
 	if ((rc = step_once(be, ST_COMMIT, NULL)) != 0)
 		goto fail;
 	atomic_fetch_add(&be->commits, 1);
+	store__outbox_drops_commit(be);
 	/* Only a write proves that writes work again. */
 	if (wrote && atomic_load(&be->unhealthy) != NULL) {
 		log_info("- store healthy after=write");

@@ -12,10 +12,10 @@
  * The cap: seq only grows while the table holds rows (the newest row is
  * never dropped), so after inserting seq N, deleting every row with seq
  * at most N - max leaves at most max rows, by the primary
- * key, in the same transaction.  Rows so dropped are counted (a batch
- * that is then rolled back still counts them: an over-count, never an
- * under-count) and logged at most once a minute.  The age limit: a
- * claimed row older than the claim's cut-off is deleted in the claim's
+ * key, in the same transaction.  Rows so dropped are counted and logged
+ * (at most once a minute) when that transaction commits, so a batch
+ * rolled back and run again counts them once.  The age limit: a claimed
+ * row older than the claim's cut-off is deleted in the claim's
  * transaction instead of handed out, counted and logged the same way.
  *
  * The statements are prepared on first use by the writer thread, which
@@ -149,18 +149,37 @@ store__outbox_insert(struct store_backend *be, struct op *op, const char *body,
 		return 0;
 	if ((rc = ob_run(be, op, OB_TRIM, 1, seq - max, 0)) != 0)
 		return rc;
-	dropped = sqlite3_changes(be->db);
-	if (dropped > 0) {
-		atomic_fetch_add(&be->outbox_dropped, (uint64_t)dropped);
-		log_warnx_rl(
-		    &be->outbox_rl, 60000,
-		    "- store outbox_full dropped=%lld total=%llu "
-		    "max=%lld",
-		    (long long)dropped,
-		    (unsigned long long)atomic_load(&be->outbox_dropped),
-		    (long long)max);
+	if ((dropped = sqlite3_changes(be->db)) > 0) {
+		be->outbox_drops.cap += dropped;
+		be->outbox_drops.max = max;
 	}
 	return 0;
+}
+
+void
+store__outbox_drops_commit(struct store_backend *be)
+{
+	int64_t cap = be->outbox_drops.cap, age = be->outbox_drops.age;
+
+	if (cap + age == 0)
+		return;
+	atomic_fetch_add(&be->outbox_dropped, (uint64_t)(cap + age));
+	if (cap > 0)
+		log_warnx_rl(
+		    &be->outbox_rl, 60000,
+		    "- store outbox_full dropped=%lld total=%llu max=%lld",
+		    (long long)cap,
+		    (unsigned long long)atomic_load(&be->outbox_dropped),
+		    (long long)be->outbox_drops.max);
+	if (age > 0)
+		log_warnx_rl(
+		    &be->outbox_age_rl, 60000,
+		    "- store outbox_expired dropped=%lld total=%llu "
+		    "max_age_ms=%lld",
+		    (long long)age,
+		    (unsigned long long)atomic_load(&be->outbox_dropped),
+		    (long long)be->outbox_drops.max_age_ms);
+	memset(&be->outbox_drops, 0, sizeof(be->outbox_drops));
 }
 
 /*
@@ -247,15 +266,9 @@ exec_claim(struct store_backend *be, struct op *op)
 	if (rc != 0)
 		return rc;
 	if (dropped > 0) {
-		atomic_fetch_add(&be->outbox_dropped, (uint64_t)dropped);
-		log_warnx_rl(
-		    &be->outbox_age_rl, 60000,
-		    "- store outbox_expired dropped=%lld total=%llu "
-		    "max_age_ms=%lld",
-		    (long long)dropped,
-		    (unsigned long long)atomic_load(&be->outbox_dropped),
-		    (long long)(op->u.outbox.next_ms -
-				op->u.outbox.expire_before));
+		be->outbox_drops.age += dropped;
+		be->outbox_drops.max_age_ms =
+		    op->u.outbox.next_ms - op->u.outbox.expire_before;
 	}
 
 	if ((s = ob_stmt(be, OB_COUNT, &rc)) == NULL)

@@ -3,7 +3,8 @@
  * added alone and with an update (in its transaction: an update that
  * fails, on its own or with its batch, leaves no row), claimed oldest
  * first with a lease through the outbox_due index, finished by delete or
- * reschedule, capped with a count of the rows dropped, dropped at a claim
+ * reschedule, capped with a count of the rows dropped (when their
+ * transaction commits), dropped at a claim
  * past their age, refused when malformed, and kept across a close and
  * open.  The fixture is fixture_store.c.
  */
@@ -227,6 +228,68 @@ test_cap_drops_oldest(void **state)
 }
 
 /*
+ * Rows a webhook's insert drops past the cap are counted when its
+ * transaction commits: a batch the disk refuses after the drop counts
+ * none, and the same update committed later counts its one.  The batch is
+ * made certain with lazy updates (held until a write someone waits on
+ * joins them): the first drops a row, the second needs pages the disk no
+ * longer has, and the whole batch rolls back.
+ */
+static void
+test_drops_counted_at_commit(void **state)
+{
+	struct fixture *f = *state;
+	struct done_res d[3] = {{0, 0}, {0, 0}, {0, 0}};
+	struct store_update u[2];
+	struct sub_res r[2];
+	char body[32], *sql, *big;
+	int i;
+
+	open_store(f);
+	store_outbox_set_max(f->st, 5);
+	for (i = 1; i <= 5; i++) {
+		snprintf(body, sizeof(body), "{\"n\":%d}", i);
+		assert_int_equal(add_wait(f, body), 0);
+	}
+	memset(u, 0, sizeof(u));
+	for (i = 0; i < 2; i++) {
+		u[i].rowid =
+		    submit_wait(f, make_message(NULL, "s"), NULL, &r[i]);
+		u[i].status = MSG_DELIVERED;
+		u[i].lazy = true;
+	}
+	u[0].outbox = "{\"n\":6}";
+	big = xmalloc(STORE_OUTBOX_BODY_MAX);
+	memset(big, 'x', STORE_OUTBOX_BODY_MAX - 1);
+	big[STORE_OUTBOX_BODY_MAX - 1] = '\0';
+	u[1].outbox = big;
+	/* Room for the small row, not for the big one. */
+	sql = xasprintf("PRAGMA max_page_count = %lld",
+			(long long)db_int(f, "PRAGMA page_count") + 2);
+	exec_wait(f, sql);
+	free(sql);
+
+	store__lazy_wait(f->st, 60 * 1000000);
+	store_update(f->st, &u[0], done_cb, &d[0]);
+	store_update(f->st, &u[1], done_cb, &d[1]);
+	WAIT_FOR(f->base, store__lazy_holding(f->st));
+	store_outbox_finish(f->st, 999, -1, done_cb, &d[2]);
+	WAIT_FOR(f->base, d[0].done && d[1].done && d[2].done);
+	assert_int_equal(d[1].err, -ENOSPC);
+	assert_int_equal(d[0].err, -ENOSPC);
+	assert_int_equal(db_int(f, "SELECT COUNT(*) FROM outbox"), 5);
+	assert_int_equal(db_int(f, "SELECT MIN(seq) FROM outbox"), 1);
+	assert_int_equal(store_outbox_dropped(f->st), 0);
+
+	exec_wait(f, "PRAGMA max_page_count = 1000000");
+	free(big);
+	u[0].lazy = false;
+	assert_int_equal(update_wait(f, &u[0]), 0);
+	assert_int_equal(db_int(f, "SELECT MIN(seq) FROM outbox"), 2);
+	assert_int_equal(store_outbox_dropped(f->st), 1);
+}
+
+/*
  * Rows older than the claim's expire_before are deleted, not handed out,
  * counted with the cap's drops; their slots go to younger due rows, round
  * after round; rows not yet due wait (and go when due).  A cut-off after
@@ -371,6 +434,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_update_atomic, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_cap_drops_oldest, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_drops_counted_at_commit, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_claim_plan, setup, teardown),
