@@ -39,6 +39,6 @@ port = $1
 tls = none
 helo = shivneri.bench
 spawn = yes
-max_in_flight = 64
+max_in_flight = ${SMTP_BENCH_MAX_IN_FLIGHT:-64}
 EOC
 }
