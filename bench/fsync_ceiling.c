@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "sorted.h"
 
 #define WRAP_BYTES (256u << 20)
 #define OVERWRITE_BYTES (16u << 20)
@@ -62,25 +63,6 @@ struct flusher {
 	const char *what; /* the failed call, NULL when all went well */
 	int err;
 };
-
-static int
-cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static uint32_t
-quantile(const uint32_t *v, size_t n, double p)
-{
-	size_t i;
-
-	if (n == 0)
-		return 0;
-	i = (size_t)(p * (double)(n - 1) + 0.5);
-	return v[i < n ? i : n - 1];
-}
 
 static void
 usage(FILE *f)

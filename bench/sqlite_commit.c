@@ -24,6 +24,7 @@
 #include <sqlite3.h>
 
 #include "clock.h"
+#include "sorted.h"
 
 #define MAX_SAMPLES (20u << 20)
 #define MAX_SIZE (1u << 20)
@@ -36,25 +37,6 @@ struct phase {
 	uint32_t *lat; /* per commit, microseconds */
 	size_t n, cap;
 };
-
-static int
-cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static uint32_t
-quantile(const uint32_t *v, size_t n, double p)
-{
-	size_t i;
-
-	if (n == 0)
-		return 0;
-	i = (size_t)(p * (double)(n - 1) + 0.5);
-	return v[i < n ? i : n - 1];
-}
 
 static int
 exec(sqlite3 *db, const char *sql)
