@@ -64,6 +64,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/queue.h>
 
 #include <event2/event.h>
 
@@ -87,10 +88,10 @@ struct smtp {
 	connector_done_cb done;
 	void *arg;
 	bool closing;
-	int failures;            /* consecutive failed sends */
-	struct smtp_conn *conns; /* every session, idle ones first */
+	int failures;                 /* consecutive failed sends */
+	LIST_HEAD(, smtp_conn) conns; /* every session, idle ones first */
 	size_t nidle;
-	struct smtp_job *jobs; /* every job from send() to done() */
+	LIST_HEAD(, smtp_job) jobs; /* every job from send() to done() */
 };
 
 /* Where a session is; each change goes through conn_step(). */
@@ -116,7 +117,7 @@ struct smtp_job {
 	bool utf8_unoffered;    /* needs SMTPUTF8, which is not offered */
 	char errbuf[CURL_ERROR_SIZE];
 	struct smtp_dialogue d;
-	struct smtp_job *prev, *next;
+	LIST_ENTRY(smtp_job) entry; /* smtp.jobs */
 };
 
 /* One session with the smarthost. */
@@ -140,8 +141,8 @@ struct smtp_conn {
 	struct smtp_stuff body;
 	char out[SMTP_OUT_MAX];
 	size_t outlen, outoff;
-	struct smtp_lines lines; /* the reply line coming in */
-	struct smtp_conn *prev, *next;
+	struct smtp_lines lines;     /* the reply line coming in */
+	LIST_ENTRY(smtp_conn) entry; /* smtp.conns */
 };
 
 static int conn_open(struct smtp_job *sj);
@@ -165,25 +166,13 @@ conn_step(struct smtp_conn *c, enum smtp_step step)
 static void
 conn_link(struct smtp_conn *c)
 {
-	struct smtp *s = c->s;
-
-	c->prev = NULL;
-	c->next = s->conns;
-	if (s->conns != NULL)
-		s->conns->prev = c;
-	s->conns = c;
+	LIST_INSERT_HEAD(&c->s->conns, c, entry);
 }
 
 static void
 conn_unlink(struct smtp_conn *c)
 {
-	if (c->prev != NULL)
-		c->prev->next = c->next;
-	else
-		c->s->conns = c->next;
-	if (c->next != NULL)
-		c->next->prev = c->prev;
-	c->prev = c->next = NULL;
+	LIST_REMOVE(c, entry);
 }
 
 /*
@@ -704,22 +693,9 @@ job_rewind(struct smtp_job *sj)
 }
 
 static void
-job_unlink(struct smtp_job *sj)
-{
-	struct smtp *s = sj->s;
-
-	if (sj->prev != NULL)
-		sj->prev->next = sj->next;
-	else
-		s->jobs = sj->next;
-	if (sj->next != NULL)
-		sj->next->prev = sj->prev;
-}
-
-static void
 job_free(struct smtp_job *sj)
 {
-	job_unlink(sj);
+	LIST_REMOVE(sj, entry);
 	if (sj->kick != NULL)
 		event_free(sj->kick);
 	if (sj->deadline != NULL)
@@ -783,8 +759,8 @@ conn_take_idle(struct smtp *s)
 	int64_t now = mono_ms(),
 		max = s->idle_tv.tv_sec * 1000 + s->idle_tv.tv_usec / 1000;
 
-	for (c = s->conns; c != NULL; c = next) {
-		next = c->next;
+	for (c = LIST_FIRST(&s->conns); c != NULL; c = next) {
+		next = LIST_NEXT(c, entry);
 		if (c->step != STEP_IDLE)
 			continue;
 		if (now - c->idle_since >= max) {
@@ -846,10 +822,7 @@ smtp_send(void *state, struct connector_job *job)
 	sj->s = s;
 	sj->job = job;
 	sj->d.rcpt_code = xcalloc(job->nrcpt, sizeof(*sj->d.rcpt_code));
-	sj->next = s->jobs;
-	if (s->jobs != NULL)
-		s->jobs->prev = sj;
-	s->jobs = sj;
+	LIST_INSERT_HEAD(&s->jobs, sj, entry);
 	tv.tv_sec = s->request_ms / 1000;
 	tv.tv_usec = (s->request_ms % 1000) * 1000;
 	sj->kick = evtimer_new(s->base, job_kick, sj);
@@ -893,12 +866,12 @@ smtp_close(void *state)
 {
 	struct smtp *s = state;
 	struct smtp_conn *c;
+	struct smtp_job *sj;
 
 	if (s == NULL)
 		return;
 	s->closing = true;
-	while (s->conns != NULL) {
-		c = s->conns;
+	while ((c = LIST_FIRST(&s->conns)) != NULL) {
 		if (c->sj != NULL) {
 			c->sj->c = NULL;
 			c->sj = NULL;
@@ -907,8 +880,8 @@ smtp_close(void *state)
 		}
 		conn_drop(c);
 	}
-	while (s->jobs != NULL)
-		job_free(s->jobs);
+	while ((sj = LIST_FIRST(&s->jobs)) != NULL)
+		job_free(sj);
 	smtp_free(s);
 }
 
@@ -930,6 +903,8 @@ smtp_open(const struct provider_config *pc, struct event_base *base,
 		return -EINVAL;
 	}
 	s = xcalloc(1, sizeof(*s));
+	LIST_INIT(&s->conns);
+	LIST_INIT(&s->jobs);
 	s->name = xstrdup(pc->name);
 	s->tls = conn_smtp__tls(pc);
 	s->url = conn_smtp__url(pc, s->tls);

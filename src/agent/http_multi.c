@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -44,13 +45,13 @@ struct http_transfer {
 	http_multi_done_cb cb;
 	void *arg;
 	bool held; /* behind the scout, not yet handed to curl */
-	struct http_transfer *prev, *next;
+	LIST_ENTRY(http_transfer) entry; /* http_multi.transfers */
 };
 
 struct http_multi {
 	struct curl_loop *cl;
-	CURLM *multi;               /* cl's */
-	struct http_transfer *head; /* in flight */
+	CURLM *multi;                         /* cl's */
+	LIST_HEAD(, http_transfer) transfers; /* in flight */
 	size_t count;
 	size_t maxconn; /* CURLMOPT_MAXCONNECTS as last set */
 	char *ca_file;  /* tls_ca_file, or NULL: the system's bundle */
@@ -80,20 +81,6 @@ writecb(char *ptr, size_t size, size_t nmemb, void *userdata)
 	return n;
 }
 
-static void
-unlink_transfer(struct http_transfer *t)
-{
-	struct http_multi *hm = t->hm;
-
-	if (t->prev != NULL)
-		t->prev->next = t->next;
-	else
-		hm->head = t->next;
-	if (t->next != NULL)
-		t->next->prev = t->prev;
-	hm->count--;
-}
-
 /* The held transfers go to curl on the next turn of the loop. */
 static void
 release_soon(struct http_multi *hm)
@@ -119,7 +106,8 @@ transfer_free(struct http_transfer *t)
 		hm->scout = NULL;
 		release_soon(hm);
 	}
-	unlink_transfer(t);
+	LIST_REMOVE(t, entry);
+	hm->count--;
 	curl_easy_cleanup(t->easy);
 	curl_slist_free_all(t->headers);
 	curl_mime_free(t->mime);
@@ -194,8 +182,8 @@ release_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	for (t = hm->head; t != NULL; t = next) {
-		next = t->next;
+	for (t = LIST_FIRST(&hm->transfers); t != NULL; t = next) {
+		next = LIST_NEXT(t, entry);
 		if (!t->held)
 			continue;
 		t->held = false;
@@ -211,6 +199,7 @@ http_multi_new(struct event_base *base)
 	struct http_multi *hm;
 
 	hm = xcalloc(1, sizeof(*hm));
+	LIST_INIT(&hm->transfers);
 	hm->cl = curl_loop_new(base, transfer_done, hm);
 	if (hm->cl == NULL)
 		goto fail;
@@ -236,8 +225,10 @@ fail:
 void
 http_multi_cancel(struct http_multi *hm)
 {
-	while (hm->head != NULL)
-		transfer_free(hm->head);
+	struct http_transfer *t;
+
+	while ((t = LIST_FIRST(&hm->transfers)) != NULL)
+		transfer_free(t);
 }
 
 void
@@ -331,10 +322,7 @@ http_multi_add(struct http_multi *hm, CURL *easy, struct curl_slist *headers,
 		free(t);
 		return rc;
 	}
-	t->next = hm->head;
-	if (hm->head != NULL)
-		hm->head->prev = t;
-	hm->head = t;
+	LIST_INSERT_HEAD(&hm->transfers, t, entry);
 	hm->count++;
 	/*
 	 * The cache holds as many connections as sends ever ran at once, so

@@ -47,6 +47,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 
 /* From accept to WELCOME: two round trips and one HMAC need far less. */
@@ -104,8 +105,8 @@ struct agent {
 	char peer[64];               /* host:port, for the log */
 	double hb_tokens;            /* heartbeats allowed now */
 	int64_t hb_mono_ms;          /* when hb_tokens was counted; 0 never */
-	struct agent *prev, *next;   /* every connection */
-	struct agent *uprev, *unext; /* handshakes, oldest first */
+	LIST_ENTRY(agent) entry;     /* agent_port.agents */
+	TAILQ_ENTRY(agent) hentry;   /* agent_port.handshakes, until READY */
 };
 
 struct agent_port {
@@ -120,9 +121,9 @@ struct agent_port {
 	bool accept_paused;         /* an episode of failed accepts */
 	bool accept_paused_said;    /* its line was written, not counted */
 	int port;
-	struct agent *agents;
-	struct agent *uhead, *utail; /* handshakes in order of accept */
-	unsigned unauthenticated;
+	LIST_HEAD(, agent) agents;      /* every connection */
+	TAILQ_HEAD(, agent) handshakes; /* in order of accept */
+	unsigned unauthenticated;       /* on handshakes */
 	struct log_rl rl[RL_COUNT];
 };
 
@@ -130,28 +131,14 @@ struct agent_port {
 static void
 unauth_remove(struct agent_port *ap, struct agent *a)
 {
-	if (a->uprev != NULL)
-		a->uprev->unext = a->unext;
-	else
-		ap->uhead = a->unext;
-	if (a->unext != NULL)
-		a->unext->uprev = a->uprev;
-	else
-		ap->utail = a->uprev;
-	a->uprev = a->unext = NULL;
+	TAILQ_REMOVE(&ap->handshakes, a, hentry);
 	ap->unauthenticated--;
 }
 
 static void
 unauth_append(struct agent_port *ap, struct agent *a)
 {
-	a->unext = NULL;
-	a->uprev = ap->utail;
-	if (ap->utail != NULL)
-		ap->utail->unext = a;
-	else
-		ap->uhead = a;
-	ap->utail = a;
+	TAILQ_INSERT_TAIL(&ap->handshakes, a, hentry);
 	ap->unauthenticated++;
 }
 
@@ -175,12 +162,13 @@ agent_drop(struct agent *a, const char *code, const char *message)
 {
 	struct agent_port *ap = a->ap;
 
-	if (a->state == AGENT_READY && a->p != NULL) {
+	/* On the handshake list exactly until READY (agent_set_state). */
+	if (a->state != AGENT_READY) {
+		unauth_remove(ap, a);
+	} else if (a->p != NULL) {
 		a->p->conn = NULL;
 		dispatcher_provider_unlinked(ap->d, a->p,
 					     message ? message : "link closed");
-	} else {
-		unauth_remove(ap, a);
 	}
 	if (a->conn != NULL) {
 		if (code != NULL)
@@ -188,12 +176,7 @@ agent_drop(struct agent *a, const char *code, const char *message)
 		else
 			link_conn_free(a->conn);
 	}
-	if (a->prev != NULL)
-		a->prev->next = a->next;
-	else
-		ap->agents = a->next;
-	if (a->next != NULL)
-		a->next->prev = a->prev;
+	LIST_REMOVE(a, entry);
 	event_free(a->timer);
 	free(a);
 }
@@ -489,7 +472,8 @@ evict_candidate(struct agent_port *ap, const char *host)
 {
 	struct agent *a, *oldest = NULL;
 
-	for (a = ap->uhead; a != NULL; a = a->unext) {
+	TAILQ_FOREACH(a, &ap->handshakes, hentry)
+	{
 		if (host != NULL && strcmp(a->host, host) != 0)
 			continue;
 		if (a->state == AGENT_HELLO)
@@ -508,9 +492,9 @@ make_room(struct agent_port *ap, const char *host, const char *newcomer)
 	unsigned same = 0;
 	const char *why = NULL;
 
-	for (a = ap->uhead; a != NULL; a = a->unext)
-		if (strcmp(a->host, host) == 0)
-			same++;
+	TAILQ_FOREACH(a, &ap->handshakes, hentry)
+	if (strcmp(a->host, host) == 0)
+		same++;
 	if (same >= MAX_UNAUTHENTICATED_PER_ADDR) {
 		victim = evict_candidate(ap, host);
 		why = "handshakes from this address";
@@ -593,10 +577,7 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 	}
 	a->conn =
 	    link_conn_new(bev, HANDSHAKE_FRAME_MAX, on_frame, on_close, a);
-	a->next = ap->agents;
-	if (ap->agents != NULL)
-		ap->agents->prev = a;
-	ap->agents = a;
+	LIST_INSERT_HEAD(&ap->agents, a, entry);
 	unauth_append(ap, a);
 	log_debug("- agentport connection peer=%s", a->peer);
 }
@@ -656,6 +637,8 @@ agent_port_new(struct event_base *base, const struct config *cfg,
 	int sslen = sizeof(ss);
 	socklen_t bl = sizeof(ss);
 
+	LIST_INIT(&ap->agents);
+	TAILQ_INIT(&ap->handshakes);
 	ap->base = base;
 	ap->cfg = cfg;
 	ap->secret = xmalloc(secret_len);
@@ -719,11 +702,13 @@ agent_port_stop_listening(struct agent_port *ap)
 void
 agent_port_free(struct agent_port *ap)
 {
+	struct agent *a;
+
 	if (ap == NULL)
 		return;
 	agent_port_stop_listening(ap);
-	while (ap->agents != NULL)
-		agent_drop(ap->agents, NULL, "server stopping");
+	while ((a = LIST_FIRST(&ap->agents)) != NULL)
+		agent_drop(a, NULL, "server stopping");
 	event_free(ap->accept_timer);
 	explicit_bzero(ap->secret, ap->secret_len);
 	free(ap->secret);

@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 /* Passes for rows whose backoff ran out, at least this often. */
 #define POLL_MS 1000
@@ -48,7 +49,7 @@
 #define HOST_LOG_MAX 128
 
 struct delivery {
-	struct delivery *prev, *next;
+	LIST_ENTRY(delivery) entry; /* webhook.deliveries */
 	struct webhook *wh;
 	int64_t seq;
 	int attempts;
@@ -78,8 +79,8 @@ struct webhook {
 	int64_t retry_until; /* mono ms when the last such row is due */
 	unsigned char *secret;
 	size_t secret_len;
-	char host[HOST_LOG_MAX]; /* the receiver, for log lines */
-	struct delivery *head;
+	char host[HOST_LOG_MAX];          /* the receiver, for log lines */
+	LIST_HEAD(, delivery) deliveries; /* in flight */
 	unsigned in_flight;
 	bool claiming; /* a claim is outstanding */
 	bool again;    /* a pass was asked for while claiming */
@@ -185,12 +186,7 @@ delivery_free(struct delivery *dl)
 {
 	struct webhook *wh = dl->wh;
 
-	if (dl->prev != NULL)
-		dl->prev->next = dl->next;
-	else
-		wh->head = dl->next;
-	if (dl->next != NULL)
-		dl->next->prev = dl->prev;
+	LIST_REMOVE(dl, entry);
 	wh->in_flight--;
 	free(dl->body);
 	free(dl);
@@ -366,10 +362,7 @@ claim_cb(void *arg, int err, struct store_outbox_row *rows, size_t n,
 		dl->attempts = rows[i].attempts;
 		dl->body = rows[i].body; /* taken */
 		rows[i].body = NULL;
-		dl->next = wh->head;
-		if (wh->head != NULL)
-			wh->head->prev = dl;
-		wh->head = dl;
+		LIST_INSERT_HEAD(&wh->deliveries, dl, entry);
 		wh->in_flight++;
 		if (delivery_start(wh, dl) != 0)
 			delivery_end(dl, false, 0, "cannot start the request");
@@ -496,6 +489,7 @@ webhook_new(struct event_base *base, const struct config *cfg, struct store *st,
 
 	if (cfg->webhook_url == NULL)
 		fatalx("webhook_new: no webhook_url");
+	LIST_INIT(&wh->deliveries);
 	wh->base = base;
 	wh->cfg = cfg;
 	wh->st = st;
@@ -537,6 +531,8 @@ fail:
 void
 webhook_stop(struct webhook *wh)
 {
+	struct delivery *dl;
+
 	if (wh == NULL || wh->stopped)
 		return;
 	wh->stopped = true;
@@ -552,8 +548,8 @@ webhook_stop(struct webhook *wh)
 	/* No callback comes for these: their rows wait for their lease. */
 	if (wh->hm != NULL)
 		http_multi_cancel(wh->hm);
-	while (wh->head != NULL)
-		delivery_free(wh->head);
+	while ((dl = LIST_FIRST(&wh->deliveries)) != NULL)
+		delivery_free(dl);
 }
 
 void
