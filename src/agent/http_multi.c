@@ -135,6 +135,12 @@ transfer_finish(struct http_transfer *t, CURLcode code)
 	res.sent = reqsize > 0;
 	res.too_big = t->too_big;
 	res.error = t->error[0] != '\0' ? t->error : curl_easy_strerror(code);
+	/*
+	 * No byte came (a 502 or 503 from a proxy often has no body): the
+	 * body is still the string the result promises, "".
+	 */
+	if (t->body.p == NULL && buf_reserve(&t->body, 0) != 0)
+		fatalx("- http_multi cannot hold an empty body");
 	res.body = &t->body;
 	res.easy = t->easy;
 	t->cb(&res, t->arg);

@@ -5,7 +5,8 @@ request the way the real API does and answers in that API's shape.  Tests
 run it inside the pytest process (FakeServer.start()) and read what it
 received; a person can run it by hand (fake_NAME.py --port N).  Its mode
 says how to answer the next requests, set from the test (fake.mode = ...)
-or over HTTP (POST /_fake/mode {"mode": "503"}): ok, 503, 429 (with
+or over HTTP (POST /_fake/mode {"mode": "503"}): ok, 503, 502empty (a
+502 with no body at all, as a proxy in front of the API answers), 429 (with
 Retry-After), 401, slow (answers after `delay` seconds), hang (never
 answers until the server stops), reset (reads the request, then closes
 the connection with a TCP RST), reject (a 400 for the recipients in
@@ -43,7 +44,8 @@ import struct
 import subprocess
 import threading
 
-MODES = ("ok", "503", "429", "401", "slow", "hang", "reset", "reject")
+MODES = ("ok", "503", "502empty", "429", "401", "slow", "hang", "reset",
+         "reject")
 # control()'s status for "reset": the connection is closed with a TCP RST
 # after the request was read, so no answer can come.
 RESET = -1
@@ -254,6 +256,8 @@ class FakeServer:
         m = self.mode
         if m == "503":
             return self.error(503, "Service Unavailable")
+        if m == "502empty":
+            return 502, {}, b""
         if m == "429":
             st, hd, b = self.error(429, "Too Many Requests")
             hd["Retry-After"] = self.retry_after

@@ -241,6 +241,17 @@ class ConnectorCases:
         assert m["attempts"][0]["outcome"] == "transient", m
         agent_outcome(c, self.NAME, m["id"], "transient")
 
+    def test_empty_502_moves_to_b(self, env):
+        """A proxy's 502 with no body at all: transient, in no words but
+        the status.  (An agent that died on it left a lost attempt.)"""
+        c, fake = env
+        m = with_mode(fake, "502empty", 12, c)
+        assert m["status"] == "delivered" and m["provider"] == "b", m
+        assert m["attempts"][0]["provider"] == self.NAME, m
+        assert m["attempts"][0]["outcome"] == "transient", m
+        assert "status=502" in m["attempts"][0]["detail"], m
+        agent_outcome(c, self.NAME, m["id"], "transient")
+
     def test_hang_ambiguous(self, env):
         c, fake = env
         m = with_mode(fake, "hang", 4, c)

@@ -5,7 +5,8 @@
  * a job goes out with the key in the API's header (or Basic auth), Accept
  * and Content-Type JSON and the body the API built, and comes back
  * delivered with the id the API read; a 503 is transient with the
- * provider's words in the detail and degrades health until a delivery; a
+ * provider's words in the detail (none with an empty body) and degrades
+ * health until a delivery; a
  * 4xx the API judges gets its class; a message the API cannot carry is
  * refused by send() and never reaches done(); a probe passes on 2xx and
  * fails with a detail on 401; a refused connection is transient in curl's
@@ -77,7 +78,7 @@ on_request(struct evhttp_request *req, void *arg)
 		n = sizeof(f->body) - 1;
 	assert_int_equal(evbuffer_remove(b, f->body, n), (int)n);
 	f->body[n] = '\0';
-	if (strcmp(f->path, "/s503") == 0)
+	if (strcmp(f->path, "/s503") == 0 || strcmp(f->path, "/s503empty") == 0)
 		code = 503;
 	else if (strcmp(f->path, "/s422") == 0)
 		code = 422;
@@ -85,6 +86,8 @@ on_request(struct evhttp_request *req, void *arg)
 		code = 401;
 	if (code == 200)
 		evbuffer_add_printf(out, "{\"id\":\"id-%d\"}", f->nreq);
+	else if (strcmp(f->path, "/s503empty") == 0)
+		; /* no body at all: the detail has no words but the status */
 	else
 		evbuffer_add_printf(out, "{\"message\":\"no way %d\"}", code);
 	evhttp_send_reply(req, code, "X", out);
@@ -283,6 +286,9 @@ test_failures_and_health(void **state)
 	assert_int_equal(f->outcome, OUTCOME_TRANSIENT);
 	assert_string_equal(f->detail, "test status=503 tag=1: no way 503");
 	assert_int_equal(conn_http_health(st), LINK_HEALTH_DEGRADED);
+	send_one(f, st, "/s503empty");
+	assert_int_equal(f->outcome, OUTCOME_TRANSIENT);
+	assert_string_equal(f->detail, "test status=503 tag=1: ");
 	send_one(f, st, "/s422");
 	assert_int_equal(f->outcome, OUTCOME_PERMANENT);
 	assert_null(strstr(f->detail, SECRET));
