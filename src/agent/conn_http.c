@@ -126,6 +126,19 @@ job_done(struct conn_http *ch, struct connector_job *job,
 	ch->done(job, &res, ch->arg);
 }
 
+void
+conn_http_read_answer(const struct conn_http_api *api, void *ctx,
+		      const struct connector_job *job,
+		      const struct http_result *hr, struct conn_http_answer *a)
+{
+	json_t *ans = answer_json(hr->body);
+
+	memset(a, 0, sizeof(*a));
+	a->outcome = http_multi_classify(hr, &a->retry_after_ms);
+	api->answer(ctx, job, hr, ans, a);
+	json_decref(ans);
+}
+
 static void
 xfer_done(const struct http_result *hr, void *arg)
 {
@@ -133,25 +146,21 @@ xfer_done(const struct http_result *hr, void *arg)
 	struct conn_http *ch = x->ch;
 	struct conn_http_answer a;
 	char detail[LINK_DETAIL_MAX + 1];
-	json_t *ans = answer_json(hr->body);
 	bool passed;
 
-	memset(&a, 0, sizeof(a));
-	a.outcome = http_multi_classify(hr, &a.retry_after_ms);
 	if (x->job != NULL) {
-		ch->api->answer(ch->ctx, x->job, hr, ans, &a);
+		conn_http_read_answer(ch->api, ch->ctx, x->job, hr, &a);
 		job_done(ch, x->job, hr, &a);
 	} else {
 		/* The probe: any 2xx takes the key. */
 		passed = hr->code == CURLE_OK && hr->status >= 200 &&
 			 hr->status < 300;
 		if (!passed) {
-			ch->api->answer(ch->ctx, NULL, hr, ans, &a);
+			conn_http_read_answer(ch->api, ch->ctx, NULL, hr, &a);
 			describe(ch, "-", hr, &a, detail, sizeof(detail));
 		}
 		x->probe_cb(passed, passed ? NULL : detail, x->probe_arg);
 	}
-	json_decref(ans);
 	free(x);
 }
 

@@ -115,6 +115,17 @@ void conn_http_close(void *state);
 void conn_http_answer_words(struct conn_http_answer *a, const char *id,
 			    const char *why);
 
+/*
+ * How an answer reads for api: hr classified (http_multi_classify), its
+ * body parsed as JSON when it is an object, then api's answer() (ctx its
+ * open()'s, job NULL for a probe) makes a->outcome a class of enum
+ * outcome and may set the id and the provider's words.
+ */
+void conn_http_read_answer(const struct conn_http_api *api, void *ctx,
+			   const struct connector_job *job,
+			   const struct http_result *hr,
+			   struct conn_http_answer *a);
+
 /* The optional keys every HTTP connector takes, to end its list. */
 #define CONN_HTTP_OPTIONAL_KEYS                                                \
 	"base_url", "connect_timeout_ms", "request_timeout_ms", "tls_ca_file", \
@@ -165,6 +176,7 @@ void conn_http_answer_words(struct conn_http_answer *a, const char *id,
 	    .health = conn_http_health,                                        \
 	    .probe = PROBE,                                                    \
 	    .close = conn_http_close,                                          \
+	    .impl = &NAME##_api,                                               \
 	};                                                                     \
 	CONNECTOR_REGISTER(NAME##_ops)
 

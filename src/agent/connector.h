@@ -102,6 +102,11 @@ struct connector_ops {
 	 * under way (no cb).  Frees state.
 	 */
 	void (*close)(void *state);
+	/*
+	 * What the type is built from, for its tests and fuzz targets: the
+	 * struct conn_http_api of an HTTP API connector, else NULL.
+	 */
+	const void *impl;
 };
 
 /* NULL when no connector has that type name. */

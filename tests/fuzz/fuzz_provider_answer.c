@@ -1,0 +1,129 @@
+/*
+ * libFuzzer target for how an HTTP API connector reads its provider's
+ * answer (conn_http_read_answer: the status classified, the body parsed,
+ * the type's answer()), for every registered type built on conn_http, and
+ * for the Retry-After parser.  The provider's bytes are not ours: any
+ * status and body must end in a class of enum outcome (never the "only
+ * the connector can judge" mark), with the id and the words terminated
+ * within their buffers and a pause within its cap.  The answer() under
+ * test gets no context (none of them uses one).
+ *
+ * Input: byte 0 picks the type (0xff: the rest is a Retry-After value),
+ * bytes 1-2 the status (100 + n % 500), byte 3 the transfer's flags (bit 0
+ * failed, bit 1 the request went out, bit 2 the body too big), the rest is
+ * the body.
+ */
+#include "agent/conn_http.h"
+#include "agent/connector.h"
+#include "agent/http_multi.h"
+#include "common/buf.h"
+#include "link/link.h"
+
+#include <curl/curl.h>
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define TYPES_MAX 32
+
+static const struct conn_http_api *apis[TYPES_MAX];
+static size_t napis;
+static CURL *easy; /* no transfer: header lookups find none */
+
+static void
+init(void)
+{
+	const char *const *names;
+	const struct connector_ops *ops;
+	size_t i, n;
+
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	easy = curl_easy_init();
+	if (easy == NULL)
+		abort();
+	names = connector_names(&n);
+	for (i = 0; i < n && napis < TYPES_MAX; i++) {
+		ops = connector_lookup(names[i]);
+		if (ops != NULL && ops->impl != NULL)
+			apis[napis++] = ops->impl;
+	}
+	if (napis == 0)
+		abort();
+}
+
+static void
+check_terminated(const char *s, size_t size)
+{
+	if (memchr(s, '\0', size) == NULL)
+		abort();
+}
+
+static void
+read_answer(const uint8_t *data, size_t size)
+{
+	static const char *const rcpt[] = {"bob@example.net",
+					   "carl@example.org"};
+	struct connector_job job;
+	struct conn_http_answer a;
+	struct http_result hr;
+	struct buf body;
+	uint8_t flags = data[3];
+
+	memset(&job, 0, sizeof(job));
+	job.message_id = "01KB0000000000000000000000";
+	job.mail_from = "ann@example.com";
+	job.rcpt = rcpt;
+	job.nrcpt = 2;
+	buf_init(&body, HTTP_BODY_MAX);
+	if (buf_append(&body, data + 4, size - 4) != 0 ||
+	    buf_append(&body, "", 0) != 0)
+		abort();
+	memset(&hr, 0, sizeof(hr));
+	hr.status = 100 + (long)((data[1] << 8 | data[2]) % 500);
+	hr.code = flags & 1 ? CURLE_OPERATION_TIMEDOUT : CURLE_OK;
+	hr.sent = flags & 2;
+	hr.too_big = flags & 4;
+	hr.error = "fuzz";
+	hr.body = &body;
+	hr.easy = easy;
+	conn_http_read_answer(apis[data[0] % napis], NULL, &job, &hr, &a);
+	if (a.outcome < 0 || a.outcome > OUTCOME_MAX ||
+	    a.retry_after_ms > HTTP_RETRY_AFTER_MAX_MS)
+		abort();
+	check_terminated(a.id, sizeof(a.id));
+	check_terminated(a.why, sizeof(a.why));
+	check_terminated(a.tag, sizeof(a.tag));
+	buf_cleanup(&body);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static int inited;
+	char *value;
+
+	if (!inited) {
+		init();
+		inited = 1;
+	}
+	if (size >= 1 && data[0] == 0xff) {
+		value = malloc(size);
+		if (value == NULL)
+			return 0;
+		memcpy(value, data + 1, size - 1);
+		value[size - 1] = '\0';
+		if (http_multi_retry_after_ms(value, time(NULL)) >
+		    HTTP_RETRY_AFTER_MAX_MS)
+			abort();
+		free(value);
+		return 0;
+	}
+	if (size < 4 || size - 4 > HTTP_BODY_MAX)
+		return 0;
+	read_answer(data, size);
+	return 0;
+}
