@@ -357,6 +357,14 @@ data_step(struct smtp_session *ss)
 	return true;
 }
 
+/* Lines wait in the input until the replies before them are read. */
+static bool
+out_paused(struct smtp_session *ss)
+{
+	return (ss->state == SMTP_STATE_CMD || ss->state == SMTP_STATE_AUTH) &&
+	       unsent(ss) > OUT_HIGH;
+}
+
 /*
  * Runs the state machine over what the input holds.  Reentrant calls (a
  * submit refusal answered inside data_end) leave the looping to the outer
@@ -377,6 +385,17 @@ session_drive(struct smtp_session *ss)
 			more = data_step(ss);
 		else
 			more = false;
+		/*
+		 * Paused for the replies: write them now.  When the kernel
+		 * takes them all, the bufferevent never had any to write and
+		 * will never call on_write, and no read may come either (the
+		 * client waits for these very replies): go on here, or the
+		 * lines left in the input would wait for the idle timeout.
+		 */
+		if (!more && !ss->gone && out_paused(ss)) {
+			flush(ss);
+			more = !out_paused(ss);
+		}
 		/* A session waiting for its commit or its AUTH check is
 		 * freed by that answer (session_end_gone). */
 		if (ss->gone && ss->state != SMTP_STATE_SUBMIT &&
@@ -567,7 +586,7 @@ on_write(struct bufferevent *bev, void *arg)
 		linger_start(ss);
 	else if (ss->state == SMTP_STATE_STARTTLS)
 		tls_start(ss);
-	else if (ss->state == SMTP_STATE_CMD)
+	else if (ss->state == SMTP_STATE_CMD || ss->state == SMTP_STATE_AUTH)
 		session_drive(ss); /* replies drained: read on */
 }
 
