@@ -65,8 +65,8 @@ may_send(struct smtp_session *ss)
 
 	if (ss->trusted || ss->authed)
 		return true;
-	log_warnx_rl(&ss->srv->bad_rl, 10000, "- smtp relay_refused peer=%s",
-		     ss->peer);
+	log_warnx_rl(&ss->srv->rl[SMTP_RL_RELAY], SMTP_RL_MS,
+		     "- smtp relay_refused peer=%s", ss->peer);
 	smtp__reply_bad(ss, ss->srv->users != NULL ? &need_auth : &denied);
 	return false;
 }

@@ -25,6 +25,28 @@
 
 struct evbuffer;
 struct smtp_session;
+
+/*
+ * What an outsider can make the intake log, each kind rate-limited on its
+ * own (smtp_server's rl[]): with one limiter for all, a kind that is cheap
+ * to cause (a timeout, a refused relay) would take every window's one
+ * line, and AUTH guessing would never show as auth_failed.
+ */
+enum smtp_rl {
+	SMTP_RL_CONNS,        /* refused: smtp_max_connections */
+	SMTP_RL_CLIENT_CONNS, /* refused: smtp_max_client_connections */
+	SMTP_RL_OOM,          /* a session that could not be made */
+	SMTP_RL_BAD_COMMANDS, /* smtp_max_bad_commands reached */
+	SMTP_RL_RELAY,        /* MAIL without trust or AUTH */
+	SMTP_RL_AUTH,         /* a wrong user or password */
+	SMTP_RL_TOO_LARGE,    /* a message over max_message_bytes */
+	SMTP_RL_BUDGET,       /* smtp_data_budget_bytes spent */
+	SMTP_RL_TIMEOUT,      /* idle or session limit */
+	SMTP_RL_TLS,          /* a TLS error (a failed handshake) */
+	SMTP_RL_N,
+};
+/* One line per kind per this long at most. */
+#define SMTP_RL_MS 10000
 struct workq;
 
 /* Sessions of one client address (IPv4, or an IPv6 /64). */
@@ -64,8 +86,7 @@ struct smtp_server {
 	size_t data_mem;       /* bytes held by message buffers, all sessions */
 	struct workq *auth_wq; /* password checks, off the loop */
 	bool draining;
-	struct log_rl conn_rl; /* connection refusals */
-	struct log_rl bad_rl;  /* what a client did wrong */
+	struct log_rl rl[SMTP_RL_N]; /* see enum smtp_rl */
 };
 
 enum smtp_state {

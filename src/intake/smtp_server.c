@@ -154,7 +154,7 @@ on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
 	if (s->nsessions >= (size_t)s->opt.max_connections) {
 		peer_text(sa, peer, sizeof(peer));
 		log_warnx_rl(
-		    &s->conn_rl, 10000,
+		    &s->rl[SMTP_RL_CONNS], SMTP_RL_MS,
 		    "- smtp refused peer=%s reason=max_connections max=%d",
 		    peer, s->opt.max_connections);
 		refuse_fd(fd, "421 4.3.2 Too many connections, try again "
@@ -165,7 +165,7 @@ on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
 	cl = client_get(s, key);
 	if (cl->count >= (unsigned)s->opt.max_client_connections) {
 		peer_text(sa, peer, sizeof(peer));
-		log_warnx_rl(&s->conn_rl, 10000,
+		log_warnx_rl(&s->rl[SMTP_RL_CLIENT_CONNS], SMTP_RL_MS,
 			     "- smtp refused peer=%s "
 			     "reason=max_client_connections max=%d",
 			     peer, s->opt.max_client_connections);

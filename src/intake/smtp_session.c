@@ -186,7 +186,7 @@ void
 smtp__reply_bad(struct smtp_session *ss, const struct smtp_reply *r)
 {
 	if (++ss->bad >= ss->srv->opt.max_bad_commands) {
-		log_warnx_rl(&ss->srv->bad_rl, 10000,
+		log_warnx_rl(&ss->srv->rl[SMTP_RL_BAD_COMMANDS], SMTP_RL_MS,
 			     "- smtp bad_commands peer=%s bad=%d", ss->peer,
 			     ss->bad);
 		smtp__reply_421(ss, "4.7.0",
@@ -211,7 +211,7 @@ smtp__charge(struct smtp_session *ss)
 	ss->charged = ss->data.alloc;
 	if (s->data_mem <= s->opt.data_budget || ss->data.over)
 		return;
-	log_warnx_rl(&s->conn_rl, 10000,
+	log_warnx_rl(&s->rl[SMTP_RL_BUDGET], SMTP_RL_MS,
 		     "- smtp data_budget_spent peer=%s held=%zu budget=%zu",
 		     ss->peer, s->data_mem, s->opt.data_budget);
 	ss->no_room = true;
@@ -313,7 +313,7 @@ data_end(struct smtp_session *ss)
 		return;
 	}
 	if (ss->data.over) {
-		log_warnx_rl(&ss->srv->bad_rl, 10000,
+		log_warnx_rl(&ss->srv->rl[SMTP_RL_TOO_LARGE], SMTP_RL_MS,
 			     "- smtp too_large peer=%s bytes=%llu", ss->peer,
 			     (unsigned long long)ss->data.seen);
 		smtp__reply(ss, 552, "5.3.4", "Message too big for system");
@@ -561,7 +561,7 @@ tls_start(struct smtp_session *ss)
 	if (ss->bev == NULL) {
 		SSL_free(ssl);
 		evutil_closesocket(fd);
-		log_warnx_rl(&ss->srv->conn_rl, 10000,
+		log_warnx_rl(&ss->srv->rl[SMTP_RL_OOM], SMTP_RL_MS,
 			     "- smtp cannot start TLS: out of memory");
 		session_free(ss);
 		return;
@@ -599,7 +599,7 @@ on_event(struct bufferevent *bev, short what, void *arg)
 		unsigned long e =
 		    ss->tls ? bufferevent_get_openssl_error(bev) : 0;
 		if (e != 0)
-			log_warnx_rl(&ss->srv->bad_rl, 10000,
+			log_warnx_rl(&ss->srv->rl[SMTP_RL_TLS], SMTP_RL_MS,
 				     "- smtp tls_error peer=%s error=\"%s\"",
 				     ss->peer, ERR_reason_error_string(e));
 		if (ss->state == SMTP_STATE_SUBMIT ||
@@ -658,7 +658,7 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 		session_free(ss);
 		break;
 	default:
-		log_warnx_rl(&ss->srv->bad_rl, 10000,
+		log_warnx_rl(&ss->srv->rl[SMTP_RL_TIMEOUT], SMTP_RL_MS,
 			     "- smtp timeout peer=%s state=%s what=%s",
 			     ss->peer, state_names[ss->state],
 			     session_over ? "session" : "idle");
@@ -803,7 +803,7 @@ smtp__session_start(struct smtp_listener *l, evutil_socket_t fd,
 	smtp_data_init(&ss->data, s->opt.max_message_bytes);
 	ss->session_end_ms = mono_ms() + (int64_t)s->opt.max_session_s * 1000;
 	if (!session_bev_new(ss, fd)) {
-		log_warnx_rl(&s->conn_rl, 10000,
+		log_warnx_rl(&s->rl[SMTP_RL_OOM], SMTP_RL_MS,
 			     "- smtp cannot take a connection: out of memory");
 		smtp__client_put(s, cl);
 		if (ss->out != NULL)

@@ -7,6 +7,7 @@ A pipelined flood whose replies outgrow the output bound is answered in
 full (no stall once the client reads); ...
 """
 
+import base64
 import os
 import socket
 import sys
@@ -41,6 +42,30 @@ def relay(module_cluster_factory, tmp_path_factory):
     c.start_agent("a")
     c.smtp_port, c.cert, c.folder = port, cert, folder
     return c
+
+
+@pytest.fixture(scope="module")
+def locked(module_cluster_factory, tmp_path_factory):
+    """Trusts no network: AUTH (offered in clear, on loopback) is the only
+    way to send."""
+    folder = str(tmp_path_factory.mktemp("locked"))
+    port = h.free_port()
+    c = module_cluster_factory(providers=("a",), server_extra={
+        "smtp_listen": "127.0.0.1:%d" % port,
+        "smtp_users_file": t72.users_file(folder),
+        "smtp_allow_plain_auth": "yes",
+        "smtp_trusted_networks": "",
+        "smtp_max_bad_commands": 5})
+    c.start_server()
+    c.start_agent("a")
+    c.smtp_port = port
+    return c
+
+
+def smtp_log(c, event):
+    """The server's log lines of one smtp event."""
+    with open(c.server.log_path, encoding="utf-8", errors="replace") as f:
+        return [ln for ln in f if " smtp - %s " % event in ln]
 
 
 class Reader(threading.Thread):
@@ -114,3 +139,93 @@ def test_client_that_never_reads_is_bounded(relay):
     t = t70.Raw(relay.smtp_port)
     assert t.reply()[0] == 220 and t.cmd(b"NOOP")[0] == 250
     t.close()
+
+
+def received_len(helo):
+    """The length of the Received header the server puts first."""
+    host = "".join(ch if "!" <= ch <= "~" else "-"
+                   for ch in socket.gethostname()[:255]) or "localhost"
+    return len("Received: from %s ([127.0.0.1])\r\n\tby %s (Shivneri) with "
+               "ESMTP;\r\n\tSun, 29 Nov 2026 10:00:00 +0000\r\n"
+               % (helo, host))
+
+
+def sized(n, mark):
+    """A message of exactly n bytes (with its last CRLF) that needs no
+    Date or Message-ID added."""
+    head = ("Date: Sun, 29 Nov 2026 10:00:00 +0000\r\nMessage-ID: <%s@t>\r\n"
+            "From: ann@example.com\r\nTo: bob@example.net\r\n"
+            "Subject: %s\r\n\r\n" % (mark, mark)).encode()
+    pad = n - len(head) - 2
+    lines = []
+    while pad > 0:
+        k = min(pad, 78)
+        if pad - k in (1, 2):  # no line of one stray byte at the end
+            k -= 3
+        lines.append(b"y" * k)
+        pad -= k + 2
+    data = head + b"\r\n".join(lines) + b"\r\n"
+    assert len(data) == n, (len(data), n)
+    return data
+
+
+def test_message_at_the_limit_and_one_byte_over(relay):
+    """max_message_bytes is the stored message, Received included: a
+    message that makes exactly that much is queued (and its stored copy
+    is that long), one byte more is 552 and nothing is stored."""
+    room = MAX_BYTES - received_len("t.example")
+    r = t70.send_one(relay, sized(room, "at-limit"))
+    mid = t70.queued_id(r)
+    relay.wait_delivered([mid])
+    stored = t70.maildir_file(relay, "a", "at-limit@t")
+    assert stored is not None and len(stored) == MAX_BYTES
+    before = t70.total(relay)
+    r = t70.send_one(relay, sized(room + 1, "over-limit"))
+    assert r == (552, ["552 5.3.4 Message too big for system"])
+    assert t70.total(relay) == before
+
+
+def queued_ids(c):
+    """Message ids of the "intake queued" lines of the server's log."""
+    with open(c.server.log_path, encoding="utf-8", errors="replace") as f:
+        return [ln.split()[3] for ln in f if " intake " in ln
+                and " queued bytes=" in ln]
+
+
+def test_client_gone_right_after_the_dot(relay):
+    """A client that sends its message and shuts its side without
+    reading the 250: the message is stored once, with its id logged."""
+    before, ids = t70.total(relay), set(queued_ids(relay))
+    s = t70.Raw(relay.smtp_port)
+    s.send(b"EHLO t.example\r\nMAIL FROM:<ann@example.com>\r\n"
+           b"RCPT TO:<bob@example.net>\r\nDATA\r\n")
+    s.send(sized(600, "gone-after-dot") + b".\r\n")
+    s.s.shutdown(socket.SHUT_WR)
+    s.close()
+    h.wait_for(lambda: t70.maildir_file(relay, "a", "gone-after-dot@t"), 10,
+               "the message of a client gone after the dot")
+    new = [m for m in queued_ids(relay) if m not in ids]
+    assert len(new) == 1 and t70.total(relay) == before + 1, new
+    assert relay.get("/v1/messages/" + new[0]).status == 200
+
+
+def test_each_kind_of_refusal_logs_its_own_line(locked):
+    """A refused relay, a password guess and the bad-command cut, within
+    one 10 s window: each kind has its own rate limit, so each shows.
+    (With one limit for all, the first, cheap to cause, hid the others:
+    a client could keep its AUTH guessing out of the log.)"""
+    s = t70.Raw(locked.smtp_port)
+    assert s.reply()[0] == 220
+    assert s.cmd(b"EHLO t.example")[0] == 250
+    assert s.cmd(b"MAIL FROM:<ann@example.com>")[0] == 530
+    wrong = base64.b64encode(b"\0" + t72.USER.encode() + b"\0nope")
+    assert s.cmd(b"AUTH PLAIN " + wrong)[0] == 535
+    codes = [s.cmd(b"FOO")[0] for _ in range(3)]
+    assert codes == [500, 500, 421], codes
+    s.close()
+    for event in ("relay_refused", "auth_failed", "bad_commands"):
+        h.wait_for(lambda: smtp_log(locked, event), 5, event + " logged")
+    # Nothing of the guess is in the log.
+    with open(locked.server.log_path, encoding="utf-8") as f:
+        text = f.read()
+    assert "nope" not in text and t72.USER not in text
