@@ -115,6 +115,7 @@ struct smtp_session {
 	bool esmtp;    /* EHLO, not HELO */
 	bool trusted;  /* from smtp_trusted_networks */
 	bool tls;      /* the session runs over TLS */
+	bool tls_up;   /* its handshake is done (a reply can go out) */
 	bool authed;   /* AUTH succeeded */
 	bool eof;      /* the client shut its side */
 	bool gone;     /* the socket failed while a submission was out */

@@ -611,6 +611,8 @@ on_event(struct bufferevent *bev, short what, void *arg)
 		session_free(ss);
 		return;
 	}
+	if (what & BEV_EVENT_CONNECTED)
+		ss->tls_up = true; /* the TLS handshake is done */
 	if (!(what & BEV_EVENT_EOF))
 		return;
 	ss->eof = true;
@@ -661,7 +663,17 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 		log_warnx_rl(&ss->srv->rl[SMTP_RL_TIMEOUT], SMTP_RL_MS,
 			     "- smtp timeout peer=%s state=%s what=%s",
 			     ss->peer, state_names[ss->state],
-			     session_over ? "session" : "idle");
+			     ss->tls && !ss->tls_up ? "handshake"
+			     : session_over         ? "session"
+						    : "idle");
+		/* A TLS handshake that never finished: no reply can reach
+		 * the client, so waiting CLOSE_FLUSH_MS for one to go out
+		 * would only hold the connection (and its client's count)
+		 * longer. */
+		if (ss->tls && !ss->tls_up) {
+			session_free(ss);
+			break;
+		}
 		smtp__reply_421(ss, "4.4.2",
 				session_over
 				    ? "Session too long, closing connection"

@@ -229,3 +229,59 @@ def test_each_kind_of_refusal_logs_its_own_line(locked):
     with open(locked.server.log_path, encoding="utf-8") as f:
         text = f.read()
     assert "nope" not in text and t72.USER not in text
+
+
+def closed_within(sock, limit):
+    """Seconds until the server closed sock (reading and dropping what
+    comes), or None past limit."""
+    t0 = time.monotonic()
+    sock.settimeout(0.2)
+    while time.monotonic() - t0 < limit:
+        try:
+            if sock.recv(4096) == b"":
+                return time.monotonic() - t0
+        except socket.timeout:
+            continue
+        except ConnectionResetError:
+            return time.monotonic() - t0
+    return None
+
+
+def test_stalled_tls_handshakes(make_cluster, tmp_path):
+    """TLS handshakes that never finish (nothing sent after STARTTLS's
+    220, a partial record on smtps_listen) count against the client's
+    cap and end at the idle timeout, at once: no reply can reach such a
+    client, so there is nothing to wait for (the close used to wait 10 s
+    more for a 421 that could never go out).  A handshake that finished
+    gets its 421 over TLS."""
+    cert, key = t72.make_cert(str(tmp_path))
+    port, sport = h.free_port(), h.free_port()
+    c = make_cluster(providers=("a",), server_extra={
+        "smtp_listen": "127.0.0.1:%d" % port,
+        "smtps_listen": "127.0.0.1:%d" % sport,
+        "smtp_tls_cert_file": cert, "smtp_tls_key_file": key,
+        "smtp_timeout_s": 1, "smtp_max_client_connections": 2})
+    c.start_server()
+    a = t70.Raw(port)
+    assert a.reply()[0] == 220 and a.cmd(b"EHLO t.example")[0] == 250
+    assert a.cmd(b"STARTTLS")[0] == 220
+    b = socket.create_connection(("127.0.0.1", sport))
+    b.sendall(b"\x16\x03\x01\x02\x00\x01\x00")  # a ClientHello's start
+    third = t70.Raw(port)
+    assert third.reply() == (
+        421, ["421 4.7.0 Too many connections from your address"])
+    third.close()
+    for s in (a.s, b):
+        took = closed_within(s, 5)
+        assert took is not None and took < 3.5, took
+        s.close()
+    # Done with the stalled ones: a handshake that finishes and then
+    # idles gets its 421 in TLS.
+    raw = socket.create_connection(("127.0.0.1", sport))
+    t = t72.context(cert).wrap_socket(raw, server_hostname="127.0.0.1")
+    f = t.makefile("rb")
+    assert f.readline().startswith(b"220 ")
+    assert f.readline() == (
+        b"421 4.4.2 Timeout exceeded, closing connection\r\n")
+    t.close()
+    assert smtp_log(c, "timeout")
