@@ -285,3 +285,35 @@ def test_stalled_tls_handshakes(make_cluster, tmp_path):
         b"421 4.4.2 Timeout exceeded, closing connection\r\n")
     t.close()
     assert smtp_log(c, "timeout")
+
+
+def test_trickled_data_meets_the_session_limit(make_cluster):
+    """A client trickling its message a byte at a time stays under the
+    idle timeout (each byte is progress) but not past the session limit:
+    421 4.4.2 in the middle of DATA, and nothing stored."""
+    port = h.free_port()
+    c = make_cluster(providers=("a",), server_extra={
+        "smtp_listen": "127.0.0.1:%d" % port,
+        "smtp_timeout_s": 1, "smtp_max_session_s": 2})
+    c.start_server()
+    s = t70.Raw(port)
+    assert s.reply()[0] == 220
+    for cmd in (b"EHLO t.example", b"MAIL FROM:<ann@example.com>",
+                b"RCPT TO:<bob@example.net>"):
+        assert s.cmd(cmd)[0] == 250
+    assert s.cmd(b"DATA")[0] == 354
+    t0 = time.monotonic()
+    s.s.settimeout(0.3)
+    got = b""
+    for ch in t70.body(1) * 20:
+        if time.monotonic() - t0 > h.scaled(5):
+            break
+        try:
+            got = s.s.recv(4096)
+            break
+        except socket.timeout:
+            s.send(bytes([ch]))
+    assert got == b"421 4.4.2 Session too long, closing connection\r\n", got
+    assert time.monotonic() - t0 < 4
+    s.close()
+    assert t70.total(c) == 0
