@@ -77,7 +77,10 @@ struct smtp_server {
 	size_t nlis;
 	struct event *retry; /* accept paused for want of descriptors */
 	int retry_ms;
-	uint64_t refused;
+	uint64_t refused;      /* accepts failed in this pause */
+	int64_t pause_log_ms;  /* when a pause was last logged (monotonic) */
+	uint64_t pauses_quiet; /* pauses not logged since */
+	bool pause_logged;     /* this pause was logged: log its end too */
 	LIST_HEAD(, smtp_session) sessions;
 	size_t nsessions;
 	struct smtp_client *clients[SMTP_CLIENT_BUCKETS];

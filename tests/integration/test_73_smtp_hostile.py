@@ -9,6 +9,7 @@ full (no stall once the client reads); ...
 
 import base64
 import os
+import resource
 import socket
 import sys
 import threading
@@ -317,3 +318,44 @@ def test_trickled_data_meets_the_session_limit(make_cluster):
     assert time.monotonic() - t0 < 4
     s.close()
     assert t70.total(c) == 0
+
+
+def test_descriptor_churn_logs_a_bounded_number_of_lines(make_cluster):
+    """At its descriptor limit, a peer that frees a connection and takes
+    another in turn ends the accept pause and starts the next at every
+    retry: the pauses are logged once per 10 s, not twice a retry (it
+    was about 20 lines a second), and the server serves again after."""
+    limit = 48
+    port = h.free_port()
+    c = make_cluster(providers=("a",), server_extra={
+        "smtp_listen": "127.0.0.1:%d" % port})
+    c.start_server()
+    resource.prlimit(c.server.pid, resource.RLIMIT_NOFILE, (limit, limit))
+    held = []
+
+    def accept_lines():
+        with open(c.server.log_path, encoding="utf-8") as f:
+            return [ln for ln in f if " smtp - accept" in ln]
+    try:
+        for _ in range(limit + 10):
+            held.append(socket.create_connection(("127.0.0.1", port),
+                                                 timeout=h.scaled(5)))
+        h.wait_for(accept_lines, 5, "the first pause logged")
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 3:
+            held.pop(0).close()
+            held.append(socket.create_connection(("127.0.0.1", port),
+                                                 timeout=h.scaled(5)))
+            time.sleep(0.05)
+        assert len(accept_lines()) <= 4, accept_lines()[:6]
+    finally:
+        for s in held:
+            s.close()
+
+    def served():
+        s = t70.Raw(port)
+        try:
+            return s.reply()[0] == 220
+        finally:
+            s.close()
+    h.wait_for(served, 10, "served again once the clients left")
