@@ -9,7 +9,9 @@
  * A refused connection gets a one-line 421 written on the fresh socket
  * (its send buffer is empty) and is closed; one rate-limited log line
  * says so.  Out of descriptors, accept pauses and retries on a timer
- * (100 ms doubling to 1 s) rather than spinning, as the HTTP server does.
+ * (100 ms doubling to 1 s) rather than spinning, as the HTTP server does;
+ * a pause is logged once per SMTP_RL_MS at most, however often a peer
+ * churning connections ends one and starts the next.
  */
 #include "intake/smtp_int.h"
 #include "common/cidr.h"
