@@ -25,6 +25,7 @@
 
 struct evbuffer;
 struct smtp_session;
+struct workq;
 
 /*
  * What an outsider can make the intake log, each kind rate-limited on its
@@ -47,7 +48,6 @@ enum smtp_rl {
 };
 /* One line per kind per this long at most. */
 #define SMTP_RL_MS 10000
-struct workq;
 
 /* Sessions of one client address (IPv4, or an IPv6 /64). */
 struct smtp_client {
