@@ -115,15 +115,16 @@ struct smtp_session {
 	char peer[INET6_ADDRSTRLEN + 8];     /* address:port, for logs */
 	char addr_lit[INET6_ADDRSTRLEN + 8]; /* [a.b.c.d] or [IPv6:...] */
 	char helo[SMTP_HELO_MAX + 1];
-	bool esmtp;    /* EHLO, not HELO */
-	bool trusted;  /* from smtp_trusted_networks */
-	bool tls;      /* the session runs over TLS */
-	bool tls_up;   /* its handshake is done (a reply can go out) */
-	bool authed;   /* AUTH succeeded */
-	bool eof;      /* the client shut its side */
-	bool gone;     /* the socket failed while a submission was out */
-	bool skipping; /* dropping an overlong line up to its end */
-	bool in_drive; /* session_drive() is on the stack */
+	bool esmtp;          /* EHLO, not HELO */
+	bool trusted;        /* from smtp_trusted_networks */
+	bool tls;            /* the session runs over TLS */
+	bool tls_up;         /* its handshake is done (a reply can go out) */
+	bool authed;         /* AUTH succeeded */
+	bool eof;            /* the client shut its side */
+	bool gone;           /* the socket failed while a submission was out */
+	bool skipping;       /* dropping an overlong line up to its end */
+	bool in_drive;       /* session_drive() is on the stack */
+	bool resume_pending; /* a deferred read is to drive it (see there) */
 	/* AUTH (smtp_login.c). */
 	int auth_step;                           /* which line comes next */
 	char auth_user[SMTP_AUTH_FIELD_MAX + 1]; /* LOGIN's first answer */

@@ -378,6 +378,7 @@ session_drive(struct smtp_session *ss)
 	if (ss->in_drive)
 		return;
 	ss->in_drive = true;
+	ss->resume_pending = false;
 	while (more) {
 		if (ss->state == SMTP_STATE_CMD || ss->state == SMTP_STATE_AUTH)
 			more = cmd_step(ss);
@@ -389,12 +390,20 @@ session_drive(struct smtp_session *ss)
 		 * Paused for the replies: write them now.  When the kernel
 		 * takes them all, the bufferevent never had any to write and
 		 * will never call on_write, and no read may come either (the
-		 * client waits for these very replies): go on here, or the
-		 * lines left in the input would wait for the idle timeout.
+		 * client waits for these very replies), so the lines left in
+		 * the input would wait for the idle timeout.  They are read
+		 * from a deferred read callback, after the loop's other
+		 * events: one call does at most OUT_HIGH of replies.
 		 */
 		if (!more && !ss->gone && out_paused(ss)) {
 			flush(ss);
-			more = !out_paused(ss);
+			if (!out_paused(ss)) {
+				ss->resume_pending = true;
+				bufferevent_trigger(
+				    ss->bev, EV_READ,
+				    BEV_TRIG_IGNORE_WATERMARKS |
+					BEV_TRIG_DEFER_CALLBACKS);
+			}
 		}
 		/* A session waiting for its commit or its AUTH check is
 		 * freed by that answer (session_end_gone). */
@@ -415,7 +424,7 @@ session_drive(struct smtp_session *ss)
 	}
 	if (ss->eof &&
 	    (ss->state == SMTP_STATE_CMD || ss->state == SMTP_STATE_AUTH) &&
-	    unsent(ss) <= OUT_HIGH) {
+	    !ss->resume_pending && unsent(ss) <= OUT_HIGH) {
 		/* Not paused for the replies: every whole line was read. */
 		session_close(ss);
 		return;

@@ -114,6 +114,17 @@ def test_flood_of_replies_is_answered_in_full(relay):
     r.join()
     assert (r.end, r.lines) == ("last", 8 * n + 1)
     s.close()
+    # The same burst from a client that has shut its side: every line it
+    # sent is still answered before the close.
+    s = t70.Raw(relay.smtp_port)
+    assert s.reply()[0] == 220
+    r = Reader(s.s, b"221 ", h.scaled(10))
+    r.start()
+    s.send(b"EHLO x\n" * n + b"QUIT\r\n")
+    s.s.shutdown(socket.SHUT_WR)
+    r.join()
+    assert (r.end, r.lines) == ("last", 8 * n + 1)
+    s.close()
 
 
 def test_client_that_never_reads_is_bounded(relay):
