@@ -291,9 +291,10 @@ def test_stalled_tls_handshakes(make_cluster, tmp_path):
     assert third.reply() == (
         421, ["421 4.7.0 Too many connections from your address"])
     third.close()
+    # 1 s of idle timeout; the old close took 11 s.
     for s in (a.s, b):
-        took = closed_within(s, 5)
-        assert took is not None and took < 3.5, took
+        took = closed_within(s, 8)
+        assert took is not None and took < 7, took
         s.close()
     # Done with the stalled ones: a handshake that finishes and then
     # idles gets its 421 in TLS.
@@ -334,7 +335,7 @@ def test_trickled_data_meets_the_session_limit(make_cluster):
         except socket.timeout:
             s.send(bytes([ch]))
     assert got == b"421 4.4.2 Session too long, closing connection\r\n", got
-    assert time.monotonic() - t0 < 4
+    assert time.monotonic() - t0 < h.scaled(4)
     s.close()
     assert t70.total(c) == 0
 
