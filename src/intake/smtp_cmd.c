@@ -26,6 +26,7 @@ cmd_helo(struct smtp_session *ss, const struct smtp_cmd *c)
 	const char *ext[8];
 	size_t n = 0, i, len;
 	char size[48];
+	bool ok;
 
 	smtp__tx_reset(ss);
 	snprintf(ss->helo, sizeof(ss->helo), "%s", c->arg);
@@ -46,12 +47,15 @@ cmd_helo(struct smtp_session *ss, const struct smtp_cmd *c)
 		ext[n++] = "AUTH PLAIN LOGIN";
 	len = smtp_reply_format(line, sizeof(line), 250, NULL, s->hostname,
 				false);
-	(void)evbuffer_add(out, line, len);
-	for (i = 0; i < n; i++) {
+	ok = evbuffer_add(out, line, len) == 0;
+	for (i = 0; i < n && ok; i++) {
 		len = smtp_reply_format(line, sizeof(line), 250, NULL, ext[i],
 					i + 1 == n);
-		(void)evbuffer_add(out, line, len);
+		ok = evbuffer_add(out, line, len) == 0;
 	}
+	/* Out of memory, as smtp__reply: a half reply must not stand. */
+	if (!ok)
+		ss->gone = true;
 }
 
 /* May this session send at all?  Trusted network or AUTH. */
@@ -65,8 +69,8 @@ may_send(struct smtp_session *ss)
 
 	if (ss->trusted || ss->authed)
 		return true;
-	log_warnx_rl(&ss->srv->bad_rl, 10000, "- smtp relay_refused peer=%s",
-		     ss->peer);
+	log_warnx_rl(&ss->srv->rl[SMTP_RL_RELAY], SMTP_RL_MS,
+		     "- smtp relay_refused peer=%s", ss->peer);
 	smtp__reply_bad(ss, ss->srv->users != NULL ? &need_auth : &denied);
 	return false;
 }

@@ -27,6 +27,28 @@ struct evbuffer;
 struct smtp_session;
 struct workq;
 
+/*
+ * What an outsider can make the intake log, each kind rate-limited on its
+ * own (smtp_server's rl[]): with one limiter for all, a kind that is cheap
+ * to cause (a timeout, a refused relay) would take every window's one
+ * line, and AUTH guessing would never show as auth_failed.
+ */
+enum smtp_rl {
+	SMTP_RL_CONNS,        /* refused: smtp_max_connections */
+	SMTP_RL_CLIENT_CONNS, /* refused: smtp_max_client_connections */
+	SMTP_RL_OOM,          /* a session that could not be made */
+	SMTP_RL_BAD_COMMANDS, /* smtp_max_bad_commands reached */
+	SMTP_RL_RELAY,        /* MAIL without trust or AUTH */
+	SMTP_RL_AUTH,         /* a wrong user or password */
+	SMTP_RL_TOO_LARGE,    /* a message over max_message_bytes */
+	SMTP_RL_BUDGET,       /* smtp_data_budget_bytes spent */
+	SMTP_RL_TIMEOUT,      /* idle or session limit */
+	SMTP_RL_TLS,          /* a TLS error (a failed handshake) */
+	SMTP_RL_N,
+};
+/* One line per kind per this long at most. */
+#define SMTP_RL_MS 10000
+
 /* Sessions of one client address (IPv4, or an IPv6 /64). */
 struct smtp_client {
 	uint8_t key[16];
@@ -55,7 +77,10 @@ struct smtp_server {
 	size_t nlis;
 	struct event *retry; /* accept paused for want of descriptors */
 	int retry_ms;
-	uint64_t refused;
+	uint64_t refused;      /* accepts failed in this pause */
+	int64_t pause_log_ms;  /* when a pause was last logged (monotonic) */
+	uint64_t pauses_quiet; /* pauses not logged since */
+	bool pause_logged;     /* this pause was logged: log its end too */
 	LIST_HEAD(, smtp_session) sessions;
 	size_t nsessions;
 	struct smtp_client *clients[SMTP_CLIENT_BUCKETS];
@@ -64,8 +89,7 @@ struct smtp_server {
 	size_t data_mem;       /* bytes held by message buffers, all sessions */
 	struct workq *auth_wq; /* password checks, off the loop */
 	bool draining;
-	struct log_rl conn_rl; /* connection refusals */
-	struct log_rl bad_rl;  /* what a client did wrong */
+	struct log_rl rl[SMTP_RL_N]; /* see enum smtp_rl */
 };
 
 enum smtp_state {
@@ -91,14 +115,16 @@ struct smtp_session {
 	char peer[INET6_ADDRSTRLEN + 8];     /* address:port, for logs */
 	char addr_lit[INET6_ADDRSTRLEN + 8]; /* [a.b.c.d] or [IPv6:...] */
 	char helo[SMTP_HELO_MAX + 1];
-	bool esmtp;    /* EHLO, not HELO */
-	bool trusted;  /* from smtp_trusted_networks */
-	bool tls;      /* the session runs over TLS */
-	bool authed;   /* AUTH succeeded */
-	bool eof;      /* the client shut its side */
-	bool gone;     /* the socket failed while a submission was out */
-	bool skipping; /* dropping an overlong line up to its end */
-	bool in_drive; /* session_drive() is on the stack */
+	bool esmtp;          /* EHLO, not HELO */
+	bool trusted;        /* from smtp_trusted_networks */
+	bool tls;            /* the session runs over TLS */
+	bool tls_up;         /* its handshake is done (a reply can go out) */
+	bool authed;         /* AUTH succeeded */
+	bool eof;            /* the client shut its side */
+	bool gone;           /* the socket failed while a submission was out */
+	bool skipping;       /* dropping an overlong line up to its end */
+	bool in_drive;       /* session_drive() is on the stack */
+	bool resume_pending; /* a deferred read is to drive it (see there) */
 	/* AUTH (smtp_login.c). */
 	int auth_step;                           /* which line comes next */
 	char auth_user[SMTP_AUTH_FIELD_MAX + 1]; /* LOGIN's first answer */

@@ -85,7 +85,7 @@ auth_done(void *arg)
 			smtp__reply(ss, 235, "2.7.0",
 				    "Authentication successful");
 		} else {
-			log_warnx_rl(&ss->srv->bad_rl, 10000,
+			log_warnx_rl(&ss->srv->rl[SMTP_RL_AUTH], SMTP_RL_MS,
 				     "- smtp auth_failed peer=%s", ss->peer);
 		}
 	}

@@ -9,7 +9,9 @@
  * A refused connection gets a one-line 421 written on the fresh socket
  * (its send buffer is empty) and is closed; one rate-limited log line
  * says so.  Out of descriptors, accept pauses and retries on a timer
- * (100 ms doubling to 1 s) rather than spinning, as the HTTP server does.
+ * (100 ms doubling to 1 s) rather than spinning, as the HTTP server does;
+ * a pause is logged once per SMTP_RL_MS at most, however often a peer
+ * churning connections ends one and starts the next.
  */
 #include "intake/smtp_int.h"
 #include "common/cidr.h"
@@ -142,8 +144,9 @@ on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
 	int one = 1;
 
 	if (s->refused > 0) {
-		log_info("- smtp accepting again refused=%llu",
-			 (unsigned long long)s->refused);
+		if (s->pause_logged)
+			log_info("- smtp accepting again refused=%llu",
+				 (unsigned long long)s->refused);
 		s->refused = 0;
 		s->retry_ms = 0;
 	}
@@ -154,7 +157,7 @@ on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
 	if (s->nsessions >= (size_t)s->opt.max_connections) {
 		peer_text(sa, peer, sizeof(peer));
 		log_warnx_rl(
-		    &s->conn_rl, 10000,
+		    &s->rl[SMTP_RL_CONNS], SMTP_RL_MS,
 		    "- smtp refused peer=%s reason=max_connections max=%d",
 		    peer, s->opt.max_connections);
 		refuse_fd(fd, "421 4.3.2 Too many connections, try again "
@@ -165,7 +168,7 @@ on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
 	cl = client_get(s, key);
 	if (cl->count >= (unsigned)s->opt.max_client_connections) {
 		peer_text(sa, peer, sizeof(peer));
-		log_warnx_rl(&s->conn_rl, 10000,
+		log_warnx_rl(&s->rl[SMTP_RL_CLIENT_CONNS], SMTP_RL_MS,
 			     "- smtp refused peer=%s "
 			     "reason=max_client_connections max=%d",
 			     peer, s->opt.max_client_connections);
@@ -195,6 +198,30 @@ accept_retry(evutil_socket_t fd, short what, void *arg)
 			log_warnx("- smtp cannot resume accepting");
 }
 
+/*
+ * A pause begins: logged, with its end, once per SMTP_RL_MS at most.  A
+ * peer that frees a descriptor and takes it again ends a pause and starts
+ * the next at every retry (100 ms), two lines each time without this.
+ */
+static void
+pause_log(struct smtp_server *s, int err)
+{
+	int64_t now = mono_ms();
+
+	s->pause_logged =
+	    s->pause_log_ms == 0 || now - s->pause_log_ms >= SMTP_RL_MS;
+	if (!s->pause_logged) {
+		s->pauses_quiet++;
+		return;
+	}
+	log_warnx("- smtp accept failed, pausing error=\"%s\" "
+		  "pauses_not_logged=%llu",
+		  evutil_socket_error_to_string(err),
+		  (unsigned long long)s->pauses_quiet);
+	s->pause_log_ms = now;
+	s->pauses_quiet = 0;
+}
+
 /* accept(2) failed for want of a resource: pause every listener. */
 static void
 on_accept_error(struct evconnlistener *lis, void *arg)
@@ -206,8 +233,7 @@ on_accept_error(struct evconnlistener *lis, void *arg)
 	size_t i;
 
 	if (s->refused++ == 0)
-		log_warnx("- smtp accept failed, pausing error=\"%s\"",
-			  evutil_socket_error_to_string(err));
+		pause_log(s, err);
 	s->retry_ms = s->retry_ms == 0 ? ACCEPT_RETRY_MIN_MS : s->retry_ms * 2;
 	if (s->retry_ms > ACCEPT_RETRY_MAX_MS)
 		s->retry_ms = ACCEPT_RETRY_MAX_MS;

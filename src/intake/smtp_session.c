@@ -186,7 +186,7 @@ void
 smtp__reply_bad(struct smtp_session *ss, const struct smtp_reply *r)
 {
 	if (++ss->bad >= ss->srv->opt.max_bad_commands) {
-		log_warnx_rl(&ss->srv->bad_rl, 10000,
+		log_warnx_rl(&ss->srv->rl[SMTP_RL_BAD_COMMANDS], SMTP_RL_MS,
 			     "- smtp bad_commands peer=%s bad=%d", ss->peer,
 			     ss->bad);
 		smtp__reply_421(ss, "4.7.0",
@@ -211,7 +211,7 @@ smtp__charge(struct smtp_session *ss)
 	ss->charged = ss->data.alloc;
 	if (s->data_mem <= s->opt.data_budget || ss->data.over)
 		return;
-	log_warnx_rl(&s->conn_rl, 10000,
+	log_warnx_rl(&s->rl[SMTP_RL_BUDGET], SMTP_RL_MS,
 		     "- smtp data_budget_spent peer=%s held=%zu budget=%zu",
 		     ss->peer, s->data_mem, s->opt.data_budget);
 	ss->no_room = true;
@@ -313,7 +313,7 @@ data_end(struct smtp_session *ss)
 		return;
 	}
 	if (ss->data.over) {
-		log_warnx_rl(&ss->srv->bad_rl, 10000,
+		log_warnx_rl(&ss->srv->rl[SMTP_RL_TOO_LARGE], SMTP_RL_MS,
 			     "- smtp too_large peer=%s bytes=%llu", ss->peer,
 			     (unsigned long long)ss->data.seen);
 		smtp__reply(ss, 552, "5.3.4", "Message too big for system");
@@ -357,6 +357,14 @@ data_step(struct smtp_session *ss)
 	return true;
 }
 
+/* Lines wait in the input until the replies before them are read. */
+static bool
+out_paused(struct smtp_session *ss)
+{
+	return (ss->state == SMTP_STATE_CMD || ss->state == SMTP_STATE_AUTH) &&
+	       unsent(ss) > OUT_HIGH;
+}
+
 /*
  * Runs the state machine over what the input holds.  Reentrant calls (a
  * submit refusal answered inside data_end) leave the looping to the outer
@@ -370,6 +378,7 @@ session_drive(struct smtp_session *ss)
 	if (ss->in_drive)
 		return;
 	ss->in_drive = true;
+	ss->resume_pending = false;
 	while (more) {
 		if (ss->state == SMTP_STATE_CMD || ss->state == SMTP_STATE_AUTH)
 			more = cmd_step(ss);
@@ -377,6 +386,25 @@ session_drive(struct smtp_session *ss)
 			more = data_step(ss);
 		else
 			more = false;
+		/*
+		 * Paused for the replies: write them now.  When the kernel
+		 * takes them all, the bufferevent never had any to write and
+		 * will never call on_write, and no read may come either (the
+		 * client waits for these very replies), so the lines left in
+		 * the input would wait for the idle timeout.  They are read
+		 * from a deferred read callback, after the loop's other
+		 * events: one call does at most OUT_HIGH of replies.
+		 */
+		if (!more && !ss->gone && out_paused(ss)) {
+			flush(ss);
+			if (!out_paused(ss)) {
+				ss->resume_pending = true;
+				bufferevent_trigger(
+				    ss->bev, EV_READ,
+				    BEV_TRIG_IGNORE_WATERMARKS |
+					BEV_TRIG_DEFER_CALLBACKS);
+			}
+		}
 		/* A session waiting for its commit or its AUTH check is
 		 * freed by that answer (session_end_gone). */
 		if (ss->gone && ss->state != SMTP_STATE_SUBMIT &&
@@ -396,7 +424,7 @@ session_drive(struct smtp_session *ss)
 	}
 	if (ss->eof &&
 	    (ss->state == SMTP_STATE_CMD || ss->state == SMTP_STATE_AUTH) &&
-	    unsent(ss) <= OUT_HIGH) {
+	    !ss->resume_pending && unsent(ss) <= OUT_HIGH) {
 		/* Not paused for the replies: every whole line was read. */
 		session_close(ss);
 		return;
@@ -542,7 +570,7 @@ tls_start(struct smtp_session *ss)
 	if (ss->bev == NULL) {
 		SSL_free(ssl);
 		evutil_closesocket(fd);
-		log_warnx_rl(&ss->srv->conn_rl, 10000,
+		log_warnx_rl(&ss->srv->rl[SMTP_RL_OOM], SMTP_RL_MS,
 			     "- smtp cannot start TLS: out of memory");
 		session_free(ss);
 		return;
@@ -567,7 +595,7 @@ on_write(struct bufferevent *bev, void *arg)
 		linger_start(ss);
 	else if (ss->state == SMTP_STATE_STARTTLS)
 		tls_start(ss);
-	else if (ss->state == SMTP_STATE_CMD)
+	else if (ss->state == SMTP_STATE_CMD || ss->state == SMTP_STATE_AUTH)
 		session_drive(ss); /* replies drained: read on */
 }
 
@@ -580,7 +608,7 @@ on_event(struct bufferevent *bev, short what, void *arg)
 		unsigned long e =
 		    ss->tls ? bufferevent_get_openssl_error(bev) : 0;
 		if (e != 0)
-			log_warnx_rl(&ss->srv->bad_rl, 10000,
+			log_warnx_rl(&ss->srv->rl[SMTP_RL_TLS], SMTP_RL_MS,
 				     "- smtp tls_error peer=%s error=\"%s\"",
 				     ss->peer, ERR_reason_error_string(e));
 		if (ss->state == SMTP_STATE_SUBMIT ||
@@ -592,6 +620,8 @@ on_event(struct bufferevent *bev, short what, void *arg)
 		session_free(ss);
 		return;
 	}
+	if (what & BEV_EVENT_CONNECTED)
+		ss->tls_up = true; /* the TLS handshake is done */
 	if (!(what & BEV_EVENT_EOF))
 		return;
 	ss->eof = true;
@@ -639,10 +669,20 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 		session_free(ss);
 		break;
 	default:
-		log_warnx_rl(&ss->srv->bad_rl, 10000,
+		log_warnx_rl(&ss->srv->rl[SMTP_RL_TIMEOUT], SMTP_RL_MS,
 			     "- smtp timeout peer=%s state=%s what=%s",
 			     ss->peer, state_names[ss->state],
-			     session_over ? "session" : "idle");
+			     ss->tls && !ss->tls_up ? "handshake"
+			     : session_over         ? "session"
+						    : "idle");
+		/* A TLS handshake that never finished: no reply can reach
+		 * the client, so waiting CLOSE_FLUSH_MS for one to go out
+		 * would only hold the connection (and its client's count)
+		 * longer. */
+		if (ss->tls && !ss->tls_up) {
+			session_free(ss);
+			break;
+		}
 		smtp__reply_421(ss, "4.4.2",
 				session_over
 				    ? "Session too long, closing connection"
@@ -784,7 +824,7 @@ smtp__session_start(struct smtp_listener *l, evutil_socket_t fd,
 	smtp_data_init(&ss->data, s->opt.max_message_bytes);
 	ss->session_end_ms = mono_ms() + (int64_t)s->opt.max_session_s * 1000;
 	if (!session_bev_new(ss, fd)) {
-		log_warnx_rl(&s->conn_rl, 10000,
+		log_warnx_rl(&s->rl[SMTP_RL_OOM], SMTP_RL_MS,
 			     "- smtp cannot take a connection: out of memory");
 		smtp__client_put(s, cl);
 		if (ss->out != NULL)
