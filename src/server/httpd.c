@@ -357,7 +357,7 @@ httpd_req_read_body(struct httpd_req *r, size_t max, httpd_body_cb cb,
 		return;
 	}
 	if ((int64_t)want > h->lim.body_budget - h->reserved) {
-		log_warnx_rl(&h->bad_rl, 10000,
+		log_warnx_rl(&h->budget_rl, 10000,
 			     "- http body budget spent peer=%s "
 			     "length=%" PRIu64 " reserved=%" PRId64,
 			     c->peer, want, h->reserved);
@@ -548,7 +548,7 @@ conn_timeout(evutil_socket_t fd, short what, void *arg)
 	switch (c->state) {
 	case CONN_HEAD:
 	case CONN_BODY:
-		log_warnx_rl(&c->h->bad_rl, 10000,
+		log_warnx_rl(&c->h->slow_rl, 10000,
 			     "- http request too slow peer=%s state=%s",
 			     c->peer, state_names[c->state]);
 		if (c->state == CONN_HEAD)
@@ -636,7 +636,9 @@ on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
 	struct httpd_conn *c;
 
 	if (h->refused > 0) {
-		log_info("- http accepting again refused=%" PRIu64, h->refused);
+		if (h->pause_said)
+			log_info("- http accepting again refused=%" PRIu64,
+				 h->refused);
 		h->refused = 0;
 		h->retry_ms = 0;
 	}
@@ -651,7 +653,7 @@ on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
 	c->bev = bufferevent_socket_new(h->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	c->timer = c->bev ? evtimer_new(h->base, conn_timeout, c) : NULL;
 	if (c->timer == NULL) {
-		log_warnx_rl(&h->over_cap_rl, 10000,
+		log_warnx_rl(&h->oom_rl, 10000,
 			     "- http cannot take a connection: out of memory");
 		if (c->bev != NULL)
 			bufferevent_free(c->bev);
@@ -682,7 +684,10 @@ accept_retry(evutil_socket_t fd, short what, void *arg)
 /*
  * accept(2) failed for want of a resource (EMFILE, ENFILE, ENOBUFS):
  * libevent would try again at once, for ever.  Pause, retry on a timer
- * that backs off, and say so once per episode.
+ * that backs off, and say so once per episode, and of the episodes once
+ * per 10 s: a peer that frees a descriptor and takes it again ends one
+ * and starts the next at every retry.  The end is said only after a
+ * beginning that was.
  */
 static void
 on_accept_error(struct evconnlistener *lis, void *arg)
@@ -691,9 +696,12 @@ on_accept_error(struct evconnlistener *lis, void *arg)
 	int err = EVUTIL_SOCKET_ERROR();
 	struct timeval tv;
 
-	if (h->refused++ == 0)
-		log_warnx("- http accept failed, pausing error=\"%s\"",
-			  evutil_socket_error_to_string(err));
+	if (h->refused++ == 0) {
+		log_warnx_rl(&h->accept_rl, 10000,
+			     "- http accept failed, pausing error=\"%s\"",
+			     evutil_socket_error_to_string(err));
+		h->pause_said = h->accept_rl.suppressed == 0;
+	}
 	h->retry_ms = h->retry_ms == 0 ? ACCEPT_RETRY_MIN_MS : h->retry_ms * 2;
 	if (h->retry_ms > ACCEPT_RETRY_MAX_MS)
 		h->retry_ms = ACCEPT_RETRY_MAX_MS;

@@ -84,10 +84,16 @@ struct httpd {
 	int port;
 	int retry_ms;     /* 0: accepting */
 	uint64_t refused; /* accept failures this episode */
-	struct log_rl over_cap_rl;
-	struct log_rl bad_rl;
-	time_t date_sec; /* the second date[] was made for */
-	char date[40];   /* the Date header's value, IMF-fixdate */
+	bool pause_said;  /* this episode's pause was logged, not counted */
+	/* One limit per kind of line an outsider can make us write. */
+	struct log_rl over_cap_rl; /* too many connections */
+	struct log_rl oom_rl;      /* a connection we cannot take */
+	struct log_rl budget_rl;   /* the body budget spent */
+	struct log_rl bad_rl;      /* a request we cannot read */
+	struct log_rl slow_rl;     /* a request not in on time */
+	struct log_rl accept_rl;   /* accept failed: paused */
+	time_t date_sec;           /* the second date[] was made for */
+	char date[40];             /* the Date header's value, IMF-fixdate */
 };
 
 /* The one place a connection changes state: reads and deadline follow. */

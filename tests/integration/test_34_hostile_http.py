@@ -10,6 +10,8 @@
   normal client is served throughout.
 - http_max_connections: one more connection is answered 503 and closed;
   once others leave, new ones are served.
+- Each kind of refusal logs under its own limit: garbage cannot hide the
+  line of a slow client.
 """
 
 import json
@@ -230,3 +232,31 @@ def test_slow_body_closed_by_rate_deadline(make_cluster):
     # much after however the bytes trickle.
     assert elapsed >= 2.5, elapsed
     assert c.stats()["queued"] + c.stats()["delivered"] == 0
+
+
+def test_each_kind_of_refusal_logs_its_own_line(make_cluster):
+    """A bad request line and a head not in on time, within the same
+    10 s: each kind has its own log limit, so a flood of cheap garbage
+    cannot hide the slow clients' line (one limit served both before)."""
+    c = make_cluster(server_extra={"http_header_timeout_s": 1})
+    c.start_server()
+    for _ in range(3):
+        s = socket.create_connection(("127.0.0.1", c.http_port),
+                                     timeout=h.scaled(5))
+        s.sendall(b"\x16\x03\x01 garbage\r\n\r\n")
+        s.recv(4096)
+        s.close()
+    slow = socket.create_connection(("127.0.0.1", c.http_port),
+                                    timeout=h.scaled(10))
+    try:
+        slow.sendall(b"GET /healthz HTTP/1.1\r\n")
+        assert b" 408 " in slow.recv(4096)
+    finally:
+        slow.close()
+
+    def lines():
+        with open(c.server.log_path, encoding="utf-8") as f:
+            log = f.read()
+        return (log.count("http - bad request"),
+                log.count("http - request too slow"))
+    h.wait_for(lambda: lines() == (1, 1), 5, "one line of each kind")

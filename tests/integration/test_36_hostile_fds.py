@@ -4,7 +4,8 @@ The server's descriptor limit is cut to 64 (soft and hard, so its raise of
 the soft limit to the hard one at start cannot undo it) and clients hold
 connections until accept(2) fails.  The server must not spin (a few
 percent of a core at most over two seconds), must say so in a bounded
-number of log lines, and must serve again once the clients leave.
+number of log lines, and must serve again once the clients leave; also
+when a peer frees a descriptor and takes it again at every retry.
 """
 
 import os
@@ -58,3 +59,36 @@ def test_out_of_fds_pauses_and_recovers(make_cluster):
     lines = [ln for ln in log.splitlines() if "accept" in ln]
     assert 1 <= len(lines) <= 4, lines[:10]
     assert "accepting again" in log
+
+
+def test_descriptor_churn_logs_a_bounded_number_of_lines(make_cluster):
+    """At its descriptor limit, a peer that frees a connection and takes
+    another in turn ends the accept pause and starts the next at every
+    retry: the pauses are logged once per 10 s, not twice a retry (about
+    20 lines a second before), and the server serves again after."""
+    c = make_cluster()
+    c.start_server()
+    resource.prlimit(c.server.pid, resource.RLIMIT_NOFILE, (LIMIT, LIMIT))
+    held = []
+
+    def accept_lines():
+        with open(c.server.log_path, encoding="utf-8") as f:
+            return [ln for ln in f if " http - accept" in ln]
+    try:
+        for _ in range(LIMIT + 10):
+            held.append(socket.create_connection(("127.0.0.1", c.http_port),
+                                                 timeout=h.scaled(5)))
+        h.wait_for(accept_lines, 5, "the first pause logged")
+        # Bounded churn: one connection freed and one taken every 50 ms.
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 3:
+            held.pop(0).close()
+            held.append(socket.create_connection(("127.0.0.1", c.http_port),
+                                                 timeout=h.scaled(5)))
+            time.sleep(0.05)
+        assert len(accept_lines()) <= 4, accept_lines()[:6]
+    finally:
+        for s in held:
+            s.close()
+    h.wait_for(lambda: c.get("/healthz", timeout=2).status == 200, 10,
+               "served again once the clients left")
