@@ -2,16 +2,31 @@
  * The envelope line the MIME fuzz targets share: the input's first line,
  * when it starts with "env:", is the envelope ("env: SENDER RCPT RCPT...",
  * "<>" for the null sender), so that a fuzzer reaches the envelope checks
- * too; otherwise a fixed one is used.  Header-only: each fuzz_*.c is its
- * own program.
+ * too; otherwise a fixed one is used.  Also the NUL-terminated copy of
+ * the input they take it from.  Header-only: each fuzz_*.c is its own
+ * program.
  */
 #ifndef SHIVNERI_FUZZ_ENVELOPE_H
 #define SHIVNERI_FUZZ_ENVELOPE_H
 
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define FUZZ_ENV_MAX_RCPT 8
+
+/* The input as a NUL-terminated string (to free()); NULL without memory. */
+static inline char *
+fuzz_copy(const unsigned char *data, size_t size)
+{
+	char *copy = malloc(size + 1);
+
+	if (copy != NULL) {
+		memcpy(copy, data, size);
+		copy[size] = '\0';
+	}
+	return copy;
+}
 
 struct fuzz_envelope {
 	const char *mail_from;

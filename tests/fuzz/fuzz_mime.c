@@ -70,11 +70,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		message_init();
 		inited = 1;
 	}
-	copy = malloc(size + 1);
-	if (copy == NULL)
+	if ((copy = fuzz_copy(data, size)) == NULL)
 		return 0;
-	memcpy(copy, data, size);
-	copy[size] = '\0';
 	memset(&env, 0, sizeof(env));
 	off = fuzz_take_envelope(copy, size, &fe);
 	env.mail_from = fe.mail_from;

@@ -118,11 +118,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		g_mime_init();
 		inited = 1;
 	}
-	copy = malloc(size + 1);
-	if (copy == NULL)
+	if ((copy = fuzz_copy(data, size)) == NULL)
 		return 0;
-	memcpy(copy, data, size);
-	copy[size] = '\0';
 	off = fuzz_take_envelope(copy, size, &fe);
 	memset(&job, 0, sizeof(job));
 	job.message_id = "01KB0000000000000000000000";

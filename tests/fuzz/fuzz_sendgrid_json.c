@@ -86,11 +86,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		g_mime_init();
 		ready = true;
 	}
-	copy = malloc(size + 1);
-	if (copy == NULL)
+	if ((copy = fuzz_copy(data, size)) == NULL)
 		return 0;
-	memcpy(copy, data, size);
-	copy[size] = '\0';
 	memset(&job, 0, sizeof(job));
 	job.message_id = "fuzz";
 	skip = fuzz_take_envelope(copy, size, &fe);
