@@ -15,6 +15,7 @@ import email.parser
 import http.client as httpclient
 import json
 import os
+import resource
 import select
 import signal
 import socket
@@ -115,6 +116,36 @@ def rss(pid):
             if ln.startswith("VmRSS:"):
                 return int(ln.split()[1]) * 1024
     raise AssertionError("no VmRSS for %d" % pid)
+
+
+def descriptor_churn(pid, port, limit, log_path, needle):
+    """Cuts server pid's descriptors to limit, fills them with connections
+    to port until accept(2) fails (the first log line with needle), then
+    for 3 s frees one and takes another every 50 ms (a bounded churn):
+    each frees a descriptor that the server's next retry of accept takes,
+    so a pause ends and the next begins at every retry.  Returns the log
+    lines with needle; every connection is closed on return."""
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (limit, limit))
+    held = []
+
+    def lines():
+        with open(log_path, encoding="utf-8") as f:
+            return [ln for ln in f if needle in ln]
+    try:
+        for _ in range(limit + 10):
+            held.append(socket.create_connection(("127.0.0.1", port),
+                                                 timeout=scaled(5)))
+        wait_for(lines, 5, "the first accept pause logged")
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 3:
+            held.pop(0).close()
+            held.append(socket.create_connection(("127.0.0.1", port),
+                                                 timeout=scaled(5)))
+            time.sleep(0.05)
+        return lines()
+    finally:
+        for s in held:
+            s.close()
 
 
 def tail(path, n=60):
