@@ -255,17 +255,21 @@ cmd_step(struct smtp_session *ss)
 	struct evbuffer *in = bufferevent_get_input(ss->bev);
 	size_t avail = evbuffer_get_length(in), n, len;
 	char line[SMTP_LINE_MAX + 1];
+	unsigned char *run;
 	const char *p, *nl;
 
 	if (avail == 0 || unsent(ss) > OUT_HIGH)
 		return false;
 	n = avail < SMTP_LINE_MAX ? avail : SMTP_LINE_MAX;
-	p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
-	if (p == NULL)
+	if ((run = evbuffer_pullup(in, (ev_ssize_t)n)) == NULL)
 		return false;
+	p = (const char *)run;
 	nl = memchr(p, '\n', n);
 	if (ss->skipping) {
-		(void)evbuffer_drain(in, nl != NULL ? (size_t)(nl - p) + 1 : n);
+		/* An overlong line is wiped as it goes: it may be AUTH's. */
+		len = nl != NULL ? (size_t)(nl - p) + 1 : n;
+		explicit_bzero(run, len);
+		(void)evbuffer_drain(in, len);
 		if (nl == NULL)
 			return true;
 		ss->skipping = false;
@@ -280,11 +284,18 @@ cmd_step(struct smtp_session *ss)
 		if (n < SMTP_LINE_MAX)
 			return false;
 		ss->skipping = true;
+		explicit_bzero(run, n);
 		(void)evbuffer_drain(in, n);
 		return true;
 	}
 	len = (size_t)(nl - p);
 	memcpy(line, p, len);
+	/*
+	 * The line may carry a credential (AUTH PLAIN's response, LOGIN's
+	 * lines): the input buffer's bytes go too, not only our copy below.
+	 * pullup made them one run in libevent's memory, ours to write.
+	 */
+	explicit_bzero(run, len + 1);
 	(void)evbuffer_drain(in, len + 1);
 	if (len > 0 && line[len - 1] == '\r')
 		len--;
