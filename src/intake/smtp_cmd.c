@@ -231,11 +231,25 @@ cmd_help(struct smtp_session *ss)
 	smtp__reply(ss, 214, "2.0.0", text);
 }
 
+/* A junk command's answer: past SMTP_JUNK_MAX it counts as refused too. */
+static void
+junk_reply(struct smtp_session *ss, const struct smtp_reply *r)
+{
+	if (++ss->junk > SMTP_JUNK_MAX)
+		smtp__reply_bad(ss, r);
+	else
+		smtp__reply(ss, r->code, r->ehn, r->text);
+}
+
 static void
 cmd_dispatch(struct smtp_session *ss, const struct smtp_cmd *c)
 {
 	static const struct smtp_reply not_impl = {502, "5.5.1",
 						   "Command not implemented"};
+	static const struct smtp_reply ok = {250, "2.0.0", "Ok"};
+	static const struct smtp_reply vrfy = {
+	    252, "2.5.0",
+	    "Cannot VRFY user, but will accept message and attempt delivery"};
 
 	switch (c->verb) {
 	case SMTP_VERB_HELO:
@@ -253,20 +267,17 @@ cmd_dispatch(struct smtp_session *ss, const struct smtp_cmd *c)
 		break;
 	case SMTP_VERB_RSET:
 		smtp__tx_reset(ss);
-		smtp__reply(ss, 250, "2.0.0", "Ok");
+		junk_reply(ss, &ok);
 		break;
 	case SMTP_VERB_NOOP:
-		smtp__reply(ss, 250, "2.0.0", "Ok");
+		junk_reply(ss, &ok);
 		break;
 	case SMTP_VERB_QUIT:
 		smtp__reply(ss, 221, "2.0.0", "Bye");
 		smtp__close(ss);
 		break;
 	case SMTP_VERB_VRFY:
-		smtp__reply(
-		    ss, 252, "2.5.0",
-		    "Cannot VRFY user, but will accept message and attempt "
-		    "delivery");
+		junk_reply(ss, &vrfy);
 		break;
 	case SMTP_VERB_HELP:
 		cmd_help(ss);

@@ -48,6 +48,13 @@ enum smtp_rl {
 };
 /* One line per kind per this long at most. */
 #define SMTP_RL_MS 10000
+/*
+ * NOOP, RSET and VRFY a session may send since its last stored message
+ * before each one more also counts as a refused command (Postfix's
+ * smtpd_junk_command_limit): a loop of them then ends in 421 like any
+ * other abuse, long before the session limit.
+ */
+#define SMTP_JUNK_MAX 100
 
 /* Sessions of one client address (IPv4, or an IPv6 /64). */
 struct smtp_client {
@@ -130,6 +137,7 @@ struct smtp_session {
 	char auth_user[SMTP_AUTH_FIELD_MAX + 1]; /* LOGIN's first answer */
 	char user[64]; /* who authenticated, printable, for log lines */
 	int bad;       /* refused commands so far */
+	int junk;      /* NOOP, RSET, VRFY since the last stored message */
 	/* The transaction (MAIL to the end of DATA). */
 	bool in_tx;
 	bool smtputf8;

@@ -471,6 +471,7 @@ submitted(void *arg, const struct submit_reply *r)
 	if (r->status == 202)
 		submit_count_accepted(ss->srv->sub, SUBMIT_INTAKE_SMTP);
 	if (r->status == 202 || r->status == 200) {
+		ss->junk = 0;
 		snprintf(text, sizeof(text), "Ok: queued as %s", r->id);
 		smtp__reply(ss, 250, "2.0.0", text);
 		log_debug("%s smtp queued peer=%s rcpts=%zu bytes=%zu", r->id,

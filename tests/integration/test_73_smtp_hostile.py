@@ -360,3 +360,29 @@ def test_descriptor_churn_logs_a_bounded_number_of_lines(make_cluster):
         finally:
             s.close()
     h.wait_for(served, 10, "served again once the clients left")
+
+
+def test_junk_commands_end_in_421(relay):
+    """NOOP, RSET and VRFY cost a client nothing: past 100 of them since
+    its last stored message each also counts as a refused command
+    (Postfix's smtpd_junk_command_limit), so a loop of them ends in 421
+    (here at smtp_max_bad_commands = 5) long before the session limit; a
+    stored message starts the count again."""
+    s = t70.Raw(relay.smtp_port)
+    assert s.reply()[0] == 220
+    assert s.cmd(b"EHLO x")[0] == 250
+    s.send(b"NOOP\r\nRSET\r\nVRFY bob\r\n" * 30)
+    assert {s.reply()[0] for _ in range(90)} == {250, 252}
+    assert s.cmd(b"MAIL FROM:<ann@example.com>")[0] == 250
+    assert s.cmd(b"RCPT TO:<bob@example.net>")[0] == 250
+    assert s.cmd(b"DATA")[0] == 354
+    code, lines = s.cmd(b"From: ann@example.com\r\nSubject: junk\r\n\r\n"
+                        b"body\r\n.")
+    assert code == 250, lines
+    s.send(b"NOOP\r\n" * 100)
+    assert {s.reply()[0] for _ in range(100)} == {250}
+    s.send(b"NOOP\r\n" * 5)
+    codes = [s.reply()[0] for _ in range(5)]
+    assert codes == [250, 250, 250, 250, 421], codes
+    assert s.closed()
+    s.close()
