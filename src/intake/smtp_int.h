@@ -44,6 +44,7 @@ enum smtp_rl {
 	SMTP_RL_BUDGET,       /* smtp_data_budget_bytes spent */
 	SMTP_RL_TIMEOUT,      /* idle or session limit */
 	SMTP_RL_TLS,          /* a TLS error (a failed handshake) */
+	SMTP_RL_ACCEPT,       /* accept failed: paused */
 	SMTP_RL_N,
 };
 /* One line per kind per this long at most. */
@@ -84,10 +85,8 @@ struct smtp_server {
 	size_t nlis;
 	struct event *retry; /* accept paused for want of descriptors */
 	int retry_ms;
-	uint64_t refused;      /* accepts failed in this pause */
-	int64_t pause_log_ms;  /* when a pause was last logged (monotonic) */
-	uint64_t pauses_quiet; /* pauses not logged since */
-	bool pause_logged;     /* this pause was logged: log its end too */
+	uint64_t refused;  /* accepts failed in this pause */
+	bool pause_logged; /* this pause was logged: log its end too */
 	LIST_HEAD(, smtp_session) sessions;
 	size_t nsessions;
 	struct smtp_client *clients[SMTP_CLIENT_BUCKETS];

@@ -199,27 +199,21 @@ accept_retry(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
- * A pause begins: logged, with its end, once per SMTP_RL_MS at most.  A
- * peer that frees a descriptor and takes it again ends a pause and starts
- * the next at every retry (100 ms), two lines each time without this.
+ * A pause begins: logged, with its end, once per SMTP_RL_MS at most (as
+ * the HTTP front and the agent port do).  A peer that frees a descriptor
+ * and takes it again ends a pause and starts the next at every retry
+ * (100 ms), two lines each time without this.
  */
 static void
 pause_log(struct smtp_server *s, int err)
 {
-	int64_t now = mono_ms();
+	struct log_rl *rl = &s->rl[SMTP_RL_ACCEPT];
 
-	s->pause_logged =
-	    s->pause_log_ms == 0 || now - s->pause_log_ms >= SMTP_RL_MS;
-	if (!s->pause_logged) {
-		s->pauses_quiet++;
-		return;
-	}
-	log_warnx("- smtp accept failed, pausing error=\"%s\" "
-		  "pauses_not_logged=%llu",
-		  evutil_socket_error_to_string(err),
-		  (unsigned long long)s->pauses_quiet);
-	s->pause_log_ms = now;
-	s->pauses_quiet = 0;
+	log_warnx_rl(rl, SMTP_RL_MS,
+		     "- smtp accept failed, pausing error=\"%s\"",
+		     evutil_socket_error_to_string(err));
+	/* Written, not counted: its end may be said too. */
+	s->pause_logged = rl->suppressed == 0;
 }
 
 /* accept(2) failed for want of a resource: pause every listener. */
