@@ -29,6 +29,7 @@
  * SendingEnabled is true and whose daily quota is not spent, so a
  * suspended or paused account stays down with SES's reason.
  */
+#include "agent/conn_ses.h"
 #include "agent/connector.h"
 #include "agent/http_multi.h"
 #include "agent/sigv4.h"
@@ -55,8 +56,6 @@
 /* SES refuses a request whose Raw data passes 40 MB after base64. */
 #define SES_RAW_MAX (40u * 1024 * 1024)
 #define SES_BODY_MAX (SES_RAW_MAX + 64 * 1024)
-#define SES_DETAIL_MAX 200
-#define SES_TYPE_MAX 96
 #define SES_WARN_MS 10000
 /* STS does not bound its tokens; this is far past any seen. */
 #define SES_TOKEN_MAX 16384
@@ -319,37 +318,46 @@ ses_answer(const struct http_result *res, struct connector_result *r, char *id,
 	json_decref(root);
 }
 
-static void
-ses_sent(const struct http_result *res, void *arg)
+void
+ses_read_answer(const struct http_result *res, struct connector_result *r,
+		struct ses_words *w)
 {
-	struct ses_send *ss = arg;
-	struct connector_result r = {0};
-	char type[SES_TYPE_MAX], msg[SES_DETAIL_MAX], id[SES_DETAIL_MAX];
-	char detail[SES_DETAIL_MAX + SES_TYPE_MAX + 64];
-	int cls = http_multi_classify(res, &r.retry_after_ms);
+	int cls;
 
+	memset(r, 0, sizeof(*r));
+	cls = http_multi_classify(res, &r->retry_after_ms);
 	if (res->code != CURLE_OK && !(res->too_big && res->status > 0)) {
-		r.outcome = cls;
-		snprintf(detail, sizeof(detail), "class=%s: %s",
-			 outcome_name(r.outcome), res->error);
-		r.detail = detail;
+		r->outcome = cls;
+		snprintf(w->detail, sizeof(w->detail), "class=%s: %s",
+			 outcome_name(r->outcome), res->error);
+		r->detail = w->detail;
 	} else if (cls == OUTCOME_DELIVERED) {
-		ses_answer(res, &r, id, sizeof(id));
+		ses_answer(res, r, w->id, sizeof(w->id));
 	} else {
-		ses_error(res, type, sizeof(type), msg, sizeof(msg));
-		r.outcome = ses_classify_error(res->status, type, msg);
-		if (r.outcome == OUTCOME_THROTTLED && r.retry_after_ms == 0)
-			r.retry_after_ms = http_multi_retry_after_ms(
+		ses_error(res, w->type, sizeof(w->type), w->msg,
+			  sizeof(w->msg));
+		r->outcome = ses_classify_error(res->status, w->type, w->msg);
+		if (r->outcome == OUTCOME_THROTTLED && r->retry_after_ms == 0)
+			r->retry_after_ms = http_multi_retry_after_ms(
 			    http_multi_header(res, "Retry-After"), time(NULL));
 		/* The class is named too: a server that folds classes
 		 * together still records what SES said. */
-		snprintf(detail, sizeof(detail),
+		snprintf(w->detail, sizeof(w->detail),
 			 "class=%s status=%ld type=%s: %s",
-			 outcome_name(r.outcome), res->status,
-			 type[0] != '\0' ? type : "-", msg);
-		r.detail = detail;
+			 outcome_name(r->outcome), res->status,
+			 w->type[0] != '\0' ? w->type : "-", w->msg);
+		r->detail = w->detail;
 	}
-	ses_finish(ss, &r);
+}
+
+static void
+ses_sent(const struct http_result *res, void *arg)
+{
+	struct connector_result r;
+	struct ses_words w;
+
+	ses_read_answer(res, &r, &w);
+	ses_finish(arg, &r);
 }
 
 /* A send refused before its request, reported from the loop (never from
@@ -542,8 +550,8 @@ fail:
  * and the daily quota not spent (Max24HourSend -1 is no quota).  Else
  * false, with SES's words for why in why.
  */
-static bool
-account_ok(const struct buf *body, char *why, size_t whysz)
+bool
+ses_account_ok(const struct buf *body, char *why, size_t whysz)
 {
 	json_error_t jerr;
 	json_t *root = NULL, *quota, *v;
@@ -595,7 +603,7 @@ ses_probed(const struct http_result *res, void *arg)
 	if (res->code != CURLE_OK && !(res->too_big && res->status > 0)) {
 		snprintf(detail, sizeof(detail), "probe: %s", res->error);
 	} else if (cls == OUTCOME_DELIVERED) {
-		passed = account_ok(res->body, detail, sizeof(detail));
+		passed = ses_account_ok(res->body, detail, sizeof(detail));
 	} else {
 		ses_error(res, type, sizeof(type), msg, sizeof(msg));
 		snprintf(detail, sizeof(detail),

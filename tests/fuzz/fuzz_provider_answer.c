@@ -1,19 +1,21 @@
 /*
- * libFuzzer target for how an HTTP API connector reads its provider's
- * answer (conn_http_read_answer: the status classified, the body parsed,
- * the type's answer()), for every registered type built on conn_http, and
- * for the Retry-After parser.  The provider's bytes are not ours: any
- * status and body must end in a class of enum outcome (never the "only
- * the connector can judge" mark), with the id and the words terminated
- * within their buffers and a pause within its cap.  The answer() under
- * test gets no context (none of them uses one).
+ * libFuzzer target for how a connector reads its provider's answer: every
+ * registered type built on conn_http (conn_http_read_answer: the status
+ * classified, the body parsed, the type's answer()), ses (its send's
+ * answer and GetAccount's), and the Retry-After parser.  The provider's
+ * bytes are not ours: any status and body must end in a class of enum
+ * outcome (never the "only the connector can judge" mark), with the id
+ * and the words terminated within their buffers and a pause within its
+ * cap; what ses puts in a result is printable already (it sanitises SES's
+ * words).  The answer() under test gets no context (none uses one).
  *
- * Input: byte 0 picks the type (0xff: the rest is a Retry-After value),
- * bytes 1-2 the status (100 + n % 500), byte 3 the transfer's flags (bit 0
- * failed, bit 1 the request went out, bit 2 the body too big), the rest is
- * the body.
+ * Input: byte 0 picks the type (0xff: the rest is a Retry-After value;
+ * 0xfe: ses's send, 0xfd: ses's GetAccount), bytes 1-2 the status (100 +
+ * n % 500), byte 3 the transfer's flags (bit 0 failed, bit 1 the request
+ * went out, bit 2 the body too big), the rest is the body.
  */
 #include "agent/conn_http.h"
+#include "agent/conn_ses.h"
 #include "agent/connector.h"
 #include "agent/http_multi.h"
 #include "common/buf.h"
@@ -63,6 +65,36 @@ check_terminated(const char *s, size_t size)
 }
 
 static void
+check_printable(const char *s)
+{
+	for (; s != NULL && *s != '\0'; s++)
+		if (*s < 0x20 || *s > 0x7e)
+			abort();
+}
+
+/* ses: its send's answer as a result, or GetAccount's as a verdict. */
+static void
+read_ses(uint8_t mode, const struct http_result *hr)
+{
+	struct connector_result r;
+	struct ses_words w;
+	char why[256];
+
+	if (mode == 0xfd) {
+		if (!ses_account_ok(hr->body, why, sizeof(why)))
+			check_printable(why);
+		return;
+	}
+	ses_read_answer(hr, &r, &w);
+	if (r.outcome < 0 || r.outcome > OUTCOME_MAX ||
+	    r.retry_after_ms > HTTP_RETRY_AFTER_MAX_MS ||
+	    (r.outcome != OUTCOME_DELIVERED && r.detail == NULL))
+		abort();
+	check_printable(r.detail);
+	check_printable(r.provider_message_id);
+}
+
+static void
 read_answer(const uint8_t *data, size_t size)
 {
 	static const char *const rcpt[] = {"bob@example.net",
@@ -90,6 +122,11 @@ read_answer(const uint8_t *data, size_t size)
 	hr.error = "fuzz";
 	hr.body = &body;
 	hr.easy = easy;
+	if (data[0] == 0xfe || data[0] == 0xfd) {
+		read_ses(data[0], &hr);
+		buf_cleanup(&body);
+		return;
+	}
 	conn_http_read_answer(apis[data[0] % napis], NULL, &job, &hr, &a);
 	if (a.outcome < 0 || a.outcome > OUTCOME_MAX ||
 	    a.retry_after_ms > HTTP_RETRY_AFTER_MAX_MS)
