@@ -590,7 +590,7 @@ fatalx(const char *fmt, ...)
 	exit(1);
 }
 
-void
+bool
 log_warnx_rl(struct log_rl *rl, int interval_ms, const char *fmt, ...)
 {
 	char suffix[48] = "";
@@ -613,12 +613,13 @@ log_warnx_rl(struct log_rl *rl, int interval_ms, const char *fmt, ...)
 	}
 	pthread_mutex_unlock(&rl_lock);
 	if (quiet)
-		return;
+		return false;
 	if (n > 0)
 		snprintf(suffix, sizeof(suffix), " suppressed=%" PRIu64, n);
 	va_start(ap, fmt);
 	vlog(LOG_LEVEL_WARN, 0, suffix, fmt, ap);
 	va_end(ap);
+	return true;
 }
 
 const char *

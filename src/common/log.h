@@ -130,8 +130,10 @@ struct log_rl {
  * calls were not written since the previous line; the field is left out
  * when N is 0).  So a storm costs at most one line per interval, and the
  * count of the last window shows at the next call.  Safe from any thread.
+ * True when the line was written (a caller that says how an episode ends
+ * says it only after a beginning that was written).
  */
-void log_warnx_rl(struct log_rl *rl, int interval_ms, const char *fmt, ...)
+bool log_warnx_rl(struct log_rl *rl, int interval_ms, const char *fmt, ...)
     LOG_PRINTF(3, 4);
 
 /*

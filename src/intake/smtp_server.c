@@ -207,13 +207,11 @@ accept_retry(evutil_socket_t fd, short what, void *arg)
 static void
 pause_log(struct smtp_server *s, int err)
 {
-	struct log_rl *rl = &s->rl[SMTP_RL_ACCEPT];
-
-	log_warnx_rl(rl, SMTP_RL_MS,
-		     "- smtp accept failed, pausing error=\"%s\"",
-		     evutil_socket_error_to_string(err));
 	/* Written, not counted: its end may be said too. */
-	s->pause_logged = rl->suppressed == 0;
+	s->pause_logged =
+	    log_warnx_rl(&s->rl[SMTP_RL_ACCEPT], SMTP_RL_MS,
+			 "- smtp accept failed, pausing error=\"%s\"",
+			 evutil_socket_error_to_string(err));
 }
 
 /* accept(2) failed for want of a resource: pause every listener. */

@@ -607,11 +607,11 @@ accept_error_cb(struct evconnlistener *lev, void *arg)
 	if (ap->accept_paused)
 		return;
 	ap->accept_paused = true;
-	log_warnx_rl(&ap->rl[RL_ACCEPT], LOG_RL_MS,
-		     "- agentport accept_paused error=\"%s\" retry_ms=%d",
-		     evutil_socket_error_to_string(e), ACCEPT_RETRY_MS);
 	/* Written (not counted): the resume line may follow it. */
-	ap->accept_paused_said = ap->rl[RL_ACCEPT].suppressed == 0;
+	ap->accept_paused_said =
+	    log_warnx_rl(&ap->rl[RL_ACCEPT], LOG_RL_MS,
+			 "- agentport accept_paused error=\"%s\" retry_ms=%d",
+			 evutil_socket_error_to_string(e), ACCEPT_RETRY_MS);
 }
 
 static void

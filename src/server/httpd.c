@@ -696,12 +696,11 @@ on_accept_error(struct evconnlistener *lis, void *arg)
 	int err = EVUTIL_SOCKET_ERROR();
 	struct timeval tv;
 
-	if (h->refused++ == 0) {
-		log_warnx_rl(&h->accept_rl, 10000,
-			     "- http accept failed, pausing error=\"%s\"",
-			     evutil_socket_error_to_string(err));
-		h->pause_said = h->accept_rl.suppressed == 0;
-	}
+	if (h->refused++ == 0)
+		h->pause_said =
+		    log_warnx_rl(&h->accept_rl, 10000,
+				 "- http accept failed, pausing error=\"%s\"",
+				 evutil_socket_error_to_string(err));
 	h->retry_ms = h->retry_ms == 0 ? ACCEPT_RETRY_MIN_MS : h->retry_ms * 2;
 	if (h->retry_ms > ACCEPT_RETRY_MAX_MS)
 		h->retry_ms = ACCEPT_RETRY_MAX_MS;
