@@ -179,7 +179,6 @@ store__outbox_drops_commit(struct store_backend *be)
 		    (long long)age,
 		    (unsigned long long)atomic_load(&be->outbox_dropped),
 		    (long long)be->outbox_drops.max_age_ms);
-	memset(&be->outbox_drops, 0, sizeof(be->outbox_drops));
 }
 
 /*
