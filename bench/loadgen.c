@@ -44,6 +44,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "args.h"
 #include "clock.h"
 #include "hist.h"
 
@@ -687,22 +688,6 @@ usage(FILE *f)
 }
 
 static int
-parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
-{
-	unsigned long long v;
-	char *ep;
-
-	if (s == NULL || *s == '\0' || *s == '-')
-		return -1;
-	errno = 0;
-	v = strtoull(s, &ep, 10);
-	if (errno != 0 || *ep != '\0' || v < min || v > max)
-		return -1;
-	*out = v;
-	return 0;
-}
-
-static int
 parse_args(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -723,7 +708,6 @@ parse_args(int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	uint64_t v;
-	char *ep;
 	int ch;
 
 	while ((ch = getopt_long(argc, argv, "H:p:P:c:n:d:s:t:T:k:f:r:jh",
@@ -751,10 +735,8 @@ parse_args(int argc, char **argv)
 			opt.requests = v;
 			break;
 		case 'd':
-			errno = 0;
-			opt.duration = strtod(optarg, &ep);
-			if (errno != 0 || *ep != '\0' || !(opt.duration > 0) ||
-			    opt.duration > 86400)
+			if (parse_double(optarg, 0, 86400, &opt.duration) < 0 ||
+			    opt.duration == 0)
 				return -1;
 			break;
 		case 's':

@@ -48,6 +48,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "args.h"
 #include "clock.h"
 #include "hist.h"
 
@@ -236,11 +237,25 @@ session_next(struct session *s)
 	session_cmd(s, ST_MAIL, "MAIL FROM", opt.from);
 }
 
+/* A reply line's three digits (read_cb checked what follows), else -1. */
+static int
+reply_code(const char *line)
+{
+	int i, code = 0;
+
+	for (i = 0; i < 3; i++) {
+		if (line[i] < '0' || line[i] > '9')
+			return -1;
+		code = code * 10 + (line[i] - '0');
+	}
+	return code;
+}
+
 /* One complete reply (its last line) for the step s waits on. */
 static void
 session_reply(struct session *s, const char *line)
 {
-	int code = atoi(line);
+	int code = reply_code(line);
 	uint64_t now;
 
 	if (code != step_code[s->step]) {
@@ -384,30 +399,43 @@ parse_args(int argc, char **argv)
 	    {"to", required_argument, NULL, 'T'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0}};
+	uint64_t v;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
-			opt.port = atoi(optarg);
+			if (parse_u64(optarg, 1, 65535, &v) < 0)
+				goto bad;
+			opt.port = (int)v;
 			break;
 		case 's':
-			opt.sessions = atoi(optarg);
+			if (parse_u64(optarg, 1, MAX_SESSIONS, &v) < 0)
+				goto bad;
+			opt.sessions = (int)v;
 			break;
 		case 'r':
-			opt.rate = strtod(optarg, NULL);
+			if (parse_double(optarg, 0, 1e7, &opt.rate) < 0)
+				goto bad;
 			break;
 		case 'm':
-			opt.messages = strtoull(optarg, NULL, 10);
+			if (parse_u64(optarg, 0, UINT64_MAX / 2,
+				      &opt.messages) < 0)
+				goto bad;
 			break;
 		case 'd':
-			opt.duration = strtod(optarg, NULL);
+			if (parse_double(optarg, 0, 86400, &opt.duration) < 0)
+				goto bad;
 			break;
 		case 'l':
-			opt.size = strtoul(optarg, NULL, 10);
+			if (parse_u64(optarg, 256, MAX_SIZE, &v) < 0)
+				goto bad;
+			opt.size = (size_t)v;
 			break;
 		case 't':
-			opt.timeout_ms = atoi(optarg);
+			if (parse_u64(optarg, 1, 3600000, &v) < 0)
+				goto bad;
+			opt.timeout_ms = (int)v;
 			break;
 		case 'f':
 			opt.from = optarg;
@@ -419,23 +447,21 @@ parse_args(int argc, char **argv)
 			usage(stdout);
 			exit(0);
 		default:
-			usage(stderr);
-			return -1;
+			goto bad;
 		}
 	}
-	if (optind != argc || opt.port < 1 || opt.port > 65535 ||
-	    opt.sessions < 1 || opt.sessions > MAX_SESSIONS || opt.rate < 0 ||
-	    opt.rate > 1e7 || opt.duration < 0 || opt.duration > 86400 ||
-	    opt.size < 256 || opt.size > MAX_SIZE || opt.timeout_ms < 1 ||
+	/* The numbers were checked as they came; port has no default. */
+	if (optind != argc || opt.port == 0 ||
 	    (opt.messages == 0 && opt.duration == 0) ||
 	    strpbrk(opt.from, "<>\r\n") != NULL ||
-	    strpbrk(opt.to, "<>\r\n") != NULL) {
-		usage(stderr);
-		return -1;
-	}
+	    strpbrk(opt.to, "<>\r\n") != NULL)
+		goto bad;
 	if (opt.duration == 0)
 		opt.duration = DEFAULT_CAP_S;
 	return 0;
+bad:
+	usage(stderr);
+	return -1;
 }
 
 int
