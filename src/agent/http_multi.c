@@ -115,6 +115,19 @@ transfer_free(struct http_transfer *t)
 	free(t);
 }
 
+/* http_result.header for a finished transfer: curl kept its headers. */
+static const char *
+curl_header(const struct http_result *res, const char *name)
+{
+	struct curl_header *h = NULL;
+
+	if (curl_easy_header(res->easy, name, 0, CURLH_HEADER, -1, &h) !=
+		CURLHE_OK ||
+	    h == NULL)
+		return NULL;
+	return h->value;
+}
+
 static void
 transfer_finish(struct http_transfer *t, CURLcode code)
 {
@@ -143,6 +156,8 @@ transfer_finish(struct http_transfer *t, CURLcode code)
 		fatalx("- http_multi cannot hold an empty body");
 	res.body = &t->body;
 	res.easy = t->easy;
+	res.header = curl_header;
+	res.header_arg = NULL;
 	t->cb(&res, t->arg);
 	transfer_free(t);
 }
@@ -353,13 +368,7 @@ http_multi_add(struct http_multi *hm, CURL *easy, struct curl_slist *headers,
 const char *
 http_multi_header(const struct http_result *res, const char *name)
 {
-	struct curl_header *h = NULL;
-
-	if (curl_easy_header(res->easy, name, 0, CURLH_HEADER, -1, &h) !=
-		CURLHE_OK ||
-	    h == NULL)
-		return NULL;
-	return h->value;
+	return res->header != NULL ? res->header(res, name) : NULL;
 }
 
 uint32_t

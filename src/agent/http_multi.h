@@ -50,7 +50,15 @@ struct http_result {
 	bool too_big;      /* the body passed HTTP_BODY_MAX (code says so) */
 	const char *error; /* curl's words for code; never NULL */
 	struct buf *body;  /* the response body, NUL-terminated */
-	CURL *easy;        /* for http_multi_header(); dies after the cb */
+	CURL *easy;        /* the transfer's handle; dies after the cb */
+	/*
+	 * The response header name's value (last one wins) or NULL:
+	 * http_multi_header() asks it.  http_multi's reads curl's headers of
+	 * easy; a fuzz target gives its own, so the connectors' readings of
+	 * a provider's headers are tested without a transfer.
+	 */
+	const char *(*header)(const struct http_result *res, const char *name);
+	void *header_arg; /* for header(); http_multi's: unused */
 };
 
 /* Called once per added transfer, on the loop; res dies after it returns. */

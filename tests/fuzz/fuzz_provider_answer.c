@@ -9,10 +9,18 @@
  * cap; what ses puts in a result is printable already (it sanitises SES's
  * words).  The answer() under test gets no context (none uses one).
  *
+ * The answer's headers are the provider's too (SendGrid's X-Message-Id
+ * and X-RateLimit-Reset, Brevo's reset, SES's x-amzn-ErrorType,
+ * Retry-After for all): with flag bit 3 the rest starts with a header
+ * block, "Name: value" lines up to an empty line, which the result's
+ * header lookup serves as curl would (last one wins, any case, the
+ * value trimmed and ending at a NUL).
+ *
  * Input: byte 0 picks the type (0xff: the rest is a Retry-After value;
  * 0xfe: ses's send, 0xfd: ses's GetAccount), bytes 1-2 the status (100 +
  * n % 500), byte 3 the transfer's flags (bit 0 failed, bit 1 the request
- * went out, bit 2 the body too big), the rest is the body.
+ * went out, bit 2 the body too big, bit 3 headers first), the rest is the
+ * body.
  */
 #include "agent/conn_http.h"
 #include "agent/conn_ses.h"
@@ -25,6 +33,7 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <string.h>
 #include <time.h>
 
@@ -34,7 +43,54 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const struct conn_http_api *apis[TYPES_MAX];
 static size_t napis;
-static CURL *easy; /* no transfer: header lookups find none */
+static CURL *easy; /* no transfer: nothing may ask it for headers */
+
+/* The input's header block, served by fake_header(). */
+struct headers {
+	const char *p;
+	size_t len;
+	char value[1024]; /* the last value found; curl caps its own too */
+};
+
+static int
+name_is(const char *line, size_t n, const char *name)
+{
+	return strlen(name) == n && strncasecmp(line, name, n) == 0;
+}
+
+/* http_result.header: the last "name: value" line of the block, or NULL. */
+static const char *
+fake_header(const struct http_result *res, const char *name)
+{
+	struct headers *h = res->header_arg;
+	const char *line = h->p, *end = h->p + h->len, *eol, *colon, *v;
+	const char *found = NULL;
+	size_t n = 0;
+
+	for (; line < end; line = eol + 1) {
+		eol = memchr(line, '\n', (size_t)(end - line));
+		if (eol == NULL)
+			eol = end;
+		colon = memchr(line, ':', (size_t)(eol - line));
+		if (colon == NULL ||
+		    !name_is(line, (size_t)(colon - line), name))
+			continue;
+		for (v = colon + 1; v < eol && (*v == ' ' || *v == '\t'); v++)
+			;
+		found = v;
+		n = (size_t)(eol - v);
+		while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t' ||
+				 v[n - 1] == '\r'))
+			n--;
+	}
+	if (found == NULL)
+		return NULL;
+	if (n >= sizeof(h->value))
+		n = sizeof(h->value) - 1;
+	memcpy(h->value, found, n);
+	h->value[n] = '\0'; /* a NUL inside ends it, as in curl's string */
+	return h->value;
+}
 
 static void
 init(void)
@@ -102,16 +158,25 @@ read_answer(const uint8_t *data, size_t size)
 	struct connector_job job;
 	struct conn_http_answer a;
 	struct http_result hr;
+	struct headers h = {.p = NULL, .len = 0};
 	struct buf body;
 	uint8_t flags = data[3];
+	const uint8_t *rest = data + 4, *blank;
+	size_t restlen = size - 4;
 
 	memset(&job, 0, sizeof(job));
 	job.message_id = "01KB0000000000000000000000";
 	job.mail_from = "ann@example.com";
 	job.rcpt = rcpt;
 	job.nrcpt = 2;
+	if ((flags & 8) && (blank = memmem(rest, restlen, "\n\n", 2)) != NULL) {
+		h.p = (const char *)rest;
+		h.len = (size_t)(blank - rest) + 1;
+		restlen -= h.len + 1;
+		rest = blank + 2;
+	}
 	buf_init(&body, HTTP_BODY_MAX);
-	if (buf_append(&body, data + 4, size - 4) != 0 ||
+	if (buf_append(&body, rest, restlen) != 0 ||
 	    buf_append(&body, "", 0) != 0)
 		abort();
 	memset(&hr, 0, sizeof(hr));
@@ -122,6 +187,8 @@ read_answer(const uint8_t *data, size_t size)
 	hr.error = "fuzz";
 	hr.body = &body;
 	hr.easy = easy;
+	hr.header = fake_header;
+	hr.header_arg = &h;
 	if (data[0] == 0xfe || data[0] == 0xfd) {
 		read_ses(data[0], &hr);
 		buf_cleanup(&body);
