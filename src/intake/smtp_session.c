@@ -36,6 +36,7 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -525,10 +526,21 @@ on_read(struct bufferevent *bev, void *arg)
 	session_drive(ss);
 }
 
-/* Our last reply is out: shut our side and drop what still comes. */
+/*
+ * Our last reply is out: shut our side and drop what still comes.  Over
+ * TLS the close_notify alert goes first, so that the client can tell our
+ * end from a connection cut by someone else (RFC 8446 6.1); the output is
+ * empty here, so the alert is the socket's next bytes.  A send buffer too
+ * full to take it (the client stopped reading) leaves the FIN alone.
+ */
 static void
 linger_start(struct smtp_session *ss)
 {
+	SSL *ssl =
+	    ss->tls && ss->tls_up ? bufferevent_openssl_get_ssl(ss->bev) : NULL;
+
+	if (ssl != NULL && SSL_shutdown(ssl) < 0)
+		ERR_clear_error();
 	if (shutdown(bufferevent_getfd(ss->bev), SHUT_WR) != 0) {
 		session_free(ss);
 		return;

@@ -203,6 +203,43 @@ def test_implicit_tls(tls_relay):
     c.wait_delivered([queued(resp)])
 
 
+def read_reply(f):
+    line = f.readline()
+    while line[3:4] == b"-":
+        line = f.readline()
+    return line
+
+
+def test_tls_close_sends_close_notify(tls_relay):
+    """After QUIT over TLS, on both listeners, the server ends TLS with a
+    close_notify before the FIN, so the client can tell the end of the
+    session from a cut connection (unwrap() raises on a bare FIN)."""
+    c = tls_relay
+    for port, starttls in ((c.smtp_port, True), (c.smtps_port, False)):
+        raw = socket.create_connection(("127.0.0.1", port),
+                                       timeout=h.scaled(10))
+        if starttls:
+            f = raw.makefile("rb")
+            assert f.readline().startswith(b"220 ")
+            raw.sendall(b"EHLO a.example\r\n")
+            read_reply(f)
+            raw.sendall(b"STARTTLS\r\n")
+            assert read_reply(f).startswith(b"220 2.0.0")
+            f.close()
+        ctx = context(c.cert)
+        # Python takes a bare EOF as an end unless told not to.
+        ctx.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF
+        t = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+        tf = t.makefile("rb")
+        if not starttls:
+            assert tf.readline().startswith(b"220 ")
+        t.sendall(b"EHLO a.example\r\nQUIT\r\n")
+        read_reply(tf)
+        assert read_reply(tf).startswith(b"221 "), port
+        tf.close()
+        t.unwrap().close()
+
+
 def test_sighup_takes_a_new_certificate(tls_relay):
     """A new certificate and key written over the old files are served
     after SIGHUP; a client that trusts only the new one gets in."""
