@@ -663,7 +663,6 @@ smtp_finish(struct parse *p)
 			 (long long)p->cfg->max_message_bytes);
 }
 
-/* webhook_url's form, and its secret's default beside the agent's. */
 /*
  * A server secret file: DATA_DIR/name when not set (made at first start),
  * else its env: reference checked.
@@ -682,6 +681,7 @@ secret_file_finish(struct parse *p, char **file, const char *key,
 		    key);
 }
 
+/* webhook_url's form, and its secret's default beside the agent's. */
 static void
 webhook_finish(struct parse *p)
 {
