@@ -60,6 +60,15 @@ static const char *const skip_headers[] = {"received",
 					   "date",
 					   NULL};
 
+/* Where Brevo takes the bodies and attachments ({name, content}). */
+static const struct mime_content_names content_names = {
+    .text = "textContent",
+    .html = "htmlContent",
+    .attachments = "attachment",
+    .attach = {.filename = "name", .content = "content"},
+    .cannot_attach = "an attachment Brevo cannot carry",
+};
+
 /* Brevo's error codes that are about the account, not the message. */
 static const char *const account_codes[] = {"unauthorized",
 					    "permission_denied",
@@ -98,34 +107,6 @@ set_recipients(json_t *root, GMimeMessage *msg, const struct connector_job *job)
 	return why;
 }
 
-/* Attachments in Brevo's names ({name, content}), from mime_fields' ones. */
-static json_t *
-attachments(json_t *in)
-{
-	json_t *out = json_array(), *a, *o;
-	size_t i;
-
-	json_array_foreach(in, i, a)
-	{
-		o = json_object();
-		if (out == NULL || o == NULL ||
-		    json_object_set(o, "name",
-				    json_object_get(a, "filename")) != 0 ||
-		    json_object_set(o, "content",
-				    json_object_get(a, "content")) != 0) {
-			json_decref(o);
-			json_decref(out);
-			return NULL;
-		}
-		/* append_new takes o, even when it fails. */
-		if (json_array_append_new(out, o) != 0) {
-			json_decref(out);
-			return NULL;
-		}
-	}
-	return out;
-}
-
 /* o[key] = {email, name} of the first mailbox of list; false if none. */
 static bool
 set_mailbox(json_t *o, const char *key, InternetAddressList *list)
@@ -139,7 +120,6 @@ set_mailbox(json_t *o, const char *key, InternetAddressList *list)
 static const char *
 fill_body(json_t *root, GMimeMessage *msg)
 {
-	struct mime_body mb;
 	const char *why;
 	json_t *v;
 
@@ -151,23 +131,7 @@ fill_body(json_t *root, GMimeMessage *msg)
 	if (!mime_fields_set_str(root, "subject",
 				 g_mime_message_get_subject(msg)))
 		return "a Subject that is not UTF-8";
-	why = mime_fields_body(msg, &mb);
-	if (why != NULL)
-		return why;
-	if ((mb.text != NULL &&
-	     !mime_fields_set_str(root, "textContent", mb.text)) ||
-	    (mb.html != NULL &&
-	     !mime_fields_set_str(root, "htmlContent", mb.html)))
-		why = "out of memory";
-	v = why == NULL && json_array_size(mb.attachments) > 0
-		? attachments(mb.attachments)
-		: NULL;
-	if (v != NULL && json_object_set_new(root, "attachment", v) != 0)
-		why = "out of memory";
-	else if (v == NULL && why == NULL &&
-		 json_array_size(mb.attachments) > 0)
-		why = "an attachment Brevo cannot carry";
-	mime_fields_body_free(&mb);
+	why = mime_fields_content(root, msg, &content_names);
 	v = why == NULL ? mime_fields_headers(msg, skip_headers) : NULL;
 	if (why == NULL &&
 	    (v == NULL || json_object_set_new(root, "headers", v) != 0))

@@ -118,25 +118,13 @@ set_recipients(json_t *m, GMimeMessage *msg, const struct connector_job *job)
 	return why;
 }
 
-/* One attachment in Mailjet's names; NULL on error. */
-static json_t *
-mj_attachment(json_t *a, const char *cid)
-{
-	json_t *o = json_object();
-
-	if (o == NULL ||
-	    json_object_set(o, "ContentType", json_object_get(a, "type")) !=
-		0 ||
-	    json_object_set(o, "Filename", json_object_get(a, "filename")) !=
-		0 ||
-	    json_object_set(o, "Base64Content",
-			    json_object_get(a, "content")) != 0 ||
-	    (cid != NULL && !mime_fields_set_str(o, "ContentID", cid))) {
-		json_decref(o);
-		return NULL;
-	}
-	return o;
-}
+/* An attachment in Mailjet's names. */
+static const struct mime_attach_names attach_names = {
+    .filename = "Filename",
+    .content = "Base64Content",
+    .type = "ContentType",
+    .content_id = "ContentID",
+};
 
 /* Sets m's Attachments and InlinedAttachments from mime_fields' ones. */
 static bool
@@ -153,7 +141,7 @@ set_attachments(json_t *m, json_t *in)
 			break;
 		/* Inline parts with a Content-ID are what HTML refers to. */
 		cid = json_string_value(json_object_get(a, "content_id"));
-		o = mj_attachment(a, cid);
+		o = mime_fields_attachment(a, &attach_names);
 		/* append_new takes o, even when it fails. */
 		ok = o != NULL &&
 		     json_array_append_new(cid != NULL ? inl : att, o) == 0;

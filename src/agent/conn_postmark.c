@@ -59,6 +59,18 @@ static const char *const skip_headers[] = {"received",
 					   "date",
 					   NULL};
 
+/* Where Postmark takes the bodies and attachments. */
+static const struct mime_content_names content_names = {
+    .text = "TextBody",
+    .html = "HtmlBody",
+    .attachments = "Attachments",
+    .attach = {.filename = "Name",
+	       .content = "Content",
+	       .type = "ContentType",
+	       .content_id = "ContentID"},
+    .cannot_attach = "an attachment Postmark cannot carry",
+};
+
 /* Postmark's ErrorCodes that are about the account, not the message. */
 static const long account_codes[] = {10, 400, 401, 405, 412, 413};
 
@@ -97,36 +109,6 @@ set_recipients(json_t *root, GMimeMessage *msg, const struct connector_job *job)
 	return why;
 }
 
-/* Attachments in Postmark's names, from mime_fields' ones. */
-static json_t *
-attachments(json_t *in)
-{
-	json_t *out = json_array(), *a, *o;
-	const char *cid;
-	size_t i;
-
-	json_array_foreach(in, i, a)
-	{
-		o = json_object();
-		cid = json_string_value(json_object_get(a, "content_id"));
-		if (out == NULL || o == NULL ||
-		    json_object_set(o, "Name",
-				    json_object_get(a, "filename")) != 0 ||
-		    json_object_set(o, "Content",
-				    json_object_get(a, "content")) != 0 ||
-		    json_object_set(o, "ContentType",
-				    json_object_get(a, "type")) != 0 ||
-		    (cid != NULL &&
-		     !mime_fields_set_str(o, "ContentID", cid)) ||
-		    json_array_append_new(out, o) != 0) {
-			json_decref(o);
-			json_decref(out);
-			return NULL;
-		}
-	}
-	return out;
-}
-
 /* Headers as [{Name, Value}]. */
 static json_t *
 headers(GMimeMessage *msg)
@@ -157,7 +139,6 @@ static const char *
 fill_body(json_t *root, GMimeMessage *msg, const char *stream)
 {
 	InternetAddress *ia;
-	struct mime_body mb;
 	const char *why;
 	json_t *v;
 
@@ -173,23 +154,7 @@ fill_body(json_t *root, GMimeMessage *msg, const char *stream)
 	if (stream != NULL &&
 	    !mime_fields_set_str(root, "MessageStream", stream))
 		return "out of memory";
-	why = mime_fields_body(msg, &mb);
-	if (why != NULL)
-		return why;
-	if ((mb.text != NULL &&
-	     !mime_fields_set_str(root, "TextBody", mb.text)) ||
-	    (mb.html != NULL &&
-	     !mime_fields_set_str(root, "HtmlBody", mb.html)))
-		why = "out of memory";
-	v = why == NULL && json_array_size(mb.attachments) > 0
-		? attachments(mb.attachments)
-		: NULL;
-	if (v != NULL && json_object_set_new(root, "Attachments", v) != 0)
-		why = "out of memory";
-	else if (v == NULL && why == NULL &&
-		 json_array_size(mb.attachments) > 0)
-		why = "an attachment Postmark cannot carry";
-	mime_fields_body_free(&mb);
+	why = mime_fields_content(root, msg, &content_names);
 	v = why == NULL ? headers(msg) : NULL;
 	if (why == NULL &&
 	    (v == NULL || json_object_set_new(root, "Headers", v) != 0))

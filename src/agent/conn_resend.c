@@ -58,6 +58,17 @@ static const char *const skip_headers[] = {"received",
 					   "date",
 					   NULL};
 
+/* Where Resend takes the bodies and attachments. */
+static const struct mime_content_names content_names = {
+    .text = "text",
+    .html = "html",
+    .attachments = "attachments",
+    .attach = {.filename = "filename",
+	       .content = "content",
+	       .type = "content_type"},
+    .cannot_attach = "an attachment Resend cannot carry",
+};
+
 /* "to", "cc", "bcc" as arrays of envelope recipients. */
 static const char *
 set_recipients(json_t *root, GMimeMessage *msg, const struct connector_job *job)
@@ -91,38 +102,11 @@ set_recipients(json_t *root, GMimeMessage *msg, const struct connector_job *job)
 	return why;
 }
 
-/* Attachments in Resend's names, from mime_fields' ones. */
-static json_t *
-attachments(json_t *in)
-{
-	json_t *out = json_array(), *a, *o;
-	size_t i;
-
-	json_array_foreach(in, i, a)
-	{
-		o = json_object();
-		if (out == NULL || o == NULL ||
-		    json_object_set(o, "filename",
-				    json_object_get(a, "filename")) != 0 ||
-		    json_object_set(o, "content",
-				    json_object_get(a, "content")) != 0 ||
-		    json_object_set(o, "content_type",
-				    json_object_get(a, "type")) != 0 ||
-		    json_array_append_new(out, o) != 0) {
-			json_decref(o);
-			json_decref(out);
-			return NULL;
-		}
-	}
-	return out;
-}
-
 /* The fields of root from the headers and parts of msg. */
 static const char *
 fill_body(json_t *root, GMimeMessage *msg)
 {
 	InternetAddress *ia;
-	struct mime_body mb;
 	const char *why;
 	json_t *v;
 
@@ -135,21 +119,7 @@ fill_body(json_t *root, GMimeMessage *msg)
 	if (!mime_fields_set_str(root, "subject",
 				 g_mime_message_get_subject(msg)))
 		return "a Subject that is not UTF-8";
-	why = mime_fields_body(msg, &mb);
-	if (why != NULL)
-		return why;
-	if ((mb.text != NULL && !mime_fields_set_str(root, "text", mb.text)) ||
-	    (mb.html != NULL && !mime_fields_set_str(root, "html", mb.html)))
-		why = "out of memory";
-	v = why == NULL && json_array_size(mb.attachments) > 0
-		? attachments(mb.attachments)
-		: NULL;
-	if (v != NULL && json_object_set_new(root, "attachments", v) != 0)
-		why = "out of memory";
-	else if (v == NULL && why == NULL &&
-		 json_array_size(mb.attachments) > 0)
-		why = "an attachment Resend cannot carry";
-	mime_fields_body_free(&mb);
+	why = mime_fields_content(root, msg, &content_names);
 	v = why == NULL ? mime_fields_headers(msg, skip_headers) : NULL;
 	if (why == NULL &&
 	    (v == NULL || json_object_set_new(root, "headers", v) != 0))

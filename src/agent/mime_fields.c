@@ -256,6 +256,74 @@ mime_fields_body_free(struct mime_body *b)
 	memset(b, 0, sizeof(*b));
 }
 
+json_t *
+mime_fields_attachment(json_t *a, const struct mime_attach_names *n)
+{
+	const char *const keys[] = {n->filename, n->content, n->type};
+	const char *const from[] = {"filename", "content", "type"};
+	const char *cid = json_string_value(json_object_get(a, "content_id"));
+	json_t *o = json_object();
+	size_t i;
+
+	for (i = 0; o != NULL && i < 3; i++)
+		if (keys[i] != NULL &&
+		    json_object_set(o, keys[i], json_object_get(a, from[i])) !=
+			0) {
+			json_decref(o);
+			return NULL;
+		}
+	if (o != NULL && n->content_id != NULL && cid != NULL &&
+	    !mime_fields_set_str(o, n->content_id, cid)) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* in (mime_body's attachments) in n's keys; NULL on error. */
+static json_t *
+attachments_as(json_t *in, const struct mime_attach_names *n)
+{
+	json_t *out = json_array(), *a;
+	size_t i;
+
+	json_array_foreach(in, i, a)
+	{
+		/* append_new takes the attachment, even when it fails. */
+		if (out == NULL ||
+		    json_array_append_new(out, mime_fields_attachment(a, n)) !=
+			0) {
+			json_decref(out);
+			return NULL;
+		}
+	}
+	return out;
+}
+
+const char *
+mime_fields_content(json_t *o, GMimeMessage *msg,
+		    const struct mime_content_names *n)
+{
+	struct mime_body mb;
+	const char *why = mime_fields_body(msg, &mb);
+	json_t *v = NULL;
+
+	if (why != NULL)
+		return why;
+	if ((mb.text != NULL && !mime_fields_set_str(o, n->text, mb.text)) ||
+	    (mb.html != NULL && !mime_fields_set_str(o, n->html, mb.html)))
+		why = "out of memory";
+	else if (json_array_size(mb.attachments) > 0) {
+		v = attachments_as(mb.attachments, &n->attach);
+		if (v == NULL)
+			why = n->cannot_attach;
+		else if (json_object_set_new(o, n->attachments, v) != 0)
+			why = "out of memory";
+	}
+	mime_fields_body_free(&mb);
+	return why;
+}
+
 static bool
 header_skipped(const char *name, const char *const *skip)
 {

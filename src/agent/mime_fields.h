@@ -55,6 +55,30 @@ void mime_fields_body_free(struct mime_body *b);
 json_t *mime_fields_headers(GMimeMessage *msg, const char *const *skip);
 
 /*
+ * The keys an API gives an attachment's fields; NULL where it takes none.
+ * content_id is set only for an inline part that has one.
+ */
+struct mime_attach_names {
+	const char *filename, *content, *type, *content_id;
+};
+/* One of mime_body's attachments in an API's keys; NULL on error. */
+json_t *mime_fields_attachment(json_t *a, const struct mime_attach_names *n);
+
+/* Where an API takes a message's content (mime_fields_content()). */
+struct mime_content_names {
+	const char *text, *html; /* the decoded bodies */
+	const char *attachments; /* an array, set only when there is one */
+	struct mime_attach_names attach;
+	const char *cannot_attach; /* the reason when one cannot go */
+};
+/*
+ * Sets o's text and HTML bodies and its attachments from msg, under n's
+ * keys; NULL, or why the API cannot carry them (static text).
+ */
+const char *mime_fields_content(json_t *o, GMimeMessage *msg,
+				const struct mime_content_names *n);
+
+/*
  * Sets root's fields from msg, the parsed message of job; NULL, or why the
  * API cannot carry it (static text).
  */

@@ -128,6 +128,47 @@ test_body_and_headers(void **state)
 	g_object_unref(msg);
 }
 
+/* Where one API wants the content, the way conn_postmark.c names it. */
+static const struct mime_content_names names = {
+    .text = "T",
+    .html = "H",
+    .attachments = "A",
+    .attach = {.filename = "N", .content = "C", .content_id = "I"},
+    .cannot_attach = "cannot",
+};
+
+/*
+ * mime_fields_content(): the bodies and the attachments under the API's
+ * keys, only the keys it names, the content id only on the inline part.
+ */
+static void
+test_content_in_api_keys(void **state)
+{
+	GMimeMessage *msg = parse(MSG);
+	json_t *o = json_object(), *a;
+
+	(void)state;
+	assert_non_null(msg);
+	assert_null(mime_fields_content(o, msg, &names));
+	assert_string_equal(json_string_value(json_object_get(o, "T")),
+			    "hello");
+	assert_string_equal(json_string_value(json_object_get(o, "H")),
+			    "<p>hi</p>");
+	assert_int_equal(json_array_size(json_object_get(o, "A")), 2);
+	a = json_array_get(json_object_get(o, "A"), 0);
+	assert_int_equal(json_object_size(a), 3); /* N, C, I: no type */
+	assert_string_equal(json_string_value(json_object_get(a, "C")), "AAEC");
+	assert_string_equal(json_string_value(json_object_get(a, "I")),
+			    "logo@x");
+	assert_string_equal(json_string_value(json_object_get(a, "N")),
+			    "attachment");
+	a = json_array_get(json_object_get(o, "A"), 1);
+	assert_int_equal(json_object_size(a), 2); /* not inline: no I */
+	assert_null(json_object_get(a, "I"));
+	json_decref(o);
+	g_object_unref(msg);
+}
+
 static void
 test_no_text_refused(void **state)
 {
@@ -234,6 +275,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_recipients),
 	    cmocka_unit_test(test_body_and_headers),
+	    cmocka_unit_test(test_content_in_api_keys),
 	    cmocka_unit_test(test_no_text_refused),
 	    cmocka_unit_test(test_json),
 	    cmocka_unit_test(test_dump),
