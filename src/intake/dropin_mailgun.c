@@ -146,6 +146,12 @@ split_addresses(const struct form_field *f, cJSON *arr, size_t *n,
 				return message__invalid(err, f->name,
 							"too many recipients");
 			}
+			/* The builder's cap on one address as given. */
+			if (len > MAX_ADDRESS_LEN) {
+				free(s);
+				return message__invalid(err, f->name,
+							"too long");
+			}
 			push(arr, cJSON_CreateString(start));
 		}
 		if (last)
@@ -293,6 +299,14 @@ field_add(const struct form_field *f, cJSON *v1, cJSON *vars,
 	if (f->filename != NULL)
 		return message__invalid(err, fname(f, kbuf, sizeof(kbuf)),
 					"must not be a file");
+	/* Every field but these bodies and the address lists is one
+	 * header's value (or part of one), which the builder takes up to
+	 * MAX_HEADER_VALUE_LEN bytes: refused before it is copied. */
+	if (f->len > MAX_HEADER_VALUE_LEN && strcmp(name, "text") != 0 &&
+	    strcmp(name, "html") != 0 && strcmp(name, "to") != 0 &&
+	    strcmp(name, "cc") != 0 && strcmp(name, "bcc") != 0)
+		return message__invalid(err, fname(f, kbuf, sizeof(kbuf)),
+					"too long");
 	for (i = 0; i < ARRAY_SIZE(singles); i++)
 		if (strcmp(name, singles[i][0]) == 0)
 			return once_add(f, v1, singles[i][1], err);
@@ -341,15 +355,75 @@ vars_add(cJSON *v1, cJSON *vars, struct message_error *err)
 	return 0;
 }
 
+/* The length of n bytes as a JSON string's content, as cJSON writes it. */
+static size_t
+json_escaped_len(const char *s, size_t n)
+{
+	size_t i, len = n;
+
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '"' || c == '\\' || c == '\b' || c == '\f' ||
+		    c == '\n' || c == '\r' || c == '\t')
+			len += 1;
+		else if (c < 0x20)
+			len += 5; /* \u00XX */
+	}
+	return len;
+}
+
+/*
+ * Refuses, before anything is copied, a form whose text, html and files
+ * cannot fit in max_message_bytes, so that a request of tens of
+ * megabytes costs one pass over it, not a base64 copy, a JSON copy and a
+ * parse (hundreds of megabytes: text of control bytes is six times its
+ * size as JSON).  Two counts, each exact (it refuses nothing the builder
+ * would take):
+ *  - the bytes as sent: the builder's first size check (min_size()),
+ *    which counts text and html as they are and each file as 3/4 of its
+ *    base64 (at least its length);
+ *  - the bytes of their /v1 JSON: each byte of text, html or a file's
+ *    base64 in the JSON becomes at least half a byte of the message
+ *    ("\r\n" is 4 bytes of JSON for a CRLF, a control byte 6 for its
+ *    quoted-printable 3), so JSON over twice the limit cannot fit.
+ */
+static int
+form_size_check(const struct form *fm, const struct message_limits *lim,
+		struct message_error *err)
+{
+	size_t i, given = 0, json = 0, m = lim->max_message_bytes;
+
+	for (i = 0; i < fm->n; i++) {
+		const struct form_field *f = &fm->f[i];
+
+		if (f->filename != NULL) {
+			given += f->len;
+			json += (f->len + 2) / 3 * 4;
+		} else if (strcmp(f->name, "text") == 0 ||
+			   strcmp(f->name, "html") == 0) {
+			given += f->len;
+			json += json_escaped_len(f->value, f->len);
+		}
+	}
+	if (given > m || json / 2 > m)
+		return message__fail(err, 413, "too_large",
+				     "message: larger than %zu bytes", m);
+	return 0;
+}
+
 int
 dropin_mailgun(const struct form *fm, const struct message_limits *lim,
 	       struct dropin_batch *out, struct message_error *err)
 {
-	cJSON *v1 = xj(cJSON_CreateObject()), *vars = xj(cJSON_CreateObject());
+	cJSON *v1, *vars;
 	size_t i, nrcpt = 0;
 	int rc = -1;
 
 	memset(out, 0, sizeof(*out));
+	if (form_size_check(fm, lim, err) != 0)
+		return -1;
+	v1 = xj(cJSON_CreateObject());
+	vars = xj(cJSON_CreateObject());
 	for (i = 0; i < fm->n; i++)
 		if (field_add(&fm->f[i], v1, vars, lim, &nrcpt, err) != 0)
 			goto out;
@@ -538,6 +612,13 @@ dropin_mailgun_mime(const struct form *fm, const struct message_limits *lim,
 	if (msg == NULL || out->nrcpt == 0) {
 		message__fail(err, 400, "missing_field", "%s: required",
 			      msg == NULL ? "message" : "to");
+		goto fail;
+	}
+	/* message_from_mime()'s first check, before the From is sought. */
+	if (msg->len > lim->max_message_bytes) {
+		message__fail(err, 413, "too_large",
+			      "message: larger than %zu bytes",
+			      lim->max_message_bytes);
 		goto fail;
 	}
 	from = from_header(msg->value, msg->len);

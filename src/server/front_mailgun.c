@@ -102,6 +102,7 @@ mg_work(void *arg)
 	r->rc =
 	    form_parse(r->ctype, r->body, r->len, &r->form, why, sizeof(why));
 	if (r->rc != 0) {
+		r->err.http_status = 400;
 		snprintf(r->err.message, sizeof(r->err.message), "body: %s",
 			 why);
 		return;
@@ -123,7 +124,8 @@ mg_done(void *arg)
 	const char *scope = httpd_req_auth(r->req);
 
 	if (r->rc != 0) {
-		mg_error(r->req, 400, r->err.message);
+		/* 400, or 413 for a form too large to be a message. */
+		mg_error(r->req, r->err.http_status, r->err.message);
 		r->f->pending--;
 		mg_req_free(r);
 		return;
