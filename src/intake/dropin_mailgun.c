@@ -15,8 +15,12 @@
  * of the message's From header.
  *
  * The /v1 body copies the values (cJSON strings must end with a NUL) and
- * base64-encodes the files; it is bounded by the form, which is bounded
- * by the caller's body cap.  Allocation failure is fatal.
+ * base64-encodes the files, so what cannot fit is refused before any copy
+ * (form_size_check(), and the builder's 998-byte cap on each header-bound
+ * value): otherwise the form cap (three times the limit, for urlencoded
+ * text) let one request of control bytes cost eight times its size and
+ * seconds of a thread before the builder's 413.  Allocation failure is
+ * fatal.
  */
 #include "intake/dropin.h"
 #include "intake/form.h"
