@@ -11,6 +11,10 @@ SendGrid): what each defect found looks like from outside, pinned.
   personalization held the translator for a time quadratic in them (every
   pair compared while merging); now maps over what one message can carry
   are refused at once, naming the map they are in.
+- A value bound for a header was copied and escaped whatever its size;
+  now one over 998 bytes is refused first, and v: variables together past
+  their header are named as sent (v:), not as a header the client never
+  gave.
 - A multipart part naming itself twice (name="from"; name="bcc") was read
   as the first; a reader taking the last sees another field.  Refused.
 - Text with a control byte and a sixth of it 8-bit was sent base64, where
@@ -174,6 +178,13 @@ def test_mailgun_header_values_capped_before_translation(c):
         r = mailgun(c, body, ctype)
         assert r.status == 400, r
         assert r.json == {"message": why}, r.json
+    # v: fields each short, together past their header: named as sent
+    # (the client sent no h:X-Mailgun-Variables).
+    body, ctype = multipart(BASE + [("text", b"hi"), ("v:a", b"v" * 500),
+                                    ("v:b", b"v" * 500)])
+    r = mailgun(c, body, ctype)
+    assert r.status == 400, r
+    assert r.json["message"].startswith("v:: the variables together"), r
     assert stored(c) == n
 
 

@@ -294,6 +294,13 @@ test_map_caps(void **state)
 	maps_body(&b, "custom_args", 0, 167);
 	refused(b.p, 400, "personalizations.0.custom_args");
 	buf_cleanup(&b);
+	/* Within the cap but over the header's 998 bytes: named as sent. */
+	maps_body(&b, "custom_args", 150, 0);
+	refused(b.p, 400, "custom_args");
+	buf_cleanup(&b);
+	maps_body(&b, "custom_args", 10, 150);
+	refused(b.p, 400, "personalizations.0.custom_args");
+	buf_cleanup(&b);
 	/* Huge maps cost one count, not their product. */
 	maps_body(&b, "headers", 50000, 50000);
 	refused(b.p, 400, "headers");

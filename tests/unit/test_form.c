@@ -261,6 +261,10 @@ test_mailgun(void **state)
 	assert_non_null(strstr(e.message, "use one or the other"));
 }
 
+#define LONG50 "vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv"
+#define LONG500                                                                \
+	LONG50 LONG50 LONG50 LONG50 LONG50 LONG50 LONG50 LONG50 LONG50 LONG50
+
 /* "from=a@b.c&NAME=" and n times unit, %-encoded by the caller. */
 static int
 mailgun_big(const char *name, const char *unit, size_t n,
@@ -311,6 +315,10 @@ test_mailgun_too_large(void **state)
 	assert_string_equal(e.message, "v:k: too long");
 	assert_int_equal(mailgun_big("cc", "c", 999, &e), -1);
 	assert_string_equal(e.message, "cc: too long");
+	/* v: fields together past their header: named as sent. */
+	assert_int_equal(
+	    mailgun_big("v%3Aa=" LONG500 "&v%3Ab", LONG500 "x", 1, &e), -1);
+	assert_non_null(strstr(e.message, "v:: the variables together"));
 }
 
 /* messages.mime: a raw message over the limit is 413, not a 400. */
