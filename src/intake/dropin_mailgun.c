@@ -539,12 +539,13 @@ fail:
 }
 
 /*
- * The addr-spec of the one mailbox in a From value, as a new string.  The
- * value is screened first: GMime's parser leaks on shapes such as
- * "a@b <c" (found by fuzz_multipart), and those are no single mailbox.
+ * The addr-spec of the one mailbox in a From value or a "to" entry, as a
+ * new string; NULL when it is not one mailbox as /v1 takes it.  The value
+ * is screened first: GMime's parser leaks on shapes such as "a@b <c"
+ * (found by fuzz_multipart), and those are no single mailbox.
  */
 static char *
-from_addr(const char *value)
+mailbox_addr(const char *value)
 {
 	InternetAddressList *l;
 	InternetAddress *a;
@@ -568,7 +569,11 @@ from_addr(const char *value)
 	return out;
 }
 
-/* Each "to" entry's addr-spec: "Name <a@b>" gives a@b. */
+/*
+ * Each "to" entry's addr-spec ("Name <a@b>" gives a@b), read as /v1 reads
+ * an address: the last '<' of the entry was taken before, so a quoted
+ * name ("x <y@z>" w@v) sent the message to what it quoted.
+ */
 static int
 mime_rcpt(const struct form_field *f, struct dropin_mime *dm,
 	  const struct message_limits *lim, struct message_error *err)
@@ -576,6 +581,7 @@ mime_rcpt(const struct form_field *f, struct dropin_mime *dm,
 	cJSON *arr = xj(cJSON_CreateArray());
 	const cJSON *e;
 	size_t n = dm->nrcpt;
+	char *a;
 
 	if (split_addresses(f, arr, &n, lim, err) != 0) {
 		cJSON_Delete(arr);
@@ -583,14 +589,13 @@ mime_rcpt(const struct form_field *f, struct dropin_mime *dm,
 	}
 	dm->rcpt = xreallocarray(dm->rcpt, n > 0 ? n : 1, sizeof(*dm->rcpt));
 	for (e = arr->child; e != NULL; e = e->next) {
-		const char *s = e->valuestring, *lt = strrchr(s, '<');
-		const char *gt = lt != NULL ? strchr(lt, '>') : NULL;
-
-		if (lt != NULL && gt != NULL)
-			dm->rcpt[dm->nrcpt++] =
-			    xstrndup(lt + 1, (size_t)(gt - lt - 1));
-		else
-			dm->rcpt[dm->nrcpt++] = xstrdup(s);
+		a = mailbox_addr(e->valuestring);
+		if (a == NULL) {
+			cJSON_Delete(arr);
+			return message__invalid(err, "to",
+						"not a valid address");
+		}
+		dm->rcpt[dm->nrcpt++] = a;
 	}
 	cJSON_Delete(arr);
 	return 0;
@@ -635,7 +640,7 @@ dropin_mailgun_mime(const struct form *fm, const struct message_limits *lim,
 		goto fail;
 	}
 	from = from_header(msg->value, msg->len);
-	out->mail_from = from != NULL ? from_addr(from) : NULL;
+	out->mail_from = from != NULL ? mailbox_addr(from) : NULL;
 	free(from);
 	if (out->mail_from == NULL) {
 		message__invalid(err, "message",

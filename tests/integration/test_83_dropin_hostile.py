@@ -18,6 +18,9 @@ SendGrid): what each defect found looks like from outside, pinned.
 - A SendGrid body of 60 KiB with 1,000 personalizations was translated
   and built (twice) on the event loop, which stalled everything else for
   a quarter of a second (release build); now on the translator thread.
+- messages.mime took the last '<' of each "to" entry for the address, so
+  "x <y@...>" w@... was sent to what the name quoted; entries are now read
+  as /v1 reads an address.
 - A multipart part naming itself twice (name="from"; name="bcc") was read
   as the first; a reader taking the last sees another field.  Refused.
 - Text with a control byte and a sixth of it 8-bit was sent base64, where
@@ -210,6 +213,20 @@ def test_mailgun_part_named_twice_refused(c):
     body = body.replace(b'filename="a.txt"',
                         b'filename="a.txt"; filename="b.exe"')
     assert mailgun(c, body, ctype).status == 400
+    assert stored(c) == n
+
+
+def test_mailgun_mime_recipients_read_as_addresses(c):
+    """messages.mime took the last '<' of a "to" entry as the address:
+    "x <y@...>" w@... went to what the display name quoted."""
+    n = stored(c)
+    raw = b"From: a@example.com\r\nTo: w@example.net\r\nSubject: s\r\n\r\nb\r\n"
+    for to in (b'"x <y@example.org>" w@example.net',
+               b"<a@example.net> junk", b"@x <a@example.net>"):
+        body, ctype = multipart([("to", to), ("message", raw, "m.eml")])
+        r = mailgun(c, body, ctype, mime=True)
+        assert r.status == 400, (to, r)
+        assert r.json == {"message": "to: not a valid address"}, r.json
     assert stored(c) == n
 
 

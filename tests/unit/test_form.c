@@ -378,6 +378,46 @@ test_parameter_twice(void **state)
 	"From: \"S, T\"\r\n <s@example.com>\r\nSubject: x\r\n\r\n"             \
 	"From: not@this.one\r\n"
 
+/* messages.mime "to" entries read as /v1 reads addresses. */
+static void
+mime_to(const char *to, int want)
+{
+	char body[512];
+	struct form fm;
+	struct dropin_mime dm;
+	struct message_error e;
+	int n =
+	    snprintf(body, sizeof(body),
+		     "--b-1\r\nContent-Disposition: form-data; "
+		     "name=\"to\"\r\n\r\n%s\r\n" PART("message", RAW) "--b-1--",
+		     to);
+
+	assert_true(n > 0 && (size_t)n < sizeof(body));
+	parse_ok(MP, body, (size_t)n, &fm);
+	memset(&e, 0, sizeof(e));
+	if (dropin_mailgun_mime(&fm, &lim, &dm, &e) != want)
+		fail_msg("to=%s: not %s (%s)", to, want ? "refused" : "taken",
+			 e.message);
+	if (want != 0)
+		assert_string_equal(e.message, "to: not a valid address");
+	dropin_mime_cleanup(&dm);
+	form_cleanup(&fm);
+}
+
+static void
+test_mailgun_mime_rcpt(void **state)
+{
+	(void)state;
+	/* The address is what the entry says, never what a name quotes. */
+	mime_to("\"x <y@example.org>\" w@example.net", -1);
+	mime_to("<a@example.net> junk", -1);
+	mime_to("junk <a@example.net> more", -1);
+	mime_to("@x <a@example.net>", -1);
+	mime_to("a@example.net (c)", -1);
+	mime_to("Bob <b@example.net", -1);
+	mime_to("a@example.net, \"q, r\" <c@example.net>, <d@example.net>", 0);
+}
+
 static void
 test_mailgun_mime(void **state)
 {
@@ -429,6 +469,7 @@ main(void)
 	    cmocka_unit_test(test_mailgun_too_large),
 	    cmocka_unit_test(test_parameter_twice),
 	    cmocka_unit_test(test_mailgun_mime_too_large),
+	    cmocka_unit_test(test_mailgun_mime_rcpt),
 	    cmocka_unit_test(test_mailgun_mime),
 	    cmocka_unit_test(test_message_names),
 	};
