@@ -195,8 +195,9 @@ def test_sendgrid_many_personalizations_do_not_hold_the_loop(make_cluster):
         done.set()
         th.join(timeout=h.scaled(10))
     assert r.status == 202, r
-    # About 15 ms now; 820 ms before (ASan).  Generous for a noisy host.
-    assert max(lat) < 0.25, max(lat)
+    # About 15 ms now, 700 to 820 ms before (ASan); the bound leaves room
+    # for a noisy host on both sides.
+    assert max(lat) < 0.4, max(lat)
     assert c.stats()["queued"] + c.stats()["sending"] + \
         c.stats()["delivered"] >= 1000
 
