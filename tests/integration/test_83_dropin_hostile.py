@@ -21,6 +21,9 @@ SendGrid): what each defect found looks like from outside, pinned.
 - messages.mime took the last '<' of each "to" entry for the address, so
   "x <y@...>" w@... was sent to what the name quoted; entries are now read
   as /v1 reads an address.
+- A raw message's To header became its listing's "to" whole: a To of
+  20 MB of folded names made GET /v1/messages of that one message 20 MB;
+  now its entries are held to /v1's bounds (1,000 of 998 bytes).
 - A multipart part naming itself twice (name="from"; name="bcc") was read
   as the first; a reader taking the last sees another field.  Refused.
 - Text with a control byte and a sixth of it 8-bit was sent base64, where
@@ -229,6 +232,30 @@ def test_mailgun_mime_recipients_read_as_addresses(c):
         assert r.status == 400, (to, r)
         assert r.json == {"message": "to: not a valid address"}, r.json
     assert stored(c) == n
+
+
+def test_raw_to_header_does_not_swell_the_listing(c):
+    """A raw message's To header (messages.mime, and SMTP) became its
+    listing's "to" entries whole: 200 KB of folded display name made a
+    page of one message 200 KB ("a page's size is bounded whatever was
+    sent").  Now its entries are held to /v1's: 998 bytes each."""
+    name = b"\r\n ".join([b"n" * 900] * 230)
+    raw = (b'From: a@example.com\r\nTo: "' + name +
+           b'" <w@example.net>\r\nSubject: s\r\n\r\nb\r\n')
+    assert len(raw) > 200000
+    body, ctype = multipart([("to", b"w@example.net"),
+                             ("message", raw, "m.eml")])
+    r = mailgun(c, body, ctype, mime=True)
+    assert r.status == 200, r
+    mid = r.json["id"][1:].split("@")[0]
+    page = c.get("/v1/messages?limit=1", headers=bearer())
+    assert page.status == 200, page
+    assert page.json["messages"][0]["id"] == mid, page.json
+    assert len(page.body) < 8000, len(page.body)
+    one = c.get("/v1/messages/" + mid, headers=bearer()).json
+    assert len(one["to"]) == 1 and len(one["to"][0]) <= 998, one["to"]
+    # The message itself keeps its header whole.
+    assert name in delivered(c, mid)
 
 
 def test_mailgun_header_values_capped_before_translation(c):
