@@ -370,20 +370,28 @@ to_json(const char *to, size_t max)
 
 /*
  * A header value for display: GMime's unfolded, decoded text, made valid
- * UTF-8 (an encoded word may claim a charset its bytes are not in).
+ * UTF-8 (an encoded word may claim a charset its bytes are not in), and
+ * cut at a character to the MAX_SUBJECT_LEN bytes /v1 allows: a folded
+ * header may be megabytes, which every GET of the message would send.
  */
 static char *
 display_dup(const char *v)
 {
 	char *g, *out;
+	size_t n;
 
 	if (v == NULL)
 		return xstrdup("");
-	if (g_utf8_validate(v, -1, NULL))
-		return xstrdup(v);
-	g = g_utf8_make_valid(v, -1);
-	out = xstrdup(g);
+	g = g_utf8_validate(v, -1, NULL) ? NULL : g_utf8_make_valid(v, -1);
+	out = xstrdup(g != NULL ? g : v);
 	g_free(g);
+	n = strlen(out);
+	if (n > MAX_SUBJECT_LEN) {
+		n = MAX_SUBJECT_LEN;
+		while (n > 0 && ((unsigned char)out[n] & 0xc0) == 0x80)
+			n--;
+		out[n] = '\0';
+	}
 	return out;
 }
 

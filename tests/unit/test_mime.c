@@ -229,6 +229,18 @@ test_display_to_bounded(void **state)
 	json_decref(to);
 	store_message_free(m);
 	buf_cleanup(&raw);
+
+	/* A subject of 1,900 bytes in two folded lines: 998 shown. */
+	buf_init(&raw, SIZE_MAX);
+	assert_int_equal(buf_appendf(&raw,
+				     "From: ann@example.com\r\nSubject: "
+				     "%0950d%s%0950d\r\n\r\nbody\r\n",
+				     0, fold, 0),
+			 0);
+	m = build_ok(raw.p, raw.len, &env);
+	assert_int_equal(strlen(m->subject), 998);
+	store_message_free(m);
+	buf_cleanup(&raw);
 }
 
 static void
