@@ -15,8 +15,12 @@
  * of the message's From header.
  *
  * The /v1 body copies the values (cJSON strings must end with a NUL) and
- * base64-encodes the files; it is bounded by the form, which is bounded
- * by the caller's body cap.  Allocation failure is fatal.
+ * base64-encodes the files, so what cannot fit is refused before any copy
+ * (form_size_check(), and the builder's 998-byte cap on each header-bound
+ * value): otherwise the form cap (three times the limit, for urlencoded
+ * text) let one request of control bytes cost eight times its size and
+ * seconds of a thread before the builder's 413.  Allocation failure is
+ * fatal.
  */
 #include "intake/dropin.h"
 #include "intake/form.h"
@@ -145,6 +149,12 @@ split_addresses(const struct form_field *f, cJSON *arr, size_t *n,
 				free(s);
 				return message__invalid(err, f->name,
 							"too many recipients");
+			}
+			/* The builder's cap on one address as given. */
+			if (len > MAX_ADDRESS_LEN) {
+				free(s);
+				return message__invalid(err, f->name,
+							"too long");
 			}
 			push(arr, cJSON_CreateString(start));
 		}
@@ -293,6 +303,14 @@ field_add(const struct form_field *f, cJSON *v1, cJSON *vars,
 	if (f->filename != NULL)
 		return message__invalid(err, fname(f, kbuf, sizeof(kbuf)),
 					"must not be a file");
+	/* Every field but these bodies and the address lists is one
+	 * header's value (or part of one), which the builder takes up to
+	 * MAX_HEADER_VALUE_LEN bytes: refused before it is copied. */
+	if (f->len > MAX_HEADER_VALUE_LEN && strcmp(name, "text") != 0 &&
+	    strcmp(name, "html") != 0 && strcmp(name, "to") != 0 &&
+	    strcmp(name, "cc") != 0 && strcmp(name, "bcc") != 0)
+		return message__invalid(err, fname(f, kbuf, sizeof(kbuf)),
+					"too long");
 	for (i = 0; i < ARRAY_SIZE(singles); i++)
 		if (strcmp(name, singles[i][0]) == 0)
 			return once_add(f, v1, singles[i][1], err);
@@ -336,8 +354,73 @@ vars_add(cJSON *v1, cJSON *vars, struct message_error *err)
 	s = cJSON_PrintUnformatted(vars);
 	if (s == NULL)
 		fatalx("dropin: out of memory");
+	/* The builder's cap on the header, named as the client wrote it
+	 * (it sent v: fields, not the header). */
+	if (strlen(s) > MAX_HEADER_VALUE_LEN) {
+		cJSON_free(s);
+		return message__invalid(
+		    err, "v:",
+		    "the variables together are over 998 "
+		    "bytes as JSON (" DROPIN_MAILGUN_VARS_HEADER ")");
+	}
 	add(h, DROPIN_MAILGUN_VARS_HEADER, cJSON_CreateString(s));
 	cJSON_free(s);
+	return 0;
+}
+
+/* The length of n bytes as a JSON string's content, as cJSON writes it. */
+static size_t
+json_escaped_len(const char *s, size_t n)
+{
+	size_t i, len = n;
+
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '"' || c == '\\' || c == '\b' || c == '\f' ||
+		    c == '\n' || c == '\r' || c == '\t')
+			len += 1;
+		else if (c < 0x20)
+			len += 5; /* \u00XX */
+	}
+	return len;
+}
+
+/*
+ * Refuses, before anything is copied, a form whose text, html and files
+ * cannot fit in max_message_bytes, so that a request of tens of
+ * megabytes costs one pass over it, not a base64 copy, a JSON copy and a
+ * parse (hundreds of megabytes: text of control bytes is six times its
+ * size as JSON).  Two counts, each exact (it refuses nothing the builder
+ * would take):
+ *  - the bytes as sent: the builder's first size check (min_size()),
+ *    which counts text and html as they are and each file as 3/4 of its
+ *    base64 (at least its length);
+ *  - the bytes of their /v1 JSON: each byte of text, html or a file's
+ *    base64 in the JSON becomes at least half a byte of the message
+ *    ("\r\n" is 4 bytes of JSON for a CRLF, a control byte 6 for its
+ *    quoted-printable 3), so JSON over twice the limit cannot fit.
+ */
+static int
+form_size_check(const struct form *fm, const struct message_limits *lim,
+		struct message_error *err)
+{
+	size_t i, given = 0, json = 0, m = lim->max_message_bytes;
+
+	for (i = 0; i < fm->n; i++) {
+		const struct form_field *f = &fm->f[i];
+
+		if (f->filename != NULL) {
+			given += f->len;
+			json += (f->len + 2) / 3 * 4;
+		} else if (strcmp(f->name, "text") == 0 ||
+			   strcmp(f->name, "html") == 0) {
+			given += f->len;
+			json += json_escaped_len(f->value, f->len);
+		}
+	}
+	if (given > m || json / 2 > m)
+		return message__fail(err, 413, "too_large",
+				     "message: larger than %zu bytes", m);
 	return 0;
 }
 
@@ -345,11 +428,15 @@ int
 dropin_mailgun(const struct form *fm, const struct message_limits *lim,
 	       struct dropin_batch *out, struct message_error *err)
 {
-	cJSON *v1 = xj(cJSON_CreateObject()), *vars = xj(cJSON_CreateObject());
+	cJSON *v1, *vars;
 	size_t i, nrcpt = 0;
 	int rc = -1;
 
 	memset(out, 0, sizeof(*out));
+	if (form_size_check(fm, lim, err) != 0)
+		return -1;
+	v1 = xj(cJSON_CreateObject());
+	vars = xj(cJSON_CreateObject());
 	for (i = 0; i < fm->n; i++)
 		if (field_add(&fm->f[i], v1, vars, lim, &nrcpt, err) != 0)
 			goto out;
@@ -452,12 +539,13 @@ fail:
 }
 
 /*
- * The addr-spec of the one mailbox in a From value, as a new string.  The
- * value is screened first: GMime's parser leaks on shapes such as
- * "a@b <c" (found by fuzz_multipart), and those are no single mailbox.
+ * The addr-spec of the one mailbox in a From value or a "to" entry, as a
+ * new string; NULL when it is not one mailbox as /v1 takes it.  The value
+ * is screened first: GMime's parser leaks on shapes such as "a@b <c"
+ * (found by fuzz_multipart), and those are no single mailbox.
  */
 static char *
-from_addr(const char *value)
+mailbox_addr(const char *value)
 {
 	InternetAddressList *l;
 	InternetAddress *a;
@@ -481,7 +569,11 @@ from_addr(const char *value)
 	return out;
 }
 
-/* Each "to" entry's addr-spec: "Name <a@b>" gives a@b. */
+/*
+ * Each "to" entry's addr-spec ("Name <a@b>" gives a@b), read as /v1 reads
+ * an address: the last '<' of the entry was taken before, so a quoted
+ * name ("x <y@z>" w@v) sent the message to what it quoted.
+ */
 static int
 mime_rcpt(const struct form_field *f, struct dropin_mime *dm,
 	  const struct message_limits *lim, struct message_error *err)
@@ -489,6 +581,7 @@ mime_rcpt(const struct form_field *f, struct dropin_mime *dm,
 	cJSON *arr = xj(cJSON_CreateArray());
 	const cJSON *e;
 	size_t n = dm->nrcpt;
+	char *a;
 
 	if (split_addresses(f, arr, &n, lim, err) != 0) {
 		cJSON_Delete(arr);
@@ -496,14 +589,13 @@ mime_rcpt(const struct form_field *f, struct dropin_mime *dm,
 	}
 	dm->rcpt = xreallocarray(dm->rcpt, n > 0 ? n : 1, sizeof(*dm->rcpt));
 	for (e = arr->child; e != NULL; e = e->next) {
-		const char *s = e->valuestring, *lt = strrchr(s, '<');
-		const char *gt = lt != NULL ? strchr(lt, '>') : NULL;
-
-		if (lt != NULL && gt != NULL)
-			dm->rcpt[dm->nrcpt++] =
-			    xstrndup(lt + 1, (size_t)(gt - lt - 1));
-		else
-			dm->rcpt[dm->nrcpt++] = xstrdup(s);
+		a = mailbox_addr(e->valuestring);
+		if (a == NULL) {
+			cJSON_Delete(arr);
+			return message__invalid(err, "to",
+						"not a valid address");
+		}
+		dm->rcpt[dm->nrcpt++] = a;
 	}
 	cJSON_Delete(arr);
 	return 0;
@@ -540,8 +632,15 @@ dropin_mailgun_mime(const struct form *fm, const struct message_limits *lim,
 			      msg == NULL ? "message" : "to");
 		goto fail;
 	}
+	/* message_from_mime()'s first check, before the From is sought. */
+	if (msg->len > lim->max_message_bytes) {
+		message__fail(err, 413, "too_large",
+			      "message: larger than %zu bytes",
+			      lim->max_message_bytes);
+		goto fail;
+	}
 	from = from_header(msg->value, msg->len);
-	out->mail_from = from != NULL ? from_addr(from) : NULL;
+	out->mail_from = from != NULL ? mailbox_addr(from) : NULL;
 	free(from);
 	if (out->mail_from == NULL) {
 		message__invalid(err, "message",

@@ -227,8 +227,16 @@ settings_off(struct message_error *err, const char *field, const cJSON *obj)
 	return 0;
 }
 
+/*
+ * The most custom_args one message can carry: they travel as the compact
+ * JSON of one header value of at most MAX_HEADER_VALUE_LEN bytes, in
+ * which n members take at least 6 * n + 1 ("{}", and "k":"" with a
+ * comma between members).  More could never be sent.
+ */
+#define SG_MAX_ARGS ((MAX_HEADER_VALUE_LEN - 1) / 6)
+
 static int string_map(struct message_error *err, const char *field,
-		      const cJSON *obj);
+		      const cJSON *obj, int max, const char *why);
 
 /* The top-level fields: known ones found, the rest refused. */
 static int
@@ -275,8 +283,10 @@ top_fields(struct sg *g)
 			   "at most 1000 personalizations");
 	if (g->from == NULL || cJSON_IsNull(g->from))
 		return missing(g->err, "from");
-	if (string_map(g->err, "headers", g->headers) != 0 ||
-	    string_map(g->err, "custom_args", g->custom_args) != 0)
+	if (string_map(g->err, "headers", g->headers, MAX_HEADERS,
+		       "too many headers") != 0 ||
+	    string_map(g->err, "custom_args", g->custom_args, SG_MAX_ARGS,
+		       "too many to fit in their header") != 0)
 		return -1;
 	if (g->reply_to != NULL && !cJSON_IsNull(g->reply_to) &&
 	    g->reply_to_list != NULL && !cJSON_IsNull(g->reply_to_list))
@@ -396,9 +406,17 @@ attachments_add(struct sg *g, cJSON *v1)
 	return 0;
 }
 
-/* An object of string values (headers, custom_args); NULL is fine. */
+/*
+ * An object of string values (headers, custom_args); NULL is fine.  More
+ * than max members is refused (why says so) before any is looked at:
+ * merging a personalization's map with the top-level one compares every
+ * pair, so the maps are kept to what one message can carry (the builder's
+ * MAX_HEADERS, SG_MAX_ARGS), or a request of megabytes of names would
+ * hold the translator for minutes.
+ */
 static int
-string_map(struct message_error *err, const char *field, const cJSON *obj)
+string_map(struct message_error *err, const char *field, const cJSON *obj,
+	   int max, const char *why)
 {
 	const cJSON *v;
 	char f[160], kbuf[48];
@@ -407,6 +425,8 @@ string_map(struct message_error *err, const char *field, const cJSON *obj)
 		return 0;
 	if (!cJSON_IsObject(obj))
 		return bad(err, field, "must be an object of strings");
+	if (cJSON_GetArraySize(obj) > max)
+		return bad(err, field, why);
 	for (v = obj->child; v != NULL; v = v->next)
 		if (!cJSON_IsString(v)) {
 			snprintf(f, sizeof(f), "%s.%s", field,
@@ -469,10 +489,11 @@ headers_add(struct sg *g, const cJSON *p, size_t idx, cJSON *v1)
 	char f[96], *s;
 
 	snprintf(f, sizeof(f), "personalizations.%zu.headers", idx);
-	if (string_map(g->err, f, ph) != 0)
+	if (string_map(g->err, f, ph, MAX_HEADERS, "too many headers") != 0)
 		return -1;
 	snprintf(f, sizeof(f), "personalizations.%zu.custom_args", idx);
-	if (string_map(g->err, f, pa) != 0)
+	if (string_map(g->err, f, pa, SG_MAX_ARGS,
+		       "too many to fit in their header") != 0)
 		return -1;
 	h = merge(g->headers, ph, true);
 	add(v1, "headers", h);
@@ -490,6 +511,14 @@ headers_add(struct sg *g, const cJSON *p, size_t idx, cJSON *v1)
 	cJSON_Delete(args);
 	if (s == NULL)
 		fatalx("dropin: out of memory");
+	/* The builder's cap on the header, named as the client wrote it. */
+	if (strlen(s) > MAX_HEADER_VALUE_LEN) {
+		cJSON_free(s);
+		snprintf(f, sizeof(f), "personalizations.%zu.custom_args", idx);
+		return bad(
+		    g->err, cJSON_IsObject(pa) && pa->child ? f : "custom_args",
+		    "over 998 bytes as JSON (" DROPIN_SENDGRID_ARGS_HEADER ")");
+	}
 	add(h, DROPIN_SENDGRID_ARGS_HEADER, cJSON_CreateString(s));
 	cJSON_free(s);
 	return 0;
@@ -593,26 +622,37 @@ fail:
 	return -1;
 }
 
-/* The bytes every personalization repeats: content and attachments. */
-static size_t
-shared_bytes(const struct sg *g)
+/*
+ * The bytes every personalization repeats, content and attachments: as
+ * given (*given), and as the builder counts them at the least in the
+ * message (*least: text as is, base64 as 3/4 of its length, its
+ * min_size()).
+ */
+static void
+shared_bytes(const struct sg *g, size_t *given, size_t *least)
 {
 	const cJSON *c, *v;
-	size_t n = 0;
+	size_t n;
 
+	*given = *least = 0;
 	if (cJSON_IsArray(g->content))
 		for (c = g->content->child; c != NULL; c = c->next) {
 			v = cJSON_GetObjectItemCaseSensitive(c, "value");
-			if (cJSON_IsString(v))
-				n += strlen(v->valuestring);
+			if (!cJSON_IsString(v))
+				continue;
+			n = strlen(v->valuestring);
+			*given += n;
+			*least += n;
 		}
 	if (cJSON_IsArray(g->attachments))
 		for (c = g->attachments->child; c != NULL; c = c->next) {
 			v = cJSON_GetObjectItemCaseSensitive(c, "content");
-			if (cJSON_IsString(v))
-				n += strlen(v->valuestring);
+			if (!cJSON_IsString(v))
+				continue;
+			n = strlen(v->valuestring);
+			*given += n;
+			*least += n / 4 * 3;
 		}
-	return n;
 }
 
 void
@@ -644,11 +684,21 @@ translate(struct sg *g, size_t max_total, struct dropin_batch *out)
 {
 	size_t n = (size_t)cJSON_GetArraySize(g->pers), i, total = 0;
 	size_t nrcpt = 0;
+	size_t given, least;
 	const cJSON *p;
 	cJSON *v1;
 
-	/* Refused before n copies of the content are made. */
-	if (shared_bytes(g) > max_total / n)
+	/*
+	 * Refused before any copy is printed: content the builder would
+	 * refuse anyway (its first size check, on the same counts), and
+	 * content that n copies would take past max_total.
+	 */
+	shared_bytes(g, &given, &least);
+	if (least > g->lim->max_message_bytes)
+		return message__fail(g->err, 413, "too_large",
+				     "message: larger than %zu bytes",
+				     g->lim->max_message_bytes);
+	if (given > max_total / n)
 		return too_large(g->err, max_total);
 	out->json = xcalloc(n, sizeof(*out->json));
 	out->len = xcalloc(n, sizeof(*out->len));

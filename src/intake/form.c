@@ -54,56 +54,79 @@ is_tspecial(unsigned char c)
 	return c <= 32 || c >= 127 || strchr("()<>@,;:\\\"/[]?=", c) != NULL;
 }
 
+/* Steps p over one parameter's value, quoted or not, to its ';' or end. */
+static const char *
+param_skip(const char *p)
+{
+	bool q = false;
+
+	for (; *p != '\0' && (q || *p != ';'); p++) {
+		if (*p == '\\' && q && p[1] != '\0')
+			p++;
+		else if (*p == '"')
+			q = !q;
+	}
+	return p;
+}
+
+/* The value at p (quoted or a token), unquoted, into a new string. */
+static char *
+param_value(const char *p, bool *bad)
+{
+	char *out = xmalloc(strlen(p) + 1);
+	size_t i = 0;
+
+	if (*p == '"') {
+		for (p++; *p != '"'; p++) {
+			if (*p == '\0') {
+				free(out);
+				*bad = true;
+				return NULL;
+			}
+			if (*p == '\\' && p[1] != '\0')
+				p++;
+			out[i++] = *p;
+		}
+	} else {
+		for (; *p != '\0' && !is_tspecial((unsigned char)*p); p++)
+			out[i++] = *p;
+	}
+	out[i] = '\0';
+	return out;
+}
+
 /*
  * The value of parameter name in a header value's "; a=b; c=\"d\"" list,
  * unquoted, into a new string; NULL when absent or malformed (*bad set).
+ * A parameter given twice is malformed: readers disagree on which one
+ * counts (the first here, the last elsewhere), so a part that one of
+ * them reads as "from" must not be "bcc" to another.
  */
 static char *
 param_get(const char *v, const char *name, bool *bad)
 {
-	size_t n = strlen(name), i;
+	size_t n = strlen(name);
 	const char *p = strchr(v, ';');
-	char *out;
+	char *out = NULL;
 
 	while (p != NULL) {
 		p++;
 		while (*p == ' ' || *p == '\t')
 			p++;
-		if (strncasecmp(p, name, n) != 0 || p[n] != '=') {
-			/* Step over this parameter, quoted or not. */
-			bool q = false;
-			for (; *p != '\0' && (q || *p != ';'); p++) {
-				if (*p == '\\' && q && p[1] != '\0')
-					p++;
-				else if (*p == '"')
-					q = !q;
+		if (strncasecmp(p, name, n) == 0 && p[n] == '=') {
+			if (out != NULL) {
+				free(out);
+				*bad = true;
+				return NULL;
 			}
-			p = *p == ';' ? p : NULL;
-			continue;
+			out = param_value(p + n + 1, bad);
+			if (out == NULL)
+				return NULL;
 		}
-		p += n + 1;
-		out = xmalloc(strlen(p) + 1);
-		i = 0;
-		if (*p == '"') {
-			for (p++; *p != '"'; p++) {
-				if (*p == '\0') {
-					free(out);
-					*bad = true;
-					return NULL;
-				}
-				if (*p == '\\' && p[1] != '\0')
-					p++;
-				out[i++] = *p;
-			}
-		} else {
-			for (; *p != '\0' && !is_tspecial((unsigned char)*p);
-			     p++)
-				out[i++] = *p;
-		}
-		out[i] = '\0';
-		return out;
+		p = param_skip(p);
+		p = *p == ';' ? p : NULL;
 	}
-	return NULL;
+	return out;
 }
 
 static void

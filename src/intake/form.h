@@ -5,8 +5,9 @@
  * FORM_MAX_PARTS fields, each part's header block at most
  * FORM_MAX_PART_HEAD bytes, each name at most FORM_MAX_NAME; the body
  * itself is capped by the caller (the HTTP layer's one limit).  Refused:
- * a missing or malformed boundary, a part without a name, a body that
- * does not end with the closing boundary, bare CR or LF in part headers,
+ * a missing or malformed boundary, a part without a name, a parameter
+ * (name, filename, boundary) given twice, a body that does not end with
+ * the closing boundary, bare CR or LF in part headers,
  * a transfer encoding other than 7bit, 8bit or binary, a bad %-escape.
  *
  * Multipart values point into the body (borrowed: the body must outlive

@@ -279,7 +279,10 @@ end_with_crlf(struct buf *out)
  * 8-bit, where base64 is shorter.  Control characters go quoted-printable
  * (=01, three bytes) rather than raw so that no JSON escape (\u0001, six
  * bytes) shrinks by more than half into the message: the HTTP body cap
- * rests on that (message_json_max_bytes).  Line
+ * rests on that (message_json_max_bytes).  So text holding one is never
+ * base64, however much of it is 8-bit: there \u0001 would be 4/3 of a
+ * byte, and a body of mostly such escapes over the cap could build a
+ * message that fits.  Line
  * ends become CRLF; base64 encodes the text in that canonical form, and
  * quoted-printable (GMime's encoder) is fed LF and its LFs made CRLF.
  */
@@ -300,7 +303,7 @@ text_part(struct build *b, struct buf *out, const char *subtype, const char *s,
 		xbuf_adds(out, "Content-Transfer-Encoding: 7bit\r\n\r\n");
 		add_lines(out, s, n, "\r\n");
 
-	} else if (high * 6 > n) {
+	} else if (high * 6 > n && !ctl) {
 		xbuf_adds(out, "Content-Transfer-Encoding: base64\r\n\r\n");
 		buf_reset(&b->tmp);
 		add_lines(&b->tmp, s, n, "\r\n");

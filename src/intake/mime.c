@@ -310,13 +310,19 @@ msgid_domain(const char *mail_from, const char *from, char *out, size_t sz)
 /*
  * A JSON array of the To header's entries as written: split at commas
  * outside quotes, angle brackets and comments; "[]" when there is none.
+ * Held to what /v1 lets a to_json be, at most max entries (the recipient
+ * cap) of at most MAX_ADDRESS_LEN bytes each (cut at a character): it is
+ * for display, and a listing (which shows 10 entries of a message) reads
+ * it whole, so a To header of 20 MB of folded names made a page of one
+ * message 20 MB.  The message itself keeps its header whole.
  */
 static char *
-to_json(const char *to)
+to_json(const char *to, size_t max)
 {
 	struct buf b;
 	const char *p = to, *start;
-	int depth = 0, n = 0;
+	size_t n = 0;
+	int depth = 0;
 	bool quoted = false;
 
 	buf_init(&b, SIZE_MAX);
@@ -336,6 +342,14 @@ to_json(const char *to)
 				start++;
 			while (e > start && (e[-1] == ' ' || e[-1] == '\t'))
 				e--;
+			if (e - start > MAX_ADDRESS_LEN) {
+				e = start + MAX_ADDRESS_LEN;
+				while (e > start &&
+				       ((unsigned char)*e & 0xc0) == 0x80)
+					e--;
+			}
+			if (e > start && n == max)
+				break;
 			if (e > start) {
 				if (n++ > 0)
 					xbuf_addc(&b, ',');
@@ -356,27 +370,35 @@ to_json(const char *to)
 
 /*
  * A header value for display: GMime's unfolded, decoded text, made valid
- * UTF-8 (an encoded word may claim a charset its bytes are not in).
+ * UTF-8 (an encoded word may claim a charset its bytes are not in), and
+ * cut at a character to the MAX_SUBJECT_LEN bytes /v1 allows: a folded
+ * header may be megabytes, which every GET of the message would send.
  */
 static char *
 display_dup(const char *v)
 {
 	char *g, *out;
+	size_t n;
 
 	if (v == NULL)
 		return xstrdup("");
-	if (g_utf8_validate(v, -1, NULL))
-		return xstrdup(v);
-	g = g_utf8_make_valid(v, -1);
-	out = xstrdup(g);
+	g = g_utf8_validate(v, -1, NULL) ? NULL : g_utf8_make_valid(v, -1);
+	out = xstrdup(g != NULL ? g : v);
 	g_free(g);
+	n = strlen(out);
+	if (n > MAX_SUBJECT_LEN) {
+		n = MAX_SUBJECT_LEN;
+		while (n > 0 && ((unsigned char)out[n] & 0xc0) == 0x80)
+			n--;
+		out[n] = '\0';
+	}
 	return out;
 }
 
 /* The display fields, from the header block (from: the From value). */
 static void
 take_display(const struct message_head *hf, const char *from,
-	     struct store_message *m)
+	     const struct message_limits *lim, struct store_message *m)
 {
 	char *v;
 
@@ -385,7 +407,7 @@ take_display(const struct message_head *hf, const char *from,
 	m->subject = display_dup(v);
 	g_free(v);
 	v = message__head_value(hf, MESSAGE_HEAD_TO);
-	m->to_json = to_json(v);
+	m->to_json = to_json(v, lim->max_recipients);
 	g_free(v);
 }
 
@@ -471,7 +493,7 @@ message_from_mime(const char *raw, size_t len,
 	m->status = MSG_QUEUED;
 	m->created_ms = m->updated_ms = now_ms();
 	m->tried = xstrdup("");
-	take_display(&hf, from, m);
+	take_display(&hf, from, lim, m);
 	if (take_mime(raw, len, &sc, has_date, has_mid, lim, m, err) != 0)
 		goto out;
 	*out = m;

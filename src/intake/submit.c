@@ -246,6 +246,29 @@ digest(const struct submit *s, const char *body, size_t len,
 		fatalx("submit: SHA-256 failed"); /* our OpenSSL is broken */
 }
 
+_Static_assert(SUBMIT_DIGEST_LEN == STORE_IDEM_HASH_LEN,
+	       "a digest of submit.h is the store's");
+
+void
+submit_json_digest(const struct submit *s, const char *json, size_t len,
+		   unsigned char out[SUBMIT_DIGEST_LEN])
+{
+	digest(s, json, len, NULL, NULL, 0, out);
+}
+
+void
+submit_json_built(struct submit *s, struct store_message *m,
+		  const unsigned char *dig, const char *idem_key,
+		  const char *scope, submit_reply_cb cb, void *arg)
+{
+	struct ticket *t = ticket_new(s, idem_key, scope, cb, arg);
+
+	t->m = m;
+	if (t->idem != NULL && dig != NULL)
+		memcpy(t->hash, dig, sizeof(t->hash));
+	ticket_store(t);
+}
+
 void
 submit_message(struct submit *s, struct store_message *m, const char *idem_key,
 	       const char *scope, submit_reply_cb cb, void *arg)

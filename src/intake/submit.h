@@ -152,6 +152,26 @@ void submit_json(struct submit *s, const char *json, size_t len,
 void submit_mime(struct submit *s, const char *raw, size_t len,
 		 const struct message_envelope *env, const char *idem_key,
 		 const char *scope, submit_reply_cb cb, void *arg);
+/* The length of a digest of submit_json_digest(). */
+#define SUBMIT_DIGEST_LEN 32
+/*
+ * The digest submit_json() keeps of a JSON body with an idempotency key
+ * (SHA-256 of its bytes as received).  Pure and thread-safe: a front that
+ * builds a request's messages on a thread of its own computes it there.
+ */
+void submit_json_digest(const struct submit *s, const char *json, size_t len,
+			unsigned char out[SUBMIT_DIGEST_LEN]);
+/*
+ * A JSON submission that the caller built itself with message_from_json()
+ * (takes m), stored and answered as submit_json() would: with idem_key,
+ * digest must be submit_json_digest() of the same JSON, so a retry
+ * through either entry point is known.  For the drop-ins, whose one
+ * request may become 1,000 messages: they build on their own thread, and
+ * the loop only stores.
+ */
+void submit_json_built(struct submit *s, struct store_message *m,
+		       const unsigned char *digest, const char *idem_key,
+		       const char *scope, submit_reply_cb cb, void *arg);
 /* A message already built (takes m), checked and submitted. */
 void submit_message(struct submit *s, struct store_message *m,
 		    const char *idem_key, const char *scope, submit_reply_cb cb,

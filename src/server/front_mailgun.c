@@ -20,6 +20,7 @@
 #include "intake/dropin.h"
 #include "intake/form.h"
 #include "intake/submit.h"
+#include "server/front_mailgun.h"
 #include "server/http_front_int.h"
 #include "server/httpd.h"
 
@@ -102,6 +103,7 @@ mg_work(void *arg)
 	r->rc =
 	    form_parse(r->ctype, r->body, r->len, &r->form, why, sizeof(why));
 	if (r->rc != 0) {
+		r->err.http_status = 400;
 		snprintf(r->err.message, sizeof(r->err.message), "body: %s",
 			 why);
 		return;
@@ -123,7 +125,8 @@ mg_done(void *arg)
 	const char *scope = httpd_req_auth(r->req);
 
 	if (r->rc != 0) {
-		mg_error(r->req, 400, r->err.message);
+		/* 400, or 413 for a form too large to be a message. */
+		mg_error(r->req, r->err.http_status, r->err.message);
 		r->f->pending--;
 		mg_req_free(r);
 		return;
@@ -163,12 +166,8 @@ mg_body(struct httpd_req *req, void *arg)
 	http_front__offload(r->f, r->len, mg_work, mg_done, r);
 }
 
-/*
- * "Basic base64(api:KEY)" into the key (NUL-terminated, in out); false
- * when the header is not that.
- */
-static bool
-basic_key(const char *h, char *out, size_t outsz, size_t *len)
+bool
+front_mailgun_basic_key(const char *h, char *out, size_t outsz, size_t *len)
 {
 	unsigned char dec[512];
 	size_t n, pad = 0;
@@ -181,12 +180,17 @@ basic_key(const char *h, char *out, size_t outsz, size_t *len)
 	if (n == 0 || n % 4 != 0 || n / 4 * 3 > sizeof(dec))
 		return false;
 	d = EVP_DecodeBlock(dec, (const unsigned char *)h, (int)n);
-	if (d < 0)
-		return false;
 	if (h[n - 1] == '=')
 		pad++;
 	if (h[n - 2] == '=')
 		pad++;
+	/* EVP_DecodeBlock decodes the padding as zero bits (counted off
+	 * below); a text of padding alone would wrap n round, so it is
+	 * checked rather than assumed away. */
+	if (d < 0 || (size_t)d < pad) {
+		explicit_bzero(dec, sizeof(dec));
+		return false;
+	}
 	n = (size_t)d - pad;
 	if (n < 4 || memcmp(dec, "api:", 4) != 0 || n - 4 >= outsz ||
 	    memchr(dec, '\0', n) != NULL) {
@@ -200,9 +204,8 @@ basic_key(const char *h, char *out, size_t outsz, size_t *len)
 	return true;
 }
 
-/* A host name: labels of letters, digits and hyphens, dot-separated. */
-static bool
-domain_ok(const char *s, size_t n)
+bool
+front_mailgun_domain_ok(const char *s, size_t n)
 {
 	size_t i, label = 0;
 
@@ -271,8 +274,8 @@ mg_head(struct http_front *f, struct httpd_req *req, const char *path)
 			mg_error(req, 405, "use POST here");
 		return false;
 	}
-	have = basic_key(httpd_req_header(req, "Authorization"), key,
-			 sizeof(key), &klen);
+	have = front_mailgun_basic_key(httpd_req_header(req, "Authorization"),
+				       key, sizeof(key), &klen);
 	if (!http_front__key_ok(f, req, have ? key : NULL, klen, "mailgun",
 				scope)) {
 		explicit_bzero(key, sizeof(key));
@@ -281,7 +284,7 @@ mg_head(struct http_front *f, struct httpd_req *req, const char *path)
 		return false;
 	}
 	explicit_bzero(key, sizeof(key));
-	if (!domain_ok(path, dn)) {
+	if (!front_mailgun_domain_ok(path, dn)) {
 		mg_error(req, 404, "Domain not found");
 		return false;
 	}

@@ -44,6 +44,12 @@ check_message(const struct store_message *m, const char *raw, size_t len,
 	if (memchr(raw, '\r', len) != NULL &&
 	    memcmp(m->mime + m->mime_len - len, raw, len) != 0)
 		abort();
+	/* to_json is held to /v1's bounds: max_recipients entries of 998
+	 * bytes, each at most six bytes of JSON a byte, quoted, with a comma.
+	 */
+	if (m->to_json == NULL ||
+	    strlen(m->to_json) > 2 + FUZZ_ENV_MAX_RCPT * (6 * 998 + 3))
+		abort();
 	if (strncasecmp(m->mime, "date:", 5) != 0 &&
 	    strncasecmp(m->mime, "message-id:", 11) != 0 &&
 	    strstr(m->mime, "\nDate:") == NULL &&

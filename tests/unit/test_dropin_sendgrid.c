@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "common/buf.h"
 #include "intake/dropin.h"
 #include "intake/message.h"
 #include "store/store.h"
@@ -235,6 +236,119 @@ test_refusals(void **state)
 	    400, "personalizations");
 }
 
+/* A JSON object of n members "PREFIXi":"" into b. */
+static void
+members(struct buf *b, const char *prefix, int n)
+{
+	int i;
+
+	assert_int_equal(buf_appends(b, "{"), 0);
+	for (i = 0; i < n; i++)
+		assert_int_equal(
+		    buf_appendf(b, "%s\"%s%d\":\"\"", i ? "," : "", prefix, i),
+		    0);
+	assert_int_equal(buf_appends(b, "}"), 0);
+}
+
+/* A request with the given top-level and personalization maps. */
+static void
+maps_body(struct buf *b, const char *key, int top, int mine)
+{
+	buf_init(b, SIZE_MAX);
+	assert_int_equal(
+	    buf_appendf(b,
+			"{\"personalizations\":[{\"to\":[{\"email\":"
+			"\"t@example.com\"}],\"%s\":",
+			key),
+	    0);
+	members(b, "p", mine);
+	assert_int_equal(
+	    buf_appendf(
+		b, "}]," FROM ",\"subject\":\"s\"," CONTENT ",\"%s\":", key),
+	    0);
+	members(b, "t", top);
+	assert_int_equal(buf_appends(b, "}"), 0);
+}
+
+/*
+ * headers and custom_args maps are capped before they are merged (the
+ * merge compares every pair): 64 headers (the builder's cap), 166
+ * custom_args (more cannot fit in the header that carries them).  The
+ * refusal names the map, the personalization's one included.
+ */
+static void
+test_map_caps(void **state)
+{
+	struct buf b;
+
+	(void)state;
+	maps_body(&b, "headers", 65, 0);
+	refused(b.p, 400, "headers");
+	buf_cleanup(&b);
+	maps_body(&b, "headers", 1, 65);
+	refused(b.p, 400, "personalizations.0.headers");
+	buf_cleanup(&b);
+	maps_body(&b, "custom_args", 167, 1);
+	refused(b.p, 400, "custom_args");
+	buf_cleanup(&b);
+	maps_body(&b, "custom_args", 0, 167);
+	refused(b.p, 400, "personalizations.0.custom_args");
+	buf_cleanup(&b);
+	/* Within the cap but over the header's 998 bytes: named as sent. */
+	maps_body(&b, "custom_args", 150, 0);
+	refused(b.p, 400, "custom_args");
+	buf_cleanup(&b);
+	maps_body(&b, "custom_args", 10, 150);
+	refused(b.p, 400, "personalizations.0.custom_args");
+	buf_cleanup(&b);
+	/* Huge maps cost one count, not their product. */
+	maps_body(&b, "headers", 50000, 50000);
+	refused(b.p, 400, "headers");
+	buf_cleanup(&b);
+	/* At the caps the translation goes on (the builder judges). */
+	maps_body(&b, "headers", 64, 64);
+	{
+		struct dropin_batch out;
+		struct message_error e;
+
+		translate(b.p, 0, &out, &e);
+		dropin_batch_cleanup(&out);
+	}
+	buf_cleanup(&b);
+}
+
+/*
+ * Content the builder would refuse for its size (text as is, base64 as
+ * 3/4 of it, over max_message_bytes) is refused 413 before any
+ * personalization is printed.
+ */
+static void
+test_content_too_large(void **state)
+{
+	struct buf b;
+
+	(void)state;
+	buf_init(&b, SIZE_MAX);
+	assert_int_equal(buf_appendf(&b,
+				     "{" ONE_TO "," FROM ",\"subject\":\"s\","
+				     "\"content\":[{\"type\":\"text/plain\","
+				     "\"value\":\"%08193d\"}]}",
+				     0),
+			 0);
+	refused(b.p, 413, "message");
+	buf_cleanup(&b);
+	buf_init(&b, SIZE_MAX);
+	assert_int_equal(buf_appendf(&b,
+				     "{" ONE_TO "," FROM
+				     ",\"subject\":\"s\"," CONTENT
+				     ",\"attachments\":[{\"filename\":"
+				     "\"a\",\"content\":\"%010924d\"}]}",
+				     0),
+			 0);
+	refused(b.p, 413, "message");
+	buf_cleanup(&b);
+}
+
 static void
 test_total_bytes(void **state)
 {
@@ -338,6 +452,8 @@ main(void)
 	    cmocka_unit_test(test_personalizations),
 	    cmocka_unit_test(test_inline_attachment),
 	    cmocka_unit_test(test_refusals),
+	    cmocka_unit_test(test_map_caps),
+	    cmocka_unit_test(test_content_too_large),
 	    cmocka_unit_test(test_total_bytes),
 	    cmocka_unit_test(test_field_names),
 	    cmocka_unit_test(test_v1_seam),

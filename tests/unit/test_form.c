@@ -261,9 +261,162 @@ test_mailgun(void **state)
 	assert_non_null(strstr(e.message, "use one or the other"));
 }
 
+#define LONG50 "vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv"
+#define LONG500                                                                \
+	LONG50 LONG50 LONG50 LONG50 LONG50 LONG50 LONG50 LONG50 LONG50 LONG50
+
+/* "from=a@b.c&NAME=" and n times unit, %-encoded by the caller. */
+static int
+mailgun_big(const char *name, const char *unit, size_t n,
+	    struct message_error *e)
+{
+	size_t i, u = strlen(unit), k = strlen(name);
+	char *body = malloc(32 + k + n * u), *j;
+	int rc;
+
+	assert_non_null(body);
+	memcpy(body, "from=a%40b.c&to=t%40b.c&", 24);
+	memcpy(body + 24, name, k);
+	body[24 + k] = '=';
+	for (i = 0; i < n; i++)
+		memcpy(body + 25 + k + i * u, unit, u);
+	body[25 + k + n * u] = '\0';
+	rc = mailgun(body, &j, e);
+	free(j);
+	free(body);
+	return rc;
+}
+
+/*
+ * What cannot fit is refused before it is copied: text over the limit
+ * (413), text whose JSON is over twice the limit (control bytes are six
+ * bytes of JSON each: 413), a header-bound value over 998 bytes, one
+ * address over 998 bytes.  Just under, the translation goes on.
+ */
+static void
+test_mailgun_too_large(void **state)
+{
+	struct message_error e;
+
+	(void)state;
+	assert_int_equal(mailgun_big("text", "a", 8193, &e), -1);
+	assert_int_equal(e.http_status, 413);
+	assert_string_equal(e.message, "message: larger than 8192 bytes");
+	assert_int_equal(mailgun_big("html", "a", 8192, &e), 0);
+	/* 2,800 bytes as sent, 16,800 of JSON. */
+	assert_int_equal(mailgun_big("text", "%01", 2800, &e), -1);
+	assert_int_equal(e.http_status, 413);
+	assert_int_equal(mailgun_big("text", "%01", 2730, &e), 0);
+	assert_int_equal(mailgun_big("subject", "s", 999, &e), -1);
+	assert_string_equal(e.message, "subject: too long");
+	assert_int_equal(mailgun_big("h%3AX-A", "%01", 999, &e), -1);
+	assert_string_equal(e.message, "h:X-A: too long");
+	assert_int_equal(mailgun_big("v%3Ak", "v", 999, &e), -1);
+	assert_string_equal(e.message, "v:k: too long");
+	assert_int_equal(mailgun_big("cc", "c", 999, &e), -1);
+	assert_string_equal(e.message, "cc: too long");
+	/* v: fields together past their header: named as sent. */
+	assert_int_equal(
+	    mailgun_big("v%3Aa=" LONG500 "&v%3Ab", LONG500 "x", 1, &e), -1);
+	assert_non_null(strstr(e.message, "v:: the variables together"));
+}
+
+/* messages.mime: a raw message over the limit is 413, not a 400. */
+static void
+test_mailgun_mime_too_large(void **state)
+{
+	static const char head[] =
+	    PART("to", "a@example.com") "--b-1\r\nContent-Disposition: "
+					"form-data; name=\"message\"\r\n\r\n";
+	size_t hn = sizeof(head) - 1, n = hn + 8193 + 9;
+	char *body = malloc(n);
+	struct form fm;
+	struct dropin_mime dm;
+	struct message_error e;
+
+	(void)state;
+	assert_non_null(body);
+	memcpy(body, head, hn);
+	memset(body + hn, 'x', 8193);
+	memcpy(body + hn + 8193, "\r\n--b-1--", 9);
+	parse_ok(MP, body, n, &fm);
+	memset(&e, 0, sizeof(e));
+	assert_int_equal(dropin_mailgun_mime(&fm, &lim, &dm, &e), -1);
+	assert_int_equal(e.http_status, 413);
+	form_cleanup(&fm);
+	free(body);
+}
+
+/* A part whose name (or file name) is given twice is refused. */
+static void
+test_parameter_twice(void **state)
+{
+	static const char twice[] =
+	    "--b-1\r\nContent-Disposition: form-data; name=\"from\"; "
+	    "name=\"bcc\"\r\n\r\nx\r\n--b-1--";
+	static const char files[] =
+	    "--b-1\r\nContent-Disposition: form-data; name=\"attachment\"; "
+	    "filename=\"a\"; FILENAME=b\r\n\r\nx\r\n--b-1--";
+	static const char quoted[] =
+	    "--b-1\r\nContent-Disposition: form-data; filename=\"n;name=x\"; "
+	    "name=\"attachment\"\r\n\r\nx\r\n--b-1--";
+	struct form fm;
+
+	(void)state;
+	refused(MP, twice, sizeof(twice) - 1, "valid name");
+	refused(MP, files, sizeof(files) - 1, "valid name");
+	refused(MP "; boundary=b-1", quoted, sizeof(quoted) - 1, "boundary");
+	/* A name inside a quoted value is no parameter. */
+	parse_ok(MP, quoted, sizeof(quoted) - 1, &fm);
+	assert_int_equal(fm.n, 1);
+	assert_string_equal(fm.f[0].name, "attachment");
+	assert_string_equal(fm.f[0].filename, "n;name=x");
+	form_cleanup(&fm);
+}
+
 #define RAW                                                                    \
 	"From: \"S, T\"\r\n <s@example.com>\r\nSubject: x\r\n\r\n"             \
 	"From: not@this.one\r\n"
+
+/* messages.mime "to" entries read as /v1 reads addresses. */
+static void
+mime_to(const char *to, int want)
+{
+	char body[512];
+	struct form fm;
+	struct dropin_mime dm;
+	struct message_error e;
+	int n =
+	    snprintf(body, sizeof(body),
+		     "--b-1\r\nContent-Disposition: form-data; "
+		     "name=\"to\"\r\n\r\n%s\r\n" PART("message", RAW) "--b-1--",
+		     to);
+
+	assert_true(n > 0 && (size_t)n < sizeof(body));
+	parse_ok(MP, body, (size_t)n, &fm);
+	memset(&e, 0, sizeof(e));
+	if (dropin_mailgun_mime(&fm, &lim, &dm, &e) != want)
+		fail_msg("to=%s: not %s (%s)", to, want ? "refused" : "taken",
+			 e.message);
+	if (want != 0)
+		assert_string_equal(e.message, "to: not a valid address");
+	dropin_mime_cleanup(&dm);
+	form_cleanup(&fm);
+}
+
+static void
+test_mailgun_mime_rcpt(void **state)
+{
+	(void)state;
+	/* The address is what the entry says, never what a name quotes. */
+	mime_to("\"x <y@example.org>\" w@example.net", -1);
+	mime_to("<a@example.net> junk", -1);
+	mime_to("junk <a@example.net> more", -1);
+	mime_to("@x <a@example.net>", -1);
+	mime_to("a@example.net (c)", -1);
+	mime_to("Bob <b@example.net", -1);
+	mime_to("a@example.net, \"q, r\" <c@example.net>, <d@example.net>", 0);
+}
 
 static void
 test_mailgun_mime(void **state)
@@ -313,6 +466,10 @@ main(void)
 	    cmocka_unit_test(test_urlencoded),
 	    cmocka_unit_test(test_refusals),
 	    cmocka_unit_test(test_mailgun),
+	    cmocka_unit_test(test_mailgun_too_large),
+	    cmocka_unit_test(test_parameter_twice),
+	    cmocka_unit_test(test_mailgun_mime_too_large),
+	    cmocka_unit_test(test_mailgun_mime_rcpt),
 	    cmocka_unit_test(test_mailgun_mime),
 	    cmocka_unit_test(test_message_names),
 	};

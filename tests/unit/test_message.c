@@ -14,6 +14,7 @@
 
 #include "intake/message.h"
 #include "store/store.h"
+#include "common/buf.h"
 #include "common/util.h"
 #include "message_fixture.h"
 
@@ -227,6 +228,51 @@ test_cjk_text(void **state)
 	g_free(t);
 	g_object_unref(msg);
 	store_message_free(m);
+}
+
+/*
+ * Text holding a control byte is quoted-printable even when most of it is
+ * 8-bit: in base64 each \u0001 escape (six bytes of JSON) would be 4/3 of
+ * a byte of message, and the HTTP body cap (message_json_max_bytes) rests
+ * on no escape shrinking by more than half.  Here: one "\u00e9" and nine
+ * "\u0001" escapes a unit, 2 of 11 bytes 8-bit.
+ */
+static void
+test_controls_never_base64(void **state)
+{
+	static const char unit[] = "\\u00e9\\u0001\\u0001\\u0001\\u0001"
+				   "\\u0001\\u0001\\u0001\\u0001\\u0001";
+	struct buf json;
+	struct store_message *m;
+	GMimeMessage *msg;
+	char *t;
+	size_t i, n = 200;
+
+	(void)state;
+	buf_init(&json, SIZE_MAX);
+	assert_int_equal(buf_appends(&json, "{" BASE ", \"text\": \""), 0);
+	for (i = 0; i < n; i++)
+		assert_int_equal(buf_appends(&json, unit), 0);
+	assert_int_equal(buf_appends(&json, "\"}"), 0);
+	m = build_ok(json.p);
+	assert_crlf(m);
+	assert_null(strstr(m->mime, "base64"));
+	assert_non_null(strstr(m->mime, "quoted-printable"));
+	/* The escapes' share of the body: at least half of it arrives. */
+	assert_true(m->mime_len * 2 >= n * (sizeof(unit) - 1));
+	msg = parse_mime(m);
+	t = part_text(g_mime_message_get_mime_part(msg));
+	/* Read back whole (GMime may end it with a line break). */
+	assert_true(strlen(t) >= n * 11);
+	for (i = 0; i < n; i++)
+		assert_memory_equal(t + i * 11,
+				    "\xc3\xa9\x01\x01\x01\x01\x01\x01\x01"
+				    "\x01\x01",
+				    11);
+	g_free(t);
+	g_object_unref(msg);
+	store_message_free(m);
+	buf_cleanup(&json);
 }
 
 /* A 3000-byte ASCII line is wrapped by quoted-printable, not cut. */
@@ -957,6 +1003,7 @@ main(void)
 	    cmocka_unit_test(test_to_string_text_only),
 	    cmocka_unit_test(test_html_only_bcc_only),
 	    cmocka_unit_test(test_cjk_text),
+	    cmocka_unit_test(test_controls_never_base64),
 	    cmocka_unit_test(test_long_line),
 	    cmocka_unit_test(test_missing),
 	    cmocka_unit_test(test_wrong_types),

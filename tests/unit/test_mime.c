@@ -12,10 +12,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "common/buf.h"
 #include "common/util.h"
 #include "intake/message.h"
 #include "store/store.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,6 +191,58 @@ test_display_fields(void **state)
 }
 
 /* The envelope: null sender allowed, recipients deduplicated. */
+/*
+ * to_json is held to /v1's bounds whatever the To header holds: at most
+ * max_recipients entries, each at most 998 bytes, cut at a character (a
+ * listing reads it whole); the message keeps its header as sent.
+ */
+static void
+test_display_to_bounded(void **state)
+{
+	static const char fold[] = "\r\n ";
+	struct buf raw;
+	struct store_message *m;
+	json_t *to;
+
+	(void)state;
+	buf_init(&raw, SIZE_MAX);
+	/* A name of 2,800 bytes in three folded lines; unfolded, bytes 997
+	 * and 998 of the entry are one "\xc3\xa9" (its quote is byte 0). */
+	assert_int_equal(buf_appends(&raw, "From: ann@example.com\r\nTo: \""),
+			 0);
+	assert_int_equal(
+	    buf_appendf(&raw, "%0990d\xc3\xa9%s000\xc3\xa9%0900d%s%0900d", 0,
+			fold, 0, fold, 0),
+	    0);
+	assert_int_equal(buf_appends(&raw, "\" <bob@example.net>,\r\n a@b.c, "
+					   "d@e.f,\r\n g@h.i\r\n\r\nbody\r\n"),
+			 0);
+	m = build_ok(raw.p, raw.len, &env);
+	to = json_loads(m->to_json, 0, NULL);
+	assert_non_null(to);
+	/* The recipient cap is 3 here: the fourth entry is not shown. */
+	assert_int_equal(json_array_size(to), 3);
+	/* Cut before the character that byte 998 would split. */
+	assert_int_equal(strlen(json_string_value(json_array_get(to, 0))), 997);
+	assert_string_equal(json_string_value(json_array_get(to, 2)), "d@e.f");
+	assert_non_null(memmem(m->mime, m->mime_len, "g@h.i", 5));
+	json_decref(to);
+	store_message_free(m);
+	buf_cleanup(&raw);
+
+	/* A subject of 1,900 bytes in two folded lines: 998 shown. */
+	buf_init(&raw, SIZE_MAX);
+	assert_int_equal(buf_appendf(&raw,
+				     "From: ann@example.com\r\nSubject: "
+				     "%0950d%s%0950d\r\n\r\nbody\r\n",
+				     0, fold, 0),
+			 0);
+	m = build_ok(raw.p, raw.len, &env);
+	assert_int_equal(strlen(m->subject), 998);
+	store_message_free(m);
+	buf_cleanup(&raw);
+}
+
 static void
 test_envelope(void **state)
 {
@@ -312,6 +366,7 @@ main(void)
 	    cmocka_unit_test(test_added_when_missing),
 	    cmocka_unit_test(test_lf_only),
 	    cmocka_unit_test(test_display_fields),
+	    cmocka_unit_test(test_display_to_bounded),
 	    cmocka_unit_test(test_envelope),
 	    cmocka_unit_test(test_refusals),
 	    cmocka_unit_test(test_too_large),

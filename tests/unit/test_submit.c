@@ -369,6 +369,70 @@ test_built_too_large(void **state)
 	assert_int_equal(stored(f, id), -ENOENT);
 }
 
+/*
+ * submit_json_built (the SendGrid front builds on its own thread): stored
+ * and handed on as submit_json's would be, and with the digest of the
+ * same JSON a retry through submit_json is a duplicate of it (and of a
+ * first through submit_json, a retry through it); another digest is 422
+ * and stores nothing.  After submit_stop, 503 and the message freed.
+ */
+static void
+test_json_built(void **state)
+{
+	static const char other_json[] =
+	    "{\"from\":\"a@example.com\",\"to\":\"c@example.net\","
+	    "\"text\":\"hi\"}";
+	struct fixture *f = *state;
+	struct store_message *m = NULL;
+	struct message_error err;
+	unsigned char dig[SUBMIT_DIGEST_LEN];
+	char first[ID_LEN + 1];
+
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(
+	    message_from_json(good_json, strlen(good_json), &lim, &m, &err), 0);
+	submit_json_digest(f->sub, good_json, strlen(good_json), dig);
+	submit_json_built(f->sub, m, dig, "built-1", NULL, reply_cb, f);
+	WAIT_FOR(f->base, f->replies == 1);
+	assert_int_equal(f->status, 202);
+	assert_int_equal(f->durable, 1);
+	assert_int_equal(stored(f, f->id), 1);
+	memcpy(first, f->id, sizeof(first));
+	submit_and_wait(f, good_json, strlen(good_json), "built-1");
+	assert_int_equal(f->status, 200);
+	assert_string_equal(f->id, first);
+
+	/* Digested the other way round: first submit_json, then built. */
+	submit_and_wait(f, other_json, strlen(other_json), "built-2");
+	assert_int_equal(f->status, 202);
+	memcpy(first, f->id, sizeof(first));
+	assert_int_equal(
+	    message_from_json(other_json, strlen(other_json), &lim, &m, &err),
+	    0);
+	submit_json_digest(f->sub, other_json, strlen(other_json), dig);
+	submit_json_built(f->sub, m, dig, "built-2", NULL, reply_cb, f);
+	WAIT_FOR(f->base, f->replies == 4);
+	assert_int_equal(f->status, 200);
+	assert_string_equal(f->id, first);
+
+	/* The same key with another request's digest. */
+	assert_int_equal(
+	    message_from_json(good_json, strlen(good_json), &lim, &m, &err), 0);
+	submit_json_digest(f->sub, good_json, strlen(good_json), dig);
+	submit_json_built(f->sub, m, dig, "built-2", NULL, reply_cb, f);
+	WAIT_FOR(f->base, f->replies == 5);
+	assert_int_equal(f->status, 422);
+	assert_int_equal(f->durable, 2);
+
+	submit_stop(f->sub);
+	assert_int_equal(
+	    message_from_json(good_json, strlen(good_json), &lim, &m, &err), 0);
+	submit_json_built(f->sub, m, NULL, NULL, NULL, reply_cb, f);
+	WAIT_FOR(f->base, f->replies == 6);
+	assert_int_equal(f->status, 503);
+	assert_int_equal(submit_pending(f->sub), 0);
+}
+
 /* Large bodies go through a builder thread and come back the same. */
 static void
 test_builder_thread(void **state)
@@ -581,6 +645,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_mime, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_scoped_keys, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_scoped_mime, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_json_built, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stopped, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_store_write_fails, setup,
 					    teardown),
