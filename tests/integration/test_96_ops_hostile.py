@@ -1,5 +1,18 @@
-"""A hostile party against the operator's surfaces.
+"""A hostile party against the operator's surfaces: the console's API, the
+drop-ins and the webhooks.
 
+- Another site's page in the operator's browser (the embedded default has
+  no API key, so the browser itself is the credential): its POSTs, as a
+  browser sends them (Sec-Fetch-Site: cross-site, or only an Origin of
+  another host), are refused 403 on every route that changes something:
+  a provider disable, a retry, a message through the Mailgun drop-in.
+  Nothing changes (the provider stays up, no message is stored), and the
+  refusals are logged with a limit.  Clients that are not browsers, and
+  the console's own same-origin requests, go through as before.
+- DNS rebinding: without api_keys_file, a browser that names this server
+  by a name (a page of evil.example rebound to 127.0.0.1 is same-origin
+  with it) reads nothing of /v1; by its address it does.  With keys the
+  name is no matter (the attacker has no key).
 - Webhooks: a receiver that answers 200 and then sends a page past the
   body cap, cuts its answer short, or trickles it past the timeout took
   the webhook: it is sent once, not again and again until
@@ -7,6 +20,7 @@
 """
 
 import json
+import os
 import re
 import socket
 import threading
@@ -15,12 +29,147 @@ import pytest
 
 import shivneri_harness as h
 
+CROSS = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors",
+         "Origin": "https://evil.example"}
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
 def metric(c, name):
     r = c.get("/metrics")
     assert r.status == 200, r
     m = re.search(r"^%s (\S+)$" % re.escape(name), r.body.decode(), re.M)
     return float(m.group(1)) if m else None
 
+
+def log_text(c):
+    with open(c.server.log_path, "rb") as f:
+        return f.read().decode("utf-8", "replace")
+
+
+@pytest.fixture(scope="module")
+def open_cluster(module_cluster_factory):
+    """The embedded default's shape: no api_keys_file."""
+    c = module_cluster_factory(providers=("a",), spawn=True)
+    c.start_server()
+    c.wait_state("a", "up")
+    return c
+
+
+def test_cross_site_disable_refused(open_cluster):
+    c = open_cluster
+    port = c.http_port
+    # A <form method=post> of another site: a body, Sec-Fetch-Site.
+    r = h.http(port, "POST", "/v1/providers/a/disable", body=b"x=1",
+               headers=dict(CROSS, **FORM))
+    h.assert_error(r, 403, ("forbidden",))
+    assert c.provider("a")["state"] == "up"
+    # An older browser sends only the Origin; "null" from a sandbox.
+    for origin in ("https://evil.example", "null",
+                   "http://127.0.0.1:%d" % (port + 1)):
+        r = h.http(port, "POST", "/v1/providers/a/disable",
+                   headers={"Origin": origin})
+        h.assert_error(r, 403, ("forbidden",))
+    # A same-site neighbour is another origin too.
+    r = h.http(port, "POST", "/v1/providers/a/disable",
+               headers={"Sec-Fetch-Site": "same-site"})
+    h.assert_error(r, 403, ("forbidden",))
+    assert c.provider("a")["state"] == "up"
+
+
+def test_cross_site_retry_and_dropin_refused(open_cluster):
+    c = open_cluster
+    port = c.http_port
+    before = c.stats()
+    r = h.http(port, "POST", "/v1/messages/01M8PA34M89EQAX8CABFK18ZGE/retry",
+               headers=CROSS)
+    h.assert_error(r, 403, ("forbidden",))
+    # Mail through the Mailgun drop-in from a form: no key needed without
+    # api_keys_file, and a form is what a page may post anywhere.
+    body = b"from=a%40x.test&to=b%40y.test&subject=csrf&text=hi"
+    r = h.http(port, "POST", "/v3/mg.example/messages", body=body,
+               headers=dict(CROSS, **FORM))
+    h.assert_error(r, 403, ("forbidden",))
+    r = h.http(port, "POST", "/v3/mg.example/messages", body=body,
+               headers=dict({"Origin": "https://evil.example"}, **FORM))
+    h.assert_error(r, 403, ("forbidden",))
+    assert c.stats() == before
+
+
+def test_same_origin_and_non_browsers_pass(open_cluster):
+    c = open_cluster
+    port = c.http_port
+    me = "http://127.0.0.1:%d" % port
+    # The console's own fetch(), and a URL typed by hand.
+    r = h.http(port, "POST", "/v1/providers/a/disable",
+               headers={"Sec-Fetch-Site": "same-origin", "Origin": me})
+    assert r.status == 200 and r.json["state"] == "disabled", r
+    r = h.http(port, "POST", "/v1/providers/a/enable",
+               headers={"Origin": me})
+    assert r.status == 200 and r.json["state"] != "disabled", r
+    c.wait_state("a", "up")
+    # curl, an SDK: no browser headers, any Host.
+    mid = c.submit(headers={"Host": "relay.example.com"})
+    c.wait_delivered([mid])
+    body = b"from=a%40x.test&to=b%40y.test&subject=ok&text=hi"
+    r = h.http(port, "POST", "/v3/mg.example/messages", body=body,
+               headers=FORM)
+    assert r.status == 200, r
+    # A link to the console from anywhere still opens it.
+    r = h.http(port, "GET", "/", headers=CROSS)
+    assert r.status == 200, r
+
+
+def test_rebinding_reads_nothing_without_keys(open_cluster):
+    c = open_cluster
+    port = c.http_port
+    rebound = {"Host": "evil.example:%d" % port,
+               "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"}
+    for path in ("/v1/messages", "/v1/providers", "/v1/events",
+                 "/v1/stats"):
+        r = h.http(port, "GET", path, headers=rebound)
+        h.assert_error(r, 403, ("forbidden",))
+    r = h.http(port, "POST", "/v1/providers/a/disable",
+               headers=dict(rebound, Origin="http://evil.example:%d" % port))
+    h.assert_error(r, 403, ("forbidden",))
+    assert c.provider("a")["state"] == "up"
+    for host in ("127.0.0.1:%d" % port, "localhost:%d" % port):
+        r = h.http(port, "GET", "/v1/providers",
+                   headers={"Host": host, "Sec-Fetch-Site": "same-origin"})
+        assert r.status == 200, r
+
+
+def test_refusals_logged_with_a_limit(open_cluster):
+    c = open_cluster
+    for _ in range(40):
+        r = h.http(c.http_port, "POST", "/v1/providers/a/disable",
+                   headers=CROSS)
+        assert r.status == 403, r
+    h.wait_for(lambda: "origin_refused" in log_text(c), 5,
+               "the refusal's log line")
+    lines = [ln for ln in log_text(c).splitlines()
+             if "origin_refused" in ln]
+    # Every test above refused too: one line per 10 s, with a count.
+    assert 1 <= len(lines) <= 3, lines
+    assert "reason=cross_site" in lines[0] or "not_an_address" in lines[0]
+
+
+def test_rebinding_no_matter_with_keys(make_cluster):
+    c = make_cluster(providers=("a",), spawn=True)
+    keys = os.path.join(c.dir, "api-keys")
+    c.write_secret(keys, "k-ops-96")
+    c.server_extra["api_keys_file"] = keys
+    c.write_config()
+    c.start_server()
+    auth = {"Authorization": "Bearer k-ops-96"}
+    r = h.http(c.http_port, "GET", "/v1/providers",
+               headers=dict(auth, Host="relay.example.com",
+                            **{"Sec-Fetch-Site": "same-origin"}))
+    assert r.status == 200, r
+    # A cross-site POST is refused even with the key's header (a page
+    # cannot send it, but the rule does not depend on that).
+    r = h.http(c.http_port, "POST", "/v1/providers/a/disable",
+               headers=dict(auth, **CROSS))
+    h.assert_error(r, 403, ("forbidden",))
 
 
 # --- webhooks --------------------------------------------------------------
