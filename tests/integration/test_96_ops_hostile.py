@@ -9,6 +9,9 @@ drop-ins and the webhooks.
   Nothing changes (the provider stays up, no message is stored), and the
   refusals are logged with a limit.  Clients that are not browsers, and
   the console's own same-origin requests, go through as before.
+- The same in Debian's chromium: a page of another site (served on
+  localhost, the server being 127.0.0.1) that posts a form to disable a
+  provider and fetch()es mail into the Mailgun drop-in gets 403 for both.
 - DNS rebinding: without api_keys_file, a browser that names this server
   by a name (a page of evil.example rebound to 127.0.0.1 is same-origin
   with it) reads nothing of /v1; by its address it does.  With keys the
@@ -24,10 +27,12 @@ import os
 import re
 import socket
 import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 import shivneri_harness as h
+from test_95_console import Browser, needs_browser
 
 CROSS = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors",
          "Origin": "https://evil.example"}
@@ -170,6 +175,68 @@ def test_rebinding_no_matter_with_keys(make_cluster):
     r = h.http(c.http_port, "POST", "/v1/providers/a/disable",
                headers=dict(auth, **CROSS))
     h.assert_error(r, 403, ("forbidden",))
+
+
+class EvilSite:
+    """Another site's page on localhost:PORT (the server is 127.0.0.1, a
+    different site to the browser): it posts a form that disables
+    provider a and, with fetch() in no-cors mode, a form of mail to the
+    Mailgun drop-in, as an attacker's page would."""
+
+    def __init__(self, target_port):
+        page = ("<!doctype html><title>cat pictures</title>"
+                "<form id=f method=post action='http://127.0.0.1:%d"
+                "/v1/providers/a/disable'><input name=x value=1></form>"
+                "<script>fetch('http://127.0.0.1:%d/v3/mg.example/messages',"
+                "{method:'POST',mode:'no-cors',body:new URLSearchParams("
+                "{from:'a@x.test',to:'b@y.test',subject:'csrf',text:'hi'})})"
+                ".finally(()=>document.getElementById('f').submit());"
+                "</script>" % (target_port, target_port)).encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
+        ThreadingHTTPServer.daemon_threads = True
+        self.srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.srv.server_address[1]
+        self.thread = threading.Thread(target=self.srv.serve_forever,
+                                       daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+@needs_browser
+def test_cross_site_page_in_chromium(open_cluster):
+    c = open_cluster
+    c.wait_state("a", "up")
+    before = c.stats()
+    evil = EvilSite(c.http_port)
+    b = Browser(os.path.join(c.dir, "browser-96.log"))
+    try:
+        b("open", url="http://localhost:%d/" % evil.port)
+        got = {}
+        for path in ("/v3/mg.example/messages", "/v1/providers/a/disable"):
+            rs = b("responses", path=path)["responses"]
+            got[path] = [r["status"] for r in rs if r["url"].startswith(
+                "http://127.0.0.1:%d%s" % (c.http_port, path))]
+        assert got == {"/v3/mg.example/messages": [403],
+                       "/v1/providers/a/disable": [403]}, got
+    finally:
+        b.close()
+        evil.close()
+    assert c.provider("a")["state"] == "up"
+    assert c.stats() == before
 
 
 # --- webhooks --------------------------------------------------------------
