@@ -12,6 +12,8 @@ drop-ins and the webhooks.
 - The same in Debian's chromium: a page of another site (served on
   localhost, the server being 127.0.0.1) that posts a form to disable a
   provider and fetch()es mail into the Mailgun drop-in gets 403 for both.
+- The console: a #/message/ link with a broken %-escape shows "no
+  message", not a blank page.
 - DNS rebinding: without api_keys_file, a browser that names this server
   by a name (a page of evil.example rebound to 127.0.0.1 is same-origin
   with it) reads nothing of /v1; by its address it does.  With keys the
@@ -237,6 +239,22 @@ def test_cross_site_page_in_chromium(open_cluster):
         evil.close()
     assert c.provider("a")["state"] == "up"
     assert c.stats() == before
+
+
+@needs_browser
+def test_console_broken_link_says_so(open_cluster):
+    """A #/message/ link with a broken %-escape (anyone can send one) shows
+    the API's "no message" instead of a blank page and a script error."""
+    c = open_cluster
+    b = Browser(os.path.join(c.dir, "browser-96b.log"))
+    try:
+        b("open", url="http://127.0.0.1:%d/#/message/%%E0%%A4%%A" %
+          c.http_port)
+        got = b("text", selector="#message .error")["text"]
+        assert "no message with that id" in got, got
+        assert b("errors")["errors"] == []
+    finally:
+        b.close()
 
 
 # --- webhooks --------------------------------------------------------------
