@@ -18,6 +18,12 @@ drop-ins and the webhooks.
   by a name (a page of evil.example rebound to 127.0.0.1 is same-origin
   with it) reads nothing of /v1; by its address it does.  With keys the
   name is no matter (the attacker has no key).
+- The queue API against a RESULT in flight: a message failed after its
+  job timed out at an agent that still holds it is retried while that
+  agent's late RESULT arrives.  The late RESULT changes nothing, the retry
+  sends it again and it is delivered once more on record: the first try
+  stays "lost" (the possible duplicate is explained), the provider counts
+  one delivery, and a retry of a message in flight or delivered is 409.
 - Webhooks: a receiver that answers 200 and then sends a page past the
   body cap, cuts its answer short, or trickles it past the timeout took
   the webhook: it is sent once, not again and again until
@@ -34,6 +40,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 import shivneri_harness as h
+from test_32_job_timeout import RESULT, silent
 from test_95_console import Browser, needs_browser
 
 CROSS = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors",
@@ -255,6 +262,51 @@ def test_console_broken_link_says_so(open_cluster):
         assert b("errors")["errors"] == []
     finally:
         b.close()
+
+
+def test_retry_races_a_late_result(make_cluster):
+    c = make_cluster(providers=("a",), server_extra={
+        "job_timeout_s": 1, "max_attempts": 1, "breaker_threshold": 100})
+    c.start_server()
+    fake = silent(c, "a")
+    try:
+        mid = c.submit()
+        h.wait_for(lambda: fake.njobs() >= 1, 10, "the job at the agent")
+        job1 = fake.jobs[0]
+        h.wait_for(lambda: c.msg(mid)["status"] == "failed", 10,
+                   "the message failed by its job's timeout")
+        # The operator's retry and the agent's late answer, together.
+        late = threading.Thread(target=fake.send, args=(RESULT, {
+            "job_id": job1["job_id"], "message_id": mid,
+            "outcome": "delivered", "provider_message_id": "late",
+            "detail": ""}))
+        late.start()
+        r = c.post("/v1/messages/%s/retry" % mid)
+        late.join(h.scaled(10))
+        assert r.status == 200 and r.json["status"] == "queued", r
+        h.wait_for(lambda: fake.njobs() >= 2, 10, "the retried job")
+        job2 = fake.jobs[1]
+        assert job2["message_id"] == mid and \
+            job2["job_id"] != job1["job_id"], (job1, job2)
+        # In flight now: a second retry is refused and changes nothing.
+        r = c.post("/v1/messages/%s/retry" % mid)
+        h.assert_error(r, 409, ("not_failed",))
+        fake.send(RESULT, {"job_id": job2["job_id"], "message_id": mid,
+                           "outcome": "delivered",
+                           "provider_message_id": "second", "detail": ""})
+        h.wait_for(lambda: c.msg(mid)["status"] == "delivered", 10,
+                   "the retried message delivered")
+        m = c.msg(mid)
+        assert m["provider_message_id"] == "second", m
+        assert [(a["provider"], a["outcome"]) for a in m["attempts"]] == \
+            [("a", "lost"), ("a", "delivered")], m
+        assert m["attempts"][0]["detail"] == "no result", m
+        assert c.provider("a")["delivered"] == 1
+        h.assert_error(c.post("/v1/messages/%s/retry" % mid), 409,
+                       ("not_failed",))
+        assert fake.njobs() == 2
+    finally:
+        fake.close()
 
 
 # --- webhooks --------------------------------------------------------------
