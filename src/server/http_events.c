@@ -195,13 +195,16 @@ stream_pump(struct ev_stream *s)
 		stream_drop(s, "slow");
 		return;
 	}
-	while (r != NULL && httpd_req_stream_unsent(s->req) < s->he->share) {
+	/* At least one event a share, so that even a tiny cap moves on. */
+	while (r != NULL) {
 		if (write_event(s, r) != 0) {
 			stream_drop(s, "slow");
 			return;
 		}
 		/* r is kept: no gap can open between it and the next. */
 		r = events_next(hub, s->last, &gap);
+		if (httpd_req_stream_unsent(s->req) >= s->he->share)
+			break;
 	}
 	if (r == NULL)
 		s->catching_up = false;
