@@ -24,12 +24,18 @@ drop-ins and the webhooks.
   sends it again and it is delivered once more on record: the first try
   stays "lost" (the possible duplicate is explained), the provider counts
   one delivery, and a retry of a message in flight or delivered is 409.
+- Secrets: a provider (or a proxy before it) that echoes the request's
+  headers in its refusal: its words reach the attempt's detail, the
+  provider's reason, the events and the logs, but the API key does not,
+  neither as sent in a header (Bearer) nor as Basic's base64.
 - Webhooks: a receiver that answers 200 and then sends a page past the
   body cap, cuts its answer short, or trickles it past the timeout took
   the webhook: it is sent once, not again and again until
   webhook_max_age_s.
 """
 
+import base64
+import glob
 import json
 import os
 import re
@@ -307,6 +313,93 @@ def test_retry_races_a_late_result(make_cluster):
         assert fake.njobs() == 2
     finally:
         fake.close()
+
+
+class EchoProvider:
+    """A provider stand-in that refuses every request with 401 and its
+    headers echoed back, in the JSON shape both Mailgun and SendGrid
+    answers take ({"message": ..., "errors": [{"message": ...}]})."""
+
+    def __init__(self):
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                echo = "bad credentials: %r" % dict(self.headers)
+                body = json.dumps({"message": echo,
+                                   "errors": [{"message": echo}]}).encode()
+                self.send_response(401)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        ThreadingHTTPServer.daemon_threads = True
+        self.srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d" % self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def test_echoed_key_never_shown(make_cluster):
+    echo = EchoProvider()
+    c = make_cluster(providers=("a", "mg", "sg"), spawn=True)
+    keys = {"mg": "key-mg-" + os.urandom(12).hex(),
+            "sg": "SG.sg-" + os.urandom(12).hex()}
+    for name, typ in (("mg", "mailgun"), ("sg", "sendgrid")):
+        path = os.path.join(c.dir, name + ".key")
+        c.write_secret(path, keys[name])
+        c.sections[name] = {"type": typ, "spawn": "yes",
+                            "api_key_file": path, "base_url": echo.url}
+    c.sections["mg"]["domain"] = "mg.example"
+    c.write_config()
+    forms = list(keys.values()) + [
+        base64.b64encode(b"api:" + keys["mg"].encode()).decode()]
+    try:
+        c.start_server()
+        for n in ("a", "mg", "sg"):
+            c.wait_state(n, "up")
+        # Enough that each of the three is picked.
+        ids = [c.submit(h.message(i)) for i in range(6)]
+        h.wait_for(lambda: all(c.provider(n)["state"] == "down"
+                               for n in ("mg", "sg")), 15,
+                   "both refusing providers down")
+        c.wait_delivered(ids)
+        texts = {"providers": c.get("/v1/providers").body.decode()}
+        refused = set()
+        for mid in ids:
+            m = c.msg(mid)
+            texts[mid] = json.dumps(m)
+            refused |= {a["provider"] for a in m["attempts"]
+                        if "status=401" in (a["detail"] or "")}
+        assert refused == {"mg", "sg"}, texts
+        ev = socket.create_connection(("127.0.0.1", c.http_port))
+        ev.sendall(b"GET /v1/events HTTP/1.1\r\nHost: t\r\n"
+                   b"Last-Event-ID: 1\r\n\r\n")
+        ev.settimeout(h.scaled(5))
+        got = b""
+        while b"provider.down" not in got or b"message.delivered" not in got:
+            d = ev.recv(65536)
+            assert d, got[-500:]
+            got += d
+        ev.close()
+        texts["events"] = got.decode("utf-8", "replace")
+    finally:
+        echo.close()
+        c.kill_all()
+    for f in glob.glob(os.path.join(c.dir, "*.log")):
+        with open(f, "rb") as fh:
+            texts[f] = fh.read().decode("utf-8", "replace")
+    # The provider's words did arrive: its refusal, made printable.
+    assert "bad credentials" in texts["providers"], texts["providers"]
+    for where, text in texts.items():
+        for form in forms:
+            assert form not in text, (where, form)
 
 
 # --- webhooks --------------------------------------------------------------
