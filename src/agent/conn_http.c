@@ -10,8 +10,9 @@
  * it, and calls done() once.  A message the API cannot carry is refused
  * by send() with a log line, never failed as the provider's fault.
  * Failures are logged rate-limited with the provider's words made
- * printable; the secret is read once at open, lives only in the auth
- * header (or curl's Basic password) and is wiped at close.
+ * printable and the key blotted out of them (an answer may echo it);
+ * the secret is read once at open, lives only in the auth header (or
+ * curl's Basic password) and is wiped at close.
  */
 #include "agent/conn_http.h"
 #include "common/config.h"
