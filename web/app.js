@@ -737,6 +737,18 @@ function viewQueue(main, params) {
 
 // --- routing -------------------------------------------------------------
 
+// The id of a #/message/ID link.  A link anyone can write may hold a
+// broken %-escape, which decodeURIComponent throws on (the page would
+// stay blank): the text is then taken as it is, and the API's 404 says
+// there is no such message.
+function hashId(s) {
+  try {
+    return decodeURIComponent(s);
+  } catch (e) {
+    return s;
+  }
+}
+
 function route() {
   stopView();
   showBanner("");
@@ -748,7 +760,7 @@ function route() {
   for (const a of document.querySelectorAll("header nav a")) a.classList.toggle("current", a.getAttribute("href") === "#" + (path.startsWith("/message/") ? "/queue" : path));
   if (path === "/compose") stopView = viewCompose(main);
   else if (path === "/queue") stopView = viewQueue(main, params);
-  else if (path.startsWith("/message/")) stopView = viewMessage(main, decodeURIComponent(path.slice(9)));
+  else if (path.startsWith("/message/")) stopView = viewMessage(main, hashId(path.slice(9)));
   else stopView = viewBoard(main);
 }
 

@@ -10,8 +10,9 @@
  * it, and calls done() once.  A message the API cannot carry is refused
  * by send() with a log line, never failed as the provider's fault.
  * Failures are logged rate-limited with the provider's words made
- * printable; the secret is read once at open, lives only in the auth
- * header (or curl's Basic password) and is wiped at close.
+ * printable and the key blotted out of them (an answer may echo it);
+ * the secret is read once at open, lives only in the auth header (or
+ * curl's Basic password) and is wiped at close.
  */
 #include "agent/conn_http.h"
 #include "common/config.h"
@@ -25,6 +26,8 @@
 #include <string.h>
 
 #include <gmime/gmime.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 struct conn_http {
 	const struct conn_http_api *api;
@@ -67,19 +70,72 @@ answer_json(const struct buf *body)
 	return root;
 }
 
+/* Every copy of the n bytes of s in text, overwritten with '*'. */
+static void
+blot(char *text, const char *s, size_t n)
+{
+	char *p = text;
+
+	if (s == NULL || n < 4)
+		return;
+	while ((p = strstr(p, s)) != NULL) {
+		memset(p, '*', n);
+		p += n;
+	}
+}
+
+/*
+ * Blots the key out of an answer's text: a provider (or a proxy before
+ * it) that echoes the request's Authorization would otherwise put it into
+ * the detail that the server logs, stores, publishes to events and
+ * webhooks and shows in the console.  Blotted: the key itself, as the
+ * auth header carries it and as Basic's password, and Basic's base64 of
+ * "user:key".  Only failures come here, so the base64 is made each time
+ * rather than kept as one more copy of the key.
+ */
+static void
+scrub(const struct conn_http *ch, char *text)
+{
+	const char *key = ch->auth != NULL
+			      ? ch->auth + strlen(ch->api->auth_prefix)
+			      : ch->secret;
+	unsigned char plain[1024], b64[4 * sizeof(plain) / 3 + 4];
+	int n;
+
+	if (key == NULL)
+		return;
+	blot(text, key, strlen(key));
+	if (ch->auth != NULL || ch->user == NULL)
+		return;
+	/* A user read from a secret file is a key too (Mailjet's). */
+	if (ch->api->basic_user_key != NULL)
+		blot(text, ch->user, strlen(ch->user));
+	n = snprintf((char *)plain, sizeof(plain), "%s:%s", ch->user, key);
+	if (n > 0 && (size_t)n < sizeof(plain)) {
+		int m = EVP_EncodeBlock(b64, plain, n);
+
+		if (m > 0)
+			blot(text, (const char *)b64, (size_t)m);
+		OPENSSL_cleanse(b64, sizeof(b64));
+	}
+	OPENSSL_cleanse(plain, sizeof(plain));
+}
+
 /* The failure's detail into detail, and it is logged. */
 static void
 describe(struct conn_http *ch, const char *msgid, const struct http_result *hr,
 	 const struct conn_http_answer *a, char *detail, size_t len)
 {
 	const char *why = a->why;
-	char clean[256], tag[sizeof(a->tag)];
+	char clean[256], tag[sizeof(a->tag)], raw[1024];
 
 	if (hr->code != CURLE_OK && !hr->too_big)
 		why = hr->error;
 	else if (why[0] == '\0')
 		why = hr->body->p;
-	log_sanitize(why, strlen(why), clean, sizeof(clean));
+	snprintf(raw, sizeof(raw), "%s", why);
+	scrub(ch, raw);
+	log_sanitize(raw, strlen(raw), clean, sizeof(clean));
 	log_sanitize(a->tag, strlen(a->tag), tag, sizeof(tag));
 	snprintf(detail, len, "%s status=%ld%s: %s", ch->api->type, hr->status,
 		 tag, clean);

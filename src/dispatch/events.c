@@ -180,26 +180,59 @@ events_last_seq(const struct events *ev)
 	return ev->seq;
 }
 
+/*
+ * The ring's index of the first kept event after `after`, or ev->n when
+ * none is; *gap when some after it are gone.  Seqs in the ring are
+ * consecutive (each publish takes the next), so this is arithmetic, not a
+ * scan: a client catching up share by share costs what it reads, not the
+ * history's length at every share.
+ */
+static size_t
+first_after(const struct events *ev, uint64_t after, bool *gap)
+{
+	uint64_t oldest;
+
+	*gap = false;
+	if (after >= ev->seq)
+		return ev->n;
+	if (ev->n == 0) {
+		*gap = true;
+		return 0;
+	}
+	oldest = ev->seq - ev->n + 1;
+	if (after + 1 < oldest) {
+		*gap = true;
+		return 0;
+	}
+	return (size_t)(after + 1 - oldest);
+}
+
+static const struct ev_rec *
+kept_at(const struct events *ev, size_t i)
+{
+	return &ev->ring[(ev->head + ev->cap - ev->n + i) % ev->cap];
+}
+
 bool
 events_replay(const struct events *ev, uint64_t after, events_cb cb, void *arg)
 {
-	size_t i, start;
-	uint64_t oldest;
+	size_t i, n = ev->n;
+	bool gap;
 
-	if (after == 0 || after >= ev->seq)
+	if (after == 0)
 		return true;
-	if (ev->n == 0)
-		return false;
-	start = (ev->head + ev->cap - ev->n) % ev->cap;
-	oldest = ev->ring[start].seq;
-	for (i = 0; i < ev->n; i++) {
-		const struct ev_rec *r = &ev->ring[(start + i) % ev->cap];
+	/* n as it is now: a callback that published would not extend it. */
+	for (i = first_after(ev, after, &gap); i < n; i++)
+		cb(arg, kept_at(ev, i));
+	return !gap;
+}
 
-		if (r->seq > after)
-			cb(arg, r);
-	}
-	/* Complete when the first event after `after` is still kept. */
-	return after + 1 >= oldest;
+const struct ev_rec *
+events_next(const struct events *ev, uint64_t after, bool *gap)
+{
+	size_t i = first_after(ev, after, gap);
+
+	return i < ev->n ? kept_at(ev, i) : NULL;
 }
 
 static int

@@ -100,6 +100,15 @@ size_t events_subscribers(const struct events *ev);
 bool events_replay(const struct events *ev, uint64_t after, events_cb cb,
 		   void *arg);
 
+/*
+ * The kept event right after seq `after`, or NULL when none is newer, in
+ * constant time.  *gap is set when events after `after` have left the
+ * history; the event returned is then the oldest kept.  The record is the
+ * hub's: valid until the next publish.
+ */
+const struct ev_rec *events_next(const struct events *ev, uint64_t after,
+				 bool *gap);
+
 /* The newest seq published so far (the starting point before any). */
 uint64_t events_last_seq(const struct events *ev);
 

@@ -52,8 +52,6 @@ struct ev_stream {
 	struct events_sub *sub;
 	uint64_t last;    /* seq of the last event written, or the start */
 	bool catching_up; /* replaying the history as the queue drains */
-	bool share_full;  /* replay: this round's share is queued */
-	bool failed;      /* a write failed inside a replay: drop after it */
 	bool wrote;       /* since the last ping tick */
 	bool drained;     /* the queue emptied since the last tick */
 	int stalled;      /* ticks in a row with bytes queued, none drained */
@@ -178,49 +176,37 @@ write_event(struct ev_stream *s, const struct ev_rec *r)
 
 static const char reset_text[] = "event: reset\ndata: {\"type\":\"reset\"}\n\n";
 
-static void
-replay_one(void *arg, const struct ev_rec *r)
-{
-	struct ev_stream *s = arg;
-
-	if (s->share_full || s->failed)
-		return;
-	if (write_event(s, r) != 0) {
-		s->failed = true;
-		return;
-	}
-	if (httpd_req_stream_unsent(s->req) >= s->he->share)
-		s->share_full = true;
-}
-
-static void
-replay_none(void *arg, const struct ev_rec *r)
-{
-}
-
 /*
  * Queues the next share of the history after s->last, with a reset first
- * when some of it is gone.  Caught up once a share is not filled: on the
- * loop thread nothing can be published in between.
+ * when some of it is gone.  Each event is found in constant time
+ * (events_next), so a share costs what it holds whatever the history's
+ * length.  Caught up once no event is left: on the loop thread nothing can
+ * be published in between.
  */
 static void
 stream_pump(struct ev_stream *s)
 {
 	struct events *hub = s->he->hub;
+	const struct ev_rec *r;
+	bool gap;
 
-	if (!events_replay(hub, s->last, replay_none, NULL)) {
-		if (stream_write(s, reset_text, sizeof(reset_text) - 1) != 0) {
-			stream_drop(s, "slow");
-			return;
-		}
-	}
-	s->share_full = false;
-	(void)events_replay(hub, s->last, replay_one, s);
-	if (s->failed) {
+	r = events_next(hub, s->last, &gap);
+	if (gap && stream_write(s, reset_text, sizeof(reset_text) - 1) != 0) {
 		stream_drop(s, "slow");
 		return;
 	}
-	if (!s->share_full)
+	/* At least one event a share, so that even a tiny cap moves on. */
+	while (r != NULL) {
+		if (write_event(s, r) != 0) {
+			stream_drop(s, "slow");
+			return;
+		}
+		/* r is kept: no gap can open between it and the next. */
+		r = events_next(hub, s->last, &gap);
+		if (httpd_req_stream_unsent(s->req) >= s->he->share)
+			break;
+	}
+	if (r == NULL)
 		s->catching_up = false;
 }
 

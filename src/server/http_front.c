@@ -24,6 +24,7 @@
 #include "intake/submit.h"
 #include "link/link.h"
 #include "server/http_events.h"
+#include "server/http_origin.h"
 #include "server/httpd.h"
 #include "server/supervisor.h"
 #include "store/store.h"
@@ -673,7 +674,12 @@ route(struct httpd_req *req, void *arg)
 	struct http_front *f = arg;
 	const char *path = httpd_req_head(req)->path;
 	char scope[API_SCOPE_LEN + 1];
+	bool keyed =
+	    f->cfg->api_keys_file != NULL && *f->cfg->api_keys_file != '\0';
 
+	/* Before any route: another site's page rides no browser here. */
+	if (http_origin_refuse(req, keyed, &f->origin_rl))
+		return;
 	if (strcmp(path, "/healthz") == 0) {
 		if (want_method(req, "GET"))
 			reply_json(req, 200,

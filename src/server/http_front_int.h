@@ -41,6 +41,7 @@ struct http_front {
 	char (*scopes)[API_SCOPE_LEN + 1]; /* one per key, see key_scope() */
 	size_t nkeys;
 	struct log_rl auth_rl;
+	struct log_rl origin_rl; /* http_origin.h's refusals */
 	unsigned pending; /* requests waiting for the submit path or store */
 	size_t max_body;  /* of a /v1 (and SendGrid) JSON body */
 	size_t max_form;  /* of a Mailgun form body */

@@ -268,15 +268,22 @@ delivery_end(struct delivery *dl, bool took, long status, const char *why)
 	poll_outbox(wh);
 }
 
+/*
+ * The receiver took the webhook when its status line said 2xx, whatever
+ * came after it: an answer's body is no business of ours, so one over
+ * http_multi's cap (curl's write error), cut short or trickled past the
+ * timeout still counts.  Judging by curl's code instead sent a receiver
+ * that answers 200 with a large page the same webhook again and again
+ * until webhook_max_age_s.
+ */
 static void
 sent_cb(const struct http_result *res, void *arg)
 {
 	struct delivery *dl = arg;
 	char why[128];
-	bool took =
-	    res->code == CURLE_OK && res->status >= 200 && res->status < 300;
+	bool took = res->status >= 200 && res->status < 300;
 
-	if (res->code != CURLE_OK)
+	if (res->code != CURLE_OK && !took)
 		log_sanitize(res->error, strlen(res->error), why, sizeof(why));
 	else
 		snprintf(why, sizeof(why), "http status");

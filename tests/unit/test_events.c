@@ -1,7 +1,9 @@
 /*
  * Unit tests of the event hub (dispatch/events.h): sequence numbers grow
  * and start past any earlier run's, the ring keeps the newest `history`
- * events and replay says when some are gone, a subscriber may drop
+ * events and replay says when some are gone, events_next walks the ring
+ * one event at a time across its wrap (and says when some are gone, and
+ * when none is newer), a subscriber may drop
  * itself from its callback, and every event formats as valid JSON with
  * its texts escaped.
  */
@@ -100,6 +102,44 @@ test_seq_and_replay(void **state)
 	assert_true(events_replay(ev, last, record, &s));
 	assert_true(events_replay(ev, 0, record, &s));
 	assert_int_equal(s.n, 0);
+	events_free(ev);
+}
+
+static void
+test_next(void **state)
+{
+	struct events *ev = events_new(4);
+	const struct ev_rec *r;
+	uint64_t start = events_last_seq(ev), after, last = 0;
+	bool gap = true;
+	int i;
+
+	(void)state;
+	/* Empty: nothing newer than now; an older id has a gap. */
+	assert_null(events_next(ev, start, &gap));
+	assert_false(gap);
+	assert_null(events_next(ev, start - 1, &gap));
+	assert_true(gap);
+	/* Ten published into four slots: the ring wrapped twice. */
+	for (i = 0; i < 10; i++)
+		last = publish_queued(ev, "01ARZ3NDEKTSV4RRFFQ69G5FAV");
+	assert_int_equal(last, start + 10);
+	/* From long ago: the oldest kept, with the gap said. */
+	r = events_next(ev, start, &gap);
+	assert_non_null(r);
+	assert_true(gap);
+	assert_int_equal(r->seq, last - 3);
+	/* Then each in turn, no gap, to the newest, then none. */
+	for (after = last - 4; after < last; after++) {
+		r = events_next(ev, after, &gap);
+		assert_non_null(r);
+		assert_false(gap);
+		assert_int_equal(r->seq, after + 1);
+	}
+	assert_null(events_next(ev, last, &gap));
+	assert_false(gap);
+	assert_null(events_next(ev, last + 5, &gap));
+	assert_false(gap);
 	events_free(ev);
 }
 
@@ -215,6 +255,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_seq_and_replay),
+	    cmocka_unit_test(test_next),
 	    cmocka_unit_test(test_subscribers),
 	    cmocka_unit_test(test_format),
 	};

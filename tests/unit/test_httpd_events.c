@@ -6,7 +6,10 @@
  * output alone.  Then the route on a real httpd and hub, driven by hand:
  * live events in SSE form, a replay after an id, a reset for an id gone
  * from the history, the cap on clients, and streams still open when everything
- * is freed (valgrind checks nothing leaks).
+ * is freed (valgrind checks nothing leaks).  And a catch-up's cost: a client
+ * that asks for the last few events of a long history costs what it reads,
+ * not the history's length (measured as the CPU time of the route, against
+ * the same clients on a short history).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,6 +31,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 static void
@@ -78,10 +82,25 @@ test_parse_bad(void **state)
 /* The front as far as the route needs it: its events. */
 static struct http_front front;
 
+/* CPU seconds spent in the route (its catch-up's first share included). */
+static double route_cpu;
+
+static double
+cpu_now(void)
+{
+	struct timespec ts;
+
+	assert_int_equal(clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts), 0);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static void
 on_head(struct httpd_req *r, void *arg)
 {
+	double t0 = cpu_now();
+
 	http_events_route(&front, r);
+	route_cpu += cpu_now() - t0;
 }
 
 struct reader {
@@ -212,6 +231,79 @@ test_route(void **state)
 	event_base_free(base);
 }
 
+/*
+ * CPU time of the route for `clients` clients, one after the other, each
+ * asking for the last 5 events of a hub holding `history`.
+ */
+static double
+catch_up_cpu(size_t history, int clients)
+{
+	struct event_base *base = event_base_new();
+	struct events *hub = events_new(history);
+	struct http_events_limits el = {
+	    .max_clients = 4, .ping_s = 60, .client_buffer = 1 << 20};
+	struct httpd_limits lim = {
+	    .max_connections = 10,
+	    .header_timeout_s = 5,
+	    .body_budget = 1000,
+	    .min_body_rate = 1000,
+	    .idle_timeout_s = 5,
+	};
+	char err[128], req[128], want[64];
+	uint64_t last = 0;
+	struct httpd *h;
+	size_t i;
+	int k;
+
+	for (i = 0; i < history; i++)
+		last = publish(hub, EV_MSG_QUEUED, "M");
+	front.events = http_events_new(base, hub, &el);
+	assert_non_null(front.events);
+	h = httpd_new(base, "127.0.0.1", 0, &lim, on_head, NULL, err,
+		      sizeof(err));
+	assert_non_null(h);
+	snprintf(req, sizeof(req),
+		 "GET /v1/events HTTP/1.1\r\nLast-Event-ID: %llu\r\n\r\n",
+		 (unsigned long long)(last - 5));
+	snprintf(want, sizeof(want), "id: %llu\n", (unsigned long long)last);
+	route_cpu = 0;
+	for (k = 0; k < clients; k++) {
+		struct reader r = {0};
+
+		r.fd = fixture_client(h, req);
+		assert_true(until(base, &r, want, 5000));
+		assert_null(strstr(r.buf, "reset"));
+		close(r.fd);
+		/* Gone before the next: its slot is free again. */
+		for (i = 0; i < 2000 && http_events_streams(front.events) > 0;
+		     i++) {
+			event_base_loop(base, EVLOOP_NONBLOCK);
+			usleep(1000);
+		}
+		assert_int_equal(http_events_streams(front.events), 0);
+	}
+	http_events_free(front.events);
+	front.events = NULL;
+	httpd_free(h);
+	events_free(hub);
+	event_base_free(base);
+	return route_cpu;
+}
+
+static void
+test_catch_up_cost(void **state)
+{
+	double few = catch_up_cpu(100, 40), many = catch_up_cpu(50000, 40);
+
+	/* A scan of the history per share made `many` some 50 times `few`. */
+	print_message("catch-up cpu: history 100 %.6f s, 50000 %.6f s\n", few,
+		      many);
+	if (many > few * 8 + 0.002)
+		fail_msg("catch-up of 5 events: %.6f s with a history of "
+			 "50000, %.6f s with 100",
+			 many, few);
+}
+
 int
 main(void)
 {
@@ -219,6 +311,7 @@ main(void)
 	    cmocka_unit_test(test_parse_good),
 	    cmocka_unit_test(test_parse_bad),
 	    cmocka_unit_test(test_route),
+	    cmocka_unit_test(test_catch_up_cost),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
