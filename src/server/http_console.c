@@ -69,7 +69,6 @@ console_headers(struct httpd_req *req, const struct console_file *cf)
 {
 	return httpd_req_add_header(req, "Content-Security-Policy",
 				    CONSOLE_CSP) &&
-	       httpd_req_add_header(req, "X-Content-Type-Options", "nosniff") &&
 	       httpd_req_add_header(req, "X-Frame-Options", "DENY") &&
 	       httpd_req_add_header(req, "Referrer-Policy", "no-referrer") &&
 	       httpd_req_add_header(req, "ETag", cf->etag) &&

@@ -229,7 +229,7 @@ httpd_reply(struct httpd_req *r, int status, const char *ctype,
 	rc = evbuffer_add_printf(
 	    out,
 	    "HTTP/1.1 %d %s\r\nDate: %s\r\n"
-	    "Content-Type: %s\r\n%s%s%.*s%s\r\n",
+	    "Content-Type: %s\r\n" HTTPD_NOSNIFF "%s%s%.*s%s\r\n",
 	    status, httpd__reason(status), httpd__date(c->h), ctype, clen,
 	    r->own_cache ? "" : "Cache-Control: no-store\r\n",
 	    (int)r->extra_len, r->extra,
@@ -614,7 +614,8 @@ refuse_over_cap(struct httpd *h, evutil_socket_t fd, const char *peer)
 		     h->lim.max_connections);
 	n = snprintf(ans, sizeof(ans),
 		     "HTTP/1.1 503 Service Unavailable\r\n"
-		     "Content-Type: application/json\r\nContent-Length: %zu"
+		     "Content-Type: application/json\r\n" HTTPD_NOSNIFF
+		     "Content-Length: %zu"
 		     "\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s",
 		     sizeof(body) - 1, body);
 	/* Best effort on a fresh socket: its send buffer is empty.  What

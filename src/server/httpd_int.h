@@ -18,6 +18,11 @@
 #include <time.h>
 
 #define LINGER_MS 1000
+/*
+ * On every answer: no browser may take a JSON answer (which may quote a
+ * client's words) for a page or a script because its bytes look like one.
+ */
+#define HTTPD_NOSNIFF "X-Content-Type-Options: nosniff\r\n"
 #define WRITE_TIMEOUT_S 30
 #define EXTRA_MAX 512
 

@@ -43,7 +43,7 @@ httpd_req_stream_begin(struct httpd_req *r, int status, const char *ctype,
 		return -EPIPE;
 	if (evbuffer_add_printf(out,
 				"HTTP/1.1 %d %s\r\nDate: %s\r\n"
-				"Content-Type: %s\r\n"
+				"Content-Type: %s\r\n" HTTPD_NOSNIFF
 				"Cache-Control: no-store\r\n%.*s"
 				"Connection: close\r\n\r\n",
 				status, httpd__reason(status),

@@ -75,6 +75,40 @@ def open_cluster(module_cluster_factory):
     return c
 
 
+def answer_head(port, request):
+    """The head of the server's answer to a hand-made request."""
+    s = socket.create_connection(("127.0.0.1", port),
+                                 timeout=h.scaled(10))
+    try:
+        s.sendall(request)
+        got = b""
+        while b"\r\n\r\n" not in got:
+            d = s.recv(4096)
+            assert d, got
+            got += d
+        return got.split(b"\r\n\r\n", 1)[0]
+    finally:
+        s.close()
+
+
+def test_every_answer_says_nosniff(open_cluster):
+    """A JSON answer may quote a client's words: no browser may sniff it
+    into a page.  Every kind of answer says so, once: a 202, an error, a
+    console file, the event stream's head."""
+    c = open_cluster
+    msg = json.dumps(h.message(1)).encode()
+    for req in (b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\nContent-Length: %d"
+                b"\r\n\r\n%s" % (len(msg), msg),
+                b"GET /v1/messages/nope HTTP/1.1\r\nHost: x\r\n\r\n",
+                b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n",
+                b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+                b"GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n"):
+        head = answer_head(c.http_port, req)
+        n = head.lower().count(b"\r\nx-content-type-options: nosniff")
+        assert n == 1, head
+
+
 def test_cross_site_disable_refused(open_cluster):
     c = open_cluster
     port = c.http_port
