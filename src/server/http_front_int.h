@@ -51,6 +51,8 @@ struct http_front {
 	/* GET /v1/events (http_events.c). */
 	struct http_events *events;
 	struct webhook *wh; /* NULL: no webhooks (metrics) */
+	/* Scrapes waiting for the one store query out (http_metrics.c). */
+	struct metrics_req *metrics_wait;
 };
 
 /* Drop-in bodies up to this are translated on the loop (microseconds). */

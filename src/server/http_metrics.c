@@ -404,26 +404,17 @@ metrics_webhooks(struct http_front *f, struct evbuffer *out, bool *bad)
 
 /* A scrape waiting for the store's oldest queued message. */
 struct metrics_req {
-	struct http_front *f;
 	struct httpd_req *req;
+	struct metrics_req *next; /* http_front.metrics_wait */
 };
 
-static void
-metrics_reply(void *arg, int err, int64_t oldest_ms)
+/* The text of a scrape into out; false when it could not be built. */
+static bool
+metrics_text(struct http_front *f, struct evbuffer *out, int err,
+	     int64_t oldest_ms)
 {
-	struct metrics_req *mr = arg;
-	struct http_front *f = mr->f;
-	struct httpd_req *req = mr->req;
-	struct evbuffer *out = evbuffer_new();
-	const unsigned char *text;
 	bool bad = false;
 
-	f->pending--;
-	free(mr);
-	if (out == NULL) {
-		http_front__reply_failed(req);
-		return;
-	}
 	metrics_accepted(f, out, &bad);
 	metrics_queue(f, out, &bad);
 	metrics_oldest(out, &bad, err, oldest_ms);
@@ -435,27 +426,57 @@ metrics_reply(void *arg, int err, int64_t oldest_ms)
 		       "shivneri_event_streams %zu\n",
 		       http_events_streams(f->events));
 	metrics_webhooks(f, out, &bad);
-	text = bad ? NULL : evbuffer_pullup(out, -1);
-	if (text == NULL && evbuffer_get_length(out) > 0)
-		http_front__reply_failed(req);
-	else
-		httpd_reply(req, 200, "text/plain; version=0.0.4", text,
-			    evbuffer_get_length(out));
-	evbuffer_free(out);
+	return !bad;
+}
+
+/* The store answered: every scrape that waited gets the same text. */
+static void
+metrics_reply(void *arg, int err, int64_t oldest_ms)
+{
+	struct http_front *f = arg;
+	struct metrics_req *mr = f->metrics_wait, *next;
+	struct evbuffer *out = evbuffer_new();
+	const unsigned char *text = NULL;
+	size_t len = 0;
+	bool ok = out != NULL && metrics_text(f, out, err, oldest_ms);
+
+	f->metrics_wait = NULL;
+	if (ok) {
+		len = evbuffer_get_length(out);
+		text = evbuffer_pullup(out, -1);
+		ok = text != NULL || len == 0;
+	}
+	for (; mr != NULL; mr = next) {
+		next = mr->next;
+		f->pending--;
+		if (ok)
+			httpd_reply(mr->req, 200, "text/plain; version=0.0.4",
+				    text, len);
+		else
+			http_front__reply_failed(mr->req);
+		free(mr);
+	}
+	if (out != NULL)
+		evbuffer_free(out);
 }
 
 /*
  * Asks the store for the oldest queued message (one index seek, in order
  * with the other operations) and answers from its callback; everything
- * else is read then, on the loop.
+ * else is read then, on the loop.  Scrapes that come while a query is out
+ * wait for its answer: however fast an outsider scrapes (the route takes
+ * no key), the store sees one query at a time.
  */
 void
 http_front__metrics(struct http_front *f, struct httpd_req *req)
 {
 	struct metrics_req *mr = xcalloc(1, sizeof(*mr));
+	bool asked = f->metrics_wait != NULL;
 
-	mr->f = f;
 	mr->req = req;
+	mr->next = f->metrics_wait;
+	f->metrics_wait = mr;
 	f->pending++;
-	store_oldest_queued(f->st, metrics_reply, mr);
+	if (!asked)
+		store_oldest_queued(f->st, metrics_reply, f);
 }

@@ -109,6 +109,38 @@ def test_every_answer_says_nosniff(open_cluster):
         assert n == 1, head
 
 
+def test_scrape_burst_asks_the_store_once(open_cluster):
+    """/metrics takes no key: a burst of scrapes must not become a burst
+    of store queries.  Sixty scrapes sent at once, on sixty connections,
+    share the one query out and its text (each was an operation of the
+    store's and a text of its own); each is answered in full."""
+    c = open_cluster
+    port = c.http_port
+    before = metric(c, "shivneri_store_commit_batch_size_sum")
+    socks = [socket.create_connection(("127.0.0.1", port),
+                                      timeout=h.scaled(10))
+             for _ in range(60)]
+    try:
+        for s in socks:
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n"
+                      b"Connection: close\r\n\r\n")
+        for s in socks:
+            got = b""
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                got += d
+            assert got.startswith(b"HTTP/1.1 200 "), got[:200]
+            assert b"\nshivneri_store_commit_batch_size_count " in got
+    finally:
+        for s in socks:
+            s.close()
+    after = metric(c, "shivneri_store_commit_batch_size_sum")
+    # The last scrape's own query is one more; other work adds a few.
+    assert after - before <= 20, (before, after)
+
+
 def test_cross_site_disable_refused(open_cluster):
     c = open_cluster
     port = c.http_port
