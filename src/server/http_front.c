@@ -168,6 +168,14 @@ key_scope(const char *key, char out[API_SCOPE_LEN + 1])
 	submit_scope_of_key(key, out);
 }
 
+/* What is kept of a key, and what a request's key is compared as. */
+static void
+key_digest(const char *key, size_t len, unsigned char out[API_KEY_DIGEST_LEN])
+{
+	if (SHA256((const unsigned char *)key, len, out) == NULL)
+		fatalx("- http cannot digest an API key");
+}
+
 int
 http_front_reload_keys(struct http_front *f)
 {
@@ -214,13 +222,17 @@ http_front_reload_keys(struct http_front *f)
 	/* The whole file: the line ends were overwritten with NULs. */
 	explicit_bzero(text, textlen);
 	free(text);
-	keys_free(f->keys, f->nkeys);
+	free(f->key_digests);
 	free(f->scopes);
-	f->keys = keys;
 	f->nkeys = n;
+	f->key_digests =
+	    xreallocarray(NULL, n > 0 ? n : 1, sizeof(*f->key_digests));
 	f->scopes = xreallocarray(NULL, n > 0 ? n : 1, sizeof(*f->scopes));
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
+		key_digest(keys[i], strlen(keys[i]), f->key_digests[i]);
 		key_scope(keys[i], f->scopes[i]);
+	}
+	keys_free(keys, n);
 	log_info("- http api keys loaded count=%zu", n);
 	return 0;
 }
@@ -229,16 +241,18 @@ bool
 http_front__key_ok(struct http_front *f, struct httpd_req *req, const char *key,
 		   size_t len, const char *route, char scope[API_SCOPE_LEN + 1])
 {
+	unsigned char d[API_KEY_DIGEST_LEN];
 	size_t i;
 	ssize_t found = -1;
 
 	scope[0] = '\0';
 	if (f->cfg->api_keys_file == NULL || *f->cfg->api_keys_file == '\0')
 		return true;
-	/* Every key compared, in constant time, whichever matches. */
+	/* Every digest compared, in constant time, whichever matches. */
+	if (key != NULL)
+		key_digest(key, len, d);
 	for (i = 0; key != NULL && i < f->nkeys; i++)
-		if (strlen(f->keys[i]) == len &&
-		    CRYPTO_memcmp(f->keys[i], key, len) == 0)
+		if (CRYPTO_memcmp(f->key_digests[i], d, sizeof(d)) == 0)
 			found = (ssize_t)i;
 	if (found >= 0) {
 		memcpy(scope, f->scopes[found], API_SCOPE_LEN + 1);
@@ -825,7 +839,7 @@ http_front_free(struct http_front *f)
 	/* Its streams are httpd's connections: ended before httpd goes. */
 	http_events_free(f->events);
 	httpd_free(f->httpd);
-	keys_free(f->keys, f->nkeys);
+	free(f->key_digests);
 	free(f->scopes);
 	free(f);
 }

@@ -28,6 +28,7 @@ struct supervisor;
 
 /* An API key's identity: see submit_scope_of_key(). */
 #define API_SCOPE_LEN (SUBMIT_SCOPE_SIZE - 1)
+#define API_KEY_DIGEST_LEN 32 /* SHA-256 */
 
 struct http_front {
 	const struct config *cfg;
@@ -37,7 +38,12 @@ struct http_front {
 	struct supervisor *sv;
 	struct submit *sub;
 	struct httpd *httpd;
-	char **keys;
+	/*
+	 * The API keys' SHA-256 digests, not the keys: a request's key is
+	 * digested and compared with each in constant time, so neither its
+	 * bytes nor its length show in the time of a refusal.
+	 */
+	unsigned char (*key_digests)[API_KEY_DIGEST_LEN];
 	char (*scopes)[API_SCOPE_LEN + 1]; /* one per key, see key_scope() */
 	size_t nkeys;
 	struct log_rl auth_rl;
