@@ -25,7 +25,14 @@
  *
  * A child's stderr is a pipe to us: each chunk is passed on to our own
  * stderr unchanged (where the agent's lines went before), and the last
- * complete line is kept, sanitized, for the reason of a hold.  The supervisor
+ * complete line is kept, sanitized, for the reason of a hold.  What is
+ * passed on is held to SV_ERR_RATE bytes a second per child (a token
+ * bucket): an agent that floods its stderr, a logging loop gone wrong,
+ * would otherwise fill the server's log disk at the pipe's speed (126 MB
+ * in 2 s, measured).  The excess is still read (so the child never blocks
+ * on its stderr and its last line is still seen) but dropped, counted in
+ * one line a second at most; each wakeup reads at most SV_ERR_READS
+ * chunks, so the loop's other events get their turn.  The supervisor
  * owns its children's records and events; supervisor_free() kills and reaps
  * what is still running so that no zombie or event outlives it.
  */
@@ -53,6 +60,9 @@
 #define SV_HOLD_POLL_MS 1000
 #define SV_EXIT_CONFIG 2 /* the agent's "configuration error" status */
 #define SV_LINE_MAX 256
+#define SV_ERR_RATE 65536 /* bytes of a child's stderr passed on a second */
+#define SV_ERR_READS 16   /* 4 KiB reads of a child's stderr per wakeup */
+#define SV_ERR_REAP_READS 1024 /* at its exit: its last words, bounded */
 
 struct sv_child {
 	struct supervisor *sv;
@@ -68,6 +78,10 @@ struct sv_child {
 	char partial[SV_LINE_MAX]; /* the line being read */
 	size_t npartial;
 	char last_line[SV_LINE_MAX]; /* sanitized; "" if none */
+	size_t err_tokens;           /* bytes that may be passed on now */
+	int64_t err_refill_ms;       /* mono_ms() of the last refill */
+	size_t err_dropped;          /* bytes dropped, not yet reported */
+	int64_t err_report_ms;       /* mono_ms() of the last report */
 	/* Held after exit 2 until its file changes or a retry. */
 	bool held;
 	char reason[SV_LINE_MAX + 64]; /* "agent exited 2" + last_line */
@@ -169,14 +183,61 @@ err_close(struct sv_child *ch)
 	ch->npartial = 0;
 }
 
-/* Reads what is there; closes at EOF or on an error. */
+/* The dropped bytes in one line, at most once a second (force: now). */
 static void
-err_drain(struct sv_child *ch)
+err_report(struct sv_child *ch, bool force)
+{
+	int64_t now = mono_ms();
+
+	if (ch->err_dropped == 0 || (!force && now - ch->err_report_ms < 1000))
+		return;
+	log_warnx("- supervisor stderr_dropped provider=%s bytes=%zu "
+		  "limit_bytes_per_s=%d",
+		  ch->name, ch->err_dropped, SV_ERR_RATE);
+	ch->err_dropped = 0;
+	ch->err_report_ms = now;
+}
+
+/*
+ * Passes n bytes of the child's stderr on to ours as far as its budget
+ * goes (where the agent's lines always went); the rest is dropped.
+ */
+static void
+err_pass(struct sv_child *ch, const char *p, size_t n)
+{
+	int64_t now = mono_ms();
+	size_t pass;
+	ssize_t w;
+
+	if (now > ch->err_refill_ms) {
+		uint64_t add =
+		    (uint64_t)(now - ch->err_refill_ms) * SV_ERR_RATE / 1000;
+
+		ch->err_tokens = add >= SV_ERR_RATE - ch->err_tokens
+				     ? SV_ERR_RATE
+				     : ch->err_tokens + (size_t)add;
+		ch->err_refill_ms = now;
+	}
+	pass = n < ch->err_tokens ? n : ch->err_tokens;
+	ch->err_tokens -= pass;
+	ch->err_dropped += n - pass;
+	if (pass > 0) {
+		/* A lost line is no harm. */
+		w = write(STDERR_FILENO, p, pass);
+		(void)w;
+	}
+	err_report(ch, false);
+}
+
+/* Reads at most reads chunks of what is there; closes at EOF or on an
+ * error. */
+static void
+err_drain(struct sv_child *ch, int reads)
 {
 	char buf[4096];
-	ssize_t n, w;
+	ssize_t n;
 
-	while (ch->err_fd != -1) {
+	while (ch->err_fd != -1 && reads-- > 0) {
 		n = read(ch->err_fd, buf, sizeof(buf));
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -185,13 +246,11 @@ err_drain(struct sv_child *ch)
 		if (n <= 0) {
 			/* A last line without its newline counts too. */
 			err_take(ch, "\n", 1);
+			err_report(ch, true);
 			err_close(ch);
 			return;
 		}
-		/* Where the agent's lines always went; a lost line is no harm.
-		 */
-		w = write(STDERR_FILENO, buf, (size_t)n);
-		(void)w;
+		err_pass(ch, buf, (size_t)n);
 		err_take(ch, buf, (size_t)n);
 	}
 }
@@ -201,7 +260,8 @@ err_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	err_drain(arg);
+	/* The pipe stays readable: the rest comes on the next turn. */
+	err_drain(arg, SV_ERR_READS);
 }
 
 /* A pipe for the child's stderr; -1 in *w when none could be made. */
@@ -213,6 +273,10 @@ err_open(struct sv_child *ch, int *w)
 	*w = -1;
 	err_close(ch);
 	ch->last_line[0] = '\0';
+	/* Each start gets a full second's budget: its first lines are
+	 * what an operator needs. */
+	ch->err_tokens = SV_ERR_RATE;
+	ch->err_refill_ms = mono_ms();
 	if (pipe2(fds, O_CLOEXEC) == -1) {
 		log_warn("- supervisor pipe_failed provider=%s", ch->name);
 		return;
@@ -436,7 +500,8 @@ reaped(struct supervisor *sv, pid_t pid, int status)
 	ch->pid = 0;
 	lived = mono_ms() - ch->started_ms;
 	/* Its last words are in the pipe: read them before judging. */
-	err_drain(ch);
+	err_drain(ch, SV_ERR_REAP_READS);
+	err_report(ch, true);
 	if (!sv->stopping && WIFEXITED(status) &&
 	    WEXITSTATUS(status) == SV_EXIT_CONFIG) {
 		hold(ch);

@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -400,6 +401,143 @@ run_for(struct fixture *f, int ms)
 		event_base_loop(f->base, EVLOOP_ONCE);
 }
 
+/* Our stderr, made a pipe that a thread drains and counts. */
+struct err_sink {
+	int saved; /* the real stderr, restored at the end */
+	int rd;
+	pthread_t th;
+	size_t bytes;
+	pthread_mutex_t mu;
+};
+
+static void *
+sink_run(void *arg)
+{
+	struct err_sink *k = arg;
+	char buf[65536];
+	ssize_t n;
+
+	while ((n = read(k->rd, buf, sizeof(buf))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		pthread_mutex_lock(&k->mu);
+		k->bytes += (size_t)n;
+		pthread_mutex_unlock(&k->mu);
+	}
+	return NULL;
+}
+
+static void
+sink_open(struct err_sink *k)
+{
+	int fds[2];
+
+	memset(k, 0, sizeof(*k));
+	assert_int_equal(pthread_mutex_init(&k->mu, NULL), 0);
+	assert_int_equal(pipe(fds), 0);
+	k->saved = dup(STDERR_FILENO);
+	assert_true(k->saved >= 0);
+	assert_true(dup2(fds[1], STDERR_FILENO) >= 0);
+	close(fds[1]);
+	k->rd = fds[0];
+	assert_int_equal(pthread_create(&k->th, NULL, sink_run, k), 0);
+}
+
+static size_t
+sink_bytes(struct err_sink *k)
+{
+	size_t n;
+
+	pthread_mutex_lock(&k->mu);
+	n = k->bytes;
+	pthread_mutex_unlock(&k->mu);
+	return n;
+}
+
+static void
+sink_close(struct err_sink *k)
+{
+	/* The pipe's last writer is our fd 2: the thread sees EOF. */
+	assert_true(dup2(k->saved, STDERR_FILENO) >= 0);
+	close(k->saved);
+	assert_int_equal(pthread_join(k->th, NULL), 0);
+	close(k->rd);
+	pthread_mutex_destroy(&k->mu);
+}
+
+struct late {
+	int64_t fired_ms; /* 0: not yet */
+};
+
+static void
+late_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct late *l = arg;
+
+	(void)fd;
+	(void)what;
+	l->fired_ms = mono_ms();
+}
+
+static bool
+late_fired(void *arg)
+{
+	return ((struct late *)arg)->fired_ms != 0;
+}
+
+/*
+ * An agent that floods its stderr (a logging loop gone wrong, or garbage)
+ * must not be copied to the server's stderr without bound, nor stall the
+ * server's loop.  Until 2026-11-30 every byte was passed on: 126 MB in the
+ * 2 s of this flood.  The loop was not stalled here (the sink drains faster
+ * than the writer fills), but a reader that went on until the pipe was
+ * empty could be held for as long as the writer kept ahead of it, so the
+ * timer is checked as well.
+ */
+static void
+test_stderr_flood(void **state)
+{
+	struct fixture *f = *state;
+	char *exe = script(f, "flood.sh",
+			   "timeout 2 yes 'garbage garbage garbage garbage "
+			   "garbage garbage garbage' >&2\nexec sleep 30");
+	struct timeval tv = {0, 100000};
+	struct err_sink k;
+	struct supervisor *sv;
+	struct late l = {0};
+	struct event *t;
+	bool done = false;
+	int64_t t0;
+	size_t passed;
+
+	sink_open(&k);
+	sv = supervisor_new(f->base, exe, NULL, "127.0.0.1:9");
+	assert_int_equal(supervisor_spawn(sv, "flood"), 0);
+	/* Give the flood time to start before the timer is armed. */
+	run_for(f, 300);
+	t = evtimer_new(f->base, late_cb, &l);
+	t0 = mono_ms();
+	evtimer_add(t, &tv);
+	assert_true(run_until(f, late_fired, &l, DEADLINE_MS));
+	/* Then through the rest of the flood and past it. */
+	run_for(f, 2200);
+	passed = sink_bytes(&k);
+	supervisor_stop(sv, 1000, done_cb, &done);
+	assert_true(run_until(f, flag_set, &done, DEADLINE_MS));
+	supervisor_free(sv);
+	sink_close(&k);
+	event_free(t);
+	free(exe);
+	print_message("timer late by %lld ms, %zu bytes passed on\n",
+		      (long long)(l.fired_ms - t0 - 100), passed);
+	assert_true(l.fired_ms - t0 < 600);
+	/* 64 KiB at the start, 64 KiB a second of the 2 s flood, and a few
+	 * lines of our own. */
+	assert_true(passed < 5 * 65536);
+}
+
 /*
  * Issue 5, defect 9: an agent that exits 2 (configuration error) is not
  * restarted for ever.  It is held with its status and last stderr line
@@ -476,6 +614,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_stop_empty, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_free_kills, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_parent_death, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stderr_flood, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
