@@ -7,9 +7,9 @@
  * the data delivered (refused recipients named), 530/534/535/538 the
  * account's, 452 throttled, other 4xx transient, 5xx permanent for MAIL,
  * RCPT and the data but the smarthost's (transient) or the account's (at
- * AUTH) for the session, and the whole message sent with no verdict
- * ambiguous.  Nothing here does I/O, so every rule is a pure function of
- * what was said.
+ * AUTH) for the session, and the whole message sent with no verdict, or a
+ * 2xx before the end of the data, ambiguous.  Nothing here does I/O, so every
+ * rule is a pure function of what was said.
  */
 #include "agent/smtp_dialogue.h"
 #include "agent/connector.h"
@@ -285,6 +285,16 @@ classify_fail(const struct smtp_attempt *sj, struct connector_result *res,
 		detail_set(detail, detailsz, "smtp no answer after %s: %s",
 			   sj->body_eof ? "the data" : "part of the data",
 			   curl_easy_strerror(sj->rc));
+		return;
+	}
+	if (d->data_go && d->final_code >= 200 && d->final_code < 300) {
+		/* A 2xx while the message was still going out (no reply may
+		 * come before the end of data): the smarthost claims a message
+		 * it has in part, and may deliver it; a retry may duplicate. */
+		res->outcome = OUTCOME_AMBIGUOUS;
+		detail_set(detail, detailsz,
+			   "smtp accepted before the end of the data: %s",
+			   d->final_text);
 		return;
 	}
 	if (d->final_code >= 400) {
