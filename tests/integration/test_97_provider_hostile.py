@@ -1,0 +1,101 @@
+"""Providers and smarthosts that misbehave on purpose (a hostile review of
+the agent side, 2026-11-30).  Each test reproduced a defect on c3ee49e.
+
+- An HTTP API that takes a request on a kept-alive connection and drops
+  the connection before it answers: libcurl sends the same request again
+  on a fresh connection, by itself, so the provider may hold the message
+  twice while the attempt read `delivered`; the possible duplicate must be
+  on record (`ambiguous`), as the SPEC promises.
+- An SMTP smarthost that answers 250 while the body is still going out:
+  it claims a message it holds in part, so the attempt is `ambiguous`.
+
+Stand-ins: tests/fakes/hostile_http.py and hostile_smtp.py, on 127.0.0.1.
+Every wait has a deadline (harness wait_for).
+"""
+
+import json
+import os
+import sys
+
+import pytest
+
+import shivneri_harness as h
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "fakes"))
+import hostile_http  # noqa: E402
+
+KEY = "SG.PLANTED-hostile-5e0c2a-distinctive"
+
+
+@pytest.fixture
+def http_fake():
+    fakes = []
+
+    def make(mode):
+        f = hostile_http.HostileHttp(mode).start()
+        fakes.append(f)
+        return f
+    yield make
+    for f in fakes:
+        f.stop()
+
+
+def http_cluster(make_cluster, fake):
+    """A started server with sg (sendgrid, at fake, priority 1) in front of
+    b (maildir, priority 2), and both agents."""
+    c = make_cluster(providers=("sg", "b"),
+                     server_extra={"scheduler": "priority"})
+    keyfile = os.path.join(c.dir, "sg.key")
+    c.write_secret(keyfile, KEY)
+    sg = {"type": "sendgrid", "spawn": "no", "priority": 1,
+          "max_in_flight": 1, "base_url": fake.base_url,
+          "api_key_file": keyfile, "connect_timeout_ms": 2000,
+          "request_timeout_ms": int(h.scaled(3000))}
+    b = c.provider_section("b")
+    b.update(priority=2)
+    with open(c.config_path, "w") as f:
+        f.write(c.render(c.server_section(), {"sg": sg, "b": b}))
+    c.start_server()
+    c.start_agent("sg")
+    c.start_agent("b")
+    return c
+
+
+def settled(c, mid, timeout=15):
+    def cond():
+        m = c.msg(mid)
+        return m if m["status"] in ("delivered", "failed") else None
+    return h.wait_for(cond, timeout, "message %s to settle" % mid)
+
+
+def copies(fake, subject):
+    """How many requests the stand-in read whole for subject."""
+    return sum(1 for b in fake.bodies()
+               if json.loads(b).get("subject") == subject)
+
+
+def test_http_resend_on_a_dropped_reused_connection(make_cluster, http_fake):
+    fake = http_fake("drop_reused")
+    c = http_cluster(make_cluster, fake)
+    first = c.submit(h.message(1))
+    m = settled(c, first)
+    assert m["status"] == "delivered" and m["provider"] == "sg", m
+
+    # The kept connection is reused for the next message; the stand-in
+    # takes that request and drops the connection without an answer.
+    mid = c.submit(h.message(2))
+    m = settled(c, mid)
+    assert m["status"] == "delivered", m
+    sent = copies(fake, "test 2")
+    assert sent >= 1
+    outcomes = [(a["provider"], a["outcome"]) for a in m["attempts"]]
+    # Each copy the provider holds is an attempt on record: the first,
+    # answered by nothing, is a possible duplicate.
+    assert ("sg", "ambiguous") in outcomes, (sent, m["attempts"])
+    assert sent == sum(1 for p, _ in outcomes if p == "sg"), \
+        (sent, m["attempts"])
+    # And the message still went out: to b, as a retry goes to another
+    # provider while one is up.
+    assert m["provider"] == "b", m
+    assert KEY not in json.dumps(m)
