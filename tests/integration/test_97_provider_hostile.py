@@ -24,6 +24,7 @@ import shivneri_harness as h
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "fakes"))
 import hostile_http  # noqa: E402
+import hostile_smtp  # noqa: E402
 
 KEY = "SG.PLANTED-hostile-5e0c2a-distinctive"
 
@@ -99,3 +100,54 @@ def test_http_resend_on_a_dropped_reused_connection(make_cluster, http_fake):
     # provider while one is up.
     assert m["provider"] == "b", m
     assert KEY not in json.dumps(m)
+
+
+# ------------------------------------------------------------------ SMTP
+
+
+@pytest.fixture
+def smtp_fake():
+    fakes = []
+
+    def make(mode):
+        f = hostile_smtp.HostileSmtp(mode).start()
+        fakes.append(f)
+        return f
+    yield make
+    for f in fakes:
+        f.stop()
+
+
+def smtp_cluster(make_cluster, fake, **extra):
+    """A started server with s (smtp, at fake, priority 1) in front of b
+    (maildir, priority 2), and both agents."""
+    c = make_cluster(providers=("s", "b"),
+                     server_extra={"scheduler": "priority"},
+                     provider_extra={"priority": 2})
+    keys = {"priority": 1, "connect_timeout_ms": int(h.scaled(1000)),
+            "request_timeout_ms": int(h.scaled(3000))}
+    keys.update(extra)
+    c.smtp_provider("s", fake.port, **keys)
+    c.start_server()
+    c.start_agent("s")
+    c.start_agent("b")
+    return c
+
+
+def big_text(nbytes):
+    line = "a line of the body, long enough to fill it up quickly. 0123\n"
+    return line * (nbytes // len(line) + 1)
+
+
+def test_smtp_250_before_the_dot(make_cluster, smtp_fake):
+    fake = smtp_fake("early_250")
+    c = smtp_cluster(make_cluster, fake)
+    # Far more than the socket buffers hold while the stand-in reads
+    # nothing: the 250 arrives while the body is still going out.
+    mid = c.submit(h.message(1, text=big_text(3 << 20)))
+    m = settled(c, mid, timeout=h.scaled(20))
+    outcomes = [(a["provider"], a["outcome"]) for a in m["attempts"]]
+    assert ("s", "ambiguous") in outcomes, m["attempts"]
+    detail = [a["detail"] for a in m["attempts"] if a["provider"] == "s"][0]
+    assert "before the end of the data" in detail, detail
+    assert m["status"] == "delivered" and m["provider"] == "b", m
