@@ -23,6 +23,13 @@
  * exposes) until its configuration file changes (size, mtime or inode,
  * polled every second) or supervisor_retry_held() is called (SIGHUP).
  *
+ * An agent can hang without dying (a library call that blocks, a
+ * deadlock, SIGSTOP): its provider goes down on the heartbeat timeout and
+ * its messages move on, but nothing would ever restart it.  With
+ * supervisor_watch(), a child whose provider has not had a heartbeat for
+ * hang_ms (counted from its start when it never beat) is killed with
+ * SIGKILL, once, with one log line, and restarted like any that died.
+ *
  * A child's stderr is a pipe to us: each chunk is passed on to our own
  * stderr unchanged (where the agent's lines went before), and the last
  * complete line is kept, sanitized, for the reason of a hold.  What is
@@ -60,6 +67,7 @@
 #define SV_HOLD_POLL_MS 1000
 #define SV_EXIT_CONFIG 2 /* the agent's "configuration error" status */
 #define SV_LINE_MAX 256
+#define SV_WATCH_MS 1000  /* how often the watch looks for hung agents */
 #define SV_ERR_RATE 65536 /* bytes of a child's stderr passed on a second */
 #define SV_ERR_READS 16   /* 4 KiB reads of a child's stderr per wakeup */
 #define SV_ERR_REAP_READS 1024 /* at its exit: its last words, bounded */
@@ -85,7 +93,9 @@ struct sv_child {
 	/* Held after exit 2 until its file changes or a retry. */
 	bool held;
 	char reason[SV_LINE_MAX + 64]; /* "agent exited 2" + last_line */
-	bool cfg_seen; /* cfg_st is the file at the last start */
+	bool hung;        /* killed as hung; not again until it is reaped */
+	int64_t alive_ms; /* its start, or the latest beat seen since */
+	bool cfg_seen;    /* cfg_st is the file at the last start */
 	struct stat cfg_st;
 };
 
@@ -102,6 +112,11 @@ struct supervisor {
 	struct event *done_ev;    /* runs done() on the loop */
 	void (*done)(void *arg);
 	void *done_arg;
+	/* supervisor_watch(): hung agents are killed. */
+	supervisor_beat_fn beat;
+	void *beat_arg;
+	int hang_ms;
+	struct event *watch;
 };
 
 static void
@@ -343,7 +358,9 @@ child_start(struct sv_child *ch)
 	if (err_w != -1)
 		close(err_w);
 	ch->pid = pid;
+	ch->hung = false;
 	ch->started_ms = mono_ms();
+	ch->alive_ms = ch->started_ms;
 	log_info("- supervisor started provider=%s pid=%d restarts=%d",
 		 ch->name, (int)pid, ch->restarts);
 	return 0;
@@ -559,6 +576,57 @@ kill_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* The watch's turn: a running child silent for hang_ms is killed. */
+static void
+watch_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct supervisor *sv = arg;
+	int64_t now = mono_ms(), last;
+	size_t i;
+
+	(void)fd;
+	(void)what;
+	if (sv->stopping)
+		return;
+	for (i = 0; i < sv->nchildren; i++) {
+		struct sv_child *ch = sv->children[i];
+
+		if (ch->pid == 0 || ch->hung)
+			continue;
+		/*
+		 * The latest beat seen is kept: the registry forgets it when
+		 * the link drops (0), and one from before this start is
+		 * older than alive_ms.
+		 */
+		last = sv->beat(ch->name, sv->beat_arg);
+		if (last > ch->alive_ms)
+			ch->alive_ms = last;
+		if (now - ch->alive_ms < sv->hang_ms)
+			continue;
+		log_warnx("- supervisor hung provider=%s pid=%d silent_ms=%lld "
+			  "action=kill",
+			  ch->name, (int)ch->pid,
+			  (long long)(now - ch->alive_ms));
+		ch->hung = true;
+		(void)kill(ch->pid, SIGKILL);
+	}
+}
+
+void
+supervisor_watch(struct supervisor *sv, supervisor_beat_fn beat, void *arg,
+		 int hang_ms)
+{
+	struct timeval tv = {SV_WATCH_MS / 1000, (SV_WATCH_MS % 1000) * 1000};
+
+	sv->beat = beat;
+	sv->beat_arg = arg;
+	sv->hang_ms = hang_ms;
+	if (sv->watch == NULL)
+		sv->watch = event_new(sv->base, -1, EV_PERSIST, watch_cb, sv);
+	if (sv->watch == NULL || event_add(sv->watch, &tv) != 0)
+		fatalx("supervisor: cannot set up the watch");
+}
+
 struct supervisor *
 supervisor_new(struct event_base *base, const char *self_exe,
 	       const char *config_path, const char *server_addr)
@@ -658,6 +726,8 @@ supervisor_stop(struct supervisor *sv, int grace_ms, void (*done)(void *arg),
 	size_t i;
 
 	sv->stopping = true;
+	if (sv->watch != NULL)
+		(void)event_del(sv->watch);
 	sv->done = done;
 	sv->done_arg = arg;
 	for (i = 0; i < sv->nchildren; i++) {
@@ -702,6 +772,8 @@ supervisor_free(struct supervisor *sv)
 		free(ch);
 	}
 	free(sv->children);
+	if (sv->watch != NULL)
+		event_free(sv->watch);
 	event_free(sv->sigchld);
 	event_free(sv->kill_timer);
 	event_free(sv->done_ev);

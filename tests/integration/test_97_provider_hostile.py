@@ -8,6 +8,11 @@ the agent side, 2026-11-30).  Each test reproduced a defect on c3ee49e.
   on record (`ambiguous`), as the SPEC promises.
 - An SMTP smarthost that answers 250 while the body is still going out:
   it claims a message it holds in part, so the attempt is `ambiguous`.
+- A supervised agent that hangs (here: SIGSTOP, as a deadlock or a call
+  that never returns would): its provider went down and its messages
+  moved on, but the agent was never restarted, so the provider stayed down
+  for good.  The supervisor now kills an agent silent for 5 heartbeat
+  timeouts (at least 5 s) and starts it again.
 
 Stand-ins: tests/fakes/hostile_http.py and hostile_smtp.py, on 127.0.0.1.
 Every wait has a deadline (harness wait_for).
@@ -15,7 +20,9 @@ Every wait has a deadline (harness wait_for).
 
 import json
 import os
+import signal
 import sys
+import time
 
 import pytest
 
@@ -151,3 +158,40 @@ def test_smtp_250_before_the_dot(make_cluster, smtp_fake):
     detail = [a["detail"] for a in m["attempts"] if a["provider"] == "s"][0]
     assert "before the end of the data" in detail, detail
     assert m["status"] == "delivered" and m["provider"] == "b", m
+
+
+# ------------------------------------------------------------ supervisor
+
+
+def test_hung_agent_restarted(make_cluster):
+    c = make_cluster(providers=("a", "b"), spawn=True)
+    c.start_server()
+    old = c.wait_state("a", "up", timeout=10)["pid"]
+    c.wait_state("b", "up", timeout=10)
+    os.kill(old, signal.SIGSTOP)
+    t0 = time.monotonic()
+    try:
+        c.wait_state("a", "down", timeout=5)
+        ids = c.submit_many(6, threads=1)
+
+        def restarted():
+            p = c.provider("a")
+            if p["state"] == "up" and p["pid"] not in (None, old):
+                return p
+            return None
+        h.wait_for(restarted, 12, "hung agent a killed and restarted")
+    finally:
+        if h.pid_alive(old):
+            os.kill(old, signal.SIGCONT)
+    took = time.monotonic() - t0
+    # 5 s of silence, the watch's second, and a start.
+    assert took >= 4.5, took
+    assert not h.pid_alive(old)
+    with open(c.server.log_path, errors="replace") as f:
+        hung = [ln for ln in f if " hung provider=a " in ln]
+    assert len(hung) == 1, hung
+    c.wait_delivered(ids, timeout=20)
+    more = c.submit_many(6, threads=1, start=100)
+    c.wait_delivered(more, timeout=20)
+    where = h.check_delivery(c, more, ["a", "b"])
+    assert where.get("a"), where

@@ -538,6 +538,63 @@ test_stderr_flood(void **state)
 	assert_true(passed < 5 * 65536);
 }
 
+/* The beat the watch reads: now while beating, else the last one. */
+struct beats {
+	bool beating;
+	int64_t last;
+};
+
+static int64_t
+beat_of(const char *name, void *arg)
+{
+	struct beats *b = arg;
+
+	(void)name;
+	if (b->beating)
+		b->last = mono_ms();
+	return b->last;
+}
+
+/*
+ * An agent that hangs (alive, no heartbeats) is killed once it has been
+ * silent for hang_ms, and restarted; one that beats is left alone, and a
+ * beat forgotten (0: its link dropped) does not count as silence since
+ * the start.  Until 2026-11-30 a hung agent was never restarted.
+ */
+static void
+test_hung_killed(void **state)
+{
+	struct fixture *f = *state;
+	char *exe = script(f, "hang.sh", "exec sleep 30");
+	struct beats b = {true, 0};
+	struct supervisor *sv;
+	struct wait_ctx w;
+	bool done = false;
+	pid_t first;
+
+	sv = supervisor_new(f->base, exe, NULL, "127.0.0.1:9");
+	supervisor_watch(sv, beat_of, &b, 1500);
+	assert_int_equal(supervisor_spawn(sv, "h"), 0);
+	first = supervisor_pid(sv, "h");
+	run_for(f, 2500);
+	assert_int_equal(supervisor_pid(sv, "h"), first);
+	/* Its link drops: the registry says 0, the last beat still holds. */
+	b.beating = false;
+	b.last = 0;
+	run_for(f, 700);
+	assert_int_equal(supervisor_pid(sv, "h"), first);
+	memset(&w, 0, sizeof(w));
+	w.sv = sv;
+	w.name = "h";
+	w.old = first;
+	assert_true(run_until(f, new_pid, &w, DEADLINE_MS));
+	assert_true(dead(first));
+	supervisor_stop(sv, 1000, done_cb, &done);
+	assert_true(run_until(f, flag_set, &done, DEADLINE_MS));
+	supervisor_free(sv);
+	free(exe);
+}
+
 /*
  * Issue 5, defect 9: an agent that exits 2 (configuration error) is not
  * restarted for ever.  It is held with its status and last stderr line
@@ -615,6 +672,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_free_kills, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_parent_death, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stderr_flood, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hung_killed, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
