@@ -153,21 +153,30 @@ job_done(struct conn_http *ch, struct connector_job *job,
 {
 	struct connector_result res;
 	char detail[LINK_DETAIL_MAX + 1], pmid[LINK_PMID_MAX + 1];
-	char note[256];
+	char note[256], raw[sizeof(a->id) > sizeof(a->why) ? sizeof(a->id)
+							   : sizeof(a->why)];
 
 	memset(&res, 0, sizeof(res));
 	res.outcome = a->outcome;
 	res.retry_after_ms = a->retry_after_ms;
 	if (a->outcome == OUTCOME_DELIVERED) {
 		ch->failures = 0;
-		/* Accepted even without an id: resending would duplicate. */
+		/*
+		 * Accepted even without an id: resending would duplicate.
+		 * The id and the note are the provider's words too, and go
+		 * to the same places as a failure's detail: the key is
+		 * blotted out of them as well.
+		 */
 		if (a->id[0] != '\0') {
-			log_sanitize(a->id, strlen(a->id), pmid, sizeof(pmid));
+			snprintf(raw, sizeof(raw), "%s", a->id);
+			scrub(ch, raw);
+			log_sanitize(raw, strlen(raw), pmid, sizeof(pmid));
 			res.provider_message_id = pmid;
 		}
 		if (a->why[0] != '\0') {
-			log_sanitize(a->why, strlen(a->why), note,
-				     sizeof(note));
+			snprintf(raw, sizeof(raw), "%s", a->why);
+			scrub(ch, raw);
+			log_sanitize(raw, strlen(raw), note, sizeof(note));
 			snprintf(detail, sizeof(detail), "%s %s", ch->api->type,
 				 note);
 			res.detail = detail;

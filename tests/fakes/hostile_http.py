@@ -12,7 +12,10 @@ X-Message-Id header.
   open; any later request on it is read whole, then the connection is
   closed with no answer: a provider (or a proxy) that took the request
   and died before it answered, just as the client reused a kept
-  connection.
+  connection;
+- "echo_key": the answer's X-Message-Id is the request's Authorization
+  header as it came (a broken proxy, or a provider that reflects it): the
+  key must not become the message's provider id.
 
 `requests` lists every request read whole: (connection number, the
 request's index on its connection, its body).  `connections` counts the
@@ -105,6 +108,14 @@ class HostileHttp:
             buf += data
         return head, buf[:length], buf[length:]
 
+    @staticmethod
+    def _header(head, name):
+        for line in head.split(b"\r\n")[1:]:
+            k, _, v = line.partition(b":")
+            if k.strip().lower() == name:
+                return v.strip()
+        return None
+
     def _serve(self, conn, n):
         buf = b""
         i = 0
@@ -113,14 +124,17 @@ class HostileHttp:
                 got = self._read_request(conn, buf)
                 if got is None:
                     return
-                _, body, buf = got
+                head, body, buf = got
                 with self.lock:
                     self.requests.append((n, i, body))
                 if self.mode == "drop_reused" and i > 0:
                     return  # taken, and no answer
+                mid = b"hostile-%d-%d" % (n, i)
+                if self.mode == "echo_key":
+                    mid = self._header(head, b"authorization") or mid
                 conn.sendall(b"HTTP/1.1 202 Accepted\r\n"
-                             b"X-Message-Id: hostile-%d-%d\r\n"
-                             b"Content-Length: 0\r\n\r\n" % (n, i))
+                             b"X-Message-Id: %s\r\n"
+                             b"Content-Length: 0\r\n\r\n" % mid)
                 i += 1
         except (OSError, ValueError):
             return

@@ -109,6 +109,27 @@ def test_http_resend_on_a_dropped_reused_connection(make_cluster, http_fake):
     assert KEY not in json.dumps(m)
 
 
+def test_http_key_echoed_as_the_id(make_cluster, http_fake):
+    """A 2xx whose id is our key (a provider or proxy that reflects the
+    Authorization header): delivered, with the key blotted out of the id,
+    as it already was out of a failure's words."""
+    fake = http_fake("echo_key")
+    c = http_cluster(make_cluster, fake)
+    mid = c.submit(h.message(1))
+    m = settled(c, mid)
+    assert m["status"] == "delivered" and m["provider"] == "sg", m
+    # Booleans only: a failure must not print the key either.
+    leaked = KEY in json.dumps(m)
+    assert not leaked, "the key is in the message's API answer"
+    assert m["provider_message_id"].startswith("Bearer ***"), m
+    for name in sorted(os.listdir(c.dir)):
+        path = os.path.join(c.dir, name)
+        if name.endswith(".log") and os.path.isfile(path):
+            with open(path, "rb") as f:
+                leaked = KEY.encode() in f.read()
+            assert not leaked, "the key is in %s" % name
+
+
 # ------------------------------------------------------------------ SMTP
 
 
