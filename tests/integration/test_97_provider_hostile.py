@@ -8,6 +8,10 @@ the agent side, 2026-11-30).  Each test reproduced a defect on c3ee49e.
   on record (`ambiguous`), as the SPEC promises.
 - An SMTP smarthost that answers 250 while the body is still going out:
   it claims a message it holds in part, so the attempt is `ambiguous`.
+- A provider or smarthost that echoes our secret (the HTTP key as the
+  message id; the SMTP password, plain or in AUTH's base64, in a reply, or
+  cut short where the reply was truncated): it reached the API answer and
+  the logs.
 - A supervised agent that hangs (here: SIGSTOP, as a deadlock or a call
   that never returns would): its provider went down and its messages
   moved on, but the agent was never restarted, so the provider stayed down
@@ -18,6 +22,7 @@ Stand-ins: tests/fakes/hostile_http.py and hostile_smtp.py, on 127.0.0.1.
 Every wait has a deadline (harness wait_for).
 """
 
+import base64
 import json
 import os
 import signal
@@ -32,8 +37,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "fakes"))
 import hostile_http  # noqa: E402
 import hostile_smtp  # noqa: E402
+import smtp_fake as aio_smtp  # noqa: E402
 
 KEY = "SG.PLANTED-hostile-5e0c2a-distinctive"
+PASSWORD = "Pw-hostile-8c1f-distinctive-2718"
 
 
 @pytest.fixture
@@ -179,6 +186,54 @@ def test_smtp_250_before_the_dot(make_cluster, smtp_fake):
     detail = [a["detail"] for a in m["attempts"] if a["provider"] == "s"][0]
     assert "before the end of the data" in detail, detail
     assert m["status"] == "delivered" and m["provider"] == "b", m
+
+
+def test_smtp_password_echoed(make_cluster, tmp_path):
+    """A smarthost that echoes the password (plain, or the base64 AUTH
+    PLAIN and LOGIN sent) in its replies: the id, the detail and the logs
+    show none of it, nor a start of it cut short by a reply's truncation."""
+    certs = aio_smtp.make_certs(str(tmp_path))
+    fake = aio_smtp.SmtpFake(h.free_port(), tls="starttls", certs=certs,
+                             user="relay", password=PASSWORD).start()
+    try:
+        pw = str(tmp_path / "smtp.pw")
+        h.Cluster.write_secret(pw, PASSWORD)
+        c = smtp_cluster(make_cluster, fake, tls="starttls",
+                         username="relay", password_file=pw,
+                         tls_ca_file=certs[0])
+        plain = base64.b64encode(b"\0relay\0" + PASSWORD.encode()).decode()
+        login = base64.b64encode(PASSWORD.encode()).decode()
+        forms = (PASSWORD, plain, login)
+
+        fake.data_reply = "250 2.0.0 Ok: queued as %s" % PASSWORD
+        m1 = settled(c, c.submit(h.message(1)))
+        assert m1["status"] == "delivered" and m1["provider"] == "s", \
+            m1["status"]
+        fake.data_reply = None
+        fake.mail_reply = "451 4.7.0 you said %s and %s" % (plain, login)
+        m2 = settled(c, c.submit(h.message(2)))
+        # The reply is cut at 200 bytes: the password starts at 190.
+        fake.mail_reply = "451 4.7.0 " + "x" * 180 + PASSWORD
+        m3 = settled(c, c.submit(h.message(3)))
+        fake.mail_reply = None
+        for m in (m2, m3):
+            assert m["status"] == "delivered" and m["provider"] == "b", \
+                m["status"]
+        text = json.dumps([m1, m2, m3])
+        for name in sorted(os.listdir(c.dir)):
+            path = os.path.join(c.dir, name)
+            if name.endswith(".log") and os.path.isfile(path):
+                with open(path, errors="replace") as f:
+                    text += f.read()
+    finally:
+        fake.stop()
+    # Booleans only: a failure must not print the secret either.
+    for i, form in enumerate(forms):
+        leaked = form in text
+        assert not leaked, "form %d of the password leaked" % i
+    leaked = PASSWORD[:6] in text
+    assert not leaked, "a start of the password leaked"
+    assert "451 4.7.0 you said" in text
 
 
 # ------------------------------------------------------------ supervisor
