@@ -30,7 +30,8 @@
  * hang_ms (counted from its start when it never beat) is killed with
  * SIGKILL, once, with one log line, and restarted like any that died.
  *
- * A child's stderr is a pipe to us: each chunk is passed on to our own
+ * A child's stderr (and its stdout, where an agent writes nothing) is a
+ * pipe to us: each chunk is passed on to our own
  * stderr unchanged (where the agent's lines went before), and the last
  * complete line is kept, sanitized, for the reason of a hold.  What is
  * passed on is held to SV_ERR_RATE bytes a second per child (a token
@@ -140,8 +141,14 @@ child_exec(const struct supervisor *sv, const struct sv_child *ch, pid_t parent,
 	(void)sigprocmask(SIG_SETMASK, &none, NULL);
 	for (sig = 1; sig < NSIG; sig++)
 		(void)signal(sig, SIG_DFL);
-	/* dup2 clears close-on-exec on fd 2; the pipe's ends close below. */
-	if (err_w != -1 && dup2(err_w, STDERR_FILENO) == -1)
+	/*
+	 * dup2 clears close-on-exec on fds 1 and 2; the pipe's ends close
+	 * below.  The agent writes nothing to stdout, so what comes there is
+	 * garbage, held to the same bound as its stderr rather than copied
+	 * to the server's stdout unchecked.
+	 */
+	if (err_w != -1 && (dup2(err_w, STDERR_FILENO) == -1 ||
+			    dup2(err_w, STDOUT_FILENO) == -1))
 		_exit(126);
 	if (syscall(SYS_close_range, 3U, ~0U, 0U) != 0) {
 		maxfd = sysconf(_SC_OPEN_MAX);

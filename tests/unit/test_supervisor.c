@@ -401,9 +401,10 @@ run_for(struct fixture *f, int ms)
 		event_base_loop(f->base, EVLOOP_ONCE);
 }
 
-/* Our stderr, made a pipe that a thread drains and counts. */
+/* Our stderr and stdout, made a pipe that a thread drains and counts. */
 struct err_sink {
-	int saved; /* the real stderr, restored at the end */
+	int saved;     /* the real stderr, restored at the end */
+	int saved_out; /* and stdout */
 	int rd;
 	pthread_t th;
 	size_t bytes;
@@ -437,9 +438,12 @@ sink_open(struct err_sink *k)
 	memset(k, 0, sizeof(*k));
 	assert_int_equal(pthread_mutex_init(&k->mu, NULL), 0);
 	assert_int_equal(pipe(fds), 0);
+	fflush(stdout);
 	k->saved = dup(STDERR_FILENO);
-	assert_true(k->saved >= 0);
+	k->saved_out = dup(STDOUT_FILENO);
+	assert_true(k->saved >= 0 && k->saved_out >= 0);
 	assert_true(dup2(fds[1], STDERR_FILENO) >= 0);
+	assert_true(dup2(fds[1], STDOUT_FILENO) >= 0);
 	close(fds[1]);
 	k->rd = fds[0];
 	assert_int_equal(pthread_create(&k->th, NULL, sink_run, k), 0);
@@ -459,9 +463,13 @@ sink_bytes(struct err_sink *k)
 static void
 sink_close(struct err_sink *k)
 {
-	/* The pipe's last writer is our fd 2: the thread sees EOF. */
+	/* The pipe's last writers are our fds 1 and 2: the thread sees EOF
+	 * (a flooder that outlived the test may hold it a moment longer). */
+	fflush(stdout);
 	assert_true(dup2(k->saved, STDERR_FILENO) >= 0);
+	assert_true(dup2(k->saved_out, STDOUT_FILENO) >= 0);
 	close(k->saved);
+	close(k->saved_out);
 	assert_int_equal(pthread_join(k->th, NULL), 0);
 	close(k->rd);
 	pthread_mutex_destroy(&k->mu);
@@ -502,7 +510,8 @@ test_stderr_flood(void **state)
 	struct fixture *f = *state;
 	char *exe = script(f, "flood.sh",
 			   "timeout 2 yes 'garbage garbage garbage garbage "
-			   "garbage garbage garbage' >&2\nexec sleep 30");
+			   "garbage garbage garbage' >&2 &\n"
+			   "timeout 2 yes 'stdout garbage too'\nexec sleep 30");
 	struct timeval tv = {0, 100000};
 	struct err_sink k;
 	struct supervisor *sv;
