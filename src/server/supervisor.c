@@ -118,6 +118,7 @@ struct supervisor {
 	void *beat_arg;
 	int hang_ms;
 	struct event *watch;
+	int64_t watch_ms; /* mono_ms() of the watch's last turn */
 };
 
 static void
@@ -588,11 +589,18 @@ static void
 watch_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct supervisor *sv = arg;
-	int64_t now = mono_ms(), last;
+	int64_t now = mono_ms(), last, stall;
 	size_t i;
 
 	(void)fd;
 	(void)what;
+	/*
+	 * A turn late by more than its period: our loop was held (a long
+	 * start, a busy store), and no agent could have beaten meanwhile.
+	 * That time is not the agents' silence.
+	 */
+	stall = now - sv->watch_ms - SV_WATCH_MS;
+	sv->watch_ms = now;
 	if (sv->stopping)
 		return;
 	for (i = 0; i < sv->nchildren; i++) {
@@ -600,6 +608,8 @@ watch_cb(evutil_socket_t fd, short what, void *arg)
 
 		if (ch->pid == 0 || ch->hung)
 			continue;
+		if (stall > 0)
+			ch->alive_ms += stall;
 		/*
 		 * The latest beat seen is kept: the registry forgets it when
 		 * the link drops (0), and one from before this start is
@@ -628,6 +638,7 @@ supervisor_watch(struct supervisor *sv, supervisor_beat_fn beat, void *arg,
 	sv->beat = beat;
 	sv->beat_arg = arg;
 	sv->hang_ms = hang_ms;
+	sv->watch_ms = mono_ms();
 	if (sv->watch == NULL)
 		sv->watch = event_new(sv->base, -1, EV_PERSIST, watch_cb, sv);
 	if (sv->watch == NULL || event_add(sv->watch, &tv) != 0)

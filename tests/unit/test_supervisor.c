@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DEADLINE_MS 10000
@@ -566,25 +567,32 @@ beat_of(const char *name, void *arg)
 
 /*
  * An agent that hangs (alive, no heartbeats) is killed once it has been
- * silent for hang_ms, and restarted; one that beats is left alone, and a
+ * silent for hang_ms, and restarted; one that beats is left alone, a
  * beat forgotten (0: its link dropped) does not count as silence since
- * the start.  Until 2026-11-30 a hung agent was never restarted.
+ * the start, and neither does a time our own loop was held.  Until 2026-11-30 a
+ * hung agent was never restarted.
  */
 static void
 test_hung_killed(void **state)
 {
 	struct fixture *f = *state;
 	char *exe = script(f, "hang.sh", "exec sleep 30");
-	struct beats b = {true, 0};
+	struct beats b = {false, 0};
+	struct timespec ts = {2, 0};
 	struct supervisor *sv;
 	struct wait_ctx w;
 	bool done = false;
 	pid_t first;
 
 	sv = supervisor_new(f->base, exe, NULL, "127.0.0.1:9");
-	supervisor_watch(sv, beat_of, &b, 1500);
+	supervisor_watch(sv, beat_of, &b, 2000);
 	assert_int_equal(supervisor_spawn(sv, "h"), 0);
 	first = supervisor_pid(sv, "h");
+	/* Our loop held for 2 s (a long start): no agent could beat. */
+	nanosleep(&ts, NULL);
+	run_for(f, 700);
+	assert_int_equal(supervisor_pid(sv, "h"), first);
+	b.beating = true;
 	run_for(f, 2500);
 	assert_int_equal(supervisor_pid(sv, "h"), first);
 	/* Its link drops: the registry says 0, the last beat still holds. */
