@@ -13,6 +13,8 @@ X-Message-Id header.
   closed with no answer: a provider (or a proxy) that took the request
   and died before it answered, just as the client reused a kept
   connection;
+- "redirect": 307 to `redirect_to` + the same path (another host, which
+  must never see our key: redirects are not followed);
 - "echo_key": the answer's X-Message-Id is the request's Authorization
   header as it came (a broken proxy, or a provider that reflects it): the
   key must not become the message's provider id.
@@ -28,8 +30,9 @@ import threading
 
 
 class HostileHttp:
-    def __init__(self, mode="ok"):
+    def __init__(self, mode="ok", redirect_to=None):
         self.mode = mode
+        self.redirect_to = redirect_to
         self.requests = []
         self.connections = 0
         self.lock = threading.Lock()
@@ -129,6 +132,14 @@ class HostileHttp:
                     self.requests.append((n, i, body))
                 if self.mode == "drop_reused" and i > 0:
                     return  # taken, and no answer
+                if self.mode == "redirect":
+                    path = head.split(b"\r\n")[0].split(b" ")[1]
+                    conn.sendall(b"HTTP/1.1 307 Temporary Redirect\r\n"
+                                 b"Location: %s%s\r\n"
+                                 b"Content-Length: 0\r\n\r\n" %
+                                 (self.redirect_to.encode(), path))
+                    i += 1
+                    continue
                 mid = b"hostile-%d-%d" % (n, i)
                 if self.mode == "echo_key":
                     mid = self._header(head, b"authorization") or mid

@@ -15,6 +15,8 @@ AUTH, no PIPELINING.
   transaction, a continuation line "250-still here" every 50 ms, and
   never a final reply: a reply nobody asked for, which must not be taken
   as the answer to the next MAIL;
+- "drop_after_dot": the data is read to its dot, then the connection is
+  closed with no reply (the smarthost may have queued it);
 - "no_greeting": the connection is accepted and nothing is ever said.
 
 `messages` holds the data of each transaction read to its dot;
@@ -170,5 +172,7 @@ class _Session:
         with self.fake.lock:
             self.fake.messages.append(b"\r\n".join(lines))
             k = len(self.fake.messages)
+        if self.fake.mode == "drop_after_dot":
+            return False
         self.say("250 2.0.0 Ok: queued as Q%d" % k)
         return True

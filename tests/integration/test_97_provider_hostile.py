@@ -47,8 +47,8 @@ PASSWORD = "Pw-hostile-8c1f-distinctive-2718"
 def http_fake():
     fakes = []
 
-    def make(mode):
-        f = hostile_http.HostileHttp(mode).start()
+    def make(mode, **kw):
+        f = hostile_http.HostileHttp(mode, **kw).start()
         fakes.append(f)
         return f
     yield make
@@ -115,6 +115,19 @@ def test_http_resend_on_a_dropped_reused_connection(make_cluster, http_fake):
     assert m["provider"] == "b", m
     assert KEY not in json.dumps(m)
 
+
+def test_http_redirect_not_followed(make_cluster, http_fake):
+    """Held on c3ee49e, kept as a guard: a 307 to another host is not
+    followed (the key would go with it); the attempt is transient and b
+    delivers."""
+    other = http_fake("ok")
+    fake = http_fake("redirect", redirect_to=other.base_url)
+    c = http_cluster(make_cluster, fake)
+    m = settled(c, c.submit(h.message(1)))
+    assert m["status"] == "delivered" and m["provider"] == "b", m
+    assert [(a["provider"], a["outcome"]) for a in m["attempts"]][0] == \
+        ("sg", "transient"), m["attempts"]
+    assert len(fake.requests) == 1 and other.connections == 0
 
 def test_http_key_echoed_as_the_id(make_cluster, http_fake):
     """A 2xx whose id is our key (a provider or proxy that reflects the
@@ -234,6 +247,18 @@ def test_smtp_password_echoed(make_cluster, tmp_path):
     leaked = PASSWORD[:6] in text
     assert not leaked, "a start of the password leaked"
     assert "451 4.7.0 you said" in text
+
+
+def test_smtp_drop_after_the_dot(make_cluster, smtp_fake):
+    """Held on c3ee49e, kept as a guard: the whole message and its dot
+    went out, then the smarthost dropped the connection with no reply: it
+    may have queued it, so the attempt is ambiguous and b delivers."""
+    fake = smtp_fake("drop_after_dot")
+    c = smtp_cluster(make_cluster, fake)
+    m = settled(c, c.submit(h.message(1)))
+    assert len(fake.messages) == 1
+    assert [(a["provider"], a["outcome"]) for a in m["attempts"]] == \
+        [("s", "ambiguous"), ("b", "delivered")], m["attempts"]
 
 
 # ------------------------------------------------------------ supervisor
