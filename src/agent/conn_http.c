@@ -70,20 +70,6 @@ answer_json(const struct buf *body)
 	return root;
 }
 
-/* Every copy of the n bytes of s in text, overwritten with '*'. */
-static void
-blot(char *text, const char *s, size_t n)
-{
-	char *p = text;
-
-	if (s == NULL || n < 4)
-		return;
-	while ((p = strstr(p, s)) != NULL) {
-		memset(p, '*', n);
-		p += n;
-	}
-}
-
 /*
  * Blots the key out of an answer's text: a provider (or a proxy before
  * it) that echoes the request's Authorization would otherwise put it into
@@ -104,18 +90,18 @@ scrub(const struct conn_http *ch, char *text)
 
 	if (key == NULL)
 		return;
-	blot(text, key, strlen(key));
+	connector_blot(text, key);
 	if (ch->auth != NULL || ch->user == NULL)
 		return;
 	/* A user read from a secret file is a key too (Mailjet's). */
 	if (ch->api->basic_user_key != NULL)
-		blot(text, ch->user, strlen(ch->user));
+		connector_blot(text, ch->user);
 	n = snprintf((char *)plain, sizeof(plain), "%s:%s", ch->user, key);
 	if (n > 0 && (size_t)n < sizeof(plain)) {
 		int m = EVP_EncodeBlock(b64, plain, n);
 
 		if (m > 0)
-			blot(text, (const char *)b64, (size_t)m);
+			connector_blot(text, (const char *)b64);
 		OPENSSL_cleanse(b64, sizeof(b64));
 	}
 	OPENSSL_cleanse(plain, sizeof(plain));
@@ -153,21 +139,30 @@ job_done(struct conn_http *ch, struct connector_job *job,
 {
 	struct connector_result res;
 	char detail[LINK_DETAIL_MAX + 1], pmid[LINK_PMID_MAX + 1];
-	char note[256];
+	char note[256], raw[sizeof(a->id) > sizeof(a->why) ? sizeof(a->id)
+							   : sizeof(a->why)];
 
 	memset(&res, 0, sizeof(res));
 	res.outcome = a->outcome;
 	res.retry_after_ms = a->retry_after_ms;
 	if (a->outcome == OUTCOME_DELIVERED) {
 		ch->failures = 0;
-		/* Accepted even without an id: resending would duplicate. */
+		/*
+		 * Accepted even without an id: resending would duplicate.
+		 * The id and the note are the provider's words too, and go
+		 * to the same places as a failure's detail: the key is
+		 * blotted out of them as well.
+		 */
 		if (a->id[0] != '\0') {
-			log_sanitize(a->id, strlen(a->id), pmid, sizeof(pmid));
+			snprintf(raw, sizeof(raw), "%s", a->id);
+			scrub(ch, raw);
+			log_sanitize(raw, strlen(raw), pmid, sizeof(pmid));
 			res.provider_message_id = pmid;
 		}
 		if (a->why[0] != '\0') {
-			log_sanitize(a->why, strlen(a->why), note,
-				     sizeof(note));
+			snprintf(raw, sizeof(raw), "%s", a->why);
+			scrub(ch, raw);
+			log_sanitize(raw, strlen(raw), note, sizeof(note));
 			snprintf(detail, sizeof(detail), "%s %s", ch->api->type,
 				 note);
 			res.detail = detail;

@@ -718,8 +718,15 @@ job_end(struct smtp_job *sj, CURLcode rc)
 	struct connector_result res;
 	char detail[LINK_DETAIL_MAX + 1], idbuf[128];
 
+	/* Before classify: a copy cut short at a text's end is found there. */
+	smtp_dialogue_scrub(sj->d.final_text, s->username, s->password);
+	smtp_dialogue_scrub(sj->d.last_text, s->username, s->password);
 	smtp_dialogue_classify(&a, &res, detail, sizeof(detail), idbuf,
 			       sizeof(idbuf));
+	if (res.detail == detail)
+		smtp_dialogue_scrub(detail, s->username, s->password);
+	if (res.provider_message_id == idbuf)
+		smtp_dialogue_scrub(idbuf, s->username, s->password);
 	if (res.outcome == OUTCOME_DELIVERED ||
 	    res.outcome == OUTCOME_PERMANENT)
 		s->failures = 0;

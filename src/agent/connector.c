@@ -4,7 +4,9 @@
  * filled once, single-threaded, and only read afterwards.  A fixed array
  * suffices: the types are the files of this folder.  Each table's keys
  * go to the configuration's registry of provider types at the same time.
- * Registering two tables under one name is our bug and fatal.
+ * Registering two tables under one name is our bug and fatal.  It also
+ * holds connector_blot(), which every connector uses to keep its secret
+ * out of a provider's words.
  */
 #include "agent/connector.h"
 #include "common/config.h"
@@ -53,4 +55,28 @@ connector_names(size_t *n)
 {
 	*n = nregistry;
 	return names;
+}
+
+void
+connector_blot(char *text, const char *secret)
+{
+	size_t n = secret != NULL ? strlen(secret) : 0, len, k;
+	char *p = text;
+
+	if (n < 4)
+		return;
+	while ((p = strstr(p, secret)) != NULL) {
+		memset(p, '*', n);
+		p += n;
+	}
+	len = strlen(text);
+	/* log_sanitize() marks what it cut with "...": look before it. */
+	if (len >= 3 && memcmp(text + len - 3, "...", 3) == 0)
+		len -= 3;
+	for (k = n - 1 < len ? n - 1 : len; k >= 4; k--) {
+		if (memcmp(text + len - k, secret, k) == 0) {
+			memset(text + len - k, '*', k);
+			break;
+		}
+	}
 }

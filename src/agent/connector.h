@@ -118,6 +118,15 @@ const struct connector_ops *connector_lookup(const char *type);
 void connector_register(const struct connector_ops *ops);
 /* The registered type names, for messages; n set to how many. */
 const char *const *connector_names(size_t *n);
+/*
+ * Overwrites with '*' every copy of secret (a C string, 4 bytes or more)
+ * in text, and a start of it (4 bytes or more) that ends text, or comes
+ * right before a final "..." (log_sanitize's mark): a copy cut short where
+ * the provider's words were truncated.  Any provider's words
+ * go through this before a detail, an id or a log line: an answer may echo
+ * what the request carried.
+ */
+void connector_blot(char *text, const char *secret);
 
 #define CONNECTOR_REGISTER(ops)                                                \
 	__attribute__((constructor)) static void connector_register_##ops(     \

@@ -45,6 +45,7 @@ struct http_transfer {
 	http_multi_done_cb cb;
 	void *arg;
 	bool held; /* behind the scout, not yet handed to curl */
+	int sends; /* times curl was about to send the request */
 	LIST_ENTRY(http_transfer) entry; /* http_multi.transfers */
 };
 
@@ -145,9 +146,12 @@ transfer_finish(struct http_transfer *t, CURLcode code)
 	memset(&res, 0, sizeof(res));
 	res.code = code;
 	res.status = status;
-	res.sent = reqsize > 0;
+	res.sent = reqsize > 0 || t->sends > 1;
 	res.too_big = t->too_big;
 	res.error = t->error[0] != '\0' ? t->error : curl_easy_strerror(code);
+	if (t->sends > 1 && code != CURLE_OK)
+		res.error = "the connection closed after the request went out, "
+			    "with no answer (not sent again)";
 	/*
 	 * No byte came (a 502 or 503 from a proxy often has no body): the
 	 * body is still the string the result promises, "".
@@ -176,7 +180,16 @@ transfer_done(CURL *easy, CURLcode code, void *arg)
 	transfer_finish(t, code);
 }
 
-/* curl, when the scout is connected and about to send its request. */
+/*
+ * curl, when a transfer is connected and about to send its request.  A
+ * second call is curl sending the request again by itself: a kept
+ * connection died before any answer came (or an h2 stream was refused).
+ * The provider may have taken the first copy, so a resend could deliver
+ * the message twice with nothing on record; it is stopped here, and the
+ * transfer ends as sent with no answer (ambiguous), which is on record
+ * and moves the message on.  curl's API does not say which of its reasons
+ * it retries for, so the safe ones (a refused h2 stream) end so too.
+ */
 static int
 prereqcb(void *clientp, char *primary_ip, char *local_ip, int primary_port,
 	 int local_port)
@@ -188,6 +201,8 @@ prereqcb(void *clientp, char *primary_ip, char *local_ip, int primary_port,
 	(void)local_ip;
 	(void)primary_port;
 	(void)local_port;
+	if (++t->sends > 1)
+		return CURL_PREREQFUNC_ABORT;
 	if (hm->scout == t && !hm->scout_connected) {
 		hm->scout_connected = true;
 		release_soon(hm);
@@ -288,7 +303,9 @@ transfer_setopts(struct http_transfer *t, long connect_ms, long request_ms)
 	    curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
 			     (long)CURL_HTTP_VERSION_2TLS) ||
 	    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms) ||
-	    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, request_ms))
+	    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, request_ms) ||
+	    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, prereqcb) ||
+	    curl_easy_setopt(e, CURLOPT_PREREQDATA, t))
 		return -EINVAL;
 	if (t->hm->ca_file != NULL &&
 	    curl_easy_setopt(e, CURLOPT_CAINFO, t->hm->ca_file))
@@ -327,10 +344,6 @@ http_multi_add(struct http_multi *hm, CURL *easy, struct curl_slist *headers,
 	hold = hm->gate && hm->scout != NULL && !hm->scout_connected;
 	scout = hm->gate && !hold && hm->count == hm->nheld;
 	rc = transfer_setopts(t, connect_timeout_ms, request_timeout_ms);
-	if (rc == 0 && scout &&
-	    (curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, prereqcb) ||
-	     curl_easy_setopt(easy, CURLOPT_PREREQDATA, t)))
-		rc = -EINVAL;
 	if (rc == 0 && !hold &&
 	    curl_multi_add_handle(hm->multi, easy) != CURLM_OK)
 		rc = -ENOMEM;

@@ -7,14 +7,17 @@
  * the data delivered (refused recipients named), 530/534/535/538 the
  * account's, 452 throttled, other 4xx transient, 5xx permanent for MAIL,
  * RCPT and the data but the smarthost's (transient) or the account's (at
- * AUTH) for the session, and the whole message sent with no verdict
- * ambiguous.  Nothing here does I/O, so every rule is a pure function of
- * what was said.
+ * AUTH) for the session, and the whole message sent with no verdict, or a
+ * 2xx before the end of the data, ambiguous.  Nothing here does I/O, so every
+ * rule is a pure function of what was said.
  */
 #include "agent/smtp_dialogue.h"
 #include "agent/connector.h"
 #include "common/log.h"
 #include "link/link.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -287,6 +290,16 @@ classify_fail(const struct smtp_attempt *sj, struct connector_result *res,
 			   curl_easy_strerror(sj->rc));
 		return;
 	}
+	if (d->data_go && d->final_code >= 200 && d->final_code < 300) {
+		/* A 2xx while the message was still going out (no reply may
+		 * come before the end of data): the smarthost claims a message
+		 * it has in part, and may deliver it; a retry may duplicate. */
+		res->outcome = OUTCOME_AMBIGUOUS;
+		detail_set(detail, detailsz,
+			   "smtp accepted before the end of the data: %s",
+			   d->final_text);
+		return;
+	}
 	if (d->final_code >= 400) {
 		res->outcome = code_outcome(d->final_code);
 		detail_set(detail, detailsz, "smtp data refused: %s",
@@ -498,4 +511,31 @@ smtp_dialogue_line(struct smtp_lines *l, const char *p, size_t n,
 		l->skipping = false;
 	}
 	return take;
+}
+
+void
+smtp_dialogue_scrub(char *text, const char *user, const char *password)
+{
+	unsigned char plain[1024], b64[4 * sizeof(plain) / 3 + 4];
+	size_t ulen = user != NULL ? strlen(user) : 0, plen;
+	int m;
+
+	if (password == NULL || text == NULL)
+		return;
+	connector_blot(text, password);
+	plen = strlen(password);
+	if (plen + ulen + 2 > sizeof(plain))
+		return; /* no such AUTH line was ever sent whole to echo */
+	m = EVP_EncodeBlock(b64, (const unsigned char *)password, (int)plen);
+	if (m > 0)
+		connector_blot(text, (const char *)b64);
+	plain[0] = '\0';
+	memcpy(plain + 1, user != NULL ? user : "", ulen);
+	plain[1 + ulen] = '\0';
+	memcpy(plain + 2 + ulen, password, plen);
+	m = EVP_EncodeBlock(b64, plain, (int)(ulen + plen + 2));
+	if (m > 0)
+		connector_blot(text, (const char *)b64);
+	OPENSSL_cleanse(plain, sizeof(plain));
+	OPENSSL_cleanse(b64, sizeof(b64));
 }

@@ -88,6 +88,15 @@ void smtp_dialogue_classify(const struct smtp_attempt *a,
 			    struct connector_result *res, char *detail,
 			    size_t detailsz, char *idbuf, size_t idsz);
 
+/*
+ * Blots password (NULL: nothing to do) out of text, a smarthost's words:
+ * as it is, and in the base64 that AUTH LOGIN ("password") and AUTH PLAIN
+ * ("\0user\0password") sent, which a hostile or broken smarthost may
+ * echo in a reply that ends in a detail, an id or a log line; a copy cut
+ * short at text's end too (connector_blot()).
+ */
+void smtp_dialogue_scrub(char *text, const char *user, const char *password);
+
 /* True when a recipient of nrcpt was taken (2xx). */
 bool smtp_dialogue_rcpt_taken(const struct smtp_dialogue *d, size_t nrcpt);
 /* True when an address of job has a byte over 127 (MAIL says SMTPUTF8). */

@@ -180,6 +180,31 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	log_info("- server SIGHUP: log reopened");
 }
 
+/* supervisor_watch(): the last heartbeat of name's agent, 0 if none. */
+static int64_t
+agent_beat_ms(const char *name, void *arg)
+{
+	struct server *s = arg;
+	const struct provider *p = registry_find(s->reg, name);
+
+	return p != NULL ? p->last_heartbeat_mono : 0;
+}
+
+/*
+ * A spawned agent silent this long is hung and killed (then restarted):
+ * five heartbeat timeouts, so an agent only slow to (re)connect is left
+ * alone, and at least 5 s.
+ */
+static int
+agent_hang_ms(const struct config *cfg)
+{
+	int64_t ms = (int64_t)cfg->heartbeat_timeout_ms * 5;
+
+	if (ms < 5000)
+		ms = 5000;
+	return ms > 600000 ? 600000 : (int)ms;
+}
+
 static char *
 self_exe(void)
 {
@@ -455,6 +480,7 @@ server_start(struct server *s, const char *config_path)
 	exe = self_exe();
 	s->sv =
 	    supervisor_new(s->base, exe ? exe : "shivneri", config_path, addr);
+	supervisor_watch(s->sv, agent_beat_ms, s, agent_hang_ms(s->cfg));
 	if (server_start_intake(s) != 0) {
 		rc = 1;
 		goto out;

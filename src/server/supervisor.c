@@ -23,9 +23,24 @@
  * exposes) until its configuration file changes (size, mtime or inode,
  * polled every second) or supervisor_retry_held() is called (SIGHUP).
  *
- * A child's stderr is a pipe to us: each chunk is passed on to our own
+ * An agent can hang without dying (a library call that blocks, a
+ * deadlock, SIGSTOP): its provider goes down on the heartbeat timeout and
+ * its messages move on, but nothing would ever restart it.  With
+ * supervisor_watch(), a child whose provider has not had a heartbeat for
+ * hang_ms (counted from its start when it never beat) is killed with
+ * SIGKILL, once, with one log line, and restarted like any that died.
+ *
+ * A child's stderr (and its stdout, where an agent writes nothing) is a
+ * pipe to us: each chunk is passed on to our own
  * stderr unchanged (where the agent's lines went before), and the last
- * complete line is kept, sanitized, for the reason of a hold.  The supervisor
+ * complete line is kept, sanitized, for the reason of a hold.  What is
+ * passed on is held to SV_ERR_RATE bytes a second per child (a token
+ * bucket): an agent that floods its stderr, a logging loop gone wrong,
+ * would otherwise fill the server's log disk at the pipe's speed (126 MB
+ * in 2 s, measured).  The excess is still read (so the child never blocks
+ * on its stderr and its last line is still seen) but dropped, counted in
+ * one line a second at most; each wakeup reads at most SV_ERR_READS
+ * chunks, so the loop's other events get their turn.  The supervisor
  * owns its children's records and events; supervisor_free() kills and reaps
  * what is still running so that no zombie or event outlives it.
  */
@@ -53,6 +68,10 @@
 #define SV_HOLD_POLL_MS 1000
 #define SV_EXIT_CONFIG 2 /* the agent's "configuration error" status */
 #define SV_LINE_MAX 256
+#define SV_WATCH_MS 1000  /* how often the watch looks for hung agents */
+#define SV_ERR_RATE 65536 /* bytes of a child's stderr passed on a second */
+#define SV_ERR_READS 16   /* 4 KiB reads of a child's stderr per wakeup */
+#define SV_ERR_REAP_READS 1024 /* at its exit: its last words, bounded */
 
 struct sv_child {
 	struct supervisor *sv;
@@ -68,10 +87,16 @@ struct sv_child {
 	char partial[SV_LINE_MAX]; /* the line being read */
 	size_t npartial;
 	char last_line[SV_LINE_MAX]; /* sanitized; "" if none */
+	size_t err_tokens;           /* bytes that may be passed on now */
+	int64_t err_refill_ms;       /* mono_ms() of the last refill */
+	size_t err_dropped;          /* bytes dropped, not yet reported */
+	int64_t err_report_ms;       /* mono_ms() of the last report */
 	/* Held after exit 2 until its file changes or a retry. */
 	bool held;
 	char reason[SV_LINE_MAX + 64]; /* "agent exited 2" + last_line */
-	bool cfg_seen; /* cfg_st is the file at the last start */
+	bool hung;        /* killed as hung; not again until it is reaped */
+	int64_t alive_ms; /* its start, or the latest beat seen since */
+	bool cfg_seen;    /* cfg_st is the file at the last start */
 	struct stat cfg_st;
 };
 
@@ -88,6 +113,12 @@ struct supervisor {
 	struct event *done_ev;    /* runs done() on the loop */
 	void (*done)(void *arg);
 	void *done_arg;
+	/* supervisor_watch(): hung agents are killed. */
+	supervisor_beat_fn beat;
+	void *beat_arg;
+	int hang_ms;
+	struct event *watch;
+	int64_t watch_ms; /* mono_ms() of the watch's last turn */
 };
 
 static void
@@ -111,8 +142,14 @@ child_exec(const struct supervisor *sv, const struct sv_child *ch, pid_t parent,
 	(void)sigprocmask(SIG_SETMASK, &none, NULL);
 	for (sig = 1; sig < NSIG; sig++)
 		(void)signal(sig, SIG_DFL);
-	/* dup2 clears close-on-exec on fd 2; the pipe's ends close below. */
-	if (err_w != -1 && dup2(err_w, STDERR_FILENO) == -1)
+	/*
+	 * dup2 clears close-on-exec on fds 1 and 2; the pipe's ends close
+	 * below.  The agent writes nothing to stdout, so what comes there is
+	 * garbage, held to the same bound as its stderr rather than copied
+	 * to the server's stdout unchecked.
+	 */
+	if (err_w != -1 && (dup2(err_w, STDERR_FILENO) == -1 ||
+			    dup2(err_w, STDOUT_FILENO) == -1))
 		_exit(126);
 	if (syscall(SYS_close_range, 3U, ~0U, 0U) != 0) {
 		maxfd = sysconf(_SC_OPEN_MAX);
@@ -169,14 +206,61 @@ err_close(struct sv_child *ch)
 	ch->npartial = 0;
 }
 
-/* Reads what is there; closes at EOF or on an error. */
+/* The dropped bytes in one line, at most once a second (force: now). */
 static void
-err_drain(struct sv_child *ch)
+err_report(struct sv_child *ch, bool force)
+{
+	int64_t now = mono_ms();
+
+	if (ch->err_dropped == 0 || (!force && now - ch->err_report_ms < 1000))
+		return;
+	log_warnx("- supervisor stderr_dropped provider=%s bytes=%zu "
+		  "limit_bytes_per_s=%d",
+		  ch->name, ch->err_dropped, SV_ERR_RATE);
+	ch->err_dropped = 0;
+	ch->err_report_ms = now;
+}
+
+/*
+ * Passes n bytes of the child's stderr on to ours as far as its budget
+ * goes (where the agent's lines always went); the rest is dropped.
+ */
+static void
+err_pass(struct sv_child *ch, const char *p, size_t n)
+{
+	int64_t now = mono_ms();
+	size_t pass;
+	ssize_t w;
+
+	if (now > ch->err_refill_ms) {
+		uint64_t add =
+		    (uint64_t)(now - ch->err_refill_ms) * SV_ERR_RATE / 1000;
+
+		ch->err_tokens = add >= SV_ERR_RATE - ch->err_tokens
+				     ? SV_ERR_RATE
+				     : ch->err_tokens + (size_t)add;
+		ch->err_refill_ms = now;
+	}
+	pass = n < ch->err_tokens ? n : ch->err_tokens;
+	ch->err_tokens -= pass;
+	ch->err_dropped += n - pass;
+	if (pass > 0) {
+		/* A lost line is no harm. */
+		w = write(STDERR_FILENO, p, pass);
+		(void)w;
+	}
+	err_report(ch, false);
+}
+
+/* Reads at most reads chunks of what is there; closes at EOF or on an
+ * error. */
+static void
+err_drain(struct sv_child *ch, int reads)
 {
 	char buf[4096];
-	ssize_t n, w;
+	ssize_t n;
 
-	while (ch->err_fd != -1) {
+	while (ch->err_fd != -1 && reads-- > 0) {
 		n = read(ch->err_fd, buf, sizeof(buf));
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -185,13 +269,11 @@ err_drain(struct sv_child *ch)
 		if (n <= 0) {
 			/* A last line without its newline counts too. */
 			err_take(ch, "\n", 1);
+			err_report(ch, true);
 			err_close(ch);
 			return;
 		}
-		/* Where the agent's lines always went; a lost line is no harm.
-		 */
-		w = write(STDERR_FILENO, buf, (size_t)n);
-		(void)w;
+		err_pass(ch, buf, (size_t)n);
 		err_take(ch, buf, (size_t)n);
 	}
 }
@@ -201,7 +283,8 @@ err_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	err_drain(arg);
+	/* The pipe stays readable: the rest comes on the next turn. */
+	err_drain(arg, SV_ERR_READS);
 }
 
 /* A pipe for the child's stderr; -1 in *w when none could be made. */
@@ -213,6 +296,10 @@ err_open(struct sv_child *ch, int *w)
 	*w = -1;
 	err_close(ch);
 	ch->last_line[0] = '\0';
+	/* Each start gets a full second's budget: its first lines are
+	 * what an operator needs. */
+	ch->err_tokens = SV_ERR_RATE;
+	ch->err_refill_ms = mono_ms();
 	if (pipe2(fds, O_CLOEXEC) == -1) {
 		log_warn("- supervisor pipe_failed provider=%s", ch->name);
 		return;
@@ -279,7 +366,9 @@ child_start(struct sv_child *ch)
 	if (err_w != -1)
 		close(err_w);
 	ch->pid = pid;
+	ch->hung = false;
 	ch->started_ms = mono_ms();
+	ch->alive_ms = ch->started_ms;
 	log_info("- supervisor started provider=%s pid=%d restarts=%d",
 		 ch->name, (int)pid, ch->restarts);
 	return 0;
@@ -436,7 +525,8 @@ reaped(struct supervisor *sv, pid_t pid, int status)
 	ch->pid = 0;
 	lived = mono_ms() - ch->started_ms;
 	/* Its last words are in the pipe: read them before judging. */
-	err_drain(ch);
+	err_drain(ch, SV_ERR_REAP_READS);
+	err_report(ch, true);
 	if (!sv->stopping && WIFEXITED(status) &&
 	    WEXITSTATUS(status) == SV_EXIT_CONFIG) {
 		hold(ch);
@@ -492,6 +582,67 @@ kill_cb(evutil_socket_t fd, short what, void *arg)
 			  ch->name, (int)ch->pid);
 		(void)kill(ch->pid, SIGKILL);
 	}
+}
+
+/* The watch's turn: a running child silent for hang_ms is killed. */
+static void
+watch_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct supervisor *sv = arg;
+	int64_t now = mono_ms(), last, stall;
+	size_t i;
+
+	(void)fd;
+	(void)what;
+	/*
+	 * A turn late by more than its period: our loop was held (a long
+	 * start, a busy store), and no agent could have beaten meanwhile.
+	 * That time is not the agents' silence.
+	 */
+	stall = now - sv->watch_ms - SV_WATCH_MS;
+	sv->watch_ms = now;
+	if (sv->stopping)
+		return;
+	for (i = 0; i < sv->nchildren; i++) {
+		struct sv_child *ch = sv->children[i];
+
+		if (ch->pid == 0 || ch->hung)
+			continue;
+		if (stall > 0)
+			ch->alive_ms += stall;
+		/*
+		 * The latest beat seen is kept: the registry forgets it when
+		 * the link drops (0), and one from before this start is
+		 * older than alive_ms.
+		 */
+		last = sv->beat(ch->name, sv->beat_arg);
+		if (last > ch->alive_ms)
+			ch->alive_ms = last;
+		if (now - ch->alive_ms < sv->hang_ms)
+			continue;
+		log_warnx("- supervisor hung provider=%s pid=%d silent_ms=%lld "
+			  "action=kill",
+			  ch->name, (int)ch->pid,
+			  (long long)(now - ch->alive_ms));
+		ch->hung = true;
+		(void)kill(ch->pid, SIGKILL);
+	}
+}
+
+void
+supervisor_watch(struct supervisor *sv, supervisor_beat_fn beat, void *arg,
+		 int hang_ms)
+{
+	struct timeval tv = {SV_WATCH_MS / 1000, (SV_WATCH_MS % 1000) * 1000};
+
+	sv->beat = beat;
+	sv->beat_arg = arg;
+	sv->hang_ms = hang_ms;
+	sv->watch_ms = mono_ms();
+	if (sv->watch == NULL)
+		sv->watch = event_new(sv->base, -1, EV_PERSIST, watch_cb, sv);
+	if (sv->watch == NULL || event_add(sv->watch, &tv) != 0)
+		fatalx("supervisor: cannot set up the watch");
 }
 
 struct supervisor *
@@ -593,6 +744,8 @@ supervisor_stop(struct supervisor *sv, int grace_ms, void (*done)(void *arg),
 	size_t i;
 
 	sv->stopping = true;
+	if (sv->watch != NULL)
+		(void)event_del(sv->watch);
 	sv->done = done;
 	sv->done_arg = arg;
 	for (i = 0; i < sv->nchildren; i++) {
@@ -637,6 +790,8 @@ supervisor_free(struct supervisor *sv)
 		free(ch);
 	}
 	free(sv->children);
+	if (sv->watch != NULL)
+		event_free(sv->watch);
 	event_free(sv->sigchld);
 	event_free(sv->kill_timer);
 	event_free(sv->done_ev);

@@ -12,6 +12,7 @@
 #ifndef SHIVNERI_SUPERVISOR_H
 #define SHIVNERI_SUPERVISOR_H
 
+#include <stdint.h>
 #include <sys/types.h>
 
 struct event_base;
@@ -36,6 +37,18 @@ int supervisor_spawn(struct supervisor *sv, const char *name)
 const char *supervisor_held(const struct supervisor *sv, const char *name);
 /* Starts every held agent again now (the server's SIGHUP). */
 void supervisor_retry_held(struct supervisor *sv);
+/*
+ * The mono_ms() of the last heartbeat from name's agent, 0 if none
+ * (supervisor_watch()).
+ */
+typedef int64_t (*supervisor_beat_fn)(const char *name, void *arg);
+/*
+ * Watches the running agents: one that has not beaten for hang_ms (nor
+ * since it started) is hung, killed with SIGKILL and, as any agent that
+ * dies, started again.  Without a watch a hung agent is never restarted.
+ */
+void supervisor_watch(struct supervisor *sv, supervisor_beat_fn beat, void *arg,
+		      int hang_ms);
 /* The pid of name's running agent, or 0. */
 pid_t supervisor_pid(const struct supervisor *sv, const char *name);
 /*

@@ -383,6 +383,32 @@ test_open_errors(void **state)
 	assert_null(st);
 }
 
+/*
+ * connector_blot(): every copy, a copy cut short at the end (as a
+ * provider's words truncated into a fixed buffer leave it), one before
+ * log_sanitize's "...", and nothing for a secret too short to tell.
+ */
+static void
+test_blot(void **state)
+{
+	char a[] = "x KEY-123456 y KEY-123456", b[] = "cut here: KEY-12",
+	     c[] = "cut here: KEY-1234...", d[] = "KE and KEY", e[] = "abc";
+
+	(void)state;
+	connector_blot(a, "KEY-123456");
+	assert_string_equal(a, "x ********** y **********");
+	connector_blot(b, "KEY-123456");
+	assert_string_equal(b, "cut here: ******");
+	connector_blot(c, "KEY-123456");
+	assert_string_equal(c, "cut here: ********...");
+	connector_blot(d, "KEY-123456");
+	assert_string_equal(d, "KE and KEY"); /* 3 bytes tell nothing */
+	connector_blot(e, "ab");
+	assert_string_equal(e, "abc");
+	connector_blot(e, NULL);
+	assert_string_equal(e, "abc");
+}
+
 int
 main(void)
 {
@@ -397,6 +423,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_refused_transient, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
+	    cmocka_unit_test(test_blot),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

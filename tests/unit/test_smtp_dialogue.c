@@ -292,6 +292,30 @@ test_no_verdict(void **state)
 	assert_int_equal(r.res.outcome, OUTCOME_PERMANENT);
 }
 
+/*
+ * A smarthost that says 250 while the message is still going out (RFC
+ * 5321 4.1.1.4 allows no reply before the end of data) claims a message it
+ * has only in part: what it will deliver is unknown, so another provider
+ * may duplicate it.  Until 2026-11-30 this was transient ("Weird server
+ * reply"), and the possible duplicate was on no record.
+ */
+static void
+test_accepted_before_the_dot(void **state)
+{
+	struct run r;
+
+	(void)state;
+	run_init(&r);
+	transaction_to_data(&r, "250 Ok\r\n");
+	out(&r, "DATA\r\n");
+	in(&r, "354 go\r\n");
+	in(&r, "250 2.0.0 Ok: queued as EARLY1\r\n");
+	classify(&r, CURLE_WEIRD_SERVER_REPLY, false);
+	assert_int_equal(r.res.outcome, OUTCOME_AMBIGUOUS);
+	assert_non_null(strstr(r.res.detail, "before the end of the data"));
+	assert_non_null(strstr(r.res.detail, "queued as EARLY1"));
+}
+
 static void
 test_ehlo_and_utf8(void **state)
 {
@@ -456,6 +480,7 @@ main(void)
 	    cmocka_unit_test(test_every_recipient_refused),
 	    cmocka_unit_test(test_auth_and_credentials),
 	    cmocka_unit_test(test_no_verdict),
+	    cmocka_unit_test(test_accepted_before_the_dot),
 	    cmocka_unit_test(test_ehlo_and_utf8),
 	    cmocka_unit_test(test_stuffing_by_lines),
 	    cmocka_unit_test(test_commands),

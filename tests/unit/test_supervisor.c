@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DEADLINE_MS 10000
@@ -400,6 +402,216 @@ run_for(struct fixture *f, int ms)
 		event_base_loop(f->base, EVLOOP_ONCE);
 }
 
+/* Our stderr and stdout, made a pipe that a thread drains and counts. */
+struct err_sink {
+	int saved;     /* the real stderr, restored at the end */
+	int saved_out; /* and stdout */
+	int rd;
+	pthread_t th;
+	size_t bytes;
+	pthread_mutex_t mu;
+};
+
+static void *
+sink_run(void *arg)
+{
+	struct err_sink *k = arg;
+	char buf[65536];
+	ssize_t n;
+
+	while ((n = read(k->rd, buf, sizeof(buf))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		pthread_mutex_lock(&k->mu);
+		k->bytes += (size_t)n;
+		pthread_mutex_unlock(&k->mu);
+	}
+	return NULL;
+}
+
+static void
+sink_open(struct err_sink *k)
+{
+	int fds[2];
+
+	memset(k, 0, sizeof(*k));
+	assert_int_equal(pthread_mutex_init(&k->mu, NULL), 0);
+	assert_int_equal(pipe(fds), 0);
+	fflush(stdout);
+	k->saved = dup(STDERR_FILENO);
+	k->saved_out = dup(STDOUT_FILENO);
+	assert_true(k->saved >= 0 && k->saved_out >= 0);
+	assert_true(dup2(fds[1], STDERR_FILENO) >= 0);
+	assert_true(dup2(fds[1], STDOUT_FILENO) >= 0);
+	close(fds[1]);
+	k->rd = fds[0];
+	assert_int_equal(pthread_create(&k->th, NULL, sink_run, k), 0);
+}
+
+static size_t
+sink_bytes(struct err_sink *k)
+{
+	size_t n;
+
+	pthread_mutex_lock(&k->mu);
+	n = k->bytes;
+	pthread_mutex_unlock(&k->mu);
+	return n;
+}
+
+static void
+sink_close(struct err_sink *k)
+{
+	/* The pipe's last writers are our fds 1 and 2: the thread sees EOF
+	 * (a flooder that outlived the test may hold it a moment longer). */
+	fflush(stdout);
+	assert_true(dup2(k->saved, STDERR_FILENO) >= 0);
+	assert_true(dup2(k->saved_out, STDOUT_FILENO) >= 0);
+	close(k->saved);
+	close(k->saved_out);
+	assert_int_equal(pthread_join(k->th, NULL), 0);
+	close(k->rd);
+	pthread_mutex_destroy(&k->mu);
+}
+
+struct late {
+	int64_t fired_ms; /* 0: not yet */
+};
+
+static void
+late_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct late *l = arg;
+
+	(void)fd;
+	(void)what;
+	l->fired_ms = mono_ms();
+}
+
+static bool
+late_fired(void *arg)
+{
+	return ((struct late *)arg)->fired_ms != 0;
+}
+
+/*
+ * An agent that floods its stderr (a logging loop gone wrong, or garbage)
+ * must not be copied to the server's stderr without bound, nor stall the
+ * server's loop.  Until 2026-11-30 every byte was passed on: 126 MB in the
+ * 2 s of this flood.  The loop was not stalled here (the sink drains faster
+ * than the writer fills), but a reader that went on until the pipe was
+ * empty could be held for as long as the writer kept ahead of it, so the
+ * timer is checked as well.
+ */
+static void
+test_stderr_flood(void **state)
+{
+	struct fixture *f = *state;
+	char *exe = script(f, "flood.sh",
+			   "timeout 2 yes 'garbage garbage garbage garbage "
+			   "garbage garbage garbage' >&2 &\n"
+			   "timeout 2 yes 'stdout garbage too'\nexec sleep 30");
+	struct timeval tv = {0, 100000};
+	struct err_sink k;
+	struct supervisor *sv;
+	struct late l = {0};
+	struct event *t;
+	bool done = false;
+	int64_t t0;
+	size_t passed;
+
+	sink_open(&k);
+	sv = supervisor_new(f->base, exe, NULL, "127.0.0.1:9");
+	assert_int_equal(supervisor_spawn(sv, "flood"), 0);
+	/* Give the flood time to start before the timer is armed. */
+	run_for(f, 300);
+	t = evtimer_new(f->base, late_cb, &l);
+	t0 = mono_ms();
+	evtimer_add(t, &tv);
+	assert_true(run_until(f, late_fired, &l, DEADLINE_MS));
+	/* Then through the rest of the flood and past it. */
+	run_for(f, 2200);
+	passed = sink_bytes(&k);
+	supervisor_stop(sv, 1000, done_cb, &done);
+	assert_true(run_until(f, flag_set, &done, DEADLINE_MS));
+	supervisor_free(sv);
+	sink_close(&k);
+	event_free(t);
+	free(exe);
+	print_message("timer late by %lld ms, %zu bytes passed on\n",
+		      (long long)(l.fired_ms - t0 - 100), passed);
+	assert_true(l.fired_ms - t0 < 600);
+	/* 64 KiB at the start, 64 KiB a second of the 2 s flood, and a few
+	 * lines of our own. */
+	assert_true(passed < 5 * 65536);
+}
+
+/* The beat the watch reads: now while beating, else the last one. */
+struct beats {
+	bool beating;
+	int64_t last;
+};
+
+static int64_t
+beat_of(const char *name, void *arg)
+{
+	struct beats *b = arg;
+
+	(void)name;
+	if (b->beating)
+		b->last = mono_ms();
+	return b->last;
+}
+
+/*
+ * An agent that hangs (alive, no heartbeats) is killed once it has been
+ * silent for hang_ms, and restarted; one that beats is left alone, a
+ * beat forgotten (0: its link dropped) does not count as silence since
+ * the start, and neither does a time our own loop was held.  Until 2026-11-30 a
+ * hung agent was never restarted.
+ */
+static void
+test_hung_killed(void **state)
+{
+	struct fixture *f = *state;
+	char *exe = script(f, "hang.sh", "exec sleep 30");
+	struct beats b = {false, 0};
+	struct timespec ts = {2, 0};
+	struct supervisor *sv;
+	struct wait_ctx w;
+	bool done = false;
+	pid_t first;
+
+	sv = supervisor_new(f->base, exe, NULL, "127.0.0.1:9");
+	supervisor_watch(sv, beat_of, &b, 2000);
+	assert_int_equal(supervisor_spawn(sv, "h"), 0);
+	first = supervisor_pid(sv, "h");
+	/* Our loop held for 2 s (a long start): no agent could beat. */
+	nanosleep(&ts, NULL);
+	run_for(f, 700);
+	assert_int_equal(supervisor_pid(sv, "h"), first);
+	b.beating = true;
+	run_for(f, 2500);
+	assert_int_equal(supervisor_pid(sv, "h"), first);
+	/* Its link drops: the registry says 0, the last beat still holds. */
+	b.beating = false;
+	b.last = 0;
+	run_for(f, 700);
+	assert_int_equal(supervisor_pid(sv, "h"), first);
+	memset(&w, 0, sizeof(w));
+	w.sv = sv;
+	w.name = "h";
+	w.old = first;
+	assert_true(run_until(f, new_pid, &w, DEADLINE_MS));
+	assert_true(dead(first));
+	supervisor_stop(sv, 1000, done_cb, &done);
+	assert_true(run_until(f, flag_set, &done, DEADLINE_MS));
+	supervisor_free(sv);
+	free(exe);
+}
+
 /*
  * Issue 5, defect 9: an agent that exits 2 (configuration error) is not
  * restarted for ever.  It is held with its status and last stderr line
@@ -476,6 +688,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_stop_empty, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_free_kills, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_parent_death, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stderr_flood, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hung_killed, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
