@@ -644,6 +644,7 @@ backend_new(const char *dir, const struct store_options *opts)
 	be->dir = xstrdup(dir);
 	be->path = xasprintf("%s/shivneri.db", dir);
 	be->marker = xasprintf("%s/shivneri.store", dir);
+	be->lock_fd = -1;
 	return be;
 }
 

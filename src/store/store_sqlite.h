@@ -208,6 +208,7 @@ struct store_backend {
 	char *dir;
 	char *path;
 	char *marker; /* DIR/shivneri.store, see store_sqlite_schema.c */
+	int lock_fd;  /* DIR/shivneri.lock, flock()ed while open; or -1 */
 	int64_t max_message_bytes;
 	sqlite3 *db;
 	sqlite3_stmt *stmt[ST_MAX];

@@ -1,0 +1,66 @@
+"""The store attacked as a failing disk, a dying process and a careless
+operator would: whatever happens, no accepted message is lost and every
+possible duplicate is on record.
+
+One data folder, one server: SQLite lets two processes share a WAL
+database, so a second `serve` started on a folder in use used to come up
+healthy, recover the first one's `sending` messages as lost and dispatch
+the same queue: a message sent by both servers with nothing on record.
+The store now takes a lock on the folder at open; the second server
+refuses to start, says why, and changes nothing."""
+
+import os
+import signal
+import subprocess
+
+import shivneri_harness as h
+
+
+def _run_to_exit(config_path, err_path, timeout=10):
+    """Runs serve and waits for its exit; returns (exit status, stderr
+    text).  A server still running at the deadline is killed and the
+    wait fails: that one started where it should have refused."""
+    with open(err_path, "wb") as err:
+        p = subprocess.Popen([h.BIN, "serve", "-c", config_path],
+                             stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=err,
+                             start_new_session=True)
+    try:
+        h.wait_for(lambda: p.poll() is not None, timeout,
+                   "the second server to refuse and exit")
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.wait(timeout=h.scaled(10))
+    with open(err_path, encoding="utf-8", errors="replace") as f:
+        return p.returncode, f.read()
+
+
+def test_second_server_on_one_store_refused(make_cluster, tmp_path):
+    c = make_cluster(providers=("a",))
+    c.start_server()
+    mid = c.submit()
+    first_port = c.http_port
+    # The same data folder, other ports: only the store is shared.
+    os.makedirs(tmp_path / "other")
+    other = h.Cluster(tmp_path / "other", providers=("a",),
+                      server_extra={"data_dir": c.data_dir})
+    rc, err = _run_to_exit(other.config_path, str(tmp_path / "other.err"))
+    assert rc == 1, (rc, err[-2000:])
+    assert "another server" in err, err[-2000:]
+    # The first server is untouched: its message is still queued, not
+    # turned into a lost attempt by the second one's recovery.
+    r = h.http(first_port, "GET", "/v1/messages/" + mid)
+    assert r.status == 200, r
+    assert r.json["status"] == "queued", r.json
+    assert r.json["attempts"] == [], r.json
+    # Once the first is gone (kill -9: no clean close), the folder is
+    # free again: the lock dies with its process.
+    c.server.kill9()
+    c.start_server()
+    assert c.msg(mid)["status"] == "queued"
+    c.start_agent("a")
+    c.wait_delivered([mid], timeout=20)
+    c.server.signal(signal.SIGTERM)
+    assert c.server.wait_exit(20) == 0
+    assert os.path.exists(os.path.join(c.data_dir, "shivneri.lock"))
