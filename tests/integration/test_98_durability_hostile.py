@@ -11,6 +11,7 @@ refuses to start, says why, and changes nothing."""
 
 import os
 import signal
+import sqlite3
 import subprocess
 
 import shivneri_harness as h
@@ -64,3 +65,31 @@ def test_second_server_on_one_store_refused(make_cluster, tmp_path):
     c.server.signal(signal.SIGTERM)
     assert c.server.wait_exit(20) == 0
     assert os.path.exists(os.path.join(c.data_dir, "shivneri.lock"))
+
+
+def test_clock_stepped_back_does_not_hold_backoff(make_cluster):
+    """A backoff written before the wall clock went back an hour is due
+    at most retry_max_ms later, not an hour later: no backoff is longer
+    than retry_max_ms, so a due time further away is a clock that moved.
+    The clock step is played by writing the message's next_ms an hour
+    ahead while the server is stopped (the same row a server whose clock
+    was an hour fast wrote before it was corrected)."""
+    c = make_cluster(providers=("a",))
+    c.start_server()
+    mid = c.submit()
+    c.server.signal(signal.SIGTERM)
+    assert c.server.wait_exit(20) == 0
+    db = sqlite3.connect(os.path.join(c.data_dir, "shivneri.db"))
+    try:
+        with db:
+            n = db.execute("UPDATE messages SET next_ms = "
+                           "CAST(strftime('%s','now') AS INTEGER) * 1000 "
+                           "+ 3600000, round = 1 WHERE id = ?",
+                           (mid,)).rowcount
+        assert n == 1
+    finally:
+        db.close()
+    c.start_server()
+    c.start_agent("a")
+    # retry_max_ms is 2 s in the harness: well inside this wait.
+    c.wait_delivered([mid], timeout=10)
