@@ -291,6 +291,13 @@ int store__db_scan(struct store_backend *be,
 int store__run_batch(struct store_backend *be, struct op *first, size_t n);
 /* One small write transaction, to learn whether writes work again. */
 int store__probe(struct store_backend *be);
+/*
+ * After a commit failed on an I/O error: one small write (the probe's
+ * row, one byte) whose frames go where the failed commit's went in the
+ * WAL, so that a crash before the next commit cannot bring back what was
+ * refused (see writer_main).  Health is left as it is.
+ */
+int store__scrub(struct store_backend *be);
 /* Drops what a previous run of op produced, before running it again. */
 void store__op_reset(struct op *op);
 

@@ -986,27 +986,49 @@ fail:
 	return rc;
 }
 
-int
-store__probe(struct store_backend *be)
+/*
+ * The probe's row replaced by bytes of zeros in a transaction of its own;
+ * on failure the caller rolls back (after reading why: see err_reason).
+ */
+static int
+probe_write(struct store_backend *be, int64_t bytes)
 {
 	struct binder b = {be->stmt[ST_PROBE], SQLITE_OK};
-	const char *why;
 	int rc;
 
 	if ((rc = step_once(be, ST_BEGIN, NULL)) != 0)
-		goto fail;
-	bind_int64(&b, 1, PROBE_BYTES);
+		return rc;
+	bind_int64(&b, 1, bytes);
 	if ((rc = bind_end(be, &b, "probe")) != 0 ||
-	    (rc = step_once(be, ST_PROBE, NULL)) != 0 ||
-	    (rc = step_once(be, ST_COMMIT, NULL)) != 0)
-		goto fail;
-	atomic_store(&be->unhealthy, NULL);
-	log_info("- store healthy probe=ok");
-	return 0;
-fail:
+	    (rc = step_once(be, ST_PROBE, NULL)) != 0)
+		return rc;
+	return step_once(be, ST_COMMIT, NULL);
+}
+
+int
+store__probe(struct store_backend *be)
+{
+	const char *why;
+	int rc = probe_write(be, PROBE_BYTES);
+
+	if (rc == 0) {
+		atomic_store(&be->unhealthy, NULL);
+		log_info("- store healthy probe=ok");
+		return 0;
+	}
 	why = err_reason(be, rc);
 	rollback(be);
 	if (why != NULL)
 		atomic_store(&be->unhealthy, why);
+	return rc;
+}
+
+int
+store__scrub(struct store_backend *be)
+{
+	int rc = probe_write(be, 1);
+
+	if (rc != 0)
+		rollback(be);
 	return rc;
 }
