@@ -7,12 +7,23 @@ database, so a second `serve` started on a folder in use used to come up
 healthy, recover the first one's `sending` messages as lost and dispatch
 the same queue: a message sent by both servers with nothing on record.
 The store now takes a lock on the folder at open; the second server
-refuses to start, says why, and changes nothing."""
+refuses to start, says why, and changes nothing.
+
+A disk that fills in the middle of the flow (a file size limit on the
+server, raised again while it runs): every submission answered 202 is
+delivered after a kill -9 and a restart, none answered 503 is, and a
+message sent twice has a lost attempt on record.
+
+A clock stepped back does not hold backed-off messages longer than
+retry_max_ms."""
 
 import os
+import resource
 import signal
 import sqlite3
 import subprocess
+import threading
+import time
 
 import shivneri_harness as h
 
@@ -93,3 +104,87 @@ def test_clock_stepped_back_does_not_hold_backoff(make_cluster):
     c.start_agent("a")
     # retry_max_ms is 2 s in the harness: well inside this wait.
     c.wait_delivered([mid], timeout=10)
+
+
+class _LimitedProc(h.Proc):
+    """A Proc whose soft file size limit is `limit` bytes (the hard one
+    stays, so the test can raise it again while the process runs)."""
+
+    def __init__(self, name, argv, log_path, limit):
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self.log = open(log_path, "ab")
+        self.started = time.monotonic()
+
+        def pre():
+            hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+        self.p = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                  stdout=self.log, stderr=self.log,
+                                  start_new_session=True, preexec_fn=pre)
+
+
+def test_disk_fills_mid_flow(make_cluster):
+    c = make_cluster(providers=("a",), max_in_flight=4)
+    srv = _LimitedProc("server0", [h.BIN, "serve", "-c", c.config_path],
+                       os.path.join(c.dir, "server0.log"), 2 << 20)
+    c.procs.append(srv)
+    c.server = srv
+    c.wait_healthy()
+    c.start_agent("a")
+    accepted, refused, other = [], [], []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def worker(k):
+        for i in range(300):
+            if stop.is_set():
+                return
+            r = c.post("/v1/messages",
+                       h.message(k * 1000 + i, text="x" * 16000))
+            with lock:
+                if r.status == 202:
+                    accepted.append(r.json["id"])
+                elif r.status == 503:
+                    refused.append(k * 1000 + i)
+                else:
+                    other.append(r.status)
+
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in ts:
+        t.start()
+    try:
+        h.wait_for(lambda: len(refused) >= 20, 30,
+                   "submissions refused on the full disk")
+    finally:
+        stop.set()
+        for t in ts:
+            t.join(timeout=h.scaled(30))
+    assert not other, other[:5]
+    assert accepted, "nothing was accepted before the disk filled"
+    ready = c.get("/readyz")
+    assert ready.status == 503 and ready.json["store"] is False, ready
+    # The disk comes back: the store's probe notices with no write of ours.
+    unlimited = resource.RLIM_INFINITY
+    resource.prlimit(srv.pid, resource.RLIMIT_FSIZE,
+                     (unlimited, resource.getrlimit(
+                         resource.RLIMIT_FSIZE)[1]))
+    h.wait_for(lambda: c.get("/readyz").json["store"], 20,
+               "the store writable again")
+    accepted.append(c.submit())
+    srv.kill9()
+    c.start_server()
+    c.wait_state("a", "up", timeout=15)
+    c.wait_delivered(accepted, timeout=60)
+    s = c.stats()
+    # Exactly what was accepted: nothing refused came back.
+    assert s["delivered"] == len(accepted) and s["queued"] == 0, (
+        s, len(accepted))
+    found = c.all_maildir_ids(["a"])["a"]
+    assert sum(found.values()) >= len(accepted)
+    for mid, n in found.items():
+        assert mid in accepted, mid
+        if n > 1:
+            att = c.msg(mid)["attempts"]
+            assert any(a["outcome"] == "lost" for a in att), (mid, att)
