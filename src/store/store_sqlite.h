@@ -150,7 +150,13 @@ struct op {
 			struct store_update u; /* strings in the op's tail */
 		} update;
 		struct {
-			int64_t *rowids; /* in the op's tail */
+			/*
+			 * In the op's tail.  A rowid made negative is a row
+			 * found unreadable in an earlier run of the batch:
+			 * answered as such without reading it again (see
+			 * row_unreadable in store_sqlite_ops.c).
+			 */
+			int64_t *rowids;
 			size_t n;
 			struct store_message **msgs;
 			size_t nmsgs;
@@ -160,6 +166,7 @@ struct op {
 			struct store_message *m;
 			struct store_attempt *att;
 			size_t natt;
+			bool unreadable; /* as a negative rowid of a load */
 		} get;
 		struct {
 			int64_t idem_cutoff, retention_cutoff;
@@ -239,6 +246,8 @@ struct store_backend {
 	int64_t probe_wait; /* writer only: from probe_ms to the next try */
 
 	struct buf json; /* writer thread only: the recipients as JSON */
+	/* A read of this run of the batch hit a damaged row; writer only. */
+	bool unreadable_hit;
 	/* Changes to status_counts by the open transaction; writer only. */
 	int64_t count_delta[MSG_NSTATUS];
 

@@ -673,6 +673,38 @@ mark_corrupt(struct store_message *m, const char *why)
 	m->mime_len = 0;
 }
 
+/*
+ * Whether rc, of a read of one row, says that row's pages are damaged
+ * (SQLITE_CORRUPT).  That is a fault of the row, not of the disk: a load
+ * used to fail whole (-EIO), the dispatcher put its rowids back and asked
+ * again, so one damaged page stopped the whole queue for good, and each
+ * try failed its batch's other operations and marked the store unhealthy.
+ * Now the row is remembered in its op (a negative rowid, get.unreadable)
+ * and answered as unreadable.  SQLite fails every later statement of a
+ * transaction that read a damaged page, COMMIT included, so the batch is
+ * then rolled back and run again (store__run_batch), this time without
+ * reading that row: at most one more run per damaged row.
+ */
+static bool
+row_unreadable(struct store_backend *be, int rc)
+{
+	if ((rc & 0xff) != SQLITE_CORRUPT)
+		return false;
+	be->unreadable_hit = true;
+	return true;
+}
+
+/* A message for a row nothing of which could be read but its rowid. */
+static struct store_message *
+unreadable_shell(int64_t rowid)
+{
+	struct store_message *m = xcalloc(1, sizeof(*m));
+
+	m->rowid = rowid;
+	m->tried = xstrdup("");
+	return m;
+}
+
 static int
 exec_load(struct store_backend *be, struct op *op)
 {
@@ -685,6 +717,12 @@ exec_load(struct store_backend *be, struct op *op)
 	op->u.load.msgs = xcalloc(op->u.load.n == 0 ? 1 : op->u.load.n,
 				  sizeof(*op->u.load.msgs));
 	for (i = 0; i < op->u.load.n; i++) {
+		if (op->u.load.rowids[i] < 0) {
+			m = unreadable_shell(-op->u.load.rowids[i]);
+			op->u.load.msgs[op->u.load.nmsgs++] = m;
+			mark_corrupt(m, "page");
+			continue;
+		}
 		bind_int64(&b, 1, op->u.load.rowids[i]);
 		if ((rc = bind_end(be, &b, "load")) != 0)
 			return rc;
@@ -695,8 +733,13 @@ exec_load(struct store_backend *be, struct op *op)
 		    m->mime == NULL)
 			why = "mime"; /* nothing to send */
 		(void)sqlite3_reset(b.s);
-		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-			return store__db_fail(be->db, rc, "load");
+		if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+			if (!row_unreadable(be, rc))
+				return store__db_fail(be->db, rc, "load");
+			op->u.load.rowids[i] = -op->u.load.rowids[i];
+			m = unreadable_shell(-op->u.load.rowids[i]);
+			why = "page";
+		}
 		if (m == NULL)
 			continue;
 		op->u.load.msgs[op->u.load.nmsgs++] = m;
@@ -715,6 +758,10 @@ exec_get(struct store_backend *be, struct op *op)
 	size_t cap = 0;
 	int rc, err = 0;
 
+	if (op->u.get.unreadable) {
+		op->err = -EIO;
+		return 0;
+	}
 	bind_text(&b, 1, op->u.get.id);
 	if ((rc = bind_end(be, &b, "get")) != 0)
 		return rc;
@@ -726,7 +773,11 @@ exec_get(struct store_backend *be, struct op *op)
 		op->err = -ENOENT;
 		return 0;
 	}
-	if (rc != SQLITE_ROW)
+	if (rc != SQLITE_ROW && row_unreadable(be, rc)) {
+		err = -EIO; /* that row's answer, as for a corrupt column */
+		why = "page";
+		op->u.get.unreadable = true;
+	} else if (rc != SQLITE_ROW)
 		return store__db_fail(be->db, rc, "get");
 	if (err != 0) {
 		log_warnx("%s store corrupt_record column=%s", op->u.get.id,
@@ -838,6 +889,9 @@ exec_op(struct store_backend *be, struct op *op, int64_t now)
 	fatalx("store: unknown op kind %d", (int)op->kind);
 }
 
+/* run_batch_once: roll back and run the batch again (not an errno). */
+#define BATCH_RERUN 1
+
 /* Errors that belong to one operation's data, not to the database. */
 static bool
 err_local(int err)
@@ -916,8 +970,9 @@ live_ops(const struct op *first, size_t n)
 	return live;
 }
 
-int
-store__run_batch(struct store_backend *be, struct op *first, size_t n)
+/* One run of a batch; see store__run_batch. */
+static int
+run_batch_once(struct store_backend *be, struct op *first, size_t n)
 {
 	const char *why;
 	struct op *op;
@@ -964,6 +1019,11 @@ store__run_batch(struct store_backend *be, struct op *first, size_t n)
 	}
 	return 0;
 fail:
+	if (be->unreadable_hit) {
+		/* A damaged row poisoned the transaction: run it again. */
+		rollback(be);
+		return BATCH_RERUN;
+	}
 	why = err_reason(be, rc);
 	rollback(be);
 	if (why == NULL && live > 1) {
@@ -1003,6 +1063,18 @@ probe_write(struct store_backend *be, int64_t bytes)
 	    (rc = step_once(be, ST_PROBE, NULL)) != 0)
 		return rc;
 	return step_once(be, ST_COMMIT, NULL);
+}
+
+int
+store__run_batch(struct store_backend *be, struct op *first, size_t n)
+{
+	int rc;
+
+	do {
+		be->unreadable_hit = false;
+		rc = run_batch_once(be, first, n);
+	} while (rc == BATCH_RERUN);
+	return rc;
 }
 
 int

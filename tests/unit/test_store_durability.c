@@ -7,7 +7,8 @@
  * and fails xSync while asked to) acknowledges nothing of the batch it
  * failed, and the store comes back by itself once flushes work again;
  * a crash right after such a refusal does not bring the refused batch
- * back from the WAL.
+ * back from the WAL.  A damaged page fails the rows on it, not the batch
+ * that read them nor the store.
  * The fixture is fixture_store.c.
  */
 #include <setjmp.h>
@@ -24,6 +25,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -204,6 +206,148 @@ test_fsync_eio_then_crash_stays_refused(void **state)
 	check_counts(f, 1, 0, 0, 0);
 }
 
+/* A message whose body is "MARK-<tag>" and 5,000 more bytes: a page. */
+static struct store_message *
+marked_message(const char *tag)
+{
+	struct store_message *m = make_message(NULL, tag);
+	size_t n = 5000;
+
+	free(m->mime);
+	m->mime_len = n;
+	m->mime = xmalloc(n);
+	memset(m->mime, 'z', n);
+	memcpy(m->mime, "MARK-", 5);
+	memcpy(m->mime + 5, tag, strlen(tag));
+	return m;
+}
+
+/* Overwrites the database page that holds needle with other bytes. */
+static void
+damage_page_of(struct fixture *f, const char *needle)
+{
+	char path[192], *buf;
+	size_t len = strlen(needle);
+	long size, at = -1, i;
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/shivneri.db", f->sub);
+	fp = fopen(path, "r+b");
+	assert_non_null(fp);
+	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+	size = ftell(fp);
+	assert_true(size > 0);
+	buf = xmalloc((size_t)size);
+	rewind(fp);
+	assert_int_equal(fread(buf, 1, (size_t)size, fp), (size_t)size);
+	for (i = 0; i + (long)len <= size && at < 0; i++)
+		if (memcmp(buf + i, needle, len) == 0)
+			at = i;
+	assert_true(at > 0);
+	at -= at % 8192;
+	memset(buf, 0x5a, 8192);
+	assert_int_equal(fseek(fp, at, SEEK_SET), 0);
+	assert_int_equal(fwrite(buf, 1, 8192, fp), 8192);
+	assert_int_equal(fclose(fp), 0);
+	free(buf);
+}
+
+struct load_res {
+	int done;
+	int err;
+	size_t n, failed;
+	char error[64];
+};
+
+static void
+load_cb(void *arg, int err, struct store_message **msgs, size_t n)
+{
+	struct load_res *r = arg;
+	size_t i;
+
+	r->done++;
+	r->err = err;
+	r->n = n;
+	for (i = 0; i < n; i++) {
+		if (msgs[i]->status == MSG_FAILED) {
+			r->failed++;
+			snprintf(r->error, sizeof(r->error), "%s",
+				 msgs[i]->error != NULL ? msgs[i]->error : "");
+		}
+		store_message_free(msgs[i]);
+	}
+	free(msgs);
+}
+
+struct done_get {
+	int done;
+	int err;
+};
+
+static void
+done_get_cb(void *arg, int err, const struct store_message *m,
+	    const struct store_attempt *att, size_t natt)
+{
+	struct done_get *r = arg;
+
+	(void)m;
+	(void)att;
+	(void)natt;
+	r->done++;
+	r->err = err;
+}
+
+/*
+ * A damaged page under one message's body: a load of it and its
+ * neighbours answers the others whole and that one as a corrupt record;
+ * a submission and a get of another message in the same batch go
+ * through, and the store stays healthy (a damaged row is not a failing
+ * disk).  Before, the load failed whole with -EIO, with the batch.
+ */
+static void
+test_damaged_row_fails_alone(void **state)
+{
+	struct fixture *f = *state;
+	struct sub_res r[3], sub;
+	struct load_res lr = {0};
+	struct done_get dg = {0, 0};
+	struct get_res g;
+	int64_t rowids[3];
+	const char *why = NULL;
+	int i;
+
+	open_store(f);
+	for (i = 0; i < 3; i++) {
+		char tag[8];
+
+		snprintf(tag, sizeof(tag), "%d", i);
+		rowids[i] = submit_wait(f, marked_message(tag), NULL, &r[i]);
+		assert_int_equal(r[i].err, 0);
+	}
+	store_close(f->st);
+	f->st = NULL;
+	damage_page_of(f, "MARK-1");
+	open_store(f);
+	memset(&sub, 0, sizeof(sub));
+	store_load(f->st, rowids, 3, load_cb, &lr);
+	store_submit(f->st, make_message(NULL, "same batch"), NULL, submit_cb,
+		     &sub);
+	store_get(f->st, r[2].id, done_get_cb, &dg);
+	WAIT_FOR(f->base, lr.done && sub.done && dg.done);
+	assert_int_equal(lr.err, 0);
+	assert_int_equal(lr.n, 3);
+	assert_int_equal(lr.failed, 1);
+	assert_string_equal(lr.error, "corrupt record: bad page");
+	assert_int_equal(sub.err, 0);
+	assert_int_equal(dg.err, 0);
+	assert_true(store_healthy(f->st, &why));
+	/* A get of the damaged one answers for itself only. */
+	get_wait(f, r[1].id, &g);
+	assert_int_equal(g.err, -EIO);
+	get_res_cleanup(&g);
+	assert_true(store_healthy(f->st, &why));
+}
+
 static int
 open_status(struct fixture *f, struct store **out)
 {
@@ -284,6 +428,8 @@ main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_fsync_eio_refuses_batch,
 					    fault_setup, fault_teardown),
+	    cmocka_unit_test_setup_teardown(test_damaged_row_fails_alone, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_fsync_eio_then_crash_stays_refused, fault_setup,
 		fault_teardown),
