@@ -683,12 +683,15 @@ mark_corrupt(struct store_message *m, const char *why)
  * and answered as unreadable.  SQLite fails every later statement of a
  * transaction that read a damaged page, COMMIT included, so the batch is
  * then rolled back and run again (store__run_batch), this time without
- * reading that row: at most one more run per damaged row.
+ * reading that row: at most one more run per damaged row.  Only the first
+ * such error of a run is the row's own: after it, any statement may fail
+ * because of the poisoned transaction, and fails the run, which is run
+ * again anyway.
  */
 static bool
 row_unreadable(struct store_backend *be, int rc)
 {
-	if ((rc & 0xff) != SQLITE_CORRUPT)
+	if ((rc & 0xff) != SQLITE_CORRUPT || be->unreadable_hit)
 		return false;
 	be->unreadable_hit = true;
 	return true;
