@@ -109,14 +109,34 @@ expired(const struct dispatcher *d, const struct store_message *m)
 
 /* --- the backoff heap ------------------------------------------------ */
 
+/*
+ * Whether a backoff due at due_ms is due at now.  No backoff is longer
+ * than retry_max_ms (record__backoff), so one due further away than that
+ * was set before the wall clock went back (or under a larger retry_max_ms
+ * before a restart): it is due now.  Without this a clock stepped back an
+ * hour held every backed-off message, in memory and after a restart, an
+ * hour longer.
+ */
+static bool
+due_now(const struct dispatcher *d, int64_t due_ms, int64_t now)
+{
+	return due_ms <= now || due_ms - now > d->cfg->retry_max_ms;
+}
+
 void
 dispatch__arm_delay(struct dispatcher *d)
 {
+	int64_t wait;
+
 	if (d->heap.n == 0) {
 		event_del(d->delay_ev);
 		return;
 	}
-	dispatch__timer_start(d->delay_ev, d->heap.v[0].due_ms - now_ms());
+	/* Capped, so that a clock gone back is noticed by delay_cb. */
+	wait = d->heap.v[0].due_ms - now_ms();
+	if (wait > d->cfg->retry_max_ms)
+		wait = d->cfg->retry_max_ms;
+	dispatch__timer_start(d->delay_ev, wait);
 }
 
 static void
@@ -125,7 +145,7 @@ delay_cb(evutil_socket_t fd, short what, void *arg)
 	struct dispatcher *d = arg;
 	int64_t now = now_ms();
 
-	while (d->heap.n > 0 && d->heap.v[0].due_ms <= now) {
+	while (d->heap.n > 0 && due_now(d, d->heap.v[0].due_ms, now)) {
 		ring_push_back(&d->ready, &d->heap.v[0].rowid);
 		delay__pop(&d->heap);
 	}
@@ -851,7 +871,7 @@ scan_each(void *arg, int64_t rowid, int64_t next_ms)
 {
 	struct dispatcher *d = arg;
 
-	if (next_ms > now_ms())
+	if (!due_now(d, next_ms, now_ms()))
 		delay__push(&d->heap, next_ms, rowid);
 	else
 		ring_push_back(&d->ready, &rowid);

@@ -125,6 +125,9 @@ store_strerror(int err)
 		return "the database is not the one this folder's "
 		       "shivneri.store names: restore the right one, or remove "
 		       "shivneri.store to adopt it";
+	case STORE_EINUSE:
+		return "another server has this store open (shivneri.lock "
+		       "is locked): one data folder serves one server";
 	case -EISDIR:
 		return "the database path is a folder";
 	case STORE_ECONFLICT:

@@ -147,6 +147,7 @@ int64_t store_max_message_bytes(const char *backend);
  *   but the database is missing or empty: restore it, or remove the
  *   marker to start an empty store on purpose.
  * STORE_EFOREIGN: the database is not the one the marker names.
+ * STORE_EINUSE: another process (a server) has the store open.
  * -EISDIR: the database path is a folder.
  * -EOVERFLOW: max_message_bytes is more than the backend can hold.
  */
@@ -154,6 +155,7 @@ int64_t store_max_message_bytes(const char *backend);
 #define STORE_ENEWER (-EPROTO)
 #define STORE_EMISSING (-ENODATA)
 #define STORE_EFOREIGN (-ESTALE)
+#define STORE_EINUSE (-EUSERS)
 /*
  * Of store_submit: the idempotency key was used in its scope for a request
  * with other contents (not an error of the store: nothing is wrong with

@@ -312,6 +312,7 @@ writer_main(void *arg)
 	bool was_healthy;
 	int64_t t0;
 	size_t n;
+	int rc;
 
 	for (;;) {
 		pthread_mutex_lock(&be->lock);
@@ -330,10 +331,27 @@ writer_main(void *arg)
 		was_healthy = atomic_load(&be->unhealthy) == NULL;
 		commits = atomic_load(&be->commits);
 		t0 = mono_us();
-		if (store__run_batch(be, first, n) != 0) {
+		rc = store__run_batch(be, first, n);
+		if (rc != 0) {
 			/* A new bout of failures starts with a short wait. */
 			if (was_healthy)
 				be->probe_wait = PROBE_INTERVAL_MS;
+			/*
+			 * A COMMIT whose flush failed (fdatasync EIO) has
+			 * written its frames to the WAL all the same, with a
+			 * valid checksum chain: a crash before the next commit
+			 * and the restart's WAL recovery brought the refused
+			 * batch back (a submission answered 503, then queued
+			 * and sent; its client's retry sent twice with
+			 * nothing on record).  A write now puts its frames
+			 * over them, before anyone hears of the refusal;
+			 * even if its own flush fails too, a process that
+			 * dies leaves its frames in the page cache, not the
+			 * refused ones.  Only on an I/O error: a full disk
+			 * or a busy lock wrote no commit frame.
+			 */
+			if (rc == -EIO)
+				(void)store__scrub(be);
 			be->probe_ms = mono_ms();
 		}
 		stats_add(be, first, n, atomic_load(&be->commits) - commits,
@@ -644,6 +662,7 @@ backend_new(const char *dir, const struct store_options *opts)
 	be->dir = xstrdup(dir);
 	be->path = xasprintf("%s/shivneri.db", dir);
 	be->marker = xasprintf("%s/shivneri.store", dir);
+	be->lock_fd = -1;
 	return be;
 }
 

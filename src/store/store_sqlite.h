@@ -150,7 +150,13 @@ struct op {
 			struct store_update u; /* strings in the op's tail */
 		} update;
 		struct {
-			int64_t *rowids; /* in the op's tail */
+			/*
+			 * In the op's tail.  A rowid made negative is a row
+			 * found unreadable in an earlier run of the batch:
+			 * answered as such without reading it again (see
+			 * row_unreadable in store_sqlite_ops.c).
+			 */
+			int64_t *rowids;
 			size_t n;
 			struct store_message **msgs;
 			size_t nmsgs;
@@ -160,6 +166,7 @@ struct op {
 			struct store_message *m;
 			struct store_attempt *att;
 			size_t natt;
+			bool unreadable; /* as a negative rowid of a load */
 		} get;
 		struct {
 			int64_t idem_cutoff, retention_cutoff;
@@ -208,6 +215,7 @@ struct store_backend {
 	char *dir;
 	char *path;
 	char *marker; /* DIR/shivneri.store, see store_sqlite_schema.c */
+	int lock_fd;  /* DIR/shivneri.lock, flock()ed while open; or -1 */
 	int64_t max_message_bytes;
 	sqlite3 *db;
 	sqlite3_stmt *stmt[ST_MAX];
@@ -238,6 +246,8 @@ struct store_backend {
 	int64_t probe_wait; /* writer only: from probe_ms to the next try */
 
 	struct buf json; /* writer thread only: the recipients as JSON */
+	/* A read of this run of the batch hit a damaged row; writer only. */
+	bool unreadable_hit;
 	/* Changes to status_counts by the open transaction; writer only. */
 	int64_t count_delta[MSG_NSTATUS];
 
@@ -290,6 +300,13 @@ int store__db_scan(struct store_backend *be,
 int store__run_batch(struct store_backend *be, struct op *first, size_t n);
 /* One small write transaction, to learn whether writes work again. */
 int store__probe(struct store_backend *be);
+/*
+ * After a commit failed on an I/O error: one small write (the probe's
+ * row, one byte) whose frames go where the failed commit's went in the
+ * WAL, so that a crash before the next commit cannot bring back what was
+ * refused (see writer_main).  Health is left as it is.
+ */
+int store__scrub(struct store_backend *be);
 /* Drops what a previous run of op produced, before running it again. */
 void store__op_reset(struct op *op);
 

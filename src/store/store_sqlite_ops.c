@@ -673,6 +673,41 @@ mark_corrupt(struct store_message *m, const char *why)
 	m->mime_len = 0;
 }
 
+/*
+ * Whether rc, of a read of one row, says that row's pages are damaged
+ * (SQLITE_CORRUPT).  That is a fault of the row, not of the disk: a load
+ * used to fail whole (-EIO), the dispatcher put its rowids back and asked
+ * again, so one damaged page stopped the whole queue for good, and each
+ * try failed its batch's other operations and marked the store unhealthy.
+ * Now the row is remembered in its op (a negative rowid, get.unreadable)
+ * and answered as unreadable.  SQLite fails every later statement of a
+ * transaction that read a damaged page, COMMIT included, so the batch is
+ * then rolled back and run again (store__run_batch), this time without
+ * reading that row: at most one more run per damaged row.  Only the first
+ * such error of a run is the row's own: after it, any statement may fail
+ * because of the poisoned transaction, and fails the run, which is run
+ * again anyway.
+ */
+static bool
+row_unreadable(struct store_backend *be, int rc)
+{
+	if ((rc & 0xff) != SQLITE_CORRUPT || be->unreadable_hit)
+		return false;
+	be->unreadable_hit = true;
+	return true;
+}
+
+/* A message for a row nothing of which could be read but its rowid. */
+static struct store_message *
+unreadable_shell(int64_t rowid)
+{
+	struct store_message *m = xcalloc(1, sizeof(*m));
+
+	m->rowid = rowid;
+	m->tried = xstrdup("");
+	return m;
+}
+
 static int
 exec_load(struct store_backend *be, struct op *op)
 {
@@ -685,6 +720,12 @@ exec_load(struct store_backend *be, struct op *op)
 	op->u.load.msgs = xcalloc(op->u.load.n == 0 ? 1 : op->u.load.n,
 				  sizeof(*op->u.load.msgs));
 	for (i = 0; i < op->u.load.n; i++) {
+		if (op->u.load.rowids[i] < 0) {
+			m = unreadable_shell(-op->u.load.rowids[i]);
+			op->u.load.msgs[op->u.load.nmsgs++] = m;
+			mark_corrupt(m, "page");
+			continue;
+		}
 		bind_int64(&b, 1, op->u.load.rowids[i]);
 		if ((rc = bind_end(be, &b, "load")) != 0)
 			return rc;
@@ -695,8 +736,13 @@ exec_load(struct store_backend *be, struct op *op)
 		    m->mime == NULL)
 			why = "mime"; /* nothing to send */
 		(void)sqlite3_reset(b.s);
-		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-			return store__db_fail(be->db, rc, "load");
+		if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+			if (!row_unreadable(be, rc))
+				return store__db_fail(be->db, rc, "load");
+			op->u.load.rowids[i] = -op->u.load.rowids[i];
+			m = unreadable_shell(-op->u.load.rowids[i]);
+			why = "page";
+		}
 		if (m == NULL)
 			continue;
 		op->u.load.msgs[op->u.load.nmsgs++] = m;
@@ -715,6 +761,10 @@ exec_get(struct store_backend *be, struct op *op)
 	size_t cap = 0;
 	int rc, err = 0;
 
+	if (op->u.get.unreadable) {
+		op->err = -EIO;
+		return 0;
+	}
 	bind_text(&b, 1, op->u.get.id);
 	if ((rc = bind_end(be, &b, "get")) != 0)
 		return rc;
@@ -726,7 +776,11 @@ exec_get(struct store_backend *be, struct op *op)
 		op->err = -ENOENT;
 		return 0;
 	}
-	if (rc != SQLITE_ROW)
+	if (rc != SQLITE_ROW && row_unreadable(be, rc)) {
+		err = -EIO; /* that row's answer, as for a corrupt column */
+		why = "page";
+		op->u.get.unreadable = true;
+	} else if (rc != SQLITE_ROW)
 		return store__db_fail(be->db, rc, "get");
 	if (err != 0) {
 		log_warnx("%s store corrupt_record column=%s", op->u.get.id,
@@ -838,6 +892,9 @@ exec_op(struct store_backend *be, struct op *op, int64_t now)
 	fatalx("store: unknown op kind %d", (int)op->kind);
 }
 
+/* run_batch_once: roll back and run the batch again (not an errno). */
+#define BATCH_RERUN 1
+
 /* Errors that belong to one operation's data, not to the database. */
 static bool
 err_local(int err)
@@ -916,8 +973,9 @@ live_ops(const struct op *first, size_t n)
 	return live;
 }
 
-int
-store__run_batch(struct store_backend *be, struct op *first, size_t n)
+/* One run of a batch; see store__run_batch. */
+static int
+run_batch_once(struct store_backend *be, struct op *first, size_t n)
 {
 	const char *why;
 	struct op *op;
@@ -964,6 +1022,11 @@ store__run_batch(struct store_backend *be, struct op *first, size_t n)
 	}
 	return 0;
 fail:
+	if (be->unreadable_hit) {
+		/* A damaged row poisoned the transaction: run it again. */
+		rollback(be);
+		return BATCH_RERUN;
+	}
 	why = err_reason(be, rc);
 	rollback(be);
 	if (why == NULL && live > 1) {
@@ -986,27 +1049,61 @@ fail:
 	return rc;
 }
 
-int
-store__probe(struct store_backend *be)
+/*
+ * The probe's row replaced by bytes of zeros in a transaction of its own;
+ * on failure the caller rolls back (after reading why: see err_reason).
+ */
+static int
+probe_write(struct store_backend *be, int64_t bytes)
 {
 	struct binder b = {be->stmt[ST_PROBE], SQLITE_OK};
-	const char *why;
 	int rc;
 
 	if ((rc = step_once(be, ST_BEGIN, NULL)) != 0)
-		goto fail;
-	bind_int64(&b, 1, PROBE_BYTES);
+		return rc;
+	bind_int64(&b, 1, bytes);
 	if ((rc = bind_end(be, &b, "probe")) != 0 ||
-	    (rc = step_once(be, ST_PROBE, NULL)) != 0 ||
-	    (rc = step_once(be, ST_COMMIT, NULL)) != 0)
-		goto fail;
-	atomic_store(&be->unhealthy, NULL);
-	log_info("- store healthy probe=ok");
-	return 0;
-fail:
+	    (rc = step_once(be, ST_PROBE, NULL)) != 0)
+		return rc;
+	return step_once(be, ST_COMMIT, NULL);
+}
+
+int
+store__run_batch(struct store_backend *be, struct op *first, size_t n)
+{
+	int rc;
+
+	do {
+		be->unreadable_hit = false;
+		rc = run_batch_once(be, first, n);
+	} while (rc == BATCH_RERUN);
+	return rc;
+}
+
+int
+store__probe(struct store_backend *be)
+{
+	const char *why;
+	int rc = probe_write(be, PROBE_BYTES);
+
+	if (rc == 0) {
+		atomic_store(&be->unhealthy, NULL);
+		log_info("- store healthy probe=ok");
+		return 0;
+	}
 	why = err_reason(be, rc);
 	rollback(be);
 	if (why != NULL)
 		atomic_store(&be->unhealthy, why);
+	return rc;
+}
+
+int
+store__scrub(struct store_backend *be)
+{
+	int rc = probe_write(be, 1);
+
+	if (rc != 0)
+		rollback(be);
 	return rc;
 }

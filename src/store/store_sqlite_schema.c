@@ -20,6 +20,12 @@
  * partial index on queued and sending rows, plus status_counts, so that
  * millions of delivered rows cost nothing at start-up.  Every failure here
  * fails store_open; nothing is fatal.
+ *
+ * One store has one server: before anything else the open takes an
+ * exclusive flock() on DIR/shivneri.lock and keeps it until close.  SQLite
+ * lets two processes share a WAL database, so without it a second server
+ * started on the same folder recovered the first one's "sending" messages
+ * and both dispatched the queue: duplicates with nothing on record.
  */
 #include "store/store_sqlite.h"
 #include "common/log.h"
@@ -31,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -645,6 +652,41 @@ identity_check(struct store_backend *be, bool have_marker,
 	return 0;
 }
 
+/*
+ * Takes the folder's lock (see the top of the file).  flock(), not a POSIX
+ * record lock: SQLite's own fcntl() locks on the database would be dropped
+ * by any close() of another descriptor of the same file, and flock() locks
+ * are independent of them.  Close-on-exec, so agents the server spawns do
+ * not hold it after the server died.  The kernel drops it when the process
+ * dies, kill -9 included, so a crash never leaves a stale lock behind.
+ */
+static int
+folder_lock(struct store_backend *be)
+{
+	char *p = xasprintf("%s/shivneri.lock", be->dir);
+	int fd, err = 0;
+
+	fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd == -1) {
+		err = -errno;
+		log_warnx("- store lock_open_failed path=%s err=%s", p,
+			  strerror(-err));
+		goto out;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		err = errno == EWOULDBLOCK ? STORE_EINUSE : -errno;
+		log_warnx("- store lock_failed path=%s err=%s", p,
+			  err == STORE_EINUSE ? "held by another process"
+					      : strerror(errno));
+		(void)close(fd);
+		goto out;
+	}
+	be->lock_fd = fd;
+out:
+	free(p);
+	return err;
+}
+
 int
 store__db_open(struct store_backend *be)
 {
@@ -653,6 +695,8 @@ store__db_open(struct store_backend *be)
 	int64_t size;
 	int rc, i;
 
+	if ((rc = folder_lock(be)) != 0)
+		return rc;
 	if ((rc = path_check(be, &size)) != 0)
 		return rc;
 	rc = marker_read(be, marker_id, sizeof(marker_id));
@@ -698,6 +742,10 @@ store__db_close(struct store_backend *be)
 	if (be->db != NULL && sqlite3_close(be->db) != SQLITE_OK)
 		log_warnx("- store close_failed msg=\"%s\"",
 			  sqlite3_errmsg(be->db));
+	/* Last, once the database is closed: the next server may start. */
+	if (be->lock_fd != -1)
+		(void)close(be->lock_fd);
+	be->lock_fd = -1;
 	be->db = NULL;
 }
 

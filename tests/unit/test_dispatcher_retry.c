@@ -3,7 +3,8 @@
  * provider is put back by store_retry, dispatcher_retried counts it queued
  * again and publishes message.queued, and it is sent and delivered with
  * its earlier attempt still on record; the counts in memory match the
- * store's at every step.
+ * store's at every step.  A backoff outlives no clock step: with the wall
+ * clock gone back it is still due within retry_max_ms.
  * The fixture (a real store, fake agents on socketpairs) is
  * fixture_dispatcher.c.
  */
@@ -129,12 +130,46 @@ test_retried_is_sent_again(void **state)
 	events_free(ev);
 }
 
+static bool
+heap_holds_one(struct fixture *f, void *arg)
+{
+	(void)arg;
+	return f->d->heap.n == 1;
+}
+
+/*
+ * The wall clock goes back an hour while a message backs off: it is sent
+ * again within retry_max_ms (400 ms here), not an hour later.  The step
+ * is played by moving its due time an hour ahead in the heap, which is
+ * what a clock gone back an hour looks like from delay_cb.
+ */
+static void
+test_clock_back_does_not_hold_backoff(void **state)
+{
+	struct fixture *f = *state;
+
+	link_agent(f, 0);
+	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	submit(f);
+	wait_jobs(f, 0, 1);
+	/* The only up provider refused it: the round ends, it backs off. */
+	dispatcher_result(f->d, f->p[0], f->fa[0].job_ids[0], f->ids[0],
+			  OUTCOME_TRANSIENT, NULL, "451 try later");
+	run_until(f, heap_holds_one, NULL, 3000);
+	f->d->heap.v[0].due_ms += 3600 * 1000;
+	dispatch__arm_delay(f->d);
+	wait_jobs(f, 0, 2);
+	assert_string_equal(f->fa[0].msg_ids[1], f->ids[0]);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_retried_is_sent_again, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_clock_back_does_not_hold_backoff, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
