@@ -293,7 +293,8 @@ int store__db_scan(struct store_backend *be,
     __attribute__((warn_unused_result));
 
 /*
- * Runs n ops from first in one transaction (writer thread).  Returns 0, or
+ * store_sqlite_batch.c.  Runs n ops from first in one transaction (writer
+ * thread).  Returns 0, or
  * the error of a write that failed the whole batch (disk full, I/O): every
  * op then carries that error and nothing of the batch is on disk.
  */
@@ -316,6 +317,17 @@ struct op *store__op_new(struct store_backend *be, enum op_kind kind, int err,
 void store__enqueue(struct store_backend *be, struct op *op);
 /* store_sqlite_ops.c: shared with the listing. */
 char *store__col_strdup(sqlite3_stmt *s, int i);
+/*
+ * store_sqlite_ops.c, for the batch (store_sqlite_batch.c): one op run in
+ * the open transaction; a prepared statement stepped and reset (a write
+ * marks op as having written); the status tallies added; the probe's row
+ * replaced by bytes of zeros in a transaction of its own (on failure the
+ * caller rolls back, after reading why).
+ */
+int store__exec_op(struct store_backend *be, struct op *op, int64_t now);
+int store__step_once(struct store_backend *be, int which, struct op *op);
+int store__count_flush(struct store_backend *be);
+int store__probe_write(struct store_backend *be, int64_t bytes);
 /* Tallies a message moving from status from (-1: new) to to (-1: gone). */
 void store__count_move(struct store_backend *be, int from, int to);
 

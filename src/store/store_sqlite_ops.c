@@ -1,6 +1,7 @@
 /*
  * The SQLite backend's statements: what each queued operation does inside
- * the writer's batch transaction, and the batch itself.
+ * the writer's batch transaction (the batch itself, its failures and the
+ * probe are store_sqlite_batch.c's).
  *
  * Per operation the writer does no more than bind and step statements
  * prepared once at open; the recipients are turned into JSON by hand into
@@ -159,8 +160,8 @@ bind_end(struct store_backend *be, struct binder *b, const char *what)
  * Runs a prepared statement that returns no rows we need, then resets it.
  * A write marks op as having written (see op_local).
  */
-static int
-step_once(struct store_backend *be, int which, struct op *op)
+int
+store__step_once(struct store_backend *be, int which, struct op *op)
 {
 	sqlite3_stmt *s = be->stmt[which];
 	int rc;
@@ -427,9 +428,8 @@ store__count_move(struct store_backend *be, int from, int to)
 		be->count_delta[to]++;
 }
 
-/* Adds the tallies of the open transaction to status_counts. */
-static int
-count_flush(struct store_backend *be)
+int
+store__count_flush(struct store_backend *be)
 {
 	struct binder b = {be->stmt[ST_COUNT_ADD], SQLITE_OK};
 	int i, rc;
@@ -441,7 +441,7 @@ count_flush(struct store_backend *be)
 		bind_int64(&b, 2, be->count_delta[i]);
 		if ((rc = bind_end(be, &b, "count_add")) != 0)
 			return rc;
-		if ((rc = step_once(be, ST_COUNT_ADD, NULL)) != 0)
+		if ((rc = store__step_once(be, ST_COUNT_ADD, NULL)) != 0)
 			return rc;
 		be->count_delta[i] = 0;
 	}
@@ -539,7 +539,7 @@ msg_insert(struct store_backend *be, struct op *op)
 		if ((rc = bind_end(be, &body, "body_insert")) != 0)
 			return rc;
 	}
-	if ((rc = step_once(be, ST_MSG_INSERT, op)) != 0) {
+	if ((rc = store__step_once(be, ST_MSG_INSERT, op)) != 0) {
 		(void)sqlite3_clear_bindings(be->stmt[ST_BODY_INSERT]);
 		return rc;
 	}
@@ -552,7 +552,7 @@ msg_insert(struct store_backend *be, struct op *op)
 	bind_int64(&body, 1, m->rowid);
 	if ((rc = bind_end(be, &body, "body_insert")) != 0)
 		return rc;
-	rc = step_once(be, ST_BODY_INSERT, op);
+	rc = store__step_once(be, ST_BODY_INSERT, op);
 	(void)sqlite3_clear_bindings(be->stmt[ST_BODY_INSERT]);
 	return rc;
 }
@@ -581,7 +581,7 @@ exec_submit(struct store_backend *be, struct op *op, int64_t now)
 	bind_blob(&b, 5, op->u.submit.hash, sizeof(op->u.submit.hash));
 	if ((rc = bind_end(be, &b, "idem_put")) != 0)
 		return rc;
-	return step_once(be, ST_IDEM_PUT, op);
+	return store__step_once(be, ST_IDEM_PUT, op);
 }
 
 /* The attempts row of an update; before the update, see exec_update. */
@@ -600,7 +600,7 @@ attempt_insert(struct store_backend *be, struct op *op, int64_t now)
 	bind_text(&b, 6, u->attempt.detail);
 	if ((rc = bind_end(be, &b, "att_insert")) != 0)
 		return rc;
-	return step_once(be, ST_ATT_INSERT, op);
+	return store__step_once(be, ST_ATT_INSERT, op);
 }
 
 /*
@@ -644,7 +644,7 @@ exec_update(struct store_backend *be, struct op *op, int64_t now)
 	bind_int64(&b, 10, now);
 	if ((rc = bind_end(be, &b, "msg_update")) != 0)
 		return rc;
-	if ((rc = step_once(be, ST_MSG_UPDATE, op)) != 0)
+	if ((rc = store__step_once(be, ST_MSG_UPDATE, op)) != 0)
 		return rc;
 	store__count_move(be, old, u->status);
 	/* Its webhook, in the same transaction (store.h). */
@@ -829,7 +829,7 @@ exec_housekeep(struct store_backend *be, struct op *op)
 	bind_int64(&b, 2, HOUSEKEEP_CHUNK);
 	if ((rc = bind_end(be, &b, "idem_expire")) != 0)
 		return rc;
-	if ((rc = step_once(be, ST_IDEM_EXPIRE, op)) != 0)
+	if ((rc = store__step_once(be, ST_IDEM_EXPIRE, op)) != 0)
 		return rc;
 	if (sqlite3_changes(be->db) >= HOUSEKEEP_CHUNK)
 		op->u.hk.more = true;
@@ -862,8 +862,8 @@ exec_text(struct store_backend *be, struct op *op)
 	return store__exec_sql(be->db, op->u.exec.sql);
 }
 
-static int
-exec_op(struct store_backend *be, struct op *op, int64_t now)
+int
+store__exec_op(struct store_backend *be, struct op *op, int64_t now)
 {
 	switch (op->kind) {
 	case OP_SUBMIT:
@@ -892,218 +892,17 @@ exec_op(struct store_backend *be, struct op *op, int64_t now)
 	fatalx("store: unknown op kind %d", (int)op->kind);
 }
 
-/* run_batch_once: roll back and run the batch again (not an errno). */
-#define BATCH_RERUN 1
-
-/* Errors that belong to one operation's data, not to the database. */
-static bool
-err_local(int err)
-{
-	return err == -EEXIST || err == -EINVAL || err == -EFBIG;
-}
-
-/*
- * Whether op's error leaves the batch usable: an error of its own data,
- * raised before it wrote anything, with the transaction still open (SQLite
- * undid the failed statement, nothing else of the op is there to undo).
- */
-static bool
-op_local(struct store_backend *be, const struct op *op, int err)
-{
-	return err_local(err) && !op->wrote && !sqlite3_get_autocommit(be->db);
-}
-
-static void
-rollback(struct store_backend *be)
-{
-	/* Some errors (disk full, I/O) have rolled back already. */
-	if (!sqlite3_get_autocommit(be->db))
-		(void)step_once(be, ST_ROLLBACK, NULL);
-}
-
-/*
- * Why the store is unhealthy after err: a static text, never anything from
- * a message.  NULL for an error that says nothing about the disk.
- */
-static const char *
-err_reason(struct store_backend *be, int err)
-{
-	if (err_local(err))
-		return NULL;
-	if (err == -ENOSPC)
-		return "disk full";
-	return sqlite3_errstr(sqlite3_extended_errcode(be->db));
-}
-
-/* Runs ops alone, each in its own transaction (see store__run_batch). */
-static void
-run_alone(struct store_backend *be, struct op *first, size_t n)
-{
-	struct op *op;
-	size_t i;
-
-	for (i = 0, op = first; i < n; i++, op = op->next)
-		(void)store__run_batch(be, op, 1);
-}
-
-/* Every live op of the batch fails with err. */
-static void
-fail_all(struct op *first, size_t n, int err)
-{
-	struct op *op;
-	size_t i;
-
-	for (i = 0, op = first; i < n; i++, op = op->next) {
-		if (op->preset)
-			continue;
-		store__op_reset(op);
-		op->err = err;
-	}
-}
-
-static size_t
-live_ops(const struct op *first, size_t n)
-{
-	const struct op *op;
-	size_t i, live = 0;
-
-	for (i = 0, op = first; i < n; i++, op = op->next)
-		if (!op->preset)
-			live++;
-	return live;
-}
-
-/* One run of a batch; see store__run_batch. */
-static int
-run_batch_once(struct store_backend *be, struct op *first, size_t n)
-{
-	const char *why;
-	struct op *op;
-	int64_t now = now_ms();
-	size_t i, live = live_ops(first, n);
-	bool wrote = false;
-	int rc;
-
-	if (live == 0)
-		return 0;
-	/* The test hook comes alone (writer_main) and outside a batch. */
-	if (first->kind == OP_EXEC) {
-		first->err = exec_op(be, first, now);
-		return first->err;
-	}
-	/* BEGIN IMMEDIATE waits out the busy timeout: fail all at once. */
-	if ((rc = step_once(be, ST_BEGIN, NULL)) != 0)
-		goto fail;
-	memset(be->count_delta, 0, sizeof(be->count_delta));
-	memset(&be->outbox_drops, 0, sizeof(be->outbox_drops));
-	for (i = 0, op = first; i < n; i++, op = op->next) {
-		if (op->preset)
-			continue;
-		store__op_reset(op);
-		rc = exec_op(be, op, now);
-		wrote = wrote || op->wrote;
-		if (rc == 0)
-			continue;
-		if (!op_local(be, op, rc))
-			goto fail;
-		store__op_reset(op);
-		op->err = rc;
-	}
-	if ((rc = count_flush(be)) != 0)
-		goto fail;
-	if ((rc = step_once(be, ST_COMMIT, NULL)) != 0)
-		goto fail;
-	atomic_fetch_add(&be->commits, 1);
-	store__outbox_drops_commit(be);
-	/* Only a write proves that writes work again. */
-	if (wrote && atomic_load(&be->unhealthy) != NULL) {
-		log_info("- store healthy after=write");
-		atomic_store(&be->unhealthy, NULL);
-	}
-	return 0;
-fail:
-	if (be->unreadable_hit) {
-		/* A damaged row poisoned the transaction: run it again. */
-		rollback(be);
-		return BATCH_RERUN;
-	}
-	why = err_reason(be, rc);
-	rollback(be);
-	if (why == NULL && live > 1) {
-		/*
-		 * An op's own error after it wrote (rare: the cheap ordering in
-		 * exec_* makes the usual ones come first): only running each
-		 * op alone tells the guilty from the innocent.
-		 */
-		log_warnx("- store batch_failed ops=%zu err=%d retry=alone", n,
-			  rc);
-		run_alone(be, first, n);
-		return 0;
-	}
-	fail_all(first, n, rc);
-	if (why != NULL) {
-		log_warnx("- store unhealthy ops=%zu err=%d why=\"%s\"", n, rc,
-			  why);
-		atomic_store(&be->unhealthy, why);
-	}
-	return rc;
-}
-
-/*
- * The probe's row replaced by bytes of zeros in a transaction of its own;
- * on failure the caller rolls back (after reading why: see err_reason).
- */
-static int
-probe_write(struct store_backend *be, int64_t bytes)
+int
+store__probe_write(struct store_backend *be, int64_t bytes)
 {
 	struct binder b = {be->stmt[ST_PROBE], SQLITE_OK};
 	int rc;
 
-	if ((rc = step_once(be, ST_BEGIN, NULL)) != 0)
+	if ((rc = store__step_once(be, ST_BEGIN, NULL)) != 0)
 		return rc;
 	bind_int64(&b, 1, bytes);
 	if ((rc = bind_end(be, &b, "probe")) != 0 ||
-	    (rc = step_once(be, ST_PROBE, NULL)) != 0)
+	    (rc = store__step_once(be, ST_PROBE, NULL)) != 0)
 		return rc;
-	return step_once(be, ST_COMMIT, NULL);
-}
-
-int
-store__run_batch(struct store_backend *be, struct op *first, size_t n)
-{
-	int rc;
-
-	do {
-		be->unreadable_hit = false;
-		rc = run_batch_once(be, first, n);
-	} while (rc == BATCH_RERUN);
-	return rc;
-}
-
-int
-store__probe(struct store_backend *be)
-{
-	const char *why;
-	int rc = probe_write(be, PROBE_BYTES);
-
-	if (rc == 0) {
-		atomic_store(&be->unhealthy, NULL);
-		log_info("- store healthy probe=ok");
-		return 0;
-	}
-	why = err_reason(be, rc);
-	rollback(be);
-	if (why != NULL)
-		atomic_store(&be->unhealthy, why);
-	return rc;
-}
-
-int
-store__scrub(struct store_backend *be)
-{
-	int rc = probe_write(be, 1);
-
-	if (rc != 0)
-		rollback(be);
-	return rc;
+	return store__step_once(be, ST_COMMIT, NULL);
 }

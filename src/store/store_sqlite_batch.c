@@ -1,0 +1,215 @@
+/*
+ * The SQLite backend's batch: the writer's queued operations run in one
+ * transaction (store_sqlite_ops.c says what each does), and what happens
+ * when one fails.  An error of an operation's own data, raised before it
+ * wrote, fails that operation alone and the batch goes on; a damaged row
+ * (SQLite then refuses the rest of the transaction) fails its operation
+ * and the batch runs again without it; an operation's own error after it
+ * wrote sends each operation to a transaction of its own; anything else
+ * (disk full, I/O) fails the whole batch and marks the store unhealthy
+ * until a write commits again: the probe (a row of zeros, once a second
+ * while unhealthy) and the scrub after a failed flush (store_sqlite.c).
+ */
+#include "store/store_sqlite.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* run_batch_once: roll back and run the batch again (not an errno). */
+#define BATCH_RERUN 1
+
+/* Errors that belong to one operation's data, not to the database. */
+static bool
+err_local(int err)
+{
+	return err == -EEXIST || err == -EINVAL || err == -EFBIG;
+}
+
+/*
+ * Whether op's error leaves the batch usable: an error of its own data,
+ * raised before it wrote anything, with the transaction still open (SQLite
+ * undid the failed statement, nothing else of the op is there to undo).
+ */
+static bool
+op_local(struct store_backend *be, const struct op *op, int err)
+{
+	return err_local(err) && !op->wrote && !sqlite3_get_autocommit(be->db);
+}
+
+static void
+rollback(struct store_backend *be)
+{
+	/* Some errors (disk full, I/O) have rolled back already. */
+	if (!sqlite3_get_autocommit(be->db))
+		(void)store__step_once(be, ST_ROLLBACK, NULL);
+}
+
+/*
+ * Why the store is unhealthy after err: a static text, never anything from
+ * a message.  NULL for an error that says nothing about the disk.
+ */
+static const char *
+err_reason(struct store_backend *be, int err)
+{
+	if (err_local(err))
+		return NULL;
+	if (err == -ENOSPC)
+		return "disk full";
+	return sqlite3_errstr(sqlite3_extended_errcode(be->db));
+}
+
+/* Runs ops alone, each in its own transaction (see store__run_batch). */
+static void
+run_alone(struct store_backend *be, struct op *first, size_t n)
+{
+	struct op *op;
+	size_t i;
+
+	for (i = 0, op = first; i < n; i++, op = op->next)
+		(void)store__run_batch(be, op, 1);
+}
+
+/* Every live op of the batch fails with err. */
+static void
+fail_all(struct op *first, size_t n, int err)
+{
+	struct op *op;
+	size_t i;
+
+	for (i = 0, op = first; i < n; i++, op = op->next) {
+		if (op->preset)
+			continue;
+		store__op_reset(op);
+		op->err = err;
+	}
+}
+
+static size_t
+live_ops(const struct op *first, size_t n)
+{
+	const struct op *op;
+	size_t i, live = 0;
+
+	for (i = 0, op = first; i < n; i++, op = op->next)
+		if (!op->preset)
+			live++;
+	return live;
+}
+
+/* One run of a batch; see store__run_batch. */
+static int
+run_batch_once(struct store_backend *be, struct op *first, size_t n)
+{
+	const char *why;
+	struct op *op;
+	int64_t now = now_ms();
+	size_t i, live = live_ops(first, n);
+	bool wrote = false;
+	int rc;
+
+	if (live == 0)
+		return 0;
+	/* The test hook comes alone (writer_main) and outside a batch. */
+	if (first->kind == OP_EXEC) {
+		first->err = store__exec_op(be, first, now);
+		return first->err;
+	}
+	/* BEGIN IMMEDIATE waits out the busy timeout: fail all at once. */
+	if ((rc = store__step_once(be, ST_BEGIN, NULL)) != 0)
+		goto fail;
+	memset(be->count_delta, 0, sizeof(be->count_delta));
+	memset(&be->outbox_drops, 0, sizeof(be->outbox_drops));
+	for (i = 0, op = first; i < n; i++, op = op->next) {
+		if (op->preset)
+			continue;
+		store__op_reset(op);
+		rc = store__exec_op(be, op, now);
+		wrote = wrote || op->wrote;
+		if (rc == 0)
+			continue;
+		if (!op_local(be, op, rc))
+			goto fail;
+		store__op_reset(op);
+		op->err = rc;
+	}
+	if ((rc = store__count_flush(be)) != 0)
+		goto fail;
+	if ((rc = store__step_once(be, ST_COMMIT, NULL)) != 0)
+		goto fail;
+	atomic_fetch_add(&be->commits, 1);
+	store__outbox_drops_commit(be);
+	/* Only a write proves that writes work again. */
+	if (wrote && atomic_load(&be->unhealthy) != NULL) {
+		log_info("- store healthy after=write");
+		atomic_store(&be->unhealthy, NULL);
+	}
+	return 0;
+fail:
+	if (be->unreadable_hit) {
+		/* A damaged row poisoned the transaction: run it again. */
+		rollback(be);
+		return BATCH_RERUN;
+	}
+	why = err_reason(be, rc);
+	rollback(be);
+	if (why == NULL && live > 1) {
+		/*
+		 * An op's own error after it wrote (rare: the cheap ordering in
+		 * exec_* makes the usual ones come first): only running each
+		 * op alone tells the guilty from the innocent.
+		 */
+		log_warnx("- store batch_failed ops=%zu err=%d retry=alone", n,
+			  rc);
+		run_alone(be, first, n);
+		return 0;
+	}
+	fail_all(first, n, rc);
+	if (why != NULL) {
+		log_warnx("- store unhealthy ops=%zu err=%d why=\"%s\"", n, rc,
+			  why);
+		atomic_store(&be->unhealthy, why);
+	}
+	return rc;
+}
+
+int
+store__run_batch(struct store_backend *be, struct op *first, size_t n)
+{
+	int rc;
+
+	do {
+		be->unreadable_hit = false;
+		rc = run_batch_once(be, first, n);
+	} while (rc == BATCH_RERUN);
+	return rc;
+}
+
+int
+store__probe(struct store_backend *be)
+{
+	const char *why;
+	int rc = store__probe_write(be, PROBE_BYTES);
+
+	if (rc == 0) {
+		atomic_store(&be->unhealthy, NULL);
+		log_info("- store healthy probe=ok");
+		return 0;
+	}
+	why = err_reason(be, rc);
+	rollback(be);
+	if (why != NULL)
+		atomic_store(&be->unhealthy, why);
+	return rc;
+}
+
+int
+store__scrub(struct store_backend *be)
+{
+	int rc = store__probe_write(be, 1);
+
+	if (rc != 0)
+		rollback(be);
+	return rc;
+}
