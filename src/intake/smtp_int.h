@@ -117,7 +117,8 @@ struct smtp_session {
 	struct evbuffer *out; /* replies not yet written (see flush()) */
 	struct event *timer;
 	enum smtp_state state;
-	int64_t session_end_ms;              /* monotonic */
+	int64_t session_end_ms;  /* monotonic */
+	bool timer_ends_session; /* the timer was armed for session_end_ms */
 	char peer[INET6_ADDRSTRLEN + 8];     /* address:port, for logs */
 	char addr_lit[INET6_ADDRSTRLEN + 8]; /* [a.b.c.d] or [IPv6:...] */
 	char helo[SMTP_HELO_MAX + 1];

@@ -86,14 +86,21 @@ smtp__set_state(struct smtp_session *ss, enum smtp_state st)
 		bufferevent_enable(ss->bev, EV_READ);
 }
 
-/* Arms the timer for ms, or less when the session's end comes first. */
+/*
+ * Arms the timer for ms, or less when the session's end comes first.  The
+ * timer says which it was armed for: libevent counts from the time its
+ * loop turn began, so a timer set for the session's end may fire a few
+ * milliseconds before mono_ms() reaches it, and must not then be taken
+ * for an idle timeout.
+ */
 static void
 timer_arm(struct smtp_session *ss, int64_t ms, bool cap_by_session)
 {
 	int64_t left = ss->session_end_ms - mono_ms();
 	struct timeval tv;
 
-	if (cap_by_session && left < ms)
+	ss->timer_ends_session = cap_by_session && left <= ms;
+	if (ss->timer_ends_session)
 		ms = left > 0 ? left : 0;
 	tv.tv_sec = (time_t)(ms / 1000);
 	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
@@ -667,7 +674,8 @@ static void
 on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct smtp_session *ss = arg;
-	bool session_over = mono_ms() >= ss->session_end_ms;
+	bool session_over =
+	    ss->timer_ends_session || mono_ms() >= ss->session_end_ms;
 
 	switch (ss->state) {
 	case SMTP_STATE_SUBMIT:
