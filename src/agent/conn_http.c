@@ -27,7 +27,6 @@
 
 #include <gmime/gmime.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 struct conn_http {
 	const struct conn_http_api *api;
@@ -85,7 +84,7 @@ scrub(const struct conn_http *ch, char *text)
 	const char *key = ch->auth != NULL
 			      ? ch->auth + strlen(ch->api->auth_prefix)
 			      : ch->secret;
-	unsigned char plain[1024], b64[4 * sizeof(plain) / 3 + 4];
+	char plain[CONNECTOR_BLOT_PLAIN_MAX + 1];
 	int n;
 
 	if (key == NULL)
@@ -96,15 +95,25 @@ scrub(const struct conn_http *ch, char *text)
 	/* A user read from a secret file is a key too (Mailjet's). */
 	if (ch->api->basic_user_key != NULL)
 		connector_blot(text, ch->user);
-	n = snprintf((char *)plain, sizeof(plain), "%s:%s", ch->user, key);
-	if (n > 0 && (size_t)n < sizeof(plain)) {
-		int m = EVP_EncodeBlock(b64, plain, n);
-
-		if (m > 0)
-			connector_blot(text, (const char *)b64);
-		OPENSSL_cleanse(b64, sizeof(b64));
-	}
+	n = snprintf(plain, sizeof(plain), "%s:%s", ch->user, key);
+	if (n > 0 && (size_t)n < sizeof(plain))
+		connector_blot_base64(text, plain, (size_t)n);
 	OPENSSL_cleanse(plain, sizeof(plain));
+}
+
+/*
+ * A provider's words (their first 1023 bytes) into out as they may be
+ * shown: the key blotted out, then made printable and cut to outsz.
+ */
+static void
+words_clean(const struct conn_http *ch, const char *words, char *out,
+	    size_t outsz)
+{
+	char raw[1024];
+
+	snprintf(raw, sizeof(raw), "%s", words);
+	scrub(ch, raw);
+	log_sanitize(raw, strlen(raw), out, outsz);
 }
 
 /* The failure's detail into detail, and it is logged. */
@@ -113,15 +122,13 @@ describe(struct conn_http *ch, const char *msgid, const struct http_result *hr,
 	 const struct conn_http_answer *a, char *detail, size_t len)
 {
 	const char *why = a->why;
-	char clean[256], tag[sizeof(a->tag)], raw[1024];
+	char clean[256], tag[sizeof(a->tag)];
 
 	if (hr->code != CURLE_OK && !hr->too_big)
 		why = hr->error;
 	else if (why[0] == '\0')
 		why = hr->body->p;
-	snprintf(raw, sizeof(raw), "%s", why);
-	scrub(ch, raw);
-	log_sanitize(raw, strlen(raw), clean, sizeof(clean));
+	words_clean(ch, why, clean, sizeof(clean));
 	log_sanitize(a->tag, strlen(a->tag), tag, sizeof(tag));
 	snprintf(detail, len, "%s status=%ld%s: %s", ch->api->type, hr->status,
 		 tag, clean);
@@ -139,8 +146,7 @@ job_done(struct conn_http *ch, struct connector_job *job,
 {
 	struct connector_result res;
 	char detail[LINK_DETAIL_MAX + 1], pmid[LINK_PMID_MAX + 1];
-	char note[256], raw[sizeof(a->id) > sizeof(a->why) ? sizeof(a->id)
-							   : sizeof(a->why)];
+	char note[256];
 
 	memset(&res, 0, sizeof(res));
 	res.outcome = a->outcome;
@@ -154,15 +160,11 @@ job_done(struct conn_http *ch, struct connector_job *job,
 		 * blotted out of them as well.
 		 */
 		if (a->id[0] != '\0') {
-			snprintf(raw, sizeof(raw), "%s", a->id);
-			scrub(ch, raw);
-			log_sanitize(raw, strlen(raw), pmid, sizeof(pmid));
+			words_clean(ch, a->id, pmid, sizeof(pmid));
 			res.provider_message_id = pmid;
 		}
 		if (a->why[0] != '\0') {
-			snprintf(raw, sizeof(raw), "%s", a->why);
-			scrub(ch, raw);
-			log_sanitize(raw, strlen(raw), note, sizeof(note));
+			words_clean(ch, a->why, note, sizeof(note));
 			snprintf(detail, sizeof(detail), "%s %s", ch->api->type,
 				 note);
 			res.detail = detail;

@@ -5,14 +5,17 @@
  * suffices: the types are the files of this folder.  Each table's keys
  * go to the configuration's registry of provider types at the same time.
  * Registering two tables under one name is our bug and fatal.  It also
- * holds connector_blot(), which every connector uses to keep its secret
- * out of a provider's words.
+ * holds connector_blot() and connector_blot_base64(), which every
+ * connector uses to keep its secret out of a provider's words.
  */
 #include "agent/connector.h"
 #include "common/config.h"
 #include "common/log.h"
 
 #include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #define CONNECTOR_MAX 32
 
@@ -79,4 +82,18 @@ connector_blot(char *text, const char *secret)
 			break;
 		}
 	}
+}
+
+void
+connector_blot_base64(char *text, const void *plain, size_t n)
+{
+	unsigned char b64[4 * CONNECTOR_BLOT_PLAIN_MAX / 3 + 4];
+	int m;
+
+	if (n > CONNECTOR_BLOT_PLAIN_MAX)
+		return;
+	m = EVP_EncodeBlock(b64, plain, (int)n);
+	if (m > 0)
+		connector_blot(text, (const char *)b64);
+	OPENSSL_cleanse(b64, sizeof(b64));
 }

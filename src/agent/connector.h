@@ -127,6 +127,14 @@ const char *const *connector_names(size_t *n);
  * what the request carried.
  */
 void connector_blot(char *text, const char *secret);
+/* What connector_blot_base64() encodes at most (longer: nothing done). */
+#define CONNECTOR_BLOT_PLAIN_MAX 1024
+/*
+ * connector_blot() of the base64 of the n bytes at plain (credentials as a
+ * request carried them: Basic's "user:key", AUTH's lines); the encoding is
+ * wiped afterwards.
+ */
+void connector_blot_base64(char *text, const void *plain, size_t n);
 
 #define CONNECTOR_REGISTER(ops)                                                \
 	__attribute__((constructor)) static void connector_register_##ops(     \

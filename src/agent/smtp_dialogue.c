@@ -17,7 +17,6 @@
 #include "link/link.h"
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -516,9 +515,8 @@ smtp_dialogue_line(struct smtp_lines *l, const char *p, size_t n,
 void
 smtp_dialogue_scrub(char *text, const char *user, const char *password)
 {
-	unsigned char plain[1024], b64[4 * sizeof(plain) / 3 + 4];
+	char plain[CONNECTOR_BLOT_PLAIN_MAX];
 	size_t ulen = user != NULL ? strlen(user) : 0, plen;
-	int m;
 
 	if (password == NULL || text == NULL)
 		return;
@@ -526,16 +524,11 @@ smtp_dialogue_scrub(char *text, const char *user, const char *password)
 	plen = strlen(password);
 	if (plen + ulen + 2 > sizeof(plain))
 		return; /* no such AUTH line was ever sent whole to echo */
-	m = EVP_EncodeBlock(b64, (const unsigned char *)password, (int)plen);
-	if (m > 0)
-		connector_blot(text, (const char *)b64);
+	connector_blot_base64(text, password, plen);
 	plain[0] = '\0';
 	memcpy(plain + 1, user != NULL ? user : "", ulen);
 	plain[1 + ulen] = '\0';
 	memcpy(plain + 2 + ulen, password, plen);
-	m = EVP_EncodeBlock(b64, plain, (int)(ulen + plen + 2));
-	if (m > 0)
-		connector_blot(text, (const char *)b64);
+	connector_blot_base64(text, plain, ulen + plen + 2);
 	OPENSSL_cleanse(plain, sizeof(plain));
-	OPENSSL_cleanse(b64, sizeof(b64));
 }
