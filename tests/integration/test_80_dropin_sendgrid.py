@@ -217,6 +217,14 @@ BAD = [
      400, "headers.X-A"),
     ("relay header", ok_body(headers={"Bcc": "x@example.com"}), 400,
      "headers.Bcc"),
+    # A personalization's header is named where the client wrote it.
+    ("crlf personalization header", ok_body(personalizations=pers(
+        headers={"X-A": "1\r\nBcc: x@example.com"})), 400,
+     "personalizations.0.headers.X-A"),
+    ("relay personalization header", ok_body(
+        headers={"X-B": "ok"},
+        personalizations=pers(headers={"bcc": "x@example.com"})), 400,
+     "personalizations.0.headers.bcc"),
     ("unknown field", ok_body(colour="red"), 400, "colour"),
     ("unknown in personalization", ok_body(personalizations=pers(x=1)),
      400, "personalizations.0.x"),

@@ -225,6 +225,10 @@ test_refusals(void **state)
 		",\"custom_args\":{\"a\":\"b\"},\"headers\":"
 		"{\"x-shivneri-custom-args\":\"c\"}}",
 		400, "headers.X-Shivneri-Custom-Args");
+	refused("{\"personalizations\":[{\"to\":[{\"email\":\"t@b.c\"}],"
+		"\"headers\":{\"x-shivneri-custom-args\":\"c\"}}]," FROM
+		",\"subject\":\"s\"," CONTENT ",\"custom_args\":{\"a\":\"b\"}}",
+		400, "personalizations.0.headers.X-Shivneri-Custom-Args");
 	refused("{" ONE_TO "," FROM ",\"subject\":\"s\\u0000\"," CONTENT "}",
 		400, "body");
 	/* Five recipients over two personalizations, four allowed. */
@@ -382,25 +386,112 @@ test_field_names(void **state)
 	char f[128];
 
 	(void)state;
-	dropin_sendgrid_field("to[1]: not a valid address", 3, f, sizeof(f));
+	dropin_sendgrid_field(NULL, "to[1]: not a valid address", 3, f,
+			      sizeof(f));
 	assert_string_equal(f, "personalizations.3.to.1");
-	dropin_sendgrid_field("bcc: must be", 0, f, sizeof(f));
+	dropin_sendgrid_field(NULL, "bcc: must be", 0, f, sizeof(f));
 	assert_string_equal(f, "personalizations.0.bcc");
-	dropin_sendgrid_field("attachments[2].content_base64: not valid base64",
+	dropin_sendgrid_field(NULL,
+			      "attachments[2].content_base64: not valid base64",
 			      0, f, sizeof(f));
 	assert_string_equal(f, "attachments.2.content_base64");
-	dropin_sendgrid_field("headers.X-A: contains CR or LF", 0, f,
+	dropin_sendgrid_field(NULL, "headers.X-A: contains CR or LF", 0, f,
 			      sizeof(f));
 	assert_string_equal(f, "headers.X-A");
-	dropin_sendgrid_field("tags[0]: must be printable ASCII", 0, f,
+	/* A header name keeps its brackets. */
+	dropin_sendgrid_field(NULL, "headers.X[1]: contains CR or LF", 0, f,
+			      sizeof(f));
+	assert_string_equal(f, "headers.X[1]");
+	dropin_sendgrid_field(NULL, "tags[0]: must be printable ASCII", 0, f,
 			      sizeof(f));
 	assert_string_equal(f, "categories.0");
-	dropin_sendgrid_field("text: holds the MIME boundary", 0, f, sizeof(f));
+	dropin_sendgrid_field(NULL, "text: holds the MIME boundary", 0, f,
+			      sizeof(f));
 	assert_string_equal(f, "content");
-	dropin_sendgrid_field("message: larger than 5 bytes", 0, f, sizeof(f));
+	dropin_sendgrid_field(NULL, "message: larger than 5 bytes", 0, f,
+			      sizeof(f));
 	assert_string_equal(f, "");
-	dropin_sendgrid_field("no colon here", 0, f, sizeof(f));
+	dropin_sendgrid_field(NULL, "no colon here", 0, f, sizeof(f));
 	assert_string_equal(f, "");
+}
+
+/*
+ * The field a build refusal of personalization p's body names, through
+ * the batch as the front does.
+ */
+static void
+built_field(const char *body, size_t p, const char *want)
+{
+	struct dropin_batch b;
+	struct message_error e;
+	struct store_message *m = NULL;
+	char f[192];
+
+	translate(body, 0, &b, &e);
+	assert_true(p < b.n);
+	memset(&e, 0, sizeof(e));
+	if (message_from_json(b.json[p], b.len[p], &lim, &m, &e) == 0)
+		fail_msg("built: %s", b.json[p]);
+	dropin_sendgrid_field(&b, e.message, p, f, sizeof(f));
+	if (strcmp(f, want) != 0)
+		fail_msg("\"%s\" named \"%s\", not \"%s\"", e.message, f, want);
+	dropin_batch_cleanup(&b);
+}
+
+#define TWO_PERS(h0, h1)                                                       \
+	"{\"personalizations\":[{\"to\":[{\"email\":\"a@b.c\"}]" h0 "},"       \
+	"{\"to\":[{\"email\":\"b@b.c\"}]" h1 "}]," FROM                        \
+	",\"subject\":\"s\"," CONTENT
+
+/*
+ * A header a personalization set is named under it
+ * (personalizations.N.headers.X), one of the top-level map as
+ * headers.X, whatever the case, a name cut short in the refusal, or a
+ * bad name holding ": ".
+ */
+static void
+test_header_field_names(void **state)
+{
+	/* 60 bytes: the refusal prints 47 of them. */
+	static const char long_name[] =
+	    "X-Very-Long-Header-Name-That-The-Refusal-Cuts-Short-123456";
+
+	(void)state;
+	built_field(
+	    TWO_PERS("", ",\"headers\":{\"X-A\":\"1\\r\\nBcc: x@y.z\"}") "}", 1,
+	    "personalizations.1.headers.X-A");
+	built_field(TWO_PERS("", "") ",\"headers\":{\"X-A\":\"1\\nB\"}}", 1,
+		    "headers.X-A");
+	built_field(TWO_PERS("", "") ",\"headers\":{\"Bcc\":\"x@y.z\"}}", 0,
+		    "headers.Bcc");
+	/* The personalization's x-a overrides the top-level X-A. */
+	built_field(TWO_PERS(",\"headers\":{\"x-a\":\"\\u0001\"}",
+			     "") ",\"headers\":{\"X-A\":\"ok\"}}",
+		    0, "personalizations.0.headers.x-a");
+	built_field(TWO_PERS(",\"headers\":{\"Bcc\":\"x@y.z\"}",
+			     "") ",\"headers\":{\"X-B\":\"ok\"}}",
+		    0, "personalizations.0.headers.Bcc");
+	built_field(TWO_PERS(",\"headers\":{\"A: b\":\"x\"}", "") "}", 0,
+		    "personalizations.0.headers.A: b");
+	built_field(
+	    TWO_PERS(",\"headers\":{\"Date\":\"1\",\"date\":\"2\"}", "") "}", 0,
+	    "personalizations.0.headers.date");
+	{
+		char body[1024];
+
+		snprintf(body, sizeof(body),
+			 TWO_PERS(",\"headers\":{\"%s\":\"\\u0001\"}", "") "}",
+			 long_name);
+		built_field(body, 0,
+			    "personalizations.0.headers.X-Very-Long-Header-"
+			    "Name-That-The-Refusal-Cut...");
+		snprintf(body, sizeof(body),
+			 TWO_PERS("", "") ",\"headers\":{\"%s\":\"\\u0001\"}}",
+			 long_name);
+		built_field(body, 0,
+			    "headers.X-Very-Long-Header-Name-That-The-"
+			    "Refusal-Cut...");
+	}
 }
 
 /* What /v1 gained for the drop-ins: reply_to arrays, content_id. */
@@ -456,6 +547,7 @@ main(void)
 	    cmocka_unit_test(test_content_too_large),
 	    cmocka_unit_test(test_total_bytes),
 	    cmocka_unit_test(test_field_names),
+	    cmocka_unit_test(test_header_field_names),
 	    cmocka_unit_test(test_v1_seam),
 	};
 
