@@ -416,9 +416,9 @@ json_escaped_len(const char *s, size_t n)
  * parse (hundreds of megabytes: text of control bytes is six times its
  * size as JSON).  Two counts, each exact (it refuses nothing the builder
  * would take):
- *  - the bytes as sent: the builder's first size check (min_size()),
- *    which counts text and html as they are and each file as 3/4 of its
- *    base64 (at least its length);
+ *  - the bytes as sent: the builder's first size check (min_size_over()),
+ *    which counts text and html as they are and each file as what its
+ *    base64 decodes to (its length);
  *  - the bytes of their /v1 JSON: each byte of text, html or a file's
  *    base64 in the JSON becomes at least half a byte of the message
  *    ("\r\n" is 4 bytes of JSON for a CRLF, a control byte 6 for its

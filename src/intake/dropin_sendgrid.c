@@ -665,11 +665,14 @@ own_headers(const cJSON *p)
 /*
  * The bytes every personalization repeats, content and attachments: as
  * given (*given), and as the builder counts them at the least in the
- * message (*least: text as is, base64 as 3/4 of its length, its
- * min_size()).
+ * message (*least: text as is, base64 as what it decodes to, its
+ * min_size_over()).  Without exact, base64 counts as 3/4 of its length,
+ * never less than what it decodes to and free; with it, its line breaks
+ * are left out (message__b64_decoded_len(), a pass over it), as a
+ * refusal must not count them.
  */
 static void
-shared_bytes(const struct sg *g, size_t *given, size_t *least)
+shared_bytes(const struct sg *g, bool exact, size_t *given, size_t *least)
 {
 	const cJSON *c, *v;
 	size_t n;
@@ -691,7 +694,9 @@ shared_bytes(const struct sg *g, size_t *given, size_t *least)
 				continue;
 			n = strlen(v->valuestring);
 			*given += n;
-			*least += n / 4 * 3;
+			*least +=
+			    exact ? message__b64_decoded_len(v->valuestring, n)
+				  : n / 4 * 3 + n % 4 * 3 / 4;
 		}
 }
 
@@ -736,7 +741,9 @@ translate(struct sg *g, size_t max_total, struct dropin_batch *out)
 	 * refuse anyway (its first size check, on the same counts), and
 	 * content that n copies would take past max_total.
 	 */
-	shared_bytes(g, &given, &least);
+	shared_bytes(g, false, &given, &least);
+	if (least > g->lim->max_message_bytes)
+		shared_bytes(g, true, &given, &least);
 	if (least > g->lim->max_message_bytes)
 		return message__fail(g->err, 413, "too_large",
 				     "message: larger than %zu bytes",

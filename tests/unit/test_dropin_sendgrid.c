@@ -15,6 +15,7 @@
 #include "common/buf.h"
 #include "intake/dropin.h"
 #include "intake/message.h"
+#include "intake/message_int.h"
 #include "store/store.h"
 
 #include <stdio.h>
@@ -353,6 +354,81 @@ test_content_too_large(void **state)
 	buf_cleanup(&b);
 }
 
+/* Base64 of n bytes with CR LF after every character, into b. */
+static void
+wrapped_b64(struct buf *b, size_t n)
+{
+	static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				  "abcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t i, k;
+	unsigned v;
+
+	for (i = 0; i < n; i += 3) {
+		v = (unsigned)(i % 251) << 16;
+		if (i + 1 < n)
+			v |= (unsigned)((i + 1) % 251) << 8;
+		if (i + 2 < n)
+			v |= (unsigned)((i + 2) % 251);
+		for (k = 0; k < 4; k++) {
+			if (k >= 2 && i + k - 1 >= n)
+				assert_int_equal(buf_appends(b, "="), 0);
+			else
+				assert_int_equal(
+				    buf_appendf(b, "%c",
+						abc[v >> (18 - 6 * k) & 63]),
+				    0);
+			assert_int_equal(buf_appends(b, "\\r\\n"), 0);
+		}
+	}
+}
+
+/*
+ * Base64 padded with line breaks is counted as what it decodes to, by
+ * the translator and by the builder: 4,000 bytes with CR LF after every
+ * character (48 KB of JSON, which 3/4 of its length took for 9,000 bytes
+ * of message) translate and build into a message under the 8,192 limit;
+ * 8,193 bytes so wrapped are refused 413 before any build.
+ */
+static void
+test_wrapped_base64_counts_as_decoded(void **state)
+{
+	struct dropin_batch b;
+	struct message_error e;
+	struct store_message *m;
+	struct buf body;
+
+	(void)state;
+	assert_int_equal(message__b64_decoded_len("QUJD\r\nRA==", 10), 4);
+	assert_int_equal(message__b64_decoded_len("QUJDRA", 6), 4);
+	assert_int_equal(message__b64_decoded_len("Q\nU\nJ\nD\n", 8), 3);
+	assert_int_equal(message__b64_decoded_len("\r\n\r\n", 4), 0);
+	buf_init(&body, SIZE_MAX);
+	assert_int_equal(buf_appends(&body, "{" ONE_TO "," FROM
+					    ",\"subject\":\"s\"," CONTENT
+					    ",\"attachments\":[{\"filename\":"
+					    "\"a.bin\",\"content\":\""),
+			 0);
+	wrapped_b64(&body, 4000);
+	assert_int_equal(buf_appends(&body, "\"}]}"), 0);
+	translate(body.p, 0, &b, &e);
+	m = build(&b, 0);
+	assert_true(m->mime_len <= lim.max_message_bytes);
+	store_message_free(m);
+	dropin_batch_cleanup(&b);
+	buf_cleanup(&body);
+
+	buf_init(&body, SIZE_MAX);
+	assert_int_equal(buf_appends(&body, "{" ONE_TO "," FROM
+					    ",\"subject\":\"s\"," CONTENT
+					    ",\"attachments\":[{\"filename\":"
+					    "\"a.bin\",\"content\":\""),
+			 0);
+	wrapped_b64(&body, 8193);
+	assert_int_equal(buf_appends(&body, "\"}]}"), 0);
+	refused(body.p, 413, "message");
+	buf_cleanup(&body);
+}
+
 static void
 test_total_bytes(void **state)
 {
@@ -545,6 +621,7 @@ main(void)
 	    cmocka_unit_test(test_refusals),
 	    cmocka_unit_test(test_map_caps),
 	    cmocka_unit_test(test_content_too_large),
+	    cmocka_unit_test(test_wrapped_base64_counts_as_decoded),
 	    cmocka_unit_test(test_total_bytes),
 	    cmocka_unit_test(test_field_names),
 	    cmocka_unit_test(test_header_field_names),
