@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <gmime/gmime.h>
+
 static const struct message_limits lim = {
     .max_message_bytes = 8192,
     .max_recipients = 4,
@@ -164,6 +166,111 @@ test_inline_attachment(void **state)
 	assert_non_null(strstr(m->mime, "multipart/alternative"));
 	store_message_free(m);
 	dropin_batch_cleanup(&b);
+}
+
+/* A message with one attachment of type t (a JSON string's content). */
+static void
+typed_body(char *out, size_t outsz, const char *t)
+{
+	int n = snprintf(out, outsz,
+			 "{" ONE_TO "," FROM ",\"subject\":\"S\"," CONTENT
+			 ",\"attachments\":[{\"content\":\"QUJD\","
+			 "\"filename\":\"a.txt\",\"type\":\"%s\"}]}",
+			 t);
+
+	assert_true(n > 0 && (size_t)n < outsz);
+}
+
+/*
+ * SendGrid takes an attachment type with parameters; so does the
+ * builder, which writes it as given: GMime reads back the type, the
+ * subtype and each parameter as written, and the header's value starts
+ * with the type verbatim (the relay's name= follows).
+ */
+static void
+test_attachment_type_parameters(void **state)
+{
+	static const struct {
+		const char *json, *raw, *mime, *attr, *val;
+	} good[] = {
+	    {"text/plain; charset=utf-8", "text/plain; charset=utf-8",
+	     "text/plain", "charset", "utf-8"},
+	    {"text/csv;charset=\\\"ISO-8859-1\\\"; header=present",
+	     "text/csv;charset=\"ISO-8859-1\"; header=present", "text/csv",
+	     "header", "present"},
+	    {"application/pdf ; x-t=\\\"a b\\\"",
+	     "application/pdf ; x-t=\"a b\"", "application/pdf", "x-t", "a b"},
+	};
+	/* CR, LF, controls, 8-bit; what readers differ on: RFC 2231, a
+	 * name twice, a quoted-pair; the relay's own name=. */
+	static const char *const bad_types[] = {
+	    "text/plain; charset=utf-8\\r\\nBcc: x@example.com",
+	    "text/plain; charset=\\u0001",
+	    "text/plain; charset=\\u00e9",
+	    "text/plain; a=\\\"\\u007f\\\"",
+	    "text/plain; charset=a; CHARSET=b",
+	    "text/plain; title*=utf-8''x",
+	    "text/plain; a=\\\"b\\\\\\\"c\\\"",
+	    "text/plain; name=x",
+	    "text/plain; a=b c",
+	    "text/plain; a",
+	    "text/plain;; a=b",
+	    "multipart/mixed; boundary=x",
+	};
+	char body[1024], *type;
+	struct dropin_batch b;
+	struct message_error e;
+	struct store_message *m;
+	GMimeStream *st;
+	GMimeParser *ps;
+	GMimeMessage *msg;
+	GMimeObject *att;
+	GMimeContentType *ct;
+	const char *hv;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < ARRAY_SIZE(good); i++) {
+		typed_body(body, sizeof(body), good[i].json);
+		translate(body, 0, &b, &e);
+		m = build(&b, 0);
+		st = g_mime_stream_mem_new_with_buffer(m->mime, m->mime_len);
+		ps = g_mime_parser_new_with_stream(st);
+		msg = g_mime_parser_construct_message(ps, NULL);
+		assert_non_null(msg);
+		att = g_mime_multipart_get_part(
+		    GMIME_MULTIPART(g_mime_message_get_mime_part(msg)), 1);
+		ct = g_mime_object_get_content_type(att);
+		type = g_mime_content_type_get_mime_type(ct);
+		assert_string_equal(type, good[i].mime);
+		g_free(type);
+		assert_string_equal(
+		    g_mime_content_type_get_parameter(ct, good[i].attr),
+		    good[i].val);
+		assert_string_equal(
+		    g_mime_content_type_get_parameter(ct, "name"), "a.txt");
+		hv = g_mime_object_get_header(att, "Content-Type");
+		assert_non_null(hv);
+		if (strncmp(hv, good[i].raw, strlen(good[i].raw)) != 0)
+			fail_msg("written as \"%s\", not \"%s\"", hv,
+				 good[i].raw);
+		g_object_unref(msg);
+		g_object_unref(ps);
+		g_object_unref(st);
+		store_message_free(m);
+		dropin_batch_cleanup(&b);
+	}
+	for (i = 0; i < ARRAY_SIZE(bad_types); i++) {
+		typed_body(body, sizeof(body), bad_types[i]);
+		translate(body, 0, &b, &e);
+		memset(&e, 0, sizeof(e));
+		m = NULL;
+		if (message_from_json(b.json[0], b.len[0], &lim, &m, &e) == 0)
+			fail_msg("type \"%s\" taken", bad_types[i]);
+		assert_non_null(
+		    strstr(e.message, "attachments[0].content_type: "));
+		dropin_batch_cleanup(&b);
+	}
 }
 
 /* One refusal: the status and the field the message starts with. */
@@ -618,6 +725,7 @@ main(void)
 	    cmocka_unit_test(test_minimal),
 	    cmocka_unit_test(test_personalizations),
 	    cmocka_unit_test(test_inline_attachment),
+	    cmocka_unit_test(test_attachment_type_parameters),
 	    cmocka_unit_test(test_refusals),
 	    cmocka_unit_test(test_map_caps),
 	    cmocka_unit_test(test_content_too_large),
