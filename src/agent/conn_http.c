@@ -74,9 +74,10 @@ answer_json(const struct buf *body)
  * it) that echoes the request's Authorization would otherwise put it into
  * the detail that the server logs, stores, publishes to events and
  * webhooks and shows in the console.  Blotted: the key itself, as the
- * auth header carries it and as Basic's password, and Basic's base64 of
- * "user:key".  Only failures come here, so the base64 is made each time
- * rather than kept as one more copy of the key.
+ * auth header carries it and as Basic's password, raw, as log_sanitize()
+ * prints it (an API may have sanitized its words) and JSON-escaped (the
+ * raw body), and Basic's base64 of "user:key".  Only failures come here, so the
+ * base64 is made each time rather than kept as one more copy of the key.
  */
 static void
 scrub(const struct conn_http *ch, char *text)
@@ -90,11 +91,16 @@ scrub(const struct conn_http *ch, char *text)
 	if (key == NULL)
 		return;
 	connector_blot(text, key);
+	/* A raw JSON body (the words when the API read none) carries the
+	 * key escaped where it is not plain ASCII. */
+	connector_blot_json(text, key);
 	if (ch->auth != NULL || ch->user == NULL)
 		return;
 	/* A user read from a secret file is a key too (Mailjet's). */
-	if (ch->api->basic_user_key != NULL)
+	if (ch->api->basic_user_key != NULL) {
 		connector_blot(text, ch->user);
+		connector_blot_json(text, ch->user);
+	}
 	n = snprintf(plain, sizeof(plain), "%s:%s", ch->user, key);
 	if (n > 0 && (size_t)n < sizeof(plain))
 		connector_blot_base64(text, plain, (size_t)n);

@@ -122,11 +122,21 @@ const char *const *connector_names(size_t *n);
  * Overwrites with '*' every copy of secret (a C string, 4 bytes or more)
  * in text, and a start of it (4 bytes or more) that ends text, or comes
  * right before a final "..." (log_sanitize's mark): a copy cut short where
- * the provider's words were truncated.  Any provider's words
- * go through this before a detail, an id or a log line: an answer may echo
- * what the request carried.
+ * the provider's words were truncated.  A copy counts raw or as
+ * log_sanitize() leaves it (each byte it cannot print, as in a UTF-8
+ * password, a '?'), so text escaped before it got here is blotted too.
+ * Any provider's words go through this before a detail, an id or a log
+ * line: an answer may echo what the request carried.
  */
 void connector_blot(char *text, const char *secret);
+/*
+ * connector_blot() of secret as a JSON string would carry it when it
+ * holds anything JSON escapes (quotes, backslashes, controls, non-ASCII
+ * as \uXXXX in either case of hex): a provider's raw JSON body that
+ * echoes it.  Nothing for a printable ASCII secret (its JSON form is
+ * itself, save for quotes and backslashes, whose escapes are blotted).
+ */
+void connector_blot_json(char *text, const char *secret);
 /* What connector_blot_base64() encodes at most (longer: nothing done). */
 #define CONNECTOR_BLOT_PLAIN_MAX 1024
 /*

@@ -25,6 +25,14 @@ struct dropin_batch {
 	char **json; /* malloc'd, NUL-terminated */
 	size_t *len;
 	size_t n;
+	/*
+	 * SendGrid: per body, the names of its personalization's own
+	 * headers as a /v1 refusal prints them (message__safe_name()), one
+	 * after another each with its NUL, then an empty one; NULL (the
+	 * array or an entry) when there are none.  So a refusal of a header
+	 * is named where the client wrote it (dropin_sendgrid_field()).
+	 */
+	char **own_headers;
 };
 
 /* NULL-safe; frees every body and empties b. */
@@ -58,11 +66,14 @@ int dropin_sendgrid(const char *body, size_t len,
 
 /*
  * The SendGrid name of the field a /v1 refusal names (err->message of the
- * build of personalization p, "to[1]: not a valid address") into field,
- * e.g. "personalizations.0.to.1"; "" when the message names no field.
+ * build of body p of batch b, "to[1]: not a valid address") into field,
+ * e.g. "personalizations.0.to.1"; "" when the message names no field.  A
+ * header is "personalizations.P.headers.NAME" when the personalization
+ * set it (b->own_headers, names compared without case, as the merge
+ * does), else "headers.NAME"; b may be NULL (every header top-level).
  */
-void dropin_sendgrid_field(const char *v1_message, size_t p, char *field,
-			   size_t fieldsz);
+void dropin_sendgrid_field(const struct dropin_batch *b, const char *v1_message,
+			   size_t p, char *field, size_t fieldsz);
 
 struct form;
 

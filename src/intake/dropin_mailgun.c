@@ -278,6 +278,32 @@ tag_add(const struct form_field *f, cJSON *v1, struct message_error *err)
 	return 0;
 }
 
+/*
+ * h:NAME into v1's headers.  Header names are compared without case
+ * (RFC 5322), so h:X-Foo and h:x-foo are one header given twice, refused
+ * as any single field given twice is; else both would be written.  The
+ * builder's cap on headers holds here too, so the comparison of every
+ * pair stays small however many parts the form has.
+ */
+static int
+header_add(const struct form_field *f, cJSON *v1, struct message_error *err)
+{
+	cJSON *hdrs = member(v1, "headers", false);
+	const cJSON *e;
+	char kbuf[64];
+
+	if (cJSON_GetArraySize(hdrs) >= MAX_HEADERS)
+		return message__invalid(err, fname(f, kbuf, sizeof(kbuf)),
+					"too many headers");
+	for (e = hdrs->child; e != NULL; e = e->next)
+		if (strcasecmp(e->string, f->name + 2) == 0)
+			return message__invalid(
+			    err, fname(f, kbuf, sizeof(kbuf)),
+			    "given twice (header names are compared "
+			    "without case)");
+	return once_add(f, hdrs, f->name + 2, err);
+}
+
 /* One field of the form into v1 (v: ones into vars); 0 or -1. */
 static int
 field_add(const struct form_field *f, cJSON *v1, cJSON *vars,
@@ -324,10 +350,8 @@ field_add(const struct form_field *f, cJSON *v1, cJSON *vars,
 		return once_add(f, vars, name + 2, err);
 	if (strcasecmp(name, "h:Reply-To") == 0)
 		return once_add(f, v1, "reply_to", err);
-	/* Two fields of one header name: refused here when spelled the
-	 * same; the builder refuses what it cannot tell apart. */
 	if (strncmp(name, "h:", 2) == 0 && name[2] != '\0')
-		return once_add(f, member(v1, "headers", false), name + 2, err);
+		return header_add(f, v1, err);
 	return message__invalid(err, fname(f, kbuf, sizeof(kbuf)),
 				"not supported by this relay");
 }
@@ -392,9 +416,9 @@ json_escaped_len(const char *s, size_t n)
  * parse (hundreds of megabytes: text of control bytes is six times its
  * size as JSON).  Two counts, each exact (it refuses nothing the builder
  * would take):
- *  - the bytes as sent: the builder's first size check (min_size()),
- *    which counts text and html as they are and each file as 3/4 of its
- *    base64 (at least its length);
+ *  - the bytes as sent: the builder's first size check (min_size_over()),
+ *    which counts text and html as they are and each file as what its
+ *    base64 decodes to (its length);
  *  - the bytes of their /v1 JSON: each byte of text, html or a file's
  *    base64 in the JSON becomes at least half a byte of the message
  *    ("\r\n" is 4 bytes of JSON for a CRLF, a control byte 6 for its

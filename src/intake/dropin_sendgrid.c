@@ -235,6 +235,13 @@ settings_off(struct message_error *err, const char *field, const cJSON *obj)
  */
 #define SG_MAX_ARGS ((MAX_HEADER_VALUE_LEN - 1) / 6)
 
+/*
+ * A header name as a /v1 refusal prints it: message__safe_name() into
+ * the 48 bytes that message.c's add_headers() gives it.  Kept equal to
+ * that by test_dropin_sendgrid's long-name case.
+ */
+#define SG_HEADER_NAME_MAX 48
+
 static int string_map(struct message_error *err, const char *field,
 		      const cJSON *obj, int max, const char *why);
 
@@ -504,7 +511,14 @@ headers_add(struct sg *g, const cJSON *p, size_t idx, cJSON *v1)
 	}
 	if (has_key_nocase(h, DROPIN_SENDGRID_ARGS_HEADER)) {
 		cJSON_Delete(args);
-		return bad(g->err, "headers." DROPIN_SENDGRID_ARGS_HEADER,
+		snprintf(
+		    f, sizeof(f),
+		    "personalizations.%zu.headers." DROPIN_SENDGRID_ARGS_HEADER,
+		    idx);
+		return bad(g->err,
+			   has_key_nocase(ph, DROPIN_SENDGRID_ARGS_HEADER)
+			       ? f
+			       : "headers." DROPIN_SENDGRID_ARGS_HEADER,
 			   "carries custom_args; set one or the other");
 	}
 	s = cJSON_PrintUnformatted(args);
@@ -623,13 +637,42 @@ fail:
 }
 
 /*
+ * The names of personalization p's own headers (string_map() checked
+ * them) as dropin.h's own_headers holds them; NULL when none.  Each is
+ * at most a builder's field name, so a body holds at most MAX_HEADERS of
+ * them, a few KiB.
+ */
+static char *
+own_headers(const cJSON *p)
+{
+	const cJSON *ph = cJSON_GetObjectItemCaseSensitive(p, "headers"), *v;
+	char kbuf[SG_HEADER_NAME_MAX];
+	struct buf b;
+	const char *name;
+
+	if (!cJSON_IsObject(ph) || ph->child == NULL)
+		return NULL;
+	buf_init(&b, SIZE_MAX);
+	for (v = ph->child; v != NULL; v = v->next) {
+		name = message__safe_name(v->string, strlen(v->string), kbuf,
+					  sizeof(kbuf));
+		xbuf_add(&b, name, strlen(name) + 1);
+	}
+	xbuf_addc(&b, '\0');
+	return b.p;
+}
+
+/*
  * The bytes every personalization repeats, content and attachments: as
  * given (*given), and as the builder counts them at the least in the
- * message (*least: text as is, base64 as 3/4 of its length, its
- * min_size()).
+ * message (*least: text as is, base64 as what it decodes to, its
+ * min_size_over()).  Without exact, base64 counts as 3/4 of its length,
+ * never less than what it decodes to and free; with it, its line breaks
+ * are left out (message__b64_decoded_len(), a pass over it), as a
+ * refusal must not count them.
  */
 static void
-shared_bytes(const struct sg *g, size_t *given, size_t *least)
+shared_bytes(const struct sg *g, bool exact, size_t *given, size_t *least)
 {
 	const cJSON *c, *v;
 	size_t n;
@@ -651,7 +694,9 @@ shared_bytes(const struct sg *g, size_t *given, size_t *least)
 				continue;
 			n = strlen(v->valuestring);
 			*given += n;
-			*least += n / 4 * 3;
+			*least +=
+			    exact ? message__b64_decoded_len(v->valuestring, n)
+				  : n / 4 * 3 + n % 4 * 3 / 4;
 		}
 }
 
@@ -666,6 +711,9 @@ dropin_batch_cleanup(struct dropin_batch *b)
 		free(b->json[i]);
 	free(b->json);
 	free(b->len);
+	for (i = 0; b->own_headers != NULL && i < b->n; i++)
+		free(b->own_headers[i]);
+	free(b->own_headers);
 	memset(b, 0, sizeof(*b));
 }
 
@@ -693,7 +741,9 @@ translate(struct sg *g, size_t max_total, struct dropin_batch *out)
 	 * refuse anyway (its first size check, on the same counts), and
 	 * content that n copies would take past max_total.
 	 */
-	shared_bytes(g, &given, &least);
+	shared_bytes(g, false, &given, &least);
+	if (least > g->lim->max_message_bytes)
+		shared_bytes(g, true, &given, &least);
 	if (least > g->lim->max_message_bytes)
 		return message__fail(g->err, 413, "too_large",
 				     "message: larger than %zu bytes",
@@ -702,9 +752,11 @@ translate(struct sg *g, size_t max_total, struct dropin_batch *out)
 		return too_large(g->err, max_total);
 	out->json = xcalloc(n, sizeof(*out->json));
 	out->len = xcalloc(n, sizeof(*out->len));
+	out->own_headers = xcalloc(n, sizeof(*out->own_headers));
 	for (i = 0, p = g->pers->child; p != NULL; p = p->next, i++) {
 		if (personalization(g, p, i, &nrcpt, &v1) != 0)
 			return -1;
+		out->own_headers[i] = own_headers(p);
 		out->json[i] = cJSON_PrintUnformatted(v1);
 		cJSON_Delete(v1);
 		if (out->json[i] == NULL)
@@ -769,8 +821,38 @@ static const struct {
     {"body", ""},
 };
 
+/*
+ * A /v1 header refusal ("headers.NAME: why", NAME as the builder printed
+ * it) into field, in SendGrid's terms: under personalization p when it
+ * set NAME (own, dropin.h's own_headers), else the top-level map.  NAME
+ * is matched whole against own rather than cut at the first ": ", since a
+ * bad name may hold one; it is kept as written (brackets included).
+ */
+static void
+header_field(const char *own, const char *msg, size_t p, char *field,
+	     size_t fieldsz)
+{
+	const char *name = msg + strlen("headers."), *colon;
+	size_t n;
+
+	for (; own != NULL && *own != '\0'; own += n + 1) {
+		n = strlen(own);
+		if (strncasecmp(name, own, n) == 0 &&
+		    strncmp(name + n, ": ", 2) == 0) {
+			snprintf(field, fieldsz,
+				 "personalizations.%zu.headers.%.*s", p, (int)n,
+				 name);
+			return;
+		}
+	}
+	colon = strstr(name, ": ");
+	snprintf(field, fieldsz, "headers.%.*s",
+		 colon != NULL ? (int)(colon - name) : 0, name);
+}
+
 void
-dropin_sendgrid_field(const char *msg, size_t p, char *field, size_t fieldsz)
+dropin_sendgrid_field(const struct dropin_batch *b, const char *msg, size_t p,
+		      char *field, size_t fieldsz)
 {
 	const char *colon = strstr(msg, ": "), *rest;
 	size_t i, n;
@@ -779,6 +861,13 @@ dropin_sendgrid_field(const char *msg, size_t p, char *field, size_t fieldsz)
 	field[0] = '\0';
 	if (colon == NULL)
 		return;
+	if (strncmp(msg, "headers.", 8) == 0) {
+		header_field(b != NULL && b->own_headers != NULL && p < b->n
+				 ? b->own_headers[p]
+				 : NULL,
+			     msg, p, field, fieldsz);
+		return;
+	}
 	n = strcspn(msg, ".[:");
 	for (i = 0; i < ARRAY_SIZE(field_map); i++)
 		if (strlen(field_map[i].v1) == n &&
@@ -786,8 +875,8 @@ dropin_sendgrid_field(const char *msg, size_t p, char *field, size_t fieldsz)
 			break;
 	if (i == ARRAY_SIZE(field_map) || field_map[i].sg[0] == '\0')
 		return;
-	/* "to[1]" -> ".1", "headers.X" -> ".X", "attachments[0].x" ->
-	 * ".0.x": SendGrid's dotted paths. */
+	/* "to[1]" -> ".1", "attachments[0].x" -> ".0.x": SendGrid's dotted
+	 * paths. */
 	rest = msg + n;
 	n = 0;
 	for (; rest < colon && n + 1 < sizeof(tail); rest++)

@@ -394,22 +394,106 @@ is_token(unsigned char c)
 	return c > 32 && c < 127 && strchr("()<>@,;:\\\"/[]?=", c) == NULL;
 }
 
-/* "type/subtype" of RFC 2045 tokens; never a multipart or message. */
+/* The length of the RFC 2045 token at s (n bytes left); 0 when none. */
+static size_t
+token_len(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n && is_token((unsigned char)s[i]); i++)
+		;
+	return i;
+}
+
+/* The length of the quoted string at s, quotes included; 0 when bad. */
+static size_t
+quoted_len(const char *s, size_t n)
+{
+	size_t i;
+
+	if (n < 2 || s[0] != '"')
+		return 0;
+	/* No quoted-pair: a backslash reads differently from one reader
+	 * to the next, and no value here needs one. */
+	for (i = 1; i < n && s[i] != '"'; i++)
+		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e ||
+		    s[i] == '\\')
+			return 0;
+	return i < n ? i + 1 : 0;
+}
+
+static size_t
+blanks(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n && (s[i] == ' ' || s[i] == '\t'); i++)
+		;
+	return i;
+}
+
+/*
+ * The parameters after a content type's subtype (at s, n bytes): each
+ * "; attribute=value", the value a token or a quoted string, blanks only
+ * around the ';'.  Held to what every reader (GMime's parser, and the
+ * providers') takes back as written: no RFC 2231 attribute (a '*'), no
+ * attribute twice in any case, and no "name", which the relay writes from
+ * the file name.
+ */
+static bool
+params_ok(const char *s, size_t n)
+{
+	const char *attr[MAX_CONTENT_TYPE_LEN / 4];
+	size_t alen[MAX_CONTENT_TYPE_LEN / 4], na = 0, i = 0, k, j;
+
+	while ((i += blanks(s + i, n - i)) < n) {
+		if (s[i++] != ';')
+			return false;
+		i += blanks(s + i, n - i);
+		k = token_len(s + i, n - i);
+		if (k == 0 || memchr(s + i, '*', k) != NULL ||
+		    (k == 4 && strncasecmp(s + i, "name", 4) == 0) ||
+		    na == ARRAY_SIZE(attr))
+			return false;
+		for (j = 0; j < na; j++)
+			if (alen[j] == k && strncasecmp(attr[j], s + i, k) == 0)
+				return false;
+		attr[na] = s + i;
+		alen[na++] = k;
+		i += k;
+		if (i == n || s[i++] != '=')
+			return false;
+		k = s[i] == '"' ? quoted_len(s + i, n - i)
+				: token_len(s + i, n - i);
+		if (k == 0)
+			return false;
+		i += k;
+		if (i < n && s[i] != ';' && s[i] != ' ' && s[i] != '\t')
+			return false;
+	}
+	return true;
+}
+
+/*
+ * "type/subtype" of RFC 2045 tokens, never a multipart or message (a leaf
+ * part with base64 can be neither), and parameters as params_ok() takes
+ * them ("text/plain; charset=utf-8", as SendGrid's API takes it).  The
+ * value is written into the part's header as given.
+ */
 static bool
 content_type_ok(const char *s, size_t n, size_t *slash)
 {
-	const char *p;
-	size_t i;
+	size_t t, st;
 
 	if (n == 0 || n > MAX_CONTENT_TYPE_LEN)
 		return false;
-	p = memchr(s, '/', n);
-	if (p == NULL || p == s || p == s + n - 1)
+	t = token_len(s, n);
+	if (t == 0 || t == n || s[t] != '/')
 		return false;
-	*slash = (size_t)(p - s);
-	for (i = 0; i < n; i++)
-		if (i != *slash && !is_token((unsigned char)s[i]))
-			return false;
+	*slash = t;
+	st = token_len(s + t + 1, n - t - 1);
+	if (st == 0 || !params_ok(s + t + 1 + st, n - t - 1 - st))
+		return false;
 	return strncasecmp(s, "multipart/", 10) != 0 &&
 	       strncasecmp(s, "message/", 8) != 0;
 }

@@ -149,6 +149,13 @@ int message__check_header_value(const struct build *b, const char *field,
 				const char *s, size_t n, size_t max);
 /* True when s holds a NUL that the parse had to stand in for. */
 bool message__has_nul(const struct build *b, const char *s, size_t n);
+/*
+ * The bytes n characters of base64 at s decode to when valid: 3/4 of its
+ * characters other than the CR and LF the decoder skips and the '='
+ * padding, so that a content wrapped with any number of line breaks is
+ * counted as what it will be.  One pass, no decode and no allocation.
+ */
+size_t message__b64_decoded_len(const char *s, size_t n);
 
 /* message_json.c: the strict parse into a new tree in *root; 0 or -1. */
 int message__json_parse(const char *json, size_t len, cJSON **root, bool *nul,

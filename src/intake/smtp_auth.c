@@ -395,7 +395,9 @@ smtp_auth_login_decode(const char *b64, char *field)
 
 /*
  * Splits msg (n bytes, NUL-terminated past n) at its two NULs into user and
- * pass; 0 or -EINVAL.  RFC 4616: the user and the password are not empty.
+ * pass; 0, -EINVAL (malformed; RFC 4616: the user and the password are not
+ * empty) or -EPERM (a well-formed message asking to act as another
+ * identity: credentials to refuse, not a syntax error).
  */
 static int
 plain_split(const char *msg, size_t n, char *user, char *pass)
@@ -420,7 +422,7 @@ plain_split(const char *msg, size_t n, char *user, char *pass)
 		return -EINVAL;
 	/* Acting as another identity is not a thing Shivneri offers. */
 	if (authz[0] != '\0' && strcmp(authz, u) != 0)
-		return -EINVAL;
+		return -EPERM;
 	memcpy(user, u, ulen + 1);
 	memcpy(pass, p, plen + 1);
 	return 0;

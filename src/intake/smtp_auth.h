@@ -52,8 +52,10 @@ struct smtp_users *smtp_users_ref(struct smtp_users *u);
  * Decoders for the client's base64 responses; out is NUL-terminated and
  * at least SMTP_AUTH_FIELD_MAX + 1 bytes.  Each returns 0, or -EINVAL for
  * bad base64, a NUL inside a field, a field over SMTP_AUTH_FIELD_MAX, or
- * (PLAIN) an authorization identity other than empty or the user itself,
- * or an empty user or password (RFC 4616).  Base64 is strict (RFC 4648:
+ * (PLAIN) an empty user or password (RFC 4616); PLAIN returns -EPERM for a
+ * well-formed message whose authorization identity is neither empty nor
+ * the user itself: RFC 4954 makes that a refusal of the credentials (535),
+ * not a syntax error (501).  Base64 is strict (RFC 4648:
  * no blanks, '=' only at the end, no stray bits), except that "=" alone is
  * the empty response (RFC 4954).  On -EINVAL the outputs are empty
  * strings.  Neither does I/O or logs.  The "*" that cancels an exchange

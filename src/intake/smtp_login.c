@@ -11,13 +11,18 @@
  * its answer, and a client gone meanwhile is freed when it comes.  A
  * failure is 535 5.7.8 and counts as a bad command, so guessing ends the
  * session after smtp_max_bad_commands; the one worker also serialises
- * guesses from every session.  Neither the password nor the user name of
+ * guesses from every session.  A PLAIN authorization identity other than
+ * the user is such a failure too (RFC 4954 section 6: credentials the
+ * server will not take), sent down the same path without a password
+ * check.  AUTH is an ESMTP extension: after HELO it is 503 5.5.1, as
+ * before any greeting.  Neither the password nor the user name of
  * a failure is logged; decoded credentials are wiped after use.
  */
 #include "intake/smtp_int.h"
 #include "common/util.h"
 #include "common/workq.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +41,7 @@ struct auth_job {
 	struct smtp_users *users; /* a reference of its own */
 	char user[SMTP_AUTH_FIELD_MAX + 1];
 	char pass[SMTP_AUTH_FIELD_MAX + 1];
+	bool deny; /* refused before any check (another authzid) */
 	bool ok;
 };
 
@@ -53,7 +59,7 @@ auth_work(void *arg)
 {
 	struct auth_job *j = arg;
 
-	j->ok = smtp_auth_check(j->users, j->user, j->pass);
+	j->ok = !j->deny && smtp_auth_check(j->users, j->user, j->pass);
 	explicit_bzero(j->pass, sizeof(j->pass));
 }
 
@@ -101,13 +107,20 @@ auth_done(void *arg)
 	smtp__resume(ss);
 }
 
-/* Credentials decoded: to the worker; reads stay off until it answers. */
+/*
+ * Credentials decoded: to the worker; reads stay off until it answers.
+ * deny refuses them there without a check, so a refusal of another kind
+ * takes the wrong password's way: the same reply, log line (rate-limited)
+ * and bad-command count.
+ */
 static void
-auth_check(struct smtp_session *ss, const char *user, const char *pass)
+auth_check(struct smtp_session *ss, const char *user, const char *pass,
+	   bool deny)
 {
 	struct auth_job *j = xcalloc(1, sizeof(*j));
 
 	j->ss = ss;
+	j->deny = deny;
 	j->users = smtp_users_ref(ss->srv->users);
 	snprintf(j->user, sizeof(j->user), "%s", user);
 	snprintf(j->pass, sizeof(j->pass), "%s", pass);
@@ -141,12 +154,14 @@ static void
 plain(struct smtp_session *ss, const char *b64)
 {
 	char user[SMTP_AUTH_FIELD_MAX + 1], pass[SMTP_AUTH_FIELD_MAX + 1];
+	int rc = smtp_auth_plain_decode(b64, user, pass);
 
-	if (smtp_auth_plain_decode(b64, user, pass) != 0) {
+	if (rc == -EPERM)
+		auth_check(ss, "", "", true);
+	else if (rc != 0)
 		bad_base64(ss);
-	} else {
-		auth_check(ss, user, pass);
-	}
+	else
+		auth_check(ss, user, pass, false);
 	explicit_bzero(pass, sizeof(pass));
 }
 
@@ -172,7 +187,7 @@ login_pass(struct smtp_session *ss, const char *b64)
 	if (smtp_auth_login_decode(b64, pass) != 0) {
 		bad_base64(ss);
 	} else {
-		auth_check(ss, ss->auth_user, pass);
+		auth_check(ss, ss->auth_user, pass, false);
 		explicit_bzero(ss->auth_user, sizeof(ss->auth_user));
 	}
 	explicit_bzero(pass, sizeof(pass));
@@ -203,8 +218,8 @@ auth_allowed(struct smtp_session *ss)
 		r = &again;
 	else if (ss->in_tx)
 		r = &in_tx;
-	else if (ss->helo[0] == '\0')
-		r = &no_helo;
+	else if (ss->helo[0] == '\0' || !ss->esmtp)
+		r = &no_helo; /* an ESMTP extension: not after HELO */
 	if (r != NULL)
 		smtp__reply_bad(ss, r);
 	return r == NULL;

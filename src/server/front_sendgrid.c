@@ -82,16 +82,19 @@ sg_error(struct httpd_req *req, int status, const char *field,
 		      "field", fj != NULL ? fj : json_null(), "help"));
 }
 
-/* A refusal of the translator or the build, named in SendGrid's terms. */
+/*
+ * A refusal of the translator or the build (of body p of b), named in
+ * SendGrid's terms.
+ */
 static void
 sg_refusal(struct httpd_req *req, int status, const struct message_error *e,
-	   size_t p, bool from_build)
+	   const struct dropin_batch *b, size_t p, bool from_build)
 {
 	char field[192];
 	const char *colon;
 
 	if (from_build) {
-		dropin_sendgrid_field(e->message, p, field, sizeof(field));
+		dropin_sendgrid_field(b, e->message, p, field, sizeof(field));
 	} else {
 		colon = strstr(e->message, ": ");
 		snprintf(field, sizeof(field), "%.*s",
@@ -127,7 +130,8 @@ sg_finish(struct sg_req *r)
 
 	r->f->pending--;
 	if (r->fail_status != 0) {
-		sg_refusal(req, r->fail_status, &r->fail, r->fail_p, true);
+		sg_refusal(req, r->fail_status, &r->fail, &r->batch, r->fail_p,
+			   true);
 	} else if (!httpd_req_add_header(req, "X-Message-Id", r->first_id)) {
 		http_front__reply_failed(req);
 	} else {
@@ -210,8 +214,8 @@ sg_done(void *arg)
 	size_t p, n;
 
 	if (r->rc != 0) {
-		sg_refusal(r->req, r->err.http_status, &r->err, r->err_p,
-			   r->err_built);
+		sg_refusal(r->req, r->err.http_status, &r->err, &r->batch,
+			   r->err_p, r->err_built);
 		r->f->pending--;
 		sg_req_free(r);
 		return;

@@ -9,8 +9,10 @@
  * pipelined; then the attempt is classified.  Any bytes must give an
  * outcome and a NUL-terminated detail of printable bytes, never a crash,
  * a line longer than SMTP_DIALOGUE_LINE_MAX or a write past the
- * recipients' answers.  The same bytes as a message must dot-stuff, in
- * parts of that size, to what a byte-by-byte reference makes.
+ * recipients' answers, and the scrub leaves no password in the texts (one
+ * of ASCII, one of UTF-8 in the form the texts hold it).  The same bytes as a
+ * message must dot-stuff, in parts of that size, to what a byte-by-byte
+ * reference makes.
  */
 #include "agent/connector.h"
 #include "agent/smtp_dialogue.h"
@@ -22,6 +24,12 @@
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* A password in UTF-8, and how log_sanitize() prints it. */
+#define PW_UTF8 "pw-\xc3\xbc-fuzz"
+#define PW_PRINTED                                                             \
+	"pw-?"                                                                 \
+	"?-fuzz" /* split: no trigraph */
 
 static const char *const cmds[] = {"MAIL FROM:<a@x>\r\n", "RCPT TO:<b@x>\r\n",
 				   "RCPT TO:<c@x>\r\n", "DATA\r\n"};
@@ -115,11 +123,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (d.nrcpt_sent > 2 || d.nrcpt_done > d.nrcpt_sent ||
 	    (d.data_go && d.data_empty))
 		abort();
-	/* The connector scrubs the texts before classify: so here. */
+	/* The connector scrubs the texts before classify: so here.  The
+	 * texts were made printable as they were read, so a password of
+	 * UTF-8 is there with '?' for its 8-bit bytes, whole or cut. */
 	smtp_dialogue_scrub(d.final_text, "relay", "pw-fuzz");
 	smtp_dialogue_scrub(d.last_text, "relay", "pw-fuzz");
+	smtp_dialogue_scrub(d.final_text, "relay", PW_UTF8);
+	smtp_dialogue_scrub(d.last_text, "relay", PW_UTF8);
 	if (strstr(d.final_text, "pw-fuzz") != NULL ||
-	    strstr(d.last_text, "pw-fuzz") != NULL)
+	    strstr(d.last_text, "pw-fuzz") != NULL ||
+	    strstr(d.final_text, PW_PRINTED) != NULL ||
+	    strstr(d.last_text, PW_PRINTED) != NULL)
 		abort();
 	a = (struct smtp_attempt){
 	    .job = &job,

@@ -162,6 +162,52 @@ def test_auth_failures_end_the_session(tls_relay):
     s.close()
 
 
+def plain_b64(authz, user, password):
+    return base64.b64encode(("%s\0%s\0%s" % (authz, user, password))
+                            .encode()).decode()
+
+
+def test_auth_after_helo_is_refused(tls_relay):
+    """AUTH is an ESMTP extension (RFC 4954): after HELO, even with the
+    right password, it is 503 5.5.1 and a bad command (the 4th: 421)."""
+    c = tls_relay
+    s = smtplib.SMTP("127.0.0.1", c.smtp_port, timeout=h.scaled(10))
+    s.starttls(context=context(c.cert))
+    code, _ = s.helo("client.example")
+    assert code == 250
+    replies = [s.docmd("AUTH", "PLAIN " + plain_b64("", USER, PASSWORD))
+               for _ in range(4)]
+    assert [r[0] for r in replies] == [503, 503, 503, 421], replies
+    assert replies[0][1].startswith(b"5.5.1"), replies
+    s.close()
+
+
+def test_auth_as_another_identity_is_refused(tls_relay):
+    """A PLAIN authorization identity other than the user, with the right
+    password, is refused as credentials are (535 5.7.8, RFC 4954), not as
+    syntax (501), and counts with wrong passwords toward the 421."""
+    c = tls_relay
+    s = smtplib.SMTP("127.0.0.1", c.smtp_port, timeout=h.scaled(10))
+    s.starttls(context=context(c.cert))
+    s.ehlo("client.example")
+    replies = [
+        s.docmd("AUTH", "PLAIN " + plain_b64("boss@relay.test", USER,
+                                              PASSWORD)),
+        s.docmd("AUTH", "PLAIN " + plain_b64("", USER, "guess")),
+        s.docmd("AUTH", "PLAIN " + plain_b64("x", USER, PASSWORD)),
+        s.docmd("AUTH", "PLAIN " + plain_b64("x", USER, PASSWORD))]
+    assert [r[0] for r in replies] == [535, 535, 535, 421], replies
+    assert replies[0][1].startswith(b"5.7.8"), replies
+    s.close()
+    # The session may still authenticate as itself.
+    with smtplib.SMTP("127.0.0.1", c.smtp_port, timeout=h.scaled(10)) as s:
+        s.starttls(context=context(c.cert))
+        s.ehlo("client.example")
+        code, resp = s.docmd("AUTH", "PLAIN " + plain_b64(USER, USER,
+                                                          PASSWORD))
+        assert code == 235, resp
+
+
 def test_plaintext_after_starttls_is_dropped(tls_relay):
     """A command pipelined in plain text after STARTTLS never runs inside
     the TLS session: the first reply there is the EHLO's."""

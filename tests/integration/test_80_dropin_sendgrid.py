@@ -157,6 +157,39 @@ def test_every_supported_field_arrives(c):
     assert m.get_body(("plain",)).get_content().strip() == "plain body"
 
 
+def test_attachment_type_with_parameters(c):
+    """SendGrid takes a media type with parameters; it arrives as given,
+    the relay's name= after it.  CR, LF and what readers differ on (a
+    parameter twice) are still refused, nothing stored."""
+    body = ok_body(personalizations=[{"to": [{"email": "t@example.com"}]}],
+                   attachments=[{
+        "content": base64.b64encode(b"a,b\r\n").decode(),
+        "type": "text/csv; charset=utf-8; header=present",
+        "filename": "t.csv"}])
+    mid = accepted(sg(c, body))
+    m = arrived(c, mid)
+    part = [p for p in m.iter_attachments() if p.get_filename() == "t.csv"][0]
+    assert part.get_content_type() == "text/csv"
+    assert part.get_param("charset") == "utf-8"
+    assert part.get_param("header") == "present"
+    new = os.path.join(c.maildir("a"), "new")
+    raws = []
+    for name in os.listdir(new):
+        with open(os.path.join(new, name), "rb") as f:
+            raws.append(f.read())
+    assert any(b"Content-Type: text/csv; charset=utf-8; header=present; "
+               b"name=t.csv\r\n" in raw for raw in raws)
+    before = stored(c)
+    for t in ("text/plain; charset=utf-8\r\nBcc: x@example.com",
+              "text/plain; charset=a; Charset=b"):
+        body["attachments"][0]["type"] = t
+        r = sg(c, body)
+        assert r.status == 400, (t, r)
+        assert r.json["errors"][0]["field"] == \
+            "attachments.0.content_type", r.json
+    assert stored(c) == before
+
+
 def test_each_personalization_is_a_message(c):
     before = stored(c)
     body = {"personalizations": [
@@ -217,6 +250,14 @@ BAD = [
      400, "headers.X-A"),
     ("relay header", ok_body(headers={"Bcc": "x@example.com"}), 400,
      "headers.Bcc"),
+    # A personalization's header is named where the client wrote it.
+    ("crlf personalization header", ok_body(personalizations=pers(
+        headers={"X-A": "1\r\nBcc: x@example.com"})), 400,
+     "personalizations.0.headers.X-A"),
+    ("relay personalization header", ok_body(
+        headers={"X-B": "ok"},
+        personalizations=pers(headers={"bcc": "x@example.com"})), 400,
+     "personalizations.0.headers.bcc"),
     ("unknown field", ok_body(colour="red"), 400, "colour"),
     ("unknown in personalization", ok_body(personalizations=pers(x=1)),
      400, "personalizations.0.x"),

@@ -223,6 +223,15 @@ BAD = [
     ("crlf in header", MP, with_(("h:X-A", b"1\r\nBcc: x@example.com")),
      400, "h:X-A"),
     ("relay header", MP, with_(("h:Bcc", b"x@example.com")), 400, "h:Bcc"),
+    # Header names know no case: both would be written.
+    ("header twice in two cases", MP, with_(("h:X-Foo", b"1"),
+                                            ("h:x-foo", b"2")),
+     400, "h:x-foo: given twice"),
+    ("header twice", MP, with_(("h:X-Foo", b"1"), ("h:X-Foo", b"2")),
+     400, "h:X-Foo: given twice"),
+    ("too many headers", MP, with_(*[("h:X-%d" % i, b"1")
+                                     for i in range(65)]),
+     400, "too many headers"),
     ("nul in text", MP, with_(("subject", b"a\x00b")), 400, "subject"),
     ("invalid utf-8", MP, with_(("subject", b"a\xffb")), 400, "subject"),
     ("unknown field", MP, with_(("colour", b"red")), 400, "colour"),

@@ -34,6 +34,10 @@ SendGrid): what each defect found looks like from outside, pinned.
   is taken by /v1, SendGrid and both Mailgun routes and arrives whole, one
   byte more is 413 in each API's own shape, and nothing of a refusal is
   stored.
+- An attachment's base64 wrapped with many line breaks was counted by its
+  length (3/4 of it) before the build, breaks included, and refused 413
+  although its message fitted; now as what it decodes to, so the same
+  limit holds through the four APIs however the base64 is wrapped.
 """
 
 import base64
@@ -374,3 +378,78 @@ def test_one_limit_every_api(c, api):
         assert r.json["message"].startswith("message: "), r.json
     assert stored(c) == n
     assert size_of(send(lines, tail), lines, tail) == LIMIT
+
+
+def wrapped(data):
+    """base64 of data with CR LF after every 4 characters."""
+    b64 = base64.b64encode(data)
+    return b"\r\n".join(b64[i:i + 4] for i in range(0, len(b64), 4))
+
+
+@pytest.mark.parametrize("api", ["v1", "sendgrid", "mailgun", "mime"])
+def test_one_limit_wrapped_attachment(c, api):
+    """An attachment, its base64 padded with a line break every four
+    characters (half again its length) where the API takes base64: the
+    largest that fits is taken and arrives whole at exactly
+    max_message_bytes, one decoded byte more is 413.  Until 2026-11-30 the
+    builder counted the line breaks as content, and refused at 3/4 of the
+    limit what fitted."""
+    def send(d, tail):
+        data = bytes(i % 251 for i in range(d))
+        t = "b" * tail
+        if api == "v1":
+            return c.post("/v1/messages", {
+                "from": "a@example.com", "to": "b@example.net",
+                "subject": "s", "text": t, "attachments": [{
+                    "filename": "a.bin",
+                    "content_base64": wrapped(data).decode()}]},
+                headers=bearer())
+        if api == "sendgrid":
+            return sendgrid(c, {
+                "personalizations": [{"to": [{"email": "b@example.net"}]}],
+                "from": {"email": "a@example.com"}, "subject": "s",
+                "content": [{"type": "text/plain", "value": t}],
+                "attachments": [{"filename": "a.bin",
+                                 "content": wrapped(data).decode()}]})
+        if api == "mailgun":
+            body, ctype = multipart(BASE + [("subject", b"s"),
+                                            ("text", t.encode()),
+                                            ("attachment", data, "a.bin")])
+            return mailgun(c, body, ctype)
+        raw = (b"From: a@example.com\r\nTo: b@example.net\r\n"
+               b"Date: Mon, 30 Nov 2026 10:00:00 +0000\r\n"
+               b"Message-ID: <w-%07d-%03d@example.com>\r\nSubject: s\r\n"
+               b"MIME-Version: 1.0\r\n"
+               b"Content-Type: multipart/mixed; boundary=zz\r\n\r\n"
+               b"--zz\r\nContent-Type: text/plain\r\n\r\n%s\r\n"
+               b"--zz\r\nContent-Type: application/octet-stream\r\n"
+               b"Content-Transfer-Encoding: base64\r\n\r\n%s\r\n--zz--\r\n"
+               % (d, tail, t.encode(), wrapped(data)))
+        body, ctype = multipart([("to", b"b@example.net"),
+                                 ("message", raw, "m.eml")])
+        return mailgun(c, body, ctype, mime=True)
+
+    def size_of(r, d, tail):
+        if api in ("v1", "sendgrid"):
+            assert r.status == 202, r
+            mid = r.json["id"] if api == "v1" else r.headers["X-Message-Id"]
+        else:
+            assert r.status == 200, r
+            mid = r.json["id"][1:].split("@")[0]
+        needle = b"<w-%07d-%03d@example.com>" % (d, tail) \
+            if api == "mime" else None
+        return len(delivered(c, mid, needle))
+
+    # d in whole 57-byte lines: the builder's base64 of 57 bytes is one
+    # 78-byte line; the wrapped raw MIME holds 114 bytes for them.
+    per = 114 if api == "mime" else 78
+    s0 = size_of(send(57, 1), 57, 1) - per - 1
+    assert size_of(send(570, 1), 570, 1) == s0 + 10 * per + 1
+    lines = (LIMIT - s0 - 100) // per
+    tail = LIMIT - s0 - lines * per
+    assert 1 <= tail < 300, tail
+    n = stored(c)
+    r = send(lines * 57 + 1, tail)
+    assert r.status == 413, r
+    assert stored(c) == n
+    assert size_of(send(lines * 57, tail), lines * 57, tail) == LIMIT

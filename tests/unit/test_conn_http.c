@@ -82,12 +82,21 @@ on_request(struct evhttp_request *req, void *arg)
 		code = 503;
 	else if (strcmp(f->path, "/s422") == 0)
 		code = 422;
+	else if (strcmp(f->path, "/echo") == 0)
+		code = 401;
 	else if (strcmp(f->path, "/probe401") == 0)
 		code = 401;
 	if (code == 200)
 		evbuffer_add_printf(out, "{\"id\":\"id-%d\"}", f->nreq);
 	else if (strcmp(f->path, "/s503empty") == 0)
 		; /* no body at all: the detail has no words but the status */
+	else if (strcmp(f->path, "/echo") == 0)
+		/* The key as a JSON serializer escapes it, in a body the
+		 * API reads no words from (so the raw body is the words). */
+		evbuffer_add_printf(out,
+				    "{\"error\":\"bad key Token "
+				    "TEST-S\\u00e9cret-\\ud83d\\ude00-5f1d / "
+				    "TEST-S\\u00E9cret-\\uD83D\\uDE00-5f1d\"}");
 	else
 		evbuffer_add_printf(out, "{\"message\":\"no way %d\"}", code);
 	evhttp_send_reply(req, code, "X", out);
@@ -299,6 +308,31 @@ test_failures_and_health(void **state)
 	conn_http_close(st);
 }
 
+/*
+ * A key of bytes outside ASCII echoed in a JSON body as \\uXXXX escapes
+ * (either case of hex, a surrogate pair for U+1F600): the detail shows
+ * neither form, nor the key as log_sanitize() would print it.
+ */
+static void
+test_non_ascii_key_echoed_as_json(void **state)
+{
+	struct fixture *f = *state;
+	void *st;
+
+	assert_int_equal(setenv("CONN_HTTP_TEST_KEY",
+				"TEST-S\xc3\xa9"
+				"cret-\xf0\x9f\x98\x80-5f1d",
+				1),
+			 0);
+	st = open_api(f, &header_api);
+	send_one(f, st, "/echo");
+	assert_int_equal(f->nreq, 1);
+	assert_null(strstr(f->detail, "cret"));
+	assert_null(strstr(f->detail, "5f1d"));
+	assert_non_null(strstr(f->detail, "bad key Token *"));
+	conn_http_close(st);
+}
+
 static void
 test_unsendable(void **state)
 {
@@ -409,6 +443,43 @@ test_blot(void **state)
 	assert_string_equal(e, "abc");
 }
 
+/*
+ * A secret with bytes log_sanitize() cannot print is blotted raw and as
+ * log_sanitize() printed it, whole and cut short; connector_blot_json()
+ * blots its JSON escapes (and nothing for a secret JSON keeps as is).
+ */
+static void
+test_blot_escaped(void **state)
+{
+	static const char key[] = "K\xc3\xa9y-\"1\\-\xf0\x9f\x98\x80";
+	char a[] = "raw K\xc3\xa9y-\"1\\-\xf0\x9f\x98\x80 end";
+	char b[] = "sanitized K??y-\"1\\-???? end";
+	char c[] = "cut K??y-\"1...";
+	char d[] = "json K\\u00e9y-\\\"1\\\\-\\ud83d\\ude00 "
+		   "K\\u00E9y-\\\"1\\\\-\\uD83D\\uDE00 end";
+	char e[] = "other K?y-\"1\\-???? K??z";
+	char g[] = "plain \\u0041BCD-1";
+
+	(void)state;
+	connector_blot(a, key);
+	assert_string_equal(a, "raw ************* end");
+	connector_blot(b, key);
+	assert_string_equal(b, "sanitized ************* end");
+	connector_blot(c, key);
+	assert_string_equal(c, "cut *******...");
+	connector_blot_json(d, key);
+	assert_null(strstr(d, "u00"));
+	assert_null(strstr(d, "de00"));
+	assert_null(strstr(d, "DE00"));
+	assert_non_null(strstr(d, "json *"));
+	assert_non_null(strstr(d, " end"));
+	/* A '?' stands only for a byte the key has outside ASCII. */
+	connector_blot(e, key);
+	assert_string_equal(e, "other K?y-\"1\\-???? K??z");
+	connector_blot_json(g, "ABCD-1");
+	assert_string_equal(g, "plain \\u0041BCD-1");
+}
+
 int
 main(void)
 {
@@ -424,6 +495,9 @@ main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
 	    cmocka_unit_test(test_blot),
+	    cmocka_unit_test(test_blot_escaped),
+	    cmocka_unit_test_setup_teardown(test_non_ascii_key_echoed_as_json,
+					    setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

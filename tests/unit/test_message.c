@@ -605,7 +605,9 @@ test_attachments(void **state)
 	    "application/",
 	    "multipart/mixed",
 	    "message/rfc822",
-	    "text/plain; charset=utf-8",
+	    "text/plain;",
+	    "text/plain; name=x",
+	    "text/plain; a=\\\"b\\\\\\\"\\\"",
 	    "a b/c",
 	};
 	char json[256];

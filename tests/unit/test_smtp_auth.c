@@ -306,7 +306,16 @@ test_plain(void **state)
 	plain_ok("AGFsaWNlAGNvcnJlY3QgaG9yc2U=", "alice", "correct horse");
 	/* "alice\0alice\0pw": the authzid may name the user itself. */
 	plain_ok("YWxpY2UAYWxpY2UAcHc=", "alice", "pw");
-	plain_bad("Ym9iAGFsaWNlAHB3"); /* "bob\0alice\0pw" */
+	/* "bob\0alice\0pw": acting as bob is refused as credentials. */
+	{
+		char u[SMTP_AUTH_FIELD_MAX + 1] = "x";
+		char p[SMTP_AUTH_FIELD_MAX + 1] = "y";
+
+		assert_int_equal(
+		    smtp_auth_plain_decode("Ym9iAGFsaWNlAHB3", u, p), -EPERM);
+		assert_string_equal(u, "");
+		assert_string_equal(p, "");
+	}
 	plain_bad("AGFsaWNl");         /* "\0alice": no password */
 	plain_bad("AGFsaWNlAA==");     /* "\0alice\0": empty password */
 	plain_bad("AABwdw==");         /* "\0\0pw": empty user */

@@ -273,6 +273,43 @@ test_auth_and_credentials(void **state)
 	assert_non_null(strstr(r.res.detail, "AUTH refused"));
 }
 
+/*
+ * A password with bytes log_sanitize() cannot print (UTF-8) echoed by a
+ * smarthost: its reply lines are made printable as they are read, so the
+ * scrub must find the password in that form too ("?" for each such
+ * byte), whole and cut short at the text's end.
+ */
+static void
+test_scrub_non_ascii_password(void **state)
+{
+	static const char pw[] = "p\xc3\xa4ssw\xc3\xb6rd-9";
+	struct run r;
+	char line[SMTP_DIALOGUE_REPLY_MAX + 64];
+
+	(void)state;
+	run_init(&r);
+	out(&r, "MAIL FROM:<me@example.com>\r\n");
+	in(&r, "550 5.7.1 you sent p\xc3\xa4ssw\xc3\xb6rd-9 and "
+	       "p\xc3\xa4ssw\xc3\xb6rd-9\r\n");
+	assert_non_null(strstr(r.d.last_text, "p??ssw??rd-9"));
+	smtp_dialogue_scrub(r.d.last_text, "relay", pw);
+	assert_string_equal(r.d.last_text,
+			    "550 5.7.1 you sent ************ and ************");
+	/* Cut short where the reply was: the start that is left. */
+	run_init(&r);
+	out(&r, "MAIL FROM:<me@example.com>\r\n");
+	memset(line, 'x', sizeof(line));
+	memcpy(line, "550 ", 4);
+	memcpy(line + SMTP_DIALOGUE_REPLY_MAX + 4 - 10, pw, sizeof(pw) - 1);
+	memcpy(line + sizeof(line) - 3, "\r\n", 3);
+	in(&r, line);
+	assert_null(strstr(r.d.last_text, "p??ss"));
+	smtp_dialogue_scrub(r.d.last_text, "relay", pw);
+	assert_null(strstr(r.d.last_text, "??ss"));
+	classify(&r, CURLE_WEIRD_SERVER_REPLY, false);
+	assert_null(strstr(r.res.detail, "??ss"));
+}
+
 static void
 test_no_verdict(void **state)
 {
@@ -479,6 +516,7 @@ main(void)
 	    cmocka_unit_test(test_delivered_with_a_refusal),
 	    cmocka_unit_test(test_every_recipient_refused),
 	    cmocka_unit_test(test_auth_and_credentials),
+	    cmocka_unit_test(test_scrub_non_ascii_password),
 	    cmocka_unit_test(test_no_verdict),
 	    cmocka_unit_test(test_accepted_before_the_dot),
 	    cmocka_unit_test(test_ehlo_and_utf8),
