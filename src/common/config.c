@@ -236,7 +236,9 @@ config__parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
 	char *end;
 	long long v;
 
-	if (*s == '\0')
+	/* strtoll would also take blanks and a '+' before the digits. */
+	if (!(*s >= '0' && *s <= '9') &&
+	    !(*s == '-' && s[1] >= '0' && s[1] <= '9'))
 		return false;
 	errno = 0;
 	v = strtoll(s, &end, 10);
