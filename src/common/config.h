@@ -166,6 +166,22 @@ int config_check_runtime(const struct config *cfg, const char *agent,
 			 struct config_errors *errs)
     __attribute__((warn_unused_result));
 
+/* The largest api_keys_file read, by check-config and by every reload. */
+#define CONFIG_API_KEYS_MAX_FILE (1024 * 1024)
+
+/*
+ * The keys of an api_keys_file's text, the one rule of check-config, serve
+ * and each SIGHUP: one key a line, blanks and a trailing CR around it
+ * dropped, empty lines and lines starting with '#' skipped.  Calls fn
+ * (when set) with each key, a pointer into text and its length, and puts
+ * the number of keys in *count.  -EINVAL for a NUL byte (a binary or
+ * half-written file: the keys after it would vanish unseen), else 0.
+ */
+int config_api_keys_parse(const char *text, size_t len,
+			  void (*fn)(const char *key, size_t klen, void *arg),
+			  void *arg, size_t *count)
+    __attribute__((warn_unused_result));
+
 /*
  * Provider types.  Each connector declares the keys its section takes
  * (NULL-terminated lists; NULL for none) and which of them hold a secret

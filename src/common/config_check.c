@@ -33,7 +33,6 @@
 
 #define SECRET_MAX_FILE (64 * 1024)
 #define AGENT_SECRET_RAW 32
-#define API_KEYS_MAX_FILE (1024 * 1024)
 
 /* Strips one trailing "\n" or "\r\n". */
 static void
@@ -455,13 +454,47 @@ check_data_dir(const struct config *cfg, struct config_report *r)
 				    cfg->data_dir, where);
 }
 
+int
+config_api_keys_parse(const char *text, size_t len,
+		      void (*fn)(const char *key, size_t klen, void *arg),
+		      void *arg, size_t *count)
+{
+	const char *p = text, *end = text + len, *nl, *s, *e;
+
+	*count = 0;
+	if (memchr(text, '\0', len) != NULL)
+		return -EINVAL;
+	while (p < end) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		s = p;
+		e = nl != NULL ? nl : end;
+		p = nl != NULL ? nl + 1 : end;
+		while (s < e && (*s == ' ' || *s == '\t'))
+			s++;
+		while (e > s &&
+		       (e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
+			e--;
+		if (s == e || *s == '#')
+			continue;
+		if (fn != NULL)
+			fn(s, (size_t)(e - s), arg);
+		(*count)++;
+	}
+	return 0;
+}
+
+/*
+ * Readable, the owner's alone, and holding at least one key: a file with
+ * none would refuse every client, which is never what an operator means
+ * (without api_keys_file no key is asked for).
+ */
 static void
 check_api_keys(const struct config *cfg, struct config_report *r)
 {
 	const char *path = cfg->api_keys_file;
 	int line = line_of(cfg, "api_keys_file", NULL);
 	char *text = NULL, err[512];
-	size_t len = 0;
+	size_t len = 0, n = 0;
 	int rc;
 
 	if (path == NULL || *path == '\0')
@@ -473,15 +506,25 @@ check_api_keys(const struct config *cfg, struct config_report *r)
 		    "per line (env: is for single secrets)");
 		return;
 	}
-	rc = file_read_all(path, API_KEYS_MAX_FILE, &text, &len);
+	rc = file_read_all(path, CONFIG_API_KEYS_MAX_FILE, &text, &len);
 	if (rc != 0) {
 		config_report_error(
 		    r, line, "api_keys_file: cannot read %s: %s", path,
 		    rc == -EFBIG ? "larger than 1 MiB" : strerror(-rc));
 		return;
 	}
+	rc = config_api_keys_parse(text, len, NULL, NULL, &n);
 	explicit_bzero(text, len);
 	free(text);
+	if (rc != 0)
+		config_report_error(r, line, "api_keys_file: %s has a NUL byte",
+				    path);
+	else if (n == 0)
+		config_report_error(r, line,
+				    "api_keys_file: %s holds no key (one a "
+				    "line; without api_keys_file no key is "
+				    "asked for)",
+				    path);
 	if (secret_mode_check(path, err, sizeof(err)) != 0)
 		config_report_error(r, line, "api_keys_file: %s", err);
 }
