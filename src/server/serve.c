@@ -6,7 +6,9 @@
  * SIGTERM/SIGINT drain: stop accepting (HTTP and new agents), stop handing
  * out jobs, wait for every pending commit and reply, give in-flight jobs
  * a moment to report, stop the supervised agents, exit 0.  A second signal
- * skips the waiting.  SIGHUP reopens the log file and rereads API keys.
+ * skips the waiting.  SIGHUP reopens the log file and rereads API keys,
+ * the SMTP certificate, key and users (a storm of SIGHUPs is coalesced
+ * into at most one reload every RELOAD_MIN_GAP_MS).
  * SMTP sessions stop with the HTTP front: idle ones get 421, one in the
  * middle of a message finishes it, and the drain waits for its commit.
  */
@@ -65,6 +67,8 @@ struct server {
 	struct smtp_server *smtp;  /* NULL: no SMTP listener */
 	struct smtp_tls *smtp_tls; /* NULL: no STARTTLS, no smtps_listen */
 	struct event *sigterm, *sigint, *sighup, *drain_timer;
+	struct event *reload_timer; /* the coalesced SIGHUP (on_hup) */
+	int64_t last_reload;        /* mono_ms() of the last reload, or 0 */
 	int64_t drain_start;
 	bool draining;
 	bool stopping;
@@ -158,13 +162,20 @@ smtp_reload_users(struct server *s)
 	smtp_server_set_users(s->smtp, u);
 }
 
+/* The reloads of a SIGHUP storm run at most this often. */
+#define RELOAD_MIN_GAP_MS 250
+
+/* What a SIGHUP rereads, all on the loop thread (reload_timer). */
 static void
-on_hup(evutil_socket_t sig, short what, void *arg)
+reload_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *s = arg;
 	char err[512];
 	int rc = log_reopen();
 
+	(void)fd;
+	(void)what;
+	s->last_reload = mono_ms();
 	if (rc != 0)
 		log_warnx("- server cannot reopen log: %s", strerror(-rc));
 	if (s->api != NULL)
@@ -177,7 +188,31 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 		    err);
 	smtp_reload_users(s);
 	supervisor_retry_held(s->sv);
-	log_info("- server SIGHUP: log reopened");
+	log_info("- server reloaded (SIGHUP): log reopened");
+}
+
+/*
+ * A SIGHUP only arms reload_tick: at once after a quiet spell, else when
+ * RELOAD_MIN_GAP_MS have passed since the last reload.  Signals that come
+ * while it is armed join that reload, so a storm of them (a script in a
+ * loop) costs a few reloads and log lines a second, not one per signal,
+ * and the last file written before the storm ends is the one in force.
+ */
+static void
+on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	struct server *s = arg;
+	int64_t wait = s->last_reload + RELOAD_MIN_GAP_MS - mono_ms();
+	struct timeval tv = {0, 0};
+
+	(void)sig;
+	(void)what;
+	if (evtimer_pending(s->reload_timer, NULL))
+		return;
+	if (s->last_reload != 0 && wait > 0)
+		tv.tv_usec = (suseconds_t)(wait * 1000);
+	if (evtimer_add(s->reload_timer, &tv) != 0)
+		log_warnx("- server cannot schedule the SIGHUP reload");
 }
 
 /* supervisor_watch(): the last heartbeat of name's agent, 0 if none. */
@@ -514,8 +549,10 @@ server_run(struct server *s)
 	s->sigint = evsignal_new(s->base, SIGINT, on_stop_signal, s);
 	s->sighup = evsignal_new(s->base, SIGHUP, on_hup, s);
 	s->drain_timer = evtimer_new(s->base, drain_tick, s);
+	s->reload_timer = evtimer_new(s->base, reload_tick, s);
 	if (s->sigterm == NULL || s->sigint == NULL || s->sighup == NULL ||
-	    s->drain_timer == NULL || event_add(s->sigterm, NULL) != 0 ||
+	    s->drain_timer == NULL || s->reload_timer == NULL ||
+	    event_add(s->sigterm, NULL) != 0 ||
 	    event_add(s->sigint, NULL) != 0 ||
 	    event_add(s->sighup, NULL) != 0) {
 		log_error("- server cannot watch signals");
@@ -533,6 +570,8 @@ server_cleanup(struct server *s)
 {
 	if (s->drain_timer)
 		event_free(s->drain_timer);
+	if (s->reload_timer)
+		event_free(s->reload_timer);
 	if (s->sigterm)
 		event_free(s->sigterm);
 	if (s->sigint)
