@@ -20,7 +20,14 @@
 #include <string.h>
 
 #define CLI_HTTP_MAX_BODY (64 * 1024 * 1024)
-#define CLI_HTTP_TIMEOUT_S 60L
+
+static long timeout_s = CLI_HTTP_TIMEOUT_S;
+
+void
+cli_http_set_timeout(long seconds)
+{
+	timeout_s = seconds > 0 ? seconds : CLI_HTTP_TIMEOUT_S;
+}
 
 /* Where curl writes the answer: a capped buffer, and whether it overflowed. */
 struct sink {
@@ -116,9 +123,9 @@ set_options(CURL *c, const char *method, const char *url, const char *body,
 	       curl_easy_setopt(c, CURLOPT_WRITEDATA, s) == CURLE_OK &&
 	       curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf) == CURLE_OK &&
 	       curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
-	       curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L) == CURLE_OK &&
-	       curl_easy_setopt(c, CURLOPT_TIMEOUT, CLI_HTTP_TIMEOUT_S) ==
-		   CURLE_OK &&
+	       curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT,
+				timeout_s < 10 ? timeout_s : 10L) == CURLE_OK &&
+	       curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout_s) == CURLE_OK &&
 	       curl_easy_setopt(c, CURLOPT_USERAGENT,
 				"shivneri/" SHIVNERI_VERSION) == CURLE_OK;
 }
@@ -146,7 +153,7 @@ cli_http_request(const char *cmd, const char *method, const char *base_url,
 {
 	struct curl_slist *hl = NULL;
 	struct sink s = {.toobig = false};
-	char errbuf[CURL_ERROR_SIZE] = "";
+	char errbuf[CURL_ERROR_SIZE] = "", clean[CURL_ERROR_SIZE];
 	char *url = NULL;
 	size_t blen;
 	CURLcode cc;
@@ -177,9 +184,12 @@ cli_http_request(const char *cmd, const char *method, const char *base_url,
 			fprintf(stderr, "%s: %s: answer larger than %d bytes\n",
 				cmd, url, CLI_HTTP_MAX_BODY);
 		else
+			/* curl's words may quote what the server sent. */
 			fprintf(stderr, "%s: %s: %s\n", cmd, url,
-				errbuf[0] != '\0' ? errbuf
-						  : curl_easy_strerror(cc));
+				errbuf[0] != '\0'
+				    ? log_sanitize(errbuf, strlen(errbuf),
+						   clean, sizeof(clean))
+				    : curl_easy_strerror(cc));
 		goto out;
 	}
 	if (curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status) !=
@@ -244,12 +254,17 @@ cli_http_print_json(const struct cli_http_response *resp)
 	char *s;
 
 	if (resp->json == NULL) {
-		fwrite(resp->body, 1, resp->len, stdout);
-		if (resp->len == 0 || resp->body[resp->len - 1] != '\n')
-			putchar('\n');
+		char clean[4096];
+		/* Not JSON: never the server's raw bytes on a terminal. */
+		puts(log_sanitize(resp->body, resp->len, clean, sizeof(clean)));
 		return;
 	}
-	s = json_dumps(resp->json, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	/*
+	 * ASCII only: jansson escapes C0 controls but would pass C1 ones
+	 * (U+009B is a CSI to some terminals) and other text as UTF-8.
+	 */
+	s = json_dumps(resp->json, JSON_INDENT(2) | JSON_PRESERVE_ORDER |
+				       JSON_ENSURE_ASCII);
 	if (s == NULL) {
 		fprintf(stderr, "cannot print the answer: out of memory\n");
 		return;
