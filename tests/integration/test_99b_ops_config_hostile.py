@@ -267,3 +267,130 @@ def run_cli(args, env=None, timeout=30):
     e.update(env or {})
     return subprocess.run([h.BIN] + args, capture_output=True, env=e,
                           timeout=h.scaled(timeout))
+
+
+# -- the CLI against a server that is slow or hostile
+
+EVIL = "\x1b]0;pwned\x07\x1b[2J\u009b31m"
+
+
+class FakeApi:
+    """A stand-in for the server on 127.0.0.1: each path answers the
+    bytes set in routes; every request's Authorization is recorded."""
+
+    def __init__(self, routes):
+        import http.server
+
+        fake = self
+        self.routes = routes
+        self.auth = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def reply(self):
+                fake.auth.append(self.headers.get("Authorization"))
+                n = int(self.headers.get("Content-Length") or 0)
+                if n:
+                    self.rfile.read(n)
+                status, body = fake.routes.get(self.path.split("?")[0],
+                                               (404, b"{}"))
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = reply
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d" % self.srv.server_address[1]
+        self.t = threading.Thread(target=self.srv.serve_forever,
+                                  kwargs={"poll_interval": 0.05})
+        self.t.start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+        self.t.join(5)
+
+
+def evil_routes():
+    import json
+    msg = {"id": "01ABC" + EVIL, "status": "failed", "from": EVIL,
+           "to": [EVIL], "subject": EVIL, "provider": EVIL,
+           "error": EVIL, "attempts": [{"n": 1, "at": EVIL,
+                                        "provider": EVIL,
+                                        "outcome": EVIL, "detail": EVIL}]}
+    return {
+        "/v1/providers": (200, json.dumps({"providers": [
+            {"name": EVIL, "type": EVIL, "state": "down",
+             "reason": EVIL}]}).encode()),
+        "/v1/messages": (200, json.dumps({"messages": [msg],
+                                          "next": EVIL}).encode()),
+        "/v1/messages/x": (200, json.dumps(msg).encode()),
+        "/v1/stats": (500, json.dumps({"error": {"code": EVIL,
+                                                 "message": EVIL}}).encode()),
+    }
+
+
+def test_cli_never_prints_server_escapes():
+    fake = FakeApi(evil_routes())
+    try:
+        runs = [["providers"], ["messages"], ["status", "x"], ["queue"],
+                ["providers", "--json"], ["messages", "--json"],
+                ["status", "--json", "x"]]
+        for args in runs:
+            r = run_cli(args + ["--url", fake.url])
+            out = r.stdout + r.stderr
+            assert r.returncode == (1 if args == ["queue"] else 0), (args, r)
+            assert b"\x1b" not in out and b"\x07" not in out, (args, out)
+            assert b"\xc2\x9b" not in out, (args, out)
+        # send prints the id the server gave: sanitized too.
+        fake.routes["/v1/messages"] = (202, b'{"id":"01X\\u001b[2J"}')
+        r = run_cli(["send", "--url", fake.url, "--from", "a@example.com",
+                     "--to", "b@example.net", "--subject", "s", "--text",
+                     "t"])
+        assert r.returncode == 0, r
+        assert b"\x1b" not in r.stdout, r.stdout
+    finally:
+        fake.close()
+
+
+def test_cli_key_file_and_timeout(tmp_path):
+    fake = FakeApi({"/v1/stats": (200, b'{"queued": 3}')})
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(8)
+    try:
+        key = tmp_path / "key"
+        write_private(str(key), (KEY1 + "\n").encode())
+        r = run_cli(["queue", "--url", fake.url, "--api-key-file", str(key)])
+        assert r.returncode == 0 and b"queued     3" in r.stdout, r
+        r = run_cli(["send", "--url", fake.url, "--api-key-file", str(key),
+                     "--from", "a@example.com", "--to", "b@example.net",
+                     "--subject", "s", "--text", "t"])
+        assert fake.auth == ["Bearer " + KEY1] * 2, fake.auth
+        os.chmod(str(key), 0o644)
+        r = run_cli(["queue", "--url", fake.url, "--api-key-file", str(key)])
+        assert r.returncode == 2 and b"chmod 600" in r.stderr, r
+        assert KEY1.encode() not in r.stdout + r.stderr
+        for bad in (b"", b"\n", b"two\nlines\n"):
+            write_private(str(key), bad)
+            r = run_cli(["queue", "--url", fake.url, "--api-key-file",
+                         str(key)])
+            assert r.returncode == 2 and b"one key" in r.stderr, (bad, r)
+        # A server that takes the connection and never answers.
+        url = "http://127.0.0.1:%d" % hung.getsockname()[1]
+        for args in (["queue"], ["status", "x"]):
+            start = time.monotonic()
+            r = run_cli(args + ["--url", url, "--timeout", "1"])
+            took = time.monotonic() - start
+            assert r.returncode == 1 and b"timed out" in r.stderr, r
+            assert took < h.scaled(5), took
+        r = run_cli(["queue", "--url", url, "--timeout", "0"])
+        assert r.returncode == 2 and b"--timeout" in r.stderr, r
+    finally:
+        hung.close()
+        fake.close()
