@@ -811,6 +811,67 @@ test_max_in_flight_default(void **state)
 	config_errors_cleanup(&errs);
 }
 
+/* A number is digits: strtoll would also take a sign or blanks first. */
+static void
+test_int_is_digits(void **state)
+{
+	static const char *const bad[] = {"+5", "+0", "- 5", "5 5", "0x5"};
+	struct config_errors errs = {NULL, 0};
+	struct config *cfg = NULL;
+	char *text;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		text = xasprintf("[server]\nmax_attempts = %s\n", bad[i]);
+		assert_int_equal(config_load_string(text, "t.ini", &cfg, &errs),
+				 -EINVAL);
+		assert_true(has_error(&errs, 2,
+				      "max_attempts: must be an "
+				      "integer between 1 and 1000"));
+		config_errors_cleanup(&errs);
+		free(text);
+	}
+	assert_int_equal(config_load_string("[server]\nmax_attempts = 0007\n",
+					    "t.ini", &cfg, &errs),
+			 0);
+	assert_int_equal(cfg->max_attempts, 7);
+	config_free(cfg);
+}
+
+static void
+count_key(const char *key, size_t klen, void *arg)
+{
+	char *seen = arg;
+
+	strncat(seen, key, klen);
+	strncat(seen, "|", 2);
+}
+
+/* The one rule of api_keys_file: check-config, serve and SIGHUP. */
+static void
+test_api_keys_parse(void **state)
+{
+	static const char text[] = "  one \r\n\n# two\n\t#three\n"
+				   "four\tfive\r\n \t \nsix";
+	char seen[128] = "";
+	size_t n = 99;
+
+	(void)state;
+	assert_int_equal(
+	    config_api_keys_parse(text, sizeof(text) - 1, count_key, seen, &n),
+	    0);
+	assert_int_equal(n, 3);
+	assert_string_equal(seen, "one|four\tfive|six|");
+	assert_int_equal(config_api_keys_parse("", 0, NULL, NULL, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(config_api_keys_parse("# only\n\n", 8, NULL, NULL, &n),
+			 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(config_api_keys_parse("k1\nk\0\n", 6, NULL, NULL, &n),
+			 -EINVAL);
+}
+
 int
 main(void)
 {
@@ -831,6 +892,8 @@ main(void)
 	    cmocka_unit_test(test_runtime_errors),
 	    cmocka_unit_test(test_runtime_agent_secret),
 	    cmocka_unit_test(test_runtime_secret_modes),
+	    cmocka_unit_test(test_int_is_digits),
+	    cmocka_unit_test(test_api_keys_parse),
 	};
 
 	/* As CONNECTOR_REGISTER does for a connector of the build. */
