@@ -24,10 +24,12 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -687,6 +689,61 @@ check_listens(const struct config *cfg, struct config_report *r)
 	}
 }
 
+/*
+ * What serve does with each listen address, done here so that check-config
+ * gives serve's verdict: agent_listen is taken as a numeric address only
+ * (agent_port.c parses it without resolving; "localhost" would pass the
+ * text check and then stop serve), the others are resolved (getaddrinfo,
+ * as their listeners do), so a name that does not resolve is an error now
+ * and not at serve's start.
+ */
+static void
+check_listen_hosts(const struct config *cfg, struct config_report *r)
+{
+	const char *keys[] = {"http_listen", "agent_listen", "smtp_listen",
+			      "smtps_listen"};
+	const char *vals[] = {cfg->http_listen, cfg->agent_listen,
+			      cfg->smtp_listen, cfg->smtps_listen};
+	struct addrinfo hints, *res = NULL;
+	unsigned char bin[16];
+	char *host = NULL;
+	int port, rc;
+	size_t i;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE;
+	for (i = 0; i < 4; i++) {
+		if (vals[i] == NULL || *vals[i] == '\0' ||
+		    hostport_parse(vals[i], &host, &port) != 0)
+			continue;
+		if (inet_pton(AF_INET, host, bin) == 1 ||
+		    inet_pton(AF_INET6, host, bin) == 1) {
+			free(host);
+			continue;
+		}
+		if (i == 1) {
+			config_report_error(r, line_of(cfg, keys[i], NULL),
+					    "agent_listen: %s: must be an IP "
+					    "address (IPv4, or IPv6 in "
+					    "brackets), not a name",
+					    host);
+		} else {
+			rc = getaddrinfo(host, NULL, &hints, &res);
+			if (rc != 0)
+				config_report_error(
+				    r, line_of(cfg, keys[i], NULL),
+				    "%s: cannot resolve %s: %s", keys[i], host,
+				    gai_strerror(rc));
+			else
+				freeaddrinfo(res);
+			res = NULL;
+		}
+		free(host);
+	}
+}
+
 /* Every secret key of the provider's type that the section sets. */
 static void
 check_provider_secrets(const struct provider_config *pc,
@@ -735,6 +792,7 @@ config_check_runtime(const struct config *cfg, const char *agent,
 		check_data_dir(cfg, &r);
 		check_api_keys(cfg, &r);
 		check_listens(cfg, &r);
+		check_listen_hosts(cfg, &r);
 		check_smtp_files(cfg, &r);
 		check_webhook(cfg, &r);
 		for (i = 0; i < cfg->nproviders; i++)

@@ -78,6 +78,16 @@ def test_check_config_loads_the_smtp_files(tmp_path):
     assert status == 0, err
 
 
+def test_listen_addresses_serve_cannot_use(tmp_path):
+    """A name for agent_listen (serve binds it as an address) and a host
+    that does not resolve passed check-config, then stopped serve with
+    exit 1 and no FILE:LINE."""
+    lines = v.base(tmp_path, agent_listen="localhost:%d" % h.free_port())
+    v.both_refuse(tmp_path, lines, "agent_listen", "not a name")
+    lines = v.base(tmp_path, http_listen="256.1.1.1:%d" % h.free_port())
+    v.both_refuse(tmp_path, lines, "http_listen", "cannot resolve 256.1.1.1")
+
+
 # -- api_keys_file without keys
 
 
