@@ -638,10 +638,14 @@ test_runtime_errors(void **state)
 	assert_true(has_error(&errs, 7,
 			      "agent_listen: localhost:18025 is the address "
 			      "of http_listen too"));
+	/* serve binds agent_listen without resolving: an address only. */
+	assert_true(has_error(&errs, 7,
+			      "agent_listen: localhost: must be an "
+			      "IP address"));
 	assert_true(has_error(&errs, 8, "smtp_listen: 0.0.0.0:18025"));
 	assert_true(has_error(&errs, 13, "SHIVNERI_TEST_UNSET is not set"));
 	/* g runs elsewhere (spawn = no): its secrets are its host's. */
-	assert_int_equal(errs.n, 7);
+	assert_int_equal(errs.n, 8);
 	config_errors_cleanup(&errs);
 
 	/* The agent of g checks its own secrets, not f's. */
