@@ -130,6 +130,49 @@ def test_half_written_keys_file_keeps_the_keys(make_cluster, tmp_path):
     assert stats_status(c, KEY1) == 401
 
 
+def test_emptied_users_file(make_cluster, tmp_path):
+    """A users file without a user: refused by check-config and serve at
+    start, and on SIGHUP the users in force stay (AUTH still works)
+    instead of every AUTH failing."""
+    users = t72.users_file(str(tmp_path))
+    good = open(users, "rb").read()
+    write_private(users, b"")
+    lines = v.base(tmp_path, smtp_listen="127.0.0.1:%d" % h.free_port(),
+                   smtp_users_file=users)
+    path = v.write_config(tmp_path, lines)
+    status, err = v.run(["check-config", "-c", path], str(tmp_path))
+    assert status == 2 and "no user in the file" in err, err
+    assert "%s:%d: smtp_users_file" % (
+        path, v.line_of(lines, "smtp_users_file")) in err, err
+    status, err = v.run(["serve", "-c", path], str(tmp_path))
+    assert status not in (None, 0), err
+
+    write_private(users, good)
+    port = h.free_port()
+    c = make_cluster(providers=("a",), server_extra={
+        "smtp_listen": "127.0.0.1:%d" % port, "smtp_users_file": users,
+        "smtp_trusted_networks": "", "smtp_allow_plain_auth": "yes"})
+    c.start_server()
+
+    def login():
+        with smtplib.SMTP("127.0.0.1", port, timeout=h.scaled(10)) as s:
+            s.login(t72.USER, t72.PASSWORD)
+        return True
+
+    def loads():
+        return (log_count(c, b"smtp users loaded") +
+                log_count(c, b"users_reload_failed"))
+
+    assert login()
+    for text in (b"", b"\n\n"):
+        write_private(users, text)
+        n = loads()
+        c.server.signal(signal.SIGHUP)
+        h.wait_for(lambda: loads() > n, 5, "the users reload")
+        assert login(), text
+    assert log_count(c, b"no user in the file") == 2
+
+
 # -- a removed key stops at once
 
 
