@@ -115,7 +115,10 @@ set_options(CURL *c, const char *method, const char *url, const char *body,
 	     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
 			      (curl_off_t)strlen(body)) != CURLE_OK))
 		return false;
-	return curl_easy_setopt(c, CURLOPT_URL, url) == CURLE_OK &&
+	/* --url and $SHIVNERI_URL name a server: never file:// or the like. */
+	return curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https") ==
+		   CURLE_OK &&
+	       curl_easy_setopt(c, CURLOPT_URL, url) == CURLE_OK &&
 	       curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method) == CURLE_OK &&
 	       curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl) == CURLE_OK &&
 	       curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink_write) ==
@@ -162,6 +165,11 @@ cli_http_request(const char *cmd, const char *method, const char *base_url,
 
 	memset(resp, 0, sizeof(*resp));
 	buf_init(&s.b, CLI_HTTP_MAX_BODY);
+	/* A line break would end the header and start another of its own. */
+	if (api_key != NULL && strpbrk(api_key, "\r\n") != NULL) {
+		fprintf(stderr, "%s: the API key holds a line break\n", cmd);
+		return -1;
+	}
 	if (!curl_ready(cmd))
 		return -1;
 	blen = strlen(base_url);

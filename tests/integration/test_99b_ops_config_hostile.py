@@ -454,3 +454,21 @@ def test_cli_key_file_and_timeout(tmp_path):
     finally:
         hung.close()
         fake.close()
+
+
+def test_cli_url_is_a_server_and_key_one_line(tmp_path):
+    """--url file://... read a local file and printed it in the error;
+    a key with a line break added a header of its own to the request."""
+    secret = tmp_path / "not-for-the-cli"
+    secret.write_text("local-file-content-0123\n")
+    r = run_cli(["queue", "--url", "file://%s#" % secret])
+    assert r.returncode == 1, r
+    assert b"local-file-content" not in r.stdout + r.stderr, r
+    fake = FakeApi({"/v1/stats": (200, b'{"queued": 1}')})
+    try:
+        r = run_cli(["queue", "--url", fake.url], env={
+            "SHIVNERI_API_KEY": "k\r\nX-Injected: 1"})
+        assert r.returncode == 1 and b"line break" in r.stderr, r
+        assert fake.auth == [], fake.auth
+    finally:
+        fake.close()
