@@ -14,8 +14,8 @@
 #include "cli/cli.h"
 #include "cli/cli_opts.h"
 #include "common/config.h"
-#include "intake/smtp_auth.h"
 #include "common/util.h"
+#include "intake/smtp_auth.h"
 #include "intake/smtp_tls.h"
 
 #include <errno.h>
