@@ -238,6 +238,17 @@ int config_secret_mode_check(const char *path, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
 /*
+ * 0 when path is a regular file, or when stat() cannot see it (the read
+ * that follows says why); else -EINVAL with "cannot read PATH: not a
+ * regular file (...)" in err.  Every file the configuration names is read
+ * whole, so a FIFO would block the reader (the server's loop, on SIGHUP) and a
+ * device might never end.  config_secret_mode_check() and config_secret_read()
+ * apply it.
+ */
+int config_regular_file_check(const char *path, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/*
  * The agent secret of cfg as bytes: agent_secret_file names a file, or
  * "env:VAR".  With create, a missing file is made (32 random bytes, hex,
  * mode 0600, parent folders too); an env: secret is never written

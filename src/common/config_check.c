@@ -48,6 +48,19 @@ strip_newline(char *s, size_t *len)
 }
 
 int
+config_regular_file_check(const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (stat(path, &st) != 0 || S_ISREG(st.st_mode))
+		return 0;
+	snprintf(err, errlen, "cannot read %s: not a regular file (%s)", path,
+		 S_ISDIR(st.st_mode) ? "a folder"
+				     : "a FIFO or device would block");
+	return -EINVAL;
+}
+
+int
 config_secret_read(const char *ref, char **out, char *err, size_t errlen)
 {
 	const char *v;
@@ -75,6 +88,9 @@ config_secret_read(const char *ref, char **out, char *err, size_t errlen)
 		*out = xstrdup(v);
 		return 0;
 	}
+	rc = config_regular_file_check(ref, err, errlen);
+	if (rc != 0)
+		return rc;
 	rc = file_read_all(ref, SECRET_MAX_FILE, &buf, &len);
 	if (rc != 0) {
 		snprintf(err, errlen, "cannot read secret file %s: %s", ref,
@@ -98,17 +114,20 @@ config_secret_read(const char *ref, char **out, char *err, size_t errlen)
 }
 
 /*
- * A secret file must be the owner's alone: 0, or -EPERM with a message in
- * err.  An env: secret has no mode; a file stat() cannot see is left to
- * the read that fails on it.
+ * A secret file must be a regular file (else -EINVAL) and the owner's
+ * alone: 0, or -EPERM with a message in err.  An env: secret has no mode; a
+ * file stat() cannot see is left to the read that fails on it.
  */
 static int
 secret_mode_check(const char *ref, char *err, size_t errlen)
 {
 	struct stat st;
 
-	if (strncmp(ref, "env:", 4) == 0 || stat(ref, &st) != 0 ||
-	    (st.st_mode & 077) == 0)
+	if (strncmp(ref, "env:", 4) == 0)
+		return 0;
+	if (config_regular_file_check(ref, err, errlen) != 0)
+		return -EINVAL;
+	if (stat(ref, &st) != 0 || (st.st_mode & 077) == 0)
 		return 0;
 	snprintf(err, errlen,
 		 "%s may be read or changed by other users (mode %03o): "
@@ -244,6 +263,9 @@ agent_secret_load(const char *ref, char **out, size_t *len, char *err,
 			return rc;
 		n = strlen(buf);
 	} else {
+		rc = config_regular_file_check(ref, err, errlen);
+		if (rc != 0)
+			return rc;
 		rc = file_read_all(ref, SECRET_MAX_FILE, &buf, &n);
 		if (rc != 0) {
 			snprintf(err, errlen, "cannot read %s: %s", ref,
@@ -508,6 +530,10 @@ check_api_keys(const struct config *cfg, struct config_report *r)
 		    "per line (env: is for single secrets)");
 		return;
 	}
+	if (config_regular_file_check(path, err, sizeof(err)) != 0) {
+		config_report_error(r, line, "api_keys_file: %s", err);
+		return;
+	}
 	rc = file_read_all(path, CONFIG_API_KEYS_MAX_FILE, &text, &len);
 	if (rc != 0) {
 		config_report_error(
@@ -552,6 +578,12 @@ check_smtp_files(const struct config *cfg, struct config_report *r)
 	for (i = 0; i < 3; i++) {
 		if (paths[i] == NULL)
 			continue;
+		if (config_regular_file_check(paths[i], err, sizeof(err)) !=
+		    0) {
+			config_report_error(r, line_of(cfg, keys[i], NULL),
+					    "%s: %s", keys[i], err);
+			continue;
+		}
 		if (access(paths[i], R_OK) != 0) {
 			config_report_error(r, line_of(cfg, keys[i], NULL),
 					    "%s: cannot read %s: %s", keys[i],

@@ -207,10 +207,10 @@ scope_known(const char *scope, void *arg)
  * Reads api_keys_file (config_api_keys_parse: the rule check-config
  * applies) and puts its keys in force, or leaves the keys in force as they
  * are with one log line saying why: a file others may read, one that
- * cannot be read, one with a NUL byte or with no key at all (a file caught
- * half-written by an editor or a `>` redirection would otherwise lock
- * every client out).  Event streams opened with a key that is gone are
- * closed: a removed key stops at once.
+ * cannot be read, not a regular file (a FIFO would block the loop), one with a
+ * NUL byte or with no key at all (a file caught half-written by an editor or a
+ * `>` redirection would otherwise lock every client out).  Event streams opened
+ * with a key that is gone are closed: a removed key stops at once.
  */
 int
 http_front_reload_keys(struct http_front *f)
@@ -219,7 +219,7 @@ http_front_reload_keys(struct http_front *f)
 	const char *path = f->cfg->api_keys_file;
 	size_t textlen = 0, n = 0;
 	struct stat sb;
-	char *text;
+	char *text, err[512];
 	int rc;
 
 	if (path == NULL || *path == '\0')
@@ -231,6 +231,12 @@ http_front_reload_keys(struct http_front *f)
 			  "reason=\"others may read or change it: chmod 600\"",
 			  path, (unsigned)(sb.st_mode & 0777));
 		return -EPERM;
+	}
+	if (config_regular_file_check(path, err, sizeof(err)) != 0) {
+		log_error("- http keys_refused file=%s reason=\"not a regular "
+			  "file\"",
+			  path);
+		return -EINVAL;
 	}
 	rc = file_read_all(path, CONFIG_API_KEYS_MAX_FILE, &text, &textlen);
 	if (rc != 0) {

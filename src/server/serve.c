@@ -199,8 +199,13 @@ reload_tick(evutil_socket_t fd, short what, void *arg)
 		log_warnx("- server cannot reopen log: %s", strerror(-rc));
 	if (s->api != NULL)
 		(void)http_front_reload_keys(s->api);
+	/* A FIFO would block this loop inside OpenSSL's read. */
 	if (s->smtp_tls != NULL &&
-	    smtp_tls_reload(s->smtp_tls, err, sizeof(err)) != 0)
+	    (config_regular_file_check(s->cfg->smtp_tls_cert_file, err,
+				       sizeof(err)) != 0 ||
+	     config_regular_file_check(s->cfg->smtp_tls_key_file, err,
+				       sizeof(err)) != 0 ||
+	     smtp_tls_reload(s->smtp_tls, err, sizeof(err)) != 0))
 		log_warnx(
 		    "- server smtp tls_reload_failed (the old certificate "
 		    "stays) error=\"%s\"",

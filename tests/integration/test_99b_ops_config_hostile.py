@@ -173,6 +173,35 @@ def test_emptied_users_file(make_cluster, tmp_path):
     assert log_count(c, b"no user in the file") == 2
 
 
+def test_fifo_in_place_of_a_file(make_cluster, tmp_path):
+    """A FIFO where a file is named: open() would wait for a writer, so
+    check-config hung, and a SIGHUP hung the server's loop for good."""
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo, 0o600)
+    lines = v.base(tmp_path, api_keys_file=fifo)
+    v.both_refuse(tmp_path, lines, "api_keys_file", "not a regular file")
+
+    keys = str(tmp_path / "keys")
+    write_private(keys, (KEY1 + "\n").encode())
+    cert, key = t72.make_cert(str(tmp_path))
+    port = h.free_port()
+    c = make_cluster(providers=("a",), server_extra={
+        "api_keys_file": keys, "smtp_listen": "127.0.0.1:%d" % port,
+        "smtp_tls_cert_file": cert, "smtp_tls_key_file": key})
+    c.start_server()
+    for path in (keys, cert):
+        os.rename(path, path + ".old")
+        os.mkfifo(path, 0o600)
+    c.server.signal(signal.SIGHUP)
+    h.wait_for(lambda: log_count(c, b"tls_reload_failed") == 1, 5,
+               "the refused certificate in the log")
+    assert log_count(c, b'reason="not a regular file"') == 1
+    assert stats_status(c, KEY1) == 200
+    with smtplib.SMTP("127.0.0.1", port, timeout=h.scaled(10)) as s:
+        s.starttls(context=t72.context(cert + ".old"))
+        assert s.noop()[0] == 250
+
+
 # -- a removed key stops at once
 
 
