@@ -701,6 +701,27 @@ webhook_finish(struct parse *p)
 			   "webhook.secret");
 }
 
+/* mailgun_domains: see config__domains_check(). */
+static void
+mailgun_finish(struct parse *p)
+{
+	char bad[80];
+	int rc;
+
+	if (p->cfg->mailgun_domains == NULL)
+		return;
+	rc = config__domains_check(p->cfg->mailgun_domains, bad, sizeof(bad));
+	if (rc == -ENOENT)
+		perr_add(p, key_line(p, "mailgun_domains"),
+			 "mailgun_domains: names no domain (leave it out to "
+			 "take any)");
+	else if (rc != 0)
+		perr_add(p, key_line(p, "mailgun_domains"),
+			 "mailgun_domains: '%s' is not a domain (labels of "
+			 "A-Z a-z 0-9 -, separated by commas or spaces)",
+			 bad);
+}
+
 /* Cross-key checks and defaults that depend on other keys. */
 static void
 server_finish(struct parse *p)
@@ -733,6 +754,7 @@ server_finish(struct parse *p)
 	limits_finish(p);
 	smtp_finish(p);
 	webhook_finish(p);
+	mailgun_finish(p);
 	/* Kept for the run-time checks' FILE:LINE. */
 	cfg->server_line = p->server_line;
 	cfg->key_line = xcalloc(NSERVER_KEYS, sizeof(*cfg->key_line));

@@ -876,6 +876,35 @@ test_api_keys_parse(void **state)
 			 -EINVAL);
 }
 
+/* mailgun_domains names domains the drop-in could be asked for. */
+static void
+test_mailgun_domains(void **state)
+{
+	static const char *const bad[] = {"a.com;b.com", ",, ,",
+					  "a..com",      ".a.com",
+					  "x_y.com",     "a.com, b.com/"};
+	struct config_errors errs = {NULL, 0};
+	struct config *cfg = NULL;
+	char *text;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		text = xasprintf("[server]\n\nmailgun_domains = %s\n", bad[i]);
+		assert_int_equal(config_load_string(text, "t.ini", &cfg, &errs),
+				 -EINVAL);
+		assert_true(has_error(&errs, 3, "mailgun_domains: "));
+		config_errors_cleanup(&errs);
+		free(text);
+	}
+	assert_int_equal(
+	    config_load_string("[server]\nmailgun_domains = mg.Example.com, "
+			       "b-2.example.net\tc.org\n",
+			       "t.ini", &cfg, &errs),
+	    0);
+	config_free(cfg);
+}
+
 int
 main(void)
 {
@@ -898,6 +927,7 @@ main(void)
 	    cmocka_unit_test(test_runtime_secret_modes),
 	    cmocka_unit_test(test_int_is_digits),
 	    cmocka_unit_test(test_api_keys_parse),
+	    cmocka_unit_test(test_mailgun_domains),
 	};
 
 	/* As CONNECTOR_REGISTER does for a connector of the build. */
