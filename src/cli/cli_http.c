@@ -149,6 +149,49 @@ curl_ready(const char *cmd)
 	return true;
 }
 
+/*
+ * url as an error message may show it: a user:password@ part (a proxy's
+ * credentials in $SHIVNERI_URL, say) as "***@", and no control character.
+ */
+static const char *
+shown_url(const char *url, char *buf, size_t len)
+{
+	const char *auth = strstr(url, "://"), *at = NULL, *p;
+	char *tmp;
+
+	if (auth != NULL) {
+		auth += 3;
+		for (p = auth; *p != '\0' && strchr("/?#", *p) == NULL; p++)
+			if (*p == '@')
+				at = p;
+	}
+	if (at == NULL)
+		return log_sanitize(url, strlen(url), buf, len);
+	tmp = xasprintf("%.*s***%s", (int)(auth - url), url, at);
+	log_sanitize(tmp, strlen(tmp), buf, len);
+	free(tmp);
+	return buf;
+}
+
+/* Says on stderr why curl_easy_perform() failed with cc. */
+static void
+perform_error(const char *cmd, const char *url, CURLcode cc,
+	      const struct sink *s, const char *errbuf)
+{
+	char u[512], clean[CURL_ERROR_SIZE];
+
+	shown_url(url, u, sizeof(u));
+	if (s->toobig)
+		fprintf(stderr, "%s: %s: answer larger than %d bytes\n", cmd, u,
+			CLI_HTTP_MAX_BODY);
+	else
+		/* curl's words may quote what the server sent. */
+		fprintf(stderr, "%s: %s: %s\n", cmd, u,
+			errbuf[0] != '\0' ? log_sanitize(errbuf, strlen(errbuf),
+							 clean, sizeof(clean))
+					  : curl_easy_strerror(cc));
+}
+
 int
 cli_http_request(const char *cmd, const char *method, const char *base_url,
 		 const char *path, const char *api_key, const char *body,
@@ -156,7 +199,7 @@ cli_http_request(const char *cmd, const char *method, const char *base_url,
 {
 	struct curl_slist *hl = NULL;
 	struct sink s = {.toobig = false};
-	char errbuf[CURL_ERROR_SIZE] = "", clean[CURL_ERROR_SIZE];
+	char errbuf[CURL_ERROR_SIZE] = "";
 	char *url = NULL;
 	size_t blen;
 	CURLcode cc;
@@ -188,21 +231,12 @@ cli_http_request(const char *cmd, const char *method, const char *base_url,
 	}
 	cc = curl_easy_perform(c);
 	if (cc != CURLE_OK) {
-		if (s.toobig)
-			fprintf(stderr, "%s: %s: answer larger than %d bytes\n",
-				cmd, url, CLI_HTTP_MAX_BODY);
-		else
-			/* curl's words may quote what the server sent. */
-			fprintf(stderr, "%s: %s: %s\n", cmd, url,
-				errbuf[0] != '\0'
-				    ? log_sanitize(errbuf, strlen(errbuf),
-						   clean, sizeof(clean))
-				    : curl_easy_strerror(cc));
+		perform_error(cmd, url, cc, &s, errbuf);
 		goto out;
 	}
 	if (curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status) !=
 	    CURLE_OK) {
-		fprintf(stderr, "%s: %s: no HTTP status\n", cmd, url);
+		perform_error(cmd, url, CURLE_WEIRD_SERVER_REPLY, &s, "");
 		goto out;
 	}
 	resp->body = buf_take(&s.b, &resp->len);

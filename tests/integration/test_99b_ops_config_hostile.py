@@ -487,7 +487,8 @@ def test_cli_key_file_and_timeout(tmp_path):
 
 def test_cli_url_is_a_server_and_key_one_line(tmp_path):
     """--url file://... read a local file and printed it in the error;
-    a key with a line break added a header of its own to the request."""
+    a key with a line break added a header of its own to the request; a
+    password in --url was printed with every connection error."""
     secret = tmp_path / "not-for-the-cli"
     secret.write_text("local-file-content-0123\n")
     r = run_cli(["queue", "--url", "file://%s#" % secret])
@@ -499,5 +500,10 @@ def test_cli_url_is_a_server_and_key_one_line(tmp_path):
             "SHIVNERI_API_KEY": "k\r\nX-Injected: 1"})
         assert r.returncode == 1 and b"line break" in r.stderr, r
         assert fake.auth == [], fake.auth
+        # Credentials in the URL (a proxy's) are not repeated in errors.
+        r = run_cli(["status", "--url", "http://ops:pw-0123456789@127.0.0.1:1",
+                     "x"])
+        assert r.returncode == 1 and b"***@127.0.0.1:1" in r.stderr, r
+        assert b"pw-0123456789" not in r.stderr, r
     finally:
         fake.close()
