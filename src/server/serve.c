@@ -181,6 +181,40 @@ smtp_reload_users(struct server *s)
 	smtp_server_set_users(s->smtp, u);
 }
 
+/*
+ * A SIGHUP that comes while the server starts (the store's recovery, the
+ * listeners, the agents), before the loop watches it, must not kill the
+ * server (its default action), as a logrotate run at that moment would:
+ * it is noted here and the reload runs once the loop does (server_run).
+ * A caught signal goes back to its default across exec, so the agents are
+ * as before.
+ */
+static volatile sig_atomic_t early_hup;
+
+static void
+on_early_hup(int sig)
+{
+	(void)sig;
+	early_hup = 1;
+}
+
+/* on_early_hup() from now until server_run(); 0, or 1 after saying why. */
+static int
+catch_early_hup(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_early_hup;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGHUP, &sa, NULL) != 0) {
+		fprintf(stderr, "shivneri: cannot catch SIGHUP: %s\n",
+			strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
 /* The reloads of a SIGHUP storm run at most this often. */
 #define RELOAD_MIN_GAP_MS 250
 
@@ -582,6 +616,9 @@ server_run(struct server *s)
 		log_error("- server cannot watch signals");
 		return 1;
 	}
+	/* The loop's handler is in place: one that came before is done now. */
+	if (early_hup)
+		on_hup(SIGHUP, EV_SIGNAL, s);
 	if (event_base_dispatch(s->base) < 0) {
 		log_error("- server event loop failed");
 		return 1;
@@ -664,6 +701,8 @@ serve_main(int argc, char **argv)
 
 	/* Before anything is made: the store, logs, secrets are ours alone. */
 	umask(077);
+	if (catch_early_hup() != 0)
+		return 1;
 	memset(&s, 0, sizeof(s));
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {

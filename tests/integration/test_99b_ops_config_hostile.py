@@ -331,6 +331,35 @@ def test_sighup_storm_under_load(make_cluster, tmp_path):
         len(http_ids) + len(smtp_ids), st
 
 
+def test_sighup_while_starting(make_cluster):
+    """SIGHUPs from the server's first log line (the store opening) on,
+    while it opens its listeners and spawns its agents: it used to die of
+    the first one (SIGHUP's default action) until its loop watched it."""
+    c = make_cluster(providers=("a", "b"), spawn=True)
+    c.start_server(wait=False)
+    pid = c.server.pid
+    h.wait_for(lambda: os.path.getsize(c.server.log_path) > 0, 10,
+               "the server's first log line")
+    deadline = time.monotonic() + h.scaled(10)
+    sent = 0
+    while time.monotonic() < deadline:
+        if c.server.p.poll() is not None:
+            break
+        os.kill(pid, signal.SIGHUP)
+        sent += 1
+        try:
+            if c.get("/healthz", timeout=0.2).status == 200:
+                break
+        except OSError:
+            pass
+    assert c.server.alive(), (sent, c.server.p.returncode)
+    c.wait_healthy()
+    h.wait_for(lambda: log_count(c, b"reloaded (SIGHUP)") >= 1, 5,
+               "the reload of a SIGHUP that came while starting")
+    c.wait_state("a", "up", timeout=15)
+    c.wait_delivered([c.submit()])
+
+
 def test_check_config_output_is_the_same_as_serve(tmp_path):
     """Every syntax error of a file full of them: check-config and serve
     print the same FILE:LINE lines."""
