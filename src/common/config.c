@@ -100,7 +100,10 @@ static const struct skey server_keys[] = {
     {"max_in_flight_bytes", SKEY_INT64, OFF(max_in_flight_bytes), 1024,
      INT64_MAX / 2, NULL},
     {"breaker_threshold", SKEY_INT, OFF(breaker_threshold), 1, 1000000, NULL},
-    {"breaker_cooldown_ms", SKEY_INT, OFF(breaker_cooldown_ms), 1, INT_MAX,
+    /* The breaker doubles it after a failed trial up to 5 minutes
+     * (BREAKER_MAX_COOLDOWN_MS, dispatch_int.h): one more would be cut
+     * back at the second open, and past 2^30 its doubling overflows. */
+    {"breaker_cooldown_ms", SKEY_INT, OFF(breaker_cooldown_ms), 1, 300000,
      NULL},
     {"job_timeout_s", SKEY_INT, OFF(job_timeout_s), 1, 604800, NULL},
     {"retention_days", SKEY_INT, OFF(retention_days), 1, 36500, NULL},

@@ -88,6 +88,16 @@ def test_listen_addresses_serve_cannot_use(tmp_path):
     v.both_refuse(tmp_path, lines, "http_listen", "cannot resolve 256.1.1.1")
 
 
+def test_breaker_cooldown_within_the_breakers_cap(tmp_path):
+    """breaker_cooldown_ms was taken up to 2^31-1, but the breaker caps
+    its doubled cool-down at 5 minutes (so a longer one was cut back at the
+    second open) and doubles an int (past 2^30 it overflowed)."""
+    for value in ("300001", "2147483647"):
+        lines = v.base(tmp_path, breaker_cooldown_ms=value)
+        v.both_refuse(tmp_path, lines, "breaker_cooldown_ms",
+                      "between 1 and 300000")
+
+
 # -- api_keys_file without keys
 
 
