@@ -1,19 +1,29 @@
 """The operator's side under a mistaken or hostile hand: the configuration's
-files, SIGHUP reloads and the CLI.
+files, SIGHUP reloads and the CLI.  Each test failed on 25baf58.
 
-- check-config and serve give one verdict on the SMTP intake's files: a
-  users file with a bad line, or a certificate whose key is not a key,
-  used to pass check-config and then stop serve at start.  check-config
-  now loads them with serve's own loaders and names the file and line.
-- api_keys_file holding no key (a file caught half-written by `>`), or a
-  NUL byte: check-config and serve refuse it at start, and a SIGHUP that
-  finds it so keeps the keys in force with one log line saying why,
-  instead of locking every client out.
+- One verdict on one file: check-config passed, and serve then refused
+  with exit 1 and no FILE:LINE, a users file with a bad line (or none at
+  all), a certificate whose key is not a key, agent_listen = localhost
+  (serve binds it without resolving), a listen host that does not
+  resolve.  A FIFO named as api_keys_file hung check-config.
+  breaker_cooldown_ms was taken past the breaker's own 5-minute cap.  A
+  number with a '+' was taken.
+- api_keys_file holding no key (a file caught half-written by `>`), a
+  NUL byte, a FIFO, a removed file: a SIGHUP keeps the keys in force with
+  one log line saying why, instead of locking every client out (or, for
+  the FIFO, hanging the loop for good); the same for the users file and
+  the TLS pair.
 - A key removed by a SIGHUP stops at once, for an open GET /v1/events
-  stream too (it used to go on receiving every event).
+  stream too (it went on receiving every event).
 - A storm of 1,000 SIGHUPs under HTTP and SMTP submissions: no submission
-  is refused or lost, the reloads (and their log lines) are a handful,
-  and the file written last is the one in force.
+  is refused or lost, the reloads (and their log lines) are a handful
+  (about 950 before), and the file written last is the one in force.  A
+  SIGHUP while serve starts killed it.
+- The CLI: server text with terminal escapes reached the terminal raw
+  (send's id, messages' cursor, --json's C1 controls); --timeout bounds a
+  hung server; --api-key-file keeps the key out of ps; --url is http(s)
+  only and its password is not repeated in errors; a key with a line
+  break is refused rather than sent as two headers.
 """
 
 import os
