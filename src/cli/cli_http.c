@@ -20,7 +20,14 @@
 #include <string.h>
 
 #define CLI_HTTP_MAX_BODY (64 * 1024 * 1024)
-#define CLI_HTTP_TIMEOUT_S 60L
+
+static long timeout_s = CLI_HTTP_TIMEOUT_S;
+
+void
+cli_http_set_timeout(long seconds)
+{
+	timeout_s = seconds > 0 ? seconds : CLI_HTTP_TIMEOUT_S;
+}
 
 /* Where curl writes the answer: a capped buffer, and whether it overflowed. */
 struct sink {
@@ -108,7 +115,10 @@ set_options(CURL *c, const char *method, const char *url, const char *body,
 	     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
 			      (curl_off_t)strlen(body)) != CURLE_OK))
 		return false;
-	return curl_easy_setopt(c, CURLOPT_URL, url) == CURLE_OK &&
+	/* --url and $SHIVNERI_URL name a server: never file:// or the like. */
+	return curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https") ==
+		   CURLE_OK &&
+	       curl_easy_setopt(c, CURLOPT_URL, url) == CURLE_OK &&
 	       curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method) == CURLE_OK &&
 	       curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl) == CURLE_OK &&
 	       curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink_write) ==
@@ -116,9 +126,9 @@ set_options(CURL *c, const char *method, const char *url, const char *body,
 	       curl_easy_setopt(c, CURLOPT_WRITEDATA, s) == CURLE_OK &&
 	       curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf) == CURLE_OK &&
 	       curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
-	       curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L) == CURLE_OK &&
-	       curl_easy_setopt(c, CURLOPT_TIMEOUT, CLI_HTTP_TIMEOUT_S) ==
-		   CURLE_OK &&
+	       curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT,
+				timeout_s < 10 ? timeout_s : 10L) == CURLE_OK &&
+	       curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout_s) == CURLE_OK &&
 	       curl_easy_setopt(c, CURLOPT_USERAGENT,
 				"shivneri/" SHIVNERI_VERSION) == CURLE_OK;
 }
@@ -139,6 +149,49 @@ curl_ready(const char *cmd)
 	return true;
 }
 
+/*
+ * url as an error message may show it: a user:password@ part (a proxy's
+ * credentials in $SHIVNERI_URL, say) as "***@", and no control character.
+ */
+static const char *
+shown_url(const char *url, char *buf, size_t len)
+{
+	const char *auth = strstr(url, "://"), *at = NULL, *p;
+	char *tmp;
+
+	if (auth != NULL) {
+		auth += 3;
+		for (p = auth; *p != '\0' && strchr("/?#", *p) == NULL; p++)
+			if (*p == '@')
+				at = p;
+	}
+	if (at == NULL)
+		return log_sanitize(url, strlen(url), buf, len);
+	tmp = xasprintf("%.*s***%s", (int)(auth - url), url, at);
+	log_sanitize(tmp, strlen(tmp), buf, len);
+	free(tmp);
+	return buf;
+}
+
+/* Says on stderr why curl_easy_perform() failed with cc. */
+static void
+perform_error(const char *cmd, const char *url, CURLcode cc,
+	      const struct sink *s, const char *errbuf)
+{
+	char u[512], clean[CURL_ERROR_SIZE];
+
+	shown_url(url, u, sizeof(u));
+	if (s->toobig)
+		fprintf(stderr, "%s: %s: answer larger than %d bytes\n", cmd, u,
+			CLI_HTTP_MAX_BODY);
+	else
+		/* curl's words may quote what the server sent. */
+		fprintf(stderr, "%s: %s: %s\n", cmd, u,
+			errbuf[0] != '\0' ? log_sanitize(errbuf, strlen(errbuf),
+							 clean, sizeof(clean))
+					  : curl_easy_strerror(cc));
+}
+
 int
 cli_http_request(const char *cmd, const char *method, const char *base_url,
 		 const char *path, const char *api_key, const char *body,
@@ -155,6 +208,11 @@ cli_http_request(const char *cmd, const char *method, const char *base_url,
 
 	memset(resp, 0, sizeof(*resp));
 	buf_init(&s.b, CLI_HTTP_MAX_BODY);
+	/* A line break would end the header and start another of its own. */
+	if (api_key != NULL && strpbrk(api_key, "\r\n") != NULL) {
+		fprintf(stderr, "%s: the API key holds a line break\n", cmd);
+		return -1;
+	}
 	if (!curl_ready(cmd))
 		return -1;
 	blen = strlen(base_url);
@@ -173,18 +231,12 @@ cli_http_request(const char *cmd, const char *method, const char *base_url,
 	}
 	cc = curl_easy_perform(c);
 	if (cc != CURLE_OK) {
-		if (s.toobig)
-			fprintf(stderr, "%s: %s: answer larger than %d bytes\n",
-				cmd, url, CLI_HTTP_MAX_BODY);
-		else
-			fprintf(stderr, "%s: %s: %s\n", cmd, url,
-				errbuf[0] != '\0' ? errbuf
-						  : curl_easy_strerror(cc));
+		perform_error(cmd, url, cc, &s, errbuf);
 		goto out;
 	}
 	if (curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status) !=
 	    CURLE_OK) {
-		fprintf(stderr, "%s: %s: no HTTP status\n", cmd, url);
+		perform_error(cmd, url, CURLE_WEIRD_SERVER_REPLY, &s, "");
 		goto out;
 	}
 	resp->body = buf_take(&s.b, &resp->len);
@@ -244,12 +296,17 @@ cli_http_print_json(const struct cli_http_response *resp)
 	char *s;
 
 	if (resp->json == NULL) {
-		fwrite(resp->body, 1, resp->len, stdout);
-		if (resp->len == 0 || resp->body[resp->len - 1] != '\n')
-			putchar('\n');
+		char clean[4096];
+		/* Not JSON: never the server's raw bytes on a terminal. */
+		puts(log_sanitize(resp->body, resp->len, clean, sizeof(clean)));
 		return;
 	}
-	s = json_dumps(resp->json, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	/*
+	 * ASCII only: jansson escapes C0 controls but would pass C1 ones
+	 * (U+009B is a CSI to some terminals) and other text as UTF-8.
+	 */
+	s = json_dumps(resp->json, JSON_INDENT(2) | JSON_PRESERVE_ORDER |
+				       JSON_ENSURE_ASCII);
 	if (s == NULL) {
 		fprintf(stderr, "cannot print the answer: out of memory\n");
 		return;

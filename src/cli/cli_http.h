@@ -23,6 +23,15 @@ struct cli_http_response {
 	json_t *json; /* new reference, NULL when the body is not JSON */
 };
 
+/* How long one request may take in all, by default (--timeout). */
+#define CLI_HTTP_TIMEOUT_S 60L
+
+/*
+ * Sets that limit for the requests that follow (seconds, at least 1); the
+ * connection itself gets at most 10 s of it.
+ */
+void cli_http_set_timeout(long seconds);
+
 /* The URL to use when no --url was given (borrowed). */
 const char *cli_http_default_url(void);
 

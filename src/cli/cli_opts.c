@@ -7,10 +7,105 @@
  */
 #include "cli/cli_opts.h"
 #include "cli/cli_http.h"
+#include "common/config.h"
+#include "common/util.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+
+enum {
+	OPT_KEY_FILE = 1, /* below CLI_OPT_EXTRA, above any char's value */
+	OPT_TIMEOUT = 2,
+};
+
+/* The key --api-key-file read last, wiped and freed at the next read. */
+static char *key_from_file;
+static size_t key_from_file_len;
+
+static void
+key_forget(void)
+{
+	if (key_from_file == NULL)
+		return;
+	explicit_bzero(key_from_file, key_from_file_len);
+	free(key_from_file);
+	key_from_file = NULL;
+	key_from_file_len = 0;
+}
+
+int
+cli_opts_key_file(const char *cmd, const char *path, const char **key)
+{
+	char err[512], *text = NULL;
+	size_t len = 0;
+	int rc;
+
+	key_forget();
+	if (config_secret_mode_check(path, err, sizeof(err)) != 0) {
+		fprintf(stderr, "%s: --api-key-file %s\n", cmd, err);
+		return -1;
+	}
+	rc = file_read_all(path, CLI_KEY_FILE_MAX, &text, &len);
+	if (rc != 0) {
+		fprintf(stderr, "%s: --api-key-file %s: %s\n", cmd, path,
+			rc == -EFBIG ? "larger than 4 KiB" : strerror(-rc));
+		return -1;
+	}
+	key_from_file = text;
+	key_from_file_len = len;
+	if (len > 0 && text[len - 1] == '\n')
+		text[--len] = '\0';
+	if (len > 0 && text[len - 1] == '\r')
+		text[--len] = '\0';
+	/* Never echoes the text: it is a key, or something else secret. */
+	if (len == 0 || memchr(text, '\0', len) != NULL ||
+	    memchr(text, '\n', len) != NULL ||
+	    memchr(text, '\r', len) != NULL) {
+		fprintf(stderr,
+			"%s: --api-key-file %s: must hold one key on one "
+			"line\n",
+			cmd, path);
+		key_forget();
+		return -1;
+	}
+	*key = text;
+	return 0;
+}
+
+int
+cli_opts_timeout(const char *cmd, const char *value)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = value[0] >= '0' && value[0] <= '9' ? strtol(value, &end, 10) : 0;
+	if (v < 1 || v > 3600 || errno != 0 || *end != '\0') {
+		fprintf(stderr,
+			"%s: --timeout wants whole seconds, 1 to 3600\n", cmd);
+		return -1;
+	}
+	cli_http_set_timeout(v);
+	return 0;
+}
+
+void
+cli_opts_usage_shared(FILE *f)
+{
+	fprintf(f,
+		"--url defaults to $SHIVNERI_URL or %s; the key to\n"
+		"$SHIVNERI_API_KEY.  --api-key shows in ps: prefer "
+		"--api-key-file FILE\n"
+		"(the owner's alone) or the variable.  --timeout SECONDS "
+		"bounds each\n"
+		"request (default %ld).  --json prints the answer as JSON.\n"
+		"Exit status: 0 done, 1 failed (server unreachable or slow, "
+		"an error\n"
+		"answer, an answer not understood), 2 usage.\n",
+		CLI_DEFAULT_URL, CLI_HTTP_TIMEOUT_S);
+}
 
 int
 cli_opts_bad_option(const char *cmd, char **argv, cli_usage_fn usage)
@@ -38,16 +133,19 @@ cli_opts_parse_extra(const char *cmd, int argc, char **argv,
 	static const struct option shared[] = {
 	    {"url", required_argument, NULL, 'u'},
 	    {"api-key", required_argument, NULL, 'k'},
+	    {"api-key-file", required_argument, NULL, OPT_KEY_FILE},
+	    {"timeout", required_argument, NULL, OPT_TIMEOUT},
 	    {"json", no_argument, NULL, 'j'},
 	    {"help", no_argument, NULL, 'h'},
 	};
-	struct option opts[4 + CLI_OPTS_EXTRA_MAX + 1];
-	size_t n = 4;
+	enum { NSHARED = sizeof(shared) / sizeof(shared[0]) };
+	struct option opts[NSHARED + CLI_OPTS_EXTRA_MAX + 1];
+	size_t n = NSHARED;
 	int ch;
 
 	memcpy(opts, shared, sizeof(shared));
 	for (; extra != NULL && extra->name != NULL; extra++) {
-		if (n == 4 + CLI_OPTS_EXTRA_MAX)
+		if (n == NSHARED + CLI_OPTS_EXTRA_MAX)
 			abort(); /* a command's table, not input */
 		opts[n++] = *extra;
 	}
@@ -67,6 +165,14 @@ cli_opts_parse_extra(const char *cmd, int argc, char **argv,
 			break;
 		case 'k':
 			o->api_key = optarg;
+			break;
+		case OPT_KEY_FILE:
+			if (cli_opts_key_file(cmd, optarg, &o->api_key) != 0)
+				goto usage_error;
+			break;
+		case OPT_TIMEOUT:
+			if (cli_opts_timeout(cmd, optarg) != 0)
+				goto usage_error;
 			break;
 		case 'j':
 			o->json = true;

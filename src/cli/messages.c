@@ -37,22 +37,20 @@ struct filters {
 static void
 usage(FILE *f)
 {
-	fprintf(
-	    f,
-	    "usage: shivneri messages [--url URL] [--api-key KEY] [--json]\n"
-	    "         [--status S] [--provider P] [--limit N] "
-	    "[--before CURSOR]\n"
-	    "\n"
-	    "One page of messages, newest first: id, status, last "
-	    "provider,\n"
-	    "attempts, last change and the error of a failed one.  "
-	    "--status is\n"
-	    "queued, sending, delivered or failed; --limit 1 to 200 "
-	    "(default\n"
-	    "50); --before takes the \"next:\" cursor printed after a "
-	    "page.\n"
-	    "--url defaults to $SHIVNERI_URL or %s.\n",
-	    CLI_DEFAULT_URL);
+	fprintf(f, "usage: shivneri messages [--url URL] [--api-key KEY | "
+		   "--api-key-file FILE] [--json]\n"
+		   "         [--status S] [--provider P] [--limit N] "
+		   "[--before CURSOR]\n"
+		   "\n"
+		   "One page of messages, newest first: id, status, last "
+		   "provider,\n"
+		   "attempts, last change and the error of a failed one.  "
+		   "--status is\n"
+		   "queued, sending, delivered or failed; --limit 1 to 200 "
+		   "(default\n"
+		   "50); --before takes the \"next:\" cursor printed after a "
+		   "page.\n");
+	cli_opts_usage_shared(f);
 }
 
 /* The cursor of the next page, printed after the table by print_page. */
@@ -80,7 +78,9 @@ print_page(const json_t *list)
 		       cli_json_text(m, "error", err, sizeof(err)));
 	}
 	if (next_cursor != NULL)
-		printf("next: %s\n", next_cursor);
+		printf("next: %s\n",
+		       log_sanitize(next_cursor, strlen(next_cursor), err,
+				    sizeof(err)));
 }
 
 /* Appends "&name=VALUE" (escaped) when value is set; 0 or -1. */

@@ -16,16 +16,16 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-		"usage: shivneri providers [--url URL] [--api-key KEY] "
+		"usage: shivneri providers [--url URL] [--api-key KEY | "
+		"--api-key-file FILE] "
 		"[--json]\n"
 		"\n"
 		"One line per provider: name, type, state, in flight, "
 		"delivered,\n"
 		"failed, last heartbeat, paused until (a throttled provider) "
 		"and\n"
-		"the reason it is not up.  --url defaults to "
-		"$SHIVNERI_URL or %s.\n",
-		CLI_DEFAULT_URL);
+		"the reason it is not up.\n");
+	cli_opts_usage_shared(f);
 }
 
 static void

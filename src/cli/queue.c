@@ -11,14 +11,13 @@
 static void
 usage(FILE *f)
 {
-	fprintf(f,
-		"usage: shivneri queue [--url URL] [--api-key KEY] "
-		"[--json]\n"
-		"\n"
-		"Counts messages by status: queued, sending, delivered, "
-		"failed.\n"
-		"--url defaults to $SHIVNERI_URL or %s.\n",
-		CLI_DEFAULT_URL);
+	fprintf(f, "usage: shivneri queue [--url URL] [--api-key KEY | "
+		   "--api-key-file FILE] "
+		   "[--json]\n"
+		   "\n"
+		   "Counts messages by status: queued, sending, delivered, "
+		   "failed.\n");
+	cli_opts_usage_shared(f);
 }
 
 static void

@@ -18,16 +18,15 @@
 static void
 usage(FILE *f)
 {
-	fprintf(f,
-		"usage: shivneri retry [--url URL] [--api-key KEY] [--json] "
-		"ID\n"
-		"\n"
-		"Puts a failed message back to queued: its attempts and its "
-		"time to\n"
-		"live count again from now; its earlier attempts stay on "
-		"record.\n"
-		"--url defaults to $SHIVNERI_URL or %s.\n",
-		CLI_DEFAULT_URL);
+	fprintf(f, "usage: shivneri retry [--url URL] [--api-key KEY | "
+		   "--api-key-file FILE] [--json] "
+		   "ID\n"
+		   "\n"
+		   "Puts a failed message back to queued: its attempts and its "
+		   "time to\n"
+		   "live count again from now; its earlier attempts stay on "
+		   "record.\n");
+	cli_opts_usage_shared(f);
 }
 
 int

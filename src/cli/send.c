@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "cli/cli_http.h"
 #include "cli/cli_opts.h"
+#include "common/log.h"
 #include "common/util.h"
 
 #include <jansson.h>
@@ -36,9 +37,13 @@ usage(FILE *f)
 		"[--reply-to ADDR]\n"
 		"           [--header 'Name: value']... [--tag TAG]...\n"
 		"           [--idempotency-key KEY]\n"
+		"           [--api-key-file FILE] [--timeout SECONDS]\n"
 		"\n"
 		"Submits one message and prints its id.  --url defaults to\n"
-		"$SHIVNERI_URL or %s; --api-key to $SHIVNERI_API_KEY.\n"
+		"$SHIVNERI_URL or %s; --api-key to $SHIVNERI_API_KEY\n"
+		"(--api-key shows in ps: prefer --api-key-file or the "
+		"variable).\n"
+		"--timeout bounds the request (default 60 s).\n"
 		"Exit status: 0 queued, 1 refused or unreachable, 2 usage.\n",
 		CLI_DEFAULT_URL);
 }
@@ -147,6 +152,8 @@ append_str(json_t *arr, const char *s, const char *what)
 enum {
 	OPT_URL = 256,
 	OPT_API_KEY,
+	OPT_API_KEY_FILE,
+	OPT_TIMEOUT,
 	OPT_FROM,
 	OPT_TO,
 	OPT_CC,
@@ -231,6 +238,10 @@ take_option(struct send_args *a, int c, const char *arg)
 	case OPT_API_KEY:
 		a->api_key = arg;
 		return true;
+	case OPT_API_KEY_FILE:
+		return cli_opts_key_file("send", arg, &a->api_key) == 0;
+	case OPT_TIMEOUT:
+		return cli_opts_timeout("send", arg) == 0;
 	case OPT_FROM:
 		a->from = arg;
 		return true;
@@ -315,6 +326,8 @@ parse_args(int argc, char **argv, struct send_args *a, int *status)
 	static const struct option opts[] = {
 	    {"url", required_argument, NULL, OPT_URL},
 	    {"api-key", required_argument, NULL, OPT_API_KEY},
+	    {"api-key-file", required_argument, NULL, OPT_API_KEY_FILE},
+	    {"timeout", required_argument, NULL, OPT_TIMEOUT},
 	    {"from", required_argument, NULL, OPT_FROM},
 	    {"to", required_argument, NULL, OPT_TO},
 	    {"cc", required_argument, NULL, OPT_CC},
@@ -424,7 +437,7 @@ post_message(const struct send_args *a, const char *body)
 {
 	struct cli_http_response resp;
 	const char *hdrs[2] = {NULL, NULL}, *id;
-	char *idem_hdr = NULL;
+	char *idem_hdr = NULL, clean[128];
 	int rc = 1;
 
 	if (a->idem != NULL) {
@@ -443,7 +456,7 @@ post_message(const struct send_args *a, const char *body)
 		fprintf(stderr, "send: HTTP %ld without an id\n", resp.status);
 		goto done;
 	}
-	printf("%s\n", id);
+	printf("%s\n", log_sanitize(id, strlen(id), clean, sizeof(clean)));
 	rc = 0;
 done:
 	cli_http_response_cleanup(&resp);

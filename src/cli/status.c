@@ -19,14 +19,13 @@
 static void
 usage(FILE *f)
 {
-	fprintf(f,
-		"usage: shivneri status [--url URL] [--api-key KEY] "
-		"[--json] ID\n"
-		"\n"
-		"Shows a message's status and every attempt to deliver "
-		"it.\n"
-		"--url defaults to $SHIVNERI_URL or %s.\n",
-		CLI_DEFAULT_URL);
+	fprintf(f, "usage: shivneri status [--url URL] [--api-key KEY | "
+		   "--api-key-file FILE] "
+		   "[--json] ID\n"
+		   "\n"
+		   "Shows a message's status and every attempt to deliver "
+		   "it.\n");
+	cli_opts_usage_shared(f);
 }
 
 /* A field of obj as printable text: strings sanitized, null as "-". */

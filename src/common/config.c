@@ -100,7 +100,10 @@ static const struct skey server_keys[] = {
     {"max_in_flight_bytes", SKEY_INT64, OFF(max_in_flight_bytes), 1024,
      INT64_MAX / 2, NULL},
     {"breaker_threshold", SKEY_INT, OFF(breaker_threshold), 1, 1000000, NULL},
-    {"breaker_cooldown_ms", SKEY_INT, OFF(breaker_cooldown_ms), 1, INT_MAX,
+    /* The breaker doubles it after a failed trial up to 5 minutes
+     * (BREAKER_MAX_COOLDOWN_MS, dispatch_int.h): one more would be cut
+     * back at the second open, and past 2^30 its doubling overflows. */
+    {"breaker_cooldown_ms", SKEY_INT, OFF(breaker_cooldown_ms), 1, 300000,
      NULL},
     {"job_timeout_s", SKEY_INT, OFF(job_timeout_s), 1, 604800, NULL},
     {"retention_days", SKEY_INT, OFF(retention_days), 1, 36500, NULL},
@@ -236,7 +239,9 @@ config__parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
 	char *end;
 	long long v;
 
-	if (*s == '\0')
+	/* strtoll would also take blanks and a '+' before the digits. */
+	if (!(*s >= '0' && *s <= '9') &&
+	    !(*s == '-' && s[1] >= '0' && s[1] <= '9'))
 		return false;
 	errno = 0;
 	v = strtoll(s, &end, 10);
@@ -699,6 +704,27 @@ webhook_finish(struct parse *p)
 			   "webhook.secret");
 }
 
+/* mailgun_domains: see config__domains_check(). */
+static void
+mailgun_finish(struct parse *p)
+{
+	char bad[80];
+	int rc;
+
+	if (p->cfg->mailgun_domains == NULL)
+		return;
+	rc = config__domains_check(p->cfg->mailgun_domains, bad, sizeof(bad));
+	if (rc == -ENOENT)
+		perr_add(p, key_line(p, "mailgun_domains"),
+			 "mailgun_domains: names no domain (leave it out to "
+			 "take any)");
+	else if (rc != 0)
+		perr_add(p, key_line(p, "mailgun_domains"),
+			 "mailgun_domains: '%s' is not a domain (labels of "
+			 "A-Z a-z 0-9 -, separated by commas or spaces)",
+			 bad);
+}
+
 /* Cross-key checks and defaults that depend on other keys. */
 static void
 server_finish(struct parse *p)
@@ -731,6 +757,7 @@ server_finish(struct parse *p)
 	limits_finish(p);
 	smtp_finish(p);
 	webhook_finish(p);
+	mailgun_finish(p);
 	/* Kept for the run-time checks' FILE:LINE. */
 	cfg->server_line = p->server_line;
 	cfg->key_line = xcalloc(NSERVER_KEYS, sizeof(*cfg->key_line));

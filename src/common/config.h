@@ -166,6 +166,22 @@ int config_check_runtime(const struct config *cfg, const char *agent,
 			 struct config_errors *errs)
     __attribute__((warn_unused_result));
 
+/* The largest api_keys_file read, by check-config and by every reload. */
+#define CONFIG_API_KEYS_MAX_FILE (1024 * 1024)
+
+/*
+ * The keys of an api_keys_file's text, the one rule of check-config, serve
+ * and each SIGHUP: one key a line, blanks and a trailing CR around it
+ * dropped, empty lines and lines starting with '#' skipped.  Calls fn
+ * (when set) with each key, a pointer into text and its length, and puts
+ * the number of keys in *count.  -EINVAL for a NUL byte (a binary or
+ * half-written file: the keys after it would vanish unseen), else 0.
+ */
+int config_api_keys_parse(const char *text, size_t len,
+			  void (*fn)(const char *key, size_t klen, void *arg),
+			  void *arg, size_t *count)
+    __attribute__((warn_unused_result));
+
 /*
  * Provider types.  Each connector declares the keys its section takes
  * (NULL-terminated lists; NULL for none) and which of them hold a secret
@@ -219,6 +235,17 @@ int config_secret_read(const char *ref, char **out, char *err, size_t errlen)
  * stat() cannot see is 0: the read that follows reports it.
  */
 int config_secret_mode_check(const char *path, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/*
+ * 0 when path is a regular file, or when stat() cannot see it (the read
+ * that follows says why); else -EINVAL with "cannot read PATH: not a
+ * regular file (...)" in err.  Every file the configuration names is read
+ * whole, so a FIFO would block the reader (the server's loop, on SIGHUP) and a
+ * device might never end.  config_secret_mode_check() and config_secret_read()
+ * apply it.
+ */
+int config_regular_file_check(const char *path, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
 /*

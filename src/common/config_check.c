@@ -24,16 +24,17 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define SECRET_MAX_FILE (64 * 1024)
 #define AGENT_SECRET_RAW 32
-#define API_KEYS_MAX_FILE (1024 * 1024)
 
 /* Strips one trailing "\n" or "\r\n". */
 static void
@@ -44,6 +45,64 @@ strip_newline(char *s, size_t *len)
 		if (*len > 0 && s[*len - 1] == '\r')
 			s[--*len] = '\0';
 	}
+}
+
+/* One DOMAIN: labels of A-Z a-z 0-9 -, 1 to 63 each, 253 in all. */
+static bool
+domain_ok(const char *s, size_t n)
+{
+	size_t i, label = 0;
+
+	if (n == 0 || n > 253)
+		return false;
+	for (i = 0; i < n; i++) {
+		char c = s[i];
+		if (c == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+		} else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			   (c >= '0' && c <= '9') || c == '-') {
+			if (++label > 63)
+				return false;
+		} else {
+			return false;
+		}
+	}
+	return label > 0;
+}
+
+int
+config__domains_check(const char *list, char *bad, size_t badlen)
+{
+	size_t n, count = 0;
+
+	while (*list != '\0') {
+		list += strspn(list, ", \t");
+		n = strcspn(list, ", \t");
+		if (n == 0)
+			break;
+		if (!domain_ok(list, n)) {
+			log_sanitize(list, n, bad, badlen);
+			return -EINVAL;
+		}
+		count++;
+		list += n;
+	}
+	return count > 0 ? 0 : -ENOENT;
+}
+
+int
+config_regular_file_check(const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (stat(path, &st) != 0 || S_ISREG(st.st_mode))
+		return 0;
+	snprintf(err, errlen, "cannot read %s: not a regular file (%s)", path,
+		 S_ISDIR(st.st_mode) ? "a folder"
+				     : "a FIFO or device would block");
+	return -EINVAL;
 }
 
 int
@@ -74,6 +133,9 @@ config_secret_read(const char *ref, char **out, char *err, size_t errlen)
 		*out = xstrdup(v);
 		return 0;
 	}
+	rc = config_regular_file_check(ref, err, errlen);
+	if (rc != 0)
+		return rc;
 	rc = file_read_all(ref, SECRET_MAX_FILE, &buf, &len);
 	if (rc != 0) {
 		snprintf(err, errlen, "cannot read secret file %s: %s", ref,
@@ -97,17 +159,20 @@ config_secret_read(const char *ref, char **out, char *err, size_t errlen)
 }
 
 /*
- * A secret file must be the owner's alone: 0, or -EPERM with a message in
- * err.  An env: secret has no mode; a file stat() cannot see is left to
- * the read that fails on it.
+ * A secret file must be a regular file (else -EINVAL) and the owner's
+ * alone: 0, or -EPERM with a message in err.  An env: secret has no mode; a
+ * file stat() cannot see is left to the read that fails on it.
  */
 static int
 secret_mode_check(const char *ref, char *err, size_t errlen)
 {
 	struct stat st;
 
-	if (strncmp(ref, "env:", 4) == 0 || stat(ref, &st) != 0 ||
-	    (st.st_mode & 077) == 0)
+	if (strncmp(ref, "env:", 4) == 0)
+		return 0;
+	if (config_regular_file_check(ref, err, errlen) != 0)
+		return -EINVAL;
+	if (stat(ref, &st) != 0 || (st.st_mode & 077) == 0)
 		return 0;
 	snprintf(err, errlen,
 		 "%s may be read or changed by other users (mode %03o): "
@@ -243,6 +308,9 @@ agent_secret_load(const char *ref, char **out, size_t *len, char *err,
 			return rc;
 		n = strlen(buf);
 	} else {
+		rc = config_regular_file_check(ref, err, errlen);
+		if (rc != 0)
+			return rc;
 		rc = file_read_all(ref, SECRET_MAX_FILE, &buf, &n);
 		if (rc != 0) {
 			snprintf(err, errlen, "cannot read %s: %s", ref,
@@ -455,13 +523,47 @@ check_data_dir(const struct config *cfg, struct config_report *r)
 				    cfg->data_dir, where);
 }
 
+int
+config_api_keys_parse(const char *text, size_t len,
+		      void (*fn)(const char *key, size_t klen, void *arg),
+		      void *arg, size_t *count)
+{
+	const char *p = text, *end = text + len, *nl, *s, *e;
+
+	*count = 0;
+	if (memchr(text, '\0', len) != NULL)
+		return -EINVAL;
+	while (p < end) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		s = p;
+		e = nl != NULL ? nl : end;
+		p = nl != NULL ? nl + 1 : end;
+		while (s < e && (*s == ' ' || *s == '\t'))
+			s++;
+		while (e > s &&
+		       (e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
+			e--;
+		if (s == e || *s == '#')
+			continue;
+		if (fn != NULL)
+			fn(s, (size_t)(e - s), arg);
+		(*count)++;
+	}
+	return 0;
+}
+
+/*
+ * Readable, the owner's alone, and holding at least one key: a file with
+ * none would refuse every client, which is never what an operator means
+ * (without api_keys_file no key is asked for).
+ */
 static void
 check_api_keys(const struct config *cfg, struct config_report *r)
 {
 	const char *path = cfg->api_keys_file;
 	int line = line_of(cfg, "api_keys_file", NULL);
 	char *text = NULL, err[512];
-	size_t len = 0;
+	size_t len = 0, n = 0;
 	int rc;
 
 	if (path == NULL || *path == '\0')
@@ -473,15 +575,29 @@ check_api_keys(const struct config *cfg, struct config_report *r)
 		    "per line (env: is for single secrets)");
 		return;
 	}
-	rc = file_read_all(path, API_KEYS_MAX_FILE, &text, &len);
+	if (config_regular_file_check(path, err, sizeof(err)) != 0) {
+		config_report_error(r, line, "api_keys_file: %s", err);
+		return;
+	}
+	rc = file_read_all(path, CONFIG_API_KEYS_MAX_FILE, &text, &len);
 	if (rc != 0) {
 		config_report_error(
 		    r, line, "api_keys_file: cannot read %s: %s", path,
 		    rc == -EFBIG ? "larger than 1 MiB" : strerror(-rc));
 		return;
 	}
+	rc = config_api_keys_parse(text, len, NULL, NULL, &n);
 	explicit_bzero(text, len);
 	free(text);
+	if (rc != 0)
+		config_report_error(r, line, "api_keys_file: %s has a NUL byte",
+				    path);
+	else if (n == 0)
+		config_report_error(r, line,
+				    "api_keys_file: %s holds no key (one a "
+				    "line; without api_keys_file no key is "
+				    "asked for)",
+				    path);
 	if (secret_mode_check(path, err, sizeof(err)) != 0)
 		config_report_error(r, line, "api_keys_file: %s", err);
 }
@@ -507,6 +623,12 @@ check_smtp_files(const struct config *cfg, struct config_report *r)
 	for (i = 0; i < 3; i++) {
 		if (paths[i] == NULL)
 			continue;
+		if (config_regular_file_check(paths[i], err, sizeof(err)) !=
+		    0) {
+			config_report_error(r, line_of(cfg, keys[i], NULL),
+					    "%s: %s", keys[i], err);
+			continue;
+		}
 		if (access(paths[i], R_OK) != 0) {
 			config_report_error(r, line_of(cfg, keys[i], NULL),
 					    "%s: cannot read %s: %s", keys[i],
@@ -644,6 +766,61 @@ check_listens(const struct config *cfg, struct config_report *r)
 	}
 }
 
+/*
+ * What serve does with each listen address, done here so that check-config
+ * gives serve's verdict: agent_listen is taken as a numeric address only
+ * (agent_port.c parses it without resolving; "localhost" would pass the
+ * text check and then stop serve), the others are resolved (getaddrinfo,
+ * as their listeners do), so a name that does not resolve is an error now
+ * and not at serve's start.
+ */
+static void
+check_listen_hosts(const struct config *cfg, struct config_report *r)
+{
+	const char *keys[] = {"http_listen", "agent_listen", "smtp_listen",
+			      "smtps_listen"};
+	const char *vals[] = {cfg->http_listen, cfg->agent_listen,
+			      cfg->smtp_listen, cfg->smtps_listen};
+	struct addrinfo hints, *res = NULL;
+	unsigned char bin[16];
+	char *host = NULL;
+	int port, rc;
+	size_t i;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE;
+	for (i = 0; i < 4; i++) {
+		if (vals[i] == NULL || *vals[i] == '\0' ||
+		    hostport_parse(vals[i], &host, &port) != 0)
+			continue;
+		if (inet_pton(AF_INET, host, bin) == 1 ||
+		    inet_pton(AF_INET6, host, bin) == 1) {
+			free(host);
+			continue;
+		}
+		if (i == 1) {
+			config_report_error(r, line_of(cfg, keys[i], NULL),
+					    "agent_listen: %s: must be an IP "
+					    "address (IPv4, or IPv6 in "
+					    "brackets), not a name",
+					    host);
+		} else {
+			rc = getaddrinfo(host, NULL, &hints, &res);
+			if (rc != 0)
+				config_report_error(
+				    r, line_of(cfg, keys[i], NULL),
+				    "%s: cannot resolve %s: %s", keys[i], host,
+				    gai_strerror(rc));
+			else
+				freeaddrinfo(res);
+			res = NULL;
+		}
+		free(host);
+	}
+}
+
 /* Every secret key of the provider's type that the section sets. */
 static void
 check_provider_secrets(const struct provider_config *pc,
@@ -692,6 +869,7 @@ config_check_runtime(const struct config *cfg, const char *agent,
 		check_data_dir(cfg, &r);
 		check_api_keys(cfg, &r);
 		check_listens(cfg, &r);
+		check_listen_hosts(cfg, &r);
 		check_smtp_files(cfg, &r);
 		check_webhook(cfg, &r);
 		for (i = 0; i < cfg->nproviders; i++)

@@ -48,6 +48,16 @@ void config__kv_add(struct provider_config *pc, const char *key,
 /* Checks every provider section once the whole file has been read. */
 void config__providers_finish(struct config *cfg, struct config_report *r);
 
+/*
+ * mailgun_domains' value: each entry (separated by commas or blanks) a
+ * domain the drop-in could ever be asked for (front_mailgun_domain_ok()'s
+ * rule, which lives above common/), and at least one.  A typo would name
+ * a domain no request matches, and every message to the drop-in would be
+ * refused 404 with nothing in the log to say why.  0; -ENOENT for no
+ * entry; -EINVAL with the first bad one, sanitized, in bad.
+ */
+int config__domains_check(const char *list, char *bad, size_t badlen);
+
 /* "env:VAR" with VAR a valid environment variable name. */
 bool config__env_ref_valid(const char *ref);
 

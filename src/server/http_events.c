@@ -55,6 +55,9 @@ struct ev_stream {
 	bool wrote;       /* since the last ping tick */
 	bool drained;     /* the queue emptied since the last tick */
 	int stalled;      /* ticks in a row with bytes queued, none drained */
+	/* The key's scope, kept here: httpd forgets it once the head is
+	 * answered, and http_events_revoke() needs it for the stream's life. */
+	char scope[API_SCOPE_LEN + 1];
 	LIST_ENTRY(ev_stream) link;
 };
 
@@ -351,6 +354,7 @@ http_events_route(struct http_front *f, struct httpd_req *req)
 	s = xcalloc(1, sizeof(*s));
 	s->he = he;
 	s->req = req;
+	snprintf(s->scope, sizeof(s->scope), "%s", httpd_req_auth(req));
 	rc = httpd_req_stream_begin(req, 200, "text/event-stream",
 				    he->lim.client_buffer, on_close, on_drain,
 				    s);
@@ -365,6 +369,28 @@ http_events_route(struct http_front *f, struct httpd_req *req)
 	log_debug("- http events open peer=%s streams=%zu", httpd_req_peer(req),
 		  he->n);
 	stream_start(s, lei != NULL, after);
+}
+
+void
+http_events_revoke(struct http_events *he,
+		   bool (*known)(const char *scope, void *arg), void *arg)
+{
+	struct ev_stream *s, *next;
+	size_t n = 0;
+
+	if (he == NULL)
+		return;
+	for (s = LIST_FIRST(&he->streams); s != NULL; s = next) {
+		next = LIST_NEXT(s, link);
+		if (known(s->scope, arg))
+			continue;
+		stream_free(s, true);
+		n++;
+	}
+	if (n > 0)
+		log_info("- http events streams_closed count=%zu "
+			 "reason=key_removed streams=%zu",
+			 n, he->n);
 }
 
 struct http_events *

@@ -32,6 +32,14 @@ struct http_events *http_events_new(struct event_base *base, struct events *hub,
 void http_events_free(struct http_events *he);
 /* GET /v1/events, once the key is checked (the front's route_v1). */
 void http_events_route(struct http_front *f, struct httpd_req *req);
+/*
+ * After api_keys_file was reloaded: ends every stream whose key (the
+ * scope httpd_req_auth() named when it opened) known no longer takes, so
+ * a removed key stops at once, streams included.  One log line when any
+ * was ended.  NULL: a no-op.
+ */
+void http_events_revoke(struct http_events *he,
+			bool (*known)(const char *scope, void *arg), void *arg);
 /* Streams open now (for /metrics). */
 size_t http_events_streams(const struct http_events *he);
 

@@ -176,64 +176,97 @@ key_digest(const char *key, size_t len, unsigned char out[API_KEY_DIGEST_LEN])
 		fatalx("- http cannot digest an API key");
 }
 
+/* The keys of one reading of api_keys_file, copied out of its text. */
+struct key_list {
+	char **v;
+	size_t n;
+};
+
+static void
+key_take(const char *key, size_t klen, void *arg)
+{
+	struct key_list *l = arg;
+
+	l->v = xreallocarray(l->v, l->n + 1, sizeof(*l->v));
+	l->v[l->n++] = xstrndup(key, klen);
+}
+
+/* http_events_revoke(): whether scope is one of the keys in force. */
+static bool
+scope_known(const char *scope, void *arg)
+{
+	const struct http_front *f = arg;
+
+	for (size_t i = 0; i < f->nkeys; i++)
+		if (strcmp(f->scopes[i], scope) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Reads api_keys_file (config_api_keys_parse: the rule check-config
+ * applies) and puts its keys in force, or leaves the keys in force as they
+ * are with one log line saying why: a file others may read, one that
+ * cannot be read, not a regular file (a FIFO would block the loop), one with a
+ * NUL byte or with no key at all (a file caught half-written by an editor or a
+ * `>` redirection would otherwise lock every client out).  Event streams opened
+ * with a key that is gone are closed: a removed key stops at once.
+ */
 int
 http_front_reload_keys(struct http_front *f)
 {
-	char *text, *line, *next;
-	char **keys = NULL;
-	size_t n = 0, textlen = 0;
+	struct key_list kl = {NULL, 0};
+	const char *path = f->cfg->api_keys_file;
+	size_t textlen = 0, n = 0;
 	struct stat sb;
+	char *text, err[512];
 	int rc;
 
-	if (f->cfg->api_keys_file == NULL || *f->cfg->api_keys_file == '\0')
+	if (path == NULL || *path == '\0')
 		return 0;
 	/* The rule of check-config holds on reload too: a key file others
 	 * may read is refused, and the keys in force stay. */
-	if (stat(f->cfg->api_keys_file, &sb) == 0 && (sb.st_mode & 077) != 0) {
+	if (stat(path, &sb) == 0 && (sb.st_mode & 077) != 0) {
 		log_error("- http keys_refused file=%s mode=%03o "
 			  "reason=\"others may read or change it: chmod 600\"",
-			  f->cfg->api_keys_file, (unsigned)(sb.st_mode & 0777));
+			  path, (unsigned)(sb.st_mode & 0777));
 		return -EPERM;
 	}
-	rc = file_read_all(f->cfg->api_keys_file, 1 << 20, &text, &textlen);
+	if (config_regular_file_check(path, err, sizeof(err)) != 0) {
+		log_error("- http keys_refused file=%s reason=\"not a regular "
+			  "file\"",
+			  path);
+		return -EINVAL;
+	}
+	rc = file_read_all(path, CONFIG_API_KEYS_MAX_FILE, &text, &textlen);
 	if (rc != 0) {
-		log_warnx("- http cannot read api_keys_file %s: %s",
-			  f->cfg->api_keys_file, strerror(-rc));
+		log_error("- http keys_refused file=%s reason=\"cannot read: "
+			  "%s\"",
+			  path, strerror(-rc));
 		return rc;
 	}
-	for (line = text; line != NULL; line = next) {
-		size_t len;
-
-		next = strchr(line, '\n');
-		if (next != NULL)
-			*next++ = '\0';
-		len = strlen(line);
-		while (len > 0 &&
-		       (line[len - 1] == '\r' || line[len - 1] == ' ' ||
-			line[len - 1] == '\t'))
-			line[--len] = '\0';
-		while (*line == ' ' || *line == '\t')
-			line++;
-		if (*line == '\0' || *line == '#')
-			continue;
-		keys = xreallocarray(keys, n + 1, sizeof(*keys));
-		keys[n++] = xstrdup(line);
-	}
-	/* The whole file: the line ends were overwritten with NULs. */
+	rc = config_api_keys_parse(text, textlen, key_take, &kl, &n);
 	explicit_bzero(text, textlen);
 	free(text);
+	if (rc != 0 || kl.n == 0) {
+		log_error("- http keys_refused file=%s reason=\"%s\"", path,
+			  rc != 0 ? "a NUL byte in the file"
+				  : "no key in the file");
+		keys_free(kl.v, kl.n);
+		return rc != 0 ? rc : -EINVAL;
+	}
 	free(f->key_digests);
 	free(f->scopes);
-	f->nkeys = n;
-	f->key_digests =
-	    xreallocarray(NULL, n > 0 ? n : 1, sizeof(*f->key_digests));
-	f->scopes = xreallocarray(NULL, n > 0 ? n : 1, sizeof(*f->scopes));
-	for (size_t i = 0; i < n; i++) {
-		key_digest(keys[i], strlen(keys[i]), f->key_digests[i]);
-		key_scope(keys[i], f->scopes[i]);
+	f->nkeys = kl.n;
+	f->key_digests = xreallocarray(NULL, kl.n, sizeof(*f->key_digests));
+	f->scopes = xreallocarray(NULL, kl.n, sizeof(*f->scopes));
+	for (size_t i = 0; i < kl.n; i++) {
+		key_digest(kl.v[i], strlen(kl.v[i]), f->key_digests[i]);
+		key_scope(kl.v[i], f->scopes[i]);
 	}
-	keys_free(keys, n);
-	log_info("- http api keys loaded count=%zu", n);
+	keys_free(kl.v, kl.n);
+	log_info("- http api keys loaded count=%zu", f->nkeys);
+	http_events_revoke(f->events, scope_known, f);
 	return 0;
 }
 

@@ -6,7 +6,9 @@
  * SIGTERM/SIGINT drain: stop accepting (HTTP and new agents), stop handing
  * out jobs, wait for every pending commit and reply, give in-flight jobs
  * a moment to report, stop the supervised agents, exit 0.  A second signal
- * skips the waiting.  SIGHUP reopens the log file and rereads API keys.
+ * skips the waiting.  SIGHUP reopens the log file and rereads API keys,
+ * the SMTP certificate, key and users (a storm of SIGHUPs is coalesced
+ * into at most one reload every RELOAD_MIN_GAP_MS).
  * SMTP sessions stop with the HTTP front: idle ones get 421, one in the
  * middle of a message finishes it, and the drain waits for its commit.
  */
@@ -65,6 +67,8 @@ struct server {
 	struct smtp_server *smtp;  /* NULL: no SMTP listener */
 	struct smtp_tls *smtp_tls; /* NULL: no STARTTLS, no smtps_listen */
 	struct event *sigterm, *sigint, *sighup, *drain_timer;
+	struct event *reload_timer; /* the coalesced SIGHUP (on_hup) */
+	int64_t last_reload;        /* mono_ms() of the last reload, or 0 */
 	int64_t drain_start;
 	bool draining;
 	bool stopping;
@@ -135,6 +139,25 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
 }
 
 /*
+ * smtp_users_load(), and a file without a user refused like a bad one: at
+ * start (check-config says the same) and on SIGHUP, where a users file
+ * caught empty (half-written) would otherwise refuse every AUTH.
+ */
+static int
+users_load(const char *path, struct smtp_users **out, char *err, size_t errlen)
+{
+	int rc = smtp_users_load(path, out, err, errlen);
+
+	if (rc == 0 && smtp_users_count(*out) == 0) {
+		snprintf(err, errlen, "%s: no user in the file", path);
+		smtp_users_free(*out);
+		*out = NULL;
+		rc = -EINVAL;
+	}
+	return rc;
+}
+
+/*
  * smtp_users_file again (SIGHUP): a table that loads replaces the old one
  * for later AUTH exchanges; one that does not leaves the old in place.
  */
@@ -147,7 +170,7 @@ smtp_reload_users(struct server *s)
 
 	if (s->smtp == NULL || s->cfg->smtp_users_file == NULL)
 		return;
-	rc = smtp_users_load(s->cfg->smtp_users_file, &u, err, sizeof(err));
+	rc = users_load(s->cfg->smtp_users_file, &u, err, sizeof(err));
 	if (rc != 0) {
 		log_warnx("- server smtp users_reload_failed (the old users "
 			  "stay) error=\"%s\"",
@@ -158,26 +181,96 @@ smtp_reload_users(struct server *s)
 	smtp_server_set_users(s->smtp, u);
 }
 
+/*
+ * A SIGHUP that comes while the server starts (the store's recovery, the
+ * listeners, the agents), before the loop watches it, must not kill the
+ * server (its default action), as a logrotate run at that moment would:
+ * it is noted here and the reload runs once the loop does (server_run).
+ * A caught signal goes back to its default across exec, so the agents are
+ * as before.
+ */
+static volatile sig_atomic_t early_hup;
+
 static void
-on_hup(evutil_socket_t sig, short what, void *arg)
+on_early_hup(int sig)
+{
+	(void)sig;
+	early_hup = 1;
+}
+
+/* on_early_hup() from now until server_run(); 0, or 1 after saying why. */
+static int
+catch_early_hup(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_early_hup;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGHUP, &sa, NULL) != 0) {
+		fprintf(stderr, "shivneri: cannot catch SIGHUP: %s\n",
+			strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
+/* The reloads of a SIGHUP storm run at most this often. */
+#define RELOAD_MIN_GAP_MS 250
+
+/* What a SIGHUP rereads, all on the loop thread (reload_timer). */
+static void
+reload_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *s = arg;
 	char err[512];
 	int rc = log_reopen();
 
+	(void)fd;
+	(void)what;
+	s->last_reload = mono_ms();
 	if (rc != 0)
 		log_warnx("- server cannot reopen log: %s", strerror(-rc));
 	if (s->api != NULL)
 		(void)http_front_reload_keys(s->api);
+	/* A FIFO would block this loop inside OpenSSL's read. */
 	if (s->smtp_tls != NULL &&
-	    smtp_tls_reload(s->smtp_tls, err, sizeof(err)) != 0)
+	    (config_regular_file_check(s->cfg->smtp_tls_cert_file, err,
+				       sizeof(err)) != 0 ||
+	     config_regular_file_check(s->cfg->smtp_tls_key_file, err,
+				       sizeof(err)) != 0 ||
+	     smtp_tls_reload(s->smtp_tls, err, sizeof(err)) != 0))
 		log_warnx(
 		    "- server smtp tls_reload_failed (the old certificate "
 		    "stays) error=\"%s\"",
 		    err);
 	smtp_reload_users(s);
 	supervisor_retry_held(s->sv);
-	log_info("- server SIGHUP: log reopened");
+	log_info("- server reloaded (SIGHUP): log reopened");
+}
+
+/*
+ * A SIGHUP only arms reload_tick: at once after a quiet spell, else when
+ * RELOAD_MIN_GAP_MS have passed since the last reload.  Signals that come
+ * while it is armed join that reload, so a storm of them (a script in a
+ * loop) costs a few reloads and log lines a second, not one per signal,
+ * and the last file written before the storm ends is the one in force.
+ */
+static void
+on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	struct server *s = arg;
+	int64_t wait = s->last_reload + RELOAD_MIN_GAP_MS - mono_ms();
+	struct timeval tv = {0, 0};
+
+	(void)sig;
+	(void)what;
+	if (evtimer_pending(s->reload_timer, NULL))
+		return;
+	if (s->last_reload != 0 && wait > 0)
+		tv.tv_usec = (suseconds_t)(wait * 1000);
+	if (evtimer_add(s->reload_timer, &tv) != 0)
+		log_warnx("- server cannot schedule the SIGHUP reload");
 }
 
 /* supervisor_watch(): the last heartbeat of name's agent, 0 if none. */
@@ -333,8 +426,8 @@ server_start_smtp(struct server *s)
 	}
 	if (cfg->smtp_users_file != NULL) {
 		struct smtp_users *u = NULL;
-		if (smtp_users_load(cfg->smtp_users_file, &u, err,
-				    sizeof(err)) != 0) {
+		if (users_load(cfg->smtp_users_file, &u, err, sizeof(err)) !=
+		    0) {
 			log_error("- server smtp_users_file %s", err);
 			return -1;
 		}
@@ -514,13 +607,18 @@ server_run(struct server *s)
 	s->sigint = evsignal_new(s->base, SIGINT, on_stop_signal, s);
 	s->sighup = evsignal_new(s->base, SIGHUP, on_hup, s);
 	s->drain_timer = evtimer_new(s->base, drain_tick, s);
+	s->reload_timer = evtimer_new(s->base, reload_tick, s);
 	if (s->sigterm == NULL || s->sigint == NULL || s->sighup == NULL ||
-	    s->drain_timer == NULL || event_add(s->sigterm, NULL) != 0 ||
+	    s->drain_timer == NULL || s->reload_timer == NULL ||
+	    event_add(s->sigterm, NULL) != 0 ||
 	    event_add(s->sigint, NULL) != 0 ||
 	    event_add(s->sighup, NULL) != 0) {
 		log_error("- server cannot watch signals");
 		return 1;
 	}
+	/* The loop's handler is in place: one that came before is done now. */
+	if (early_hup)
+		on_hup(SIGHUP, EV_SIGNAL, s);
 	if (event_base_dispatch(s->base) < 0) {
 		log_error("- server event loop failed");
 		return 1;
@@ -533,6 +631,8 @@ server_cleanup(struct server *s)
 {
 	if (s->drain_timer)
 		event_free(s->drain_timer);
+	if (s->reload_timer)
+		event_free(s->reload_timer);
 	if (s->sigterm)
 		event_free(s->sigterm);
 	if (s->sigint)
@@ -601,6 +701,8 @@ serve_main(int argc, char **argv)
 
 	/* Before anything is made: the store, logs, secrets are ours alone. */
 	umask(077);
+	if (catch_early_hup() != 0)
+		return 1;
 	memset(&s, 0, sizeof(s));
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {

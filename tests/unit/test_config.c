@@ -638,10 +638,14 @@ test_runtime_errors(void **state)
 	assert_true(has_error(&errs, 7,
 			      "agent_listen: localhost:18025 is the address "
 			      "of http_listen too"));
+	/* serve binds agent_listen without resolving: an address only. */
+	assert_true(has_error(&errs, 7,
+			      "agent_listen: localhost: must be an "
+			      "IP address"));
 	assert_true(has_error(&errs, 8, "smtp_listen: 0.0.0.0:18025"));
 	assert_true(has_error(&errs, 13, "SHIVNERI_TEST_UNSET is not set"));
 	/* g runs elsewhere (spawn = no): its secrets are its host's. */
-	assert_int_equal(errs.n, 7);
+	assert_int_equal(errs.n, 8);
 	config_errors_cleanup(&errs);
 
 	/* The agent of g checks its own secrets, not f's. */
@@ -811,6 +815,96 @@ test_max_in_flight_default(void **state)
 	config_errors_cleanup(&errs);
 }
 
+/* A number is digits: strtoll would also take a sign or blanks first. */
+static void
+test_int_is_digits(void **state)
+{
+	static const char *const bad[] = {"+5", "+0", "- 5", "5 5", "0x5"};
+	struct config_errors errs = {NULL, 0};
+	struct config *cfg = NULL;
+	char *text;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		text = xasprintf("[server]\nmax_attempts = %s\n", bad[i]);
+		assert_int_equal(config_load_string(text, "t.ini", &cfg, &errs),
+				 -EINVAL);
+		assert_true(has_error(&errs, 2,
+				      "max_attempts: must be an "
+				      "integer between 1 and 1000"));
+		config_errors_cleanup(&errs);
+		free(text);
+	}
+	assert_int_equal(config_load_string("[server]\nmax_attempts = 0007\n",
+					    "t.ini", &cfg, &errs),
+			 0);
+	assert_int_equal(cfg->max_attempts, 7);
+	config_free(cfg);
+}
+
+static void
+count_key(const char *key, size_t klen, void *arg)
+{
+	char *seen = arg;
+
+	strncat(seen, key, klen);
+	strncat(seen, "|", 2);
+}
+
+/* The one rule of api_keys_file: check-config, serve and SIGHUP. */
+static void
+test_api_keys_parse(void **state)
+{
+	static const char text[] = "  one \r\n\n# two\n\t#three\n"
+				   "four\tfive\r\n \t \nsix";
+	char seen[128] = "";
+	size_t n = 99;
+
+	(void)state;
+	assert_int_equal(
+	    config_api_keys_parse(text, sizeof(text) - 1, count_key, seen, &n),
+	    0);
+	assert_int_equal(n, 3);
+	assert_string_equal(seen, "one|four\tfive|six|");
+	assert_int_equal(config_api_keys_parse("", 0, NULL, NULL, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(config_api_keys_parse("# only\n\n", 8, NULL, NULL, &n),
+			 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(config_api_keys_parse("k1\nk\0\n", 6, NULL, NULL, &n),
+			 -EINVAL);
+}
+
+/* mailgun_domains names domains the drop-in could be asked for. */
+static void
+test_mailgun_domains(void **state)
+{
+	static const char *const bad[] = {"a.com;b.com", ",, ,",
+					  "a..com",      ".a.com",
+					  "x_y.com",     "a.com, b.com/"};
+	struct config_errors errs = {NULL, 0};
+	struct config *cfg = NULL;
+	char *text;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		text = xasprintf("[server]\n\nmailgun_domains = %s\n", bad[i]);
+		assert_int_equal(config_load_string(text, "t.ini", &cfg, &errs),
+				 -EINVAL);
+		assert_true(has_error(&errs, 3, "mailgun_domains: "));
+		config_errors_cleanup(&errs);
+		free(text);
+	}
+	assert_int_equal(
+	    config_load_string("[server]\nmailgun_domains = mg.Example.com, "
+			       "b-2.example.net\tc.org\n",
+			       "t.ini", &cfg, &errs),
+	    0);
+	config_free(cfg);
+}
+
 int
 main(void)
 {
@@ -831,6 +925,9 @@ main(void)
 	    cmocka_unit_test(test_runtime_errors),
 	    cmocka_unit_test(test_runtime_agent_secret),
 	    cmocka_unit_test(test_runtime_secret_modes),
+	    cmocka_unit_test(test_int_is_digits),
+	    cmocka_unit_test(test_api_keys_parse),
+	    cmocka_unit_test(test_mailgun_domains),
 	};
 
 	/* As CONNECTOR_REGISTER does for a connector of the build. */
