@@ -9,8 +9,9 @@
  * was handed out, so the count is the key's line.  The reader also sees the
  * section headers (inih tells the handler nothing about an empty section),
  * strips leading blanks (inih would take an indented line as the
- * continuation of the previous value) and catches syntax errors itself so
- * that all of them are reported, not only inih's first.
+ * continuation of the previous value), hands inih a line longer than its
+ * buffer as a short one (config_longline.c) and catches syntax errors
+ * itself so that all of them are reported, not only inih's first.
  *
  * Nothing here is fatal: every problem becomes a "FILE:LINE: message" in
  * the collected errors (sorted by line), and the load fails with -EINVAL
@@ -177,6 +178,7 @@ struct parse {
 	int server_line;                   /* 0: no [server] yet */
 	int server_key_line[NSERVER_KEYS]; /* 0: key not set */
 	struct config_report rep;
+	char *long_value; /* the value of the line inih has, when long */
 };
 
 static void perr_add(struct parse *p, int line, const char *fmt, ...)
@@ -363,11 +365,58 @@ scan_line(struct parse *p, char *s)
 }
 
 /*
+ * A line longer than inih's buffer: a comment is handed out blank; a key
+ * line as "name=" with its value kept in p->long_value for the handler,
+ * which runs before the next line is read; anything else, or a line over
+ * CONFIG_LINE_MAX, is reported and handed out blank, so that its tail is
+ * not taken for a line of its own.
+ */
+static char *
+long_line(struct parse *p, const char *start, size_t len, char *str, int num)
+{
+	char *name, *value, *scan;
+
+	str[0] = '\n';
+	str[1] = '\0';
+	if (p->line == 1 && len >= 3 && memcmp(start, "\xEF\xBB\xBF", 3) == 0) {
+		start += 3; /* the BOM inih would skip */
+		len -= 3;
+	}
+	if (*start == ';' || *start == '#')
+		return str;
+	if (len > CONFIG_LINE_MAX) {
+		perr_add(p, p->line, "line too long (at most %d characters)",
+			 CONFIG_LINE_MAX);
+		return str;
+	}
+	if (*start == '[') {
+		perr_add(p, p->line, "section header too long");
+		return str;
+	}
+	if (config__split_key_line(start, len, &name, &value) != 0) {
+		perr_add(p, p->line, "expected 'key = value' or '[section]'");
+		return str;
+	}
+	if (strlen(name) + 3 > (size_t)num) {
+		perr_add(p, p->line, "key name too long");
+		free(name);
+		free(value);
+		return str;
+	}
+	snprintf(str, (size_t)num, "%s=\n", name);
+	scan = xstrdup(str);
+	scan_line(p, scan);
+	free(scan);
+	free(name);
+	p->long_value = value;
+	return str;
+}
+
+/*
  * inih's reader: hands out one line per call, like fgets, and counts them.
  * Leading blanks are dropped so that an indented key stays a key (inih
  * would append it to the previous value).  A line longer than inih's
- * buffer is reported and handed out as a blank line, so that its tail is
- * not taken for a line of its own.
+ * buffer goes to long_line().
  */
 static char *
 reader(char *str, int num, void *stream)
@@ -389,13 +438,10 @@ reader(char *str, int num, void *stream)
 		start++;
 		linelen--;
 	}
-	if (linelen + 2 > (size_t)num) {
-		perr_add(p, p->line, "line too long (at most %d characters)",
-			 num - 2);
-		str[0] = '\n';
-		str[1] = '\0';
-		return str;
-	}
+	free(p->long_value);
+	p->long_value = NULL;
+	if (linelen + 2 > (size_t)num)
+		return long_line(p, start, linelen, str, num);
 	n = linelen;
 	memcpy(str, start, n);
 	str[n] = '\0';
@@ -562,6 +608,8 @@ handler(void *user, const char *section, const char *name, const char *value)
 	struct parse *p = user;
 
 	(void)section; /* the reader tracked it, with its line */
+	if (p->long_value != NULL)
+		value = p->long_value; /* long_line() kept it */
 	if (value == NULL)
 		value = "";
 	switch (p->section) {
@@ -894,6 +942,8 @@ config_parse(const char *text, size_t len, const char *file,
 		p.len = (size_t)(nul - text);
 	}
 	rc = ini_parse_stream(reader, &p, handler, &p);
+	free(p.long_value);
+	p.long_value = NULL;
 	if (rc < 0) {
 		perr_add(&p, 0, "cannot parse: out of memory");
 	} else if (rc > 0) {

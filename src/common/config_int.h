@@ -58,6 +58,22 @@ void config__providers_finish(struct config *cfg, struct config_report *r);
  */
 int config__domains_check(const char *list, char *bad, size_t badlen);
 
+/*
+ * The longest line the reader takes (inih's own buffer is 200 bytes: a
+ * longer key line goes through config__split_key_line()).  It holds
+ * webhook_url's 2048 bytes and a PATH_MAX path with room to spare.
+ */
+#define CONFIG_LINE_MAX 8192
+
+/*
+ * Splits a key line of n bytes (no newline) as inih splits one: the name
+ * up to the first '=' or ':', the value after it, an inline comment (';'
+ * after a blank) cut off, both stripped of blanks.  0 with *name and
+ * *value the caller's to free; -1 when it is not a key line.
+ */
+int config__split_key_line(const char *line, size_t n, char **name,
+			   char **value);
+
 /* "env:VAR" with VAR a valid environment variable name. */
 bool config__env_ref_valid(const char *ref);
 

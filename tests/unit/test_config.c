@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "common/config.h"
+#include "common/config_int.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -349,13 +350,28 @@ test_long_line_and_crlf(void **state)
 	struct config *cfg = NULL;
 	char *text, pad[400];
 
-	memset(pad, 'x', sizeof(pad) - 1);
-	pad[sizeof(pad) - 1] = '\0';
-	text = xasprintf("[server]\r\ndata_dir = %s\r\nbogus = 1\r\n", pad);
+	char *big = xmalloc(CONFIG_LINE_MAX + 2);
+
+	memset(big, 'x', CONFIG_LINE_MAX + 1);
+	big[CONFIG_LINE_MAX + 1] = '\0';
+	text = xasprintf("[server]\r\ndata_dir = %s\r\nbogus = 1\r\n", big);
 	assert_int_equal(config_load_string(text, "t.ini", &cfg, &errs),
 			 -EINVAL);
 	assert_true(has_error(&errs, 2, "line too long"));
 	assert_true(has_error(&errs, 3, "unknown key 'bogus'"));
+	assert_int_equal(errs.n, 2);
+	config_errors_cleanup(&errs);
+	free(text);
+	free(big);
+
+	/* Longer than inih's 200-byte line, not a key line. */
+	memset(pad, 'x', sizeof(pad) - 1);
+	pad[sizeof(pad) - 1] = '\0';
+	text = xasprintf("[server]\n%s\n[%s]\n", pad, pad);
+	assert_int_equal(config_load_string(text, "t.ini", &cfg, &errs),
+			 -EINVAL);
+	assert_true(has_error(&errs, 2, "expected 'key = value'"));
+	assert_true(has_error(&errs, 3, "section header too long"));
 	assert_int_equal(errs.n, 2);
 	config_errors_cleanup(&errs);
 	free(text);
@@ -366,6 +382,93 @@ test_long_line_and_crlf(void **state)
 			 0);
 	assert_string_equal(cfg->scheduler, "priority");
 	config_free(cfg);
+}
+
+/*
+ * A key line longer than inih's 200-byte buffer reads as a short one: a
+ * webhook URL of the documented 2048 bytes, an inline comment cut off, a
+ * long comment skipped; one byte over webhook_url's bound is refused.
+ */
+static void
+test_long_values(void **state)
+{
+	struct config_errors errs = {NULL, 0};
+	struct config *cfg = NULL;
+	char url[2050], note[600], *text;
+	size_t n;
+
+	(void)state;
+	n = (size_t)snprintf(url, sizeof(url), "https://hooks.example/in?t=");
+	memset(url + n, 'a', 2048 - n);
+	url[2048] = '\0';
+	memset(note, 'c', sizeof(note) - 1);
+	note[sizeof(note) - 1] = '\0';
+	text = xasprintf("; %s\n[server]\n# %s\nwebhook_url\t= %s   ; %s\r\n"
+			 "scheduler:priority\n",
+			 note, note, url, note);
+	if (config_load_string(text, "t.ini", &cfg, &errs) != 0) {
+		print_errors(&errs);
+		fail();
+	}
+	assert_string_equal(cfg->webhook_url, url);
+	assert_string_equal(cfg->scheduler, "priority");
+	config_free(cfg);
+	free(text);
+
+	/* The same bound as on a short line: 2049 bytes is refused. */
+	url[2048] = 'a';
+	url[2049] = '\0';
+	text = xasprintf("[server]\nwebhook_url = %s\n", url);
+	assert_int_equal(config_load_string(text, "t.ini", &cfg, &errs),
+			 -EINVAL);
+	assert_true(has_error(&errs, 2, "webhook_url: must be"));
+	assert_int_equal(errs.n, 1);
+	config_errors_cleanup(&errs);
+	free(text);
+
+	/* A long value of an unknown key is named as on a short line. */
+	text = xasprintf("[server]\nbogus = %s\n", note);
+	assert_int_equal(config_load_string(text, "t.ini", &cfg, &errs),
+			 -EINVAL);
+	assert_true(has_error(&errs, 2, "unknown key 'bogus'"));
+	config_errors_cleanup(&errs);
+	free(text);
+}
+
+/* The split of a long line follows inih's rules for a short one. */
+static void
+test_split_key_line(void **state)
+{
+	static const struct {
+		const char *line, *name, *value; /* NULL name: not a key */
+	} cases[] = {
+	    {"a = b", "a", "b"},      {"a=b", "a", "b"},
+	    {"a:b=c", "a", "b=c"},    {"  a \t=  b c  \r", "a", "b c"},
+	    {"a = b ; c", "a", "b"},  {"a = b;c", "a", "b;c"},
+	    {"a =;c", "a", ";c"},     {"a = ;c", "a", ""},
+	    {"a =", "a", ""},         {"= b", NULL, NULL},
+	    {"a ;b = c", NULL, NULL}, {"abc", NULL, NULL},
+	};
+	char *name, *value;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *l = cases[i].line;
+		int rc = config__split_key_line(l + strspn(l, " "),
+						strlen(l + strspn(l, " ")),
+						&name, &value);
+
+		if (cases[i].name == NULL) {
+			assert_int_equal(rc, -1);
+			continue;
+		}
+		assert_int_equal(rc, 0);
+		assert_string_equal(name, cases[i].name);
+		assert_string_equal(value, cases[i].value);
+		free(name);
+		free(value);
+	}
 }
 
 static void
@@ -917,6 +1020,8 @@ main(void)
 	    cmocka_unit_test(test_strings),
 	    cmocka_unit_test(test_max_in_flight_default),
 	    cmocka_unit_test(test_long_line_and_crlf),
+	    cmocka_unit_test(test_long_values),
+	    cmocka_unit_test(test_split_key_line),
 	    cmocka_unit_test(test_missing_file),
 	    cmocka_unit_test(test_secret_env),
 	    cmocka_unit_test(test_secret_file),
