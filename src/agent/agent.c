@@ -106,7 +106,7 @@ struct agent {
 	struct event *reconnect_ev;
 	struct event *hb_ev;
 	struct event *handshake_ev;
-	struct event *sigterm_ev, *sigint_ev;
+	struct event *sigterm_ev, *sigint_ev, *sighup_ev;
 
 	/* Jobs by job_id; many in flight. */
 	struct agent_job_list jobs[JOB_BUCKETS];
@@ -559,6 +559,28 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	event_base_loopbreak(a->base);
 }
 
+/*
+ * SIGHUP reopens the log file, as it does in the server, and never stops
+ * the agent: `pkill -HUP shivneri` or a terminal's hangup reaches the
+ * agents too, and an agent that died of it would end its sends in flight
+ * as ambiguous and take its provider out until it was restarted.
+ */
+static void
+sighup_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct agent *a = arg;
+	int rc = log_reopen();
+
+	(void)sig;
+	(void)what;
+	if (rc != 0)
+		log_warnx("- agent log_reopen_failed provider=%s error=\"%s\"",
+			  a->pc->name, strerror(-rc));
+	else
+		log_info("- agent log_reopened provider=%s signal=SIGHUP",
+			 a->pc->name);
+}
+
 static void
 usage(FILE *f)
 {
@@ -601,6 +623,8 @@ agent_cleanup(struct agent *a)
 		event_free(a->sigterm_ev);
 	if (a->sigint_ev != NULL)
 		event_free(a->sigint_ev);
+	if (a->sighup_ev != NULL)
+		event_free(a->sighup_ev);
 	if (a->dns != NULL)
 		evdns_base_free(a->dns, 0);
 	if (a->base != NULL)
@@ -733,6 +757,8 @@ agent_main(int argc, char **argv)
 
 	/* Before anything is made: what a connector writes is ours alone. */
 	umask(077);
+	/* Until sighup_cb() is on the loop, a hangup must not end us. */
+	signal(SIGHUP, SIG_IGN);
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "c:p:s:vh", longopts, NULL)) !=
 	       -1) {
@@ -780,10 +806,13 @@ agent_main(int argc, char **argv)
 	a.handshake_ev = evtimer_new(a.base, handshake_timeout_cb, &a);
 	a.sigterm_ev = evsignal_new(a.base, SIGTERM, signal_cb, &a);
 	a.sigint_ev = evsignal_new(a.base, SIGINT, signal_cb, &a);
+	a.sighup_ev = evsignal_new(a.base, SIGHUP, sighup_cb, &a);
 	if (a.reconnect_ev == NULL || a.hb_ev == NULL ||
 	    a.handshake_ev == NULL || a.sigterm_ev == NULL ||
-	    a.sigint_ev == NULL || event_add(a.sigterm_ev, NULL) != 0 ||
-	    event_add(a.sigint_ev, NULL) != 0)
+	    a.sigint_ev == NULL || a.sighup_ev == NULL ||
+	    event_add(a.sigterm_ev, NULL) != 0 ||
+	    event_add(a.sigint_ev, NULL) != 0 ||
+	    event_add(a.sighup_ev, NULL) != 0)
 		fatalx("cannot set up the agent's events");
 	log_info("- agent starting provider=%s type=%s server=%s:%d",
 		 a.pc->name, a.pc->type, a.host, a.port);

@@ -42,3 +42,31 @@ def test_spawned_agents_supervised(make_cluster):
     assert rc == 0, rc
     h.wait_for(lambda: not any(h.pid_alive(p) for p in pids), 3,
                "spawned agents %r to be gone" % pids)
+
+
+def test_hangup_reaches_agents_and_ends_none(make_cluster):
+    """A SIGHUP to the whole process group (a terminal's hangup, or
+    `pkill -HUP shivneri`) reloads the server and reopens every agent's
+    log; before, the agents died of it and their sends in flight ended
+    ambiguous until the supervisor restarted them."""
+    c = make_cluster(providers=("a", "b"), spawn=True)
+    c.start_server()
+    pids = {n: c.wait_state(n, "up", timeout=10)["pid"] for n in ("a", "b")}
+
+    def log_count(needle):
+        with open(c.server.log_path, encoding="utf-8",
+                  errors="replace") as f:
+            return sum(needle in ln for ln in f)
+    os.killpg(c.server.pid, signal.SIGHUP)
+    h.wait_for(lambda: log_count("log_reopened") >= 2, 5,
+               "both agents to reopen their logs")
+    h.wait_for(lambda: log_count("reloaded (SIGHUP)") >= 1, 5,
+               "the server to reload")
+    for n, pid in pids.items():
+        assert h.pid_alive(pid), (n, pid)
+        p = c.provider(n)
+        assert p["pid"] == pid and p["state"] == "up", p
+    assert log_count(" exited provider=") == 0
+    ids = c.submit_many(10, threads=1)
+    c.wait_delivered(ids, timeout=20)
+    h.check_delivery(c, ids, ["a", "b"])
