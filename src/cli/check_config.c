@@ -88,18 +88,10 @@ check_smtp_contents(const struct config *cfg, struct config_errors *errs)
 		smtp_tls_free(t);
 	}
 	if (cfg->smtp_users_file != NULL) {
-		/* serve refuses a file without a user too (users_load). */
 		if (smtp_users_load(cfg->smtp_users_file, &u, err,
 				    sizeof(err)) != 0) {
 			where(cfg, "smtp_users_file", at, sizeof(at));
 			errs_add(errs, "%ssmtp_users_file: %s", at, err);
-			rc = -EINVAL;
-		} else if (smtp_users_count(u) == 0) {
-			where(cfg, "smtp_users_file", at, sizeof(at));
-			errs_add(errs,
-				 "%ssmtp_users_file: %s: no user in the file "
-				 "(without smtp_users_file there is no AUTH)",
-				 at, cfg->smtp_users_file);
 			rc = -EINVAL;
 		}
 		smtp_users_free(u);

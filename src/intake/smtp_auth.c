@@ -242,6 +242,16 @@ smtp_users_load(const char *path, struct smtp_users **out, char *err,
 	rc = users_parse(text, u, path, err, errlen);
 	if (rc != 0)
 		goto fail;
+	if (u->n == 0) {
+		/* A file caught half-written (on SIGHUP) would refuse every
+		 * AUTH; without the file there is no AUTH at all. */
+		snprintf(err, errlen,
+			 "%s: no user in the file (without smtp_users_file "
+			 "there is no AUTH)",
+			 path);
+		rc = -EINVAL;
+		goto fail;
+	}
 	u->dummy = dummy_make(u);
 	explicit_bzero(text, len);
 	free(text);

@@ -31,7 +31,7 @@ struct smtp_users;
  * Loads path.  0 and a new table in *out, or a negative errno with
  * "PATH:LINE: why" (or "PATH: why") in err: unreadable, mode readable by
  * others, a line without ':', an empty user, a hash not "$6$", a user
- * named twice.
+ * named twice, no user at all.
  */
 int smtp_users_load(const char *path, struct smtp_users **out, char *err,
 		    size_t errlen) __attribute__((warn_unused_result));

@@ -139,25 +139,6 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
 }
 
 /*
- * smtp_users_load(), and a file without a user refused like a bad one: at
- * start (check-config says the same) and on SIGHUP, where a users file
- * caught empty (half-written) would otherwise refuse every AUTH.
- */
-static int
-users_load(const char *path, struct smtp_users **out, char *err, size_t errlen)
-{
-	int rc = smtp_users_load(path, out, err, errlen);
-
-	if (rc == 0 && smtp_users_count(*out) == 0) {
-		snprintf(err, errlen, "%s: no user in the file", path);
-		smtp_users_free(*out);
-		*out = NULL;
-		rc = -EINVAL;
-	}
-	return rc;
-}
-
-/*
  * smtp_users_file again (SIGHUP): a table that loads replaces the old one
  * for later AUTH exchanges; one that does not leaves the old in place.
  */
@@ -170,7 +151,7 @@ smtp_reload_users(struct server *s)
 
 	if (s->smtp == NULL || s->cfg->smtp_users_file == NULL)
 		return;
-	rc = users_load(s->cfg->smtp_users_file, &u, err, sizeof(err));
+	rc = smtp_users_load(s->cfg->smtp_users_file, &u, err, sizeof(err));
 	if (rc != 0) {
 		log_warnx("- server smtp users_reload_failed (the old users "
 			  "stay) error=\"%s\"",
@@ -426,8 +407,8 @@ server_start_smtp(struct server *s)
 	}
 	if (cfg->smtp_users_file != NULL) {
 		struct smtp_users *u = NULL;
-		if (users_load(cfg->smtp_users_file, &u, err, sizeof(err)) !=
-		    0) {
+		if (smtp_users_load(cfg->smtp_users_file, &u, err,
+				    sizeof(err)) != 0) {
 			log_error("- server smtp_users_file %s", err);
 			return -1;
 		}
