@@ -249,6 +249,15 @@ int config_regular_file_check(const char *path, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
 /*
+ * 0 when path is a regular, readable file with at least one PEM
+ * certificate (what curl's CAINFO takes); else a negative errno with why
+ * in err.  A CA file of anything else would only show as every TLS send
+ * failing.
+ */
+int config_ca_file_check(const char *path, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/*
  * The agent secret of cfg as bytes: agent_secret_file names a file, or
  * "env:VAR".  With create, a missing file is made (32 random bytes, hex,
  * mode 0600, parent folders too); an env: secret is never written

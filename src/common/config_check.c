@@ -1,8 +1,8 @@
 /*
  * What the configuration points at, checked before anything runs:
  * secrets (a file, or "env:VARIABLE"), the API keys file, the log
- * file's folder, and listen addresses that would collide.  The text was
- * checked by config_load(); this file looks at the machine, so that
+ * file's folder, CA files, and listen addresses that would collide.  The
+ * text was checked by config_load(); this file looks at the machine, so that
  * check-config, serve and agent give one verdict on one file in one
  * environment (config_check_runtime()).  It also reads secrets for real
  * (config_secret_read(), config_agent_secret()), and makes the agent
@@ -32,6 +32,9 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/x509_vfy.h>
 
 #define SECRET_MAX_FILE (64 * 1024)
 #define AGENT_SECRET_RAW 32
@@ -90,6 +93,35 @@ config__domains_check(const char *list, char *bad, size_t badlen)
 		list += n;
 	}
 	return count > 0 ? 0 : -ENOENT;
+}
+
+int
+config_ca_file_check(const char *path, char *err, size_t errlen)
+{
+	X509_STORE *st;
+	int ok;
+
+	if (config_regular_file_check(path, err, errlen) != 0)
+		return -EINVAL;
+	if (access(path, R_OK) != 0) {
+		snprintf(err, errlen, "cannot read %s: %s", path,
+			 strerror(errno));
+		return -errno;
+	}
+	st = X509_STORE_new();
+	if (st == NULL) {
+		snprintf(err, errlen, "cannot check %s: out of memory", path);
+		return -ENOMEM;
+	}
+	ok = X509_STORE_load_file(st, path);
+	X509_STORE_free(st);
+	ERR_clear_error();
+	if (ok != 1) {
+		snprintf(err, errlen, "%s: no PEM certificate in the file",
+			 path);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 int
@@ -491,16 +523,16 @@ static void
 check_webhook(const struct config *cfg, struct config_report *r)
 {
 	const char *ca = cfg->webhook_tls_ca_file;
+	char err[512];
 
 	if (cfg->webhook_url == NULL)
 		return;
 	check_secret_file(cfg, "webhook_secret_file", cfg->webhook_secret_file,
 			  true, r);
-	if (ca != NULL && access(ca, R_OK) != 0)
+	if (ca != NULL && config_ca_file_check(ca, err, sizeof(err)) != 0)
 		config_report_error(r,
 				    line_of(cfg, "webhook_tls_ca_file", NULL),
-				    "webhook_tls_ca_file: cannot read %s: %s",
-				    ca, strerror(errno));
+				    "webhook_tls_ca_file: %s", err);
 }
 
 static void
@@ -851,6 +883,21 @@ check_provider_secrets(const struct provider_config *pc,
 	}
 }
 
+/*
+ * The section's tls_ca_file holds a certificate: a file of anything else
+ * would only show as every TLS send failing, a provider down for good.
+ */
+static void
+check_provider_files(const struct provider_config *pc, struct config_report *r)
+{
+	const char *ca = provider_config_get(pc, "tls_ca_file");
+	char err[512];
+
+	if (ca != NULL && config_ca_file_check(ca, err, sizeof(err)) != 0)
+		config_report_error(r, provider_config_line(pc, "tls_ca_file"),
+				    "tls_ca_file: %s", err);
+}
+
 int
 config_check_runtime(const struct config *cfg, const char *agent,
 		     struct config_errors *errs)
@@ -872,13 +919,18 @@ config_check_runtime(const struct config *cfg, const char *agent,
 		check_listen_hosts(cfg, &r);
 		check_smtp_files(cfg, &r);
 		check_webhook(cfg, &r);
-		for (i = 0; i < cfg->nproviders; i++)
-			if (cfg->providers[i].spawn)
-				check_provider_secrets(&cfg->providers[i], &r);
+		for (i = 0; i < cfg->nproviders; i++) {
+			if (!cfg->providers[i].spawn)
+				continue;
+			check_provider_secrets(&cfg->providers[i], &r);
+			check_provider_files(&cfg->providers[i], &r);
+		}
 	} else {
 		pc = config_provider(cfg, agent);
-		if (pc != NULL)
+		if (pc != NULL) {
 			check_provider_secrets(pc, &r);
+			check_provider_files(pc, &r);
+		}
 	}
 	rc = r.nerrs > 0 || r.too_many ? -EINVAL : 0;
 	config__report_move(&r, errs);

@@ -167,3 +167,31 @@ def test_missing_agent_secret_in_writable_folder_is_fine(tmp_path):
     path = write_config(tmp_path, lines)
     status, err = run(["check-config", "-c", path], str(tmp_path))
     assert status == 0, err
+
+
+def test_webhook_ca_file_without_a_certificate(tmp_path):
+    """A CA file that is not one (a key, a truncated copy) used to pass
+    both and make every webhook fail at send time."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nnot base64 at all\n")
+    secret = tmp_path / "webhook.secret"
+    h.Cluster.write_secret(str(secret), os.urandom(32).hex())
+    lines = base(tmp_path, webhook_url="https://127.0.0.1:9/hook",
+                 webhook_secret_file=str(secret),
+                 webhook_tls_ca_file=str(ca))
+    both_refuse(tmp_path, lines, "webhook_tls_ca_file",
+                "no PEM certificate")
+
+
+def test_provider_ca_file_without_a_certificate(tmp_path):
+    """The same for a spawned provider's tls_ca_file: its agent would
+    start and fail every send, its provider down for good."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text("just text\n")
+    key = tmp_path / "pm.key"
+    h.Cluster.write_secret(str(key), "pm-token-0123456789")
+    lines = base(tmp_path) + [
+        "[provider.pm]", "type = postmark", "spawn = yes",
+        "server_token_file = %s" % key,
+        "base_url = https://127.0.0.1:9", "tls_ca_file = %s" % ca]
+    both_refuse(tmp_path, lines, "tls_ca_file", "no PEM certificate")
