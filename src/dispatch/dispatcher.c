@@ -742,6 +742,14 @@ dispatcher_heartbeat(struct dispatcher *d, struct provider *p, int health,
 	}
 }
 
+bool
+dispatcher_link_silent(const struct provider *p)
+{
+	/* Armed at link and by every beat; it fires only once silent. */
+	return p->conn != NULL && p->hb_timer != NULL &&
+	       !evtimer_pending(p->hb_timer, NULL);
+}
+
 void
 dispatcher_provider_unlinked(struct dispatcher *d, struct provider *p,
 			     const char *why)
