@@ -7,17 +7,75 @@ fail the way real ones do, and what a message pays for it.
   is silent; before, it was refused `name_in_use` for as long as the old
   connection stood, and the provider stayed down.  A live agent that
   beats keeps its name against a second claimant.
+- Every provider down (their APIs answer 503 while their agents beat):
+  the breakers are open, and their half-open trials are the only
+  attempts made.  A trial that fails is on record but free for the
+  message; counted, it failed the queued messages with "max_attempts
+  reached" after a few cool-downs (with the defaults, two providers, a
+  cool-down capped at five minutes: about half an hour of outage), long
+  before message_ttl_s, though no provider was ever up to take them.
 
 Timers are small (heartbeats of 100 ms, a watchdog of 500 ms) and scaled
 with the harness's TIME_SCALE; every wait has a deadline (wait_for) and
 every loop a bound.
 """
 
+import os
 import signal
+import sys
+
+import pytest
 
 import shivneri_harness as h
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "fakes"))
+import fake_mailgun  # noqa: E402
+import fake_sendgrid  # noqa: E402
+
+SG_KEY = "SG.failover-99-sendgrid-key"
+MG_KEY = "mgkey-failover-99-mailgun-key"
+DOMAIN = "mg.example.org"
+
 HB = {"heartbeat_interval_ms": 100, "heartbeat_timeout_ms": 500}
+
+
+@pytest.fixture
+def fakes():
+    sg = fake_sendgrid.FakeSendGrid(SG_KEY).start()
+    mg = fake_mailgun.FakeMailgun(MG_KEY, DOMAIN).start()
+    try:
+        yield sg, mg
+    finally:
+        sg.stop()
+        mg.stop()
+
+
+def http_cluster(make_cluster, sg, mg, server=None, provider=None):
+    """Server and two HTTP agents (sg: sendgrid, mg: mailgun) against the
+    stand-ins, both up."""
+    c = make_cluster(providers=("sg", "mg"))
+    keys = {}
+    for name, key in (("sg", SG_KEY), ("mg", MG_KEY)):
+        keys[name] = os.path.join(c.dir, name + ".key")
+        c.write_secret(keys[name], key)
+    srv = c.server_section()
+    srv.update(HB, retry_base_ms=50, retry_max_ms=int(h.scaled(400)))
+    srv.update(server or {})
+    common = {"spawn": "no", "max_in_flight": 4, "probe_interval_s": 1,
+              "connect_timeout_ms": 2000,
+              "request_timeout_ms": int(h.scaled(2000))}
+    common.update(provider or {})
+    provs = {"sg": dict(common, type="sendgrid", base_url=sg.base_url,
+                        api_key_file=keys["sg"]),
+             "mg": dict(common, type="mailgun", base_url=mg.base_url,
+                        api_key_file=keys["mg"], domain=DOMAIN)}
+    with open(c.config_path, "w") as f:
+        f.write(c.render(srv, provs))
+    c.start_server()
+    c.start_agent("sg")
+    c.start_agent("mg")
+    return c
 
 
 def log_text(proc):
@@ -75,3 +133,29 @@ def test_live_agent_keeps_its_name(make_cluster):
     ids = c.submit_many(10, threads=1)
     c.wait_delivered(ids, timeout=10)
     assert first.alive()
+
+
+def test_breaker_trials_do_not_spend_the_budget(make_cluster, fakes):
+    sg, mg = fakes
+    c = http_cluster(make_cluster, sg, mg, server={
+        "max_attempts": 3, "breaker_threshold": 1,
+        "breaker_cooldown_ms": int(h.scaled(100))})
+    sg.mode = mg.mode = "503"
+    mid = c.submit(h.message(1))
+    # Each provider's first failure opens its breaker (two counted
+    # attempts); then only trials come, with cool-downs of 100, 200, 400
+    # ms ... Three trials each, all failed, while the budget is 3.
+    m = h.wait_for(lambda: (lambda m: m if len(m["attempts"]) >= 8 or
+                            m["status"] == "failed" else None)(c.msg(mid)),
+                   15, "eight attempts on record")
+    assert m["status"] in ("queued", "sending"), m
+    assert m["attempt_count"] <= 2, m
+    assert all(a["outcome"] == "transient" for a in m["attempts"]), m
+    assert c.provider("sg")["breaker"] != "closed"
+
+    mg.mode = "ok"  # one provider comes back: the next trial delivers
+    c.wait_delivered([mid], timeout=15)
+    m = c.msg(mid)
+    assert m["provider"] == "mg", m
+    assert m["attempts"][-1]["outcome"] == "delivered", m
+    assert c.provider("mg")["breaker"] == "closed"
