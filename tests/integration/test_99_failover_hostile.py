@@ -14,6 +14,12 @@ fail the way real ones do, and what a message pays for it.
   reached" after a few cool-downs (with the defaults, two providers, a
   cool-down capped at five minutes: about half an hour of outage), long
   before message_ttl_s, though no provider was ever up to take them.
+- Priority tiers (overflow = no): a primary that returns ramps its
+  share up over slow_start_s; what it cannot take meanwhile goes to the
+  backup, which carried everything while it was down.  Before, the
+  ramping primary held the backup tier as if it were full, so its return
+  cut the relay to the ramp's one message at a time.  Once the ramp is
+  over the primary takes everything again.
 
 Timers are small (heartbeats of 100 ms, a watchdog of 500 ms) and scaled
 with the harness's TIME_SCALE; every wait has a deadline (wait_for) and
@@ -23,6 +29,7 @@ every loop a bound.
 import os
 import signal
 import sys
+import time
 
 import pytest
 
@@ -159,3 +166,40 @@ def test_breaker_trials_do_not_spend_the_budget(make_cluster, fakes):
     assert m["provider"] == "mg", m
     assert m["attempts"][-1]["outcome"] == "delivered", m
     assert c.provider("mg")["breaker"] == "closed"
+
+
+def test_ramping_primary_does_not_hold_the_backup(make_cluster):
+    ramp_s = h.scaled(2)
+    c = make_cluster(providers=("a", "b"),
+                     server_extra=dict(HB, scheduler="priority"))
+    a = c.provider_section("a")
+    a.update(priority=1, max_in_flight=4, slow_start_s=int(ramp_s))
+    b = c.provider_section("b")
+    b.update(priority=2, max_in_flight=8)
+    with open(c.config_path, "w") as f:
+        f.write(c.render(c.server_section(), {"a": a, "b": b}))
+    c.start_server()
+    c.start_agent("a")
+    c.start_agent("b")
+
+    c.agents["a"].kill9()
+    c.wait_state("a", "down", timeout=3)
+    c.start_agent("a")  # back: its ramp starts at one message
+    up_at = time.monotonic()
+    ids = c.submit_many(40, threads=4)
+    assert time.monotonic() - up_at < int(ramp_s), "burst outlived the ramp"
+    c.wait_delivered(ids, timeout=30)
+    where = h.check_delivery(c, ids, ["a", "b"])
+    assert len(where.get("a", ())) >= 1, where
+    assert len(where.get("b", ())) >= 5, where
+
+    # The ramp is over (heartbeats end it): the primary's tier holds
+    # everything again, the backup takes nothing.
+    h.wait_for(lambda: time.monotonic() > up_at + int(ramp_s) + 0.5,
+               int(ramp_s) + 5, "the ramp to run out")
+    before = c.provider("b")["delivered"]
+    ids = c.submit_many(20, threads=4, start=100)
+    c.wait_delivered(ids, timeout=30)
+    where = h.check_delivery(c, ids, ["a", "b"])
+    assert len(where.get("a", ())) == 20, where
+    assert c.provider("b")["delivered"] == before
