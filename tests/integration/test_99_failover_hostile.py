@@ -20,6 +20,10 @@ fail the way real ones do, and what a message pays for it.
   ramping primary held the backup tier as if it were full, so its return
   cut the relay to the ramp's one message at a time.  Once the ramp is
   over the primary takes everything again.
+- An agent that beats `down` while the server's jobs are in its hands:
+  they are failed over at once (a `lost` attempt each, "agent reports
+  provider down"), not after job_timeout_s.  This held before; it is
+  pinned here with the rest.
 
 Timers are small (heartbeats of 100 ms, a watchdog of 500 ms) and scaled
 with the harness's TIME_SCALE; every wait has a deadline (wait_for) and
@@ -34,6 +38,7 @@ import time
 import pytest
 
 import shivneri_harness as h
+from test_32_job_timeout import silent
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "fakes"))
@@ -203,3 +208,25 @@ def test_ramping_primary_does_not_hold_the_backup(make_cluster):
     where = h.check_delivery(c, ids, ["a", "b"])
     assert len(where.get("a", ())) == 20, where
     assert c.provider("b")["delivered"] == before
+
+
+def test_agent_saying_down_fails_over_at_once(make_cluster):
+    c = make_cluster(providers=("a", "b"),
+                     server_extra=dict(HB, job_timeout_s=60))
+    c.start_server()
+    fake = silent(c, "a")  # beats ok, never answers a job
+    ids = c.submit_many(4, threads=1)
+    h.wait_for(lambda: fake.njobs() >= 4, 5, "4 jobs at the silent agent")
+    c.start_agent("b")
+    fake.closed.set()  # its own beats stop; the next one is ours
+    said = time.monotonic()
+    fake.beat("down")
+    c.wait_delivered(ids, timeout=5)
+    assert time.monotonic() - said < h.scaled(5) < 60
+    for mid in ids:
+        m = c.msg(mid)
+        assert m["provider"] == "b", m
+        assert [(a["provider"], a["outcome"], a["detail"])
+                for a in m["attempts"]][0] == \
+            ("a", "lost", "agent reports provider down"), m
+    fake.sock.close()
