@@ -273,11 +273,6 @@ bind_provider(struct agent *a)
 	struct provider *pr = registry_find(ap->reg, a->hello.name);
 	int mif = a->hello.max_in_flight;
 
-	if (pr != NULL && pr->conn != NULL && !take_over(a, pr)) {
-		reject(a, RL_HANDSHAKE, "name_in_use",
-		       "an agent of that name is linked");
-		return NULL;
-	}
 	if (pr != NULL && pr->link_refused_until > mono_ms()) {
 		reject(a, RL_FLOOD, "heartbeat_flood",
 		       "dropped for a heartbeat flood: try again later");
@@ -286,6 +281,12 @@ bind_provider(struct agent *a)
 	if (pr != NULL && strcmp(pr->type, a->hello.type) != 0) {
 		reject(a, RL_HANDSHAKE, "type_mismatch",
 		       "the server's file gives this provider another type");
+		return NULL;
+	}
+	/* Last: only a newcomer that may have the name takes it over. */
+	if (pr != NULL && pr->conn != NULL && !take_over(a, pr)) {
+		reject(a, RL_HANDSHAKE, "name_in_use",
+		       "an agent of that name is linked");
 		return NULL;
 	}
 	if (pr != NULL)
