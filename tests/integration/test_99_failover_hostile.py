@@ -10,9 +10,9 @@ fail the way real ones do, and what a message pays for it.
 - Every provider down (their APIs answer 503 while their agents beat):
   the breakers are open, and their half-open trials are the only
   attempts made.  A trial that fails is on record but free for the
-  message; counted, it failed the queued messages with "max_attempts
-  reached" after a few cool-downs (with the defaults, two providers, a
-  cool-down capped at five minutes: about half an hour of outage), long
+  message; counted, it failed the few messages left queued with
+  "max_attempts reached" after a few cool-downs (with the defaults, two
+  providers and three messages left: within about half an hour), long
   before message_ttl_s, though no provider was ever up to take them.
 - Priority tiers (overflow = no): a primary that returns ramps its
   share up over slow_start_s; what it cannot take meanwhile goes to the
