@@ -13,10 +13,11 @@
  *
  * Answers are classified as PROVIDERS.md describes SES: 200 with a
  * MessageId is delivered; MessageRejected, BadRequestException and other
- * refusals of the message are permanent; credentials, signature, clock,
- * suspension, paused sending, an unverified domain and the daily quota
- * are the account; 429 and throttling errors are throttled; 5xx is
- * transient; a request that went out and got no answer is ambiguous.
+ * refusals of the message (400, 413) are permanent; credentials,
+ * signature, clock, suspension, paused sending, an unverified domain and
+ * the daily quota are the account; 429 and throttling errors are
+ * throttled; 5xx and any other 4xx are transient; a request that went
+ * out and got no answer is ambiguous.
  * The error's type and text are from SES, so they are sanitised before
  * they reach a log line or a result.  The secret key, and the session
  * token of temporary credentials when one is configured, are read once at
@@ -263,8 +264,16 @@ ses_classify_error(long status, const char *type, const char *msg)
 		return OUTCOME_THROTTLED;
 	if (status == 401 || status == 403)
 		return OUTCOME_ACCOUNT;
-	if (status >= 400 && status < 500)
-		return OUTCOME_PERMANENT; /* MessageRejected, BadRequest... */
+	/*
+	 * SES names the message's faults as 400s (MessageRejected,
+	 * BadRequestException, ...) and a message too large as 413.  Any
+	 * other 4xx whose type is not SES's own (a 404 or 405 of a proxy or
+	 * a wrong endpoint, a 408 of a load balancer) says nothing of the
+	 * message: permanent failed every message this provider took, while
+	 * another provider was up to send it.  Transient moves it on.
+	 */
+	if (status == 400 || status == 413)
+		return OUTCOME_PERMANENT;
 	return OUTCOME_TRANSIENT;
 }
 

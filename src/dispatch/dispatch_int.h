@@ -65,6 +65,8 @@ struct job {
 	int status;   /* what the write sets (enum msg_status) */
 	int from;     /* where memory counts m until the write is durable */
 	bool retried; /* counted in the dispatcher's failed writes */
+	bool trial;   /* reserved at a half-open breaker: its failure is
+			 the provider's, and free for the message */
 	struct store_message *m;
 	struct dispatcher *d;
 	struct provider

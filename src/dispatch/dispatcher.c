@@ -208,9 +208,16 @@ dispatch__refresh(struct dispatcher *d, struct provider *p)
 	    !evtimer_pending(p->rate_timer, NULL))
 		dispatch__timer_start_us(p->rate_timer,
 					 limits__rate_wait_us(p));
-	/* Full (or out of tokens) at its tier, and lower tiers must wait. */
+	/*
+	 * Full (or out of tokens) at its tier, and lower tiers must wait.
+	 * Not while its slow-start ramp runs: the ramp holds a returning
+	 * provider below its max_in_flight so that it takes a growing share,
+	 * and the rest must go somewhere.  Blocking then held the backup
+	 * tier, which had carried all of it, to the ramp's 1, 2, 3 ...
+	 * messages at a time: the primary's return slowed everyone.
+	 */
 	blocking = d->tiers && !p->overflow && !e && dispatch__usable(p) &&
-		   p->breaker == BREAKER_CLOSED;
+		   p->breaker == BREAKER_CLOSED && p->ramp_start_mono == 0;
 	if (blocking != p->blocking) {
 		p->blocking = blocking;
 		if (blocking)
@@ -740,6 +747,14 @@ dispatcher_heartbeat(struct dispatcher *d, struct provider *p, int health,
 		dispatch__refresh(d, p);
 		dispatch__schedule_pump(d);
 	}
+}
+
+bool
+dispatcher_link_silent(const struct provider *p)
+{
+	/* Armed at link and by every beat; it fires only once silent. */
+	return p->conn != NULL && p->hb_timer != NULL &&
+	       !evtimer_pending(p->hb_timer, NULL);
 }
 
 void

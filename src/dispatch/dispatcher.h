@@ -120,6 +120,14 @@ void dispatcher_retried(struct dispatcher *d, int64_t rowid, const char *id);
 void dispatcher_provider_linked(struct dispatcher *d, struct provider *p);
 void dispatcher_heartbeat(struct dispatcher *d, struct provider *p, int health,
 			  unsigned agent_in_flight);
+/*
+ * True when p's link is silent: linked, and no heartbeat came within
+ * heartbeat_timeout_ms (its watchdog fired and took p down).  The agent
+ * port lets a new agent of p's name replace such a link: a frozen agent,
+ * or one whose host vanished without a FIN, holds its TCP connection for
+ * ever, and refusing its successor kept the provider down for as long.
+ */
+bool dispatcher_link_silent(const struct provider *p);
 /* The link is gone (p->link already NULL). */
 void dispatcher_provider_unlinked(struct dispatcher *d, struct provider *p,
 				  const char *why);

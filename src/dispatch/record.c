@@ -637,6 +637,19 @@ retry_or_fail(struct dispatcher *d, struct job *j, int outcome,
 
 	set_attempt(j, outcome, detail);
 	tried_add(m, j->pname);
+	if (j->trial) {
+		/*
+		 * The breaker's trial failed: the provider is still broken,
+		 * which is what the trial asked.  The try is on record, but
+		 * free, as a throttled one is: while every provider is down
+		 * the trials are the only attempts made, and counted they
+		 * failed the few messages queued (max_attempts reached)
+		 * after a few cool-downs, long before message_ttl_s.
+		 */
+		m->attempts = j->n - 1;
+		log_info("%s dispatch trial_failed provider=%s attempt=free",
+			 m->id, j->pname);
+	}
 	if (m->attempts >= d->cfg->max_attempts) {
 		snprintf(j->error, sizeof(j->error),
 			 "max_attempts reached: %s at %s: %s",
@@ -672,6 +685,7 @@ job_reserved(struct dispatcher *d, struct store_message *m, struct provider *p,
 	j->id = ++d->next_job_id;
 	j->n = m->attempts + 1;
 	j->stage = JOB_RESERVED;
+	j->trial = p->breaker == BREAKER_HALF_OPEN;
 	job_reserve(d, j, p);
 	limits__take(p);
 	job_write(j, WRITE_SENDING, MSG_SENDING, from);

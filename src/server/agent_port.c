@@ -228,6 +228,40 @@ on_hello(struct agent *a, const uint8_t *p, size_t n)
 }
 
 /*
+ * A second agent claims pr's name.  While pr's agent beats, it keeps the
+ * name (two live agents of one provider would split its jobs and state).
+ * Once its link is silent (the heartbeat watchdog took pr down), the
+ * newcomer takes over: that link is dropped and pr is free.  A frozen
+ * agent, or one whose host went away without closing its socket, would
+ * otherwise hold the name, and keep pr down, until the kernel gave up on
+ * the connection, which without keepalive is never.  Its jobs were
+ * requeued as lost when the watchdog fired, so nothing moves here; if it
+ * wakes, its link is closed and its late results are not read.  True
+ * when pr is free.
+ */
+static bool
+take_over(struct agent *a, struct provider *pr)
+{
+	struct agent *old;
+
+	if (!dispatcher_link_silent(pr))
+		return false;
+	LIST_FOREACH(old, &a->ap->agents, entry)
+	{
+		if (old != a && old->state == AGENT_READY && old->p == pr)
+			break;
+	}
+	if (old == NULL)
+		return false;
+	log_warnx("- agentport replaced provider=%s peer=%s old_peer=%s "
+		  "reason=\"link silent\"",
+		  pr->name, a->peer, old->peer);
+	agent_drop(old, "replaced",
+		   "another agent of this name took over the silent link");
+	return pr->conn == NULL;
+}
+
+/*
  * The provider an authenticated HELLO binds to: the file's, a dynamic one
  * seen before, or a new dynamic one while fewer than max_dynamic_providers
  * exist (its max_in_flight clamped).  NULL after a reject.
@@ -239,11 +273,6 @@ bind_provider(struct agent *a)
 	struct provider *pr = registry_find(ap->reg, a->hello.name);
 	int mif = a->hello.max_in_flight;
 
-	if (pr != NULL && pr->conn != NULL) {
-		reject(a, RL_HANDSHAKE, "name_in_use",
-		       "an agent of that name is linked");
-		return NULL;
-	}
 	if (pr != NULL && pr->link_refused_until > mono_ms()) {
 		reject(a, RL_FLOOD, "heartbeat_flood",
 		       "dropped for a heartbeat flood: try again later");
@@ -252,6 +281,12 @@ bind_provider(struct agent *a)
 	if (pr != NULL && strcmp(pr->type, a->hello.type) != 0) {
 		reject(a, RL_HANDSHAKE, "type_mismatch",
 		       "the server's file gives this provider another type");
+		return NULL;
+	}
+	/* Last: only a newcomer that may have the name takes it over. */
+	if (pr != NULL && pr->conn != NULL && !take_over(a, pr)) {
+		reject(a, RL_HANDSHAKE, "name_in_use",
+		       "an agent of that name is linked");
 		return NULL;
 	}
 	if (pr != NULL)
