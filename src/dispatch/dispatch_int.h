@@ -118,6 +118,12 @@ void delay__cleanup(struct delay_heap *h);
 
 /* The longest a breaker stays open before its half-open trial. */
 #define BREAKER_MAX_COOLDOWN_MS (5 * 60 * 1000)
+/*
+ * The longest it stays open while no provider is up (or the configured
+ * first cool-down, if longer): then its wait is the whole backlog's, and a
+ * provider back after a long outage must not sit out five more minutes.
+ */
+#define BREAKER_ALONE_COOLDOWN_MS (30 * 1000)
 
 /* Sets the first cool-down of a provider that never had one. */
 void breaker__init(struct provider *p, int cooldown_ms);

@@ -52,6 +52,7 @@
 
 static void provider_set_state(struct dispatcher *d, struct provider *p,
 			       int state, const char *why);
+static void breakers_hurry(struct dispatcher *d);
 
 static struct provider *
 entry_provider(struct sched_entry *e)
@@ -577,8 +578,54 @@ provider_set_state(struct dispatcher *d, struct provider *p, int state,
 		publish_provider(d, p, state_event(state));
 	if (state == PROVIDER_DOWN)
 		requeue_all(d, p, why);
+	if (changed && state == PROVIDER_DOWN && !registry_any_up(d->reg))
+		breakers_hurry(d);
 	dispatch__refresh(d, p);
 	dispatch__schedule_pump(d);
+}
+
+/* BREAKER_ALONE_COOLDOWN_MS, or the configured first cool-down. */
+static int64_t
+breaker_alone_ms(const struct dispatcher *d)
+{
+	return d->cfg->breaker_cooldown_ms > BREAKER_ALONE_COOLDOWN_MS
+		   ? d->cfg->breaker_cooldown_ms
+		   : BREAKER_ALONE_COOLDOWN_MS;
+}
+
+/*
+ * Arms p's open breaker for its cool-down, held to breaker_alone_ms()
+ * while no provider is up: the cool-down grows so that a provider that
+ * keeps failing is probed less while others carry the mail, but with none
+ * up its wait is the backlog's.
+ */
+static void
+breaker_arm(struct dispatcher *d, struct provider *p)
+{
+	int64_t ms = p->breaker_cooldown_ms;
+
+	if (!registry_any_up(d->reg) && ms > breaker_alone_ms(d))
+		ms = breaker_alone_ms(d);
+	p->breaker_due_mono = mono_ms() + ms;
+	dispatch__timer_start(p->breaker_timer, ms);
+}
+
+/* The last provider up went down: no open breaker waits past the cap. */
+static void
+breakers_hurry(struct dispatcher *d)
+{
+	size_t i, n = registry_count(d->reg);
+	int64_t now = mono_ms(), cap = breaker_alone_ms(d);
+
+	for (i = 0; i < n; i++) {
+		struct provider *q = registry_at(d->reg, i);
+
+		if (q->breaker == BREAKER_OPEN && q->breaker_timer != NULL &&
+		    q->breaker_due_mono - now > cap) {
+			q->breaker_due_mono = now + cap;
+			dispatch__timer_start(q->breaker_timer, cap);
+		}
+	}
 }
 
 /* A provider-caused failure; the breaker may take p down. */
@@ -586,8 +633,9 @@ void
 dispatch__provider_failure(struct dispatcher *d, struct provider *p)
 {
 	if (breaker__failure(p, d->cfg->breaker_threshold)) {
-		dispatch__timer_start(p->breaker_timer, p->breaker_cooldown_ms);
+		/* Down first: breaker_arm() asks whether any other is up. */
 		provider_set_state(d, p, PROVIDER_DOWN, "circuit breaker open");
+		breaker_arm(d, p);
 	}
 }
 

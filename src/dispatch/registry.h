@@ -96,6 +96,7 @@ struct provider {
 	int breaker;
 	int consecutive_failures;
 	int breaker_cooldown_ms;
+	int64_t breaker_due_mono; /* when the armed breaker timer fires */
 	struct event *breaker_timer;
 	/* rate limit: a token bucket refilled at rate_per_s */
 	double tokens;

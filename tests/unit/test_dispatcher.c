@@ -25,6 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
+
+#include <event2/event.h>
 
 /* Linked is not up: a provider is up at its first good heartbeat. */
 static void
@@ -207,6 +210,94 @@ test_breaker(void **state)
 			  f->fa[0].msg_ids[3], OUTCOME_DELIVERED, "ok", NULL);
 	assert_int_equal(f->p[0]->breaker, BREAKER_CLOSED);
 	wait_jobs(f, 0, 6);
+}
+
+/*
+ * Submits and answers until p[0]'s breaker opens: p[0]'s jobs fail
+ * (transient), any other agent's are delivered.  answered[] counts the
+ * jobs answered per agent.
+ */
+static void
+fail_p0_until_open(struct fixture *f, size_t answered[2])
+{
+	int64_t t0 = mono_ms();
+	int i;
+
+	while (f->p[0]->breaker != BREAKER_OPEN) {
+		assert_true(mono_ms() - t0 < 5000);
+		submit(f);
+		drain_loop(f, 5);
+		for (i = 0; i < 2; i++) {
+			while (answered[i] < f->fa[i].njobs) {
+				size_t k = answered[i]++;
+
+				dispatcher_result(f->d, f->p[i],
+						  f->fa[i].job_ids[k],
+						  f->fa[i].msg_ids[k],
+						  i == 0 ? OUTCOME_TRANSIENT
+							 : OUTCOME_DELIVERED,
+						  i == 0 ? NULL : "ok",
+						  i == 0 ? "500" : NULL);
+			}
+		}
+	}
+}
+
+/* What is left of a pending timer's wait, in ms (-1: not pending). */
+static int64_t
+timer_left_ms(const struct event *ev)
+{
+	struct timeval due, now;
+
+	if (!evtimer_pending(ev, &due))
+		return -1;
+	gettimeofday(&now, NULL);
+	return (int64_t)(due.tv_sec - now.tv_sec) * 1000 +
+	       (due.tv_usec - now.tv_usec) / 1000;
+}
+
+/*
+ * A grown cool-down (up to five minutes) is kept while another provider
+ * is up, and held to BREAKER_ALONE_COOLDOWN_MS once none is: a provider
+ * back after a long total outage must not leave the backlog waiting.
+ */
+static void
+test_breaker_alone(void **state)
+{
+	struct fixture *f = *state;
+	size_t answered[2] = {0, 0};
+
+	link_agent(f, 0);
+	link_agent(f, 1);
+	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	dispatcher_heartbeat(f->d, f->p[1], LINK_HEALTH_OK, 0);
+	f->p[0]->breaker_cooldown_ms = 200000; /* grown by earlier trials */
+	fail_p0_until_open(f, answered);
+	assert_int_equal(f->p[1]->state, PROVIDER_UP);
+	assert_true(timer_left_ms(f->p[0]->breaker_timer) > 100000);
+
+	/* The last one up goes: the open breaker's wait is cut. */
+	unlink_agent(f, 1, "gone");
+	assert_true(timer_left_ms(f->p[0]->breaker_timer) <=
+		    BREAKER_ALONE_COOLDOWN_MS);
+	assert_int_equal(f->p[0]->breaker, BREAKER_OPEN);
+}
+
+/* Opened while nothing else is up: armed for the cap at once. */
+static void
+test_breaker_alone_from_the_start(void **state)
+{
+	struct fixture *f = *state;
+	size_t answered[2] = {0, 0};
+
+	link_agent(f, 0);
+	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	f->p[0]->breaker_cooldown_ms = 200000;
+	fail_p0_until_open(f, answered);
+	assert_true(timer_left_ms(f->p[0]->breaker_timer) <=
+		    BREAKER_ALONE_COOLDOWN_MS);
+	assert_true(timer_left_ms(f->p[0]->breaker_timer) >
+		    BREAKER_ALONE_COOLDOWN_MS - 5000);
 }
 
 /* max_attempts spent: failed. */
@@ -408,6 +499,10 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_permanent_fails, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_breaker, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_breaker_alone, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_breaker_alone_from_the_start,
+					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_max_attempts, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hostile_results, setup,
 					    teardown),
