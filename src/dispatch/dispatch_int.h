@@ -17,6 +17,7 @@
 #include "link/link.h"
 #include "store/store.h"
 
+#include <event2/event.h>
 #include <event2/util.h>
 
 #include <stdbool.h>
@@ -214,10 +215,17 @@ struct dispatcher {
 
 /* dispatcher.c */
 void dispatch__schedule_pump(struct dispatcher *d);
+/* event_new() for a timer; out of memory is fatal, as xmalloc. */
+struct event *dispatch__xevent_new(struct event_base *base,
+				   event_callback_fn cb, void *arg);
+/* A provider's rate window moved: its place and the pump (rate_timer). */
+void dispatch__rate_cb(evutil_socket_t fd, short what, void *arg);
 /* Brings p's place in the scheduler up to date after any change. */
 void dispatch__refresh(struct dispatcher *d, struct provider *p);
 /* Linked, up, enabled and breaker not open (full or not). */
 bool dispatch__usable(const struct provider *p);
+
+/* provider_state.c */
 /* A provider-caused failure: the breaker may take p down. */
 void dispatch__provider_failure(struct dispatcher *d, struct provider *p);
 /* Throttled: p pauses (Retry-After, else doubling from 1 s to 60 s). */
@@ -228,6 +236,8 @@ void dispatch__provider_throttled(struct dispatcher *d, struct provider *p,
 /* An account fault: p is down until its agent's probe passes. */
 void dispatch__provider_account(struct dispatcher *d, struct provider *p,
 				const char *detail);
+
+/* dispatcher.c */
 void dispatch__arm_delay(struct dispatcher *d);
 /* Starts (or restarts) a one-shot timer; a failure is fatal (our bug). */
 void dispatch__timer_start(struct event *ev, int64_t ms);
