@@ -7,9 +7,10 @@
  * the data delivered (refused recipients named), 530/534/535/538 the
  * account's, 452 throttled, other 4xx transient, 5xx permanent for MAIL,
  * RCPT and the data but the smarthost's (transient) or the account's (at
- * AUTH) for the session, and the whole message sent with no verdict, or a
- * 2xx before the end of the data, ambiguous.  Nothing here does I/O, so every
- * rule is a pure function of what was said.
+ * AUTH) for the session and for every recipient refused as a relay, and the
+ * whole message sent with no verdict, or a 2xx before the end of the data,
+ * ambiguous.  Nothing here does I/O, so every rule is a pure function of what
+ * was said.
  */
 #include "agent/smtp_dialogue.h"
 #include "agent/connector.h"
@@ -68,6 +69,18 @@ dialogue_match(struct smtp_dialogue *d, int code)
 	return d->cmd;
 }
 
+/* True when the n bytes at s hold "relay", in any case. */
+static bool
+says_relay(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i + 5 <= n; i++)
+		if (strncasecmp(s + i, "relay", 5) == 0)
+			return true;
+	return false;
+}
+
 /* One final reply line of the server, matched to its command. */
 static void
 dialogue_reply(struct smtp_dialogue *d, int code, const char *text, size_t len)
@@ -84,6 +97,8 @@ dialogue_reply(struct smtp_dialogue *d, int code, const char *text, size_t len)
 		return;
 	d->last_code = code;
 	snprintf(d->last_cmd, sizeof(d->last_cmd), "%s", verb);
+	if (code >= 500 && strcmp(verb, "RCPT") == 0 && says_relay(text, len))
+		d->relay_denied = true;
 	dst = d->final_code != 0 ? d->final_text : d->last_text;
 	while (len > 0 && (text[len - 1] == '\r' || text[len - 1] == '\n'))
 		len--;
@@ -306,6 +321,17 @@ classify_fail(const struct smtp_attempt *sj, struct connector_result *res,
 		return;
 	}
 	refused_list(sj, refused, sizeof(refused), &nrefused, &worst);
+	if (d->mail_code >= 200 && d->mail_code < 300 && nrefused > 0 &&
+	    nrefused == sj->job->nrcpt && d->relay_denied) {
+		/* Not the recipients' fault: another provider may take
+		 * them, and the breaker takes out a smarthost that has
+		 * stopped relaying for us. */
+		res->outcome = OUTCOME_TRANSIENT;
+		detail_set(detail, detailsz,
+			   "smtp the smarthost refuses to relay: %s (%s)",
+			   refused, d->last_text);
+		return;
+	}
 	if (d->mail_code >= 200 && d->mail_code < 300 && nrefused > 0 &&
 	    nrefused == sj->job->nrcpt) {
 		res->outcome = code_outcome(worst);

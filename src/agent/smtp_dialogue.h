@@ -57,6 +57,10 @@ struct smtp_dialogue {
 	 * before their answers): RFC 2920 3.1 ends the data with a dot
 	 * alone, and the message is not sent. */
 	bool data_empty;
+	/* A recipient refused 5xx with "relay" in the words: the smarthost
+	 * will not relay for us (RFC 5321 3.6.2's "Relay access denied"),
+	 * its fault or its configuration's, not the recipient's. */
+	bool relay_denied;
 	int final_code; /* the reply after the body, 0: none */
 	char final_text[SMTP_DIALOGUE_REPLY_MAX];
 	char last_text[SMTP_DIALOGUE_REPLY_MAX];

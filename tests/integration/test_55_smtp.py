@@ -212,6 +212,26 @@ def test_one_recipient_refused(make_cluster, fakes):
     assert "busy@example.net 452" in m3["attempts"][0]["detail"], m3
 
 
+def test_relay_denied_goes_to_another_provider(make_cluster, fakes):
+    """A smarthost that stops relaying for us refuses every recipient
+    5xx ("Relay access denied"): the smarthost's fault, so the message
+    goes to the other provider; before, it failed for good."""
+    fake = fakes()
+    for rcpt in ("bob@example.net", "cy@example.org"):
+        fake.refuse_rcpt[rcpt] = ("554 5.7.1 <%s>: Relay access denied" %
+                                  rcpt)
+    c = smtp_cluster(make_cluster, fake, maildir="m")
+    c.start_server()
+    c.start_agent("s")
+    mid = c.submit(h.message(12, to=["bob@example.net", "cy@example.org"]))
+    m = wait_outcome(c, mid, "transient")
+    assert "refuses to relay" in m["attempts"][0]["detail"], m
+    c.start_agent("m")
+    c.wait_delivered([mid])
+    assert c.msg(mid)["provider"] == "m"
+    assert not fake.messages()
+
+
 def test_transient_goes_to_maildir_with_same_bytes(make_cluster, fakes):
     fake = fakes()
     fake.data_reply = "451 4.3.0 try again later"

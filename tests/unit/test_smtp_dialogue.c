@@ -488,6 +488,37 @@ test_pipelined_every_recipient_refused(void **state)
 	assert_null(r.res.provider_message_id);
 }
 
+/*
+ * Every recipient refused because the smarthost will not relay for us is
+ * the smarthost's fault: transient (another provider, the breaker), not
+ * the message failed for good.  A recipient refused for itself stays
+ * permanent.
+ */
+static void
+test_relay_denied(void **state)
+{
+	struct run r;
+
+	(void)state;
+	run_init(&r);
+	group_out(&r);
+	in(&r, "250 Ok\r\n554 5.7.1 <bob@example.net>: Relay access "
+	       "denied\r\n550 5.7.1 Relaying denied\r\n554 no valid "
+	       "recipients\r\n");
+	assert_true(r.d.relay_denied);
+	classify(&r, CURLE_WEIRD_SERVER_REPLY, false);
+	assert_int_equal(r.res.outcome, OUTCOME_TRANSIENT);
+	assert_non_null(strstr(r.res.detail, "refuses to relay"));
+
+	run_init(&r);
+	group_out(&r);
+	in(&r, "250 Ok\r\n550 5.1.1 no such user\r\n553 5.1.3 bad "
+	       "address\r\n554 no valid recipients\r\n");
+	assert_false(r.d.relay_denied);
+	classify(&r, CURLE_WEIRD_SERVER_REPLY, false);
+	assert_int_equal(r.res.outcome, OUTCOME_PERMANENT);
+}
+
 static void
 test_utf8_unoffered(void **state)
 {
@@ -524,6 +555,7 @@ main(void)
 	    cmocka_unit_test(test_commands),
 	    cmocka_unit_test(test_pipelined_replies_in_order),
 	    cmocka_unit_test(test_pipelined_every_recipient_refused),
+	    cmocka_unit_test(test_relay_denied),
 	    cmocka_unit_test(test_utf8_unoffered),
 	};
 
