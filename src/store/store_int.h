@@ -73,6 +73,8 @@ struct store_ops {
 	/* Test hooks: store__lazy_wait, store__lazy_holding. */
 	void (*lazy_wait)(struct store_backend *be, int64_t us);
 	bool (*lazy_holding)(struct store_backend *be);
+	/* See store_unreadable_rows(); NULL: none. */
+	uint64_t (*unreadable_rows)(const struct store_backend *be);
 	/* See store_commit_stats(); NULL: no commits counted. */
 	void (*commit_stats)(struct store_backend *be,
 			     struct store_commit_stats *out);

@@ -609,6 +609,12 @@ sqlite_commit_stats(struct store_backend *be, struct store_commit_stats *out)
 	pthread_mutex_unlock(&be->stats_lock);
 }
 
+static uint64_t
+sqlite_unreadable_rows(const struct store_backend *be)
+{
+	return atomic_load(&be->unreadable_rows);
+}
+
 static bool
 sqlite_healthy(const struct store_backend *be, const char **why)
 {
@@ -654,6 +660,7 @@ backend_new(const char *dir, const struct store_options *opts)
 	atomic_init(&be->pending, 0);
 	atomic_init(&be->commits, 0);
 	atomic_init(&be->unhealthy, NULL);
+	atomic_init(&be->unreadable_rows, 0);
 	be->probe_wait = PROBE_INTERVAL_MS;
 	be->max_message_bytes = opts->max_message_bytes;
 	atomic_init(&be->outbox_max, STORE_OUTBOX_MAX_DEFAULT);
@@ -768,4 +775,5 @@ const struct store_ops store_sqlite_ops = {
     .lazy_wait = sqlite_lazy_wait,
     .lazy_holding = sqlite_lazy_holding,
     .commit_stats = sqlite_commit_stats,
+    .unreadable_rows = sqlite_unreadable_rows,
 };

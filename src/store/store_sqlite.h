@@ -246,6 +246,11 @@ struct store_backend {
 	int64_t probe_wait; /* writer only: from probe_ms to the next try */
 
 	struct buf json; /* writer thread only: the recipients as JSON */
+	/*
+	 * Rows the start-up scan could not read (damaged pages); set before
+	 * the loop dispatches, read by /metrics (store_unreadable_rows).
+	 */
+	atomic_uint_fast64_t unreadable_rows;
 	/* A read of this run of the batch hit a damaged row; writer only. */
 	bool unreadable_hit;
 	/* Changes to status_counts by the open transaction; writer only. */
@@ -287,6 +292,23 @@ int store__exec_sql(sqlite3 *db, const char *sql)
 int store__db_open(struct store_backend *be)
     __attribute__((warn_unused_result));
 void store__db_close(struct store_backend *be);
+/*
+ * store_sqlite_scan.c: crash recovery (at open, before the writer
+ * starts; rows on damaged pages are skipped and left as they are) and the
+ * start-up scan (rows on damaged pages skipped, counted and left out of
+ * counts).  0 or an error.
+ */
+int store__recover(struct store_backend *be)
+    __attribute__((warn_unused_result));
+/*
+ * store_sqlite_repair.c: rebuilds the messages table with the rows keep
+ * (readable) and without lost (on damaged pages), keeping the damaged
+ * table aside under a name written into moved.  0 or an error (then
+ * nothing changed).
+ */
+int store__repair(struct store_backend *be, const int64_t *keep, size_t nkeep,
+		  const int64_t *lost, size_t nlost, char *moved,
+		  size_t movedsz) __attribute__((warn_unused_result));
 int store__db_scan(struct store_backend *be,
 		   void (*each)(void *arg, int64_t rowid, int64_t next_ms),
 		   void *arg, int64_t counts[MSG_NSTATUS])

@@ -1,0 +1,252 @@
+/*
+ * The store's start-up against a damaged messages table: one leaf page of
+ * the table overwritten while the store was closed (a bad sector).  The
+ * open and the start-up scan go on past it: every readable queued row is
+ * handed out, the unreadable ones are counted (store_unreadable_rows) and
+ * left out of the counts, "sending" rows on the page do not stop
+ * recovery, and the table is rebuilt without the page, so that writes of
+ * the rows next to it (which make SQLite rebalance the pages around them)
+ * succeed.  A damaged schema page still refuses the open.  The page is
+ * found with SQLite's dbstat table.  The fixture is fixture_store.c.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "store/store.h"
+#include "store/store_int.h"
+#include "common/util.h"
+
+#include "fixture_store.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#define NMSG 400
+
+/* Submits NMSG messages in one burst and waits for them. */
+static void
+fill(struct fixture *f)
+{
+	struct group_res g = {0, 0};
+	int i;
+
+	for (i = 0; i < NMSG; i++)
+		store_submit(f->st, make_message(NULL, "a subject"), NULL,
+			     group_cb, &g);
+	WAIT_FOR(f->base, g.done == NMSG);
+	assert_int_equal(g.failed, 0);
+}
+
+/*
+ * Overwrites the leaf page of table that holds the middle of its rows
+ * (the store closed); returns how many rows the page held.
+ */
+static int
+damage_leaf(struct fixture *f, const char *table)
+{
+	char path[192], page[8192];
+	sqlite3 *db;
+	sqlite3_stmt *s;
+	int64_t pageno = 0, size;
+	int n = 0, ncell = 0, i = 0;
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/shivneri.db", f->sub);
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "SELECT count(*) FROM dbstat WHERE"
+					    " name = ?1 AND pagetype = 'leaf'",
+					    -1, &s, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_text(s, 1, table, -1, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	n = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	assert_true(n >= 3);
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "SELECT pageno, ncell FROM dbstat"
+					    " WHERE name = ?1 AND pagetype ="
+					    " 'leaf' ORDER BY pageno",
+					    -1, &s, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_text(s, 1, table, -1, SQLITE_STATIC);
+	while (sqlite3_step(s) == SQLITE_ROW && i++ <= n / 2) {
+		pageno = sqlite3_column_int64(s, 0);
+		ncell = sqlite3_column_int(s, 1);
+	}
+	sqlite3_finalize(s);
+	assert_int_equal(
+	    sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &s, NULL),
+	    SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	size = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	assert_int_equal(size, (int64_t)sizeof(page));
+	assert_true(pageno > 1 && ncell > 0);
+	memset(page, 0x5a, sizeof(page));
+	fp = fopen(path, "r+b");
+	assert_non_null(fp);
+	assert_int_equal(fseek(fp, (long)((pageno - 1) * size), SEEK_SET), 0);
+	assert_int_equal(fwrite(page, 1, sizeof(page), fp), sizeof(page));
+	assert_int_equal(fclose(fp), 0);
+	return ncell;
+}
+
+struct scanned {
+	int64_t rowids[NMSG];
+	size_t n;
+};
+
+static void
+scan_each(void *arg, int64_t rowid, int64_t next_ms)
+{
+	struct scanned *sc = arg;
+
+	(void)next_ms;
+	assert_true(sc->n < NMSG);
+	sc->rowids[sc->n++] = rowid;
+}
+
+static void
+close_store(struct fixture *f)
+{
+	store_close(f->st);
+	f->st = NULL;
+}
+
+/*
+ * Scans, then writes every handed-out row (delivered): all succeed, the
+ * store stays healthy; a second start finds no damage and the counts.
+ */
+static void
+scan_and_deliver(struct fixture *f, int lost)
+{
+	static struct scanned sc;
+	int64_t counts[MSG_NSTATUS];
+	const char *why = NULL;
+	size_t i;
+
+	memset(&sc, 0, sizeof(sc));
+	open_store(f);
+	assert_int_equal(store_scan(f->st, scan_each, &sc, counts), 0);
+	assert_int_equal(sc.n, NMSG - lost);
+	assert_int_equal(counts[MSG_QUEUED], NMSG - lost);
+	assert_int_equal(counts[MSG_SENDING], 0);
+	assert_int_equal(store_unreadable_rows(f->st), (uint64_t)lost);
+	for (i = 0; i < sc.n; i++)
+		assert_int_equal(
+		    update_wait(
+			f,
+			&(struct store_update){
+			    .rowid = sc.rowids[i],
+			    .status = MSG_DELIVERED,
+			    .provider = "a provider name",
+			    .provider_message_id = "a long provider message id",
+			}),
+		    0);
+	assert_true(store_healthy(f->st, &why));
+	close_store(f);
+	open_store(f);
+	memset(&sc, 0, sizeof(sc));
+	assert_int_equal(store_scan(f->st, scan_each, &sc, counts), 0);
+	assert_int_equal(sc.n, 0);
+	assert_int_equal(store_unreadable_rows(f->st), 0);
+	check_counts(f, 0, 0, NMSG - lost, 0);
+}
+
+/*
+ * Queued rows on the damaged page: the scan hands out the others, counts
+ * those, and the rows around the page can be written.  Before, the scan
+ * failed on the page (and serve exited).
+ */
+static void
+test_scan_past_damaged_page(void **state)
+{
+	struct fixture *f = *state;
+	int lost;
+
+	open_store(f);
+	fill(f);
+	close_store(f);
+	lost = damage_leaf(f, "messages");
+	scan_and_deliver(f, lost);
+}
+
+/*
+ * "sending" rows on the damaged page (the server died while providers
+ * had them): recovery moves the others back to queued and leaves those.
+ * Before, recovery failed and with it the open.
+ */
+static void
+test_recover_past_damaged_page(void **state)
+{
+	struct fixture *f = *state;
+	struct done_res d = {0, 0};
+	int lost;
+
+	open_store(f);
+	fill(f);
+	store__exec(f->st,
+		    "UPDATE messages SET status = 1, provider = 'p';"
+		    "UPDATE status_counts SET n = CASE status WHEN 1 THEN "
+		    "(SELECT count(*) FROM messages) ELSE 0 END",
+		    done_cb, &d);
+	WAIT_FOR(f->base, d.done);
+	assert_int_equal(d.err, 0);
+	close_store(f);
+	lost = damage_leaf(f, "messages");
+	scan_and_deliver(f, lost);
+	assert_int_equal(db_int(f, "SELECT count(*) FROM attempts"),
+			 NMSG - lost);
+}
+
+/* The schema's page damaged: the open is refused, with a clear error. */
+static void
+test_damaged_schema_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct store *st = NULL;
+	char path[192], junk[1024];
+	FILE *fp;
+	int rc;
+
+	open_store(f);
+	fill(f);
+	close_store(f);
+	snprintf(path, sizeof(path), "%s/shivneri.db", f->sub);
+	memset(junk, 0x5a, sizeof(junk));
+	fp = fopen(path, "r+b");
+	assert_non_null(fp);
+	/* Past the file's 100-byte header: page 1's b-tree, the schema. */
+	assert_int_equal(fseek(fp, 100, SEEK_SET), 0);
+	assert_int_equal(fwrite(junk, 1, sizeof(junk), fp), sizeof(junk));
+	assert_int_equal(fclose(fp), 0);
+	rc = store_open(f->sub, NULL, f->base, &st);
+	assert_null(st);
+	assert_int_equal(rc, STORE_EDAMAGED);
+	assert_non_null(strstr(store_strerror(rc), "damaged"));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_scan_past_damaged_page, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_recover_past_damaged_page,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_damaged_schema_refused, setup,
+					    teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
