@@ -483,6 +483,15 @@ store_outbox_set_max(struct store *st, int64_t max)
 		st->ops->outbox_set_max(st->be, max);
 }
 
+void
+store_outbox_set_horizon(struct store *st, int64_t ms)
+{
+	if (st == NULL || ms < 0)
+		fatalx("store_outbox_set_horizon: bad argument");
+	if (st->ops->outbox_set_horizon != NULL)
+		st->ops->outbox_set_horizon(st->be, ms);
+}
+
 uint64_t
 store_outbox_dropped(const struct store *st)
 {

@@ -438,6 +438,16 @@ void store_outbox_finish(struct store *st, int64_t seq, int64_t next_ms,
 void store_outbox_set_max(struct store *st, int64_t max);
 
 /*
+ * The longest a row can legitimately wait (the sender's longest backoff
+ * or lease; 0, the default: no limit).  A claim at now_ms takes a row due
+ * after now_ms + ms as due now: its time was written under a clock that
+ * has since gone back (the server's wall clock stepped back between two
+ * runs), and would otherwise hold it for as long as the clock moved.
+ * Call it before the loop runs, as store_outbox_set_max.
+ */
+void store_outbox_set_horizon(struct store *st, int64_t ms);
+
+/*
  * Rows dropped unsent since the store opened: by the cap, and past their
  * age at a claim.
  */

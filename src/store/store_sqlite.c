@@ -664,6 +664,7 @@ backend_new(const char *dir, const struct store_options *opts)
 	be->probe_wait = PROBE_INTERVAL_MS;
 	be->max_message_bytes = opts->max_message_bytes;
 	atomic_init(&be->outbox_max, STORE_OUTBOX_MAX_DEFAULT);
+	atomic_init(&be->outbox_horizon, 0);
 	atomic_init(&be->outbox_dropped, 0);
 	buf_init(&be->json, ROW_HEADROOM);
 	be->dir = xstrdup(dir);
@@ -772,6 +773,7 @@ const struct store_ops store_sqlite_ops = {
     .outbox_finish = store__sqlite_outbox_finish,
     .outbox_dropped = store__sqlite_outbox_dropped,
     .outbox_set_max = store__sqlite_outbox_set_max,
+    .outbox_set_horizon = store__sqlite_outbox_set_horizon,
     .lazy_wait = sqlite_lazy_wait,
     .lazy_holding = sqlite_lazy_holding,
     .commit_stats = sqlite_commit_stats,

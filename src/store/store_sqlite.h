@@ -258,6 +258,7 @@ struct store_backend {
 
 	/* The webhook outbox (store_sqlite_outbox.c). */
 	atomic_int_fast64_t outbox_max;
+	atomic_int_fast64_t outbox_horizon; /* 0: none (set_horizon) */
 	sqlite3_stmt *outbox_stmt[8]; /* writer only, prepared on first use */
 	atomic_uint_fast64_t outbox_dropped;
 	/*
@@ -405,5 +406,6 @@ uint64_t store__sqlite_outbox_dropped(const struct store_backend *be);
 /* The open transaction committed: its drops are counted and logged. */
 void store__outbox_drops_commit(struct store_backend *be);
 void store__sqlite_outbox_set_max(struct store_backend *be, int64_t max);
+void store__sqlite_outbox_set_horizon(struct store_backend *be, int64_t ms);
 
 #endif
