@@ -253,6 +253,9 @@ struct store_backend {
 	atomic_uint_fast64_t unreadable_rows;
 	/* A read of this run of the batch hit a damaged row; writer only. */
 	bool unreadable_hit;
+	/* Ops of this batch failed alone on a damaged page; writer only. */
+	int damaged_ops;
+	struct log_rl damaged_rl; /* damaged_read */
 	/* Changes to status_counts by the open transaction; writer only. */
 	int64_t count_delta[MSG_NSTATUS];
 

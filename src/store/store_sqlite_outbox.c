@@ -303,8 +303,15 @@ exec_claim(struct store_backend *be, struct op *op)
 		return rc;
 	if (dropped > 0) {
 		be->outbox_drops.age += dropped;
+		/*
+		 * For the log: the sender's claim times are on its own clock
+		 * and its age cut-off on the wall clock (created_ms's), so
+		 * their difference is the age limit give or take the few
+		 * milliseconds between the two: whole seconds, as configured.
+		 */
 		be->outbox_drops.max_age_ms =
-		    op->u.outbox.next_ms - op->u.outbox.expire_before;
+		    (op->u.outbox.next_ms - op->u.outbox.expire_before + 500) /
+		    1000 * 1000;
 	}
 
 	if ((s = ob_stmt(be, OB_COUNT, &rc)) == NULL)

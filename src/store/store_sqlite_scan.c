@@ -179,11 +179,48 @@ rowids_of(sqlite3 *db, int status, int64_t **out, size_t *n)
 
 /*
  * The careful way: each "sending" row moved in a statement of its own,
- * skipping the rows whose pages are damaged.  A row that fails with
- * SQLITE_CORRUPT is dropped from the list (rowid 0) and the transaction
- * runs again without it (a damaged page poisons the transaction it was
- * read in), so this ends after at most one run per row.
+ * skipping the rows whose pages are damaged (drop_unreadable).  A row that
+ * still fails with SQLITE_CORRUPT (its write made SQLite rebalance into a
+ * damaged neighbour) is dropped from the list (rowid 0) and the
+ * transaction runs again without it (a damaged page poisons the
+ * transaction it was read in), so this ends after at most one run per
+ * row.
  */
+/*
+ * Drops (rowid 0) the rows that cannot be read whole, in a read
+ * transaction of their own, so that the write transaction does not meet
+ * them: each it met would cost a run of it.  An SQLite code.
+ */
+static int
+drop_unreadable(sqlite3 *db, int64_t *rows, size_t nrows, int *skipped)
+{
+	sqlite3_stmt *s = NULL;
+	size_t i;
+	int rc;
+
+	rc = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(
+		    db, "SELECT * FROM messages WHERE rowid = ?1", -1, &s,
+		    NULL);
+	for (i = 0; rc == SQLITE_OK && i < nrows; i++) {
+		rc = sqlite3_bind_int64(s, 1, rows[i]);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_step(s);
+		if (is_damage(rc)) {
+			rows[i] = 0;
+			(*skipped)++;
+		}
+		rc = rc == SQLITE_ROW || rc == SQLITE_DONE || is_damage(rc)
+			 ? SQLITE_OK
+			 : rc;
+		(void)sqlite3_reset(s);
+	}
+	sqlite3_finalize(s);
+	end_txn(db);
+	return rc;
+}
+
 static int
 recover_rows(struct store_backend *be, int64_t now, int *n, int *skipped)
 {
@@ -194,6 +231,8 @@ recover_rows(struct store_backend *be, int64_t now, int *n, int *skipped)
 	*n = 0;
 	*skipped = 0;
 	rc = rowids_of(be->db, MSG_SENDING, &rows, &nrows);
+	if (rc == SQLITE_OK)
+		rc = drop_unreadable(be->db, rows, nrows, skipped);
 	for (runs = 0; rc == SQLITE_OK && runs <= nrows; runs++) {
 		*n = 0;
 		at = nrows; /* no row to blame */

@@ -6,7 +6,8 @@
  * left out of the counts, "sending" rows on the page do not stop
  * recovery, and the table is rebuilt without the page, so that writes of
  * the rows next to it (which make SQLite rebalance the pages around them)
- * succeed.  A damaged schema page still refuses the open.  The page is
+ * succeed.  While running, an operation that reads a damaged page fails
+ * alone.  A damaged schema page still refuses the open.  The page is
  * found with SQLite's dbstat table.  The fixture is fixture_store.c.
  */
 #include <setjmp.h>
@@ -30,32 +31,40 @@
 
 #define NMSG 400
 
-/* Submits NMSG messages in one burst and waits for them. */
+/*
+ * Submits NMSG messages in one burst and waits for them.  Their ids sort
+ * as their rowids do (ULIDs made within one millisecond need not), so
+ * the oldest queued message is on the table's first leaf.
+ */
 static void
 fill(struct fixture *f)
 {
 	struct group_res g = {0, 0};
+	char id[32];
 	int i;
 
-	for (i = 0; i < NMSG; i++)
-		store_submit(f->st, make_message(NULL, "a subject"), NULL,
+	for (i = 0; i < NMSG; i++) {
+		snprintf(id, sizeof(id), "01DAMAGETEST%014d", i);
+		store_submit(f->st, make_message(id, "a subject"), NULL,
 			     group_cb, &g);
+	}
 	WAIT_FOR(f->base, g.done == NMSG);
 	assert_int_equal(g.failed, 0);
 }
 
 /*
- * Overwrites the leaf page of table that holds the middle of its rows
- * (the store closed); returns how many rows the page held.
+ * Overwrites a leaf page of table (the store closed): the first in the
+ * b-tree's order (dbstat's path: the lowest rowids) when first, else the
+ * one in the middle; returns how many rows the page held.
  */
 static int
-damage_leaf(struct fixture *f, const char *table)
+damage_leaf_at(struct fixture *f, const char *table, bool first)
 {
 	char path[192], page[8192];
 	sqlite3 *db;
 	sqlite3_stmt *s;
 	int64_t pageno = 0, size;
-	int n = 0, ncell = 0, i = 0;
+	int n = 0, ncell = 0;
 	FILE *fp;
 
 	snprintf(path, sizeof(path), "%s/shivneri.db", f->sub);
@@ -74,14 +83,15 @@ damage_leaf(struct fixture *f, const char *table)
 	assert_int_equal(sqlite3_prepare_v2(db,
 					    "SELECT pageno, ncell FROM dbstat"
 					    " WHERE name = ?1 AND pagetype ="
-					    " 'leaf' ORDER BY pageno",
+					    " 'leaf' ORDER BY path LIMIT 1"
+					    " OFFSET ?2",
 					    -1, &s, NULL),
 			 SQLITE_OK);
 	sqlite3_bind_text(s, 1, table, -1, SQLITE_STATIC);
-	while (sqlite3_step(s) == SQLITE_ROW && i++ <= n / 2) {
-		pageno = sqlite3_column_int64(s, 0);
-		ncell = sqlite3_column_int(s, 1);
-	}
+	sqlite3_bind_int(s, 2, first ? 0 : n / 2);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	pageno = sqlite3_column_int64(s, 0);
+	ncell = sqlite3_column_int(s, 1);
 	sqlite3_finalize(s);
 	assert_int_equal(
 	    sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &s, NULL),
@@ -99,6 +109,12 @@ damage_leaf(struct fixture *f, const char *table)
 	assert_int_equal(fwrite(page, 1, sizeof(page), fp), sizeof(page));
 	assert_int_equal(fclose(fp), 0);
 	return ncell;
+}
+
+static int
+damage_leaf(struct fixture *f, const char *table)
+{
+	return damage_leaf_at(f, table, false);
 }
 
 struct scanned {
@@ -209,6 +225,59 @@ test_recover_past_damaged_page(void **state)
 			 NMSG - lost);
 }
 
+struct oldest_res {
+	int done;
+	int err;
+};
+
+static void
+oldest_cb(void *arg, int err, int64_t created_ms)
+{
+	struct oldest_res *r = arg;
+
+	(void)created_ms;
+	r->done++;
+	r->err = err;
+}
+
+/*
+ * While running (the start-up scan, which would repair the table, not
+ * run): the oldest queued message is on a damaged page, as a /metrics
+ * scrape asks for it.  That query fails alone, the store stays healthy,
+ * and a submission in the same batch commits.  Before, the store was
+ * marked unhealthy (intake refused every message until a write
+ * succeeded) and the whole batch failed with -EIO.
+ */
+static void
+test_damaged_read_fails_alone(void **state)
+{
+	struct fixture *f = *state;
+	struct oldest_res o = {0, 0};
+	struct sub_res sub;
+	const char *why = NULL;
+
+	open_store(f);
+	fill(f);
+	close_store(f);
+	(void)damage_leaf_at(f, "messages", true);
+	open_store(f);
+	memset(&sub, 0, sizeof(sub));
+	store_oldest_queued(f->st, oldest_cb, &o);
+	WAIT_FOR(f->base, o.done);
+	assert_int_equal(o.err, -EIO);
+	/* Before any write (which would make it healthy again anyway). */
+	assert_true(store_healthy(f->st, &why));
+	/* With others in its batch, it fails alone. */
+	memset(&o, 0, sizeof(o));
+	store_oldest_queued(f->st, oldest_cb, &o);
+	store_submit(f->st, make_message(NULL, "same batch"), NULL, submit_cb,
+		     &sub);
+	WAIT_FOR(f->base, o.done && sub.done);
+	assert_int_equal(o.err, -EIO);
+	assert_int_equal(sub.err, 0);
+	assert_true(store_healthy(f->st, &why));
+}
+
 /* The schema's page damaged: the open is refused, with a clear error. */
 static void
 test_damaged_schema_refused(void **state)
@@ -243,6 +312,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_scan_past_damaged_page, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_recover_past_damaged_page,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_damaged_read_fails_alone,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_damaged_schema_refused, setup,
 					    teardown),
