@@ -14,8 +14,9 @@
  * every readable row is copied with its rowid (so bodies, attempts and the
  * dispatcher's rowids still match), its indexes are made again, the
  * bodies and attempts of the rows left behind move to bodies_damaged_MS
- * and attempts_damaged_MS (a new message may take their rowids), and
- * status_counts is counted again from the new table.
+ * and attempts_damaged_MS (a new message may take their rowids), their
+ * idempotency keys are forgotten (a client's retry then stores the message
+ * again), and status_counts is counted again from the new table.
  *
  * The rename must not rewrite the REFERENCES messages(rowid) of bodies
  * and attempts: with foreign_keys off and legacy_alter_table on (this
@@ -182,6 +183,19 @@ rebuild(sqlite3 *db, const struct schema_sql *q, const char *sfx,
 		rc = exec(db, q->index[i]);
 	if (rc == SQLITE_OK)
 		rc = move_orphans(db, sfx, lost, nlost);
+	/*
+	 * The lost rows' ids are still in the damaged table's id index (its
+	 * own b-tree): their idempotency keys go, so that a client's retry
+	 * with the same key stores the message again instead of being told
+	 * it is a duplicate of one that is gone.
+	 */
+	sql = xasprintf("DELETE FROM idempotency WHERE message_id IN (SELECT"
+			" id FROM messages_damaged_%s WHERE id NOT IN (SELECT"
+			" id FROM messages))",
+			sfx);
+	if (rc == SQLITE_OK)
+		rc = exec(db, sql);
+	free(sql);
 	if (rc == SQLITE_OK)
 		rc = exec(db, "UPDATE status_counts SET n = (SELECT count(*)"
 			      " FROM messages m WHERE m.status ="

@@ -178,15 +178,6 @@ rowids_of(sqlite3 *db, int status, int64_t **out, size_t *n)
 }
 
 /*
- * The careful way: each "sending" row moved in a statement of its own,
- * skipping the rows whose pages are damaged (drop_unreadable).  A row that
- * still fails with SQLITE_CORRUPT (its write made SQLite rebalance into a
- * damaged neighbour) is dropped from the list (rowid 0) and the
- * transaction runs again without it (a damaged page poisons the
- * transaction it was read in), so this ends after at most one run per
- * row.
- */
-/*
  * Drops (rowid 0) the rows that cannot be read whole, in a read
  * transaction of their own, so that the write transaction does not meet
  * them: each it met would cost a run of it.  An SQLite code.
@@ -221,6 +212,15 @@ drop_unreadable(sqlite3 *db, int64_t *rows, size_t nrows, int *skipped)
 	return rc;
 }
 
+/*
+ * The careful way: each "sending" row moved in a statement of its own,
+ * skipping the rows whose pages are damaged (drop_unreadable).  A row that
+ * still fails with SQLITE_CORRUPT (its write made SQLite rebalance into a
+ * damaged neighbour) is dropped from the list (rowid 0) and the
+ * transaction runs again without it (a damaged page poisons the
+ * transaction it was read in), so this ends after at most one run per
+ * row.
+ */
 static int
 recover_rows(struct store_backend *be, int64_t now, int *n, int *skipped)
 {

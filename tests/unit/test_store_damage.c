@@ -45,7 +45,8 @@ fill(struct fixture *f)
 
 	for (i = 0; i < NMSG; i++) {
 		snprintf(id, sizeof(id), "01DAMAGETEST%014d", i);
-		store_submit(f->st, make_message(id, "a subject"), NULL,
+		/* The id as its idempotency key too. */
+		store_submit(f->st, make_message(id, "a subject"), IDEM(id),
 			     group_cb, &g);
 	}
 	WAIT_FOR(f->base, g.done == NMSG);
@@ -158,6 +159,9 @@ scan_and_deliver(struct fixture *f, int lost)
 	assert_int_equal(counts[MSG_QUEUED], NMSG - lost);
 	assert_int_equal(counts[MSG_SENDING], 0);
 	assert_int_equal(store_unreadable_rows(f->st), (uint64_t)lost);
+	/* The lost messages' keys are forgotten: a retry stores anew. */
+	assert_int_equal(db_int(f, "SELECT count(*) FROM idempotency"),
+			 NMSG - lost);
 	for (i = 0; i < sc.n; i++)
 		assert_int_equal(
 		    update_wait(
