@@ -331,6 +331,7 @@ walk_joined(sqlite3 *db, struct walk *w)
 {
 	sqlite3_stmt *s = NULL;
 	const unsigned char *id;
+	size_t len;
 	int rc;
 
 	rc = sqlite3_prepare_v2(db,
@@ -340,9 +341,13 @@ walk_joined(sqlite3 *db, struct walk *w)
 	while (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
 		w->each(w->arg, sqlite3_column_int64(s, 0),
 			sqlite3_column_int64(s, 1));
+		/* Where to go on from if the next row is damaged. */
 		id = sqlite3_column_text(s, 2);
-		snprintf(w->last, sizeof(w->last), "%s",
-			 id != NULL ? (const char *)id : "");
+		len = (size_t)sqlite3_column_bytes(s, 2);
+		if (id != NULL && len < sizeof(w->last)) {
+			memcpy(w->last, id, len);
+			w->last[len] = '\0';
+		}
 		rc = SQLITE_OK;
 	}
 	sqlite3_finalize(s);
