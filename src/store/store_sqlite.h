@@ -313,6 +313,9 @@ int store__recover(struct store_backend *be)
 int store__repair(struct store_backend *be, const int64_t *keep, size_t nkeep,
 		  const int64_t *lost, size_t nlost, char *moved,
 		  size_t movedsz) __attribute__((warn_unused_result));
+/* The same for a damaged status_counts (at open, on be->db). */
+int store__repair_counts(struct store_backend *be)
+    __attribute__((warn_unused_result));
 int store__db_scan(struct store_backend *be,
 		   void (*each)(void *arg, int64_t rowid, int64_t next_ms),
 		   void *arg, int64_t counts[MSG_NSTATUS])

@@ -241,3 +241,45 @@ store__repair(struct store_backend *be, const int64_t *keep, size_t nkeep,
 	sqlite3_close(db);
 	return rc == SQLITE_OK ? 0 : store__sqlite_errno(rc);
 }
+
+/*
+ * status_counts, one page rewritten by every commit, damaged: every batch
+ * would fail on it (the tallies are added before each COMMIT) and the
+ * scan could not start.  It holds nothing but counts, so it is made again
+ * from the messages (one read of the table: only after damage), the
+ * damaged one renamed status_counts_damaged_MS (dropping it would read
+ * its page).  On be->db, at open, before the writer starts.  0 or an
+ * error (then nothing changed).
+ */
+int
+store__repair_counts(struct store_backend *be)
+{
+	char *sql;
+	int rc;
+
+	sql = xasprintf(
+	    "BEGIN IMMEDIATE;"
+	    "ALTER TABLE status_counts RENAME TO status_counts_damaged_%" PRId64
+	    ";"
+	    "CREATE TABLE status_counts ("
+	    " status INTEGER PRIMARY KEY,"
+	    " n INTEGER NOT NULL);"
+	    "WITH v(s) AS (VALUES (0), (1), (2), (3))"
+	    " INSERT INTO status_counts SELECT s, (SELECT count(*) FROM"
+	    " messages m WHERE m.status = v.s) FROM v;"
+	    "COMMIT",
+	    now_ms());
+	rc = exec(be->db, sql);
+	free(sql);
+	if (rc != SQLITE_OK) {
+		log_warnx("- store counts_repair_failed rc=%d msg=\"%s\"", rc,
+			  sqlite3_errmsg(be->db));
+		if (!sqlite3_get_autocommit(be->db))
+			(void)exec(be->db, "ROLLBACK");
+		return store__sqlite_errno(rc);
+	}
+	log_warnx(
+	    "- store counts_repaired: status_counts was on a damaged page; "
+	    "counted again from the messages");
+	return 0;
+}

@@ -268,20 +268,49 @@ recover_rows(struct store_backend *be, int64_t now, int *n, int *skipped)
 	return rc;
 }
 
+/*
+ * Reads status_counts (one page) and, if it is damaged, makes it again
+ * (store__repair_counts): recovery and every batch write it.
+ */
+static int
+counts_check(struct store_backend *be)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	rc = sqlite3_prepare_v2(be->db, "SELECT sum(n) FROM status_counts", -1,
+				&s, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	if (is_damage(rc))
+		return store__repair_counts(be);
+	return store__db_fail(be->db, rc, "counts_check");
+}
+
 int
 store__recover(struct store_backend *be)
 {
 	int64_t now = now_ms();
 	int rc, n = 0, skipped = 0;
 
+	if ((rc = counts_check(be)) != 0)
+		return rc;
 	rc = recover_all(be, now, &n);
 	if (is_damage(rc)) {
-		log_warnx("- store recover_damaged: a sending row is on a "
-			  "damaged page; going row by row");
+		log_warnx("- store recover_damaged: recovery met a damaged "
+			  "page; going row by row");
 		rc = recover_rows(be, now, &n, &skipped);
 	}
-	if (rc != SQLITE_OK)
-		return store__db_fail(be->db, rc, "recover");
+	if (rc != SQLITE_OK) {
+		/* The transaction is over: SQLite's text of rc, not errmsg. */
+		log_warnx(
+		    "- store sqlite_error op=\"recover\" rc=%d msg=\"%s\"", rc,
+		    sqlite3_errstr(rc));
+		return is_damage(rc) ? STORE_EDAMAGED : store__sqlite_errno(rc);
+	}
 	if (n > 0)
 		log_info("- store recovered sending=%d status=queued", n);
 	if (skipped > 0)

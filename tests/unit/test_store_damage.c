@@ -7,7 +7,8 @@
  * recovery, and the table is rebuilt without the page, so that writes of
  * the rows next to it (which make SQLite rebalance the pages around them)
  * succeed.  While running, an operation that reads a damaged page fails
- * alone.  A damaged schema page still refuses the open.  The page is
+ * alone.  A damaged status_counts is counted again.  A damaged schema
+ * page still refuses the open.  The page is
  * found with SQLite's dbstat table.  The fixture is fixture_store.c.
  */
 #include <setjmp.h>
@@ -110,6 +111,29 @@ damage_leaf_at(struct fixture *f, const char *table, bool first)
 	assert_int_equal(fwrite(page, 1, sizeof(page), fp), sizeof(page));
 	assert_int_equal(fclose(fp), 0);
 	return ncell;
+}
+
+/* Overwrites the root page of table (the store closed). */
+static void
+damage_root(struct fixture *f, const char *table)
+{
+	char path[192], page[8192], sql[128];
+	int64_t pageno;
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/shivneri.db", f->sub);
+	snprintf(sql, sizeof(sql),
+		 "SELECT rootpage FROM sqlite_schema WHERE name = '%s'", table);
+	pageno = db_int(f, sql);
+	assert_true(pageno > 1);
+	memset(page, 0x5a, sizeof(page));
+	fp = fopen(path, "r+b");
+	assert_non_null(fp);
+	assert_int_equal(
+	    fseek(fp, (long)((pageno - 1) * (int64_t)sizeof(page)), SEEK_SET),
+	    0);
+	assert_int_equal(fwrite(page, 1, sizeof(page), fp), sizeof(page));
+	assert_int_equal(fclose(fp), 0);
 }
 
 static int
@@ -282,6 +306,39 @@ test_damaged_read_fails_alone(void **state)
 	assert_true(store_healthy(f->st, &why));
 }
 
+/*
+ * status_counts (one page, rewritten by every commit) damaged: it is made
+ * again from the messages at open, the scan gives the right counts, and
+ * writes (which add to it before each commit) go through.  Before, the
+ * scan failed (and serve exited).
+ */
+static void
+test_damaged_counts_made_again(void **state)
+{
+	struct fixture *f = *state;
+	static struct scanned sc;
+	int64_t counts[MSG_NSTATUS];
+	const char *why = NULL;
+
+	open_store(f);
+	fill(f);
+	close_store(f);
+	damage_root(f, "status_counts");
+	memset(&sc, 0, sizeof(sc));
+	open_store(f);
+	assert_int_equal(store_scan(f->st, scan_each, &sc, counts), 0);
+	assert_int_equal(sc.n, NMSG);
+	assert_int_equal(counts[MSG_QUEUED], NMSG);
+	assert_int_equal(update_wait(f,
+				     &(struct store_update){
+					 .rowid = sc.rowids[0],
+					 .status = MSG_DELIVERED,
+				     }),
+			 0);
+	assert_true(store_healthy(f->st, &why));
+	check_counts(f, NMSG - 1, 0, 1, 0);
+}
+
 /* The schema's page damaged: the open is refused, with a clear error. */
 static void
 test_damaged_schema_refused(void **state)
@@ -318,6 +375,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_recover_past_damaged_page,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_damaged_read_fails_alone,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_damaged_counts_made_again,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_damaged_schema_refused, setup,
 					    teardown),
