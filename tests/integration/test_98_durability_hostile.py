@@ -307,3 +307,33 @@ def test_damaged_messages_page_at_start(make_cluster):
     assert ready.status == 200 and ready.json["store"] is True, ready
     mid = c.submit()
     c.wait_delivered([mid], timeout=10)
+
+
+def test_damaged_status_counts_at_start(make_cluster):
+    """status_counts (one page, rewritten by every commit) overwritten
+    while the server was stopped: it is counted again from the messages
+    at start, every message is delivered and the counts are right.
+    Before, recovery failed on it and serve exited."""
+    c = make_cluster(providers=("a",))
+    c.start_server()
+    ids = c.submit_many(50, threads=4)
+    c.server.signal(signal.SIGTERM)
+    assert c.server.wait_exit(20) == 0
+    db = os.path.join(c.data_dir, "shivneri.db")
+    con = sqlite3.connect(db)
+    try:
+        root = con.execute("SELECT rootpage FROM sqlite_schema WHERE "
+                           "name = 'status_counts'").fetchone()[0]
+        size = con.execute("PRAGMA page_size").fetchone()[0]
+    finally:
+        con.close()
+    with open(db, "r+b") as f:
+        f.seek((root - 1) * size)
+        f.write(b"\x5a" * size)
+    c.start_server()
+    assert c.stats()["queued"] == 50, c.stats()
+    c.start_agent("a")
+    c.wait_delivered(ids, timeout=20)
+    s = c.stats()
+    assert s["delivered"] == 50 and s["queued"] == 0, s
+    assert c.get("/readyz").json["store"] is True
