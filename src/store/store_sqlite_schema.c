@@ -206,8 +206,24 @@ store__sqlite_errno(int rc)
 int
 store__db_fail(sqlite3 *db, int rc, const char *what)
 {
-	log_warnx("- store sqlite_error op=\"%s\" rc=%d msg=\"%s\"", what, rc,
-		  db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+	/*
+	 * A damaged page is met again by every read of it, and some reads
+	 * come from outsiders (a /metrics scrape, which takes no key, reads
+	 * the oldest queued message): at most a line every 10 s for those.
+	 */
+	static struct log_rl damaged_rl = LOG_RL_INIT;
+
+	if ((rc & 0xff) == SQLITE_CORRUPT)
+		(void)log_warnx_rl(&damaged_rl, 10000,
+				   "- store sqlite_error op=\"%s\" rc=%d "
+				   "msg=\"%s\"",
+				   what, rc,
+				   db != NULL ? sqlite3_errmsg(db)
+					      : sqlite3_errstr(rc));
+	else
+		log_warnx("- store sqlite_error op=\"%s\" rc=%d msg=\"%s\"",
+			  what, rc,
+			  db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
 	return store__sqlite_errno(rc);
 }
 

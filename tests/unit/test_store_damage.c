@@ -19,6 +19,7 @@
 
 #include "store/store.h"
 #include "store/store_int.h"
+#include "common/log.h"
 #include "common/util.h"
 
 #include "fixture_store.h"
@@ -27,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -268,6 +270,48 @@ oldest_cb(void *arg, int err, int64_t created_ms)
 	r->err = err;
 }
 
+/* Lines of the file at path that contain needle. */
+static int
+count_lines(const char *path, const char *needle)
+{
+	char line[1024];
+	FILE *fp = fopen(path, "r");
+	int n = 0;
+
+	assert_non_null(fp);
+	while (fgets(line, sizeof(line), fp) != NULL)
+		if (strstr(line, needle) != NULL)
+			n++;
+	fclose(fp);
+	return n;
+}
+
+/*
+ * Twenty more asks for the damaged oldest message (a scraper of
+ * /metrics, which takes no key, asks once a scrape): at most a line each
+ * in 10 s, not a line per ask.
+ */
+static void
+scrapes_log_little(struct fixture *f)
+{
+	struct oldest_res o;
+	char path[192];
+	int i;
+
+	snprintf(path, sizeof(path), "%s/test.log", f->dir);
+	assert_int_equal(log_open_file(path), 0);
+	for (i = 0; i < 20; i++) {
+		memset(&o, 0, sizeof(o));
+		store_oldest_queued(f->st, oldest_cb, &o);
+		WAIT_FOR(f->base, o.done);
+		assert_int_equal(o.err, -EIO);
+	}
+	assert_int_equal(log_open_file(NULL), 0);
+	assert_true(count_lines(path, "sqlite_error op=\"oldest\"") <= 1);
+	assert_true(count_lines(path, "damaged_read") <= 1);
+	(void)unlink(path);
+}
+
 /*
  * While running (the start-up scan, which would repair the table, not
  * run): the oldest queued message is on a damaged page, as a /metrics
@@ -304,6 +348,7 @@ test_damaged_read_fails_alone(void **state)
 	assert_int_equal(o.err, -EIO);
 	assert_int_equal(sub.err, 0);
 	assert_true(store_healthy(f->st, &why));
+	scrapes_log_little(f);
 }
 
 /*
