@@ -1,7 +1,9 @@
 /*
  * Webhook bodies (outbox.h): the hub's JSON of an event, its "seq" field
  * replaced by a fresh webhook_id.  events_format_json() is the one place
- * that knows the fields of an event; this file only swaps the key.
+ * that knows the fields of an event; this file only swaps the key.  And
+ * the outbox's clock, which times retries and leases without the wall
+ * clock's steps (outbox.h says why).
  */
 #include "dispatch/outbox.h"
 #include "common/buf.h"
@@ -41,4 +43,20 @@ outbox_body(const struct ev_rec *r, struct buf *out)
 	}
 	buf_cleanup(&ev);
 	return rc;
+}
+
+void
+outbox_clock_init(struct outbox_clock *c, int64_t (*wall)(void),
+		  int64_t (*mono)(void))
+{
+	c->wall = wall != NULL ? wall : now_ms;
+	c->mono = mono != NULL ? mono : mono_ms;
+	c->wall0 = c->wall();
+	c->mono0 = c->mono();
+}
+
+int64_t
+outbox_clock_now(const struct outbox_clock *c)
+{
+	return c->wall0 + (c->mono() - c->mono0);
 }

@@ -17,7 +17,32 @@
 
 #include "dispatch/events.h"
 
+#include <stdint.h>
+
 struct buf;
+
+/*
+ * The outbox's clock: what the sender writes into a row's next_ms (a
+ * retry's time, a claim's lease) and claims due rows against.  It is the
+ * wall clock read once, at init, plus the monotonic time since: the times
+ * must mean something after a restart (so not the monotonic clock alone),
+ * but within a process they must never step.  With the wall clock, one
+ * stepped back held every retry for the length of the step, and one
+ * stepped forward made every retry and every lease due at once, so
+ * webhooks in flight were claimed and sent a second time.  A step between
+ * two runs is the store's business (store_outbox_set_horizon).  wall and
+ * mono are the sources, injectable for tests (NULL: now_ms, mono_ms).
+ */
+struct outbox_clock {
+	int64_t (*wall)(void);
+	int64_t (*mono)(void);
+	int64_t wall0, mono0;
+};
+
+void outbox_clock_init(struct outbox_clock *c, int64_t (*wall)(void),
+		       int64_t (*mono)(void));
+/* Milliseconds since the epoch, as the wall clock said at init. */
+int64_t outbox_clock_now(const struct outbox_clock *c);
 
 /*
  * Appends the body of r to out (all or nothing): 0, or -E2BIG when out's

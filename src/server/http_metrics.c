@@ -75,8 +75,14 @@ metrics_queue(struct http_front *f, struct evbuffer *out, bool *bad)
 	    "shivneri_queue_messages{where=\"delayed\"} %" PRIu64 "\n"
 	    "# HELP shivneri_store_pending Store operations not yet done.\n"
 	    "# TYPE shivneri_store_pending gauge\n"
-	    "shivneri_store_pending %zu\n",
-	    ready, loaded, delayed, store_pending(f->st));
+	    "shivneri_store_pending %zu\n"
+	    "# HELP shivneri_store_unreadable_rows Queued or sending messages "
+	    "on damaged database pages, found at start-up: they cannot be "
+	    "sent until the database is repaired.\n"
+	    "# TYPE shivneri_store_unreadable_rows gauge\n"
+	    "shivneri_store_unreadable_rows %" PRIu64 "\n",
+	    ready, loaded, delayed, store_pending(f->st),
+	    store_unreadable_rows(f->st));
 }
 
 /*

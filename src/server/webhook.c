@@ -93,6 +93,8 @@ struct webhook {
 	uint64_t sent, failed;
 	int64_t outbox_rows;
 	struct log_rl fail_rl, store_rl;
+	/* Times retries and leases: never steps (dispatch/outbox.h). */
+	struct outbox_clock clock;
 };
 
 static void poll_outbox(struct webhook *wh);
@@ -253,7 +255,7 @@ delivery_end(struct delivery *dl, bool took, long status, const char *why)
 		wh->failed++;
 		wait = webhook_backoff_ms(dl->attempts,
 					  wh->cfg->webhook_retry_max_ms);
-		next = now_ms() + wait;
+		next = outbox_clock_now(&wh->clock) + wait;
 		log_warnx_rl(
 		    &wh->fail_rl, LOG_EVERY_MS,
 		    "- webhook failed host=%s seq=%" PRId64
@@ -381,12 +383,20 @@ claim_cb(void *arg, int err, struct store_outbox_row *rows, size_t n,
 	}
 }
 
+/* How long a claimed row is held for its try. */
+static int64_t
+lease_ms(const struct webhook *wh)
+{
+	return (int64_t)wh->cfg->webhook_timeout_ms + CONNECT_TIMEOUT_MS +
+	       LEASE_SLACK_MS;
+}
+
 /* A pass: claims what the free slots can take. */
 static void
 poll_outbox(struct webhook *wh)
 {
 	unsigned max = (unsigned)wh->cfg->webhook_max_in_flight;
-	int64_t now = now_ms();
+	int64_t now = outbox_clock_now(&wh->clock);
 
 	if (wh->stopped)
 		return;
@@ -398,12 +408,13 @@ poll_outbox(struct webhook *wh)
 		return;
 	wh->claiming = true;
 	wh->store_ops++;
-	/* Rows older than webhook_max_age_s are dropped, not sent again. */
-	store_outbox_claim(wh->st, now,
-			   now + wh->cfg->webhook_timeout_ms +
-			       CONNECT_TIMEOUT_MS + LEASE_SLACK_MS,
-			   max - wh->in_flight,
-			   now - (int64_t)wh->cfg->webhook_max_age_s * 1000,
+	/*
+	 * Rows older than webhook_max_age_s are dropped, not sent again.
+	 * Their age is on the wall clock: the store wrote created_ms with it.
+	 */
+	store_outbox_claim(wh->st, now, now + lease_ms(wh), max - wh->in_flight,
+			   now_ms() -
+			       (int64_t)wh->cfg->webhook_max_age_s * 1000,
 			   claim_cb, wh);
 }
 
@@ -506,6 +517,11 @@ webhook_new(struct event_base *base, const struct config *cfg, struct store *st,
 	wh->secret_len = secret_len;
 	url_host(cfg->webhook_url, wh->host, sizeof(wh->host));
 	store_outbox_set_max(st, cfg->webhook_max_outbox);
+	outbox_clock_init(&wh->clock, NULL, NULL);
+	/* No row waits longer than a backoff or a lease (see the store). */
+	store_outbox_set_horizon(st, lease_ms(wh) > cfg->webhook_retry_max_ms
+					 ? lease_ms(wh)
+					 : cfg->webhook_retry_max_ms);
 	rc = webhook_curl(wh);
 	if (rc != 0) {
 		snprintf(err, errlen, "webhook: cannot set up curl: %s",

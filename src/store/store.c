@@ -128,6 +128,11 @@ store_strerror(int err)
 	case STORE_EINUSE:
 		return "another server has this store open (shivneri.lock "
 		       "is locked): one data folder serves one server";
+	case STORE_EDAMAGED:
+		return "the database file is damaged (SQLite finds it "
+		       "malformed): restore shivneri.db from a backup, or "
+		       "rebuild it with sqlite3's .recover (see "
+		       "docs/internals/store.md, \"Damaged pages\")";
 	case -EISDIR:
 		return "the database path is a folder";
 	case STORE_ECONFLICT:
@@ -228,6 +233,14 @@ store_scan(struct store *st,
 	if (st == NULL)
 		fatalx("store_scan: NULL store");
 	return st->ops->scan(st->be, each, arg, counts);
+}
+
+uint64_t
+store_unreadable_rows(const struct store *st)
+{
+	if (st == NULL || st->ops->unreadable_rows == NULL)
+		return 0;
+	return st->ops->unreadable_rows(st->be);
 }
 
 /* 0, -EINVAL for a field out of range, -EFBIG for a body over the cap. */
@@ -468,6 +481,15 @@ store_outbox_set_max(struct store *st, int64_t max)
 		fatalx("store_outbox_set_max: bad argument");
 	if (st->ops->outbox_set_max != NULL)
 		st->ops->outbox_set_max(st->be, max);
+}
+
+void
+store_outbox_set_horizon(struct store *st, int64_t ms)
+{
+	if (st == NULL || ms < 0)
+		fatalx("store_outbox_set_horizon: bad argument");
+	if (st->ops->outbox_set_horizon != NULL)
+		st->ops->outbox_set_horizon(st->be, ms);
 }
 
 uint64_t

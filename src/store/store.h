@@ -148,6 +148,8 @@ int64_t store_max_message_bytes(const char *backend);
  *   marker to start an empty store on purpose.
  * STORE_EFOREIGN: the database is not the one the marker names.
  * STORE_EINUSE: another process (a server) has the store open.
+ * STORE_EDAMAGED: the database is damaged where the open needs it (its
+ *   header, the schema): restore it, or rebuild it with sqlite3's .recover.
  * -EISDIR: the database path is a folder.
  * -EOVERFLOW: max_message_bytes is more than the backend can hold.
  */
@@ -156,6 +158,7 @@ int64_t store_max_message_bytes(const char *backend);
 #define STORE_EMISSING (-ENODATA)
 #define STORE_EFOREIGN (-ESTALE)
 #define STORE_EINUSE (-EUSERS)
+#define STORE_EDAMAGED (-EBADMSG)
 /*
  * Of store_submit: the idempotency key was used in its scope for a request
  * with other contents (not an error of the store: nothing is wrong with
@@ -185,6 +188,12 @@ const char *store_strerror(int err);
  * Synchronous, for start-up only (before the loop dispatches anything):
  * calls each() for every message still queued, in id order, and fills
  * counts[MSG_NSTATUS] with the number of messages in each status.
+ *
+ * A queued or sending row on a damaged page (SQLite finds the page
+ * malformed) cannot be read, so it cannot be sent: it is skipped, left
+ * out of counts, logged (one line with how many) and counted by
+ * store_unreadable_rows(); the scan goes on with the rows after it.  A
+ * damaged index or status_counts page still fails the scan.
  */
 int store_scan(struct store *st,
 	       void (*each)(void *arg, int64_t rowid, int64_t next_ms),
@@ -289,6 +298,13 @@ void store_housekeep(struct store *st, int64_t idem_cutoff_ms,
  * refuses new messages while it is false.  Cheap: an atomic load.
  */
 bool store_healthy(const struct store *st, const char **why);
+
+/*
+ * Queued or sending messages the start-up scan (store_scan) found on
+ * damaged pages and could not read: they cannot be sent until the
+ * database is repaired (docs/internals/store.md).  For /metrics.
+ */
+uint64_t store_unreadable_rows(const struct store *st);
 
 /* Operations queued and not yet completed; for /metrics and draining. */
 size_t store_pending(const struct store *st);
@@ -420,6 +436,16 @@ void store_outbox_finish(struct store *st, int64_t seq, int64_t next_ms,
  */
 #define STORE_OUTBOX_MAX_DEFAULT 100000
 void store_outbox_set_max(struct store *st, int64_t max);
+
+/*
+ * The longest a row can legitimately wait (the sender's longest backoff
+ * or lease; 0, the default: no limit).  A claim at now_ms takes a row due
+ * after now_ms + ms as due now: its time was written under a clock that
+ * has since gone back (the server's wall clock stepped back between two
+ * runs), and would otherwise hold it for as long as the clock moved.
+ * Call it before the loop runs, as store_outbox_set_max.
+ */
+void store_outbox_set_horizon(struct store *st, int64_t ms);
 
 /*
  * Rows dropped unsent since the store opened: by the cap, and past their

@@ -70,9 +70,12 @@ struct store_ops {
 			      int64_t next_ms, store_done_cb cb, void *arg);
 	uint64_t (*outbox_dropped)(const struct store_backend *be);
 	void (*outbox_set_max)(struct store_backend *be, int64_t max);
+	void (*outbox_set_horizon)(struct store_backend *be, int64_t ms);
 	/* Test hooks: store__lazy_wait, store__lazy_holding. */
 	void (*lazy_wait)(struct store_backend *be, int64_t us);
 	bool (*lazy_holding)(struct store_backend *be);
+	/* See store_unreadable_rows(); NULL: none. */
+	uint64_t (*unreadable_rows)(const struct store_backend *be);
 	/* See store_commit_stats(); NULL: no commits counted. */
 	void (*commit_stats)(struct store_backend *be,
 			     struct store_commit_stats *out);

@@ -609,6 +609,12 @@ sqlite_commit_stats(struct store_backend *be, struct store_commit_stats *out)
 	pthread_mutex_unlock(&be->stats_lock);
 }
 
+static uint64_t
+sqlite_unreadable_rows(const struct store_backend *be)
+{
+	return atomic_load(&be->unreadable_rows);
+}
+
 static bool
 sqlite_healthy(const struct store_backend *be, const char **why)
 {
@@ -654,9 +660,11 @@ backend_new(const char *dir, const struct store_options *opts)
 	atomic_init(&be->pending, 0);
 	atomic_init(&be->commits, 0);
 	atomic_init(&be->unhealthy, NULL);
+	atomic_init(&be->unreadable_rows, 0);
 	be->probe_wait = PROBE_INTERVAL_MS;
 	be->max_message_bytes = opts->max_message_bytes;
 	atomic_init(&be->outbox_max, STORE_OUTBOX_MAX_DEFAULT);
+	atomic_init(&be->outbox_horizon, 0);
 	atomic_init(&be->outbox_dropped, 0);
 	buf_init(&be->json, ROW_HEADROOM);
 	be->dir = xstrdup(dir);
@@ -765,7 +773,9 @@ const struct store_ops store_sqlite_ops = {
     .outbox_finish = store__sqlite_outbox_finish,
     .outbox_dropped = store__sqlite_outbox_dropped,
     .outbox_set_max = store__sqlite_outbox_set_max,
+    .outbox_set_horizon = store__sqlite_outbox_set_horizon,
     .lazy_wait = sqlite_lazy_wait,
     .lazy_holding = sqlite_lazy_holding,
     .commit_stats = sqlite_commit_stats,
+    .unreadable_rows = sqlite_unreadable_rows,
 };

@@ -246,13 +246,22 @@ struct store_backend {
 	int64_t probe_wait; /* writer only: from probe_ms to the next try */
 
 	struct buf json; /* writer thread only: the recipients as JSON */
+	/*
+	 * Rows the start-up scan could not read (damaged pages); set before
+	 * the loop dispatches, read by /metrics (store_unreadable_rows).
+	 */
+	atomic_uint_fast64_t unreadable_rows;
 	/* A read of this run of the batch hit a damaged row; writer only. */
 	bool unreadable_hit;
+	/* Ops of this batch failed alone on a damaged page; writer only. */
+	int damaged_ops;
+	struct log_rl damaged_rl; /* damaged_read */
 	/* Changes to status_counts by the open transaction; writer only. */
 	int64_t count_delta[MSG_NSTATUS];
 
 	/* The webhook outbox (store_sqlite_outbox.c). */
 	atomic_int_fast64_t outbox_max;
+	atomic_int_fast64_t outbox_horizon; /* 0: none (set_horizon) */
 	sqlite3_stmt *outbox_stmt[8]; /* writer only, prepared on first use */
 	atomic_uint_fast64_t outbox_dropped;
 	/*
@@ -287,6 +296,26 @@ int store__exec_sql(sqlite3 *db, const char *sql)
 int store__db_open(struct store_backend *be)
     __attribute__((warn_unused_result));
 void store__db_close(struct store_backend *be);
+/*
+ * store_sqlite_scan.c: crash recovery (at open, before the writer
+ * starts; rows on damaged pages are skipped and left as they are) and the
+ * start-up scan (rows on damaged pages skipped, counted and left out of
+ * counts).  0 or an error.
+ */
+int store__recover(struct store_backend *be)
+    __attribute__((warn_unused_result));
+/*
+ * store_sqlite_repair.c: rebuilds the messages table with the rows keep
+ * (readable) and without lost (on damaged pages), keeping the damaged
+ * table aside under a name written into moved.  0 or an error (then
+ * nothing changed).
+ */
+int store__repair(struct store_backend *be, const int64_t *keep, size_t nkeep,
+		  const int64_t *lost, size_t nlost, char *moved,
+		  size_t movedsz) __attribute__((warn_unused_result));
+/* The same for a damaged status_counts (at open, on be->db). */
+int store__repair_counts(struct store_backend *be)
+    __attribute__((warn_unused_result));
 int store__db_scan(struct store_backend *be,
 		   void (*each)(void *arg, int64_t rowid, int64_t next_ms),
 		   void *arg, int64_t counts[MSG_NSTATUS])
@@ -383,5 +412,6 @@ uint64_t store__sqlite_outbox_dropped(const struct store_backend *be);
 /* The open transaction committed: its drops are counted and logged. */
 void store__outbox_drops_commit(struct store_backend *be);
 void store__sqlite_outbox_set_max(struct store_backend *be, int64_t max);
+void store__sqlite_outbox_set_horizon(struct store_backend *be, int64_t ms);
 
 #endif

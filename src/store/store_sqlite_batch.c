@@ -4,9 +4,10 @@
  * when one fails.  An error of an operation's own data, raised before it
  * wrote, fails that operation alone and the batch goes on; a damaged row
  * (SQLite then refuses the rest of the transaction) fails its operation
- * and the batch runs again without it; an operation's own error after it
- * wrote sends each operation to a transaction of its own; anything else
- * (disk full, I/O) fails the whole batch and marks the store unhealthy
+ * and the batch runs again without it (a load's or get's row is answered
+ * as unreadable; any other op fails alone with -EIO); an operation's own error
+ * after it wrote sends each operation to a transaction of its own; anything
+ * else (disk full, I/O) fails the whole batch and marks the store unhealthy
  * until a write commits again: the probe (a row of zeros, once a second
  * while unhealthy) and the scrub after a failed flush (store_sqlite.c).
  */
@@ -19,6 +20,12 @@
 
 /* run_batch_once: roll back and run the batch again (not an errno). */
 #define BATCH_RERUN 1
+/*
+ * Operations of one batch that may fail alone on a damaged page (see
+ * op_damaged); past it the damage is taken for the database's, and the
+ * batch fails whole, as for an I/O error.
+ */
+#define DAMAGED_OPS_MAX 8
 
 /* Errors that belong to one operation's data, not to the database. */
 static bool
@@ -98,12 +105,73 @@ live_ops(const struct op *first, size_t n)
 	return live;
 }
 
+/* The op's kind, for a log line. */
+static const char *
+op_kind_name(enum op_kind k)
+{
+	switch (k) {
+	case OP_SUBMIT:
+		return "submit";
+	case OP_UPDATE:
+		return "update";
+	case OP_LOAD:
+		return "load";
+	case OP_GET:
+		return "get";
+	case OP_HOUSEKEEP:
+		return "housekeep";
+	case OP_EXEC:
+		return "exec";
+	case OP_LIST:
+		return "list";
+	case OP_RETRY:
+		return "retry";
+	case OP_OLDEST:
+		return "oldest";
+	case OP_OUTBOX_ADD:
+	case OP_OUTBOX_CLAIM:
+	case OP_OUTBOX_FINISH:
+		return "outbox";
+	}
+	return "?";
+}
+
+/*
+ * Whether op's error was a read of a damaged page (SQLITE_CORRUPT) that
+ * no load or get took as its row's (row_unreadable): a listing, a
+ * housekeeping chunk, the oldest queued message, an update of a row next
+ * to the page.  That is a fault of the rows op reads, not of the disk:
+ * op fails alone with -EIO and the batch runs again without it (SQLite
+ * refuses the COMMIT of a transaction that read a damaged page), so the
+ * others commit and the store stays healthy.  Before, one /metrics scrape
+ * whose oldest queued message was on a damaged page failed every
+ * submission of its batch and marked the store unhealthy.  At most
+ * DAMAGED_OPS_MAX such ops per batch (be->damaged_ops).
+ */
+static bool
+op_damaged(struct store_backend *be, struct op *op)
+{
+	if (op == NULL || be->unreadable_hit ||
+	    (sqlite3_extended_errcode(be->db) & 0xff) != SQLITE_CORRUPT ||
+	    be->damaged_ops >= DAMAGED_OPS_MAX)
+		return false;
+	be->damaged_ops++;
+	log_warnx_rl(&be->damaged_rl, 10000,
+		     "- store damaged_read op=%s: a page it reads is damaged; "
+		     "it fails alone",
+		     op_kind_name(op->kind));
+	store__op_reset(op);
+	op->err = -EIO;
+	op->preset = true;
+	return true;
+}
+
 /* One run of a batch; see store__run_batch. */
 static int
 run_batch_once(struct store_backend *be, struct op *first, size_t n)
 {
 	const char *why;
-	struct op *op;
+	struct op *op, *culprit = NULL;
 	int64_t now = now_ms();
 	size_t i, live = live_ops(first, n);
 	bool wrote = false;
@@ -129,8 +197,10 @@ run_batch_once(struct store_backend *be, struct op *first, size_t n)
 		wrote = wrote || op->wrote;
 		if (rc == 0)
 			continue;
-		if (!op_local(be, op, rc))
+		if (!op_local(be, op, rc)) {
+			culprit = op;
 			goto fail;
+		}
 		store__op_reset(op);
 		op->err = rc;
 	}
@@ -149,6 +219,10 @@ run_batch_once(struct store_backend *be, struct op *first, size_t n)
 fail:
 	if (be->unreadable_hit) {
 		/* A damaged row poisoned the transaction: run it again. */
+		rollback(be);
+		return BATCH_RERUN;
+	}
+	if (op_damaged(be, culprit)) {
 		rollback(be);
 		return BATCH_RERUN;
 	}
@@ -179,6 +253,7 @@ store__run_batch(struct store_backend *be, struct op *first, size_t n)
 {
 	int rc;
 
+	be->damaged_ops = 0;
 	do {
 		be->unreadable_hit = false;
 		rc = run_batch_once(be, first, n);

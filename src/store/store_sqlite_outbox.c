@@ -26,6 +26,8 @@
 #include "common/util.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +41,7 @@ enum {
 	OB_COUNT,
 	OB_DELETE,
 	OB_RETRY,
+	OB_PULL_IN,
 	OB_MAX,
 };
 
@@ -63,12 +66,15 @@ static const char *const ob_sql[OB_MAX] = {
     [OB_COUNT] = "SELECT COUNT(*) FROM outbox",
     [OB_DELETE] = "DELETE FROM outbox WHERE seq = ?1",
     [OB_RETRY] = "UPDATE outbox SET next_ms = ?2 WHERE seq = ?1",
+    /* Rows due beyond the horizon are due now (exec_claim). */
+    [OB_PULL_IN] = "UPDATE outbox SET next_ms = ?1 WHERE next_ms > ?2",
 };
 
 static const char *const ob_name[OB_MAX] = {
-    [OB_INSERT] = "outbox_insert", [OB_TRIM] = "outbox_trim",
-    [OB_CLAIM] = "outbox_claim",   [OB_COUNT] = "outbox_count",
-    [OB_DELETE] = "outbox_delete", [OB_RETRY] = "outbox_retry",
+    [OB_INSERT] = "outbox_insert",   [OB_TRIM] = "outbox_trim",
+    [OB_CLAIM] = "outbox_claim",     [OB_COUNT] = "outbox_count",
+    [OB_DELETE] = "outbox_delete",   [OB_RETRY] = "outbox_retry",
+    [OB_PULL_IN] = "outbox_pull_in",
 };
 
 const char *
@@ -241,6 +247,35 @@ claim_round(struct store_backend *be, struct op *op, size_t limit,
  * claim), so a backlog of expired rows drains fast but never holds the
  * writer long.
  */
+/*
+ * No row waits longer than the sender's horizon (its longest backoff or
+ * lease, store_outbox_set_horizon), so a row due further away than that
+ * was timed by a clock that has since gone back (before a restart: the
+ * sender's own clock never steps): it is due now, not in as long as the
+ * clock moved.  Without this a clock stepped back an hour held every
+ * webhook retry an hour longer.  A range of outbox_due, empty unless the
+ * clock moved, before the claim's search.
+ */
+static int
+pull_in(struct store_backend *be, struct op *op)
+{
+	int64_t horizon = atomic_load(&be->outbox_horizon);
+	int64_t now = op->u.outbox.next_ms;
+	int rc, n;
+
+	if (horizon <= 0 || now > INT64_MAX - horizon)
+		return 0;
+	rc = ob_run(be, op, OB_PULL_IN, 2, now, now + horizon);
+	n = rc == 0 ? sqlite3_changes(be->db) : 0;
+	if (n > 0)
+		log_info(
+		    "- store outbox_pulled_in rows=%d horizon_ms=%" PRId64
+		    ": due later than any wait, timed by a clock that went "
+		    "back; due now",
+		    n, horizon);
+	return rc;
+}
+
 static int
 exec_claim(struct store_backend *be, struct op *op)
 {
@@ -249,6 +284,8 @@ exec_claim(struct store_backend *be, struct op *op)
 	size_t i, limit, nexpired, nclaimed;
 	int rc = 0;
 
+	if ((rc = pull_in(be, op)) != 0)
+		return rc;
 	op->u.outbox.rows =
 	    xcalloc(op->u.outbox.max, sizeof(struct store_outbox_row));
 	expired = xcalloc(op->u.outbox.max, sizeof(*expired));
@@ -266,8 +303,15 @@ exec_claim(struct store_backend *be, struct op *op)
 		return rc;
 	if (dropped > 0) {
 		be->outbox_drops.age += dropped;
+		/*
+		 * For the log: the sender's claim times are on its own clock
+		 * and its age cut-off on the wall clock (created_ms's), so
+		 * their difference is the age limit give or take the few
+		 * milliseconds between the two: whole seconds, as configured.
+		 */
 		be->outbox_drops.max_age_ms =
-		    op->u.outbox.next_ms - op->u.outbox.expire_before;
+		    (op->u.outbox.next_ms - op->u.outbox.expire_before + 500) /
+		    1000 * 1000;
 	}
 
 	if ((s = ob_stmt(be, OB_COUNT, &rc)) == NULL)
@@ -399,4 +443,10 @@ void
 store__sqlite_outbox_set_max(struct store_backend *be, int64_t max)
 {
 	atomic_store(&be->outbox_max, max);
+}
+
+void
+store__sqlite_outbox_set_horizon(struct store_backend *be, int64_t ms)
+{
+	atomic_store(&be->outbox_horizon, ms);
 }

@@ -1,6 +1,6 @@
 /*
  * The SQLite backend's database: opening it, the data folder's marker, the
- * schema and its migrations, crash recovery, and the start-up scan.
+ * schema and its migrations.
  *
  * The database is DIR/shivneri.db in WAL mode with synchronous=FULL, so a
  * COMMIT that returned is on disk.  SQLite happily opens a zero-byte or
@@ -14,12 +14,10 @@
  * that predates the marker gets one at its next open.
  *
  * Migrations run forward in one transaction with the new user_version; a
- * database from a newer schema is refused (STORE_ENEWER).  Recovery puts
- * messages a crash left in "sending" back to "queued" with a "lost"
- * attempt.  The start-up scan uses its own read-only connection and the
- * partial index on queued and sending rows, plus status_counts, so that
- * millions of delivered rows cost nothing at start-up.  Every failure here
- * fails store_open; nothing is fatal.
+ * database from a newer schema is refused (STORE_ENEWER).  Recovery and
+ * the start-up scan, which read the rows themselves and so must go past a
+ * damaged page, are store_sqlite_scan.c.  Every failure here fails
+ * store_open; nothing is fatal.
  *
  * One store has one server: before anything else the open takes an
  * exclusive flock() on DIR/shivneri.lock and keeps it until close.  SQLite
@@ -208,8 +206,24 @@ store__sqlite_errno(int rc)
 int
 store__db_fail(sqlite3 *db, int rc, const char *what)
 {
-	log_warnx("- store sqlite_error op=\"%s\" rc=%d msg=\"%s\"", what, rc,
-		  db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+	/*
+	 * A damaged page is met again by every read of it, and some reads
+	 * come from outsiders (a /metrics scrape, which takes no key, reads
+	 * the oldest queued message): at most a line every 10 s for those.
+	 */
+	static struct log_rl damaged_rl = LOG_RL_INIT;
+
+	if ((rc & 0xff) == SQLITE_CORRUPT)
+		(void)log_warnx_rl(&damaged_rl, 10000,
+				   "- store sqlite_error op=\"%s\" rc=%d "
+				   "msg=\"%s\"",
+				   what, rc,
+				   db != NULL ? sqlite3_errmsg(db)
+					      : sqlite3_errstr(rc));
+	else
+		log_warnx("- store sqlite_error op=\"%s\" rc=%d msg=\"%s\"",
+			  what, rc,
+			  db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
 	return store__sqlite_errno(rc);
 }
 
@@ -503,52 +517,6 @@ fail:
 }
 
 /*
- * A crash left these in "sending": nobody knows whether the provider took
- * them, so they are queued again (at least once) with a "lost" attempt,
- * and their provider counts as tried this round.
- */
-static int
-recover(struct store_backend *be)
-{
-	char *sql;
-	int rc, n;
-
-	sql = xasprintf(
-	    "BEGIN IMMEDIATE;"
-	    "UPDATE status_counts SET n = n + (SELECT count(*) FROM messages"
-	    " WHERE status = 1) WHERE status = 0;"
-	    "UPDATE status_counts SET n = n - (SELECT count(*) FROM messages"
-	    " WHERE status = 1) WHERE status = 1;"
-	    "INSERT INTO attempts (message_rowid, n, provider, at_ms, outcome,"
-	    " detail) SELECT rowid, MAX(attempts, COALESCE((SELECT MAX(n) FROM"
-	    " attempts a WHERE a.message_rowid = messages.rowid), 0)) + 1,"
-	    " provider, %lld, %d, 'server restarted' FROM messages"
-	    " WHERE status = 1;"
-	    "UPDATE messages SET status = 0, attempts = attempts + 1,"
-	    " updated_ms = %lld, tried = CASE"
-	    " WHEN provider IS NULL THEN tried"
-	    " WHEN tried IS NULL OR tried = '' THEN provider"
-	    " WHEN instr(',' || tried || ',', ',' || provider || ',') > 0"
-	    "  THEN tried"
-	    " ELSE tried || ',' || provider END"
-	    " WHERE status = 1;",
-	    (long long)now_ms(), OUTCOME_LOST, (long long)now_ms());
-	rc = store__exec_sql(be->db, sql);
-	free(sql);
-	if (rc != 0)
-		goto fail;
-	n = sqlite3_changes(be->db);
-	if ((rc = store__exec_sql(be->db, "COMMIT")) != 0)
-		goto fail;
-	if (n > 0)
-		log_info("- store recovered sending=%d status=queued", n);
-	return 0;
-fail:
-	db_rollback(be->db);
-	return rc;
-}
-
-/*
  * SQLite refuses strings, blobs and rows longer than its length limit
  * (SQLITE_TOOBIG); the default, 10^9, is also the most a build allows.  It
  * is set to what the configured cap needs, so a body within the cap always
@@ -687,8 +655,8 @@ out:
 	return err;
 }
 
-int
-store__db_open(struct store_backend *be)
+static int
+db_open_steps(struct store_backend *be)
 {
 	char marker_id[STORE_ID_MAX];
 	bool have_marker;
@@ -717,7 +685,7 @@ store__db_open(struct store_backend *be)
 		return rc;
 	if ((rc = identity_check(be, have_marker, marker_id)) != 0)
 		return rc;
-	if ((rc = recover(be)) != 0)
+	if ((rc = store__recover(be)) != 0)
 		return rc;
 	for (i = 0; i < ST_MAX; i++) {
 		rc = sqlite3_prepare_v3(be->db, store__stmt_sql[i], -1,
@@ -727,6 +695,30 @@ store__db_open(struct store_backend *be)
 			return store__db_fail(be->db, rc, store__stmt_sql[i]);
 	}
 	return 0;
+}
+
+/*
+ * A database SQLite finds malformed where every row depends on it (the
+ * schema, the header, an index the open reads) is refused with
+ * STORE_EDAMAGED, whose text says what to do, rather than a bare "database
+ * error": guessing past it could start an empty or partial store.  A
+ * damaged page of the messages table is not refused: the start-up scan
+ * goes past it (store_sqlite_scan.c).
+ */
+int
+store__db_open(struct store_backend *be)
+{
+	int rc = db_open_steps(be), code;
+
+	if (rc == 0 || be->db == NULL)
+		return rc;
+	code = sqlite3_extended_errcode(be->db) & 0xff;
+	if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) {
+		log_warnx("- store db_damaged path=%s msg=\"%s\"", be->path,
+			  sqlite3_errmsg(be->db));
+		return STORE_EDAMAGED;
+	}
+	return rc;
 }
 
 void
@@ -747,75 +739,4 @@ store__db_close(struct store_backend *be)
 		(void)close(be->lock_fd);
 	be->lock_fd = -1;
 	be->db = NULL;
-}
-
-/* status_counts into counts[]. */
-static int
-scan_counts(sqlite3 *db, int64_t counts[MSG_NSTATUS])
-{
-	sqlite3_stmt *s = NULL;
-	int rc, status;
-
-	memset(counts, 0, sizeof(int64_t) * MSG_NSTATUS);
-	rc = sqlite3_prepare_v2(db, "SELECT status, n FROM status_counts", -1,
-				&s, NULL);
-	if (rc != SQLITE_OK)
-		return store__db_fail(db, rc, "scan_counts");
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		status = sqlite3_column_int(s, 0);
-		if (status >= 0 && status < MSG_NSTATUS)
-			counts[status] = sqlite3_column_int64(s, 1);
-	}
-	rc = rc == SQLITE_DONE ? 0 : store__db_fail(db, rc, "scan_counts");
-	sqlite3_finalize(s);
-	return rc;
-}
-
-static int
-scan_queued(sqlite3 *db,
-	    void (*each)(void *arg, int64_t rowid, int64_t next_ms), void *arg)
-{
-	sqlite3_stmt *s = NULL;
-	int rc;
-
-	rc = sqlite3_prepare_v2(db,
-				"SELECT rowid, next_ms FROM messages"
-				" WHERE status = 0 ORDER BY id",
-				-1, &s, NULL);
-	if (rc != SQLITE_OK)
-		return store__db_fail(db, rc, "scan");
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
-		each(arg, sqlite3_column_int64(s, 0),
-		     sqlite3_column_int64(s, 1));
-	rc = rc == SQLITE_DONE ? 0 : store__db_fail(db, rc, "scan");
-	sqlite3_finalize(s);
-	return rc;
-}
-
-int
-store__db_scan(struct store_backend *be,
-	       void (*each)(void *arg, int64_t rowid, int64_t next_ms),
-	       void *arg, int64_t counts[MSG_NSTATUS])
-{
-	sqlite3 *db = NULL;
-	int rc;
-
-	rc = sqlite3_open_v2(be->path, &db,
-			     SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
-	if (rc != SQLITE_OK) {
-		rc = db != NULL ? store__db_fail(db, rc, "scan") : -ENOMEM;
-		goto out;
-	}
-	(void)sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
-	/* One read transaction, so the counts and the list agree. */
-	if ((rc = store__exec_sql(db, "BEGIN")) != 0)
-		goto out;
-	if (counts != NULL && (rc = scan_counts(db, counts)) != 0)
-		goto out;
-	if (each != NULL && (rc = scan_queued(db, each, arg)) != 0)
-		goto out;
-	rc = store__exec_sql(db, "COMMIT");
-out:
-	sqlite3_close(db);
-	return rc;
 }

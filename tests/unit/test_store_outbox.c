@@ -425,6 +425,44 @@ test_survives_reopen(void **state)
 	store_outbox_rows_free(c.rows, c.n);
 }
 
+/*
+ * A clock stepped back: a row due an hour from now (its retry was timed
+ * by a clock an hour ahead, before a restart) is due now when no wait is
+ * longer than the horizon; a row due within the horizon (a real backoff)
+ * still waits, as does everything without a horizon.  Before, the hour
+ * was waited out.
+ */
+static void
+test_clock_back_horizon(void **state)
+{
+	struct fixture *f = *state;
+	struct claim_res c = {0};
+	int64_t now = 10000000, far, near;
+
+	open_store(f);
+	assert_int_equal(add_wait(f, "{\"n\":1}"), 0);
+	assert_int_equal(add_wait(f, "{\"n\":2}"), 0);
+	claim_wait(f, now, now + 5000, 2, &c);
+	assert_int_equal(c.n, 2);
+	far = c.rows[0].seq;
+	near = c.rows[1].seq;
+	assert_int_equal(finish_wait(f, far, now + 3600 * 1000), 0);
+	assert_int_equal(finish_wait(f, near, now + 1000), 0);
+	/* No horizon: both wait for their time. */
+	claim_wait(f, now, now + 5000, 2, &c);
+	assert_int_equal(c.n, 0);
+	/* The longest wait: a lease here (5 s), more than any backoff. */
+	store_outbox_set_horizon(f->st, 6000);
+	claim_wait(f, now, now + 5000, 2, &c);
+	assert_int_equal(c.n, 1);
+	assert_int_equal(c.rows[0].seq, far);
+	/* Its lease (within the horizon) hides it; the near one comes due. */
+	claim_wait(f, now + 1000, now + 6000, 2, &c);
+	assert_int_equal(c.n, 1);
+	assert_int_equal(c.rows[0].seq, near);
+	store_outbox_rows_free(c.rows, c.n);
+}
+
 int
 main(void)
 {
@@ -439,6 +477,8 @@ main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_claim_plan, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_clock_back_horizon, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_claim_drops_expired, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_survives_reopen, setup,

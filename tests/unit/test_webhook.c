@@ -203,6 +203,50 @@ test_config_keys(void **state)
 	config_errors_cleanup(&errs);
 }
 
+/* The sources test_outbox_clock steps by hand. */
+static int64_t fake_wall, fake_mono;
+
+static int64_t
+wall_src(void)
+{
+	return fake_wall;
+}
+
+static int64_t
+mono_src(void)
+{
+	return fake_mono;
+}
+
+/*
+ * The outbox's clock follows the monotonic one from the wall clock's
+ * reading at init: a wall clock stepped back an hour or forward a day
+ * moves it by the time that passed, not by the step.  With the wall
+ * clock, a retry 2 s away waited an hour more, or came due (with every
+ * lease) at once.
+ */
+static void
+test_outbox_clock(void **state)
+{
+	struct outbox_clock c;
+
+	(void)state;
+	fake_wall = 1700000000000;
+	fake_mono = 5000;
+	outbox_clock_init(&c, wall_src, mono_src);
+	assert_int_equal(outbox_clock_now(&c), 1700000000000);
+	fake_mono += 1500;
+	fake_wall -= 3600 * 1000; /* stepped back an hour */
+	assert_int_equal(outbox_clock_now(&c), 1700000001500);
+	fake_mono += 500;
+	fake_wall += 86400 * 1000; /* and forward a day */
+	assert_int_equal(outbox_clock_now(&c), 1700000002000);
+	/* The defaults: the real clocks, close to the wall clock. */
+	outbox_clock_init(&c, NULL, NULL);
+	assert_true(outbox_clock_now(&c) - now_ms() < 1000);
+	assert_true(now_ms() - outbox_clock_now(&c) < 1000);
+}
+
 int
 main(void)
 {
@@ -210,6 +254,7 @@ main(void)
 	    cmocka_unit_test(test_sign_known_answers),
 	    cmocka_unit_test(test_backoff_bounds),
 	    cmocka_unit_test(test_body_shape),
+	    cmocka_unit_test(test_outbox_clock),
 	    cmocka_unit_test(test_url_check),
 	    cmocka_unit_test(test_config_keys),
 	};
