@@ -215,15 +215,21 @@ test_unknown_user_costs_the_same(void **state)
 	 * cost would show as a quarter of the time.  The two are measured
 	 * in turns and the least of each kept, so a burst of load on a
 	 * shared machine slows both alike or neither; the bound (half)
-	 * leaves room for noise and still catches the quarter.
+	 * leaves room for noise and still catches the quarter.  On a
+	 * machine loaded for long (a parallel test run) nine turns may not
+	 * catch a quiet moment for both: more are taken, up to 40, until
+	 * the least of each is within the bound.  A dummy of the wrong cost
+	 * stays a quarter in every quiet turn and never gets there.
 	 */
 	u = load_ok(f, "slow:" HASH_SLOW "\n");
 	assert_true(smtp_auth_check(u, "slow", "slow one"));
-	for (int i = 0; i < 9; i++) {
+	for (int i = 0; i < 40; i++) {
 		dt = check_time(u, "slow", "wrong");
 		known = dt < known ? dt : known;
 		dt = check_time(u, "nobody", "wrong");
 		unknown = dt < unknown ? dt : unknown;
+		if (i >= 8 && unknown * 2 >= known && known * 2 >= unknown)
+			break;
 	}
 	print_message("known user %lld us, unknown user %lld us\n",
 		      (long long)known, (long long)unknown);
