@@ -50,31 +50,6 @@ strip_newline(char *s, size_t *len)
 	}
 }
 
-/* One DOMAIN: labels of A-Z a-z 0-9 -, 1 to 63 each, 253 in all. */
-static bool
-domain_ok(const char *s, size_t n)
-{
-	size_t i, label = 0;
-
-	if (n == 0 || n > 253)
-		return false;
-	for (i = 0; i < n; i++) {
-		char c = s[i];
-		if (c == '.') {
-			if (label == 0)
-				return false;
-			label = 0;
-		} else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			   (c >= '0' && c <= '9') || c == '-') {
-			if (++label > 63)
-				return false;
-		} else {
-			return false;
-		}
-	}
-	return label > 0;
-}
-
 int
 config__domains_check(const char *list, char *bad, size_t badlen)
 {
@@ -85,7 +60,7 @@ config__domains_check(const char *list, char *bad, size_t badlen)
 		n = strcspn(list, ", \t");
 		if (n == 0)
 			break;
-		if (!domain_ok(list, n)) {
+		if (!dns_name_ok(list, n)) {
 			log_sanitize(list, n, bad, badlen);
 			return -EINVAL;
 		}

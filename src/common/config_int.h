@@ -50,10 +50,10 @@ void config__providers_finish(struct config *cfg, struct config_report *r);
 
 /*
  * mailgun_domains' value: each entry (separated by commas or blanks) a
- * domain the drop-in could ever be asked for (front_mailgun_domain_ok()'s
- * rule, which lives above common/), and at least one.  A typo would name
- * a domain no request matches, and every message to the drop-in would be
- * refused 404 with nothing in the log to say why.  0; -ENOENT for no
+ * domain the drop-in could ever be asked for (dns_name_ok(), the rule
+ * front_mailgun_domain_ok() applies to a request), and at least one.  A typo
+ * would name a domain no request matches, and every message to the drop-in
+ * would be refused 404 with nothing in the log to say why.  0; -ENOENT for no
  * entry; -EINVAL with the first bad one, sanitized, in bad.
  */
 int config__domains_check(const char *list, char *bad, size_t badlen);

@@ -207,25 +207,7 @@ front_mailgun_basic_key(const char *h, char *out, size_t outsz, size_t *len)
 bool
 front_mailgun_domain_ok(const char *s, size_t n)
 {
-	size_t i, label = 0;
-
-	if (n == 0 || n > MG_DOMAIN_MAX)
-		return false;
-	for (i = 0; i < n; i++) {
-		char c = s[i];
-		if (c == '.') {
-			if (label == 0)
-				return false;
-			label = 0;
-		} else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			   (c >= '0' && c <= '9') || c == '-') {
-			if (++label > 63)
-				return false;
-		} else {
-			return false;
-		}
-	}
-	return label > 0;
+	return n <= MG_DOMAIN_MAX && dns_name_ok(s, n);
 }
 
 /* Whether mailgun_domains (when set) lists domain, without case. */
