@@ -684,7 +684,9 @@ agent_port_new(struct event_base *base, const struct config *cfg,
 	memset(&ss, 0, sizeof(ss));
 	if (evutil_parse_sockaddr_port(cfg->agent_listen,
 				       (struct sockaddr *)&ss, &sslen) != 0) {
-		snprintf(err, errlen, "agent_listen %s: not host:port",
+		snprintf(err, errlen,
+			 "agent_listen %s: not ADDRESS:PORT (an IP address, "
+			 "not a name)",
 			 cfg->agent_listen);
 		goto fail;
 	}
