@@ -1,0 +1,822 @@
+"""An end-to-end chaos run of the product's promise: no accepted message is
+ever lost, and every possible duplicate is on record, while everything
+fails at once and at random.
+
+One run (run(cluster_factory, seed, seconds)) does this:
+
+- submitters send a stream of uniquely tagged messages (the tag, CHAOS-
+  SEED-N, is the subject and the body) over every intake: POST /v1/messages
+  with and without Idempotency-Key (a keyed one is resent with the same
+  key and body when it got no answer), SMTP with smtplib and pipelined by
+  hand, and the SendGrid and Mailgun drop-ins.  Each submission's result
+  is recorded as it came: `accepted` (202, 200, 250, with the id),
+  `refused` (any other answer: nothing may be stored), `unsent` (the
+  connection failed before the whole request went out: nothing can be
+  stored) or `unknown` (the request went out, no answer came: it may or
+  may not be stored);
+- a fault thread, meanwhile, at random moments: kill -9s the server and
+  starts it again, kill -9s a supervised agent (the server respawns it),
+  SIGSTOPs one and SIGCONTs it later, turns the HTTP provider stand-in to
+  a 503, a 429, a black hole, a cut after the request (FIN or RST), an
+  answer then a close, or flapping, and back; disables and enables a
+  provider through the API; SIGHUPs the server;
+- then every fault is cleared and the run waits (with a deadline) until
+  the queue is empty, and checks the invariants from the stand-ins' own
+  record of what they received and from GET /v1/messages/ID:
+    a. every accepted submission is delivered, and the provider named as
+       its deliverer holds a copy (no fault here makes a failure
+       legitimate: max_attempts and the TTL are far beyond the run);
+    b. a message a stand-in (or two) received N > 1 times has at least
+       N - 1 possible duplicates on record: attempts whose outcome is
+       `ambiguous` (the provider may have it) or `lost` (a crash or link
+       drop while it was out, docs/internals/dispatch.md);
+    c. no stand-in received a refused or unsent submission;
+    d. every answer to one Idempotency-Key names the same message.
+
+The seed (printed at the start) fixes the fault plan and the submitters'
+choices, not the interleaving with the processes, so a replay with the
+same seed reproduces the same storm, not the same instant.  Every loop is
+bounded in count and time; all traffic stays on 127.0.0.1.
+
+Providers: m1 and m2 (maildir, supervised) and s (the sendgrid connector,
+supervised, aimed at ChaosHttp below).  A copy "received" is a file in a
+maildir's new/ or a request the HTTP stand-in read whole in a mode where
+a real provider may have kept it (ok, black hole, cut, answer-and-close).
+"""
+
+import http.client as httpclient
+import json
+import os
+import random
+import re
+import signal
+import smtplib
+import socket
+import struct
+import threading
+import time
+import urllib.parse
+
+import shivneri_harness as h
+
+TAG_RE = re.compile(rb"CHAOS-\d+-\d+")
+HTTP_FAULTS = ("503", "429", "blackhole", "cut", "reset", "close")
+# Modes in which a request read whole may have been kept by a provider.
+KEEPS = ("ok", "blackhole", "cut", "reset", "close")
+BLACKHOLE_MAX_S = 30
+
+
+def _log(*a):
+    print("chaos %.3f" % time.monotonic(), *a, flush=True)
+
+
+class ChaosHttp:
+    """A SendGrid-shaped provider API on 127.0.0.1, by hand over raw
+    sockets (the faults are in the bytes and the timing), whose mode says
+    what the next request gets:
+
+    ok: 202 with X-Message-Id, the connection kept; 503, 429 (with
+    Retry-After: 1): refused, nothing kept; blackhole: read whole, never
+    answered (held until the client closes, BLACKHOLE_MAX_S at most);
+    cut: read whole, then closed with no answer; reset: the same with a
+    TCP RST; close: the 202, then the connection closed.
+
+    `received` lists (tag, mode) for every request read whole; kept()
+    counts the tags of those a real provider may have kept.
+    """
+
+    def __init__(self):
+        self.mode = "ok"
+        self.received = []
+        self.lock = threading.Lock()
+        self.stopping = False
+        self.conns = []
+        self.n = 0
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+
+    @property
+    def base_url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join(5)
+        self.sock.close()
+        with self.lock:
+            for c in self.conns:
+                try:
+                    c.close()
+                except OSError:
+                    pass
+
+    def kept(self):
+        """{tag: copies} of the requests a provider may have kept."""
+        out = {}
+        with self.lock:
+            for tag, mode in self.received:
+                if mode in KEEPS:
+                    out[tag] = out.get(tag, 0) + 1
+        return out
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            conn.settimeout(BLACKHOLE_MAX_S)
+            with self.lock:
+                self.conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn,),
+                             daemon=True).start()
+
+    def _serve(self, conn):
+        buf = b""
+        try:
+            while not self.stopping:
+                got = _read_request(conn, buf)
+                if got is None:
+                    return
+                body, buf = got
+                mode = self.mode
+                tags = set(TAG_RE.findall(body))
+                tag = tags.pop().decode() if len(tags) == 1 else None
+                with self.lock:
+                    self.received.append((tag, mode))
+                    self.n += 1
+                    mid = b"chaos-%d" % self.n
+                if mode == "503":
+                    conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\n"
+                                 b"Content-Length: 0\r\n\r\n")
+                    continue
+                if mode == "429":
+                    conn.sendall(b"HTTP/1.1 429 Too Many Requests\r\n"
+                                 b"Retry-After: 1\r\n"
+                                 b"Content-Length: 0\r\n\r\n")
+                    continue
+                if mode == "blackhole":
+                    _hold(conn, BLACKHOLE_MAX_S)
+                    return
+                if mode == "cut":
+                    return
+                if mode == "reset":
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                    struct.pack("ii", 1, 0))
+                    return
+                conn.sendall(b"HTTP/1.1 202 Accepted\r\n"
+                             b"X-Message-Id: %s\r\n"
+                             b"Content-Length: 0\r\n\r\n" % mid)
+                if mode == "close":
+                    return
+        except (OSError, ValueError):
+            return
+        finally:
+            conn.close()
+
+
+def _hold(conn, seconds):
+    """Reads and drops whatever comes until the peer closes or seconds."""
+    deadline = time.monotonic() + seconds
+    conn.settimeout(0.5)
+    while time.monotonic() < deadline:
+        try:
+            if not conn.recv(65536):
+                return
+        except socket.timeout:
+            continue
+        except OSError:
+            return
+
+
+def _read_request(conn, buf):
+    """(body, rest of buf) of the next request, or None at EOF; the head
+    at most 64 KB, the body as Content-Length says (at most 16 MB)."""
+    while b"\r\n\r\n" not in buf:
+        if len(buf) > 65536:
+            return None
+        data = conn.recv(65536)
+        if not data:
+            return None
+        buf += data
+    head, buf = buf.split(b"\r\n\r\n", 1)
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == b"content-length":
+            length = min(int(v.strip()), 1 << 24)
+    while len(buf) < length:
+        data = conn.recv(65536)
+        if not data:
+            return None
+        buf += data
+    return buf[:length], buf[length:]
+
+
+def maildir_tags(path):
+    """{tag: copies} of the files in path/new."""
+    out = {}
+    d = os.path.join(path, "new")
+    try:
+        names = os.listdir(d)
+    except FileNotFoundError:
+        return out
+    for name in names:
+        try:
+            with open(os.path.join(d, name), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            continue
+        tags = set(TAG_RE.findall(data))
+        if len(tags) == 1:
+            t = tags.pop().decode()
+            out[t] = out.get(t, 0) + 1
+    return out
+
+
+# ----------------------------------------------------------- submissions
+
+
+class Sub:
+    """One submission: its tag, its intake, and each answer it got as
+    (result, id or None, detail)."""
+
+    def __init__(self, tag, kind, key=None):
+        self.tag = tag
+        self.kind = kind
+        self.key = key
+        self.answers = []
+
+    def results(self):
+        return [a[0] for a in self.answers]
+
+    def ids(self):
+        return {a[1] for a in self.answers if a[0] == "accepted"}
+
+
+def _http_send(port, method, path, body, headers):
+    """(result, status, headers, body): result is unsent, unknown or
+    answered."""
+    conn = httpclient.HTTPConnection("127.0.0.1", port,
+                                      timeout=h.scaled(8))
+    try:
+        try:
+            conn.request(method, path, body=body, headers=headers)
+        except OSError as e:
+            return "unsent", None, None, repr(e)
+        try:
+            r = conn.getresponse()
+            data = r.read()
+        except (OSError, httpclient.HTTPException) as e:
+            return "unknown", None, None, repr(e)
+        return "answered", r.status, dict(r.getheaders()), data
+    finally:
+        conn.close()
+
+
+def submit_v1(port, sub, key=None):
+    body = json.dumps({"from": "Ann <ann@example.com>",
+                       "to": ["bob@example.net"], "subject": sub.tag,
+                       "text": sub.tag + "\n"}).encode()
+    hdrs = {"Content-Type": "application/json"}
+    if key:
+        hdrs["Idempotency-Key"] = key
+    res, st, _, data = _http_send(port, "POST", "/v1/messages", body, hdrs)
+    if res != "answered":
+        return res, None, data
+    if st in (200, 202):
+        return "accepted", json.loads(data)["id"], st
+    return "refused", None, st
+
+
+def submit_sendgrid(port, sub):
+    body = json.dumps({
+        "personalizations": [{"to": [{"email": "bob@example.net"}]}],
+        "from": {"email": "ann@example.com"}, "subject": sub.tag,
+        "content": [{"type": "text/plain", "value": sub.tag}]}).encode()
+    res, st, hdrs, _ = _http_send(port, "POST", "/v3/mail/send", body,
+                                  {"Content-Type": "application/json"})
+    if res != "answered":
+        return res, None, st
+    if st == 202:
+        return "accepted", hdrs.get("X-Message-Id"), st
+    return "refused", None, st
+
+
+def submit_mailgun(port, sub):
+    body = urllib.parse.urlencode({
+        "from": "ann@example.com", "to": "bob@example.net",
+        "subject": sub.tag, "text": sub.tag}).encode()
+    res, st, _, data = _http_send(
+        port, "POST", "/v3/mg.example.com/messages", body,
+        {"Content-Type": "application/x-www-form-urlencoded"})
+    if res != "answered":
+        return res, None, st
+    if st == 200:
+        mgid = json.loads(data)["id"]
+        return "accepted", mgid[1:].split("@", 1)[0], st
+    return "refused", None, st
+
+
+def _mime(tag):
+    return ("From: ann@example.com\r\nTo: bob@example.net\r\n"
+            "Subject: %s\r\n\r\n%s\r\n" % (tag, tag)).encode()
+
+
+def submit_smtplib(port, sub):
+    try:
+        s = smtplib.SMTP("127.0.0.1", port, timeout=h.scaled(8))
+    except OSError as e:
+        return "unsent", None, repr(e)
+    try:
+        try:
+            s.ehlo("chaos.test")
+            code, _ = s.mail("ann@example.com")
+            if code != 250:
+                return "refused", None, code
+            code, _ = s.rcpt("bob@example.net")
+            if code not in (250, 251):
+                return "refused", None, code
+        except (OSError, smtplib.SMTPException) as e:
+            return "unsent", None, repr(e)
+        try:
+            code, text = s.data(_mime(sub.tag))
+        except smtplib.SMTPDataError as e:
+            return "refused", None, repr(e)
+        except (OSError, smtplib.SMTPException) as e:
+            # It may have died after the final dot went out.
+            return "unknown", None, repr(e)
+        if code == 250:
+            return "accepted", _queued_id(text), code
+        return "refused", None, code
+    finally:
+        try:
+            s.close()
+        except OSError:
+            pass
+
+
+def _queued_id(text):
+    if isinstance(text, bytes):
+        text = text.decode("ascii", "replace")
+    m = re.search(r"queued as (\S+)", text)
+    return m.group(1) if m else None
+
+
+class _Lines:
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+
+    def reply(self):
+        """(code, text) of the next reply, multi-line ones joined."""
+        text = []
+        for _ in range(100):
+            while b"\r\n" not in self.buf:
+                d = self.sock.recv(4096)
+                if not d:
+                    raise ConnectionError("closed")
+                self.buf += d
+            line, self.buf = self.buf.split(b"\r\n", 1)
+            text.append(line[4:].decode("ascii", "replace"))
+            if line[3:4] != b"-":
+                return int(line[:3]), "\n".join(text)
+        raise ConnectionError("reply too long")
+
+
+def submit_pipelined(port, sub):
+    """MAIL, RCPT and DATA in one write, as PIPELINING allows."""
+    try:
+        s = socket.create_connection(("127.0.0.1", port),
+                                     timeout=h.scaled(8))
+    except OSError as e:
+        return "unsent", None, repr(e)
+    r = _Lines(s)
+    try:
+        try:
+            r.reply()
+            s.sendall(b"EHLO chaos.test\r\n")
+            r.reply()
+            s.sendall(b"MAIL FROM:<ann@example.com>\r\n"
+                      b"RCPT TO:<bob@example.net>\r\nDATA\r\n")
+            codes = [r.reply()[0] for _ in range(3)]
+            if codes != [250, 250, 354]:
+                return "refused", None, codes
+            s.sendall(_mime(sub.tag) + b".\r\n")
+        except OSError as e:
+            return "unsent", None, repr(e)
+        try:
+            code, text = r.reply()
+        except OSError as e:
+            return "unknown", None, repr(e)
+        try:
+            s.sendall(b"QUIT\r\n")
+        except OSError:
+            pass
+        if code == 250:
+            return "accepted", _queued_id(text), code
+        return "refused", None, code
+    finally:
+        s.close()
+
+
+KINDS = ("v1", "v1_key", "smtplib", "pipelined", "sendgrid", "mailgun")
+
+
+class Submitters:
+    """Threads that submit until stop(), each with its own random."""
+
+    def __init__(self, run, threads=3):
+        self.run = run
+        self.subs = []
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.n = 0
+        self.threads = [threading.Thread(target=self._loop,
+                                         args=(random.Random(
+                                             run.seed * 1000 + i),),
+                                         daemon=True)
+                        for i in range(threads)]
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+
+    def stop(self, timeout=60):
+        self.stopping.set()
+        deadline = time.monotonic() + h.scaled(timeout)
+        for t in self.threads:
+            t.join(max(0.1, deadline - time.monotonic()))
+            if t.is_alive():
+                raise h.WaitTimeout("a submitter did not finish")
+
+    def _loop(self, rnd):
+        for _ in range(100000):
+            if self.stopping.is_set():
+                return
+            with self.lock:
+                self.n += 1
+                tag = "CHAOS-%d-%d" % (self.run.seed, self.n)
+            kind = rnd.choice(KINDS)
+            sub = Sub(tag, kind, key=("k-" + tag) if kind == "v1_key"
+                      else None)
+            with self.lock:
+                self.subs.append(sub)
+            self.one(sub, rnd)
+            time.sleep(rnd.uniform(0.01, 0.06))
+
+    def one(self, sub, rnd):
+        c = self.run.cluster
+        if sub.kind == "v1_key":
+            # A client that got no answer sends the same body with the
+            # same key again; so does one that got an answer, sometimes.
+            for i in range(4):
+                ans = submit_v1(c.http_port, sub, key=sub.key)
+                sub.answers.append(ans)
+                if ans[0] in ("accepted", "refused") and \
+                        rnd.random() < 0.7:
+                    return
+                if self.stopping.is_set() and i > 0:
+                    return
+                time.sleep(rnd.uniform(0.05, 0.4))
+            return
+        if sub.kind == "v1":
+            sub.answers.append(submit_v1(c.http_port, sub))
+        elif sub.kind == "sendgrid":
+            sub.answers.append(submit_sendgrid(c.http_port, sub))
+        elif sub.kind == "mailgun":
+            sub.answers.append(submit_mailgun(c.http_port, sub))
+        elif sub.kind == "smtplib":
+            sub.answers.append(submit_smtplib(self.run.smtp_port, sub))
+        else:
+            sub.answers.append(submit_pipelined(self.run.smtp_port, sub))
+
+
+# ----------------------------------------------------------------- faults
+
+
+def _children(pid):
+    """Pids whose parent is pid (the server's supervised agents)."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
+            out.append(int(name))
+    return out
+
+
+KINDS_OF_FAULT = ("kill_server", "kill_stalled", "kill_agent", "stop_agent", "http_fault",
+                  "http_ok", "flap", "disable", "enable", "hup")
+
+
+class Faults:
+    """The fault thread: one random fault every 0.2 to 0.8 s."""
+
+    def __init__(self, run):
+        self.run = run
+        self.rnd = random.Random(run.seed)
+        self.stopped = {}  # pid -> when to SIGCONT it
+        self.disabled = set()
+        self.events = []
+        self.stopping = threading.Event()
+        self.last_kill = 0.0
+        self.plan = list(KINDS_OF_FAULT)
+        self.rnd.shuffle(self.plan)
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.error = None
+
+    def note(self, what):
+        self.events.append((round(time.monotonic() - self.run.t0, 2), what))
+        _log("fault", what)
+
+    def _loop(self):
+        try:
+            for _ in range(100000):
+                if self.stopping.wait(self.rnd.uniform(0.2, 0.8)):
+                    return
+                self._cont_due(time.monotonic())
+                self.one()
+        except Exception as e:  # noqa: BLE001 - reported by the run
+            self.error = e
+            _log("fault thread failed:", repr(e))
+
+    def _cont_due(self, now):
+        for pid, when in list(self.stopped.items()):
+            if when <= now:
+                self._cont(pid)
+
+    def _cont(self, pid):
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+        self.stopped.pop(pid, None)
+
+    def one(self):
+        run = self.run
+        c = run.cluster
+        planned = bool(self.plan)
+        if planned:
+            # The first faults are every kind once, in a random order, so
+            # a short run meets each of them.
+            k = self.plan.pop()
+        else:
+            k = self.rnd.choices(KINDS_OF_FAULT,
+                                 weights=(1, 1, 2, 2, 3, 2, 1, 1, 1, 1))[0]
+        now = time.monotonic()
+        if k in ("kill_server", "kill_stalled"):
+            if not planned and now - self.last_kill < h.scaled(3):
+                return
+            self.kill_server(k == "kill_stalled")
+        elif k in ("kill_agent", "stop_agent"):
+            kids = sorted(_children(c.server.pid))
+            if not kids:
+                return
+            pid = self.rnd.choice(kids)
+            if k == "kill_agent":
+                self.note("kill -9 agent %d" % pid)
+                os.kill(pid, signal.SIGKILL)
+            elif pid not in self.stopped:
+                hold = self.rnd.uniform(0.2, 3.0)
+                self.note("SIGSTOP agent %d for %.1fs" % (pid, hold))
+                os.kill(pid, signal.SIGSTOP)
+                self.stopped[pid] = now + hold
+        elif k == "http_fault":
+            run.http.mode = self.rnd.choice(HTTP_FAULTS)
+            self.note("provider s: " + run.http.mode)
+        elif k == "http_ok":
+            run.http.mode = "ok"
+            self.note("provider s: ok")
+        elif k == "flap":
+            self.note("provider s: flapping")
+            for _ in range(self.rnd.randint(2, 6)):
+                run.http.mode = self.rnd.choice(HTTP_FAULTS + ("ok",))
+                time.sleep(self.rnd.uniform(0.05, 0.3))
+            run.http.mode = "ok"
+        elif k in ("disable", "enable"):
+            name = self.rnd.choice(run.names)
+            r = c.post("/v1/providers/%s/%s" % (name, k))
+            self.note("%s %s: %d" % (k, name, r.status))
+            if r.status == 200:
+                (self.disabled.add if k == "disable"
+                 else self.disabled.discard)(name)
+        else:
+            self.note("SIGHUP server")
+            c.server.signal(signal.SIGHUP)
+
+    def kill_server(self, stalled):
+        """kill -9 of the server and a restart.  Stalled: every agent is
+        stopped first for a moment and killed with the server, so that
+        messages are handed out (`sending`) and never delivered: the
+        restart must find each of them and send it again."""
+        c = self.run.cluster
+        if stalled:
+            kids = _children(c.server.pid)
+            hold = self.rnd.uniform(0.3, 1.0)
+            self.note("SIGSTOP all %d agents for %.1fs, then kill -9 server"
+                      % (len(kids), hold))
+            for pid in kids:
+                if pid not in self.stopped:
+                    os.kill(pid, signal.SIGSTOP)
+                    self.stopped[pid] = 0
+            time.sleep(hold)
+        else:
+            self.note("kill -9 server")
+        self.last_kill = time.monotonic()
+        c.server.kill9()
+        if stalled:
+            # The whole host went: the agents die before they wake, with
+            # what they were handed undelivered.
+            for pid in kids:
+                self.stopped.pop(pid, None)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        # The old agents, continued, find their server gone and exit.
+        for pid in list(self.stopped):
+            self._cont(pid)
+        # Disabled providers come back enabled with a new process.
+        self.disabled.clear()
+        c.start_server(wait=False)
+        h.wait_for(lambda: c.get("/healthz").status == 200, 20,
+                   "server back after kill -9")
+
+    def clear(self):
+        """Every fault off: agents continued, provider ok, all enabled."""
+        self.stopping.set()
+        self.thread.join(h.scaled(30))
+        for pid in list(self.stopped):
+            self._cont(pid)
+        self.run.http.mode = "ok"
+        for name in self.run.names:
+            h.wait_for(lambda n=name: self.run.cluster.post(
+                "/v1/providers/%s/enable" % n).status == 200, 20,
+                "provider %s enabled" % name)
+
+
+# ------------------------------------------------------------------- run
+
+
+class Run:
+    def __init__(self, make_cluster, seed, seconds):
+        self.seed = seed
+        self.seconds = seconds
+        self.names = ("m1", "m2", "s")
+        self.http = ChaosHttp().start()
+        self.smtp_port = h.free_port()
+        c = make_cluster(
+            providers=self.names, spawn=True,
+            server_extra={"smtp_listen": "127.0.0.1:%d" % self.smtp_port,
+                          "max_attempts": 1000,
+                          "message_ttl_s": 86400,
+                          "retry_base_ms": 50, "retry_max_ms": 1000})
+        keyfile = os.path.join(c.dir, "s.key")
+        c.write_secret(keyfile, "SG.chaos-key")
+        c.sections["s"] = {
+            "type": "sendgrid", "spawn": "yes", "max_in_flight": 4,
+            "base_url": self.http.base_url, "api_key_file": keyfile,
+            "connect_timeout_ms": 1000,
+            "request_timeout_ms": int(h.scaled(1500))}
+        c.write_config()
+        self.cluster = c
+        self.t0 = time.monotonic()
+
+    def go(self):
+        """Runs the storm, recovers, checks; returns a summary dict and
+        raises AssertionError with every violation found."""
+        _log("seed %d seconds %s (replay: CHAOS_SEED=%d CHAOS_SECONDS=%s)"
+             % (self.seed, self.seconds, self.seed, self.seconds))
+        c = self.cluster
+        c.start_server()
+        h.wait_for(lambda: c.get("/readyz").status == 200, 20,
+                   "a provider up")
+        subs = Submitters(self)
+        faults = Faults(self)
+        self.t0 = time.monotonic()
+        subs.start()
+        faults.thread.start()
+        deadline = self.t0 + self.seconds
+        while time.monotonic() < deadline and faults.thread.is_alive():
+            time.sleep(0.1)
+        faults.clear()
+        subs.stop()
+        if faults.error is not None:
+            raise faults.error
+        _log("storm over; %d submissions, %d faults" %
+             (len(subs.subs), len(faults.events)))
+        self.drain()
+        return self.check(subs.subs, faults)
+
+    def drain(self, timeout=None):
+        c = self.cluster
+        timeout = timeout or max(30, self.seconds)
+
+        def empty():
+            s = c.stats()
+            return s["queued"] == 0 and s["sending"] == 0
+
+        try:
+            h.wait_for(empty, timeout, "the queue to empty", interval=0.2)
+        except h.WaitTimeout:
+            print("stats:", c.stats(), "providers:",
+                  c.get("/v1/providers").json)
+            raise
+
+    def copies(self):
+        """{tag: [(provider, copies)]} from the stand-ins' records."""
+        out = {}
+        for name in ("m1", "m2"):
+            for tag, n in maildir_tags(self.cluster.maildir(name)).items():
+                out.setdefault(tag, []).append((name, n))
+        for tag, n in self.http.kept().items():
+            out.setdefault(tag, []).append(("s", n))
+        return out
+
+    def check(self, subs, faults):
+        c = self.cluster
+        copies = self.copies()
+        bad = []
+        counts = {}
+        for sub in subs:
+            res = sub.results()
+            got = copies.get(sub.tag, [])
+            total = sum(n for _, n in got)
+            ids = sub.ids()
+            verdict = ("accepted" if ids else
+                       "unknown" if "unknown" in res else
+                       "refused")
+            counts[verdict] = counts.get(verdict, 0) + 1
+            if len(ids) > 1:
+                bad.append("d: %s (key %s) answered with two ids %s" %
+                           (sub.tag, sub.key, sorted(ids)))
+            if not ids:
+                if verdict == "refused" and total:
+                    bad.append("c: %s refused %r yet received %r" %
+                               (sub.tag, sub.answers, got))
+                continue
+            for mid in ids:
+                bad += self.check_one(sub, mid, got, total)
+        summary = {"seed": self.seed, "submissions": len(subs),
+                   "faults": len(faults.events), "verdicts": counts,
+                   "duplicates": sum(1 for v in copies.values()
+                                     if sum(n for _, n in v) > 1),
+                   "stats": c.stats()}
+        _log("summary", json.dumps(summary, sort_keys=True))
+        if bad:
+            _log("faults:", faults.events)
+            raise AssertionError(
+                "seed %d: %d invariant violations:\n%s" %
+                (self.seed, len(bad), "\n".join(bad[:40])))
+        return summary
+
+    def check_one(self, sub, mid, got, total):
+        bad = []
+        r = self.cluster.get("/v1/messages/" + mid)
+        if r.status != 200:
+            return ["a: %s accepted as %s, GET says %r" %
+                    (sub.tag, mid, r)]
+        m = r.json
+        if m["status"] != "delivered":
+            bad.append("a: %s (%s, %s) is %s: %r" %
+                       (sub.tag, mid, sub.kind, m["status"], m))
+            return bad
+        if dict(got).get(m["provider"], 0) < 1:
+            bad.append("a: %s (%s) delivered by %s, which holds no copy "
+                       "(copies %r)" % (sub.tag, mid, m["provider"], got))
+        dup = [a for a in m["attempts"]
+               if a["outcome"] in ("ambiguous", "lost")]
+        if total > 1 + len(dup):
+            bad.append("b: %s (%s, %s) received %d times %r with %d "
+                       "possible duplicates on record: %r" %
+                       (sub.tag, mid, sub.kind, total, got, len(dup),
+                        m["attempts"]))
+        return bad
+
+
+def seed_from_env(default):
+    v = os.environ.get("CHAOS_SEED")
+    return int(v) if v else default
+
+
+def seconds_from_env(default):
+    v = os.environ.get("CHAOS_SECONDS")
+    return float(v) if v else default
