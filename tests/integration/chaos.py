@@ -224,6 +224,113 @@ def _read_request(conn, buf):
     return buf[:length], buf[length:]
 
 
+SMTP_FAULTS = ("451", "421", "drop", "blackhole", "cut_data")
+# Modes in which a message read to its dot may have been kept.
+SMTP_KEEPS = ("ok", "drop", "blackhole")
+
+
+class ChaosSmtp:
+    """A smarthost on 127.0.0.1, by hand over raw sockets, one thread a
+    connection, whose mode (read at each step) says what happens:
+
+    ok: every command 250, the data to its dot, then "250 ... queued";
+    451: the data to its dot, then 451 (refused, nothing kept); 421: the
+    next command (or the greeting) gets 421 and the connection closes;
+    drop: the data to its dot, then the connection closed with no reply;
+    blackhole: the data to its dot, then no reply (held until the client
+    goes, BLACKHOLE_MAX_S at most); cut_data: the connection closed
+    half-way through the data (nothing kept).
+
+    `received` lists (tag, mode) for every message read to its dot.
+    """
+
+    def __init__(self):
+        self.mode = "ok"
+        self.received = []
+        self.lock = threading.Lock()
+        self.stopping = False
+        self.conns = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+
+    start = ChaosHttp.start
+    stop = ChaosHttp.stop
+    _accept = ChaosHttp._accept
+
+    def kept(self):
+        out = {}
+        with self.lock:
+            for tag, mode in self.received:
+                if mode in SMTP_KEEPS:
+                    out[tag] = out.get(tag, 0) + 1
+        return out
+
+    def _serve(self, conn):
+        r = _Lines(conn)
+        try:
+            if self.mode == "421":
+                conn.sendall(b"421 4.3.2 chaos: closing\r\n")
+                return
+            conn.sendall(b"220 chaos.test ESMTP\r\n")
+            for _ in range(100000):
+                if self.stopping:
+                    return
+                ln = r.line()
+                verb = ln.split(b" ", 1)[0].split(b":", 1)[0].upper()
+                if self.mode == "421":
+                    conn.sendall(b"421 4.3.2 chaos: closing\r\n")
+                    return
+                if verb == b"EHLO":
+                    conn.sendall(b"250-chaos.test\r\n250 SIZE 100000000"
+                                 b"\r\n")
+                elif verb == b"DATA":
+                    conn.sendall(b"354 go ahead\r\n")
+                    if not self._data(conn, r):
+                        return
+                elif verb == b"QUIT":
+                    conn.sendall(b"221 2.0.0 Bye\r\n")
+                    return
+                else:
+                    conn.sendall(b"250 2.0.0 Ok\r\n")
+        except (OSError, ValueError):
+            return
+        finally:
+            conn.close()
+
+    def _data(self, conn, r):
+        """Reads the data to its dot and answers as the mode says; False
+        when the connection is to close."""
+        body = []
+        for i in range(1000000):
+            ln = r.line()
+            if ln == b".":
+                break
+            if i == 3 and self.mode == "cut_data":
+                return False
+            body.append(ln)
+        mode = self.mode
+        tags = set(TAG_RE.findall(b"\n".join(body)))
+        tag = tags.pop().decode() if len(tags) == 1 else None
+        with self.lock:
+            self.received.append((tag, mode))
+            n = len(self.received)
+        if mode == "451":
+            conn.sendall(b"451 4.3.0 chaos: try again later\r\n")
+            return True
+        if mode == "drop":
+            return False
+        if mode == "blackhole":
+            _hold(conn, BLACKHOLE_MAX_S)
+            return False
+        conn.sendall(b"250 2.0.0 Ok: queued as C%d\r\n" % n)
+        return True
+
+
 def maildir_tags(path):
     """{tag: copies} of the files in path/new."""
     out = {}
@@ -379,6 +486,19 @@ class _Lines:
         self.sock = sock
         self.buf = b""
 
+    def line(self):
+        """The next line without its CRLF (at most 64 KB); raises
+        ConnectionError at EOF."""
+        while b"\n" not in self.buf:
+            if len(self.buf) > 65536:
+                raise ConnectionError("line too long")
+            d = self.sock.recv(65536)
+            if not d:
+                raise ConnectionError("closed")
+            self.buf += d
+        ln, self.buf = self.buf.split(b"\n", 1)
+        return ln.rstrip(b"\r")
+
     def reply(self):
         """(code, text) of the next reply, multi-line ones joined."""
         text = []
@@ -523,8 +643,9 @@ def _children(pid):
     return out
 
 
-KINDS_OF_FAULT = ("kill_server", "kill_stalled", "kill_agent", "stop_agent", "http_fault",
-                  "http_ok", "flap", "disable", "enable", "hup")
+KINDS_OF_FAULT = ("kill_server", "kill_stalled", "kill_agent", "stop_agent",
+                  "http_fault", "http_ok", "flap", "smtp_fault", "smtp_ok",
+                  "disable", "enable", "hup")
 
 
 class Faults:
@@ -538,13 +659,15 @@ class Faults:
         self.events = []
         self.stopping = threading.Event()
         self.last_kill = 0.0
+        self.kind = None
         self.plan = list(KINDS_OF_FAULT)
         self.rnd.shuffle(self.plan)
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.error = None
 
     def note(self, what):
-        self.events.append((round(time.monotonic() - self.run.t0, 2), what))
+        self.events.append((round(time.monotonic() - self.run.t0, 2),
+                            self.kind, what))
         _log("fault", what)
 
     def _loop(self):
@@ -580,8 +703,9 @@ class Faults:
             k = self.plan.pop()
         else:
             k = self.rnd.choices(KINDS_OF_FAULT,
-                                 weights=(1, 1, 2, 2, 3, 2, 1, 1, 1, 1))[0]
+                                 weights=(1, 1, 2, 2, 3, 2, 1, 3, 2, 1, 1, 1))[0]
         now = time.monotonic()
+        self.kind = k
         if k in ("kill_server", "kill_stalled"):
             if not planned and now - self.last_kill < h.scaled(3):
                 return
@@ -611,6 +735,12 @@ class Faults:
                 run.http.mode = self.rnd.choice(HTTP_FAULTS + ("ok",))
                 time.sleep(self.rnd.uniform(0.05, 0.3))
             run.http.mode = "ok"
+        elif k == "smtp_fault":
+            run.smtp.mode = self.rnd.choice(SMTP_FAULTS)
+            self.note("provider t: " + run.smtp.mode)
+        elif k == "smtp_ok":
+            run.smtp.mode = "ok"
+            self.note("provider t: ok")
         elif k in ("disable", "enable"):
             name = self.rnd.choice(run.names)
             r = c.post("/v1/providers/%s/%s" % (name, k))
@@ -667,6 +797,7 @@ class Faults:
         for pid in list(self.stopped):
             self._cont(pid)
         self.run.http.mode = "ok"
+        self.run.smtp.mode = "ok"
         for name in self.run.names:
             h.wait_for(lambda n=name: self.run.cluster.post(
                 "/v1/providers/%s/enable" % n).status == 200, 20,
@@ -680,8 +811,9 @@ class Run:
     def __init__(self, make_cluster, seed, seconds):
         self.seed = seed
         self.seconds = seconds
-        self.names = ("m1", "m2", "s")
+        self.names = ("m1", "m2", "s", "t")
         self.http = ChaosHttp().start()
+        self.smtp = ChaosSmtp().start()
         self.smtp_port = h.free_port()
         c = make_cluster(
             providers=self.names, spawn=True,
@@ -695,6 +827,11 @@ class Run:
             "type": "sendgrid", "spawn": "yes", "max_in_flight": 4,
             "base_url": self.http.base_url, "api_key_file": keyfile,
             "connect_timeout_ms": 1000,
+            "request_timeout_ms": int(h.scaled(1500))}
+        c.sections["t"] = {
+            "type": "smtp", "spawn": "yes", "max_in_flight": 4,
+            "host": "127.0.0.1", "port": self.smtp.port, "tls": "none",
+            "helo": "relay.test", "connect_timeout_ms": 1000,
             "request_timeout_ms": int(h.scaled(1500))}
         c.write_config()
         self.cluster = c
@@ -749,6 +886,8 @@ class Run:
                 out.setdefault(tag, []).append((name, n))
         for tag, n in self.http.kept().items():
             out.setdefault(tag, []).append(("s", n))
+        for tag, n in self.smtp.kept().items():
+            out.setdefault(tag, []).append(("t", n))
         return out
 
     def check(self, subs, faults):
@@ -775,8 +914,23 @@ class Run:
                 continue
             for mid in ids:
                 bad += self.check_one(sub, mid, got, total)
+        answers = {}
+        for sub in subs:
+            for a in sub.answers:
+                k = a[0] if a[0] in ("accepted", "unsent", "unknown") \
+                    else "refused %s" % (a[2],)
+                answers[k] = answers.get(k, 0) + 1
+        kinds = {}
+        for _, k, _ in faults.events:
+            kinds[k] = kinds.get(k, 0) + 1
+        held = {}
+        for v in copies.values():
+            for name, n in v:
+                held[name] = held.get(name, 0) + n
         summary = {"seed": self.seed, "submissions": len(subs),
+                   "copies": held,
                    "faults": len(faults.events), "verdicts": counts,
+                   "answers": answers, "fault_kinds": kinds,
                    "duplicates": sum(1 for v in copies.values()
                                      if sum(n for _, n in v) > 1),
                    "stats": c.stats()}
