@@ -224,9 +224,9 @@ def _read_request(conn, buf):
     return buf[:length], buf[length:]
 
 
-SMTP_FAULTS = ("451", "421", "drop", "blackhole", "cut_data")
+SMTP_FAULTS = ("451", "421", "drop", "blackhole", "cut_data", "close")
 # Modes in which a message read to its dot may have been kept.
-SMTP_KEEPS = ("ok", "drop", "blackhole")
+SMTP_KEEPS = ("ok", "drop", "blackhole", "close")
 
 
 class ChaosSmtp:
@@ -239,7 +239,8 @@ class ChaosSmtp:
     drop: the data to its dot, then the connection closed with no reply;
     blackhole: the data to its dot, then no reply (held until the client
     goes, BLACKHOLE_MAX_S at most); cut_data: the connection closed
-    half-way through the data (nothing kept).
+    half-way through the data (nothing kept); close: the 250, then the
+    connection closed.
 
     `received` lists (tag, mode) for every message read to its dot.
     """
@@ -328,7 +329,7 @@ class ChaosSmtp:
             _hold(conn, BLACKHOLE_MAX_S)
             return False
         conn.sendall(b"250 2.0.0 Ok: queued as C%d\r\n" % n)
-        return True
+        return mode != "close"
 
 
 def maildir_tags(path):
@@ -719,7 +720,11 @@ class Faults:
                 self.note("kill -9 agent %d" % pid)
                 os.kill(pid, signal.SIGKILL)
             elif pid not in self.stopped:
-                hold = self.rnd.uniform(0.2, 3.0)
+                # Now and then longer than the supervisor takes before
+                # it kills a silent agent as hung (5 s).
+                hold = (self.rnd.uniform(0.2, 3.0)
+                        if self.rnd.random() < 0.9
+                        else h.scaled(self.rnd.uniform(5.5, 8.0)))
                 self.note("SIGSTOP agent %d for %.1fs" % (pid, hold))
                 os.kill(pid, signal.SIGSTOP)
                 self.stopped[pid] = now + hold
