@@ -644,7 +644,7 @@ def _children(pid):
     return out
 
 
-KINDS_OF_FAULT = ("kill_server", "kill_stalled", "kill_agent", "stop_agent",
+KINDS_OF_FAULT = ("kill_server", "kill_stalled", "kill_busy", "kill_agent", "stop_agent",
                   "http_fault", "http_ok", "flap", "smtp_fault", "smtp_ok",
                   "disable", "enable", "hup")
 
@@ -704,13 +704,13 @@ class Faults:
             k = self.plan.pop()
         else:
             k = self.rnd.choices(KINDS_OF_FAULT,
-                                 weights=(1, 1, 2, 2, 3, 2, 1, 3, 2, 1, 1, 1))[0]
+                                 weights=(1, 1, 1, 2, 2, 3, 2, 1, 3, 2, 1, 1, 1))[0]
         now = time.monotonic()
         self.kind = k
-        if k in ("kill_server", "kill_stalled"):
+        if k in ("kill_server", "kill_stalled", "kill_busy"):
             if not planned and now - self.last_kill < h.scaled(3):
                 return
-            self.kill_server(k == "kill_stalled")
+            self.kill_server(k)
         elif k in ("kill_agent", "stop_agent"):
             kids = sorted(_children(c.server.pid))
             if not kids:
@@ -757,12 +757,22 @@ class Faults:
             self.note("SIGHUP server")
             c.server.signal(signal.SIGHUP)
 
-    def kill_server(self, stalled):
-        """kill -9 of the server and a restart.  Stalled: every agent is
-        stopped first for a moment and killed with the server, so that
+    def kill_server(self, how):
+        """kill -9 of the server and a restart.  kill_stalled: every agent
+        is stopped first for a moment and killed with the server, so that
         messages are handed out (`sending`) and never delivered: the
-        restart must find each of them and send it again."""
+        restart must find each of them and send it again.  kill_busy:
+        both stand-ins hold what they read for a moment first, so that
+        messages they have are `sending` when the server dies: sent
+        again after the restart, each is a duplicate that must be on
+        record."""
         c = self.run.cluster
+        stalled = how == "kill_stalled"
+        if how == "kill_busy":
+            hold = self.rnd.uniform(0.3, 1.0)
+            self.note("stand-ins hold for %.1fs, then kill -9 server" % hold)
+            self.run.http.mode = self.run.smtp.mode = "blackhole"
+            time.sleep(hold)
         if stalled:
             kids = _children(c.server.pid)
             hold = self.rnd.uniform(0.3, 1.0)
@@ -773,7 +783,7 @@ class Faults:
                     os.kill(pid, signal.SIGSTOP)
                     self.stopped[pid] = 0
             time.sleep(hold)
-        else:
+        elif how == "kill_server":
             self.note("kill -9 server")
         self.last_kill = time.monotonic()
         c.server.kill9()
@@ -791,6 +801,8 @@ class Faults:
             self._cont(pid)
         # Disabled providers come back enabled with a new process.
         self.disabled.clear()
+        if how == "kill_busy":
+            self.run.http.mode = self.run.smtp.mode = "ok"
         c.start_server(wait=False)
         h.wait_for(lambda: c.get("/healthz").status == 200, 20,
                    "server back after kill -9")
