@@ -64,6 +64,9 @@ HTTP_FAULTS = ("503", "429", "blackhole", "cut", "reset", "close")
 # Modes in which a request read whole may have been kept by a provider.
 KEEPS = ("ok", "blackhole", "cut", "reset", "close")
 BLACKHOLE_MAX_S = 30
+# The maildir provider whose agent the test runs by hand (spawn = no): it
+# outlives a server killed under it and connects again.
+HAND = "m3"
 
 
 def _log(*a):
@@ -661,6 +664,7 @@ class Faults:
         self.stopping = threading.Event()
         self.last_kill = 0.0
         self.kind = None
+        self.respawn_at = None
         self.plan = list(KINDS_OF_FAULT)
         self.rnd.shuffle(self.plan)
         self.thread = threading.Thread(target=self._loop, daemon=True)
@@ -682,7 +686,37 @@ class Faults:
             self.error = e
             _log("fault thread failed:", repr(e))
 
+    def agents(self):
+        """The pids of the server's supervised agents and of the agent
+        the test runs by hand (HAND), if it runs."""
+        kids = sorted(_children(self.run.cluster.server.pid))
+        hand = self.run.cluster.agents.get(HAND)
+        if hand is not None and hand.alive():
+            kids.append(hand.pid)
+        return kids
+
+    def kill_agent(self, pid):
+        """SIGKILL; an agent run by hand is reaped and started again a
+        moment later (the test is its supervisor)."""
+        hand = self.run.cluster.agents.get(HAND)
+        if hand is not None and hand.pid == pid:
+            if hand.alive():
+                hand.kill9()
+            self.respawn_at = time.monotonic() + self.rnd.uniform(0.1, 2.0)
+            return
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def respawn(self, now):
+        if self.respawn_at is not None and self.respawn_at <= now:
+            self.respawn_at = None
+            self.note("agent %s started again" % HAND)
+            self.run.cluster.start_agent(HAND, wait=False)
+
     def _cont_due(self, now):
+        self.respawn(now)
         for pid, when in list(self.stopped.items()):
             if when <= now:
                 self._cont(pid)
@@ -712,13 +746,13 @@ class Faults:
                 return
             self.kill_server(k)
         elif k in ("kill_agent", "stop_agent"):
-            kids = sorted(_children(c.server.pid))
+            kids = self.agents()
             if not kids:
                 return
             pid = self.rnd.choice(kids)
             if k == "kill_agent":
                 self.note("kill -9 agent %d" % pid)
-                os.kill(pid, signal.SIGKILL)
+                self.kill_agent(pid)
             elif pid not in self.stopped:
                 # Now and then longer than the supervisor takes before
                 # it kills a silent agent as hung (5 s).
@@ -774,7 +808,7 @@ class Faults:
             self.run.http.mode = self.run.smtp.mode = "blackhole"
             time.sleep(hold)
         if stalled:
-            kids = _children(c.server.pid)
+            kids = self.agents()
             hold = self.rnd.uniform(0.3, 1.0)
             self.note("SIGSTOP all %d agents for %.1fs, then kill -9 server"
                       % (len(kids), hold))
@@ -792,10 +826,7 @@ class Faults:
             # what they were handed undelivered.
             for pid in kids:
                 self.stopped.pop(pid, None)
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                self.kill_agent(pid)
         # The old agents, continued, find their server gone and exit.
         for pid in list(self.stopped):
             self._cont(pid)
@@ -813,6 +844,7 @@ class Faults:
         self.thread.join(h.scaled(30))
         for pid in list(self.stopped):
             self._cont(pid)
+        self.respawn(float("inf"))
         self.run.http.mode = "ok"
         self.run.smtp.mode = "ok"
         for name in self.run.names:
@@ -828,7 +860,7 @@ class Run:
     def __init__(self, make_cluster, seed, seconds):
         self.seed = seed
         self.seconds = seconds
-        self.names = ("m1", "m2", "s", "t")
+        self.names = ("m1", "m2", HAND, "s", "t")
         self.http = ChaosHttp().start()
         self.smtp = ChaosSmtp().start()
         self.smtp_port = h.free_port()
@@ -845,6 +877,8 @@ class Run:
             "base_url": self.http.base_url, "api_key_file": keyfile,
             "connect_timeout_ms": 1000,
             "request_timeout_ms": int(h.scaled(1500))}
+        c.sections[HAND] = {"type": "maildir", "path": c.maildir(HAND),
+                            "spawn": "no", "max_in_flight": 8}
         c.sections["t"] = {
             "type": "smtp", "spawn": "yes", "max_in_flight": 4,
             "host": "127.0.0.1", "port": self.smtp.port, "tls": "none",
@@ -861,6 +895,7 @@ class Run:
              % (self.seed, self.seconds, self.seed, self.seconds))
         c = self.cluster
         c.start_server()
+        c.start_agent(HAND, wait=False)
         h.wait_for(lambda: c.get("/readyz").status == 200, 20,
                    "a provider up")
         subs = Submitters(self)
@@ -898,7 +933,7 @@ class Run:
     def copies(self):
         """{tag: [(provider, copies)]} from the stand-ins' records."""
         out = {}
-        for name in ("m1", "m2"):
+        for name in ("m1", "m2", HAND):
             for tag, n in maildir_tags(self.cluster.maildir(name)).items():
                 out.setdefault(tag, []).append((name, n))
         for tag, n in self.http.kept().items():
