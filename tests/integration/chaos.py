@@ -67,6 +67,8 @@ BLACKHOLE_MAX_S = 30
 # The maildir provider whose agent the test runs by hand (spawn = no): it
 # outlives a server killed under it and connects again.
 HAND = "m3"
+SCHEDULERS = ("round_robin", "random", "weighted", "priority",
+              "least_outstanding")
 
 
 def _log(*a):
@@ -647,9 +649,10 @@ def _children(pid):
     return out
 
 
-KINDS_OF_FAULT = ("kill_server", "kill_stalled", "kill_busy", "kill_agent", "stop_agent",
-                  "http_fault", "http_ok", "flap", "smtp_fault", "smtp_ok",
-                  "disable", "enable", "hup")
+KINDS_OF_FAULT = ("kill_server", "kill_stalled", "kill_busy", "term_server",
+                  "kill_agent", "stop_agent", "http_fault", "http_ok", "flap",
+                  "smtp_fault", "smtp_ok", "disable", "enable", "hup")
+WEIGHTS = (1, 1, 1, 1, 2, 2, 3, 2, 1, 3, 2, 1, 1, 1)
 
 
 class Faults:
@@ -737,11 +740,10 @@ class Faults:
             # a short run meets each of them.
             k = self.plan.pop()
         else:
-            k = self.rnd.choices(KINDS_OF_FAULT,
-                                 weights=(1, 1, 1, 2, 2, 3, 2, 1, 3, 2, 1, 1, 1))[0]
+            k = self.rnd.choices(KINDS_OF_FAULT, weights=WEIGHTS)[0]
         now = time.monotonic()
         self.kind = k
-        if k in ("kill_server", "kill_stalled", "kill_busy"):
+        if k in ("kill_server", "kill_stalled", "kill_busy", "term_server"):
             if not planned and now - self.last_kill < h.scaled(3):
                 return
             self.kill_server(k)
@@ -792,7 +794,8 @@ class Faults:
             c.server.signal(signal.SIGHUP)
 
     def kill_server(self, how):
-        """kill -9 of the server and a restart.  kill_stalled: every agent
+        """kill -9 (or SIGTERM: term_server) of the server and a
+        restart.  kill_stalled: every agent
         is stopped first for a moment and killed with the server, so that
         messages are handed out (`sending`) and never delivered: the
         restart must find each of them and send it again.  kill_busy:
@@ -820,7 +823,17 @@ class Faults:
         elif how == "kill_server":
             self.note("kill -9 server")
         self.last_kill = time.monotonic()
-        c.server.kill9()
+        if how == "term_server":
+            # A graceful stop: drained, links closed, store closed, exit 0.
+            self.note("SIGTERM server")
+            for pid in list(self.stopped):
+                self._cont(pid)
+            c.server.signal(signal.SIGTERM)
+            rc = c.server.wait_exit(20)
+            if rc != 0:
+                raise AssertionError("server exited %s on SIGTERM" % rc)
+        else:
+            c.server.kill9()
         if stalled:
             # The whole host went: the agents die before they wake, with
             # what they were handed undelivered.
@@ -864,12 +877,19 @@ class Run:
         self.http = ChaosHttp().start()
         self.smtp = ChaosSmtp().start()
         self.smtp_port = h.free_port()
+        # The seed also picks the scheduler, and each provider's weight
+        # and priority (a few tiers under `priority`).
+        rnd = random.Random(seed * 7 + 1)
+        self.scheduler = rnd.choice(SCHEDULERS)
+        tune = {n: {"weight": rnd.randint(1, 5),
+                    "priority": rnd.randint(1, 3)} for n in self.names}
         c = make_cluster(
             providers=self.names, spawn=True,
             server_extra={"smtp_listen": "127.0.0.1:%d" % self.smtp_port,
                           "max_attempts": 1000,
                           "message_ttl_s": 86400,
-                          "retry_base_ms": 50, "retry_max_ms": 1000})
+                          "retry_base_ms": 50, "retry_max_ms": 1000,
+                          "scheduler": self.scheduler})
         keyfile = os.path.join(c.dir, "s.key")
         c.write_secret(keyfile, "SG.chaos-key")
         c.sections["s"] = {
@@ -877,6 +897,8 @@ class Run:
             "base_url": self.http.base_url, "api_key_file": keyfile,
             "connect_timeout_ms": 1000,
             "request_timeout_ms": int(h.scaled(1500))}
+        for n in ("m1", "m2"):
+            c.sections[n] = c.provider_section(n)
         c.sections[HAND] = {"type": "maildir", "path": c.maildir(HAND),
                             "spawn": "no", "max_in_flight": 8}
         c.sections["t"] = {
@@ -884,7 +906,12 @@ class Run:
             "host": "127.0.0.1", "port": self.smtp.port, "tls": "none",
             "helo": "relay.test", "connect_timeout_ms": 1000,
             "request_timeout_ms": int(h.scaled(1500))}
+        for n in self.names:
+            if n in c.sections:
+                c.sections[n].update(tune[n])
+        c.provider_extra = {}
         c.write_config()
+        self.tune = tune
         self.cluster = c
         self.t0 = time.monotonic()
 
@@ -892,7 +919,9 @@ class Run:
         """Runs the storm, recovers, checks; returns a summary dict and
         raises AssertionError with every violation found."""
         _log("seed %d seconds %s (replay: CHAOS_SEED=%d CHAOS_SECONDS=%s)"
-             % (self.seed, self.seconds, self.seed, self.seconds))
+             " scheduler %s %s" % (self.seed, self.seconds, self.seed,
+                                   self.seconds, self.scheduler,
+                                   json.dumps(self.tune, sort_keys=True)))
         c = self.cluster
         c.start_server()
         c.start_agent(HAND, wait=False)
