@@ -1045,6 +1045,13 @@ class Run:
         if dict(got).get(m["provider"], 0) < 1:
             bad.append("a: %s (%s) delivered by %s, which holds no copy "
                        "(copies %r)" % (sub.tag, mid, m["provider"], got))
+        # Delivered once, where it says: a second `delivered` would be a
+        # copy sent knowingly, with no possible duplicate on record.
+        did = [x["provider"] for x in m["attempts"]
+               if x["outcome"] == "delivered"]
+        if did != [m["provider"]]:
+            bad.append("b: %s (%s) delivered by %s, attempts say %r" %
+                       (sub.tag, mid, m["provider"], m["attempts"]))
         # Each copy a provider holds is an attempt there on record: the
         # one delivered, or one that may have reached it.
         for name, n in got:
