@@ -60,6 +60,9 @@ import urllib.parse
 import shivneri_harness as h
 
 TAG_RE = re.compile(rb"CHAOS-\d+-\d+")
+# The id the server wrote into the Message-ID of a message it built or
+# that came without one: it ties a copy to its message.
+MID_RE = re.compile(rb"(?im)^Message-Id:[ \t]*<([0-9A-Z]{26})@")
 HTTP_FAULTS = ("503", "429", "blackhole", "cut", "reset", "close")
 # Modes in which a request read whole may have been kept by a provider.
 KEEPS = ("ok", "blackhole", "cut", "reset", "close")
@@ -247,12 +250,14 @@ class ChaosSmtp:
     half-way through the data (nothing kept); close: the 250, then the
     connection closed.
 
-    `received` lists (tag, mode) for every message read to its dot.
+    `received` lists (tag, mode) for every message read to its dot, and
+    `heads` (tag, its first 40 lines) for each.
     """
 
     def __init__(self):
         self.mode = "ok"
         self.received = []
+        self.heads = []
         self.lock = threading.Lock()
         self.stopping = False
         self.conns = []
@@ -324,6 +329,7 @@ class ChaosSmtp:
         tag = tags.pop().decode() if len(tags) == 1 else None
         with self.lock:
             self.received.append((tag, mode))
+            self.heads.append((tag, b"\r\n".join(body[:40])))
             n = len(self.received)
         if mode == "451":
             conn.sendall(b"451 4.3.0 chaos: try again later\r\n")
@@ -337,8 +343,9 @@ class ChaosSmtp:
         return mode != "close"
 
 
-def maildir_tags(path):
-    """{tag: copies} of the files in path/new."""
+def maildir_tags(path, ids=None):
+    """{tag: copies} of the files in path/new; ids, when given, gets
+    {tag: set of message ids} from their Message-ID headers."""
     out = {}
     d = os.path.join(path, "new")
     try:
@@ -355,7 +362,14 @@ def maildir_tags(path):
         if len(tags) == 1:
             t = tags.pop().decode()
             out[t] = out.get(t, 0) + 1
+            _note_id(ids, t, data)
     return out
+
+
+def _note_id(ids, tag, data):
+    m = MID_RE.search(data.split(b"\n\n", 1)[0].split(b"\r\n\r\n", 1)[0])
+    if ids is not None and m:
+        ids.setdefault(tag, set()).add(m.group(1).decode())
 
 
 # ----------------------------------------------------------- submissions
@@ -960,11 +974,19 @@ class Run:
             raise
 
     def copies(self):
-        """{tag: [(provider, copies)]} from the stand-ins' records."""
+        """{tag: [(provider, copies)]} from the stand-ins' records; and
+        self.found: {tag: ids} from the copies that carry a Message-ID."""
         out = {}
+        self.found = {}
         for name in ("m1", "m2", HAND):
-            for tag, n in maildir_tags(self.cluster.maildir(name)).items():
+            for tag, n in maildir_tags(self.cluster.maildir(name),
+                                       self.found).items():
                 out.setdefault(tag, []).append((name, n))
+        with self.smtp.lock:
+            heads = list(self.smtp.heads)
+        for tag, head in heads:
+            if tag is not None:
+                _note_id(self.found, tag, head + b"\r\n\r\n")
         for tag, n in self.http.kept().items():
             out.setdefault(tag, []).append(("s", n))
         for tag, n in self.smtp.kept().items():
@@ -988,12 +1010,17 @@ class Run:
             if len(ids) > 1:
                 bad.append("d: %s (key %s) answered with two ids %s" %
                            (sub.tag, sub.key, sorted(ids)))
-            if not ids:
-                if verdict == "refused" and total:
-                    bad.append("c: %s refused %r yet received %r" %
-                               (sub.tag, sub.answers, got))
-                continue
-            for mid in ids:
+            found = self.found.get(sub.tag, set())
+            if verdict == "refused" and total:
+                bad.append("c: %s refused %r yet received %r" %
+                           (sub.tag, sub.answers, got))
+            if len(ids | found) > 1:
+                bad.append("d: %s (%s) is more than one message: answered "
+                           "%s, copies of %s" % (sub.tag, sub.kind,
+                                                 sorted(ids), sorted(found)))
+            # One that got no answer but reached a provider was stored:
+            # its record is checked as well.
+            for mid in ids or found:
                 bad += self.check_one(sub, mid, got)
         answers = {}
         for sub in subs:
@@ -1009,7 +1036,7 @@ class Run:
             for name, n in v:
                 held[name] = held.get(name, 0) + n
         summary = {"seed": self.seed, "submissions": len(subs),
-                   "copies": held,
+                   "copies": held, "tied_to_ids": len(self.found),
                    "faults": len(faults.events), "verdicts": counts,
                    "answers": answers, "fault_kinds": kinds,
                    "duplicates": sum(1 for v in copies.values()
