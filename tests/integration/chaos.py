@@ -613,7 +613,12 @@ class Submitters:
                       else None)
             with self.lock:
                 self.subs.append(sub)
-            self.one(sub, rnd)
+            try:
+                self.one(sub, rnd)
+            except Exception as e:  # noqa: BLE001 - a verdict, below
+                # An answer the client could not read (a 202 without an
+                # id, say) is reported, not taken for a refusal.
+                sub.answers.append(("error", None, repr(e)))
             time.sleep(rnd.uniform(0.01, 0.06))
 
     def one(self, sub, rnd):
@@ -1004,9 +1009,12 @@ class Run:
             total = sum(n for _, n in got)
             ids = sub.ids()
             verdict = ("accepted" if ids else
-                       "unknown" if "unknown" in res else
+                       "unknown" if {"unknown", "error"} & set(res) else
                        "refused")
             counts[verdict] = counts.get(verdict, 0) + 1
+            if "error" in res:
+                bad.append("%s (%s): an answer no client could read: %r" %
+                           (sub.tag, sub.kind, sub.answers))
             if len(ids) > 1:
                 bad.append("d: %s (key %s) answered with two ids %s" %
                            (sub.tag, sub.key, sorted(ids)))
