@@ -669,9 +669,12 @@ def _children(pid):
 
 
 KINDS_OF_FAULT = ("kill_server", "kill_stalled", "kill_busy", "term_server",
-                  "kill_agent", "stop_agent", "http_fault", "http_ok", "flap",
-                  "smtp_fault", "smtp_ok", "disable", "enable", "hup")
-WEIGHTS = (1, 1, 1, 1, 2, 2, 3, 2, 1, 3, 2, 1, 1, 1)
+                  "term_kill", "kill_startup", "stop_server", "kill_agent",
+                  "stop_agent", "http_fault", "http_ok", "flap", "smtp_fault",
+                  "smtp_ok", "disable", "enable", "hup")
+WEIGHTS = (1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 2, 1, 3, 2, 1, 1, 1)
+RESTARTS = ("kill_server", "kill_stalled", "kill_busy", "term_server",
+            "term_kill", "kill_startup")
 
 
 class Faults:
@@ -700,7 +703,10 @@ class Faults:
     def _loop(self):
         try:
             for _ in range(100000):
-                if self.stopping.wait(self.rnd.uniform(0.2, 0.8)):
+                # The plan (every kind once) goes faster, so that a short
+                # run gets through it.
+                gap = (0.1, 0.4) if self.plan else (0.2, 0.8)
+                if self.stopping.wait(self.rnd.uniform(*gap)):
                     return
                 self._cont_due(time.monotonic())
                 self.one()
@@ -762,10 +768,18 @@ class Faults:
             k = self.rnd.choices(KINDS_OF_FAULT, weights=WEIGHTS)[0]
         now = time.monotonic()
         self.kind = k
-        if k in ("kill_server", "kill_stalled", "kill_busy", "term_server"):
+        if k in RESTARTS:
             if not planned and now - self.last_kill < h.scaled(3):
                 return
             self.kill_server(k)
+        elif k == "stop_server":
+            hold = self.rnd.uniform(0.3, 3.0)
+            self.note("SIGSTOP server for %.1fs" % hold)
+            c.server.signal(signal.SIGSTOP)
+            try:
+                time.sleep(hold)
+            finally:
+                c.server.signal(signal.SIGCONT)
         elif k in ("kill_agent", "stop_agent"):
             kids = self.agents()
             if not kids:
@@ -839,7 +853,7 @@ class Faults:
                     os.kill(pid, signal.SIGSTOP)
                     self.stopped[pid] = 0
             time.sleep(hold)
-        elif how == "kill_server":
+        elif how in ("kill_server", "kill_startup"):
             self.note("kill -9 server")
         self.last_kill = time.monotonic()
         if how == "term_server":
@@ -851,6 +865,13 @@ class Faults:
             rc = c.server.wait_exit(20)
             if rc != 0:
                 raise AssertionError("server exited %s on SIGTERM" % rc)
+        elif how == "term_kill":
+            # A crash in the middle of a graceful stop.
+            hold = self.rnd.uniform(0.0, 1.0)
+            self.note("SIGTERM server, kill -9 %.2fs later" % hold)
+            c.server.signal(signal.SIGTERM)
+            time.sleep(hold)
+            c.server.kill9()
         else:
             c.server.kill9()
         if stalled:
@@ -867,6 +888,13 @@ class Faults:
         if how == "kill_busy":
             self.run.http.mode = self.run.smtp.mode = "ok"
         c.start_server(wait=False)
+        if how == "kill_startup":
+            # A crash while the server starts (recovers, loads, spawns).
+            hold = self.rnd.uniform(0.0, 0.5)
+            self.note("kill -9 server %.2fs into its start" % hold)
+            time.sleep(hold)
+            c.server.kill9()
+            c.start_server(wait=False)
         h.wait_for(lambda: c.get("/healthz").status == 200, 20,
                    "server back after kill -9")
 

@@ -1,5 +1,5 @@
 """The chaos run (tests/integration/chaos.py), briefly: a fixed seed and
-twelve seconds of storm, then recovery and the four invariants (no
+fifteen seconds of storm, then recovery and the four invariants (no
 accepted message lost, every duplicate on record, nothing refused sent,
 one message per idempotency key).
 
@@ -12,7 +12,7 @@ import chaos
 
 def test_chaos(make_cluster):
     seed = chaos.seed_from_env(20261130)
-    seconds = chaos.seconds_from_env(12)
+    seconds = chaos.seconds_from_env(15)
     run = chaos.Run(make_cluster, seed, seconds)
     try:
         summary = run.go()
