@@ -14,34 +14,47 @@ One run (run(cluster_factory, seed, seconds)) does this:
   connection failed before the whole request went out: nothing can be
   stored) or `unknown` (the request went out, no answer came: it may or
   may not be stored);
-- a fault thread, meanwhile, at random moments: kill -9s the server and
-  starts it again, kill -9s a supervised agent (the server respawns it),
-  SIGSTOPs one and SIGCONTs it later, turns the HTTP provider stand-in to
-  a 503, a 429, a black hole, a cut after the request (FIN or RST), an
-  answer then a close, or flapping, and back; disables and enables a
-  provider through the API; SIGHUPs the server;
+- a fault thread, meanwhile, at random moments (each kind once first, in
+  a random order, then by weight, Faults): kill -9s the server and starts
+  it again (also while every agent is stopped, while the providers hold
+  what they read, in the middle of a graceful stop, half a second into a
+  start), stops it with SIGTERM, SIGSTOPs it; kill -9s an agent (the
+  server respawns a supervised one, the test the one it runs), SIGSTOPs
+  one and SIGCONTs it later; turns the HTTP provider stand-in to a 503, a
+  429, a black hole, a cut after the request (FIN or RST), an answer then
+  a close, or flapping, and the smarthost stand-in to a 451, a 421, a
+  close or a black hole after the dot, a cut in the data, a close after
+  the 250, and back; disables and enables a provider through the API;
+  SIGHUPs the server;
 - then every fault is cleared and the run waits (with a deadline) until
   the queue is empty, and checks the invariants from the stand-ins' own
-  record of what they received and from GET /v1/messages/ID:
-    a. every accepted submission is delivered, and the provider named as
-       its deliverer holds a copy (no fault here makes a failure
-       legitimate: max_attempts and the TTL are far beyond the run);
-    b. a message a stand-in (or two) received N > 1 times has at least
-       N - 1 possible duplicates on record: attempts whose outcome is
-       `ambiguous` (the provider may have it) or `lost` (a crash or link
-       drop while it was out, docs/internals/dispatch.md);
+  record of what they received and from GET /v1/messages/ID (Run.check):
+    a. every accepted submission is delivered, once (one `delivered`
+       attempt), by the provider it names, which holds a copy (no fault
+       here makes a failure legitimate: max_attempts and the TTL are far
+       beyond the run);
+    b. each copy a provider holds is an attempt there on record: the one
+       delivered, or one whose outcome is `ambiguous` (the provider may
+       have it) or `lost` (a crash or link drop while it was out,
+       docs/internals/dispatch.md);
     c. no stand-in received a refused or unsent submission;
-    d. every answer to one Idempotency-Key names the same message.
+    d. every answer to one Idempotency-Key names the same message, the
+       copies of one submission carry one message id, and the store holds
+       no more messages than the submissions that may have made one.
+  A submission that got no answer but whose copy carries its id (the
+  Message-ID the server wrote) was stored: it is held to a. and b. too.
 
-The seed (printed at the start) fixes the fault plan and the submitters'
-choices, not the interleaving with the processes, so a replay with the
-same seed reproduces the same storm, not the same instant.  Every loop is
-bounded in count and time; all traffic stays on 127.0.0.1.
+The seed (printed at the start) fixes the fault plan, the submitters'
+choices, the scheduler and the providers' weights and priorities, not the
+interleaving with the processes, so a replay with the same seed
+reproduces the same storm, not the same instant.  Every loop is bounded
+in count and time; all traffic stays on 127.0.0.1.
 
-Providers: m1 and m2 (maildir, supervised) and s (the sendgrid connector,
-supervised, aimed at ChaosHttp below).  A copy "received" is a file in a
-maildir's new/ or a request the HTTP stand-in read whole in a mode where
-a real provider may have kept it (ok, black hole, cut, answer-and-close).
+Providers: m1 and m2 (maildir, supervised), m3 (maildir, its agent run by
+the test), s (the sendgrid connector, supervised, aimed at ChaosHttp) and
+t (the smtp connector, supervised, aimed at ChaosSmtp).  A copy
+"received" is a file in a maildir's new/, or a request or message a
+stand-in read whole in a mode where a real provider may have kept it.
 """
 
 import http.client as httpclient
@@ -78,20 +91,10 @@ def _log(*a):
     print("chaos %.3f" % time.monotonic(), *a, flush=True)
 
 
-class ChaosHttp:
-    """A SendGrid-shaped provider API on 127.0.0.1, by hand over raw
-    sockets (the faults are in the bytes and the timing), whose mode says
-    what the next request gets:
-
-    ok: 202 with X-Message-Id, the connection kept; 503, 429 (with
-    Retry-After: 1): refused, nothing kept; blackhole: read whole, never
-    answered (held until the client closes, BLACKHOLE_MAX_S at most);
-    cut: read whole, then closed with no answer; reset: the same with a
-    TCP RST; close: the 202, then the connection closed.
-
-    `received` lists (tag, mode) for every request read whole; kept()
-    counts the tags of those a real provider may have kept.
-    """
+class _Stand:
+    """What both stand-ins share: a listener on 127.0.0.1, a thread a
+    connection (each with a timeout, so a stuck client never holds one for
+    ever), and stop(), which closes everything."""
 
     def __init__(self):
         self.mode = "ok"
@@ -99,7 +102,6 @@ class ChaosHttp:
         self.lock = threading.Lock()
         self.stopping = False
         self.conns = []
-        self.n = 0
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -107,10 +109,6 @@ class ChaosHttp:
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
         self.thread = threading.Thread(target=self._accept, daemon=True)
-
-    @property
-    def base_url(self):
-        return "http://127.0.0.1:%d" % self.port
 
     def start(self):
         self.thread.start()
@@ -127,15 +125,6 @@ class ChaosHttp:
                 except OSError:
                     pass
 
-    def kept(self):
-        """{tag: copies} of the requests a provider may have kept."""
-        out = {}
-        with self.lock:
-            for tag, mode in self.received:
-                if mode in KEEPS:
-                    out[tag] = out.get(tag, 0) + 1
-        return out
-
     def _accept(self):
         while not self.stopping:
             try:
@@ -149,6 +138,48 @@ class ChaosHttp:
                 self.conns.append(conn)
             threading.Thread(target=self._serve, args=(conn,),
                              daemon=True).start()
+
+    def _forget(self, conn):
+        """Closes conn and drops it from conns (a long run opens many)."""
+        conn.close()
+        with self.lock:
+            if conn in self.conns:
+                self.conns.remove(conn)
+
+    def kept(self):
+        """{tag: copies} of what a real provider may have kept."""
+        out = {}
+        with self.lock:
+            for tag, mode in self.received:
+                if mode in self.KEEPS:
+                    out[tag] = out.get(tag, 0) + 1
+        return out
+
+
+class ChaosHttp(_Stand):
+    """A SendGrid-shaped provider API on 127.0.0.1, by hand over raw
+    sockets (the faults are in the bytes and the timing), whose mode says
+    what the next request gets:
+
+    ok: 202 with X-Message-Id, the connection kept; 503, 429 (with
+    Retry-After: 1): refused, nothing kept; blackhole: read whole, never
+    answered (held until the client closes, BLACKHOLE_MAX_S at most);
+    cut: read whole, then closed with no answer; reset: the same with a
+    TCP RST; close: the 202, then the connection closed.
+
+    `received` lists (tag, mode) for every request read whole; kept()
+    counts the tags of those a real provider may have kept.
+    """
+
+    KEEPS = KEEPS
+
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    @property
+    def base_url(self):
+        return "http://127.0.0.1:%d" % self.port
 
     def _serve(self, conn):
         buf = b""
@@ -191,7 +222,7 @@ class ChaosHttp:
         except (OSError, ValueError):
             return
         finally:
-            conn.close()
+            self._forget(conn)
 
 
 def _hold(conn, seconds):
@@ -237,7 +268,7 @@ SMTP_FAULTS = ("451", "421", "drop", "blackhole", "cut_data", "close")
 SMTP_KEEPS = ("ok", "drop", "blackhole", "close")
 
 
-class ChaosSmtp:
+class ChaosSmtp(_Stand):
     """A smarthost on 127.0.0.1, by hand over raw sockets, one thread a
     connection, whose mode (read at each step) says what happens:
 
@@ -254,32 +285,11 @@ class ChaosSmtp:
     `heads` (tag, its first 40 lines) for each.
     """
 
+    KEEPS = SMTP_KEEPS
+
     def __init__(self):
-        self.mode = "ok"
-        self.received = []
+        super().__init__()
         self.heads = []
-        self.lock = threading.Lock()
-        self.stopping = False
-        self.conns = []
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-
-    start = ChaosHttp.start
-    stop = ChaosHttp.stop
-    _accept = ChaosHttp._accept
-
-    def kept(self):
-        out = {}
-        with self.lock:
-            for tag, mode in self.received:
-                if mode in SMTP_KEEPS:
-                    out[tag] = out.get(tag, 0) + 1
-        return out
 
     def _serve(self, conn):
         r = _Lines(conn)
@@ -311,7 +321,7 @@ class ChaosSmtp:
         except (OSError, ValueError):
             return
         finally:
-            conn.close()
+            self._forget(conn)
 
     def _data(self, conn, r):
         """Reads the data to its dot and answers as the mode says; False
