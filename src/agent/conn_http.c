@@ -12,7 +12,9 @@
  * Failures are logged rate-limited with the provider's words made
  * printable and the key blotted out of them (an answer may echo it);
  * the secret is read once at open, lives only in the auth header (or
- * curl's Basic password) and is wiped at close.
+ * curl's Basic password) and is wiped at close.  It owns each transfer's
+ * record (struct conn_http_xfer) until its completion, or until close,
+ * which drops the transfers under way without done() and frees them.
  */
 #include "agent/conn_http.h"
 #include "common/config.h"
@@ -24,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include <gmime/gmime.h>
 #include <openssl/crypto.h>
@@ -42,6 +45,8 @@ struct conn_http {
 	void *arg;
 	int failures; /* consecutive transient or ambiguous ends */
 	struct log_rl rl;
+	/* Under way: http_multi drops them at close without a callback. */
+	LIST_HEAD(, conn_http_xfer) xfers;
 };
 
 /* One transfer under way: a job's send, or the probe (job NULL). */
@@ -50,6 +55,7 @@ struct conn_http_xfer {
 	struct connector_job *job;
 	connector_probe_cb probe_cb;
 	void *probe_arg;
+	LIST_ENTRY(conn_http_xfer) entry; /* in ch->xfers */
 };
 
 /* The body as a JSON object, or NULL. */
@@ -220,6 +226,7 @@ xfer_done(const struct http_result *hr, void *arg)
 		}
 		x->probe_cb(passed, passed ? NULL : detail, x->probe_arg);
 	}
+	LIST_REMOVE(x, entry);
 	free(x);
 }
 
@@ -291,6 +298,7 @@ start(struct conn_http *ch, CURL *easy, struct conn_http_request *rq,
 				    ch->connect_ms, ch->request_ms, xfer_done,
 				    x);
 		if (rc == 0) {
+			LIST_INSERT_HEAD(&ch->xfers, x, entry);
 			free(rq->body);
 			return 0;
 		}
@@ -374,10 +382,17 @@ wipe(char *s)
 static void
 conn_http_free(struct conn_http *ch)
 {
+	struct conn_http_xfer *x;
+
 	if (ch == NULL)
 		return;
-	/* Transfers under way are dropped without done(). */
+	/* Transfers under way are dropped without done(); their records
+	 * are ours to free (before, each leaked at every stop). */
 	http_multi_free(ch->hm);
+	while ((x = LIST_FIRST(&ch->xfers)) != NULL) {
+		LIST_REMOVE(x, entry);
+		free(x);
+	}
 	if (ch->ctx != NULL)
 		ch->api->free(ch->ctx);
 	free(ch->name);
@@ -459,6 +474,7 @@ conn_http_open(const struct conn_http_api *api,
 	int rc;
 
 	ch->api = api;
+	LIST_INIT(&ch->xfers);
 	ch->name = xstrdup(pc->name);
 	ch->url = xstrdup(url != NULL ? url : api->default_url);
 	http_multi_timeouts(pc, &ch->connect_ms, &ch->request_ms);
