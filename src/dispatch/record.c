@@ -323,12 +323,18 @@ write_failed(struct dispatcher *d, struct job *j, int err)
 {
 	struct provider *p = j->p;
 
-	if (err == STORE_EDAMAGED &&
-	    (++j->damaged >= DAMAGED_TRIES || j->write == WRITE_SENDING)) {
+	/*
+	 * A damaged row says nothing of the disk: its failures do not
+	 * lengthen the backoff, which doubles per failure (the rows of a
+	 * page failing at once took it to WRITE_RETRY_MAX_MS, and their
+	 * three tries to half a minute).
+	 */
+	if (err != STORE_EDAMAGED)
+		d->write_failures++;
+	else if (++j->damaged >= DAMAGED_TRIES || j->write == WRITE_SENDING) {
 		let_go(d, j);
 		return;
 	}
-	d->write_failures++;
 	log_warnx("%s dispatch store_write_failed write=%s failures=%d "
 		  "err=\"%s\"",
 		  j->m->id, write_name(j->write), d->write_failures,
