@@ -17,7 +17,11 @@
  * kept in the retry list and issued again, in order, after a backoff that
  * doubles from WRITE_RETRY_BASE_MS to WRITE_RETRY_MAX_MS.  While a write
  * waits for its retry the pump hands out nothing (dispatcher.c), so no
- * later write of the same message can overtake it.  A write refused
+ * later write of the same message can overtake it.  A write whose row is
+ * damaged (STORE_EDAMAGED) can never succeed while running: after
+ * DAMAGED_TRIES its message is let go from memory (let_go) and left for
+ * the next start's repair, so one bad row no longer stops all delivery.
+ * A write refused
  * because the store is closing is dropped: the disk keeps what it had,
  * and the next start repairs `sending` (store.h, store_open).
  *

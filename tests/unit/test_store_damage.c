@@ -255,6 +255,39 @@ test_recover_past_damaged_page(void **state)
 			 NMSG - lost);
 }
 
+/*
+ * As above, with rows that recovery makes much longer (a long provider
+ * name appended to tried): moving a row next to the damaged page then
+ * makes SQLite rebalance into it, so recovery cannot write those readable
+ * rows and leaves them.  The repair copies them and moves them to queued
+ * in its transaction (a lost attempt each), and the scan hands them out.
+ * Before, they were copied as "sending", counted in flight and never sent
+ * until a second start.
+ */
+static void
+test_recover_next_to_damaged_page(void **state)
+{
+	struct fixture *f = *state;
+	struct done_res d = {0, 0};
+	int lost;
+
+	open_store(f);
+	fill(f);
+	store__exec(f->st,
+		    "UPDATE messages SET status = 1, provider ="
+		    " printf('%.*c', 300, 'p');"
+		    "UPDATE status_counts SET n = CASE status WHEN 1 THEN "
+		    "(SELECT count(*) FROM messages) ELSE 0 END",
+		    done_cb, &d);
+	WAIT_FOR(f->base, d.done);
+	assert_int_equal(d.err, 0);
+	close_store(f);
+	lost = damage_leaf(f, "messages");
+	scan_and_deliver(f, lost);
+	assert_int_equal(db_int(f, "SELECT count(*) FROM attempts"),
+			 NMSG - lost);
+}
+
 struct oldest_res {
 	int done;
 	int err;
@@ -490,6 +523,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_scan_past_damaged_page, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_recover_past_damaged_page,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_recover_next_to_damaged_page,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_damaged_read_fails_alone,
 					    setup, teardown),
