@@ -13,6 +13,7 @@
 #ifndef SHIVNERI_DISPATCH_INT_H
 #define SHIVNERI_DISPATCH_INT_H
 
+#include "common/log.h"
 #include "dispatch/ring.h"
 #include "link/link.h"
 #include "store/store.h"
@@ -66,6 +67,7 @@ struct job {
 	int status;   /* what the write sets (enum msg_status) */
 	int from;     /* where memory counts m until the write is durable */
 	bool retried; /* counted in the dispatcher's failed writes */
+	int damaged;  /* tries of the write that found its row damaged */
 	bool trial;   /* reserved at a half-open breaker: its failure is
 			 the provider's, and free for the message */
 	struct store_message *m;
@@ -205,8 +207,9 @@ struct dispatcher {
 	struct event *timeout_ev;
 	/* Writes that failed, in order; issued again by retry_ev. */
 	struct job *rhead, *rtail;
-	size_t nretry;      /* failed writes not yet durable */
-	int write_failures; /* in a row, for the retry backoff */
+	size_t nretry;            /* failed writes not yet durable */
+	int write_failures;       /* in a row, for the retry backoff */
+	struct log_rl damaged_rl; /* damaged_row (record.c) */
 	struct event *retry_ev;
 	struct event *housekeep_ev;
 	bool housekeeping;

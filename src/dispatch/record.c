@@ -17,7 +17,11 @@
  * kept in the retry list and issued again, in order, after a backoff that
  * doubles from WRITE_RETRY_BASE_MS to WRITE_RETRY_MAX_MS.  While a write
  * waits for its retry the pump hands out nothing (dispatcher.c), so no
- * later write of the same message can overtake it.  A write refused
+ * later write of the same message can overtake it.  A write whose row is
+ * damaged (STORE_EDAMAGED) can never succeed while running: after
+ * DAMAGED_TRIES its message is let go from memory (let_go) and left for
+ * the next start's repair, so one bad row no longer stops all delivery.
+ * A write refused
  * because the store is closing is dropped: the disk keeps what it had,
  * and the next start repairs `sending` (store.h, store_open).
  *
@@ -47,6 +51,14 @@
 
 #define WRITE_RETRY_BASE_MS 100
 #define WRITE_RETRY_MAX_MS 10000
+/*
+ * Tries of a write whose row is damaged (STORE_EDAMAGED) before its
+ * message is let go (damaged_row): a few, in case SQLite's answer was
+ * not the disk's last word, and few enough that the pump is held for
+ * WRITE_RETRY_BASE_MS * (2^DAMAGED_TRIES - 1) at most.
+ */
+#define DAMAGED_TRIES 3
+#define DAMAGED_LOG_MS 10000
 #define HOUSEKEEP_EVERY_MS (5 * 60 * 1000)
 #define IDEM_KEEP_MS (24 * 3600 * 1000LL)
 
@@ -259,13 +271,74 @@ record__hold(struct dispatcher *d)
 		dispatch__timer_start(d->retry_ev, delay);
 }
 
+/*
+ * j's write cannot succeed while running: its row is on a damaged page
+ * (STORE_EDAMAGED, DAMAGED_TRIES times, or once for a `sending` write,
+ * which would only come back through the pump to fail again).  Held in
+ * the retry list it held the pump, and so every other message, until a
+ * restart.  Its message is let go from memory: its slot and job are
+ * released, it leaves the counts (as the start-up scan leaves such rows
+ * out) and is counted by store_unreadable_rows; nothing is published,
+ * since nothing was recorded.  The disk keeps what it had, and the next
+ * start finds the row: damaged, it is moved out with its table's damage
+ * (store.md, "Damaged pages"); readable (a write that failed on a
+ * neighbour), it is taken up again, a `sending` one with a lost attempt.
+ * A `delivered` that could not be recorded is a possible duplicate: its
+ * line is never rate-limited.
+ */
+static void
+let_go(struct dispatcher *d, struct job *j)
+{
+	struct provider *p = j->p;
+	const struct store_message *m = j->m;
+	/* An unreadable row's id may be unknown (store_load). */
+	const char *id = m->id[0] != '\0' ? m->id : "-";
+
+	if (j->retried && --d->nretry == 0)
+		d->write_failures = 0;
+	j->retried = false;
+	record__release(d, j);
+	if (p != NULL)
+		dispatch__refresh(d, p);
+	record__count_move(d, j->from, -1);
+	store_unreadable_add(d->st);
+	if (j->write == WRITE_FINAL && j->status == MSG_DELIVERED)
+		log_warnx(
+		    "%s dispatch damaged_row write=final status=delivered "
+		    "provider=%s rowid=%" PRId64 " tries=%d "
+		    "duplicate_possible=yes: delivered but not "
+		    "recorded; left for the next start",
+		    id, j->pname ? j->pname : "-", m->rowid, j->damaged);
+	else
+		log_warnx_rl(&d->damaged_rl, DAMAGED_LOG_MS,
+			     "%s dispatch damaged_row write=%s status=%s "
+			     "rowid=%" PRId64 " tries=%d: its row cannot be "
+			     "written; left for the next start",
+			     id, write_name(j->write),
+			     msg_status_name(j->status), m->rowid, j->damaged);
+	store_message_free(j->m);
+	record__job_free(d, j);
+	dispatch__schedule_pump(d);
+}
+
 /* Nothing of j's write is on disk; the store keeps what it had. */
 static void
 write_failed(struct dispatcher *d, struct job *j, int err)
 {
 	struct provider *p = j->p;
 
-	d->write_failures++;
+	/*
+	 * A damaged row says nothing of the disk: its failures do not
+	 * lengthen the backoff, which doubles per failure (the rows of a
+	 * page failing at once took it to WRITE_RETRY_MAX_MS, and their
+	 * three tries to half a minute).
+	 */
+	if (err != STORE_EDAMAGED)
+		d->write_failures++;
+	else if (++j->damaged >= DAMAGED_TRIES || j->write == WRITE_SENDING) {
+		let_go(d, j);
+		return;
+	}
 	log_warnx("%s dispatch store_write_failed write=%s failures=%d "
 		  "err=\"%s\"",
 		  j->m->id, write_name(j->write), d->write_failures,

@@ -26,6 +26,8 @@ struct store {
 	const struct store_ops *ops;
 	struct store_backend *be;
 	int64_t max_message_bytes;
+	/* Messages let go while running (store_unreadable_add); loop only. */
+	uint64_t unwritable;
 };
 
 /* Every backend of this build; the first is the default. */
@@ -238,9 +240,18 @@ store_scan(struct store *st,
 uint64_t
 store_unreadable_rows(const struct store *st)
 {
-	if (st == NULL || st->ops->unreadable_rows == NULL)
+	if (st == NULL)
 		return 0;
-	return st->ops->unreadable_rows(st->be);
+	if (st->ops->unreadable_rows == NULL)
+		return st->unwritable;
+	return st->ops->unreadable_rows(st->be) + st->unwritable;
+}
+
+void
+store_unreadable_add(struct store *st)
+{
+	if (st != NULL)
+		st->unwritable++;
 }
 
 /* 0, -EINVAL for a field out of range, -EFBIG for a body over the cap. */

@@ -150,6 +150,7 @@ int64_t store_max_message_bytes(const char *backend);
  * STORE_EINUSE: another process (a server) has the store open.
  * STORE_EDAMAGED: the database is damaged where the open needs it (its
  *   header, the schema): restore it, or rebuild it with sqlite3's .recover.
+ *   Of store_update too: that row is damaged (see there).
  * -EISDIR: the database path is a folder.
  * -EOVERFLOW: max_message_bytes is more than the backend can hold.
  */
@@ -240,7 +241,11 @@ void store_submit(struct store *st, struct store_message *m,
 
 /*
  * Applies a state change.  The strings are copied.  cb may be NULL; it gets
- * err once the change is durable.
+ * err once the change is durable.  STORE_EDAMAGED: the message's row (or a
+ * page its write must read) is on a damaged page; nothing changed, and
+ * the write will fail the same way until the next start rebuilds the table
+ * (docs/internals/store.md, "Damaged pages").  Any other error (-EIO,
+ * -ENOSPC) says the disk failed the batch and may work again.
  */
 typedef void (*store_done_cb)(void *arg, int err);
 void store_update(struct store *st, const struct store_update *u,
@@ -301,10 +306,18 @@ bool store_healthy(const struct store *st, const char **why);
 
 /*
  * Queued or sending messages the start-up scan (store_scan) found on
- * damaged pages and could not read: they cannot be sent until the
- * database is repaired (docs/internals/store.md).  For /metrics.
+ * damaged pages and could not read, plus those let go while running
+ * (store_unreadable_add): they cannot be sent until the database is
+ * repaired (docs/internals/store.md).  For /metrics.
  */
 uint64_t store_unreadable_rows(const struct store *st);
+/*
+ * Loop thread: the caller let go of a message whose write keeps failing
+ * with STORE_EDAMAGED (the dispatcher, record.c); counted by
+ * store_unreadable_rows() until the next start, which finds the row
+ * damaged (and counts it there) or readable (and takes it up again).
+ */
+void store_unreadable_add(struct store *st);
 
 /* Operations queued and not yet completed; for /metrics and draining. */
 size_t store_pending(const struct store *st);

@@ -255,6 +255,8 @@ struct store_backend {
 	bool unreadable_hit;
 	/* Ops of this batch failed alone on a damaged page; writer only. */
 	int damaged_ops;
+	/* Updates of this batch failed alone on a damaged page; writer only. */
+	int damaged_updates;
 	struct log_rl damaged_rl; /* damaged_read */
 	/* Changes to status_counts by the open transaction; writer only. */
 	int64_t count_delta[MSG_NSTATUS];
@@ -305,14 +307,52 @@ void store__db_close(struct store_backend *be);
 int store__recover(struct store_backend *be)
     __attribute__((warn_unused_result));
 /*
+ * Recovery, one statement for every "sending" row, or for one row with
+ * ONE_ROW (the careful way).  Named parameters: each statement binds those
+ * it has (recover_step).
+ */
+#define RECOVER_INSERT                                                         \
+	"INSERT INTO attempts (message_rowid, n, provider, at_ms, outcome,"    \
+	" detail) SELECT rowid, MAX(attempts, COALESCE((SELECT MAX(n) FROM"    \
+	" attempts a WHERE a.message_rowid = messages.rowid), 0)) + 1,"        \
+	" provider, :now, :lost, 'server restarted' FROM messages"             \
+	" WHERE status = 1"
+#define RECOVER_UPDATE                                                         \
+	"UPDATE messages SET status = 0, attempts = attempts + 1,"             \
+	" updated_ms = :now, tried = CASE"                                     \
+	" WHEN provider IS NULL THEN tried"                                    \
+	" WHEN tried IS NULL OR tried = '' THEN provider"                      \
+	" WHEN instr(',' || tried || ',', ',' || provider || ',') > 0"         \
+	"  THEN tried"                                                         \
+	" ELSE tried || ',' || provider END"                                   \
+	" WHERE status = 1"
+#define ONE_ROW " AND rowid = :rowid"
+/*
+ * Runs sql (prepared here) with :now, :lost and :rowid bound where it
+ * has them; the rows it changed into *changes.  An SQLite code.
+ */
+int store__recover_step(sqlite3 *db, const char *sql, int64_t now,
+			int64_t rowid, int *changes);
+/* Rows the repair moved from "sending" to "queued", to hand out. */
+struct store_due {
+	int64_t rowid, next_ms;
+};
+struct store_dues {
+	struct store_due *v;
+	size_t n, cap;
+};
+/*
  * store_sqlite_repair.c: rebuilds the messages table with the rows keep
  * (readable) and without lost (on damaged pages), keeping the damaged
- * table aside under a name written into moved.  0 or an error (then
- * nothing changed).
+ * table aside under a name written into moved; the "sending" rows it
+ * moved to "queued" (recovery could not: they are next to the damage) are
+ * added to recovered (the caller frees recovered->v).  0 or an error
+ * (then nothing changed and recovered->n is 0).
  */
 int store__repair(struct store_backend *be, const int64_t *keep, size_t nkeep,
 		  const int64_t *lost, size_t nlost, char *moved,
-		  size_t movedsz) __attribute__((warn_unused_result));
+		  size_t movedsz, struct store_dues *recovered)
+    __attribute__((warn_unused_result));
 /* The same for a damaged status_counts (at open, on be->db). */
 int store__repair_counts(struct store_backend *be)
     __attribute__((warn_unused_result));

@@ -5,7 +5,8 @@
  * wrote, fails that operation alone and the batch goes on; a damaged row
  * (SQLite then refuses the rest of the transaction) fails its operation
  * and the batch runs again without it (a load's or get's row is answered
- * as unreadable; any other op fails alone with -EIO); an operation's own error
+ * as unreadable, an update fails alone with STORE_EDAMAGED, any other op
+ * with -EIO); an operation's own error
  * after it wrote sends each operation to a transaction of its own; anything
  * else (disk full, I/O) fails the whole batch and marks the store unhealthy
  * until a write commits again: the probe (a row of zeros, once a second
@@ -23,9 +24,17 @@
 /*
  * Operations of one batch that may fail alone on a damaged page (see
  * op_damaged); past it the damage is taken for the database's, and the
- * batch fails whole, as for an I/O error.
+ * batch fails whole, as for an I/O error.  Reads that walk many pages (a
+ * listing, housekeeping, the oldest queued) get DAMAGED_OPS_MAX; updates,
+ * each of one row, get DAMAGED_UPDATES_MAX: the rows of a damaged leaf
+ * page (up to about a hundred) are answered unreadable by one load, and
+ * the dispatcher fails each of them in one batch (record.c), so at 8 the
+ * batch failed whole, the store went unhealthy and every innocent write
+ * of it failed too.  One more run of the batch per damaged update, as a
+ * load costs one per damaged row.
  */
 #define DAMAGED_OPS_MAX 8
+#define DAMAGED_UPDATES_MAX 256
 
 /* Errors that belong to one operation's data, not to the database. */
 static bool
@@ -151,17 +160,30 @@ op_kind_name(enum op_kind k)
 static bool
 op_damaged(struct store_backend *be, struct op *op)
 {
+	bool update = op != NULL && op->kind == OP_UPDATE;
+
 	if (op == NULL || be->unreadable_hit ||
-	    (sqlite3_extended_errcode(be->db) & 0xff) != SQLITE_CORRUPT ||
-	    be->damaged_ops >= DAMAGED_OPS_MAX)
+	    (sqlite3_extended_errcode(be->db) & 0xff) != SQLITE_CORRUPT)
 		return false;
-	be->damaged_ops++;
+	if (update ? be->damaged_updates >= DAMAGED_UPDATES_MAX
+		   : be->damaged_ops >= DAMAGED_OPS_MAX)
+		return false;
+	if (update)
+		be->damaged_updates++;
+	else
+		be->damaged_ops++;
 	log_warnx_rl(&be->damaged_rl, 10000,
 		     "- store damaged_read op=%s: a page it reads is damaged; "
 		     "it fails alone",
 		     op_kind_name(op->kind));
 	store__op_reset(op);
-	op->err = -EIO;
+	/*
+	 * An update that cannot read its row's page will fail the same way
+	 * until the next start rebuilds the table: its caller must tell
+	 * that from a disk that failed the whole batch (-EIO, -ENOSPC), which
+	 * may work again (store.h, store_update).
+	 */
+	op->err = update ? STORE_EDAMAGED : -EIO;
 	op->preset = true;
 	return true;
 }
@@ -254,6 +276,7 @@ store__run_batch(struct store_backend *be, struct op *first, size_t n)
 	int rc;
 
 	be->damaged_ops = 0;
+	be->damaged_updates = 0;
 	do {
 		be->unreadable_hit = false;
 		rc = run_batch_once(be, first, n);

@@ -16,7 +16,8 @@
  * bodies and attempts of the rows left behind move to bodies_damaged_MS
  * and attempts_damaged_MS (a new message may take their rowids), their
  * idempotency keys are forgotten (a client's retry then stores the message
- * again), and status_counts is counted again from the new table.
+ * again), the "sending" rows recovery could not move are moved now
+ * (recover_left), and status_counts is counted again from the new table.
  *
  * The rename must not rewrite the REFERENCES messages(rowid) of bodies
  * and attempts: with foreign_keys off and legacy_alter_table on (this
@@ -152,10 +153,56 @@ move_orphans(sqlite3 *db, const char *sfx, const int64_t *lost, size_t nlost)
 	return rc;
 }
 
+/*
+ * The "sending" rows copied into the new table: recovery (at open, on the
+ * damaged table) could not move them, since a write of a row next to the
+ * damaged page makes SQLite rebalance into it (store.md).  Copied as they
+ * were they stayed "sending" until a second start, counted in flight and
+ * never sent; they are rows the dispatcher let go while running, a
+ * `delivered` among them that could not be recorded.  Now recovery's
+ * statements run on the new table, in the repair's transaction, and the
+ * rows it moved are returned for the scan to hand out.  An SQLite code.
+ */
+static int
+recover_left(sqlite3 *db, struct store_dues *out)
+{
+	int64_t now = now_ms();
+	sqlite3_stmt *s = NULL;
+	int rc, ins = 0;
+
+	rc = store__recover_step(db, RECOVER_INSERT, now, 0, &ins);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(
+		    db, RECOVER_UPDATE " RETURNING rowid, next_ms", -1, &s,
+		    NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(
+		    s, sqlite3_bind_parameter_index(s, ":now"), now);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (out->n == out->cap) {
+			out->cap = out->cap == 0 ? 16 : out->cap * 2;
+			out->v =
+			    xreallocarray(out->v, out->cap, sizeof(*out->v));
+		}
+		out->v[out->n].rowid = sqlite3_column_int64(s, 0);
+		out->v[out->n].next_ms = sqlite3_column_int64(s, 1);
+		out->n++;
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(s);
+	if (rc == SQLITE_DONE && out->n > 0)
+		log_warnx("- store recovered_in_repair sending=%zu "
+			  "status=queued: next to the damaged page, recovery "
+			  "could not move them before",
+			  out->n);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 /* The rebuild itself, inside the open transaction (see the top). */
 static int
 rebuild(sqlite3 *db, const struct schema_sql *q, const char *sfx,
-	const int64_t *keep, size_t nkeep, const int64_t *lost, size_t nlost)
+	const int64_t *keep, size_t nkeep, const int64_t *lost, size_t nlost,
+	struct store_dues *recovered)
 {
 	char *sql;
 	size_t i;
@@ -183,6 +230,11 @@ rebuild(sqlite3 *db, const struct schema_sql *q, const char *sfx,
 		rc = exec(db, q->index[i]);
 	if (rc == SQLITE_OK)
 		rc = move_orphans(db, sfx, lost, nlost);
+	/* Only with rows lost: else no damage stopped recovery (a test's
+	 * scan of a store that has run, say, finds `sending` rows that are
+	 * in flight, not left behind). */
+	if (rc == SQLITE_OK && nlost > 0)
+		rc = recover_left(db, recovered);
 	/*
 	 * The lost rows' ids are still in the damaged table's id index (its
 	 * own b-tree): their idempotency keys go, so that a client's retry
@@ -205,7 +257,8 @@ rebuild(sqlite3 *db, const struct schema_sql *q, const char *sfx,
 
 int
 store__repair(struct store_backend *be, const int64_t *keep, size_t nkeep,
-	      const int64_t *lost, size_t nlost, char *moved, size_t movedsz)
+	      const int64_t *lost, size_t nlost, char *moved, size_t movedsz,
+	      struct store_dues *recovered)
 {
 	struct schema_sql q = {0};
 	sqlite3 *db = NULL;
@@ -226,7 +279,7 @@ store__repair(struct store_backend *be, const int64_t *keep, size_t nkeep,
 	if (rc == SQLITE_OK)
 		rc = schema_sql_read(db, &q);
 	if (rc == SQLITE_OK)
-		rc = rebuild(db, &q, sfx, keep, nkeep, lost, nlost);
+		rc = rebuild(db, &q, sfx, keep, nkeep, lost, nlost, recovered);
 	if (rc == SQLITE_OK)
 		rc = exec(db, "COMMIT");
 	if (rc != SQLITE_OK) {
@@ -234,6 +287,8 @@ store__repair(struct store_backend *be, const int64_t *keep, size_t nkeep,
 			  db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
 		if (db != NULL && !sqlite3_get_autocommit(db))
 			(void)exec(db, "ROLLBACK");
+		/* Rolled back: nothing was moved, nothing to hand out. */
+		recovered->n = 0;
 	} else {
 		snprintf(moved, movedsz, "messages_damaged_%s", sfx);
 	}

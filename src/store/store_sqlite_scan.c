@@ -50,28 +50,6 @@ end_txn(sqlite3 *db)
 		(void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 }
 
-/*
- * Recovery, one statement for every "sending" row, or for one row with
- * ONE_ROW (the careful way).  Named parameters: each statement binds those
- * it has (recover_step).
- */
-#define RECOVER_INSERT                                                         \
-	"INSERT INTO attempts (message_rowid, n, provider, at_ms, outcome,"    \
-	" detail) SELECT rowid, MAX(attempts, COALESCE((SELECT MAX(n) FROM"    \
-	" attempts a WHERE a.message_rowid = messages.rowid), 0)) + 1,"        \
-	" provider, :now, :lost, 'server restarted' FROM messages"             \
-	" WHERE status = 1"
-#define RECOVER_UPDATE                                                         \
-	"UPDATE messages SET status = 0, attempts = attempts + 1,"             \
-	" updated_ms = :now, tried = CASE"                                     \
-	" WHEN provider IS NULL THEN tried"                                    \
-	" WHEN tried IS NULL OR tried = '' THEN provider"                      \
-	" WHEN instr(',' || tried || ',', ',' || provider || ',') > 0"         \
-	"  THEN tried"                                                         \
-	" ELSE tried || ',' || provider END"                                   \
-	" WHERE status = 1"
-#define ONE_ROW " AND rowid = :rowid"
-
 /* Binds v to the parameter name if s has it. */
 static int
 bind_named(sqlite3_stmt *s, const char *name, int64_t v)
@@ -81,13 +59,9 @@ bind_named(sqlite3_stmt *s, const char *name, int64_t v)
 	return i > 0 ? sqlite3_bind_int64(s, i, v) : SQLITE_OK;
 }
 
-/*
- * Runs sql (prepared here) with :now, :lost and :rowid bound where it
- * has them; the rows it changed into *changes.  An SQLite code.
- */
-static int
-recover_step(sqlite3 *db, const char *sql, int64_t now, int64_t rowid,
-	     int *changes)
+int
+store__recover_step(sqlite3 *db, const char *sql, int64_t now, int64_t rowid,
+		    int *changes)
 {
 	sqlite3_stmt *s = NULL;
 	int rc;
@@ -137,9 +111,9 @@ recover_all(struct store_backend *be, int64_t now, int *n)
 	*n = 0;
 	rc = sqlite3_exec(be->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 	if (rc == SQLITE_OK)
-		rc = recover_step(be->db, RECOVER_INSERT, now, 0, &ins);
+		rc = store__recover_step(be->db, RECOVER_INSERT, now, 0, &ins);
 	if (rc == SQLITE_OK)
-		rc = recover_step(be->db, RECOVER_UPDATE, now, 0, n);
+		rc = store__recover_step(be->db, RECOVER_UPDATE, now, 0, n);
 	if (rc == SQLITE_OK)
 		rc = recover_counts(be->db, *n);
 	if (rc == SQLITE_OK)
@@ -241,12 +215,12 @@ recover_rows(struct store_backend *be, int64_t now, int *n, int *skipped)
 			if (rows[i] == 0)
 				continue;
 			at = i;
-			rc = recover_step(be->db, RECOVER_INSERT ONE_ROW, now,
-					  rows[i], &one);
-			if (rc == SQLITE_OK)
-				rc =
-				    recover_step(be->db, RECOVER_UPDATE ONE_ROW,
+			rc = store__recover_step(be->db, RECOVER_INSERT ONE_ROW,
 						 now, rows[i], &one);
+			if (rc == SQLITE_OK)
+				rc = store__recover_step(be->db,
+							 RECOVER_UPDATE ONE_ROW,
+							 now, rows[i], &one);
 			if (rc == SQLITE_OK)
 				*n += one;
 			at = rc == SQLITE_OK ? nrows : i;
@@ -503,7 +477,8 @@ classify(sqlite3 *db, struct rowids *keep, struct rowids *lost)
  */
 static void
 repair(struct store_backend *be, sqlite3 *db, int64_t counts[MSG_NSTATUS],
-       uint64_t *lost_rows, char *moved, size_t movedsz)
+       uint64_t *lost_rows, char *moved, size_t movedsz,
+       struct store_dues *recovered)
 {
 	struct rowids keep = {0}, lost = {0};
 	int rc;
@@ -515,8 +490,8 @@ repair(struct store_backend *be, sqlite3 *db, int64_t counts[MSG_NSTATUS],
 		(void)store__db_fail(db, rc, "scan_classify");
 		goto out;
 	}
-	if (store__repair(be, keep.v, keep.n, lost.v, lost.n, moved, movedsz) !=
-	    0)
+	if (store__repair(be, keep.v, keep.n, lost.v, lost.n, moved, movedsz,
+			  recovered) != 0)
 		goto out;
 	if (counts != NULL && store__exec_sql(db, "BEGIN") == 0) {
 		(void)scan_counts(db, counts);
@@ -538,8 +513,10 @@ scan_queued(struct store_backend *be, sqlite3 *db, struct walk *w,
 	    int64_t counts[MSG_NSTATUS])
 {
 	char moved[64] = "none";
+	struct store_dues rec = {0};
 	int64_t stuck = 0;
 	uint64_t bad, lost = 0;
+	size_t i;
 	int rc;
 
 	/* Counts alone (a test's look mid-run): no walk, no damage. */
@@ -569,8 +546,17 @@ scan_queued(struct store_backend *be, sqlite3 *db, struct walk *w,
 			counts[MSG_SENDING] = 0;
 	}
 	if (bad > 0)
-		repair(be, db, counts, &lost, moved, sizeof(moved));
+		repair(be, db, counts, &lost, moved, sizeof(moved), &rec);
 	end_txn(db);
+	/*
+	 * The "sending" rows the repair moved to queued were readable after
+	 * all (recovery could not write them): sendable, handed out now.
+	 */
+	for (i = 0; i < rec.n; i++)
+		w->each(w->arg, rec.v[i].rowid, rec.v[i].next_ms);
+	bad = bad > rec.n ? bad - rec.n : 0;
+	stuck = stuck > (int64_t)rec.n ? stuck - (int64_t)rec.n : 0;
+	free(rec.v);
 	atomic_store(&be->unreadable_rows, bad);
 	if (bad > 0)
 		log_warnx("- store damaged_rows unreadable=%" PRIu64

@@ -7,9 +7,9 @@
  * recovery, and the table is rebuilt without the page, so that writes of
  * the rows next to it (which make SQLite rebalance the pages around them)
  * succeed.  While running, an operation that reads a damaged page fails
- * alone.  A damaged status_counts is counted again.  A damaged schema
- * page still refuses the open.  The page is
- * found with SQLite's dbstat table.  The fixture is fixture_store.c.
+ * alone (an update with STORE_EDAMAGED).  A damaged status_counts is counted
+ * again.  A damaged schema page still refuses the open.  The page is found with
+ * SQLite's dbstat table.  The fixture is fixture_store.c.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -255,6 +255,39 @@ test_recover_past_damaged_page(void **state)
 			 NMSG - lost);
 }
 
+/*
+ * As above, with rows that recovery makes much longer (a long provider
+ * name appended to tried): moving a row next to the damaged page then
+ * makes SQLite rebalance into it, so recovery cannot write those readable
+ * rows and leaves them.  The repair copies them and moves them to queued
+ * in its transaction (a lost attempt each), and the scan hands them out.
+ * Before, they were copied as "sending", counted in flight and never sent
+ * until a second start.
+ */
+static void
+test_recover_next_to_damaged_page(void **state)
+{
+	struct fixture *f = *state;
+	struct done_res d = {0, 0};
+	int lost;
+
+	open_store(f);
+	fill(f);
+	store__exec(f->st,
+		    "UPDATE messages SET status = 1, provider ="
+		    " printf('%.*c', 300, 'p');"
+		    "UPDATE status_counts SET n = CASE status WHEN 1 THEN "
+		    "(SELECT count(*) FROM messages) ELSE 0 END",
+		    done_cb, &d);
+	WAIT_FOR(f->base, d.done);
+	assert_int_equal(d.err, 0);
+	close_store(f);
+	lost = damage_leaf(f, "messages");
+	scan_and_deliver(f, lost);
+	assert_int_equal(db_int(f, "SELECT count(*) FROM attempts"),
+			 NMSG - lost);
+}
+
 struct oldest_res {
 	int done;
 	int err;
@@ -351,6 +384,78 @@ test_damaged_read_fails_alone(void **state)
 	scrapes_log_little(f);
 }
 
+struct upd_res {
+	int done;
+	int err[NMSG + 1];
+};
+
+static struct upd_res *upd_target;
+
+static void
+upd_cb(void *arg, int err)
+{
+	int64_t rowid = (int64_t)(intptr_t)arg;
+
+	upd_target->done++;
+	upd_target->err[rowid] = err;
+}
+
+/*
+ * While running (no start-up scan, so no repair): the rows of a damaged
+ * leaf written in one batch, with a row on an intact page and a new
+ * message.  Each damaged row's update fails alone with STORE_EDAMAGED (its
+ * caller can tell it from a failing disk, whose -EIO may pass later), the
+ * others commit and the store stays healthy.  Before, those updates got
+ * -EIO, like a disk error, and past the eighth the whole batch failed:
+ * the innocent update and the submission too, and the store was marked
+ * unhealthy.
+ */
+static void
+test_damaged_update_fails_alone(void **state)
+{
+	struct fixture *f = *state;
+	static struct upd_res r;
+	struct store_update u = {.status = MSG_DELIVERED,
+				 .provider = "a provider name",
+				 .provider_message_id = "a provider's id"};
+	struct sub_res sub;
+	const char *why = NULL;
+	int64_t i;
+	int lost;
+
+	open_store(f);
+	fill(f);
+	close_store(f);
+	/* Rowids 1 to lost: the first leaf. */
+	lost = damage_leaf_at(f, "messages", true);
+	assert_true(lost > 8 && lost < NMSG / 2);
+	open_store(f);
+	memset(&r, 0, sizeof(r));
+	memset(&sub, 0, sizeof(sub));
+	upd_target = &r;
+	for (i = 1; i <= lost; i++) {
+		u.rowid = i;
+		store_update(f->st, &u, upd_cb, (void *)(intptr_t)i);
+	}
+	u.rowid = NMSG;
+	store_update(f->st, &u, upd_cb, (void *)(intptr_t)NMSG);
+	store_submit(f->st, make_message(NULL, "same batch"), NULL, submit_cb,
+		     &sub);
+	WAIT_FOR(f->base, r.done == lost + 1 && sub.done);
+	for (i = 1; i <= lost; i++)
+		assert_int_equal(r.err[i], STORE_EDAMAGED);
+	assert_int_equal(r.err[NMSG], 0);
+	assert_int_equal(sub.err, 0);
+	assert_true(store_healthy(f->st, &why));
+	assert_int_equal(
+	    db_int(f, "SELECT status FROM messages WHERE rowid = 400"),
+	    MSG_DELIVERED);
+	/* What the dispatcher counts when it lets such a message go. */
+	assert_int_equal(store_unreadable_rows(f->st), 0);
+	store_unreadable_add(f->st);
+	assert_int_equal(store_unreadable_rows(f->st), 1);
+}
+
 /*
  * status_counts (one page, rewritten by every commit) damaged: it is made
  * again from the messages at open, the scan gives the right counts, and
@@ -419,7 +524,11 @@ main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_recover_past_damaged_page,
 					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_recover_next_to_damaged_page,
+					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_damaged_read_fails_alone,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_damaged_update_fails_alone,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_damaged_counts_made_again,
 					    setup, teardown),
