@@ -12,13 +12,13 @@
  * from one address, each with a deadline counted from accept (bytes do not
  * extend it) and a frame cap of HANDSHAKE_FRAME_MAX.  When a limit is
  * reached the newcomer is not refused: the oldest handshake (of that
- * address, or of all) is evicted, one that has not sent HELLO first.  So
- * idle connections cannot lock agents out: an agent's handshake takes two
- * round trips, and it would take as many newer connections as there are
- * slots to push it out.  An accept that fails (out of descriptors) stops
- * the listener and retries on a timer instead of spinning.  Every warning
- * an outsider can repeat is rate-limited (one line per LOG_RL_MS with the
- * count of the rest).
+ * address, or of all) is evicted, a silent one first, then one that has
+ * not sent a whole HELLO.  So idle connections cannot lock agents out: an
+ * agent's handshake takes two round trips, and it would take as many newer
+ * connections as there are slots to push it out.  An accept that fails (out of
+ * descriptors) stops the listener and retries on a timer instead of spinning.
+ * Every warning an outsider can repeat is rate-limited (one line per LOG_RL_MS
+ * with the count of the rest).
  *
  * An authenticated agent is trusted with the secret but not with its
  * numbers: a name the file does not know is registered only while fewer
@@ -500,23 +500,32 @@ handshake_timeout(evutil_socket_t fd, short what, void *arg)
 
 /*
  * The handshake to give up for a newcomer when host (NULL: any address)
- * holds too many: the oldest that has not sent HELLO, else the oldest.
+ * holds too many: the oldest that has not sent a byte, else the oldest
+ * that has not sent a whole HELLO, else the oldest.  Bytes still in the
+ * socket count as sent: an agent's HELLO that came in the same loop turn
+ * as a burst of newer connections must not lose its place to them, or a
+ * flood that reconnects at once could push every agent out before its
+ * HELLO is read.
  */
 static struct agent *
 evict_candidate(struct agent_port *ap, const char *host)
 {
-	struct agent *a, *oldest = NULL;
+	struct agent *a, *spoke = NULL, *oldest = NULL;
 
 	TAILQ_FOREACH(a, &ap->handshakes, hentry)
 	{
 		if (host != NULL && strcmp(a->host, host) != 0)
 			continue;
-		if (a->state == AGENT_HELLO)
-			return a;
 		if (oldest == NULL)
 			oldest = a;
+		if (a->state != AGENT_HELLO)
+			continue;
+		if (!link_conn_has_unread(a->conn))
+			return a;
+		if (spoke == NULL)
+			spoke = a;
 	}
-	return oldest;
+	return spoke != NULL ? spoke : oldest;
 }
 
 /* Makes room for one more handshake from host, by eviction if need be. */

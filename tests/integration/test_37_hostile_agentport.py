@@ -10,6 +10,7 @@ both cases the server's log stays a handful of lines."""
 import json
 import os
 import select
+import signal
 import socket
 import struct
 import sys
@@ -185,3 +186,39 @@ def test_bad_mac_flood_logs_few_lines(make_cluster):
     lines = [ln for ln in agentport_lines(c) if b"code=auth_failed" in ln]
     assert len(lines) == 1, lines
     c.start_agent("a")
+
+
+def test_hello_in_the_socket_outranks_newer_silent_connections(
+        make_cluster):
+    """An agent's HELLO that waits in its socket while newer connections
+    are accepted in the same loop turn keeps its place: the server evicts
+    the silent ones, not the one that has spoken but was not read yet.
+    Made exact by stopping the server while one peer connects and sends
+    HELLO and 20 more connect silently (the kernel takes them all), then
+    letting it go: it accepts all 21 before it reads any."""
+    c = make_cluster(providers=("a",))
+    c.start_server()
+    hello = json.dumps({"version": 1, "name": "a", "type": "maildir",
+                        "nonce": os.urandom(32).hex(), "pid": 1}).encode()
+    socks = []
+    c.server.signal(signal.SIGSTOP)
+    try:
+        first = socket.create_connection(("127.0.0.1", c.agent_port),
+                                         timeout=h.scaled(5))
+        first.sendall(struct.pack(">IB", len(hello) + 1, HELLO) + hello)
+        for _ in range(20):
+            socks.append(socket.create_connection(
+                ("127.0.0.1", c.agent_port), timeout=h.scaled(5)))
+    finally:
+        c.server.signal(signal.SIGCONT)
+    try:
+        first.settimeout(h.scaled(5))
+        try:
+            got = first.recv(4096)
+        except ConnectionResetError:
+            got = b""
+        assert got, "the peer that sent HELLO was evicted"
+    finally:
+        first.close()
+        for s in socks:
+            s.close()
