@@ -131,9 +131,11 @@ store_strerror(int err)
 		return "another server has this store open (shivneri.lock "
 		       "is locked): one data folder serves one server";
 	case STORE_EDAMAGED:
-		return "the database file is damaged (SQLite finds it "
-		       "malformed): restore shivneri.db from a backup, or "
-		       "rebuild it with sqlite3's .recover (see "
+		return "a page of the database is damaged (SQLite finds it "
+		       "malformed): the rows on it fail alone until the next "
+		       "start rebuilds the table without them; a start that "
+		       "refuses needs shivneri.db restored from a backup, or "
+		       "rebuilt with sqlite3's .recover (see "
 		       "docs/internals/store.md, \"Damaged pages\")";
 	case -EISDIR:
 		return "the database path is a folder";

@@ -257,7 +257,7 @@ struct store_backend {
 	int damaged_ops;
 	/* Updates of this batch failed alone on a damaged page; writer only. */
 	int damaged_updates;
-	struct log_rl damaged_rl; /* damaged_read */
+	struct log_rl damaged_rl; /* damaged_page */
 	/* Changes to status_counts by the open transaction; writer only. */
 	int64_t count_delta[MSG_NSTATUS];
 

@@ -173,8 +173,8 @@ op_damaged(struct store_backend *be, struct op *op)
 	else
 		be->damaged_ops++;
 	log_warnx_rl(&be->damaged_rl, 10000,
-		     "- store damaged_read op=%s: a page it reads is damaged; "
-		     "it fails alone",
+		     "- store damaged_page op=%s: it meets a damaged page and "
+		     "fails alone",
 		     op_kind_name(op->kind));
 	store__op_reset(op);
 	/*

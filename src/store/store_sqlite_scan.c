@@ -289,7 +289,8 @@ store__recover(struct store_backend *be)
 		log_info("- store recovered sending=%d status=queued", n);
 	if (skipped > 0)
 		log_warnx("- store recover_skipped rows=%d status=sending: "
-			  "unreadable, left as they are",
+			  "unreadable, or next to a damaged page, left as "
+			  "they are",
 			  skipped);
 	return 0;
 }

@@ -341,7 +341,7 @@ scrapes_log_little(struct fixture *f)
 	}
 	assert_int_equal(log_open_file(NULL), 0);
 	assert_true(count_lines(path, "sqlite_error op=\"oldest\"") <= 1);
-	assert_true(count_lines(path, "damaged_read") <= 1);
+	assert_true(count_lines(path, "damaged_page") <= 1);
 	(void)unlink(path);
 }
 
