@@ -213,8 +213,10 @@ def queued_ids(c):
 
 def test_client_gone_right_after_the_dot(relay):
     """A client that sends its message and shuts its side without
-    reading the 250: the message is stored once, with its id logged."""
-    before, ids = t70.total(relay), set(queued_ids(relay))
+    reading the 250: the message is stored once, with its id logged.
+    (Counted by its subject, not by the store's total: a message of an
+    earlier test of this module still being stored would count too.)"""
+    ids = set(queued_ids(relay))
     s = t70.Raw(relay.smtp_port)
     s.send(b"EHLO t.example\r\nMAIL FROM:<ann@example.com>\r\n"
            b"RCPT TO:<bob@example.net>\r\nDATA\r\n")
@@ -224,8 +226,9 @@ def test_client_gone_right_after_the_dot(relay):
     h.wait_for(lambda: t70.maildir_file(relay, "a", "gone-after-dot@t"), 10,
                "the message of a client gone after the dot")
     new = [m for m in queued_ids(relay) if m not in ids]
-    assert len(new) == 1 and t70.total(relay) == before + 1, new
-    assert relay.get("/v1/messages/" + new[0]).status == 200
+    mine = [m for m in new if (relay.get("/v1/messages/" + m).json or {})
+            .get("subject") == "gone-after-dot"]
+    assert len(mine) == 1, (new, mine)
 
 
 def test_each_kind_of_refusal_logs_its_own_line(locked):
