@@ -222,9 +222,25 @@ def test_client_gone_right_after_the_dot(relay):
            b"RCPT TO:<bob@example.net>\r\nDATA\r\n")
     s.send(sized(600, "gone-after-dot") + b".\r\n")
     s.s.shutdown(socket.SHUT_WR)
+    # Its replies are dropped unread until the server closes: a close
+    # with them unread would make the kernel answer with a reset, which
+    # can reach the server before it has read the message (then, rightly,
+    # nothing is stored: the client never had its 250).
+    while True:
+        try:
+            if not s.s.recv(65536):
+                break
+        except OSError:
+            break
     s.close()
-    h.wait_for(lambda: t70.maildir_file(relay, "a", "gone-after-dot@t"), 10,
-               "the message of a client gone after the dot")
+    try:
+        h.wait_for(lambda: t70.maildir_file(relay, "a", "gone-after-dot@t"),
+                   10, "the message of a client gone after the dot")
+    except h.WaitTimeout as e:
+        # Seen twice in whole-suite ASan runs, never alone: the logs of
+        # this module's shared server say where the message stopped.
+        raise AssertionError("%s\n%s" % (e, h.tail(relay.server.log_path,
+                                                    120))) from e
     new = [m for m in queued_ids(relay) if m not in ids]
     mine = [m for m in new if (relay.get("/v1/messages/" + m).json or {})
             .get("subject") == "gone-after-dot"]
