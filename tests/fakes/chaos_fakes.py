@@ -12,8 +12,9 @@ uses it too.  Every socket has a timeout and every loop a bound.
 import re
 import socket
 import struct
-import threading
 import time
+
+from listener import Listener
 
 TAG_RE = re.compile(rb"CHAOS-\d+-\d+")
 HTTP_FAULTS = ("503", "429", "blackhole", "cut", "reset", "close")
@@ -22,53 +23,16 @@ KEEPS = ("ok", "blackhole", "cut", "reset", "close")
 BLACKHOLE_MAX_S = 30
 
 
-class _Stand:
-    """What both stand-ins share: a listener on 127.0.0.1, a thread a
-    connection (each with a timeout, so a stuck client never holds one for
-    ever), and stop(), which closes everything."""
+class _Stand(Listener):
+    """What both stand-ins share beyond the listener: a mode, the record
+    of what was read whole, and the forgetting of closed connections."""
+
+    conn_timeout = BLACKHOLE_MAX_S
 
     def __init__(self):
+        super().__init__()
         self.mode = "ok"
         self.received = []
-        self.lock = threading.Lock()
-        self.stopping = False
-        self.conns = []
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-
-    def start(self):
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.stopping = True
-        self.thread.join(5)
-        self.sock.close()
-        with self.lock:
-            for c in self.conns:
-                try:
-                    c.close()
-                except OSError:
-                    pass
-
-    def _accept(self):
-        while not self.stopping:
-            try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            conn.settimeout(BLACKHOLE_MAX_S)
-            with self.lock:
-                self.conns.append(conn)
-            threading.Thread(target=self._serve, args=(conn,),
-                             daemon=True).start()
 
     def _forget(self, conn):
         """Closes conn and drops it from conns (a long run opens many)."""
@@ -112,7 +76,7 @@ class ChaosHttp(_Stand):
     def base_url(self):
         return "http://127.0.0.1:%d" % self.port
 
-    def _serve(self, conn):
+    def _serve(self, conn, n):
         buf = b""
         try:
             while not self.stopping:
@@ -222,7 +186,7 @@ class ChaosSmtp(_Stand):
         super().__init__()
         self.heads = []
 
-    def _serve(self, conn):
+    def _serve(self, conn, n):
         r = Lines(conn)
         try:
             if self.mode == "421":

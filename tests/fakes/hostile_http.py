@@ -25,67 +25,25 @@ accepted connections.  Every socket has a timeout, so a stuck client
 never holds a thread for ever; stop() closes everything.
 """
 
-import socket
-import threading
+from listener import Listener
 
 
-class HostileHttp:
+class HostileHttp(Listener):
+    conn_timeout = 10
+
     def __init__(self, mode="ok", redirect_to=None):
+        super().__init__()
         self.mode = mode
         self.redirect_to = redirect_to
         self.requests = []
-        self.connections = 0
-        self.lock = threading.Lock()
-        self.sock = None
-        self.port = None
-        self.stopping = False
-        self.conns = []
 
     @property
     def base_url(self):
         return "http://127.0.0.1:%d" % self.port
 
-    def start(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.stopping = True
-        self.thread.join(5)
-        self.sock.close()
-        with self.lock:
-            for c in self.conns:
-                try:
-                    c.close()
-                except OSError:
-                    pass
-
     def bodies(self):
         with self.lock:
             return [r[2] for r in self.requests]
-
-    def _accept(self):
-        while not self.stopping:
-            try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            conn.settimeout(10)
-            with self.lock:
-                self.connections += 1
-                n = self.connections
-                self.conns.append(conn)
-            threading.Thread(target=self._serve, args=(conn, n),
-                             daemon=True).start()
 
     @staticmethod
     def _read_request(conn, buf):

@@ -26,59 +26,20 @@ thread for ever; stop() closes everything.
 """
 
 import socket
-import threading
 import time
 
+from listener import Listener
 
-class HostileSmtp:
+
+class HostileSmtp(Listener):
     def __init__(self, mode="ok"):
+        super().__init__()
         self.mode = mode
         self.messages = []
         self.mails = 0
-        self.connections = 0
-        self.lock = threading.Lock()
-        self.stopping = False
-        self.conns = []
-
-    def start(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if self.mode == "early_250":
+        if mode == "early_250":
             # Inherited by accepted sockets: the client's data stalls soon.
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.stopping = True
-        self.thread.join(5)
-        self.sock.close()
-        with self.lock:
-            for c in self.conns:
-                try:
-                    c.close()
-                except OSError:
-                    pass
-
-    def _accept(self):
-        while not self.stopping:
-            try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            with self.lock:
-                self.connections += 1
-                n = self.connections
-                self.conns.append(conn)
-            threading.Thread(target=self._serve, args=(conn, n),
-                             daemon=True).start()
+            self.rcvbuf = 4096
 
     def _serve(self, conn, n):
         conn.settimeout(0.05)
