@@ -271,7 +271,7 @@ plain_bad(const char *b64)
 	char u[SMTP_AUTH_FIELD_MAX + 1] = "x", p[SMTP_AUTH_FIELD_MAX + 1] = "y";
 
 	if (smtp_auth_plain_decode(b64, u, p) != -EINVAL)
-		fail_msg("PLAIN \"%s\" taken", b64);
+		fail_msg("PLAIN \"%s\" taken", b64 ? b64 : "(null)");
 	assert_string_equal(u, "");
 	assert_string_equal(p, "");
 }
@@ -382,7 +382,7 @@ login_bad(const char *in)
 	char field[SMTP_AUTH_FIELD_MAX + 1] = "x";
 
 	if (smtp_auth_login_decode(in, field) != -EINVAL)
-		fail_msg("LOGIN \"%s\" taken", in);
+		fail_msg("LOGIN \"%s\" taken", in ? in : "(null)");
 	assert_string_equal(field, "");
 }
 
