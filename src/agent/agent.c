@@ -239,10 +239,20 @@ send_result(struct agent *a, uint64_t job_id, const char *message_id,
 		    r.provider_message_id[i] == 0x7f)
 			r.provider_message_id[i] = '?';
 	copy_trunc(r.detail, sizeof(r.detail), detail);
-	log_info("%s agent result job=%llu outcome=%s pmid=%s", r.message_id,
-		 (unsigned long long)job_id, outcome_name(r.outcome),
-		 log_sanitize(r.provider_message_id,
-			      strlen(r.provider_message_id), buf, sizeof(buf)));
+	/*
+	 * A delivery is the server's line (`dispatch delivered`, with the
+	 * provider's id); here it is detail, written with -v.  Every
+	 * delivery's line would spend the budget the server gives a spawned
+	 * agent's stderr (supervisor.c), and a warning after them would be
+	 * the one dropped.
+	 */
+	if (r.outcome != OUTCOME_DELIVERED || log_verbose() > 0)
+		log_info("%s agent result job=%llu outcome=%s pmid=%s",
+			 r.message_id, (unsigned long long)job_id,
+			 outcome_name(r.outcome),
+			 log_sanitize(r.provider_message_id,
+				      strlen(r.provider_message_id), buf,
+				      sizeof(buf)));
 	if (link_encode_result(link_conn_output(a->conn), &r) != 0)
 		agent_drop(a, "cannot encode result");
 }

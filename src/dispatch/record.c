@@ -448,10 +448,26 @@ sending_durable(struct dispatcher *d, struct job *j)
 		 m->id, p->name, j->n, j->id);
 }
 
+/*
+ * The provider's id as a quoted log field: the agent's bytes have no
+ * controls (the link refuses them), and a '"' would end the quotes early.
+ */
+static const char *
+pmid_text(const char *pmid, char *buf, size_t bufsz)
+{
+	char *q;
+
+	(void)log_sanitize(pmid, strlen(pmid), buf, bufsz);
+	for (q = buf; (q = strchr(q, '"')) != NULL; q++)
+		*q = '\'';
+	return buf;
+}
+
 static void
 write_durable(struct dispatcher *d, struct job *j)
 {
 	struct store_message *m = j->m;
+	char pmid[LINK_PMID_MAX + 4];
 
 	switch (j->write) {
 	case WRITE_SENDING:
@@ -468,8 +484,10 @@ write_durable(struct dispatcher *d, struct job *j)
 	default:
 		if (j->status == MSG_DELIVERED)
 			log_info(
-			    "%s dispatch delivered provider=%s attempts=%d",
-			    m->id, j->pname ? j->pname : "-", m->attempts);
+			    "%s dispatch delivered provider=%s attempts=%d "
+			    "pmid=\"%s\"",
+			    m->id, j->pname ? j->pname : "-", m->attempts,
+			    pmid_text(j->pmid, pmid, sizeof(pmid)));
 		else
 			log_info("%s dispatch failed attempts=%d error=\"%s\"",
 				 m->id, m->attempts, j->error);
