@@ -31,16 +31,22 @@
  * SIGKILL, once, with one log line, and restarted like any that died.
  *
  * A child's stderr (and its stdout, where an agent writes nothing) is a
- * pipe to us: each chunk is passed on to our own
- * stderr unchanged (where the agent's lines went before), and the last
- * complete line is kept, sanitized, for the reason of a hold.  What is
- * passed on is held to SV_ERR_RATE bytes a second per child (a token
- * bucket): an agent that floods its stderr, a logging loop gone wrong,
- * would otherwise fill the server's log disk at the pipe's speed (126 MB
- * in 2 s, measured).  The excess is still read (so the child never blocks
- * on its stderr and its last line is still seen) but dropped, counted in
- * one line a second at most; each wakeup reads at most SV_ERR_READS
- * chunks, so the loop's other events get their turn.  The supervisor
+ * pipe to us: its lines are passed on to our own stderr unchanged (where
+ * the agent's lines went before), and the last complete line is kept,
+ * sanitized, for the reason of a hold.  What is passed on is held to
+ * SV_ERR_RATE bytes a second per child (a token bucket): an agent that
+ * floods its stderr, a logging loop gone wrong, would otherwise fill the
+ * server's log disk at the pipe's speed (126 MB in 2 s, measured).  The
+ * bucket decides per line, at its first byte, and a line goes whole or not
+ * at all: cut at the budget, its rest ran into the next line the server
+ * wrote, and a reader of the log saw one line that was two.  A line passed
+ * on is written once its newline has come (one write(2) with the chunk's
+ * other lines, as the server's own lines are), so ours never land inside
+ * it; a longer one than LOG_LINE_MAX is cut there and ended, and its rest
+ * dropped.  The excess is still read (so the child never blocks on its
+ * stderr and its last line is still seen) but dropped, counted in one
+ * line a second at most; each wakeup reads at most SV_ERR_READS chunks,
+ * so the loop's other events get their turn.  The supervisor
  * owns its children's records and events; supervisor_free() kills and reaps
  * what is still running so that no zombie or event outlives it.
  */
@@ -72,6 +78,14 @@
 #define SV_ERR_RATE 65536 /* bytes of a child's stderr passed on a second */
 #define SV_ERR_READS 16   /* 4 KiB reads of a child's stderr per wakeup */
 #define SV_ERR_REAP_READS 1024 /* at its exit: its last words, bounded */
+#define SV_ERR_CHUNK 4096      /* one read of a child's stderr */
+
+/* Where the line of a child's stderr being read stands. */
+enum sv_line {
+	SV_LINE_START, /* at its first byte: the bucket decides */
+	SV_LINE_PASS,  /* held in pass[] until its newline */
+	SV_LINE_DROP,  /* dropped to its newline */
+};
 
 struct sv_child {
 	struct supervisor *sv;
@@ -87,10 +101,13 @@ struct sv_child {
 	char partial[SV_LINE_MAX]; /* the line being read */
 	size_t npartial;
 	char last_line[SV_LINE_MAX]; /* sanitized; "" if none */
-	size_t err_tokens;           /* bytes that may be passed on now */
-	int64_t err_refill_ms;       /* mono_ms() of the last refill */
-	size_t err_dropped;          /* bytes dropped, not yet reported */
-	int64_t err_report_ms;       /* mono_ms() of the last report */
+	enum sv_line pstate;         /* the line being passed on, or not */
+	char pass[LOG_LINE_MAX];     /* its bytes so far, when passed */
+	size_t npass;
+	size_t err_tokens;     /* bytes that may be passed on now */
+	int64_t err_refill_ms; /* mono_ms() of the last refill */
+	size_t err_dropped;    /* bytes dropped, not yet reported */
+	int64_t err_report_ms; /* mono_ms() of the last report */
 	/* Held after exit 2 until its file changes or a retry. */
 	bool held;
 	char reason[SV_LINE_MAX + 64]; /* "agent exited 2" + last_line */
@@ -194,9 +211,12 @@ err_take(struct sv_child *ch, const char *p, size_t n)
 	}
 }
 
+static void err_flush_partial(struct sv_child *ch);
+
 static void
 err_close(struct sv_child *ch)
 {
+	err_flush_partial(ch);
 	if (ch->err_ev != NULL)
 		event_free(ch->err_ev);
 	ch->err_ev = NULL;
@@ -221,16 +241,10 @@ err_report(struct sv_child *ch, bool force)
 	ch->err_report_ms = now;
 }
 
-/*
- * Passes n bytes of the child's stderr on to ours as far as its budget
- * goes (where the agent's lines always went); the rest is dropped.
- */
 static void
-err_pass(struct sv_child *ch, const char *p, size_t n)
+err_refill(struct sv_child *ch)
 {
 	int64_t now = mono_ms();
-	size_t pass;
-	ssize_t w;
 
 	if (now > ch->err_refill_ms) {
 		uint64_t add =
@@ -241,14 +255,92 @@ err_pass(struct sv_child *ch, const char *p, size_t n)
 				     : ch->err_tokens + (size_t)add;
 		ch->err_refill_ms = now;
 	}
-	pass = n < ch->err_tokens ? n : ch->err_tokens;
-	ch->err_tokens -= pass;
-	ch->err_dropped += n - pass;
-	if (pass > 0) {
-		/* A lost line is no harm. */
-		w = write(STDERR_FILENO, p, pass);
-		(void)w;
+}
+
+/* The line held in pass[] is whole: onto out, paid for (a line begun
+ * within the budget may overdraw it by the rest of itself). */
+static void
+err_line_out(struct sv_child *ch, char *out, size_t *nout)
+{
+	memcpy(out + *nout, ch->pass, ch->npass);
+	*nout += ch->npass;
+	ch->err_tokens -=
+	    ch->npass < ch->err_tokens ? ch->npass : ch->err_tokens;
+	ch->npass = 0;
+	ch->pstate = SV_LINE_START;
+}
+
+static void
+err_write(const char *out, size_t n)
+{
+	ssize_t w;
+
+	if (n == 0)
+		return;
+	/* A lost line is no harm. */
+	w = write(STDERR_FILENO, out, n);
+	(void)w;
+}
+
+/* A line passed on whose newline never came (the child is gone): ended. */
+static void
+err_flush_partial(struct sv_child *ch)
+{
+	char out[LOG_LINE_MAX + 1];
+	size_t nout = 0;
+
+	if (ch->pstate == SV_LINE_PASS && ch->npass > 0) {
+		ch->pass[ch->npass++] = '\n';
+		err_line_out(ch, out, &nout);
+		err_write(out, nout);
 	}
+	ch->npass = 0;
+	ch->pstate = SV_LINE_START;
+}
+
+/*
+ * Passes the whole lines among n bytes of the child's stderr on to ours
+ * as far as its budget goes (where the agent's lines always went); the
+ * rest is dropped.  n is at most SV_ERR_CHUNK.
+ */
+static void
+err_pass(struct sv_child *ch, const char *p, size_t n)
+{
+	char out[SV_ERR_CHUNK + LOG_LINE_MAX + 1];
+	size_t nout = 0, seg, take;
+	const char *nl;
+
+	err_refill(ch);
+	while (n > 0) {
+		nl = memchr(p, '\n', n);
+		seg = nl != NULL ? (size_t)(nl - p) + 1 : n;
+		if (ch->pstate == SV_LINE_START)
+			ch->pstate =
+			    ch->err_tokens > 0 ? SV_LINE_PASS : SV_LINE_DROP;
+		if (ch->pstate == SV_LINE_DROP) {
+			ch->err_dropped += seg;
+			if (nl != NULL)
+				ch->pstate = SV_LINE_START;
+		} else {
+			/* Room for the newline that ends a cut line. */
+			take = sizeof(ch->pass) - 1 - ch->npass;
+			take = seg < take ? seg : take;
+			memcpy(ch->pass + ch->npass, p, take);
+			ch->npass += take;
+			if (take < seg) {
+				ch->pass[ch->npass++] = '\n';
+				ch->err_dropped += seg - take;
+				err_line_out(ch, out, &nout);
+				ch->pstate =
+				    nl != NULL ? SV_LINE_START : SV_LINE_DROP;
+			} else if (nl != NULL) {
+				err_line_out(ch, out, &nout);
+			}
+		}
+		p += seg;
+		n -= seg;
+	}
+	err_write(out, nout);
 	err_report(ch, false);
 }
 
@@ -257,7 +349,7 @@ err_pass(struct sv_child *ch, const char *p, size_t n)
 static void
 err_drain(struct sv_child *ch, int reads)
 {
-	char buf[4096];
+	char buf[SV_ERR_CHUNK];
 	ssize_t n;
 
 	while (ch->err_fd != -1 && reads-- > 0) {
@@ -268,6 +360,7 @@ err_drain(struct sv_child *ch, int reads)
 			return;
 		if (n <= 0) {
 			/* A last line without its newline counts too. */
+			err_flush_partial(ch);
 			err_take(ch, "\n", 1);
 			err_report(ch, true);
 			err_close(ch);

@@ -11,6 +11,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "common/log.h"
 #include "common/util.h"
 #include "server/supervisor.h"
 
@@ -409,6 +410,8 @@ struct err_sink {
 	int rd;
 	pthread_t th;
 	size_t bytes;
+	char keep[1 << 20]; /* the first bytes, for tests that read them */
+	size_t nkeep;
 	pthread_mutex_t mu;
 };
 
@@ -426,6 +429,10 @@ sink_run(void *arg)
 			break;
 		pthread_mutex_lock(&k->mu);
 		k->bytes += (size_t)n;
+		if ((size_t)n > sizeof(k->keep) - k->nkeep)
+			n = (ssize_t)(sizeof(k->keep) - k->nkeep);
+		memcpy(k->keep + k->nkeep, buf, (size_t)n);
+		k->nkeep += (size_t)n;
 		pthread_mutex_unlock(&k->mu);
 	}
 	return NULL;
@@ -514,7 +521,7 @@ test_stderr_flood(void **state)
 			   "garbage garbage garbage' >&2 &\n"
 			   "timeout 2 yes 'stdout garbage too'\nexec sleep 30");
 	struct timeval tv = {0, 100000};
-	struct err_sink k;
+	struct err_sink *k = xcalloc(1, sizeof(*k));
 	struct supervisor *sv;
 	struct late l = {0};
 	struct event *t;
@@ -522,7 +529,7 @@ test_stderr_flood(void **state)
 	int64_t t0;
 	size_t passed;
 
-	sink_open(&k);
+	sink_open(k);
 	sv = supervisor_new(f->base, exe, NULL, "127.0.0.1:9");
 	assert_int_equal(supervisor_spawn(sv, "flood"), 0);
 	/* Give the flood time to start before the timer is armed. */
@@ -533,11 +540,12 @@ test_stderr_flood(void **state)
 	assert_true(run_until(f, late_fired, &l, DEADLINE_MS));
 	/* Then through the rest of the flood and past it. */
 	run_for(f, 2200);
-	passed = sink_bytes(&k);
+	passed = sink_bytes(k);
 	supervisor_stop(sv, 1000, done_cb, &done);
 	assert_true(run_until(f, flag_set, &done, DEADLINE_MS));
 	supervisor_free(sv);
-	sink_close(&k);
+	sink_close(k);
+	free(k);
 	event_free(t);
 	free(exe);
 	print_message("timer late by %lld ms, %zu bytes passed on\n",
@@ -546,6 +554,115 @@ test_stderr_flood(void **state)
 	/* 64 KiB at the start, 64 KiB a second of the 2 s flood, and a few
 	 * lines of our own. */
 	assert_true(passed < 5 * 65536);
+}
+
+/* Each line the sink kept, in turn; false after the last. */
+static bool
+sink_line(const struct err_sink *k, size_t *off, const char **line, size_t *len)
+{
+	const char *nl;
+
+	if (*off >= k->nkeep)
+		return false;
+	*line = k->keep + *off;
+	nl = memchr(*line, '\n', k->nkeep - *off);
+	assert_non_null(nl); /* every line passed on is ended */
+	*len = (size_t)(nl - *line);
+	*off += *len + 1;
+	return true;
+}
+
+/* One of the supervisor's own log lines ("TIME LEVEL supervisor ..."). */
+static bool
+own_line(const char *line, size_t len)
+{
+	return len > 30 && memcmp(line, "20", 2) == 0 &&
+	       memmem(line, len, " supervisor ", 12) != NULL;
+}
+
+#define PATTERN "L0123456789abcdefghijklmnopqrstuvwxyz-end"
+
+/*
+ * Under the budget a line goes whole or not at all.  Until 2026-11-30 the
+ * bucket cut a line at its last token and the rest of it ran into the next
+ * line the server wrote ("...0123456789abc2026-11-30T18:49:45.109Z warn
+ * supervisor - stderr_dropped ..."): one line that was two, in the log.
+ */
+static void
+test_stderr_lines_whole(void **state)
+{
+	struct fixture *f = *state;
+	char *exe = script(f, "lines.sh",
+			   "timeout 1.5 yes '" PATTERN "' >&2\nexec sleep 30");
+	struct err_sink *k = xcalloc(1, sizeof(*k));
+	struct supervisor *sv;
+	bool done = false;
+	size_t off = 0, len, ours = 0, theirs = 0;
+	const char *line;
+
+	sink_open(k);
+	sv = supervisor_new(f->base, exe, NULL, "127.0.0.1:9");
+	assert_int_equal(supervisor_spawn(sv, "lines"), 0);
+	run_for(f, 2000);
+	supervisor_stop(sv, 1000, done_cb, &done);
+	assert_true(run_until(f, flag_set, &done, DEADLINE_MS));
+	supervisor_free(sv);
+	sink_close(k);
+	while (sink_line(k, &off, &line, &len)) {
+		if (len == strlen(PATTERN) && memcmp(line, PATTERN, len) == 0)
+			theirs++;
+		else if (own_line(line, len))
+			ours++;
+		else
+			fail_msg("a line cut or run together: \"%.*s\"",
+				 (int)(len > 200 ? 200 : len), line);
+	}
+	print_message("%zu of the agent's lines, %zu of ours\n", theirs, ours);
+	assert_true(theirs > 1000);
+	assert_true(ours >= 1); /* the drops were reported */
+	free(k);
+	free(exe);
+}
+
+/*
+ * A line longer than a log line is cut there and ended; a last line
+ * without its newline is ended when the child is gone, not left for the
+ * server's next line to finish.
+ */
+static void
+test_stderr_long_and_last_line(void **state)
+{
+	struct fixture *f = *state;
+	char *exe = script(f, "long.sh",
+			   "head -c 20000 /dev/zero | tr '\\0' x >&2\n"
+			   "echo >&2\nprintf 'the end' >&2\nexec sleep 30");
+	struct err_sink *k = xcalloc(1, sizeof(*k));
+	struct supervisor *sv;
+	bool done = false;
+	size_t off = 0, len, i;
+	const char *line;
+
+	sink_open(k);
+	sv = supervisor_new(f->base, exe, NULL, "127.0.0.1:9");
+	assert_int_equal(supervisor_spawn(sv, "long"), 0);
+	run_for(f, 500);
+	supervisor_stop(sv, 1000, done_cb, &done);
+	assert_true(run_until(f, flag_set, &done, DEADLINE_MS));
+	supervisor_free(sv);
+	sink_close(k);
+	/* Our own lines ("started") may come first and between. */
+	while (sink_line(k, &off, &line, &len) && own_line(line, len))
+		;
+	assert_int_equal(len, LOG_LINE_MAX - 1);
+	for (i = 0; i < len; i++)
+		assert_int_equal(line[i], 'x');
+	/* Then the end, ended. */
+	while (sink_line(k, &off, &line, &len) && own_line(line, len))
+		;
+	assert_int_equal(len, 7);
+	assert_memory_equal(line, "the end", 7);
+	free(k);
+	free(exe);
 }
 
 /* The beat the watch reads: now while beating, else the last one. */
@@ -689,6 +806,10 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_free_kills, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_parent_death, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stderr_flood, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stderr_lines_whole, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_stderr_long_and_last_line,
+					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hung_killed, setup, teardown),
 	};
 
