@@ -189,7 +189,11 @@ EOF
 	setsid "$BIN" serve -c "$dir/shivneri.ini" >"$dir/server.log" 2>&1 &
 	pids+=($!)
 	sv_pid[$side]=$!
-	wait_until 20 "$side /healthz (log: $dir/server.log)" sv_healthy "$side"
+	sv_started=$SECONDS
+	# A server that exits (a port taken since free_port, a bad
+	# configuration) ends the wait at once, with its last words: the
+	# work folder and its log go with the exit.
+	wait_until 20 "$side /healthz" sv_healthy_or_gone "$side"
 	wait_until 20 "$side's SMTP port" port_open "${sv_smtp[$side]}"
 	if [ "$side" = shivneri ]; then
 		wait_until 20 "$side's sink provider to be up" sv_provider_up "$side"
@@ -197,6 +201,15 @@ EOF
 }
 sv_api() { curl -fsS "http://127.0.0.1:${sv_http[$1]}$2"; }
 sv_healthy() { sv_api "$1" /healthz >/dev/null 2>&1; }
+sv_healthy_or_gone() {
+	kill -0 "${sv_pid[$1]}" 2>/dev/null ||
+		die "$1's server exited before it answered: $(tail -5 "$work/$1/server.log")"
+	sv_healthy "$1" && return 0
+	# Still not up after 20 s: show why before the wait gives up.
+	[ $SECONDS -lt $((sv_started + 19)) ] ||
+		echo "smtp_bench: $1 not up yet: $(tail -3 "$work/$1/server.log")" >&2
+	return 1
+}
 sv_provider_up() { sv_api "$1" /v1/providers | grep -q '"state": *"up"'; }
 # Everything accepted so far is delivered (or failed): nothing in flight.
 sv_drained() {
