@@ -663,6 +663,12 @@ check_log_file(const struct config *cfg, struct config_report *r)
 		if (S_ISDIR(st.st_mode))
 			config_report_error(r, line, "log_file: %s is a folder",
 					    path);
+		else if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))
+			/* Its open would wait for a reader (log.c). */
+			config_report_error(r, line,
+					    "log_file: %s is not a regular "
+					    "file (a FIFO or socket)",
+					    path);
 		else if (access(path, W_OK) != 0)
 			config_report_error(r, line,
 					    "log_file: cannot write %s: %s",

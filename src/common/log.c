@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -116,6 +117,35 @@ install_fd(int fd)
 	return 0;
 }
 
+/*
+ * The log file, opened for appending (made if missing).  A FIFO or a
+ * socket is refused with -EINVAL: open() would wait for a reader, at
+ * start or in a SIGHUP's reopen on the loop, and a reader that stops
+ * would hold every thread that logs.  O_NONBLOCK covers one swapped in
+ * between the check and the open; it is cleared after.
+ */
+static int
+open_log(const char *path)
+{
+	struct stat st;
+	int fd, flags;
+
+	if (stat(path, &st) == 0 &&
+	    (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)))
+		return -EINVAL;
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK,
+		  0640);
+	if (fd == -1)
+		return errno == ENXIO ? -EINVAL : -errno;
+	if (fstat(fd, &st) != 0 || S_ISFIFO(st.st_mode) ||
+	    S_ISSOCK(st.st_mode) || (flags = fcntl(fd, F_GETFL)) == -1 ||
+	    fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == -1) {
+		close(fd);
+		return -EINVAL;
+	}
+	return fd;
+}
+
 int
 log_open_file(const char *path)
 {
@@ -130,11 +160,10 @@ log_open_file(const char *path)
 		copy = strdup(path);
 		if (copy == NULL)
 			return -ENOMEM;
-		fd =
-		    open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+		fd = open_log(path);
 	}
-	if (fd == -1) {
-		rc = -errno;
+	if (fd < 0) {
+		rc = fd == -1 ? -errno : fd;
 		free(copy);
 		return rc;
 	}
@@ -156,9 +185,9 @@ log_reopen(void)
 
 	if (log_path == NULL)
 		return 0;
-	fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-	if (fd == -1)
-		return -errno;
+	fd = open_log(log_path);
+	if (fd < 0)
+		return fd;
 	return install_fd(fd);
 }
 

@@ -67,7 +67,8 @@
 void log_init(const char *progname, int verbose);
 /*
  * NULL or "" means stderr.  Returns 0 or -errno (the old destination stays
- * in use on failure).  Replacing an open file reuses its descriptor, as
+ * in use on failure); -EINVAL for a FIFO or a socket, which could block
+ * every thread that logs.  Replacing an open file reuses its descriptor, as
  * log_reopen() does.
  */
 int log_open_file(const char *path) __attribute__((warn_unused_result));

@@ -726,9 +726,11 @@ serve_main(int argc, char **argv)
 		config_free(s.cfg);
 		return 2;
 	}
-	if (log_open_file(s.cfg->log_file) != 0) {
-		fprintf(stderr, "shivneri: cannot open log_file %s\n",
-			s.cfg->log_file);
+	rc = log_open_file(s.cfg->log_file);
+	if (rc != 0) {
+		fprintf(stderr, "shivneri: cannot open log_file %s: %s\n",
+			s.cfg->log_file,
+			rc == -EINVAL ? "not a regular file" : strerror(-rc));
 		config_free(s.cfg);
 		return 2;
 	}

@@ -222,6 +222,33 @@ def test_fifo_in_place_of_a_file(make_cluster, tmp_path):
         assert s.noop()[0] == 250
 
 
+def test_log_file_fifo(make_cluster, tmp_path):
+    """A FIFO as log_file: check-config said ok and serve waited in
+    open() for a reader for ever; a FIFO put in the log's place before a
+    SIGHUP (a rotation gone wrong) held the loop in the reopen.  Now both
+    refuse it, and the reopen keeps the old file."""
+    fifo = str(tmp_path / "log.fifo")
+    os.mkfifo(fifo, 0o600)
+    lines = v.base(tmp_path, log_file=fifo)
+    v.both_refuse(tmp_path, lines, "log_file", "not a regular file")
+
+    log = str(tmp_path / "server.log")
+    c = make_cluster(providers=("a",), server_extra={"log_file": log})
+    c.start_server()
+    os.rename(log, log + ".1")
+    os.mkfifo(log, 0o600)
+    c.server.signal(signal.SIGHUP)
+
+    def said():
+        with open(log + ".1", "rb") as f:
+            return b"cannot reopen log" in f.read()
+    h.wait_for(said, 10, "the refused reopen in the old log")
+    r = c.post("/v1/messages", h.message(1))
+    assert r.status == 202, r
+    with open(log + ".1", "rb") as f:
+        assert r.json["id"].encode() in f.read()
+
+
 # -- a removed key stops at once
 
 
