@@ -202,13 +202,24 @@ attachment_add(cJSON *arr, const struct form_field *f, bool inl)
 {
 	cJSON *o = xj(cJSON_CreateObject()), *v;
 	char *ct = NULL, *b64;
+	size_t len, slash;
 
 	push(arr, o);
 	add(o, "filename", cJSON_CreateString(f->filename));
 	if (f->ctype != NULL) {
-		/* "type/subtype; charset=..." : /v1 takes the bare type. */
+		/*
+		 * "text/plain; charset=iso-8859-1" goes as given: without its
+		 * charset a text file is read as ASCII or UTF-8.  Parameters
+		 * /v1 would refuse (RFC 2231, one given twice) are what a
+		 * client's form library wrote, not the sender's words: the
+		 * file keeps its bare type rather than being refused.
+		 */
 		ct = xstrdup(f->ctype);
-		ct[strcspn(ct, "; \t")] = '\0';
+		len = strlen(ct);
+		while (len > 0 && (ct[len - 1] == ' ' || ct[len - 1] == '\t'))
+			ct[--len] = '\0';
+		if (!message__content_type_ok(ct, len, &slash))
+			ct[strcspn(ct, "; \t")] = '\0';
 		add(o, "content_type", cJSON_CreateString(ct));
 		free(ct);
 	}

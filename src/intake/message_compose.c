@@ -480,8 +480,8 @@ params_ok(const char *s, size_t n)
  * them ("text/plain; charset=utf-8", as SendGrid's API takes it).  The
  * value is written into the part's header as given.
  */
-static bool
-content_type_ok(const char *s, size_t n, size_t *slash)
+bool
+message__content_type_ok(const char *s, size_t n, size_t *slash)
 {
 	size_t t, st;
 
@@ -696,7 +696,7 @@ attachment_add(struct build *b, size_t idx, const cJSON *a, struct buf *out)
 	if (message__check_header_value(b, field, ctype, cn,
 					MAX_CONTENT_TYPE_LEN) != 0)
 		return -1;
-	if (!content_type_ok(ctype, cn, &slash))
+	if (!message__content_type_ok(ctype, cn, &slash))
 		return message__invalid(b->err, field,
 					"not a valid content type");
 	snprintf(field, sizeof(field), "attachments[%zu].content_base64", idx);

@@ -177,6 +177,12 @@ bool message__addr_shape_ok(const char *s, size_t n);
 int message__parse_mailbox(const struct build *b, const char *field,
 			   const cJSON *v, struct mbox *mb);
 bool message__is_ascii(const char *s, size_t n);
+/*
+ * An attachment's content_type as /v1 takes it: "type/subtype" of RFC
+ * 2045 tokens, not multipart or message, with parameters that readers
+ * agree on; *slash is the '/''s offset.
+ */
+bool message__content_type_ok(const char *s, size_t n, size_t *slash);
 /* The addr-spec with an IDN domain in punycode; malloc'd. */
 char *message__addr_ascii_domain(const struct mbox *mb);
 /* "Name: a, b, ..." folded between mailboxes, into b->out. */

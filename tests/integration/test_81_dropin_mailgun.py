@@ -146,6 +146,39 @@ def test_curl_from_mailgun_docs(c, tmp_path):
     assert att.get_payload(decode=True) == b"attached\r\n"
 
 
+def file_part(name, filename, ctype, data, boundary="XyZ"):
+    return (b"--%s\r\nContent-Disposition: form-data; name=\"%s\"; "
+            b"filename=\"%s\"\r\nContent-Type: %s\r\n\r\n%s\r\n"
+            % (boundary.encode(), name.encode(), filename.encode(),
+               ctype.encode(), data))
+
+
+def test_file_part_type_keeps_its_parameters(c):
+    """A file's charset is part of its type: until 2026-11-30 the drop-in
+    kept the bare type, and a Latin-1 text file was read as UTF-8.
+    Parameters /v1 refuses (RFC 2231, one given twice) come from the
+    client's form library: the file keeps its bare type, not refused."""
+    latin = "café".encode("latin-1")
+    body = with_()[:-len(b"--XyZ--\r\n")]
+    body += file_part("attachment", "l.txt",
+                      "text/plain; charset=iso-8859-1  ", latin)
+    body += file_part("attachment", "odd.txt",
+                      "text/plain; charset*=utf-8''x; a=1; A=2", b"odd")
+    body += b"--XyZ--\r\n"
+    hd = basic()
+    hd["Content-Type"] = MP
+    r = h.http(c.http_port, "POST", "/v3/%s/messages" % DOMAIN, body,
+               headers=hd)
+    m = parsed(arrived(c, mg_id(r.status, r.body.decode())))
+    parts = {p.get_filename(): p for p in m.iter_attachments()}
+    assert parts["l.txt"].get_content_type() == "text/plain"
+    assert parts["l.txt"].get_param("charset") == "iso-8859-1"
+    assert parts["l.txt"].get_content() == "café"
+    assert parts["odd.txt"].get_content_type() == "text/plain"
+    assert parts["odd.txt"].get_param("a") is None
+    assert parts["odd.txt"].get_payload(decode=True) == b"odd"
+
+
 def test_urlencoded(c):
     st, body = curl(c, "--data-urlencode", "from=u@example.com",
                     "--data-urlencode", "to=v@example.com",
