@@ -210,6 +210,7 @@ struct dispatcher {
 	size_t nretry;            /* failed writes not yet durable */
 	int write_failures;       /* in a row, for the retry backoff */
 	struct log_rl damaged_rl; /* damaged_row (record.c) */
+	struct log_rl late_rl;    /* late_result (dispatcher.c) */
 	struct event *retry_ev;
 	struct event *housekeep_ev;
 	bool housekeeping;

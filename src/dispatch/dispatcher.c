@@ -498,12 +498,20 @@ dispatcher_result_after(struct dispatcher *d, struct provider *p,
 	struct job *j = jobs__find(&d->jobs, job_id);
 
 	if (j == NULL || j->p != p) {
-		/* Late result of a job already requeued (the agent was
-		 * declared down, or the job timed out), or a confused
-		 * agent: the lost attempt already records it. */
-		log_debug("- dispatch result for unknown job=%" PRIu64
-			  " provider=%s",
-			  job_id, p->name);
+		/*
+		 * Late result of a job already requeued (the agent was
+		 * declared down, or the job timed out), or a confused agent.
+		 * The `lost` attempt already records the possible duplicate;
+		 * this line says whether the provider did send it, under the
+		 * message's id.  Rate-limited: an agent may send any number.
+		 */
+		(void)log_warnx_rl(
+		    &d->late_rl, 100,
+		    "%s dispatch late_result provider=%s job=%" PRIu64
+		    " outcome=%s duplicate_possible=%s",
+		    id_valid(message_id) ? message_id : "-", p->name, job_id,
+		    outcome_name(outcome),
+		    outcome == OUTCOME_DELIVERED ? "yes" : "no");
 		return;
 	}
 	if (strcmp(j->m->id, message_id) != 0) {

@@ -143,6 +143,14 @@ def test_jobs_without_result_time_out(make_cluster):
     assert after["provider"] == "b", after
     assert after["attempts"] == before["attempts"], (before, after)
     assert c.provider("a")["delivered"] == 0
+    # ... but said, under the message's id: the provider did send it, and
+    # the copy from b is a duplicate (until 2026-11-30 only with -v).
+    with open(c.server.log_path, "rb") as f:
+        late = [ln for ln in f.read().splitlines()
+                if b" late_result " in ln]
+    assert len(late) == 1, late
+    assert job["message_id"].encode() in late[0], late
+    assert b"outcome=delivered duplicate_possible=yes" in late[0], late
     fake.close()
 
 
