@@ -379,4 +379,5 @@ static const char *const mailjet_optional[] = {CONN_HTTP_OPTIONAL_KEYS};
 static const char *const mailjet_secret[] = {"api_key_file", "secret_key_file",
 					     NULL};
 
-CONN_HTTP_REGISTER(mailjet, conn_http_probe, NULL)
+/* The limit: 15 MB of attachments (PROVIDERS.md). */
+CONN_HTTP_REGISTER(mailjet, conn_http_probe, NULL, 15000000)

@@ -284,4 +284,5 @@ static const char *const sendgrid_required[] = {"api_key_file", NULL};
 static const char *const sendgrid_optional[] = {CONN_HTTP_OPTIONAL_KEYS};
 static const char *const sendgrid_secret[] = {"api_key_file", NULL};
 
-CONN_HTTP_REGISTER(sendgrid, conn_http_probe, NULL)
+/* The limit: under 30 MB (PROVIDERS.md). */
+CONN_HTTP_REGISTER(sendgrid, conn_http_probe, NULL, 29999999)

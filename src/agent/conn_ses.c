@@ -272,7 +272,9 @@ ses_classify_error(long status, const char *type, const char *msg)
 	 * message: permanent failed every message this provider took, while
 	 * another provider was up to send it.  Transient moves it on.
 	 */
-	if (status == 400 || status == 413)
+	if (status == 413)
+		return OUTCOME_TOO_LARGE; /* SES's limit: another may take it */
+	if (status == 400)
 		return OUTCOME_PERMANENT;
 	return OUTCOME_TRANSIENT;
 }
@@ -530,8 +532,9 @@ ses_send(void *state, struct connector_job *job)
 	buf_init(&ss->body, SES_BODY_MAX);
 	rc = ses_body(job, &ss->body);
 	if (rc == -EMSGSIZE) {
-		/* SES would refuse it every time: the message's fault. */
-		rc = ses_defer(ss, OUTCOME_PERMANENT,
+		/* SES would refuse it every time; a provider with a larger
+		 * limit may take it. */
+		rc = ses_defer(ss, OUTCOME_TOO_LARGE,
 			       "larger than SES takes (40 MB after base64)");
 		if (rc < 0)
 			goto fail;
@@ -830,6 +833,8 @@ static const struct config_ptype ses_config = {
     .optional = ses_optional,
     .secret = ses_secret,
     .check = ses_config_check,
+    /* 40 MB after base64 (SES_RAW_MAX): three quarters of it raw. */
+    .max_message_bytes = SES_RAW_MAX / 4 * 3,
 };
 
 static const struct connector_ops ses_ops = {

@@ -140,4 +140,5 @@ static const char *const sparkpost_required[] = {"api_key_file", NULL};
 static const char *const sparkpost_optional[] = {CONN_HTTP_OPTIONAL_KEYS};
 static const char *const sparkpost_secret[] = {"api_key_file", NULL};
 
-CONN_HTTP_REGISTER(sparkpost, conn_http_probe, NULL)
+/* The limit: 20 MB of content (PROVIDERS.md). */
+CONN_HTTP_REGISTER(sparkpost, conn_http_probe, NULL, 20000000)
