@@ -13,7 +13,8 @@
  *
  * Answers are classified as PROVIDERS.md describes SES: 200 with a
  * MessageId is delivered; MessageRejected, BadRequestException and other
- * refusals of the message (400, 413) are permanent; credentials,
+ * refusals of the message (400) are permanent, and 413 (SES's size
+ * limit, which another provider may not share) too_large; credentials,
  * signature, clock, suspension, paused sending, an unverified domain and
  * the daily quota are the account; 429 and throttling errors are
  * throttled; 5xx and any other 4xx are transient; a request that went
