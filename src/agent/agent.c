@@ -278,6 +278,30 @@ job_done(struct connector_job *cj, const struct connector_result *res,
 	job_free(a, j);
 }
 
+/*
+ * A message over this provider's own limit (its max_message_bytes, or its
+ * type's): answered too_large without a byte sent, as the provider would
+ * answer it (413, 552), so the server tries one that can take it.  The
+ * server routes by the limit this agent announced, so only a server that
+ * did not read it (or a limit lowered since) sends one.
+ */
+static bool
+too_large(struct agent *a, const struct link_job *lj)
+{
+	int64_t own = config_provider_max_bytes(a->pc);
+	char detail[128];
+
+	if (own <= 0 || lj->mime_len <= (uint64_t)own)
+		return false;
+	snprintf(detail, sizeof(detail),
+		 "message of %zu bytes over this provider's max_message_bytes "
+		 "%lld",
+		 lj->mime_len, (long long)own);
+	send_result(a, lj->job_id, lj->message_id, OUTCOME_TOO_LARGE, NULL,
+		    detail, 0);
+	return true;
+}
+
 static void
 handle_job(struct agent *a, const uint8_t *p, size_t n)
 {
@@ -304,6 +328,8 @@ handle_job(struct agent *a, const uint8_t *p, size_t n)
 			    NULL, "message larger than the agent accepts", 0);
 		goto out;
 	}
+	if (too_large(a, &lj))
+		goto out;
 	j = xcalloc(1, sizeof(*j));
 	j->gen = a->gen;
 	memcpy(j->message_id, lj.message_id, sizeof(j->message_id));
@@ -525,6 +551,8 @@ connect_event_cb(struct bufferevent *bev, short what, void *arg)
 	h.weight = a->pc->weight > 0 ? a->pc->weight : 0;
 	h.priority = a->pc->priority >= 0 ? a->pc->priority : -1;
 	h.max_in_flight = a->pc->max_in_flight;
+	/* Its own limit, if any; the server caps it at its own. */
+	h.max_message_bytes = (uint64_t)config_provider_max_bytes(a->pc);
 	if (link_encode_hello(link_conn_output(a->conn), &h) != 0) {
 		agent_drop(a, "cannot encode HELLO");
 		return;

@@ -112,6 +112,7 @@ agent_health_record(struct agent_health *h, int outcome)
 	switch (outcome) {
 	case OUTCOME_DELIVERED:
 	case OUTCOME_PERMANENT:
+	case OUTCOME_TOO_LARGE: /* the provider answered: it works */
 		failed = 0;
 		break;
 	case OUTCOME_THROTTLED:

@@ -174,7 +174,8 @@ classify(const struct http_result *hr, const char *code, int outcome,
 		return outcome;
 	if (hr->status == 402 || account_code(code))
 		return OUTCOME_ACCOUNT;
-	if (hr->status == 400 || hr->status == 413)
+	/* 413 is too_large: conn_http makes every 413 so. */
+	if (hr->status == 400)
 		return OUTCOME_PERMANENT;
 	return OUTCOME_TRANSIENT;
 }
@@ -225,4 +226,4 @@ static const char *const brevo_required[] = {"api_key_file", NULL};
 static const char *const brevo_optional[] = {CONN_HTTP_OPTIONAL_KEYS};
 static const char *const brevo_secret[] = {"api_key_file", NULL};
 
-CONN_HTTP_REGISTER(brevo, conn_http_probe, NULL)
+CONN_HTTP_REGISTER(brevo, conn_http_probe, NULL, 0)

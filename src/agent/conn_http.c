@@ -201,6 +201,13 @@ conn_http_read_answer(const struct conn_http_api *api, void *ctx,
 	memset(a, 0, sizeof(*a));
 	a->outcome = http_multi_classify(hr, &a->retry_after_ms);
 	api->answer(ctx, job, hr, ans, a);
+	/*
+	 * 413 is this provider's size limit, whatever the API calls it: not
+	 * the message's fault, since another provider may take it (the
+	 * server routes it by size, docs/internals/dispatch.md).
+	 */
+	if (hr->status == 413 && a->outcome != OUTCOME_DELIVERED)
+		a->outcome = OUTCOME_TOO_LARGE;
 	json_decref(ans);
 }
 

@@ -140,8 +140,10 @@ void conn_http_read_answer(const struct conn_http_api *api, void *ctx,
  * type's own keys) and its ops on conn_http_*.  PROBE is conn_http_probe
  * when the API has a cheap authenticated call (api.probe_path), else NULL:
  * the agent then lets one trial message through per probe_interval_s.
+ * MAX_BYTES is the API's documented message limit (PROVIDERS.md), the
+ * provider's max_message_bytes unless its section says other; 0: none.
  */
-#define CONN_HTTP_REGISTER(NAME, PROBE, EXTRA_CHECK)                           \
+#define CONN_HTTP_REGISTER(NAME, PROBE, EXTRA_CHECK, MAX_BYTES)                \
 	static int NAME##_open(const struct provider_config *pc,               \
 			       struct event_base *base,                        \
 			       connector_done_cb done, void *arg,              \
@@ -167,6 +169,7 @@ void conn_http_read_answer(const struct conn_http_api *api, void *ctx,
 	    .optional = NAME##_optional,                                       \
 	    .secret = NAME##_secret,                                           \
 	    .check = NAME##_config_check,                                      \
+	    .max_message_bytes = MAX_BYTES,                                    \
 	};                                                                     \
 	static const struct connector_ops NAME##_ops = {                       \
 	    .name = #NAME,                                                     \

@@ -8,9 +8,10 @@
  *
  * Answers map to classes as PROVIDERS.md reads: 200 with an "id" is
  * delivered with that id (a 200 without one is a wrong base_url, which
- * Mailgun answers "Mailgun Magnificent API": transient); 400 and 413 are
- * the message's fault (permanent); 401/403 the account's; 429 throttled;
- * 404, other statuses and failures before the request went out are
+ * Mailgun answers "Mailgun Magnificent API": transient); 400 is the
+ * message's fault (permanent), 413 its size over Mailgun's limit
+ * (too_large, set by conn_http for every API); 401/403 the account's; 429
+ * throttled; 404, other statuses and failures before the request went out are
  * transient; no answer after it went out is ambiguous.  No probe (see
  * mailgun_api).  Open, send, health and close are conn_http's; the key is
  * read once at open, given to curl only as the password and never logged.
@@ -34,7 +35,7 @@
 static int
 status_class(long status)
 {
-	if (status == 400 || status == 413)
+	if (status == 400)
 		return OUTCOME_PERMANENT;
 	return OUTCOME_TRANSIENT; /* 404 wrong domain/region, 408, ... */
 }
@@ -161,4 +162,5 @@ static const char *const mailgun_required[] = {"api_key_file", "domain", NULL};
 static const char *const mailgun_optional[] = {CONN_HTTP_OPTIONAL_KEYS};
 static const char *const mailgun_secret[] = {"api_key_file", NULL};
 
-CONN_HTTP_REGISTER(mailgun, NULL, mailgun_domain_check)
+/* The limit: 25 MB (PROVIDERS.md). */
+CONN_HTTP_REGISTER(mailgun, NULL, mailgun_domain_check, 25000000)

@@ -25,7 +25,8 @@
  * duplicate), the count in the detail, as sparkpost's partial rejection.
  * 401, 403 and the account codes (mj-0001, mj-0015, send-0008) are the
  * account's; other 400s (mj-0013 invalid address, send-0015 too many
- * recipients) and 413 permanent with Mailjet's message; 429 throttled;
+ * recipients) permanent with Mailjet's message (413: too_large, as
+ * conn_http makes every 413); 429 throttled;
  * 5xx, others and a 200 without "success" transient; no answer after the
  * request went out ambiguous.  The probe is GET {base_url}/v3/REST/sender.
  * The keys are given to curl only as Basic auth's user and password and
@@ -280,7 +281,7 @@ classify(const struct http_result *hr, json_t *ans, int outcome)
 		return outcome;
 	if (account_error(ans))
 		return OUTCOME_ACCOUNT;
-	if (hr->status == 400 || hr->status == 413)
+	if (hr->status == 400)
 		return OUTCOME_PERMANENT;
 	return OUTCOME_TRANSIENT;
 }
@@ -379,4 +380,5 @@ static const char *const mailjet_optional[] = {CONN_HTTP_OPTIONAL_KEYS};
 static const char *const mailjet_secret[] = {"api_key_file", "secret_key_file",
 					     NULL};
 
-CONN_HTTP_REGISTER(mailjet, conn_http_probe, NULL)
+/* The limit: 15 MB of attachments (PROVIDERS.md). */
+CONN_HTTP_REGISTER(mailjet, conn_http_probe, NULL, 15000000)

@@ -18,7 +18,8 @@
  * Answers (PROVIDERS.md): 200 with ErrorCode 0 is delivered with the
  * MessageID; 401 and ErrorCode 10 (bad token), and the sender-signature
  * and account ErrorCodes (400, 401, 405, 412, 413) are the account's;
- * other 422s and a 413 are permanent with Postmark's Message; 429
+ * other 422s are permanent with Postmark's Message (an HTTP 413:
+ * too_large, as conn_http makes every 413); 429
  * throttled; 5xx, others and a 403 (a network-layer block, HTML)
  * transient; no answer after the request went out ambiguous.  The probe
  * is GET {base_url}/server with the token.  Open, send, health and close
@@ -201,7 +202,7 @@ classify(const struct http_result *hr, json_t *ans, int outcome)
 		return outcome;
 	if (account_code(code))
 		return OUTCOME_ACCOUNT;
-	if (hr->status == 422 || hr->status == 413)
+	if (hr->status == 422)
 		return OUTCOME_PERMANENT;
 	return OUTCOME_TRANSIENT;
 }
@@ -266,4 +267,4 @@ static const char *const postmark_optional[] = {"message_stream",
 						CONN_HTTP_OPTIONAL_KEYS};
 static const char *const postmark_secret[] = {"server_token_file", NULL};
 
-CONN_HTTP_REGISTER(postmark, conn_http_probe, NULL)
+CONN_HTTP_REGISTER(postmark, conn_http_probe, NULL, 0)

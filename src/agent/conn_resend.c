@@ -212,4 +212,4 @@ static const char *const resend_required[] = {"api_key_file", NULL};
 static const char *const resend_optional[] = {CONN_HTTP_OPTIONAL_KEYS};
 static const char *const resend_secret[] = {"api_key_file", NULL};
 
-CONN_HTTP_REGISTER(resend, NULL, NULL)
+CONN_HTTP_REGISTER(resend, NULL, NULL, 0)

@@ -16,7 +16,8 @@
  * agent reports it transient and another provider may take it.
  *
  * Answers (PROVIDERS.md): 2xx is delivered with the X-Message-Id header
- * as the id; 400 and 413 permanent with SendGrid's first error message;
+ * as the id; 400 permanent with SendGrid's first error message (413:
+ * too_large, as conn_http makes every 413);
  * 401/403 account; 429 throttled, for Retry-After or else until
  * X-RateLimit-Reset; 5xx and other statuses transient; no answer after
  * the request went out ambiguous.  The probe is GET {base_url}/v3/scopes
@@ -231,7 +232,8 @@ reset_ms(const struct http_result *hr)
 	return (uint32_t)(t - now) * 1000u;
 }
 
-/* 400 and 413 are the message's; the first error's words are SendGrid's. */
+/* 400 is the message's (413 its size: conn_http); the first error's words
+ * are SendGrid's. */
 static void
 sendgrid_answer(void *ctx, const struct connector_job *job,
 		const struct http_result *hr, json_t *ans,
@@ -244,9 +246,8 @@ sendgrid_answer(void *ctx, const struct connector_job *job,
 	(void)ctx;
 	(void)job;
 	if (a->outcome == HTTP_CLASS_CONNECTOR)
-		a->outcome = (hr->status == 400 || hr->status == 413)
-				 ? OUTCOME_PERMANENT
-				 : OUTCOME_TRANSIENT;
+		a->outcome =
+		    hr->status == 400 ? OUTCOME_PERMANENT : OUTCOME_TRANSIENT;
 	if (a->outcome == OUTCOME_THROTTLED && a->retry_after_ms == 0)
 		a->retry_after_ms = reset_ms(hr);
 	id = http_multi_header(hr, "X-Message-Id");
@@ -284,4 +285,5 @@ static const char *const sendgrid_required[] = {"api_key_file", NULL};
 static const char *const sendgrid_optional[] = {CONN_HTTP_OPTIONAL_KEYS};
 static const char *const sendgrid_secret[] = {"api_key_file", NULL};
 
-CONN_HTTP_REGISTER(sendgrid, conn_http_probe, NULL)
+/* The limit: under 30 MB (PROVIDERS.md). */
+CONN_HTTP_REGISTER(sendgrid, conn_http_probe, NULL, 29999999)

@@ -13,7 +13,8 @@
  *
  * Answers are classified as PROVIDERS.md describes SES: 200 with a
  * MessageId is delivered; MessageRejected, BadRequestException and other
- * refusals of the message (400, 413) are permanent; credentials,
+ * refusals of the message (400) are permanent, and 413 (SES's size
+ * limit, which another provider may not share) too_large; credentials,
  * signature, clock, suspension, paused sending, an unverified domain and
  * the daily quota are the account; 429 and throttling errors are
  * throttled; 5xx and any other 4xx are transient; a request that went
@@ -272,7 +273,9 @@ ses_classify_error(long status, const char *type, const char *msg)
 	 * message: permanent failed every message this provider took, while
 	 * another provider was up to send it.  Transient moves it on.
 	 */
-	if (status == 400 || status == 413)
+	if (status == 413)
+		return OUTCOME_TOO_LARGE; /* SES's limit: another may take it */
+	if (status == 400)
 		return OUTCOME_PERMANENT;
 	return OUTCOME_TRANSIENT;
 }
@@ -530,8 +533,9 @@ ses_send(void *state, struct connector_job *job)
 	buf_init(&ss->body, SES_BODY_MAX);
 	rc = ses_body(job, &ss->body);
 	if (rc == -EMSGSIZE) {
-		/* SES would refuse it every time: the message's fault. */
-		rc = ses_defer(ss, OUTCOME_PERMANENT,
+		/* SES would refuse it every time; a provider with a larger
+		 * limit may take it. */
+		rc = ses_defer(ss, OUTCOME_TOO_LARGE,
 			       "larger than SES takes (40 MB after base64)");
 		if (rc < 0)
 			goto fail;
@@ -830,6 +834,8 @@ static const struct config_ptype ses_config = {
     .optional = ses_optional,
     .secret = ses_secret,
     .check = ses_config_check,
+    /* 40 MB after base64 (SES_RAW_MAX): three quarters of it raw. */
+    .max_message_bytes = SES_RAW_MAX / 4 * 3,
 };
 
 static const struct connector_ops ses_ops = {

@@ -115,6 +115,7 @@ struct smtp_job {
 	bool retried;           /* once on a fresh session after a stale one */
 	bool body_eof;          /* the whole message and its end went out */
 	bool utf8_unoffered;    /* needs SMTPUTF8, which is not offered */
+	uint64_t size_max;      /* over the session's SIZE: nothing sent */
 	char errbuf[CURL_ERROR_SIZE];
 	struct smtp_dialogue d;
 	LIST_ENTRY(smtp_job) entry; /* smtp.jobs */
@@ -132,6 +133,7 @@ struct smtp_conn {
 	unsigned nmsg;       /* transactions begun on this session */
 	int64_t idle_since;  /* mono_ms() */
 	unsigned ext;        /* SMTP_EXT_* the EHLO answer offered */
+	uint64_t size_max;   /* its SIZE limit (RFC 1870), 0: none said */
 	char errbuf[CURL_ERROR_SIZE];
 	size_t rcpt_i; /* the recipient whose RCPT answer is awaited */
 	/* Pipelining: the next command of the group (0 MAIL, 1..nrcpt RCPT,
@@ -383,6 +385,12 @@ xact_begin(struct smtp_conn *c)
 		job_end(conn_release(c), CURLE_OK);
 		return;
 	}
+	if (c->size_max > 0 && sj->job->mime_len > c->size_max) {
+		/* It would say 552: too large here, and nothing is sent. */
+		sj->size_max = c->size_max;
+		job_end(conn_release(c), CURLE_OK);
+		return;
+	}
 	c->nmsg++;
 	c->rcpt_i = 0;
 	smtp_dialogue_stuff_init(&c->body);
@@ -572,13 +580,19 @@ debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *arg)
 	/* curl hands the reply a line at a time: only flags are kept. */
 	if (type == CURLINFO_HEADER_IN) {
 		smtp_dialogue_in(&sj->d, data, size);
-		if (strcmp(sj->d.cmd, "EHLO") == 0)
+		if (strcmp(sj->d.cmd, "EHLO") == 0) {
 			c->ext |= smtp_dialogue_ehlo(data, size);
+			if (smtp_dialogue_ehlo(data, size) == SMTP_EXT_SIZE)
+				c->size_max =
+				    smtp_dialogue_ehlo_size(data, size);
+		}
 	} else if (type == CURLINFO_HEADER_OUT) {
 		smtp_dialogue_out(&sj->d, data, size);
 		/* The EHLO after STARTTLS says it all again. */
-		if (strcmp(sj->d.cmd, "EHLO") == 0)
+		if (strcmp(sj->d.cmd, "EHLO") == 0) {
 			c->ext = 0;
+			c->size_max = 0;
+		}
 	}
 	return 0;
 }
@@ -714,7 +728,8 @@ job_end(struct smtp_job *sj, CURLcode rc)
 				 .rc = rc,
 				 .errbuf = sj->errbuf,
 				 .body_eof = sj->body_eof,
-				 .utf8_unoffered = sj->utf8_unoffered};
+				 .utf8_unoffered = sj->utf8_unoffered,
+				 .size_max = sj->size_max};
 	struct connector_result res;
 	char detail[LINK_DETAIL_MAX + 1], idbuf[128];
 
@@ -728,7 +743,8 @@ job_end(struct smtp_job *sj, CURLcode rc)
 	if (res.provider_message_id == idbuf)
 		smtp_dialogue_scrub(idbuf, s->username, s->password);
 	if (res.outcome == OUTCOME_DELIVERED ||
-	    res.outcome == OUTCOME_PERMANENT)
+	    res.outcome == OUTCOME_PERMANENT ||
+	    res.outcome == OUTCOME_TOO_LARGE)
 		s->failures = 0;
 	else
 		s->failures++;

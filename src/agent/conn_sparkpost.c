@@ -10,7 +10,8 @@
  * partial acceptance is delivered (the others cannot be resent without a
  * duplicate) with the count rejected in the detail.  400 with code 7001
  * (an unverified sending domain), 401, 403 and 420 (a sending limit of
- * the account) are the account's; 400, 413, 415 and 422 the message's;
+ * the account) are the account's; 400, 415 and 422 the message's
+ * (413, its size: too_large, as conn_http makes every 413);
  * 429 throttled (Retry-After, else the 2 s SparkPost advises); 5xx and
  * other statuses transient; no answer after the request went out
  * ambiguous.  The probe is GET {base_url}/api/v1/account with the key.
@@ -67,7 +68,7 @@ status_class(long status, const char *code)
 {
 	if (status == 420 || (status == 400 && strcmp(code, "7001") == 0))
 		return OUTCOME_ACCOUNT;
-	if (status == 400 || status == 413 || status == 415 || status == 422)
+	if (status == 400 || status == 415 || status == 422)
 		return OUTCOME_PERMANENT;
 	return OUTCOME_TRANSIENT;
 }
@@ -140,4 +141,5 @@ static const char *const sparkpost_required[] = {"api_key_file", NULL};
 static const char *const sparkpost_optional[] = {CONN_HTTP_OPTIONAL_KEYS};
 static const char *const sparkpost_secret[] = {"api_key_file", NULL};
 
-CONN_HTTP_REGISTER(sparkpost, conn_http_probe, NULL)
+/* The limit: 20 MB of content (PROVIDERS.md). */
+CONN_HTTP_REGISTER(sparkpost, conn_http_probe, NULL, 20000000)

@@ -190,6 +190,19 @@ code_outcome(int code)
 }
 
 /*
+ * 552 at MAIL (RFC 1870's answer to SIZE=) or after the data is the
+ * smarthost's size limit, which another provider may not share: too
+ * large, not permanent.  At RCPT it is a full mailbox, the recipient's.
+ */
+static int
+size_outcome(const char *cmd, int code, int outcome)
+{
+	if (code == 552 && (cmd == NULL || strcmp(cmd, "MAIL") == 0))
+		return OUTCOME_TOO_LARGE;
+	return outcome;
+}
+
+/*
  * A refusal of the session itself (greeting, EHLO, STARTTLS, AUTH) says
  * nothing about the message: 5xx there is the account's at AUTH and the
  * smarthost's elsewhere.  Only MAIL, RCPT and the data refuse a message.
@@ -294,6 +307,16 @@ classify_fail(const struct smtp_attempt *sj, struct connector_result *res,
 			   "a non-ASCII address needs");
 		return;
 	}
+	if (sj->size_max > 0) {
+		/* RFC 1870: its EHLO said SIZE; nothing was sent. */
+		res->outcome = OUTCOME_TOO_LARGE;
+		detail_set(
+		    detail, detailsz,
+		    "smtp the smarthost takes at most %llu bytes (SIZE), "
+		    "the message has %zu",
+		    (unsigned long long)sj->size_max, sj->job->mime_len);
+		return;
+	}
 	if (d->data_go && d->final_code == 0) {
 		/* The smarthost may have the whole message: a retry may
 		 * duplicate it.  A body cut short is discarded by it. */
@@ -315,7 +338,8 @@ classify_fail(const struct smtp_attempt *sj, struct connector_result *res,
 		return;
 	}
 	if (d->final_code >= 400) {
-		res->outcome = code_outcome(d->final_code);
+		res->outcome = size_outcome(NULL, d->final_code,
+					    code_outcome(d->final_code));
 		detail_set(detail, detailsz, "smtp data refused: %s",
 			   d->final_text);
 		return;
@@ -340,7 +364,9 @@ classify_fail(const struct smtp_attempt *sj, struct connector_result *res,
 		return;
 	}
 	if (d->last_code >= 400) {
-		res->outcome = session_outcome(d->last_cmd, d->last_code);
+		res->outcome =
+		    size_outcome(d->last_cmd, d->last_code,
+				 session_outcome(d->last_cmd, d->last_code));
 		detail_set(detail, detailsz, "smtp %s refused: %s",
 			   d->last_cmd[0] != '\0' ? d->last_cmd : "greeting",
 			   d->last_text);
@@ -453,6 +479,25 @@ smtp_dialogue_ehlo(const char *p, size_t len)
 		    strncasecmp(p, exts[i].word, n) == 0)
 			return exts[i].ext;
 	return 0;
+}
+
+uint64_t
+smtp_dialogue_ehlo_size(const char *p, size_t len)
+{
+	uint64_t v = 0;
+	size_t i;
+
+	if (smtp_dialogue_ehlo(p, len) != SMTP_EXT_SIZE)
+		return 0;
+	/* "250-SIZE" then one space and digits; anything else says none. */
+	if (len < 10 || p[8] != ' ')
+		return 0;
+	for (i = 9; i < len && p[i] >= '0' && p[i] <= '9'; i++) {
+		if (v > (UINT64_MAX - 9) / 10)
+			return 0; /* absurd: as good as no limit */
+		v = v * 10 + (uint64_t)(p[i] - '0');
+	}
+	return v;
 }
 
 size_t

@@ -76,6 +76,9 @@ struct smtp_attempt {
 	/* An address is not ASCII and the smarthost does not offer SMTPUTF8:
 	 * nothing of the message was sent. */
 	bool utf8_unoffered;
+	/* The smarthost's EHLO SIZE when the message is over it (nothing of
+	 * it was sent), else 0. */
+	uint64_t size_max;
 };
 
 /* "NNN-", "NNN " or "NNN" at p: the code (*last: no '-'), else 0. */
@@ -148,6 +151,11 @@ size_t smtp_dialogue_stuff(struct smtp_stuff *st, const uint8_t *msg,
 /* One line of the answer to EHLO ("250-SIZE 1000"): the SMTP_EXT_* it
  * offers, or 0 (any other line, extension or reply). */
 unsigned smtp_dialogue_ehlo(const char *p, size_t len);
+/*
+ * The limit a "250-SIZE n" line of the answer to EHLO announces, or 0 (no
+ * number, 0 which RFC 1870 says means none, or another line).
+ */
+uint64_t smtp_dialogue_ehlo_size(const char *p, size_t len);
 
 /*
  * The command i of job's transaction with its CRLF into dst (room bytes):

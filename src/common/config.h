@@ -33,13 +33,14 @@ struct provider_config {
 	char *name; /* the NAME of [provider.NAME] */
 	char *type; /* maildir | smtp | mailgun | ... */
 	bool spawn;
-	int weight;           /* default 1 */
-	int priority;         /* default 100 */
-	int max_in_flight;    /* default 32 */
-	int rate_per_s;       /* 0: no limit */
-	int slow_start_s;     /* default 0 */
-	int probe_interval_s; /* 0: not set (the agent's default, 30) */
-	int overflow;         /* 1 yes, 0 no, -1 not set (see dispatch) */
+	int weight;                /* default 1 */
+	int priority;              /* default 100 */
+	int max_in_flight;         /* default 32 */
+	int rate_per_s;            /* 0: no limit */
+	int slow_start_s;          /* default 0 */
+	int probe_interval_s;      /* 0: not set (the agent's default, 30) */
+	int overflow;              /* 1 yes, 0 no, -1 not set (see dispatch) */
+	int64_t max_message_bytes; /* 0: not set (config_provider_max_bytes) */
 	int line;             /* line of the section header; 0 if embedded */
 	struct config_kv *kv; /* every key of the section, in file order */
 	size_t nkv;
@@ -197,6 +198,8 @@ struct config_ptype {
 	const char *const *secret; /* a subset of the two above */
 	void (*check)(struct provider_config *pc, const struct config *cfg,
 		      struct config_report *r);
+	/* The provider's documented message limit in bytes; 0: none. */
+	int64_t max_message_bytes;
 };
 /* Called from constructors (CONNECTOR_REGISTER); a duplicate is fatal. */
 void config_ptype_register(const struct config_ptype *pt);
@@ -208,6 +211,14 @@ void config_report_error(struct config_report *r, int line, const char *fmt,
 /* Adds key = value unless the section has key (line: the section's). */
 void provider_config_default(struct provider_config *pc, const char *key,
 			     const char *value);
+
+/*
+ * pc's provider's own message limit: its max_message_bytes key, else its
+ * type's documented limit (struct config_ptype), else 0: none of its own,
+ * the server's max_message_bytes applies.  Callers cap it at the server's
+ * (one limit at every layer: a provider never takes more than the intake).
+ */
+int64_t config_provider_max_bytes(const struct provider_config *pc);
 
 /* NULL when there is no such provider. */
 const struct provider_config *config_provider(const struct config *cfg,

@@ -26,9 +26,16 @@ static const struct config_ptype *ptypes[PTYPE_MAX];
 static size_t nptypes;
 
 static const char *const generic_keys[] = {
-    "type",         "spawn",         "weight",
-    "priority",     "max_in_flight", "rate_per_s",
-    "slow_start_s", "overflow",      "probe_interval_s",
+    "type",
+    "spawn",
+    "weight",
+    "priority",
+    "max_in_flight",
+    "rate_per_s",
+    "slow_start_s",
+    "overflow",
+    "probe_interval_s",
+    "max_message_bytes",
 };
 
 void
@@ -179,6 +186,21 @@ generic_int(struct config_report *r, const struct config_kv *kv, int64_t min,
 }
 
 static void
+generic_int64(struct config_report *r, const struct config_kv *kv, int64_t min,
+	      int64_t max, int64_t *out)
+{
+	int64_t v;
+
+	if (!config__parse_int64(kv->value, min, max, &v)) {
+		config_report_error(
+		    r, kv->line, "%s: must be an integer between %lld and %lld",
+		    kv->key, (long long)min, (long long)max);
+		return;
+	}
+	*out = v;
+}
+
+static void
 generic_bool(struct config_report *r, const struct config_kv *kv, int *out)
 {
 	bool b;
@@ -216,6 +238,9 @@ generic_key(struct provider_config *pc, const struct config_kv *kv,
 		generic_int(r, kv, 1, 86400, &pc->probe_interval_s);
 	} else if (strcmp(kv->key, "overflow") == 0) {
 		generic_bool(r, kv, &pc->overflow);
+	} else if (strcmp(kv->key, "max_message_bytes") == 0) {
+		generic_int64(r, kv, 1024, CONFIG_MESSAGE_BYTES_MAX,
+			      &pc->max_message_bytes);
 	} else {
 		return is_generic_key(kv->key);
 	}
@@ -323,4 +348,17 @@ provider_config_line(const struct provider_config *pc, const char *key)
 	const struct config_kv *kv = kv_find(pc, key);
 
 	return kv != NULL ? kv->line : pc->line;
+}
+
+int64_t
+config_provider_max_bytes(const struct provider_config *pc)
+{
+	const struct config_ptype *pt;
+
+	if (pc == NULL)
+		return 0;
+	if (pc->max_message_bytes > 0)
+		return pc->max_message_bytes;
+	pt = config_ptype_lookup(pc->type);
+	return pt != NULL ? pt->max_message_bytes : 0;
 }

@@ -229,6 +229,17 @@ void dispatch__refresh(struct dispatcher *d, struct provider *p);
 /* Linked, up, enabled and breaker not open (full or not). */
 bool dispatch__usable(const struct provider *p);
 
+/*
+ * Size routing (dispatcher.c): p's limit takes m (m->mime_len at most
+ * p->max_message_bytes).
+ */
+bool dispatch__fits(const struct provider *p, const struct store_message *m);
+/*
+ * Some provider known (configured or registered, in any state) takes a
+ * message of bytes, or none is known yet; *largest: the largest limit.
+ */
+bool dispatch__fits_some(struct dispatcher *d, size_t bytes, uint64_t *largest);
+
 /* provider_state.c */
 /* A provider-caused failure: the breaker may take p down. */
 void dispatch__provider_failure(struct dispatcher *d, struct provider *p);
@@ -282,12 +293,16 @@ void record__job_free(struct dispatcher *d, struct job *j);
 void record__backoff(struct dispatcher *d, struct store_message *m);
 /* m's TTL is spent and its round is over (takes m). */
 void record__fail_expired(struct dispatcher *d, struct store_message *m);
+/* No provider known can take m's size: failed at once (takes m). */
+void record__fail_too_large(struct dispatcher *d, struct store_message *m,
+			    uint64_t largest);
 /* A corrupt row store_load handed back failed: failed on disk (takes m). */
 void record__fail_corrupt(struct dispatcher *d, struct store_message *m);
 void record__arm_timeout(struct dispatcher *d);
 /* A write or load failed: the pump is held for a backoff. */
 void record__hold(struct dispatcher *d);
 void record__retry_cb(evutil_socket_t fd, short what, void *arg);
-void record__housekeep_cb(evutil_socket_t fd, short what, void *arg);
+/* housekeep.c: the store's pruning, once at start and every 5 min. */
+void dispatch__housekeep_cb(evutil_socket_t fd, short what, void *arg);
 
 #endif

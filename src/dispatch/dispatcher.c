@@ -224,7 +224,31 @@ dispatch__refresh(struct dispatcher *d, struct provider *p)
 	}
 }
 
-/* Up, enabled, breaker not open, and not yet tried for m this round. */
+/* --- size routing ---------------------------------------------------- */
+
+bool
+dispatch__fits(const struct provider *p, const struct store_message *m)
+{
+	return (uint64_t)m->mime_len <= p->max_message_bytes;
+}
+
+bool
+dispatch__fits_some(struct dispatcher *d, size_t bytes, uint64_t *largest)
+{
+	size_t i, n = registry_count(d->reg);
+
+	*largest = 0;
+	for (i = 0; i < n; i++) {
+		const struct provider *p = registry_at(d->reg, i);
+		if (p->max_message_bytes > *largest)
+			*largest = p->max_message_bytes;
+	}
+	/* Nobody known yet (agents that register on the fly): wait. */
+	return n == 0 || (uint64_t)bytes <= *largest;
+}
+
+/* Up, enabled, breaker not open, able to take m's size, and not yet tried
+ * for m this round. */
 static bool
 untried_up(struct dispatcher *d, const struct store_message *m)
 {
@@ -232,7 +256,7 @@ untried_up(struct dispatcher *d, const struct store_message *m)
 
 	for (i = 0; i < n; i++) {
 		struct provider *p = registry_at(d->reg, i);
-		if (dispatch__usable(p) &&
+		if (dispatch__usable(p) && dispatch__fits(p, m) &&
 		    !record__tried_contains(m->tried, p->name))
 			return true;
 	}
@@ -251,6 +275,12 @@ skip_entry(const struct sched_entry *e, void *arg)
 	const struct pick_ctx *c = arg;
 
 	if (c->capped && e->priority > c->cap)
+		return true;
+	/* Never offered to a provider whose limit is below its size. */
+	if (!dispatch__fits(
+		(const struct provider *)((const char *)e -
+					  offsetof(struct provider, se)),
+		c->m))
 		return true;
 	return record__tried_contains(c->m->tried, e->name);
 }
@@ -271,7 +301,7 @@ tier_cap(struct dispatcher *d, struct pick_ctx *c)
 		return;
 	for (i = 0; i < n; i++) {
 		struct provider *p = registry_at(d->reg, i);
-		if (!p->blocking ||
+		if (!p->blocking || !dispatch__fits(p, c->m) ||
 		    record__tried_contains(c->m->tried, p->name))
 			continue;
 		if (!c->capped || p->se.priority < c->cap)
@@ -389,11 +419,16 @@ offer(struct dispatcher *d, struct store_message *m)
 {
 	struct pick_ctx c = {.m = m};
 	struct sched_entry *e;
+	uint64_t largest;
 
 	tier_cap(d, &c);
 	e = scheduler_pick(d->sched, skip_entry, &c);
 	if (e != NULL) {
 		record__send(d, m, entry_provider(e));
+		return OFFER_GONE;
+	}
+	if (!dispatch__fits_some(d, m->mime_len, &largest)) {
+		record__fail_too_large(d, m, largest);
 		return OFFER_GONE;
 	}
 	if (c.capped) {
@@ -587,7 +622,7 @@ dispatcher_new(struct event_base *base, const struct config *cfg,
 	d->pump_ev = dispatch__xevent_new(base, pump_cb, d);
 	d->timeout_ev = dispatch__xevent_new(base, timeout_cb, d);
 	d->retry_ev = dispatch__xevent_new(base, record__retry_cb, d);
-	d->housekeep_ev = dispatch__xevent_new(base, record__housekeep_cb, d);
+	d->housekeep_ev = dispatch__xevent_new(base, dispatch__housekeep_cb, d);
 	return d;
 }
 
@@ -667,11 +702,34 @@ stored_note(struct dispatcher *d, const struct store_message *m)
 				  NULL);
 }
 
+/*
+ * Before a new message waits for a provider: one that no provider known
+ * (configured or registered, in any state) can take fails at once rather
+ * than at its TTL.  Not while writes are held: the store is not asked for
+ * more then, and the pump's offer() says the same once it runs.
+ */
+static bool
+fail_if_too_large(struct dispatcher *d, struct store_message *m)
+{
+	uint64_t largest;
+	const char *why;
+
+	if (d->paused || hold_state(d, &why) != HOLD_NONE ||
+	    dispatch__fits_some(d, m->mime_len, &largest))
+		return false;
+	record__fail_too_large(d, m, largest);
+	return true;
+}
+
 void
 dispatcher_enqueue(struct dispatcher *d, struct store_message *m)
 {
 	d->counts[MSG_QUEUED]++;
 	stored_note(d, m);
+	if (fail_if_too_large(d, m)) {
+		dispatch__schedule_pump(d);
+		return;
+	}
 	if (d->loaded.len < LOADED_MAX && d->ready.len == 0) {
 		ring_push_back(&d->loaded, &m);
 	} else {

@@ -298,8 +298,9 @@ dispatcher_provider_linked(struct dispatcher *d, struct provider *p)
 	ensure_timers(d, p);
 	p->last_heartbeat_mono = 0;
 	dispatch__timer_start(p->hb_timer, d->cfg->heartbeat_timeout_ms);
-	log_info("- registry linked provider=%s type=%s pid=%" PRId64, p->name,
-		 p->type, p->agent_pid);
+	log_info("- registry linked provider=%s type=%s pid=%" PRId64
+		 " max_message_bytes=%" PRIu64,
+		 p->name, p->type, p->agent_pid, p->max_message_bytes);
 }
 
 void

@@ -59,8 +59,6 @@
  */
 #define DAMAGED_TRIES 3
 #define DAMAGED_LOG_MS 10000
-#define HOUSEKEEP_EVERY_MS (5 * 60 * 1000)
-#define IDEM_KEEP_MS (24 * 3600 * 1000LL)
 
 static void write_issue(struct dispatcher *d, struct job *j);
 
@@ -421,7 +419,9 @@ sending_durable(struct dispatcher *d, struct job *j)
 	struct store_message *m = j->m;
 	int rc;
 
-	if (d->paused || p == NULL || !dispatch__usable(p)) {
+	if (d->paused || p == NULL || !dispatch__usable(p) ||
+	    !dispatch__fits(p, m)) {
+		/* Its limit may have dropped meanwhile (a too_large). */
 		unsend(d, j,
 		       d->paused   ? "dispatch paused"
 		       : p == NULL ? "provider went down"
@@ -697,6 +697,27 @@ record__fail_expired(struct dispatcher *d, struct store_message *m)
 	write_issue(d, j);
 }
 
+/* The error of a message no provider known can take. */
+static void
+too_large_error(struct job *j, size_t bytes, uint64_t largest)
+{
+	snprintf(
+	    j->error, sizeof(j->error),
+	    "too large for every provider: %zu bytes, largest limit %" PRIu64,
+	    bytes, largest);
+}
+
+void
+record__fail_too_large(struct dispatcher *d, struct store_message *m,
+		       uint64_t largest)
+{
+	struct job *j = job_new(d, m);
+
+	too_large_error(j, m->mime_len, largest);
+	job_write(j, WRITE_FINAL, MSG_FAILED, MSG_QUEUED);
+	write_issue(d, j);
+}
+
 /*
  * A queued row the store could not read (store_load): failed like any
  * other final outcome, by this one path, so that its status and its
@@ -855,6 +876,35 @@ requeue_throttled(struct dispatcher *d, struct job *j, const char *detail)
 	write_issue(d, j);
 }
 
+/*
+ * Too large: the provider's limit, not the message's fault.  The try is
+ * on record but free (as a throttled one), p's limit drops below this
+ * size until its agent registers again (so it is not offered the same
+ * size again), and the message goes to a provider that can take it; when
+ * no provider known can, it fails now, every refusal on record.
+ */
+static void
+requeue_too_large(struct dispatcher *d, struct job *j, struct provider *p)
+{
+	struct store_message *m = j->m;
+	uint64_t largest;
+
+	m->attempts = j->n - 1;
+	tried_add(m, j->pname);
+	if (p->max_message_bytes >= (uint64_t)m->mime_len)
+		p->max_message_bytes = m->mime_len > 0 ? m->mime_len - 1 : 0;
+	log_info("%s dispatch too_large provider=%s bytes=%zu limit=%" PRIu64
+		 " detail=\"%s\"",
+		 m->id, p->name, m->mime_len, p->max_message_bytes, j->detail);
+	if (dispatch__fits_some(d, m->mime_len, &largest)) {
+		job_write(j, WRITE_REQUEUE, MSG_QUEUED, MSG_SENDING);
+	} else {
+		too_large_error(j, m->mime_len, largest);
+		job_write(j, WRITE_FINAL, MSG_FAILED, MSG_SENDING);
+	}
+	write_issue(d, j);
+}
+
 void
 record__result(struct dispatcher *d, struct job *j, struct provider *p,
 	       int outcome, const char *pmid, const char *detail,
@@ -894,6 +944,11 @@ record__result(struct dispatcher *d, struct job *j, struct provider *p,
 		requeue_throttled(d, j, detail);
 		dispatch__provider_throttled(d, p, retry_after_ms, det);
 		break;
+	case OUTCOME_TOO_LARGE:
+		/* The provider answered as it should: it works. */
+		breaker__success(p, d->cfg->breaker_cooldown_ms);
+		requeue_too_large(d, j, p);
+		break;
 	case OUTCOME_ACCOUNT:
 		p->failed++;
 		log_info("%s dispatch account provider=%s attempt=%d "
@@ -920,43 +975,4 @@ record__result(struct dispatcher *d, struct job *j, struct provider *p,
 		dispatch__provider_failure(d, p);
 		break;
 	}
-}
-
-/* --- housekeeping ---------------------------------------------------- */
-
-static void
-housekeep_done(void *arg, int err, const int64_t pruned[MSG_NSTATUS])
-{
-	struct dispatcher *d = arg;
-	int s;
-
-	d->housekeeping = false;
-	if (err != 0 || pruned == NULL) {
-		log_warnx("- dispatch housekeeping_failed err=\"%s\"",
-			  store_strerror(err));
-		return;
-	}
-	/* The counts follow the disk. */
-	for (s = 0; s < MSG_NSTATUS; s++)
-		d->counts[s] -= pruned[s];
-	if (pruned[MSG_DELIVERED] + pruned[MSG_FAILED] > 0)
-		log_info("- dispatch housekeeping pruned delivered=%" PRId64
-			 " failed=%" PRId64,
-			 pruned[MSG_DELIVERED], pruned[MSG_FAILED]);
-}
-
-/* Once at start, then every HOUSEKEEP_EVERY_MS. */
-void
-record__housekeep_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct dispatcher *d = arg;
-	int64_t now = now_ms();
-
-	dispatch__timer_start(d->housekeep_ev, HOUSEKEEP_EVERY_MS);
-	if (d->housekeeping)
-		return;
-	d->housekeeping = true;
-	store_housekeep(d->st, now - IDEM_KEEP_MS,
-			now - (int64_t)d->cfg->retention_days * 86400000,
-			housekeep_done, d);
 }

@@ -17,6 +17,7 @@ struct registry {
 	struct provider **v;
 	size_t n, cap;
 	bool default_overflow;
+	uint64_t server_max; /* the server's max_message_bytes */
 };
 
 static struct provider *
@@ -69,9 +70,11 @@ registry_new(struct event_base *base, const struct config *cfg)
 
 	r->base = base;
 	r->default_overflow = registry_default_overflow(cfg->scheduler);
+	r->server_max = (uint64_t)cfg->max_message_bytes;
 	for (i = 0; i < cfg->nproviders; i++) {
 		const struct provider_config *pc = &cfg->providers[i];
 		struct provider *p = provider_new(pc->name, pc->type);
+		int64_t own = config_provider_max_bytes(pc);
 
 		p->configured = true;
 		p->spawn = pc->spawn;
@@ -82,6 +85,10 @@ registry_new(struct event_base *base, const struct config *cfg)
 		p->slow_start_s = pc->slow_start_s;
 		p->overflow =
 		    pc->overflow < 0 ? r->default_overflow : pc->overflow != 0;
+		p->file_max_bytes = own > 0 && (uint64_t)own < r->server_max
+					? (uint64_t)own
+					: r->server_max;
+		p->max_message_bytes = p->file_max_bytes;
 		registry_append(r, p);
 	}
 	return r;
@@ -136,8 +143,17 @@ registry_add(struct registry *r, const char *name, const char *type, int weight,
 	if (max_in_flight > 0)
 		p->max_in_flight = max_in_flight;
 	p->overflow = r->default_overflow;
+	p->file_max_bytes = p->max_message_bytes = r->server_max;
 	registry_append(r, p);
 	return p;
+}
+
+void
+registry_set_announced(struct provider *p, uint64_t announced)
+{
+	p->max_message_bytes = announced > 0 && announced < p->file_max_bytes
+				   ? announced
+				   : p->file_max_bytes;
 }
 
 size_t

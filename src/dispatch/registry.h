@@ -80,6 +80,17 @@ struct provider {
 	 * remote agent's pid names a process on its host, or nothing at all.
 	 */
 	int64_t agent_pid;
+	/*
+	 * Size routing (dispatcher.c, docs/internals/dispatch.md): the
+	 * largest message this provider is offered.  file_max_bytes is what
+	 * each registration starts from (its [provider.NAME]
+	 * max_message_bytes or its type's limit, else the server's); the
+	 * agent's HELLO may lower it, and a too_large answer lowers it below
+	 * the refused size until the agent registers again.  Never above the
+	 * server's max_message_bytes.
+	 */
+	uint64_t max_message_bytes;
+	uint64_t file_max_bytes;
 	struct link_conn *conn;      /* the agent's link, NULL when none */
 	int64_t link_refused_until;  /* mono ms: a flooding agent's penalty */
 	int64_t last_heartbeat_mono; /* 0: never */
@@ -134,6 +145,11 @@ struct provider *registry_find(struct registry *r, const char *name);
 struct provider *registry_add(struct registry *r, const char *name,
 			      const char *type, int weight, int priority,
 			      int max_in_flight);
+/*
+ * An agent of p registered: p's limit starts again from file_max_bytes,
+ * lowered to what the agent announced (announced 0: it said nothing).
+ */
+void registry_set_announced(struct provider *p, uint64_t announced);
 /* Providers registered on the fly (not named in the file). */
 size_t registry_dynamic_count(const struct registry *r);
 /*

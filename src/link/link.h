@@ -10,7 +10,7 @@
  *
  * Handshake, agent first:
  *   agent  -> HELLO     {version, name, type, nonce, pid, weight?, priority?,
- *                        max_in_flight?}
+ *                        max_in_flight?, max_message_bytes?}
  *   server -> CHALLENGE {version, nonce, revision?}
  *   agent  -> AUTH      {mac = HMAC-SHA256(secret, "shivneri-agent-v1" 0
  *                        server_nonce agent_nonce name)}
@@ -37,7 +37,11 @@
  * throttled, account and ambiguous and RESULT's retry_after_ms; an agent
  * reports them only to a server of revision 2 or later and says transient
  * to an older one (link_outcome_for_revision), whose decoder would refuse
- * an unknown outcome name.
+ * an unknown outcome name.  Revision 3 adds the outcome too_large (the
+ * provider's size limit, not the message's fault): a revision-2 server
+ * hears permanent, which is what it made of a 413 or a 552 before.
+ * HELLO's max_message_bytes (the provider's own limit) is optional in
+ * every revision: a server that does not know it ignores it.
  */
 #ifndef SHIVNERI_LINK_H
 #define SHIVNERI_LINK_H
@@ -47,7 +51,7 @@
 #include <stdint.h>
 
 #define LINK_VERSION 1
-#define LINK_REVISION 2                  /* what this build speaks; see above */
+#define LINK_REVISION 3                  /* what this build speaks; see above */
 #define LINK_RETRY_AFTER_MAX_MS 86400000 /* a day: RESULT's retry_after_ms */
 #define LINK_NONCE_LEN 32
 #define LINK_MAC_LEN 32
@@ -105,8 +109,10 @@ enum outcome {
 	OUTCOME_ACCOUNT = 5,   /* credentials, suspension, quota: the provider
 				  is down until its probe passes */
 	OUTCOME_AMBIGUOUS = 6, /* sent, no answer: a duplicate is possible */
+	OUTCOME_TOO_LARGE = 7, /* over this provider's size limit (413, 552,
+				  SIZE): another provider may take it */
 };
-#define OUTCOME_MAX OUTCOME_AMBIGUOUS
+#define OUTCOME_MAX OUTCOME_TOO_LARGE
 const char *outcome_name(int outcome); /* "delivered", ...; "unknown" */
 int outcome_parse(const char *s);      /* -1 if unknown */
 
@@ -138,6 +144,8 @@ struct link_hello {
 	int weight;        /* 0: not given */
 	int priority;      /* -1: not given */
 	int max_in_flight; /* 0: not given */
+	/* The provider's own message limit; 0: not given (the server's). */
+	uint64_t max_message_bytes;
 };
 
 struct link_challenge {
@@ -192,7 +200,9 @@ struct link_result {
 /*
  * The outcome an agent may report to a server of that revision: the
  * classes of revision 2 become transient for a revision-1 server, which
- * knows no other provider-caused failure.
+ * knows no other provider-caused failure; too_large (revision 3) becomes
+ * permanent for an older server, which has no other provider to pick by
+ * size and would otherwise offer the message to the same one again.
  */
 int link_outcome_for_revision(int outcome, uint32_t revision);
 

@@ -34,7 +34,7 @@
 
 static const char *const outcome_names[] = {
     "delivered", "transient", "permanent", "lost",
-    "throttled", "account",   "ambiguous"};
+    "throttled", "account",   "ambiguous", "too_large"};
 static const char *const health_names[] = {"ok", "degraded", "down"};
 
 const char *
@@ -52,6 +52,8 @@ link_outcome_for_revision(int outcome, uint32_t revision)
 	    (outcome == OUTCOME_THROTTLED || outcome == OUTCOME_ACCOUNT ||
 	     outcome == OUTCOME_AMBIGUOUS))
 		return OUTCOME_TRANSIENT;
+	if (revision < 3 && outcome == OUTCOME_TOO_LARGE)
+		return OUTCOME_PERMANENT;
 	return outcome;
 }
 
@@ -318,17 +320,20 @@ link_encode_hello(struct evbuffer *out, const struct link_hello *m)
 	if (!link_name_valid(m->name) || !type_valid(m->type) || m->pid < 0 ||
 	    m->weight < 0 || m->weight > WEIGHT_MAX || m->priority < -1 ||
 	    m->priority > PRIO_MAX || m->max_in_flight < 0 ||
-	    m->max_in_flight > INFLIGHT_MAX)
+	    m->max_in_flight > INFLIGHT_MAX || m->max_message_bytes > INT64_MAX)
 		return LINK_E_FIELD;
 	o = json_object();
-	ok = set_int(o, "version", m->version) && set_str(o, "name", m->name) &&
-	     set_str(o, "type", m->type) &&
-	     set_hex(o, "nonce", m->nonce, LINK_NONCE_LEN) &&
-	     set_int(o, "pid", m->pid) &&
-	     (m->weight == 0 || set_int(o, "weight", m->weight)) &&
-	     (m->priority < 0 || set_int(o, "priority", m->priority)) &&
-	     (m->max_in_flight == 0 ||
-	      set_int(o, "max_in_flight", m->max_in_flight));
+	ok =
+	    set_int(o, "version", m->version) && set_str(o, "name", m->name) &&
+	    set_str(o, "type", m->type) &&
+	    set_hex(o, "nonce", m->nonce, LINK_NONCE_LEN) &&
+	    set_int(o, "pid", m->pid) &&
+	    (m->weight == 0 || set_int(o, "weight", m->weight)) &&
+	    (m->priority < 0 || set_int(o, "priority", m->priority)) &&
+	    (m->max_in_flight == 0 ||
+	     set_int(o, "max_in_flight", m->max_in_flight)) &&
+	    (m->max_message_bytes == 0 ||
+	     set_int(o, "max_message_bytes", (json_int_t)m->max_message_bytes));
 	return emit_json(out, LINK_HELLO, o, ok, NULL, 0, LINK_CTRL_MAX);
 }
 
@@ -654,6 +659,9 @@ link_decode_hello(const uint8_t *p, size_t n, struct link_hello *m)
 		m->priority = -1;
 	m->max_in_flight =
 	    (int)get_int(o, "max_in_flight", 1, INFLIGHT_MAX, &has, &rc);
+	/* Optional: an older agent does not say (0, the server's limit). */
+	m->max_message_bytes =
+	    (uint64_t)get_int(o, "max_message_bytes", 1, INT64_MAX, &has, &rc);
 	m->version = get_version(o, &rc);
 	json_decref(o);
 	return rc;

@@ -12,7 +12,10 @@ X-Message-Id header, or 400 {"errors": [{"message", "field", "help"}]}.
 GET /v3/scopes, the probe, answers {"scopes": [...]} with the key (401
 like the rest without it); `probes` counts them, answered or not.
 Modes (fakelib): 503, 429 (with X-RateLimit-Reset), 401, slow, hang,
-reject (a 400 for the addresses in `reject`).  Run by hand:
+reject (a 400 for the addresses in `reject`).  `limit` (bytes of the
+request body, default SendGrid's 30 MB) makes it a provider with a
+smaller limit: a longer body, read whole, gets 413 in SendGrid's error
+shape; `too_large` counts them.  Run by hand:
 fake_sendgrid.py --port 8026 --key KEY [--mode 503].
 """
 
@@ -123,9 +126,11 @@ def check(body):
 
 
 class FakeSendGrid(fakelib.FakeServer):
-    def __init__(self, key, **kw):
+    def __init__(self, key, limit=30 * 1024 * 1024, **kw):
         super().__init__(**kw)
         self.key = key
+        self.limit = limit
+        self.too_large = 0  # 413s answered for a body over limit
         self.probes = 0  # GET /v3/scopes requests seen
 
     def error(self, status, message, field=None):
@@ -159,6 +164,11 @@ class FakeSendGrid(fakelib.FakeServer):
         ctl = self.control()
         if ctl is not None:
             return ctl
+        if len(req.body) > self.limit:
+            with self.lock:
+                self.too_large += 1
+            return self.error(413, "The JSON payload you have included in "
+                              "your request is too large.")
         if not (req.headers.get("Content-Type") or "").startswith(
                 "application/json"):
             return self.error(415, "Content-Type should be "

@@ -36,6 +36,10 @@ gets 354 though every recipient was refused (a broken server).
 `drop_reused` = "421" sends 421 before it closes; any other true value
 closes with no reply.
 
+Size: `size_limit` (bytes) is announced in EHLO as SIZE and enforced
+by aiosmtpd (552 at a MAIL whose SIZE= is over it, and after data over
+it); default aiosmtpd's 32 MiB.
+
 SMTPUTF8: `smtputf8` (default, as aiosmtpd's Controller) offers it, and
 each received message says whether MAIL carried it; smtputf8=False
 refuses a non-ASCII command.  `mails` counts the MAIL commands that reached the
@@ -267,7 +271,7 @@ class SmtpFake:
 
     def __init__(self, port, tls="none", certs=None, user=None,
                  password=None, idle_timeout=None, pipelining=False,
-                 smtputf8=True):
+                 smtputf8=True, size_limit=None):
         self.port = port
         self.pipelining = pipelining
         self.arrivals = []
@@ -314,6 +318,8 @@ class SmtpFake:
         if idle_timeout is not None:
             server_kw["timeout"] = idle_timeout
         server_kw["enable_SMTPUTF8"] = smtputf8
+        if size_limit is not None:
+            server_kw["data_size_limit"] = size_limit
         kw.update(server_kw)
         self.controller = CountingController(self, Handler(self),
                                              port=port, **kw)

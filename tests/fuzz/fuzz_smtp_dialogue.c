@@ -112,6 +112,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				abort();
 			smtp_dialogue_in(&d, line, len);
 			(void)smtp_dialogue_ehlo(line, len);
+			if (smtp_dialogue_ehlo_size(line, len) > 0 &&
+			    smtp_dialogue_ehlo(line, len) != SMTP_EXT_SIZE)
+				abort(); /* a size from a line not SIZE's */
 			if (smtp_dialogue_code(line, len, &last) != 0 && last &&
 			    next < sizeof(cmds) / sizeof(cmds[0])) {
 				smtp_dialogue_out(&d, cmds[next],

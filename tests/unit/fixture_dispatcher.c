@@ -406,6 +406,15 @@ setup_priority_overflow(void **state)
 			 "priority = 2\n");
 }
 
+/* Size routing: a (priority 1) takes at most 1,024 bytes, b (2) more. */
+int
+setup_size(void **state)
+{
+	return setup_cfg(state, 10000, "scheduler = priority\n",
+			 "priority = 1\nmax_message_bytes = 1024\n",
+			 "priority = 2\n");
+}
+
 int
 teardown(void **state)
 {

@@ -94,6 +94,7 @@ int setup_rate(void **state);
 int setup_one_slot(void **state);
 int setup_priority(void **state);
 int setup_priority_overflow(void **state);
+int setup_size(void **state);
 int teardown(void **state);
 void get(struct fixture *f, const char *id, struct get_result *g);
 int64_t count(struct fixture *f, int status);

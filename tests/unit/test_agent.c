@@ -9,6 +9,9 @@
  * jobs at once and reports each one delivered, with the message in new/.
  * SIGTERM then ends it with status 0.  Configuration errors exit 2.
  *
+ * A provider's own max_message_bytes is announced in HELLO and a job over
+ * it answered too_large without the connector.
+ *
  * A fake connector ("classy", registered here) answers every job
  * throttled with a Retry-After: to a server of revision 2 the agent
  * reports it so, to one that says no revision (revision 1) as transient
@@ -65,8 +68,12 @@ struct srv {
 };
 
 static char dir[64];
-/* The connector type of p1 in make_config_extra(). */
+/* The connector type of p1 in make_config_extra(), and more of its keys. */
 static const char *ptype = "maildir";
+static const char *pextra = "";
+/* one_big_job(): the server's revision, and the limit the HELLO said. */
+static uint32_t big_revision;
+static uint64_t big_hello_max;
 
 /* --- the "classy" connector: every job throttled, Retry-After 700 ms --- */
 
@@ -350,8 +357,9 @@ make_config_extra(int port, bool with_secret, const char *extra)
 			 "path = %s/md\n"
 			 "weight = 3\n"
 			 "priority = 7\n"
-			 "max_in_flight = 5\n",
-			 dir, port, secret, extra, ptype, dir);
+			 "max_in_flight = 5\n"
+			 "%s",
+			 dir, port, secret, extra, ptype, dir, pextra);
 	write_file(cfg, text);
 	free(text);
 	free(secret);
@@ -414,6 +422,7 @@ one_big_job(const char *file_max, uint64_t welcome_max, size_t len)
 	memset(&s, 0, sizeof(s));
 	s.base = event_base_new();
 	s.welcome_max = welcome_max;
+	s.revision = big_revision;
 	s.big = big;
 	s.big_len = len;
 	assert_int_equal(evutil_make_socket_nonblocking(fd), 0);
@@ -426,6 +435,7 @@ one_big_job(const char *file_max, uint64_t welcome_max, size_t len)
 	while (s.nresults < 1 && !expired && !s.protocol_error && s.nconn < 3)
 		event_base_loop(s.base, EVLOOP_ONCE);
 	assert_false(s.protocol_error);
+	big_hello_max = s.hello.max_message_bytes;
 	if (s.nresults == 1) {
 		assert_int_equal(s.results[0].job_id, 200);
 		outcome = s.results[0].outcome;
@@ -637,6 +647,28 @@ test_agent_config_errors(void **state)
 	free(cfg);
 }
 
+/*
+ * The provider's own limit ([provider.NAME] max_message_bytes): announced
+ * in HELLO, and a JOB over it is answered too_large without reaching the
+ * connector (permanent to a server older than revision 3); one within it
+ * is delivered.  A maildir provider without the key announces nothing.
+ */
+static void
+test_agent_provider_limit(void **state)
+{
+	pextra = "max_message_bytes = 2048\n";
+	big_revision = LINK_REVISION;
+	assert_int_equal(one_big_job("1048576", 0, 4096), OUTCOME_TOO_LARGE);
+	assert_int_equal(big_hello_max, 2048);
+	big_revision = 2;
+	assert_int_equal(one_big_job("1048576", 0, 4096), OUTCOME_PERMANENT);
+	big_revision = LINK_REVISION;
+	assert_int_equal(one_big_job("1048576", 0, 2048), OUTCOME_DELIVERED);
+	pextra = "";
+	assert_int_equal(one_big_job("1048576", 0, 4096), OUTCOME_DELIVERED);
+	assert_int_equal(big_hello_max, 0);
+}
+
 static void
 rm_rf(const char *path)
 {
@@ -665,6 +697,8 @@ teardown(void **state)
 		agent_pid = 0;
 	}
 	rm_rf(dir);
+	pextra = "";
+	big_revision = 0;
 	return 0;
 }
 
@@ -680,6 +714,8 @@ main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_agent_frame_follows_limit,
 					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_agent_provider_limit, setup,
+					    teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

@@ -648,6 +648,7 @@ static const struct config_ptype fake_type = {
     .optional = fake_optional,
     .secret = fake_secret,
     .check = fake_check,
+    .max_message_bytes = 20000000,
 };
 
 static void
@@ -685,6 +686,53 @@ test_registered_type(void **state)
 			 0);
 	assert_string_equal(config_provider(cfg, "f")->type, "fake");
 	config_free(cfg);
+}
+
+/*
+ * [provider.NAME] max_message_bytes: the section's value, else the type's
+ * documented limit; out of range or not a number is a FILE:LINE error.
+ */
+static void
+test_provider_max_bytes(void **state)
+{
+	struct config_errors errs = {NULL, 0};
+	struct config *cfg = NULL;
+
+	assert_int_equal(config_load_string("[provider.f]\n"
+					    "type = fake\n"
+					    "token_file = env:SOME_TOKEN\n",
+					    "t.ini", &cfg, &errs),
+			 0);
+	assert_int_equal(config_provider(cfg, "f")->max_message_bytes, 0);
+	assert_int_equal(config_provider_max_bytes(config_provider(cfg, "f")),
+			 20000000);
+	config_free(cfg);
+	assert_int_equal(config_load_string("[provider.f]\n"
+					    "type = fake\n"
+					    "token_file = env:SOME_TOKEN\n"
+					    "max_message_bytes = 5000\n",
+					    "t.ini", &cfg, &errs),
+			 0);
+	assert_int_equal(config_provider_max_bytes(config_provider(cfg, "f")),
+			 5000);
+	config_free(cfg);
+	assert_int_equal(config_load_string("[provider.f]\n"
+					    "type = fake\n"
+					    "token_file = env:SOME_TOKEN\n"
+					    "max_message_bytes = 100\n"
+					    "[provider.g]\n"
+					    "type = fake\n"
+					    "token_file = env:SOME_TOKEN\n"
+					    "max_message_bytes = 2MB\n",
+					    "t.ini", &cfg, &errs),
+			 -EINVAL);
+	print_errors(&errs);
+	assert_true(has_error(&errs, 4,
+			      "max_message_bytes: must be an integer "
+			      "between 1024 and 1073741824"));
+	assert_true(has_error(&errs, 8, "max_message_bytes: must be"));
+	assert_int_equal(errs.n, 2);
+	config_errors_cleanup(&errs);
 }
 
 /* Writes text as DIR/name and returns the path. */
@@ -1027,6 +1075,7 @@ main(void)
 	    cmocka_unit_test(test_secret_file),
 	    cmocka_unit_test(test_agent_secret),
 	    cmocka_unit_test(test_registered_type),
+	    cmocka_unit_test(test_provider_max_bytes),
 	    cmocka_unit_test(test_runtime_errors),
 	    cmocka_unit_test(test_runtime_agent_secret),
 	    cmocka_unit_test(test_runtime_secret_modes),

@@ -5,7 +5,9 @@
  * (no retry_after_ms) and an old server's CHALLENGE (no revision) decode;
  * an old server's decoder (simulated by the frames it would refuse: an
  * outcome name it does not know) never sees a new class, because an agent
- * downgrades it to transient for a revision-1 server.
+ * downgrades it to transient for a revision-1 server.  Revision 3 adds
+ * too_large (permanent to an older server) and HELLO's optional
+ * max_message_bytes.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -138,10 +140,10 @@ test_challenge_revision(void **state)
 	c.revision = LINK_REVISION;
 	assert_int_equal(link_encode_challenge(out, &c), 0);
 	assert_int_equal(take(out, buf, sizeof(buf), &n), LINK_CHALLENGE);
-	assert_non_null(strstr(buf, "\"revision\":2"));
+	assert_non_null(strstr(buf, "\"revision\":3"));
 	assert_int_equal(link_decode_challenge((const uint8_t *)buf, n, &c2),
 			 0);
-	assert_int_equal(c2.revision, 2);
+	assert_int_equal(c2.revision, 3);
 	/* The wire version is unchanged, so old peers still shake hands. */
 	assert_int_equal(c2.version, 1);
 	evbuffer_free(out);
@@ -154,14 +156,89 @@ test_downgrade_for_old_server(void **state)
 
 	for (o = 0; o <= OUTCOME_MAX; o++) {
 		int old = link_outcome_for_revision(o, 1);
+		int two = link_outcome_for_revision(o, 2);
 
-		assert_int_equal(link_outcome_for_revision(o, 2), o);
+		assert_int_equal(link_outcome_for_revision(o, 3), o);
 		if (o == OUTCOME_THROTTLED || o == OUTCOME_ACCOUNT ||
 		    o == OUTCOME_AMBIGUOUS)
 			assert_int_equal(old, OUTCOME_TRANSIENT);
+		else if (o == OUTCOME_TOO_LARGE)
+			assert_int_equal(old, OUTCOME_PERMANENT);
 		else
 			assert_int_equal(old, o);
+		/* too_large (revision 3) is what a revision-2 server made of
+		 * a 413 or a 552 before: permanent. */
+		assert_int_equal(two, o == OUTCOME_TOO_LARGE ? OUTCOME_PERMANENT
+							     : o);
 	}
+}
+
+/*
+ * Revision 3: RESULT's too_large round-trips; HELLO's max_message_bytes
+ * is optional (an older agent's HELLO decodes with 0: the server's
+ * limit), written only when set, and refused out of range or mistyped.
+ */
+static void
+test_too_large_and_hello_limit(void **state)
+{
+	static const char nonce[] = "0123456789abcdef0123456789abcdef"
+				    "0123456789abcdef0123456789abcdef";
+	struct evbuffer *out = evbuffer_new();
+	struct link_result r, r2;
+	struct link_hello hl, hl2;
+	char buf[2048], js[512];
+	size_t n;
+
+	memset(&r, 0, sizeof(r));
+	r.job_id = 3;
+	snprintf(r.message_id, sizeof(r.message_id), "01HXYZ");
+	r.outcome = OUTCOME_TOO_LARGE;
+	snprintf(r.detail, sizeof(r.detail), "413 Payload Too Large");
+	assert_int_equal(link_encode_result(out, &r), 0);
+	assert_int_equal(take(out, buf, sizeof(buf), &n), LINK_RESULT);
+	assert_non_null(strstr(buf, "\"outcome\":\"too_large\""));
+	assert_int_equal(link_decode_result((const uint8_t *)buf, n, &r2), 0);
+	assert_memory_equal(&r, &r2, sizeof(r));
+
+	memset(&hl, 0, sizeof(hl));
+	hl.version = LINK_VERSION;
+	snprintf(hl.name, sizeof(hl.name), "sp");
+	snprintf(hl.type, sizeof(hl.type), "sparkpost");
+	hl.priority = -1;
+	assert_int_equal(link_encode_hello(out, &hl), 0);
+	assert_int_equal(take(out, buf, sizeof(buf), &n), LINK_HELLO);
+	assert_null(strstr(buf, "max_message_bytes"));
+	assert_int_equal(link_decode_hello((const uint8_t *)buf, n, &hl2), 0);
+	assert_int_equal(hl2.max_message_bytes, 0);
+	hl.max_message_bytes = 20000000;
+	assert_int_equal(link_encode_hello(out, &hl), 0);
+	assert_int_equal(take(out, buf, sizeof(buf), &n), LINK_HELLO);
+	assert_non_null(strstr(buf, "\"max_message_bytes\":20000000"));
+	assert_int_equal(link_decode_hello((const uint8_t *)buf, n, &hl2), 0);
+	assert_int_equal(hl2.max_message_bytes, 20000000);
+	/* Out of range or mistyped: refused by the decoder. */
+	snprintf(js, sizeof(js),
+		 "{\"version\":1,\"name\":\"sp\",\"type\":\"smtp\","
+		 "\"nonce\":\"%s\",\"pid\":1,\"max_message_bytes\":0}",
+		 nonce);
+	assert_int_equal(
+	    link_decode_hello((const uint8_t *)js, strlen(js), &hl2),
+	    LINK_E_FIELD);
+	snprintf(js, sizeof(js),
+		 "{\"version\":1,\"name\":\"sp\",\"type\":\"smtp\","
+		 "\"nonce\":\"%s\",\"pid\":1,\"max_message_bytes\":\"5\"}",
+		 nonce);
+	assert_int_equal(
+	    link_decode_hello((const uint8_t *)js, strlen(js), &hl2),
+	    LINK_E_FIELD);
+	snprintf(js, sizeof(js),
+		 "{\"version\":1,\"name\":\"sp\",\"type\":\"smtp\","
+		 "\"nonce\":\"%s\",\"pid\":1,\"max_message_bytes\":-1}",
+		 nonce);
+	assert_int_equal(
+	    link_decode_hello((const uint8_t *)js, strlen(js), &hl2),
+	    LINK_E_FIELD);
+	evbuffer_free(out);
 }
 
 int
@@ -172,6 +249,7 @@ main(void)
 	    cmocka_unit_test(test_old_agent_result),
 	    cmocka_unit_test(test_challenge_revision),
 	    cmocka_unit_test(test_downgrade_for_old_server),
+	    cmocka_unit_test(test_too_large_and_hello_limit),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -324,9 +324,66 @@ test_no_verdict(void **state)
 	assert_int_equal(r.res.outcome, OUTCOME_AMBIGUOUS);
 	classify(&r, CURLE_SEND_ERROR, false);
 	assert_int_equal(r.res.outcome, OUTCOME_TRANSIENT);
+	/* 552 after the data: the smarthost's size limit (too large). */
 	in(&r, "552 5.3.4 too big\r\n");
 	classify(&r, CURLE_WEIRD_SERVER_REPLY, true);
+	assert_int_equal(r.res.outcome, OUTCOME_TOO_LARGE);
+}
+
+/*
+ * The smarthost's size limit is not the message's fault (another provider
+ * may take it): 552 at MAIL (RFC 1870's answer to SIZE=) and after the
+ * data, or a message over the SIZE its EHLO announced (nothing sent), is
+ * too_large.  552 at RCPT is a full mailbox: the recipient's, permanent.
+ * Until 2026-11-30 each was permanent and failed the message for good.
+ */
+static void
+test_too_large(void **state)
+{
+	struct run r;
+	struct smtp_attempt a;
+
+	(void)state;
+	run_init(&r);
+	out(&r, "MAIL FROM:<me@example.com> SIZE=40000\r\n");
+	in(&r, "552 5.3.4 Message size exceeds fixed limit\r\n");
+	classify(&r, CURLE_WEIRD_SERVER_REPLY, false);
+	assert_int_equal(r.res.outcome, OUTCOME_TOO_LARGE);
+	assert_non_null(strstr(r.res.detail, "MAIL"));
+
+	run_init(&r);
+	transaction_to_data(&r, "552 5.2.2 mailbox full\r\n");
+	r.codes[0] = 552;
+	classify(&r, CURLE_WEIRD_SERVER_REPLY, false);
 	assert_int_equal(r.res.outcome, OUTCOME_PERMANENT);
+
+	run_init(&r);
+	r.job.mime_len = 40000;
+	a = (struct smtp_attempt){
+	    .job = &r.job, .d = &r.d, .rc = CURLE_OK, .size_max = 20000};
+	smtp_dialogue_classify(&a, &r.res, r.detail, sizeof(r.detail), r.id,
+			       sizeof(r.id));
+	assert_int_equal(r.res.outcome, OUTCOME_TOO_LARGE);
+	assert_non_null(strstr(r.res.detail, "at most 20000 bytes"));
+	assert_non_null(strstr(r.res.detail, "40000"));
+}
+
+static void
+test_ehlo_size(void **state)
+{
+	(void)state;
+	assert_int_equal(smtp_dialogue_ehlo_size("250-SIZE 20000\r\n", 16),
+			 20000);
+	assert_int_equal(smtp_dialogue_ehlo_size("250 size 1\r\n", 12), 1);
+	/* No number, RFC 1870's 0 (no limit), another line: none. */
+	assert_int_equal(smtp_dialogue_ehlo_size("250-SIZE\r\n", 10), 0);
+	assert_int_equal(smtp_dialogue_ehlo_size("250-SIZE 0\r\n", 12), 0);
+	assert_int_equal(smtp_dialogue_ehlo_size("250-SIZEX 5\r\n", 13), 0);
+	assert_int_equal(smtp_dialogue_ehlo_size("550-SIZE 5\r\n", 12), 0);
+	/* Absurdly long: as good as none, never a wrapped small number. */
+	assert_int_equal(
+	    smtp_dialogue_ehlo_size("250-SIZE 99999999999999999999999\r\n", 34),
+	    0);
 }
 
 /*
@@ -557,6 +614,8 @@ main(void)
 	    cmocka_unit_test(test_pipelined_every_recipient_refused),
 	    cmocka_unit_test(test_relay_denied),
 	    cmocka_unit_test(test_utf8_unoffered),
+	    cmocka_unit_test(test_too_large),
+	    cmocka_unit_test(test_ehlo_size),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,176 @@
+"""A message too large for one provider goes to one that can take it.
+
+Providers have different size limits (PROVIDERS.md); a provider's
+refusal of a message for its size is about the provider, not the
+message.  Before 2026-11-30 every connector mapped a 413 (and smtp a 552
+at MAIL or after the data) to `permanent`, so a message over the small
+provider's limit failed for good although a larger one was up.
+
+- Two SendGrid stand-ins (tests/fakes/fake_sendgrid.py), "small" that
+  answers 413 above 20,000 bytes of request and "big", under the priority
+  scheduler with small first: a 40 KB message is refused by small
+  (attempt `too_large`, free) and delivered by big; small's limit shown
+  by GET /v1/providers drops below that size, so the next one goes
+  straight to big; a small message still goes to small.
+- The same two with `max_message_bytes` in their sections (announced by
+  their agents): a 40 KB message is never offered to small; one over
+  both limits fails at once with "too large for every provider: N bytes,
+  largest limit M" and no attempt.
+- An smtp provider whose stand-in (tests/fakes/smtp_fake.py) announces
+  SIZE 20000 in EHLO: the agent answers too_large before MAIL (nothing
+  reaches the stand-in) and the maildir provider behind it delivers; a
+  552 after the data is too_large too.
+
+Every wait has a deadline (harness wait_for).
+"""
+
+import os
+import sys
+
+import pytest
+
+import shivneri_harness as h
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "fakes"))
+import fake_sendgrid  # noqa: E402
+import smtp_fake  # noqa: E402
+
+KEY = "SG.size-routing-62-key"
+SMALL_REQUEST = 20000  # bytes of request the small stand-in takes
+BIG_TEXT = 40000  # a message body over it
+HUGE_TEXT = 100000  # over both configured limits below
+
+
+@pytest.fixture
+def fakes():
+    small = fake_sendgrid.FakeSendGrid(KEY, limit=SMALL_REQUEST).start()
+    big = fake_sendgrid.FakeSendGrid(KEY).start()
+    try:
+        yield small, big
+    finally:
+        small.stop()
+        big.stop()
+
+
+def sendgrid_cluster(make_cluster, small, big, small_extra=None,
+                     big_extra=None):
+    """Server and both agents up; scheduler priority, small first."""
+    c = make_cluster(providers=("small", "big"))
+    key = os.path.join(c.dir, "sg.key")
+    c.write_secret(key, KEY)
+    server = c.server_section()
+    server.update(scheduler="priority", max_attempts=3)
+    common = {"type": "sendgrid", "spawn": "no", "max_in_flight": 4,
+              "api_key_file": key, "connect_timeout_ms": 2000,
+              "request_timeout_ms": int(h.scaled(5000))}
+    provs = {"small": dict(common, base_url=small.base_url, priority=1,
+                           **(small_extra or {})),
+             "big": dict(common, base_url=big.base_url, priority=2,
+                         **(big_extra or {}))}
+    with open(c.config_path, "w") as f:
+        f.write(c.render(server, provs))
+    c.start_server()
+    c.start_agent("small")
+    c.start_agent("big")
+    c.wait_state("small", "up")
+    c.wait_state("big", "up")
+    return c
+
+
+def big_message(n, size=BIG_TEXT):
+    return h.message(n, text="x" * size + "\n")
+
+
+def outcomes(m):
+    return [(a["provider"], a["outcome"]) for a in m["attempts"]]
+
+
+def test_413_goes_to_the_larger_provider(make_cluster, fakes):
+    small, big = fakes
+    c = sendgrid_cluster(make_cluster, small, big)
+    mid = c.submit(big_message(1))
+    c.wait_delivered([mid], timeout=h.scaled(15))
+    m = c.msg(mid)
+    assert m["provider"] == "big", m
+    assert outcomes(m) == [("small", "too_large"), ("big", "delivered")], m
+    assert "413" in m["attempts"][0]["detail"], m
+    assert small.too_large == 1 and not small.received
+    # small works (it answered): up, breaker closed; its limit now says
+    # it takes less than that message, until its agent registers again.
+    p = c.provider("small")
+    assert p["state"] == "up" and p["breaker"] == "closed", p
+    server_max = c.provider("big")["max_message_bytes"]
+    assert server_max == 25 * 1024 * 1024  # the server's, by default
+    # Just under that message's size (its text plus its headers).
+    assert BIG_TEXT < p["max_message_bytes"] < BIG_TEXT + 4096, p
+
+    mid2 = c.submit(big_message(2))
+    c.wait_delivered([mid2], timeout=h.scaled(15))
+    assert outcomes(c.msg(mid2)) == [("big", "delivered")]
+    assert small.too_large == 1
+
+    mid3 = c.submit(h.message(3))
+    c.wait_delivered([mid3], timeout=h.scaled(15))
+    assert outcomes(c.msg(mid3)) == [("small", "delivered")]
+
+
+def test_configured_limits_and_too_large_for_all(make_cluster, fakes):
+    small, big = fakes
+    c = sendgrid_cluster(make_cluster, small, big,
+                         small_extra={"max_message_bytes": 30000},
+                         big_extra={"max_message_bytes": 60000})
+    assert c.provider("small")["max_message_bytes"] == 30000
+    assert c.provider("big")["max_message_bytes"] == 60000
+
+    mid = c.submit(big_message(1))
+    c.wait_delivered([mid], timeout=h.scaled(15))
+    assert outcomes(c.msg(mid)) == [("big", "delivered")]
+    assert small.requests == 0 or not small.received
+    assert small.too_large == 0
+
+    mid2 = c.submit(big_message(2, HUGE_TEXT))
+
+    def failed():
+        m = c.msg(mid2)
+        return m if m["status"] == "failed" else None
+    # At once, not at message_ttl_s: well within a few seconds.
+    m = h.wait_for(failed, h.scaled(5), "the huge message to fail")
+    assert m["attempts"] == [], m
+    assert m["error"].startswith("too large for every provider: "), m
+    assert m["error"].endswith(" bytes, largest limit 60000"), m
+    size = int(m["error"].split(": ", 1)[1].split(" ", 1)[0])
+    assert size > HUGE_TEXT, m
+    assert not big.received[1:] and small.too_large == 0
+
+
+def test_smtp_size_and_552(make_cluster):
+    fake = smtp_fake.SmtpFake(h.free_port(), size_limit=20000).start()
+    try:
+        c = make_cluster(providers=("s", "m"))
+        c.server_extra.update(scheduler="priority")
+        c.provider_extra.update(priority=2)
+        c.smtp_provider("s", fake.port, priority=1)
+        c.start_server()
+        c.start_agent("s")
+        c.start_agent("m")
+        c.wait_state("s", "up")
+        c.wait_state("m", "up")
+
+        mid = c.submit(big_message(1))
+        c.wait_delivered([mid], timeout=h.scaled(15))
+        m = c.msg(mid)
+        assert outcomes(m) == [("s", "too_large"), ("m", "delivered")], m
+        assert "SIZE" in m["attempts"][0]["detail"], m
+        # Checked before MAIL: nothing of it reached the smarthost.
+        assert fake.mails == 0 and not fake.messages()
+
+        # 552 after the data (a limit the EHLO did not say).
+        fake.data_reply = "552 5.3.4 Message too big for this system"
+        mid2 = c.submit(big_message(2, 10000))
+        c.wait_delivered([mid2], timeout=h.scaled(15))
+        m2 = c.msg(mid2)
+        assert outcomes(m2) == [("s", "too_large"), ("m", "delivered")], m2
+        assert "552" in m2["attempts"][0]["detail"], m2
+    finally:
+        fake.stop()

@@ -1,0 +1,244 @@
+/*
+ * Size routing (docs/internals/dispatch.md, "Size limits"): providers have
+ * different message limits, and a message over one provider's limit is
+ * the provider's problem, not the message's.  The pump never offers a
+ * message to a provider whose limit is below its size, whatever the
+ * scheduler prefers; one no known provider can take fails at once with a
+ * clear error; a too_large answer is a free attempt on record, lowers the
+ * provider's limit below that size, and sends the message to a provider
+ * that can take it, or fails it when none can.  Until 2026-11-30 the 413
+ * of a provider with a small limit failed the message for good although a
+ * provider with a larger one was up.
+ * The fixture (a real store, fake agents on socketpairs) is
+ * fixture_dispatcher.c; setup_size gives a (priority 1) a limit of 1,024
+ * bytes and b (priority 2) the server's.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "common/config.h"
+#include "common/util.h"
+#include "dispatch/dispatch_int.h"
+#include "dispatch/dispatcher.h"
+#include "dispatch/registry.h"
+#include "link/link.h"
+#include "store/store.h"
+
+#include "fixture_dispatcher.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SMALL 1024
+#define BIG_BODY 2000 /* a message of 2,014 bytes: over a's limit */
+
+static void
+both_up(struct fixture *f)
+{
+	link_agent(f, 0);
+	link_agent(f, 1);
+	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	dispatcher_heartbeat(f->d, f->p[1], LINK_HEALTH_OK, 0);
+}
+
+/*
+ * The file's limit: the priority scheduler prefers a, but a message over
+ * a's limit goes to b, never to a; a small one still goes to a.
+ */
+static void
+test_routes_past_small_limit(void **state)
+{
+	struct fixture *f = *state;
+	struct get_result g;
+
+	assert_int_equal(f->p[0]->max_message_bytes, SMALL);
+	assert_int_equal(f->p[1]->max_message_bytes,
+			 (uint64_t)f->cfg->max_message_bytes);
+	both_up(f);
+	submit_sized(f, now_ms(), BIG_BODY);
+	wait_jobs(f, 1, 1);
+	submit(f);
+	wait_jobs(f, 0, 1);
+	drain_loop(f, 50);
+	assert_int_equal(f->fa[0].njobs, 1);
+	assert_string_equal(f->fa[0].msg_ids[0], f->ids[1]);
+	assert_string_equal(f->fa[1].msg_ids[0], f->ids[0]);
+	dispatcher_result(f->d, f->p[1], f->fa[1].job_ids[0], f->ids[0],
+			  OUTCOME_DELIVERED, "id-b", NULL);
+	wait_count(f, MSG_DELIVERED, 1);
+	get(f, f->ids[0], &g);
+	assert_int_equal(g.natt, 1);
+	assert_string_equal(g.providers[0], "b");
+}
+
+/*
+ * A too_large answer (a's limit was not known: say its file had none): the
+ * attempt is on record and free, a stays up with its breaker untouched,
+ * its limit drops below the size, the message goes to b at once, and the
+ * next message of that size goes straight to b.
+ */
+static void
+test_too_large_goes_elsewhere(void **state)
+{
+	struct fixture *f = *state;
+	struct get_result g;
+
+	f->p[0]->file_max_bytes = (uint64_t)f->cfg->max_message_bytes;
+	registry_set_announced(f->p[0], 0);
+	link_agent(f, 0);
+	link_agent(f, 1);
+	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	submit_sized(f, now_ms(), BIG_BODY);
+	wait_jobs(f, 0, 1);
+	dispatcher_heartbeat(f->d, f->p[1], LINK_HEALTH_OK, 0);
+	dispatcher_result(f->d, f->p[0], f->fa[0].job_ids[0], f->ids[0],
+			  OUTCOME_TOO_LARGE, NULL, "413 Payload Too Large");
+	assert_int_equal(f->p[0]->state, PROVIDER_UP);
+	assert_int_equal(f->p[0]->consecutive_failures, 0);
+	assert_int_equal(f->p[0]->max_message_bytes, BIG_BODY + 14 - 1);
+	wait_jobs(f, 1, 1);
+	dispatcher_result(f->d, f->p[1], f->fa[1].job_ids[0], f->ids[0],
+			  OUTCOME_DELIVERED, "id-b", NULL);
+	wait_count(f, MSG_DELIVERED, 1);
+	get(f, f->ids[0], &g);
+	assert_int_equal(g.attempts, 1); /* the refusal was free */
+	assert_int_equal(g.natt, 2);
+	assert_int_equal(g.outcomes[0], OUTCOME_TOO_LARGE);
+	assert_string_equal(g.providers[0], "a");
+	assert_string_equal(g.details[0], "413 Payload Too Large");
+	assert_int_equal(g.outcomes[1], OUTCOME_DELIVERED);
+	/* The same size again: never offered to a. */
+	submit_sized(f, now_ms(), BIG_BODY);
+	wait_jobs(f, 1, 2);
+	drain_loop(f, 50);
+	assert_int_equal(f->fa[0].njobs, 1);
+	/* A new registration starts from the file's limit again. */
+	registry_set_announced(f->p[0], 0);
+	assert_int_equal(f->p[0]->max_message_bytes,
+			 (uint64_t)f->cfg->max_message_bytes);
+}
+
+/* Shrinks every provider known (c is configured, never linked). */
+static void
+limits(struct fixture *f, uint64_t a, uint64_t b, uint64_t c)
+{
+	f->p[0]->max_message_bytes = a;
+	f->p[1]->max_message_bytes = b;
+	registry_find(f->reg, "c")->max_message_bytes = c;
+}
+
+/*
+ * Over every known provider's limit (linked or not): failed at once with
+ * the sizes in its error, no attempt, no job anywhere; not at its TTL.
+ */
+static void
+test_too_large_for_all_fails_at_once(void **state)
+{
+	struct fixture *f = *state;
+	struct get_result g;
+
+	limits(f, SMALL, 1500, 1200);
+	both_up(f);
+	submit_sized(f, now_ms(), BIG_BODY);
+	wait_count(f, MSG_FAILED, 1);
+	get(f, f->ids[0], &g);
+	assert_int_equal(g.natt, 0);
+	assert_string_equal(g.error, "too large for every provider: 2014 "
+				     "bytes, largest limit 1500");
+	/* Nobody up at all: the same, at once. */
+	unlink_agent(f, 0, "test");
+	unlink_agent(f, 1, "test");
+	submit_sized(f, now_ms(), BIG_BODY);
+	wait_count(f, MSG_FAILED, 2);
+	assert_int_equal(f->fa[0].njobs + f->fa[1].njobs, 0);
+}
+
+/*
+ * Each provider refuses it in turn: the last refusal fails it for good,
+ * with every refusal on record in its attempts.
+ */
+static void
+test_refused_by_every_provider(void **state)
+{
+	struct fixture *f = *state;
+	struct get_result g;
+	uint64_t all = (uint64_t)f->cfg->max_message_bytes;
+
+	limits(f, all, all, SMALL);
+	both_up(f);
+	submit_sized(f, now_ms(), BIG_BODY);
+	wait_jobs(f, 0, 1);
+	dispatcher_result(f->d, f->p[0], f->fa[0].job_ids[0], f->ids[0],
+			  OUTCOME_TOO_LARGE, NULL, "413 at a");
+	wait_jobs(f, 1, 1);
+	dispatcher_result(f->d, f->p[1], f->fa[1].job_ids[0], f->ids[0],
+			  OUTCOME_TOO_LARGE, NULL, "552 at b");
+	wait_count(f, MSG_FAILED, 1);
+	get(f, f->ids[0], &g);
+	assert_int_equal(g.natt, 2);
+	assert_int_equal(g.outcomes[0], OUTCOME_TOO_LARGE);
+	assert_int_equal(g.outcomes[1], OUTCOME_TOO_LARGE);
+	assert_string_equal(g.details[1], "552 at b");
+	assert_non_null(strstr(g.error, "too large for every provider: 2014 "
+					"bytes, largest limit 2013"));
+}
+
+/*
+ * Only b can take it and b is down: it waits like any message whose
+ * providers are down (not failed, not sent to a), and b takes it once up.
+ */
+static void
+test_waits_for_down_provider(void **state)
+{
+	struct fixture *f = *state;
+
+	link_agent(f, 0);
+	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	submit_sized(f, now_ms(), BIG_BODY);
+	drain_loop(f, 150);
+	assert_int_equal(count(f, MSG_QUEUED), 1);
+	assert_int_equal(f->fa[0].njobs, 0);
+	link_agent(f, 1);
+	dispatcher_heartbeat(f->d, f->p[1], LINK_HEALTH_OK, 0);
+	wait_jobs(f, 1, 1);
+	assert_string_equal(f->fa[1].msg_ids[0], f->ids[0]);
+}
+
+/* HELLO's limit lowers the file's, never raises it; absent: the file's. */
+static void
+test_announced_limit(void **state)
+{
+	struct fixture *f = *state;
+
+	registry_set_announced(f->p[0], 500);
+	assert_int_equal(f->p[0]->max_message_bytes, 500);
+	registry_set_announced(f->p[0], 1u << 30);
+	assert_int_equal(f->p[0]->max_message_bytes, SMALL);
+	registry_set_announced(f->p[0], 0);
+	assert_int_equal(f->p[0]->max_message_bytes, SMALL);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_routes_past_small_limit,
+					    setup_size, teardown),
+	    cmocka_unit_test_setup_teardown(test_too_large_goes_elsewhere,
+					    setup_size, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_too_large_for_all_fails_at_once, setup_size, teardown),
+	    cmocka_unit_test_setup_teardown(test_refused_by_every_provider,
+					    setup_size, teardown),
+	    cmocka_unit_test_setup_teardown(test_waits_for_down_provider,
+					    setup_size, teardown),
+	    cmocka_unit_test_setup_teardown(test_announced_limit, setup_size,
+					    teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
