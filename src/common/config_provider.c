@@ -171,21 +171,6 @@ section_type(struct provider_config *pc, struct config_report *r)
 }
 
 static void
-generic_int(struct config_report *r, const struct config_kv *kv, int64_t min,
-	    int64_t max, int *out)
-{
-	int64_t v;
-
-	if (!config__parse_int64(kv->value, min, max, &v)) {
-		config_report_error(
-		    r, kv->line, "%s: must be an integer between %lld and %lld",
-		    kv->key, (long long)min, (long long)max);
-		return;
-	}
-	*out = (int)v;
-}
-
-static void
 generic_int64(struct config_report *r, const struct config_kv *kv, int64_t min,
 	      int64_t max, int64_t *out)
 {
@@ -198,6 +183,17 @@ generic_int64(struct config_report *r, const struct config_kv *kv, int64_t min,
 		return;
 	}
 	*out = v;
+}
+
+/* min and max within int's range. */
+static void
+generic_int(struct config_report *r, const struct config_kv *kv, int64_t min,
+	    int64_t max, int *out)
+{
+	int64_t v = *out;
+
+	generic_int64(r, kv, min, max, &v);
+	*out = (int)v;
 }
 
 static void
