@@ -33,10 +33,12 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "link/link.h"
+#include "link/link_tls.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <getopt.h>
@@ -91,6 +93,9 @@ struct agent {
 	size_t secret_len;
 	char *host;
 	int port;
+	struct link_tls *tls; /* NULL: agent_tls = off */
+	int tls_mode;         /* enum link_tls_mode */
+	bool link_tls;        /* the current link runs over TLS */
 
 	enum agent_state state;
 	struct bufferevent *connecting; /* before the link takes it over */
@@ -399,9 +404,10 @@ handle_welcome(struct agent *a, const uint8_t *p, size_t n)
 				link_job_frame_max(a->max_message_bytes));
 	agent_set_state(a, AGENT_STATE_READY, NULL);
 	log_info("- agent registered provider=%s heartbeat_ms=%u "
-		 "max_message_bytes=%llu",
+		 "max_message_bytes=%llu tls=%s",
 		 a->pc->name, a->hb_interval_ms,
-		 (unsigned long long)a->max_message_bytes);
+		 (unsigned long long)a->max_message_bytes,
+		 a->link_tls ? "yes" : "no");
 	tv.tv_sec = a->hb_interval_ms / 1000;
 	tv.tv_usec = (a->hb_interval_ms % 1000) * 1000;
 	event_add(a->hb_ev, &tv);
@@ -495,23 +501,18 @@ handshake_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	agent_drop(arg, "handshake timed out");
 }
 
+/* The transport is up (TCP, or TLS over it): the link says HELLO. */
 static void
-connect_event_cb(struct bufferevent *bev, short what, void *arg)
+link_start(struct agent *a, struct bufferevent *bev)
 {
-	struct agent *a = arg;
 	struct link_hello h;
 	struct timeval tv = {HANDSHAKE_TIMEOUT_S, 0};
 
-	if (!(what & BEV_EVENT_CONNECTED)) {
-		agent_drop(a, (what & BEV_EVENT_TIMEOUT) ? "connect timed out"
-							 : "connect failed");
-		return;
-	}
 	a->connecting = NULL;
 	bufferevent_set_timeouts(bev, NULL, NULL);
 	a->conn = link_conn_new(bev, LINK_CTRL_MAX, on_frame, on_close, a);
-	log_info("- agent connected provider=%s server=%s:%d", a->pc->name,
-		 a->host, a->port);
+	log_info("- agent connected provider=%s server=%s:%d tls=%s",
+		 a->pc->name, a->host, a->port, a->link_tls ? "yes" : "no");
 	memset(&h, 0, sizeof(h));
 	h.version = LINK_VERSION;
 	snprintf(h.name, sizeof(h.name), "%s", a->pc->name);
@@ -534,6 +535,87 @@ connect_event_cb(struct bufferevent *bev, short what, void *arg)
 }
 
 static void
+tls_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct agent *a = arg;
+	unsigned long e;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		link_start(a, bev);
+		return;
+	}
+	/* A server with another secret fails here (link_tls.h). */
+	e = bufferevent_get_openssl_error(bev);
+	log_warnx("- agent tls_failed provider=%s server=%s:%d reason=\"%s\"",
+		  a->pc->name, a->host, a->port,
+		  e != 0 ? link_tls_reason(e)
+			 : (what & BEV_EVENT_EOF ? "closed" : "reset"));
+	agent_drop(a, "TLS handshake failed");
+}
+
+/*
+ * TLS unless told otherwise: agent_tls = auto keeps plaintext for a server
+ * on a loopback address (a spawned agent, which the benchmark runs
+ * through), the address the server sees us come from too.
+ */
+static bool
+wants_tls(const struct agent *a, evutil_socket_t fd)
+{
+	if (a->tls_mode == LINK_TLS_OFF)
+		return false;
+	return a->tls_mode == LINK_TLS_REQUIRED || !link_tls_peer_loopback(fd);
+}
+
+/* Moves the connected socket under an OpenSSL bufferevent. */
+static void
+tls_connect(struct agent *a, struct bufferevent *bev)
+{
+	evutil_socket_t fd = bufferevent_getfd(bev);
+	struct timeval tv = {HANDSHAKE_TIMEOUT_S, 0};
+	SSL *ssl = link_tls_ssl_new(a->tls);
+
+	if (ssl == NULL) {
+		agent_drop(a, "cannot start TLS");
+		return;
+	}
+	/* The plain bufferevent lets go of the socket, not closes it. */
+	(void)bufferevent_setfd(bev, -1);
+	bufferevent_free(bev);
+	a->connecting = bufferevent_openssl_socket_new(
+	    a->base, fd, ssl, BUFFEREVENT_SSL_CONNECTING,
+	    BEV_OPT_CLOSE_ON_FREE);
+	if (a->connecting == NULL) {
+		SSL_free(ssl);
+		evutil_closesocket(fd);
+		agent_drop(a, "cannot start TLS");
+		return;
+	}
+	a->link_tls = true;
+	bufferevent_openssl_set_allow_dirty_shutdown(a->connecting, 1);
+	bufferevent_setcb(a->connecting, NULL, NULL, tls_event_cb, a);
+	bufferevent_enable(a->connecting, EV_READ | EV_WRITE);
+	/* The TLS handshake counts in the handshake's time. */
+	event_add(a->handshake_ev, &tv);
+}
+
+static void
+connect_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct agent *a = arg;
+
+	if (!(what & BEV_EVENT_CONNECTED)) {
+		agent_drop(a, (what & BEV_EVENT_TIMEOUT) ? "connect timed out"
+							 : "connect failed");
+		return;
+	}
+	bufferevent_set_timeouts(bev, NULL, NULL);
+	if (wants_tls(a, bufferevent_getfd(bev)))
+		tls_connect(a, bev);
+	else
+		link_start(a, bev);
+}
+
+static void
 agent_connect(struct agent *a)
 {
 	struct bufferevent *bev;
@@ -544,6 +626,7 @@ agent_connect(struct agent *a)
 		fatalx("bufferevent_socket_new");
 	agent_set_state(a, AGENT_STATE_CONNECTING, NULL);
 	a->connecting = bev;
+	a->link_tls = false;
 	bufferevent_setcb(bev, NULL, NULL, connect_event_cb, a);
 	bufferevent_set_timeouts(bev, NULL, &tv);
 	/* On failure the event callback has run or will run. */
@@ -637,6 +720,7 @@ agent_cleanup(struct agent *a)
 		event_free(a->sighup_ev);
 	if (a->dns != NULL)
 		evdns_base_free(a->dns, 0);
+	link_tls_free(a->tls);
 	if (a->base != NULL)
 		event_base_free(a->base);
 	if (a->secret != NULL) {
@@ -722,6 +806,13 @@ agent_setup(struct agent *a, const char *file, const char *name,
 			"shivneri agent: %s: cannot read the agent secret: "
 			"%s\n",
 			where, strerror(-rc));
+		return 2;
+	}
+	/* The same file as the server's: one agent_tls for both ends. */
+	a->tls_mode = link_tls_mode_parse(a->cfg->agent_tls);
+	if (a->tls_mode != LINK_TLS_OFF &&
+	    link_tls_new(false, a->secret, a->secret_len, &a->tls) != 0) {
+		fprintf(stderr, "shivneri agent: cannot make a TLS context\n");
 		return 2;
 	}
 	if (server == NULL)

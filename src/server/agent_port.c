@@ -35,20 +35,25 @@
 #include "dispatch/dispatcher.h"
 #include "dispatch/registry.h"
 #include "link/link.h"
+#include "link/link_tls.h"
 #include "store/store.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 /* From accept to WELCOME: two round trips and one HMAC need far less. */
 #define HANDSHAKE_TIMEOUT_MS 3000
@@ -88,6 +93,7 @@ enum ap_rl {
 	RL_DYNAMIC,   /* max_dynamic_providers reached */
 	RL_FLOOD,     /* heartbeat flood */
 	RL_LINK,      /* an authenticated link's errors */
+	RL_TLS,       /* TLS refused or failed */
 	RL_COUNT
 };
 
@@ -101,6 +107,12 @@ struct agent {
 	uint8_t nonce[LINK_NONCE_LEN];
 	struct provider *p;
 	struct event *timer;
+	evutil_socket_t fd;          /* ours until a bufferevent takes it */
+	struct event *sniff;         /* waiting for the first byte */
+	struct bufferevent *tls_bev; /* TLS handshake under way (no conn) */
+	bool tls;                    /* the link runs over TLS */
+	bool loopback;               /* the peer's address is loopback */
+	bool refuse_plain;           /* plaintext not allowed: at its frame */
 	char host[INET6_ADDRSTRLEN]; /* the peer's address, for its limit */
 	char peer[64];               /* host:port, for the log */
 	double hb_tokens;            /* heartbeats allowed now */
@@ -116,6 +128,8 @@ struct agent_port {
 	size_t secret_len;
 	struct registry *reg;
 	struct dispatcher *d;
+	struct link_tls *tls; /* NULL: agent_tls = off */
+	int tls_mode;         /* enum link_tls_mode */
 	struct evconnlistener *lev;
 	struct event *accept_timer; /* re-enables a paused listener */
 	bool accept_paused;         /* an episode of failed accepts */
@@ -175,7 +189,13 @@ agent_drop(struct agent *a, const char *code, const char *message)
 			link_conn_close(a->conn, code, message);
 		else
 			link_conn_free(a->conn);
+	} else if (a->tls_bev != NULL) {
+		bufferevent_free(a->tls_bev);
+	} else if (a->fd >= 0) {
+		evutil_closesocket(a->fd);
 	}
+	if (a->sniff != NULL)
+		event_free(a->sniff);
 	LIST_REMOVE(a, entry);
 	event_free(a->timer);
 	free(a);
@@ -350,6 +370,8 @@ on_auth(struct agent *a, const uint8_t *p, size_t n)
 	/* Shown as the agent said it, never acted on (registry.h). */
 	pr->agent_pid = a->hello.pid;
 	agent_set_state(a, AGENT_READY);
+	log_info("- agentport linked provider=%s peer=%s tls=%s", pr->name,
+		 a->peer, a->tls ? "yes" : "no");
 	dispatcher_provider_linked(ap->d, pr);
 }
 
@@ -451,6 +473,13 @@ on_frame(struct link_conn *c, int type, const uint8_t *p, size_t n, void *arg)
 {
 	struct agent *a = arg;
 
+	/* Read first, so that the ERROR is not cut by a reset. */
+	if (a->refuse_plain) {
+		reject(a, RL_TLS, "tls_required",
+		       "plaintext refused: this server wants TLS here "
+		       "(agent_tls = required on the agent)");
+		return;
+	}
 	switch (a->state) {
 	case AGENT_HELLO:
 		if (type != LINK_HELLO)
@@ -499,13 +528,28 @@ handshake_timeout(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
+ * True for a connection that has not sent a byte.  Past the sniff every
+ * peer has (its first frame, or a ClientHello); before it, bytes still in
+ * the socket count as sent.
+ */
+static bool
+silent(const struct agent *a)
+{
+	int n = 0;
+
+	if (a->sniff == NULL)
+		return false;
+	return !(ioctl(a->fd, FIONREAD, &n) == 0 && n > 0);
+}
+
+/*
  * The handshake to give up for a newcomer when host (NULL: any address)
  * holds too many: the oldest that has not sent a byte, else the oldest
- * that has not sent a whole HELLO, else the oldest.  Bytes still in the
- * socket count as sent: an agent's HELLO that came in the same loop turn
- * as a burst of newer connections must not lose its place to them, or a
- * flood that reconnects at once could push every agent out before its
- * HELLO is read.
+ * that has not sent a whole HELLO (or is in its TLS handshake), else the
+ * oldest.  Bytes still in the socket count as sent: an agent's HELLO that
+ * came in the same loop turn as a burst of newer connections must not
+ * lose its place to them, or a flood that reconnects at once could push
+ * every agent out before its HELLO is read.
  */
 static struct agent *
 evict_candidate(struct agent_port *ap, const char *host)
@@ -520,7 +564,7 @@ evict_candidate(struct agent_port *ap, const char *host)
 			oldest = a;
 		if (a->state != AGENT_HELLO)
 			continue;
-		if (!link_conn_has_unread(a->conn))
+		if (silent(a))
 			return a;
 		if (spoke == NULL)
 			spoke = a;
@@ -581,12 +625,123 @@ peer_address(const struct sockaddr *sa, char *host, size_t hostlen, int *port)
 	}
 }
 
+/* A plaintext link: framed at once, refused at its first frame if the
+ * mode wants TLS from this peer. */
+static void
+plain_start(struct agent *a)
+{
+	struct agent_port *ap = a->ap;
+	struct bufferevent *bev;
+
+	bev = bufferevent_socket_new(ap->base, a->fd, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
+		agent_drop(a, NULL, NULL);
+		return;
+	}
+	a->fd = -1;
+	a->refuse_plain = !link_tls_plain_allowed(ap->tls_mode, a->loopback);
+	a->conn =
+	    link_conn_new(bev, HANDSHAKE_FRAME_MAX, on_frame, on_close, a);
+}
+
+/* The TLS handshake ended: the link takes the bufferevent, or it goes. */
+static void
+tls_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct agent *a = arg;
+	unsigned long e;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		a->tls_bev = NULL;
+		a->conn = link_conn_new(bev, HANDSHAKE_FRAME_MAX, on_frame,
+					on_close, a);
+		return;
+	}
+	/* A wrong secret ends here: OpenSSL says why, never the key. */
+	e = bufferevent_get_openssl_error(bev);
+	log_warnx_rl(&a->ap->rl[RL_TLS], LOG_RL_MS,
+		     "- agentport tls_failed peer=%s reason=\"%s\"", a->peer,
+		     e != 0 ? link_tls_reason(e)
+			    : (what & BEV_EVENT_EOF ? "closed" : "reset"));
+	ERR_clear_error();
+	agent_drop(a, NULL, NULL);
+}
+
+/* A ClientHello: the handshake runs within the handshake's deadline. */
+static void
+tls_start(struct agent *a)
+{
+	struct agent_port *ap = a->ap;
+	struct bufferevent *bev;
+	SSL *ssl;
+
+	if (ap->tls == NULL) {
+		log_warnx_rl(&ap->rl[RL_TLS], LOG_RL_MS,
+			     "- agentport rejected peer=%s code=tls_off "
+			     "reason=\"TLS offered; agent_tls = off\"",
+			     a->peer);
+		agent_drop(a, NULL, NULL);
+		return;
+	}
+	ssl = link_tls_ssl_new(ap->tls);
+	if (ssl == NULL) {
+		agent_drop(a, NULL, NULL);
+		return;
+	}
+	bev = bufferevent_openssl_socket_new(ap->base, a->fd, ssl,
+					     BUFFEREVENT_SSL_ACCEPTING,
+					     BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
+		/* The fd is still ours to close in agent_drop. */
+		SSL_free(ssl);
+		agent_drop(a, NULL, NULL);
+		return;
+	}
+	a->fd = -1;
+	a->tls = true;
+	a->tls_bev = bev;
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	/* What follows the handshake at once waits for the link's cap. */
+	bufferevent_setwatermark(bev, EV_READ, 0, HANDSHAKE_FRAME_MAX + 4);
+	bufferevent_setcb(bev, NULL, NULL, tls_event_cb, a);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+/*
+ * The first byte decides the transport (link_tls.h); it stays in the
+ * socket for the bufferevent that takes it.  A peer that goes before it
+ * sends one is let go without a word.
+ */
+static void
+sniff_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct agent *a = arg;
+	int rc = link_tls_sniff(fd);
+
+	if (rc == -EAGAIN)
+		return;
+	if (rc < 0) {
+		if (rc != -ECONNRESET)
+			log_warnx_rl(&a->ap->rl[RL_DROPPED], LOG_RL_MS,
+				     "- agentport dropped peer=%s "
+				     "during=handshake reason=\"%s\"",
+				     a->peer, strerror(-rc));
+		agent_drop(a, NULL, NULL);
+		return;
+	}
+	event_free(a->sniff);
+	a->sniff = NULL;
+	if (rc == 1)
+		tls_start(a);
+	else
+		plain_start(a);
+}
+
 static void
 accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 	  int salen, void *arg)
 {
 	struct agent_port *ap = arg;
-	struct bufferevent *bev;
 	struct agent *a;
 	struct timeval tv = {HANDSHAKE_TIMEOUT_MS / 1000,
 			     (HANDSHAKE_TIMEOUT_MS % 1000) * 1000};
@@ -597,30 +752,28 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 	ap->accept_paused = ap->accept_paused_said = false;
 	a = xcalloc(1, sizeof(*a));
 	a->ap = ap;
+	a->fd = fd;
+	a->loopback = link_tls_addr_loopback(sa);
 	peer_address(sa, a->host, sizeof(a->host), &port);
 	snprintf(a->peer, sizeof(a->peer), "%s:%d", a->host, port);
 	make_room(ap, a->host, a->peer);
-	bev = bufferevent_socket_new(ap->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (bev == NULL) {
-		evutil_closesocket(fd);
-		free(a);
-		return;
-	}
 	/* Without its deadline a handshake could hold a slot for ever:
 	 * refuse the connection rather than run it untimed. */
 	a->timer = evtimer_new(ap->base, handshake_timeout, a);
-	if (a->timer == NULL || evtimer_add(a->timer, &tv) != 0) {
+	a->sniff = event_new(ap->base, fd, EV_READ | EV_PERSIST, sniff_cb, a);
+	if (a->timer == NULL || evtimer_add(a->timer, &tv) != 0 ||
+	    a->sniff == NULL || event_add(a->sniff, NULL) != 0) {
 		log_warnx_rl(&ap->rl[RL_HANDSHAKE], LOG_RL_MS,
 			     "- agentport refused peer=%s reason=\"no timer\"",
 			     a->peer);
 		if (a->timer != NULL)
 			event_free(a->timer);
-		bufferevent_free(bev);
+		if (a->sniff != NULL)
+			event_free(a->sniff);
+		evutil_closesocket(fd);
 		free(a);
 		return;
 	}
-	a->conn =
-	    link_conn_new(bev, HANDSHAKE_FRAME_MAX, on_frame, on_close, a);
 	LIST_INSERT_HEAD(&ap->agents, a, entry);
 	unauth_append(ap, a);
 	log_debug("- agentport connection peer=%s", a->peer);
@@ -690,6 +843,14 @@ agent_port_new(struct event_base *base, const struct config *cfg,
 	ap->secret_len = secret_len;
 	ap->reg = reg;
 	ap->d = d;
+	ap->tls_mode = link_tls_mode_parse(cfg->agent_tls);
+	if (ap->tls_mode < 0)
+		ap->tls_mode = LINK_TLS_AUTO; /* the config took only these */
+	if (ap->tls_mode != LINK_TLS_OFF &&
+	    link_tls_new(true, secret, secret_len, &ap->tls) != 0) {
+		snprintf(err, errlen, "agent port: cannot make a TLS context");
+		goto fail;
+	}
 	memset(&ss, 0, sizeof(ss));
 	if (evutil_parse_sockaddr_port(cfg->agent_listen,
 				       (struct sockaddr *)&ss, &sslen) != 0) {
@@ -723,6 +884,7 @@ agent_port_new(struct event_base *base, const struct config *cfg,
 fail:
 	if (ap->accept_timer != NULL)
 		event_free(ap->accept_timer);
+	link_tls_free(ap->tls);
 	explicit_bzero(ap->secret, ap->secret_len);
 	free(ap->secret);
 	free(ap);
@@ -756,6 +918,7 @@ agent_port_free(struct agent_port *ap)
 	while ((a = LIST_FIRST(&ap->agents)) != NULL)
 		agent_drop(a, NULL, "server stopping");
 	event_free(ap->accept_timer);
+	link_tls_free(ap->tls);
 	explicit_bzero(ap->secret, ap->secret_len);
 	free(ap->secret);
 	free(ap);
