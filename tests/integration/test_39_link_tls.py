@@ -167,11 +167,9 @@ def agent_via(c, proxy, config=None):
                     "--server", "127.0.0.1:%d" % proxy.port])
 
 
-def wait_registered(agent, n=1):
-    def registered():
-        with open(agent.log_path, "rb") as f:
-            return f.read().count(b"registered provider=a") >= n
-    h.wait_for(registered, 10, "the agent to register (%d)" % n)
+def wait_registered(agent):
+    h.wait_for(lambda: log_has(agent.log_path, b"registered provider=a"), 10,
+               "the agent to register")
 
 
 def secret_message():
@@ -269,14 +267,8 @@ def test_injected_result_ends_the_link(make_cluster):
 def test_plaintext_agent_refused_where_tls_required(make_cluster):
     c, proxy = start(make_cluster)
     proxy.stop()
-    plain = c.write_agent_config("plain.ini")
-    with open(plain) as f:
-        text = f.read()
-    text = text.replace("agent_tls = required",
-                                      "agent_tls = off")
-    with open(plain, "w") as f:
-        f.write(text)
-    agent = c.start_agent("a", config=plain, wait=False)
+    agent = c.start_agent("a", config=agent_config(c, "plain.ini", "off"),
+                          wait=False)
     h.wait_for(lambda: log_has(agent.log_path, b"code=tls_required"), 10,
                "the agent to be refused")
     assert log_has(c.server.log_path, b"code=tls_required")
@@ -314,4 +306,39 @@ def test_wrong_secret_fails_the_tls_handshake(make_cluster):
     # It never got as far as the HMAC handshake.
     assert not log_has(c.server.log_path, b"auth_failed")
     assert not log_has(agent.log_path, b"connected provider=a")
+    assert c.provider("a")["state"] != "up"
+
+
+def agent_config(c, name, mode):
+    """The server's file for an agent, with agent_tls = mode."""
+    path = c.write_agent_config(name)
+    with open(path) as f:
+        lines = [ln for ln in f.read().splitlines()
+                 if not ln.startswith("agent_tls")]
+    lines.insert(lines.index("[server]") + 1, "agent_tls = %s" % mode)
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def test_auto_server_takes_tls_on_loopback(make_cluster):
+    c, proxy = start(make_cluster, tls="auto")
+    proxy.stop()
+    agent = c.start_agent("a", config=agent_config(c, "tls.ini", "required"))
+    mid = c.submit()
+    c.wait_delivered([mid])
+    assert log_has(c.server.log_path, b"linked provider=a peer=127.0.0.1:")
+    assert log_has(c.server.log_path, b"tls=yes")
+    assert log_has(agent.log_path, b"tls=yes")
+
+
+def test_off_server_closes_a_tls_agent(make_cluster):
+    c, proxy = start(make_cluster, tls="off")
+    proxy.stop()
+    agent = c.start_agent("a", config=agent_config(c, "tls.ini", "required"),
+                          wait=False)
+    h.wait_for(lambda: log_has(c.server.log_path, b"code=tls_off"), 10,
+               "the server to close the TLS agent")
+    h.wait_for(lambda: log_has(agent.log_path, b"tls_failed provider=a"),
+               10, "the agent to see its TLS handshake fail")
     assert c.provider("a")["state"] != "up"
