@@ -8,7 +8,10 @@
  * Any failure of the link or of the handshake (including a server that
  * cannot prove it holds the secret) drops the connection and goes back to
  * IDLE with an exponential, jittered backoff (100 ms doubling to 5 s),
- * forever: an agent outlives its server's restarts.
+ * forever: an agent outlives its server's restarts.  CONNECTING covers
+ * the TLS handshake too (link_tls.h: TLS unless agent_tls says otherwise or,
+ * under auto, the server is on loopback); a server without our secret
+ * fails it, and the link's frames start only once it is done.
  *
  * The JOB frame cap follows max_message_bytes (link.h): the server's, from
  * WELCOME, or this file's when the server does not say; so a message the

@@ -20,6 +20,11 @@
  * Every warning an outsider can repeat is rate-limited (one line per LOG_RL_MS
  * with the count of the rest).
  *
+ * Before HELLO the first byte chooses the transport (link_tls.h): a TLS
+ * ClientHello goes under an OpenSSL bufferevent, whose handshake runs
+ * within the same deadline and slot; plaintext that agent_tls does not
+ * allow from this peer is refused at its first frame (ERROR tls_required).
+ *
  * An authenticated agent is trusted with the secret but not with its
  * numbers: a name the file does not know is registered only while fewer
  * than max_dynamic_providers such providers exist, with max_in_flight at
