@@ -504,13 +504,39 @@ handshake_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	agent_drop(arg, "handshake timed out");
 }
 
-/* The transport is up (TCP, or TLS over it): the link says HELLO. */
+static void tls_event_cb(struct bufferevent *bev, short what, void *arg);
+
+/*
+ * Connected: over TLS unless agent_tls says otherwise (link_tls.h), the
+ * handshake of which calls back here once done; then the link says HELLO.
+ */
 static void
-link_start(struct agent *a, struct bufferevent *bev)
+connect_event_cb(struct bufferevent *bev, short what, void *arg)
 {
+	struct agent *a = arg;
 	struct link_hello h;
 	struct timeval tv = {HANDSHAKE_TIMEOUT_S, 0};
 
+	if (!(what & BEV_EVENT_CONNECTED)) {
+		agent_drop(a, (what & BEV_EVENT_TIMEOUT) ? "connect timed out"
+							 : "connect failed");
+		return;
+	}
+	if (!a->link_tls && a->tls != NULL &&
+	    link_tls_client_wants(a->tls_mode, bufferevent_getfd(bev))) {
+		bufferevent_set_timeouts(bev, NULL, NULL);
+		a->connecting = link_tls_connect(a->tls, a->base, bev);
+		if (a->connecting == NULL) {
+			agent_drop(a, "cannot start TLS");
+			return;
+		}
+		a->link_tls = true;
+		bufferevent_setcb(a->connecting, NULL, NULL, tls_event_cb, a);
+		bufferevent_enable(a->connecting, EV_READ | EV_WRITE);
+		/* The TLS handshake counts in the handshake's time. */
+		event_add(a->handshake_ev, &tv);
+		return;
+	}
 	a->connecting = NULL;
 	bufferevent_set_timeouts(bev, NULL, NULL);
 	a->conn = link_conn_new(bev, LINK_CTRL_MAX, on_frame, on_close, a);
@@ -537,6 +563,7 @@ link_start(struct agent *a, struct bufferevent *bev)
 	event_add(a->handshake_ev, &tv);
 }
 
+/* The TLS handshake's end: a server without our secret fails here. */
 static void
 tls_event_cb(struct bufferevent *bev, short what, void *arg)
 {
@@ -544,78 +571,15 @@ tls_event_cb(struct bufferevent *bev, short what, void *arg)
 	unsigned long e;
 
 	if (what & BEV_EVENT_CONNECTED) {
-		link_start(a, bev);
+		connect_event_cb(bev, what, a);
 		return;
 	}
-	/* A server with another secret fails here (link_tls.h). */
 	e = bufferevent_get_openssl_error(bev);
 	log_warnx("- agent tls_failed provider=%s server=%s:%d reason=\"%s\"",
 		  a->pc->name, a->host, a->port,
 		  e != 0 ? link_tls_reason(e)
 			 : (what & BEV_EVENT_EOF ? "closed" : "reset"));
 	agent_drop(a, "TLS handshake failed");
-}
-
-/*
- * TLS unless told otherwise: agent_tls = auto keeps plaintext for a server
- * on a loopback address (a spawned agent, which the benchmark runs
- * through), the address the server sees us come from too.
- */
-static bool
-wants_tls(const struct agent *a, evutil_socket_t fd)
-{
-	if (a->tls_mode == LINK_TLS_OFF)
-		return false;
-	return a->tls_mode == LINK_TLS_REQUIRED || !link_tls_peer_loopback(fd);
-}
-
-/* Moves the connected socket under an OpenSSL bufferevent. */
-static void
-tls_connect(struct agent *a, struct bufferevent *bev)
-{
-	evutil_socket_t fd = bufferevent_getfd(bev);
-	struct timeval tv = {HANDSHAKE_TIMEOUT_S, 0};
-	SSL *ssl = link_tls_ssl_new(a->tls);
-
-	if (ssl == NULL) {
-		agent_drop(a, "cannot start TLS");
-		return;
-	}
-	/* The plain bufferevent lets go of the socket, not closes it. */
-	(void)bufferevent_setfd(bev, -1);
-	bufferevent_free(bev);
-	a->connecting = bufferevent_openssl_socket_new(
-	    a->base, fd, ssl, BUFFEREVENT_SSL_CONNECTING,
-	    BEV_OPT_CLOSE_ON_FREE);
-	if (a->connecting == NULL) {
-		SSL_free(ssl);
-		evutil_closesocket(fd);
-		agent_drop(a, "cannot start TLS");
-		return;
-	}
-	a->link_tls = true;
-	bufferevent_openssl_set_allow_dirty_shutdown(a->connecting, 1);
-	bufferevent_setcb(a->connecting, NULL, NULL, tls_event_cb, a);
-	bufferevent_enable(a->connecting, EV_READ | EV_WRITE);
-	/* The TLS handshake counts in the handshake's time. */
-	event_add(a->handshake_ev, &tv);
-}
-
-static void
-connect_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-	struct agent *a = arg;
-
-	if (!(what & BEV_EVENT_CONNECTED)) {
-		agent_drop(a, (what & BEV_EVENT_TIMEOUT) ? "connect timed out"
-							 : "connect failed");
-		return;
-	}
-	bufferevent_set_timeouts(bev, NULL, NULL);
-	if (wants_tls(a, bufferevent_getfd(bev)))
-		tls_connect(a, bev);
-	else
-		link_start(a, bev);
 }
 
 static void

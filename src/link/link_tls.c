@@ -13,6 +13,12 @@
  * offers no PSK, and with no certificate on either side the handshake
  * fails: a peer without the secret never gets a TLS session.
  *
+ * link_accept is the server's side before the frames: one EV_READ event
+ * peeks at the first byte, then a plain or an OpenSSL bufferevent takes
+ * the socket (the byte still in it); the caller gets it only once TLS is
+ * up, so a failed TLS handshake is told apart from a link error and its
+ * OpenSSL reason kept.
+ *
  * Nothing here is fatal: a context that cannot be made is -ENOMEM for the
  * caller to report.  The PSK is wiped when the context goes.
  */
@@ -21,6 +27,9 @@
 #include "common/util.h"
 
 #include <errno.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
 #include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -28,11 +37,23 @@
 #include <openssl/hmac.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 struct link_tls {
 	SSL_CTX *ctx;
 	uint8_t psk[LINK_TLS_PSK_LEN];
+};
+
+struct link_accept {
+	struct event_base *base;
+	int fd;                  /* ours until a bufferevent takes it */
+	struct event *sniff;     /* until the first byte */
+	struct bufferevent *bev; /* the TLS handshake under way */
+	struct link_tls *tls;    /* NULL: no TLS here */
+	size_t read_cap;
+	link_accept_cb done;
+	void *arg;
 };
 
 /* Both SHA-256 suites: the PSK's digest must be the suite's. */
@@ -252,4 +273,176 @@ link_tls_reason(unsigned long err)
 	const char *r = err != 0 ? ERR_reason_error_string(err) : NULL;
 
 	return r != NULL ? r : "-";
+}
+
+bool
+link_tls_client_wants(int mode, int fd)
+{
+	if (mode == LINK_TLS_OFF)
+		return false;
+	return mode == LINK_TLS_REQUIRED || !link_tls_peer_loopback(fd);
+}
+
+/* An OpenSSL bufferevent on fd, or NULL (then fd is still open). */
+static struct bufferevent *
+ssl_bev(struct link_tls *t, struct event_base *base, int fd,
+	enum bufferevent_ssl_state state)
+{
+	SSL *ssl = link_tls_ssl_new(t);
+	struct bufferevent *bev;
+
+	if (ssl == NULL)
+		return NULL;
+	bev = bufferevent_openssl_socket_new(base, fd, ssl, state,
+					     BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	/* With SSL_OP_IGNORE_UNEXPECTED_EOF: a plain close is an EOF. */
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	return bev;
+}
+
+struct bufferevent *
+link_tls_connect(struct link_tls *t, struct event_base *base,
+		 struct bufferevent *plain)
+{
+	int fd = bufferevent_getfd(plain);
+	struct bufferevent *bev;
+
+	/* The plain bufferevent lets go of the socket, not closes it. */
+	(void)bufferevent_setfd(plain, -1);
+	bufferevent_free(plain);
+	bev = ssl_bev(t, base, fd, BUFFEREVENT_SSL_CONNECTING);
+	if (bev == NULL)
+		evutil_closesocket(fd);
+	return bev;
+}
+
+/* Hands over (err 0) or gives up; the caller may free la in done. */
+static void
+accept_done(struct link_accept *la, struct bufferevent *bev, bool tls, int err,
+	    const char *why)
+{
+	la->done(bev, tls, err, why, la->arg);
+}
+
+static void
+accept_tls_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct link_accept *la = arg;
+	unsigned long e;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		la->bev = NULL;
+		bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+		accept_done(la, bev, true, 0, NULL);
+		return;
+	}
+	/* A wrong secret ends here: OpenSSL says why, never the key. */
+	bufferevent_disable(bev, EV_READ | EV_WRITE); /* done runs once */
+	e = bufferevent_get_openssl_error(bev);
+	ERR_clear_error();
+	accept_done(la, NULL, true, -EPROTO,
+		    e != 0 ? link_tls_reason(e)
+			   : (what & BEV_EVENT_EOF ? "closed" : "reset"));
+}
+
+static void
+accept_tls(struct link_accept *la)
+{
+	struct bufferevent *bev;
+
+	if (la->tls == NULL) {
+		accept_done(la, NULL, true, -EPROTONOSUPPORT, "no TLS here");
+		return;
+	}
+	bev = ssl_bev(la->tls, la->base, la->fd, BUFFEREVENT_SSL_ACCEPTING);
+	if (bev == NULL) {
+		accept_done(la, NULL, true, -ENOMEM, "out of memory");
+		return;
+	}
+	la->fd = -1;
+	la->bev = bev;
+	/* What follows the handshake at once waits for the caller's cap. */
+	bufferevent_setwatermark(bev, EV_READ, 0, la->read_cap);
+	bufferevent_setcb(bev, NULL, NULL, accept_tls_cb, la);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+static void
+accept_sniff_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct link_accept *la = arg;
+	struct bufferevent *bev;
+	int rc = link_tls_sniff(fd);
+
+	if (rc == -EAGAIN)
+		return;
+	if (rc < 0) {
+		event_del(la->sniff); /* done runs once */
+		accept_done(la, NULL, false, rc, strerror(-rc));
+		return;
+	}
+	event_free(la->sniff);
+	la->sniff = NULL;
+	if (rc == 1) {
+		accept_tls(la);
+		return;
+	}
+	bev = bufferevent_socket_new(la->base, la->fd, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
+		accept_done(la, NULL, false, -ENOMEM, "out of memory");
+		return;
+	}
+	la->fd = -1;
+	accept_done(la, bev, false, 0, NULL);
+}
+
+struct link_accept *
+link_accept_new(struct event_base *base, int fd, struct link_tls *tls,
+		size_t read_cap, link_accept_cb done, void *arg)
+{
+	struct link_accept *la = xcalloc(1, sizeof(*la));
+
+	la->base = base;
+	la->fd = fd;
+	la->tls = tls;
+	la->read_cap = read_cap;
+	la->done = done;
+	la->arg = arg;
+	la->sniff =
+	    event_new(base, fd, EV_READ | EV_PERSIST, accept_sniff_cb, la);
+	if (la->sniff == NULL || event_add(la->sniff, NULL) != 0) {
+		if (la->sniff != NULL)
+			event_free(la->sniff);
+		free(la);
+		return NULL;
+	}
+	return la;
+}
+
+bool
+link_accept_silent(const struct link_accept *la)
+{
+	int n = 0;
+
+	if (la->sniff == NULL)
+		return false;
+	return !(ioctl(la->fd, FIONREAD, &n) == 0 && n > 0);
+}
+
+void
+link_accept_free(struct link_accept *la)
+{
+	if (la == NULL)
+		return;
+	if (la->sniff != NULL)
+		event_free(la->sniff);
+	if (la->bev != NULL)
+		bufferevent_free(la->bev);
+	else if (la->fd >= 0)
+		evutil_closesocket(la->fd);
+	free(la);
 }

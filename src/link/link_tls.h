@@ -84,4 +84,51 @@ bool link_tls_peer_loopback(int fd);
 /* OpenSSL's reason for err (bufferevent_get_openssl_error), or "-". */
 const char *link_tls_reason(unsigned long err);
 
+/*
+ * The agent's choice: TLS to fd's peer under mode?  required: yes; off:
+ * no; auto: unless the peer (the server, as connected) is loopback.
+ */
+bool link_tls_client_wants(int mode, int fd);
+
+/*
+ * Moves plain's connected socket under a new OpenSSL bufferevent that
+ * starts the client's handshake (BEV_OPT_CLOSE_ON_FREE; a close without
+ * close_notify is an EOF).  plain is freed either way; NULL (the socket
+ * closed) when out of memory.  The caller sets the callbacks and enables
+ * it: BEV_EVENT_CONNECTED says the handshake is done.
+ */
+struct bufferevent;
+struct event_base;
+struct bufferevent *link_tls_connect(struct link_tls *t,
+				     struct event_base *base,
+				     struct bufferevent *plain);
+
+/*
+ * The server's side of an accepted connection until it carries frames:
+ * it waits for the first byte (link_tls_sniff), then either hands over a
+ * plain bufferevent at once, or runs the TLS handshake (tls NULL: a
+ * ClientHello is refused) and hands over the OpenSSL bufferevent once it
+ * is done.  done runs once, from the loop, never from link_accept_new:
+ *   err 0: bev (the caller's now) and whether it is TLS;
+ *   err -ECONNRESET: the peer closed before a byte (nothing to log);
+ *   err -EPROTO: the TLS handshake failed, why is OpenSSL's reason;
+ *   err -EPROTONOSUPPORT: a ClientHello, and no TLS here;
+ *   another -errno: the socket failed.
+ * The caller frees the link_accept with link_accept_free() (which may be
+ * called from done, and before it: then done never runs).  read_cap
+ * bounds what the TLS bufferevent reads ahead before the caller takes it.
+ * link_accept_new returns NULL when out of memory; fd is then still the
+ * caller's to close.
+ */
+struct link_accept;
+typedef void (*link_accept_cb)(struct bufferevent *bev, bool tls, int err,
+			       const char *why, void *arg);
+struct link_accept *link_accept_new(struct event_base *base, int fd,
+				    struct link_tls *tls, size_t read_cap,
+				    link_accept_cb done, void *arg);
+/* True until the peer's first byte has come (in the socket counts). */
+bool link_accept_silent(const struct link_accept *la);
+/* Closes what was not handed over; NULL is a no-op. */
+void link_accept_free(struct link_accept *la);
+
 #endif

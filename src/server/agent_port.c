@@ -47,18 +47,14 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <inttypes.h>
 #include <netinet/in.h>
-#include <openssl/err.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 /* From accept to WELCOME: two round trips and one HMAC need far less. */
 #define HANDSHAKE_TIMEOUT_MS 3000
@@ -112,9 +108,7 @@ struct agent {
 	uint8_t nonce[LINK_NONCE_LEN];
 	struct provider *p;
 	struct event *timer;
-	evutil_socket_t fd;          /* ours until a bufferevent takes it */
-	struct event *sniff;         /* waiting for the first byte */
-	struct bufferevent *tls_bev; /* TLS handshake under way (no conn) */
+	struct link_accept *acc;     /* until the transport is up (no conn) */
 	bool tls;                    /* the link runs over TLS */
 	bool loopback;               /* the peer's address is loopback */
 	bool refuse_plain;           /* plaintext not allowed: at its frame */
@@ -194,13 +188,8 @@ agent_drop(struct agent *a, const char *code, const char *message)
 			link_conn_close(a->conn, code, message);
 		else
 			link_conn_free(a->conn);
-	} else if (a->tls_bev != NULL) {
-		bufferevent_free(a->tls_bev);
-	} else if (a->fd >= 0) {
-		evutil_closesocket(a->fd);
 	}
-	if (a->sniff != NULL)
-		event_free(a->sniff);
+	link_accept_free(a->acc);
 	LIST_REMOVE(a, entry);
 	event_free(a->timer);
 	free(a);
@@ -533,18 +522,14 @@ handshake_timeout(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
- * True for a connection that has not sent a byte.  Past the sniff every
- * peer has (its first frame, or a ClientHello); before it, bytes still in
- * the socket count as sent.
+ * True for a connection that has not sent a byte.  Once its transport is
+ * chosen every peer has (its first frame, or a ClientHello); before,
+ * bytes still in the socket count as sent.
  */
 static bool
 silent(const struct agent *a)
 {
-	int n = 0;
-
-	if (a->sniff == NULL)
-		return false;
-	return !(ioctl(a->fd, FIONREAD, &n) == 0 && n > 0);
+	return a->acc != NULL && link_accept_silent(a->acc);
 }
 
 /*
@@ -630,116 +615,44 @@ peer_address(const struct sockaddr *sa, char *host, size_t hostlen, int *port)
 	}
 }
 
-/* A plaintext link: framed at once, refused at its first frame if the
- * mode wants TLS from this peer. */
+/*
+ * The transport is chosen (link_tls.h): the link takes the bufferevent,
+ * and plaintext that agent_tls does not allow from this peer is refused
+ * at its first frame.  A refused or failed TLS handshake is one
+ * rate-limited line; a peer that left before a byte, none.
+ */
 static void
-plain_start(struct agent *a)
-{
-	struct agent_port *ap = a->ap;
-	struct bufferevent *bev;
-
-	bev = bufferevent_socket_new(ap->base, a->fd, BEV_OPT_CLOSE_ON_FREE);
-	if (bev == NULL) {
-		agent_drop(a, NULL, NULL);
-		return;
-	}
-	a->fd = -1;
-	a->refuse_plain = !link_tls_plain_allowed(ap->tls_mode, a->loopback);
-	a->conn =
-	    link_conn_new(bev, HANDSHAKE_FRAME_MAX, on_frame, on_close, a);
-}
-
-/* The TLS handshake ended: the link takes the bufferevent, or it goes. */
-static void
-tls_event_cb(struct bufferevent *bev, short what, void *arg)
+transport_cb(struct bufferevent *bev, bool tls, int err, const char *why,
+	     void *arg)
 {
 	struct agent *a = arg;
-	unsigned long e;
-
-	if (what & BEV_EVENT_CONNECTED) {
-		a->tls_bev = NULL;
-		a->conn = link_conn_new(bev, HANDSHAKE_FRAME_MAX, on_frame,
-					on_close, a);
-		return;
-	}
-	/* A wrong secret ends here: OpenSSL says why, never the key. */
-	e = bufferevent_get_openssl_error(bev);
-	log_warnx_rl(&a->ap->rl[RL_TLS], LOG_RL_MS,
-		     "- agentport tls_failed peer=%s reason=\"%s\"", a->peer,
-		     e != 0 ? link_tls_reason(e)
-			    : (what & BEV_EVENT_EOF ? "closed" : "reset"));
-	ERR_clear_error();
-	agent_drop(a, NULL, NULL);
-}
-
-/* A ClientHello: the handshake runs within the handshake's deadline. */
-static void
-tls_start(struct agent *a)
-{
 	struct agent_port *ap = a->ap;
-	struct bufferevent *bev;
-	SSL *ssl;
 
-	if (ap->tls == NULL) {
+	link_accept_free(a->acc);
+	a->acc = NULL;
+	if (err == -EPROTONOSUPPORT)
 		log_warnx_rl(&ap->rl[RL_TLS], LOG_RL_MS,
 			     "- agentport rejected peer=%s code=tls_off "
 			     "reason=\"TLS offered; agent_tls = off\"",
 			     a->peer);
+	else if (err == -EPROTO)
+		log_warnx_rl(&ap->rl[RL_TLS], LOG_RL_MS,
+			     "- agentport tls_failed peer=%s reason=\"%s\"",
+			     a->peer, why);
+	else if (err != 0 && err != -ECONNRESET)
+		log_warnx_rl(&ap->rl[RL_DROPPED], LOG_RL_MS,
+			     "- agentport dropped peer=%s during=handshake "
+			     "reason=\"%s\"",
+			     a->peer, why);
+	if (err != 0) {
 		agent_drop(a, NULL, NULL);
 		return;
 	}
-	ssl = link_tls_ssl_new(ap->tls);
-	if (ssl == NULL) {
-		agent_drop(a, NULL, NULL);
-		return;
-	}
-	bev = bufferevent_openssl_socket_new(ap->base, a->fd, ssl,
-					     BUFFEREVENT_SSL_ACCEPTING,
-					     BEV_OPT_CLOSE_ON_FREE);
-	if (bev == NULL) {
-		/* The fd is still ours to close in agent_drop. */
-		SSL_free(ssl);
-		agent_drop(a, NULL, NULL);
-		return;
-	}
-	a->fd = -1;
-	a->tls = true;
-	a->tls_bev = bev;
-	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-	/* What follows the handshake at once waits for the link's cap. */
-	bufferevent_setwatermark(bev, EV_READ, 0, HANDSHAKE_FRAME_MAX + 4);
-	bufferevent_setcb(bev, NULL, NULL, tls_event_cb, a);
-	bufferevent_enable(bev, EV_READ | EV_WRITE);
-}
-
-/*
- * The first byte decides the transport (link_tls.h); it stays in the
- * socket for the bufferevent that takes it.  A peer that goes before it
- * sends one is let go without a word.
- */
-static void
-sniff_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct agent *a = arg;
-	int rc = link_tls_sniff(fd);
-
-	if (rc == -EAGAIN)
-		return;
-	if (rc < 0) {
-		if (rc != -ECONNRESET)
-			log_warnx_rl(&a->ap->rl[RL_DROPPED], LOG_RL_MS,
-				     "- agentport dropped peer=%s "
-				     "during=handshake reason=\"%s\"",
-				     a->peer, strerror(-rc));
-		agent_drop(a, NULL, NULL);
-		return;
-	}
-	event_free(a->sniff);
-	a->sniff = NULL;
-	if (rc == 1)
-		tls_start(a);
-	else
-		plain_start(a);
+	a->tls = tls;
+	a->refuse_plain =
+	    !tls && !link_tls_plain_allowed(ap->tls_mode, a->loopback);
+	a->conn =
+	    link_conn_new(bev, HANDSHAKE_FRAME_MAX, on_frame, on_close, a);
 }
 
 static void
@@ -757,7 +670,6 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 	ap->accept_paused = ap->accept_paused_said = false;
 	a = xcalloc(1, sizeof(*a));
 	a->ap = ap;
-	a->fd = fd;
 	a->loopback = link_tls_addr_loopback(sa);
 	peer_address(sa, a->host, sizeof(a->host), &port);
 	snprintf(a->peer, sizeof(a->peer), "%s:%d", a->host, port);
@@ -765,16 +677,16 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 	/* Without its deadline a handshake could hold a slot for ever:
 	 * refuse the connection rather than run it untimed. */
 	a->timer = evtimer_new(ap->base, handshake_timeout, a);
-	a->sniff = event_new(ap->base, fd, EV_READ | EV_PERSIST, sniff_cb, a);
-	if (a->timer == NULL || evtimer_add(a->timer, &tv) != 0 ||
-	    a->sniff == NULL || event_add(a->sniff, NULL) != 0) {
+	if (a->timer != NULL && evtimer_add(a->timer, &tv) == 0)
+		a->acc =
+		    link_accept_new(ap->base, fd, ap->tls,
+				    HANDSHAKE_FRAME_MAX + 4, transport_cb, a);
+	if (a->acc == NULL) {
 		log_warnx_rl(&ap->rl[RL_HANDSHAKE], LOG_RL_MS,
 			     "- agentport refused peer=%s reason=\"no timer\"",
 			     a->peer);
 		if (a->timer != NULL)
 			event_free(a->timer);
-		if (a->sniff != NULL)
-			event_free(a->sniff);
 		evutil_closesocket(fd);
 		free(a);
 		return;
