@@ -8,7 +8,10 @@
  * Any failure of the link or of the handshake (including a server that
  * cannot prove it holds the secret) drops the connection and goes back to
  * IDLE with an exponential, jittered backoff (100 ms doubling to 5 s),
- * forever: an agent outlives its server's restarts.
+ * forever: an agent outlives its server's restarts.  CONNECTING covers
+ * the TLS handshake too (link_tls.h: TLS unless agent_tls says otherwise or,
+ * under auto, the server is on loopback); a server without our secret
+ * fails it, and the link's frames start only once it is done.
  *
  * The JOB frame cap follows max_message_bytes (link.h): the server's, from
  * WELCOME, or this file's when the server does not say; so a message the
@@ -33,10 +36,12 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "link/link.h"
+#include "link/link_tls.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <getopt.h>
@@ -91,6 +96,9 @@ struct agent {
 	size_t secret_len;
 	char *host;
 	int port;
+	struct link_tls *tls; /* NULL: agent_tls = off */
+	int tls_mode;         /* enum link_tls_mode */
+	bool link_tls;        /* the current link runs over TLS */
 
 	enum agent_state state;
 	struct bufferevent *connecting; /* before the link takes it over */
@@ -425,9 +433,10 @@ handle_welcome(struct agent *a, const uint8_t *p, size_t n)
 				link_job_frame_max(a->max_message_bytes));
 	agent_set_state(a, AGENT_STATE_READY, NULL);
 	log_info("- agent registered provider=%s heartbeat_ms=%u "
-		 "max_message_bytes=%llu",
+		 "max_message_bytes=%llu tls=%s",
 		 a->pc->name, a->hb_interval_ms,
-		 (unsigned long long)a->max_message_bytes);
+		 (unsigned long long)a->max_message_bytes,
+		 a->link_tls ? "yes" : "no");
 	tv.tv_sec = a->hb_interval_ms / 1000;
 	tv.tv_usec = (a->hb_interval_ms % 1000) * 1000;
 	event_add(a->hb_ev, &tv);
@@ -521,6 +530,12 @@ handshake_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	agent_drop(arg, "handshake timed out");
 }
 
+static void tls_event_cb(struct bufferevent *bev, short what, void *arg);
+
+/*
+ * Connected: over TLS unless agent_tls says otherwise (link_tls.h), the
+ * handshake of which calls back here once done; then the link says HELLO.
+ */
 static void
 connect_event_cb(struct bufferevent *bev, short what, void *arg)
 {
@@ -533,11 +548,26 @@ connect_event_cb(struct bufferevent *bev, short what, void *arg)
 							 : "connect failed");
 		return;
 	}
+	if (!a->link_tls && a->tls != NULL &&
+	    link_tls_client_wants(a->tls_mode, bufferevent_getfd(bev))) {
+		bufferevent_set_timeouts(bev, NULL, NULL);
+		a->connecting = link_tls_connect(a->tls, a->base, bev);
+		if (a->connecting == NULL) {
+			agent_drop(a, "cannot start TLS");
+			return;
+		}
+		a->link_tls = true;
+		bufferevent_setcb(a->connecting, NULL, NULL, tls_event_cb, a);
+		bufferevent_enable(a->connecting, EV_READ | EV_WRITE);
+		/* The TLS handshake counts in the handshake's time. */
+		event_add(a->handshake_ev, &tv);
+		return;
+	}
 	a->connecting = NULL;
 	bufferevent_set_timeouts(bev, NULL, NULL);
 	a->conn = link_conn_new(bev, LINK_CTRL_MAX, on_frame, on_close, a);
-	log_info("- agent connected provider=%s server=%s:%d", a->pc->name,
-		 a->host, a->port);
+	log_info("- agent connected provider=%s server=%s:%d tls=%s",
+		 a->pc->name, a->host, a->port, a->link_tls ? "yes" : "no");
 	memset(&h, 0, sizeof(h));
 	h.version = LINK_VERSION;
 	snprintf(h.name, sizeof(h.name), "%s", a->pc->name);
@@ -561,6 +591,25 @@ connect_event_cb(struct bufferevent *bev, short what, void *arg)
 	event_add(a->handshake_ev, &tv);
 }
 
+/* The TLS handshake's end: a server without our secret fails here. */
+static void
+tls_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct agent *a = arg;
+	unsigned long e;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		connect_event_cb(bev, what, a);
+		return;
+	}
+	e = bufferevent_get_openssl_error(bev);
+	log_warnx("- agent tls_failed provider=%s server=%s:%d reason=\"%s\"",
+		  a->pc->name, a->host, a->port,
+		  e != 0 ? link_tls_reason(e)
+			 : (what & BEV_EVENT_EOF ? "closed" : "reset"));
+	agent_drop(a, "TLS handshake failed");
+}
+
 static void
 agent_connect(struct agent *a)
 {
@@ -572,6 +621,7 @@ agent_connect(struct agent *a)
 		fatalx("bufferevent_socket_new");
 	agent_set_state(a, AGENT_STATE_CONNECTING, NULL);
 	a->connecting = bev;
+	a->link_tls = false;
 	bufferevent_setcb(bev, NULL, NULL, connect_event_cb, a);
 	bufferevent_set_timeouts(bev, NULL, &tv);
 	/* On failure the event callback has run or will run. */
@@ -665,6 +715,7 @@ agent_cleanup(struct agent *a)
 		event_free(a->sighup_ev);
 	if (a->dns != NULL)
 		evdns_base_free(a->dns, 0);
+	link_tls_free(a->tls);
 	if (a->base != NULL)
 		event_base_free(a->base);
 	if (a->secret != NULL) {
@@ -750,6 +801,13 @@ agent_setup(struct agent *a, const char *file, const char *name,
 			"shivneri agent: %s: cannot read the agent secret: "
 			"%s\n",
 			where, strerror(-rc));
+		return 2;
+	}
+	/* The same file as the server's: one agent_tls for both ends. */
+	a->tls_mode = link_tls_mode_parse(a->cfg->agent_tls);
+	if (a->tls_mode != LINK_TLS_OFF &&
+	    link_tls_new(false, a->secret, a->secret_len, &a->tls) != 0) {
+		fprintf(stderr, "shivneri agent: cannot make a TLS context\n");
 		return 2;
 	}
 	if (server == NULL)

@@ -71,6 +71,8 @@ struct skey {
 
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const store_backends[] = {"sqlite", NULL};
+/* link_tls_mode_parse() (link/link_tls.h) reads these. */
+static const char *const agent_tls_modes[] = {"auto", "required", "off", NULL};
 static const char *const schedulers[] = {
     "random", "round_robin", "weighted", "priority", "least_outstanding", NULL,
 };
@@ -82,6 +84,7 @@ static const struct skey server_keys[] = {
     {"smtp_listen", SKEY_LISTEN_OPT, OFF(smtp_listen), 0, 0, NULL},
     {"agent_listen", SKEY_LISTEN, OFF(agent_listen), 0, 0, NULL},
     {"agent_secret_file", SKEY_STR, OFF(agent_secret_file), 0, 0, NULL},
+    {"agent_tls", SKEY_ENUM, OFF(agent_tls), 0, 0, agent_tls_modes},
     {"api_keys_file", SKEY_STR_OPT, OFF(api_keys_file), 0, 0, NULL},
     {"mailgun_domains", SKEY_STR_OPT, OFF(mailgun_domains), 0, 0, NULL},
     {"log_file", SKEY_STR_OPT, OFF(log_file), 0, 0, NULL},
@@ -831,6 +834,7 @@ config_defaults(void)
 	cfg->http_listen = xstrdup("127.0.0.1:8025");
 	cfg->smtp_listen = xstrdup("127.0.0.1:2525");
 	cfg->agent_listen = xstrdup("127.0.0.1:8026");
+	cfg->agent_tls = xstrdup("auto");
 	cfg->scheduler = xstrdup("round_robin");
 	cfg->heartbeat_interval_ms = 1000;
 	cfg->heartbeat_timeout_ms = 3000;
@@ -1068,6 +1072,7 @@ config_free(struct config *cfg)
 	free(cfg->smtp_trusted_networks);
 	free(cfg->agent_listen);
 	free(cfg->agent_secret_file);
+	free(cfg->agent_tls);
 	free(cfg->api_keys_file);
 	free(cfg->mailgun_domains);
 	free(cfg->log_file);

@@ -53,6 +53,7 @@ struct config {
 	char *smtp_listen;  /* "" or NULL: no SMTP */
 	char *agent_listen; /* host:port */
 	char *agent_secret_file;
+	char *agent_tls;     /* "auto" | "required" | "off" (link/link_tls.h) */
 	char *api_keys_file; /* NULL: no API keys */
 	char *log_file;      /* NULL: stderr */
 	char *scheduler;

@@ -14,7 +14,8 @@
  * link_conn_free or link_conn_close, on_close calling link_conn_free): a
  * depth counter defers the real free to when the outermost callback
  * returns.  A malformed frame, EOF or a socket error ends in exactly one
- * on_close; nothing here is fatal.
+ * on_close; nothing here is fatal.  The bufferevent may be an OpenSSL one
+ * (link_tls.h) whose handshake is done: frames are the same inside.
  */
 #include "link/link.h"
 #include "common/log.h"
@@ -23,6 +24,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -140,7 +142,11 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct link_conn *c = arg;
 	int err = 0;
 
-	if (what & BEV_EVENT_ERROR)
+	/* Over TLS, a record that fails its check (a flipped or injected
+	 * byte) is OpenSSL's error, not the socket's: say so. */
+	if ((what & BEV_EVENT_ERROR) && bufferevent_get_openssl_error(bev) != 0)
+		err = -EPROTO;
+	else if (what & BEV_EVENT_ERROR)
 		err = errno != 0 ? -errno : -ECONNRESET;
 	else if (what & BEV_EVENT_TIMEOUT)
 		err = -ETIMEDOUT;

@@ -20,6 +20,11 @@
  * Every warning an outsider can repeat is rate-limited (one line per LOG_RL_MS
  * with the count of the rest).
  *
+ * Before HELLO the first byte chooses the transport (link_tls.h): a TLS
+ * ClientHello goes under an OpenSSL bufferevent, whose handshake runs
+ * within the same deadline and slot; plaintext that agent_tls does not
+ * allow from this peer is refused at its first frame (ERROR tls_required).
+ *
  * An authenticated agent is trusted with the secret but not with its
  * numbers: a name the file does not know is registered only while fewer
  * than max_dynamic_providers such providers exist, with max_in_flight at
@@ -35,6 +40,7 @@
 #include "dispatch/dispatcher.h"
 #include "dispatch/registry.h"
 #include "link/link.h"
+#include "link/link_tls.h"
 #include "store/store.h"
 
 #include <arpa/inet.h>
@@ -88,6 +94,7 @@ enum ap_rl {
 	RL_DYNAMIC,   /* max_dynamic_providers reached */
 	RL_FLOOD,     /* heartbeat flood */
 	RL_LINK,      /* an authenticated link's errors */
+	RL_TLS,       /* TLS refused or failed */
 	RL_COUNT
 };
 
@@ -101,6 +108,10 @@ struct agent {
 	uint8_t nonce[LINK_NONCE_LEN];
 	struct provider *p;
 	struct event *timer;
+	struct link_accept *acc;     /* until the transport is up (no conn) */
+	bool tls;                    /* the link runs over TLS */
+	bool loopback;               /* the peer's address is loopback */
+	bool refuse_plain;           /* plaintext not allowed: at its frame */
 	char host[INET6_ADDRSTRLEN]; /* the peer's address, for its limit */
 	char peer[64];               /* host:port, for the log */
 	double hb_tokens;            /* heartbeats allowed now */
@@ -116,6 +127,8 @@ struct agent_port {
 	size_t secret_len;
 	struct registry *reg;
 	struct dispatcher *d;
+	struct link_tls *tls; /* NULL: agent_tls = off */
+	int tls_mode;         /* enum link_tls_mode */
 	struct evconnlistener *lev;
 	struct event *accept_timer; /* re-enables a paused listener */
 	bool accept_paused;         /* an episode of failed accepts */
@@ -176,6 +189,7 @@ agent_drop(struct agent *a, const char *code, const char *message)
 		else
 			link_conn_free(a->conn);
 	}
+	link_accept_free(a->acc);
 	LIST_REMOVE(a, entry);
 	event_free(a->timer);
 	free(a);
@@ -352,6 +366,8 @@ on_auth(struct agent *a, const uint8_t *p, size_t n)
 	/* Its size limit: the file's, or lower if the agent says so. */
 	registry_set_announced(pr, a->hello.max_message_bytes);
 	agent_set_state(a, AGENT_READY);
+	log_info("- agentport linked provider=%s peer=%s tls=%s", pr->name,
+		 a->peer, a->tls ? "yes" : "no");
 	dispatcher_provider_linked(ap->d, pr);
 }
 
@@ -453,6 +469,13 @@ on_frame(struct link_conn *c, int type, const uint8_t *p, size_t n, void *arg)
 {
 	struct agent *a = arg;
 
+	/* Read first, so that the ERROR is not cut by a reset. */
+	if (a->refuse_plain) {
+		reject(a, RL_TLS, "tls_required",
+		       "plaintext refused: this server wants TLS here "
+		       "(agent_tls = required on the agent)");
+		return;
+	}
 	switch (a->state) {
 	case AGENT_HELLO:
 		if (type != LINK_HELLO)
@@ -501,13 +524,24 @@ handshake_timeout(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
+ * True for a connection that has not sent a byte.  Once its transport is
+ * chosen every peer has (its first frame, or a ClientHello); before,
+ * bytes still in the socket count as sent.
+ */
+static bool
+silent(const struct agent *a)
+{
+	return a->acc != NULL && link_accept_silent(a->acc);
+}
+
+/*
  * The handshake to give up for a newcomer when host (NULL: any address)
  * holds too many: the oldest that has not sent a byte, else the oldest
- * that has not sent a whole HELLO, else the oldest.  Bytes still in the
- * socket count as sent: an agent's HELLO that came in the same loop turn
- * as a burst of newer connections must not lose its place to them, or a
- * flood that reconnects at once could push every agent out before its
- * HELLO is read.
+ * that has not sent a whole HELLO (or is in its TLS handshake), else the
+ * oldest.  Bytes still in the socket count as sent: an agent's HELLO that
+ * came in the same loop turn as a burst of newer connections must not
+ * lose its place to them, or a flood that reconnects at once could push
+ * every agent out before its HELLO is read.
  */
 static struct agent *
 evict_candidate(struct agent_port *ap, const char *host)
@@ -522,7 +556,7 @@ evict_candidate(struct agent_port *ap, const char *host)
 			oldest = a;
 		if (a->state != AGENT_HELLO)
 			continue;
-		if (!link_conn_has_unread(a->conn))
+		if (silent(a))
 			return a;
 		if (spoke == NULL)
 			spoke = a;
@@ -583,12 +617,51 @@ peer_address(const struct sockaddr *sa, char *host, size_t hostlen, int *port)
 	}
 }
 
+/*
+ * The transport is chosen (link_tls.h): the link takes the bufferevent,
+ * and plaintext that agent_tls does not allow from this peer is refused
+ * at its first frame.  A refused or failed TLS handshake is one
+ * rate-limited line; a peer that left before a byte, none.
+ */
+static void
+transport_cb(struct bufferevent *bev, bool tls, int err, const char *why,
+	     void *arg)
+{
+	struct agent *a = arg;
+	struct agent_port *ap = a->ap;
+
+	link_accept_free(a->acc);
+	a->acc = NULL;
+	if (err == -EPROTONOSUPPORT)
+		log_warnx_rl(&ap->rl[RL_TLS], LOG_RL_MS,
+			     "- agentport rejected peer=%s code=tls_off "
+			     "reason=\"TLS offered; agent_tls = off\"",
+			     a->peer);
+	else if (err == -EPROTO)
+		log_warnx_rl(&ap->rl[RL_TLS], LOG_RL_MS,
+			     "- agentport tls_failed peer=%s reason=\"%s\"",
+			     a->peer, why);
+	else if (err != 0 && err != -ECONNRESET)
+		log_warnx_rl(&ap->rl[RL_DROPPED], LOG_RL_MS,
+			     "- agentport dropped peer=%s during=handshake "
+			     "reason=\"%s\"",
+			     a->peer, why);
+	if (err != 0) {
+		agent_drop(a, NULL, NULL);
+		return;
+	}
+	a->tls = tls;
+	a->refuse_plain =
+	    !tls && !link_tls_plain_allowed(ap->tls_mode, a->loopback);
+	a->conn =
+	    link_conn_new(bev, HANDSHAKE_FRAME_MAX, on_frame, on_close, a);
+}
+
 static void
 accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 	  int salen, void *arg)
 {
 	struct agent_port *ap = arg;
-	struct bufferevent *bev;
 	struct agent *a;
 	struct timeval tv = {HANDSHAKE_TIMEOUT_MS / 1000,
 			     (HANDSHAKE_TIMEOUT_MS % 1000) * 1000};
@@ -599,30 +672,27 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 	ap->accept_paused = ap->accept_paused_said = false;
 	a = xcalloc(1, sizeof(*a));
 	a->ap = ap;
+	a->loopback = link_tls_addr_loopback(sa);
 	peer_address(sa, a->host, sizeof(a->host), &port);
 	snprintf(a->peer, sizeof(a->peer), "%s:%d", a->host, port);
 	make_room(ap, a->host, a->peer);
-	bev = bufferevent_socket_new(ap->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (bev == NULL) {
-		evutil_closesocket(fd);
-		free(a);
-		return;
-	}
 	/* Without its deadline a handshake could hold a slot for ever:
 	 * refuse the connection rather than run it untimed. */
 	a->timer = evtimer_new(ap->base, handshake_timeout, a);
-	if (a->timer == NULL || evtimer_add(a->timer, &tv) != 0) {
+	if (a->timer != NULL && evtimer_add(a->timer, &tv) == 0)
+		a->acc =
+		    link_accept_new(ap->base, fd, ap->tls,
+				    HANDSHAKE_FRAME_MAX + 4, transport_cb, a);
+	if (a->acc == NULL) {
 		log_warnx_rl(&ap->rl[RL_HANDSHAKE], LOG_RL_MS,
 			     "- agentport refused peer=%s reason=\"no timer\"",
 			     a->peer);
 		if (a->timer != NULL)
 			event_free(a->timer);
-		bufferevent_free(bev);
+		evutil_closesocket(fd);
 		free(a);
 		return;
 	}
-	a->conn =
-	    link_conn_new(bev, HANDSHAKE_FRAME_MAX, on_frame, on_close, a);
 	LIST_INSERT_HEAD(&ap->agents, a, entry);
 	unauth_append(ap, a);
 	log_debug("- agentport connection peer=%s", a->peer);
@@ -692,6 +762,14 @@ agent_port_new(struct event_base *base, const struct config *cfg,
 	ap->secret_len = secret_len;
 	ap->reg = reg;
 	ap->d = d;
+	ap->tls_mode = link_tls_mode_parse(cfg->agent_tls);
+	if (ap->tls_mode < 0)
+		ap->tls_mode = LINK_TLS_AUTO; /* the config took only these */
+	if (ap->tls_mode != LINK_TLS_OFF &&
+	    link_tls_new(true, secret, secret_len, &ap->tls) != 0) {
+		snprintf(err, errlen, "agent port: cannot make a TLS context");
+		goto fail;
+	}
 	memset(&ss, 0, sizeof(ss));
 	if (evutil_parse_sockaddr_port(cfg->agent_listen,
 				       (struct sockaddr *)&ss, &sslen) != 0) {
@@ -725,6 +803,7 @@ agent_port_new(struct event_base *base, const struct config *cfg,
 fail:
 	if (ap->accept_timer != NULL)
 		event_free(ap->accept_timer);
+	link_tls_free(ap->tls);
 	explicit_bzero(ap->secret, ap->secret_len);
 	free(ap->secret);
 	free(ap);
@@ -758,6 +837,7 @@ agent_port_free(struct agent_port *ap)
 	while ((a = LIST_FIRST(&ap->agents)) != NULL)
 		agent_drop(a, NULL, "server stopping");
 	event_free(ap->accept_timer);
+	link_tls_free(ap->tls);
 	explicit_bzero(ap->secret, ap->secret_len);
 	free(ap->secret);
 	free(ap);
