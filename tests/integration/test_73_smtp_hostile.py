@@ -255,7 +255,9 @@ def test_client_gone_right_after_the_dot(relay):
     message unread in the socket.  Rightly nothing is stored then (no 250
     went out), but the test wanted a delivery.  A gdb breakpoint on
     cmd_data forces that order every time; the same hold with this drain
-    gets the message stored and delivered."""
+    gets the message stored and delivered.  Unforced, under ASan and two
+    CPU burners: 10 of 1,500 closing clients lost theirs, 0 of 1,500
+    draining ones."""
     ids = set(queued_ids(relay))
     s = t70.Raw(relay.smtp_port)
     s.send(b"EHLO t.example\r\nMAIL FROM:<ann@example.com>\r\n"
