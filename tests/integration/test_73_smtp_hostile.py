@@ -13,11 +13,13 @@ idle timeout; descriptor churn at the fd limit logged two lines a retry.
 What held, pinned here: a client that never reads is bounded (the server
 stops reading); a message of exactly max_message_bytes (Received
 included) is stored and one byte more is 552; a client gone right after
-the dot has its message stored once, with its id logged; trickled DATA
-meets the session limit; stalled handshakes count against the client's
-cap."""
+the dot has its message stored once, under the id of its 250, and
+delivered (its two whole-suite failures were the test's own reset, not
+the server: see there); trickled DATA meets the session limit; stalled
+handshakes count against the client's cap."""
 
 import base64
+import re
 import socket
 import threading
 import time
@@ -211,40 +213,78 @@ def queued_ids(c):
                 and " queued bytes=" in ln]
 
 
+def drain(sock):
+    """What the server sends until it closes (or the socket's timeout)."""
+    got = b""
+    while len(got) < 1 << 20:
+        try:
+            chunk = sock.recv(65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
+def store_view(c, mid):
+    """What the store says of message mid: status, provider, attempts."""
+    r = c.get("/v1/messages/" + mid)
+    if r.status != 200 or not r.json:
+        return "GET /v1/messages/%s: %s" % (mid, r.status)
+    m = r.json
+    return "status=%s provider=%s attempt_count=%s error=%s attempts=%s" % (
+        m.get("status"), m.get("provider"), m.get("attempt_count"),
+        m.get("error"), m.get("attempts"))
+
+
 def test_client_gone_right_after_the_dot(relay):
     """A client that sends its message and shuts its side without
-    reading the 250: the message is stored once, with its id logged.
-    (Counted by its subject, not by the store's total: a message of an
-    earlier test of this module still being stored would count too.)"""
+    reading the 250: the message is stored once, under the id of the 250
+    it reads afterwards, and delivered.  (Counted by its subject, not by
+    the store's total: a message of an earlier test of this module still
+    being stored would count too.)
+
+    Its replies are read only after the shutdown, until the server
+    closes: the server cannot tell, and a close with them unread makes the
+    kernel answer the server's next write with a reset.  That reset is
+    what lost this message in two whole-suite runs (at 9e7a0b2): when the
+    server has read EHLO..DATA but not yet the message, and its write of
+    their replies fails on the reset, libevent runs the write callback's
+    error before the read callback, and the session ends in DATA with the
+    message unread in the socket.  Rightly nothing is stored then (no 250
+    went out), but the test wanted a delivery.  A gdb breakpoint on
+    cmd_data forces that order every time; the same hold with this drain
+    gets the message stored and delivered.  Unforced, under ASan and two
+    CPU burners: 10 of 1,500 closing clients lost theirs, 0 of 1,500
+    draining ones."""
     ids = set(queued_ids(relay))
     s = t70.Raw(relay.smtp_port)
     s.send(b"EHLO t.example\r\nMAIL FROM:<ann@example.com>\r\n"
            b"RCPT TO:<bob@example.net>\r\nDATA\r\n")
     s.send(sized(600, "gone-after-dot") + b".\r\n")
     s.s.shutdown(socket.SHUT_WR)
-    # Its replies are dropped unread until the server closes: a close
-    # with them unread would make the kernel answer with a reset, which
-    # can reach the server before it has read the message (then, rightly,
-    # nothing is stored: the client never had its 250).
-    while True:
-        try:
-            if not s.s.recv(65536):
-                break
-        except OSError:
-            break
+    got = drain(s.s)
     s.close()
+    queued = re.findall(rb"^250 2\.0\.0 Ok: queued as (\S+)\r$", got, re.M)
+    # No 250: the message was never stored; the replies and the log say
+    # why (451: the store; none: the session ended before the dot).
+    assert len(queued) == 1, "replies %r\n%s" % (
+        got, h.tail(relay.server.log_path, 60))
+    mid = queued[0].decode()
     try:
         h.wait_for(lambda: t70.maildir_file(relay, "a", "gone-after-dot@t"),
                    10, "the message of a client gone after the dot")
     except h.WaitTimeout as e:
-        # Seen twice in whole-suite ASan runs, never alone: the logs of
-        # this module's shared server say where the message stopped.
-        raise AssertionError("%s\n%s" % (e, h.tail(relay.server.log_path,
-                                                    120))) from e
+        # Stored (it had its 250) but not delivered: a stall, which the
+        # store's view of it and the server's log name.
+        raise AssertionError("%s\n%s: %s\n%s" % (
+            e, mid, store_view(relay, mid),
+            h.tail(relay.server.log_path, 120))) from e
     new = [m for m in queued_ids(relay) if m not in ids]
     mine = [m for m in new if (relay.get("/v1/messages/" + m).json or {})
             .get("subject") == "gone-after-dot"]
-    assert len(mine) == 1, (new, mine)
+    assert mine == [mid], (new, mine, mid)
 
 
 def test_each_kind_of_refusal_logs_its_own_line(locked):
