@@ -7,8 +7,10 @@
 #include "common/buf.h"
 #include "common/log.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -383,4 +385,21 @@ dns_name_ok(const char *s, size_t n)
 		}
 	}
 	return label > 0;
+}
+
+bool
+sockaddr_loopback(const struct sockaddr *sa)
+{
+	const struct sockaddr_in6 *in6;
+
+	if (sa->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)(const void *)sa)
+				  ->sin_addr.s_addr) >>
+			24) == 127;
+	if (sa->sa_family != AF_INET6)
+		return false;
+	in6 = (const struct sockaddr_in6 *)(const void *)sa;
+	return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
+	       (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) &&
+		in6->sin6_addr.s6_addr[12] == 127);
 }

@@ -49,6 +49,10 @@ bool id_validn(const char *s, size_t n);
 int random_bytes(void *buf, size_t n) __attribute__((warn_unused_result));
 /* A DNS name: labels of A-Z a-z 0-9 -, 1 to 63 bytes each, 253 in all. */
 bool dns_name_ok(const char *s, size_t n);
+
+struct sockaddr;
+/* 127.0.0.0/8, ::1, or ::ffff:127.0.0.0/104. */
+bool sockaddr_loopback(const struct sockaddr *sa);
 /* A uniformly distributed 64-bit value from a fast non-crypto PRNG. */
 uint64_t rand64(void);
 

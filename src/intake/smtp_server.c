@@ -251,21 +251,6 @@ bound_port(evutil_socket_t fd)
 	return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
-static bool
-addr_loopback(const struct sockaddr *sa)
-{
-	const struct sockaddr_in6 *in6;
-
-	if (sa->sa_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)(const void *)sa)
-				  ->sin_addr.s_addr) >>
-			24) == 127;
-	if (sa->sa_family != AF_INET6)
-		return false;
-	in6 = (const struct sockaddr_in6 *)(const void *)sa;
-	return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
-}
-
 int
 smtp_server_listen(struct smtp_server *s, const char *hostport,
 		   bool implicit_tls, char *err, size_t errlen)
@@ -296,7 +281,7 @@ smtp_server_listen(struct smtp_server *s, const char *hostport,
 	l = &s->lis[s->nlis];
 	l->srv = s;
 	l->implicit_tls = implicit_tls;
-	l->loopback = addr_loopback(ai->ai_addr);
+	l->loopback = sockaddr_loopback(ai->ai_addr);
 	l->lis = evconnlistener_new_bind(
 	    s->base, on_accept, l,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,

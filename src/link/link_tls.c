@@ -237,25 +237,6 @@ link_tls_plain_allowed(int mode, bool peer_loopback)
 }
 
 bool
-link_tls_addr_loopback(const struct sockaddr *sa)
-{
-	const struct sockaddr_in6 *in6;
-	const uint8_t *b;
-
-	if (sa->sa_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)(const void *)sa)
-				  ->sin_addr.s_addr) >>
-			24) == 127;
-	if (sa->sa_family != AF_INET6)
-		return false;
-	in6 = (const struct sockaddr_in6 *)(const void *)sa;
-	if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
-		return true;
-	b = in6->sin6_addr.s6_addr;
-	return IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && b[12] == 127;
-}
-
-bool
 link_tls_peer_loopback(int fd)
 {
 	struct sockaddr_storage ss;
@@ -264,7 +245,7 @@ link_tls_peer_loopback(int fd)
 	memset(&ss, 0, sizeof(ss));
 	if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0)
 		return false;
-	return link_tls_addr_loopback((const struct sockaddr *)&ss);
+	return sockaddr_loopback((const struct sockaddr *)&ss);
 }
 
 const char *

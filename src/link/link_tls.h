@@ -75,9 +75,6 @@ int link_tls_sniff(int fd) __attribute__((warn_unused_result));
  */
 bool link_tls_plain_allowed(int mode, bool peer_loopback);
 
-/* True for 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104. */
-struct sockaddr;
-bool link_tls_addr_loopback(const struct sockaddr *sa);
 /* True when fd's peer is a loopback address (false when unknown). */
 bool link_tls_peer_loopback(int fd);
 

@@ -672,7 +672,7 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 	ap->accept_paused = ap->accept_paused_said = false;
 	a = xcalloc(1, sizeof(*a));
 	a->ap = ap;
-	a->loopback = link_tls_addr_loopback(sa);
+	a->loopback = sockaddr_loopback(sa);
 	peer_address(sa, a->host, sizeof(a->host), &port);
 	snprintf(a->peer, sizeof(a->peer), "%s:%d", a->host, port);
 	make_room(ap, a->host, a->peer);

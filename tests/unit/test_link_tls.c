@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "link/link.h"
+#include "common/util.h"
 #include "link/link_tls.h"
 
 #include <arpa/inet.h>
@@ -65,7 +66,7 @@ loopback4(const char *ip)
 	memset(&sa, 0, sizeof(sa));
 	sa.sin_family = AF_INET;
 	assert_int_equal(inet_pton(AF_INET, ip, &sa.sin_addr), 1);
-	return link_tls_addr_loopback((const struct sockaddr *)&sa);
+	return sockaddr_loopback((const struct sockaddr *)&sa);
 }
 
 static bool
@@ -76,7 +77,7 @@ loopback6(const char *ip)
 	memset(&sa, 0, sizeof(sa));
 	sa.sin6_family = AF_INET6;
 	assert_int_equal(inet_pton(AF_INET6, ip, &sa.sin6_addr), 1);
-	return link_tls_addr_loopback((const struct sockaddr *)&sa);
+	return sockaddr_loopback((const struct sockaddr *)&sa);
 }
 
 static void
