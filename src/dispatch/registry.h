@@ -80,6 +80,7 @@ struct provider {
 	 * remote agent's pid names a process on its host, or nothing at all.
 	 */
 	int64_t agent_pid;
+	bool link_tls; /* the link it came on runs over TLS (link_tls.h) */
 	/*
 	 * Size routing (dispatcher.c, docs/internals/dispatch.md): the
 	 * largest message this provider is offered.  file_max_bytes is what

@@ -561,7 +561,7 @@ provider_json(struct http_front *f, struct provider *p)
 	}
 	return json_pack(
 	    "{s:s,s:s,s:s,s:b,s:o,s:o,s:i,s:i,s:i,s:I,s:I,s:I,"
-	    "s:s,s:i,s:s,s:o,s:o,s:I,s:I}",
+	    "s:s,s:i,s:s,s:o,s:o,s:I,s:I,s:o}",
 	    "name", p->name, "type", p->type, "state", provider_state_name(p),
 	    "remote", !p->spawn, "pid", pid, "last_heartbeat_ms_ago", hb,
 	    "weight", p->se.weight, "priority", p->se.priority, "in_flight",
@@ -574,7 +574,8 @@ provider_json(struct http_front *f, struct provider *p)
 					      : "closed",
 	    "reason", reason, "paused_until", paused, "throttled",
 	    (json_int_t)p->throttled, "max_message_bytes",
-	    (json_int_t)p->max_message_bytes);
+	    (json_int_t)p->max_message_bytes, "link_tls",
+	    p->conn != NULL ? json_boolean(p->link_tls) : json_null());
 }
 
 static void

@@ -192,6 +192,7 @@ def test_tls_link_hides_the_message(make_cluster):
     try:
         agent = agent_via(c, proxy)
         c.wait_state("a", "up")
+        assert c.provider("a")["link_tls"] is True
         mid = c.submit(secret_message())
         c.wait_delivered([mid])
         recorded = proxy.recorded()
@@ -217,6 +218,7 @@ def test_plaintext_on_loopback_shows_the_message(make_cluster):
     try:
         agent_via(c, proxy)
         c.wait_state("a", "up")
+        assert c.provider("a")["link_tls"] is False
         mid = c.submit(secret_message())
         c.wait_delivered([mid])
         recorded = proxy.recorded()
