@@ -7,6 +7,9 @@ build=${1:-build-fuzz}
 root=$(cd "$(dirname "$0")/.." && pwd)
 runs=${FUZZ_RUNS:-200000}
 status=0
+# UBSan recovers by default (the fuzz build has no -fno-sanitize-recover):
+# without this a report would be printed and the run still pass.
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 shopt -s nullglob
 for bin in "$build"/fuzz_*; do
 	[ -x "$bin" ] || continue

@@ -124,10 +124,12 @@ given_matches(const char *s, size_t n, const char *addr)
  * A lexical screen run before GMime sees the address: outside quoted
  * strings at most one '<' followed by one '>' with only spaces after it,
  * no '@' before the '<', and none of the characters that make lists,
- * groups, routes, comments or domain literals (",;:()[]\\").  Those shapes
- * are refused anyway, and keeping them from the parser also keeps them
- * from its error paths, some of which leak in GMime 3.2.13 (found by
- * fuzzing: "a <b@c>d>", "a@b c <d@e>").
+ * groups, routes, comments or domain literals (",;:()[]\\"), and no angle
+ * bracket inside a quoted string either.  Those shapes are refused anyway
+ * (or, for a bracket in a display name, refused as a spoofing look-alike),
+ * and keeping them from the parser also keeps them from its error paths,
+ * some of which leak in GMime 3.2.13 (found by fuzzing: "a <b@c>d>",
+ * "a@b c <d@e>", "a \"b,c>\"").
  */
 bool
 message__addr_shape_ok(const char *s, size_t n)
@@ -137,10 +139,15 @@ message__addr_shape_ok(const char *s, size_t n)
 
 	for (i = 0; i < n; i++) {
 		if (quoted) {
-			if (s[i] == '\\')
-				i++;
+			if (s[i] == '\\' && i + 1 < n)
+				i++; /* the escaped byte is screened too */
 			else if (s[i] == '"')
 				quoted = false;
+			/* GMime's recovery from a failed mailbox splits at a
+			 * ',' inside quotes, and an angle bracket in what it
+			 * then reads leaks ("a \"b,c>\""), escaped or not. */
+			if (s[i] == '<' || s[i] == '>')
+				return false;
 			continue;
 		}
 		if (gt > 0 && s[i] != ' ')

@@ -63,10 +63,15 @@ static const char *
 fake_header(const struct http_result *res, const char *name)
 {
 	struct headers *h = res->header_arg;
-	const char *line = h->p, *end = h->p + h->len, *eol, *colon, *v;
+	const char *line, *end, *eol, *colon, *v;
 	const char *found = NULL;
 	size_t n = 0;
 
+	/* No header block (flag bit 3 clear): NULL + 0 is undefined. */
+	if (h->p == NULL)
+		return NULL;
+	line = h->p;
+	end = h->p + h->len;
 	for (; line < end; line = eol + 1) {
 		eol = memchr(line, '\n', (size_t)(end - line));
 		if (eol == NULL)

@@ -1,0 +1,229 @@
+/*
+ * libFuzzer target for the HTTP server's connections (httpd.c and
+ * httpd_stream.c) over a real loopback connection: what fuzz_httpd cannot
+ * reach with the head alone.  Requests pipelined on one connection, a
+ * body read against the budget, "100 Continue", an answer given later
+ * from the loop, a streamed answer left open, a client that stops
+ * anywhere.  The handler routes by path: /body reads the body (at most
+ * 2048 bytes) and answers its length, /later answers from the next turn
+ * of the loop, /stream opens a stream and writes one event, anything else
+ * is answered at once.
+ *
+ * Input: byte 0 picks how many bytes go out per write (1 + 64 * n); the
+ * rest is what the client sends, after which it shuts its side.  The
+ * promises: the answer starts with "HTTP/1.1 "; once the client is done
+ * the server closes the connection, and then holds no connection, no
+ * stream and no byte of the body budget, all within a deadline.
+ */
+#include "server/httpd.h"
+
+#include "common/util.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* What the server may take, after the client is done, to close. */
+#define DEADLINE_MS 3000
+
+static struct {
+	struct event_base *base;
+	struct event *tick;
+	struct httpd *h;
+} g;
+
+static void
+tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+}
+
+static void
+later_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	httpd_reply(arg, 200, "text/plain", "later", 5);
+}
+
+static void
+body_cb(struct httpd_req *r, void *arg)
+{
+	const struct httpd_head *h = httpd_req_head(r);
+	size_t len;
+	const char *body = httpd_req_body(r, &len);
+	char text[32];
+	int n;
+
+	(void)arg;
+	/* The body is what the head announced (none: empty), NUL-terminated. */
+	if (len != (h->has_length ? h->content_length : 0) || body[len] != '\0')
+		abort();
+	n = snprintf(text, sizeof(text), "%zu", len);
+	httpd_reply(r, 200, "text/plain", text, (size_t)n);
+}
+
+static void
+stream_closed(void *arg)
+{
+	(void)arg;
+}
+
+static void
+on_head(struct httpd_req *r, void *arg)
+{
+	const char *path = httpd_req_head(r)->path;
+	const char *method = httpd_req_head(r)->method;
+
+	(void)arg;
+	if (strcmp(path, "/body") == 0) {
+		httpd_req_read_body(r, 2048, body_cb, NULL);
+	} else if (strcmp(path, "/later") == 0) {
+		if (event_base_once(g.base, -1, EV_TIMEOUT, later_cb, r,
+				    &(struct timeval){0, 0}) != 0)
+			abort();
+	} else if (strcmp(path, "/stream") == 0 &&
+		   strcmp(method, "HEAD") != 0) {
+		if (httpd_req_stream_begin(r, 200, "text/event-stream", 4096,
+					   stream_closed, NULL, NULL) != 0) {
+			httpd_reply(r, 503, "text/plain", "", 0);
+			return;
+		}
+		if (httpd_req_stream_write(r, "data: x\n\n", 9) != 0)
+			httpd_req_stream_end(r, false);
+	} else {
+		httpd_reply(r, 200, "text/plain", path, strlen(path));
+	}
+}
+
+static void
+init(void)
+{
+	struct httpd_limits lim = {
+	    .max_connections = 8,
+	    .header_timeout_s = 30,
+	    .body_budget = 4096,
+	    .min_body_rate = 1,
+	    .idle_timeout_s = 30,
+	};
+	struct timeval tv = {0, 1000};
+	char err[128];
+
+	signal(SIGPIPE, SIG_IGN);
+	g.base = event_base_new();
+	if (g.base == NULL)
+		abort();
+	g.h = httpd_new(g.base, "127.0.0.1", 0, &lim, on_head, NULL, err,
+			sizeof(err));
+	if (g.h == NULL) {
+		fprintf(stderr, "fuzz_httpd_session: %s\n", err);
+		abort();
+	}
+	/* The loop turns at least every millisecond while a test runs, so
+	 * the client side below is polled without a thread of its own. */
+	g.tick = event_new(g.base, -1, EV_PERSIST, tick_cb, NULL);
+	if (g.tick == NULL || event_add(g.tick, &tv) != 0)
+		abort();
+}
+
+static int
+client_open(int port)
+{
+	struct sockaddr_in sin = {0};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+
+	if (fd < 0)
+		abort();
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 &&
+	    errno != EINPROGRESS)
+		abort();
+	return fd;
+}
+
+/* Sends in, reads the answers into out until the server closes. */
+static size_t
+converse(int fd, const uint8_t *in, size_t n, size_t chunk, char *out,
+	 size_t outsz)
+{
+	int64_t deadline = mono_ms() + DEADLINE_MS;
+	size_t off = 0, got = 0;
+	bool shut = false;
+	char sink[4096];
+	ssize_t k;
+
+	for (;;) {
+		if (mono_ms() > deadline)
+			abort(); /* the connection never closed */
+		event_base_loop(g.base, EVLOOP_ONCE);
+		if (off < n) {
+			k = send(fd, in + off,
+				 n - off < chunk ? n - off : chunk,
+				 MSG_NOSIGNAL);
+			if (k > 0)
+				off += (size_t)k;
+			else if (errno == EPIPE || errno == ECONNRESET)
+				off = n; /* closed on us: read what it said */
+		} else if (!shut) {
+			(void)shutdown(fd, SHUT_WR);
+			shut = true;
+		}
+		k = recv(fd, sink, sizeof(sink), 0);
+		if (k == 0 || (k < 0 && errno == ECONNRESET))
+			return got;
+		if (k > 0) {
+			size_t take =
+			    (size_t)k < outsz - got ? (size_t)k : outsz - got;
+			memcpy(out + got, sink, take);
+			got += take;
+		}
+	}
+}
+
+/* The server lets go of everything the connection held. */
+static void
+wait_idle(void)
+{
+	int64_t deadline = mono_ms() + DEADLINE_MS;
+
+	while (httpd_connections(g.h) != 0 || httpd_streams(g.h) != 0 ||
+	       httpd_body_reserved(g.h) != 0) {
+		if (mono_ms() > deadline)
+			abort();
+		event_base_loop(g.base, EVLOOP_ONCE);
+	}
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static char out[1 << 16];
+	size_t got;
+	int fd;
+
+	if (g.base == NULL)
+		init();
+	if (size < 1)
+		return 0;
+	fd = client_open(httpd_port(g.h));
+	got = converse(fd, data + 1, size - 1, 1 + (size_t)data[0] * 64, out,
+		       sizeof(out));
+	close(fd);
+	if (got > 0 && (got < 9 || memcmp(out, "HTTP/1.1 ", 9) != 0))
+		abort();
+	wait_idle();
+	return 0;
+}
