@@ -124,18 +124,19 @@ given_matches(const char *s, size_t n, const char *addr)
  * A lexical screen run before GMime sees the address: outside quoted
  * strings at most one '<' followed by one '>' with only spaces after it,
  * no '@' before the '<', and none of the characters that make lists,
- * groups, routes, comments or domain literals (",;:()[]\\"), and no angle
- * bracket inside a quoted string either.  Those shapes are refused anyway
- * (or, for a bracket in a display name, refused as a spoofing look-alike),
- * and keeping them from the parser also keeps them from its error paths,
- * some of which leak in GMime 3.2.13 (found by fuzzing: "a <b@c>d>",
- * "a@b c <d@e>", "a \"b,c>\"").
+ * groups, routes, comments or domain literals (",;:()[]\\"), and inside a
+ * quoted string no angle bracket after a comma.  Those shapes are refused
+ * anyway (but the last, a rare display name), and keeping them from the
+ * parser also keeps them from its error paths, some of which leak in GMime
+ * 3.2.13 (found by fuzzing: "a <b@c>d>", "a@b c <d@e>", "a \"b,c>\"").
+ * A bracket in a display name without a comma before it ("<i>x</i>"
+ * <x@y>) is taken: no form of it leaked, and the console shows it as text.
  */
 bool
 message__addr_shape_ok(const char *s, size_t n)
 {
 	size_t i, lt = 0, gt = 0;
-	bool quoted = false;
+	bool quoted = false, comma = false;
 
 	for (i = 0; i < n; i++) {
 		if (quoted) {
@@ -144,9 +145,13 @@ message__addr_shape_ok(const char *s, size_t n)
 			else if (s[i] == '"')
 				quoted = false;
 			/* GMime's recovery from a failed mailbox splits at a
-			 * ',' inside quotes, and an angle bracket in what it
-			 * then reads leaks ("a \"b,c>\""), escaped or not. */
-			if (s[i] == '<' || s[i] == '>')
+			 * ',' inside quotes (escaped or not), and an angle
+			 * bracket in what it then reads leaks ("a \"b,c>\"",
+			 * "a \"b\\,c>\""): none after one, in this quoted
+			 * string or a later one. */
+			if (s[i] == ',')
+				comma = true;
+			else if (comma && (s[i] == '<' || s[i] == '>'))
 				return false;
 			continue;
 		}

@@ -403,7 +403,7 @@ test_bad_addresses(void **state)
 	    "<@route:bob@example.net>",
 	    "\\\"Ann <bob@example.net>",
 	    /* GMime splits these at the quoted ',' and leaks (found by
-	     * fuzz_multipart): no angle bracket inside quotes. */
+	     * fuzz_multipart): no angle bracket after a quoted comma. */
 	    "Ann \\\"b,e>\\\"",
 	    "Ann \\\"b,a@b <c\\\"",
 	    "Ann \\\"b,e\\\\>\\\" <ann@example.com>",
@@ -743,6 +743,10 @@ test_display_names(void **state)
 	    {"Plain Name", "Plain Name"},
 	    {"a\\\\\\\\b", "a\\b"},
 	    {"=?x?= lookalike", "=?x?= lookalike"},
+	    /* Brackets with no quoted comma before them: taken (the
+	     * console test shows such a name as text). */
+	    {"<i>x</i>", "<i>x</i>"},
+	    {"Sales <desk>", "Sales <desk>"},
 	};
 	char json[512], *q;
 	struct store_message *m;
