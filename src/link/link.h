@@ -292,12 +292,6 @@ struct evbuffer *link_conn_output(struct link_conn *c);
 /* Bytes queued for the peer and not yet written. */
 size_t link_conn_pending(const struct link_conn *c);
 /*
- * True when the peer has sent bytes not yet taken as a frame: in the
- * input buffer, or still in the socket's receive queue (a frame that
- * came in the same loop turn as newer connections).
- */
-bool link_conn_has_unread(const struct link_conn *c);
-/*
  * Sends ERROR{code,message} (when code is non-NULL) after what is queued,
  * flushes, and frees the connection itself once written (or after one
  * second): the owner must forget c.  No callback runs after this call.

@@ -29,7 +29,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #define CLOSE_LINGER_MS 1000
@@ -204,17 +203,6 @@ size_t
 link_conn_pending(const struct link_conn *c)
 {
 	return evbuffer_get_length(bufferevent_get_output(c->bev));
-}
-
-bool
-link_conn_has_unread(const struct link_conn *c)
-{
-	evutil_socket_t fd = bufferevent_getfd(c->bev);
-	int n = 0;
-
-	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
-		return true;
-	return fd >= 0 && ioctl(fd, FIONREAD, &n) == 0 && n > 0;
 }
 
 static void
