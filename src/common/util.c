@@ -403,3 +403,23 @@ sockaddr_loopback(const struct sockaddr *sa)
 	       (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) &&
 		in6->sin6_addr.s6_addr[12] == 127);
 }
+
+void
+sockaddr_client_key(const struct sockaddr *sa, uint8_t key[16])
+{
+	const struct sockaddr_in *in4;
+	const struct sockaddr_in6 *in6;
+
+	memset(key, 0, 16);
+	if (sa->sa_family == AF_INET) {
+		in4 = (const struct sockaddr_in *)(const void *)sa;
+		key[10] = key[11] = 0xff;
+		memcpy(key + 12, &in4->sin_addr, 4);
+	} else if (sa->sa_family == AF_INET6) {
+		in6 = (const struct sockaddr_in6 *)(const void *)sa;
+		if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+			memcpy(key, &in6->sin6_addr, 16);
+		else
+			memcpy(key, &in6->sin6_addr, 8);
+	}
+}

@@ -53,6 +53,13 @@ bool dns_name_ok(const char *s, size_t n);
 struct sockaddr;
 /* 127.0.0.0/8, ::1, or ::ffff:127.0.0.0/104. */
 bool sockaddr_loopback(const struct sockaddr *sa);
+/*
+ * The client a per-address limit counts sa as: an IPv4 address as
+ * ::ffff:a.b.c.d (so an IPv4-mapped one is the same client), an IPv6
+ * address cut to its /64, the block one subscriber usually holds.  Any
+ * other family is the all-zero key.
+ */
+void sockaddr_client_key(const struct sockaddr *sa, uint8_t key[16]);
 /* A uniformly distributed 64-bit value from a fast non-crypto PRNG. */
 uint64_t rand64(void);
 

@@ -36,27 +36,6 @@
 /* Room kept for what the server adds: Received, Date, Message-Id. */
 #define SMTP_ADDED_MAX 1024
 
-/* The key of sa's client: IPv4 as ::ffff:a.b.c.d, IPv6 cut to /64. */
-static void
-client_key(const struct sockaddr *sa, uint8_t key[16])
-{
-	const struct sockaddr_in *in4;
-	const struct sockaddr_in6 *in6;
-
-	memset(key, 0, 16);
-	if (sa->sa_family == AF_INET) {
-		in4 = (const struct sockaddr_in *)(const void *)sa;
-		key[10] = key[11] = 0xff;
-		memcpy(key + 12, &in4->sin_addr, 4);
-	} else if (sa->sa_family == AF_INET6) {
-		in6 = (const struct sockaddr_in6 *)(const void *)sa;
-		if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
-			memcpy(key, &in6->sin6_addr, 16);
-		else
-			memcpy(key, &in6->sin6_addr, 8);
-	}
-}
-
 static unsigned
 client_bucket(const uint8_t key[16])
 {
@@ -164,7 +143,7 @@ on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
 			      "later\r\n");
 		return;
 	}
-	client_key(sa, key);
+	sockaddr_client_key(sa, key);
 	cl = client_get(s, key);
 	if (cl->count >= (unsigned)s->opt.max_client_connections) {
 		peer_text(sa, peer, sizeof(peer));

@@ -13,10 +13,17 @@
  * extend it) and a frame cap of HANDSHAKE_FRAME_MAX.  When a limit is
  * reached the newcomer is not refused: the oldest handshake (of that
  * address, or of all) is evicted, a silent one first, then one that has
- * not sent a whole HELLO.  So idle connections cannot lock agents out: an
- * agent's handshake takes two round trips, and it would take as many newer
- * connections as there are slots to push it out.  An accept that fails (out of
- * descriptors) stops the listener and retries on a timer instead of spinning.
+ * not sent a whole HELLO; at the global limit, from the address that holds
+ * the most.  An address is counted as the SMTP intake counts it
+ * (sockaddr_client_key: an IPv6 peer by its /64, the least an attacker
+ * is given).  After an eviction the port accepts nothing for
+ * EVICT_PACE_MS: newcomers wait in the kernel's backlog, in order, and an
+ * agent's HELLO reaches its socket there, so it is not silent when it is
+ * accepted.  Without the pause a flood that reconnects at once churned
+ * thousands of connections a second (each a TIME_WAIT on this host), and a
+ * slow agent was evicted before its HELLO came.  An accept that fails (out
+ * of descriptors) stops the listener and retries on a timer instead of
+ * spinning.
  * Every warning an outsider can repeat is rate-limited (one line per LOG_RL_MS
  * with the count of the rest).
  *
@@ -62,6 +69,8 @@
 #define HANDSHAKE_FRAME_MAX 4096
 #define MAX_UNAUTHENTICATED 64
 #define MAX_UNAUTHENTICATED_PER_ADDR 16
+/* After an eviction the listener rests this long: at most 100 a second. */
+#define EVICT_PACE_MS 10
 /* A failed accept pauses the listener this long. */
 #define ACCEPT_RETRY_MS 100
 /* One line per interval for each warning an outsider can repeat. */
@@ -112,7 +121,8 @@ struct agent {
 	bool tls;                    /* the link runs over TLS */
 	bool loopback;               /* the peer's address is loopback */
 	bool refuse_plain;           /* plaintext not allowed: at its frame */
-	char host[INET6_ADDRSTRLEN]; /* the peer's address, for its limit */
+	char host[INET6_ADDRSTRLEN]; /* the peer's address, for the log */
+	uint8_t key[16];             /* what its limit counts (util.h) */
 	char peer[64];               /* host:port, for the log */
 	double hb_tokens;            /* heartbeats allowed now */
 	int64_t hb_mono_ms;          /* when hb_tokens was counted; 0 never */
@@ -535,8 +545,20 @@ silent(const struct agent *a)
 	return a->acc != NULL && link_accept_silent(a->acc);
 }
 
+static unsigned
+handshakes_from(const struct agent_port *ap, const uint8_t *key)
+{
+	const struct agent *a;
+	unsigned n = 0;
+
+	TAILQ_FOREACH(a, &ap->handshakes, hentry)
+	if (memcmp(a->key, key, sizeof(a->key)) == 0)
+		n++;
+	return n;
+}
+
 /*
- * The handshake to give up for a newcomer when host (NULL: any address)
+ * The handshake to give up for a newcomer when key (NULL: any address)
  * holds too many: the oldest that has not sent a byte, else the oldest
  * that has not sent a whole HELLO (or is in its TLS handshake), else the
  * oldest.  Bytes still in the socket count as sent: an agent's HELLO that
@@ -545,13 +567,13 @@ silent(const struct agent *a)
  * every agent out before its HELLO is read.
  */
 static struct agent *
-evict_candidate(struct agent_port *ap, const char *host)
+evict_candidate(struct agent_port *ap, const uint8_t *key)
 {
 	struct agent *a, *spoke = NULL, *oldest = NULL;
 
 	TAILQ_FOREACH(a, &ap->handshakes, hentry)
 	{
-		if (host != NULL && strcmp(a->host, host) != 0)
+		if (key != NULL && memcmp(a->key, key, sizeof(a->key)) != 0)
 			continue;
 		if (oldest == NULL)
 			oldest = a;
@@ -565,26 +587,48 @@ evict_candidate(struct agent_port *ap, const char *host)
 	return spoke != NULL ? spoke : oldest;
 }
 
-/* Makes room for one more handshake from host, by eviction if need be. */
-static void
-make_room(struct agent_port *ap, const char *host, const char *newcomer)
+/*
+ * The address to take a handshake from at the global limit: the one that
+ * holds the most, so that a peer holding one is the last to lose it.
+ * NULL when none holds more than one (then age and progress decide).
+ */
+static const uint8_t *
+heaviest_key(const struct agent_port *ap)
 {
-	struct agent *a, *victim = NULL;
-	unsigned same = 0;
-	const char *why = NULL;
+	const struct agent *a;
+	const uint8_t *best = NULL;
+	unsigned n, most = 1;
 
 	TAILQ_FOREACH(a, &ap->handshakes, hentry)
-	if (strcmp(a->host, host) == 0)
-		same++;
-	if (same >= MAX_UNAUTHENTICATED_PER_ADDR) {
-		victim = evict_candidate(ap, host);
+	{
+		n = handshakes_from(ap, a->key);
+		if (n > most) {
+			most = n;
+			best = a->key;
+		}
+	}
+	return best;
+}
+
+/*
+ * Makes room for one more handshake from key, by eviction if need be.
+ * True when one was evicted: the caller paces the listener.
+ */
+static bool
+make_room(struct agent_port *ap, const uint8_t *key, const char *newcomer)
+{
+	struct agent *victim = NULL;
+	const char *why = NULL;
+
+	if (handshakes_from(ap, key) >= MAX_UNAUTHENTICATED_PER_ADDR) {
+		victim = evict_candidate(ap, key);
 		why = "handshakes from this address";
 	} else if (ap->unauthenticated >= MAX_UNAUTHENTICATED) {
-		victim = evict_candidate(ap, NULL);
+		victim = evict_candidate(ap, heaviest_key(ap));
 		why = "handshakes";
 	}
 	if (victim == NULL)
-		return;
+		return false;
 	log_warnx_rl(&ap->rl[RL_EVICT], LOG_RL_MS,
 		     "- agentport evicted peer=%s state=%s for=%s "
 		     "reason=\"too many %s\"",
@@ -592,6 +636,23 @@ make_room(struct agent_port *ap, const char *host, const char *newcomer)
 		     why);
 	/* No ERROR frame: the descriptor is what the newcomer needs. */
 	agent_drop(victim, NULL, NULL);
+	return true;
+}
+
+/*
+ * After an eviction: no accept for EVICT_PACE_MS (see the top).  If the
+ * listener cannot be paused it accepts on, as before; if it cannot be
+ * woken it is not paused.
+ */
+static void
+pace_accepts(struct agent_port *ap)
+{
+	struct timeval tv = {0, EVICT_PACE_MS * 1000};
+
+	if (evconnlistener_disable(ap->lev) != 0)
+		return;
+	if (evtimer_add(ap->accept_timer, &tv) != 0)
+		(void)evconnlistener_enable(ap->lev);
 }
 
 static void
@@ -675,8 +736,10 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 	a->ap = ap;
 	a->loopback = sockaddr_loopback(sa);
 	peer_address(sa, a->host, sizeof(a->host), &port);
+	sockaddr_client_key(sa, a->key);
 	snprintf(a->peer, sizeof(a->peer), "%s:%d", a->host, port);
-	make_room(ap, a->host, a->peer);
+	if (make_room(ap, a->key, a->peer))
+		pace_accepts(ap);
 	/* Without its deadline a handshake could hold a slot for ever:
 	 * refuse the connection rather than run it untimed. */
 	a->timer = evtimer_new(ap->base, handshake_timeout, a);

@@ -2,7 +2,10 @@
 
 Idle and half-sent connections must not lock agents out: 80 of them, held
 and re-opened as the server closes them, and a real agent still registers
-within seconds (the server evicts the oldest handshake for a newcomer).
+within seconds (the server evicts the oldest handshake for a newcomer,
+then rests its listener, so the flood churns slowly and an agent waits in
+the backlog with its HELLO; at the global limit it evicts from the
+address that holds the most).
 Out of descriptors, the port stops accepting and retries on a timer
 instead of spinning, and an agent registers once the flood stops.  In
 both cases the server's log stays a handful of lines."""
@@ -120,6 +123,75 @@ def test_agent_registers_past_80_half_open(make_cluster):
     # One line per kind and interval, not one per connection.
     lines = agentport_lines(c)
     assert len(lines) <= 12, b"\n".join(lines[:40]).decode()
+
+
+def slow_peer(port, source, delay):
+    """Connects from source, says nothing for `delay` seconds (an agent
+    on a loaded host), then sends HELLO.  Returns the type of the first
+    frame the server answers, or None if it closed the connection."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind((source, 0))
+        s.settimeout(h.scaled(5))
+        s.connect(("127.0.0.1", port))
+        time.sleep(delay)
+        hello = json.dumps({"version": 1, "name": "slow", "type": "maildir",
+                            "nonce": os.urandom(32).hex(),
+                            "pid": 1}).encode()
+        try:
+            s.sendall(struct.pack(">IB", len(hello) + 1, HELLO) + hello)
+            head = b""
+            while len(head) < 5:
+                got = s.recv(5 - len(head))
+                if not got:
+                    return None
+                head += got
+        except (ConnectionResetError, BrokenPipeError):
+            return None
+        return head[4]
+    finally:
+        s.close()
+
+
+def test_flood_is_paced_and_a_slow_agent_keeps_its_place(make_cluster):
+    """An eviction rests the listener (EVICT_PACE_MS), so a flood that
+    reconnects at once churns a hundred connections a second, not
+    thousands; and a peer from the flood's own address that is slow to
+    send its HELLO is not evicted for it: it waits in the kernel's backlog
+    with its HELLO, and is answered."""
+    c = make_cluster(providers=("a",))
+    c.start_server()
+    flood = Flood(c.agent_port, 80).start()
+    try:
+        h.wait_for(lambda: flood.held >= 80, 10, "80 connections held")
+        opens0, t0 = flood.opens, time.monotonic()
+        answer = slow_peer(c.agent_port, "127.0.0.1", 0.1)
+        time.sleep(max(0.0, 1.0 - (time.monotonic() - t0)))
+        rate = (flood.opens - opens0) / (time.monotonic() - t0)
+        held = flood.held
+    finally:
+        flood.stop()
+    assert answer == 2, "the slow peer got %r, not a CHALLENGE" % answer
+    # 100 evictions a second and the deadlines of 80 connections.
+    assert rate < 300, "the flood reconnected %.0f times a second" % rate
+    assert held >= 60, held
+
+
+def test_global_limit_takes_from_the_heaviest_address(make_cluster):
+    """At the global limit the handshake given up is one of the address
+    that holds the most: a peer alone on its address keeps its place
+    while a flood from five others churns, silent for longer than the
+    flood takes to cycle through every slot."""
+    c = make_cluster(providers=("a",))
+    c.start_server()
+    sources = tuple("127.0.0.%d" % i for i in range(2, 7))
+    flood = Flood(c.agent_port, 80, sources=sources).start()
+    try:
+        h.wait_for(lambda: flood.held >= 80, 10, "80 connections held")
+        answer = slow_peer(c.agent_port, "127.0.0.1", 1.5)
+    finally:
+        flood.stop()
+    assert answer == 2, "the lone peer got %r, not a CHALLENGE" % answer
 
 
 def cpu_seconds(pid):

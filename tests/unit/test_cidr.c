@@ -4,7 +4,9 @@
  * item with the item named (host bits past the prefix, prefixes out of
  * range or not plain decimal, empty items, garbage, overlong items);
  * matching at the edges of a network, IPv4-mapped IPv6 peers against IPv4
- * networks, /0, and families that never match.
+ * networks, /0, and families that never match.  Also the client key the
+ * per-address limits count by (common/util.h): IPv4 and its mapped form
+ * alike, IPv6 by /64.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +15,7 @@
 #include <cmocka.h>
 
 #include "common/cidr.h"
+#include "common/util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -238,6 +241,37 @@ test_match_all_and_other_families(void **state)
 	cidr_list_free(l);
 }
 
+static bool
+same_client(const char *a, const char *b)
+{
+	struct sockaddr_storage sa, sb;
+	uint8_t ka[16], kb[16];
+
+	sockaddr_client_key(addr_of(a, &sa), ka);
+	sockaddr_client_key(addr_of(b, &sb), kb);
+	return memcmp(ka, kb, sizeof(ka)) == 0;
+}
+
+static void
+test_client_key(void **state)
+{
+	struct sockaddr_un sun;
+	uint8_t k[16], zero[16] = {0};
+
+	assert_true(same_client("1.2.3.4", "::ffff:1.2.3.4"));
+	assert_false(same_client("1.2.3.4", "1.2.3.5"));
+	assert_false(same_client("1.2.3.4", "::1.2.3.4"));
+	/* One /64 is one client, whatever its interface identifier. */
+	assert_true(same_client("2001:db8::1", "2001:db8::ffff:ffff:ffff:2"));
+	assert_false(same_client("2001:db8::1", "2001:db8:0:1::1"));
+	assert_false(same_client("::1", "127.0.0.1"));
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memset(k, 0xaa, sizeof(k));
+	sockaddr_client_key((const struct sockaddr *)&sun, k);
+	assert_memory_equal(k, zero, sizeof(k));
+}
+
 int
 main(void)
 {
@@ -248,6 +282,7 @@ main(void)
 	    cmocka_unit_test(test_match_edges),
 	    cmocka_unit_test(test_match_mapped),
 	    cmocka_unit_test(test_match_all_and_other_families),
+	    cmocka_unit_test(test_client_key),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
