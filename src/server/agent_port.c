@@ -21,9 +21,12 @@
  * agent's HELLO reaches its socket there, so it is not silent when it is
  * accepted.  Without the pause a flood that reconnects at once churned
  * thousands of connections a second (each a TIME_WAIT on this host), and a
- * slow agent was evicted before its HELLO came.  An accept that fails (out
- * of descriptors) stops the listener and retries on a timer instead of
- * spinning.
+ * slow agent was evicted before its HELLO came.  Whatever the limits, the
+ * port accepts at most ACCEPT_BURST connections at once and ACCEPT_RATE a
+ * second, the rest waiting in the backlog the same way: a handshake costs
+ * CPU (a TLS one an ECDHE), and peers without the secret must not be able
+ * to spend it at will.  An accept that fails (out of descriptors) stops the
+ * listener and retries on a timer instead of spinning.
  * Every warning an outsider can repeat is rate-limited (one line per LOG_RL_MS
  * with the count of the rest).
  *
@@ -71,6 +74,9 @@
 #define MAX_UNAUTHENTICATED_PER_ADDR 16
 /* After an eviction the listener rests this long: at most 100 a second. */
 #define EVICT_PACE_MS 10
+/* Connections accepted: ACCEPT_BURST at once, then ACCEPT_RATE a second. */
+#define ACCEPT_RATE 100
+#define ACCEPT_BURST 64
 /* A failed accept pauses the listener this long. */
 #define ACCEPT_RETRY_MS 100
 /* One line per interval for each warning an outsider can repeat. */
@@ -104,6 +110,7 @@ enum ap_rl {
 	RL_FLOOD,     /* heartbeat flood */
 	RL_LINK,      /* an authenticated link's errors */
 	RL_TLS,       /* TLS refused or failed */
+	RL_PACE,      /* accepts over ACCEPT_RATE */
 	RL_COUNT
 };
 
@@ -143,6 +150,8 @@ struct agent_port {
 	struct event *accept_timer; /* re-enables a paused listener */
 	bool accept_paused;         /* an episode of failed accepts */
 	bool accept_paused_said;    /* its line was written, not counted */
+	double accept_tokens;       /* accepts allowed now (ACCEPT_RATE) */
+	int64_t accept_mono_ms;     /* when accept_tokens was counted */
 	int port;
 	LIST_HEAD(, agent) agents;      /* every connection */
 	TAILQ_HEAD(, agent) handshakes; /* in order of accept */
@@ -640,14 +649,34 @@ make_room(struct agent_port *ap, const uint8_t *key, const char *newcomer)
 }
 
 /*
- * After an eviction: no accept for EVICT_PACE_MS (see the top).  If the
+ * Takes the token of a connection just accepted; answers how long the
+ * listener must rest before the next (0: it need not).
+ */
+static int
+accept_token(struct agent_port *ap)
+{
+	int64_t now = mono_ms();
+
+	ap->accept_tokens +=
+	    (double)(now - ap->accept_mono_ms) * ACCEPT_RATE / 1000.0;
+	if (ap->accept_tokens > ACCEPT_BURST)
+		ap->accept_tokens = ACCEPT_BURST;
+	ap->accept_mono_ms = now;
+	ap->accept_tokens -= 1;
+	if (ap->accept_tokens >= 1)
+		return 0;
+	return 1 + (int)((1 - ap->accept_tokens) * 1000.0 / ACCEPT_RATE);
+}
+
+/*
+ * No accept for ms (see the top): newcomers wait in the backlog.  If the
  * listener cannot be paused it accepts on, as before; if it cannot be
  * woken it is not paused.
  */
 static void
-pace_accepts(struct agent_port *ap)
+pause_accepts(struct agent_port *ap, int ms)
 {
-	struct timeval tv = {0, EVICT_PACE_MS * 1000};
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 
 	if (evconnlistener_disable(ap->lev) != 0)
 		return;
@@ -727,7 +756,7 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 	struct agent *a;
 	struct timeval tv = {HANDSHAKE_TIMEOUT_MS / 1000,
 			     (HANDSHAKE_TIMEOUT_MS % 1000) * 1000};
-	int port;
+	int port, rest;
 
 	if (ap->accept_paused && ap->accept_paused_said)
 		log_info("- agentport accept_resumed");
@@ -738,8 +767,16 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 	peer_address(sa, a->host, sizeof(a->host), &port);
 	sockaddr_client_key(sa, a->key);
 	snprintf(a->peer, sizeof(a->peer), "%s:%d", a->host, port);
-	if (make_room(ap, a->key, a->peer))
-		pace_accepts(ap);
+	rest = accept_token(ap);
+	if (rest > 0)
+		log_warnx_rl(&ap->rl[RL_PACE], LOG_RL_MS,
+			     "- agentport paced peer=%s reason=\"more than %d "
+			     "connections a second\"",
+			     a->peer, ACCEPT_RATE);
+	if (make_room(ap, a->key, a->peer) && rest < EVICT_PACE_MS)
+		rest = EVICT_PACE_MS;
+	if (rest > 0)
+		pause_accepts(ap, rest);
 	/* Without its deadline a handshake could hold a slot for ever:
 	 * refuse the connection rather than run it untimed. */
 	a->timer = evtimer_new(ap->base, handshake_timeout, a);
@@ -826,6 +863,8 @@ agent_port_new(struct event_base *base, const struct config *cfg,
 	ap->secret_len = secret_len;
 	ap->reg = reg;
 	ap->d = d;
+	ap->accept_tokens = ACCEPT_BURST;
+	ap->accept_mono_ms = mono_ms();
 	ap->tls_mode = link_tls_mode_parse(cfg->agent_tls);
 	if (ap->tls_mode < 0)
 		ap->tls_mode = LINK_TLS_AUTO; /* the config took only these */

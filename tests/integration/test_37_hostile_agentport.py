@@ -194,6 +194,33 @@ def test_global_limit_takes_from_the_heaviest_address(make_cluster):
     assert answer == 2, "the lone peer got %r, not a CHALLENGE" % answer
 
 
+def test_connections_are_rate_limited(make_cluster):
+    """A peer that handshakes as fast as it can (each HELLO costs the
+    server a nonce, and over TLS an ECDHE) is held to ACCEPT_BURST at once
+    and ACCEPT_RATE a second, with one log line; an agent still gets in
+    right after."""
+    c = make_cluster(providers=("a",))
+    c.start_server()
+    hello = json.dumps({"version": 1, "name": "x", "type": "maildir",
+                        "nonce": os.urandom(32).hex(), "pid": 1}).encode()
+    frame = struct.pack(">IB", len(hello) + 1, HELLO) + hello
+    n, t0 = 0, time.monotonic()
+    while time.monotonic() - t0 < 2.0 and n < 100000:
+        s = socket.create_connection(("127.0.0.1", c.agent_port),
+                                     timeout=h.scaled(5))
+        s.sendall(frame)
+        head = s.recv(5)
+        s.close()
+        assert len(head) == 5 and head[4] == 2, head  # CHALLENGE
+        n += 1
+    took = time.monotonic() - t0
+    # 64 at once, then 100 a second (unpaced: thousands a second).
+    assert n <= 64 + 100 * took * 1.5, "%d handshakes in %.1f s" % (n, took)
+    paced = [ln for ln in agentport_lines(c) if b" paced " in ln]
+    assert len(paced) == 1, paced
+    c.start_agent("a")
+
+
 def cpu_seconds(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
