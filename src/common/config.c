@@ -115,6 +115,8 @@ static const struct skey server_keys[] = {
     {"store", SKEY_ENUM, OFF(store), 0, 0, store_backends},
     {"http_max_connections", SKEY_INT, OFF(http_max_connections), 1, 1000000,
      NULL},
+    {"http_max_client_connections", SKEY_INT, OFF(http_max_client_connections),
+     1, 1000000, NULL},
     {"http_header_timeout_s", SKEY_INT, OFF(http_header_timeout_s), 1, 3600,
      NULL},
     {"http_body_budget_bytes", SKEY_INT64, OFF(http_body_budget_bytes), 1048576,
@@ -852,6 +854,7 @@ config_defaults(void)
 	cfg->log_format = xstrdup("text");
 	cfg->store = xstrdup("sqlite");
 	cfg->http_max_connections = 1024;
+	cfg->http_max_client_connections = 256;
 	cfg->http_header_timeout_s = 10;
 	cfg->http_body_budget_bytes = INT64_C(268435456);
 	cfg->http_min_body_rate = 65536;

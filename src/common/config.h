@@ -71,14 +71,15 @@ struct config {
 	int64_t max_in_flight_bytes; /* message bytes held for one provider */
 	int breaker_threshold;       /* consecutive provider-caused failures */
 	int breaker_cooldown_ms;
-	int job_timeout_s;         /* a job with no result by then is lost */
-	int retention_days;        /* delivered and failed are pruned after */
-	char *log_format;          /* "text" | "json" */
-	char *store;               /* store backend by name: "sqlite" */
-	int http_max_connections;  /* open HTTP connections at most */
-	int http_header_timeout_s; /* a request head within this */
-	int64_t http_body_budget_bytes; /* bodies in progress, all together */
-	int64_t http_min_body_rate;     /* bytes/s a body must keep up */
+	int job_timeout_s;        /* a job with no result by then is lost */
+	int retention_days;       /* delivered and failed are pruned after */
+	char *log_format;         /* "text" | "json" */
+	char *store;              /* store backend by name: "sqlite" */
+	int http_max_connections; /* open HTTP connections at most */
+	int http_max_client_connections; /* from one client address */
+	int http_header_timeout_s;       /* a request head within this */
+	int64_t http_body_budget_bytes;  /* bodies in progress, all together */
+	int64_t http_min_body_rate;      /* bytes/s a body must keep up */
 	/* GET /v1/events (docs/configuration.md): */
 	int events_max_clients; /* open event streams at most */
 	int events_history;     /* events kept for Last-Event-ID replay */

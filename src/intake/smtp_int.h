@@ -6,6 +6,7 @@
 #ifndef SHIVNERI_SMTP_INT_H
 #define SHIVNERI_SMTP_INT_H
 
+#include "common/clients.h"
 #include "common/log.h"
 #include "intake/message.h"
 #include "intake/smtp_auth.h"
@@ -20,7 +21,6 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
-#define SMTP_CLIENT_BUCKETS 256
 #define SMTP_LISTENERS_MAX 4
 
 struct evbuffer;
@@ -57,13 +57,6 @@ enum smtp_rl {
  */
 #define SMTP_JUNK_MAX 100
 
-/* Sessions of one client address (IPv4, or an IPv6 /64). */
-struct smtp_client {
-	uint8_t key[16];
-	unsigned count;
-	struct smtp_client *next;
-};
-
 struct smtp_listener {
 	struct smtp_server *srv;
 	struct evconnlistener *lis;
@@ -89,9 +82,9 @@ struct smtp_server {
 	bool pause_logged; /* this pause was logged: log its end too */
 	LIST_HEAD(, smtp_session) sessions;
 	size_t nsessions;
-	struct smtp_client *clients[SMTP_CLIENT_BUCKETS];
-	unsigned pending;      /* messages with the submit path */
-	unsigned in_data;      /* sessions reading a message */
+	struct client_table clients; /* sessions per client (clients.h) */
+	unsigned pending;            /* messages with the submit path */
+	unsigned in_data;            /* sessions reading a message */
 	size_t data_mem;       /* bytes held by message buffers, all sessions */
 	struct workq *auth_wq; /* password checks, off the loop */
 	bool draining;
@@ -112,7 +105,7 @@ enum smtp_state {
 struct smtp_session {
 	struct smtp_server *srv;
 	struct smtp_listener *lis;
-	struct smtp_client *client;
+	struct client_count *client;
 	struct bufferevent *bev;
 	struct evbuffer *out; /* replies not yet written (see flush()) */
 	struct event *timer;
@@ -189,12 +182,10 @@ void smtp__auth_too_long(struct smtp_session *ss);
  * when it ends.  Greets, or refuses with a 421 and closes.
  */
 void smtp__session_start(struct smtp_listener *l, evutil_socket_t fd,
-			 const struct sockaddr *sa, struct smtp_client *cl);
+			 const struct sockaddr *sa, struct client_count *cl);
 /* The server is stopping: idle sessions say 421 and close. */
 void smtp__sessions_drain(struct smtp_server *s);
 /* Frees every session at once (the server is going away). */
 void smtp__sessions_free(struct smtp_server *s);
-/* One session of cl ended. */
-void smtp__client_put(struct smtp_server *s, struct smtp_client *cl);
 
 #endif

@@ -36,51 +36,6 @@
 /* Room kept for what the server adds: Received, Date, Message-Id. */
 #define SMTP_ADDED_MAX 1024
 
-static unsigned
-client_bucket(const uint8_t key[16])
-{
-	uint32_t h = 2166136261u; /* FNV-1a */
-	size_t i;
-
-	for (i = 0; i < 16; i++)
-		h = (h ^ key[i]) * 16777619u;
-	return h % SMTP_CLIENT_BUCKETS;
-}
-
-/* The count of key's client, made when new. */
-static struct smtp_client *
-client_get(struct smtp_server *s, const uint8_t key[16])
-{
-	unsigned b = client_bucket(key);
-	struct smtp_client *c;
-
-	for (c = s->clients[b]; c != NULL; c = c->next)
-		if (memcmp(c->key, key, 16) == 0)
-			return c;
-	c = xcalloc(1, sizeof(*c));
-	memcpy(c->key, key, 16);
-	c->next = s->clients[b];
-	s->clients[b] = c;
-	return c;
-}
-
-void
-smtp__client_put(struct smtp_server *s, struct smtp_client *cl)
-{
-	struct smtp_client **pp;
-
-	if (--cl->count > 0)
-		return;
-	for (pp = &s->clients[client_bucket(cl->key)]; *pp != NULL;
-	     pp = &(*pp)->next) {
-		if (*pp == cl) {
-			*pp = cl->next;
-			free(cl);
-			return;
-		}
-	}
-}
-
 static void
 peer_text(const struct sockaddr *sa, char *buf, size_t len)
 {
@@ -117,7 +72,7 @@ on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
 {
 	struct smtp_listener *l = arg;
 	struct smtp_server *s = l->srv;
-	struct smtp_client *cl;
+	struct client_count *cl;
 	uint8_t key[16];
 	char peer[INET6_ADDRSTRLEN];
 	int one = 1;
@@ -144,15 +99,13 @@ on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
 		return;
 	}
 	sockaddr_client_key(sa, key);
-	cl = client_get(s, key);
+	cl = client_table_get(&s->clients, key);
 	if (cl->count >= (unsigned)s->opt.max_client_connections) {
 		peer_text(sa, peer, sizeof(peer));
 		log_warnx_rl(&s->rl[SMTP_RL_CLIENT_CONNS], SMTP_RL_MS,
 			     "- smtp refused peer=%s "
 			     "reason=max_client_connections max=%d",
 			     peer, s->opt.max_client_connections);
-		if (cl->count == 0)
-			smtp__client_put(s, cl);
 		refuse_fd(fd, "421 4.7.0 Too many connections from your "
 			      "address\r\n");
 		return;

@@ -755,7 +755,7 @@ session_free(struct smtp_session *ss)
 	smtp__tx_reset(ss);
 	LIST_REMOVE(ss, link);
 	ss->srv->nsessions--;
-	smtp__client_put(ss->srv, ss->client);
+	client_table_put(&ss->srv->clients, ss->client);
 	if (ss->timer != NULL)
 		event_free(ss->timer);
 	if (ss->bev != NULL)
@@ -842,7 +842,7 @@ session_bev_new(struct smtp_session *ss, evutil_socket_t fd)
 
 void
 smtp__session_start(struct smtp_listener *l, evutil_socket_t fd,
-		    const struct sockaddr *sa, struct smtp_client *cl)
+		    const struct sockaddr *sa, struct client_count *cl)
 {
 	struct smtp_server *s = l->srv;
 	struct smtp_session *ss = xcalloc(1, sizeof(*ss));
@@ -858,7 +858,7 @@ smtp__session_start(struct smtp_listener *l, evutil_socket_t fd,
 	if (!session_bev_new(ss, fd)) {
 		log_warnx_rl(&s->rl[SMTP_RL_OOM], SMTP_RL_MS,
 			     "- smtp cannot take a connection: out of memory");
-		smtp__client_put(s, cl);
+		client_table_put(&s->clients, cl);
 		if (ss->out != NULL)
 			evbuffer_free(ss->out);
 		free(ss);

@@ -761,6 +761,7 @@ listen_http(struct http_front *f, struct event_base *base, char *err,
 	const struct config *cfg = f->cfg;
 	struct httpd_limits lim = {
 	    .max_connections = cfg->http_max_connections,
+	    .max_client_connections = cfg->http_max_client_connections,
 	    .header_timeout_s = cfg->http_header_timeout_s,
 	    .body_budget = cfg->http_body_budget_bytes,
 	    .min_body_rate = cfg->http_min_body_rate,

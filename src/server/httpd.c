@@ -571,6 +571,7 @@ httpd__conn_free(struct httpd_conn *c)
 	httpd__req_release(&c->req);
 	LIST_REMOVE(c, link);
 	c->h->nconns--;
+	client_table_put(&c->h->clients, c->client);
 	event_free(c->timer);
 	bufferevent_free(c->bev);
 	free(c->head);
@@ -600,24 +601,39 @@ peer_name(const struct sockaddr *sa, char *buf, size_t len)
 	snprintf(buf + strlen(buf), len - strlen(buf), ":%d", port);
 }
 
-/* Over http_max_connections: a short 503, and the socket closed. */
+/*
+ * Over http_max_connections, or http_max_client_connections for this
+ * peer's client: a short 503, and the socket closed.
+ */
 static void
-refuse_over_cap(struct httpd *h, evutil_socket_t fd, const char *peer)
+refuse_over_cap(struct httpd *h, evutil_socket_t fd, const char *peer,
+		bool client)
 {
-	static const char body[] = "{\"error\":{\"code\":\"unavailable\","
-				   "\"message\":\"too many connections\"}}";
-	char ans[256], junk[4096];
+	static const char all[] = "{\"error\":{\"code\":\"unavailable\","
+				  "\"message\":\"too many connections\"}}";
+	static const char one[] =
+	    "{\"error\":{\"code\":\"unavailable\","
+	    "\"message\":\"too many connections from your address\"}}";
+	const char *body = client ? one : all;
+	size_t body_len = client ? sizeof(one) - 1 : sizeof(all) - 1;
+	char ans[320], junk[4096];
 	int n, i;
 
-	log_warnx_rl(&h->over_cap_rl, 10000,
-		     "- http too many connections peer=%s max=%d", peer,
-		     h->lim.max_connections);
+	if (client)
+		log_warnx_rl(&h->client_cap_rl, 10000,
+			     "- http too many connections from one client "
+			     "peer=%s max=%d",
+			     peer, h->lim.max_client_connections);
+	else
+		log_warnx_rl(&h->over_cap_rl, 10000,
+			     "- http too many connections peer=%s max=%d", peer,
+			     h->lim.max_connections);
 	n = snprintf(ans, sizeof(ans),
 		     "HTTP/1.1 503 Service Unavailable\r\n"
 		     "Content-Type: application/json\r\n" HTTPD_NOSNIFF
 		     "Content-Length: %zu"
 		     "\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s",
-		     sizeof(body) - 1, body);
+		     body_len, body);
 	/* Best effort on a fresh socket: its send buffer is empty.  What
 	 * the peer sent already is read first, or the close would reset the
 	 * connection and the answer could be lost. */
@@ -635,6 +651,7 @@ on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
 {
 	struct httpd *h = arg;
 	struct httpd_conn *c;
+	uint8_t key[16];
 
 	if (h->refused > 0) {
 		if (h->pause_said)
@@ -646,10 +663,19 @@ on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
 	c = xcalloc(1, sizeof(*c));
 	peer_name(sa, c->peer, sizeof(c->peer));
 	if (h->nconns >= (size_t)h->lim.max_connections) {
-		refuse_over_cap(h, fd, c->peer);
+		refuse_over_cap(h, fd, c->peer, false);
 		free(c);
 		return;
 	}
+	sockaddr_client_key(sa, key);
+	c->client = client_table_get(&h->clients, key);
+	if (h->lim.max_client_connections > 0 &&
+	    c->client->count >= (unsigned)h->lim.max_client_connections) {
+		refuse_over_cap(h, fd, c->peer, true);
+		free(c);
+		return;
+	}
+	c->client->count++;
 	c->h = h;
 	c->bev = bufferevent_socket_new(h->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	c->timer = c->bev ? evtimer_new(h->base, conn_timeout, c) : NULL;
@@ -660,6 +686,7 @@ on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
 			bufferevent_free(c->bev);
 		else
 			evutil_closesocket(fd);
+		client_table_put(&h->clients, c->client);
 		free(c);
 		return;
 	}

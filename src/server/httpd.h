@@ -11,7 +11,9 @@
  * {"error":{"code","message"}} shape; a malformed head is a 400 and the
  * connection is closed.  Bodies must be framed by one Content-Length:
  * chunked is refused with 411 (curl and the usual clients send a length).
- * Limits: http_max_connections, http_header_timeout_s for the whole head,
+ * Limits: http_max_connections, http_max_client_connections (from one
+ * IPv4 address or IPv6 /64, as the SMTP intake counts them; common/
+ * clients.h), http_header_timeout_s for the whole head,
  * a body deadline of that plus length / http_min_body_rate, and
  * http_body_budget_bytes.  An accept that fails (out of descriptors)
  * pauses accepting and retries on a timer.  A route may answer with a
@@ -36,6 +38,7 @@ struct httpd_req;
 
 struct httpd_limits {
 	int max_connections;
+	int max_client_connections; /* from one client (clients.h); 0: none */
 	int header_timeout_s;
 	int64_t body_budget;   /* bytes of bodies in progress, all requests */
 	int64_t min_body_rate; /* bytes per second */

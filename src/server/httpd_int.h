@@ -8,6 +8,7 @@
 #define SHIVNERI_HTTPD_INT_H
 
 #include "server/httpd.h"
+#include "common/clients.h"
 #include "common/log.h"
 
 #include <event2/bufferevent.h>
@@ -67,6 +68,7 @@ struct httpd_conn {
 	size_t head_len, head_cap, scanned;
 	struct httpd_req req;
 	char peer[INET6_ADDRSTRLEN + 8];
+	struct client_count *client; /* its client's count */
 	/* CONN_STREAM only (httpd_req_stream_begin). */
 	size_t stream_max;
 	httpd_stream_cb stream_close;
@@ -84,21 +86,23 @@ struct httpd {
 	void *arg;
 	LIST_HEAD(, httpd_conn) conns;
 	size_t nconns;
-	size_t nstreams; /* connections in CONN_STREAM */
+	struct client_table clients; /* connections per client */
+	size_t nstreams;             /* connections in CONN_STREAM */
 	int64_t reserved;
 	int port;
 	int retry_ms;     /* 0: accepting */
 	uint64_t refused; /* accept failures this episode */
 	bool pause_said;  /* this episode's pause was logged, not counted */
 	/* One limit per kind of line an outsider can make us write. */
-	struct log_rl over_cap_rl; /* too many connections */
-	struct log_rl oom_rl;      /* a connection we cannot take */
-	struct log_rl budget_rl;   /* the body budget spent */
-	struct log_rl bad_rl;      /* a request we cannot read */
-	struct log_rl slow_rl;     /* a request not in on time */
-	struct log_rl accept_rl;   /* accept failed: paused */
-	time_t date_sec;           /* the second date[] was made for */
-	char date[40];             /* the Date header's value, IMF-fixdate */
+	struct log_rl over_cap_rl;   /* too many connections */
+	struct log_rl client_cap_rl; /* too many from one client */
+	struct log_rl oom_rl;        /* a connection we cannot take */
+	struct log_rl budget_rl;     /* the body budget spent */
+	struct log_rl bad_rl;        /* a request we cannot read */
+	struct log_rl slow_rl;       /* a request not in on time */
+	struct log_rl accept_rl;     /* accept failed: paused */
+	time_t date_sec;             /* the second date[] was made for */
+	char date[40];               /* the Date header's value, IMF-fixdate */
 };
 
 /* The one place a connection changes state: reads and deadline follow. */

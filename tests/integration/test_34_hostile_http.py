@@ -10,6 +10,9 @@
   normal client is served throughout.
 - http_max_connections: one more connection is answered 503 and closed;
   once others leave, new ones are served.
+- http_max_client_connections: one client (an address, an IPv6 /64)
+  cannot take every connection: one more from it is answered 503, another
+  address is served, and it is served again once its own connections go.
 - Each kind of refusal logs under its own limit: garbage cannot hide the
   line of a slow client.
 """
@@ -189,6 +192,58 @@ def test_max_connections(make_cluster):
     lines = [ln for ln in open(c.server.log_path)
              if "too many connections" in ln]
     assert 1 <= len(lines) <= 3, lines
+
+
+def healthz_from(port, source):
+    """GET /healthz from the loopback address source: (status, body)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    got = b""
+    try:
+        s.bind((source, 0))
+        s.settimeout(h.scaled(5))
+        s.connect(("127.0.0.1", port))
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+                  b"Connection: close\r\n\r\n")
+        while True:
+            data = s.recv(65536)
+            if not data:
+                break
+            got += data
+    except ConnectionResetError:
+        pass
+    finally:
+        s.close()
+    if not got:
+        return None, b""
+    head, _, body = got.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def test_max_client_connections(make_cluster):
+    c = make_cluster(server_extra={"http_max_connections": 100,
+                                   "http_max_client_connections": 4,
+                                   "http_header_timeout_s": 30})
+    c.start_server()
+    held = []
+    try:
+        for _ in range(4):
+            held.append(socket.create_connection(("127.0.0.1", c.http_port)))
+        # In order in the listen queue: the 4 are taken before these.
+        for _ in range(20):
+            status, body = healthz_from(c.http_port, "127.0.0.1")
+            assert status == 503, (status, body)
+            assert b"from your address" in body, body
+        status, _ = healthz_from(c.http_port, "127.0.0.2")
+        assert status == 200, status
+        held.pop().close()
+        h.wait_for(lambda: healthz_from(c.http_port, "127.0.0.1")[0] == 200,
+                   5, "served again once one of its connections left")
+    finally:
+        for s in held:
+            s.close()
+    lines = [ln for ln in open(c.server.log_path)
+             if "from one client" in ln]
+    assert len(lines) == 1, lines
 
 
 def test_slow_body_closed_by_rate_deadline(make_cluster):
