@@ -51,7 +51,8 @@ struct smtp_server *smtp_server_new(struct event_base *base,
 				    struct cidr_list *trusted);
 /*
  * Listens on host:port, with TLS from the first byte when implicit_tls
- * (smtp_server_set_tls first).  0, or -1 with err filled.
+ * (smtp_server_set_tls first).  Port 0: the kernel picks a free one,
+ * which smtp_server_port reads back.  0, or -1 with err filled.
  */
 int smtp_server_listen(struct smtp_server *s, const char *hostport,
 		       bool implicit_tls, char *err, size_t errlen)

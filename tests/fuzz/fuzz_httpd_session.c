@@ -17,38 +17,22 @@
  */
 #include "server/httpd.h"
 
-#include "common/util.h"
+#include "session_lib.h"
 
-#include <errno.h>
 #include <event2/event.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* What the server may take, after the client is done, to close. */
-/* Generous: a loaded CI machine under ASan must not read as a hang. */
-#define DEADLINE_MS 10000
-
 static struct {
 	struct event_base *base;
-	struct event *tick;
 	struct httpd *h;
 } g;
-
-static void
-tick_cb(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	(void)arg;
-}
 
 static void
 later_cb(evutil_socket_t fd, short what, void *arg)
@@ -118,7 +102,6 @@ init(void)
 	    .min_body_rate = 1,
 	    .idle_timeout_s = 30,
 	};
-	struct timeval tv = {0, 1000};
 	char err[128];
 
 	signal(SIGPIPE, SIG_IGN);
@@ -131,81 +114,17 @@ init(void)
 		fprintf(stderr, "fuzz_httpd_session: %s\n", err);
 		abort();
 	}
-	/* The loop turns at least every millisecond while a test runs, so
-	 * the client side below is polled without a thread of its own. */
-	g.tick = event_new(g.base, -1, EV_PERSIST, tick_cb, NULL);
-	if (g.tick == NULL || event_add(g.tick, &tv) != 0)
-		abort();
+	session_lib_tick_start(g.base);
 }
 
-static int
-client_open(int port)
+/* The server still holds something of the connection. */
+static bool
+busy(const void *arg)
 {
-	struct sockaddr_in sin = {0};
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	const struct httpd *h = arg;
 
-	if (fd < 0)
-		abort();
-	sin.sin_family = AF_INET;
-	sin.sin_port = htons((uint16_t)port);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 &&
-	    errno != EINPROGRESS)
-		abort();
-	return fd;
-}
-
-/* Sends in, reads the answers into out until the server closes. */
-static size_t
-converse(int fd, const uint8_t *in, size_t n, size_t chunk, char *out,
-	 size_t outsz)
-{
-	int64_t deadline = mono_ms() + DEADLINE_MS;
-	size_t off = 0, got = 0;
-	bool shut = false;
-	char sink[4096];
-	ssize_t k;
-
-	for (;;) {
-		if (mono_ms() > deadline)
-			abort(); /* the connection never closed */
-		event_base_loop(g.base, EVLOOP_ONCE);
-		if (off < n) {
-			k = send(fd, in + off,
-				 n - off < chunk ? n - off : chunk,
-				 MSG_NOSIGNAL);
-			if (k > 0)
-				off += (size_t)k;
-			else if (errno == EPIPE || errno == ECONNRESET)
-				off = n; /* closed on us: read what it said */
-		} else if (!shut) {
-			(void)shutdown(fd, SHUT_WR);
-			shut = true;
-		}
-		k = recv(fd, sink, sizeof(sink), 0);
-		if (k == 0 || (k < 0 && errno == ECONNRESET))
-			return got;
-		if (k > 0) {
-			size_t take =
-			    (size_t)k < outsz - got ? (size_t)k : outsz - got;
-			memcpy(out + got, sink, take);
-			got += take;
-		}
-	}
-}
-
-/* The server lets go of everything the connection held. */
-static void
-wait_idle(void)
-{
-	int64_t deadline = mono_ms() + DEADLINE_MS;
-
-	while (httpd_connections(g.h) != 0 || httpd_streams(g.h) != 0 ||
-	       httpd_body_reserved(g.h) != 0) {
-		if (mono_ms() > deadline)
-			abort();
-		event_base_loop(g.base, EVLOOP_ONCE);
-	}
+	return httpd_connections(h) != 0 || httpd_streams(h) != 0 ||
+	       httpd_body_reserved(h) != 0;
 }
 
 int
@@ -219,12 +138,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		init();
 	if (size < 1)
 		return 0;
-	fd = client_open(httpd_port(g.h));
-	got = converse(fd, data + 1, size - 1, 1 + (size_t)data[0] * 64, out,
-		       sizeof(out));
+	fd = session_lib_client_open(httpd_port(g.h));
+	got = session_lib_converse(g.base, fd, data + 1, size - 1,
+				   1 + (size_t)data[0] * 64, out, sizeof(out));
 	close(fd);
 	if (got > 0 && (got < 9 || memcmp(out, "HTTP/1.1 ", 9) != 0))
 		abort();
-	wait_idle();
+	session_lib_wait_idle(g.base, busy, g.h);
 	return 0;
 }

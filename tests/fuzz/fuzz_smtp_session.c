@@ -30,25 +30,21 @@
 #include "intake/submit.h"
 #include "store/store.h"
 
+#include "session_lib.h"
+
 #include <dirent.h>
-#include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* What the session may take, after the client is done, to close. */
-/* Generous: a loaded CI machine under ASan must not read as a hang. */
-#define DEADLINE_MS 10000
 #define REPLY_LINE_MAX 512
 
 #define USER_HASH                                                              \
@@ -57,7 +53,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct {
 	struct event_base *base;
-	struct event *tick;
 	struct store *st;
 	struct submit *sub;
 	struct smtp_server *srv[2];
@@ -86,14 +81,6 @@ store_dir_remove(void)
 	(void)rmdir(store_dir);
 }
 
-static void
-tick_cb(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	(void)arg;
-}
-
 static struct smtp_users *
 users_new(const char *dir)
 {
@@ -113,26 +100,6 @@ users_new(const char *dir)
 	return u;
 }
 
-/*
- * A loopback port nobody holds now (smtp_listen takes no port 0): the
- * kernel picks it, and it stays free for the moment until the server binds.
- */
-static int
-free_port(void)
-{
-	struct sockaddr_in sin = {0};
-	socklen_t len = sizeof(sin);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 ||
-	    getsockname(fd, (struct sockaddr *)&sin, &len) != 0)
-		abort();
-	close(fd);
-	return ntohs(sin.sin_port);
-}
-
 static void
 server_start(int i, const char *dir)
 {
@@ -148,16 +115,17 @@ server_start(int i, const char *dir)
 	    .allow_plain_auth = true,
 	};
 	struct cidr_list *trusted = NULL;
-	char err[256], hostport[32];
+	char err[256];
 
 	if (i == 0 &&
 	    cidr_list_parse("127.0.0.0/8", &trusted, err, sizeof(err)) != 0)
 		abort();
 	g.srv[i] = smtp_server_new(g.base, &o, g.sub, trusted);
 	smtp_server_set_users(g.srv[i], users_new(dir));
-	snprintf(hostport, sizeof(hostport), "127.0.0.1:%d", free_port());
-	if (smtp_server_listen(g.srv[i], hostport, false, err, sizeof(err)) !=
-	    0) {
+	/* Port 0: the server binds whatever port the kernel gives it and
+	 * says which, so no other process can take it in between. */
+	if (smtp_server_listen(g.srv[i], "127.0.0.1:0", false, err,
+			       sizeof(err)) != 0) {
 		fprintf(stderr, "fuzz_smtp_session: %s\n", err);
 		abort();
 	}
@@ -171,7 +139,6 @@ init(void)
 {
 	const char *tmp = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
 	struct message_limits lim = {8192, 4};
-	struct timeval tv = {0, 1000};
 	char *dir = store_dir;
 
 	signal(SIGPIPE, SIG_IGN);
@@ -194,11 +161,7 @@ init(void)
 		abort();
 	server_start(0, dir);
 	server_start(1, dir);
-	/* The loop turns at least every millisecond while a test runs, so
-	 * the client side below is polled without a thread of its own. */
-	g.tick = event_new(g.base, -1, EV_PERSIST, tick_cb, NULL);
-	if (g.tick == NULL || event_add(g.tick, &tv) != 0)
-		abort();
+	session_lib_tick_start(g.base);
 }
 
 /* Every reply line: three digits, ' ' or '-', CRLF within the cap. */
@@ -220,74 +183,14 @@ check_replies(const char *out, size_t len)
 	}
 }
 
-static int
-client_open(int port)
+/* The server still holds something of the session. */
+static bool
+busy(const void *arg)
 {
-	struct sockaddr_in sin = {0};
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	const struct smtp_server *s = arg;
 
-	if (fd < 0)
-		abort();
-	sin.sin_family = AF_INET;
-	sin.sin_port = htons((uint16_t)port);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 &&
-	    errno != EINPROGRESS)
-		abort();
-	return fd;
-}
-
-/* Sends in, reads the replies into out until the server closes. */
-static size_t
-converse(int fd, const uint8_t *in, size_t n, size_t chunk, char *out,
-	 size_t outsz)
-{
-	int64_t deadline = mono_ms() + DEADLINE_MS;
-	size_t off = 0, got = 0;
-	bool shut = false;
-	char sink[4096];
-	ssize_t k;
-
-	for (;;) {
-		if (mono_ms() > deadline)
-			abort(); /* the session never closed */
-		event_base_loop(g.base, EVLOOP_ONCE);
-		if (off < n) {
-			k = send(fd, in + off,
-				 n - off < chunk ? n - off : chunk,
-				 MSG_NOSIGNAL);
-			if (k > 0)
-				off += (size_t)k;
-			else if (errno == EPIPE || errno == ECONNRESET)
-				off = n; /* closed on us: read what it said */
-		} else if (!shut) {
-			(void)shutdown(fd, SHUT_WR);
-			shut = true;
-		}
-		k = recv(fd, sink, sizeof(sink), 0);
-		if (k == 0 || (k < 0 && errno == ECONNRESET))
-			return got;
-		if (k > 0) {
-			size_t take =
-			    (size_t)k < outsz - got ? (size_t)k : outsz - got;
-			memcpy(out + got, sink, take);
-			got += take;
-		}
-	}
-}
-
-/* The server lets go of everything the session held. */
-static void
-wait_idle(const struct smtp_server *s)
-{
-	int64_t deadline = mono_ms() + DEADLINE_MS;
-
-	while (smtp_server_sessions(s) != 0 || s->pending != 0 ||
-	       s->in_data != 0 || s->data_mem != 0) {
-		if (mono_ms() > deadline)
-			abort();
-		event_base_loop(g.base, EVLOOP_ONCE);
-	}
+	return smtp_server_sessions(s) != 0 || s->pending != 0 ||
+	       s->in_data != 0 || s->data_mem != 0;
 }
 
 int
@@ -303,12 +206,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	which = data[0] & 1;
 	chunk = 1 + (size_t)(data[0] >> 1) * 64;
-	fd = client_open(g.port[which]);
-	got = converse(fd, data + 1, size - 1, chunk, out, sizeof(out));
+	fd = session_lib_client_open(g.port[which]);
+	got = session_lib_converse(g.base, fd, data + 1, size - 1, chunk, out,
+				   sizeof(out));
 	close(fd);
 	/* A full buffer may end within a line: check only complete ones. */
 	if (got < sizeof(out))
 		check_replies(out, got);
-	wait_idle(g.srv[which]);
+	session_lib_wait_idle(g.base, busy, g.srv[which]);
 	return 0;
 }

@@ -19,6 +19,8 @@ import struct
 import threading
 import time
 
+import pytest
+
 import shivneri_harness as h
 
 HELLO, ERROR, JOB, RESULT = 1, 5, 7, 8
@@ -153,12 +155,17 @@ def log_has(path, needle):
         return needle in f.read()
 
 
-def start(make_cluster, tls="required"):
+def start_direct(make_cluster, tls="required"):
+    """A cluster with agent_tls = tls (None: the default), no proxy."""
     extra = {"agent_tls": tls} if tls else {}
     c = make_cluster(providers=("a",), server_extra=extra)
     c.start_server()
-    proxy = Proxy(c.agent_port)
-    return c, proxy
+    return c
+
+
+def start(make_cluster, tls="required"):
+    c = start_direct(make_cluster, tls)
+    return c, Proxy(c.agent_port)
 
 
 def agent_via(c, proxy, config=None):
@@ -187,17 +194,24 @@ def maildir_bodies(c):
     return out
 
 
-def test_tls_link_hides_the_message(make_cluster):
-    c, proxy = start(make_cluster)
+def record_one_message(make_cluster, tls):
+    """One message sent through the recording proxy on a link with
+    agent_tls = tls; the cluster, the agent and what the proxy saw."""
+    c, proxy = start(make_cluster, tls=tls)
     try:
         agent = agent_via(c, proxy)
         c.wait_state("a", "up")
-        assert c.provider("a")["link_tls"] is True
+        assert c.provider("a")["link_tls"] is (tls == "required")
         mid = c.submit(secret_message())
         c.wait_delivered([mid])
         recorded = proxy.recorded()
     finally:
         proxy.stop()
+    return c, agent, recorded
+
+
+def test_tls_link_hides_the_message(make_cluster):
+    c, agent, recorded = record_one_message(make_cluster, "required")
     bodies = maildir_bodies(c)
     assert len(bodies) == 1
     for w in SECRET_WORDS:
@@ -214,21 +228,14 @@ def test_plaintext_on_loopback_shows_the_message(make_cluster):
     """The control of the test above: the recorder sees a message that
     crosses in clear, which is what agent_tls = auto (the default)
     leaves a loopback link (a spawned agent's, benchmarked)."""
-    c, proxy = start(make_cluster, tls=None)
-    try:
-        agent_via(c, proxy)
-        c.wait_state("a", "up")
-        assert c.provider("a")["link_tls"] is False
-        mid = c.submit(secret_message())
-        c.wait_delivered([mid])
-        recorded = proxy.recorded()
-    finally:
-        proxy.stop()
+    _, _, recorded = record_one_message(make_cluster, None)
     for w in SECRET_WORDS:
         assert w in recorded, w
 
 
-def tampered(make_cluster, action):
+@pytest.mark.parametrize("action", ["flip", "inject"])
+def test_tampered_link_ends(make_cluster, action):
+    """A flipped byte, or a withheld JOB answered by a forged RESULT."""
     c, proxy = start(make_cluster)
     try:
         agent = agent_via(c, proxy)
@@ -255,20 +262,10 @@ def tampered(make_cluster, action):
         for w in SECRET_WORDS[:2]:
             assert w in b, (w, b[-200:])
     assert log_has(c.server.log_path, b"unlinked provider=a")
-    return c
-
-
-def test_flipped_byte_ends_the_link(make_cluster):
-    tampered(make_cluster, "flip")
-
-
-def test_injected_result_ends_the_link(make_cluster):
-    tampered(make_cluster, "inject")
 
 
 def test_plaintext_agent_refused_where_tls_required(make_cluster):
-    c, proxy = start(make_cluster)
-    proxy.stop()
+    c = start_direct(make_cluster)
     agent = c.start_agent("a", config=agent_config(c, "plain.ini", "off"),
                           wait=False)
     h.wait_for(lambda: log_has(agent.log_path, b"code=tls_required"), 10,
@@ -295,8 +292,7 @@ def test_plaintext_agent_refused_where_tls_required(make_cluster):
 
 
 def test_wrong_secret_fails_the_tls_handshake(make_cluster):
-    c, proxy = start(make_cluster)
-    proxy.stop()
+    c = start_direct(make_cluster)
     wrong = os.path.join(c.dir, "wrong.secret")
     c.write_secret(wrong, os.urandom(32).hex())
     cfg = c.write_agent_config("wrong.ini", secret_path=wrong)
@@ -324,8 +320,7 @@ def agent_config(c, name, mode):
 
 
 def test_auto_server_takes_tls_on_loopback(make_cluster):
-    c, proxy = start(make_cluster, tls="auto")
-    proxy.stop()
+    c = start_direct(make_cluster, tls="auto")
     agent = c.start_agent("a", config=agent_config(c, "tls.ini", "required"))
     mid = c.submit()
     c.wait_delivered([mid])
@@ -335,8 +330,7 @@ def test_auto_server_takes_tls_on_loopback(make_cluster):
 
 
 def test_off_server_closes_a_tls_agent(make_cluster):
-    c, proxy = start(make_cluster, tls="off")
-    proxy.stop()
+    c = start_direct(make_cluster, tls="off")
     agent = c.start_agent("a", config=agent_config(c, "tls.ini", "required"),
                           wait=False)
     h.wait_for(lambda: log_has(c.server.log_path, b"code=tls_off"), 10,

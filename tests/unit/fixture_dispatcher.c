@@ -103,6 +103,13 @@ link_agent(struct fixture *f, int i)
 }
 
 void
+agent_up(struct fixture *f, int i)
+{
+	link_agent(f, i);
+	dispatcher_heartbeat(f->d, f->p[i], LINK_HEALTH_OK, 0);
+}
+
+void
 unlink_agent(struct fixture *f, int i, const char *why)
 {
 	f->p[i]->conn = NULL;

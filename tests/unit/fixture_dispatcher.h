@@ -74,6 +74,8 @@ void run_until(struct fixture *f, bool (*cond)(struct fixture *, void *),
 	       void *arg, int timeout_ms);
 void wait_jobs(struct fixture *f, size_t agent, size_t n);
 void link_agent(struct fixture *f, int i);
+/* Links agent i and has it report healthy: its provider is up. */
+void agent_up(struct fixture *f, int i);
 void unlink_agent(struct fixture *f, int i, const char *why);
 bool submitted_at_least(struct fixture *f, void *arg);
 void submit_sized(struct fixture *f, int64_t created_ms, size_t body_len);

@@ -28,8 +28,7 @@
 static void
 claim_held(struct fixture *f)
 {
-	link_agent(f, 0);
-	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	agent_up(f, 0);
 	db_lock(f);
 	assert_true(submit_claim_start(f));
 	drain_loop(f, 100);
@@ -79,8 +78,7 @@ test_no_claim_without_provider_or_paused(void **state)
 	assert_false(submit_claim_start(f));
 	run_until(f, submitted_at_least, &want, 3000);
 	assert_int_equal(count(f, MSG_QUEUED), 1);
-	link_agent(f, 0);
-	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	agent_up(f, 0);
 	wait_jobs(f, 0, 1);
 	dispatcher_pause(f->d);
 	assert_false(submit_claim_start(f));
@@ -102,8 +100,7 @@ test_no_claim_ahead_of_waiting(void **state)
 	struct fixture *f = *state;
 	int want = 3;
 
-	link_agent(f, 0);
-	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	agent_up(f, 0);
 	submit(f);
 	wait_jobs(f, 0, 1);
 	submit(f);
@@ -144,8 +141,7 @@ test_claim_down_before_durable(void **state)
 	assert_int_equal(g.natt, 0);
 	assert_int_equal(f->p[0]->lost, 0);
 	assert_int_equal(f->fa[0].njobs, 0);
-	link_agent(f, 1);
-	dispatcher_heartbeat(f->d, f->p[1], LINK_HEALTH_OK, 0);
+	agent_up(f, 1);
 	wait_jobs(f, 1, 1);
 	assert_string_equal(f->fa[1].msg_ids[0], f->ids[0]);
 }
@@ -161,8 +157,7 @@ test_claim_insert_fails(void **state)
 	struct fixture *f = *state;
 	int want = 1;
 
-	link_agent(f, 0);
-	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	agent_up(f, 0);
 	fault_insert_on(f);
 	assert_true(submit_claim_start(f));
 	run_until(f, submitted_at_least, &want, 3000);

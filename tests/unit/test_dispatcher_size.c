@@ -39,10 +39,8 @@
 static void
 both_up(struct fixture *f)
 {
-	link_agent(f, 0);
-	link_agent(f, 1);
-	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
-	dispatcher_heartbeat(f->d, f->p[1], LINK_HEALTH_OK, 0);
+	agent_up(f, 0);
+	agent_up(f, 1);
 }
 
 /*
@@ -89,9 +87,8 @@ test_too_large_goes_elsewhere(void **state)
 
 	f->p[0]->file_max_bytes = (uint64_t)f->cfg->max_message_bytes;
 	registry_set_announced(f->p[0], 0);
-	link_agent(f, 0);
-	link_agent(f, 1);
-	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	agent_up(f, 0);
+	link_agent(f, 1); /* linked, up only once a's refusal is in */
 	submit_sized(f, now_ms(), BIG_BODY);
 	wait_jobs(f, 0, 1);
 	dispatcher_heartbeat(f->d, f->p[1], LINK_HEALTH_OK, 0);
@@ -196,14 +193,12 @@ test_waits_for_down_provider(void **state)
 {
 	struct fixture *f = *state;
 
-	link_agent(f, 0);
-	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	agent_up(f, 0);
 	submit_sized(f, now_ms(), BIG_BODY);
 	drain_loop(f, 150);
 	assert_int_equal(count(f, MSG_QUEUED), 1);
 	assert_int_equal(f->fa[0].njobs, 0);
-	link_agent(f, 1);
-	dispatcher_heartbeat(f->d, f->p[1], LINK_HEALTH_OK, 0);
+	agent_up(f, 1);
 	wait_jobs(f, 1, 1);
 	assert_string_equal(f->fa[1].msg_ids[0], f->ids[0]);
 }

@@ -42,12 +42,6 @@ take(struct evbuffer *out, char *buf, size_t bufsz, size_t *n)
 	return type;
 }
 
-static int
-dec_result(const char *json, struct link_result *r)
-{
-	return link_decode_result((const uint8_t *)json, strlen(json), r);
-}
-
 static void
 test_classes_roundtrip(void **state)
 {
@@ -80,44 +74,51 @@ test_classes_roundtrip(void **state)
 	evbuffer_free(out);
 }
 
+/* A RESULT as a peer may send it, and what the decoder makes of it. */
+struct result_case {
+	const char *json;
+	int rc;
+	int outcome;        /* when rc is 0 */
+	int retry_after_ms; /* likewise */
+};
+
+#define RESULT_M1 "{\"job_id\":1,\"message_id\":\"m1\","
+
 static void
 test_old_agent_result(void **state)
 {
+	static const struct result_case cases[] = {
+	    /* A revision-1 agent's RESULT: no retry_after_ms. */
+	    {RESULT_M1 "\"outcome\":\"transient\"}", 0, OUTCOME_TRANSIENT, 0},
+	    {RESULT_M1 "\"outcome\":\"throttled\","
+		       "\"retry_after_ms\":86400000}",
+	     0, OUTCOME_THROTTLED, 86400000},
+	    /* Out of range or mistyped: refused. */
+	    {RESULT_M1 "\"outcome\":\"throttled\","
+		       "\"retry_after_ms\":86400001}",
+	     LINK_E_FIELD, 0, 0},
+	    {RESULT_M1 "\"outcome\":\"throttled\","
+		       "\"retry_after_ms\":-1}",
+	     LINK_E_FIELD, 0, 0},
+	    {RESULT_M1 "\"outcome\":\"throttled\","
+		       "\"retry_after_ms\":\"5\"}",
+	     LINK_E_FIELD, 0, 0},
+	    {RESULT_M1 "\"outcome\":\"slow\"}", LINK_E_FIELD, 0, 0},
+	};
 	struct link_result r;
+	size_t i;
 
-	/* A revision-1 agent's RESULT: no retry_after_ms. */
-	assert_int_equal(dec_result("{\"job_id\":1,\"message_id\":\"m1\","
-				    "\"outcome\":\"transient\"}",
-				    &r),
-			 0);
-	assert_int_equal(r.outcome, OUTCOME_TRANSIENT);
-	assert_int_equal(r.retry_after_ms, 0);
-	assert_int_equal(dec_result("{\"job_id\":1,\"message_id\":\"m1\","
-				    "\"outcome\":\"throttled\","
-				    "\"retry_after_ms\":86400000}",
-				    &r),
-			 0);
-	assert_int_equal(r.retry_after_ms, 86400000);
-	/* Out of range or mistyped: refused. */
-	assert_int_equal(dec_result("{\"job_id\":1,\"message_id\":\"m1\","
-				    "\"outcome\":\"throttled\","
-				    "\"retry_after_ms\":86400001}",
-				    &r),
-			 LINK_E_FIELD);
-	assert_int_equal(dec_result("{\"job_id\":1,\"message_id\":\"m1\","
-				    "\"outcome\":\"throttled\","
-				    "\"retry_after_ms\":-1}",
-				    &r),
-			 LINK_E_FIELD);
-	assert_int_equal(dec_result("{\"job_id\":1,\"message_id\":\"m1\","
-				    "\"outcome\":\"throttled\","
-				    "\"retry_after_ms\":\"5\"}",
-				    &r),
-			 LINK_E_FIELD);
-	assert_int_equal(dec_result("{\"job_id\":1,\"message_id\":\"m1\","
-				    "\"outcome\":\"slow\"}",
-				    &r),
-			 LINK_E_FIELD);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct result_case *c = &cases[i];
+
+		assert_int_equal(link_decode_result((const uint8_t *)c->json,
+						    strlen(c->json), &r),
+				 c->rc);
+		if (c->rc != 0)
+			continue;
+		assert_int_equal(r.outcome, c->outcome);
+		assert_int_equal(r.retry_after_ms, c->retry_after_ms);
+	}
 }
 
 static void
@@ -183,11 +184,16 @@ test_too_large_and_hello_limit(void **state)
 {
 	static const char nonce[] = "0123456789abcdef0123456789abcdef"
 				    "0123456789abcdef0123456789abcdef";
+	static const struct {
+		uint64_t value;
+		const char *written; /* NULL: not written at all */
+	} limits[] = {{0, NULL}, {20000000, "\"max_message_bytes\":20000000"}};
+	static const char *const bad_limits[] = {"0", "\"5\"", "-1"};
 	struct evbuffer *out = evbuffer_new();
 	struct link_result r, r2;
 	struct link_hello hl, hl2;
 	char buf[2048], js[512];
-	size_t n;
+	size_t n, i;
 
 	memset(&r, 0, sizeof(r));
 	r.job_id = 3;
@@ -205,39 +211,29 @@ test_too_large_and_hello_limit(void **state)
 	snprintf(hl.name, sizeof(hl.name), "sp");
 	snprintf(hl.type, sizeof(hl.type), "sparkpost");
 	hl.priority = -1;
-	assert_int_equal(link_encode_hello(out, &hl), 0);
-	assert_int_equal(take(out, buf, sizeof(buf), &n), LINK_HELLO);
-	assert_null(strstr(buf, "max_message_bytes"));
-	assert_int_equal(link_decode_hello((const uint8_t *)buf, n, &hl2), 0);
-	assert_int_equal(hl2.max_message_bytes, 0);
-	hl.max_message_bytes = 20000000;
-	assert_int_equal(link_encode_hello(out, &hl), 0);
-	assert_int_equal(take(out, buf, sizeof(buf), &n), LINK_HELLO);
-	assert_non_null(strstr(buf, "\"max_message_bytes\":20000000"));
-	assert_int_equal(link_decode_hello((const uint8_t *)buf, n, &hl2), 0);
-	assert_int_equal(hl2.max_message_bytes, 20000000);
+	/* Unset (an older agent's HELLO), then set. */
+	for (i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+		hl.max_message_bytes = limits[i].value;
+		assert_int_equal(link_encode_hello(out, &hl), 0);
+		assert_int_equal(take(out, buf, sizeof(buf), &n), LINK_HELLO);
+		if (limits[i].written == NULL)
+			assert_null(strstr(buf, "max_message_bytes"));
+		else
+			assert_non_null(strstr(buf, limits[i].written));
+		assert_int_equal(
+		    link_decode_hello((const uint8_t *)buf, n, &hl2), 0);
+		assert_int_equal(hl2.max_message_bytes, limits[i].value);
+	}
 	/* Out of range or mistyped: refused by the decoder. */
-	snprintf(js, sizeof(js),
-		 "{\"version\":1,\"name\":\"sp\",\"type\":\"smtp\","
-		 "\"nonce\":\"%s\",\"pid\":1,\"max_message_bytes\":0}",
-		 nonce);
-	assert_int_equal(
-	    link_decode_hello((const uint8_t *)js, strlen(js), &hl2),
-	    LINK_E_FIELD);
-	snprintf(js, sizeof(js),
-		 "{\"version\":1,\"name\":\"sp\",\"type\":\"smtp\","
-		 "\"nonce\":\"%s\",\"pid\":1,\"max_message_bytes\":\"5\"}",
-		 nonce);
-	assert_int_equal(
-	    link_decode_hello((const uint8_t *)js, strlen(js), &hl2),
-	    LINK_E_FIELD);
-	snprintf(js, sizeof(js),
-		 "{\"version\":1,\"name\":\"sp\",\"type\":\"smtp\","
-		 "\"nonce\":\"%s\",\"pid\":1,\"max_message_bytes\":-1}",
-		 nonce);
-	assert_int_equal(
-	    link_decode_hello((const uint8_t *)js, strlen(js), &hl2),
-	    LINK_E_FIELD);
+	for (i = 0; i < sizeof(bad_limits) / sizeof(bad_limits[0]); i++) {
+		snprintf(js, sizeof(js),
+			 "{\"version\":1,\"name\":\"sp\",\"type\":\"smtp\","
+			 "\"nonce\":\"%s\",\"pid\":1,\"max_message_bytes\":%s}",
+			 nonce, bad_limits[i]);
+		assert_int_equal(
+		    link_decode_hello((const uint8_t *)js, strlen(js), &hl2),
+		    LINK_E_FIELD);
+	}
 	evbuffer_free(out);
 }
 

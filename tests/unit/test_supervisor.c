@@ -483,6 +483,39 @@ sink_close(struct err_sink *k)
 	pthread_mutex_destroy(&k->mu);
 }
 
+/*
+ * Runs one child, name (its script name.sh), whose script runs body, with
+ * our stderr and stdout in a sink; during (NULL: the loop runs for ms)
+ * runs the loop while the child writes.  The child is then stopped and
+ * the sink closed, its kept bytes left to read.  The caller frees it.
+ */
+static struct err_sink *
+stderr_collect(struct fixture *f, const char *name, const char *body, int ms,
+	       void (*during)(struct fixture *, struct err_sink *, void *),
+	       void *arg)
+{
+	char *script_name = xasprintf("%s.sh", name);
+	char *exe = script(f, script_name, body);
+	struct err_sink *k = xcalloc(1, sizeof(*k));
+	struct supervisor *sv;
+	bool done = false;
+
+	sink_open(k);
+	sv = supervisor_new(f->base, exe, NULL, "127.0.0.1:9");
+	assert_int_equal(supervisor_spawn(sv, name), 0);
+	if (during != NULL)
+		during(f, k, arg);
+	else
+		run_for(f, ms);
+	supervisor_stop(sv, 1000, done_cb, &done);
+	assert_true(run_until(f, flag_set, &done, DEADLINE_MS));
+	supervisor_free(sv);
+	sink_close(k);
+	free(exe);
+	free(script_name);
+	return k;
+}
+
 struct late {
 	int64_t fired_ms; /* 0: not yet */
 };
@@ -503,6 +536,32 @@ late_fired(void *arg)
 	return ((struct late *)arg)->fired_ms != 0;
 }
 
+/* What the flood test measures while the child writes. */
+struct flood {
+	struct late l;
+	int64_t t0;    /* when the timer was armed */
+	size_t passed; /* bytes passed on by the end of the flood */
+};
+
+static void
+flood_during(struct fixture *f, struct err_sink *k, void *arg)
+{
+	struct flood *fl = arg;
+	struct timeval tv = {0, 100000};
+	struct event *t;
+
+	/* Give the flood time to start before the timer is armed. */
+	run_for(f, 300);
+	t = evtimer_new(f->base, late_cb, &fl->l);
+	fl->t0 = mono_ms();
+	evtimer_add(t, &tv);
+	assert_true(run_until(f, late_fired, &fl->l, DEADLINE_MS));
+	/* Then through the rest of the flood and past it. */
+	run_for(f, 2200);
+	fl->passed = sink_bytes(k);
+	event_free(t);
+}
+
 /*
  * An agent that floods its stderr (a logging loop gone wrong, or garbage)
  * must not be copied to the server's stderr without bound, nor stall the
@@ -515,45 +574,19 @@ late_fired(void *arg)
 static void
 test_stderr_flood(void **state)
 {
-	struct fixture *f = *state;
-	char *exe = script(f, "flood.sh",
-			   "timeout 2 yes 'garbage garbage garbage garbage "
-			   "garbage garbage garbage' >&2 &\n"
-			   "timeout 2 yes 'stdout garbage too'\nexec sleep 30");
-	struct timeval tv = {0, 100000};
-	struct err_sink *k = xcalloc(1, sizeof(*k));
-	struct supervisor *sv;
-	struct late l = {0};
-	struct event *t;
-	bool done = false;
-	int64_t t0;
-	size_t passed;
+	struct flood fl = {{0}, 0, 0};
 
-	sink_open(k);
-	sv = supervisor_new(f->base, exe, NULL, "127.0.0.1:9");
-	assert_int_equal(supervisor_spawn(sv, "flood"), 0);
-	/* Give the flood time to start before the timer is armed. */
-	run_for(f, 300);
-	t = evtimer_new(f->base, late_cb, &l);
-	t0 = mono_ms();
-	evtimer_add(t, &tv);
-	assert_true(run_until(f, late_fired, &l, DEADLINE_MS));
-	/* Then through the rest of the flood and past it. */
-	run_for(f, 2200);
-	passed = sink_bytes(k);
-	supervisor_stop(sv, 1000, done_cb, &done);
-	assert_true(run_until(f, flag_set, &done, DEADLINE_MS));
-	supervisor_free(sv);
-	sink_close(k);
-	free(k);
-	event_free(t);
-	free(exe);
+	free(stderr_collect(*state, "flood",
+			    "timeout 2 yes 'garbage garbage garbage garbage "
+			    "garbage garbage garbage' >&2 &\n"
+			    "timeout 2 yes 'stdout garbage too'\nexec sleep 30",
+			    0, flood_during, &fl));
 	print_message("timer late by %lld ms, %zu bytes passed on\n",
-		      (long long)(l.fired_ms - t0 - 100), passed);
-	assert_true(l.fired_ms - t0 < 600);
+		      (long long)(fl.l.fired_ms - fl.t0 - 100), fl.passed);
+	assert_true(fl.l.fired_ms - fl.t0 < 600);
 	/* 64 KiB at the start, 64 KiB a second of the 2 s flood, and a few
 	 * lines of our own. */
-	assert_true(passed < 5 * 65536);
+	assert_true(fl.passed < 5 * 65536);
 }
 
 /* Each line the sink kept, in turn; false after the last. */
@@ -591,23 +624,12 @@ own_line(const char *line, size_t len)
 static void
 test_stderr_lines_whole(void **state)
 {
-	struct fixture *f = *state;
-	char *exe = script(f, "lines.sh",
-			   "timeout 1.5 yes '" PATTERN "' >&2\nexec sleep 30");
-	struct err_sink *k = xcalloc(1, sizeof(*k));
-	struct supervisor *sv;
-	bool done = false;
+	struct err_sink *k = stderr_collect(
+	    *state, "lines", "timeout 1.5 yes '" PATTERN "' >&2\nexec sleep 30",
+	    2000, NULL, NULL);
 	size_t off = 0, len, ours = 0, theirs = 0;
 	const char *line;
 
-	sink_open(k);
-	sv = supervisor_new(f->base, exe, NULL, "127.0.0.1:9");
-	assert_int_equal(supervisor_spawn(sv, "lines"), 0);
-	run_for(f, 2000);
-	supervisor_stop(sv, 1000, done_cb, &done);
-	assert_true(run_until(f, flag_set, &done, DEADLINE_MS));
-	supervisor_free(sv);
-	sink_close(k);
 	while (sink_line(k, &off, &line, &len)) {
 		if (len == strlen(PATTERN) && memcmp(line, PATTERN, len) == 0)
 			theirs++;
@@ -621,7 +643,6 @@ test_stderr_lines_whole(void **state)
 	assert_true(theirs > 1000);
 	assert_true(ours >= 1); /* the drops were reported */
 	free(k);
-	free(exe);
 }
 
 /*
@@ -632,24 +653,14 @@ test_stderr_lines_whole(void **state)
 static void
 test_stderr_long_and_last_line(void **state)
 {
-	struct fixture *f = *state;
-	char *exe = script(f, "long.sh",
+	struct err_sink *k =
+	    stderr_collect(*state, "long",
 			   "head -c 20000 /dev/zero | tr '\\0' x >&2\n"
-			   "echo >&2\nprintf 'the end' >&2\nexec sleep 30");
-	struct err_sink *k = xcalloc(1, sizeof(*k));
-	struct supervisor *sv;
-	bool done = false;
+			   "echo >&2\nprintf 'the end' >&2\nexec sleep 30",
+			   500, NULL, NULL);
 	size_t off = 0, len, i;
 	const char *line;
 
-	sink_open(k);
-	sv = supervisor_new(f->base, exe, NULL, "127.0.0.1:9");
-	assert_int_equal(supervisor_spawn(sv, "long"), 0);
-	run_for(f, 500);
-	supervisor_stop(sv, 1000, done_cb, &done);
-	assert_true(run_until(f, flag_set, &done, DEADLINE_MS));
-	supervisor_free(sv);
-	sink_close(k);
 	/* Our own lines ("started") may come first and between. */
 	while (sink_line(k, &off, &line, &len) && own_line(line, len))
 		;
@@ -662,7 +673,6 @@ test_stderr_long_and_last_line(void **state)
 	assert_int_equal(len, 7);
 	assert_memory_equal(line, "the end", 7);
 	free(k);
-	free(exe);
 }
 
 /* The beat the watch reads: now while beating, else the last one. */
