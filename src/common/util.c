@@ -227,8 +227,8 @@ rand64(void)
 	return z ^ (z >> 31);
 }
 
-int
-hostport_parse(const char *s, char **host, int *port)
+static int
+hostport_parse_min(const char *s, char **host, int *port, long min)
 {
 	const char *colon, *h = s;
 	size_t hlen;
@@ -254,12 +254,24 @@ hostport_parse(const char *s, char **host, int *port)
 		return -EINVAL;
 	errno = 0;
 	p = strtol(colon + 1, &end, 10);
-	if (errno != 0 || *end != '\0' || end == colon + 1 || p < 1 ||
+	if (errno != 0 || *end != '\0' || end == colon + 1 || p < min ||
 	    p > 65535)
 		return -EINVAL;
 	*host = xstrndup(h, hlen);
 	*port = (int)p;
 	return 0;
+}
+
+int
+hostport_parse(const char *s, char **host, int *port)
+{
+	return hostport_parse_min(s, host, port, 1);
+}
+
+int
+hostport_parse_any(const char *s, char **host, int *port)
+{
+	return hostport_parse_min(s, host, port, 0);
 }
 
 void

@@ -69,6 +69,9 @@ uint64_t rand64(void);
  */
 int hostport_parse(const char *s, char **host, int *port)
     __attribute__((warn_unused_result));
+/* The same, port 0 allowed: a listener's "the kernel picks". */
+int hostport_parse_any(const char *s, char **host, int *port)
+    __attribute__((warn_unused_result));
 
 /* Lowercase hex of n bytes into out (2n+1 bytes). */
 void hex_encode(const uint8_t *in, size_t n, char *out);

@@ -183,31 +183,6 @@ bound_port(evutil_socket_t fd)
 	return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
-/*
- * host:port as the configuration gives it, or host:0 for a port the
- * kernel picks (a test reads it back with smtp_server_port, with no
- * window in which another process could take a port chosen before the
- * bind).  The configuration refuses port 0, so the daemon never asks.
- */
-static int
-listen_addr_parse(const char *hostport, char **host, int *port)
-{
-	size_t n = strlen(hostport);
-	char *probe;
-	int rc;
-
-	if (n < 3 || strcmp(hostport + n - 2, ":0") != 0)
-		return hostport_parse(hostport, host, port);
-	/* The same address with a port hostport_parse takes, then 0. */
-	probe = xstrdup(hostport);
-	probe[n - 1] = '1';
-	rc = hostport_parse(probe, host, port);
-	free(probe);
-	if (rc == 0)
-		*port = 0;
-	return rc;
-}
-
 int
 smtp_server_listen(struct smtp_server *s, const char *hostport,
 		   bool implicit_tls, char *err, size_t errlen)
@@ -218,7 +193,7 @@ smtp_server_listen(struct smtp_server *s, const char *hostport,
 	int port, rc;
 
 	if (s->nlis == SMTP_LISTENERS_MAX ||
-	    listen_addr_parse(hostport, &host, &port) != 0) {
+	    hostport_parse_any(hostport, &host, &port) != 0) {
 		snprintf(err, errlen, "bad listen address %s", hostport);
 		free(host);
 		return -1;
