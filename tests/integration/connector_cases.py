@@ -232,6 +232,7 @@ class ConnectorCases:
         assert server_max == 25 * 1024 * 1024  # the server's default
         p = c.provider(self.NAME)
         assert p["max_message_bytes"] == min(self.LIMIT, server_max), p
+        assert p["max_message_bytes_learned_until"] is None, p
 
     def test_permanent_fails_here_only(self, env):
         c, fake = env
