@@ -226,4 +226,5 @@ static const char *const brevo_required[] = {"api_key_file", NULL};
 static const char *const brevo_optional[] = {CONN_HTTP_OPTIONAL_KEYS};
 static const char *const brevo_secret[] = {"api_key_file", NULL};
 
-CONN_HTTP_REGISTER(brevo, conn_http_probe, NULL, 0)
+/* The limit: 20 MB (conn_limits.h). */
+CONN_HTTP_REGISTER(brevo, conn_http_probe, NULL, CONN_LIMIT_BREVO)

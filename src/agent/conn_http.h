@@ -25,6 +25,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "agent/conn_limits.h"
 #include "agent/connector.h"
 #include "agent/http_multi.h"
 #include "link/link.h"
@@ -140,8 +141,9 @@ void conn_http_read_answer(const struct conn_http_api *api, void *ctx,
  * type's own keys) and its ops on conn_http_*.  PROBE is conn_http_probe
  * when the API has a cheap authenticated call (api.probe_path), else NULL:
  * the agent then lets one trial message through per probe_interval_s.
- * MAX_BYTES is the API's documented message limit (PROVIDERS.md), the
- * provider's max_message_bytes unless its section says other; 0: none.
+ * MAX_BYTES is the API's documented message limit (CONN_LIMIT_*, the one
+ * table in conn_limits.h), the provider's max_message_bytes unless its
+ * section says other; 0: none.
  */
 #define CONN_HTTP_REGISTER(NAME, PROBE, EXTRA_CHECK, MAX_BYTES)                \
 	static int NAME##_open(const struct provider_config *pc,               \

@@ -162,5 +162,5 @@ static const char *const mailgun_required[] = {"api_key_file", "domain", NULL};
 static const char *const mailgun_optional[] = {CONN_HTTP_OPTIONAL_KEYS};
 static const char *const mailgun_secret[] = {"api_key_file", NULL};
 
-/* The limit: 25 MB (PROVIDERS.md). */
-CONN_HTTP_REGISTER(mailgun, NULL, mailgun_domain_check, 25000000)
+/* The limit: conn_limits.h. */
+CONN_HTTP_REGISTER(mailgun, NULL, mailgun_domain_check, CONN_LIMIT_MAILGUN)

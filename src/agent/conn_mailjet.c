@@ -380,5 +380,5 @@ static const char *const mailjet_optional[] = {CONN_HTTP_OPTIONAL_KEYS};
 static const char *const mailjet_secret[] = {"api_key_file", "secret_key_file",
 					     NULL};
 
-/* The limit: 15 MB of attachments (PROVIDERS.md). */
-CONN_HTTP_REGISTER(mailjet, conn_http_probe, NULL, 15000000)
+/* The limit: conn_limits.h. */
+CONN_HTTP_REGISTER(mailjet, conn_http_probe, NULL, CONN_LIMIT_MAILJET)

@@ -267,4 +267,5 @@ static const char *const postmark_optional[] = {"message_stream",
 						CONN_HTTP_OPTIONAL_KEYS};
 static const char *const postmark_secret[] = {"server_token_file", NULL};
 
-CONN_HTTP_REGISTER(postmark, conn_http_probe, NULL, 0)
+/* The limit: 10 MB after base64 (conn_limits.h). */
+CONN_HTTP_REGISTER(postmark, conn_http_probe, NULL, CONN_LIMIT_POSTMARK)

@@ -212,4 +212,5 @@ static const char *const resend_required[] = {"api_key_file", NULL};
 static const char *const resend_optional[] = {CONN_HTTP_OPTIONAL_KEYS};
 static const char *const resend_secret[] = {"api_key_file", NULL};
 
-CONN_HTTP_REGISTER(resend, NULL, NULL, 0)
+/* The limit: 40 MB after base64 (conn_limits.h). */
+CONN_HTTP_REGISTER(resend, NULL, NULL, CONN_LIMIT_RESEND)

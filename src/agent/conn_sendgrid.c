@@ -285,5 +285,5 @@ static const char *const sendgrid_required[] = {"api_key_file", NULL};
 static const char *const sendgrid_optional[] = {CONN_HTTP_OPTIONAL_KEYS};
 static const char *const sendgrid_secret[] = {"api_key_file", NULL};
 
-/* The limit: under 30 MB (PROVIDERS.md). */
-CONN_HTTP_REGISTER(sendgrid, conn_http_probe, NULL, 29999999)
+/* The limit: conn_limits.h. */
+CONN_HTTP_REGISTER(sendgrid, conn_http_probe, NULL, CONN_LIMIT_SENDGRID)

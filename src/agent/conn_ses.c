@@ -31,6 +31,7 @@
  * SendingEnabled is true and whose daily quota is not spent, so a
  * suspended or paused account stays down with SES's reason.
  */
+#include "agent/conn_limits.h"
 #include "agent/conn_ses.h"
 #include "agent/connector.h"
 #include "agent/http_multi.h"
@@ -56,7 +57,7 @@
 #define SES_PATH "/v2/email/outbound-emails"
 #define SES_ACCOUNT_PATH "/v2/email/account"
 /* SES refuses a request whose Raw data passes 40 MB after base64. */
-#define SES_RAW_MAX (40u * 1024 * 1024)
+#define SES_RAW_MAX CONN_LIMIT_SES_BASE64
 #define SES_BODY_MAX (SES_RAW_MAX + 64 * 1024)
 #define SES_WARN_MS 10000
 /* STS does not bound its tokens; this is far past any seen. */
@@ -834,8 +835,8 @@ static const struct config_ptype ses_config = {
     .optional = ses_optional,
     .secret = ses_secret,
     .check = ses_config_check,
-    /* 40 MB after base64 (SES_RAW_MAX): three quarters of it raw. */
-    .max_message_bytes = SES_RAW_MAX / 4 * 3,
+    /* 40 MB after base64: three quarters of it raw (conn_limits.h). */
+    .max_message_bytes = CONN_LIMIT_SES,
 };
 
 static const struct connector_ops ses_ops = {

@@ -141,5 +141,5 @@ static const char *const sparkpost_required[] = {"api_key_file", NULL};
 static const char *const sparkpost_optional[] = {CONN_HTTP_OPTIONAL_KEYS};
 static const char *const sparkpost_secret[] = {"api_key_file", NULL};
 
-/* The limit: 20 MB of content (PROVIDERS.md). */
-CONN_HTTP_REGISTER(sparkpost, conn_http_probe, NULL, 20000000)
+/* The limit: conn_limits.h. */
+CONN_HTTP_REGISTER(sparkpost, conn_http_probe, NULL, CONN_LIMIT_SPARKPOST)

@@ -215,6 +215,9 @@ struct dispatcher {
 	struct event *housekeep_ev;
 	bool housekeeping;
 	int64_t counts[MSG_NSTATUS];
+	/* How long a too_large answer's limit holds: DISPATCH_LEARNED_LIMIT_MS
+	 * (the unit tests shorten it). */
+	int64_t learned_limit_ms;
 };
 
 /* dispatcher.c */
@@ -251,6 +254,19 @@ void dispatch__provider_throttled(struct dispatcher *d, struct provider *p,
 /* An account fault: p is down until its agent's probe passes. */
 void dispatch__provider_account(struct dispatcher *d, struct provider *p,
 				const char *detail);
+/*
+ * A too_large answer for a message of bytes: p's limit drops below that
+ * size (unless it is already) for d->learned_limit_ms, then goes back to
+ * p->registered_max_bytes, said once in the log; the next refusal lowers
+ * it again.  An hour: one misjudged 413 (a proxy in front of the provider
+ * having a bad minute) no longer shrinks a provider until its agent
+ * restarts, days maybe, while a provider whose real limit is lower costs
+ * at most one refused upload of each size an hour, free for the message
+ * (it goes elsewhere at once, the try not counted).
+ */
+#define DISPATCH_LEARNED_LIMIT_MS (60 * 60 * 1000)
+void dispatch__provider_too_large(struct dispatcher *d, struct provider *p,
+				  size_t bytes);
 
 /* dispatcher.c */
 void dispatch__arm_delay(struct dispatcher *d);

@@ -612,6 +612,7 @@ dispatcher_new(struct event_base *base, const struct config *cfg,
 		fatalx("unknown scheduler %s", cfg->scheduler);
 	d->base = base;
 	d->cfg = cfg;
+	d->learned_limit_ms = DISPATCH_LEARNED_LIMIT_MS;
 	d->st = st;
 	d->reg = reg;
 	d->sched = scheduler_new(ops, rand64());

@@ -251,6 +251,36 @@ dispatch__provider_account(struct dispatcher *d, struct provider *p,
 	}
 }
 
+/* A learned limit's hour is over: the registration's limit again. */
+static void
+limit_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct provider *p = arg;
+
+	log_info("- registry limit_restored provider=%s learned=%" PRIu64
+		 " limit=%" PRIu64,
+		 p->name, p->max_message_bytes, p->registered_max_bytes);
+	p->max_message_bytes = p->registered_max_bytes;
+	p->limit_learned_until_ms = 0;
+	dispatch__refresh(p->dispatcher, p);
+	dispatch__schedule_pump(p->dispatcher);
+}
+
+void
+dispatch__provider_too_large(struct dispatcher *d, struct provider *p,
+			     size_t bytes)
+{
+	/* Already below it: a job sent before the limit dropped. */
+	if (p->max_message_bytes < (uint64_t)bytes)
+		return;
+	p->max_message_bytes = bytes > 0 ? bytes - 1 : 0;
+	p->dispatcher = d;
+	if (p->limit_timer == NULL)
+		p->limit_timer = dispatch__xevent_new(d->base, limit_cb, p);
+	p->limit_learned_until_ms = now_ms() + d->learned_limit_ms;
+	dispatch__timer_start(p->limit_timer, d->learned_limit_ms);
+}
+
 /* The watchdog is re-armed by every heartbeat: firing means silence. */
 static void
 hb_timeout_cb(evutil_socket_t fd, short what, void *arg)

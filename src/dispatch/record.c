@@ -879,9 +879,10 @@ requeue_throttled(struct dispatcher *d, struct job *j, const char *detail)
 /*
  * Too large: the provider's limit, not the message's fault.  The try is
  * on record but free (as a throttled one), p's limit drops below this
- * size until its agent registers again (so it is not offered the same
- * size again), and the message goes to a provider that can take it; when
- * no provider known can, it fails now, every refusal on record.
+ * size for an hour (dispatch__provider_too_large: so it is not offered
+ * the same size again meanwhile), and the message goes to a provider that
+ * can take it; when no provider known can, it fails now, every refusal on
+ * record.
  */
 static void
 requeue_too_large(struct dispatcher *d, struct job *j, struct provider *p)
@@ -891,8 +892,7 @@ requeue_too_large(struct dispatcher *d, struct job *j, struct provider *p)
 
 	m->attempts = j->n - 1;
 	tried_add(m, j->pname);
-	if (p->max_message_bytes >= (uint64_t)m->mime_len)
-		p->max_message_bytes = m->mime_len > 0 ? m->mime_len - 1 : 0;
+	dispatch__provider_too_large(d, p, m->mime_len);
 	log_info("%s dispatch too_large provider=%s bytes=%zu limit=%" PRIu64
 		 " detail=\"%s\"",
 		 m->id, p->name, m->mime_len, p->max_message_bytes, j->detail);

@@ -45,6 +45,8 @@ provider_free(struct provider *p)
 		event_free(p->pause_timer);
 	if (p->rate_timer != NULL)
 		event_free(p->rate_timer);
+	if (p->limit_timer != NULL)
+		event_free(p->limit_timer);
 	if (p->hb_timer != NULL)
 		event_free(p->hb_timer);
 	free(p->name);
@@ -88,7 +90,8 @@ registry_new(struct event_base *base, const struct config *cfg)
 		p->file_max_bytes = own > 0 && (uint64_t)own < r->server_max
 					? (uint64_t)own
 					: r->server_max;
-		p->max_message_bytes = p->file_max_bytes;
+		p->max_message_bytes = p->registered_max_bytes =
+		    p->file_max_bytes;
 		registry_append(r, p);
 	}
 	return r;
@@ -143,7 +146,8 @@ registry_add(struct registry *r, const char *name, const char *type, int weight,
 	if (max_in_flight > 0)
 		p->max_in_flight = max_in_flight;
 	p->overflow = r->default_overflow;
-	p->file_max_bytes = p->max_message_bytes = r->server_max;
+	p->file_max_bytes = p->registered_max_bytes = p->max_message_bytes =
+	    r->server_max;
 	registry_append(r, p);
 	return p;
 }
@@ -151,9 +155,13 @@ registry_add(struct registry *r, const char *name, const char *type, int weight,
 void
 registry_set_announced(struct provider *p, uint64_t announced)
 {
-	p->max_message_bytes = announced > 0 && announced < p->file_max_bytes
-				   ? announced
-				   : p->file_max_bytes;
+	p->registered_max_bytes = announced > 0 && announced < p->file_max_bytes
+				      ? announced
+				      : p->file_max_bytes;
+	p->max_message_bytes = p->registered_max_bytes;
+	p->limit_learned_until_ms = 0;
+	if (p->limit_timer != NULL)
+		evtimer_del(p->limit_timer);
 }
 
 size_t

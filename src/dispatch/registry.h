@@ -83,15 +83,22 @@ struct provider {
 	bool link_tls; /* the link it came on runs over TLS (link_tls.h) */
 	/*
 	 * Size routing (dispatcher.c, docs/internals/dispatch.md): the
-	 * largest message this provider is offered.  file_max_bytes is what
-	 * each registration starts from (its [provider.NAME]
-	 * max_message_bytes or its type's limit, else the server's); the
-	 * agent's HELLO may lower it, and a too_large answer lowers it below
-	 * the refused size until the agent registers again.  Never above the
-	 * server's max_message_bytes.
+	 * largest message this provider is offered, the limit in force.
+	 * file_max_bytes is what each registration starts from (its
+	 * [provider.NAME] max_message_bytes or its type's limit, else the
+	 * server's); the agent's HELLO may lower it, which gives
+	 * registered_max_bytes.  A too_large answer lowers the limit in force
+	 * below the refused size for DISPATCH_LEARNED_LIMIT_MS (a learned
+	 * limit: limit_learned_until_ms, wall clock for the API, and
+	 * limit_timer); then, or at the next registration, it is
+	 * registered_max_bytes again.  Never above the server's
+	 * max_message_bytes.
 	 */
 	uint64_t max_message_bytes;
 	uint64_t file_max_bytes;
+	uint64_t registered_max_bytes;
+	int64_t limit_learned_until_ms; /* 0: the registration's in force */
+	struct event *limit_timer;
 	struct link_conn *conn;      /* the agent's link, NULL when none */
 	int64_t link_refused_until;  /* mono ms: a flooding agent's penalty */
 	int64_t last_heartbeat_mono; /* 0: never */
@@ -148,7 +155,8 @@ struct provider *registry_add(struct registry *r, const char *name,
 			      int max_in_flight);
 /*
  * An agent of p registered: p's limit starts again from file_max_bytes,
- * lowered to what the agent announced (announced 0: it said nothing).
+ * lowered to what the agent announced (announced 0: it said nothing); a
+ * learned limit (a too_large answer's) is forgotten.
  */
 void registry_set_announced(struct provider *p, uint64_t announced);
 /* Providers registered on the fly (not named in the file). */

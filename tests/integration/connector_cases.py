@@ -8,6 +8,8 @@ instead.  A test file builds its module fixture with module_env() and
 puts its cases in a class derived from ConnectorCases, which brings the
 cases whose meaning is the same for every API:
 
+- GET /v1/providers shows the type's documented size limit (LIMIT,
+  src/agent/conn_limits.h) capped at the server's max_message_bytes;
 - a 503 is transient and b delivers the message;
 - a hung API (no answer) ends as ambiguous after request_timeout_ms and b
   delivers;
@@ -206,6 +208,7 @@ class ConnectorCases:
     PROBE = True            # the connector probes (else: trial message)
     PERMANENT_WORDS = ()    # in the detail of the refusal for good
     ACCOUNT_WORDS = ()      # in the detail of the 401
+    LIMIT = None            # the type's default limit (conn_limits.h)
 
     def __init_subclass__(cls, **kw):
         """pytest runs a base class's cases first, then the subclass's in
@@ -219,6 +222,17 @@ class ConnectorCases:
         """Each case starts with the provider up: a 429 pauses it for its
         Retry-After and a 401 takes it down until it is back."""
         env[0].wait_state(self.NAME, "up", timeout=h.scaled(10))
+
+    def test_type_limit_shown(self, env):
+        """GET /v1/providers shows the type's documented limit (the one
+        table, src/agent/conn_limits.h) as NAME's, capped at the server's
+        max_message_bytes (b, a maildir, has none of its own)."""
+        c, _ = env
+        server_max = c.provider("b")["max_message_bytes"]
+        assert server_max == 25 * 1024 * 1024  # the server's default
+        p = c.provider(self.NAME)
+        assert p["max_message_bytes"] == min(self.LIMIT, server_max), p
+        assert p["max_message_bytes_learned_until"] is None, p
 
     def test_permanent_fails_here_only(self, env):
         c, fake = env

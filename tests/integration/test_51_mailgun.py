@@ -32,6 +32,7 @@ env = cc.module_env(lambda: fake_mailgun.FakeMailgun(KEY, DOMAIN), "mg",
 
 class TestMailgun(cc.ConnectorCases):
     NAME, SECRETS = "mg", (KEY,)
+    LIMIT = 25000000
     PROBE = False
     PERMANENT_WORDS = ("not a valid address",)
     ACCOUNT_WORDS = ("status=401", "Forbidden")

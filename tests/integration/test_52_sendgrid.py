@@ -30,6 +30,7 @@ env = cc.module_env(lambda: fake_sendgrid.FakeSendGrid(KEY), "sg",
 
 class TestSendGrid(cc.ConnectorCases):
     NAME, SECRETS = "sg", (KEY,)
+    LIMIT = 29999999
     PERMANENT_WORDS = ("valid address",)
     ACCOUNT_WORDS = ("status=401", "authorization grant is invalid")
 

@@ -28,6 +28,7 @@ env = cc.module_env(lambda: fake_sparkpost.FakeSparkPost(KEY), "sp",
 
 class TestSparkPost(cc.ConnectorCases):
     NAME, SECRETS = "sp", (KEY,)
+    LIMIT = 20000000
     PERMANENT_WORDS = ("no recipient accepted",)
     ACCOUNT_WORDS = ("status=401", "Unauthorized")
 

@@ -30,6 +30,7 @@ env = cc.module_env(lambda: fake_postmark.FakePostmark(KEY), "pm",
 
 class TestPostmark(cc.ConnectorCases):
     NAME, SECRETS = "pm", (KEY,)
+    LIMIT = 10000000
     PERMANENT_WORDS = ("inactive", "code=406")
     ACCOUNT_WORDS = ("status=401", "code=10")
 

@@ -36,6 +36,7 @@ env = cc.module_env(lambda: fake_resend.FakeResend(KEY), "rs",
 
 class TestResend(cc.ConnectorCases):
     NAME, SECRETS = "rs", (KEY,)
+    LIMIT = 40000000
     PROBE = False
     PERMANENT_WORDS = ("refused address", "name=validation_error")
     ACCOUNT_WORDS = ("status=403", "invalid_api_key")

@@ -35,6 +35,7 @@ env = cc.module_env(lambda: fake_brevo.FakeBrevo(KEY), "bv",
 
 class TestBrevo(cc.ConnectorCases):
     NAME, SECRETS = "bv", (KEY,)
+    LIMIT = 20000000
     PERMANENT_WORDS = ("code=invalid_parameter",)
     ACCOUNT_WORDS = ("code=unauthorized",)
 

@@ -42,6 +42,7 @@ def listed_ids(answer):
 
 class TestMailjet(cc.ConnectorCases):
     NAME = "mj"
+    LIMIT = 15000000
     SECRETS = (KEY, SECRET,
                base64.b64encode(("%s:%s" % (KEY, SECRET)).encode()).decode())
     PERMANENT_WORDS = ("code=mj-0013",)

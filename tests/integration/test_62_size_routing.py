@@ -10,8 +10,11 @@ provider's limit failed for good although a larger one was up.
   answers 413 above 20,000 bytes of request and "big", under the priority
   scheduler with small first: a 40 KB message is refused by small
   (attempt `too_large`, free) and delivered by big; small's limit shown
-  by GET /v1/providers drops below that size, so the next one goes
-  straight to big; a small message still goes to small.
+  by GET /v1/providers drops below that size, learned for an hour
+  (`max_message_bytes_learned_until`, null before), so the next one goes
+  straight to big; a small message still goes to small.  (That the hour
+  ends is tests/unit/test_dispatcher_size.c's: the server's hour is
+  fixed.)
 - The same two with `max_message_bytes` in their sections (announced by
   their agents): a 40 KB message is never offered to small; one over
   both limits fails at once with "too large for every provider: N bytes,
@@ -24,8 +27,10 @@ provider's limit failed for good although a larger one was up.
 Every wait has a deadline (harness wait_for).
 """
 
+import datetime
 import os
 import sys
+import time
 
 import pytest
 
@@ -89,6 +94,7 @@ def outcomes(m):
 def test_413_goes_to_the_larger_provider(make_cluster, fakes):
     small, big = fakes
     c = sendgrid_cluster(make_cluster, small, big)
+    assert c.provider("small")["max_message_bytes_learned_until"] is None
     mid = c.submit(big_message(1))
     c.wait_delivered([mid], timeout=h.scaled(15))
     m = c.msg(mid)
@@ -104,6 +110,13 @@ def test_413_goes_to_the_larger_provider(make_cluster, fakes):
     assert server_max == 25 * 1024 * 1024  # the server's, by default
     # Just under that message's size (its text plus its headers).
     assert BIG_TEXT < p["max_message_bytes"] < BIG_TEXT + 4096, p
+    # Learned, for an hour from the refusal (not until a restart).
+    until = datetime.datetime.strptime(
+        p["max_message_bytes_learned_until"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    left = (until.replace(tzinfo=datetime.timezone.utc).timestamp() -
+            time.time())
+    assert 3600 - h.scaled(60) < left <= 3600, p
+    assert c.provider("big")["max_message_bytes_learned_until"] is None
 
     mid2 = c.submit(big_message(2))
     c.wait_delivered([mid2], timeout=h.scaled(15))

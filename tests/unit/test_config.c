@@ -735,6 +735,56 @@ test_provider_max_bytes(void **state)
 	config_errors_cleanup(&errs);
 }
 
+/*
+ * Each type's documented limit (src/agent/conn_limits.h, the one table),
+ * registered with its section's keys: the default max_message_bytes of a
+ * section of that type.  smtp and maildir have none of their own.  The
+ * figures are spelled out here so that a change to the table is seen.
+ */
+static void
+test_type_default_limits(void **state)
+{
+	static const struct {
+		const char *type;
+		int64_t bytes;
+	} want[] = {
+	    {"mailgun", 25000000}, {"sendgrid", 29999999},
+	    {"ses", 31457280},     {"sparkpost", 20000000},
+	    {"mailjet", 15000000}, {"postmark", 10000000},
+	    {"resend", 40000000},  {"brevo", 20000000},
+	    {"smtp", 0},           {"maildir", 0},
+	};
+	struct config_errors errs = {NULL, 0};
+	struct config *cfg = NULL;
+	size_t i;
+
+	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		const struct config_ptype *pt =
+		    config_ptype_lookup(want[i].type);
+
+		assert_non_null(pt);
+		if (pt->max_message_bytes != want[i].bytes)
+			fail_msg("%s: %lld, want %lld", want[i].type,
+				 (long long)pt->max_message_bytes,
+				 (long long)want[i].bytes);
+	}
+	/* A section without the key takes its type's; with it, its own. */
+	assert_int_equal(config_load_string("[provider.p]\n"
+					    "type = postmark\n"
+					    "server_token_file = env:PM\n"
+					    "[provider.q]\n"
+					    "type = postmark\n"
+					    "server_token_file = env:PM\n"
+					    "max_message_bytes = 5000000\n",
+					    "t.ini", &cfg, &errs),
+			 0);
+	assert_int_equal(config_provider_max_bytes(config_provider(cfg, "p")),
+			 10000000);
+	assert_int_equal(config_provider_max_bytes(config_provider(cfg, "q")),
+			 5000000);
+	config_free(cfg);
+}
+
 /* Writes text as DIR/name and returns the path. */
 static char *
 dir_file(const char *dir, const char *name, const char *text)
@@ -1076,6 +1126,7 @@ main(void)
 	    cmocka_unit_test(test_agent_secret),
 	    cmocka_unit_test(test_registered_type),
 	    cmocka_unit_test(test_provider_max_bytes),
+	    cmocka_unit_test(test_type_default_limits),
 	    cmocka_unit_test(test_runtime_errors),
 	    cmocka_unit_test(test_runtime_agent_secret),
 	    cmocka_unit_test(test_runtime_secret_modes),

@@ -6,7 +6,8 @@
  * scheduler prefers; one no known provider can take fails at once with a
  * clear error; a too_large answer is a free attempt on record, lowers the
  * provider's limit below that size, and sends the message to a provider
- * that can take it, or fails it when none can.  Until 2026-11-30 the 413
+ * that can take it, or fails it when none can; a learned limit holds for an
+ * hour, then the registration's is back.  Until 2026-11-30 the 413
  * of a provider with a small limit failed the message for good although a
  * provider with a larger one was up.
  * The fixture (a real store, fake agents on socketpairs) is
@@ -29,6 +30,7 @@
 
 #include "fixture_dispatcher.h"
 
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,6 +119,69 @@ test_too_large_goes_elsewhere(void **state)
 	registry_set_announced(f->p[0], 0);
 	assert_int_equal(f->p[0]->max_message_bytes,
 			 (uint64_t)f->cfg->max_message_bytes);
+}
+
+static bool
+limit_is(struct fixture *f, void *arg)
+{
+	return f->p[0]->max_message_bytes == *(const uint64_t *)arg;
+}
+
+/*
+ * A learned limit heals: a too_large answer lowers a's limit for
+ * learned_limit_ms (an hour, shortened here), then a's limit is its
+ * registration's again (its HELLO's 5,000 here, not the file's), the
+ * next message of that size is offered to a again, and a second refusal
+ * lowers it again.  A new registration forgets a learned limit at once.
+ * Until 2026-11-30 a learned limit held until the agent registered again:
+ * one misjudged 413 shrank a provider for days.
+ */
+static void
+test_learned_limit_expires(void **state)
+{
+	struct fixture *f = *state;
+	struct provider *a = f->p[0];
+	uint64_t announced = 5000, learned = BIG_BODY + 14 - 1;
+	int64_t before;
+
+	f->d->learned_limit_ms = 300;
+	a->file_max_bytes = (uint64_t)f->cfg->max_message_bytes;
+	registry_set_announced(a, announced);
+	link_agent(f, 0);
+	link_agent(f, 1);
+	dispatcher_heartbeat(f->d, a, LINK_HEALTH_OK, 0);
+	submit_sized(f, now_ms(), BIG_BODY);
+	wait_jobs(f, 0, 1);
+	dispatcher_heartbeat(f->d, f->p[1], LINK_HEALTH_OK, 0);
+	before = now_ms();
+	dispatcher_result(f->d, a, f->fa[0].job_ids[0], f->ids[0],
+			  OUTCOME_TOO_LARGE, NULL, "413 from a proxy");
+	assert_int_equal(a->max_message_bytes, learned);
+	/* Shown by GET /v1/providers: learned, until then. */
+	assert_true(a->limit_learned_until_ms >= before + 300);
+	assert_true(a->limit_learned_until_ms <= now_ms() + 300);
+	wait_jobs(f, 1, 1);
+	dispatcher_result(f->d, f->p[1], f->fa[1].job_ids[0], f->ids[0],
+			  OUTCOME_DELIVERED, "id-b", NULL);
+	wait_count(f, MSG_DELIVERED, 1);
+
+	/* The hour is over: the registration's limit, not the file's. */
+	run_until(f, limit_is, &announced, 3000);
+	assert_int_equal(a->limit_learned_until_ms, 0);
+	submit_sized(f, now_ms(), BIG_BODY);
+	wait_jobs(f, 0, 2);
+	assert_string_equal(f->fa[0].msg_ids[1], f->ids[1]);
+	dispatcher_result(f->d, a, f->fa[0].job_ids[1], f->ids[1],
+			  OUTCOME_TOO_LARGE, NULL, "413 again");
+	assert_int_equal(a->max_message_bytes, learned);
+	assert_true(a->limit_learned_until_ms > 0);
+	wait_jobs(f, 1, 2);
+
+	/* A new registration forgets it at once, and its timer with it. */
+	registry_set_announced(a, 0);
+	assert_int_equal(a->max_message_bytes, a->file_max_bytes);
+	assert_int_equal(a->limit_learned_until_ms, 0);
+	assert_false(evtimer_pending(a->limit_timer, NULL));
 }
 
 /* Shrinks every provider known (c is configured, never linked). */
@@ -233,6 +298,8 @@ main(void)
 					    setup_size, teardown),
 	    cmocka_unit_test_setup_teardown(test_announced_limit, setup_size,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_learned_limit_expires,
+					    setup_size, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
