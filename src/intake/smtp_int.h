@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "intake/message.h"
 #include "intake/smtp_auth.h"
+#include "intake/smtp_guard.h"
 #include "intake/smtp_proto.h"
 #include "intake/smtp_session.h"
 
@@ -40,6 +41,7 @@ enum smtp_rl {
 	SMTP_RL_BAD_COMMANDS, /* smtp_max_bad_commands reached */
 	SMTP_RL_RELAY,        /* MAIL without trust or AUTH */
 	SMTP_RL_AUTH,         /* a wrong user or password */
+	SMTP_RL_AUTH_WAIT,    /* a client made to wait (smtp_guard.h) */
 	SMTP_RL_TOO_LARGE,    /* a message over max_message_bytes */
 	SMTP_RL_BUDGET,       /* smtp_data_budget_bytes spent */
 	SMTP_RL_TIMEOUT,      /* idle or session limit */
@@ -87,6 +89,7 @@ struct smtp_server {
 	unsigned in_data;            /* sessions reading a message */
 	size_t data_mem;       /* bytes held by message buffers, all sessions */
 	struct workq *auth_wq; /* password checks, off the loop */
+	struct smtp_guard *guard; /* failed checks per client */
 	bool draining;
 	struct log_rl rl[SMTP_RL_N]; /* see enum smtp_rl */
 };

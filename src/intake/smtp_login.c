@@ -11,7 +11,10 @@
  * its answer, and a client gone meanwhile is freed when it comes.  A
  * failure is 535 5.7.8 and counts as a bad command, so guessing ends the
  * session after smtp_max_bad_commands; the one worker also serialises
- * guesses from every session.  A PLAIN authorization identity other than
+ * guesses from every session.  Across sessions a client's failures earn it
+ * waits (smtp_guard.h): past SMTP_GUARD_FREE, an AUTH in its wait gets
+ * 454 4.7.0 without a check (so without the worker's time) and counts as
+ * a bad command.  A PLAIN authorization identity other than
  * the user is such a failure too (RFC 4954 section 6: credentials the
  * server will not take), sent down the same path without a password
  * check.  AUTH is an ESMTP extension: after HELO it is 503 5.5.1, as
@@ -41,7 +44,8 @@ struct auth_job {
 	struct smtp_users *users; /* a reference of its own */
 	char user[SMTP_AUTH_FIELD_MAX + 1];
 	char pass[SMTP_AUTH_FIELD_MAX + 1];
-	bool deny; /* refused before any check (another authzid) */
+	uint8_t client[16]; /* its client's key, for the guard */
+	bool deny;          /* refused before any check (another authzid) */
 	bool ok;
 };
 
@@ -71,9 +75,19 @@ auth_done(void *arg)
 	    535, "5.7.8", "Authentication credentials invalid"};
 	struct auth_job *j = arg;
 	struct smtp_session *ss = j->ss;
+	int64_t wait = 0;
 	size_t i;
 
 	smtp_users_free(j->users);
+	if (j->ok)
+		smtp_guard_succeeded(ss->srv->guard, j->client);
+	else if (!j->deny)
+		wait = smtp_guard_failed(ss->srv->guard, j->client, mono_ms());
+	if (wait > 0)
+		log_warnx_rl(&ss->srv->rl[SMTP_RL_AUTH_WAIT], SMTP_RL_MS,
+			     "- smtp auth_penalty peer=%s wait_ms=%lld "
+			     "reason=\"too many failed AUTH from this client\"",
+			     ss->peer, (long long)wait);
 	if (!ss->gone) {
 		if (j->ok) {
 			ss->authed = true;
@@ -117,9 +131,27 @@ static void
 auth_check(struct smtp_session *ss, const char *user, const char *pass,
 	   bool deny)
 {
-	struct auth_job *j = xcalloc(1, sizeof(*j));
+	static const struct smtp_reply later = {
+	    454, "4.7.0", "Temporary authentication failure, try later"};
+	struct auth_job *j;
+	int64_t wait;
 
+	wait = smtp_guard_wait(ss->srv->guard, ss->client->key, mono_ms());
+	if (wait > 0) {
+		/* No check: the client's failures earned it a wait. */
+		log_warnx_rl(&ss->srv->rl[SMTP_RL_AUTH_WAIT], SMTP_RL_MS,
+			     "- smtp auth_refused peer=%s wait_ms=%lld "
+			     "reason=\"too many failed AUTH from this client\"",
+			     ss->peer, (long long)wait);
+		ss->auth_step = AUTH_NONE;
+		if (ss->state == SMTP_STATE_AUTH)
+			smtp__set_state(ss, SMTP_STATE_CMD);
+		smtp__reply_bad(ss, &later);
+		return;
+	}
+	j = xcalloc(1, sizeof(*j));
 	j->ss = ss;
+	memcpy(j->client, ss->client->key, sizeof(j->client));
 	j->deny = deny;
 	j->users = smtp_users_ref(ss->srv->users);
 	snprintf(j->user, sizeof(j->user), "%s", user);

@@ -285,6 +285,7 @@ smtp_server_set_users(struct smtp_server *s, struct smtp_users *u)
 		s->auth_wq = workq_new(s->base, 1);
 		if (s->auth_wq == NULL)
 			fatalx("- smtp cannot start the AUTH worker");
+		s->guard = smtp_guard_new();
 	}
 }
 
@@ -346,6 +347,7 @@ smtp_server_free(struct smtp_server *s)
 	if (s->retry != NULL)
 		event_free(s->retry);
 	smtp_users_free(s->users);
+	smtp_guard_free(s->guard);
 	cidr_list_free(s->trusted);
 	free(s);
 }

@@ -3,7 +3,8 @@ certificate made by openssl at test time: STARTTLS (and the plain-text
 commands pipelined after it dropped, CVE-2011-0411), implicit TLS on
 smtps_listen, a new certificate taken on SIGHUP; AUTH PLAIN and LOGIN
 offered only after STARTTLS, success and failure (535, counted as a bad
-command), relay refused without it (530), and AUTH without TLS only on
+command), a client's failures across sessions earning it waits (454 with
+no check), relay refused without it (530), and AUTH without TLS only on
 loopback with smtp_allow_plain_auth."""
 
 import base64
@@ -160,6 +161,42 @@ def test_auth_failures_end_the_session(tls_relay):
         codes.append(code)
     assert codes == [535, 535, 535, 421], codes
     s.close()
+
+
+def auth_from(c, source, password, tries=1):
+    """AUTH PLAIN `tries` times in one STARTTLS session from the loopback
+    address source; the reply codes."""
+    s = smtplib.SMTP("127.0.0.1", c.smtp_port, timeout=h.scaled(10),
+                     source_address=(source, 0))
+    try:
+        s.starttls(context=context(c.cert))
+        s.ehlo("client.example")
+        return [s.docmd("AUTH", "PLAIN " + plain_b64("", USER, password))[0]
+                for _ in range(tries)]
+    finally:
+        s.close()
+
+
+def test_guessing_across_sessions_earns_waits(tls_relay):
+    """Ten failed checks from one client are free; the eleventh earns a
+    2 s wait, in which even the right password gets 454 4.7.0 without a
+    check (the AUTH worker's time is not the guesser's), while another
+    client is served at once; after the wait the right password works."""
+    c = tls_relay
+    guesser, other = "127.0.0.5", "127.0.0.6"
+    codes = []
+    for n in range(5):  # two a session: under smtp_max_bad_commands
+        codes += auth_from(c, guesser, "guess-%d" % n, tries=2)
+    codes += auth_from(c, guesser, "guess-last")  # earns the wait
+    assert codes == [535] * 11, codes
+    assert auth_from(c, guesser, PASSWORD) == [454]
+    assert auth_from(c, other, PASSWORD) == [235]
+    h.wait_for(lambda: auth_from(c, guesser, PASSWORD) == [235], 10,
+               "the guesser's wait to end")
+    with open(c.server.log_path, "rb") as f:
+        log = f.read()
+    assert log.count(b"auth_penalty") + log.count(b"auth_refused") <= 2, log
+    assert b"guess-" not in log and PASSWORD.encode() not in log
 
 
 def plain_b64(authz, user, password):
