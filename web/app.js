@@ -46,6 +46,43 @@ function fmtTime(s) {
   return isNaN(d) ? String(s) : d.toLocaleString();
 }
 
+// A size in bytes as people read it, as `shivneri providers` writes it
+// (src/cli/providers.c, human_bytes): whole MiB or KiB when exact (the
+// server's default limit is 25 MiB), whole MB or kB when exact (providers
+// document theirs so), else MB or kB with one decimal, rounded down so a
+// limit is never overstated.  Anything but a number is shown as it is.
+function fmtBytes(b) {
+  if (b === null || b === undefined) return "-";
+  if (typeof b !== "number" || !Number.isInteger(b) || b < 0) return String(b);
+  const KiB = 1024;
+  const MiB = 1024 * 1024;
+  const dec = (n, unit) => Math.floor(b / n) + "." + Math.floor((b % n) / (n / 10)) + " " + unit;
+  if (b >= MiB && b % MiB === 0) return b / MiB + " MiB";
+  if (b >= 1e6 && b % 1e6 === 0) return b / 1e6 + " MB";
+  if (b >= 1e6) return dec(1e6, "MB");
+  if (b >= KiB && b % KiB === 0) return b / KiB + " KiB";
+  if (b >= 1000 && b % 1000 === 0) return b / 1000 + " kB";
+  if (b >= 1000) return dec(1000, "kB");
+  return b + " B";
+}
+
+// "HH:MM" of an RFC 3339 time, in the browser's time zone.
+function fmtClock(s) {
+  const d = new Date(s);
+  if (isNaN(d)) return String(s);
+  const two = (n) => String(n).padStart(2, "0");
+  return two(d.getHours()) + ":" + two(d.getMinutes());
+}
+
+// GET /v1/providers' link_tls: true, false, or null while no agent is
+// linked.
+function fmtLink(tls) {
+  if (tls === true) return "TLS";
+  if (tls === false) return "plain (no TLS)";
+  if (tls === null || tls === undefined) return "no agent linked";
+  return String(tls);
+}
+
 function fmtAgo(ms) {
   if (ms === null || ms === undefined) return "never";
   if (ms < 1000) return ms + " ms ago";
@@ -408,11 +445,29 @@ function viewBoard(main) {
       row("failed", p.failed, "failed"),
       row("last heartbeat", fmtAgo(p.last_heartbeat_ms_ago), "heartbeat"),
       p.paused_until ? row("paused until", fmtTime(p.paused_until)) : null,
+      row("link", fmtLink(p.link_tls), "link"),
+      sizeRow(p),
       el("div", { class: "spark-wrap" }, sparkline(p.name), el("span", { class: "spark-label" }, "deliveries per 10 s, last 5 min")),
       el("div", { class: "actions" }, btn),
     );
   }
 
+  // The size limit; while one learned from a too_large answer holds,
+  // until when (the whole time in its tooltip).
+  function sizeRow(p) {
+    const v = el("span", { class: "v", title: p.max_message_bytes + " bytes" }, fmtBytes(p.max_message_bytes));
+    if (p.max_message_bytes_learned_until)
+      v.append(
+        el(
+          "span",
+          { class: "learned", title: fmtTime(p.max_message_bytes_learned_until) },
+          "lowered until " + fmtClock(p.max_message_bytes_learned_until) + " (a too_large answer)",
+        ),
+      );
+    return el("div", { class: "kv size-limit" + (p.max_message_bytes_learned_until ? " lowered" : "") }, el("span", { class: "k" }, "size limit"), v);
+  }
+
+  // provider.* takes in provider.limit_learned and provider.limit_restored.
   const stop = follow(
     refresh,
     150,

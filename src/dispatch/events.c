@@ -42,6 +42,8 @@ static const char *const type_names[EV_NTYPES] = {
     [EV_PROVIDER_PAUSED] = "provider.paused",
     [EV_PROVIDER_DISABLED] = "provider.disabled",
     [EV_PROVIDER_ENABLED] = "provider.enabled",
+    [EV_PROVIDER_LIMIT_LEARNED] = "provider.limit_learned",
+    [EV_PROVIDER_LIMIT_RESTORED] = "provider.limit_restored",
 };
 
 const char *
@@ -278,6 +280,14 @@ format_provider(const struct ev_rec *r, struct buf *b)
 		rc = add_str(b, "reason", r->text);
 	if (rc == 0 && r->type == EV_PROVIDER_PAUSED && r->until_ms > 0)
 		rc = add_str(b, "paused_until",
+			     rfc3339(r->until_ms, ts, sizeof(ts)));
+	/* Named as in GET /v1/providers, so a client updates one field. */
+	if (rc == 0 && (r->type == EV_PROVIDER_LIMIT_LEARNED ||
+			r->type == EV_PROVIDER_LIMIT_RESTORED))
+		rc = buf_appendf(b, ",\"max_message_bytes\":%" PRIu64,
+				 r->max_bytes);
+	if (rc == 0 && r->type == EV_PROVIDER_LIMIT_LEARNED && r->until_ms > 0)
+		rc = add_str(b, "max_message_bytes_learned_until",
 			     rfc3339(r->until_ms, ts, sizeof(ts)));
 	return rc;
 }

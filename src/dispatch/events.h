@@ -38,8 +38,12 @@ enum ev_type {
 	EV_PROVIDER_PAUSED,   /* throttled, until until_ms */
 	EV_PROVIDER_DISABLED, /* an operator's drain */
 	EV_PROVIDER_ENABLED,  /* the drain lifted */
+	/* A too_large answer lowered the limit, until until_ms (wall ms). */
+	EV_PROVIDER_LIMIT_LEARNED,
+	/* A learned limit's time is over: the registration's again. */
+	EV_PROVIDER_LIMIT_RESTORED,
 };
-#define EV_NTYPES (EV_PROVIDER_ENABLED + 1)
+#define EV_NTYPES (EV_PROVIDER_LIMIT_RESTORED + 1)
 
 /* True for the message.* types, false for the provider.* ones. */
 #define EV_IS_MESSAGE(t) ((t) <= EV_MSG_FAILED)
@@ -54,10 +58,16 @@ struct ev_rec {
 	int type;      /* enum ev_type */
 	char id[32];   /* the message's public id; "" for provider events */
 	char provider[LINK_NAME_MAX + 1];
-	int outcome;      /* EV_MSG_ATTEMPT: enum outcome; else -1 */
-	int attempt;      /* EV_MSG_ATTEMPT: its number; delivered, failed: the
-			     message's attempts so far; else 0 */
-	int64_t until_ms; /* EV_PROVIDER_PAUSED: paused until (wall ms) */
+	int outcome; /* EV_MSG_ATTEMPT: enum outcome; else -1 */
+	int attempt; /* EV_MSG_ATTEMPT: its number; delivered, failed: the
+			message's attempts so far; else 0 */
+	/*
+	 * EV_PROVIDER_PAUSED: paused until; EV_PROVIDER_LIMIT_LEARNED: the
+	 * learned limit holds until (wall ms).
+	 */
+	int64_t until_ms;
+	/* EV_PROVIDER_LIMIT_*: the provider's size limit after the change. */
+	uint64_t max_bytes;
 	/*
 	 * Provider events: the state as GET /v1/providers shows it after
 	 * the change ("up", "paused", "down", "disabled"); "" for messages.
@@ -122,6 +132,9 @@ const char *events_type_name(int type);
  *    "provider":"...","outcome":"transient","attempt":2,"detail":"..."}
  *   {"seq":N,"type":"provider.down","at":"...","provider":"...",
  *    "state":"down","reason":"..."}
+ *   {"seq":N,"type":"provider.limit_learned","at":"...","provider":"...",
+ *    "state":"up","max_message_bytes":N,
+ *    "max_message_bytes_learned_until":"..."}
  * 0 or -E2BIG (the buf's cap; nothing appended then).
  */
 int events_format_json(const struct ev_rec *r, struct buf *out)

@@ -62,6 +62,28 @@ publish_provider(struct dispatcher *d, const struct provider *p, int type)
 	events_publish(d->events, &r);
 }
 
+/*
+ * p's size limit changed (learned from a too_large answer, or restored):
+ * its event, with the limit in force and, while learned, until when.  No
+ * reason: the state did not change, and a down reason would mislead.
+ */
+static void
+publish_limit(struct dispatcher *d, const struct provider *p, int type)
+{
+	struct ev_rec r;
+
+	if (d->events == NULL)
+		return;
+	memset(&r, 0, sizeof(r));
+	r.type = type;
+	r.outcome = -1;
+	snprintf(r.provider, sizeof(r.provider), "%s", p->name);
+	snprintf(r.state, sizeof(r.state), "%s", provider_state_name(p));
+	r.until_ms = p->limit_learned_until_ms;
+	r.max_bytes = p->max_message_bytes;
+	events_publish(d->events, &r);
+}
+
 static int
 state_event(int state)
 {
@@ -262,6 +284,7 @@ limit_cb(evutil_socket_t fd, short what, void *arg)
 		 p->name, p->max_message_bytes, p->registered_max_bytes);
 	p->max_message_bytes = p->registered_max_bytes;
 	p->limit_learned_until_ms = 0;
+	publish_limit(p->dispatcher, p, EV_PROVIDER_LIMIT_RESTORED);
 	dispatch__refresh(p->dispatcher, p);
 	dispatch__schedule_pump(p->dispatcher);
 }
@@ -279,6 +302,7 @@ dispatch__provider_too_large(struct dispatcher *d, struct provider *p,
 		p->limit_timer = dispatch__xevent_new(d->base, limit_cb, p);
 	p->limit_learned_until_ms = now_ms() + d->learned_limit_ms;
 	dispatch__timer_start(p->limit_timer, d->learned_limit_ms);
+	publish_limit(d, p, EV_PROVIDER_LIMIT_LEARNED);
 }
 
 /* The watchdog is re-armed by every heartbeat: firing means silence. */

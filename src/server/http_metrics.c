@@ -1,11 +1,11 @@
 /*
  * GET /metrics: the Prometheus text exposition (format 0.0.4) of the
  * store's counts, the dispatcher's queues, the oldest queued message's
- * age, and every provider's state, in-flight jobs, heartbeat age and
- * counters.  The oldest queued message is the one thing asked of the store
- * (one index seek, store_oldest_queued); the answer is built in its
- * callback, where everything else is read on the loop thread from plain
- * fields the dispatcher and registry already keep (the attempt and
+ * age, and every provider's state, in-flight jobs, heartbeat age, size
+ * limit, link (TLS or not) and counters.  The oldest queued message is the one
+ * thing asked of the store (one index seek, store_oldest_queued); the answer is
+ * built in its callback, where everything else is read on the loop thread from
+ * plain fields the dispatcher and registry already keep (the attempt and
  * message counters move in record.c once a store write is durable), so a
  * scrape takes no lock and the hot path pays one increment per durable
  * write.  Series exist per provider the registry
@@ -247,6 +247,54 @@ metrics_hists(struct http_front *f, struct evbuffer *out, bool *bad)
 	}
 }
 
+/*
+ * What GET /v1/providers says of a provider's size limit and link:
+ * max_message_bytes, max_message_bytes_learned_until (as a Unix time, 0
+ * while none is learned) and link_tls (no sample while no agent is
+ * linked, as the API's null).
+ */
+static void
+metrics_limits(struct http_front *f, struct evbuffer *out, bool *bad)
+{
+	size_t i, n = registry_count(f->reg);
+	struct provider *p;
+
+	metrics_head(bad, out, "shivneri_provider_max_message_bytes", "gauge",
+		     "The largest message (bytes) the provider is offered "
+		     "now: its registration's limit, or lower while one "
+		     "learned from a too_large answer holds.");
+	for (i = 0; i < n; i++) {
+		p = registry_at(f->reg, i);
+		metrics_sample(bad, out, "shivneri_provider_max_message_bytes",
+			       p, "", p->max_message_bytes);
+	}
+	metrics_head(bad, out,
+		     "shivneri_provider_limit_learned_until_timestamp_seconds",
+		     "gauge",
+		     "Unix time until which a size limit learned from a "
+		     "too_large answer holds; 0 while none does.");
+	for (i = 0; i < n; i++) {
+		p = registry_at(f->reg, i);
+		metrics_sample(
+		    bad, out,
+		    "shivneri_provider_limit_learned_until_timestamp_seconds",
+		    p, "",
+		    p->limit_learned_until_ms > 0
+			? (uint64_t)(p->limit_learned_until_ms + 999) / 1000
+			: 0);
+	}
+	metrics_head(bad, out, "shivneri_provider_link_tls", "gauge",
+		     "1 when the agent's link runs over TLS, 0 when not "
+		     "(providers without a linked agent are left out).");
+	for (i = 0; i < n; i++) {
+		p = registry_at(f->reg, i);
+		if (p->conn == NULL)
+			continue;
+		metrics_sample(bad, out, "shivneri_provider_link_tls", p, "",
+			       p->link_tls ? 1 : 0);
+	}
+}
+
 static void
 metrics_providers(struct http_front *f, struct evbuffer *out, bool *bad)
 {
@@ -277,6 +325,7 @@ metrics_providers(struct http_front *f, struct evbuffer *out, bool *bad)
 		metrics_printf(bad, out, "\"} %.3f\n",
 			       (double)(now - p->last_heartbeat_mono) / 1000.0);
 	}
+	metrics_limits(f, out, bad);
 	metrics_counters(f, out, bad);
 	metrics_hists(f, out, bad);
 	metrics_printf(bad, out,

@@ -110,6 +110,79 @@ def test_providers(cl):
                    "maildir" in ln for ln in lines), r.stdout
 
 
+def column(out, name, provider):
+    """The word under heading name (a left-aligned column) on provider's
+    line of a `shivneri providers` table."""
+    lines = out.splitlines()
+    row = [ln for ln in lines[1:] if ln.split()[:1] == [provider]]
+    assert len(row) == 1, out
+    at = lines[0].index(" %s " % name) + 1
+    return row[0][at:].split(" ", 1)[0] if name != "MAX_SIZE" else \
+        " ".join(row[0][at:].split()[:2])
+
+
+def test_providers_link_and_size(cl):
+    """The agent's link and the size limit, as GET /v1/providers has
+    them: linked in clear on loopback, the server's 25 MiB, none
+    lowered."""
+    r = run("providers", "--url", cl.url)
+    assert r.returncode == 0, r
+    for name in ("a", "b"):
+        assert column(r.stdout, "LINK", name) == "plain", r.stdout
+        assert column(r.stdout, "MAX_SIZE", name) == "25 MiB", r.stdout
+        assert column(r.stdout, "LOWERED_UNTIL", name) == "-", r.stdout
+    # The older columns keep their places: the new ones come before REASON.
+    head = r.stdout.splitlines()[0].split()
+    assert head[:8] == ["NAME", "TYPE", "STATE", "IN_FLIGHT", "DELIVERED",
+                        "FAILED", "LAST_HEARTBEAT", "PAUSED_UNTIL"], head
+    assert head[-1] == "REASON", head
+
+
+def test_providers_units_tls_and_lowered():
+    """Every shape of the three fields, from a stand-in server: a TLS
+    link, no agent linked (null), sizes in MiB, MB, KiB, kB and rounded
+    down, and a lowered limit's time; --json keeps them as they are."""
+    from test_99b_ops_config_hostile import FakeApi
+    import json
+    until = "2026-11-30T23:15:00.000Z"
+    provs = [
+        {"name": "t", "state": "up", "link_tls": True,
+         "max_message_bytes": 26214400,
+         "max_message_bytes_learned_until": None},
+        {"name": "n", "state": "down", "link_tls": None,
+         "max_message_bytes": 20000000,
+         "max_message_bytes_learned_until": None},
+        {"name": "s", "state": "up", "link_tls": False,
+         "max_message_bytes": 29999999,
+         "max_message_bytes_learned_until": None},
+        {"name": "l", "state": "up", "link_tls": False,
+         "max_message_bytes": 40013,
+         "max_message_bytes_learned_until": until},
+        {"name": "k", "state": "up", "link_tls": False,
+         "max_message_bytes": 2048},
+        {"name": "d", "state": "up", "max_message_bytes": 5000},
+    ]
+    fake = FakeApi({"/v1/providers": (200, json.dumps(
+        {"providers": provs}).encode())})
+    try:
+        r = run("providers", "--url", fake.url)
+        j = run("providers", "--json", "--url", fake.url)
+    finally:
+        fake.close()
+    assert r.returncode == 0, r
+    want = {"t": ("tls", "25 MiB", "-"), "n": ("-", "20 MB", "-"),
+            "s": ("plain", "29.9 MB", "-"),
+            "l": ("plain", "40.0 kB", until), "k": ("plain", "2 KiB", "-"),
+            "d": ("-", "5 kB", "-")}
+    for name, (link, size, lowered) in want.items():
+        got = (column(r.stdout, "LINK", name),
+               column(r.stdout, "MAX_SIZE", name),
+               column(r.stdout, "LOWERED_UNTIL", name))
+        assert got == (link, size, lowered), (name, r.stdout)
+    assert j.returncode == 0, j
+    assert json.loads(j.stdout)["providers"] == provs, j.stdout
+
+
 def test_queue(cl):
     r = run("queue", "--url", cl.url)
     assert r.returncode == 0, r

@@ -16,6 +16,7 @@ import os
 import select
 import socket
 import struct
+import subprocess
 import threading
 import time
 
@@ -194,6 +195,24 @@ def maildir_bodies(c):
     return out
 
 
+def link_shown_everywhere(c, tls):
+    """What the API says of the link, /metrics and `shivneri providers`
+    say too (a 0/1 gauge; a LINK column)."""
+    r = c.get("/metrics")
+    assert r.status == 200, r
+    want = 'shivneri_provider_link_tls{provider="a"} %d' % (1 if tls else 0)
+    assert want in r.body.decode().split("\n"), r.body.decode()
+    out = subprocess.run([h.BIN, "providers", "--url",
+                          "http://127.0.0.1:%d" % c.http_port],
+                         capture_output=True, timeout=h.scaled(30))
+    assert out.returncode == 0, out
+    lines = out.stdout.decode().splitlines()
+    row = [ln for ln in lines[1:] if ln.split()[:1] == ["a"]][0]
+    # A left-aligned column starts where its heading does.
+    at = lines[0].index(" LINK ") + 1
+    assert row[at:].split()[0] == ("tls" if tls else "plain"), lines
+
+
 def record_one_message(make_cluster, tls):
     """One message sent through the recording proxy on a link with
     agent_tls = tls; the cluster, the agent and what the proxy saw."""
@@ -202,6 +221,7 @@ def record_one_message(make_cluster, tls):
         agent = agent_via(c, proxy)
         c.wait_state("a", "up")
         assert c.provider("a")["link_tls"] is (tls == "required")
+        link_shown_everywhere(c, tls == "required")
         mid = c.submit(secret_message())
         c.wait_delivered([mid])
         recorded = proxy.recorded()

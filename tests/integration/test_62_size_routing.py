@@ -12,7 +12,9 @@ provider's limit failed for good although a larger one was up.
   (attempt `too_large`, free) and delivered by big; small's limit shown
   by GET /v1/providers drops below that size, learned for an hour
   (`max_message_bytes_learned_until`, null before), so the next one goes
-  straight to big; a small message still goes to small.  (That the hour
+  straight to big; a small message still goes to small.  The learned
+  limit is told by a `provider.limit_learned` event and shown by /metrics
+  and `shivneri providers` too.  (That the hour
   ends is tests/unit/test_dispatcher_size.c's: the server's hour is
   fixed.)
 - The same two with `max_message_bytes` in their sections (announced by
@@ -29,6 +31,7 @@ Every wait has a deadline (harness wait_for).
 
 import datetime
 import os
+import subprocess
 import sys
 import time
 
@@ -40,6 +43,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "fakes"))
 import fake_sendgrid  # noqa: E402
 import smtp_fake  # noqa: E402
+from test_91_events import Sse  # noqa: E402
 
 KEY = "SG.size-routing-62-key"
 SMALL_REQUEST = 20000  # bytes of request the small stand-in takes
@@ -91,12 +95,58 @@ def outcomes(m):
     return [(a["provider"], a["outcome"]) for a in m["attempts"]]
 
 
+def learned_shown_everywhere(c, stream, p):
+    """A learned limit, as GET /v1/providers has it (p), is told by a
+    provider.limit_learned event and shown by /metrics and
+    `shivneri providers` (docs/http-api.md)."""
+    evs = stream.wait(lambda evs: [e for e in evs if e["event"] ==
+                                   "provider.limit_learned"],
+                      "a provider.limit_learned event")
+    ev = [e["data"] for e in evs if e["event"] == "provider.limit_learned"]
+    assert len(ev) == 1, ev
+    assert ev[0]["provider"] == "small" and ev[0]["state"] == "up", ev
+    assert ev[0]["max_message_bytes"] == p["max_message_bytes"], (ev, p)
+    assert ev[0]["max_message_bytes_learned_until"] == \
+        p["max_message_bytes_learned_until"], (ev, p)
+    until = datetime.datetime.strptime(
+        p["max_message_bytes_learned_until"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    until = until.replace(tzinfo=datetime.timezone.utc).timestamp()
+    r = c.get("/metrics")
+    assert r.status == 200, r
+    lines = r.body.decode().split("\n")
+    assert 'shivneri_provider_max_message_bytes{provider="small"} %d' % \
+        p["max_message_bytes"] in lines, lines
+    assert 'shivneri_provider_max_message_bytes{provider="big"} %d' % \
+        (25 * 1024 * 1024) in lines, lines
+    got = [ln for ln in lines if ln.startswith(
+        'shivneri_provider_limit_learned_until_timestamp_seconds'
+        '{provider="small"} ')]
+    assert len(got) == 1 and 0 <= float(got[0].split()[1]) - until < 1, got
+    assert 'shivneri_provider_limit_learned_until_timestamp_seconds' \
+        '{provider="big"} 0' in lines, lines
+    out = subprocess.run([h.BIN, "providers", "--url",
+                          "http://127.0.0.1:%d" % c.http_port],
+                         capture_output=True, text=True,
+                         timeout=h.scaled(30))
+    assert out.returncode == 0, out
+    head = out.stdout.splitlines()[0]
+    row = [ln for ln in out.stdout.splitlines() if ln.startswith("small ")]
+    at = head.index(" LOWERED_UNTIL ") + 1
+    assert row[0][at:].split()[0] == p["max_message_bytes_learned_until"], \
+        out.stdout
+
+
 def test_413_goes_to_the_larger_provider(make_cluster, fakes):
     small, big = fakes
     c = sendgrid_cluster(make_cluster, small, big)
     assert c.provider("small")["max_message_bytes_learned_until"] is None
-    mid = c.submit(big_message(1))
-    c.wait_delivered([mid], timeout=h.scaled(15))
+    stream = Sse(c.http_port)
+    try:
+        mid = c.submit(big_message(1))
+        c.wait_delivered([mid], timeout=h.scaled(15))
+        learned_shown_everywhere(c, stream, c.provider("small"))
+    finally:
+        stream.close()
     m = c.msg(mid)
     assert m["provider"] == "big", m
     assert outcomes(m) == [("small", "too_large"), ("big", "delivered")], m

@@ -227,6 +227,10 @@ def test_counters_move_as_mail_flows(make_cluster):
     assert types["shivneri_provider_state"] == "gauge"
     assert "shivneri_queue_memory" not in types
     assert types["shivneri_queue_messages"] == "gauge"
+    for fam in ("shivneri_provider_max_message_bytes",
+                "shivneri_provider_limit_learned_until_timestamp_seconds",
+                "shivneri_provider_link_tls"):
+        assert types[fam] == "gauge", fam
     assert value(s, "shivneri_build_info") == 1
     for p in ("a", "b"):
         assert state_of(s, p) == "up"
@@ -234,6 +238,14 @@ def test_counters_move_as_mail_flows(make_cluster):
                      state="closed") == 1
         assert value(s, "shivneri_provider_heartbeat_age_seconds",
                      provider=p) >= 0
+        # The size limit and the link, as GET /v1/providers says them.
+        api = c.provider(p)
+        assert value(s, "shivneri_provider_max_message_bytes",
+                     provider=p) == api["max_message_bytes"] == 25 * 1024**2
+        assert value(s, "shivneri_provider_limit_learned_until_"
+                     "timestamp_seconds", provider=p) == 0
+        assert value(s, "shivneri_provider_link_tls", provider=p) == 0
+        assert api["link_tls"] is False, api
         for o in ("delivered", "permanent", "transient", "throttled",
                   "account", "ambiguous", "lost"):
             assert value(s, "shivneri_attempts_total", provider=p,
@@ -309,6 +321,13 @@ def test_counters_move_as_mail_flows(make_cluster):
     c.agents["a"].kill9()
     wait_metric(c, lambda s: state_of(s, "a") == "down",
                 "a down in /metrics")
+    # Its link gone too: no link_tls sample, as the API's null.
+    s = wait_metric(c, lambda s: not [1 for n, lab, _ in s
+                                      if n == "shivneri_provider_link_tls"
+                                      and lab.get("provider") == "a"],
+                    "no link_tls of a in /metrics")
+    assert c.provider("a")["link_tls"] is None
+    assert value(s, "shivneri_provider_link_tls", provider="b") == 0
 
 
 def test_failing_provider_counts_transient(make_cluster):

@@ -272,6 +272,23 @@ def test_key_once_and_board(cl, br):
 
 
 @needs_browser
+def test_board_shows_link_and_size(cl, br):
+    """Each card says what GET /v1/providers says of the agent's link
+    (in clear on loopback) and of the size limit (the server's 25 MiB,
+    in human units), and no limit lowered."""
+    br("go", hash="#/")
+    for n in ("a", "b"):
+        br("wait_card", name=n, state="up")
+        p = provider(cl, n)
+        assert p["link_tls"] is False and p["max_message_bytes"] == 25 * 2**20
+        card = 'section.provider[data-provider="%s"] ' % n
+        assert br("text", selector=card + ".kv.link .v")["text"] == \
+            "plain (no TLS)"
+        assert br("text", selector=card + ".kv.size-limit .v")["text"] == \
+            "25 MiB"
+
+
+@needs_browser
 def test_compose_to_delivered(cl, br):
     """Every field of the form reaches the message; its page turns
     delivered without a reload."""
@@ -463,6 +480,124 @@ def smtp_cl(module_cluster_factory, keys_file):
         yield c, fake
     finally:
         fake.stop()
+
+
+@needs_browser
+def test_learned_limit_on_the_board(make_cluster, tmp_path, shots):
+    """A too_large answer lowers a provider's limit (test_62's SendGrid
+    stand-ins, small first): its card then says how low, and "lowered
+    until HH:MM (a too_large answer)" with the API's time in the
+    browser's zone; the larger provider's card says nothing of it."""
+    from test_62_size_routing import big_message, sendgrid_cluster
+    import fake_sendgrid
+    import datetime
+    from test_62_size_routing import KEY as SG_KEY, SMALL_REQUEST
+    small = fake_sendgrid.FakeSendGrid(SG_KEY, limit=SMALL_REQUEST).start()
+    big = fake_sendgrid.FakeSendGrid(SG_KEY).start()
+    b = None
+    try:
+        c = sendgrid_cluster(make_cluster, small, big)
+        b = Browser(str(tmp_path / "browser-limit.log"))
+        b("open", url="http://127.0.0.1:%d/" % c.http_port)
+        card = 'section.provider[data-provider="small"] .kv.size-limit '
+        b("wait_card", name="small", state="up")
+        assert b("text", selector=card + ".v")["text"] == "25 MiB"
+        mid = c.submit(big_message(1))
+        c.wait_delivered([mid], timeout=h.scaled(15))
+        p = c.provider("small")
+        until = datetime.datetime.strptime(
+            p["max_message_bytes_learned_until"], "%Y-%m-%dT%H:%M:%S.%fZ")
+        local = until.replace(tzinfo=datetime.timezone.utc).astimezone()
+        text = b("text", selector=card + ".learned")["text"]
+        assert text == "lowered until %s (a too_large answer)" % (
+            local.strftime("%H:%M")), (text, p)
+        n = p["max_message_bytes"]
+        size = "%d.%d kB" % (n // 1000, n % 1000 // 100)
+        text = b("text", selector=card + ".v")["text"]
+        assert text.split("\n")[0] == size, (text, p)
+        b("screenshot", path=os.path.join(shots, "board-limit.png"))
+        big_card = 'section.provider[data-provider="big"] .kv.size-limit .v'
+        assert b("text", selector=big_card)["text"] == "25 MiB"
+        assert b("errors")["errors"] == []
+    finally:
+        if b is not None:
+            b.close()
+        small.stop()
+        big.stop()
+
+
+class ConsoleStandIn:
+    """The console's files from web/ and a hostile GET /v1/providers,
+    on 127.0.0.1, without the server's Content-Security-Policy: markup
+    the console made of API text would run here."""
+
+    TYPES = {"/": ("index.html", "text/html"),
+             "/app.js": ("app.js", "text/javascript"),
+             "/app.css": ("app.css", "text/css"),
+             "/favicon.svg": ("favicon.svg", "image/svg+xml")}
+
+    def __init__(self, providers):
+        import http.server
+        import threading
+        web = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                           "..", "..", "web")
+        body = json.dumps({"providers": providers}).encode()
+        types = self.TYPES
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                path = self.path.split("?")[0]
+                if path in types:
+                    with open(os.path.join(web, types[path][0]), "rb") as f:
+                        data, ctype = f.read(), types[path][1]
+                    status = 200
+                elif path == "/v1/providers":
+                    data, ctype, status = body, "application/json", 200
+                else:
+                    data, ctype, status = b"{}", "application/json", 404
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d/" % self.srv.server_address[1]
+        self.t = threading.Thread(target=self.srv.serve_forever,
+                                  kwargs={"poll_interval": 0.05})
+        self.t.start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+        self.t.join(5)
+
+
+@needs_browser
+def test_provider_fields_stay_text(tmp_path):
+    """Markup where GET /v1/providers has the link, the size limit and
+    the lowered limit's time is shown as the characters it is: no element
+    is made of it and no handler runs, even without the server's CSP."""
+    run = '<img src=x onerror="window.__console_xss=1">'
+    evil = {"name": "p", "type": "maildir", "state": "up", "in_flight": 0,
+            "max_in_flight": 1, "delivered": 0, "failed": 0,
+            "link_tls": run + "<i>tls</i>",
+            "max_message_bytes": "<b>bold</b>" + run,
+            "max_message_bytes_learned_until": run + "<u>until</u>"}
+    stand_in = ConsoleStandIn([evil])
+    b = Browser(str(tmp_path / "browser-xss.log"))
+    try:
+        b("open", url=stand_in.url)
+        for text in ("<b>bold</b>", "<i>tls</i>", "<u>until</u>"):
+            got = b("markup_probe", text=text, tags=["img", "b", "i", "u"])
+            assert got == {"found": [], "ran": False, "ok": True}, (text,
+                                                                     got)
+    finally:
+        b.close()
+        stand_in.close()
 
 
 @needs_browser

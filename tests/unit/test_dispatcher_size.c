@@ -24,6 +24,7 @@
 #include "common/util.h"
 #include "dispatch/dispatch_int.h"
 #include "dispatch/dispatcher.h"
+#include "dispatch/events.h"
 #include "dispatch/registry.h"
 #include "link/link.h"
 #include "store/store.h"
@@ -121,6 +122,33 @@ test_too_large_goes_elsewhere(void **state)
 			 (uint64_t)f->cfg->max_message_bytes);
 }
 
+/* The provider.limit_* events seen: type, limit and until of each. */
+struct limit_events {
+	int n;
+	int type[4];
+	uint64_t max_bytes[4];
+	int64_t until_ms[4];
+	char state[4][16];
+};
+
+static void
+on_limit_event(void *arg, const struct ev_rec *r)
+{
+	struct limit_events *le = arg;
+
+	if (r->type != EV_PROVIDER_LIMIT_LEARNED &&
+	    r->type != EV_PROVIDER_LIMIT_RESTORED)
+		return;
+	assert_string_equal(r->provider, "a");
+	if (le->n >= 4)
+		fail_msg("more provider.limit_* events than expected");
+	le->type[le->n] = r->type;
+	le->max_bytes[le->n] = r->max_bytes;
+	le->until_ms[le->n] = r->until_ms;
+	snprintf(le->state[le->n], sizeof(le->state[0]), "%s", r->state);
+	le->n++;
+}
+
 static bool
 limit_is(struct fixture *f, void *arg)
 {
@@ -143,7 +171,13 @@ test_learned_limit_expires(void **state)
 	struct provider *a = f->p[0];
 	uint64_t announced = 5000, learned = BIG_BODY + 14 - 1;
 	int64_t before;
+	struct events *ev = events_new(64);
+	struct limit_events le;
+	struct events_sub *sub;
 
+	memset(&le, 0, sizeof(le));
+	dispatcher_set_events(f->d, ev);
+	sub = events_subscribe(ev, on_limit_event, &le);
 	f->d->learned_limit_ms = 300;
 	a->file_max_bytes = (uint64_t)f->cfg->max_message_bytes;
 	registry_set_announced(a, announced);
@@ -160,6 +194,12 @@ test_learned_limit_expires(void **state)
 	/* Shown by GET /v1/providers: learned, until then. */
 	assert_true(a->limit_learned_until_ms >= before + 300);
 	assert_true(a->limit_learned_until_ms <= now_ms() + 300);
+	/* And told on the hub (GET /v1/events, webhooks): how low, until. */
+	assert_int_equal(le.n, 1);
+	assert_int_equal(le.type[0], EV_PROVIDER_LIMIT_LEARNED);
+	assert_int_equal(le.max_bytes[0], learned);
+	assert_int_equal(le.until_ms[0], a->limit_learned_until_ms);
+	assert_string_equal(le.state[0], "up");
 	wait_jobs(f, 1, 1);
 	dispatcher_result(f->d, f->p[1], f->fa[1].job_ids[0], f->ids[0],
 			  OUTCOME_DELIVERED, "id-b", NULL);
@@ -168,6 +208,10 @@ test_learned_limit_expires(void **state)
 	/* The hour is over: the registration's limit, not the file's. */
 	run_until(f, limit_is, &announced, 3000);
 	assert_int_equal(a->limit_learned_until_ms, 0);
+	assert_int_equal(le.n, 2);
+	assert_int_equal(le.type[1], EV_PROVIDER_LIMIT_RESTORED);
+	assert_int_equal(le.max_bytes[1], announced);
+	assert_int_equal(le.until_ms[1], 0);
 	submit_sized(f, now_ms(), BIG_BODY);
 	wait_jobs(f, 0, 2);
 	assert_string_equal(f->fa[0].msg_ids[1], f->ids[1]);
@@ -175,6 +219,8 @@ test_learned_limit_expires(void **state)
 			  OUTCOME_TOO_LARGE, NULL, "413 again");
 	assert_int_equal(a->max_message_bytes, learned);
 	assert_true(a->limit_learned_until_ms > 0);
+	assert_int_equal(le.n, 3);
+	assert_int_equal(le.type[2], EV_PROVIDER_LIMIT_LEARNED);
 	wait_jobs(f, 1, 2);
 
 	/* A new registration forgets it at once, and its timer with it. */
@@ -182,6 +228,10 @@ test_learned_limit_expires(void **state)
 	assert_int_equal(a->max_message_bytes, a->file_max_bytes);
 	assert_int_equal(a->limit_learned_until_ms, 0);
 	assert_false(evtimer_pending(a->limit_timer, NULL));
+
+	events_unsubscribe(ev, sub);
+	dispatcher_set_events(f->d, NULL);
+	events_free(ev);
 }
 
 /* Shrinks every provider known (c is configured, never linked). */

@@ -228,6 +228,36 @@ test_format(void **state)
 	assert_null(json_object_get(o, "id"));
 	json_decref(o);
 
+	/* A learned size limit: named as GET /v1/providers names it. */
+	memset(&r, 0, sizeof(r));
+	r.type = EV_PROVIDER_LIMIT_LEARNED;
+	r.outcome = -1;
+	snprintf(r.provider, sizeof(r.provider), "small");
+	snprintf(r.state, sizeof(r.state), "up");
+	r.until_ms = 1700003600000;
+	r.max_bytes = 40013;
+	o = format(&r);
+	assert_string_equal(json_string_value(json_object_get(o, "type")),
+			    "provider.limit_learned");
+	assert_int_equal(
+	    json_integer_value(json_object_get(o, "max_message_bytes")), 40013);
+	assert_string_equal(json_string_value(json_object_get(
+				o, "max_message_bytes_learned_until")),
+			    "2023-11-14T23:13:20.000Z");
+	assert_null(json_object_get(o, "reason"));
+	json_decref(o);
+	r.type = EV_PROVIDER_LIMIT_RESTORED;
+	r.until_ms = 0;
+	r.max_bytes = 26214400;
+	o = format(&r);
+	assert_string_equal(json_string_value(json_object_get(o, "type")),
+			    "provider.limit_restored");
+	assert_int_equal(
+	    json_integer_value(json_object_get(o, "max_message_bytes")),
+	    26214400);
+	assert_null(json_object_get(o, "max_message_bytes_learned_until"));
+	json_decref(o);
+
 	/* Too small a buffer: nothing is appended. */
 	buf_init(&small, 16);
 	assert_int_equal(buf_appends(&small, "abc"), 0);
