@@ -60,12 +60,10 @@ test_link_drop_requeues_lost(void **state)
 	struct fixture *f = *state;
 	struct get_result g;
 
-	link_agent(f, 0);
-	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	agent_up(f, 0);
 	submit(f);
 	wait_jobs(f, 0, 1);
-	link_agent(f, 1);
-	dispatcher_heartbeat(f->d, f->p[1], LINK_HEALTH_OK, 0);
+	agent_up(f, 1);
 	unlink_agent(f, 0, "link lost");
 	assert_int_equal(f->p[0]->state, PROVIDER_DOWN);
 	wait_jobs(f, 1, 1);
@@ -89,8 +87,7 @@ test_heartbeat_timeout(void **state)
 	struct fixture *f = *state;
 	int64_t t0;
 
-	link_agent(f, 0);
-	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	agent_up(f, 0);
 	t0 = mono_ms();
 	wait_state(f, 0, PROVIDER_DOWN, 2000);
 	assert_true(mono_ms() - t0 >= 190);
@@ -186,8 +183,7 @@ test_breaker(void **state)
 	struct fixture *f = *state;
 	int i;
 
-	link_agent(f, 0);
-	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	agent_up(f, 0);
 	for (i = 0; i < 3; i++) {
 		submit(f);
 		wait_jobs(f, 0, (size_t)i + 1);
@@ -296,8 +292,7 @@ test_breaker_alone_from_the_start(void **state)
 	struct fixture *f = *state;
 	size_t answered[2] = {0, 0};
 
-	link_agent(f, 0);
-	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	agent_up(f, 0);
 	f->p[0]->breaker_cooldown_ms = 200000;
 	fail_p0_until_open(f, answered);
 	assert_true(timer_left_ms(f->p[0]->breaker_timer) <=
@@ -314,8 +309,7 @@ test_max_attempts(void **state)
 	size_t n = 0;
 	int64_t t0 = mono_ms();
 
-	link_agent(f, 0);
-	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	agent_up(f, 0);
 	f->p[0]->breaker_cooldown_ms = 1; /* not under test here */
 	submit(f);
 	while (count(f, MSG_FAILED) == 0) {
@@ -340,8 +334,7 @@ test_hostile_results(void **state)
 {
 	struct fixture *f = *state;
 
-	link_agent(f, 0);
-	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	agent_up(f, 0);
 	submit(f);
 	wait_jobs(f, 0, 1);
 	dispatcher_result(f->d, f->p[0], 999999, f->ids[0], OUTCOME_DELIVERED,
@@ -377,8 +370,7 @@ test_slow_start(void **state)
 	/* Borrow slot 0 for provider c (max_in_flight 8, slow_start_s 1). */
 	f->p[0] = registry_find(f->reg, "c");
 	assert_non_null(f->p[0]);
-	link_agent(f, 0);
-	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	agent_up(f, 0);
 	for (i = 0; i < 8; i++)
 		submit(f);
 	/* First up: the whole max_in_flight at once. */

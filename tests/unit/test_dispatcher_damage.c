@@ -147,8 +147,7 @@ test_damaged_delivered_let_go(void **state)
 	char path[128];
 
 	snprintf(path, sizeof(path), "%s/test.log", f->dir);
-	link_agent(f, 0);
-	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	agent_up(f, 0);
 	submit(f);
 	wait_jobs(f, 0, 1);
 	damage_on(f, MSG_DELIVERED);

@@ -92,8 +92,7 @@ test_retried_is_sent_again(void **state)
 	struct get_result g;
 
 	dispatcher_set_events(f->d, ev);
-	link_agent(f, 0);
-	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	agent_up(f, 0);
 	submit(f);
 	wait_jobs(f, 0, 1);
 	dispatcher_result(f->d, f->p[0], f->fa[0].job_ids[0], f->ids[0],
@@ -148,8 +147,7 @@ test_clock_back_does_not_hold_backoff(void **state)
 {
 	struct fixture *f = *state;
 
-	link_agent(f, 0);
-	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	agent_up(f, 0);
 	submit(f);
 	wait_jobs(f, 0, 1);
 	/* The only up provider refused it: the round ends, it backs off. */

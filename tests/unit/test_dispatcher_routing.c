@@ -138,8 +138,7 @@ test_bytes_cap(void **state)
 
 	for (i = 0; i < 5; i++)
 		submit_sized(f, now_ms(), 400);
-	link_agent(f, 0);
-	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	agent_up(f, 0);
 	/* 2 x 414 < 1024 takes a third; 3 x 414 is over: no fourth. */
 	wait_jobs(f, 0, 3);
 	drain_loop(f, 100);
@@ -227,8 +226,7 @@ test_throttled_doubling(void **state)
 	struct fixture *f = *state;
 	int64_t left;
 
-	link_agent(f, 0);
-	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	agent_up(f, 0);
 	submit(f);
 	submit(f);
 	wait_jobs(f, 0, 2);

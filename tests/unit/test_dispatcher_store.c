@@ -73,8 +73,7 @@ test_unsent_when_down_before_record(void **state)
 	assert_int_equal(g.status, MSG_QUEUED);
 	assert_int_equal(g.natt, 0);
 	assert_int_equal(f->p[0]->lost, 0);
-	link_agent(f, 1);
-	dispatcher_heartbeat(f->d, f->p[1], LINK_HEALTH_OK, 0);
+	agent_up(f, 1);
 	wait_jobs(f, 1, 1);
 	assert_string_equal(f->fa[1].msg_ids[0], f->ids[0]);
 }
@@ -111,8 +110,7 @@ test_delivered_write_retried(void **state)
 	struct fixture *f = *state;
 	struct get_result g;
 
-	link_agent(f, 0);
-	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	agent_up(f, 0);
 	submit(f);
 	wait_jobs(f, 0, 1);
 	fault_on(f, MSG_DELIVERED);
@@ -218,12 +216,10 @@ test_job_timeout(void **state)
 	struct fixture *f = *state;
 	struct get_result g;
 
-	link_agent(f, 0);
-	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	agent_up(f, 0);
 	submit(f);
 	wait_jobs(f, 0, 1);
-	link_agent(f, 1);
-	dispatcher_heartbeat(f->d, f->p[1], LINK_HEALTH_OK, 0);
+	agent_up(f, 1);
 	drain_loop(f, 100);
 	assert_int_equal(f->fa[1].njobs, 0);
 	wait_jobs(f, 1, 1);
@@ -302,8 +298,7 @@ test_load_failure_keeps_rowids(void **state)
 	uint64_t one = 1;
 	int64_t t0;
 
-	link_agent(f, 0);
-	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	agent_up(f, 0);
 	submit(f);
 	wait_jobs(f, 0, 1);
 	/* Refused by the only provider: it backs off, leaving memory. */
@@ -342,8 +337,7 @@ test_final_write_is_lazy(void **state)
 	struct fixture *f = *state;
 
 	store__lazy_wait(f->st, 60 * 1000000);
-	link_agent(f, 0);
-	dispatcher_heartbeat(f->d, f->p[0], LINK_HEALTH_OK, 0);
+	agent_up(f, 0);
 	submit(f);
 	wait_jobs(f, 0, 1);
 	dispatcher_result(f->d, f->p[0], f->fa[0].job_ids[0], f->ids[0],
