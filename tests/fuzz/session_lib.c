@@ -36,10 +36,18 @@ session_lib_tick_start(struct event_base *base)
 int
 session_lib_client_open(int port)
 {
-	struct sockaddr_in sin = {0};
+	static uint32_t n;
+	struct sockaddr_in sin = {0}, src = {0};
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
 
 	if (fd < 0)
+		abort();
+	/* From 127.0.1.0 on, one loopback address per session, so that no
+	 * state a server keeps per client (connection counts, the AUTH
+	 * guard's waits) carries from one input to the next. */
+	src.sin_family = AF_INET;
+	src.sin_addr.s_addr = htonl(0x7f000100u + (n++ % 0xfffe00u));
+	if (bind(fd, (struct sockaddr *)&src, sizeof(src)) != 0)
 		abort();
 	sin.sin_family = AF_INET;
 	sin.sin_port = htons((uint16_t)port);

@@ -28,7 +28,10 @@ struct event_base;
  * timer lives as long as the process.
  */
 void session_lib_tick_start(struct event_base *base);
-/* A non-blocking connect to 127.0.0.1:port (under way: EINPROGRESS). */
+/*
+ * A non-blocking connect to 127.0.0.1:port (under way: EINPROGRESS), from
+ * a loopback address of its own (127.0.1.0 on, one per call).
+ */
 int session_lib_client_open(int port);
 /*
  * Sends in (n bytes, at most chunk a write), then shuts the client's side;
