@@ -9,11 +9,15 @@
  * of the loop, /stream opens a stream and writes one event, anything else
  * is answered at once.
  *
- * Input: byte 0 picks how many bytes go out per write (1 + 64 * n); the
- * rest is what the client sends, after which it shuts its side.  The
- * promises: the answer starts with "HTTP/1.1 "; once the client is done
- * the server closes the connection, and then holds no connection, no
- * stream and no byte of the body budget, all within a deadline.
+ * Input: byte 0 picks how many bytes go out per write (1 + 64 * n), and
+ * when its low three bits are all set, a second connection from the same
+ * address is opened first and held idle, so that the fuzzed one is over
+ * http_max_client_connections (1 here) and refused; the rest is what the
+ * client sends, after which it shuts its side.  The promises: the answer
+ * starts with "HTTP/1.1 " (with a connection held: "HTTP/1.1 503 ");
+ * once the client is done the server closes the connection, and then
+ * holds no connection, no stream and no byte of the body budget, all
+ * within a deadline.
  */
 #include "server/httpd.h"
 
@@ -97,6 +101,7 @@ init(void)
 {
 	struct httpd_limits lim = {
 	    .max_connections = 8,
+	    .max_client_connections = 1,
 	    .header_timeout_s = 30,
 	    .body_budget = 4096,
 	    .min_body_rate = 1,
@@ -127,23 +132,40 @@ busy(const void *arg)
 	       httpd_body_reserved(h) != 0;
 }
 
+/* The held connection is not accepted yet. */
+static bool
+not_accepted(const void *arg)
+{
+	return httpd_connections(arg) == 0;
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static char out[1 << 16];
 	size_t got;
-	int fd;
+	int fd, hold = -1;
 
 	if (g.base == NULL)
 		init();
 	if (size < 1)
 		return 0;
+	if ((data[0] & 7) == 7) {
+		hold = session_lib_client_open(httpd_port(g.h));
+		session_lib_wait_idle(g.base, not_accepted, g.h);
+	}
 	fd = session_lib_client_open(httpd_port(g.h));
 	got = session_lib_converse(g.base, fd, data + 1, size - 1,
 				   1 + (size_t)data[0] * 64, out, sizeof(out));
 	close(fd);
 	if (got > 0 && (got < 9 || memcmp(out, "HTTP/1.1 ", 9) != 0))
 		abort();
+	if (hold >= 0) {
+		if (got > 0 &&
+		    (got < 13 || memcmp(out, "HTTP/1.1 503 ", 13) != 0))
+			abort();
+		close(hold);
+	}
 	session_lib_wait_idle(g.base, busy, g.h);
 	return 0;
 }
