@@ -150,6 +150,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		init();
 	if (size < 1)
 		return 0;
+	session_lib_next_client();
 	if ((data[0] & 7) == 7) {
 		hold = session_lib_client_open(httpd_port(g.h));
 		session_lib_wait_idle(g.base, not_accepted, g.h);

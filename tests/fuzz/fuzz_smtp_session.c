@@ -206,6 +206,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	which = data[0] & 1;
 	chunk = 1 + (size_t)(data[0] >> 1) * 64;
+	session_lib_next_client();
 	fd = session_lib_client_open(g.port[which]);
 	got = session_lib_converse(g.base, fd, data + 1, size - 1, chunk, out,
 				   sizeof(out));

@@ -33,20 +33,25 @@ session_lib_tick_start(struct event_base *base)
 		abort();
 }
 
+/* The client's loopback address now: 127.0.1.0 + client_n. */
+static uint32_t client_n;
+
+void
+session_lib_next_client(void)
+{
+	client_n = (client_n + 1) % 0xfffe00u;
+}
+
 int
 session_lib_client_open(int port)
 {
-	static uint32_t n;
 	struct sockaddr_in sin = {0}, src = {0};
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
 
 	if (fd < 0)
 		abort();
-	/* From 127.0.1.0 on, one loopback address per session, so that no
-	 * state a server keeps per client (connection counts, the AUTH
-	 * guard's waits) carries from one input to the next. */
 	src.sin_family = AF_INET;
-	src.sin_addr.s_addr = htonl(0x7f000100u + (n++ % 0xfffe00u));
+	src.sin_addr.s_addr = htonl(0x7f000100u + client_n);
 	if (bind(fd, (struct sockaddr *)&src, sizeof(src)) != 0)
 		abort();
 	sin.sin_family = AF_INET;

@@ -29,8 +29,14 @@ struct event_base;
  */
 void session_lib_tick_start(struct event_base *base);
 /*
+ * The next client: a loopback address of its own (127.0.1.0 on), so that
+ * no state a server keeps per client (connection counts, the AUTH guard's
+ * waits) carries from one input to the next.  Each input calls it first.
+ */
+void session_lib_next_client(void);
+/*
  * A non-blocking connect to 127.0.0.1:port (under way: EINPROGRESS), from
- * a loopback address of its own (127.0.1.0 on, one per call).
+ * the current client's address.
  */
 int session_lib_client_open(int port);
 /*
