@@ -44,6 +44,17 @@ requeue_all(struct dispatcher *d, struct provider *p, const char *why)
 	}
 }
 
+/* The part of every provider event: its type, name and state. */
+static void
+provider_rec(struct ev_rec *r, const struct provider *p, int type)
+{
+	memset(r, 0, sizeof(*r));
+	r->type = type;
+	r->outcome = -1;
+	snprintf(r->provider, sizeof(r->provider), "%s", p->name);
+	snprintf(r->state, sizeof(r->state), "%s", provider_state_name(p));
+}
+
 /* A provider's state (or drain) changed: its event, with the reason. */
 static void
 publish_provider(struct dispatcher *d, const struct provider *p, int type)
@@ -52,11 +63,7 @@ publish_provider(struct dispatcher *d, const struct provider *p, int type)
 
 	if (d->events == NULL)
 		return;
-	memset(&r, 0, sizeof(r));
-	r.type = type;
-	r.outcome = -1;
-	snprintf(r.provider, sizeof(r.provider), "%s", p->name);
-	snprintf(r.state, sizeof(r.state), "%s", provider_state_name(p));
+	provider_rec(&r, p, type);
 	r.text = p->reason;
 	r.until_ms = p->paused_until_ms;
 	events_publish(d->events, &r);
@@ -74,11 +81,7 @@ publish_limit(struct dispatcher *d, const struct provider *p, int type)
 
 	if (d->events == NULL)
 		return;
-	memset(&r, 0, sizeof(r));
-	r.type = type;
-	r.outcome = -1;
-	snprintf(r.provider, sizeof(r.provider), "%s", p->name);
-	snprintf(r.state, sizeof(r.state), "%s", provider_state_name(p));
+	provider_rec(&r, p, type);
 	r.until_ms = p->limit_learned_until_ms;
 	r.max_bytes = p->max_message_bytes;
 	events_publish(d->events, &r);
