@@ -27,8 +27,9 @@
  * the others (what CURLOPT_MAIL_RCPT_ALLOWFAILS did); the body goes out
  * when at least one was accepted and DATA got 354 (lock-step, DATA is not
  * sent without one; pipelined, a 354 with none ends the data with a dot
- * alone, RFC 2920 3.1).  A message with a non-ASCII address fails for good
- * on a smarthost that does not offer SMTPUTF8, before MAIL.
+ * alone, RFC 2920 3.1).  A message with a non-ASCII address is refused
+ * before MAIL on a smarthost that does not offer SMTPUTF8 (needs_smtputf8:
+ * the server offers it to another provider).
  *
  * Sessions are kept between messages: the next message on an idle session
  * starts at MAIL FROM.  As many sessions run at once as messages are in

@@ -15,6 +15,7 @@
 #include "agent/smtp_dialogue.h"
 #include "agent/connector.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "link/link.h"
 
 #include <openssl/crypto.h>
@@ -300,8 +301,9 @@ classify_fail(const struct smtp_attempt *sj, struct connector_result *res,
 	res->detail = detail;
 	if (sj->utf8_unoffered) {
 		/* RFC 6531: a non-ASCII address goes only to a server that
-		 * offers SMTPUTF8; another try meets the same smarthost. */
-		res->outcome = OUTCOME_PERMANENT;
+		 * offers SMTPUTF8; another provider may (the agent says
+		 * permanent to a server too old to route by it). */
+		res->outcome = OUTCOME_NEEDS_SMTPUTF8;
 		detail_set(detail, detailsz,
 			   "smtp the smarthost does not offer SMTPUTF8, which "
 			   "a non-ASCII address needs");
@@ -535,26 +537,10 @@ smtp_dialogue_rcpt_taken(const struct smtp_dialogue *d, size_t nrcpt)
 	return false;
 }
 
-static bool
-ascii(const char *p)
-{
-	for (; *p != '\0'; p++)
-		if ((unsigned char)*p >= 0x80)
-			return false;
-	return true;
-}
-
 bool
 smtp_dialogue_utf8(const struct connector_job *job)
 {
-	size_t i;
-
-	if (!ascii(job->mail_from))
-		return true;
-	for (i = 0; i < job->nrcpt; i++)
-		if (!ascii(job->rcpt[i]))
-			return true;
-	return false;
+	return envelope_utf8(job->mail_from, job->rcpt, job->nrcpt);
 }
 
 size_t

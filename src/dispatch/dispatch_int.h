@@ -233,15 +233,23 @@ void dispatch__refresh(struct dispatcher *d, struct provider *p);
 bool dispatch__usable(const struct provider *p);
 
 /*
- * Size routing (dispatcher.c): p's limit takes m (m->mime_len at most
- * p->max_message_bytes).
+ * Routing by what a provider can carry (dispatcher.c): p's limit takes m
+ * (m->mime_len at most p->max_message_bytes), and m needs no SMTPUTF8 or
+ * p has not refused it lately.
  */
 bool dispatch__fits(const struct provider *p, const struct store_message *m);
+/* Why no provider known can carry a message (dispatch__unfit). */
+enum unfit {
+	UNFIT_NONE, /* some provider can, or none is known yet: wait */
+	UNFIT_SIZE, /* over every provider's limit (*largest: the largest) */
+	UNFIT_UTF8, /* every provider it fits has refused SMTPUTF8 lately */
+};
 /*
- * Some provider known (configured or registered, in any state) takes a
- * message of bytes, or none is known yet; *largest: the largest limit.
+ * Whether some provider known (configured or registered, in any state)
+ * can carry m; *largest: the largest size limit.
  */
-bool dispatch__fits_some(struct dispatcher *d, size_t bytes, uint64_t *largest);
+int dispatch__unfit(struct dispatcher *d, const struct store_message *m,
+		    uint64_t *largest);
 
 /* provider_state.c */
 /* A provider-caused failure: the breaker may take p down. */
@@ -267,6 +275,12 @@ void dispatch__provider_account(struct dispatcher *d, struct provider *p,
 #define DISPATCH_LEARNED_LIMIT_MS (60 * 60 * 1000)
 void dispatch__provider_too_large(struct dispatcher *d, struct provider *p,
 				  size_t bytes);
+/*
+ * A needs_smtputf8 answer: messages with a non-ASCII address stay away
+ * from p for d->learned_limit_ms (the same hour, for the same reasons),
+ * or until its agent registers again; said once in the log each way.
+ */
+void dispatch__provider_no_utf8(struct dispatcher *d, struct provider *p);
 
 /* dispatcher.c */
 void dispatch__arm_delay(struct dispatcher *d);
@@ -309,9 +323,9 @@ void record__job_free(struct dispatcher *d, struct job *j);
 void record__backoff(struct dispatcher *d, struct store_message *m);
 /* m's TTL is spent and its round is over (takes m). */
 void record__fail_expired(struct dispatcher *d, struct store_message *m);
-/* No provider known can take m's size: failed at once (takes m). */
-void record__fail_too_large(struct dispatcher *d, struct store_message *m,
-			    uint64_t largest);
+/* No provider known can carry m (dispatch__unfit): failed at once, with
+ * why in its error (takes m). */
+void record__fail_unfit(struct dispatcher *d, struct store_message *m);
 /* A corrupt row store_load handed back failed: failed on disk (takes m). */
 void record__fail_corrupt(struct dispatcher *d, struct store_message *m);
 void record__arm_timeout(struct dispatcher *d);

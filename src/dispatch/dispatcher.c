@@ -224,27 +224,46 @@ dispatch__refresh(struct dispatcher *d, struct provider *p)
 	}
 }
 
-/* --- size routing ---------------------------------------------------- */
+/* --- routing by what a provider can carry --------------------------- */
+
+static bool
+needs_utf8(const struct store_message *m)
+{
+	return envelope_utf8(m->mail_from, (const char *const *)m->rcpt,
+			     m->nrcpt);
+}
 
 bool
 dispatch__fits(const struct provider *p, const struct store_message *m)
 {
-	return (uint64_t)m->mime_len <= p->max_message_bytes;
+	if ((uint64_t)m->mime_len > p->max_message_bytes)
+		return false;
+	/* Scanned only for a provider that refused SMTPUTF8 lately. */
+	return p->utf8_refused_until_ms == 0 || !needs_utf8(m);
 }
 
-bool
-dispatch__fits_some(struct dispatcher *d, size_t bytes, uint64_t *largest)
+int
+dispatch__unfit(struct dispatcher *d, const struct store_message *m,
+		uint64_t *largest)
 {
 	size_t i, n = registry_count(d->reg);
+	bool sized = false;
 
 	*largest = 0;
 	for (i = 0; i < n; i++) {
 		const struct provider *p = registry_at(d->reg, i);
 		if (p->max_message_bytes > *largest)
 			*largest = p->max_message_bytes;
+		if ((uint64_t)m->mime_len > p->max_message_bytes)
+			continue;
+		if (dispatch__fits(p, m))
+			return UNFIT_NONE;
+		sized = true;
 	}
 	/* Nobody known yet (agents that register on the fly): wait. */
-	return n == 0 || (uint64_t)bytes <= *largest;
+	if (n == 0)
+		return UNFIT_NONE;
+	return sized ? UNFIT_UTF8 : UNFIT_SIZE;
 }
 
 /* Up, enabled, breaker not open, able to take m's size, and not yet tried
@@ -427,8 +446,8 @@ offer(struct dispatcher *d, struct store_message *m)
 		record__send(d, m, entry_provider(e));
 		return OFFER_GONE;
 	}
-	if (!dispatch__fits_some(d, m->mime_len, &largest)) {
-		record__fail_too_large(d, m, largest);
+	if (dispatch__unfit(d, m, &largest) != UNFIT_NONE) {
+		record__fail_unfit(d, m);
 		return OFFER_GONE;
 	}
 	if (c.capped) {
@@ -705,20 +724,20 @@ stored_note(struct dispatcher *d, const struct store_message *m)
 
 /*
  * Before a new message waits for a provider: one that no provider known
- * (configured or registered, in any state) can take fails at once rather
+ * (configured or registered, in any state) can carry fails at once rather
  * than at its TTL.  Not while writes are held: the store is not asked for
  * more then, and the pump's offer() says the same once it runs.
  */
 static bool
-fail_if_too_large(struct dispatcher *d, struct store_message *m)
+fail_if_unfit(struct dispatcher *d, struct store_message *m)
 {
 	uint64_t largest;
 	const char *why;
 
 	if (d->paused || hold_state(d, &why) != HOLD_NONE ||
-	    dispatch__fits_some(d, m->mime_len, &largest))
+	    dispatch__unfit(d, m, &largest) == UNFIT_NONE)
 		return false;
-	record__fail_too_large(d, m, largest);
+	record__fail_unfit(d, m);
 	return true;
 }
 
@@ -727,7 +746,7 @@ dispatcher_enqueue(struct dispatcher *d, struct store_message *m)
 {
 	d->counts[MSG_QUEUED]++;
 	stored_note(d, m);
-	if (fail_if_too_large(d, m)) {
+	if (fail_if_unfit(d, m)) {
 		dispatch__schedule_pump(d);
 		return;
 	}

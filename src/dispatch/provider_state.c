@@ -349,10 +349,41 @@ ensure_timers(struct dispatcher *d, struct provider *p)
 	breaker__init(p, d->cfg->breaker_cooldown_ms);
 }
 
+/* The hour without SMTPUTF8 is over: messages that need it may go to p. */
+static void
+utf8_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct provider *p = arg;
+
+	(void)fd;
+	(void)what;
+	log_info("- registry smtputf8_restored provider=%s", p->name);
+	p->utf8_refused_until_ms = 0;
+	dispatch__schedule_pump(p->dispatcher);
+}
+
+void
+dispatch__provider_no_utf8(struct dispatcher *d, struct provider *p)
+{
+	if (p->utf8_refused_until_ms == 0)
+		log_info(
+		    "- registry smtputf8_refused provider=%s for_s=%" PRId64,
+		    p->name, d->learned_limit_ms / 1000);
+	p->dispatcher = d;
+	if (p->utf8_timer == NULL)
+		p->utf8_timer = dispatch__xevent_new(d->base, utf8_cb, p);
+	p->utf8_refused_until_ms = now_ms() + d->learned_limit_ms;
+	dispatch__timer_start(p->utf8_timer, d->learned_limit_ms);
+}
+
 void
 dispatcher_provider_linked(struct dispatcher *d, struct provider *p)
 {
 	ensure_timers(d, p);
+	/* A new registration may be another smarthost: ask it afresh. */
+	p->utf8_refused_until_ms = 0;
+	if (p->utf8_timer != NULL)
+		evtimer_del(p->utf8_timer);
 	p->last_heartbeat_mono = 0;
 	dispatch__timer_start(p->hb_timer, d->cfg->heartbeat_timeout_ms);
 	log_info("- registry linked provider=%s type=%s pid=%" PRId64

@@ -421,7 +421,8 @@ sending_durable(struct dispatcher *d, struct job *j)
 
 	if (d->paused || p == NULL || !dispatch__usable(p) ||
 	    !dispatch__fits(p, m)) {
-		/* Its limit may have dropped meanwhile (a too_large). */
+		/* Its limit may have dropped meanwhile (a too_large), or
+		 * it refused SMTPUTF8 (needs_smtputf8). */
 		unsend(d, j,
 		       d->paused   ? "dispatch paused"
 		       : p == NULL ? "provider went down"
@@ -697,23 +698,29 @@ record__fail_expired(struct dispatcher *d, struct store_message *m)
 	write_issue(d, j);
 }
 
-/* The error of a message no provider known can take. */
+/* The error of a message no provider known can carry (enum unfit). */
 static void
-too_large_error(struct job *j, size_t bytes, uint64_t largest)
+unfit_error(struct job *j, int why, uint64_t largest)
 {
-	snprintf(
-	    j->error, sizeof(j->error),
-	    "too large for every provider: %zu bytes, largest limit %" PRIu64,
-	    bytes, largest);
+	if (why == UNFIT_UTF8)
+		snprintf(j->error, sizeof(j->error),
+			 "no provider takes its non-ASCII address: every one "
+			 "it fits lacks SMTPUTF8");
+	else
+		snprintf(j->error, sizeof(j->error),
+			 "too large for every provider: %zu bytes, largest "
+			 "limit %" PRIu64,
+			 j->m->mime_len, largest);
 }
 
 void
-record__fail_too_large(struct dispatcher *d, struct store_message *m,
-		       uint64_t largest)
+record__fail_unfit(struct dispatcher *d, struct store_message *m)
 {
 	struct job *j = job_new(d, m);
+	uint64_t largest;
+	int why = dispatch__unfit(d, m, &largest);
 
-	too_large_error(j, m->mime_len, largest);
+	unfit_error(j, why, largest);
 	job_write(j, WRITE_FINAL, MSG_FAILED, MSG_QUEUED);
 	write_issue(d, j);
 }
@@ -877,18 +884,35 @@ requeue_throttled(struct dispatcher *d, struct job *j, const char *detail)
 }
 
 /*
+ * After a free refusal of what p cannot carry: the message goes to a
+ * provider that can; when no provider known can, it fails now, every
+ * refusal on record.
+ */
+static void
+requeue_or_fail_unfit(struct dispatcher *d, struct job *j)
+{
+	uint64_t largest;
+	int why = dispatch__unfit(d, j->m, &largest);
+
+	if (why == UNFIT_NONE) {
+		job_write(j, WRITE_REQUEUE, MSG_QUEUED, MSG_SENDING);
+	} else {
+		unfit_error(j, why, largest);
+		job_write(j, WRITE_FINAL, MSG_FAILED, MSG_SENDING);
+	}
+	write_issue(d, j);
+}
+
+/*
  * Too large: the provider's limit, not the message's fault.  The try is
- * on record but free (as a throttled one), p's limit drops below this
+ * on record but free (as a throttled one), and p's limit drops below this
  * size for an hour (dispatch__provider_too_large: so it is not offered
- * the same size again meanwhile), and the message goes to a provider that
- * can take it; when no provider known can, it fails now, every refusal on
- * record.
+ * the same size again meanwhile).
  */
 static void
 requeue_too_large(struct dispatcher *d, struct job *j, struct provider *p)
 {
 	struct store_message *m = j->m;
-	uint64_t largest;
 
 	m->attempts = j->n - 1;
 	tried_add(m, j->pname);
@@ -896,13 +920,27 @@ requeue_too_large(struct dispatcher *d, struct job *j, struct provider *p)
 	log_info("%s dispatch too_large provider=%s bytes=%zu limit=%" PRIu64
 		 " detail=\"%s\"",
 		 m->id, p->name, m->mime_len, p->max_message_bytes, j->detail);
-	if (dispatch__fits_some(d, m->mime_len, &largest)) {
-		job_write(j, WRITE_REQUEUE, MSG_QUEUED, MSG_SENDING);
-	} else {
-		too_large_error(j, m->mime_len, largest);
-		job_write(j, WRITE_FINAL, MSG_FAILED, MSG_SENDING);
-	}
-	write_issue(d, j);
+	requeue_or_fail_unfit(d, j);
+}
+
+/*
+ * Needs SMTPUTF8: a non-ASCII address at a smarthost that does not offer
+ * it (refused before MAIL, nothing sent).  Free like too_large, and
+ * messages that need SMTPUTF8 stay away from p for an hour
+ * (dispatch__provider_no_utf8).  An agent that says so of an all-ASCII
+ * envelope is wrong about it: that one is answered as transient.
+ */
+static void
+requeue_no_utf8(struct dispatcher *d, struct job *j, struct provider *p)
+{
+	struct store_message *m = j->m;
+
+	m->attempts = j->n - 1;
+	tried_add(m, j->pname);
+	dispatch__provider_no_utf8(d, p);
+	log_info("%s dispatch needs_smtputf8 provider=%s detail=\"%s\"", m->id,
+		 p->name, j->detail);
+	requeue_or_fail_unfit(d, j);
 }
 
 void
@@ -966,6 +1004,17 @@ record__result(struct dispatcher *d, struct job *j, struct provider *p,
 		retry_or_fail(d, j, OUTCOME_AMBIGUOUS, detail);
 		dispatch__provider_failure(d, p);
 		break;
+	case OUTCOME_NEEDS_SMTPUTF8:
+		if (envelope_utf8(j->m->mail_from,
+				  (const char *const *)j->m->rcpt,
+				  j->m->nrcpt)) {
+			/* As for too_large: it works. */
+			breaker__success(p, d->cfg->breaker_cooldown_ms);
+			requeue_no_utf8(d, j, p);
+			break;
+		}
+		/* The agent is wrong: its failure, not the message's. */
+		/* FALLTHROUGH */
 	default:
 		p->failed++;
 		log_info("%s dispatch transient provider=%s attempt=%d "

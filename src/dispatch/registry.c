@@ -47,6 +47,8 @@ provider_free(struct provider *p)
 		event_free(p->rate_timer);
 	if (p->limit_timer != NULL)
 		event_free(p->limit_timer);
+	if (p->utf8_timer != NULL)
+		event_free(p->utf8_timer);
 	if (p->hb_timer != NULL)
 		event_free(p->hb_timer);
 	free(p->name);

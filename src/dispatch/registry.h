@@ -99,6 +99,14 @@ struct provider {
 	uint64_t registered_max_bytes;
 	int64_t limit_learned_until_ms; /* 0: the registration's in force */
 	struct event *limit_timer;
+	/*
+	 * SMTPUTF8 routing, learned the same way: a needs_smtputf8 answer (a
+	 * smarthost without SMTPUTF8 refused a non-ASCII address) keeps
+	 * messages with one away from p until this time (wall clock, for the
+	 * API; 0: none) or its next registration, by utf8_timer.
+	 */
+	int64_t utf8_refused_until_ms;
+	struct event *utf8_timer;
 	struct link_conn *conn;      /* the agent's link, NULL when none */
 	int64_t link_refused_until;  /* mono ms: a flooding agent's penalty */
 	int64_t last_heartbeat_mono; /* 0: never */

@@ -40,6 +40,9 @@
  * an unknown outcome name.  Revision 3 adds the outcome too_large (the
  * provider's size limit, not the message's fault): a revision-2 server
  * hears permanent, which is what it made of a 413 or a 552 before.
+ * Revision 4 adds needs_smtputf8 (a non-ASCII address at a provider that
+ * does not offer SMTPUTF8, RFC 6531: not the message's fault either); an
+ * older server hears permanent, as before.
  * HELLO's max_message_bytes (the provider's own limit) is optional in
  * every revision: a server that does not know it ignores it.
  */
@@ -51,7 +54,7 @@
 #include <stdint.h>
 
 #define LINK_VERSION 1
-#define LINK_REVISION 3                  /* what this build speaks; see above */
+#define LINK_REVISION 4                  /* what this build speaks; see above */
 #define LINK_RETRY_AFTER_MAX_MS 86400000 /* a day: RESULT's retry_after_ms */
 #define LINK_NONCE_LEN 32
 #define LINK_MAC_LEN 32
@@ -111,8 +114,10 @@ enum outcome {
 	OUTCOME_AMBIGUOUS = 6, /* sent, no answer: a duplicate is possible */
 	OUTCOME_TOO_LARGE = 7, /* over this provider's size limit (413, 552,
 				  SIZE): another provider may take it */
+	OUTCOME_NEEDS_SMTPUTF8 = 8, /* a non-ASCII address and no SMTPUTF8
+				       here: another provider may take it */
 };
-#define OUTCOME_MAX OUTCOME_TOO_LARGE
+#define OUTCOME_MAX OUTCOME_NEEDS_SMTPUTF8
 const char *outcome_name(int outcome); /* "delivered", ...; "unknown" */
 int outcome_parse(const char *s);      /* -1 if unknown */
 
@@ -200,9 +205,10 @@ struct link_result {
 /*
  * The outcome an agent may report to a server of that revision: the
  * classes of revision 2 become transient for a revision-1 server, which
- * knows no other provider-caused failure; too_large (revision 3) becomes
- * permanent for an older server, which has no other provider to pick by
- * size and would otherwise offer the message to the same one again.
+ * knows no other provider-caused failure; too_large (revision 3) and
+ * needs_smtputf8 (revision 4) become permanent for an older server, which
+ * has no other provider to pick by size or by SMTPUTF8 and would otherwise
+ * offer the message to the same one again.
  */
 int link_outcome_for_revision(int outcome, uint32_t revision);
 

@@ -33,8 +33,8 @@
 #define MSGID_MAX 63 /* sizeof(link_job.message_id) - 1 */
 
 static const char *const outcome_names[] = {
-    "delivered", "transient", "permanent", "lost",
-    "throttled", "account",   "ambiguous", "too_large"};
+    "delivered", "transient", "permanent", "lost",          "throttled",
+    "account",   "ambiguous", "too_large", "needs_smtputf8"};
 static const char *const health_names[] = {"ok", "degraded", "down"};
 
 const char *
@@ -53,6 +53,8 @@ link_outcome_for_revision(int outcome, uint32_t revision)
 	     outcome == OUTCOME_AMBIGUOUS))
 		return OUTCOME_TRANSIENT;
 	if (revision < 3 && outcome == OUTCOME_TOO_LARGE)
+		return OUTCOME_PERMANENT;
+	if (revision < 4 && outcome == OUTCOME_NEEDS_SMTPUTF8)
 		return OUTCOME_PERMANENT;
 	return outcome;
 }

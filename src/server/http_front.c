@@ -527,7 +527,7 @@ provider_json(struct http_front *f, struct provider *p)
 	json_t *pid = json_null(), *hb = json_null();
 	const char *held = f->sv ? supervisor_held(f->sv, p->name) : NULL;
 	json_t *reason = json_null(), *paused = json_null();
-	json_t *learned = json_null();
+	json_t *learned = json_null(), *no_utf8 = json_null();
 	char clean[256];
 	pid_t spid;
 
@@ -561,13 +561,18 @@ provider_json(struct http_front *f, struct provider *p)
 		json_decref(learned);
 		learned = http_front__time_json(p->limit_learned_until_ms);
 	}
+	/* A needs_smtputf8 answer keeps non-ASCII addresses away until. */
+	if (p->utf8_refused_until_ms > 0) {
+		json_decref(no_utf8);
+		no_utf8 = http_front__time_json(p->utf8_refused_until_ms);
+	}
 	if (p->last_heartbeat_mono > 0) {
 		json_decref(hb);
 		hb = json_integer(mono_ms() - p->last_heartbeat_mono);
 	}
 	return json_pack(
 	    "{s:s,s:s,s:s,s:b,s:o,s:o,s:i,s:i,s:i,s:I,s:I,s:I,"
-	    "s:s,s:i,s:s,s:o,s:o,s:I,s:I,s:o,s:o}",
+	    "s:s,s:i,s:s,s:o,s:o,s:I,s:I,s:o,s:o,s:o}",
 	    "name", p->name, "type", p->type, "state", provider_state_name(p),
 	    "remote", !p->spawn, "pid", pid, "last_heartbeat_ms_ago", hb,
 	    "weight", p->se.weight, "priority", p->se.priority, "in_flight",
@@ -582,7 +587,8 @@ provider_json(struct http_front *f, struct provider *p)
 	    (json_int_t)p->throttled, "max_message_bytes",
 	    (json_int_t)p->max_message_bytes, "max_message_bytes_learned_until",
 	    learned, "link_tls",
-	    p->conn != NULL ? json_boolean(p->link_tls) : json_null());
+	    p->conn != NULL ? json_boolean(p->link_tls) : json_null(),
+	    "smtputf8_refused_until", no_utf8);
 }
 
 static void

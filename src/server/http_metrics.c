@@ -283,6 +283,24 @@ metrics_limits(struct http_front *f, struct evbuffer *out, bool *bad)
 			? (uint64_t)(p->limit_learned_until_ms + 999) / 1000
 			: 0);
 	}
+	metrics_head(
+	    bad, out,
+	    "shivneri_provider_smtputf8_refused_until_timestamp_seconds",
+	    "gauge",
+	    "Unix time until which messages with a non-ASCII address "
+	    "avoid the provider (a needs_smtputf8 answer); 0 while "
+	    "none do.");
+	for (i = 0; i < n; i++) {
+		p = registry_at(f->reg, i);
+		metrics_sample(
+		    bad, out,
+		    "shivneri_provider_smtputf8_refused_until_timestamp_"
+		    "seconds",
+		    p, "",
+		    p->utf8_refused_until_ms > 0
+			? (uint64_t)(p->utf8_refused_until_ms + 999) / 1000
+			: 0);
+	}
 	metrics_head(bad, out, "shivneri_provider_link_tls", "gauge",
 		     "1 when the agent's link runs over TLS, 0 when not "
 		     "(providers without a linked agent are left out).");

@@ -4,7 +4,11 @@ answer offers PIPELINING and lock-step when not, with the outcomes of
 lock-step (a refused recipient among taken ones, every one refused with no
 body sent, a broken server's 354 answered by a dot alone, a reused session
 dropped at MAIL replaced); idle sessions closed by their timer; non-ASCII
-addresses with and without SMTPUTF8."""
+addresses with and without SMTPUTF8, and routed to a smarthost that
+offers it."""
+
+import datetime
+import time
 
 import pytest
 
@@ -155,10 +159,62 @@ def test_non_ascii_address(make_cluster, fakes, offered):
         assert got["smtputf8"] is True, got
         assert sorted(got["to"]) == ["bob@example.net", wide], got
         return
-    m = t55.wait_outcome(c, mid, "permanent")
+    # Refused before MAIL, and with no other provider to take it, failed.
+    m = t55.wait_outcome(c, mid, "needs_smtputf8")
     assert "SMTPUTF8" in m["attempts"][0]["detail"], m
+    m = h.wait_for(lambda: (lambda x: x if x["status"] == "failed"
+                            else None)(c.msg(mid)), h.scaled(5),
+                   "the message failed")
+    assert "SMTPUTF8" in m["error"], m
     assert fake.mails == 0 and not fake.messages()
     mid2 = c.submit(h.message(7))
     c.wait_delivered([mid2])
     assert fake.connections == 1
     assert t55.wait_received(fake, 1)[0]["smtputf8"] is False
+
+
+def test_non_ascii_address_goes_where_smtputf8_is(make_cluster, fakes):
+    # Two smarthosts, the preferred one without SMTPUTF8: its refusal
+    # (before MAIL) is free, the message goes to the other, and the next
+    # such message goes straight there while ASCII mail still goes to the
+    # preferred one.  GET /v1/providers and /metrics say until when.
+    # Until 2026-12-01 the refusal failed the message for good.
+    plain, wide = fakes(smtputf8=False), fakes(smtputf8=True)
+    c = make_cluster(providers=("s", "u"))
+    c.server_extra.update(scheduler="priority")
+    c.smtp_provider("s", plain.port, priority=1)
+    c.smtp_provider("u", wide.port, priority=2)
+    c.start_server()
+    c.start_agent("s")
+    c.start_agent("u")
+    c.wait_state("s", "up")
+    c.wait_state("u", "up")
+    assert c.provider("s")["smtputf8_refused_until"] is None
+
+    addr = "zo\u00eb@example.net"
+    mid = c.submit(h.message(8, to=[addr]))
+    c.wait_delivered([mid])
+    m = c.msg(mid)
+    got = [(a["provider"], a["outcome"]) for a in m["attempts"]]
+    assert got == [("s", "needs_smtputf8"), ("u", "delivered")], m
+    assert t55.wait_received(wide, 1)[0]["smtputf8"] is True
+    assert plain.mails == 0 and not plain.messages()
+
+    until = c.provider("s")["smtputf8_refused_until"]
+    assert until is not None and c.provider("u")["smtputf8_refused_until"] \
+        is None
+    until = datetime.datetime.strptime(until, "%Y-%m-%dT%H:%M:%S.%fZ")
+    until = until.replace(tzinfo=datetime.timezone.utc).timestamp()
+    # An hour from the refusal.
+    assert 3500 < until - time.time() <= 3600, until
+    name = "shivneri_provider_smtputf8_refused_until_timestamp_seconds"
+    lines = c.get("/metrics").body.decode().split("\n")
+    assert name + '{provider="u"} 0' in lines, lines
+    got = [ln for ln in lines if ln.startswith(name + '{provider="s"} ')]
+    assert len(got) == 1 and 0 <= float(got[0].split()[1]) - until < 1, got
+
+    mid2 = c.submit(h.message(9, to=[addr]))
+    mid3 = c.submit(h.message(10))
+    c.wait_delivered([mid2, mid3])
+    assert [a["provider"] for a in c.msg(mid2)["attempts"]] == ["u"]
+    assert [a["provider"] for a in c.msg(mid3)["attempts"]] == ["s"]

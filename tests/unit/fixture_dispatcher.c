@@ -170,13 +170,18 @@ new_message(int64_t created_ms, size_t body_len)
 }
 
 void
-submit_sized(struct fixture *f, int64_t created_ms, size_t body_len)
+submit_msg(struct fixture *f, struct store_message *m)
 {
 	int want = f->submitted + 1;
 
-	store_submit(f->st, new_message(created_ms, body_len), NULL, submit_cb,
-		     f);
+	store_submit(f->st, m, NULL, submit_cb, f);
 	run_until(f, submitted_at_least, &want, 3000);
+}
+
+void
+submit_sized(struct fixture *f, int64_t created_ms, size_t body_len)
+{
+	submit_msg(f, new_message(created_ms, body_len));
 }
 
 /* As the server's submit path does with its claim hooks (serve.c). */

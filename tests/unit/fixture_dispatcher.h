@@ -78,6 +78,8 @@ void link_agent(struct fixture *f, int i);
 void agent_up(struct fixture *f, int i);
 void unlink_agent(struct fixture *f, int i, const char *why);
 bool submitted_at_least(struct fixture *f, void *arg);
+/* Submits m (taken) and waits until the store has it. */
+void submit_msg(struct fixture *f, struct store_message *m);
 void submit_sized(struct fixture *f, int64_t created_ms, size_t body_len);
 void submit_created(struct fixture *f, int64_t created_ms);
 void submit(struct fixture *f);

@@ -10,6 +10,11 @@
  * hour, then the registration's is back.  Until 2026-11-30 the 413
  * of a provider with a small limit failed the message for good although a
  * provider with a larger one was up.
+ * SMTPUTF8 is routed the same way: a needs_smtputf8 answer (a smarthost
+ * without SMTPUTF8 and a non-ASCII address) is free, keeps such messages
+ * away from that provider for the same hour, and fails the message only
+ * when no provider known can take it.  Until 2026-12-01 that answer failed
+ * the message for good although another provider could have taken it.
  * The fixture (a real store, fake agents on socketpairs) is
  * fixture_dispatcher.c; setup_size gives a (priority 1) a limit of 1,024
  * bytes and b (priority 2) the server's.
@@ -332,6 +337,144 @@ test_announced_limit(void **state)
 	assert_int_equal(f->p[0]->max_message_bytes, SMALL);
 }
 
+/* A small message to a non-ASCII address (RFC 6531). */
+static void
+submit_utf8(struct fixture *f)
+{
+	struct store_message *m = new_message(now_ms(), 0);
+
+	free(m->rcpt[0]);
+	m->rcpt[0] = xstrdup("zo\xc3\xab@example.net");
+	submit_msg(f, m);
+}
+
+static bool
+utf8_restored(struct fixture *f, void *arg)
+{
+	(void)arg;
+	return f->p[0]->utf8_refused_until_ms == 0;
+}
+
+/*
+ * a (preferred) answers needs_smtputf8: the try is free and on record, a
+ * stays up with its breaker untouched, the message goes to b at once;
+ * the next such message goes straight to b while an ASCII one still goes
+ * to a; after the (shortened) hour a is offered one again.
+ */
+static void
+test_needs_smtputf8_goes_elsewhere(void **state)
+{
+	struct fixture *f = *state;
+	struct provider *a = f->p[0];
+	struct get_result g;
+	int64_t before;
+
+	f->d->learned_limit_ms = 300;
+	both_up(f);
+	submit_utf8(f);
+	wait_jobs(f, 0, 1);
+	before = now_ms();
+	dispatcher_result(f->d, a, f->fa[0].job_ids[0], f->ids[0],
+			  OUTCOME_NEEDS_SMTPUTF8, NULL,
+			  "smtp the smarthost does not offer SMTPUTF8");
+	assert_int_equal(a->state, PROVIDER_UP);
+	assert_int_equal(a->consecutive_failures, 0);
+	assert_true(a->utf8_refused_until_ms >= before + 300);
+	wait_jobs(f, 1, 1);
+	dispatcher_result(f->d, f->p[1], f->fa[1].job_ids[0], f->ids[0],
+			  OUTCOME_DELIVERED, "id-b", NULL);
+	wait_count(f, MSG_DELIVERED, 1);
+	get(f, f->ids[0], &g);
+	assert_int_equal(g.attempts, 1); /* the refusal was free */
+	assert_int_equal(g.natt, 2);
+	assert_int_equal(g.outcomes[0], OUTCOME_NEEDS_SMTPUTF8);
+	assert_string_equal(g.providers[0], "a");
+	assert_int_equal(g.outcomes[1], OUTCOME_DELIVERED);
+
+	/* Another one goes straight to b; an ASCII one still to a. */
+	submit_utf8(f);
+	wait_jobs(f, 1, 2);
+	submit(f);
+	wait_jobs(f, 0, 2);
+	assert_string_equal(f->fa[0].msg_ids[1], f->ids[2]);
+	assert_string_equal(f->fa[1].msg_ids[1], f->ids[1]);
+
+	/* The hour is over: a may take one again. */
+	run_until(f, utf8_restored, NULL, 3000);
+	submit_utf8(f);
+	wait_jobs(f, 0, 3);
+	assert_string_equal(f->fa[0].msg_ids[2], f->ids[3]);
+	/* Refused again, then a new registration forgets it at once. */
+	dispatcher_result(f->d, a, f->fa[0].job_ids[2], f->ids[3],
+			  OUTCOME_NEEDS_SMTPUTF8, NULL, "again");
+	assert_true(a->utf8_refused_until_ms > 0);
+	wait_jobs(f, 1, 3);
+	dispatcher_provider_linked(f->d, a);
+	assert_int_equal(a->utf8_refused_until_ms, 0);
+	assert_false(evtimer_pending(a->utf8_timer, NULL));
+}
+
+/*
+ * Every provider it fits lacks SMTPUTF8: the last refusal fails it with
+ * a clear error and both refusals on record; the next one fails at once,
+ * without a job; an ASCII message is not held by any of it.
+ */
+static void
+test_needs_smtputf8_everywhere_fails(void **state)
+{
+	struct fixture *f = *state;
+	struct get_result g;
+
+	registry_find(f->reg, "c")->max_message_bytes = 10; /* fits nothing */
+	both_up(f);
+	submit_utf8(f);
+	wait_jobs(f, 0, 1);
+	dispatcher_result(f->d, f->p[0], f->fa[0].job_ids[0], f->ids[0],
+			  OUTCOME_NEEDS_SMTPUTF8, NULL, "no SMTPUTF8 at a");
+	wait_jobs(f, 1, 1);
+	dispatcher_result(f->d, f->p[1], f->fa[1].job_ids[0], f->ids[0],
+			  OUTCOME_NEEDS_SMTPUTF8, NULL, "no SMTPUTF8 at b");
+	wait_count(f, MSG_FAILED, 1);
+	get(f, f->ids[0], &g);
+	assert_int_equal(g.natt, 2);
+	assert_int_equal(g.outcomes[1], OUTCOME_NEEDS_SMTPUTF8);
+	assert_string_equal(g.error, "no provider takes its non-ASCII "
+				     "address: every one it fits lacks "
+				     "SMTPUTF8");
+	submit_utf8(f);
+	wait_count(f, MSG_FAILED, 2);
+	submit(f);
+	wait_jobs(f, 0, 2);
+	assert_int_equal(f->fa[0].njobs + f->fa[1].njobs, 3);
+}
+
+/*
+ * An agent that answers needs_smtputf8 for an all-ASCII envelope is
+ * wrong: a transient failure of that provider (counted, retried
+ * elsewhere), and nothing learned.
+ */
+static void
+test_needs_smtputf8_for_ascii_is_transient(void **state)
+{
+	struct fixture *f = *state;
+	struct get_result g;
+
+	both_up(f);
+	submit(f);
+	wait_jobs(f, 0, 1);
+	dispatcher_result(f->d, f->p[0], f->fa[0].job_ids[0], f->ids[0],
+			  OUTCOME_NEEDS_SMTPUTF8, NULL, "confused");
+	assert_int_equal(f->p[0]->utf8_refused_until_ms, 0);
+	assert_int_equal(f->p[0]->consecutive_failures, 1);
+	wait_jobs(f, 1, 1);
+	dispatcher_result(f->d, f->p[1], f->fa[1].job_ids[0], f->ids[0],
+			  OUTCOME_DELIVERED, "id-b", NULL);
+	wait_count(f, MSG_DELIVERED, 1);
+	get(f, f->ids[0], &g);
+	assert_int_equal(g.attempts, 2); /* counted */
+	assert_int_equal(g.outcomes[0], OUTCOME_TRANSIENT);
+}
+
 int
 main(void)
 {
@@ -350,6 +493,13 @@ main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_learned_limit_expires,
 					    setup_size, teardown),
+	    cmocka_unit_test_setup_teardown(test_needs_smtputf8_goes_elsewhere,
+					    setup_size, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_needs_smtputf8_everywhere_fails, setup_size, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_needs_smtputf8_for_ascii_is_transient, setup_size,
+		teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -7,7 +7,8 @@
  * outcome name it does not know) never sees a new class, because an agent
  * downgrades it to transient for a revision-1 server.  Revision 3 adds
  * too_large (permanent to an older server) and HELLO's optional
- * max_message_bytes.
+ * max_message_bytes; revision 4 adds needs_smtputf8 (permanent to an older
+ * server).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -136,42 +137,60 @@ test_challenge_revision(void **state)
 	assert_int_equal(
 	    link_decode_challenge((const uint8_t *)old, strlen(old), &c2), 0);
 	assert_int_equal(c2.revision, 1);
-	/* Ours says 2; an old agent ignores the unknown key. */
+	/* Ours says 4; an old agent ignores the unknown key. */
 	c.version = LINK_VERSION;
 	c.revision = LINK_REVISION;
 	assert_int_equal(link_encode_challenge(out, &c), 0);
 	assert_int_equal(take(out, buf, sizeof(buf), &n), LINK_CHALLENGE);
-	assert_non_null(strstr(buf, "\"revision\":3"));
+	assert_non_null(strstr(buf, "\"revision\":4"));
 	assert_int_equal(link_decode_challenge((const uint8_t *)buf, n, &c2),
 			 0);
-	assert_int_equal(c2.revision, 3);
+	assert_int_equal(c2.revision, 4);
 	/* The wire version is unchanged, so old peers still shake hands. */
 	assert_int_equal(c2.version, 1);
 	evbuffer_free(out);
 }
 
+/* The revision that brought each outcome, and what an older server hears. */
+static const struct {
+	int outcome;
+	uint32_t since;
+	int older; /* what a server before `since` hears */
+} introduced[] = {
+    {OUTCOME_THROTTLED, 2, OUTCOME_TRANSIENT},
+    {OUTCOME_ACCOUNT, 2, OUTCOME_TRANSIENT},
+    {OUTCOME_AMBIGUOUS, 2, OUTCOME_TRANSIENT},
+    /* What a server before it made of a 413 or a 552: permanent. */
+    {OUTCOME_TOO_LARGE, 3, OUTCOME_PERMANENT},
+    /* What a server before it made of a smarthost without SMTPUTF8. */
+    {OUTCOME_NEEDS_SMTPUTF8, 4, OUTCOME_PERMANENT},
+};
+
 static void
 test_downgrade_for_old_server(void **state)
 {
+	uint32_t rev;
+	size_t i;
 	int o;
 
+	(void)state;
 	for (o = 0; o <= OUTCOME_MAX; o++) {
-		int old = link_outcome_for_revision(o, 1);
-		int two = link_outcome_for_revision(o, 2);
+		uint32_t since = 1;
+		int older = o;
 
-		assert_int_equal(link_outcome_for_revision(o, 3), o);
-		if (o == OUTCOME_THROTTLED || o == OUTCOME_ACCOUNT ||
-		    o == OUTCOME_AMBIGUOUS)
-			assert_int_equal(old, OUTCOME_TRANSIENT);
-		else if (o == OUTCOME_TOO_LARGE)
-			assert_int_equal(old, OUTCOME_PERMANENT);
-		else
-			assert_int_equal(old, o);
-		/* too_large (revision 3) is what a revision-2 server made of
-		 * a 413 or a 552 before: permanent. */
-		assert_int_equal(two, o == OUTCOME_TOO_LARGE ? OUTCOME_PERMANENT
-							     : o);
+		for (i = 0; i < sizeof(introduced) / sizeof(introduced[0]); i++)
+			if (introduced[i].outcome == o) {
+				since = introduced[i].since;
+				older = introduced[i].older;
+			}
+		for (rev = 1; rev <= LINK_REVISION; rev++)
+			assert_int_equal(link_outcome_for_revision(o, rev),
+					 rev < since ? older : o);
 	}
+	/* Every outcome has a name, the newest included. */
+	assert_string_equal(outcome_name(OUTCOME_MAX), "needs_smtputf8");
+	assert_int_equal(outcome_parse("needs_smtputf8"),
+			 OUTCOME_NEEDS_SMTPUTF8);
 }
 
 /*

@@ -591,7 +591,7 @@ test_utf8_unoffered(void **state)
 				  .utf8_unoffered = true};
 	smtp_dialogue_classify(&a, &r.res, r.detail, sizeof(r.detail), r.id,
 			       sizeof(r.id));
-	assert_int_equal(r.res.outcome, OUTCOME_PERMANENT);
+	assert_int_equal(r.res.outcome, OUTCOME_NEEDS_SMTPUTF8);
 	assert_non_null(strstr(r.res.detail, "SMTPUTF8"));
 }
 
