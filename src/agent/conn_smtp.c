@@ -52,6 +52,7 @@
 #include "agent/conn_smtp.h"
 #include "agent/connector.h"
 #include "agent/curl_loop.h"
+#include "agent/mime_7bit.h"
 #include "agent/smtp_dialogue.h"
 #include "common/config.h"
 #include "common/log.h"
@@ -68,12 +69,13 @@
 #include <sys/queue.h>
 
 #include <event2/event.h>
+#include <gmime/gmime.h>
 
 /* The output buffer: commands, or a part of the body. */
 #define SMTP_OUT_MAX 16384
 
 /* Every command of a transaction fits an empty buffer. */
-_Static_assert(LINK_ADDR_MAX + 64 < SMTP_OUT_MAX, "SMTP_OUT_MAX too small");
+_Static_assert(LINK_ADDR_MAX + 96 < SMTP_OUT_MAX, "SMTP_OUT_MAX too small");
 
 struct smtp_conn;
 
@@ -117,6 +119,17 @@ struct smtp_job {
 	bool body_eof;          /* the whole message and its end went out */
 	bool utf8_unoffered;    /* needs SMTPUTF8, which is not offered */
 	uint64_t size_max;      /* over the session's SIZE: nothing sent */
+	/*
+	 * What goes after DATA: the job's message, or body7, its 7-bit form
+	 * for a session without 8BITMIME (mime_7bit), made once per job.
+	 * mail: MAIL's parameters on the session (smtp_dialogue_mail).
+	 */
+	const uint8_t *body;
+	size_t body_len;
+	uint8_t *body7;
+	size_t body7_len;
+	int eight_bit; /* -1: not looked yet, else whether it has 8-bit */
+	unsigned mail;
 	char errbuf[CURL_ERROR_SIZE];
 	struct smtp_dialogue d;
 	LIST_ENTRY(smtp_job) entry; /* smtp.jobs */
@@ -266,8 +279,8 @@ group_fill(struct smtp_conn *c)
 
 	c->outoff = c->outlen = 0;
 	while (c->group && c->outlen < SMTP_OUT_MAX) {
-		n = smtp_dialogue_cmd(c->sj->job, c->ext, c->group_i,
-				      c->out + c->outlen,
+		n = smtp_dialogue_cmd(c->sj->job, c->sj->mail, c->sj->body_len,
+				      c->group_i, c->out + c->outlen,
 				      SMTP_OUT_MAX - c->outlen);
 		if (n == 0)
 			break; /* the rest on the next fill */
@@ -288,9 +301,8 @@ out_fill(struct smtp_conn *c)
 	if (c->step != STEP_BODY)
 		return false;
 	c->outoff = 0;
-	c->outlen =
-	    smtp_dialogue_stuff(&c->body, c->sj->job->mime,
-				c->sj->job->mime_len, c->out, sizeof(c->out));
+	c->outlen = smtp_dialogue_stuff(&c->body, c->sj->body, c->sj->body_len,
+					c->out, sizeof(c->out));
 	return c->outlen > 0;
 }
 
@@ -337,8 +349,8 @@ static bool
 conn_cmd(struct smtp_conn *c, size_t i)
 {
 	c->outoff = 0;
-	c->outlen =
-	    smtp_dialogue_cmd(c->sj->job, c->ext, i, c->out, SMTP_OUT_MAX);
+	c->outlen = smtp_dialogue_cmd(c->sj->job, c->sj->mail, c->sj->body_len,
+				      i, c->out, SMTP_OUT_MAX);
 	if (c->outlen == 0) { /* the _Static_assert says never */
 		conn_fail(c, CURLE_FAILED_INIT);
 		return false;
@@ -373,6 +385,43 @@ conn_release(struct smtp_conn *c)
 	return sj;
 }
 
+/*
+ * What this session gets after DATA, and MAIL's parameters: the message
+ * as the client wrote it, said BODY=8BITMIME where it has 8-bit bytes and
+ * the smarthost offers 8BITMIME; where it does not, the message made
+ * 7-bit (RFC 6152 section 3).  A message that is not MIME, or that GMime
+ * cannot read, goes as it is, as before.
+ */
+static void
+body_choose(struct smtp_conn *c, struct smtp_job *sj)
+{
+	const struct connector_job *job = sj->job;
+	int rc;
+
+	if (sj->eight_bit < 0)
+		sj->eight_bit = smtp_dialogue_8bit(job);
+	sj->body = job->mime;
+	sj->body_len = job->mime_len;
+	if (sj->eight_bit && !(c->ext & SMTP_EXT_8BITMIME)) {
+		if (sj->body7 == NULL) {
+			rc = mime_7bit(job->mime, job->mime_len, &sj->body7,
+				       &sj->body7_len);
+			log_info("%s agent smtp_7bit provider=%s %s",
+				 job->message_id, sj->s->name,
+				 rc == 0 ? "converted"
+				 : rc == 1
+				     ? "sent_as_is reason=\"not MIME\""
+				     : "sent_as_is reason=\"unreadable\"");
+		}
+		if (sj->body7 != NULL) {
+			sj->body = sj->body7;
+			sj->body_len = sj->body7_len;
+		}
+	}
+	sj->mail = smtp_dialogue_mail(job, c->ext,
+				      sj->eight_bit && sj->body == job->mime);
+}
+
 /* The session is up and c->sj set: the transaction begins, pipelined
  * when the smarthost offers it. */
 static void
@@ -380,13 +429,14 @@ xact_begin(struct smtp_conn *c)
 {
 	struct smtp_job *sj = c->sj;
 
+	body_choose(c, sj);
 	if (!(c->ext & SMTP_EXT_SMTPUTF8) && smtp_dialogue_utf8(sj->job)) {
 		/* Nothing was said: the session serves the next message. */
 		sj->utf8_unoffered = true;
 		job_end(conn_release(c), CURLE_OK);
 		return;
 	}
-	if (c->size_max > 0 && sj->job->mime_len > c->size_max) {
+	if (c->size_max > 0 && sj->body_len > c->size_max) {
 		/* It would say 552: too large here, and nothing is sent. */
 		sj->size_max = c->size_max;
 		job_end(conn_release(c), CURLE_OK);
@@ -716,6 +766,7 @@ job_free(struct smtp_job *sj)
 	if (sj->deadline != NULL)
 		event_free(sj->deadline);
 	free(sj->d.rcpt_code);
+	free(sj->body7);
 	free(sj);
 }
 
@@ -745,7 +796,8 @@ job_end(struct smtp_job *sj, CURLcode rc)
 		smtp_dialogue_scrub(idbuf, s->username, s->password);
 	if (res.outcome == OUTCOME_DELIVERED ||
 	    res.outcome == OUTCOME_PERMANENT ||
-	    res.outcome == OUTCOME_TOO_LARGE)
+	    res.outcome == OUTCOME_TOO_LARGE ||
+	    res.outcome == OUTCOME_NEEDS_SMTPUTF8)
 		s->failures = 0;
 	else
 		s->failures++;
@@ -843,6 +895,7 @@ smtp_send(void *state, struct connector_job *job)
 	if (job->nrcpt == 0)
 		return -EINVAL;
 	sj = xcalloc(1, sizeof(*sj));
+	sj->eight_bit = -1;
 	sj->s = s;
 	sj->job = job;
 	sj->d.rcpt_code = xcalloc(job->nrcpt, sizeof(*sj->d.rcpt_code));
@@ -907,6 +960,7 @@ smtp_close(void *state)
 	while ((sj = LIST_FIRST(&s->jobs)) != NULL)
 		job_free(sj);
 	smtp_free(s);
+	g_mime_shutdown(); /* counted: see smtp_open */
 }
 
 static int
@@ -962,6 +1016,8 @@ smtp_open(const struct provider_config *pc, struct event_base *base,
 		goto fail;
 	}
 	curl_loop_free(cl);
+	/* For mime_7bit; counted, so the agent's other users keep theirs. */
+	g_mime_init();
 	*state = s;
 	return 0;
 fail:

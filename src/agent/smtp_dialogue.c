@@ -465,7 +465,8 @@ smtp_dialogue_ehlo(const char *p, size_t len)
 		unsigned ext;
 	} exts[] = {{"SIZE", SMTP_EXT_SIZE},
 		    {"SMTPUTF8", SMTP_EXT_SMTPUTF8},
-		    {"PIPELINING", SMTP_EXT_PIPELINING}};
+		    {"PIPELINING", SMTP_EXT_PIPELINING},
+		    {"8BITMIME", SMTP_EXT_8BITMIME}};
 	size_t i, n;
 
 	if (len < 4 || smtp_dialogue_code(p, len, &(bool){false}) != 250 ||
@@ -502,22 +503,33 @@ smtp_dialogue_ehlo_size(const char *p, size_t len)
 	return v;
 }
 
-size_t
-smtp_dialogue_cmd(const struct connector_job *job, unsigned ext, size_t i,
-		  char *dst, size_t room)
+unsigned
+smtp_dialogue_mail(const struct connector_job *job, unsigned ext,
+		   bool eight_bit)
 {
-	char size[32] = "";
+	unsigned mail = ext & SMTP_EXT_SIZE;
+
+	if ((ext & SMTP_EXT_8BITMIME) && eight_bit)
+		mail |= SMTP_EXT_8BITMIME;
+	if ((ext & SMTP_EXT_SMTPUTF8) && smtp_dialogue_utf8(job))
+		mail |= SMTP_EXT_SMTPUTF8;
+	return mail;
+}
+
+size_t
+smtp_dialogue_cmd(const struct connector_job *job, unsigned mail, size_t size,
+		  size_t i, char *dst, size_t room)
+{
+	char sz[32] = "";
 	int n;
 
 	if (i == 0) {
-		if (ext & SMTP_EXT_SIZE)
-			snprintf(size, sizeof(size), " SIZE=%zu",
-				 job->mime_len);
-		n = snprintf(
-		    dst, room, "MAIL FROM:<%s>%s%s\r\n", job->mail_from, size,
-		    (ext & SMTP_EXT_SMTPUTF8) && smtp_dialogue_utf8(job)
-			? " SMTPUTF8"
-			: "");
+		if (mail & SMTP_EXT_SIZE)
+			snprintf(sz, sizeof(sz), " SIZE=%zu", size);
+		n = snprintf(dst, room, "MAIL FROM:<%s>%s%s%s\r\n",
+			     job->mail_from, sz,
+			     mail & SMTP_EXT_8BITMIME ? " BODY=8BITMIME" : "",
+			     mail & SMTP_EXT_SMTPUTF8 ? " SMTPUTF8" : "");
 	} else if (i <= job->nrcpt) {
 		n = snprintf(dst, room, "RCPT TO:<%s>\r\n", job->rcpt[i - 1]);
 	} else {
@@ -541,6 +553,22 @@ bool
 smtp_dialogue_utf8(const struct connector_job *job)
 {
 	return envelope_utf8(job->mail_from, job->rcpt, job->nrcpt);
+}
+
+bool
+smtp_dialogue_8bit(const struct connector_job *job)
+{
+	const uint8_t *p = job->mime, *end = p + job->mime_len;
+	uint64_t w, any = 0;
+
+	/* Eight bytes at a time: every message is looked at once. */
+	for (; end - p >= 8; p += 8) {
+		memcpy(&w, p, sizeof(w));
+		any |= w;
+	}
+	for (; p < end; p++)
+		any |= *p;
+	return (any & UINT64_C(0x8080808080808080)) != 0;
 }
 
 size_t

@@ -108,6 +108,8 @@ void smtp_dialogue_scrub(char *text, const char *user, const char *password);
 bool smtp_dialogue_rcpt_taken(const struct smtp_dialogue *d, size_t nrcpt);
 /* True when an address of job has a byte over 127 (MAIL says SMTPUTF8). */
 bool smtp_dialogue_utf8(const struct connector_job *job);
+/* True when the message has a byte over 127 (MAIL says BODY=8BITMIME). */
+bool smtp_dialogue_8bit(const struct connector_job *job);
 
 /* A reply line being read: the first SMTP_DIALOGUE_LINE_MAX bytes are kept, the
  * rest of an overlong line skipped (to stay in step, as Postfix does). */
@@ -147,6 +149,7 @@ size_t smtp_dialogue_stuff(struct smtp_stuff *st, const uint8_t *msg,
 #define SMTP_EXT_SIZE 0x1u
 #define SMTP_EXT_SMTPUTF8 0x2u
 #define SMTP_EXT_PIPELINING 0x4u
+#define SMTP_EXT_8BITMIME 0x8u
 
 /* One line of the answer to EHLO ("250-SIZE 1000"): the SMTP_EXT_* it
  * offers, or 0 (any other line, extension or reply). */
@@ -159,12 +162,19 @@ uint64_t smtp_dialogue_ehlo_size(const char *p, size_t len);
 
 /*
  * The command i of job's transaction with its CRLF into dst (room bytes):
- * 0 MAIL FROM (with SIZE= when ext has SMTP_EXT_SIZE, and SMTPUTF8 when
- * ext has SMTP_EXT_SMTPUTF8 and an address needs it, as curl sent them),
- * 1..nrcpt RCPT TO, nrcpt + 1 DATA.  Returns its length, or 0 when it
- * does not fit.
+ * 0 MAIL FROM with the parameters mail says (SMTP_EXT_SIZE: SIZE=size,
+ * SMTP_EXT_8BITMIME: BODY=8BITMIME, SMTP_EXT_SMTPUTF8: SMTPUTF8; see
+ * smtp_dialogue_mail), 1..nrcpt RCPT TO, nrcpt + 1 DATA.  Returns its
+ * length, or 0 when it does not fit.
  */
-size_t smtp_dialogue_cmd(const struct connector_job *job, unsigned ext,
-			 size_t i, char *dst, size_t room);
+size_t smtp_dialogue_cmd(const struct connector_job *job, unsigned mail,
+			 size_t size, size_t i, char *dst, size_t room);
+/*
+ * MAIL's parameters for job on a session whose EHLO offered ext: SIZE
+ * when offered; SMTPUTF8 when offered and an address needs it;
+ * BODY=8BITMIME when offered and the message (eight_bit) has 8-bit bytes.
+ */
+unsigned smtp_dialogue_mail(const struct connector_job *job, unsigned ext,
+			    bool eight_bit);
 
 #endif

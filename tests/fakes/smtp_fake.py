@@ -45,6 +45,10 @@ each received message says whether MAIL carried it; smtputf8=False
 refuses a non-ASCII command.  `mails` counts the MAIL commands that reached the
 handler.
 
+8BITMIME: offered unless `eightbitmime` is False (a smarthost that takes
+7-bit data only); each received message has MAIL's parameters as the
+client sent them (`mail_options`: "BODY=8BITMIME", "SIZE=N", ...).
+
 make_certs() makes a CA and a server certificate for 127.0.0.1 with the
 openssl command in a test's folder: no key is ever committed.
 """
@@ -99,6 +103,12 @@ class Handler:
         session.host_name = hostname
         if self.fake.pipelining:
             responses.insert(-1, "250-PIPELINING")
+        if not self.fake.eightbitmime:
+            responses = [r for r in responses
+                         if r[4:].upper() != "8BITMIME"]
+            # The last line must stay the "250 " one.
+            last = responses[-1]
+            responses[-1] = "250 " + last[4:]
         return responses
 
     async def _arrival(self, server):
@@ -172,7 +182,8 @@ class Handler:
                                "to": list(envelope.rcpt_tos),
                                "data": bytes(envelope.content),
                                "auth": session.authenticated,
-                               "smtputf8": envelope.smtp_utf8})
+                               "smtputf8": envelope.smtp_utf8,
+                               "mail_options": list(envelope.mail_options)})
             f.changed.notify_all()
             f.data_at = time.monotonic()
             n = len(f.received)
@@ -271,8 +282,9 @@ class SmtpFake:
 
     def __init__(self, port, tls="none", certs=None, user=None,
                  password=None, idle_timeout=None, pipelining=False,
-                 smtputf8=True, size_limit=None):
+                 smtputf8=True, size_limit=None, eightbitmime=True):
         self.port = port
+        self.eightbitmime = eightbitmime
         self.pipelining = pipelining
         self.arrivals = []
         self.transcripts = []

@@ -5,9 +5,13 @@ lock-step (a refused recipient among taken ones, every one refused with no
 body sent, a broken server's 354 answered by a dot alone, a reused session
 dropped at MAIL replaced); idle sessions closed by their timer; non-ASCII
 addresses with and without SMTPUTF8, and routed to a smarthost that
-offers it."""
+offers it; 8-bit messages said BODY=8BITMIME, or made 7-bit for a
+smarthost without 8BITMIME."""
 
 import datetime
+import email
+import email.policy
+import smtplib
 import time
 
 import pytest
@@ -218,3 +222,69 @@ def test_non_ascii_address_goes_where_smtputf8_is(make_cluster, fakes):
     c.wait_delivered([mid2, mid3])
     assert [a["provider"] for a in c.msg(mid2)["attempts"]] == ["u"]
     assert [a["provider"] for a in c.msg(mid3)["attempts"]] == ["s"]
+
+
+EIGHT_BIT = ("Date: Tue, 01 Dec 2026 10:00:00 +0000\r\n"
+             "Message-ID: <eight-%d@example.com>\r\n"
+             "From: ann@example.com\r\nTo: bob@example.net\r\n"
+             "Subject: 8bit\r\nMIME-Version: 1.0\r\n"
+             "Content-Type: text/plain; charset=utf-8\r\n"
+             "Content-Transfer-Encoding: 8bit\r\n\r\n"
+             "caf\u00e9 au lait\r\n.dot first\r\n")
+EIGHT_BIT_TEXT = "caf\u00e9 au lait\r\n.dot first\r\n".encode()
+
+
+def smtp_in(port, raw, body8=True):
+    """raw through our SMTP intake; the id of its 250."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=h.scaled(10)) as s:
+        s.ehlo("client.example")
+        s.mail("ann@example.com", ["BODY=8BITMIME"] if body8 else [])
+        s.rcpt("bob@example.net")
+        code, resp = s.data(raw)
+    assert code == 250, resp
+    return resp.decode().rsplit(" ", 1)[1]
+
+
+@pytest.mark.parametrize("offered", [True, False])
+def test_8bit_message(make_cluster, fakes, offered):
+    # In by SMTP with BODY=8BITMIME, out to the smarthost: where it offers
+    # 8BITMIME, MAIL says BODY=8BITMIME and the client's bytes go as they
+    # are; where it does not, the message goes 7-bit (RFC 6152 section 3),
+    # its text the same once decoded, its headers as written.  An ASCII
+    # message never says BODY=.  Until 2026-12-01 8-bit bytes went to
+    # either without a word.
+    fake = fakes(eightbitmime=offered)
+    port = h.free_port()
+    c = make_cluster(providers=("s",),
+                     server_extra={"smtp_listen": "127.0.0.1:%d" % port})
+    c.smtp_provider("s", fake.port)
+    c.start_server()
+    c.start_agent("s")
+    raw = (EIGHT_BIT % 1).encode()
+    mid = smtp_in(port, raw)
+    c.wait_delivered([mid])
+    got = t55.wait_received(fake, 1)[0]
+    opts = [o.upper() for o in got["mail_options"]]
+    if offered:
+        assert "BODY=8BITMIME" in opts, got
+        assert got["data"].endswith(raw), got
+    else:
+        assert not [o for o in opts if o.startswith("BODY=")], got
+        assert max(got["data"]) < 0x80, got
+        msg = email.message_from_bytes(got["data"],
+                                       policy=email.policy.compat32)
+        assert msg["Content-Transfer-Encoding"] in ("quoted-printable",
+                                                    "base64"), got
+        assert msg.get_payload(decode=True) == EIGHT_BIT_TEXT, got
+        assert b"Message-ID: <eight-1@example.com>\r\n" in got["data"]
+        assert b"\n" not in got["data"].replace(b"\r\n", b"")
+    mid2 = smtp_in(port, t70_body(2), body8=False)
+    c.wait_delivered([mid2])
+    got = t55.wait_received(fake, 2)[1]
+    assert not [o for o in got["mail_options"]
+                if o.upper().startswith("BODY=")], got
+
+
+def t70_body(n):
+    return (b"From: Ann <ann@example.com>\r\nTo: bob@example.net\r\n"
+            b"Subject: smtp %d\r\n\r\nhello %d\r\n" % (n, n))

@@ -420,7 +420,9 @@ test_ehlo_and_utf8(void **state)
 	(void)state;
 	assert_int_equal(smtp_dialogue_ehlo("250-SIZEX 1\r\n", 13), 0);
 	assert_int_equal(smtp_dialogue_ehlo("550-SIZE 1\r\n", 12), 0);
-	assert_int_equal(smtp_dialogue_ehlo("250-8BITMIME\r\n", 14), 0);
+	assert_int_equal(smtp_dialogue_ehlo("250-8BITMIME\r\n", 14),
+			 SMTP_EXT_8BITMIME);
+	assert_int_equal(smtp_dialogue_ehlo("250-8BITMIMEX\r\n", 15), 0);
 	assert_int_equal(smtp_dialogue_ehlo("250-PIPELININGX\r\n", 17), 0);
 	assert_int_equal(smtp_dialogue_ehlo("250-SIZE 35882577\r\n", 19),
 			 SMTP_EXT_SIZE);
@@ -444,29 +446,76 @@ test_commands(void **state)
 				    .rcpt = rcpts,
 				    .nrcpt = 2,
 				    .mime_len = 1234};
-	char buf[64];
+	unsigned all = SMTP_EXT_SIZE | SMTP_EXT_SMTPUTF8 | SMTP_EXT_8BITMIME |
+		       SMTP_EXT_PIPELINING;
+	char buf[96];
 	size_t n;
 
 	(void)state;
-	n = smtp_dialogue_cmd(&job, 0, 0, buf, sizeof(buf));
+	n = smtp_dialogue_cmd(&job, 0, 1234, 0, buf, sizeof(buf));
 	assert_int_equal(n, strlen("MAIL FROM:<me@example.com>\r\n"));
 	assert_memory_equal(buf, "MAIL FROM:<me@example.com>\r\n", n);
-	/* SMTPUTF8 only for an address that needs it. */
-	n = smtp_dialogue_cmd(&job, SMTP_EXT_SIZE | SMTP_EXT_SMTPUTF8, 0, buf,
-			      sizeof(buf));
+	/* SMTPUTF8 only for an address that needs it, BODY=8BITMIME only for
+	 * an 8-bit message, each only where offered. */
+	assert_int_equal(smtp_dialogue_mail(&job, all, false), SMTP_EXT_SIZE);
+	assert_int_equal(smtp_dialogue_mail(&job, all, true),
+			 SMTP_EXT_SIZE | SMTP_EXT_8BITMIME);
+	assert_int_equal(smtp_dialogue_mail(&job, SMTP_EXT_SMTPUTF8, true), 0);
+	n = smtp_dialogue_cmd(&job, smtp_dialogue_mail(&job, all, false), 1234,
+			      0, buf, sizeof(buf));
 	assert_memory_equal(buf, "MAIL FROM:<me@example.com> SIZE=1234\r\n", n);
-	n = smtp_dialogue_cmd(&job, 0, 2, buf, sizeof(buf));
+	/* SIZE= says what goes after DATA (a 7-bit form may be larger). */
+	n = smtp_dialogue_cmd(&job, SMTP_EXT_SIZE, 1500, 0, buf, sizeof(buf));
+	assert_memory_equal(buf, "MAIL FROM:<me@example.com> SIZE=1500\r\n", n);
+	n = smtp_dialogue_cmd(&job, 0, 0, 2, buf, sizeof(buf));
 	assert_memory_equal(buf, "RCPT TO:<bob@example.net>\r\n", n);
-	n = smtp_dialogue_cmd(&job, 0, 3, buf, sizeof(buf));
+	n = smtp_dialogue_cmd(&job, 0, 0, 3, buf, sizeof(buf));
 	assert_memory_equal(buf, "DATA\r\n", n);
 	job.rcpt = wide;
 	job.nrcpt = 1;
-	n = smtp_dialogue_cmd(&job, SMTP_EXT_SMTPUTF8, 0, buf, sizeof(buf));
+	assert_int_equal(smtp_dialogue_mail(&job, all, true),
+			 SMTP_EXT_SIZE | SMTP_EXT_8BITMIME | SMTP_EXT_SMTPUTF8);
+	assert_int_equal(smtp_dialogue_mail(&job, SMTP_EXT_SIZE, true),
+			 SMTP_EXT_SIZE);
+	n = smtp_dialogue_cmd(&job, SMTP_EXT_SMTPUTF8, 0, 0, buf, sizeof(buf));
 	assert_memory_equal(buf, "MAIL FROM:<me@example.com> SMTPUTF8\r\n", n);
+	n = smtp_dialogue_cmd(&job, smtp_dialogue_mail(&job, all, true), 1234,
+			      0, buf, sizeof(buf));
+	assert_memory_equal(buf,
+			    "MAIL FROM:<me@example.com> SIZE=1234 "
+			    "BODY=8BITMIME SMTPUTF8\r\n",
+			    n);
 	/* One that does not fit is not cut: 0, for the next buffer. */
-	assert_int_equal(smtp_dialogue_cmd(&job, 0, 1, buf, 10), 0);
-	assert_int_equal(smtp_dialogue_cmd(&job, 0, 2, buf, 6), 0);
-	assert_int_equal(smtp_dialogue_cmd(&job, 0, 2, buf, 7), 6);
+	assert_int_equal(smtp_dialogue_cmd(&job, 0, 0, 1, buf, 10), 0);
+	assert_int_equal(smtp_dialogue_cmd(&job, 0, 0, 2, buf, 6), 0);
+	assert_int_equal(smtp_dialogue_cmd(&job, 0, 0, 2, buf, 7), 6);
+}
+
+/* 8-bit bytes anywhere, at every offset of the word-wise scan. */
+static void
+test_8bit(void **state)
+{
+	uint8_t msg[40];
+	struct connector_job job = {.mime = msg};
+	size_t len, at;
+
+	(void)state;
+	for (len = 0; len <= sizeof(msg); len++) {
+		memset(msg, 'a', sizeof(msg));
+		job.mime_len = len;
+		assert_false(smtp_dialogue_8bit(&job));
+		for (at = 0; at < len; at++) {
+			memset(msg, 0x7f, sizeof(msg));
+			msg[at] = 0x80;
+			assert_true(smtp_dialogue_8bit(&job));
+		}
+		/* A byte past the end is not the message's. */
+		memset(msg, 'a', sizeof(msg));
+		if (len < sizeof(msg)) {
+			msg[len] = 0xff;
+			assert_false(smtp_dialogue_8bit(&job));
+		}
+	}
 }
 
 /* MAIL, both RCPTs and DATA out before any reply, as pipelining sends. */
@@ -614,6 +663,7 @@ main(void)
 	    cmocka_unit_test(test_pipelined_every_recipient_refused),
 	    cmocka_unit_test(test_relay_denied),
 	    cmocka_unit_test(test_utf8_unoffered),
+	    cmocka_unit_test(test_8bit),
 	    cmocka_unit_test(test_too_large),
 	    cmocka_unit_test(test_ehlo_size),
 	};
