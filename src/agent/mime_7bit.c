@@ -2,7 +2,9 @@
  * mime_7bit: see mime_7bit.h.  GMime writes the message back with DOS
  * line ends; what it writes of its own (a line end after an epilogue)
  * may still be a bare LF, so the result passes through one last pass
- * that makes every line end CRLF, as the DATA stuffer expects.
+ * that makes every line end CRLF, as the DATA stuffer expects and as the
+ * store holds every message: a bare CR or LF next to a dot is how SMTP
+ * smuggling starts at the next hop.
  */
 #include "agent/mime_7bit.h"
 
@@ -11,21 +13,25 @@
 #include <gmime/gmime.h>
 #include <string.h>
 
-/* src with every bare LF made CRLF, into a new buffer. */
+/* src with every bare LF and bare CR made CRLF, into a new buffer. */
 static uint8_t *
 crlf(const uint8_t *src, size_t n, size_t *outlen)
 {
-	size_t i, lf = 0, k = 0;
-	uint8_t *dst;
+	size_t i, k = 0;
+	uint8_t *dst = xmalloc(2 * n + 1); /* each byte at most doubles */
 
-	for (i = 0; i < n; i++)
-		if (src[i] == '\n' && (i == 0 || src[i - 1] != '\r'))
-			lf++;
-	dst = xmalloc(n + lf + 1);
 	for (i = 0; i < n; i++) {
-		if (src[i] == '\n' && (i == 0 || src[i - 1] != '\r'))
+		if (src[i] == '\r') {
 			dst[k++] = '\r';
-		dst[k++] = src[i];
+			dst[k++] = '\n';
+			if (i + 1 < n && src[i + 1] == '\n')
+				i++;
+		} else if (src[i] == '\n') {
+			dst[k++] = '\r';
+			dst[k++] = '\n';
+		} else {
+			dst[k++] = src[i];
+		}
 	}
 	*outlen = k;
 	return dst;
