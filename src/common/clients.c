@@ -32,6 +32,17 @@ client_table_get(struct client_table *t, const uint8_t key[16])
 	return c;
 }
 
+unsigned
+client_table_count(const struct client_table *t, const uint8_t key[16])
+{
+	const struct client_count *c;
+
+	for (c = t->bucket[bucket_of(key)]; c != NULL; c = c->next)
+		if (memcmp(c->key, key, 16) == 0)
+			return c->count;
+	return 0;
+}
+
 void
 client_table_put(struct client_table *t, struct client_count *c)
 {

@@ -124,6 +124,9 @@ static const struct skey server_keys[] = {
     {"http_min_body_rate", SKEY_INT64, OFF(http_min_body_rate), 1,
      INT64_C(1) << 40, NULL},
     {"events_max_clients", SKEY_INT, OFF(events_max_clients), 1, 100000, NULL},
+    /* At most events_max_clients (limits_finish). */
+    {"events_max_client_streams", SKEY_INT, OFF(events_max_client_streams), 1,
+     100000, NULL},
     {"events_history", SKEY_INT, OFF(events_history), 1, 100000, NULL},
     {"events_ping_s", SKEY_INT, OFF(events_ping_s), 1, 3600, NULL},
     {"events_client_buffer_bytes", SKEY_INT64, OFF(events_client_buffer_bytes),
@@ -649,7 +652,8 @@ key_line(const struct parse *p, const char *key)
  * One limit at every layer: a message of max_message_bytes must fit the
  * store's row, and a provider's max_in_flight_bytes must take at least one
  * such message (unset, it is CONFIG_IN_FLIGHT_BYTES_DEFAULT or one
- * message, whichever is larger).  (The JOB frame of link.h carries
+ * message, whichever is larger).  Likewise one client's event streams fit
+ * in all of them.  (The JOB frame of link.h carries
  * CONFIG_MESSAGE_BYTES_MAX by construction; link_codec.c asserts it at
  * compile time.)
  */
@@ -670,6 +674,19 @@ limits_finish(struct parse *p)
 			 "max_in_flight_bytes: must be at least "
 			 "max_message_bytes (%lld)",
 			 (long long)cfg->max_message_bytes);
+
+	/* One client's share of the event streams: the default follows a
+	 * smaller events_max_clients down, a value set must fit in it. */
+	(void)skey_lookup("events_max_client_streams", &bi);
+	if (p->server_key_line[bi] == 0) {
+		if (cfg->events_max_client_streams > cfg->events_max_clients)
+			cfg->events_max_client_streams =
+			    cfg->events_max_clients;
+	} else if (cfg->events_max_client_streams > cfg->events_max_clients)
+		perr_add(p, p->server_key_line[bi],
+			 "events_max_client_streams: must be at most "
+			 "events_max_clients (%d)",
+			 cfg->events_max_clients);
 
 	if (strcmp(cfg->store, "sqlite") == 0 &&
 	    cfg->max_message_bytes > STORE_SQLITE_MESSAGE_MAX)
@@ -859,6 +876,7 @@ config_defaults(void)
 	cfg->http_body_budget_bytes = INT64_C(268435456);
 	cfg->http_min_body_rate = 65536;
 	cfg->events_max_clients = 64;
+	cfg->events_max_client_streams = CONFIG_EVENTS_CLIENT_STREAMS_DEFAULT;
 	cfg->events_history = CONFIG_EVENTS_HISTORY_DEFAULT;
 	cfg->events_ping_s = 15;
 	cfg->events_client_buffer_bytes = 1048576;

@@ -81,9 +81,10 @@ struct config {
 	int64_t http_body_budget_bytes;  /* bodies in progress, all together */
 	int64_t http_min_body_rate;      /* bytes/s a body must keep up */
 	/* GET /v1/events (docs/configuration.md): */
-	int events_max_clients; /* open event streams at most */
-	int events_history;     /* events kept for Last-Event-ID replay */
-	int events_ping_s;      /* ": ping" to an idle stream this often */
+	int events_max_clients;        /* open event streams at most */
+	int events_max_client_streams; /* of them from one client address */
+	int events_history; /* events kept for Last-Event-ID replay */
+	int events_ping_s;  /* ": ping" to an idle stream this often */
 	int64_t events_client_buffer_bytes; /* queued for one stream, at most */
 	/* SMTP intake (docs/configuration.md): */
 	char *smtps_listen;       /* "" or NULL: no implicit TLS */
@@ -118,6 +119,8 @@ struct config {
 #define CONFIG_MESSAGE_BYTES_MAX 1073741824
 /* max_in_flight_bytes when the file does not set it (and a message fits). */
 #define CONFIG_IN_FLIGHT_BYTES_DEFAULT (64 * 1024 * 1024)
+/* events_max_client_streams unset: this, or events_max_clients if fewer. */
+#define CONFIG_EVENTS_CLIENT_STREAMS_DEFAULT 8
 /* events_history's default: EVENTS_HISTORY_DEFAULT (dispatch/events.h). */
 #define CONFIG_EVENTS_HISTORY_DEFAULT 10000
 /* The shortest agent secret accepted, in bytes. */

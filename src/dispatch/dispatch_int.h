@@ -281,6 +281,15 @@ void dispatch__provider_too_large(struct dispatcher *d, struct provider *p,
  * or until its agent registers again; said once in the log each way.
  */
 void dispatch__provider_no_utf8(struct dispatcher *d, struct provider *p);
+/*
+ * p's learned limit ends, its time over (why "expired") or its agent
+ * registered again ("registered"): p's limit is registered_max_bytes
+ * again, its timer stopped, said in one log line (limit_restored) and a
+ * provider.limit_restored event, so that the event stream and webhooks
+ * never show a lowered limit that is gone.  Nothing when no limit is
+ * learned.  Neither refreshes p's routing nor pumps: the caller does.
+ */
+void dispatch__provider_limit_restore(struct provider *p, const char *why);
 
 /* dispatcher.c */
 void dispatch__arm_delay(struct dispatcher *d);

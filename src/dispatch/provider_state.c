@@ -276,18 +276,28 @@ dispatch__provider_account(struct dispatcher *d, struct provider *p,
 	}
 }
 
+void
+dispatch__provider_limit_restore(struct provider *p, const char *why)
+{
+	if (p->limit_learned_until_ms == 0)
+		return;
+	log_info("- registry limit_restored provider=%s learned=%" PRIu64
+		 " limit=%" PRIu64 " reason=%s",
+		 p->name, p->max_message_bytes, p->registered_max_bytes, why);
+	p->max_message_bytes = p->registered_max_bytes;
+	p->limit_learned_until_ms = 0;
+	if (p->limit_timer != NULL)
+		evtimer_del(p->limit_timer);
+	publish_limit(p->dispatcher, p, EV_PROVIDER_LIMIT_RESTORED);
+}
+
 /* A learned limit's hour is over: the registration's limit again. */
 static void
 limit_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct provider *p = arg;
 
-	log_info("- registry limit_restored provider=%s learned=%" PRIu64
-		 " limit=%" PRIu64,
-		 p->name, p->max_message_bytes, p->registered_max_bytes);
-	p->max_message_bytes = p->registered_max_bytes;
-	p->limit_learned_until_ms = 0;
-	publish_limit(p->dispatcher, p, EV_PROVIDER_LIMIT_RESTORED);
+	dispatch__provider_limit_restore(p, "expired");
 	dispatch__refresh(p->dispatcher, p);
 	dispatch__schedule_pump(p->dispatcher);
 }

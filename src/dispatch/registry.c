@@ -6,6 +6,7 @@
 #include "dispatch/registry.h"
 #include "common/config.h"
 #include "common/util.h"
+#include "dispatch/dispatch_int.h"
 #include "link/link.h"
 
 #include <event2/event.h>
@@ -160,10 +161,11 @@ registry_set_announced(struct provider *p, uint64_t announced)
 	p->registered_max_bytes = announced > 0 && announced < p->file_max_bytes
 				      ? announced
 				      : p->file_max_bytes;
-	p->max_message_bytes = p->registered_max_bytes;
-	p->limit_learned_until_ms = 0;
-	if (p->limit_timer != NULL)
-		evtimer_del(p->limit_timer);
+	/* A learned limit is told to end (its event); none: just set. */
+	if (p->limit_learned_until_ms != 0)
+		dispatch__provider_limit_restore(p, "registered");
+	else
+		p->max_message_bytes = p->registered_max_bytes;
 }
 
 size_t

@@ -164,7 +164,8 @@ struct provider *registry_add(struct registry *r, const char *name,
 /*
  * An agent of p registered: p's limit starts again from file_max_bytes,
  * lowered to what the agent announced (announced 0: it said nothing); a
- * learned limit (a too_large answer's) is forgotten.
+ * learned limit (a too_large answer's) is forgotten, with its
+ * provider.limit_restored event (dispatch__provider_limit_restore).
  */
 void registry_set_announced(struct provider *p, uint64_t announced);
 /* Providers registered on the fly (not named in the file). */

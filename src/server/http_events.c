@@ -14,7 +14,10 @@
  * of ours) it gets `event: reset` first, its cue to refetch what it shows;
  * the same happens if the history runs past a client still catching up.
  *
- * Bounds: events_max_clients streams (one more: 503), and per stream
+ * Bounds: events_max_clients streams (one more: 503), of them
+ * events_max_client_streams from one client, an IPv4 address or an IPv6
+ * /64 as the listener counts connections (one more: 503, so that one
+ * address cannot take every stream from the console), and per stream
  * events_client_buffer_bytes queued; a live event that would pass it, or a
  * queue that has not emptied for STALL_TICKS ping periods, drops the client
  * (logged, rate limited): it reconnects and replays from its last id.  An
@@ -24,6 +27,7 @@
 #include "server/http_events.h"
 #include "server/http_front_int.h"
 #include "common/buf.h"
+#include "common/clients.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "dispatch/events.h"
@@ -58,6 +62,7 @@ struct ev_stream {
 	/* The key's scope, kept here: httpd forgets it once the head is
 	 * answered, and http_events_revoke() needs it for the stream's life. */
 	char scope[API_SCOPE_LEN + 1];
+	struct client_count *client; /* its client's count of streams */
 	LIST_ENTRY(ev_stream) link;
 };
 
@@ -68,10 +73,12 @@ struct http_events {
 	size_t share; /* REPLAY_SHARE, or half the cap when that is less */
 	LIST_HEAD(, ev_stream) streams;
 	size_t n;
-	struct log_rl full_rl; /* over events_max_clients */
-	struct log_rl slow_rl; /* clients dropped for not reading */
-	struct buf line;       /* the last event formatted, shared by all */
-	uint64_t line_seq;     /* its seq; 0: none */
+	struct client_table clients; /* streams per client */
+	struct log_rl full_rl;       /* over events_max_clients */
+	struct log_rl client_rl;     /* over events_max_client_streams */
+	struct log_rl slow_rl;       /* clients dropped for not reading */
+	struct buf line;   /* the last event formatted, shared by all */
+	uint64_t line_seq; /* its seq; 0: none */
 };
 
 bool
@@ -108,6 +115,7 @@ stream_free(struct ev_stream *s, bool end_http)
 	events_unsubscribe(he->hub, s->sub);
 	LIST_REMOVE(s, link);
 	he->n--;
+	client_table_put(&he->clients, s->client);
 	if (end_http)
 		httpd_req_stream_end(s->req, false);
 	free(s);
@@ -326,6 +334,19 @@ refused(struct http_front *f, struct httpd_req *req, const char *lei)
 				  "too many event streams, retry");
 		return true;
 	}
+	if (he->lim.max_client_streams > 0 &&
+	    client_table_count(&he->clients, httpd_req_client_key(req)) >=
+		(unsigned)he->lim.max_client_streams) {
+		log_warnx_rl(&he->client_rl, 10000,
+			     "- http events too many streams from one client "
+			     "peer=%s max=%d",
+			     httpd_req_peer(req), he->lim.max_client_streams);
+		(void)httpd_req_add_header(req, "Retry-After", "5");
+		httpd_reply_error(req, 503, "unavailable",
+				  "too many event streams from this address, "
+				  "close one first");
+		return true;
+	}
 	return false;
 }
 
@@ -365,6 +386,8 @@ http_events_route(struct http_front *f, struct httpd_req *req)
 	}
 	LIST_INSERT_HEAD(&he->streams, s, link);
 	he->n++;
+	s->client = client_table_get(&he->clients, httpd_req_client_key(req));
+	s->client->count++;
 	s->sub = events_subscribe(he->hub, on_event, s);
 	log_debug("- http events open peer=%s streams=%zu", httpd_req_peer(req),
 		  he->n);
@@ -422,6 +445,7 @@ http_events_free(struct http_events *he)
 		return;
 	while (!LIST_EMPTY(&he->streams))
 		stream_free(LIST_FIRST(&he->streams), true);
+	client_table_clear(&he->clients);
 	if (he->ping != NULL)
 		event_free(he->ping);
 	buf_cleanup(&he->line);

@@ -17,9 +17,10 @@ struct httpd_req;
 struct http_events;
 
 struct http_events_limits {
-	int max_clients;      /* open streams at most; one more: 503 */
-	int ping_s;           /* ": ping" to an idle stream this often */
-	size_t client_buffer; /* bytes queued for one stream at most */
+	int max_clients;        /* open streams at most; one more: 503 */
+	int max_client_streams; /* of them per client; 0: no cap */
+	int ping_s;             /* ": ping" to an idle stream this often */
+	size_t client_buffer;   /* bytes queued for one stream at most */
 };
 
 /*

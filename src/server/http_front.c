@@ -839,6 +839,7 @@ http_front_new(struct event_base *base, const struct config *cfg,
 	    base, d != NULL ? dispatcher_events(d) : NULL,
 	    &(struct http_events_limits){
 		.max_clients = cfg->events_max_clients,
+		.max_client_streams = cfg->events_max_client_streams,
 		.ping_s = cfg->events_ping_s,
 		.client_buffer = (size_t)cfg->events_client_buffer_bytes,
 	    });

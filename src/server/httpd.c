@@ -308,6 +308,12 @@ httpd_req_peer(const struct httpd_req *r)
 	return r->c->peer;
 }
 
+const uint8_t *
+httpd_req_client_key(const struct httpd_req *r)
+{
+	return r->c->client->key;
+}
+
 const char *
 httpd_req_body(const struct httpd_req *r, size_t *len)
 {

@@ -127,6 +127,9 @@ const struct httpd_head *httpd_req_head(const struct httpd_req *r);
 const char *httpd_req_header(const struct httpd_req *r, const char *name);
 /* The peer's address as text, for log lines. */
 const char *httpd_req_peer(const struct httpd_req *r);
+/* The peer as a client of the per-client limits (sockaddr_client_key,
+ * clients.h): 16 bytes, valid while the request's connection is open. */
+const uint8_t *httpd_req_client_key(const struct httpd_req *r);
 /*
  * Who the front authenticated (an opaque name of at most 31 bytes, cut if
  * longer), kept with the request until it is answered; "" by default.

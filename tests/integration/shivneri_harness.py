@@ -22,6 +22,7 @@ import socket
 import subprocess
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 BIN = os.environ.get("SHIVNERI_BIN", "/work/main/build/shivneri")
 
@@ -255,6 +256,95 @@ def _complete(data):
         if k.strip().lower() == b"content-length":
             return len(rest) >= int(v.strip())
     return False
+
+
+class StandInRequest:
+    """One request a StandIn took: method, path (with its query), headers
+    (a dict with lower-case names), body (bytes) and the status answered
+    (None until the reply function has returned)."""
+
+    def __init__(self, method, path, headers, body):
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self.body = body
+        self.status = None
+
+    def __repr__(self):
+        return "<StandInRequest %s %s %r>" % (self.method, self.path,
+                                              self.status)
+
+
+class _StandInServer(ThreadingHTTPServer):
+    daemon_threads = True  # a reply held open never blocks close()
+    allow_reuse_address = True  # a fixed port can be taken again at once
+
+
+class StandIn:
+    """A stand-in HTTP server on 127.0.0.1 for the daemon, the CLI or a
+    browser to talk to.
+
+    reply(req) is called in the request's own thread with a StandInRequest
+    and returns (status, body) or (status, body, content_type); the body is
+    sent with its Content-Length, and with no Content-Type when the type is
+    None.  It may block (a receiver that hangs) and may read attributes the
+    test changes meanwhile.  Every request is recorded, after reply has
+    returned, in the order of the replies (requests()).  port=0 takes a
+    free port; a fixed port lets a test stop a server and start another on
+    the same port.  close() stops serving and closes the socket; a reply
+    still blocked is left to its daemon thread.
+    """
+
+    METHODS = ("GET", "POST", "PUT", "DELETE")
+
+    def __init__(self, reply, port=0):
+        stand_in = self
+        self.reply = reply
+        self.lock = threading.Lock()
+        self.got = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def handle_one(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                req = StandInRequest(
+                    self.command, self.path,
+                    {k.lower(): v for k, v in self.headers.items()},
+                    self.rfile.read(n) if n else b"")
+                out = stand_in.reply(req)
+                status, body = out[0], out[1]
+                ctype = out[2] if len(out) > 2 else None
+                req.status = status
+                with stand_in.lock:
+                    stand_in.got.append(req)
+                self.send_response(status)
+                if ctype is not None:
+                    self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        for method in self.METHODS:
+            setattr(Handler, "do_" + method, Handler.handle_one)
+        self.srv = _StandInServer(("127.0.0.1", port), Handler)
+        self.port = self.srv.server_address[1]
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.thread = threading.Thread(target=self.srv.serve_forever,
+                                       kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+        self.thread.start()
+
+    def requests(self):
+        """A copy of the requests taken so far, in the order answered."""
+        with self.lock:
+            return list(self.got)
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+        self.thread.join(scaled(5))
 
 
 def assert_error(resp, status, codes=None):

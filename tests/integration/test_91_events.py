@@ -10,8 +10,10 @@
   ones, none twice; an id older than the history gets `event: reset`
   first; a malformed id is 400; without the key 401.
 - A client that never reads is dropped while the server answers others,
-  its RSS bounded, whether its queue passes the cap or just never empties; events_max_clients is enforced (503, Retry-After) and a
-  slot frees when a client leaves; pings come every events_ping_s; open
+  its RSS bounded, whether its queue passes the cap or just never empties;
+  events_max_clients is enforced (503, Retry-After) and a slot frees when
+  a client leaves; so is events_max_client_streams, per address (another
+  address still gets a stream, a stream closed frees the share); pings come every events_ping_s; open
   streams end at once when the server stops.
 """
 
@@ -39,12 +41,16 @@ class Sse:
     """One GET /v1/events on a raw socket.  With read=True a thread reads
     and parses the stream into self.items (dicts: id, event, data; or
     comment; or retry); with read=False nothing is ever read after the
-    head, like a client that stalls."""
+    head, like a client that stalls.  src: the loopback address it comes
+    from (127.0.0.1 by default)."""
 
-    def __init__(self, port, headers=None, read=True, rcvbuf=None):
+    def __init__(self, port, headers=None, read=True, rcvbuf=None,
+                 src=None):
         self.s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             self.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if src:  # another loopback address: another client to the server
+            self.s.bind((src, 0))
         self.s.settimeout(h.scaled(10))
         self.s.connect(("127.0.0.1", port))
         hdrs = dict(AUTH)
@@ -428,6 +434,54 @@ def test_slow_client_dropped_and_max_clients(make_cluster, tmp_path):
         fast.close()
         slow.close()
         third.close()
+
+
+def test_max_client_streams(make_cluster):
+    """One address holds its share of the streams and no more: its next
+    one is 503 (logged once for the two refusals), another address still
+    gets one, and a stream it closes frees its share."""
+    c = make_cluster(providers=("a",),
+                     server_extra={"events_max_clients": 8,
+                                   "events_max_client_streams": 2})
+    c.start_server()
+    c.start_agent("a")
+    c.wait_state("a", "up")
+    mine = [Sse(c.http_port), Sse(c.http_port)]
+    other = None
+    try:
+        assert [s.status for s in mine] == [200, 200]
+        for _ in range(2):
+            over = Sse(c.http_port, read=False)
+            assert over.status == 503, over.status
+            assert over.headers.get("retry-after") == "5", over.headers
+            err = over.body_json()["error"]
+            assert err["code"] == "unavailable", err
+            assert "from this address" in err["message"], err
+            over.close()
+        assert metric(c, "shivneri_event_streams") == 2
+        other = Sse(c.http_port, src="127.0.0.2")
+        assert other.status == 200, other.status
+        assert metric(c, "shivneri_event_streams") == 3
+        log = open(c.server.log_path, errors="replace").read()
+        assert log.count("too many streams from one client") == 1, \
+            log[-2000:]
+        # One of the address's streams ends: its share has room again.
+        mine.pop().close()
+        h.wait_for(lambda: metric(c, "shivneri_event_streams") == 2, 5,
+                   "the gauge back to 2")
+        mine.append(Sse(c.http_port))
+        assert mine[-1].status == 200, mine[-1].status
+        # The streams that stayed still get what is published.
+        toggle(c, 2)
+        for s in mine + [other]:
+            s.wait(lambda ev: of(ev, provider="a",
+                                 type_="provider.disabled") and
+                   of(ev, provider="a", type_="provider.enabled"),
+                   "the toggles at every stream")
+    finally:
+        for s in mine + [other]:
+            if s is not None:
+                s.close()
 
 
 def test_stalled_client_dropped(make_cluster):

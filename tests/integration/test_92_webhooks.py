@@ -21,7 +21,6 @@ import sqlite3
 import subprocess
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -39,46 +38,30 @@ class Receiver:
     def __init__(self):
         self.port = h.free_port()
         self.mode = "ok"
-        self.got = []  # (headers dict, body bytes, status) of every request
+        # (headers dict, body bytes, status) of every request, across
+        # every server started on the port.
+        self.got = []
         self.lock = threading.Lock()
         self.unhang = threading.Event()
         self.srv = None
-        self.thread = None
 
     def start(self):
-        rec = self
+        self.srv = h.StandIn(self._reply, port=self.port)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                n = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(n)
-                with rec.lock:
-                    mode = rec.mode
-                if mode == "hang":
-                    rec.unhang.wait(timeout=60)
-                    mode = "ok"
-                code = 200 if mode == "ok" else 500
-                with rec.lock:
-                    rec.got.append(({k.lower(): v for k, v in
-                                     self.headers.items()}, body, code))
-                self.send_response(code)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        ThreadingHTTPServer.allow_reuse_address = True
-        ThreadingHTTPServer.daemon_threads = True
-        self.srv = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.thread = threading.Thread(target=self.srv.serve_forever,
-                                       daemon=True)
-        self.thread.start()
+    def _reply(self, req):
+        with self.lock:
+            mode = self.mode
+        if mode == "hang":
+            self.unhang.wait(timeout=60)
+            mode = "ok"
+        code = 200 if mode == "ok" else 500
+        with self.lock:
+            self.got.append((req.headers, req.body, code))
+        return code, b""
 
     def stop(self):
         if self.srv is not None:
-            self.srv.shutdown()
-            self.srv.server_close()
+            self.srv.close()
             self.srv = None
 
     def requests(self):

@@ -537,43 +537,25 @@ class ConsoleStandIn:
              "/favicon.svg": ("favicon.svg", "image/svg+xml")}
 
     def __init__(self, providers):
-        import http.server
-        import threading
         web = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                            "..", "..", "web")
         body = json.dumps({"providers": providers}).encode()
         types = self.TYPES
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                path = self.path.split("?")[0]
-                if path in types:
-                    with open(os.path.join(web, types[path][0]), "rb") as f:
-                        data, ctype = f.read(), types[path][1]
-                    status = 200
-                elif path == "/v1/providers":
-                    data, ctype, status = body, "application/json", 200
-                else:
-                    data, ctype, status = b"{}", "application/json", 404
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+        def reply(req):
+            path = req.path.split("?")[0]
+            if path in types:
+                with open(os.path.join(web, types[path][0]), "rb") as f:
+                    return 200, f.read(), types[path][1]
+            if path == "/v1/providers":
+                return 200, body, "application/json"
+            return 404, b"{}", "application/json"
 
-            def log_message(self, *a):
-                pass
-
-        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = "http://127.0.0.1:%d/" % self.srv.server_address[1]
-        self.t = threading.Thread(target=self.srv.serve_forever,
-                                  kwargs={"poll_interval": 0.05})
-        self.t.start()
+        self.srv = h.StandIn(reply)
+        self.url = self.srv.url + "/"
 
     def close(self):
-        self.srv.shutdown()
-        self.srv.server_close()
-        self.t.join(5)
+        self.srv.close()
 
 
 @needs_browser

@@ -41,7 +41,6 @@ import os
 import re
 import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -274,27 +273,11 @@ class EvilSite:
                 ".finally(()=>document.getElementById('f').submit());"
                 "</script>" % (target_port, target_port)).encode()
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_GET(self):
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html")
-                self.send_header("Content-Length", str(len(page)))
-                self.end_headers()
-                self.wfile.write(page)
-
-        ThreadingHTTPServer.daemon_threads = True
-        self.srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.srv.server_address[1]
-        self.thread = threading.Thread(target=self.srv.serve_forever,
-                                       daemon=True)
-        self.thread.start()
+        self.srv = h.StandIn(lambda req: (200, page, "text/html"))
+        self.port = self.srv.port
 
     def close(self):
-        self.srv.shutdown()
-        self.srv.server_close()
+        self.srv.close()
 
 
 @needs_browser
@@ -387,29 +370,17 @@ class EchoProvider:
     answers take ({"message": ..., "errors": [{"message": ...}]})."""
 
     def __init__(self):
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
+        def reply(req):
+            echo = "bad credentials: %r" % dict(req.headers)
+            body = json.dumps({"message": echo,
+                               "errors": [{"message": echo}]}).encode()
+            return 401, body, "application/json"
 
-            def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                echo = "bad credentials: %r" % dict(self.headers)
-                body = json.dumps({"message": echo,
-                                   "errors": [{"message": echo}]}).encode()
-                self.send_response(401)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        ThreadingHTTPServer.daemon_threads = True
-        self.srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = "http://127.0.0.1:%d" % self.srv.server_address[1]
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+        self.srv = h.StandIn(reply)
+        self.url = self.srv.url
 
     def close(self):
-        self.srv.shutdown()
-        self.srv.server_close()
+        self.srv.close()
 
 
 def test_echoed_key_never_shown(make_cluster):

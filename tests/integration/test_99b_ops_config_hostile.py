@@ -444,41 +444,17 @@ class FakeApi:
     bytes set in routes; every request's Authorization is recorded."""
 
     def __init__(self, routes):
-        import http.server
-
-        fake = self
         self.routes = routes
-        self.auth = []
+        self.srv = h.StandIn(lambda req: self.routes.get(
+            req.path.split("?")[0], (404, b"{}")) + ("application/json",))
+        self.url = self.srv.url
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def reply(self):
-                fake.auth.append(self.headers.get("Authorization"))
-                n = int(self.headers.get("Content-Length") or 0)
-                if n:
-                    self.rfile.read(n)
-                status, body = fake.routes.get(self.path.split("?")[0],
-                                               (404, b"{}"))
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = reply
-
-            def log_message(self, *a):
-                pass
-
-        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = "http://127.0.0.1:%d" % self.srv.server_address[1]
-        self.t = threading.Thread(target=self.srv.serve_forever,
-                                  kwargs={"poll_interval": 0.05})
-        self.t.start()
+    @property
+    def auth(self):
+        return [r.headers.get("authorization") for r in self.srv.requests()]
 
     def close(self):
-        self.srv.shutdown()
-        self.srv.server_close()
-        self.t.join(5)
+        self.srv.close()
 
 
 def evil_routes():

@@ -42,7 +42,7 @@ test_count_and_free(void **state)
 {
 	struct client_table t;
 	struct client_count *a, *b;
-	uint8_t k1[16], k2[16];
+	uint8_t k1[16], k2[16], k3[16];
 
 	memset(&t, 0, sizeof(t));
 	key_of(1, k1);
@@ -55,6 +55,11 @@ test_count_and_free(void **state)
 	b = client_table_get(&t, k2);
 	assert_ptr_not_equal(a, b);
 	b->count++;
+	assert_int_equal(entries(&t), 2);
+	/* Counting looks and makes nothing. */
+	assert_int_equal(client_table_count(&t, k1), 2);
+	key_of(3, k3);
+	assert_int_equal(client_table_count(&t, k3), 0);
 	assert_int_equal(entries(&t), 2);
 	client_table_put(&t, a);
 	assert_int_equal(a->count, 1);

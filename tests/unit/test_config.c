@@ -90,6 +90,8 @@ test_defaults(void **state)
 	assert_int_equal(cfg->max_message_bytes, 26214400);
 	assert_int_equal(cfg->breaker_threshold, 5);
 	assert_int_equal(cfg->breaker_cooldown_ms, 10000);
+	assert_int_equal(cfg->events_max_clients, 64);
+	assert_int_equal(cfg->events_max_client_streams, 8);
 	assert_int_equal(cfg->nproviders, 0);
 	config_free(cfg);
 	free(path);
@@ -312,6 +314,13 @@ test_strings(void **state)
 	     "agent_secret_file: env: must name a variable"},
 	    {"[server]\nstore = sqlite\nmax_message_bytes = 1073741824\n", 3,
 	     "max_message_bytes: the sqlite store holds messages of at most"},
+	    {"[server]\nevents_max_clients = 4\nevents_max_client_streams = "
+	     "5\n",
+	     3,
+	     "events_max_client_streams: must be at most events_max_clients "
+	     "(4)"},
+	    {"[server]\nevents_max_client_streams = 0\n", 2,
+	     "events_max_client_streams: must be an integer between 1 and"},
 	    {"[provider.x]\ntype = maildir\npriority = -1\n", 3,
 	     "priority: must be an integer between 0 and 1000000"},
 	    {"[provider.x]\ntype = maildir\nmax_in_flight = 100001\n", 3,
@@ -1016,6 +1025,40 @@ test_max_in_flight_default(void **state)
 	config_errors_cleanup(&errs);
 }
 
+/* Unset, one client's share of the event streams follows a smaller
+ * events_max_clients down; set, it may take all of them. */
+static void
+test_events_client_streams_default(void **state)
+{
+	static const struct {
+		const char *text;
+		int want;
+	} cases[] = {
+	    {"[server]\nevents_max_clients = 3\n", 3},
+	    {"[server]\nevents_max_clients = 100\n", 8},
+	    {"[server]\nevents_max_clients = 5\n"
+	     "events_max_client_streams = 5\n",
+	     5},
+	    {"[server]\nevents_max_client_streams = 1\n", 1},
+	};
+	struct config_errors errs = {NULL, 0};
+	struct config *cfg;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		cfg = NULL;
+		if (config_load_string(cases[i].text, "t.ini", &cfg, &errs) !=
+		    0) {
+			print_errors(&errs);
+			fail_msg("case %zu", i);
+		}
+		assert_int_equal(cfg->events_max_client_streams, cases[i].want);
+		config_free(cfg);
+	}
+	config_errors_cleanup(&errs);
+}
+
 /* A number is digits: strtoll would also take a sign or blanks first. */
 static void
 test_int_is_digits(void **state)
@@ -1117,6 +1160,7 @@ main(void)
 	    cmocka_unit_test(test_cross_key),
 	    cmocka_unit_test(test_strings),
 	    cmocka_unit_test(test_max_in_flight_default),
+	    cmocka_unit_test(test_events_client_streams_default),
 	    cmocka_unit_test(test_long_line_and_crlf),
 	    cmocka_unit_test(test_long_values),
 	    cmocka_unit_test(test_split_key_line),

@@ -165,7 +165,8 @@ limit_is(struct fixture *f, void *arg)
  * learned_limit_ms (an hour, shortened here), then a's limit is its
  * registration's again (its HELLO's 5,000 here, not the file's), the
  * next message of that size is offered to a again, and a second refusal
- * lowers it again.  A new registration forgets a learned limit at once.
+ * lowers it again.  A new registration forgets a learned limit at once,
+ * with a provider.limit_restored event as when its time is over.
  * Until 2026-11-30 a learned limit held until the agent registered again:
  * one misjudged 413 shrank a provider for days.
  */
@@ -228,11 +229,21 @@ test_learned_limit_expires(void **state)
 	assert_int_equal(le.type[2], EV_PROVIDER_LIMIT_LEARNED);
 	wait_jobs(f, 1, 2);
 
-	/* A new registration forgets it at once, and its timer with it. */
+	/* A new registration forgets it at once, and its timer with it,
+	 * and says so: without the event a stream or a webhook receiver
+	 * would show the lowered limit for ever. */
 	registry_set_announced(a, 0);
 	assert_int_equal(a->max_message_bytes, a->file_max_bytes);
 	assert_int_equal(a->limit_learned_until_ms, 0);
 	assert_false(evtimer_pending(a->limit_timer, NULL));
+	assert_int_equal(le.n, 4);
+	assert_int_equal(le.type[3], EV_PROVIDER_LIMIT_RESTORED);
+	assert_int_equal(le.max_bytes[3], a->file_max_bytes);
+	assert_int_equal(le.until_ms[3], 0);
+	/* Another registration with no learned limit: nothing to tell. */
+	registry_set_announced(a, announced);
+	assert_int_equal(a->max_message_bytes, announced);
+	assert_int_equal(le.n, 4);
 
 	events_unsubscribe(ev, sub);
 	dispatcher_set_events(f->d, NULL);
