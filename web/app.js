@@ -447,6 +447,7 @@ function viewBoard(main) {
       p.paused_until ? row("paused until", fmtTime(p.paused_until)) : null,
       row("link", fmtLink(p.link_tls), "link"),
       sizeRow(p),
+      p.smtputf8_refused_until ? utf8Row(p.smtputf8_refused_until) : null,
       el("div", { class: "spark-wrap" }, sparkline(p.name), el("span", { class: "spark-label" }, "deliveries per 10 s, last 5 min")),
       el("div", { class: "actions" }, btn),
     );
@@ -465,6 +466,17 @@ function viewBoard(main) {
         ),
       );
     return el("div", { class: "kv size-limit" + (p.max_message_bytes_learned_until ? " lowered" : "") }, el("span", { class: "k" }, "size limit"), v);
+  }
+
+  // While a needs_smtputf8 answer keeps non-ASCII addresses away from
+  // the provider: until when (the whole time in its tooltip).
+  function utf8Row(until) {
+    return el(
+      "div",
+      { class: "kv smtputf8 lowered" },
+      el("span", { class: "k" }, "SMTPUTF8"),
+      el("span", { class: "v", title: fmtTime(until) }, "refused until " + fmtClock(until) + " (non-ASCII addresses go elsewhere)"),
+    );
   }
 
   // provider.* takes in provider.limit_learned and provider.limit_restored.

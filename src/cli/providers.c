@@ -86,15 +86,15 @@ print_table(const json_t *list)
 {
 	const json_t *p;
 	char name[72], type[24], state[24], hb[32], until[40], why[256];
-	char size[32], lowered[40];
+	char size[32], lowered[40], no_utf8[40];
 	long long ago;
 	size_t i;
 
 	printf("%-24s %-10s %-9s %9s %10s %8s %-15s %-24s %-5s %-9s %-24s "
-	       "%s\n",
+	       "%-24s %s\n",
 	       "NAME", "TYPE", "STATE", "IN_FLIGHT", "DELIVERED", "FAILED",
 	       "LAST_HEARTBEAT", "PAUSED_UNTIL", "LINK", "MAX_SIZE",
-	       "LOWERED_UNTIL", "REASON");
+	       "LOWERED_UNTIL", "NO_SMTPUTF8_UNTIL", "REASON");
 	for (i = 0; i < json_array_size(list); i++) {
 		p = json_array_get(list, i);
 		if (!json_is_object(p))
@@ -105,7 +105,7 @@ print_table(const json_t *list)
 		else
 			snprintf(hb, sizeof(hb), "%lldms ago", ago);
 		printf("%-24s %-10s %-9s %9lld %10lld %8lld %-15s %-24s %-5s "
-		       "%-9s %-24s %s\n",
+		       "%-9s %-24s %-24s %s\n",
 		       cli_json_text(p, "name", name, sizeof(name)),
 		       cli_json_text(p, "type", type, sizeof(type)),
 		       cli_json_text(p, "state", state, sizeof(state)),
@@ -118,6 +118,8 @@ print_table(const json_t *list)
 				   size, sizeof(size)),
 		       cli_json_text(p, "max_message_bytes_learned_until",
 				     lowered, sizeof(lowered)),
+		       cli_json_text(p, "smtputf8_refused_until", no_utf8,
+				     sizeof(no_utf8)),
 		       cli_json_text(p, "reason", why, sizeof(why)));
 	}
 }

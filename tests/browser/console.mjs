@@ -159,6 +159,10 @@ const ops = {
     await page.locator(c.selector).first().click({ timeout: c.timeout_ms });
     return {};
   },
+  async count(c) {
+    // How many elements match now (0 is an answer, not a wait).
+    return { count: await page.locator(c.selector).count() };
+  },
   async text(c) {
     const l = page.locator(c.selector).first();
     await l.waitFor({ timeout: c.timeout_ms });

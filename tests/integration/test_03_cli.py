@@ -131,6 +131,7 @@ def test_providers_link_and_size(cl):
         assert column(r.stdout, "LINK", name) == "plain", r.stdout
         assert column(r.stdout, "MAX_SIZE", name) == "25 MiB", r.stdout
         assert column(r.stdout, "LOWERED_UNTIL", name) == "-", r.stdout
+        assert column(r.stdout, "NO_SMTPUTF8_UNTIL", name) == "-", r.stdout
     # The older columns keep their places: the new ones come before REASON.
     head = r.stdout.splitlines()[0].split()
     assert head[:8] == ["NAME", "TYPE", "STATE", "IN_FLIGHT", "DELIVERED",

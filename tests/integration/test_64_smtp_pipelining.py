@@ -12,6 +12,7 @@ import datetime
 import email
 import email.policy
 import smtplib
+import subprocess
 import time
 
 import pytest
@@ -216,6 +217,18 @@ def test_non_ascii_address_goes_where_smtputf8_is(make_cluster, fakes):
     assert name + '{provider="u"} 0' in lines, lines
     got = [ln for ln in lines if ln.startswith(name + '{provider="s"} ')]
     assert len(got) == 1 and 0 <= float(got[0].split()[1]) - until < 1, got
+
+    out = subprocess.run([h.BIN, "providers", "--url",
+                          "http://127.0.0.1:%d" % c.http_port],
+                         capture_output=True, text=True,
+                         timeout=h.scaled(30))
+    assert out.returncode == 0, out
+    head = out.stdout.splitlines()[0]
+    at = head.index(" NO_SMTPUTF8_UNTIL ") + 1
+    rows = {ln.split()[0]: ln[at:].split()[0]
+            for ln in out.stdout.splitlines()[1:]}
+    assert rows == {"s": c.provider("s")["smtputf8_refused_until"],
+                    "u": "-"}, out.stdout
 
     mid2 = c.submit(h.message(9, to=[addr]))
     mid3 = c.submit(h.message(10))

@@ -568,15 +568,50 @@ def test_provider_fields_stay_text(tmp_path):
             "max_in_flight": 1, "delivered": 0, "failed": 0,
             "link_tls": run + "<i>tls</i>",
             "max_message_bytes": "<b>bold</b>" + run,
-            "max_message_bytes_learned_until": run + "<u>until</u>"}
+            "max_message_bytes_learned_until": run + "<u>until</u>",
+            "smtputf8_refused_until": run + "<s>utf8</s>"}
     stand_in = ConsoleStandIn([evil])
     b = Browser(str(tmp_path / "browser-xss.log"))
     try:
         b("open", url=stand_in.url)
-        for text in ("<b>bold</b>", "<i>tls</i>", "<u>until</u>"):
+        for text in ("<b>bold</b>", "<i>tls</i>", "<u>until</u>",
+                     "<s>utf8</s>"):
             got = b("markup_probe", text=text, tags=["img", "b", "i", "u"])
             assert got == {"found": [], "ran": False, "ok": True}, (text,
                                                                      got)
+    finally:
+        b.close()
+        stand_in.close()
+
+
+@needs_browser
+def test_smtputf8_refusal_on_the_board(tmp_path):
+    """While GET /v1/providers says a provider refused SMTPUTF8 until a
+    time, its card says so, in the browser's zone; a provider without it
+    has no such row."""
+    import datetime
+    until = "2026-12-01T12:34:56.000Z"
+    base = {"type": "smtp", "state": "up", "in_flight": 0,
+            "max_in_flight": 4, "delivered": 0, "failed": 0,
+            "link_tls": False, "max_message_bytes": 26214400,
+            "max_message_bytes_learned_until": None}
+    stand_in = ConsoleStandIn([
+        dict(base, name="plain", smtputf8_refused_until=until),
+        dict(base, name="wide", smtputf8_refused_until=None)])
+    b = Browser(str(tmp_path / "browser-utf8.log"))
+    try:
+        b("open", url=stand_in.url)
+        b("wait_card", name="wide", state="up")
+        local = datetime.datetime.strptime(
+            until, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+                tzinfo=datetime.timezone.utc).astimezone()
+        text = b("text", selector='section.provider[data-provider="plain"]'
+                 ' .kv.smtputf8 .v')["text"]
+        assert text == ("refused until %s (non-ASCII addresses go "
+                        "elsewhere)" % local.strftime("%H:%M")), text
+        got = b("count", selector='section.provider[data-provider="wide"]'
+                ' .kv.smtputf8')
+        assert got["count"] == 0, got
     finally:
         b.close()
         stand_in.close()
