@@ -310,6 +310,31 @@ too_large(struct agent *a, const struct link_job *lj)
 	return true;
 }
 
+/*
+ * A non-ASCII address for a provider that takes 7-bit addresses only
+ * (ops->ascii_addresses): answered needs_smtputf8 without a request, as
+ * the smtp connector answers for a smarthost without SMTPUTF8, so the
+ * server offers the message to a provider that may carry it (permanent to
+ * a server older than revision 4, what the provider's refusal was).
+ */
+static bool
+ascii_only(struct agent *a, const struct link_job *lj)
+{
+	char detail[128];
+
+	if (!a->ops->ascii_addresses ||
+	    !envelope_utf8(lj->mail_from, (const char *const *)lj->rcpt,
+			   lj->nrcpt))
+		return false;
+	snprintf(detail, sizeof(detail),
+		 "%s takes 7-bit ASCII addresses only (no SMTPUTF8), and an "
+		 "address of the message is not",
+		 a->ops->name);
+	send_result(a, lj->job_id, lj->message_id, OUTCOME_NEEDS_SMTPUTF8, NULL,
+		    detail, 0);
+	return true;
+}
+
 static void
 handle_job(struct agent *a, const uint8_t *p, size_t n)
 {
@@ -336,7 +361,7 @@ handle_job(struct agent *a, const uint8_t *p, size_t n)
 			    NULL, "message larger than the agent accepts", 0);
 		goto out;
 	}
-	if (too_large(a, &lj))
+	if (too_large(a, &lj) || ascii_only(a, &lj))
 		goto out;
 	j = xcalloc(1, sizeof(*j));
 	j->gen = a->gen;

@@ -847,6 +847,10 @@ static const struct connector_ops ses_ops = {
     .health = ses_health,
     .probe = ses_probe,
     .close = ses_close,
+    /* "Amazon SES does not support the SMTPUTF8 extension ... the email
+     * address string must be 7-bit ASCII" (the API's Destination; a
+     * non-ASCII domain must come as Punycode, which we do not make). */
+    .ascii_addresses = true,
 };
 
 CONNECTOR_REGISTER(ses_ops)

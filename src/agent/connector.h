@@ -107,6 +107,14 @@ struct connector_ops {
 	 * struct conn_http_api of an HTTP API connector, else NULL.
 	 */
 	const void *impl;
+	/*
+	 * The provider takes 7-bit ASCII addresses only, as its documentation
+	 * says (no SMTPUTF8, RFC 6531): the agent answers needs_smtputf8 for
+	 * a non-ASCII envelope without calling send(), so the server offers
+	 * the message to a provider that may carry it.  false: unknown or
+	 * able, the provider answers for itself (smtp asks its smarthost).
+	 */
+	bool ascii_addresses;
 };
 
 /* NULL when no connector has that type name. */

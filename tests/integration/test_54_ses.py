@@ -284,6 +284,46 @@ def test_session_token(make_cluster):
         fake.stop()
 
 
+def test_non_ascii_address_goes_elsewhere(make_cluster):
+    """SES takes 7-bit ASCII addresses only (no SMTPUTF8): the agent
+    answers needs_smtputf8 for a non-ASCII recipient without a request,
+    the try is free, and the maildir provider behind it delivers; ASCII
+    mail still goes to SES.  Before 2026-12-01 SES got the request and
+    its refusal failed the message for good."""
+    fake = fake_ses.FakeSes(AKID, SECRET).start()
+    try:
+        c = make_cluster(providers=("ses", "m"))
+        key = os.path.join(c.dir, "ses.key")
+        c.write_secret(key, SECRET)
+        c.server_extra.update(scheduler="priority")
+        c.provider_extra.update(priority=2)
+        c.sections["ses"] = {
+            "type": "ses", "spawn": "no", "max_in_flight": 4,
+            "region": "us-east-1", "access_key_id": AKID,
+            "secret_access_key_file": key, "base_url": fake.base_url,
+            "priority": 1, "request_timeout_ms": int(h.scaled(1500))}
+        c.write_config()
+        c.start_server()
+        c.start_agent("ses")
+        c.start_agent("m")
+        c.wait_state("ses", "up")
+        c.wait_state("m", "up")
+        mid = c.submit(h.message(8, to=["zo\u00eb@example.net"]))
+        c.wait_delivered([mid])
+        m = c.msg(mid)
+        got = [(a["provider"], a["outcome"]) for a in m["attempts"]]
+        assert got == [("ses", "needs_smtputf8"), ("m", "delivered")], m
+        assert "7-bit ASCII" in m["attempts"][0]["detail"], m
+        assert m["attempt_count"] == 1, m
+        assert not fake.received and not fake.errors
+        mid2 = c.submit(h.message(9))
+        c.wait_delivered([mid2])
+        assert [a["provider"] for a in c.msg(mid2)["attempts"]] == ["ses"]
+        assert len(fake.received) == 1
+    finally:
+        fake.stop()
+
+
 def test_secret_never_shown(ses):
     c, fake = ses
     for path in ("/v1/providers", "/v1/stats", "/v1/messages?limit=100"):
