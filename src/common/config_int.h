@@ -45,6 +45,29 @@ bool config__parse_bool(const char *s, bool *out);
 void config__kv_add(struct provider_config *pc, const char *key,
 		    const char *value, int line);
 
+/*
+ * The [server] section (config_server.c): its keys' table, checks and
+ * defaults.  config.c's reader hands it each key with its line.
+ */
+struct config_server_parse {
+	struct config *cfg;
+	struct config_report *rep;
+	int server_line; /* of the [server] header; 0: none yet */
+	int *key_line;   /* per key of the table, 0: not set */
+};
+/* A new config holding every [server] default, and p set to read into it. */
+struct config *config__server_begin(struct config_server_parse *p,
+				    struct config_report *rep);
+/* One key = value of [server] at line; what is wrong goes to p->rep. */
+void config__server_key(struct config_server_parse *p, int line,
+			const char *name, const char *value);
+/*
+ * Once the whole file is read (always called, errors or not): the checks
+ * that span keys and the defaults that follow other keys; the key lines
+ * move into the config (config_line()).
+ */
+void config__server_finish(struct config_server_parse *p);
+
 /* Checks every provider section once the whole file has been read. */
 void config__providers_finish(struct config *cfg, struct config_report *r);
 
