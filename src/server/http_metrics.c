@@ -247,6 +247,40 @@ metrics_hists(struct http_front *f, struct evbuffer *out, bool *bad)
 	}
 }
 
+static int64_t
+limit_learned_until(const struct provider *p)
+{
+	return p->limit_learned_until_ms;
+}
+
+static int64_t
+utf8_refused_until(const struct provider *p)
+{
+	return p->utf8_refused_until_ms;
+}
+
+/*
+ * A gauge per provider of a wall-clock time in ms (until(p); 0: none),
+ * as Unix seconds rounded up, 0 while none.
+ */
+static void
+metrics_until(struct http_front *f, struct evbuffer *out, bool *bad,
+	      const char *name, const char *help,
+	      int64_t (*until)(const struct provider *))
+{
+	size_t i, n = registry_count(f->reg);
+	const struct provider *p;
+	int64_t ms;
+
+	metrics_head(bad, out, name, "gauge", help);
+	for (i = 0; i < n; i++) {
+		p = registry_at(f->reg, i);
+		ms = until(p);
+		metrics_sample(bad, out, name, p, "",
+			       ms > 0 ? (uint64_t)(ms + 999) / 1000 : 0);
+	}
+}
+
 /*
  * What GET /v1/providers says of a provider's size limit and link:
  * max_message_bytes, max_message_bytes_learned_until (as a Unix time, 0
@@ -268,39 +302,17 @@ metrics_limits(struct http_front *f, struct evbuffer *out, bool *bad)
 		metrics_sample(bad, out, "shivneri_provider_max_message_bytes",
 			       p, "", p->max_message_bytes);
 	}
-	metrics_head(bad, out,
-		     "shivneri_provider_limit_learned_until_timestamp_seconds",
-		     "gauge",
-		     "Unix time until which a size limit learned from a "
-		     "too_large answer holds; 0 while none does.");
-	for (i = 0; i < n; i++) {
-		p = registry_at(f->reg, i);
-		metrics_sample(
-		    bad, out,
-		    "shivneri_provider_limit_learned_until_timestamp_seconds",
-		    p, "",
-		    p->limit_learned_until_ms > 0
-			? (uint64_t)(p->limit_learned_until_ms + 999) / 1000
-			: 0);
-	}
-	metrics_head(
-	    bad, out,
+	metrics_until(f, out, bad,
+		      "shivneri_provider_limit_learned_until_timestamp_seconds",
+		      "Unix time until which a size limit learned from a "
+		      "too_large answer holds; 0 while none does.",
+		      limit_learned_until);
+	metrics_until(
+	    f, out, bad,
 	    "shivneri_provider_smtputf8_refused_until_timestamp_seconds",
-	    "gauge",
-	    "Unix time until which messages with a non-ASCII address "
-	    "avoid the provider (a needs_smtputf8 answer); 0 while "
-	    "none do.");
-	for (i = 0; i < n; i++) {
-		p = registry_at(f->reg, i);
-		metrics_sample(
-		    bad, out,
-		    "shivneri_provider_smtputf8_refused_until_timestamp_"
-		    "seconds",
-		    p, "",
-		    p->utf8_refused_until_ms > 0
-			? (uint64_t)(p->utf8_refused_until_ms + 999) / 1000
-			: 0);
-	}
+	    "Unix time until which messages with a non-ASCII address avoid "
+	    "the provider (a needs_smtputf8 answer); 0 while none do.",
+	    utf8_refused_until);
 	metrics_head(bad, out, "shivneri_provider_link_tls", "gauge",
 		     "1 when the agent's link runs over TLS, 0 when not "
 		     "(providers without a linked agent are left out).");

@@ -286,6 +286,27 @@ test_too_large_for_all_fails_at_once(void **state)
 }
 
 /*
+ * The first message goes to a, which answers outcome; then to b, which
+ * answers the same: it fails with both refusals on record (g).
+ */
+static void
+refused_by_a_then_b(struct fixture *f, int outcome, const char *at_a,
+		    const char *at_b, struct get_result *g)
+{
+	wait_jobs(f, 0, 1);
+	dispatcher_result(f->d, f->p[0], f->fa[0].job_ids[0], f->ids[0],
+			  outcome, NULL, at_a);
+	wait_jobs(f, 1, 1);
+	dispatcher_result(f->d, f->p[1], f->fa[1].job_ids[0], f->ids[0],
+			  outcome, NULL, at_b);
+	wait_count(f, MSG_FAILED, 1);
+	get(f, f->ids[0], g);
+	assert_int_equal(g->natt, 2);
+	assert_string_equal(g->details[0], at_a);
+	assert_string_equal(g->details[1], at_b);
+}
+
+/*
  * Each provider refuses it in turn: the last refusal fails it for good,
  * with every refusal on record in its attempts.
  */
@@ -299,15 +320,7 @@ test_refused_by_every_provider(void **state)
 	limits(f, all, all, SMALL);
 	both_up(f);
 	submit_sized(f, now_ms(), BIG_BODY);
-	wait_jobs(f, 0, 1);
-	dispatcher_result(f->d, f->p[0], f->fa[0].job_ids[0], f->ids[0],
-			  OUTCOME_TOO_LARGE, NULL, "413 at a");
-	wait_jobs(f, 1, 1);
-	dispatcher_result(f->d, f->p[1], f->fa[1].job_ids[0], f->ids[0],
-			  OUTCOME_TOO_LARGE, NULL, "552 at b");
-	wait_count(f, MSG_FAILED, 1);
-	get(f, f->ids[0], &g);
-	assert_int_equal(g.natt, 2);
+	refused_by_a_then_b(f, OUTCOME_TOO_LARGE, "413 at a", "552 at b", &g);
 	assert_int_equal(g.outcomes[0], OUTCOME_TOO_LARGE);
 	assert_int_equal(g.outcomes[1], OUTCOME_TOO_LARGE);
 	assert_string_equal(g.details[1], "552 at b");
@@ -439,15 +452,8 @@ test_needs_smtputf8_everywhere_fails(void **state)
 	registry_find(f->reg, "c")->max_message_bytes = 10; /* fits nothing */
 	both_up(f);
 	submit_utf8(f);
-	wait_jobs(f, 0, 1);
-	dispatcher_result(f->d, f->p[0], f->fa[0].job_ids[0], f->ids[0],
-			  OUTCOME_NEEDS_SMTPUTF8, NULL, "no SMTPUTF8 at a");
-	wait_jobs(f, 1, 1);
-	dispatcher_result(f->d, f->p[1], f->fa[1].job_ids[0], f->ids[0],
-			  OUTCOME_NEEDS_SMTPUTF8, NULL, "no SMTPUTF8 at b");
-	wait_count(f, MSG_FAILED, 1);
-	get(f, f->ids[0], &g);
-	assert_int_equal(g.natt, 2);
+	refused_by_a_then_b(f, OUTCOME_NEEDS_SMTPUTF8, "no SMTPUTF8 at a",
+			    "no SMTPUTF8 at b", &g);
 	assert_int_equal(g.outcomes[1], OUTCOME_NEEDS_SMTPUTF8);
 	assert_string_equal(g.error, "no provider takes its non-ASCII "
 				     "address: every one it fits lacks "
