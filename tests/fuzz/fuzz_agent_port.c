@@ -28,15 +28,17 @@
  *           one write.
  *   the rest: the stream the peer sends; then it shuts its side.
  *
- * The promises: the server closes the connection within the deadline;
- * what it wrote (unless the stream began a TLS record) is whole frames,
- * at most a CHALLENGE, then a WELCOME (only for the target's own AUTH,
- * its MAC the server's right one), then an ERROR, each decoding, the last
- * one cut only by a reset; a crowd costs exactly its oldest connection;
- * once the peer is gone the port holds no connection, no handshake and
- * no provider link, max_dynamic_providers holds, and the next input's
- * connection is accepted (a port gone deaf is blamed on the input before,
- * which is written to fuzz_agent_port.previous).
+ * The promises: the server closes the connection within GONE_DEADLINE_MS
+ * of the peer's EOF (before the handshake deadline could do it); what it
+ * wrote (unless the stream began a TLS record) is whole frames, at most a
+ * CHALLENGE, then a WELCOME (only for the target's own AUTH, its MAC the
+ * server's right one), then an ERROR, each decoding, the last one cut
+ * only by a reset; a crowd costs exactly its oldest connection; once the
+ * peer is gone the port holds no connection, no handshake and no
+ * provider link (within GONE_DEADLINE_MS too), max_dynamic_providers
+ * holds, and the next input's connection is accepted (a port gone deaf
+ * is blamed on the input before, which is written to
+ * fuzz_agent_port.previous).
  *
  * The secret is fixed, the store lives in a fresh folder in /dev/shm (or
  * /tmp) removed at exit; the file names one provider, m (maildir), and
@@ -80,6 +82,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
  * connections are checked only in an input faster than this. */
 #define CROWD_CHECK_MS 2000
 #define OUT_MAX (1 << 16)
+/*
+ * Once the peer has shut its side, the server must close and let go
+ * within this: well before agent_port.c's HANDSHAKE_TIMEOUT_MS (3 s), so
+ * that a connection freed only by that deadline, not by the EOF, is a
+ * finding rather than a slow input.
+ */
+#define GONE_DEADLINE_MS 2000
 /*
  * Listeners of each agent_tls mode, one registry and dispatcher behind
  * them all.  A port accepts at most 100 connections a second (its token
@@ -230,7 +239,8 @@ static void __attribute__((noreturn)) timed_out(const struct peer *p)
 				"connection: the input before is in "
 				"fuzz_agent_port.previous\n");
 	} else {
-		fprintf(stderr, "fuzz_agent_port: the server never closed\n");
+		fprintf(stderr, "fuzz_agent_port: the server did not close "
+				"in time\n");
 	}
 	abort();
 }
@@ -466,6 +476,23 @@ busy(const void *arg)
 	return false;
 }
 
+/* Turns the loop until the port holds nothing of the peer; aborts when
+ * that takes longer than GONE_DEADLINE_MS. */
+static void
+wait_idle(void)
+{
+	int64_t deadline = mono_ms() + GONE_DEADLINE_MS;
+
+	while (busy(NULL)) {
+		if (mono_ms() > deadline) {
+			fprintf(stderr, "fuzz_agent_port: the port still "
+					"holds a peer that is gone\n");
+			abort();
+		}
+		event_base_loop(g.base, EVLOOP_ONCE);
+	}
+}
+
 /* The crowd's connections are accepted. */
 static bool
 crowd_waits(const void *arg)
@@ -558,6 +585,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	send_stream(&p, stream, n);
 	(void)shutdown(p.fd, SHUT_WR);
+	if (p.deadline > mono_ms() + GONE_DEADLINE_MS)
+		p.deadline = mono_ms() + GONE_DEADLINE_MS;
 	while (!p.closed)
 		turn(&p, false);
 	close(p.fd);
@@ -576,7 +605,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (i = 0; i < ncrowd; i++)
 			close(crowd[i]);
 	}
-	session_lib_wait_idle(g.base, busy, NULL);
+	wait_idle();
 	check_registry(&h, welcomed, code);
 	free(g.prev);
 	g.prev = malloc(size);
