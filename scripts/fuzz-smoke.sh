@@ -19,9 +19,15 @@ for bin in "$build"/fuzz_*; do
 	[ -x "$bin" ] || continue
 	name=$(basename "$bin")
 	corpus="$root/tests/fuzz/corpus/${name#fuzz_}"
+	# A target's dictionary, when it has one: tests/fuzz/NAME.dict
+	# (config.dict for fuzz_config), the words its input is made of.
+	dict="$root/tests/fuzz/${name#fuzz_}.dict"
+	opts=()
+	[ -f "$dict" ] && opts+=("-dict=$dict")
 	work=$(mktemp -d)
 	[ -d "$corpus" ] && cp -r "$corpus"/. "$work"/
-	if "$bin" -runs="$runs" -max_total_time="$seconds" -max_len=65536 "$work" >"$work.log" 2>&1; then
+	if "$bin" -runs="$runs" -max_total_time="$seconds" -max_len=65536 \
+	    ${opts[@]+"${opts[@]}"} "$work" >"$work.log" 2>&1; then
 		done_runs=$(grep -o 'Done [0-9]* runs' "$work.log" | cut -d' ' -f2)
 		echo "fuzz: $name ok (${done_runs:-?} runs)"
 	else

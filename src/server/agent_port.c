@@ -844,6 +844,37 @@ accept_retry_cb(evutil_socket_t fd, short what, void *arg)
 			  "the listener\"");
 }
 
+/*
+ * ADDRESS:PORT (an IPv6 address in brackets) into ss.  Port 0 is the
+ * kernel's choice (agent_port_port() says which): libevent's own parser
+ * refuses it, and the configuration never gives it, but tests do.
+ */
+static int
+listen_address(const char *hostport, struct sockaddr_storage *ss, int *sslen)
+{
+	struct sockaddr_in *s4 = (struct sockaddr_in *)(void *)ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)(void *)ss;
+	char *host = NULL;
+	int port, rc = -1;
+
+	if (hostport_parse_any(hostport, &host, &port) != 0)
+		return -1;
+	memset(ss, 0, sizeof(*ss));
+	if (evutil_inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		*sslen = (int)sizeof(*s4);
+		rc = 0;
+	} else if (evutil_inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		*sslen = (int)sizeof(*s6);
+		rc = 0;
+	}
+	free(host);
+	return rc;
+}
+
 struct agent_port *
 agent_port_new(struct event_base *base, const struct config *cfg,
 	       const void *secret, size_t secret_len, struct registry *reg,
@@ -851,7 +882,7 @@ agent_port_new(struct event_base *base, const struct config *cfg,
 {
 	struct agent_port *ap = xcalloc(1, sizeof(*ap));
 	struct sockaddr_storage ss;
-	int sslen = sizeof(ss);
+	int sslen;
 	socklen_t bl = sizeof(ss);
 
 	LIST_INIT(&ap->agents);
@@ -873,9 +904,7 @@ agent_port_new(struct event_base *base, const struct config *cfg,
 		snprintf(err, errlen, "agent port: cannot make a TLS context");
 		goto fail;
 	}
-	memset(&ss, 0, sizeof(ss));
-	if (evutil_parse_sockaddr_port(cfg->agent_listen,
-				       (struct sockaddr *)&ss, &sslen) != 0) {
+	if (listen_address(cfg->agent_listen, &ss, &sslen) != 0) {
 		snprintf(err, errlen,
 			 "agent_listen %s: not ADDRESS:PORT (an IP address, "
 			 "not a name)",
@@ -917,6 +946,23 @@ int
 agent_port_port(const struct agent_port *ap)
 {
 	return ap->port;
+}
+
+size_t
+agent_port_connections(const struct agent_port *ap)
+{
+	const struct agent *a;
+	size_t n = 0;
+
+	LIST_FOREACH(a, &ap->agents, entry)
+	n++;
+	return n;
+}
+
+unsigned
+agent_port_handshakes(const struct agent_port *ap)
+{
+	return ap->unauthenticated;
 }
 
 void

@@ -38,5 +38,12 @@ void agent_port_stop_listening(struct agent_port *ap);
 void agent_port_free(struct agent_port *ap);
 /* The port actually bound (for listen addresses with port 0). */
 int agent_port_port(const struct agent_port *ap);
+/*
+ * Connections held now, from accept to close (handshakes and links), and
+ * how many of them are handshakes (not yet WELCOMEd).  For tests: a peer
+ * that is gone must leave nothing behind.
+ */
+size_t agent_port_connections(const struct agent_port *ap);
+unsigned agent_port_handshakes(const struct agent_port *ap);
 
 #endif

@@ -10,10 +10,14 @@
  *
  * Input: byte 0 picks the server (bit 0: one that trusts loopback, or
  * one that trusts no one so that only AUTH lets MAIL through) and how
- * many bytes go out per write (the rest of the byte); the rest is what
- * the client sends, after which it shuts its side.  The promises: every
- * reply line is "DDD" then ' ' or '-', within 512 bytes and ending in
- * CRLF; once the client is done the server closes the session, and then
+ * many bytes go out per write (the rest of the byte); when its top three
+ * bits are all set (a value no seed before had), a second connection from
+ * the same address is opened first and held, so that the fuzzed one is
+ * over smtp_max_client_connections (1 here) and refused.  The rest is
+ * what the client sends, after which it shuts its side.  The promises:
+ * every reply line is "DDD" then ' ' or '-', within 512 bytes and ending
+ * in CRLF (with a connection held: the refusal's 421 line and nothing
+ * else); once the client is done the server closes the session, and then
  * holds no session, no message buffer (smtp_data_budget_bytes back to
  * nothing) and no message with the submit path, all within a deadline.
  *
@@ -46,6 +50,10 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define REPLY_LINE_MAX 512
+/* Low, so that one held connection puts the fuzzed one over it. */
+#define MAX_CLIENT_CONNECTIONS 1
+/* What smtp_server.c writes on a socket over the per-client cap. */
+#define CLIENT_CAP_REPLY "421 4.7.0 Too many connections from your address\r\n"
 
 #define USER_HASH                                                              \
 	"$6$fuzzsalt$iDTMfLlIWXnU0u/ucN8Rvel1jyy/OslJpB.sv1b7aqQg/"            \
@@ -109,7 +117,7 @@ server_start(int i, const char *dir)
 	    .timeout_s = 30,
 	    .max_session_s = 60,
 	    .max_connections = 8,
-	    .max_client_connections = 8,
+	    .max_client_connections = MAX_CLIENT_CONNECTIONS,
 	    .max_bad_commands = 8,
 	    .data_budget = 16384,
 	    .allow_plain_auth = true,
@@ -183,6 +191,13 @@ check_replies(const char *out, size_t len)
 	}
 }
 
+/* The held connection has no session yet. */
+static bool
+not_accepted(const void *arg)
+{
+	return smtp_server_sessions(arg) == 0;
+}
+
 /* The server still holds something of the session. */
 static bool
 busy(const void *arg)
@@ -198,7 +213,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static char out[1 << 16];
 	size_t got, chunk;
-	int which, fd;
+	int which, fd, hold = -1;
 
 	if (g.base == NULL)
 		init();
@@ -207,6 +222,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	which = data[0] & 1;
 	chunk = 1 + (size_t)(data[0] >> 1) * 64;
 	session_lib_next_client();
+	if ((data[0] & 0xe0) == 0xe0) {
+		hold = session_lib_client_open(g.port[which]);
+		session_lib_wait_idle(g.base, not_accepted, g.srv[which]);
+	}
 	fd = session_lib_client_open(g.port[which]);
 	got = session_lib_converse(g.base, fd, data + 1, size - 1, chunk, out,
 				   sizeof(out));
@@ -214,6 +233,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* A full buffer may end within a line: check only complete ones. */
 	if (got < sizeof(out))
 		check_replies(out, got);
+	/* Refused: the one line, unless a reset ate it (nothing then). */
+	if (hold >= 0) {
+		if (got > 0 && (got != strlen(CLIENT_CAP_REPLY) ||
+				memcmp(out, CLIENT_CAP_REPLY, got) != 0))
+			abort();
+		close(hold);
+	}
 	session_lib_wait_idle(g.base, busy, g.srv[which]);
 	return 0;
 }
