@@ -312,6 +312,12 @@ bool store_healthy(const struct store *st, const char **why);
  */
 uint64_t store_unreadable_rows(const struct store *st);
 /*
+ * Indexes the running store met damaged (a page of the index unreadable;
+ * the rows are intact): reads through them fail until the next start,
+ * which builds them again from their tables.  For /metrics.  Cheap.
+ */
+uint64_t store_damaged_indexes(const struct store *st);
+/*
  * Loop thread: the caller let go of a message whose write keeps failing
  * with STORE_EDAMAGED (the dispatcher, record.c); counted by
  * store_unreadable_rows() until the next start, which finds the row

@@ -655,6 +655,22 @@ out:
 	return err;
 }
 
+/*
+ * The open's reads and writes of the database: migrations, the identity,
+ * recovery.  Each runs in a transaction of its own and can run again.
+ */
+static int
+open_reads(struct store_backend *be, bool have_marker, const char *marker_id)
+{
+	int rc;
+
+	if ((rc = migrate(be, have_marker)) != 0)
+		return rc;
+	if ((rc = identity_check(be, have_marker, marker_id)) != 0)
+		return rc;
+	return store__recover(be);
+}
+
 static int
 db_open_steps(struct store_backend *be)
 {
@@ -681,11 +697,24 @@ db_open_steps(struct store_backend *be)
 		return rc;
 	if ((rc = db_setup(be)) != 0)
 		return rc;
-	if ((rc = migrate(be, have_marker)) != 0)
-		return rc;
-	if ((rc = identity_check(be, have_marker, marker_id)) != 0)
-		return rc;
-	if ((rc = store__recover(be)) != 0)
+	/*
+	 * messages_active names every row recovery and the scan hand out: a
+	 * damaged page of it is rebuilt from the table now, before anything
+	 * reads it (and the indexes a previous run met damaged).  A rebuild
+	 * that fails (the table is damaged too) changes nothing: the start
+	 * goes on as without it.
+	 */
+	if (store__reindex(be->db, "messages_active", "start_check") < 0)
+		log_warnx("- store reindex_skipped: the start goes on without");
+	rc = open_reads(be, have_marker, marker_id);
+	/*
+	 * Damage met by the open's own reads (meta's index, say): rebuilt if
+	 * it is an index's, then the reads once more.
+	 */
+	if ((rc == -EIO || rc == STORE_EDAMAGED) &&
+	    store__reindex(be->db, NULL, "start_damaged") > 0)
+		rc = open_reads(be, have_marker, marker_id);
+	if (rc != 0)
 		return rc;
 	for (i = 0; i < ST_MAX; i++) {
 		rc = sqlite3_prepare_v3(be->db, store__stmt_sql[i], -1,
