@@ -6,7 +6,8 @@
  * and the health flag; store_sqlite_schema.c opens the database (the data
  * folder's marker, pragmas, migrations, recovery, prepared statements) and
  * runs the start-up scan; store_sqlite_ops.c executes a batch of operations
- * inside one transaction.  The split follows what changes together: a new
+ * inside one transaction; store_sqlite_reindex.c finds and rebuilds damaged
+ * indexes.  The split follows what changes together: a new
  * column touches the schema and the statements, not the thread.
  */
 #ifndef SHIVNERI_STORE_SQLITE_H

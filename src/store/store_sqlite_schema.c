@@ -16,8 +16,10 @@
  * Migrations run forward in one transaction with the new user_version; a
  * database from a newer schema is refused (STORE_ENEWER).  Recovery and
  * the start-up scan, which read the rows themselves and so must go past a
- * damaged page, are store_sqlite_scan.c.  Every failure here fails
- * store_open; nothing is fatal.
+ * damaged page, are store_sqlite_scan.c.  A damaged index is built again
+ * from its table before they run (store_sqlite_reindex.c): messages_active
+ * is checked at every open, the others when the open's reads meet damage.
+ * Every failure here fails store_open; nothing is fatal.
  *
  * One store has one server: before anything else the open takes an
  * exclusive flock() on DIR/shivneri.lock and keeps it until close.  SQLite
@@ -728,11 +730,12 @@ db_open_steps(struct store_backend *be)
 
 /*
  * A database SQLite finds malformed where every row depends on it (the
- * schema, the header, an index the open reads) is refused with
- * STORE_EDAMAGED, whose text says what to do, rather than a bare "database
- * error": guessing past it could start an empty or partial store.  A
- * damaged page of the messages table is not refused: the start-up scan
- * goes past it (store_sqlite_scan.c).
+ * schema, the header, an index the open reads that could not be built
+ * again) is refused with STORE_EDAMAGED, whose text says what to do,
+ * rather than a bare "database error": guessing past it could start an
+ * empty or partial store.  A damaged page of the messages table is not
+ * refused: the start-up scan goes past it (store_sqlite_scan.c); nor is a
+ * damaged index whose table is intact: it is built again (db_open_steps).
  */
 int
 store__db_open(struct store_backend *be)
