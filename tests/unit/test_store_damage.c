@@ -8,7 +8,10 @@
  * the rows next to it (which make SQLite rebalance the pages around them)
  * succeed.  While running, an operation that reads a damaged page fails
  * alone (an update with STORE_EDAMAGED).  A damaged status_counts is counted
- * again.  A damaged schema page still refuses the open.  The page is found with
+ * again.  A damaged index is built again from its table at open (found
+ * while running, it is named, counted and rebuilt by the next start),
+ * unless its table is damaged too.  A damaged schema page still refuses
+ * the open.  The page is found with
  * SQLite's dbstat table.  The fixture is fixture_store.c.
  */
 #include <setjmp.h>
@@ -520,6 +523,33 @@ test_damaged_index_rebuilt_at_start(void **state)
 }
 
 /*
+ * The index of meta (one page: the store's identity, which the open reads
+ * to check the folder's marker) damaged: the open's read fails on it, the
+ * damaged index is found among all and built again, and the open reads
+ * once more.  Before, the open was refused (STORE_EDAMAGED).
+ */
+static void
+test_damaged_meta_index_rebuilt(void **state)
+{
+	struct fixture *f = *state;
+	char path[192];
+
+	open_store(f);
+	fill(f);
+	close_store(f);
+	damage_root(f, "sqlite_autoindex_meta_1");
+	snprintf(path, sizeof(path), "%s/test.log", f->dir);
+	assert_int_equal(log_open_file(path), 0);
+	scan_and_deliver(f, 0);
+	assert_int_equal(log_open_file(NULL), 0);
+	assert_int_equal(count_lines(path, "reindexed index="
+					   "sqlite_autoindex_meta_1 table=meta "
+					   "reason=start_damaged"),
+			 1);
+	(void)unlink(path);
+}
+
+/*
  * The index and a page of its table both damaged: the rebuild reads the
  * table and fails, nothing of it is kept, and the start goes on as before
  * (the scan, which cannot name the rows without the index, refuses): no
@@ -674,6 +704,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_damaged_counts_made_again,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_damaged_index_rebuilt_at_start,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_damaged_meta_index_rebuilt,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_damaged_index_and_table_refused, setup, teardown),
