@@ -295,14 +295,17 @@ bump_cookie(sqlite3 *db)
 
 /*
  * The rebuild of the indexes in x, inside the open transaction (see the
- * top of the file).  An SQLite code; *what says which step failed.
+ * top of the file).  Leaves the schema writable: the caller ends the
+ * transaction, then schema_reload().  An SQLite code; *what says which
+ * step failed.
  */
 static int
-rebuild(sqlite3 *db, const struct store_indexes *x, const char **what)
+rebuild(sqlite3 *db, const struct store_indexes *x, int *defensive,
+	const char **what)
 {
 	char tmp[48], *sql;
 	size_t i;
-	int rc = SQLITE_OK, defensive = 0;
+	int rc = SQLITE_OK;
 
 	*what = "create";
 	for (i = 0; rc == SQLITE_OK && i < x->n; i++) {
@@ -315,7 +318,7 @@ rebuild(sqlite3 *db, const struct store_indexes *x, const char **what)
 	if (rc != SQLITE_OK)
 		return rc;
 	*what = "schema";
-	(void)sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, -1, &defensive);
+	(void)sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, -1, defensive);
 	(void)sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 0, NULL);
 	(void)sqlite3_db_config(db, SQLITE_DBCONFIG_WRITABLE_SCHEMA, 1, NULL);
 	for (i = 0; rc == SQLITE_OK && i < x->n; i++) {
@@ -333,9 +336,24 @@ rebuild(sqlite3 *db, const struct store_indexes *x, const char **what)
 	}
 	if (rc == SQLITE_OK)
 		rc = bump_cookie(db);
+	return rc;
+}
+
+/*
+ * After the rebuild's transaction ended (committed or rolled back): the
+ * schema read again on this connection, as SQLite documents for
+ * writable_schema = RESET, which also turns writing it off; other
+ * connections see the bumped cookie.  Then defensive as it was.
+ */
+static void
+schema_reload(sqlite3 *db, int defensive)
+{
+	if (sqlite3_exec(db, "PRAGMA writable_schema = RESET", NULL, NULL,
+			 NULL) != SQLITE_OK)
+		log_warnx("- store schema_reload_failed msg=\"%s\"",
+			  sqlite3_errmsg(db));
 	(void)sqlite3_db_config(db, SQLITE_DBCONFIG_WRITABLE_SCHEMA, 0, NULL);
 	(void)sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, defensive, NULL);
-	return rc;
 }
 
 /*
@@ -366,7 +384,7 @@ store__reindex(sqlite3 *db, const char *only, const char *reason)
 	const char *what = "check";
 	char *hint = NULL, *list = NULL;
 	size_t i;
-	int rc;
+	int rc, defensive = 0;
 
 	/* Found in a read transaction: a damaged read poisons a write one. */
 	rc = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
@@ -380,23 +398,19 @@ store__reindex(sqlite3 *db, const char *only, const char *reason)
 	end_txn(db);
 	if (rc != SQLITE_OK)
 		goto fail;
-	if (x.n == 0 && hint == NULL)
-		goto out;
-	rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-	if (rc == SQLITE_OK && x.n > 0)
-		rc = rebuild(db, &x, &what);
-	if (rc == SQLITE_OK && hint != NULL) {
-		what = "meta";
-		rc = sqlite3_exec(
-		    db, "DELETE FROM meta WHERE key = '" REINDEX_KEY "'", NULL,
-		    NULL, NULL);
+	if (x.n > 0) {
+		rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+		if (rc == SQLITE_OK)
+			rc = rebuild(db, &x, &defensive, &what);
+		if (rc == SQLITE_OK) {
+			what = "commit";
+			rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+		}
+		end_txn(db);
+		schema_reload(db, defensive);
+		if (rc != SQLITE_OK)
+			goto fail;
 	}
-	if (rc == SQLITE_OK) {
-		what = "commit";
-		rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-	}
-	if (rc != SQLITE_OK)
-		goto fail;
 	for (i = 0; i < x.n; i++)
 		log_warnx("- store reindexed index=%s table=%s reason=%s: a "
 			  "page of the index was damaged; built again from "
@@ -405,6 +419,17 @@ store__reindex(sqlite3 *db, const char *only, const char *reason)
 			  hint != NULL && listed(hint, x.v[i].name)
 			      ? "noted_while_running"
 			      : reason);
+	/*
+	 * Not in the rebuild's transaction: meta's own index may be one of
+	 * those rebuilt, and this connection reads the new schema only once
+	 * that transaction is over.  A crash before it: the next start finds
+	 * the noted indexes whole and forgets them then.
+	 */
+	if (hint != NULL &&
+	    sqlite3_exec(db, "DELETE FROM meta WHERE key = '" REINDEX_KEY "'",
+			 NULL, NULL, NULL) != SQLITE_OK)
+		log_warnx("- store reindex_note_left msg=\"%s\"",
+			  sqlite3_errmsg(db));
 	rc = (int)x.n;
 	goto out;
 fail:
