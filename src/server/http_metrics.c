@@ -80,9 +80,14 @@ metrics_queue(struct http_front *f, struct evbuffer *out, bool *bad)
 	    "on damaged database pages, found at start-up: they cannot be "
 	    "sent until the database is repaired.\n"
 	    "# TYPE shivneri_store_unreadable_rows gauge\n"
-	    "shivneri_store_unreadable_rows %" PRIu64 "\n",
+	    "shivneri_store_unreadable_rows %" PRIu64 "\n"
+	    "# HELP shivneri_store_damaged_indexes Indexes of the store found "
+	    "damaged while running (the rows are intact): reads through "
+	    "them fail until a restart builds them again.\n"
+	    "# TYPE shivneri_store_damaged_indexes gauge\n"
+	    "shivneri_store_damaged_indexes %" PRIu64 "\n",
 	    ready, loaded, delayed, store_pending(f->st),
-	    store_unreadable_rows(f->st));
+	    store_unreadable_rows(f->st), store_damaged_indexes(f->st));
 }
 
 /*

@@ -249,6 +249,14 @@ store_unreadable_rows(const struct store *st)
 	return st->ops->unreadable_rows(st->be) + st->unwritable;
 }
 
+uint64_t
+store_damaged_indexes(const struct store *st)
+{
+	if (st == NULL || st->ops->damaged_indexes == NULL)
+		return 0;
+	return st->ops->damaged_indexes(st->be);
+}
+
 void
 store_unreadable_add(struct store *st)
 {

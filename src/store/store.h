@@ -194,7 +194,9 @@ const char *store_strerror(int err);
  * malformed) cannot be read, so it cannot be sent: it is skipped, left
  * out of counts, logged (one line with how many) and counted by
  * store_unreadable_rows(); the scan goes on with the rows after it.  A
- * damaged index or status_counts page still fails the scan.
+ * damaged page of an index was built again from its table by store_open
+ * (a `reindexed` line); one that could not be (its table is damaged too)
+ * still fails the scan.
  */
 int store_scan(struct store *st,
 	       void (*each)(void *arg, int64_t rowid, int64_t next_ms),
@@ -311,6 +313,12 @@ bool store_healthy(const struct store *st, const char **why);
  * repaired (docs/internals/store.md).  For /metrics.
  */
 uint64_t store_unreadable_rows(const struct store *st);
+/*
+ * Indexes the running store met damaged (a page of the index unreadable;
+ * the rows are intact): reads through them fail until the next start,
+ * which builds them again from their tables.  For /metrics.  Cheap.
+ */
+uint64_t store_damaged_indexes(const struct store *st);
 /*
  * Loop thread: the caller let go of a message whose write keeps failing
  * with STORE_EDAMAGED (the dispatcher, record.c); counted by

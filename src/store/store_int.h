@@ -76,6 +76,8 @@ struct store_ops {
 	bool (*lazy_holding)(struct store_backend *be);
 	/* See store_unreadable_rows(); NULL: none. */
 	uint64_t (*unreadable_rows)(const struct store_backend *be);
+	/* See store_damaged_indexes(); NULL: none. */
+	uint64_t (*damaged_indexes)(const struct store_backend *be);
 	/* See store_commit_stats(); NULL: no commits counted. */
 	void (*commit_stats)(struct store_backend *be,
 			     struct store_commit_stats *out);

@@ -303,6 +303,39 @@ stats_add(struct store_backend *be, const struct op *first, size_t n,
 	pthread_mutex_unlock(&be->stats_lock);
 }
 
+/*
+ * A batch met a damaged page: if it is an index's, say so (a line, and
+ * store_damaged_indexes for /metrics) and note it for the next start,
+ * which builds it again.  Not rebuilt here: that writes a whole index
+ * while every commit waits behind it (see store.md, "Damaged pages").
+ * The look reads every index once, on the writer, after the batch's
+ * callbacks were posted; at most every INDEX_LOOK_MS, since a damaged
+ * table page is met again by each read of it.
+ */
+static void
+index_look(struct store_backend *be)
+{
+	char names[512];
+	int64_t now = mono_ms();
+	int n;
+
+	be->damage_met = false;
+	if (be->index_look_ms != 0 && now - be->index_look_ms < INDEX_LOOK_MS)
+		return;
+	be->index_look_ms = now;
+	n = store__index_note(be->db, names, sizeof(names));
+	if (n < 0) {
+		log_warnx("- store index_look_failed err=%d", n);
+		return;
+	}
+	atomic_store(&be->damaged_indexes, (uint64_t)n);
+	if (n > 0)
+		log_warnx("- store index_damaged index=%s: reads through it "
+			  "fail; rows are intact; the next start builds it "
+			  "again from its table (store reindexed)",
+			  names);
+}
+
 static void *
 writer_main(void *arg)
 {
@@ -357,6 +390,8 @@ writer_main(void *arg)
 		stats_add(be, first, n, atomic_load(&be->commits) - commits,
 			  mono_us() - t0);
 		mailbox_post(be->mb, complete_batch, first);
+		if (be->damage_met)
+			index_look(be);
 	}
 	return NULL;
 }
@@ -615,6 +650,12 @@ sqlite_unreadable_rows(const struct store_backend *be)
 	return atomic_load(&be->unreadable_rows);
 }
 
+static uint64_t
+sqlite_damaged_indexes(const struct store_backend *be)
+{
+	return atomic_load(&be->damaged_indexes);
+}
+
 static bool
 sqlite_healthy(const struct store_backend *be, const char **why)
 {
@@ -661,6 +702,7 @@ backend_new(const char *dir, const struct store_options *opts)
 	atomic_init(&be->commits, 0);
 	atomic_init(&be->unhealthy, NULL);
 	atomic_init(&be->unreadable_rows, 0);
+	atomic_init(&be->damaged_indexes, 0);
 	be->probe_wait = PROBE_INTERVAL_MS;
 	be->max_message_bytes = opts->max_message_bytes;
 	atomic_init(&be->outbox_max, STORE_OUTBOX_MAX_DEFAULT);
@@ -778,4 +820,5 @@ const struct store_ops store_sqlite_ops = {
     .lazy_holding = sqlite_lazy_holding,
     .commit_stats = sqlite_commit_stats,
     .unreadable_rows = sqlite_unreadable_rows,
+    .damaged_indexes = sqlite_damaged_indexes,
 };

@@ -6,7 +6,8 @@
  * and the health flag; store_sqlite_schema.c opens the database (the data
  * folder's marker, pragmas, migrations, recovery, prepared statements) and
  * runs the start-up scan; store_sqlite_ops.c executes a batch of operations
- * inside one transaction.  The split follows what changes together: a new
+ * inside one transaction; store_sqlite_reindex.c finds and rebuilds damaged
+ * indexes.  The split follows what changes together: a new
  * column touches the schema and the statements, not the thread.
  */
 #ifndef SHIVNERI_STORE_SQLITE_H
@@ -47,6 +48,12 @@
  * meta (replaced by the next probe).
  */
 #define PROBE_BYTES (64 * 1024)
+/*
+ * After a batch met a damaged page, the writer looks for a damaged index
+ * (index_look in store_sqlite.c), at most this often: a damaged table
+ * page is met again by every read of it, and a look reads every index.
+ */
+#define INDEX_LOOK_MS (10 * 60 * 1000)
 
 /* Column numbers of MSG_COLUMNS (store_sqlite_ops.c). */
 enum {
@@ -258,6 +265,15 @@ struct store_backend {
 	/* Updates of this batch failed alone on a damaged page; writer only. */
 	int damaged_updates;
 	struct log_rl damaged_rl; /* damaged_page */
+	/*
+	 * A batch met a damaged page (writer only): after it, the writer
+	 * looks for a damaged index (store__index_note), at most once a
+	 * INDEX_LOOK_MS (index_look_ms, mono_ms).  damaged_indexes is what the
+	 * last look found, for /metrics (store_damaged_indexes).
+	 */
+	bool damage_met;
+	int64_t index_look_ms;
+	atomic_uint_fast64_t damaged_indexes;
 	/* Changes to status_counts by the open transaction; writer only. */
 	int64_t count_delta[MSG_NSTATUS];
 
@@ -355,6 +371,51 @@ int store__repair(struct store_backend *be, const int64_t *keep, size_t nkeep,
     __attribute__((warn_unused_result));
 /* The same for a damaged status_counts (at open, on be->db). */
 int store__repair_counts(struct store_backend *be)
+    __attribute__((warn_unused_result));
+/*
+ * store_sqlite_reindex.c: damaged indexes, found and built again from
+ * their tables (see the top of that file).
+ */
+struct store_index {
+	char *name, *tbl, *sql; /* sql NULL: a constraint's index */
+};
+struct store_indexes {
+	struct store_index *v;
+	size_t n, cap;
+};
+void store__indexes_cleanup(struct store_indexes *x);
+/*
+ * Walks the index name of table tbl (sql its CREATE statement, or NULL)
+ * whole: SQLITE_OK, SQLITE_CORRUPT when a page of it is damaged, or
+ * another SQLite code.
+ */
+int store__index_probe(sqlite3 *db, const char *tbl, const char *name,
+		       const char *sql);
+/*
+ * Probes the indexes named in only (comma-separated; NULL: every index)
+ * and appends the damaged ones to out.  Inside the caller's transaction.
+ * An SQLite code (a damaged index is not an error).
+ */
+int store__index_check(sqlite3 *db, const char *only,
+		       struct store_indexes *out);
+/*
+ * Finds the damaged indexes among only (NULL: every index) and those a
+ * previous run noted (store__index_note), and builds them again from
+ * their tables in one transaction on db, logging a `reindexed` line for
+ * each (reason says what met the damage).  The number rebuilt, 0 when no
+ * index is damaged, or a negative errno when the check or the rebuild
+ * failed (then nothing changed: the table is damaged too, say).  No
+ * statement of db may be open; nobody else may write meanwhile.
+ */
+int store__reindex(sqlite3 *db, const char *only, const char *reason)
+    __attribute__((warn_unused_result));
+/*
+ * While running (writer, between batches): probes every index, names
+ * the damaged ones in names (comma-separated) and notes them in meta for
+ * the next start to rebuild.  How many, or a negative errno.  Reads
+ * every index: only after damage was met.
+ */
+int store__index_note(sqlite3 *db, char *names, size_t namesz)
     __attribute__((warn_unused_result));
 int store__db_scan(struct store_backend *be,
 		   void (*each)(void *arg, int64_t rowid, int64_t next_ms),

@@ -280,6 +280,9 @@ store__run_batch(struct store_backend *be, struct op *first, size_t n)
 	do {
 		be->unreadable_hit = false;
 		rc = run_batch_once(be, first, n);
+		/* Only damage makes a run again: is it an index's? */
+		if (rc == BATCH_RERUN)
+			be->damage_met = true;
 	} while (rc == BATCH_RERUN);
 	return rc;
 }

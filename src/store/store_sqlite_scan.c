@@ -21,9 +21,13 @@
  * empties when everything readable is sent.  What the operator does then
  * is in docs/internals/store.md.
  *
- * A damaged index, schema or status_counts page still fails the open or
- * the scan: those name every row, and guessing past them could lose
- * messages silently.
+ * A damaged page of messages_active, which names the rows both walk, was
+ * found and built again from the table before either runs (the open's
+ * check, store_sqlite_reindex.c), so what they meet here is the table's.
+ * Only when that rebuild failed (the table is damaged too) does a damaged
+ * index still fail the scan, as does a damaged schema: those name every
+ * row, and guessing past them could lose messages silently.  A damaged
+ * status_counts is counted again (store__repair_counts).
  */
 #include "store/store_sqlite.h"
 #include "common/log.h"

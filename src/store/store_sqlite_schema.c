@@ -16,8 +16,10 @@
  * Migrations run forward in one transaction with the new user_version; a
  * database from a newer schema is refused (STORE_ENEWER).  Recovery and
  * the start-up scan, which read the rows themselves and so must go past a
- * damaged page, are store_sqlite_scan.c.  Every failure here fails
- * store_open; nothing is fatal.
+ * damaged page, are store_sqlite_scan.c.  A damaged index is built again
+ * from its table before they run (store_sqlite_reindex.c): messages_active
+ * is checked at every open, the others when the open's reads meet damage.
+ * Every failure here fails store_open; nothing is fatal.
  *
  * One store has one server: before anything else the open takes an
  * exclusive flock() on DIR/shivneri.lock and keeps it until close.  SQLite
@@ -655,6 +657,22 @@ out:
 	return err;
 }
 
+/*
+ * The open's reads and writes of the database: migrations, the identity,
+ * recovery.  Each runs in a transaction of its own and can run again.
+ */
+static int
+open_reads(struct store_backend *be, bool have_marker, const char *marker_id)
+{
+	int rc;
+
+	if ((rc = migrate(be, have_marker)) != 0)
+		return rc;
+	if ((rc = identity_check(be, have_marker, marker_id)) != 0)
+		return rc;
+	return store__recover(be);
+}
+
 static int
 db_open_steps(struct store_backend *be)
 {
@@ -681,11 +699,24 @@ db_open_steps(struct store_backend *be)
 		return rc;
 	if ((rc = db_setup(be)) != 0)
 		return rc;
-	if ((rc = migrate(be, have_marker)) != 0)
-		return rc;
-	if ((rc = identity_check(be, have_marker, marker_id)) != 0)
-		return rc;
-	if ((rc = store__recover(be)) != 0)
+	/*
+	 * messages_active names every row recovery and the scan hand out: a
+	 * damaged page of it is rebuilt from the table now, before anything
+	 * reads it (and the indexes a previous run met damaged).  A rebuild
+	 * that fails (the table is damaged too) changes nothing: the start
+	 * goes on as without it.
+	 */
+	if (store__reindex(be->db, "messages_active", "start_check") < 0)
+		log_warnx("- store reindex_skipped: the start goes on without");
+	rc = open_reads(be, have_marker, marker_id);
+	/*
+	 * Damage met by the open's own reads (meta's index, say): rebuilt if
+	 * it is an index's, then the reads once more.
+	 */
+	if ((rc == -EIO || rc == STORE_EDAMAGED) &&
+	    store__reindex(be->db, NULL, "start_damaged") > 0)
+		rc = open_reads(be, have_marker, marker_id);
+	if (rc != 0)
 		return rc;
 	for (i = 0; i < ST_MAX; i++) {
 		rc = sqlite3_prepare_v3(be->db, store__stmt_sql[i], -1,
@@ -699,11 +730,12 @@ db_open_steps(struct store_backend *be)
 
 /*
  * A database SQLite finds malformed where every row depends on it (the
- * schema, the header, an index the open reads) is refused with
- * STORE_EDAMAGED, whose text says what to do, rather than a bare "database
- * error": guessing past it could start an empty or partial store.  A
- * damaged page of the messages table is not refused: the start-up scan
- * goes past it (store_sqlite_scan.c).
+ * schema, the header, an index the open reads that could not be built
+ * again) is refused with STORE_EDAMAGED, whose text says what to do,
+ * rather than a bare "database error": guessing past it could start an
+ * empty or partial store.  A damaged page of the messages table is not
+ * refused: the start-up scan goes past it (store_sqlite_scan.c); nor is a
+ * damaged index whose table is intact: it is built again (db_open_steps).
  */
 int
 store__db_open(struct store_backend *be)

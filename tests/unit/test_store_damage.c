@@ -8,7 +8,10 @@
  * the rows next to it (which make SQLite rebalance the pages around them)
  * succeed.  While running, an operation that reads a damaged page fails
  * alone (an update with STORE_EDAMAGED).  A damaged status_counts is counted
- * again.  A damaged schema page still refuses the open.  The page is found with
+ * again.  A damaged index is built again from its table at open (found
+ * while running, it is named, counted and rebuilt by the next start),
+ * unless its table is damaged too.  A damaged schema page still refuses
+ * the open.  The page is found with
  * SQLite's dbstat table.  The fixture is fixture_store.c.
  */
 #include <setjmp.h>
@@ -83,7 +86,7 @@ damage_leaf_at(struct fixture *f, const char *table, bool first)
 	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
 	n = sqlite3_column_int(s, 0);
 	sqlite3_finalize(s);
-	assert_true(n >= 3);
+	assert_true(n >= (first ? 2 : 3));
 	assert_int_equal(sqlite3_prepare_v2(db,
 					    "SELECT pageno, ncell FROM dbstat"
 					    " WHERE name = ?1 AND pagetype ="
@@ -489,6 +492,192 @@ test_damaged_counts_made_again(void **state)
 	check_counts(f, NMSG - 1, 0, 1, 0);
 }
 
+/*
+ * After a rebuild and writes through the rebuilt index: SQLite's full
+ * check finds every index agreeing with its table, and nothing wrong but
+ * the old index's pages, which nothing uses any more (VACUUM frees them).
+ */
+static void
+only_unused_pages(struct fixture *f)
+{
+	assert_int_equal(db_int(f, "SELECT count(*) FROM"
+				   " pragma_integrity_check WHERE"
+				   " integrity_check NOT LIKE"
+				   " '%is never used'"),
+			 0);
+}
+
+/*
+ * A leaf of messages_active (the index the scan walks) overwritten, every
+ * row intact: the open rebuilds the index from the table, logs it, and the
+ * scan hands out every queued row, each of which can be written; the next
+ * start finds nothing to rebuild.  Before, the scan failed on the index
+ * (and serve exited).
+ */
+static void
+test_damaged_index_rebuilt_at_start(void **state)
+{
+	struct fixture *f = *state;
+	char path[192];
+
+	open_store(f);
+	fill(f);
+	close_store(f);
+	(void)damage_leaf_at(f, "messages_active", true);
+	snprintf(path, sizeof(path), "%s/test.log", f->dir);
+	assert_int_equal(log_open_file(path), 0);
+	scan_and_deliver(f, 0);
+	assert_int_equal(log_open_file(NULL), 0);
+	assert_int_equal(count_lines(path, "reindexed index=messages_active"),
+			 1);
+	assert_int_equal(count_lines(path, "reindexed index="), 1);
+	assert_int_equal(db_int(f, "SELECT count(*) FROM messages WHERE"
+				   " status = 2"),
+			 NMSG);
+	only_unused_pages(f);
+	(void)unlink(path);
+}
+
+/*
+ * The index of meta (one page: the store's identity, which the open reads
+ * to check the folder's marker) damaged: the open's read fails on it, the
+ * damaged index is found among all and built again, and the open reads
+ * once more.  Before, the open was refused (STORE_EDAMAGED).
+ */
+static void
+test_damaged_meta_index_rebuilt(void **state)
+{
+	struct fixture *f = *state;
+	char path[192];
+
+	open_store(f);
+	fill(f);
+	close_store(f);
+	damage_root(f, "sqlite_autoindex_meta_1");
+	snprintf(path, sizeof(path), "%s/test.log", f->dir);
+	assert_int_equal(log_open_file(path), 0);
+	scan_and_deliver(f, 0);
+	assert_int_equal(log_open_file(NULL), 0);
+	assert_int_equal(count_lines(path, "reindexed index="
+					   "sqlite_autoindex_meta_1 table=meta "
+					   "reason=start_damaged"),
+			 1);
+	only_unused_pages(f);
+	(void)unlink(path);
+}
+
+/*
+ * The index and a page of its table both damaged: the rebuild reads the
+ * table and fails, nothing of it is kept, and the start goes on as before
+ * (the scan, which cannot name the rows without the index, refuses): no
+ * row is made up or dropped silently.
+ */
+static void
+test_damaged_index_and_table_refused(void **state)
+{
+	struct fixture *f = *state;
+	static struct scanned sc;
+	int64_t counts[MSG_NSTATUS];
+	struct store *st = NULL;
+	int rc;
+
+	open_store(f);
+	fill(f);
+	close_store(f);
+	(void)damage_leaf_at(f, "messages_active", true);
+	(void)damage_leaf(f, "messages");
+	memset(&sc, 0, sizeof(sc));
+	rc = store_open(f->sub, NULL, f->base, &st);
+	if (rc == 0) {
+		rc = store_scan(st, scan_each, &sc, counts);
+		store_close(st);
+	}
+	assert_int_not_equal(rc, 0);
+	assert_true(sc.n < NMSG);
+}
+
+struct get_one {
+	int done;
+	int err;
+};
+
+static void
+get_one_cb(void *arg, int err, const struct store_message *m,
+	   const struct store_attempt *att, size_t natt)
+{
+	struct get_one *r = arg;
+
+	(void)m;
+	(void)att;
+	(void)natt;
+	r->done++;
+	r->err = err;
+}
+
+/* Gets every message by id; how many failed. */
+static int
+get_all(struct fixture *f)
+{
+	struct get_one r;
+	char id[32];
+	int i, failed = 0;
+
+	for (i = 0; i < NMSG; i++) {
+		snprintf(id, sizeof(id), "01DAMAGETEST%014d", i);
+		memset(&r, 0, sizeof(r));
+		store_get(f->st, id, get_one_cb, &r);
+		WAIT_FOR(f->base, r.done);
+		if (r.err != 0)
+			failed++;
+	}
+	return failed;
+}
+
+/*
+ * The id's index (which the start does not read) damaged while the
+ * server runs: the gets through it fail, the store finds which index and
+ * says so (log, store_damaged_indexes for /metrics), stays healthy, and
+ * the next start rebuilds it: every get then succeeds.
+ */
+static void
+test_damaged_index_found_while_running(void **state)
+{
+	struct fixture *f = *state;
+	const char *why = NULL;
+	struct sub_res r;
+	char path[192];
+
+	open_store(f);
+	fill(f);
+	close_store(f);
+	(void)damage_leaf_at(f, "sqlite_autoindex_messages_1", true);
+	snprintf(path, sizeof(path), "%s/test.log", f->dir);
+	assert_int_equal(log_open_file(path), 0);
+	open_store(f);
+	assert_int_equal(store_damaged_indexes(f->st), 0);
+	assert_true(get_all(f) > 0);
+	WAIT_FOR(f->base, store_damaged_indexes(f->st) == 1);
+	assert_true(store_healthy(f->st, &why));
+	close_store(f);
+	open_store(f);
+	assert_int_equal(get_all(f), 0);
+	assert_int_equal(store_damaged_indexes(f->st), 0);
+	/* The rebuilt index still keeps ids unique. */
+	(void)submit_wait(f, make_message("01DAMAGETEST00000000000007", "s"),
+			  NULL, &r);
+	assert_int_equal(r.err, -EEXIST);
+	close_store(f);
+	only_unused_pages(f);
+	assert_int_equal(log_open_file(NULL), 0);
+	assert_int_equal(count_lines(path, "index_damaged index="
+					   "sqlite_autoindex_messages_1"),
+			 1);
+	assert_int_equal(count_lines(path, "reindexed index="
+					   "sqlite_autoindex_messages_1"),
+			 1);
+	(void)unlink(path);
+}
+
 /* The schema's page damaged: the open is refused, with a clear error. */
 static void
 test_damaged_schema_refused(void **state)
@@ -532,6 +721,14 @@ main(void)
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_damaged_counts_made_again,
 					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_damaged_index_rebuilt_at_start,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_damaged_meta_index_rebuilt,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_damaged_index_and_table_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_damaged_index_found_while_running, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_damaged_schema_refused, setup,
 					    teardown),
 	};
