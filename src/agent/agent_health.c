@@ -112,7 +112,8 @@ agent_health_record(struct agent_health *h, int outcome)
 	switch (outcome) {
 	case OUTCOME_DELIVERED:
 	case OUTCOME_PERMANENT:
-	case OUTCOME_TOO_LARGE: /* the provider answered: it works */
+	case OUTCOME_TOO_LARGE:      /* the provider answered: it works */
+	case OUTCOME_NEEDS_SMTPUTF8: /* as too_large: the message's need */
 		failed = 0;
 		break;
 	case OUTCOME_THROTTLED:

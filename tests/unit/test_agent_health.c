@@ -124,10 +124,15 @@ test_window(void **state)
 	assert_int_equal(h.n, AGENT_HEALTH_WINDOW);
 	assert_int_equal(h.nfailed, 11);
 	assert_int_equal(agent_health_level(&h), LINK_HEALTH_DEGRADED);
-	/* The window slides: twenty good answers make it ok again. */
-	for (i = 0; i < 20; i++)
-		agent_health_record(&h, i % 2 ? OUTCOME_DELIVERED
-					      : OUTCOME_PERMANENT);
+	/* The window slides: twenty good answers make it ok again.  A
+	 * refusal for the message's size or its need of SMTPUTF8 is the
+	 * provider answering: good too. */
+	for (i = 0; i < 20; i++) {
+		static const int good[] = {OUTCOME_DELIVERED, OUTCOME_PERMANENT,
+					   OUTCOME_TOO_LARGE,
+					   OUTCOME_NEEDS_SMTPUTF8};
+		agent_health_record(&h, good[i % 4]);
+	}
 	assert_int_equal(h.nfailed, 0);
 	assert_int_equal(agent_health_level(&h), LINK_HEALTH_OK);
 	agent_health_cleanup(&h);
