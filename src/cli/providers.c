@@ -17,22 +17,24 @@
 static void
 usage(FILE *f)
 {
-	fprintf(f,
-		"usage: shivneri providers [--url URL] [--api-key KEY | "
-		"--api-key-file FILE] "
-		"[--json]\n"
-		"\n"
-		"One line per provider: name, type, state, in flight, "
-		"delivered,\n"
-		"failed, last heartbeat, paused until (a throttled provider), "
-		"the\n"
-		"agent's link (tls, plain, or - while none is linked), the "
-		"largest\n"
-		"message it is offered (MAX_SIZE: MiB and KiB when exact, else "
-		"MB,\n"
-		"kB), until when that limit is lowered after a too_large "
-		"answer,\n"
-		"and the reason it is not up.\n");
+	fprintf(
+	    f,
+	    "usage: shivneri providers [--url URL] [--api-key KEY | "
+	    "--api-key-file FILE] "
+	    "[--json]\n"
+	    "\n"
+	    "One line per provider: name, type, state, in flight, "
+	    "delivered,\n"
+	    "failed, last heartbeat, paused until (a throttled provider), "
+	    "the\n"
+	    "agent's link (tls, plain, or - while none is linked), the "
+	    "largest\n"
+	    "message it is offered (MAX_SIZE: MiB and KiB when exact, else "
+	    "MB,\n"
+	    "kB), until when that limit is lowered after a too_large "
+	    "answer,\n"
+	    "until when messages with a non-ASCII address avoid it (after a\n"
+	    "needs_smtputf8 answer), and the reason it is not up.\n");
 	cli_opts_usage_shared(f);
 }
 
