@@ -558,9 +558,12 @@ smtp_dialogue_utf8(const struct connector_job *job)
 bool
 smtp_dialogue_8bit(const struct connector_job *job)
 {
-	const uint8_t *p = job->mime, *end = p + job->mime_len;
+	const uint8_t *p = job->mime, *end;
 	uint64_t w, any = 0;
 
+	if (job->mime_len == 0) /* and mime may be NULL */
+		return false;
+	end = p + job->mime_len;
 	/* Eight bytes at a time: every message is looked at once. */
 	for (; end - p >= 8; p += 8) {
 		memcpy(&w, p, sizeof(w));
