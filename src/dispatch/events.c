@@ -44,6 +44,8 @@ static const char *const type_names[EV_NTYPES] = {
     [EV_PROVIDER_ENABLED] = "provider.enabled",
     [EV_PROVIDER_LIMIT_LEARNED] = "provider.limit_learned",
     [EV_PROVIDER_LIMIT_RESTORED] = "provider.limit_restored",
+    [EV_PROVIDER_SMTPUTF8_REFUSED] = "provider.smtputf8_refused",
+    [EV_PROVIDER_SMTPUTF8_RESTORED] = "provider.smtputf8_restored",
 };
 
 const char *
@@ -288,6 +290,10 @@ format_provider(const struct ev_rec *r, struct buf *b)
 				 r->max_bytes);
 	if (rc == 0 && r->type == EV_PROVIDER_LIMIT_LEARNED && r->until_ms > 0)
 		rc = add_str(b, "max_message_bytes_learned_until",
+			     rfc3339(r->until_ms, ts, sizeof(ts)));
+	if (rc == 0 && r->type == EV_PROVIDER_SMTPUTF8_REFUSED &&
+	    r->until_ms > 0)
+		rc = add_str(b, "smtputf8_refused_until",
 			     rfc3339(r->until_ms, ts, sizeof(ts)));
 	return rc;
 }

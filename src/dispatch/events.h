@@ -42,8 +42,13 @@ enum ev_type {
 	EV_PROVIDER_LIMIT_LEARNED,
 	/* A learned limit's time is over: the registration's again. */
 	EV_PROVIDER_LIMIT_RESTORED,
+	/* A needs_smtputf8 answer: non-ASCII addresses avoid the provider
+	 * until until_ms (wall ms). */
+	EV_PROVIDER_SMTPUTF8_REFUSED,
+	/* That time is over, or its agent registered again. */
+	EV_PROVIDER_SMTPUTF8_RESTORED,
 };
-#define EV_NTYPES (EV_PROVIDER_LIMIT_RESTORED + 1)
+#define EV_NTYPES (EV_PROVIDER_SMTPUTF8_RESTORED + 1)
 
 /* True for the message.* types, false for the provider.* ones. */
 #define EV_IS_MESSAGE(t) ((t) <= EV_MSG_FAILED)
@@ -63,7 +68,8 @@ struct ev_rec {
 			message's attempts so far; else 0 */
 	/*
 	 * EV_PROVIDER_PAUSED: paused until; EV_PROVIDER_LIMIT_LEARNED: the
-	 * learned limit holds until (wall ms).
+	 * learned limit holds until; EV_PROVIDER_SMTPUTF8_REFUSED: non-ASCII
+	 * addresses avoid the provider until (wall ms).
 	 */
 	int64_t until_ms;
 	/* EV_PROVIDER_LIMIT_*: the provider's size limit after the change. */

@@ -87,6 +87,19 @@ publish_limit(struct dispatcher *d, const struct provider *p, int type)
 	events_publish(d->events, &r);
 }
 
+/* p's SMTPUTF8 refusal began (until when: until_ms) or ended (0). */
+static void
+publish_utf8(struct dispatcher *d, const struct provider *p, int type)
+{
+	struct ev_rec r;
+
+	if (d == NULL || d->events == NULL)
+		return;
+	provider_rec(&r, p, type);
+	r.until_ms = p->utf8_refused_until_ms;
+	events_publish(d->events, &r);
+}
+
 static int
 state_event(int state)
 {
@@ -367,15 +380,19 @@ utf8_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	log_info("- registry smtputf8_restored provider=%s", p->name);
+	log_info("- registry smtputf8_restored provider=%s reason=expired",
+		 p->name);
 	p->utf8_refused_until_ms = 0;
+	publish_utf8(p->dispatcher, p, EV_PROVIDER_SMTPUTF8_RESTORED);
 	dispatch__schedule_pump(p->dispatcher);
 }
 
 void
 dispatch__provider_no_utf8(struct dispatcher *d, struct provider *p)
 {
-	if (p->utf8_refused_until_ms == 0)
+	bool first = p->utf8_refused_until_ms == 0;
+
+	if (first)
 		log_info(
 		    "- registry smtputf8_refused provider=%s for_s=%" PRId64,
 		    p->name, d->learned_limit_ms / 1000);
@@ -384,6 +401,9 @@ dispatch__provider_no_utf8(struct dispatcher *d, struct provider *p)
 		p->utf8_timer = dispatch__xevent_new(d->base, utf8_cb, p);
 	p->utf8_refused_until_ms = now_ms() + d->learned_limit_ms;
 	dispatch__timer_start(p->utf8_timer, d->learned_limit_ms);
+	/* Told once: later refusals (jobs sent before it) only extend it. */
+	if (first)
+		publish_utf8(d, p, EV_PROVIDER_SMTPUTF8_REFUSED);
 }
 
 void
@@ -391,9 +411,14 @@ dispatcher_provider_linked(struct dispatcher *d, struct provider *p)
 {
 	ensure_timers(d, p);
 	/* A new registration may be another smarthost: ask it afresh. */
-	p->utf8_refused_until_ms = 0;
-	if (p->utf8_timer != NULL)
+	if (p->utf8_refused_until_ms != 0) {
+		log_info("- registry smtputf8_restored provider=%s "
+			 "reason=registered",
+			 p->name);
+		p->utf8_refused_until_ms = 0;
 		evtimer_del(p->utf8_timer);
+		publish_utf8(d, p, EV_PROVIDER_SMTPUTF8_RESTORED);
+	}
 	p->last_heartbeat_mono = 0;
 	dispatch__timer_start(p->hb_timer, d->cfg->heartbeat_timeout_ms);
 	log_info("- registry linked provider=%s type=%s pid=%" PRId64

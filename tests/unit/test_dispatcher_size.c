@@ -379,6 +379,29 @@ utf8_restored(struct fixture *f, void *arg)
 	return f->p[0]->utf8_refused_until_ms == 0;
 }
 
+/* The provider.smtputf8_* events seen: type and until of each. */
+struct utf8_events {
+	int n;
+	int type[4];
+	int64_t until_ms[4];
+};
+
+static void
+on_utf8_event(void *arg, const struct ev_rec *r)
+{
+	struct utf8_events *ue = arg;
+
+	if (r->type != EV_PROVIDER_SMTPUTF8_REFUSED &&
+	    r->type != EV_PROVIDER_SMTPUTF8_RESTORED)
+		return;
+	assert_string_equal(r->provider, "a");
+	if (ue->n >= 4)
+		fail_msg("more provider.smtputf8_* events than expected");
+	ue->type[ue->n] = r->type;
+	ue->until_ms[ue->n] = r->until_ms;
+	ue->n++;
+}
+
 /*
  * a (preferred) answers needs_smtputf8: the try is free and on record, a
  * stays up with its breaker untouched, the message goes to b at once;
@@ -392,7 +415,13 @@ test_needs_smtputf8_goes_elsewhere(void **state)
 	struct provider *a = f->p[0];
 	struct get_result g;
 	int64_t before;
+	struct events *ev = events_new(64);
+	struct utf8_events ue;
+	struct events_sub *sub;
 
+	memset(&ue, 0, sizeof(ue));
+	dispatcher_set_events(f->d, ev);
+	sub = events_subscribe(ev, on_utf8_event, &ue);
 	f->d->learned_limit_ms = 300;
 	both_up(f);
 	submit_utf8(f);
@@ -404,6 +433,10 @@ test_needs_smtputf8_goes_elsewhere(void **state)
 	assert_int_equal(a->state, PROVIDER_UP);
 	assert_int_equal(a->consecutive_failures, 0);
 	assert_true(a->utf8_refused_until_ms >= before + 300);
+	/* Told on the hub (GET /v1/events, webhooks), with until when. */
+	assert_int_equal(ue.n, 1);
+	assert_int_equal(ue.type[0], EV_PROVIDER_SMTPUTF8_REFUSED);
+	assert_int_equal(ue.until_ms[0], a->utf8_refused_until_ms);
 	wait_jobs(f, 1, 1);
 	dispatcher_result(f->d, f->p[1], f->fa[1].job_ids[0], f->ids[0],
 			  OUTCOME_DELIVERED, "id-b", NULL);
@@ -423,8 +456,11 @@ test_needs_smtputf8_goes_elsewhere(void **state)
 	assert_string_equal(f->fa[0].msg_ids[1], f->ids[2]);
 	assert_string_equal(f->fa[1].msg_ids[1], f->ids[1]);
 
-	/* The hour is over: a may take one again. */
+	/* The hour is over: a may take one again, and the hub says so. */
 	run_until(f, utf8_restored, NULL, 3000);
+	assert_int_equal(ue.n, 2);
+	assert_int_equal(ue.type[1], EV_PROVIDER_SMTPUTF8_RESTORED);
+	assert_int_equal(ue.until_ms[1], 0);
 	submit_utf8(f);
 	wait_jobs(f, 0, 3);
 	assert_string_equal(f->fa[0].msg_ids[2], f->ids[3]);
@@ -433,9 +469,16 @@ test_needs_smtputf8_goes_elsewhere(void **state)
 			  OUTCOME_NEEDS_SMTPUTF8, NULL, "again");
 	assert_true(a->utf8_refused_until_ms > 0);
 	wait_jobs(f, 1, 3);
+	assert_int_equal(ue.n, 3);
 	dispatcher_provider_linked(f->d, a);
 	assert_int_equal(a->utf8_refused_until_ms, 0);
 	assert_false(evtimer_pending(a->utf8_timer, NULL));
+	assert_int_equal(ue.n, 4);
+	assert_int_equal(ue.type[3], EV_PROVIDER_SMTPUTF8_RESTORED);
+
+	events_unsubscribe(ev, sub);
+	dispatcher_set_events(f->d, NULL);
+	events_free(ev);
 }
 
 /*

@@ -258,6 +258,25 @@ test_format(void **state)
 	assert_null(json_object_get(o, "max_message_bytes_learned_until"));
 	json_decref(o);
 
+	/* SMTPUTF8 refused until, named as GET /v1/providers names it. */
+	r.type = EV_PROVIDER_SMTPUTF8_REFUSED;
+	r.until_ms = 1700003600000;
+	o = format(&r);
+	assert_string_equal(json_string_value(json_object_get(o, "type")),
+			    "provider.smtputf8_refused");
+	assert_string_equal(
+	    json_string_value(json_object_get(o, "smtputf8_refused_until")),
+	    "2023-11-14T23:13:20.000Z");
+	assert_null(json_object_get(o, "max_message_bytes"));
+	json_decref(o);
+	r.type = EV_PROVIDER_SMTPUTF8_RESTORED;
+	r.until_ms = 0;
+	o = format(&r);
+	assert_string_equal(json_string_value(json_object_get(o, "type")),
+			    "provider.smtputf8_restored");
+	assert_null(json_object_get(o, "smtputf8_refused_until"));
+	json_decref(o);
+
 	/* Too small a buffer: nothing is appended. */
 	buf_init(&small, 16);
 	assert_int_equal(buf_appends(&small, "abc"), 0);
