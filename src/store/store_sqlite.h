@@ -300,6 +300,10 @@ struct store_backend {
 
 /* SQLite result code to negative errno (see store_strerror). */
 int store__sqlite_errno(int rc);
+/* Whether rc says a page read was damaged (not a failing disk). */
+bool store__is_damage(int rc);
+/* Ends a transaction, if SQLite has not ended it already (a rollback). */
+void store__end_txn(sqlite3 *db);
 /* Logs a failed SQLite call and returns store__sqlite_errno(rc). */
 int store__db_fail(sqlite3 *db, int rc, const char *what);
 /* sqlite3_exec of sql; 0 or a negative errno. */

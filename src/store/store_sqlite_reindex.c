@@ -49,19 +49,6 @@
 /* The key in meta under which a run leaves the damaged indexes it met. */
 #define REINDEX_KEY "reindex_wanted"
 
-static bool
-is_damage(int rc)
-{
-	return (rc & 0xff) == SQLITE_CORRUPT;
-}
-
-static void
-end_txn(sqlite3 *db)
-{
-	if (!sqlite3_get_autocommit(db))
-		(void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-}
-
 /* Whether name is safe between double quotes (ours always are). */
 static bool
 plain_name(const char *name)
@@ -185,7 +172,7 @@ store__index_check(sqlite3 *db, const char *only, struct store_indexes *out)
 	for (i = 0; rc == SQLITE_OK && i < all.n; i++) {
 		prc = store__index_probe(db, all.v[i].tbl, all.v[i].name,
 					 all.v[i].sql);
-		if (is_damage(prc))
+		if (store__is_damage(prc))
 			indexes_push(out, all.v[i].name, all.v[i].tbl,
 				     all.v[i].sql);
 		else if (prc != SQLITE_OK)
@@ -395,7 +382,7 @@ store__reindex(sqlite3 *db, const char *only, const char *reason)
 				    : xstrdup(only);
 	if (rc == SQLITE_OK)
 		rc = store__index_check(db, list, &x);
-	end_txn(db);
+	store__end_txn(db);
 	if (rc != SQLITE_OK)
 		goto fail;
 	if (x.n > 0) {
@@ -406,7 +393,7 @@ store__reindex(sqlite3 *db, const char *only, const char *reason)
 			what = "commit";
 			rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 		}
-		end_txn(db);
+		store__end_txn(db);
 		schema_reload(db, defensive);
 		if (rc != SQLITE_OK)
 			goto fail;
@@ -435,7 +422,7 @@ store__reindex(sqlite3 *db, const char *only, const char *reason)
 fail:
 	log_warnx("- store reindex_failed step=%s reason=%s rc=%d msg=\"%s\"",
 		  what, reason, rc, sqlite3_errstr(rc));
-	end_txn(db);
+	store__end_txn(db);
 	rc = store__sqlite_errno(rc);
 out:
 	store__indexes_cleanup(&x);
@@ -455,7 +442,7 @@ store__index_note(sqlite3 *db, char *names, size_t namesz)
 	rc = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = store__index_check(db, NULL, &x);
-	end_txn(db);
+	store__end_txn(db);
 	if (rc != SQLITE_OK) {
 		store__indexes_cleanup(&x);
 		return store__sqlite_errno(rc);

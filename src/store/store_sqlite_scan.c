@@ -39,21 +39,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Whether rc says a page read was damaged (not a failing disk). */
-static bool
-is_damage(int rc)
-{
-	return (rc & 0xff) == SQLITE_CORRUPT;
-}
-
-/* Ends a transaction, if SQLite has not ended it already. */
-static void
-end_txn(sqlite3 *db)
-{
-	if (!sqlite3_get_autocommit(db))
-		(void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-}
-
 /* Binds v to the parameter name if s has it. */
 static int
 bind_named(sqlite3_stmt *s, const char *name, int64_t v)
@@ -123,7 +108,7 @@ recover_all(struct store_backend *be, int64_t now, int *n)
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(be->db, "COMMIT", NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
-		end_txn(be->db);
+		store__end_txn(be->db);
 	return rc;
 }
 
@@ -176,17 +161,18 @@ drop_unreadable(sqlite3 *db, int64_t *rows, size_t nrows, int *skipped)
 		rc = sqlite3_bind_int64(s, 1, rows[i]);
 		if (rc == SQLITE_OK)
 			rc = sqlite3_step(s);
-		if (is_damage(rc)) {
+		if (store__is_damage(rc)) {
 			rows[i] = 0;
 			(*skipped)++;
 		}
-		rc = rc == SQLITE_ROW || rc == SQLITE_DONE || is_damage(rc)
+		rc = rc == SQLITE_ROW || rc == SQLITE_DONE ||
+			     store__is_damage(rc)
 			 ? SQLITE_OK
 			 : rc;
 		(void)sqlite3_reset(s);
 	}
 	sqlite3_finalize(s);
-	end_txn(db);
+	store__end_txn(db);
 	return rc;
 }
 
@@ -235,8 +221,8 @@ recover_rows(struct store_backend *be, int64_t now, int *n, int *skipped)
 			rc = sqlite3_exec(be->db, "COMMIT", NULL, NULL, NULL);
 		if (rc == SQLITE_OK)
 			break;
-		end_txn(be->db);
-		if (!is_damage(rc) || at == nrows)
+		store__end_txn(be->db);
+		if (!store__is_damage(rc) || at == nrows)
 			break;
 		rows[at] = 0; /* the row being moved when the damage was met */
 		(*skipped)++;
@@ -263,7 +249,7 @@ counts_check(struct store_backend *be)
 	sqlite3_finalize(s);
 	if (rc == SQLITE_ROW)
 		return 0;
-	if (is_damage(rc))
+	if (store__is_damage(rc))
 		return store__repair_counts(be);
 	return store__db_fail(be->db, rc, "counts_check");
 }
@@ -277,7 +263,7 @@ store__recover(struct store_backend *be)
 	if ((rc = counts_check(be)) != 0)
 		return rc;
 	rc = recover_all(be, now, &n);
-	if (is_damage(rc)) {
+	if (store__is_damage(rc)) {
 		log_warnx("- store recover_damaged: recovery met a damaged "
 			  "page; going row by row");
 		rc = recover_rows(be, now, &n, &skipped);
@@ -287,7 +273,8 @@ store__recover(struct store_backend *be)
 		log_warnx(
 		    "- store sqlite_error op=\"recover\" rc=%d msg=\"%s\"", rc,
 		    sqlite3_errstr(rc));
-		return is_damage(rc) ? STORE_EDAMAGED : store__sqlite_errno(rc);
+		return store__is_damage(rc) ? STORE_EDAMAGED
+					    : store__sqlite_errno(rc);
 	}
 	if (n > 0)
 		log_info("- store recovered sending=%d status=queued", n);
@@ -390,7 +377,7 @@ walk_rows(sqlite3 *db, struct walk *w)
 		rrc = rc == SQLITE_OK ? sqlite3_step(row) : rc;
 		if (rrc == SQLITE_ROW)
 			w->each(w->arg, rowid, sqlite3_column_int64(row, 0));
-		else if (is_damage(rrc) || rrc == SQLITE_DONE)
+		else if (store__is_damage(rrc) || rrc == SQLITE_DONE)
 			w->unreadable++;
 		else
 			rc = rrc;
@@ -462,7 +449,7 @@ classify(sqlite3 *db, struct rowids *keep, struct rowids *lost)
 		rrc = rc == SQLITE_OK ? sqlite3_step(row) : rc;
 		if (rrc == SQLITE_ROW)
 			rowids_push(keep, rowid);
-		else if (is_damage(rrc) || rrc == SQLITE_DONE)
+		else if (store__is_damage(rrc) || rrc == SQLITE_DONE)
 			rowids_push(lost, rowid);
 		else
 			rc = rrc;
@@ -489,7 +476,7 @@ repair(struct store_backend *be, sqlite3 *db, int64_t counts[MSG_NSTATUS],
 	int rc;
 
 	rc = classify(db, &keep, &lost);
-	end_txn(db);
+	store__end_txn(db);
 	*lost_rows = lost.n;
 	if (rc != SQLITE_OK) {
 		(void)store__db_fail(db, rc, "scan_classify");
@@ -500,7 +487,7 @@ repair(struct store_backend *be, sqlite3 *db, int64_t counts[MSG_NSTATUS],
 		goto out;
 	if (counts != NULL && store__exec_sql(db, "BEGIN") == 0) {
 		(void)scan_counts(db, counts);
-		end_txn(db);
+		store__end_txn(db);
 	}
 out:
 	free(keep.v);
@@ -528,7 +515,7 @@ scan_queued(struct store_backend *be, sqlite3 *db, struct walk *w,
 	if (w->each == NULL)
 		return 0;
 	rc = walk_joined(db, w);
-	if (is_damage(rc))
+	if (store__is_damage(rc))
 		rc = walk_rows(db, w);
 	/*
 	 * Recovery, just before, moved every readable "sending" row: those
@@ -538,7 +525,7 @@ scan_queued(struct store_backend *be, sqlite3 *db, struct walk *w,
 		rc = count_in_index(db, MSG_SENDING, &stuck);
 	if (rc != SQLITE_OK) {
 		rc = store__db_fail(db, rc, "scan");
-		end_txn(db);
+		store__end_txn(db);
 		return rc;
 	}
 	bad = w->unreadable + (uint64_t)stuck;
@@ -552,7 +539,7 @@ scan_queued(struct store_backend *be, sqlite3 *db, struct walk *w,
 	}
 	if (bad > 0)
 		repair(be, db, counts, &lost, moved, sizeof(moved), &rec);
-	end_txn(db);
+	store__end_txn(db);
 	/*
 	 * The "sending" rows the repair moved to queued were readable after
 	 * all (recovery could not write them): sendable, handed out now.
@@ -601,7 +588,7 @@ store__db_scan(struct store_backend *be,
 	rc = scan_counts(db, counts != NULL ? counts : ignored);
 	if (rc == 0)
 		rc = scan_queued(be, db, &w, counts);
-	end_txn(db);
+	store__end_txn(db);
 out:
 	sqlite3_close(db);
 	return rc;

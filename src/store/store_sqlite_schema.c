@@ -173,6 +173,19 @@ _Static_assert(sizeof(migrations) / sizeof(migrations[0]) ==
 		   STORE_SCHEMA_VERSION,
 	       "STORE_SCHEMA_VERSION must count the migrations");
 
+bool
+store__is_damage(int rc)
+{
+	return (rc & 0xff) == SQLITE_CORRUPT;
+}
+
+void
+store__end_txn(sqlite3 *db)
+{
+	if (!sqlite3_get_autocommit(db))
+		(void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+}
+
 int
 store__sqlite_errno(int rc)
 {
@@ -215,7 +228,7 @@ store__db_fail(sqlite3 *db, int rc, const char *what)
 	 */
 	static struct log_rl damaged_rl = LOG_RL_INIT;
 
-	if ((rc & 0xff) == SQLITE_CORRUPT)
+	if (store__is_damage(rc))
 		(void)log_warnx_rl(&damaged_rl, 10000,
 				   "- store sqlite_error op=\"%s\" rc=%d "
 				   "msg=\"%s\"",

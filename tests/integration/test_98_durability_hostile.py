@@ -236,6 +236,20 @@ def test_damaged_page_fails_its_rows_only(make_cluster):
     c.wait_delivered([mid], timeout=10)
 
 
+def queued_and_stopped(make_cluster, n=3000):
+    """n messages queued (no agent), then a clean stop, which checkpoints
+    the WAL into the database file; (cluster, ids, database path)."""
+    c = make_cluster(providers=("a",), max_in_flight=32)
+    c.start_server()
+    ids = c.submit_many(n, threads=8)
+    c.server.signal(signal.SIGTERM)
+    assert c.server.wait_exit(20) == 0
+    db = os.path.join(c.data_dir, "shivneri.db")
+    assert not os.path.exists(db + "-wal") or os.path.getsize(
+        db + "-wal") == 0, "the clean stop left a WAL: checkpoint expected"
+    return c, ids, db
+
+
 def _damage_leaf(db_path, table):
     """Overwrites one leaf page in the middle of table's b-tree (found
     with SQLite's dbstat table) and returns how many rows it held."""
@@ -272,15 +286,8 @@ def test_damaged_messages_page_at_start(make_cluster):
     and serve exited; with the scan alone fixed, the writes of the rows
     next to the page failed (SQLite rebalancing into it) and the
     dispatcher's retries of them held every other message."""
-    c = make_cluster(providers=("a",), max_in_flight=32)
-    c.start_server()
-    n = 3000
-    ids = c.submit_many(n, threads=8)
-    c.server.signal(signal.SIGTERM)
-    assert c.server.wait_exit(20) == 0
-    db = os.path.join(c.data_dir, "shivneri.db")
-    assert not os.path.exists(db + "-wal") or os.path.getsize(
-        db + "-wal") == 0, "the clean stop left a WAL: checkpoint expected"
+    c, ids, db = queued_and_stopped(make_cluster)
+    n = len(ids)
     lost = _damage_leaf(db, "messages")
     assert 0 < lost < 200, lost
     c.start_server()
@@ -441,15 +448,8 @@ def test_damaged_index_page_at_start(make_cluster):
     index again from the table, and delivers every message exactly once.
     Before, the scan failed on the index and serve exited: nothing was
     sent."""
-    c = make_cluster(providers=("a",), max_in_flight=32)
-    c.start_server()
-    n = 3000
-    ids = c.submit_many(n, threads=8)
-    c.server.signal(signal.SIGTERM)
-    assert c.server.wait_exit(20) == 0
-    db = os.path.join(c.data_dir, "shivneri.db")
-    assert not os.path.exists(db + "-wal") or os.path.getsize(
-        db + "-wal") == 0, "the clean stop left a WAL: checkpoint expected"
+    c, ids, db = queued_and_stopped(make_cluster)
+    n = len(ids)
     assert _damage_leaf(db, "messages_active") > 0
     c.start_server()
     log = _log(c)

@@ -127,8 +127,12 @@ test_too_large_goes_elsewhere(void **state)
 			 (uint64_t)f->cfg->max_message_bytes);
 }
 
-/* The provider.limit_* events seen: type, limit and until of each. */
-struct limit_events {
+/* The provider events of two types seen (first, second): of each its
+ * type, limit, until and state. */
+struct provider_events {
+	int first, second;
+	struct events *ev; /* the hub, watch_start() to watch_stop() */
+	struct events_sub *sub;
 	int n;
 	int type[4];
 	uint64_t max_bytes[4];
@@ -137,21 +141,38 @@ struct limit_events {
 };
 
 static void
-on_limit_event(void *arg, const struct ev_rec *r)
+on_provider_event(void *arg, const struct ev_rec *r)
 {
-	struct limit_events *le = arg;
+	struct provider_events *pe = arg;
 
-	if (r->type != EV_PROVIDER_LIMIT_LEARNED &&
-	    r->type != EV_PROVIDER_LIMIT_RESTORED)
+	if (r->type != pe->first && r->type != pe->second)
 		return;
 	assert_string_equal(r->provider, "a");
-	if (le->n >= 4)
-		fail_msg("more provider.limit_* events than expected");
-	le->type[le->n] = r->type;
-	le->max_bytes[le->n] = r->max_bytes;
-	le->until_ms[le->n] = r->until_ms;
-	snprintf(le->state[le->n], sizeof(le->state[0]), "%s", r->state);
-	le->n++;
+	if (pe->n >= 4)
+		fail_msg("more %s events than expected",
+			 events_type_name(r->type));
+	pe->type[pe->n] = r->type;
+	pe->max_bytes[pe->n] = r->max_bytes;
+	pe->until_ms[pe->n] = r->until_ms;
+	snprintf(pe->state[pe->n], sizeof(pe->state[0]), "%s", r->state);
+	pe->n++;
+}
+
+/* The dispatcher gets a hub, and pe records its events of two types. */
+static void
+watch_start(struct fixture *f, struct provider_events *pe)
+{
+	pe->ev = events_new(64);
+	dispatcher_set_events(f->d, pe->ev);
+	pe->sub = events_subscribe(pe->ev, on_provider_event, pe);
+}
+
+static void
+watch_stop(struct fixture *f, struct provider_events *pe)
+{
+	events_unsubscribe(pe->ev, pe->sub);
+	dispatcher_set_events(f->d, NULL);
+	events_free(pe->ev);
 }
 
 static bool
@@ -177,13 +198,10 @@ test_learned_limit_expires(void **state)
 	struct provider *a = f->p[0];
 	uint64_t announced = 5000, learned = BIG_BODY + 14 - 1;
 	int64_t before;
-	struct events *ev = events_new(64);
-	struct limit_events le;
-	struct events_sub *sub;
+	struct provider_events le = {.first = EV_PROVIDER_LIMIT_LEARNED,
+				     .second = EV_PROVIDER_LIMIT_RESTORED};
 
-	memset(&le, 0, sizeof(le));
-	dispatcher_set_events(f->d, ev);
-	sub = events_subscribe(ev, on_limit_event, &le);
+	watch_start(f, &le);
 	f->d->learned_limit_ms = 300;
 	a->file_max_bytes = (uint64_t)f->cfg->max_message_bytes;
 	registry_set_announced(a, announced);
@@ -245,9 +263,7 @@ test_learned_limit_expires(void **state)
 	assert_int_equal(a->max_message_bytes, announced);
 	assert_int_equal(le.n, 4);
 
-	events_unsubscribe(ev, sub);
-	dispatcher_set_events(f->d, NULL);
-	events_free(ev);
+	watch_stop(f, &le);
 }
 
 /* Shrinks every provider known (c is configured, never linked). */
@@ -379,29 +395,6 @@ utf8_restored(struct fixture *f, void *arg)
 	return f->p[0]->utf8_refused_until_ms == 0;
 }
 
-/* The provider.smtputf8_* events seen: type and until of each. */
-struct utf8_events {
-	int n;
-	int type[4];
-	int64_t until_ms[4];
-};
-
-static void
-on_utf8_event(void *arg, const struct ev_rec *r)
-{
-	struct utf8_events *ue = arg;
-
-	if (r->type != EV_PROVIDER_SMTPUTF8_REFUSED &&
-	    r->type != EV_PROVIDER_SMTPUTF8_RESTORED)
-		return;
-	assert_string_equal(r->provider, "a");
-	if (ue->n >= 4)
-		fail_msg("more provider.smtputf8_* events than expected");
-	ue->type[ue->n] = r->type;
-	ue->until_ms[ue->n] = r->until_ms;
-	ue->n++;
-}
-
 /*
  * a (preferred) answers needs_smtputf8: the try is free and on record, a
  * stays up with its breaker untouched, the message goes to b at once;
@@ -415,13 +408,10 @@ test_needs_smtputf8_goes_elsewhere(void **state)
 	struct provider *a = f->p[0];
 	struct get_result g;
 	int64_t before;
-	struct events *ev = events_new(64);
-	struct utf8_events ue;
-	struct events_sub *sub;
+	struct provider_events ue = {.first = EV_PROVIDER_SMTPUTF8_REFUSED,
+				     .second = EV_PROVIDER_SMTPUTF8_RESTORED};
 
-	memset(&ue, 0, sizeof(ue));
-	dispatcher_set_events(f->d, ev);
-	sub = events_subscribe(ev, on_utf8_event, &ue);
+	watch_start(f, &ue);
 	f->d->learned_limit_ms = 300;
 	both_up(f);
 	submit_utf8(f);
@@ -476,9 +466,7 @@ test_needs_smtputf8_goes_elsewhere(void **state)
 	assert_int_equal(ue.n, 4);
 	assert_int_equal(ue.type[3], EV_PROVIDER_SMTPUTF8_RESTORED);
 
-	events_unsubscribe(ev, sub);
-	dispatcher_set_events(f->d, NULL);
-	events_free(ev);
+	watch_stop(f, &ue);
 }
 
 /*
