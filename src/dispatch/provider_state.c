@@ -372,6 +372,24 @@ ensure_timers(struct dispatcher *d, struct provider *p)
 	breaker__init(p, d->cfg->breaker_cooldown_ms);
 }
 
+/*
+ * p's SMTPUTF8 refusal ends, its hour over (why "expired") or its agent
+ * registered again ("registered"): one log line and the hub's event, as
+ * dispatch__provider_limit_restore() for a learned limit.  Nothing when
+ * none holds.
+ */
+static void
+utf8_restore(struct provider *p, const char *why)
+{
+	if (p->utf8_refused_until_ms == 0)
+		return;
+	log_info("- registry smtputf8_restored provider=%s reason=%s", p->name,
+		 why);
+	p->utf8_refused_until_ms = 0;
+	evtimer_del(p->utf8_timer);
+	publish_utf8(p->dispatcher, p, EV_PROVIDER_SMTPUTF8_RESTORED);
+}
+
 /* The hour without SMTPUTF8 is over: messages that need it may go to p. */
 static void
 utf8_cb(evutil_socket_t fd, short what, void *arg)
@@ -380,10 +398,7 @@ utf8_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	log_info("- registry smtputf8_restored provider=%s reason=expired",
-		 p->name);
-	p->utf8_refused_until_ms = 0;
-	publish_utf8(p->dispatcher, p, EV_PROVIDER_SMTPUTF8_RESTORED);
+	utf8_restore(p, "expired");
 	dispatch__schedule_pump(p->dispatcher);
 }
 
@@ -411,14 +426,7 @@ dispatcher_provider_linked(struct dispatcher *d, struct provider *p)
 {
 	ensure_timers(d, p);
 	/* A new registration may be another smarthost: ask it afresh. */
-	if (p->utf8_refused_until_ms != 0) {
-		log_info("- registry smtputf8_restored provider=%s "
-			 "reason=registered",
-			 p->name);
-		p->utf8_refused_until_ms = 0;
-		evtimer_del(p->utf8_timer);
-		publish_utf8(d, p, EV_PROVIDER_SMTPUTF8_RESTORED);
-	}
+	utf8_restore(p, "registered");
 	p->last_heartbeat_mono = 0;
 	dispatch__timer_start(p->hb_timer, d->cfg->heartbeat_timeout_ms);
 	log_info("- registry linked provider=%s type=%s pid=%" PRId64
