@@ -236,6 +236,24 @@ def test_damaged_page_fails_its_rows_only(make_cluster):
     c.wait_delivered([mid], timeout=10)
 
 
+def all_delivered(c, n):
+    """Waits until nothing is queued or sending: n delivered, none
+    failed."""
+    def settled():
+        s = c.stats()
+        return s["queued"] == 0 and s["sending"] == 0 and s
+    s = h.wait_for(settled, 60, "every message delivered")
+    assert s["delivered"] == n and s["failed"] == 0, s
+
+
+def each_once(c, ids):
+    """Provider a's maildir holds each of ids exactly once, and no other."""
+    found = c.all_maildir_ids(["a"])["a"]
+    assert set(found) == set(ids), (len(found), len(ids))
+    assert all(k == 1 for k in found.values()), [
+        (m, k) for m, k in found.items() if k != 1]
+
+
 def queued_and_stopped(make_cluster, n=3000):
     """n messages queued (no agent), then a clean stop, which checkpoints
     the WAL into the database file; (cluster, ids, database path)."""
@@ -459,16 +477,8 @@ def test_damaged_index_page_at_start(make_cluster):
     assert c.stats()["queued"] == n, c.stats()
     assert _metric(c, "shivneri_store_unreadable_rows") == 0
     c.start_agent("a")
-
-    def settled():
-        s = c.stats()
-        return s["queued"] == 0 and s["sending"] == 0 and s
-    s = h.wait_for(settled, 60, "every message delivered")
-    assert s["delivered"] == n and s["failed"] == 0, s
-    found = c.all_maildir_ids(["a"])["a"]
-    assert set(found) == set(ids), (len(found), n)
-    assert all(k == 1 for k in found.values()), [
-        (m, k) for m, k in found.items() if k != 1]
+    all_delivered(c, n)
+    each_once(c, ids)
     assert c.get("/readyz").json["store"] is True
     mid = c.submit()
     c.wait_delivered([mid], timeout=10)
@@ -494,12 +504,7 @@ def test_damaged_index_while_running(make_cluster):
     assert "index_damaged index=sqlite_autoindex_messages_1" in _log(c)
     assert c.get("/readyz").json["store"] is True
     c.start_agent("a")
-
-    def settled():
-        s = c.stats()
-        return s["queued"] == 0 and s["sending"] == 0 and s
-    s = h.wait_for(settled, 60, "every message delivered")
-    assert s["delivered"] == n and s["failed"] == 0, s
+    all_delivered(c, n)
     c.server.signal(signal.SIGTERM)
     assert c.server.wait_exit(20) == 0
     c.start_server()
@@ -508,6 +513,4 @@ def test_damaged_index_while_running(make_cluster):
     assert _metric(c, "shivneri_store_damaged_indexes") == 0
     for mid in failed:
         assert c.msg(mid)["status"] == "delivered", mid
-    found = c.all_maildir_ids(["a"])["a"]
-    assert set(found) == set(ids) and all(
-        k == 1 for k in found.values()), len(found)
+    each_once(c, ids)

@@ -82,6 +82,25 @@ test_routes_past_small_limit(void **state)
 }
 
 /*
+ * The first message, refused by a with outcome (a free try), goes to b,
+ * which delivers it: both attempts on record (g), one counted.
+ */
+static void
+delivered_by_b_after_a(struct fixture *f, int outcome, struct get_result *g)
+{
+	wait_jobs(f, 1, 1);
+	dispatcher_result(f->d, f->p[1], f->fa[1].job_ids[0], f->ids[0],
+			  OUTCOME_DELIVERED, "id-b", NULL);
+	wait_count(f, MSG_DELIVERED, 1);
+	get(f, f->ids[0], g);
+	assert_int_equal(g->attempts, 1); /* the refusal was free */
+	assert_int_equal(g->natt, 2);
+	assert_int_equal(g->outcomes[0], outcome);
+	assert_string_equal(g->providers[0], "a");
+	assert_int_equal(g->outcomes[1], OUTCOME_DELIVERED);
+}
+
+/*
  * A too_large answer (a's limit was not known: say its file had none): the
  * attempt is on record and free, a stays up with its breaker untouched,
  * its limit drops below the size, the message goes to b at once, and the
@@ -105,17 +124,8 @@ test_too_large_goes_elsewhere(void **state)
 	assert_int_equal(f->p[0]->state, PROVIDER_UP);
 	assert_int_equal(f->p[0]->consecutive_failures, 0);
 	assert_int_equal(f->p[0]->max_message_bytes, BIG_BODY + 14 - 1);
-	wait_jobs(f, 1, 1);
-	dispatcher_result(f->d, f->p[1], f->fa[1].job_ids[0], f->ids[0],
-			  OUTCOME_DELIVERED, "id-b", NULL);
-	wait_count(f, MSG_DELIVERED, 1);
-	get(f, f->ids[0], &g);
-	assert_int_equal(g.attempts, 1); /* the refusal was free */
-	assert_int_equal(g.natt, 2);
-	assert_int_equal(g.outcomes[0], OUTCOME_TOO_LARGE);
-	assert_string_equal(g.providers[0], "a");
+	delivered_by_b_after_a(f, OUTCOME_TOO_LARGE, &g);
 	assert_string_equal(g.details[0], "413 Payload Too Large");
-	assert_int_equal(g.outcomes[1], OUTCOME_DELIVERED);
 	/* The same size again: never offered to a. */
 	submit_sized(f, now_ms(), BIG_BODY);
 	wait_jobs(f, 1, 2);
@@ -427,16 +437,7 @@ test_needs_smtputf8_goes_elsewhere(void **state)
 	assert_int_equal(ue.n, 1);
 	assert_int_equal(ue.type[0], EV_PROVIDER_SMTPUTF8_REFUSED);
 	assert_int_equal(ue.until_ms[0], a->utf8_refused_until_ms);
-	wait_jobs(f, 1, 1);
-	dispatcher_result(f->d, f->p[1], f->fa[1].job_ids[0], f->ids[0],
-			  OUTCOME_DELIVERED, "id-b", NULL);
-	wait_count(f, MSG_DELIVERED, 1);
-	get(f, f->ids[0], &g);
-	assert_int_equal(g.attempts, 1); /* the refusal was free */
-	assert_int_equal(g.natt, 2);
-	assert_int_equal(g.outcomes[0], OUTCOME_NEEDS_SMTPUTF8);
-	assert_string_equal(g.providers[0], "a");
-	assert_int_equal(g.outcomes[1], OUTCOME_DELIVERED);
+	delivered_by_b_after_a(f, OUTCOME_NEEDS_SMTPUTF8, &g);
 
 	/* Another one goes straight to b; an ASCII one still to a. */
 	submit_utf8(f);
