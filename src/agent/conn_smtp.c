@@ -429,13 +429,15 @@ xact_begin(struct smtp_conn *c)
 {
 	struct smtp_job *sj = c->sj;
 
-	body_choose(c, sj);
 	if (!(c->ext & SMTP_EXT_SMTPUTF8) && smtp_dialogue_utf8(sj->job)) {
 		/* Nothing was said: the session serves the next message. */
 		sj->utf8_unoffered = true;
 		job_end(conn_release(c), CURLE_OK);
 		return;
 	}
+	/* After that refusal, which needs no 7-bit form; before SIZE's,
+	 * which is the form's that would go. */
+	body_choose(c, sj);
 	if (c->size_max > 0 && sj->body_len > c->size_max) {
 		/* It would say 552: too large here, and nothing is sent. */
 		sj->size_max = c->size_max;
