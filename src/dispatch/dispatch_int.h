@@ -246,7 +246,7 @@ enum unfit {
 };
 /*
  * Whether some provider known (configured or registered, in any state)
- * can carry m; *largest: the largest size limit.
+ * can carry m; *largest (when not NULL): the largest size limit.
  */
 int dispatch__unfit(struct dispatcher *d, const struct store_message *m,
 		    uint64_t *largest);

@@ -248,18 +248,19 @@ dispatch__unfit(struct dispatcher *d, const struct store_message *m,
 {
 	size_t i, n = registry_count(d->reg);
 	bool sized = false;
+	uint64_t big = 0;
 
-	*largest = 0;
 	for (i = 0; i < n; i++) {
 		const struct provider *p = registry_at(d->reg, i);
-		if (p->max_message_bytes > *largest)
-			*largest = p->max_message_bytes;
-		if ((uint64_t)m->mime_len > p->max_message_bytes)
-			continue;
+		if (p->max_message_bytes > big)
+			big = p->max_message_bytes;
+		if (!sized && (uint64_t)m->mime_len <= p->max_message_bytes)
+			sized = true;
 		if (dispatch__fits(p, m))
 			return UNFIT_NONE;
-		sized = true;
 	}
+	if (largest != NULL)
+		*largest = big;
 	/* Nobody known yet (agents that register on the fly): wait. */
 	if (n == 0)
 		return UNFIT_NONE;
@@ -438,7 +439,6 @@ offer(struct dispatcher *d, struct store_message *m)
 {
 	struct pick_ctx c = {.m = m};
 	struct sched_entry *e;
-	uint64_t largest;
 
 	tier_cap(d, &c);
 	e = scheduler_pick(d->sched, skip_entry, &c);
@@ -446,7 +446,7 @@ offer(struct dispatcher *d, struct store_message *m)
 		record__send(d, m, entry_provider(e));
 		return OFFER_GONE;
 	}
-	if (dispatch__unfit(d, m, &largest) != UNFIT_NONE) {
+	if (dispatch__unfit(d, m, NULL) != UNFIT_NONE) {
 		record__fail_unfit(d, m);
 		return OFFER_GONE;
 	}
@@ -731,11 +731,10 @@ stored_note(struct dispatcher *d, const struct store_message *m)
 static bool
 fail_if_unfit(struct dispatcher *d, struct store_message *m)
 {
-	uint64_t largest;
 	const char *why;
 
 	if (d->paused || hold_state(d, &why) != HOLD_NONE ||
-	    dispatch__unfit(d, m, &largest) == UNFIT_NONE)
+	    dispatch__unfit(d, m, NULL) == UNFIT_NONE)
 		return false;
 	record__fail_unfit(d, m);
 	return true;
