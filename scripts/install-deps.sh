@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
       libevent-dev libcurl4-openssl-dev libjansson-dev libsqlite3-dev
       libssl-dev libgmime-3.0-dev libinih-dev libcmocka-dev libcjson-dev
-      libhttp-parser-dev libcrypt-dev
+      libhttp-parser-dev libcrypt-dev libidn2-dev
       python3 python3-pytest python3-aiosmtpd python3-h2 openssl sqlite3
       valgrind wrk curl strace swaks msmtp postfix libsasl2-modules
       sasl2-bin chromium)

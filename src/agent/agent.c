@@ -33,6 +33,7 @@
 #include "agent/agent_health.h"
 #include "agent/connector.h"
 #include "common/config.h"
+#include "common/envelope.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "link/link.h"
@@ -311,24 +312,36 @@ too_large(struct agent *a, const struct link_job *lj)
 }
 
 /*
- * A non-ASCII address for a provider that takes 7-bit addresses only
- * (ops->ascii_addresses): answered needs_smtputf8 without a request, as
- * the smtp connector answers for a smarthost without SMTPUTF8, so the
- * server offers the message to a provider that may carry it (permanent to
- * a server older than revision 4, what the provider's refusal was).
+ * A provider that takes 7-bit addresses only (ops->ascii_addresses): a
+ * non-ASCII domain goes as its A-labels (common/envelope.h), the same
+ * address in ASCII.  An address with no ASCII form (a non-ASCII local
+ * part) is answered needs_smtputf8 without a request, as the smtp
+ * connector answers for a smarthost without SMTPUTF8, so the server offers
+ * the message to a provider that may carry it (permanent to a server older
+ * than revision 4, what the provider's refusal was).  True when answered.
  */
 static bool
-ascii_only(struct agent *a, const struct link_job *lj)
+ascii_only(struct agent *a, struct link_job *lj)
 {
-	char detail[128];
+	const char *const *rcpt = (const char *const *)lj->rcpt;
+	char detail[160], *from, **arcpt;
 
 	if (!a->ops->ascii_addresses ||
-	    !envelope_utf8(lj->mail_from, (const char *const *)lj->rcpt,
-			   lj->nrcpt))
+	    !envelope_utf8(lj->mail_from, rcpt, lj->nrcpt))
 		return false;
+	if (envelope_ascii(lj->mail_from, rcpt, lj->nrcpt, &from, &arcpt) ==
+	    0) {
+		envelope_ascii_free(lj->mail_from, lj->rcpt, lj->nrcpt);
+		lj->mail_from = from;
+		lj->rcpt = arcpt;
+		log_info("%s agent addresses_ascii provider=%s "
+			 "reason=\"IDN domains as A-labels\"",
+			 lj->message_id, a->ops->name);
+		return false;
+	}
 	snprintf(detail, sizeof(detail),
 		 "%s takes 7-bit ASCII addresses only (no SMTPUTF8), and an "
-		 "address of the message is not",
+		 "address of the message has no ASCII form",
 		 a->ops->name);
 	send_result(a, lj->job_id, lj->message_id, OUTCOME_NEEDS_SMTPUTF8, NULL,
 		    detail, 0);
@@ -595,6 +608,7 @@ connect_event_cb(struct bufferevent *bev, short what, void *arg)
 		 a->pc->name, a->host, a->port, a->link_tls ? "yes" : "no");
 	memset(&h, 0, sizeof(h));
 	h.version = LINK_VERSION;
+	h.revision = LINK_REVISION;
 	snprintf(h.name, sizeof(h.name), "%s", a->pc->name);
 	snprintf(h.type, sizeof(h.type), "%s", a->pc->type);
 	if (random_bytes(a->nonce, sizeof(a->nonce)) != 0) {

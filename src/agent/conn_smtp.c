@@ -27,8 +27,9 @@
  * the others (what CURLOPT_MAIL_RCPT_ALLOWFAILS did); the body goes out
  * when at least one was accepted and DATA got 354 (lock-step, DATA is not
  * sent without one; pipelined, a 354 with none ends the data with a dot
- * alone, RFC 2920 3.1).  A message with a non-ASCII address is refused
- * before MAIL on a smarthost that does not offer SMTPUTF8 (needs_smtputf8:
+ * alone, RFC 2920 3.1).  On a smarthost that does not offer SMTPUTF8 a
+ * non-ASCII domain goes as its A-labels (common/envelope.h), and a message
+ * with an address of no ASCII form is refused before MAIL (needs_smtputf8:
  * the server offers it to another provider).
  *
  * Sessions are kept between messages: the next message on an idle session
@@ -55,6 +56,7 @@
 #include "agent/mime_7bit.h"
 #include "agent/smtp_dialogue.h"
 #include "common/config.h"
+#include "common/envelope.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "link/link.h"
@@ -118,7 +120,17 @@ struct smtp_job {
 	bool retried;           /* once on a fresh session after a stale one */
 	bool body_eof;          /* the whole message and its end went out */
 	bool utf8_unoffered;    /* needs SMTPUTF8, which is not offered */
-	uint64_t size_max;      /* over the session's SIZE: nothing sent */
+	/*
+	 * The envelope the commands say: the job's, or on a session without
+	 * SMTPUTF8 ajob, the job with its ASCII form (afrom, arcpt: IDN
+	 * domains as A-labels), made once per job.
+	 */
+	const struct connector_job *env;
+	struct connector_job ajob;
+	char *afrom;
+	char **arcpt;
+	bool ascii_made;
+	uint64_t size_max; /* over the session's SIZE: nothing sent */
 	/*
 	 * What goes after DATA: the job's message, or body7, its 7-bit form
 	 * for a session without 8BITMIME (mime_7bit), made once per job.
@@ -279,7 +291,7 @@ group_fill(struct smtp_conn *c)
 
 	c->outoff = c->outlen = 0;
 	while (c->group && c->outlen < SMTP_OUT_MAX) {
-		n = smtp_dialogue_cmd(c->sj->job, c->sj->mail, c->sj->body_len,
+		n = smtp_dialogue_cmd(c->sj->env, c->sj->mail, c->sj->body_len,
 				      c->group_i, c->out + c->outlen,
 				      SMTP_OUT_MAX - c->outlen);
 		if (n == 0)
@@ -349,7 +361,7 @@ static bool
 conn_cmd(struct smtp_conn *c, size_t i)
 {
 	c->outoff = 0;
-	c->outlen = smtp_dialogue_cmd(c->sj->job, c->sj->mail, c->sj->body_len,
+	c->outlen = smtp_dialogue_cmd(c->sj->env, c->sj->mail, c->sj->body_len,
 				      i, c->out, SMTP_OUT_MAX);
 	if (c->outlen == 0) { /* the _Static_assert says never */
 		conn_fail(c, CURLE_FAILED_INIT);
@@ -418,8 +430,37 @@ body_choose(struct smtp_conn *c, struct smtp_job *sj)
 			sj->body_len = sj->body7_len;
 		}
 	}
-	sj->mail = smtp_dialogue_mail(job, c->ext,
+	sj->mail = smtp_dialogue_mail(sj->env, c->ext,
 				      sj->eight_bit && sj->body == job->mime);
+}
+
+/*
+ * The envelope for this session: the job's, or where SMTPUTF8 is not
+ * offered and an address is not ASCII, its ASCII form, made once per job.
+ * False when an address has none: the smarthost cannot take it.
+ */
+static bool
+envelope_choose(struct smtp_conn *c, struct smtp_job *sj)
+{
+	const struct connector_job *job = sj->job;
+
+	sj->env = job;
+	if ((c->ext & SMTP_EXT_SMTPUTF8) || !smtp_dialogue_utf8(job))
+		return true;
+	if (!sj->ascii_made) {
+		if (envelope_ascii(job->mail_from, job->rcpt, job->nrcpt,
+				   &sj->afrom, &sj->arcpt) != 0)
+			return false;
+		sj->ascii_made = true;
+		sj->ajob = *job;
+		sj->ajob.mail_from = sj->afrom;
+		sj->ajob.rcpt = (const char *const *)sj->arcpt;
+		log_info("%s agent smtp_ascii_envelope provider=%s "
+			 "reason=\"IDN domains as A-labels\"",
+			 job->message_id, sj->s->name);
+	}
+	sj->env = &sj->ajob;
+	return true;
 }
 
 /* The session is up and c->sj set: the transaction begins, pipelined
@@ -429,7 +470,7 @@ xact_begin(struct smtp_conn *c)
 {
 	struct smtp_job *sj = c->sj;
 
-	if (!(c->ext & SMTP_EXT_SMTPUTF8) && smtp_dialogue_utf8(sj->job)) {
+	if (!envelope_choose(c, sj)) {
 		/* Nothing was said: the session serves the next message. */
 		sj->utf8_unoffered = true;
 		job_end(conn_release(c), CURLE_OK);
@@ -769,6 +810,8 @@ job_free(struct smtp_job *sj)
 		event_free(sj->deadline);
 	free(sj->d.rcpt_code);
 	free(sj->body7);
+	if (sj->ascii_made)
+		envelope_ascii_free(sj->afrom, sj->arcpt, sj->ajob.nrcpt);
 	free(sj);
 }
 
@@ -900,6 +943,7 @@ smtp_send(void *state, struct connector_job *job)
 	sj->eight_bit = -1;
 	sj->s = s;
 	sj->job = job;
+	sj->env = job;
 	sj->d.rcpt_code = xcalloc(job->nrcpt, sizeof(*sj->d.rcpt_code));
 	LIST_INSERT_HEAD(&s->jobs, sj, entry);
 	tv.tv_sec = s->request_ms / 1000;

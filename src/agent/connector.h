@@ -109,9 +109,11 @@ struct connector_ops {
 	const void *impl;
 	/*
 	 * The provider takes 7-bit ASCII addresses only, as its documentation
-	 * says (no SMTPUTF8, RFC 6531): the agent answers needs_smtputf8 for
-	 * a non-ASCII envelope without calling send(), so the server offers
-	 * the message to a provider that may carry it.  false: unknown or
+	 * says (no SMTPUTF8, RFC 6531): the agent gives send() the envelope
+	 * with its domains as A-labels (common/envelope.h), and answers
+	 * needs_smtputf8 without calling send() for an address with no ASCII
+	 * form, so the server offers the message to a provider that may carry
+	 * it.  false: unknown or
 	 * able, the provider answers for itself (smtp asks its smarthost).
 	 */
 	bool ascii_addresses;

@@ -14,6 +14,7 @@
  */
 #include "agent/smtp_dialogue.h"
 #include "agent/connector.h"
+#include "common/envelope.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "link/link.h"
@@ -300,13 +301,14 @@ classify_fail(const struct smtp_attempt *sj, struct connector_result *res,
 
 	res->detail = detail;
 	if (sj->utf8_unoffered) {
-		/* RFC 6531: a non-ASCII address goes only to a server that
-		 * offers SMTPUTF8; another provider may (the agent says
-		 * permanent to a server too old to route by it). */
+		/* RFC 6531: an address with no ASCII form (a non-ASCII
+		 * local part) goes only to a server that offers SMTPUTF8;
+		 * another provider may (the agent says permanent to a server
+		 * too old to route by it). */
 		res->outcome = OUTCOME_NEEDS_SMTPUTF8;
 		detail_set(detail, detailsz,
 			   "smtp the smarthost does not offer SMTPUTF8, which "
-			   "a non-ASCII address needs");
+			   "an address with no ASCII form needs");
 		return;
 	}
 	if (sj->size_max > 0) {

@@ -375,28 +375,6 @@ out:
 	return rc;
 }
 
-static bool
-ascii(const char *p)
-{
-	for (; *p != '\0'; p++)
-		if ((unsigned char)*p >= 0x80)
-			return false;
-	return true;
-}
-
-bool
-envelope_utf8(const char *from, const char *const *rcpt, size_t n)
-{
-	size_t i;
-
-	if (from != NULL && !ascii(from))
-		return true;
-	for (i = 0; i < n; i++)
-		if (!ascii(rcpt[i]))
-			return true;
-	return false;
-}
-
 bool
 dns_name_ok(const char *s, size_t n)
 {

@@ -49,11 +49,6 @@ bool id_validn(const char *s, size_t n);
 int random_bytes(void *buf, size_t n) __attribute__((warn_unused_result));
 /* A DNS name: labels of A-Z a-z 0-9 -, 1 to 63 bytes each, 253 in all. */
 bool dns_name_ok(const char *s, size_t n);
-/*
- * An envelope with a non-ASCII address (the sender or any of the n
- * recipients), which only an SMTPUTF8 path may carry (RFC 6531).
- */
-bool envelope_utf8(const char *from, const char *const *rcpt, size_t n);
 
 struct sockaddr;
 /* 127.0.0.0/8, ::1, or ::ffff:127.0.0.0/104. */

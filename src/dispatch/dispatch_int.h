@@ -238,6 +238,14 @@ bool dispatch__usable(const struct provider *p);
  * p has not refused it lately.
  */
 bool dispatch__fits(const struct provider *p, const struct store_message *m);
+/*
+ * Whether p's agent refuses m where SMTPUTF8 is lacking: an agent of
+ * revision 5 or later (LINK_REVISION_ALABELS) sends a non-ASCII domain as
+ * its A-labels, so only an address with no ASCII form (a non-ASCII local
+ * part, common/envelope.h); an older one, any non-ASCII address.
+ */
+bool dispatch__needs_utf8(const struct provider *p,
+			  const struct store_message *m);
 /* Why no provider known can carry a message (dispatch__unfit). */
 enum unfit {
 	UNFIT_NONE, /* some provider can, or none is known yet: wait */
@@ -276,9 +284,10 @@ void dispatch__provider_account(struct dispatcher *d, struct provider *p,
 void dispatch__provider_too_large(struct dispatcher *d, struct provider *p,
 				  size_t bytes);
 /*
- * A needs_smtputf8 answer: messages with a non-ASCII address stay away
- * from p for d->learned_limit_ms (the same hour, for the same reasons),
- * or until its agent registers again; said once in the log each way.
+ * A needs_smtputf8 answer: messages p's agent would refuse again
+ * (dispatch__needs_utf8) stay away from p for d->learned_limit_ms (the same
+ * hour, for the same reasons), or until its agent registers again; said once in
+ * the log each way.
  */
 void dispatch__provider_no_utf8(struct dispatcher *d, struct provider *p);
 /*

@@ -29,6 +29,7 @@
  */
 #include "dispatch/dispatcher.h"
 #include "common/config.h"
+#include "common/envelope.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "dispatch/dispatch_int.h"
@@ -226,11 +227,15 @@ dispatch__refresh(struct dispatcher *d, struct provider *p)
 
 /* --- routing by what a provider can carry --------------------------- */
 
-static bool
-needs_utf8(const struct store_message *m)
+bool
+dispatch__needs_utf8(const struct provider *p, const struct store_message *m)
 {
-	return envelope_utf8(m->mail_from, (const char *const *)m->rcpt,
-			     m->nrcpt);
+	const char *const *rcpt = (const char *const *)m->rcpt;
+
+	if (!envelope_utf8(m->mail_from, rcpt, m->nrcpt))
+		return false;
+	return p->agent_revision < LINK_REVISION_ALABELS ||
+	       envelope_needs_smtputf8(m->mail_from, rcpt, m->nrcpt);
 }
 
 bool
@@ -239,7 +244,7 @@ dispatch__fits(const struct provider *p, const struct store_message *m)
 	if ((uint64_t)m->mime_len > p->max_message_bytes)
 		return false;
 	/* Scanned only for a provider that refused SMTPUTF8 lately. */
-	return p->utf8_refused_until_ms == 0 || !needs_utf8(m);
+	return p->utf8_refused_until_ms == 0 || !dispatch__needs_utf8(p, m);
 }
 
 int

@@ -30,6 +30,7 @@
  * one job per message and a retry allocates nothing.
  */
 #include "common/config.h"
+#include "common/envelope.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "dispatch/dispatch_int.h"
@@ -1005,9 +1006,7 @@ record__result(struct dispatcher *d, struct job *j, struct provider *p,
 		dispatch__provider_failure(d, p);
 		break;
 	case OUTCOME_NEEDS_SMTPUTF8:
-		if (envelope_utf8(j->m->mail_from,
-				  (const char *const *)j->m->rcpt,
-				  j->m->nrcpt)) {
+		if (dispatch__needs_utf8(p, j->m)) {
 			/* As for too_large: it works. */
 			breaker__success(p, d->cfg->breaker_cooldown_ms);
 			requeue_no_utf8(d, j, p);

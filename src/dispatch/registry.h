@@ -81,6 +81,9 @@ struct provider {
 	 */
 	int64_t agent_pid;
 	bool link_tls; /* the link it came on runs over TLS (link_tls.h) */
+	/* Its agent's link revision, from HELLO (1: older than 5): what it
+	 * answers needs_smtputf8 for (dispatch__needs_utf8). */
+	uint32_t agent_revision;
 	/*
 	 * Size routing (dispatcher.c, docs/internals/dispatch.md): the
 	 * largest message this provider is offered, the limit in force.

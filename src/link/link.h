@@ -10,7 +10,7 @@
  *
  * Handshake, agent first:
  *   agent  -> HELLO     {version, name, type, nonce, pid, weight?, priority?,
- *                        max_in_flight?, max_message_bytes?}
+ *                        max_in_flight?, max_message_bytes?, revision?}
  *   server -> CHALLENGE {version, nonce, revision?}
  *   agent  -> AUTH      {mac = HMAC-SHA256(secret, "shivneri-agent-v1" 0
  *                        server_nonce agent_nonce name)}
@@ -43,6 +43,11 @@
  * Revision 4 adds needs_smtputf8 (a non-ASCII address at a provider that
  * does not offer SMTPUTF8, RFC 6531: not the message's fault either); an
  * older server hears permanent, as before.
+ * Revision 5: HELLO says the agent's revision too (absent: older than 5),
+ * and an agent of revision 5 sends a non-ASCII domain as its A-labels
+ * where the provider lacks SMTPUTF8 (common/envelope.h), so it answers
+ * needs_smtputf8 only for an address with no ASCII form; its server
+ * routes by that rule for it, and by any non-ASCII byte for an older one.
  * HELLO's max_message_bytes (the provider's own limit) is optional in
  * every revision: a server that does not know it ignores it.
  */
@@ -54,7 +59,8 @@
 #include <stdint.h>
 
 #define LINK_VERSION 1
-#define LINK_REVISION 4                  /* what this build speaks; see above */
+#define LINK_REVISION 5         /* what this build speaks; see above */
+#define LINK_REVISION_ALABELS 5 /* agents send IDN domains as A-labels */
 #define LINK_RETRY_AFTER_MAX_MS 86400000 /* a day: RESULT's retry_after_ms */
 #define LINK_NONCE_LEN 32
 #define LINK_MAC_LEN 32
@@ -151,6 +157,7 @@ struct link_hello {
 	int max_in_flight; /* 0: not given */
 	/* The provider's own message limit; 0: not given (the server's). */
 	uint64_t max_message_bytes;
+	uint32_t revision; /* 1 when absent (an agent older than revision 5) */
 };
 
 struct link_challenge {

@@ -325,17 +325,18 @@ link_encode_hello(struct evbuffer *out, const struct link_hello *m)
 	    m->max_in_flight > INFLIGHT_MAX || m->max_message_bytes > INT64_MAX)
 		return LINK_E_FIELD;
 	o = json_object();
-	ok =
-	    set_int(o, "version", m->version) && set_str(o, "name", m->name) &&
-	    set_str(o, "type", m->type) &&
-	    set_hex(o, "nonce", m->nonce, LINK_NONCE_LEN) &&
-	    set_int(o, "pid", m->pid) &&
-	    (m->weight == 0 || set_int(o, "weight", m->weight)) &&
-	    (m->priority < 0 || set_int(o, "priority", m->priority)) &&
-	    (m->max_in_flight == 0 ||
-	     set_int(o, "max_in_flight", m->max_in_flight)) &&
-	    (m->max_message_bytes == 0 ||
-	     set_int(o, "max_message_bytes", (json_int_t)m->max_message_bytes));
+	ok = set_int(o, "version", m->version) && set_str(o, "name", m->name) &&
+	     set_str(o, "type", m->type) &&
+	     set_hex(o, "nonce", m->nonce, LINK_NONCE_LEN) &&
+	     set_int(o, "pid", m->pid) &&
+	     (m->weight == 0 || set_int(o, "weight", m->weight)) &&
+	     (m->priority < 0 || set_int(o, "priority", m->priority)) &&
+	     (m->max_in_flight == 0 ||
+	      set_int(o, "max_in_flight", m->max_in_flight)) &&
+	     (m->max_message_bytes == 0 ||
+	      set_int(o, "max_message_bytes",
+		      (json_int_t)m->max_message_bytes)) &&
+	     (m->revision <= 1 || set_int(o, "revision", m->revision));
 	return emit_json(out, LINK_HELLO, o, ok, NULL, 0, LINK_CTRL_MAX);
 }
 
@@ -664,6 +665,11 @@ link_decode_hello(const uint8_t *p, size_t n, struct link_hello *m)
 	/* Optional: an older agent does not say (0, the server's limit). */
 	m->max_message_bytes =
 	    (uint64_t)get_int(o, "max_message_bytes", 1, INT64_MAX, &has, &rc);
+	/* Optional: an agent older than revision 5 does not say (1). */
+	m->revision =
+	    (uint32_t)get_int(o, "revision", 1, UINT32_MAX, &has, &rc);
+	if (!has)
+		m->revision = 1;
 	m->version = get_version(o, &rc);
 	json_decref(o);
 	return rc;

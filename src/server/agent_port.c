@@ -383,6 +383,7 @@ on_auth(struct agent *a, const uint8_t *p, size_t n)
 	/* Shown as the agent said it, never acted on (registry.h). */
 	pr->agent_pid = a->hello.pid;
 	pr->link_tls = a->tls;
+	pr->agent_revision = a->hello.revision;
 	/* Its size limit: the file's, or lower if the agent says so. */
 	registry_set_announced(pr, a->hello.max_message_bytes);
 	agent_set_state(a, AGENT_READY);

@@ -15,6 +15,9 @@
  * away from that provider for the same hour, and fails the message only
  * when no provider known can take it.  Until 2026-12-01 that answer failed
  * the message for good although another provider could have taken it.
+ * An agent of link revision 5 sends a non-ASCII domain as its A-labels,
+ * so such a refusal from it keeps away only addresses with no ASCII form
+ * (a non-ASCII local part); an older agent's keeps away any non-ASCII one.
  * The fixture (a real store, fake agents on socketpairs) is
  * fixture_dispatcher.c; setup_size gives a (priority 1) a limit of 1,024
  * bytes and b (priority 2) the server's.
@@ -387,16 +390,29 @@ test_announced_limit(void **state)
 	assert_int_equal(f->p[0]->max_message_bytes, SMALL);
 }
 
-/* A small message to a non-ASCII address (RFC 6531). */
+/* A small message to rcpt. */
 static void
-submit_utf8(struct fixture *f)
+submit_to(struct fixture *f, const char *rcpt)
 {
 	struct store_message *m = new_message(now_ms(), 0);
 
 	free(m->rcpt[0]);
-	m->rcpt[0] = xstrdup("zo\xc3\xab@example.net");
+	m->rcpt[0] = xstrdup(rcpt);
 	submit_msg(f, m);
 }
+
+/* A small message to a non-ASCII local part, which only SMTPUTF8 carries
+ * (RFC 6531). */
+static void
+submit_utf8(struct fixture *f)
+{
+	submit_to(f, "zo\xc3\xab@example.net");
+}
+
+/* To a non-ASCII domain: "xn--bcher-kva.example" without SMTPUTF8. */
+#define IDN_RCPT                                                               \
+	"info@b\xc3\xbc"                                                       \
+	"cher.example"
 
 static bool
 utf8_restored(struct fixture *f, void *arg)
@@ -524,6 +540,79 @@ test_needs_smtputf8_for_ascii_is_transient(void **state)
 	assert_int_equal(g.outcomes[0], OUTCOME_TRANSIENT);
 }
 
+/*
+ * a's agent is of revision 5: its refusal (for a non-ASCII local part)
+ * keeps such messages away, but not one whose only non-ASCII is a domain,
+ * which that agent sends as A-labels; from an older agent the same
+ * refusal keeps that one away too.
+ */
+static void
+test_needs_smtputf8_spares_idn_domains(void **state)
+{
+	struct fixture *f = *state;
+	struct provider *a = f->p[0];
+	struct get_result g;
+
+	both_up(f);
+	a->agent_revision = LINK_REVISION_ALABELS;
+	submit_utf8(f);
+	wait_jobs(f, 0, 1);
+	dispatcher_result(f->d, a, f->fa[0].job_ids[0], f->ids[0],
+			  OUTCOME_NEEDS_SMTPUTF8, NULL, "no SMTPUTF8");
+	assert_true(a->utf8_refused_until_ms > 0);
+	delivered_by_b_after_a(f, OUTCOME_NEEDS_SMTPUTF8, &g);
+
+	submit_to(f, IDN_RCPT); /* a can carry it: a, preferred */
+	wait_jobs(f, 0, 2);
+	assert_string_equal(f->fa[0].msg_ids[1], f->ids[1]);
+	submit_utf8(f); /* a cannot: b */
+	wait_jobs(f, 1, 2);
+	assert_string_equal(f->fa[1].msg_ids[1], f->ids[2]);
+
+	a->agent_revision = 1; /* an older agent refuses any non-ASCII */
+	submit_to(f, IDN_RCPT);
+	wait_jobs(f, 1, 3);
+	assert_string_equal(f->fa[1].msg_ids[2], f->ids[3]);
+	assert_int_equal(f->fa[0].njobs, 2);
+}
+
+/*
+ * needs_smtputf8 for a message whose only non-ASCII is a domain: from an
+ * agent of revision 5, which would have sent it as A-labels, a transient
+ * failure and nothing learned; from an older agent, the refusal it is.
+ */
+static void
+test_needs_smtputf8_for_idn_domain(void **state)
+{
+	struct fixture *f = *state;
+	struct provider *a = f->p[0];
+	struct get_result g;
+
+	both_up(f);
+	a->agent_revision = LINK_REVISION_ALABELS;
+	submit_to(f, IDN_RCPT);
+	wait_jobs(f, 0, 1);
+	dispatcher_result(f->d, a, f->fa[0].job_ids[0], f->ids[0],
+			  OUTCOME_NEEDS_SMTPUTF8, NULL, "confused");
+	assert_int_equal(a->utf8_refused_until_ms, 0);
+	assert_int_equal(a->consecutive_failures, 1);
+	wait_jobs(f, 1, 1);
+	dispatcher_result(f->d, f->p[1], f->fa[1].job_ids[0], f->ids[0],
+			  OUTCOME_DELIVERED, "id-b", NULL);
+	wait_count(f, MSG_DELIVERED, 1);
+	get(f, f->ids[0], &g);
+	assert_int_equal(g.outcomes[0], OUTCOME_TRANSIENT);
+
+	a->agent_revision = 1;
+	a->consecutive_failures = 0;
+	submit_to(f, IDN_RCPT);
+	wait_jobs(f, 0, 2);
+	dispatcher_result(f->d, a, f->fa[0].job_ids[1], f->ids[1],
+			  OUTCOME_NEEDS_SMTPUTF8, NULL, "no SMTPUTF8");
+	assert_true(a->utf8_refused_until_ms > 0);
+	assert_int_equal(a->consecutive_failures, 0);
+}
+
 int
 main(void)
 {
@@ -549,6 +638,10 @@ main(void)
 	    cmocka_unit_test_setup_teardown(
 		test_needs_smtputf8_for_ascii_is_transient, setup_size,
 		teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_needs_smtputf8_spares_idn_domains, setup_size, teardown),
+	    cmocka_unit_test_setup_teardown(test_needs_smtputf8_for_idn_domain,
+					    setup_size, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -79,6 +79,7 @@ test_roundtrip(void **state)
 	h.weight = 3;
 	h.priority = 0;
 	h.max_in_flight = 16;
+	h.revision = LINK_REVISION;
 	assert_int_equal(link_encode_hello(out, &h), 0);
 	assert_int_equal(take_frame(out, &p, &n), LINK_HELLO);
 	assert_int_equal(link_decode_hello(p, n, &h2), 0);

@@ -8,7 +8,7 @@
  * downgrades it to transient for a revision-1 server.  Revision 3 adds
  * too_large (permanent to an older server) and HELLO's optional
  * max_message_bytes; revision 4 adds needs_smtputf8 (permanent to an older
- * server).
+ * server); revision 5 adds HELLO's revision (absent from an older agent).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -137,17 +137,51 @@ test_challenge_revision(void **state)
 	assert_int_equal(
 	    link_decode_challenge((const uint8_t *)old, strlen(old), &c2), 0);
 	assert_int_equal(c2.revision, 1);
-	/* Ours says 4; an old agent ignores the unknown key. */
+	/* Ours says 5; an old agent ignores the unknown key. */
 	c.version = LINK_VERSION;
 	c.revision = LINK_REVISION;
 	assert_int_equal(link_encode_challenge(out, &c), 0);
 	assert_int_equal(take(out, buf, sizeof(buf), &n), LINK_CHALLENGE);
-	assert_non_null(strstr(buf, "\"revision\":4"));
+	assert_non_null(strstr(buf, "\"revision\":5"));
 	assert_int_equal(link_decode_challenge((const uint8_t *)buf, n, &c2),
 			 0);
-	assert_int_equal(c2.revision, 4);
+	assert_int_equal(c2.revision, 5);
 	/* The wire version is unchanged, so old peers still shake hands. */
 	assert_int_equal(c2.version, 1);
+	evbuffer_free(out);
+}
+
+/*
+ * Revision 5: HELLO says the agent's revision.  An older agent's HELLO
+ * has none (1: it refuses any non-ASCII address without SMTPUTF8); ours
+ * says 5, and a server older than that ignores the key.
+ */
+static void
+test_hello_revision(void **state)
+{
+	struct evbuffer *out = evbuffer_new();
+	struct link_hello h = {0}, h2;
+	static const char old[] =
+	    "{\"version\":1,\"name\":\"a\",\"type\":\"smtp\",\"pid\":7,"
+	    "\"nonce\":\"0123456789abcdef0123456789abcdef"
+	    "0123456789abcdef0123456789abcdef\"}";
+	char buf[512];
+	size_t n;
+
+	(void)state;
+	assert_int_equal(
+	    link_decode_hello((const uint8_t *)old, strlen(old), &h2), 0);
+	assert_int_equal(h2.revision, 1);
+	h.version = LINK_VERSION;
+	h.revision = LINK_REVISION;
+	h.priority = -1;
+	snprintf(h.name, sizeof(h.name), "a");
+	snprintf(h.type, sizeof(h.type), "smtp");
+	assert_int_equal(link_encode_hello(out, &h), 0);
+	assert_int_equal(take(out, buf, sizeof(buf), &n), LINK_HELLO);
+	assert_non_null(strstr(buf, "\"revision\":5"));
+	assert_int_equal(link_decode_hello((const uint8_t *)buf, n, &h2), 0);
+	assert_int_equal(h2.revision, LINK_REVISION_ALABELS);
 	evbuffer_free(out);
 }
 
@@ -263,6 +297,7 @@ main(void)
 	    cmocka_unit_test(test_classes_roundtrip),
 	    cmocka_unit_test(test_old_agent_result),
 	    cmocka_unit_test(test_challenge_revision),
+	    cmocka_unit_test(test_hello_revision),
 	    cmocka_unit_test(test_downgrade_for_old_server),
 	    cmocka_unit_test(test_too_large_and_hello_limit),
 	};
