@@ -33,12 +33,45 @@ envelope_utf8(const char *from, const char *const *rcpt, size_t n)
 	return false;
 }
 
+/* The domain's A-labels (UTS #46 nontransitional, lower case): 0 and
+ * *out (libidn2's, for idn2_free), or -1 when it is no valid IDN host name. */
+static int
+domain_ascii(const char *domain, char **out)
+{
+	*out = NULL;
+	if (idn2_to_ascii_8z(domain, out, IDN2_NONTRANSITIONAL) != IDN2_OK ||
+	    *out == NULL)
+		goto fail;
+	/* libidn2 lets an empty label through; a host name has none. */
+	if (!dns_name_ok(*out, strlen(*out)))
+		goto fail;
+	return 0;
+fail:
+	idn2_free(*out);
+	*out = NULL;
+	return -1;
+}
+
+/* The local part of addr (up to at) and dom joined, when it fits. */
+static char *
+join(const char *addr, const char *at, const char *dom)
+{
+	size_t llen = (size_t)(at - addr), dlen = strlen(dom);
+	char *out;
+
+	if (llen + 1 + dlen > ENVELOPE_ADDR_MAX)
+		return NULL;
+	out = xmalloc(llen + 1 + dlen + 1);
+	memcpy(out, addr, llen + 1);
+	memcpy(out + llen + 1, dom, dlen + 1);
+	return out;
+}
+
 int
 envelope_addr_ascii(const char *addr, char **out)
 {
-	const char *at;
-	char *domain = NULL;
-	size_t i, llen, dlen;
+	const char *at, *p;
+	char *dom;
 
 	*out = NULL;
 	if (ascii(addr))
@@ -46,27 +79,27 @@ envelope_addr_ascii(const char *addr, char **out)
 	at = strrchr(addr, '@');
 	if (at == NULL)
 		return -1;
-	llen = (size_t)(at - addr);
-	for (i = 0; i < llen; i++)
-		if ((unsigned char)addr[i] >= 0x80)
+	for (p = addr; p < at; p++)
+		if ((unsigned char)*p >= 0x80)
 			return -1;
-	/* Lower case and NFC-mapped, as UTS #46 has every lookup do. */
-	if (idn2_to_ascii_8z(at + 1, &domain, IDN2_NONTRANSITIONAL) !=
-		IDN2_OK ||
-	    domain == NULL)
-		goto fail;
-	/* libidn2 lets an empty label through; a host name has none. */
-	dlen = strlen(domain);
-	if (!dns_name_ok(domain, dlen) || llen + 1 + dlen > ENVELOPE_ADDR_MAX)
-		goto fail;
-	*out = xmalloc(llen + 1 + dlen + 1);
-	memcpy(*out, addr, llen + 1);
-	memcpy(*out + llen + 1, domain, dlen + 1);
-	idn2_free(domain);
-	return 0;
-fail:
-	idn2_free(domain);
-	return -1;
+	if (domain_ascii(at + 1, &dom) != 0)
+		return -1;
+	*out = join(addr, at, dom);
+	idn2_free(dom);
+	return *out != NULL ? 0 : -1;
+}
+
+char *
+envelope_addr_alabels(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	char *dom, *out = NULL;
+
+	if (at != NULL && !ascii(at + 1) && domain_ascii(at + 1, &dom) == 0) {
+		out = join(addr, at, dom);
+		idn2_free(dom);
+	}
+	return out != NULL ? out : xstrdup(addr);
 }
 
 bool

@@ -31,6 +31,15 @@ bool envelope_utf8(const char *from, const char *const *rcpt, size_t n);
  */
 int envelope_addr_ascii(const char *addr, char **out);
 
+/*
+ * addr with a non-ASCII domain as its A-labels and its local part as it
+ * is, malloc'ed; a copy of addr when its domain is ASCII, no valid IDN
+ * host name, or the result would be too long.  What the intake stores: the
+ * domain in one form whatever the client wrote (a non-ASCII local part
+ * still needs SMTPUTF8).
+ */
+char *envelope_addr_alabels(const char *addr);
+
 /* True when an address of the envelope has no ASCII form: only an
  * SMTPUTF8 path may carry it. */
 bool envelope_needs_smtputf8(const char *from, const char *const *rcpt,

@@ -22,6 +22,7 @@
  * seconds of a thread before the builder's 413.  Allocation failure is
  * fatal.
  */
+#include "common/envelope.h"
 #include "intake/dropin.h"
 #include "intake/form.h"
 #include "intake/message_int.h"
@@ -594,10 +595,14 @@ mailbox_addr(const char *value)
 	if (internet_address_list_length(l) >= 1) {
 		a = internet_address_list_get_address(l, 0);
 		if (INTERNET_ADDRESS_IS_MAILBOX(a)) {
-			const char *s = internet_address_mailbox_get_idn_addr(
+			const char *s = internet_address_mailbox_get_addr(
 			    INTERNET_ADDRESS_MAILBOX(a));
-			if (s != NULL && message__addr_spec_ok(s))
-				out = xstrdup(s);
+			if (s != NULL)
+				out = envelope_addr_alabels(s);
+			if (out != NULL && !message__addr_spec_ok(out)) {
+				free(out);
+				out = NULL;
+			}
 		}
 	}
 	g_object_unref(l);

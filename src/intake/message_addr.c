@@ -7,6 +7,7 @@
  * Refusals name the field; nothing here is fatal but memory exhaustion.
  */
 #include "intake/message_int.h"
+#include "common/envelope.h"
 #include "common/util.h"
 
 #include <stdint.h>
@@ -344,24 +345,14 @@ message__is_ascii(const char *s, size_t n)
 }
 
 /*
- * The addr-spec with an internationalized domain in its ASCII (punycode)
- * form, for the envelope and the headers; malloc'd.  IDN conversion is
- * costly, so ASCII skips it.
+ * The addr-spec with an internationalized domain in its ASCII (A-label)
+ * form, for the envelope and the headers; malloc'd (envelope.h: one
+ * conversion for the intake and the agents).
  */
 char *
 message__addr_ascii_domain(const struct mbox *mb)
 {
-	InternetAddressMailbox *ia;
-	const char *at = strrchr(mb->addr, '@');
-	char *out;
-
-	if (at == NULL || message__is_ascii(at, strlen(at)))
-		return xstrdup(mb->addr);
-	ia = INTERNET_ADDRESS_MAILBOX(
-	    internet_address_mailbox_new(NULL, mb->addr));
-	out = xstrdup(internet_address_mailbox_get_idn_addr(ia));
-	g_object_unref(ia);
-	return out;
+	return envelope_addr_alabels(mb->addr);
 }
 
 /*

@@ -3,8 +3,10 @@
 It checks what SES checks before it sends: the AWS Signature Version 4 of
 every request (recomputed here with hashlib and hmac from AWS's
 description of the scheme, independently of the C signer), the key id, the
-clock skew (15 minutes), the content type and the JSON shape of a Raw
-SendEmail.  It answers as SES does: 200 {"MessageId": ...}, or an error
+clock skew (15 minutes), the content type, the JSON shape of a Raw
+SendEmail, and that its addresses are 7-bit ASCII (SES has no SMTPUTF8: a
+non-ASCII domain must come as Punycode, a local part as ASCII; each is a
+400 BadRequestException otherwise).  It answers as SES does: 200 {"MessageId": ...}, or an error
 with its type in x-amzn-ErrorType and {"__type", "message"} in the body.
 
 Its mode says how to answer valid requests (fake.mode = ... from a test):
@@ -225,9 +227,24 @@ class FakeSes(fakelib.FakeServer):
         if headers_get(headers, "content-type") != "application/json":
             return self._error(400, "BadRequestException", "Content-Type")
         why = self._shape_error(req.body)
+        if why is None:
+            why = self._address_error(json.loads(req.body))
         if why is not None:
             return self._error(400, "BadRequestException", why)
         return self._answer(json.loads(req.body))
+
+    @staticmethod
+    def _address_error(req):
+        """SES's refusal of a non-ASCII address, or None."""
+        addrs = [req.get("FromEmailAddress") or ""]
+        addrs += req["Destination"]["ToAddresses"]
+        for a in addrs:
+            local, _, domain = a.rpartition("@")
+            if not domain.isascii():
+                return "Domain contains illegal character"
+            if not local.isascii():
+                return "Local address contains control or whitespace"
+        return None
 
     def _hold(self):
         """Waits until `gate` requests wait here, bounded by GATE_MAX_S."""

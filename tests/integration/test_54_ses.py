@@ -4,12 +4,15 @@ goes through and arrives byte for byte; each class of SES fault arrives as
 the attempt's class; a suspended account or a bad key takes the provider
 down, its probe (a signed GetAccount) is seen failing, and once the
 stand-in accepts again the probe brings it back; temporary credentials
-send their session token signed; the secret key and the token never show
-in a log or an answer."""
+send their session token signed; addresses reach SES in 7-bit ASCII, a
+non-ASCII domain as its A-labels, and a non-ASCII local part goes to
+another provider; the secret key and the token never show in a log or an
+answer."""
 
 import email.parser
 import email.policy
 import os
+import smtplib
 import sys
 
 import pytest
@@ -284,30 +287,36 @@ def test_session_token(make_cluster):
         fake.stop()
 
 
+def ses_then_maildir(make_cluster, fake, extra=None):
+    """SES preferred (priority 1), the maildir provider m behind it."""
+    c = make_cluster(providers=("ses", "m"), server_extra=extra)
+    key = os.path.join(c.dir, "ses.key")
+    c.write_secret(key, SECRET)
+    c.server_extra.update(scheduler="priority")
+    c.provider_extra.update(priority=2)
+    c.sections["ses"] = {
+        "type": "ses", "spawn": "no", "max_in_flight": 4,
+        "region": "us-east-1", "access_key_id": AKID,
+        "secret_access_key_file": key, "base_url": fake.base_url,
+        "priority": 1, "request_timeout_ms": int(h.scaled(1500))}
+    c.write_config()
+    c.start_server()
+    c.start_agent("ses")
+    c.start_agent("m")
+    c.wait_state("ses", "up")
+    c.wait_state("m", "up")
+    return c
+
+
 def test_non_ascii_address_goes_elsewhere(make_cluster):
     """SES takes 7-bit ASCII addresses only (no SMTPUTF8): the agent
-    answers needs_smtputf8 for a non-ASCII recipient without a request,
-    the try is free, and the maildir provider behind it delivers; ASCII
-    mail still goes to SES.  Before 2026-12-01 SES got the request and
-    its refusal failed the message for good."""
+    answers needs_smtputf8 for a non-ASCII local part, which has no ASCII
+    form, without a request; the try is free, and the maildir provider
+    behind it delivers; ASCII mail still goes to SES.  Before 2026-12-01
+    SES got the request and its refusal failed the message for good."""
     fake = fake_ses.FakeSes(AKID, SECRET).start()
     try:
-        c = make_cluster(providers=("ses", "m"))
-        key = os.path.join(c.dir, "ses.key")
-        c.write_secret(key, SECRET)
-        c.server_extra.update(scheduler="priority")
-        c.provider_extra.update(priority=2)
-        c.sections["ses"] = {
-            "type": "ses", "spawn": "no", "max_in_flight": 4,
-            "region": "us-east-1", "access_key_id": AKID,
-            "secret_access_key_file": key, "base_url": fake.base_url,
-            "priority": 1, "request_timeout_ms": int(h.scaled(1500))}
-        c.write_config()
-        c.start_server()
-        c.start_agent("ses")
-        c.start_agent("m")
-        c.wait_state("ses", "up")
-        c.wait_state("m", "up")
+        c = ses_then_maildir(make_cluster, fake)
         mid = c.submit(h.message(8, to=["zo\u00eb@example.net"]))
         c.wait_delivered([mid])
         m = c.msg(mid)
@@ -320,6 +329,38 @@ def test_non_ascii_address_goes_elsewhere(make_cluster):
         c.wait_delivered([mid2])
         assert [a["provider"] for a in c.msg(mid2)["attempts"]] == ["ses"]
         assert len(fake.received) == 1
+    finally:
+        fake.stop()
+
+
+def test_idn_domain_as_alabels(make_cluster):
+    """A non-ASCII domain (in by SMTP with SMTPUTF8) goes to SES as its
+    A-labels, which SES asks for, and SES delivers it: the stand-in, like
+    SES, refuses a non-ASCII domain.  The message is the client's.  Before
+    2026-12-01 the agent answered needs_smtputf8 and the maildir provider
+    took it."""
+    fake = fake_ses.FakeSes(AKID, SECRET).start()
+    try:
+        port = h.free_port()
+        c = ses_then_maildir(make_cluster, fake,
+                             {"smtp_listen": "127.0.0.1:%d" % port})
+        rcpt = "info@b\u00fccher.example"
+        raw = ("From: ann@example.com\r\nTo: %s\r\nSubject: idn\r\n\r\n"
+               "hello\r\n" % rcpt).encode()
+        with smtplib.SMTP("127.0.0.1", port, timeout=h.scaled(10)) as s:
+            s.ehlo("client.example")
+            s.mail("ann@example.com", ["SMTPUTF8"])
+            s.rcpt(rcpt)
+            code, resp = s.data(raw)
+        assert code == 250, resp
+        mid = resp.decode().rsplit(" ", 1)[1]
+        c.wait_delivered([mid])
+        m = c.msg(mid)
+        got = [(a["provider"], a["outcome"]) for a in m["attempts"]]
+        assert got == [("ses", "delivered")], m
+        assert len(fake.received) == 1 and not fake.errors, fake.errors
+        assert fake.received[0]["to"] == ["info@xn--bcher-kva.example"]
+        assert fake.received[0]["raw"].endswith(raw)
     finally:
         fake.stop()
 

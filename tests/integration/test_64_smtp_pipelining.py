@@ -5,7 +5,7 @@ lock-step (a refused recipient among taken ones, every one refused with no
 body sent, a broken server's 354 answered by a dot alone, a reused session
 dropped at MAIL replaced); idle sessions closed by their timer; non-ASCII
 addresses with and without SMTPUTF8, and routed to a smarthost that
-offers it; 8-bit messages said BODY=8BITMIME, or made 7-bit for a
+offers it; non-ASCII domains as their A-labels without SMTPUTF8; 8-bit messages said BODY=8BITMIME, or made 7-bit for a
 smarthost without 8BITMIME."""
 
 import datetime
@@ -176,6 +176,47 @@ def test_non_ascii_address(make_cluster, fakes, offered):
     c.wait_delivered([mid2])
     assert fake.connections == 1
     assert t55.wait_received(fake, 1)[0]["smtputf8"] is False
+
+
+@pytest.mark.parametrize("offered", [True, False])
+def test_idn_domain(make_cluster, fakes, offered):
+    # In by SMTP with SMTPUTF8, only domains non-ASCII: where the smarthost
+    # offers SMTPUTF8, MAIL says it and they arrive as UTF-8; where not,
+    # they go as their A-labels (the same names, RFC 5890) and the message
+    # is delivered, its bytes as the client wrote them.  Until 2026-12-01
+    # it was refused as needing SMTPUTF8 and failed.
+    fake = fakes(smtputf8=offered)
+    port = h.free_port()
+    c = make_cluster(providers=("s",),
+                     server_extra={"smtp_listen": "127.0.0.1:%d" % port})
+    c.smtp_provider("s", fake.port)
+    c.start_server()
+    c.start_agent("s")
+    sender, rcpt = "ann@m\u00fcnchen.example", "info@b\u00fccher.example"
+    raw = ("From: %s\r\nTo: %s\r\nSubject: idn\r\n\r\nhello\r\n"
+           % (sender, rcpt)).encode()
+    with smtplib.SMTP("127.0.0.1", port, timeout=h.scaled(10)) as s:
+        s.ehlo("client.example")
+        s.mail(sender, ["SMTPUTF8"])
+        s.rcpt(rcpt)
+        s.rcpt("bob@example.net")
+        code, resp = s.data(raw)
+    assert code == 250, resp
+    mid = resp.decode().rsplit(" ", 1)[1]
+    c.wait_delivered([mid])
+    got = t55.wait_received(fake, 1)[0]
+    m = c.msg(mid)
+    assert [a["outcome"] for a in m["attempts"]] == ["delivered"], m
+    assert got["data"].endswith(raw), got
+    if offered:
+        assert got["smtputf8"] is True, got
+        assert got["from"] == sender, got
+        assert sorted(got["to"]) == ["bob@example.net", rcpt], got
+        return
+    assert got["smtputf8"] is False, got
+    assert got["from"] == "ann@xn--mnchen-3ya.example", got
+    assert sorted(got["to"]) == ["bob@example.net",
+                                 "info@xn--bcher-kva.example"], got
 
 
 def test_non_ascii_address_goes_where_smtputf8_is(make_cluster, fakes):

@@ -3,7 +3,8 @@
  * domain becomes its A-labels (lower case, the local part kept byte for
  * byte, split at the last '@'); a non-ASCII local part, a bare non-ASCII
  * name, bytes that are not UTF-8, a domain that is no valid IDN and a
- * form over the length bound have none; an envelope is converted whole
+ * form over the length bound have none (and the intake's form keeps such
+ * an address as it is); an envelope is converted whole
  * or not at all, with nothing leaked either way (ASan).
  */
 #include <stdarg.h>
@@ -86,6 +87,37 @@ test_no_ascii_form(void **state)
 	expect_none(addr);
 }
 
+/* The intake's form: the domain as A-labels whatever the local part;
+ * the address as it is when the domain has none. */
+static void
+test_alabels(void **state)
+{
+	const struct {
+		const char *in, *out;
+	} c[] = {
+	    {"zo\xc3\xab@" BUECHER ".example",
+	     "zo\xc3\xab@xn--bcher-kva.example"},
+	    {"ann@M\xc3\x9cNCHEN.example", "ann@xn--mnchen-3ya.example"},
+	    {"bob@example.net", "bob@example.net"},
+	    {"zo\xc3\xab@example.net", "zo\xc3\xab@example.net"},
+	    {"a@b\xff"
+	     "c.example",
+	     "a@b\xff"
+	     "c.example"},
+	    {"a@" BUECHER "..example", "a@" BUECHER "..example"},
+	    {"postm\xc3\xa4stare", "postm\xc3\xa4stare"},
+	};
+	size_t i;
+	char *out;
+
+	(void)state;
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		out = envelope_addr_alabels(c[i].in);
+		assert_string_equal(out, c[i].out);
+		free(out);
+	}
+}
+
 /* A form over ENVELOPE_ADDR_MAX bytes has none, one at it has. */
 static void
 test_length_bound(void **state)
@@ -146,6 +178,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_ascii_form),
 	    cmocka_unit_test(test_no_ascii_form),
+	    cmocka_unit_test(test_alabels),
 	    cmocka_unit_test(test_length_bound),
 	    cmocka_unit_test(test_envelope),
 	};

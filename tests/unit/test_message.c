@@ -86,6 +86,32 @@ check_round_trip_body(GMimeMessage *msg)
 	g_object_unref(out);
 }
 
+/*
+ * Internationalized domains go into the envelope and the headers as their
+ * A-labels (common/envelope.h, the agents' conversion too), mapped as
+ * UTS #46 maps them (upper case folded); a non-ASCII local part stays as
+ * written (only SMTPUTF8 carries it).
+ */
+static void
+test_idn_addresses(void **state)
+{
+	static const char json[] =
+	    "{\"from\": \"Ann <ann@m\\u00fcnchen.example>\","
+	    " \"to\": [\"zo\\u00eb@B\\u00dcCHER.example\", "
+	    "\"bob@example.net\"],"
+	    " \"subject\": \"idn\", \"text\": \"hi\"}";
+	struct store_message *m = build_ok(json);
+
+	(void)state;
+	assert_string_equal(m->mail_from, "ann@xn--mnchen-3ya.example");
+	assert_int_equal(m->nrcpt, 2);
+	assert_string_equal(m->rcpt[0], "zo\xc3\xab@xn--bcher-kva.example");
+	assert_string_equal(m->rcpt[1], "bob@example.net");
+	assert_non_null(strstr(m->mime, "ann@xn--mnchen-3ya.example"));
+	assert_non_null(strstr(m->mime, "@xn--bcher-kva.example"));
+	store_message_free(m);
+}
+
 static void
 test_round_trip(void **state)
 {
@@ -1011,6 +1037,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_round_trip),
+	    cmocka_unit_test(test_idn_addresses),
 	    cmocka_unit_test(test_to_string_text_only),
 	    cmocka_unit_test(test_html_only_bcc_only),
 	    cmocka_unit_test(test_cjk_text),
