@@ -4,7 +4,8 @@
  * = none), the MIME sent byte for byte (dot-stuffed).  Certificates are
  * always verified, against tls_ca_file when given.
  *
- * Everything runs on the agent's event loop, no thread.  libcurl opens
+ * Everything runs on the agent's event loop but the 7-bit conversion
+ * (below), which has one worker thread.  libcurl opens
  * each session (TCP, TLS, greeting, EHLO, STARTTLS, AUTH) non-blocking on
  * a curl_loop, with CURLOPT_CONNECT_ONLY; the transaction (MAIL, RCPT,
  * DATA, the body, the end of data) is ours, over curl_easy_send() and
@@ -30,6 +31,14 @@
  * alone, RFC 2920 3.1).  A message with a non-ASCII address is refused
  * before MAIL on a smarthost that does not offer SMTPUTF8 (needs_smtputf8:
  * the server offers it to another provider).
+ *
+ * A message with 8-bit bytes for a smarthost without 8BITMIME is made
+ * 7-bit first, once per job, off the loop (GMime takes about 0.5 s for a
+ * 25 MiB message): the job lets its session go idle meanwhile and starts
+ * again when the form is made.  A job is never ended or freed while its
+ * conversion runs, since the worker reads the agent's message: a deadline
+ * passing meanwhile ends it when the conversion does, and close() waits
+ * for the conversion under way (queued ones are skipped).
  *
  * Sessions are kept between messages: the next message on an idle session
  * starts at MAIL FROM.  As many sessions run at once as messages are in
