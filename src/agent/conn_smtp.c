@@ -4,7 +4,8 @@
  * = none), the MIME sent byte for byte (dot-stuffed).  Certificates are
  * always verified, against tls_ca_file when given.
  *
- * Everything runs on the agent's event loop, no thread.  libcurl opens
+ * Everything runs on the agent's event loop but the 7-bit conversion
+ * (below), which has one worker thread.  libcurl opens
  * each session (TCP, TLS, greeting, EHLO, STARTTLS, AUTH) non-blocking on
  * a curl_loop, with CURLOPT_CONNECT_ONLY; the transaction (MAIL, RCPT,
  * DATA, the body, the end of data) is ours, over curl_easy_send() and
@@ -31,6 +32,14 @@
  * non-ASCII domain goes as its A-labels (common/envelope.h), and a message
  * with an address of no ASCII form is refused before MAIL (needs_smtputf8:
  * the server offers it to another provider).
+ *
+ * A message with 8-bit bytes for a smarthost without 8BITMIME is made
+ * 7-bit first, once per job, off the loop (GMime takes about 0.5 s for a
+ * 25 MiB message): the job lets its session go idle meanwhile and starts
+ * again when the form is made.  A job is never ended or freed while its
+ * conversion runs, since the worker reads the agent's message: a deadline
+ * passing meanwhile ends it when the conversion does, and close() waits
+ * for the conversion under way (queued ones are skipped).
  *
  * Sessions are kept between messages: the next message on an idle session
  * starts at MAIL FROM.  As many sessions run at once as messages are in
@@ -59,10 +68,12 @@
 #include "common/envelope.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "common/workq.h"
 #include "link/link.h"
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +108,24 @@ struct smtp {
 	LIST_HEAD(, smtp_conn) conns; /* every session, idle ones first */
 	size_t nidle;
 	LIST_HEAD(, smtp_job) jobs; /* every job from send() to done() */
+	struct workq *wq;           /* the 7-bit conversions, off the loop */
+};
+
+/*
+ * One thread: a conversion is CPU work (about 0.5 s for a 25 MiB message,
+ * bench/RESULTS.md section 9), and one is enough to keep the loop free
+ * without letting one agent's conversions take every core.
+ */
+#define SMTP_CONVERT_THREADS 1
+
+int (*conn_smtp__convert)(const uint8_t *in, size_t len, uint8_t **out,
+			  size_t *outlen) = mime_7bit;
+
+/* Where a job's 7-bit form is. */
+enum smtp_conv {
+	CONV_NONE,    /* not needed so far */
+	CONV_PENDING, /* on the worker, which reads job->mime, writes body7 */
+	CONV_DONE,    /* made (body7), or the message goes as it is */
 };
 
 /* Where a session is; each change goes through conn_step(). */
@@ -141,6 +170,18 @@ struct smtp_job {
 	uint8_t *body7;
 	size_t body7_len;
 	int eight_bit; /* -1: not looked yet, else whether it has 8-bit */
+	/*
+	 * The conversion runs on s->wq with the job detached from every
+	 * session; while it is PENDING the job is neither ended nor freed
+	 * (the worker reads job->mime, which done() lets the agent free):
+	 * a deadline passing meanwhile is kept in timed_out and acted on when
+	 * it completes.  conv_rc is the worker's answer; conv_cancel tells a
+	 * queued conversion that close() wants it skipped.
+	 */
+	enum smtp_conv conv;
+	int conv_rc;
+	atomic_bool conv_cancel;
+	bool timed_out;
 	unsigned mail;
 	char errbuf[CURL_ERROR_SIZE];
 	struct smtp_dialogue d;
@@ -156,7 +197,7 @@ struct smtp_conn {
 	struct event *idle;    /* closes the session idle too long */
 	enum smtp_step step;
 	struct smtp_job *sj; /* the message under way, or NULL */
-	unsigned nmsg;       /* transactions begun on this session */
+	bool reused;         /* taken idle: the smarthost may have closed it */
 	int64_t idle_since;  /* mono_ms() */
 	unsigned ext;        /* SMTP_EXT_* the EHLO answer offered */
 	uint64_t size_max;   /* its SIZE limit (RFC 1870), 0: none said */
@@ -265,7 +306,7 @@ conn_fail(struct smtp_conn *c, CURLcode rc)
 	c->sj = NULL;
 	sj->c = NULL;
 	memcpy(sj->errbuf, c->errbuf, sizeof(sj->errbuf));
-	stale = c->nmsg > 1 && !sj->retried && !sj->s->closing &&
+	stale = c->reused && !sj->retried && !sj->s->closing &&
 		rc != CURLE_OPERATION_TIMEDOUT && !d->data_go &&
 		(d->last_code == 0 || d->last_code == 421);
 	conn_drop(c);
@@ -397,33 +438,73 @@ conn_release(struct smtp_conn *c)
 	return sj;
 }
 
+/* On the worker: job->mime and body7 are the worker's until conv_done. */
+static void
+conv_work(void *arg)
+{
+	struct smtp_job *sj = arg;
+
+	if (atomic_load(&sj->conv_cancel)) {
+		sj->conv_rc = -1;
+		return;
+	}
+	sj->conv_rc = conn_smtp__convert(sj->job->mime, sj->job->mime_len,
+					 &sj->body7, &sj->body7_len);
+}
+
+static void job_kick(evutil_socket_t fd, short what, void *arg);
+
+/*
+ * On the loop: the conversion is over.  The job goes on as it began (a
+ * session taken or opened, xact_begin() finds the form made), or ends if
+ * its deadline passed meanwhile.  Inside close() (workq_free runs the
+ * completions) nothing more happens: close() frees the job after.
+ */
+static void
+conv_done(void *arg)
+{
+	struct smtp_job *sj = arg;
+	int rc = sj->conv_rc;
+
+	sj->conv = CONV_DONE;
+	if (sj->s->closing)
+		return;
+	log_info("%s agent smtp_7bit provider=%s %s", sj->job->message_id,
+		 sj->s->name,
+		 rc == 0   ? "converted"
+		 : rc == 1 ? "sent_as_is reason=\"not MIME\""
+			   : "sent_as_is reason=\"unreadable\"");
+	/* What the first session said is no part of what comes next. */
+	job_rewind(sj);
+	if (sj->timed_out)
+		job_end(sj, CURLE_OPERATION_TIMEDOUT);
+	else
+		job_kick(-1, 0, sj);
+}
+
 /*
  * What this session gets after DATA, and MAIL's parameters: the message
  * as the client wrote it, said BODY=8BITMIME where it has 8-bit bytes and
  * the smarthost offers 8BITMIME; where it does not, the message made
  * 7-bit (RFC 6152 section 3).  A message that is not MIME, or that GMime
- * cannot read, goes as it is, as before.
+ * cannot read, goes as it is, as before.  The conversion is made once per
+ * job, on the worker: false when it has just been queued (the caller lets
+ * the session go; conv_done() brings the job back).
  */
-static void
+static bool
 body_choose(struct smtp_conn *c, struct smtp_job *sj)
 {
 	const struct connector_job *job = sj->job;
-	int rc;
 
 	if (sj->eight_bit < 0)
 		sj->eight_bit = smtp_dialogue_8bit(job);
 	sj->body = job->mime;
 	sj->body_len = job->mime_len;
 	if (sj->eight_bit && !(c->ext & SMTP_EXT_8BITMIME)) {
-		if (sj->body7 == NULL) {
-			rc = mime_7bit(job->mime, job->mime_len, &sj->body7,
-				       &sj->body7_len);
-			log_info("%s agent smtp_7bit provider=%s %s",
-				 job->message_id, sj->s->name,
-				 rc == 0 ? "converted"
-				 : rc == 1
-				     ? "sent_as_is reason=\"not MIME\""
-				     : "sent_as_is reason=\"unreadable\"");
+		if (sj->conv == CONV_NONE) {
+			sj->conv = CONV_PENDING;
+			workq_submit(sj->s->wq, conv_work, conv_done, sj);
+			return false;
 		}
 		if (sj->body7 != NULL) {
 			sj->body = sj->body7;
@@ -432,6 +513,7 @@ body_choose(struct smtp_conn *c, struct smtp_job *sj)
 	}
 	sj->mail = smtp_dialogue_mail(sj->env, c->ext,
 				      sj->eight_bit && sj->body == job->mime);
+	return true;
 }
 
 /*
@@ -477,15 +559,19 @@ xact_begin(struct smtp_conn *c)
 		return;
 	}
 	/* After that refusal, which needs no 7-bit form; before SIZE's,
-	 * which is the form's that would go. */
-	body_choose(c, sj);
+	 * which is the form's that would go.  While the form is made, off
+	 * the loop, the session is idle and may serve other messages (a
+	 * smarthost that closes it meanwhile costs the job nothing). */
+	if (!body_choose(c, sj)) {
+		(void)conn_release(c);
+		return;
+	}
 	if (c->size_max > 0 && sj->body_len > c->size_max) {
 		/* It would say 552: too large here, and nothing is sent. */
 		sj->size_max = c->size_max;
 		job_end(conn_release(c), CURLE_OK);
 		return;
 	}
-	c->nmsg++;
 	c->rcpt_i = 0;
 	smtp_dialogue_stuff_init(&c->body);
 	memset(&c->lines, 0, sizeof(c->lines));
@@ -803,6 +889,10 @@ job_rewind(struct smtp_job *sj)
 static void
 job_free(struct smtp_job *sj)
 {
+	/* The worker would write into freed memory. */
+	if (sj->conv == CONV_PENDING)
+		fatalx("%s agent smtp job freed while converting",
+		       sj->job->message_id);
 	LIST_REMOVE(sj, entry);
 	if (sj->kick != NULL)
 		event_free(sj->kick);
@@ -906,6 +996,7 @@ job_kick(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (c != NULL) {
+		c->reused = true;
 		c->sj = sj;
 		sj->c = c;
 		xact_begin(c);
@@ -922,7 +1013,9 @@ job_timeout(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (sj->c != NULL)
+	if (sj->conv == CONV_PENDING)
+		sj->timed_out = true; /* ended by conv_done() */
+	else if (sj->c != NULL)
 		conn_fail(sj->c, CURLE_OPERATION_TIMEDOUT);
 	else
 		job_end(sj, CURLE_OPERATION_TIMEDOUT);
@@ -994,6 +1087,15 @@ smtp_close(void *state)
 	if (s == NULL)
 		return;
 	s->closing = true;
+	/*
+	 * The conversions first: a queued one is skipped, the one under way
+	 * (GMime cannot be interrupted) is waited for, at most about 0.5 s at
+	 * the largest size; their completions run here and do nothing.
+	 */
+	LIST_FOREACH(sj, &s->jobs, entry)
+	atomic_store(&sj->conv_cancel, true);
+	workq_free(s->wq);
+	s->wq = NULL;
 	while ((c = LIST_FIRST(&s->conns)) != NULL) {
 		if (c->sj != NULL) {
 			c->sj->c = NULL;
@@ -1064,6 +1166,7 @@ smtp_open(const struct provider_config *pc, struct event_base *base,
 	curl_loop_free(cl);
 	/* For mime_7bit; counted, so the agent's other users keep theirs. */
 	g_mime_init();
+	s->wq = workq_new(base, SMTP_CONVERT_THREADS);
 	*state = s;
 	return 0;
 fail:

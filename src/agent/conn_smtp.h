@@ -10,6 +10,9 @@
 
 #include "common/config.h"
 
+#include <stddef.h>
+#include <stdint.h>
+
 #define SMTP_CONNECT_TIMEOUT_MS 5000
 #define SMTP_REQUEST_TIMEOUT_MS 30000
 /* A connection idle longer is closed rather than reused: below the idle
@@ -30,5 +33,13 @@ long conn_smtp__long(const struct provider_config *pc, const char *key,
 		     long def);
 /* "smtp[s]://host:port/helo", allocated (the caller frees it). */
 char *conn_smtp__url(const struct provider_config *pc, enum smtp_tls tls);
+
+/*
+ * The 7-bit conversion, run on the connector's worker thread: mime_7bit()
+ * (its contract).  Tests set another, before open(), to hold a conversion
+ * under way while they act on the job.
+ */
+extern int (*conn_smtp__convert)(const uint8_t *in, size_t len, uint8_t **out,
+				 size_t *outlen);
 
 #endif

@@ -376,6 +376,42 @@ test_waits_for_down_provider(void **state)
 	assert_string_equal(f->fa[1].msg_ids[0], f->ids[0]);
 }
 
+/*
+ * A learned limit restored by a new registration: the restore itself does
+ * not pump (registry_set_announced runs in on_auth, before the link, with
+ * a down), but a's first heartbeat brings it up, and every state change
+ * pumps (provider_set_state), so a message waiting in the window for a
+ * provider that can take it goes to a at that beat.  (One that backed off
+ * meanwhile, because a was up but too small for it, waits in the backoff
+ * heap until it is due: no pump reaches it.)
+ */
+static void
+test_restored_limit_sends_at_return(void **state)
+{
+	struct fixture *f = *state;
+	struct provider *a = f->p[0];
+	uint64_t announced = 5000;
+
+	a->file_max_bytes = (uint64_t)f->cfg->max_message_bytes;
+	registry_set_announced(a, announced);
+	agent_up(f, 0);
+	/* As a RESULT too_large of 2,014 bytes would leave it. */
+	dispatch__provider_too_large(f->d, a, BIG_BODY + 14);
+	unlink_agent(f, 0, "agent restarted");
+	/* Only b (down) takes it now: it waits, nobody being up. */
+	submit_sized(f, now_ms(), BIG_BODY);
+	drain_loop(f, 50);
+	assert_int_equal(count(f, MSG_QUEUED), 1);
+	assert_int_equal(f->fa[0].njobs, 0);
+	/* As on_auth() does: the HELLO's limit, then linked, then a beat. */
+	registry_set_announced(a, announced);
+	assert_int_equal(a->max_message_bytes, announced);
+	link_agent(f, 0);
+	dispatcher_heartbeat(f->d, a, LINK_HEALTH_OK, 0);
+	wait_jobs(f, 0, 1);
+	assert_string_equal(f->fa[0].msg_ids[0], f->ids[0]);
+}
+
 /* HELLO's limit lowers the file's, never raises it; absent: the file's. */
 static void
 test_announced_limit(void **state)
@@ -629,6 +665,8 @@ main(void)
 					    setup_size, teardown),
 	    cmocka_unit_test_setup_teardown(test_announced_limit, setup_size,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_restored_limit_sends_at_return,
+					    setup_size, teardown),
 	    cmocka_unit_test_setup_teardown(test_learned_limit_expires,
 					    setup_size, teardown),
 	    cmocka_unit_test_setup_teardown(test_needs_smtputf8_goes_elsewhere,
