@@ -1093,7 +1093,9 @@ smtp_close(void *state)
 	 * the largest size; their completions run here and do nothing.
 	 */
 	LIST_FOREACH(sj, &s->jobs, entry)
-	atomic_store(&sj->conv_cancel, true);
+	{
+		atomic_store(&sj->conv_cancel, true);
+	}
 	workq_free(s->wq);
 	s->wq = NULL;
 	while ((c = LIST_FIRST(&s->conns)) != NULL) {
@@ -1164,9 +1166,15 @@ smtp_open(const struct provider_config *pc, struct event_base *base,
 		goto fail;
 	}
 	curl_loop_free(cl);
+	s->wq = workq_new(base, SMTP_CONVERT_THREADS);
+	if (s->wq == NULL) {
+		snprintf(err, errlen, "provider %s: cannot start its worker",
+			 pc->name);
+		rc = -ENOMEM;
+		goto fail;
+	}
 	/* For mime_7bit; counted, so the agent's other users keep theirs. */
 	g_mime_init();
-	s->wq = workq_new(base, SMTP_CONVERT_THREADS);
 	*state = s;
 	return 0;
 fail:
