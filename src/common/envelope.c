@@ -119,6 +119,15 @@ envelope_needs_smtputf8(const char *from, const char *const *rcpt, size_t n)
 	return false;
 }
 
+enum envelope_need
+envelope_need(const char *from, const char *const *rcpt, size_t n)
+{
+	if (!envelope_utf8(from, rcpt, n))
+		return ENVELOPE_ASCII;
+	return envelope_needs_smtputf8(from, rcpt, n) ? ENVELOPE_SMTPUTF8
+						      : ENVELOPE_ALABELS;
+}
+
 int
 envelope_ascii(const char *from, const char *const *rcpt, size_t n,
 	       char **from_out, char ***rcpt_out)

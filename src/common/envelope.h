@@ -45,6 +45,15 @@ char *envelope_addr_alabels(const char *addr);
 bool envelope_needs_smtputf8(const char *from, const char *const *rcpt,
 			     size_t n);
 
+/* What an envelope needs where SMTPUTF8 is lacking (0: not yet known). */
+enum envelope_need {
+	ENVELOPE_ASCII = 1, /* nothing: every address is ASCII */
+	ENVELOPE_ALABELS,   /* its ASCII form: non-ASCII domains only */
+	ENVELOPE_SMTPUTF8,  /* an address has no ASCII form */
+};
+enum envelope_need envelope_need(const char *from, const char *const *rcpt,
+				 size_t n);
+
 /*
  * The envelope with every address in its ASCII form, each a fresh string
  * (an ASCII one copied): 0 with *from_out and *rcpt_out set, to be freed

@@ -227,15 +227,28 @@ dispatch__refresh(struct dispatcher *d, struct provider *p)
 
 /* --- routing by what a provider can carry --------------------------- */
 
+/* Its memo (store.h), made as a message reaches the dispatcher: up to
+ * smtp_max_recipients domain conversions, once. */
+static void
+need_note(struct store_message *m)
+{
+	if (m->envelope_need == 0)
+		m->envelope_need = envelope_need(
+		    m->mail_from, (const char *const *)m->rcpt, m->nrcpt);
+}
+
 bool
 dispatch__needs_utf8(const struct provider *p, const struct store_message *m)
 {
-	const char *const *rcpt = (const char *const *)m->rcpt;
+	int need = m->envelope_need;
 
-	if (!envelope_utf8(m->mail_from, rcpt, m->nrcpt))
+	if (need == 0) /* not through the dispatcher's door: no memo */
+		need = envelope_need(m->mail_from, (const char *const *)m->rcpt,
+				     m->nrcpt);
+	if (need == ENVELOPE_ASCII)
 		return false;
-	return p->agent_revision < LINK_REVISION_ALABELS ||
-	       envelope_needs_smtputf8(m->mail_from, rcpt, m->nrcpt);
+	return need == ENVELOPE_SMTPUTF8 ||
+	       p->agent_revision < LINK_REVISION_ALABELS;
 }
 
 bool
@@ -379,6 +392,7 @@ load_cb(void *arg, int err, struct store_message **msgs, size_t n)
 			/* A corrupt row the store could not read. */
 			record__fail_corrupt(d, m);
 		} else {
+			need_note(m);
 			ring_push_back(&d->loaded, &m);
 		}
 	}
@@ -750,6 +764,7 @@ dispatcher_enqueue(struct dispatcher *d, struct store_message *m)
 {
 	d->counts[MSG_QUEUED]++;
 	stored_note(d, m);
+	need_note(m);
 	if (fail_if_unfit(d, m)) {
 		dispatch__schedule_pump(d);
 		return;
@@ -774,6 +789,7 @@ dispatcher_claim(struct dispatcher *d, struct store_message *m)
 	if (d->paused || d->loaded.len > 0 || d->ready.len > 0 || d->loading ||
 	    hold_state(d, &why) != HOLD_NONE || scheduler_count(d->sched) == 0)
 		return NULL;
+	need_note(m);
 	tier_cap(d, &c);
 	e = scheduler_pick(d->sched, skip_entry, &c);
 	if (e == NULL)

@@ -76,6 +76,12 @@ struct store_message {
 	 * and the list; store_submit ignores it.
 	 */
 	int64_t budget_ms;
+	/*
+	 * The dispatcher's memo of enum envelope_need (common/envelope.h),
+	 * set as the message reaches it so that routing by SMTPUTF8 never
+	 * converts a domain twice; 0: not known.  Never stored.
+	 */
+	int envelope_need;
 };
 
 struct store_attempt {

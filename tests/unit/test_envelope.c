@@ -156,6 +156,13 @@ test_envelope(void **state)
 	assert_true(envelope_needs_smtputf8("\xc3\xa9@example.com", idn, 1));
 	assert_false(envelope_needs_smtputf8(NULL, idn, 2));
 
+	assert_int_equal(envelope_need("s@example.com", idn, 1),
+			 ENVELOPE_ASCII);
+	assert_int_equal(envelope_need("s@example.com", idn, 2),
+			 ENVELOPE_ALABELS);
+	assert_int_equal(envelope_need("s@example.com", mixed, 2),
+			 ENVELOPE_SMTPUTF8);
+
 	assert_int_equal(
 	    envelope_ascii("s@" BUECHER ".de", idn, 2, &from, &rcpt), 0);
 	assert_string_equal(from, "s@xn--bcher-kva.de");
