@@ -1013,9 +1013,13 @@ job_timeout(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (sj->conv == CONV_PENDING)
-		sj->timed_out = true; /* ended by conv_done() */
-	else if (sj->c != NULL)
+	if (sj->conv == CONV_PENDING) {
+		/* Ended by conv_done(); a conversion not yet begun is not
+		 * made for nothing (a queue of large ones would otherwise
+		 * time out one behind the other). */
+		sj->timed_out = true;
+		atomic_store(&sj->conv_cancel, true);
+	} else if (sj->c != NULL)
 		conn_fail(sj->c, CURLE_OPERATION_TIMEDOUT);
 	else
 		job_end(sj, CURLE_OPERATION_TIMEDOUT);

@@ -10,7 +10,8 @@
  *  - close() with one conversion under way and one queued: the queued one
  *    never starts, done() is never called, nothing leaks (ASan);
  *  - the deadline passing meanwhile: no result until the conversion ends,
- *    then one, transient, with nothing sent; never a second;
+ *    then one, transient, with nothing sent; never a second; a conversion
+ *    still queued when its deadline passes is never begun;
  *  - the smarthost closing the session meanwhile: the message goes on a
  *    new session.
  */
@@ -511,6 +512,35 @@ test_timeout_while_converting(void **state)
 	free(a);
 }
 
+/* Two conversions, the second queued behind the first: both deadlines
+ * pass; the second is never made, and each job ends once, transient. */
+static void
+test_timeout_while_queued(void **state)
+{
+	struct fixture *f = *state;
+	struct connector_job *a = job_make(1, msg8), *b = job_make(2, msg8);
+	int64_t until;
+
+	open_smtp(f, "100");
+	assert_int_equal(f->ops->send(f->st, a), 0);
+	want_started = 1;
+	run_while(f, started_short);
+	assert_int_equal(f->ops->send(f->st, b), 0);
+	until = mono_ms() + 300;
+	while (mono_ms() < until)
+		assert_true(event_base_loop(f->base, EVLOOP_ONCE) >= 0);
+	assert_int_equal(f->ndone, 0);
+	hold_release();
+	want_done = 2;
+	run_while(f, done_short);
+	assert_int_equal(f->done_outcome[0], OUTCOME_TRANSIENT);
+	assert_int_equal(f->done_outcome[1], OUTCOME_TRANSIENT);
+	assert_int_equal(hold_started(), 1); /* b's was never made */
+	assert_int_equal(f->nmail, 0);
+	free(a);
+	free(b);
+}
+
 static void
 test_session_closed_while_converting(void **state)
 {
@@ -551,6 +581,8 @@ main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_timeout_while_converting,
 					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_timeout_while_queued, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_session_closed_while_converting, setup, teardown),
 	};
