@@ -189,6 +189,17 @@ struct dispatcher {
 	bool tiers;         /* the priority scheduler: overflow applies */
 	struct ring ready;  /* int64_t rowids */
 	struct ring loaded; /* struct store_message * */
+	/*
+	 * struct parked: messages no usable provider can carry (size,
+	 * SMTPUTF8) while one known could; they wait, as for a provider when
+	 * none is up, and go back to ready when one that fits turns usable or
+	 * its limit rises (dispatch__unpark), not by a backoff's clock; or
+	 * when message_ttl_s is spent (park_ev, at the earliest parked_due_ms,
+	 * wall clock), to fail as expired.
+	 */
+	struct ring parked;
+	struct event *park_ev;
+	int64_t parked_due_ms; /* what park_ev is armed for; 0: not armed */
 	struct delay_heap heap;
 	struct event *delay_ev;
 	struct event *pump_ev;
@@ -246,6 +257,12 @@ bool dispatch__fits(const struct provider *p, const struct store_message *m);
  */
 bool dispatch__needs_utf8(const struct provider *p,
 			  const struct store_message *m);
+/*
+ * The parked messages p can carry go back to ready, the pump scheduled:
+ * when p turns usable (dispatch__refresh) or its limit rises (a learned
+ * limit or an SMTPUTF8 refusal ends).  Nothing while p is not usable.
+ */
+void dispatch__unpark(struct dispatcher *d, struct provider *p);
 /* Why no provider known can carry a message (dispatch__unfit). */
 enum unfit {
 	UNFIT_NONE, /* some provider can, or none is known yet: wait */

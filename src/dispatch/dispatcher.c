@@ -5,6 +5,9 @@
  *   ready    rowid in a FIFO ring: queued, body on disk only;
  *   delayed  (due, rowid) in a min-heap: backing off between rounds;
  *   loaded   whole message in a bounded FIFO window, waiting for a pick;
+ *   parked   (rowid, size, envelope need) in a ring: no usable provider
+ *            can carry it (size, SMTPUTF8) while a known one could; back
+ *            to ready when one that fits turns usable (dispatch__unpark);
  *   held     in a job (dispatch_int.h): reserved or in flight at one
  *            provider, or waiting for a state change to become durable.
  * The pump moves messages from loaded to providers while the scheduler
@@ -191,6 +194,11 @@ dispatch__refresh(struct dispatcher *d, struct provider *p)
 	bool e, held, room, blocking;
 
 	limits__tick(p, now_us);
+	if (dispatch__usable(p) != p->was_usable) {
+		p->was_usable = !p->was_usable;
+		if (p->was_usable)
+			dispatch__unpark(d, p);
+	}
 	e = eligible(d, p, now);
 	held = scheduler_holds(d->sched, &p->se);
 	if (e && !held)
@@ -237,6 +245,16 @@ need_note(struct store_message *m)
 		    m->mail_from, (const char *const *)m->rcpt, m->nrcpt);
 }
 
+/* Whether p's agent refuses an envelope of that need without SMTPUTF8. */
+static bool
+refuses(const struct provider *p, int need)
+{
+	if (need == ENVELOPE_ASCII)
+		return false;
+	return need == ENVELOPE_SMTPUTF8 ||
+	       p->agent_revision < LINK_REVISION_ALABELS;
+}
+
 bool
 dispatch__needs_utf8(const struct provider *p, const struct store_message *m)
 {
@@ -245,10 +263,16 @@ dispatch__needs_utf8(const struct provider *p, const struct store_message *m)
 	if (need == 0) /* not through the dispatcher's door: no memo */
 		need = envelope_need(m->mail_from, (const char *const *)m->rcpt,
 				     m->nrcpt);
-	if (need == ENVELOPE_ASCII)
+	return refuses(p, need);
+}
+
+/* What p can carry, by a message's size and envelope_need. */
+static bool
+fits_by(const struct provider *p, uint64_t bytes, int need)
+{
+	if (bytes > p->max_message_bytes)
 		return false;
-	return need == ENVELOPE_SMTPUTF8 ||
-	       p->agent_revision < LINK_REVISION_ALABELS;
+	return p->utf8_refused_until_ms == 0 || !refuses(p, need);
 }
 
 bool
@@ -258,6 +282,120 @@ dispatch__fits(const struct provider *p, const struct store_message *m)
 		return false;
 	/* Scanned only for a provider that refused SMTPUTF8 lately. */
 	return p->utf8_refused_until_ms == 0 || !dispatch__needs_utf8(p, m);
+}
+
+/* A message parked: what routing needs of it, not the message. */
+struct parked {
+	int64_t rowid;
+	uint64_t bytes;
+	int64_t expires_ms; /* message_ttl_s spent then (wall clock) */
+	int need;           /* enum envelope_need */
+};
+
+/* Its clock is re-read at least this often, so a stepped clock is seen. */
+#define PARK_CHECK_MAX_MS 3600000
+
+static void
+park_arm(struct dispatcher *d, int64_t due)
+{
+	int64_t wait = due - now_ms();
+
+	if (d->parked_due_ms != 0 && d->parked_due_ms <= due)
+		return;
+	d->parked_due_ms = due;
+	if (wait < 0)
+		wait = 0;
+	dispatch__timer_start(
+	    d->park_ev, wait < PARK_CHECK_MAX_MS ? wait : PARK_CHECK_MAX_MS);
+}
+
+/* Parked messages whose TTL is spent go back, to fail as expired. */
+static void
+park_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct dispatcher *d = arg;
+	size_t i, n = d->parked.len, back = 0;
+	int64_t now = now_ms(), next = 0;
+	struct parked e;
+
+	(void)fd;
+	(void)what;
+	d->parked_due_ms = 0;
+	for (i = 0; i < n; i++) {
+		ring_pop_front(&d->parked, &e);
+		if (e.expires_ms <= now) {
+			ring_push_back(&d->ready, &e.rowid);
+			back++;
+			continue;
+		}
+		ring_push_back(&d->parked, &e);
+		if (next == 0 || e.expires_ms < next)
+			next = e.expires_ms;
+	}
+	if (next != 0)
+		park_arm(d, next);
+	if (back > 0) {
+		log_info("- dispatch unparked reason=expired messages=%zu "
+			 "still_parked=%zu",
+			 back, d->parked.len);
+		dispatch__schedule_pump(d);
+	}
+}
+
+/* Up and usable, and able to carry m (tried this round or not). */
+static bool
+usable_fits(struct dispatcher *d, const struct store_message *m)
+{
+	size_t i, n = registry_count(d->reg);
+
+	for (i = 0; i < n; i++) {
+		const struct provider *p = registry_at(d->reg, i);
+		if (dispatch__usable(p) && dispatch__fits(p, m))
+			return true;
+	}
+	return false;
+}
+
+/* m waits for a provider that can carry it; the store has all of it. */
+static void
+park(struct dispatcher *d, struct store_message *m)
+{
+	int64_t start = m->budget_ms > 0 ? m->budget_ms : m->created_ms;
+	struct parked e = {.rowid = m->rowid,
+			   .bytes = m->mime_len,
+			   .expires_ms = start + d->cfg->message_ttl_s * 1000};
+
+	need_note(m);
+	e.need = m->envelope_need;
+	log_debug("%s dispatch parked bytes=%zu", m->id, m->mime_len);
+	ring_push_back(&d->parked, &e);
+	park_arm(d, e.expires_ms + 1);
+	store_message_free(m);
+}
+
+void
+dispatch__unpark(struct dispatcher *d, struct provider *p)
+{
+	size_t i, n = d->parked.len, back = 0;
+	struct parked e;
+
+	if (n == 0 || !dispatch__usable(p))
+		return;
+	for (i = 0; i < n; i++) {
+		ring_pop_front(&d->parked, &e);
+		if (fits_by(p, e.bytes, e.need)) {
+			ring_push_back(&d->ready, &e.rowid);
+			back++;
+		} else {
+			ring_push_back(&d->parked, &e);
+		}
+	}
+	if (back > 0) {
+		log_info("- dispatch unparked provider=%s messages=%zu "
+			 "still_parked=%zu",
+			 p->name, back, d->parked.len);
+		dispatch__schedule_pump(d);
+	}
 }
 
 int
@@ -484,6 +622,8 @@ offer(struct dispatcher *d, struct store_message *m)
 	}
 	if (expired(d, m))
 		record__fail_expired(d, m);
+	else if (!usable_fits(d, m))
+		park(d, m); /* nobody up can carry it: no round, it waits */
 	else
 		record__backoff(d, m);
 	return OFFER_GONE;
@@ -657,7 +797,9 @@ dispatcher_new(struct event_base *base, const struct config *cfg,
 	d->tiers = strcmp(ops->name, "priority") == 0;
 	ring_init(&d->ready, sizeof(int64_t));
 	ring_init(&d->loaded, sizeof(struct store_message *));
+	ring_init(&d->parked, sizeof(struct parked));
 	d->delay_ev = dispatch__xevent_new(base, delay_cb, d);
+	d->park_ev = dispatch__xevent_new(base, park_cb, d);
 	d->pump_ev = dispatch__xevent_new(base, pump_cb, d);
 	d->timeout_ev = dispatch__xevent_new(base, timeout_cb, d);
 	d->retry_ev = dispatch__xevent_new(base, record__retry_cb, d);
@@ -720,9 +862,11 @@ dispatcher_free(struct dispatcher *d)
 		store_message_free(m);
 	ring_cleanup(&d->loaded);
 	ring_cleanup(&d->ready);
+	ring_cleanup(&d->parked);
 	delay__cleanup(&d->heap);
 	jobs__cleanup(&d->jobs);
 	event_free(d->delay_ev);
+	event_free(d->park_ev);
 	event_free(d->pump_ev);
 	event_free(d->timeout_ev);
 	event_free(d->retry_ev);
@@ -845,9 +989,10 @@ dispatcher_counts(const struct dispatcher *d, int64_t counts[4])
 
 void
 dispatcher_queue_sizes(const struct dispatcher *d, uint64_t *ready,
-		       uint64_t *loaded, uint64_t *delayed)
+		       uint64_t *loaded, uint64_t *delayed, uint64_t *parked)
 {
 	*ready = d->ready.len;
+	*parked = d->parked.len;
 	*loaded = d->loaded.len;
 	*delayed = d->heap.n;
 }

@@ -159,8 +159,10 @@ void dispatcher_pause(struct dispatcher *d);
 unsigned dispatcher_in_flight(const struct dispatcher *d);
 /* Counts by status as the disk has them (store.h MSG_*). */
 void dispatcher_counts(const struct dispatcher *d, int64_t counts[4]);
-/* Messages waiting in memory: ready ring, loaded window, backoff heap. */
+/* Messages waiting in memory: ready ring, loaded window, backoff heap,
+ * and parked (no usable provider can carry them: dispatcher.c). */
 void dispatcher_queue_sizes(const struct dispatcher *d, uint64_t *ready,
-			    uint64_t *loaded, uint64_t *delayed);
+			    uint64_t *loaded, uint64_t *delayed,
+			    uint64_t *parked);
 
 #endif

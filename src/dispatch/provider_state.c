@@ -302,6 +302,7 @@ dispatch__provider_limit_restore(struct provider *p, const char *why)
 	if (p->limit_timer != NULL)
 		evtimer_del(p->limit_timer);
 	publish_limit(p->dispatcher, p, EV_PROVIDER_LIMIT_RESTORED);
+	dispatch__unpark(p->dispatcher, p);
 }
 
 /* A learned limit's hour is over: the registration's limit again. */
@@ -388,6 +389,7 @@ utf8_restore(struct provider *p, const char *why)
 	p->utf8_refused_until_ms = 0;
 	evtimer_del(p->utf8_timer);
 	publish_utf8(p->dispatcher, p, EV_PROVIDER_SMTPUTF8_RESTORED);
+	dispatch__unpark(p->dispatcher, p);
 }
 
 /* The hour without SMTPUTF8 is over: messages that need it may go to p. */

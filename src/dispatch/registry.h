@@ -110,6 +110,9 @@ struct provider {
 	 */
 	int64_t utf8_refused_until_ms;
 	struct event *utf8_timer;
+	/* dispatch__usable() when dispatch__refresh() last looked: its
+	 * turn to true sends the parked messages p fits back. */
+	bool was_usable;
 	struct link_conn *conn;      /* the agent's link, NULL when none */
 	int64_t link_refused_until;  /* mono ms: a flooding agent's penalty */
 	int64_t last_heartbeat_mono; /* 0: never */

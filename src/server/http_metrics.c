@@ -52,11 +52,11 @@ static void
 metrics_queue(struct http_front *f, struct evbuffer *out, bool *bad)
 {
 	int64_t c[MSG_NSTATUS];
-	uint64_t ready, loaded, delayed;
+	uint64_t ready, loaded, delayed, parked;
 	int s;
 
 	dispatcher_counts(f->d, c);
-	dispatcher_queue_sizes(f->d, &ready, &loaded, &delayed);
+	dispatcher_queue_sizes(f->d, &ready, &loaded, &delayed, &parked);
 	metrics_printf(
 	    bad, out,
 	    "# HELP shivneri_messages Messages in the store by status.\n"
@@ -73,6 +73,7 @@ metrics_queue(struct http_front *f, struct evbuffer *out, bool *bad)
 	    "shivneri_queue_messages{where=\"ready\"} %" PRIu64 "\n"
 	    "shivneri_queue_messages{where=\"loaded\"} %" PRIu64 "\n"
 	    "shivneri_queue_messages{where=\"delayed\"} %" PRIu64 "\n"
+	    "shivneri_queue_messages{where=\"parked\"} %" PRIu64 "\n"
 	    "# HELP shivneri_store_pending Store operations not yet done.\n"
 	    "# TYPE shivneri_store_pending gauge\n"
 	    "shivneri_store_pending %zu\n"
@@ -86,7 +87,7 @@ metrics_queue(struct http_front *f, struct evbuffer *out, bool *bad)
 	    "them fail until a restart builds them again.\n"
 	    "# TYPE shivneri_store_damaged_indexes gauge\n"
 	    "shivneri_store_damaged_indexes %" PRIu64 "\n",
-	    ready, loaded, delayed, store_pending(f->st),
+	    ready, loaded, delayed, parked, store_pending(f->st),
 	    store_unreadable_rows(f->st), store_damaged_indexes(f->st));
 }
 

@@ -20,7 +20,8 @@ provider's limit failed for good although a larger one was up.
 - The same two with `max_message_bytes` in their sections (announced by
   their agents): a 40 KB message is never offered to small; one over
   both limits fails at once with "too large for every provider: N bytes,
-  largest limit M" and no attempt.
+  largest limit M" and no attempt; with big's agent not up yet, a 40 KB
+  message waits parked (no backoff) and goes the moment big is up.
 - An smtp provider whose stand-in (tests/fakes/smtp_fake.py) announces
   SIZE 20000 in EHLO: the agent answers too_large before MAIL (nothing
   reaches the stand-in) and the maildir provider behind it delivers; a
@@ -63,13 +64,14 @@ def fakes():
 
 
 def sendgrid_cluster(make_cluster, small, big, small_extra=None,
-                     big_extra=None):
-    """Server and both agents up; scheduler priority, small first."""
+                     big_extra=None, server_extra=None, start_big=True):
+    """Server and both agents up (big's unless start_big is false);
+    scheduler priority, small first."""
     c = make_cluster(providers=("small", "big"))
     key = os.path.join(c.dir, "sg.key")
     c.write_secret(key, KEY)
     server = c.server_section()
-    server.update(scheduler="priority", max_attempts=3)
+    server.update(scheduler="priority", max_attempts=3, **(server_extra or {}))
     common = {"type": "sendgrid", "spawn": "no", "max_in_flight": 4,
               "api_key_file": key, "connect_timeout_ms": 2000,
               "request_timeout_ms": int(h.scaled(5000))}
@@ -81,9 +83,10 @@ def sendgrid_cluster(make_cluster, small, big, small_extra=None,
         f.write(c.render(server, provs))
     c.start_server()
     c.start_agent("small")
-    c.start_agent("big")
     c.wait_state("small", "up")
-    c.wait_state("big", "up")
+    if start_big:
+        c.start_agent("big")
+        c.wait_state("big", "up")
     return c
 
 
@@ -205,6 +208,39 @@ def test_configured_limits_and_too_large_for_all(make_cluster, fakes):
     size = int(m["error"].split(": ", 1)[1].split(" ", 1)[0])
     assert size > HUGE_TEXT, m
     assert not big.received[1:] and small.too_large == 0
+
+
+def parked(c):
+    name = 'shivneri_queue_messages{where="parked"} '
+    lines = c.get("/metrics").body.decode().split("\n")
+    got = [ln for ln in lines if ln.startswith(name)]
+    assert len(got) == 1, lines
+    return int(got[0].split()[1])
+
+
+def test_waits_for_the_provider_that_fits(make_cluster, fakes):
+    """Only big can carry it and big's agent is not up yet, while small
+    is: the message is parked (counted by /metrics, no attempt, no
+    backoff), and the moment big's agent registers it is delivered, not
+    after a backoff (a minute here).  Until 2026-12-01 it backed off round
+    after round, and waited out its backoff after big came up."""
+    small, big = fakes
+    c = sendgrid_cluster(make_cluster, small, big,
+                         small_extra={"max_message_bytes": 30000},
+                         big_extra={"max_message_bytes": 60000},
+                         server_extra={"retry_base_ms": 60000,
+                                       "retry_max_ms": 60000},
+                         start_big=False)
+    mid = c.submit(big_message(1))
+    h.wait_for(lambda: parked(c) == 1, h.scaled(5), "the message parked")
+    m = c.msg(mid)
+    assert m["status"] == "queued" and m["attempts"] == [], m
+    c.start_agent("big")
+    c.wait_state("big", "up")
+    c.wait_delivered([mid], timeout=h.scaled(10))
+    assert outcomes(c.msg(mid)) == [("big", "delivered")]
+    assert parked(c) == 0
+    assert small.requests == 0 or not small.received
 
 
 def test_smtp_size_and_552(make_cluster):

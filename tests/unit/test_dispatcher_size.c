@@ -381,9 +381,7 @@ test_waits_for_down_provider(void **state)
  * not pump (registry_set_announced runs in on_auth, before the link, with
  * a down), but a's first heartbeat brings it up, and every state change
  * pumps (provider_set_state), so a message waiting in the window for a
- * provider that can take it goes to a at that beat.  (One that backed off
- * meanwhile, because a was up but too small for it, waits in the backoff
- * heap until it is due: no pump reaches it.)
+ * provider that can take it goes to a at that beat.
  */
 static void
 test_restored_limit_sends_at_return(void **state)
@@ -649,6 +647,96 @@ test_needs_smtputf8_for_idn_domain(void **state)
 	assert_int_equal(a->consecutive_failures, 0);
 }
 
+/* A backoff the tests would notice: a message that backed off instead of
+ * parking would wait longer than any wait_jobs(). */
+static void
+long_backoff(struct fixture *f)
+{
+	f->cfg->retry_base_ms = 60000;
+	f->cfg->retry_max_ms = 60000;
+}
+
+/*
+ * a is up but too small for it, b (which fits) is down: the message is
+ * parked, not backed off (no round, no write), and goes to b the moment
+ * b is up.  Until 2026-12-01 it backed off round after round while b was
+ * down, and then waited out its backoff (up to retry_max_ms) after b came
+ * back.
+ */
+static void
+test_parked_until_one_fits(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t ready, loaded, delayed, parked;
+
+	long_backoff(f);
+	agent_up(f, 0);
+	submit_sized(f, now_ms(), BIG_BODY);
+	drain_loop(f, 150);
+	assert_int_equal(count(f, MSG_QUEUED), 1);
+	assert_int_equal(f->fa[0].njobs, 0);
+	dispatcher_queue_sizes(f->d, &ready, &loaded, &delayed, &parked);
+	assert_int_equal(delayed, 0);
+	assert_int_equal(parked, 1);
+	agent_up(f, 1);
+	wait_jobs(f, 1, 1);
+	assert_string_equal(f->fa[1].msg_ids[0], f->ids[0]);
+}
+
+/*
+ * Parked, with b down for longer than message_ttl_s: it fails as expired
+ * when its TTL is spent, as one that backed off would, not never.
+ */
+static void
+test_parked_expires(void **state)
+{
+	struct fixture *f = *state;
+	struct get_result g;
+
+	long_backoff(f);
+	f->cfg->message_ttl_s = 1;
+	agent_up(f, 0);
+	submit_sized(f, now_ms(), BIG_BODY);
+	drain_loop(f, 100);
+	assert_int_equal(count(f, MSG_QUEUED), 1);
+	wait_count(f, MSG_FAILED, 1);
+	get(f, f->ids[0], &g);
+	assert_string_equal(g.error, "expired: message_ttl_s spent");
+	assert_int_equal(f->fa[0].njobs + f->fa[1].njobs, 0);
+}
+
+/*
+ * Parked while a's learned limit (and b being down) kept it out, then
+ * a's hour ends while a stays up: it goes to a at once.  The same for an
+ * SMTPUTF8 refusal that ends.
+ */
+static void
+test_parked_until_limit_rises(void **state)
+{
+	struct fixture *f = *state;
+	struct provider *a = f->p[0];
+
+	long_backoff(f);
+	f->d->learned_limit_ms = 300;
+	a->file_max_bytes = (uint64_t)f->cfg->max_message_bytes;
+	a->max_message_bytes = a->registered_max_bytes = a->file_max_bytes;
+	agent_up(f, 0);
+	dispatch__provider_too_large(f->d, a, BIG_BODY + 14);
+	submit_sized(f, now_ms(), BIG_BODY);
+	drain_loop(f, 100);
+	assert_int_equal(f->fa[0].njobs, 0);
+	assert_true(a->limit_learned_until_ms > 0);
+	wait_jobs(f, 0, 1);
+	assert_string_equal(f->fa[0].msg_ids[0], f->ids[0]);
+
+	dispatch__provider_no_utf8(f->d, a);
+	submit_utf8(f);
+	drain_loop(f, 100);
+	assert_int_equal(f->fa[0].njobs, 1);
+	wait_jobs(f, 0, 2);
+	assert_string_equal(f->fa[0].msg_ids[1], f->ids[1]);
+}
+
 int
 main(void)
 {
@@ -664,6 +752,12 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_waits_for_down_provider,
 					    setup_size, teardown),
 	    cmocka_unit_test_setup_teardown(test_announced_limit, setup_size,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_parked_until_one_fits,
+					    setup_size, teardown),
+	    cmocka_unit_test_setup_teardown(test_parked_until_limit_rises,
+					    setup_size, teardown),
+	    cmocka_unit_test_setup_teardown(test_parked_expires, setup_size,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_restored_limit_sends_at_return,
 					    setup_size, teardown),

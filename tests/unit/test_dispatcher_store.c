@@ -277,9 +277,9 @@ test_pause_before_record_unsent(void **state)
 static bool
 delayed_is(struct fixture *f, void *arg)
 {
-	uint64_t ready, loaded, delayed;
+	uint64_t ready, loaded, delayed, parked;
 
-	dispatcher_queue_sizes(f->d, &ready, &loaded, &delayed);
+	dispatcher_queue_sizes(f->d, &ready, &loaded, &delayed, &parked);
 	return delayed == *(uint64_t *)arg;
 }
 
