@@ -24,6 +24,18 @@ import test_55_smtp as t55
 fakes = t55.fakes
 
 
+def with_intake(make_cluster, fake):
+    """The server with its SMTP intake, and s, the agent of fake; the
+    cluster and the intake's port."""
+    port = h.free_port()
+    c = make_cluster(providers=("s",),
+                     server_extra={"smtp_listen": "127.0.0.1:%d" % port})
+    c.smtp_provider("s", fake.port)
+    c.start_server()
+    c.start_agent("s")
+    return c, port
+
+
 def started(make_cluster, fake, extra=None):
     c = t55.smtp_cluster(make_cluster, fake, extra)
     c.start_server()
@@ -186,12 +198,7 @@ def test_idn_domain(make_cluster, fakes, offered):
     # is delivered, its bytes as the client wrote them.  Until 2026-12-01
     # it was refused as needing SMTPUTF8 and failed.
     fake = fakes(smtputf8=offered)
-    port = h.free_port()
-    c = make_cluster(providers=("s",),
-                     server_extra={"smtp_listen": "127.0.0.1:%d" % port})
-    c.smtp_provider("s", fake.port)
-    c.start_server()
-    c.start_agent("s")
+    c, port = with_intake(make_cluster, fake)
     sender, rcpt = "ann@m\u00fcnchen.example", "info@b\u00fccher.example"
     raw = ("From: %s\r\nTo: %s\r\nSubject: idn\r\n\r\nhello\r\n"
            % (sender, rcpt)).encode()
@@ -308,12 +315,7 @@ def test_8bit_message(make_cluster, fakes, offered):
     # message never says BODY=.  Until 2026-12-01 8-bit bytes went to
     # either without a word.
     fake = fakes(eightbitmime=offered)
-    port = h.free_port()
-    c = make_cluster(providers=("s",),
-                     server_extra={"smtp_listen": "127.0.0.1:%d" % port})
-    c.smtp_provider("s", fake.port)
-    c.start_server()
-    c.start_agent("s")
+    c, port = with_intake(make_cluster, fake)
     raw = (EIGHT_BIT % 1).encode()
     mid = smtp_in(port, raw)
     c.wait_delivered([mid])
