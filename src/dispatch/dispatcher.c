@@ -255,15 +255,21 @@ refuses(const struct provider *p, int need)
 	       p->agent_revision < LINK_REVISION_ALABELS;
 }
 
+/* m's envelope_need: its memo, or worked out for one not through the
+ * dispatcher's door. */
+static int
+need_of(const struct store_message *m)
+{
+	if (m->envelope_need != 0)
+		return m->envelope_need;
+	return envelope_need(m->mail_from, (const char *const *)m->rcpt,
+			     m->nrcpt);
+}
+
 bool
 dispatch__needs_utf8(const struct provider *p, const struct store_message *m)
 {
-	int need = m->envelope_need;
-
-	if (need == 0) /* not through the dispatcher's door: no memo */
-		need = envelope_need(m->mail_from, (const char *const *)m->rcpt,
-				     m->nrcpt);
-	return refuses(p, need);
+	return refuses(p, need_of(m));
 }
 
 /* What p can carry, by a message's size and envelope_need. */
@@ -278,10 +284,11 @@ fits_by(const struct provider *p, uint64_t bytes, int need)
 bool
 dispatch__fits(const struct provider *p, const struct store_message *m)
 {
-	if ((uint64_t)m->mime_len > p->max_message_bytes)
-		return false;
-	/* Scanned only for a provider that refused SMTPUTF8 lately. */
-	return p->utf8_refused_until_ms == 0 || !dispatch__needs_utf8(p, m);
+	/* The envelope is looked at only for a provider that refused
+	 * SMTPUTF8 lately. */
+	return fits_by(p, m->mime_len,
+		       p->utf8_refused_until_ms == 0 ? ENVELOPE_ASCII
+						     : need_of(m));
 }
 
 /* A message parked: what routing needs of it, not the message. */
@@ -309,37 +316,64 @@ park_arm(struct dispatcher *d, int64_t due)
 	    d->park_ev, wait < PARK_CHECK_MAX_MS ? wait : PARK_CHECK_MAX_MS);
 }
 
+/*
+ * The parked messages go(e, arg) picks go back to the ready ring, the
+ * others stay in order; one log line (why: "provider=P", "reason=...")
+ * and a pump when any went.
+ */
+static void
+unpark_where(struct dispatcher *d, bool (*go)(const struct parked *, void *),
+	     void *arg, const char *why)
+{
+	size_t i, n = d->parked.len, back = 0;
+	struct parked e;
+
+	for (i = 0; i < n; i++) {
+		ring_pop_front(&d->parked, &e);
+		if (go(&e, arg)) {
+			ring_push_back(&d->ready, &e.rowid);
+			back++;
+		} else {
+			ring_push_back(&d->parked, &e);
+		}
+	}
+	if (back > 0) {
+		log_info("- dispatch unparked %s messages=%zu still_parked=%zu",
+			 why, back, d->parked.len);
+		dispatch__schedule_pump(d);
+	}
+}
+
+/* For park_cb: now, and the earliest expiry of those that stay. */
+struct expiry {
+	int64_t now, next;
+};
+
+static bool
+expired_entry(const struct parked *e, void *arg)
+{
+	struct expiry *x = arg;
+
+	if (e->expires_ms <= x->now)
+		return true;
+	if (x->next == 0 || e->expires_ms < x->next)
+		x->next = e->expires_ms;
+	return false;
+}
+
 /* Parked messages whose TTL is spent go back, to fail as expired. */
 static void
 park_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct dispatcher *d = arg;
-	size_t i, n = d->parked.len, back = 0;
-	int64_t now = now_ms(), next = 0;
-	struct parked e;
+	struct expiry x = {.now = now_ms()};
 
 	(void)fd;
 	(void)what;
 	d->parked_due_ms = 0;
-	for (i = 0; i < n; i++) {
-		ring_pop_front(&d->parked, &e);
-		if (e.expires_ms <= now) {
-			ring_push_back(&d->ready, &e.rowid);
-			back++;
-			continue;
-		}
-		ring_push_back(&d->parked, &e);
-		if (next == 0 || e.expires_ms < next)
-			next = e.expires_ms;
-	}
-	if (next != 0)
-		park_arm(d, next);
-	if (back > 0) {
-		log_info("- dispatch unparked reason=expired messages=%zu "
-			 "still_parked=%zu",
-			 back, d->parked.len);
-		dispatch__schedule_pump(d);
-	}
+	unpark_where(d, expired_entry, &x, "reason=expired");
+	if (x.next != 0)
+		park_arm(d, x.next);
 }
 
 /* Up and usable, and able to carry m (tried this round or not). */
@@ -363,39 +397,30 @@ park(struct dispatcher *d, struct store_message *m)
 	int64_t start = m->budget_ms > 0 ? m->budget_ms : m->created_ms;
 	struct parked e = {.rowid = m->rowid,
 			   .bytes = m->mime_len,
-			   .expires_ms = start + d->cfg->message_ttl_s * 1000};
+			   .expires_ms = start + d->cfg->message_ttl_s * 1000,
+			   .need = need_of(m)};
 
-	need_note(m);
-	e.need = m->envelope_need;
 	log_debug("%s dispatch parked bytes=%zu", m->id, m->mime_len);
 	ring_push_back(&d->parked, &e);
 	park_arm(d, e.expires_ms + 1);
 	store_message_free(m);
 }
 
+static bool
+fits_entry(const struct parked *e, void *arg)
+{
+	return fits_by(arg, e->bytes, e->need);
+}
+
 void
 dispatch__unpark(struct dispatcher *d, struct provider *p)
 {
-	size_t i, n = d->parked.len, back = 0;
-	struct parked e;
+	char why[LINK_NAME_MAX + 16];
 
-	if (n == 0 || !dispatch__usable(p))
+	if (d->parked.len == 0 || !dispatch__usable(p))
 		return;
-	for (i = 0; i < n; i++) {
-		ring_pop_front(&d->parked, &e);
-		if (fits_by(p, e.bytes, e.need)) {
-			ring_push_back(&d->ready, &e.rowid);
-			back++;
-		} else {
-			ring_push_back(&d->parked, &e);
-		}
-	}
-	if (back > 0) {
-		log_info("- dispatch unparked provider=%s messages=%zu "
-			 "still_parked=%zu",
-			 p->name, back, d->parked.len);
-		dispatch__schedule_pump(d);
-	}
+	snprintf(why, sizeof(why), "provider=%s", p->name);
+	unpark_where(d, fits_entry, p, why);
 }
 
 int
