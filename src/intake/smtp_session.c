@@ -472,12 +472,23 @@ submitted(void *arg, const struct submit_reply *r)
 	char text[480], clean[400];
 
 	ss->srv->pending--;
+	/*
+	 * Stored is stored, whether or not the 250 can reach the client:
+	 * counted like any other, and on record, since a client that never
+	 * read its 250 will likely send the message again, and this line is
+	 * how the duplicate is traced.
+	 */
+	if (r->status == 202)
+		submit_count_accepted(ss->srv->sub, SUBMIT_INTAKE_SMTP);
 	if (ss->gone) {
+		if (r->status == 202)
+			log_info("%s smtp reply_lost peer=%s reason=\"client "
+				 "gone before its 250; it may send the "
+				 "message again\"",
+				 r->id, ss->peer);
 		session_end_gone(ss);
 		return;
 	}
-	if (r->status == 202)
-		submit_count_accepted(ss->srv->sub, SUBMIT_INTAKE_SMTP);
 	if (r->status == 202 || r->status == 200) {
 		ss->junk = 0;
 		snprintf(text, sizeof(text), "Ok: queued as %s", r->id);
