@@ -190,6 +190,7 @@ cmd_data(struct smtp_session *ss)
 		return;
 	}
 	smtp__charge(ss);
+	ss->ours = n;
 	smtp__reply(ss, 354, NULL, "End data with <CR><LF>.<CR><LF>");
 	smtp__set_state(ss, SMTP_STATE_DATA);
 }

@@ -142,6 +142,7 @@ struct smtp_session {
 	size_t nrcpt;
 	struct message_envelope env; /* points into the above for submit */
 	struct smtp_data data;
+	size_t ours;    /* data's first bytes that are ours (Received) */
 	size_t charged; /* of data's memory, counted in srv->data_mem */
 	bool no_room;   /* the budget ran out: this message is dropped */
 	LIST_ENTRY(smtp_session) link;

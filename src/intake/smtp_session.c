@@ -236,6 +236,7 @@ smtp__tx_reset(struct smtp_session *ss)
 	ss->srv->data_mem -= ss->charged;
 	ss->charged = 0;
 	ss->no_room = false;
+	ss->ours = 0;
 	free(ss->mail_from);
 	ss->mail_from = NULL;
 	for (i = 0; i < ss->nrcpt; i++)
@@ -320,6 +321,24 @@ cmd_step(struct smtp_session *ss)
 
 static void submitted(void *arg, const struct submit_reply *r);
 
+/*
+ * Does the client's message start with a space or a tab?  Its first line
+ * would then be a continuation of our Received header, in front of it:
+ * the client could append to our trace header.  message_from_mime()
+ * refuses a message that starts so, but sees ours first, so the check is
+ * made here, with its words.
+ */
+static bool
+folds_into_ours(const struct smtp_session *ss)
+{
+	char c;
+
+	if (ss->data.len <= ss->ours)
+		return false;
+	c = ss->data.p[ss->ours];
+	return c == ' ' || c == '\t';
+}
+
 /* The end of DATA: refused at once, or handed to the submit path. */
 static void
 data_end(struct smtp_session *ss)
@@ -336,6 +355,14 @@ data_end(struct smtp_session *ss)
 			     "- smtp too_large peer=%s bytes=%llu", ss->peer,
 			     (unsigned long long)ss->data.seen);
 		smtp__reply(ss, 552, "5.3.4", "Message too big for system");
+		smtp__tx_reset(ss);
+		smtp__set_state(ss, SMTP_STATE_CMD);
+		return;
+	}
+	if (folds_into_ours(ss)) {
+		smtp__reply(ss, 554, "5.6.0",
+			    "Message refused: message: starts with a "
+			    "continuation");
 		smtp__tx_reset(ss);
 		smtp__set_state(ss, SMTP_STATE_CMD);
 		return;

@@ -445,3 +445,30 @@ def test_junk_commands_end_in_421(relay):
     assert codes == [250, 250, 250, 250, 421], codes
     assert s.closed()
     s.close()
+
+
+@pytest.mark.parametrize("lead", [b" ", b"\t"])
+def test_leading_continuation_cannot_extend_our_received(relay, lead):
+    """A message whose first line starts with a space or a tab would be a
+    continuation of the Received header the server puts in front of it:
+    the client could append text to our own trace header (a "for <...>",
+    a second date).  The same bytes through a raw MIME upload are refused
+    ("starts with a continuation"); over SMTP our header hid that, and
+    the message was stored with the client's line folded into ours (on
+    4a4c7e2).  Now 554, nothing stored, and the session goes on."""
+    before = t70.total(relay)
+    s = t70.Raw(relay.smtp_port)
+    assert s.reply()[0] == 220
+    for cmd in (b"EHLO t.example", b"MAIL FROM:<ann@example.com>",
+                b"RCPT TO:<bob@example.net>"):
+        assert s.cmd(cmd)[0] == 250
+    assert s.cmd(b"DATA")[0] == 354
+    code, lines = s.cmd(lead + b"for <mallory@example.org>; spoofed\r\n"
+                        b"From: ann@example.com\r\nSubject: fold\r\n\r\n"
+                        b"body\r\n.")
+    assert code == 554, lines
+    assert lines == ["554 5.6.0 Message refused: message: starts with a "
+                     "continuation"], lines
+    assert s.cmd(b"NOOP")[0] == 250
+    s.close()
+    assert t70.total(relay) == before
