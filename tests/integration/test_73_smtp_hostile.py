@@ -472,3 +472,71 @@ def test_leading_continuation_cannot_extend_our_received(relay, lead):
     assert s.cmd(b"NOOP")[0] == 250
     s.close()
     assert t70.total(relay) == before
+
+
+def received_of(c, marker):
+    """Our Received header (unfolded) of the stored message with marker in
+    its Message-ID."""
+    stored = h.wait_for(lambda: t70.maildir_file(c, "a", marker), 10,
+                        "message " + marker + " delivered")
+    head = stored.split(b"\r\n\r\n", 1)[0].decode()
+    first = re.search(r"^Received:([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)", head,
+                      re.M)
+    return first.group(1).replace("\r\n", "")
+
+
+def comments_balanced(text):
+    """RFC 5322 comments and quoted strings of a header value: every "("
+    closed before the end, no ")" without its "(", no quote left open."""
+    depth, quoted, esc = 0, False, False
+    for ch in text:
+        if esc:
+            esc = False
+        elif ch == "\\":
+            esc = True
+        elif quoted:
+            quoted = ch != '"'
+        elif ch == '"':
+            quoted = True
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth == 0 and not quoted and not esc
+
+
+@pytest.mark.parametrize("helo,kept", [
+    (b"x(", False), (b"spoof.example([203.0.113.9])", False),
+    (b'a"b', False), (b"a;b", False), (b"a\\(b", False), (b"<a>", False),
+    (b"[127.0.0.1]", True), (b"[IPv6:2001:db8::1]", True),
+    (b"mx-1.example.org", True)])
+def test_helo_cannot_reshape_our_received(relay, helo, kept):
+    """The EHLO argument goes into our Received header, which readers
+    parse by RFC 5322: a "(" there opened a comment that swallowed "by
+    HOST ... with ESMTP" and the rest, a "([203.0.113.9])" put a forged
+    address ahead of the real one, a quote or backslash swallowed the
+    rest, a ";" ended the tokens early (all stored as given on 4a4c7e2).
+    Those characters now go in as "?"; a host name and an address literal
+    stay as written."""
+    marker = "helo-%d" % abs(hash(helo))
+    s = t70.Raw(relay.smtp_port)
+    assert s.reply()[0] == 220
+    for cmd in (b"EHLO " + helo, b"MAIL FROM:<ann@example.com>",
+                b"RCPT TO:<bob@example.net>"):
+        assert s.cmd(cmd)[0] == 250
+    assert s.cmd(b"DATA")[0] == 354
+    code, lines = s.cmd(b"Message-ID: <" + marker.encode() + b"@t>\r\n"
+                        b"From: ann@example.com\r\n\r\nbody\r\n.")
+    assert code == 250, lines
+    s.close()
+    rec = received_of(relay, marker + "@t")
+    given = re.match(r" from (\S+) \(\[127\.0\.0\.1\]\)\tby ", rec)
+    assert given is not None, rec
+    assert comments_balanced(rec), rec
+    assert rec.count(";") == 1, rec
+    if kept:
+        assert given.group(1) == helo.decode(), rec
+    else:
+        assert not set(given.group(1)) & set('()<>;"\\'), rec
