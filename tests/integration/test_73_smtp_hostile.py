@@ -9,6 +9,10 @@ timeout when the kernel took every reply at once; one rate limit shared
 by every kind of refusal let a cheap one hide AUTH guessing from the log;
 a TLS handshake that never finishes held its connection 10 s past the
 idle timeout; descriptor churn at the fd limit logged two lines a retry.
+And on 4a4c7e2: a message whose first line starts with a space or a tab
+folded into our Received header; the HELO name's "(", ";", quotes and
+brackets reshaped that header; a session that may not send read 256 KiB
+ahead and queued 64 KiB of replies like a trusted one.
 
 What held, pinned here: a client that never reads is bounded (the server
 stops reading); a message of exactly max_message_bytes (Received
