@@ -17,6 +17,36 @@
 #include <string.h>
 #include <time.h>
 
+/*
+ * The HELO/EHLO argument as our Received header carries it.  It is
+ * visible ASCII already (smtp_cmd_parse), but readers parse that header
+ * by RFC 5322, where some of those characters have a meaning: a "(" opens
+ * a comment that swallows "by HOST ... with ...", a quote or a backslash
+ * swallows the rest, a ";" ends the tokens before our date, and
+ * "x([192.0.2.9])" puts a forged address ahead of the real one.  Those
+ * become '?' (as Postfix neuters its HELO name), and so do brackets except
+ * around a whole address literal, which is kept as written.
+ */
+static void
+helo_keep(char *out, size_t sz, const char *arg)
+{
+	size_t i, n = strlen(arg);
+	bool literal;
+
+	if (n >= sz)
+		n = sz - 1;
+	literal = n >= 2 && arg[0] == '[' && arg[n - 1] == ']' &&
+		  memchr(arg + 1, '[', n - 1) == NULL &&
+		  memchr(arg, ']', n - 1) == NULL;
+	for (i = 0; i < n; i++) {
+		out[i] = arg[i];
+		if (strchr("()<>;\"\\", arg[i]) != NULL ||
+		    (!literal && (arg[i] == '[' || arg[i] == ']')))
+			out[i] = '?';
+	}
+	out[n] = '\0';
+}
+
 static void
 cmd_helo(struct smtp_session *ss, const struct smtp_cmd *c)
 {
@@ -29,7 +59,7 @@ cmd_helo(struct smtp_session *ss, const struct smtp_cmd *c)
 	bool ok;
 
 	smtp__tx_reset(ss);
-	snprintf(ss->helo, sizeof(ss->helo), "%s", c->arg);
+	helo_keep(ss->helo, sizeof(ss->helo), c->arg);
 	ss->esmtp = c->verb == SMTP_VERB_EHLO;
 	if (!ss->esmtp) {
 		smtp__reply(ss, 250, NULL, s->hostname);
@@ -190,6 +220,7 @@ cmd_data(struct smtp_session *ss)
 		return;
 	}
 	smtp__charge(ss);
+	ss->ours = n;
 	smtp__reply(ss, 354, NULL, "End data with <CR><LF>.<CR><LF>");
 	smtp__set_state(ss, SMTP_STATE_DATA);
 }

@@ -142,6 +142,7 @@ struct smtp_session {
 	size_t nrcpt;
 	struct message_envelope env; /* points into the above for submit */
 	struct smtp_data data;
+	size_t ours;    /* data's first bytes that are ours (Received) */
 	size_t charged; /* of data's memory, counted in srv->data_mem */
 	bool no_room;   /* the budget ran out: this message is dropped */
 	LIST_ENTRY(smtp_session) link;
@@ -153,6 +154,11 @@ void smtp__reply(struct smtp_session *ss, int code, const char *ehn,
 		 const char *text);
 /* A refused command, counted: past max_bad_commands, 421 and close. */
 void smtp__reply_bad(struct smtp_session *ss, const struct smtp_reply *r);
+/*
+ * Sets the read-ahead cap, which is larger once the session may send
+ * (trusted, or after AUTH): call when that changes.
+ */
+void smtp__read_bounds(struct smtp_session *ss);
 /* Restarts the idle deadline. */
 void smtp__idle_arm(struct smtp_session *ss);
 /* Where replies are queued (see flush() in smtp_session.c). */

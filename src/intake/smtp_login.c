@@ -91,6 +91,7 @@ auth_done(void *arg)
 	if (!ss->gone) {
 		if (j->ok) {
 			ss->authed = true;
+			smtp__read_bounds(ss);
 			for (i = 0;
 			     j->user[i] != '\0' && i + 1 < sizeof(ss->user);
 			     i++)

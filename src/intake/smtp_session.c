@@ -48,6 +48,16 @@
 #define OUT_HIGH (64 * 1024)
 /* Bytes read ahead of the parser at most. */
 #define IN_HIGH (256 * 1024)
+/*
+ * The same two bounds for a session that may not send (neither trusted
+ * nor authenticated).  It has a few short commands to say (EHLO,
+ * STARTTLS, AUTH) and nothing to gain from reading far ahead, while an
+ * outsider may open smtp_max_connections of them: with the bounds above
+ * 512 such sessions held 160 MiB.  Still room for a whole command line.
+ */
+#define OUT_HIGH_LOCKED (16 * 1024)
+#define IN_HIGH_LOCKED (16 * 1024)
+_Static_assert(IN_HIGH_LOCKED >= 2 * SMTP_LINE_MAX, "a line must fit");
 /* After our last reply: how long the peer's bytes are read and dropped. */
 #define LINGER_MS 1000
 /* A last reply that the peer does not read is given up after this. */
@@ -122,6 +132,28 @@ struct evbuffer *
 smtp__outq(struct smtp_session *ss)
 {
 	return ss->tls ? bufferevent_get_output(ss->bev) : ss->out;
+}
+
+/* May this session send mail?  Its bounds follow (see IN_HIGH_LOCKED). */
+static bool
+trusted_or_authed(const struct smtp_session *ss)
+{
+	return ss->trusted || ss->authed;
+}
+
+/* Replies waiting beyond this: no command is read. */
+static size_t
+out_high(const struct smtp_session *ss)
+{
+	return trusted_or_authed(ss) ? OUT_HIGH : OUT_HIGH_LOCKED;
+}
+
+void
+smtp__read_bounds(struct smtp_session *ss)
+{
+	bufferevent_setwatermark(ss->bev, EV_READ, 0,
+				 trusted_or_authed(ss) ? IN_HIGH
+						       : IN_HIGH_LOCKED);
 }
 
 /* Reply bytes not yet taken by the kernel. */
@@ -236,6 +268,7 @@ smtp__tx_reset(struct smtp_session *ss)
 	ss->srv->data_mem -= ss->charged;
 	ss->charged = 0;
 	ss->no_room = false;
+	ss->ours = 0;
 	free(ss->mail_from);
 	ss->mail_from = NULL;
 	for (i = 0; i < ss->nrcpt; i++)
@@ -266,7 +299,7 @@ cmd_step(struct smtp_session *ss)
 	unsigned char *run;
 	const char *p, *nl;
 
-	if (avail == 0 || unsent(ss) > OUT_HIGH)
+	if (avail == 0 || unsent(ss) > out_high(ss))
 		return false;
 	n = avail < SMTP_LINE_MAX ? avail : SMTP_LINE_MAX;
 	if ((run = evbuffer_pullup(in, (ev_ssize_t)n)) == NULL)
@@ -320,6 +353,24 @@ cmd_step(struct smtp_session *ss)
 
 static void submitted(void *arg, const struct submit_reply *r);
 
+/*
+ * Does the client's message start with a space or a tab?  Its first line
+ * would then be a continuation of our Received header, in front of it:
+ * the client could append to our trace header.  message_from_mime()
+ * refuses a message that starts so, but sees ours first, so the check is
+ * made here, with its words.
+ */
+static bool
+folds_into_ours(const struct smtp_session *ss)
+{
+	char c;
+
+	if (ss->data.len <= ss->ours)
+		return false;
+	c = ss->data.p[ss->ours];
+	return c == ' ' || c == '\t';
+}
+
 /* The end of DATA: refused at once, or handed to the submit path. */
 static void
 data_end(struct smtp_session *ss)
@@ -336,6 +387,14 @@ data_end(struct smtp_session *ss)
 			     "- smtp too_large peer=%s bytes=%llu", ss->peer,
 			     (unsigned long long)ss->data.seen);
 		smtp__reply(ss, 552, "5.3.4", "Message too big for system");
+		smtp__tx_reset(ss);
+		smtp__set_state(ss, SMTP_STATE_CMD);
+		return;
+	}
+	if (folds_into_ours(ss)) {
+		smtp__reply(ss, 554, "5.6.0",
+			    "Message refused: message: starts with a "
+			    "continuation");
 		smtp__tx_reset(ss);
 		smtp__set_state(ss, SMTP_STATE_CMD);
 		return;
@@ -381,7 +440,7 @@ static bool
 out_paused(struct smtp_session *ss)
 {
 	return (ss->state == SMTP_STATE_CMD || ss->state == SMTP_STATE_AUTH) &&
-	       unsent(ss) > OUT_HIGH;
+	       unsent(ss) > out_high(ss);
 }
 
 /*
@@ -443,7 +502,7 @@ session_drive(struct smtp_session *ss)
 	}
 	if (ss->eof &&
 	    (ss->state == SMTP_STATE_CMD || ss->state == SMTP_STATE_AUTH) &&
-	    !ss->resume_pending && unsent(ss) <= OUT_HIGH) {
+	    !ss->resume_pending && unsent(ss) <= out_high(ss)) {
 		/* Not paused for the replies: every whole line was read. */
 		session_close(ss);
 		return;
@@ -472,12 +531,23 @@ submitted(void *arg, const struct submit_reply *r)
 	char text[480], clean[400];
 
 	ss->srv->pending--;
+	/*
+	 * Stored is stored, whether or not the 250 can reach the client:
+	 * counted like any other, and on record, since a client that never
+	 * read its 250 will likely send the message again, and this line is
+	 * how the duplicate is traced.
+	 */
+	if (r->status == 202)
+		submit_count_accepted(ss->srv->sub, SUBMIT_INTAKE_SMTP);
 	if (ss->gone) {
+		if (r->status == 202)
+			log_info("%s smtp reply_lost peer=%s reason=\"client "
+				 "gone before its 250; it may send the "
+				 "message again\"",
+				 r->id, ss->peer);
 		session_end_gone(ss);
 		return;
 	}
-	if (r->status == 202)
-		submit_count_accepted(ss->srv->sub, SUBMIT_INTAKE_SMTP);
 	if (r->status == 202 || r->status == 200) {
 		ss->junk = 0;
 		snprintf(text, sizeof(text), "Ok: queued as %s", r->id);
@@ -567,7 +637,7 @@ static void
 bev_setup(struct smtp_session *ss)
 {
 	bufferevent_setcb(ss->bev, on_read, on_write, on_event, ss);
-	bufferevent_setwatermark(ss->bev, EV_READ, 0, IN_HIGH);
+	smtp__read_bounds(ss);
 	if (ss->tls)
 		bufferevent_openssl_set_allow_dirty_shutdown(ss->bev, 1);
 }
@@ -607,11 +677,11 @@ tls_start(struct smtp_session *ss)
 		return;
 	}
 	ss->tls = true;
-	bev_setup(ss);
 	ss->helo[0] = '\0';
 	ss->esmtp = false;
 	ss->authed = false;
 	ss->user[0] = '\0';
+	bev_setup(ss);
 	smtp__tx_reset(ss);
 	smtp__set_state(ss, SMTP_STATE_CMD);
 	smtp__idle_arm(ss);

@@ -9,6 +9,10 @@ timeout when the kernel took every reply at once; one rate limit shared
 by every kind of refusal let a cheap one hide AUTH guessing from the log;
 a TLS handshake that never finishes held its connection 10 s past the
 idle timeout; descriptor churn at the fd limit logged two lines a retry.
+And on 4a4c7e2: a message whose first line starts with a space or a tab
+folded into our Received header; the HELO name's "(", ";", quotes and
+brackets reshaped that header; a session that may not send read 256 KiB
+ahead and queued 64 KiB of replies like a trusted one.
 
 What held, pinned here: a client that never reads is bounded (the server
 stops reading); a message of exactly max_message_bytes (Received
@@ -445,3 +449,161 @@ def test_junk_commands_end_in_421(relay):
     assert codes == [250, 250, 250, 250, 421], codes
     assert s.closed()
     s.close()
+
+
+@pytest.mark.parametrize("lead", [b" ", b"\t"])
+def test_leading_continuation_cannot_extend_our_received(relay, lead):
+    """A message whose first line starts with a space or a tab would be a
+    continuation of the Received header the server puts in front of it:
+    the client could append text to our own trace header (a "for <...>",
+    a second date).  The same bytes through a raw MIME upload are refused
+    ("starts with a continuation"); over SMTP our header hid that, and
+    the message was stored with the client's line folded into ours (on
+    4a4c7e2).  Now 554, nothing stored, and the session goes on."""
+    before = t70.total(relay)
+    s = t70.Raw(relay.smtp_port)
+    assert s.reply()[0] == 220
+    for cmd in (b"EHLO t.example", b"MAIL FROM:<ann@example.com>",
+                b"RCPT TO:<bob@example.net>"):
+        assert s.cmd(cmd)[0] == 250
+    assert s.cmd(b"DATA")[0] == 354
+    code, lines = s.cmd(lead + b"for <mallory@example.org>; spoofed\r\n"
+                        b"From: ann@example.com\r\nSubject: fold\r\n\r\n"
+                        b"body\r\n.")
+    assert code == 554, lines
+    assert lines == ["554 5.6.0 Message refused: message: starts with a "
+                     "continuation"], lines
+    assert s.cmd(b"NOOP")[0] == 250
+    s.close()
+    assert t70.total(relay) == before
+
+
+def received_of(c, marker):
+    """Our Received header (unfolded) of the stored message with marker in
+    its Message-ID."""
+    stored = h.wait_for(lambda: t70.maildir_file(c, "a", marker), 10,
+                        "message " + marker + " delivered")
+    head = stored.split(b"\r\n\r\n", 1)[0].decode()
+    first = re.search(r"^Received:([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)", head,
+                      re.M)
+    return first.group(1).replace("\r\n", "")
+
+
+def comments_balanced(text):
+    """RFC 5322 comments and quoted strings of a header value: every "("
+    closed before the end, no ")" without its "(", no quote left open."""
+    depth, quoted, esc = 0, False, False
+    for ch in text:
+        if esc:
+            esc = False
+        elif ch == "\\":
+            esc = True
+        elif quoted:
+            quoted = ch != '"'
+        elif ch == '"':
+            quoted = True
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth == 0 and not quoted and not esc
+
+
+@pytest.mark.parametrize("helo,kept", [
+    (b"x(", False), (b"spoof.example([203.0.113.9])", False),
+    (b'a"b', False), (b"a;b", False), (b"a\\(b", False), (b"<a>", False),
+    (b"[127.0.0.1]", True), (b"[IPv6:2001:db8::1]", True),
+    (b"mx-1.example.org", True)])
+def test_helo_cannot_reshape_our_received(relay, helo, kept):
+    """The EHLO argument goes into our Received header, which readers
+    parse by RFC 5322: a "(" there opened a comment that swallowed "by
+    HOST ... with ESMTP" and the rest, a "([203.0.113.9])" put a forged
+    address ahead of the real one, a quote or backslash swallowed the
+    rest, a ";" ended the tokens early (all stored as given on 4a4c7e2).
+    Those characters now go in as "?"; a host name and an address literal
+    stay as written."""
+    marker = "helo-%d" % abs(hash(helo))
+    s = t70.Raw(relay.smtp_port)
+    assert s.reply()[0] == 220
+    for cmd in (b"EHLO " + helo, b"MAIL FROM:<ann@example.com>",
+                b"RCPT TO:<bob@example.net>"):
+        assert s.cmd(cmd)[0] == 250
+    assert s.cmd(b"DATA")[0] == 354
+    code, lines = s.cmd(b"Message-ID: <" + marker.encode() + b"@t>\r\n"
+                        b"From: ann@example.com\r\n\r\nbody\r\n.")
+    assert code == 250, lines
+    s.close()
+    rec = received_of(relay, marker + "@t")
+    given = re.match(r" from (\S+) \(\[127\.0\.0\.1\]\)\tby ", rec)
+    assert given is not None, rec
+    assert comments_balanced(rec), rec
+    assert rec.count(";") == 1, rec
+    if kept:
+        assert given.group(1) == helo.decode(), rec
+    else:
+        assert not set(given.group(1)) & set('()<>;"\\'), rec
+
+
+
+def tcp_queues():
+    """(local port, remote port) -> (tx_queue, rx_queue) of every IPv4
+    TCP socket of this host (/proc/net/tcp): bytes a kernel holds."""
+    out = {}
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            tx, rx = (int(v, 16) for v in fields[4].split(":"))
+            out[(int(fields[1][-4:], 16), int(fields[2][-4:], 16))] = (tx, rx)
+    return out
+
+
+def test_sessions_that_may_not_send_hold_little(locked):
+    """A client that may not send (no trusted network, no AUTH) has a few
+    short commands to say, yet each of its sessions read 256 KiB ahead
+    and queued 64 KiB of replies like a trusted one's: 512 sessions from a
+    few addresses, pipelining EHLO and never reading, held 160 MiB (on
+    4a4c7e2).  Such a session now reads 16 KiB ahead and queues 16 KiB of
+    replies.  What a session holds is counted from the kernels' queues,
+    not the server's RSS (ASan's quarantine grows with every command): the
+    bytes the server took off the socket, less the commands whose replies
+    are already in the kernels, leaves what it holds in its input (and
+    the commands of the replies it holds)."""
+    probe = t70.Raw(locked.smtp_port)
+    greeting = sum(len(x) + 2 for x in probe.reply()[1])
+    reply = sum(len(x) + 2 for x in probe.cmd(b"EHLO x")[1])
+    probe.close()
+    cmd = b"EHLO x\n"
+    socks = []
+    for _ in range(8):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", locked.smtp_port))
+        s.setblocking(False)
+        socks.append([s, 0])
+    chunk = cmd * 9000
+    last = time.monotonic()
+    while time.monotonic() - last < h.scaled(0.5):
+        for entry in socks:
+            try:
+                n = entry[0].send(chunk)
+            except BlockingIOError:
+                continue
+            entry[1] += n
+            last = time.monotonic()
+        time.sleep(0.01)
+    queues = tcp_queues()
+    held = []
+    for s, sent in socks:
+        mine = s.getsockname()[1]
+        ctx, crx = queues[(mine, locked.smtp_port)]
+        stx, srx = queues[(locked.smtp_port, mine)]
+        taken = sent - ctx - srx
+        answered = (stx + crx - greeting) // reply * len(cmd)
+        held.append((taken - answered) >> 10)
+        s.close()
+    assert max(held) < 64, "KiB held a session: %s" % held
+    t = t70.Raw(locked.smtp_port)
+    assert t.reply()[0] == 220 and t.cmd(b"NOOP")[0] == 250
+    t.close()
