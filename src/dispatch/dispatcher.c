@@ -301,15 +301,25 @@ struct parked {
 
 /* Its clock is re-read at least this often, so a stepped clock is seen. */
 #define PARK_CHECK_MAX_MS 3600000
+/*
+ * And at most this often: each scan walks the whole ring, and messages
+ * that parked one after the other expire one after the other.  Armed for
+ * each expiry, a million parked cost a million-entry walk a millisecond.
+ * A TTL is counted in seconds, so its end is noticed up to a second late.
+ */
+#define PARK_CHECK_MIN_MS 1000
 
 static void
 park_arm(struct dispatcher *d, int64_t due)
 {
-	int64_t wait = due - now_ms();
+	int64_t wait = due - now_ms(), rest;
 
 	if (d->parked_due_ms != 0 && d->parked_due_ms <= due)
 		return;
 	d->parked_due_ms = due;
+	rest = d->park_scan_mono + PARK_CHECK_MIN_MS - mono_ms();
+	if (d->park_scan_mono != 0 && wait < rest)
+		wait = rest;
 	if (wait < 0)
 		wait = 0;
 	dispatch__timer_start(
@@ -371,6 +381,8 @@ park_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	d->parked_due_ms = 0;
+	d->park_scan_mono = mono_ms();
+	d->park_scans++;
 	unpark_where(d, expired_entry, &x, "reason=expired");
 	if (x.next != 0)
 		park_arm(d, x.next);
