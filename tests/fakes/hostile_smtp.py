@@ -17,6 +17,8 @@ AUTH, no PIPELINING.
   as the answer to the next MAIL;
 - "drop_after_dot": the data is read to its dot, then the connection is
   closed with no reply (the smarthost may have queued it);
+- "no_verdict_after_dot": the data is read to its dot, then answered
+  "354" again, which is no verdict, and the connection closed;
 - "no_greeting": the connection is accepted and nothing is ever said.
 
 `messages` holds the data of each transaction read to its dot;
@@ -134,6 +136,9 @@ class _Session:
             self.fake.messages.append(b"\r\n".join(lines))
             k = len(self.fake.messages)
         if self.fake.mode == "drop_after_dot":
+            return False
+        if self.fake.mode == "no_verdict_after_dot":
+            self.say("354 go on")
             return False
         self.say("250 2.0.0 Ok: queued as Q%d" % k)
         return True

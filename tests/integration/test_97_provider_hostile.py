@@ -261,6 +261,50 @@ def test_smtp_drop_after_the_dot(make_cluster, smtp_fake):
         [("s", "ambiguous"), ("b", "delivered")], m["attempts"]
 
 
+def test_smtp_no_verdict_after_the_dot(make_cluster, smtp_fake):
+    """The whole message and its dot went out, and the smarthost answered
+    "354", which is no verdict, and closed: it may have queued the
+    message, so the attempt is ambiguous, as after silence, and b
+    delivers.  Until 2026-12-01 the attempt read transient."""
+    fake = smtp_fake("no_verdict_after_dot")
+    c = smtp_cluster(make_cluster, fake)
+    m = settled(c, c.submit(h.message(1)))
+    assert len(fake.messages) == 1
+    assert [(a["provider"], a["outcome"]) for a in m["attempts"]] == \
+        [("s", "ambiguous"), ("b", "delivered")], m["attempts"]
+    assert "no verdict after the data: 354" in m["attempts"][0]["detail"]
+
+
+def test_smtp_greeting_never_comes(make_cluster, smtp_fake):
+    """A smarthost that accepts and never greets: the session's connect
+    times out, nothing of the message was sent, so the attempt is
+    transient (not ambiguous) and b delivers, within the timeouts."""
+    fake = smtp_fake("no_greeting")
+    c = smtp_cluster(make_cluster, fake)
+    t0 = time.monotonic()
+    m = settled(c, c.submit(h.message(1)))
+    assert time.monotonic() - t0 < h.scaled(10)
+    assert fake.mails == 0 and not fake.messages
+    assert [(a["provider"], a["outcome"]) for a in m["attempts"]] == \
+        [("s", "transient"), ("b", "delivered")], m["attempts"]
+
+
+def test_smtp_idle_chatter_is_no_answer(make_cluster, smtp_fake):
+    """A smarthost that, between transactions, keeps sending continuation
+    lines ("250-still here") and never a final reply: the next message
+    reads its own MAIL's answer, not the chatter, and is delivered by s
+    whole."""
+    fake = smtp_fake("idle_chatter")
+    c = smtp_cluster(make_cluster, fake)
+    m1 = settled(c, c.submit(h.message(1)))
+    time.sleep(0.3)  # chatter piles up on the idle session meanwhile
+    m2 = settled(c, c.submit(h.message(2)))
+    for m in (m1, m2):
+        assert [(a["provider"], a["outcome"]) for a in m["attempts"]] == \
+            [("s", "delivered")], m["attempts"]
+    assert len(fake.messages) == 2
+
+
 # ------------------------------------------------------------ supervisor
 
 
