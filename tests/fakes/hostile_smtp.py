@@ -19,7 +19,10 @@ AUTH, no PIPELINING.
   closed with no reply (the smarthost may have queued it);
 - "no_verdict_after_dot": the data is read to its dot, then answered
   "354" again, which is no verdict, and the connection closed;
-- "no_greeting": the connection is accepted and nothing is ever said.
+- "no_greeting": the connection is accepted and nothing is ever said;
+- "ehlo_flood": EHLO is answered with "250-" lines of 1,000 bytes, as
+  fast as the client reads them, and never a final line (`flooded` counts
+  the bytes sent).
 
 `messages` holds the data of each transaction read to its dot;
 `mails` counts the MAIL commands; `connections` counts the accepted
@@ -39,6 +42,7 @@ class HostileSmtp(Listener):
         self.mode = mode
         self.messages = []
         self.mails = 0
+        self.flooded = 0
         if mode == "early_250":
             # Inherited by accepted sockets: the client's data stalls soon.
             self.rcvbuf = 4096
@@ -98,6 +102,8 @@ class _Session:
             if ln is None:
                 return
             verb = ln.split(b" ", 1)[0].split(b":", 1)[0].upper()
+            if verb == b"EHLO" and mode == "ehlo_flood":
+                return self.flood()
             if verb == b"EHLO":
                 self.say("250-hostile.test\r\n250 SIZE 100000000")
             elif verb == b"HELO":
@@ -122,6 +128,18 @@ class _Session:
                 return
             else:
                 self.say("250 Ok")
+
+    def flood(self):
+        line = b"250-" + b"x" * 994 + b"\r\n"
+        chunk = line * 64
+        self.conn.settimeout(1)
+        while not self.fake.stopping and time.monotonic() < self.deadline:
+            try:
+                self.conn.sendall(chunk)
+            except socket.timeout:
+                continue
+            with self.fake.lock:
+                self.fake.flooded += len(chunk)
 
     def data(self):
         lines = []

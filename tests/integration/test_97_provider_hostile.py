@@ -305,6 +305,26 @@ def test_smtp_idle_chatter_is_no_answer(make_cluster, smtp_fake):
     assert len(fake.messages) == 2
 
 
+def test_smtp_ehlo_flood(make_cluster, smtp_fake):
+    """EHLO answered with endless "250-" lines (curl's half of the
+    session, not ours): the agent's memory does not grow with them, the
+    session gives up (libcurl 7.88 stops at 300 KiB of reply: "Too large
+    response headers"; request_timeout_ms would otherwise), the attempt
+    is transient (nothing was sent) and b delivers."""
+    fake = smtp_fake("ehlo_flood")
+    c = smtp_cluster(make_cluster, fake)
+    agent = c.agents["s"]
+    before = h.rss(agent.pid)
+    m = settled(c, c.submit(h.message(1)), timeout=h.scaled(15))
+    assert fake.flooded > 256 << 10, fake.flooded
+    grown = h.rss(agent.pid) - before
+    assert grown < 8 << 20, "the agent grew %d bytes reading %d" % (
+        grown, fake.flooded)
+    assert fake.mails == 0 and not fake.messages
+    assert [(a["provider"], a["outcome"]) for a in m["attempts"]] == \
+        [("s", "transient"), ("b", "delivered")], m["attempts"]
+
+
 # ------------------------------------------------------------ supervisor
 
 
