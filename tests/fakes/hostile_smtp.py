@@ -20,6 +20,9 @@ AUTH, no PIPELINING.
 - "no_verdict_after_dot": the data is read to its dot, then answered
   "354" again, which is no verdict, and the connection closed;
 - "no_greeting": the connection is accepted and nothing is ever said;
+- "starttls_broken": EHLO offers STARTTLS, which is answered "220"; the
+  ClientHello is answered with bytes that are no TLS record, then the
+  close;
 - "ehlo_flood": EHLO is answered with "250-" lines of 1,000 bytes, as
   fast as the client reads them, and never a final line (`flooded` counts
   the bytes sent).
@@ -104,7 +107,16 @@ class _Session:
             verb = ln.split(b" ", 1)[0].split(b":", 1)[0].upper()
             if verb == b"EHLO" and mode == "ehlo_flood":
                 return self.flood()
-            if verb == b"EHLO":
+            if verb == b"EHLO" and mode == "starttls_broken":
+                self.say("250-hostile.test\r\n250 STARTTLS")
+            elif verb == b"STARTTLS":
+                self.say("220 2.0.0 Ready to start TLS")
+                # After the ClientHello, so that the handshake reads it.
+                self.conn.settimeout(5)
+                self.conn.recv(65536)
+                self.conn.sendall(b"this is no TLS record\r\n")
+                return
+            elif verb == b"EHLO":
                 self.say("250-hostile.test\r\n250 SIZE 100000000")
             elif verb == b"HELO":
                 self.say("250 hostile.test")

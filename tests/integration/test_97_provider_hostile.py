@@ -325,6 +325,20 @@ def test_smtp_ehlo_flood(make_cluster, smtp_fake):
         [("s", "transient"), ("b", "delivered")], m["attempts"]
 
 
+@pytest.mark.parametrize("mode", ["ok", "starttls_broken"])
+def test_smtp_starttls_required(make_cluster, smtp_fake, mode):
+    """tls = starttls against a smarthost that does not offer STARTTLS
+    ("ok"), or offers it and then speaks no TLS: the session fails before
+    MAIL, nothing goes in plaintext, the attempt is transient and b
+    delivers."""
+    fake = smtp_fake(mode)
+    c = smtp_cluster(make_cluster, fake, tls="starttls")
+    m = settled(c, c.submit(h.message(1)))
+    assert fake.mails == 0 and not fake.messages
+    assert [(a["provider"], a["outcome"]) for a in m["attempts"]] == \
+        [("s", "transient"), ("b", "delivered")], m["attempts"]
+
+
 # ------------------------------------------------------------ supervisor
 
 
