@@ -23,6 +23,10 @@ AUTH, no PIPELINING.
 - "starttls_broken": EHLO offers STARTTLS, which is answered "220"; the
   ClientHello is answered with bytes that are no TLS record, then the
   close;
+- "ehlo_refused_late": EHLO is answered with extensions on its "250-"
+  lines and a final "550" (the code changes inside the reply), so the
+  client falls back to HELO, which offers none: a MAIL with parameters
+  is refused "555" as a HELO-only server would, one without goes on;
 - "ehlo_flood": EHLO is answered with "250-" lines of 1,000 bytes, as
   fast as the client reads them, and never a final line (`flooded` counts
   the bytes sent).
@@ -107,7 +111,16 @@ class _Session:
             verb = ln.split(b" ", 1)[0].split(b":", 1)[0].upper()
             if verb == b"EHLO" and mode == "ehlo_flood":
                 return self.flood()
-            if verb == b"EHLO" and mode == "starttls_broken":
+            if verb == b"EHLO" and mode == "ehlo_refused_late":
+                self.say("250-hostile.test\r\n250-PIPELINING\r\n"
+                         "250-8BITMIME\r\n250-SMTPUTF8\r\n"
+                         "250-SIZE 100000000\r\n550 5.5.1 no EHLO after all")
+            elif (verb == b"MAIL" and mode == "ehlo_refused_late" and
+                    ln.rstrip().endswith(b">") is False):
+                with self.fake.lock:
+                    self.fake.mails += 1
+                self.say("555 5.5.4 MAIL parameters not recognized")
+            elif verb == b"EHLO" and mode == "starttls_broken":
                 self.say("250-hostile.test\r\n250 STARTTLS")
             elif verb == b"STARTTLS":
                 self.say("220 2.0.0 Ready to start TLS")

@@ -339,6 +339,20 @@ def test_smtp_starttls_required(make_cluster, smtp_fake, mode):
         [("s", "transient"), ("b", "delivered")], m["attempts"]
 
 
+def test_smtp_ehlo_refused_after_its_extensions(make_cluster, smtp_fake):
+    """EHLO's "250-" lines list extensions and its last line says 550:
+    libcurl falls back to HELO, and the session has no extension, so MAIL
+    goes without SIZE= (a HELO-only server refuses parameters with 555).
+    Until 2026-12-01 the extensions of the refused EHLO were kept: MAIL
+    said SIZE=, got 555, and the message failed for good."""
+    fake = smtp_fake("ehlo_refused_late")
+    c = smtp_cluster(make_cluster, fake)
+    m = settled(c, c.submit(h.message(1)))
+    assert [(a["provider"], a["outcome"]) for a in m["attempts"]] == \
+        [("s", "delivered")], m["attempts"]
+    assert len(fake.messages) == 1
+
+
 # ------------------------------------------------------------ supervisor
 
 
