@@ -338,6 +338,7 @@ unpark_where(struct dispatcher *d, bool (*go)(const struct parked *, void *),
 	size_t i, n = d->parked.len, back = 0;
 	struct parked e;
 
+	d->park_visits += n;
 	for (i = 0; i < n; i++) {
 		ring_pop_front(&d->parked, &e);
 		if (go(&e, arg)) {
@@ -413,6 +414,7 @@ park(struct dispatcher *d, struct store_message *m)
 			   .need = need_of(m)};
 
 	log_debug("%s dispatch parked bytes=%zu", m->id, m->mime_len);
+	d->park_gen++;
 	ring_push_back(&d->parked, &e);
 	park_arm(d, e.expires_ms + 1);
 	store_message_free(m);
@@ -424,13 +426,29 @@ fits_entry(const struct parked *e, void *arg)
 	return fits_by(arg, e->bytes, e->need);
 }
 
+/*
+ * A walk of the whole ring per return of p costs what the ring holds (a
+ * million entries: 10 ms), and p's usability may flip at every answer (a
+ * pause of a millisecond per throttled one): a walk that can move nothing
+ * is skipped.  fits_by() reads only these fields of p.
+ */
 void
 dispatch__unpark(struct dispatcher *d, struct provider *p)
 {
 	char why[LINK_NAME_MAX + 16];
+	bool utf8_refused = p->utf8_refused_until_ms != 0;
 
 	if (d->parked.len == 0 || !dispatch__usable(p))
 		return;
+	if (p->unparked.park_gen == d->park_gen &&
+	    p->unparked.max_bytes == p->max_message_bytes &&
+	    p->unparked.revision == p->agent_revision &&
+	    p->unparked.utf8_refused == utf8_refused)
+		return;
+	p->unparked.park_gen = d->park_gen;
+	p->unparked.max_bytes = p->max_message_bytes;
+	p->unparked.revision = p->agent_revision;
+	p->unparked.utf8_refused = utf8_refused;
 	snprintf(why, sizeof(why), "provider=%s", p->name);
 	unpark_where(d, fits_entry, p, why);
 }

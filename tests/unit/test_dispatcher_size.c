@@ -745,6 +745,46 @@ test_parked_expiries_coalesce(void **state)
 	assert_int_equal(f->fa[0].njobs + f->fa[1].njobs, 0);
 }
 
+#define FLIPS 20
+
+/*
+ * A provider whose usability flips again and again (an operator's
+ * disable and enable here; a pause of a millisecond on each throttled
+ * answer does the same) while messages it cannot carry are parked: each
+ * return would walk the whole parked ring for nothing.  Only the first
+ * walks it; one that could move nothing more (no message parked since,
+ * the provider's limits as they were) is skipped.  The messages stay
+ * parked and go the moment one that fits is up.
+ */
+static void
+test_unpark_skips_what_cannot_move(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t ready, loaded, delayed, parked;
+	int i;
+
+	long_backoff(f);
+	agent_up(f, 0);
+	for (i = 0; i < SPREAD_N; i++)
+		submit_sized(f, now_ms(), BIG_BODY);
+	run_until(f, parked_at_least, &(uint64_t){SPREAD_N}, 5000);
+	f->d->park_visits = 0;
+	for (i = 0; i < FLIPS; i++) {
+		dispatcher_set_disabled(f->d, f->p[0], true);
+		dispatcher_set_disabled(f->d, f->p[0], false);
+	}
+	drain_loop(f, 50);
+	assert_true(f->d->park_visits <= SPREAD_N);
+	dispatcher_queue_sizes(f->d, &ready, &loaded, &delayed, &parked);
+	assert_int_equal(parked, SPREAD_N);
+	assert_int_equal(f->fa[0].njobs, 0);
+	/* A limit that rises is a reason to look again. */
+	f->p[0]->max_message_bytes = (uint64_t)f->cfg->max_message_bytes;
+	dispatcher_set_disabled(f->d, f->p[0], true);
+	dispatcher_set_disabled(f->d, f->p[0], false);
+	wait_jobs(f, 0, SPREAD_N);
+}
+
 /*
  * Parked while a's learned limit (and b being down) kept it out, then
  * a's hour ends while a stays up: it goes to a at once.  The same for an
@@ -800,6 +840,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_parked_expires, setup_size,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_parked_expiries_coalesce,
+					    setup_size, teardown),
+	    cmocka_unit_test_setup_teardown(test_unpark_skips_what_cannot_move,
 					    setup_size, teardown),
 	    cmocka_unit_test_setup_teardown(test_restored_limit_sends_at_return,
 					    setup_size, teardown),
