@@ -768,8 +768,14 @@ debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *arg)
 		}
 	} else if (type == CURLINFO_HEADER_OUT) {
 		smtp_dialogue_out(&sj->d, data, size);
-		/* The EHLO after STARTTLS says it all again. */
-		if (strcmp(sj->d.cmd, "EHLO") == 0) {
+		/*
+		 * The EHLO after STARTTLS says it all again.  HELO follows a
+		 * refused EHLO, whose "250-" lines may have listed extensions
+		 * before its last line refused (the code changing inside the
+		 * reply): after HELO there are none (curl forgets its own).
+		 */
+		if (strcmp(sj->d.cmd, "EHLO") == 0 ||
+		    strcmp(sj->d.cmd, "HELO") == 0) {
 			c->ext = 0;
 			c->size_max = 0;
 		}

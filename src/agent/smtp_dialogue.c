@@ -289,6 +289,16 @@ classify_ok(const struct smtp_attempt *sj, struct connector_result *res,
 	}
 }
 
+/*
+ * Whether a reply after the data says what became of the message: 2xx
+ * took it, 4xx and 5xx refused it.  0 (none came), 1xx and 3xx do not.
+ */
+static bool
+code_is_verdict(int code)
+{
+	return (code >= 200 && code < 300) || code >= 400;
+}
+
 /* A failed attempt: the step it stopped at decides the class. */
 static void
 classify_fail(const struct smtp_attempt *sj, struct connector_result *res,
@@ -321,14 +331,23 @@ classify_fail(const struct smtp_attempt *sj, struct connector_result *res,
 		    (unsigned long long)sj->size_max, sj->job->mime_len);
 		return;
 	}
-	if (d->data_go && d->final_code == 0) {
+	if (d->data_go && !code_is_verdict(d->final_code)) {
 		/* The smarthost may have the whole message: a retry may
-		 * duplicate it.  A body cut short is discarded by it. */
+		 * duplicate it.  A body cut short is discarded by it.  A
+		 * reply that is no verdict (1xx, 3xx: a 354 again) leaves
+		 * the message where silence does. */
 		res->outcome =
 		    sj->body_eof ? OUTCOME_AMBIGUOUS : OUTCOME_TRANSIENT;
-		detail_set(detail, detailsz, "smtp no answer after %s: %s",
-			   sj->body_eof ? "the data" : "part of the data",
-			   curl_easy_strerror(sj->rc));
+		if (d->final_code != 0)
+			detail_set(
+			    detail, detailsz, "smtp no verdict after %s: %s",
+			    sj->body_eof ? "the data" : "part of the data",
+			    d->final_text);
+		else
+			detail_set(
+			    detail, detailsz, "smtp no answer after %s: %s",
+			    sj->body_eof ? "the data" : "part of the data",
+			    curl_easy_strerror(sj->rc));
 		return;
 	}
 	if (d->data_go && d->final_code >= 200 && d->final_code < 300) {

@@ -199,7 +199,11 @@ struct dispatcher {
 	 */
 	struct ring parked;
 	struct event *park_ev;
-	int64_t parked_due_ms; /* what park_ev is armed for; 0: not armed */
+	int64_t parked_due_ms;  /* what park_ev is armed for; 0: not armed */
+	int64_t park_scan_mono; /* mono_ms() of park_cb's last scan, or 0 */
+	uint64_t park_scans;    /* park_cb's scans of the ring (tests) */
+	uint64_t park_visits;   /* entries unpark_where() looked at (tests) */
+	uint64_t park_gen;      /* park() calls: provider.unparked */
 	struct delay_heap heap;
 	struct event *delay_ev;
 	struct event *pump_ev;

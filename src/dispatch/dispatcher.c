@@ -301,15 +301,25 @@ struct parked {
 
 /* Its clock is re-read at least this often, so a stepped clock is seen. */
 #define PARK_CHECK_MAX_MS 3600000
+/*
+ * And at most this often: each scan walks the whole ring, and messages
+ * that parked one after the other expire one after the other.  Armed for
+ * each expiry, a million parked cost a million-entry walk a millisecond.
+ * A TTL is counted in seconds, so its end is noticed up to a second late.
+ */
+#define PARK_CHECK_MIN_MS 1000
 
 static void
 park_arm(struct dispatcher *d, int64_t due)
 {
-	int64_t wait = due - now_ms();
+	int64_t wait = due - now_ms(), rest;
 
 	if (d->parked_due_ms != 0 && d->parked_due_ms <= due)
 		return;
 	d->parked_due_ms = due;
+	rest = d->park_scan_mono + PARK_CHECK_MIN_MS - mono_ms();
+	if (d->park_scan_mono != 0 && wait < rest)
+		wait = rest;
 	if (wait < 0)
 		wait = 0;
 	dispatch__timer_start(
@@ -328,6 +338,7 @@ unpark_where(struct dispatcher *d, bool (*go)(const struct parked *, void *),
 	size_t i, n = d->parked.len, back = 0;
 	struct parked e;
 
+	d->park_visits += n;
 	for (i = 0; i < n; i++) {
 		ring_pop_front(&d->parked, &e);
 		if (go(&e, arg)) {
@@ -371,6 +382,8 @@ park_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	d->parked_due_ms = 0;
+	d->park_scan_mono = mono_ms();
+	d->park_scans++;
 	unpark_where(d, expired_entry, &x, "reason=expired");
 	if (x.next != 0)
 		park_arm(d, x.next);
@@ -401,6 +414,7 @@ park(struct dispatcher *d, struct store_message *m)
 			   .need = need_of(m)};
 
 	log_debug("%s dispatch parked bytes=%zu", m->id, m->mime_len);
+	d->park_gen++;
 	ring_push_back(&d->parked, &e);
 	park_arm(d, e.expires_ms + 1);
 	store_message_free(m);
@@ -412,13 +426,29 @@ fits_entry(const struct parked *e, void *arg)
 	return fits_by(arg, e->bytes, e->need);
 }
 
+/*
+ * A walk of the whole ring per return of p costs what the ring holds (a
+ * million entries: 10 ms), and p's usability may flip at every answer (a
+ * pause of a millisecond per throttled one): a walk that can move nothing
+ * is skipped.  fits_by() reads only these fields of p.
+ */
 void
 dispatch__unpark(struct dispatcher *d, struct provider *p)
 {
 	char why[LINK_NAME_MAX + 16];
+	bool utf8_refused = p->utf8_refused_until_ms != 0;
 
 	if (d->parked.len == 0 || !dispatch__usable(p))
 		return;
+	if (p->unparked.park_gen == d->park_gen &&
+	    p->unparked.max_bytes == p->max_message_bytes &&
+	    p->unparked.revision == p->agent_revision &&
+	    p->unparked.utf8_refused == utf8_refused)
+		return;
+	p->unparked.park_gen = d->park_gen;
+	p->unparked.max_bytes = p->max_message_bytes;
+	p->unparked.revision = p->agent_revision;
+	p->unparked.utf8_refused = utf8_refused;
 	snprintf(why, sizeof(why), "provider=%s", p->name);
 	unpark_where(d, fits_entry, p, why);
 }

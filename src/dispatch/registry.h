@@ -113,6 +113,18 @@ struct provider {
 	/* dispatch__usable() when dispatch__refresh() last looked: its
 	 * turn to true sends the parked messages p fits back. */
 	bool was_usable;
+	/*
+	 * What p could carry when it last walked the parked ring, and the
+	 * dispatcher's count of parks then (park_gen; 0: never walked).
+	 * While both are the same, no parked message fits p (those that did
+	 * went back then), so dispatch__unpark() skips the walk.
+	 */
+	struct {
+		uint64_t park_gen;
+		uint64_t max_bytes;
+		uint32_t revision;
+		bool utf8_refused;
+	} unparked;
 	struct link_conn *conn;      /* the agent's link, NULL when none */
 	int64_t link_refused_until;  /* mono ms: a flooding agent's penalty */
 	int64_t last_heartbeat_mono; /* 0: never */

@@ -17,7 +17,19 @@ AUTH, no PIPELINING.
   as the answer to the next MAIL;
 - "drop_after_dot": the data is read to its dot, then the connection is
   closed with no reply (the smarthost may have queued it);
-- "no_greeting": the connection is accepted and nothing is ever said.
+- "no_verdict_after_dot": the data is read to its dot, then answered
+  "354" again, which is no verdict, and the connection closed;
+- "no_greeting": the connection is accepted and nothing is ever said;
+- "starttls_broken": EHLO offers STARTTLS, which is answered "220"; the
+  ClientHello is answered with bytes that are no TLS record, then the
+  close;
+- "ehlo_refused_late": EHLO is answered with extensions on its "250-"
+  lines and a final "550" (the code changes inside the reply), so the
+  client falls back to HELO, which offers none: a MAIL with parameters
+  is refused "555" as a HELO-only server would, one without goes on;
+- "ehlo_flood": EHLO is answered with "250-" lines of 1,000 bytes, as
+  fast as the client reads them, and never a final line (`flooded` counts
+  the bytes sent).
 
 `messages` holds the data of each transaction read to its dot;
 `mails` counts the MAIL commands; `connections` counts the accepted
@@ -37,6 +49,7 @@ class HostileSmtp(Listener):
         self.mode = mode
         self.messages = []
         self.mails = 0
+        self.flooded = 0
         if mode == "early_250":
             # Inherited by accepted sockets: the client's data stalls soon.
             self.rcvbuf = 4096
@@ -96,7 +109,27 @@ class _Session:
             if ln is None:
                 return
             verb = ln.split(b" ", 1)[0].split(b":", 1)[0].upper()
-            if verb == b"EHLO":
+            if verb == b"EHLO" and mode == "ehlo_flood":
+                return self.flood()
+            if verb == b"EHLO" and mode == "ehlo_refused_late":
+                self.say("250-hostile.test\r\n250-PIPELINING\r\n"
+                         "250-8BITMIME\r\n250-SMTPUTF8\r\n"
+                         "250-SIZE 100000000\r\n550 5.5.1 no EHLO after all")
+            elif (verb == b"MAIL" and mode == "ehlo_refused_late" and
+                    ln.rstrip().endswith(b">") is False):
+                with self.fake.lock:
+                    self.fake.mails += 1
+                self.say("555 5.5.4 MAIL parameters not recognized")
+            elif verb == b"EHLO" and mode == "starttls_broken":
+                self.say("250-hostile.test\r\n250 STARTTLS")
+            elif verb == b"STARTTLS":
+                self.say("220 2.0.0 Ready to start TLS")
+                # After the ClientHello, so that the handshake reads it.
+                self.conn.settimeout(5)
+                self.conn.recv(65536)
+                self.conn.sendall(b"this is no TLS record\r\n")
+                return
+            elif verb == b"EHLO":
                 self.say("250-hostile.test\r\n250 SIZE 100000000")
             elif verb == b"HELO":
                 self.say("250 hostile.test")
@@ -121,6 +154,18 @@ class _Session:
             else:
                 self.say("250 Ok")
 
+    def flood(self):
+        line = b"250-" + b"x" * 994 + b"\r\n"
+        chunk = line * 64
+        self.conn.settimeout(1)
+        while not self.fake.stopping and time.monotonic() < self.deadline:
+            try:
+                self.conn.sendall(chunk)
+            except socket.timeout:
+                continue
+            with self.fake.lock:
+                self.fake.flooded += len(chunk)
+
     def data(self):
         lines = []
         while True:
@@ -134,6 +179,9 @@ class _Session:
             self.fake.messages.append(b"\r\n".join(lines))
             k = len(self.fake.messages)
         if self.fake.mode == "drop_after_dot":
+            return False
+        if self.fake.mode == "no_verdict_after_dot":
+            self.say("354 go on")
             return False
         self.say("250 2.0.0 Ok: queued as Q%d" % k)
         return True

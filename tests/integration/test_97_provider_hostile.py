@@ -261,6 +261,98 @@ def test_smtp_drop_after_the_dot(make_cluster, smtp_fake):
         [("s", "ambiguous"), ("b", "delivered")], m["attempts"]
 
 
+def test_smtp_no_verdict_after_the_dot(make_cluster, smtp_fake):
+    """The whole message and its dot went out, and the smarthost answered
+    "354", which is no verdict, and closed: it may have queued the
+    message, so the attempt is ambiguous, as after silence, and b
+    delivers.  Until 2026-12-01 the attempt read transient."""
+    fake = smtp_fake("no_verdict_after_dot")
+    c = smtp_cluster(make_cluster, fake)
+    m = settled(c, c.submit(h.message(1)))
+    assert len(fake.messages) == 1
+    assert [(a["provider"], a["outcome"]) for a in m["attempts"]] == \
+        [("s", "ambiguous"), ("b", "delivered")], m["attempts"]
+    assert "no verdict after the data: 354" in m["attempts"][0]["detail"]
+
+
+def test_smtp_greeting_never_comes(make_cluster, smtp_fake):
+    """A smarthost that accepts and never greets: the session's connect
+    times out, nothing of the message was sent, so the attempt is
+    transient (not ambiguous) and b delivers, within the timeouts."""
+    fake = smtp_fake("no_greeting")
+    c = smtp_cluster(make_cluster, fake)
+    t0 = time.monotonic()
+    m = settled(c, c.submit(h.message(1)))
+    assert time.monotonic() - t0 < h.scaled(10)
+    assert fake.mails == 0 and not fake.messages
+    assert [(a["provider"], a["outcome"]) for a in m["attempts"]] == \
+        [("s", "transient"), ("b", "delivered")], m["attempts"]
+
+
+def test_smtp_idle_chatter_is_no_answer(make_cluster, smtp_fake):
+    """A smarthost that, between transactions, keeps sending continuation
+    lines ("250-still here") and never a final reply: the next message
+    reads its own MAIL's answer, not the chatter, and is delivered by s
+    whole."""
+    fake = smtp_fake("idle_chatter")
+    c = smtp_cluster(make_cluster, fake)
+    m1 = settled(c, c.submit(h.message(1)))
+    time.sleep(0.3)  # chatter piles up on the idle session meanwhile
+    m2 = settled(c, c.submit(h.message(2)))
+    for m in (m1, m2):
+        assert [(a["provider"], a["outcome"]) for a in m["attempts"]] == \
+            [("s", "delivered")], m["attempts"]
+    assert len(fake.messages) == 2
+
+
+def test_smtp_ehlo_flood(make_cluster, smtp_fake):
+    """EHLO answered with endless "250-" lines (curl's half of the
+    session, not ours): the agent's memory does not grow with them, the
+    session gives up (libcurl 7.88 stops at 300 KiB of reply: "Too large
+    response headers"; request_timeout_ms would otherwise), the attempt
+    is transient (nothing was sent) and b delivers."""
+    fake = smtp_fake("ehlo_flood")
+    c = smtp_cluster(make_cluster, fake)
+    agent = c.agents["s"]
+    before = h.rss(agent.pid)
+    m = settled(c, c.submit(h.message(1)), timeout=h.scaled(15))
+    assert fake.flooded > 256 << 10, fake.flooded
+    grown = h.rss(agent.pid) - before
+    assert grown < 8 << 20, "the agent grew %d bytes reading %d" % (
+        grown, fake.flooded)
+    assert fake.mails == 0 and not fake.messages
+    assert [(a["provider"], a["outcome"]) for a in m["attempts"]] == \
+        [("s", "transient"), ("b", "delivered")], m["attempts"]
+
+
+@pytest.mark.parametrize("mode", ["ok", "starttls_broken"])
+def test_smtp_starttls_required(make_cluster, smtp_fake, mode):
+    """tls = starttls against a smarthost that does not offer STARTTLS
+    ("ok"), or offers it and then speaks no TLS: the session fails before
+    MAIL, nothing goes in plaintext, the attempt is transient and b
+    delivers."""
+    fake = smtp_fake(mode)
+    c = smtp_cluster(make_cluster, fake, tls="starttls")
+    m = settled(c, c.submit(h.message(1)))
+    assert fake.mails == 0 and not fake.messages
+    assert [(a["provider"], a["outcome"]) for a in m["attempts"]] == \
+        [("s", "transient"), ("b", "delivered")], m["attempts"]
+
+
+def test_smtp_ehlo_refused_after_its_extensions(make_cluster, smtp_fake):
+    """EHLO's "250-" lines list extensions and its last line says 550:
+    libcurl falls back to HELO, and the session has no extension, so MAIL
+    goes without SIZE= (a HELO-only server refuses parameters with 555).
+    Until 2026-12-01 the extensions of the refused EHLO were kept: MAIL
+    said SIZE=, got 555, and the message failed for good."""
+    fake = smtp_fake("ehlo_refused_late")
+    c = smtp_cluster(make_cluster, fake)
+    m = settled(c, c.submit(h.message(1)))
+    assert [(a["provider"], a["outcome"]) for a in m["attempts"]] == \
+        [("s", "delivered")], m["attempts"]
+    assert len(fake.messages) == 1
+
+
 # ------------------------------------------------------------ supervisor
 
 

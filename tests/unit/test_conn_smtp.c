@@ -135,6 +135,9 @@ struct fixture {
 	int ndone;
 	const struct connector_ops *ops;
 	void *st;
+	/* What the stand-in says after the end of data: NULL a 250, "" it
+	 * closes the session without a word, else these lines. */
+	const char *verdict;
 };
 
 static void
@@ -156,8 +159,9 @@ say(struct sess *ss, const char *line)
 	bufferevent_write(ss->bev, line, strlen(line));
 }
 
-/* The end of the data: the message kept, dot-stuffing left as sent. */
-static void
+/* The end of the data: the message kept, dot-stuffing left as sent.
+ * False when the stand-in closed the session (ss is gone). */
+static bool
 sess_data(struct sess *ss)
 {
 	struct fixture *f = ss->f;
@@ -172,7 +176,7 @@ sess_data(struct sess *ss)
 	} else {
 		end = evbuffer_search(in, "\r\n.\r\n", 5, NULL);
 		if (end.pos < 0)
-			return;
+			return true;
 		end.pos += 2;
 	}
 	n = (size_t)end.pos;
@@ -183,7 +187,12 @@ sess_data(struct sess *ss)
 	f->msglen[f->nmsgs++] = n;
 	evbuffer_drain(in, 3);
 	ss->data = false;
-	say(ss, "250 2.0.0 Ok: queued\r\n");
+	if (f->verdict != NULL && f->verdict[0] == '\0') {
+		sess_free(ss);
+		return false;
+	}
+	say(ss, f->verdict != NULL ? f->verdict : "250 2.0.0 Ok: queued\r\n");
+	return true;
 }
 
 static void
@@ -195,7 +204,8 @@ sess_read(struct bufferevent *bev, void *arg)
 
 	for (;;) {
 		if (ss->data) {
-			sess_data(ss);
+			if (!sess_data(ss))
+				return;
 			if (ss->data)
 				return;
 			continue;
@@ -571,6 +581,38 @@ test_session_closed_while_converting(void **state)
 	free(a);
 }
 
+/*
+ * The whole message and its end went out and no verdict came: the
+ * smarthost may have it, so the attempt is ambiguous (a retry elsewhere
+ * may duplicate it, and the record says so), never a clean transient.
+ * The session closed after the dot; a reply that is no verdict (354 again,
+ * a 1xx) with the session then closed.  Until 2026-12-01 such a reply
+ * after the dot read as transient, a possible duplicate off the record.
+ */
+static void
+test_no_verdict_after_the_dot(void **state)
+{
+	static const char *const verdicts[] = {"", "354 go on\r\n",
+					       "100-hm\r\n100 what\r\n"};
+	struct fixture *f = *state;
+	struct connector_job *j[3];
+	size_t i;
+
+	open_smtp(f, "5000");
+	for (i = 0; i < 3; i++) {
+		f->verdict = verdicts[i];
+		j[i] = job_make(i + 1, msg7);
+		assert_int_equal(f->ops->send(f->st, j[i]), 0);
+		want_done = (int)i + 1;
+		run_while(f, done_short);
+		assert_int_equal(f->nmsgs, (int)i + 1);
+		assert_int_equal(f->done_ids[i], i + 1);
+		assert_int_equal(f->done_outcome[i], OUTCOME_AMBIGUOUS);
+	}
+	for (i = 0; i < 3; i++)
+		free(j[i]);
+}
+
 int
 main(void)
 {
@@ -585,6 +627,8 @@ main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_session_closed_while_converting, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_no_verdict_after_the_dot,
+					    setup, teardown),
 	};
 	int rc;
 

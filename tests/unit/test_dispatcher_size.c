@@ -705,6 +705,86 @@ test_parked_expires(void **state)
 	assert_int_equal(f->fa[0].njobs + f->fa[1].njobs, 0);
 }
 
+static bool
+parked_at_least(struct fixture *f, void *arg)
+{
+	uint64_t ready, loaded, delayed, parked;
+
+	dispatcher_queue_sizes(f->d, &ready, &loaded, &delayed, &parked);
+	return parked >= *(const uint64_t *)arg;
+}
+
+#define SPREAD_N 16 /* the fixture keeps 16 ids */
+
+/*
+ * Parked messages whose TTLs end a few milliseconds apart (as they do:
+ * they arrived one after the other) are failed by a few scans of the
+ * parked ring, not one scan of the whole ring per expiry: with a million
+ * parked, one each millisecond held the loop.  Every one still fails as
+ * expired, none is sent, and the gauge comes back to 0.
+ */
+static void
+test_parked_expiries_coalesce(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t ready, loaded, delayed, parked;
+	int64_t now = now_ms();
+	int i;
+
+	long_backoff(f);
+	f->cfg->message_ttl_s = 1;
+	agent_up(f, 0);
+	/* Expiries 10 ms apart, from 300 ms on. */
+	for (i = 0; i < SPREAD_N; i++)
+		submit_sized(f, now - 700 + 10 * i, BIG_BODY);
+	run_until(f, parked_at_least, &(uint64_t){SPREAD_N}, 5000);
+	wait_count(f, MSG_FAILED, SPREAD_N);
+	assert_true(f->d->park_scans <= 3);
+	dispatcher_queue_sizes(f->d, &ready, &loaded, &delayed, &parked);
+	assert_int_equal(parked, 0);
+	assert_int_equal(f->fa[0].njobs + f->fa[1].njobs, 0);
+}
+
+#define FLIPS 20
+
+/*
+ * A provider whose usability flips again and again (an operator's
+ * disable and enable here; a pause of a millisecond on each throttled
+ * answer does the same) while messages it cannot carry are parked: each
+ * return would walk the whole parked ring for nothing.  Only the first
+ * walks it; one that could move nothing more (no message parked since,
+ * the provider's limits as they were) is skipped.  The messages stay
+ * parked and go the moment one that fits is up.
+ */
+static void
+test_unpark_skips_what_cannot_move(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t ready, loaded, delayed, parked;
+	int i;
+
+	long_backoff(f);
+	agent_up(f, 0);
+	for (i = 0; i < SPREAD_N; i++)
+		submit_sized(f, now_ms(), BIG_BODY);
+	run_until(f, parked_at_least, &(uint64_t){SPREAD_N}, 5000);
+	f->d->park_visits = 0;
+	for (i = 0; i < FLIPS; i++) {
+		dispatcher_set_disabled(f->d, f->p[0], true);
+		dispatcher_set_disabled(f->d, f->p[0], false);
+	}
+	drain_loop(f, 50);
+	assert_true(f->d->park_visits <= SPREAD_N);
+	dispatcher_queue_sizes(f->d, &ready, &loaded, &delayed, &parked);
+	assert_int_equal(parked, SPREAD_N);
+	assert_int_equal(f->fa[0].njobs, 0);
+	/* A limit that rises is a reason to look again. */
+	f->p[0]->max_message_bytes = (uint64_t)f->cfg->max_message_bytes;
+	dispatcher_set_disabled(f->d, f->p[0], true);
+	dispatcher_set_disabled(f->d, f->p[0], false);
+	wait_jobs(f, 0, SPREAD_N);
+}
+
 /*
  * Parked while a's learned limit (and b being down) kept it out, then
  * a's hour ends while a stays up: it goes to a at once.  The same for an
@@ -759,6 +839,10 @@ main(void)
 					    setup_size, teardown),
 	    cmocka_unit_test_setup_teardown(test_parked_expires, setup_size,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_parked_expiries_coalesce,
+					    setup_size, teardown),
+	    cmocka_unit_test_setup_teardown(test_unpark_skips_what_cannot_move,
+					    setup_size, teardown),
 	    cmocka_unit_test_setup_teardown(test_restored_limit_sends_at_return,
 					    setup_size, teardown),
 	    cmocka_unit_test_setup_teardown(test_learned_limit_expires,

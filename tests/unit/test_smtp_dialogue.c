@@ -324,6 +324,14 @@ test_no_verdict(void **state)
 	assert_int_equal(r.res.outcome, OUTCOME_AMBIGUOUS);
 	classify(&r, CURLE_SEND_ERROR, false);
 	assert_int_equal(r.res.outcome, OUTCOME_TRANSIENT);
+	/* A reply after the data that is no verdict (354 again): as none. */
+	in(&r, "354 more\r\n");
+	classify(&r, CURLE_WEIRD_SERVER_REPLY, true);
+	assert_int_equal(r.res.outcome, OUTCOME_AMBIGUOUS);
+	assert_non_null(strstr(r.res.detail, "no verdict after the data"));
+	classify(&r, CURLE_WEIRD_SERVER_REPLY, false);
+	assert_int_equal(r.res.outcome, OUTCOME_TRANSIENT);
+	r.d.final_code = 0;
 	/* 552 after the data: the smarthost's size limit (too large). */
 	in(&r, "552 5.3.4 too big\r\n");
 	classify(&r, CURLE_WEIRD_SERVER_REPLY, true);
