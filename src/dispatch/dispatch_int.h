@@ -233,6 +233,15 @@ struct dispatcher {
 	/* How long a too_large answer's limit holds: DISPATCH_LEARNED_LIMIT_MS
 	 * (the unit tests shorten it). */
 	int64_t learned_limit_ms;
+	/*
+	 * The start's grace (dispatch__grace_begin): while it lasts
+	 * (grace_until_mono != 0), no message is judged unfit.  The
+	 * providers that agents register on the fly are not known again
+	 * after a restart until their agents are back, and a message only
+	 * one of them can carry would otherwise fail before they are.
+	 */
+	int64_t grace_until_mono;
+	struct event *grace_ev;
 };
 
 /* dispatcher.c */
@@ -269,7 +278,8 @@ bool dispatch__needs_utf8(const struct provider *p,
 void dispatch__unpark(struct dispatcher *d, struct provider *p);
 /* Why no provider known can carry a message (dispatch__unfit). */
 enum unfit {
-	UNFIT_NONE, /* some provider can, or none is known yet: wait */
+	UNFIT_NONE, /* some provider can, none is known yet, or the
+		     * start's grace lasts: wait */
 	UNFIT_SIZE, /* over every provider's limit (*largest: the largest) */
 	UNFIT_UTF8, /* every provider it fits has refused SMTPUTF8 lately */
 };
@@ -302,6 +312,19 @@ void dispatch__provider_account(struct dispatcher *d, struct provider *p,
  * (it goes elsewhere at once, the try not counted).
  */
 #define DISPATCH_LEARNED_LIMIT_MS (60 * 60 * 1000)
+/*
+ * How long after a start no message is judged unfit, when agents may
+ * register providers on the fly (max_dynamic_providers > 0): an agent
+ * retries its link at least every 5 s (agent.c), so its provider is back
+ * well within this.
+ */
+#define DISPATCH_REGISTER_GRACE_MS (30 * 1000)
+/*
+ * Starts the grace for ms (dispatcher_load, with the above), or ends it
+ * now when ms <= 0.  At its end the parked messages that no provider
+ * known can carry go back to the pump, to fail as unfit.
+ */
+void dispatch__grace_begin(struct dispatcher *d, int64_t ms);
 void dispatch__provider_too_large(struct dispatcher *d, struct provider *p,
 				  size_t bytes);
 /*

@@ -472,10 +472,57 @@ dispatch__unfit(struct dispatcher *d, const struct store_message *m,
 	}
 	if (largest != NULL)
 		*largest = big;
-	/* Nobody known yet (agents that register on the fly): wait. */
-	if (n == 0)
+	/* Nobody known yet, or maybe not yet again after a start (agents
+	 * that register on the fly): wait. */
+	if (n == 0 || d->grace_until_mono != 0)
 		return UNFIT_NONE;
 	return sized ? UNFIT_UTF8 : UNFIT_SIZE;
+}
+
+/* For grace_cb: no provider known can carry e. */
+static bool
+unfit_entry(const struct parked *e, void *arg)
+{
+	struct dispatcher *d = arg;
+	size_t i, n = registry_count(d->reg);
+
+	for (i = 0; i < n; i++)
+		if (fits_by(registry_at(d->reg, i), e->bytes, e->need))
+			return false;
+	return n > 0;
+}
+
+/*
+ * The grace is over: what parked meanwhile for a provider that never
+ * came back, and that no provider known can carry, goes back to the pump
+ * to be judged (offer: failed as unfit).  What a known provider fits
+ * stays, as any message waiting for a provider that is down.
+ */
+static void
+grace_end(struct dispatcher *d)
+{
+	d->grace_until_mono = 0;
+	unpark_where(d, unfit_entry, d, "reason=grace_over");
+}
+
+static void
+grace_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	grace_end(arg);
+}
+
+void
+dispatch__grace_begin(struct dispatcher *d, int64_t ms)
+{
+	if (ms <= 0) {
+		event_del(d->grace_ev);
+		grace_end(d);
+		return;
+	}
+	d->grace_until_mono = mono_ms() + ms;
+	dispatch__timer_start(d->grace_ev, ms);
 }
 
 /* Up, enabled, breaker not open, able to take m's size, and not yet tried
@@ -859,6 +906,7 @@ dispatcher_new(struct event_base *base, const struct config *cfg,
 	d->timeout_ev = dispatch__xevent_new(base, timeout_cb, d);
 	d->retry_ev = dispatch__xevent_new(base, record__retry_cb, d);
 	d->housekeep_ev = dispatch__xevent_new(base, dispatch__housekeep_cb, d);
+	d->grace_ev = dispatch__xevent_new(base, grace_cb, d);
 	return d;
 }
 
@@ -882,6 +930,8 @@ dispatcher_load(struct dispatcher *d)
 		return rc;
 	dispatch__arm_delay(d);
 	dispatch__timer_start(d->housekeep_ev, 0);
+	if (d->cfg->max_dynamic_providers > 0)
+		dispatch__grace_begin(d, DISPATCH_REGISTER_GRACE_MS);
 	log_info("- dispatch loaded queued=%" PRId64 " delayed=%zu "
 		 "delivered=%" PRId64 " failed=%" PRId64,
 		 d->counts[MSG_QUEUED], d->heap.n, d->counts[MSG_DELIVERED],
@@ -926,6 +976,7 @@ dispatcher_free(struct dispatcher *d)
 	event_free(d->timeout_ev);
 	event_free(d->retry_ev);
 	event_free(d->housekeep_ev);
+	event_free(d->grace_ev);
 	scheduler_free(d->sched);
 	free(d);
 }

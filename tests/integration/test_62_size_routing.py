@@ -183,9 +183,12 @@ def test_413_goes_to_the_larger_provider(make_cluster, fakes):
 
 def test_configured_limits_and_too_large_for_all(make_cluster, fakes):
     small, big = fakes
+    # Only the file's providers (max_dynamic_providers = 0): no start's
+    # grace for agents that register on the fly (the next test's).
     c = sendgrid_cluster(make_cluster, small, big,
                          small_extra={"max_message_bytes": 30000},
-                         big_extra={"max_message_bytes": 60000})
+                         big_extra={"max_message_bytes": 60000},
+                         server_extra={"max_dynamic_providers": 0})
     assert c.provider("small")["max_message_bytes"] == 30000
     assert c.provider("big")["max_message_bytes"] == 60000
 
@@ -241,6 +244,44 @@ def test_waits_for_the_provider_that_fits(make_cluster, fakes):
     assert outcomes(c.msg(mid)) == [("big", "delivered")]
     assert parked(c) == 0
     assert small.requests == 0 or not small.received
+
+
+def test_dynamic_provider_after_restart(make_cluster):
+    """"dyn" is a provider its agent registers on the fly, the only one
+    whose limit takes a 40 KB message ("small", in the file, takes 30,000
+    bytes).  The message is queued while dyn's agent is away, and the
+    server restarts: it knows dyn again only once dyn's agent is back.
+    Until 2026-12-01 the message failed "too large for every provider" as
+    soon as the restarted server had small up; now no message is judged
+    unfit during the start's grace (30 s, docs/internals/dispatch.md): it
+    waits parked and dyn delivers it when its agent registers."""
+    c = make_cluster(providers=("small",))
+    c.sections["small"] = dict(c.provider_section("small", spawn=False),
+                               max_message_bytes=30000)
+    c.write_config()
+    c.start_server()
+    c.start_agent("small")
+    dyn_cfg = c.write_agent_config("agent-dyn.ini",
+                                   extra_providers={"dyn": None})
+    c.start_agent("dyn", config=dyn_cfg)
+    c.agents["dyn"].kill9()
+    c.wait_state("dyn", "down")
+
+    mid = c.submit(big_message(1))
+    h.wait_for(lambda: parked(c) == 1, h.scaled(5), "the message parked")
+    c.server.kill9()
+    c.start_server()
+    c.wait_state("small", "up")
+
+    def settled():
+        m = c.msg(mid)
+        return m if m["status"] == "failed" or parked(c) == 1 else None
+    m = h.wait_for(settled, h.scaled(10), "the message offered again")
+    assert m["status"] == "queued" and m["attempts"] == [], m
+    c.start_agent("dyn", config=dyn_cfg)
+    c.wait_delivered([mid], timeout=h.scaled(10))
+    assert outcomes(c.msg(mid)) == [("dyn", "delivered")]
+    assert parked(c) == 0
 
 
 def test_smtp_size_and_552(make_cluster):

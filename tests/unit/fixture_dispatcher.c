@@ -347,6 +347,8 @@ setup_cfg(void **state, int hb_timeout_ms, const char *extra, const char *pa,
 	f->reg = registry_new(f->base, f->cfg);
 	f->d = dispatcher_new(f->base, f->cfg, f->st, f->reg);
 	assert_int_equal(dispatcher_load(f->d), 0);
+	/* The tests run after the start's grace (a test of it restarts it). */
+	dispatch__grace_begin(f->d, 0);
 	f->p[0] = registry_find(f->reg, "a");
 	f->p[1] = registry_find(f->reg, "b");
 	assert_non_null(f->p[0]);

@@ -817,6 +817,69 @@ test_parked_until_limit_rises(void **state)
 	assert_string_equal(f->fa[0].msg_ids[1], f->ids[1]);
 }
 
+/*
+ * The start's grace (DISPATCH_REGISTER_GRACE_MS): after a restart the
+ * providers that agents register on the fly are not known until their
+ * agents are back, so a message only one of them could carry was failed
+ * as too large for every provider the moment a configured one was up
+ * (until 2026-12-01).  Here every provider known is too small at first,
+ * as when the large one is a dynamic provider not back yet: the message
+ * waits parked, not failed, and goes to b once b is back with a limit
+ * that takes it.
+ */
+static void
+test_grace_waits_for_providers_to_return(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t ready, loaded, delayed, parked;
+
+	limits(f, SMALL, 1500, 1200);
+	dispatch__grace_begin(f->d, 60000);
+	agent_up(f, 0);
+	submit_sized(f, now_ms(), BIG_BODY);
+	drain_loop(f, 150);
+	assert_int_equal(count(f, MSG_FAILED), 0);
+	assert_int_equal(count(f, MSG_QUEUED), 1);
+	dispatcher_queue_sizes(f->d, &ready, &loaded, &delayed, &parked);
+	assert_int_equal(parked, 1);
+	assert_int_equal(f->fa[0].njobs, 0);
+	f->p[1]->max_message_bytes = (uint64_t)f->cfg->max_message_bytes;
+	agent_up(f, 1);
+	wait_jobs(f, 1, 1);
+	assert_string_equal(f->fa[1].msg_ids[0], f->ids[0]);
+}
+
+/*
+ * At the grace's end (its timer) what no provider known can carry fails
+ * as it would have at once, with the same error; a message that a known
+ * provider fits (b, down) stays parked for it.
+ */
+static void
+test_grace_end_fails_what_none_fits(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t ready, loaded, delayed, parked;
+	struct get_result g;
+
+	limits(f, SMALL, 1500, 1200);
+	dispatch__grace_begin(f->d, 300);
+	agent_up(f, 0);
+	submit_sized(f, now_ms(), BIG_BODY);
+	submit_sized(f, now_ms(), 1300);
+	drain_loop(f, 100);
+	assert_int_equal(count(f, MSG_FAILED), 0);
+	wait_count(f, MSG_FAILED, 1);
+	get(f, f->ids[0], &g);
+	assert_int_equal(g.natt, 0);
+	assert_string_equal(g.error, "too large for every provider: 2014 "
+				     "bytes, largest limit 1500");
+	drain_loop(f, 100);
+	assert_int_equal(count(f, MSG_QUEUED), 1);
+	dispatcher_queue_sizes(f->d, &ready, &loaded, &delayed, &parked);
+	assert_int_equal(parked, 1);
+	assert_int_equal(f->fa[0].njobs, 0);
+}
+
 int
 main(void)
 {
@@ -857,6 +920,10 @@ main(void)
 	    cmocka_unit_test_setup_teardown(
 		test_needs_smtputf8_spares_idn_domains, setup_size, teardown),
 	    cmocka_unit_test_setup_teardown(test_needs_smtputf8_for_idn_domain,
+					    setup_size, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_grace_waits_for_providers_to_return, setup_size, teardown),
+	    cmocka_unit_test_setup_teardown(test_grace_end_fails_what_none_fits,
 					    setup_size, teardown),
 	};
 
