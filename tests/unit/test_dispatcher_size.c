@@ -862,12 +862,16 @@ test_grace_end_fails_what_none_fits(void **state)
 	struct get_result g;
 
 	limits(f, SMALL, 1500, 1200);
-	dispatch__grace_begin(f->d, 300);
+	dispatch__grace_begin(f->d, 60000);
 	agent_up(f, 0);
 	submit_sized(f, now_ms(), BIG_BODY);
 	submit_sized(f, now_ms(), 1300);
 	drain_loop(f, 100);
 	assert_int_equal(count(f, MSG_FAILED), 0);
+	dispatcher_queue_sizes(f->d, &ready, &loaded, &delayed, &parked);
+	assert_int_equal(parked, 2);
+	/* Cut short to 1 ms: its timer ends it, as at 30 s. */
+	dispatch__grace_begin(f->d, 1);
 	wait_count(f, MSG_FAILED, 1);
 	get(f, f->ids[0], &g);
 	assert_int_equal(g.natt, 0);
