@@ -430,10 +430,11 @@ poll_outbox(struct webhook *wh)
 	 * Rows older than webhook_max_age_s are dropped, not sent again.
 	 * Their age is on the wall clock: the store wrote created_ms with it.
 	 */
-	store_outbox_claim(wh->st, now, now + lease_ms(wh), max - wh->in_flight,
-			   now_ms() -
-			       (int64_t)wh->cfg->webhook_max_age_s * 1000,
-			   claim_cb, wh);
+	store_outbox_claim(
+	    wh->st, now, now + lease_ms(wh), max - wh->in_flight,
+	    outbox_clock_expire_before(
+		&wh->clock, (int64_t)wh->cfg->webhook_max_age_s * 1000),
+	    claim_cb, wh);
 }
 
 static void
