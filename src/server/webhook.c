@@ -519,7 +519,8 @@ added_cb(void *arg, int err)
 	struct webhook *wh = a->wh;
 
 	store_done(wh, err, "add");
-	if (wh->stopped) {
+	/* A body the store refuses as such fails the same way every time. */
+	if (wh->stopped || err == -EINVAL || err == -EFBIG) {
 		if (err != 0)
 			wh->add_dropped++;
 		add_req_free(a);
