@@ -60,3 +60,11 @@ outbox_clock_now(const struct outbox_clock *c)
 {
 	return c->wall0 + (c->mono() - c->mono0);
 }
+
+int64_t
+outbox_clock_expire_before(const struct outbox_clock *c, int64_t max_age_ms)
+{
+	int64_t cut = c->wall() - max_age_ms, now = outbox_clock_now(c);
+
+	return cut < now ? cut : now;
+}

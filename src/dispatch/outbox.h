@@ -43,6 +43,15 @@ void outbox_clock_init(struct outbox_clock *c, int64_t (*wall)(void),
 		       int64_t (*mono)(void));
 /* Milliseconds since the epoch, as the wall clock said at init. */
 int64_t outbox_clock_now(const struct outbox_clock *c);
+/*
+ * A claim's age cut-off (rows created before it are dropped): on the wall
+ * clock, as the store writes a row's created_ms, max_age_ms ago, but never
+ * after outbox_clock_now(c), the claim's now, which the store requires of
+ * it (store_outbox_claim).  A wall clock stepped forward past max_age_ms
+ * would otherwise have every claim refused for the rest of the process.
+ */
+int64_t outbox_clock_expire_before(const struct outbox_clock *c,
+				   int64_t max_age_ms);
 
 /*
  * Appends the body of r to out (all or nothing): 0, or -E2BIG when out's

@@ -12,7 +12,11 @@
  * a list so that webhook_stop() can free those curl will no longer
  * report.  Failures never go beyond this file: the store retries nothing
  * for us, a claim or finish that fails is logged and the row simply comes
- * back after its lease.
+ * back after its lease.  A provider's webhook is the exception: it has
+ * no row until its own add commits, so an add that fails (a full or
+ * failing disk) keeps its body here, up to ADD_RETRY_MAX of them, and is
+ * added again at every tick; past that the oldest is dropped, counted
+ * with the outbox's drops and logged at most once a minute.
  */
 #include "server/webhook.h"
 #include "agent/http_multi.h"
@@ -47,12 +51,22 @@
 /* The retry pass's step while short backoffs are pending. */
 #define RETRY_STEP_MS 100
 #define HOST_LOG_MAX 128
+/* Provider webhooks whose add failed, kept to be added again. */
+#define ADD_RETRY_MAX 1024
+#define DROP_LOG_EVERY_MS 60000
 
 struct delivery {
 	LIST_ENTRY(delivery) entry; /* webhook.deliveries */
 	struct webhook *wh;
 	int64_t seq;
 	int attempts;
+	char *body;
+};
+
+/* A provider's webhook on its way into the outbox. */
+struct add_req {
+	STAILQ_ENTRY(add_req) entry; /* webhook.adds, while it waits */
+	struct webhook *wh;
 	char *body;
 };
 
@@ -92,7 +106,11 @@ struct webhook {
 	unsigned store_ops;
 	uint64_t sent, failed;
 	int64_t outbox_rows;
-	struct log_rl fail_rl, store_rl;
+	/* Adds that failed, oldest first, to be issued again at a tick. */
+	STAILQ_HEAD(, add_req) adds;
+	unsigned nadds;
+	uint64_t add_dropped; /* adds given up: ADD_RETRY_MAX, or a stop */
+	struct log_rl fail_rl, store_rl, drop_rl;
 	/* Times retries and leases: never steps (dispatch/outbox.h). */
 	struct outbox_clock clock;
 };
@@ -412,14 +430,77 @@ poll_outbox(struct webhook *wh)
 	 * Rows older than webhook_max_age_s are dropped, not sent again.
 	 * Their age is on the wall clock: the store wrote created_ms with it.
 	 */
-	store_outbox_claim(wh->st, now, now + lease_ms(wh), max - wh->in_flight,
-			   now_ms() -
-			       (int64_t)wh->cfg->webhook_max_age_s * 1000,
-			   claim_cb, wh);
+	store_outbox_claim(
+	    wh->st, now, now + lease_ms(wh), max - wh->in_flight,
+	    outbox_clock_expire_before(
+		&wh->clock, (int64_t)wh->cfg->webhook_max_age_s * 1000),
+	    claim_cb, wh);
+}
+
+static void
+add_req_free(struct add_req *a)
+{
+	free(a->body);
+	free(a);
+}
+
+static void added_cb(void *arg, int err);
+
+/* a into the outbox; added_cb owns it from here. */
+static void
+add_issue(struct webhook *wh, struct add_req *a)
+{
+	wh->store_ops++;
+	store_outbox_add(wh->st, a->body, added_cb, a);
+}
+
+/* An add failed: a waits for the next tick, the oldest goes if full. */
+static void
+add_keep(struct webhook *wh, struct add_req *a)
+{
+	struct add_req *old;
+
+	if (wh->nadds >= ADD_RETRY_MAX) {
+		old = STAILQ_FIRST(&wh->adds);
+		STAILQ_REMOVE_HEAD(&wh->adds, entry);
+		wh->nadds--;
+		add_req_free(old);
+		wh->add_dropped++;
+		log_warnx_rl(&wh->drop_rl, DROP_LOG_EVERY_MS,
+			     "- webhook dropped reason=store_failed "
+			     "total=%" PRIu64 " waiting=%u",
+			     wh->add_dropped, wh->nadds);
+	}
+	STAILQ_INSERT_TAIL(&wh->adds, a, entry);
+	wh->nadds++;
+}
+
+/* Every add that failed, issued again (one that fails comes back). */
+static void
+adds_retry(struct webhook *wh)
+{
+	STAILQ_HEAD(, add_req) now = STAILQ_HEAD_INITIALIZER(now);
+	struct add_req *a;
+
+	STAILQ_CONCAT(&now, &wh->adds);
+	wh->nadds = 0;
+	while ((a = STAILQ_FIRST(&now)) != NULL) {
+		STAILQ_REMOVE_HEAD(&now, entry);
+		add_issue(wh, a);
+	}
 }
 
 static void
 tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct webhook *wh = arg;
+
+	adds_retry(wh);
+	poll_outbox(wh);
+}
+
+static void
+kick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	poll_outbox(arg);
 }
@@ -434,11 +515,21 @@ kick(struct webhook *wh)
 static void
 added_cb(void *arg, int err)
 {
-	struct webhook *wh = arg;
+	struct add_req *a = arg;
+	struct webhook *wh = a->wh;
 
 	store_done(wh, err, "add");
-	if (err == 0 && !wh->stopped)
+	/* A body the store refuses as such fails the same way every time. */
+	if (wh->stopped || err == -EINVAL || err == -EFBIG) {
+		if (err != 0)
+			wh->add_dropped++;
+		add_req_free(a);
+	} else if (err != 0) {
+		add_keep(wh, a);
+	} else {
+		add_req_free(a);
 		kick(wh);
+	}
 }
 
 /* The hub: outcomes are in the outbox already; provider rows go in now. */
@@ -446,6 +537,7 @@ static void
 event_cb(void *arg, const struct ev_rec *r)
 {
 	struct webhook *wh = arg;
+	struct add_req *a;
 	struct buf body;
 
 	if (r->type == EV_MSG_DELIVERED || r->type == EV_MSG_FAILED) {
@@ -459,8 +551,10 @@ event_cb(void *arg, const struct ev_rec *r)
 		log_warnx("- webhook body_too_big type=%s provider=%s",
 			  events_type_name(r->type), r->provider);
 	} else {
-		wh->store_ops++;
-		store_outbox_add(wh->st, body.p, added_cb, wh);
+		a = xcalloc(1, sizeof(*a));
+		a->wh = wh;
+		a->body = buf_take(&body, NULL);
+		add_issue(wh, a);
 	}
 	buf_cleanup(&body);
 }
@@ -508,6 +602,7 @@ webhook_new(struct event_base *base, const struct config *cfg, struct store *st,
 	if (cfg->webhook_url == NULL)
 		fatalx("webhook_new: no webhook_url");
 	LIST_INIT(&wh->deliveries);
+	STAILQ_INIT(&wh->adds);
 	wh->base = base;
 	wh->cfg = cfg;
 	wh->st = st;
@@ -530,7 +625,7 @@ webhook_new(struct event_base *base, const struct config *cfg, struct store *st,
 	}
 	wh->tick = event_new(base, -1, EV_PERSIST, tick_cb, wh);
 	wh->retry = evtimer_new(base, retry_cb, wh);
-	wh->kick = event_new(base, -1, 0, tick_cb, wh);
+	wh->kick = event_new(base, -1, 0, kick_cb, wh);
 	if (wh->tick == NULL || wh->retry == NULL || wh->kick == NULL ||
 	    event_add(wh->tick, &tv) != 0) {
 		snprintf(err, errlen, "webhook: cannot arm its timer");
@@ -555,6 +650,7 @@ void
 webhook_stop(struct webhook *wh)
 {
 	struct delivery *dl;
+	struct add_req *a;
 
 	if (wh == NULL || wh->stopped)
 		return;
@@ -573,6 +669,13 @@ webhook_stop(struct webhook *wh)
 		http_multi_cancel(wh->hm);
 	while ((dl = LIST_FIRST(&wh->deliveries)) != NULL)
 		delivery_free(dl);
+	/* Provider webhooks never written: gone with the process. */
+	while ((a = STAILQ_FIRST(&wh->adds)) != NULL) {
+		STAILQ_REMOVE_HEAD(&wh->adds, entry);
+		wh->nadds--;
+		wh->add_dropped++;
+		add_req_free(a);
+	}
 }
 
 void
@@ -603,7 +706,7 @@ webhook_stats(const struct webhook *wh, struct webhook_stats *out)
 		return;
 	out->sent = wh->sent;
 	out->failed = wh->failed;
-	out->dropped = store_outbox_dropped(wh->st);
+	out->dropped = store_outbox_dropped(wh->st) + wh->add_dropped;
 	out->outbox_rows = wh->outbox_rows;
 	out->in_flight = wh->in_flight;
 }

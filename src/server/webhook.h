@@ -58,7 +58,7 @@ void webhook_free(struct webhook *wh);
 struct webhook_stats {
 	uint64_t sent;       /* deliveries the receiver took (2xx) */
 	uint64_t failed;     /* tries that failed */
-	uint64_t dropped;    /* rows the outbox cap dropped */
+	uint64_t dropped;    /* unsent: the cap, the age, failed adds */
 	int64_t outbox_rows; /* rows in the outbox at the last claim */
 	unsigned in_flight;  /* deliveries under way */
 };

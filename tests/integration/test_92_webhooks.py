@@ -457,3 +457,44 @@ def test_bad_webhook_url_refused(make_cluster):
         err = out.stdout + out.stderr
         assert b"webhook_url" in err, err
         assert b"u:p@" not in err, err
+
+
+def test_provider_webhook_outlives_a_failing_disk(make_cluster):
+    """A provider's webhook goes into the outbox on its own write, not in
+    a transaction of the dispatcher's (which retries its own).  While the
+    disk fails (RLIMIT_FSIZE of 1 byte on the server) that write fails;
+    the webhook must be written once the disk is back, not lost without
+    a count."""
+    import resource
+
+    rec = Receiver()
+    rec.start()
+    try:
+        c = make_cluster(providers=("a",), server_extra=server_extra(rec))
+        c.start_server()
+        c.start_agent("a")
+        wait_webhook(rec, lambda b: b["type"] == "provider.up",
+                     "provider.up")
+        pid = c.server.pid
+        old = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (1, old[1]))
+        try:
+            c.agents["a"].kill9()
+            c.wait_state("a", "down")
+
+            # The log cannot say so (its file is limited too): the
+            # store's failed write shows on /readyz.
+            def add_failed():
+                r = c.get("/readyz")
+                return r.status == 503 and any(
+                    x.startswith("store not writable")
+                    for x in r.json["reasons"])
+            h.wait_for(add_failed, 15, "the provider.down write to fail")
+        finally:
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, old)
+        wait_webhook(rec, lambda b: b["type"] == "provider.down" and
+                     b["provider"] == "a", "provider.down once the disk "
+                     "is back")
+        assert metric(c, "shivneri_webhook_outbox_dropped_total") == 0
+    finally:
+        rec.stop()

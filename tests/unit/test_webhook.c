@@ -247,6 +247,42 @@ test_outbox_clock(void **state)
 	assert_true(now_ms() - outbox_clock_now(&c) < 1000);
 }
 
+/*
+ * The claim's age cut-off after the wall clock stepped forward by more
+ * than webhook_max_age_s (a VM resumed, a clock set by NTP long after the
+ * start): it was the wall clock less the age, after the claim's own now
+ * (the outbox clock, which never steps), and the store refuses such a
+ * claim (-EINVAL), so no webhook was sent again until a restart.
+ */
+static void
+test_expire_before_clock_steps(void **state)
+{
+	struct outbox_clock c;
+	int64_t max_age = 60 * 1000, cut;
+
+	(void)state;
+	fake_wall = 1700000000000;
+	fake_mono = 5000;
+	outbox_clock_init(&c, wall_src, mono_src);
+	/* Steady clocks: the wall clock less the age. */
+	fake_mono += 1000;
+	fake_wall += 1000;
+	assert_int_equal(outbox_clock_expire_before(&c, max_age),
+			 1700000001000 - max_age);
+	/* Stepped back: still the wall clock's, before the claim's now. */
+	fake_wall -= 3600 * 1000;
+	cut = outbox_clock_expire_before(&c, max_age);
+	assert_int_equal(cut, 1700000001000 - 3600 * 1000 - max_age);
+	/* Stepped forward two days: never after the claim's now. */
+	fake_wall += 3600 * 1000 + 2 * 86400 * 1000;
+	cut = outbox_clock_expire_before(&c, max_age);
+	assert_true(cut <= outbox_clock_now(&c));
+	fake_mono += 500;
+	fake_wall += 500;
+	assert_true(outbox_clock_expire_before(&c, max_age) <=
+		    outbox_clock_now(&c));
+}
+
 int
 main(void)
 {
@@ -255,6 +291,7 @@ main(void)
 	    cmocka_unit_test(test_backoff_bounds),
 	    cmocka_unit_test(test_body_shape),
 	    cmocka_unit_test(test_outbox_clock),
+	    cmocka_unit_test(test_expire_before_clock_steps),
 	    cmocka_unit_test(test_url_check),
 	    cmocka_unit_test(test_config_keys),
 	};
