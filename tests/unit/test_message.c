@@ -934,6 +934,49 @@ test_attachment_names(void **state)
 	store_message_free(m);
 }
 
+/*
+ * A file name that looks like an encoded-word reads back as written.
+ * Readers decode "=?...?=" even inside a quoted parameter, so written as
+ * a quoted string it reached them as what it encodes: "../evil.exe", or
+ * a name with CR LF, both refused when given plainly.
+ */
+static void
+test_attachment_name_encoded_word(void **state)
+{
+	static const char *const names[] = {
+	    "=?utf-8?B?Li4vZXZpbC5leGU=?=",
+	    "=?utf-8?Q?a=0D=0Ab.txt?=",
+	    "x =?us-ascii?Q?=2E=2E=5Cy?= z",
+	};
+	char json[512];
+	struct store_message *m;
+	GMimeMessage *msg;
+	GMimeObject *att;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < ARRAY_SIZE(names); i++) {
+		snprintf(
+		    json, sizeof(json),
+		    "{" BASE ", \"text\": \"t\", \"attachments\": [{"
+		    "\"filename\": \"%s\", \"content_base64\": \"QUJD\"}]}",
+		    names[i]);
+		m = build_ok(json);
+		msg = parse_mime(m);
+		att = g_mime_multipart_get_part(
+		    GMIME_MULTIPART(g_mime_message_get_mime_part(msg)), 1);
+		assert_string_equal(
+		    g_mime_object_get_content_disposition_parameter(att,
+								    "filename"),
+		    names[i]);
+		assert_string_equal(
+		    g_mime_object_get_content_type_parameter(att, "name"),
+		    names[i]);
+		g_object_unref(msg);
+		store_message_free(m);
+	}
+}
+
 /* A text with no trailing newline, and one with, keep exactly that. */
 static void
 test_text_html_exact(void **state)
@@ -1057,6 +1100,7 @@ main(void)
 	    cmocka_unit_test(test_display_names),
 	    cmocka_unit_test(test_long_subject),
 	    cmocka_unit_test(test_attachment_names),
+	    cmocka_unit_test(test_attachment_name_encoded_word),
 	    cmocka_unit_test(test_text_html_exact),
 	    cmocka_unit_test(test_threads),
 	};
