@@ -416,7 +416,7 @@ user_header_ok(struct build *b, const char *field, const char *name,
 static int
 add_headers(struct build *b, const cJSON *obj)
 {
-	const cJSON *v;
+	const cJSON *v, *w;
 	const char *val;
 	char field[96], kbuf[48];
 	size_t n, count = 0;
@@ -435,6 +435,17 @@ add_headers(struct build *b, const cJSON *obj)
 		if (check_header_name(b, field, v->string, strlen(v->string)) !=
 		    0)
 			return -1;
+		/*
+		 * "In-Reply-To" and "in-reply-to" are one field: sent both,
+		 * readers differ on which they read (the walk refused only
+		 * keys spelled alike).  At most MAX_HEADERS, so pairwise.
+		 */
+		for (w = obj->child; w != v; w = w->next)
+			if (strcasecmp(w->string, v->string) == 0)
+				return message__invalid(
+				    b->err, field,
+				    "given twice (header names are compared "
+				    "without case)");
 		val = str_of(v, &n);
 		if (val == NULL)
 			return message__invalid(b->err, field,

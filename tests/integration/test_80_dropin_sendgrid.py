@@ -281,6 +281,10 @@ BAD = [
      400, "headers.X-A"),
     ("relay header", ok_body(headers={"Bcc": "x@example.com"}), 400,
      "headers.Bcc"),
+    # One field spelled in two cases: readers differ on which they read.
+    ("header in two cases", ok_body(headers={
+        "In-Reply-To": "<a@example.com>", "in-reply-to": "<b@example.com>"}),
+     400, "headers.in-reply-to"),
     # A personalization's header is named where the client wrote it.
     ("crlf personalization header", ok_body(personalizations=pers(
         headers={"X-A": "1\r\nBcc: x@example.com"})), 400,

@@ -618,6 +618,14 @@ test_user_date_and_message_id(void **state)
 	expect_err("{" BASE ", \"text\": \"t\", \"headers\":"
 		   " {\"Message-ID\": \"<a@b>\", \"message-id\": \"<c@d>\"}}",
 		   400, "invalid_field", "headers.message-id: given twice");
+	/* Any header: names differing only in case are one field. */
+	expect_err("{" BASE ", \"text\": \"t\", \"headers\":"
+		   " {\"In-Reply-To\": \"<a@b>\", \"X-A\": \"1\","
+		   " \"in-reply-to\": \"<c@d>\"}}",
+		   400, "invalid_field", "headers.in-reply-to: given twice");
+	expect_err("{" BASE ", \"text\": \"t\", \"headers\":"
+		   " {\"X-Tag\": \"a\", \"x-TAG\": \"b\"}}",
+		   400, "invalid_field", "headers.x-TAG: given twice");
 	expect_err("{" BASE ", \"text\": \"t\", \"headers\":"
 		   " {\"Message-ID\": \"<a@b>\\r\\nBcc: x@y>\"}}",
 		   400, "invalid_field",
