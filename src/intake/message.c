@@ -126,9 +126,68 @@ message__has_nul(const struct build *b, const char *s, size_t n)
 	return b->nul && memmem(s, n, NUL_MARK, 3) != NULL;
 }
 
+bool
+message__has_c1_or_separator(const char *s, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i;
+
+	for (i = 0; i + 1 < n; i++) {
+		if (u[i] == 0xc2 && u[i + 1] >= 0x80 && u[i + 1] <= 0x9f)
+			return true;
+		if (u[i] == 0xe2 && i + 2 < n && u[i + 1] == 0x80 &&
+		    (u[i + 2] == 0xa8 || u[i + 2] == 0xa9))
+			return true;
+	}
+	return false;
+}
+
+char *
+message__json_header_value(const cJSON *obj)
+{
+	static const char hex[] = "0123456789abcdef";
+	char *s = cJSON_PrintUnformatted(obj), *out;
+	const unsigned char *u;
+	size_t i, n, o = 0;
+	unsigned cp;
+
+	if (s == NULL)
+		fatalx("message: out of memory");
+	u = (const unsigned char *)s;
+	n = strlen(s);
+	/* Each escape is 6 bytes for at least 2: three times is room. */
+	out = xmalloc(3 * n + 1);
+	for (i = 0; i < n; i++) {
+		cp = 0;
+		if (u[i] == 0xc2 && i + 1 < n && u[i + 1] >= 0x80 &&
+		    u[i + 1] <= 0x9f)
+			cp = u[i + 1];
+		else if (u[i] == 0xe2 && i + 2 < n && u[i + 1] == 0x80 &&
+			 (u[i + 2] == 0xa8 || u[i + 2] == 0xa9))
+			cp = 0x2000 | (u[i + 2] & 0x3f);
+		if (cp == 0) {
+			out[o++] = s[i];
+			continue;
+		}
+		/* Only ever inside a string: JSON has no such byte outside. */
+		out[o++] = '\\';
+		out[o++] = 'u';
+		out[o++] = hex[(cp >> 12) & 15];
+		out[o++] = hex[(cp >> 8) & 15];
+		out[o++] = hex[(cp >> 4) & 15];
+		out[o++] = hex[cp & 15];
+		i += cp > 0xff ? 2 : 1;
+	}
+	out[o] = '\0';
+	cJSON_free(s);
+	return out;
+}
+
 /*
  * Checks a value bound for a header: valid UTF-8 with no NUL, CR, LF or
- * other control character, and at most max bytes.
+ * other control character, and at most max bytes.  C1 controls and
+ * U+2028/U+2029 are refused too: RFC 2047 carries them, and a reader that
+ * decodes them sees a line end (NEL, the line and paragraph separators).
  */
 int
 message__check_header_value(const struct build *b, const char *field,
@@ -153,6 +212,11 @@ message__check_header_value(const struct build *b, const char *field,
 	}
 	if (!g_utf8_validate_len(s, n, NULL))
 		return message__invalid(b->err, field, "not valid UTF-8");
+	if (message__has_c1_or_separator(s, n))
+		return message__invalid(b->err, field,
+					"contains a control character or a "
+					"line separator (U+0080..U+009F, "
+					"U+2028, U+2029)");
 	return 0;
 }
 

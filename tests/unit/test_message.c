@@ -471,6 +471,13 @@ test_too_many_recipients(void **state)
 static void
 test_injection(void **state)
 {
+	static const char *const breaks[] = {
+	    "\\u0085", "\\u0080", "\\u009f", "\\u2028", "\\u2029", "\xc2\x85",
+	};
+	char json[512];
+	struct store_message *m;
+	size_t i;
+
 	expect_err("{" BASE ", \"subject\": \"Hi\\r\\nBcc: eve@evil.com\","
 		   " \"text\": \"t\"}",
 		   400, "invalid_field", "subject: contains CR or LF");
@@ -517,6 +524,45 @@ test_injection(void **state)
 	    " \"content_base64\": \"\"}]}",
 	    400, "invalid_field",
 	    "attachments[0].content_type: contains CR or LF");
+	/*
+	 * C1 controls and U+2028/U+2029 travel RFC 2047-encoded, and a
+	 * reader decoding them sees a line end (Python's email splits on
+	 * NEL and the separators, and will not write such a value back).
+	 */
+	for (i = 0; i < ARRAY_SIZE(breaks); i++) {
+		snprintf(json, sizeof(json),
+			 "{" BASE ", \"text\": \"t\", \"subject\": \"a%sb\"}",
+			 breaks[i]);
+		expect_err(json, 400, "invalid_field",
+			   "subject: contains a control character or a line");
+		snprintf(json, sizeof(json),
+			 "{" BASE ", \"text\": \"t\","
+			 " \"headers\": {\"X-Foo\": \"a%sBcc: e@evil.com\"}}",
+			 breaks[i]);
+		expect_err(json, 400, "invalid_field",
+			   "headers.X-Foo: contains a control character or a");
+		snprintf(json, sizeof(json),
+			 "{\"from\": \"A%sB <ann@example.com>\","
+			 " \"to\": \"bob@example.net\", \"text\": \"t\"}",
+			 breaks[i]);
+		expect_err(json, 400, "invalid_field",
+			   "from: contains a control character or a line");
+		snprintf(
+		    json, sizeof(json),
+		    "{" BASE ", \"text\": \"t\", \"attachments\": [{"
+		    "\"filename\": \"a%s.txt\", \"content_base64\": \"\"}]}",
+		    breaks[i]);
+		expect_err(json, 400, "invalid_field",
+			   "attachments[0].filename: contains a control");
+	}
+	/* The same smuggled in by an encoded-word in a display name. */
+	expect_err("{\"from\": \"=?utf-8?B?QcKFQg==?= <ann@example.com>\","
+		   " \"to\": \"bob@example.net\", \"text\": \"t\"}",
+		   400, "invalid_field",
+		   "from: contains a control character or a line");
+	/* In a body they are text. */
+	m = build_ok("{" BASE ", \"text\": \"a\\u0085b\\u2028c\"}");
+	store_message_free(m);
 	/* NUL in a body is refused too, naming the body field. */
 	expect_err("{" BASE ", \"text\": \"a\\u0000b\"}", 400, "invalid_field",
 		   "text: contains NUL");
