@@ -477,6 +477,37 @@ user_header_ok(struct build *b, const char *field, const char *name,
 	return 0;
 }
 
+/*
+ * An ASCII value is written as it is (a client may send encoded-words of
+ * its own), so what its encoded-words decode to is checked as the value
+ * itself: readers decode them, even inside a word ("x=?utf-8?Q?=0D=0A?=y"
+ * is "x", CR LF, "y" to Python's email), and a CR LF or a control refused
+ * when given plainly must not reach them so.  Decoded as loosely as
+ * readers do (GMime's default options, not the builder's strict ones).
+ */
+static int
+check_encoded_words(const struct build *b, const char *field, const char *val,
+		    size_t n)
+{
+	char *dec;
+	size_t i;
+	int rc = 0;
+
+	if (memmem(val, n, "=?", 2) == NULL)
+		return 0;
+	dec = g_mime_utils_header_decode_text(NULL, val);
+	for (i = 0; dec != NULL && dec[i] != '\0'; i++)
+		if ((unsigned char)dec[i] < 0x20 || dec[i] == 0x7f)
+			break;
+	if (dec != NULL &&
+	    (dec[i] != '\0' || message__has_c1_or_separator(dec, strlen(dec))))
+		rc = message__invalid(b->err, field,
+				      "an encoded-word in it decodes to a "
+				      "control character or a line end");
+	g_free(dec);
+	return rc;
+}
+
 static int
 add_headers(struct build *b, const cJSON *obj)
 {
@@ -516,7 +547,8 @@ add_headers(struct build *b, const cJSON *obj)
 						"must be a string");
 		if (message__check_header_value(b, field, val, n,
 						MAX_HEADER_VALUE_LEN) != 0 ||
-		    user_header_ok(b, field, v->string, val, n) != 0)
+		    user_header_ok(b, field, v->string, val, n) != 0 ||
+		    check_encoded_words(b, field, val, n) != 0)
 			return -1;
 		message__hdr_add_text(b, v->string, val, n, false);
 	}

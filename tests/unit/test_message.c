@@ -555,6 +555,23 @@ test_injection(void **state)
 		expect_err(json, 400, "invalid_field",
 			   "attachments[0].filename: contains a control");
 	}
+	/* A header value's own encoded-words are read as readers read
+	 * them: CR LF, a control or a separator inside is refused. */
+	expect_err("{" BASE ", \"text\": \"t\", \"headers\":"
+		   " {\"X-A\": \"=?utf-8?B?DQpCY2M6IHZAeC55?=\"}}",
+		   400, "invalid_field",
+		   "headers.X-A: an encoded-word in it decodes");
+	expect_err("{" BASE ", \"text\": \"t\", \"headers\":"
+		   " {\"X-A\": \"x=?utf-8?Q?=0D=0A?=y\"}}",
+		   400, "invalid_field",
+		   "headers.X-A: an encoded-word in it decodes");
+	expect_err("{" BASE ", \"text\": \"t\", \"headers\":"
+		   " {\"X-A\": \"=?utf-8?Q?a=E2=80=A8b?=\"}}",
+		   400, "invalid_field",
+		   "headers.X-A: an encoded-word in it decodes");
+	m = build_ok("{" BASE ", \"text\": \"t\", \"headers\":"
+		     " {\"X-A\": \"=?utf-8?Q?caf=C3=A9?= =?x\"}}");
+	store_message_free(m);
 	/* The same smuggled in by an encoded-word in a display name. */
 	expect_err("{\"from\": \"=?utf-8?B?QcKFQg==?= <ann@example.com>\","
 		   " \"to\": \"bob@example.net\", \"text\": \"t\"}",
