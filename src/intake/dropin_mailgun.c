@@ -387,20 +387,18 @@ vars_add(cJSON *v1, cJSON *vars, struct message_error *err)
 			return message__invalid(
 			    err, "h:" DROPIN_MAILGUN_VARS_HEADER,
 			    "given with v: variables; use one or the other");
-	s = cJSON_PrintUnformatted(vars);
-	if (s == NULL)
-		fatalx("dropin: out of memory");
+	s = message__json_header_value(vars);
 	/* The builder's cap on the header, named as the client wrote it
 	 * (it sent v: fields, not the header). */
 	if (strlen(s) > MAX_HEADER_VALUE_LEN) {
-		cJSON_free(s);
+		free(s);
 		return message__invalid(
 		    err, "v:",
 		    "the variables together are over 998 "
 		    "bytes as JSON (" DROPIN_MAILGUN_VARS_HEADER ")");
 	}
 	add(h, DROPIN_MAILGUN_VARS_HEADER, cJSON_CreateString(s));
-	cJSON_free(s);
+	free(s);
 	return 0;
 }
 

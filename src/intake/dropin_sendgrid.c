@@ -521,20 +521,18 @@ headers_add(struct sg *g, const cJSON *p, size_t idx, cJSON *v1)
 			       : "headers." DROPIN_SENDGRID_ARGS_HEADER,
 			   "carries custom_args; set one or the other");
 	}
-	s = cJSON_PrintUnformatted(args);
+	s = message__json_header_value(args);
 	cJSON_Delete(args);
-	if (s == NULL)
-		fatalx("dropin: out of memory");
 	/* The builder's cap on the header, named as the client wrote it. */
 	if (strlen(s) > MAX_HEADER_VALUE_LEN) {
-		cJSON_free(s);
+		free(s);
 		snprintf(f, sizeof(f), "personalizations.%zu.custom_args", idx);
 		return bad(
 		    g->err, cJSON_IsObject(pa) && pa->child ? f : "custom_args",
 		    "over 998 bytes as JSON (" DROPIN_SENDGRID_ARGS_HEADER ")");
 	}
 	add(h, DROPIN_SENDGRID_ARGS_HEADER, cJSON_CreateString(s));
-	cJSON_free(s);
+	free(s);
 	return 0;
 }
 

@@ -126,9 +126,68 @@ message__has_nul(const struct build *b, const char *s, size_t n)
 	return b->nul && memmem(s, n, NUL_MARK, 3) != NULL;
 }
 
+bool
+message__has_c1_or_separator(const char *s, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i;
+
+	for (i = 0; i + 1 < n; i++) {
+		if (u[i] == 0xc2 && u[i + 1] >= 0x80 && u[i + 1] <= 0x9f)
+			return true;
+		if (u[i] == 0xe2 && i + 2 < n && u[i + 1] == 0x80 &&
+		    (u[i + 2] == 0xa8 || u[i + 2] == 0xa9))
+			return true;
+	}
+	return false;
+}
+
+char *
+message__json_header_value(const cJSON *obj)
+{
+	static const char hex[] = "0123456789abcdef";
+	char *s = cJSON_PrintUnformatted(obj), *out;
+	const unsigned char *u;
+	size_t i, n, o = 0;
+	unsigned cp;
+
+	if (s == NULL)
+		fatalx("message: out of memory");
+	u = (const unsigned char *)s;
+	n = strlen(s);
+	/* Each escape is 6 bytes for at least 2: three times is room. */
+	out = xmalloc(3 * n + 1);
+	for (i = 0; i < n; i++) {
+		cp = 0;
+		if (u[i] == 0xc2 && i + 1 < n && u[i + 1] >= 0x80 &&
+		    u[i + 1] <= 0x9f)
+			cp = u[i + 1];
+		else if (u[i] == 0xe2 && i + 2 < n && u[i + 1] == 0x80 &&
+			 (u[i + 2] == 0xa8 || u[i + 2] == 0xa9))
+			cp = 0x2000 | (u[i + 2] & 0x3f);
+		if (cp == 0) {
+			out[o++] = s[i];
+			continue;
+		}
+		/* Only ever inside a string: JSON has no such byte outside. */
+		out[o++] = '\\';
+		out[o++] = 'u';
+		out[o++] = hex[(cp >> 12) & 15];
+		out[o++] = hex[(cp >> 8) & 15];
+		out[o++] = hex[(cp >> 4) & 15];
+		out[o++] = hex[cp & 15];
+		i += cp > 0xff ? 2 : 1;
+	}
+	out[o] = '\0';
+	cJSON_free(s);
+	return out;
+}
+
 /*
  * Checks a value bound for a header: valid UTF-8 with no NUL, CR, LF or
- * other control character, and at most max bytes.
+ * other control character, and at most max bytes.  C1 controls and
+ * U+2028/U+2029 are refused too: RFC 2047 carries them, and a reader that
+ * decodes them sees a line end (NEL, the line and paragraph separators).
  */
 int
 message__check_header_value(const struct build *b, const char *field,
@@ -153,6 +212,11 @@ message__check_header_value(const struct build *b, const char *field,
 	}
 	if (!g_utf8_validate_len(s, n, NULL))
 		return message__invalid(b->err, field, "not valid UTF-8");
+	if (message__has_c1_or_separator(s, n))
+		return message__invalid(b->err, field,
+					"contains a control character or a "
+					"line separator (U+0080..U+009F, "
+					"U+2028, U+2029)");
 	return 0;
 }
 
@@ -413,10 +477,41 @@ user_header_ok(struct build *b, const char *field, const char *name,
 	return 0;
 }
 
+/*
+ * An ASCII value is written as it is (a client may send encoded-words of
+ * its own), so what its encoded-words decode to is checked as the value
+ * itself: readers decode them, even inside a word ("x=?utf-8?Q?=0D=0A?=y"
+ * is "x", CR LF, "y" to Python's email), and a CR LF or a control refused
+ * when given plainly must not reach them so.  Decoded as loosely as
+ * readers do (GMime's default options, not the builder's strict ones).
+ */
+static int
+check_encoded_words(const struct build *b, const char *field, const char *val,
+		    size_t n)
+{
+	char *dec;
+	size_t i;
+	int rc = 0;
+
+	if (memmem(val, n, "=?", 2) == NULL)
+		return 0;
+	dec = g_mime_utils_header_decode_text(NULL, val);
+	for (i = 0; dec != NULL && dec[i] != '\0'; i++)
+		if ((unsigned char)dec[i] < 0x20 || dec[i] == 0x7f)
+			break;
+	if (dec != NULL &&
+	    (dec[i] != '\0' || message__has_c1_or_separator(dec, strlen(dec))))
+		rc = message__invalid(b->err, field,
+				      "an encoded-word in it decodes to a "
+				      "control character or a line end");
+	g_free(dec);
+	return rc;
+}
+
 static int
 add_headers(struct build *b, const cJSON *obj)
 {
-	const cJSON *v;
+	const cJSON *v, *w;
 	const char *val;
 	char field[96], kbuf[48];
 	size_t n, count = 0;
@@ -435,13 +530,25 @@ add_headers(struct build *b, const cJSON *obj)
 		if (check_header_name(b, field, v->string, strlen(v->string)) !=
 		    0)
 			return -1;
+		/*
+		 * "In-Reply-To" and "in-reply-to" are one field: sent both,
+		 * readers differ on which they read (the walk refused only
+		 * keys spelled alike).  At most MAX_HEADERS, so pairwise.
+		 */
+		for (w = obj->child; w != v; w = w->next)
+			if (strcasecmp(w->string, v->string) == 0)
+				return message__invalid(
+				    b->err, field,
+				    "given twice (header names are compared "
+				    "without case)");
 		val = str_of(v, &n);
 		if (val == NULL)
 			return message__invalid(b->err, field,
 						"must be a string");
 		if (message__check_header_value(b, field, val, n,
 						MAX_HEADER_VALUE_LEN) != 0 ||
-		    user_header_ok(b, field, v->string, val, n) != 0)
+		    user_header_ok(b, field, v->string, val, n) != 0 ||
+		    check_encoded_words(b, field, val, n) != 0)
 			return -1;
 		message__hdr_add_text(b, v->string, val, n, false);
 	}

@@ -265,6 +265,12 @@ parse_mailbox_gmime(const struct build *b, const char *field, const char *s,
 		message__invalid(b->err, field, "not valid UTF-8");
 		goto fail;
 	}
+	if (name != NULL && message__has_c1_or_separator(name, strlen(name))) {
+		message__invalid(b->err, field,
+				 "contains a control character or a line "
+				 "separator (U+0080..U+009F, U+2028, U+2029)");
+		goto fail;
+	}
 	snprintf(mb->addr, sizeof(mb->addr), "%s", addr);
 	mb->name = name != NULL && name[0] != '\0' ? xstrdup(name) : NULL;
 	rc = 0;

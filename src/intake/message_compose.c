@@ -541,7 +541,11 @@ param_start(struct buf *out, size_t len)
 /*
  * A file name parameter: a token as it is, other ASCII as a quoted string,
  * anything else by RFC 2231 (utf-8, percent-encoded), in continuations of
- * at most 60 columns when long.
+ * at most 60 columns when long.  ASCII holding "=?" goes by RFC 2231 too:
+ * readers (GMime, Python's email) decode an encoded-word even inside a
+ * quoted parameter, so "=?utf-8?B?Li4vZXZpbC5leGU=?=" would reach them as
+ * "../evil.exe", a name filename_ok() refuses; percent-encoded, it reads
+ * back as written.
  */
 static void
 param_add(struct buf *out, const char *attr, const char *v, size_t n)
@@ -561,7 +565,7 @@ param_add(struct buf *out, const char *attr, const char *v, size_t n)
 		xbuf_add(out, v, n);
 		return;
 	}
-	if (message__is_ascii(v, n)) {
+	if (message__is_ascii(v, n) && memmem(v, n, "=?", 2) == NULL) {
 		param_start(out, strlen(attr) + 3 + n);
 		xbuf_adds(out, attr);
 		xbuf_add(out, "=\"", 2);

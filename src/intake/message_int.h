@@ -142,8 +142,23 @@ int message__invalid(struct message_error *err, const char *field,
 const char *message__safe_name(const char *s, size_t n, char *buf,
 			       size_t bufsz);
 /*
+ * Whether s (n bytes of UTF-8, or not) holds a C1 control (U+0080 to
+ * U+009F) or U+2028/U+2029: encoded into a header they decode to what
+ * readers take as a line end (Python's email splits on them).
+ */
+bool message__has_c1_or_separator(const char *s, size_t n);
+
+/*
+ * obj as compact JSON for a header's value (the drop-ins' variables), with
+ * C1 controls and U+2028/U+2029 written as \uXXXX escapes so that the
+ * header may carry them; a new string for free().  Exits on no memory.
+ */
+char *message__json_header_value(const cJSON *obj);
+
+/*
  * A value bound for a header: at most max bytes of valid UTF-8 with no
- * NUL (nor NUL_MARK when b->nul), CR, LF or other control; 0 or -1.
+ * NUL (nor NUL_MARK when b->nul), CR, LF or other control (C1 included),
+ * nor U+2028/U+2029; 0 or -1.
  */
 int message__check_header_value(const struct build *b, const char *field,
 				const char *s, size_t n, size_t max);

@@ -15,7 +15,13 @@
  * there.  Every message is built before any is submitted, so bad input
  * stores nothing; a store that fails part-way may have stored some of
  * them, and the Idempotency-Key (per personalization: KEY, KEY#1, ...)
- * makes the retry store only the rest.  Errors have SendGrid's shape,
+ * makes the retry store only the rest.  Each of those keys carries the
+ * digest of the whole request, and with a key the first personalization
+ * is stored before the others are submitted: a request that reuses a key
+ * for another body is refused 422 on the first and stores nothing, where
+ * a digest per personalization let [A, B] after [A] store B, and [A]
+ * after [A, B] answer 202 for a request it never took.  Errors have SendGrid's
+ * shape,
  * {"errors":[{"message","field","help"}]}, with its status codes.
  */
 #include "common/util.h"
@@ -54,6 +60,7 @@ struct sg_req {
 	unsigned char (*digests)[SUBMIT_DIGEST_LEN];
 	struct sg_part *parts;
 	size_t replied;
+	bool held; /* the others wait for the first's answer (with a key) */
 	char first_id[ID_LEN + 1];
 	/* The first refusal, by personalization: the one answered. */
 	size_t fail_p;
@@ -143,6 +150,29 @@ sg_finish(struct sg_req *r)
 	sg_req_free(r);
 }
 
+static void sg_reply(void *arg, const struct submit_reply *rep);
+
+/*
+ * Submits personalizations from..to-1.  A reply may come before the call
+ * returns, and the last one frees r: nothing of r after the last call.
+ */
+static void
+sg_submit(struct sg_req *r, size_t from, size_t to)
+{
+	struct store_message *m;
+	size_t p;
+
+	for (p = from; p < to; p++) {
+		m = r->built[p];
+		r->built[p] = NULL; /* the submit path takes it */
+		submit_json_built(r->f->sub, m,
+				  r->digests != NULL ? r->digests[p] : NULL,
+				  r->idem != NULL ? r->parts[p].idem : NULL,
+				  r->scope[0] != '\0' ? r->scope : NULL,
+				  sg_reply, &r->parts[p]);
+	}
+}
+
 /* The submit path's answer for one personalization. */
 static void
 sg_reply(void *arg, const struct submit_reply *rep)
@@ -161,8 +191,18 @@ sg_reply(void *arg, const struct submit_reply *rep)
 	} else if (part->p == 0) {
 		snprintf(r->first_id, sizeof(r->first_id), "%s", rep->id);
 	}
-	if (++r->replied == r->batch.n)
+	if (++r->replied == r->batch.n) {
 		sg_finish(r);
+	} else if (part->p == 0 && r->held) {
+		/* The first refused (422 for a reused key): the rest are
+		 * never submitted, and the request is answered so. */
+		if (r->fail_status != 0) {
+			r->replied = r->batch.n;
+			sg_finish(r);
+		} else {
+			sg_submit(r, 1, r->batch.n);
+		}
+	}
 }
 
 /*
@@ -190,6 +230,15 @@ sg_build(struct sg_req *r)
 			submit_json_digest(r->f->sub, r->batch.json[p],
 					   r->batch.len[p], r->digests[p]);
 	}
+	/* One digest for the request, over every personalization's, kept
+	 * with each of its keys: KEY#1 of another request is not this one's. */
+	if (r->idem != NULL) {
+		submit_json_digest(r->f->sub, (const char *)r->digests,
+				   n * sizeof(*r->digests), r->digests[0]);
+		for (p = 1; p < n; p++)
+			memcpy(r->digests[p], r->digests[0],
+			       sizeof(r->digests[p]));
+	}
 	return 0;
 }
 
@@ -210,7 +259,6 @@ static void
 sg_done(void *arg)
 {
 	struct sg_req *r = arg;
-	struct store_message *m;
 	size_t p, n;
 
 	if (r->rc != 0) {
@@ -231,15 +279,10 @@ sg_done(void *arg)
 		else if (r->idem != NULL)
 			snprintf(r->parts[p].idem, sizeof(r->parts[p].idem),
 				 "%s#%zu", r->idem, p);
-		m = r->built[p];
-		r->built[p] = NULL; /* the submit path takes it */
-		/* The last reply may free r: nothing of r after the last. */
-		submit_json_built(r->f->sub, m,
-				  r->digests != NULL ? r->digests[p] : NULL,
-				  r->idem != NULL ? r->parts[p].idem : NULL,
-				  r->scope[0] != '\0' ? r->scope : NULL,
-				  sg_reply, &r->parts[p]);
 	}
+	/* With a key, the first alone: its answer decides the others. */
+	r->held = r->idem != NULL && n > 1;
+	sg_submit(r, 0, r->held ? 1 : n);
 }
 
 /* The body is in: translated (off the loop when large), then submitted. */

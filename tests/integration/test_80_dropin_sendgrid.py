@@ -218,6 +218,37 @@ def test_idempotency_key(c):
     assert stored(c) == before + 2
 
 
+
+def test_idempotency_key_binds_the_whole_request(c):
+    """A key is one request: reused for a request with more, fewer or
+    other personalizations it is 422 and stores nothing.  With a digest
+    per personalization, [A, B] after [A] stored B under KEY#1 and
+    answered 202, and [A] after [A, B] answered 202 for a request never
+    taken."""
+    def body(*tos):
+        return {"personalizations": [{"to": [{"email": t}]} for t in tos],
+                "from": {"email": "f@example.com"}, "subject": "whole",
+                "content": [{"type": "text/plain", "value": "x"}]}
+
+    before = stored(c)
+    accepted(sg(c, body("w1@example.com"), headers={"Idempotency-Key": "k-w1"}))
+    r = sg(c, body("w1@example.com", "w2@example.com"),
+           headers={"Idempotency-Key": "k-w1"})
+    assert r.status == 422, r
+    assert r.json["errors"][0]["message"].startswith("Idempotency-Key"), r
+    assert stored(c) == before + 1
+
+    first = accepted(sg(c, body("w3@example.com", "w4@example.com"),
+                        headers={"Idempotency-Key": "k-w2"}))
+    assert stored(c) == before + 3
+    r = sg(c, body("w3@example.com"), headers={"Idempotency-Key": "k-w2"})
+    assert r.status == 422, r
+    # The same request again is still the first one's duplicate.
+    again = accepted(sg(c, body("w3@example.com", "w4@example.com"),
+                        headers={"Idempotency-Key": "k-w2"}))
+    assert again == first
+    assert stored(c) == before + 3
+
 def ok_body(**kw):
     b = {"personalizations": [{"to": [{"email": "bad@example.com"}]}],
          "from": {"email": "f@example.com"}, "subject": "s",
@@ -250,6 +281,10 @@ BAD = [
      400, "headers.X-A"),
     ("relay header", ok_body(headers={"Bcc": "x@example.com"}), 400,
      "headers.Bcc"),
+    # One field spelled in two cases: readers differ on which they read.
+    ("header in two cases", ok_body(headers={
+        "In-Reply-To": "<a@example.com>", "in-reply-to": "<b@example.com>"}),
+     400, "headers.in-reply-to"),
     # A personalization's header is named where the client wrote it.
     ("crlf personalization header", ok_body(personalizations=pers(
         headers={"X-A": "1\r\nBcc: x@example.com"})), 400,

@@ -38,6 +38,9 @@ SendGrid): what each defect found looks like from outside, pinned.
   length (3/4 of it) before the build, breaks included, and refused 413
   although its message fitted; now as what it decodes to, so the same
   limit holds through the four APIs however the base64 is wrapped.
+- C1 controls and U+2028/U+2029 in a subject, a name or a header value
+  went RFC 2047-encoded into the message, where readers decode them into
+  line ends.  Refused now; the drop-ins' variables carry them escaped.
 """
 
 import base64
@@ -453,3 +456,52 @@ def test_one_limit_wrapped_attachment(c, api):
     assert r.status == 413, r
     assert stored(c) == n
     assert size_of(send(lines * 57, tail), lines * 57, tail) == LIMIT
+
+
+def test_line_breaks_beyond_ascii_never_reach_a_header(c):
+    """C1 controls and U+2028/U+2029 went RFC 2047-encoded into subjects,
+    names and headers, and a reader decoding them sees a line end
+    (Python's email splits on them and will not write them back).  Now
+    refused in every header-bound value through every API, while the
+    drop-ins' variables, JSON in a header, carry them as escapes."""
+    n = stored(c)
+    for ch in ("\u0085", "\u2028", "\u2029", "\u009b"):
+        r = c.post("/v1/messages", h.message(1, subject="a" + ch + "b"),
+                   headers=bearer())
+        assert r.status == 400, r
+        assert r.json["error"]["message"].startswith(
+            "subject: contains a control character or a line"), r
+        r = sendgrid(c, {
+            "personalizations": [{"to": [{"email": "b@example.net"}]}],
+            "from": {"email": "a@example.com", "name": "A" + ch + "B"},
+            "subject": "s", "content": [{"type": "text/plain",
+                                         "value": "x"}]})
+        assert r.status == 400, r
+        assert r.json["errors"][0]["field"] == "from", r
+        body, ctype = multipart(BASE + [("text", b"x"),
+                                        ("h:X-A", ("a" + ch).encode())])
+        r = mailgun(c, body, ctype)
+        assert r.status == 400, r
+        assert r.json["message"].startswith("h:X-A: contains a control"), r
+    assert stored(c) == n
+
+    args = {"k": "a\u2028b\u0085c"}
+    r = sendgrid(c, {
+        "personalizations": [{"to": [{"email": "b@example.net"}]}],
+        "from": {"email": "a@example.com"}, "subject": "s",
+        "content": [{"type": "text/plain", "value": "x"}],
+        "custom_args": args})
+    assert r.status == 202, r
+    raw = delivered(c, r.headers["X-Message-Id"])
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert b"\\u2028" in head and b"\\u0085" in head, head
+    assert json.loads(msg["X-Shivneri-Custom-Args"]) == args
+    body, ctype = multipart(BASE + [("text", b"x"),
+                                    ("v:k", args["k"].encode())])
+    r = mailgun(c, body, ctype)
+    assert r.status == 200, r
+    mid = r.json["id"][1:].split("@", 1)[0]
+    msg = email.message_from_bytes(delivered(c, mid),
+                                   policy=email.policy.default)
+    assert json.loads(msg["X-Mailgun-Variables"]) == args

@@ -471,6 +471,13 @@ test_too_many_recipients(void **state)
 static void
 test_injection(void **state)
 {
+	static const char *const breaks[] = {
+	    "\\u0085", "\\u0080", "\\u009f", "\\u2028", "\\u2029", "\xc2\x85",
+	};
+	char json[512];
+	struct store_message *m;
+	size_t i;
+
 	expect_err("{" BASE ", \"subject\": \"Hi\\r\\nBcc: eve@evil.com\","
 		   " \"text\": \"t\"}",
 		   400, "invalid_field", "subject: contains CR or LF");
@@ -517,6 +524,62 @@ test_injection(void **state)
 	    " \"content_base64\": \"\"}]}",
 	    400, "invalid_field",
 	    "attachments[0].content_type: contains CR or LF");
+	/*
+	 * C1 controls and U+2028/U+2029 travel RFC 2047-encoded, and a
+	 * reader decoding them sees a line end (Python's email splits on
+	 * NEL and the separators, and will not write such a value back).
+	 */
+	for (i = 0; i < ARRAY_SIZE(breaks); i++) {
+		snprintf(json, sizeof(json),
+			 "{" BASE ", \"text\": \"t\", \"subject\": \"a%sb\"}",
+			 breaks[i]);
+		expect_err(json, 400, "invalid_field",
+			   "subject: contains a control character or a line");
+		snprintf(json, sizeof(json),
+			 "{" BASE ", \"text\": \"t\","
+			 " \"headers\": {\"X-Foo\": \"a%sBcc: e@evil.com\"}}",
+			 breaks[i]);
+		expect_err(json, 400, "invalid_field",
+			   "headers.X-Foo: contains a control character or a");
+		snprintf(json, sizeof(json),
+			 "{\"from\": \"A%sB <ann@example.com>\","
+			 " \"to\": \"bob@example.net\", \"text\": \"t\"}",
+			 breaks[i]);
+		expect_err(json, 400, "invalid_field",
+			   "from: contains a control character or a line");
+		snprintf(
+		    json, sizeof(json),
+		    "{" BASE ", \"text\": \"t\", \"attachments\": [{"
+		    "\"filename\": \"a%s.txt\", \"content_base64\": \"\"}]}",
+		    breaks[i]);
+		expect_err(json, 400, "invalid_field",
+			   "attachments[0].filename: contains a control");
+	}
+	/* A header value's own encoded-words are read as readers read
+	 * them: CR LF, a control or a separator inside is refused. */
+	expect_err("{" BASE ", \"text\": \"t\", \"headers\":"
+		   " {\"X-A\": \"=?utf-8?B?DQpCY2M6IHZAeC55?=\"}}",
+		   400, "invalid_field",
+		   "headers.X-A: an encoded-word in it decodes");
+	expect_err("{" BASE ", \"text\": \"t\", \"headers\":"
+		   " {\"X-A\": \"x=?utf-8?Q?=0D=0A?=y\"}}",
+		   400, "invalid_field",
+		   "headers.X-A: an encoded-word in it decodes");
+	expect_err("{" BASE ", \"text\": \"t\", \"headers\":"
+		   " {\"X-A\": \"=?utf-8?Q?a=E2=80=A8b?=\"}}",
+		   400, "invalid_field",
+		   "headers.X-A: an encoded-word in it decodes");
+	m = build_ok("{" BASE ", \"text\": \"t\", \"headers\":"
+		     " {\"X-A\": \"=?utf-8?Q?caf=C3=A9?= =?x\"}}");
+	store_message_free(m);
+	/* The same smuggled in by an encoded-word in a display name. */
+	expect_err("{\"from\": \"=?utf-8?B?QcKFQg==?= <ann@example.com>\","
+		   " \"to\": \"bob@example.net\", \"text\": \"t\"}",
+		   400, "invalid_field",
+		   "from: contains a control character or a line");
+	/* In a body they are text. */
+	m = build_ok("{" BASE ", \"text\": \"a\\u0085b\\u2028c\"}");
+	store_message_free(m);
 	/* NUL in a body is refused too, naming the body field. */
 	expect_err("{" BASE ", \"text\": \"a\\u0000b\"}", 400, "invalid_field",
 		   "text: contains NUL");
@@ -618,6 +681,14 @@ test_user_date_and_message_id(void **state)
 	expect_err("{" BASE ", \"text\": \"t\", \"headers\":"
 		   " {\"Message-ID\": \"<a@b>\", \"message-id\": \"<c@d>\"}}",
 		   400, "invalid_field", "headers.message-id: given twice");
+	/* Any header: names differing only in case are one field. */
+	expect_err("{" BASE ", \"text\": \"t\", \"headers\":"
+		   " {\"In-Reply-To\": \"<a@b>\", \"X-A\": \"1\","
+		   " \"in-reply-to\": \"<c@d>\"}}",
+		   400, "invalid_field", "headers.in-reply-to: given twice");
+	expect_err("{" BASE ", \"text\": \"t\", \"headers\":"
+		   " {\"X-Tag\": \"a\", \"x-TAG\": \"b\"}}",
+		   400, "invalid_field", "headers.x-TAG: given twice");
 	expect_err("{" BASE ", \"text\": \"t\", \"headers\":"
 		   " {\"Message-ID\": \"<a@b>\\r\\nBcc: x@y>\"}}",
 		   400, "invalid_field",
@@ -934,6 +1005,49 @@ test_attachment_names(void **state)
 	store_message_free(m);
 }
 
+/*
+ * A file name that looks like an encoded-word reads back as written.
+ * Readers decode "=?...?=" even inside a quoted parameter, so written as
+ * a quoted string it reached them as what it encodes: "../evil.exe", or
+ * a name with CR LF, both refused when given plainly.
+ */
+static void
+test_attachment_name_encoded_word(void **state)
+{
+	static const char *const names[] = {
+	    "=?utf-8?B?Li4vZXZpbC5leGU=?=",
+	    "=?utf-8?Q?a=0D=0Ab.txt?=",
+	    "x =?us-ascii?Q?=2E=2E=5Cy?= z",
+	};
+	char json[512];
+	struct store_message *m;
+	GMimeMessage *msg;
+	GMimeObject *att;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < ARRAY_SIZE(names); i++) {
+		snprintf(
+		    json, sizeof(json),
+		    "{" BASE ", \"text\": \"t\", \"attachments\": [{"
+		    "\"filename\": \"%s\", \"content_base64\": \"QUJD\"}]}",
+		    names[i]);
+		m = build_ok(json);
+		msg = parse_mime(m);
+		att = g_mime_multipart_get_part(
+		    GMIME_MULTIPART(g_mime_message_get_mime_part(msg)), 1);
+		assert_string_equal(
+		    g_mime_object_get_content_disposition_parameter(att,
+								    "filename"),
+		    names[i]);
+		assert_string_equal(
+		    g_mime_object_get_content_type_parameter(att, "name"),
+		    names[i]);
+		g_object_unref(msg);
+		store_message_free(m);
+	}
+}
+
 /* A text with no trailing newline, and one with, keep exactly that. */
 static void
 test_text_html_exact(void **state)
@@ -1057,6 +1171,7 @@ main(void)
 	    cmocka_unit_test(test_display_names),
 	    cmocka_unit_test(test_long_subject),
 	    cmocka_unit_test(test_attachment_names),
+	    cmocka_unit_test(test_attachment_name_encoded_word),
 	    cmocka_unit_test(test_text_html_exact),
 	    cmocka_unit_test(test_threads),
 	};
