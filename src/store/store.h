@@ -438,8 +438,7 @@ void store_outbox_add(struct store *st, const char *body, store_done_cb cb,
  * store_outbox_dropped() like the cap's drops, logged (rate-limited):
  * the sender's webhook_max_age_s.  Its slot goes to the next due row.
  * cb gets the rows (it takes the array and every body: free them with
- * store_outbox_rows_free) and depth, the rows in the outbox (as of the
- * last count: one that took T ms is answered again for 10 T ms).
+ * store_outbox_rows_free) and depth, the rows in the outbox.
  */
 typedef void (*store_outbox_claim_cb)(void *arg, int err,
 				      struct store_outbox_row *rows, size_t n,

@@ -293,12 +293,6 @@ struct store_backend {
 	} outbox_drops;
 	struct log_rl outbox_rl;     /* outbox_full */
 	struct log_rl outbox_age_rl; /* outbox_expired */
-	/*
-	 * The outbox's depth for the claims' answers: a count that took T ms
-	 * is not made again for 10 T ms (COUNT(*) reads every row), so it
-	 * takes a tenth of the writer's time at most; writer only, mono_ms.
-	 */
-	int64_t outbox_depth, outbox_depth_at, outbox_depth_cost;
 	/* Commit metrics: the writer adds, a scrape copies (stats_lock). */
 	pthread_mutex_t stats_lock;
 	struct store_commit_stats stats;

@@ -7,12 +7,7 @@
  * Every statement goes by the primary key (seq) or, for the claim's
  * search of due rows, by the index outbox_due (next_ms, seq), so no
  * operation here costs more than its rows, except the depth (COUNT(*)),
- * which reads every row: the sender claims at every final outcome, and
- * with a receiver down for days and a large webhook_max_outbox a count
- * at every claim took the writer's time from the mail.  So a count that
- * took T ms is answered again for the next 10 T ms (outbox_depth): a
- * small outbox is counted at every claim, a huge one costs the writer a
- * tenth of its time at most.
+ * once per claim, which the sender runs a few times a second at most.
  *
  * The cap: seq only grows while the table holds rows (the newest row is
  * never dropped), so after inserting seq N, deleting every row with seq
@@ -281,35 +276,10 @@ pull_in(struct store_backend *be, struct op *op)
 	return rc;
 }
 
-/* The depth into the claim's answer: counted again only when due. */
-static int
-outbox_depth(struct store_backend *be, struct op *op)
-{
-	int64_t t0 = mono_ms(), wait = 10 * be->outbox_depth_cost;
-	sqlite3_stmt *s;
-	int rc = 0;
-
-	if (be->outbox_depth_at != 0 && t0 - be->outbox_depth_at < wait) {
-		op->u.outbox.depth = be->outbox_depth;
-		return 0;
-	}
-	if ((s = ob_stmt(be, OB_COUNT, &rc)) == NULL)
-		return rc;
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		op->u.outbox.depth = sqlite3_column_int64(s, 0);
-	(void)sqlite3_reset(s);
-	if (rc != SQLITE_ROW)
-		return store__db_fail(be->db, rc, ob_name[OB_COUNT]);
-	be->outbox_depth = op->u.outbox.depth;
-	be->outbox_depth_at = mono_ms();
-	be->outbox_depth_cost = be->outbox_depth_at - t0;
-	return 0;
-}
-
 static int
 exec_claim(struct store_backend *be, struct op *op)
 {
+	sqlite3_stmt *s;
 	int64_t *expired, dropped = 0;
 	size_t i, limit, nexpired, nclaimed;
 	int rc = 0;
@@ -344,7 +314,15 @@ exec_claim(struct store_backend *be, struct op *op)
 		    1000 * 1000;
 	}
 
-	return outbox_depth(be, op);
+	if ((s = ob_stmt(be, OB_COUNT, &rc)) == NULL)
+		return rc;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		op->u.outbox.depth = sqlite3_column_int64(s, 0);
+	(void)sqlite3_reset(s);
+	if (rc != SQLITE_ROW)
+		return store__db_fail(be->db, rc, ob_name[OB_COUNT]);
+	return 0;
 }
 
 int
