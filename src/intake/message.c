@@ -126,19 +126,31 @@ message__has_nul(const struct build *b, const char *s, size_t n)
 	return b->nul && memmem(s, n, NUL_MARK, 3) != NULL;
 }
 
+/*
+ * The code point of a C1 control (U+0080..U+009F) or of U+2028/U+2029
+ * whose UTF-8 starts at u[i], or 0: the characters a reader may take for
+ * a line end.
+ */
+static unsigned
+c1_or_separator_at(const unsigned char *u, size_t i, size_t n)
+{
+	if (u[i] == 0xc2 && i + 1 < n && u[i + 1] >= 0x80 && u[i + 1] <= 0x9f)
+		return u[i + 1];
+	if (u[i] == 0xe2 && i + 2 < n && u[i + 1] == 0x80 &&
+	    (u[i + 2] == 0xa8 || u[i + 2] == 0xa9))
+		return 0x2000 | (u[i + 2] & 0x3f);
+	return 0;
+}
+
 bool
 message__has_c1_or_separator(const char *s, size_t n)
 {
 	const unsigned char *u = (const unsigned char *)s;
 	size_t i;
 
-	for (i = 0; i + 1 < n; i++) {
-		if (u[i] == 0xc2 && u[i + 1] >= 0x80 && u[i + 1] <= 0x9f)
+	for (i = 0; i < n; i++)
+		if (c1_or_separator_at(u, i, n) != 0)
 			return true;
-		if (u[i] == 0xe2 && i + 2 < n && u[i + 1] == 0x80 &&
-		    (u[i + 2] == 0xa8 || u[i + 2] == 0xa9))
-			return true;
-	}
 	return false;
 }
 
@@ -158,14 +170,7 @@ message__json_header_value(const cJSON *obj)
 	/* Each escape is 6 bytes for at least 2: three times is room. */
 	out = xmalloc(3 * n + 1);
 	for (i = 0; i < n; i++) {
-		cp = 0;
-		if (u[i] == 0xc2 && i + 1 < n && u[i + 1] >= 0x80 &&
-		    u[i + 1] <= 0x9f)
-			cp = u[i + 1];
-		else if (u[i] == 0xe2 && i + 2 < n && u[i + 1] == 0x80 &&
-			 (u[i + 2] == 0xa8 || u[i + 2] == 0xa9))
-			cp = 0x2000 | (u[i + 2] & 0x3f);
-		if (cp == 0) {
+		if ((cp = c1_or_separator_at(u, i, n)) == 0) {
 			out[o++] = s[i];
 			continue;
 		}
