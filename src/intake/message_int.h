@@ -238,6 +238,7 @@ struct message_head_field {
 };
 struct message_head {
 	struct message_head_field f[MESSAGE_HEAD_NFIELDS];
+	int dropped; /* Bcc and Resent-Bcc fields: not stored (mime.c) */
 };
 /* The fields of a block of "name:" lines and continuations; 0 or -1. */
 int message__head_fields(const char *h, size_t n, struct message_head *hf);

@@ -3,10 +3,15 @@
  * a checked store_message out: message_from_mime() (message.h).
  *
  * The client's bytes are the message: nothing is re-encoded or re-folded,
- * so a signature (DKIM) over them still holds.  The one change made is the
- * line ends of a message that has no CR at all (a file written on Unix),
- * which become CRLF, the form the store and every provider expect; and
- * Date and Message-Id go in front when the client gave none.
+ * so a signature (DKIM) over them still holds.  Three changes are made:
+ * the line ends of a message that has no CR at all (a file written on
+ * Unix) become CRLF, the form the store and every provider expect; Date
+ * and Message-Id go in front when the client gave none; and Bcc and
+ * Resent-Bcc fields are taken out, as Postfix's cleanup does
+ * (message_drop_headers).  A client that writes its blind copies into the
+ * header (some libraries do) relies on the relay to remove them (RFC 5322
+ * section 3.6.3); a provider given raw MIME would otherwise show every
+ * recipient who got a blind copy.  The envelope still reaches them.
  *
  * Checks, cheapest first, all before anything is allocated beyond the
  * parse: the size cap (max_message_bytes, on the result too), one pass
@@ -92,6 +97,14 @@ bare:
 			     "CRLF throughout, or LF throughout)");
 }
 
+/* A field the stored message goes without (see the top). */
+static bool
+dropped_name(const char *p, size_t n)
+{
+	return (n == 3 && g_ascii_strncasecmp(p, "Bcc", 3) == 0) ||
+	       (n == 10 && g_ascii_strncasecmp(p, "Resent-Bcc", 10) == 0);
+}
+
 static bool
 field_name_char(unsigned char c)
 {
@@ -171,6 +184,8 @@ message__head_fields(const char *h, size_t n, struct message_head *hf)
 				       (size_t)((nl != NULL ? nl : end) - p));
 			if (colon == NULL)
 				return -1; /* check_head() lets none through */
+			if (dropped_name(p, (size_t)(colon - p)))
+				hf->dropped++;
 			f = NULL;
 			for (i = 0; i < MESSAGE_HEAD_NFIELDS; i++)
 				if (strlen(names[i]) == (size_t)(colon - p) &&
@@ -412,17 +427,56 @@ take_display(const struct message_head *hf, const char *from,
 }
 
 /*
+ * Appends the lines from p to end: with CRLF line ends when lf_only, and
+ * without the fields dropped_name() names when drop (p..end being a header
+ * block that check_head() passed).
+ */
+static void
+add_lines(struct buf *b, const char *p, const char *end, bool lf_only,
+	  bool drop)
+{
+	const char *nl, *eol, *colon;
+	bool skip = false;
+
+	if (!lf_only && !drop) {
+		xbuf_add(b, p, (size_t)(end - p));
+		return;
+	}
+	for (; p < end; p = nl + 1) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		eol = nl != NULL ? nl : end;
+		/* A continuation goes with the field its first line named. */
+		if (drop && *p != ' ' && *p != '\t') {
+			colon = memchr(p, ':', (size_t)(eol - p));
+			skip = colon != NULL &&
+			       dropped_name(p, (size_t)(colon - p));
+		}
+		if (!skip && !lf_only)
+			xbuf_add(b, p,
+				 (size_t)((nl != NULL ? nl + 1 : end) - p));
+		else if (!skip) {
+			xbuf_add(b, p, (size_t)(eol - p));
+			if (nl != NULL)
+				xbuf_add(b, "\r\n", 2);
+		}
+		if (nl == NULL)
+			break;
+	}
+}
+
+/*
  * The stored bytes: the added headers, then the client's message (with
- * CRLF line ends when it had LF only).  Over the cap: 413.
+ * CRLF line ends when it had LF only, and without its Bcc fields).  Over
+ * the cap (counted before the Bcc fields go): 413.
  */
 static int
-take_mime(const char *raw, size_t len, const struct scan *sc, bool has_date,
-	  bool has_mid, const struct message_limits *lim,
-	  struct store_message *m, struct message_error *err)
+take_mime(const char *raw, size_t len, const struct scan *sc,
+	  const struct message_head *hf, bool has_date, bool has_mid,
+	  const struct message_limits *lim, struct store_message *m,
+	  struct message_error *err)
 {
 	struct buf b;
 	char domain[256];
-	const char *p, *nl, *end = raw + len;
 	size_t need = len + (sc->lf_only ? sc->nlines : 0);
 
 	buf_init(&b, SIZE_MAX);
@@ -444,17 +498,8 @@ take_mime(const char *raw, size_t len, const struct scan *sc, bool has_date,
 				     lim->max_message_bytes);
 	}
 	xbuf_reserve(&b, need);
-	if (!sc->lf_only)
-		xbuf_add(&b, raw, len);
-	for (p = raw; sc->lf_only && p < end; p = nl + 1) {
-		nl = memchr(p, '\n', (size_t)(end - p));
-		if (nl == NULL) {
-			xbuf_add(&b, p, (size_t)(end - p));
-			break;
-		}
-		xbuf_add(&b, p, (size_t)(nl - p));
-		xbuf_add(&b, "\r\n", 2);
-	}
+	add_lines(&b, raw, raw + sc->head_len, sc->lf_only, hf->dropped > 0);
+	add_lines(&b, raw + sc->head_len, raw + len, sc->lf_only, false);
 	m->mime = buf_take(&b, &m->mime_len);
 	return 0;
 }
@@ -494,7 +539,7 @@ message_from_mime(const char *raw, size_t len,
 	m->created_ms = m->updated_ms = now_ms();
 	m->tried = xstrdup("");
 	take_display(&hf, from, lim, m);
-	if (take_mime(raw, len, &sc, has_date, has_mid, lim, m, err) != 0)
+	if (take_mime(raw, len, &sc, &hf, has_date, has_mid, lim, m, err) != 0)
 		goto out;
 	*out = m;
 	m = NULL;

@@ -201,6 +201,37 @@ def test_bytes_kept_with_received(cl):
     assert found.index(raw) < 300
 
 
+def test_bcc_fields_not_relayed(make_cluster):
+    """A client that writes its blind copies into the header (some
+    libraries do): the smarthost gets the message for every envelope
+    recipient, without its Bcc and Resent-Bcc fields (as Postfix's cleanup
+    drops them); the fields around them and the body are the client's
+    bytes."""
+    fake = smtp_fake.SmtpFake(h.free_port()).start()
+    try:
+        c = smtp_cluster(make_cluster, providers=("s",))
+        c.smtp_provider("s", fake.port)
+        c.start_server()
+        c.start_agent("s")
+        kept = (b"From: ann@example.com\r\nTo: bob@example.net\r\n"
+                b"Subject: blind\r\nMessage-ID: <blind-1@example.com>\r\n")
+        data = (kept[:44] + b"Bcc: cy@example.org,\r\n secret@example.org"
+                b"\r\n" + kept[44:] + b"resent-bcc: r@example.org\r\n"
+                b"X-After: kept\r\n\r\nBcc: a body line\r\n")
+        mid = queued_id(send_one(c, data, rcpt=(b"bob@example.net",
+                                                b"cy@example.org")))
+        c.wait_delivered([mid])
+        got = h.wait_for(lambda: fake.messages(), 10, "the stand-in")[0]
+        assert sorted(got["to"]) == ["bob@example.net", "cy@example.org"]
+        head, body = got["data"].replace(b"\r\n", b"\n").split(b"\n\n", 1)
+        assert b"bcc" not in head.lower() and b"secret" not in head, head
+        assert head.endswith(kept.replace(b"\r\n", b"\n")
+                             + b"X-After: kept"), head
+        assert body == b"Bcc: a body line\n"
+    finally:
+        fake.stop()
+
+
 def test_line_too_long_then_in_step(cl):
     s = Raw(cl.smtp_port)
     assert s.reply()[0] == 220

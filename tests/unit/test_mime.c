@@ -169,6 +169,47 @@ test_lf_only(void **state)
 	store_message_free(m);
 }
 
+/*
+ * Bcc and Resent-Bcc fields, folded or not, in any case, are not stored;
+ * the envelope's recipients are; everything else stays byte for byte.
+ */
+static void
+test_bcc_dropped(void **state)
+{
+	static const char raw[] =
+	    DATED "bcc: eve@example.org,\r\n"
+		  "\tmallory@example.org\r\n" HEAD "X-Bcc-Note: kept\r\n"
+		  "Resent-Bcc: trent@example.org\r\n"
+		  "BCC:\r\n"
+		  "\r\n"
+		  "Bcc: in the body stays\r\n";
+	static const char want[] = DATED HEAD "X-Bcc-Note: kept\r\n"
+					      "\r\n"
+					      "Bcc: in the body stays\r\n";
+	static const char lf[] = "Date: Tue, 01 Dec 2026 10:00:00 +0100\n"
+				 "Message-ID: <a@b.example>\n"
+				 "Bcc: eve@example.org\n"
+				 " \n"
+				 "From: ann@example.com\n"
+				 "Bcc: last@example.org";
+	static const char lf_want[] =
+	    "Date: Tue, 01 Dec 2026 10:00:00 +0100\r\n"
+	    "Message-ID: <a@b.example>\r\n"
+	    "From: ann@example.com\r\n";
+	const char *rcpt[] = {"bob@example.net", "eve@example.org"};
+	struct message_envelope e = {"ann@example.com", rcpt, 2};
+	struct store_message *m = build_ok(raw, strlen(raw), &e);
+
+	assert_string_equal(m->mime, want);
+	assert_int_equal(m->nrcpt, 2);
+	assert_string_equal(m->rcpt[1], "eve@example.org");
+	store_message_free(m);
+
+	m = build_ok(lf, strlen(lf), &env);
+	assert_string_equal(m->mime, lf_want);
+	store_message_free(m);
+}
+
 /* Encoded words and folding are undone for display only. */
 static void
 test_display_fields(void **state)
@@ -365,6 +406,7 @@ main(void)
 	    cmocka_unit_test(test_kept_exactly),
 	    cmocka_unit_test(test_added_when_missing),
 	    cmocka_unit_test(test_lf_only),
+	    cmocka_unit_test(test_bcc_dropped),
 	    cmocka_unit_test(test_display_fields),
 	    cmocka_unit_test(test_display_to_bounded),
 	    cmocka_unit_test(test_envelope),
