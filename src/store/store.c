@@ -377,6 +377,14 @@ store__commits(const struct store *st)
 	return st->ops->commits(st->be);
 }
 
+uint64_t
+store__outbox_counts(const struct store *st)
+{
+	if (st == NULL || st->ops->outbox_counts == NULL)
+		return 0;
+	return st->ops->outbox_counts(st->be);
+}
+
 void
 store__lazy_wait(struct store *st, int64_t us)
 {

@@ -71,6 +71,8 @@ struct store_ops {
 	uint64_t (*outbox_dropped)(const struct store_backend *be);
 	void (*outbox_set_max)(struct store_backend *be, int64_t max);
 	void (*outbox_set_horizon)(struct store_backend *be, int64_t ms);
+	/* Test hook: store__outbox_counts; NULL: none. */
+	uint64_t (*outbox_counts)(const struct store_backend *be);
 	/* Test hooks: store__lazy_wait, store__lazy_holding. */
 	void (*lazy_wait)(struct store_backend *be, int64_t us);
 	bool (*lazy_holding)(struct store_backend *be);
@@ -87,6 +89,12 @@ extern const struct store_ops store_sqlite_ops;
 
 /* Test hook: transactions the backend has committed since open. */
 uint64_t store__commits(const struct store *st);
+/*
+ * Test hook: the times the backend counted the outbox's rows since open
+ * (once at open, again only after an outcome it cannot know; never per
+ * claim, which answers a depth kept without counting).
+ */
+uint64_t store__outbox_counts(const struct store *st);
 
 /*
  * Test hook: runs text (SQL for the sqlite backend) on the writer's

@@ -708,6 +708,8 @@ backend_new(const char *dir, const struct store_options *opts)
 	atomic_init(&be->outbox_max, STORE_OUTBOX_MAX_DEFAULT);
 	atomic_init(&be->outbox_horizon, 0);
 	atomic_init(&be->outbox_dropped, 0);
+	atomic_init(&be->outbox_counts, 0);
+	be->outbox_rows = -1;
 	buf_init(&be->json, ROW_HEADROOM);
 	be->dir = xstrdup(dir);
 	be->path = xasprintf("%s/shivneri.db", dir);
@@ -733,6 +735,7 @@ sqlite_open(const char *dir, const struct store_options *opts,
 	be = backend_new(dir, opts);
 	if ((rc = store__db_open(be)) != 0)
 		goto fail;
+	store__outbox_open(be);
 	be->kick = event_new(base, -1, 0, kick_cb, be);
 	be->mb = mailbox_new(base);
 	if (be->kick == NULL || be->mb == NULL) {
@@ -816,6 +819,7 @@ const struct store_ops store_sqlite_ops = {
     .outbox_dropped = store__sqlite_outbox_dropped,
     .outbox_set_max = store__sqlite_outbox_set_max,
     .outbox_set_horizon = store__sqlite_outbox_set_horizon,
+    .outbox_counts = store__sqlite_outbox_counts,
     .lazy_wait = sqlite_lazy_wait,
     .lazy_holding = sqlite_lazy_holding,
     .commit_stats = sqlite_commit_stats,

@@ -291,8 +291,19 @@ struct store_backend {
 	struct {
 		int64_t cap, age, max, max_age_ms;
 	} outbox_drops;
-	struct log_rl outbox_rl;     /* outbox_full */
-	struct log_rl outbox_age_rl; /* outbox_expired */
+	/*
+	 * The outbox's depth, kept without a COUNT(*) per claim (writer
+	 * only; the opener's before the writer starts): outbox_rows is the
+	 * rows as of the last commit, -1 while unknown (counted again at the
+	 * next claim); outbox_delta is the rows the open transaction added
+	 * less those it deleted, added to outbox_rows when it commits and
+	 * forgotten when it rolls back, like outbox_drops.
+	 */
+	int64_t outbox_rows;
+	int64_t outbox_delta;
+	atomic_uint_fast64_t outbox_counts; /* COUNT(*)s: a test hook */
+	struct log_rl outbox_rl;            /* outbox_full */
+	struct log_rl outbox_age_rl;        /* outbox_expired */
 	/* Commit metrics: the writer adds, a scrape copies (stats_lock). */
 	pthread_mutex_t stats_lock;
 	struct store_commit_stats stats;
@@ -514,8 +525,20 @@ void store__sqlite_outbox_claim(struct store_backend *be, int err,
 void store__sqlite_outbox_finish(struct store_backend *be, int err, int64_t seq,
 				 int64_t next_ms, store_done_cb cb, void *arg);
 uint64_t store__sqlite_outbox_dropped(const struct store_backend *be);
-/* The open transaction committed: its drops are counted and logged. */
-void store__outbox_drops_commit(struct store_backend *be);
+uint64_t store__sqlite_outbox_counts(const struct store_backend *be);
+/*
+ * The outbox's side of a transaction (writer): begin starts its tallies,
+ * commit (once it committed) counts and logs its drops and applies its
+ * rows to the depth; a rollback needs nothing (the next begin drops
+ * them).  forget: the depth is unknown (a COMMIT or ROLLBACK that failed,
+ * SQL from the test hook), counted again at the next claim.  open counts
+ * the depth once, at open, before the writer starts; on failure it is
+ * left unknown.
+ */
+void store__outbox_begin(struct store_backend *be);
+void store__outbox_commit(struct store_backend *be);
+void store__outbox_forget(struct store_backend *be);
+void store__outbox_open(struct store_backend *be);
 void store__sqlite_outbox_set_max(struct store_backend *be, int64_t max);
 void store__sqlite_outbox_set_horizon(struct store_backend *be, int64_t ms);
 

@@ -58,8 +58,9 @@ static void
 rollback(struct store_backend *be)
 {
 	/* Some errors (disk full, I/O) have rolled back already. */
-	if (!sqlite3_get_autocommit(be->db))
-		(void)store__step_once(be, ST_ROLLBACK, NULL);
+	if (!sqlite3_get_autocommit(be->db) &&
+	    store__step_once(be, ST_ROLLBACK, NULL) != 0)
+		store__outbox_forget(be); /* what stays is unknown */
 }
 
 /*
@@ -204,13 +205,15 @@ run_batch_once(struct store_backend *be, struct op *first, size_t n)
 	/* The test hook comes alone (writer_main) and outside a batch. */
 	if (first->kind == OP_EXEC) {
 		first->err = store__exec_op(be, first, now);
+		/* Its SQL may have added or deleted outbox rows. */
+		store__outbox_forget(be);
 		return first->err;
 	}
 	/* BEGIN IMMEDIATE waits out the busy timeout: fail all at once. */
 	if ((rc = store__step_once(be, ST_BEGIN, NULL)) != 0)
 		goto fail;
 	memset(be->count_delta, 0, sizeof(be->count_delta));
-	memset(&be->outbox_drops, 0, sizeof(be->outbox_drops));
+	store__outbox_begin(be);
 	for (i = 0, op = first; i < n; i++, op = op->next) {
 		if (op->preset)
 			continue;
@@ -228,10 +231,13 @@ run_batch_once(struct store_backend *be, struct op *first, size_t n)
 	}
 	if ((rc = store__count_flush(be)) != 0)
 		goto fail;
-	if ((rc = store__step_once(be, ST_COMMIT, NULL)) != 0)
+	if ((rc = store__step_once(be, ST_COMMIT, NULL)) != 0) {
+		/* Whether any of it reached the disk is not ours to know. */
+		store__outbox_forget(be);
 		goto fail;
+	}
 	atomic_fetch_add(&be->commits, 1);
-	store__outbox_drops_commit(be);
+	store__outbox_commit(be);
 	/* Only a write proves that writes work again. */
 	if (wrote && atomic_load(&be->unhealthy) != NULL) {
 		log_info("- store healthy after=write");

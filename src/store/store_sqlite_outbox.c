@@ -6,8 +6,20 @@
  *
  * Every statement goes by the primary key (seq) or, for the claim's
  * search of due rows, by the index outbox_due (next_ms, seq), so no
- * operation here costs more than its rows, except the depth (COUNT(*)),
- * once per claim, which the sender runs a few times a second at most.
+ * operation here costs more than its rows.  The depth each claim answers
+ * (the sender's shivneri_webhook_outbox_rows) is not counted there: a
+ * COUNT(*) reads every row, and with two million rows waiting it held the
+ * writer, and every submission behind it, for 15 ms a claim.  It is kept
+ * exact instead: counted once at open, then each insert adds one and each
+ * delete (a finish, the cap's trim, an expiry) takes away the rows it
+ * deleted (sqlite3_changes), tallied per transaction in outbox_delta and
+ * added to the depth only when that transaction commits, so a batch
+ * rolled back and run again counts once.  A statement that fails changes
+ * nothing (SQLite undoes it, or the whole transaction), so the tally stays
+ * exact through errors; only an outcome the writer cannot know (a COMMIT
+ * or ROLLBACK that failed, the test hook's own SQL) forgets the depth, and
+ * the next claim counts again.  Reusing an old count instead, for a time
+ * after a slow one, answered a depth from before the last changes.
  *
  * The cap: seq only grows while the table holds rows (the newest row is
  * never dropped), so after inserting seq N, deleting every row with seq
@@ -105,13 +117,18 @@ ob_stmt(struct store_backend *be, int which, int *rc)
 /*
  * Binds up to two integers (n of them) to the statement, steps it once to
  * its end and resets it.  0 or the error; a change marks op as written.
+ * *changed: the rows it changed (0 on error), if not NULL.
  */
 static int
 ob_run(struct store_backend *be, struct op *op, int which, int n, int64_t a,
-       int64_t b)
+       int64_t b, int64_t *changed)
 {
 	sqlite3_stmt *s;
+	int64_t ch;
 	int rc = 0;
+
+	if (changed != NULL)
+		*changed = 0;
 
 	if ((s = ob_stmt(be, which, &rc)) == NULL)
 		return rc;
@@ -123,9 +140,26 @@ ob_run(struct store_backend *be, struct op *op, int which, int n, int64_t a,
 	(void)sqlite3_reset(s);
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
 		return store__db_fail(be->db, rc, ob_name[which]);
-	if (sqlite3_changes(be->db) > 0)
+	ch = sqlite3_changes64(be->db);
+	if (ch > 0)
 		op->wrote = true;
+	if (changed != NULL)
+		*changed = ch;
 	return 0;
+}
+
+/* Rows the open transaction deleted: the depth is less when it commits. */
+static int
+ob_delete(struct store_backend *be, struct op *op, int which, int64_t a,
+	  int64_t *deleted)
+{
+	int64_t n;
+	int rc = ob_run(be, op, which, 1, a, 0, &n);
+
+	be->outbox_delta -= n;
+	if (deleted != NULL)
+		*deleted = n;
+	return rc;
 }
 
 int
@@ -149,13 +183,14 @@ store__outbox_insert(struct store_backend *be, struct op *op, const char *body,
 	if (rc != SQLITE_DONE)
 		return store__db_fail(be->db, rc, ob_name[OB_INSERT]);
 	op->wrote = true;
+	be->outbox_delta++;
 	seq = sqlite3_last_insert_rowid(be->db);
 	max = atomic_load(&be->outbox_max);
 	if (seq <= max)
 		return 0;
-	if ((rc = ob_run(be, op, OB_TRIM, 1, seq - max, 0)) != 0)
+	if ((rc = ob_delete(be, op, OB_TRIM, seq - max, &dropped)) != 0)
 		return rc;
-	if ((dropped = sqlite3_changes(be->db)) > 0) {
+	if (dropped > 0) {
 		be->outbox_drops.cap += dropped;
 		be->outbox_drops.max = max;
 	}
@@ -163,10 +198,65 @@ store__outbox_insert(struct store_backend *be, struct op *op, const char *body,
 }
 
 void
-store__outbox_drops_commit(struct store_backend *be)
+store__outbox_begin(struct store_backend *be)
+{
+	memset(&be->outbox_drops, 0, sizeof(be->outbox_drops));
+	be->outbox_delta = 0;
+}
+
+void
+store__outbox_forget(struct store_backend *be)
+{
+	be->outbox_rows = -1;
+}
+
+/*
+ * The rows in the outbox, counted (COUNT(*) reads every row: only where
+ * the depth is unknown).  0 or the error.
+ */
+static int
+count_rows(struct store_backend *be, sqlite3_stmt *s, int64_t *rows)
+{
+	int rc = sqlite3_step(s);
+
+	atomic_fetch_add(&be->outbox_counts, 1);
+	if (rc == SQLITE_ROW)
+		*rows = sqlite3_column_int64(s, 0);
+	(void)sqlite3_reset(s);
+	if (rc != SQLITE_ROW)
+		return store__db_fail(be->db, rc, ob_name[OB_COUNT]);
+	return 0;
+}
+
+void
+store__outbox_open(struct store_backend *be)
+{
+	sqlite3_stmt *s;
+	int64_t rows;
+	int rc;
+
+	be->outbox_rows = -1;
+	be->outbox_delta = 0;
+	/* Not ob_stmt: the writer alone keeps those, and it has not started. */
+	rc = sqlite3_prepare_v2(be->db, ob_sql[OB_COUNT], -1, &s, NULL);
+	if (rc != SQLITE_OK) {
+		(void)store__db_fail(be->db, rc, ob_name[OB_COUNT]);
+		return;
+	}
+	if (count_rows(be, s, &rows) == 0)
+		be->outbox_rows = rows;
+	sqlite3_finalize(s);
+	/* In autocommit mode the read's transaction ended with the reset. */
+}
+
+void
+store__outbox_commit(struct store_backend *be)
 {
 	int64_t cap = be->outbox_drops.cap, age = be->outbox_drops.age;
 
+	if (be->outbox_rows >= 0)
+		be->outbox_rows += be->outbox_delta;
+	be->outbox_delta = 0;
 	if (cap + age == 0)
 		return;
 	atomic_fetch_add(&be->outbox_dropped, (uint64_t)(cap + age));
@@ -260,16 +350,16 @@ static int
 pull_in(struct store_backend *be, struct op *op)
 {
 	int64_t horizon = atomic_load(&be->outbox_horizon);
-	int64_t now = op->u.outbox.next_ms;
-	int rc, n;
+	int64_t now = op->u.outbox.next_ms, n;
+	int rc;
 
 	if (horizon <= 0 || now > INT64_MAX - horizon)
 		return 0;
-	rc = ob_run(be, op, OB_PULL_IN, 2, now, now + horizon);
-	n = rc == 0 ? sqlite3_changes(be->db) : 0;
+	rc = ob_run(be, op, OB_PULL_IN, 2, now, now + horizon, &n);
 	if (n > 0)
 		log_info(
-		    "- store outbox_pulled_in rows=%d horizon_ms=%" PRId64
+		    "- store outbox_pulled_in rows=%" PRId64
+		    " horizon_ms=%" PRId64
 		    ": due later than any wait, timed by a clock that went "
 		    "back; due now",
 		    n, horizon);
@@ -280,7 +370,7 @@ static int
 exec_claim(struct store_backend *be, struct op *op)
 {
 	sqlite3_stmt *s;
-	int64_t *expired, dropped = 0;
+	int64_t *expired, dropped = 0, rows;
 	size_t i, limit, nexpired, nclaimed;
 	int rc = 0;
 
@@ -294,7 +384,7 @@ exec_claim(struct store_backend *be, struct op *op)
 		nexpired = nclaimed = 0;
 		rc = claim_round(be, op, limit, expired, &nexpired, &nclaimed);
 		for (i = 0; rc == 0 && i < nexpired; i++)
-			rc = ob_run(be, op, OB_DELETE, 1, expired[i], 0);
+			rc = ob_delete(be, op, OB_DELETE, expired[i], NULL);
 		dropped += (int64_t)nexpired;
 	} while (rc == 0 && nexpired > 0 && nclaimed == limit &&
 		 dropped < CLAIM_EXPIRE_MAX);
@@ -314,14 +404,19 @@ exec_claim(struct store_backend *be, struct op *op)
 		    1000 * 1000;
 	}
 
-	if ((s = ob_stmt(be, OB_COUNT, &rc)) == NULL)
-		return rc;
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		op->u.outbox.depth = sqlite3_column_int64(s, 0);
-	(void)sqlite3_reset(s);
-	if (rc != SQLITE_ROW)
-		return store__db_fail(be->db, rc, ob_name[OB_COUNT]);
+	if (be->outbox_rows < 0) {
+		/*
+		 * Unknown (store__outbox_forget): counted again.  The count
+		 * sees this transaction's own changes, so the depth as of
+		 * the last commit is the count less them.
+		 */
+		if ((s = ob_stmt(be, OB_COUNT, &rc)) == NULL)
+			return rc;
+		if ((rc = count_rows(be, s, &rows)) != 0)
+			return rc;
+		be->outbox_rows = rows - be->outbox_delta;
+	}
+	op->u.outbox.depth = be->outbox_rows + be->outbox_delta;
 	return 0;
 }
 
@@ -335,10 +430,10 @@ store__outbox_exec(struct store_backend *be, struct op *op, int64_t now)
 		return exec_claim(be, op);
 	case OP_OUTBOX_FINISH:
 		if (op->u.outbox.next_ms < 0)
-			return ob_run(be, op, OB_DELETE, 1, op->u.outbox.seq,
-				      0);
+			return ob_delete(be, op, OB_DELETE, op->u.outbox.seq,
+					 NULL);
 		return ob_run(be, op, OB_RETRY, 2, op->u.outbox.seq,
-			      op->u.outbox.next_ms);
+			      op->u.outbox.next_ms, NULL);
 	default:
 		fatalx("store__outbox_exec: op kind %d", (int)op->kind);
 	}
@@ -437,6 +532,12 @@ uint64_t
 store__sqlite_outbox_dropped(const struct store_backend *be)
 {
 	return atomic_load(&be->outbox_dropped);
+}
+
+uint64_t
+store__sqlite_outbox_counts(const struct store_backend *be)
+{
+	return atomic_load(&be->outbox_counts);
 }
 
 void

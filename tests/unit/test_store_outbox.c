@@ -6,7 +6,8 @@
  * reschedule, capped with a count of the rows dropped (when their
  * transaction commits), dropped at a claim
  * past their age, refused when malformed, and kept across a close and
- * open.  The fixture is fixture_store.c.
+ * open; the depth a claim answers is kept without counting and stays the
+ * table's COUNT(*).  The fixture is fixture_store.c.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -344,6 +345,193 @@ test_claim_drops_expired(void **state)
 }
 
 /*
+ * The depth a claim answers, from a claim that takes nothing and writes
+ * nothing: no row is due before 0, and no horizon is set.
+ */
+static int64_t
+depth_of(struct fixture *f)
+{
+	struct claim_res c = {0};
+
+	claim_aged(f, -1, -1, 1, -1, &c);
+	store_outbox_rows_free(c.rows, c.n);
+	assert_int_equal(c.err, 0);
+	assert_int_equal(c.n, 0);
+	return c.depth;
+}
+
+/* The depth the store keeps is the rows in the database file. */
+#define ASSERT_DEPTH(f, n)                                                     \
+	do {                                                                   \
+		assert_int_equal(db_int((f), "SELECT COUNT(*) FROM outbox"),   \
+				 (n));                                         \
+		assert_int_equal(depth_of(f), (n));                            \
+	} while (0)
+
+static int
+add_n(struct fixture *f, int from, int n)
+{
+	char body[32];
+	int i;
+
+	for (i = from; i < from + n; i++) {
+		snprintf(body, sizeof(body), "{\"n\":%d}", i);
+		if (add_wait(f, body) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * The depth is kept in memory, not counted per claim, and stays the
+ * table's COUNT(*) through adds (alone and with an update), finishes
+ * (a delete, a reschedule, a row already gone), the cap's trim, expiries
+ * at a claim, and a close and open (counted there).  Nothing here runs
+ * the test hook's SQL, which makes the store count again.
+ */
+static void
+test_depth_exact(void **state)
+{
+	struct fixture *f = *state;
+	struct claim_res c = {0};
+	struct store_update u;
+	struct sub_res r;
+	int64_t t, seq[4];
+	size_t i;
+
+	open_store(f);
+	ASSERT_DEPTH(f, 0);
+	assert_int_equal(add_n(f, 1, 12), 0);
+	ASSERT_DEPTH(f, 12);
+
+	claim_wait(f, 1000, 5000, 4, &c);
+	assert_int_equal(c.n, 4);
+	for (i = 0; i < 4; i++)
+		seq[i] = c.rows[i].seq;
+	assert_int_equal(finish_wait(f, seq[0], -1), 0);
+	assert_int_equal(finish_wait(f, seq[1], -1), 0);
+	assert_int_equal(finish_wait(f, seq[2], 9000), 0);
+	assert_int_equal(finish_wait(f, seq[0], -1), 0); /* gone already */
+	ASSERT_DEPTH(f, 10);
+
+	/* The cap: seq 13 drops 3 to 7 (1 and 2 are gone), seq 14 drops 8. */
+	store_outbox_set_max(f->st, 6);
+	assert_int_equal(add_n(f, 13, 1), 0);
+	ASSERT_DEPTH(f, 6);
+	/* An update's row, with its trim, in the update's transaction. */
+	memset(&u, 0, sizeof(u));
+	u.rowid = submit_wait(f, make_message(NULL, "d"), NULL, &r);
+	u.status = MSG_DELIVERED;
+	u.outbox = "{\"n\":14}";
+	assert_int_equal(update_wait(f, &u), 0);
+	ASSERT_DEPTH(f, 6);
+	store_outbox_set_max(f->st, 1000);
+
+	/* Expired at a claim: the 6 rows so far, not the 3 added after t. */
+	t = now_ms() + 1;
+	clock_past(t);
+	assert_int_equal(add_n(f, 15, 3), 0);
+	ASSERT_DEPTH(f, 9);
+	claim_aged(f, t + 1, t + 1000, 2, t, &c);
+	assert_int_equal(c.err, 0);
+	assert_int_equal(c.n, 2);
+	assert_int_equal(store_outbox_dropped(f->st), 6 + 6);
+	assert_int_equal(c.depth, 3);
+	ASSERT_DEPTH(f, 3);
+
+	store_close(f->st);
+	f->st = NULL;
+	open_store(f);
+	ASSERT_DEPTH(f, 3);
+	store_outbox_rows_free(c.rows, c.n);
+}
+
+/*
+ * No claim counts the outbox: COUNT(*) reads every row, and two million
+ * rows waiting made each claim hold the writer, and every submission
+ * behind it, for 15 ms.  The store counts once at open.
+ */
+static void
+test_claim_counts_nothing(void **state)
+{
+	struct fixture *f = *state;
+	struct claim_res c = {0};
+	int i;
+
+	open_store(f);
+	assert_int_equal(store__outbox_counts(f->st), 1);
+	assert_int_equal(add_n(f, 1, 3), 0);
+	for (i = 0; i < 3; i++) {
+		claim_wait(f, 1000 * i, 1000 * i + 500, 1, &c);
+		assert_int_equal(c.n, 1);
+		assert_int_equal(c.depth, 3 - i);
+		assert_int_equal(finish_wait(f, c.rows[0].seq, -1), 0);
+	}
+	ASSERT_DEPTH(f, 0);
+	assert_int_equal(store__outbox_counts(f->st), 1);
+	store_outbox_rows_free(c.rows, c.n);
+}
+
+/*
+ * A batch rolled back counts none of its rows: its update's row is added
+ * when the same update commits later, once.  SQL from the test hook (the
+ * fault injection here) leaves the depth unknown: the next claim counts.
+ */
+static void
+test_depth_rollback(void **state)
+{
+	struct fixture *f = *state;
+	struct done_res d[3] = {{0, 0}, {0, 0}, {0, 0}};
+	struct store_update u[2];
+	struct sub_res r[2];
+	char *sql, *big;
+	int i;
+
+	open_store(f);
+	assert_int_equal(add_n(f, 1, 5), 0);
+	memset(u, 0, sizeof(u));
+	for (i = 0; i < 2; i++) {
+		u[i].rowid =
+		    submit_wait(f, make_message(NULL, "s"), NULL, &r[i]);
+		u[i].status = MSG_DELIVERED;
+		u[i].lazy = true;
+	}
+	u[0].outbox = "{\"n\":6}";
+	big = xmalloc(STORE_OUTBOX_BODY_MAX);
+	memset(big, 'x', STORE_OUTBOX_BODY_MAX - 1);
+	big[STORE_OUTBOX_BODY_MAX - 1] = '\0';
+	u[1].outbox = big;
+	/* Room for the small row, not for the big one. */
+	sql = xasprintf("PRAGMA max_page_count = %lld",
+			(long long)db_int(f, "PRAGMA page_count") + 2);
+	exec_wait(f, sql);
+	free(sql);
+	ASSERT_DEPTH(f, 5); /* counted again after the hook */
+
+	/* One batch: u[0] adds its row, u[1] fails, both roll back. */
+	store__lazy_wait(f->st, 60 * 1000000);
+	store_update(f->st, &u[0], done_cb, &d[0]);
+	store_update(f->st, &u[1], done_cb, &d[1]);
+	WAIT_FOR(f->base, store__lazy_holding(f->st));
+	store_outbox_finish(f->st, 999, -1, done_cb, &d[2]);
+	WAIT_FOR(f->base, d[0].done && d[1].done && d[2].done);
+	assert_int_equal(d[0].err, -ENOSPC);
+	assert_int_equal(d[1].err, -ENOSPC);
+	ASSERT_DEPTH(f, 5);
+
+	exec_wait(f, "PRAGMA max_page_count = 1000000");
+	free(big);
+	ASSERT_DEPTH(f, 5);
+	u[0].lazy = false;
+	assert_int_equal(update_wait(f, &u[0]), 0);
+	ASSERT_DEPTH(f, 6);
+
+	/* Rows the hook's SQL deletes are counted again, not guessed. */
+	exec_wait(f, "DELETE FROM outbox WHERE seq <= 2");
+	ASSERT_DEPTH(f, 4);
+}
+
+/*
  * The claim's search of due rows is a range of outbox_due (schema 5) that
  * sorts nothing, not a scan of every row not yet due.
  */
@@ -482,6 +670,11 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_claim_drops_expired, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_survives_reopen, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_depth_exact, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_claim_counts_nothing, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_depth_rollback, setup,
 					    teardown),
 	};
 
